@@ -1,0 +1,25 @@
+"""pygent_lc: the LLM layer of PyGent Factory on LangChain.
+
+OpenRouter, Ollama and an embedded llama.cpp model behind one retry policy and
+runnable fallbacks, the ``LLMBackend`` shim PyGent's reasoning engine asks for
+text, typed errors and usage tracking.
+"""
+
+from pygent_lc import errors
+from pygent_lc.backend import LLMBackend, UsageTotals
+from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
+from pygent_lc.langchain_backend import LangChainBackend
+from pygent_lc.settings import Settings
+from pygent_lc.usage import UsageSummary, UsageTracker
+
+__all__ = [
+    "LLMBackend",
+    "LangChainBackend",
+    "ProviderSkippedWarning",
+    "Settings",
+    "UsageSummary",
+    "UsageTotals",
+    "UsageTracker",
+    "build_chat_model",
+    "errors",
+]

@@ -1,0 +1,100 @@
+"""``build_chat_model``: the configured providers, each retried, joined by fallbacks."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from langchain_core.language_models import BaseChatModel
+
+from pygent_lc.errors import ConfigurationError, ProviderError
+from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.providers.local import local_model
+from pygent_lc.providers.ollama import ollama_model
+from pygent_lc.providers.openrouter import openrouter_model
+from pygent_lc.retry import ProviderRetry
+from pygent_lc.settings import PROVIDER_NAMES, ProviderName, Settings
+
+ProviderFactory = Callable[[Settings], BaseChatModel]
+
+PROVIDER_FACTORIES: dict[ProviderName, ProviderFactory] = {
+    "openrouter": openrouter_model,
+    "ollama": ollama_model,
+    "local": local_model,
+}
+
+
+class ProviderSkippedWarning(UserWarning):
+    """A provider of the chain was left out because its configuration is incomplete."""
+
+
+def with_retry_policy(model: BaseChatModel, settings: Settings) -> ProviderRetry:
+    """``model`` under the project's one retry policy (see :mod:`pygent_lc.retry`)."""
+    return ProviderRetry(
+        bound=model,
+        max_attempt_number=settings.max_retries + 1,
+        initial_wait=settings.retry_initial_wait,
+        max_wait=settings.retry_max_wait,
+    )
+
+
+def build_chat_model(
+    settings: Settings | None = None, providers: Sequence[str] | None = None
+) -> ProviderRetry | ProviderChain:
+    """The provider chain: each provider retried, then the next one on ``ProviderError``.
+
+    ``providers`` overrides ``settings.providers`` (same names). A provider
+    whose configuration is incomplete (no key, no model, no local extra) is
+    skipped with a :class:`ProviderSkippedWarning` while others remain;
+    otherwise its :class:`ConfigurationError` is raised. Nothing here touches
+    the network.
+    """
+    settings = settings or Settings()
+    names = validate_provider_names(providers if providers is not None else settings.providers)
+    models: list[BaseChatModel] = []
+    skipped: dict[str, ConfigurationError] = {}
+    for name in names:
+        try:
+            models.append(PROVIDER_FACTORIES[name](settings))
+        except ConfigurationError as exc:
+            skipped[name] = exc
+    if not models:
+        if len(skipped) == 1:
+            (only_reason,) = skipped.values()
+            raise only_reason
+        reasons = "; ".join(f"{skipped_name}: {why}" for skipped_name, why in skipped.items())
+        raise ConfigurationError(f"no provider is usable ({reasons})", field="providers")
+    for skipped_name, why in skipped.items():
+        warnings.warn(
+            f"provider {skipped_name!r} skipped: {why}", ProviderSkippedWarning, stacklevel=2
+        )
+    retried = [with_retry_policy(model, settings) for model in models]
+    if len(retried) == 1:
+        return retried[0]
+    return ProviderChain(
+        runnable=retried[0], fallbacks=retried[1:], exceptions_to_handle=(ProviderError,)
+    )
+
+
+def validate_provider_names(names: Sequence[str] | str) -> list[ProviderName]:
+    """Provider names checked against the known ones (a comma-separated string works too)."""
+    if isinstance(names, str):
+        names = [part.strip() for part in names.split(",")]
+    if not names:
+        raise ConfigurationError("at least one provider is required", field="providers")
+    cleaned: list[ProviderName] = []
+    for name in names:
+        if not isinstance(name, str) or name.strip().lower() not in PROVIDER_NAMES:
+            raise ConfigurationError(
+                f"unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)}",
+                field="providers",
+            )
+        normalized = cast(ProviderName, name.strip().lower())
+        if normalized in cleaned:
+            raise ConfigurationError(f"provider {name!r} is listed twice", field="providers")
+        cleaned.append(normalized)
+    return cleaned
+
+
+__all__ = ["ProviderSkippedWarning", "build_chat_model", "validate_provider_names"]

@@ -1,0 +1,165 @@
+"""The exception tree of pygent_lc.
+
+Every failure a caller can see is one of these. Raw exceptions from openai,
+httpx and ollama are translated into this tree once, at the provider boundary
+(:mod:`pygent_lc.providers.error_mapping`), so the retry policy, the fallbacks
+and the callers only ever reason about these classes::
+
+    PygentError
+    ├── ConfigurationError          (never triggers a fallback)
+    ├── InvalidInputError           (the caller's own bad prompt or parameters)
+    ├── ProviderError(provider, model, status_code, retryable, retry_after)
+    │   ├── AuthenticationError     401
+    │   ├── InsufficientCreditsError 402
+    │   ├── ContentRefusedError     403
+    │   ├── ModelNotFoundError      404 / Ollama "not found"
+    │   ├── RateLimitError          429
+    │   ├── ProviderUnavailableError 5xx, 408, connection failures, timeouts,
+    │   │                            errors inside a 200 body
+    │   └── StreamInterruptedError  failure after text was streamed
+    ├── AllProvidersFailedError     every provider of a chain failed
+    └── BudgetExceededError         a spending or call budget would be passed
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class PygentError(Exception):
+    """Base class of every error raised by pygent_lc."""
+
+
+class ConfigurationError(PygentError, ValueError):
+    """A setting is missing or invalid, or a provider name is unknown.
+
+    Raised before any network call; never handled by a fallback.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidInputError(PygentError, ValueError):
+    """The caller passed a bad prompt or absurd generation parameters."""
+
+
+class ProviderError(PygentError):
+    """A provider failed to produce a completion.
+
+    ``retryable`` tells the retry policy whether asking the same provider again
+    can help; ``retry_after`` is the server's own advice in seconds, if any.
+    """
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str | None = None,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+        self.retryable = self.default_retryable if retryable is None else retryable
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        where = self.provider if self.model is None else f"{self.provider}/{self.model}"
+        status = "" if self.status_code is None else f" [{self.status_code}]"
+        return f"{where}{status}: {self.message}"
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
+            f"status_code={self.status_code!r}, retryable={self.retryable!r}, "
+            f"message={self.message!r})"
+        )
+
+
+class AuthenticationError(ProviderError):
+    """401: the key is missing, invalid or disabled."""
+
+
+class InsufficientCreditsError(ProviderError):
+    """402: the account or key has no credits left."""
+
+
+class ContentRefusedError(ProviderError):
+    """403: the input was flagged by moderation or a guardrail."""
+
+
+class ModelNotFoundError(ProviderError):
+    """404: the model does not exist on the provider, or is not installed."""
+
+
+class RateLimitError(ProviderError):
+    """429: too many requests; ``retry_after`` comes from ``Retry-After``."""
+
+    default_retryable = True
+
+
+class ProviderUnavailableError(ProviderError):
+    """5xx, 408, timeouts, connection failures, or an error inside a 200 body."""
+
+    default_retryable = True
+
+
+class StreamInterruptedError(ProviderError):
+    """The stream failed after some text had been delivered.
+
+    ``partial_text`` holds everything that was streamed before the failure,
+    so nothing the caller already paid for is lost.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial_text: str,
+        provider: str,
+        model: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, model=model, status_code=status_code, retryable=False
+        )
+        self.partial_text = partial_text
+
+
+class AllProvidersFailedError(PygentError):
+    """Every provider of a fallback chain failed; ``errors`` maps each to its error."""
+
+    def __init__(self, errors: Mapping[str, ProviderError]) -> None:
+        self.errors: dict[str, ProviderError] = dict(errors)
+        lines = "; ".join(f"{type(e).__name__}: {e}" for e in self.errors.values())
+        super().__init__(f"all {len(self.errors)} providers failed: {lines}")
+
+
+class BudgetExceededError(PygentError):
+    """A call or spending budget would be passed by the next call."""
+
+
+__all__ = [
+    "AllProvidersFailedError",
+    "AuthenticationError",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "ContentRefusedError",
+    "InsufficientCreditsError",
+    "InvalidInputError",
+    "ModelNotFoundError",
+    "ProviderError",
+    "ProviderUnavailableError",
+    "PygentError",
+    "RateLimitError",
+    "StreamInterruptedError",
+]

@@ -1,0 +1,72 @@
+"""``RunnableWithFallbacks`` that reports every provider's error when all fail.
+
+LangChain's fallbacks re-raise only the first error. Each provider in our
+chain is a :class:`~pygent_lc.retry.ProviderRetry`, which reports its final
+error into :data:`~pygent_lc.retry.provider_failures` for the length of one
+call; when every provider has reported, the caller gets
+:class:`~pygent_lc.errors.AllProvidersFailedError` with all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableWithFallbacks
+
+from pygent_lc.errors import AllProvidersFailedError, ProviderError
+from pygent_lc.retry import provider_failures
+
+
+class ProviderChain(RunnableWithFallbacks):  # type: ignore[type-arg]
+    """Providers in order; the next one runs when the previous raised a ``ProviderError``."""
+
+    def _all_failed(self, failures: list[ProviderError]) -> AllProvidersFailedError | None:
+        if len(failures) < 1 + len(self.fallbacks):
+            return None  # e.g. a stream that broke after its first chunk
+        return AllProvidersFailedError(
+            {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
+        )
+
+    @contextmanager
+    def _reporting_failures(self) -> Iterator[None]:
+        failures: list[ProviderError] = []
+        token = provider_failures.set(failures)
+        try:
+            yield
+        except ProviderError as exc:
+            all_failed = self._all_failed(failures)
+            if all_failed is None:
+                raise
+            raise all_failed from exc
+        finally:
+            with suppress(ValueError):  # a generator closed from another context
+                provider_failures.reset(token)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        with self._reporting_failures():
+            return super().invoke(input, config, **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        with self._reporting_failures():
+            return await super().ainvoke(input, config, **kwargs)
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        with self._reporting_failures():
+            yield from super().stream(input, config, **kwargs)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        with self._reporting_failures():
+            async for chunk in super().astream(input, config, **kwargs):
+                yield chunk
+
+    def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
+        return Runnable.batch(self, inputs, config, **kwargs)
+
+    async def abatch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
+        return await Runnable.abatch(self, inputs, config, **kwargs)

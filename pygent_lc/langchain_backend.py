@@ -1,0 +1,93 @@
+"""``LangChainBackend``: the PyGent ``LLMBackend`` contract over any chat Runnable."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from pygent_lc.backend import LLMBackend, UsageTotals
+from pygent_lc.errors import ProviderError, ProviderUnavailableError, StreamInterruptedError
+from pygent_lc.usage import UsageTracker
+from pygent_lc.validation import validate_generation_params, validate_prompt
+
+ChatRunnable = Runnable[Any, BaseMessage]
+
+
+class LangChainBackend(LLMBackend):
+    """Ask a chat Runnable (usually :func:`pygent_lc.build_chat_model`) for text.
+
+    ``temperature``, ``max_tokens``, ``stop``, ``top_p`` and ``seed`` are
+    checked, then passed to the Runnable as call keywords, which every
+    provider of the chain puts on the wire in its own format. Usage is
+    tracked in :attr:`usage`; extra ``callbacks`` see every call too.
+    """
+
+    def __init__(
+        self, runnable: ChatRunnable, callbacks: Sequence[BaseCallbackHandler] | None = None
+    ) -> None:
+        self.runnable = runnable
+        self.usage = UsageTracker()
+        self._config: RunnableConfig = {"callbacks": [self.usage, *(callbacks or [])]}
+
+    async def generate(self, prompt: str, **kwargs: Any) -> str:
+        """The completion of ``prompt``: non-empty text, or a typed error."""
+        messages, params = _request(prompt, kwargs)
+        return _text_of(await self.runnable.ainvoke(messages, self._config, **params))
+
+    def generate_sync(self, prompt: str, **kwargs: Any) -> str:
+        """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
+        messages, params = _request(prompt, kwargs)
+        return _text_of(self.runnable.invoke(messages, self._config, **params))
+
+    async def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
+        """Text as it arrives.
+
+        A failure before the first text falls back like ``generate``; one after
+        it raises :class:`StreamInterruptedError` carrying the text so far.
+        """
+        messages, params = _request(prompt, kwargs)
+        parts: list[str] = []
+        try:
+            async for chunk in self.runnable.astream(messages, self._config, **params):
+                if text := chunk.text:
+                    parts.append(text)
+                    yield text
+        except ProviderError as exc:
+            if not parts or isinstance(exc, StreamInterruptedError):
+                raise
+            raise StreamInterruptedError(
+                f"stream interrupted: {exc.message}",
+                partial_text="".join(parts),
+                provider=exc.provider,
+                model=exc.model,
+                status_code=exc.status_code,
+            ) from exc
+        if not parts:
+            raise ProviderUnavailableError(
+                "the stream ended without any text", provider="chain", retryable=False
+            )
+
+    def usage_totals(self) -> UsageTotals:
+        return self.usage.totals()
+
+
+def _request(prompt: object, kwargs: dict[str, Any]) -> tuple[list[BaseMessage], dict[str, Any]]:
+    return [HumanMessage(content=validate_prompt(prompt))], validate_generation_params(kwargs)
+
+
+def _text_of(message: BaseMessage) -> str:
+    """The reply's text; an empty reply is an error, never ``""``."""
+    text = message.text
+    if text.strip():
+        return text
+    metadata = message.response_metadata
+    raise ProviderUnavailableError(
+        f"the model returned no text (finish_reason={metadata.get('finish_reason')!r})",
+        provider=str(metadata.get("pygent_provider") or metadata.get("model_provider") or "chain"),
+        model=metadata.get("model_name"),
+        retryable=False,
+    )

@@ -1,0 +1,172 @@
+"""Translate openai, httpx and ollama exceptions into :mod:`pygent_lc.errors`.
+
+This is the only place that knows the SDKs' exception classes. What each
+OpenRouter failure surfaces as under ``ChatOpenAI`` (see PROTOCOLS.md):
+HTTP errors as ``openai.APIStatusError`` subclasses (402 and 408 as the bare
+class), a mid-stream error event as ``openai.APIError`` with the error object
+as ``body``, transport failures as ``openai.APIConnectionError``. Ollama's
+client raises ``ollama.ResponseError``, ``ConnectionError`` or raw ``httpx``
+errors.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import ollama
+import openai
+
+from pygent_lc.errors import (
+    AuthenticationError,
+    ContentRefusedError,
+    InsufficientCreditsError,
+    ModelNotFoundError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+
+_STATUS_CLASSES: dict[int, type[ProviderError]] = {
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    403: ContentRefusedError,
+    404: ModelNotFoundError,
+    408: ProviderUnavailableError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(
+    status: int | None,
+    message: str,
+    *,
+    provider: str,
+    model: str | None,
+    retry_after: float | None = None,
+) -> ProviderError:
+    """The typed error for an HTTP status (or an error code inside a body)."""
+    if status is not None and status in _STATUS_CLASSES:
+        cls = _STATUS_CLASSES[status]
+    elif status is None or status >= 500:
+        cls = ProviderUnavailableError
+    else:  # 400 and other client errors: asking again will not help
+        cls = ProviderError
+    return cls(message, provider=provider, model=model, status_code=status, retry_after=retry_after)
+
+
+def error_from_body(
+    error: object, *, provider: str, model: str | None, default_status: int | None = None
+) -> ProviderError:
+    """The typed error for OpenRouter's ``{"code", "message", "metadata"}`` object.
+
+    Used for errors inside a 200 body and for mid-stream error events.
+    """
+    code: int | None = default_status
+    message = "provider returned an error"
+    if isinstance(error, Mapping):
+        code = _as_status(error.get("code")) or default_status
+        message = str(error.get("message") or message)
+        metadata = error.get("metadata")
+        if isinstance(metadata, Mapping):
+            details = {k: metadata[k] for k in ("provider_name", "raw", "reasons") if k in metadata}
+            if details:
+                message = f"{message} ({json.dumps(details, default=str)[:300]})"
+    elif isinstance(error, str) and error:
+        message = error
+    if code is None or code < 400:
+        code = 502
+    return error_for_status(code, message, provider=provider, model=model)
+
+
+def map_exception(exc: BaseException, *, provider: str, model: str | None) -> ProviderError | None:
+    """The typed error for ``exc``, or ``None`` if it is not a provider failure."""
+    if isinstance(exc, ProviderError):
+        return exc
+    context: dict[str, Any] = {"provider": provider, "model": model}
+    if isinstance(exc, openai.APIStatusError):
+        return error_for_status(
+            exc.status_code,
+            _openai_message(exc),
+            retry_after=retry_after_seconds(exc.response.headers),
+            **context,
+        )
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderUnavailableError("request timed out", **context)
+    if isinstance(exc, openai.APIConnectionError):
+        return _connection_error(exc.__cause__ or exc, **context)
+    if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
+        return error_from_body(exc.body, **context)
+    if isinstance(exc, ollama.ResponseError):
+        status = exc.status_code if exc.status_code > 0 else None
+        if status is None and "not found" in exc.error:
+            status = 404
+        return error_for_status(status, exc.error, **context)
+    if isinstance(exc, httpx.HTTPStatusError):
+        return error_for_status(
+            exc.response.status_code,
+            exc.response.text[:300],
+            retry_after=retry_after_seconds(exc.response.headers),
+            **context,
+        )
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return ProviderUnavailableError("request timed out", **context)
+    if isinstance(exc, httpx.TransportError | ConnectionError):
+        return _connection_error(exc, **context)
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        # The SDKs raise these when a reply cannot be parsed: a bad upstream reply.
+        return ProviderUnavailableError(f"malformed response: {exc}"[:300], **context)
+    return None
+
+
+def _connection_error(cause: BaseException, *, provider: str, model: str | None) -> ProviderError:
+    """A refused connection is not retried: nothing listens, so fall over at once."""
+    refused = _is_refused(cause)
+    what = "connection refused" if refused else f"connection failed ({type(cause).__name__})"
+    return ProviderUnavailableError(what, provider=provider, model=model, retryable=not refused)
+
+
+def _is_refused(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "ConnectError" in type(seen).__name__:
+            return True
+        if isinstance(seen, ConnectionError) and "Failed to connect" in str(seen):
+            return True  # ollama's client replaces httpx.ConnectError with this
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _openai_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping) and inner.get("message"):
+            return str(inner["message"])[:500]
+    return exc.message[:500]
+
+
+def _as_status(code: object) -> int | None:
+    try:
+        return int(code)  # type: ignore[call-overload, no-any-return]
+    except (TypeError, ValueError):
+        return None
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())

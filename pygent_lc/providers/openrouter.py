@@ -1,0 +1,147 @@
+"""OpenRouter as a ``ChatOpenAI``-family model that keeps what OpenRouter adds.
+
+``BaseChatOpenAI`` is the parent (not ``ChatOpenAI``) because ``ChatOpenAI``
+renames ``max_tokens`` to ``max_completion_tokens``, which OpenRouter does not
+document and some OpenAI-compatible servers ignore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+from langchain_core.language_models import LangSmithParams
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_openai.chat_models.base import BaseChatOpenAI
+from pydantic import SecretStr
+
+from pygent_lc.errors import ConfigurationError
+from pygent_lc.providers.boundary import ProviderBoundary
+from pygent_lc.providers.error_mapping import error_from_body
+from pygent_lc.settings import Settings
+
+# OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
+_USAGE_EXTRAS = ("cost", "cost_details", "is_byok")
+
+
+class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
+    """Chat Completions against OpenRouter (or another OpenAI-compatible server).
+
+    Adds to every reply's ``response_metadata``: ``generation_id``, ``provider``
+    (the upstream that served), ``model_name`` (the model that served),
+    ``native_finish_reason``, and ``cost`` / ``cost_details`` in USD. On
+    ``invoke`` the cost is also in ``usage_metadata["cost"]``. An error inside
+    a 200 body or in the middle of a stream raises a typed error.
+    """
+
+    provider_label: str = "openrouter"
+    use_responses_api: bool | None = False
+    """OpenRouter serves Chat Completions; never route to the Responses API."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "openrouter-chat"
+
+    def _secrets(self) -> Sequence[str]:
+        key = self.openai_api_key
+        return (key.get_secret_value(),) if isinstance(key, SecretStr) else ()
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = self.provider_label
+        return params
+
+    def _create_chat_result(
+        self,
+        response: dict[str, Any] | openai.BaseModel,
+        generation_info: dict[str, Any] | None = None,
+    ) -> ChatResult:
+        body = response if isinstance(response, dict) else response.model_dump()
+        if body.get("error") or not body.get("choices"):
+            raise error_from_body(
+                body.get("error") or "reply has no choices",
+                provider=self.provider_label,
+                model=self.model_name,
+            )
+        result = super()._create_chat_result(response, generation_info)
+        usage = body.get("usage") or {}
+        for generation, choice in zip(result.generations, body["choices"], strict=False):
+            extras = _reply_extras(body, choice, usage)
+            generation.generation_info = {**(generation.generation_info or {}), **extras}
+            message = generation.message
+            if isinstance(message, AIMessage) and message.usage_metadata and "cost" in usage:
+                message.usage_metadata["cost"] = usage["cost"]  # type: ignore[typeddict-unknown-key]
+        return result
+
+    def _convert_chunk_to_generation_chunk(
+        self,
+        chunk: dict[str, Any],
+        default_chunk_class: type,
+        base_generation_info: dict[str, Any] | None,
+    ) -> ChatGenerationChunk | None:
+        converted = super()._convert_chunk_to_generation_chunk(
+            chunk, default_chunk_class, base_generation_info
+        )
+        if converted is None:
+            return None
+        choices = chunk.get("choices") or []
+        extras: dict[str, Any] = {}
+        # Each extra goes on exactly one chunk: chunk metadata is merged by
+        # concatenating strings, so repeating "provider" would double it.
+        if choices and choices[0].get("finish_reason"):
+            extras.update(_reply_extras(chunk, choices[0], {}))
+        if chunk.get("usage"):
+            extras.update({k: chunk["usage"][k] for k in _USAGE_EXTRAS if k in chunk["usage"]})
+        if extras:
+            converted.generation_info = {**(converted.generation_info or {}), **extras}
+        return converted
+
+
+def _reply_extras(
+    body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]
+) -> dict[str, Any]:
+    extras: dict[str, Any] = {
+        "generation_id": body.get("id"),
+        "provider": body.get("provider"),
+        "model_name": body.get("model"),
+        "native_finish_reason": choice.get("native_finish_reason"),
+    }
+    extras.update({k: usage[k] for k in _USAGE_EXTRAS if k in usage})
+    return {k: v for k, v in extras.items() if v is not None}
+
+
+def attribution_headers(settings: Settings) -> dict[str, str]:
+    """OpenRouter's app attribution headers (the old ``X-Title`` is still read)."""
+    headers: dict[str, str] = {}
+    if settings.app_url:
+        headers["HTTP-Referer"] = settings.app_url
+    if settings.app_title:
+        headers["X-OpenRouter-Title"] = settings.app_title
+        headers["X-Title"] = settings.app_title
+    return headers
+
+
+def openrouter_model(settings: Settings | None = None, **overrides: Any) -> OpenRouterChatModel:
+    """OpenRouter's chat model from ``settings``; keywords override any field.
+
+    The SDK's own retries are off (the chain has one retry policy) and the
+    timeout is ``settings.request_timeout``.
+    """
+    settings = settings or Settings()
+    if settings.openrouter_api_key is None and "api_key" not in overrides:
+        raise ConfigurationError(
+            "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
+        )
+    params: dict[str, Any] = {
+        "model": settings.openrouter_model,
+        "api_key": settings.openrouter_api_key,
+        "base_url": settings.openrouter_base_url,
+        "default_headers": attribution_headers(settings),
+        "max_retries": 0,
+        "timeout": settings.request_timeout,
+        "stream_usage": True,
+    }
+    params.update(overrides)
+    return OpenRouterChatModel(**params)

@@ -1,0 +1,159 @@
+"""LangChainBackend over scripted models: validation, text, streams, usage (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from fakes import ScriptedChatModel
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from pygent_lc import LangChainBackend, LLMBackend, Settings
+from pygent_lc.chain import with_retry_policy
+from pygent_lc.errors import (
+    AllProvidersFailedError,
+    InvalidInputError,
+    ProviderError,
+    ProviderUnavailableError,
+    StreamInterruptedError,
+)
+from pygent_lc.fallbacks import ProviderChain
+
+FAST = Settings(max_retries=1, retry_initial_wait=0.0)
+
+
+def backend(*models: ScriptedChatModel) -> LangChainBackend:
+    retried = [with_retry_policy(m, FAST) for m in models]
+    if len(retried) == 1:
+        return LangChainBackend(retried[0])
+    return LangChainBackend(
+        ProviderChain(
+            runnable=retried[0], fallbacks=retried[1:], exceptions_to_handle=(ProviderError,)
+        )
+    )
+
+
+def test_is_an_llm_backend() -> None:
+    assert isinstance(backend(ScriptedChatModel()), LLMBackend)
+
+
+async def test_generate_returns_text_and_passes_generation_keywords() -> None:
+    model = ScriptedChatModel(outcomes=["four"])
+    text = await backend(model).generate("2+2?", temperature=0.2, max_tokens=7, stop=["\n"])
+    assert text == "four"
+    assert model.calls == [{"stop": ["\n"], "temperature": 0.2, "max_tokens": 7}]
+
+
+def test_generate_sync() -> None:
+    assert backend(ScriptedChatModel(outcomes=["sync"])).generate_sync("hi") == "sync"
+
+
+async def test_works_over_any_chat_runnable() -> None:
+    fake = GenericFakeChatModel(messages=iter([AIMessage(content="from a plain fake")]))
+    assert await LangChainBackend(fake).generate("hi") == "from a plain fake"
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t", None, 42, b"bytes", ["list"]])
+async def test_bad_prompts_raise_before_the_model_is_called(prompt: Any) -> None:
+    model = ScriptedChatModel()
+    with pytest.raises(InvalidInputError) as caught:
+        await backend(model).generate(prompt)
+    assert isinstance(caught.value, ValueError)
+    with pytest.raises(InvalidInputError):
+        backend(model).generate_sync(prompt)
+    with pytest.raises(InvalidInputError):
+        [t async for t in backend(model).stream(prompt)]
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_tokens": -1},
+        {"max_tokens": 0},
+        {"max_tokens": 2.5},
+        {"max_tokens": True},
+        {"temperature": 5},
+        {"temperature": float("nan")},
+        {"temperature": "hot"},
+        {"stop": [""]},
+        {"stop": [1]},
+        {"top_p": 1.5},
+        {"frobnicate": 1},
+    ],
+)
+async def test_absurd_parameters_raise_before_the_model_is_called(kwargs: dict[str, Any]) -> None:
+    model = ScriptedChatModel()
+    with pytest.raises(InvalidInputError):
+        await backend(model).generate("hi", **kwargs)
+    assert model.calls == []
+
+
+async def test_empty_reply_is_an_error_not_an_empty_string() -> None:
+    with pytest.raises(ProviderUnavailableError, match="no text"):
+        await backend(ScriptedChatModel(outcomes=["   "])).generate("hi")
+
+
+async def test_all_providers_failed_surfaces_from_generate() -> None:
+    a = ScriptedChatModel(provider="a", outcomes=[ProviderUnavailableError("x", provider="a")] * 2)
+    b = ScriptedChatModel(provider="b", outcomes=[ProviderUnavailableError("y", provider="b")] * 2)
+    with pytest.raises(AllProvidersFailedError) as caught:
+        await backend(a, b).generate("hi")
+    assert len(caught.value.errors) == 2
+
+
+async def test_stream_yields_text() -> None:
+    parts = [p async for p in backend(ScriptedChatModel(outcomes=["one two three"])).stream("hi")]
+    assert parts == ["one", " two", " three"]
+
+
+async def test_stream_failure_after_text_carries_the_partial_text() -> None:
+    failing = ScriptedChatModel(
+        outcomes=[("one two", ProviderUnavailableError("gone", provider="fake"))]
+    )
+    seen: list[str] = []
+    with pytest.raises(StreamInterruptedError) as caught:
+        async for part in backend(failing).stream("hi"):
+            seen.append(part)
+    assert caught.value.partial_text == "".join(seen) == "one two"
+
+
+async def test_stream_failure_before_text_falls_back() -> None:
+    a = ScriptedChatModel(
+        provider="a", outcomes=[("", ProviderUnavailableError("x", provider="a"))] * 2
+    )
+    b = ScriptedChatModel(provider="b", outcomes=["from b"])
+    assert "".join([p async for p in backend(a, b).stream("hi")]) == "from b"
+
+
+async def test_usage_is_tracked_per_provider_including_failures() -> None:
+    a = ScriptedChatModel(provider="a", outcomes=[ProviderUnavailableError("x", provider="a")] * 2)
+    b = ScriptedChatModel(provider="b", cost_per_call=0.25)
+    shim = backend(a, b)
+    await shim.generate("hi there")
+    summary = shim.usage.summary()
+    assert summary[("a", "a-model")].calls == 2
+    assert summary[("a", "a-model")].failures == 2
+    assert summary[("b", "b-model")].calls == 1
+    assert summary[("b", "b-model")].cost_usd == 0.25
+    assert summary[("b", "b-model")].output_tokens == 1
+    assert shim.usage_totals().calls == 3
+
+
+async def test_usage_is_exact_under_concurrency() -> None:
+    model = ScriptedChatModel(cost_per_call=0.001)
+    shim = backend(model)
+    await asyncio.gather(*(shim.generate(f"prompt {i}") for i in range(50)))
+    [entry] = shim.usage.summary().values()
+    assert entry.calls == 50
+    assert entry.cost_usd == pytest.approx(0.05)
+    assert entry.output_tokens == 50
+
+
+async def test_usage_counts_streams() -> None:
+    shim = backend(ScriptedChatModel(cost_per_call=0.5))
+    _ = [p async for p in shim.stream("hi")]
+    assert shim.usage_totals().cost_usd == 0.5
+    assert shim.usage_totals().calls == 1
