@@ -87,7 +87,7 @@ def _text_of(message: BaseMessage) -> str:
     metadata = message.response_metadata
     raise ProviderUnavailableError(
         f"the model returned no text (finish_reason={metadata.get('finish_reason')!r})",
-        provider=str(metadata.get("pygent_provider") or metadata.get("model_provider") or "chain"),
+        provider=str(metadata.get("model_provider") or "chain"),
         model=metadata.get("model_name"),
         retryable=False,
     )

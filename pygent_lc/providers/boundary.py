@@ -65,6 +65,8 @@ class ProviderBoundary(BaseChatModel):
                 )
         if typed is exc:
             raise exc
+        if _chain_mentions(exc, self._secrets()):
+            raise typed from None  # the SDK's exception echoes a credential: drop it
         raise typed from exc
 
     def _raise_incomplete(self, partial_text: str) -> NoReturn:
@@ -138,3 +140,15 @@ class ProviderBoundary(BaseChatModel):
             self._raise_typed(exc, "".join(text))
         if not finished:
             self._raise_incomplete("".join(text))
+
+
+def _chain_mentions(exc: BaseException, secrets: Sequence[str]) -> bool:
+    """Whether ``exc`` or any exception it was raised from shows one of ``secrets``."""
+    secrets = [secret for secret in secrets if secret]
+    seen: BaseException | None = exc
+    while seen is not None and secrets:
+        shown = f"{seen!s} {seen!r} {getattr(seen, 'body', '')!r}"
+        if any(secret in shown for secret in secrets):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

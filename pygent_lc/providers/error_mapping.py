@@ -59,17 +59,19 @@ def error_for_status(
     return cls(message, provider=provider, model=model, status_code=status, retry_after=retry_after)
 
 
-def error_from_body(
-    error: object, *, provider: str, model: str | None, default_status: int | None = None
-) -> ProviderError:
+def error_from_body(error: object, *, provider: str, model: str | None) -> ProviderError:
     """The typed error for OpenRouter's ``{"code", "message", "metadata"}`` object.
 
-    Used for errors inside a 200 body and for mid-stream error events.
+    Used for errors inside a 200 body and for mid-stream error events: an
+    upstream failed after OpenRouter accepted the request (invalid requests and
+    missing credits come with a matching HTTP status instead), so it is a
+    retryable ``ProviderUnavailableError`` whatever the inner code says; the
+    code is kept as ``status_code``.
     """
-    code: int | None = default_status
+    code: int | None = None
     message = "provider returned an error"
     if isinstance(error, Mapping):
-        code = _as_status(error.get("code")) or default_status
+        code = _as_status(error.get("code"))
         message = str(error.get("message") or message)
         metadata = error.get("metadata")
         if isinstance(metadata, Mapping):
@@ -78,9 +80,7 @@ def error_from_body(
                 message = f"{message} ({json.dumps(details, default=str)[:300]})"
     elif isinstance(error, str) and error:
         message = error
-    if code is None or code < 400:
-        code = 502
-    return error_for_status(code, message, provider=provider, model=model)
+    return ProviderUnavailableError(message, provider=provider, model=model, status_code=code)
 
 
 def map_exception(exc: BaseException, *, provider: str, model: str | None) -> ProviderError | None:
