@@ -110,7 +110,7 @@ async def test_usage_tracker_reports_zero_cost_for_ollama(loopback: LoopbackServ
 def test_check_ollama_model(loopback: LoopbackServer) -> None:
     settings = settings_for(loopback)
     assert check_ollama_model(settings, "llama3.2") == "llama3.2:latest"
-    with pytest.raises(ModelNotFoundError, match="llama3.2:latest") as caught:
+    with pytest.raises(ModelNotFoundError, match=r"llama3\.2:latest") as caught:
         check_ollama_model(settings, "mistral")
     assert "ollama pull mistral" in str(caught.value)
 
