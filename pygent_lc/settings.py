@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
 
 ProviderName = Literal["openrouter", "ollama", "local"]
 PROVIDER_NAMES: tuple[ProviderName, ...] = ("openrouter", "ollama", "local")
@@ -55,6 +63,26 @@ class Settings(BaseSettings):
         default="pygent_lc", validation_alias=AliasChoices("OPENROUTER_APP_TITLE", "app_title")
     )
     """Your app's name, sent as ``X-OpenRouter-Title`` and ``X-Title``."""
+
+    openrouter_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("OPENROUTER_MODELS", "openrouter_models"),
+    )
+    """OpenRouter's own model fallbacks, in priority order, sent as ``models``
+    (comma-separated in the environment); ``openrouter_model`` is tried first."""
+
+    openrouter_provider: ProviderPreferences | None = Field(
+        default=None, validation_alias=AliasChoices("OPENROUTER_PROVIDER", "openrouter_provider")
+    )
+    """Provider routing, sent as ``provider`` (JSON in the environment), e.g.
+    ``{"sort": "throughput", "data_collection": "deny"}``."""
+
+    openrouter_reasoning: ReasoningConfig | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OPENROUTER_REASONING", "openrouter_reasoning"),
+    )
+    """Reasoning budget, sent as ``reasoning`` (JSON in the environment), e.g.
+    ``{"effort": "low"}``."""
 
     ollama_base_url: str = Field(
         default="http://localhost:11434",
@@ -118,14 +146,15 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise configuration_error_from(exc) from None
 
-    @field_validator("providers", mode="before")
+    @field_validator("providers", "openrouter_models", mode="before")
     @classmethod
-    def _split_provider_list(cls, value: object) -> object:
+    def _split_comma_list(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
-            names = [part.strip().lower() for part in value.split(",")]
-            if not all(names):
-                raise ValueError(f"empty provider name in {value!r}")
-            return names
+            value = [part.strip() for part in value.split(",")]
+            if not all(value):
+                raise ValueError("empty name in a comma-separated list")
+        if info.field_name == "providers" and isinstance(value, list):
+            return [name.lower() if isinstance(name, str) else name for name in value]
         return value
 
     @field_validator("providers")
@@ -157,7 +186,8 @@ def configuration_error_from(exc: ValidationError) -> ConfigurationError:
     errors = exc.errors(include_input=False)
     fields = [_field_name(str(err["loc"][0]) if err["loc"] else "settings") for err in errors]
     problems = "; ".join(
-        f"{field}: {err['msg']}" for field, err in zip(fields, errors, strict=True)
+        f"{field}{''.join(f'.{part}' for part in err['loc'][1:])}: {err['msg']}"
+        for field, err in zip(fields, errors, strict=True)
     )
     return ConfigurationError(f"invalid setting {problems}", field=fields[0])
 

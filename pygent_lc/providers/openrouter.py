@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import openai
-from langchain_core.language_models import LangSmithParams
+from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai.chat_models.base import BaseChatOpenAI
@@ -24,6 +24,8 @@ from pygent_lc.settings import Settings
 
 # OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
 _USAGE_EXTRAS = ("cost", "cost_details", "is_byok")
+# Reasoning fields of a reply message, kept and sent back on the next turn.
+REASONING_KEYS = ("reasoning", "reasoning_details")
 
 
 class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
@@ -53,6 +55,23 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
         params["ls_provider"] = self.provider_label
         return params
 
+    def _get_request_payload(
+        self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """Also send each earlier reply's ``reasoning_details`` back unchanged.
+
+        OpenRouter needs them on the turns after a tool call for reasoning
+        models to continue their chain of thought; ``ChatOpenAI`` drops them.
+        """
+        payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
+        messages = self._convert_input(input_).to_messages()
+        for sent, message in zip(payload.get("messages", []), messages, strict=False):
+            if isinstance(message, AIMessage) and message.additional_kwargs.get(
+                "reasoning_details"
+            ):
+                sent["reasoning_details"] = message.additional_kwargs["reasoning_details"]
+        return payload
+
     def _create_chat_result(
         self,
         response: dict[str, Any] | openai.BaseModel,
@@ -71,6 +90,7 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
             extras = _reply_extras(body, choice, usage)
             generation.generation_info = {**(generation.generation_info or {}), **extras}
             message = generation.message
+            message.additional_kwargs.update(_reasoning_of(choice.get("message")))
             if isinstance(message, AIMessage) and message.usage_metadata and "cost" in usage:
                 message.usage_metadata["cost"] = usage["cost"]  # type: ignore[typeddict-unknown-key]
         return result
@@ -87,6 +107,8 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
         if converted is None:
             return None
         choices = chunk.get("choices") or []
+        if choices:
+            converted.message.additional_kwargs.update(_reasoning_of(choices[0].get("delta")))
         extras: dict[str, Any] = {}
         # Each extra goes on exactly one chunk: chunk metadata is merged by
         # concatenating strings, so repeating "provider" would double it.
@@ -97,6 +119,17 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
         if extras:
             converted.generation_info = {**(converted.generation_info or {}), **extras}
         return converted
+
+
+def _reasoning_of(message: object) -> dict[str, Any]:
+    """``reasoning`` text and ``reasoning_details`` of a message or delta, when present.
+
+    Kept in ``additional_kwargs``, where stream chunks merge them: text
+    fragments concatenate, detail fragments merge by their ``index``.
+    """
+    if not isinstance(message, dict):
+        return {}
+    return {key: message[key] for key in REASONING_KEYS if message.get(key)}
 
 
 def _reply_extras(
@@ -110,6 +143,18 @@ def _reply_extras(
     }
     extras.update({k: usage[k] for k in _USAGE_EXTRAS if k in usage})
     return {k: v for k, v in extras.items() if v is not None}
+
+
+def request_extras(settings: Settings) -> dict[str, Any]:
+    """OpenRouter's body extras from settings: ``models``, ``provider``, ``reasoning``."""
+    extras: dict[str, Any] = {}
+    if settings.openrouter_models:
+        extras["models"] = [settings.openrouter_model, *settings.openrouter_models]
+    if settings.openrouter_provider is not None:
+        extras["provider"] = settings.openrouter_provider.to_request()
+    if settings.openrouter_reasoning is not None:
+        extras["reasoning"] = settings.openrouter_reasoning.to_request()
+    return extras
 
 
 def attribution_headers(settings: Settings) -> dict[str, str]:
@@ -143,5 +188,7 @@ def openrouter_model(settings: Settings | None = None, **overrides: Any) -> Open
         "timeout": settings.request_timeout,
         "stream_usage": True,
     }
+    if extras := request_extras(settings):
+        params["extra_body"] = extras
     params.update(overrides)
     return OpenRouterChatModel(**params)

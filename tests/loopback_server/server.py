@@ -472,10 +472,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         # normal answer ("ok" / "latency")
-        usage = owner._usage(answer)
+        thoughts = _reasoning_tokens(body)
+        usage = owner._usage(answer, len(thoughts))
         if stream:
             self._start_chunked("text/event-stream", hdrs)
             self._chunk(KEEPALIVE_COMMENT)
+            for thought in thoughts:
+                self._chunk(_sse(_or_reasoning_chunk(base, thought)))
             tokens = answer.tokens or ("",)
             for index, token in enumerate(tokens):
                 last = index == len(tokens) - 1
@@ -488,10 +491,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"data: [DONE]\n\n")
             self._end_chunked()
         else:
-            self._send_json(200, self._or_completion(base, answer), hdrs)
+            self._send_json(200, self._or_completion(base, answer, thoughts), hdrs)
         owner._store_generation(gen_id, model, answer, usage["cost"], started, stream)
 
-    def _or_completion(self, base: Mapping[str, Any], answer: Answer) -> dict[str, Any]:
+    def _or_completion(
+        self, base: Mapping[str, Any], answer: Answer, thoughts: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        reasoning = "".join(thoughts) or None
         return {
             **base,
             "object": "chat.completion",
@@ -506,11 +512,16 @@ class _Handler(BaseHTTPRequestHandler):
                         "role": "assistant",
                         "content": answer.content,
                         "refusal": None,
-                        "reasoning": None,
+                        "reasoning": reasoning,
+                        **(
+                            {"reasoning_details": [_reasoning_detail(reasoning)]}
+                            if reasoning
+                            else {}
+                        ),
                     },
                 }
             ],
-            "usage": self.owner._usage(answer),
+            "usage": self.owner._usage(answer, len(thoughts)),
         }
 
     def _abort(self) -> NoReturn:
@@ -725,6 +736,30 @@ def _or_chunk(base: Mapping[str, Any], token: str, finish_reason: str | None) ->
                 "logprobs": None,
             }
         ],
+    }
+
+
+def _reasoning_tokens(body: Mapping[str, Any]) -> list[str]:
+    """Reasoning "tokens" for a request that asks for visible reasoning, else none."""
+    config = body.get("reasoning")
+    if not isinstance(config, dict) or config.get("exclude") or config.get("enabled") is False:
+        return []
+    messages = body.get("messages") or [{}]
+    last = str(messages[-1].get("content") or "")
+    return [f"Thinking about {word}. " for word in last.split()[:3]] or ["Thinking. "]
+
+
+def _reasoning_detail(text: str) -> dict[str, Any]:
+    return {"type": "reasoning.text", "text": text, "format": "unknown", "index": 0}
+
+
+def _or_reasoning_chunk(base: Mapping[str, Any], text: str) -> dict[str, Any]:
+    delta = {"role": "assistant", "content": "", "reasoning": text}
+    delta["reasoning_details"] = [_reasoning_detail(text)]  # type: ignore[assignment]
+    return {
+        **base,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": None, "logprobs": None}],
     }
 
 
@@ -997,13 +1032,15 @@ class LoopbackServer:
     def _new_generation_id(self) -> str:
         return f"gen-{int(time.time())}-{next(self._ids):06d}{uuid.uuid4().hex[:12]}"
 
-    def _usage(self, answer: Answer) -> dict[str, Any]:
+    def _usage(self, answer: Answer, reasoning_tokens: int = 0) -> dict[str, Any]:
+        """Usage as OpenRouter reports it; reasoning tokens bill as completion tokens."""
+        completion_tokens = answer.completion_tokens + reasoning_tokens
         prompt_cost = answer.prompt_tokens * self.price_in
-        completion_cost = answer.completion_tokens * self.price_out
+        completion_cost = completion_tokens * self.price_out
         return {
             "prompt_tokens": answer.prompt_tokens,
-            "completion_tokens": answer.completion_tokens,
-            "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": answer.prompt_tokens + completion_tokens,
             "cost": prompt_cost + completion_cost,
             "is_byok": False,
             "prompt_tokens_details": {
@@ -1016,7 +1053,10 @@ class LoopbackServer:
                 "upstream_inference_prompt_cost": prompt_cost,
                 "upstream_inference_completions_cost": completion_cost,
             },
-            "completion_tokens_details": {"reasoning_tokens": 0, "image_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": reasoning_tokens,
+                "image_tokens": 0,
+            },
         }
 
     def _store_generation(

@@ -1,0 +1,86 @@
+"""OpenRouter's request extras as validated models, so typos fail before the network.
+
+Field names and values follow OpenRouter's provider-routing and reasoning
+documentation; every model forbids unknown fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_request(self) -> dict[str, Any]:
+        """The JSON object OpenRouter expects (unset fields left out)."""
+        return self.model_dump(exclude_none=True)
+
+
+class ReasoningConfig(_Strict):
+    """The ``reasoning`` object: how much a reasoning model may think, and whether to show it."""
+
+    effort: Literal["xhigh", "high", "medium", "low", "minimal", "none"] | None = None
+    """OpenAI-style effort level (use this or ``max_tokens``, not both)."""
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    """Anthropic-style budget of reasoning tokens (use this or ``effort``)."""
+
+    exclude: bool | None = None
+    """Think, but leave the reasoning text out of the reply."""
+
+    enabled: bool | None = None
+    """Turn reasoning on with the model's defaults."""
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> ReasoningConfig:
+        if self.effort is not None and self.max_tokens is not None:
+            raise ValueError("set reasoning effort or max_tokens, not both")
+        return self
+
+
+class MaxPrice(_Strict):
+    """Highest price, in USD per million tokens (or per request/image), routing may pick."""
+
+    prompt: float | None = Field(default=None, ge=0)
+    completion: float | None = Field(default=None, ge=0)
+    request: float | None = Field(default=None, ge=0)
+    image: float | None = Field(default=None, ge=0)
+
+
+class ProviderPreferences(_Strict):
+    """The ``provider`` object: which upstream providers may serve, in what order."""
+
+    order: list[str] | None = None
+    """Provider slugs to try first, in order."""
+
+    allow_fallbacks: bool | None = None
+    """Whether other providers may serve when those in ``order`` cannot (default true)."""
+
+    require_parameters: bool | None = None
+    """Only route to providers that support every parameter sent (e.g. ``response_format``)."""
+
+    data_collection: Literal["allow", "deny"] | None = None
+    """``deny``: only providers that do not store or train on prompts."""
+
+    zdr: bool | None = None
+    """Only zero-data-retention endpoints."""
+
+    only: list[str] | None = None
+    """Provider slugs allowed for this request."""
+
+    ignore: list[str] | None = None
+    """Provider slugs never to use."""
+
+    quantizations: (
+        list[Literal["int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown"]] | None
+    ) = None
+    """Quantization levels allowed."""
+
+    sort: Literal["price", "throughput", "latency"] | None = None
+    """Sort providers by this instead of OpenRouter's load balancing."""
+
+    max_price: MaxPrice | None = None
+    """Price ceiling; requests fail rather than route above it."""

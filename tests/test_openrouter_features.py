@@ -1,0 +1,118 @@
+"""OpenRouter beyond the basics: reasoning, provider routing, native model fallbacks."""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from loopback_server import LoopbackServer
+
+from pygent_lc import LangChainBackend, Settings, build_chat_model
+from pygent_lc.errors import ConfigurationError
+from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
+from pygent_lc.providers import openrouter_model
+
+
+def settings_for(server: LoopbackServer, **values: object) -> Settings:
+    return Settings(
+        openrouter_api_key="sk-or-v1-feature-test",
+        openrouter_base_url=server.openrouter_base_url,
+        openrouter_model="deepseek/deepseek-r1",
+        **values,
+    )
+
+
+@pytest.mark.live_local
+async def test_reasoning_object_sent_and_reasoning_kept_on_invoke(loopback: LoopbackServer) -> None:
+    model = openrouter_model(settings_for(loopback, openrouter_reasoning={"effort": "low"}))
+    reply = await model.ainvoke("why is the sky blue")
+    [request] = loopback.requests("openrouter")
+    assert request.json["reasoning"] == {"effort": "low"}
+    assert reply.additional_kwargs["reasoning"].startswith("Thinking about why.")
+    [detail] = reply.additional_kwargs["reasoning_details"]
+    assert detail["type"] == "reasoning.text"
+    assert reply.usage_metadata is not None
+    assert reply.usage_metadata["output_token_details"]["reasoning"] == 3
+
+
+@pytest.mark.live_local
+async def test_reasoning_fragments_merge_when_streaming(loopback: LoopbackServer) -> None:
+    model = openrouter_model(settings_for(loopback, openrouter_reasoning={"max_tokens": 64}))
+    merged = None
+    async for chunk in model.astream("why is the sky blue"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    reasoning = "Thinking about why. Thinking about is. Thinking about the. "
+    assert merged.additional_kwargs["reasoning"] == reasoning
+    [detail] = merged.additional_kwargs["reasoning_details"]  # merged by index
+    assert detail["text"] == reasoning
+    assert merged.content == "echo: why is the sky blue"
+
+
+@pytest.mark.live_local
+async def test_reasoning_details_sent_back_unchanged_after_a_tool_call(
+    loopback: LoopbackServer,
+) -> None:
+    details = [{"type": "reasoning.encrypted", "data": "opaque==", "index": 0}]
+    history = [
+        HumanMessage("What is the weather in Paris?"),
+        AIMessage(
+            content="",
+            tool_calls=[{"name": "weather", "args": {"city": "Paris"}, "id": "call_1"}],
+            additional_kwargs={"reasoning_details": details},
+        ),
+        ToolMessage(content="sunny", tool_call_id="call_1"),
+    ]
+    await openrouter_model(settings_for(loopback)).ainvoke(history)
+    sent = loopback.requests("openrouter")[0].json["messages"]
+    assert sent[1]["reasoning_details"] == details
+    assert "reasoning_details" not in sent[0]
+
+
+@pytest.mark.live_local
+async def test_provider_routing_and_model_fallbacks_on_the_wire(loopback: LoopbackServer) -> None:
+    settings = settings_for(
+        loopback,
+        openrouter_models=["anthropic/claude-3.5-haiku", "openai/gpt-4o-mini"],
+        openrouter_provider={"order": ["DeepInfra"], "allow_fallbacks": False, "sort": "price"},
+    )
+    backend = LangChainBackend(build_chat_model(settings, ["openrouter"]))
+    await backend.generate("hi there")
+    body = loopback.requests("openrouter")[0].json
+    assert body["models"] == [
+        "deepseek/deepseek-r1",
+        "anthropic/claude-3.5-haiku",
+        "openai/gpt-4o-mini",
+    ]
+    assert body["provider"] == {"order": ["DeepInfra"], "allow_fallbacks": False, "sort": "price"}
+    # the served model (the loopback serves models[0]) is what usage is reported under
+    [(provider, served)] = backend.usage.summary()
+    assert (provider, served) == ("openrouter", "deepseek/deepseek-r1")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("openrouter_provider", {"sortt": "price"}),
+        ("openrouter_provider", {"sort": "cheapest"}),
+        ("openrouter_provider", {"data_collection": "maybe"}),
+        ("openrouter_provider", {"quantizations": ["int3"]}),
+        ("openrouter_provider", {"max_price": {"prompt": -1}}),
+        ("openrouter_reasoning", {"effort": "extreme"}),
+        ("openrouter_reasoning", {"effort": "low", "max_tokens": 100}),
+        ("openrouter_reasoning", {"max_tokens": 0}),
+    ],
+)
+def test_typos_in_openrouter_options_fail_before_the_network(field: str, value: object) -> None:
+    with pytest.raises(ConfigurationError, match=field):
+        Settings(**{field: value})
+
+
+def test_options_serialise_only_what_is_set() -> None:
+    assert ProviderPreferences(zdr=True, max_price={"prompt": 1.0}).to_request() == {
+        "zdr": True,
+        "max_price": {"prompt": 1.0},
+    }
+    assert ReasoningConfig(exclude=True, enabled=True).to_request() == {
+        "exclude": True,
+        "enabled": True,
+    }
