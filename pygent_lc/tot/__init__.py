@@ -1,0 +1,48 @@
+"""The Tree-of-Thought engine of pygent_lc.
+
+``ToTEngine(config, backend).solve(problem, task=...)`` searches a tree of
+thoughts (BFS beam or DFS with pruning), running each level's generations
+together and then its evaluations together, bounded by
+``ToTConfig.max_concurrency``, with a value cache and call/cost budgets.
+"""
+
+from pygent_lc.tot.config import CLOUD_MAX_CONCURRENCY, LOCAL_MAX_CONCURRENCY, ToTConfig
+from pygent_lc.tot.engine import ToTEngine, ToTInput
+from pygent_lc.tot.evaluator import StateEvaluator
+from pygent_lc.tot.generator import ThoughtGenerator
+from pygent_lc.tot.node import ThoughtNode, ThoughtTree
+from pygent_lc.tot.result import ToTPath, ToTResult, ToTStats
+from pygent_lc.tot.search import bfs, dfs
+from pygent_lc.tot.tasks import (
+    PAPER_TEST_RANGE,
+    Game24Task,
+    GenericTask,
+    Task,
+    UnsafeExpressionError,
+    check_24,
+    load_game24_puzzles,
+)
+
+__all__ = [
+    "CLOUD_MAX_CONCURRENCY",
+    "LOCAL_MAX_CONCURRENCY",
+    "PAPER_TEST_RANGE",
+    "Game24Task",
+    "GenericTask",
+    "StateEvaluator",
+    "Task",
+    "ThoughtGenerator",
+    "ThoughtNode",
+    "ThoughtTree",
+    "ToTConfig",
+    "ToTEngine",
+    "ToTInput",
+    "ToTPath",
+    "ToTResult",
+    "ToTStats",
+    "UnsafeExpressionError",
+    "bfs",
+    "check_24",
+    "dfs",
+    "load_game24_puzzles",
+]

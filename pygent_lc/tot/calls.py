@@ -1,0 +1,235 @@
+"""Every LLM call of a search goes through here: concurrency bound, budgets, counters.
+
+One :class:`LLMCaller` serves one ``solve``. It holds the semaphore that
+bounds calls in flight, refuses calls once a budget is spent (the search
+then ends cleanly), counts calls and failures per phase so a level whose
+every call failed can be raised, and measures tokens and cost from the
+backend's ``usage_totals()``. :class:`PromptCache` shares evaluation results
+between identical prompts, including prompts still in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from pygent_lc.backend import LLMBackend, UsageTotals
+from pygent_lc.errors import AllProvidersFailedError, BudgetExceededError, ProviderError
+from pygent_lc.tot.config import ToTConfig
+
+#: The failures one call may end with without ending the search.
+CallFailure = ProviderError | AllProvidersFailedError
+CALL_FAILURES: tuple[type[Exception], ...] = (ProviderError, AllProvidersFailedError)
+
+CallKind = Literal["generation", "evaluation"]
+
+_T = TypeVar("_T")
+
+
+async def gather_or_cancel(*awaitables: Awaitable[_T]) -> list[_T]:
+    """``asyncio.gather`` that cancels the siblings when one raises (or we are cancelled).
+
+    Plain ``gather`` leaves the other calls running after a failure, so a
+    search that raised would keep spending on calls nobody reads.
+    """
+    tasks = [asyncio.ensure_future(aw) for aw in awaitables]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class BudgetExhausted(Exception):
+    """Internal signal, never seen by callers: a budget is spent, the call was refused."""
+
+
+@dataclass
+class CallCounters:
+    llm_calls: int = 0
+    generation_calls: int = 0
+    evaluation_calls: int = 0
+    failed_calls: int = 0
+    cache_hits: int = 0
+    peak_in_flight: int = 0
+
+
+@dataclass
+class _Phase:
+    attempted: int = 0
+    failed: int = 0
+    first_error: CallFailure | None = None
+
+
+class LLMCaller:
+    """Bounded, budgeted access to the backend for one search."""
+
+    def __init__(self, backend: LLMBackend, config: ToTConfig) -> None:
+        self._backend = backend
+        self._config = config
+        self._semaphore = asyncio.Semaphore(config.max_concurrency)
+        self._start_usage = backend.usage_totals()
+        self._in_flight = 0
+        self._phase = _Phase()
+        self.counters = CallCounters()
+        self.exhausted: str | None = None
+
+    # budgets --------------------------------------------------------------
+    def usage(self) -> UsageTotals | None:
+        """Usage since the search began, or ``None`` if the backend does not track it."""
+        now = self._backend.usage_totals()
+        if now is None or self._start_usage is None:
+            return None
+        return now - self._start_usage
+
+    def _check_budget(self) -> None:
+        if self.exhausted is not None:
+            raise BudgetExhausted(self.exhausted)
+        limit = self._config.max_llm_calls
+        if limit is not None and self.counters.llm_calls >= limit:
+            self.exhausted = f"max_llm_calls: {limit} calls used"
+        cost_limit = self._config.max_cost_usd
+        if self.exhausted is None and cost_limit is not None:
+            usage = self.usage()
+            if usage is not None and usage.cost_usd >= cost_limit:
+                self.exhausted = f"max_cost_usd: ${usage.cost_usd:.4f} spent of ${cost_limit:.4f}"
+        if self.exhausted is not None:
+            raise BudgetExhausted(self.exhausted)
+
+    # phases ---------------------------------------------------------------
+    def begin_phase(self) -> None:
+        """Start counting the calls of one level's generation or evaluation."""
+        self._phase = _Phase()
+
+    def raise_if_phase_failed(self) -> None:
+        """Raise the provider error when every call of the phase failed."""
+        phase = self._phase
+        if phase.attempted and phase.failed == phase.attempted and phase.first_error is not None:
+            raise phase.first_error
+
+    # calls ----------------------------------------------------------------
+    async def call(
+        self,
+        prompt: str,
+        *,
+        kind: CallKind,
+        temperature: float,
+        stop: list[str] | None = None,
+    ) -> str:
+        """One completion; raises :class:`BudgetExhausted` or a call failure."""
+        kwargs: dict[str, Any] = {"temperature": temperature}
+        if self._config.max_tokens is not None:
+            kwargs["max_tokens"] = self._config.max_tokens
+        if stop:
+            kwargs["stop"] = stop
+        async with self._semaphore:
+            # Checked after acquiring, so calls queued behind the semaphore see
+            # the spend of the calls that finished while they waited.
+            self._check_budget()
+            self.counters.llm_calls += 1
+            if kind == "generation":
+                self.counters.generation_calls += 1
+            else:
+                self.counters.evaluation_calls += 1
+            self._phase.attempted += 1
+            self._in_flight += 1
+            self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
+            try:
+                return await self._backend.generate(prompt, **kwargs)
+            except BudgetExceededError as exc:
+                # The backend's own budget: end the search like ours would.
+                self._phase.attempted -= 1
+                self.exhausted = f"backend budget: {exc}"
+                raise BudgetExhausted(self.exhausted) from exc
+            except CALL_FAILURES as exc:
+                self.counters.failed_calls += 1
+                self._phase.failed += 1
+                if self._phase.first_error is None:
+                    self._phase.first_error = exc  # type: ignore[assignment]
+                raise
+            finally:
+                self._in_flight -= 1
+
+
+@dataclass
+class SampledOutputs:
+    """The completions of the samples of one prompt."""
+
+    outputs: list[str] = field(default_factory=list)
+    errors: list[CallFailure] = field(default_factory=list)
+    refused: int = 0
+    """Samples not asked because a budget was spent."""
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors and not self.refused and bool(self.outputs)
+
+
+async def sample_prompt(
+    caller: LLMCaller, prompt: str, n: int, *, kind: CallKind, temperature: float
+) -> SampledOutputs:
+    """Ask ``prompt`` ``n`` times at once; failures and refusals are collected, not raised."""
+
+    async def one() -> str | CallFailure | None:
+        try:
+            return await caller.call(prompt, kind=kind, temperature=temperature)
+        except BudgetExhausted:
+            return None
+        except CALL_FAILURES as exc:
+            return exc  # type: ignore[return-value]
+
+    result = SampledOutputs()
+    for item in await gather_or_cancel(*(one() for _ in range(n))):
+        if item is None:
+            result.refused += 1
+        elif isinstance(item, str):
+            result.outputs.append(item)
+        else:
+            result.errors.append(item)
+    return result
+
+
+class PromptCache:
+    """Evaluation results keyed by the full prompt, shared while still in flight.
+
+    Only complete results are kept: a prompt whose samples failed or were
+    refused is asked again the next time it comes up.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, asyncio.Future[SampledOutputs]] = {}
+
+    async def get(
+        self, prompt: str, produce: Callable[[], Awaitable[SampledOutputs]]
+    ) -> tuple[SampledOutputs, bool]:
+        """The result for ``prompt`` and whether it came from the cache."""
+        entry = self._entries.get(prompt)
+        if entry is not None:
+            return await asyncio.shield(entry), True
+        future: asyncio.Future[SampledOutputs] = asyncio.ensure_future(produce())
+        self._entries[prompt] = future
+        try:
+            result = await asyncio.shield(future)
+        except BaseException:
+            # A failed ask is forgotten; one still running (we were cancelled)
+            # stays for the other waiters, and ``aclose`` cancels it at the end.
+            if future.done() and self._entries.get(prompt) is future:
+                del self._entries[prompt]
+            raise
+        if not result.complete and self._entries.get(prompt) is future:
+            del self._entries[prompt]
+        return result, False
+
+    async def aclose(self) -> None:
+        """Cancel asks still in flight (the search that wanted them has ended)."""
+        pending = [future for future in self._entries.values() if not future.done()]
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,194 @@
+"""``ToTConfig``: the search settings, under PyGent Factory's field names.
+
+Invalid values and invalid combinations raise
+:class:`pygent_lc.errors.ConfigurationError` naming the offending field, never
+a bare pydantic ``ValidationError``: callers of the agent layer catch one tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+
+from pygent_lc.errors import ConfigurationError
+
+#: In-flight LLM calls for a cloud provider (OpenRouter): enough to run a
+#: Game-of-24 level in one or two waves without tripping common rate limits.
+CLOUD_MAX_CONCURRENCY = 8
+
+#: In-flight LLM calls for a model on this machine (Ollama, llama.cpp): a local
+#: server decodes one or two sequences at a time, more only queue and time out.
+LOCAL_MAX_CONCURRENCY = 2
+
+_LOCAL_PROVIDERS = frozenset({"ollama", "local", "llamacpp", "llama.cpp"})
+
+
+class ToTConfig(BaseModel):
+    """Settings of one Tree-of-Thought search.
+
+    The defaults follow the Tree of Thoughts paper's Game-of-24 run
+    (propose / value / greedy BFS, 3 value samples, beam of 5), except
+    ``max_depth``, which is 4 only for Game of 24 (``Game24Task.STEPS``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    generation_strategy: Literal["propose", "sample"] = "propose"
+    """``propose``: one prompt lists several next steps, each line a thought.
+    ``sample``: each call writes one next step (chain-of-thought sampling)."""
+
+    evaluation_method: Literal["value", "vote"] = "value"
+    """``value``: each new state is scored on its own. ``vote``: the model
+    picks the most promising of the candidates shown together."""
+
+    search_method: Literal["bfs", "dfs"] = "bfs"
+    """``bfs``: keep a beam of ``n_select_sample`` states per level.
+    ``dfs``: best child first, prune below ``value_threshold``, backtrack."""
+
+    selection: Literal["greedy", "sample"] = "greedy"
+    """BFS only: ``greedy`` keeps the best ``n_select_sample`` states;
+    ``sample`` draws them (without replacement) in proportion to their values."""
+
+    n_generate_sample: int = Field(default=1, ge=1, le=64)
+    """Generation calls per expanded state. With ``propose`` every call returns
+    a list of steps, all kept (the paper uses 1 call); with ``sample`` every
+    call returns one step."""
+
+    n_evaluate_sample: int = Field(default=3, ge=1, le=64)
+    """Value or vote calls per evaluation prompt; their scores are combined."""
+
+    n_select_sample: int = Field(default=5, ge=1, le=256)
+    """BFS: the beam width b. DFS: how many children of a state are explored
+    (best first) before backtracking."""
+
+    max_depth: int = Field(default=3, ge=1, le=64)
+    """Number of thought steps below the problem."""
+
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    """Sampling temperature of the generation calls."""
+
+    evaluation_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    """Sampling temperature of the value and vote calls."""
+
+    max_tokens: int | None = Field(default=None, ge=1, le=200_000)
+    """Completion cap sent with every call; ``None`` sends none."""
+
+    value_threshold: float = 0.5
+    """DFS only: children valued below it are pruned. On the task's value
+    scale (generic task: 0-1; Game of 24: the paper's sum of sure=20,
+    likely=1, impossible=0.001 over the value samples; votes: 0-1)."""
+
+    max_concurrency: int = Field(default=CLOUD_MAX_CONCURRENCY, ge=1, le=1024)
+    """LLM calls in flight at once. Use :meth:`for_provider` (or
+    ``LOCAL_MAX_CONCURRENCY``) for Ollama or a local llama.cpp server."""
+
+    max_llm_calls: int | None = Field(default=None, ge=1)
+    """Stop cleanly, with the best state so far, before passing this many calls."""
+
+    max_cost_usd: float | None = Field(default=None, gt=0.0)
+    """Stop cleanly once the backend reports this much spend. Checked before
+    each call, so calls already in flight may pass it by up to
+    ``max_concurrency`` calls. Needs a backend whose ``usage_totals()``
+    reports cost."""
+
+    seed: int | None = None
+    """Seed of ``selection="sample"``; ``None`` draws a fresh one."""
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _configuration_error(exc) from exc
+
+    @classmethod
+    def model_validate(
+        cls,
+        obj: Any,
+        *,
+        strict: bool | None = None,
+        extra: Any = None,
+        from_attributes: bool | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """Like pydantic's, but raising :class:`ConfigurationError`."""
+        try:
+            return super().model_validate(
+                obj,
+                strict=strict,
+                extra=extra,
+                from_attributes=from_attributes,
+                context=context,
+                by_alias=by_alias,
+                by_name=by_name,
+            )
+        except ValidationError as exc:
+            raise _configuration_error(exc) from exc
+
+    @classmethod
+    def for_provider(cls, provider: str, **overrides: Any) -> ToTConfig:
+        """A config whose ``max_concurrency`` suits ``provider``.
+
+        ``ollama`` and ``local`` get :data:`LOCAL_MAX_CONCURRENCY`, anything
+        else :data:`CLOUD_MAX_CONCURRENCY`; ``overrides`` win over both.
+        """
+        local = provider.strip().lower() in _LOCAL_PROVIDERS
+        data: dict[str, Any] = {
+            "max_concurrency": LOCAL_MAX_CONCURRENCY if local else CLOUD_MAX_CONCURRENCY
+        }
+        data.update(overrides)
+        return cls(**data)
+
+    def updated(self, **changes: Any) -> ToTConfig:
+        """A validated copy with ``changes`` applied (``model_copy`` skips validation)."""
+        data = self.model_dump()
+        data.update(changes)
+        return type(self)(**data)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Self:
+        if self.search_method == "dfs" and self.selection == "sample":
+            raise _combination(
+                "selection", "'sample' applies to bfs only; dfs explores children best first"
+            )
+        if self.n_evaluate_sample > 1 and self.evaluation_temperature == 0.0:
+            raise _combination(
+                "n_evaluate_sample",
+                "more than 1 sample with evaluation_temperature 0 asks the same deterministic "
+                "question several times; raise evaluation_temperature or use 1",
+            )
+        if (
+            self.generation_strategy == "sample"
+            and self.n_generate_sample > 1
+            and self.temperature == 0.0
+        ):
+            raise _combination(
+                "n_generate_sample",
+                "more than 1 sample with generation_strategy 'sample' needs temperature > 0, "
+                "otherwise every sample is the same thought",
+            )
+        return self
+
+
+def _combination(field: str, reason: str) -> PydanticCustomError:
+    """A model-level error that still names the field it is about."""
+    return PydanticCustomError("tot_combination", "{reason}", {"field": field, "reason": reason})
+
+
+def _error_field(err: Any) -> str:
+    loc = err.get("loc") or ()
+    if loc:
+        return ".".join(str(part) for part in loc)
+    ctx = err.get("ctx") or {}
+    return str(ctx.get("field", "ToTConfig"))
+
+
+def _configuration_error(exc: ValidationError) -> ConfigurationError:
+    """One ``ConfigurationError`` naming every invalid field, the first as ``field``."""
+    errors = exc.errors()
+    parts = [f"{_error_field(err)}: {err.get('msg', 'invalid value')}" for err in errors]
+    field = _error_field(errors[0]) if errors else None
+    return ConfigurationError("invalid ToTConfig: " + "; ".join(parts), field=field)

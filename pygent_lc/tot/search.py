@@ -1,0 +1,136 @@
+"""The two searches over the thought tree: BFS with a beam, DFS with pruning.
+
+Both work level by level: all generations of the states being expanded,
+then all evaluations of their children, each phase as one concurrent batch.
+When every call of a phase fails the provider error is raised; when a budget
+runs out the search stops after the current phase and keeps what it has.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pygent_lc.tot.calls import LLMCaller
+from pygent_lc.tot.config import ToTConfig
+from pygent_lc.tot.evaluator import StateEvaluator
+from pygent_lc.tot.generator import ThoughtGenerator
+from pygent_lc.tot.node import ThoughtNode, ThoughtTree
+from pygent_lc.tot.tasks.base import Task
+
+
+@dataclass
+class SearchContext:
+    """Everything one search needs; the results are left in ``tree``."""
+
+    problem: str
+    task: Task
+    config: ToTConfig
+    tree: ThoughtTree
+    caller: LLMCaller
+    generator: ThoughtGenerator
+    evaluator: StateEvaluator
+    rng: random.Random
+
+    def expandable(self, node: ThoughtNode) -> bool:
+        return (
+            not node.final
+            and node.depth < self.config.max_depth
+            and self.task.can_expand(self.problem, self.tree.path(node))
+        )
+
+
+async def expand_and_evaluate(
+    ctx: SearchContext, parents: Sequence[ThoughtNode]
+) -> list[ThoughtNode]:
+    """Generate the children of ``parents`` together, then evaluate them together."""
+    ctx.caller.begin_phase()
+    children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
+    ctx.caller.raise_if_phase_failed()
+    if children:
+        ctx.caller.begin_phase()
+        await ctx.evaluator.evaluate(ctx.tree, ctx.problem, children)
+        ctx.caller.raise_if_phase_failed()
+    return children
+
+
+def _by_value(nodes: Sequence[ThoughtNode]) -> list[ThoughtNode]:
+    # sorted() is stable: ties keep creation order, as in the paper's code.
+    return sorted(nodes, key=lambda n: n.value if n.value is not None else 0.0, reverse=True)
+
+
+def select(
+    candidates: Sequence[ThoughtNode], k: int, method: str, rng: random.Random
+) -> list[ThoughtNode]:
+    """``greedy``: the ``k`` best. ``sample``: ``k`` drawn without replacement, by value."""
+    if method == "greedy" or len(candidates) <= k:
+        return _by_value(candidates)[:k]
+    pool = list(candidates)
+    chosen: list[ThoughtNode] = []
+    while pool and len(chosen) < k:
+        weights = [max(n.value or 0.0, 0.0) for n in pool]
+        if sum(weights) <= 0.0:
+            weights = [1.0] * len(pool)
+        pick = rng.choices(range(len(pool)), weights=weights)[0]
+        chosen.append(pool.pop(pick))
+    return _by_value(chosen)
+
+
+async def bfs(ctx: SearchContext) -> None:
+    """Beam search: keep ``n_select_sample`` states per level, up to ``max_depth``.
+
+    Final states in the beam are solutions and are not expanded. The search
+    ends early when the beam is empty, when the best state of a level is a
+    solution the task does not reject, or when a budget is spent.
+    """
+    frontier = [ctx.tree.root]
+    ctx.tree.root.selected = True
+    while frontier and ctx.caller.exhausted is None:
+        children = await expand_and_evaluate(ctx, frontier)
+        valued = [c for c in children if c.value is not None]
+        if not valued:
+            break
+        chosen = select(valued, ctx.config.n_select_sample, ctx.config.selection, ctx.rng)
+        chosen_ids = {n.id for n in chosen}
+        for child in valued:
+            child.selected = child.id in chosen_ids
+            child.pruned = not child.selected
+        best = chosen[0]
+        if best.final and best.correct is not False:
+            break
+        frontier = [n for n in chosen if ctx.expandable(n)]
+
+
+async def dfs(ctx: SearchContext) -> None:
+    """Depth-first: best child first, prune below ``value_threshold``, backtrack.
+
+    At most ``n_select_sample`` children of a state are explored; the search
+    stops at the first final state the task does not reject.
+    """
+    ctx.tree.root.selected = True
+    await _dfs_visit(ctx, ctx.tree.root)
+
+
+async def _dfs_visit(ctx: SearchContext, node: ThoughtNode) -> bool:
+    if ctx.caller.exhausted is not None or not ctx.expandable(node):
+        return False
+    children = await expand_and_evaluate(ctx, [node])
+    ranked = _by_value([c for c in children if c.value is not None])
+    # Prune at evaluation time: below the threshold, or beyond the breadth limit.
+    keep = [c for c in ranked if (c.value or 0.0) >= ctx.config.value_threshold]
+    keep = keep[: ctx.config.n_select_sample]
+    kept_ids = {c.id for c in keep}
+    for child in ranked:
+        child.pruned = child.id not in kept_ids
+    for child in keep:
+        if ctx.caller.exhausted is not None and not child.final:
+            continue  # out of budget: only answers already in hand can still count
+        child.selected = True
+        if child.final:
+            if child.correct is not False:
+                return True
+            continue
+        if await _dfs_visit(ctx, child):
+            return True
+    return False

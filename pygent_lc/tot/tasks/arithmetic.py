@@ -1,0 +1,123 @@
+"""A safe reader of arithmetic answers: ``ast`` parse, four operations, exact fractions.
+
+Model text is never executed: no ``eval``, no ``sympify``, no ``compile``.
+The expression is parsed with :func:`ast.parse` (which only builds a syntax
+tree) and walked by hand; anything but integer literals, ``+ - * /``, unary
+minus and parentheses is rejected before a single number is computed. Powers
+are not arithmetic here, so ``9**9**9**9`` is refused at the walk, not
+computed; literals and intermediate results are bounded, so no answer can
+make the checker slow.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from fractions import Fraction
+
+MAX_EXPRESSION_CHARS = 200
+MAX_LITERAL = 10**6
+# Bound on numerators/denominators of intermediate results: far beyond any
+# Game-of-24 value, small enough that no product of bounded terms gets costly.
+MAX_MAGNITUDE = 10**18
+
+_BINARY = (ast.Add, ast.Sub, ast.Mult, ast.Div)
+# What models write instead of ASCII operators.
+_TRANSLATE = str.maketrans(
+    {
+        "\u00d7": "*",  # multiplication sign
+        "\u00b7": "*",  # middle dot
+        "\u00f7": "/",  # division sign
+        "\u2212": "-",  # minus sign
+        "\u2013": "-",  # en dash
+        "\u2014": "-",  # em dash
+    }
+)
+
+
+class UnsafeExpressionError(ValueError):
+    """The text is not a plain arithmetic expression over integer literals."""
+
+
+def _check_magnitude(value: Fraction) -> Fraction:
+    if abs(value.numerator) > MAX_MAGNITUDE or value.denominator > MAX_MAGNITUDE:
+        raise UnsafeExpressionError("intermediate result too large")
+    return value
+
+
+def _walk(node: ast.AST, literals: list[int]) -> Fraction:
+    if isinstance(node, ast.Constant):
+        value = node.value
+        # bool is an int subclass: "True + 23" is not arithmetic on numbers.
+        if type(value) is not int:
+            raise UnsafeExpressionError(f"only integer literals are allowed, not {value!r}")
+        if abs(value) > MAX_LITERAL:
+            raise UnsafeExpressionError("literal too large")
+        literals.append(value)
+        return Fraction(value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_walk(node.operand, literals)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, _BINARY):
+        left = _walk(node.left, literals)
+        right = _walk(node.right, literals)
+        if isinstance(node.op, ast.Add):
+            return _check_magnitude(left + right)
+        if isinstance(node.op, ast.Sub):
+            return _check_magnitude(left - right)
+        if isinstance(node.op, ast.Mult):
+            return _check_magnitude(left * right)
+        if right == 0:
+            raise UnsafeExpressionError("division by zero")
+        return _check_magnitude(left / right)
+    if isinstance(node, ast.BinOp | ast.UnaryOp):
+        raise UnsafeExpressionError(f"operator {type(node.op).__name__} is not allowed")
+    raise UnsafeExpressionError(f"{type(node).__name__} is not allowed")
+
+
+def evaluate_arithmetic(expression: str) -> tuple[Fraction, list[int]]:
+    """The exact value of ``expression`` and the integer literals it uses, in order.
+
+    Raises :class:`UnsafeExpressionError` for anything that is not plain
+    arithmetic; never executes any part of ``expression``.
+    """
+    text = expression.translate(_TRANSLATE).strip()
+    if not text:
+        raise UnsafeExpressionError("empty expression")
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise UnsafeExpressionError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise UnsafeExpressionError(f"not an expression: {exc}") from exc
+    literals: list[int] = []
+    try:
+        value = _walk(tree.body, literals)
+    except RecursionError as exc:
+        raise UnsafeExpressionError("expression nested too deeply") from exc
+    return value, literals
+
+
+def parse_numbers(text: str) -> list[int]:
+    """``"4 9 10 13"`` (spaces or commas) -> ``[4, 9, 10, 13]``; ``ValueError`` otherwise."""
+    parts = text.replace(",", " ").split()
+    if not parts or not all(part.isdigit() for part in parts):
+        raise ValueError(f"not a list of whole numbers: {text!r}")
+    return [int(part) for part in parts]
+
+
+def check_24(expression: str, numbers: Sequence[int] | str, *, target: int = 24) -> bool:
+    """Whether ``expression`` uses exactly ``numbers`` (as a multiset) and equals ``target``.
+
+    A trailing ``= 24`` and a leading ``Answer:`` are ignored. Anything that is
+    not plain arithmetic is simply ``False``.
+    """
+    puzzle = parse_numbers(numbers) if isinstance(numbers, str) else list(numbers)
+    text = expression.strip()
+    if text.lower().startswith("answer:"):
+        text = text[len("answer:") :]
+    text = text.split("=")[0]
+    try:
+        value, literals = evaluate_arithmetic(text)
+    except UnsafeExpressionError:
+        return False
+    return sorted(literals) == sorted(puzzle) and value == target

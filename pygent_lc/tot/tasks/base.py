@@ -1,0 +1,85 @@
+"""The ``Task`` protocol: what the engine needs to know about a kind of problem.
+
+A state is the problem plus the path of thoughts taken so far (``steps``).
+The engine owns the search and the LLM calls; the task owns the prompts, how
+to read the model's answers, and when a state is a finished answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Task(Protocol):
+    """Prompts and parsers for one kind of problem."""
+
+    name: str
+
+    def validate_problem(self, problem: str) -> str:
+        """The normalised problem; raise ``InvalidInputError`` when unusable."""
+        ...
+
+    # generation -----------------------------------------------------------
+    def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
+        """A prompt asking for several possible next steps, one per line."""
+        ...
+
+    def parse_proposals(self, output: str, problem: str, steps: Sequence[str]) -> list[str]:
+        """The next-step thoughts found in a propose completion."""
+        ...
+
+    def sample_prompt(self, problem: str, steps: Sequence[str]) -> str:
+        """A prompt asking for one next step."""
+        ...
+
+    def sample_stop(self, problem: str, steps: Sequence[str]) -> list[str] | None:
+        """Stop sequences of a sample call, if any."""
+        ...
+
+    def parse_sample(self, output: str, problem: str, steps: Sequence[str]) -> str | None:
+        """The thought in a sample completion, or ``None`` if there is none."""
+        ...
+
+    # evaluation -----------------------------------------------------------
+    def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
+        """A value known without asking the model (a dead end, say), else ``None``."""
+        ...
+
+    def value_prompt(self, problem: str, steps: Sequence[str]) -> str:
+        """A prompt asking how promising this state is. Identical prompts are cached."""
+        ...
+
+    def parse_value(self, output: str) -> float:
+        """The score of one value completion."""
+        ...
+
+    def aggregate_values(self, scores: Sequence[float]) -> float:
+        """Combine the per-sample scores of one state (the paper sums; means work too)."""
+        ...
+
+    def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
+        """A prompt asking which of ``candidates`` (numbered from 1) is most promising."""
+        ...
+
+    def parse_vote(self, output: str, n_candidates: int) -> int | None:
+        """The 0-based index the completion voted for, or ``None``."""
+        ...
+
+    # states ---------------------------------------------------------------
+    def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
+        """Whether a non-final state can still lead anywhere."""
+        ...
+
+    def is_final(self, problem: str, steps: Sequence[str]) -> bool:
+        """Whether the state is a complete answer."""
+        ...
+
+    def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
+        """Verify a final state: ``True``/``False``, or ``None`` when it cannot tell."""
+        ...
+
+    def answer(self, problem: str, steps: Sequence[str]) -> str:
+        """The answer text of a state (the last thought when nothing better exists)."""
+        ...

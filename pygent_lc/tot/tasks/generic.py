@@ -1,0 +1,145 @@
+"""Free-form reasoning: the task PyGent's reasoning agents think with.
+
+A thought is one reasoning step; a state is final when its last thought starts
+with ``Final answer:``. Values are on a 0-1 scale (a 1-10 rating, or the
+paper's sure/likely/impossible words), averaged over the value samples.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.tot.tasks._text import strip_bullet, unique_lines
+
+FINAL_PREFIX = "Final answer:"
+_FINAL = re.compile(r"^\s*final answer\s*:\s*", re.IGNORECASE)
+_SCORE = re.compile(r"(?:score|rating)\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+_WORDS = {"sure": 1.0, "likely": 0.5, "impossible": 0.0}
+_VOTE = re.compile(r"best (?:choice|candidate|option) is\s*#?\s*(\d+)", re.IGNORECASE)
+
+
+def _format_steps(steps: Sequence[str]) -> str:
+    if not steps:
+        return "(no steps yet)"
+    return "\n".join(f"{i}. {step}" for i, step in enumerate(steps, start=1))
+
+
+class GenericTask:
+    """Step-by-step reasoning on any problem stated in words."""
+
+    name = "generic"
+
+    def __init__(self, *, n_proposals: int = 3, max_problem_chars: int = 20_000) -> None:
+        if n_proposals < 1:
+            raise ConfigurationError("n_proposals must be at least 1", field="n_proposals")
+        self.n_proposals = n_proposals
+        self.max_problem_chars = max_problem_chars
+
+    def validate_problem(self, problem: str) -> str:
+        text = problem.strip()
+        if not text:
+            raise InvalidInputError("the problem is empty")
+        if len(text) > self.max_problem_chars:
+            raise InvalidInputError(
+                f"the problem has {len(text)} characters, more than {self.max_problem_chars}"
+            )
+        return text
+
+    # generation -----------------------------------------------------------
+    def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
+        return (
+            f"Problem:\n{problem}\n\n"
+            f"Reasoning so far:\n{_format_steps(steps)}\n\n"
+            f"Propose up to {self.n_proposals} different possible next steps, one per line, "
+            "each a single short sentence. If a step gives the final answer, start it with "
+            f"'{FINAL_PREFIX}'.\nPossible next steps:\n"
+        )
+
+    def parse_proposals(self, output: str, problem: str, steps: Sequence[str]) -> list[str]:
+        lines = [line for line in unique_lines(output) if not line.endswith("next steps:")]
+        return lines[: self.n_proposals]
+
+    def sample_prompt(self, problem: str, steps: Sequence[str]) -> str:
+        return (
+            f"Problem:\n{problem}\n\n"
+            f"Reasoning so far:\n{_format_steps(steps)}\n\n"
+            "Write the single next step of the reasoning in one short paragraph. If it gives "
+            f"the final answer, start it with '{FINAL_PREFIX}'.\nNext step:\n"
+        )
+
+    def sample_stop(self, problem: str, steps: Sequence[str]) -> list[str] | None:
+        return None
+
+    def parse_sample(self, output: str, problem: str, steps: Sequence[str]) -> str | None:
+        text = " ".join(strip_bullet(line) for line in output.strip().splitlines())
+        return " ".join(text.split()) or None
+
+    # evaluation -----------------------------------------------------------
+    def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
+        return None
+
+    def value_prompt(self, problem: str, steps: Sequence[str]) -> str:
+        return (
+            f"Problem:\n{problem}\n\n"
+            f"Partial reasoning:\n{_format_steps(steps)}\n\n"
+            "How likely is this reasoning to lead to a correct answer? Think briefly, then "
+            "end with a line 'Score: N' where N is from 1 (hopeless) to 10 (certainly right).\n"
+        )
+
+    def parse_value(self, output: str) -> float:
+        """A 1-10 score read as 0.1-1.0; sure/likely/impossible as 1/0.5/0; else 0."""
+        scores = _SCORE.findall(output)
+        if scores:
+            return _clamp(float(scores[-1]) / 10.0)
+        lower = output.lower()
+        for line in reversed([ln.strip() for ln in lower.splitlines() if ln.strip()]):
+            for word, value in _WORDS.items():
+                if word in line:
+                    return value
+        numbers = _NUMBER.findall(output)
+        if numbers:
+            return _clamp(float(numbers[-1]) / 10.0)
+        return 0.0
+
+    def aggregate_values(self, scores: Sequence[float]) -> float:
+        return sum(scores) / len(scores) if scores else 0.0
+
+    def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
+        choices = "\n\n".join(
+            f"Choice {i}:\n{_format_steps(steps)}" for i, steps in enumerate(candidates, start=1)
+        )
+        return (
+            f"Problem:\n{problem}\n\n"
+            "Here are several partial solutions. Analyse each briefly, then decide which one "
+            "is most promising and end with 'The best choice is N'.\n\n"
+            f"{choices}\n"
+        )
+
+    def parse_vote(self, output: str, n_candidates: int) -> int | None:
+        found = _VOTE.findall(output)
+        if not found:
+            return None
+        index = int(found[-1]) - 1
+        return index if 0 <= index < n_candidates else None
+
+    # states ---------------------------------------------------------------
+    def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
+        return True
+
+    def is_final(self, problem: str, steps: Sequence[str]) -> bool:
+        return bool(steps) and _FINAL.match(steps[-1]) is not None
+
+    def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
+        return None
+
+    def answer(self, problem: str, steps: Sequence[str]) -> str:
+        if not steps:
+            return ""
+        return _FINAL.sub("", steps[-1], count=1).strip() or steps[-1]
+
+
+def _clamp(value: float) -> float:
+    return min(1.0, max(0.0, value))

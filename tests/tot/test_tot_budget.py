@@ -1,0 +1,77 @@
+"""Budgets end the search cleanly, with the best state so far and the reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from pygent_lc.errors import BudgetExceededError, ConfigurationError
+from pygent_lc.tot import ToTConfig, ToTEngine
+
+
+def _config(**overrides) -> ToTConfig:
+    base = {"n_evaluate_sample": 2, "n_select_sample": 2, "max_depth": 3}
+    base.update(overrides)
+    return ToTConfig(**base)
+
+
+async def test_max_llm_calls_stops_with_best_so_far(scripted, ladder):
+    backend = scripted(ladder)
+    result = await ToTEngine(_config(max_llm_calls=5), backend).solve("q")
+    assert backend.calls == result.stats.llm_calls == 5
+    assert result.stats.budget_exhausted is not None
+    assert result.stats.budget_exhausted.startswith("max_llm_calls")
+    assert not result.solved
+    # 1 generation + 4 of the 6 value samples: "step a" and "step b" are valued
+    valued = [n for n in result.tree.nodes[1:] if n.value is not None]
+    assert [n.text for n in valued] == ["step a", "step b"]
+    assert result.best is not None
+    assert result.best.text == "step a"
+    assert result.best.final is False
+
+
+async def test_max_llm_calls_large_enough_changes_nothing(scripted, ladder):
+    result = await ToTEngine(_config(max_llm_calls=1000), scripted(ladder)).solve("q")
+    assert result.stats.budget_exhausted is None
+    assert result.solved
+
+
+async def test_max_cost_usd_stops_the_search(scripted, ladder):
+    backend = scripted(ladder, cost_per_call=0.01)
+    config = _config(max_cost_usd=0.035, max_concurrency=1)
+    result = await ToTEngine(config, backend).solve("q")
+    assert result.stats.budget_exhausted is not None
+    assert result.stats.budget_exhausted.startswith("max_cost_usd")
+    assert backend.calls == 4  # the 5th would start with $0.04 >= $0.035 spent
+    assert result.stats.cost_usd == pytest.approx(0.04)
+    assert result.stats.input_tokens == 40
+    assert result.stats.output_tokens == 20
+    assert result.best is not None
+
+
+async def test_cost_is_measured_as_a_difference_of_snapshots(scripted, ladder):
+    backend = scripted(ladder, cost_per_call=0.001)
+    engine = ToTEngine(_config(max_depth=1), backend)
+    first = await engine.solve("q")
+    second = await engine.solve("q")
+    assert first.stats.cost_usd == pytest.approx(0.007)
+    assert second.stats.cost_usd == pytest.approx(0.007)  # not the running total
+    assert second.stats.llm_calls == 7
+
+
+async def test_max_cost_without_usage_reporting_is_a_configuration_error(scripted, ladder):
+    backend = scripted(ladder)  # reports no usage
+    with pytest.raises(ConfigurationError) as caught:
+        await ToTEngine(_config(max_cost_usd=1.0), backend).solve("q")
+    assert caught.value.field == "max_cost_usd"
+    assert backend.calls == 0
+
+
+async def test_backend_budget_error_ends_the_search_cleanly(scripted, ladder):
+    def fail(prompt: str, index: int):
+        return BudgetExceededError("daily cap reached") if index >= 3 else None
+
+    result = await ToTEngine(_config(), scripted(ladder, fail=fail)).solve("q")
+    assert result.stats.budget_exhausted is not None
+    assert "daily cap reached" in result.stats.budget_exhausted
+    assert result.stats.failed_calls == 0
+    assert result.best is not None
