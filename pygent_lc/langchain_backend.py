@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -10,6 +11,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from pygent_lc.backend import LLMBackend, UsageTotals
+from pygent_lc.budget import CostBudget, CostEstimator
 from pygent_lc.errors import ProviderError, ProviderUnavailableError, StreamInterruptedError
 from pygent_lc.usage import UsageTracker
 from pygent_lc.validation import validate_generation_params, validate_prompt
@@ -27,21 +29,41 @@ class LangChainBackend(LLMBackend):
     """
 
     def __init__(
-        self, runnable: ChatRunnable, callbacks: Sequence[BaseCallbackHandler] | None = None
+        self,
+        runnable: ChatRunnable,
+        callbacks: Sequence[BaseCallbackHandler] | None = None,
+        *,
+        max_cost_usd: float | None = None,
+        cost_estimator: CostEstimator | None = None,
     ) -> None:
+        """``max_cost_usd`` stops further calls with ``BudgetExceededError`` once the
+        tracked spend (plus ``cost_estimator``'s estimate of the next call, see
+        :func:`pygent_lc.budget.estimator_from_prices`) would pass it."""
         self.runnable = runnable
         self.usage = UsageTracker()
         self._config: RunnableConfig = {"callbacks": [self.usage, *(callbacks or [])]}
+        self._budget = (
+            None
+            if max_cost_usd is None
+            else CostBudget(max_cost_usd, lambda: self.usage.totals().cost_usd, cost_estimator)
+        )
 
     async def generate(self, prompt: str, **kwargs: Any) -> str:
         """The completion of ``prompt``: non-empty text, or a typed error."""
         messages, params = _request(prompt, kwargs)
-        return _text_of(await self.runnable.ainvoke(messages, self._config, **params))
+        with self._reserved(prompt, params):
+            return _text_of(await self.runnable.ainvoke(messages, self._config, **params))
 
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
         """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
         messages, params = _request(prompt, kwargs)
-        return _text_of(self.runnable.invoke(messages, self._config, **params))
+        with self._reserved(prompt, params):
+            return _text_of(self.runnable.invoke(messages, self._config, **params))
+
+    def _reserved(self, prompt: str, params: dict[str, Any]) -> AbstractContextManager[None]:
+        if self._budget is None:
+            return nullcontext()
+        return self._budget.reserve(prompt, params.get("max_tokens"))
 
     async def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
         """Text as it arrives.
@@ -52,10 +74,11 @@ class LangChainBackend(LLMBackend):
         messages, params = _request(prompt, kwargs)
         parts: list[str] = []
         try:
-            async for chunk in self.runnable.astream(messages, self._config, **params):
-                if text := chunk.text:
-                    parts.append(text)
-                    yield text
+            with self._reserved(prompt, params):
+                async for chunk in self.runnable.astream(messages, self._config, **params):
+                    if text := chunk.text:
+                        parts.append(text)
+                        yield text
         except ProviderError as exc:
             if not parts or isinstance(exc, StreamInterruptedError):
                 raise

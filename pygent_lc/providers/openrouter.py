@@ -7,6 +7,7 @@ document and some OpenAI-compatible servers ignore.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import openai
 from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import SecretStr
 
@@ -24,6 +26,7 @@ from pygent_lc.settings import Settings
 
 # OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
 _USAGE_EXTRAS = ("cost", "cost_details", "is_byok")
+FREE_MODEL_REQUESTS_PER_MINUTE = 20
 # Reasoning fields of a reply message, kept and sent back on the next turn.
 REASONING_KEYS = ("reasoning", "reasoning_details")
 
@@ -157,6 +160,19 @@ def request_extras(settings: Settings) -> dict[str, Any]:
     return extras
 
 
+@functools.cache
+def free_model_rate_limiter() -> InMemoryRateLimiter:
+    """One limiter for every ``:free`` model of the process: OpenRouter allows 20 a minute.
+
+    Its bucket starts full so the first request does not wait.
+    """
+    limiter = InMemoryRateLimiter(
+        requests_per_second=FREE_MODEL_REQUESTS_PER_MINUTE / 60, max_bucket_size=1
+    )
+    limiter.available_tokens = 1.0
+    return limiter
+
+
 def attribution_headers(settings: Settings) -> dict[str, str]:
     """OpenRouter's app attribution headers (the old ``X-Title`` is still read)."""
     headers: dict[str, str] = {}
@@ -190,5 +206,7 @@ def openrouter_model(settings: Settings | None = None, **overrides: Any) -> Open
     }
     if extras := request_extras(settings):
         params["extra_body"] = extras
+    if str(overrides.get("model", settings.openrouter_model)).endswith(":free"):
+        params["rate_limiter"] = free_model_rate_limiter()
     params.update(overrides)
     return OpenRouterChatModel(**params)

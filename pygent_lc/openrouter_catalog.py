@@ -1,0 +1,180 @@
+"""OpenRouter's catalog, key status and generation stats: ``/models``, ``/key``, ``/generation``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderError
+from pygent_lc.providers.error_mapping import map_exception
+from pygent_lc.settings import Settings
+
+CATALOG_TTL_S = 600.0
+PER_MILLION = 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One catalog entry; prices in USD per million tokens."""
+
+    id: str
+    context_length: int | None
+    prompt_price: float
+    completion_price: float
+    request_price: float
+    supported_parameters: tuple[str, ...]
+
+    @property
+    def is_free(self) -> bool:
+        return self.id.endswith(":free") or (self.prompt_price == 0 and self.completion_price == 0)
+
+    def estimate_cost(self, input_tokens: int, output_tokens: int) -> float:
+        """USD for a call of that size at list prices."""
+        return (
+            self.request_price
+            + input_tokens * self.prompt_price / PER_MILLION
+            + output_tokens * self.completion_price / PER_MILLION
+        )
+
+
+@dataclass(frozen=True)
+class KeyStatus:
+    """What ``GET /key`` says about the key in use (USD)."""
+
+    label: str | None
+    limit: float | None
+    limit_remaining: float | None
+    usage: float
+    is_free_tier: bool
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """What ``GET /generation`` says about one finished request."""
+
+    id: str
+    model: str | None
+    provider_name: str | None
+    total_cost: float
+    latency_ms: float | None
+    native_tokens_prompt: int | None
+    native_tokens_completion: int | None
+
+
+_catalog_cache: dict[str, tuple[float, list[ModelInfo]]] = {}
+_catalog_lock = threading.Lock()
+
+
+def list_openrouter_models(settings: Settings, *, refresh: bool = False) -> list[ModelInfo]:
+    """The catalog (``GET /models``), cached per base URL for ``CATALOG_TTL_S`` seconds."""
+    url = settings.openrouter_base_url
+    now = time.monotonic()
+    with _catalog_lock:
+        cached = _catalog_cache.get(url)
+        if cached and not refresh and now - cached[0] < CATALOG_TTL_S:
+            return cached[1]
+    entries = _get(settings, "/models", auth=False).get("data") or []
+    models = [
+        _model_info(entry) for entry in entries if isinstance(entry, dict) and entry.get("id")
+    ]
+    with _catalog_lock:
+        _catalog_cache[url] = (now, models)
+    return models
+
+
+def find_openrouter_model(settings: Settings, model_id: str | None = None) -> ModelInfo:
+    """The catalog entry of ``model_id`` (default: the configured one), or ModelNotFoundError."""
+    wanted = model_id or settings.openrouter_model
+    for info in list_openrouter_models(settings):
+        if info.id == wanted:
+            return info
+    raise ModelNotFoundError(
+        f"model {wanted!r} is not in OpenRouter's catalog (see `pygent-lc models`)",
+        provider="openrouter",
+        model=wanted,
+        status_code=404,
+    )
+
+
+def key_status(settings: Settings) -> KeyStatus:
+    """Limit, remaining credit, usage and free-tier flag of the configured key."""
+    data = _get(settings, "/key", auth=True).get("data") or {}
+    return KeyStatus(
+        label=data.get("label"),
+        limit=_float_or_none(data.get("limit")),
+        limit_remaining=_float_or_none(data.get("limit_remaining")),
+        usage=float(data.get("usage") or 0.0),
+        is_free_tier=bool(data.get("is_free_tier")),
+    )
+
+
+def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
+    """Cost, provider and native token counts of one generation (ready seconds after it ends)."""
+    if not generation_id.startswith("gen-"):
+        raise ConfigurationError(f"not an OpenRouter generation id: {generation_id!r}")
+    data = _get(settings, "/generation", auth=True, params={"id": generation_id}).get("data") or {}
+    return GenerationStats(
+        id=str(data.get("id") or generation_id),
+        model=data.get("model"),
+        provider_name=data.get("provider_name"),
+        total_cost=float(data.get("total_cost") or 0.0),
+        latency_ms=_float_or_none(data.get("latency")),
+        native_tokens_prompt=data.get("native_tokens_prompt"),
+        native_tokens_completion=data.get("native_tokens_completion"),
+    )
+
+
+def _get(
+    settings: Settings, path: str, *, auth: bool, params: dict[str, str] | None = None
+) -> dict[str, Any]:
+    headers = {}
+    if auth:
+        if settings.openrouter_api_key is None:
+            raise ConfigurationError(
+                "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
+            )
+        headers["Authorization"] = f"Bearer {settings.openrouter_api_key.get_secret_value()}"
+    try:
+        response = httpx.get(
+            f"{settings.openrouter_base_url}{path}",
+            headers=headers,
+            params=params,
+            timeout=min(settings.request_timeout, 30.0),
+        )
+        response.raise_for_status()
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        mapped = map_exception(exc, provider="openrouter", model=None)
+        raise (mapped or ProviderError(str(exc), provider="openrouter")) from exc
+    if not isinstance(body, dict):
+        raise ProviderError(f"unexpected reply from {path}", provider="openrouter")
+    return body
+
+
+def _model_info(entry: dict[str, Any]) -> ModelInfo:
+    pricing = entry.get("pricing") or {}
+    return ModelInfo(
+        id=str(entry["id"]),
+        context_length=entry.get("context_length"),
+        prompt_price=_per_million(pricing.get("prompt")),
+        completion_price=_per_million(pricing.get("completion")),
+        request_price=float(pricing.get("request") or 0.0),
+        supported_parameters=tuple(entry.get("supported_parameters") or ()),
+    )
+
+
+def _per_million(per_token: object) -> float:
+    """OpenRouter quotes USD per token as strings; negative means "varies" (routers)."""
+    value = _float_or_none(per_token) or 0.0
+    return max(value, 0.0) * PER_MILLION
+
+
+def _float_or_none(value: object) -> float | None:
+    try:
+        return None if value is None else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
