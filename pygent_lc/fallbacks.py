@@ -9,13 +9,19 @@ call; when every provider has reported, the caller gets
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableWithFallbacks
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableWithFallbacks,
+)
+from pydantic import BaseModel
 
-from pygent_lc.errors import AllProvidersFailedError, ProviderError
+from pygent_lc.errors import AllProvidersFailedError, ConfigurationError, ProviderError
 from pygent_lc.retry import provider_failures
 
 
@@ -23,6 +29,8 @@ class ProviderChain(RunnableWithFallbacks):  # type: ignore[type-arg]
     """Providers in order; the next one runs when the previous raised a ``ProviderError``."""
 
     def _all_failed(self, failures: list[ProviderError]) -> AllProvidersFailedError | None:
+        if not self.fallbacks:
+            return None  # one provider: its own typed error says it best
         if len(failures) < 1 + len(self.fallbacks):
             return None  # e.g. a stream that broke after its first chunk
         return AllProvidersFailedError(
@@ -65,8 +73,45 @@ class ProviderChain(RunnableWithFallbacks):  # type: ignore[type-arg]
             async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
 
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:
+        """Bind ``tools`` to every provider's model, keeping retries, breakers and fallbacks."""
+        return self._per_model(lambda model: model.bind_tools(tools, **kwargs))
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> ProviderChain:
+        """Structured output from every provider (each in its own way: ``response_format``
+        for OpenRouter, ``format`` for Ollama), keeping retries, breakers and fallbacks."""
+        return self._per_model(lambda model: model.with_structured_output(schema, **kwargs))
+
+    def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> ProviderChain:
+        return ProviderChain(
+            runnable=_rewrapped(self.runnable, change),
+            fallbacks=[_rewrapped(fallback, change) for fallback in self.fallbacks],
+            exceptions_to_handle=self.exceptions_to_handle,
+        )
+
     def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         return Runnable.batch(self, inputs, config, **kwargs)
 
     async def abatch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         return await Runnable.abatch(self, inputs, config, **kwargs)
+
+
+def _rewrapped(
+    runnable: Runnable[Any, Any], change: Callable[[BaseChatModel], Runnable[Any, Any]]
+) -> Runnable[Any, Any]:
+    """``runnable`` with the chat model inside its wrappers replaced by ``change(model)``.
+
+    The wrappers (retry policy, breaker, bindings) are copied, not rebuilt, so
+    their settings and shared state carry over.
+    """
+    if isinstance(runnable, BaseChatModel):
+        return change(runnable)
+    bound = getattr(runnable, "bound", None)  # a RunnableBinding-style wrapper
+    if isinstance(bound, Runnable) and isinstance(runnable, BaseModel):
+        copied: Runnable[Any, Any] = runnable.model_copy(
+            update={"bound": _rewrapped(bound, change)}
+        )
+        return copied
+    raise ConfigurationError(
+        f"cannot reach the chat model inside {type(runnable).__name__} to change it"
+    )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
-from loopback_server import LoopbackServer
+from langchain_core.tools import tool
+from loopback_server import Fault, LoopbackServer
+from pydantic import BaseModel
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import ConfigurationError
@@ -116,3 +121,48 @@ def test_options_serialise_only_what_is_set() -> None:
         "exclude": True,
         "enabled": True,
     }
+
+
+class Answer(BaseModel):
+    value: int
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+def json_when_asked(protocol: str, body: Mapping[str, Any]) -> str:
+    return '{"value": 42}' if body.get("response_format") or body.get("format") else "plain"
+
+
+@pytest.mark.live_local
+async def test_structured_output_on_the_fallback_chain() -> None:
+    with LoopbackServer(ollama_models=["llama3.2:latest"], responder=json_when_asked) as server:
+        settings = settings_for(
+            server, ollama_base_url=server.ollama_base_url, ollama_model="llama3.2"
+        )
+        chain = build_chat_model(settings, ["openrouter", "ollama"])
+        structured = chain.with_structured_output(Answer)
+        assert await structured.ainvoke("what is six times seven?") == Answer(value=42)
+        body = server.requests("openrouter")[0].json
+        assert body["response_format"]["type"] == "json_schema"
+        assert body["provider"] == {"require_parameters": True}
+        server.script("openrouter", [Fault.status(503)] * 3)  # then Ollama answers
+        assert await structured.ainvoke("again?") == Answer(value=42)
+        assert server.requests("ollama")[0].json["format"]["properties"] == {
+            "value": {"title": "Value", "type": "integer"}
+        }
+
+
+@pytest.mark.live_local
+async def test_bind_tools_on_the_fallback_chain(loopback: LoopbackServer) -> None:
+    settings = settings_for(
+        loopback, ollama_base_url=loopback.ollama_base_url, ollama_model="llama3.2"
+    )
+    with_tools = build_chat_model(settings, ["openrouter", "ollama"]).bind_tools([add])
+    loopback.script("openrouter", [Fault.status(401)])
+    await with_tools.ainvoke("add 1 and 2")
+    assert loopback.requests("openrouter")[0].json["tools"][0]["function"]["name"] == "add"
+    assert loopback.requests("ollama")[0].json["tools"][0]["function"]["name"] == "add"

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import openai
 from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.rate_limiters import InMemoryRateLimiter
+from langchain_core.runnables import Runnable
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import SecretStr
 
@@ -58,6 +59,21 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
         params["ls_provider"] = self.provider_label
         return params
 
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        method: Literal["function_calling", "json_mode", "json_schema"] = "json_schema",
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """Structured output as a JSON schema by default, routed only to providers that
+        honour it (``provider.require_parameters``, unless set otherwise)."""
+        extras = dict(self.extra_body or {})
+        routing = dict(extras.get("provider") or {})
+        routing.setdefault("require_parameters", True)
+        routed = self.model_copy(update={"extra_body": {**extras, "provider": routing}})
+        return BaseChatOpenAI.with_structured_output(routed, schema, method=method, **kwargs)
+
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
@@ -80,7 +96,13 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
         response: dict[str, Any] | openai.BaseModel,
         generation_info: dict[str, Any] | None = None,
     ) -> ChatResult:
-        body = response if isinstance(response, dict) else response.model_dump()
+        body = (
+            response
+            if isinstance(response, dict)
+            else response.model_dump(
+                exclude={"choices": {"__all__": {"message": {"parsed"}}}}, warnings=False
+            )
+        )
         if body.get("error") or not body.get("choices"):
             raise error_from_body(
                 body.get("error") or "reply has no choices",
