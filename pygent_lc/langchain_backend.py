@@ -8,7 +8,7 @@ from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.budget import CostBudget, CostEstimator
@@ -41,7 +41,7 @@ class LangChainBackend(LLMBackend):
         :func:`pygent_lc.budget.estimator_from_prices`) would pass it."""
         self.runnable = runnable
         self.usage = UsageTracker()
-        self._config: RunnableConfig = {"callbacks": [self.usage, *(callbacks or [])]}
+        self._handlers: list[BaseCallbackHandler] = [self.usage, *(callbacks or [])]
         self._budget = (
             None
             if max_cost_usd is None
@@ -52,13 +52,29 @@ class LangChainBackend(LLMBackend):
         """The completion of ``prompt``: non-empty text, or a typed error."""
         messages, params = _request(prompt, kwargs)
         with self._reserved(prompt, params):
-            return _text_of(await self.runnable.ainvoke(messages, self._config, **params))
+            return _text_of(await self.runnable.ainvoke(messages, self._config(), **params))
 
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
         """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
         messages, params = _request(prompt, kwargs)
         with self._reserved(prompt, params):
-            return _text_of(self.runnable.invoke(messages, self._config, **params))
+            return _text_of(self.runnable.invoke(messages, self._config(), **params))
+
+    def _config(self) -> RunnableConfig:
+        """The ambient run's config (when called inside a Runnable, e.g. the ToT engine)
+        plus our handlers, so calls nest under the caller's run in traces."""
+        config = ensure_config()
+        inherited = config.get("callbacks")
+        if inherited is None:
+            config["callbacks"] = list(self._handlers)
+        elif isinstance(inherited, list):
+            config["callbacks"] = [*inherited, *self._handlers]
+        else:
+            manager = inherited.copy()
+            for handler in self._handlers:
+                manager.add_handler(handler, inherit=True)
+            config["callbacks"] = manager
+        return config
 
     def _reserved(self, prompt: str, params: dict[str, Any]) -> AbstractContextManager[None]:
         if self._budget is None:
@@ -75,7 +91,7 @@ class LangChainBackend(LLMBackend):
         parts: list[str] = []
         try:
             with self._reserved(prompt, params):
-                async for chunk in self.runnable.astream(messages, self._config, **params):
+                async for chunk in self.runnable.astream(messages, self._config(), **params):
                     if text := chunk.text:
                         parts.append(text)
                         yield text

@@ -157,3 +157,26 @@ async def test_usage_counts_streams() -> None:
     _ = [p async for p in shim.stream("hi")]
     assert shim.usage_totals().cost_usd == 0.5
     assert shim.usage_totals().calls == 1
+
+
+async def test_calls_inside_a_runnable_nest_under_its_run() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.runnables import RunnableLambda
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.parents: list[object] = []
+
+        def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kw):
+            self.parents.append(parent_run_id)
+
+    shim = backend(ScriptedChatModel(outcomes=["inner"]))
+    recorder = Recorder()
+
+    async def outer(question: str) -> str:
+        return await shim.generate(question)
+
+    assert await RunnableLambda(outer).ainvoke("q", {"callbacks": [recorder]}) == "inner"
+    assert len(recorder.parents) == 1
+    assert recorder.parents[0] is not None  # nested under the outer run
+    assert shim.usage_totals().calls == 1  # and still tracked by the backend
