@@ -31,20 +31,23 @@ class ProviderChain(RunnableWithFallbacks):  # type: ignore[type-arg]
     def _all_failed(self, failures: list[ProviderError]) -> AllProvidersFailedError | None:
         if not self.fallbacks:
             return None  # one provider: its own typed error says it best
-        if len(failures) < 1 + len(self.fallbacks):
-            return None  # e.g. a stream that broke after its first chunk
         return AllProvidersFailedError(
             {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
 
     @contextmanager
-    def _reporting_failures(self) -> Iterator[None]:
+    def _reporting_failures(self, streamed: Callable[[], bool] = lambda: False) -> Iterator[None]:
+        """Turn the last provider's error into ``AllProvidersFailedError`` with all of them.
+
+        Not once a stream has delivered chunks: then no fallback ran, and the
+        caller needs the error itself (and its partial text).
+        """
         failures: list[ProviderError] = []
         token = provider_failures.set(failures)
         try:
             yield
         except ProviderError as exc:
-            all_failed = self._all_failed(failures)
+            all_failed = None if streamed() else self._all_failed(failures)
             if all_failed is None:
                 raise
             raise all_failed from exc
@@ -63,14 +66,19 @@ class ProviderChain(RunnableWithFallbacks):  # type: ignore[type-arg]
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        with self._reporting_failures():
-            yield from super().stream(input, config, **kwargs)
+        streamed = False
+        with self._reporting_failures(lambda: streamed):
+            for chunk in super().stream(input, config, **kwargs):
+                streamed = True
+                yield chunk
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        with self._reporting_failures():
+        streamed = False
+        with self._reporting_failures(lambda: streamed):
             async for chunk in super().astream(input, config, **kwargs):
+                streamed = True
                 yield chunk
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:

@@ -157,3 +157,15 @@ async def test_batch_reports_all_failed_per_input() -> None:
     results = await chain(primary, backup).abatch(["one", "two"], return_exceptions=True)
     kinds = sorted(type(r).__name__ for r in results)
     assert kinds == ["AIMessage", "AllProvidersFailedError"]
+
+
+async def test_fallback_that_breaks_mid_stream_raises_its_own_error() -> None:
+    primary = ScriptedChatModel(provider="a", outcomes=[("", unavailable("a"))] * 3)
+    broken = StreamInterruptedError("cut", partial_text="one", provider="b")
+    backup = ScriptedChatModel(provider="b", outcomes=[("one", broken)])
+    seen: list[str] = []
+    with pytest.raises(StreamInterruptedError) as caught:
+        async for chunk in chain(primary, backup).astream("hi"):
+            seen.append(str(chunk.content))
+    assert caught.value.provider == "b"
+    assert seen == ["one"]
