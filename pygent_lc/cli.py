@@ -1,65 +1,264 @@
-"""The ``pygent-lc`` command line."""
+"""The ``pygent-lc`` command line: ``solve``, ``chat``, ``models``, ``doctor``.
+
+Exit codes: 0 success, 1 a provider failed (or ``doctor`` found a problem),
+2 bad usage or configuration, 3 ``solve`` found nothing to answer with,
+130 interrupted. Errors print one line and a hint on stderr, never a
+traceback (unless ``PYGENT_DEBUG=1``) and never the key.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
-from pygent_lc.chain import build_chat_model, validate_provider_names
-from pygent_lc.errors import ConfigurationError, InvalidInputError, PygentError
-from pygent_lc.langchain_backend import LangChainBackend
-from pygent_lc.settings import Settings
+from pygent_lc.agents import AgentFactory, ChatAgent, NoAnswerError, ReasoningAgent
+from pygent_lc.agents.doctor import diagnose
+from pygent_lc.agents.spec import PROVIDER_CHOICES, TASK_NAMES
+from pygent_lc.chain import validate_provider_names
+from pygent_lc.cli_output import (
+    ProgressLine,
+    error_line,
+    redact,
+    solve_json,
+    solve_summary,
+    usage_line,
+)
+from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.openrouter_catalog import list_openrouter_models
+from pygent_lc.providers.local import default_model_path
+from pygent_lc.providers.ollama import installed_ollama_models
+from pygent_lc.settings import PROVIDER_NAMES, Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_NO_ANSWER = 3
+EXIT_INTERRUPTED = 130
+
+#: ``solve`` defaults per task: small for free-form questions (a few calls on a
+#: local model), the paper's settings for Game of 24.
+SOLVE_DEFAULTS: dict[str, dict[str, int]] = {
+    "generic": {"max_depth": 2, "n_select_sample": 2, "n_evaluate_sample": 1, "max_tokens": 160},
+    "game24": {"max_depth": 4, "n_select_sample": 5, "n_evaluate_sample": 3, "max_tokens": 256},
+}
+
+
+def _provider_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        default="auto",
+        help="provider to use (default: auto, the configured chain: openrouter, ollama, local)",
+    )
+    parser.add_argument(
+        "--fallback",
+        action="append",
+        choices=PROVIDER_NAMES,
+        default=[],
+        help="provider to fall back to, in order (repeatable)",
+    )
+    parser.add_argument("--model", help="model name (a GGUF file for --provider local)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pygent-lc", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="pygent-lc",
+        description="PyGent's LLM layer: Tree-of-Thought solving and chat over "
+        "OpenRouter, Ollama and an embedded llama.cpp model.",
+        epilog="exit codes: 0 ok, 1 provider failure, 2 usage/configuration, "
+        "3 no answer, 130 interrupted",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    solve = commands.add_parser("solve", help="solve a problem with a Tree-of-Thought search")
+    solve.add_argument("problem")
+    solve.add_argument("--task", choices=TASK_NAMES, default="generic")
+    _provider_options(solve)
+    solve.add_argument("--depth", type=int, help="thought steps (default: generic 2, game24 4)")
+    solve.add_argument("--breadth", type=int, help="states kept per level (default: 2 / 5)")
+    solve.add_argument("--samples", type=int, help="value samples per state (default: 1 / 3)")
+    solve.add_argument("--search", choices=("bfs", "dfs"), default="bfs")
+    solve.add_argument("--max-tokens", type=int, help="per call (default: 160 / 256)")
+    solve.add_argument("--max-calls", type=int, help="stop after this many LLM calls")
+    solve.add_argument("--max-cost", type=float, help="stop after this much spend in USD")
+    solve.add_argument("--json", action="store_true", help="print the full result as JSON")
+    solve.add_argument("--mermaid", metavar="FILE", help="write the tree as a Mermaid flowchart")
+    solve.add_argument("--no-progress", action="store_true", help="no live progress line")
+
     chat = commands.add_parser("chat", help="stream the answer to one prompt")
     chat.add_argument("prompt")
-    chat.add_argument("--provider", action="append", help="provider(s) to use, in order")
+    _provider_options(chat)
+    chat.add_argument("--system", help="system prompt")
     chat.add_argument("--max-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.7)
+
+    models = commands.add_parser("models", help="list the models a provider offers")
+    models.add_argument("--provider", choices=PROVIDER_NAMES, default="openrouter")
+    models.add_argument("--search", help="only models whose id contains this text")
+    models.add_argument("--free", action="store_true", help="only free OpenRouter models")
+    models.add_argument("--json", action="store_true")
+
+    doctor = commands.add_parser("doctor", help="check every provider: key, server, model")
+    doctor.add_argument(
+        "--provider", action="append", choices=PROVIDER_NAMES, help="only these providers"
+    )
+    doctor.add_argument("--probe", action="store_true", help="also ask each for a few tokens")
+    doctor.add_argument("--json", action="store_true")
     return parser
 
 
-async def _chat(args: argparse.Namespace) -> int:
-    providers = validate_provider_names(args.provider) if args.provider else None
-    backend = LangChainBackend(build_chat_model(Settings(), providers))
-    async for text in backend.stream(
-        args.prompt, max_tokens=args.max_tokens, temperature=args.temperature
+def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {"provider": args.provider}
+    if args.fallback:
+        config["fallbacks"] = list(args.fallback)
+    if args.model:
+        config["model_name"] = args.model
+    return config
+
+
+async def _solve(args: argparse.Namespace, settings: Settings) -> int:
+    config = _custom_config(args)
+    tot: dict[str, Any] = dict(SOLVE_DEFAULTS[args.task])
+    for option, field in (
+        ("depth", "max_depth"),
+        ("breadth", "n_select_sample"),
+        ("samples", "n_evaluate_sample"),
+        ("max_tokens", "max_tokens"),
+        ("max_calls", "max_llm_calls"),
+        ("max_cost", "max_cost_usd"),
     ):
+        if getattr(args, option) is not None:
+            tot[field] = getattr(args, option)
+    config.update(tot, task=args.task, search_method=args.search)
+    agent = await AgentFactory(settings).create_agent("reasoning", custom_config=config)
+    assert isinstance(agent, ReasoningAgent)
+    show_progress = sys.stderr.isatty() and not args.no_progress
+    progress = ProgressLine(sys.stderr) if show_progress else None
+    try:
+        result = await agent.solve(args.problem, on_progress=progress.update if progress else None)
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.mermaid:
+        await asyncio.to_thread(Path(args.mermaid).write_text, result.to_mermaid(), "utf-8")
+    if args.json:
+        print(json.dumps(solve_json(result, agent), indent=2, ensure_ascii=False))
+    elif result.best is not None:
+        label = "Answer" if result.solved else "Best partial answer (no final answer reached)"
+        print(f"{label}: {result.best.text}")
+    print(solve_summary(result, agent), file=sys.stderr)
+    return EXIT_OK if result.best is not None else EXIT_NO_ANSWER
+
+
+async def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    config = _custom_config(args)
+    config.update(max_tokens=args.max_tokens, temperature=args.temperature)
+    if args.system:
+        config["system_prompt"] = args.system
+    agent = await AgentFactory(settings).create_agent("chat", custom_config=config)
+    assert isinstance(agent, ChatAgent)
+    async for text in agent.stream(args.prompt):
         print(text, end="", flush=True)
     print()
-    for entry in backend.usage.summary().values():
-        print(
-            f"[{entry.provider}/{entry.model}: {entry.calls} call(s), "
-            f"{entry.input_tokens}+{entry.output_tokens} tokens, ${entry.cost_usd:.6f}]",
-            file=sys.stderr,
-        )
+    print(usage_line(agent.usage), file=sys.stderr)
     return EXIT_OK
 
 
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    if args.provider == "local":
+        path = settings.local_model_path or default_model_path()
+        rows: list[dict[str, Any]] = [{"id": str(path) if path else None}]
+        if not args.json:
+            print(path or 'no local model file: pip install "pygent-lc[local]"')
+    elif args.provider == "ollama":
+        names = installed_ollama_models(settings)
+        rows = [{"id": name} for name in names if not args.search or args.search in name]
+        if not args.json:
+            print("\n".join(row["id"] for row in rows) or "no models installed")
+    else:
+        models = list_openrouter_models(settings)
+        rows = [
+            {
+                "id": m.id,
+                "context_length": m.context_length,
+                "prompt_per_million": m.prompt_price,
+                "completion_per_million": m.completion_price,
+            }
+            for m in models
+            if (not args.search or args.search.lower() in m.id.lower())
+            and (not args.free or m.is_free)
+        ]
+        if not args.json:
+            width = max([len(row["id"]) for row in rows] + [5])
+            print(f"{'model':<{width}}  {'context':>9}  {'$/M in':>9}  {'$/M out':>9}")
+            for row in rows:
+                print(
+                    f"{row['id']:<{width}}  {row['context_length'] or '?':>9}  "
+                    f"{row['prompt_per_million']:>9.3f}  {row['completion_per_million']:>9.3f}"
+                )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    providers = validate_provider_names(args.provider) if args.provider else None
+    report = diagnose(settings, providers, probe=args.probe)
+    if args.json:
+        print(json.dumps([health.as_dict() for health in report], indent=2))
+    else:
+        for health in report:
+            latency = f" ({health.latency_ms:.0f} ms)" if health.latency_ms is not None else ""
+            print(f"{health.provider:<11} {health.status:<15} {health.detail}{latency}")
+    problems = [h for h in report if h.status == "problem"]
+    usable = [h for h in report if h.status == "ok"]
+    if not problems and not usable and not args.json:
+        print(
+            "no provider is usable: set OPENROUTER_API_KEY or OLLAMA_MODEL, "
+            'or pip install "pygent-lc[local]"'
+        )
+    return EXIT_FAILED if problems or not usable else EXIT_OK
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    if args.command == "solve":
+        return await _solve(args, settings)
+    if args.command == "chat":
+        return await _chat(args, settings)
+    if args.command == "models":
+        return await asyncio.to_thread(_models, args, settings)
+    return await asyncio.to_thread(_doctor, args, settings)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; errors print one line and a hint, never a traceback."""
+    """Run a command; errors print one line and a hint, never a traceback or the key."""
     args = _parser().parse_args(argv)
     warnings.simplefilter("ignore")  # skipped providers are reported by errors, not noise
+    debug = os.environ.get("PYGENT_DEBUG") == "1"
     try:
-        return asyncio.run(_chat(args))
-    except (ConfigurationError, InvalidInputError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except PygentError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return asyncio.run(_run(args))
     except KeyboardInterrupt:
-        return 130
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK  # e.g. `pygent-lc models | head`
+    except Exception as exc:
+        if debug:
+            raise
+        print(redact(error_line(exc)), file=sys.stderr)
+        if isinstance(exc, ConfigurationError | InvalidInputError):
+            return EXIT_USAGE
+        if isinstance(exc, NoAnswerError):
+            return EXIT_NO_ANSWER
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

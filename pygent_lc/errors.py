@@ -7,6 +7,7 @@ and the callers only ever reason about these classes::
 
     PygentError
     ├── ConfigurationError          (never triggers a fallback)
+    │   └── AgentError              an agent cannot be created as asked
     ├── InvalidInputError           (the caller's own bad prompt or parameters)
     ├── ProviderError(provider, model, status_code, retryable, retry_after)
     │   ├── AuthenticationError     401
@@ -18,7 +19,8 @@ and the callers only ever reason about these classes::
     │   │                            errors inside a 200 body
     │   └── StreamInterruptedError  failure after text was streamed
     ├── AllProvidersFailedError     every provider of a chain failed
-    └── BudgetExceededError         a spending or call budget would be passed
+    ├── BudgetExceededError         a spending or call budget would be passed
+    └── NoAnswerError               a reasoning search ended with nothing to answer
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ class ConfigurationError(PygentError, ValueError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class AgentError(ConfigurationError):
+    """An agent cannot be created as asked: unknown type or provider, bad ``custom_config``.
+
+    A ``ConfigurationError``, so code that handles configuration problems
+    handles these too; raised before any model is asked anything.
+    """
 
 
 class InvalidInputError(PygentError, ValueError):
@@ -148,7 +158,17 @@ class BudgetExceededError(PygentError):
     """A call or spending budget would be passed by the next call."""
 
 
+class NoAnswerError(PygentError):
+    """A reasoning agent's search ended without any state to answer with.
+
+    Only when no thought could be valued at all (for example a call budget
+    spent before the first level finished); a search that found a partial
+    answer returns it instead.
+    """
+
+
 __all__ = [
+    "AgentError",
     "AllProvidersFailedError",
     "AuthenticationError",
     "BudgetExceededError",
@@ -157,6 +177,7 @@ __all__ = [
     "InsufficientCreditsError",
     "InvalidInputError",
     "ModelNotFoundError",
+    "NoAnswerError",
     "ProviderError",
     "ProviderUnavailableError",
     "PygentError",

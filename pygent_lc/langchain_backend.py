@@ -52,13 +52,13 @@ class LangChainBackend(LLMBackend):
         """The completion of ``prompt``: non-empty text, or a typed error."""
         messages, params = _request(prompt, kwargs)
         with self._reserved(prompt, params):
-            return _text_of(await self.runnable.ainvoke(messages, self._config(), **params))
+            return reply_text(await self.runnable.ainvoke(messages, self._config(), **params))
 
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
         """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
         messages, params = _request(prompt, kwargs)
         with self._reserved(prompt, params):
-            return _text_of(self.runnable.invoke(messages, self._config(), **params))
+            return reply_text(self.runnable.invoke(messages, self._config(), **params))
 
     def _config(self) -> RunnableConfig:
         """The ambient run's config (when called inside a Runnable, e.g. the ToT engine)
@@ -88,27 +88,9 @@ class LangChainBackend(LLMBackend):
         it raises :class:`StreamInterruptedError` carrying the text so far.
         """
         messages, params = _request(prompt, kwargs)
-        parts: list[str] = []
-        try:
-            with self._reserved(prompt, params):
-                async for chunk in self.runnable.astream(messages, self._config(), **params):
-                    if text := chunk.text:
-                        parts.append(text)
-                        yield text
-        except ProviderError as exc:
-            if not parts or isinstance(exc, StreamInterruptedError):
-                raise
-            raise StreamInterruptedError(
-                f"stream interrupted: {exc.message}",
-                partial_text="".join(parts),
-                provider=exc.provider,
-                model=exc.model,
-                status_code=exc.status_code,
-            ) from exc
-        if not parts:
-            raise ProviderUnavailableError(
-                "the stream ended without any text", provider="chain", retryable=False
-            )
+        with self._reserved(prompt, params):
+            async for text in stream_text(self.runnable, messages, self._config(), **params):
+                yield text
 
     def usage_totals(self) -> UsageTotals:
         return self.usage.totals()
@@ -118,7 +100,37 @@ def _request(prompt: object, kwargs: dict[str, Any]) -> tuple[list[BaseMessage],
     return [HumanMessage(content=validate_prompt(prompt))], validate_generation_params(kwargs)
 
 
-def _text_of(message: BaseMessage) -> str:
+async def stream_text(
+    runnable: Runnable[Any, BaseMessage], inputs: Any, config: RunnableConfig, **params: Any
+) -> AsyncIterator[str]:
+    """The text of ``runnable.astream(inputs)``, never empty, failures typed.
+
+    A ``ProviderError`` after some text becomes :class:`StreamInterruptedError`
+    carrying that text; a stream that ends without text is an error.
+    """
+    parts: list[str] = []
+    try:
+        async for chunk in runnable.astream(inputs, config, **params):
+            if text := chunk.text:
+                parts.append(text)
+                yield text
+    except ProviderError as exc:
+        if not parts or isinstance(exc, StreamInterruptedError):
+            raise
+        raise StreamInterruptedError(
+            f"stream interrupted: {exc.message}",
+            partial_text="".join(parts),
+            provider=exc.provider,
+            model=exc.model,
+            status_code=exc.status_code,
+        ) from exc
+    if not parts:
+        raise ProviderUnavailableError(
+            "the stream ended without any text", provider="chain", retryable=False
+        )
+
+
+def reply_text(message: BaseMessage) -> str:
     """The reply's text; an empty reply is an error, never ``""``."""
     text = message.text
     if text.strip():

@@ -1,0 +1,103 @@
+"""``AgentFactory``: what PyGent Factory calls to get a validated, ready agent."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from pygent_lc.agents.chat import ChatAgent
+from pygent_lc.agents.checks import check_provider, usable_providers
+from pygent_lc.agents.reasoning import ReasoningAgent, make_task, tot_config_for
+from pygent_lc.agents.spec import AgentSpec, agent_settings, parse_spec
+from pygent_lc.chain import build_chat_model
+from pygent_lc.errors import AgentError, ConfigurationError, InvalidInputError
+from pygent_lc.langchain_backend import ChatRunnable
+from pygent_lc.settings import ProviderName, Settings
+
+Agent = ReasoningAgent | ChatAgent
+
+
+class AgentFactory:
+    """Creates agents over the provider chain and keeps them by name.
+
+    ``await create_agent("reasoning", custom_config={"provider": "ollama",
+    "model_name": "llama3.2"})`` checks everything it can before returning:
+    the keys of ``custom_config``, the provider's configuration, that Ollama
+    answers and has the model, and (with ``check_model``) that OpenRouter
+    lists the model. ``provider="auto"`` (the default) uses the configured
+    chain (``fallbacks``, else ``settings.providers``), skipping providers
+    that are not configured, and checks nothing on the network.
+
+    Raises :class:`AgentError` for anything wrong in the request or the
+    configuration, :class:`~pygent_lc.errors.ProviderUnavailableError` when
+    Ollama does not answer, and :class:`~pygent_lc.errors.ModelNotFoundError`
+    when the model is not there.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.agents: dict[str, Agent] = {}
+        self._ids = itertools.count(1)
+
+    async def create_agent(
+        self,
+        agent_type: str,
+        name: str | None = None,
+        custom_config: Mapping[str, Any] | None = None,
+    ) -> Agent:
+        """A new agent of ``agent_type`` (``reasoning`` or ``chat``), validated."""
+        spec = parse_spec(agent_type, custom_config)
+        name = name or f"{spec.agent_type}-{next(self._ids)}"
+        if name in self.agents:
+            raise AgentError(f"an agent named {name!r} already exists", field="name")
+        settings = agent_settings(spec, self.settings)
+        providers = await self._checked_providers(spec, settings)
+        chain = build_chat_model(settings, providers)
+        agent = self._build(spec, name, chain, providers)
+        self.agents[name] = agent
+        return agent
+
+    def get_agent(self, name: str) -> Agent:
+        try:
+            return self.agents[name]
+        except KeyError:
+            raise AgentError(f"no agent named {name!r}", field="name") from None
+
+    def remove_agent(self, name: str) -> None:
+        self.get_agent(name)
+        del self.agents[name]
+
+    async def _checked_providers(self, spec: AgentSpec, settings: Settings) -> list[ProviderName]:
+        names = spec.provider_names(settings)
+        if spec.provider == "auto":
+            usable, _skipped = usable_providers(names, settings)
+            return usable
+        for provider in names:
+            await asyncio.to_thread(
+                check_provider, provider, settings, check_model=spec.check_model
+            )
+        return names
+
+    def _build(
+        self, spec: AgentSpec, name: str, chain: ChatRunnable, providers: list[ProviderName]
+    ) -> Agent:
+        try:
+            if spec.agent_type == "chat":
+                return ChatAgent(
+                    chain,
+                    name=name,
+                    system_prompt=spec.system_prompt,
+                    providers=list(providers),
+                    **spec.tot,
+                )
+            config = tot_config_for(providers[0], spec.task, spec.tot)
+        except (ConfigurationError, InvalidInputError) as exc:
+            raise AgentError(str(exc), field=getattr(exc, "field", None)) from exc
+        return ReasoningAgent(
+            chain, name=name, config=config, task=make_task(spec.task), providers=list(providers)
+        )
+
+
+__all__ = ["Agent", "AgentFactory"]

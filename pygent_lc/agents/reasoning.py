@@ -1,0 +1,101 @@
+"""``ReasoningAgent``: a PyGent reasoning agent that thinks with the Tree-of-Thought engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pygent_lc.agents.progress import ProgressBackend, ProgressTask, SolveProgress
+from pygent_lc.errors import ConfigurationError, NoAnswerError
+from pygent_lc.langchain_backend import ChatRunnable, LangChainBackend
+from pygent_lc.tot.config import ToTConfig
+from pygent_lc.tot.engine import ToTEngine, run_sync
+from pygent_lc.tot.result import ToTResult
+from pygent_lc.tot.tasks.base import Task
+from pygent_lc.tot.tasks.game24 import Game24Task
+from pygent_lc.tot.tasks.generic import GenericTask
+from pygent_lc.usage import UsageTracker
+
+ProgressCallback = Callable[[SolveProgress], None]
+
+
+def make_task(name: str) -> Task:
+    """The task called ``name`` (``generic`` or ``game24``)."""
+    if name == "generic":
+        return GenericTask()
+    if name == "game24":
+        return Game24Task()
+    raise ConfigurationError(f"unknown task {name!r}; choose from generic, game24", field="task")
+
+
+def tot_config_for(provider: str, task: str, overrides: dict[str, Any]) -> ToTConfig:
+    """``ToTConfig.for_provider`` with the task's own depth (Game of 24: 4 steps)."""
+    data = dict(overrides)
+    if task == "game24":
+        data.setdefault("max_depth", Game24Task.STEPS)
+    return ToTConfig.for_provider(provider, **data)
+
+
+class ReasoningAgent:
+    """Answers by searching a tree of thoughts over a provider chain.
+
+    ``solve`` returns the whole :class:`ToTResult`; ``process`` just the
+    answer text, as PyGent's agents do. Every LLM call of every solve is
+    totalled in :attr:`usage`.
+    """
+
+    agent_type = "reasoning"
+
+    def __init__(
+        self,
+        chain: ChatRunnable,
+        *,
+        name: str = "reasoning",
+        config: ToTConfig | None = None,
+        task: Task | None = None,
+        providers: list[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.providers = list(providers or [])
+        """The chain's providers, in fallback order."""
+        self.backend = LangChainBackend(chain)
+        self.config = config if config is not None else ToTConfig()
+        self.task: Task = task if task is not None else GenericTask()
+        self.engine = ToTEngine(self.config, self.backend, task=self.task, name=name)
+        self.last_result: ToTResult | None = None
+
+    @property
+    def usage(self) -> UsageTracker:
+        """Calls, failures, tokens, cost and latency of every solve so far."""
+        return self.backend.usage
+
+    async def solve(
+        self, problem: str, *, on_progress: ProgressCallback | None = None
+    ) -> ToTResult:
+        """Search for an answer to ``problem``; ``on_progress`` sees level, calls and cost."""
+        engine = self.engine
+        if on_progress is not None:
+            progress = SolveProgress(max_depth=self.config.max_depth, on_change=on_progress)
+            engine = ToTEngine(
+                self.config,
+                ProgressBackend(self.backend, progress),
+                task=ProgressTask(self.task, progress),
+                name=self.name,
+            )
+        self.last_result = await engine.solve(problem)
+        return self.last_result
+
+    def solve_sync(self, problem: str, *, on_progress: ProgressCallback | None = None) -> ToTResult:
+        """``solve`` for sync code (works under a running event loop too)."""
+        return run_sync(self.solve(problem, on_progress=on_progress))
+
+    async def process(self, message: str) -> str:
+        """The answer to ``message``: the best solution, else the best partial state."""
+        result = await self.solve(message)
+        if result.best is None:
+            why = result.stats.budget_exhausted or "no thought could be valued"
+            raise NoAnswerError(f"the search found nothing to answer with ({why})")
+        return result.best.text
+
+
+__all__ = ["ReasoningAgent", "make_task", "tot_config_for"]

