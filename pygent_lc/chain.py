@@ -8,6 +8,7 @@ from typing import cast
 
 from langchain_core.language_models import BaseChatModel
 
+from pygent_lc.breaker import ProviderBreaker, with_circuit_breaker
 from pygent_lc.errors import ConfigurationError, ProviderError
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.providers.local import local_model
@@ -36,13 +37,37 @@ def with_retry_policy(model: BaseChatModel, settings: Settings) -> ProviderRetry
         max_attempt_number=settings.max_retries + 1,
         initial_wait=settings.retry_initial_wait,
         max_wait=settings.retry_max_wait,
+        deadline=settings.request_timeout,
+    )
+
+
+def with_provider_policy(
+    model: BaseChatModel, settings: Settings
+) -> ProviderRetry | ProviderBreaker:
+    """``model`` under the retry policy, behind its circuit breaker (unless disabled).
+
+    The breaker sits outside the retries: one breaker decision per provider call.
+    """
+    retried = with_retry_policy(model, settings)
+    if not (settings.breaker_failures and settings.breaker_cooldown):
+        return retried
+    provider = str(getattr(model, "provider_label", None) or type(model).__name__)
+    model_name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    return with_circuit_breaker(
+        retried,
+        settings,
+        provider=provider,
+        model=model_name if isinstance(model_name, str) else None,
     )
 
 
 def build_chat_model(
     settings: Settings | None = None, providers: Sequence[str] | None = None
-) -> ProviderRetry | ProviderChain:
+) -> ProviderBreaker | ProviderRetry | ProviderChain:
     """The provider chain: each provider retried, then the next one on ``ProviderError``.
+
+    Each provider sits behind its own circuit breaker (:mod:`pygent_lc.breaker`),
+    shared by every call through the returned Runnable.
 
     ``providers`` overrides ``settings.providers`` (same names). A provider
     whose configuration is incomplete (no key, no model, no local extra) is
@@ -69,11 +94,11 @@ def build_chat_model(
         warnings.warn(
             f"provider {skipped_name!r} skipped: {why}", ProviderSkippedWarning, stacklevel=2
         )
-    retried = [with_retry_policy(model, settings) for model in models]
-    if len(retried) == 1:
-        return retried[0]
+    guarded = [with_provider_policy(model, settings) for model in models]
+    if len(guarded) == 1:
+        return guarded[0]
     return ProviderChain(
-        runnable=retried[0], fallbacks=retried[1:], exceptions_to_handle=(ProviderError,)
+        runnable=guarded[0], fallbacks=guarded[1:], exceptions_to_handle=(ProviderError,)
     )
 
 
@@ -97,4 +122,9 @@ def validate_provider_names(names: Sequence[str] | str) -> list[ProviderName]:
     return cleaned
 
 
-__all__ = ["ProviderSkippedWarning", "build_chat_model", "validate_provider_names"]
+__all__ = [
+    "ProviderSkippedWarning",
+    "build_chat_model",
+    "validate_provider_names",
+    "with_provider_policy",
+]

@@ -16,8 +16,16 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.retry import RunnableRetry
-from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+)
 from tenacity import wait_exponential_jitter as exponential_jitter
+from tenacity.stop import stop_base
 
 from pygent_lc.errors import ProviderError
 
@@ -38,13 +46,25 @@ def _is_retryable(exc: BaseException) -> bool:
 
 
 class ProviderRetry(RunnableRetry):  # type: ignore[type-arg]
-    """Retry one provider's model under the project's policy."""
+    """Retry one provider's model under the project's policy.
+
+    The four call methods drive tenacity directly rather than through
+    ``RunnableRetry.invoke``: that opens an extra callback run per call, which
+    cost ~0.4 ms (a quarter of a zero-latency request, see BENCHMARKS.md). The
+    model's run is then a direct child of the caller's, as under a plain
+    ``RunnableBinding``; attempts after the first are tagged ``retry:attempt:N``.
+    """
 
     initial_wait: float = 0.5
     """First backoff wait in seconds; doubles per retry, plus jitter of up to as much."""
 
     max_wait: float = 20.0
     """Cap for one wait, ``Retry-After`` included."""
+
+    deadline: float | None = None
+    """Seconds all attempts of one call may take, waits included: no retry (and no
+    wait) starts that would end past it, so a hung provider costs one timeout
+    before the fallback runs, not one per attempt."""
 
     @property
     def _kwargs_retrying(self) -> dict[str, Any]:
@@ -58,35 +78,61 @@ class ProviderRetry(RunnableRetry):  # type: ignore[type-arg]
                 return min(error.retry_after, self.max_wait)
             return float(backoff(state))
 
+        stop: stop_base = stop_after_attempt(self.max_attempt_number)
+        if self.deadline is not None:
+            stop = stop | stop_before_delay(self.deadline)
         return {
-            "stop": stop_after_attempt(self.max_attempt_number),
+            "stop": stop,
             "wait": wait_seconds,
             "retry": retry_if_exception(_is_retryable),
             "before_sleep": _log_retry,
+            "reraise": True,
         }
 
+    def _attempt_config(self, config: RunnableConfig | None, attempt: int) -> RunnableConfig:
+        merged = self._merge_configs(config)
+        if attempt == 1:
+            return merged
+        return {**merged, "tags": [*merged.get("tags", []), f"retry:attempt:{attempt}"]}
+
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        call_kwargs = {**self.kwargs, **kwargs}
         try:
-            return super().invoke(input, config, **kwargs)
+            for attempt in Retrying(**self._kwargs_retrying):
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    result = self.bound.invoke(
+                        input, self._attempt_config(config, number), **call_kwargs
+                    )
         except ProviderError as exc:
             _report(exc)
             raise
+        return result
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        call_kwargs = {**self.kwargs, **kwargs}
         try:
-            return await super().ainvoke(input, config, **kwargs)
+            async for attempt in AsyncRetrying(**self._kwargs_retrying):
+                with attempt:
+                    number = attempt.retry_state.attempt_number
+                    result = await self.bound.ainvoke(
+                        input, self._attempt_config(config, number), **call_kwargs
+                    )
         except ProviderError as exc:
             _report(exc)
             raise
+        return result
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
+        call_kwargs = {**self.kwargs, **kwargs}
         try:
-            for attempt in self._sync_retrying(reraise=True):
+            for attempt in Retrying(**self._kwargs_retrying):
                 with attempt:
+                    number = attempt.retry_state.attempt_number
                     chunks = self.bound.stream(
-                        input, self._merge_configs(config), **{**self.kwargs, **kwargs}
+                        input, self._attempt_config(config, number), **call_kwargs
                     )
                     first = next(chunks, _NOTHING)
             if first is not _NOTHING:
@@ -99,11 +145,13 @@ class ProviderRetry(RunnableRetry):  # type: ignore[type-arg]
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        call_kwargs = {**self.kwargs, **kwargs}
         try:
-            async for attempt in self._async_retrying(reraise=True):
+            async for attempt in AsyncRetrying(**self._kwargs_retrying):
                 with attempt:
+                    number = attempt.retry_state.attempt_number
                     chunks = self.bound.astream(
-                        input, self._merge_configs(config), **{**self.kwargs, **kwargs}
+                        input, self._attempt_config(config, number), **call_kwargs
                     )
                     first = await anext(chunks, _NOTHING)
             if first is not _NOTHING:

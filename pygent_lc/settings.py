@@ -117,7 +117,8 @@ class Settings(BaseSettings):
         le=3600,
         validation_alias=AliasChoices("PYGENT_REQUEST_TIMEOUT", "request_timeout"),
     )
-    """Seconds one request may take before it counts as failed (and is retried)."""
+    """Seconds one request may take before it counts as failed; also the budget for
+    all of a provider's attempts in one call (retries and waits included)."""
 
     max_retries: int = Field(
         default=2, ge=0, le=10, validation_alias=AliasChoices("PYGENT_MAX_RETRIES", "max_retries")
@@ -138,7 +139,27 @@ class Settings(BaseSettings):
         le=60,
         validation_alias=AliasChoices("PYGENT_RETRY_INITIAL_WAIT", "retry_initial_wait"),
     )
-    """First backoff wait in seconds; it doubles per retry, plus up to 1 s of jitter."""
+    """First backoff wait in seconds; it doubles per retry, plus jitter of up to as much."""
+
+    breaker_failures: int = Field(
+        default=3,
+        ge=0,
+        le=1000,
+        validation_alias=AliasChoices("PYGENT_BREAKER_FAILURES", "breaker_failures"),
+    )
+    """Consecutive failed calls (retries used up) that open a provider's circuit; 0 disables.
+
+    Counted: unavailable/5xx/408/timeouts/connection failures, 429, 401, 402, 404
+    (see :mod:`pygent_lc.breaker`).
+    """
+
+    breaker_cooldown: float = Field(
+        default=30.0,
+        ge=0,
+        le=86400,
+        validation_alias=AliasChoices("PYGENT_BREAKER_COOLDOWN", "breaker_cooldown"),
+    )
+    """Seconds an open circuit skips its provider before one probe call; 0 disables."""
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -200,3 +200,13 @@ async def test_ollama_refused_is_typed_and_not_retried() -> None:
     with pytest.raises(ProviderUnavailableError, match="refused") as caught:
         await LangChainBackend(build_chat_model(settings, ["ollama"])).generate("hi")
     assert caught.value.retryable is False
+
+
+async def test_hung_primary_costs_one_timeout_even_with_retries(loopback: LoopbackServer) -> None:
+    """request_timeout bounds all attempts of a call: no retry would finish in time."""
+    loopback.script("openrouter", [Fault.hang(10)] * 3)
+    backend = chained(loopback, request_timeout=0.5, max_retries=2)
+    started = time.perf_counter()
+    assert await backend.generate("hello there") == "echo: hello there"
+    assert time.perf_counter() - started < 1.5
+    assert loopback.request_count("openrouter") == 1

@@ -1,0 +1,66 @@
+"""Cost of each layer of the stack per call, over a scripted chat model (no network).
+
+Isolates what our wrappers add on top of LangChain's own chat-model machinery:
+retry policy, breaker, fallback chain, ``LangChainBackend`` and its
+``UsageTracker``. Microseconds per call, median of 5 rounds x 1,000 calls.
+
+    python benchmarks/layer_overhead.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from _bench import TESTS, machine, median, table  # noqa: F401  (TESTS puts tests/ on sys.path)
+from fakes import ScriptedChatModel
+from langchain_core.messages import HumanMessage
+
+from pygent_lc import LangChainBackend, Settings
+from pygent_lc.chain import with_provider_policy, with_retry_policy
+from pygent_lc.errors import ProviderError
+from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.usage import UsageTracker
+
+
+async def main() -> None:
+    settings = Settings()
+    model = ScriptedChatModel()
+    retried = with_retry_policy(model, settings)
+    guarded = with_provider_policy(model, settings)
+    chain = ProviderChain(
+        runnable=guarded,
+        fallbacks=[with_provider_policy(ScriptedChatModel(), settings)],
+        exceptions_to_handle=(ProviderError,),
+    )
+    tracker = UsageTracker()
+    messages = [HumanMessage("hi")]
+    on_breaker, on_chain = LangChainBackend(guarded), LangChainBackend(chain)
+    layers: dict[str, Callable[[], Awaitable[object]]] = {
+        "chat model alone": lambda: model.ainvoke(messages),
+        "chat model + UsageTracker callback": lambda: model.ainvoke(
+            messages, {"callbacks": [tracker]}
+        ),
+        "+ retry policy": lambda: retried.ainvoke(messages),
+        "+ breaker (outside the retry)": lambda: guarded.ainvoke(messages),
+        "+ fallback chain": lambda: chain.ainvoke(messages),
+        "LangChainBackend.generate over breaker": lambda: on_breaker.generate("hi"),
+        "LangChainBackend.generate over chain": lambda: on_chain.generate("hi"),
+    }
+    for call in layers.values():
+        for _ in range(200):
+            await call()
+    results: dict[str, list[float]] = {name: [] for name in layers}
+    for _ in range(5):
+        for name, call in layers.items():
+            started = time.perf_counter()
+            for _ in range(1000):
+                await call()
+            results[name].append((time.perf_counter() - started) / 1000 * 1e6)
+    print(f"machine: {machine()}\n")
+    print(table(["layer", "us/call"], [[n, median(v)] for n, v in results.items()]))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

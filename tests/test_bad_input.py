@@ -1,0 +1,146 @@
+"""Bad input not covered elsewhere: a clear error before any network call (sockets are off).
+
+Prompts and the common absurd parameters are in ``test_langchain_backend.py``;
+``Settings`` field errors in ``test_settings.py``. Here: provider names given
+to ``build_chat_model``, malformed ``PYGENT_PROVIDERS``, more absurd
+parameters and settings, and bad input on every entry point (``generate``,
+``generate_sync``, ``stream``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fakes import ScriptedChatModel
+
+from pygent_lc import LangChainBackend, Settings, build_chat_model
+from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.validation import MAX_PROMPT_CHARS
+
+CONFIGURED = {"openrouter_api_key": "sk-or-v1-x", "ollama_model": "llama3.2"}
+
+
+@pytest.mark.parametrize(
+    ("providers", "message"),
+    [
+        (["bogus"], "unknown provider 'bogus'; choose from openrouter, ollama, local"),
+        (["openrouter", "anthropic"], "unknown provider 'anthropic'"),
+        ("openrouter, gpt-4", "unknown provider 'gpt-4'"),
+        ([""], "unknown provider ''"),
+        ([None], "unknown provider None"),
+        ([42], "unknown provider 42"),
+        ([], "at least one provider"),
+        (["ollama", "OLLAMA"], "listed twice"),
+    ],
+)
+def test_build_chat_model_rejects_bad_provider_names(providers: Any, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        build_chat_model(Settings(**CONFIGURED), providers)
+    assert caught.value.field == "providers"
+
+
+def test_provider_names_are_normalised() -> None:
+    chain = build_chat_model(Settings(**CONFIGURED), [" OpenRouter ", "Ollama"])
+    assert chain is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        " ",
+        ",",
+        "openrouter;ollama",
+        '["openrouter", "ollama"]',
+        "openrouter ollama",
+        "open router",
+    ],
+)
+def test_malformed_pygent_providers(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PYGENT_PROVIDERS", value)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings()
+    assert caught.value.field is not None
+    assert caught.value.field.startswith("providers")
+
+
+def test_no_usable_provider_names_each_reason() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        build_chat_model(Settings(), ["openrouter", "ollama"])
+    assert "OPENROUTER_API_KEY" in str(caught.value)
+    assert "OLLAMA_MODEL" in str(caught.value)
+    with pytest.raises(ConfigurationError, match="OPENROUTER_API_KEY"):
+        build_chat_model(Settings(), ["openrouter"])
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "field"),
+    [
+        ("PYGENT_REQUEST_TIMEOUT", "0", "request_timeout"),
+        ("PYGENT_REQUEST_TIMEOUT", "inf", "request_timeout"),
+        ("PYGENT_MAX_RETRIES", "11", "max_retries"),
+        ("PYGENT_MAX_RETRIES", "1.5", "max_retries"),
+        ("PYGENT_RETRY_MAX_WAIT", "-1", "retry_max_wait"),
+        ("PYGENT_RETRY_INITIAL_WAIT", "-0.5", "retry_initial_wait"),
+        ("OLLAMA_NUM_CTX", "0", "ollama_num_ctx"),
+        ("OPENROUTER_MODEL", "   ", "openrouter_model"),
+    ],
+)
+def test_more_invalid_settings_name_the_field(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, field: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings()
+    assert caught.value.field is not None
+    assert caught.value.field.split()[0] == field
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"temperature": -0.1},
+        {"temperature": float("inf")},
+        {"temperature": None, "max_tokens": 10**9},
+        {"max_tokens": "100"},
+        {"max_tokens": -(10**6)},
+        {"top_p": -0.1},
+        {"seed": 1.5},
+        {"seed": "42"},
+        {"stop": ""},
+        {"stop": {"a": 1}},
+        {"stop": ["ok", None]},
+        {"n": 5},
+    ],
+)
+async def test_absurd_parameters_on_every_entry_point(kwargs: dict[str, Any]) -> None:
+    model = ScriptedChatModel()
+    backend = LangChainBackend(model)
+    with pytest.raises(InvalidInputError):
+        await backend.generate("hi", **kwargs)
+    with pytest.raises(InvalidInputError):
+        backend.generate_sync("hi", **kwargs)
+    with pytest.raises(InvalidInputError):
+        _ = [part async for part in backend.stream("hi", **kwargs)]
+    assert model.calls == []
+
+
+async def test_oversized_prompt_is_rejected_before_the_model() -> None:
+    model = ScriptedChatModel()
+    with pytest.raises(InvalidInputError, match="characters"):
+        await LangChainBackend(model).generate("x" * (MAX_PROMPT_CHARS + 1))
+    assert model.calls == []
+
+
+async def test_bad_input_through_a_built_chain_makes_no_request() -> None:
+    """The whole stack (sockets disabled): a bad call fails before any client is used."""
+    backend = LangChainBackend(build_chat_model(Settings(**CONFIGURED), ["openrouter", "ollama"]))
+    for bad in ("", "  ", None):
+        with pytest.raises(InvalidInputError):
+            await backend.generate(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        await backend.generate("hi", max_tokens=-1)
+    with pytest.raises(InvalidInputError):
+        await backend.generate("hi", temperature=5)
+    assert backend.usage.totals().calls == 0
