@@ -63,8 +63,12 @@ def with_provider_policy(
 
 def build_chat_model(
     settings: Settings | None = None, providers: Sequence[str] | None = None
-) -> ProviderBreaker | ProviderRetry | ProviderChain:
+) -> ProviderChain:
     """The provider chain: each provider retried, then the next one on ``ProviderError``.
+
+    Always a :class:`ProviderChain`, one provider or several, so ``bind_tools``
+    and ``with_structured_output`` work the same on any configuration; with one
+    provider its own typed error is raised, not ``AllProvidersFailedError``.
 
     Each provider sits behind its own circuit breaker (:mod:`pygent_lc.breaker`),
     shared by every call through the returned Runnable.
@@ -95,8 +99,6 @@ def build_chat_model(
             f"provider {skipped_name!r} skipped: {why}", ProviderSkippedWarning, stacklevel=2
         )
     guarded = [with_provider_policy(model, settings) for model in models]
-    if len(guarded) == 1:
-        return guarded[0]
     return ProviderChain(
         runnable=guarded[0], fallbacks=guarded[1:], exceptions_to_handle=(ProviderError,)
     )

@@ -226,7 +226,9 @@ async def test_disabled_with_zero() -> None:
         assert circuit.admit().allowed
     for env in ({"breaker_failures": 0}, {"breaker_cooldown": 0}):
         settings = Settings(ollama_model="llama3.2", **env)  # type: ignore[arg-type]
-        assert isinstance(build_chat_model(settings, ["ollama"]), ProviderRetry)
+        built = build_chat_model(settings, ["ollama"])
+        assert isinstance(built, ProviderChain)
+        assert isinstance(built.runnable, ProviderRetry)
 
 
 def test_build_chat_model_puts_each_provider_behind_its_own_breaker() -> None:
@@ -243,7 +245,7 @@ def test_build_chat_model_puts_each_provider_behind_its_own_breaker() -> None:
         isinstance(b.bound, ProviderRetry) for b in breakers if isinstance(b, ProviderBreaker)
     )
     assert (circuits[0].failure_threshold, circuits[0].cooldown) == (3, 30.0)
-    alone = build_chat_model(settings, ["ollama"])
+    alone = build_chat_model(settings, ["ollama"]).runnable
     assert isinstance(alone, ProviderBreaker)
     assert alone.bind(stop=["x"]).bound is alone  # bindings share the breaker
 

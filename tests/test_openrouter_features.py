@@ -166,3 +166,12 @@ async def test_bind_tools_on_the_fallback_chain(loopback: LoopbackServer) -> Non
     await with_tools.ainvoke("add 1 and 2")
     assert loopback.requests("openrouter")[0].json["tools"][0]["function"]["name"] == "add"
     assert loopback.requests("ollama")[0].json["tools"][0]["function"]["name"] == "add"
+
+
+@pytest.mark.live_local
+async def test_structured_output_and_tools_with_a_single_provider() -> None:
+    with LoopbackServer(responder=json_when_asked) as server:
+        chain = build_chat_model(settings_for(server), ["openrouter"])
+        assert await chain.with_structured_output(Answer).ainvoke("q") == Answer(value=42)
+        await chain.bind_tools([add]).ainvoke("add 1 and 2")
+        assert server.requests("openrouter")[1].json["tools"][0]["function"]["name"] == "add"
