@@ -63,6 +63,18 @@ def test_reads_dotenv_file(tmp_path: Path) -> None:
         ("PYGENT_MAX_RETRIES", "-2", "max_retries"),
         ("OPENROUTER_BASE_URL", "openrouter.ai", "openrouter_base_url"),
         ("OLLAMA_BASE_URL", "localhost:11434", "ollama_base_url"),
+        ("PYGENT_REQUEST_TIMEOUT", "0", "request_timeout"),
+        ("PYGENT_REQUEST_TIMEOUT", "inf", "request_timeout"),
+        ("PYGENT_MAX_RETRIES", "11", "max_retries"),
+        ("PYGENT_MAX_RETRIES", "1.5", "max_retries"),
+        ("PYGENT_RETRY_MAX_WAIT", "-1", "retry_max_wait"),
+        ("PYGENT_RETRY_INITIAL_WAIT", "-0.5", "retry_initial_wait"),
+        ("OLLAMA_NUM_CTX", "0", "ollama_num_ctx"),
+        ("OPENROUTER_MODEL", "   ", "openrouter_model"),
+        ("PYGENT_BREAKER_FAILURES", "-1", "breaker_failures"),
+        ("PYGENT_BREAKER_FAILURES", "three", "breaker_failures"),
+        ("PYGENT_BREAKER_COOLDOWN", "-5", "breaker_cooldown"),
+        ("PYGENT_BREAKER_COOLDOWN", "soon", "breaker_cooldown"),
     ],
 )
 def test_invalid_values_name_the_field(
