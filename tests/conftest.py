@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loopback_server import LoopbackServer  # noqa: E402
+
+from pygent_lc import Settings  # noqa: E402
 
 # Header and query names whose values must never be written to a cassette.
 SECRET_HEADERS = (
@@ -105,6 +108,34 @@ def recording(request: pytest.FixtureRequest) -> bool:
 def loopback() -> Iterator[LoopbackServer]:
     with LoopbackServer(ollama_models=["llama3.2:latest"]) as server:
         yield server
+
+
+def loopback_settings(server: LoopbackServer, **overrides: Any) -> Settings:
+    """Settings pointing both protocols at ``server``, with waits short enough for tests.
+
+    The breaker is off: fault tests count requests; the breaker has its own tests.
+    """
+    values: dict[str, Any] = {
+        "openrouter_api_key": "sk-or-v1-test-key-for-loopback",
+        "openrouter_base_url": server.openrouter_base_url,
+        "openrouter_model": "openai/gpt-4o-mini",
+        "ollama_base_url": server.ollama_base_url,
+        "ollama_model": "llama3.2",
+        "request_timeout": 5,
+        "max_retries": 2,
+        "retry_initial_wait": 0.001,
+        "retry_max_wait": 1,
+        "breaker_failures": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def request_json(cassette: Any, index: int = 0) -> dict[str, Any]:

@@ -13,15 +13,15 @@ nothing may hang.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
+from conftest import closed_port, loopback_settings
 from loopback_server import Fault, LoopbackServer, Protocol
 
-from pygent_lc import LangChainBackend, Settings, build_chat_model
+from pygent_lc import LangChainBackend, build_chat_model
 from pygent_lc.breaker import CircuitOpenError
 from pygent_lc.errors import (
     AuthenticationError,
@@ -41,7 +41,6 @@ pytestmark = [
 ]
 
 Mode = Literal["invoke", "stream"]
-KEY = "sk-or-v1-test-key-for-loopback"
 PROMPT = "hello there"
 ECHO = "echo: hello there"
 OTHER: dict[Protocol, Protocol] = {"openrouter": "ollama", "ollama": "openrouter"}
@@ -62,23 +61,6 @@ def loop_server(server: LoopbackServer) -> LoopbackServer:
     return server
 
 
-def settings_for(server: LoopbackServer, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "openrouter_api_key": KEY,
-        "openrouter_base_url": server.openrouter_base_url,
-        "openrouter_model": "openai/gpt-4o-mini",
-        "ollama_base_url": server.ollama_base_url,
-        "ollama_model": "llama3.2",
-        "request_timeout": 5,
-        "max_retries": 2,
-        "retry_initial_wait": 0.001,
-        "retry_max_wait": 1,
-        "breaker_failures": 0,  # the matrix counts requests; the breaker has its own tests
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
 _BUILT: dict[tuple[int, tuple[str, ...], str], LangChainBackend] = {}
 
 
@@ -97,19 +79,15 @@ def backend(server: LoopbackServer, *providers: Protocol, **overrides: Any) -> L
 def fresh_backend(
     server: LoopbackServer, *providers: Protocol, **overrides: Any
 ) -> LangChainBackend:
-    return LangChainBackend(build_chat_model(settings_for(server, **overrides), list(providers)))
+    return LangChainBackend(
+        build_chat_model(loopback_settings(server, **overrides), list(providers))
+    )
 
 
 async def ask(backend: LangChainBackend, mode: Mode) -> str:
     if mode == "invoke":
         return await backend.generate(PROMPT)
     return "".join([part async for part in backend.stream(PROMPT)])
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def dead_url(protocol: Protocol) -> dict[str, str]:

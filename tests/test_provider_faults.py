@@ -6,11 +6,11 @@ result in a chain, and the number of requests the server saw.
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
 import pytest
+from conftest import closed_port, loopback_settings
 from loopback_server import Fault, LoopbackServer
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
@@ -27,39 +27,17 @@ from pygent_lc.errors import (
 
 pytestmark = pytest.mark.live_local
 
-KEY = "sk-or-v1-test-key-for-loopback"
-
-
-def settings_for(server: LoopbackServer, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "openrouter_api_key": KEY,
-        "openrouter_base_url": server.openrouter_base_url,
-        "openrouter_model": "openai/gpt-4o-mini",
-        "ollama_base_url": server.ollama_base_url,
-        "ollama_model": "llama3.2",
-        "request_timeout": 5,
-        "max_retries": 2,
-        "retry_initial_wait": 0.01,
-        "retry_max_wait": 2,
-    }
-    values.update(overrides)
-    return Settings(**values)
-
 
 def alone(server: LoopbackServer, **overrides: Any) -> LangChainBackend:
-    return LangChainBackend(build_chat_model(settings_for(server, **overrides), ["openrouter"]))
+    return LangChainBackend(
+        build_chat_model(loopback_settings(server, **overrides), ["openrouter"])
+    )
 
 
 def chained(server: LoopbackServer, **overrides: Any) -> LangChainBackend:
     return LangChainBackend(
-        build_chat_model(settings_for(server, **overrides), ["openrouter", "ollama"])
+        build_chat_model(loopback_settings(server, **overrides), ["openrouter", "ollama"])
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # (fault script, typed error alone, requests the policy promises with max_retries=2)
@@ -167,13 +145,13 @@ async def test_stream_error_before_first_token_falls_back(loopback: LoopbackServ
 
 
 async def test_ollama_errors_are_typed(loopback: LoopbackServer) -> None:
-    backend = LangChainBackend(build_chat_model(settings_for(loopback), ["ollama"]))
+    backend = LangChainBackend(build_chat_model(loopback_settings(loopback), ["ollama"]))
     loopback.script("ollama", [Fault.status(500)] * 3)
     with pytest.raises(ProviderUnavailableError):
         await backend.generate("hi")
     assert loopback.request_count("ollama") == 3
     missing = LangChainBackend(
-        build_chat_model(settings_for(loopback, ollama_model="nope:7b"), ["ollama"])
+        build_chat_model(loopback_settings(loopback, ollama_model="nope:7b"), ["ollama"])
     )
     with pytest.raises(ModelNotFoundError):
         await missing.generate("hi")
@@ -185,7 +163,9 @@ async def test_ollama_errors_are_typed(loopback: LoopbackServer) -> None:
 async def test_ollama_hang_is_bounded_by_the_client_timeout(loopback: LoopbackServer) -> None:
     loopback.script("ollama", [Fault.hang(10)])
     backend = LangChainBackend(
-        build_chat_model(settings_for(loopback, request_timeout=0.5, max_retries=0), ["ollama"])
+        build_chat_model(
+            loopback_settings(loopback, request_timeout=0.5, max_retries=0), ["ollama"]
+        )
     )
     started = time.perf_counter()
     with pytest.raises(ProviderUnavailableError, match="timed out"):
