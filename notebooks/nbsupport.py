@@ -22,7 +22,7 @@ from loopback_server.answers import last_user_text  # noqa: E402
 
 from pygent_lc import Settings  # noqa: E402
 from pygent_lc.tot import ToTResult  # noqa: E402
-from pygent_lc.tot.node import ThoughtNode  # noqa: E402
+from pygent_lc.tot.export import node_kind  # noqa: E402
 from pygent_lc.tot.tasks.game24_solver import scripted_game24_reply  # noqa: E402
 
 __all__ = [
@@ -70,18 +70,6 @@ def mermaid(result: ToTResult) -> Any:
     from IPython.display import Markdown
 
     return Markdown(f"```mermaid\n{result.to_mermaid()}```")  # type: ignore[no-untyped-call]
-
-
-def _kind(node: ThoughtNode) -> str | None:
-    if node.error is not None:
-        return "error"
-    if node.final and node.correct is not False and node.selected:
-        return "solution"
-    if node.selected:
-        return "selected"
-    if node.pruned:
-        return "pruned"
-    return None
 
 
 def _layout(result: ToTResult) -> dict[int, tuple[float, float]]:
@@ -144,7 +132,7 @@ def draw_tree(result: ToTResult, *, label_width: int = 16, ax: Any = None) -> An
         )
     for node in nodes.values():
         x, y = positions[node.id]
-        kind = _kind(node)
+        kind = node_kind(node)
         fill, edge = _COLOURS[kind]
         if kind == "pruned":
             ax.scatter([x], [y], s=30, color=edge, zorder=2)

@@ -45,7 +45,8 @@ def _label(node: ThoughtNode) -> str:
     return text + suffix
 
 
-def _css_class(node: ThoughtNode) -> str | None:
+def node_kind(node: ThoughtNode) -> str | None:
+    """How a drawing should mark the node: error, solution, selected, pruned, or nothing."""
     if node.error is not None:
         return "error"
     if node.final and node.correct is not False and node.selected:
@@ -74,7 +75,7 @@ def tree_to_mermaid(tree: ThoughtTree, *, highlight: list[int] | None = None) ->
         "    classDef error fill:#fee2e2,stroke:#b91c1c",
     ]
     for node in tree.nodes:
-        css = _css_class(node)
+        css = node_kind(node)
         if css is not None:
             lines.append(f"    class n{node.id} {css}")
     return "\n".join(lines) + "\n"
