@@ -7,11 +7,11 @@ really solves a puzzle through the real provider classes.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from helpers import closed_port, loopback_settings
 from loopback_server import Fault, LoopbackServer
 from loopback_server.answers import last_user_text
 
@@ -40,32 +40,22 @@ def server() -> Iterator[LoopbackServer]:
 
 
 def settings_for(server: LoopbackServer, **changes: Any) -> Settings:
+    """The shared loopback settings with this server's key and no retries."""
     values: dict[str, Any] = {
         "openrouter_api_key": KEY,
-        "openrouter_base_url": server.openrouter_base_url,
-        "openrouter_model": "openai/gpt-4o-mini",
-        "ollama_base_url": server.ollama_base_url,
-        "ollama_model": "llama3.2",
         "retry_initial_wait": 0.0,
         "retry_max_wait": 0.0,
         "max_retries": 0,
     }
-    values.update(changes)
-    return Settings(**values)
-
-
-def closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"  # nothing listens once the probe is closed
+    return loopback_settings(server, **{**values, **changes})
 
 
 async def test_ollama_down_is_provider_unavailable(server: LoopbackServer) -> None:
     factory = AgentFactory(settings_for(server))
     with pytest.raises(ProviderUnavailableError, match="did not answer") as caught:
         await factory.create_agent(
-            "reasoning", custom_config={"provider": "ollama", "ollama_url": closed_port_url()}
+            "reasoning",
+            custom_config={"provider": "ollama", "ollama_url": f"http://127.0.0.1:{closed_port()}"},
         )
     assert type(caught.value) is ProviderUnavailableError
     assert "ollama serve" in str(caught.value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import exchanged, request_json
+from helpers import exchanged, request_json
 from loopback_server import Fault, LoopbackServer
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CANARY_KEY
+from helpers import CANARY_KEY
 from loopback_server import LoopbackServer
 from loopback_server.answers import last_user_text
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
-from conftest import closed_port, loopback_settings
+from helpers import closed_port, loopback_settings
 from loopback_server import Fault, LoopbackServer, Protocol
 
 from pygent_lc import LangChainBackend, build_chat_model

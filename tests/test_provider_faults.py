@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import closed_port, loopback_settings
+from helpers import closed_port, loopback_settings
 from loopback_server import Fault, LoopbackServer
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import vcr
-from conftest import CANARY_KEY, ROOT, vcr_config
+from helpers import CANARY_KEY, ROOT, cassette_config
 from loopback_server import Fault, LoopbackServer
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
@@ -61,7 +61,7 @@ async def test_canary_key_in_no_log_repr_or_exception(
 
 
 def test_recorded_cassette_holds_no_key(loopback: LoopbackServer, tmp_path: Path) -> None:
-    recorder = vcr.VCR(**vcr_config.__wrapped__(), record_mode="all")  # type: ignore[attr-defined]
+    recorder = vcr.VCR(**cassette_config(), record_mode="all")
     cassette = tmp_path / "canary.yaml"
     with recorder.use_cassette(str(cassette)):
         openrouter_model(canary_settings(loopback)).invoke("hello")

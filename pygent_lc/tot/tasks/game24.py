@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib import resources
 
 from pygent_lc.errors import InvalidInputError
-from pygent_lc.tot.tasks._text import unique_lines
+from pygent_lc.tot.tasks._text import parse_vote, unique_lines
 from pygent_lc.tot.tasks.arithmetic import (
     UnsafeExpressionError,
     check_24,
@@ -48,7 +48,6 @@ VALUE_MAP = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
 
 _STEP = re.compile(r"=.*\(\s*left:\s*[^)]*\)", re.IGNORECASE)
 _ANSWER = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
-_VOTE = re.compile(r"best choice is\s*#?\s*(\d+)", re.IGNORECASE)
 
 
 def load_game24_puzzles() -> list[str]:
@@ -151,11 +150,7 @@ class Game24Task:
         return VOTE_PROMPT.format(input=problem, choices=choices)
 
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
-        found = _VOTE.findall(output)
-        if not found:
-            return None
-        index = int(found[-1]) - 1
-        return index if 0 <= index < n_candidates else None
+        return parse_vote(output, n_candidates)
 
     # states ---------------------------------------------------------------
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:

@@ -11,14 +11,13 @@ import re
 from collections.abc import Sequence
 
 from pygent_lc.errors import ConfigurationError, InvalidInputError
-from pygent_lc.tot.tasks._text import strip_bullet, unique_lines
+from pygent_lc.tot.tasks._text import parse_vote, strip_bullet, unique_lines
 
 FINAL_PREFIX = "Final answer:"
 _FINAL = re.compile(r"^\s*final answer\s*:\s*", re.IGNORECASE)
 _SCORE = re.compile(r"(?:score|rating)\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
 _WORDS = {"sure": 1.0, "likely": 0.5, "impossible": 0.0}
-_VOTE = re.compile(r"best (?:choice|candidate|option) is\s*#?\s*(\d+)", re.IGNORECASE)
 
 
 def _format_steps(steps: Sequence[str]) -> str:
@@ -119,11 +118,7 @@ class GenericTask:
         )
 
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
-        found = _VOTE.findall(output)
-        if not found:
-            return None
-        index = int(found[-1]) - 1
-        return index if 0 <= index < n_candidates else None
+        return parse_vote(output, n_candidates)
 
     # states ---------------------------------------------------------------
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:

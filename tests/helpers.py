@@ -1,0 +1,96 @@
+"""Helpers the test modules import (conftest.py is for fixtures and hooks only)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+from loopback_server import LoopbackServer
+
+from pygent_lc import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Header and query names whose values must never be written to a cassette.
+SECRET_HEADERS = (
+    "authorization",
+    "api-key",
+    "x-api-key",
+    "cookie",
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+)
+SECRET_QUERY = ("key", "api_key", "apikey", "token")
+CANARY_KEY = "sk-or-v1-canary0000000000000000000000000000000000000000000000000000"
+
+
+def _scrub_request(request: Any) -> Any:
+    for name in list(request.headers):
+        if name.lower() in SECRET_HEADERS:
+            del request.headers[name]
+    return request
+
+
+def _scrub_response(response: dict[str, Any]) -> dict[str, Any]:
+    headers = response.get("headers", {})
+    for name in list(headers):
+        if name.lower() in SECRET_HEADERS:
+            del headers[name]
+    return response
+
+
+def cassette_config() -> dict[str, Any]:
+    """vcrpy settings: secrets scrubbed before writing, the port ignored when matching."""
+    return {
+        "filter_headers": list(SECRET_HEADERS),
+        "filter_query_parameters": list(SECRET_QUERY),
+        "before_record_request": _scrub_request,
+        "before_record_response": _scrub_response,
+        "decode_compressed_response": True,
+        # Recorded against servers on random loopback ports: the port never matches.
+        "match_on": ("method", "scheme", "host", "path", "query", "body"),
+    }
+
+
+def loopback_settings(server: LoopbackServer, **overrides: Any) -> Settings:
+    """Settings pointing both protocols at ``server``, with waits short enough for tests.
+
+    The breaker is off: fault tests count requests; the breaker has its own tests.
+    """
+    values: dict[str, Any] = {
+        "openrouter_api_key": "sk-or-v1-test-key-for-loopback",
+        "openrouter_base_url": server.openrouter_base_url,
+        "openrouter_model": "openai/gpt-4o-mini",
+        "ollama_base_url": server.ollama_base_url,
+        "ollama_model": "llama3.2",
+        "request_timeout": 5,
+        "max_retries": 2,
+        "retry_initial_wait": 0.001,
+        "retry_max_wait": 1,
+        "breaker_failures": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def request_json(cassette: Any, index: int = 0) -> dict[str, Any]:
+    """The JSON body of a cassette's ``index``-th request."""
+    body = cassette.requests[index].body
+    return json.loads(body.decode() if isinstance(body, bytes) else body)
+
+
+def exchanged(cassette: Any) -> list[Any]:
+    """The requests this test made: those replayed, or those just recorded."""
+    if cassette.rewound:  # loaded from disk: replaying
+        return [cassette.requests[index] for index in sorted(cassette.play_counts)]
+    return list(cassette.requests)
