@@ -9,6 +9,7 @@ and the callers only ever reason about these classes::
     ├── ConfigurationError          (never triggers a fallback)
     │   └── AgentError              an agent cannot be created as asked
     ├── InvalidInputError           (the caller's own bad prompt or parameters)
+    │   └── ContextLengthError      the prompt does not fit the model's context
     ├── ProviderError(provider, model, status_code, retryable, retry_after)
     │   ├── AuthenticationError     401
     │   ├── InsufficientCreditsError 402
@@ -52,7 +53,37 @@ class AgentError(ConfigurationError):
 
 
 class InvalidInputError(PygentError, ValueError):
-    """The caller passed a bad prompt or absurd generation parameters."""
+    """The caller passed a bad prompt or absurd generation parameters.
+
+    Raised before any request where it can be seen up front; never retried,
+    never handled by a fallback, never counted against a provider's breaker.
+    """
+
+
+class ContextLengthError(InvalidInputError):
+    """The prompt (plus the requested output) does not fit the model's context window.
+
+    The provider said so; asking it again cannot help, so like any bad input it
+    is not retried, does not fall back and does not count towards a breaker.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        model: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        where = self.provider if self.model is None else f"{self.provider}/{self.model}"
+        return f"{where}: {self.message}"
 
 
 class ProviderError(PygentError):
@@ -174,6 +205,7 @@ __all__ = [
     "BudgetExceededError",
     "ConfigurationError",
     "ContentRefusedError",
+    "ContextLengthError",
     "InsufficientCreditsError",
     "InvalidInputError",
     "ModelNotFoundError",

@@ -2,15 +2,21 @@
 
 Only :class:`~pygent_lc.errors.ProviderError` with ``retryable=True`` is
 retried. Waits back off exponentially with jitter; a server's ``Retry-After``
-replaces the backoff, capped at ``max_wait`` so a long advice cannot stall the
-chain (the fallback runs instead once attempts are used up). Streams are
+replaces the backoff when it is at most ``max_wait``; a longer one is not
+waited for at all: the call fails at once and the fallback runs. Streams are
 retried only before their first chunk: after that, text has been delivered.
+
+``deadline`` (the ``request_timeout`` setting) bounds one provider's whole part
+of a call: connect, body, every attempt and every wait. It is enforced below
+the SDKs by the HTTP transport (:mod:`pygent_lc.providers.http`); a stream gets
+the full ``deadline`` again after each chunk it delivers.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Any
 
@@ -28,6 +34,7 @@ from tenacity import wait_exponential_jitter as exponential_jitter
 from tenacity.stop import stop_base
 
 from pygent_lc.errors import ProviderError
+from pygent_lc.providers.http import Deadline, current_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +48,19 @@ provider_failures: ContextVar[list[ProviderError] | None] = ContextVar(
 _NOTHING = object()
 
 
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderError) and exc.retryable
+@contextmanager
+def _deadline_scope(seconds: float | None) -> Iterator[Deadline | None]:
+    """:data:`current_deadline` for the length of one provider call (none without a limit)."""
+    if seconds is None:
+        yield None
+        return
+    deadline = Deadline(seconds)
+    token = current_deadline.set(deadline)
+    try:
+        yield deadline
+    finally:
+        with suppress(ValueError):  # a generator closed from another context
+            current_deadline.reset(token)
 
 
 class ProviderRetry(RunnableRetry):  # type: ignore[type-arg]
@@ -78,13 +96,18 @@ class ProviderRetry(RunnableRetry):  # type: ignore[type-arg]
                 return min(error.retry_after, self.max_wait)
             return float(backoff(state))
 
+        def retryable(exc: BaseException) -> bool:
+            if not isinstance(exc, ProviderError) or not exc.retryable:
+                return False
+            return exc.retry_after is None or exc.retry_after <= self.max_wait
+
         stop: stop_base = stop_after_attempt(self.max_attempt_number)
         if self.deadline is not None:
             stop = stop | stop_before_delay(self.deadline)
         return {
             "stop": stop,
             "wait": wait_seconds,
-            "retry": retry_if_exception(_is_retryable),
+            "retry": retry_if_exception(retryable),
             "before_sleep": _log_retry,
             "reraise": True,
         }
@@ -98,12 +121,13 @@ class ProviderRetry(RunnableRetry):  # type: ignore[type-arg]
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         call_kwargs = {**self.kwargs, **kwargs}
         try:
-            for attempt in Retrying(**self._kwargs_retrying):
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    result = self.bound.invoke(
-                        input, self._attempt_config(config, number), **call_kwargs
-                    )
+            with _deadline_scope(self.deadline):
+                for attempt in Retrying(**self._kwargs_retrying):
+                    with attempt:
+                        number = attempt.retry_state.attempt_number
+                        result = self.bound.invoke(
+                            input, self._attempt_config(config, number), **call_kwargs
+                        )
         except ProviderError as exc:
             _report(exc)
             raise
@@ -112,12 +136,13 @@ class ProviderRetry(RunnableRetry):  # type: ignore[type-arg]
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         call_kwargs = {**self.kwargs, **kwargs}
         try:
-            async for attempt in AsyncRetrying(**self._kwargs_retrying):
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    result = await self.bound.ainvoke(
-                        input, self._attempt_config(config, number), **call_kwargs
-                    )
+            with _deadline_scope(self.deadline):
+                async for attempt in AsyncRetrying(**self._kwargs_retrying):
+                    with attempt:
+                        number = attempt.retry_state.attempt_number
+                        result = await self.bound.ainvoke(
+                            input, self._attempt_config(config, number), **call_kwargs
+                        )
         except ProviderError as exc:
             _report(exc)
             raise
@@ -128,16 +153,18 @@ class ProviderRetry(RunnableRetry):  # type: ignore[type-arg]
     ) -> Iterator[Any]:
         call_kwargs = {**self.kwargs, **kwargs}
         try:
-            for attempt in Retrying(**self._kwargs_retrying):
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    chunks = self.bound.stream(
-                        input, self._attempt_config(config, number), **call_kwargs
-                    )
-                    first = next(chunks, _NOTHING)
-            if first is not _NOTHING:
+            with _deadline_scope(self.deadline) as deadline:
+                for attempt in Retrying(**self._kwargs_retrying):
+                    with attempt:
+                        number = attempt.retry_state.attempt_number
+                        chunks = self.bound.stream(
+                            input, self._attempt_config(config, number), **call_kwargs
+                        )
+                        first = next(chunks, _NOTHING)
+                if first is _NOTHING:
+                    return
                 yield first
-                yield from chunks
+                yield from _restarting(chunks, deadline)
         except ProviderError as exc:
             _report(exc)
             raise
@@ -147,20 +174,38 @@ class ProviderRetry(RunnableRetry):  # type: ignore[type-arg]
     ) -> AsyncIterator[Any]:
         call_kwargs = {**self.kwargs, **kwargs}
         try:
-            async for attempt in AsyncRetrying(**self._kwargs_retrying):
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    chunks = self.bound.astream(
-                        input, self._attempt_config(config, number), **call_kwargs
-                    )
-                    first = await anext(chunks, _NOTHING)
-            if first is not _NOTHING:
+            with _deadline_scope(self.deadline) as deadline:
+                async for attempt in AsyncRetrying(**self._kwargs_retrying):
+                    with attempt:
+                        number = attempt.retry_state.attempt_number
+                        chunks = self.bound.astream(
+                            input, self._attempt_config(config, number), **call_kwargs
+                        )
+                        first = await anext(chunks, _NOTHING)
+                if first is _NOTHING:
+                    return
                 yield first
-                async for chunk in chunks:
+                while True:
+                    if deadline is not None:
+                        deadline.restart()
+                    chunk = await anext(chunks, _NOTHING)
+                    if chunk is _NOTHING:
+                        return
                     yield chunk
         except ProviderError as exc:
             _report(exc)
             raise
+
+
+def _restarting(chunks: Iterator[Any], deadline: Deadline | None) -> Iterator[Any]:
+    """``chunks``, giving the wait for each next one the full deadline again."""
+    while True:
+        if deadline is not None:
+            deadline.restart()
+        chunk = next(chunks, _NOTHING)
+        if chunk is _NOTHING:
+            return
+        yield chunk
 
 
 def _report(exc: ProviderError) -> None:

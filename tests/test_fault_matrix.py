@@ -208,11 +208,6 @@ async def test_429_without_retry_after_backs_off_briefly(
         assert loop_server.request_count(protocol) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ollama's client raises ResponseError(text, status) and drops the response "
-    "headers, so Retry-After from an Ollama server cannot reach the retry policy",
-)
 async def test_ollama_retry_after_is_waited_for(loop_server: LoopbackServer) -> None:
     loop_server.script("ollama", [Fault.status(429, retry_after=0.3)] * 2)
     started = time.perf_counter()

@@ -56,7 +56,7 @@ async def test_non_retryable_error_is_not_retried() -> None:
     assert len(model.calls) == 1
 
 
-async def test_retry_after_is_honoured_and_capped() -> None:
+async def test_retry_after_is_honoured_up_to_the_cap_and_a_longer_one_is_not_waited_for() -> None:
     settings = Settings(max_retries=1, retry_initial_wait=0.0, retry_max_wait=0.3)
     model = ScriptedChatModel(
         outcomes=[RateLimitError("slow down", provider="a", status_code=429, retry_after=0.2), "ok"]
@@ -65,15 +65,18 @@ async def test_retry_after_is_honoured_and_capped() -> None:
     await with_retry_policy(model, settings).ainvoke("hi")
     assert 0.2 <= time.perf_counter() - started < 1.0
 
-    capped = ScriptedChatModel(
+    too_long = ScriptedChatModel(
         outcomes=[
             RateLimitError("slow down", provider="a", status_code=429, retry_after=3600),
             "ok",
         ]
     )
     started = time.perf_counter()
-    await with_retry_policy(capped, settings).ainvoke("hi")
-    assert time.perf_counter() - started < 1.0
+    with pytest.raises(RateLimitError) as raised:
+        await with_retry_policy(too_long, settings).ainvoke("hi")
+    assert time.perf_counter() - started < 0.2
+    assert raised.value.retry_after == 3600
+    assert len(too_long.calls) == 1  # no retry: the fallback answers instead
 
 
 def test_sync_invoke_uses_the_same_policy() -> None:

@@ -128,7 +128,9 @@ async def soak(calls: int, in_flight: int) -> tuple[Tally, float]:
             openrouter_model="openai/gpt-4o-mini",
             ollama_base_url=server.ollama_base_url,
             ollama_model="llama3.2",
-            request_timeout=0.5,
+            # A deadline for a provider's whole part of a call: it must cover the
+            # queueing of 100 calls in flight on two cores, not just one read.
+            request_timeout=5.0,
             max_retries=2,
             retry_initial_wait=0.01,
             retry_max_wait=0.1,

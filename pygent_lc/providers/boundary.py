@@ -2,33 +2,46 @@
 
 :class:`ProviderBoundary` is mixed in front of a stock LangChain chat model
 class. It wraps the four methods every ``BaseChatModel`` implements, so
-callbacks, retries and fallbacks only ever see :mod:`pygent_lc.errors`.
+callbacks, retries and fallbacks only ever see :mod:`pygent_lc.errors`, and
+it rejects replies that are not answers: an empty completion, or a stream
+that ends before the provider marked it finished.
+
+Typed errors are raised *outside* the ``except`` block that caught the SDK's
+exception, so Python does not attach it as ``__context__``; it is chained as
+``__cause__`` only when nothing in it shows a credential. No frame the typed
+error passes through holds a secret in a local variable, so tracebacks
+recorded with ``capture_locals`` (Sentry, loguru's diagnose mode) cannot show one.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import Field
 
 from pygent_lc.errors import (
+    InvalidInputError,
     ProviderError,
     ProviderUnavailableError,
-    PygentError,
     StreamInterruptedError,
 )
 from pygent_lc.providers.error_mapping import map_exception
+from pygent_lc.providers.http import ProviderHttp
 
 
 class ProviderBoundary(BaseChatModel):
-    """Mixin: typed errors, incomplete replies detected, secrets kept out of messages."""
+    """Mixin: typed errors, empty and incomplete replies rejected, secrets kept out."""
 
     provider_label: str = "provider"
     """Name used in errors, usage summaries and LangSmith params (``ls_provider``)."""
+
+    http_pools: ProviderHttp | None = Field(default=None, exclude=True, repr=False)
+    """The HTTP clients' connection pools, when this package built them (closed by ``aclose``)."""
 
     def _model_label(self) -> str | None:
         return getattr(self, "model_name", None) or getattr(self, "model", None)
@@ -41,36 +54,29 @@ class ProviderBoundary(BaseChatModel):
         """Whether ``chunk`` is the provider's end-of-reply marker."""
         return bool((chunk.generation_info or {}).get("finish_reason"))
 
-    def _raise_typed(self, exc: Exception, partial_text: str = "") -> NoReturn:
-        """Raise ``exc`` as a typed error; unknown exceptions (bugs) pass unchanged."""
-        typed = (
-            exc
-            if isinstance(exc, PygentError)
-            else map_exception(exc, provider=self.provider_label, model=self._model_label())
-        )
+    # ------------------------------------------------------------------ errors
+    def _typed(self, exc: Exception, partial_text: str = "") -> Exception:
+        """``exc`` as a typed error, secrets removed; unknown exceptions (bugs) unchanged."""
+        typed = map_exception(exc, provider=self.provider_label, model=self._model_label())
         if typed is None:
-            raise exc
-        if isinstance(typed, ProviderError):
-            for secret in self._secrets():
-                if secret and secret in typed.message:
-                    typed.message = typed.message.replace(secret, "***")
-                    typed.args = (typed.message,)
-            if partial_text and not isinstance(typed, StreamInterruptedError):
-                typed = StreamInterruptedError(
-                    f"stream interrupted after {len(partial_text)} characters: {typed.message}",
-                    partial_text=partial_text,
-                    provider=typed.provider,
-                    model=typed.model,
-                    status_code=typed.status_code,
-                )
-        if typed is exc:
-            raise exc
-        if _chain_mentions(exc, self._secrets()):
-            raise typed from None  # the SDK's exception echoes a credential: drop it
-        raise typed from exc
+            return exc
+        interrupted = isinstance(typed, ProviderError) and partial_text
+        if interrupted and not isinstance(typed, StreamInterruptedError):
+            assert isinstance(typed, ProviderError)
+            typed = StreamInterruptedError(
+                f"stream interrupted after {len(partial_text)} characters: {typed.message}",
+                partial_text=partial_text,
+                provider=typed.provider,
+                model=typed.model,
+                status_code=typed.status_code,
+            )
+        _scrub(typed, self._secrets())
+        if typed is not exc:
+            typed.__cause__ = None if _chain_mentions(exc, self._secrets()) else exc
+        return typed
 
-    def _raise_incomplete(self, partial_text: str) -> NoReturn:
-        self._raise_typed(
+    def _incomplete(self, partial_text: str) -> Exception:
+        return self._typed(
             ProviderUnavailableError(
                 "reply ended before the provider marked it finished",
                 provider=self.provider_label,
@@ -79,6 +85,22 @@ class ProviderBoundary(BaseChatModel):
             partial_text,
         )
 
+    def _empty(self, finish_reason: object) -> ProviderUnavailableError:
+        """An empty completion: the provider failed to answer (the chain falls back)."""
+        return ProviderUnavailableError(
+            f"the model returned an empty reply (finish_reason={finish_reason!r})",
+            provider=self.provider_label,
+            model=self._model_label(),
+            retryable=False,
+        )
+
+    def _answered(self, result: ChatResult) -> ChatResult:
+        if any(_has_content(generation.message) for generation in result.generations):
+            return result
+        info = result.generations[0].generation_info if result.generations else None
+        raise self._empty((info or {}).get("finish_reason"))
+
+    # ------------------------------------------------------------------ calls
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -87,9 +109,12 @@ class ProviderBoundary(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         try:
-            return super()._generate(messages, stop, run_manager, **kwargs)  # type: ignore[safe-super]
+            result = super()._generate(messages, stop, run_manager, **kwargs)  # type: ignore[safe-super]
         except Exception as exc:
-            self._raise_typed(exc)
+            failure = self._typed(exc)
+        else:
+            return self._answered(result)
+        raise failure
 
     async def _agenerate(
         self,
@@ -99,9 +124,12 @@ class ProviderBoundary(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         try:
-            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+            result = await super()._agenerate(messages, stop, run_manager, **kwargs)
         except Exception as exc:
-            self._raise_typed(exc)
+            failure = self._typed(exc)
+        else:
+            return self._answered(result)
+        raise failure
 
     def _stream(
         self,
@@ -110,17 +138,17 @@ class ProviderBoundary(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        text: list[str] = []
-        finished = False
+        watch = _ReplyWatch(self)
+        failure: Exception | None = None
         try:
             for chunk in super()._stream(messages, stop, run_manager, **kwargs):
-                text.append(chunk.text)
-                finished = finished or self._is_final_chunk(chunk)
-                yield chunk
+                yield from watch.accept(chunk)
         except Exception as exc:
-            self._raise_typed(exc, "".join(text))
-        if not finished:
-            self._raise_incomplete("".join(text))
+            failure = self._typed(exc, watch.text())
+        if failure is None:
+            failure = watch.end_error()
+        if failure is not None:
+            raise failure
 
     async def _astream(
         self,
@@ -129,26 +157,114 @@ class ProviderBoundary(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        text: list[str] = []
-        finished = False
+        watch = _ReplyWatch(self)
+        failure: Exception | None = None
         try:
             async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-                text.append(chunk.text)
-                finished = finished or self._is_final_chunk(chunk)
-                yield chunk
+                for ready in watch.accept(chunk):
+                    yield ready
         except Exception as exc:
-            self._raise_typed(exc, "".join(text))
-        if not finished:
-            self._raise_incomplete("".join(text))
+            failure = self._typed(exc, watch.text())
+        if failure is None:
+            failure = watch.end_error()
+        if failure is not None:
+            raise failure
+
+    # ------------------------------------------------------------------ resources
+    def close(self) -> None:
+        """Release the pooled connections of sync calls (the model stays usable)."""
+        if self.http_pools is not None:
+            self.http_pools.close()
+
+    async def aclose(self) -> None:
+        """Release pooled connections, the running event loop's included."""
+        if self.http_pools is not None:
+            await self.http_pools.aclose()
+
+
+class _ReplyWatch:
+    """Follows one stream: its text, whether it finished, and whether it said anything.
+
+    Chunks without content (the role chunk, keep-alives) are held back until
+    the first chunk with content, so a reply that turns out empty raises before
+    anything was delivered, and the chain can still fall back.
+    """
+
+    def __init__(self, model: ProviderBoundary) -> None:
+        self._model = model
+        self._parts: list[str] = []
+        self._held: list[ChatGenerationChunk] = []
+        self._started = False
+        self._finished = False
+        self._finish_reason: object = None
+
+    def accept(self, chunk: ChatGenerationChunk) -> list[ChatGenerationChunk]:
+        """The chunks to deliver now that ``chunk`` arrived."""
+        if self._model._is_final_chunk(chunk):
+            self._finished = True
+            self._finish_reason = (chunk.generation_info or {}).get("finish_reason")
+        if self._started:
+            self._parts.append(chunk.text)
+            return [chunk]
+        self._held.append(chunk)
+        if not _has_content(chunk.message):
+            return []
+        self._started = True
+        ready, self._held = self._held, []
+        self._parts.extend(held.text for held in ready)
+        return ready
+
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    def end_error(self) -> Exception | None:
+        """The error to raise when the provider's stream ended, if any."""
+        if not self._finished:
+            return self._model._incomplete(self.text())
+        if not self._started:
+            return self._model._empty(self._finish_reason)
+        return None
+
+
+def _has_content(message: BaseMessage) -> bool:
+    """Whether a reply (or a chunk of one) carries text, a tool call or a refusal."""
+    if message.text.strip():
+        return True
+    if isinstance(message, AIMessage) and (
+        message.tool_calls
+        or message.invalid_tool_calls
+        or getattr(message, "tool_call_chunks", None)
+    ):
+        return True
+    extras = message.additional_kwargs
+    return bool(extras.get("refusal") or extras.get("function_call") or extras.get("tool_calls"))
+
+
+def _scrub(error: Exception, secrets: Sequence[str]) -> None:
+    """Remove every secret from a typed error's message, in place."""
+    if not isinstance(error, ProviderError | InvalidInputError) or not error.args:
+        return
+    message = str(error.args[0])
+    cleaned = message
+    for secret in secrets:
+        if secret:
+            cleaned = cleaned.replace(secret, "***")
+    if cleaned != message:
+        error.args = (cleaned,)
+        if hasattr(error, "message"):
+            error.message = cleaned
 
 
 def _chain_mentions(exc: BaseException, secrets: Sequence[str]) -> bool:
     """Whether ``exc`` or any exception it was raised from shows one of ``secrets``."""
-    secrets = [secret for secret in secrets if secret]
+    shown_secrets = [secret for secret in secrets if secret]
     seen: BaseException | None = exc
-    while seen is not None and secrets:
+    while seen is not None and shown_secrets:
         shown = f"{seen!s} {seen!r} {getattr(seen, 'body', '')!r}"
-        if any(secret in shown for secret in secrets):
+        if any(secret in shown for secret in shown_secrets):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+__all__ = ["ProviderBoundary"]

@@ -12,7 +12,9 @@ errors.
 from __future__ import annotations
 
 import email.utils
+import html
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -24,12 +26,24 @@ import openai
 from pygent_lc.errors import (
     AuthenticationError,
     ContentRefusedError,
+    ContextLengthError,
     InsufficientCreditsError,
+    InvalidInputError,
     ModelNotFoundError,
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
 )
+
+# How servers say a prompt does not fit: OpenAI/OpenRouter ("maximum context length",
+# "context_length_exceeded"), llama.cpp ("exceeds the available context size",
+# "exceed_context_size_error"), Anthropic upstreams ("prompt is too long"), Ollama.
+_CONTEXT_OVERFLOW = re.compile(
+    r"context[ _]length|context[ _]size|context window|maximum context|prompt is too long"
+    r"|too many tokens|exceed_context_size",
+    re.IGNORECASE,
+)
+_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 _STATUS_CLASSES: dict[int, type[ProviderError]] = {
     401: AuthenticationError,
@@ -50,6 +64,7 @@ def error_for_status(
     retry_after: float | None = None,
 ) -> ProviderError:
     """The typed error for an HTTP status (or an error code inside a body)."""
+    message = summarize_body(message)
     if status is not None and status in _STATUS_CLASSES:
         cls = _STATUS_CLASSES[status]
     elif status is None or status >= 500:
@@ -83,10 +98,34 @@ def error_from_body(error: object, *, provider: str, model: str | None) -> Provi
     return ProviderUnavailableError(message, provider=provider, model=model, status_code=code)
 
 
-def map_exception(exc: BaseException, *, provider: str, model: str | None) -> ProviderError | None:
-    """The typed error for ``exc``, or ``None`` if it is not a provider failure."""
-    if isinstance(exc, ProviderError):
+def map_exception(
+    exc: BaseException, *, provider: str, model: str | None
+) -> ProviderError | InvalidInputError | None:
+    """The typed error for ``exc``, or ``None`` if it is not a provider failure.
+
+    A prompt that does not fit the model, or text that cannot be encoded, is
+    the caller's input, not the provider's failure: an :class:`InvalidInputError`.
+    """
+    typed = _map_provider_exception(exc, provider=provider, model=model)
+    if (
+        isinstance(typed, ProviderError)
+        and typed.status_code in (400, 413)
+        and _CONTEXT_OVERFLOW.search(typed.message)
+    ):
+        return ContextLengthError(
+            typed.message, provider=provider, model=model, status_code=typed.status_code
+        )
+    return typed
+
+
+def _map_provider_exception(
+    exc: BaseException, *, provider: str, model: str | None
+) -> ProviderError | InvalidInputError | None:
+    if isinstance(exc, ProviderError | InvalidInputError):
         return exc
+    if isinstance(exc, UnicodeError):
+        reason = getattr(exc, "reason", type(exc).__name__)
+        return InvalidInputError(f"the request cannot be encoded as UTF-8 ({reason})")
     context: dict[str, Any] = {"provider": provider, "model": model}
     if isinstance(exc, openai.APIStatusError):
         return error_for_status(
@@ -105,7 +144,15 @@ def map_exception(exc: BaseException, *, provider: str, model: str | None) -> Pr
         status = exc.status_code if exc.status_code > 0 else None
         if status is None and "not found" in exc.error:
             status = 404
-        return error_for_status(status, exc.error, **context)
+        # The ollama client drops the response; its headers survive on the
+        # httpx error it was raised from (``from None`` keeps ``__context__``).
+        http_error = exc.__context__
+        retry_after = (
+            retry_after_seconds(http_error.response.headers)
+            if isinstance(http_error, httpx.HTTPStatusError)
+            else None
+        )
+        return error_for_status(status, exc.error, retry_after=retry_after, **context)
     if isinstance(exc, httpx.HTTPStatusError):
         return error_for_status(
             exc.response.status_code,
@@ -121,6 +168,16 @@ def map_exception(exc: BaseException, *, provider: str, model: str | None) -> Pr
         # The SDKs raise these when a reply cannot be parsed: a bad upstream reply.
         return ProviderUnavailableError(f"malformed response: {exc}"[:300], **context)
     return None
+
+
+def summarize_body(text: str, limit: int = 500) -> str:
+    """An error body fit for a message: an HTML page becomes its title, and long text is cut."""
+    stripped = text.strip()
+    if stripped[:200].lower().startswith(("<!doctype html", "<html")) or "</html>" in stripped:
+        title = _HTML_TITLE.search(stripped)
+        heading = html.unescape(title.group(1)).strip() if title else ""
+        return f"HTML error page{f': {heading}' if heading else ''}"[:limit]
+    return stripped[:limit] if len(stripped) > limit else stripped
 
 
 def _connection_error(cause: BaseException, *, provider: str, model: str | None) -> ProviderError:

@@ -9,10 +9,12 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_ollama import ChatOllama
+from pydantic import model_validator
 
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderUnavailableError
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.error_mapping import map_exception
+from pygent_lc.providers.http import ProviderHttp
 from pygent_lc.settings import Settings
 
 # Per-call keywords that ``ChatOllama`` would otherwise send at the top level of
@@ -32,6 +34,31 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     """``ChatOllama`` whose per-call ``temperature``/``max_tokens``/``stop`` reach ``options``."""
 
     provider_label: str = "ollama"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_http_transports(cls, values: Any) -> Any:
+        """Loop-safe, deadline-aware transports under the ollama clients, unless the
+        caller set a transport (see :mod:`pygent_lc.providers.http`)."""
+        if not isinstance(values, dict):
+            return values
+        shared = dict(values.get("client_kwargs") or {})
+        if "transport" in shared:
+            return values
+        timeout = shared.get("timeout")
+        pools = ProviderHttp(timeout=timeout if isinstance(timeout, int | float) else None)
+        return {
+            **values,
+            "http_pools": pools,
+            "sync_client_kwargs": {
+                "transport": pools.sync_transport,
+                **(values.get("sync_client_kwargs") or {}),
+            },
+            "async_client_kwargs": {
+                "transport": pools.async_transport,
+                **(values.get("async_client_kwargs") or {}),
+            },
+        }
 
     def _is_final_chunk(self, chunk: ChatGenerationChunk) -> bool:
         return (chunk.generation_info or {}).get("done") is True

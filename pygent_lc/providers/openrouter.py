@@ -18,11 +18,12 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_core.runnables import Runnable
 from langchain_openai.chat_models.base import BaseChatOpenAI
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.error_mapping import error_from_body
+from pygent_lc.providers.http import ProviderHttp
 from pygent_lc.settings import Settings
 
 # OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
@@ -45,6 +46,27 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
     provider_label: str = "openrouter"
     use_responses_api: bool | None = False
     """OpenRouter serves Chat Completions; never route to the Responses API."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_http_clients(cls, values: Any) -> Any:
+        """Loop-safe, deadline-aware HTTP clients unless the caller brought their own.
+
+        langchain-openai otherwise shares one cached async client per process,
+        which breaks on the second event loop (see :mod:`pygent_lc.providers.http`).
+        """
+        if not isinstance(values, dict) or values.get("http_client") or values.get(
+            "http_async_client"
+        ):
+            return values
+        timeout = values.get("timeout", values.get("request_timeout"))
+        pools = ProviderHttp(timeout=timeout if isinstance(timeout, int | float) else None)
+        return {
+            **values,
+            "http_pools": pools,
+            "http_client": pools.sync_client(),
+            "http_async_client": pools.async_client(),
+        }
 
     @property
     def _llm_type(self) -> str:

@@ -21,6 +21,7 @@ FaultKind = Literal[
     "hang",
     "reset",
     "latency",
+    "drip",
 ]
 
 DEFAULT_PROVIDER_ERROR_METADATA: dict[str, Any] = {
@@ -53,12 +54,21 @@ class Fault:
         retry_after: float | None = None,
         message: str | None = None,
         metadata: dict[str, Any] | None = None,
+        delay: float = 0.0,
     ) -> Fault:
-        """An HTTP error with the protocol's error body (and ``Retry-After`` if given)."""
+        """An HTTP error with the protocol's error body (and ``Retry-After`` if given),
+        sent after ``delay`` seconds."""
         if not 400 <= code <= 599:
             raise ValueError(f"status code must be 4xx or 5xx, got {code}")
+        if delay < 0:
+            raise ValueError("delay must be >= 0")
         return cls(
-            kind="status", code=code, retry_after=retry_after, message=message, metadata=metadata
+            kind="status",
+            code=code,
+            retry_after=retry_after,
+            message=message,
+            metadata=metadata,
+            seconds=delay,
         )
 
     @classmethod
@@ -124,3 +134,10 @@ class Fault:
         if seconds < 0:
             raise ValueError("seconds must be >= 0")
         return cls(kind="latency", seconds=seconds)
+
+    @classmethod
+    def drip(cls, interval: float = 0.1) -> Fault:
+        """A normal answer written one byte every ``interval`` seconds (each read succeeds)."""
+        if interval <= 0:
+            raise ValueError("interval must be > 0")
+        return cls(kind="drip", seconds=interval)

@@ -301,6 +301,33 @@ class _Handler(BaseHTTPRequestHandler):
     def _end_chunked(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
 
+    def _drip(self, body: bytes, interval: float, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """A JSON reply whose body is written one byte every ``interval`` seconds."""
+        self._send(200, b"", "application/json", headers, content_length=len(body))
+        for index in range(len(body)):
+            self.wfile.write(body[index : index + 1])
+            self.wfile.flush()
+            if not self._pause(interval):
+                break
+        self.close_connection = True
+
+    def _drip_chunked(
+        self,
+        content_type: str,
+        body: bytes,
+        interval: float,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """A streamed reply whose bytes arrive one every ``interval`` seconds."""
+        self._start_chunked(content_type, headers)
+        for index in range(len(body)):
+            self._chunk(body[index : index + 1])
+            self.wfile.flush()
+            if not self._pause(interval):
+                self.close_connection = True
+                return
+        self._end_chunked()
+
     def _pause(self, seconds: float) -> bool:
         """Sleep up to ``seconds`` (capped by max_hang); False when the server is stopping."""
         if seconds <= 0:
@@ -407,6 +434,9 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "reset":
             self._abort()
         if kind == "status":
+            if not self._pause(fault.seconds):
+                self.close_connection = True
+                return
             self._or_error(
                 fault.code,
                 fault.message or _OPENROUTER_MESSAGES.get(fault.code, f"HTTP {fault.code}"),
@@ -469,6 +499,17 @@ class _Handler(BaseHTTPRequestHandler):
                 full = _dumps(self._or_completion(base, answer))
                 self._send(200, full[: len(full) // 2], "application/json", hdrs, len(full))
             self.close_connection = True
+            return
+
+        if kind == "drip":
+            if stream:
+                tokens = answer.tokens or ("",)
+                events = [_sse(_or_chunk(base, token, None)) for token in tokens[:-1]]
+                events.append(_sse(_or_chunk(base, tokens[-1], answer.finish_reason)))
+                events.append(b"data: [DONE]\n\n")
+                self._drip_chunked("text/event-stream", b"".join(events), fault.seconds, hdrs)
+            else:
+                self._drip(_dumps(self._or_completion(base, answer)), fault.seconds, hdrs)
             return
 
         # normal answer ("ok" / "latency")
@@ -604,6 +645,9 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "reset":
             self._abort()
         if kind == "status":
+            if not self._pause(fault.seconds):
+                self.close_connection = True
+                return
             if fault.code == 404 and fault.message is None:
                 message = _ollama_not_found(model)
             else:
@@ -661,6 +705,16 @@ class _Handler(BaseHTTPRequestHandler):
                 full = _dumps(_ollama_final(model, answer, answer.content, started))
                 self._send(200, full[: len(full) // 2], "application/json", (), len(full))
             self.close_connection = True
+            return
+
+        if kind == "drip":
+            if stream:
+                lines = [_ndjson(_ollama_chunk(model, token)) for token in answer.tokens]
+                lines.append(_ndjson(_ollama_final(model, answer, "", started)))
+                self._drip_chunked(ndjson, b"".join(lines), fault.seconds)
+            else:
+                final = _ollama_final(model, answer, answer.content, started)
+                self._drip(_dumps(final), fault.seconds)
             return
 
         if stream:

@@ -1,0 +1,231 @@
+"""The HTTP clients every provider model uses: loop-safe, deadline-aware, closable.
+
+Two problems of the SDKs' default clients are fixed here, below the SDKs, so
+langchain-openai, the openai SDK and the ollama client keep working unchanged:
+
+- **Event loops.** An ``httpx.AsyncClient`` pools connections bound to the
+  event loop that opened them. langchain-openai caches one client per process,
+  so a second ``asyncio.run`` (or another thread's loop) reuses sockets of a
+  closed loop: ``RuntimeError: Event loop is closed``, or a hang.
+  :class:`LoopBoundTransport` keeps one connection pool per running loop.
+- **Deadlines.** httpx timeouts apply to each read, so a server that drips a
+  byte at a time never times out. A :class:`Deadline` set for the length of one
+  provider's part of a call (see :mod:`pygent_lc.retry`) caps connect, every
+  read and the whole body; a stream moves it forward after each chunk it
+  delivers, so it bounds the time to the first token and between tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import httpx
+
+# openai's defaults for its own clients (openai.DefaultHttpxClient).
+CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
+
+
+class Deadline:
+    """A point in time a provider's part of a call must finish by (monotonic clock)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expires_at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.expires_at - time.monotonic()
+
+    def restart(self) -> None:
+        """Give the next step (the next chunk of a stream) the full time again."""
+        self.expires_at = time.monotonic() + self.seconds
+
+
+current_deadline: ContextVar[Deadline | None] = ContextVar("current_deadline", default=None)
+"""The deadline of the provider call in progress (set by the retry policy)."""
+
+
+def _deadline_timeout(request: httpx.Request, deadline: Deadline) -> float:
+    """Cap the request's httpx timeouts by what is left of ``deadline``; the time left."""
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        raise httpx.ConnectTimeout(
+            f"deadline of {deadline.seconds:g}s passed before the request", request=request
+        )
+    timeouts = dict(request.extensions.get("timeout") or {})
+    for key in _TIMEOUT_KEYS:
+        value = timeouts.get(key)
+        timeouts[key] = remaining if value is None else min(value, remaining)
+    request.extensions["timeout"] = timeouts
+    return remaining
+
+
+def _expired(request: httpx.Request, deadline: Deadline) -> httpx.ReadTimeout:
+    return httpx.ReadTimeout(
+        f"no reply within the deadline of {deadline.seconds:g}s", request=request
+    )
+
+
+class _DeadlineStream(httpx.SyncByteStream):
+    def __init__(
+        self, inner: httpx.SyncByteStream, request: httpx.Request, deadline: Deadline
+    ) -> None:
+        self._inner = inner
+        self._request = request
+        self._deadline = deadline
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in self._inner:
+            if self._deadline.remaining() <= 0:
+                raise _expired(self._request, self._deadline)
+            yield part
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _AsyncDeadlineStream(httpx.AsyncByteStream):
+    def __init__(
+        self, inner: httpx.AsyncByteStream, request: httpx.Request, deadline: Deadline
+    ) -> None:
+        self._inner = inner
+        self._request = request
+        self._deadline = deadline
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        parts = aiter(self._inner)
+        while True:
+            try:
+                async with asyncio.timeout(max(self._deadline.remaining(), 0.0)):
+                    part = await anext(parts)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise _expired(self._request, self._deadline) from None
+            yield part
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """A sync transport that honours :data:`current_deadline`; closing keeps it usable."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: httpx.HTTPTransport | None = None
+
+    def _current_pool(self) -> httpx.HTTPTransport:
+        with self._lock:
+            if self._pool is None:
+                self._pool = httpx.HTTPTransport(limits=CONNECTION_LIMITS)
+            return self._pool
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = current_deadline.get()
+        if deadline is not None:
+            _deadline_timeout(request, deadline)
+        response = self._current_pool().handle_request(request)
+        if deadline is not None and isinstance(response.stream, httpx.SyncByteStream):
+            response.stream = _DeadlineStream(response.stream, request, deadline)
+        return response
+
+    def close(self) -> None:
+        """Close pooled connections; the next request opens new ones."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+class LoopBoundTransport(httpx.AsyncBaseTransport):
+    """An async transport with one connection pool per running event loop.
+
+    Pools of loops that have closed are dropped when another loop first uses
+    the transport; their sockets close when they are collected.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pools: dict[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport] = {}
+
+    def _current_pool(self) -> httpx.AsyncHTTPTransport:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            pool = self._pools.get(loop)
+            if pool is None:
+                for stale in [known for known in self._pools if known.is_closed()]:
+                    del self._pools[stale]
+                pool = self._pools[loop] = httpx.AsyncHTTPTransport(limits=CONNECTION_LIMITS)
+            return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = current_deadline.get()
+        pool = self._current_pool()
+        if deadline is None:
+            return await pool.handle_async_request(request)
+        remaining = _deadline_timeout(request, deadline)
+        try:
+            async with asyncio.timeout(remaining):
+                response = await pool.handle_async_request(request)
+        except TimeoutError:
+            raise _expired(request, deadline) from None
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _AsyncDeadlineStream(response.stream, request, deadline)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the pooled connections of the running loop; the transport stays usable."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            pool = self._pools.pop(loop, None)
+        if pool is not None:
+            await pool.aclose()
+
+    def forget_closed_loops(self) -> None:
+        """Drop the pools of loops that have closed (their sockets close on collection)."""
+        with self._lock:
+            for stale in [known for known in self._pools if known.is_closed()]:
+                del self._pools[stale]
+
+
+@dataclass
+class ProviderHttp:
+    """The sync and async ``httpx`` clients of one provider model, and how to close them."""
+
+    timeout: float | None
+    sync_transport: DeadlineTransport = field(default_factory=DeadlineTransport)
+    async_transport: LoopBoundTransport = field(default_factory=LoopBoundTransport)
+
+    def sync_client(self, **kwargs: object) -> httpx.Client:
+        """An ``httpx.Client`` on the sync transport (``kwargs`` as for httpx)."""
+        return httpx.Client(
+            transport=self.sync_transport,
+            timeout=self.timeout,
+            follow_redirects=True,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def async_client(self, **kwargs: object) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` on the loop-bound transport."""
+        return httpx.AsyncClient(
+            transport=self.async_transport,
+            timeout=self.timeout,
+            follow_redirects=True,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def close(self) -> None:
+        """Release pooled connections opened by sync calls (async pools of closed loops too)."""
+        self.sync_transport.close()
+        self.async_transport.forget_closed_loops()
+
+    async def aclose(self) -> None:
+        """Release every pooled connection this process can reach from here."""
+        self.close()
+        await self.async_transport.aclose()
