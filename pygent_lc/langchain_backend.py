@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -11,7 +10,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 
 from pygent_lc.backend import LLMBackend, UsageTotals
-from pygent_lc.budget import CostBudget, CostEstimator
+from pygent_lc.budget import CostBudget, CostEstimator, HeldStream, Hold
 from pygent_lc.errors import ProviderError, ProviderUnavailableError, StreamInterruptedError
 from pygent_lc.usage import UsageTracker
 from pygent_lc.validation import validate_generation_params, validate_prompt
@@ -38,20 +37,27 @@ class LangChainBackend(LLMBackend):
     ) -> None:
         """``max_cost_usd`` stops further calls with ``BudgetExceededError`` once the
         tracked spend (plus ``cost_estimator``'s estimate of the next call, see
-        :func:`pygent_lc.budget.estimator_from_prices`) would pass it."""
+        :func:`pygent_lc.budget.estimator_from_prices`) would pass it. Calls in
+        flight reserve their estimate, or without one the largest cost of a call
+        so far, so concurrent calls pass the limit by at most about one call."""
         self.runnable = runnable
         self.usage = UsageTracker()
         self._handlers: list[BaseCallbackHandler] = [self.usage, *(callbacks or [])]
         self._budget = (
             None
             if max_cost_usd is None
-            else CostBudget(max_cost_usd, lambda: self.usage.totals().cost_usd, cost_estimator)
+            else CostBudget(
+                max_cost_usd,
+                lambda: self.usage.totals().cost_usd,
+                cost_estimator,
+                call_cost=self.usage.largest_cost_usd,
+            )
         )
 
     async def generate(self, prompt: str, **kwargs: Any) -> str:
         """The completion of ``prompt``: non-empty text, or a typed error."""
         messages, params = _request(prompt, kwargs)
-        with self._reserved(prompt, params):
+        async with self._reserved(prompt, params):
             return reply_text(await self.runnable.ainvoke(messages, self._config(), **params))
 
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
@@ -76,21 +82,27 @@ class LangChainBackend(LLMBackend):
             config["callbacks"] = manager
         return config
 
-    def _reserved(self, prompt: str, params: dict[str, Any]) -> AbstractContextManager[None]:
-        if self._budget is None:
-            return nullcontext()
-        return self._budget.reserve(prompt, params.get("max_tokens"))
+    def _reserved(self, prompt: str, params: dict[str, Any]) -> Hold:
+        """The call's hold on the budget: ``with`` in sync code, ``async with`` in async."""
+        return Hold(self._budget, prompt, params.get("max_tokens"))
 
-    async def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
+    def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
         """Text as it arrives.
 
         A failure before the first text falls back like ``generate``; one after
-        it raises :class:`StreamInterruptedError` carrying the text so far.
+        it raises :class:`StreamInterruptedError` carrying the text so far. The
+        budget reservation ends with the stream, or as soon as the iterator is
+        dropped or closed (``break`` out of ``async for`` releases it at once).
         """
-        messages, params = _request(prompt, kwargs)
-        with self._reserved(prompt, params):
-            async for text in stream_text(self.runnable, messages, self._config(), **params):
-                yield text
+
+        async def start() -> tuple[AsyncIterator[str], Hold]:
+            messages, params = _request(prompt, kwargs)
+            config = self._config()
+            hold = self._reserved(prompt, params)
+            await hold.__aenter__()
+            return stream_text(self.runnable, messages, config, **params), hold
+
+        return HeldStream(start)
 
     def usage_totals(self) -> UsageTotals:
         return self.usage.totals()
