@@ -22,11 +22,26 @@ from langchain_core.runnables import (
 from pydantic import BaseModel
 
 from pygent_lc.errors import AllProvidersFailedError, ConfigurationError, ProviderError
+from pygent_lc.resources import Closable, aclose_runnable, close_runnable
 from pygent_lc.retry import provider_failures
+from pygent_lc.validation import validate_chat_call
 
 
-class ProviderChain(RunnableWithFallbacks):  # type: ignore[type-arg]
-    """Providers in order; the next one runs when the previous raised a ``ProviderError``."""
+class ProviderChain(Closable, RunnableWithFallbacks):  # type: ignore[type-arg]
+    """Providers in order; the next one runs when the previous raised a ``ProviderError``.
+
+    The input and call keywords are checked first (:func:`validate_chat_call`):
+    the caller's bad input raises ``InvalidInputError`` before any request, so
+    it never retries, never falls back and never counts against a breaker.
+    ``close()`` / ``aclose()`` (or ``with`` / ``async with``) release pooled
+    connections and stop an embedded server this process started.
+    """
+
+    def close(self) -> None:
+        close_runnable(self)
+
+    async def aclose(self) -> None:
+        await aclose_runnable(self)
 
     def _all_failed(self, failures: list[ProviderError]) -> AllProvidersFailedError | None:
         if not self.fallbacks:
@@ -56,16 +71,19 @@ class ProviderChain(RunnableWithFallbacks):  # type: ignore[type-arg]
                 provider_failures.reset(token)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        kwargs = validate_chat_call(input, kwargs)
         with self._reporting_failures():
             return super().invoke(input, config, **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        kwargs = validate_chat_call(input, kwargs)
         with self._reporting_failures():
             return await super().ainvoke(input, config, **kwargs)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
+        kwargs = validate_chat_call(input, kwargs)
         streamed = False
         with self._reporting_failures(lambda: streamed):
             for chunk in super().stream(input, config, **kwargs):
@@ -75,6 +93,7 @@ class ProviderChain(RunnableWithFallbacks):  # type: ignore[type-arg]
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        kwargs = validate_chat_call(input, kwargs)
         streamed = False
         with self._reporting_failures(lambda: streamed):
             async for chunk in super().astream(input, config, **kwargs):

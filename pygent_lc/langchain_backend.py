@@ -12,19 +12,24 @@ from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.budget import CostBudget, CostEstimator, HeldStream, Hold
 from pygent_lc.errors import ProviderError, ProviderUnavailableError, StreamInterruptedError
+from pygent_lc.resources import Closable, aclose_runnable, close_runnable
 from pygent_lc.usage import UsageTracker
 from pygent_lc.validation import validate_generation_params, validate_prompt
 
 ChatRunnable = Runnable[Any, BaseMessage]
 
 
-class LangChainBackend(LLMBackend):
+class LangChainBackend(LLMBackend, Closable):
     """Ask a chat Runnable (usually :func:`pygent_lc.build_chat_model`) for text.
 
     ``temperature``, ``max_tokens``, ``stop``, ``top_p`` and ``seed`` are
     checked, then passed to the Runnable as call keywords, which every
     provider of the chain puts on the wire in its own format. Usage is
     tracked in :attr:`usage`; extra ``callbacks`` see every call too.
+
+    ``close()`` / ``aclose()`` (or ``with`` / ``async with``) release the
+    chain's pooled connections and stop an embedded server it started; the
+    backend stays usable afterwards.
     """
 
     def __init__(
@@ -65,6 +70,12 @@ class LangChainBackend(LLMBackend):
         messages, params = _request(prompt, kwargs)
         with self._reserved(prompt, params):
             return reply_text(self.runnable.invoke(messages, self._config(), **params))
+
+    def close(self) -> None:
+        close_runnable(self.runnable)
+
+    async def aclose(self) -> None:
+        await aclose_runnable(self.runnable)
 
     def _config(self) -> RunnableConfig:
         """The ambient run's config (when called inside a Runnable, e.g. the ToT engine)

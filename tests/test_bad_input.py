@@ -121,3 +121,61 @@ async def test_bad_input_through_a_built_chain_makes_no_request() -> None:
     with pytest.raises(InvalidInputError):
         await backend.generate("hi", temperature=5)
     assert backend.usage.totals().calls == 0
+
+
+UNENCODABLE = "hi \ud800 there"
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"temperature": 5}, "temperature must be between"),
+        ({"max_tokens": -5}, "max_tokens must be between"),
+        ({"top_p": float("nan")}, "top_p must be a finite number"),
+        ({"temprature": 0.5}, r"unknown call keyword\(s\) \['temprature'\]"),
+    ],
+)
+@pytest.mark.parametrize("method", ["invoke", "ainvoke", "stream", "astream"])
+async def test_the_chain_itself_checks_call_keywords(
+    keywords: dict[str, Any], message: str, method: str
+) -> None:
+    chain = build_chat_model(Settings(**CONFIGURED), ["openrouter", "ollama"])
+    with pytest.raises(InvalidInputError, match=message):
+        await _call(chain, method, "hi", **keywords)
+
+
+@pytest.mark.parametrize(
+    "chat_input",
+    [
+        UNENCODABLE,
+        [("human", UNENCODABLE)],
+        [{"role": "user", "content": [{"type": "text", "text": UNENCODABLE}]}],
+    ],
+)
+@pytest.mark.parametrize("method", ["invoke", "ainvoke", "stream", "astream"])
+async def test_the_chain_rejects_text_that_cannot_be_sent(chat_input: Any, method: str) -> None:
+    chain = build_chat_model(Settings(**CONFIGURED), ["openrouter", "ollama"])
+    with pytest.raises(InvalidInputError, match="surrogates not allowed at character 3"):
+        await _call(chain, method, chat_input)
+
+
+async def test_the_backend_rejects_text_that_cannot_be_sent() -> None:
+    model = ScriptedChatModel()
+    backend = LangChainBackend(model)
+    with pytest.raises(InvalidInputError, match="prompt cannot be sent"):
+        await backend.generate(UNENCODABLE)
+    with pytest.raises(InvalidInputError, match="prompt cannot be sent"):
+        backend.generate_sync(UNENCODABLE)
+    with pytest.raises(InvalidInputError, match="prompt cannot be sent"):
+        await anext(aiter(backend.stream(UNENCODABLE)))
+    assert model.calls == []
+
+
+async def _call(chain: Any, method: str, chat_input: Any, **keywords: Any) -> Any:
+    if method == "invoke":
+        return chain.invoke(chat_input, **keywords)
+    if method == "ainvoke":
+        return await chain.ainvoke(chat_input, **keywords)
+    if method == "stream":
+        return list(chain.stream(chat_input, **keywords))
+    return [chunk async for chunk in chain.astream(chat_input, **keywords)]

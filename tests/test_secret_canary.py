@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,56 @@ def test_committed_cassettes_hold_no_key_or_bearer_token() -> None:
         text = path.read_text()
         assert "Bearer " not in text, path
         assert "sk-or-v1-" not in text, path
+
+
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and everything it was raised from or during (cause and context)."""
+    chain: list[BaseException] = []
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        pending += [current.__cause__, current.__context__]
+    return chain
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.status(402),
+        Fault.status(401, message=f"invalid key {CANARY_KEY}"),
+        Fault.status(500, message=f"upstream saw {CANARY_KEY}"),
+        Fault.error_in_200(message=f"upstream saw {CANARY_KEY}"),
+        Fault.mid_stream_error(after_chunks=1, message=f"broken for {CANARY_KEY}"),
+    ],
+    ids=["402", "401-echo", "500-echo", "error-in-200-echo", "mid-stream-echo"],
+)
+@pytest.mark.parametrize("mode", ["invoke", "stream"])
+async def test_key_in_no_exception_chain_or_traceback_local(
+    loopback: LoopbackServer, fault: Fault, mode: str
+) -> None:
+    """What Sentry or loguru's diagnose mode would record: every exception of the
+    chain, with the local variables of every frame."""
+    loopback.script("openrouter", [fault] * 3)
+    backend = LangChainBackend(build_chat_model(canary_settings(loopback), ["openrouter"]))
+    failure = await failure_of(backend, mode)
+    for exc in exception_chain(failure):
+        shown = f"{exc!s} {exc!r} {getattr(exc, 'body', '')!r} {vars(exc)!r}"
+        assert CANARY_KEY not in shown, type(exc).__name__
+    recorded = traceback.TracebackException.from_exception(failure, capture_locals=True)
+    assert CANARY_KEY not in "".join(recorded.format())
+
+
+async def failure_of(backend: LangChainBackend, mode: str) -> PygentError:
+    """The error of one call; its traceback starts here, not in a test holding the canary."""
+    try:
+        if mode == "invoke":
+            await backend.generate("one two three")
+        else:
+            async for _ in backend.stream("one two three"):
+                pass
+    except PygentError as exc:
+        return exc
+    raise AssertionError("the call did not fail")

@@ -10,13 +10,14 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from pygent_lc.langchain_backend import ChatRunnable, reply_text, stream_text
+from pygent_lc.resources import Closable, aclose_runnable, close_runnable
 from pygent_lc.usage import UsageTracker
 from pygent_lc.validation import validate_generation_params, validate_prompt
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and briefly."
 
 
-class ChatAgent:
+class ChatAgent(Closable):
     """``system prompt + history + message | chain``; usage totalled in :attr:`usage`.
 
     ``process`` and ``stream`` remember each exchange, so the next message is
@@ -77,6 +78,13 @@ class ChatAgent:
     def reset(self) -> None:
         """Forget the conversation."""
         self.history.clear()
+
+    def close(self) -> None:
+        """Release the chain's pooled connections (and an embedded server it started)."""
+        close_runnable(self.chain)
+
+    async def aclose(self) -> None:
+        await aclose_runnable(self.chain)
 
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "ChatAgent"]

@@ -14,12 +14,13 @@ from pygent_lc.agents.spec import AgentSpec, agent_settings, parse_spec
 from pygent_lc.chain import build_chat_model
 from pygent_lc.errors import AgentError, ConfigurationError, InvalidInputError
 from pygent_lc.langchain_backend import ChatRunnable
+from pygent_lc.resources import Closable
 from pygent_lc.settings import ProviderName, Settings
 
 Agent = ReasoningAgent | ChatAgent
 
 
-class AgentFactory:
+class AgentFactory(Closable):
     """Creates agents over the provider chain and keeps them by name.
 
     ``await create_agent("reasoning", custom_config={"provider": "ollama",
@@ -68,6 +69,15 @@ class AgentFactory:
     def remove_agent(self, name: str) -> None:
         self.get_agent(name)
         del self.agents[name]
+
+    def close(self) -> None:
+        """Close every agent this factory made (they stay usable)."""
+        for agent in self.agents.values():
+            agent.close()
+
+    async def aclose(self) -> None:
+        for agent in self.agents.values():
+            await agent.aclose()
 
     async def _checked_providers(self, spec: AgentSpec, settings: Settings) -> list[ProviderName]:
         names = spec.provider_names(settings)

@@ -8,6 +8,7 @@ from typing import Any
 from pygent_lc.agents.progress import ProgressBackend, ProgressTask, SolveProgress
 from pygent_lc.errors import ConfigurationError, NoAnswerError
 from pygent_lc.langchain_backend import ChatRunnable, LangChainBackend
+from pygent_lc.resources import Closable
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.engine import ToTEngine, run_sync
 from pygent_lc.tot.result import ToTResult
@@ -36,7 +37,7 @@ def tot_config_for(provider: str, task: str, overrides: dict[str, Any]) -> ToTCo
     return ToTConfig.for_provider(provider, **data)
 
 
-class ReasoningAgent:
+class ReasoningAgent(Closable):
     """Answers by searching a tree of thoughts over a provider chain.
 
     ``solve`` returns the whole :class:`ToTResult`; ``process`` just the
@@ -88,6 +89,13 @@ class ReasoningAgent:
     def solve_sync(self, problem: str, *, on_progress: ProgressCallback | None = None) -> ToTResult:
         """``solve`` for sync code (works under a running event loop too)."""
         return run_sync(self.solve(problem, on_progress=on_progress))
+
+    def close(self) -> None:
+        """Release the chain's pooled connections (and an embedded server it started)."""
+        self.backend.close()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
 
     async def process(self, message: str) -> str:
         """The answer to ``message``: the best solution, else the best partial state."""

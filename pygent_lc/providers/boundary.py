@@ -71,8 +71,12 @@ class ProviderBoundary(BaseChatModel):
                 status_code=typed.status_code,
             )
         _scrub(typed, self._secrets())
-        if typed is not exc:
-            typed.__cause__ = None if _chain_mentions(exc, self._secrets()) else exc
+        if typed is exc:
+            # Raised by our own parsing code, whose frames hold the reply body
+            # (which may echo the key): the traceback restarts at the boundary.
+            typed.__context__ = None
+            return typed.with_traceback(None)
+        typed.__cause__ = None if _chain_mentions(exc, self._secrets()) else exc
         return typed
 
     def _incomplete(self, partial_text: str) -> Exception:
