@@ -216,6 +216,33 @@ async def test_ollama_retry_after_is_waited_for(loop_server: LoopbackServer) -> 
 
 
 @pytest.mark.parametrize("protocol", ["openrouter", "ollama"])
+@pytest.mark.parametrize("mode", ["invoke", "stream"])
+async def test_a_retry_after_past_the_cap_is_not_waited_for_and_falls_back(
+    loop_server: LoopbackServer, protocol: Protocol, mode: Mode
+) -> None:
+    loop_server.script(protocol, [Fault.status(429, retry_after=3600)] * 3)
+    with pytest.raises(RateLimitError) as raised:
+        await ask(fresh_backend(loop_server, protocol), mode)
+    assert raised.value.retry_after is not None and raised.value.retry_after > 3000
+    assert loop_server.request_count(protocol) == 1
+    loop_server.script(protocol, [Fault.status(429, retry_after=3600)])
+    started = time.perf_counter()
+    assert await ask(fresh_backend(loop_server, protocol, OTHER[protocol]), mode) == ECHO
+    assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize("protocol", ["openrouter", "ollama"])
+async def test_an_html_error_page_is_summarised(
+    loop_server: LoopbackServer, protocol: Protocol
+) -> None:
+    loop_server.script(protocol, [Fault.html_error(502)] * 3)
+    with pytest.raises(ProviderUnavailableError) as raised:
+        await ask(backend(loop_server, protocol), "invoke")
+    assert raised.value.status_code == 502
+    assert raised.value.message == "HTML error page: 502 Bad Gateway"
+
+
+@pytest.mark.parametrize("protocol", ["openrouter", "ollama"])
 async def test_refused_stream_is_typed_not_retried_and_falls_over(
     loop_server: LoopbackServer, protocol: Protocol
 ) -> None:

@@ -11,6 +11,7 @@ errors.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import html
 import json
@@ -135,7 +136,7 @@ def _map_provider_exception(
             **context,
         )
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderUnavailableError("request timed out", **context)
+        return ProviderUnavailableError(_timeout_message(exc), **context)
     if isinstance(exc, openai.APIConnectionError):
         return _connection_error(exc.__cause__ or exc, **context)
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
@@ -161,7 +162,7 @@ def _map_provider_exception(
             **context,
         )
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return ProviderUnavailableError("request timed out", **context)
+        return ProviderUnavailableError(_timeout_message(exc), **context)
     if isinstance(exc, httpx.TransportError | ConnectionError):
         return _connection_error(exc, **context)
     if isinstance(exc, ValueError | KeyError | TypeError):
@@ -178,6 +179,16 @@ def summarize_body(text: str, limit: int = 500) -> str:
         heading = html.unescape(title.group(1)).strip() if title else ""
         return f"HTML error page{f': {heading}' if heading else ''}"[:limit]
     return stripped[:limit] if len(stripped) > limit else stripped
+
+
+def _timeout_message(exc: BaseException) -> str:
+    """"request timed out", or the deadline's own words when it was the deadline."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, httpx.TimeoutException) and "deadline" in str(seen):
+            return f"request timed out: {seen}"
+        seen = seen.__cause__ or seen.__context__
+    return "request timed out"
 
 
 def _connection_error(cause: BaseException, *, provider: str, model: str | None) -> ProviderError:
@@ -204,6 +215,11 @@ def _openai_message(exc: openai.APIStatusError) -> str:
         inner = body.get("error", body)
         if isinstance(inner, Mapping) and inner.get("message"):
             return str(inner["message"])[:500]
+    if isinstance(body, str) and body.strip():
+        return body  # not JSON (a proxy's page): error_for_status summarises it
+    with contextlib.suppress(httpx.ResponseNotRead, UnicodeDecodeError):
+        if exc.response.text.strip():
+            return exc.response.text
     return exc.message[:500]
 
 

@@ -55,7 +55,8 @@ def _deadline_timeout(request: httpx.Request, deadline: Deadline) -> float:
     remaining = deadline.remaining()
     if remaining <= 0:
         raise httpx.ConnectTimeout(
-            f"deadline of {deadline.seconds:g}s passed before the request", request=request
+            f"the deadline (request_timeout={deadline.seconds:g}s) passed before the request",
+            request=request,
         )
     timeouts = dict(request.extensions.get("timeout") or {})
     for key in _TIMEOUT_KEYS:
@@ -67,7 +68,7 @@ def _deadline_timeout(request: httpx.Request, deadline: Deadline) -> float:
 
 def _expired(request: httpx.Request, deadline: Deadline) -> httpx.ReadTimeout:
     return httpx.ReadTimeout(
-        f"no reply within the deadline of {deadline.seconds:g}s", request=request
+        f"no reply within the deadline (request_timeout={deadline.seconds:g}s)", request=request
     )
 
 

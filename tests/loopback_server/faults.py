@@ -22,6 +22,7 @@ FaultKind = Literal[
     "reset",
     "latency",
     "drip",
+    "html_error",
 ]
 
 DEFAULT_PROVIDER_ERROR_METADATA: dict[str, Any] = {
@@ -134,6 +135,11 @@ class Fault:
         if seconds < 0:
             raise ValueError("seconds must be >= 0")
         return cls(kind="latency", seconds=seconds)
+
+    @classmethod
+    def html_error(cls, code: int = 502) -> Fault:
+        """An HTTP error whose body is a proxy's HTML page, not the protocol's JSON."""
+        return cls(kind="html_error", code=code)
 
     @classmethod
     def drip(cls, interval: float = 0.1) -> Fault:

@@ -445,6 +445,14 @@ class _Handler(BaseHTTPRequestHandler):
                 fault.retry_after,
             )
             return
+        if kind == "html_error":
+            page = (
+                f"<html>\r\n<head><title>{fault.code} Bad Gateway</title></head>\r\n<body>\r\n"
+                f"<center><h1>{fault.code} Bad Gateway</h1></center>\r\n"
+                "<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
+            )
+            self._send(fault.code, page.encode(), "text/html")
+            return
         if kind == "malformed_json":
             if stream:
                 self._start_chunked("text/event-stream", hdrs)
@@ -656,6 +664,14 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.retry_after is not None:
                 headers.append(("Retry-After", _retry_after(fault.retry_after)))
             self._send_json(fault.code, {"error": message}, headers)
+            return
+        if kind == "html_error":
+            page = (
+                f"<html>\r\n<head><title>{fault.code} Bad Gateway</title></head>\r\n<body>\r\n"
+                f"<center><h1>{fault.code} Bad Gateway</h1></center>\r\n"
+                "<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
+            )
+            self._send(fault.code, page.encode(), "text/html")
             return
         if kind == "malformed_json":
             if stream:
