@@ -197,15 +197,17 @@ class Settings(BaseSettings):
     def __init__(self, **values: Any) -> None:
         _reject_unknown_keywords(values)
         env_file = values.get("_env_file", type(self).model_config.get("env_file"))
-        encoding = values.get("_env_file_encoding") or type(self).model_config.get(
-            "env_file_encoding", "utf-8"
+        encoding = str(
+            values.get("_env_file_encoding")
+            or type(self).model_config.get("env_file_encoding")
+            or "utf-8"
         )
         for path in _env_file_paths(env_file):  # before pydantic-settings reads it leniently
-            read_env_file(path, encoding or "utf-8")
+            read_env_file(path, encoding)
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise configuration_error_from(exc, _SourceFinder(values, env_file)) from None
+            raise configuration_error_from(exc, _SourceFinder(values, env_file, encoding)) from None
         except SettingsError as exc:  # a source pydantic-settings itself could not read
             raise ConfigurationError(f"cannot read the settings: {exc}") from None
 
@@ -393,9 +395,10 @@ def _reject_unknown_keywords(values: Mapping[str, Any]) -> None:
 class _SourceFinder:
     """Where a setting's value came from: a keyword, the environment or a ``.env`` line."""
 
-    def __init__(self, values: Mapping[str, Any], env_file: object) -> None:
+    def __init__(self, values: Mapping[str, Any], env_file: object, encoding: str) -> None:
         self.values = values
         self.env_file = env_file
+        self.encoding = encoding
 
     def __call__(self, location: str) -> str | None:
         names = _names_of(location)
@@ -407,7 +410,9 @@ class _SourceFinder:
                 return f"from the environment variable {name}"
         for path in reversed(_env_file_paths(self.env_file)):  # later files win
             try:
-                lines = {key.lower(): line for key, line in read_env_file(path).items()}
+                lines = {
+                    key.lower(): line for key, line in read_env_file(path, self.encoding).items()
+                }
             except ConfigurationError:
                 continue
             for name in names:
