@@ -1,9 +1,11 @@
 """The ``pygent-lc`` command line: ``solve``, ``chat``, ``models``, ``doctor``.
 
-Exit codes: 0 success, 1 a provider failed (or ``doctor`` found a problem),
-2 bad usage or configuration, 3 ``solve`` found nothing to answer with,
-130 interrupted. Errors print one line and a hint on stderr, never a
-traceback (unless ``PYGENT_DEBUG=1``) and never the key.
+Settings come from the environment and ``./.env``. Exit codes: 0 success,
+1 a provider failed (or ``doctor`` found a problem), 2 bad usage or
+configuration, 3 ``solve`` found nothing to answer with, 130 interrupted.
+Errors print one line and a hint on stderr, never a traceback (unless
+``PYGENT_DEBUG=1``) and never the key; the library's log (retries, circuit
+breakers) shows only with ``--verbose``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import warnings
@@ -21,7 +24,7 @@ from typing import Any
 from pygent_lc.agents import AgentFactory, ChatAgent, NoAnswerError, ReasoningAgent
 from pygent_lc.agents.doctor import diagnose
 from pygent_lc.agents.spec import PROVIDER_CHOICES, TASK_NAMES
-from pygent_lc.chain import validate_provider_names
+from pygent_lc.chain import ProviderSkippedWarning, validate_provider_names
 from pygent_lc.cli_output import (
     ProgressLine,
     error_line,
@@ -67,6 +70,16 @@ def _provider_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (a GGUF file for --provider local)")
 
 
+def _verbose_option(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="show the library's log on stderr: retries, circuit breakers",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pygent-lc",
@@ -75,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 provider failure, 2 usage/configuration, "
         "3 no answer, 130 interrupted",
     )
+    _verbose_option(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     solve = commands.add_parser("solve", help="solve a problem with a Tree-of-Thought search")
@@ -111,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--probe", action="store_true", help="also ask each for a few tokens")
     doctor.add_argument("--json", action="store_true")
+    for command in (solve, chat, models, doctor):
+        # SUPPRESS: a subcommand without -v keeps the value given before it
+        _verbose_option(command, default=argparse.SUPPRESS)
     return parser
 
 
@@ -228,7 +245,7 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = Settings.from_env_file()
     if args.command == "solve":
         return await _solve(args, settings)
     if args.command == "chat":
@@ -238,10 +255,31 @@ async def _run(args: argparse.Namespace) -> int:
     return await asyncio.to_thread(_doctor, args, settings)
 
 
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _configure_logging(*, verbose: bool) -> None:
+    """The ``pygent_lc`` log on stderr with ``--verbose``; otherwise only its errors.
+
+    Python prints any warning record of a logger without handlers on stderr,
+    which would put lines beside the ``error:``/``hint:`` pair.
+    """
+    logger = logging.getLogger("pygent_lc")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO if verbose else logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; errors print one line and a hint, never a traceback or the key."""
     args = _parser().parse_args(argv)
-    warnings.simplefilter("ignore")  # skipped providers are reported by errors, not noise
+    _configure_logging(verbose=args.verbose)
+    # Skipped providers are reported by errors and `doctor`; every other warning shows.
+    warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
     debug = os.environ.get("PYGENT_DEBUG") == "1"
     try:
         return asyncio.run(_run(args))

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any, TextIO
+
+from dotenv.parser import parse_stream
 
 from pygent_lc.agents import AgentError, NoAnswerError, ReasoningAgent, SolveProgress
 from pygent_lc.errors import (
@@ -19,6 +24,7 @@ from pygent_lc.errors import (
     ProviderError,
     RateLimitError,
 )
+from pygent_lc.settings import DEFAULT_ENV_FILE
 from pygent_lc.tot.result import ToTResult
 from pygent_lc.usage import UsageTracker
 
@@ -119,7 +125,7 @@ def hint_for(exc: BaseException) -> str:
             return "see `pygent-lc --help` and `pygent-lc doctor`"
         if "local" in str(exc) and "pip install" in str(exc):
             return _INSTALL_LOCAL
-        return "check the setting named above (`pygent-lc doctor` shows every provider)"
+        return "check the setting or file named above (`pygent-lc doctor` shows every provider)"
     if isinstance(exc, InvalidInputError):
         return "check the problem text and the numeric options"
     if isinstance(exc, AuthenticationError):
@@ -149,23 +155,33 @@ def error_line(exc: BaseException) -> str:
     return f"error: {kind}: {message}\nhint: {hint_for(exc)}"
 
 
-def redact(text: str) -> str:
-    """``text`` without any secret of the environment or the settings in it."""
-    secrets = [
-        value
-        for name, value in os.environ.items()
-        if any(word in name.upper() for word in ("KEY", "TOKEN", "SECRET")) and len(value) >= 8
-    ]
-    try:
-        from pygent_lc.settings import Settings
+def _is_secret(name: str, value: str | None) -> bool:
+    return (
+        value is not None
+        and len(value) >= 8
+        and any(word in name.upper() for word in ("KEY", "TOKEN", "SECRET"))
+    )
 
-        key = Settings().openrouter_api_key
-    except ConfigurationError:
-        key = None
-    if key is not None and len(key.get_secret_value()) >= 8:
-        secrets.append(key.get_secret_value())
-    for secret in secrets:
-        text = text.replace(secret, "***")
+
+def redact(text: str) -> str:
+    """``text`` without any secret of the environment or of ``./.env`` in it.
+
+    A secret is the value of a variable whose name holds KEY, TOKEN or SECRET
+    (``OPENROUTER_API_KEY`` among them).
+    """
+    variables: dict[str, str | None] = dict(os.environ)
+    # An unreadable .env has no secret to hide; a line that does not parse is
+    # skipped here (its error names the line, not its text).
+    with contextlib.suppress(OSError, ValueError):
+        raw = Path(DEFAULT_ENV_FILE).read_text("utf-8")
+        variables.update(
+            (binding.key, binding.value)
+            for binding in parse_stream(io.StringIO(raw))
+            if binding.key is not None and not binding.error
+        )
+    for name, value in variables.items():
+        if value is not None and _is_secret(name, value):
+            text = text.replace(value, "***")
     return text
 
 

@@ -8,11 +8,13 @@ The key is a canary that must never appear in any output.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pty
 import socket
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from helpers import CANARY_KEY
 from loopback_server import LoopbackServer
 from loopback_server.answers import last_user_text
 
+from pygent_lc import ProviderSkippedWarning, cli
 from pygent_lc.tot import check_24
 from pygent_lc.tot.tasks.game24_solver import scripted_game24_reply
 
@@ -75,6 +78,79 @@ def test_missing_key_and_bad_options_exit_2_with_a_hint() -> None:
         env={"OPENROUTER_API_KEY": CANARY_KEY},
     )  # fmt: skip
     assert "max_depth" in assert_clean_failure(proc, 2, "AgentError")
+
+
+def test_reads_dotenv_in_the_working_directory() -> None:
+    Path(".env").write_text("DEBUG=1\nPYGENT_PROVIDERS=ollama,bogus\n")
+    proc = run_cli("doctor")
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert "providers (PYGENT_PROVIDERS).1 from .env line 2: " in error
+
+
+def test_malformed_dotenv_is_one_error_naming_the_file_and_line() -> None:
+    Path(".env").write_text(f"OPENROUTER_API_KEY={CANARY_KEY}\nOLLAMA_MODEL='llama3.2\n")
+    proc = run_cli("doctor")
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert error == "error: ConfigurationError: .env line 2: cannot parse this line " + (
+        "(an unterminated quote? expected NAME=value)"
+    )
+    Path(".env").write_bytes(b"OLLAMA_MODEL=caf\xe9\n")
+    error = assert_clean_failure(run_cli("doctor"), 2, "ConfigurationError")
+    assert error.startswith("error: ConfigurationError: .env line 1: not valid utf-8 text")
+
+
+def test_key_over_plain_http_is_a_configuration_error() -> None:
+    proc = run_cli(
+        "chat", "hi", "--provider", "openrouter",
+        env={"OPENROUTER_API_KEY": CANARY_KEY, "OPENROUTER_BASE_URL": "http://example.com/v1"},
+    )  # fmt: skip
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert "plain http to example.com" in error
+
+
+@pytest.fixture
+def pygent_logger() -> Iterator[logging.Logger]:
+    """The ``pygent_lc`` logger, restored after ``cli`` configured it in this process."""
+    logger = logging.getLogger("pygent_lc")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield logger
+    logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_library_log_shows_only_with_verbose(
+    pygent_logger: logging.Logger,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    verbose: bool,
+) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", CANARY_KEY)
+    cli._configure_logging(verbose=verbose)
+    logging.getLogger("pygent_lc.breaker").warning("circuit of %s open: %r", "x", CANARY_KEY)
+    logging.getLogger("pygent_lc.retry").info("attempt 1 failed")
+    err = capsys.readouterr().err
+    if verbose:
+        assert err.splitlines() == [
+            "WARNING pygent_lc.breaker: circuit of x open: '***'",
+            "INFO pygent_lc.retry: attempt 1 failed",
+        ]
+    else:
+        assert err == ""
+
+
+@pytest.mark.parametrize("argv", [["-v", "doctor"], ["doctor", "-v"], ["doctor", "--verbose"]])
+def test_verbose_before_or_after_the_command(argv: list[str]) -> None:
+    assert cli._parser().parse_args(argv).verbose is True
+    assert cli._parser().parse_args(["doctor"]).verbose is False
+
+
+def test_main_hides_only_skipped_provider_warnings(pygent_logger: logging.Logger) -> None:
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert cli.main(["models", "--provider", "local", "--json"]) == 0
+        warnings.warn("skipped", ProviderSkippedWarning, stacklevel=1)
+        warnings.warn("still shown", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in shown] == ["still shown"]
 
 
 # --- against the loopback "OpenRouter" and "Ollama" ----------------------------
@@ -211,3 +287,14 @@ def test_doctor_exit_code_follows_the_providers(server: LoopbackServer) -> None:
     assert sick.stdout.startswith("ollama      problem")
     assert "did not answer" in sick.stdout
     assert CANARY_KEY not in healthy.stdout + sick.stdout
+
+
+@pytest.mark.live_local
+def test_circuit_breaker_log_only_with_verbose(server: LoopbackServer) -> None:
+    env = env_for(server, OPENROUTER_API_KEY=CANARY_KEY[:-4] + "beef", PYGENT_BREAKER_FAILURES="1")
+    quiet = run_cli("chat", "hi", "--provider", "openrouter", env=env)
+    assert_clean_failure(quiet, 1, "AuthenticationError")  # exactly error: and hint:
+    verbose = run_cli("chat", "hi", "--provider", "openrouter", "-v", env=env)
+    assert verbose.returncode == 1
+    assert "WARNING pygent_lc.breaker: circuit of openrouter open" in verbose.stderr
+    assert CANARY_KEY[:-4] not in verbose.stderr

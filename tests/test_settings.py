@@ -46,10 +46,24 @@ def test_reads_documented_environment_names(monkeypatch: pytest.MonkeyPatch) -> 
     assert (settings.request_timeout, settings.max_retries, settings.retry_max_wait) == (5, 0, 3)
 
 
-def test_reads_dotenv_file(tmp_path: Path) -> None:
+def test_reads_dotenv_file_only_when_asked(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("OLLAMA_MODEL=qwen2.5:7b\nPYGENT_PROVIDERS=ollama\n")
-    settings = Settings()
-    assert (settings.ollama_model, settings.providers) == ("qwen2.5:7b", ["ollama"])
+    assert Settings().ollama_model is None  # the working directory's .env is not read
+    for settings in (Settings.from_env_file(), Settings(_env_file=tmp_path / ".env")):
+        assert (settings.ollama_model, settings.providers) == ("qwen2.5:7b", ["ollama"])
+    other = tmp_path / "other.env"
+    other.write_text("OLLAMA_MODEL=llama3.2\n")
+    assert Settings.from_env_file(other, providers="ollama").ollama_model == "llama3.2"
+    assert Settings.from_env_file(tmp_path / "missing.env").ollama_model is None
+
+
+def test_environment_and_keywords_win_over_the_dotenv_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("OLLAMA_MODEL=from-file\nPYGENT_MAX_RETRIES=5\n")
+    monkeypatch.setenv("OLLAMA_MODEL", "from-env")
+    settings = Settings.from_env_file(max_retries=1)
+    assert (settings.ollama_model, settings.max_retries) == ("from-env", 1)
 
 
 @pytest.mark.parametrize(
@@ -97,3 +111,176 @@ def test_key_never_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigurationError) as caught:
         Settings()
     assert "supersecret" not in str(caught.value)
+
+
+# --- unknown keywords ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keyword", "suggestion"),
+    [
+        ("request_timout", "'request_timeout'"),
+        ("openrouter_key", "'openrouter_api_key'"),
+        ("PYGENT_REQUEST_TIMOUT", "'PYGENT_REQUEST_TIMEOUT' (field 'request_timeout')"),
+        ("_env_fil", "'_env_file'"),
+    ],
+)
+def test_unknown_keyword_names_itself_and_the_closest_field(keyword: str, suggestion: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(**{keyword: 5})
+    assert str(caught.value) == f"unknown setting {keyword!r}; did you mean {suggestion}?"
+    assert caught.value.field == keyword
+
+
+def test_unknown_keyword_without_a_close_field() -> None:
+    with pytest.raises(ConfigurationError, match=r"^unknown setting 'zzz'$"):
+        Settings(zzz=1)
+
+
+def test_field_names_environment_names_and_settings_options_are_accepted(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        request_timeout=5,
+        PYGENT_MAX_RETRIES=1,
+        OLLAMA_MODEL="llama3.2",
+        _env_file=None,
+        _env_file_encoding="utf-8",
+        _case_sensitive=False,
+        _secrets_dir=None,
+    )
+    assert (settings.request_timeout, settings.max_retries) == (5, 1)
+    assert settings.ollama_model == "llama3.2"
+
+
+def test_unrelated_environment_and_dotenv_variables_are_ignored(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgres://x")
+    monkeypatch.setenv("PYGENT_SOMETHING_ELSE", "1")
+    (tmp_path / ".env").write_text("SECRET_KEY=abc\nDEBUG=1\nOLLAMA_MODEL=llama3.2\n")
+    assert Settings.from_env_file().ollama_model == "llama3.2"
+
+
+# --- malformed sources -------------------------------------------------------------
+
+
+def test_dotenv_with_a_byte_that_is_not_utf8_names_the_file_and_line(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_bytes(b"OLLAMA_MODEL=llama3.2\nAPP_NAME=caf\xe9\n")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env_file(env_file)
+    assert str(caught.value).startswith(f"{env_file} line 2: not valid utf-8 text")
+
+
+def test_dotenv_with_an_unterminated_quote_names_the_file_and_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("OLLAMA_MODEL=llama3.2\n\nOPENROUTER_API_KEY='sk-or-v1-secret\nX=1\n")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env_file(env_file)
+    assert str(caught.value).startswith(f"{env_file} line 3: cannot parse this line")
+    assert "sk-or-v1-secret" not in str(caught.value)
+    assert not caplog.records  # python-dotenv's own warning never comes: the file is refused
+
+
+def test_unreadable_dotenv_names_the_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("OLLAMA_MODEL=llama3.2\n")
+    with pytest.raises(ConfigurationError, match=r"unknown encoding 'no-such-codec'"):
+        Settings.from_env_file(env_file, _env_file_encoding="no-such-codec")
+
+
+def test_invalid_values_name_their_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text('# app\nPYGENT_MAX_RETRIES=many\nOPENROUTER_PROVIDER={"sort": \n')
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env_file(env_file)
+    message = str(caught.value)
+    assert f"max_retries (PYGENT_MAX_RETRIES) from {env_file} line 2:" in message
+    assert f"openrouter_provider (OPENROUTER_PROVIDER) from {env_file} line 3:" in message
+    assert "not valid JSON" in message
+    monkeypatch.setenv("OPENROUTER_REASONING", "{effort: low}")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings()
+    assert "from the environment variable OPENROUTER_REASONING: " in str(caught.value)
+    assert "effort" not in str(caught.value)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(openrouter_reasoning="{")
+    assert "openrouter_reasoning (OPENROUTER_REASONING): " in str(caught.value)
+
+
+def test_json_settings_parse_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENROUTER_PROVIDER", '{"sort": "throughput"}')
+    monkeypatch.setenv("OPENROUTER_REASONING", '{"effort": "low"}')
+    settings = Settings()
+    assert settings.openrouter_provider is not None
+    assert settings.openrouter_provider.sort == "throughput"
+    assert settings.openrouter_reasoning is not None
+    assert settings.openrouter_reasoning.effort == "low"
+
+
+# --- the key over plain http ---------------------------------------------------------
+
+
+def test_key_over_plain_http_to_a_remote_host_is_refused(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "OPENROUTER_API_KEY=sk-or-v1-supersecret\nOPENROUTER_BASE_URL=http://example.com/api/v1\n"
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        Settings.from_env_file(env_file)
+    assert caught.value.field == "openrouter_base_url (OPENROUTER_BASE_URL)"
+    assert "plain http to example.com" in str(caught.value)
+    assert "PYGENT_ALLOW_INSECURE_HTTP" in str(caught.value)
+    assert "supersecret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/api/v1",
+        "http://10.0.0.1:8080/v1",
+        "http://user:pass@openrouter.ai/api/v1",
+        "http://localhost.example.com/v1",
+        "http://[::ffff:10.0.0.1]/v1",
+    ],
+)
+def test_key_over_plain_http_from_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-supersecret")
+    monkeypatch.setenv("OPENROUTER_BASE_URL", url)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings()
+    assert "from the environment variable OPENROUTER_BASE_URL" in str(caught.value)
+    assert "pass" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/api/v1",
+        "http://127.3.2.1/v1",
+        "http://localhost:11434/v1",
+        "http://LOCALHOST/v1",
+        "http://[::1]:8080/v1",
+        "https://example.com/api/v1",
+    ],
+)
+def test_key_over_loopback_http_or_https_is_fine(url: str) -> None:
+    settings = Settings(openrouter_api_key="sk-or-v1-abc", openrouter_base_url=url)
+    assert settings.openrouter_base_url == url.rstrip("/")
+
+
+def test_plain_http_is_fine_without_a_key_or_when_allowed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENROUTER_BASE_URL", "http://example.com/api/v1")
+    assert Settings().allow_insecure_http is False
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-abc")
+    monkeypatch.setenv("PYGENT_ALLOW_INSECURE_HTTP", "true")
+    settings = Settings()
+    assert settings.allow_insecure_http is True
+    assert settings.openrouter_base_url == "http://example.com/api/v1"

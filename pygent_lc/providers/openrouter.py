@@ -193,10 +193,15 @@ def _reply_extras(
 
 
 def request_extras(settings: Settings) -> dict[str, Any]:
-    """OpenRouter's body extras from settings: ``models``, ``provider``, ``reasoning``."""
+    """OpenRouter's body extras from settings: ``models``, ``provider``, ``reasoning``.
+
+    ``models`` starts with ``openrouter_model`` and lists each model once, in
+    order; it is left out when no other model remains.
+    """
     extras: dict[str, Any] = {}
-    if settings.openrouter_models:
-        extras["models"] = [settings.openrouter_model, *settings.openrouter_models]
+    models = list(dict.fromkeys([settings.openrouter_model, *settings.openrouter_models]))
+    if len(models) > 1:
+        extras["models"] = models
     if settings.openrouter_provider is not None:
         extras["provider"] = settings.openrouter_provider.to_request()
     if settings.openrouter_reasoning is not None:
