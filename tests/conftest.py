@@ -28,7 +28,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _recording(config: pytest.Config) -> bool:
-    return str(config.getoption("--record-mode", default="none")) != "none"
+    # pytest-recording's default is None, which means "none" (replay only).
+    return (config.getoption("--record-mode", default=None) or "none") != "none"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
