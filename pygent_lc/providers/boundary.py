@@ -201,9 +201,25 @@ class _ReplyWatch:
         self._started = False
         self._finished = False
         self._finish_reason: object = None
+        self._tool_names: dict[object, str] = {}
+
+    def _drop_repeated_tool_names(self, message: BaseMessage) -> None:
+        """Keep a tool call's name on its first chunk only.
+
+        Chunks merge by concatenating strings, and some servers (llama.cpp)
+        repeat the name in every chunk of a call, which would merge to
+        ``"addaddadd"``.
+        """
+        for fragment in getattr(message, "tool_call_chunks", None) or ():
+            name = fragment.get("name")
+            if name and self._tool_names.get(fragment.get("index")) == name:
+                fragment["name"] = None
+            elif name:
+                self._tool_names[fragment.get("index")] = name
 
     def accept(self, chunk: ChatGenerationChunk) -> list[ChatGenerationChunk]:
         """The chunks to deliver now that ``chunk`` arrived."""
+        self._drop_repeated_tool_names(chunk.message)
         if self._model._is_final_chunk(chunk):
             self._finished = True
             self._finish_reason = (chunk.generation_info or {}).get("finish_reason")

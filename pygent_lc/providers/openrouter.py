@@ -137,6 +137,7 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
             extras = _reply_extras(body, choice, usage)
             generation.generation_info = {**(generation.generation_info or {}), **extras}
             message = generation.message
+            message.response_metadata["model_provider"] = self.provider_label
             message.additional_kwargs.update(_reasoning_of(choice.get("message")))
             if isinstance(message, AIMessage) and message.usage_metadata and "cost" in usage:
                 message.usage_metadata["cost"] = usage["cost"]  # type: ignore[typeddict-unknown-key]
@@ -153,6 +154,8 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
         )
         if converted is None:
             return None
+        if "model_provider" in converted.message.response_metadata:
+            converted.message.response_metadata["model_provider"] = self.provider_label
         choices = chunk.get("choices") or []
         if choices:
             converted.message.additional_kwargs.update(_reasoning_of(choices[0].get("delta")))
