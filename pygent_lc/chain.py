@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
 
@@ -61,10 +61,32 @@ def with_provider_policy(
     )
 
 
+# Where "provider:model" puts the model name, per provider.
+_MODEL_FIELDS: dict[ProviderName, str] = {
+    "openrouter": "openrouter_model",
+    "ollama": "ollama_model",
+    "local": "local_model_path",
+}
+
+
 def build_chat_model(
-    settings: Settings | None = None, providers: Sequence[str] | None = None
+    settings: Settings | str | None = None,
+    providers: Sequence[str] | None = None,
+    *,
+    fallbacks: Sequence[str] | None = None,
 ) -> ProviderChain:
     """The provider chain: each provider retried, then the next one on ``ProviderError``.
+
+    Two forms, like LangChain's ``init_chat_model``::
+
+        build_chat_model(Settings(...))                         # the configured chain
+        build_chat_model("openrouter:anthropic/claude-3.5-sonnet")
+        build_chat_model("ollama:llama3.1", fallbacks=["local"])
+
+    A ``"provider:model"`` string (or just ``"provider"``) names the primary;
+    ``fallbacks`` (same form) follow it in order. Everything else comes from
+    ``Settings()`` (the environment), or from ``providers``'s settings object
+    when ``settings`` is one and ``fallbacks`` is given.
 
     Always a :class:`ProviderChain`, one provider or several, so ``bind_tools``
     and ``with_structured_output`` work the same on any configuration; with one
@@ -79,6 +101,15 @@ def build_chat_model(
     otherwise its :class:`ConfigurationError` is raised. Nothing here touches
     the network.
     """
+    if isinstance(settings, str) or fallbacks is not None:
+        if providers is not None:
+            raise ConfigurationError(
+                "give either providers or a 'provider:model' primary with fallbacks",
+                field="providers",
+            )
+        primary = settings if isinstance(settings, str) else None
+        base = settings if isinstance(settings, Settings) else Settings()
+        settings, providers = _settings_for_specs(base, primary, fallbacks or ())
     settings = settings or Settings()
     names = validate_provider_names(providers if providers is not None else settings.providers)
     models: list[BaseChatModel] = []
@@ -102,6 +133,30 @@ def build_chat_model(
     return ProviderChain(
         runnable=guarded[0], fallbacks=guarded[1:], exceptions_to_handle=(ProviderError,)
     )
+
+
+def _settings_for_specs(
+    base: Settings, primary: str | None, fallbacks: Sequence[str]
+) -> tuple[Settings, list[str]]:
+    """``base`` with each ``"provider:model"`` spec's model set, and the provider order."""
+    specs = [primary] if primary is not None else [str(name) for name in base.providers[:1]]
+    changes: dict[str, Any] = {}
+    names: list[str] = []
+    for spec in [*specs, *fallbacks]:
+        if not isinstance(spec, str) or not spec.strip():
+            raise ConfigurationError(f"invalid model spec {spec!r}", field="providers")
+        name, _, model = spec.strip().partition(":")
+        (provider,) = validate_provider_names([name])
+        names.append(provider)
+        if model.strip():
+            changes[_MODEL_FIELDS[provider]] = model.strip()
+    validate_provider_names(names)  # each provider once
+    return Settings(**{**_explicit_values(base), **changes}), names
+
+
+def _explicit_values(settings: Settings) -> dict[str, Any]:
+    """The values of ``settings`` as keywords for a new ``Settings``."""
+    return {name: getattr(settings, name) for name in settings.model_fields_set | {"providers"}}
 
 
 def validate_provider_names(names: Sequence[str] | str) -> list[ProviderName]:

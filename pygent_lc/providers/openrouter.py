@@ -8,6 +8,7 @@ document and some OpenAI-compatible servers ignore.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from pygent_lc.settings import Settings
 # OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
 _USAGE_EXTRAS = ("cost", "cost_details", "is_byok")
 FREE_MODEL_REQUESTS_PER_MINUTE = 20
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 # Reasoning fields of a reply message, kept and sent back on the next turn.
 REASONING_KEYS = ("reasoning", "reasoning_details")
 
@@ -46,6 +48,22 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
     provider_label: str = "openrouter"
     use_responses_api: bool | None = False
     """OpenRouter serves Chat Completions; never route to the Responses API."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _openrouter_environment(cls, values: Any) -> Any:
+        """Built directly, the model talks to OpenRouter with ``OPENROUTER_API_KEY``
+        (not ``ChatOpenAI``'s ``OPENAI_API_KEY`` and api.openai.com)."""
+        if not isinstance(values, dict):
+            return values
+        found = dict(values)
+        if found.get("api_key") is None and found.get("openai_api_key") is None:
+            key = os.environ.get("OPENROUTER_API_KEY")
+            if key:
+                found["api_key"] = key
+        if found.get("base_url") is None and found.get("openai_api_base") is None:
+            found["base_url"] = os.environ.get("OPENROUTER_BASE_URL") or OPENROUTER_BASE_URL
+        return found
 
     @model_validator(mode="before")
     @classmethod
