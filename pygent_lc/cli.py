@@ -38,6 +38,7 @@ from pygent_lc.openrouter_catalog import list_openrouter_models
 from pygent_lc.providers.local import default_model_path
 from pygent_lc.providers.ollama import installed_ollama_models
 from pygent_lc.settings import PROVIDER_NAMES, Settings
+from pygent_lc.validation import validate_prompt
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -70,6 +71,34 @@ def _provider_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (a GGUF file for --provider local)")
 
 
+def _prompt_options(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(name, nargs="?", help=f"the {name}; '-' reads it from standard input")
+    parser.add_argument("--file", metavar="PATH", help=f"read the {name} from a file (UTF-8)")
+
+
+def _read_prompt(args: argparse.Namespace, name: str) -> str:
+    """The prompt from the argument, standard input (``-``) or ``--file``, checked.
+
+    One limit for every command: :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`.
+    """
+    given: str | None = getattr(args, name)
+    if (given is None) == (args.file is None):
+        raise InvalidInputError(f"give the {name} as an argument, as '-' (stdin) or with --file")
+    if args.file is not None:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"cannot read {args.file}: {exc}") from None
+    elif given == "-":
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"standard input is not UTF-8 text: {exc}") from None
+    else:
+        text = str(given)
+    return validate_prompt(text)
+
+
 def _verbose_option(parser: argparse.ArgumentParser, *, default: object) -> None:
     parser.add_argument(
         "-v",
@@ -92,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     solve = commands.add_parser("solve", help="solve a problem with a Tree-of-Thought search")
-    solve.add_argument("problem")
+    _prompt_options(solve, "problem")
     solve.add_argument("--task", choices=TASK_NAMES, default="generic")
     _provider_options(solve)
     solve.add_argument("--depth", type=int, help="thought steps (default: generic 2, game24 4)")
@@ -107,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--no-progress", action="store_true", help="no live progress line")
 
     chat = commands.add_parser("chat", help="stream the answer to one prompt")
-    chat.add_argument("prompt")
+    _prompt_options(chat, "prompt")
     _provider_options(chat)
     chat.add_argument("--system", help="system prompt")
     chat.add_argument("--max-tokens", type=int, default=256)
@@ -141,6 +170,7 @@ def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _solve(args: argparse.Namespace, settings: Settings) -> int:
+    problem = _read_prompt(args, "problem")
     config = _custom_config(args)
     tot: dict[str, Any] = dict(SOLVE_DEFAULTS[args.task])
     for option, field in (
@@ -159,7 +189,7 @@ async def _solve(args: argparse.Namespace, settings: Settings) -> int:
     show_progress = sys.stderr.isatty() and not args.no_progress
     progress = ProgressLine(sys.stderr) if show_progress else None
     try:
-        result = await agent.solve(args.problem, on_progress=progress.update if progress else None)
+        result = await agent.solve(problem, on_progress=progress.update if progress else None)
     finally:
         if progress is not None:
             progress.close()
@@ -175,13 +205,14 @@ async def _solve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    prompt = _read_prompt(args, "prompt")
     config = _custom_config(args)
     config.update(max_tokens=args.max_tokens, temperature=args.temperature)
     if args.system:
         config["system_prompt"] = args.system
     agent = await AgentFactory(settings).create_agent("chat", custom_config=config)
     assert isinstance(agent, ChatAgent)
-    async for text in agent.stream(args.prompt):
+    async for text in agent.stream(prompt):
         print(text, end="", flush=True)
     print()
     print(usage_line(agent.usage), file=sys.stderr)

@@ -45,13 +45,16 @@ JSON_KEYS = {
 }
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(EXE), *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
-        stdin=subprocess.DEVNULL,
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
         timeout=180,
     )
 
@@ -260,6 +263,43 @@ def test_chat_streams_the_reply(server: LoopbackServer) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ollama says hello\n"
     assert "ollama/llama3.2: 1 call(s)" in proc.stderr
+
+
+@pytest.mark.live_local
+def test_chat_reads_a_long_prompt_from_stdin_or_a_file(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Past the 128 KiB a single command-line argument may hold."""
+    long_prompt = "word " * 60_000 + "end"
+    seen: list[str] = []
+
+    def remember(protocol: str, body: Mapping[str, Any]) -> str:
+        seen.append(last_user_text(body))
+        return "read it"
+
+    server.responder = remember
+    from_stdin = run_cli(
+        "chat", "-", "--provider", "ollama", env=env_for(server), stdin=long_prompt
+    )
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text(long_prompt, encoding="utf-8")
+    from_file = run_cli(
+        "chat", "--file", str(prompt_file), "--provider", "ollama", env=env_for(server)
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    assert seen == [long_prompt, long_prompt]
+
+
+def test_prompt_sources_are_checked_before_any_request(tmp_path: Path) -> None:
+    neither = run_cli("chat")
+    assert_clean_failure(neither, 2, "InvalidInputError")
+    both = run_cli("solve", "2+2", "--file", str(tmp_path / "p.txt"))
+    assert_clean_failure(both, 2, "InvalidInputError")
+    missing = run_cli("chat", "--file", str(tmp_path / "nowhere.txt"))
+    assert "cannot read" in assert_clean_failure(missing, 2, "InvalidInputError")
+    empty = run_cli("chat", "-", stdin="   ")
+    assert "prompt is empty" in assert_clean_failure(empty, 2, "InvalidInputError")
 
 
 @pytest.mark.live_local

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.tot.tasks._text import parse_vote, strip_bullet, unique_lines
+from pygent_lc.validation import MAX_PROMPT_CHARS
 
 FINAL_PREFIX = "Final answer:"
 _FINAL = re.compile(r"^\s*final answer\s*:\s*", re.IGNORECASE)
@@ -31,7 +32,9 @@ class GenericTask:
 
     name = "generic"
 
-    def __init__(self, *, n_proposals: int = 3, max_problem_chars: int = 20_000) -> None:
+    def __init__(
+        self, *, n_proposals: int = 3, max_problem_chars: int = MAX_PROMPT_CHARS
+    ) -> None:
         if n_proposals < 1:
             raise ConfigurationError("n_proposals must be at least 1", field="n_proposals")
         self.n_proposals = n_proposals
