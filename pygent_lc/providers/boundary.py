@@ -50,6 +50,9 @@ class ProviderBoundary(BaseChatModel):
         """Values that must never appear in an error message."""
         return ()
 
+    def _check_ready(self) -> None:
+        """Raise ``ConfigurationError`` if a call cannot be made (say, no key); no I/O."""
+
     def _is_final_chunk(self, chunk: ChatGenerationChunk) -> bool:
         """Whether ``chunk`` is the provider's end-of-reply marker."""
         return bool((chunk.generation_info or {}).get("finish_reason"))
@@ -112,6 +115,7 @@ class ProviderBoundary(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._check_ready()
         try:
             result = super()._generate(messages, stop, run_manager, **kwargs)  # type: ignore[safe-super]
         except Exception as exc:
@@ -127,6 +131,7 @@ class ProviderBoundary(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        self._check_ready()
         try:
             result = await super()._agenerate(messages, stop, run_manager, **kwargs)
         except Exception as exc:
@@ -142,6 +147,7 @@ class ProviderBoundary(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        self._check_ready()
         watch = _ReplyWatch(self)
         failure: Exception | None = None
         try:
@@ -161,6 +167,7 @@ class ProviderBoundary(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        self._check_ready()
         watch = _ReplyWatch(self)
         failure: Exception | None = None
         try:

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import LangSmithParams
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_ollama import ChatOllama
@@ -59,6 +60,13 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
                 **(values.get("async_client_kwargs") or {}),
             },
         }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """LangSmith params naming the model a call really used (a per-call ``model=``)."""
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        if isinstance(kwargs.get("model"), str):
+            params["ls_model_name"] = kwargs["model"]
+        return params
 
     def _is_final_chunk(self, chunk: ChatGenerationChunk) -> bool:
         return (chunk.generation_info or {}).get("done") is True

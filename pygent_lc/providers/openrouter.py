@@ -31,6 +31,9 @@ from pygent_lc.settings import Settings
 _USAGE_EXTRAS = ("cost", "cost_details", "is_byok")
 FREE_MODEL_REQUESTS_PER_MINUTE = 20
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+# Stands in for a missing key so the openai clients can be built; never sent:
+# a call without a real key raises ConfigurationError first.
+NO_KEY = "no-key-set"
 # Reasoning fields of a reply message, kept and sent back on the next turn.
 REASONING_KEYS = ("reasoning", "reasoning_details")
 
@@ -58,9 +61,9 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
             return values
         found = dict(values)
         if found.get("api_key") is None and found.get("openai_api_key") is None:
-            key = os.environ.get("OPENROUTER_API_KEY")
-            if key:
-                found["api_key"] = key
+            # Without a key the model can still be built (and bound, traced,
+            # serialised); a call raises ConfigurationError before any request.
+            found["api_key"] = os.environ.get("OPENROUTER_API_KEY") or NO_KEY
         if found.get("base_url") is None and found.get("openai_api_base") is None:
             found["base_url"] = os.environ.get("OPENROUTER_BASE_URL") or OPENROUTER_BASE_URL
         return found
@@ -93,6 +96,13 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
     def _secrets(self) -> Sequence[str]:
         key = self.openai_api_key
         return (key.get_secret_value(),) if isinstance(key, SecretStr) else ()
+
+    def _check_ready(self) -> None:
+        key = self.openai_api_key
+        if not isinstance(key, SecretStr) or key.get_secret_value() in ("", NO_KEY):
+            raise ConfigurationError(
+                "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
+            )
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
