@@ -26,7 +26,7 @@ REPLAY_KEY = "scrubbed-from-the-cassettes"
 @pytest.fixture(scope="module")
 def llama_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     """The server's URL and key: a real server when recording, else placeholders."""
-    if str(request.config.getoption("--record-mode")) == "none":
+    if (request.config.getoption("--record-mode") or "none") == "none":
         yield REPLAY_URL, REPLAY_KEY
         return
     model_path = default_model_path()

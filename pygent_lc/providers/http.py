@@ -114,17 +114,23 @@ class _AsyncDeadlineStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
+SocketOptions = tuple[tuple[int, int, int], ...]
+
+
 class DeadlineTransport(httpx.BaseTransport):
     """A sync transport that honours :data:`current_deadline`; closing keeps it usable."""
 
-    def __init__(self) -> None:
+    def __init__(self, socket_options: SocketOptions = ()) -> None:
+        self._socket_options = socket_options
         self._lock = threading.Lock()
         self._pool: httpx.HTTPTransport | None = None
 
     def _current_pool(self) -> httpx.HTTPTransport:
         with self._lock:
             if self._pool is None:
-                self._pool = httpx.HTTPTransport(limits=CONNECTION_LIMITS)
+                self._pool = httpx.HTTPTransport(
+                    limits=CONNECTION_LIMITS, socket_options=self._socket_options or None
+                )
             return self._pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -151,7 +157,8 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
     the transport; their sockets close when they are collected.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, socket_options: SocketOptions = ()) -> None:
+        self._socket_options = socket_options
         self._lock = threading.Lock()
         self._pools: dict[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport] = {}
 
@@ -162,7 +169,9 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
             if pool is None:
                 for stale in [known for known in self._pools if known.is_closed()]:
                     del self._pools[stale]
-                pool = self._pools[loop] = httpx.AsyncHTTPTransport(limits=CONNECTION_LIMITS)
+                pool = self._pools[loop] = httpx.AsyncHTTPTransport(
+                    limits=CONNECTION_LIMITS, socket_options=self._socket_options or None
+                )
             return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -200,8 +209,13 @@ class ProviderHttp:
     """The sync and async ``httpx`` clients of one provider model, and how to close them."""
 
     timeout: float | None
-    sync_transport: DeadlineTransport = field(default_factory=DeadlineTransport)
-    async_transport: LoopBoundTransport = field(default_factory=LoopBoundTransport)
+    socket_options: SocketOptions = ()
+    sync_transport: DeadlineTransport = field(init=False)
+    async_transport: LoopBoundTransport = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sync_transport = DeadlineTransport(self.socket_options)
+        self.async_transport = LoopBoundTransport(self.socket_options)
 
     def sync_client(self, **kwargs: object) -> httpx.Client:
         """An ``httpx.Client`` on the sync transport (``kwargs`` as for httpx)."""

@@ -81,9 +81,13 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
         ):
             return values
         timeout = values.get("timeout", values.get("request_timeout"))
-        pools = ProviderHttp(timeout=timeout if isinstance(timeout, int | float) else None)
+        pools = ProviderHttp(
+            timeout=timeout if isinstance(timeout, int | float) else None,
+            socket_options=tuple(values.get("http_socket_options") or ()),
+        )
         return {
             **values,
+            "http_socket_options": (),  # ours are set on our transports, as given
             "http_pools": pools,
             "http_client": pools.sync_client(),
             "http_async_client": pools.async_client(),
