@@ -190,6 +190,11 @@ class LlamaServer:
         params.kv_unified = True
         params.cpuparams.n_threads = self.n_threads
         params.cpuparams_batch.n_threads = self.n_threads
+        # No busy-waiting between steps: spinning threads starve everything else
+        # on a small machine (the caller, the tests, other servers) and then
+        # themselves; measured several times slower under contention.
+        params.cpuparams.poll = 0
+        params.cpuparams_batch.poll = 0
         params.api_keys = [self.api_key]
         params.ui = False
         params.verbosity = LOG_VERBOSITY
