@@ -251,3 +251,23 @@ def test_streamed_call_reports_token_usage() -> None:
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     texts = [chunk for chunk in chunks if chunk.content]
     assert len(texts) <= usage["output_tokens"]  # at most one streamed piece per token
+
+
+@pytest.mark.parametrize("mode", ["invoke", "stream"])
+async def test_a_prompt_past_the_context_is_a_typed_error_not_a_retried_outage(mode: str) -> None:
+    from pygent_lc.errors import ContextLengthError
+
+    chain = build_chat_model(Settings(breaker_failures=1), ["local"])
+    backend = LangChainBackend(chain)
+    too_long = "word " * 12_000  # past the 8192-token context
+    started = time.perf_counter()
+    with pytest.raises(ContextLengthError, match="context size") as raised:
+        if mode == "invoke":
+            await backend.generate(too_long, max_tokens=8)
+        else:
+            async for _ in backend.stream(too_long, max_tokens=8):
+                pass
+    assert raised.value.provider == "local"
+    assert time.perf_counter() - started < 10  # no retries with backoff
+    assert chain.runnable.circuit.state == "closed"  # type: ignore[attr-defined]
+    assert await backend.generate("Say hi.", max_tokens=4)  # the provider still serves
