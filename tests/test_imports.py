@@ -1,4 +1,4 @@
-"""The public names DESIGN.md promises, pinned."""
+"""The public names the package promises (agents and notebooks are written against them), pinned."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Translate openai, httpx and ollama exceptions into :mod:`pygent_lc.errors`.
 
 This is the only place that knows the SDKs' exception classes. What each
-OpenRouter failure surfaces as under ``ChatOpenAI`` (see PROTOCOLS.md):
+OpenRouter failure surfaces as under ``ChatOpenAI`` (openai SDK 3.x):
 HTTP errors as ``openai.APIStatusError`` subclasses (402 and 408 as the bare
 class), a mid-stream error event as ``openai.APIError`` with the error object
 as ``body``, transport failures as ``openai.APIConnectionError``. Ollama's
