@@ -1,38 +1,18 @@
-"""Helpers the notebooks share: the offline stand-in servers and pictures of thought trees.
+"""Pictures of thought trees for the notebooks: ``draw_tree`` (matplotlib) and ``mermaid``.
 
-The notebooks run offline (and in CI) against the project's loopback server,
-which speaks OpenRouter's and Ollama's APIs on 127.0.0.1. For real use, drop
-it and set ``OPENROUTER_API_KEY`` / ``OLLAMA_MODEL``: nothing else changes.
+Only ``pygent_lc`` and matplotlib: the notebooks run on the chain you have
+configured (OpenRouter, Ollama or the embedded local model), nothing else.
 """
 
 from __future__ import annotations
 
-import sys
 import textwrap
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO / "tests") not in sys.path:
-    sys.path.insert(0, str(REPO / "tests"))
+from pygent_lc.tot import ToTResult
+from pygent_lc.tot.export import node_kind
 
-from loopback_server import Fault, LoopbackServer  # noqa: E402
-from loopback_server.answers import last_user_text  # noqa: E402
-
-from pygent_lc import Settings  # noqa: E402
-from pygent_lc.tot import ToTResult  # noqa: E402
-from pygent_lc.tot.export import node_kind  # noqa: E402
-from pygent_lc.tot.tasks.game24_solver import scripted_game24_reply  # noqa: E402
-
-__all__ = [
-    "Fault",
-    "LoopbackServer",
-    "draw_tree",
-    "game24_responder",
-    "loopback_settings",
-    "mermaid",
-]
+__all__ = ["draw_tree", "mermaid"]
 
 _COLOURS = {
     "solution": ("#dcfce7", "#15803d"),
@@ -41,28 +21,6 @@ _COLOURS = {
     "error": ("#fee2e2", "#b91c1c"),
     None: ("#ffffff", "#6b7280"),
 }
-
-
-def game24_responder(protocol: str, body: Mapping[str, Any]) -> str:
-    """A stand-in model that plays the Game of 24 by doing the arithmetic."""
-    return scripted_game24_reply(last_user_text(body))
-
-
-def loopback_settings(server: LoopbackServer, **changes: Any) -> Settings:
-    """Settings whose "OpenRouter" and "Ollama" are the loopback server."""
-    values: dict[str, Any] = {
-        "openrouter_api_key": "sk-or-v1-notebook-demo",
-        "openrouter_base_url": server.openrouter_base_url,
-        "openrouter_model": "openai/gpt-4o-mini",
-        "ollama_base_url": server.ollama_base_url,
-        "ollama_model": "llama3.2",
-        "providers": ["openrouter", "ollama"],
-        "max_retries": 1,
-        "retry_initial_wait": 0.0,
-        "retry_max_wait": 0.0,
-    }
-    values.update(changes)
-    return Settings(**values)
 
 
 def mermaid(result: ToTResult) -> Any:
@@ -138,7 +96,7 @@ def draw_tree(result: ToTResult, *, label_width: int = 16, ax: Any = None) -> An
             ax.scatter([x], [y], s=30, color=edge, zorder=2)
             continue
         text = node.text if node.parent is not None else f"problem: {node.text}"
-        label = textwrap.fill(" ".join(text.split())[:60], label_width)
+        label = textwrap.fill(textwrap.shorten(text, 60, placeholder="..."), label_width)
         if node.value is not None:
             label += f"\nv={node.value:.3g}"
         ax.text(
@@ -151,9 +109,11 @@ def draw_tree(result: ToTResult, *, label_width: int = 16, ax: Any = None) -> An
             zorder=3,
             bbox={"boxstyle": "round,pad=0.3", "facecolor": fill, "edgecolor": edge},
         )
+    ax.margins(x=0.12, y=0.3)  # room for the boxes at the edges
     ax.set_axis_off()
     ax.set_title(
-        f"{result.task}: {result.problem}  ({len(nodes)} states, "
-        f"{'solved' if result.solved else 'not solved'})"
+        f"{result.task}: {textwrap.shorten(result.problem, 50, placeholder='...')}  "
+        f"({len(nodes)} states, {'solved' if result.solved else 'not solved'})",
+        fontsize=10,
     )
     return ax
