@@ -2,20 +2,24 @@
 
 Examples::
 
-    # offline, deterministic: the scripted arithmetic model (also counts the
-    # calls the paper's sequential BFS would make with the same model)
-    python benchmarks/tot_game24.py --provider scripted --start 900 --end 1000
+    # offline, deterministic: the scripted arithmetic model, and the paper's BFS
+    # replayed on the same model both ways: value cache per puzzle, and kept
+    # across puzzles as the paper's run.py keeps it (the paper as it ran)
+    python benchmarks/tot_game24.py --provider scripted --start 900 --end 1000 --beams 1,5
 
     # the paper's setting on OpenRouter (needs OPENROUTER_API_KEY)
     python benchmarks/tot_game24.py --provider openrouter --model openai/gpt-4o \
         --start 900 --end 1000
 
     # the embedded llama.cpp model (SmolLM2-135M unless PYGENT_LOCAL_MODEL is set)
-    python benchmarks/tot_game24.py --provider local --start 900 --end 902 --beam 1
+    python benchmarks/tot_game24.py --provider local --start 900 --end 902 --beams 1
 
-Success counts a puzzle as solved when the engine's best answer passes the
-safe checker (``check_24``): the expression uses exactly the four numbers and
-equals 24.
+One engine (default settings but the beam) solves every puzzle of a run, so
+its value cache is kept across puzzles, as the paper's ``run.py`` keeps its
+``task.value_cache``. Requests count API requests: the engine sends one per
+sample; the paper's replay sends the ``n`` value samples of a prompt as one
+request (``n=3``) and pays its prompt once. Success counts a puzzle as solved
+when the best answer passes the safe checker (``check_24``).
 """
 
 from __future__ import annotations
@@ -33,15 +37,15 @@ from typing import Any
 from pygent_lc.backend import LLMBackend
 from pygent_lc.errors import AllProvidersFailedError, ProviderError
 from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine, ToTResult, load_game24_puzzles
-from pygent_lc.tot.tasks.game24_solver import ScriptedGame24Backend, paper_bfs_llm_calls
+from pygent_lc.tot.tasks.game24_solver import (
+    PaperBFSRun,
+    ScriptedGame24Backend,
+    paper_bfs_llm_calls,
+)
 
-# Table 2 and section 4.1 of Yao et al. (2023), GPT-4, puzzles 900-999.
-PAPER_ROWS = [
-    ("paper GPT-4 IO prompt", 7.3, None, None),
-    ("paper GPT-4 CoT prompt", 4.0, None, None),
-    ("paper GPT-4 ToT (b=1)", 45.0, None, None),
-    ("paper GPT-4 ToT (b=5)", 74.0, 5500, 0.74),
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench import table
+
 SETTINGS_FIELD = {"openrouter": "openrouter_model", "ollama": "ollama_model"}
 
 
@@ -79,28 +83,27 @@ def build_backend(provider: str, model: str | None, latency_s: float) -> LLMBack
     return LangChainBackend(build_chat_model(Settings(**overrides), providers=[provider]))
 
 
-def build_config(args: argparse.Namespace) -> ToTConfig:
-    overrides: dict[str, Any] = {
-        "generation_strategy": "propose",
-        "evaluation_method": "value",
-        "search_method": "bfs",
-        "n_generate_sample": 1,
+def build_config(args: argparse.Namespace, beam: int) -> ToTConfig:
+    """The defaults (the paper's settings; depth from the task), with the beam ``b``."""
+    overrides: dict[str, Any] = {"n_select_sample": beam}
+    optional = {
         "n_evaluate_sample": args.n_evaluate,
-        "n_select_sample": args.beam,
-        "max_depth": Game24Task.STEPS,
         "temperature": args.temperature,
         "evaluation_temperature": args.temperature,
         "max_tokens": args.max_tokens,
         "max_llm_calls": args.max_llm_calls,
         "max_cost_usd": args.max_cost_usd,
     }
+    overrides.update({key: value for key, value in optional.items() if value is not None})
+    if args.no_adaptive:
+        overrides["adaptive_sampling"] = False
     if args.max_concurrency is not None:
         overrides["max_concurrency"] = args.max_concurrency
     return ToTConfig.for_provider(args.provider, **overrides)
 
 
 async def run_puzzle(
-    engine: ToTEngine, backend: LLMBackend, index: int, puzzle: str, args: argparse.Namespace
+    engine: ToTEngine, index: int, puzzle: str, args: argparse.Namespace
 ) -> PuzzleRun:
     started = time.perf_counter()
     try:
@@ -132,18 +135,12 @@ async def run_puzzle(
         cost_usd=result.stats.cost_usd,
         wall_time_s=result.stats.wall_time_s,
         budget_exhausted=result.stats.budget_exhausted,
-        extra={"failed_calls": result.stats.failed_calls},
+        extra={
+            "failed_calls": result.stats.failed_calls,
+            "samples_saved": result.stats.samples_saved,
+            "duplicates_merged": result.stats.duplicates_merged,
+        },
     )
-    if args.provider == "scripted":
-        scripted = backend if isinstance(backend, ScriptedGame24Backend) else None
-        paper = paper_bfs_llm_calls(
-            puzzle,
-            scripted.reply if scripted else ScriptedGame24Backend().reply,
-            n_evaluate_sample=args.n_evaluate,
-            n_select_sample=args.beam,
-        )
-        run.paper_llm_calls = paper.llm_calls
-        run.paper_solved = paper.solved
     if args.tree_dir:
         write_tree(result, Path(args.tree_dir), index)
     return run
@@ -155,75 +152,123 @@ def write_tree(result: ToTResult, folder: Path, index: int) -> None:
     (folder / f"game24_{index}.mmd").write_text(result.to_mermaid(), "utf-8")
 
 
-def write_json(runs: list[PuzzleRun], path: Path) -> None:
-    path.write_text(json.dumps([asdict(r) for r in runs], indent=2), "utf-8")
+def write_json(data: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2), "utf-8")
 
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _fmt(value: float | None, pattern: str) -> str:
-    return "-" if value is None else pattern.format(value)
+@dataclass
+class Row:
+    """One line of the table: a method at one beam width, per-puzzle means."""
+
+    label: str
+    beam: int
+    solved: float
+    requests: float
+    input_tokens: float | None
+    output_tokens: float | None
+    cost_usd: float | None
+
+    def cells(self) -> list[object]:
+        tokens = (
+            None
+            if self.input_tokens is None or self.output_tokens is None
+            else self.input_tokens + self.output_tokens
+        )
+        return [
+            self.label,
+            self.beam,
+            f"{100 * self.solved:.0f}%",
+            f"{self.requests:.1f}",
+            "-" if self.input_tokens is None else f"{self.input_tokens:,.0f}",
+            "-" if self.output_tokens is None else f"{self.output_tokens:,.0f}",
+            0 if tokens is not None else "-",
+            "-" if tokens is None else f"{tokens:,.0f}",
+            "-" if self.cost_usd is None else f"{self.cost_usd:.3f}",
+        ]
 
 
-def report(runs: list[PuzzleRun], args: argparse.Namespace, total_wall: float) -> None:
-    n = len(runs)
-    solved = sum(r.solved for r in runs)
-    calls = _mean([r.llm_calls for r in runs])
-    out_tokens = [r.output_tokens for r in runs if r.output_tokens is not None]
-    in_tokens = [r.input_tokens for r in runs if r.input_tokens is not None]
+HEADERS = [
+    "run",
+    "b",
+    "solved",
+    "requests / puzzle",
+    "input tok / puzzle",
+    "output tok / puzzle",
+    "cached tok",
+    "tokens / puzzle",
+    "$ / puzzle",
+]
+
+
+def engine_row(runs: list[PuzzleRun], beam: int) -> Row:
+    inputs = [r.input_tokens for r in runs if r.input_tokens is not None]
+    outputs = [r.output_tokens for r in runs if r.output_tokens is not None]
     costs = [r.cost_usd for r in runs if r.cost_usd is not None]
-    wall = _mean([r.wall_time_s for r in runs])
-    errors = [r for r in runs if r.error]
-    label = f"{args.provider}" + (f" / {args.model}" if args.model else "")
-    print()
-    print(
-        f"Game of 24, puzzles {args.start}-{args.end - 1} ({n}), provider {label}, "
-        f"ToT propose/value/bfs b={args.beam}, {args.n_evaluate} value samples"
+    return Row(
+        label="this engine, one engine for all puzzles",
+        beam=beam,
+        solved=_mean([r.solved for r in runs]),
+        requests=_mean([r.llm_calls for r in runs]),
+        input_tokens=_mean(inputs) if len(inputs) == len(runs) else None,
+        output_tokens=_mean(outputs) if len(outputs) == len(runs) else None,
+        cost_usd=_mean(costs) if len(costs) == len(runs) else None,
     )
-    header = (
-        f"{'':34} {'success':>8} {'calls/puzzle':>13} {'out tok/puzzle':>15} "
-        f"{'in tok/puzzle':>14} {'$/puzzle':>9} {'wall s/puzzle':>14}"
+
+
+def paper_row(label: str, runs: list[PaperBFSRun], beam: int) -> Row:
+    return Row(
+        label=label,
+        beam=beam,
+        solved=_mean([r.solved for r in runs]),
+        requests=_mean([r.requests for r in runs]),
+        input_tokens=_mean([r.input_tokens for r in runs]),
+        output_tokens=_mean([r.output_tokens for r in runs]),
+        cost_usd=_mean([r.cost_usd() for r in runs]),
     )
-    print(header)
-    print("-" * len(header))
-    print(
-        f"{'this run: ToT (b=' + str(args.beam) + ')':34} {100 * solved / n:7.1f}% {calls:13.1f} "
-        f"{_fmt(_mean(out_tokens) if out_tokens else None, '{:.0f}'):>15} "
-        f"{_fmt(_mean(in_tokens) if in_tokens else None, '{:.0f}'):>14} "
-        f"{_fmt(_mean(costs) if costs else None, '{:.4f}'):>9} {wall:14.3f}"
-    )
-    paper_calls = [r.paper_llm_calls for r in runs if r.paper_llm_calls is not None]
-    if paper_calls:
-        paper_solved = sum(bool(r.paper_solved) for r in runs)
-        paper_mean = _mean(paper_calls)
-        # The paper's calls run one after another: at a fixed latency per
-        # call its wall time is calls x latency (compute time left out).
-        paper_wall = f"{paper_mean * args.latency:14.3f}" if args.latency else f"{'sequential':>14}"
-        print(
-            f"{'paper BFS, same model (replayed)':34} {100 * paper_solved / n:7.1f}% "
-            f"{paper_mean:13.1f} {'':>15} {'':>14} {'':>9} {paper_wall}"
+
+
+def paper_rows(puzzles: list[str], beam: int, n_evaluate: int) -> list[Row]:
+    """The paper's BFS on the scripted model: cache per puzzle, and kept as run.py keeps it."""
+    reply = ScriptedGame24Backend().reply
+    per_puzzle = [
+        paper_bfs_llm_calls(p, reply, n_evaluate_sample=n_evaluate, n_select_sample=beam)
+        for p in puzzles
+    ]
+    shared: dict[str, float] = {}
+    as_run = [
+        paper_bfs_llm_calls(
+            p, reply, n_evaluate_sample=n_evaluate, n_select_sample=beam, value_cache=shared
         )
-    for name, rate, tokens, cost in PAPER_ROWS:
+        for p in puzzles
+    ]
+    return [
+        paper_row("paper's BFS, value cache per puzzle", per_puzzle, beam),
+        paper_row("paper's BFS as its run.py ran (cache kept)", as_run, beam),
+    ]
+
+
+async def run_engine(
+    args: argparse.Namespace, beam: int, puzzles: list[str]
+) -> tuple[list[PuzzleRun], float]:
+    backend = build_backend(args.provider, args.model, args.latency)
+    engine = ToTEngine(build_config(args, beam), backend, task=Game24Task())
+    runs: list[PuzzleRun] = []
+    started = time.perf_counter()
+    for offset, puzzle in enumerate(puzzles):
+        index = args.start + offset
+        run = await run_puzzle(engine, index, puzzle, args)
+        runs.append(run)
+        mark = "solved" if run.solved else ("error" if run.error else "failed")
         print(
-            f"{name:34} {rate:7.1f}% {'-':>13} {_fmt(tokens, '~{:.0f}'):>15} {'-':>14} "
-            f"{_fmt(cost, '{:.2f}'):>9} {'-':>14}"
+            f"[b={beam} {index}] {run.puzzle:<12} {mark:<7} calls={run.llm_calls:<4} "
+            f"wall={run.wall_time_s:.2f}s answer={run.answer!r}",
+            file=sys.stderr,
         )
-    print()
-    if paper_calls:
-        fewer = sum(r.llm_calls <= (r.paper_llm_calls or 0) for r in runs)
-        print(
-            f"engine calls <= paper calls on {fewer}/{n} puzzles; "
-            f"total {sum(r.llm_calls for r in runs)} vs {sum(paper_calls)}"
-        )
-    hits = _mean([r.cache_hits for r in runs])
-    print(f"cache hits/puzzle {hits:.1f}; total wall {total_wall:.2f} s")
-    exhausted = [r for r in runs if r.budget_exhausted]
-    if exhausted:
-        print(f"{len(exhausted)} puzzles stopped on a budget: {exhausted[0].budget_exhausted}")
-    if errors:
-        print(f"{len(errors)} puzzles failed: {errors[0].error}")
+    return runs, time.perf_counter() - started
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -234,9 +279,10 @@ async def main(argv: list[str] | None = None) -> int:
         "--provider", choices=["scripted", "openrouter", "ollama", "local"], default="scripted"
     )
     parser.add_argument("--model", help="model slug (openrouter/ollama) or .gguf path (local)")
-    parser.add_argument("--beam", type=int, default=5, help="n_select_sample, the paper's b")
+    parser.add_argument("--beams", default="5", help="beam widths b, comma-separated")
     parser.add_argument("--n-evaluate", type=int, default=3, help="value samples per state")
-    parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--no-adaptive", action="store_true", help="always ask every sample")
+    parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--max-tokens", type=int, default=None)
     parser.add_argument("--max-concurrency", type=int, default=None)
     parser.add_argument("--max-llm-calls", type=int, default=None, help="budget per puzzle")
@@ -246,25 +292,39 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree-dir", help="write each puzzle's tree (JSON, Mermaid) here")
     args = parser.parse_args(argv)
 
-    puzzles = load_game24_puzzles()
-    if not 0 <= args.start < args.end <= len(puzzles):
-        parser.error(f"need 0 <= start < end <= {len(puzzles)}")
-    backend = build_backend(args.provider, args.model, args.latency)
-    engine = ToTEngine(build_config(args), backend, task=Game24Task())
-    runs: list[PuzzleRun] = []
-    started = time.perf_counter()
-    for index in range(args.start, args.end):
-        run = await run_puzzle(engine, backend, index, puzzles[index], args)
-        runs.append(run)
-        mark = "solved" if run.solved else ("error" if run.error else "failed")
+    all_puzzles = load_game24_puzzles()
+    if not 0 <= args.start < args.end <= len(all_puzzles):
+        parser.error(f"need 0 <= start < end <= {len(all_puzzles)}")
+    puzzles = all_puzzles[args.start : args.end]
+    beams = [int(b) for b in args.beams.split(",")]
+    rows: list[Row] = []
+    dump: dict[str, Any] = {}
+    for beam in beams:
+        runs, wall = await run_engine(args, beam, puzzles)
+        rows.append(engine_row(runs, beam))
+        if args.provider == "scripted":
+            rows.extend(paper_rows(puzzles, beam, args.n_evaluate))
+        dump[f"b={beam}"] = [asdict(r) for r in runs]
+        saved = _mean([r.extra.get("samples_saved", 0) for r in runs])
+        merged = _mean([r.extra.get("duplicates_merged", 0) for r in runs])
+        hits = _mean([r.cache_hits for r in runs])
         print(
-            f"[{index}] {run.puzzle:<12} {mark:<7} calls={run.llm_calls:<4} "
-            f"wall={run.wall_time_s:.2f}s answer={run.answer!r}",
+            f"b={beam}: per puzzle {hits:.1f} value cache hits, {saved:.1f} samples saved, "
+            f"{merged:.1f} states merged; engine wall {wall:.2f} s",
             file=sys.stderr,
         )
-    report(runs, args, time.perf_counter() - started)
+        errors = [r for r in runs if r.error]
+        if errors:
+            print(f"{len(errors)} puzzles failed: {errors[0].error}", file=sys.stderr)
+    label = args.provider + (f" / {args.model}" if args.model else "")
+    print(
+        f"Game of 24, puzzles {args.start}-{args.end - 1} ({len(puzzles)}), model {label}, "
+        f"propose/value/bfs, {args.n_evaluate} value samples"
+    )
+    print()
+    print(table(HEADERS, [row.cells() for row in rows]))
     if args.json:
-        write_json(runs, Path(args.json))
+        write_json(dump, Path(args.json))
     return 0
 
 

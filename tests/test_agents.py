@@ -234,10 +234,12 @@ async def test_progress_reports_levels_and_spend() -> None:
     assert list(dict.fromkeys(levels)) == [1, 2, 3]
     assert levels == sorted(levels)  # BFS goes down one level at a time
     last = snapshots[-1]
-    assert (last.calls, last.in_flight) == (6, 0)
-    assert last.cost_usd == pytest.approx(0.006)
-    assert last.input_tokens == 60
-    assert "level 3/3 · 6 calls" in last.line()
+    # 3 proposals and 1 value: a level's only state needs no value until the
+    # last level, where the best state is the answer
+    assert (last.calls, last.in_flight) == (4, 0)
+    assert last.cost_usd == pytest.approx(0.004)
+    assert last.input_tokens == 40
+    assert "level 3/3 · 4 calls" in last.line()
 
 
 async def test_process_returns_the_best_partial_answer_when_unsolved() -> None:

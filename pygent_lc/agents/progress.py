@@ -92,6 +92,9 @@ class ProgressTask:
         self.inner = inner
         self.progress = progress
         self.name = inner.name
+        self.default_depth = inner.default_depth
+        self.value_version = inner.value_version
+        self.value_range = inner.value_range
 
     def _at_level(self, steps: Sequence[str]) -> None:
         level = len(steps) + 1
@@ -131,11 +134,19 @@ class ProgressTask:
     def aggregate_values(self, scores: Sequence[float]) -> float:
         return self.inner.aggregate_values(scores)
 
+    def samples_agree(
+        self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
+    ) -> bool:
+        return self.inner.samples_agree(problem, steps, outputs, scores)
+
     def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
         return self.inner.vote_prompt(problem, candidates)
 
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
         return self.inner.parse_vote(output, n_candidates)
+
+    def state_key(self, problem: str, steps: Sequence[str]) -> str:
+        return self.inner.state_key(problem, steps)
 
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
         return self.inner.can_expand(problem, steps)

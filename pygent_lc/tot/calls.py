@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from pygent_lc.backend import LLMBackend, UsageTotals
+from pygent_lc.budget import CostBudget, Hold
 from pygent_lc.errors import AllProvidersFailedError, BudgetExceededError, ProviderError
 from pygent_lc.tot.config import ToTConfig
 
@@ -73,6 +74,11 @@ class LLMCaller:
         self._config = config
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self._start_usage = backend.usage_totals()
+        self._budget = (
+            None
+            if config.max_cost_usd is None
+            else CostBudget(config.max_cost_usd, self._spent_usd)
+        )
         self._in_flight = 0
         self._phase = _Phase()
         self.counters = CallCounters()
@@ -86,19 +92,35 @@ class LLMCaller:
             return None
         return now - self._start_usage
 
+    def _spent_usd(self) -> float:
+        usage = self.usage()
+        return 0.0 if usage is None else usage.cost_usd
+
     def _check_budget(self) -> None:
         if self.exhausted is not None:
             raise BudgetExhausted(self.exhausted)
         limit = self._config.max_llm_calls
         if limit is not None and self.counters.llm_calls >= limit:
             self.exhausted = f"max_llm_calls: {limit} calls used"
-        cost_limit = self._config.max_cost_usd
-        if self.exhausted is None and cost_limit is not None:
-            usage = self.usage()
-            if usage is not None and usage.cost_usd >= cost_limit:
-                self.exhausted = f"max_cost_usd: ${usage.cost_usd:.4f} spent of ${cost_limit:.4f}"
-        if self.exhausted is not None:
             raise BudgetExhausted(self.exhausted)
+
+    async def _reserve(self, prompt: str) -> Hold | None:
+        """A hold on the cost budget for one call (the project's reservations).
+
+        Every call in flight reserves the largest cost of one call seen so
+        far; until that is known calls run one at a time. So spend passes
+        ``max_cost_usd`` by at most about one call, however many run at once.
+        """
+        if self._budget is None:
+            return None
+        hold = self._budget.reserve(prompt, self._config.max_tokens)
+        try:
+            await hold.__aenter__()
+        except BudgetExceededError as exc:
+            if self.exhausted is None:
+                self.exhausted = f"max_cost_usd: {exc}"
+            raise BudgetExhausted(self.exhausted) from exc
+        return hold
 
     # phases ---------------------------------------------------------------
     def begin_phase(self) -> None:
@@ -130,6 +152,13 @@ class LLMCaller:
             # Checked after acquiring, so calls queued behind the semaphore see
             # the spend of the calls that finished while they waited.
             self._check_budget()
+            hold = await self._reserve(prompt)
+            try:
+                self._check_budget()  # again: others may have spent while this one waited
+            except BudgetExhausted:
+                if hold is not None:
+                    hold.release()
+                raise
             self.counters.llm_calls += 1
             if kind == "generation":
                 self.counters.generation_calls += 1
@@ -153,6 +182,8 @@ class LLMCaller:
                 raise
             finally:
                 self._in_flight -= 1
+                if hold is not None:
+                    hold.release()
 
 
 @dataclass

@@ -29,8 +29,9 @@ class ToTConfig(BaseModel):
     """Settings of one Tree-of-Thought search.
 
     The defaults follow the Tree of Thoughts paper's Game-of-24 run
-    (propose / value / greedy BFS, 3 value samples, beam of 5), except
-    ``max_depth``, which is 4 only for Game of 24 (``Game24Task.STEPS``).
+    (propose / value / greedy BFS, 3 value samples, beam of 5). ``max_depth``
+    left unset is the task's own (``Task.default_depth``: 4 for Game of 24,
+    3 for free text).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -64,13 +65,31 @@ class ToTConfig(BaseModel):
     (best first) before backtracking."""
 
     max_depth: int = Field(default=3, ge=1, le=64)
-    """Number of thought steps below the problem."""
+    """Number of thought steps below the problem. When not set, the engine
+    uses the task's ``default_depth`` (3 is what a task without one gets)."""
 
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     """Sampling temperature of the generation calls."""
 
     evaluation_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     """Sampling temperature of the value and vote calls."""
+
+    adaptive_sampling: bool = True
+    """Value samples are asked in rounds and stop for a state once the task
+    says its samples agree (``Task.samples_agree``), or once no further sample
+    could change which states a greedy BFS beam keeps. ``False`` always asks
+    ``n_evaluate_sample`` samples, as the paper does."""
+
+    value_cache: str | None = "memory"
+    """Where state values live beyond one search, keyed by the task's state
+    key, the model and the task's value prompt version. ``"memory"``: in the
+    engine, shared by all its solves, at most ``value_cache_size`` states
+    (least recently used dropped). A file path (e.g. ``"values.sqlite"``): a
+    SQLite file, shared across runs and processes. ``None``: values are shared
+    within one search only."""
+
+    value_cache_size: int = Field(default=100_000, ge=1)
+    """Entries the in-memory value cache keeps."""
 
     max_tokens: int | None = Field(default=None, ge=1, le=200_000)
     """Completion cap sent with every call; ``None`` sends none."""
@@ -88,10 +107,10 @@ class ToTConfig(BaseModel):
     """Stop cleanly, with the best state so far, before passing this many calls."""
 
     max_cost_usd: float | None = Field(default=None, gt=0.0)
-    """Stop cleanly once the backend reports this much spend. Checked before
-    each call, so calls already in flight may pass it by up to
-    ``max_concurrency`` calls. Needs a backend whose ``usage_totals()``
-    reports cost."""
+    """Stop cleanly before the backend's reported spend passes this. Every call
+    in flight reserves the largest cost of a call seen so far (the first call
+    runs alone until its cost is known), so the search passes the limit by at
+    most about one call. Needs a backend whose ``usage_totals()`` reports cost."""
 
     seed: int | None = None
     """Seed of ``selection="sample"``; ``None`` draws a fresh one."""
@@ -144,9 +163,16 @@ class ToTConfig(BaseModel):
 
     def updated(self, **changes: Any) -> ToTConfig:
         """A validated copy with ``changes`` applied (``model_copy`` skips validation)."""
-        data = self.model_dump()
+        # Unset fields stay unset (``max_depth`` then still comes from the task).
+        data = self.model_dump(exclude_unset=True)
         data.update(changes)
         return type(self)(**data)
+
+    def depth_for(self, default_depth: int | None) -> int:
+        """``max_depth`` if the caller set it, else ``default_depth`` when given."""
+        if "max_depth" in self.model_fields_set or default_depth is None:
+            return self.max_depth
+        return default_depth
 
     @model_validator(mode="after")
     def _check_combinations(self) -> Self:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
 import random
 import time
-from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, overload
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
@@ -18,32 +15,17 @@ from pygent_lc.tot.calls import LLMCaller, PromptCache
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
+from pygent_lc.tot.model_id import model_identity
 from pygent_lc.tot.node import ThoughtTree
 from pygent_lc.tot.result import ToTResult, ToTStats, best_so_far, collect_solutions
 from pygent_lc.tot.search import SearchContext, bfs, dfs
+from pygent_lc.tot.sync import run_sync as run_sync
 from pygent_lc.tot.tasks.base import Task
 from pygent_lc.tot.tasks.generic import GenericTask
+from pygent_lc.tot.value_store import MemoryValueStore, ValueStore, open_value_store
 
 ToTInput = str | Mapping[str, Any]
 """A problem string, or a mapping with a ``"problem"`` key (LCEL-friendly)."""
-
-_T = TypeVar("_T")
-
-
-def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``coro`` to completion from sync code, even under a running event loop.
-
-    Inside a running loop (a notebook, an async web handler) the coroutine
-    runs on a fresh loop in a worker thread, with the caller's context
-    variables, so LangChain callbacks still reach their run.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    context = contextvars.copy_context()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(context.run, asyncio.run, coro).result()
 
 
 def _problem_of(value: object) -> str:
@@ -64,8 +46,38 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
     ``await engine.solve(problem, task=...)`` runs one search and returns a
     :class:`ToTResult`. As a ``Runnable`` the engine takes a problem string
     (or ``{"problem": ...}``) and composes in LCEL, e.g.
-    ``prompt_to_problem | engine``.
+    ``prompt_to_problem | engine``. In a notebook, ``await engine.solve(...)``
+    in the cell; ``solve_sync`` would block the notebook's event loop.
+
+    State values are kept across solves in the store ``config.value_cache``
+    names (or ``value_store``, to share one between engines), per model:
+    ``model_id``, else the model name the backend reports. A file store needs
+    a model name, so that another model never reads its values.
     """
+
+    @overload
+    def __init__(
+        self,
+        config: ToTConfig | None,
+        backend: LLMBackend,
+        *,
+        task: Task | None = None,
+        name: str | None = None,
+        model_id: str | None = None,
+        value_store: ValueStore | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        config: ToTConfig | None = None,
+        *,
+        backend: LLMBackend,
+        task: Task | None = None,
+        name: str | None = None,
+        model_id: str | None = None,
+        value_store: ValueStore | None = None,
+    ) -> None: ...
 
     def __init__(
         self,
@@ -74,6 +86,8 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         *,
         task: Task | None = None,
         name: str | None = None,
+        model_id: str | None = None,
+        value_store: ValueStore | None = None,
     ) -> None:
         if backend is None:
             raise ConfigurationError("ToTEngine needs an LLMBackend", field="backend")
@@ -85,6 +99,24 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         self.backend = backend
         self.task: Task = task if task is not None else GenericTask()
         self.name = name or "ToTEngine"
+        self.value_store: ValueStore | None = (
+            value_store
+            if value_store is not None
+            else open_value_store(self.config.value_cache, self.config.value_cache_size)
+        )
+        found = model_id or model_identity(backend)
+        if (
+            found is None
+            and self.value_store is not None
+            and not isinstance(self.value_store, MemoryValueStore)
+        ):
+            raise ConfigurationError(
+                "a shared value cache needs to know the model: pass ToTEngine(model_id=...)",
+                field="model_id",
+            )
+        # Unnamed models get a name of their own: values are then only shared
+        # by this backend object, never across models.
+        self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
 
     # the PyGent API -------------------------------------------------------
     async def solve(self, problem: str, task: Task | None = None) -> ToTResult:
@@ -98,6 +130,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         task = task if task is not None else self.task
         problem = task.validate_problem(_problem_of(problem))
         config = self.config
+        depth = config.depth_for(task.default_depth)
+        if depth != config.max_depth:
+            config = config.updated(max_depth=depth)
         if config.max_cost_usd is not None and self.backend.usage_totals() is None:
             raise ConfigurationError(
                 "max_cost_usd is set but the backend does not report usage (usage_totals)",
@@ -108,6 +143,16 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         tree = ThoughtTree.with_root(problem)
         generator = ThoughtGenerator(task, config, caller)
         cache = PromptCache()
+        greedy_bfs = config.search_method == "bfs" and config.selection == "greedy"
+        evaluator = StateEvaluator(
+            task,
+            config,
+            caller,
+            cache,
+            store=self.value_store if self.value_store is not None else MemoryValueStore(),
+            namespace=f"{self.model_id}|{task.name}|{task.value_version}",
+            beam=config.n_select_sample if greedy_bfs else None,
+        )
         ctx = SearchContext(
             problem=problem,
             task=task,
@@ -115,7 +160,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             tree=tree,
             caller=caller,
             generator=generator,
-            evaluator=StateEvaluator(task, config, caller, cache),
+            evaluator=evaluator,
             rng=random.Random(config.seed),
         )
         try:
@@ -131,6 +176,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             evaluation_calls=counters.evaluation_calls,
             failed_calls=counters.failed_calls,
             cache_hits=counters.cache_hits,
+            samples_saved=evaluator.samples_saved,
             duplicates_merged=generator.duplicates_merged,
             nodes=len(tree),
             depth_reached=max(node.depth for node in tree.nodes),
@@ -152,7 +198,11 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         )
 
     def solve_sync(self, problem: str, task: Task | None = None) -> ToTResult:
-        """``solve`` for sync code (works under a running event loop too)."""
+        """``solve`` for sync code. Ctrl-C cancels the calls in flight and returns at once.
+
+        Under a running event loop it works but blocks that loop (and warns);
+        use ``await engine.solve(...)`` there.
+        """
         return run_sync(self.solve(problem, task))
 
     # the Runnable API -----------------------------------------------------

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from pygent_lc.tot.calls import (
+    CallFailure,
     LLMCaller,
     PromptCache,
     SampledOutputs,
@@ -13,28 +15,47 @@ from pygent_lc.tot.calls import (
 )
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
+from pygent_lc.tot.sampling import Candidate, to_sample, value_interval
 from pygent_lc.tot.tasks.base import Task
+from pygent_lc.tot.value_store import MemoryValueStore, StoredValue, ValueStore
 
 
-def _describe(result: SampledOutputs) -> str | None:
-    if not result.errors:
+def _describe(errors: Sequence[CallFailure], asked: int) -> str | None:
+    if not errors:
         return None
-    first = result.errors[0]
-    return (
-        f"evaluation failed ({len(result.errors)} of "
-        f"{len(result.errors) + len(result.outputs) + result.refused} samples): "
-        f"{type(first).__name__}: {first}"
-    )
+    first = errors[0]
+    return f"evaluation failed ({len(errors)} of {asked} samples): {type(first).__name__}: {first}"
+
+
+@dataclass
+class _Pending:
+    """One state waiting for value samples during one ``evaluate``."""
+
+    node: ThoughtNode
+    steps: list[str]
+    key: str
+    prompt: str
+    scores: list[float] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    """Completions asked in this search (stored scores come without them)."""
+    settled: bool = False
+    stopped: bool = False
+    """A sample was refused (a budget is spent): no more are asked in this search."""
+    asked: int = 0
+    errors: list[CallFailure] = field(default_factory=list)
 
 
 class StateEvaluator:
     """Scores new states so the search can rank them.
 
-    ``value``: each state's value prompt is asked ``n_evaluate_sample`` times
-    and the task combines the per-sample scores (the paper sums them).
-    Identical prompts are asked once per search, even while the first ask is
-    still in flight (Game of 24's value prompt only shows the numbers left,
-    so different paths often share it). ``vote``: one prompt shows all the
+    ``value``: each state gets up to ``n_evaluate_sample`` value samples and
+    the task combines them (a mean, so states valued from fewer samples rank
+    fairly). Values are kept in a :class:`ValueStore` under the task's state
+    key, so a state met again, in this search or a later one, costs nothing.
+    With ``adaptive_sampling`` samples are asked in rounds of one per state,
+    and a state gets no more once the task says its samples agree, or once
+    (greedy BFS) no further sample could change which states the beam keeps
+    (see :mod:`pygent_lc.tot.sampling`). ``vote``: one prompt shows all the
     candidates, ``n_evaluate_sample`` votes are asked, and a state's value is
     its share of the votes. States the task can value without the model
     (``static_value``) cost no call.
@@ -46,13 +67,177 @@ class StateEvaluator:
         config: ToTConfig,
         caller: LLMCaller,
         cache: PromptCache | None = None,
+        *,
+        store: ValueStore | None = None,
+        namespace: str = "",
+        beam: int | None = None,
     ) -> None:
         self.task = task
         self.config = config
         self.caller = caller
         self.cache = cache if cache is not None else PromptCache()
+        self.store: ValueStore = store if store is not None else MemoryValueStore()
+        self.namespace = namespace
+        self.beam = beam
+        """Greedy BFS beam width: enables stopping once the beam is decided."""
+        self.samples_saved = 0
+        self.skipped: set[int] = set()
+        """Ids of states left unvalued because no sample could change the beam."""
 
-    async def _ask(self, prompt: str) -> tuple[SampledOutputs, bool]:
+    async def evaluate(self, tree: ThoughtTree, problem: str, nodes: Sequence[ThoughtNode]) -> None:
+        """Set ``value``, ``scores``, ``final`` and ``correct`` on ``nodes``.
+
+        With a beam set, a state may be left without a value (``value`` None)
+        when no sample of it could change which states the beam keeps.
+        """
+        pending: list[_Pending] = []
+        fixed: list[ThoughtNode] = []
+        for node in nodes:
+            steps = tree.path(node)
+            node.final = self.task.is_final(problem, steps)
+            if node.final:
+                node.correct = self.task.check_answer(problem, steps)
+            static = self.task.static_value(problem, steps)
+            if static is not None:
+                node.value = static
+                fixed.append(node)
+            elif self.config.evaluation_method == "value":
+                key = f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"
+                pending.append(_Pending(node, steps, key, self.task.value_prompt(problem, steps)))
+            else:
+                pending.append(_Pending(node, steps, "", ""))
+        if not pending:
+            return
+        if self.config.evaluation_method == "value":
+            await self._values(problem, pending, fixed)
+        else:
+            await self._vote(problem, [(p.node, p.steps) for p in pending])
+
+    # values ---------------------------------------------------------------
+    async def _values(
+        self, problem: str, pending: list[_Pending], fixed: list[ThoughtNode]
+    ) -> None:
+        n = self.config.n_evaluate_sample
+        for item in pending:
+            stored = self.store.get(item.key)
+            if stored is not None and stored.scores:
+                item.scores = list(stored.scores)
+                item.settled = stored.settled or len(item.scores) >= n
+                item.node.cached = True
+        while True:
+            wanted = self._wanted(problem, pending, fixed)
+            if not wanted:
+                break
+            adaptive = self.config.adaptive_sampling
+            await gather_or_cancel(
+                *(self._ask(item, 1 if adaptive else n - len(item.scores)) for item in wanted)
+            )
+            for item in wanted:
+                self._settle(problem, item)
+        for item in pending:
+            self._finish(item)
+
+    def _open(self, item: _Pending) -> bool:
+        # A failed sample uses up its turn: a state gets n asks at most.
+        full = len(item.scores) + len(item.errors) >= self.config.n_evaluate_sample
+        return not (item.settled or item.stopped or full)
+
+    def _wanted(
+        self, problem: str, pending: list[_Pending], fixed: list[ThoughtNode]
+    ) -> list[_Pending]:
+        open_items = [item for item in pending if self._open(item)]
+        if not open_items or not self.config.adaptive_sampling or self.beam is None:
+            return open_items
+        n = self.config.n_evaluate_sample
+        value_range = self.task.value_range
+        candidates: list[Candidate] = []
+        for item in pending:
+            if not item.scores and not self._open(item):
+                continue  # no value and none to come: not a candidate
+            low, high = value_interval(item.scores, n, value_range, settled=not self._open(item))
+            candidates.append(
+                Candidate(
+                    item.node.id,
+                    low,
+                    high,
+                    item.node.final,
+                    open=self._open(item),
+                    valued=bool(item.scores),
+                )
+            )
+        for node in fixed:
+            value = node.value if node.value is not None else value_range[0]
+            candidates.append(Candidate(node.id, value, value, node.final, open=False, valued=True))
+        # When no state of the level is expanded further, the best one is the
+        # answer: which one it is must be known, not just the beam.
+        last = all(
+            item.node.final
+            or item.node.depth >= self.config.max_depth
+            or not self.task.can_expand(problem, item.steps)
+            for item in pending
+        )
+        chosen = set(to_sample(candidates, self.beam, need_top=last))
+        return [item for item in open_items if item.node.id in chosen]
+
+    async def _ask(self, item: _Pending, count: int) -> None:
+        result: SampledOutputs = await sample_prompt(
+            self.caller,
+            item.prompt,
+            count,
+            kind="evaluation",
+            temperature=self.config.evaluation_temperature,
+        )
+        item.asked += len(result.outputs) + len(result.errors)
+        item.outputs.extend(result.outputs)
+        item.scores.extend(self.task.parse_value(output) for output in result.outputs)
+        item.errors.extend(result.errors)
+        if result.refused:
+            item.stopped = True
+
+    def _settle(self, problem: str, item: _Pending) -> None:
+        n = self.config.n_evaluate_sample
+        if len(item.scores) >= n:
+            item.settled = True
+        elif self.config.adaptive_sampling and item.scores:
+            # Stored scores have no completions; the new ones line up with the tail.
+            tail = item.scores[len(item.scores) - len(item.outputs) :]
+            item.settled = self.task.samples_agree(
+                problem, item.steps, item.outputs, tail
+            ) or self.task.samples_agree(problem, item.steps, [], item.scores)
+
+    def _finish(self, item: _Pending) -> None:
+        node = item.node
+        n_full = self.config.n_evaluate_sample
+        node.error = _describe(item.errors, item.asked)
+        if item.asked == 0 and node.cached:
+            self.caller.counters.cache_hits += 1
+            node.scores = list(item.scores)
+            node.value = self.task.aggregate_values(node.scores)
+            return
+        if not item.scores:
+            if not item.stopped and not item.errors:
+                self.samples_saved += self.config.n_evaluate_sample
+                self.skipped.add(node.id)
+            return
+        node.scores = list(item.scores)
+        node.value = self.task.aggregate_values(node.scores)
+        unasked = self.config.n_evaluate_sample - len(item.scores) - len(item.errors)
+        if not item.stopped and unasked > 0:
+            self.samples_saved += unasked
+        if item.asked:
+            self.store.put(
+                item.key,
+                StoredValue(tuple(item.scores), settled=item.settled or len(item.scores) >= n_full),
+            )
+
+    # votes ----------------------------------------------------------------
+    async def _vote(self, problem: str, pending: list[tuple[ThoughtNode, list[str]]]) -> None:
+        if len(pending) == 1:
+            # A vote with one candidate is decided before it is asked.
+            pending[0][0].value = 1.0
+            return
+        prompt = self.task.vote_prompt(problem, [steps for _, steps in pending])
+
         async def produce() -> SampledOutputs:
             return await sample_prompt(
                 self.caller,
@@ -65,44 +250,8 @@ class StateEvaluator:
         result, hit = await self.cache.get(prompt, produce)
         if hit:
             self.caller.counters.cache_hits += 1
-        return result, hit
-
-    async def evaluate(self, tree: ThoughtTree, problem: str, nodes: Sequence[ThoughtNode]) -> None:
-        """Set ``value``, ``scores``, ``final`` and ``correct`` on ``nodes``."""
-        pending: list[tuple[ThoughtNode, list[str]]] = []
-        for node in nodes:
-            steps = tree.path(node)
-            node.final = self.task.is_final(problem, steps)
-            if node.final:
-                node.correct = self.task.check_answer(problem, steps)
-            static = self.task.static_value(problem, steps)
-            if static is not None:
-                node.value = static
-            else:
-                pending.append((node, steps))
-        if not pending:
-            return
-        if self.config.evaluation_method == "value":
-            await gather_or_cancel(*(self._value(problem, node, steps) for node, steps in pending))
-        else:
-            await self._vote(problem, pending)
-
-    async def _value(self, problem: str, node: ThoughtNode, steps: list[str]) -> None:
-        result, hit = await self._ask(self.task.value_prompt(problem, steps))
-        node.cached = hit
-        node.error = _describe(result)
-        if result.outputs:
-            node.scores = [self.task.parse_value(output) for output in result.outputs]
-            node.value = self.task.aggregate_values(node.scores)
-
-    async def _vote(self, problem: str, pending: list[tuple[ThoughtNode, list[str]]]) -> None:
-        if len(pending) == 1:
-            # A vote with one candidate is decided before it is asked.
-            pending[0][0].value = 1.0
-            return
-        prompt = self.task.vote_prompt(problem, [steps for _, steps in pending])
-        result, hit = await self._ask(prompt)
-        error = _describe(result)
+        asked = len(result.errors) + len(result.outputs) + result.refused
+        error = _describe(result.errors, asked)
         choices = [self.task.parse_vote(output, len(pending)) for output in result.outputs]
         for index, (node, _) in enumerate(pending):
             node.cached = hit

@@ -24,11 +24,13 @@ class ThoughtGenerator:
     Every call of a level (``n_generate_sample`` per parent) is started
     together; the semaphore of the :class:`LLMCaller` bounds how many run at
     once. Children are added in a fixed order (parent, then call, then line),
-    so a run is reproducible whatever order the calls finish in. Identical
-    thoughts of one parent are merged into one node (``duplicates`` counts
-    the merged copies): the paper keeps such copies and values them 0, which
-    ranks them last; merging gives the same selection without their nodes.
-    A failed call is recorded on its parent's ``error``.
+    so a run is reproducible whatever order the calls finish in. Children of
+    the level that are the same state (equal ``Task.state_key``: the same
+    thought twice, or, in Game of 24, two paths leaving the same numbers) are
+    one node, the first found; ``duplicates`` counts the copies merged into
+    it. The paper keeps textual copies and values them 0; merging frees their
+    beam slots for different states. A failed call is recorded on its
+    parent's ``error``.
     """
 
     def __init__(self, task: Task, config: ToTConfig, caller: LLMCaller) -> None:
@@ -69,8 +71,8 @@ class ThoughtGenerator:
         ]
         outcomes = await gather_or_cancel(*(self._one(problem, steps) for _, steps in jobs))
         children: list[ThoughtNode] = []
-        by_text: dict[tuple[int, str], ThoughtNode] = {}
-        for (parent, _), outcome in zip(jobs, outcomes, strict=True):
+        by_key: dict[str, ThoughtNode] = {}
+        for (parent, steps), outcome in zip(jobs, outcomes, strict=True):
             if outcome is None:
                 continue
             if not isinstance(outcome, list):
@@ -78,13 +80,13 @@ class ThoughtGenerator:
                 parent.error = message if parent.error is None else f"{parent.error}; {message}"
                 continue
             for thought in outcome:
-                key = (parent.id, thought)
-                existing = by_text.get(key)
+                key = self.task.state_key(problem, [*steps, thought])
+                existing = by_key.get(key)
                 if existing is not None:
                     existing.duplicates += 1
                     self.duplicates_merged += 1
                     continue
                 child = tree.add_child(parent, thought)
-                by_text[key] = child
+                by_key[key] = child
                 children.append(child)
         return children

@@ -45,7 +45,11 @@ class ToTStats(BaseModel):
     evaluation_calls: int = 0
     failed_calls: int = 0
     cache_hits: int = 0
-    """Evaluations answered by the prompt cache or by an identical call in flight."""
+    """States valued from the value cache (this or an earlier search) without a call,
+    and votes answered by an identical vote prompt."""
+    samples_saved: int = 0
+    """Value samples not asked because the state's samples agreed, or because no
+    further sample could change the beam (adaptive sampling)."""
     duplicates_merged: int = 0
     nodes: int = 0
     depth_reached: int = 0

@@ -33,6 +33,13 @@ class SearchContext:
     evaluator: StateEvaluator
     rng: random.Random
 
+    def dead(self, node: ThoughtNode) -> bool:
+        """Not an answer and, by the task's rules, nothing can follow it."""
+        steps = self.tree.path(node)
+        return not self.task.is_final(self.problem, steps) and not self.task.can_expand(
+            self.problem, steps
+        )
+
     def expandable(self, node: ThoughtNode) -> bool:
         return (
             not node.final
@@ -44,20 +51,37 @@ class SearchContext:
 async def expand_and_evaluate(
     ctx: SearchContext, parents: Sequence[ThoughtNode]
 ) -> list[ThoughtNode]:
-    """Generate the children of ``parents`` together, then evaluate them together."""
+    """Generate the children of ``parents`` together, then evaluate them together.
+
+    Dead ends (``ctx.dead``) are pruned unvalued: they can neither be an
+    answer nor be proposed from, so a beam slot or a value call on them is
+    wasted. Only the live children are returned.
+    """
     ctx.caller.begin_phase()
     children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
     ctx.caller.raise_if_phase_failed()
-    if children:
+    live: list[ThoughtNode] = []
+    for child in children:
+        if ctx.dead(child):
+            child.pruned = True
+        else:
+            live.append(child)
+    if live:
         ctx.caller.begin_phase()
-        await ctx.evaluator.evaluate(ctx.tree, ctx.problem, children)
+        await ctx.evaluator.evaluate(ctx.tree, ctx.problem, live)
         ctx.caller.raise_if_phase_failed()
-    return children
+    return live
 
 
 def _by_value(nodes: Sequence[ThoughtNode]) -> list[ThoughtNode]:
     # sorted() is stable: ties keep creation order, as in the paper's code.
-    return sorted(nodes, key=lambda n: n.value if n.value is not None else 0.0, reverse=True)
+    # States left unvalued (no sample could change the beam) rank after the
+    # valued ones; they are only unvalued when the beam takes them anyway.
+    return sorted(
+        nodes,
+        key=lambda n: (n.value is not None, n.value if n.value is not None else 0.0),
+        reverse=True,
+    )
 
 
 def select(
@@ -88,7 +112,10 @@ async def bfs(ctx: SearchContext) -> None:
     ctx.tree.root.selected = True
     while frontier and ctx.caller.exhausted is None:
         children = await expand_and_evaluate(ctx, frontier)
-        valued = [c for c in children if c.value is not None]
+        # Children left unvalued on purpose (the beam keeps them whatever
+        # they score) are candidates too; failed or refused ones are not.
+        skipped = ctx.evaluator.skipped
+        valued = [c for c in children if c.value is not None or c.id in skipped]
         if not valued:
             break
         chosen = select(valued, ctx.config.n_select_sample, ctx.config.selection, ctx.rng)

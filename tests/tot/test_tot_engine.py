@@ -86,7 +86,8 @@ async def test_wall_time_is_near_the_critical_path(scripted, ladder):
     assert result.stats.wall_time_s <= 1.5 * critical_path
     assert result.stats.wall_time_s < sequential / 5
     # calls and cache hits are reported (3 identical proposals per state merged)
-    assert result.stats.llm_calls == backend.calls == 63
+    assert result.stats.llm_calls == backend.calls
+    assert result.stats.samples_saved > 0
     assert result.stats.cache_hits == 0
     assert result.stats.duplicates_merged == 2 * (1 + 3 + 3) * 3
 

@@ -71,7 +71,7 @@ async def test_mermaid_marks_errors_and_truncates_long_text(scripted):
             return ProviderUnavailableError("down", provider="fake")
         return None
 
-    config = ToTConfig(n_evaluate_sample=2, max_depth=1)
+    config = ToTConfig(n_evaluate_sample=2, max_depth=1, adaptive_sampling=False)
     result = await ToTEngine(config, scripted(reply, fail=fail)).solve("q")
     chart = tree_to_mermaid(result.tree)
     node_line = next(line for line in chart.splitlines() if line.strip().startswith("n1["))

@@ -98,7 +98,8 @@ def test_parsing_keeps_only_well_formed_lines():
     assert task.parse_value("sure") == 20.0
     assert task.parse_value("impossible") == 0.001
     assert task.parse_value("no idea") == 0.0
-    assert task.aggregate_values([20.0, 1.0, 0.001]) == pytest.approx(21.001)
+    # the mean: states valued from fewer samples rank fairly
+    assert task.aggregate_values([20.0, 1.0, 0.001]) == pytest.approx(21.001 / 3)
 
 
 def test_dead_ends_are_not_expanded_and_full_paths_need_an_answer():
@@ -209,8 +210,12 @@ async def test_paper_call_count_is_what_its_algorithm_issues():
 
 async def test_value_cache_hits_on_game24(scripted):
     config = ToTConfig(**PAPER_SETTINGS)
-    result = await ToTEngine(config, ScriptedGame24Backend(), task=Game24Task()).solve("4 9 10 13")
+    engine = ToTEngine(config, ScriptedGame24Backend(), task=Game24Task())
+    first = await engine.solve("4 9 10 13")
+    # the same numbers in another order: every state is met again, by its key
+    result = await engine.solve("13 10 9 4")
     assert result.stats.cache_hits > 0
+    assert result.stats.evaluation_calls < first.stats.evaluation_calls
     cached = [n for n in result.tree.nodes if n.cached]
     assert len(cached) == result.stats.cache_hits
 
@@ -230,7 +235,6 @@ async def test_wall_time_on_game24_is_near_the_critical_path():
     assert result.stats.depth_reached == 3
     assert result.stats.wall_time_s <= 1.5 * critical_path
     assert result.stats.wall_time_s < backend.calls * latency / 5
-    assert result.stats.cache_hits > 0
     assert result.stats.duplicates_merged > 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # A list marker is only a marker when whitespace follows it: "1.5 + 2" keeps its "1.".
 _BULLET = re.compile(r"^\s*(?:[-*•]+|\(?\d{1,3}[.):]|step\s*\d+\s*[:.)-])\s+", re.IGNORECASE)
@@ -39,3 +40,30 @@ def unique_lines(text: str, *, limit: int | None = None) -> list[str]:
         if limit is not None and len(lines) >= limit:
             break
     return lines
+
+
+_WORD = re.compile(r"[a-z]+")
+_NEGATIONS = frozenset({"not", "no", "never", "hardly", "barely"})
+
+
+def last_line_label(output: str, labels: Iterable[str]) -> str | None:
+    """The label the completion ends with, read as the paper reads it.
+
+    Only the last non-empty line counts, and its last word must be one of
+    ``labels`` as a whole word ("unlikely" is not "likely"), not negated
+    ("not sure" is not "sure"). Markdown and punctuation around it are ignored.
+    """
+    lines = [line for line in output.strip().lower().splitlines() if line.strip()]
+    if not lines:
+        return None
+    words: list[str] = _WORD.findall(lines[-1])
+    if not words or words[-1] not in set(labels):
+        return None
+    if len(words) > 1 and words[-2] in _NEGATIONS:
+        return None
+    return words[-1]
+
+
+def normalise_text(text: str) -> str:
+    """Case-folded, with runs of whitespace made one space: for comparing free text."""
+    return " ".join(text.casefold().split())

@@ -17,6 +17,16 @@ class Task(Protocol):
 
     name: str
 
+    default_depth: int
+    """Thought steps a search takes when the caller does not set ``max_depth``."""
+
+    value_version: str
+    """Changes whenever the value prompt or how its answers are read changes:
+    stored values are kept per version, so a new prompt never reuses old ones."""
+
+    value_range: tuple[float, float]
+    """The lowest and highest score one value sample can get."""
+
     def validate_problem(self, problem: str) -> str:
         """The normalised problem; raise ``InvalidInputError`` when unusable."""
         ...
@@ -56,7 +66,22 @@ class Task(Protocol):
         ...
 
     def aggregate_values(self, scores: Sequence[float]) -> float:
-        """Combine the per-sample scores of one state (the paper sums; means work too)."""
+        """Combine the per-sample scores of one state, independent of their order.
+
+        States may be valued from different numbers of samples (a budget hit,
+        or sampling stopped early), so this must not grow with the count: a
+        mean, not a sum.
+        """
+        ...
+
+    def samples_agree(
+        self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
+    ) -> bool:
+        """Whether the value samples so far settle the state's value (no more are asked).
+
+        ``outputs`` are the completions behind ``scores``; they may be empty
+        when the scores come from a value store.
+        """
         ...
 
     def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
@@ -68,6 +93,16 @@ class Task(Protocol):
         ...
 
     # states ---------------------------------------------------------------
+    def state_key(self, problem: str, steps: Sequence[str]) -> str:
+        """The canonical key of a state: equal keys are the same state for the search.
+
+        States with one key are merged within a level and share one stored
+        value across searches, so the key must hold everything the value and
+        the future of the state depend on, and nothing else (Game of 24: the
+        multiset of numbers left; free text: the normalised problem and steps).
+        """
+        ...
+
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
         """Whether a non-final state can still lead anywhere."""
         ...

@@ -9,13 +9,16 @@ The 1,362 puzzles ship in ``data/game24.csv`` (see ``data/README.md``).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import math
 import re
 from collections.abc import Sequence
+from fractions import Fraction
 from importlib import resources
 
 from pygent_lc.errors import InvalidInputError
-from pygent_lc.tot.tasks._text import parse_vote, unique_lines
+from pygent_lc.tot.tasks._text import last_line_label, parse_vote, unique_lines
 from pygent_lc.tot.tasks.arithmetic import (
     UnsafeExpressionError,
     check_24,
@@ -43,8 +46,16 @@ __all__ = [
 #: The paper's test puzzles: 0-based rows 900-999 of ``game24.csv``.
 PAPER_TEST_RANGE = (900, 1000)
 
-# The paper's value map, per sample: values of a state are summed over samples.
+# The paper's value map, per sample. The paper sums over samples; we take the
+# mean, which ranks states with equal sample counts the same way and stays
+# fair when counts differ.
 VALUE_MAP = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
+
+# Bump the suffix when the reading of value answers changes.
+_VALUE_READING = repr(sorted(VALUE_MAP.items())) + "last-word/1"
+_VALUE_VERSION = hashlib.sha256(
+    (VALUE_PROMPT + VALUE_LAST_STEP_PROMPT + _VALUE_READING).encode()
+).hexdigest()[:16]
 
 _STEP = re.compile(r"=.*\(\s*left:\s*[^)]*\)", re.IGNORECASE)
 _ANSWER = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
@@ -55,6 +66,40 @@ def load_game24_puzzles() -> list[str]:
     text = resources.files("pygent_lc.tot.tasks").joinpath("data/game24.csv").read_text("utf-8")
     rows = csv.DictReader(io.StringIO(text))
     return [row["Puzzles"].strip() for row in rows]
+
+
+def _canonical_number(token: str) -> str:
+    try:
+        value = Fraction(token)
+    except (ValueError, ZeroDivisionError):
+        return token
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{value.numerator}/{value.denominator}"
+
+
+def _proves_24(output: str, numbers: Sequence[str]) -> bool:
+    """Whether a line of ``output`` writes an expression over exactly ``numbers`` equal to 24.
+
+    The value prompt's examples back a "sure" with such a line
+    (``(6 - 2) * 6 = 4 * 6 = 24``); when the model's line checks out, the
+    state is known to reach 24, whatever other samples would say.
+    """
+    try:
+        wanted = sorted(int(n) for n in numbers)
+    except ValueError:
+        return False  # fractions left: the literals of an expression cannot match them
+    for line in output.splitlines():
+        if "=" not in line:
+            continue
+        expression = line.split("=")[0].rsplit(":", 1)[-1]
+        try:
+            value, literals = evaluate_arithmetic(expression)
+        except UnsafeExpressionError:
+            continue
+        if value == 24 and sorted(literals) == wanted:
+            return True
+    return False
 
 
 def current_numbers(problem: str, steps: Sequence[str]) -> str:
@@ -72,6 +117,9 @@ class Game24Task:
     name = "game24"
     #: Three arithmetic steps and the answer line; use as ``max_depth``.
     STEPS = 4
+    default_depth = STEPS
+    value_version = _VALUE_VERSION
+    value_range = (0.0, VALUE_MAP["sure"])
 
     def validate_problem(self, problem: str) -> str:
         try:
@@ -118,10 +166,19 @@ class Game24Task:
 
     # evaluation -----------------------------------------------------------
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
-        # The paper values a full-length path without an answer 0 (after
-        # asking the model anyway); we skip the call.
-        if len(steps) >= self.STEPS and not self.is_final(problem, steps):
+        """Values the rules of the game decide, so no call is spent on them.
+
+        A full answer is checked exactly (``check_24``) instead of asking the
+        model to judge it; one number left is 24 or a dead end; a full-length
+        path without an answer is worth 0 (the paper values it 0 after asking).
+        """
+        if self.is_final(problem, steps):
+            return VALUE_MAP["sure"] if self.check_answer(problem, steps) else 0.0
+        if len(steps) >= self.STEPS:
             return 0.0
+        left = current_numbers(problem, steps).split()
+        if steps and len(left) == 1:
+            return VALUE_MAP["sure"] if _canonical_number(left[0]) == "24" else 0.0
         return None
 
     def value_prompt(self, problem: str, steps: Sequence[str]) -> str:
@@ -131,17 +188,24 @@ class Game24Task:
         return VALUE_PROMPT.format(input=current_numbers(problem, steps))
 
     def parse_value(self, output: str) -> float:
-        lines = [line.strip().lower() for line in output.splitlines() if line.strip()]
-        if not lines:
-            return 0.0
-        last = lines[-1]
-        for word in ("impossible", "likely", "sure"):
-            if word in last:
-                return VALUE_MAP[word]
-        return 0.0
+        """The paper's reading: the last line's label, as a whole word; else 0."""
+        label = last_line_label(output, VALUE_MAP)
+        return 0.0 if label is None else VALUE_MAP[label]
 
     def aggregate_values(self, scores: Sequence[float]) -> float:
-        return float(sum(scores))
+        # fsum is exact, so the mean does not depend on the order of the samples.
+        return math.fsum(scores) / len(scores) if scores else 0.0
+
+    def samples_agree(
+        self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
+    ) -> bool:
+        """A "sure" backed by a checked expression settles a state; so do two equal labels."""
+        if not self.is_final(problem, steps):
+            numbers = current_numbers(problem, steps).split()
+            for output, score in zip(outputs, scores, strict=False):
+                if score == VALUE_MAP["sure"] and _proves_24(output, numbers):
+                    return True
+        return len(scores) >= 2 and scores[-1] == scores[-2]
 
     def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
         choices = "\n".join(
@@ -153,6 +217,20 @@ class Game24Task:
         return parse_vote(output, n_candidates)
 
     # states ---------------------------------------------------------------
+    def state_key(self, problem: str, steps: Sequence[str]) -> str:
+        """The numbers left as a sorted multiset; an answer by its expression.
+
+        The value of a state and every step after it depend only on the
+        numbers left (the value prompt shows nothing else), so paths that
+        leave the same numbers are one state, whatever the puzzle.
+        """
+        if self.is_final(problem, steps):
+            expression = "".join(self.answer(problem, steps).split())
+            return f"answer {' '.join(sorted(problem.split()))} {expression}"
+        numbers = current_numbers(problem, steps).split()
+        canonical = sorted(_canonical_number(n) for n in numbers)
+        return "left " + " ".join(canonical)
+
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
         if len(steps) >= self.STEPS or self.is_final(problem, steps):
             return False

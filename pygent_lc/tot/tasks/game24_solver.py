@@ -265,7 +265,8 @@ def scripted_game24_reply(prompt: str, *, solvable_first: bool = True) -> str:
 class ScriptedGame24Backend(LLMBackend):
     """An offline, deterministic :class:`LLMBackend` that plays the Game of 24.
 
-    ``latency_s`` is slept per call (to measure concurrency); ``track_usage``
+    ``model_id`` names it for value caches. ``latency_s`` is slept per call (to
+    measure concurrency); ``track_usage``
     makes :meth:`usage_totals` report ~4-characters-per-token counts priced
     at GPT-4's $0.03 / $0.06 per 1k tokens, the paper's prices.
     """
@@ -279,6 +280,7 @@ class ScriptedGame24Backend(LLMBackend):
         input_price_per_1k: float = 0.03,
         output_price_per_1k: float = 0.06,
     ) -> None:
+        self.model_id = "scripted-game24" + ("" if solvable_first else "-unordered")
         self.latency_s = latency_s
         self.track_usage = track_usage
         self.solvable_first = solvable_first
@@ -331,8 +333,20 @@ class PaperBFSRun:
     """What the paper's BFS did on one puzzle."""
 
     llm_calls: int
+    """Completions asked: each of the ``n`` value samples counts as one."""
     outputs: list[str]
     solved: bool
+    requests: int = 0
+    """API requests as the paper sent them: the ``n`` value samples of a prompt
+    are one request (``n=3``), proposals one each."""
+    input_tokens: int = 0
+    """Prompt tokens, once per request (~4 characters a token, as the scripted model)."""
+    output_tokens: int = 0
+    """Completion tokens of every sample."""
+
+    def cost_usd(self, input_per_1k: float = 0.03, output_per_1k: float = 0.06) -> float:
+        """At GPT-4's prices per 1k tokens (the paper's), unless given."""
+        return self.input_tokens * input_per_1k / 1000 + self.output_tokens * output_per_1k / 1000
 
 
 def _paper_current_numbers(y: str) -> str:
@@ -370,23 +384,40 @@ def paper_bfs_llm_calls(
     n_evaluate_sample: int = 3,
     n_select_sample: int = 5,
     steps: int = Game24Task.STEPS,
+    value_cache: dict[str, float] | None = None,
 ) -> PaperBFSRun:
     """Run the paper's Game-of-24 BFS (propose, value, greedy) and count its LLM calls.
 
     Per step: one propose call per state in the beam; for each new state, its
     value prompt is asked ``n_evaluate_sample`` times unless that prompt is in
-    the value cache (kept for the whole puzzle); a state repeated within the
-    step is valued 0 without a call. The paper asks its ``n`` samples in one
-    API request; here each sample is one call, as the engine counts them.
+    the value cache; a state repeated within the step is valued 0 without a
+    call. ``value_cache`` is the paper's ``task.value_cache``: pass one dict
+    for a whole run of puzzles to replay its ``run.py``, which keeps it across
+    puzzles; by default it lives for this puzzle only. The paper asks its
+    ``n`` samples in one API request: ``llm_calls`` counts each sample as the
+    engine counts calls, ``requests`` and the tokens count them as the paper
+    sent them.
     """
     calls = 0
-    cache: dict[str, float] = {}
+    requests = 0
+    input_tokens = 0
+    output_tokens = 0
+    cache: dict[str, float] = {} if value_cache is None else value_cache
+
+    def ask(prompt: str, n: int) -> list[str]:
+        nonlocal requests, input_tokens, output_tokens
+        outputs = [reply(prompt) for _ in range(n)]
+        requests += 1
+        input_tokens += max(1, len(prompt) // 4)
+        output_tokens += sum(max(1, len(output) // 4) for output in outputs)
+        return outputs
+
     ys = [""]
     for _ in range(steps):
         new_ys: list[str] = []
         for y in ys:
             calls += 1
-            proposals = reply(_paper_propose_prompt(problem, y)).split("\n")
+            proposals = ask(_paper_propose_prompt(problem, y), 1)[0].split("\n")
             new_ys.extend(y + proposal + "\n" for proposal in proposals)
         values: list[float] = []
         seen: set[str] = set()
@@ -397,7 +428,7 @@ def paper_bfs_llm_calls(
             seen.add(y)
             prompt = _paper_value_prompt(problem, y)
             if prompt not in cache:
-                outputs = [reply(prompt) for _ in range(n_evaluate_sample)]
+                outputs = ask(prompt, n_evaluate_sample)
                 calls += n_evaluate_sample
                 cache[prompt] = _paper_unwrap(y, outputs)
             values.append(cache[prompt])
@@ -408,4 +439,7 @@ def paper_bfs_llm_calls(
         llm_calls=calls,
         outputs=outputs,
         solved=any(_checks(output, problem) for output in outputs),
+        requests=requests,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
     )

@@ -7,11 +7,19 @@ paper's sure/likely/impossible words), averaged over the value samples.
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 from collections.abc import Sequence
 
 from pygent_lc.errors import ConfigurationError, InvalidInputError
-from pygent_lc.tot.tasks._text import parse_vote, strip_bullet, unique_lines
+from pygent_lc.tot.tasks._text import (
+    last_line_label,
+    normalise_text,
+    parse_vote,
+    strip_bullet,
+    unique_lines,
+)
 from pygent_lc.validation import MAX_PROMPT_CHARS
 
 FINAL_PREFIX = "Final answer:"
@@ -19,6 +27,16 @@ _FINAL = re.compile(r"^\s*final answer\s*:\s*", re.IGNORECASE)
 _SCORE = re.compile(r"(?:score|rating)\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
 _WORDS = {"sure": 1.0, "likely": 0.5, "impossible": 0.0}
+_VALUE_PROMPT = (
+    "Problem:\n{problem}\n\n"
+    "Partial reasoning:\n{steps}\n\n"
+    "How likely is this reasoning to lead to a correct answer? Think briefly, then "
+    "end with a line 'Score: N' where N is from 1 (hopeless) to 10 (certainly right).\n"
+)
+# Bump the suffix when the reading of value answers changes.
+_VALUE_VERSION = hashlib.sha256((_VALUE_PROMPT + "score-or-last-word/1").encode()).hexdigest()[:16]
+#: Two samples this close (on the 0-1 scale) agree.
+AGREEMENT = 0.1
 
 
 def _format_steps(steps: Sequence[str]) -> str:
@@ -31,10 +49,11 @@ class GenericTask:
     """Step-by-step reasoning on any problem stated in words."""
 
     name = "generic"
+    default_depth = 3
+    value_version = _VALUE_VERSION
+    value_range = (0.0, 1.0)
 
-    def __init__(
-        self, *, n_proposals: int = 3, max_problem_chars: int = MAX_PROMPT_CHARS
-    ) -> None:
+    def __init__(self, *, n_proposals: int = 3, max_problem_chars: int = MAX_PROMPT_CHARS) -> None:
         if n_proposals < 1:
             raise ConfigurationError("n_proposals must be at least 1", field="n_proposals")
         self.n_proposals = n_proposals
@@ -84,30 +103,30 @@ class GenericTask:
         return None
 
     def value_prompt(self, problem: str, steps: Sequence[str]) -> str:
-        return (
-            f"Problem:\n{problem}\n\n"
-            f"Partial reasoning:\n{_format_steps(steps)}\n\n"
-            "How likely is this reasoning to lead to a correct answer? Think briefly, then "
-            "end with a line 'Score: N' where N is from 1 (hopeless) to 10 (certainly right).\n"
-        )
+        return _VALUE_PROMPT.format(problem=problem, steps=_format_steps(steps))
 
     def parse_value(self, output: str) -> float:
-        """A 1-10 score read as 0.1-1.0; sure/likely/impossible as 1/0.5/0; else 0."""
+        """A 1-10 score read as 0.1-1.0; else the last line's sure/likely/impossible
+        (whole word) as 1/0.5/0; else the last number; else 0."""
         scores = _SCORE.findall(output)
         if scores:
             return _clamp(float(scores[-1]) / 10.0)
-        lower = output.lower()
-        for line in reversed([ln.strip() for ln in lower.splitlines() if ln.strip()]):
-            for word, value in _WORDS.items():
-                if word in line:
-                    return value
+        label = last_line_label(output, _WORDS)
+        if label is not None:
+            return _WORDS[label]
         numbers = _NUMBER.findall(output)
         if numbers:
             return _clamp(float(numbers[-1]) / 10.0)
         return 0.0
 
     def aggregate_values(self, scores: Sequence[float]) -> float:
-        return sum(scores) / len(scores) if scores else 0.0
+        return math.fsum(scores) / len(scores) if scores else 0.0
+
+    def samples_agree(
+        self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
+    ) -> bool:
+        """Two or more samples, all within ``AGREEMENT`` of each other."""
+        return len(scores) >= 2 and max(scores) - min(scores) <= AGREEMENT
 
     def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
         choices = "\n\n".join(
@@ -124,6 +143,10 @@ class GenericTask:
         return parse_vote(output, n_candidates)
 
     # states ---------------------------------------------------------------
+    def state_key(self, problem: str, steps: Sequence[str]) -> str:
+        """The problem and the steps, case-folded and with whitespace collapsed."""
+        return "\n".join(normalise_text(part) for part in (problem, *steps))
+
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
         return True
 
