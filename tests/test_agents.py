@@ -332,3 +332,15 @@ def test_agents_all() -> None:
     }
     for name in pygent_lc.agents.__all__:
         assert getattr(pygent_lc.agents, name) is not None
+
+
+async def test_state_values_outlive_a_solve_with_progress_too() -> None:
+    agent = reasoning_agent(max_depth=2, n_select_sample=1)
+    model = agent.backend.runnable
+    assert isinstance(model, ReplyChatModel)
+    await agent.solve("What is 2 + 2?", on_progress=lambda p: None)
+    valued_first = [p for p in model.prompts if "Possible next steps:" not in p]
+    model.prompts.clear()
+    await agent.solve("What is 2 + 2?", on_progress=lambda p: None)
+    valued_again = [p for p in model.prompts if "Possible next steps:" not in p]
+    assert valued_first and valued_again == []  # every state's value came from the cache

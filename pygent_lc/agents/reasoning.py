@@ -82,6 +82,7 @@ class ReasoningAgent(Closable):
                 ProgressBackend(self.backend, progress),
                 task=ProgressTask(self.task, progress),
                 name=self.name,
+                value_store=self.engine.value_store,  # values outlive one solve
             )
         self.last_result = await engine.solve(problem)
         return self.last_result
