@@ -82,7 +82,9 @@ class ReasoningAgent(Closable):
                 ProgressBackend(self.backend, progress),
                 task=ProgressTask(self.task, progress),
                 name=self.name,
-                value_store=self.engine.value_store,  # values outlive one solve
+                # the same values, under the same model name: they outlive one solve
+                value_store=self.engine.value_store,
+                model_id=self.engine.model_id,
             )
         self.last_result = await engine.solve(problem)
         return self.last_result
