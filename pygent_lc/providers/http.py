@@ -51,7 +51,11 @@ current_deadline: ContextVar[Deadline | None] = ContextVar("current_deadline", d
 
 
 def _deadline_timeout(request: httpx.Request, deadline: Deadline) -> float:
-    """Cap the request's httpx timeouts by what is left of ``deadline``; the time left."""
+    """Cap the request's httpx timeouts by what is left of ``deadline``; the time left.
+
+    A hung connect or read then times out at the deadline; a body that keeps
+    dripping is cut by the check after each part (the byte streams below).
+    """
     remaining = deadline.remaining()
     if remaining <= 0:
         raise httpx.ConnectTimeout(
@@ -99,15 +103,9 @@ class _AsyncDeadlineStream(httpx.AsyncByteStream):
         self._deadline = deadline
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        parts = aiter(self._inner)
-        while True:
-            try:
-                async with asyncio.timeout(max(self._deadline.remaining(), 0.0)):
-                    part = await anext(parts)
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                raise _expired(self._request, self._deadline) from None
+        async for part in self._inner:
+            if self._deadline.remaining() <= 0:
+                raise _expired(self._request, self._deadline)
             yield part
 
     async def aclose(self) -> None:
@@ -179,12 +177,8 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
         pool = self._current_pool()
         if deadline is None:
             return await pool.handle_async_request(request)
-        remaining = _deadline_timeout(request, deadline)
-        try:
-            async with asyncio.timeout(remaining):
-                response = await pool.handle_async_request(request)
-        except TimeoutError:
-            raise _expired(request, deadline) from None
+        _deadline_timeout(request, deadline)
+        response = await pool.handle_async_request(request)
         if isinstance(response.stream, httpx.AsyncByteStream):
             response.stream = _AsyncDeadlineStream(response.stream, request, deadline)
         return response
