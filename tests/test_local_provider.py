@@ -14,11 +14,12 @@ from typing import Literal
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import AIMessageChunk, HumanMessage
 from pydantic import BaseModel, ValidationError
 
 from pygent_lc import LangChainBackend, ProviderSkippedWarning, Settings, build_chat_model
-from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+from pygent_lc.breaker import BREAKER_ERRORS
+from pygent_lc.errors import ConfigurationError, ProviderUnavailableError, UnsupportedRequestError
 from pygent_lc.providers import local_model
 from pygent_lc.providers.local import (
     N_PARALLEL,
@@ -251,3 +252,16 @@ def test_streamed_call_reports_token_usage() -> None:
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     texts = [chunk for chunk in chunks if chunk.content]
     assert len(texts) <= usage["output_tokens"]  # at most one streamed piece per token
+
+
+def test_an_image_is_refused_as_unsupported_not_retried_as_an_outage() -> None:
+    model = local_model(Settings(), max_tokens=4)
+    pixel = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}}
+    message = HumanMessage(content=[{"type": "text", "text": "What is this?"}, image])
+    with pytest.raises(UnsupportedRequestError, match="image input is not supported") as caught:
+        model.invoke([message])
+    assert not caught.value.retryable
+    assert not isinstance(caught.value, BREAKER_ERRORS)
