@@ -16,6 +16,8 @@ and the callers only ever reason about these classes::
     │   ├── ContentRefusedError     403
     │   ├── ModelNotFoundError      404 / Ollama "not found"
     │   ├── RateLimitError          429
+    │   ├── UnsupportedRequestError the provider cannot honour the request as
+    │   │                            asked (an image to a text-only model)
     │   ├── ProviderUnavailableError 5xx, 408, connection failures, timeouts,
     │   │                            errors inside a 200 body
     │   └── StreamInterruptedError  failure after text was streamed
@@ -142,6 +144,15 @@ class ModelNotFoundError(ProviderError):
     """404: the model does not exist on the provider, or is not installed."""
 
 
+class UnsupportedRequestError(ProviderError):
+    """The provider cannot do what the request asks: an input type the model does not
+    take (images, audio), or a feature the server lacks.
+
+    Asking it again cannot help, and it says nothing about the provider's
+    health (a breaker does not count it); another provider may well serve it.
+    """
+
+
 class RateLimitError(ProviderError):
     """429: too many requests; ``retry_after`` comes from ``Retry-After``."""
 
@@ -215,4 +226,5 @@ __all__ = [
     "PygentError",
     "RateLimitError",
     "StreamInterruptedError",
+    "UnsupportedRequestError",
 ]

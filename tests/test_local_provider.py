@@ -14,11 +14,12 @@ from typing import Literal
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import AIMessageChunk, HumanMessage
 from pydantic import BaseModel, ValidationError
 
 from pygent_lc import LangChainBackend, ProviderSkippedWarning, Settings, build_chat_model
-from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+from pygent_lc.breaker import BREAKER_ERRORS
+from pygent_lc.errors import ConfigurationError, ProviderUnavailableError, UnsupportedRequestError
 from pygent_lc.providers import local_model
 from pygent_lc.providers.local import (
     N_PARALLEL,
@@ -271,3 +272,16 @@ async def test_a_prompt_past_the_context_is_a_typed_error_not_a_retried_outage(m
     assert time.perf_counter() - started < 10  # no retries with backoff
     assert chain.runnable.circuit.state == "closed"  # type: ignore[attr-defined]
     assert await backend.generate("Say hi.", max_tokens=4)  # the provider still serves
+
+
+def test_an_image_is_refused_as_unsupported_not_retried_as_an_outage() -> None:
+    model = local_model(Settings(), max_tokens=4)
+    pixel = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}}
+    message = HumanMessage(content=[{"type": "text", "text": "What is this?"}, image])
+    with pytest.raises(UnsupportedRequestError, match="image input is not supported") as caught:
+        model.invoke([message])
+    assert not caught.value.retryable
+    assert not isinstance(caught.value, BREAKER_ERRORS)

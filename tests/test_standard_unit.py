@@ -11,6 +11,7 @@ from typing import Any
 
 from langchain_tests.unit_tests import ChatModelUnitTests
 
+from pygent_lc.providers.local import LocalChatModel
 from pygent_lc.providers.ollama import OllamaChatModel
 from pygent_lc.providers.openrouter import OpenRouterChatModel
 
@@ -59,3 +60,15 @@ class TestOllamaChatModelUnit(ChatModelUnitTests):
         params = super().standard_chat_model_params
         params.pop("api_key", None)  # Ollama has no key
         return params
+
+
+class TestLocalChatModelUnit(ChatModelUnitTests):
+    """Built without ``base_url``: the embedded server's file, key and model name."""
+
+    @property
+    def chat_model_class(self) -> type[LocalChatModel]:
+        return LocalChatModel
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True

@@ -7,11 +7,13 @@ from pygent_lc.providers.ollama import (
     installed_ollama_models,
     ollama_model,
 )
+from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
 from pygent_lc.providers.openrouter import OpenRouterChatModel, openrouter_model
 
 __all__ = [
     "LocalChatModel",
     "OllamaChatModel",
+    "OpenAICompatibleChatModel",
     "OpenRouterChatModel",
     "check_ollama_model",
     "installed_ollama_models",

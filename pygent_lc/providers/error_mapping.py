@@ -34,6 +34,7 @@ from pygent_lc.errors import (
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
+    UnsupportedRequestError,
 )
 
 # How servers say a prompt does not fit: OpenAI/OpenRouter ("maximum context length",
@@ -42,6 +43,13 @@ from pygent_lc.errors import (
 _CONTEXT_OVERFLOW = re.compile(
     r"context[ _]length|context[ _]size|context window|maximum context|prompt is too long"
     r"|too many tokens|exceed_context_size",
+    re.IGNORECASE,
+)
+# How servers say they cannot do what was asked: llama.cpp answers an image or
+# audio part sent to a text-only model with a 500 "image input is not supported",
+# and an unknown content part with a 400 "unsupported content[].type".
+_UNSUPPORTED = re.compile(
+    r"\b(image|audio|video|file|pdf) input is not supported|unsupported content|not supported by",
     re.IGNORECASE,
 )
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -68,6 +76,8 @@ def error_for_status(
     message = summarize_body(message)
     if status is not None and status in _STATUS_CLASSES:
         cls = _STATUS_CLASSES[status]
+    elif status == 501 or (status in (400, 422, 500) and _UNSUPPORTED.search(message)):
+        cls = UnsupportedRequestError
     elif status is None or status >= 500:
         cls = ProviderUnavailableError
     else:  # 400 and other client errors: asking again will not help
@@ -141,6 +151,15 @@ def _map_provider_exception(
         return _connection_error(exc.__cause__ or exc, **context)
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
         return error_from_body(exc.body, **context)
+    if isinstance(exc, openai.LengthFinishReasonError):  # structured output cut off
+        return ProviderError(
+            "the reply reached max_tokens before the structured output was complete "
+            "(raise max_tokens)",
+            retryable=False,
+            **context,
+        )
+    if isinstance(exc, openai.ContentFilterFinishReasonError):
+        return ContentRefusedError("the reply was stopped by a content filter", **context)
     if isinstance(exc, ollama.ResponseError):
         status = exc.status_code if exc.status_code > 0 else None
         if status is None and "not found" in exc.error:
@@ -182,7 +201,7 @@ def summarize_body(text: str, limit: int = 500) -> str:
 
 
 def _timeout_message(exc: BaseException) -> str:
-    """"request timed out", or the deadline's own words when it was the deadline."""
+    """ "request timed out", or the deadline's own words when it was the deadline."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, httpx.TimeoutException) and "deadline" in str(seen):

@@ -1,30 +1,27 @@
-"""OpenRouter as a ``ChatOpenAI``-family model that keeps what OpenRouter adds.
+"""OpenRouter: the OpenAI-compatible model plus what OpenRouter adds.
 
-``BaseChatOpenAI`` is the parent (not ``ChatOpenAI``) because ``ChatOpenAI``
-renames ``max_tokens`` to ``max_completion_tokens``, which OpenRouter does not
-document and some OpenAI-compatible servers ignore.
+Its environment defaults (``OPENROUTER_API_KEY``, the base URL), cost and the
+serving upstream in ``response_metadata``, ``provider.require_parameters``
+routing for structured output, and ``reasoning_details`` sent back unchanged.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import openai
-from langchain_core.language_models import LangSmithParams, LanguageModelInput
+from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatResult
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_core.runnables import Runnable
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import SecretStr, model_validator
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.providers.boundary import ProviderBoundary
-from pygent_lc.providers.error_mapping import error_from_body
-from pygent_lc.providers.http import ProviderHttp
+from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
 from pygent_lc.settings import Settings
 
 # OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
@@ -34,11 +31,9 @@ OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 # Stands in for a missing key so the openai clients can be built; never sent:
 # a call without a real key raises ConfigurationError first.
 NO_KEY = "no-key-set"
-# Reasoning fields of a reply message, kept and sent back on the next turn.
-REASONING_KEYS = ("reasoning", "reasoning_details")
 
 
-class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
+class OpenRouterChatModel(OpenAICompatibleChatModel):
     """Chat Completions against OpenRouter (or another OpenAI-compatible server).
 
     Adds to every reply's ``response_metadata``: ``generation_id``, ``provider``
@@ -49,8 +44,6 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
     """
 
     provider_label: str = "openrouter"
-    use_responses_api: bool | None = False
-    """OpenRouter serves Chat Completions; never route to the Responses API."""
 
     @model_validator(mode="before")
     @classmethod
@@ -68,38 +61,9 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
             found["base_url"] = os.environ.get("OPENROUTER_BASE_URL") or OPENROUTER_BASE_URL
         return found
 
-    @model_validator(mode="before")
-    @classmethod
-    def _own_http_clients(cls, values: Any) -> Any:
-        """Loop-safe, deadline-aware HTTP clients unless the caller brought their own.
-
-        langchain-openai otherwise shares one cached async client per process,
-        which breaks on the second event loop (see :mod:`pygent_lc.providers.http`).
-        """
-        if not isinstance(values, dict) or values.get("http_client") or values.get(
-            "http_async_client"
-        ):
-            return values
-        timeout = values.get("timeout", values.get("request_timeout"))
-        pools = ProviderHttp(
-            timeout=timeout if isinstance(timeout, int | float) else None,
-            socket_options=tuple(values.get("http_socket_options") or ()),
-        )
-        return {
-            **values,
-            "http_socket_options": (),  # ours are set on our transports, as given
-            "http_pools": pools,
-            "http_client": pools.sync_client(),
-            "http_async_client": pools.async_client(),
-        }
-
     @property
     def _llm_type(self) -> str:
         return "openrouter-chat"
-
-    def _secrets(self) -> Sequence[str]:
-        key = self.openai_api_key
-        return (key.get_secret_value(),) if isinstance(key, SecretStr) else ()
 
     def _check_ready(self) -> None:
         key = self.openai_api_key
@@ -107,11 +71,6 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
             raise ConfigurationError(
                 "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
             )
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = super()._get_ls_params(stop=stop, **kwargs)
-        params["ls_provider"] = self.provider_label
-        return params
 
     def with_structured_output(
         self,
@@ -145,86 +104,31 @@ class OpenRouterChatModel(ProviderBoundary, BaseChatOpenAI):
                 sent["reasoning_details"] = message.additional_kwargs["reasoning_details"]
         return payload
 
+    def _reply_extras(
+        self, body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]
+    ) -> dict[str, Any]:
+        extras: dict[str, Any] = {
+            "generation_id": body.get("id"),
+            "provider": body.get("provider"),
+            "model_name": body.get("model"),
+            "native_finish_reason": choice.get("native_finish_reason"),
+        }
+        extras.update({k: usage[k] for k in _USAGE_EXTRAS if k in usage})
+        return {k: v for k, v in extras.items() if v is not None}
+
     def _create_chat_result(
         self,
         response: dict[str, Any] | openai.BaseModel,
         generation_info: dict[str, Any] | None = None,
     ) -> ChatResult:
-        body = (
-            response
-            if isinstance(response, dict)
-            else response.model_dump(
-                exclude={"choices": {"__all__": {"message": {"parsed"}}}}, warnings=False
-            )
-        )
-        if body.get("error") or not body.get("choices"):
-            raise error_from_body(
-                body.get("error") or "reply has no choices",
-                provider=self.provider_label,
-                model=self.model_name,
-            )
+        """The reply, with its cost also in ``usage_metadata["cost"]``."""
         result = super()._create_chat_result(response, generation_info)
-        usage = body.get("usage") or {}
-        for generation, choice in zip(result.generations, body["choices"], strict=False):
-            extras = _reply_extras(body, choice, usage)
-            generation.generation_info = {**(generation.generation_info or {}), **extras}
+        for generation in result.generations:
             message = generation.message
-            message.response_metadata["model_provider"] = self.provider_label
-            message.additional_kwargs.update(_reasoning_of(choice.get("message")))
-            if isinstance(message, AIMessage) and message.usage_metadata and "cost" in usage:
-                message.usage_metadata["cost"] = usage["cost"]  # type: ignore[typeddict-unknown-key]
+            cost = (generation.generation_info or {}).get("cost")
+            if isinstance(message, AIMessage) and message.usage_metadata and cost is not None:
+                message.usage_metadata["cost"] = cost  # type: ignore[typeddict-unknown-key]
         return result
-
-    def _convert_chunk_to_generation_chunk(
-        self,
-        chunk: dict[str, Any],
-        default_chunk_class: type,
-        base_generation_info: dict[str, Any] | None,
-    ) -> ChatGenerationChunk | None:
-        converted = super()._convert_chunk_to_generation_chunk(
-            chunk, default_chunk_class, base_generation_info
-        )
-        if converted is None:
-            return None
-        if "model_provider" in converted.message.response_metadata:
-            converted.message.response_metadata["model_provider"] = self.provider_label
-        choices = chunk.get("choices") or []
-        if choices:
-            converted.message.additional_kwargs.update(_reasoning_of(choices[0].get("delta")))
-        extras: dict[str, Any] = {}
-        # Each extra goes on exactly one chunk: chunk metadata is merged by
-        # concatenating strings, so repeating "provider" would double it.
-        if choices and choices[0].get("finish_reason"):
-            extras.update(_reply_extras(chunk, choices[0], {}))
-        if chunk.get("usage"):
-            extras.update({k: chunk["usage"][k] for k in _USAGE_EXTRAS if k in chunk["usage"]})
-        if extras:
-            converted.generation_info = {**(converted.generation_info or {}), **extras}
-        return converted
-
-
-def _reasoning_of(message: object) -> dict[str, Any]:
-    """``reasoning`` text and ``reasoning_details`` of a message or delta, when present.
-
-    Kept in ``additional_kwargs``, where stream chunks merge them: text
-    fragments concatenate, detail fragments merge by their ``index``.
-    """
-    if not isinstance(message, dict):
-        return {}
-    return {key: message[key] for key in REASONING_KEYS if message.get(key)}
-
-
-def _reply_extras(
-    body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]
-) -> dict[str, Any]:
-    extras: dict[str, Any] = {
-        "generation_id": body.get("id"),
-        "provider": body.get("provider"),
-        "model_name": body.get("model"),
-        "native_finish_reason": choice.get("native_finish_reason"),
-    }
-    extras.update({k: usage[k] for k in _USAGE_EXTRAS if k in usage})
-    return {k: v for k, v in extras.items() if v is not None}
 
 
 def request_extras(settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,226 @@
+"""A forced ``tool_choice`` emulated with grammar-constrained output.
+
+Some chat templates (SmolLM2's among them) do not render tools at all, so the
+server cannot make the model call one, and a forced ``tool_choice`` is
+silently ignored. llama.cpp can constrain decoding to a JSON schema, though:
+the request asks for a ``response_format`` holding the tool's argument schema
+instead, and the JSON reply becomes the tool call. With several candidate
+tools (``"any"``/``"required"``) the schema is ``{"name", "arguments"}``, one
+alternative per tool, so the grammar also picks a valid tool name.
+
+As the template cannot show the tools, a system message names them: without
+it a small model fills the arguments blindly (``{"input": 1000000000000000}``
+for "what is magic_function(3)?").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    InvalidToolCall,
+    SystemMessage,
+    ToolCall,
+)
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+from pygent_lc.errors import InvalidInputError
+
+#: ``tool_choice`` values that force some tool (the model picks which).
+_ANY_TOOL = ("any", "required")
+_EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+@dataclass(frozen=True)
+class ForcedTools:
+    """The tools a request forces the model to choose from (OpenAI function dicts)."""
+
+    functions: tuple[dict[str, Any], ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [str(function["name"]) for function in self.functions]
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON schema the reply must match."""
+        if len(self.functions) == 1:
+            return _parameters(self.functions[0])
+        definitions: dict[str, Any] = {}
+        choices = []
+        for function in self.functions:
+            parameters = dict(_parameters(function))
+            definitions.update(parameters.pop("$defs", {}))  # refs point at the root
+            choices.append(
+                {
+                    "type": "object",
+                    "properties": {"name": {"const": function["name"]}, "arguments": parameters},
+                    "required": ["name", "arguments"],
+                }
+            )
+        schema: dict[str, Any] = {"anyOf": choices}
+        if definitions:
+            schema["$defs"] = definitions
+        return schema
+
+    def instruction(self) -> str:
+        """What the system message tells the model about the tools it must call."""
+        lines = [
+            f"- {function['name']}({_signature(function)}): {function.get('description') or ''}"
+            for function in self.functions
+        ]
+        if len(self.functions) == 1:
+            return f"Call this function, replying with its arguments as JSON:\n{lines[0]}"
+        return (
+            'Call one of these functions, replying with JSON {"name": ..., "arguments": {...}}:\n'
+            + "\n".join(lines)
+        )
+
+    def response_format(self) -> dict[str, Any]:
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", "_or_".join(self.names))[:64]
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": self.schema()}}
+
+    def call_of(self, text: str, finish_reason: object) -> ToolCall | InvalidToolCall:
+        """The tool call a constrained reply spells; an invalid one if it was cut off."""
+        call_id = f"call_{uuid.uuid4().hex[:24]}"
+        single = len(self.functions) == 1
+        name: str | None = self.names[0] if single else None
+        try:
+            parsed = json.loads(text)
+            if not single:
+                name, parsed = parsed["name"], parsed["arguments"]
+            if not isinstance(parsed, dict) or name not in self.names:
+                raise ValueError("not an object for a bound tool")
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = (
+                "the reply reached max_tokens before the arguments were complete"
+                if finish_reason == "length"
+                else f"the reply is not a call of a bound tool ({exc})"
+            )
+            return invalid_tool_call(name=name, args=text, id=call_id, error=reason)
+        return tool_call(name=str(name), args=parsed, id=call_id)
+
+
+def _parameters(function: Mapping[str, Any]) -> dict[str, Any]:
+    """A function's argument schema; a tool without arguments takes ``{}``."""
+    parameters = function.get("parameters")
+    return dict(parameters) if isinstance(parameters, Mapping) else dict(_EMPTY_OBJECT)
+
+
+def _signature(function: Mapping[str, Any]) -> str:
+    properties = _parameters(function).get("properties") or {}
+    return ", ".join(
+        f"{name}: {spec.get('type', 'any')}" if isinstance(spec, Mapping) else str(name)
+        for name, spec in properties.items()
+    )
+
+
+def forced_tools(kwargs: Mapping[str, Any]) -> ForcedTools | None:
+    """The tools a call's ``tool_choice`` forces, or ``None`` when it forces none."""
+    choice = kwargs.get("tool_choice")
+    functions = [
+        tool["function"]
+        for tool in kwargs.get("tools") or ()
+        if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping)
+    ]
+    if not functions or choice in (None, False, "auto", "none"):
+        return None
+    if choice is True or choice in _ANY_TOOL:
+        return ForcedTools(tuple(functions))
+    wanted = choice
+    if isinstance(choice, Mapping):
+        wanted = (choice.get("function") or {}).get("name") or choice.get("name")
+    chosen = [function for function in functions if function.get("name") == wanted]
+    if not chosen:
+        raise InvalidInputError(
+            f"tool_choice {choice!r} names no bound tool "
+            f"(bound: {', '.join(str(f.get('name')) for f in functions)})"
+        )
+    return ForcedTools(tuple(chosen))
+
+
+def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str, Any]:
+    """The call's keywords with the tools replaced by a JSON schema for the reply.
+
+    The tools are left out: a template that does render them could otherwise
+    steer the model into its own tool-call syntax, which the grammar forbids.
+    """
+    rest = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
+    rest.pop("parallel_tool_calls", None)
+    return {**rest, "response_format": forced.response_format()}
+
+
+def instructed(messages: list[BaseMessage], forced: ForcedTools) -> list[BaseMessage]:
+    """``messages`` with the tools described in the (first) system message."""
+    if messages and isinstance(messages[0], SystemMessage):
+        first = messages[0]
+        merged = f"{forced.instruction()}\n\n{first.text}"
+        return [first.model_copy(update={"content": merged}), *messages[1:]]
+    return [SystemMessage(forced.instruction()), *messages]
+
+
+def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
+    """``result`` with each reply's JSON text turned into a tool call."""
+    generations: list[ChatGeneration] = []
+    for generation in result.generations:
+        message = generation.message
+        info = dict(generation.generation_info or {})
+        call = forced.call_of(message.text, info.get("finish_reason"))
+        valid = "error" not in call
+        if valid and info.get("finish_reason") == "stop":
+            info["finish_reason"] = "tool_calls"  # what a server with tool support says
+        replaced = AIMessage(
+            content="",
+            tool_calls=[call] if valid else [],
+            invalid_tool_calls=[] if valid else [call],
+            additional_kwargs=message.additional_kwargs,
+            response_metadata=message.response_metadata,
+            usage_metadata=getattr(message, "usage_metadata", None),
+            id=message.id,
+        )
+        generations.append(ChatGeneration(message=replaced, generation_info=info))
+    return ChatResult(generations=generations, llm_output=result.llm_output)
+
+
+def as_chunk(result: ChatResult) -> ChatGenerationChunk:
+    """The first reply of ``result`` as one final stream chunk."""
+    generation = result.generations[0]
+    message = generation.message
+    assert isinstance(message, AIMessage)
+    calls = [*message.tool_calls, *message.invalid_tool_calls]
+    chunk = AIMessageChunk(
+        content=message.content,
+        tool_call_chunks=[
+            tool_call_chunk(
+                name=call["name"],
+                args=call["args"] if isinstance(call["args"], str) else json.dumps(call["args"]),
+                id=call["id"],
+                index=index,
+            )
+            for index, call in enumerate(calls)
+        ],
+        additional_kwargs=message.additional_kwargs,
+        response_metadata=message.response_metadata,
+        usage_metadata=message.usage_metadata,
+        id=message.id,
+        chunk_position="last",
+    )
+    return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
+
+
+__all__ = [
+    "ForcedTools",
+    "as_chunk",
+    "as_tool_call",
+    "constrained_request",
+    "forced_tools",
+    "instructed",
+]

@@ -1,0 +1,163 @@
+"""The Chat Completions model every OpenAI-wire provider of this package builds on.
+
+``BaseChatOpenAI`` is the parent (not ``ChatOpenAI``) because ``ChatOpenAI``
+renames ``max_tokens`` to ``max_completion_tokens``, which OpenRouter does not
+document and servers such as llama.cpp ignore. What this class adds is what
+any OpenAI-compatible server needs: the package's own HTTP clients, typed
+errors (also for an error inside a 200 body), token usage on streams, the
+serving provider in ``response_metadata``, and reasoning text kept on replies.
+What a particular server adds (OpenRouter's cost and routing, the embedded
+llama.cpp server's lifecycle) lives in its subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import openai
+from langchain_core.language_models import LangSmithParams
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_openai.chat_models.base import BaseChatOpenAI
+from pydantic import SecretStr, model_validator
+
+from pygent_lc.providers.boundary import ProviderBoundary
+from pygent_lc.providers.error_mapping import error_from_body
+from pygent_lc.providers.http import ProviderHttp
+
+#: Reasoning fields of a reply message or delta, kept in ``additional_kwargs``:
+#: ``reasoning`` (OpenRouter), ``reasoning_content`` (llama.cpp, vLLM, DeepSeek)
+#: and ``reasoning_details`` (OpenRouter's structured form).
+REASONING_KEYS = ("reasoning", "reasoning_content", "reasoning_details")
+
+
+class OpenAICompatibleChatModel(ProviderBoundary, BaseChatOpenAI):
+    """Chat Completions against any OpenAI-compatible server.
+
+    Every reply's ``response_metadata["model_provider"]`` and LangSmith's
+    ``ls_provider`` are :attr:`provider_label`. Streams ask for token usage
+    (``stream_options.include_usage``) unless ``stream_usage=False``.
+    """
+
+    provider_label: str = "openai-compatible"
+    use_responses_api: bool | None = False
+    """Chat Completions only: OpenAI-compatible servers do not serve the Responses API."""
+    stream_usage: bool | None = True
+    """Ask for the usage chunk on streams; ``BaseChatOpenAI`` only does for api.openai.com."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_http_clients(cls, values: Any) -> Any:
+        """Loop-safe, deadline-aware HTTP clients unless the caller brought their own.
+
+        langchain-openai otherwise shares one cached async client per process,
+        which breaks on the second event loop (see :mod:`pygent_lc.providers.http`).
+        """
+        if (
+            not isinstance(values, dict)
+            or values.get("http_client")
+            or values.get("http_async_client")
+        ):
+            return values
+        timeout = values.get("timeout", values.get("request_timeout"))
+        pools = ProviderHttp(
+            timeout=timeout if isinstance(timeout, int | float) else None,
+            socket_options=tuple(values.get("http_socket_options") or ()),
+        )
+        return {
+            **values,
+            "http_socket_options": (),  # ours are set on our transports, as given
+            "http_pools": pools,
+            "http_client": pools.sync_client(),
+            "http_async_client": pools.async_client(),
+        }
+
+    @property
+    def _llm_type(self) -> str:
+        return "openai-compatible-chat"
+
+    def _secrets(self) -> Sequence[str]:
+        key = self.openai_api_key
+        return (key.get_secret_value(),) if isinstance(key, SecretStr) else ()
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = self.provider_label
+        return params
+
+    def _reply_extras(
+        self, body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Server-specific fields of a reply (or of a stream's usage chunk, with
+        ``choice`` empty) to copy into ``response_metadata``; none by default."""
+        return {}
+
+    def _create_chat_result(
+        self,
+        response: dict[str, Any] | openai.BaseModel,
+        generation_info: dict[str, Any] | None = None,
+    ) -> ChatResult:
+        body = (
+            response
+            if isinstance(response, dict)
+            else response.model_dump(
+                exclude={"choices": {"__all__": {"message": {"parsed"}}}}, warnings=False
+            )
+        )
+        if body.get("error") or not body.get("choices"):
+            raise error_from_body(
+                body.get("error") or "reply has no choices",
+                provider=self.provider_label,
+                model=self.model_name,
+            )
+        result = super()._create_chat_result(response, generation_info)
+        usage = body.get("usage") or {}
+        for generation, choice in zip(result.generations, body["choices"], strict=False):
+            extras = self._reply_extras(body, choice, usage)
+            if extras:
+                generation.generation_info = {**(generation.generation_info or {}), **extras}
+            message = generation.message
+            message.response_metadata["model_provider"] = self.provider_label
+            message.additional_kwargs.update(reasoning_of(choice.get("message")))
+        return result
+
+    def _convert_chunk_to_generation_chunk(
+        self,
+        chunk: dict[str, Any],
+        default_chunk_class: type,
+        base_generation_info: dict[str, Any] | None,
+    ) -> ChatGenerationChunk | None:
+        converted = super()._convert_chunk_to_generation_chunk(
+            chunk, default_chunk_class, base_generation_info
+        )
+        if converted is None:
+            return None
+        if "model_provider" in converted.message.response_metadata:
+            converted.message.response_metadata["model_provider"] = self.provider_label
+        choices = chunk.get("choices") or []
+        if choices:
+            converted.message.additional_kwargs.update(reasoning_of(choices[0].get("delta")))
+        extras: dict[str, Any] = {}
+        # Each extra goes on exactly one chunk: chunk metadata is merged by
+        # concatenating strings, so repeating a string field would double it.
+        if choices and choices[0].get("finish_reason"):
+            extras.update(self._reply_extras(chunk, choices[0], {}))
+        if chunk.get("usage"):
+            extras.update(self._reply_extras({}, {}, chunk["usage"]))
+        if extras:
+            converted.generation_info = {**(converted.generation_info or {}), **extras}
+        return converted
+
+
+def reasoning_of(message: object) -> dict[str, Any]:
+    """The reasoning fields of a message or delta, when present.
+
+    Kept in ``additional_kwargs``, where stream chunks merge them: text
+    fragments concatenate, detail fragments merge by their ``index``.
+    """
+    if not isinstance(message, dict):
+        return {}
+    return {key: message[key] for key in REASONING_KEYS if message.get(key)}
+
+
+__all__ = ["REASONING_KEYS", "OpenAICompatibleChatModel", "reasoning_of"]
