@@ -64,13 +64,14 @@ class OpenAICompatibleChatModel(ProviderBoundary, BaseChatOpenAI):
             timeout=timeout if isinstance(timeout, int | float) else None,
             socket_options=tuple(values.get("http_socket_options") or ()),
         )
-        return {
-            **values,
-            "http_socket_options": (),  # ours are set on our transports, as given
+        clients = {
             "http_pools": pools,
             "http_client": pools.sync_client(),
             "http_async_client": pools.async_client(),
         }
+        if "http_socket_options" in cls.model_fields:  # langchain-openai >= 1.2
+            clients["http_socket_options"] = ()  # ours are set on our transports, as given
+        return {**values, **clients}
 
     @property
     def _llm_type(self) -> str:
