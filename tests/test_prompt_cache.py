@@ -157,7 +157,7 @@ async def test_a_fallback_chain_marks_only_where_the_model_needs_it(
 async def test_other_runnables_get_the_plain_prompt() -> None:
     seen: list[list[BaseMessage]] = []
 
-    def reply(messages: list[BaseMessage]) -> AIMessage:
+    def reply(messages: list[BaseMessage], **_: Any) -> AIMessage:
         seen.append(messages)
         return AIMessage(content="ok")
 
