@@ -65,6 +65,7 @@ class PuzzleRun:
     error: str | None = None
     paper_llm_calls: int | None = None
     paper_solved: bool | None = None
+    cached_input_tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,6 +134,7 @@ async def run_puzzle(
         output_tokens=result.stats.output_tokens,
         input_tokens=result.stats.input_tokens,
         cost_usd=result.stats.cost_usd,
+        cached_input_tokens=result.stats.cached_input_tokens,
         wall_time_s=result.stats.wall_time_s,
         budget_exhausted=result.stats.budget_exhausted,
         extra={
@@ -171,6 +173,8 @@ class Row:
     input_tokens: float | None
     output_tokens: float | None
     cost_usd: float | None
+    cached_tokens: float | None = 0.0
+    """Input tokens read from the provider's prompt cache (the replay has none)."""
 
     def cells(self) -> list[object]:
         tokens = (
@@ -185,7 +189,7 @@ class Row:
             f"{self.requests:.1f}",
             "-" if self.input_tokens is None else f"{self.input_tokens:,.0f}",
             "-" if self.output_tokens is None else f"{self.output_tokens:,.0f}",
-            0 if tokens is not None else "-",
+            "-" if self.cached_tokens is None else f"{self.cached_tokens:,.0f}",
             "-" if tokens is None else f"{tokens:,.0f}",
             "-" if self.cost_usd is None else f"{self.cost_usd:.3f}",
         ]
@@ -208,6 +212,7 @@ def engine_row(runs: list[PuzzleRun], beam: int) -> Row:
     inputs = [r.input_tokens for r in runs if r.input_tokens is not None]
     outputs = [r.output_tokens for r in runs if r.output_tokens is not None]
     costs = [r.cost_usd for r in runs if r.cost_usd is not None]
+    cached = [r.cached_input_tokens for r in runs if r.cached_input_tokens is not None]
     return Row(
         label="this engine, one engine for all puzzles",
         beam=beam,
@@ -216,6 +221,7 @@ def engine_row(runs: list[PuzzleRun], beam: int) -> Row:
         input_tokens=_mean(inputs) if len(inputs) == len(runs) else None,
         output_tokens=_mean(outputs) if len(outputs) == len(runs) else None,
         cost_usd=_mean(costs) if len(costs) == len(runs) else None,
+        cached_tokens=_mean(cached) if len(cached) == len(runs) else None,
     )
 
 

@@ -6,13 +6,21 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.budget import CostBudget, CostEstimator, HeldStream, Hold
-from pygent_lc.errors import ProviderError, ProviderUnavailableError, StreamInterruptedError
-from pygent_lc.resources import Closable, aclose_runnable, close_runnable
+from pygent_lc.errors import (
+    InvalidInputError,
+    ProviderError,
+    ProviderUnavailableError,
+    StreamInterruptedError,
+)
+from pygent_lc.providers.boundary import ProviderBoundary
+from pygent_lc.providers.cache_markers import cached_prefix_message
+from pygent_lc.resources import Closable, aclose_runnable, close_runnable, runnable_parts
 from pygent_lc.usage import UsageTracker
 from pygent_lc.validation import validate_generation_params, validate_prompt
 
@@ -26,6 +34,13 @@ class LangChainBackend(LLMBackend, Closable):
     checked, then passed to the Runnable as call keywords, which every
     provider of the chain puts on the wire in its own format. Usage is
     tracked in :attr:`usage`; extra ``callbacks`` see every call too.
+
+    ``cache_prefix`` (a start of the prompt that repeats across calls) sends
+    the prompt as two text blocks, the first marked ``cache_control``, when
+    every chat model in the Runnable is one of this package's providers;
+    each decides whether the marker reaches the wire (see
+    :mod:`pygent_lc.providers.cache_markers`). Any other Runnable gets the
+    plain prompt, as without the keyword.
 
     ``close()`` / ``aclose()`` (or ``with`` / ``async with``) release the
     chain's pooled connections and stop an embedded server it started; the
@@ -59,15 +74,17 @@ class LangChainBackend(LLMBackend, Closable):
             )
         )
 
+    accepts_cache_prefix = True
+
     async def generate(self, prompt: str, **kwargs: Any) -> str:
         """The completion of ``prompt``: non-empty text, or a typed error."""
-        messages, params = _request(prompt, kwargs)
+        messages, params = self._request(prompt, kwargs)
         async with self._reserved(prompt, params):
             return reply_text(await self.runnable.ainvoke(messages, self._config(), **params))
 
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
         """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
-        messages, params = _request(prompt, kwargs)
+        messages, params = self._request(prompt, kwargs)
         with self._reserved(prompt, params):
             return reply_text(self.runnable.invoke(messages, self._config(), **params))
 
@@ -76,6 +93,21 @@ class LangChainBackend(LLMBackend, Closable):
 
     async def aclose(self) -> None:
         await aclose_runnable(self.runnable)
+
+    def _request(
+        self, prompt: object, kwargs: dict[str, Any]
+    ) -> tuple[list[BaseMessage], dict[str, Any]]:
+        params = dict(kwargs)
+        prefix = params.pop("cache_prefix", None)
+        text = validate_prompt(prompt)
+        checked = validate_generation_params(params)
+        if prefix is None or prefix == "":
+            return [HumanMessage(content=text)], checked
+        if not isinstance(prefix, str) or not text.startswith(prefix):
+            raise InvalidInputError("cache_prefix must be a string the prompt starts with")
+        if not _knows_cache_markers(self.runnable):
+            return [HumanMessage(content=text)], checked
+        return [cached_prefix_message(prefix, text[len(prefix) :])], checked
 
     def _config(self) -> RunnableConfig:
         """The ambient run's config (when called inside a Runnable, e.g. the ToT engine)
@@ -107,7 +139,7 @@ class LangChainBackend(LLMBackend, Closable):
         """
 
         async def start() -> tuple[AsyncIterator[str], Hold]:
-            messages, params = _request(prompt, kwargs)
+            messages, params = self._request(prompt, kwargs)
             config = self._config()
             hold = self._reserved(prompt, params)
             await hold.__aenter__()
@@ -119,8 +151,11 @@ class LangChainBackend(LLMBackend, Closable):
         return self.usage.totals()
 
 
-def _request(prompt: object, kwargs: dict[str, Any]) -> tuple[list[BaseMessage], dict[str, Any]]:
-    return [HumanMessage(content=validate_prompt(prompt))], validate_generation_params(kwargs)
+def _knows_cache_markers(runnable: object) -> bool:
+    """Whether every chat model inside ``runnable`` is one of this package's providers
+    (which decide about ``cache_control`` per model), and there is at least one."""
+    models = [part for part in runnable_parts(runnable) if isinstance(part, BaseChatModel)]
+    return bool(models) and all(isinstance(model, ProviderBoundary) for model in models)
 
 
 async def stream_text(

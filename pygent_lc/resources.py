@@ -29,6 +29,11 @@ def chat_models_in(runnable: object) -> list[ProviderBoundary]:
     return list(found.values())
 
 
+def runnable_parts(runnable: object) -> list[object]:
+    """Everything inside ``runnable`` that the walk reaches, ``runnable`` first."""
+    return list(_walk(runnable, set()))
+
+
 def _walk(runnable: object, seen: set[int]) -> Iterator[object]:
     if runnable is None or id(runnable) in seen:
         return

@@ -29,6 +29,10 @@ class UsageSummary:
     cost_usd: float
     mean_latency_s: float
     p95_latency_s: float
+    cached_input_tokens: int = 0
+    """Input tokens served from the provider's prompt cache (part of ``input_tokens``)."""
+    cache_discount_usd: float = 0.0
+    """OpenRouter's ``cache_discount``: what the cache took off ``cost_usd``."""
 
 
 @dataclass
@@ -38,6 +42,8 @@ class _Bucket:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    cached_input_tokens: int = 0
+    cache_discount_usd: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
 
@@ -54,7 +60,10 @@ class UsageTracker(BaseCallbackHandler):
     Each request counts as a call, retries and fallbacks included; a request
     that raised counts as a failure too. Cost comes from OpenRouter's
     ``usage.cost`` (``response_metadata["cost"]``) and is 0 where the provider
-    reports none (Ollama, the local model). ``model`` is the model that
+    reports none (Ollama, the local model). Input tokens read from a prompt
+    cache (``usage_metadata["input_token_details"]["cache_read"]``, OpenRouter's
+    ``prompt_tokens_details.cached_tokens``) and OpenRouter's ``cache_discount``
+    are totalled too. ``model`` is the model that
     actually served when the reply says so. Thread-safe and run inline, so it
     is exact under concurrent calls.
     """
@@ -91,8 +100,8 @@ class UsageTracker(BaseCallbackHandler):
             run = self._runs.pop(run_id, None)
         if run is None:
             return
-        input_tokens = output_tokens = 0
-        cost = 0.0
+        input_tokens = output_tokens = cached = 0
+        cost = discount = 0.0
         model = run.model
         for generations in response.generations:
             for generation in generations:
@@ -102,7 +111,10 @@ class UsageTracker(BaseCallbackHandler):
                 usage = getattr(message, "usage_metadata", None) or {}
                 input_tokens += int(usage.get("input_tokens", 0))
                 output_tokens += int(usage.get("output_tokens", 0))
+                details = usage.get("input_token_details") or {}
+                cached += int(details.get("cache_read") or 0)
                 cost += float(message.response_metadata.get("cost") or 0.0)
+                discount += float(message.response_metadata.get("cache_discount") or 0.0)
                 model = str(message.response_metadata.get("model_name") or model)
         with self._lock:
             bucket = self._buckets.setdefault((run.provider, model), _Bucket())
@@ -110,6 +122,8 @@ class UsageTracker(BaseCallbackHandler):
             bucket.input_tokens += input_tokens
             bucket.output_tokens += output_tokens
             bucket.cost_usd += cost
+            bucket.cached_input_tokens += cached
+            bucket.cache_discount_usd += discount
             bucket.latencies.append(ended - run.started)
             self._largest_cost_usd = max(self._largest_cost_usd, cost)
 
@@ -125,7 +139,8 @@ class UsageTracker(BaseCallbackHandler):
             bucket.latencies.append(ended - run.started)
 
     def summary(self) -> dict[tuple[str, str], UsageSummary]:
-        """Per (provider, model): calls, failures, tokens, cost, mean and p95 latency."""
+        """Per (provider, model): calls, failures, tokens (cached ones too), cost,
+        cache discount, mean and p95 latency."""
         with self._lock:
             return {
                 key: UsageSummary(
@@ -138,6 +153,8 @@ class UsageTracker(BaseCallbackHandler):
                     cost_usd=bucket.cost_usd,
                     mean_latency_s=sum(bucket.latencies) / len(bucket.latencies),
                     p95_latency_s=_percentile(bucket.latencies, 0.95),
+                    cached_input_tokens=bucket.cached_input_tokens,
+                    cache_discount_usd=bucket.cache_discount_usd,
                 )
                 for key, bucket in self._buckets.items()
             }
@@ -157,6 +174,8 @@ class UsageTracker(BaseCallbackHandler):
                 input_tokens=sum(b.input_tokens for b in buckets),
                 output_tokens=sum(b.output_tokens for b in buckets),
                 cost_usd=sum(b.cost_usd for b in buckets),
+                cached_input_tokens=sum(b.cached_input_tokens for b in buckets),
+                cache_discount_usd=sum(b.cache_discount_usd for b in buckets),
             )
 
 

@@ -14,6 +14,7 @@ from pydantic import model_validator
 
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderUnavailableError
 from pygent_lc.providers.boundary import ProviderBoundary
+from pygent_lc.providers.cache_markers import without_cache_markers
 from pygent_lc.providers.error_mapping import map_exception
 from pygent_lc.providers.http import ProviderHttp
 from pygent_lc.settings import Settings
@@ -79,7 +80,9 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
             for keyword, option in _OPTION_KEYWORDS.items()
             if kwargs.get(keyword) is not None
         }
-        params = super()._chat_params(messages, stop, **kwargs)
+        # Ollama reuses a repeated prefix by itself; marked text blocks would
+        # reach it joined by newlines, so it gets the plain prompt.
+        params = super()._chat_params(without_cache_markers(messages), stop, **kwargs)
         if per_call:
             params["options"] = {**(params.get("options") or {}), **per_call}
         return params

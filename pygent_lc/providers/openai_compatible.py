@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import openai
-from langchain_core.language_models import LangSmithParams
+from langchain_core.language_models import LangSmithParams, LanguageModelInput
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import SecretStr, model_validator
 
 from pygent_lc.providers.boundary import ProviderBoundary
+from pygent_lc.providers.cache_markers import without_cache_markers
 from pygent_lc.providers.error_mapping import error_from_body
 from pygent_lc.providers.http import ProviderHttp
 
@@ -85,6 +87,18 @@ class OpenAICompatibleChatModel(ProviderBoundary, BaseChatOpenAI):
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = self.provider_label
         return params
+
+    def _cache_markers(self, messages: list[BaseMessage]) -> list[BaseMessage]:
+        """``messages`` as this server should get them: without prompt-cache markers
+        by default (see :mod:`pygent_lc.providers.cache_markers`)."""
+        return without_cache_markers(messages)
+
+    def _get_request_payload(
+        self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        messages = self._cache_markers(self._convert_input(input_).to_messages())
+        payload: dict[str, Any] = super()._get_request_payload(messages, stop=stop, **kwargs)
+        return payload
 
     def _reply_extras(
         self, body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]

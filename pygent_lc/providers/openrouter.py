@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import openai
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_core.runnables import Runnable
@@ -21,11 +21,12 @@ from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import SecretStr, model_validator
 
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.providers.cache_markers import needs_explicit_breakpoints
 from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
 from pygent_lc.settings import Settings
 
 # OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
-_USAGE_EXTRAS = ("cost", "cost_details", "is_byok")
+_USAGE_EXTRAS = ("cost", "cost_details", "is_byok", "cache_discount")
 FREE_MODEL_REQUESTS_PER_MINUTE = 20
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 # Stands in for a missing key so the openai clients can be built; never sent:
@@ -86,6 +87,16 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
         routing.setdefault("require_parameters", True)
         routed = self.model_copy(update={"extra_body": {**extras, "provider": routing}})
         return BaseChatOpenAI.with_structured_output(routed, schema, method=method, **kwargs)
+
+    def _cache_markers(self, messages: list[BaseMessage]) -> list[BaseMessage]:
+        """Prompt-cache markers stay for models that cache only at explicit breakpoints
+        (Anthropic, Gemini: this model or one of its ``models`` fallbacks); the
+        others cache prefixes by themselves and get plain text."""
+        fallbacks = (self.extra_body or {}).get("models") or []
+        models = [self.model_name, *(m for m in fallbacks if isinstance(m, str))]
+        if needs_explicit_breakpoints(models):
+            return messages
+        return super()._cache_markers(messages)
 
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any

@@ -19,6 +19,7 @@ from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.budget import CostBudget, Hold
 from pygent_lc.errors import AllProvidersFailedError, BudgetExceededError, ProviderError
 from pygent_lc.tot.config import ToTConfig
+from pygent_lc.tot.tasks.prompt import static_prefix
 
 #: The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
@@ -148,6 +149,10 @@ class LLMCaller:
             kwargs["max_tokens"] = self._config.max_tokens
         if stop:
             kwargs["stop"] = stop
+        # The prompt's fixed start, for backends that can have it cached; others
+        # never see the keyword (plain ``LLMBackend`` implementations).
+        if self._backend.accepts_cache_prefix and (prefix := static_prefix(prompt)):
+            kwargs["cache_prefix"] = prefix
         async with self._semaphore:
             # Checked after acquiring, so calls queued behind the semaphore see
             # the spend of the calls that finished while they waited.

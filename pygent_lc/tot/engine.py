@@ -183,7 +183,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             peak_in_flight=counters.peak_in_flight,
             input_tokens=None if usage is None else usage.input_tokens,
             output_tokens=None if usage is None else usage.output_tokens,
+            cached_input_tokens=None if usage is None else usage.cached_input_tokens,
             cost_usd=None if usage is None else usage.cost_usd,
+            cache_discount_usd=None if usage is None else usage.cache_discount_usd,
             wall_time_s=time.perf_counter() - started,
             budget_exhausted=caller.exhausted,
         )

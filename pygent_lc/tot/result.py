@@ -57,7 +57,12 @@ class ToTStats(BaseModel):
     input_tokens: int | None = None
     """``None`` when the backend does not report usage."""
     output_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    """Input tokens the provider read from its prompt cache (part of ``input_tokens``)."""
     cost_usd: float | None = None
+    """What the search cost, prompt-cache discount already taken off (OpenRouter's ``cost``)."""
+    cache_discount_usd: float | None = None
+    """What the prompt cache saved, as OpenRouter reports it (``cache_discount``)."""
     wall_time_s: float = 0.0
     budget_exhausted: str | None = None
     """Why the search stopped early on a budget, or ``None``."""

@@ -31,6 +31,25 @@ def message_text(content: Any) -> str:
     return ""
 
 
+def marked_prefixes(body: Mapping[str, Any]) -> list[str]:
+    """Per message, the text up to and including its last ``cache_control``-marked block."""
+    prefixes: list[str] = []
+    for message in messages_of(body):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        parts: list[str] = []
+        marked = ""
+        for part in content:
+            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+                if "cache_control" in part:
+                    marked = "".join(parts)
+        if marked:
+            prefixes.append(marked)
+    return prefixes
+
+
 def messages_of(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     messages = body.get("messages")
     if not isinstance(messages, list):

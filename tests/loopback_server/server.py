@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any, Literal, NoReturn
 from urllib.parse import parse_qs
 
-from .answers import Answer, Responder, build_answer, echo_responder
+from .answers import Answer, Responder, build_answer, echo_responder, marked_prefixes
 from .catalogs import (
     default_openrouter_catalog,
     normalize_openrouter_entry,
@@ -522,7 +522,8 @@ class _Handler(BaseHTTPRequestHandler):
 
         # normal answer ("ok" / "latency")
         thoughts = _reasoning_tokens(body)
-        usage = owner._usage(answer, len(thoughts))
+        cached = owner._cached_tokens(body)
+        usage = owner._usage(answer, len(thoughts), cached)
         if stream:
             self._start_chunked("text/event-stream", hdrs)
             self._chunk(KEEPALIVE_COMMENT)
@@ -540,11 +541,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"data: [DONE]\n\n")
             self._end_chunked()
         else:
-            self._send_json(200, self._or_completion(base, answer, thoughts), hdrs)
+            self._send_json(200, self._or_completion(base, answer, thoughts, cached), hdrs)
         owner._store_generation(gen_id, model, answer, usage["cost"], started, stream)
 
     def _or_completion(
-        self, base: Mapping[str, Any], answer: Answer, thoughts: Sequence[str] = ()
+        self,
+        base: Mapping[str, Any],
+        answer: Answer,
+        thoughts: Sequence[str] = (),
+        cached_tokens: int = 0,
     ) -> dict[str, Any]:
         reasoning = "".join(thoughts) or None
         return {
@@ -570,7 +575,7 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 }
             ],
-            "usage": self.owner._usage(answer, len(thoughts)),
+            "usage": self.owner._usage(answer, len(thoughts), cached_tokens),
         }
 
     def _abort(self) -> NoReturn:
@@ -924,6 +929,7 @@ class LoopbackServer:
         self._recorded: dict[Protocol, list[RecordedRequest]] = {p: [] for p in PROTOCOLS}
         self._all_recorded: list[RecordedRequest] = []
         self._generations: dict[str, _Generation] = {}
+        self._cache_prefixes: set[str] = set()
         self._errors: list[str] = []
         self._ids = itertools.count(1)
         self._stopping = threading.Event()
@@ -1033,6 +1039,7 @@ class LoopbackServer:
                 self._recorded[protocol].clear()
             self._all_recorded.clear()
             self._generations.clear()
+            self._cache_prefixes.clear()
             self._errors.clear()
 
     @property
@@ -1102,19 +1109,40 @@ class LoopbackServer:
     def _new_generation_id(self) -> str:
         return f"gen-{int(time.time())}-{next(self._ids):06d}{uuid.uuid4().hex[:12]}"
 
-    def _usage(self, answer: Answer, reasoning_tokens: int = 0) -> dict[str, Any]:
-        """Usage as OpenRouter reports it; reasoning tokens bill as completion tokens."""
+    def _cached_tokens(self, body: Mapping[str, Any]) -> int:
+        """Prompt words served "from cache": those of each ``cache_control``-marked
+        prefix this server has seen before (it is remembered on first sight)."""
+        cached = 0
+        with self._lock:
+            for prefix in marked_prefixes(body):
+                if prefix in self._cache_prefixes:
+                    cached += len(prefix.split())
+                else:
+                    self._cache_prefixes.add(prefix)
+        return cached
+
+    def _usage(
+        self, answer: Answer, reasoning_tokens: int = 0, cached_tokens: int = 0
+    ) -> dict[str, Any]:
+        """Usage as OpenRouter reports it; reasoning tokens bill as completion tokens.
+
+        Cached prompt words bill at a tenth of the price; the difference is the
+        ``cache_discount`` (only reported when something was cached).
+        """
         completion_tokens = answer.completion_tokens + reasoning_tokens
-        prompt_cost = answer.prompt_tokens * self.price_in
+        discount = cached_tokens * self.price_in * 0.9
+        prompt_cost = answer.prompt_tokens * self.price_in - discount
         completion_cost = completion_tokens * self.price_out
+        extra = {"cache_discount": discount} if cached_tokens else {}
         return {
+            **extra,
             "prompt_tokens": answer.prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": answer.prompt_tokens + completion_tokens,
             "cost": prompt_cost + completion_cost,
             "is_byok": False,
             "prompt_tokens_details": {
-                "cached_tokens": 0,
+                "cached_tokens": cached_tokens,
                 "cache_write_tokens": 0,
                 "audio_tokens": 0,
             },

@@ -33,11 +33,13 @@ EXPECTED_TASKS_ALL = [
     "PAPER_TEST_RANGE",
     "Game24Task",
     "GenericTask",
+    "SplitPrompt",
     "Task",
     "UnsafeExpressionError",
     "check_24",
     "evaluate_arithmetic",
     "load_game24_puzzles",
+    "split_template",
 ]
 
 

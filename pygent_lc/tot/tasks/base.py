@@ -3,6 +3,10 @@
 A state is the problem plus the path of thoughts taken so far (``steps``).
 The engine owns the search and the LLM calls; the task owns the prompts, how
 to read the model's answers, and when a state is a finished answer.
+
+A prompt method may return a :class:`~pygent_lc.tot.tasks.prompt.SplitPrompt`
+(still a ``str``) to say which start of the prompt is fixed across calls;
+the engine then lets backends that can ask the provider to cache it.
 """
 
 from __future__ import annotations

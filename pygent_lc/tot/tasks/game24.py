@@ -32,6 +32,7 @@ from pygent_lc.tot.tasks.game24_prompts import (
     VALUE_PROMPT,
     VOTE_PROMPT,
 )
+from pygent_lc.tot.tasks.prompt import SplitPrompt, split_template
 
 __all__ = [
     "PAPER_TEST_RANGE",
@@ -138,15 +139,16 @@ class Game24Task:
     def _answer_step(self, problem: str, steps: Sequence[str]) -> bool:
         return bool(steps) and current_numbers(problem, steps) == "24"
 
-    def _cot(self, problem: str, steps: Sequence[str]) -> str:
+    def _cot(self, problem: str, steps: Sequence[str]) -> SplitPrompt:
         body = "".join(step + "\n" for step in steps)
-        return COT_PROMPT.format(input=problem) + "Steps:\n" + body
+        cot = split_template(COT_PROMPT, input=problem)
+        return SplitPrompt(cot.static, cot.dynamic + "Steps:\n" + body)
 
     def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
         # As in the paper: once 24 is left, "proposing" is writing the answer.
         if self._answer_step(problem, steps):
             return self._cot(problem, steps)
-        return PROPOSE_PROMPT.format(input=current_numbers(problem, steps))
+        return split_template(PROPOSE_PROMPT, input=current_numbers(problem, steps))
 
     def parse_proposals(self, output: str, problem: str, steps: Sequence[str]) -> list[str]:
         lines = unique_lines(output)
@@ -184,8 +186,8 @@ class Game24Task:
     def value_prompt(self, problem: str, steps: Sequence[str]) -> str:
         if self.is_final(problem, steps):
             answer = _ANSWER.sub("", steps[-1], count=1).strip()
-            return VALUE_LAST_STEP_PROMPT.format(input=problem, answer=answer)
-        return VALUE_PROMPT.format(input=current_numbers(problem, steps))
+            return split_template(VALUE_LAST_STEP_PROMPT, input=problem, answer=answer)
+        return split_template(VALUE_PROMPT, input=current_numbers(problem, steps))
 
     def parse_value(self, output: str) -> float:
         """The paper's reading: the last line's label, as a whole word; else 0."""
@@ -211,7 +213,7 @@ class Game24Task:
         choices = "\n".join(
             f"Choice {i}:\n" + "\n".join(steps) for i, steps in enumerate(candidates, start=1)
         )
-        return VOTE_PROMPT.format(input=problem, choices=choices)
+        return split_template(VOTE_PROMPT, input=problem, choices=choices)
 
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
         return parse_vote(output, n_candidates)

@@ -6,6 +6,10 @@ Same shapes as the prompts of Yao et al. (2023), princeton-nlp/tree-of-thought-l
 sure / likely / impossible; a few-shot *last-step value* prompt judging a full
 answer; and a chain-of-thought prompt that writes the ``Answer:`` line once
 24 is left. The worked examples here are our own.
+
+Every prompt starts with its fixed part (instructions and examples) and ends
+with the state asked about, so the start is byte-identical on every call and
+a provider can cache it (see :func:`pygent_lc.tot.tasks.prompt.split_template`).
 """
 
 from __future__ import annotations
@@ -111,8 +115,9 @@ Answer: {answer}
 Judge:"""
 
 VOTE_PROMPT = """\
-Use numbers and basic arithmetic operations (+ - * /) to obtain 24 from: {input}
-Each choice below is a partial solution. Analyse which one is most likely to reach 24, \
-then end with "The best choice is N".
+Use numbers and basic arithmetic operations (+ - * /) to obtain 24. Each choice below is a \
+partial solution. Analyse which one is most likely to reach 24, then end with \
+"The best choice is N".
+Input: {input}
 {choices}
 """

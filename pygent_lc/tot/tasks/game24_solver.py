@@ -224,7 +224,7 @@ def _reply_judge(prompt: str) -> str:
 
 
 def _reply_vote(prompt: str) -> str:
-    match = re.search(r"obtain 24 from: (.*)", prompt)
+    match = re.search(r"^Input: (.*)$", prompt, flags=re.MULTILINE)
     puzzle = match.group(1).strip() if match else ""
     chunks = re.split(r"^Choice (\d+):\s*$", prompt, flags=re.MULTILINE)
     for label, body in zip(chunks[1::2], chunks[2::2], strict=False):

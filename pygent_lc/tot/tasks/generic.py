@@ -20,6 +20,7 @@ from pygent_lc.tot.tasks._text import (
     strip_bullet,
     unique_lines,
 )
+from pygent_lc.tot.tasks.prompt import SplitPrompt
 from pygent_lc.validation import MAX_PROMPT_CHARS
 
 FINAL_PREFIX = "Final answer:"
@@ -27,16 +28,24 @@ _FINAL = re.compile(r"^\s*final answer\s*:\s*", re.IGNORECASE)
 _SCORE = re.compile(r"(?:score|rating)\s*[:=]?\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
 _NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
 _WORDS = {"sure": 1.0, "likely": 0.5, "impossible": 0.0}
+# Every prompt states the problem first: the part all calls of a search share.
+_PROBLEM = "Problem:\n{problem}\n\n"
 _VALUE_PROMPT = (
-    "Problem:\n{problem}\n\n"
     "Partial reasoning:\n{steps}\n\n"
     "How likely is this reasoning to lead to a correct answer? Think briefly, then "
     "end with a line 'Score: N' where N is from 1 (hopeless) to 10 (certainly right).\n"
 )
 # Bump the suffix when the reading of value answers changes.
-_VALUE_VERSION = hashlib.sha256((_VALUE_PROMPT + "score-or-last-word/1").encode()).hexdigest()[:16]
+_VALUE_VERSION = hashlib.sha256(
+    (_PROBLEM + _VALUE_PROMPT + "score-or-last-word/1").encode()
+).hexdigest()[:16]
 #: Two samples this close (on the 0-1 scale) agree.
 AGREEMENT = 0.1
+
+
+def _with_problem(problem: str, rest: str) -> SplitPrompt:
+    """``rest`` after the problem statement, which is the prompt's static prefix."""
+    return SplitPrompt(_PROBLEM.format(problem=problem), rest)
 
 
 def _format_steps(steps: Sequence[str]) -> str:
@@ -71,12 +80,12 @@ class GenericTask:
 
     # generation -----------------------------------------------------------
     def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
-        return (
-            f"Problem:\n{problem}\n\n"
+        return _with_problem(
+            problem,
             f"Reasoning so far:\n{_format_steps(steps)}\n\n"
             f"Propose up to {self.n_proposals} different possible next steps, one per line, "
             "each a single short sentence. If a step gives the final answer, start it with "
-            f"'{FINAL_PREFIX}'.\nPossible next steps:\n"
+            f"'{FINAL_PREFIX}'.\nPossible next steps:\n",
         )
 
     def parse_proposals(self, output: str, problem: str, steps: Sequence[str]) -> list[str]:
@@ -84,11 +93,11 @@ class GenericTask:
         return lines[: self.n_proposals]
 
     def sample_prompt(self, problem: str, steps: Sequence[str]) -> str:
-        return (
-            f"Problem:\n{problem}\n\n"
+        return _with_problem(
+            problem,
             f"Reasoning so far:\n{_format_steps(steps)}\n\n"
             "Write the single next step of the reasoning in one short paragraph. If it gives "
-            f"the final answer, start it with '{FINAL_PREFIX}'.\nNext step:\n"
+            f"the final answer, start it with '{FINAL_PREFIX}'.\nNext step:\n",
         )
 
     def sample_stop(self, problem: str, steps: Sequence[str]) -> list[str] | None:
@@ -103,7 +112,7 @@ class GenericTask:
         return None
 
     def value_prompt(self, problem: str, steps: Sequence[str]) -> str:
-        return _VALUE_PROMPT.format(problem=problem, steps=_format_steps(steps))
+        return _with_problem(problem, _VALUE_PROMPT.format(steps=_format_steps(steps)))
 
     def parse_value(self, output: str) -> float:
         """A 1-10 score read as 0.1-1.0; else the last line's sure/likely/impossible
@@ -132,11 +141,11 @@ class GenericTask:
         choices = "\n\n".join(
             f"Choice {i}:\n{_format_steps(steps)}" for i, steps in enumerate(candidates, start=1)
         )
-        return (
-            f"Problem:\n{problem}\n\n"
+        return _with_problem(
+            problem,
             "Here are several partial solutions. Analyse each briefly, then decide which one "
             "is most promising and end with 'The best choice is N'.\n\n"
-            f"{choices}\n"
+            f"{choices}\n",
         )
 
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
