@@ -10,7 +10,10 @@ from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
 from pygent_lc.langchain_backend import LangChainBackend
 from pygent_lc.settings import Settings
+from pygent_lc.telemetry import instrument_from_env
 from pygent_lc.usage import UsageSummary, UsageTracker
+
+instrument_from_env()  # PYGENT_OTEL=1: OpenTelemetry spans and metrics
 
 __all__ = [
     "LLMBackend",

@@ -37,6 +37,7 @@ import itertools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -121,6 +122,7 @@ class CircuitBreaker:
         self._probe_started = 0.0
         self._probe_ids = itertools.count(1)
         self._last_error: ProviderError | None = None
+        _LIVE.add(self)
 
     @property
     def enabled(self) -> bool:
@@ -230,6 +232,14 @@ class CircuitBreaker:
             retryable=False,
             retry_after=admission.retry_in,
         )
+
+
+_LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+
+
+def live_breakers() -> list[CircuitBreaker]:
+    """Every breaker still in use in this process (telemetry reports their state)."""
+    return list(_LIVE)
 
 
 class ProviderBreaker(RunnableBindingBase[Any, Any]):
@@ -364,5 +374,6 @@ __all__ = [
     "CircuitOpenError",
     "CircuitState",
     "ProviderBreaker",
+    "live_breakers",
     "with_circuit_breaker",
 ]

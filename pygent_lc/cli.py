@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
         "3 no answer, 130 interrupted",
     )
     _verbose_option(parser, default=False)
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="export this run's spans to the OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT); "
+        "needs opentelemetry-exporter-otlp-proto-http",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     solve = commands.add_parser("solve", help="solve a problem with a Tree-of-Thought search")
@@ -312,7 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Skipped providers are reported by errors and `doctor`; every other warning shows.
     warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
     debug = os.environ.get("PYGENT_DEBUG") == "1"
+    stop_export: Callable[[], None] | None = None
     try:
+        if args.otel:
+            from pygent_lc.telemetry.export import start_otlp_export
+
+            stop_export = start_otlp_export()
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -328,6 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, NoAnswerError):
             return EXIT_NO_ANSWER
         return EXIT_FAILED
+    finally:
+        if stop_export is not None:
+            stop_export()
 
 
 if __name__ == "__main__":

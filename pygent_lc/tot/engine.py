@@ -11,6 +11,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from pygent_lc.backend import LLMBackend
 from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.tot import observe
 from pygent_lc.tot.calls import LLMCaller, PromptCache
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
@@ -163,10 +164,11 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             evaluator=evaluator,
             rng=random.Random(config.seed),
         )
-        try:
-            await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
-        finally:
-            await cache.aclose()
+        with observe.solving(ctx):
+            try:
+                await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
+            finally:
+                await cache.aclose()
         solutions = collect_solutions(tree, task, problem)
         counters = caller.counters
         usage = caller.usage()

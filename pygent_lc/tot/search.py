@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pygent_lc.tot import observe
 from pygent_lc.tot.calls import LLMCaller
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
@@ -111,18 +112,19 @@ async def bfs(ctx: SearchContext) -> None:
     frontier = [ctx.tree.root]
     ctx.tree.root.selected = True
     while frontier and ctx.caller.exhausted is None:
-        children = await expand_and_evaluate(ctx, frontier)
-        # Children left unvalued on purpose (the beam keeps them whatever
-        # they score) are candidates too; failed or refused ones are not.
-        skipped = ctx.evaluator.skipped
-        valued = [c for c in children if c.value is not None or c.id in skipped]
-        if not valued:
-            break
-        chosen = select(valued, ctx.config.n_select_sample, ctx.config.selection, ctx.rng)
-        chosen_ids = {n.id for n in chosen}
-        for child in valued:
-            child.selected = child.id in chosen_ids
-            child.pruned = not child.selected
+        with observe.level(ctx, frontier[0].depth + 1):
+            children = await expand_and_evaluate(ctx, frontier)
+            # Children left unvalued on purpose (the beam keeps them whatever
+            # they score) are candidates too; failed or refused ones are not.
+            skipped = ctx.evaluator.skipped
+            valued = [c for c in children if c.value is not None or c.id in skipped]
+            if not valued:
+                break
+            chosen = select(valued, ctx.config.n_select_sample, ctx.config.selection, ctx.rng)
+            chosen_ids = {n.id for n in chosen}
+            for child in valued:
+                child.selected = child.id in chosen_ids
+                child.pruned = not child.selected
         best = chosen[0]
         if best.final and best.correct is not False:
             break
@@ -142,14 +144,15 @@ async def dfs(ctx: SearchContext) -> None:
 async def _dfs_visit(ctx: SearchContext, node: ThoughtNode) -> bool:
     if ctx.caller.exhausted is not None or not ctx.expandable(node):
         return False
-    children = await expand_and_evaluate(ctx, [node])
-    ranked = _by_value([c for c in children if c.value is not None])
-    # Prune at evaluation time: below the threshold, or beyond the breadth limit.
-    keep = [c for c in ranked if (c.value or 0.0) >= ctx.config.value_threshold]
-    keep = keep[: ctx.config.n_select_sample]
-    kept_ids = {c.id for c in keep}
-    for child in ranked:
-        child.pruned = child.id not in kept_ids
+    with observe.level(ctx, node.depth + 1):
+        children = await expand_and_evaluate(ctx, [node])
+        ranked = _by_value([c for c in children if c.value is not None])
+        # Prune at evaluation time: below the threshold, or beyond the breadth limit.
+        keep = [c for c in ranked if (c.value or 0.0) >= ctx.config.value_threshold]
+        keep = keep[: ctx.config.n_select_sample]
+        kept_ids = {c.id for c in keep}
+        for child in ranked:
+            child.pruned = child.id not in kept_ids
     for child in keep:
         if ctx.caller.exhausted is not None and not child.final:
             continue  # out of budget: only answers already in hand can still count

@@ -1,0 +1,135 @@
+"""OpenTelemetry traces and metrics for every call, fallback and thought, on request.
+
+``instrument()`` registers one LangChain callback handler globally (a
+configure hook, as LangSmith's tracer is) and a Tree-of-Thought observer;
+``uninstrument()`` removes both. Until then nothing is added to any call, and
+importing this module (or ``pygent_lc``) imports no OpenTelemetry package.
+``PYGENT_OTEL=1`` instruments when ``pygent_lc`` is imported;
+``PYGENT_OTEL_CAPTURE_CONTENT=1`` adds prompt and completion text to spans.
+Names: :mod:`pygent_lc.telemetry.names`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pygent_lc.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+    from pygent_lc.telemetry.handler import OtelCallbackHandler
+    from pygent_lc.telemetry.metrics import Instruments
+
+ENABLE_ENV = "PYGENT_OTEL"
+CAPTURE_CONTENT_ENV = "PYGENT_OTEL_CAPTURE_CONTENT"
+SCOPE = "pygent_lc"
+
+
+@dataclass
+class _Installed:
+    handler: OtelCallbackHandler
+    instruments: Instruments
+    hook: ContextVar[Any]
+
+
+_installed: _Installed | None = None
+_lock = threading.Lock()
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def instrument(
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+    *,
+    capture_content: bool | None = None,
+) -> None:
+    """Send spans and metrics of every chat call and search to OpenTelemetry.
+
+    The global providers are used when none are given. ``capture_content``
+    defaults to ``PYGENT_OTEL_CAPTURE_CONTENT``. Calling it again replaces
+    the previous instrumentation.
+    """
+    try:
+        from opentelemetry import metrics, trace
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ConfigurationError(
+            "telemetry needs OpenTelemetry: pip install 'pygent-lc[otel]'"
+        ) from exc
+    from langchain_core.tracers.context import register_configure_hook
+
+    from pygent_lc.telemetry.handler import OtelCallbackHandler
+    from pygent_lc.telemetry.metrics import Instruments
+    from pygent_lc.telemetry.tot import TracingSearchObserver
+    from pygent_lc.tot import observe
+
+    global _installed
+    capture = _env_flag(CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
+    tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
+    meter = (meter_provider or metrics.get_meter_provider()).get_meter(SCOPE)
+    with _lock:
+        _uninstall()
+        instruments = Instruments(meter)
+        handler = OtelCallbackHandler(tracer, instruments, capture_content=capture)
+        # The hook's variable has the handler as its default, so every thread
+        # and task sees it, not only the context that called instrument().
+        hook: ContextVar[Any] = ContextVar("pygent_otel_handler", default=handler)
+        register_configure_hook(hook, True)
+        observe.set_observer(TracingSearchObserver(tracer, capture_content=capture))
+        _installed = _Installed(handler, instruments, hook)
+
+
+def uninstrument() -> None:
+    """Undo :func:`instrument`: no handler, no search observer, no breaker readings."""
+    with _lock:
+        _uninstall()
+
+
+def is_instrumented() -> bool:
+    return _installed is not None
+
+
+def _uninstall() -> None:
+    global _installed
+    if _installed is None:
+        return
+    from langchain_core.tracers import context as lc_context
+
+    from pygent_lc.tot import observe
+
+    # LangChain has no public way to unregister a configure hook.
+    hooks = lc_context._configure_hooks
+    hooks[:] = [entry for entry in hooks if entry[0] is not _installed.hook]
+    observe.set_observer(None)
+    _installed.instruments.stop()
+    _installed = None
+
+
+def instrument_from_env() -> None:
+    """``instrument()`` when ``PYGENT_OTEL=1``; a warning if OpenTelemetry is missing."""
+    if not _env_flag(ENABLE_ENV) or is_instrumented():
+        return
+    try:
+        instrument()
+    except ConfigurationError as exc:
+        import warnings
+
+        warnings.warn(f"{ENABLE_ENV} is set but {exc}", RuntimeWarning, stacklevel=2)
+
+
+__all__ = [
+    "CAPTURE_CONTENT_ENV",
+    "ENABLE_ENV",
+    "instrument",
+    "instrument_from_env",
+    "is_instrumented",
+    "uninstrument",
+]
