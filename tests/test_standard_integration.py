@@ -100,6 +100,11 @@ class TestLocalChatModelIntegration(ChatModelIntegrationTests):
         Suite.test_unicode_tool_call_integration,
         "SmolLM2-135M writes a long description for the Japanese company and hits max_tokens",
     )
+    # Forced tool calls whose arguments are strings can loop like the joke does
+    # (seen in a CI run: the answer string ran to max_tokens); integer and
+    # argument-free tools cannot, and are not marked.
+    test_bind_runnables_as_tools = small_model_xfail(Suite.test_bind_runnables_as_tools, RAMBLES)
+    test_tool_choice = small_model_xfail(Suite.test_tool_choice, RAMBLES)
 
 
 @pytest.mark.live_local
