@@ -1,6 +1,6 @@
 """ToT wall time at a fixed latency per call: concurrent levels vs the critical path.
 
-The issue's setting: propose / value / bfs, ``n_generate_sample=3``,
+The measured setting: propose / value / bfs, ``n_generate_sample=3``,
 ``n_evaluate_sample=2``, ``n_select_sample=3``, ``max_depth=3``, 50 ms per
 call, on Game of 24 with the scripted arithmetic model. The critical path is
 ``levels x (one generation + one evaluation)``: the least time any schedule

@@ -1,4 +1,4 @@
-"""Issue 5's fault matrix: both protocols, invoke and stream, alone and in a chain.
+"""The fault matrix: both protocols, invoke and stream, alone and in a chain.
 
 ``test_provider_faults.py`` covers OpenRouter ``invoke`` and a few single
 scenarios; this module covers the rest of the matrix: OpenRouter streams, and

@@ -65,7 +65,7 @@ async def test_every_node_is_recorded_with_flags(scripted, ladder):
 
 
 async def test_wall_time_is_near_the_critical_path(scripted, ladder):
-    """The issue's setting: 50 ms a call, propose/value/bfs, 3/2/3, depth 3."""
+    """The wall-time benchmark's setting: 50 ms a call, propose/value/bfs, 3/2/3, depth 3."""
     latency = 0.05
     config = ToTConfig(
         generation_strategy="propose",
