@@ -7,12 +7,14 @@ interpreter (and GIL) with the server's threads.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +25,26 @@ if str(TESTS) not in sys.path:
 
 KEY = "sk-or-v1-benchmark"
 MODEL = "openai/gpt-4o-mini"
+PROMPT = "hello there"  # the loopback server answers "echo: hello there"
+
+Call = Callable[[], Awaitable[str]]
+
+
+async def sequential(call: Call, n: int) -> float:
+    """Seconds per call of ``n`` calls made one after another."""
+    started = time.perf_counter()
+    for _ in range(n):
+        await call()
+    return (time.perf_counter() - started) / n
+
+
+async def concurrent(call: Call, n: int) -> float:
+    """Calls per second with ``n`` calls in flight at once; every answer is checked."""
+    started = time.perf_counter()
+    results = await asyncio.gather(*(call() for _ in range(n)))
+    elapsed = time.perf_counter() - started
+    assert all(r == f"echo: {PROMPT}" for r in results), results[:3]
+    return n / elapsed
 
 _SERVER_SCRIPT = """
 import sys

@@ -19,18 +19,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import httpx
-from _bench import KEY, MODEL, machine, median, server_process, table
+from _bench import (
+    KEY,
+    MODEL,
+    PROMPT,
+    Call,
+    concurrent,
+    machine,
+    median,
+    sequential,
+    server_process,
+    table,
+)
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-
-Call = Callable[[], Awaitable[str]]
-PROMPT = "hello there"
 
 
 def variants(base_url: str) -> tuple[dict[str, Call], list[httpx.AsyncClient]]:
@@ -76,21 +83,6 @@ def variants(base_url: str) -> tuple[dict[str, Call], list[httpx.AsyncClient]]:
         "LangChainBackend.generate (openrouter)": lambda: backend.generate(PROMPT),
         "LangChainBackend.generate (openrouter->ollama)": lambda: chain_backend.generate(PROMPT),
     }, [raw]
-
-
-async def sequential(call: Call, n: int) -> float:
-    started = time.perf_counter()
-    for _ in range(n):
-        await call()
-    return (time.perf_counter() - started) / n
-
-
-async def concurrent(call: Call, n: int) -> float:
-    started = time.perf_counter()
-    results = await asyncio.gather(*(call() for _ in range(n)))
-    elapsed = time.perf_counter() - started
-    assert all(r == f"echo: {PROMPT}" for r in results), results[:3]
-    return n / elapsed
 
 
 async def main(rounds: int, calls: int, concurrency: int) -> None:

