@@ -18,8 +18,7 @@ from fakes import ScriptedChatModel
 from langchain_core.messages import HumanMessage
 
 from pygent_lc import LangChainBackend, Settings
-from pygent_lc.chain import with_provider_policy, with_retry_policy
-from pygent_lc.errors import ProviderError
+from pygent_lc.chain import with_provider_policy
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.usage import UsageTracker
 
@@ -27,13 +26,9 @@ from pygent_lc.usage import UsageTracker
 async def main() -> None:
     settings = Settings()
     model = ScriptedChatModel()
-    retried = with_retry_policy(model, settings)
+    retried = with_provider_policy(model, settings, breaker=False)
     guarded = with_provider_policy(model, settings)
-    chain = ProviderChain(
-        runnable=guarded,
-        fallbacks=[with_provider_policy(ScriptedChatModel(), settings)],
-        exceptions_to_handle=(ProviderError,),
-    )
+    chain = ProviderChain(providers=[guarded, with_provider_policy(ScriptedChatModel(), settings)])
     tracker = UsageTracker()
     messages = [HumanMessage("hi")]
     on_breaker, on_chain = LangChainBackend(guarded), LangChainBackend(chain)

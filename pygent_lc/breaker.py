@@ -38,12 +38,9 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
-
-from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.base import RunnableBindingBase
+from typing import Literal
 
 from pygent_lc.errors import (
     AuthenticationError,
@@ -53,8 +50,6 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from pygent_lc.retry import provider_failures
-from pygent_lc.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +156,13 @@ class CircuitBreaker:
         logger.info("circuit of %s half-open: probing with one call", self.provider)
         return Admission(allowed=True, probe_id=probe_id)
 
+    def enter(self) -> Admission:
+        """Admit a call, or raise :class:`CircuitOpenError` when it must fail fast."""
+        admission = self.admit()
+        if not admission.allowed:
+            raise self.open_error(admission)
+        return admission
+
     def record_success(self, admission: Admission) -> None:
         """The provider answered: close the circuit and reset the count."""
         if not self.enabled:
@@ -242,138 +244,11 @@ def live_breakers() -> list[CircuitBreaker]:
     return list(_LIVE)
 
 
-class ProviderBreaker(RunnableBindingBase[Any, Any]):
-    """A provider's Runnable (usually its :class:`~pygent_lc.retry.ProviderRetry`) behind a breaker.
-
-    A turned-away call raises :class:`CircuitOpenError` and reports it into
-    :data:`~pygent_lc.retry.provider_failures`, like ``ProviderRetry`` does for
-    real failures, so :class:`~pygent_lc.fallbacks.ProviderChain` still
-    raises ``AllProvidersFailedError`` with every provider's error.
-    """
-
-    circuit: CircuitBreaker
-    """The breaker state; shared by every copy and binding of this Runnable."""
-
-    def _admit(self) -> Admission:
-        admission = self.circuit.admit()
-        if not admission.allowed:
-            error = self.circuit.open_error(admission)
-            failures = provider_failures.get()
-            if failures is not None:
-                failures.append(error)
-            raise error
-        return admission
-
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        admission = self._admit()
-        try:
-            result = self.bound.invoke(
-                input, self._merge_configs(config), **{**self.kwargs, **kwargs}
-            )
-        except ProviderError as exc:
-            self.circuit.record_error(admission, exc)
-            raise
-        except BaseException:
-            self.circuit.release(admission)
-            raise
-        self.circuit.record_success(admission)
-        return result
-
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        admission = self._admit()
-        try:
-            result = await self.bound.ainvoke(
-                input, self._merge_configs(config), **{**self.kwargs, **kwargs}
-            )
-        except ProviderError as exc:
-            self.circuit.record_error(admission, exc)
-            raise
-        except BaseException:
-            self.circuit.release(admission)
-            raise
-        self.circuit.record_success(admission)
-        return result
-
-    def stream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Any]:
-        admission = self._admit()
-        delivered = False
-        try:
-            for chunk in self.bound.stream(
-                input, self._merge_configs(config), **{**self.kwargs, **kwargs}
-            ):
-                delivered = True
-                yield chunk
-        except ProviderError as exc:
-            self.circuit.record_error(admission, exc)
-            raise
-        except BaseException:  # GeneratorExit when the consumer stops early, or a bug
-            self._abandoned(admission, delivered)
-            raise
-        self.circuit.record_success(admission)
-
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        admission = self._admit()
-        delivered = False
-        try:
-            async for chunk in self.bound.astream(
-                input, self._merge_configs(config), **{**self.kwargs, **kwargs}
-            ):
-                delivered = True
-                yield chunk
-        except ProviderError as exc:
-            self.circuit.record_error(admission, exc)
-            raise
-        except BaseException:  # GeneratorExit, CancelledError, or a bug
-            self._abandoned(admission, delivered)
-            raise
-        self.circuit.record_success(admission)
-
-    def _abandoned(self, admission: Admission, delivered: bool) -> None:
-        if delivered:  # the provider was streaming: it is up
-            self.circuit.record_success(admission)
-        else:
-            self.circuit.release(admission)
-
-    # The binding defaults would call the bound Runnable directly, past the breaker.
-    def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return Runnable.batch(self, inputs, config, **kwargs)
-
-    async def abatch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return await Runnable.abatch(self, inputs, config, **kwargs)
-
-    def transform(
-        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Any]:
-        yield from Runnable.transform(self, input, config, **kwargs)
-
-    async def atransform(
-        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async for chunk in Runnable.atransform(self, input, config, **kwargs):
-            yield chunk
-
-
-def with_circuit_breaker(
-    runnable: Runnable[Any, Any], settings: Settings, *, provider: str, model: str | None = None
-) -> ProviderBreaker:
-    """``runnable`` behind a fresh breaker configured from ``settings``."""
-    circuit = CircuitBreaker(
-        settings.breaker_failures, settings.breaker_cooldown, provider=provider, model=model
-    )
-    return ProviderBreaker(bound=runnable, circuit=circuit)
-
-
 __all__ = [
     "BREAKER_ERRORS",
     "Admission",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
-    "ProviderBreaker",
     "live_breakers",
-    "with_circuit_breaker",
 ]

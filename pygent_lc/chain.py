@@ -8,13 +8,14 @@ from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
 
-from pygent_lc.breaker import ProviderBreaker, with_circuit_breaker
-from pygent_lc.errors import ConfigurationError, ProviderError
+from pygent_lc.breaker import CircuitBreaker
+from pygent_lc.errors import ConfigurationError
 from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.local import local_model
 from pygent_lc.providers.ollama import ollama_model
 from pygent_lc.providers.openrouter import openrouter_model
-from pygent_lc.retry import ProviderRetry
+from pygent_lc.retry import RetryPolicy
 from pygent_lc.settings import PROVIDER_NAMES, ProviderName, Settings
 
 ProviderFactory = Callable[[Settings], BaseChatModel]
@@ -30,35 +31,31 @@ class ProviderSkippedWarning(UserWarning):
     """A provider of the chain was left out because its configuration is incomplete."""
 
 
-def with_retry_policy(model: BaseChatModel, settings: Settings) -> ProviderRetry:
-    """``model`` under the project's one retry policy (see :mod:`pygent_lc.retry`)."""
-    return ProviderRetry(
-        bound=model,
-        max_attempt_number=settings.max_retries + 1,
+def with_provider_policy(
+    model: BaseChatModel, settings: Settings, *, breaker: bool = True
+) -> ProviderPolicy:
+    """``model`` under the retry policy and deadline, behind its circuit breaker.
+
+    The breaker is left out when ``breaker`` is false or the settings disable it
+    (``breaker_failures`` or ``breaker_cooldown`` of 0).
+    """
+    retry = RetryPolicy(
+        max_attempts=settings.max_retries + 1,
         initial_wait=settings.retry_initial_wait,
         max_wait=settings.retry_max_wait,
         deadline=settings.request_timeout,
     )
-
-
-def with_provider_policy(
-    model: BaseChatModel, settings: Settings
-) -> ProviderRetry | ProviderBreaker:
-    """``model`` under the retry policy, behind its circuit breaker (unless disabled).
-
-    The breaker sits outside the retries: one breaker decision per provider call.
-    """
-    retried = with_retry_policy(model, settings)
-    if not (settings.breaker_failures and settings.breaker_cooldown):
-        return retried
-    provider = str(getattr(model, "provider_label", None) or type(model).__name__)
-    model_name = getattr(model, "model_name", None) or getattr(model, "model", None)
-    return with_circuit_breaker(
-        retried,
-        settings,
-        provider=provider,
-        model=model_name if isinstance(model_name, str) else None,
-    )
+    circuit = None
+    if breaker and settings.breaker_failures and settings.breaker_cooldown:
+        provider = str(getattr(model, "provider_label", None) or type(model).__name__)
+        model_name = getattr(model, "model_name", None) or getattr(model, "model", None)
+        circuit = CircuitBreaker(
+            settings.breaker_failures,
+            settings.breaker_cooldown,
+            provider=provider,
+            model=model_name if isinstance(model_name, str) else None,
+        )
+    return ProviderPolicy(bound=model, retry=retry, circuit=circuit)
 
 
 # Where "provider:model" puts the model name, per provider.
@@ -129,10 +126,7 @@ def build_chat_model(
         warnings.warn(
             f"provider {skipped_name!r} skipped: {why}", ProviderSkippedWarning, stacklevel=2
         )
-    guarded = [with_provider_policy(model, settings) for model in models]
-    return ProviderChain(
-        runnable=guarded[0], fallbacks=guarded[1:], exceptions_to_handle=(ProviderError,)
-    )
+    return ProviderChain(providers=[with_provider_policy(model, settings) for model in models])
 
 
 def _settings_for_specs(

@@ -1,33 +1,43 @@
-"""``RunnableWithFallbacks`` that reports every provider's error when all fail.
+"""``ProviderChain``: providers tried in order, every failure collected.
 
-LangChain's fallbacks re-raise only the first error. Each provider in our
-chain is a :class:`~pygent_lc.retry.ProviderRetry`, which reports its final
-error into :data:`~pygent_lc.retry.provider_failures` for the length of one
-call; when every provider has reported, the caller gets
-:class:`~pygent_lc.errors.AllProvidersFailedError` with all of them.
+Each provider is a :class:`~pygent_lc.policy.ProviderPolicy` (breaker,
+retries, deadline). The chain owns the loop over them, like pydantic-ai's
+``FallbackModel``: a ``ProviderError`` moves on to the next provider, and when
+every provider failed the caller gets
+:class:`~pygent_lc.errors.AllProvidersFailedError` with each error. Bad input
+(``InvalidInputError``, checked here before any request) and anything that is
+not a provider error propagate at once.
+
+A stream falls back only before its first chunk; after that the text has been
+delivered, and a failure propagates as the provider's own error.
+
+The chain is one LangChain run; each provider attempt is a child run of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
 from typing import Any
 
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import (
-    Runnable,
-    RunnableConfig,
-    RunnableWithFallbacks,
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+    patch_config,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from pygent_lc.errors import AllProvidersFailedError, ConfigurationError, ProviderError
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable
-from pygent_lc.retry import provider_failures
 from pygent_lc.validation import validate_chat_call
 
+_NOTHING: Any = object()
 
-class ProviderChain(Closable, RunnableWithFallbacks):  # type: ignore[type-arg]
+
+class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     """Providers in order; the next one runs when the previous raised a ``ProviderError``.
 
     The input and call keywords are checked first (:func:`validate_chat_call`):
@@ -37,68 +47,149 @@ class ProviderChain(Closable, RunnableWithFallbacks):  # type: ignore[type-arg]
     connections and stop an embedded server this process started.
     """
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    providers: list[Runnable[Any, Any]]
+    """Usually one :class:`~pygent_lc.policy.ProviderPolicy` per provider, primary first."""
+
     def close(self) -> None:
         close_runnable(self)
 
     async def aclose(self) -> None:
         await aclose_runnable(self)
 
-    def _all_failed(self, failures: list[ProviderError]) -> AllProvidersFailedError | None:
-        if not self.fallbacks:
-            return None  # one provider: its own typed error says it best
+    def _failed(self, failures: list[ProviderError]) -> ProviderError | AllProvidersFailedError:
+        if len(failures) == 1:
+            return failures[0]  # one provider: its own typed error says it best
         return AllProvidersFailedError(
             {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
 
-    @contextmanager
-    def _reporting_failures(self, streamed: Callable[[], bool] = lambda: False) -> Iterator[None]:
-        """Turn the last provider's error into ``AllProvidersFailedError`` with all of them.
-
-        Not once a stream has delivered chunks: then no fallback ran, and the
-        caller needs the error itself (and its partial text).
-        """
-        failures: list[ProviderError] = []
-        token = provider_failures.set(failures)
-        try:
-            yield
-        except ProviderError as exc:
-            all_failed = None if streamed() else self._all_failed(failures)
-            if all_failed is None:
-                raise
-            raise all_failed from exc
-        finally:
-            with suppress(ValueError):  # a generator closed from another context
-                provider_failures.reset(token)
+    def _start(self, input: Any, config: RunnableConfig | None) -> tuple[RunnableConfig, Any]:
+        config = ensure_config(config)
+        manager = get_callback_manager_for_config(config)
+        run = manager.on_chain_start(
+            None,
+            input,
+            name=config.get("run_name") or self.get_name(),
+            run_id=config.pop("run_id", None),
+        )
+        return config, run
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         kwargs = validate_chat_call(input, kwargs)
-        with self._reporting_failures():
-            return super().invoke(input, config, **kwargs)
+        config, run = self._start(input, config)
+        failures: list[ProviderError] = []
+        for provider in self.providers:
+            try:
+                output = provider.invoke(input, _child(config, run), **kwargs)
+            except ProviderError as exc:
+                failures.append(exc)
+                continue
+            except BaseException as exc:
+                run.on_chain_error(exc)
+                raise
+            run.on_chain_end(output)
+            return output
+        error = self._failed(failures)
+        run.on_chain_error(error)
+        raise error
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         kwargs = validate_chat_call(input, kwargs)
-        with self._reporting_failures():
-            return await super().ainvoke(input, config, **kwargs)
+        config, run = await self._astart(input, config)
+        failures: list[ProviderError] = []
+        for provider in self.providers:
+            try:
+                output = await provider.ainvoke(input, _child(config, run), **kwargs)
+            except ProviderError as exc:
+                failures.append(exc)
+                continue
+            except BaseException as exc:
+                await run.on_chain_error(exc)
+                raise
+            await run.on_chain_end(output)
+            return output
+        error = self._failed(failures)
+        await run.on_chain_error(error)
+        raise error
+
+    async def _astart(
+        self, input: Any, config: RunnableConfig | None
+    ) -> tuple[RunnableConfig, AsyncCallbackManagerForChainRun]:
+        config = ensure_config(config)
+        manager = get_async_callback_manager_for_config(config)
+        run = await manager.on_chain_start(
+            None,
+            input,
+            name=config.get("run_name") or self.get_name(),
+            run_id=config.pop("run_id", None),
+        )
+        return config, run
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         kwargs = validate_chat_call(input, kwargs)
-        streamed = False
-        with self._reporting_failures(lambda: streamed):
-            for chunk in super().stream(input, config, **kwargs):
-                streamed = True
-                yield chunk
+        config, run = self._start(input, config)
+        failures: list[ProviderError] = []
+        try:
+            for provider in self.providers:
+                chunks = provider.stream(input, _child(config, run), **kwargs)
+                try:
+                    first = next(chunks, _NOTHING)
+                except ProviderError as exc:
+                    failures.append(exc)
+                    continue
+                if first is _NOTHING:
+                    run.on_chain_end(None)
+                    return
+                output = first
+                yield first
+                for chunk in chunks:
+                    output = _added(output, chunk)
+                    yield chunk
+                run.on_chain_end(output)
+                return
+            raise self._failed(failures)
+        except BaseException as exc:
+            run.on_chain_error(exc)
+            raise
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         kwargs = validate_chat_call(input, kwargs)
-        streamed = False
-        with self._reporting_failures(lambda: streamed):
-            async for chunk in super().astream(input, config, **kwargs):
-                streamed = True
-                yield chunk
+        config, run = await self._astart(input, config)
+        failures: list[ProviderError] = []
+        try:
+            for provider in self.providers:
+                chunks = provider.astream(input, _child(config, run), **kwargs)
+                try:
+                    first = await anext(chunks, _NOTHING)
+                except ProviderError as exc:
+                    failures.append(exc)
+                    continue
+                if first is _NOTHING:
+                    await run.on_chain_end(None)
+                    return
+                output = first
+                yield first
+                async for chunk in chunks:
+                    output = _added(output, chunk)
+                    yield chunk
+                await run.on_chain_end(output)
+                return
+            raise self._failed(failures)
+        except BaseException as exc:
+            await run.on_chain_error(exc)
+            raise
+
+    def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
+        return Runnable.batch(self, inputs, config, **kwargs)
+
+    async def abatch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
+        return await Runnable.abatch(self, inputs, config, **kwargs)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:
         """Bind ``tools`` to every provider's model, keeping retries, breakers and fallbacks."""
@@ -110,17 +201,21 @@ class ProviderChain(Closable, RunnableWithFallbacks):  # type: ignore[type-arg]
         return self._per_model(lambda model: model.with_structured_output(schema, **kwargs))
 
     def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> ProviderChain:
-        return ProviderChain(
-            runnable=_rewrapped(self.runnable, change),
-            fallbacks=[_rewrapped(fallback, change) for fallback in self.fallbacks],
-            exceptions_to_handle=self.exceptions_to_handle,
-        )
+        return ProviderChain(providers=[_rewrapped(p, change) for p in self.providers])
 
-    def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return Runnable.batch(self, inputs, config, **kwargs)
 
-    async def abatch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return await Runnable.abatch(self, inputs, config, **kwargs)
+def _child(
+    config: RunnableConfig, run: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
+) -> RunnableConfig:
+    return patch_config(config, callbacks=run.get_child())
+
+
+def _added(output: Any, chunk: Any) -> Any:
+    """The stream's output so far, for the chain run's end (chunks that add up do)."""
+    try:
+        return output + chunk
+    except TypeError:
+        return chunk
 
 
 def _rewrapped(
@@ -128,12 +223,12 @@ def _rewrapped(
 ) -> Runnable[Any, Any]:
     """``runnable`` with the chat model inside its wrappers replaced by ``change(model)``.
 
-    The wrappers (retry policy, breaker, bindings) are copied, not rebuilt, so
-    their settings and shared state carry over.
+    The wrappers (provider policy, bindings) are copied, not rebuilt, so their
+    settings and shared state (the breaker) carry over.
     """
     if isinstance(runnable, BaseChatModel):
         return change(runnable)
-    bound = getattr(runnable, "bound", None)  # a RunnableBinding-style wrapper
+    bound = getattr(runnable, "bound", None)  # a policy or a RunnableBinding-style wrapper
     if isinstance(bound, Runnable) and isinstance(runnable, BaseModel):
         copied: Runnable[Any, Any] = runnable.model_copy(
             update={"bound": _rewrapped(bound, change)}
@@ -142,3 +237,6 @@ def _rewrapped(
     raise ConfigurationError(
         f"cannot reach the chat model inside {type(runnable).__name__} to change it"
     )
+
+
+__all__ = ["ProviderChain"]

@@ -17,7 +17,7 @@ from pygent_lc.providers.boundary import ProviderBoundary
 
 # Attributes through which LangChain wrappers reach what they wrap.
 _CHILDREN = ("bound", "runnable", "first", "last")
-_CHILD_LISTS = ("fallbacks", "middle", "steps")
+_CHILD_LISTS = ("providers", "fallbacks", "middle", "steps")
 
 
 def chat_models_in(runnable: object) -> list[ProviderBoundary]:

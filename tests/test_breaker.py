@@ -14,10 +14,8 @@ from pygent_lc import Settings, build_chat_model
 from pygent_lc.breaker import (
     CircuitBreaker,
     CircuitOpenError,
-    ProviderBreaker,
-    with_circuit_breaker,
 )
-from pygent_lc.chain import with_retry_policy
+from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -30,7 +28,7 @@ from pygent_lc.errors import (
     StreamInterruptedError,
 )
 from pygent_lc.fallbacks import ProviderChain
-from pygent_lc.retry import ProviderRetry
+from pygent_lc.policy import ProviderPolicy
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -55,18 +53,18 @@ def guarded(
     failures: int = 3,
     cooldown: float = 30.0,
     settings: Settings = NO_RETRY,
-) -> ProviderBreaker:
+) -> ProviderPolicy:
     circuit = CircuitBreaker(failures, cooldown, provider=model.provider, clock=clock)
-    return ProviderBreaker(bound=with_retry_policy(model, settings), circuit=circuit)
-
-
-def chain(*runnables: ProviderBreaker) -> ProviderChain:
-    return ProviderChain(
-        runnable=runnables[0], fallbacks=runnables[1:], exceptions_to_handle=(ProviderError,)
+    return with_provider_policy(model, settings, breaker=False).model_copy(
+        update={"circuit": circuit}
     )
 
 
-async def fail_times(runnable: ProviderBreaker, n: int) -> None:
+def chain(*runnables: ProviderPolicy) -> ProviderChain:
+    return ProviderChain(providers=list(runnables))
+
+
+async def fail_times(runnable: ProviderPolicy, n: int) -> None:
     for _ in range(n):
         with pytest.raises(ProviderError):
             await runnable.ainvoke("hi")
@@ -227,25 +225,24 @@ async def test_disabled_with_zero() -> None:
         settings = Settings(ollama_model="llama3.2", **env)  # type: ignore[arg-type]
         built = build_chat_model(settings, ["ollama"])
         assert isinstance(built, ProviderChain)
-        assert isinstance(built.runnable, ProviderRetry)
+        (policy,) = built.providers
+        assert isinstance(policy, ProviderPolicy)
+        assert policy.circuit is None
 
 
 def test_build_chat_model_puts_each_provider_behind_its_own_breaker() -> None:
     settings = Settings(openrouter_api_key="sk-or-v1-x", ollama_model="llama3.2")
     built = build_chat_model(settings, ["openrouter", "ollama"])
     assert isinstance(built, ProviderChain)
-    breakers = [built.runnable, *built.fallbacks]
-    assert all(isinstance(b, ProviderBreaker) for b in breakers)
-    circuits = [b.circuit for b in breakers if isinstance(b, ProviderBreaker)]
+    policies = built.providers
+    assert all(isinstance(p, ProviderPolicy) for p in policies)
+    circuits = [p.circuit for p in policies if isinstance(p, ProviderPolicy) and p.circuit]
     assert [c.provider for c in circuits] == ["openrouter", "ollama"]
     assert [c.model for c in circuits] == ["anthropic/claude-3.5-sonnet", "llama3.2"]
     assert circuits[0] is not circuits[1]
-    assert all(
-        isinstance(b.bound, ProviderRetry) for b in breakers if isinstance(b, ProviderBreaker)
-    )
     assert (circuits[0].failure_threshold, circuits[0].cooldown) == (3, 30.0)
-    alone = build_chat_model(settings, ["ollama"]).runnable
-    assert isinstance(alone, ProviderBreaker)
+    (alone,) = build_chat_model(settings, ["ollama"]).providers
+    assert isinstance(alone, ProviderPolicy)
     assert alone.bind(stop=["x"]).bound is alone  # bindings share the breaker
 
 
@@ -410,5 +407,6 @@ def test_settings_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYGENT_BREAKER_FAILURES", "5")
     monkeypatch.setenv("PYGENT_BREAKER_COOLDOWN", "2.5")
     assert (Settings().breaker_failures, Settings().breaker_cooldown) == (5, 2.5)
-    circuit = with_circuit_breaker(ScriptedChatModel(), Settings(), provider="p").circuit
-    assert (circuit.failure_threshold, circuit.cooldown, circuit.provider) == (5, 2.5, "p")
+    circuit = with_provider_policy(ScriptedChatModel(provider="p"), Settings()).circuit
+    assert circuit is not None
+    assert (circuit.failure_threshold, circuit.cooldown) == (5, 2.5)

@@ -13,7 +13,7 @@ import pytest
 from helpers import exchanged, request_json
 
 from pygent_lc import LangChainBackend, Settings
-from pygent_lc.chain import with_retry_policy
+from pygent_lc.chain import with_provider_policy
 from pygent_lc.providers import openrouter_model
 from pygent_lc.providers.local import LlamaServer, default_model_path
 
@@ -44,7 +44,7 @@ def backend_for(url: str, key: str) -> LangChainBackend:
         base_url=url,
         model="SmolLM2-135M-Instruct",
     )
-    return LangChainBackend(with_retry_policy(model, Settings()))
+    return LangChainBackend(with_provider_policy(model, Settings(), breaker=False))
 
 
 def test_generation_keywords_reach_the_wire_and_are_honoured(llama_server, vcr) -> None:

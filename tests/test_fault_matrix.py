@@ -305,7 +305,7 @@ async def test_breaker_skips_a_hung_primary_after_three_timeouts(
         assert await ask(chain, mode) == ECHO
     assert (time.perf_counter() - started) / 6 < 0.05  # no timeout any more
     assert loop_server.request_count("openrouter") == 3  # the open circuit made no request
-    primary_alone = LangChainBackend(chain.runnable.runnable)  # type: ignore[attr-defined]
+    primary_alone = LangChainBackend(chain.runnable.providers[0])  # type: ignore[attr-defined]
     for mode in ("invoke", "stream"):
         with pytest.raises(CircuitOpenError, match="cooling down"):
             await ask(primary_alone, mode)

@@ -18,7 +18,7 @@ from loopback_server import Fault, LoopbackServer
 from loopback_server.answers import echo_responder, last_user_text
 
 from pygent_lc import LangChainBackend, build_chat_model
-from pygent_lc.breaker import ProviderBreaker
+from pygent_lc.breaker import CircuitBreaker
 from pygent_lc.errors import (
     AllProvidersFailedError,
     ContextLengthError,
@@ -46,9 +46,9 @@ def server() -> Iterator[LoopbackServer]:
         yield live
 
 
-def breakers(chain: Any) -> list[ProviderBreaker]:
-    found = [chain.runnable, *chain.fallbacks]
-    assert all(isinstance(step, ProviderBreaker) for step in found)
+def breakers(chain: Any) -> list[CircuitBreaker]:
+    found = [policy.circuit for policy in chain.providers]
+    assert all(isinstance(circuit, CircuitBreaker) for circuit in found)
     return found
 
 
@@ -64,7 +64,7 @@ async def test_unencodable_prompts_never_open_a_breaker(
         with pytest.raises(InvalidInputError):
             await chain.ainvoke([("human", UNENCODABLE)])
     assert server.all_requests() == []
-    assert [b.circuit.state for b in breakers(chain)] == ["closed", "closed"]
+    assert [b.state for b in breakers(chain)] == ["closed", "closed"]
     assert await backend.generate("a valid prompt") == "echo: a valid prompt"
     assert server.request_count(order[0]) == 1  # type: ignore[arg-type]
 
@@ -88,7 +88,7 @@ async def test_context_overflow_is_typed_not_retried_and_does_not_fall_back(
     assert isinstance(raised.value, InvalidInputError)
     assert server.request_count(primary) == 1  # type: ignore[arg-type]
     assert server.request_count(other) == 0  # type: ignore[arg-type]
-    assert [b.circuit.state for b in breakers(chain)] == ["closed", "closed"]
+    assert [b.state for b in breakers(chain)] == ["closed", "closed"]
 
 
 @pytest.mark.parametrize("primary", ["openrouter", "ollama"])
@@ -112,7 +112,7 @@ async def test_an_empty_reply_falls_back_and_counts_for_the_breaker(
         assert reply == "echo: silence"
         assert server.request_count(primary) == 1  # type: ignore[arg-type]
         assert answering.request_count(other) == 1  # type: ignore[arg-type]
-    assert breakers(chain)[0].circuit.state == "open"  # the empty reply counted
+    assert breakers(chain)[0].state == "open"  # the empty reply counted
 
 
 @pytest.mark.parametrize("mode", ["invoke", "stream"])

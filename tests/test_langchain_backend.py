@@ -11,11 +11,10 @@ from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from pygent_lc import LangChainBackend, LLMBackend, Settings
-from pygent_lc.chain import with_retry_policy
+from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AllProvidersFailedError,
     InvalidInputError,
-    ProviderError,
     ProviderUnavailableError,
     StreamInterruptedError,
 )
@@ -25,14 +24,10 @@ FAST = Settings(max_retries=1, retry_initial_wait=0.0)
 
 
 def backend(*models: ScriptedChatModel) -> LangChainBackend:
-    retried = [with_retry_policy(m, FAST) for m in models]
+    retried = [with_provider_policy(m, FAST, breaker=False) for m in models]
     if len(retried) == 1:
         return LangChainBackend(retried[0])
-    return LangChainBackend(
-        ProviderChain(
-            runnable=retried[0], fallbacks=retried[1:], exceptions_to_handle=(ProviderError,)
-        )
-    )
+    return LangChainBackend(ProviderChain(providers=list(retried)))
 
 
 def test_is_an_llm_backend() -> None:

@@ -270,7 +270,7 @@ async def test_a_prompt_past_the_context_is_a_typed_error_not_a_retried_outage(m
                 pass
     assert raised.value.provider == "local"
     assert time.perf_counter() - started < 10  # no retries with backoff
-    assert chain.runnable.circuit.state == "closed"  # type: ignore[attr-defined]
+    assert chain.providers[0].circuit.state == "closed"  # type: ignore[attr-defined]
     assert await backend.generate("Say hi.", max_tokens=4)  # the provider still serves
 
 

@@ -8,11 +8,10 @@ import pytest
 from fakes import ScriptedChatModel
 
 from pygent_lc import Settings
-from pygent_lc.chain import with_retry_policy
+from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
-    ProviderError,
     ProviderUnavailableError,
     RateLimitError,
     StreamInterruptedError,
@@ -27,15 +26,13 @@ def unavailable(provider: str = "a") -> ProviderUnavailableError:
 
 
 def chain(*models: ScriptedChatModel, settings: Settings = FAST) -> ProviderChain:
-    retried = [with_retry_policy(m, settings) for m in models]
-    return ProviderChain(
-        runnable=retried[0], fallbacks=retried[1:], exceptions_to_handle=(ProviderError,)
-    )
+    retried = [with_provider_policy(m, settings, breaker=False) for m in models]
+    return ProviderChain(providers=list(retried))
 
 
 async def test_retryable_error_is_retried_then_succeeds() -> None:
     model = ScriptedChatModel(outcomes=[unavailable(), unavailable(), "fine"])
-    reply = await with_retry_policy(model, FAST).ainvoke("hi")
+    reply = await with_provider_policy(model, FAST, breaker=False).ainvoke("hi")
     assert reply.content == "fine"
     assert len(model.calls) == 3
 
@@ -43,7 +40,7 @@ async def test_retryable_error_is_retried_then_succeeds() -> None:
 async def test_attempts_stop_at_max_retries_plus_one() -> None:
     model = ScriptedChatModel(outcomes=[unavailable()] * 5)
     with pytest.raises(ProviderUnavailableError):
-        await with_retry_policy(model, FAST).ainvoke("hi")
+        await with_provider_policy(model, FAST, breaker=False).ainvoke("hi")
     assert len(model.calls) == FAST.max_retries + 1
 
 
@@ -52,7 +49,7 @@ async def test_non_retryable_error_is_not_retried() -> None:
         outcomes=[AuthenticationError("bad key", provider="a", status_code=401)]
     )
     with pytest.raises(AuthenticationError):
-        await with_retry_policy(model, FAST).ainvoke("hi")
+        await with_provider_policy(model, FAST, breaker=False).ainvoke("hi")
     assert len(model.calls) == 1
 
 
@@ -62,7 +59,7 @@ async def test_retry_after_is_honoured_up_to_the_cap_and_a_longer_one_is_not_wai
         outcomes=[RateLimitError("slow down", provider="a", status_code=429, retry_after=0.2), "ok"]
     )
     started = time.perf_counter()
-    await with_retry_policy(model, settings).ainvoke("hi")
+    await with_provider_policy(model, settings, breaker=False).ainvoke("hi")
     assert 0.2 <= time.perf_counter() - started < 1.0
 
     too_long = ScriptedChatModel(
@@ -73,7 +70,7 @@ async def test_retry_after_is_honoured_up_to_the_cap_and_a_longer_one_is_not_wai
     )
     started = time.perf_counter()
     with pytest.raises(RateLimitError) as raised:
-        await with_retry_policy(too_long, settings).ainvoke("hi")
+        await with_provider_policy(too_long, settings, breaker=False).ainvoke("hi")
     assert time.perf_counter() - started < 0.2
     assert raised.value.retry_after == 3600
     assert len(too_long.calls) == 1  # no retry: the fallback answers instead
@@ -81,7 +78,7 @@ async def test_retry_after_is_honoured_up_to_the_cap_and_a_longer_one_is_not_wai
 
 def test_sync_invoke_uses_the_same_policy() -> None:
     model = ScriptedChatModel(outcomes=[unavailable(), "fine"])
-    assert with_retry_policy(model, FAST).invoke("hi").content == "fine"
+    assert with_provider_policy(model, FAST, breaker=False).invoke("hi").content == "fine"
     assert len(model.calls) == 2
 
 

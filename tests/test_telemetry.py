@@ -30,7 +30,7 @@ from tot.conftest import ladder_reply
 
 from pygent_lc import LangChainBackend, build_chat_model, cli, telemetry
 from pygent_lc.chain import with_provider_policy
-from pygent_lc.errors import AllProvidersFailedError, ProviderError
+from pygent_lc.errors import AllProvidersFailedError
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.telemetry import names
 from pygent_lc.telemetry.handler import OtelCallbackHandler
@@ -235,8 +235,8 @@ def test_a_chain_where_every_provider_fails_marks_the_chain(otel: Telemetry, loo
         build_chat_model(settings, ["ollama", "openrouter"]).invoke(PROMPT)
     (chain,) = otel.spans(names.CHAIN_SPAN)
     assert chain.status.status_code is StatusCode.ERROR
-    # LangChain ends the fallback run with the first provider's error
-    assert chain.attributes[names.ERROR_TYPE] == "ProviderUnavailableError"
+    # the chain run ends with the error its caller sees
+    assert chain.attributes[names.ERROR_TYPE] == "AllProvidersFailedError"
     assert [s.attributes[names.ERROR_TYPE] for s in otel.chats()] == [
         "ProviderUnavailableError",
         "AuthenticationError",
@@ -298,11 +298,7 @@ class LadderChatModel(BaseChatModel):
 
 async def test_tot_solve_has_a_span_per_level(otel: Telemetry):
     model = LadderChatModel()
-    chain = ProviderChain(
-        runnable=with_provider_policy(model, _tot_settings()),
-        fallbacks=[],
-        exceptions_to_handle=(ProviderError,),
-    )
+    chain = ProviderChain(providers=[with_provider_policy(model, _tot_settings())])
     config = ToTConfig(
         n_generate_sample=1,
         n_evaluate_sample=2,
