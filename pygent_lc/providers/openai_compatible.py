@@ -125,7 +125,17 @@ class OpenAICompatibleChatModel(ProviderBoundary, BaseChatOpenAI):
                 provider=self.provider_label,
                 model=self.model_name,
             )
-        result = super()._create_chat_result(response, generation_info)
+        # The parent is given the dict, so the reply is dumped once, not twice;
+        # what only the typed reply has (structured output's ``parsed``, and
+        # ``refusal``) is copied the way the parent copies it.
+        result = super()._create_chat_result(body, generation_info)
+        typed_choices = getattr(response, "choices", None)
+        if typed_choices and result.generations:
+            typed_message = typed_choices[0].message
+            extras = result.generations[0].message.additional_kwargs
+            for key in ("parsed", "refusal"):
+                if hasattr(typed_message, key):
+                    extras[key] = getattr(typed_message, key)
         usage = body.get("usage") or {}
         for generation, choice in zip(result.generations, body["choices"], strict=False):
             extras = self._reply_extras(body, choice, usage)
