@@ -45,8 +45,7 @@ async def test_bfs_finds_the_best_final_answer(scripted, ladder):
     assert result.stats.evaluation_calls == 30
     assert result.stats.depth_reached == 3
     assert result.stats.budget_exhausted is None
-    assert result.stats.input_tokens is None
-    assert result.stats.cost_usd is None
+    assert result.stats.usage is None
     root = result.tree.root
     assert root.text == "What is the answer?"
     assert root.selected
