@@ -81,3 +81,19 @@ async def test_backend_budget_error_ends_the_search_cleanly(scripted, ladder):
     assert "daily cap reached" in result.stats.budget_exhausted
     assert result.stats.failed_calls == 0
     assert result.best is not None
+
+
+@pytest.mark.parametrize("limit", [0.035, 0.1, 0.2])
+async def test_concurrent_calls_pass_max_cost_usd_by_at_most_one_call(scripted, ladder, limit):
+    # Each level's calls run at once (up to 8); a check of the spend before
+    # each call would let them all start on the same spend and overshoot.
+    cost = 0.01
+    backend = scripted(ladder, latency_s=0.01, cost_per_call=cost)
+    config = _config(max_cost_usd=limit, max_concurrency=8, adaptive_sampling=False)
+    result = await ToTEngine(config, backend).solve("q")
+    assert result.stats.budget_exhausted is not None
+    assert result.stats.budget_exhausted.startswith("max_cost_usd")
+    assert backend.peak_in_flight > 1  # the calls did run concurrently
+    assert result.stats.usage is not None
+    assert result.stats.usage.cost_usd <= limit + cost + 1e-9
+    assert backend.in_flight == 0
