@@ -20,7 +20,8 @@ class UsageTotals:
     """
 
     calls: int = 0
-    """Requests, as the backend counts them (a retried or fallen-back call counts each)."""
+    """Calls, as the backend counts them: ``LangChainBackend`` counts each request,
+    so a call it retried or passed to a fallback counts more than once."""
     failures: int = 0
     """Requests that raised (part of ``calls``)."""
     input_tokens: int = 0
