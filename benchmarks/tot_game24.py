@@ -124,6 +124,7 @@ async def run_puzzle(
             error=f"{type(exc).__name__}: {exc}",
         )
     best = result.best
+    usage = result.stats.usage
     run = PuzzleRun(
         index=index,
         puzzle=puzzle,
@@ -131,10 +132,10 @@ async def run_puzzle(
         answer=best.text if best else None,
         llm_calls=result.stats.llm_calls,
         cache_hits=result.stats.cache_hits,
-        output_tokens=result.stats.output_tokens,
-        input_tokens=result.stats.input_tokens,
-        cost_usd=result.stats.cost_usd,
-        cached_input_tokens=result.stats.cached_input_tokens,
+        output_tokens=None if usage is None else usage.output_tokens,
+        input_tokens=None if usage is None else usage.input_tokens,
+        cost_usd=None if usage is None else usage.cost_usd,
+        cached_input_tokens=None if usage is None else usage.cached_input_tokens,
         wall_time_s=result.stats.wall_time_s,
         budget_exhausted=result.stats.budget_exhausted,
         extra={

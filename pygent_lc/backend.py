@@ -3,34 +3,61 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
 class UsageTotals:
-    """Running totals a backend reports, so callers can measure a span of work."""
+    """Calls, failures, tokens and cost: the one usage record of the package.
+
+    A backend's ``usage_totals()`` returns its running totals; the usage
+    tracker keeps one per (provider, model) and adds them up; a search
+    (``ToTStats.usage``) and a solve's progress (``SolveProgress.usage``) hold
+    the difference of two snapshots. Records combine with ``+`` (or
+    :meth:`merge` for many) and ``-``.
+    """
 
     calls: int = 0
+    """Calls, as the backend counts them: ``LangChainBackend`` counts each request,
+    so a call it retried or passed to a fallback counts more than once."""
     failures: int = 0
+    """Requests that raised (part of ``calls``)."""
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    """What the provider charged, prompt-cache discount already taken off."""
     cached_input_tokens: int = 0
     """Input tokens read from the provider's prompt cache (part of ``input_tokens``)."""
     cache_discount_usd: float = 0.0
     """What the cache saved, as the provider reports it (already taken off ``cost_usd``)."""
 
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: UsageTotals) -> UsageTotals:
+        return self._combine(other, 1)
+
     def __sub__(self, other: UsageTotals) -> UsageTotals:
+        return self._combine(other, -1)
+
+    def _combine(self, other: UsageTotals, sign: int) -> UsageTotals:
         return UsageTotals(
-            calls=self.calls - other.calls,
-            failures=self.failures - other.failures,
-            input_tokens=self.input_tokens - other.input_tokens,
-            output_tokens=self.output_tokens - other.output_tokens,
-            cost_usd=self.cost_usd - other.cost_usd,
-            cached_input_tokens=self.cached_input_tokens - other.cached_input_tokens,
-            cache_discount_usd=self.cache_discount_usd - other.cache_discount_usd,
+            **{
+                f.name: getattr(self, f.name) + sign * getattr(other, f.name)
+                for f in fields(UsageTotals)
+            }
         )
+
+    @classmethod
+    def merge(cls, records: Iterable[UsageTotals]) -> UsageTotals:
+        """The sum of ``records`` (all zero when there are none)."""
+        total = cls()
+        for record in records:
+            total += record
+        return total
 
 
 class LLMBackend(ABC):

@@ -65,9 +65,9 @@ class ProgressLine:
 def usage_line(usage: UsageTracker) -> str:
     """``provider/model: calls, tokens, cost`` for each pair that was asked."""
     parts = [
-        f"{e.provider}/{e.model}: {e.calls} call(s)"
-        f"{f' ({e.failures} failed)' if e.failures else ''}, "
-        f"{e.input_tokens}+{e.output_tokens} tokens, ${e.cost_usd:.6f}"
+        f"{e.provider}/{e.model}: {e.usage.calls} call(s)"
+        f"{f' ({e.usage.failures} failed)' if e.usage.failures else ''}, "
+        f"{e.usage.input_tokens}+{e.usage.output_tokens} tokens, ${e.usage.cost_usd:.6f}"
         for e in usage.summary().values()
     ]
     return "[" + "; ".join(parts or ["no calls"]) + "]"
@@ -75,7 +75,8 @@ def usage_line(usage: UsageTracker) -> str:
 
 def served_by(usage: UsageTracker) -> list[str]:
     """The ``provider/model`` pairs that answered at least one call."""
-    return [f"{e.provider}/{e.model}" for e in usage.summary().values() if e.calls > e.failures]
+    summaries = usage.summary().values()
+    return [f"{e.provider}/{e.model}" for e in summaries if e.usage.calls > e.usage.failures]
 
 
 def solve_summary(result: ToTResult, agent: ReasoningAgent) -> str:
@@ -103,11 +104,11 @@ def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
         {
             "provider": e.provider,
             "model": e.model,
-            "calls": e.calls,
-            "failures": e.failures,
-            "input_tokens": e.input_tokens,
-            "output_tokens": e.output_tokens,
-            "cost_usd": e.cost_usd,
+            "calls": e.usage.calls,
+            "failures": e.usage.failures,
+            "input_tokens": e.usage.input_tokens,
+            "output_tokens": e.usage.output_tokens,
+            "cost_usd": e.usage.cost_usd,
             "mean_latency_s": e.mean_latency_s,
         }
         for e in agent.usage.summary().values()

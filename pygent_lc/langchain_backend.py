@@ -9,6 +9,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables.config import merge_configs
 
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.budget import CostBudget, CostEstimator, HeldStream, Hold
@@ -22,7 +23,7 @@ from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import cached_prefix_message
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable, runnable_parts
 from pygent_lc.usage import UsageTracker
-from pygent_lc.validation import validate_generation_params, validate_prompt
+from pygent_lc.validation import GenerationParams, validate_prompt
 
 ChatRunnable = Runnable[Any, BaseMessage]
 
@@ -80,13 +81,17 @@ class LangChainBackend(LLMBackend, Closable):
         """The completion of ``prompt``: non-empty text, or a typed error."""
         messages, params = self._request(prompt, kwargs)
         async with self._reserved(prompt, params):
-            return reply_text(await self.runnable.ainvoke(messages, self._config(), **params))
+            return reply_text(
+                await self.runnable.ainvoke(messages, self._config(), **params.call_kwargs())
+            )
 
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
         """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
         messages, params = self._request(prompt, kwargs)
         with self._reserved(prompt, params):
-            return reply_text(self.runnable.invoke(messages, self._config(), **params))
+            return reply_text(
+                self.runnable.invoke(messages, self._config(), **params.call_kwargs())
+            )
 
     def close(self) -> None:
         close_runnable(self.runnable)
@@ -96,11 +101,11 @@ class LangChainBackend(LLMBackend, Closable):
 
     def _request(
         self, prompt: object, kwargs: dict[str, Any]
-    ) -> tuple[list[BaseMessage], dict[str, Any]]:
+    ) -> tuple[list[BaseMessage], GenerationParams]:
         params = dict(kwargs)
         prefix = params.pop("cache_prefix", None)
         text = validate_prompt(prompt)
-        checked = validate_generation_params(params)
+        checked = GenerationParams.check(params)
         if prefix is None or prefix == "":
             return [HumanMessage(content=text)], checked
         if not isinstance(prefix, str) or not text.startswith(prefix):
@@ -112,22 +117,11 @@ class LangChainBackend(LLMBackend, Closable):
     def _config(self) -> RunnableConfig:
         """The ambient run's config (when called inside a Runnable, e.g. the ToT engine)
         plus our handlers, so calls nest under the caller's run in traces."""
-        config = ensure_config()
-        inherited = config.get("callbacks")
-        if inherited is None:
-            config["callbacks"] = list(self._handlers)
-        elif isinstance(inherited, list):
-            config["callbacks"] = [*inherited, *self._handlers]
-        else:
-            manager = inherited.copy()
-            for handler in self._handlers:
-                manager.add_handler(handler, inherit=True)
-            config["callbacks"] = manager
-        return config
+        return merge_configs(ensure_config(), {"callbacks": list(self._handlers)})
 
-    def _reserved(self, prompt: str, params: dict[str, Any]) -> Hold:
+    def _reserved(self, prompt: str, params: GenerationParams) -> Hold:
         """The call's hold on the budget: ``with`` in sync code, ``async with`` in async."""
-        return Hold(self._budget, prompt, params.get("max_tokens"))
+        return Hold(self._budget, prompt, params.max_tokens)
 
     def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
         """Text as it arrives.
@@ -143,7 +137,7 @@ class LangChainBackend(LLMBackend, Closable):
             config = self._config()
             hold = self._reserved(prompt, params)
             await hold.__aenter__()
-            return stream_text(self.runnable, messages, config, **params), hold
+            return stream_text(self.runnable, messages, config, **params.call_kwargs()), hold
 
         return HeldStream(start)
 

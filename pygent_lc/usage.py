@@ -18,32 +18,19 @@ from pygent_lc.backend import UsageTotals
 
 @dataclass(frozen=True)
 class UsageSummary:
-    """What one (provider, model) pair cost so far."""
+    """What one (provider, model) pair cost so far, and how long its requests took."""
 
     provider: str
     model: str
-    calls: int
-    failures: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
+    usage: UsageTotals
+    """Its calls, failures, tokens (cached ones too), cost and cache discount."""
     mean_latency_s: float
     p95_latency_s: float
-    cached_input_tokens: int = 0
-    """Input tokens served from the provider's prompt cache (part of ``input_tokens``)."""
-    cache_discount_usd: float = 0.0
-    """OpenRouter's ``cache_discount``: what the cache took off ``cost_usd``."""
 
 
 @dataclass
 class _Bucket:
-    calls: int = 0
-    failures: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
-    cached_input_tokens: int = 0
-    cache_discount_usd: float = 0.0
+    usage: UsageTotals = field(default_factory=UsageTotals)
     latencies: list[float] = field(default_factory=list)
 
 
@@ -116,15 +103,16 @@ class UsageTracker(BaseCallbackHandler):
                 cost += float(message.response_metadata.get("cost") or 0.0)
                 discount += float(message.response_metadata.get("cache_discount") or 0.0)
                 model = str(message.response_metadata.get("model_name") or model)
+        used = UsageTotals(
+            calls=1,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+            cached_input_tokens=cached,
+            cache_discount_usd=discount,
+        )
         with self._lock:
-            bucket = self._buckets.setdefault((run.provider, model), _Bucket())
-            bucket.calls += 1
-            bucket.input_tokens += input_tokens
-            bucket.output_tokens += output_tokens
-            bucket.cost_usd += cost
-            bucket.cached_input_tokens += cached
-            bucket.cache_discount_usd += discount
-            bucket.latencies.append(ended - run.started)
+            self._add((run.provider, model), used, ended - run.started)
             self._largest_cost_usd = max(self._largest_cost_usd, cost)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -133,10 +121,14 @@ class UsageTracker(BaseCallbackHandler):
             run = self._runs.pop(run_id, None)
             if run is None:
                 return
-            bucket = self._buckets.setdefault((run.provider, run.model), _Bucket())
-            bucket.calls += 1
-            bucket.failures += 1
-            bucket.latencies.append(ended - run.started)
+            failed = UsageTotals(calls=1, failures=1)
+            self._add((run.provider, run.model), failed, ended - run.started)
+
+    def _add(self, key: tuple[str, str], used: UsageTotals, latency_s: float) -> None:
+        """Count one request. Call with the lock held."""
+        bucket = self._buckets.setdefault(key, _Bucket())
+        bucket.usage += used
+        bucket.latencies.append(latency_s)
 
     def summary(self) -> dict[tuple[str, str], UsageSummary]:
         """Per (provider, model): calls, failures, tokens (cached ones too), cost,
@@ -146,15 +138,9 @@ class UsageTracker(BaseCallbackHandler):
                 key: UsageSummary(
                     provider=key[0],
                     model=key[1],
-                    calls=bucket.calls,
-                    failures=bucket.failures,
-                    input_tokens=bucket.input_tokens,
-                    output_tokens=bucket.output_tokens,
-                    cost_usd=bucket.cost_usd,
+                    usage=bucket.usage,
                     mean_latency_s=sum(bucket.latencies) / len(bucket.latencies),
                     p95_latency_s=_percentile(bucket.latencies, 0.95),
-                    cached_input_tokens=bucket.cached_input_tokens,
-                    cache_discount_usd=bucket.cache_discount_usd,
                 )
                 for key, bucket in self._buckets.items()
             }
@@ -167,16 +153,7 @@ class UsageTracker(BaseCallbackHandler):
     def totals(self) -> UsageTotals:
         """Everything added up, for measuring a span of work by difference."""
         with self._lock:
-            buckets = list(self._buckets.values())
-            return UsageTotals(
-                calls=sum(b.calls for b in buckets),
-                failures=sum(b.failures for b in buckets),
-                input_tokens=sum(b.input_tokens for b in buckets),
-                output_tokens=sum(b.output_tokens for b in buckets),
-                cost_usd=sum(b.cost_usd for b in buckets),
-                cached_input_tokens=sum(b.cached_input_tokens for b in buckets),
-                cache_discount_usd=sum(b.cache_discount_usd for b in buckets),
-            )
+            return UsageTotals.merge(bucket.usage for bucket in self._buckets.values())
 
 
 def _percentile(values: list[float], fraction: float) -> float:

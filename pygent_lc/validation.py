@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, get_args
 
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pygent_lc.errors import InvalidInputError
 
-GENERATION_KEYWORDS = ("temperature", "max_tokens", "stop", "top_p", "seed")
 # Call keywords a chat Runnable may also be given (by bind_tools, structured
 # output, or a caller who knows the provider): passed on unchecked.
 PASS_THROUGH_KEYWORDS = frozenset(
@@ -37,6 +36,101 @@ PASS_THROUGH_KEYWORDS = frozenset(
 )
 MAX_PROMPT_CHARS = 2_000_000
 MAX_TOKENS_LIMIT = 1_000_000
+"""The largest ``max_tokens`` any entry point accepts (calls, the chain, ``ToTConfig``).
+
+A sanity bound, not a model's cap: it catches a unit mistake (a character
+count, a context size in bytes) before anything is sent, and lets every real
+completion cap through. No model's completion cap comes near it (today's
+largest are around 128k tokens) and it is the size of the largest context
+windows in common use, which bound prompt plus completion. A value a given
+model cannot honour is refused by its provider, with a typed error.
+"""
+
+
+def _as_list(value: object) -> object:
+    """``stop`` may be one string, or a tuple, where a list is meant."""
+    if isinstance(value, str):
+        return [value]
+    return list(value) if isinstance(value, tuple) else value
+
+
+Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)]
+TopP = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+MaxTokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT)]
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+StopSequences = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_as_list)]
+
+
+class GenerationParams(BaseModel):
+    """The generation keywords of one call, checked: the one place their limits are written.
+
+    Every entry point uses it: :func:`validate_chat_call` (the provider
+    chain's ``invoke``/``ainvoke``/``stream``/``astream``),
+    ``LangChainBackend.generate``/``stream``, ``ChatAgent`` and, through the
+    field types above, ``ToTConfig``'s ``temperature``,
+    ``evaluation_temperature`` and ``max_tokens``. Strict: ``True`` is not a
+    number, ``2.5`` not a token count, ``"42"`` not a seed. ``None`` means not
+    set. Use :meth:`check` to get :class:`InvalidInputError` naming the keyword.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
+    stop: StopSequences | None = None
+    top_p: TopP | None = None
+    seed: Seed | None = None
+
+    @classmethod
+    def check(cls, params: Mapping[str, Any]) -> GenerationParams:
+        """``params`` checked; an unknown keyword or a bad value is an ``InvalidInputError``."""
+        unknown = sorted(set(params) - set(GENERATION_KEYWORDS))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown generation keyword(s) {unknown}; "
+                f"accepted: {', '.join(GENERATION_KEYWORDS)}"
+            )
+        try:
+            return cls(**params)
+        except ValidationError as exc:
+            raise _invalid(exc, params) from None
+
+    def call_kwargs(self) -> dict[str, Any]:
+        """The keywords that are set, to call a chat Runnable with."""
+        return self.model_dump(exclude_none=True)
+
+
+GENERATION_KEYWORDS = tuple(GenerationParams.model_fields)
+_EXPECTED = {
+    "temperature": "a finite number",
+    "top_p": "a finite number",
+    "max_tokens": "an integer",
+    "seed": "an integer",
+    "stop": "a non-empty string or a list of them",
+}
+
+
+def _invalid(exc: ValidationError, params: Mapping[str, Any]) -> InvalidInputError:
+    """The first error, in words naming the keyword, its limits and the value given."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0])
+    value = params[name]
+    if error["type"] in ("greater_than_equal", "less_than_equal"):
+        low, high = _bounds(GenerationParams.model_fields[name].annotation)
+        return InvalidInputError(f"{name} must be between {low} and {high}, got {value}")
+    return InvalidInputError(f"{name} must be {_EXPECTED[name]}, got {value!r}")
+
+
+def _bounds(annotation: object) -> tuple[object, object]:
+    """The ``ge`` and ``le`` written in ``annotation`` (inside ``Annotated`` and ``| None``)."""
+    low = high = None
+    parts = [annotation]
+    while parts:
+        part = parts.pop()
+        parts.extend(get_args(part))
+        for item in getattr(part, "metadata", ()):
+            low, high = getattr(item, "ge", low), getattr(item, "le", high)
+    return low, high
 
 
 def validate_prompt(prompt: object) -> str:
@@ -100,50 +194,6 @@ def _check_text(value: object, where: str) -> None:
             _check_text(item, where)
 
 
-def validate_generation_params(params: dict[str, Any]) -> dict[str, Any]:
+def validate_generation_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """The keywords that are set, checked; unknown keywords are an error, not ignored."""
-    unknown = sorted(set(params) - set(GENERATION_KEYWORDS))
-    if unknown:
-        raise InvalidInputError(
-            f"unknown generation keyword(s) {unknown}; accepted: {', '.join(GENERATION_KEYWORDS)}"
-        )
-    checked: dict[str, Any] = {}
-    for name, value in params.items():
-        if value is None:
-            continue
-        checked[name] = _CHECKS[name](value)
-    return checked
-
-
-def _number(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInputError(f"{name} must be a finite number, got {value!r}")
-    if not low <= value <= high:
-        raise InvalidInputError(f"{name} must be between {low} and {high}, got {value}")
-    return float(value)
-
-
-def _integer(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInputError(f"{name} must be an integer, got {value!r}")
-    if not low <= value <= high:
-        raise InvalidInputError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _stop(value: object) -> list[str]:
-    sequences = [value] if isinstance(value, str) else value
-    if not isinstance(sequences, list | tuple) or not all(
-        isinstance(s, str) and s for s in sequences
-    ):
-        raise InvalidInputError(f"stop must be a non-empty string or a list of them, got {value!r}")
-    return list(sequences)
-
-
-_CHECKS = {
-    "temperature": lambda v: _number("temperature", v, 0.0, 2.0),
-    "top_p": lambda v: _number("top_p", v, 0.0, 1.0),
-    "max_tokens": lambda v: _integer("max_tokens", v, 1, MAX_TOKENS_LIMIT),
-    "seed": lambda v: _integer("seed", v, -(2**63), 2**63 - 1),
-    "stop": _stop,
-}
+    return GenerationParams.check(params).call_kwargs()

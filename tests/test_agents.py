@@ -237,8 +237,8 @@ async def test_progress_reports_levels_and_spend() -> None:
     # 3 proposals and 1 value: a level's only state needs no value until the
     # last level, where the best state is the answer
     assert (last.calls, last.in_flight) == (4, 0)
-    assert last.cost_usd == pytest.approx(0.004)
-    assert last.input_tokens == 40
+    assert last.usage.cost_usd == pytest.approx(0.004)
+    assert last.usage.input_tokens == 40
     assert "level 3/3 · 4 calls" in last.line()
 
 

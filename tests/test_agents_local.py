@@ -41,8 +41,8 @@ async def test_reasoning_agent_solves_on_the_local_model() -> None:
     assert result.best.path == [result.best.path[0]]  # depth 1: one thought below the problem
     [entry] = agent.usage.summary().values()
     assert entry.provider == "local"
-    assert entry.calls == stats.llm_calls
-    assert 0 < entry.output_tokens <= 16 * stats.llm_calls
+    assert entry.usage.calls == stats.llm_calls
+    assert 0 < entry.usage.output_tokens <= 16 * stats.llm_calls
     assert result.to_mermaid().startswith("flowchart TD")
 
 

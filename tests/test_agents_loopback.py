@@ -111,11 +111,11 @@ async def test_reasoning_agent_solves_game24_on_each_provider(
     assert check_24(await agent.process("1 1 4 6"), "1 1 4 6")
     [entry] = agent.usage.summary().values()
     assert entry.provider == provider
-    assert entry.calls == server.request_count(provider)  # type: ignore[arg-type]
+    assert entry.usage.calls == server.request_count(provider)  # type: ignore[arg-type]
     if provider == "openrouter":
-        assert entry.cost_usd > 0  # OpenRouter's usage.cost, summed
+        assert entry.usage.cost_usd > 0  # OpenRouter's usage.cost, summed
     else:
-        assert entry.cost_usd == 0
+        assert entry.usage.cost_usd == 0
 
 
 async def test_reasoning_agent_falls_back_when_openrouter_is_down(server: LoopbackServer) -> None:
@@ -133,8 +133,8 @@ async def test_reasoning_agent_falls_back_when_openrouter_is_down(server: Loopba
     result = await agent.solve("4 9 10 13")
     assert result.solved
     served = {key[0]: entry for key, entry in agent.usage.summary().items()}
-    assert served["ollama"].calls == result.stats.llm_calls
-    assert served["openrouter"].failures == served["openrouter"].calls > 0
+    assert served["ollama"].usage.calls == result.stats.llm_calls
+    assert served["openrouter"].usage.failures == served["openrouter"].usage.calls > 0
 
 
 async def test_chat_agent_streams_from_ollama(server: LoopbackServer) -> None:

@@ -57,8 +57,8 @@ def test_generation_keywords_reach_the_wire_and_are_honoured(llama_server, vcr) 
     body = request_json(vcr)
     assert (body["temperature"], body["max_tokens"], body["stop"]) == (0.2, 7, ["\n"])
     [entry] = backend.usage.summary().values()
-    assert 0 < entry.output_tokens <= 7  # the server honoured max_tokens
-    assert entry.input_tokens > 0
+    assert 0 < entry.usage.output_tokens <= 7  # the server honoured max_tokens
+    assert entry.usage.input_tokens > 0
     assert len(exchanged(vcr)) == 1
 
 

@@ -129,11 +129,11 @@ async def test_usage_is_tracked_per_provider_including_failures() -> None:
     shim = backend(a, b)
     await shim.generate("hi there")
     summary = shim.usage.summary()
-    assert summary[("a", "a-model")].calls == 2
-    assert summary[("a", "a-model")].failures == 2
-    assert summary[("b", "b-model")].calls == 1
-    assert summary[("b", "b-model")].cost_usd == 0.25
-    assert summary[("b", "b-model")].output_tokens == 1
+    assert summary[("a", "a-model")].usage.calls == 2
+    assert summary[("a", "a-model")].usage.failures == 2
+    assert summary[("b", "b-model")].usage.calls == 1
+    assert summary[("b", "b-model")].usage.cost_usd == 0.25
+    assert summary[("b", "b-model")].usage.output_tokens == 1
     assert shim.usage_totals().calls == 3
 
 
@@ -142,9 +142,9 @@ async def test_usage_is_exact_under_concurrency() -> None:
     shim = backend(model)
     await asyncio.gather(*(shim.generate(f"prompt {i}") for i in range(50)))
     [entry] = shim.usage.summary().values()
-    assert entry.calls == 50
-    assert entry.cost_usd == pytest.approx(0.05)
-    assert entry.output_tokens == 50
+    assert entry.usage.calls == 50
+    assert entry.usage.cost_usd == pytest.approx(0.05)
+    assert entry.usage.output_tokens == 50
 
 
 async def test_usage_counts_streams() -> None:

@@ -42,7 +42,7 @@ async def test_openrouter_generate_reports_cost_and_served_model() -> None:
     assert "pong" in text.lower()
     [entry] = backend.usage.summary().values()
     assert entry.provider == "openrouter"
-    assert entry.cost_usd > 0
+    assert entry.usage.cost_usd > 0
 
 
 @needs_key

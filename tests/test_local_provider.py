@@ -111,7 +111,7 @@ def test_fresh_machine_chain_skips_unconfigured_providers_and_answers_locally() 
     assert text.strip()
     [entry] = backend.usage.summary().values()
     assert entry.provider == "local"
-    assert 0 < entry.output_tokens <= 16
+    assert 0 < entry.usage.output_tokens <= 16
 
 
 def test_server_starts_on_first_use_and_is_shared_per_model_file() -> None:

@@ -110,9 +110,10 @@ async def test_cached_tokens_and_discount_reach_the_usage_tracker(
     # The loopback server bills cached words at a tenth of 1e-6 USD.
     assert totals.cache_discount_usd == pytest.approx(2 * words * 0.9e-6)
     [entry] = backend.usage.summary().values()
-    assert entry.cached_input_tokens == 2 * words
-    assert entry.cost_usd == pytest.approx(
-        entry.input_tokens * 1e-6 - totals.cache_discount_usd + entry.output_tokens * 2e-6
+    usage = entry.usage
+    assert usage.cached_input_tokens == 2 * words
+    assert usage.cost_usd == pytest.approx(
+        usage.input_tokens * 1e-6 - totals.cache_discount_usd + usage.output_tokens * 2e-6
     )
 
 

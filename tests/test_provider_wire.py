@@ -92,19 +92,19 @@ async def test_usage_tracker_reports_openrouter_cost_for_invoke_and_stream(
     _ = [part async for part in backend.stream("four five")]
     summary = backend.usage.summary()
     entry = summary[("openrouter", "openai/gpt-4o-mini")]
-    assert entry.calls == 2
+    assert entry.usage.calls == 2
     # The loopback server bills 1e-6 USD per prompt word and 2e-6 per reply word:
     # "one two three" -> "echo: one two three", "four five" -> "echo: four five".
-    assert (entry.input_tokens, entry.output_tokens) == (3 + 2, 4 + 3)
-    assert entry.cost_usd == pytest.approx(5e-6 + 7 * 2e-6)
+    assert (entry.usage.input_tokens, entry.usage.output_tokens) == (3 + 2, 4 + 3)
+    assert entry.usage.cost_usd == pytest.approx(5e-6 + 7 * 2e-6)
 
 
 async def test_usage_tracker_reports_zero_cost_for_ollama(loopback: LoopbackServer) -> None:
     backend = LangChainBackend(build_chat_model(settings_for(loopback), ["ollama"]))
     await backend.generate("one two three")
     [entry] = backend.usage.summary().values()
-    assert (entry.provider, entry.model, entry.cost_usd) == ("ollama", "llama3.2", 0.0)
-    assert entry.output_tokens == 4
+    assert (entry.provider, entry.model, entry.usage.cost_usd) == ("ollama", "llama3.2", 0.0)
+    assert entry.usage.output_tokens == 4
 
 
 def test_check_ollama_model(loopback: LoopbackServer) -> None:

@@ -23,11 +23,10 @@ class SolveProgress:
     max_depth: int
     level: int = 0
     calls: int = 0
+    """Calls started, those in flight included."""
     in_flight: int = 0
-    failures: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
+    usage: UsageTotals = field(default_factory=UsageTotals)
+    """Failures, tokens and cost so far, as the backend reports them."""
     started: float = field(default_factory=time.perf_counter)
     on_change: Callable[[SolveProgress], None] | None = None
 
@@ -44,7 +43,7 @@ class SolveProgress:
         return (
             f"level {self.level}/{self.max_depth} · {self.calls} calls"
             f"{f' ({self.in_flight} running)' if self.in_flight else ''} · "
-            f"{self.input_tokens + self.output_tokens} tokens · ${self.cost_usd:.4f} · "
+            f"{self.usage.total_tokens} tokens · ${self.usage.cost_usd:.4f} · "
             f"{self.elapsed_s:.1f}s"
         )
 
@@ -64,9 +63,6 @@ class ProgressBackend(LLMBackend):
         progress.notify()
         try:
             return await self.inner.generate(prompt, **kwargs)
-        except Exception:
-            progress.failures += 1
-            raise
         finally:
             progress.in_flight -= 1
             self._update_usage()
@@ -79,10 +75,7 @@ class ProgressBackend(LLMBackend):
         now = self.inner.usage_totals()
         if now is None or self._start is None:
             return
-        spent = now - self._start
-        self.progress.input_tokens = spent.input_tokens
-        self.progress.output_tokens = spent.output_tokens
-        self.progress.cost_usd = spent.cost_usd
+        self.progress.usage = now - self._start
 
 
 class ProgressTask:

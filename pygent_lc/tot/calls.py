@@ -11,7 +11,7 @@ between identical prompts, including prompts still in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -30,20 +30,20 @@ CallKind = Literal["generation", "evaluation"]
 _T = TypeVar("_T")
 
 
-async def gather_or_cancel(*awaitables: Awaitable[_T]) -> list[_T]:
-    """``asyncio.gather`` that cancels the siblings when one raises (or we are cancelled).
+async def gather_or_cancel(*coroutines: Coroutine[Any, Any, _T]) -> list[_T]:
+    """The results of ``coroutines``, run at once in an :class:`asyncio.TaskGroup`.
 
-    Plain ``gather`` leaves the other calls running after a failure, so a
-    search that raised would keep spending on calls nobody reads.
+    When one raises, the TaskGroup cancels the others (a search that raised
+    must not keep spending on calls nobody reads) and the error that came
+    first is raised as itself, not inside an ``ExceptionGroup``.
     """
-    tasks = [asyncio.ensure_future(aw) for aw in awaitables]
     try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coroutine) for coroutine in coroutines]
+    except BaseExceptionGroup as grouped:
+        first = grouped.exceptions[0]
+        raise first from first.__cause__
+    return [task.result() for task in tasks]
 
 
 class BudgetExhausted(Exception):
@@ -97,31 +97,39 @@ class LLMCaller:
         usage = self.usage()
         return 0.0 if usage is None else usage.cost_usd
 
-    def _check_budget(self) -> None:
-        if self.exhausted is not None:
-            raise BudgetExhausted(self.exhausted)
-        limit = self._config.max_llm_calls
-        if limit is not None and self.counters.llm_calls >= limit:
-            self.exhausted = f"max_llm_calls: {limit} calls used"
-            raise BudgetExhausted(self.exhausted)
+    async def _admit(self, prompt: str) -> Hold:
+        """A place for one call within both budgets, or :class:`BudgetExhausted`.
 
-    async def _reserve(self, prompt: str) -> Hold | None:
-        """A hold on the cost budget for one call (the project's reservations).
-
-        Every call in flight reserves the largest cost of one call seen so
-        far; until that is known calls run one at a time. So spend passes
-        ``max_cost_usd`` by at most about one call, however many run at once.
+        The cost is held on the :class:`~pygent_lc.budget.CostBudget`, as
+        :class:`~pygent_lc.langchain_backend.LangChainBackend` does: every call
+        in flight reserves the largest cost of one call seen so far, and until
+        that is known calls run one at a time, so spend passes ``max_cost_usd``
+        by at most about one call however many run at once. The call count is
+        checked again once the hold is taken, with no wait before the call is
+        counted, so ``max_llm_calls`` is never passed.
         """
-        if self._budget is None:
-            return None
-        hold = self._budget.reserve(prompt, self._config.max_tokens)
+        self._check_call_limit()
+        hold = Hold(self._budget, prompt, self._config.max_tokens)
         try:
             await hold.__aenter__()
         except BudgetExceededError as exc:
             if self.exhausted is None:
                 self.exhausted = f"max_cost_usd: {exc}"
             raise BudgetExhausted(self.exhausted) from exc
+        try:
+            self._check_call_limit()  # again: others may have started while this one waited
+        except BudgetExhausted:
+            hold.release()
+            raise
         return hold
+
+    def _check_call_limit(self) -> None:
+        if self.exhausted is None:
+            limit = self._config.max_llm_calls
+            if limit is not None and self.counters.llm_calls >= limit:
+                self.exhausted = f"max_llm_calls: {limit} calls used"
+        if self.exhausted is not None:
+            raise BudgetExhausted(self.exhausted)
 
     # phases ---------------------------------------------------------------
     def begin_phase(self) -> None:
@@ -154,16 +162,9 @@ class LLMCaller:
         if self._backend.accepts_cache_prefix and (prefix := static_prefix(prompt)):
             kwargs["cache_prefix"] = prefix
         async with self._semaphore:
-            # Checked after acquiring, so calls queued behind the semaphore see
+            # Admitted after acquiring, so calls queued behind the semaphore see
             # the spend of the calls that finished while they waited.
-            self._check_budget()
-            hold = await self._reserve(prompt)
-            try:
-                self._check_budget()  # again: others may have spent while this one waited
-            except BudgetExhausted:
-                if hold is not None:
-                    hold.release()
-                raise
+            hold = await self._admit(prompt)
             self.counters.llm_calls += 1
             if kind == "generation":
                 self.counters.generation_calls += 1
@@ -187,8 +188,7 @@ class LLMCaller:
                 raise
             finally:
                 self._in_flight -= 1
-                if hold is not None:
-                    hold.release()
+                hold.release()
 
 
 @dataclass

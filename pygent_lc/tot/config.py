@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.validation import MaxTokens, Temperature
 
 #: In-flight LLM calls for a cloud provider (OpenRouter): enough to run a
 #: Game-of-24 level in one or two waves without tripping common rate limits.
@@ -31,7 +32,9 @@ class ToTConfig(BaseModel):
     The defaults follow the Tree of Thoughts paper's Game-of-24 run
     (propose / value / greedy BFS, 3 value samples, beam of 5). ``max_depth``
     left unset is the task's own (``Task.default_depth``: 4 for Game of 24,
-    3 for free text).
+    3 for free text). ``temperature``, ``evaluation_temperature`` and
+    ``max_tokens`` are call keywords, with their limits
+    (:class:`~pygent_lc.validation.GenerationParams`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,10 +71,10 @@ class ToTConfig(BaseModel):
     """Number of thought steps below the problem. When not set, the engine
     uses the task's ``default_depth`` (3 is what a task without one gets)."""
 
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    temperature: Temperature = 0.7
     """Sampling temperature of the generation calls."""
 
-    evaluation_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    evaluation_temperature: Temperature = 0.7
     """Sampling temperature of the value and vote calls."""
 
     adaptive_sampling: bool = True
@@ -91,7 +94,7 @@ class ToTConfig(BaseModel):
     value_cache_size: int = Field(default=100_000, ge=1)
     """Entries the in-memory value cache keeps."""
 
-    max_tokens: int | None = Field(default=None, ge=1, le=200_000)
+    max_tokens: MaxTokens | None = None
     """Completion cap sent with every call; ``None`` sends none."""
 
     value_threshold: float = 0.5

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any, overload
 
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -170,24 +171,13 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             finally:
                 await cache.aclose()
         solutions = collect_solutions(tree, task, problem)
-        counters = caller.counters
-        usage = caller.usage()
         stats = ToTStats(
-            llm_calls=counters.llm_calls,
-            generation_calls=counters.generation_calls,
-            evaluation_calls=counters.evaluation_calls,
-            failed_calls=counters.failed_calls,
-            cache_hits=counters.cache_hits,
+            **asdict(caller.counters),
             samples_saved=evaluator.samples_saved,
             duplicates_merged=generator.duplicates_merged,
             nodes=len(tree),
             depth_reached=max(node.depth for node in tree.nodes),
-            peak_in_flight=counters.peak_in_flight,
-            input_tokens=None if usage is None else usage.input_tokens,
-            output_tokens=None if usage is None else usage.output_tokens,
-            cached_input_tokens=None if usage is None else usage.cached_input_tokens,
-            cost_usd=None if usage is None else usage.cost_usd,
-            cache_discount_usd=None if usage is None else usage.cache_discount_usd,
+            usage=caller.usage(),
             wall_time_s=time.perf_counter() - started,
             budget_exhausted=caller.exhausted,
         )

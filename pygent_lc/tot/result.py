@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from pygent_lc.backend import UsageTotals
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.export import tree_to_json, tree_to_mermaid
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
@@ -40,7 +41,7 @@ class ToTStats(BaseModel):
     """The cost of one search."""
 
     llm_calls: int = 0
-    """Calls sent to the backend (failed ones included)."""
+    """Calls the search sent to the backend (failed ones included)."""
     generation_calls: int = 0
     evaluation_calls: int = 0
     failed_calls: int = 0
@@ -54,15 +55,11 @@ class ToTStats(BaseModel):
     nodes: int = 0
     depth_reached: int = 0
     peak_in_flight: int = 0
-    input_tokens: int | None = None
-    """``None`` when the backend does not report usage."""
-    output_tokens: int | None = None
-    cached_input_tokens: int | None = None
-    """Input tokens the provider read from its prompt cache (part of ``input_tokens``)."""
-    cost_usd: float | None = None
-    """What the search cost, prompt-cache discount already taken off (OpenRouter's ``cost``)."""
-    cache_discount_usd: float | None = None
-    """What the prompt cache saved, as OpenRouter reports it (``cache_discount``)."""
+    usage: UsageTotals | None = None
+    """What the backend reported for the search's calls (requests, failures, tokens,
+    cached tokens, cost after the prompt-cache discount, the discount), or ``None``
+    when the backend does not report usage. Its ``calls`` count requests, so a call
+    the backend retried or passed to a fallback counts more than once there."""
     wall_time_s: float = 0.0
     budget_exhausted: str | None = None
     """Why the search stopped early on a budget, or ``None``."""

@@ -78,23 +78,13 @@ class ScriptedBackend(LLMBackend):
                 await asyncio.sleep(self.latency_s)
             error = self.fail(prompt, index) if self.fail else None
             if error is not None:
-                self._totals = UsageTotals(
-                    calls=self._totals.calls + 1,
-                    failures=self._totals.failures + 1,
-                    input_tokens=self._totals.input_tokens,
-                    output_tokens=self._totals.output_tokens,
-                    cost_usd=self._totals.cost_usd,
-                )
+                self._totals += UsageTotals(calls=1, failures=1)
                 raise error
             output = self.reply(prompt)
         finally:
             self.in_flight -= 1
-        self._totals = UsageTotals(
-            calls=self._totals.calls + 1,
-            failures=self._totals.failures,
-            input_tokens=self._totals.input_tokens + 10,
-            output_tokens=self._totals.output_tokens + 5,
-            cost_usd=self._totals.cost_usd + (self.cost_per_call or 0.0),
+        self._totals += UsageTotals(
+            calls=1, input_tokens=10, output_tokens=5, cost_usd=self.cost_per_call or 0.0
         )
         return output
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pygent_lc.backend import UsageTotals
 from pygent_lc.errors import BudgetExceededError, ConfigurationError
 from pygent_lc.tot import ToTConfig, ToTEngine
 
@@ -44,9 +45,9 @@ async def test_max_cost_usd_stops_the_search(scripted, ladder):
     assert result.stats.budget_exhausted is not None
     assert result.stats.budget_exhausted.startswith("max_cost_usd")
     assert backend.calls == 4  # the 5th would start with $0.04 >= $0.035 spent
-    assert result.stats.cost_usd == pytest.approx(0.04)
-    assert result.stats.input_tokens == 40
-    assert result.stats.output_tokens == 20
+    assert result.stats.usage == UsageTotals(
+        calls=4, input_tokens=40, output_tokens=20, cost_usd=pytest.approx(0.04)
+    )
     assert result.best is not None
 
 
@@ -55,9 +56,11 @@ async def test_cost_is_measured_as_a_difference_of_snapshots(scripted, ladder):
     engine = ToTEngine(_config(max_depth=1), backend)
     first = await engine.solve("q")
     second = await engine.solve("q")
-    assert first.stats.cost_usd == pytest.approx(0.001 * first.stats.llm_calls)
+    assert first.stats.usage is not None
+    assert second.stats.usage is not None
+    assert first.stats.usage.cost_usd == pytest.approx(0.001 * first.stats.llm_calls)
     # not the running total (the second solve reuses the first one's values)
-    assert second.stats.cost_usd == pytest.approx(0.001 * second.stats.llm_calls)
+    assert second.stats.usage.cost_usd == pytest.approx(0.001 * second.stats.llm_calls)
     assert 0 < second.stats.llm_calls < first.stats.llm_calls
 
 
@@ -78,3 +81,19 @@ async def test_backend_budget_error_ends_the_search_cleanly(scripted, ladder):
     assert "daily cap reached" in result.stats.budget_exhausted
     assert result.stats.failed_calls == 0
     assert result.best is not None
+
+
+@pytest.mark.parametrize("limit", [0.035, 0.1, 0.2])
+async def test_concurrent_calls_pass_max_cost_usd_by_at_most_one_call(scripted, ladder, limit):
+    # Each level's calls run at once (up to 8); a check of the spend before
+    # each call would let them all start on the same spend and overshoot.
+    cost = 0.01
+    backend = scripted(ladder, latency_s=0.01, cost_per_call=cost)
+    config = _config(max_cost_usd=limit, max_concurrency=8, adaptive_sampling=False)
+    result = await ToTEngine(config, backend).solve("q")
+    assert result.stats.budget_exhausted is not None
+    assert result.stats.budget_exhausted.startswith("max_cost_usd")
+    assert backend.peak_in_flight > 1  # the calls did run concurrently
+    assert result.stats.usage is not None
+    assert result.stats.usage.cost_usd <= limit + cost + 1e-9
+    assert backend.in_flight == 0

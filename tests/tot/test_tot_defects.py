@@ -162,8 +162,8 @@ async def test_max_cost_usd_is_passed_by_at_most_one_call_under_concurrency():
     result = await ToTEngine(config, backend, task=Game24Task()).solve("4 9 10 13")
     assert result.stats.budget_exhausted is not None
     assert result.stats.budget_exhausted.startswith("max_cost_usd")
-    assert result.stats.cost_usd is not None
-    assert result.stats.cost_usd <= 0.005 + 0.001 + 1e-9
+    assert result.stats.usage is not None
+    assert result.stats.usage.cost_usd <= 0.005 + 0.001 + 1e-9
     assert backend.peak > 1  # the calls did run concurrently once the cost was known
     assert backend.in_flight == 0
 

@@ -14,6 +14,7 @@ from pygent_lc.errors import (
     RateLimitError,
 )
 from pygent_lc.tot import GenericTask, ToTConfig, ToTEngine, ToTResult
+from pygent_lc.tot.calls import gather_or_cancel
 
 
 def _config(**overrides) -> ToTConfig:
@@ -45,8 +46,7 @@ async def test_bfs_finds_the_best_final_answer(scripted, ladder):
     assert result.stats.evaluation_calls == 30
     assert result.stats.depth_reached == 3
     assert result.stats.budget_exhausted is None
-    assert result.stats.input_tokens is None
-    assert result.stats.cost_usd is None
+    assert result.stats.usage is None
     root = result.tree.root
     assert root.text == "What is the answer?"
     assert root.selected
@@ -401,3 +401,25 @@ async def test_a_bug_in_one_call_stops_the_others(scripted, ladder):
     await asyncio.sleep(0.1)
     assert backend.calls == calls
     assert backend.in_flight == 0
+
+
+async def test_gather_or_cancel_raises_the_first_error_itself_and_cancels_the_rest():
+    cancelled: list[int] = []
+
+    async def slow(index: int) -> str:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(index)
+            raise
+        return "never"
+
+    async def fail() -> str:
+        await asyncio.sleep(0)
+        raise RateLimitError("slow down", provider="fake") from KeyError("the cause")
+
+    with pytest.raises(RateLimitError, match="slow down") as caught:  # not an ExceptionGroup
+        await gather_or_cancel(slow(1), fail(), slow(2))
+    assert isinstance(caught.value.__cause__, KeyError)
+    assert sorted(cancelled) == [1, 2]
+    assert await gather_or_cancel(asyncio.sleep(0.01, "a"), asyncio.sleep(0, "b")) == ["a", "b"]

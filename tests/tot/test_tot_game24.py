@@ -244,9 +244,9 @@ async def test_usage_is_reported_when_the_backend_tracks_it():
     result = await ToTEngine(config, backend, task=Game24Task()).solve("4 9 10 13")
     usage = backend.usage_totals()
     assert usage is not None
-    assert result.stats.input_tokens == usage.input_tokens > 0
-    assert result.stats.output_tokens == usage.output_tokens > 0
-    assert result.stats.cost_usd == pytest.approx(usage.cost_usd)
+    assert result.stats.usage == usage
+    assert usage.input_tokens > 0
+    assert usage.output_tokens > 0
 
 
 @pytest.mark.parametrize(

@@ -141,20 +141,26 @@ async def test_cached_tokens_and_discount_land_in_tot_stats(ladder: Any) -> None
         requests = server.requests("openrouter")
     stats = result.stats
     assert stats.llm_calls == len(requests) > 1
+    assert stats.usage is not None
     for request in requests:
         [user] = request.json["messages"]
         assert user["content"][0]["cache_control"] == {"type": "ephemeral"}
     # Every call after the first reads the problem statement from the cache.
     prefix_words = len(f"Problem:\n{problem}\n\n".split())
-    assert stats.cached_input_tokens == prefix_words * (stats.llm_calls - 1)
-    assert stats.cache_discount_usd == pytest.approx(stats.cached_input_tokens * 0.9e-6)
+    cached = stats.usage.cached_input_tokens
+    assert cached == prefix_words * (stats.llm_calls - 1)
+    assert stats.usage.cache_discount_usd == pytest.approx(cached * 0.9e-6)
     usage = backend.usage_totals()
-    assert stats.cost_usd == pytest.approx(usage.cost_usd)
+    assert stats.usage.cost_usd == pytest.approx(usage.cost_usd)
     full_price = usage.input_tokens * 1e-6 + usage.output_tokens * 2e-6
-    assert stats.cost_usd == pytest.approx(full_price - stats.cache_discount_usd)
+    assert stats.usage.cost_usd == pytest.approx(full_price - stats.usage.cache_discount_usd)
 
 
 async def test_stats_report_no_cache_for_backends_without_it(scripted: Any, ladder: Any) -> None:
     backend = scripted(ladder, cost_per_call=0.001)
     result = await ToTEngine(ToTConfig(max_depth=2), backend).solve("What is the plan?")
-    assert (result.stats.cached_input_tokens, result.stats.cache_discount_usd) == (0, 0.0)
+    assert result.stats.usage is not None
+    assert (result.stats.usage.cached_input_tokens, result.stats.usage.cache_discount_usd) == (
+        0,
+        0.0,
+    )
