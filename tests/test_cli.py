@@ -148,6 +148,18 @@ def test_verbose_before_or_after_the_command(argv: list[str]) -> None:
     assert build_parser().parse_args(["doctor"]).verbose is False
 
 
+def test_python_dash_m_runs_the_same_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pygent_lc.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: pygent-lc ")
+
+
 def test_main_hides_only_skipped_provider_warnings(pygent_logger: logging.Logger) -> None:
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")

@@ -90,11 +90,6 @@ class ProviderSpec:
         """The :class:`Settings` keyword that ``"provider:model"`` sets."""
         return self.settings_model.keyword(self.model_field)
 
-    def settings(self, settings: Settings) -> ProviderSettings:
-        """Its section of ``settings``."""
-        section: ProviderSettings = getattr(settings, self.name)
-        return section
-
 
 PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
     {
