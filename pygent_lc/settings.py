@@ -222,9 +222,10 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    openrouter: OpenRouterSettings = Field(default_factory=OpenRouterSettings)
-    ollama: OllamaSettings = Field(default_factory=OllamaSettings)
-    local: LocalSettings = Field(default_factory=LocalSettings)
+    # Read by each section itself (NoDecode: a stray PYGENT_OLLAMA is not parsed here).
+    openrouter: Annotated[OpenRouterSettings, NoDecode] = Field(default_factory=OpenRouterSettings)
+    ollama: Annotated[OllamaSettings, NoDecode] = Field(default_factory=OllamaSettings)
+    local: Annotated[LocalSettings, NoDecode] = Field(default_factory=LocalSettings)
 
     allow_insecure_http: bool = False
     """Allow sending the OpenRouter key over plain ``http://`` to a non-loopback host

@@ -38,7 +38,7 @@ def test_one_validation_of_provider_names() -> None:
     assert validate_provider_names(" Ollama, local") == ["ollama", "local"]
     with pytest.raises(ConfigurationError, match="unknown provider 'x'; choose from openrouter"):
         validate_provider_names(["x"])
-    assert PROVIDER_CHOICES == (*PROVIDERS, "auto")
+    assert (*PROVIDERS, "auto") == PROVIDER_CHOICES
 
 
 @pytest.mark.parametrize(

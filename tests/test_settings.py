@@ -122,6 +122,7 @@ def test_a_section_reads_its_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("PYGENT_LOCAL_MODEL", "/models/m.gguf")
     monkeypatch.setenv("OLLAMA_NUM_CTX", "4096")
     monkeypatch.setenv("MAX_RETRIES", "7")  # not a PYGENT_ name: ignored
+    monkeypatch.setenv("PYGENT_OLLAMA", "not a section")  # nor is a section's own name
     settings = Settings()
     assert isinstance(settings.local, LocalSettings)
     assert settings.local.model == Path("/models/m.gguf")
