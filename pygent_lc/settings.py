@@ -270,6 +270,7 @@ class Settings(BaseSettings):
         for path in _env_file_paths(env_file):  # before pydantic-settings reads it leniently
             read_env_file(path, encoding)
         shared = {key: value for key, value in options.items() if key in _SECTION_OPTIONS}
+        shared.update(_env_file=env_file, _env_file_encoding=encoding)  # a subclass's too
         problems: list[tuple[str | None, ValidationError]] = []
         try:
             for name, model in _sections().items():
