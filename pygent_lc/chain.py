@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
@@ -12,19 +12,9 @@ from pygent_lc.breaker import CircuitBreaker
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.policy import ProviderPolicy
-from pygent_lc.providers.local import local_model
-from pygent_lc.providers.ollama import ollama_model
-from pygent_lc.providers.openrouter import openrouter_model
+from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.retry import RetryPolicy
-from pygent_lc.settings import PROVIDER_NAMES, ProviderName, Settings
-
-ProviderFactory = Callable[[Settings], BaseChatModel]
-
-PROVIDER_FACTORIES: dict[ProviderName, ProviderFactory] = {
-    "openrouter": openrouter_model,
-    "ollama": ollama_model,
-    "local": local_model,
-}
+from pygent_lc.settings import Settings
 
 
 class ProviderSkippedWarning(UserWarning):
@@ -56,14 +46,6 @@ def with_provider_policy(
             model=model_name if isinstance(model_name, str) else None,
         )
     return ProviderPolicy(bound=model, retry=retry, circuit=circuit)
-
-
-# Where "provider:model" puts the model name, per provider.
-_MODEL_FIELDS: dict[ProviderName, str] = {
-    "openrouter": "openrouter_model",
-    "ollama": "ollama_model",
-    "local": "local_model_path",
-}
 
 
 def build_chat_model(
@@ -113,7 +95,7 @@ def build_chat_model(
     skipped: dict[str, ConfigurationError] = {}
     for name in names:
         try:
-            models.append(PROVIDER_FACTORIES[name](settings))
+            models.append(PROVIDERS[name].factory(settings))
         except ConfigurationError as exc:
             skipped[name] = exc
     if not models:
@@ -143,7 +125,7 @@ def _settings_for_specs(
         (provider,) = validate_provider_names([name])
         names.append(provider)
         if model.strip():
-            changes[_MODEL_FIELDS[provider]] = model.strip()
+            changes[PROVIDERS[provider].model_keyword] = model.strip()
     validate_provider_names(names)  # each provider once
     return Settings(**{**_explicit_values(base), **changes}), names
 
@@ -151,26 +133,6 @@ def _settings_for_specs(
 def _explicit_values(settings: Settings) -> dict[str, Any]:
     """The values of ``settings`` as keywords for a new ``Settings``."""
     return {name: getattr(settings, name) for name in settings.model_fields_set | {"providers"}}
-
-
-def validate_provider_names(names: Sequence[str] | str) -> list[ProviderName]:
-    """Provider names checked against the known ones (a comma-separated string works too)."""
-    if isinstance(names, str):
-        names = [part.strip() for part in names.split(",")]
-    if not names:
-        raise ConfigurationError("at least one provider is required", field="providers")
-    cleaned: list[ProviderName] = []
-    for name in names:
-        if not isinstance(name, str) or name.strip().lower() not in PROVIDER_NAMES:
-            raise ConfigurationError(
-                f"unknown provider {name!r}; choose from {', '.join(PROVIDER_NAMES)}",
-                field="providers",
-            )
-        normalized = cast(ProviderName, name.strip().lower())
-        if normalized in cleaned:
-            raise ConfigurationError(f"provider {name!r} is listed twice", field="providers")
-        cleaned.append(normalized)
-    return cleaned
 
 
 __all__ = [

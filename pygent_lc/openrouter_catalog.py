@@ -1,7 +1,13 @@
-"""OpenRouter's catalog, key status and generation stats: ``/models``, ``/key``, ``/generation``."""
+"""OpenRouter's catalog, key status and generation stats: ``/models``, ``/key``, ``/generation``.
+
+Also what the provider registry asks of OpenRouter beyond its chat model:
+its health (``pygent-lc doctor``), its models (``pygent-lc models``) and the
+model check an agent may ask for.
+"""
 
 from __future__ import annotations
 
+import difflib
 import threading
 import time
 from dataclasses import dataclass
@@ -9,8 +15,9 @@ from typing import Any
 
 import httpx
 
-from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderError
+from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderError, PygentError
 from pygent_lc.providers.error_mapping import map_exception
+from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line, timed
 from pygent_lc.settings import Settings
 
 CATALOG_TTL_S = 600.0
@@ -71,7 +78,7 @@ _catalog_lock = threading.Lock()
 
 def list_openrouter_models(settings: Settings, *, refresh: bool = False) -> list[ModelInfo]:
     """The catalog (``GET /models``), cached per base URL for ``CATALOG_TTL_S`` seconds."""
-    url = settings.openrouter_base_url
+    url = settings.openrouter.base_url
     now = time.monotonic()
     with _catalog_lock:
         cached = _catalog_cache.get(url)
@@ -88,7 +95,7 @@ def list_openrouter_models(settings: Settings, *, refresh: bool = False) -> list
 
 def find_openrouter_model(settings: Settings, model_id: str | None = None) -> ModelInfo:
     """The catalog entry of ``model_id`` (default: the configured one), or ModelNotFoundError."""
-    wanted = model_id or settings.openrouter_model
+    wanted = model_id or settings.openrouter.model
     for info in list_openrouter_models(settings):
         if info.id == wanted:
             return info
@@ -128,19 +135,90 @@ def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
     )
 
 
+def check_openrouter_model(settings: Settings, check_model: bool = True) -> None:
+    """Raise :class:`ModelNotFoundError` unless OpenRouter lists ``settings.openrouter.model``.
+
+    Nothing is asked when ``check_model`` is false (it costs a catalog request).
+    """
+    if not check_model:
+        return
+    wanted = settings.openrouter.model
+    ids = [model.id for model in list_openrouter_models(settings)]
+    if wanted in ids:
+        return
+    close = difflib.get_close_matches(wanted, ids, n=3, cutoff=0.5)
+    suggestion = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ModelNotFoundError(
+        f"model {wanted!r} is not in OpenRouter's catalog ({len(ids)} models){suggestion} "
+        "(see `pygent-lc models`)",
+        provider="openrouter",
+        model=wanted,
+        status_code=404,
+    )
+
+
+def openrouter_health(settings: Settings) -> ProviderHealth:
+    """Configured? Is the key valid, with credit left, and the model listed?"""
+    model = settings.openrouter.model
+    if settings.openrouter.api_key is None:
+        return ProviderHealth("openrouter", "not configured", "OPENROUTER_API_KEY is not set")
+    try:
+        key, latency = timed(lambda: key_status(settings))
+        info = find_openrouter_model(settings, model)
+    except PygentError as exc:
+        return ProviderHealth("openrouter", "problem", one_line(exc), model=model)
+    credit = (
+        "no credit limit"
+        if key.limit_remaining is None
+        else f"${key.limit_remaining:.2f} of ${key.limit or 0:.2f} left"
+    )
+    tier = ", free tier" if key.is_free_tier else ""
+    detail = (
+        f"key valid ({credit}, ${key.usage:.4f} used{tier}); model listed "
+        f"({info.context_length or '?'} tokens context, ${info.prompt_price:g}/"
+        f"${info.completion_price:g} per M in/out)"
+    )
+    return ProviderHealth("openrouter", "ok", detail, model=model, latency_ms=latency)
+
+
+def openrouter_listing(
+    settings: Settings, search: str | None = None, free: bool = False
+) -> ModelListing:
+    """The catalog with prices: ids containing ``search`` (any case), only ``free`` ones."""
+    rows: list[dict[str, Any]] = [
+        {
+            "id": m.id,
+            "context_length": m.context_length,
+            "prompt_per_million": m.prompt_price,
+            "completion_per_million": m.completion_price,
+        }
+        for m in list_openrouter_models(settings)
+        if (not search or search.lower() in m.id.lower()) and (not free or m.is_free)
+    ]
+    width = max([len(row["id"]) for row in rows] + [5])
+    lines = [f"{'model':<{width}}  {'context':>9}  {'$/M in':>9}  {'$/M out':>9}"]
+    lines += [
+        f"{row['id']:<{width}}  {row['context_length'] or '?':>9}  "
+        f"{row['prompt_per_million']:>9.3f}  {row['completion_per_million']:>9.3f}"
+        for row in rows
+    ]
+    return ModelListing(rows, lines)
+
+
 def _get(
     settings: Settings, path: str, *, auth: bool, params: dict[str, str] | None = None
 ) -> dict[str, Any]:
+    openrouter = settings.openrouter
     headers = {}
     if auth:
-        if settings.openrouter_api_key is None:
+        if openrouter.api_key is None:
             raise ConfigurationError(
                 "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
             )
-        headers["Authorization"] = f"Bearer {settings.openrouter_api_key.get_secret_value()}"
+        headers["Authorization"] = f"Bearer {openrouter.api_key.get_secret_value()}"
     try:
         response = httpx.get(
-            f"{settings.openrouter_base_url}{path}",
+            f"{openrouter.base_url}{path}",
             headers=headers,
             params=params,
             timeout=min(settings.request_timeout, 30.0),

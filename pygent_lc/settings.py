@@ -1,5 +1,15 @@
 """Configuration read from the environment, and from a ``.env`` file when asked.
 
+One section per provider, each read under its own environment prefix
+(:class:`OpenRouterSettings` ``OPENROUTER_*``, :class:`OllamaSettings`
+``OLLAMA_*``, :class:`LocalSettings` ``PYGENT_LOCAL_*``), and the chain's own
+settings (``PYGENT_*``) on :class:`Settings` itself. Values are read in their
+section: ``settings.openrouter.model``, ``settings.request_timeout``.
+
+Keywords stay flat, like the environment: ``Settings(openrouter_model=...,
+OLLAMA_MODEL=..., request_timeout=5)``; a section also takes a mapping or a
+model (``Settings(ollama={"model": "llama3.2"})``).
+
 ``Settings()`` reads keyword arguments and the environment only;
 ``Settings.from_env_file()`` (or ``Settings(_env_file=...)``) also reads a
 ``.env`` file, whose other variables are ignored. The ``pygent-lc`` command
@@ -9,207 +19,274 @@ reads ``./.env``.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import io
 import ipaddress
 import json
 import os
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from dotenv.parser import parse_stream
 from pydantic import (
-    AliasChoices,
+    AfterValidator,
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    SettingsConfigDict,
-    SettingsError,
-)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
 
-ProviderName = Literal["openrouter", "ollama", "local"]
-PROVIDER_NAMES: tuple[ProviderName, ...] = ("openrouter", "ollama", "local")
+ProviderName = str
+"""A provider's name: a key of :data:`pygent_lc.providers.registry.PROVIDERS`."""
+
 DEFAULT_ENV_FILE = ".env"
+
+
+# --- value types ---------------------------------------------------------------------
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"must start with http:// or https://, got {value!r}")
+    return value.rstrip("/")
+
+
+def _non_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _parse_json(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:  # its message has no part of the value
+            raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+    return value
+
+
+def _split_comma_list(value: object) -> object:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+        if not all(value):
+            raise ValueError("empty name in a comma-separated list")
+    return value
+
+
+def _known_provider(value: object) -> str:
+    from pygent_lc.providers.registry import provider_name  # the registry imports settings
+
+    return provider_name(value)
+
+
+def _unique_providers(value: list[str]) -> list[str]:
+    from pygent_lc.providers.registry import unique_provider_names
+
+    return unique_provider_names(value)
+
+
+def _all_providers() -> list[str]:
+    from pygent_lc.providers.registry import PROVIDERS
+
+    return list(PROVIDERS)
+
+
+HttpBaseUrl = Annotated[str, AfterValidator(_http_url)]
+"""An ``http://`` or ``https://`` URL, without a trailing slash."""
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_comma_list)]
+"""A list; comma-separated in the environment."""
+ProviderList = Annotated[
+    list[Annotated[str, BeforeValidator(_known_provider)]],
+    NoDecode,
+    BeforeValidator(_split_comma_list),
+    AfterValidator(_unique_providers),
+]
+"""Known provider names, each once, lower case; comma-separated in the environment."""
+
+
+# --- one section per provider ----------------------------------------------------------
+
+
+class ProviderSettings(BaseSettings):
+    """One provider's settings, read from the environment under its ``env_prefix``.
+
+    Each field is also a flat keyword of :class:`Settings`: ``keyword_prefix``
+    plus its name, unless ``keywords`` names it otherwise.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=None, env_file_encoding="utf-8", extra="ignore", validate_default=True
+    )
+
+    keyword_prefix: ClassVar[str] = ""
+    keywords: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def keyword(cls, field: str) -> str:
+        """The flat :class:`Settings` keyword of ``field``."""
+        return cls.keywords.get(field, cls.keyword_prefix + field)
+
+
+class OpenRouterSettings(ProviderSettings):
+    """OpenRouter: ``OPENROUTER_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENROUTER_")
+    keyword_prefix = "openrouter_"
+    keywords = {"app_url": "app_url", "app_title": "app_title"}  # older than the section
+
+    api_key: SecretStr | None = None
+    """OpenRouter API key (``sk-or-...``); without it the OpenRouter provider is skipped."""
+
+    base_url: HttpBaseUrl = "https://openrouter.ai/api/v1"
+    """Base URL of OpenRouter's OpenAI-compatible API; with a key set, plain ``http://``
+    is refused unless the host is loopback or ``allow_insecure_http`` is set."""
+
+    model: Annotated[str, AfterValidator(_non_empty)] = "anthropic/claude-3.5-sonnet"
+    """OpenRouter model slug, e.g. ``openai/gpt-4o`` or ``deepseek/deepseek-r1:free``."""
+
+    models: CommaList = Field(default_factory=list)
+    """OpenRouter's own model fallbacks, in priority order, sent as ``models``;
+    ``model`` is tried first."""
+
+    provider: Annotated[ProviderPreferences | None, NoDecode, BeforeValidator(_parse_json)] = None
+    """Provider routing, sent as ``provider`` (JSON in the environment), e.g.
+    ``{"sort": "throughput", "data_collection": "deny"}``."""
+
+    reasoning: Annotated[ReasoningConfig | None, NoDecode, BeforeValidator(_parse_json)] = None
+    """Reasoning budget, sent as ``reasoning`` (JSON in the environment), e.g.
+    ``{"effort": "low"}``."""
+
+    app_url: str | None = None
+    """Your app's URL, sent as ``HTTP-Referer`` for OpenRouter's attribution."""
+
+    app_title: str | None = "pygent_lc"
+    """Your app's name, sent as ``X-OpenRouter-Title`` and ``X-Title``."""
+
+
+class OllamaSettings(ProviderSettings):
+    """Ollama: ``OLLAMA_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="OLLAMA_")
+    keyword_prefix = "ollama_"
+
+    base_url: HttpBaseUrl = "http://localhost:11434"
+    """Base URL of the Ollama server."""
+
+    model: str | None = None
+    """Installed Ollama model to use, e.g. ``llama3.2``; without it Ollama is skipped."""
+
+    num_ctx: int = Field(default=8192, gt=0)
+    """Context window sent to Ollama as ``num_ctx`` (its own default silently truncates)."""
+
+
+class LocalSettings(ProviderSettings):
+    """The embedded llama.cpp model: ``PYGENT_LOCAL_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="PYGENT_LOCAL_")
+    keyword_prefix = "local_"
+    keywords = {"model": "local_model_path"}  # older than the section
+
+    model: Path | None = None
+    """GGUF file for the embedded llama.cpp provider; default: the SmolLM2-135M file."""
+
+
+# --- everything ----------------------------------------------------------------------
 
 
 class Settings(BaseSettings):
     """Everything pygent_lc needs to reach its providers.
 
-    Reads keyword arguments (field names or environment names) and the
-    environment; a ``.env`` file only through :meth:`from_env_file` or
-    ``_env_file=``. Invalid values, unknown keyword arguments and unreadable
-    ``.env`` files raise :class:`~pygent_lc.errors.ConfigurationError` naming
-    the field or the file, before anything touches the network.
+    Reads keyword arguments (flat names, environment names, or a whole
+    section) and the environment; a ``.env`` file only through
+    :meth:`from_env_file` or ``_env_file=``. Invalid values, unknown keyword
+    arguments and unreadable ``.env`` files raise
+    :class:`~pygent_lc.errors.ConfigurationError` naming the setting and
+    where its value came from, before anything touches the network.
     """
 
     model_config = SettingsConfigDict(
+        env_prefix="PYGENT_",
         env_file=None,
         env_file_encoding="utf-8",
         extra="ignore",
-        populate_by_name=True,
         validate_default=True,
     )
 
-    openrouter_api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("OPENROUTER_API_KEY", "openrouter_api_key")
-    )
-    """OpenRouter API key (``sk-or-...``); without it the OpenRouter provider is skipped."""
+    # Read by each section itself (NoDecode: a stray PYGENT_OLLAMA is not parsed here).
+    openrouter: Annotated[OpenRouterSettings, NoDecode] = Field(default_factory=OpenRouterSettings)
+    ollama: Annotated[OllamaSettings, NoDecode] = Field(default_factory=OllamaSettings)
+    local: Annotated[LocalSettings, NoDecode] = Field(default_factory=LocalSettings)
 
-    openrouter_base_url: str = Field(
-        default="https://openrouter.ai/api/v1",
-        validation_alias=AliasChoices("OPENROUTER_BASE_URL", "openrouter_base_url"),
-    )
-    """Base URL of OpenRouter's OpenAI-compatible API; with a key set, plain ``http://``
-    is refused unless the host is loopback or ``allow_insecure_http`` is set."""
-
-    allow_insecure_http: bool = Field(
-        default=False,
-        validation_alias=AliasChoices("PYGENT_ALLOW_INSECURE_HTTP", "allow_insecure_http"),
-    )
+    allow_insecure_http: bool = False
     """Allow sending the OpenRouter key over plain ``http://`` to a non-loopback host
     (anyone on the path can read it); off by default."""
 
-    openrouter_model: str = Field(
-        default="anthropic/claude-3.5-sonnet",
-        validation_alias=AliasChoices("OPENROUTER_MODEL", "openrouter_model"),
-    )
-    """OpenRouter model slug, e.g. ``openai/gpt-4o`` or ``deepseek/deepseek-r1:free``."""
-
-    app_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("OPENROUTER_APP_URL", "app_url")
-    )
-    """Your app's URL, sent as ``HTTP-Referer`` for OpenRouter's attribution."""
-
-    app_title: str | None = Field(
-        default="pygent_lc", validation_alias=AliasChoices("OPENROUTER_APP_TITLE", "app_title")
-    )
-    """Your app's name, sent as ``X-OpenRouter-Title`` and ``X-Title``."""
-
-    openrouter_models: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        validation_alias=AliasChoices("OPENROUTER_MODELS", "openrouter_models"),
-    )
-    """OpenRouter's own model fallbacks, in priority order, sent as ``models``
-    (comma-separated in the environment); ``openrouter_model`` is tried first."""
-
-    openrouter_provider: Annotated[ProviderPreferences | None, NoDecode] = Field(
-        default=None, validation_alias=AliasChoices("OPENROUTER_PROVIDER", "openrouter_provider")
-    )
-    """Provider routing, sent as ``provider`` (JSON in the environment), e.g.
-    ``{"sort": "throughput", "data_collection": "deny"}``."""
-
-    openrouter_reasoning: Annotated[ReasoningConfig | None, NoDecode] = Field(
-        default=None,
-        validation_alias=AliasChoices("OPENROUTER_REASONING", "openrouter_reasoning"),
-    )
-    """Reasoning budget, sent as ``reasoning`` (JSON in the environment), e.g.
-    ``{"effort": "low"}``."""
-
-    ollama_base_url: str = Field(
-        default="http://localhost:11434",
-        validation_alias=AliasChoices("OLLAMA_BASE_URL", "ollama_base_url"),
-    )
-    """Base URL of the Ollama server."""
-
-    ollama_model: str | None = Field(
-        default=None, validation_alias=AliasChoices("OLLAMA_MODEL", "ollama_model")
-    )
-    """Installed Ollama model to use, e.g. ``llama3.2``; without it Ollama is skipped."""
-
-    ollama_num_ctx: int = Field(
-        default=8192, gt=0, validation_alias=AliasChoices("OLLAMA_NUM_CTX", "ollama_num_ctx")
-    )
-    """Context window sent to Ollama as ``num_ctx`` (its own default silently truncates)."""
-
-    local_model_path: Path | None = Field(
-        default=None, validation_alias=AliasChoices("PYGENT_LOCAL_MODEL", "local_model_path")
-    )
-    """GGUF file for the embedded llama.cpp provider; default: the SmolLM2-135M file."""
-
-    providers: Annotated[list[ProviderName], NoDecode] = Field(
-        default_factory=lambda: list(PROVIDER_NAMES),
-        validation_alias=AliasChoices("PYGENT_PROVIDERS", "providers"),
-    )
+    providers: ProviderList = Field(default_factory=_all_providers)
     """Provider order of the fallback chain, comma-separated in the environment."""
 
-    request_timeout: float = Field(
-        default=60.0,
-        gt=0,
-        le=3600,
-        validation_alias=AliasChoices("PYGENT_REQUEST_TIMEOUT", "request_timeout"),
-    )
+    request_timeout: float = Field(default=60.0, gt=0, le=3600)
     """Seconds one request may take before it counts as failed; also the budget for
     all of a provider's attempts in one call (retries and waits included)."""
 
-    max_retries: int = Field(
-        default=2, ge=0, le=10, validation_alias=AliasChoices("PYGENT_MAX_RETRIES", "max_retries")
-    )
+    max_retries: int = Field(default=2, ge=0, le=10)
     """Retries per provider for retryable errors, after the first attempt."""
 
-    retry_max_wait: float = Field(
-        default=20.0,
-        ge=0,
-        le=600,
-        validation_alias=AliasChoices("PYGENT_RETRY_MAX_WAIT", "retry_max_wait"),
-    )
+    retry_max_wait: float = Field(default=20.0, ge=0, le=600)
     """Cap in seconds for one backoff wait, ``Retry-After`` included."""
 
-    retry_initial_wait: float = Field(
-        default=0.5,
-        ge=0,
-        le=60,
-        validation_alias=AliasChoices("PYGENT_RETRY_INITIAL_WAIT", "retry_initial_wait"),
-    )
+    retry_initial_wait: float = Field(default=0.5, ge=0, le=60)
     """First backoff wait in seconds; it doubles per retry, plus jitter of up to as much."""
 
-    breaker_failures: int = Field(
-        default=3,
-        ge=0,
-        le=1000,
-        validation_alias=AliasChoices("PYGENT_BREAKER_FAILURES", "breaker_failures"),
-    )
+    breaker_failures: int = Field(default=3, ge=0, le=1000)
     """Consecutive failed calls (retries used up) that open a provider's circuit; 0 disables.
 
     Counted: unavailable/5xx/408/timeouts/connection failures, 429, 401, 402, 404
     (see :mod:`pygent_lc.breaker`).
     """
 
-    breaker_cooldown: float = Field(
-        default=30.0,
-        ge=0,
-        le=86400,
-        validation_alias=AliasChoices("PYGENT_BREAKER_COOLDOWN", "breaker_cooldown"),
-    )
+    breaker_cooldown: float = Field(default=30.0, ge=0, le=86400)
     """Seconds an open circuit skips its provider before one probe call; 0 disables."""
 
     def __init__(self, **values: Any) -> None:
-        _reject_unknown_keywords(values)
-        env_file = values.get("_env_file", type(self).model_config.get("env_file"))
+        options = {key: value for key, value in values.items() if key in _INIT_OPTIONS}
+        given = {key: value for key, value in values.items() if key not in _INIT_OPTIONS}
+        own, sections = _route(given)
+        env_file = options.get("_env_file", type(self).model_config.get("env_file"))
         encoding = str(
-            values.get("_env_file_encoding")
+            options.get("_env_file_encoding")
             or type(self).model_config.get("env_file_encoding")
             or "utf-8"
         )
         for path in _env_file_paths(env_file):  # before pydantic-settings reads it leniently
             read_env_file(path, encoding)
+        shared = {key: value for key, value in options.items() if key in _SECTION_OPTIONS}
+        shared.update(_env_file=env_file, _env_file_encoding=encoding)  # a subclass's too
+        problems: list[tuple[str | None, ValidationError]] = []
         try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise configuration_error_from(exc, _SourceFinder(values, env_file, encoding)) from None
+            for name, model in _sections().items():
+                try:
+                    own[name] = model(**shared, **sections[name])
+                except ValidationError as exc:
+                    problems.append((name, exc))
+                    own[name] = model.model_construct()  # the defaults, to check the rest
+            try:
+                super().__init__(**options, **own)
+            except ValidationError as exc:
+                problems.append((None, exc))
         except SettingsError as exc:  # a source pydantic-settings itself could not read
             raise ConfigurationError(f"cannot read the settings: {exc}") from None
+        if problems:
+            raise configuration_error_from(problems, _SourceFinder(given, env_file, encoding))
 
     @classmethod
     def from_env_file(
@@ -222,75 +299,242 @@ class Settings(BaseSettings):
         """
         return cls(_env_file=path, **values)
 
-    @field_validator("openrouter_provider", "openrouter_reasoning", mode="before")
-    @classmethod
-    def _parse_json(cls, value: object) -> object:
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except json.JSONDecodeError as exc:  # its message has no part of the value
-                raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
-        return value
-
-    @field_validator("providers", "openrouter_models", mode="before")
-    @classmethod
-    def _split_comma_list(cls, value: object, info: ValidationInfo) -> object:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",")]
-            if not all(value):
-                raise ValueError("empty name in a comma-separated list")
-        if info.field_name == "providers" and isinstance(value, list):
-            return [name.lower() if isinstance(name, str) else name for name in value]
-        return value
-
-    @field_validator("providers")
-    @classmethod
-    def _providers_unique_and_present(cls, value: list[ProviderName]) -> list[ProviderName]:
-        if not value:
-            raise ValueError("at least one provider is required")
-        if len(set(value)) != len(value):
-            raise ValueError(f"a provider is listed twice: {value}")
-        return value
-
-    @field_validator("openrouter_base_url", "ollama_base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value.rstrip("/")
-
-    @field_validator("openrouter_model")
-    @classmethod
-    def _non_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value.strip()
+    def updated(self, **changes: Any) -> Settings:
+        """A validated copy with ``changes`` (keywords as for ``Settings(...)``) applied."""
+        return type(self)(**{**dict(self), **changes})
 
     @model_validator(mode="after")
-    def _key_only_over_https(self) -> Settings:
-        url = self.openrouter_base_url
+    def _key_only_over_https(self) -> Self:
+        openrouter = self.openrouter
+        url = openrouter.base_url
         if (
-            self.openrouter_api_key is not None
+            openrouter.api_key is not None
             and url.startswith("http://")
             and not self.allow_insecure_http
             and not is_loopback_url(url)
         ):
             host = urlsplit(url).hostname or "?"
             raise CrossFieldError(
-                "openrouter_base_url",
+                OpenRouterSettings.keyword("base_url"),
                 f"would send the OpenRouter key over plain http to {host}; use https://, "
                 "or set PYGENT_ALLOW_INSECURE_HTTP=1 (allow_insecure_http) to accept that "
                 "anyone on the way can read it",
             )
         return self
 
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            # The flat names of section fields (``settings.openrouter_model``), for
+            # code written before the sections; typed code reads the section.
+            setting = _settings_table().get(name)
+            if setting is not None and setting.section is not None and name == setting.keyword:
+                return getattr(getattr(self, setting.section), setting.field)
+            return super().__getattr__(name)
+
 
 class CrossFieldError(ValueError):
-    """A check across fields failed; ``field`` is the one to fix."""
+    """A check across fields failed; ``field`` (a flat keyword) is the one to fix."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+# --- keywords, environment names and error messages --------------------------------------
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """One setting: where it lives, its flat keyword and its environment name."""
+
+    section: str | None
+    field: str
+    keyword: str
+    env: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.keyword} ({self.env})"
+
+
+def _env_name(model: type[BaseSettings], field: str) -> str:
+    return f"{model.model_config.get('env_prefix') or ''}{field}".upper()
+
+
+@functools.cache
+def _sections() -> dict[str, type[ProviderSettings]]:
+    """The section fields of :class:`Settings` and their models."""
+    return {
+        name: info.annotation
+        for name, info in Settings.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, ProviderSettings)
+    }
+
+
+@functools.cache
+def _settings_table() -> dict[str, _Setting]:
+    """Every setting by its flat keyword and by its environment name."""
+    table: dict[str, _Setting] = {}
+    sections = _sections()
+    for name in Settings.model_fields:
+        section = sections.get(name)
+        if section is None:
+            settings = [_Setting(None, name, name, _env_name(Settings, name))]
+        else:
+            settings = [
+                _Setting(name, field, section.keyword(field), _env_name(section, field))
+                for field in section.model_fields
+            ]
+        for setting in settings:
+            table[setting.keyword] = table[setting.env] = setting
+    return table
+
+
+def _setting_at(section: str | None, field: str) -> _Setting | None:
+    for setting in _settings_table().values():
+        if (setting.section, setting.field) == (section, field):
+            return setting
+    return None
+
+
+# BaseSettings' own keyword options: ``_env_file``, ``_env_prefix``, ``_secrets_dir``...
+_INIT_OPTIONS = frozenset(
+    name
+    for name in inspect.signature(BaseSettings.__init__).parameters
+    if name.startswith("_") and not name.startswith("__")
+)
+# The options that say how to read the environment, not where: each section gets them.
+_SECTION_OPTIONS = _INIT_OPTIONS & {
+    "_case_sensitive",
+    "_env_file",
+    "_env_file_encoding",
+    "_env_ignore_empty",
+    "_env_parse_none_str",
+    "_env_parse_enums",
+    "_secrets_dir",
+}
+
+
+def _route(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Keyword arguments as :class:`Settings`' own fields and each section's fields.
+
+    A whole section (a mapping or a model) comes first; flat keywords override it.
+    """
+    table = _settings_table()
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _sections()}
+    own: dict[str, Any] = {}
+    flat: list[tuple[_Setting, Any]] = []
+    for key, value in values.items():
+        if key in sections:
+            sections[key].update(_section_values(key, value))
+        elif key in table:
+            flat.append((table[key], value))
+        else:
+            raise _unknown(key, [*table, *sections, *_INIT_OPTIONS])
+    for setting, value in flat:
+        target = own if setting.section is None else sections[setting.section]
+        target[setting.field] = value
+    return own, sections
+
+
+def _section_values(name: str, value: object) -> dict[str, Any]:
+    model = _sections()[name]
+    if isinstance(value, model):
+        return dict(value)
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"invalid setting {name}: expected a mapping or {model.__name__}", field=name
+        )
+    for key in value:
+        if key not in model.model_fields:
+            raise _unknown(f"{name}.{key}", [f"{name}.{field}" for field in model.model_fields])
+    return dict(value)
+
+
+def _unknown(keyword: str, accepted: Iterable[str]) -> ConfigurationError:
+    """An unknown keyword, with the closest accepted one (and its field, for an env name)."""
+    table = _settings_table()
+    # Lower case, so ``openrouter_key`` finds ``openrouter_api_key`` and not the
+    # same letters as ``OPENROUTER_API_KEY``: names in the keyword's case go last, to win.
+    names = sorted(accepted, key=lambda n: n.isupper() == keyword.isupper())
+    known = {name.lower(): name for name in names}
+    close = difflib.get_close_matches(keyword.lower(), list(known), n=1, cutoff=0.6)
+    hint = ""
+    if close:
+        match = known[close[0]]
+        field = table[match].keyword if match in table else match
+        hint = f"; did you mean {match!r}" + (f" (field {field!r})?" if field != match else "?")
+    return ConfigurationError(f"unknown setting {keyword!r}{hint}", field=keyword)
+
+
+def _env_file_paths(env_file: object) -> list[Path]:
+    """The existing files among pydantic-settings' ``env_file`` value (a path or several)."""
+    if env_file is None:
+        return []
+    candidates: Iterable[object] = (
+        [env_file] if isinstance(env_file, str | os.PathLike) else env_file  # type: ignore[assignment]
+    )
+    paths = [Path(os.fspath(item)).expanduser() for item in candidates]  # type: ignore[call-overload]
+    return [path for path in paths if path.is_file()]
+
+
+class _SourceFinder:
+    """Where a setting's value came from: a keyword, the environment or a ``.env`` line."""
+
+    def __init__(self, values: Mapping[str, Any], env_file: object, encoding: str) -> None:
+        self.values = values
+        self.env_file = env_file
+        self.encoding = encoding
+
+    def __call__(self, setting: _Setting) -> str | None:
+        section = self.values.get(setting.section) if setting.section is not None else None
+        if (
+            setting.keyword in self.values
+            or setting.env in self.values
+            or isinstance(section, ProviderSettings)
+            or (isinstance(section, Mapping) and setting.field in section)
+        ):
+            return None  # the caller's own argument: no need to say where
+        name = setting.env.lower()
+        if name in {variable.lower() for variable in os.environ}:
+            return f"from the environment variable {setting.env}"
+        for path in reversed(_env_file_paths(self.env_file)):  # later files win
+            try:
+                lines = {
+                    key.lower(): line for key, line in read_env_file(path, self.encoding).items()
+                }
+            except ConfigurationError:
+                continue
+            if name in lines:
+                return f"from {path} line {lines[name]}"
+        return None
+
+
+def configuration_error_from(
+    problems: Iterable[tuple[str | None, ValidationError]],
+    source_of: _SourceFinder | None = None,
+) -> ConfigurationError:
+    """Turn pydantic errors (of a section, or of :class:`Settings` itself: ``None``) into
+    one naming each setting (and where its value came from, given ``source_of``),
+    without echoing values."""
+    found: list[str] = []
+    messages: list[str] = []
+    for section, exc in problems:
+        for err in exc.errors(include_input=False):
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, CrossFieldError):  # a check across fields names its field
+                setting = _settings_table().get(cause.field)
+                name, message, path = cause.field, str(cause), ""
+            else:
+                name = str(err["loc"][0]) if err["loc"] else "settings"
+                setting = _setting_at(section, name)
+                message, path = err["msg"], "".join(f".{part}" for part in err["loc"][1:])
+            label = setting.label if setting is not None else name
+            source = source_of(setting) if source_of is not None and setting is not None else None
+            found.append(label)
+            messages.append(f"{label}{path}{f' {source}' if source else ''}: {message}")
+    return ConfigurationError(f"invalid setting {'; '.join(messages)}", field=found[0])
 
 
 def is_loopback_url(url: str) -> bool:
@@ -344,120 +588,14 @@ def read_env_file(path: Path, encoding: str = "utf-8") -> dict[str, int]:
     return lines
 
 
-def _env_file_paths(env_file: object) -> list[Path]:
-    """The existing files among pydantic-settings' ``env_file`` value (a path or several)."""
-    if env_file is None:
-        return []
-    candidates: Iterable[object] = (
-        [env_file] if isinstance(env_file, str | os.PathLike) else env_file  # type: ignore[assignment]
-    )
-    paths = [Path(os.fspath(item)).expanduser() for item in candidates]  # type: ignore[call-overload]
-    return [path for path in paths if path.is_file()]
-
-
-# BaseSettings' own keyword options: ``_env_file``, ``_env_prefix``, ``_secrets_dir``...
-_INIT_OPTIONS = frozenset(
-    name
-    for name in inspect.signature(BaseSettings.__init__).parameters
-    if name.startswith("_") and not name.startswith("__")
-)
-
-
-def _accepted_keywords() -> dict[str, str]:
-    """Every keyword ``Settings`` takes, each mapped to its field name."""
-    accepted: dict[str, str] = {}
-    for name, info in Settings.model_fields.items():
-        accepted[name] = name
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices):
-            accepted.update({str(choice): name for choice in alias.choices})
-    return accepted
-
-
-def _reject_unknown_keywords(values: Mapping[str, Any]) -> None:
-    accepted = _accepted_keywords()
-    for keyword in values:
-        if keyword in accepted or keyword in _INIT_OPTIONS:
-            continue
-        # Lower case, so ``openrouter_key`` finds ``openrouter_api_key`` and not the
-        # same letters as ``OPENROUTER_API_KEY``: names in the keyword's case go last, to win.
-        names = sorted([*accepted, *_INIT_OPTIONS], key=lambda n: n.isupper() == keyword.isupper())
-        known = {name.lower(): name for name in names}
-        close = difflib.get_close_matches(keyword.lower(), list(known), n=1, cutoff=0.6)
-        hint = ""
-        if close:
-            match = known[close[0]]
-            field = accepted.get(match, match)
-            hint = f"; did you mean {match!r}" + (f" (field {field!r})?" if field != match else "?")
-        raise ConfigurationError(f"unknown setting {keyword!r}{hint}", field=keyword)
-
-
-class _SourceFinder:
-    """Where a setting's value came from: a keyword, the environment or a ``.env`` line."""
-
-    def __init__(self, values: Mapping[str, Any], env_file: object, encoding: str) -> None:
-        self.values = values
-        self.env_file = env_file
-        self.encoding = encoding
-
-    def __call__(self, location: str) -> str | None:
-        names = _names_of(location)
-        if any(name in self.values for name in names):
-            return None  # the caller's own argument: no need to say where
-        environ = {name.lower() for name in os.environ}
-        for name in names:
-            if name.lower() in environ:
-                return f"from the environment variable {name}"
-        for path in reversed(_env_file_paths(self.env_file)):  # later files win
-            try:
-                lines = {
-                    key.lower(): line for key, line in read_env_file(path, self.encoding).items()
-                }
-            except ConfigurationError:
-                continue
-            for name in names:
-                if name.lower() in lines:
-                    return f"from {path} line {lines[name.lower()]}"
-        return None
-
-
-def _names_of(location: str) -> list[str]:
-    """The field name and environment names that ``location`` may have been given as."""
-    for name, info in Settings.model_fields.items():
-        alias = info.validation_alias
-        choices = [str(c) for c in alias.choices] if isinstance(alias, AliasChoices) else []
-        if location == name or location in choices:
-            return [*choices, name]
-    return [location]
-
-
-def configuration_error_from(
-    exc: ValidationError, source_of: _SourceFinder | None = None
-) -> ConfigurationError:
-    """Turn a pydantic error into one naming the field (and where its value came
-    from, given ``source_of``), without echoing values."""
-    errors = exc.errors(include_input=False)
-    problems: list[str] = []
-    fields: list[str] = []
-    for err in errors:
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, CrossFieldError):  # a check across fields names its field
-            location, message, path = cause.field, str(cause), ""
-        else:
-            location = str(err["loc"][0]) if err["loc"] else "settings"
-            message, path = err["msg"], "".join(f".{part}" for part in err["loc"][1:])
-        field = _field_name(location)
-        source = source_of(location) if source_of is not None else None
-        fields.append(field)
-        problems.append(f"{field}{path}{f' {source}' if source else ''}: {message}")
-    return ConfigurationError(f"invalid setting {'; '.join(problems)}", field=fields[0])
-
-
-def _field_name(location: str) -> str:
-    """The field's name for an error located at an environment name or a field name."""
-    for name, info in Settings.model_fields.items():
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices) and location in alias.choices:
-            env_name = alias.choices[0]
-            return f"{name} ({env_name})"
-    return location
+__all__ = [
+    "DEFAULT_ENV_FILE",
+    "LocalSettings",
+    "OllamaSettings",
+    "OpenRouterSettings",
+    "ProviderName",
+    "ProviderSettings",
+    "Settings",
+    "is_loopback_url",
+    "read_env_file",
+]

@@ -23,8 +23,8 @@ from pygent_lc.agents import (
     ReasoningAgent,
     SolveProgress,
 )
-from pygent_lc.agents.doctor import diagnose
 from pygent_lc.agents.spec import parse_spec
+from pygent_lc.cli.doctor import diagnose
 from pygent_lc.errors import (
     ConfigurationError,
     InvalidInputError,

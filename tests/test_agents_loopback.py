@@ -17,7 +17,7 @@ from loopback_server.answers import last_user_text
 
 from pygent_lc import Settings
 from pygent_lc.agents import AgentFactory, ChatAgent, ReasoningAgent
-from pygent_lc.agents.doctor import diagnose
+from pygent_lc.cli.doctor import diagnose
 from pygent_lc.errors import ModelNotFoundError, ProviderUnavailableError
 from pygent_lc.tot import check_24
 from pygent_lc.tot.tasks.game24_solver import scripted_game24_reply

@@ -25,6 +25,7 @@ from loopback_server import LoopbackServer
 from loopback_server.answers import last_user_text
 
 from pygent_lc import ProviderSkippedWarning, cli
+from pygent_lc.cli.parser import build_parser
 from pygent_lc.tot import check_24
 from pygent_lc.tot.tasks.game24_solver import scripted_game24_reply
 
@@ -143,8 +144,20 @@ def test_library_log_shows_only_with_verbose(
 
 @pytest.mark.parametrize("argv", [["-v", "doctor"], ["doctor", "-v"], ["doctor", "--verbose"]])
 def test_verbose_before_or_after_the_command(argv: list[str]) -> None:
-    assert cli._parser().parse_args(argv).verbose is True
-    assert cli._parser().parse_args(["doctor"]).verbose is False
+    assert build_parser().parse_args(argv).verbose is True
+    assert build_parser().parse_args(["doctor"]).verbose is False
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pygent_lc.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: pygent-lc ")
 
 
 def test_main_hides_only_skipped_provider_warnings(pygent_logger: logging.Logger) -> None:

@@ -8,14 +8,15 @@ import pytest
 
 from pygent_lc import Settings
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.settings import LocalSettings, OllamaSettings, OpenRouterSettings
 
 
 def test_defaults() -> None:
     settings = Settings()
-    assert settings.openrouter_api_key is None
-    assert settings.openrouter_base_url == "https://openrouter.ai/api/v1"
-    assert settings.openrouter_model == "anthropic/claude-3.5-sonnet"
-    assert settings.ollama_base_url == "http://localhost:11434"
+    assert settings.openrouter.api_key is None
+    assert settings.openrouter.base_url == "https://openrouter.ai/api/v1"
+    assert settings.openrouter.model == "anthropic/claude-3.5-sonnet"
+    assert settings.ollama.base_url == "http://localhost:11434"
     assert settings.providers == ["openrouter", "ollama", "local"]
     assert (settings.request_timeout, settings.max_retries) == (60.0, 2)
 
@@ -37,24 +38,25 @@ def test_reads_documented_environment_names(monkeypatch: pytest.MonkeyPatch) -> 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
-    assert settings.openrouter_api_key is not None
-    assert settings.openrouter_api_key.get_secret_value() == "sk-or-v1-abc"
-    assert settings.openrouter_base_url == "http://127.0.0.1:9/api/v1"
-    assert (settings.app_url, settings.app_title) == ("https://example.org", "My App")
-    assert settings.ollama_model == "llama3.2"
+    assert settings.openrouter.api_key is not None
+    assert settings.openrouter.api_key.get_secret_value() == "sk-or-v1-abc"
+    assert settings.openrouter.base_url == "http://127.0.0.1:9/api/v1"
+    assert settings.openrouter.app_url == "https://example.org"
+    assert settings.openrouter.app_title == "My App"
+    assert settings.ollama.model == "llama3.2"
     assert settings.providers == ["ollama", "openrouter"]
     assert (settings.request_timeout, settings.max_retries, settings.retry_max_wait) == (5, 0, 3)
 
 
 def test_reads_dotenv_file_only_when_asked(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("OLLAMA_MODEL=qwen2.5:7b\nPYGENT_PROVIDERS=ollama\n")
-    assert Settings().ollama_model is None  # the working directory's .env is not read
+    assert Settings().ollama.model is None  # the working directory's .env is not read
     for settings in (Settings.from_env_file(), Settings(_env_file=tmp_path / ".env")):
-        assert (settings.ollama_model, settings.providers) == ("qwen2.5:7b", ["ollama"])
+        assert (settings.ollama.model, settings.providers) == ("qwen2.5:7b", ["ollama"])
     other = tmp_path / "other.env"
     other.write_text("OLLAMA_MODEL=llama3.2\n")
-    assert Settings.from_env_file(other, providers="ollama").ollama_model == "llama3.2"
-    assert Settings.from_env_file(tmp_path / "missing.env").ollama_model is None
+    assert Settings.from_env_file(other, providers="ollama").ollama.model == "llama3.2"
+    assert Settings.from_env_file(tmp_path / "missing.env").ollama.model is None
 
 
 def test_environment_and_keywords_win_over_the_dotenv_file(
@@ -63,7 +65,7 @@ def test_environment_and_keywords_win_over_the_dotenv_file(
     (tmp_path / ".env").write_text("OLLAMA_MODEL=from-file\nPYGENT_MAX_RETRIES=5\n")
     monkeypatch.setenv("OLLAMA_MODEL", "from-env")
     settings = Settings.from_env_file(max_retries=1)
-    assert (settings.ollama_model, settings.max_retries) == ("from-env", 1)
+    assert (settings.ollama.model, settings.max_retries) == ("from-env", 1)
 
 
 @pytest.mark.parametrize(
@@ -113,6 +115,55 @@ def test_key_never_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "supersecret" not in str(caught.value)
 
 
+# --- sections and flat keywords -----------------------------------------------------
+
+
+def test_a_section_reads_its_own_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYGENT_LOCAL_MODEL", "/models/m.gguf")
+    monkeypatch.setenv("OLLAMA_NUM_CTX", "4096")
+    monkeypatch.setenv("MAX_RETRIES", "7")  # not a PYGENT_ name: ignored
+    monkeypatch.setenv("PYGENT_OLLAMA", "not a section")  # nor is a section's own name
+    settings = Settings()
+    assert isinstance(settings.local, LocalSettings)
+    assert settings.local.model == Path("/models/m.gguf")
+    assert settings.ollama.num_ctx == 4096
+    assert settings.max_retries == 2
+    assert OllamaSettings().num_ctx == 4096  # a section on its own reads the environment too
+
+
+def test_a_whole_section_as_a_mapping_or_a_model_and_flat_keywords_win() -> None:
+    settings = Settings(ollama={"model": "llama3.2", "num_ctx": 2048}, ollama_num_ctx=1024)
+    assert (settings.ollama.model, settings.ollama.num_ctx) == ("llama3.2", 1024)
+    section = OpenRouterSettings(model="openai/gpt-4o")
+    assert Settings(openrouter=section).openrouter.model == "openai/gpt-4o"
+    with pytest.raises(ConfigurationError, match=r"unknown setting 'ollama.modle'; did you mean"):
+        Settings(ollama={"modle": "x"})
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(ollama={"num_ctx": 0})
+    assert caught.value.field == "ollama_num_ctx (OLLAMA_NUM_CTX)"
+
+
+def test_updated_keeps_every_value_and_validates_the_changes() -> None:
+    base = Settings(openrouter_api_key="sk-or-v1-x", ollama_model="qwen2.5", request_timeout=7)
+    changed = base.updated(ollama_model="llama3.2", providers=["ollama"])
+    assert changed.openrouter.api_key == base.openrouter.api_key
+    assert (changed.ollama.model, changed.request_timeout) == ("llama3.2", 7)
+    assert changed.providers == ["ollama"]
+    assert base.ollama.model == "qwen2.5"
+    with pytest.raises(ConfigurationError, match="openrouter_base_url"):
+        base.updated(openrouter_base_url="http://example.com/v1")
+
+
+def test_flat_attribute_names_still_read_the_sections() -> None:
+    """Code written against the flat fields keeps working (typed code reads the sections)."""
+    settings = Settings(openrouter_model="openai/gpt-4o", local_model_path="m.gguf")
+    flat = {name: getattr(settings, name) for name in ("openrouter_model", "local_model_path")}
+    assert flat == {"openrouter_model": "openai/gpt-4o", "local_model_path": Path("m.gguf")}
+    assert getattr(settings, "app_title") == "pygent_lc"  # noqa: B009
+    with pytest.raises(AttributeError):
+        getattr(settings, "openrouter_modle")  # noqa: B009
+
+
 # --- unknown keywords ------------------------------------------------------------
 
 
@@ -150,7 +201,7 @@ def test_field_names_environment_names_and_settings_options_are_accepted(
         _secrets_dir=None,
     )
     assert (settings.request_timeout, settings.max_retries) == (5, 1)
-    assert settings.ollama_model == "llama3.2"
+    assert settings.ollama.model == "llama3.2"
 
 
 def test_unrelated_environment_and_dotenv_variables_are_ignored(
@@ -159,7 +210,7 @@ def test_unrelated_environment_and_dotenv_variables_are_ignored(
     monkeypatch.setenv("DATABASE_URL", "postgres://x")
     monkeypatch.setenv("PYGENT_SOMETHING_ELSE", "1")
     (tmp_path / ".env").write_text("SECRET_KEY=abc\nDEBUG=1\nOLLAMA_MODEL=llama3.2\n")
-    assert Settings.from_env_file().ollama_model == "llama3.2"
+    assert Settings.from_env_file().ollama.model == "llama3.2"
 
 
 # --- malformed sources -------------------------------------------------------------
@@ -215,10 +266,10 @@ def test_json_settings_parse_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("OPENROUTER_PROVIDER", '{"sort": "throughput"}')
     monkeypatch.setenv("OPENROUTER_REASONING", '{"effort": "low"}')
     settings = Settings()
-    assert settings.openrouter_provider is not None
-    assert settings.openrouter_provider.sort == "throughput"
-    assert settings.openrouter_reasoning is not None
-    assert settings.openrouter_reasoning.effort == "low"
+    assert settings.openrouter.provider is not None
+    assert settings.openrouter.provider.sort == "throughput"
+    assert settings.openrouter.reasoning is not None
+    assert settings.openrouter.reasoning.effort == "low"
 
 
 # --- the key over plain http ---------------------------------------------------------
@@ -271,7 +322,7 @@ def test_key_over_plain_http_from_the_environment_is_refused(
 )
 def test_key_over_loopback_http_or_https_is_fine(url: str) -> None:
     settings = Settings(openrouter_api_key="sk-or-v1-abc", openrouter_base_url=url)
-    assert settings.openrouter_base_url == url.rstrip("/")
+    assert settings.openrouter.base_url == url.rstrip("/")
 
 
 def test_plain_http_is_fine_without_a_key_or_when_allowed(
@@ -283,4 +334,4 @@ def test_plain_http_is_fine_without_a_key_or_when_allowed(
     monkeypatch.setenv("PYGENT_ALLOW_INSECURE_HTTP", "true")
     settings = Settings()
     assert settings.allow_insecure_http is True
-    assert settings.openrouter_base_url == "http://example.com/api/v1"
+    assert settings.openrouter.base_url == "http://example.com/api/v1"

@@ -1,19 +1,22 @@
 """Live progress of a reasoning solve: level, calls, tokens, cost, elapsed time.
 
-The engine has no progress hooks, and needs none: :class:`ProgressTask`
-wraps the task and sees which level each generation prompt is for, and
+:class:`ProgressObserver` watches the search (the engine's per-level hook,
+:mod:`pygent_lc.tot.observe`) and sees each level it enters;
 :class:`ProgressBackend` wraps the backend and sees every call and its cost.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pygent_lc.backend import LLMBackend, UsageTotals
-from pygent_lc.tot.tasks.base import Task
+
+if TYPE_CHECKING:
+    from pygent_lc.tot.search import SearchContext
 
 
 @dataclass
@@ -78,80 +81,24 @@ class ProgressBackend(LLMBackend):
         self.progress.usage = now - self._start
 
 
-class ProgressTask:
-    """``inner`` unchanged, except that each generation prompt reports its level."""
+class ProgressObserver:
+    """A search observer (:mod:`pygent_lc.tot.observe`) reporting each level the search enters."""
 
-    def __init__(self, inner: Task, progress: SolveProgress) -> None:
-        self.inner = inner
+    def __init__(self, progress: SolveProgress) -> None:
         self.progress = progress
-        self.name = inner.name
-        self.default_depth = inner.default_depth
-        self.value_version = inner.value_version
-        self.value_range = inner.value_range
 
-    def _at_level(self, steps: Sequence[str]) -> None:
-        level = len(steps) + 1
-        if level != self.progress.level:
-            self.progress.level = level
+    def solving(self, ctx: SearchContext) -> AbstractContextManager[object]:
+        return nullcontext()
+
+    def level(self, ctx: SearchContext, depth: int) -> AbstractContextManager[object]:
+        return self._entering(depth)
+
+    @contextmanager
+    def _entering(self, depth: int) -> Iterator[object]:
+        if depth != self.progress.level:
+            self.progress.level = depth
             self.progress.notify()
-
-    def validate_problem(self, problem: str) -> str:
-        return self.inner.validate_problem(problem)
-
-    def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
-        self._at_level(steps)
-        return self.inner.propose_prompt(problem, steps)
-
-    def parse_proposals(self, output: str, problem: str, steps: Sequence[str]) -> list[str]:
-        return self.inner.parse_proposals(output, problem, steps)
-
-    def sample_prompt(self, problem: str, steps: Sequence[str]) -> str:
-        self._at_level(steps)
-        return self.inner.sample_prompt(problem, steps)
-
-    def sample_stop(self, problem: str, steps: Sequence[str]) -> list[str] | None:
-        return self.inner.sample_stop(problem, steps)
-
-    def parse_sample(self, output: str, problem: str, steps: Sequence[str]) -> str | None:
-        return self.inner.parse_sample(output, problem, steps)
-
-    def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
-        return self.inner.static_value(problem, steps)
-
-    def value_prompt(self, problem: str, steps: Sequence[str]) -> str:
-        return self.inner.value_prompt(problem, steps)
-
-    def parse_value(self, output: str) -> float:
-        return self.inner.parse_value(output)
-
-    def aggregate_values(self, scores: Sequence[float]) -> float:
-        return self.inner.aggregate_values(scores)
-
-    def samples_agree(
-        self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
-    ) -> bool:
-        return self.inner.samples_agree(problem, steps, outputs, scores)
-
-    def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
-        return self.inner.vote_prompt(problem, candidates)
-
-    def parse_vote(self, output: str, n_candidates: int) -> int | None:
-        return self.inner.parse_vote(output, n_candidates)
-
-    def state_key(self, problem: str, steps: Sequence[str]) -> str:
-        return self.inner.state_key(problem, steps)
-
-    def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
-        return self.inner.can_expand(problem, steps)
-
-    def is_final(self, problem: str, steps: Sequence[str]) -> bool:
-        return self.inner.is_final(problem, steps)
-
-    def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
-        return self.inner.check_answer(problem, steps)
-
-    def answer(self, problem: str, steps: Sequence[str]) -> str:
-        return self.inner.answer(problem, steps)
+        yield None
 
 
-__all__ = ["ProgressBackend", "ProgressTask", "SolveProgress"]
+__all__ = ["ProgressBackend", "ProgressObserver", "SolveProgress"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pygent_lc.agents.progress import ProgressBackend, ProgressTask, SolveProgress
+from pygent_lc.agents.progress import ProgressBackend, ProgressObserver, SolveProgress
 from pygent_lc.errors import ConfigurationError, NoAnswerError
 from pygent_lc.langchain_backend import ChatRunnable, LangChainBackend
 from pygent_lc.resources import Closable
@@ -80,11 +80,12 @@ class ReasoningAgent(Closable):
             engine = ToTEngine(
                 self.config,
                 ProgressBackend(self.backend, progress),
-                task=ProgressTask(self.task, progress),
+                task=self.task,
                 name=self.name,
                 # the same values, under the same model name: they outlive one solve
                 value_store=self.engine.value_store,
                 model_id=self.engine.model_id,
+                observer=ProgressObserver(progress),
             )
         self.last_result = await engine.solve(problem)
         return self.last_result

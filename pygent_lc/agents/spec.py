@@ -9,13 +9,15 @@ from typing import Any, Literal, cast, get_args
 from pydantic import SecretStr
 
 from pygent_lc.errors import AgentError, ConfigurationError
-from pygent_lc.settings import PROVIDER_NAMES, ProviderName, Settings
+from pygent_lc.providers.registry import PROVIDERS, provider_name
+from pygent_lc.settings import ProviderName, Settings
 from pygent_lc.tot.config import ToTConfig
 
 AgentType = Literal["reasoning", "chat"]
 AGENT_TYPES: tuple[AgentType, ...] = get_args(AgentType)
-ProviderChoice = Literal["openrouter", "ollama", "local", "auto"]
-PROVIDER_CHOICES: tuple[ProviderChoice, ...] = get_args(ProviderChoice)
+ProviderChoice = str
+"""A provider's name, or ``"auto"``: the configured chain."""
+PROVIDER_CHOICES: tuple[ProviderChoice, ...] = (*PROVIDERS, "auto")
 TaskName = Literal["generic", "game24"]
 TASK_NAMES: tuple[TaskName, ...] = get_args(TaskName)
 
@@ -86,7 +88,7 @@ def parse_spec(agent_type: object, custom_config: Mapping[str, Any] | None) -> A
     model_name = _optional_text(config.get("model_name"), "model_name")
     if model_name is not None and provider == "auto":
         raise AgentError(
-            "model_name needs an explicit provider (openrouter, ollama or local), not 'auto'",
+            f"model_name needs an explicit provider ({', '.join(PROVIDERS)}), not 'auto'",
             field="model_name",
         )
     key = config.get("openrouter_api_key")
@@ -120,15 +122,10 @@ def agent_settings(spec: AgentSpec, base: Settings) -> Settings:
     if spec.ollama_url is not None:
         changes["ollama_base_url"] = spec.ollama_url
     if spec.model_name is not None:
-        target = {
-            "openrouter": "openrouter_model",
-            "ollama": "ollama_model",
-            "local": "local_model_path",
-        }[spec.provider]
-        changes[target] = spec.model_name
+        changes[PROVIDERS[spec.provider].model_keyword] = spec.model_name
     changes["providers"] = spec.provider_names(base)
     try:
-        return Settings(**{**base.model_dump(), **changes})
+        return base.updated(**changes)
     except ConfigurationError as exc:
         setting = (exc.field or "").split(" ")[0]
         key = next((k for k, fields in _SETTING_OF_KEY.items() if setting in fields), None)
@@ -141,7 +138,7 @@ def agent_settings(spec: AgentSpec, base: Settings) -> Settings:
 _SETTING_OF_KEY = {
     "openrouter_api_key": ("openrouter_api_key",),
     "ollama_url": ("ollama_base_url",),
-    "model_name": ("openrouter_model", "ollama_model", "local_model_path"),
+    "model_name": tuple(spec.model_keyword for spec in PROVIDERS.values()),
 }
 
 
@@ -160,7 +157,10 @@ def _fallbacks(value: object, provider: str) -> tuple[ProviderName, ...]:
         raise AgentError("fallbacks must be a list of provider names", field="fallbacks")
     names: list[ProviderName] = []
     for item in value:
-        name = _choice(item, PROVIDER_NAMES, "fallbacks")
+        try:
+            name = provider_name(item)
+        except ValueError as exc:
+            raise AgentError(str(exc), field="fallbacks") from None
         if name == provider or name in names:
             raise AgentError(f"provider {name!r} is listed twice", field="fallbacks")
         names.append(name)

@@ -49,6 +49,7 @@ from pygent_lc.providers.llama_server import (
     stop_local_servers,
 )
 from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
+from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line
 from pygent_lc.settings import Settings
 
 #: Where a model points before its server has started (nothing listens on port 0).
@@ -259,12 +260,37 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
     params: dict[str, Any] = {
         # Checked here too: raised inside the model's validator, the error would
         # reach the caller wrapped in pydantic's ValidationError.
-        "model_path": model_file(settings.local_model_path),
+        "model_path": model_file(settings.local.model),
         "max_retries": 0,
         "timeout": settings.request_timeout,
     }
     params.update(overrides)
     return LocalChatModel(**params)
+
+
+def local_health(settings: Settings) -> ProviderHealth:
+    """Installed, with its model file? (The server itself starts on first use.)"""
+    try:
+        local_model(settings)
+    except ConfigurationError as exc:
+        return ProviderHealth("local", "problem", one_line(exc))
+    path = settings.local.model or default_model_path()
+    size = f"{path.stat().st_size / 1e6:.0f} MB" if path is not None else "?"
+    name = path.name if path is not None else None
+    return ProviderHealth(
+        "local", "ok", f"llama.cpp server starts on first use; model file {path} ({size})", name
+    )
+
+
+def local_listing(
+    settings: Settings, search: str | None = None, free: bool = False
+) -> ModelListing:
+    """The one model file it serves (``search`` and ``free`` do not apply)."""
+    path = settings.local.model or default_model_path()
+    return ModelListing(
+        [{"id": str(path) if path else None}],
+        [str(path) if path else f"no local model file: {MODEL_INSTALL_HINT}"],
+    )
 
 
 __all__ = [
@@ -282,6 +308,8 @@ __all__ = [
     "astop_local_servers",
     "cpu_threads",
     "default_model_path",
+    "local_health",
+    "local_listing",
     "local_model",
     "shared_server",
     "stop_local_servers",

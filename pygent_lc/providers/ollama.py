@@ -12,11 +12,17 @@ from langchain_core.outputs import ChatGenerationChunk
 from langchain_ollama import ChatOllama
 from pydantic import model_validator
 
-from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderUnavailableError
+from pygent_lc.errors import (
+    ConfigurationError,
+    ModelNotFoundError,
+    ProviderUnavailableError,
+    PygentError,
+)
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import without_cache_markers
 from pygent_lc.providers.error_mapping import map_exception
 from pygent_lc.providers.http import ProviderHttp
+from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line, timed
 from pygent_lc.settings import Settings
 
 # Per-call keywords that ``ChatOllama`` would otherwise send at the top level of
@@ -130,15 +136,16 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
     server's small default silently truncates long prompts).
     """
     settings = settings or Settings()
-    model = overrides.pop("model", None) or settings.ollama_model
+    ollama = settings.ollama
+    model = overrides.pop("model", None) or ollama.model
     if not model:
         raise ConfigurationError(
             "Ollama needs a model name: set OLLAMA_MODEL (see `ollama list`)", field="ollama_model"
         )
     params: dict[str, Any] = {
         "model": model,
-        "base_url": settings.ollama_base_url,
-        "num_ctx": settings.ollama_num_ctx,
+        "base_url": ollama.base_url,
+        "num_ctx": ollama.num_ctx,
         "client_kwargs": {"timeout": settings.request_timeout},
     }
     params.update(overrides)
@@ -147,7 +154,7 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
 
 def installed_ollama_models(settings: Settings) -> list[str]:
     """Names of the models installed on the Ollama server (``GET /api/tags``)."""
-    url = f"{settings.ollama_base_url}/api/tags"
+    url = f"{settings.ollama.base_url}/api/tags"
     try:
         response = httpx.get(url, timeout=min(settings.request_timeout, 10.0))
         response.raise_for_status()
@@ -162,7 +169,7 @@ def check_ollama_model(settings: Settings, model: str | None = None) -> str:
 
     ``llama3.2`` matches ``llama3.2:latest``, as it does for Ollama itself.
     """
-    wanted = model or settings.ollama_model
+    wanted = model or settings.ollama.model
     if not wanted:
         raise ConfigurationError("no Ollama model given: set OLLAMA_MODEL", field="ollama_model")
     installed = installed_ollama_models(settings)
@@ -172,9 +179,52 @@ def check_ollama_model(settings: Settings, model: str | None = None) -> str:
             return name
     listing = ", ".join(installed) or "none"
     raise ModelNotFoundError(
-        f"model {wanted!r} is not installed on {settings.ollama_base_url} "
+        f"model {wanted!r} is not installed on {settings.ollama.base_url} "
         f"(installed: {listing}); run `ollama pull {wanted}`",
         provider="ollama",
         model=wanted,
         status_code=404,
     )
+
+
+def check_ollama(settings: Settings, check_model: bool = True) -> str:
+    """The installed name of the configured model; the server must answer and have it.
+
+    Raises :class:`ProviderUnavailableError` when Ollama does not answer and
+    :class:`ModelNotFoundError` (listing the installed models) when the model
+    is not installed. ``check_model`` is for the registry's signature: an
+    Ollama model is always checked (it costs one local request).
+    """
+    try:
+        return check_ollama_model(settings)
+    except ProviderUnavailableError as exc:
+        raise ProviderUnavailableError(
+            f"Ollama at {settings.ollama.base_url} did not answer ({exc.message}); "
+            "start it with `ollama serve` or set OLLAMA_BASE_URL",
+            provider="ollama",
+            model=settings.ollama.model,
+            status_code=exc.status_code,
+            retryable=exc.retryable,
+        ) from exc
+
+
+def ollama_health(settings: Settings) -> ProviderHealth:
+    """Configured? Does the server answer, with the model installed?"""
+    model = settings.ollama.model
+    if not model:
+        return ProviderHealth("ollama", "not configured", "OLLAMA_MODEL is not set")
+    try:
+        installed, latency = timed(lambda: check_ollama(settings))
+    except PygentError as exc:
+        return ProviderHealth("ollama", "problem", one_line(exc), model=model)
+    detail = f"server at {settings.ollama.base_url} answers; {installed} installed"
+    return ProviderHealth("ollama", "ok", detail, model=installed, latency_ms=latency)
+
+
+def ollama_listing(
+    settings: Settings, search: str | None = None, free: bool = False
+) -> ModelListing:
+    """The installed models whose name contains ``search`` (``free`` does not apply)."""
+    names = installed_ollama_models(settings)
+    rows = [{"id": name} for name in names if not search or search in name]
+    return ModelListing(rows, [row["id"] for row in rows] or ["no models installed"])

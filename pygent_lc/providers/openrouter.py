@@ -145,17 +145,18 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
 def request_extras(settings: Settings) -> dict[str, Any]:
     """OpenRouter's body extras from settings: ``models``, ``provider``, ``reasoning``.
 
-    ``models`` starts with ``openrouter_model`` and lists each model once, in
+    ``models`` starts with ``openrouter.model`` and lists each model once, in
     order; it is left out when no other model remains.
     """
+    openrouter = settings.openrouter
     extras: dict[str, Any] = {}
-    models = list(dict.fromkeys([settings.openrouter_model, *settings.openrouter_models]))
+    models = list(dict.fromkeys([openrouter.model, *openrouter.models]))
     if len(models) > 1:
         extras["models"] = models
-    if settings.openrouter_provider is not None:
-        extras["provider"] = settings.openrouter_provider.to_request()
-    if settings.openrouter_reasoning is not None:
-        extras["reasoning"] = settings.openrouter_reasoning.to_request()
+    if openrouter.provider is not None:
+        extras["provider"] = openrouter.provider.to_request()
+    if openrouter.reasoning is not None:
+        extras["reasoning"] = openrouter.reasoning.to_request()
     return extras
 
 
@@ -174,12 +175,13 @@ def free_model_rate_limiter() -> InMemoryRateLimiter:
 
 def attribution_headers(settings: Settings) -> dict[str, str]:
     """OpenRouter's app attribution headers (the old ``X-Title`` is still read)."""
+    openrouter = settings.openrouter
     headers: dict[str, str] = {}
-    if settings.app_url:
-        headers["HTTP-Referer"] = settings.app_url
-    if settings.app_title:
-        headers["X-OpenRouter-Title"] = settings.app_title
-        headers["X-Title"] = settings.app_title
+    if openrouter.app_url:
+        headers["HTTP-Referer"] = openrouter.app_url
+    if openrouter.app_title:
+        headers["X-OpenRouter-Title"] = openrouter.app_title
+        headers["X-Title"] = openrouter.app_title
     return headers
 
 
@@ -190,14 +192,15 @@ def openrouter_model(settings: Settings | None = None, **overrides: Any) -> Open
     timeout is ``settings.request_timeout``.
     """
     settings = settings or Settings()
-    if settings.openrouter_api_key is None and "api_key" not in overrides:
+    openrouter = settings.openrouter
+    if openrouter.api_key is None and "api_key" not in overrides:
         raise ConfigurationError(
             "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
         )
     params: dict[str, Any] = {
-        "model": settings.openrouter_model,
-        "api_key": settings.openrouter_api_key,
-        "base_url": settings.openrouter_base_url,
+        "model": openrouter.model,
+        "api_key": openrouter.api_key,
+        "base_url": openrouter.base_url,
         "default_headers": attribution_headers(settings),
         "max_retries": 0,
         "timeout": settings.request_timeout,
@@ -205,7 +208,7 @@ def openrouter_model(settings: Settings | None = None, **overrides: Any) -> Open
     }
     if extras := request_extras(settings):
         params["extra_body"] = extras
-    if str(overrides.get("model", settings.openrouter_model)).endswith(":free"):
+    if str(overrides.get("model", openrouter.model)).endswith(":free"):
         params["rate_limiter"] = free_model_rate_limiter()
     params.update(overrides)
     return OpenRouterChatModel(**params)

@@ -4,7 +4,8 @@ One ``chat {model}`` span per chat model run: every retry attempt is a run of
 its own (tagged ``retry:attempt:N`` by :class:`~pygent_lc.policy.ProviderPolicy`)
 and so is every fallback provider's. A :class:`~pygent_lc.fallbacks.ProviderChain`
 run gets a ``pygent.chain`` span that parents them and sums up the retries and
-fallbacks; when every provider failed it carries ``AllProvidersFailedError``. Runs of other kinds are ignored.
+fallbacks; when every provider failed it carries ``AllProvidersFailedError``.
+Runs of other kinds are ignored.
 
 Only the attributes listed in :mod:`pygent_lc.telemetry.names` are recorded:
 never the invocation parameters or serialized model (where a key could hide),

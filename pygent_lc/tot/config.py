@@ -23,8 +23,6 @@ CLOUD_MAX_CONCURRENCY = 8
 #: server decodes one or two sequences at a time, more only queue and time out.
 LOCAL_MAX_CONCURRENCY = 2
 
-_LOCAL_PROVIDERS = frozenset({"ollama", "local", "llamacpp", "llama.cpp"})
-
 
 class ToTConfig(BaseModel):
     """Settings of one Tree-of-Thought search.
@@ -154,10 +152,14 @@ class ToTConfig(BaseModel):
     def for_provider(cls, provider: str, **overrides: Any) -> ToTConfig:
         """A config whose ``max_concurrency`` suits ``provider``.
 
-        ``ollama`` and ``local`` get :data:`LOCAL_MAX_CONCURRENCY`, anything
+        Providers on this machine (``ollama``, ``local``: ``ProviderSpec.local``
+        in the provider registry) get :data:`LOCAL_MAX_CONCURRENCY`, anything
         else :data:`CLOUD_MAX_CONCURRENCY`; ``overrides`` win over both.
         """
-        local = provider.strip().lower() in _LOCAL_PROVIDERS
+        from pygent_lc.providers.registry import find_provider  # the providers come later
+
+        spec = find_provider(provider)
+        local = spec is not None and spec.local
         data: dict[str, Any] = {
             "max_concurrency": LOCAL_MAX_CONCURRENCY if local else CLOUD_MAX_CONCURRENCY
         }

@@ -55,6 +55,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
     names (or ``value_store``, to share one between engines), per model:
     ``model_id``, else the model name the backend reports. A file store needs
     a model name, so that another model never reads its values.
+
+    ``observer`` (a :class:`~pygent_lc.tot.observe.SearchObserver`) watches
+    each search and each of its levels, e.g. to show progress.
     """
 
     @overload
@@ -67,6 +70,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         name: str | None = None,
         model_id: str | None = None,
         value_store: ValueStore | None = None,
+        observer: observe.SearchObserver | None = None,
     ) -> None: ...
 
     @overload
@@ -79,6 +83,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         name: str | None = None,
         model_id: str | None = None,
         value_store: ValueStore | None = None,
+        observer: observe.SearchObserver | None = None,
     ) -> None: ...
 
     def __init__(
@@ -90,6 +95,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         name: str | None = None,
         model_id: str | None = None,
         value_store: ValueStore | None = None,
+        observer: observe.SearchObserver | None = None,
     ) -> None:
         if backend is None:
             raise ConfigurationError("ToTEngine needs an LLMBackend", field="backend")
@@ -101,6 +107,8 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         self.backend = backend
         self.task: Task = task if task is not None else GenericTask()
         self.name = name or "ToTEngine"
+        self.observer = observer
+        """Watches each search of this engine (each level: a progress display)."""
         self.value_store: ValueStore | None = (
             value_store
             if value_store is not None
@@ -164,6 +172,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             generator=generator,
             evaluator=evaluator,
             rng=random.Random(config.seed),
+            observer=self.observer,
         )
         with observe.solving(ctx):
             try:

@@ -1,14 +1,17 @@
-"""Where an observer (telemetry) may watch a search: the solve and each level.
+"""Where an observer may watch a search: the solve and each level.
 
-Nothing is watched unless :func:`set_observer` installed one; then
-:func:`solving` and :func:`level` return a no-op context manager, so a search
-pays one global read per level. The observer reads what it reports (nodes,
-values, counters) from the :class:`~pygent_lc.tot.search.SearchContext`.
+Two kinds: the process-wide one :func:`set_observer` installs (telemetry),
+and one search's own (``ToTEngine(observer=...)``, ``SearchContext.observer``:
+a progress display). Without either, :func:`solving` and :func:`level`
+return a no-op context manager, so a search pays two reads per level. The
+observer reads what it reports (nodes, values, counters) from the
+:class:`~pygent_lc.tot.search.SearchContext`.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -40,10 +43,24 @@ def current_observer() -> SearchObserver | None:
 
 
 def solving(ctx: SearchContext) -> AbstractContextManager[object]:
-    observer = _observer
-    return _NOTHING if observer is None else observer.solving(ctx)
+    return _each([observer.solving(ctx) for observer in _observers(ctx)])
 
 
 def level(ctx: SearchContext, depth: int) -> AbstractContextManager[object]:
-    observer = _observer
-    return _NOTHING if observer is None else observer.level(ctx, depth)
+    return _each([observer.level(ctx, depth) for observer in _observers(ctx)])
+
+
+def _observers(ctx: SearchContext) -> list[SearchObserver]:
+    return [observer for observer in (_observer, ctx.observer) if observer is not None]
+
+
+def _each(managers: list[AbstractContextManager[object]]) -> AbstractContextManager[object]:
+    if not managers:
+        return _NOTHING
+    return managers[0] if len(managers) == 1 else _nested(managers)
+
+
+@contextmanager
+def _nested(managers: list[AbstractContextManager[object]]) -> Iterator[object]:
+    with managers[0], _each(managers[1:]):
+        yield None

@@ -33,6 +33,8 @@ class SearchContext:
     generator: ThoughtGenerator
     evaluator: StateEvaluator
     rng: random.Random
+    observer: observe.SearchObserver | None = None
+    """This search's own observer (``ToTEngine(observer=...)``), besides the global one."""
 
     def dead(self, node: ThoughtNode) -> bool:
         """Not an answer and, by the task's rules, nothing can follow it."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -13,8 +15,9 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from pygent_lc.tot import GenericTask, ToTConfig, ToTEngine, ToTResult
+from pygent_lc.tot import GenericTask, ToTConfig, ToTEngine, ToTResult, observe
 from pygent_lc.tot.calls import gather_or_cancel
+from pygent_lc.tot.search import SearchContext
 
 
 def _config(**overrides) -> ToTConfig:
@@ -423,3 +426,45 @@ async def test_gather_or_cancel_raises_the_first_error_itself_and_cancels_the_re
     assert isinstance(caught.value.__cause__, KeyError)
     assert sorted(cancelled) == [1, 2]
     assert await gather_or_cancel(asyncio.sleep(0.01, "a"), asyncio.sleep(0, "b")) == ["a", "b"]
+
+
+class _LevelLog:
+    """A search observer writing down what it sees, as ``(who, event, depth)``."""
+
+    def __init__(self, who: str, log: list[tuple[str, str, int]]) -> None:
+        self.who = who
+        self.log = log
+
+    @contextmanager
+    def solving(self, ctx: SearchContext) -> Iterator[None]:
+        self.log.append((self.who, "solve", 0))
+        yield
+        self.log.append((self.who, "solved", 0))
+
+    @contextmanager
+    def level(self, ctx: SearchContext, depth: int) -> Iterator[None]:
+        self.log.append((self.who, "level", depth))
+        yield
+
+
+async def test_an_engine_observer_sees_each_level_beside_the_global_one(scripted, ladder):
+    log: list[tuple[str, str, int]] = []
+    engine = ToTEngine(_config(), scripted(ladder), observer=_LevelLog("own", log))
+    await engine.solve("q")
+    assert [entry for entry in log if entry[0] == "own"] == [
+        ("own", "solve", 0),
+        ("own", "level", 1),
+        ("own", "level", 2),
+        ("own", "level", 3),
+        ("own", "solved", 0),
+    ]
+    log.clear()
+    observe.set_observer(_LevelLog("global", log))
+    try:
+        await engine.solve("q")
+    finally:
+        observe.set_observer(None)
+    assert log[:3] == [("global", "solve", 0), ("own", "solve", 0), ("global", "level", 1)]
+    assert log[-2:] == [("own", "solved", 0), ("global", "solved", 0)]
+    await ToTEngine(_config(), scripted(ladder)).solve("q")  # no observer: nothing to see
+    assert len(log) == 10

@@ -1,4 +1,4 @@
-"""What ``pygent-lc`` prints: the live progress line, summaries, JSON, one-line errors."""
+"""What ``pygent-lc`` prints: summaries, JSON, one-line errors with a hint."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import contextlib
 import io
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from dotenv.parser import parse_stream
 
-from pygent_lc.agents import AgentError, NoAnswerError, ReasoningAgent, SolveProgress
+from pygent_lc.agents import AgentError, NoAnswerError, ReasoningAgent
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -24,42 +23,15 @@ from pygent_lc.errors import (
     ProviderError,
     RateLimitError,
 )
-from pygent_lc.providers.local import INSTALL_HINT, MODEL_INSTALL_HINT
+from pygent_lc.providers.local import INSTALL_HINT
+from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.settings import DEFAULT_ENV_FILE
 from pygent_lc.tot.result import ToTResult
 from pygent_lc.usage import UsageTracker
 
-_FIELD_HINTS = {
-    "openrouter_api_key": "set OPENROUTER_API_KEY, or use --provider local",
-    "ollama_model": "set OLLAMA_MODEL to an installed model (`pygent-lc models --provider ollama`)",
-    "local_model_path": f"set PYGENT_LOCAL_MODEL to a .gguf file, or {MODEL_INSTALL_HINT}",
-}
+# What to do about a configuration error, by the setting it names.
+_FIELD_HINTS = {field: hint for spec in PROVIDERS.values() for field, hint in spec.hints.items()}
 MAX_ERROR_CHARS = 600
-
-
-class ProgressLine:
-    """One status line on a terminal, rewritten in place at most every 0.1 s."""
-
-    def __init__(self, stream: TextIO, *, interval_s: float = 0.1) -> None:
-        self.stream = stream
-        self.interval_s = interval_s
-        self._last = 0.0
-        self._shown = False
-
-    def update(self, progress: SolveProgress) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval_s:
-            return
-        self._last = now
-        self.stream.write(f"\r\x1b[2K{progress.line()}")
-        self.stream.flush()
-        self._shown = True
-
-    def close(self) -> None:
-        """Erase the line, so the answer starts on a clean one."""
-        if self._shown:
-            self.stream.write("\r\x1b[2K")
-            self.stream.flush()
 
 
 def usage_line(usage: UsageTracker) -> str:
@@ -134,7 +106,7 @@ def hint_for(exc: BaseException) -> str:
     if isinstance(exc, InsufficientCreditsError):
         return "add credits at https://openrouter.ai/settings/credits or pick a :free model"
     if isinstance(exc, ModelNotFoundError):
-        provider = exc.provider if exc.provider in ("openrouter", "ollama") else "openrouter"
+        provider = exc.provider if exc.provider in PROVIDERS else "openrouter"
         return f"list the models with `pygent-lc models --provider {provider}`"
     if isinstance(exc, RateLimitError):
         return "wait and retry, or add a fallback (--fallback local)"
@@ -187,7 +159,6 @@ def redact(text: str) -> str:
 
 
 __all__ = [
-    "ProgressLine",
     "error_line",
     "hint_for",
     "redact",

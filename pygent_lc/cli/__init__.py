@@ -1,0 +1,192 @@
+"""The ``pygent-lc`` command line: ``solve``, ``chat``, ``models``, ``doctor``.
+
+Settings come from the environment and ``./.env``. Exit codes: 0 success,
+1 a provider failed (or ``doctor`` found a problem), 2 bad usage or
+configuration, 3 ``solve`` found nothing to answer with, 130 interrupted.
+Errors print one line and a hint on stderr, never a traceback (unless
+``PYGENT_DEBUG=1``) and never the key; the library's log (retries, circuit
+breakers) shows only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pygent_lc.agents import AgentFactory, ChatAgent, NoAnswerError, ReasoningAgent
+from pygent_lc.chain import ProviderSkippedWarning
+from pygent_lc.cli.doctor import diagnose, setup_hint
+from pygent_lc.cli.output import error_line, redact, solve_json, solve_summary, usage_line
+from pygent_lc.cli.parser import build_parser, read_prompt
+from pygent_lc.cli.progress import ProgressLine
+from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
+from pygent_lc.settings import Settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NO_ANSWER = 3
+EXIT_INTERRUPTED = 130
+
+#: ``solve`` defaults per task: small for free-form questions (a few calls on a
+#: local model), the paper's settings for Game of 24.
+SOLVE_DEFAULTS: dict[str, dict[str, int]] = {
+    "generic": {"max_depth": 2, "n_select_sample": 2, "n_evaluate_sample": 1, "max_tokens": 160},
+    "game24": {"max_depth": 4, "n_select_sample": 5, "n_evaluate_sample": 3, "max_tokens": 256},
+}
+
+
+def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {"provider": args.provider}
+    if args.fallback:
+        config["fallbacks"] = list(args.fallback)
+    if args.model:
+        config["model_name"] = args.model
+    return config
+
+
+async def _solve(args: argparse.Namespace, settings: Settings) -> int:
+    problem = read_prompt(args, "problem")
+    config = _custom_config(args)
+    tot: dict[str, Any] = dict(SOLVE_DEFAULTS[args.task])
+    for option, field in (
+        ("depth", "max_depth"),
+        ("breadth", "n_select_sample"),
+        ("samples", "n_evaluate_sample"),
+        ("max_tokens", "max_tokens"),
+        ("max_calls", "max_llm_calls"),
+        ("max_cost", "max_cost_usd"),
+    ):
+        if getattr(args, option) is not None:
+            tot[field] = getattr(args, option)
+    config.update(tot, task=args.task, search_method=args.search)
+    agent = await AgentFactory(settings).create_agent("reasoning", custom_config=config)
+    assert isinstance(agent, ReasoningAgent)
+    show_progress = sys.stderr.isatty() and not args.no_progress
+    progress = ProgressLine(sys.stderr) if show_progress else None
+    try:
+        result = await agent.solve(problem, on_progress=progress.update if progress else None)
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.mermaid:
+        await asyncio.to_thread(Path(args.mermaid).write_text, result.to_mermaid(), "utf-8")
+    if args.json:
+        print(json.dumps(solve_json(result, agent), indent=2, ensure_ascii=False))
+    elif result.best is not None:
+        label = "Answer" if result.solved else "Best partial answer (no final answer reached)"
+        print(f"{label}: {result.best.text}")
+    print(solve_summary(result, agent), file=sys.stderr)
+    return EXIT_OK if result.best is not None else EXIT_NO_ANSWER
+
+
+async def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    prompt = read_prompt(args, "prompt")
+    config = _custom_config(args)
+    config.update(max_tokens=args.max_tokens, temperature=args.temperature)
+    if args.system:
+        config["system_prompt"] = args.system
+    agent = await AgentFactory(settings).create_agent("chat", custom_config=config)
+    assert isinstance(agent, ChatAgent)
+    async for text in agent.stream(prompt):
+        print(text, end="", flush=True)
+    print()
+    print(usage_line(agent.usage), file=sys.stderr)
+    return EXIT_OK
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    listing = PROVIDERS[args.provider].list_models(settings, args.search, args.free)
+    print(json.dumps(listing.rows, indent=2) if args.json else "\n".join(listing.lines))
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    providers = validate_provider_names(args.provider) if args.provider else None
+    report = diagnose(settings, providers, probe=args.probe)
+    if args.json:
+        print(json.dumps([health.as_dict() for health in report], indent=2))
+    else:
+        for health in report:
+            latency = f" ({health.latency_ms:.0f} ms)" if health.latency_ms is not None else ""
+            print(f"{health.provider:<11} {health.status:<15} {health.detail}{latency}")
+    problems = [h for h in report if h.status == "problem"]
+    usable = [h for h in report if h.status == "ok"]
+    if not problems and not usable and not args.json:
+        print(f"no provider is usable: {setup_hint()}")
+    return EXIT_FAILED if problems or not usable else EXIT_OK
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env_file()
+    if args.command == "solve":
+        return await _solve(args, settings)
+    if args.command == "chat":
+        return await _chat(args, settings)
+    if args.command == "models":
+        return await asyncio.to_thread(_models, args, settings)
+    return await asyncio.to_thread(_doctor, args, settings)
+
+
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _configure_logging(*, verbose: bool) -> None:
+    """The ``pygent_lc`` log on stderr with ``--verbose``; otherwise only its errors.
+
+    Python prints any warning record of a logger without handlers on stderr,
+    which would put lines beside the ``error:``/``hint:`` pair.
+    """
+    logger = logging.getLogger("pygent_lc")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; errors print one line and a hint, never a traceback or the key."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(verbose=args.verbose)
+    # Skipped providers are reported by errors and `doctor`; every other warning shows.
+    warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
+    debug = os.environ.get("PYGENT_DEBUG") == "1"
+    stop_export: Callable[[], None] | None = None
+    try:
+        if args.otel:
+            from pygent_lc.telemetry.export import start_otlp_export
+
+            stop_export = start_otlp_export()
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK  # e.g. `pygent-lc models | head`
+    except Exception as exc:
+        if debug:
+            raise
+        print(redact(error_line(exc)), file=sys.stderr)
+        if isinstance(exc, ConfigurationError | InvalidInputError):
+            return EXIT_USAGE
+        if isinstance(exc, NoAnswerError):
+            return EXIT_NO_ANSWER
+        return EXIT_FAILED
+    finally:
+        if stop_export is not None:
+            stop_export()
+
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_NO_ANSWER", "EXIT_OK", "EXIT_USAGE", "main"]

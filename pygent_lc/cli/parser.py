@@ -1,0 +1,127 @@
+"""The ``pygent-lc`` command line's arguments: commands, options, the prompt to read."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pygent_lc.agents.spec import PROVIDER_CHOICES, TASK_NAMES
+from pygent_lc.errors import InvalidInputError
+from pygent_lc.providers.registry import PROVIDERS
+from pygent_lc.validation import validate_prompt
+
+
+def _provider_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--provider",
+        choices=PROVIDER_CHOICES,
+        default="auto",
+        help=f"provider to use (default: auto, the configured chain: {', '.join(PROVIDERS)})",
+    )
+    parser.add_argument(
+        "--fallback",
+        action="append",
+        choices=list(PROVIDERS),
+        default=[],
+        help="provider to fall back to, in order (repeatable)",
+    )
+    parser.add_argument("--model", help="model name (a GGUF file for --provider local)")
+
+
+def _prompt_options(parser: argparse.ArgumentParser, name: str) -> None:
+    parser.add_argument(name, nargs="?", help=f"the {name}; '-' reads it from standard input")
+    parser.add_argument("--file", metavar="PATH", help=f"read the {name} from a file (UTF-8)")
+
+
+def read_prompt(args: argparse.Namespace, name: str) -> str:
+    """The prompt from the argument, standard input (``-``) or ``--file``, checked.
+
+    One limit for every command: :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`.
+    """
+    given: str | None = getattr(args, name)
+    if (given is None) == (args.file is None):
+        raise InvalidInputError(f"give the {name} as an argument, as '-' (stdin) or with --file")
+    if args.file is not None:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"cannot read {args.file}: {exc}") from None
+    elif given == "-":
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"standard input is not UTF-8 text: {exc}") from None
+    else:
+        text = str(given)
+    return validate_prompt(text)
+
+
+def _verbose_option(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="show the library's log on stderr: retries, circuit breakers",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pygent-lc",
+        description="PyGent's LLM layer: Tree-of-Thought solving and chat over "
+        "OpenRouter, Ollama and an embedded llama.cpp model.",
+        epilog="exit codes: 0 ok, 1 provider failure, 2 usage/configuration, "
+        "3 no answer, 130 interrupted",
+    )
+    _verbose_option(parser, default=False)
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="export this run's spans to the OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT); "
+        "needs opentelemetry-exporter-otlp-proto-http",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    solve = commands.add_parser("solve", help="solve a problem with a Tree-of-Thought search")
+    _prompt_options(solve, "problem")
+    solve.add_argument("--task", choices=TASK_NAMES, default="generic")
+    _provider_options(solve)
+    solve.add_argument("--depth", type=int, help="thought steps (default: generic 2, game24 4)")
+    solve.add_argument("--breadth", type=int, help="states kept per level (default: 2 / 5)")
+    solve.add_argument("--samples", type=int, help="value samples per state (default: 1 / 3)")
+    solve.add_argument("--search", choices=("bfs", "dfs"), default="bfs")
+    solve.add_argument("--max-tokens", type=int, help="per call (default: 160 / 256)")
+    solve.add_argument("--max-calls", type=int, help="stop after this many LLM calls")
+    solve.add_argument("--max-cost", type=float, help="stop after this much spend in USD")
+    solve.add_argument("--json", action="store_true", help="print the full result as JSON")
+    solve.add_argument("--mermaid", metavar="FILE", help="write the tree as a Mermaid flowchart")
+    solve.add_argument("--no-progress", action="store_true", help="no live progress line")
+
+    chat = commands.add_parser("chat", help="stream the answer to one prompt")
+    _prompt_options(chat, "prompt")
+    _provider_options(chat)
+    chat.add_argument("--system", help="system prompt")
+    chat.add_argument("--max-tokens", type=int, default=256)
+    chat.add_argument("--temperature", type=float, default=0.7)
+
+    models = commands.add_parser("models", help="list the models a provider offers")
+    models.add_argument("--provider", choices=list(PROVIDERS), default="openrouter")
+    models.add_argument("--search", help="only models whose id contains this text")
+    models.add_argument("--free", action="store_true", help="only free OpenRouter models")
+    models.add_argument("--json", action="store_true")
+
+    doctor = commands.add_parser("doctor", help="check every provider: key, server, model")
+    doctor.add_argument(
+        "--provider", action="append", choices=list(PROVIDERS), help="only these providers"
+    )
+    doctor.add_argument("--probe", action="store_true", help="also ask each for a few tokens")
+    doctor.add_argument("--json", action="store_true")
+    for command in (solve, chat, models, doctor):
+        # SUPPRESS: a subcommand without -v keeps the value given before it
+        _verbose_option(command, default=argparse.SUPPRESS)
+    return parser
+
+
+__all__ = ["build_parser", "read_prompt"]
