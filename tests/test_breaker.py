@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from fakes import ScriptedChatModel
 
 from pygent_lc import Settings, build_chat_model
 from pygent_lc.breaker import (
@@ -31,6 +30,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.retry import ProviderRetry
+from pygent_lc.testing import ScriptedChatModel
 
 pytestmark = pytest.mark.timeout(10)
 
