@@ -146,7 +146,7 @@ def test_only_one_probe_while_it_is_in_flight() -> None:
     others = [circuit.admit() for _ in range(3)]
     assert not any(o.allowed for o in others)
     assert "probe call is in flight" in str(circuit.open_error(others[0]))
-    clock.now += 5  # a probe slower than the cooldown no longer blocks the slot
+    clock.now += 5  # a probe slower than the cooldown does not block the slot
     assert circuit.admit().allowed
 
 

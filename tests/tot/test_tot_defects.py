@@ -1,4 +1,4 @@
-"""The engine's contract where it used to break: depth, labels, order, budgets, typing."""
+"""The engine's contract at its edges: depth, labels, order, budgets, typing."""
 
 from __future__ import annotations
 
