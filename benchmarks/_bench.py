@@ -1,6 +1,6 @@
 """Shared helpers of the benchmark scripts: a loopback server process, timing, tables.
 
-The zero-latency loopback server (``tests/loopback_server``) runs in its own
+The zero-latency loopback server (``tests.loopback_server``) runs in its own
 process for throughput figures, so the client under test does not share its
 interpreter (and GIL) with the server's threads.
 """
@@ -19,9 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ROOT / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 KEY = "sk-or-v1-benchmark"
 MODEL = "openai/gpt-4o-mini"
@@ -46,10 +43,11 @@ async def concurrent(call: Call, n: int) -> float:
     assert all(r == f"echo: {PROMPT}" for r in results), results[:3]
     return n / elapsed
 
+
+# Run with the repository root as the working directory, so ``tests`` imports.
 _SERVER_SCRIPT = """
 import sys
-sys.path.insert(0, {tests!r})
-from loopback_server import LoopbackServer
+from tests.loopback_server import LoopbackServer
 with LoopbackServer(ollama_models=["llama3.2:latest"]) as server:
     print(server.port, flush=True)
     sys.stdin.read()
@@ -60,7 +58,8 @@ with LoopbackServer(ollama_models=["llama3.2:latest"]) as server:
 def server_process() -> Iterator[str]:
     """A zero-latency loopback server in a child process; yields its base URL."""
     process = subprocess.Popen(
-        [sys.executable, "-c", _SERVER_SCRIPT.format(tests=str(TESTS))],
+        [sys.executable, "-c", _SERVER_SCRIPT],
+        cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -12,7 +12,7 @@ Per call, sequentially and with 300 calls in flight, side by side in one run:
 Variants run interleaved, round by round, so drift hits them alike; the
 figure is the median over rounds. Ratios are against bare ``ChatOpenAI``.
 
-    python benchmarks/adapter_overhead.py [--rounds 20] [--calls 50] [--concurrency 300]
+    python -m benchmarks.adapter_overhead [--rounds 20] [--calls 50] [--concurrency 300]
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ import asyncio
 from collections.abc import Awaitable
 
 import httpx
-from _bench import (
+from langchain_core.messages import HumanMessage
+from langchain_openai import ChatOpenAI
+
+from benchmarks._bench import (
     KEY,
     MODEL,
     PROMPT,
@@ -34,9 +37,6 @@ from _bench import (
     server_process,
     table,
 )
-from langchain_core.messages import HumanMessage
-from langchain_openai import ChatOpenAI
-
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 
 

@@ -14,7 +14,7 @@ loopback servers (the fallback answers at once). Side by side in one run:
 The hung primary never answers; our request timeout is ``--timeout`` (the
 "configured timeout"); figures are medians.
 
-    python benchmarks/failover_latency.py [--timeout 1.0] [--cutoff 20]
+    python -m benchmarks.failover_latency [--timeout 1.0] [--cutoff 20]
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _bench import KEY, MODEL, machine, median, table
 from langchain_core.messages import HumanMessage
 from langchain_ollama import ChatOllama
 from langchain_openai import ChatOpenAI
-from loopback_server import Fault, LoopbackServer
 
+from benchmarks._bench import KEY, MODEL, machine, median, table
 from pygent_lc import LangChainBackend, Settings, build_chat_model
+from tests.loopback_server import Fault, LoopbackServer
 
 PROMPT = "hello there"
 Call = Callable[[], Awaitable[object]]

@@ -4,7 +4,7 @@ Isolates what our wrappers add on top of LangChain's own chat-model machinery:
 retry policy, breaker, fallback chain, ``LangChainBackend`` and its
 ``UsageTracker``. Microseconds per call, median of 5 rounds x 1,000 calls.
 
-    python benchmarks/layer_overhead.py
+    python -m benchmarks.layer_overhead
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from _bench import TESTS, machine, median, table  # noqa: F401  (TESTS puts tests/ on sys.path)
-from fakes import ScriptedChatModel
 from langchain_core.messages import HumanMessage
 
+from benchmarks._bench import machine, median, table
 from pygent_lc import LangChainBackend, Settings
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.testing import ScriptedChatModel
 from pygent_lc.usage import UsageTracker
 
 

@@ -6,7 +6,7 @@ results (whole trees included) are all kept alive until RSS is read: at
 least ``--nodes`` nodes are in memory at the peak. The backend is the
 offline ``ScriptedGame24Backend`` (no network, no model).
 
-    python benchmarks/memory_tot.py [--nodes 1000]
+    python -m benchmarks.memory_tot [--nodes 1000]
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import asyncio
 import gc
 import resource
 
-from _bench import machine, table
-
+from benchmarks._bench import machine, table
+from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine, ToTResult
-from pygent_lc.tot.tasks.game24_solver import ScriptedGame24Backend
 
 PUZZLES = ["4 9 10 13", "1 1 4 6", "1 2 3 4", "2 3 5 12", "3 3 8 8", "1 5 5 5", "4 4 10 10"]
 

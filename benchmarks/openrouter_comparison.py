@@ -5,27 +5,22 @@ and, when installed (``pip install langchain-openrouter``), langchain-openrouter
 ``ChatOpenRouter``. Each cell is a real call to the loopback server, which
 speaks OpenRouter's documented reply format, and prints yes/no per client:
 
-    python benchmarks/openrouter_comparison.py
+    python -m benchmarks.openrouter_comparison
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_openai import ChatOpenAI
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from loopback_server import Fault, LoopbackServer
-
 from pygent_lc import Settings
 from pygent_lc.errors import StreamInterruptedError
 from pygent_lc.providers import openrouter_model
+from tests.loopback_server import Fault, LoopbackServer
 
 KEY = "sk-or-v1-comparison"
 REQUESTED = "vendor/requested-model"

@@ -8,7 +8,7 @@ provider (an in-memory reader). Variants run interleaved, round by round, and
 the telemetry is switched on and off around each one, so drift hits them
 alike; the figure is the median over rounds. Ratios are against "off".
 
-    python benchmarks/telemetry_overhead.py [--rounds 20] [--calls 50] [--concurrency 300]
+    python -m benchmarks.telemetry_overhead [--rounds 20] [--calls 50] [--concurrency 300]
 """
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 
-from _bench import (
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from benchmarks._bench import (
     KEY,
     MODEL,
     PROMPT,
@@ -28,11 +33,6 @@ from _bench import (
     server_process,
     table,
 )
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
 from pygent_lc import LangChainBackend, Settings, build_chat_model, telemetry
 
 

@@ -5,14 +5,14 @@ Examples::
     # offline, deterministic: the scripted arithmetic model, and the paper's BFS
     # replayed on the same model both ways: value cache per puzzle, and kept
     # across puzzles as the paper's run.py keeps it (the paper as it ran)
-    python benchmarks/tot_game24.py --provider scripted --start 900 --end 1000 --beams 1,5
+    python -m benchmarks.tot_game24 --provider scripted --start 900 --end 1000 --beams 1,5
 
     # the paper's setting on OpenRouter (needs OPENROUTER_API_KEY)
-    python benchmarks/tot_game24.py --provider openrouter --model openai/gpt-4o \
+    python -m benchmarks.tot_game24 --provider openrouter --model openai/gpt-4o \
         --start 900 --end 1000
 
     # the embedded llama.cpp model (SmolLM2-135M unless PYGENT_LOCAL_MODEL is set)
-    python benchmarks/tot_game24.py --provider local --start 900 --end 902 --beams 1
+    python -m benchmarks.tot_game24 --provider local --start 900 --end 902 --beams 1
 
 One engine (default settings but the beam) solves every puzzle of a run, so
 its value cache is kept across puzzles, as the paper's ``run.py`` keeps its
@@ -34,17 +34,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks._bench import table
+from benchmarks.game24_model import ScriptedGame24Backend
+from benchmarks.game24_replay import PaperBFSRun, load_game24_puzzles, paper_bfs_llm_calls
 from pygent_lc.backend import LLMBackend
 from pygent_lc.errors import AllProvidersFailedError, ProviderError
-from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine, ToTResult, load_game24_puzzles
-from pygent_lc.tot.tasks.game24_solver import (
-    PaperBFSRun,
-    ScriptedGame24Backend,
-    paper_bfs_llm_calls,
-)
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench import table
+from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine, ToTResult
 
 SETTINGS_FIELD = {"openrouter": "openrouter_model", "ollama": "ollama_model"}
 

@@ -7,7 +7,7 @@ call, on Game of 24 with the scripted arithmetic model. The critical path is
 needs. The same search runs again at several ``max_concurrency`` values, down
 to 1 (every call one after another, like the paper's code).
 
-    python benchmarks/tot_wall_time.py [--latency 0.05] [--puzzle "4 9 10 13"]
+    python -m benchmarks.tot_wall_time [--latency 0.05] [--puzzle "4 9 10 13"]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc.tot import (
     CLOUD_MAX_CONCURRENCY,
     LOCAL_MAX_CONCURRENCY,
@@ -22,7 +23,6 @@ from pygent_lc.tot import (
     ToTConfig,
     ToTEngine,
 )
-from pygent_lc.tot.tasks.game24_solver import ScriptedGame24Backend
 
 UNBOUNDED = 256
 

@@ -5,20 +5,20 @@
   offline; ``--record-mode=rewrite`` re-records against the real servers.
 - live_local: the real llama.cpp server and the loopback server, on 127.0.0.1.
 - live_cloud: real OpenRouter / Ollama, skipped without a key or server.
+
+The helper modules of tests/ (``helpers``, ``loopback_server``) import by name:
+pyproject's pytest ``pythonpath`` puts tests/ on the path, and the repository
+root, for ``benchmarks`` and this checkout's ``pygent_lc``.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from helpers import ROOT, cassette_config
 from loopback_server import LoopbackServer
 

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from fakes import ScriptedChatModel
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
@@ -32,6 +31,7 @@ from pygent_lc.errors import (
     RateLimitError,
     StreamInterruptedError,
 )
+from pygent_lc.testing import ScriptedChatModel
 from pygent_lc.tot import ToTConfig
 from pygent_lc.tot.tasks.game24 import Game24Task
 

@@ -15,12 +15,12 @@ from helpers import closed_port, loopback_settings
 from loopback_server import Fault, LoopbackServer
 from loopback_server.answers import last_user_text
 
+from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import Settings
 from pygent_lc.agents import AgentFactory, ChatAgent, ReasoningAgent
 from pygent_lc.cli.doctor import diagnose
 from pygent_lc.errors import ModelNotFoundError, ProviderUnavailableError
 from pygent_lc.tot import check_24
-from pygent_lc.tot.tasks.game24_solver import scripted_game24_reply
 
 pytestmark = pytest.mark.live_local
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import ScriptedChatModel
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.testing import ScriptedChatModel
 from pygent_lc.tot import ToTConfig
 from pygent_lc.validation import MAX_PROMPT_CHARS, MAX_TOKENS_LIMIT, validate_chat_call
 

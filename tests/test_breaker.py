@@ -8,7 +8,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from fakes import ScriptedChatModel
 
 from pygent_lc import Settings, build_chat_model
 from pygent_lc.breaker import (
@@ -29,6 +28,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.policy import ProviderPolicy
+from pygent_lc.testing import ScriptedChatModel
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -144,7 +144,7 @@ def test_only_one_probe_while_it_is_in_flight() -> None:
     others = [circuit.admit() for _ in range(3)]
     assert not any(o.allowed for o in others)
     assert "probe call is in flight" in str(circuit.open_error(others[0]))
-    clock.now += 5  # a probe slower than the cooldown no longer blocks the slot
+    clock.now += 5  # a probe slower than the cooldown does not block the slot
     assert circuit.admit().allowed
 
 

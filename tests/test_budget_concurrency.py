@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from fakes import ScriptedChatModel
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
@@ -23,6 +22,7 @@ from pydantic import PrivateAttr
 from pygent_lc import LangChainBackend
 from pygent_lc.budget import CostBudget
 from pygent_lc.errors import BudgetExceededError, ProviderUnavailableError
+from pygent_lc.testing import ScriptedChatModel
 
 LIMIT = 0.01
 COST = 0.004
@@ -96,7 +96,7 @@ class SlowBilledModel(ScriptedChatModel):
         self._enter()
         try:
             await asyncio.sleep(DELAY)
-            for chunk in self._chunks(self._next(stop, kwargs)):
+            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
                 yield chunk
         finally:
             self._leave()

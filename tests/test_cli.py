@@ -24,10 +24,10 @@ from helpers import CANARY_KEY
 from loopback_server import LoopbackServer
 from loopback_server.answers import last_user_text
 
+from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import ProviderSkippedWarning, cli
 from pygent_lc.cli.parser import build_parser
 from pygent_lc.tot import check_24
-from pygent_lc.tot.tasks.game24_solver import scripted_game24_reply
 
 EXE = Path(sys.executable).with_name("pygent-lc")
 JSON_KEYS = {

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 import pytest
-from fakes import ScriptedChatModel
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
@@ -19,6 +18,7 @@ from pygent_lc.errors import (
     StreamInterruptedError,
 )
 from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.testing import ScriptedChatModel
 
 FAST = Settings(max_retries=1, retry_initial_wait=0.0)
 

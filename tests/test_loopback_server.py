@@ -8,18 +8,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
-
-if TYPE_CHECKING:
-    from loopback_server import Fault, LoopbackServer
-else:
-    try:
-        from tests.loopback_server import Fault, LoopbackServer
-    except ImportError:  # tests/ itself is on sys.path (pytest "prepend" import mode)
-        from loopback_server import Fault, LoopbackServer
+from loopback_server import Fault, LoopbackServer
 
 pytestmark = pytest.mark.live_local
 

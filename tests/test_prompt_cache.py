@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import ScriptedChatModel
 from helpers import loopback_settings
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableLambda
@@ -22,6 +21,7 @@ from pygent_lc.providers.cache_markers import (
     without_cache_markers,
 )
 from pygent_lc.providers.local import LocalChatModel
+from pygent_lc.testing import ScriptedChatModel
 
 PREFIX = "Examples:\nalpha beta gamma delta\nepsilon zeta eta theta\n"
 REST = "Input: one two\n"

@@ -24,10 +24,10 @@ from helpers import loopback_settings
 from loopback_server import Fault, LoopbackServer
 from loopback_server.answers import last_user_text
 
+from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import LangChainBackend, build_chat_model
 from pygent_lc.agents import AgentFactory
 from pygent_lc.errors import ProviderUnavailableError
-from pygent_lc.tot.tasks.game24_solver import scripted_game24_reply
 
 pytestmark = pytest.mark.live_local
 

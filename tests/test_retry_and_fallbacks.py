@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from fakes import ScriptedChatModel
 
 from pygent_lc import Settings
 from pygent_lc.chain import with_provider_policy
@@ -17,6 +16,7 @@ from pygent_lc.errors import (
     StreamInterruptedError,
 )
 from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.testing import ScriptedChatModel
 
 FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)
 

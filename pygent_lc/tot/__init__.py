@@ -14,19 +14,16 @@ from pygent_lc.tot.node import ThoughtNode, ThoughtTree
 from pygent_lc.tot.result import ToTPath, ToTResult, ToTStats
 from pygent_lc.tot.search import bfs, dfs
 from pygent_lc.tot.tasks import (
-    PAPER_TEST_RANGE,
     Game24Task,
     GenericTask,
     Task,
     UnsafeExpressionError,
     check_24,
-    load_game24_puzzles,
 )
 
 __all__ = [
     "CLOUD_MAX_CONCURRENCY",
     "LOCAL_MAX_CONCURRENCY",
-    "PAPER_TEST_RANGE",
     "Game24Task",
     "GenericTask",
     "StateEvaluator",
@@ -44,5 +41,4 @@ __all__ = [
     "bfs",
     "check_24",
     "dfs",
-    "load_game24_puzzles",
 ]

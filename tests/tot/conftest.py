@@ -1,18 +1,19 @@
-"""Fake backends for the ToT tests: scripted, offline, optionally slow or failing."""
+"""Scripted reasoners for the ToT tests: replies to the generic task's prompts.
+
+The ``scripted`` fixture is :class:`pygent_lc.testing.ScriptedBackend`; the
+replies here give it something to say.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-from pygent_lc.backend import LLMBackend, UsageTotals
+from pygent_lc.testing import ScriptedBackend
 
 Reply = Callable[[str], str]
-Failure = Callable[[str, int], Exception | None]
 
 _SECTION = re.compile(r"(?:Reasoning so far|Partial reasoning):\n(.*?)\n\n", re.DOTALL)
 
@@ -35,61 +36,6 @@ def prompt_kind(prompt: str) -> str:
     if "The best choice is N" in prompt:
         return "vote"
     return "other"
-
-
-class ScriptedBackend(LLMBackend):
-    """An ``LLMBackend`` whose completions come from ``reply(prompt)``.
-
-    ``latency_s`` is slept per call; ``fail(prompt, call_index)`` may return an
-    exception to raise instead; ``cost_per_call`` (when set) makes
-    ``usage_totals`` report 10 input and 5 output tokens and that cost per call.
-    """
-
-    def __init__(
-        self,
-        reply: Reply,
-        *,
-        latency_s: float = 0.0,
-        fail: Failure | None = None,
-        cost_per_call: float | None = None,
-    ) -> None:
-        self.reply = reply
-        self.latency_s = latency_s
-        self.fail = fail
-        self.cost_per_call = cost_per_call
-        self.prompts: list[str] = []
-        self.kwargs: list[dict[str, Any]] = []
-        self.in_flight = 0
-        self.peak_in_flight = 0
-        self._totals = UsageTotals()
-
-    @property
-    def calls(self) -> int:
-        return len(self.prompts)
-
-    async def generate(self, prompt: str, **kwargs: Any) -> str:
-        index = len(self.prompts)
-        self.prompts.append(prompt)
-        self.kwargs.append(kwargs)
-        self.in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        try:
-            if self.latency_s:
-                await asyncio.sleep(self.latency_s)
-            error = self.fail(prompt, index) if self.fail else None
-            if error is not None:
-                self._totals += UsageTotals(calls=1, failures=1)
-                raise error
-            output = self.reply(prompt)
-        finally:
-            self.in_flight -= 1
-        self._totals += UsageTotals(
-            calls=1, input_tokens=10, output_tokens=5, cost_usd=self.cost_per_call or 0.0
-        )
-        return output
-
-    def usage_totals(self) -> UsageTotals | None:
-        return self._totals if self.cost_per_call is not None else None
 
 
 def ladder_reply(prompt: str) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine
 from pygent_lc.tot.sampling import Candidate, to_sample, value_interval
-from pygent_lc.tot.tasks.game24_solver import ScriptedGame24Backend
 
 PUZZLE = "4 9 10 13"
 

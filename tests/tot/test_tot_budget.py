@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pygent_lc.backend import UsageTotals
 from pygent_lc.errors import BudgetExceededError, ConfigurationError
 from pygent_lc.tot import ToTConfig, ToTEngine
 
@@ -45,9 +44,10 @@ async def test_max_cost_usd_stops_the_search(scripted, ladder):
     assert result.stats.budget_exhausted is not None
     assert result.stats.budget_exhausted.startswith("max_cost_usd")
     assert backend.calls == 4  # the 5th would start with $0.04 >= $0.035 spent
-    assert result.stats.usage == UsageTotals(
-        calls=4, input_tokens=40, output_tokens=20, cost_usd=pytest.approx(0.04)
-    )
+    usage = backend.usage_totals()
+    assert usage is not None and usage.input_tokens > 0
+    assert result.stats.usage == usage
+    assert usage.calls == 4 and usage.cost_usd == pytest.approx(0.04)
     assert result.best is not None
 
 

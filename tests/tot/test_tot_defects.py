@@ -1,4 +1,4 @@
-"""The engine's contract where it used to break: depth, labels, order, budgets, typing."""
+"""The engine's contract at its edges: depth, labels, order, budgets, typing."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from benchmarks.game24_model import ScriptedGame24Backend, scripted_game24_reply
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.tot import Game24Task, GenericTask, ToTConfig, ToTEngine
-from pygent_lc.tot.tasks.game24_solver import ScriptedGame24Backend, scripted_game24_reply
 
 # --- the depth comes from the task -------------------------------------------------------
 

@@ -5,28 +5,25 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from fractions import Fraction
-from importlib import resources
 
 import pytest
 
-from pygent_lc.errors import InvalidInputError
-from pygent_lc.tot import (
-    PAPER_TEST_RANGE,
-    Game24Task,
-    ToTConfig,
-    ToTEngine,
-    check_24,
-    load_game24_puzzles,
-)
-from pygent_lc.tot.tasks.game24 import current_numbers
-from pygent_lc.tot.tasks.game24_solver import (
+from benchmarks.game24_model import (
     ScriptedGame24Backend,
-    paper_bfs_llm_calls,
     propose_steps,
     reachable,
     scripted_game24_reply,
     solve24,
 )
+from benchmarks.game24_replay import (
+    PAPER_TEST_RANGE,
+    PUZZLES_CSV,
+    load_game24_puzzles,
+    paper_bfs_llm_calls,
+)
+from pygent_lc.errors import InvalidInputError
+from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine, check_24
+from pygent_lc.tot.tasks.game24 import current_numbers
 
 PUZZLES = load_game24_puzzles()
 PAPER_SETTINGS = {"n_generate_sample": 1, "n_evaluate_sample": 3, "max_depth": Game24Task.STEPS}
@@ -35,15 +32,14 @@ PAPER_SETTINGS = {"n_generate_sample": 1, "n_evaluate_sample": 3, "max_depth": G
 # --- data ---------------------------------------------------------------------------
 
 
-def test_puzzles_ship_with_the_package():
+def test_the_papers_puzzles_and_their_source():
     assert len(PUZZLES) == 1362
     assert PUZZLES[0] == "1 1 4 6"
     start, end = PAPER_TEST_RANGE
     assert (start, end) == (900, 1000)
     assert PUZZLES[900] == "4 5 6 10"
     assert all(len(p.split()) == 4 for p in PUZZLES)
-    data = resources.files("pygent_lc.tot.tasks").joinpath("data")
-    readme = data.joinpath("README.md").read_text("utf-8")
+    readme = (PUZZLES_CSV.parent / "README.md").read_text("utf-8")
     assert "Yao" in readme
     assert "princeton-nlp/tree-of-thought-llm" in readme
     assert "MIT" in readme

@@ -8,7 +8,6 @@ import pygent_lc.tot.tasks as tasks
 EXPECTED_ALL = [
     "CLOUD_MAX_CONCURRENCY",
     "LOCAL_MAX_CONCURRENCY",
-    "PAPER_TEST_RANGE",
     "Game24Task",
     "GenericTask",
     "StateEvaluator",
@@ -26,11 +25,9 @@ EXPECTED_ALL = [
     "bfs",
     "check_24",
     "dfs",
-    "load_game24_puzzles",
 ]
 
 EXPECTED_TASKS_ALL = [
-    "PAPER_TEST_RANGE",
     "Game24Task",
     "GenericTask",
     "SplitPrompt",
@@ -38,7 +35,6 @@ EXPECTED_TASKS_ALL = [
     "UnsafeExpressionError",
     "check_24",
     "evaluate_arithmetic",
-    "load_game24_puzzles",
     "split_template",
 ]
 

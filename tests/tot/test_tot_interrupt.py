@@ -17,7 +17,7 @@ _SCRIPT = textwrap.dedent(
     """
     import asyncio, json, os, signal, sys, threading, time, warnings
     from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine
-    from pygent_lc.tot.tasks.game24_solver import ScriptedGame24Backend
+    from benchmarks.game24_model import ScriptedGame24Backend
 
     warnings.simplefilter("ignore")
     backend = ScriptedGame24Backend(latency_s=0.05)

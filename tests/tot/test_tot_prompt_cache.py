@@ -13,10 +13,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableLambda
 from loopback_server import LoopbackServer
 
+from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc import LangChainBackend, build_chat_model
 from pygent_lc.tot import Game24Task, GenericTask, ToTConfig, ToTEngine
 from pygent_lc.tot.tasks import SplitPrompt, split_template
-from pygent_lc.tot.tasks.game24_solver import ScriptedGame24Backend
 
 
 class CachingGame24Backend(ScriptedGame24Backend):

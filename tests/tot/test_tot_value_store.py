@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.tot import Game24Task, GenericTask, ToTConfig, ToTEngine
-from pygent_lc.tot.tasks.game24_solver import ScriptedGame24Backend
 from pygent_lc.tot.value_store import (
     MemoryValueStore,
     SQLiteValueStore,

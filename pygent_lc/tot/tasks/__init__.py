@@ -2,12 +2,11 @@
 
 from pygent_lc.tot.tasks.arithmetic import UnsafeExpressionError, check_24, evaluate_arithmetic
 from pygent_lc.tot.tasks.base import Task
-from pygent_lc.tot.tasks.game24 import PAPER_TEST_RANGE, Game24Task, load_game24_puzzles
+from pygent_lc.tot.tasks.game24 import Game24Task
 from pygent_lc.tot.tasks.generic import GenericTask
 from pygent_lc.tot.tasks.prompt import SplitPrompt, split_template
 
 __all__ = [
-    "PAPER_TEST_RANGE",
     "Game24Task",
     "GenericTask",
     "SplitPrompt",
@@ -15,6 +14,5 @@ __all__ = [
     "UnsafeExpressionError",
     "check_24",
     "evaluate_arithmetic",
-    "load_game24_puzzles",
     "split_template",
 ]

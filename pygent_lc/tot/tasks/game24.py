@@ -3,19 +3,15 @@
 A state is the puzzle plus up to four lines: three steps of the form
 ``a op b = c (left: ...)`` and a final ``Answer: <expression> = 24``. The
 answer is verified by :func:`check_24` (``ast`` + fractions, never ``eval``).
-The 1,362 puzzles ship in ``data/game24.csv`` (see ``data/README.md``).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import math
 import re
 from collections.abc import Sequence
 from fractions import Fraction
-from importlib import resources
 
 from pygent_lc.errors import InvalidInputError
 from pygent_lc.tot.tasks._text import last_line_label, parse_vote, unique_lines
@@ -35,17 +31,12 @@ from pygent_lc.tot.tasks.game24_prompts import (
 from pygent_lc.tot.tasks.prompt import SplitPrompt, split_template
 
 __all__ = [
-    "PAPER_TEST_RANGE",
     "Game24Task",
     "UnsafeExpressionError",
     "check_24",
     "current_numbers",
     "evaluate_arithmetic",
-    "load_game24_puzzles",
 ]
-
-#: The paper's test puzzles: 0-based rows 900-999 of ``game24.csv``.
-PAPER_TEST_RANGE = (900, 1000)
 
 # The paper's value map, per sample. The paper sums over samples; we take the
 # mean, which ranks states with equal sample counts the same way and stays
@@ -60,13 +51,6 @@ _VALUE_VERSION = hashlib.sha256(
 
 _STEP = re.compile(r"=.*\(\s*left:\s*[^)]*\)", re.IGNORECASE)
 _ANSWER = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
-
-
-def load_game24_puzzles() -> list[str]:
-    """The 1,362 puzzles (``"1 1 4 6"``, ...) in the paper's order (by solve rate)."""
-    text = resources.files("pygent_lc.tot.tasks").joinpath("data/game24.csv").read_text("utf-8")
-    rows = csv.DictReader(io.StringIO(text))
-    return [row["Puzzles"].strip() for row in rows]
 
 
 def _canonical_number(token: str) -> str:

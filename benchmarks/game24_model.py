@@ -1,44 +1,29 @@
-"""A scripted Game-of-24 "model", and the paper's BFS call count, for tests and benchmarks.
+"""A scripted Game-of-24 "model" for tests and benchmarks: offline and deterministic.
 
-:class:`ScriptedGame24Backend` answers the prompts of :class:`Game24Task` by
-actually doing the arithmetic on the numbers in the prompt: it proposes real
-steps (those that keep 24 reachable first, like a strong model), values
-states exactly (sure / impossible), writes the answer expression from the
-steps taken, and judges answers with the safe checker. It is deterministic,
-needs no network, and can add latency and report simulated usage, so the
+:class:`ScriptedGame24Backend` answers the prompts of
+:class:`~pygent_lc.tot.Game24Task` by doing the arithmetic on the numbers in
+the prompt: it proposes real steps (those that keep 24 reachable first, like a
+strong model), values states exactly (sure / impossible), writes the answer
+expression from the steps taken, and judges answers with the safe checker. It
+needs no network and can add latency and report simulated usage, so the
 engine's concurrency, caching and budgets can be measured offline.
-
-:func:`paper_bfs_llm_calls` replays the Tree of Thoughts paper's BFS
-(``methods/bfs.py`` of princeton-nlp/tree-of-thought-llm: calls one after
-another, value cache keyed by prompt, duplicates in a step valued 0) against
-the same scripted model and counts its calls, for a like-for-like comparison.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
 
-from pygent_lc.backend import LLMBackend, UsageTotals
-from pygent_lc.tot.tasks.arithmetic import check_24
-from pygent_lc.tot.tasks.game24 import Game24Task
-from pygent_lc.tot.tasks.game24_prompts import (
-    COT_PROMPT,
-    PROPOSE_PROMPT,
-    VALUE_LAST_STEP_PROMPT,
-    VALUE_PROMPT,
-)
+from pygent_lc.testing import ScriptedBackend
+from pygent_lc.tot import check_24
 
 __all__ = [
-    "PaperBFSRun",
     "ScriptedGame24Backend",
-    "paper_bfs_llm_calls",
+    "approx_tokens",
+    "checks_24",
     "propose_steps",
     "reachable",
     "scripted_game24_reply",
@@ -210,7 +195,13 @@ def _reply_value(prompt: str) -> str:
     return f"{' '.join(_fmt(n) for n in numbers)} cannot reach 24\nimpossible"
 
 
-def _checks(answer: str, puzzle: str) -> bool:
+def approx_tokens(text: str) -> int:
+    """Tokens of a prompt or completion, at about 4 characters a token."""
+    return max(1, len(text) // 4)
+
+
+def checks_24(answer: str, puzzle: str) -> bool:
+    """Whether ``answer`` makes 24 from ``puzzle``; an unreadable puzzle is ``False``."""
     try:
         return check_24(answer, puzzle)
     except ValueError:  # the puzzle line itself is unreadable
@@ -220,7 +211,7 @@ def _checks(answer: str, puzzle: str) -> bool:
 def _reply_judge(prompt: str) -> str:
     puzzle = _last_line_with(prompt, "Input:") or ""
     answer = _last_line_with(prompt, "Answer:") or ""
-    return "sure" if _checks(answer, puzzle) else "impossible"
+    return "sure" if checks_24(answer, puzzle) else "impossible"
 
 
 def _reply_vote(prompt: str) -> str:
@@ -233,7 +224,7 @@ def _reply_vote(prompt: str) -> str:
             continue
         last = steps[-1]
         if last.lower().startswith("answer:"):
-            if _checks(last, puzzle):
+            if checks_24(last, puzzle):
                 return f"The best choice is {label}"
             continue
         left = _parse_numbers(last.split("left:")[-1].split(")")[0])
@@ -262,13 +253,13 @@ def scripted_game24_reply(prompt: str, *, solvable_first: bool = True) -> str:
     return "I can only play the Game of 24."
 
 
-class ScriptedGame24Backend(LLMBackend):
-    """An offline, deterministic :class:`LLMBackend` that plays the Game of 24.
+class ScriptedGame24Backend(ScriptedBackend):
+    """An offline, deterministic :class:`~pygent_lc.backend.LLMBackend` that plays the Game of 24.
 
     ``model_id`` names it for value caches. ``latency_s`` is slept per call (to
-    measure concurrency); ``track_usage``
-    makes :meth:`usage_totals` report ~4-characters-per-token counts priced
-    at GPT-4's $0.03 / $0.06 per 1k tokens, the paper's prices.
+    measure concurrency); ``track_usage`` makes :meth:`usage_totals` report
+    ~4-characters-per-token counts priced at GPT-4's $0.03 / $0.06 per 1k
+    tokens, the paper's prices.
     """
 
     def __init__(
@@ -280,166 +271,17 @@ class ScriptedGame24Backend(LLMBackend):
         input_price_per_1k: float = 0.03,
         output_price_per_1k: float = 0.06,
     ) -> None:
-        self.model_id = "scripted-game24" + ("" if solvable_first else "-unordered")
-        self.latency_s = latency_s
-        self.track_usage = track_usage
+        super().__init__(
+            model_id="scripted-game24" + ("" if solvable_first else "-unordered"),
+            latency_s=latency_s,
+            price_per_1k_tokens=(
+                (input_price_per_1k, output_price_per_1k) if track_usage else None
+            ),
+        )
         self.solvable_first = solvable_first
-        self.input_price_per_1k = input_price_per_1k
-        self.output_price_per_1k = output_price_per_1k
-        self.prompts: list[str] = []
-        self.in_flight = 0
-        self.peak_in_flight = 0
-        self._totals = UsageTotals()
-
-    @property
-    def calls(self) -> int:
-        return len(self.prompts)
 
     def reply(self, prompt: str) -> str:
         return scripted_game24_reply(prompt, solvable_first=self.solvable_first)
 
-    async def generate(self, prompt: str, **kwargs: Any) -> str:
-        self.prompts.append(prompt)
-        self.in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        try:
-            if self.latency_s:
-                await asyncio.sleep(self.latency_s)
-            output = self.reply(prompt)
-        finally:
-            self.in_flight -= 1
-        input_tokens = max(1, len(prompt) // 4)
-        output_tokens = max(1, len(output) // 4)
-        self._totals = UsageTotals(
-            calls=self._totals.calls + 1,
-            failures=self._totals.failures,
-            input_tokens=self._totals.input_tokens + input_tokens,
-            output_tokens=self._totals.output_tokens + output_tokens,
-            cost_usd=self._totals.cost_usd
-            + input_tokens * self.input_price_per_1k / 1000
-            + output_tokens * self.output_price_per_1k / 1000,
-        )
-        return output
-
-    def usage_totals(self) -> UsageTotals | None:
-        return self._totals if self.track_usage else None
-
-
-# --- the paper's BFS, for counting its calls ------------------------------------
-
-
-@dataclass(frozen=True)
-class PaperBFSRun:
-    """What the paper's BFS did on one puzzle."""
-
-    llm_calls: int
-    """Completions asked: each of the ``n`` value samples counts as one."""
-    outputs: list[str]
-    solved: bool
-    requests: int = 0
-    """API requests as the paper sent them: the ``n`` value samples of a prompt
-    are one request (``n=3``), proposals one each."""
-    input_tokens: int = 0
-    """Prompt tokens, once per request (~4 characters a token, as the scripted model)."""
-    output_tokens: int = 0
-    """Completion tokens of every sample."""
-
-    def cost_usd(self, input_per_1k: float = 0.03, output_per_1k: float = 0.06) -> float:
-        """At GPT-4's prices per 1k tokens (the paper's), unless given."""
-        return self.input_tokens * input_per_1k / 1000 + self.output_tokens * output_per_1k / 1000
-
-
-def _paper_current_numbers(y: str) -> str:
-    last_line = y.strip().split("\n")[-1]
-    return last_line.split("left: ")[-1].split(")")[0]
-
-
-def _paper_propose_prompt(x: str, y: str) -> str:
-    current = _paper_current_numbers(y if y else x)
-    if current == "24":
-        return COT_PROMPT.format(input=x) + "Steps:\n" + y
-    return PROPOSE_PROMPT.format(input=current)
-
-
-def _paper_value_prompt(x: str, y: str) -> str:
-    last_line = y.strip().split("\n")[-1]
-    if "left: " not in last_line:
-        answer = last_line.lower().replace("answer: ", "")
-        return VALUE_LAST_STEP_PROMPT.format(input=x, answer=answer)
-    return VALUE_PROMPT.format(input=_paper_current_numbers(y))
-
-
-def _paper_unwrap(y: str, outputs: Sequence[str]) -> float:
-    if len(y.strip().split("\n")) == 4 and "answer" not in y.lower():
-        return 0.0
-    names = [output.split("\n")[-1] for output in outputs]
-    value_map = {"impossible": 0.001, "likely": 1.0, "sure": 20.0}
-    return sum(value * names.count(name) for name, value in value_map.items())
-
-
-def paper_bfs_llm_calls(
-    problem: str,
-    reply: Callable[[str], str] = scripted_game24_reply,
-    *,
-    n_evaluate_sample: int = 3,
-    n_select_sample: int = 5,
-    steps: int = Game24Task.STEPS,
-    value_cache: dict[str, float] | None = None,
-) -> PaperBFSRun:
-    """Run the paper's Game-of-24 BFS (propose, value, greedy) and count its LLM calls.
-
-    Per step: one propose call per state in the beam; for each new state, its
-    value prompt is asked ``n_evaluate_sample`` times unless that prompt is in
-    the value cache; a state repeated within the step is valued 0 without a
-    call. ``value_cache`` is the paper's ``task.value_cache``: pass one dict
-    for a whole run of puzzles to replay its ``run.py``, which keeps it across
-    puzzles; by default it lives for this puzzle only. The paper asks its
-    ``n`` samples in one API request: ``llm_calls`` counts each sample as the
-    engine counts calls, ``requests`` and the tokens count them as the paper
-    sent them.
-    """
-    calls = 0
-    requests = 0
-    input_tokens = 0
-    output_tokens = 0
-    cache: dict[str, float] = {} if value_cache is None else value_cache
-
-    def ask(prompt: str, n: int) -> list[str]:
-        nonlocal requests, input_tokens, output_tokens
-        outputs = [reply(prompt) for _ in range(n)]
-        requests += 1
-        input_tokens += max(1, len(prompt) // 4)
-        output_tokens += sum(max(1, len(output) // 4) for output in outputs)
-        return outputs
-
-    ys = [""]
-    for _ in range(steps):
-        new_ys: list[str] = []
-        for y in ys:
-            calls += 1
-            proposals = ask(_paper_propose_prompt(problem, y), 1)[0].split("\n")
-            new_ys.extend(y + proposal + "\n" for proposal in proposals)
-        values: list[float] = []
-        seen: set[str] = set()
-        for y in new_ys:
-            if y in seen:
-                values.append(0.0)
-                continue
-            seen.add(y)
-            prompt = _paper_value_prompt(problem, y)
-            if prompt not in cache:
-                outputs = ask(prompt, n_evaluate_sample)
-                calls += n_evaluate_sample
-                cache[prompt] = _paper_unwrap(y, outputs)
-            values.append(cache[prompt])
-        order = sorted(range(len(new_ys)), key=lambda i: values[i], reverse=True)
-        ys = [new_ys[i] for i in order[:n_select_sample]]
-    outputs = [y.strip().split("\n")[-1] for y in ys]
-    return PaperBFSRun(
-        llm_calls=calls,
-        outputs=outputs,
-        solved=any(_checks(output, problem) for output in outputs),
-        requests=requests,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-    )
+    def count_tokens(self, text: str) -> int:
+        return approx_tokens(text)

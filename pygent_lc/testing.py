@@ -1,0 +1,297 @@
+"""Fakes for testing code built on pygent_lc: no network, no model, exact control.
+
+- :class:`ScriptedBackend` is an :class:`~pygent_lc.backend.LLMBackend` (what
+  :class:`~pygent_lc.tot.ToTEngine` and the agents ask for text).
+- :class:`ScriptedChatModel` is a LangChain chat model, to put under
+  :class:`~pygent_lc.LangChainBackend`, the retry policy, fallbacks or an agent.
+
+Both follow a script: each call takes the next of ``outcomes`` (a reply, or an
+exception to raise); once those are used up, ``reply(prompt)`` answers, or
+``"ok"`` without a ``reply``. Both record what they were asked, so a test can
+check the calls made::
+
+    from pygent_lc import LangChainBackend
+    from pygent_lc.errors import RateLimitError
+    from pygent_lc.testing import ScriptedChatModel
+
+    model = ScriptedChatModel(outcomes=[RateLimitError("slow down", provider="scripted")])
+    backend = LangChainBackend(model)  # the first call fails, the next answers "ok"
+
+Tokens are counted as words. For a chat model that only replies, LangChain's
+``GenericFakeChatModel`` works under ``LangChainBackend`` too; ``ScriptedChatModel``
+adds scripted errors (also in the middle of a stream), usage and cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import Field, PrivateAttr
+
+from pygent_lc.backend import LLMBackend, UsageTotals
+
+__all__ = ["DEFAULT_REPLY", "Outcome", "ScriptedBackend", "ScriptedChatModel", "count_words"]
+
+#: What a scripted fake answers once its ``outcomes`` are used up and it has no ``reply``.
+DEFAULT_REPLY = "ok"
+
+Outcome = str | BaseException | tuple[str, BaseException]
+"""One scripted call: a reply, an exception to raise, or (chat model streams only)
+``(text, exception)``: ``text`` is streamed, then ``exception`` is raised."""
+
+
+def count_words(text: str) -> int:
+    """The fakes' token count: words, at least 1."""
+    return max(1, len(text.split()))
+
+
+class ScriptedBackend(LLMBackend):
+    """An offline :class:`~pygent_lc.backend.LLMBackend` that follows a script.
+
+    Each call takes the next of ``outcomes`` (a reply, or an exception to raise);
+    once they are used up, :meth:`reply` answers: ``reply(prompt)`` when given,
+    else ``"ok"``. Subclasses may override :meth:`reply` instead.
+
+    ``fail(prompt, index)`` (``index`` counts calls from 0) may return an
+    exception to raise instead of answering, for failures that depend on the
+    prompt. ``latency_s`` is slept before each answer, so concurrency can be
+    measured (:attr:`in_flight`, :attr:`peak_in_flight`).
+
+    ``model_id`` names the model, as the engine's value caches need for a
+    store that outlives the engine; ``None`` is a backend that does not say.
+
+    :meth:`usage_totals` reports usage only when a price is set: ``cost_per_call``
+    and/or ``price_per_1k_tokens`` (input, output). Tokens are
+    :meth:`count_tokens` of the prompt and of the reply; a failed call counts
+    as a call and a failure, with no tokens or cost.
+    """
+
+    def __init__(
+        self,
+        reply: Callable[[str], str] | None = None,
+        *,
+        outcomes: Iterable[str | BaseException] = (),
+        model_id: str | None = None,
+        latency_s: float = 0.0,
+        fail: Callable[[str, int], BaseException | None] | None = None,
+        cost_per_call: float | None = None,
+        price_per_1k_tokens: tuple[float, float] | None = None,
+    ) -> None:
+        self._reply = reply
+        self.outcomes: deque[str | BaseException] = deque(outcomes)
+        """What the next calls answer or raise, in order."""
+        self.model_id = model_id
+        self.latency_s = latency_s
+        self.fail = fail
+        self.cost_per_call = cost_per_call
+        self.price_per_1k_tokens = price_per_1k_tokens
+        self.prompts: list[str] = []
+        """Every prompt asked, in order (failed calls included)."""
+        self.kwargs: list[dict[str, Any]] = []
+        """The keywords of every call (``temperature``, ``max_tokens``, ...)."""
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._totals = UsageTotals()
+
+    @property
+    def calls(self) -> int:
+        """How many calls were made."""
+        return len(self.prompts)
+
+    def reply(self, prompt: str) -> str:
+        """The answer once ``outcomes`` are used up."""
+        return DEFAULT_REPLY if self._reply is None else self._reply(prompt)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a prompt or reply, for usage: :func:`count_words`."""
+        return count_words(text)
+
+    async def generate(self, prompt: str, **kwargs: Any) -> str:
+        """The scripted completion of ``prompt``, after ``latency_s``."""
+        index = len(self.prompts)
+        self.prompts.append(prompt)
+        self.kwargs.append(kwargs)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            output = self._answer(prompt, index)
+        except Exception:
+            self._count(failed=True)
+            raise
+        finally:
+            self.in_flight -= 1
+        self._count(input_tokens=self.count_tokens(prompt), output_tokens=self.count_tokens(output))
+        return output
+
+    def _answer(self, prompt: str, index: int) -> str:
+        error = self.fail(prompt, index) if self.fail is not None else None
+        if error is not None:
+            raise error
+        if self.outcomes:
+            outcome = self.outcomes.popleft()
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return outcome
+        return self.reply(prompt)
+
+    def _count(
+        self, *, failed: bool = False, input_tokens: int = 0, output_tokens: int = 0
+    ) -> None:
+        cost = 0.0
+        if not failed:
+            cost = self.cost_per_call or 0.0
+            if self.price_per_1k_tokens is not None:
+                input_price, output_price = self.price_per_1k_tokens
+                cost += (input_tokens * input_price + output_tokens * output_price) / 1000
+        self._totals += UsageTotals(
+            calls=1,
+            failures=int(failed),
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+        )
+
+    def usage_totals(self) -> UsageTotals | None:
+        """Totals so far when a price is set; else ``None`` (usage not tracked)."""
+        if self.cost_per_call is None and self.price_per_1k_tokens is None:
+            return None
+        return self._totals
+
+
+class ScriptedChatModel(BaseChatModel):
+    """A LangChain chat model that follows a script (see :data:`Outcome`).
+
+    Each call takes the next of ``outcomes``: a reply text, an exception to
+    raise, or ``(text, exception)``, which a stream delivers word by word
+    before raising (a plain call just raises). Once ``outcomes`` are used up,
+    ``reply(prompt)`` answers (``prompt``: the last message's text), else
+    ``"ok"``.
+
+    Every reply carries usage (input and output tokens counted as words) and
+    ``cost_per_call`` as ``response_metadata["cost"]``, as OpenRouter reports
+    it, so :class:`~pygent_lc.UsageTracker` and cost budgets see it. LangSmith
+    names the provider ``provider`` and the model ``"<provider>-model"``.
+
+    :attr:`calls` records ``stop`` and the keywords of every call,
+    :attr:`prompts` the last message's text.
+    """
+
+    outcomes: list[Any] = Field(default_factory=list)
+    """What the next calls answer or raise, in order (each an :data:`Outcome`)."""
+    reply: Callable[[str], str] | None = None
+    """Answers once ``outcomes`` are used up; ``None`` answers ``"ok"``."""
+    provider: str = "scripted"
+    cost_per_call: float = 0.0
+    calls: list[dict[str, Any]] = Field(default_factory=list)
+    prompts: list[str] = Field(default_factory=list)
+
+    # Threads share one model under ``batch`` and sync callers; taking the next
+    # outcome and recording the call happen together.
+    _script_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        return LangSmithParams(ls_provider=self.provider, ls_model_name=f"{self.provider}-model")
+
+    def _next(self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Any) -> Any:
+        prompt = messages[-1].text if messages else ""
+        with self._script_lock:
+            self.calls.append({"stop": stop, **kwargs})
+            self.prompts.append(prompt)
+            outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is None:
+            return DEFAULT_REPLY if self.reply is None else self.reply(prompt)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _usage(self, messages: Sequence[BaseMessage], text: str) -> UsageMetadata:
+        input_tokens = count_words(" ".join(message.text for message in messages))
+        output_tokens = len(text.split())
+        return UsageMetadata(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=input_tokens + output_tokens,
+        )
+
+    def _result(self, messages: Sequence[BaseMessage], outcome: Any) -> ChatResult:
+        if isinstance(outcome, tuple):
+            raise outcome[1]
+        message = AIMessage(
+            content=outcome,
+            usage_metadata=self._usage(messages, outcome),
+            response_metadata={"cost": self.cost_per_call, "finish_reason": "stop"},
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _chunks(
+        self, messages: Sequence[BaseMessage], outcome: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        text, error = outcome if isinstance(outcome, tuple) else (outcome, None)
+        words = text.split(" ") if text else []
+        for i, word in enumerate(words):
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content=word if i == 0 else f" {word}")
+            )
+        if error is not None:
+            raise error
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                usage_metadata=self._usage(messages, text),
+                response_metadata={"cost": self.cost_per_call},
+            ),
+            generation_info={"finish_reason": "stop"},
+        )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._result(messages, self._next(messages, stop, kwargs))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        # On the event loop, not in LangChain's default executor thread.
+        return self._result(messages, self._next(messages, stop, kwargs))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        yield from self._chunks(messages, self._next(messages, stop, kwargs))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        for chunk in self._chunks(messages, self._next(messages, stop, kwargs)):
+            yield chunk
