@@ -134,7 +134,9 @@ def _map_provider_exception(
 ) -> ProviderError | InvalidInputError | None:
     if isinstance(exc, ProviderError | InvalidInputError):
         return exc
-    if isinstance(exc, UnicodeError):
+    # Text of the request that cannot be encoded; a reply that cannot be decoded
+    # (UnicodeDecodeError) is the provider's malformed reply, handled below.
+    if isinstance(exc, UnicodeError) and not isinstance(exc, UnicodeDecodeError):
         reason = getattr(exc, "reason", type(exc).__name__)
         return InvalidInputError(f"the request cannot be encoded as UTF-8 ({reason})")
     context: dict[str, Any] = {"provider": provider, "model": model}
