@@ -150,7 +150,11 @@ def _map_provider_exception(
     if isinstance(exc, openai.APITimeoutError):
         return ProviderUnavailableError(_timeout_message(exc), **context)
     if isinstance(exc, openai.APIConnectionError):
-        return _connection_error(exc.__cause__ or exc, **context)
+        # langchain-openai re-raises the SDK's error as its own subclass: name the transport's.
+        cause: BaseException = exc
+        while isinstance(cause, openai.APIConnectionError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        return _connection_error(cause, **context)
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
         return error_from_body(exc.body, **context)
     if isinstance(exc, openai.LengthFinishReasonError):  # structured output cut off

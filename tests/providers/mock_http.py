@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from langchain_openai.chat_models.base import BaseChatOpenAI
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -90,10 +91,13 @@ class MockServer:
     # ------------------------------------------------------------------ clients
     def openai_clients(self) -> dict[str, Any]:
         """Constructor keywords of an OpenAI-wire model: both clients on this server."""
-        return {
+        clients: dict[str, Any] = {
             "http_client": httpx.Client(transport=self.transport),
             "http_async_client": httpx.AsyncClient(transport=self.transport),
         }
+        if "http_socket_options" in BaseChatOpenAI.model_fields:  # langchain-openai >= 1.2
+            clients["http_socket_options"] = ()  # else it probes the options with a socket
+        return clients
 
     def ollama_client_kwargs(self, **kwargs: Any) -> dict[str, Any]:
         """``client_kwargs`` of an Ollama model: its sync and async clients on this server."""
