@@ -20,6 +20,7 @@ import pytest
 from mock_http import MockServer, Reply, json_reply, proxy_page, sse_reply, text_reply
 from pydantic import BaseModel
 
+from pygent_lc.breaker import BREAKER_ERRORS
 from pygent_lc.errors import (
     AuthenticationError,
     ContentRefusedError,
@@ -275,6 +276,11 @@ ROWS = [
         openai_raises(llamacpp_error(500, "image input is not supported - hint: ...", "server")),
         UnsupportedRequestError, 500, False, "image input is not supported",
         id="llamacpp-500-image-unsupported",
+    ),
+    pytest.param(
+        openai_raises(llamacpp_error(500, "audio input is not supported - hint: ...", "server")),
+        UnsupportedRequestError, 500, False, "audio input is not supported",
+        id="llamacpp-500-audio-unsupported",
     ),
     pytest.param(
         openai_raises(llamacpp_error(400, "unsupported content[].type", "invalid_request_error")),
@@ -797,3 +803,15 @@ def test_an_auth_error_does_not_echo_the_key_it_was_sent_with() -> None:
     typed = map_exception(exc, provider=PROVIDER, model=MODEL)
     assert isinstance(typed, AuthenticationError)
     assert CANARY not in f"{typed} {typed!r} {vars(typed)}"
+
+
+def test_what_a_server_cannot_do_is_not_held_against_its_health() -> None:
+    """Unsupported requests are not retried, and a breaker does not count them."""
+    unsupported = [param for param in ROWS if param.values[1] is UnsupportedRequestError]
+    assert len(unsupported) >= 4
+    for param in unsupported:
+        raw = param.values[0]
+        assert callable(raw)
+        typed = map_exception(raw(), provider="local", model="m")
+        assert isinstance(typed, UnsupportedRequestError) and not typed.retryable
+        assert not isinstance(typed, BREAKER_ERRORS)
