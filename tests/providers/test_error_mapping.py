@@ -47,6 +47,11 @@ Raw = Callable[[], BaseException]
 PU = ProviderUnavailableError
 NOTHING: Any = None  # replies the SDK parsed to nothing
 EMPTY: dict[str, Any] = {}
+# What the ollama client raises, from None, when it cannot connect (ollama._client).
+OLLAMA_CANNOT_CONNECT = (
+    "Failed to connect to Ollama. Please check that Ollama is downloaded, running and "
+    "accessible. https://ollama.com/download"
+)
 
 
 # ---------------------------------------------------------------- raw errors, as raised
@@ -476,6 +481,10 @@ ROWS = [
     pytest.param(
         caught(raise_for(ConnectionRefusedError(111, "Connection refused"))),
         PU, None, False, "connection refused", id="connection-refused-error",
+    ),
+    pytest.param(
+        caught(raise_for(ConnectionError(OLLAMA_CANNOT_CONNECT))),
+        PU, None, False, "connection refused", id="ollama-failed-to-connect-message-alone",
     ),
     pytest.param(
         caught(raise_for(ConnectionResetError(104, "Connection reset by peer"))),

@@ -128,3 +128,13 @@ async def test_each_model_built_with_its_own_clients_honours_the_deadline(
         "request timed out: the deadline (request_timeout=2s) passed before the request"
     )
     assert (error.provider, error.retryable) == (provider, True)
+
+
+async def test_a_closed_model_stays_usable(passed_deadline: Deadline) -> None:
+    model = openrouter_model(Settings(openrouter_api_key=SecretStr("sk-or-v1-x")))
+    model.close()
+    await model.aclose()
+    with pytest.raises(ProviderUnavailableError, match="deadline"):  # not "client closed"
+        await model.ainvoke("hi")
+    with pytest.raises(ProviderUnavailableError, match="deadline"):
+        model.invoke("hi")

