@@ -29,10 +29,25 @@ and the callers only ever reason about these classes::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, Self
 
 
 class PygentError(Exception):
-    """Base class of every error raised by pygent_lc."""
+    """Base class of every error raised by pygent_lc.
+
+    Errors pickle with their attributes (``provider``, ``retry_after``...), so
+    they cross process boundaries intact, e.g. from a worker pool.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+def _restore(cls: type[PygentError], args: tuple[Any, ...], state: dict[str, Any]) -> PygentError:
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigurationError(PygentError, ValueError):
@@ -187,13 +202,32 @@ class StreamInterruptedError(ProviderError):
         self.partial_text = partial_text
 
 
-class AllProvidersFailedError(PygentError):
-    """Every provider of a fallback chain failed; ``errors`` maps each to its error."""
+class AllProvidersFailedError(PygentError, ExceptionGroup[ProviderError]):
+    """Every provider of a fallback chain failed; ``errors`` maps each to its error.
+
+    An ``ExceptionGroup`` of those errors, so a traceback shows each provider's
+    failure and ``except* RateLimitError`` picks out one kind. The keys of
+    ``errors`` are ``"<position>:<provider>"``, e.g. ``"1:openrouter"``.
+    """
+
+    errors: dict[str, ProviderError]
+
+    def __new__(cls, errors: Mapping[str, ProviderError]) -> Self:
+        lines = "; ".join(f"{type(e).__name__}: {e}" for e in errors.values())
+        group = super().__new__(
+            cls, f"all {len(errors)} providers failed: {lines}", list(errors.values())
+        )
+        group.errors = dict(errors)
+        return group
 
     def __init__(self, errors: Mapping[str, ProviderError]) -> None:
-        self.errors: dict[str, ProviderError] = dict(errors)
-        lines = "; ".join(f"{type(e).__name__}: {e}" for e in self.errors.values())
-        super().__init__(f"all {len(self.errors)} providers failed: {lines}")
+        super().__init__(self.message, list(errors.values()))
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.errors,)
 
 
 class BudgetExceededError(PygentError):
