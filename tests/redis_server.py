@@ -20,6 +20,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -83,17 +85,18 @@ class RedisServer:
         """Start (or start again, on the same port) and wait until it answers PING."""
         if self.running:
             return
+        options = {
+            "port": str(self.port),
+            "bind": "127.0.0.1",
+            "save": "",
+            "appendonly": "no",
+            "dir": self._dir.name,
+            "daemonize": "no",
+            "loglevel": "warning",
+        }
+        arguments = [item for name, value in options.items() for item in (f"--{name}", value)]
         self._process = subprocess.Popen(
-            [
-                str(self.binary),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self._dir.name,
-                "--daemonize", "no",
-                "--loglevel", "warning",
-            ],  # fmt: skip
+            [str(self.binary), *arguments],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -139,4 +142,21 @@ class RedisServer:
         self.close()
 
 
-__all__ = ["URL_VARIABLE", "RedisServer", "free_port", "redis_server_binary"]
+@contextmanager
+def redis_for_tests() -> Iterator[str]:
+    """The URL of ``$PYGENT_TEST_REDIS_URL``, else of a redis-server started (and stopped) here."""
+    url = os.environ.get(URL_VARIABLE)
+    if url:
+        yield url
+        return
+    with RedisServer() as server:
+        yield server.url
+
+
+__all__ = [
+    "URL_VARIABLE",
+    "RedisServer",
+    "free_port",
+    "redis_for_tests",
+    "redis_server_binary",
+]

@@ -57,6 +57,8 @@ class _Verdict:
     """What ``begin`` found, before it is turned into a :class:`CallStart`."""
 
     status: str
+    now: float
+    """The time the step ran at (see :mod:`pygent_lc.state.rate`)."""
     budgets: Sequence[tuple[str, float, float, float]]
     breaker: tuple[str, float, int, str] | None
     rate_wait: float = 0.0
@@ -71,8 +73,19 @@ BEGIN_LUA = (
     + """
 local now = tonumber(ARGV[1])
 local a, k = 3, 1
-local budgets, budget_out = {}, {}
+local rates = {}
 for i = 1, tonumber(ARGV[2]) do
+  rates[i] = {key = KEYS[k], clock = KEYS[k + 1], limit = tonumber(ARGV[a]),
+              period = tonumber(ARGV[a + 1]), member = ARGV[a + 2]}
+  now = math.max(now, rate_time(KEYS[k + 1], now))
+  k = k + 2
+  a = a + 3
+end
+local t = fmt(now)
+local budgets, budget_out = {}, {}
+local count = tonumber(ARGV[a])
+a = a + 1
+for i = 1, count do
   local b = {h = KEYS[k], z = KEYS[k + 1], m = KEYS[k + 2], limit = tonumber(ARGV[a]),
              amount = tonumber(ARGV[a + 1]), id = ARGV[a + 2], lease = tonumber(ARGV[a + 3]),
              ttl = tonumber(ARGV[a + 4])}
@@ -81,7 +94,7 @@ for i = 1, tonumber(ARGV[2]) do
   local verdict, spent, reserved, unit = ledger_check(b.h, b.z, b.m, now, b.limit, b.amount)
   budget_out[i] = {verdict, fmt(spent), fmt(reserved), fmt(unit)}
   if verdict ~= 'ok' then
-    return {verdict == 'wait' and 'budget_wait' or 'budget', budget_out, {}, '0', 0}
+    return {verdict == 'wait' and 'budget_wait' or 'budget', budget_out, {}, '0', 0, t}
   end
   b.unit = unit
   b.reserved = reserved
@@ -94,23 +107,12 @@ if ARGV[a] == '1' then
   breaker.verdict = verdict
   breaker_out = {verdict, fmt(retry_in), failures, err}
   if verdict == 'open' or verdict == 'probing' then
-    return {'breaker', budget_out, breaker_out, '0', 0}
+    return {'breaker', budget_out, breaker_out, '0', 0, t}
   end
-  k = k + 1
-  a = a + 3
-else
-  a = a + 1
 end
-local rates = {}
-local count = tonumber(ARGV[a])
-a = a + 1
-for i = 1, count do
-  local r = {key = KEYS[k], period = tonumber(ARGV[a + 1]), member = ARGV[a + 2]}
-  local free, wait = rate_check(r.key, now, tonumber(ARGV[a]), r.period)
-  if not free then return {'rate', budget_out, breaker_out, fmt(wait), i} end
-  rates[i] = r
-  k = k + 1
-  a = a + 3
+for i, r in ipairs(rates) do
+  local free, wait = rate_check(r.key, r.clock, now, r.limit, r.period)
+  if not free then return {'rate', budget_out, breaker_out, fmt(wait), i, t} end
 end
 for _, b in ipairs(budgets) do
   ledger_commit(b.h, b.z, now, b.id, b.unit, b.amount == nil and b.unit <= 0, b.reserved,
@@ -120,7 +122,7 @@ if breaker and breaker.verdict == 'probe' then
   breaker_take_probe(breaker.key, now, breaker.probe_id)
 end
 for _, r in ipairs(rates) do rate_commit(r.key, now, r.period, r.member) end
-return {'ok', budget_out, breaker_out, '0', 0}
+return {'ok', budget_out, breaker_out, '0', 0, t}
 """
 )
 
@@ -164,7 +166,11 @@ return {0, 0}
 def _encode_begin(request: Begin, prefix: str) -> Encoded:
     plan = request.plan
     keys: list[str] = []
-    args: list[Arg] = [request.now, len(plan.budgets)]
+    args: list[Arg] = [request.now, len(plan.rates)]
+    for limit, member in zip(plan.rates, request.members, strict=True):
+        keys += [rate.rate_key(prefix, limit.key), rate.clock_key(prefix, limit.key)]
+        args += [limit.limit, limit.period_s, member]
+    args.append(len(plan.budgets))
     for spec, hold in zip(plan.budgets, request.holds, strict=True):
         where = ledger.ledger_keys(
             prefix, spec.key, spec.window_s, ledger.bucket_of(request.now, spec.window_s)
@@ -178,19 +184,16 @@ def _encode_begin(request: Begin, prefix: str) -> Encoded:
         args += [1, breaker.cooldown_s, request.probe_id]
     else:
         args.append(0)
-    args.append(len(plan.rates))
-    for limit, member in zip(plan.rates, request.members, strict=True):
-        keys.append(rate.rate_key(prefix, limit.key))
-        args += [limit.limit, limit.period_s, member]
     return Encoded(keys=keys, args=args)
 
 
 def _decode_begin(request: Begin, reply: Any) -> CallStart:
-    status, budgets, breaker, wait, index = rows(reply)
+    status, budgets, breaker, wait, index, now = rows(reply)
     return _start(
         request,
         _Verdict(
             status=str(status),
+            now=number(now),
             budgets=[(str(b[0]), number(b[1]), number(b[2]), number(b[3])) for b in rows(budgets)],
             breaker=(
                 None
@@ -205,17 +208,21 @@ def _decode_begin(request: Begin, reply: Any) -> CallStart:
 
 def _local_begin(state: MemoryState, request: Begin) -> CallStart:
     plan, now = request.plan, request.now
+    for limit in plan.rates:
+        now = max(now, rate.time_of(state.rates, limit.key, now))
     budget_out: list[tuple[str, float, float, float]] = []
     pending: list[tuple[ledger.LedgerBucket, float, bool, float, float]] = []
     for spec in plan.budgets:
-        bucket = state.ledgers.bucket(spec.key, spec.window_s, ledger.bucket_of(now, spec.window_s))
+        # The bucket is the one the client's time falls in, as the Redis keys are.
+        where = ledger.bucket_of(request.now, spec.window_s)
+        bucket = state.ledgers.bucket(spec.key, spec.window_s, where)
         largest = state.ledgers.largest.get(spec.key, 0.0)
         verdict = ledger.check(bucket, largest, now, spec.limit_usd, spec.amount_usd)
         budget_out.append(verdict)
         found, _, reserved, unit = verdict
         if found != "ok":
             status = "budget_wait" if found == "wait" else "budget"
-            return _start(request, _Verdict(status, budget_out, None))
+            return _start(request, _Verdict(status, now, budget_out, None))
         unknown = spec.amount_usd is None and unit <= 0
         pending.append((bucket, unit, unknown, reserved, spec.lease_s))
     breaker_out: tuple[str, float, int, str] | None = None
@@ -223,18 +230,18 @@ def _local_begin(state: MemoryState, request: Begin) -> CallStart:
     if breaker is not None and breaker.enabled:
         breaker_out = circuit.check(state.breakers, breaker.key, now, breaker.cooldown_s)
         if breaker_out[0] in ("open", "probing"):
-            return _start(request, _Verdict("breaker", budget_out, breaker_out))
+            return _start(request, _Verdict("breaker", now, budget_out, breaker_out))
     for index, limit in enumerate(plan.rates, start=1):
         free, wait = rate.check(state.rates, limit.key, now, limit.limit, limit.period_s)
         if not free:
-            return _start(request, _Verdict("rate", budget_out, breaker_out, wait, index))
+            return _start(request, _Verdict("rate", now, budget_out, breaker_out, wait, index))
     for (bucket, unit, unknown, reserved, lease), hold in zip(pending, request.holds, strict=True):
         ledger.commit(bucket, now, hold, unit, unknown, reserved, lease)
     if breaker is not None and breaker_out is not None and breaker_out[0] == "probe":
         circuit.take_probe(state.breakers, breaker.key, now, str(request.probe_id))
     for limit in plan.rates:
         rate.commit(state.rates, limit.key, now)
-    return _start(request, _Verdict("ok", budget_out, breaker_out))
+    return _start(request, _Verdict("ok", now, budget_out, breaker_out))
 
 
 def _start(request: Begin, verdict: _Verdict) -> CallStart:
@@ -256,15 +263,18 @@ def _start(request: Begin, verdict: _Verdict) -> CallStart:
             wait=verdict.status == "budget_wait",
         )
         refused_by: Refusal = "budget_wait" if refusal.wait else "budget"
-        return CallStart(allowed=False, refused_by=refused_by, budget_refusal=refusal)
+        return CallStart(
+            allowed=False, refused_by=refused_by, budget_refusal=refusal, now=verdict.now
+        )
     if verdict.status == "breaker":
-        return CallStart(allowed=False, refused_by="breaker", breaker=admission)
+        return CallStart(allowed=False, refused_by="breaker", breaker=admission, now=verdict.now)
     if verdict.status == "rate":
         return CallStart(
             allowed=False,
             refused_by="rate",
             rate_wait_s=max(verdict.rate_wait, MIN_RATE_WAIT_S),
             rate_key=plan.rates[verdict.rate_index - 1].key,
+            now=verdict.now,
         )
     reservations = tuple(
         BudgetReservation(
@@ -281,7 +291,7 @@ def _start(request: Begin, verdict: _Verdict) -> CallStart:
             plan.budgets, request.holds, verdict.budgets, strict=True
         )
     )
-    return CallStart(allowed=True, breaker=admission, reservations=reservations)
+    return CallStart(allowed=True, breaker=admission, reservations=reservations, now=verdict.now)
 
 
 def _encode_end(request: End, prefix: str) -> Encoded:

@@ -231,6 +231,10 @@ class CallStart:
     budget_refusal: BudgetRefusal | None = None
     rate_wait_s: float = 0.0
     rate_key: str | None = None
+    now: float = 0.0
+    """The time the step was decided at: the caller's clock, or a little later when a
+    caller with a later clock already reached one of the plan's rate limits (times
+    never go backwards on a rate limit; see :mod:`pygent_lc.state.rate`)."""
 
 
 @dataclass(frozen=True, slots=True)
