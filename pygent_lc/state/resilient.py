@@ -123,7 +123,7 @@ class ResilientStore(StateStore):
         if first:
             logger.warning(
                 "shared state store %s unreachable (%s: %s); each process now enforces "
-                "limits from its own memory, trying again every %.0f-%.0f s",
+                "limits from its own memory; trying again in %gs (then every %gs at most)",
                 self._name,
                 type(error).__name__,
                 error,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 """The schemes :func:`pygent_lc.state.open_store` hands to redis-py."""
@@ -24,7 +24,7 @@ def redact_url(url: str) -> str:
         netloc = _redacted_netloc(parts)
     except ValueError:  # unparsable (a bad port): show nothing that could be a secret
         return "<unparsable URL>"
-    redacted = urlunsplit(parts._replace(netloc=netloc))
+    redacted = url if netloc == parts.netloc else url.replace(f"//{parts.netloc}", f"//{netloc}", 1)
     return _PASSWORD_QUERY.sub(r"\1***", redacted)
 
 
