@@ -165,6 +165,9 @@ class RedisStore(StateStore):
         """Whether Redis answers (raises the outage errors when it does not)."""
         return bool(self._sync.ping())
 
+    async def aping(self) -> bool:
+        return bool(await self._loop_client().client.ping())
+
     def close(self) -> None:
         """Close the sync pool; async clients of other loops are dropped (closed on collection)."""
         self._sync.close()

@@ -1,0 +1,1 @@
+"""Benchmark scripts; ``python -m benchmarks.state_store`` runs one from the repository root."""
