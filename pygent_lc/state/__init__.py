@@ -13,6 +13,28 @@ degrades to per-process limits instead of failing calls::
 
 ``RedisStore`` needs the ``redis`` extra (``pip install "pygent-lc[redis]"``);
 it is imported only when used, so this package imports without redis-py.
+
+How the in-process limits map onto a store (the integration still to do):
+
+* ``CircuitBreaker`` (key ``provider|model|endpoint``): ``admit`` ->
+  :meth:`~StateStore.breaker_admit`; ``record_success`` and the errors that
+  prove the provider answered -> ``breaker_success``; a counted error ->
+  ``breaker_failure`` (summary ``"ErrorType: message"``); ``release`` ->
+  ``breaker_release``; ``state`` -> ``breaker_state``. A refused admission
+  carries ``failures`` and ``last_error`` for ``CircuitOpenError``'s message.
+* ``CostBudget``: entering a ``Hold`` -> ``budget_reserve`` (a refusal with
+  ``wait`` means poll again, e.g. every 20-50 ms, alongside the local wake-up;
+  without it, raise ``BudgetExceededError``); leaving it ->
+  ``budget_settle`` with the call's cost, or ``budget_release``. Windows:
+  ``window_s=3600`` or ``86400``.
+* ``UsageTracker``: ``on_llm_end``/``on_llm_error`` -> ``record_usage``;
+  ``summary`` -> ``usage_rows`` (the fields of ``UsageSummary``).
+* A rate limiter: ``take_rate_token``, sleeping the seconds it answers.
+* An Ollama host pool: ``inflight_enter``/``inflight_exit`` around a call,
+  ``inflight_get`` to pick the least busy host.
+* The ToT value cache: :class:`pygent_lc.state.value_cache.SharedValueStore`.
+* All of one call's checks at once: ``begin_call`` / ``end_call`` (one round
+  trip each instead of one per limit).
 """
 
 from __future__ import annotations

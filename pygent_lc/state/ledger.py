@@ -113,12 +113,12 @@ def bucket_of(now: float, window_s: int | None) -> int:
 
 def ledger_keys(prefix: str, key: str, window_s: int | None, bucket: int) -> LedgerKeys:
     base = f"{prefix}bg:{key}"
-    tag = "all" if window_s is None else f"{window_s}:{bucket}"
+    tag = "all" if window_s is None else f"{int(window_s)}:{bucket}"
     return LedgerKeys(
         bucket=f"{base}:{tag}",
         holds=f"{base}:{tag}:holds",
         largest=f"{base}:largest",
-        ttl_ms=0 if window_s is None else 2 * window_s * 1000,
+        ttl_ms=0 if window_s is None else int(2 * window_s * 1000),
     )
 
 

@@ -169,7 +169,11 @@ class RedisStore(StateStore):
         return bool(await self._loop_client().client.ping())
 
     def close(self) -> None:
-        """Close the sync pool; async clients of other loops are dropped (closed on collection)."""
+        """Close the sync pool, and drop the async clients of loops that have closed.
+
+        Their sockets close when collected; an async client of a loop still
+        running is closed by :meth:`aclose` on that loop.
+        """
         self._sync.close()
         with self._lock:
             self._loops = {

@@ -80,6 +80,11 @@ def _check_plan(plan: CallPlan) -> None:
                 f"budget limit of {budget.key!r} must be >= 0, got {budget.limit_usd}",
                 field="max_cost_usd",
             )
+        if budget.amount_usd is not None and not budget.amount_usd >= 0:
+            raise ConfigurationError(
+                f"estimated cost for {budget.key!r} must be >= 0, got {budget.amount_usd}",
+                field="max_cost_usd",
+            )
 
 
 def _rate_wait(start: CallStart) -> float:
@@ -236,10 +241,17 @@ class StateStore(abc.ABC):
     # -- circuit breakers ---------------------------------------------------------------------
 
     def breaker_admit(self, key: str, threshold: int, cooldown_s: float) -> BreakerAdmission:
-        """Whether a call may go; after a cooldown exactly one caller, fleet-wide, probes."""
+        """Whether a call may go; after a cooldown exactly one caller, fleet-wide, probes.
+
+        A disabled breaker (threshold or cooldown 0) admits without asking the store.
+        """
+        if not BreakerSpec(key, threshold, cooldown_s).enabled:
+            return ADMITTED
         return self.run(self._admit_op(key, threshold, cooldown_s))
 
     async def abreaker_admit(self, key: str, threshold: int, cooldown_s: float) -> BreakerAdmission:
+        if not BreakerSpec(key, threshold, cooldown_s).enabled:
+            return ADMITTED
         return await self.arun(self._admit_op(key, threshold, cooldown_s))
 
     def breaker_success(self, key: str, admission: BreakerAdmission) -> bool:
