@@ -18,7 +18,6 @@ from pygent_lc.state import (
     BudgetReservation,
     MemoryStore,
     ResilientStore,
-    StateStore,
     open_store,
     redact_url,
 )
@@ -53,8 +52,10 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
 
 
-def shared_store(server: RedisServer, prefix: str) -> StateStore:
-    return open_store(server.url, prefix=prefix, retry_after_s=0.2, max_retry_after_s=0.2)
+def shared_store(server: RedisServer, prefix: str) -> ResilientStore:
+    store = open_store(server.url, prefix=prefix, retry_after_s=0.2, max_retry_after_s=0.2)
+    assert isinstance(store, ResilientStore)
+    return store
 
 
 @pytest.mark.live_local
@@ -64,7 +65,6 @@ def test_redis_dying_mid_run_falls_back_to_memory_then_resumes(
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     prefix = f"t{uuid.uuid4().hex[:8]}:"
     store, peer = shared_store(own_redis, prefix), shared_store(own_redis, prefix)
-    assert isinstance(store, ResilientStore)
     assert store.take_rate_token("rpm", 2, 60.0) == 0.0
     assert peer.take_rate_token("rpm", 2, 60.0) == 0.0
     assert store.take_rate_token("rpm", 2, 60.0) > 0  # the limit is shared

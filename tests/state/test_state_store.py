@@ -15,10 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from state_helpers import START, FakeClock, StoreFactory, most_in_window
 
-from pygent_lc.breaker import CircuitBreaker
+from pygent_lc.breaker import Admission, CircuitBreaker
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
 from pygent_lc.state import (
     ADMITTED,
+    BreakerAdmission,
     BreakerOutcome,
     BreakerSpec,
     BudgetRefusal,
@@ -267,7 +268,7 @@ def test_breaker_matches_the_in_process_circuit_breaker(
     threshold, cooldown = 2, 3.0
     reference = CircuitBreaker(threshold, cooldown, provider="p", clock=clock)
     error = ProviderUnavailableError("503", provider="p")
-    live: list[tuple[object, object]] = []  # (reference admission, store admission)
+    live: list[tuple[Admission, BreakerAdmission]] = []  # (reference's, store's)
     for step in range(400):
         action = rng.choice(["admit", "admit", "success", "failure", "failure", "release", "wait"])
         if action == "wait":
@@ -286,14 +287,14 @@ def test_breaker_matches_the_in_process_circuit_breaker(
         elif live:
             ours, theirs = live.pop(rng.randrange(len(live)))
             if action == "success":
-                reference.record_success(ours)  # type: ignore[arg-type]
-                store.breaker_success("twin", theirs)  # type: ignore[arg-type]
+                reference.record_success(ours)
+                store.breaker_success("twin", theirs)
             elif action == "failure":
-                reference.record_error(ours, error)  # type: ignore[arg-type]
-                store.breaker_failure("twin", theirs, threshold, cooldown, "503")  # type: ignore[arg-type]
+                reference.record_error(ours, error)
+                store.breaker_failure("twin", theirs, threshold, cooldown, "503")
             else:
-                reference.release(ours)  # type: ignore[arg-type]
-                store.breaker_release("twin", theirs)  # type: ignore[arg-type]
+                reference.release(ours)
+                store.breaker_release("twin", theirs)
         status = store.breaker_state("twin", cooldown)
         assert (status.state, status.failures) == (
             reference.state,
