@@ -8,10 +8,11 @@ operation a provider call needs, plus the whole of one call's state work:
   budget settle + usage record + breaker success after (6 round trips);
 - as the two combined steps ``begin_call`` / ``end_call`` (2 round trips).
 
-Figures are microseconds per operation (median and p95 over ``--n`` runs,
-after a warm-up), the client and Redis on the same machine.
+Figures are microseconds per operation (median and p95 over ``--rounds``
+times ``--n`` runs, after a warm-up), the client and Redis on the same
+machine. ``redis-py PING`` is the floor: one round trip with no work.
 
-    python -m benchmarks.state_store [--n 3000]
+    python -m benchmarks.state_store [--rounds 10] [--n 300]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pygent_lc.state.redis_store import RedisStore
 from tests.redis_server import RedisServer
 
 BIG = 10**9  # limits no run reaches: every operation takes the "allowed" path
-WARMUP = 200
+WARMUP = 30
 
 SyncOp = Callable[[StateStore], object]
 AsyncOp = Callable[[StateStore], Awaitable[object]]
@@ -181,7 +182,7 @@ def summary(samples_ns: list[int]) -> tuple[float, float]:
     return statistics.median(ordered) / 1000, p95 / 1000
 
 
-def time_sync(store: StateStore, op: SyncOp, n: int) -> tuple[float, float]:
+def time_sync(store: StateStore, op: SyncOp, n: int) -> list[int]:
     for _ in range(WARMUP):
         op(store)
     samples = []
@@ -189,10 +190,12 @@ def time_sync(store: StateStore, op: SyncOp, n: int) -> tuple[float, float]:
         started = time.perf_counter_ns()
         op(store)
         samples.append(time.perf_counter_ns() - started)
-    return summary(samples)
+    return samples
 
 
-def time_async(store: StateStore, op: AsyncOp, n: int) -> tuple[float, float]:
+def time_async(store: StateStore, op: AsyncOp, n: int) -> list[int]:
+    """On a new event loop each time, as ``asyncio.run`` callers do (warm-up included)."""
+
     async def run() -> list[int]:
         for _ in range(WARMUP):
             await op(store)
@@ -204,33 +207,47 @@ def time_async(store: StateStore, op: AsyncOp, n: int) -> tuple[float, float]:
         await store.aclose()
         return samples
 
-    return summary(asyncio.run(run()))
+    return asyncio.run(run())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=3000, help="timed runs per figure")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds, variants interleaved")
+    parser.add_argument("--n", type=int, default=300, help="timed runs per variant and round")
     args = parser.parse_args()
-    rows: list[list[object]] = []
     with RedisServer() as server:
         prefix = f"bench:{uuid.uuid4().hex[:8]}:"
         stores: list[tuple[str, StateStore]] = [
             ("memory", MemoryStore(prefix=prefix)),
             ("redis", RedisStore(server.url, prefix=prefix)),
         ]
-        for name, trips, sync_op, async_op in OPERATIONS:
-            for kind, store in stores:
-                if sync_op is ping and kind != "redis":
-                    continue
-                sync_median, sync_p95 = time_sync(store, sync_op, args.n)
-                async_median, async_p95 = time_async(store, async_op, args.n)
-                trips_shown = trips if kind == "redis" else "-"
-                rows.append(
-                    [name, kind, trips_shown, sync_median, sync_p95, async_median, async_p95]
+        variants = [
+            (name, trips, kind, store, sync_op, async_op)
+            for name, trips, sync_op, async_op in OPERATIONS
+            for kind, store in stores
+            if not (sync_op is ping and kind != "redis")
+        ]
+        samples: dict[tuple[str, str, str], list[int]] = {}
+        # Variants run interleaved, round by round, so drift in the machine's load hits
+        # them alike (a 2-core VM shared with other work drifts by tens of percent).
+        for _ in range(args.rounds):
+            for name, _trips, kind, store, sync_op, async_op in variants:
+                samples.setdefault((name, kind, "sync"), []).extend(
+                    time_sync(store, sync_op, args.n)
                 )
+                samples.setdefault((name, kind, "async"), []).extend(
+                    time_async(store, async_op, args.n)
+                )
+            for _, store in stores:
                 store.clear()
         for _, store in stores:
             store.close()
+    rows: list[list[object]] = []
+    for name, trips, kind, _store, _sync, _async in variants:
+        sync_median, sync_p95 = summary(samples[(name, kind, "sync")])
+        async_median, async_p95 = summary(samples[(name, kind, "async")])
+        trips_shown = trips if kind == "redis" else "-"
+        rows.append([name, kind, trips_shown, sync_median, sync_p95, async_median, async_p95])
     headers = [
         "operation",
         "store",
@@ -241,7 +258,8 @@ def main() -> None:
         "async p95 µs",
     ]
     print(table(headers, rows))
-    print(f"\n{args.n} timed runs per figure; {machine()}")
+    runs = args.rounds * args.n
+    print(f"\n{runs} timed runs per figure in {args.rounds} interleaved rounds; {machine()}")
 
 
 if __name__ == "__main__":

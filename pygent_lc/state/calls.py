@@ -15,7 +15,7 @@ from typing import Any
 
 from pygent_lc.state import circuit, ledger, rate, usage_log
 from pygent_lc.state.memory_state import MemoryState
-from pygent_lc.state.op import LUA_PRELUDE, Arg, Encoded, Script, number, rows, text
+from pygent_lc.state.op import LUA_PRELUDE, Arg, Encoded, Script, json_rows, number, rows, text
 from pygent_lc.state.types import (
     ADMITTED,
     BudgetRefusal,
@@ -94,7 +94,7 @@ for i = 1, count do
   local verdict, spent, reserved, unit = ledger_check(b.h, b.z, b.m, now, b.limit, b.amount)
   budget_out[i] = {verdict, fmt(spent), fmt(reserved), fmt(unit)}
   if verdict ~= 'ok' then
-    return {verdict == 'wait' and 'budget_wait' or 'budget', budget_out, {}, '0', 0, t}
+    return reply({verdict == 'wait' and 'budget_wait' or 'budget', budget_out, {}, '0', 0, t})
   end
   b.unit = unit
   b.reserved = reserved
@@ -107,12 +107,12 @@ if ARGV[a] == '1' then
   breaker.verdict = verdict
   breaker_out = {verdict, fmt(retry_in), failures, err}
   if verdict == 'open' or verdict == 'probing' then
-    return {'breaker', budget_out, breaker_out, '0', 0, t}
+    return reply({'breaker', budget_out, breaker_out, '0', 0, t})
   end
 end
 for i, r in ipairs(rates) do
   local free, wait = rate_check(r.key, r.clock, now, r.limit, r.period)
-  if not free then return {'rate', budget_out, breaker_out, fmt(wait), i, t} end
+  if not free then return reply({'rate', budget_out, breaker_out, fmt(wait), i, t}) end
 end
 for _, b in ipairs(budgets) do
   ledger_commit(b.h, b.z, now, b.id, b.unit, b.amount == nil and b.unit <= 0, b.reserved,
@@ -122,7 +122,7 @@ if breaker and breaker.verdict == 'probe' then
   breaker_take_probe(breaker.key, now, breaker.probe_id)
 end
 for _, r in ipairs(rates) do rate_commit(r.key, now, r.period, r.member) end
-return {'ok', budget_out, breaker_out, '0', 0, t}
+return reply({'ok', budget_out, breaker_out, '0', 0, t})
 """
 )
 
@@ -188,7 +188,7 @@ def _encode_begin(request: Begin, prefix: str) -> Encoded:
 
 
 def _decode_begin(request: Begin, reply: Any) -> CallStart:
-    status, budgets, breaker, wait, index, now = rows(reply)
+    status, budgets, breaker, wait, index, now = json_rows(reply)
     return _start(
         request,
         _Verdict(

@@ -18,6 +18,7 @@ an integer).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -34,6 +35,7 @@ T = TypeVar("T")
 
 LUA_PRELUDE = """
 local function fmt(x) return string.format('%.17g', x) end
+local function reply(t) return cjson.encode(t) end
 """
 """Helpers every script starts with."""
 
@@ -93,7 +95,7 @@ def number(value: object) -> float:
 
 def text(value: object) -> str | None:
     """A string from a Lua reply; ``None`` for nil, false or the empty string."""
-    if value is None or value == "" or value == b"":
+    if value is None or value is False or value == "" or value == b"":
         return None
     if isinstance(value, bytes):
         return value.decode()
@@ -101,10 +103,29 @@ def text(value: object) -> str | None:
 
 
 def rows(value: object) -> Sequence[Any]:
-    """A nested array from a Lua reply (an empty Lua table comes back as an empty list)."""
+    """An array from a Lua reply: a Redis array, or a part of a JSON one (``reply``).
+
+    cjson encodes an empty Lua table as ``{}``: that is an empty array too.
+    """
     if isinstance(value, list | tuple):
         return value
+    if value == {}:
+        return []
     raise TypeError(f"not an array in a script reply: {value!r}")
+
+
+def json_rows(value: object) -> Sequence[Any]:
+    """The array a script returned as JSON with ``reply(t)``.
+
+    Scripts with nested replies send one JSON string: redis-py's pure-Python
+    parser reads a nested array element by element, which costs more than
+    the whole script does in Redis.
+    """
+    if isinstance(value, bytes):
+        value = value.decode()
+    if not isinstance(value, str):
+        raise TypeError(f"not a JSON script reply: {value!r}")
+    return rows(json.loads(value))
 
 
 __all__ = [
@@ -113,6 +134,7 @@ __all__ = [
     "Encoded",
     "Op",
     "Script",
+    "json_rows",
     "make_op",
     "number",
     "rows",

@@ -7,7 +7,7 @@ from typing import Any
 
 from pygent_lc.state import cache, circuit, inflight, ledger, usage_log
 from pygent_lc.state.memory_state import MemoryState
-from pygent_lc.state.op import LUA_PRELUDE, Encoded, Script, number, rows, text
+from pygent_lc.state.op import LUA_PRELUDE, Encoded, Script, json_rows, number, rows, text
 from pygent_lc.state.types import BreakerStatus, BudgetStatus, InflightTicket, UsageRow
 
 
@@ -145,7 +145,7 @@ BUDGET_STATUS: Script[BudgetQuery, BudgetStatus] = Script(
 
 
 def _decode_usage(request: UsageQuery, reply: Any) -> list[UsageRow]:
-    found = rows(reply)
+    found = json_rows(reply)
     result = []
     for values, samples in zip(found[0::2], found[1::2], strict=True):
         provider, model, *totals = rows(values)
@@ -153,7 +153,7 @@ def _decode_usage(request: UsageQuery, reply: Any) -> list[UsageRow]:
             usage_log.row(
                 str(provider),
                 str(model),
-                [number(t) if t is not None else 0.0 for t in totals],
+                [number(t) if t not in (None, False) else 0.0 for t in totals],
                 [number(s) for s in rows(samples)],
             )
         )

@@ -49,7 +49,7 @@ for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     out[#out + 1] = redis.call('LRANGE', h .. ':lat', 0, -1)
   end
 end
-return out
+return reply(out)
 """
 """Every pair's counters and samples; reads keys it finds in the index (fine outside Cluster)."""
 
