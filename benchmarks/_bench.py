@@ -46,7 +46,6 @@ async def concurrent(call: Call, n: int) -> float:
     assert all(r == f"echo: {PROMPT}" for r in results), results[:3]
     return n / elapsed
 
-
 _SERVER_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
