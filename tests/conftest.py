@@ -69,3 +69,12 @@ def recording(request: pytest.FixtureRequest) -> bool:
 def loopback() -> Iterator[LoopbackServer]:
     with LoopbackServer(ollama_models=["llama3.2:latest"]) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis for ``live_local`` tests: ``$PYGENT_TEST_REDIS_URL``, else one started here."""
+    from redis_server import redis_for_tests
+
+    with redis_for_tests() as url:
+        yield url

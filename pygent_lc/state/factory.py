@@ -1,0 +1,81 @@
+"""``open_store``: a state store from a URL (or none: in-process state)."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+from pygent_lc.errors import ConfigurationError
+from pygent_lc.state.memory import MemoryStore
+from pygent_lc.state.resilient import MAX_RETRY_AFTER_S, RETRY_AFTER_S, ResilientStore
+from pygent_lc.state.store import DEFAULT_PREFIX, Clock, StateStore
+from pygent_lc.state.urls import MEMORY_URLS, REDIS_SCHEMES, redact_url
+
+INSTALL_HINT = 'pip install "pygent-lc[redis]"'
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    clock: Clock = time.time,
+    connect_timeout_s: float = 0.5,
+    timeout_s: float = 1.0,
+    retry_after_s: float = RETRY_AFTER_S,
+    max_retry_after_s: float = MAX_RETRY_AFTER_S,
+) -> StateStore:
+    """The store ``url`` names.
+
+    ``None``, ``""`` or ``"memory"``: a :class:`MemoryStore` (limits per
+    process). ``redis://``, ``rediss://`` or ``unix://``: a
+    :class:`RedisStore` behind a :class:`ResilientStore`, so an unreachable
+    Redis degrades to per-process limits instead of failing calls. Nothing
+    connects here: a Redis that is down now is found out (and logged) on
+    first use. Raises :class:`~pygent_lc.errors.ConfigurationError` for
+    another scheme, a malformed URL, or when redis-py is not installed.
+    """
+    if url is None or url.strip() in MEMORY_URLS:
+        return MemoryStore(prefix=prefix, clock=clock)
+    shown = redact_url(url)
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigurationError(
+            f"state store URL {shown!r}: expected redis://, rediss:// or unix:// "
+            "(or none, for state in this process)",
+            field="state_url",
+        )
+    try:
+        from pygent_lc.state.redis_store import RedisStore
+    except ImportError as exc:
+        if exc.name is not None and exc.name.split(".")[0] != "redis":
+            raise
+        raise ConfigurationError(
+            f"a Redis state store needs the redis package: {INSTALL_HINT}", field="state_url"
+        ) from None
+    try:
+        primary = RedisStore(
+            url,
+            prefix=prefix,
+            clock=clock,
+            connect_timeout_s=connect_timeout_s,
+            timeout_s=timeout_s,
+        )
+    except ValueError as exc:  # redis-py's URL parsing
+        raise ConfigurationError(
+            f"state store URL {shown!r} is not valid: {redact_url(str(exc))}", field="state_url"
+        ) from None
+    return ResilientStore(
+        primary,
+        primary.outage_errors,
+        fallback=MemoryStore(prefix=prefix, clock=clock),
+        name=shown,
+        retry_after_s=retry_after_s,
+        max_retry_after_s=max_retry_after_s,
+        clock=clock,
+    )
+
+
+__all__ = ["INSTALL_HINT", "open_store"]
