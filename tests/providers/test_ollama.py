@@ -495,3 +495,13 @@ def test_api_tags_failures_are_typed(
     assert type(caught.value) is error
     assert text in caught.value.message
     assert caught.value.provider == "ollama"
+
+
+# --- a real refused connection ------------------------------------------------
+
+
+@pytest.mark.live_local
+def test_check_ollama_model_server_down() -> None:
+    settings = Settings(ollama_base_url="http://127.0.0.1:9", ollama_model="llama3.2")
+    with pytest.raises(ProviderUnavailableError):
+        check_ollama_model(settings)

@@ -351,3 +351,37 @@ def test_circuit_breaker_log_only_with_verbose(server: LoopbackServer) -> None:
     assert verbose.returncode == 1
     assert "WARNING pygent_lc.breaker: circuit of openrouter open" in verbose.stderr
     assert CANARY_KEY[:-4] not in verbose.stderr
+
+
+# --- on the embedded model ----------------------------------------------------
+
+
+@pytest.mark.live_local
+def test_cli_solve_on_a_fresh_machine_answers_from_the_local_model() -> None:
+    """The README's first command, with a smaller search: no key, no Ollama."""
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("pygent-lc")),
+            "solve",
+            "Name three primary colours.",
+            "--depth",
+            "1",
+            "--breadth",
+            "1",
+            "--max-tokens",
+            "16",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),  # conftest removed every OPENROUTER_/OLLAMA_/PYGENT_ variable
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["providers"] == ["local"]  # openrouter and ollama skipped: not configured
+    assert data["served_by"] == [f"local/{data['usage'][0]['model']}"]
+    assert data["answer"].strip()
+    assert data["stats"]["llm_calls"] == 1 + data["stats"]["evaluation_calls"]
+    assert "served by local/" in proc.stderr

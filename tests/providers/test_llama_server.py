@@ -1,24 +1,21 @@
-"""The embedded default: llama.cpp's server (xllamacpp) in this process, started on first use."""
+"""The embedded default: llama.cpp's server (xllamacpp) in this process, started on
+first use, shared per model file, stopped and restarted.
+"""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessageChunk, HumanMessage
-from pydantic import BaseModel, ValidationError
 
-from pygent_lc import LangChainBackend, ProviderSkippedWarning, Settings, build_chat_model
-from pygent_lc.breaker import BREAKER_ERRORS
-from pygent_lc.errors import ProviderUnavailableError, UnsupportedRequestError
+from pygent_lc import LangChainBackend, Settings
+from pygent_lc.errors import ProviderUnavailableError
 from pygent_lc.providers import local_model
 from pygent_lc.providers.local import (
     N_PARALLEL,
@@ -77,22 +74,6 @@ def test_a_file_llama_cpp_cannot_load_fails_on_first_use_not_at_construction(
     with pytest.raises(ProviderUnavailableError, match="did not start"):
         model.invoke("hi")
     assert model.server.base_url is None
-
-
-def test_fresh_machine_chain_skips_unconfigured_providers_and_answers_locally() -> None:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        chain = build_chat_model()  # no key, no Ollama model: only the local model remains
-    skipped = sorted(
-        str(w.message).split("'")[1] for w in caught if w.category is ProviderSkippedWarning
-    )
-    assert skipped == ["ollama", "openrouter"]
-    backend = LangChainBackend(chain)
-    text = backend.generate_sync("What is the capital of France?", max_tokens=16, temperature=0)
-    assert text.strip()
-    [entry] = backend.usage.summary().values()
-    assert entry.provider == "local"
-    assert 0 < entry.usage.output_tokens <= 16
 
 
 def test_server_starts_on_first_use_and_is_shared_per_model_file() -> None:
@@ -201,68 +182,3 @@ def test_parallel_requests_are_decoded_in_slots(own_server: LlamaServer) -> None
     with ThreadPoolExecutor(N_PARALLEL) as pool:
         replies = list(pool.map(lambda p: model.invoke(p).content, prompts))
     assert all(str(reply).strip() for reply in replies)
-
-
-class Reading(BaseModel):
-    sensor_id: int
-    status: Literal["ok", "fault"]
-
-
-def test_json_schema_structured_output_is_enforced_by_the_server() -> None:
-    model = local_model(Settings(), max_tokens=64, temperature=0)
-    prompt = "Sensor 12 has failed. Report it."
-    reading = model.with_structured_output(Reading, method="json_schema").invoke(prompt)
-    assert isinstance(reading, Reading)
-    plain = str(model.invoke(prompt).content)  # the same model, unconstrained, writes prose
-    with pytest.raises(ValidationError):
-        Reading.model_validate_json(plain)
-
-
-def test_streamed_call_reports_token_usage() -> None:
-    model = local_model(Settings(), max_tokens=12, temperature=0)
-    chunks = list(model.stream("Count from one to ten in words."))
-    assert len(chunks) > 2
-    total = chunks[0]
-    for chunk in chunks[1:]:
-        total = total + chunk
-    assert isinstance(total, AIMessageChunk)
-    usage = total.usage_metadata
-    assert usage is not None
-    assert usage["input_tokens"] > 5
-    assert 0 < usage["output_tokens"] <= 12
-    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
-    texts = [chunk for chunk in chunks if chunk.content]
-    assert len(texts) <= usage["output_tokens"]  # at most one streamed piece per token
-
-
-@pytest.mark.parametrize("mode", ["invoke", "stream"])
-async def test_a_prompt_past_the_context_is_a_typed_error_not_a_retried_outage(mode: str) -> None:
-    from pygent_lc.errors import ContextLengthError
-
-    chain = build_chat_model(Settings(breaker_failures=1), ["local"])
-    backend = LangChainBackend(chain)
-    too_long = "word " * 12_000  # past the 8192-token context
-    started = time.perf_counter()
-    with pytest.raises(ContextLengthError, match="context size") as raised:
-        if mode == "invoke":
-            await backend.generate(too_long, max_tokens=8)
-        else:
-            async for _ in backend.stream(too_long, max_tokens=8):
-                pass
-    assert raised.value.provider == "local"
-    assert time.perf_counter() - started < 10  # no retries with backoff
-    assert chain.providers[0].circuit.state == "closed"  # type: ignore[attr-defined]
-    assert await backend.generate("Say hi.", max_tokens=4)  # the provider still serves
-
-
-def test_an_image_is_refused_as_unsupported_not_retried_as_an_outage() -> None:
-    model = local_model(Settings(), max_tokens=4)
-    pixel = (
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-    )
-    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}}
-    message = HumanMessage(content=[{"type": "text", "text": "What is this?"}, image])
-    with pytest.raises(UnsupportedRequestError, match="image input is not supported") as caught:
-        model.invoke([message])
-    assert not caught.value.retryable
-    assert not isinstance(caught.value, BREAKER_ERRORS)

@@ -8,12 +8,10 @@ from typing import Any
 
 import pytest
 from helpers import loopback_settings
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableLambda
+from langchain_core.messages import HumanMessage, SystemMessage
 from loopback_server import Fault, LoopbackServer
 
 from pygent_lc import LangChainBackend, build_chat_model
-from pygent_lc.errors import InvalidInputError
 from pygent_lc.providers.cache_markers import (
     CACHE_CONTROL,
     cached_prefix_message,
@@ -21,9 +19,10 @@ from pygent_lc.providers.cache_markers import (
     without_cache_markers,
 )
 from pygent_lc.providers.local import LocalChatModel
-from pygent_lc.testing import ScriptedChatModel
 
 PREFIX = "Examples:\nalpha beta gamma delta\nepsilon zeta eta theta\n"
+
+
 REST = "Input: one two\n"
 
 
@@ -32,7 +31,6 @@ def _user_content(body: dict[str, Any]) -> Any:
     return message["content"]
 
 
-# --- which models get a breakpoint ------------------------------------------
 @pytest.mark.parametrize(
     ("model", "explicit"),
     [
@@ -57,7 +55,6 @@ def test_without_markers_is_the_unsplit_prompt_byte_for_byte() -> None:
     assert without_cache_markers(untouched) == untouched
 
 
-# --- OpenRouter -------------------------------------------------------------
 @pytest.mark.live_local
 async def test_openrouter_marks_the_prefix_for_an_anthropic_model(
     loopback: LoopbackServer,
@@ -117,7 +114,6 @@ async def test_cached_tokens_and_discount_reach_the_usage_tracker(
     )
 
 
-# --- providers that must get plain text -------------------------------------
 @pytest.mark.live_local
 async def test_ollama_gets_the_plain_prompt(loopback: LoopbackServer) -> None:
     backend = LangChainBackend(build_chat_model(loopback_settings(loopback), ["ollama"]))
@@ -152,24 +148,3 @@ async def test_a_fallback_chain_marks_only_where_the_model_needs_it(
     assert _user_content(sent.json)[0]["cache_control"] == {"type": "ephemeral"}
     [fallback] = loopback.requests("ollama")
     assert fallback.json["messages"][0]["content"] == PREFIX + REST
-
-
-# --- the backend's side -----------------------------------------------------
-async def test_other_runnables_get_the_plain_prompt() -> None:
-    seen: list[list[BaseMessage]] = []
-
-    def reply(messages: list[BaseMessage], **_: Any) -> AIMessage:
-        seen.append(messages)
-        return AIMessage(content="ok")
-
-    backend = LangChainBackend(RunnableLambda(reply))
-    assert await backend.generate(PREFIX + REST, cache_prefix=PREFIX) == "ok"
-    assert await LangChainBackend(ScriptedChatModel()).generate(PREFIX + REST, cache_prefix=PREFIX)
-    [messages] = seen
-    assert [m.content for m in messages] == [PREFIX + REST]
-
-
-async def test_a_prefix_the_prompt_does_not_start_with_is_refused() -> None:
-    backend = LangChainBackend(ScriptedChatModel())
-    with pytest.raises(InvalidInputError):
-        await backend.generate(REST, cache_prefix=PREFIX)

@@ -5,7 +5,7 @@ nothing hung), and afterwards no socket, task or thread may be left behind.
 
 Sizes: the default run is reduced (``SOAK_CALLS`` x ``SOAK_IN_FLIGHT`` below)
 so the suite stays fast; the full size (2,000 calls, 200 in flight)
-runs with ``PYGENT_SOAK=full pytest -m soak tests/test_soak.py`` (the
+runs with ``PYGENT_SOAK=full pytest -m soak tests/system/test_soak.py`` (the
 variable is read at import, before the fixtures clear ``PYGENT_*``).
 """
 

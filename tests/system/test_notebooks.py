@@ -21,7 +21,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ["01_quickstart", "02_tree_of_thought", "03_game24_benchmark"]
 #: Per cell. On an idle 2-core machine the slowest cell (03's three capped puzzles)
