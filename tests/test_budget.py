@@ -19,7 +19,6 @@ import pytest
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from loopback_server import LoopbackServer
 from pydantic import PrivateAttr
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
@@ -33,6 +32,7 @@ from pygent_lc.openrouter_catalog import (
     find_openrouter_model,
 )
 from pygent_lc.testing import ScriptedChatModel
+from tests.loopback_server import LoopbackServer
 
 
 def test_calls_in_flight_reserve_their_estimate() -> None:

@@ -12,6 +12,7 @@ from pygent_lc.errors import ConfigurationError
 
 def test_error_tree() -> None:
     e = pygent_lc.errors
+    cls: type[Exception]
     for cls in (
         e.AuthenticationError,
         e.InsufficientCreditsError,

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from langchain_core.tools import tool
-from loopback_server import Fault, LoopbackServer
 from pydantic import BaseModel
 
 from pygent_lc import Settings, build_chat_model
@@ -24,6 +23,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.testing import ScriptedChatModel
+from tests.loopback_server import Fault, LoopbackServer
 
 FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)
 

@@ -5,7 +5,6 @@ loopback server.
 from __future__ import annotations
 
 import pytest
-from loopback_server import LoopbackServer
 
 from pygent_lc import Settings
 from pygent_lc.errors import AuthenticationError, ConfigurationError, ModelNotFoundError
@@ -17,6 +16,7 @@ from pygent_lc.openrouter_catalog import (
 )
 from pygent_lc.providers import openrouter_model
 from pygent_lc.providers.openrouter import free_model_rate_limiter
+from tests.loopback_server import LoopbackServer
 
 pytestmark = pytest.mark.live_local
 

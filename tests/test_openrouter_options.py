@@ -8,11 +8,11 @@ What the OpenRouter class itself sends and reads back (reasoning included) is in
 from __future__ import annotations
 
 import pytest
-from loopback_server import LoopbackServer
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
+from tests.loopback_server import LoopbackServer
 
 
 def settings_for(server: LoopbackServer, **values: object) -> Settings:
@@ -64,7 +64,9 @@ def test_typos_in_openrouter_options_fail_before_the_network(field: str, value: 
 
 
 def test_options_serialise_only_what_is_set() -> None:
-    assert ProviderPreferences(zdr=True, max_price={"prompt": 1.0}).to_request() == {
+    # a mapping, as settings pass it: pydantic validates it into MaxPrice
+    preferences = ProviderPreferences(zdr=True, max_price={"prompt": 1.0})  # type: ignore[arg-type]
+    assert preferences.to_request() == {
         "zdr": True,
         "max_price": {"prompt": 1.0},
     }

@@ -5,10 +5,10 @@ server (OpenRouter's cost, none from Ollama).
 from __future__ import annotations
 
 import pytest
-from loopback_server import LoopbackServer
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.usage import _percentile
+from tests.loopback_server import LoopbackServer
 
 
 def test_p95_is_nearest_rank() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from loopback_server import LoopbackServer
 
 from tests.agents.fakes import KEY, game24_responder
+from tests.loopback_server import LoopbackServer
 
 
 @pytest.fixture

@@ -7,19 +7,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from helpers import loopback_settings
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from loopback_server import LoopbackServer
-from loopback_server.answers import last_user_text
 from pydantic import Field
 
 from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import Settings
 from pygent_lc.agents import ReasoningAgent
 from pygent_lc.tot import ToTConfig
+from tests.helpers import loopback_settings
+from tests.loopback_server import LoopbackServer
+from tests.loopback_server.answers import last_user_text
 
 
 class ReplyChatModel(BaseChatModel):

@@ -5,7 +5,6 @@ Ollama.
 from __future__ import annotations
 
 import pytest
-from loopback_server import LoopbackServer
 
 from pygent_lc.agents import AgentFactory, ChatAgent
 from pygent_lc.errors import (
@@ -16,6 +15,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.testing import ScriptedChatModel
 from tests.agents.fakes import settings_for
+from tests.loopback_server import LoopbackServer
 
 
 async def test_chat_agent_remembers_the_conversation_and_sends_parameters() -> None:

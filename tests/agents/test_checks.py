@@ -5,13 +5,13 @@ then what only its server can tell (the loopback server).
 from __future__ import annotations
 
 import pytest
-from helpers import closed_port
-from loopback_server import LoopbackServer
 
 from pygent_lc import Settings
 from pygent_lc.agents import AgentError, AgentFactory, ChatAgent
 from pygent_lc.errors import ModelNotFoundError, ProviderUnavailableError
 from tests.agents.fakes import settings_for
+from tests.helpers import closed_port
+from tests.loopback_server import LoopbackServer
 
 
 async def test_openrouter_without_a_key_is_an_agent_error() -> None:

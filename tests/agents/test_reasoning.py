@@ -5,11 +5,11 @@ plays the Game of 24) and on the embedded model (live_local).
 from __future__ import annotations
 
 import pytest
-from loopback_server import Fault, LoopbackServer
 
 from pygent_lc.agents import AgentFactory, NoAnswerError, ReasoningAgent
 from pygent_lc.tot import check_24
 from tests.agents.fakes import reasoning_agent, settings_for
+from tests.loopback_server import Fault, LoopbackServer
 
 
 async def test_reasoning_agent_solves_and_reports_usage_and_progress() -> None:
@@ -86,6 +86,7 @@ async def test_reasoning_agent_falls_back_when_openrouter_is_down(server: Loopba
             "n_select_sample": 1,
         },
     )
+    assert isinstance(agent, ReasoningAgent)
     result = await agent.solve("4 9 10 13")
     assert result.solved
     served = {key[0]: entry for key, entry in agent.usage.summary().items()}

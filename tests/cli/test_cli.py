@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CANARY_KEY
-from loopback_server import LoopbackServer
-from loopback_server.answers import last_user_text
 
 from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import ProviderSkippedWarning, cli
 from pygent_lc.cli.parser import build_parser
 from pygent_lc.tot import check_24
+from tests.helpers import CANARY_KEY
+from tests.loopback_server import LoopbackServer
+from tests.loopback_server.answers import last_user_text
 
 EXE = Path(sys.executable).with_name("pygent-lc")
 JSON_KEYS = {

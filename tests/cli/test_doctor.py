@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from loopback_server import LoopbackServer
 
 from pygent_lc import Settings
 from pygent_lc.cli.doctor import diagnose
 from tests.agents.fakes import KEY, game24_responder, settings_for
+from tests.loopback_server import LoopbackServer
 
 
 def test_doctor_without_configuration_touches_no_network() -> None:

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import loopback_settings
 from langchain_core.messages import HumanMessage, SystemMessage
-from loopback_server import Fault, LoopbackServer
+from pydantic import SecretStr
 
 from pygent_lc import LangChainBackend, build_chat_model
 from pygent_lc.providers.cache_markers import (
@@ -19,6 +18,8 @@ from pygent_lc.providers.cache_markers import (
     without_cache_markers,
 )
 from pygent_lc.providers.local import LocalChatModel
+from tests.helpers import loopback_settings
+from tests.loopback_server import Fault, LoopbackServer
 
 PREFIX = "Examples:\nalpha beta gamma delta\nepsilon zeta eta theta\n"
 
@@ -127,7 +128,7 @@ async def test_ollama_gets_the_plain_prompt(loopback: LoopbackServer) -> None:
 @pytest.mark.live_local
 async def test_local_model_gets_the_plain_prompt(loopback: LoopbackServer) -> None:
     # The local class against an OpenAI-wire server: the request it would send llama.cpp.
-    model = LocalChatModel(model="m", base_url=loopback.openrouter_base_url, api_key="k")
+    model = LocalChatModel(model="m", base_url=loopback.openrouter_base_url, api_key=SecretStr("k"))
     backend = LangChainBackend(model)
     assert await backend.generate(PREFIX + REST, cache_prefix=PREFIX)
     [request] = loopback.requests("openrouter")

@@ -80,7 +80,8 @@ def test_any_tool_lets_the_grammar_pick_a_bound_tool(model: LocalChatModel) -> N
         "What is the weather in Paris?"
     )
     [call] = reply.tool_calls
-    schema = {"Add": Add, "Weather": Weather}[call["name"]]
+    schemas: dict[str, type[BaseModel]] = {"Add": Add, "Weather": Weather}
+    schema = schemas[call["name"]]
     assert schema.model_validate(call["args"])
 
 

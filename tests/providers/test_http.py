@@ -24,19 +24,16 @@ import gc
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
 import pytest
-from helpers import loopback_settings
-from loopback_server import Fault, LoopbackServer
-from loopback_server.answers import last_user_text
 from pydantic import SecretStr
 
 from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.agents import AgentFactory
+from pygent_lc.agents import AgentFactory, ReasoningAgent
 from pygent_lc.errors import ProviderUnavailableError
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.http import (
@@ -49,6 +46,9 @@ from pygent_lc.providers.http import (
 from pygent_lc.providers.local import LocalChatModel
 from pygent_lc.providers.ollama import ollama_model
 from pygent_lc.providers.openrouter import openrouter_model
+from tests.helpers import loopback_settings
+from tests.loopback_server import Fault, LoopbackServer
+from tests.loopback_server.answers import last_user_text
 
 URL = "http://127.0.0.1:9/v1/chat/completions"
 PASSED = r"the deadline \(request_timeout=2s\) passed before the request"
@@ -231,6 +231,7 @@ def test_solve_sync_and_engine_invoke_twice(server: LoopbackServer) -> None:
             custom_config={"provider": "openrouter", "task": "game24", "n_select_sample": 1},
         )
     )
+    assert isinstance(agent, ReasoningAgent)
     assert agent.solve_sync("4 9 10 13").solved
     assert agent.solve_sync("1 1 4 6").solved
     assert agent.engine.invoke("4 9 10 13").solved
@@ -251,7 +252,7 @@ def test_a_dripping_reply_ends_at_the_deadline(
         async for _ in chain.astream("drip please"):
             pass
 
-    calls = {
+    calls: dict[str, Callable[[], object]] = {
         "invoke": lambda: chain.invoke("drip please"),
         "ainvoke": lambda: asyncio.run(chain.ainvoke("drip please")),
         "stream": lambda: list(chain.stream("drip please")),

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
-from mock_http import MockServer, Reply, json_reply, sse_reply
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
@@ -43,6 +42,7 @@ from pygent_lc.providers.local import (
     model_file,
     shared_server,
 )
+from tests.providers.mock_http import MockServer, Reply, json_reply, sse_reply
 
 URL = "http://127.0.0.1:8080/v1"
 KEY = "llama-server-key"

@@ -15,7 +15,6 @@ from typing import Any, Literal
 import httpx
 import pytest
 from langchain_core.messages import AIMessage
-from mock_http import MockServer, Reply, json_reply, ndjson_reply, proxy_page, text_reply
 from pydantic import BaseModel
 
 from pygent_lc import Settings
@@ -32,6 +31,14 @@ from pygent_lc.providers.ollama import (
     check_ollama_model,
     installed_ollama_models,
     ollama_model,
+)
+from tests.providers.mock_http import (
+    MockServer,
+    Reply,
+    json_reply,
+    ndjson_reply,
+    proxy_page,
+    text_reply,
 )
 
 MODEL = "llama3.2"

@@ -19,14 +19,7 @@ from langchain_core.messages import (
     HumanMessage,
     ToolMessage,
 )
-from mock_http import (
-    MockServer,
-    Reply,
-    json_reply,
-    proxy_page,
-    sse_reply,
-)
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from pygent_lc import Settings
 from pygent_lc.errors import (
@@ -47,6 +40,13 @@ from pygent_lc.providers.openrouter import (
     free_model_rate_limiter,
     openrouter_model,
     request_extras,
+)
+from tests.providers.mock_http import (
+    MockServer,
+    Reply,
+    json_reply,
+    proxy_page,
+    sse_reply,
 )
 
 KEY = "sk-or-v1-unit-0000000000000000000000000000000000000000000000000000000"
@@ -717,7 +717,7 @@ def test_openrouter_model_built_directly_reads_openrouter_variables(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-wrong")
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-direct")
     model = OpenRouterChatModel(model="openai/gpt-4o-mini")
-    assert model.openai_api_key is not None
+    assert isinstance(model.openai_api_key, SecretStr)
     assert model.openai_api_key.get_secret_value() == "sk-or-v1-direct"
     assert model.openai_api_base == "https://openrouter.ai/api/v1"
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from helpers import exchanged, request_json
 from langchain_core.messages import AIMessage, AIMessageChunk
 from pydantic import BaseModel, SecretStr
+from vcr.cassette import Cassette
 
 from pygent_lc import LangChainBackend, Settings
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.providers import openrouter_model
 from pygent_lc.providers.local import LlamaServer, LocalChatModel, default_model_path
+from tests.helpers import exchanged, request_json
 
 pytestmark = pytest.mark.vcr
 
@@ -51,7 +52,9 @@ def backend_for(url: str, key: str) -> LangChainBackend:
     return LangChainBackend(with_provider_policy(model, Settings(), breaker=False))
 
 
-def test_generation_keywords_reach_the_wire_and_are_honoured(llama_server, vcr) -> None:
+def test_generation_keywords_reach_the_wire_and_are_honoured(
+    llama_server: tuple[str, str], vcr: Cassette
+) -> None:
     backend = backend_for(*llama_server)
     text = backend.generate_sync(
         "List three fruits, one per line.", temperature=0.2, max_tokens=7, stop=["\n"]
@@ -66,7 +69,7 @@ def test_generation_keywords_reach_the_wire_and_are_honoured(llama_server, vcr) 
     assert len(exchanged(vcr)) == 1
 
 
-async def test_stream_from_the_real_server(llama_server, vcr) -> None:
+async def test_stream_from_the_real_server(llama_server: tuple[str, str], vcr: Cassette) -> None:
     parts = [part async for part in backend_for(*llama_server).stream("Say hello.", max_tokens=12)]
     assert len(parts) > 1
     assert "".join(parts).strip()
@@ -93,7 +96,9 @@ class Total(BaseModel):
     total: int
 
 
-def test_forced_tool_call_from_the_real_server(llama_server, vcr) -> None:
+def test_forced_tool_call_from_the_real_server(
+    llama_server: tuple[str, str], vcr: Cassette
+) -> None:
     """SmolLM2's template renders no tools: the forced call is a grammar-constrained
     reply to the tool's schema, and it comes back as a tool call."""
     model = local_for(*llama_server).bind_tools([Add], tool_choice="Add")
@@ -110,7 +115,9 @@ def test_forced_tool_call_from_the_real_server(llama_server, vcr) -> None:
     assert len(exchanged(vcr)) == 1
 
 
-def test_structured_output_from_the_real_server(llama_server, vcr) -> None:
+def test_structured_output_from_the_real_server(
+    llama_server: tuple[str, str], vcr: Cassette
+) -> None:
     structured = local_for(*llama_server).with_structured_output(Total)
     answer = structured.invoke("What is 2 + 3? Give the total.", temperature=0, max_tokens=32)
     assert isinstance(answer, Total)
@@ -121,7 +128,7 @@ def test_structured_output_from_the_real_server(llama_server, vcr) -> None:
     }
 
 
-def test_usage_metadata_from_the_real_server(llama_server, vcr) -> None:
+def test_usage_metadata_from_the_real_server(llama_server: tuple[str, str], vcr: Cassette) -> None:
     model = local_for(*llama_server)
     reply = model.invoke("Name a colour.", temperature=0, max_tokens=8)
     chunks = list(model.stream("Name a colour.", temperature=0, max_tokens=8))

@@ -18,8 +18,6 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
-from helpers import closed_port, loopback_settings
-from loopback_server import Fault, LoopbackServer, Protocol
 
 from pygent_lc import LangChainBackend, build_chat_model
 from pygent_lc.breaker import CircuitOpenError
@@ -33,6 +31,8 @@ from pygent_lc.errors import (
     RateLimitError,
     StreamInterruptedError,
 )
+from tests.helpers import closed_port, loopback_settings
+from tests.loopback_server import Fault, LoopbackServer, Protocol
 
 pytestmark = [
     pytest.mark.live_local,
@@ -298,6 +298,7 @@ async def test_breaker_skips_a_hung_primary_after_three_timeouts(
         breaker_failures=3,
         breaker_cooldown=30,
     )
+    mode: Mode
     for mode in ("invoke", "stream", "invoke"):
         assert await ask(chain, mode) == ECHO  # each pays the timeout
     started = time.perf_counter()

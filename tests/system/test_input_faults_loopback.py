@@ -13,9 +13,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
-from helpers import loopback_settings
-from loopback_server import Fault, LoopbackServer
-from loopback_server.answers import echo_responder, last_user_text
 
 from pygent_lc import LangChainBackend, build_chat_model
 from pygent_lc.breaker import CircuitBreaker
@@ -25,6 +22,9 @@ from pygent_lc.errors import (
     InvalidInputError,
     ProviderUnavailableError,
 )
+from tests.helpers import loopback_settings
+from tests.loopback_server import Fault, LoopbackServer
+from tests.loopback_server.answers import echo_responder, last_user_text
 
 pytestmark = pytest.mark.live_local
 

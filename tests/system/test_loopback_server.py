@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from loopback_server import Fault, LoopbackServer
+
+from tests.loopback_server import Fault, LoopbackServer
 
 pytestmark = pytest.mark.live_local
 

@@ -10,8 +10,6 @@ import time
 from typing import Any
 
 import pytest
-from helpers import closed_port, loopback_settings
-from loopback_server import Fault, LoopbackServer
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import (
@@ -24,6 +22,8 @@ from pygent_lc.errors import (
     RateLimitError,
     StreamInterruptedError,
 )
+from tests.helpers import closed_port, loopback_settings
+from tests.loopback_server import Fault, LoopbackServer
 
 pytestmark = pytest.mark.live_local
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import vcr
-from helpers import CANARY_KEY, ROOT, cassette_config
-from loopback_server import Fault, LoopbackServer
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import PygentError
 from pygent_lc.providers import openrouter_model
+from tests.helpers import CANARY_KEY, ROOT, cassette_config
+from tests.loopback_server import Fault, LoopbackServer
 
 pytestmark = pytest.mark.live_local
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from loopback_server import Fault, LoopbackServer
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import PygentError
+from tests.loopback_server import Fault, LoopbackServer
 
 FULL = os.environ.get("PYGENT_SOAK", "").lower() == "full"
 SOAK_CALLS, SOAK_IN_FLIGHT = 400, 100

@@ -25,12 +25,12 @@ from typing import Any, ClassVar
 
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
-from loopback_server import LoopbackServer
 
 from pygent_lc.providers.llama_server import LlamaServer, default_model_path, shared_server
 from pygent_lc.providers.local import LocalChatModel
 from pygent_lc.providers.ollama import OllamaChatModel
 from pygent_lc.providers.openrouter import OpenRouterChatModel
+from tests.loopback_server import LoopbackServer
 
 # The autouse fixture in conftest clears these from os.environ; read them at import.
 OPENROUTER_KEY = os.environ.get("OPENROUTER_API_KEY")
@@ -58,13 +58,15 @@ def small_model_xfail(test: Callable[..., Any], reason: str) -> Callable[..., An
         async def run_async(*args: Any, **kwargs: Any) -> None:
             await test(*args, **kwargs)
 
-        return pytest.mark.xfail(strict=False, reason=reason)(run_async)
+        marked: Callable[..., Any] = pytest.mark.xfail(strict=False, reason=reason)(run_async)
+        return marked
 
     @functools.wraps(test)
     def run(*args: Any, **kwargs: Any) -> None:
         test(*args, **kwargs)
 
-    return pytest.mark.xfail(strict=False, reason=reason)(run)
+    marked = pytest.mark.xfail(strict=False, reason=reason)(run)
+    return marked
 
 
 Suite = ChatModelIntegrationTests

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from loopback_server import LoopbackServer
 
 from pygent_lc import telemetry
+from tests.loopback_server import LoopbackServer
 from tests.telemetry.recording import Telemetry
 
 

@@ -5,20 +5,54 @@ the loopback server.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from helpers import loopback_settings
-from loopback_server import LoopbackServer
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, Status
 
 from pygent_lc import LangChainBackend, build_chat_model
+from tests.helpers import loopback_settings
+from tests.loopback_server import LoopbackServer
 
 PROMPT = "the secret recipe is forty two"
 KEY = "sk-or-v1-test-key-for-loopback"
+
+
+class FinishedSpan:
+    """A finished span as the tests read it.
+
+    The SDK types a span's attributes and its parent as optional, and each
+    attribute value as a union to narrow before comparing: a finished span has
+    attributes, the spans whose parent the tests read have one, and the tests
+    compare values as what they know them to be.
+    """
+
+    def __init__(self, span: ReadableSpan) -> None:
+        self.span = span
+        self.name: str = span.name
+        self.status: Status = span.status
+        self.start_time: int | None = span.start_time
+        self.events: Sequence[Event] = span.events
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:
+        assert self.span.attributes is not None
+        return self.span.attributes
+
+    @property
+    def context(self) -> SpanContext:
+        context: SpanContext = self.span.context  # the SDK leaves this property unannotated
+        return context
+
+    @property
+    def parent(self) -> SpanContext:
+        assert self.span.parent is not None, f"{self.name} has no parent"
+        return self.span.parent
 
 
 class Telemetry:
@@ -29,11 +63,11 @@ class Telemetry:
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
 
-    def spans(self, name: str | None = None) -> list[ReadableSpan]:
-        found = list(self.spans_out.get_finished_spans())
+    def spans(self, name: str | None = None) -> list[FinishedSpan]:
+        found = [FinishedSpan(s) for s in self.spans_out.get_finished_spans()]
         return [s for s in found if name is None or s.name == name]
 
-    def chats(self) -> list[ReadableSpan]:
+    def chats(self) -> list[FinishedSpan]:
         return sorted(
             (s for s in self.spans() if s.name.startswith("chat")), key=lambda s: s.start_time or 0
         )
@@ -48,7 +82,7 @@ class Telemetry:
         return found
 
 
-def everything_recorded(spans: list[ReadableSpan]) -> str:
+def everything_recorded(spans: list[FinishedSpan]) -> str:
     """Every name, attribute, event and status text of ``spans``, as one string."""
     parts: list[str] = []
     for span in spans:

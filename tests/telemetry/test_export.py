@@ -9,10 +9,10 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from helpers import ROOT
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from pygent_lc import cli, telemetry
+from tests.helpers import ROOT
 
 
 @pytest.fixture

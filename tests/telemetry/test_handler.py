@@ -8,18 +8,20 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import loopback_settings
-from loopback_server import Fault
 from opentelemetry.trace import StatusCode
 
 from pygent_lc import build_chat_model, telemetry
 from pygent_lc.errors import AllProvidersFailedError
 from pygent_lc.telemetry import names
+from tests.helpers import loopback_settings
+from tests.loopback_server import Fault, LoopbackServer
 from tests.telemetry.recording import KEY, PROMPT, Telemetry, chain_backend, everything_recorded
 
 
 @pytest.mark.live_local
-async def test_fallback_chain_has_one_span_per_attempt(otel: Telemetry, loop_server):
+async def test_fallback_chain_has_one_span_per_attempt(
+    otel: Telemetry, loop_server: LoopbackServer
+) -> None:
     loop_server.script("ollama", [Fault.status(503)])
     reply = await chain_backend(loop_server).generate(PROMPT)
     assert reply
@@ -64,7 +66,9 @@ async def test_fallback_chain_has_one_span_per_attempt(otel: Telemetry, loop_ser
 
 
 @pytest.mark.live_local
-async def test_each_retry_attempt_is_a_span_under_the_chain(otel: Telemetry, loop_server):
+async def test_each_retry_attempt_is_a_span_under_the_chain(
+    otel: Telemetry, loop_server: LoopbackServer
+) -> None:
     loop_server.script("openrouter", [Fault.status(503)])
     settings = loopback_settings(loop_server, max_retries=2)
     await build_chat_model(settings, ["openrouter", "ollama"]).ainvoke(PROMPT)
@@ -81,7 +85,9 @@ async def test_each_retry_attempt_is_a_span_under_the_chain(otel: Telemetry, loo
 
 
 @pytest.mark.live_local
-def test_a_chain_where_every_provider_fails_marks_the_chain(otel: Telemetry, loop_server):
+def test_a_chain_where_every_provider_fails_marks_the_chain(
+    otel: Telemetry, loop_server: LoopbackServer
+) -> None:
     loop_server.script("ollama", [Fault.status(503)])
     loop_server.script("openrouter", [Fault.status(401)])
     settings = loopback_settings(loop_server, max_retries=0)

@@ -5,14 +5,16 @@ gauge, read with the SDK's in-memory metric reader.
 from __future__ import annotations
 
 import pytest
-from loopback_server import Fault
 
 from pygent_lc.telemetry import names
+from tests.loopback_server import Fault, LoopbackServer
 from tests.telemetry.recording import PROMPT, Telemetry, chain_backend
 
 
 @pytest.mark.live_local
-async def test_metrics_have_the_conventions_names_and_units(otel: Telemetry, loop_server):
+async def test_metrics_have_the_conventions_names_and_units(
+    otel: Telemetry, loop_server: LoopbackServer
+) -> None:
     loop_server.script("ollama", [Fault.status(503)])
     await chain_backend(loop_server, breaker_failures=3).generate(PROMPT)
     metrics = otel.metrics()
@@ -54,7 +56,9 @@ async def test_metrics_have_the_conventions_names_and_units(otel: Telemetry, loo
 
 
 @pytest.mark.live_local
-async def test_breaker_gauge_reports_an_open_circuit(otel: Telemetry, loop_server):
+async def test_breaker_gauge_reports_an_open_circuit(
+    otel: Telemetry, loop_server: LoopbackServer
+) -> None:
     loop_server.script("ollama", [Fault.status(503)])
     await chain_backend(loop_server, breaker_failures=1, breaker_cooldown=60).generate(PROMPT)
     states = {

@@ -8,13 +8,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from helpers import ROOT
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
 
 from pygent_lc import telemetry
 from pygent_lc.telemetry import names
 from pygent_lc.telemetry.handler import OtelCallbackHandler
 from pygent_lc.tot import observe as tot_observe
+from tests.helpers import ROOT
 from tests.telemetry.recording import Telemetry
 
 
@@ -41,7 +41,7 @@ def test_off_by_default_nothing_is_registered():
     assert tot_observe.current_observer() is None
 
 
-def test_instrument_registers_for_every_thread_and_uninstrument_removes_it(otel: Telemetry):
+def test_instrument_registers_for_every_thread_and_uninstrument_removes_it(otel: Telemetry) -> None:
     import threading
 
     assert _handler_in(CallbackManager.configure()) is not None
@@ -61,7 +61,7 @@ def test_instrument_registers_for_every_thread_and_uninstrument_removes_it(otel:
     )
 
 
-def test_instrument_twice_keeps_one_handler(otel: Telemetry):
+def test_instrument_twice_keeps_one_handler(otel: Telemetry) -> None:
     telemetry.instrument(otel.tracer_provider, otel.meter_provider)
     handlers = [
         h for h in CallbackManager.configure().handlers if isinstance(h, OtelCallbackHandler)

@@ -7,7 +7,6 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from tot.conftest import ladder_reply
 
 from pygent_lc import LangChainBackend
 from pygent_lc.chain import with_provider_policy
@@ -15,6 +14,7 @@ from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.telemetry import names
 from pygent_lc.tot import ToTConfig, ToTEngine
 from tests.telemetry.recording import Telemetry, everything_recorded
+from tests.tot.conftest import ladder_reply
 
 
 class LadderChatModel(BaseChatModel):
@@ -45,7 +45,7 @@ def _tot_settings() -> Any:
     return Settings(max_retries=0, breaker_failures=0)
 
 
-async def test_tot_solve_has_a_span_per_level(otel: Telemetry):
+async def test_tot_solve_has_a_span_per_level(otel: Telemetry) -> None:
     model = LadderChatModel()
     chain = ProviderChain(providers=[with_provider_policy(model, _tot_settings())])
     config = ToTConfig(
