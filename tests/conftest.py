@@ -6,9 +6,10 @@
 - live_local: the real llama.cpp server and the loopback server, on 127.0.0.1.
 - live_cloud: real OpenRouter / Ollama, skipped without a key or server.
 
-The helper modules of tests/ (``helpers``, ``loopback_server``) import by name:
-pyproject's pytest ``pythonpath`` puts tests/ on the path, and the repository
-root, for ``benchmarks`` and this checkout's ``pygent_lc``.
+The helper modules of tests/ import by their full name (``tests.helpers``,
+``tests.loopback_server``), as benchmarks import the loopback server and as mypy
+checks them: pyproject's pytest ``pythonpath`` puts the repository root on the
+path, for them, ``benchmarks`` and this checkout's ``pygent_lc``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, cassette_config
-from loopback_server import LoopbackServer
+
+from tests.helpers import ROOT, cassette_config
+from tests.loopback_server import LoopbackServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,7 +76,7 @@ def loopback() -> Iterator[LoopbackServer]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A real Redis for ``live_local`` tests: ``$PYGENT_TEST_REDIS_URL``, else one started here."""
-    from redis_server import redis_for_tests
+    from tests.redis_server import redis_for_tests
 
     with redis_for_tests() as url:
         yield url

@@ -7,9 +7,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from loopback_server import LoopbackServer
-
 from pygent_lc import Settings
+from tests.loopback_server import LoopbackServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,7 +85,8 @@ def closed_port() -> int:
 def request_json(cassette: Any, index: int = 0) -> dict[str, Any]:
     """The JSON body of a cassette's ``index``-th request."""
     body = cassette.requests[index].body
-    return json.loads(body.decode() if isinstance(body, bytes) else body)
+    data: dict[str, Any] = json.loads(body.decode() if isinstance(body, bytes) else body)
+    return data
 
 
 def exchanged(cassette: Any) -> list[Any]:

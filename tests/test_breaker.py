@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from langchain_core.runnables import RunnableBinding
 
 from pygent_lc import Settings, build_chat_model
 from pygent_lc.breaker import (
@@ -60,6 +62,12 @@ def guarded(
     )
 
 
+def circuit_of(runnable: ProviderPolicy) -> CircuitBreaker:
+    """The breaker ``guarded`` put ``runnable`` behind, read afresh at each call."""
+    assert runnable.circuit is not None
+    return runnable.circuit
+
+
 def chain(*runnables: ProviderPolicy) -> ProviderChain:
     return ProviderChain(providers=list(runnables))
 
@@ -75,10 +83,10 @@ async def test_opens_after_n_consecutive_failures() -> None:
     model = ScriptedChatModel(provider="a", outcomes=[down()] * 3)
     runnable = guarded(model, clock)
     await fail_times(runnable, 2)
-    assert runnable.circuit.state == "closed"
-    assert runnable.circuit.consecutive_failures == 2
+    assert circuit_of(runnable).state == "closed"
+    assert circuit_of(runnable).consecutive_failures == 2
     await fail_times(runnable, 1)
-    assert runnable.circuit.state == "open"
+    assert circuit_of(runnable).state == "open"
     assert len(model.calls) == 3
 
 
@@ -110,10 +118,10 @@ async def test_half_open_lets_one_probe_through_and_success_closes() -> None:
     runnable = guarded(model, clock)
     await fail_times(runnable, 3)
     clock.now += 30
-    assert runnable.circuit.state == "half_open"
+    assert circuit_of(runnable).state == "half_open"
     assert (await runnable.ainvoke("hi")).content == "back"
-    assert runnable.circuit.state == "closed"
-    assert runnable.circuit.consecutive_failures == 0
+    assert circuit_of(runnable).state == "closed"
+    assert circuit_of(runnable).consecutive_failures == 0
     assert (await runnable.ainvoke("hi")).content == "ok"
     assert len(model.calls) == 5
 
@@ -125,7 +133,7 @@ async def test_failed_probe_reopens_for_another_cooldown() -> None:
     await fail_times(runnable, 3)
     clock.now += 31
     await fail_times(runnable, 1)  # the probe
-    assert runnable.circuit.state == "open"
+    assert circuit_of(runnable).state == "open"
     clock.now += 29
     with pytest.raises(CircuitOpenError):
         await runnable.ainvoke("hi")
@@ -222,7 +230,7 @@ async def test_disabled_with_zero() -> None:
         assert circuit.state == "closed"
         assert circuit.admit().allowed
     for env in ({"breaker_failures": 0}, {"breaker_cooldown": 0}):
-        settings = Settings(ollama_model="llama3.2", **env)  # type: ignore[arg-type]
+        settings = Settings(ollama_model="llama3.2", **env)
         built = build_chat_model(settings, ["ollama"])
         assert isinstance(built, ProviderChain)
         (policy,) = built.providers
@@ -243,7 +251,9 @@ def test_build_chat_model_puts_each_provider_behind_its_own_breaker() -> None:
     assert (circuits[0].failure_threshold, circuits[0].cooldown) == (3, 30.0)
     (alone,) = build_chat_model(settings, ["ollama"]).providers
     assert isinstance(alone, ProviderPolicy)
-    assert alone.bind(stop=["x"]).bound is alone  # bindings share the breaker
+    binding = alone.bind(stop=["x"])
+    assert isinstance(binding, RunnableBinding)
+    assert binding.bound is alone  # bindings share the breaker
 
 
 async def test_chain_falls_over_fast_while_the_primary_is_open() -> None:
@@ -298,9 +308,9 @@ async def test_one_breaker_decision_per_call_after_retries() -> None:
     model = ScriptedChatModel(provider="a", outcomes=[down(), down(), "fine"] + [down()] * 3)
     runnable = guarded(model, clock, failures=1, settings=settings)
     assert (await runnable.ainvoke("hi")).content == "fine"  # retried: one successful call
-    assert runnable.circuit.state == "closed"
+    assert circuit_of(runnable).state == "closed"
     await fail_times(runnable, 1)  # three attempts, one counted failure
-    assert runnable.circuit.state == "open"
+    assert circuit_of(runnable).state == "open"
     assert len(model.calls) == 6
 
 
@@ -311,10 +321,11 @@ async def test_abandoned_stream_probe_is_released_or_counted_as_success() -> Non
     await fail_times(runnable, 1)
     clock.now += 30
     stream = runnable.astream("hi")
+    assert isinstance(stream, AsyncGenerator)
     first = await anext(stream)
     await stream.aclose()  # the consumer stopped after text arrived: the provider is up
     assert first.content == "one"
-    assert runnable.circuit.state == "closed"
+    assert circuit_of(runnable).state == "closed"
 
 
 async def test_cancelled_probe_frees_the_slot() -> None:
@@ -322,7 +333,7 @@ async def test_cancelled_probe_frees_the_slot() -> None:
     gate = asyncio.Event()
 
     class Slow(ScriptedChatModel):
-        async def _agenerate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        async def _agenerate(self, *args, **kwargs):
             await gate.wait()
             return self._generate(*args, **kwargs)
 
@@ -341,7 +352,7 @@ async def test_cancelled_probe_frees_the_slot() -> None:
         await probe
     gate.set()
     assert (await runnable.ainvoke("hi")).content == "ok"
-    assert runnable.circuit.state == "closed"
+    assert circuit_of(runnable).state == "closed"
 
 
 def test_batch_goes_through_the_breaker() -> None:
@@ -382,7 +393,7 @@ async def test_concurrent_async_probe_is_single() -> None:
     calls = 0
 
     class Gated(ScriptedChatModel):
-        async def _agenerate(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        async def _agenerate(self, *args, **kwargs):
             nonlocal calls
             calls += 1
             await release.wait()

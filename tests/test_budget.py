@@ -1,11 +1,38 @@
-"""CostBudget: reservations for calls in flight, limits, bad configuration."""
+"""CostBudget: reservations for calls in flight, limits, bad configuration; under
+concurrency (asyncio tasks, threads, streams, no sockets); with estimates from OpenRouter's
+catalog prices on the loopback server.
+
+Every call of :class:`SlowBilledModel` costs $0.004 and takes a little time,
+so calls admitted together really are in flight together.
+"""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from pygent_lc.budget import CostBudget
-from pygent_lc.errors import BudgetExceededError, ConfigurationError
+import pytest
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import PrivateAttr
+
+from pygent_lc import LangChainBackend, Settings, build_chat_model
+from pygent_lc.budget import CostBudget, estimator_from_prices
+from pygent_lc.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    ProviderUnavailableError,
+)
+from pygent_lc.openrouter_catalog import (
+    find_openrouter_model,
+)
+from pygent_lc.testing import ScriptedChatModel
+from tests.loopback_server import LoopbackServer
 
 
 def test_calls_in_flight_reserve_their_estimate() -> None:
@@ -34,3 +61,351 @@ def test_without_estimator_stops_once_spend_reaches_the_limit() -> None:
 def test_bad_limits_are_configuration_errors(limit: float) -> None:
     with pytest.raises(ConfigurationError):
         CostBudget(limit, spent=lambda: 0.0)
+
+
+# --- under concurrency: asyncio tasks, threads, streams -----------------------
+
+
+LIMIT = 0.01
+
+
+COST = 0.004
+
+
+DELAY = 0.02
+
+
+class SlowBilledModel(ScriptedChatModel):
+    """A scripted model whose requests take ``DELAY`` seconds; records peak concurrency."""
+
+    cost_per_call: float = COST
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _running: int = PrivateAttr(default=0)
+    _peak: int = PrivateAttr(default=0)
+    _events: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def peak(self) -> int:
+        return self._peak
+
+    @property
+    def events(self) -> list[str]:
+        """``"start"`` and ``"end"`` of every request, in order."""
+        return self._events
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._running += 1
+            self._peak = max(self._peak, self._running)
+            self._events.append("start")
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._events.append("end")
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self._enter()
+        try:
+            time.sleep(DELAY)
+            return super()._generate(messages, stop, run_manager, **kwargs)
+        finally:
+            self._leave()
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        self._enter()
+        try:
+            await asyncio.sleep(DELAY)
+            return super()._generate(messages, stop, None, **kwargs)
+        finally:
+            self._leave()
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        self._enter()
+        try:
+            await asyncio.sleep(DELAY)
+            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
+                yield chunk
+        finally:
+            self._leave()
+
+
+def _spent(backend: LangChainBackend) -> float:
+    return backend.usage_totals().cost_usd
+
+
+def _budget(backend: LangChainBackend) -> CostBudget:
+    assert backend._budget is not None
+    return backend._budget
+
+
+def _check_outcomes(results: list[Any], model: SlowBilledModel, backend: LangChainBackend) -> int:
+    """Successes and refusals only; spend within one call of the limit. Returns requests."""
+    done = [r for r in results if isinstance(r, str)]
+    refused = [r for r in results if isinstance(r, BudgetExceededError)]
+    assert len(done) + len(refused) == len(results), results
+    requests = len(model.calls)
+    assert requests == len(done)
+    assert _spent(backend) == pytest.approx(COST * requests)
+    assert _spent(backend) <= LIMIT + COST + 1e-12
+    assert refused, "some calls must be refused"
+    return requests
+
+
+async def test_concurrent_generate_without_estimator_overshoots_by_at_most_one_call() -> None:
+    model = SlowBilledModel()
+    backend = LangChainBackend(model, max_cost_usd=LIMIT)
+    results = await asyncio.gather(
+        *(backend.generate(f"prompt {i}") for i in range(20)), return_exceptions=True
+    )
+    requests = _check_outcomes(list(results), model, backend)
+    # The same as one call after another: calls run while spend is under the limit.
+    assert requests == 3
+    assert _budget(backend).reserved_usd == 0.0
+
+
+def test_generate_sync_from_threads_overshoots_by_at_most_one_call() -> None:
+    model = SlowBilledModel()
+    backend = LangChainBackend(model, max_cost_usd=LIMIT)
+    start = threading.Barrier(8)
+
+    def call(i: int) -> str | BaseException:
+        start.wait()
+        try:
+            return backend.generate_sync(f"prompt {i}")
+        except BudgetExceededError as exc:
+            return exc
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(8)))
+    assert _check_outcomes(results, model, backend) == 3
+
+
+def test_event_loops_in_several_threads_share_one_budget() -> None:
+    model = SlowBilledModel()
+    backend = LangChainBackend(model, max_cost_usd=LIMIT)
+    start = threading.Barrier(4)
+
+    async def many(thread: int) -> list[str | BaseException]:
+        calls = (backend.generate(f"prompt {thread}.{i}") for i in range(5))
+        return list(await asyncio.gather(*calls, return_exceptions=True))
+
+    def run(thread: int) -> list[str | BaseException]:
+        start.wait()
+        return asyncio.run(many(thread))
+
+    with ThreadPoolExecutor(4) as pool:
+        results = [r for rs in pool.map(run, range(4)) for r in rs]
+    assert _check_outcomes(results, model, backend) == 3
+
+
+async def test_concurrent_streams_overshoot_by_at_most_one_call() -> None:
+    model = SlowBilledModel(outcomes=["one two"] * 20)
+    backend = LangChainBackend(model, max_cost_usd=LIMIT)
+
+    async def read(i: int) -> str:
+        return "".join([p async for p in backend.stream(f"prompt {i}")])
+
+    results = await asyncio.gather(*(read(i) for i in range(20)), return_exceptions=True)
+    assert _check_outcomes(list(results), model, backend) == 3
+
+
+async def test_callers_wait_for_the_first_call_then_run_concurrently() -> None:
+    model = SlowBilledModel()
+    backend = LangChainBackend(model, max_cost_usd=1.0)
+    results = await asyncio.gather(*(backend.generate(f"prompt {i}") for i in range(20)))
+    assert results == ["ok"] * 20  # nobody refused while the first call's cost was unknown
+    assert model.events[:3] == ["start", "end", "start"]  # the first call ran alone
+    assert model.peak > 1  # then the known cost let the others run together
+    assert _spent(backend) == pytest.approx(20 * COST)
+
+
+async def test_with_an_estimator_calls_reserve_their_estimate_concurrently() -> None:
+    model = SlowBilledModel()
+    backend = LangChainBackend(
+        model, max_cost_usd=LIMIT, cost_estimator=lambda prompt, max_tokens: COST
+    )
+    results = await asyncio.gather(
+        *(backend.generate(f"prompt {i}") for i in range(20)), return_exceptions=True
+    )
+    assert _check_outcomes(list(results), model, backend) == 2  # 2 * 0.004 fits, 3 does not
+    assert model.peak == 2  # no waiting for a first call: the estimate is known up front
+    assert all("in flight" in str(r) for r in results if isinstance(r, BudgetExceededError))
+    assert _spent(backend) <= LIMIT
+
+
+async def test_abandoned_stream_releases_its_reservation_at_once() -> None:
+    backend = LangChainBackend(
+        SlowBilledModel(outcomes=["one two three"]),
+        max_cost_usd=LIMIT,
+        cost_estimator=lambda prompt, max_tokens: COST,
+    )
+    budget = _budget(backend)
+    async for piece in backend.stream("hi"):
+        assert piece == "one"
+        assert budget.reserved_usd == pytest.approx(COST)
+        break
+    assert budget.reserved_usd == 0.0
+    assert budget.in_flight == 0
+
+
+async def test_abandoned_stream_without_estimator_lets_the_next_call_in_at_once() -> None:
+    backend = LangChainBackend(SlowBilledModel(outcomes=["one two three"]), max_cost_usd=LIMIT)
+    async for _ in backend.stream("hi"):
+        assert _budget(backend).in_flight == 1
+        break
+    assert _budget(backend).in_flight == 0
+    assert await asyncio.wait_for(backend.generate("next"), timeout=1.0) == "ok"
+
+
+async def test_stream_closed_with_aclose_releases_its_reservation() -> None:
+    backend = LangChainBackend(
+        SlowBilledModel(outcomes=["one two three"]),
+        max_cost_usd=LIMIT,
+        cost_estimator=lambda prompt, max_tokens: COST,
+    )
+    stream = backend.stream("hi")
+    assert await anext(stream) == "one"
+    assert _budget(backend).reserved_usd == pytest.approx(COST)
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert _budget(backend).reserved_usd == 0.0
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
+
+
+async def test_a_failed_call_releases_its_reservation() -> None:
+    model = SlowBilledModel(outcomes=[ProviderUnavailableError("down", provider="fake")])
+    backend = LangChainBackend(
+        model, max_cost_usd=LIMIT, cost_estimator=lambda prompt, max_tokens: COST
+    )
+    with pytest.raises(ProviderUnavailableError):
+        await backend.generate("hi")
+    assert _budget(backend).reserved_usd == 0.0
+    assert _budget(backend).in_flight == 0
+    assert await backend.generate("again") == "ok"
+
+
+async def test_a_failed_first_call_lets_the_waiting_callers_in() -> None:
+    model = SlowBilledModel(outcomes=[ProviderUnavailableError("down", provider="fake")])
+    backend = LangChainBackend(model, max_cost_usd=LIMIT)
+    results = await asyncio.gather(
+        *(backend.generate(f"prompt {i}") for i in range(5)), return_exceptions=True
+    )
+    assert isinstance(results[0], ProviderUnavailableError)
+    assert all(isinstance(r, str | BudgetExceededError) for r in results[1:])
+    assert _spent(backend) <= LIMIT + COST + 1e-12
+    assert _budget(backend).in_flight == 0
+
+
+async def test_a_cancelled_waiter_leaves_no_trace() -> None:
+    backend = LangChainBackend(SlowBilledModel(), max_cost_usd=LIMIT)
+    first = asyncio.create_task(backend.generate("first"))
+    await asyncio.sleep(DELAY / 4)  # the first call is in flight, its cost unknown
+    waiter = asyncio.create_task(backend.generate("second"))
+    await asyncio.sleep(DELAY / 4)
+    assert not waiter.done()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert await first == "ok"
+    assert _budget(backend).in_flight == 0
+    assert await backend.generate("third") == "ok"
+
+
+def test_a_thread_waits_for_the_unknown_cost_call_of_another_thread() -> None:
+    spent = [0.0]
+    budget = CostBudget(1.0, spent=lambda: spent[0])
+    entered = threading.Event()
+    with budget.reserve("first", None):
+
+        def second() -> None:
+            with budget.reserve("second", None):
+                entered.set()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not entered.wait(0.05)  # waiting, not refused
+        spent[0] = 0.1
+    thread.join(timeout=1.0)
+    assert entered.is_set()
+
+
+def test_waiting_on_a_call_of_the_same_thread_is_refused_not_a_deadlock() -> None:
+    budget = CostBudget(1.0, spent=lambda: 0.0)
+    with (
+        budget.reserve("outer", None),
+        pytest.raises(BudgetExceededError, match="this thread"),
+        budget.reserve("inner", None),
+    ):
+        pass
+
+
+def test_largest_known_call_cost_is_reserved_for_each_call_in_flight() -> None:
+    spent = [0.0]
+    budget = CostBudget(1.0, spent=lambda: spent[0], call_cost=lambda: 0.3)
+    with budget.reserve("a", None), budget.reserve("b", None):
+        assert budget.reserved_usd == pytest.approx(0.6)
+        assert budget.in_flight == 2
+    assert budget.reserved_usd == 0.0
+
+
+# --- with catalog prices, on the loopback server ------------------------------
+
+
+def settings_for(server: LoopbackServer, **values: object) -> Settings:
+    defaults: dict[str, object] = {
+        "openrouter_api_key": "sk-or-v1-catalog-test",
+        "openrouter_base_url": server.openrouter_base_url,
+        "openrouter_model": "openai/gpt-4o-mini",
+    }
+    return Settings(**{**defaults, **values})
+
+
+@pytest.mark.live_local
+async def test_cost_budget_stops_calls_before_they_pass_it(loopback: LoopbackServer) -> None:
+    settings = settings_for(loopback)
+    price = find_openrouter_model(settings)  # $0.15 / $0.60 per million tokens
+    backend = LangChainBackend(
+        build_chat_model(settings, ["openrouter"]),
+        max_cost_usd=1e-4,
+        cost_estimator=estimator_from_prices(price),
+    )
+    # estimate per call: 4 prompt tokens + up to 100 output tokens at list price = $6.06e-5;
+    # the loopback bills $1.1e-5 per call. Call n+1 runs while n * 1.1e-5 + 6.06e-5 <= 1e-4.
+    calls = 0
+    with pytest.raises(BudgetExceededError, match="would be passed"):
+        for _ in range(10):
+            await backend.generate("one two three", max_tokens=100)
+            calls += 1
+    assert calls == 4
+    assert loopback.request_count("openrouter") == 4
+
+
+@pytest.mark.live_local
+async def test_spend_limit_without_estimates_uses_tracked_cost(loopback: LoopbackServer) -> None:
+    backend = LangChainBackend(
+        build_chat_model(settings_for(loopback), ["openrouter"]), max_cost_usd=1.5e-5
+    )
+    await backend.generate("one two three")  # bills 1.1e-5
+    await backend.generate("one two three")  # 2.2e-5 now: the next one is refused
+    with pytest.raises(BudgetExceededError):
+        await backend.generate("one two three")
+    assert loopback.request_count("openrouter") == 2

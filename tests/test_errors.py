@@ -1,4 +1,5 @@
-"""The error tree: pickling across processes, and AllProvidersFailedError as an ExceptionGroup."""
+"""The error tree: what each error is a kind of, pickling across processes, and
+AllProvidersFailedError as an ExceptionGroup."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import pickle
 
 import pytest
 
+import pygent_lc
+import pygent_lc.agents
+import pygent_lc.errors
+import pygent_lc.providers
+from pygent_lc.agents import AgentError
 from pygent_lc.breaker import CircuitOpenError
 from pygent_lc.errors import (
     AllProvidersFailedError,
@@ -70,3 +76,27 @@ def test_except_star_picks_one_kind_out_of_the_group() -> None:
     except* ProviderUnavailableError:
         pass
     assert [type(e) for e in caught] == [RateLimitError]
+
+
+def test_error_tree() -> None:
+    e = pygent_lc.errors
+    cls: type[Exception]
+    for cls in (
+        e.AuthenticationError,
+        e.InsufficientCreditsError,
+        e.ContentRefusedError,
+        e.ModelNotFoundError,
+        e.RateLimitError,
+        e.ProviderUnavailableError,
+        e.StreamInterruptedError,
+    ):
+        assert issubclass(cls, e.ProviderError)
+    for cls in (e.ConfigurationError, e.ProviderError, e.AllProvidersFailedError):
+        assert issubclass(cls, e.PygentError)
+    assert issubclass(e.ConfigurationError, ValueError)
+    assert issubclass(e.InvalidInputError, ValueError)
+
+
+def test_agent_error_is_a_configuration_error() -> None:
+    assert issubclass(AgentError, ConfigurationError)
+    assert issubclass(AgentError, ValueError)

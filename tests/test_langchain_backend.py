@@ -1,4 +1,6 @@
-"""LangChainBackend over scripted models: validation, text, streams, usage (no sockets)."""
+"""LangChainBackend over scripted models: validation on every entry point, text, streams,
+usage, ``cache_prefix`` (no sockets).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ from typing import Any
 
 import pytest
 from langchain_core.language_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.runnables import RunnableLambda
 
-from pygent_lc import LangChainBackend, LLMBackend, Settings
+from pygent_lc import LangChainBackend, LLMBackend, Settings, build_chat_model
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AllProvidersFailedError,
@@ -175,3 +178,95 @@ async def test_calls_inside_a_runnable_nest_under_its_run() -> None:
     assert len(recorder.parents) == 1
     assert recorder.parents[0] is not None  # nested under the outer run
     assert shim.usage_totals().calls == 1  # and still tracked by the backend
+
+
+# --- bad input on every entry point -------------------------------------------
+
+
+CONFIGURED = {"openrouter_api_key": "sk-or-v1-x", "ollama_model": "llama3.2"}
+
+
+UNENCODABLE = "hi \ud800 there"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"temperature": -0.1},
+        {"temperature": float("inf")},
+        {"temperature": None, "max_tokens": 10**9},
+        {"max_tokens": "100"},
+        {"max_tokens": -(10**6)},
+        {"top_p": -0.1},
+        {"seed": 1.5},
+        {"seed": "42"},
+        {"stop": ""},
+        {"stop": {"a": 1}},
+        {"stop": ["ok", None]},
+        {"n": 5},
+    ],
+)
+async def test_absurd_parameters_on_every_entry_point(kwargs: dict[str, Any]) -> None:
+    model = ScriptedChatModel()
+    backend = LangChainBackend(model)
+    with pytest.raises(InvalidInputError):
+        await backend.generate("hi", **kwargs)
+    with pytest.raises(InvalidInputError):
+        backend.generate_sync("hi", **kwargs)
+    with pytest.raises(InvalidInputError):
+        _ = [part async for part in backend.stream("hi", **kwargs)]
+    assert model.calls == []
+
+
+async def test_bad_input_through_a_built_chain_makes_no_request() -> None:
+    """The whole stack (sockets disabled): a bad call fails before any client is used."""
+    backend = LangChainBackend(build_chat_model(Settings(**CONFIGURED), ["openrouter", "ollama"]))
+    for bad in ("", "  ", None):
+        with pytest.raises(InvalidInputError):
+            await backend.generate(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        await backend.generate("hi", max_tokens=-1)
+    with pytest.raises(InvalidInputError):
+        await backend.generate("hi", temperature=5)
+    assert backend.usage.totals().calls == 0
+
+
+async def test_the_backend_rejects_text_that_cannot_be_sent() -> None:
+    model = ScriptedChatModel()
+    backend = LangChainBackend(model)
+    with pytest.raises(InvalidInputError, match="prompt cannot be sent"):
+        await backend.generate(UNENCODABLE)
+    with pytest.raises(InvalidInputError, match="prompt cannot be sent"):
+        backend.generate_sync(UNENCODABLE)
+    with pytest.raises(InvalidInputError, match="prompt cannot be sent"):
+        await anext(aiter(backend.stream(UNENCODABLE)))
+    assert model.calls == []
+
+
+# --- cache_prefix -------------------------------------------------------------
+
+
+PREFIX = "Examples:\nalpha beta gamma delta\nepsilon zeta eta theta\n"
+
+
+REST = "Input: one two\n"
+
+
+async def test_other_runnables_get_the_plain_prompt() -> None:
+    seen: list[list[BaseMessage]] = []
+
+    def reply(messages: list[BaseMessage], **_: Any) -> AIMessage:
+        seen.append(messages)
+        return AIMessage(content="ok")
+
+    backend = LangChainBackend(RunnableLambda(reply))
+    assert await backend.generate(PREFIX + REST, cache_prefix=PREFIX) == "ok"
+    assert await LangChainBackend(ScriptedChatModel()).generate(PREFIX + REST, cache_prefix=PREFIX)
+    [messages] = seen
+    assert [m.content for m in messages] == [PREFIX + REST]
+
+
+async def test_a_prefix_the_prompt_does_not_start_with_is_refused() -> None:
+    backend = LangChainBackend(ScriptedChatModel())
+    with pytest.raises(InvalidInputError):
+        await backend.generate(REST, cache_prefix=PREFIX)

@@ -1,18 +1,13 @@
-"""OpenRouter's catalog, key status, generation stats, cost budgets and the free-model limiter."""
+"""OpenRouter's catalog, key status, generation stats and the free-model limiter, on the
+loopback server.
+"""
 
 from __future__ import annotations
 
 import pytest
-from loopback_server import LoopbackServer
 
-from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.budget import estimator_from_prices
-from pygent_lc.errors import (
-    AuthenticationError,
-    BudgetExceededError,
-    ConfigurationError,
-    ModelNotFoundError,
-)
+from pygent_lc import Settings
+from pygent_lc.errors import AuthenticationError, ConfigurationError, ModelNotFoundError
 from pygent_lc.openrouter_catalog import (
     find_openrouter_model,
     generation_stats,
@@ -21,6 +16,7 @@ from pygent_lc.openrouter_catalog import (
 )
 from pygent_lc.providers import openrouter_model
 from pygent_lc.providers.openrouter import free_model_rate_limiter
+from tests.loopback_server import LoopbackServer
 
 pytestmark = pytest.mark.live_local
 
@@ -73,36 +69,6 @@ def test_key_status_needs_a_valid_key(loopback: LoopbackServer) -> None:
             key_status(settings_for(strict))
     finally:
         strict.stop()
-
-
-async def test_cost_budget_stops_calls_before_they_pass_it(loopback: LoopbackServer) -> None:
-    settings = settings_for(loopback)
-    price = find_openrouter_model(settings)  # $0.15 / $0.60 per million tokens
-    backend = LangChainBackend(
-        build_chat_model(settings, ["openrouter"]),
-        max_cost_usd=1e-4,
-        cost_estimator=estimator_from_prices(price),
-    )
-    # estimate per call: 4 prompt tokens + up to 100 output tokens at list price = $6.06e-5;
-    # the loopback bills $1.1e-5 per call. Call n+1 runs while n * 1.1e-5 + 6.06e-5 <= 1e-4.
-    calls = 0
-    with pytest.raises(BudgetExceededError, match="would be passed"):
-        for _ in range(10):
-            await backend.generate("one two three", max_tokens=100)
-            calls += 1
-    assert calls == 4
-    assert loopback.request_count("openrouter") == 4
-
-
-async def test_spend_limit_without_estimates_uses_tracked_cost(loopback: LoopbackServer) -> None:
-    backend = LangChainBackend(
-        build_chat_model(settings_for(loopback), ["openrouter"]), max_cost_usd=1.5e-5
-    )
-    await backend.generate("one two three")  # bills 1.1e-5
-    await backend.generate("one two three")  # 2.2e-5 now: the next one is refused
-    with pytest.raises(BudgetExceededError):
-        await backend.generate("one two three")
-    assert loopback.request_count("openrouter") == 2
 
 
 def test_free_models_share_one_rate_limiter(loopback: LoopbackServer) -> None:

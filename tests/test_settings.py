@@ -335,3 +335,26 @@ def test_plain_http_is_fine_without_a_key_or_when_allowed(
     settings = Settings()
     assert settings.allow_insecure_http is True
     assert settings.openrouter.base_url == "http://example.com/api/v1"
+
+
+# --- malformed PYGENT_PROVIDERS ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        " ",
+        ",",
+        "openrouter;ollama",
+        '["openrouter", "ollama"]',
+        "openrouter ollama",
+        "open router",
+    ],
+)
+def test_malformed_pygent_providers(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PYGENT_PROVIDERS", value)
+    with pytest.raises(ConfigurationError) as caught:
+        Settings()
+    assert caught.value.field is not None
+    assert caught.value.field.startswith("providers")

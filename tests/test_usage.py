@@ -1,11 +1,14 @@
-"""UsageTracker's arithmetic, and the usage record's."""
+"""``UsageTracker``: its arithmetic, and its totals through a built chain on the loopback
+server (OpenRouter's cost, none from Ollama).
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from pygent_lc import UsageTotals
+from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.usage import _percentile
+from tests.loopback_server import LoopbackServer
 
 
 def test_p95_is_nearest_rank() -> None:
@@ -15,22 +18,41 @@ def test_p95_is_nearest_rank() -> None:
     assert _percentile([1.0, 2.0], 0.95) == 2.0
 
 
-def test_usage_records_add_subtract_and_merge() -> None:
-    a = UsageTotals(calls=2, failures=1, input_tokens=10, output_tokens=4, cost_usd=0.5)
-    b = UsageTotals(calls=1, input_tokens=5, cached_input_tokens=3, cache_discount_usd=0.1)
-    total = a + b
-    assert total == UsageTotals(
-        calls=3,
-        failures=1,
-        input_tokens=15,
-        output_tokens=4,
-        cost_usd=0.5,
-        cached_input_tokens=3,
-        cache_discount_usd=0.1,
+# --- through a built chain, on the loopback server ----------------------------
+
+
+def settings_for(server: LoopbackServer) -> Settings:
+    return Settings(
+        openrouter_api_key="sk-or-v1-wire-test",
+        openrouter_base_url=server.openrouter_base_url,
+        openrouter_model="openai/gpt-4o-mini",
+        app_url="https://pygent.example",
+        app_title="PyGent Factory",
+        ollama_base_url=server.ollama_base_url,
+        ollama_model="llama3.2",
     )
-    assert total - b == a
-    assert total.total_tokens == 19
-    assert UsageTotals.merge([a, b]) == total
-    assert UsageTotals.merge([]) == UsageTotals()
-    with pytest.raises(AttributeError):
-        a.calls = 5  # type: ignore[misc]  # frozen: records combine, never change
+
+
+@pytest.mark.live_local
+async def test_usage_tracker_reports_openrouter_cost_for_invoke_and_stream(
+    loopback: LoopbackServer,
+) -> None:
+    backend = LangChainBackend(build_chat_model(settings_for(loopback), ["openrouter", "ollama"]))
+    await backend.generate("one two three")
+    _ = [part async for part in backend.stream("four five")]
+    summary = backend.usage.summary()
+    entry = summary[("openrouter", "openai/gpt-4o-mini")]
+    assert entry.usage.calls == 2
+    # The loopback server bills 1e-6 USD per prompt word and 2e-6 per reply word:
+    # "one two three" -> "echo: one two three", "four five" -> "echo: four five".
+    assert (entry.usage.input_tokens, entry.usage.output_tokens) == (3 + 2, 4 + 3)
+    assert entry.usage.cost_usd == pytest.approx(5e-6 + 7 * 2e-6)
+
+
+@pytest.mark.live_local
+async def test_usage_tracker_reports_zero_cost_for_ollama(loopback: LoopbackServer) -> None:
+    backend = LangChainBackend(build_chat_model(settings_for(loopback), ["ollama"]))
+    await backend.generate("one two three")
+    [entry] = backend.usage.summary().values()
+    assert (entry.provider, entry.model, entry.usage.cost_usd) == ("ollama", "llama3.2", 0.0)
+    assert entry.usage.output_tokens == 4

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from mock_http import MockServer
+
+from tests.providers.mock_http import MockServer
 
 
 @pytest.fixture

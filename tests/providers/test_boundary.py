@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessageChunk
-from mock_http import MockServer, json_reply, ndjson_reply, sse_reply
 from pydantic import BaseModel
 
 from pygent_lc import Settings
 from pygent_lc.errors import ProviderError, ProviderUnavailableError, StreamInterruptedError
 from pygent_lc.providers.ollama import ollama_model
 from pygent_lc.providers.openrouter import OpenRouterChatModel, openrouter_model
+from tests.providers.mock_http import MockServer, json_reply, ndjson_reply, sse_reply
 
 KEY = "sk-or-v1-canary-boundary-0000000000000000000000000000000000000000000"
 BASE = {"id": "gen-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}

@@ -17,7 +17,6 @@ import httpx
 import ollama
 import openai
 import pytest
-from mock_http import MockServer, Reply, json_reply, proxy_page, sse_reply, text_reply
 from pydantic import BaseModel
 
 from pygent_lc.breaker import BREAKER_ERRORS
@@ -39,6 +38,14 @@ from pygent_lc.providers.error_mapping import (
     map_exception,
     retry_after_seconds,
     summarize_body,
+)
+from tests.providers.mock_http import (
+    MockServer,
+    Reply,
+    json_reply,
+    proxy_page,
+    sse_reply,
+    text_reply,
 )
 
 CANARY = "sk-or-v1-canary-error-mapping-000000000000000000000000000000000000"

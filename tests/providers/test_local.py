@@ -5,24 +5,26 @@ llama.cpp's own formats (its ``timings``, ``reasoning_content`` and error
 types). The embedded server's life cycle runs for real except the start of
 llama.cpp itself (``LlamaServer._start``, fixture ``embedded``): which URL and
 key each call uses, calls counted in flight, a restart on another port.
-The real server is exercised by ``tests/test_local_provider.py`` (live) and
-replayed by ``tests/test_cassettes_llamacpp.py``.
+The real server answers the live tests at the end (live_local); its life cycle
+is in ``tests/providers/test_llama_server.py``, and its recordings are replayed
+by ``tests/system/test_cassettes_llamacpp.py``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Iterator
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk
-from mock_http import MockServer, Reply, json_reply, sse_reply
-from pydantic import BaseModel, SecretStr
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from pydantic import BaseModel, SecretStr, ValidationError
 
-from pygent_lc import Settings
+from pygent_lc import LangChainBackend, Settings, build_chat_model
+from pygent_lc.breaker import BREAKER_ERRORS
 from pygent_lc.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -40,6 +42,7 @@ from pygent_lc.providers.local import (
     model_file,
     shared_server,
 )
+from tests.providers.mock_http import MockServer, Reply, json_reply, sse_reply
 
 URL = "http://127.0.0.1:8080/v1"
 KEY = "llama-server-key"
@@ -538,3 +541,75 @@ def test_missing_xllamacpp_names_the_install_command(monkeypatch: pytest.MonkeyP
         local_model(Settings())
     assert 'pip install "pygent-lc[local]"' in str(caught.value)
     assert caught.value.field == "providers"
+
+
+# --- on the real llama.cpp server (live_local) --------------------------------
+
+
+class Reading(BaseModel):
+    sensor_id: int
+    status: Literal["ok", "fault"]
+
+
+@pytest.mark.live_local
+def test_json_schema_structured_output_is_enforced_by_the_server() -> None:
+    model = local_model(Settings(), max_tokens=64, temperature=0)
+    prompt = "Sensor 12 has failed. Report it."
+    reading = model.with_structured_output(Reading, method="json_schema").invoke(prompt)
+    assert isinstance(reading, Reading)
+    plain = str(model.invoke(prompt).content)  # the same model, unconstrained, writes prose
+    with pytest.raises(ValidationError):
+        Reading.model_validate_json(plain)
+
+
+@pytest.mark.live_local
+def test_streamed_call_reports_token_usage() -> None:
+    model = local_model(Settings(), max_tokens=12, temperature=0)
+    chunks = list(model.stream("Count from one to ten in words."))
+    assert len(chunks) > 2
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
+    assert isinstance(total, AIMessageChunk)
+    usage = total.usage_metadata
+    assert usage is not None
+    assert usage["input_tokens"] > 5
+    assert 0 < usage["output_tokens"] <= 12
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    texts = [chunk for chunk in chunks if chunk.content]
+    assert len(texts) <= usage["output_tokens"]  # at most one streamed piece per token
+
+
+@pytest.mark.live_local
+@pytest.mark.parametrize("mode", ["invoke", "stream"])
+async def test_a_prompt_past_the_context_is_a_typed_error_not_a_retried_outage(mode: str) -> None:
+    from pygent_lc.errors import ContextLengthError
+
+    chain = build_chat_model(Settings(breaker_failures=1), ["local"])
+    backend = LangChainBackend(chain)
+    too_long = "word " * 12_000  # past the 8192-token context
+    started = time.perf_counter()
+    with pytest.raises(ContextLengthError, match="context size") as raised:
+        if mode == "invoke":
+            await backend.generate(too_long, max_tokens=8)
+        else:
+            async for _ in backend.stream(too_long, max_tokens=8):
+                pass
+    assert raised.value.provider == "local"
+    assert time.perf_counter() - started < 10  # no retries with backoff
+    assert chain.providers[0].circuit.state == "closed"  # type: ignore[attr-defined]
+    assert await backend.generate("Say hi.", max_tokens=4)  # the provider still serves
+
+
+@pytest.mark.live_local
+def test_an_image_is_refused_as_unsupported_not_retried_as_an_outage() -> None:
+    model = local_model(Settings(), max_tokens=4)
+    pixel = (
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    )
+    image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}}
+    message = HumanMessage(content=[{"type": "text", "text": "What is this?"}, image])
+    with pytest.raises(UnsupportedRequestError, match="image input is not supported") as caught:
+        model.invoke([message])
+    assert not caught.value.retryable
+    assert not isinstance(caught.value, BREAKER_ERRORS)

@@ -15,7 +15,6 @@ from typing import Any, Literal
 import httpx
 import pytest
 from langchain_core.messages import AIMessage
-from mock_http import MockServer, Reply, json_reply, ndjson_reply, proxy_page, text_reply
 from pydantic import BaseModel
 
 from pygent_lc import Settings
@@ -32,6 +31,14 @@ from pygent_lc.providers.ollama import (
     check_ollama_model,
     installed_ollama_models,
     ollama_model,
+)
+from tests.providers.mock_http import (
+    MockServer,
+    Reply,
+    json_reply,
+    ndjson_reply,
+    proxy_page,
+    text_reply,
 )
 
 MODEL = "llama3.2"
@@ -495,3 +502,13 @@ def test_api_tags_failures_are_typed(
     assert type(caught.value) is error
     assert text in caught.value.message
     assert caught.value.provider == "ollama"
+
+
+# --- a real refused connection ------------------------------------------------
+
+
+@pytest.mark.live_local
+def test_check_ollama_model_server_down() -> None:
+    settings = Settings(ollama_base_url="http://127.0.0.1:9", ollama_model="llama3.2")
+    with pytest.raises(ProviderUnavailableError):
+        check_ollama_model(settings)

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
-from mock_http import MockServer, json_reply, sse_reply
 from pydantic import BaseModel, SecretStr
 
 from pygent_lc.errors import ProviderUnavailableError
@@ -22,6 +21,7 @@ from pygent_lc.providers.openai_compatible import (
     reasoning_of,
 )
 from pygent_lc.providers.openrouter import OpenRouterChatModel
+from tests.providers.mock_http import MockServer, json_reply, sse_reply
 
 URL = "http://127.0.0.1:9/v1"
 

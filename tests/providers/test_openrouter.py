@@ -19,14 +19,7 @@ from langchain_core.messages import (
     HumanMessage,
     ToolMessage,
 )
-from mock_http import (
-    MockServer,
-    Reply,
-    json_reply,
-    proxy_page,
-    sse_reply,
-)
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from pygent_lc import Settings
 from pygent_lc.errors import (
@@ -47,6 +40,13 @@ from pygent_lc.providers.openrouter import (
     free_model_rate_limiter,
     openrouter_model,
     request_extras,
+)
+from tests.providers.mock_http import (
+    MockServer,
+    Reply,
+    json_reply,
+    proxy_page,
+    sse_reply,
 )
 
 KEY = "sk-or-v1-unit-0000000000000000000000000000000000000000000000000000000"
@@ -704,3 +704,27 @@ def test_models_left_out_when_only_the_primary_remains() -> None:
 
 def test_no_extras_without_settings_for_them() -> None:
     assert request_extras(Settings(openrouter_model="m")) == {}
+
+
+# --- built directly -----------------------------------------------------------
+
+
+def test_openrouter_model_built_directly_reads_openrouter_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pygent_lc.providers.openrouter import OpenRouterChatModel
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-wrong")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-direct")
+    model = OpenRouterChatModel(model="openai/gpt-4o-mini")
+    assert isinstance(model.openai_api_key, SecretStr)
+    assert model.openai_api_key.get_secret_value() == "sk-or-v1-direct"
+    assert model.openai_api_base == "https://openrouter.ai/api/v1"
+
+
+async def test_openrouter_model_without_a_key_is_built_but_never_sends() -> None:
+    from pygent_lc.providers.openrouter import OpenRouterChatModel
+
+    model = OpenRouterChatModel(model="openai/gpt-4o-mini")
+    with pytest.raises(ConfigurationError, match="OPENROUTER_API_KEY"):
+        await model.ainvoke("hi")  # sockets are off: a request would fail differently

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from state_helpers import FakeClock, StoreFactory
+from tests.state.state_helpers import FakeClock, StoreFactory
 
 from pygent_lc.state import MemoryStore, StateStore
 from pygent_lc.state.store import Clock

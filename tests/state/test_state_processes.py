@@ -6,8 +6,8 @@ import multiprocessing
 import uuid
 
 import pytest
-import state_workers
-from state_helpers import most_in_window
+import tests.state.state_workers as state_workers
+from tests.state.state_helpers import most_in_window
 
 from pygent_lc.state.redis_store import RedisStore
 

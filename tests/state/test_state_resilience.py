@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 import pytest
-from redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.state import (

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from state_helpers import START, FakeClock, StoreFactory, most_in_window
+from tests.state.state_helpers import START, FakeClock, StoreFactory, most_in_window
 
 from pygent_lc.breaker import Admission, CircuitBreaker
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError

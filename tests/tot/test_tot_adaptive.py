@@ -9,7 +9,7 @@ from pygent_lc.tot.sampling import Candidate, to_sample, value_interval
 PUZZLE = "4 9 10 13"
 
 
-def _c(order: int, low: float, high: float, *, final: bool = False, open: bool = True):
+def _c(order: int, low: float, high: float, *, final: bool = False, open: bool = True) -> Candidate:
     return Candidate(order, low, high, final, open=open)
 
 

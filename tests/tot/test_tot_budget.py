@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError
 from pygent_lc.tot import ToTConfig, ToTEngine
 
 
-def _config(**overrides) -> ToTConfig:
+def _config(**overrides: Any) -> ToTConfig:
     base = {"n_evaluate_sample": 2, "n_select_sample": 2, "max_depth": 3}
     base.update(overrides)
     return ToTConfig(**base)
@@ -73,7 +75,7 @@ async def test_max_cost_without_usage_reporting_is_a_configuration_error(scripte
 
 
 async def test_backend_budget_error_ends_the_search_cleanly(scripted, ladder):
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> BaseException | None:
         return BudgetExceededError("daily cap reached") if index >= 3 else None
 
     result = await ToTEngine(_config(), scripted(ladder, fail=fail)).solve("q")

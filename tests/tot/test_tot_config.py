@@ -90,7 +90,7 @@ def test_model_validate_also_raises_configuration_error():
 def test_config_is_frozen_and_updated_revalidates():
     config = ToTConfig()
     with pytest.raises(ValidationError, match="frozen"):
-        config.max_depth = 9  # type: ignore[misc]
+        config.max_depth = 9
     assert config.updated(max_depth=9).max_depth == 9
     with pytest.raises(ConfigurationError):
         config.updated(max_depth=0)

@@ -56,7 +56,7 @@ async def test_a_depth_the_caller_sets_is_kept(scripted, ladder):
         ("", 0.0),
     ],
 )
-def test_game24_value_label_is_the_last_lines_whole_word(output: str, expected: float):
+def test_game24_value_label_is_the_last_lines_whole_word(output: str, expected: float) -> None:
     assert Game24Task().parse_value(output) == expected
 
 
@@ -72,7 +72,7 @@ def test_generic_value_words_are_whole_words_too():
 
 
 @pytest.mark.parametrize("task", [Game24Task(), GenericTask()])
-def test_aggregation_does_not_depend_on_sample_order(task: Any):
+def test_aggregation_does_not_depend_on_sample_order(task: Any) -> None:
     scores = [0.001, 1.0, 0.001, 20.0, 0.1, 0.7]
     values = {task.aggregate_values(list(p)) for p in itertools.permutations(scores)}
     assert len(values) == 1
@@ -113,7 +113,7 @@ class _ShuffledGame24(ScriptedGame24Backend):
 
 
 @pytest.mark.parametrize("selection", ["greedy", "sample"])
-async def test_a_seeded_search_is_reproducible_whatever_order_calls_finish(selection: str):
+async def test_a_seeded_search_is_reproducible_whatever_order_calls_finish(selection: str) -> None:
     config = ToTConfig(seed=7, selection=selection, value_cache=None)
     runs = []
     for order_seed in range(3):

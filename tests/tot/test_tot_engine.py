@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from pygent_lc.tot.calls import gather_or_cancel
 from pygent_lc.tot.search import SearchContext
 
 
-def _config(**overrides) -> ToTConfig:
+def _config(**overrides: Any) -> ToTConfig:
     base = {
         "n_generate_sample": 1,
         "n_evaluate_sample": 2,
@@ -122,13 +123,13 @@ async def test_duplicate_thoughts_of_a_parent_are_merged(scripted):
 
 
 async def test_concurrent_identical_prompts_share_one_call(scripted):
-    from pygent_lc.tot.calls import LLMCaller, PromptCache, sample_prompt
+    from pygent_lc.tot.calls import LLMCaller, PromptCache, SampledOutputs, sample_prompt
 
     backend = scripted(lambda p: "Score: 7", latency_s=0.02)
     caller = LLMCaller(backend, _config(n_evaluate_sample=2))
     cache = PromptCache()
 
-    async def ask():
+    async def ask() -> tuple[SampledOutputs, bool]:
         return await cache.get(
             "P", lambda: sample_prompt(caller, "P", 2, kind="evaluation", temperature=0.7)
         )
@@ -200,7 +201,7 @@ def _unavailable(message: str = "upstream 503") -> ProviderUnavailableError:
 
 
 async def test_one_failing_value_call_is_recorded_and_the_rest_go_on(scripted, ladder):
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> BaseException | None:
         return _unavailable() if "Score: N" in prompt and "1. step b" in prompt else None
 
     config = _config(max_depth=1, n_select_sample=3)
@@ -220,7 +221,7 @@ async def test_one_failing_value_call_is_recorded_and_the_rest_go_on(scripted, l
 async def test_one_failing_sample_keeps_the_others(scripted, ladder):
     failed: list[str] = []
 
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> BaseException | None:
         if "Score: N" in prompt and not failed:
             failed.append(prompt)  # the first value sample of the first state
             return _unavailable()
@@ -235,7 +236,7 @@ async def test_one_failing_sample_keeps_the_others(scripted, ladder):
 
 
 async def test_one_failing_generation_is_recorded_on_its_parent(scripted, ladder):
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> BaseException | None:
         failing = "Possible next steps:" in prompt and "1. step a\n" in prompt
         return _unavailable() if failing else None
 
@@ -250,7 +251,7 @@ async def test_one_failing_generation_is_recorded_on_its_parent(scripted, ladder
 
 
 async def test_every_call_of_a_level_failing_raises_the_provider_error(scripted, ladder):
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> BaseException | None:
         return RateLimitError("slow down", provider="fake", retry_after=3.0)
 
     with pytest.raises(RateLimitError) as caught:
@@ -259,7 +260,7 @@ async def test_every_call_of_a_level_failing_raises_the_provider_error(scripted,
 
 
 async def test_every_evaluation_failing_raises(scripted, ladder):
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> BaseException | None:
         return _unavailable("evaluator down") if "Score: N" in prompt else None
 
     with pytest.raises(ProviderUnavailableError, match="evaluator down"):
@@ -269,7 +270,7 @@ async def test_every_evaluation_failing_raises(scripted, ladder):
 async def test_all_providers_failed_counts_as_a_failed_call(scripted, ladder):
     err = AllProvidersFailedError({"a": _unavailable(), "b": _unavailable()})
 
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> BaseException | None:
         if "Score: N" in prompt and "1. step c" in prompt:
             return err
         return None
@@ -283,7 +284,7 @@ async def test_all_providers_failed_counts_as_a_failed_call(scripted, ladder):
 
 
 async def test_unexpected_exceptions_are_not_swallowed(scripted, ladder):
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> BaseException | None:
         return KeyError("bug")
 
     with pytest.raises(KeyError):
@@ -308,9 +309,9 @@ async def test_non_string_problem_is_invalid_input(scripted, ladder):
 
 def test_engine_needs_a_backend():
     with pytest.raises(ConfigurationError):
-        ToTEngine(_config(), None)
+        ToTEngine(_config(), None)  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError):
-        ToTEngine(_config(), object())  # type: ignore[arg-type]
+        ToTEngine(_config(), object())  # type: ignore[call-overload]
 
 
 async def test_task_given_at_construction_or_per_call(scripted, ladder):
@@ -394,7 +395,7 @@ async def test_cancelling_a_search_cancels_its_calls(scripted, ladder):
 
 
 async def test_a_bug_in_one_call_stops_the_others(scripted, ladder):
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> BaseException | None:
         return KeyError("bug") if "1. step a" in prompt else None
 
     backend = scripted(ladder, latency_s=0.02, fail=fail)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import ThoughtTree, ToTConfig, ToTEngine, ToTResult
 from pygent_lc.tot.export import tree_to_mermaid
+from tests.tot.conftest import Reply
 
 
-async def _result(scripted, ladder) -> ToTResult:
+async def _result(scripted: type[ScriptedBackend], ladder: Reply) -> ToTResult:
     config = ToTConfig(n_evaluate_sample=2, n_select_sample=2, max_depth=2)
     return await ToTEngine(config, scripted(ladder)).solve('Say "hi" <now> [please] #1')
 
@@ -66,7 +68,7 @@ async def test_mermaid_marks_errors_and_truncates_long_text(scripted):
     def reply(prompt: str) -> str:
         return long_thought if "Possible next steps:" in prompt else "Score: 5"
 
-    def fail(prompt: str, index: int):
+    def fail(prompt: str, index: int) -> ProviderUnavailableError | None:
         if index == 2:
             return ProviderUnavailableError("down", provider="fake")
         return None

@@ -56,7 +56,7 @@ _SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT via os.kill is POSIX")
 @pytest.mark.parametrize("where", ["plain", "loop"])
-def test_ctrl_c_cancels_in_flight_calls_and_returns_within_a_second(where: str):
+def test_ctrl_c_cancels_in_flight_calls_and_returns_within_a_second(where: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-c", _SCRIPT, where],

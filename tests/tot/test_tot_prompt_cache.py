@@ -8,15 +8,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-from helpers import loopback_settings
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableLambda
-from loopback_server import LoopbackServer
 
 from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc import LangChainBackend, build_chat_model
 from pygent_lc.tot import Game24Task, GenericTask, ToTConfig, ToTEngine
 from pygent_lc.tot.tasks import SplitPrompt, split_template
+from tests.helpers import loopback_settings
+from tests.loopback_server import LoopbackServer
 
 
 class CachingGame24Backend(ScriptedGame24Backend):
@@ -90,12 +90,13 @@ async def test_generic_prefix_is_the_problem_for_every_call_of_a_solve(
 ) -> None:
     seen: list[tuple[str, str]] = []
 
-    class Caching(scripted):  # type: ignore[misc, valid-type]
+    class Caching(scripted):  # type: ignore[misc]
         accepts_cache_prefix = True
 
         async def generate(self, prompt: str, **kwargs: Any) -> str:
             seen.append((prompt, kwargs.pop("cache_prefix")))
-            return await super().generate(prompt, **kwargs)
+            reply: str = await super().generate(prompt, **kwargs)
+            return reply
 
     engine = ToTEngine(ToTConfig(max_depth=3), Caching(ladder))
     await engine.solve("What is the plan?")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import Runnable, RunnableLambda
 
 from pygent_lc.errors import InvalidInputError
 from pygent_lc.tot import ToTConfig, ToTEngine, ToTResult
@@ -19,10 +19,12 @@ class ChainRecorder(BaseCallbackHandler):
         self.started: list[str] = []
         self.ended: list[Any] = []
 
-    def on_chain_start(self, serialized, inputs, **kwargs) -> None:
+    def on_chain_start(
+        self, serialized: dict[str, Any], inputs: dict[str, Any], **kwargs: Any
+    ) -> None:
         self.started.append(kwargs.get("name") or "")
 
-    def on_chain_end(self, outputs, **kwargs) -> None:
+    def on_chain_end(self, outputs: dict[str, Any], **kwargs: Any) -> None:
         self.ended.append(outputs)
 
 
@@ -43,7 +45,7 @@ async def test_lcel_composition(scripted, ladder):
     result = await chain.ainvoke("q")
     assert isinstance(result, ToTResult)
     assert result.solved
-    pick = (
+    pick: Runnable[Any, Any] = (
         RunnableLambda(lambda question: {"problem": question.strip()})
         | ToTEngine(CONFIG, scripted(ladder))
         | RunnableLambda(lambda r: r.best.text)

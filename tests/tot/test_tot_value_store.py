@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import Game24Task, GenericTask, ToTConfig, ToTEngine
 from pygent_lc.tot.value_store import (
     MemoryValueStore,
@@ -17,6 +18,7 @@ from pygent_lc.tot.value_store import (
     ValueStore,
     open_value_store,
 )
+from tests.tot.conftest import Reply
 
 PUZZLE = "4 9 10 13"
 
@@ -46,7 +48,7 @@ def test_memory_store_is_a_bounded_lru():
     assert isinstance(store, ValueStore)
 
 
-def test_sqlite_store_round_trips_and_is_safe_from_threads(tmp_path: Path):
+def test_sqlite_store_round_trips_and_is_safe_from_threads(tmp_path: Path) -> None:
     path = tmp_path / "values.sqlite"
     store = SQLiteValueStore(path)
     errors: list[BaseException] = []
@@ -92,7 +94,7 @@ async def test_one_engine_keeps_values_across_solves():
     assert (await fresh.solve(PUZZLE)).stats.evaluation_calls == first.stats.evaluation_calls
 
 
-async def test_a_sqlite_value_cache_is_reused_by_a_later_run(tmp_path: Path):
+async def test_a_sqlite_value_cache_is_reused_by_a_later_run(tmp_path: Path) -> None:
     path = str(tmp_path / "values.sqlite")
     config = ToTConfig(value_cache=path)
     first = await ToTEngine(config, ScriptedGame24Backend(), task=Game24Task()).solve(PUZZLE)
@@ -102,7 +104,7 @@ async def test_a_sqlite_value_cache_is_reused_by_a_later_run(tmp_path: Path):
     assert later.solved
 
 
-async def test_values_are_kept_per_model_and_per_value_prompt(tmp_path: Path):
+async def test_values_are_kept_per_model_and_per_value_prompt(tmp_path: Path) -> None:
     path = str(tmp_path / "values.sqlite")
     config = ToTConfig(value_cache=path)
     first = await ToTEngine(config, ScriptedGame24Backend(), task=Game24Task()).solve(PUZZLE)
@@ -118,7 +120,9 @@ async def test_values_are_kept_per_model_and_per_value_prompt(tmp_path: Path):
     assert (await new_prompt.solve(PUZZLE)).stats.evaluation_calls == (first.stats.evaluation_calls)
 
 
-def test_a_file_store_needs_to_know_the_model(tmp_path: Path, scripted, ladder):
+def test_a_file_store_needs_to_know_the_model(
+    tmp_path: Path, scripted: type[ScriptedBackend], ladder: Reply
+) -> None:
     config = ToTConfig(value_cache=str(tmp_path / "v.sqlite"))
     with pytest.raises(ConfigurationError) as caught:
         ToTEngine(config, scripted(ladder))

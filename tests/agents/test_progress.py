@@ -1,0 +1,42 @@
+"""Live progress of a reasoning solve: levels, calls and spend; the value cache under it."""
+
+from __future__ import annotations
+
+import pytest
+
+from pygent_lc.agents import SolveProgress
+from tests.agents.fakes import ReplyChatModel, reasoning_agent
+
+
+async def test_progress_reports_levels_and_spend() -> None:
+    def reply(prompt: str) -> str:
+        return "Keep going." if "Possible next steps:" in prompt else "Score: 5"
+
+    agent = reasoning_agent(reply, max_depth=3, n_select_sample=1)
+    snapshots: list[SolveProgress] = []
+    result = await agent.solve(
+        "Think.", on_progress=lambda p: snapshots.append(SolveProgress(**vars(p)))
+    )
+    assert not result.solved
+    levels = [s.level for s in snapshots]
+    assert list(dict.fromkeys(levels)) == [1, 2, 3]
+    assert levels == sorted(levels)  # BFS goes down one level at a time
+    last = snapshots[-1]
+    # 3 proposals and 1 value: a level's only state needs no value until the
+    # last level, where the best state is the answer
+    assert (last.calls, last.in_flight) == (4, 0)
+    assert last.usage.cost_usd == pytest.approx(0.004)
+    assert last.usage.input_tokens == 40
+    assert "level 3/3 · 4 calls" in last.line()
+
+
+async def test_state_values_outlive_a_solve_with_progress_too() -> None:
+    agent = reasoning_agent(max_depth=2, n_select_sample=1)
+    model = agent.backend.runnable
+    assert isinstance(model, ReplyChatModel)
+    await agent.solve("What is 2 + 2?", on_progress=lambda p: None)
+    valued_first = [p for p in model.prompts if "Possible next steps:" not in p]
+    model.prompts.clear()
+    await agent.solve("What is 2 + 2?", on_progress=lambda p: None)
+    valued_again = [p for p in model.prompts if "Possible next steps:" not in p]
+    assert valued_first and valued_again == []  # every state's value came from the cache

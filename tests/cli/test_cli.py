@@ -1,0 +1,387 @@
+"""The ``pygent-lc`` entry point, run in a subprocess as a user would run it.
+
+"OpenRouter" and "Ollama" are the loopback server (in this process, on
+127.0.0.1); its responder plays the Game of 24, so ``solve`` really solves.
+The key is a canary that must never appear in any output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pty
+import socket
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.game24_model import scripted_game24_reply
+from pygent_lc import ProviderSkippedWarning, cli
+from pygent_lc.cli.parser import build_parser
+from pygent_lc.tot import check_24
+from tests.helpers import CANARY_KEY
+from tests.loopback_server import LoopbackServer
+from tests.loopback_server.answers import last_user_text
+
+EXE = Path(sys.executable).with_name("pygent-lc")
+JSON_KEYS = {
+    "problem",
+    "task",
+    "solved",
+    "answer",
+    "best",
+    "solutions",
+    "tree",
+    "stats",
+    "config",
+    "providers",
+    "served_by",
+    "usage",
+}
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(EXE), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        input=stdin,
+        stdin=subprocess.DEVNULL if stdin is None else None,
+        timeout=180,
+    )
+
+
+def assert_clean_failure(proc: subprocess.CompletedProcess[str], code: int, kind: str) -> str:
+    """One ``error:`` line and one ``hint:`` line, no traceback, no key; returns the error."""
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, proc.stderr
+    assert lines[0].startswith(f"error: {kind}: ")
+    assert lines[1].startswith("hint: ")
+    assert "Traceback" not in proc.stderr
+    assert CANARY_KEY not in proc.stdout + proc.stderr
+    return lines[0]
+
+
+def test_missing_key_and_bad_options_exit_2_with_a_hint() -> None:
+    proc = run_cli("solve", "What is 2 + 2?", "--provider", "openrouter")
+    error = assert_clean_failure(proc, 2, "AgentError")
+    assert "OPENROUTER_API_KEY" in error
+    assert proc.stdout == ""
+    proc = run_cli(
+        "solve", "x", "--provider", "openrouter", "--depth", "0",
+        env={"OPENROUTER_API_KEY": CANARY_KEY},
+    )  # fmt: skip
+    assert "max_depth" in assert_clean_failure(proc, 2, "AgentError")
+
+
+def test_reads_dotenv_in_the_working_directory() -> None:
+    Path(".env").write_text("DEBUG=1\nPYGENT_PROVIDERS=ollama,bogus\n")
+    proc = run_cli("doctor")
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert "providers (PYGENT_PROVIDERS).1 from .env line 2: " in error
+
+
+def test_malformed_dotenv_is_one_error_naming_the_file_and_line() -> None:
+    Path(".env").write_text(f"OPENROUTER_API_KEY={CANARY_KEY}\nOLLAMA_MODEL='llama3.2\n")
+    proc = run_cli("doctor")
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert error == "error: ConfigurationError: .env line 2: cannot parse this line " + (
+        "(an unterminated quote? expected NAME=value)"
+    )
+    Path(".env").write_bytes(b"OLLAMA_MODEL=caf\xe9\n")
+    error = assert_clean_failure(run_cli("doctor"), 2, "ConfigurationError")
+    assert error.startswith("error: ConfigurationError: .env line 1: not valid utf-8 text")
+
+
+def test_key_over_plain_http_is_a_configuration_error() -> None:
+    proc = run_cli(
+        "chat", "hi", "--provider", "openrouter",
+        env={"OPENROUTER_API_KEY": CANARY_KEY, "OPENROUTER_BASE_URL": "http://example.com/v1"},
+    )  # fmt: skip
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert "plain http to example.com" in error
+
+
+@pytest.fixture
+def pygent_logger() -> Iterator[logging.Logger]:
+    """The ``pygent_lc`` logger, restored after ``cli`` configured it in this process."""
+    logger = logging.getLogger("pygent_lc")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield logger
+    logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_library_log_shows_only_with_verbose(
+    pygent_logger: logging.Logger,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    verbose: bool,
+) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", CANARY_KEY)
+    cli._configure_logging(verbose=verbose)
+    logging.getLogger("pygent_lc.breaker").warning("circuit of %s open: %r", "x", CANARY_KEY)
+    logging.getLogger("pygent_lc.retry").info("attempt 1 failed")
+    err = capsys.readouterr().err
+    if verbose:
+        assert err.splitlines() == [
+            "WARNING pygent_lc.breaker: circuit of x open: '***'",
+            "INFO pygent_lc.retry: attempt 1 failed",
+        ]
+    else:
+        assert err == ""
+
+
+@pytest.mark.parametrize("argv", [["-v", "doctor"], ["doctor", "-v"], ["doctor", "--verbose"]])
+def test_verbose_before_or_after_the_command(argv: list[str]) -> None:
+    assert build_parser().parse_args(argv).verbose is True
+    assert build_parser().parse_args(["doctor"]).verbose is False
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pygent_lc.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: pygent-lc ")
+
+
+def test_main_hides_only_skipped_provider_warnings(pygent_logger: logging.Logger) -> None:
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert cli.main(["models", "--provider", "local", "--json"]) == 0
+        warnings.warn("skipped", ProviderSkippedWarning, stacklevel=1)
+        warnings.warn("still shown", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in shown] == ["still shown"]
+
+
+# --- against the loopback "OpenRouter" and "Ollama" ----------------------------
+
+
+def game24_responder(protocol: str, body: Mapping[str, Any]) -> str:
+    return scripted_game24_reply(last_user_text(body))
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer(
+        ollama_models=["llama3.2:latest"], responder=game24_responder, api_key=CANARY_KEY
+    ) as live:
+        yield live
+
+
+def env_for(server: LoopbackServer, **changes: str) -> dict[str, str]:
+    env = {
+        "OPENROUTER_API_KEY": CANARY_KEY,
+        "OPENROUTER_BASE_URL": server.openrouter_base_url,
+        "OPENROUTER_MODEL": "openai/gpt-4o-mini",
+        "OLLAMA_BASE_URL": server.ollama_base_url,
+        "OLLAMA_MODEL": "llama3.2",
+        "PYGENT_PROVIDERS": "openrouter,ollama",
+        "PYGENT_MAX_RETRIES": "0",
+    }
+    env.update(changes)
+    return env
+
+
+@pytest.mark.live_local
+def test_solve_json_is_the_full_result(server: LoopbackServer, tmp_path: Path) -> None:
+    proc = run_cli(
+        "solve", "4 9 10 13", "--task", "game24", "--breadth", "2", "--json",
+        "--mermaid", str(tmp_path / "tree.mmd"),
+        env=env_for(server),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert CANARY_KEY not in proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert set(data) >= JSON_KEYS
+    assert data["solved"] is True
+    assert check_24(data["answer"], "4 9 10 13")
+    assert data["served_by"] == ["openrouter/openai/gpt-4o-mini"]
+    [usage] = data["usage"]
+    assert usage["calls"] == data["stats"]["llm_calls"] == server.request_count("openrouter")
+    assert usage["cost_usd"] > 0
+    assert data["config"]["n_select_sample"] == 2
+    assert len(data["tree"]["nodes"]) == data["stats"]["nodes"]
+    assert (tmp_path / "tree.mmd").read_text().startswith("flowchart TD")
+    assert "served by openrouter/openai/gpt-4o-mini" in proc.stderr
+
+
+@pytest.mark.live_local
+def test_solve_shows_live_progress_on_a_terminal(server: LoopbackServer) -> None:
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [str(EXE), "solve", "4 9 10 13", "--task", "game24", "--provider", "ollama"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **env_for(server)},
+        text=True,
+    )
+    os.close(terminal)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(controller)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    shown = screen.decode()
+    assert "\r\x1b[2Klevel 1/4 · " in shown  # the status line, rewritten in place
+    assert "served by ollama/llama3.2" in shown
+    assert stdout.startswith("Answer: ")
+    assert check_24(stdout.removeprefix("Answer: "), "4 9 10 13")
+
+
+@pytest.mark.live_local
+def test_provider_failures_exit_1_with_one_line(server: LoopbackServer) -> None:
+    wrong_key = run_cli(
+        "chat", "hi", "--provider", "openrouter",
+        env=env_for(server, OPENROUTER_API_KEY=CANARY_KEY[:-4] + "beef"),
+    )  # fmt: skip
+    error = assert_clean_failure(wrong_key, 1, "AuthenticationError")
+    assert CANARY_KEY[:-4] + "beef" not in wrong_key.stderr
+    assert "[401]" in error
+    missing = run_cli(
+        "chat", "hi", "--provider", "ollama", "--model", "mistral", env=env_for(server)
+    )
+    error = assert_clean_failure(missing, 1, "ModelNotFoundError")
+    assert "installed: llama3.2:latest" in error
+    assert "pygent-lc models --provider ollama" in missing.stderr
+
+
+@pytest.mark.live_local
+def test_chat_streams_the_reply(server: LoopbackServer) -> None:
+    server.responder = lambda protocol, body: f"{protocol} says hello"
+    proc = run_cli("chat", "hi", "--provider", "ollama", env=env_for(server))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "ollama says hello\n"
+    assert "ollama/llama3.2: 1 call(s)" in proc.stderr
+
+
+@pytest.mark.live_local
+def test_chat_reads_a_long_prompt_from_stdin_or_a_file(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    """Past the 128 KiB a single command-line argument may hold."""
+    long_prompt = "word " * 60_000 + "end"
+    seen: list[str] = []
+
+    def remember(protocol: str, body: Mapping[str, Any]) -> str:
+        seen.append(last_user_text(body))
+        return "read it"
+
+    server.responder = remember
+    from_stdin = run_cli(
+        "chat", "-", "--provider", "ollama", env=env_for(server), stdin=long_prompt
+    )
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text(long_prompt, encoding="utf-8")
+    from_file = run_cli(
+        "chat", "--file", str(prompt_file), "--provider", "ollama", env=env_for(server)
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    assert seen == [long_prompt, long_prompt]
+
+
+def test_prompt_sources_are_checked_before_any_request(tmp_path: Path) -> None:
+    neither = run_cli("chat")
+    assert_clean_failure(neither, 2, "InvalidInputError")
+    both = run_cli("solve", "2+2", "--file", str(tmp_path / "p.txt"))
+    assert_clean_failure(both, 2, "InvalidInputError")
+    missing = run_cli("chat", "--file", str(tmp_path / "nowhere.txt"))
+    assert "cannot read" in assert_clean_failure(missing, 2, "InvalidInputError")
+    empty = run_cli("chat", "-", stdin="   ")
+    assert "prompt is empty" in assert_clean_failure(empty, 2, "InvalidInputError")
+
+
+@pytest.mark.live_local
+def test_models_lists_prices_and_installed_models(server: LoopbackServer) -> None:
+    table = run_cli("models", "--search", "gpt", env=env_for(server))
+    assert table.returncode == 0, table.stderr
+    header, row = table.stdout.strip().splitlines()
+    assert header.split() == ["model", "context", "$/M", "in", "$/M", "out"]
+    assert row.split() == ["openai/gpt-4o-mini", "128000", "0.150", "0.600"]
+    ollama = run_cli("models", "--provider", "ollama", "--json", env=env_for(server))
+    assert json.loads(ollama.stdout) == [{"id": "llama3.2:latest"}]
+
+
+@pytest.mark.live_local
+def test_doctor_exit_code_follows_the_providers(server: LoopbackServer) -> None:
+    healthy = run_cli("doctor", "--json", env=env_for(server))
+    assert healthy.returncode == 0, healthy.stderr
+    status = {entry["provider"]: entry["status"] for entry in json.loads(healthy.stdout)}
+    assert status["openrouter"] == status["ollama"] == "ok"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    sick = run_cli("doctor", "--provider", "ollama", env=env_for(server, OLLAMA_BASE_URL=down))
+    assert sick.returncode == 1
+    assert sick.stdout.startswith("ollama      problem")
+    assert "did not answer" in sick.stdout
+    assert CANARY_KEY not in healthy.stdout + sick.stdout
+
+
+@pytest.mark.live_local
+def test_circuit_breaker_log_only_with_verbose(server: LoopbackServer) -> None:
+    env = env_for(server, OPENROUTER_API_KEY=CANARY_KEY[:-4] + "beef", PYGENT_BREAKER_FAILURES="1")
+    quiet = run_cli("chat", "hi", "--provider", "openrouter", env=env)
+    assert_clean_failure(quiet, 1, "AuthenticationError")  # exactly error: and hint:
+    verbose = run_cli("chat", "hi", "--provider", "openrouter", "-v", env=env)
+    assert verbose.returncode == 1
+    assert "WARNING pygent_lc.breaker: circuit of openrouter open" in verbose.stderr
+    assert CANARY_KEY[:-4] not in verbose.stderr
+
+
+# --- on the embedded model ----------------------------------------------------
+
+
+@pytest.mark.live_local
+def test_cli_solve_on_a_fresh_machine_answers_from_the_local_model() -> None:
+    """The README's first command, with a smaller search: no key, no Ollama."""
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("pygent-lc")),
+            "solve",
+            "Name three primary colours.",
+            "--depth",
+            "1",
+            "--breadth",
+            "1",
+            "--max-tokens",
+            "16",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),  # conftest removed every OPENROUTER_/OLLAMA_/PYGENT_ variable
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["providers"] == ["local"]  # openrouter and ollama skipped: not configured
+    assert data["served_by"] == [f"local/{data['usage'][0]['model']}"]
+    assert data["answer"].strip()
+    assert data["stats"]["llm_calls"] == 1 + data["stats"]["evaluation_calls"]
+    assert "served by local/" in proc.stderr

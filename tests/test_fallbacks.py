@@ -1,0 +1,244 @@
+"""``ProviderChain``: providers tried in order, every failure collected, streams and
+batches; bad input refused before any request; structured output and tools across the
+chain (the loopback server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from langchain_core.tools import tool
+from pydantic import BaseModel
+
+from pygent_lc import Settings, build_chat_model
+from pygent_lc.chain import with_provider_policy
+from pygent_lc.errors import (
+    AllProvidersFailedError,
+    AuthenticationError,
+    InvalidInputError,
+    ProviderUnavailableError,
+    StreamInterruptedError,
+)
+from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.testing import ScriptedChatModel
+from tests.loopback_server import Fault, LoopbackServer
+
+FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)
+
+
+def unavailable(provider: str = "a") -> ProviderUnavailableError:
+    return ProviderUnavailableError("503", provider=provider, status_code=503)
+
+
+def chain(*models: ScriptedChatModel, settings: Settings = FAST) -> ProviderChain:
+    retried = [with_provider_policy(m, settings, breaker=False) for m in models]
+    return ProviderChain(providers=list(retried))
+
+
+async def test_fallback_runs_after_primary_retries_are_used_up() -> None:
+    primary = ScriptedChatModel(provider="a", outcomes=[unavailable()] * 3)
+    backup = ScriptedChatModel(provider="b", outcomes=["from b"])
+    assert (await chain(primary, backup).ainvoke("hi")).content == "from b"
+    assert (len(primary.calls), len(backup.calls)) == (3, 1)
+
+
+async def test_non_retryable_primary_falls_back_at_once() -> None:
+    primary = ScriptedChatModel(provider="a", outcomes=[AuthenticationError("x", provider="a")])
+    backup = ScriptedChatModel(provider="b", outcomes=["from b"])
+    assert (await chain(primary, backup).ainvoke("hi")).content == "from b"
+    assert len(primary.calls) == 1
+
+
+async def test_all_failed_carries_every_providers_error() -> None:
+    primary = ScriptedChatModel(provider="a", outcomes=[AuthenticationError("x", provider="a")])
+    backup = ScriptedChatModel(provider="b", outcomes=[unavailable("b")] * 3)
+    with pytest.raises(AllProvidersFailedError) as caught:
+        await chain(primary, backup).ainvoke("hi")
+    errors = list(caught.value.errors.values())
+    assert [type(e) for e in errors] == [AuthenticationError, ProviderUnavailableError]
+    assert [e.provider for e in errors] == ["a", "b"]
+
+
+def test_all_failed_in_sync_invoke() -> None:
+    primary = ScriptedChatModel(provider="a", outcomes=[AuthenticationError("x", provider="a")])
+    backup = ScriptedChatModel(provider="b", outcomes=[AuthenticationError("y", provider="b")])
+    with pytest.raises(AllProvidersFailedError):
+        chain(primary, backup).invoke("hi")
+
+
+async def test_non_provider_errors_do_not_fall_back() -> None:
+    primary = ScriptedChatModel(provider="a", outcomes=[RuntimeError("a bug")])
+    backup = ScriptedChatModel(provider="b", outcomes=["from b"])
+    with pytest.raises(RuntimeError):
+        await chain(primary, backup).ainvoke("hi")
+    assert backup.calls == []
+
+
+async def test_stream_failing_before_first_chunk_is_retried_then_falls_back() -> None:
+    primary = ScriptedChatModel(provider="a", outcomes=[("", unavailable())] * 3)
+    backup = ScriptedChatModel(provider="b", outcomes=["streamed from b"])
+    chunks = [c.content async for c in chain(primary, backup).astream("hi")]
+    assert "".join(chunks) == "streamed from b"
+    assert len(primary.calls) == 3
+
+
+async def test_stream_failing_after_text_is_not_retried_nor_fallen_back() -> None:
+    broken = StreamInterruptedError("cut", partial_text="one two", provider="a")
+    primary = ScriptedChatModel(provider="a", outcomes=[("one two", broken)])
+    backup = ScriptedChatModel(provider="b", outcomes=["from b"])
+    seen: list[str] = []
+    with pytest.raises(StreamInterruptedError):
+        async for chunk in chain(primary, backup).astream("hi"):
+            seen.append(str(chunk.content))
+    assert "".join(seen) == "one two"
+    assert (len(primary.calls), backup.calls) == (1, [])
+
+
+def test_sync_stream_falls_back() -> None:
+    primary = ScriptedChatModel(
+        provider="a", outcomes=[("", AuthenticationError("x", provider="a"))]
+    )
+    backup = ScriptedChatModel(provider="b", outcomes=["b streams"])
+    assert "".join(str(c.content) for c in chain(primary, backup).stream("hi")) == "b streams"
+
+
+async def test_batch_reports_all_failed_per_input() -> None:
+    primary = ScriptedChatModel(provider="a", outcomes=[AuthenticationError("x", provider="a")] * 2)
+    backup = ScriptedChatModel(
+        provider="b", outcomes=["ok", AuthenticationError("y", provider="b")]
+    )
+    results = await chain(primary, backup).abatch(["one", "two"], return_exceptions=True)
+    kinds = sorted(type(r).__name__ for r in results)
+    assert kinds == ["AIMessage", "AllProvidersFailedError"]
+
+
+async def test_fallback_that_breaks_mid_stream_raises_its_own_error() -> None:
+    primary = ScriptedChatModel(provider="a", outcomes=[("", unavailable("a"))] * 3)
+    broken = StreamInterruptedError("cut", partial_text="one", provider="b")
+    backup = ScriptedChatModel(provider="b", outcomes=[("one", broken)])
+    seen: list[str] = []
+    with pytest.raises(StreamInterruptedError) as caught:
+        async for chunk in chain(primary, backup).astream("hi"):
+            seen.append(str(chunk.content))
+    assert caught.value.provider == "b"
+    assert seen == ["one"]
+
+
+# --- bad input, before any request --------------------------------------------
+
+
+CONFIGURED = {"openrouter_api_key": "sk-or-v1-x", "ollama_model": "llama3.2"}
+
+
+UNENCODABLE = "hi \ud800 there"
+
+
+async def _call(chain: Any, method: str, chat_input: Any, **keywords: Any) -> Any:
+    if method == "invoke":
+        return chain.invoke(chat_input, **keywords)
+    if method == "ainvoke":
+        return await chain.ainvoke(chat_input, **keywords)
+    if method == "stream":
+        return list(chain.stream(chat_input, **keywords))
+    return [chunk async for chunk in chain.astream(chat_input, **keywords)]
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"temperature": 5}, "temperature must be between"),
+        ({"max_tokens": -5}, "max_tokens must be between"),
+        ({"top_p": float("nan")}, "top_p must be a finite number"),
+        ({"temprature": 0.5}, r"unknown call keyword\(s\) \['temprature'\]"),
+    ],
+)
+@pytest.mark.parametrize("method", ["invoke", "ainvoke", "stream", "astream"])
+async def test_the_chain_itself_checks_call_keywords(
+    keywords: dict[str, Any], message: str, method: str
+) -> None:
+    chain = build_chat_model(Settings(**CONFIGURED), ["openrouter", "ollama"])
+    with pytest.raises(InvalidInputError, match=message):
+        await _call(chain, method, "hi", **keywords)
+
+
+@pytest.mark.parametrize(
+    "chat_input",
+    [
+        UNENCODABLE,
+        [("human", UNENCODABLE)],
+        [{"role": "user", "content": [{"type": "text", "text": UNENCODABLE}]}],
+    ],
+)
+@pytest.mark.parametrize("method", ["invoke", "ainvoke", "stream", "astream"])
+async def test_the_chain_rejects_text_that_cannot_be_sent(chat_input: Any, method: str) -> None:
+    chain = build_chat_model(Settings(**CONFIGURED), ["openrouter", "ollama"])
+    with pytest.raises(InvalidInputError, match="surrogates not allowed at character 3"):
+        await _call(chain, method, chat_input)
+
+
+# --- structured output and tools ----------------------------------------------
+
+
+def settings_for(server: LoopbackServer, **values: object) -> Settings:
+    return Settings(
+        openrouter_api_key="sk-or-v1-feature-test",
+        openrouter_base_url=server.openrouter_base_url,
+        openrouter_model="deepseek/deepseek-r1",
+        **values,
+    )
+
+
+class Answer(BaseModel):
+    value: int
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+def json_when_asked(protocol: str, body: Mapping[str, Any]) -> str:
+    return '{"value": 42}' if body.get("response_format") or body.get("format") else "plain"
+
+
+@pytest.mark.live_local
+async def test_structured_output_on_the_fallback_chain() -> None:
+    with LoopbackServer(ollama_models=["llama3.2:latest"], responder=json_when_asked) as server:
+        settings = settings_for(
+            server, ollama_base_url=server.ollama_base_url, ollama_model="llama3.2"
+        )
+        chain = build_chat_model(settings, ["openrouter", "ollama"])
+        structured = chain.with_structured_output(Answer)
+        assert await structured.ainvoke("what is six times seven?") == Answer(value=42)
+        body = server.requests("openrouter")[0].json
+        assert body["response_format"]["type"] == "json_schema"
+        assert body["provider"] == {"require_parameters": True}
+        server.script("openrouter", [Fault.status(503)] * 3)  # then Ollama answers
+        assert await structured.ainvoke("again?") == Answer(value=42)
+        assert server.requests("ollama")[0].json["format"]["properties"] == {
+            "value": {"title": "Value", "type": "integer"}
+        }
+
+
+@pytest.mark.live_local
+async def test_bind_tools_on_the_fallback_chain(loopback: LoopbackServer) -> None:
+    settings = settings_for(
+        loopback, ollama_base_url=loopback.ollama_base_url, ollama_model="llama3.2"
+    )
+    with_tools = build_chat_model(settings, ["openrouter", "ollama"]).bind_tools([add])
+    loopback.script("openrouter", [Fault.status(401)])
+    await with_tools.ainvoke("add 1 and 2")
+    assert loopback.requests("openrouter")[0].json["tools"][0]["function"]["name"] == "add"
+    assert loopback.requests("ollama")[0].json["tools"][0]["function"]["name"] == "add"
+
+
+@pytest.mark.live_local
+async def test_structured_output_and_tools_with_a_single_provider() -> None:
+    with LoopbackServer(responder=json_when_asked) as server:
+        chain = build_chat_model(settings_for(server), ["openrouter"])
+        assert await chain.with_structured_output(Answer).ainvoke("q") == Answer(value=42)
+        await chain.bind_tools([add]).ainvoke("add 1 and 2")
+        assert server.requests("openrouter")[1].json["tools"][0]["function"]["name"] == "add"
