@@ -22,6 +22,8 @@ import pytest
 from helpers import ROOT, cassette_config
 from loopback_server import LoopbackServer
 
+from pygent_lc.state import shared_store
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "vcr: replays a cassette from cassettes/")
@@ -78,3 +80,9 @@ def redis_url() -> Iterator[str]:
 
     with redis_for_tests() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> None:
+    """Each test starts with this process's breakers, limits and budgets empty."""
+    shared_store().clear()

@@ -20,7 +20,6 @@ from pygent_lc.openrouter_catalog import (
     list_openrouter_models,
 )
 from pygent_lc.providers import openrouter_model
-from pygent_lc.providers.openrouter import free_model_rate_limiter
 
 pytestmark = pytest.mark.live_local
 
@@ -105,11 +104,3 @@ async def test_spend_limit_without_estimates_uses_tracked_cost(loopback: Loopbac
     assert loopback.request_count("openrouter") == 2
 
 
-def test_free_models_share_one_rate_limiter(loopback: LoopbackServer) -> None:
-    free = openrouter_model(settings_for(loopback, openrouter_model="x/y:free"))
-    other_free = openrouter_model(settings_for(loopback), model="z/w:free")
-    paid = openrouter_model(settings_for(loopback))
-    assert free.rate_limiter is other_free.rate_limiter is free_model_rate_limiter()
-    assert paid.rate_limiter is None
-    limiter = free_model_rate_limiter()
-    assert limiter.requests_per_second == pytest.approx(20 / 60)
