@@ -36,9 +36,7 @@ def with_provider_policy(
     (``breaker_failures`` or ``breaker_cooldown`` of 0).
     """
     store = shared_store(settings.state_url.get_secret_value() if settings.state_url else None)
-    provider = str(getattr(model, "provider_label", None) or type(model).__name__)
-    model_name = getattr(model, "model_name", None) or getattr(model, "model", None)
-    model_name = model_name if isinstance(model_name, str) else None
+    provider, model_name = names_of(model)
     circuit = None
     if breaker and settings.breaker_failures and settings.breaker_cooldown:
         circuit = CircuitBreaker(
@@ -73,6 +71,15 @@ def with_provider_policy(
         budget=budget,
         record_usage=settings.state_url is not None,
     )
+
+
+def names_of(model: BaseChatModel) -> tuple[str, str | None]:
+    """The provider and model names of ``model``, as LangChain traces name them."""
+    traced = model._get_ls_params()
+    provider = getattr(model, "provider_label", None) or traced.get("ls_provider")
+    name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    name = name or traced.get("ls_model_name")
+    return str(provider or type(model).__name__), name if isinstance(name, str) else None
 
 
 def endpoint_of(model: BaseChatModel) -> str | None:
