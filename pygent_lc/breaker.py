@@ -25,7 +25,8 @@ answered, so, like a success, they reset the count and close a half-open circuit
 
 One breaker decision is made per provider call: the breaker sits *outside*
 the retry policy, so a call that used up its retries is one failure.
-Cancellation and non-provider exceptions (bugs) are neither success nor
+Cancellation, non-provider exceptions (bugs) and the errors raised before
+any request (an open circuit, our own rate limit) are neither success nor
 failure; a probe cut short that way frees the probe slot for the next call.
 A probe that takes longer than ``cooldown`` (a slow timeout with retries) no
 longer blocks the slot: another probe may go, at most one per cooldown.
@@ -33,14 +34,10 @@ longer blocks the slot: another probe may go, at most one per cooldown.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 from pygent_lc.errors import (
     AuthenticationError,
@@ -49,6 +46,16 @@ from pygent_lc.errors import (
     ProviderError,
     ProviderUnavailableError,
     RateLimitError,
+)
+from pygent_lc.rate_limits import LocalRateLimitError
+from pygent_lc.state import (
+    BreakerAdmission,
+    BreakerOutcome,
+    BreakerSpec,
+    CallEnd,
+    CircuitState,
+    MemoryStore,
+    StateStore,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,8 +69,6 @@ BREAKER_ERRORS: tuple[type[ProviderError], ...] = (
 )
 """Errors that count towards opening the circuit (see the module docstring)."""
 
-CircuitState = Literal["closed", "open", "half_open"]
-
 
 class CircuitOpenError(ProviderUnavailableError):
     """Raised without any network call while a provider's circuit is open.
@@ -73,25 +78,29 @@ class CircuitOpenError(ProviderUnavailableError):
     """
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """The breaker's answer to one call: go ahead (maybe as the probe), or fail fast."""
-
-    allowed: bool
-    probe_id: int | None = None
-    retry_in: float | None = None
+_NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)
+"""Errors raised before any request: they say nothing about the provider."""
 
 
-_GO = Admission(allowed=True)
+Admission = BreakerAdmission
+"""The breaker's answer to one call: go ahead (maybe as the probe), or fail fast."""
 
 
 class CircuitBreaker:
-    """Per-provider breaker state: consecutive failures, open since, probe in flight.
+    """One provider's circuit, its state kept in a :class:`~pygent_lc.state.StateStore`.
 
-    Thread-safe (one lock, held for a few assignments, never across I/O), so
-    one instance serves sync, threaded and async callers alike. ``clock`` is
-    injectable for tests. A ``failure_threshold`` or ``cooldown`` of 0
-    disables the breaker: every call is admitted and nothing is recorded.
+    The store holds consecutive failures, open-since and the probe in flight
+    under :attr:`key` (``breaker|provider|model|endpoint``): with an
+    in-process store (the default, a store of its own) the circuit is this
+    object's; with the Redis store every process using the same provider,
+    model and endpoint shares it, so one worker's failures open it for all and
+    one probe runs fleet-wide. ``clock`` (for tests) drives a store of its own.
+    A ``failure_threshold`` or ``cooldown`` of 0 disables the breaker: every
+    call is admitted and nothing is recorded.
+
+    :class:`~pygent_lc.policy.ProviderPolicy` asks the store once per call
+    (:meth:`spec` in the call's plan, :meth:`outcome` at its end); the
+    methods below are the same steps one at a time.
     """
 
     def __init__(
@@ -101,7 +110,9 @@ class CircuitBreaker:
         *,
         provider: str = "provider",
         model: str | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        endpoint: str | None = None,
+        store: StateStore | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if failure_threshold < 0 or cooldown < 0:
             raise ValueError("failure_threshold and cooldown must be >= 0")
@@ -109,14 +120,9 @@ class CircuitBreaker:
         self.cooldown = cooldown
         self.provider = provider
         self.model = model
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._probe_id: int | None = None
-        self._probe_started = 0.0
-        self._probe_ids = itertools.count(1)
-        self._last_error: ProviderError | None = None
+        self.endpoint = endpoint
+        self.store = store or MemoryStore(clock=clock or time.time)
+        self.key = f"breaker|{provider}|{model or ''}|{endpoint or ''}"
         _LIVE.add(self)
 
     @property
@@ -124,37 +130,58 @@ class CircuitBreaker:
         return self.failure_threshold > 0 and self.cooldown > 0
 
     @property
+    def spec(self) -> BreakerSpec:
+        """What a call's plan asks of this breaker (see :meth:`StateStore.begin_call`)."""
+        return BreakerSpec(self.key, self.failure_threshold, self.cooldown)
+
+    @property
     def state(self) -> CircuitState:
-        with self._lock:
-            if self._opened_at is None:
-                return "closed"
-            if self._clock() < self._opened_at + self.cooldown:
-                return "open"
-            return "half_open"
+        return self.store.breaker_state(self.key, self.cooldown).state
 
     @property
     def consecutive_failures(self) -> int:
-        with self._lock:
-            return self._failures
+        return self.store.breaker_state(self.key, self.cooldown).failures
+
+    def outcome(self, admission: Admission, error: BaseException | None) -> BreakerOutcome | None:
+        """What to record for a call that ended with ``error`` (None: it answered).
+
+        Counted errors are failures; other provider errors prove the provider
+        answered; anything else (cancellation, a bug, a limit of our own) is
+        no outcome and only frees the probe slot. Nothing for a disabled breaker.
+        """
+        if not self.enabled:
+            return None
+        if error is None or (
+            isinstance(error, ProviderError) and not isinstance(error, BREAKER_ERRORS)
+        ):
+            return BreakerOutcome(self.key, admission, "success")
+        if isinstance(error, ProviderError) and not isinstance(error, _NOT_THE_PROVIDERS):
+            summary = f"{type(error).__name__}: {error.message}"
+            return BreakerOutcome(self.key, admission, "failure", self.failure_threshold, summary)
+        return BreakerOutcome(self.key, admission, "release")
+
+    def open_error(self, admission: Admission) -> CircuitOpenError:
+        """The fast failure for a call the breaker turned away."""
+        last = admission.last_error
+        cause = "" if last is None else f"; last error: {last}"
+        if admission.retry_in is None:
+            message = f"circuit half-open, a probe call is in flight{cause}"
+        else:
+            message = (
+                f"circuit open after {admission.failures} consecutive failure(s), "
+                f"cooling down for {admission.retry_in:.1f}s{cause}"
+            )
+        return CircuitOpenError(
+            message,
+            provider=self.provider,
+            model=self.model,
+            retryable=False,
+            retry_after=admission.retry_in,
+        )
 
     def admit(self) -> Admission:
         """Whether a call may go to the provider now; the first after a cooldown is the probe."""
-        if not self.enabled:
-            return _GO
-        with self._lock:
-            if self._opened_at is None:
-                return _GO
-            now = self._clock()
-            reopen_at = self._opened_at + self.cooldown
-            if now < reopen_at:
-                return Admission(allowed=False, retry_in=reopen_at - now)
-            if self._probe_id is not None and now < self._probe_started + self.cooldown:
-                return Admission(allowed=False)
-            self._probe_id = next(self._probe_ids)
-            self._probe_started = now
-            probe_id = self._probe_id
-        logger.info("circuit of %s half-open: probing with one call", self.provider)
-        return Admission(allowed=True, probe_id=probe_id)
+        return self.store.breaker_admit(self.key, self.failure_threshold, self.cooldown)
 
     def enter(self) -> Admission:
         """Admit a call, or raise :class:`CircuitOpenError` when it must fail fast."""
@@ -165,75 +192,37 @@ class CircuitBreaker:
 
     def record_success(self, admission: Admission) -> None:
         """The provider answered: close the circuit and reset the count."""
-        if not self.enabled:
-            return
-        with self._lock:
-            was_open = self._opened_at is not None
-            self._failures = 0
-            self._opened_at = None
-            self._probe_id = None
-            self._last_error = None
-        if was_open:
-            logger.info("circuit of %s closed: the provider answered", self.provider)
+        self.record(admission, None)
 
-    def record_error(self, admission: Admission, error: ProviderError) -> None:
-        """A call ended in ``error``: counted, or evidence the provider answered."""
-        if not isinstance(error, BREAKER_ERRORS) or isinstance(error, CircuitOpenError):
-            self.record_success(admission)
-            return
-        if not self.enabled:
-            return
-        with self._lock:
-            now = self._clock()
-            is_current_probe = (
-                admission.probe_id is not None and admission.probe_id == self._probe_id
-            )
-            if is_current_probe:
-                self._probe_id = None
-            elif self._opened_at is not None:
-                return  # a call admitted before the circuit opened: already counted out
-            self._failures += 1
-            self._last_error = error
-            opening = is_current_probe or self._failures >= self.failure_threshold
-            if opening:
-                self._opened_at = now
-            failures = self._failures
-        if opening:
-            logger.warning(
-                "circuit of %s open for %.1fs after %d consecutive failure(s): %r",
-                self.provider,
-                self.cooldown,
-                failures,
-                error,
-            )
+    def record_error(self, admission: Admission, error: BaseException) -> None:
+        """A call ended in ``error``: counted, evidence the provider answered, or neither."""
+        self.record(admission, error)
 
     def release(self, admission: Admission) -> None:
         """A call ended without an outcome (cancelled, or a bug): free the probe slot."""
-        if admission.probe_id is None:
-            return
-        with self._lock:
-            if admission.probe_id == self._probe_id:
-                self._probe_id = None
+        if self.enabled:
+            self.store.breaker_release(self.key, admission)
 
-    def open_error(self, admission: Admission) -> CircuitOpenError:
-        """The fast failure for a call the breaker turned away."""
-        with self._lock:
-            failures, last = self._failures, self._last_error
-        cause = "" if last is None else f"; last error: {type(last).__name__}: {last.message}"
-        if admission.retry_in is None:
-            message = f"circuit half-open, a probe call is in flight{cause}"
-        else:
-            message = (
-                f"circuit open after {failures} consecutive failure(s), "
-                f"cooling down for {admission.retry_in:.1f}s{cause}"
-            )
-        return CircuitOpenError(
-            message,
-            provider=self.provider,
-            model=self.model,
-            retryable=False,
-            retry_after=admission.retry_in,
+    def record(self, admission: Admission, error: BaseException | None) -> None:
+        outcome = self.outcome(admission, error)
+        if outcome is None:
+            return
+        changed = self.store.end_call(CallEnd(breaker=outcome)).breaker_changed
+        if changed:
+            log_change(self, outcome)
+
+
+def log_change(circuit: CircuitBreaker, outcome: BreakerOutcome) -> None:
+    """Log a circuit that opened or closed."""
+    if outcome.kind == "failure":
+        logger.warning(
+            "circuit of %s open for %.1fs: %s",
+            circuit.provider,
+            circuit.cooldown,
+            outcome.error_summary,
         )
+    else:
+        logger.info("circuit of %s closed: the provider answered", circuit.provider)
 
 
 _LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -9,12 +10,15 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 
 from pygent_lc.breaker import CircuitBreaker
+from pygent_lc.budget import CostBudget
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
+from pygent_lc.rate_limits import FREE_MODEL_LIMIT
 from pygent_lc.retry import RetryPolicy
 from pygent_lc.settings import Settings
+from pygent_lc.state import RateSpec, shared_store
 
 
 class ProviderSkippedWarning(UserWarning):
@@ -24,28 +28,80 @@ class ProviderSkippedWarning(UserWarning):
 def with_provider_policy(
     model: BaseChatModel, settings: Settings, *, breaker: bool = True
 ) -> ProviderPolicy:
-    """``model`` under the retry policy and deadline, behind its circuit breaker.
+    """``model`` under the retry policy, deadline, limits and circuit breaker of ``settings``.
 
-    The breaker is left out when ``breaker`` is false or the settings disable it
+    State (breaker, rate limit, budget, usage) lives in the store of
+    ``settings.state_url``: this process's own without one. The breaker is left
+    out when ``breaker`` is false or the settings disable it
     (``breaker_failures`` or ``breaker_cooldown`` of 0).
     """
-    retry = RetryPolicy(
-        max_attempts=settings.max_retries + 1,
-        initial_wait=settings.retry_initial_wait,
-        max_wait=settings.retry_max_wait,
-        deadline=settings.request_timeout,
-    )
+    store = shared_store(settings.state_url.get_secret_value() if settings.state_url else None)
+    provider, model_name = names_of(model)
     circuit = None
     if breaker and settings.breaker_failures and settings.breaker_cooldown:
-        provider = str(getattr(model, "provider_label", None) or type(model).__name__)
-        model_name = getattr(model, "model_name", None) or getattr(model, "model", None)
         circuit = CircuitBreaker(
             settings.breaker_failures,
             settings.breaker_cooldown,
             provider=provider,
-            model=model_name if isinstance(model_name, str) else None,
+            model=model_name,
+            endpoint=endpoint_of(model),
+            store=store,
         )
-    return ProviderPolicy(bound=model, retry=retry, circuit=circuit)
+    budget = None
+    if settings.max_cost_usd is not None:
+        budget = CostBudget(
+            settings.max_cost_usd,
+            store=store,
+            key=settings.budget_key,
+            window_s=settings.budget_window_s,
+        )
+    return ProviderPolicy(
+        bound=model,
+        provider=provider,
+        retry=RetryPolicy(
+            max_attempts=settings.max_retries + 1,
+            initial_wait=settings.retry_initial_wait,
+            max_wait=settings.retry_max_wait,
+            deadline=settings.request_timeout,
+        ),
+        circuit=circuit,
+        store=store,
+        rate=rate_spec(model, provider, settings),
+        rate_mode=settings.rate_limit_mode,
+        budget=budget,
+        record_usage=settings.state_url is not None,
+    )
+
+
+def names_of(model: BaseChatModel) -> tuple[str, str | None]:
+    """The provider and model names of ``model``, as LangChain traces name them."""
+    traced = model._get_ls_params()
+    provider = getattr(model, "provider_label", None) or traced.get("ls_provider")
+    name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    name = name or traced.get("ls_model_name")
+    return str(provider or type(model).__name__), name if isinstance(name, str) else None
+
+
+def endpoint_of(model: BaseChatModel) -> str | None:
+    """The server a model talks to (its base URL), part of its breaker's key."""
+    url = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None)
+    return str(url) if url else None
+
+
+def rate_spec(model: BaseChatModel, provider: str, settings: Settings) -> RateSpec | None:
+    """The rate limit of ``provider`` in ``settings``; for OpenRouter's ``:free``
+    models the stricter of it and their built-in 20 a minute per key."""
+    limit = settings.rate_limits.get(provider)
+    key = f"rate|{provider}"
+    model_name = str(getattr(model, "model_name", None) or "")
+    if provider == "openrouter" and model_name.endswith(":free"):
+        free = FREE_MODEL_LIMIT
+        if limit is None or limit.limit / limit.period_s > free.limit / free.period_s:
+            limit = free
+        api_key = settings.openrouter.api_key
+        secret = api_key.get_secret_value() if api_key else ""
+        key = f"rate|openrouter:free|{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
+    return None if limit is None else RateSpec(key, limit.limit, limit.period_s)
 
 
 def build_chat_model(

@@ -1,23 +1,33 @@
-"""``ProviderPolicy``: one provider's model under its breaker, retries and deadline.
+"""``ProviderPolicy``: one provider's model under its limits, breaker, retries and deadline.
 
 Per provider call, in this order:
 
-1. the circuit breaker decides whether the call may go at all
-   (:class:`~pygent_lc.breaker.CircuitBreaker`; a refused call raises
-   ``CircuitOpenError`` without touching the network);
-2. the deadline (``request_timeout``) starts, and covers every attempt and wait;
-3. the model is tried under the :class:`~pygent_lc.retry.RetryPolicy`;
-   streams are retried only before their first chunk, since after that text
-   has been delivered, and get the full deadline again after each chunk;
-4. the outcome goes back to the breaker: one decision per provider call, so a
-   call that used up its retries counts as one failure.
+1. the deadline (``request_timeout``) starts; it covers every attempt and wait;
+2. one step of the state store (:meth:`~pygent_lc.state.StateStore.begin_call`)
+   decides whether the call may go: the cost budget, the circuit breaker
+   (:class:`~pygent_lc.breaker.CircuitBreaker`) and the rate limit. A refused
+   call raises without touching the network: ``BudgetExceededError``,
+   ``CircuitOpenError``, or for the rate limit ``LocalRateLimitError`` (mode
+   ``raise``, or when the wait would pass the deadline; mode ``wait`` waits);
+3. the model is tried under the :class:`~pygent_lc.retry.RetryPolicy`; a retry
+   takes a rate-limit slot of its own. Streams are retried only before their
+   first chunk, since after that text has been delivered, and get the full
+   deadline again after each chunk;
+4. one step (:meth:`~pygent_lc.state.StateStore.end_call`) records the
+   outcome: the breaker's (one decision per provider call, so a call that used
+   up its retries counts once), the budget's settlement with the call's real
+   cost, and the usage totals.
 
-The model runs as a direct child of the caller's run, so LangChain traces show
-each attempt (tagged ``retry:attempt:N`` after the first) under the chain.
+Nothing is asked of the store when a policy has no limit, no enabled breaker
+and no usage to record. The model runs as a direct child of the caller's run,
+so LangChain traces show each attempt (tagged ``retry:attempt:N`` after the
+first) under the chain.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any
@@ -26,48 +36,90 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializa
 from pydantic import ConfigDict
 from tenacity import AsyncRetrying, AttemptManager, Retrying
 
-from pygent_lc.breaker import Admission, CircuitBreaker
-from pygent_lc.errors import ProviderError
+from pygent_lc.breaker import CircuitBreaker, log_change
+from pygent_lc.budget import CostBudget
+from pygent_lc.errors import BudgetExceededError, ProviderError
 from pygent_lc.providers.http import Deadline
+from pygent_lc.rate_limits import LocalRateLimitError, RateLimitMode
 from pygent_lc.retry import RetryPolicy, deadline_scope
+from pygent_lc.state import (
+    ADMITTED,
+    BudgetSpec,
+    CallEnd,
+    CallPlan,
+    CallStart,
+    MemoryStore,
+    RateSpec,
+    Settlement,
+    StateStore,
+)
+from pygent_lc.usage import CallMeter, with_handler
 
 _NOTHING: Any = object()
 
 
 class ProviderPolicy(RunnableSerializable[Any, Any]):
-    """A provider's model (``bound``) behind its breaker, retry policy and deadline."""
+    """A provider's model (``bound``) behind its limits, breaker, retry policy and deadline."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     bound: Runnable[Any, Any]
     """The chat model, possibly with bindings (tools, structured output)."""
 
+    provider: str = "provider"
+    """The provider's name, for errors and usage."""
+
     retry: RetryPolicy = RetryPolicy()
 
     circuit: CircuitBreaker | None = None
-    """The provider's breaker, shared by every copy of this policy; None turns it off."""
+    """The provider's breaker; None turns it off. Its store is this policy's store."""
+
+    store: StateStore | None = None
+    """Where limits and usage are kept (the breaker's store when there is a breaker)."""
+
+    rate: RateSpec | None = None
+    """Requests allowed per sliding window, shared by everything using the same key."""
+
+    rate_mode: RateLimitMode = "wait"
+
+    budget: CostBudget | None = None
+    """A spending limit every call of this provider reserves against."""
+
+    record_usage: bool = False
+    """Add each call's usage to the store's totals (``pygent-lc usage``)."""
+
+    @property
+    def state(self) -> StateStore:
+        if self.circuit is not None:
+            return self.circuit.store
+        if self.store is None:
+            self.store = MemoryStore()
+        return self.store
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        with _ProviderCall(self):
+        with _ProviderCall(self, input, kwargs) as call:
             for attempt in Retrying(**self.retry.tenacity_kwargs()):
                 with attempt:
-                    result = self.bound.invoke(input, _tagged(config, attempt), **kwargs)
+                    call.before_attempt(attempt)
+                    result = self.bound.invoke(input, call.config(config, attempt), **kwargs)
         return result
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        with _ProviderCall(self):
+        async with _ProviderCall(self, input, kwargs) as call:
             async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs()):
                 with attempt:
-                    result = await self.bound.ainvoke(input, _tagged(config, attempt), **kwargs)
+                    await call.abefore_attempt(attempt)
+                    result = await self.bound.ainvoke(input, call.config(config, attempt), **kwargs)
         return result
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        with _ProviderCall(self) as call:
+        with _ProviderCall(self, input, kwargs) as call:
             for attempt in Retrying(**self.retry.tenacity_kwargs()):
                 with attempt:
-                    chunks = self.bound.stream(input, _tagged(config, attempt), **kwargs)
+                    call.before_attempt(attempt)
+                    chunks = self.bound.stream(input, call.config(config, attempt), **kwargs)
                     chunk = next(chunks, _NOTHING)
             while chunk is not _NOTHING:
                 call.delivered = True
@@ -78,10 +130,11 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        with _ProviderCall(self) as call:
+        async with _ProviderCall(self, input, kwargs) as call:
             async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs()):
                 with attempt:
-                    chunks = self.bound.astream(input, _tagged(config, attempt), **kwargs)
+                    await call.abefore_attempt(attempt)
+                    chunks = self.bound.astream(input, call.config(config, attempt), **kwargs)
                     chunk = await anext(chunks, _NOTHING)
             while chunk is not _NOTHING:
                 call.delivered = True
@@ -97,28 +150,119 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
 
 class _ProviderCall:
-    """The breaker decision and deadline around one provider call, with its outcome."""
+    """One provider call's deadline, its steps in the state store, and its outcome."""
 
-    __slots__ = ("_admission", "_circuit", "_deadline", "_deadline_scope", "delivered")
-
-    def __init__(self, policy: ProviderPolicy) -> None:
-        self._circuit = policy.circuit
+    def __init__(self, policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> None:
+        self._policy = policy
         self._deadline_scope = deadline_scope(policy.retry.deadline)
-        self._admission: Admission | None = None
         self._deadline: Deadline | None = None
+        self._plan = _plan_of(policy, input, kwargs)
+        self._start: CallStart | None = None
+        self._meter = CallMeter(policy.provider) if _metered(policy) else None
         self.delivered = False
         """A stream handed out a chunk: the provider was serving."""
 
+    # -- before ----------------------------------------------------------------------------
+
     def __enter__(self) -> _ProviderCall:
-        if self._circuit is not None:
-            self._admission = self._circuit.enter()
         self._deadline = self._deadline_scope.__enter__()
+        try:
+            if self._plan is not None:
+                tries = 0
+                while (wait := self._verdict(self._policy.state.begin_call(self._plan), tries)) > 0:
+                    time.sleep(wait)
+                    tries += 1
+        except BaseException:
+            self._deadline_scope.__exit__(None, None, None)
+            raise
         return self
+
+    async def __aenter__(self) -> _ProviderCall:
+        self._deadline = self._deadline_scope.__enter__()
+        try:
+            if self._plan is not None:
+                tries = 0
+                store = self._policy.state
+                while (wait := self._verdict(await store.abegin_call(self._plan), tries)) > 0:
+                    await asyncio.sleep(wait)
+                    tries += 1
+        except BaseException:
+            self._deadline_scope.__exit__(None, None, None)
+            raise
+        return self
+
+    def _verdict(self, start: CallStart, tries: int) -> float:
+        """0 when the call may go; else seconds to wait before asking again, or raise."""
+        if start.allowed:
+            self._start = start
+            return 0.0
+        policy = self._policy
+        if start.refused_by == "breaker" and policy.circuit is not None:
+            raise policy.circuit.open_error(start.breaker or ADMITTED)
+        if start.refused_by in ("budget", "budget_wait") and policy.budget is not None:
+            refusal = start.budget_refusal
+            if refusal is None or not refusal.wait:
+                raise policy.budget.exceeded(refusal)
+            return self._within_deadline(policy.budget.wait_seconds(tries), "the budget")
+        if start.refused_by == "rate":
+            return self._rate_wait(start.rate_wait_s)
+        raise BudgetExceededError(f"call refused by {start.refused_by}")  # pragma: no cover
+
+    def _rate_wait(self, wait_s: float) -> float:
+        policy = self._policy
+        if policy.rate_mode == "raise" or not self._fits(wait_s):
+            limit = policy.rate
+            raise LocalRateLimitError(
+                f"rate limit {limit.limit if limit else '?'}/{limit.period_s if limit else '?'}s "
+                f"reached; a slot frees in {wait_s:.2f}s",
+                provider=policy.provider,
+                retryable=False,
+                retry_after=wait_s,
+            )
+        return wait_s
+
+    def _within_deadline(self, wait_s: float, what: str) -> float:
+        if not self._fits(wait_s):
+            raise BudgetExceededError(f"waited for {what} until the deadline")
+        return wait_s
+
+    def _fits(self, wait_s: float) -> bool:
+        return self._deadline is None or wait_s < self._deadline.remaining()
+
+    def before_attempt(self, attempt: AttemptManager) -> None:
+        """A retry takes a rate-limit slot of its own (the first one came with the plan)."""
+        rate = self._policy.rate
+        if rate is None or attempt.retry_state.attempt_number == 1:
+            return
+        store = self._policy.state
+        while (wait := store.take_rate_token(rate.key, rate.limit, rate.period_s)) > 0:
+            time.sleep(self._rate_wait(wait))
+
+    async def abefore_attempt(self, attempt: AttemptManager) -> None:
+        rate = self._policy.rate
+        if rate is None or attempt.retry_state.attempt_number == 1:
+            return
+        store = self._policy.state
+        # The slot frees in the store (maybe in another process): asking again is the signal.
+        while (wait := await store.atake_rate_token(rate.key, rate.limit, rate.period_s)) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(self._rate_wait(wait))
+
+    def config(
+        self, config: RunnableConfig | None, attempt: AttemptManager
+    ) -> RunnableConfig | None:
+        """``config`` for one attempt: tagged ``retry:attempt:N`` after the first, metered."""
+        number = attempt.retry_state.attempt_number
+        if number > 1:
+            config = config or {}
+            config = {**config, "tags": [*config.get("tags", []), f"retry:attempt:{number}"]}
+        return config if self._meter is None else with_handler(config, self._meter)
 
     def restart_deadline(self) -> None:
         """The next chunk of a stream gets the full deadline again."""
         if self._deadline is not None:
             self._deadline.restart()
+
+    # -- after -----------------------------------------------------------------------------
 
     def __exit__(
         self,
@@ -127,23 +271,71 @@ class _ProviderCall:
         traceback: TracebackType | None,
     ) -> None:
         self._deadline_scope.__exit__(exc_type, exc, traceback)
-        if self._circuit is None or self._admission is None:
-            return
-        if exc is None or (self.delivered and not isinstance(exc, ProviderError)):
-            self._circuit.record_success(self._admission)
-        elif isinstance(exc, ProviderError):
-            self._circuit.record_error(self._admission, exc)
-        else:  # cancelled, or a bug: neither success nor failure
-            self._circuit.release(self._admission)
+        end = self._end(exc)
+        if end is not None:
+            self._changed(self._policy.state.end_call(end).breaker_changed, end)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._deadline_scope.__exit__(exc_type, exc, traceback)
+        end = self._end(exc)
+        if end is not None:
+            self._changed((await self._policy.state.aend_call(end)).breaker_changed, end)
+
+    def _end(self, error: BaseException | None) -> CallEnd | None:
+        """What the store records for this call; None when there is nothing to record."""
+        start = self._start
+        if start is None and self._plan is not None:
+            return None  # refused: no request was made
+        start = start or CallStart(allowed=True, breaker=ADMITTED)
+        policy = self._policy
+        outcome = None
+        if policy.circuit is not None:
+            answered = error is None or (self.delivered and not isinstance(error, ProviderError))
+            outcome = policy.circuit.outcome(start.breaker or ADMITTED, None if answered else error)
+        meter = self._meter
+        cost = meter.usage.cost_usd if meter is not None else 0.0
+        settlements = tuple(Settlement(reservation, cost) for reservation in start.reservations)
+        usage = meter.record() if meter is not None and policy.record_usage else None
+        if outcome is None and not settlements and usage is None:
+            return None
+        return CallEnd(breaker=outcome, settlements=settlements, usage=usage)
+
+    def _changed(self, changed: bool, end: CallEnd) -> None:
+        if changed and end.breaker is not None and self._policy.circuit is not None:
+            log_change(self._policy.circuit, end.breaker)
 
 
-def _tagged(config: RunnableConfig | None, attempt: AttemptManager) -> RunnableConfig | None:
-    """``config`` for one attempt: tagged ``retry:attempt:N`` after the first."""
-    number = attempt.retry_state.attempt_number
-    if number == 1:
-        return config
-    config = config or {}
-    return {**config, "tags": [*config.get("tags", []), f"retry:attempt:{number}"]}
+def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> CallPlan | None:
+    """What to ask the store before a call; None when nothing needs asking."""
+    circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
+    budgets: tuple[BudgetSpec, ...] = ()
+    if policy.budget is not None:
+        budgets = (policy.budget.spec(_prompt_text(input), kwargs.get("max_tokens")),)
+    rates = (policy.rate,) if policy.rate is not None else ()
+    if circuit is None and not budgets and not rates:
+        return None
+    return CallPlan(breaker=circuit.spec if circuit else None, rates=rates, budgets=budgets)
+
+
+def _metered(policy: ProviderPolicy) -> bool:
+    return policy.record_usage or policy.budget is not None
+
+
+def _prompt_text(input: Any) -> str:
+    """The prompt's text, for a budget's cost estimate."""
+    if isinstance(input, str):
+        return input
+    messages = input if isinstance(input, list) else getattr(input, "messages", None) or []
+    texts: list[str] = []
+    for message in messages:
+        content = message[1] if isinstance(message, tuple) else getattr(message, "content", "")
+        texts.append(content if isinstance(content, str) else str(content))
+    return "".join(texts)
 
 
 __all__ = ["ProviderPolicy"]

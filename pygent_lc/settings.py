@@ -28,7 +28,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from dotenv.parser import parse_stream
@@ -44,6 +44,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
+from pygent_lc.rate_limits import RateLimit, RateLimitMode, parse_rate_limits
 
 ProviderName = str
 """A provider's name: a key of :data:`pygent_lc.providers.registry.PROVIDERS`."""
@@ -101,6 +102,23 @@ def _all_providers() -> list[str]:
     return list(PROVIDERS)
 
 
+def _rate_limits(value: object) -> object:
+    if isinstance(value, str):
+        value = parse_rate_limits(value)
+    if isinstance(value, Mapping):
+        return {
+            _known_provider(name): RateLimit.parse(rate) if isinstance(rate, str) else rate
+            for name, rate in value.items()
+        }
+    return value
+
+
+def _no_window(value: object) -> object:
+    return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
+
+
+_WINDOWS = {"1h": 3600, "1d": 86400}
+
 HttpBaseUrl = Annotated[str, AfterValidator(_http_url)]
 """An ``http://`` or ``https://`` URL, without a trailing slash."""
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_comma_list)]
@@ -112,6 +130,9 @@ ProviderList = Annotated[
     AfterValidator(_unique_providers),
 ]
 """Known provider names, each once, lower case; comma-separated in the environment."""
+RateLimits = Annotated[dict[str, RateLimit], NoDecode, BeforeValidator(_rate_limits)]
+"""``provider=rate`` pairs, comma-separated in the environment (``openrouter=120/min``)."""
+BudgetWindow = Annotated[Literal["1h", "1d"] | None, BeforeValidator(_no_window)]
 
 
 # --- one section per provider ----------------------------------------------------------
@@ -256,6 +277,30 @@ class Settings(BaseSettings):
 
     breaker_cooldown: float = Field(default=30.0, ge=0, le=86400)
     """Seconds an open circuit skips its provider before one probe call; 0 disables."""
+
+    state_url: SecretStr | None = None
+    """Where limits, breakers, budget and usage are shared by every process, e.g.
+    ``redis://localhost:6379/0`` (the ``redis`` extra); unset: in this process only."""
+
+    rate_limits: RateLimits = Field(default_factory=dict)
+    """Requests per provider, e.g. ``openrouter=120/min,ollama=10/s``; OpenRouter's
+    ``:free`` models' 20/min per key is built in."""
+
+    rate_limit_mode: RateLimitMode = "wait"
+    """``wait`` for a slot within ``request_timeout``, or ``raise`` at once."""
+
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    """Spending limit of every chain built from these settings; unset: none."""
+
+    budget_key: Annotated[str, AfterValidator(_non_empty)] = "default"
+    """Chains (and processes) with the same key share one budget."""
+
+    budget_window: BudgetWindow = None
+    """``1h`` or ``1d``: the budget starts again each hour or day; unset: one total."""
+
+    @property
+    def budget_window_s(self) -> int | None:
+        return None if self.budget_window is None else _WINDOWS[self.budget_window]
 
     def __init__(self, **values: Any) -> None:
         options = {key: value for key, value in values.items() if key in _INIT_OPTIONS}

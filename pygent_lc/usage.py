@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
+from langchain_core.runnables import RunnableConfig
 
 from pygent_lc.backend import UsageTotals
+from pygent_lc.state import UsageRecord
 
 
 @dataclass(frozen=True)
@@ -87,33 +89,10 @@ class UsageTracker(BaseCallbackHandler):
             run = self._runs.pop(run_id, None)
         if run is None:
             return
-        input_tokens = output_tokens = cached = 0
-        cost = discount = 0.0
-        model = run.model
-        for generations in response.generations:
-            for generation in generations:
-                if not isinstance(generation, ChatGeneration):
-                    continue
-                message = generation.message
-                usage = getattr(message, "usage_metadata", None) or {}
-                input_tokens += int(usage.get("input_tokens", 0))
-                output_tokens += int(usage.get("output_tokens", 0))
-                details = usage.get("input_token_details") or {}
-                cached += int(details.get("cache_read") or 0)
-                cost += float(message.response_metadata.get("cost") or 0.0)
-                discount += float(message.response_metadata.get("cache_discount") or 0.0)
-                model = str(message.response_metadata.get("model_name") or model)
-        used = UsageTotals(
-            calls=1,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=cost,
-            cached_input_tokens=cached,
-            cache_discount_usd=discount,
-        )
+        used, model = usage_of(response, run.model)
         with self._lock:
             self._add((run.provider, model), used, ended - run.started)
-            self._largest_cost_usd = max(self._largest_cost_usd, cost)
+            self._largest_cost_usd = max(self._largest_cost_usd, used.cost_usd)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         ended = time.perf_counter()
@@ -154,6 +133,94 @@ class UsageTracker(BaseCallbackHandler):
         """Everything added up, for measuring a span of work by difference."""
         with self._lock:
             return UsageTotals.merge(bucket.usage for bucket in self._buckets.values())
+
+
+def usage_of(response: LLMResult, model: str) -> tuple[UsageTotals, str]:
+    """One request's usage from its result, and the model that served (``model`` if unsaid)."""
+    input_tokens = output_tokens = cached = 0
+    cost = discount = 0.0
+    for generations in response.generations:
+        for generation in generations:
+            if not isinstance(generation, ChatGeneration):
+                continue
+            message = generation.message
+            usage = getattr(message, "usage_metadata", None) or {}
+            input_tokens += int(usage.get("input_tokens", 0))
+            output_tokens += int(usage.get("output_tokens", 0))
+            details = usage.get("input_token_details") or {}
+            cached += int(details.get("cache_read") or 0)
+            cost += float(message.response_metadata.get("cost") or 0.0)
+            discount += float(message.response_metadata.get("cache_discount") or 0.0)
+            model = str(message.response_metadata.get("model_name") or model)
+    used = UsageTotals(
+        calls=1,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=cost,
+        cached_input_tokens=cached,
+        cache_discount_usd=discount,
+    )
+    return used, model
+
+
+class CallMeter(BaseCallbackHandler):
+    """The usage of one provider call (its attempts), for the state store.
+
+    Added to the callbacks of that call only (:func:`with_handler`), so it
+    needs no run bookkeeping: every chat model run it sees is the call's.
+    """
+
+    run_inline = True
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.model = "unknown"
+        self.usage = UsageTotals()
+        self._started = time.perf_counter()
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.model = str((metadata or {}).get("ls_model_name") or self.model)
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        used, self.model = usage_of(response, self.model)
+        self.usage += used
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self.usage += UsageTotals(calls=1, failures=1)
+
+    def record(self) -> UsageRecord:
+        """The call's usage as the store adds it to its (provider, model) totals."""
+        usage = self.usage
+        return UsageRecord(
+            provider=self.provider,
+            model=self.model,
+            calls=usage.calls,
+            failures=usage.failures,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=usage.cost_usd,
+            latency_s=time.perf_counter() - self._started,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_discount_usd=usage.cache_discount_usd,
+        )
+
+
+def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) -> RunnableConfig:
+    """``config`` with ``handler`` added to its callbacks (a list or a manager)."""
+    config = config or {}
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        manager = callbacks.copy()
+        manager.add_handler(handler, inherit=True)
+        return {**config, "callbacks": manager}
+    return {**config, "callbacks": [*(callbacks or []), handler]}
 
 
 def _percentile(values: list[float], fraction: float) -> float:

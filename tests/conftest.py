@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from pygent_lc.state import shared_store
 from tests.helpers import ROOT, cassette_config
 from tests.loopback_server import LoopbackServer
 
@@ -80,3 +81,9 @@ def redis_url() -> Iterator[str]:
 
     with redis_for_tests() as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state() -> None:
+    """Each test starts with this process's breakers, limits and budgets empty."""
+    shared_store().clear()

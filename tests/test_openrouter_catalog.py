@@ -15,7 +15,6 @@ from pygent_lc.openrouter_catalog import (
     list_openrouter_models,
 )
 from pygent_lc.providers import openrouter_model
-from pygent_lc.providers.openrouter import free_model_rate_limiter
 from tests.loopback_server import LoopbackServer
 
 pytestmark = pytest.mark.live_local
@@ -71,11 +70,3 @@ def test_key_status_needs_a_valid_key(loopback: LoopbackServer) -> None:
         strict.stop()
 
 
-def test_free_models_share_one_rate_limiter(loopback: LoopbackServer) -> None:
-    free = openrouter_model(settings_for(loopback, openrouter_model="x/y:free"))
-    other_free = openrouter_model(settings_for(loopback), model="z/w:free")
-    paid = openrouter_model(settings_for(loopback))
-    assert free.rate_limiter is other_free.rate_limiter is free_model_rate_limiter()
-    assert paid.rate_limiter is None
-    limiter = free_model_rate_limiter()
-    assert limiter.requests_per_second == pytest.approx(20 / 60)

@@ -7,7 +7,6 @@ routing for structured output, and ``reasoning_details`` sent back unchanged.
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any, Literal
 
@@ -15,7 +14,6 @@ import openai
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
-from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_core.runnables import Runnable
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import SecretStr, model_validator
@@ -27,7 +25,6 @@ from pygent_lc.settings import Settings
 
 # OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
 _USAGE_EXTRAS = ("cost", "cost_details", "is_byok", "cache_discount")
-FREE_MODEL_REQUESTS_PER_MINUTE = 20
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 # Stands in for a missing key so the openai clients can be built; never sent:
 # a call without a real key raises ConfigurationError first.
@@ -160,19 +157,6 @@ def request_extras(settings: Settings) -> dict[str, Any]:
     return extras
 
 
-@functools.cache
-def free_model_rate_limiter() -> InMemoryRateLimiter:
-    """One limiter for every ``:free`` model of the process: OpenRouter allows 20 a minute.
-
-    Its bucket starts full so the first request does not wait.
-    """
-    limiter = InMemoryRateLimiter(
-        requests_per_second=FREE_MODEL_REQUESTS_PER_MINUTE / 60, max_bucket_size=1
-    )
-    limiter.available_tokens = 1.0
-    return limiter
-
-
 def attribution_headers(settings: Settings) -> dict[str, str]:
     """OpenRouter's app attribution headers (the old ``X-Title`` is still read)."""
     openrouter = settings.openrouter
@@ -208,7 +192,5 @@ def openrouter_model(settings: Settings | None = None, **overrides: Any) -> Open
     }
     if extras := request_extras(settings):
         params["extra_body"] = extras
-    if str(overrides.get("model", openrouter.model)).endswith(":free"):
-        params["rate_limiter"] = free_model_rate_limiter()
     params.update(overrides)
     return OpenRouterChatModel(**params)

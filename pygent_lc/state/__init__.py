@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pygent_lc.state.factory import open_store
+from pygent_lc.state.factory import open_store, shared_store
 from pygent_lc.state.memory import MemoryStore
 from pygent_lc.state.resilient import ResilientStore
 from pygent_lc.state.store import DEFAULT_PREFIX, StateStore
@@ -109,4 +109,5 @@ __all__ = [
     "UsageRow",
     "open_store",
     "redact_url",
+    "shared_store",
 ]

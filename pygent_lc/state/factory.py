@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -78,4 +79,25 @@ def open_store(
     )
 
 
-__all__ = ["INSTALL_HINT", "open_store"]
+_PROCESS_STORE = MemoryStore()
+_OPENED: dict[str, StateStore] = {}
+_OPENING = threading.Lock()
+
+
+def shared_store(url: str | None = None) -> StateStore:
+    """The store every chain of this process shares for ``url``.
+
+    Without a URL, one in-process store: breakers, rate limits and budgets are
+    then shared by the chains of this process. With one, the store it names,
+    opened once per process (its connection pools serve every chain).
+    """
+    if url is None or url.strip() in MEMORY_URLS:
+        return _PROCESS_STORE
+    with _OPENING:
+        store = _OPENED.get(url)
+        if store is None:
+            store = _OPENED[url] = open_store(url)
+        return store
+
+
+__all__ = ["INSTALL_HINT", "open_store", "shared_store"]

@@ -37,7 +37,6 @@ from pygent_lc.errors import (
 from pygent_lc.providers.openrouter import (
     OPENROUTER_BASE_URL,
     OpenRouterChatModel,
-    free_model_rate_limiter,
     openrouter_model,
     request_extras,
 )
@@ -371,13 +370,6 @@ def test_reasoning_is_kept_on_the_reply(wire: MockServer) -> None:
     assert wire.body()["reasoning"] == {"effort": "low"}
     assert reply.additional_kwargs["reasoning"] == "Thinking."
     assert reply.additional_kwargs["reasoning_details"] == [detail]
-
-
-def test_free_models_share_one_rate_limiter() -> None:
-    free = openrouter_model(settings(), model="meta-llama/llama-3.3-70b-instruct:free")
-    paid = openrouter_model(settings())
-    assert free.rate_limiter is free_model_rate_limiter()
-    assert paid.rate_limiter is None
 
 
 # ---------------------------------------------------------------- streams

@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from tests.state.state_helpers import FakeClock, StoreFactory
 
 from pygent_lc.state import MemoryStore, StateStore
 from pygent_lc.state.store import Clock
+from tests.state.state_helpers import FakeClock, StoreFactory
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.live_local)])

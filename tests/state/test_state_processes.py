@@ -6,10 +6,10 @@ import multiprocessing
 import uuid
 
 import pytest
-import tests.state.state_workers as state_workers
-from tests.state.state_helpers import most_in_window
 
+import tests.state.state_workers as state_workers
 from pygent_lc.state.redis_store import RedisStore
+from tests.state.state_helpers import most_in_window
 
 pytestmark = pytest.mark.live_local
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 import pytest
-from tests.redis_server import RedisServer, free_port
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.state import (
@@ -23,6 +22,7 @@ from pygent_lc.state import (
 )
 from pygent_lc.state.factory import INSTALL_HINT
 from pygent_lc.state.op import Op
+from tests.redis_server import RedisServer, free_port
 
 LOGGER = "pygent_lc.state"
 T = TypeVar("T")

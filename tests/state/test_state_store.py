@@ -13,7 +13,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from tests.state.state_helpers import START, FakeClock, StoreFactory, most_in_window
 
 from pygent_lc.breaker import Admission, CircuitBreaker
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
@@ -37,6 +36,7 @@ from pygent_lc.state.circuit import ERROR_SUMMARY_CHARS
 from pygent_lc.state.usage_log import LATENCY_SAMPLES, percentile
 from pygent_lc.state.value_cache import SharedValueStore
 from pygent_lc.tot.value_store import StoredValue, ValueStore
+from tests.state.state_helpers import START, FakeClock, StoreFactory, most_in_window
 
 
 def reserved(answer: BudgetReservation | BudgetRefusal) -> BudgetReservation:
