@@ -72,8 +72,13 @@ class CostBudget:
     hold may so be charged another's cost too, which only raises the largest
     call cost the ledger reserves, never lowers it.
 
-    :meth:`reserve` gives a :class:`Hold` for ``with`` or ``async with``. A
-    caller that checks the budget inside its own
+    :meth:`reserve` gives a :class:`Hold` for ``with`` or ``async with``.
+    A caller told to wait polls the store (every 20 ms, growing to 100 ms)
+    and is woken at once when a hold of this object ends; a sync caller
+    whose thread runs the call of unknown cost it would wait for is refused
+    instead (it would wait for itself; only this object's calls are known).
+
+    A caller that checks the budget inside its own
     :meth:`~pygent_lc.state.StateStore.begin_call` step instead puts
     :meth:`spec` in its :class:`~pygent_lc.state.CallPlan`, retries a
     ``budget_wait`` refusal after :meth:`wait_seconds`, raises
@@ -112,7 +117,7 @@ class CostBudget:
         # Threads running a call of unknown cost admitted here: a sync caller on one
         # of them must not wait for that call (it would wait for itself).
         self._unknown_cost_threads: list[int] = []
-        # Holds of this process ending wake its waiters before their next poll.
+        # Holds of this object ending wake its waiters before their next poll.
         self._released = threading.Condition(self._lock)
         self._releases = 0
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
