@@ -129,8 +129,9 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     else:
         for health in report:
             print(_health_line(health))
+            width = max((len(host.host or "") for host in health.hosts), default=0)
             for host in health.hosts:  # a pool: each host on its own line
-                print(_health_line(host, f"  {host.host}"))
+                print(_health_line(host, f"  {host.host or '':<{width}}"))
     problems = [h for h in report if h.status == "problem"]
     usable = [h for h in report if h.status == "ok"]
     if not problems and not usable and not args.json:
