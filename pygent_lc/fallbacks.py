@@ -12,6 +12,11 @@ A stream falls back only before its first chunk; after that the text has been
 delivered, and a failure propagates as the provider's own error.
 
 The chain is one LangChain run; each provider attempt is a child run of it.
+
+A subclass may rank its providers per call (``_order`` / ``_aorder``) and
+raise its own error when all failed (``_failed``): that is how
+:class:`~pygent_lc.host_pool.HostPool` tries an Ollama pool's hosts, least
+busy first, inside a chain.
 """
 
 from __future__ import annotations
