@@ -22,6 +22,7 @@ busy first, inside a chain.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Self
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
@@ -80,129 +81,116 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
 
-    def _start(self, input: Any, config: RunnableConfig | None) -> tuple[RunnableConfig, Any]:
+    @contextmanager
+    def _run(
+        self, input: Any, config: RunnableConfig | None
+    ) -> Iterator[tuple[RunnableConfig, CallbackManagerForChainRun]]:
+        """The chain's run for one call; an error that leaves the call ends it."""
         config = ensure_config(config)
-        manager = get_callback_manager_for_config(config)
-        run = manager.on_chain_start(
+        run = get_callback_manager_for_config(config).on_chain_start(
             None,
             input,
             name=config.get("run_name") or self.get_name(),
             run_id=config.pop("run_id", None),
         )
-        return config, run
+        try:
+            yield config, run
+        except BaseException as exc:
+            run.on_chain_error(exc)
+            raise
+
+    @asynccontextmanager
+    async def _arun(
+        self, input: Any, config: RunnableConfig | None
+    ) -> AsyncIterator[tuple[RunnableConfig, AsyncCallbackManagerForChainRun]]:
+        config = ensure_config(config)
+        run = await get_async_callback_manager_for_config(config).on_chain_start(
+            None,
+            input,
+            name=config.get("run_name") or self.get_name(),
+            run_id=config.pop("run_id", None),
+        )
+        try:
+            yield config, run
+        except BaseException as exc:
+            await run.on_chain_error(exc)
+            raise
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         kwargs = validate_chat_call(input, kwargs)
-        order = self._order()
-        config, run = self._start(input, config)
-        failures: list[ProviderError] = []
-        for provider in order:
-            try:
-                output = provider.invoke(input, _child(config, run), **kwargs)
-            except ProviderError as exc:
-                failures.append(exc)
-                continue
-            except BaseException as exc:
-                run.on_chain_error(exc)
-                raise
-            run.on_chain_end(output)
-            return output
-        error = self._failed(failures, order)
-        run.on_chain_error(error)
-        raise error
+        with self._run(input, config) as (config, run):
+            failures: list[ProviderError] = []
+            order = self._order()
+            for provider in order:
+                try:
+                    output = provider.invoke(input, _child(config, run), **kwargs)
+                except ProviderError as exc:
+                    failures.append(exc)
+                    continue
+                run.on_chain_end(output)
+                return output
+            raise self._failed(failures, order)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         kwargs = validate_chat_call(input, kwargs)
-        order = await self._aorder()
-        config, run = await self._astart(input, config)
-        failures: list[ProviderError] = []
-        for provider in order:
-            try:
-                output = await provider.ainvoke(input, _child(config, run), **kwargs)
-            except ProviderError as exc:
-                failures.append(exc)
-                continue
-            except BaseException as exc:
-                await run.on_chain_error(exc)
-                raise
-            await run.on_chain_end(output)
-            return output
-        error = self._failed(failures, order)
-        await run.on_chain_error(error)
-        raise error
-
-    async def _astart(
-        self, input: Any, config: RunnableConfig | None
-    ) -> tuple[RunnableConfig, AsyncCallbackManagerForChainRun]:
-        config = ensure_config(config)
-        manager = get_async_callback_manager_for_config(config)
-        run = await manager.on_chain_start(
-            None,
-            input,
-            name=config.get("run_name") or self.get_name(),
-            run_id=config.pop("run_id", None),
-        )
-        return config, run
+        async with self._arun(input, config) as (config, run):
+            failures: list[ProviderError] = []
+            order = await self._aorder()
+            for provider in order:
+                try:
+                    output = await provider.ainvoke(input, _child(config, run), **kwargs)
+                except ProviderError as exc:
+                    failures.append(exc)
+                    continue
+                await run.on_chain_end(output)
+                return output
+            raise self._failed(failures, order)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         kwargs = validate_chat_call(input, kwargs)
-        config, run = self._start(input, config)
-        failures: list[ProviderError] = []
-        try:
+        with self._run(input, config) as (config, run):
+            failures: list[ProviderError] = []
             order = self._order()
             for provider in order:
                 chunks = provider.stream(input, _child(config, run), **kwargs)
                 try:
-                    first = next(chunks, _NOTHING)
+                    output = next(chunks, _NOTHING)
                 except ProviderError as exc:
                     failures.append(exc)
                     continue
-                if first is _NOTHING:
-                    run.on_chain_end(None)
-                    return
-                output = first
-                yield first
-                for chunk in chunks:
-                    output = _added(output, chunk)
-                    yield chunk
-                run.on_chain_end(output)
+                if output is not _NOTHING:  # the first chunk: no falling back from here on
+                    yield output
+                    for chunk in chunks:
+                        output = _added(output, chunk)
+                        yield chunk
+                run.on_chain_end(None if output is _NOTHING else output)
                 return
             raise self._failed(failures, order)
-        except BaseException as exc:
-            run.on_chain_error(exc)
-            raise
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         kwargs = validate_chat_call(input, kwargs)
-        config, run = await self._astart(input, config)
-        failures: list[ProviderError] = []
-        try:
+        async with self._arun(input, config) as (config, run):
+            failures: list[ProviderError] = []
             order = await self._aorder()
             for provider in order:
                 chunks = provider.astream(input, _child(config, run), **kwargs)
                 try:
-                    first = await anext(chunks, _NOTHING)
+                    output = await anext(chunks, _NOTHING)
                 except ProviderError as exc:
                     failures.append(exc)
                     continue
-                if first is _NOTHING:
-                    await run.on_chain_end(None)
-                    return
-                output = first
-                yield first
-                async for chunk in chunks:
-                    output = _added(output, chunk)
-                    yield chunk
-                await run.on_chain_end(output)
+                if output is not _NOTHING:  # the first chunk: no falling back from here on
+                    yield output
+                    async for chunk in chunks:
+                        output = _added(output, chunk)
+                        yield chunk
+                await run.on_chain_end(None if output is _NOTHING else output)
                 return
             raise self._failed(failures, order)
-        except BaseException as exc:
-            await run.on_chain_error(exc)
-            raise
 
     def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         return Runnable.batch(self, inputs, config, **kwargs)

@@ -265,27 +265,24 @@ class _ProviderCall:
 
     # -- after -----------------------------------------------------------------------------
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._deadline_scope.__exit__(exc_type, exc, traceback)
-        end = self._end(exc)
+    def __exit__(self, *exc_info: Any) -> None:
+        end = self._ended(*exc_info)
         if end is not None:
             self._changed(self._policy.state.end_call(end).breaker_changed, end)
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._deadline_scope.__exit__(exc_type, exc, traceback)
-        end = self._end(exc)
+    async def __aexit__(self, *exc_info: Any) -> None:
+        end = self._ended(*exc_info)
         if end is not None:
             self._changed((await self._policy.state.aend_call(end)).breaker_changed, end)
+
+    def _ended(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> CallEnd | None:
+        self._deadline_scope.__exit__(exc_type, error, traceback)
+        return self._end(error)
 
     def _end(self, error: BaseException | None) -> CallEnd | None:
         """What the store records for this call; None when there is nothing to record."""
