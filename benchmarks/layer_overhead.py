@@ -1,8 +1,10 @@
 """Cost of each layer of the stack per call, over a scripted chat model (no network).
 
 Isolates what our wrappers add on top of LangChain's own chat-model machinery:
-retry policy, breaker, fallback chain, ``LangChainBackend`` and its
-``UsageTracker``. Microseconds per call, median of 5 rounds x 1,000 calls.
+the provider policy (retries and deadline), its breaker (one step in the
+in-process state store before the call and one after), the fallback chain,
+``LangChainBackend`` and its ``UsageTracker``. Microseconds per call, median of
+5 rounds x 1,000 calls.
 
     python -m benchmarks.layer_overhead
 """
@@ -37,10 +39,10 @@ async def main() -> None:
         "chat model + UsageTracker callback": lambda: model.ainvoke(
             messages, {"callbacks": [tracker]}
         ),
-        "+ retry policy": lambda: retried.ainvoke(messages),
-        "+ breaker (outside the retry)": lambda: guarded.ainvoke(messages),
+        "+ provider policy (retries, deadline)": lambda: retried.ainvoke(messages),
+        "+ breaker (state store steps)": lambda: guarded.ainvoke(messages),
         "+ fallback chain": lambda: chain.ainvoke(messages),
-        "LangChainBackend.generate over breaker": lambda: on_breaker.generate("hi"),
+        "LangChainBackend.generate over the policy": lambda: on_breaker.generate("hi"),
         "LangChainBackend.generate over chain": lambda: on_chain.generate("hi"),
     }
     for call in layers.values():
