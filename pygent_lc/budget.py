@@ -1,4 +1,4 @@
-"""Spending limits checked before each call, with estimates from catalog prices."""
+"""Spending limits checked before each call, held on a state store's budget ledger."""
 
 from __future__ import annotations
 
@@ -6,17 +6,28 @@ import asyncio
 import contextlib
 import math
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Protocol, TypeVar
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError
+from pygent_lc.state import (
+    BudgetAnswer,
+    BudgetRefusal,
+    BudgetReservation,
+    BudgetSpec,
+    MemoryStore,
+    StateStore,
+)
 
 # (prompt, max_tokens) -> estimated USD of the call
 CostEstimator = Callable[[str, int | None], float]
 
 CHARS_PER_TOKEN = 4  # a common rule of thumb for English text; only an estimate
 DEFAULT_OUTPUT_TOKENS = 256
+FIRST_WAIT_S = 0.02  # polls of a waiting caller: short at first, as the first call may be quick,
+MAX_WAIT_S = 0.1  # then no more often than this, as each poll is a store round trip
 
 T = TypeVar("T")
 
@@ -38,116 +49,213 @@ def estimator_from_prices(
 
 
 class CostBudget:
-    """Refuses a call once tracked spend plus the calls in flight would pass ``max_cost_usd``.
+    """Refuses a call once spend plus the calls in flight would pass ``max_cost_usd``.
 
-    Each call in flight reserves what it may cost until it finishes, so
-    concurrent calls cannot all pass the check against the same spend:
+    The rules and the state are the budget ledger's (see
+    :mod:`pygent_lc.state.ledger`), on ``store`` under ``key``: each call in
+    flight reserves what it may cost until it ends, so concurrent calls
+    cannot all pass the check against the same spend. With an ``estimator``
+    a call reserves its estimate; without one it reserves the largest cost
+    of one call seen so far, and while none is known calls go one at a time
+    (the others wait rather than fail). Spend passes the limit by at most
+    about one call. ``store`` None is a private :class:`MemoryStore` (this
+    object's calls only); CostBudgets on one shared store with the same
+    ``key`` share one limit, across processes with a Redis store.
+    ``window_s`` (e.g. 3600 or 86400) limits spend per window instead of in
+    total.
 
-    * with an ``estimator``, a call reserves its estimate and runs only if
-      spend, the reservations and its own estimate stay within the limit;
-    * without one, a call reserves the largest cost of one call seen so far
-      (``call_cost``, e.g. from the usage tracker, or measured here from calls
-      that ran alone) and runs while spend plus reservations is under the
-      limit, the rule calls one after another always had. While no call has
-      cost anything yet the next call's cost is unknown, so calls are admitted
-      one at a time: the others wait for it rather than fail.
+    A call's cost, settled on the ledger when its hold ends, is what
+    :meth:`Hold.settle` was given, else what ``spent`` (e.g. a usage
+    tracker's total) grew by since the last hold ended (:meth:`measure`):
+    overlapping calls' own before/after differences would count each other's
+    cost, whereas these deltas add up to the real spend. Under overlap one
+    hold may so be charged another's cost too, which only raises the largest
+    call cost the ledger reserves, never lowers it.
 
-    Either way spend passes the limit by at most about one call's cost. Calls
-    may come from asyncio tasks on any number of event loops and from plain
-    threads: state is guarded by a thread lock held only briefly, async
-    callers wait on a future of their own loop, sync callers on a condition.
+    :meth:`reserve` gives a :class:`Hold` for ``with`` or ``async with``.
+    A caller told to wait polls the store (every 20 ms, growing to 100 ms)
+    and is woken at once when a hold of this object ends; a sync caller
+    whose thread runs the call of unknown cost it would wait for is refused
+    instead (it would wait for itself; only this object's calls are known).
+
+    A caller that checks the budget inside its own
+    :meth:`~pygent_lc.state.StateStore.begin_call` step instead puts
+    :meth:`spec` in its :class:`~pygent_lc.state.CallPlan`, retries a
+    ``budget_wait`` refusal after :meth:`wait_seconds`, raises
+    :meth:`exceeded` for a ``budget`` refusal, and settles with the cost it
+    knows or :meth:`measure`.
     """
 
     def __init__(
         self,
         max_cost_usd: float,
-        spent: Callable[[], float],
+        spent: Callable[[], float] | None = None,
         estimator: CostEstimator | None = None,
-        call_cost: Callable[[], float] | None = None,
+        *,
+        store: StateStore | None = None,
+        key: str = "default",
+        window_s: int | None = None,
     ) -> None:
         if not math.isfinite(max_cost_usd) or max_cost_usd < 0:
             raise ConfigurationError(
                 f"max_cost_usd must be >= 0, got {max_cost_usd}", field="max_cost_usd"
             )
+        if window_s is not None and window_s < 1:
+            raise ConfigurationError(
+                f"budget window must be >= 1 s, got {window_s}", field="budget_window"
+            )
         self.max_cost_usd = max_cost_usd
+        self.store: StateStore = store if store is not None else MemoryStore()
+        self.key = key
+        self.window_s = window_s
         self._spent = spent
         self._estimator = estimator
-        self._call_cost = call_cost
-        # Reentrant: a stream's hold may be released from ``__del__``, which the
-        # garbage collector can run on a thread that is inside this lock.
-        self._lock = threading.RLock()
+        # Guards the spend pointer, the threads below and the wake-ups; never held
+        # across a store call.
+        self._lock = threading.Lock()
+        self._last_spent = 0.0
+        # Threads running a call of unknown cost admitted here: a sync caller on one
+        # of them must not wait for that call (it would wait for itself).
+        self._unknown_cost_threads: list[int] = []
+        # Holds of this object ending wake its waiters before their next poll.
         self._released = threading.Condition(self._lock)
+        self._releases = 0
         self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._reserved = 0.0
-        self._in_flight = 0
-        self._admitted = 0  # admissions so far: tells whether a call ran alone
-        self._measured_call_cost = 0.0
-        self._unknown_cost_thread: int | None = None  # thread of the unknown-cost call
+        self._orphans: deque[Hold] = deque()
+        self._orphans_lock = threading.Lock()
 
     @property
     def reserved_usd(self) -> float:
-        """What the calls in flight have reserved."""
-        with self._lock:
-            return self._reserved
+        """What the calls in flight on the budget (in its current window) have reserved."""
+        self._settle_orphans()
+        return self.store.budget_status(self.key, self.window_s).reserved_usd
 
     @property
     def in_flight(self) -> int:
-        """Calls admitted and not yet finished."""
-        with self._lock:
-            return self._in_flight
+        """Calls admitted on the budget (in its current window) and not yet finished."""
+        self._settle_orphans()
+        return self.store.budget_status(self.key, self.window_s).in_flight
 
     def reserve(self, prompt: str, max_tokens: int | None) -> Hold:
         """A hold on the budget for one call, taken with ``with`` or ``async with``.
 
-        Entering it waits while another call of unknown cost is in flight and
-        raises ``BudgetExceededError`` when the call would pass the limit;
-        leaving it releases the reservation.
+        Entering it waits while a call of unknown cost is in flight and raises
+        ``BudgetExceededError`` when the call would pass the limit; leaving it
+        settles the call's cost.
         """
         return Hold(self, prompt, max_tokens)
 
-    def _largest_call_cost(self) -> float:
-        reported = self._call_cost() if self._call_cost is not None else 0.0
-        return max(reported, self._measured_call_cost)
+    def spec(self, prompt: str, max_tokens: int | None) -> BudgetSpec:
+        """This budget's part of a :class:`~pygent_lc.state.CallPlan` for one call."""
+        estimate = None if self._estimator is None else self._estimator(prompt, max_tokens)
+        return BudgetSpec(self.key, self.max_cost_usd, estimate, self.window_s)
 
-    def _admit(self, hold: Hold, estimate: float | None) -> bool:
-        """Admit ``hold`` (True), ask it to wait (False) or raise. Call with the lock held."""
-        unknown_in_flight = self._unknown_cost_thread is not None
-        unit = estimate if estimate is not None else self._largest_call_cost()
-        if estimate is None and (unknown_in_flight or (unit <= 0 and self._in_flight)):
-            return False
-        spent = self._spent()
-        committed = spent + self._reserved
-        over = committed >= self.max_cost_usd
-        if estimate is not None:
-            over = over or committed + estimate > self.max_cost_usd
-        if over:
-            raise BudgetExceededError(
-                f"cost budget ${self.max_cost_usd:.4f} would be passed: spent "
-                f"${spent:.4f}, in flight ${self._reserved:.4f}, next call ~${unit:.4f}"
-            )
-        hold._amount = unit
-        hold._unknown_cost = unit <= 0 and estimate is None
-        hold._spent_before = spent
-        hold._alone = self._in_flight == 0
-        self._admitted += 1
-        hold._admitted_as = self._admitted
-        self._reserved += unit
-        self._in_flight += 1
-        if hold._unknown_cost:
-            self._unknown_cost_thread = threading.get_ident()
-        return True
+    def exceeded(self, refusal: BudgetRefusal) -> BudgetExceededError:
+        """The error for a refusal without ``wait``: the budget is spent."""
+        per = "" if self.window_s is None else f" per {self.window_s} s"
+        return BudgetExceededError(
+            f"cost budget ${refusal.limit_usd:.4f}{per} would be passed: spent "
+            f"${refusal.spent_usd:.4f}, in flight ${refusal.reserved_usd:.4f}, "
+            f"next call ~${refusal.amount_usd:.4f}"
+        )
 
-    def _release(self, hold: Hold) -> None:
+    @staticmethod
+    def wait_seconds(attempt: int) -> float:
+        """How long to wait before asking again after ``attempt`` (0, 1, ...) ``wait`` refusals."""
+        return min(MAX_WAIT_S, FIRST_WAIT_S * 1.5**attempt)
+
+    def measure(self) -> float:
+        """What ``spent`` grew by since the last measurement (0 without ``spent``)."""
+        if self._spent is None:
+            return 0.0
         with self._lock:
-            self._reserved = max(0.0, self._reserved - hold._amount)
-            self._in_flight -= 1
-            if hold._unknown_cost:
-                self._unknown_cost_thread = None
-            if hold._alone and self._admitted == hold._admitted_as:
-                # No other call overlapped this one, so the spend since it
-                # started is its own cost, retries and fallbacks included.
-                cost = self._spent() - hold._spent_before
-                self._measured_call_cost = max(self._measured_call_cost, cost)
+            now = self._spent()
+            cost, self._last_spent = max(0.0, now - self._last_spent), now
+            return cost
+
+    # -- taking a hold ----------------------------------------------------------------------
+
+    def _take(self, spec: BudgetSpec) -> BudgetReservation:
+        self._settle_orphans()
+        attempt = 0
+        while True:
+            seen = self._releases
+            answer = self.store.budget_reserve(
+                spec.key, spec.limit_usd, spec.amount_usd, spec.window_s
+            )
+            if (reservation := self._admitted(answer)) is not None:
+                return reservation
+            with self._released:
+                if threading.get_ident() in self._unknown_cost_threads:
+                    raise BudgetExceededError(
+                        "the cost of a call is not known yet and the call in flight "
+                        "runs on this thread: waiting for it would deadlock"
+                    )
+                if self._releases == seen:
+                    self._released.wait(self.wait_seconds(attempt))
+            attempt += 1
+
+    async def _atake(self, spec: BudgetSpec) -> BudgetReservation:
+        self._settle_orphans()
+        attempt = 0
+        while True:
+            seen = self._releases
+            if (reservation := self._admitted(await self._areserve(spec))) is not None:
+                return reservation
+            await self._apause(seen, self.wait_seconds(attempt))
+            attempt += 1
+
+    async def _areserve(self, spec: BudgetSpec) -> BudgetAnswer:
+        """``abudget_reserve``, giving the reservation back if the caller is cancelled."""
+        reserving = asyncio.ensure_future(
+            self.store.abudget_reserve(spec.key, spec.limit_usd, spec.amount_usd, spec.window_s)
+        )
+        try:
+            return await asyncio.shield(reserving)
+        except asyncio.CancelledError:
+            reserving.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, reserving: asyncio.Future[BudgetAnswer]) -> None:
+        if not reserving.cancelled() and reserving.exception() is None:
+            answer = reserving.result()
+            if isinstance(answer, BudgetReservation):
+                self.store.budget_release(answer)
+                self._wake()
+
+    def _admitted(self, answer: BudgetAnswer) -> BudgetReservation | None:
+        """The reservation, or None for a ``wait`` refusal; raises for a spent budget."""
+        if isinstance(answer, BudgetReservation):
+            if answer.unknown_cost:
+                with self._lock:
+                    self._unknown_cost_threads.append(threading.get_ident())
+            return answer
+        if answer.wait:
+            return None
+        raise self.exceeded(answer)
+
+    async def _apause(self, seen: int, delay_s: float) -> None:
+        """Sleep ``delay_s``, or less if a hold of this process ends meanwhile."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        waiter = (loop, future)
+        with self._lock:
+            if self._releases != seen:
+                return
+            self._async_waiters.append(waiter)
+        try:
+            await asyncio.wait((future,), timeout=delay_s)
+        finally:
+            with self._lock, contextlib.suppress(ValueError):
+                self._async_waiters.remove(waiter)
+
+    # -- ending a hold ----------------------------------------------------------------------
+
+    def _wake(self, unknown_cost_thread: int | None = None) -> None:
+        with self._released:
+            if unknown_cost_thread is not None:
+                self._unknown_cost_threads.remove(unknown_cost_thread)
+            self._releases += 1
             self._released.notify_all()
             waiters, self._async_waiters = self._async_waiters, []
         for loop, future in waiters:
@@ -155,36 +263,18 @@ class CostBudget:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_wake, future)
 
-    def _take_sync(self, hold: Hold, estimate: float | None) -> None:
-        with self._released:
-            while not self._admit(hold, estimate):
-                if self._unknown_cost_thread == threading.get_ident():
-                    # The call we would wait for runs on this thread (an enclosing
-                    # call, or a task of the event loop this call blocks): waiting
-                    # would never end.
-                    raise BudgetExceededError(
-                        "the cost of a call is not known yet and the call in flight "
-                        "runs on this thread: waiting for it would deadlock"
-                    )
-                self._released.wait()
+    def _release_later(self, hold: Hold) -> None:
+        """Release ``hold`` from a finalizer, which the garbage collector may run on a
+        thread inside any lock (the store's too): in a thread of its own, or on this
+        budget's next use, whichever comes first."""
+        self._orphans.append(hold)
+        with contextlib.suppress(RuntimeError):  # the interpreter is shutting down
+            threading.Thread(target=self._settle_orphans, daemon=True).start()
 
-    async def _take(self, hold: Hold, estimate: float | None) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            with self._lock:
-                if self._admit(hold, estimate):
-                    return
-                future: asyncio.Future[None] = loop.create_future()
-                self._async_waiters.append((loop, future))
-            try:
-                await future
-            finally:
-                with self._lock:
-                    if (loop, future) in self._async_waiters:
-                        self._async_waiters.remove((loop, future))
-
-    def _estimate(self, prompt: str, max_tokens: int | None) -> float | None:
-        return self._estimator(prompt, max_tokens) if self._estimator is not None else None
+    def _settle_orphans(self) -> None:
+        with self._orphans_lock:
+            while self._orphans:
+                self._orphans.popleft().release()
 
 
 def _wake(future: asyncio.Future[None]) -> None:
@@ -195,33 +285,36 @@ def _wake(future: asyncio.Future[None]) -> None:
 class Hold:
     """One call's reservation on a :class:`CostBudget` (or on none, when ``budget`` is None).
 
-    Taken by ``with`` (blocking) or ``async with`` (awaiting), and released on
-    leaving, or by :meth:`release`, which may be called any number of times
-    from any thread.
+    Taken by ``with`` (blocking) or ``async with`` (awaiting), and settled on
+    leaving, or by :meth:`release` / :meth:`arelease`, which may be called any
+    number of times from any thread (only the first settles).
     """
 
     def __init__(self, budget: CostBudget | None, prompt: str, max_tokens: int | None) -> None:
         self._budget = budget
         self._prompt = prompt
         self._max_tokens = max_tokens
-        self._held = False
-        self._amount = 0.0
-        self._unknown_cost = False
-        self._spent_before = 0.0
-        self._alone = False
-        self._admitted_as = 0
+        self._reservation: BudgetReservation | None = None
+        self._thread = 0
+        self._cost: float | None = None
+
+    def settle(self, cost_usd: float) -> None:
+        """The call's real cost, settled when the hold ends (instead of measuring it)."""
+        self._cost = cost_usd
 
     def __enter__(self) -> None:
         if self._budget is not None:
-            estimate = self._budget._estimate(self._prompt, self._max_tokens)
-            self._budget._take_sync(self, estimate)
-            self._held = True
+            spec = self._budget.spec(self._prompt, self._max_tokens)
+            self._admit(self._budget._take(spec))
 
     async def __aenter__(self) -> None:
         if self._budget is not None:
-            estimate = self._budget._estimate(self._prompt, self._max_tokens)
-            await self._budget._take(self, estimate)
-            self._held = True
+            spec = self._budget.spec(self._prompt, self._max_tokens)
+            self._admit(await self._budget._atake(spec))
+
+    def _admit(self, reservation: BudgetReservation) -> None:
+        self._thread = threading.get_ident()
+        self._reservation = reservation
 
     def __exit__(
         self,
@@ -237,17 +330,39 @@ class Hold:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.release()
+        await self.arelease()
+
+    def _end(self) -> tuple[CostBudget, BudgetReservation, float] | None:
+        """Take the reservation (once: None afterwards) with the cost to settle it with."""
+        budget = self._budget
+        if budget is None:
+            return None
+        with budget._lock:
+            reservation, self._reservation = self._reservation, None
+        if reservation is None:
+            return None
+        return budget, reservation, self._cost if self._cost is not None else budget.measure()
+
+    def _done(self, budget: CostBudget, reservation: BudgetReservation) -> None:
+        budget._wake(self._thread if reservation.unknown_cost else None)
 
     def release(self) -> None:
-        """Give the reservation back (once; later calls do nothing)."""
-        if self._budget is None:
-            return
-        with self._budget._lock:
-            if not self._held:
-                return
-            self._held = False
-        self._budget._release(self)
+        """Settle the call's cost and give the reservation back (once)."""
+        if (ending := self._end()) is not None:
+            budget, reservation, cost = ending
+            try:
+                budget.store.budget_settle(reservation, cost)
+            finally:
+                self._done(budget, reservation)
+
+    async def arelease(self) -> None:
+        """:meth:`release` for async callers; it completes even if the caller is cancelled."""
+        if (ending := self._end()) is not None:
+            budget, reservation, cost = ending
+            try:
+                await asyncio.shield(budget.store.abudget_settle(reservation, cost))
+            finally:
+                self._done(budget, reservation)
 
 
 class HeldStream(AsyncIterator[T]):
@@ -278,22 +393,23 @@ class HeldStream(AsyncIterator[T]):
                 self._inner, self._hold = await start()
             return await anext(self._inner)
         except BaseException:
-            self._finish()
+            await self._finish()
             raise
 
-    def _finish(self) -> None:
+    async def _finish(self) -> None:
         self._start = None
         if self._hold is not None:
-            self._hold.release()
+            await self._hold.arelease()
 
     async def aclose(self) -> None:
         """Release the reservation and close the underlying stream."""
-        self._finish()
+        await self._finish()
         inner, self._inner = self._inner, None
-        self._start = None
         aclose = getattr(inner, "aclose", None)
         if aclose is not None:
             await aclose()
 
     def __del__(self) -> None:
-        self._finish()
+        hold = self._hold
+        if hold is not None and hold._reservation is not None and hold._budget is not None:
+            hold._budget._release_later(hold)

@@ -67,12 +67,7 @@ class LangChainBackend(LLMBackend, Closable):
         self._budget = (
             None
             if max_cost_usd is None
-            else CostBudget(
-                max_cost_usd,
-                lambda: self.usage.totals().cost_usd,
-                cost_estimator,
-                call_cost=self.usage.largest_cost_usd,
-            )
+            else CostBudget(max_cost_usd, lambda: self.usage.totals().cost_usd, cost_estimator)
         )
 
     accepts_cache_prefix = True

@@ -201,7 +201,8 @@ class _ProviderCall:
             raise policy.circuit.open_error(start.breaker or ADMITTED)
         if start.refused_by in ("budget", "budget_wait") and policy.budget is not None:
             refusal = start.budget_refusal
-            if refusal is None or not refusal.wait:
+            assert refusal is not None  # the store says why a budget refused
+            if not refusal.wait:
                 raise policy.budget.exceeded(refusal)
             return self._within_deadline(policy.budget.wait_seconds(tries), "the budget")
         if start.refused_by == "rate":

@@ -63,7 +63,6 @@ class UsageTracker(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._runs: dict[UUID, _Run] = {}
         self._buckets: dict[tuple[str, str], _Bucket] = {}
-        self._largest_cost_usd = 0.0
 
     def on_chat_model_start(
         self,
@@ -92,7 +91,6 @@ class UsageTracker(BaseCallbackHandler):
         used, model = usage_of(response, run.model)
         with self._lock:
             self._add((run.provider, model), used, ended - run.started)
-            self._largest_cost_usd = max(self._largest_cost_usd, used.cost_usd)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         ended = time.perf_counter()
@@ -123,11 +121,6 @@ class UsageTracker(BaseCallbackHandler):
                 )
                 for key, bucket in self._buckets.items()
             }
-
-    def largest_cost_usd(self) -> float:
-        """The largest cost of one request so far (what a cost budget reserves per call)."""
-        with self._lock:
-            return self._largest_cost_usd
 
     def totals(self) -> UsageTotals:
         """Everything added up, for measuring a span of work by difference."""

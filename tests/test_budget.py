@@ -360,7 +360,9 @@ def test_waiting_on_a_call_of_the_same_thread_is_refused_not_a_deadlock() -> Non
 
 def test_largest_known_call_cost_is_reserved_for_each_call_in_flight() -> None:
     spent = [0.0]
-    budget = CostBudget(1.0, spent=lambda: spent[0], call_cost=lambda: 0.3)
+    budget = CostBudget(1.0, spent=lambda: spent[0])
+    with budget.reserve("first", None):
+        spent[0] = 0.3  # the first call, alone, measures the cost of one call
     with budget.reserve("a", None), budget.reserve("b", None):
         assert budget.reserved_usd == pytest.approx(0.6)
         assert budget.in_flight == 2

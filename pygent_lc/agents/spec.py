@@ -3,15 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, cast, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import SecretStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    SecretStr,
+    StrictBool,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pygent_lc.errors import AgentError, ConfigurationError
-from pygent_lc.providers.registry import PROVIDERS, provider_name
+from pygent_lc.providers.registry import PROVIDERS, provider_name, unique_provider_names
 from pygent_lc.settings import ProviderName, Settings
 from pygent_lc.tot.config import ToTConfig
+
+
+def _normalized(value: object) -> object:
+    """A name as the caller may write it: any case, spaces around."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _provider_choice(value: object) -> str:
+    if _normalized(value) == "auto":
+        return "auto"
+    try:
+        return provider_name(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, auto") from None
+
+
+def _name_list(value: object) -> object:
+    """``fallbacks`` may be one comma-separated string, or ``None`` for none."""
+    if isinstance(value, str):
+        return [part for part in value.split(",") if part.strip()]
+    return () if value is None else value
+
 
 AgentType = Literal["reasoning", "chat"]
 AGENT_TYPES: tuple[AgentType, ...] = get_args(AgentType)
@@ -20,41 +52,67 @@ ProviderChoice = str
 PROVIDER_CHOICES: tuple[ProviderChoice, ...] = (*PROVIDERS, "auto")
 TaskName = Literal["generic", "game24"]
 TASK_NAMES: tuple[TaskName, ...] = get_args(TaskName)
-
-#: Keys of ``custom_config`` other than ToT settings (``ToTConfig`` field names).
-AGENT_KEYS = frozenset(
-    {
-        "provider",
-        "model_name",
-        "openrouter_api_key",
-        "ollama_url",
-        "fallbacks",
-        "task",
-        "check_model",
-        "system_prompt",
-    }
-)
 TOT_KEYS = frozenset(ToTConfig.model_fields)
 #: The ToT settings that also mean something to a chat agent.
 CHAT_KEYS = frozenset({"temperature", "max_tokens"})
 
+Text = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1)]
+Key = Annotated[
+    SecretStr,
+    BeforeValidator(lambda v: v.strip() if isinstance(v, str) else v),
+    StringConstraints(min_length=1),
+]
+Provider = Annotated[ProviderName, BeforeValidator(provider_name)]
 
-@dataclass(frozen=True)
-class AgentSpec:
-    """What ``custom_config`` asked for, checked."""
 
-    agent_type: AgentType
-    provider: ProviderChoice = "auto"
-    model_name: str | None = None
-    openrouter_api_key: SecretStr | None = None
-    ollama_url: str | None = None
-    fallbacks: tuple[ProviderName, ...] = ()
-    task: TaskName = "generic"
-    check_model: bool = False
+class AgentSpec(BaseModel):
+    """What ``custom_config`` asked for, checked: its keys are the fields but
+    ``agent_type`` (the factory's argument) and ``tot`` (where its ToT keys go)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agent_type: Annotated[AgentType, BeforeValidator(_normalized)]
+    provider: Annotated[ProviderChoice, BeforeValidator(_provider_choice)] = "auto"
+    model_name: Text | None = None
+    openrouter_api_key: Key | None = None
+    ollama_url: Text | None = None
+    fallbacks: Annotated[tuple[Provider, ...], BeforeValidator(_name_list)] = ()
+    task: Annotated[TaskName, BeforeValidator(_normalized)] = "generic"
+    check_model: StrictBool = False
     """Also ask OpenRouter's ``/models`` whether the model exists (one extra request)."""
-    system_prompt: str | None = None
-    tot: dict[str, Any] = field(default_factory=dict)
+    system_prompt: Text | None = None
+    tot: dict[str, Any] = {}
     """ToT settings (``ToTConfig`` field names); for a chat agent only temperature/max_tokens."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_tot(cls, data: Any) -> Any:
+        """The ToT keys of a flat ``custom_config`` (plus ``agent_type``) into ``tot``."""
+        if not isinstance(data, dict) or "tot" in data:
+            return data
+        keys = TOT_KEYS if _normalized(data.get("agent_type")) == "reasoning" else CHAT_KEYS
+        rest = {key: value for key, value in data.items() if key not in keys}
+        return rest | {"tot": {key: value for key, value in data.items() if key in keys}}
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _each_once(cls, fallbacks: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        unique_provider_names([info.data.get("provider", "auto"), *fallbacks])
+        return fallbacks
+
+    @field_validator("model_name")
+    @classmethod
+    def _needs_a_provider(cls, model_name: str | None, info: ValidationInfo) -> str | None:
+        if model_name is not None and info.data.get("provider") == "auto":
+            raise ValueError(f"needs an explicit provider ({', '.join(PROVIDERS)}), not 'auto'")
+        return model_name
+
+    @field_validator("task")
+    @classmethod
+    def _reasoning_only(cls, task: TaskName, info: ValidationInfo) -> TaskName:
+        if task != "generic" and info.data.get("agent_type") == "chat":
+            raise ValueError("applies to reasoning agents only")
+        return task
 
     def provider_names(self, settings: Settings) -> list[ProviderName]:
         """The providers of the agent's chain, in order."""
@@ -63,55 +121,49 @@ class AgentSpec:
         return [self.provider, *self.fallbacks]
 
 
-def parse_agent_type(agent_type: object) -> AgentType:
-    if not isinstance(agent_type, str) or agent_type.strip().lower() not in AGENT_TYPES:
-        raise AgentError(
-            f"unknown agent type {agent_type!r}; choose from {', '.join(AGENT_TYPES)}",
-            field="agent_type",
-        )
-    return cast(AgentType, agent_type.strip().lower())
-
-
 def parse_spec(agent_type: object, custom_config: Mapping[str, Any] | None) -> AgentSpec:
     """Check ``custom_config`` for ``agent_type``; every problem is an :class:`AgentError`."""
-    kind = parse_agent_type(agent_type)
     config = dict(custom_config or {})
-    allowed = AGENT_KEYS | (TOT_KEYS if kind == "reasoning" else CHAT_KEYS)
-    unknown = sorted(set(config) - allowed)
-    if unknown:
-        raise AgentError(
-            f"unknown custom_config key(s) for a {kind} agent: {', '.join(map(str, unknown))}",
-            field=str(unknown[0]),
-        )
-    provider = _choice(config.get("provider", "auto"), PROVIDER_CHOICES, "provider")
-    fallbacks = _fallbacks(config.get("fallbacks"), provider)
-    model_name = _optional_text(config.get("model_name"), "model_name")
-    if model_name is not None and provider == "auto":
-        raise AgentError(
-            f"model_name needs an explicit provider ({', '.join(PROVIDERS)}), not 'auto'",
-            field="model_name",
-        )
-    key = config.get("openrouter_api_key")
-    if key is not None and not isinstance(key, SecretStr):
-        key = SecretStr(_optional_text(key, "openrouter_api_key") or "")
-    check_model = config.get("check_model", False)
-    if not isinstance(check_model, bool):
-        raise AgentError("check_model must be true or false", field="check_model")
-    spec = AgentSpec(
-        agent_type=kind,
-        provider=provider,
-        model_name=model_name,
-        openrouter_api_key=key,
-        ollama_url=_optional_text(config.get("ollama_url"), "ollama_url"),
-        fallbacks=fallbacks,
-        task=_choice(config.get("task", "generic"), TASK_NAMES, "task"),
-        check_model=check_model,
-        system_prompt=_optional_text(config.get("system_prompt"), "system_prompt"),
-        tot={k: v for k, v in config.items() if k in TOT_KEYS},
-    )
-    if spec.task != "generic" and kind == "chat":
-        raise AgentError("task applies to reasoning agents only", field="task")
-    return spec
+    kind = _normalized(agent_type)
+    # Fields, but not keys of custom_config (a flat dict would let them through).
+    if reserved := sorted(config.keys() & {"agent_type", "tot"}):
+        raise AgentError(_unknown_key(reserved[0], kind), field=reserved[0])
+    try:
+        return AgentSpec.model_validate({**config, "agent_type": agent_type})
+    except ValidationError as exc:
+        errors = exc.errors()
+        message = ". ".join(_message(error, kind) for error in errors)
+        raise AgentError(message, field=str(errors[0]["loc"][0])) from None
+
+
+def parse_agent_type(agent_type: object) -> AgentType:
+    return parse_spec(agent_type, None).agent_type
+
+
+_MESSAGES = {
+    "string_type": "must be a string",
+    "string_too_short": "must not be empty",
+    "too_short": "must not be empty",
+    "bool_type": "must be true or false",
+    "tuple_type": "must be a list of provider names",
+}
+
+
+def _message(error: Any, kind: object) -> str:
+    key = str(error["loc"][0])
+    if error["type"] == "extra_forbidden":
+        return _unknown_key(key, kind)
+    if error["type"] == "literal_error":
+        choices = ", ".join(get_args(AgentSpec.model_fields[key].annotation))
+        text = f"unknown {key.replace('_', ' ')} {error['input']!r}; choose from {choices}"
+    else:
+        cause = (error.get("ctx") or {}).get("error")
+        text = _MESSAGES.get(error["type"], str(cause) if cause else error["msg"])
+    return text if key == "agent_type" else f"custom_config {key}: {text}"
+
+
+def _unknown_key(key: str, kind: object) -> str:
+    return f"unknown custom_config key {key!r} for a {kind} agent"
 
 
 def agent_settings(spec: AgentSpec, base: Settings) -> Settings:
@@ -140,39 +192,6 @@ _SETTING_OF_KEY = {
     "ollama_url": ("ollama_base_url",),
     "model_name": tuple(spec.model_keyword for spec in PROVIDERS.values()),
 }
-
-
-def _choice(value: object, choices: tuple[str, ...], name: str) -> Any:
-    if not isinstance(value, str) or value.strip().lower() not in choices:
-        raise AgentError(f"unknown {name} {value!r}; choose from {', '.join(choices)}", field=name)
-    return value.strip().lower()
-
-
-def _fallbacks(value: object, provider: str) -> tuple[ProviderName, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    if not isinstance(value, list | tuple):
-        raise AgentError("fallbacks must be a list of provider names", field="fallbacks")
-    names: list[ProviderName] = []
-    for item in value:
-        try:
-            name = provider_name(item)
-        except ValueError as exc:
-            raise AgentError(str(exc), field="fallbacks") from None
-        if name == provider or name in names:
-            raise AgentError(f"provider {name!r} is listed twice", field="fallbacks")
-        names.append(name)
-    return tuple(names)
-
-
-def _optional_text(value: object, name: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise AgentError(f"{name} must be a non-empty string", field=name)
-    return value.strip()
 
 
 __all__ = [

@@ -22,11 +22,9 @@ How the in-process limits map onto a store (the integration still to do):
   ``breaker_failure`` (summary ``"ErrorType: message"``); ``release`` ->
   ``breaker_release``; ``state`` -> ``breaker_state``. A refused admission
   carries ``failures`` and ``last_error`` for ``CircuitOpenError``'s message.
-* ``CostBudget``: entering a ``Hold`` -> ``budget_reserve`` (a refusal with
-  ``wait`` means poll again, e.g. every 20-50 ms, alongside the local wake-up;
-  without it, raise ``BudgetExceededError``); leaving it ->
-  ``budget_settle`` with the call's cost, or ``budget_release``. Windows:
-  ``window_s=3600`` or ``86400``.
+* ``CostBudget`` (done: :class:`pygent_lc.budget.CostBudget` takes ``store``,
+  ``key`` and ``window_s``, and gives ``spec``/``exceeded``/``wait_seconds``
+  for a ``begin_call`` plan).
 * ``UsageTracker``: ``on_llm_end``/``on_llm_error`` -> ``record_usage``;
   ``summary`` -> ``usage_rows`` (the fields of ``UsageSummary``).
 * A rate limiter: ``take_rate_token``, sleeping the seconds it answers.

@@ -119,7 +119,7 @@ class LLMCaller:
         try:
             self._check_call_limit()  # again: others may have started while this one waited
         except BudgetExhausted:
-            hold.release()
+            await hold.arelease()
             raise
         return hold
 
@@ -188,7 +188,7 @@ class LLMCaller:
                 raise
             finally:
                 self._in_flight -= 1
-                hold.release()
+                await hold.arelease()
 
 
 @dataclass

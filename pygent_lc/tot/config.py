@@ -86,8 +86,9 @@ class ToTConfig(BaseModel):
     key, the model and the task's value prompt version. ``"memory"``: in the
     engine, shared by all its solves, at most ``value_cache_size`` states
     (least recently used dropped). A file path (e.g. ``"values.sqlite"``): a
-    SQLite file, shared across runs and processes. ``None``: values are shared
-    within one search only."""
+    SQLite file, shared across runs and processes. A Redis URL (e.g. the
+    ``PYGENT_STATE_URL``): shared by every process using that Redis. ``None``:
+    values are shared within one search only."""
 
     value_cache_size: int = Field(default=100_000, ge=1)
     """Entries the in-memory value cache keeps."""

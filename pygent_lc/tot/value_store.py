@@ -155,12 +155,21 @@ class SQLiteValueStore:
 
 
 def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
-    """The store ``ToTConfig.value_cache`` names: ``"memory"``, a SQLite path, or none."""
+    """The store ``ToTConfig.value_cache`` names: ``"memory"``, a SQLite path, a
+    state store URL (``redis://...``: shared by every process using it), or none."""
     if spec is None:
         return None
     if spec == MEMORY:
         return MemoryValueStore(max_entries)
+    if spec.startswith(_STATE_STORE_URLS):
+        from pygent_lc.state import shared_store  # the state package imports this module
+        from pygent_lc.state.value_cache import SharedValueStore
+
+        return SharedValueStore(shared_store(spec))
     return SQLiteValueStore(spec)
+
+
+_STATE_STORE_URLS = ("redis://", "rediss://", "unix://")
 
 
 __all__ = [

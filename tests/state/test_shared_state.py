@@ -12,7 +12,7 @@ import pytest
 
 from pygent_lc import Settings
 from pygent_lc.chain import with_provider_policy
-from pygent_lc.errors import ProviderUnavailableError
+from pygent_lc.errors import BudgetExceededError, ProviderUnavailableError
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.state import StateStore, open_store, shared_store
 from pygent_lc.testing import ScriptedChatModel
@@ -87,3 +87,25 @@ async def test_usage_is_totalled_in_the_store_once_a_state_url_is_set(
     assert row.cost_usd == pytest.approx(0.006)
     assert row.input_tokens > 0 and row.output_tokens > 0
     assert row.p95_latency_s > 0
+
+
+async def test_a_budget_in_the_settings_holds_across_workers(state_url: str | None) -> None:
+    """$0.01 with $0.004 calls: the third call is admitted (spend $0.008 < $0.01), then no more."""
+    settings = Settings(state_url=state_url, max_cost_usd=0.01, **FAST)
+    first = ScriptedChatModel(provider="openrouter", cost_per_call=0.004)
+    second = ScriptedChatModel(provider="openrouter", cost_per_call=0.004)
+    chains = [ProviderChain(providers=[with_provider_policy(m, settings)]) for m in (first, second)]
+    answered = refused = 0
+    messages: set[str] = set()
+    for turn in range(8):
+        try:
+            await chains[turn % 2].ainvoke("hi")
+            answered += 1
+        except BudgetExceededError as exc:
+            messages.add(str(exc).split(":")[0])
+            refused += 1
+    assert (answered, refused) == (3, 5)
+    assert messages == {"cost budget $0.0100 would be passed"}
+    assert len(first.prompts) + len(second.prompts) == 3
+    with pytest.raises(BudgetExceededError):
+        chains[0].invoke("hi")

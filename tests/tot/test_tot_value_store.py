@@ -137,3 +137,18 @@ async def test_an_engine_store_can_be_shared_explicitly():
     b = ToTEngine(config, ScriptedGame24Backend(), task=Game24Task(), value_store=store)
     await a.solve(PUZZLE)
     assert (await b.solve(PUZZLE)).stats.evaluation_calls == 0
+
+
+@pytest.mark.live_local
+async def test_a_redis_value_cache_is_shared_by_engines_of_any_process(redis_url: str) -> None:
+    from pygent_lc.state import shared_store
+    from pygent_lc.state.value_cache import SharedValueStore
+
+    shared_store(redis_url).clear()
+    assert isinstance(open_value_store(redis_url, 10), SharedValueStore)
+    config = ToTConfig(value_cache=redis_url)
+    first = await ToTEngine(config, ScriptedGame24Backend(), task=Game24Task()).solve(PUZZLE)
+    later = await ToTEngine(config, ScriptedGame24Backend(), task=Game24Task()).solve(PUZZLE)
+    assert first.stats.evaluation_calls > 0
+    assert later.stats.evaluation_calls == 0  # another engine (or process) reused the values
+    assert later.solved
