@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
 
 from pygent_lc.breaker import CircuitBreaker
 from pygent_lc.budget import CostBudget
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.host_pool import HostPool
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.rate_limits import FREE_MODEL_LIMIT
 from pygent_lc.retry import RetryPolicy
 from pygent_lc.settings import Settings
-from pygent_lc.state import RateSpec, shared_store
+from pygent_lc.state import RateSpec, StateStore, shared_store
 
 
 class ProviderSkippedWarning(UserWarning):
@@ -35,7 +37,7 @@ def with_provider_policy(
     out when ``breaker`` is false or the settings disable it
     (``breaker_failures`` or ``breaker_cooldown`` of 0).
     """
-    store = shared_store(settings.state_url.get_secret_value() if settings.state_url else None)
+    store = state_of(settings)
     provider, model_name = names_of(model)
     circuit = None
     if breaker and settings.breaker_failures and settings.breaker_cooldown:
@@ -71,6 +73,12 @@ def with_provider_policy(
         budget=budget,
         record_usage=settings.state_url is not None,
     )
+
+
+def state_of(settings: Settings) -> StateStore:
+    """The store of ``settings.state_url``; without one, this process's own."""
+    url = settings.state_url
+    return shared_store(url.get_secret_value() if url is not None else None)
 
 
 def names_of(model: BaseChatModel) -> tuple[str, str | None]:
@@ -128,7 +136,10 @@ def build_chat_model(
     provider its own typed error is raised, not ``AllProvidersFailedError``.
 
     Each provider sits behind its own circuit breaker (:mod:`pygent_lc.breaker`),
-    shared by every call through the returned Runnable.
+    shared by every call through the returned Runnable. A provider configured
+    with several hosts (``OLLAMA_BASE_URL=http://a:11434,http://b:11434``) is a
+    :class:`~pygent_lc.host_pool.HostPool`: one breaker per host, each call to
+    the least busy host, the next host on failure before the next provider.
 
     ``providers`` overrides ``settings.providers`` (same names). A provider
     whose configuration is incomplete (no key, no model, no local extra) is
@@ -147,14 +158,21 @@ def build_chat_model(
         settings, providers = _settings_for_specs(base, primary, fallbacks or ())
     settings = settings or Settings()
     names = validate_provider_names(providers if providers is not None else settings.providers)
-    models: list[BaseChatModel] = []
+    steps: list[Runnable[Any, Any]] = []
     skipped: dict[str, ConfigurationError] = {}
     for name in names:
         try:
-            models.append(PROVIDERS[name].factory(settings))
+            hosts = PROVIDERS[name].host_models(settings)
+            model = None if hosts else PROVIDERS[name].factory(settings)
         except ConfigurationError as exc:
             skipped[name] = exc
-    if not models:
+            continue
+        steps.append(
+            with_provider_policy(model, settings)
+            if model is not None
+            else _host_pool(name, hosts, settings)
+        )
+    if not steps:
         if len(skipped) == 1:
             (only_reason,) = skipped.values()
             raise only_reason
@@ -164,7 +182,16 @@ def build_chat_model(
         warnings.warn(
             f"provider {skipped_name!r} skipped: {why}", ProviderSkippedWarning, stacklevel=2
         )
-    return ProviderChain(providers=[with_provider_policy(model, settings) for model in models])
+    return ProviderChain(providers=steps)
+
+
+def _host_pool(name: str, hosts: Mapping[str, BaseChatModel], settings: Settings) -> HostPool:
+    """Provider ``name`` served by several hosts: one policy (and breaker) per host."""
+    return HostPool.of(
+        {url: with_provider_policy(model, settings) for url, model in hosts.items()},
+        provider=name,
+        store=state_of(settings),
+    )
 
 
 def _settings_for_specs(

@@ -12,12 +12,17 @@ A stream falls back only before its first chunk; after that the text has been
 delivered, and a failure propagates as the provider's own error.
 
 The chain is one LangChain run; each provider attempt is a child run of it.
+
+A subclass may rank its providers per call (``_order`` / ``_aorder``) and
+raise its own error when all failed (``_failed``): that is how
+:class:`~pygent_lc.host_pool.HostPool` tries an Ollama pool's hosts, least
+busy first, inside a chain.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Self
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.language_models import BaseChatModel
@@ -58,7 +63,17 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     async def aclose(self) -> None:
         await aclose_runnable(self)
 
-    def _failed(self, failures: list[ProviderError]) -> ProviderError | AllProvidersFailedError:
+    def _order(self) -> list[Runnable[Any, Any]]:
+        """The providers in the order this call tries them (a subclass may rank them)."""
+        return self.providers
+
+    async def _aorder(self) -> list[Runnable[Any, Any]]:
+        return self._order()
+
+    def _failed(
+        self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
+    ) -> ProviderError | AllProvidersFailedError:
+        """The error for a call every provider failed; ``failures[i]`` is ``tried[i]``'s."""
         if len(failures) == 1:
             return failures[0]  # one provider: its own typed error says it best
         return AllProvidersFailedError(
@@ -78,9 +93,10 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         kwargs = validate_chat_call(input, kwargs)
+        order = self._order()
         config, run = self._start(input, config)
         failures: list[ProviderError] = []
-        for provider in self.providers:
+        for provider in order:
             try:
                 output = provider.invoke(input, _child(config, run), **kwargs)
             except ProviderError as exc:
@@ -91,15 +107,16 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                 raise
             run.on_chain_end(output)
             return output
-        error = self._failed(failures)
+        error = self._failed(failures, order)
         run.on_chain_error(error)
         raise error
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         kwargs = validate_chat_call(input, kwargs)
+        order = await self._aorder()
         config, run = await self._astart(input, config)
         failures: list[ProviderError] = []
-        for provider in self.providers:
+        for provider in order:
             try:
                 output = await provider.ainvoke(input, _child(config, run), **kwargs)
             except ProviderError as exc:
@@ -110,7 +127,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                 raise
             await run.on_chain_end(output)
             return output
-        error = self._failed(failures)
+        error = self._failed(failures, order)
         await run.on_chain_error(error)
         raise error
 
@@ -134,7 +151,8 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         config, run = self._start(input, config)
         failures: list[ProviderError] = []
         try:
-            for provider in self.providers:
+            order = self._order()
+            for provider in order:
                 chunks = provider.stream(input, _child(config, run), **kwargs)
                 try:
                     first = next(chunks, _NOTHING)
@@ -151,7 +169,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     yield chunk
                 run.on_chain_end(output)
                 return
-            raise self._failed(failures)
+            raise self._failed(failures, order)
         except BaseException as exc:
             run.on_chain_error(exc)
             raise
@@ -163,7 +181,8 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         config, run = await self._astart(input, config)
         failures: list[ProviderError] = []
         try:
-            for provider in self.providers:
+            order = await self._aorder()
+            for provider in order:
                 chunks = provider.astream(input, _child(config, run), **kwargs)
                 try:
                     first = await anext(chunks, _NOTHING)
@@ -180,7 +199,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     yield chunk
                 await run.on_chain_end(output)
                 return
-            raise self._failed(failures)
+            raise self._failed(failures, order)
         except BaseException as exc:
             await run.on_chain_error(exc)
             raise
@@ -200,8 +219,10 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         for OpenRouter, ``format`` for Ollama), keeping retries, breakers and fallbacks."""
         return self._per_model(lambda model: model.with_structured_output(schema, **kwargs))
 
-    def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> ProviderChain:
-        return ProviderChain(providers=[_rewrapped(p, change) for p in self.providers])
+    def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> Self:
+        """A copy (same class and fields) whose providers' models are ``change(model)``."""
+        providers = [_rewrapped(provider, change) for provider in self.providers]
+        return self.model_copy(update={"providers": providers})
 
 
 def _child(
@@ -228,6 +249,8 @@ def _rewrapped(
     """
     if isinstance(runnable, BaseChatModel):
         return change(runnable)
+    if isinstance(runnable, ProviderChain):  # a chain inside a chain (a host pool)
+        return runnable._per_model(change)
     bound = getattr(runnable, "bound", None)  # a policy or a RunnableBinding-style wrapper
     if isinstance(bound, Runnable) and isinstance(runnable, BaseModel):
         copied: Runnable[Any, Any] = runnable.model_copy(

@@ -61,6 +61,24 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _http_urls(value: str) -> str:
+    """One URL or several, comma-separated: each checked like one, none twice."""
+    urls = [part.strip() for part in value.split(",")]
+    if len(urls) == 1:
+        return _http_url(value)
+    checked: list[str] = []
+    for number, url in enumerate(urls, start=1):
+        if not url:
+            raise ValueError(f"URL {number} of {len(urls)} is empty")
+        try:
+            checked.append(_http_url(url))
+        except ValueError as exc:
+            raise ValueError(f"URL {number} of {len(urls)} {exc}") from None
+        if checked[-1] in checked[:-1]:
+            raise ValueError(f"URL {number} of {len(urls)} is listed twice ({checked[-1]!r})")
+    return ",".join(checked)
+
+
 def _non_empty(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
@@ -121,6 +139,8 @@ _WINDOWS = {"1h": 3600, "1d": 86400}
 
 HttpBaseUrl = Annotated[str, AfterValidator(_http_url)]
 """An ``http://`` or ``https://`` URL, without a trailing slash."""
+HttpBaseUrls = Annotated[str, AfterValidator(_http_urls)]
+"""One :data:`HttpBaseUrl` or several, comma-separated (kept as one string)."""
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_comma_list)]
 """A list; comma-separated in the environment."""
 ProviderList = Annotated[
@@ -200,14 +220,22 @@ class OllamaSettings(ProviderSettings):
     model_config = SettingsConfigDict(env_prefix="OLLAMA_")
     keyword_prefix = "ollama_"
 
-    base_url: HttpBaseUrl = "http://localhost:11434"
-    """Base URL of the Ollama server."""
+    base_url: HttpBaseUrls = "http://localhost:11434"
+    """Base URL of the Ollama server, or of several, comma-separated
+    (``http://gpu1:11434,http://gpu2:11434``): a host pool, see
+    :mod:`pygent_lc.host_pool`. Code that talks to one server reads
+    :attr:`base_urls` (``[0]`` is the first host)."""
 
     model: str | None = None
     """Installed Ollama model to use, e.g. ``llama3.2``; without it Ollama is skipped."""
 
     num_ctx: int = Field(default=8192, gt=0)
     """Context window sent to Ollama as ``num_ctx`` (its own default silently truncates)."""
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """Each configured server's base URL, in order (one unless a pool is configured)."""
+        return tuple(self.base_url.split(","))
 
 
 class LocalSettings(ProviderSettings):

@@ -1,8 +1,9 @@
-"""The ``pygent-lc`` command line: ``solve``, ``chat``, ``models``, ``doctor``.
+"""The ``pygent-lc`` command line: ``solve``, ``chat``, ``models``, ``doctor``, ``usage``.
 
 Settings come from the environment and ``./.env``. Exit codes: 0 success,
 1 a provider failed (or ``doctor`` found a problem), 2 bad usage or
-configuration, 3 ``solve`` found nothing to answer with, 130 interrupted.
+configuration (``usage`` without a shared state store too), 3 ``solve``
+found nothing to answer with, 130 interrupted.
 Errors print one line and a hint on stderr, never a traceback (unless
 ``PYGENT_DEBUG=1``) and never the key; the library's log (retries, circuit
 breakers) shows only with ``--verbose``.
@@ -27,8 +28,18 @@ from pygent_lc.cli.doctor import diagnose, setup_hint
 from pygent_lc.cli.output import error_line, redact, solve_json, solve_summary, usage_line
 from pygent_lc.cli.parser import build_parser, read_prompt
 from pygent_lc.cli.progress import ProgressLine
+from pygent_lc.cli.usage import (
+    NO_SHARED_STORE,
+    STATE_URL_ENV,
+    StoreUnreachableError,
+    fleet_usage,
+    is_shared_store_url,
+    usage_json,
+    usage_table,
+)
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
+from pygent_lc.providers.status import ProviderHealth
 from pygent_lc.settings import Settings
 
 EXIT_OK = 0
@@ -117,13 +128,34 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps([health.as_dict() for health in report], indent=2))
     else:
         for health in report:
-            latency = f" ({health.latency_ms:.0f} ms)" if health.latency_ms is not None else ""
-            print(f"{health.provider:<11} {health.status:<15} {health.detail}{latency}")
+            print(_health_line(health))
+            width = max((len(host.host or "") for host in health.hosts), default=0)
+            for host in health.hosts:  # a pool: each host on its own line
+                print(_health_line(host, f"  {host.host or '':<{width}}"))
     problems = [h for h in report if h.status == "problem"]
     usable = [h for h in report if h.status == "ok"]
     if not problems and not usable and not args.json:
         print(f"no provider is usable: {setup_hint()}")
     return EXIT_FAILED if problems or not usable else EXIT_OK
+
+
+def _health_line(health: ProviderHealth, name: str | None = None) -> str:
+    latency = f" ({health.latency_ms:.0f} ms)" if health.latency_ms is not None else ""
+    return f"{name or health.provider:<11} {health.status:<15} {health.detail}{latency}"
+
+
+def _usage(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.state_url.get_secret_value() if settings.state_url is not None else None
+    if url is None or not is_shared_store_url(url):
+        print(NO_SHARED_STORE, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        rows = fleet_usage(url)
+    except StoreUnreachableError as exc:
+        print(f"error: {exc}\nhint: check {STATE_URL_ENV} and that its Redis runs", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(usage_json(rows), indent=2) if args.json else "\n".join(usage_table(rows)))
+    return EXIT_OK
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -134,6 +166,8 @@ async def _run(args: argparse.Namespace) -> int:
         return await _chat(args, settings)
     if args.command == "models":
         return await asyncio.to_thread(_models, args, settings)
+    if args.command == "usage":
+        return await asyncio.to_thread(_usage, args, settings)
     return await asyncio.to_thread(_doctor, args, settings)
 
 

@@ -118,7 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--probe", action="store_true", help="also ask each for a few tokens")
     doctor.add_argument("--json", action="store_true")
-    for command in (solve, chat, models, doctor):
+
+    usage = commands.add_parser(
+        "usage",
+        help="calls, tokens, cost and latency per provider and model, fleet-wide "
+        "(from the shared state store, PYGENT_STATE_URL)",
+    )
+    usage.add_argument("--json", action="store_true")
+    for command in (solve, chat, models, doctor, usage):
         # SUPPRESS: a subcommand without -v keeps the value given before it
         _verbose_option(command, default=argparse.SUPPRESS)
     return parser

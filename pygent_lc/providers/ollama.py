@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import LangSmithParams
+from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 from langchain_ollama import ChatOllama
@@ -15,6 +16,7 @@ from pydantic import model_validator
 from pygent_lc.errors import (
     ConfigurationError,
     ModelNotFoundError,
+    ProviderError,
     ProviderUnavailableError,
     PygentError,
 )
@@ -133,7 +135,9 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
 
     The client gets ``settings.request_timeout`` (``ChatOllama`` has none, so a
     hung server would hang the caller) and an explicit ``num_ctx`` (the
-    server's small default silently truncates long prompts).
+    server's small default silently truncates long prompts). With several
+    hosts configured this is the first host's model (``base_url=`` picks
+    another); :func:`ollama_host_models` gives one per host, for a pool.
     """
     settings = settings or Settings()
     ollama = settings.ollama
@@ -144,7 +148,7 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
         )
     params: dict[str, Any] = {
         "model": model,
-        "base_url": ollama.base_url,
+        "base_url": ollama.base_urls[0],
         "num_ctx": ollama.num_ctx,
         "client_kwargs": {"timeout": settings.request_timeout},
     }
@@ -152,9 +156,24 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
     return OllamaChatModel(**params)
 
 
-def installed_ollama_models(settings: Settings) -> list[str]:
-    """Names of the models installed on the Ollama server (``GET /api/tags``)."""
-    url = f"{settings.ollama.base_url}/api/tags"
+def ollama_host_models(settings: Settings) -> dict[str, BaseChatModel]:
+    """One chat model per host when ``OLLAMA_BASE_URL`` names several, by URL; else empty.
+
+    What :func:`~pygent_lc.chain.build_chat_model` puts in a
+    :class:`~pygent_lc.host_pool.HostPool`. No network.
+    """
+    hosts = settings.ollama.base_urls
+    if len(hosts) < 2:
+        return {}
+    return {host: ollama_model(settings, base_url=host) for host in hosts}
+
+
+def installed_ollama_models(settings: Settings, base_url: str | None = None) -> list[str]:
+    """Names of the models installed on the Ollama server (``GET /api/tags``).
+
+    ``base_url`` picks the server; by default the first configured one.
+    """
+    url = f"{base_url or settings.ollama.base_urls[0]}/api/tags"
     try:
         response = httpx.get(url, timeout=min(settings.request_timeout, 10.0))
         response.raise_for_status()
@@ -164,22 +183,26 @@ def installed_ollama_models(settings: Settings) -> list[str]:
         raise (mapped or ProviderUnavailableError(str(exc), provider="ollama")) from exc
 
 
-def check_ollama_model(settings: Settings, model: str | None = None) -> str:
+def check_ollama_model(
+    settings: Settings, model: str | None = None, base_url: str | None = None
+) -> str:
     """Return the installed name of ``model`` or raise ``ModelNotFoundError`` listing the rest.
 
     ``llama3.2`` matches ``llama3.2:latest``, as it does for Ollama itself.
+    ``base_url`` picks the server; by default the first configured one.
     """
     wanted = model or settings.ollama.model
     if not wanted:
         raise ConfigurationError("no Ollama model given: set OLLAMA_MODEL", field="ollama_model")
-    installed = installed_ollama_models(settings)
+    host = base_url or settings.ollama.base_urls[0]
+    installed = installed_ollama_models(settings, host)
     candidates = {wanted, wanted if ":" in wanted else f"{wanted}:latest"}
     for name in installed:
         if name in candidates:
             return name
     listing = ", ".join(installed) or "none"
     raise ModelNotFoundError(
-        f"model {wanted!r} is not installed on {settings.ollama.base_url} "
+        f"model {wanted!r} is not installed on {host} "
         f"(installed: {listing}); run `ollama pull {wanted}`",
         provider="ollama",
         model=wanted,
@@ -187,19 +210,13 @@ def check_ollama_model(settings: Settings, model: str | None = None) -> str:
     )
 
 
-def check_ollama(settings: Settings, check_model: bool = True) -> str:
-    """The installed name of the configured model; the server must answer and have it.
-
-    Raises :class:`ProviderUnavailableError` when Ollama does not answer and
-    :class:`ModelNotFoundError` (listing the installed models) when the model
-    is not installed. ``check_model`` is for the registry's signature: an
-    Ollama model is always checked (it costs one local request).
-    """
+def _check_host(settings: Settings, host: str) -> str:
+    """:func:`check_ollama_model` on ``host``, with what to do when it does not answer."""
     try:
-        return check_ollama_model(settings)
+        return check_ollama_model(settings, base_url=host)
     except ProviderUnavailableError as exc:
         raise ProviderUnavailableError(
-            f"Ollama at {settings.ollama.base_url} did not answer ({exc.message}); "
+            f"Ollama at {host} did not answer ({exc.message}); "
             "start it with `ollama serve` or set OLLAMA_BASE_URL",
             provider="ollama",
             model=settings.ollama.model,
@@ -208,23 +225,88 @@ def check_ollama(settings: Settings, check_model: bool = True) -> str:
         ) from exc
 
 
+def check_ollama(settings: Settings, check_model: bool = True) -> str:
+    """The installed name of the configured model; the server must answer and have it.
+
+    Raises :class:`ProviderUnavailableError` when Ollama does not answer and
+    :class:`ModelNotFoundError` (listing the installed models) when the model
+    is not installed. ``check_model`` is for the registry's signature: an
+    Ollama model is always checked (it costs one local request). With several
+    hosts, one that answers with the model is enough (the pool skips the
+    others); when none does, the error names each host's problem.
+    """
+    hosts = settings.ollama.base_urls
+    if len(hosts) == 1:
+        return _check_host(settings, hosts[0])
+    errors: dict[str, ProviderError] = {}
+    for host in hosts:
+        try:
+            return _check_host(settings, host)
+        except ProviderError as exc:
+            errors[host] = exc
+    summary = "; ".join(f"{host}: {type(e).__name__}: {e.message}" for host, e in errors.items())
+    missing = all(isinstance(e, ModelNotFoundError) for e in errors.values())
+    kind = ModelNotFoundError if missing else None
+    raise (kind or ProviderUnavailableError)(
+        f"no Ollama host serves {settings.ollama.model!r} ({summary})",
+        provider="ollama",
+        model=settings.ollama.model,
+        status_code=404 if kind is not None else None,
+        retryable=False,
+    )
+
+
+def _host_health(settings: Settings, host: str | None = None) -> ProviderHealth:
+    """One server's line: does it answer, with the model installed?"""
+    url = host or settings.ollama.base_urls[0]
+    try:
+        installed, latency = timed(lambda: _check_host(settings, url))
+    except PygentError as exc:
+        return ProviderHealth("ollama", "problem", one_line(exc), settings.ollama.model, host=host)
+    detail = f"server at {url} answers; {installed} installed"
+    return ProviderHealth("ollama", "ok", detail, installed, latency_ms=latency, host=host)
+
+
 def ollama_health(settings: Settings) -> ProviderHealth:
-    """Configured? Does the server answer, with the model installed?"""
+    """Configured? Does the server answer, with the model installed?
+
+    With several hosts: one line per host (``hosts``, checked at once), and
+    ``"ok"`` only when every host is; the detail says how many serve.
+    """
     model = settings.ollama.model
     if not model:
         return ProviderHealth("ollama", "not configured", "OLLAMA_MODEL is not set")
-    try:
-        installed, latency = timed(lambda: check_ollama(settings))
-    except PygentError as exc:
-        return ProviderHealth("ollama", "problem", one_line(exc), model=model)
-    detail = f"server at {settings.ollama.base_url} answers; {installed} installed"
-    return ProviderHealth("ollama", "ok", detail, model=installed, latency_ms=latency)
+    hosts = settings.ollama.base_urls
+    if len(hosts) == 1:
+        return _host_health(settings)
+    with ThreadPoolExecutor(max_workers=min(len(hosts), 8)) as pool:
+        lines = tuple(pool.map(lambda host: _host_health(settings, host), hosts))
+    serving = [line for line in lines if line.status == "ok"]
+    detail = f"{len(serving)} of {len(hosts)} hosts answer with {model}"
+    return ProviderHealth(
+        "ollama",
+        "ok" if len(serving) == len(lines) else "problem",
+        detail,
+        model=serving[0].model if serving else model,
+        hosts=lines,
+    )
 
 
 def ollama_listing(
     settings: Settings, search: str | None = None, free: bool = False
 ) -> ModelListing:
-    """The installed models whose name contains ``search`` (``free`` does not apply)."""
-    names = installed_ollama_models(settings)
+    """The installed models whose name contains ``search`` (``free`` does not apply).
+
+    With several hosts: the models of every host that answers, each once.
+    """
+    names: dict[str, None] = {}
+    errors: list[ProviderError] = []
+    for host in settings.ollama.base_urls:
+        try:
+            names.update(dict.fromkeys(installed_ollama_models(settings, host)))
+        except ProviderError as exc:
+            errors.append(exc)
+    if errors and len(errors) == len(settings.ollama.base_urls):
+        raise errors[0]
     rows = [{"id": name} for name in names if not search or search in name]
     return ModelListing(rows, [row["id"] for row in rows] or ["no models installed"])

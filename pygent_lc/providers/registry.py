@@ -29,7 +29,13 @@ from pygent_lc.providers.local import (
     local_listing,
     local_model,
 )
-from pygent_lc.providers.ollama import check_ollama, ollama_health, ollama_listing, ollama_model
+from pygent_lc.providers.ollama import (
+    check_ollama,
+    ollama_health,
+    ollama_host_models,
+    ollama_listing,
+    ollama_model,
+)
 from pygent_lc.providers.openrouter import openrouter_model
 from pygent_lc.providers.status import ModelListing, ProviderHealth
 from pygent_lc.settings import (
@@ -43,6 +49,10 @@ from pygent_lc.settings import (
 
 def _nothing_to_check(settings: Settings, check_model: bool) -> None:
     return None
+
+
+def _one_host(settings: Settings) -> Mapping[str, BaseChatModel]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,10 @@ class ProviderSpec:
     """Other names ``ToTConfig.for_provider`` knows it by."""
 
     model_field: str = "model"
+
+    host_models: Callable[[Settings], Mapping[str, BaseChatModel]] = _one_host
+    """One chat model per host (by base URL) when several are configured, else empty:
+    the chain then makes the provider a :class:`~pygent_lc.host_pool.HostPool`."""
     """The field of its section that ``"provider:model"`` sets."""
 
     @property
@@ -110,6 +124,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
                 name="ollama",
                 settings_model=OllamaSettings,
                 factory=ollama_model,
+                host_models=ollama_host_models,
                 health=ollama_health,
                 list_models=ollama_listing,
                 check=check_ollama,

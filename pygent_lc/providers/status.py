@@ -21,9 +21,21 @@ class ProviderHealth:
     model: str | None = None
     latency_ms: float | None = None
     """Time of the provider's own check request (or the probe, with ``probe``)."""
+    host: str | None = None
+    """The server this line is about, for one host of a pool."""
+    hosts: tuple[ProviderHealth, ...] = ()
+    """One line per host when the provider is a pool of several (Ollama's)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; ``host`` and ``hosts`` only when there are any."""
+        data = asdict(self)
+        if self.host is None:
+            del data["host"]
+        if self.hosts:
+            data["hosts"] = [host.as_dict() for host in self.hosts]
+        else:
+            del data["hosts"]
+        return data
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ its own (tagged ``retry:attempt:N`` by :class:`~pygent_lc.policy.ProviderPolicy`
 and so is every fallback provider's. A :class:`~pygent_lc.fallbacks.ProviderChain`
 run gets a ``pygent.chain`` span that parents them and sums up the retries and
 fallbacks; when every provider failed it carries ``AllProvidersFailedError``.
+A :class:`~pygent_lc.host_pool.HostPool` inside a chain adds no span: its
+host attempts count as the chain's, under the chain's span.
 Runs of other kinds are ignored.
 
 Only the attributes listed in :mod:`pygent_lc.telemetry.names` are recorded:
@@ -34,6 +36,7 @@ from pygent_lc.telemetry import names
 from pygent_lc.telemetry.metrics import Instruments
 
 _CHAIN_NAME = "ProviderChain"
+_POOL_NAME = "HostPool"
 _ATTEMPT_TAG = "retry:attempt:"
 
 
@@ -67,6 +70,7 @@ class OtelCallbackHandler(BaseCallbackHandler):
         self.instruments = instruments
         self.capture_content = capture_content
         self._chains: dict[UUID, _Chain] = {}
+        self._pools: dict[UUID, UUID] = {}  # a host pool's run -> its chain's run
         self._attempts: dict[UUID, _Attempt] = {}
         self._lock = threading.Lock()
 
@@ -80,6 +84,10 @@ class OtelCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
+        if kwargs.get("name") == _POOL_NAME and parent_run_id in self._chains:
+            with self._lock:
+                self._pools[run_id] = parent_run_id
+            return
         if kwargs.get("name") != _CHAIN_NAME:
             return
         span = self.tracer.start_span(
@@ -97,6 +105,7 @@ class OtelCallbackHandler(BaseCallbackHandler):
     def _end_chain(self, run_id: UUID, error: BaseException | None) -> None:
         with self._lock:
             chain = self._chains.pop(run_id, None)
+            self._pools.pop(run_id, None)
         if chain is None:
             return
         span = chain.span
@@ -138,7 +147,7 @@ class OtelCallbackHandler(BaseCallbackHandler):
             if isinstance(metadata.get(key), int | float):
                 attributes[attribute] = metadata[key]
         attributes[names.RETRY_ATTEMPT] = attempt
-        chain = self._chains.get(parent_run_id) if parent_run_id is not None else None
+        chain = self._chain(parent_run_id)
         if chain is not None:
             with self._lock:
                 if provider not in chain.providers:
@@ -195,8 +204,14 @@ class OtelCallbackHandler(BaseCallbackHandler):
 
     def _parent(self, parent_run_id: UUID | None) -> Context | None:
         """Our chain span when the run is inside one; else the current context's span."""
-        chain = self._chains.get(parent_run_id) if parent_run_id is not None else None
+        chain = self._chain(parent_run_id)
         return None if chain is None else trace.set_span_in_context(chain.span)
+
+    def _chain(self, run_id: UUID | None) -> _Chain | None:
+        """The chain run ``run_id`` is, or the chain of the host pool it is."""
+        if run_id is None:
+            return None
+        return self._chains.get(self._pools.get(run_id, run_id))
 
 
 def _attempt_number(tags: Sequence[str] | None) -> int:

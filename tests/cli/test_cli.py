@@ -14,6 +14,7 @@ import pty
 import socket
 import subprocess
 import sys
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,8 +25,10 @@ import pytest
 from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import ProviderSkippedWarning, cli
 from pygent_lc.cli.parser import build_parser
+from pygent_lc.cli.usage import NO_SHARED_STORE
+from pygent_lc.state import open_store
 from pygent_lc.tot import check_24
-from tests.helpers import CANARY_KEY
+from tests.helpers import CANARY_KEY, closed_port
 from tests.loopback_server import LoopbackServer
 from tests.loopback_server.answers import last_user_text
 
@@ -385,3 +388,84 @@ def test_cli_solve_on_a_fresh_machine_answers_from_the_local_model() -> None:
     assert data["answer"].strip()
     assert data["stats"]["llm_calls"] == 1 + data["stats"]["evaluation_calls"]
     assert "served by local/" in proc.stderr
+
+
+# --- Ollama host pools and fleet-wide usage ------------------------------------
+
+
+@pytest.mark.live_local
+def test_doctor_lists_each_host_of_a_pool(server: LoopbackServer) -> None:
+    live = server.ollama_base_url
+    alias = live.replace("127.0.0.1", "localhost")  # the same server under another name
+    down = f"http://127.0.0.1:{closed_port()}"
+    healthy = run_cli(
+        "doctor", "--provider", "ollama", env=env_for(server, OLLAMA_BASE_URL=f"{live},{alias}")
+    )
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    lines = healthy.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ollama", "ok"]
+    assert "2 of 2 hosts answer with llama3.2" in lines[0]
+    assert [line.split()[:2] for line in lines[1:]] == [[live, "ok"], [alias, "ok"]]
+
+    pool = f"{live},{down}"
+    sick = run_cli("doctor", "--provider", "ollama", env=env_for(server, OLLAMA_BASE_URL=pool))
+    assert sick.returncode == 1
+    lines = sick.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ollama", "problem"]
+    assert "1 of 2 hosts answer with llama3.2" in lines[0]
+    assert lines[1].split()[:2] == [live, "ok"]
+    assert lines[2].split()[:2] == [down, "problem"]
+    assert f"Ollama at {down} did not answer" in lines[2]
+    report = run_cli(
+        "doctor", "--provider", "ollama", "--json", env=env_for(server, OLLAMA_BASE_URL=pool)
+    )
+    [ollama] = json.loads(report.stdout)
+    assert ollama["status"] == "problem"
+    assert [(h["host"], h["status"]) for h in ollama["hosts"]] == [(live, "ok"), (down, "problem")]
+
+
+def test_usage_without_a_state_store_says_so_and_exits_2() -> None:
+    for argv in (["usage"], ["usage", "--json"]):
+        proc = run_cli(*argv)
+        assert proc.returncode == 2
+        assert proc.stdout == ""
+        assert proc.stderr == f"{NO_SHARED_STORE}\n"
+        assert "PYGENT_STATE_URL" in proc.stderr
+
+
+@pytest.mark.live_local
+def test_usage_shows_what_every_process_recorded_in_redis(redis_url: str) -> None:
+    provider = f"pool-{uuid.uuid4().hex[:8]}"  # this test's rows, whatever else the Redis holds
+    for process in range(2):  # two processes' clients of the same store
+        store = open_store(redis_url)
+        try:
+            store.record_usage(provider, "llama3.2", 3, process, 100, 40, 0.5, 0.2 * (process + 1))
+        finally:
+            store.close()
+    proc = run_cli("usage", "--json", env={"PYGENT_STATE_URL": redis_url})
+    assert proc.returncode == 0, proc.stderr
+    [row] = [row for row in json.loads(proc.stdout) if row["provider"] == provider]
+    assert row["model"] == "llama3.2"
+    assert (row["calls"], row["failures"]) == (6, 1)
+    assert (row["input_tokens"], row["output_tokens"]) == (200, 80)
+    assert row["cost_usd"] == pytest.approx(1.0)
+    assert row["p95_latency_s"] == pytest.approx(0.4)
+
+    Path(".env").write_text(f"PYGENT_STATE_URL={redis_url}\n")  # read from ./.env too
+    table = run_cli("usage")
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:4] == ["provider", "model", "calls", "failed"]
+    assert header.split()[4:] == ["tokens", "in", "tokens", "out", "cost", "$", "p95", "s"]
+    [mine] = [line.split() for line in rows if line.startswith(provider)]
+    assert mine == [provider, "llama3.2", "6", "1", "200", "80", "1.000000", "0.40"]
+
+
+@pytest.mark.live_local
+def test_usage_from_a_redis_that_does_not_answer_exits_1() -> None:
+    proc = run_cli("usage", env={"PYGENT_STATE_URL": f"redis://127.0.0.1:{closed_port()}/0"})
+    assert proc.returncode == 1
+    error, hint = proc.stderr.splitlines()
+    assert error.startswith("error: state store redis://127.0.0.1:")
+    assert error.endswith("did not answer")
+    assert hint.startswith("hint: ")

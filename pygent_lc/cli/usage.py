@@ -1,0 +1,83 @@
+"""``pygent-lc usage``: fleet-wide usage per provider and model, from the shared state store.
+
+Every process that shares the store (``PYGENT_STATE_URL``, a ``redis://``
+URL) adds its calls to the same totals (:meth:`StateStore.usage_rows`):
+calls, failures, tokens, cost and latency per (provider, model). Without a
+shared store each process keeps its usage to itself (the summary ``chat``
+and ``solve`` print), so there is nothing for this command to read: it says
+so on one line and exits 2, like any other configuration problem.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from pygent_lc.state import ResilientStore, UsageRow, open_store, redact_url
+from pygent_lc.state.urls import MEMORY_URLS
+
+STATE_URL_ENV = "PYGENT_STATE_URL"
+
+NO_SHARED_STORE = (
+    f"usage is only kept per process unless {STATE_URL_ENV} is set "
+    "(a redis:// URL every process shares); nothing to show"
+)
+
+
+class StoreUnreachableError(Exception):
+    """The shared store did not answer, so its totals are unknown."""
+
+
+def is_shared_store_url(url: str | None) -> bool:
+    """Whether ``url`` names a store other processes can share (not memory)."""
+    return url is not None and url.strip() not in MEMORY_URLS
+
+
+def fleet_usage(url: str) -> list[UsageRow]:
+    """The usage totals in the store ``url`` names, sorted by provider and model.
+
+    Raises :class:`StoreUnreachableError` when it does not answer (rather than
+    the empty totals of this process's memory, which would mislead).
+    """
+    store = open_store(url)
+    try:
+        rows = store.usage_rows()
+        if isinstance(store, ResilientStore) and not store.shared:
+            raise StoreUnreachableError(f"state store {redact_url(url)} did not answer")
+        return rows
+    finally:
+        store.close()
+
+
+def usage_json(rows: list[UsageRow]) -> list[dict[str, Any]]:
+    """One object per (provider, model) with every total (``--json``)."""
+    return [asdict(row) for row in rows]
+
+
+def usage_table(rows: list[UsageRow]) -> list[str]:
+    """A header and one line per (provider, model), like ``pygent-lc models``."""
+    if not rows:
+        return ["no calls recorded yet"]
+    provider_width = max([len(row.provider) for row in rows] + [8])
+    model_width = max([len(row.model) for row in rows] + [5])
+    lines = [
+        f"{'provider':<{provider_width}}  {'model':<{model_width}}  {'calls':>7}  "
+        f"{'failed':>7}  {'tokens in':>10}  {'tokens out':>10}  {'cost $':>10}  {'p95 s':>7}"
+    ]
+    lines += [
+        f"{row.provider:<{provider_width}}  {row.model:<{model_width}}  {row.calls:>7}  "
+        f"{row.failures:>7}  {row.input_tokens:>10}  {row.output_tokens:>10}  "
+        f"{row.cost_usd:>10.6f}  {row.p95_latency_s:>7.2f}"
+        for row in rows
+    ]
+    return lines
+
+
+__all__ = [
+    "NO_SHARED_STORE",
+    "StoreUnreachableError",
+    "fleet_usage",
+    "is_shared_store_url",
+    "usage_json",
+    "usage_table",
+]
