@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import tests.state.fleet_workers as fleet_workers
+from pygent_lc.cli.usage import fleet_usage
 from pygent_lc.state import UsageRow
 from pygent_lc.state.redis_store import RedisStore
 from tests.loopback_server import Fault, LoopbackServer
@@ -342,3 +343,4 @@ def test_e_fleet_usage_is_the_sum_of_the_workers_calls(
     assert openrouter.failures == 2
     assert ollama.calls == server.request_count("ollama") == answered["ollama"] == 2
     assert cost == pytest.approx(answered["openrouter"] * COST)
+    assert fleet_usage(redis_url) == state.usage_rows()  # what `pygent-lc usage` prints
