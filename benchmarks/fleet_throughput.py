@@ -17,7 +17,7 @@ the fleet's calls over the time from the first start to the last finish. Then, i
 process alone, ``--sequential`` calls one after another give the per-call latency of
 each variant; the added latency is the median over rounds of the paired difference.
 
-    python -m benchmarks.fleet_throughput [--rounds 5] [--calls 100] [--sequential 100]
+    python -m benchmarks.fleet_throughput [--rounds 6] [--calls 100] [--sequential 100]
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds, variants interleaved")
+    parser.add_argument("--rounds", type=int, default=6, help="rounds, variants interleaved")
     parser.add_argument("--calls", type=int, default=100, help="calls per process per round")
     parser.add_argument("--sequential", type=int, default=100, help="sequential calls per round")
     parser.add_argument(
