@@ -60,6 +60,7 @@ def with_provider_policy(
     return ProviderPolicy(
         bound=model,
         provider=provider,
+        model_name=model_name,
         retry=RetryPolicy(
             max_attempts=settings.max_retries + 1,
             initial_wait=settings.retry_initial_wait,

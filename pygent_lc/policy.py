@@ -32,7 +32,13 @@ from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import (
+    Runnable,
+    RunnableBinding,
+    RunnableConfig,
+    RunnableSerializable,
+)
 from pydantic import ConfigDict
 from tenacity import AsyncRetrying, AttemptManager, Retrying
 
@@ -69,6 +75,9 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     provider: str = "provider"
     """The provider's name, for errors and usage."""
 
+    model_name: str | None = None
+    """The model's name, for usage (a reply that names the model that served wins)."""
+
     retry: RetryPolicy = RetryPolicy()
 
     circuit: CircuitBreaker | None = None
@@ -102,6 +111,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                 with attempt:
                     call.before_attempt(attempt)
                     result = self.bound.invoke(input, call.config(config, attempt), **kwargs)
+            call.observe(result)
         return result
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -110,6 +120,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                 with attempt:
                     await call.abefore_attempt(attempt)
                     result = await self.bound.ainvoke(input, call.config(config, attempt), **kwargs)
+            call.observe(result)
         return result
 
     def stream(
@@ -122,7 +133,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                     chunks = self.bound.stream(input, call.config(config, attempt), **kwargs)
                     chunk = next(chunks, _NOTHING)
             while chunk is not _NOTHING:
-                call.delivered = True
+                call.observe(chunk)
                 yield chunk
                 call.restart_deadline()
                 chunk = next(chunks, _NOTHING)
@@ -137,7 +148,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                     chunks = self.bound.astream(input, call.config(config, attempt), **kwargs)
                     chunk = await anext(chunks, _NOTHING)
             while chunk is not _NOTHING:
-                call.delivered = True
+                call.observe(chunk)
                 yield chunk
                 call.restart_deadline()
                 chunk = await anext(chunks, _NOTHING)
@@ -158,7 +169,8 @@ class _ProviderCall:
         self._deadline: Deadline | None = None
         self._plan = _plan_of(policy, input, kwargs)
         self._start: CallStart | None = None
-        self._meter = CallMeter(policy.provider) if _metered(policy) else None
+        self._meter = _meter_of(policy)
+        self._meter_as_callback = self._meter is not None and not _returns_messages(policy.bound)
         self.delivered = False
         """A stream handed out a chunk: the provider was serving."""
 
@@ -256,7 +268,16 @@ class _ProviderCall:
         if number > 1:
             config = config or {}
             config = {**config, "tags": [*config.get("tags", []), f"retry:attempt:{number}"]}
-        return config if self._meter is None else with_handler(config, self._meter)
+        if self._meter is None:
+            return config
+        self._meter.attempts += 1
+        return with_handler(config, self._meter) if self._meter_as_callback else config
+
+    def observe(self, output: Any) -> None:
+        """A reply, or a chunk of a stream: the provider answered (and said what it cost)."""
+        self.delivered = True
+        if self._meter is not None and not self._meter_as_callback:
+            self._meter.observe(output)
 
     def restart_deadline(self) -> None:
         """The next chunk of a stream gets the full deadline again."""
@@ -298,7 +319,8 @@ class _ProviderCall:
         meter = self._meter
         cost = meter.usage.cost_usd if meter is not None else 0.0
         settlements = tuple(Settlement(reservation, cost) for reservation in start.reservations)
-        usage = meter.record() if meter is not None and policy.record_usage else None
+        answered = error is None or self.delivered
+        usage = meter.record(answered) if meter is not None and policy.record_usage else None
         if outcome is None and not settlements and usage is None:
             return None
         return CallEnd(breaker=outcome, settlements=settlements, usage=usage)
@@ -320,8 +342,18 @@ def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> Call
     return CallPlan(breaker=circuit.spec if circuit else None, rates=rates, budgets=budgets)
 
 
-def _metered(policy: ProviderPolicy) -> bool:
-    return policy.record_usage or policy.budget is not None
+def _meter_of(policy: ProviderPolicy) -> CallMeter | None:
+    """A meter when the call's usage or cost is wanted (usage totals, or a budget)."""
+    if not (policy.record_usage or policy.budget is not None):
+        return None
+    return CallMeter(policy.provider, policy.model_name)
+
+
+def _returns_messages(runnable: Runnable[Any, Any]) -> bool:
+    """Whether ``runnable`` returns the chat model's own messages (not parsed output)."""
+    if isinstance(runnable, RunnableBinding):
+        runnable = runnable.bound
+    return isinstance(runnable, BaseChatModel)
 
 
 def _prompt_text(input: Any) -> str:

@@ -130,72 +130,68 @@ class UsageTracker(BaseCallbackHandler):
 
 def usage_of(response: LLMResult, model: str) -> tuple[UsageTotals, str]:
     """One request's usage from its result, and the model that served (``model`` if unsaid)."""
-    input_tokens = output_tokens = cached = 0
-    cost = discount = 0.0
+    used = UsageTotals(calls=1)
     for generations in response.generations:
         for generation in generations:
-            if not isinstance(generation, ChatGeneration):
-                continue
-            message = generation.message
-            usage = getattr(message, "usage_metadata", None) or {}
-            input_tokens += int(usage.get("input_tokens", 0))
-            output_tokens += int(usage.get("output_tokens", 0))
-            details = usage.get("input_token_details") or {}
-            cached += int(details.get("cache_read") or 0)
-            cost += float(message.response_metadata.get("cost") or 0.0)
-            discount += float(message.response_metadata.get("cache_discount") or 0.0)
-            model = str(message.response_metadata.get("model_name") or model)
-    used = UsageTotals(
-        calls=1,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cost_usd=cost,
-        cached_input_tokens=cached,
-        cache_discount_usd=discount,
-    )
+            if isinstance(generation, ChatGeneration):
+                used += message_usage(generation.message)
+                model = str(generation.message.response_metadata.get("model_name") or model)
     return used, model
+
+
+def message_usage(message: BaseMessage) -> UsageTotals:
+    """The tokens and cost a reply (or a stream chunk) reports; no call counted."""
+    usage = getattr(message, "usage_metadata", None) or {}
+    details = usage.get("input_token_details") or {}
+    metadata = message.response_metadata
+    return UsageTotals(
+        input_tokens=int(usage.get("input_tokens", 0)),
+        output_tokens=int(usage.get("output_tokens", 0)),
+        cost_usd=float(metadata.get("cost") or 0.0),
+        cached_input_tokens=int(details.get("cache_read") or 0),
+        cache_discount_usd=float(metadata.get("cache_discount") or 0.0),
+    )
 
 
 class CallMeter(BaseCallbackHandler):
     """The usage of one provider call (its attempts), for the state store.
 
-    Added to the callbacks of that call only (:func:`with_handler`), so it
-    needs no run bookkeeping: every chat model run it sees is the call's.
+    The policy counts the attempts and shows it each reply or chunk
+    (:meth:`observe`). When the policy's Runnable returns something other
+    than messages (structured output), the meter is added to that call's
+    callbacks instead (:func:`with_handler`) and reads the replies there:
+    every chat model run it sees is the call's.
     """
 
     run_inline = True
 
-    def __init__(self, provider: str) -> None:
+    def __init__(self, provider: str, model: str | None) -> None:
         self.provider = provider
-        self.model = "unknown"
+        self.model = model or "unknown"
+        self.attempts = 0
         self.usage = UsageTotals()
         self._started = time.perf_counter()
 
-    def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.model = str((metadata or {}).get("ls_model_name") or self.model)
+    def observe(self, output: object) -> None:
+        """Count a reply's (or a chunk's) tokens and cost; other outputs carry none."""
+        if isinstance(output, BaseMessage):
+            self.usage += message_usage(output)
+            self.model = str(output.response_metadata.get("model_name") or self.model)
 
     def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
-        used, self.model = usage_of(response, self.model)
-        self.usage += used
+        for generations in response.generations:
+            for generation in generations:
+                if isinstance(generation, ChatGeneration):
+                    self.observe(generation.message)
 
-    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
-        self.usage += UsageTotals(calls=1, failures=1)
-
-    def record(self) -> UsageRecord:
+    def record(self, answered: bool) -> UsageRecord:
         """The call's usage as the store adds it to its (provider, model) totals."""
         usage = self.usage
         return UsageRecord(
             provider=self.provider,
             model=self.model,
-            calls=usage.calls,
-            failures=usage.failures,
+            calls=self.attempts,
+            failures=self.attempts - int(answered),
             input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
             cost_usd=usage.cost_usd,

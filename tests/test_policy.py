@@ -4,9 +4,15 @@ one does.
 
 from __future__ import annotations
 
+import pytest
+from langchain_core.output_parsers import StrOutputParser
+
 from pygent_lc import Settings
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import ProviderUnavailableError
+from pygent_lc.policy import ProviderPolicy
+from pygent_lc.retry import RetryPolicy
+from pygent_lc.state import MemoryStore
 from pygent_lc.testing import ScriptedChatModel
 
 FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)
@@ -20,3 +26,31 @@ def test_sync_invoke_uses_the_same_policy() -> None:
     model = ScriptedChatModel(outcomes=[unavailable(), "fine"])
     assert with_provider_policy(model, FAST, breaker=False).invoke("hi").content == "fine"
     assert len(model.calls) == 2
+
+
+@pytest.mark.parametrize("parsed", [False, True], ids=["messages", "parsed output"])
+async def test_usage_and_cost_of_a_call_reach_the_store(parsed: bool) -> None:
+    """From the replies themselves, or (when the Runnable parses them) from the callbacks."""
+    model = ScriptedChatModel(
+        provider="acme",
+        outcomes=[ProviderUnavailableError("503", provider="acme"), "four"],
+        cost_per_call=0.002,
+    )
+    store = MemoryStore()
+    bound = (model | StrOutputParser()) if parsed else model
+    policy = ProviderPolicy(
+        bound=bound,
+        provider="acme",
+        model_name="acme-1",
+        store=store,
+        record_usage=True,
+        retry=RetryPolicy(max_attempts=2, initial_wait=0.0),
+    )
+    reply = await policy.ainvoke("2 + 2?")
+    assert (reply if parsed else reply.content) == "four"
+    async for _ in policy.astream("again"):
+        pass
+    (row,) = store.usage_rows()
+    assert (row.provider, row.model, row.calls, row.failures) == ("acme", "acme-1", 3, 1)
+    assert row.cost_usd == pytest.approx(0.004)
+    assert row.output_tokens > 0
