@@ -181,13 +181,7 @@ class OtelCallbackHandler(BaseCallbackHandler):
         if names.RESPONSE_MODEL in found:
             metric_attributes[names.RESPONSE_MODEL] = found[names.RESPONSE_MODEL]
         span.end()
-        self.instruments.record_attempt(
-            metric_attributes,
-            seconds,
-            input_tokens=found.get(names.USAGE_INPUT_TOKENS),
-            output_tokens=found.get(names.USAGE_OUTPUT_TOKENS),
-            cost_usd=found.get(names.COST_USD),
-        )
+        self.instruments.record_answer(metric_attributes, seconds, found)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         ended = self._ended(run_id)
@@ -196,9 +190,7 @@ class OtelCallbackHandler(BaseCallbackHandler):
         attempt, seconds = ended
         _mark_failed(attempt.span, error)
         attempt.span.end()
-        self.instruments.record_attempt(
-            attempt.metric_attributes, seconds, error_type=_error_type(error)
-        )
+        self.instruments.record_failure(attempt.metric_attributes, seconds, _error_type(error))
 
     def _ended(self, run_id: UUID) -> tuple[_Attempt, float] | None:
         """The attempt ``run_id`` started and its duration; None when it is not one of ours."""
