@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -194,19 +194,8 @@ class CallMeter(BaseCallbackHandler):
 
     def record(self) -> UsageRecord:
         """The call's usage as the store adds it to its (provider, model) totals."""
-        usage = self.usage
-        return UsageRecord(
-            provider=self.provider,
-            model=self.model,
-            calls=usage.calls,
-            failures=usage.failures,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=usage.cost_usd,
-            latency_s=time.perf_counter() - self._started,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_discount_usd=usage.cache_discount_usd,
-        )
+        latency_s = time.perf_counter() - self._started
+        return UsageRecord(self.provider, self.model, **asdict(self.usage), latency_s=latency_s)
 
 
 def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) -> RunnableConfig:

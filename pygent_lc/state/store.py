@@ -391,7 +391,7 @@ class StateStore(abc.ABC):
         """Add one request's usage to its (provider, model) totals (one round trip)."""
         usage = UsageRecord(
             provider, model, calls, failures, input_tokens, output_tokens, cost_usd,
-            latency_s, cached_input_tokens, cache_discount_usd,
+            cached_input_tokens, cache_discount_usd, latency_s,
         )  # fmt: skip
         return self._end(CallEnd(usage=usage), _nothing)
 
