@@ -15,7 +15,17 @@ from typing import Any
 
 from pygent_lc.state import circuit, ledger, rate, usage_log
 from pygent_lc.state.memory_state import MemoryState
-from pygent_lc.state.op import LUA_PRELUDE, Arg, Encoded, Script, json_rows, number, rows, text
+from pygent_lc.state.op import (
+    LUA_PRELUDE,
+    Arg,
+    Encoded,
+    Script,
+    Timed,
+    json_rows,
+    number,
+    rows,
+    text,
+)
 from pygent_lc.state.types import (
     ADMITTED,
     BudgetRefusal,
@@ -32,11 +42,10 @@ MIN_RATE_WAIT_S = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
-class Begin:
+class Begin(Timed):
     """A :class:`CallPlan` with the time and the ids the client chose for it."""
 
     plan: CallPlan
-    now: float
     probe_id: int
     members: tuple[str, ...]
     """One rate-log entry name per rate limit."""
@@ -45,11 +54,10 @@ class Begin:
 
 
 @dataclass(frozen=True, slots=True)
-class End:
+class End(Timed):
     """A :class:`CallEnd` at a time."""
 
     call: CallEnd
-    now: float
 
 
 @dataclass(frozen=True, slots=True)
