@@ -51,9 +51,7 @@ class CacheRead:
 
 
 @dataclass(frozen=True, slots=True)
-class CacheWrite:
-    namespace: str
-    key: str
+class CacheWrite(CacheRead):
     value: str
 
 
