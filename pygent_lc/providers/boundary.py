@@ -56,7 +56,12 @@ class ChatRequest:
 
 
 class ProviderBoundary(BaseChatModel):
-    """Mixin: typed errors, empty and incomplete replies rejected, secrets kept out."""
+    """Mixin: typed errors, empty and incomplete replies rejected, secrets kept out.
+
+    A provider adapts its calls here instead of wrapping the four methods again:
+    :meth:`_request` may rewrite a call (or have it served whole), and
+    :meth:`_call_slot` / :meth:`_acall_slot` are held around each request.
+    """
 
     provider_label: str = "provider"
     """Name used in errors, usage summaries and LangSmith params (``ls_provider``)."""
