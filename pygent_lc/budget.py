@@ -8,7 +8,6 @@ import math
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
 from typing import Protocol, TypeVar
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError
@@ -316,20 +315,10 @@ class Hold:
         self._thread = threading.get_ident()
         self._reservation = reservation
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.arelease()
 
     def _end(self) -> tuple[CostBudget, BudgetReservation, float] | None:

@@ -29,7 +29,7 @@ and the callers only ever reason about these classes::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Required, Self, TypedDict, Unpack
 
 
 class PygentError(Exception):
@@ -77,33 +77,40 @@ class InvalidInputError(PygentError, ValueError):
     """
 
 
-class ContextLengthError(InvalidInputError):
+class ProviderDetails(TypedDict, total=False):
+    """Where an error a provider reported comes from: the keywords its constructor takes."""
+
+    provider: Required[str]
+    model: str | None
+    status_code: int | None
+
+
+class _FromProvider(PygentError):
+    """An error a provider reported: its ``message``, ``provider``, ``model`` and HTTP status."""
+
+    def __init__(self, message: str, **details: Unpack[ProviderDetails]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = details["provider"]
+        self.model = details.get("model")
+        self.status_code = details.get("status_code")
+
+    def _where(self) -> str:
+        return self.provider if self.model is None else f"{self.provider}/{self.model}"
+
+
+class ContextLengthError(InvalidInputError, _FromProvider):
     """The prompt (plus the requested output) does not fit the model's context window.
 
     The provider said so; asking it again cannot help, so like any bad input it
     is not retried, does not fall back and does not count towards a breaker.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        provider: str,
-        model: str | None = None,
-        status_code: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.provider = provider
-        self.model = model
-        self.status_code = status_code
-
     def __str__(self) -> str:
-        where = self.provider if self.model is None else f"{self.provider}/{self.model}"
-        return f"{where}: {self.message}"
+        return f"{self._where()}: {self.message}"
 
 
-class ProviderError(PygentError):
+class ProviderError(_FromProvider):
     """A provider failed to produce a completion.
 
     ``retryable`` tells the retry policy whether asking the same provider again
@@ -116,24 +123,17 @@ class ProviderError(PygentError):
         self,
         message: str,
         *,
-        provider: str,
-        model: str | None = None,
-        status_code: int | None = None,
         retryable: bool | None = None,
         retry_after: float | None = None,
+        **details: Unpack[ProviderDetails],
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.provider = provider
-        self.model = model
-        self.status_code = status_code
+        super().__init__(message, **details)
         self.retryable = self.default_retryable if retryable is None else retryable
         self.retry_after = retry_after
 
     def __str__(self) -> str:
-        where = self.provider if self.model is None else f"{self.provider}/{self.model}"
         status = "" if self.status_code is None else f" [{self.status_code}]"
-        return f"{where}{status}: {self.message}"
+        return f"{self._where()}{status}: {self.message}"
 
     def __repr__(self) -> str:
         return (
@@ -188,17 +188,9 @@ class StreamInterruptedError(ProviderError):
     """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        partial_text: str,
-        provider: str,
-        model: str | None = None,
-        status_code: int | None = None,
+        self, message: str, *, partial_text: str, **details: Unpack[ProviderDetails]
     ) -> None:
-        super().__init__(
-            message, provider=provider, model=model, status_code=status_code, retryable=False
-        )
+        super().__init__(message, retryable=False, **details)
         self.partial_text = partial_text
 
 
@@ -255,6 +247,7 @@ __all__ = [
     "InvalidInputError",
     "ModelNotFoundError",
     "NoAnswerError",
+    "ProviderDetails",
     "ProviderError",
     "ProviderUnavailableError",
     "PygentError",

@@ -81,18 +81,19 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
 
+    def _run_of(self, config: RunnableConfig | None) -> tuple[RunnableConfig, dict[str, Any]]:
+        """The call's config, and how its chain run is named."""
+        config = ensure_config(config)
+        name = config.get("run_name") or self.get_name()
+        return config, {"name": name, "run_id": config.pop("run_id", None)}
+
     @contextmanager
     def _run(
         self, input: Any, config: RunnableConfig | None
     ) -> Iterator[tuple[RunnableConfig, CallbackManagerForChainRun]]:
         """The chain's run for one call; an error that leaves the call ends it."""
-        config = ensure_config(config)
-        run = get_callback_manager_for_config(config).on_chain_start(
-            None,
-            input,
-            name=config.get("run_name") or self.get_name(),
-            run_id=config.pop("run_id", None),
-        )
+        config, names = self._run_of(config)
+        run = get_callback_manager_for_config(config).on_chain_start(None, input, **names)
         try:
             yield config, run
         except BaseException as exc:
@@ -103,13 +104,9 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     async def _arun(
         self, input: Any, config: RunnableConfig | None
     ) -> AsyncIterator[tuple[RunnableConfig, AsyncCallbackManagerForChainRun]]:
-        config = ensure_config(config)
-        run = await get_async_callback_manager_for_config(config).on_chain_start(
-            None,
-            input,
-            name=config.get("run_name") or self.get_name(),
-            run_id=config.pop("run_id", None),
-        )
+        config, names = self._run_of(config)
+        manager = get_async_callback_manager_for_config(config)
+        run = await manager.on_chain_start(None, input, **names)
         try:
             yield config, run
         except BaseException as exc:

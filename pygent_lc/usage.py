@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -83,29 +83,33 @@ class UsageTracker(BaseCallbackHandler):
             self._runs[run_id] = run
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        ended = time.perf_counter()
-        with self._lock:
-            run = self._runs.pop(run_id, None)
-        if run is None:
+        ended = self._ended(run_id)
+        if ended is None:
             return
+        run, latency_s = ended
         used, model = usage_of(response, run.model)
-        with self._lock:
-            self._add((run.provider, model), used, ended - run.started)
+        self._add((run.provider, model), used, latency_s)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        ended = self._ended(run_id)
+        if ended is None:
+            return
+        run, latency_s = ended
+        self._add((run.provider, run.model), UsageTotals(calls=1, failures=1), latency_s)
+
+    def _ended(self, run_id: UUID) -> tuple[_Run, float] | None:
+        """The request ``run_id`` started and its latency; None when it was not seen starting."""
         ended = time.perf_counter()
         with self._lock:
             run = self._runs.pop(run_id, None)
-            if run is None:
-                return
-            failed = UsageTotals(calls=1, failures=1)
-            self._add((run.provider, run.model), failed, ended - run.started)
+        return None if run is None else (run, ended - run.started)
 
     def _add(self, key: tuple[str, str], used: UsageTotals, latency_s: float) -> None:
-        """Count one request. Call with the lock held."""
-        bucket = self._buckets.setdefault(key, _Bucket())
-        bucket.usage += used
-        bucket.latencies.append(latency_s)
+        """Count one request."""
+        with self._lock:
+            bucket = self._buckets.setdefault(key, _Bucket())
+            bucket.usage += used
+            bucket.latencies.append(latency_s)
 
     def summary(self) -> dict[tuple[str, str], UsageSummary]:
         """Per (provider, model): calls, failures, tokens (cached ones too), cost,
@@ -186,19 +190,9 @@ class CallMeter(BaseCallbackHandler):
 
     def record(self, answered: bool) -> UsageRecord:
         """The call's usage as the store adds it to its (provider, model) totals."""
-        usage = self.usage
-        return UsageRecord(
-            provider=self.provider,
-            model=self.model,
-            calls=self.attempts,
-            failures=self.attempts - int(answered),
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=usage.cost_usd,
-            latency_s=time.perf_counter() - self._started,
-            cached_input_tokens=usage.cached_input_tokens,
-            cache_discount_usd=usage.cache_discount_usd,
-        )
+        usage = replace(self.usage, calls=self.attempts, failures=self.attempts - int(answered))
+        latency_s = time.perf_counter() - self._started
+        return UsageRecord(self.provider, self.model, **asdict(usage), latency_s=latency_s)
 
 
 def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) -> RunnableConfig:

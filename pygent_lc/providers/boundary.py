@@ -15,7 +15,9 @@ recorded with ``capture_locals`` (Sentry, loguru's diagnose mode) cannot show on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -31,11 +33,35 @@ from pygent_lc.errors import (
     StreamInterruptedError,
 )
 from pygent_lc.providers.error_mapping import map_exception
+from pygent_lc.providers.forced_tools import as_chunk
 from pygent_lc.providers.http import ProviderHttp
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """One call as the provider class gets it (see :meth:`ProviderBoundary._request`)."""
+
+    messages: list[BaseMessage]
+    kwargs: dict[str, Any]
+    finish: Callable[[ChatResult], ChatResult] | None = None
+    """Set for a call the provider serves whole, never streamed: what becomes of its
+    reply. A stream of such a call gets the finished reply as one final chunk."""
+
+    @property
+    def streams(self) -> bool:
+        return self.finish is None
+
+    def reply(self, result: ChatResult) -> ChatResult:
+        return result if self.finish is None else self.finish(result)
+
+
 class ProviderBoundary(BaseChatModel):
-    """Mixin: typed errors, empty and incomplete replies rejected, secrets kept out."""
+    """Mixin: typed errors, empty and incomplete replies rejected, secrets kept out.
+
+    A provider adapts its calls here instead of wrapping the four methods again:
+    :meth:`_request` may rewrite a call (or have it served whole), and
+    :meth:`_call_slot` / :meth:`_acall_slot` are held around each request.
+    """
 
     provider_label: str = "provider"
     """Name used in errors, usage summaries and LangSmith params (``ls_provider``)."""
@@ -52,6 +78,18 @@ class ProviderBoundary(BaseChatModel):
 
     def _check_ready(self) -> None:
         """Raise ``ConfigurationError`` if a call cannot be made (say, no key); no I/O."""
+
+    def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
+        """The call the provider class gets: by default the caller's own."""
+        return ChatRequest(messages, kwargs)
+
+    def _call_slot(self) -> AbstractContextManager[object]:
+        """Held around each request (say, a slot on a server); nothing by default."""
+        return nullcontext()
+
+    def _acall_slot(self) -> AbstractAsyncContextManager[object]:
+        """:meth:`_call_slot` for async calls."""
+        return nullcontext()
 
     def _is_final_chunk(self, chunk: ChatGenerationChunk) -> bool:
         """Whether ``chunk`` is the provider's end-of-reply marker."""
@@ -116,12 +154,14 @@ class ProviderBoundary(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         self._check_ready()
-        try:
-            result = super()._generate(messages, stop, run_manager, **kwargs)  # type: ignore[safe-super]
-        except Exception as exc:
-            failure = self._typed(exc)
-        else:
-            return self._answered(result)
+        request = self._request(messages, kwargs)
+        with self._call_slot():
+            try:
+                result = super()._generate(request.messages, stop, run_manager, **request.kwargs)  # type: ignore[safe-super]
+            except Exception as exc:
+                failure = self._typed(exc)
+            else:
+                return request.reply(self._answered(result))
         raise failure
 
     async def _agenerate(
@@ -132,12 +172,16 @@ class ProviderBoundary(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         self._check_ready()
-        try:
-            result = await super()._agenerate(messages, stop, run_manager, **kwargs)
-        except Exception as exc:
-            failure = self._typed(exc)
-        else:
-            return self._answered(result)
+        request = self._request(messages, kwargs)
+        async with self._acall_slot():
+            try:
+                result = await super()._agenerate(
+                    request.messages, stop, run_manager, **request.kwargs
+                )
+            except Exception as exc:
+                failure = self._typed(exc)
+            else:
+                return request.reply(self._answered(result))
         raise failure
 
     def _stream(
@@ -148,13 +192,21 @@ class ProviderBoundary(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         self._check_ready()
+        request = self._request(messages, kwargs)
+        if not request.streams:
+            whole = as_chunk(self._generate(messages, stop, **kwargs))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(whole.text, chunk=whole)
+            yield whole
+            return
         watch = _ReplyWatch(self)
         failure: Exception | None = None
-        try:
-            for chunk in super()._stream(messages, stop, run_manager, **kwargs):
-                yield from watch.accept(chunk)
-        except Exception as exc:
-            failure = self._typed(exc, watch.text())
+        with self._call_slot():
+            try:
+                for chunk in super()._stream(request.messages, stop, run_manager, **request.kwargs):
+                    yield from watch.accept(chunk)
+            except Exception as exc:
+                failure = self._typed(exc, watch.text())
         if failure is None:
             failure = watch.end_error()
         if failure is not None:
@@ -168,14 +220,24 @@ class ProviderBoundary(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         self._check_ready()
+        request = self._request(messages, kwargs)
+        if not request.streams:
+            whole = as_chunk(await self._agenerate(messages, stop, **kwargs))
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(whole.text, chunk=whole)
+            yield whole
+            return
         watch = _ReplyWatch(self)
         failure: Exception | None = None
-        try:
-            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-                for ready in watch.accept(chunk):
-                    yield ready
-        except Exception as exc:
-            failure = self._typed(exc, watch.text())
+        async with self._acall_slot():
+            try:
+                async for chunk in super()._astream(
+                    request.messages, stop, run_manager, **request.kwargs
+                ):
+                    for ready in watch.accept(chunk):
+                        yield ready
+            except Exception as exc:
+                failure = self._typed(exc, watch.text())
         if failure is None:
             failure = watch.end_error()
         if failure is not None:
@@ -294,4 +356,4 @@ def _chain_mentions(exc: BaseException, secrets: Sequence[str]) -> bool:
     return False
 
 
-__all__ = ["ProviderBoundary"]
+__all__ = ["ChatRequest", "ProviderBoundary"]

@@ -69,24 +69,30 @@ def _cap_timeouts(request: httpx.Request, deadline: Deadline) -> None:
     request.extensions["timeout"] = timeouts
 
 
-def _expired(request: httpx.Request, deadline: Deadline) -> httpx.ReadTimeout:
-    return httpx.ReadTimeout(
-        f"no reply within the deadline (request_timeout={deadline.seconds:g}s)", request=request
-    )
+@dataclass(frozen=True)
+class _BodyDeadline:
+    """The deadline a response body must arrive by, and its request (for the error)."""
+
+    request: httpx.Request
+    deadline: Deadline
+
+    def check(self) -> None:
+        """Raise ``httpx.ReadTimeout`` once the deadline has passed."""
+        if self.deadline.remaining() <= 0:
+            raise httpx.ReadTimeout(
+                f"no reply within the deadline (request_timeout={self.deadline.seconds:g}s)",
+                request=self.request,
+            )
 
 
 class _DeadlineStream(httpx.SyncByteStream):
-    def __init__(
-        self, inner: httpx.SyncByteStream, request: httpx.Request, deadline: Deadline
-    ) -> None:
+    def __init__(self, inner: httpx.SyncByteStream, body: _BodyDeadline) -> None:
         self._inner = inner
-        self._request = request
-        self._deadline = deadline
+        self._body = body
 
     def __iter__(self) -> Iterator[bytes]:
         for part in self._inner:
-            if self._deadline.remaining() <= 0:
-                raise _expired(self._request, self._deadline)
+            self._body.check()
             yield part
 
     def close(self) -> None:
@@ -94,17 +100,13 @@ class _DeadlineStream(httpx.SyncByteStream):
 
 
 class _AsyncDeadlineStream(httpx.AsyncByteStream):
-    def __init__(
-        self, inner: httpx.AsyncByteStream, request: httpx.Request, deadline: Deadline
-    ) -> None:
+    def __init__(self, inner: httpx.AsyncByteStream, body: _BodyDeadline) -> None:
         self._inner = inner
-        self._request = request
-        self._deadline = deadline
+        self._body = body
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for part in self._inner:
-            if self._deadline.remaining() <= 0:
-                raise _expired(self._request, self._deadline)
+            self._body.check()
             yield part
 
     async def aclose(self) -> None:
@@ -136,7 +138,7 @@ class DeadlineTransport(httpx.BaseTransport):
             _cap_timeouts(request, deadline)
         response = self._current_pool().handle_request(request)
         if deadline is not None and isinstance(response.stream, httpx.SyncByteStream):
-            response.stream = _DeadlineStream(response.stream, request, deadline)
+            response.stream = _DeadlineStream(response.stream, _BodyDeadline(request, deadline))
         return response
 
     def close(self) -> None:
@@ -178,7 +180,9 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
         _cap_timeouts(request, deadline)
         response = await pool.handle_async_request(request)
         if isinstance(response.stream, httpx.AsyncByteStream):
-            response.stream = _AsyncDeadlineStream(response.stream, request, deadline)
+            response.stream = _AsyncDeadlineStream(
+                response.stream, _BodyDeadline(request, deadline)
+            )
         return response
 
     async def aclose(self) -> None:

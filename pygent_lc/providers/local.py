@@ -13,20 +13,19 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import PrivateAttr, model_validator
 
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.providers.boundary import ChatRequest
 from pygent_lc.providers.forced_tools import (
-    as_chunk,
     as_tool_call,
     constrained_request,
     forced_tools,
@@ -156,80 +155,33 @@ class LocalChatModel(OpenAICompatibleChatModel):
         if counted and self._server is not None:
             self._server.release()
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        forced = forced_tools(kwargs)
-        if forced is not None:
-            kwargs = constrained_request(kwargs, forced)
-            messages = instructed(messages, forced)
+    @contextmanager
+    def _call_slot(self) -> Iterator[None]:
+        """A call on the embedded server, counted while it runs (a stop waits for it)."""
         counted = self._acquire()
         try:
-            result = super()._generate(messages, stop, run_manager, **kwargs)
+            yield
         finally:
             self._release(counted)
-        return result if forced is None else as_tool_call(result, forced)
 
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
+    @asynccontextmanager
+    async def _acall_slot(self) -> AsyncIterator[None]:
+        counted = await self._aacquire()
+        try:
+            yield
+        finally:
+            self._release(counted)
+
+    def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
+        """A forced ``tool_choice`` becomes a constrained reply, served whole."""
         forced = forced_tools(kwargs)
-        if forced is not None:
-            kwargs = constrained_request(kwargs, forced)
-            messages = instructed(messages, forced)
-        counted = await self._aacquire()
-        try:
-            result = await super()._agenerate(messages, stop, run_manager, **kwargs)
-        finally:
-            self._release(counted)
-        return result if forced is None else as_tool_call(result, forced)
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        if forced_tools(kwargs) is not None:
-            chunk = as_chunk(self._generate(messages, stop, **kwargs))
-            if run_manager is not None:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-            return
-        counted = self._acquire()
-        try:
-            yield from super()._stream(messages, stop, run_manager, **kwargs)
-        finally:
-            self._release(counted)
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        if forced_tools(kwargs) is not None:
-            whole = as_chunk(await self._agenerate(messages, stop, **kwargs))
-            if run_manager is not None:
-                await run_manager.on_llm_new_token(whole.text, chunk=whole)
-            yield whole
-            return
-        counted = await self._aacquire()
-        try:
-            async for chunk in super()._astream(messages, stop, run_manager, **kwargs):
-                yield chunk
-        finally:
-            self._release(counted)
+        if forced is None:
+            return ChatRequest(messages, kwargs)
+        return ChatRequest(
+            instructed(messages, forced),
+            constrained_request(kwargs, forced),
+            finish=lambda result: as_tool_call(result, forced),
+        )
 
 
 def model_file(path: str | Path | None) -> Path:

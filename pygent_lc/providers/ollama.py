@@ -6,10 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_ollama import ChatOllama
 from pydantic import model_validator
 
@@ -95,39 +94,14 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
             params["options"] = {**(params.get("options") or {}), **per_call}
         return params
 
-    def _chat_stream_with_aggregation(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        verbose: bool = False,
-        **kwargs: Any,
-    ) -> ChatGenerationChunk:
-        final = super()._chat_stream_with_aggregation(
-            messages, stop, run_manager, verbose, **kwargs
-        )
-        return self._require_done(final)
-
-    async def _achat_stream_with_aggregation(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        verbose: bool = False,
-        **kwargs: Any,
-    ) -> ChatGenerationChunk:
-        final = await super()._achat_stream_with_aggregation(
-            messages, stop, run_manager, verbose, **kwargs
-        )
-        return self._require_done(final)
-
-    def _require_done(self, final: ChatGenerationChunk) -> ChatGenerationChunk:
+    def _answered(self, result: ChatResult) -> ChatResult:
         """A reply without Ollama's ``done: true`` line was cut off."""
-        if not self._is_final_chunk(final):
+        info = result.generations[0].generation_info if result.generations else None
+        if (info or {}).get("done") is not True:
             raise ProviderUnavailableError(
                 "reply ended before Ollama's final line", provider="ollama", model=self.model
             )
-        return final
+        return super()._answered(result)
 
 
 def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaChatModel:

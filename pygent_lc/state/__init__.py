@@ -39,32 +39,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pygent_lc.state import types
 from pygent_lc.state.factory import open_store, shared_store
 from pygent_lc.state.memory import MemoryStore
 from pygent_lc.state.resilient import ResilientStore
 from pygent_lc.state.store import DEFAULT_PREFIX, StateStore
-from pygent_lc.state.types import (
-    ADMITTED,
-    BreakerAdmission,
-    BreakerOutcome,
-    BreakerSpec,
-    BreakerStatus,
-    BudgetAnswer,
-    BudgetRefusal,
-    BudgetReservation,
-    BudgetSpec,
-    BudgetStatus,
-    CallEnd,
-    CallEnded,
-    CallPlan,
-    CallStart,
-    CircuitState,
-    InflightTicket,
-    RateSpec,
-    Settlement,
-    UsageRecord,
-    UsageRow,
-)
+from pygent_lc.state.types import *  # noqa: F403 - the package's types are its own
 from pygent_lc.state.urls import redact_url
 
 if TYPE_CHECKING:
@@ -80,32 +60,13 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ADMITTED",
     "DEFAULT_PREFIX",
-    "BreakerAdmission",
-    "BreakerOutcome",
-    "BreakerSpec",
-    "BreakerStatus",
-    "BudgetAnswer",
-    "BudgetRefusal",
-    "BudgetReservation",
-    "BudgetSpec",
-    "BudgetStatus",
-    "CallEnd",
-    "CallEnded",
-    "CallPlan",
-    "CallStart",
-    "CircuitState",
-    "InflightTicket",
     "MemoryStore",
-    "RateSpec",
     "RedisStore",
     "ResilientStore",
-    "Settlement",
     "StateStore",
-    "UsageRecord",
-    "UsageRow",
     "open_store",
     "redact_url",
     "shared_store",
 ]
+__all__ += types.__all__

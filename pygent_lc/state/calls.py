@@ -15,7 +15,17 @@ from typing import Any
 
 from pygent_lc.state import circuit, ledger, rate, usage_log
 from pygent_lc.state.memory_state import MemoryState
-from pygent_lc.state.op import LUA_PRELUDE, Arg, Encoded, Script, json_rows, number, rows, text
+from pygent_lc.state.op import (
+    LUA_PRELUDE,
+    Arg,
+    Encoded,
+    Script,
+    Timed,
+    json_rows,
+    number,
+    rows,
+    text,
+)
 from pygent_lc.state.types import (
     ADMITTED,
     BudgetRefusal,
@@ -32,11 +42,10 @@ MIN_RATE_WAIT_S = 1e-6
 
 
 @dataclass(frozen=True, slots=True)
-class Begin:
+class Begin(Timed):
     """A :class:`CallPlan` with the time and the ids the client chose for it."""
 
     plan: CallPlan
-    now: float
     probe_id: int
     members: tuple[str, ...]
     """One rate-log entry name per rate limit."""
@@ -45,11 +54,10 @@ class Begin:
 
 
 @dataclass(frozen=True, slots=True)
-class End:
+class End(Timed):
     """A :class:`CallEnd` at a time."""
 
     call: CallEnd
-    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +73,23 @@ class _Verdict:
     rate_index: int = 0
 
 
-BEGIN_LUA = (
-    LUA_PRELUDE
-    + ledger.LEDGER_LUA
-    + circuit.BREAKER_LUA
-    + rate.RATE_LUA
-    + """
+_STEP_ARGS = """
 local now = tonumber(ARGV[1])
-local a, k = 3, 1
+local a, k = 3, 1"""
+"""How both steps start: ``now`` is ``ARGV[1]``; the cursors ``a`` (into ``ARGV``, at the
+first part's count) and ``k`` (into ``KEYS``) then walk the parts in order."""
+
+
+def _step_script(*libraries: str, body: str) -> str:
+    """A step's Lua: the prelude, the ``libraries`` it calls, the time and cursors, ``body``."""
+    return LUA_PRELUDE + "".join(libraries) + _STEP_ARGS + body
+
+
+BEGIN_LUA = _step_script(
+    ledger.LEDGER_LUA,
+    circuit.BREAKER_LUA,
+    rate.RATE_LUA,
+    body="""
 local rates = {}
 for i = 1, tonumber(ARGV[2]) do
   rates[i] = {key = KEYS[k], clock = KEYS[k + 1], limit = tonumber(ARGV[a]),
@@ -123,17 +140,14 @@ if breaker and breaker.verdict == 'probe' then
 end
 for _, r in ipairs(rates) do rate_commit(r.key, now, r.period, r.member) end
 return reply({'ok', budget_out, breaker_out, '0', 0, t})
-"""
+""",
 )
 
-END_LUA = (
-    LUA_PRELUDE
-    + ledger.LEDGER_LUA
-    + usage_log.USAGE_LUA
-    + circuit.BREAKER_LUA
-    + """
-local now = tonumber(ARGV[1])
-local a, k = 3, 1
+END_LUA = _step_script(
+    ledger.LEDGER_LUA,
+    usage_log.USAGE_LUA,
+    circuit.BREAKER_LUA,
+    body="""
 for i = 1, tonumber(ARGV[2]) do
   ledger_settle(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], tonumber(ARGV[a + 1]),
                 tonumber(ARGV[a + 2]))
@@ -159,7 +173,7 @@ if mode == 'failure' then
 end
 if mode == 'release' then breaker_release(KEYS[k], ARGV[a + 2]) end
 return {0, 0}
-"""
+""",
 )
 
 

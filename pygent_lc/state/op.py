@@ -66,6 +66,13 @@ class Script(Generic[R, S]):
 
 
 @dataclass(frozen=True, slots=True)
+class Timed:
+    """A request that carries the client's clock: stores decide by the caller's time."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
 class Op(Generic[T]):
     """A script with its request, and what to return from its result."""
 
@@ -134,6 +141,7 @@ __all__ = [
     "Encoded",
     "Op",
     "Script",
+    "Timed",
     "json_rows",
     "make_op",
     "number",

@@ -7,22 +7,20 @@ from typing import Any
 
 from pygent_lc.state import cache, circuit, inflight, ledger, usage_log
 from pygent_lc.state.memory_state import MemoryState
-from pygent_lc.state.op import LUA_PRELUDE, Encoded, Script, json_rows, number, rows, text
+from pygent_lc.state.op import LUA_PRELUDE, Encoded, Script, Timed, json_rows, number, rows, text
 from pygent_lc.state.types import BreakerStatus, BudgetStatus, InflightTicket, UsageRow
 
 
 @dataclass(frozen=True, slots=True)
-class BreakerQuery:
+class BreakerQuery(Timed):
     key: str
     cooldown_s: float
-    now: float
 
 
 @dataclass(frozen=True, slots=True)
-class BudgetQuery:
+class BudgetQuery(Timed):
     key: str
     window_s: int | None
-    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,22 +29,19 @@ class UsageQuery:
 
 
 @dataclass(frozen=True, slots=True)
-class TicketTake:
+class TicketTake(Timed):
     ticket: InflightTicket
     lease_s: float
-    now: float
 
 
 @dataclass(frozen=True, slots=True)
-class TicketReturn:
+class TicketReturn(Timed):
     ticket: InflightTicket
-    now: float
 
 
 @dataclass(frozen=True, slots=True)
-class TicketCount:
+class TicketCount(Timed):
     keys: tuple[str, ...]
-    now: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +51,7 @@ class CacheRead:
 
 
 @dataclass(frozen=True, slots=True)
-class CacheWrite:
-    namespace: str
-    key: str
+class CacheWrite(CacheRead):
     value: str
 
 

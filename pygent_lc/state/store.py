@@ -3,7 +3,9 @@
 A store only knows how to run an :class:`~pygent_lc.state.op.Op` (``run``
 for sync callers, ``arun`` for async ones); every public method here builds
 an op and runs it, so each operation is written once for both. Methods come
-in pairs: ``take_rate_token`` / ``atake_rate_token`` and so on.
+in pairs: ``take_rate_token`` / ``atake_rate_token`` and so on. Where the
+parameters fill several lines, the op's builder is the one definition and
+``_sync``/``_async`` make the pair of it (``record_usage = _sync(_usage_op)``).
 
 Times are the client's wall clock (``clock``, ``time.time`` by default),
 sent with each operation: processes sharing a Redis must share a clock (one
@@ -13,10 +15,12 @@ host, or NTP). A clock that jumps shifts cooldowns and windows by the jump.
 from __future__ import annotations
 
 import abc
+import functools
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Concatenate, Generic, ParamSpec, TypeVar
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.state import queries
@@ -50,6 +54,7 @@ DEFAULT_PREFIX = "pygent:"
 
 Clock = Callable[[], float]
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def _token() -> str:
@@ -107,6 +112,37 @@ def _changed(ended: CallEnded) -> bool:
 
 def _nothing(ended: CallEnded) -> None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Known(Generic[T]):
+    """An answer found without asking the store (say, from a disabled breaker)."""
+
+    value: T
+
+
+OpBuilder = Callable[Concatenate["StateStore", P], Op[T] | _Known[T]]
+"""A method that turns its arguments into an op (or an answer known without one)."""
+
+
+def _sync(build: OpBuilder[P, T]) -> Callable[Concatenate[StateStore, P], T]:
+    """The public method that runs what ``build`` makes of its arguments."""
+
+    def method(self: StateStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        op = build(self, *args, **kwargs)
+        return op.value if isinstance(op, _Known) else self.run(op)
+
+    return functools.wraps(build)(method)
+
+
+def _async(build: OpBuilder[P, T]) -> Callable[Concatenate[StateStore, P], Awaitable[T]]:
+    """:func:`_sync` for async callers."""
+
+    async def method(self: StateStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        op = build(self, *args, **kwargs)
+        return op.value if isinstance(op, _Known) else await self.arun(op)
+
+    return functools.wraps(build)(method)
 
 
 class StateStore(abc.ABC):
@@ -175,17 +211,6 @@ class StateStore(abc.ABC):
 
     def _outcome_op(self, outcome: BreakerOutcome) -> Op[bool]:
         return self._end(CallEnd(breaker=outcome), _changed)
-
-    def _reserve_op(
-        self,
-        key: str,
-        limit_usd: float,
-        amount_usd: float | None,
-        window_s: int | None,
-        lease_s: float,
-    ) -> Op[BudgetAnswer]:
-        spec = BudgetSpec(key, limit_usd, amount_usd, window_s, lease_s)
-        return self._begin(CallPlan(budgets=(spec,)), _budget_answer)
 
     def _settle_op(self, reservation: BudgetReservation, cost_usd: float) -> Op[None]:
         return self._end(CallEnd(settlements=(Settlement(reservation, cost_usd),)), _nothing)
@@ -261,14 +286,14 @@ class StateStore(abc.ABC):
     async def abreaker_success(self, key: str, admission: BreakerAdmission) -> bool:
         return await self.arun(self._outcome_op(BreakerOutcome(key, admission, "success")))
 
-    def breaker_failure(
+    def _failure_op(
         self,
         key: str,
         admission: BreakerAdmission,
         threshold: int,
         cooldown_s: float,
         error_summary: str,
-    ) -> bool:
+    ) -> Op[bool] | _Known[bool]:
         """A counted failure (see :data:`pygent_lc.breaker.BREAKER_ERRORS`); True if it opened.
 
         Errors that prove the provider answered are a :meth:`breaker_success`.
@@ -276,22 +301,11 @@ class StateStore(abc.ABC):
         stays open for the cooldown each admission asks with.
         """
         if not BreakerSpec(key, threshold, cooldown_s).enabled:
-            return False
-        outcome = BreakerOutcome(key, admission, "failure", threshold, error_summary)
-        return self.run(self._outcome_op(outcome))
+            return _Known(False)
+        return self._outcome_op(BreakerOutcome(key, admission, "failure", threshold, error_summary))
 
-    async def abreaker_failure(
-        self,
-        key: str,
-        admission: BreakerAdmission,
-        threshold: int,
-        cooldown_s: float,
-        error_summary: str,
-    ) -> bool:
-        if not BreakerSpec(key, threshold, cooldown_s).enabled:
-            return False
-        outcome = BreakerOutcome(key, admission, "failure", threshold, error_summary)
-        return await self.arun(self._outcome_op(outcome))
+    breaker_failure = _sync(_failure_op)
+    abreaker_failure = _async(_failure_op)
 
     def breaker_release(self, key: str, admission: BreakerAdmission) -> None:
         """A call ended without an outcome: free the probe slot if it held it."""
@@ -311,7 +325,7 @@ class StateStore(abc.ABC):
 
     # -- cost budgets -------------------------------------------------------------------------
 
-    def budget_reserve(
+    def _reserve_op(
         self,
         key: str,
         limit_usd: float,
@@ -319,24 +333,17 @@ class StateStore(abc.ABC):
         window_s: int | None = None,
         *,
         lease_s: float = DEFAULT_BUDGET_LEASE_S,
-    ) -> BudgetAnswer:
+    ) -> Op[BudgetAnswer]:
         """Reserve a call's cost (its estimate, or the largest call's) or say why not.
 
         See :mod:`pygent_lc.state.ledger` for the rules; a
         :class:`~pygent_lc.state.types.BudgetRefusal` with ``wait`` asks to try again later.
         """
-        return self.run(self._reserve_op(key, limit_usd, amount_usd, window_s, lease_s))
+        spec = BudgetSpec(key, limit_usd, amount_usd, window_s, lease_s)
+        return self._begin(CallPlan(budgets=(spec,)), _budget_answer)
 
-    async def abudget_reserve(
-        self,
-        key: str,
-        limit_usd: float,
-        amount_usd: float | None = None,
-        window_s: int | None = None,
-        *,
-        lease_s: float = DEFAULT_BUDGET_LEASE_S,
-    ) -> BudgetAnswer:
-        return await self.arun(self._reserve_op(key, limit_usd, amount_usd, window_s, lease_s))
+    budget_reserve = _sync(_reserve_op)
+    abudget_reserve = _async(_reserve_op)
 
     def budget_settle(self, reservation: BudgetReservation, cost_usd: float) -> None:
         """Give the reservation back and add the call's real cost to its window's spend."""
@@ -368,7 +375,7 @@ class StateStore(abc.ABC):
 
     # -- usage -------------------------------------------------------------------------------
 
-    def record_usage(
+    def _usage_op(
         self,
         provider: str,
         model: str,
@@ -380,32 +387,16 @@ class StateStore(abc.ABC):
         latency_s: float,
         cached_input_tokens: int = 0,
         cache_discount_usd: float = 0.0,
-    ) -> None:
+    ) -> Op[None]:
         """Add one request's usage to its (provider, model) totals (one round trip)."""
         usage = UsageRecord(
             provider, model, calls, failures, input_tokens, output_tokens, cost_usd,
-            latency_s, cached_input_tokens, cache_discount_usd,
+            cached_input_tokens, cache_discount_usd, latency_s,
         )  # fmt: skip
-        self.run(self._end(CallEnd(usage=usage), _nothing))
+        return self._end(CallEnd(usage=usage), _nothing)
 
-    async def arecord_usage(
-        self,
-        provider: str,
-        model: str,
-        calls: int,
-        failures: int,
-        input_tokens: int,
-        output_tokens: int,
-        cost_usd: float,
-        latency_s: float,
-        cached_input_tokens: int = 0,
-        cache_discount_usd: float = 0.0,
-    ) -> None:
-        usage = UsageRecord(
-            provider, model, calls, failures, input_tokens, output_tokens, cost_usd,
-            latency_s, cached_input_tokens, cache_discount_usd,
-        )  # fmt: skip
-        await self.arun(self._end(CallEnd(usage=usage), _nothing))
+    record_usage = _sync(_usage_op)
+    arecord_usage = _async(_usage_op)
 
     def usage_rows(self) -> list[UsageRow]:
         """Totals per (provider, model), sorted, with mean and p95 latency."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pygent_lc.backend import UsageTotals
+
 CircuitState = Literal["closed", "open", "half_open"]
 """As :data:`pygent_lc.breaker.CircuitState`."""
 
@@ -116,19 +118,21 @@ class BudgetStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class UsageRecord:
-    """One request's usage, added to its (provider, model) totals in one step."""
-
+class _ProviderModel:
     provider: str
     model: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord(UsageTotals, _ProviderModel):
+    """One request's usage, added to its (provider, model) totals in one step.
+
+    The :class:`~pygent_lc.backend.UsageTotals` of that request (one call by
+    default), who served it, and how long it took.
+    """
+
     calls: int = 1
-    failures: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
     latency_s: float = 0.0
-    cached_input_tokens: int = 0
-    cache_discount_usd: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

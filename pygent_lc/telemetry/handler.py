@@ -167,11 +167,10 @@ class OtelCallbackHandler(BaseCallbackHandler):
             self._attempts[run_id] = _Attempt(span, time.perf_counter(), metric_attributes)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        with self._lock:
-            attempt = self._attempts.pop(run_id, None)
-        if attempt is None:
+        ended = self._ended(run_id)
+        if ended is None:
             return
-        seconds = time.perf_counter() - attempt.started
+        attempt, seconds = ended
         span = attempt.span
         reply = _reply(response)
         found = _reply_attributes(reply)
@@ -182,25 +181,22 @@ class OtelCallbackHandler(BaseCallbackHandler):
         if names.RESPONSE_MODEL in found:
             metric_attributes[names.RESPONSE_MODEL] = found[names.RESPONSE_MODEL]
         span.end()
-        self.instruments.record_attempt(
-            metric_attributes,
-            seconds,
-            input_tokens=found.get(names.USAGE_INPUT_TOKENS),
-            output_tokens=found.get(names.USAGE_OUTPUT_TOKENS),
-            cost_usd=found.get(names.COST_USD),
-        )
+        self.instruments.record_answer(metric_attributes, seconds, found)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        with self._lock:
-            attempt = self._attempts.pop(run_id, None)
-        if attempt is None:
+        ended = self._ended(run_id)
+        if ended is None:
             return
-        seconds = time.perf_counter() - attempt.started
+        attempt, seconds = ended
         _mark_failed(attempt.span, error)
         attempt.span.end()
-        self.instruments.record_attempt(
-            attempt.metric_attributes, seconds, error_type=_error_type(error)
-        )
+        self.instruments.record_failure(attempt.metric_attributes, seconds, _error_type(error))
+
+    def _ended(self, run_id: UUID) -> tuple[_Attempt, float] | None:
+        """The attempt ``run_id`` started and its duration; None when it is not one of ours."""
+        with self._lock:
+            attempt = self._attempts.pop(run_id, None)
+        return None if attempt is None else (attempt, time.perf_counter() - attempt.started)
 
     def _parent(self, parent_run_id: UUID | None) -> Context | None:
         """Our chain span when the run is inside one; else the current context's span."""

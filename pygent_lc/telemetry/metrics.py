@@ -52,27 +52,17 @@ class Instruments:
     def stop(self) -> None:
         self.active = False
 
-    def record_attempt(
-        self,
-        attributes: Attributes,
-        seconds: float,
-        *,
-        input_tokens: int | None = None,
-        output_tokens: int | None = None,
-        cost_usd: float | None = None,
-        error_type: str | None = None,
-    ) -> None:
-        """One provider attempt: its duration, and its tokens and cost or its failure."""
-        if error_type is not None:
-            failed = {**attributes, names.ERROR_TYPE: error_type}
-            self.duration.record(seconds, failed)
-            self.failures.add(1, failed)
-            return
+    def record_answer(self, attributes: Attributes, seconds: float, reply: Attributes) -> None:
+        """An attempt that answered: its duration, and the tokens and cost its span's
+        ``reply`` attributes report."""
         self.duration.record(seconds, attributes)
-        if input_tokens is not None:
-            self.tokens.record(input_tokens, {**attributes, names.TOKEN_TYPE: "input"})
-        if output_tokens is not None:
-            self.tokens.record(output_tokens, {**attributes, names.TOKEN_TYPE: "output"})
+        for token_type, key in (
+            ("input", names.USAGE_INPUT_TOKENS),
+            ("output", names.USAGE_OUTPUT_TOKENS),
+        ):
+            if reply.get(key) is not None:
+                self.tokens.record(reply[key], {**attributes, names.TOKEN_TYPE: token_type})
+        cost_usd = reply.get(names.COST_USD)
         if cost_usd is not None:
             self.cost.add(
                 cost_usd,
@@ -82,6 +72,12 @@ class Instruments:
                     if key in attributes
                 },
             )
+
+    def record_failure(self, attributes: Attributes, seconds: float, error_type: str) -> None:
+        """An attempt that failed: its duration and a failure, both by ``error.type``."""
+        failed = {**attributes, names.ERROR_TYPE: error_type}
+        self.duration.record(seconds, failed)
+        self.failures.add(1, failed)
 
     def _breaker_states(self, options: CallbackOptions) -> Iterable[Observation]:
         """One reading per provider and model: the worst state among its breakers.

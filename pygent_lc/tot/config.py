@@ -124,28 +124,10 @@ class ToTConfig(BaseModel):
             raise _configuration_error(exc) from exc
 
     @classmethod
-    def model_validate(
-        cls,
-        obj: Any,
-        *,
-        strict: bool | None = None,
-        extra: Any = None,
-        from_attributes: bool | None = None,
-        context: Any | None = None,
-        by_alias: bool | None = None,
-        by_name: bool | None = None,
-    ) -> Self:
-        """Like pydantic's, but raising :class:`ConfigurationError`."""
+    def model_validate(cls, obj: Any, **options: Any) -> Self:
+        """Like pydantic's (same keywords), but raising :class:`ConfigurationError`."""
         try:
-            return super().model_validate(
-                obj,
-                strict=strict,
-                extra=extra,
-                from_attributes=from_attributes,
-                context=context,
-                by_alias=by_alias,
-                by_name=by_name,
-            )
+            return super().model_validate(obj, **options)
         except ValidationError as exc:
             raise _configuration_error(exc) from exc
 

@@ -6,7 +6,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any, overload
+from typing import Any, TypedDict, Unpack, overload
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
@@ -42,6 +42,16 @@ def _problem_of(value: object) -> str:
     return value
 
 
+class _EngineOptions(TypedDict, total=False):
+    """The keyword options of :class:`ToTEngine`, besides ``backend``."""
+
+    task: Task | None
+    name: str | None
+    model_id: str | None
+    value_store: ValueStore | None
+    observer: observe.SearchObserver | None
+
+
 class ToTEngine(Runnable[ToTInput, ToTResult]):
     """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`.
 
@@ -62,15 +72,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
 
     @overload
     def __init__(
-        self,
-        config: ToTConfig | None,
-        backend: LLMBackend,
-        *,
-        task: Task | None = None,
-        name: str | None = None,
-        model_id: str | None = None,
-        value_store: ValueStore | None = None,
-        observer: observe.SearchObserver | None = None,
+        self, config: ToTConfig | None, backend: LLMBackend, **options: Unpack[_EngineOptions]
     ) -> None: ...
 
     @overload
@@ -79,11 +81,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         config: ToTConfig | None = None,
         *,
         backend: LLMBackend,
-        task: Task | None = None,
-        name: str | None = None,
-        model_id: str | None = None,
-        value_store: ValueStore | None = None,
-        observer: observe.SearchObserver | None = None,
+        **options: Unpack[_EngineOptions],
     ) -> None: ...
 
     def __init__(
