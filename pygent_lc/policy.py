@@ -224,10 +224,10 @@ class _ProviderCall:
     def _rate_wait(self, wait_s: float) -> float:
         policy = self._policy
         if policy.rate_mode == "raise" or not self._fits(wait_s):
-            limit = policy.rate
+            rate = policy.rate
+            limit = "" if rate is None else f" {rate.limit}/{rate.period_s:g}s"
             raise LocalRateLimitError(
-                f"rate limit {limit.limit if limit else '?'}/{limit.period_s if limit else '?'}s "
-                f"reached; a slot frees in {wait_s:.2f}s",
+                f"rate limit{limit} reached; a slot frees in {wait_s:.2f}s",
                 provider=policy.provider,
                 retryable=False,
                 retry_after=wait_s,
