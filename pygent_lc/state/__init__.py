@@ -14,25 +14,20 @@ degrades to per-process limits instead of failing calls::
 ``RedisStore`` needs the ``redis`` extra (``pip install "pygent-lc[redis]"``);
 it is imported only when used, so this package imports without redis-py.
 
-How the in-process limits map onto a store (the integration still to do):
+Who uses it, and how (each provider call asks the store at most twice):
 
-* ``CircuitBreaker`` (key ``provider|model|endpoint``): ``admit`` ->
-  :meth:`~StateStore.breaker_admit`; ``record_success`` and the errors that
-  prove the provider answered -> ``breaker_success``; a counted error ->
-  ``breaker_failure`` (summary ``"ErrorType: message"``); ``release`` ->
-  ``breaker_release``; ``state`` -> ``breaker_state``. A refused admission
-  carries ``failures`` and ``last_error`` for ``CircuitOpenError``'s message.
-* ``CostBudget`` (done: :class:`pygent_lc.budget.CostBudget` takes ``store``,
-  ``key`` and ``window_s``, and gives ``spec``/``exceeded``/``wait_seconds``
-  for a ``begin_call`` plan).
-* ``UsageTracker``: ``on_llm_end``/``on_llm_error`` -> ``record_usage``;
-  ``summary`` -> ``usage_rows`` (the fields of ``UsageSummary``).
-* A rate limiter: ``take_rate_token``, sleeping the seconds it answers.
-* An Ollama host pool: ``inflight_enter``/``inflight_exit`` around a call,
-  ``inflight_get`` to pick the least busy host.
+* :class:`~pygent_lc.policy.ProviderPolicy`: ``begin_call`` before a provider
+  call (its budget, breaker and rate limit, all or nothing) and ``end_call``
+  after it (the breaker's outcome, the budget settled with the call's cost,
+  usage when a state URL is set); ``take_rate_token`` for each retry.
+* :class:`~pygent_lc.breaker.CircuitBreaker` (key ``provider|model|endpoint``)
+  and :class:`~pygent_lc.budget.CostBudget` (key ``budget_key``, optionally
+  per window) build their parts of those steps; alone, they use the single
+  operations (``breaker_admit``, ``budget_reserve``...).
+* :class:`~pygent_lc.host_pool.HostPool`: ``inflight_enter``/``inflight_exit``
+  around a call, ``inflight_get`` to pick the least busy host.
 * The ToT value cache: :class:`pygent_lc.state.value_cache.SharedValueStore`.
-* All of one call's checks at once: ``begin_call`` / ``end_call`` (one round
-  trip each instead of one per limit).
+* ``pygent-lc usage``: ``usage_rows``.
 """
 
 from __future__ import annotations
