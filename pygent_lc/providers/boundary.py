@@ -200,17 +200,13 @@ class ProviderBoundary(BaseChatModel):
             yield whole
             return
         watch = _ReplyWatch(self)
-        failure: Exception | None = None
         with self._call_slot():
             try:
                 for chunk in super()._stream(request.messages, stop, run_manager, **request.kwargs):
                     yield from watch.accept(chunk)
             except Exception as exc:
-                failure = self._typed(exc, watch.text())
-        if failure is None:
-            failure = watch.end_error()
-        if failure is not None:
-            raise failure
+                watch.failed(exc)
+        watch.raise_unless_complete()
 
     async def _astream(
         self,
@@ -228,7 +224,6 @@ class ProviderBoundary(BaseChatModel):
             yield whole
             return
         watch = _ReplyWatch(self)
-        failure: Exception | None = None
         async with self._acall_slot():
             try:
                 async for chunk in super()._astream(
@@ -237,11 +232,8 @@ class ProviderBoundary(BaseChatModel):
                     for ready in watch.accept(chunk):
                         yield ready
             except Exception as exc:
-                failure = self._typed(exc, watch.text())
-        if failure is None:
-            failure = watch.end_error()
-        if failure is not None:
-            raise failure
+                watch.failed(exc)
+        watch.raise_unless_complete()
 
     # ------------------------------------------------------------------ resources
     def close(self) -> None:
@@ -271,6 +263,7 @@ class _ReplyWatch:
         self._finished = False
         self._finish_reason: object = None
         self._tool_names: dict[object, str] = {}
+        self._failure: Exception | None = None
 
     def _drop_repeated_tool_names(self, message: BaseMessage) -> None:
         """Keep a tool call's name on its first chunk only.
@@ -306,13 +299,19 @@ class _ReplyWatch:
     def text(self) -> str:
         return "".join(self._parts)
 
-    def end_error(self) -> Exception | None:
-        """The error to raise when the provider's stream ended, if any."""
+    def failed(self, error: Exception) -> None:
+        """The stream raised ``error``: kept as a typed error with the text streamed before it
+        (raised later, outside the ``except`` block, so the raw error is not its context)."""
+        self._failure = self._model._typed(error, self.text())
+
+    def raise_unless_complete(self) -> None:
+        """Raise what the stream ended with: its error, else an incomplete or empty reply."""
+        if self._failure is not None:
+            raise self._failure
         if not self._finished:
-            return self._model._incomplete(self.text())
+            raise self._model._incomplete(self.text())
         if not self._started:
-            return self._model._empty(self._finish_reason)
-        return None
+            raise self._model._empty(self._finish_reason)
 
 
 def _has_content(message: BaseMessage) -> bool:
