@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from langchain_core.messages import AIMessage
 from langchain_openai.chat_models.base import BaseChatOpenAI
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -163,3 +164,37 @@ def proxy_page(status: int = 502) -> Reply:
         "<hr><center>nginx/1.25.3</center>\r\n</body>\r\n</html>\r\n"
     )
     return text_reply(page, status, "text/html")
+
+
+Mode = Literal["invoke", "ainvoke", "stream", "astream"]
+"""The four ways a chat model is called; a provider's tests run each."""
+
+
+async def call(model: Any, mode: Mode, prompt: Any = "one two three", **kwargs: Any) -> AIMessage:
+    """One call in ``mode``; a stream's chunks merged into one message."""
+    if mode == "invoke":
+        reply = model.invoke(prompt, **kwargs)
+    elif mode == "ainvoke":
+        reply = await model.ainvoke(prompt, **kwargs)
+    else:
+        chunks = (
+            list(model.stream(prompt, **kwargs))
+            if mode == "stream"
+            else [c async for c in model.astream(prompt, **kwargs)]
+        )
+        assert chunks, "the stream delivered nothing"
+        reply = chunks[0]
+        for more in chunks[1:]:
+            reply = reply + more
+    assert isinstance(reply, AIMessage)
+    return reply
+
+
+async def streamed_parts(model: Any, mode: Mode, seen: list[str]) -> None:
+    """Stream (``stream`` or ``astream``) into ``seen``, part by part, until it ends or raises."""
+    if mode == "stream":
+        for part in model.stream("one two three"):
+            seen.append(str(part.content))
+    else:
+        async for part in model.astream("one two three"):
+            seen.append(str(part.content))

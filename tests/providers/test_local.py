@@ -42,12 +42,11 @@ from pygent_lc.providers.local import (
     model_file,
     shared_server,
 )
-from tests.providers.mock_http import MockServer, Reply, json_reply, sse_reply
+from tests.providers.mock_http import MockServer, Mode, Reply, call, json_reply, sse_reply
 
 URL = "http://127.0.0.1:8080/v1"
 KEY = "llama-server-key"
 MODEL = "SmolLM2-135M-Instruct"
-Mode = Literal["invoke", "ainvoke", "stream", "astream"]
 MODES: list[Mode] = ["invoke", "ainvoke", "stream", "astream"]
 TIMINGS = {"cache_n": 0, "prompt_n": 38, "prompt_ms": 136.5, "predicted_n": 5, "predicted_ms": 33.9}
 
@@ -126,23 +125,6 @@ def model_on(wire: MockServer, **values: Any) -> LocalChatModel:
     )
 
 
-async def call(model: Any, mode: Mode, prompt: Any = "List three fruits.", **kw: Any) -> AIMessage:
-    if mode == "invoke":
-        reply = model.invoke(prompt, **kw)
-    elif mode == "ainvoke":
-        reply = await model.ainvoke(prompt, **kw)
-    else:
-        chunks = (
-            list(model.stream(prompt, **kw))
-            if mode == "stream"
-            else [c async for c in model.astream(prompt, **kw)]
-        )
-        assert chunks, "the stream delivered nothing"
-        reply = chunks[0]
-        for more in chunks[1:]:
-            reply = reply + more
-    assert isinstance(reply, AIMessage)
-    return reply
 
 
 # ---------------------------------------------------------------- a server of the caller's

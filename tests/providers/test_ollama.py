@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import email.utils
 import time
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessage
 from pydantic import BaseModel
 
 from pygent_lc import Settings
@@ -34,16 +33,18 @@ from pygent_lc.providers.ollama import (
 )
 from tests.providers.mock_http import (
     MockServer,
+    Mode,
     Reply,
+    call,
     json_reply,
     ndjson_reply,
     proxy_page,
+    streamed_parts,
     text_reply,
 )
 
 MODEL = "llama3.2"
 BASE_URL = "http://localhost:11434"
-Mode = Literal["invoke", "ainvoke", "stream", "astream"]
 MODES: list[Mode] = ["invoke", "ainvoke", "stream", "astream"]
 
 
@@ -94,32 +95,8 @@ def model_on(wire: MockServer, **values: Any) -> OllamaChatModel:
     return ollama_model(settings, client_kwargs=kwargs)
 
 
-async def call(model: Any, mode: Mode, prompt: Any = "one two three", **kwargs: Any) -> AIMessage:
-    if mode == "invoke":
-        reply = model.invoke(prompt, **kwargs)
-    elif mode == "ainvoke":
-        reply = await model.ainvoke(prompt, **kwargs)
-    else:
-        chunks = (
-            list(model.stream(prompt, **kwargs))
-            if mode == "stream"
-            else [c async for c in model.astream(prompt, **kwargs)]
-        )
-        assert chunks, "the stream delivered nothing"
-        reply = chunks[0]
-        for more in chunks[1:]:
-            reply = reply + more
-    assert isinstance(reply, AIMessage)
-    return reply
 
 
-async def streamed_parts(model: OllamaChatModel, mode: Mode, seen: list[str]) -> None:
-    if mode == "stream":
-        for part in model.stream("one two three"):
-            seen.append(str(part.content))
-    else:
-        async for part in model.astream("one two three"):
-            seen.append(str(part.content))
 
 
 # ---------------------------------------------------------------- request

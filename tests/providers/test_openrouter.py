@@ -8,7 +8,7 @@ an SSE event in the middle of a stream.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import openai
 import pytest
@@ -42,16 +42,18 @@ from pygent_lc.providers.openrouter import (
 )
 from tests.providers.mock_http import (
     MockServer,
+    Mode,
     Reply,
+    call,
     json_reply,
     proxy_page,
     sse_reply,
+    streamed_parts,
 )
 
 KEY = "sk-or-v1-unit-0000000000000000000000000000000000000000000000000000000"
 MODEL = "openai/gpt-4o-mini"
 GEN = "gen-1795699262-0000014879e3f14c3d"
-Mode = Literal["invoke", "ainvoke", "stream", "astream"]
 MODES: list[Mode] = ["invoke", "ainvoke", "stream", "astream"]
 USAGE: dict[str, Any] = {
     "prompt_tokens": 12,
@@ -159,33 +161,8 @@ def model_on(wire: MockServer, **values: Any) -> OpenRouterChatModel:
     return openrouter_model(settings(**values), **wire.openai_clients())
 
 
-async def call(model: Any, mode: Mode, prompt: Any = "one two three", **kwargs: Any) -> AIMessage:
-    """One call in ``mode``; a stream's chunks merged into one message."""
-    if mode == "invoke":
-        reply = model.invoke(prompt, **kwargs)
-    elif mode == "ainvoke":
-        reply = await model.ainvoke(prompt, **kwargs)
-    else:
-        chunks = (
-            list(model.stream(prompt, **kwargs))
-            if mode == "stream"
-            else [c async for c in model.astream(prompt, **kwargs)]
-        )
-        assert chunks, "the stream delivered nothing"
-        reply = chunks[0]
-        for more in chunks[1:]:
-            reply = reply + more
-    assert isinstance(reply, AIMessage)
-    return reply
 
 
-async def streamed_parts(model: OpenRouterChatModel, mode: Mode, seen: list[str]) -> None:
-    if mode == "stream":
-        for part in model.stream("one two three four"):
-            seen.append(str(part.content))
-    else:
-        async for part in model.astream("one two three four"):
-            seen.append(str(part.content))
 
 
 # ---------------------------------------------------------------- request
