@@ -33,13 +33,15 @@ from types import TracebackType
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import convert_to_messages, get_buffer_string
+from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import (
     Runnable,
     RunnableBinding,
     RunnableConfig,
     RunnableSerializable,
 )
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field
 from tenacity import AsyncRetrying, AttemptManager, Retrying
 
 from pygent_lc.breaker import CircuitBreaker, log_change
@@ -83,8 +85,9 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     circuit: CircuitBreaker | None = None
     """The provider's breaker; None turns it off. Its store is this policy's store."""
 
-    store: StateStore | None = None
-    """Where limits and usage are kept (the breaker's store when there is a breaker)."""
+    store: StateStore = Field(default_factory=MemoryStore)
+    """Where limits and usage are kept; a breaker keeps its circuit in its own store,
+    which :func:`~pygent_lc.chain.with_provider_policy` makes this one."""
 
     rate: RateSpec | None = None
     """Requests allowed per sliding window, shared by everything using the same key."""
@@ -99,15 +102,12 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
     @property
     def state(self) -> StateStore:
-        if self.circuit is not None:
-            return self.circuit.store
-        if self.store is None:
-            self.store = MemoryStore()
-        return self.store
+        """The store this policy's steps run in: the breaker's, when there is one."""
+        return self.circuit.store if self.circuit is not None else self.store
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         with _ProviderCall(self, input, kwargs) as call:
-            for attempt in Retrying(**self.retry.tenacity_kwargs()):
+            for attempt in Retrying(**self.retry.tenacity_kwargs):
                 with attempt:
                     call.before_attempt(attempt)
                     result = self.bound.invoke(input, call.config(config, attempt), **kwargs)
@@ -116,7 +116,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         async with _ProviderCall(self, input, kwargs) as call:
-            async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs()):
+            async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs):
                 with attempt:
                     await call.abefore_attempt(attempt)
                     result = await self.bound.ainvoke(input, call.config(config, attempt), **kwargs)
@@ -127,7 +127,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         with _ProviderCall(self, input, kwargs) as call:
-            for attempt in Retrying(**self.retry.tenacity_kwargs()):
+            for attempt in Retrying(**self.retry.tenacity_kwargs):
                 with attempt:
                     call.before_attempt(attempt)
                     chunks = self.bound.stream(input, call.config(config, attempt), **kwargs)
@@ -142,7 +142,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         async with _ProviderCall(self, input, kwargs) as call:
-            async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs()):
+            async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs):
                 with attempt:
                     await call.abefore_attempt(attempt)
                     chunks = self.bound.astream(input, call.config(config, attempt), **kwargs)
@@ -216,7 +216,10 @@ class _ProviderCall:
             assert refusal is not None  # the store says why a budget refused
             if not refusal.wait:
                 raise policy.budget.exceeded(refusal)
-            return self._within_deadline(policy.budget.wait_seconds(tries), "the budget")
+            wait_s = policy.budget.wait_seconds(tries)
+            if not self._fits(wait_s):
+                raise BudgetExceededError("waited for the budget until the deadline")
+            return wait_s
         if start.refused_by == "rate":
             return self._rate_wait(start.rate_wait_s)
         raise BudgetExceededError(f"call refused by {start.refused_by}")  # pragma: no cover
@@ -232,11 +235,6 @@ class _ProviderCall:
                 retryable=False,
                 retry_after=wait_s,
             )
-        return wait_s
-
-    def _within_deadline(self, wait_s: float, what: str) -> float:
-        if not self._fits(wait_s):
-            raise BudgetExceededError(f"waited for {what} until the deadline")
         return wait_s
 
     def _fits(self, wait_s: float) -> bool:
@@ -357,15 +355,12 @@ def _returns_messages(runnable: Runnable[Any, Any]) -> bool:
 
 
 def _prompt_text(input: Any) -> str:
-    """The prompt's text, for a budget's cost estimate."""
+    """The prompt's text, for a budget's cost estimate (LangChain's own reading of it)."""
     if isinstance(input, str):
         return input
-    messages = input if isinstance(input, list) else getattr(input, "messages", None) or []
-    texts: list[str] = []
-    for message in messages:
-        content = message[1] if isinstance(message, tuple) else getattr(message, "content", "")
-        texts.append(content if isinstance(content, str) else str(content))
-    return "".join(texts)
+    if isinstance(input, PromptValue):
+        return input.to_string()
+    return get_buffer_string(convert_to_messages(input))
 
 
 __all__ = ["ProviderPolicy"]

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from tenacity import (
@@ -35,7 +36,7 @@ from pygent_lc.providers.http import Deadline, current_deadline
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RetryPolicy:
     """How often and how patiently one provider call is tried."""
 
@@ -51,8 +52,10 @@ class RetryPolicy:
     deadline: float | None = None
     """Seconds all attempts of one provider call may take, waits included."""
 
+    @cached_property
     def tenacity_kwargs(self) -> dict[str, Any]:
-        """Keywords for ``tenacity.Retrying`` / ``AsyncRetrying`` that apply this policy."""
+        """Keywords for ``tenacity.Retrying`` / ``AsyncRetrying`` that apply this policy
+        (built once: every strategy in them is stateless, so calls share them)."""
         backoff = exponential_jitter(
             multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
         )
