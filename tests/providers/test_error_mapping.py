@@ -11,7 +11,7 @@ import email.utils
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import ollama
@@ -813,9 +813,18 @@ def test_a_long_malformed_reply_message_is_cut() -> None:
 def test_an_auth_error_does_not_echo_the_key_it_was_sent_with() -> None:
     """The request carried the key in its Authorization header; the typed error
     is built from the reply alone."""
-    exc = openai_raises(openrouter_error(401, "User not found."))()
-    assert isinstance(exc, openai.AuthenticationError)
-    assert exc.request.headers["authorization"] == f"Bearer {CANARY}"
+    server = MockServer(openrouter_error(401, "User not found."))
+    client = openai.OpenAI(
+        api_key=CANARY,
+        base_url="http://127.0.0.1:9/v1",
+        http_client=cast(Any, httpx.Client(transport=server.transport)),
+        max_retries=0,
+    )
+    with pytest.raises(openai.AuthenticationError) as raised:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    exc = raised.value
+    # The key went out on the wire (seen by the server, not read from the SDK's objects).
+    assert server.requests[0].headers["authorization"] == f"Bearer {CANARY}"
     typed = map_exception(exc, provider=PROVIDER, model=MODEL)
     assert isinstance(typed, AuthenticationError)
     assert CANARY not in f"{typed} {typed!r} {vars(typed)}"
