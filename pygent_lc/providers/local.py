@@ -23,7 +23,7 @@ from langchain_core.runnables import Runnable
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import PrivateAttr, model_validator
 
-from pygent_lc.errors import ConfigurationError
+from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
 from pygent_lc.providers.boundary import ChatRequest
 from pygent_lc.providers.forced_tools import (
     as_tool_call,
@@ -31,6 +31,7 @@ from pygent_lc.providers.forced_tools import (
     forced_tools,
     instructed,
 )
+from pygent_lc.providers.http import current_deadline
 from pygent_lc.providers.llama_server import (
     DEFAULT_MODEL_FILE,
     INSTALL_HINT,
@@ -99,6 +100,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
     def _attach_server(self) -> LocalChatModel:
         if self.model_path is not None:
             self._server = shared_server(self.model_path)
+            self._server.add_user(self)
         return self
 
     @property
@@ -121,15 +123,20 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return BaseChatOpenAI.with_structured_output(self, schema, method=method, **kwargs)
 
     def close(self) -> None:
-        """Release pooled connections and stop the embedded server (it restarts on use)."""
+        """Release pooled connections; stop the embedded server if no other model uses it.
+
+        Closing one backend must not cut the calls of another that shares the
+        server; the last model closed (or :func:`stop_local_servers`, or
+        interpreter exit) stops it. A later call starts it again.
+        """
         super().close()
-        if self._server is not None:
+        if self._server is not None and self._server.remove_user(self):
             self._server.stop()
 
     async def aclose(self) -> None:
         """:meth:`close` without blocking the event loop (calls on it can finish first)."""
         await super().aclose()
-        if self._server is not None:
+        if self._server is not None and self._server.remove_user(self):
             await asyncio.to_thread(self._server.stop)
 
     def _point_at(self, url: str | None) -> bool:
@@ -142,13 +149,19 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return url is not None
 
     def _acquire(self) -> bool:
-        return self._server is not None and self._point_at(self._server.acquire())
+        if self._server is None:
+            return False
+        while not self._point_at(self._server.try_acquire()):
+            self._server.ensure_started()
+            _not_charged_for_start_up()
+        return True
 
     async def _aacquire(self) -> bool:
         if self._server is None:
             return False
         while not self._point_at(self._server.try_acquire()):
             await asyncio.to_thread(self._server.ensure_started)
+            _not_charged_for_start_up()
         return True
 
     def _release(self, counted: bool) -> None:
@@ -172,6 +185,20 @@ class LocalChatModel(OpenAICompatibleChatModel):
         finally:
             self._release(counted)
 
+    def _typed(self, exc: Exception, partial_text: str = "") -> Exception:
+        """A call cut by a crashed model process says so (and that a restart follows)."""
+        typed = super()._typed(exc, partial_text)
+        ended = self._server.exit_status() if self._server is not None else None
+        if ended is None or type(typed) is not ProviderUnavailableError:
+            return typed
+        crashed = ProviderUnavailableError(
+            f"the local model process {ended} during the call; the next call starts it again",
+            provider="local",
+            model=self.model_name,
+        )
+        crashed.__cause__ = typed.__cause__
+        return crashed
+
     def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
         """A forced ``tool_choice`` becomes a constrained reply, served whole."""
         forced = forced_tools(kwargs)
@@ -182,6 +209,13 @@ class LocalChatModel(OpenAICompatibleChatModel):
             constrained_request(kwargs, forced),
             finish=lambda result: as_tool_call(result, forced),
         )
+
+
+def _not_charged_for_start_up() -> None:
+    """The call's deadline starts after the server has: start-up has its own limit."""
+    deadline = current_deadline.get()
+    if deadline is not None:
+        deadline.restart()
 
 
 def model_file(path: str | Path | None) -> Path:
@@ -209,10 +243,14 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
         raise ConfigurationError(
             f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
         )
+    # Checked here too: raised inside the model's validator, the error would
+    # reach the caller wrapped in pydantic's ValidationError.
+    path = model_file(settings.local.model)
+    shared_server(
+        path, n_threads=settings.local.threads, startup_timeout=settings.local.startup_timeout
+    )
     params: dict[str, Any] = {
-        # Checked here too: raised inside the model's validator, the error would
-        # reach the caller wrapped in pydantic's ValidationError.
-        "model_path": model_file(settings.local.model),
+        "model_path": path,
         "max_retries": 0,
         "timeout": settings.request_timeout,
     }

@@ -4,7 +4,11 @@ first use, shared per model file, stopped and restarted.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,11 +19,12 @@ import httpx
 import pytest
 
 from pygent_lc import LangChainBackend, Settings
-from pygent_lc.errors import ProviderUnavailableError
+from pygent_lc.errors import ProviderError, ProviderUnavailableError
 from pygent_lc.providers import local_model
 from pygent_lc.providers.local import (
     N_PARALLEL,
     LlamaServer,
+    LocalChatModel,
     default_model_path,
     stop_local_servers,
 )
@@ -152,24 +157,110 @@ async def test_stop_local_servers_stops_every_server_and_async_calls_restart_the
     assert model.server.base_url is not None
 
 
-def test_stop_waits_for_a_call_in_flight() -> None:
-    model = local_model(Settings(), max_tokens=120, temperature=0)
+def long_call_in_flight(model: LocalChatModel) -> tuple[threading.Thread, list[object]]:
+    """A call that decodes for many seconds, started in a thread and on the wire."""
     server = model.server
     assert server is not None
     server.ensure_started()
-    replies: list[str] = []
-    call = threading.Thread(
-        target=lambda: replies.append(str(model.invoke("Tell me a long story.").content))
-    )
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(model.invoke("Tell me a very long story about a dragon."))
+        except Exception as exc:
+            outcome.append(exc)
+
+    call = threading.Thread(target=run, daemon=True)
     call.start()
     while server.in_flight == 0 and call.is_alive():
         time.sleep(0.01)
-    assert server.in_flight == 1  # the call is on the wire (120 tokens take a second or more)
-    server.stop()  # returns once the call has its reply
-    assert server.in_flight == 0
-    call.join(timeout=5)
-    assert replies and replies[0].strip()
-    assert server.base_url is None
+    assert server.in_flight == 1
+    return call, outcome
+
+
+def test_stop_returns_within_seconds_and_ends_a_call_in_flight_with_a_typed_error() -> None:
+    model = local_model(Settings(), max_tokens=4000, temperature=0)
+    server = model.server
+    assert server is not None
+    call, outcome = long_call_in_flight(model)
+    started = time.monotonic()
+    server.stop(wait_s=0.5)
+    assert time.monotonic() - started < 5
+    assert server.base_url is None and server.pid is None
+    call.join(timeout=10)
+    assert not call.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ProviderError)  # 4000 tokens take longer
+
+
+def test_a_killed_model_process_fails_the_call_in_flight_and_the_next_call_restarts_it() -> None:
+    model = local_model(Settings(), max_tokens=4000, temperature=0)
+    server = model.server
+    assert server is not None
+    call, outcome = long_call_in_flight(model)
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGKILL)  # what the kernel's OOM killer does
+    call.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], ProviderUnavailableError)
+    assert "killed by SIGKILL" in str(outcome[0])
+    assert model.invoke("Say hi.", max_tokens=8).content  # a new model process
+    assert server.pid is not None and server.exit_status() is None
+
+
+EXIT_SCRIPT = """
+import sys, threading, time
+from pygent_lc import Settings
+from pygent_lc.providers import local_model
+model = local_model(Settings(), max_tokens=4000)
+model.server.ensure_started()
+print(model.server.pid, flush=True)
+threading.Thread(target=lambda: model.invoke("Tell me a very long story."), daemon=True).start()
+while model.server.in_flight == 0:
+    time.sleep(0.01)
+sys.exit(3)
+"""
+
+
+def test_interpreter_exit_with_a_call_in_flight_is_prompt_and_ends_the_model_process() -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT], capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 3, done.stderr
+    child = int(done.stdout.split()[0])
+    exit_took = time.monotonic() - started
+    deadline = time.monotonic() + 5
+    while pid_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child)
+    assert exit_took < 60  # start-up included; the exit itself is a matter of seconds
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "State:\tZ" not in status.read_text()
+
+
+async def test_closing_one_backend_keeps_another_backends_call_alive() -> None:
+    """The README's ``async with LangChainBackend(...)`` while another backend decodes."""
+    busy = local_model(Settings(), max_tokens=60, temperature=0)
+    call, outcome = long_call_in_flight(busy)
+    async with LangChainBackend(local_model(Settings(), max_tokens=8)) as other:
+        assert (await other.generate("Say hi.")).strip()
+    call.join(timeout=60)
+    assert len(outcome) == 1 and not isinstance(outcome[0], Exception), outcome
+    assert busy.server is not None and busy.server.base_url is not None
+
+
+def test_start_up_has_its_own_limit_and_its_error_names_it(own_server: LlamaServer) -> None:
+    own_server.startup_timeout = 0.01
+    with pytest.raises(ProviderUnavailableError, match=r"start-up limit of 0\.01s") as raised:
+        own_server.ensure_started()
+    assert "PYGENT_LOCAL_STARTUP_TIMEOUT" in str(raised.value)
+    assert own_server.base_url is None and own_server.pid is None
 
 
 def test_parallel_requests_are_decoded_in_slots(own_server: LlamaServer) -> None:

@@ -19,12 +19,14 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.breaker import BREAKER_ERRORS
+from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -378,13 +380,29 @@ def test_a_tool_choice_naming_no_bound_tool_is_the_callers_error(wire: MockServe
 
 
 # ---------------------------------------------------------------- the embedded server
+class FakeProcess:
+    """A model process that is only a URL (llama.cpp itself is not started)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.ended: str | None = None
+
+    def exit_status(self) -> str | None:
+        return self.ended
+
+    def terminate(self) -> None:
+        self.ended = self.ended or "terminated"
+
+
 class Started:
-    """URLs the embedded server gets on each start (llama.cpp itself is not started)."""
+    """URLs the embedded server gets on each start, and how long a start takes."""
 
     def __init__(self, server: LlamaServer, urls: list[str]) -> None:
         self.server = server
         self.urls = urls
         self.starts = 0
+        self.start_up_s = 0.0
+        self.processes: list[FakeProcess] = []
 
 
 @pytest.fixture
@@ -395,10 +413,12 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Starte
     server = shared_server(model_file.resolve())
     started = Started(server, [f"http://127.0.0.1:{port}/v1" for port in (41001, 41002, 41003)])
 
-    def start(self: LlamaServer) -> tuple[object, str]:
+    def start(self: LlamaServer) -> FakeProcess:
         assert self is server
         started.starts += 1
-        return object(), started.urls[started.starts - 1]
+        time.sleep(started.start_up_s)
+        started.processes.append(FakeProcess(started.urls[started.starts - 1]))
+        return started.processes[-1]
 
     monkeypatch.setattr(LlamaServer, "_start", start)
     yield started
@@ -457,7 +477,7 @@ async def test_after_a_stop_the_next_call_restarts_on_another_port(
     model = embedded_model(wire, embedded)
     other = embedded_model(wire, embedded)
     model.invoke("one")
-    model.close()  # stops the shared server
+    embedded.server.stop()
     assert embedded.server.base_url is None
     await other.ainvoke("two")  # restarts it: another port
     model.invoke("three")  # the first model follows
@@ -480,6 +500,60 @@ async def test_aclose_stops_the_embedded_server_and_a_call_restarts_it(
     assert embedded.server.base_url is None
     await model.ainvoke("two")
     assert embedded.starts == 2
+
+
+@pytest.mark.parametrize("closing", ["close", "aclose"])
+async def test_closing_one_model_keeps_the_server_for_another_until_the_last_closes(
+    wire: MockServer, embedded: Started, closing: str
+) -> None:
+    """Closing one backend must not cut another's calls on the shared server."""
+    wire.default = json_reply(completion())
+    first, second = embedded_model(wire, embedded), embedded_model(wire, embedded)
+    first.invoke("one")
+
+    async def close(model: LocalChatModel) -> None:
+        if closing == "close":
+            model.close()
+        else:
+            await model.aclose()
+
+    await close(first)
+    assert embedded.server.base_url == embedded.urls[0]  # the second model still uses it
+    await second.ainvoke("two")
+    await close(second)
+    assert embedded.server.base_url is None
+    assert embedded.starts == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_server_start_up_is_not_charged_to_the_first_calls_deadline(
+    wire: MockServer, embedded: Started, mode: Mode
+) -> None:
+    wire.default = json_reply(completion()) if "invoke" in mode else llamacpp_stream("1.", " Kiwi")
+    embedded.start_up_s = 1.0
+    policy = with_provider_policy(embedded_model(wire, embedded), Settings(request_timeout=0.5))
+    await call(policy, mode)  # the start took twice the deadline; the call itself did not
+    assert embedded.starts == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_call_cut_by_a_crashed_model_process_says_so_and_the_next_restarts(
+    wire: MockServer, embedded: Started, mode: Mode
+) -> None:
+    model = embedded_model(wire, embedded)
+
+    def crash(request: httpx.Request) -> httpx.Response:
+        embedded.processes[-1].ended = "killed by SIGKILL (out of memory?)"
+        raise httpx.RemoteProtocolError("Server disconnected", request=request)
+
+    wire.script(crash)
+    with pytest.raises(ProviderUnavailableError, match="killed by SIGKILL") as raised:
+        await call(model, mode)
+    assert raised.value.retryable
+    wire.default = json_reply(completion()) if "invoke" in mode else llamacpp_stream("1.", " Kiwi")
+    await call(model, mode)
+    assert embedded.starts == 2
+    assert embedded.server.in_flight == 0
 
 
 # ---------------------------------------------------------------- the factory

@@ -1,0 +1,76 @@
+"""The child process that hosts llama.cpp's server (xllamacpp) for :class:`LlamaServer`.
+
+Run by the parent as ``python -P <this file>``: the file path (not ``-m``) keeps
+the child from importing the ``pygent_lc`` package (over a second of start-up),
+and ``-P`` keeps this folder (whose ``http.py`` would shadow the standard
+library's) off ``sys.path``. It uses the standard library and xllamacpp only.
+
+The protocol, one JSON line each way:
+
+- the parent writes the server's settings to stdin (the API key goes this way,
+  not through argv, which every user of the machine can read);
+- the child starts the server and writes ``{"address": "http://127.0.0.1:PORT"}``
+  to stdout, or ``{"error": "..."}`` and exits 1;
+- then it waits for stdin to close. The parent closing it (a stop), or dying,
+  ends the child at once with ``os._exit``: xllamacpp's destructor joins its
+  HTTP threads and can wait for ever on a client, so it is never run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+
+def _serve(config: dict[str, Any]) -> Any:
+    # Imported here, so that an ImportError is reported to the parent too.
+    xllamacpp = importlib.import_module("xllamacpp")
+
+    params = xllamacpp.CommonParams()
+    params.model.path = config["model_path"]
+    params.model_alias = {config["alias"]}
+    params.hostnames = ["127.0.0.1"]
+    params.port = 0  # the OS picks a free port; listening_address reports it
+    params.n_ctx = config["n_ctx"]
+    params.n_parallel = config["n_parallel"]
+    params.kv_unified = True
+    params.cpuparams.n_threads = config["n_threads"]
+    params.cpuparams_batch.n_threads = config["n_threads"]
+    # No busy-waiting between steps: spinning threads starve everything else on
+    # a small machine (the caller, other servers) and then themselves.
+    params.cpuparams.poll = 0
+    params.cpuparams_batch.poll = 0
+    params.api_keys = [config["api_key"]]
+    params.ui = False
+    params.verbosity = config["verbosity"]
+    return xllamacpp.Server(params)
+
+
+def _reply(message: dict[str, str]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides
+    # what an interrupt means (a notebook keeps running), so the child ignores it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    line = sys.stdin.readline()
+    if not line:
+        os._exit(0)
+    try:
+        server = _serve(json.loads(line))
+    except Exception as exc:  # reported to the parent, which raises a typed error
+        _reply({"error": f"{type(exc).__name__}: {exc}"})
+        os._exit(1)
+    _reply({"address": str(server.listening_address)})
+    sys.stdin.buffer.read()  # returns when the parent closes stdin or dies
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
