@@ -63,6 +63,10 @@ STARTUP_TIMEOUT_S = 120.0
 STOP_WAIT_S = 2.0
 #: After stdin closes the child exits at once; this long is allowed before SIGKILL.
 _EXIT_GRACE_S = 2.0
+#: The longest a call waits for a free slot (calls ahead of it hold them) before
+#: it fails: long enough for any queue a process builds, short of waiting for ever
+#: on streams that a caller started and never finished.
+SLOT_WAIT_LIMIT_S = 600.0
 _CHILD_FILE = Path(__file__).with_name("llama_child.py")
 
 
@@ -116,6 +120,13 @@ def _cgroup_cpu_quota() -> float | None:
         return None if quota_us <= 0 else quota_us / period_us
     except (OSError, ValueError):
         return None
+
+
+class Busy:
+    """Every slot of the server is taken (:meth:`LlamaServer.try_acquire`)."""
+
+
+BUSY = Busy()
 
 
 class ServerProcess(Protocol):
@@ -241,22 +252,50 @@ class LlamaServer:
                 self._process = process
             return process.url
 
-    def try_acquire(self) -> str | None:
-        """Count one call in flight and return the URL, or ``None`` if not running.
+    def try_acquire(self) -> str | Busy | None:
+        """Take one of the server's slots: its URL, ``None`` if not running, or
+        :data:`BUSY` while every slot is taken.
 
-        Pair with :meth:`release`; ``stop`` gives counted calls a moment to end.
+        Calls wait for a slot here rather than in llama.cpp's own queue, so the
+        wait is not charged to their deadline (see :meth:`acquire`). Pair with
+        :meth:`release`; ``stop`` gives counted calls a moment to end.
         """
         with self._state:
             url = self._running_url()
-            if url is not None:
-                self._in_flight += 1
+            if url is None:
+                return None
+            if self._in_flight >= self.n_parallel:
+                return BUSY
+            self._in_flight += 1
             return url
 
-    def acquire(self) -> str:
-        """:meth:`try_acquire`, starting the server as often as a concurrent stop needs."""
-        while (url := self.try_acquire()) is None:
-            self.ensure_started()
-        return url
+    def acquire(self) -> tuple[str, bool]:
+        """A slot (:meth:`try_acquire`), starting the server as often as a concurrent
+        stop needs and waiting while every slot is busy; the URL, and whether it
+        had to wait (then the caller's deadline starts again)."""
+        waited = False
+        until = time.monotonic() + SLOT_WAIT_LIMIT_S
+        while True:
+            found = self.try_acquire()
+            if isinstance(found, str):
+                return found, waited
+            waited = True
+            if found is None:
+                self.ensure_started()
+                continue
+            with self._state:
+                self._state.wait(timeout=0.1)  # a release notifies
+            self.check_slot_wait(until)
+
+    def check_slot_wait(self, until: float) -> None:
+        """Raise once a call has waited :data:`SLOT_WAIT_LIMIT_S` for a slot."""
+        if time.monotonic() > until:
+            raise ProviderUnavailableError(
+                f"no free slot on the local llama.cpp server for {SLOT_WAIT_LIMIT_S:g}s "
+                f"({self.in_flight} calls in flight)",
+                provider="local",
+                model=self.model_name,
+            )
 
     def release(self) -> None:
         """End a call counted by :meth:`try_acquire`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -39,6 +40,7 @@ from pygent_lc.providers.llama_server import (
     MODEL_INSTALL_HINT,
     N_CTX,
     N_PARALLEL,
+    SLOT_WAIT_LIMIT_S,
     STARTUP_TIMEOUT_S,
     STOP_WAIT_S,
     LlamaServer,
@@ -139,29 +141,41 @@ class LocalChatModel(OpenAICompatibleChatModel):
         if self._server is not None and self._server.remove_user(self):
             await asyncio.to_thread(self._server.stop)
 
-    def _point_at(self, url: str | None) -> bool:
-        """Aim the clients at ``url``; whether a call was counted (``url`` not None)."""
-        if url is not None and self.openai_api_base != url:
+    def _point_at(self, url: str) -> None:
+        """Aim the clients at ``url`` (a restarted server may have another port)."""
+        if self.openai_api_base != url:
             self.openai_api_base = url
             for client in (self.root_client, self.root_async_client):
                 if client is not None:
                     client.base_url = url
-        return url is not None
 
     def _acquire(self) -> bool:
+        """A slot on the embedded server (none with a ``base_url``); whether one was taken."""
         if self._server is None:
             return False
-        while not self._point_at(self._server.try_acquire()):
-            self._server.ensure_started()
-            _not_charged_for_start_up()
+        url, waited = self._server.acquire()
+        self._point_at(url)
+        if waited:
+            _not_charged_for_waiting()
         return True
 
     async def _aacquire(self) -> bool:
-        if self._server is None:
+        server = self._server
+        if server is None:
             return False
-        while not self._point_at(self._server.try_acquire()):
-            await asyncio.to_thread(self._server.ensure_started)
-            _not_charged_for_start_up()
+        waited, pause = False, 0.002
+        until = time.monotonic() + SLOT_WAIT_LIMIT_S
+        while not isinstance(found := server.try_acquire(), str):
+            waited = True
+            if found is None:
+                await asyncio.to_thread(server.ensure_started)
+            else:  # every slot busy: ask again soon (releases may come from any thread)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+                server.check_slot_wait(until)
+        self._point_at(found)
+        if waited:
+            _not_charged_for_waiting()
         return True
 
     def _release(self, counted: bool) -> None:
@@ -211,8 +225,9 @@ class LocalChatModel(OpenAICompatibleChatModel):
         )
 
 
-def _not_charged_for_start_up() -> None:
-    """The call's deadline starts after the server has: start-up has its own limit."""
+def _not_charged_for_waiting() -> None:
+    """The call's deadline starts once the server runs and has a slot for it: start-up
+    has its own limit, and a queue behind this process's other calls is no outage."""
     deadline = current_deadline.get()
     if deadline is not None:
         deadline.restart()

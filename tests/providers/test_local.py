@@ -12,9 +12,11 @@ by ``tests/system/test_cassettes_llamacpp.py``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any, Literal
@@ -534,6 +536,37 @@ async def test_server_start_up_is_not_charged_to_the_first_calls_deadline(
     policy = with_provider_policy(embedded_model(wire, embedded), Settings(request_timeout=0.5))
     await call(policy, mode)  # the start took twice the deadline; the call itself did not
     assert embedded.starts == 1
+
+
+def test_calls_past_the_servers_slots_wait_for_one_and_the_wait_is_not_charged(
+    wire: MockServer, embedded: Started
+) -> None:
+    """Queued behind this process's own calls is not an outage: each call's deadline
+    starts when it gets a slot."""
+    embedded.server.n_parallel = 1
+    peak = [0]
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        peak[0] = max(peak[0], embedded.server.in_flight)
+        time.sleep(0.6)
+        return json_reply(completion()).build(request)
+
+    wire.default = slow
+    policy = with_provider_policy(embedded_model(wire, embedded), Settings(request_timeout=1.0))
+    with ThreadPoolExecutor(3) as pool:
+        replies = list(pool.map(policy.invoke, ["one", "two", "three"]))  # 1.8 s in all
+    assert [reply.content for reply in replies] == ["1. Banana"] * 3
+    assert peak[0] == 1 and embedded.server.in_flight == 0
+
+
+async def test_async_calls_wait_for_a_slot_without_blocking_the_loop(
+    wire: MockServer, embedded: Started
+) -> None:
+    embedded.server.n_parallel = 2
+    wire.default = json_reply(completion())
+    model = embedded_model(wire, embedded)
+    replies = await asyncio.gather(*(model.ainvoke(f"call {i}") for i in range(8)))
+    assert len(replies) == 8 and embedded.server.in_flight == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
