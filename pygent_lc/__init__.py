@@ -3,15 +3,52 @@
 OpenRouter, Ollama and an embedded llama.cpp model behind one retry policy and
 runnable fallbacks, the ``LLMBackend`` shim PyGent's reasoning engine asks for
 text, typed errors and usage tracking.
+
+The public names are imported on first use (PEP 562), so ``import pygent_lc``
+and the command line's ``--help`` do not pay for LangChain and the provider SDKs.
 """
 
-from pygent_lc import errors
-from pygent_lc.backend import LLMBackend, UsageTotals
-from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
-from pygent_lc.langchain_backend import LangChainBackend
-from pygent_lc.settings import Settings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pygent_lc.telemetry import instrument_from_env
-from pygent_lc.usage import UsageSummary, UsageTracker
+
+if TYPE_CHECKING:
+    from pygent_lc import errors
+    from pygent_lc.backend import LLMBackend, UsageTotals
+    from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
+    from pygent_lc.langchain_backend import LangChainBackend
+    from pygent_lc.settings import Settings
+    from pygent_lc.usage import UsageSummary, UsageTracker
+
+#: Where each public name lives.
+_HOMES = {
+    "LLMBackend": "pygent_lc.backend",
+    "LangChainBackend": "pygent_lc.langchain_backend",
+    "ProviderSkippedWarning": "pygent_lc.chain",
+    "Settings": "pygent_lc.settings",
+    "UsageSummary": "pygent_lc.usage",
+    "UsageTotals": "pygent_lc.backend",
+    "UsageTracker": "pygent_lc.usage",
+    "build_chat_model": "pygent_lc.chain",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "errors":
+        return importlib.import_module("pygent_lc.errors")
+    if name not in _HOMES:
+        raise AttributeError(f"module 'pygent_lc' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 instrument_from_env()  # PYGENT_OTEL=1: OpenTelemetry spans and metrics
 
