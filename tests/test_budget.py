@@ -12,6 +12,7 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,7 +25,7 @@ from pydantic import PrivateAttr
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.budget import CostBudget, estimator_from_prices
-from pygent_lc.chain import with_provider_policy
+from pygent_lc.chain import state_of, with_provider_policy
 from pygent_lc.errors import (
     BudgetExceededError,
     ConfigurationError,
@@ -547,3 +548,26 @@ def test_settling_a_hold_with_an_implausible_cost_is_refused() -> None:
     with pytest.raises(InvalidInputError), hold:
         hold.settle(float("nan"))
     assert budget.in_flight == 0
+
+
+@pytest.mark.live_local
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1e308, 1e308])
+async def test_a_fault_reaches_redis_as_a_count_never_as_a_number(
+    redis_url: str, bad: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    model = BilledModel(costs=[COST, bad, COST], delay_s=0.0, provider=f"billed-{tag}")
+    settings = Settings(max_cost_usd=LIMIT, state_url=redis_url, budget_key=tag)
+    backend = LangChainBackend(ProviderChain(providers=[with_provider_policy(model, settings)]))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(4):  # $0.004, the fault, $0.004, $0.004
+            await backend.generate("hi")
+        with pytest.raises(BudgetExceededError):  # $0.012 spent
+            await backend.generate("hi")
+    store = state_of(settings)
+    assert store.budget_spent(tag) == pytest.approx(3 * COST)
+    [row] = [r for r in store.usage_rows() if r.provider == f"billed-{tag}"]
+    assert (row.calls, row.cost_faults) == (4, 1)
+    assert row.cost_usd == pytest.approx(3 * COST)
+    # One warning, the fault's: Redis took every step (no fall back to per-process state).
+    assert [r.name for r in caplog.records if r.levelno >= logging.WARNING] == ["pygent_lc.usage"]
