@@ -571,3 +571,59 @@ async def test_a_fault_reaches_redis_as_a_count_never_as_a_number(
     assert row.cost_usd == pytest.approx(3 * COST)
     # One warning, the fault's: Redis took every step (no fall back to per-process state).
     assert [r.name for r in caplog.records if r.levelno >= logging.WARNING] == ["pygent_lc.usage"]
+
+
+# --- bounds from list prices ---------------------------------------------------------------
+
+
+def _priced(**fields: Any) -> ModelInfo:
+    """$1 per million prompt tokens, $2 per million completion tokens."""
+    values: dict[str, Any] = {
+        "id": "m",
+        "context_length": None,
+        "prompt_price": 1.0,
+        "completion_price": 2.0,
+        "request_price": 0.0,
+        "supported_parameters": (),
+    }
+    return ModelInfo(**{**values, **fields})
+
+
+def test_a_bound_counts_a_token_per_prompt_byte_and_max_tokens() -> None:
+    bound = estimator_from_prices(_priced())
+    # "héllo": 6 UTF-8 bytes + 16 template tokens at $1/M, 100 reply tokens at $2/M
+    assert bound("héllo", 100) == pytest.approx((6 + 16) * 1e-6 + 100 * 2e-6)
+
+
+def test_without_max_tokens_the_models_limits_bound_the_reply() -> None:
+    assert estimator_from_prices(_priced())("hi", None) is None  # no bound known
+    limited = estimator_from_prices(_priced(max_completion_tokens=1000))
+    assert limited("hi", None) == pytest.approx((2 + 16) * 1e-6 + 1000 * 2e-6)
+    context = estimator_from_prices(_priced(context_length=50))
+    # the prompt is cut at the context (the provider refuses a longer one); the reply too
+    assert context("x" * 1000, None) == pytest.approx(50 * 1e-6 + 50 * 2e-6)
+    assert estimator_from_prices(_priced(), default_output_tokens=10)("", None) == pytest.approx(
+        16 * 1e-6 + 10 * 2e-6
+    )
+
+
+def test_the_catalog_gives_a_models_reply_limit() -> None:
+    from pygent_lc.openrouter_catalog import _model_info
+
+    entry = {"id": "a/b", "pricing": {}, "top_provider": {"max_completion_tokens": 4096}}
+    assert _model_info(entry).max_completion_tokens == 4096
+    assert _model_info({"id": "a/b"}).max_completion_tokens is None
+
+
+def test_a_policy_bounds_a_call_by_its_models_max_tokens() -> None:
+    seen: list[int | None] = []
+
+    def bound(prompt: str, max_tokens: int | None) -> float:
+        seen.append(max_tokens)
+        return COST
+
+    model = BilledModel(costs=[COST], delay_s=0.0)
+    policy = ProviderPolicy(bound=model.bind(max_tokens=64), budget=CostBudget(LIMIT, None, bound))
+    policy.invoke("hi")
+    policy.invoke("hi", max_tokens=8)
+    assert seen == [64, 8]
