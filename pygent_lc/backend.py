@@ -32,6 +32,10 @@ class UsageTotals:
     """Input tokens read from the provider's prompt cache (part of ``input_tokens``)."""
     cache_discount_usd: float = 0.0
     """What the cache saved, as the provider reports it (already taken off ``cost_usd``)."""
+    cost_faults: int = 0
+    """Replies whose reported cost (or cache discount) was not a plausible amount (NaN,
+    infinite, negative, above :data:`pygent_lc.usage.MAX_PLAUSIBLE_COST_USD`): a
+    provider fault, logged and counted here, its amount left out of ``cost_usd``."""
 
     @property
     def total_tokens(self) -> int:
@@ -80,4 +84,13 @@ class LLMBackend(ABC):
 
     def usage_totals(self) -> UsageTotals | None:
         """Totals so far, or ``None`` when this backend does not track usage."""
+        return None
+
+    def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
+        """The most a call of ``prompt`` can cost in USD, or ``None`` when unknown.
+
+        Budgets over this backend (``ToTConfig.max_cost_usd``) let calls with a
+        bound run concurrently within the limit; calls without one run one at
+        a time.
+        """
         return None

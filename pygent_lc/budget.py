@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from pygent_lc.errors import BudgetExceededError, ConfigurationError
+from pygent_lc.errors import BudgetExceededError, ConfigurationError, InvalidInputError
 from pygent_lc.state import (
     BudgetAnswer,
     BudgetRefusal,
@@ -20,11 +20,11 @@ from pygent_lc.state import (
     StateStore,
 )
 
-# (prompt, max_tokens) -> estimated USD of the call
-CostEstimator = Callable[[str, int | None], float]
+CostEstimator = Callable[[str, int | None], float | None]
+"""``(prompt, max_tokens) ->`` the most the call can cost in USD, or None when unknown."""
 
-CHARS_PER_TOKEN = 4  # a common rule of thumb for English text; only an estimate
-DEFAULT_OUTPUT_TOKENS = 256
+PROMPT_OVERHEAD_TOKENS = 16
+"""Tokens a chat template adds around a prompt (role markers), on top of its text."""
 FIRST_WAIT_S = 0.02  # polls of a waiting caller: short at first, as the first call may be quick,
 MAX_WAIT_S = 0.1  # then no more often than this, as each poll is a store round trip
 
@@ -32,19 +32,46 @@ T = TypeVar("T")
 
 
 class PricedModel(Protocol):
+    """A model's list prices (e.g. :class:`~pygent_lc.openrouter_catalog.ModelInfo`).
+
+    It may also say ``max_completion_tokens`` (the most it writes per reply)
+    and ``context_length`` (prompt plus reply), which bound a call without
+    ``max_tokens``.
+    """
+
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float: ...
 
 
 def estimator_from_prices(
-    model: PricedModel, default_output_tokens: int = DEFAULT_OUTPUT_TOKENS
+    model: PricedModel, default_output_tokens: int | None = None
 ) -> CostEstimator:
-    """Estimate a call from list prices: prompt length in tokens, output up to ``max_tokens``."""
+    """The most a call can cost at ``model``'s list prices: a bound, not a guess.
 
-    def estimate(prompt: str, max_tokens: int | None) -> float:
-        input_tokens = math.ceil(len(prompt) / CHARS_PER_TOKEN)
-        return model.estimate_cost(input_tokens, max_tokens or default_output_tokens)
+    The prompt counts one token per UTF-8 byte (no tokenizer makes a token of
+    less than a byte) plus :data:`PROMPT_OVERHEAD_TOKENS`, at most the model's
+    ``context_length``. The reply counts the call's ``max_tokens``, else
+    ``default_output_tokens`` (the ``max_tokens`` your model is built with),
+    else the model's ``max_completion_tokens``, else its ``context_length``.
+    With none of these the estimator returns None: the call's cost has no
+    bound, and :class:`CostBudget` runs such calls one at a time.
+    """
+    context = _positive_int(getattr(model, "context_length", None))
+    model_output = _positive_int(getattr(model, "max_completion_tokens", None))
+
+    def estimate(prompt: str, max_tokens: int | None) -> float | None:
+        output_tokens = max_tokens or default_output_tokens or model_output or context
+        if output_tokens is None:
+            return None
+        input_tokens = len(prompt.encode("utf-8")) + PROMPT_OVERHEAD_TOKENS
+        if context is not None:
+            input_tokens = min(input_tokens, context)
+        return model.estimate_cost(input_tokens, output_tokens)
 
     return estimate
+
+
+def _positive_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 class CostBudget:
@@ -53,11 +80,19 @@ class CostBudget:
     The rules and the state are the budget ledger's (see
     :mod:`pygent_lc.state.ledger`), on ``store`` under ``key``: each call in
     flight reserves what it may cost until it ends, so concurrent calls
-    cannot all pass the check against the same spend. With an ``estimator``
-    a call reserves its estimate; without one it reserves the largest cost
-    of one call seen so far, and while none is known calls go one at a time
-    (the others wait rather than fail). Spend passes the limit by at most
-    about one call. ``store`` None is a private :class:`MemoryStore` (this
+    cannot all pass the check against the same spend. ``estimator`` gives a
+    call's bound, the most it can cost (:func:`estimator_from_prices`: list
+    prices, the prompt's size and ``max_tokens``); a call with a bound
+    reserves it and goes only if it fits under the limit. A call without one
+    (no estimator, or it returns None) cannot be bounded by what earlier
+    calls cost, as the next may cost far more: it reserves the largest cost
+    of one call seen so far and runs only while no other call without a bound
+    is in flight (the others wait rather than fail).
+
+    So spend stays within ``max_cost_usd`` when every call has a bound, and
+    passes it by at most the cost of one call without a bound otherwise;
+    a call that costs more than its bound (wrong prices) passes it by that
+    excess. ``store`` None is a private :class:`MemoryStore` (this
     object's calls only); CostBudgets on one shared store with the same
     ``key`` share one limit, across processes with a Redis store.
     ``window_s`` (e.g. 3600 or 86400) limits spend per window instead of in
@@ -69,12 +104,15 @@ class CostBudget:
     overlapping calls' own before/after differences would count each other's
     cost, whereas these deltas add up to the real spend. Under overlap one
     hold may so be charged another's cost too, which only raises the largest
-    call cost the ledger reserves, never lowers it.
+    call cost the ledger reserves, never lowers it. Costs are amounts: a
+    reply's implausible cost never gets here (it is a cost fault, see
+    :func:`pygent_lc.usage.message_usage`), ``settle`` refuses one with
+    ``InvalidInputError``, and a ``spent`` that is not finite is not measured.
 
     :meth:`reserve` gives a :class:`Hold` for ``with`` or ``async with``.
     A caller told to wait polls the store (every 20 ms, growing to 100 ms)
     and is woken at once when a hold of this object ends; a sync caller
-    whose thread runs the call of unknown cost it would wait for is refused
+    whose thread runs the call without a bound it would wait for is refused
     instead (it would wait for itself; only this object's calls are known).
 
     A caller that checks the budget inside its own
@@ -138,7 +176,7 @@ class CostBudget:
     def reserve(self, prompt: str, max_tokens: int | None) -> Hold:
         """A hold on the budget for one call, taken with ``with`` or ``async with``.
 
-        Entering it waits while a call of unknown cost is in flight and raises
+        Entering it waits while another call without a bound is in flight and raises
         ``BudgetExceededError`` when the call would pass the limit; leaving it
         settles the call's cost.
         """
@@ -146,8 +184,8 @@ class CostBudget:
 
     def spec(self, prompt: str, max_tokens: int | None) -> BudgetSpec:
         """This budget's part of a :class:`~pygent_lc.state.CallPlan` for one call."""
-        estimate = None if self._estimator is None else self._estimator(prompt, max_tokens)
-        return BudgetSpec(self.key, self.max_cost_usd, estimate, self.window_s)
+        bound = None if self._estimator is None else self._estimator(prompt, max_tokens)
+        return BudgetSpec(self.key, self.max_cost_usd, bound, self.window_s)
 
     def exceeded(self, refusal: BudgetRefusal) -> BudgetExceededError:
         """The error for a refusal without ``wait``: the budget is spent."""
@@ -169,6 +207,8 @@ class CostBudget:
             return 0.0
         with self._lock:
             now = self._spent()
+            if not math.isfinite(now):
+                return 0.0  # not an amount: nothing is measured, the pointer stays
             cost, self._last_spent = max(0.0, now - self._last_spent), now
             return cost
 
@@ -298,7 +338,12 @@ class Hold:
         self._cost: float | None = None
 
     def settle(self, cost_usd: float) -> None:
-        """The call's real cost, settled when the hold ends (instead of measuring it)."""
+        """The call's real cost, settled when the hold ends (instead of measuring it).
+
+        ``InvalidInputError`` unless it is a finite amount >= 0.
+        """
+        if not 0.0 <= cost_usd < math.inf:
+            raise InvalidInputError(f"a call's cost must be a finite amount >= 0, got {cost_usd!r}")
         self._cost = cost_usd
 
     def __enter__(self) -> None:

@@ -57,13 +57,17 @@ class LangChainBackend(LLMBackend, Closable):
         cost_estimator: CostEstimator | None = None,
     ) -> None:
         """``max_cost_usd`` stops further calls with ``BudgetExceededError`` once the
-        tracked spend (plus ``cost_estimator``'s estimate of the next call, see
-        :func:`pygent_lc.budget.estimator_from_prices`) would pass it. Calls in
-        flight reserve their estimate, or without one the largest cost of a call
-        so far, so concurrent calls pass the limit by at most about one call."""
+        tracked spend plus what the calls in flight and the next one may cost
+        would pass it. ``cost_estimator`` bounds a call's cost (see
+        :func:`pygent_lc.budget.estimator_from_prices`: list prices, the prompt,
+        ``max_tokens``); calls with a bound run concurrently and spend stays
+        within the limit. Calls without one (no estimator, or no ``max_tokens``
+        nor model limit) run one at a time, so spend passes the limit by at
+        most one such call (see :class:`~pygent_lc.budget.CostBudget`)."""
         self.runnable = runnable
         self.usage = UsageTracker()
         self._handlers: list[BaseCallbackHandler] = [self.usage, *(callbacks or [])]
+        self._estimator = cost_estimator
         self._budget = (
             None
             if max_cost_usd is None
@@ -138,6 +142,10 @@ class LangChainBackend(LLMBackend, Closable):
 
     def usage_totals(self) -> UsageTotals:
         return self.usage.totals()
+
+    def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
+        """``cost_estimator``'s bound for the call, or None without one."""
+        return None if self._estimator is None else self._estimator(prompt, max_tokens)
 
 
 def _knows_cache_markers(runnable: object) -> bool:

@@ -34,6 +34,8 @@ class ModelInfo:
     completion_price: float
     request_price: float
     supported_parameters: tuple[str, ...]
+    max_completion_tokens: int | None = None
+    """The most tokens one reply may have (``top_provider.max_completion_tokens``)."""
 
     @property
     def is_free(self) -> bool:
@@ -242,6 +244,9 @@ def _model_info(entry: dict[str, Any]) -> ModelInfo:
         completion_price=_per_million(pricing.get("completion")),
         request_price=float(pricing.get("request") or 0.0),
         supported_parameters=tuple(entry.get("supported_parameters") or ()),
+        max_completion_tokens=_int_or_none(
+            (entry.get("top_provider") or {}).get("max_completion_tokens")
+        ),
     )
 
 
@@ -256,3 +261,7 @@ def _float_or_none(value: object) -> float | None:
         return None if value is None else float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

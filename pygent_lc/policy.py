@@ -333,7 +333,8 @@ def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> Call
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
     budgets: tuple[BudgetSpec, ...] = ()
     if policy.budget is not None:
-        budgets = (policy.budget.spec(_prompt_text(input), kwargs.get("max_tokens")),)
+        max_tokens = kwargs.get("max_tokens") or _max_tokens_of(policy.bound)
+        budgets = (policy.budget.spec(_prompt_text(input), max_tokens),)
     rates = (policy.rate,) if policy.rate is not None else ()
     if circuit is None and not budgets and not rates:
         return None
@@ -352,6 +353,21 @@ def _returns_messages(runnable: Runnable[Any, Any]) -> bool:
     if isinstance(runnable, RunnableBinding):
         runnable = runnable.bound
     return isinstance(runnable, BaseChatModel)
+
+
+def _max_tokens_of(runnable: Runnable[Any, Any]) -> int | None:
+    """The reply limit the chat model is built with (``max_tokens``, Ollama's
+    ``num_predict``), which bounds a call without its own ``max_tokens``."""
+    if isinstance(runnable, RunnableBinding):
+        bound = runnable.kwargs.get("max_tokens")
+        if isinstance(bound, int) and bound > 0:
+            return bound
+        runnable = runnable.bound
+    for name in ("max_tokens", "num_predict"):
+        value = getattr(runnable, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def _prompt_text(input: Any) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 from uuid import UUID
@@ -16,6 +18,14 @@ from langchain_core.runnables import RunnableConfig
 
 from pygent_lc.backend import UsageTotals
 from pygent_lc.state import UsageRecord
+
+logger = logging.getLogger(__name__)
+
+MAX_PLAUSIBLE_COST_USD = 1_000.0
+"""The most one reply may say it cost. The dearest models cost tens of dollars for a
+call that fills their whole context; a reply claiming more (``1e308``) is a fault."""
+
+_WARNED_REPLIES = 1024  # reply ids remembered so one faulty reply warns once
 
 
 @dataclass(frozen=True)
@@ -144,17 +154,74 @@ def usage_of(response: LLMResult, model: str) -> tuple[UsageTotals, str]:
 
 
 def message_usage(message: BaseMessage) -> UsageTotals:
-    """The tokens and cost a reply (or a stream chunk) reports; no call counted."""
+    """The tokens and cost a reply (or a stream chunk) reports; no call counted.
+
+    The one place a reported cost enters the accounting (usage totals, every
+    budget, the store's usage): a ``cost`` or ``cache_discount`` that is not a
+    plausible amount (:func:`plausible_usd`) counts as a fault
+    (``cost_faults``) and adds nothing.
+    """
     usage = getattr(message, "usage_metadata", None) or {}
     details = usage.get("input_token_details") or {}
     metadata = message.response_metadata
+    cost = plausible_usd(metadata.get("cost"))
+    discount = plausible_usd(metadata.get("cache_discount"))
+    faulty = cost is None or discount is None
+    if faulty:
+        _warn_fault(message, metadata.get("cost"), metadata.get("cache_discount"))
     return UsageTotals(
         input_tokens=int(usage.get("input_tokens", 0)),
         output_tokens=int(usage.get("output_tokens", 0)),
-        cost_usd=float(metadata.get("cost") or 0.0),
+        cost_usd=cost or 0.0,
         cached_input_tokens=int(details.get("cache_read") or 0),
-        cache_discount_usd=float(metadata.get("cache_discount") or 0.0),
+        cache_discount_usd=discount or 0.0,
+        cost_faults=int(faulty),
     )
+
+
+def plausible_usd(value: object) -> float | None:
+    """``value`` as an amount in USD; 0.0 when absent (``None``, Ollama and the local
+    model report none); None when it is no plausible amount: not a number, NaN,
+    infinite, negative, or above :data:`MAX_PLAUSIBLE_COST_USD`."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        amount = float(value)
+    except (ValueError, OverflowError):
+        return None
+    return amount if 0.0 <= amount <= MAX_PLAUSIBLE_COST_USD else None
+
+
+_warned: deque[str] = deque(maxlen=_WARNED_REPLIES)
+_warned_lock = threading.Lock()
+
+
+def _warn_fault(message: BaseMessage, cost: object, discount: object) -> None:
+    """One WARNING per faulty reply: the usage tracker and the policy's meter both read
+    it (a stream's chunks and its whole reply share the run's id)."""
+    if message.id is not None:
+        with _warned_lock:
+            if message.id in _warned:
+                return
+            _warned.append(message.id)
+    model = message.response_metadata.get("model_name")
+    logger.warning(
+        "provider fault: a reply%s reported cost %.6g and cache discount %.6g USD, not a "
+        "plausible amount (0 to %g); counted as a cost fault and left out of spend",
+        f" of {model!r}" if isinstance(model, str) else "",
+        _shown(cost),
+        _shown(discount),
+        MAX_PLAUSIBLE_COST_USD,
+    )
+
+
+def _shown(value: object) -> float:
+    """A number to log (never the reply's raw text): NaN when it is not one."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return 0.0 if value is None else math.nan
 
 
 class CallMeter(BaseCallbackHandler):

@@ -9,8 +9,10 @@ so calls admitted together really are in flight together.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,15 +25,18 @@ from pydantic import PrivateAttr
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.budget import CostBudget, estimator_from_prices
+from pygent_lc.chain import state_of, with_provider_policy
 from pygent_lc.errors import (
     BudgetExceededError,
     ConfigurationError,
+    InvalidInputError,
     ProviderUnavailableError,
 )
-from pygent_lc.openrouter_catalog import (
-    find_openrouter_model,
-)
+from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.openrouter_catalog import ModelInfo, find_openrouter_model
+from pygent_lc.policy import ProviderPolicy
 from pygent_lc.testing import ScriptedChatModel
+from tests.billed_model import BilledModel
 from tests.loopback_server import LoopbackServer
 
 
@@ -228,13 +233,13 @@ async def test_concurrent_streams_overshoot_by_at_most_one_call() -> None:
     assert _check_outcomes(list(results), model, backend) == 3
 
 
-async def test_callers_wait_for_the_first_call_then_run_concurrently() -> None:
+async def test_callers_without_a_bound_wait_their_turn_rather_than_fail() -> None:
     model = SlowBilledModel()
     backend = LangChainBackend(model, max_cost_usd=1.0)
     results = await asyncio.gather(*(backend.generate(f"prompt {i}") for i in range(20)))
-    assert results == ["ok"] * 20  # nobody refused while the first call's cost was unknown
-    assert model.events[:3] == ["start", "end", "start"]  # the first call ran alone
-    assert model.peak > 1  # then the known cost let the others run together
+    assert results == ["ok"] * 20  # nobody refused while a call of unknown cost ran
+    assert model.events[:4] == ["start", "end", "start", "end"]  # one at a time
+    assert model.peak == 1  # known costs of earlier calls bound nothing
     assert _spent(backend) == pytest.approx(20 * COST)
 
 
@@ -358,13 +363,15 @@ def test_waiting_on_a_call_of_the_same_thread_is_refused_not_a_deadlock() -> Non
         pass
 
 
-def test_largest_known_call_cost_is_reserved_for_each_call_in_flight() -> None:
+def test_a_call_without_a_bound_reserves_the_largest_call_cost_so_far() -> None:
     spent = [0.0]
-    budget = CostBudget(1.0, spent=lambda: spent[0])
-    with budget.reserve("first", None):
-        spent[0] = 0.3  # the first call, alone, measures the cost of one call
-    with budget.reserve("a", None), budget.reserve("b", None):
-        assert budget.reserved_usd == pytest.approx(0.6)
+    budget = CostBudget(
+        1.0, spent=lambda: spent[0], estimator=lambda prompt, m: None if prompt == "?" else 0.1
+    )
+    with budget.reserve("?", None):
+        spent[0] = 0.3  # the first call measures the cost of one call
+    with budget.reserve("?", None), budget.reserve("bounded", None):
+        assert budget.reserved_usd == pytest.approx(0.3 + 0.1)
         assert budget.in_flight == 2
     assert budget.reserved_usd == 0.0
 
@@ -411,3 +418,212 @@ async def test_spend_limit_without_estimates_uses_tracked_cost(loopback: Loopbac
     with pytest.raises(BudgetExceededError):
         await backend.generate("one two three")
     assert loopback.request_count("openrouter") == 2
+
+
+# --- whatever the replies say: bounds, calls of unknown cost, implausible costs ----------
+
+CHEAP = 0.0001
+
+
+def _backend_over_chain(model: BilledModel, **backend: Any) -> LangChainBackend:
+    """``model`` under the chain's policy (no budget there), the budget on the backend."""
+    return LangChainBackend(ProviderChain(providers=[ProviderPolicy(bound=model)]), **backend)
+
+
+def _chain_with_budget(model: BilledModel, **settings: Any) -> LangChainBackend:
+    """``model`` under the chain's policy with its own budget (``Settings.max_cost_usd``)."""
+    policy = with_provider_policy(model, Settings(max_cost_usd=LIMIT, **settings))
+    return LangChainBackend(ProviderChain(providers=[policy]))
+
+
+async def _twenty_at_once(backend: LangChainBackend) -> list[str | BaseException]:
+    return list(
+        await asyncio.gather(
+            *(backend.generate(f"prompt {i}") for i in range(20)), return_exceptions=True
+        )
+    )
+
+
+@pytest.mark.parametrize("where", ["backend", "chain"])
+async def test_a_cheap_first_call_does_not_let_twenty_dear_calls_pass_the_limit(
+    where: str,
+) -> None:
+    model = BilledModel(costs=[CHEAP, COST])
+    if where == "backend":
+        backend = _backend_over_chain(model, max_cost_usd=LIMIT)
+    else:
+        backend = _chain_with_budget(model)
+    await backend.generate("first")  # $0.0001: says nothing about what the next calls cost
+    results = await _twenty_at_once(backend)
+    assert all(isinstance(r, str | BudgetExceededError) for r in results), results
+    assert any(isinstance(r, BudgetExceededError) for r in results)
+    # Calls of no known bound run one at a time: the limit is passed by at most one call.
+    assert _spent(backend) <= LIMIT + COST + 1e-12
+    assert model.peak == 1
+
+
+async def test_an_estimate_without_max_tokens_is_no_bound() -> None:
+    # List prices far below the bill, and no max_tokens: the estimate bounds nothing.
+    cheap = ModelInfo("cheap/model", None, 0.01, 0.01, 0.0, ())
+    model = BilledModel(costs=[CHEAP, COST])
+    backend = _backend_over_chain(
+        model, max_cost_usd=LIMIT, cost_estimator=estimator_from_prices(cheap)
+    )
+    await backend.generate("first")
+    results = await _twenty_at_once(backend)
+    assert any(isinstance(r, BudgetExceededError) for r in results)
+    assert _spent(backend) <= LIMIT + COST + 1e-12
+
+
+@pytest.mark.live_local
+async def test_twenty_calls_bounded_by_max_tokens_and_prices_never_pass_the_limit(
+    loopback: LoopbackServer,
+) -> None:
+    loopback.latency = 0.05  # the calls admitted together are in flight together
+    settings = settings_for(loopback, openrouter_model="loopback/echo")
+    price = find_openrouter_model(settings)  # priced as the loopback server bills
+    # A call's bound: (199 prompt bytes + 16) tokens at $1e-6 and 50 at $2e-6, $3.15e-4;
+    # it costs 40 words at $1e-6 and 41 at $2e-6 ("echo: word ..."), $1.22e-4.
+    limit = 1e-3
+    backend = LangChainBackend(
+        build_chat_model(settings, ["openrouter"]),
+        max_cost_usd=limit,
+        cost_estimator=estimator_from_prices(price),
+    )
+    budget = _budget(backend)
+    prompt = " ".join(["word"] * 40)
+    results = await asyncio.gather(
+        *(backend.generate(prompt, max_tokens=50) for _ in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, str | BudgetExceededError) for r in results), results
+    done = sum(isinstance(r, str) for r in results)
+    assert loopback.request_count("openrouter") == done
+    assert done >= 3  # three bounds fit at once, and more as calls cost less than theirs
+    assert 0 < _spent(backend) <= limit
+    assert _spent(backend) == pytest.approx(done * 1.22e-4)
+    assert budget.in_flight == 0
+
+
+BAD_COSTS = [float("nan"), float("inf"), float("-inf"), -1e308, 1e308, -0.001, 1e9]
+
+
+@pytest.mark.parametrize("bad", BAD_COSTS)
+@pytest.mark.parametrize("where", ["backend", "chain"])
+async def test_an_implausible_cost_is_a_provider_fault_never_spend(
+    bad: float, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = BilledModel(costs=[COST, bad, COST], delay_s=0.0)
+    if where == "backend":
+        backend = _backend_over_chain(model, max_cost_usd=LIMIT)
+    else:
+        backend = _chain_with_budget(model)
+    calls = 0
+    with caplog.at_level(logging.WARNING), pytest.raises(BudgetExceededError):
+        for _ in range(20):
+            await backend.generate("hi")
+            calls += 1
+    # $0.004, the fault, $0.004, $0.004: $0.012 spent, the next call is refused
+    assert calls == 4
+    totals = backend.usage_totals()
+    assert totals.cost_usd == pytest.approx(3 * COST)
+    assert totals.cost_faults == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "cost" in warnings[0].getMessage()
+
+
+async def test_an_implausible_cost_in_a_stream_is_a_fault_too() -> None:
+    model = BilledModel(costs=[float("nan"), COST], delay_s=0.0)
+    backend = _chain_with_budget(model)
+    assert [p async for p in backend.stream("hi")] == ["ok"]
+    assert [p async for p in backend.stream("hi")] == ["ok"]
+    totals = backend.usage_totals()
+    assert totals.cost_usd == pytest.approx(COST)
+    assert totals.cost_faults == 1
+
+
+def test_settling_a_hold_with_an_implausible_cost_is_refused() -> None:
+    budget = CostBudget(LIMIT)
+    hold = budget.reserve("a", None)
+    with pytest.raises(InvalidInputError), hold:
+        hold.settle(float("nan"))
+    assert budget.in_flight == 0
+
+
+@pytest.mark.live_local
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1e308, 1e308])
+async def test_a_fault_reaches_redis_as_a_count_never_as_a_number(
+    redis_url: str, bad: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    model = BilledModel(costs=[COST, bad, COST], delay_s=0.0, provider=f"billed-{tag}")
+    settings = Settings(max_cost_usd=LIMIT, state_url=redis_url, budget_key=tag)
+    backend = LangChainBackend(ProviderChain(providers=[with_provider_policy(model, settings)]))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(4):  # $0.004, the fault, $0.004, $0.004
+            await backend.generate("hi")
+        with pytest.raises(BudgetExceededError):  # $0.012 spent
+            await backend.generate("hi")
+    store = state_of(settings)
+    assert store.budget_spent(tag) == pytest.approx(3 * COST)
+    [row] = [r for r in store.usage_rows() if r.provider == f"billed-{tag}"]
+    assert (row.calls, row.cost_faults) == (4, 1)
+    assert row.cost_usd == pytest.approx(3 * COST)
+    # One warning, the fault's: Redis took every step (no fall back to per-process state).
+    assert [r.name for r in caplog.records if r.levelno >= logging.WARNING] == ["pygent_lc.usage"]
+
+
+# --- bounds from list prices ---------------------------------------------------------------
+
+
+def _priced(**fields: Any) -> ModelInfo:
+    """$1 per million prompt tokens, $2 per million completion tokens."""
+    values: dict[str, Any] = {
+        "id": "m",
+        "context_length": None,
+        "prompt_price": 1.0,
+        "completion_price": 2.0,
+        "request_price": 0.0,
+        "supported_parameters": (),
+    }
+    return ModelInfo(**{**values, **fields})
+
+
+def test_a_bound_counts_a_token_per_prompt_byte_and_max_tokens() -> None:
+    bound = estimator_from_prices(_priced())
+    # "héllo": 6 UTF-8 bytes + 16 template tokens at $1/M, 100 reply tokens at $2/M
+    assert bound("héllo", 100) == pytest.approx((6 + 16) * 1e-6 + 100 * 2e-6)
+
+
+def test_without_max_tokens_the_models_limits_bound_the_reply() -> None:
+    assert estimator_from_prices(_priced())("hi", None) is None  # no bound known
+    limited = estimator_from_prices(_priced(max_completion_tokens=1000))
+    assert limited("hi", None) == pytest.approx((2 + 16) * 1e-6 + 1000 * 2e-6)
+    context = estimator_from_prices(_priced(context_length=50))
+    # the prompt is cut at the context (the provider refuses a longer one); the reply too
+    assert context("x" * 1000, None) == pytest.approx(50 * 1e-6 + 50 * 2e-6)
+    assert estimator_from_prices(_priced(), default_output_tokens=10)("", None) == pytest.approx(
+        16 * 1e-6 + 10 * 2e-6
+    )
+
+
+def test_the_catalog_gives_a_models_reply_limit() -> None:
+    from pygent_lc.openrouter_catalog import _model_info
+
+    entry = {"id": "a/b", "pricing": {}, "top_provider": {"max_completion_tokens": 4096}}
+    assert _model_info(entry).max_completion_tokens == 4096
+    assert _model_info({"id": "a/b"}).max_completion_tokens is None
+
+
+def test_a_policy_bounds_a_call_by_its_models_max_tokens() -> None:
+    seen: list[int | None] = []
+
+    def bound(prompt: str, max_tokens: int | None) -> float:
+        seen.append(max_tokens)
+        return COST
+
+    model = BilledModel(costs=[COST], delay_s=0.0)
+    policy = ProviderPolicy(bound=model.bind(max_tokens=64), budget=CostBudget(LIMIT, None, bound))
+    policy.invoke("hi")
+    policy.invoke("hi", max_tokens=8)
+    assert seen == [64, 8]

@@ -4,10 +4,17 @@ server (OpenRouter's cost, none from Ollama).
 
 from __future__ import annotations
 
+import logging
+import math
+import uuid
+
 import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.usage import _percentile
+from pygent_lc.testing import ScriptedChatModel
+from pygent_lc.usage import CallMeter, UsageTracker, _percentile, plausible_usd
 from tests.loopback_server import LoopbackServer
 
 
@@ -56,3 +63,46 @@ async def test_usage_tracker_reports_zero_cost_for_ollama(loopback: LoopbackServ
     [entry] = backend.usage.summary().values()
     assert (entry.provider, entry.model, entry.usage.cost_usd) == ("ollama", "llama3.2", 0.0)
     assert entry.usage.output_tokens == 4
+
+
+# --- a reply's cost is an amount, or a fault ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reported", "amount"),
+    [(None, 0.0), (0, 0.0), (0.25, 0.25), ("0.5", 0.5), (1000, 1000.0)],
+)
+def test_plausible_amounts(reported: object, amount: float) -> None:
+    assert plausible_usd(reported) == amount
+
+
+@pytest.mark.parametrize(
+    "reported", [math.nan, math.inf, -math.inf, -1e308, 1e308, -0.01, 1000.01, "abc", True, [1]]
+)
+def test_implausible_amounts(reported: object) -> None:
+    assert plausible_usd(reported) is None
+
+
+@pytest.mark.parametrize("field", ["cost", "cache_discount"])
+def test_a_faulty_reply_is_counted_and_warned_about_once(
+    field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = UsageTracker()
+    model = ScriptedChatModel(cost_per_call=0.5)
+    faulty = AIMessage(
+        content="ok", id=f"run-{uuid.uuid4()}", response_metadata={"cost": 0.5, field: math.nan}
+    )
+    with caplog.at_level(logging.WARNING):
+        tracker.on_chat_model_start({}, [[]], run_id=uuid.UUID(int=1))
+        tracker.on_llm_end(
+            LLMResult(generations=[[ChatGeneration(message=faulty)]]), run_id=uuid.UUID(int=1)
+        )
+        meter = CallMeter("p", "m")
+        meter.observe(faulty)  # the policy's meter reads the same reply: no second warning
+        model.invoke("hi", config={"callbacks": [tracker]})
+    totals = tracker.totals()
+    assert totals.cost_faults == 1
+    assert meter.usage.cost_faults == 1
+    assert totals.cost_usd == (0.5 if field == "cache_discount" else 0.0) + 0.5
+    assert math.isfinite(totals.cache_discount_usd)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1

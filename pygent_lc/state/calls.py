@@ -132,7 +132,7 @@ for i, r in ipairs(rates) do
   if not free then return reply({'rate', budget_out, breaker_out, fmt(wait), i, t}) end
 end
 for _, b in ipairs(budgets) do
-  ledger_commit(b.h, b.z, now, b.id, b.unit, b.amount == nil and b.unit <= 0, b.reserved,
+  ledger_commit(b.h, b.z, now, b.id, b.unit, b.amount == nil, b.reserved,
                 b.lease, b.ttl)
 end
 if breaker and breaker.verdict == 'probe' then
@@ -237,7 +237,7 @@ def _local_begin(state: MemoryState, request: Begin) -> CallStart:
         if found != "ok":
             status = "budget_wait" if found == "wait" else "budget"
             return _start(request, _Verdict(status, now, budget_out, None))
-        unknown = spec.amount_usd is None and unit <= 0
+        unknown = spec.amount_usd is None
         pending.append((bucket, unit, unknown, reserved, spec.lease_s))
     breaker_out: tuple[str, float, int, str] | None = None
     breaker = plan.breaker
@@ -297,7 +297,7 @@ def _start(request: Begin, verdict: _Verdict) -> CallStart:
             bucket=ledger.bucket_of(now, spec.window_s),
             hold_id=hold,
             amount_usd=unit,
-            unknown_cost=spec.amount_usd is None and unit <= 0,
+            unknown_cost=spec.amount_usd is None,
             spent_usd=spent,
             reserved_usd=reserved,
         )

@@ -3,21 +3,24 @@
 The rules are :class:`pygent_lc.budget.CostBudget`'s, made fleet-wide. A
 call reserves an amount before it runs and settles with its real cost after:
 
-* with an estimate, it reserves the estimate and goes only if spend, the
-  reservations and the estimate stay within the limit;
-* without one, it reserves the largest cost of one call seen so far on the
-  key and goes while spend plus reservations is under the limit. While that
-  is still 0 (no cost known yet) a call goes only when no call is in flight,
-  and while such a call of unknown cost runs, the others are told to wait.
+* with a bound (the most the call can cost), it reserves the bound and goes
+  only if spend, the reservations and the bound stay within the limit;
+* without one (its cost is unknown until it ends), it reserves the largest
+  cost of one call seen so far on the key and goes while spend plus
+  reservations is under the limit, and only while no other call without a
+  bound is in flight: those run one at a time (the others are told to wait).
+  A cheap first call so says nothing about how many dear calls may start.
 
-Each call admitted saw spend plus reservations under the limit, and every
-call in flight reserved at least a call's cost, so spend passes the limit by
-at most one call (given costs no larger than the largest seen, or the
-estimates), however many processes share the budget.
+Each call admitted saw spend plus reservations within the limit, calls with
+a bound cost at most their bound, and at most one call without a bound is in
+flight, so spend stays within the limit plus the cost of one call without a
+bound (within the limit itself when every call has a bound), however many
+processes share the budget. A call that costs more than its bound passes the
+limit by that excess.
 
 Per key and window bucket (``floor(now / window_s)``; one bucket ``all``
 without a window) Redis holds a hash ``H`` (``s`` spent, ``r`` reserved,
-``u`` the hold of unknown cost, ``h:<id>`` each hold's amount) and a sorted
+``u`` the hold without a bound, ``h:<id>`` each hold's amount) and a sorted
 set ``Z`` of holds scored by the end of their lease; ``M`` holds the key's
 largest call cost, across windows. A process that dies holding a
 reservation would hold it for ever; the lease (default 15 min) bounds that:
@@ -54,9 +57,7 @@ local function ledger_check(h, z, m, now, limit, amount)
   local unit = amount
   if amount == nil then
     unit = tonumber(redis.call('GET', m)) or 0
-    if v[3] or (unit <= 0 and redis.call('ZCARD', z) > 0) then
-      return 'wait', spent, reserved, unit
-    end
+    if v[3] then return 'wait', spent, reserved, unit end
   end
   local committed = spent + reserved
   if committed >= limit or (amount ~= nil and committed + unit > limit) then
@@ -171,7 +172,7 @@ def check(
     unit = amount
     if unit is None:
         unit = largest
-        if b.unknown is not None or (unit <= 0 and b.holds):
+        if b.unknown is not None:
             return "wait", b.spent, b.reserved, unit
     committed = b.spent + b.reserved
     if committed >= limit or (amount is not None and committed + unit > limit):

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import abc
 import functools
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Concatenate, Generic, ParamSpec, TypeVar
 
-from pygent_lc.errors import ConfigurationError
-from pygent_lc.state import queries
+from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.state import queries, usage_log
 from pygent_lc.state.calls import BEGIN, END, Begin, End
 from pygent_lc.state.op import Op, make_op, same
 from pygent_lc.state.types import (
@@ -90,6 +91,22 @@ def _check_plan(plan: CallPlan) -> None:
                 f"estimated cost for {budget.key!r} must be >= 0, got {budget.amount_usd}",
                 field="max_cost_usd",
             )
+
+
+def _check_end(call: CallEnd) -> None:
+    """Costs and usage are finite and not negative: a NaN or an infinity must never reach
+    the ledger or the usage totals (nor Redis's Lua, whose ``tonumber`` reads them as nil).
+    Replies' costs are checked where they enter (:func:`pygent_lc.usage.message_usage`);
+    this refuses whatever else a caller passes."""
+    for settlement in call.settlements:
+        if not 0.0 <= settlement.cost_usd < math.inf:
+            raise InvalidInputError(
+                f"a call's cost must be a finite amount >= 0, got {settlement.cost_usd!r}"
+            )
+    if call.usage is not None and not all(
+        0.0 <= v < math.inf for v in usage_log.values(call.usage)
+    ):
+        raise InvalidInputError("usage figures must be finite and >= 0")
 
 
 def _rate_wait(start: CallStart) -> float:
@@ -199,6 +216,7 @@ class StateStore(abc.ABC):
         return make_op(BEGIN, request, finish)
 
     def _end(self, call: CallEnd, finish: Callable[[CallEnded], T]) -> Op[T]:
+        _check_end(call)
         return make_op(END, End(call=call, now=self._clock()), finish)
 
     def _rate_op(self, key: str, limit: int, period_s: float) -> Op[float]:
@@ -387,11 +405,14 @@ class StateStore(abc.ABC):
         latency_s: float,
         cached_input_tokens: int = 0,
         cache_discount_usd: float = 0.0,
+        cost_faults: int = 0,
     ) -> Op[None]:
         """Add one request's usage to its (provider, model) totals (one round trip)."""
         usage = UsageRecord(
-            provider, model, calls, failures, input_tokens, output_tokens, cost_usd,
-            cached_input_tokens, cache_discount_usd, latency_s,
+            provider=provider, model=model, calls=calls, failures=failures,
+            input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd,
+            cached_input_tokens=cached_input_tokens, cache_discount_usd=cache_discount_usd,
+            cost_faults=cost_faults, latency_s=latency_s,
         )  # fmt: skip
         return self._end(CallEnd(usage=usage), _nothing)
 

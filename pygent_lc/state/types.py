@@ -71,8 +71,8 @@ class BudgetReservation:
 
     ``bucket`` is the window the call started in (``floor(now / window_s)``,
     0 without a window): its cost counts there even if it ends in the next.
-    ``unknown_cost`` marks the lone call admitted while no call's cost was
-    known yet. ``spent_usd`` and ``reserved_usd`` are the totals before this
+    ``unknown_cost`` marks a call admitted without a bound on its cost (at
+    most one is in flight per budget). ``spent_usd`` and ``reserved_usd`` are the totals before this
     reservation.
     """
 
@@ -90,8 +90,8 @@ class BudgetReservation:
 class BudgetRefusal:
     """A budget turned a call away.
 
-    ``wait`` is True when the call may go later: no call's cost is known yet
-    and one call of unknown cost is in flight (poll again, e.g. every 50 ms,
+    ``wait`` is True when the call may go later: it has no bound on its cost
+    and another such call is in flight (poll again, e.g. every 50 ms,
     or after the call in flight ends). Otherwise the budget is spent: the
     caller raises :class:`~pygent_lc.errors.BudgetExceededError`.
     """
@@ -154,6 +154,8 @@ class UsageRow:
     p95_latency_s: float
     cached_input_tokens: int = 0
     cache_discount_usd: float = 0.0
+    cost_faults: int = 0
+    """Replies whose reported cost was no plausible amount (see ``UsageTotals.cost_faults``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +192,9 @@ class RateSpec:
 class BudgetSpec:
     """A spending limit on ``key``, in total (``window_s`` None) or per hour/day window.
 
-    ``amount_usd`` is the call's estimated cost; None reserves the largest
-    cost of one call seen so far on ``key``.
+    ``amount_usd`` is the most the call can cost (its bound); None (no bound
+    known) reserves the largest cost of one call seen so far on ``key`` and
+    waits while another call without a bound is in flight.
     """
 
     key: str

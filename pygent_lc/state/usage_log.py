@@ -19,11 +19,12 @@ from pygent_lc.state.types import UsageRecord, UsageRow
 LATENCY_SAMPLES = 1000
 """Latency samples kept per (provider, model) for the p95."""
 
-FIELDS = ("calls", "failures", "in", "out", "cost", "lat", "cached", "discount")
+FIELDS = ("calls", "failures", "in", "out", "cost", "lat", "cached", "discount", "faults")
 """The hash's counters, in the order scripts pass and return them."""
 
 USAGE_LUA = """
-local USAGE_FIELDS = {'calls', 'failures', 'in', 'out', 'cost', 'lat', 'cached', 'discount'}
+local USAGE_FIELDS = {'calls', 'failures', 'in', 'out', 'cost', 'lat', 'cached', 'discount',
+                      'faults'}
 
 local function usage_record(h, l, index, provider, model, values, samples)
   local old = redis.call('HMGET', h, unpack(USAGE_FIELDS))
@@ -81,6 +82,7 @@ def values(record: UsageRecord) -> tuple[float, ...]:
         record.latency_s,
         float(record.cached_input_tokens),
         record.cache_discount_usd,
+        float(record.cost_faults),
     )
 
 
@@ -104,7 +106,7 @@ def record(buckets: UsageBuckets, usage: UsageRecord) -> None:
 
 def row(provider: str, model: str, totals: Sequence[float], latencies: Sequence[float]) -> UsageRow:
     """A :class:`UsageRow` from a pair's counters (:data:`FIELDS` order) and samples."""
-    calls, failures, inputs, outputs, cost, latency_sum, cached, discount = totals
+    calls, failures, inputs, outputs, cost, latency_sum, cached, discount, faults = totals
     return UsageRow(
         provider=provider,
         model=model,
@@ -117,6 +119,7 @@ def row(provider: str, model: str, totals: Sequence[float], latencies: Sequence[
         p95_latency_s=percentile(latencies, 0.95),
         cached_input_tokens=int(cached),
         cache_discount_usd=discount,
+        cost_faults=int(faults),
     )
 
 

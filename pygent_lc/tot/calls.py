@@ -78,7 +78,7 @@ class LLMCaller:
         self._budget = (
             None
             if config.max_cost_usd is None
-            else CostBudget(config.max_cost_usd, self._spent_usd)
+            else CostBudget(config.max_cost_usd, self._spent_usd, backend.cost_bound)
         )
         self._in_flight = 0
         self._phase = _Phase()
@@ -101,10 +101,11 @@ class LLMCaller:
         """A place for one call within both budgets, or :class:`BudgetExhausted`.
 
         The cost is held on the :class:`~pygent_lc.budget.CostBudget`, as
-        :class:`~pygent_lc.langchain_backend.LangChainBackend` does: every call
-        in flight reserves the largest cost of one call seen so far, and until
-        that is known calls run one at a time, so spend passes ``max_cost_usd``
-        by at most about one call however many run at once. The call count is
+        :class:`~pygent_lc.langchain_backend.LangChainBackend` does: a call
+        reserves the backend's ``cost_bound`` and runs concurrently within the
+        limit; without a bound calls run one at a time, so spend passes
+        ``max_cost_usd`` by at most one call however many are asked at once
+        (never, when every call has a bound it keeps). The call count is
         checked again once the hold is taken, with no wait before the call is
         counted, so ``max_llm_calls`` is never passed.
         """

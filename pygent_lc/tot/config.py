@@ -110,9 +110,11 @@ class ToTConfig(BaseModel):
 
     max_cost_usd: float | None = Field(default=None, gt=0.0)
     """Stop cleanly before the backend's reported spend passes this. Every call
-    in flight reserves the largest cost of a call seen so far (the first call
-    runs alone until its cost is known), so the search passes the limit by at
-    most about one call. Needs a backend whose ``usage_totals()`` reports cost."""
+    in flight reserves the backend's ``cost_bound`` (the most it can cost;
+    ``LangChainBackend`` with a ``cost_estimator``) and runs concurrently while
+    that fits; calls without a bound run one at a time. So the search stays
+    within the limit when every call has a bound, and passes it by at most one
+    call otherwise. Needs a backend whose ``usage_totals()`` reports cost."""
 
     seed: int | None = None
     """Seed of ``selection="sample"``; ``None`` draws a fresh one."""

@@ -195,9 +195,9 @@ def test_a_rate_limit_holds_across_the_fleet(
 def test_b_budget_holds_across_the_fleet(
     fleet: Fleet, state: RedisStore, redis_url: str, server: LoopbackServer
 ) -> None:
-    """$0.02 shared by the fleet, $0.004 calls, no cost estimates: calls go one at a time
-    until a cost is known, then each reserves the largest cost seen; at most one call
-    over the limit (6), the rest BudgetExceededError (not a provider error: no fallback)."""
+    """$0.02 shared by the fleet, $0.004 calls, no cost bounds: calls go one at a time
+    across the fleet, each reserving the largest cost seen; at most one call over the
+    limit (6), the rest BudgetExceededError (not a provider error: no fallback)."""
     per_worker = 4
     settings = settings_for(server, redis_url, max_cost_usd=0.02)
     fleet.start(

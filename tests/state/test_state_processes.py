@@ -35,7 +35,7 @@ def test_limits_hold_across_processes(redis_url: str) -> None:
 
     store = RedisStore(redis_url, prefix=prefix)
     limit, cost = state_workers.BUDGET_LIMIT, state_workers.COST
-    # Without estimates: one call at a time until a cost is known, then at most one call over.
+    # Without bounds: one call at a time across the processes, at most one call over.
     unknown_calls = sum(calls for calls, _, _ in outcomes)
     spent = store.budget_spent("budget:unknown")
     assert spent == unknown_calls * cost

@@ -7,6 +7,7 @@ sends the client's time with each operation, so Redis follows it too.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 import time
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pygent_lc.breaker import Admission, CircuitBreaker
-from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+from pygent_lc.errors import ConfigurationError, InvalidInputError, ProviderUnavailableError
 from pygent_lc.state import (
     ADMITTED,
     BreakerAdmission,
@@ -305,7 +306,7 @@ def test_breaker_matches_the_in_process_circuit_breaker(
 # -- budgets -----------------------------------------------------------------------------------
 
 
-def test_budget_without_estimates_runs_one_call_until_a_cost_is_known(store: StateStore) -> None:
+def test_budget_without_bounds_runs_one_call_at_a_time(store: StateStore) -> None:
     first = reserved(store.budget_reserve("b", 1.0))
     assert first.unknown_cost and first.amount_usd == 0.0
     waiting = store.budget_reserve("b", 1.0)
@@ -314,16 +315,38 @@ def test_budget_without_estimates_runs_one_call_until_a_cost_is_known(store: Sta
     status = store.budget_status("b")
     assert (status.spent_usd, status.reserved_usd, status.in_flight) == (0.25, 0.0, 0)
     assert status.largest_call_usd == 0.25
-    # Now each call reserves 0.25, and calls go while spend + reservations < 1.0.
-    holds = [reserved(store.budget_reserve("b", 1.0)) for _ in range(3)]
-    assert [h.amount_usd for h in holds] == [0.25] * 3
+    # A known cost bounds no later call: each still runs alone, reserving the largest cost.
+    second = reserved(store.budget_reserve("b", 1.0))
+    assert second.unknown_cost and second.amount_usd == 0.25
+    waiting = store.budget_reserve("b", 1.0)
+    assert isinstance(waiting, BudgetRefusal) and waiting.wait
+    # A call with a bound goes beside it while the bound fits.
+    bounded = reserved(store.budget_reserve("b", 1.0, 0.5))
+    assert isinstance(store.budget_reserve("b", 1.0, 0.0625), BudgetRefusal)
+    store.budget_settle(bounded, 0.5)
+    store.budget_settle(second, 0.5)  # 1.25: it passed the limit, by at most one call
     refused = store.budget_reserve("b", 1.0)
     assert isinstance(refused, BudgetRefusal) and not refused.wait
-    assert (refused.spent_usd, refused.reserved_usd, refused.limit_usd) == (0.25, 0.75, 1.0)
-    for hold in holds:
-        store.budget_settle(hold, 0.25)
-    assert store.budget_spent("b") == 1.0
-    assert isinstance(store.budget_reserve("b", 1.0), BudgetRefusal)
+    assert (refused.spent_usd, refused.reserved_usd, refused.limit_usd) == (1.25, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -0.5])
+def test_a_cost_that_is_no_amount_never_reaches_the_store(store: StateStore, bad: float) -> None:
+    hold = reserved(store.budget_reserve("bad", 1.0, 0.5))
+    with pytest.raises(InvalidInputError):
+        store.budget_settle(hold, bad)
+    with pytest.raises(InvalidInputError):
+        store.record_usage("p", "m", 1, 0, 1, 1, bad, 0.1)
+    store.budget_settle(hold, 0.25)
+    assert store.budget_status("bad").spent_usd == 0.25
+    assert store.usage_rows() == []
+
+
+def test_usage_counts_cost_faults(store: StateStore) -> None:
+    store.record_usage("p", "m", 1, 0, 1, 1, 0.0, 0.1, cost_faults=1)
+    store.record_usage("p", "m", 1, 0, 1, 1, 0.5, 0.1)
+    [row] = store.usage_rows()
+    assert (row.calls, row.cost_usd, row.cost_faults) == (2, 0.5, 1)
 
 
 def test_budget_with_estimates_stays_within_the_limit(store: StateStore) -> None:

@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 
+from pygent_lc import LangChainBackend
 from pygent_lc.errors import BudgetExceededError, ConfigurationError
+from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import ToTConfig, ToTEngine
+from tests.billed_model import BilledModel
 
 
 def _config(**overrides: Any) -> ToTConfig:
@@ -85,17 +88,62 @@ async def test_backend_budget_error_ends_the_search_cleanly(scripted, ladder):
     assert result.best is not None
 
 
+class BoundedBackend(ScriptedBackend):
+    """A scripted backend whose calls cost exactly ``cost_per_call``, and say so."""
+
+    def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
+        return self.cost_per_call
+
+
 @pytest.mark.parametrize("limit", [0.035, 0.1, 0.2])
-async def test_concurrent_calls_pass_max_cost_usd_by_at_most_one_call(scripted, ladder, limit):
+async def test_concurrent_calls_with_a_bound_never_pass_max_cost_usd(ladder, limit):
     # Each level's calls run at once (up to 8); a check of the spend before
     # each call would let them all start on the same spend and overshoot.
     cost = 0.01
-    backend = scripted(ladder, latency_s=0.01, cost_per_call=cost)
+    backend = BoundedBackend(ladder, latency_s=0.01, cost_per_call=cost)
     config = _config(max_cost_usd=limit, max_concurrency=8, adaptive_sampling=False)
     result = await ToTEngine(config, backend).solve("q")
     assert result.stats.budget_exhausted is not None
     assert result.stats.budget_exhausted.startswith("max_cost_usd")
     assert backend.peak_in_flight > 1  # the calls did run concurrently
     assert result.stats.usage is not None
-    assert result.stats.usage.cost_usd <= limit + cost + 1e-9
+    assert result.stats.usage.cost_usd <= limit + 1e-9
     assert backend.in_flight == 0
+
+
+@pytest.mark.parametrize("limit", [0.035, 0.1])
+async def test_calls_without_a_bound_run_one_at_a_time(scripted, ladder, limit):
+    cost = 0.01
+    backend = scripted(ladder, latency_s=0.01, cost_per_call=cost)
+    config = _config(max_cost_usd=limit, max_concurrency=8, adaptive_sampling=False)
+    result = await ToTEngine(config, backend).solve("q")
+    assert result.stats.budget_exhausted is not None
+    assert backend.peak_in_flight == 1
+    assert result.stats.usage is not None
+    assert result.stats.usage.cost_usd <= limit + cost + 1e-9
+
+
+async def test_a_cheap_first_call_does_not_let_a_level_of_dear_calls_pass_the_limit(ladder):
+    # The first call costs $0.0001, every later one $0.004; levels ask up to 8 at once.
+    model = BilledModel(costs=[0.0001, 0.004], delay_s=0.01, reply=ladder)
+    backend = LangChainBackend(model)
+    config = _config(max_cost_usd=0.01, max_concurrency=8, adaptive_sampling=False)
+    result = await ToTEngine(config, backend).solve("q")
+    assert result.stats.budget_exhausted is not None
+    assert result.stats.usage is not None
+    assert result.stats.usage.cost_usd <= 0.01 + 0.004 + 1e-12
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("-inf"), -1e308, float("inf"), 1e308])
+async def test_an_implausible_cost_neither_stops_nor_frees_the_search(ladder, bad):
+    model = BilledModel(costs=[0.01, bad, 0.01], delay_s=0.0, reply=ladder)
+    backend = LangChainBackend(model)
+    config = _config(max_cost_usd=0.035, max_concurrency=1)
+    result = await ToTEngine(config, backend).solve("q")
+    assert result.stats.budget_exhausted is not None
+    assert result.stats.budget_exhausted.startswith("max_cost_usd")
+    usage = result.stats.usage
+    assert usage is not None
+    # $0.01, the fault, then $0.01 a call until $0.04 >= $0.035
+    assert (usage.calls, usage.cost_faults) == (5, 1)
+    assert usage.cost_usd == pytest.approx(0.04)
