@@ -35,12 +35,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from pygent_lc.state.memory import MemoryStore
 from pygent_lc.state.op import Op
 from pygent_lc.state.store import Clock, StateStore
+from pygent_lc.state.types import CallPlan
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,11 @@ class Outage:
     misconfigured: bool = False
     """Only a change of settings fixes it (a password, a user's permissions): logged as an
     error rather than a warning."""
+    error: str = ""
+    """The error that showed it, ``Kind: message``."""
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.error})" if self.error else self.reason
 
 
 UNREACHABLE = Outage("unreachable")
@@ -102,7 +108,7 @@ class ResilientStore(StateStore):
         self._down = False
         self._backoff = retry_after_s
         self._retry_at = 0.0
-        self._outage: str | None = None
+        self._outage: Outage | None = None
         self._logged_reason: str | None = None
 
     @property
@@ -111,9 +117,29 @@ class ResilientStore(StateStore):
         return not self._down
 
     @property
-    def outage(self) -> str | None:
-        """Why operations are answered from memory now (the reason and the error), or None."""
+    def outage(self) -> Outage | None:
+        """Why operations are answered from memory now, or None."""
         return self._outage if self._down else None
+
+    def check(self) -> Outage | None:
+        """Whether the shared store serves this client now: None, or why not.
+
+        One step as before a provider call (so a Redis that takes no writes
+        fails it), straight to the shared store: nothing falls back and
+        nothing is logged (for ``pygent-lc doctor``). A bug raises.
+        """
+        try:
+            self.primary.begin_call(CallPlan())
+        except Exception as exc:
+            if (outage := self.outage_in(exc)) is None:
+                raise
+            return outage
+        return None
+
+    def outage_in(self, error: Exception) -> Outage | None:
+        """The outage an error of the shared store shows (with the error), or None for a bug."""
+        outage = self._outage_of(error)
+        return None if outage is None else replace(outage, error=_summary(error))
 
     def run(self, op: Op[T]) -> T:
         if self._skip_primary(op):
@@ -161,14 +187,13 @@ class ResilientStore(StateStore):
 
     def _outage_in(self, op: Op[T] | None, error: Exception) -> Outage | None:
         """The outage ``error`` shows; None for a bug, except in the step after a call."""
-        outage = self._outage_of(error)
+        outage = self.outage_in(error)
         if outage is None and op is not None and op.script.after_call:
-            return AFTER_CALL_FAILED
+            return replace(AFTER_CALL_FAILED, error=_summary(error))
         return outage
 
     def _went_down(self, outage: Outage, error: Exception) -> None:
         """Answer from memory until the backoff passes; log once per cause."""
-        summary = f"{outage.reason} ({type(error).__name__}: {error})"
         with self._lock:
             first = not self._down
             self._backoff = (
@@ -176,7 +201,7 @@ class ResilientStore(StateStore):
             )
             self._retry_at = self._monotonic() + self._backoff
             self._down = True
-            self._outage = summary
+            self._outage = outage
             new_cause, self._logged_reason = outage.reason != self._logged_reason, outage.reason
         if first or new_cause:
             logger.log(
@@ -184,12 +209,12 @@ class ResilientStore(StateStore):
                 "shared state store %s %s; each process now enforces limits from its own "
                 "memory; trying again in %gs (then every %gs at most)",
                 self._name,
-                summary,
+                outage,
                 self._first_backoff,
                 self._max_backoff,
             )
         else:
-            logger.debug("shared state store %s still not serving: %s", self._name, summary)
+            logger.debug("shared state store %s still not serving: %s", self._name, outage)
 
     def _came_back(self, op: Op[T]) -> None:
         if not self._down or op.script.reads_only:
@@ -227,6 +252,10 @@ class ResilientStore(StateStore):
 
     def __repr__(self) -> str:
         return f"ResilientStore({self.primary!r})"
+
+
+def _summary(error: Exception) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
 def _checker(outage_errors: tuple[type[Exception], ...] | OutageCheck) -> OutageCheck:

@@ -240,11 +240,13 @@ def test_a_wrong_or_missing_password_is_named_once_and_never_shown(
     assert "password" in line
     assert [r.levelno for r in caplog.records if r.getMessage() == line] == [logging.ERROR]
     assert "canary" not in caplog.text
-    assert store.outage is not None and "password" in store.outage
+    assert store.outage is not None and "password" in store.outage.reason
+    assert store.check() == store.outage  # asked again, straight to Redis
 
     admin(server, PASSWORD).config_set("requirepass", "wrong-pw-canary" if userinfo else "")
     recovers(store, policy, "sync")
     assert store.outage is None
+    assert store.check() is None
     store.close()
 
 
