@@ -509,6 +509,13 @@ def test_a_redis_password_it_rejects_is_named_by_chat_usage_and_doctor(
     assert doctor.returncode == 1
     (line,) = [line for line in doctor.stdout.splitlines() if line.startswith("state store")]
     assert line.split()[2] == "problem" and "password" in line
-    for proc in (chat, usage, doctor):
+    right = env_for(
+        server, PYGENT_STATE_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_with_password.port}/0"
+    )
+    fine = run_cli("doctor", "--provider", "ollama", env=right)
+    assert fine.returncode == 0, fine.stdout
+    assert "state store" not in fine.stdout
+    for proc in (chat, usage, doctor, fine, run_cli("usage", env=right)):
+        assert proc.returncode in (0, 1)
         assert "wrong-redis-pw" not in proc.stdout + proc.stderr
         assert REDIS_PASSWORD not in proc.stdout + proc.stderr

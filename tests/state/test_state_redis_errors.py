@@ -217,6 +217,8 @@ def test_a_user_without_eval_permission_degrades_with_one_line_naming_it(
     (line,) = logged(caplog)
     assert "permission" in line and "EVALSHA" in line.upper()
     assert PASSWORD not in caplog.text
+    outage = store.check()
+    assert outage is not None and outage.misconfigured  # what `pygent-lc doctor` reports
 
     admin(server).acl_setuser("app", commands=["+eval", "+evalsha"])
     recovers(store, policy, "sync")
