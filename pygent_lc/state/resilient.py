@@ -147,7 +147,7 @@ class ResilientStore(StateStore):
         try:
             result = self.primary.run(op)
         except Exception as exc:
-            if (outage := self._outage_in(op, exc)) is None:
+            if (outage := self._outage_of_step(op, exc)) is None:
                 raise
             self._went_down(outage, exc)
             return self.fallback.run(op)
@@ -160,7 +160,7 @@ class ResilientStore(StateStore):
         try:
             result = await self.primary.arun(op)
         except Exception as exc:
-            if (outage := self._outage_in(op, exc)) is None:
+            if (outage := self._outage_of_step(op, exc)) is None:
                 raise
             self._went_down(outage, exc)
             return await self.fallback.arun(op)
@@ -185,7 +185,7 @@ class ResilientStore(StateStore):
                 return False
             return True
 
-    def _outage_in(self, op: Op[T] | None, error: Exception) -> Outage | None:
+    def _outage_of_step(self, op: Op[T] | None, error: Exception) -> Outage | None:
         """The outage ``error`` shows; None for a bug, except in the step after a call."""
         outage = self.outage_in(error)
         if outage is None and op is not None and op.script.after_call:
@@ -202,8 +202,9 @@ class ResilientStore(StateStore):
             self._retry_at = self._monotonic() + self._backoff
             self._down = True
             self._outage = outage
+            # Reset when Redis serves again: one line per outage, and one per new cause.
             new_cause, self._logged_reason = outage.reason != self._logged_reason, outage.reason
-        if first or new_cause:
+        if new_cause:
             logger.log(
                 logging.ERROR if outage.misconfigured else logging.WARNING,
                 "shared state store %s %s; each process now enforces limits from its own "
@@ -231,7 +232,7 @@ class ResilientStore(StateStore):
         try:
             self.primary.clear()
         except Exception as exc:
-            if (outage := self._outage_in(None, exc)) is None:
+            if (outage := self._outage_of_step(None, exc)) is None:
                 raise
             self._went_down(outage, exc)
 
@@ -240,7 +241,7 @@ class ResilientStore(StateStore):
         try:
             await self.primary.aclear()
         except Exception as exc:
-            if (outage := self._outage_in(None, exc)) is None:
+            if (outage := self._outage_of_step(None, exc)) is None:
                 raise
             self._went_down(outage, exc)
 
