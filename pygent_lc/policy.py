@@ -329,14 +329,19 @@ class _ProviderCall:
 
 
 def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> CallPlan | None:
-    """What to ask the store before a call; None when nothing needs asking."""
+    """What to ask the store before a call; None when nothing needs asking.
+
+    A call whose usage is recorded after it asks before it too, even with no
+    limit: the step before is how a store that cannot record (a Redis that
+    takes no writes) is found out before the provider is paid, not after.
+    """
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
     budgets: tuple[BudgetSpec, ...] = ()
     if policy.budget is not None:
         max_tokens = kwargs.get("max_tokens") or _max_tokens_of(policy.bound)
         budgets = (policy.budget.spec(_prompt_text(input), max_tokens),)
     rates = (policy.rate,) if policy.rate is not None else ()
-    if circuit is None and not budgets and not rates:
+    if circuit is None and not budgets and not rates and not policy.record_usage:
         return None
     return CallPlan(breaker=circuit.spec if circuit else None, rates=rates, budgets=budgets)
 

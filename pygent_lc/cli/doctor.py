@@ -3,7 +3,9 @@
 What ``pygent-lc doctor`` prints. Each provider checks itself
 (``ProviderSpec.health`` in the provider registry); only providers whose
 configuration is complete are contacted. ``probe`` also asks each healthy one
-for a few tokens, through the same chain an agent would use.
+for a few tokens, through the same chain an agent would use. With a shared
+state store (``PYGENT_STATE_URL``), one more line names a password or a
+user's permissions that its Redis refuses.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ from pygent_lc.langchain_backend import LangChainBackend
 from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.providers.status import ProviderHealth, Status, one_line, timed
 from pygent_lc.settings import ProviderName, Settings
+from pygent_lc.state import ResilientStore, open_store, redact_url
+from pygent_lc.state.urls import MEMORY_URLS
 
 PROBE_PROMPT = "Reply with the single word OK."
+STATE_STORE = "state store"
+"""The name of the report's line about ``PYGENT_STATE_URL``'s store, when it has a problem."""
 
 
 def diagnose(
@@ -31,7 +37,27 @@ def diagnose(
         if probe and health.status == "ok":
             health = _probe(name, settings, health)
         report.append(health)
-    return report
+    store = _state_store_problem(settings)
+    return report if store is None else [*report, store]
+
+
+def _state_store_problem(settings: Settings) -> ProviderHealth | None:
+    """A line when the shared state store refuses this client (its password, its ACL).
+
+    Every call would fall back to per-process limits; a Redis that is down or
+    read-only is an outage that passes, and calls are answered meanwhile.
+    """
+    url = settings.state_url.get_secret_value() if settings.state_url is not None else None
+    if url is None or url.strip() in MEMORY_URLS:
+        return None
+    store = open_store(url)
+    try:
+        outage = store.check() if isinstance(store, ResilientStore) else None
+    finally:
+        store.close()
+    if outage is None or not outage.misconfigured:
+        return None
+    return ProviderHealth(STATE_STORE, "problem", f"{redact_url(url)} {outage}")
 
 
 def setup_hint() -> str:

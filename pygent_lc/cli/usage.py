@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from pygent_lc.state import ResilientStore, UsageRow, open_store, redact_url
+from pygent_lc.state.resilient import UNREACHABLE
 from pygent_lc.state.urls import MEMORY_URLS
 
 STATE_URL_ENV = "PYGENT_STATE_URL"
@@ -36,15 +37,22 @@ def is_shared_store_url(url: str | None) -> bool:
 def fleet_usage(url: str) -> list[UsageRow]:
     """The usage totals in the store ``url`` names, sorted by provider and model.
 
-    Raises :class:`StoreUnreachableError` when it does not answer (rather than
-    the empty totals of this process's memory, which would mislead).
+    Raises :class:`StoreUnreachableError` when it does not answer, or refuses
+    this client (a wrong or missing password, a user without permission),
+    rather than show the empty totals of this process's memory, which would
+    mislead. The shared store is asked directly, so no log line repeats it.
     """
     store = open_store(url)
     try:
-        rows = store.usage_rows()
-        if isinstance(store, ResilientStore) and not store.shared:
-            raise StoreUnreachableError(f"state store {redact_url(url)} did not answer")
-        return rows
+        if not isinstance(store, ResilientStore):
+            return store.usage_rows()
+        try:
+            return store.primary.usage_rows()
+        except Exception as exc:
+            if (outage := store.outage_in(exc)) is None:
+                raise
+        problem = "did not answer" if outage.reason == UNREACHABLE.reason else outage.reason
+        raise StoreUnreachableError(f"state store {redact_url(url)} {problem}")
     finally:
         store.close()
 

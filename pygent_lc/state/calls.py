@@ -4,7 +4,9 @@ Every state change a call makes is one of these two scripts, so a call costs
 at most two round trips to Redis however many limits apply; the single
 operations (``take_rate_token``, ``breaker_admit``, ``budget_settle`` ...)
 are these scripts with one part filled in. ``begin`` checks everything
-before it changes anything, so a refused call takes nothing.
+before it changes anything, so a refused call takes nothing; it only writes
+one key first (:func:`writable_key`), so that a Redis that takes no writes
+says so before the provider is called, not after.
 """
 
 from __future__ import annotations
@@ -39,6 +41,19 @@ from pygent_lc.state.types import (
 
 MIN_RATE_WAIT_S = 1e-6
 """A refusal never says "retry in 0 s" (rounding could make the computed wait 0)."""
+
+WRITABLE_TTL_MS = 60_000
+"""How long the key ``begin`` writes first lives (it only proves that Redis takes writes)."""
+
+
+def writable_key(prefix: str) -> str:
+    """The key ``begin`` writes before anything else.
+
+    A read-only replica or a Redis out of memory refuses that write, so the step before a
+    provider call fails whatever the plan (a closed breaker, say, only reads), and the
+    call goes on under per-process limits instead of failing after it was paid for.
+    """
+    return f"{prefix}writable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,7 @@ BEGIN_LUA = _step_script(
     circuit.BREAKER_LUA,
     rate.RATE_LUA,
     body="""
+redis.call('SET', KEYS[#KEYS], ARGV[1], 'PX', ARGV[#ARGV])
 local rates = {}
 for i = 1, tonumber(ARGV[2]) do
   rates[i] = {key = KEYS[k], clock = KEYS[k + 1], limit = tonumber(ARGV[a]),
@@ -198,6 +214,8 @@ def _encode_begin(request: Begin, prefix: str) -> Encoded:
         args += [1, breaker.cooldown_s, request.probe_id]
     else:
         args.append(0)
+    keys.append(writable_key(prefix))
+    args.append(WRITABLE_TTL_MS)
     return Encoded(keys=keys, args=args)
 
 
@@ -381,9 +399,14 @@ BEGIN: Script[Begin, CallStart] = Script(
 """Check budgets, the breaker and rate limits; take them all, or nothing."""
 
 END: Script[End, CallEnded] = Script(
-    name="end", lua=END_LUA, encode=_encode_end, decode=_decode_end, local=_local_end
+    name="end",
+    lua=END_LUA,
+    encode=_encode_end,
+    decode=_decode_end,
+    local=_local_end,
+    after_call=True,
 )
 """Settle reservations, record usage, tell the breaker how the call ended."""
 
 
-__all__ = ["BEGIN", "END", "MIN_RATE_WAIT_S", "Begin", "End"]
+__all__ = ["BEGIN", "END", "MIN_RATE_WAIT_S", "WRITABLE_TTL_MS", "Begin", "End", "writable_key"]

@@ -49,7 +49,7 @@ def open_store(
             field="state_url",
         )
     try:
-        from pygent_lc.state.redis_store import RedisStore
+        from pygent_lc.state.redis_store import RedisStore, outage_of
     except ImportError as exc:
         if exc.name is not None and exc.name.split(".")[0] != "redis":
             raise
@@ -70,7 +70,7 @@ def open_store(
         ) from None
     return ResilientStore(
         primary,
-        primary.outage_errors,
+        outage_of,
         fallback=MemoryStore(prefix=prefix, clock=clock),
         name=shown,
         retry_after_s=retry_after_s,

@@ -63,6 +63,11 @@ class Script(Generic[R, S]):
     encode: Callable[[R, str], Encoded]
     decode: Callable[[R, Any], S]
     local: Callable[[MemoryState, R], S]
+    reads_only: bool = False
+    """Changes nothing: a Redis that takes no writes still answers it."""
+    after_call: bool = False
+    """Records what a provider call did, after it: no error of the shared store may lose
+    the call's reply, so :class:`~pygent_lc.state.ResilientStore` answers it from memory."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,6 +79,7 @@ def _local_breaker(state: MemoryState, request: BreakerQuery) -> BreakerStatus:
 
 BREAKER_STATUS: Script[BreakerQuery, BreakerStatus] = Script(
     name="breaker_status",
+    reads_only=True,
     lua=BREAKER_STATUS_LUA,
     encode=lambda q, prefix: Encoded(
         keys=[circuit.breaker_key(prefix, q.key)], args=[q.now, q.cooldown_s]
@@ -162,6 +163,7 @@ def _local_usage(state: MemoryState, request: UsageQuery) -> list[UsageRow]:
 
 USAGE_ROWS: Script[UsageQuery, list[UsageRow]] = Script(
     name="usage_rows",
+    reads_only=True,
     lua=LUA_PRELUDE + usage_log.USAGE_LUA + usage_log.USAGE_ROWS_LUA,
     encode=lambda q, prefix: Encoded(keys=[usage_log.usage_index(prefix)], args=[]),
     decode=_decode_usage,
@@ -183,6 +185,7 @@ INFLIGHT_ENTER: Script[TicketTake, int] = Script(
 
 INFLIGHT_EXIT: Script[TicketReturn, int] = Script(
     name="inflight_exit",
+    after_call=True,
     lua=inflight.INFLIGHT_EXIT_LUA,
     encode=lambda q, prefix: Encoded(
         keys=[inflight.inflight_key(prefix, q.ticket.key)], args=[q.now, q.ticket.ticket_id]
@@ -193,6 +196,7 @@ INFLIGHT_EXIT: Script[TicketReturn, int] = Script(
 
 INFLIGHT_COUNT: Script[TicketCount, list[int]] = Script(
     name="inflight_count",
+    reads_only=True,
     lua=inflight.INFLIGHT_COUNT_LUA,
     encode=lambda q, prefix: Encoded(
         keys=[inflight.inflight_key(prefix, key) for key in q.keys], args=[q.now]
@@ -203,6 +207,7 @@ INFLIGHT_COUNT: Script[TicketCount, list[int]] = Script(
 
 CACHE_GET: Script[CacheRead, str | None] = Script(
     name="cache_get",
+    reads_only=True,
     lua=cache.CACHE_GET_LUA,
     encode=lambda q, prefix: Encoded(keys=[cache.cache_key(prefix, q.namespace)], args=[q.key]),
     decode=lambda q, reply: None if reply is None else str(reply),

@@ -23,6 +23,7 @@ Sentinel, is.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,17 +38,80 @@ from redis.commands.core import Script as RedisScript
 from redis.retry import Retry
 
 from pygent_lc.state.op import Op, Script
+from pygent_lc.state.resilient import UNREACHABLE, Outage
 from pygent_lc.state.store import DEFAULT_PREFIX, Clock, StateStore
 from pygent_lc.state.urls import redact_url
 
 T = TypeVar("T")
 
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,  # refused, reset, and BusyLoadingError (loading data)
+    redis.exceptions.ConnectionError,  # refused, reset, loading data, a wrong password
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,  # a replica after a failover
+    redis.exceptions.OutOfMemoryError,  # maxmemory reached, with noeviction
+    redis.exceptions.NoPermissionError,  # an ACL without EVAL/EVALSHA
+    redis.exceptions.MasterDownError,  # a replica that lost its primary
 )
-"""Errors that mean "Redis is not serving now", as opposed to a bug in a script."""
+"""Errors that mean "Redis is not serving now", as opposed to a bug in a script.
+
+Redis before 7 wraps the error of a command inside a script in a plain
+``ResponseError`` (``Error running script ...: -READONLY ...``): :func:`outage_of`
+reads those too."""
+
+CREDENTIALS = Outage(
+    "rejected the password (wrong or missing): check the password in the state store URL",
+    misconfigured=True,
+)
+PERMISSION = Outage(
+    "denied this user a command the state store runs: its ACL must allow EVAL and "
+    "EVALSHA (+eval +evalsha) on the keys under the prefix",
+    misconfigured=True,
+)
+READ_ONLY = Outage("is read-only (a replica, after a failover?)")
+OUT_OF_MEMORY = Outage("is out of memory (maxmemory reached, maxmemory-policy noeviction)")
+NOT_SERVING = Outage("is not serving now")
+
+_BY_CODE = {
+    "NOAUTH": CREDENTIALS,
+    "WRONGPASS": CREDENTIALS,
+    "NOPERM": PERMISSION,
+    "READONLY": READ_ONLY,
+    "OOM": OUT_OF_MEMORY,
+    "MISCONF": NOT_SERVING,  # writes stopped: its last snapshot failed
+    "MASTERDOWN": NOT_SERVING,
+    "LOADING": NOT_SERVING,
+    "BUSY": NOT_SERVING,  # another script runs too long
+}
+_BY_CLASS: tuple[tuple[type[Exception], Outage], ...] = (
+    (redis.exceptions.AuthenticationError, CREDENTIALS),
+    (redis.exceptions.NoPermissionError, PERMISSION),
+    (redis.exceptions.ReadOnlyError, READ_ONLY),
+    (redis.exceptions.OutOfMemoryError, OUT_OF_MEMORY),
+    (redis.exceptions.MasterDownError, NOT_SERVING),
+    (redis.exceptions.ConnectionError, UNREACHABLE),
+    (redis.exceptions.TimeoutError, UNREACHABLE),
+)
+_SCRIPT_ERROR_CODE = re.compile(r"\s-([A-Z][A-Z0-9_]*)\s")
+"""The code of a command's error inside a script's error (Redis before 7)."""
+
+
+def outage_of(error: Exception) -> Outage | None:
+    """Why ``error`` means Redis will not serve this client now; None when it does not (a bug).
+
+    A password Redis rejects and a user without permission are outages too,
+    but ones only a change of settings ends (``misconfigured``).
+    """
+    for kind, outage in _BY_CLASS:
+        if isinstance(error, kind):
+            return outage
+    if not isinstance(error, redis.exceptions.ResponseError):
+        return None
+    code = getattr(error, "status_code", None)
+    if code not in _BY_CODE:
+        found = _SCRIPT_ERROR_CODE.search(str(error))
+        code = found.group(1) if found else None
+    return _BY_CODE.get(code) if code is not None else None
+
 
 CONNECT_TIMEOUT_S = 0.5
 TIMEOUT_S = 1.0
@@ -190,4 +254,4 @@ class RedisStore(StateStore):
         self.close()
 
 
-__all__ = ["OUTAGE_ERRORS", "RedisStore"]
+__all__ = ["OUTAGE_ERRORS", "RedisStore", "outage_of"]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import ProviderSkippedWarning, cli
@@ -31,8 +32,10 @@ from pygent_lc.tot import check_24
 from tests.helpers import CANARY_KEY, closed_port
 from tests.loopback_server import LoopbackServer
 from tests.loopback_server.answers import last_user_text
+from tests.redis_server import RedisServer
 
 EXE = Path(sys.executable).with_name("pygent-lc")
+REDIS_PASSWORD = "redis-pw-canary"
 JSON_KEYS = {
     "problem",
     "task",
@@ -469,3 +472,50 @@ def test_usage_from_a_redis_that_does_not_answer_exits_1() -> None:
     assert error.startswith("error: state store redis://127.0.0.1:")
     assert error.endswith("did not answer")
     assert hint.startswith("hint: ")
+
+
+@pytest.fixture
+def redis_with_password() -> Iterator[RedisServer]:
+    with RedisServer() as redis_server:
+        client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+        client.config_set("requirepass", REDIS_PASSWORD)
+        client.close()
+        yield redis_server
+
+
+@pytest.mark.live_local
+@pytest.mark.parametrize("userinfo", [":wrong-redis-pw@", ""], ids=["wrong", "missing"])
+def test_a_redis_password_it_rejects_is_named_by_chat_usage_and_doctor(
+    server: LoopbackServer, redis_with_password: RedisServer, userinfo: str
+) -> None:
+    server.responder = lambda protocol, body: f"{protocol} says hello"
+    url = f"redis://{userinfo}127.0.0.1:{redis_with_password.port}/0"
+    env = env_for(server, PYGENT_STATE_URL=url)
+
+    chat = run_cli("chat", "hi", "--provider", "ollama", env=env)
+    assert chat.returncode == 0, chat.stderr  # answered, under per-process limits
+    assert chat.stdout == "ollama says hello\n"
+    (named,) = [line for line in chat.stderr.splitlines() if "password" in line]
+    assert f"127.0.0.1:{redis_with_password.port}" in named
+
+    usage = run_cli("usage", env=env)
+    assert usage.returncode == 1
+    error, hint = usage.stderr.splitlines()
+    assert error.startswith("error: state store redis://")
+    assert "password" in error
+    assert hint.startswith("hint: ")
+
+    doctor = run_cli("doctor", "--provider", "ollama", env=env)
+    assert doctor.returncode == 1
+    (line,) = [line for line in doctor.stdout.splitlines() if line.startswith("state store")]
+    assert line.split()[2] == "problem" and "password" in line
+    right = env_for(
+        server, PYGENT_STATE_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_with_password.port}/0"
+    )
+    fine = run_cli("doctor", "--provider", "ollama", env=right)
+    assert fine.returncode == 0, fine.stdout
+    assert "state store" not in fine.stdout
+    for proc in (chat, usage, doctor, fine, run_cli("usage", env=right)):
+        assert proc.returncode in (0, 1)
+        assert "wrong-redis-pw" not in proc.stdout + proc.stderr
+        assert REDIS_PASSWORD not in proc.stdout + proc.stderr

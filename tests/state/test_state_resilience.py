@@ -184,17 +184,21 @@ def test_backoff_tries_the_primary_once_per_period_and_doubles(
     tries = []
     for step in (1.0, 2.0, 3.0, 3.0):  # 1 s, then doubling up to 3 s
         now[0] += step - 0.01
-        store.cache_get("n", "k")
+        store.cache_set("n", "k", "v")
         before = primary.calls
         now[0] += 0.01
-        store.cache_get("n", "k")
-        store.cache_get("n", "k")  # the next caller waits for the next period
+        store.cache_get("n", "k")  # what only reads stays on memory while Redis is down
+        store.cache_set("n", "k", "v")
+        store.cache_set("n", "k", "v")  # the next caller waits for the next period
         tries.append(primary.calls - before)
     assert tries == [1, 1, 1, 1]
     primary.down = False
     now[0] += 3.0
-    assert store.cache_get("n", "k") == "v"  # from Redis's twin: shared again
+    assert store.cache_get("n", "k") == "v"  # from memory: a read does not try Redis
+    assert not store.shared
+    store.cache_set("n", "k", "w")  # a write does, and finds it back
     assert store.shared
+    assert primary.cache_get("n", "k") == "w"
     assert len(warnings_in(caplog)) == 1
     assert len(infos_in(caplog)) == 1
 
