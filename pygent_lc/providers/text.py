@@ -147,6 +147,8 @@ class StreamText:
     def accept(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
         """``chunk`` with encodable text (itself when it already was)."""
         message = chunk.message
+        if not self._held and _plain(message):
+            return chunk  # the common chunk: clean text and nothing else
         updates: dict[str, Any] = {}
         for field in _STREAMED_FIELDS:
             value = getattr(message, field, None)
@@ -216,6 +218,19 @@ async def aclean_chunks(
         yield text.accept(chunk)
     if (last := text.leftover()) is not None:
         yield last
+
+
+def _plain(message: BaseMessage) -> bool:
+    """Whether ``message`` is clean text alone (no extras, no tool calls)."""
+    content = message.content
+    return (
+        isinstance(content, str)
+        and clean_text(content) is content
+        and not message.additional_kwargs
+        and not getattr(message, "tool_call_chunks", None)
+        and not getattr(message, "tool_calls", None)
+        and not getattr(message, "invalid_tool_calls", None)
+    )
 
 
 def _item_key(item: object, position: int) -> object:
