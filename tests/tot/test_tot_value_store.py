@@ -196,6 +196,17 @@ def test_sqlite_store_refuses_a_database_it_did_not_make(tmp_path: Path, schema:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
 
 
+def test_sqlite_store_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, and longer than a header would be " * 4)
+    before = path.read_bytes()
+    with pytest.raises(ConfigurationError) as caught:
+        SQLiteValueStore(path)
+    assert caught.value.field == "value_cache"
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_sqlite_store_reopens_its_own_file_and_an_empty_one(tmp_path: Path) -> None:
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()
