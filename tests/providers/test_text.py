@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 from pydantic import BaseModel, SecretStr
@@ -178,6 +179,27 @@ async def test_half_a_pair_at_the_end_of_a_stream_is_delivered(
         parts = [str(chunk.content) async for chunk in model.astream("hi")]
     assert "".join(parts) == "bye \ufffd"
     assert "bye " in parts  # the text before the half pair was not held back
+
+
+class _Tokens(BaseCallbackHandler):
+    """Records the tokens a streaming callback sees (as LangGraph's message stream does)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        self.tokens.append(token)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_streaming_callbacks_see_encodable_tokens(wire: MockServer, provider: str) -> None:
+    model = _model(provider, wire, "stream").model_copy(update={"streaming": True})
+    seen = _Tokens()
+    reply = model.bind_tools([Answer]).invoke("hi", config={"callbacks": [seen]})
+    assert reply.content == CONTENT_TEXT
+    for token in seen.tokens:
+        token.encode("utf-8")
+    assert "".join(seen.tokens) == CONTENT_TEXT
 
 
 # ---------------------------------------------------------------- the functions
