@@ -203,6 +203,19 @@ def test_streaming_callbacks_see_encodable_tokens(wire: MockServer, provider: st
     assert "".join(seen.tokens) == CONTENT_TEXT
 
 
+@pytest.mark.parametrize("mode", MODES)
+async def test_tool_call_arguments_that_escape_a_lone_surrogate(
+    wire: MockServer, mode: Mode
+) -> None:
+    """Arguments are JSON text: ``\\ud800`` in them would parse to a lone surrogate."""
+    pieces = {"content": [""], "reasoning": ["r"], "args": ['{"value": "\\ud8', '00 ok"}']}
+    streams = mode in ("stream", "astream")
+    wire.script(_sse(pieces, "reasoning") if streams else _completion(pieces, "reasoning"))
+    settings = Settings(openrouter_api_key="sk-or-test", openrouter_model="m")
+    reply, _ = await _reply(openrouter_model(settings, **wire.openai_clients()), mode)
+    assert [call["args"] for call in reply.tool_calls] == [{"value": "\ufffd ok"}]
+
+
 # ---------------------------------------------------------------- the functions
 @pytest.mark.parametrize(
     ("raw", "clean"),
