@@ -35,6 +35,7 @@ from pygent_lc.errors import (
 from pygent_lc.providers.error_mapping import map_exception
 from pygent_lc.providers.forced_tools import as_chunk
 from pygent_lc.providers.http import ProviderHttp
+from pygent_lc.providers.text import StreamText, clean_result
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ class ProviderBoundary(BaseChatModel):
         )
 
     def _answered(self, result: ChatResult) -> ChatResult:
+        """``result`` with encodable text (:mod:`pygent_lc.providers.text`), if it is an answer."""
+        result = clean_result(result)
         if any(_has_content(generation.message) for generation in result.generations):
             return result
         info = result.generations[0].generation_info if result.generations else None
@@ -204,6 +207,7 @@ class ProviderBoundary(BaseChatModel):
             try:
                 for chunk in super()._stream(request.messages, stop, run_manager, **request.kwargs):
                     yield from watch.accept(chunk)
+                yield from watch.leftover()
             except Exception as exc:
                 watch.failed(exc)
         watch.raise_unless_complete()
@@ -231,6 +235,8 @@ class ProviderBoundary(BaseChatModel):
                 ):
                     for ready in watch.accept(chunk):
                         yield ready
+                for ready in watch.leftover():
+                    yield ready
             except Exception as exc:
                 watch.failed(exc)
         watch.raise_unless_complete()
@@ -250,6 +256,8 @@ class ProviderBoundary(BaseChatModel):
 class _ReplyWatch:
     """Follows one stream: its text, whether it finished, and whether it said anything.
 
+    Its text is made encodable on the way (:class:`~pygent_lc.providers.text.StreamText`).
+
     Chunks without content (the role chunk, keep-alives) are held back until
     the first chunk with content, so a reply that turns out empty raises before
     anything was delivered, and the chain can still fall back.
@@ -264,6 +272,7 @@ class _ReplyWatch:
         self._finish_reason: object = None
         self._tool_names: dict[object, str] = {}
         self._failure: Exception | None = None
+        self._text = StreamText()
 
     def _drop_repeated_tool_names(self, message: BaseMessage) -> None:
         """Keep a tool call's name on its first chunk only.
@@ -281,6 +290,7 @@ class _ReplyWatch:
 
     def accept(self, chunk: ChatGenerationChunk) -> list[ChatGenerationChunk]:
         """The chunks to deliver now that ``chunk`` arrived."""
+        chunk = self._text.accept(chunk)
         self._drop_repeated_tool_names(chunk.message)
         if self._model._is_final_chunk(chunk):
             self._finished = True
@@ -295,6 +305,11 @@ class _ReplyWatch:
         ready, self._held = self._held, []
         self._parts.extend(held.text for held in ready)
         return ready
+
+    def leftover(self) -> list[ChatGenerationChunk]:
+        """The chunks to deliver once the stream has ended: half a pair still held back."""
+        last = self._text.leftover()
+        return [] if last is None else self.accept(last)
 
     def text(self) -> str:
         return "".join(self._parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,6 +25,7 @@ from pygent_lc.providers.cache_markers import without_cache_markers
 from pygent_lc.providers.error_mapping import map_exception
 from pygent_lc.providers.http import ProviderHttp
 from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line, timed
+from pygent_lc.providers.text import aclean_chunks, clean_chunks
 from pygent_lc.settings import Settings
 
 # Per-call keywords that ``ChatOllama`` would otherwise send at the top level of
@@ -78,6 +80,19 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
 
     def _is_final_chunk(self, chunk: ChatGenerationChunk) -> bool:
         return (chunk.generation_info or {}).get("done") is True
+
+    def _iterate_over_stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        """Ollama's lines with encodable text, for ``invoke`` too: ``ChatOllama``
+        joins them into one reply, which a surrogate would make fail
+        (:mod:`pygent_lc.providers.text`)."""
+        return clean_chunks(super()._iterate_over_stream(messages, stop, **kwargs))
+
+    def _aiterate_over_stream(
+        self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        return aclean_chunks(super()._aiterate_over_stream(messages, stop, **kwargs))
 
     def _chat_params(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any

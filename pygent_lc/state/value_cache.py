@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from pygent_lc.state.store import StateStore
-from pygent_lc.tot.value_store import StoredValue
+from pygent_lc.tot.value_store import Scores, StoredValue, UnusableValues
 
 NAMESPACE = "tot-values"
 
@@ -23,15 +25,19 @@ class SharedValueStore:
     def __init__(self, store: StateStore, namespace: str = NAMESPACE) -> None:
         self.store = store
         self.namespace = namespace
+        self._unusable = UnusableValues(f"the shared value cache ({namespace!r})")
 
     def get(self, key: str) -> StoredValue | None:
+        """The value under ``key``; ``None`` (and one warning per store) when unusable."""
         raw = self.store.cache_get(self.namespace, key)
         if raw is None:
             return None
-        data = json.loads(raw)
-        return StoredValue(
-            scores=tuple(float(s) for s in data["scores"]), settled=bool(data["settled"])
-        )
+        try:
+            row = _Row.model_validate_json(raw)
+        except ValidationError:
+            self._unusable.ignored(key, "it is not a JSON object of finite scores and settled")
+            return None
+        return StoredValue(scores=row.scores, settled=row.settled)
 
     def put(self, key: str, value: StoredValue) -> None:
         raw = json.dumps({"scores": list(value.scores), "settled": value.settled})
@@ -39,6 +45,14 @@ class SharedValueStore:
 
     def close(self) -> None:
         """Nothing to release here (the store is not ours)."""
+
+
+class _Row(BaseModel):
+    """A stored value, as JSON: ``{"scores": [...], "settled": true}``."""
+
+    model_config = ConfigDict(strict=True)
+    scores: Scores
+    settled: bool
 
 
 __all__ = ["NAMESPACE", "SharedValueStore"]

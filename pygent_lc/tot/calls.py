@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.budget import CostBudget, Hold
 from pygent_lc.errors import AllProvidersFailedError, BudgetExceededError, ProviderError
+from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.tasks.prompt import static_prefix
 
@@ -175,7 +176,9 @@ class LLMCaller:
             self._in_flight += 1
             self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
             try:
-                return await self._backend.generate(prompt, **kwargs)
+                # The reply goes on in later prompts: text no provider could be
+                # sent (half a surrogate pair) must not be blamed on the caller.
+                return clean_text(await self._backend.generate(prompt, **kwargs))
             except BudgetExceededError as exc:
                 # The backend's own budget: end the search like ours would.
                 self._phase.attempted -= 1

@@ -135,6 +135,28 @@ def limits(protocol: str, body: Mapping[str, Any]) -> tuple[int | None, list[str
     return limit, _as_stops(body.get("stop"))
 
 
+def utf16_halves(text: str) -> list[str]:
+    """``text`` cut between the two UTF-16 halves of each character outside the BMP
+    (the pieces concatenate to ``text`` with those characters as surrogate pairs)."""
+    pieces: list[str] = []
+    current = ""
+    for char in text:
+        if ord(char) <= 0xFFFF:
+            current += char
+            continue
+        offset = ord(char) - 0x10000
+        pieces.append(current + chr(0xD800 + (offset >> 10)))
+        current = chr(0xDC00 + (offset & 0x3FF))
+    pieces.append(current)
+    return [piece for piece in pieces if piece]
+
+
+def split_surrogates(answer: Answer) -> Answer:
+    """``answer`` with each token cut by :func:`utf16_halves`: one chunk per piece."""
+    tokens = tuple(piece for token in answer.tokens for piece in utf16_halves(token))
+    return Answer(tokens, answer.finish_reason, answer.prompt_tokens)
+
+
 def build_answer(text: str, protocol: str, body: Mapping[str, Any]) -> Answer:
     max_tokens, stops = limits(protocol, body)
     cut = len(text)

@@ -23,6 +23,7 @@ FaultKind = Literal[
     "latency",
     "drip",
     "html_error",
+    "split_surrogates",
 ]
 
 DEFAULT_PROVIDER_ERROR_METADATA: dict[str, Any] = {
@@ -140,6 +141,15 @@ class Fault:
     def html_error(cls, code: int = 502) -> Fault:
         """An HTTP error whose body is a proxy's HTML page, not the protocol's JSON."""
         return cls(kind="html_error", code=code)
+
+    @classmethod
+    def split_surrogates(cls) -> Fault:
+        """A normal answer whose characters outside the BMP (emoji) are sent as their
+        two UTF-16 halves, each in its own chunk: JSON ``"\\ud83d"`` in one SSE event
+        or NDJSON line, ``"\\ude00"`` in the next. (A reply is one piece when not
+        streamed, where JSON joins the halves; a lone surrogate is the responder's
+        to send: JSON spells it ``"\\ud800"``.)"""
+        return cls(kind="split_surrogates")
 
     @classmethod
     def drip(cls, interval: float = 0.1) -> Fault:

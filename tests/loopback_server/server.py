@@ -25,7 +25,14 @@ from types import TracebackType
 from typing import Any, Literal, NoReturn
 from urllib.parse import parse_qs
 
-from .answers import Answer, Responder, build_answer, echo_responder, marked_prefixes
+from .answers import (
+    Answer,
+    Responder,
+    build_answer,
+    echo_responder,
+    marked_prefixes,
+    split_surrogates,
+)
 from .catalogs import (
     default_openrouter_catalog,
     normalize_openrouter_entry,
@@ -491,6 +498,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         answer = build_answer(owner.responder("openrouter", body), "openrouter", body)
+        if kind == "split_surrogates":
+            answer = split_surrogates(answer)
 
         if kind == "mid_stream_error":
             self._start_chunked("text/event-stream", hdrs)
@@ -697,7 +706,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(_ndjson({"error": fault.message or "an error was encountered"}))
             self._end_chunked()
             return
-        if kind in ("ok", "latency") and not owner._ollama_installed(model):
+        if kind in ("ok", "latency", "split_surrogates") and not owner._ollama_installed(model):
             self._send_json(404, {"error": _ollama_not_found(model)})
             return
 
@@ -707,6 +716,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         answer = build_answer(owner.responder("ollama", body), "ollama", body)
+        if kind == "split_surrogates":
+            answer = split_surrogates(answer)
 
         if kind == "mid_stream_error":
             self._start_chunked(ndjson)

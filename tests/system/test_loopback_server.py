@@ -780,3 +780,28 @@ def test_langchain_chat_models_against_server(srv: LoopbackServer) -> None:
     local = lc_ollama.ChatOllama(model="llama3.2", base_url=srv.ollama_base_url, num_predict=2)
     assert local.invoke("three little pigs").content == "echo: three"
     assert srv.requests("ollama")[-1].json["options"]["num_predict"] == 2
+
+
+def test_fault_split_surrogates_sends_each_half_in_its_own_chunk(
+    srv: LoopbackServer, orc: httpx.Client, olc: httpx.Client
+) -> None:
+    srv.responder = lambda protocol, body: "hi \U0001f600 there \ud800"
+    srv.script("openrouter", [Fault.split_surrogates()])
+    with orc.stream("POST", CHAT, json=_or_body(stream=True)) as r:
+        raw = r.read().decode()
+    _, events = _sse_events(raw)
+    assert [e["choices"][0]["delta"]["content"] for e in events[:-2]] == [
+        "hi",
+        " \ud83d",
+        "\ude00",
+        " there",
+        " \ud800",
+    ]
+    assert '" \\ud83d"' in raw  # as JSON escapes, the halves in separate events
+    srv.script("ollama", [Fault.split_surrogates()])
+    with olc.stream("POST", "/api/chat", json={"model": "llama3.2", "messages": _msgs("x")}) as r:
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    assert [line["message"]["content"] for line in lines][1:3] == [" \ud83d", "\ude00"]
+    srv.script("openrouter", [Fault.split_surrogates()])
+    whole = orc.post(CHAT, json=_or_body()).json()  # not streamed: JSON joins the halves
+    assert whole["choices"][0]["message"]["content"] == "hi \U0001f600 there \ud800"

@@ -19,6 +19,7 @@ from pygent_lc.errors import (
 from pygent_lc.tot import GenericTask, ToTConfig, ToTEngine, ToTResult, observe
 from pygent_lc.tot.calls import gather_or_cancel
 from pygent_lc.tot.search import SearchContext
+from tests.tot.conftest import prompt_kind
 
 
 def _config(**overrides: Any) -> ToTConfig:
@@ -469,3 +470,29 @@ async def test_an_engine_observer_sees_each_level_beside_the_global_one(scripted
     assert log[-2:] == [("own", "solved", 0), ("global", "solved", 0)]
     await ToTEngine(_config(), scripted(ladder)).solve("q")  # no observer: nothing to see
     assert len(log) == 10
+
+
+@pytest.mark.parametrize("through", ["backend", "chat model"])
+async def test_a_reply_with_surrogates_is_not_blamed_on_the_caller(scripted, ladder, through):
+    """A thought with half a pair, or a pair as two code points, goes on in later
+    prompts as encodable text; the caller's problem was fine."""
+    from pygent_lc.langchain_backend import LangChainBackend
+    from pygent_lc.testing import ScriptedChatModel
+
+    def reply(prompt: str) -> str:
+        text: str = ladder(prompt)
+        if prompt_kind(prompt) in ("propose", "sample"):
+            return text.replace("step ", "step \ud800\ud83d\ude00 ")
+        return text
+
+    backend = (
+        scripted(reply)
+        if through == "backend"
+        else LangChainBackend(ScriptedChatModel(reply=reply))
+    )
+    result = await ToTEngine(_config(), backend).solve("What is the answer?")
+    assert result.solved
+    assert result.best is not None
+    assert result.best.path[0] == "step \ufffd\U0001f600 a"
+    for node in result.tree.nodes:
+        node.text.encode("utf-8")

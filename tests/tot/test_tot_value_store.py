@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import subprocess
+import sys
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -18,6 +23,7 @@ from pygent_lc.tot.value_store import (
     ValueStore,
     open_value_store,
 )
+from tests.helpers import ROOT
 from tests.tot.conftest import Reply
 
 PUZZLE = "4 9 10 13"
@@ -152,3 +158,224 @@ async def test_a_redis_value_cache_is_shared_by_engines_of_any_process(redis_url
     assert first.stats.evaluation_calls > 0
     assert later.stats.evaluation_calls == 0  # another engine (or process) reused the values
     assert later.solved
+
+
+# --- a cache file that is not ours, tampered with, or failing mid-run -----------------
+
+
+def _snapshot(path: Path) -> tuple[bytes, list[str], str]:
+    """The file's bytes, its tables and its journal mode (read without writing)."""
+    data = path.read_bytes()
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master")]
+        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+    return data, sorted(tables), mode
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)",
+        "CREATE TABLE tot_values (key TEXT PRIMARY KEY, score REAL)",
+        "CREATE TABLE tot_values (key TEXT, scores TEXT, settled INTEGER)",
+        "CREATE TABLE tot_values (key TEXT PRIMARY KEY, scores TEXT NOT NULL, "
+        "settled INTEGER NOT NULL); CREATE VIEW listing AS SELECT key FROM tot_values",
+    ],
+)
+def test_sqlite_store_refuses_a_database_it_did_not_make(tmp_path: Path, schema: str) -> None:
+    path = tmp_path / "app.db"
+    with closing(sqlite3.connect(path)) as connection:
+        connection.executescript(schema)
+    before = _snapshot(path)
+    assert before[2] == "delete"
+    with pytest.raises(ConfigurationError) as caught:
+        SQLiteValueStore(path)
+    assert caught.value.field == "value_cache"
+    assert "not a value cache file" in str(caught.value)
+    assert _snapshot(path) == before  # no table added, journal mode unchanged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+
+
+def test_sqlite_store_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, and longer than a header would be " * 4)
+    before = path.read_bytes()
+    with pytest.raises(ConfigurationError) as caught:
+        SQLiteValueStore(path)
+    assert caught.value.field == "value_cache"
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_sqlite_store_reopens_its_own_file_and_an_empty_one(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    SQLiteValueStore(empty).close()
+    again = SQLiteValueStore(empty)  # its own table, its own schema
+    again.put("k", StoredValue((1.0,), True))
+    assert again.get("k") == StoredValue((1.0,), True)
+    again.close()
+
+
+_UNUSABLE_ROWS = [
+    ("not json", 1),
+    ("[NaN]", 1),
+    ("[Infinity, 2]", 1),
+    ("[-Infinity]", 0),
+    ('["20"]', 1),
+    ("[true]", 1),
+    ("[]", 1),
+    ('{"scores": [1]}', 1),
+    ("[1, null]", 1),
+    (b"[1]", 1),
+    (20, 1),
+    ("[1.0]", "yes"),
+    ("[1.0]", 2),
+    ("[1.0]", 0.5),
+]
+
+
+def test_sqlite_store_ignores_unusable_rows_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "values.sqlite"
+    store = SQLiteValueStore(path)
+    store.put("good", StoredValue((1.0, 2.5), False))
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.executemany(  # SQLite keeps a blob, or text in an INTEGER column
+            "INSERT INTO tot_values (key, scores, settled) VALUES (?, ?, ?)",
+            [(f"bad{i}", scores, settled) for i, (scores, settled) in enumerate(_UNUSABLE_ROWS)],
+        )
+    with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
+        found = [store.get(f"bad{i}") for i in range(len(_UNUSABLE_ROWS))]
+    assert found == [None] * len(_UNUSABLE_ROWS)
+    assert store.get("good") == StoredValue((1.0, 2.5), False)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "ignored an unusable cached value" in warnings[0].getMessage()
+    store.put("bad0", StoredValue((3.0,), True))  # asked again, then stored again
+    assert store.get("bad0") == StoredValue((3.0,), True)
+    store.close()
+
+
+def test_shared_store_ignores_unusable_values_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pygent_lc.state import MemoryStore
+    from pygent_lc.state.value_cache import NAMESPACE, SharedValueStore
+
+    state = MemoryStore()
+    shared = SharedValueStore(state)
+    shared.put("good", StoredValue((1.0, 2.5), True))
+    raws = [
+        "not json",
+        '{"scores": [NaN], "settled": true}',
+        '{"scores": [Infinity], "settled": true}',
+        '{"scores": ["20"], "settled": true}',
+        '{"scores": [], "settled": true}',
+        '{"scores": [1], "settled": "yes"}',
+        '{"scores": [1], "settled": 1}',
+        '{"scores": 1, "settled": true}',
+        '{"settled": true}',
+        "[1, 2]",
+    ]
+    for i, raw in enumerate(raws):
+        state.cache_set(NAMESPACE, f"bad{i}", raw)
+    with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
+        assert [shared.get(f"bad{i}") for i in range(len(raws))] == [None] * len(raws)
+    assert shared.get("good") == StoredValue((1.0, 2.5), True)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_sqlite_store_locked_past_its_timeout_moves_to_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "values.sqlite"
+    store = SQLiteValueStore(path, timeout_s=0.05)
+    store.put("before", StoredValue((1.0,), True))
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
+            store.put("k", StoredValue((2.0,), True))
+            store.put("k2", StoredValue((3.0,), False))
+            assert store.get("k") == StoredValue((2.0,), True)
+        other.execute("ROLLBACK")
+    assert store.get("k2") == StoredValue((3.0,), False)  # memory from now on
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "kept in memory" in warnings[0].getMessage()
+    store.close()
+
+
+def test_sqlite_store_whose_file_was_deleted_moves_to_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "values.sqlite"
+    store = SQLiteValueStore(path)
+    store.put("k", StoredValue((1.0,), True))
+    for leftover in tmp_path.iterdir():
+        leftover.unlink()
+    errors: list[BaseException] = []
+
+    def other_thread() -> None:  # a new connection finds an empty new file
+        try:
+            store.put("n", StoredValue((2.0,), False))
+            assert store.get("n") == StoredValue((2.0,), False)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+    assert errors == []
+    assert store.get("n") == StoredValue((2.0,), False)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    store.close()
+
+
+_DISK_FULL = """
+import resource, signal, sys
+from pygent_lc.tot.value_store import SQLiteValueStore, StoredValue
+store = SQLiteValueStore(sys.argv[1])
+store.put("k0", StoredValue((0.0,), True))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (1, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+for i in range(1, 50):
+    store.put(f"k{i}", StoredValue((float(i),) * 200, True))
+assert store.get("k49") == StoredValue((49.0,) * 200, True)
+print("ok")
+"""
+
+
+def test_sqlite_store_on_a_full_disk_moves_to_memory(tmp_path: Path) -> None:
+    # The file-size limit makes every write past it fail as a full disk does.
+    done = subprocess.run(
+        [sys.executable, "-c", _DISK_FULL, str(tmp_path / "values.sqlite")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,  # this checkout's package, first on the path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert "values are kept in memory" in done.stderr
+
+
+async def test_a_solve_survives_its_cache_file_failing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "values.sqlite"
+    store = SQLiteValueStore(path, timeout_s=0.05)
+    engine = ToTEngine(ToTConfig(), ScriptedGame24Backend(), task=Game24Task(), value_store=store)
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN EXCLUSIVE")
+        with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
+            result = await engine.solve(PUZZLE)
+        other.execute("ROLLBACK")
+    assert result.solved
+    assert result.stats.evaluation_calls > 0
+    assert (await engine.solve(PUZZLE)).stats.evaluation_calls == 0  # kept in memory
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    store.close()

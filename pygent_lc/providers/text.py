@@ -1,0 +1,280 @@
+"""Provider text that can always be encoded: surrogates joined or replaced, at the boundary.
+
+JSON may spell a character as ``\\ud83d\\ude00`` (a UTF-16 surrogate pair), and
+a provider may send half a pair (``\\ud800``) or split a pair between two
+stream chunks. Python then holds surrogate code points, which
+``text.encode("utf-8")`` refuses: a terminal, a file or a JSON encoder fails
+on the caller's side, long after the provider call succeeded.
+
+Every reply leaves :class:`~pygent_lc.providers.boundary.ProviderBoundary`
+through this module: a pair becomes the character it spells and anything
+else becomes U+FFFD (:func:`clean_text`). A stream holds back a high
+surrogate that ends a chunk until the next chunk of the same field (content,
+one tool call's arguments, one reasoning field) or the end of the stream
+(:class:`StreamText`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, TypeVar
+
+from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+
+T = TypeVar("T")
+
+REPLACEMENT = "\ufffd"
+
+# Fields a stream repeats whole (merged as equal, not concatenated): never held back.
+_WHOLE_FIELDS = frozenset({"id", "index", "name", "type"})
+# Fields of a message that hold reply text, in streams and whole replies.
+_STREAMED_FIELDS = ("content", "additional_kwargs", "tool_call_chunks")
+_REPLY_FIELDS = ("content", "additional_kwargs", "tool_calls", "invalid_tool_calls")
+
+Path = tuple[object, ...]
+
+# Tool-call arguments are JSON text, parsed when chunks merge: a surrogate may be
+# spelled there as an escape (``\\ud800``). These find one, unless its backslash
+# is itself escaped: a pair (kept), or any other surrogate escape (replaced).
+_ESCAPED_SURROGATE = re.compile(
+    r"(?<!\\)((?:\\\\)*)"
+    r"(\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2})"
+)
+# The start of a pair's escapes, as the end of a fragment may hold it.
+_PAIR_START = re.compile(
+    r"\\(u([dD]([89abAB]([0-9a-fA-F]([0-9a-fA-F](\\(u([dD]([c-fC-F]([0-9a-fA-F])?)?)?)?)?)?)?)?)?)?"
+)
+_JSON_FIELDS = frozenset({"args", "arguments"})
+
+
+def clean_text(text: str) -> str:
+    """``text`` with surrogate pairs joined and every other surrogate as U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Through UTF-16 with the surrogates passed as they are: a valid pair
+        # decodes to its character, any other surrogate to U+FFFD.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def clean_json_text(text: str) -> str:
+    """JSON text whose escapes spell no lone surrogate: pairs kept, others as ``\\ufffd``."""
+    if "\\u" not in text:
+        return text
+    return _ESCAPED_SURROGATE.sub(
+        lambda found: found[0] if len(found[2]) == 12 else found[1] + "\\ufffd", text
+    )
+
+
+def _open_escape(text: str) -> int:
+    """Where a surrogate pair's escapes may start, unfinished, at the end of ``text``
+    (its length when none does)."""
+    for start in range(max(0, len(text) - 11), len(text)):
+        if text[start] != "\\" or not _PAIR_START.fullmatch(text, start):
+            continue
+        backslashes = len(text[:start]) - len(text[:start].rstrip("\\"))
+        if backslashes % 2 == 0:
+            return start
+    return len(text)
+
+
+def clean_value(value: T) -> T:
+    """``value`` (text, or lists and mappings of it) with :func:`clean_text` on every
+    string; the same object when nothing needed cleaning."""
+    if isinstance(value, str):
+        return clean_text(value)  # type: ignore[return-value]
+    if isinstance(value, list | tuple):
+        items = [clean_value(item) for item in value]
+        changed = any(new is not old for new, old in zip(items, value, strict=True))
+        return type(value)(items) if changed else value
+    if isinstance(value, dict):
+        cleaned = {clean_value(key): clean_value(item) for key, item in value.items()}
+        same = len(cleaned) == len(value) and all(
+            new_key is key and new is old
+            for (new_key, new), (key, old) in zip(cleaned.items(), value.items(), strict=True)
+        )
+        return value if same else cleaned  # type: ignore[return-value]
+    return value
+
+
+def clean_message(message: BaseMessage) -> BaseMessage:
+    """``message`` with its text, tool calls and extras cleaned; itself when already clean."""
+    updates = {}
+    for field in _REPLY_FIELDS:
+        value = getattr(message, field, None)
+        cleaned = clean_value(value)
+        if cleaned is not value:
+            updates[field] = cleaned
+    return message.model_copy(update=updates) if updates else message
+
+
+def clean_result(result: ChatResult) -> ChatResult:
+    """A whole reply with every generation's message cleaned (see :func:`clean_message`)."""
+    generations = []
+    changed = False
+    for generation in result.generations:
+        message = clean_message(generation.message)
+        if message is generation.message:
+            generations.append(generation)
+            continue
+        changed = True
+        generations.append(
+            type(generation)(message=message, generation_info=generation.generation_info)
+        )
+    if not changed:
+        return result
+    return ChatResult(generations=generations, llm_output=result.llm_output)
+
+
+class StreamText:
+    """The text of one stream, chunk by chunk: pairs split between chunks are joined.
+
+    A high surrogate that ends a field of a chunk is held back and put in front
+    of the same field of the next chunk that has one; one still held when the
+    stream ends is delivered as U+FFFD by :meth:`leftover`. A field is found by
+    its place in the message, list items by their ``index`` (as chunks merge).
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[Path, str] = {}
+
+    def accept(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
+        """``chunk`` with encodable text (itself when it already was)."""
+        message = chunk.message
+        if not self._held and _plain(message):
+            return chunk  # the common chunk: clean text and nothing else
+        updates: dict[str, Any] = {}
+        for field in _STREAMED_FIELDS:
+            value = getattr(message, field, None)
+            joined = self._joined(value, (field,))
+            if joined is not value:
+                updates[field] = joined
+        cleaned = clean_message(_updated(message, updates))
+        if cleaned is message:
+            return chunk
+        assert isinstance(cleaned, BaseMessageChunk)
+        return ChatGenerationChunk(message=cleaned, generation_info=chunk.generation_info)
+
+    def leftover(self) -> ChatGenerationChunk | None:
+        """A last chunk with U+FFFD for each surrogate still held back, if any."""
+        if not self._held:
+            return None
+        first, *more = (_held_chunk(path) for path in self._held)
+        self._held.clear()
+        return ChatGenerationChunk(message=first + more if more else first)
+
+    def _joined(self, value: object, path: Path) -> Any:
+        if isinstance(value, str):
+            return self._text(value, path)
+        if isinstance(value, list):
+            items = [
+                self._joined(item, (*path, _item_key(item, i))) for i, item in enumerate(value)
+            ]
+            changed = any(new is not old for new, old in zip(items, value, strict=True))
+            return items if changed else value
+        if isinstance(value, Mapping):
+            entries = {key: self._joined(item, (*path, key)) for key, item in value.items()}
+            changed = any(entries[key] is not item for key, item in value.items())
+            return entries if changed else value
+        return value
+
+    def _text(self, text: str, path: Path) -> str:
+        held = self._held.pop(path, "")
+        joined = held + text
+        if path[-1] in _JSON_FIELDS:
+            cut = _open_escape(joined)
+            joined, rest = joined[:cut], joined[cut:]
+            if rest:
+                self._held[path] = rest
+            joined = clean_json_text(joined)
+        if path[-1] not in _WHOLE_FIELDS and joined and 0xD800 <= ord(joined[-1]) <= 0xDBFF:
+            self._held[path] = joined[-1] + self._held.get(path, "")
+            joined = joined[:-1]
+        cleaned = clean_text(joined)
+        return text if cleaned == text else cleaned
+
+
+def clean_chunks(chunks: Iterator[ChatGenerationChunk]) -> Iterator[ChatGenerationChunk]:
+    """``chunks`` of one stream through a :class:`StreamText`, its leftover last."""
+    text = StreamText()
+    for chunk in chunks:
+        yield text.accept(chunk)
+    if (last := text.leftover()) is not None:
+        yield last
+
+
+async def aclean_chunks(
+    chunks: AsyncIterator[ChatGenerationChunk],
+) -> AsyncIterator[ChatGenerationChunk]:
+    """:func:`clean_chunks` for an async stream."""
+    text = StreamText()
+    async for chunk in chunks:
+        yield text.accept(chunk)
+    if (last := text.leftover()) is not None:
+        yield last
+
+
+def _plain(message: BaseMessage) -> bool:
+    """Whether ``message`` is clean text alone (no extras, no tool calls)."""
+    content = message.content
+    return (
+        isinstance(content, str)
+        and clean_text(content) is content
+        and not message.additional_kwargs
+        and not getattr(message, "tool_call_chunks", None)
+        and not getattr(message, "tool_calls", None)
+        and not getattr(message, "invalid_tool_calls", None)
+    )
+
+
+def _item_key(item: object, position: int) -> object:
+    """A list item's place: its ``index`` when it has one (chunks merge by it)."""
+    if isinstance(item, Mapping) and isinstance(item.get("index"), int):
+        return ("index", item["index"])
+    return position
+
+
+def _updated(message: BaseMessage, updates: dict[str, Any]) -> BaseMessage:
+    """``message`` with ``updates``; a chunk's tool calls are parsed again from its chunks."""
+    if not updates:
+        return message
+    if "tool_call_chunks" in updates and isinstance(message, AIMessageChunk):
+        data = {**message.model_dump(), **updates, "tool_calls": [], "invalid_tool_calls": []}
+        return AIMessageChunk(**data)
+    return message.model_copy(update=updates)
+
+
+def _held_chunk(path: Path) -> AIMessageChunk:
+    """A chunk with U+FFFD in the field at ``path`` (as :class:`StreamText` walks them)."""
+    value: Any = REPLACEMENT
+    for step in reversed(path[1:]):
+        if isinstance(step, tuple):  # a list item, by its index
+            value = [{"index": step[1], **value}]
+        elif isinstance(step, int):
+            value = [value]
+        else:
+            value = {step: value}
+    field = str(path[0])
+    if field == "tool_call_chunks":
+        items: list[dict[str, Any]] = value
+        value = [tool_call_chunk(**{"name": None, "id": None, "args": None, **i}) for i in items]
+    return AIMessageChunk(**{"content": "", field: value})
+
+
+__all__ = [
+    "REPLACEMENT",
+    "StreamText",
+    "aclean_chunks",
+    "clean_chunks",
+    "clean_json_text",
+    "clean_message",
+    "clean_result",
+    "clean_text",
+    "clean_value",
+]
