@@ -14,8 +14,9 @@ from typing import Self
 
 from pygent_lc.providers.boundary import ProviderBoundary
 
-# Attributes through which LangChain wrappers reach what they wrap.
-_CHILDREN = ("bound", "runnable", "first", "last")
+# Attributes through which LangChain wrappers (and backend wrappers: ``inner``) reach
+# what they wrap.
+_CHILDREN = ("bound", "runnable", "first", "last", "inner")
 _CHILD_LISTS = ("providers", "fallbacks", "middle", "steps")
 
 

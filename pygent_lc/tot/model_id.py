@@ -2,37 +2,34 @@
 
 from __future__ import annotations
 
+from langchain_core.language_models import BaseChatModel
+
+from pygent_lc.resources import runnable_parts
+
 _ATTRIBUTES = ("model_id", "model_name", "model")
-# Where wrappers keep what they wrap: our backends, LangChain bindings and fallbacks.
-_INNER = ("inner", "runnable", "bound", "model_instance")
-_MAX_DEPTH = 6
 
 
-def _names(obj: object, depth: int, seen: set[int]) -> list[str]:
-    if depth > _MAX_DEPTH or id(obj) in seen:
-        return []
-    seen.add(id(obj))
+def _own_name(obj: object) -> str | None:
     for attribute in _ATTRIBUTES:
         value = getattr(obj, attribute, None)
         if isinstance(value, str) and value:
-            return [value]
-    names: list[str] = []
-    for attribute in _INNER:
-        inner = getattr(obj, attribute, None)
-        if inner is not None and not isinstance(inner, str):
-            names.extend(_names(inner, depth + 1, seen))
-            if names:
-                break
-    for fallback in getattr(obj, "fallbacks", None) or ():
-        names.extend(_names(fallback, depth + 1, seen))
-    return names
+            return value
+    return None
 
 
 def model_identity(backend: object) -> str | None:
     """The model (or ``a>b`` fallback chain of models) behind ``backend``, if it says.
 
-    Looks for ``model_id``, ``model_name`` or ``model`` on the backend and on
-    what it wraps (a LangChain chat model, bindings, fallbacks).
+    A name the backend gives itself (``model_id``, ``model_name`` or ``model``)
+    wins; else the chat models inside what it wraps, found by the package's one
+    walk over LangChain objects (:func:`~pygent_lc.resources.runnable_parts`:
+    bindings, provider policies, a provider chain's providers, fallbacks), in
+    the order they are tried.
     """
-    names = _names(backend, 0, set())
+    if (own := _own_name(backend)) is not None:
+        return own
+    names: list[str] = []
+    for part in runnable_parts(backend):
+        if isinstance(part, BaseChatModel) and (name := _own_name(part)) and name not in names:
+            names.append(name)
     return ">".join(names) if names else None

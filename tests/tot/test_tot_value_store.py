@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.game24_model import ScriptedGame24Backend
+from pygent_lc import LangChainBackend, Settings, build_chat_model
+from pygent_lc.agents.progress import ProgressBackend, SolveProgress
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import Game24Task, GenericTask, ToTConfig, ToTEngine
@@ -134,6 +136,23 @@ def test_a_file_store_needs_to_know_the_model(
         ToTEngine(config, scripted(ladder))
     assert caught.value.field == "model_id"
     ToTEngine(config, scripted(ladder), model_id="my-model")  # named: fine
+
+
+def test_a_file_store_knows_the_models_of_the_packages_own_chain(tmp_path: Path) -> None:
+    """``ToTEngine(ToTConfig(value_cache=...), LangChainBackend(build_chat_model(s)))``:
+    the chain's providers name the models, in the order they are tried."""
+    settings = Settings(
+        openrouter_api_key="sk-or-v1-" + "0" * 64,
+        openrouter_model="vendor/model-a",
+        ollama_model="llama3.2:latest",
+    )
+    chain = build_chat_model(settings, ["openrouter", "ollama"])
+    config = ToTConfig(value_cache=str(tmp_path / "v.sqlite"))
+    engine = ToTEngine(config, LangChainBackend(chain))
+    assert engine.model_id == "vendor/model-a>llama3.2:latest"
+    # Through the agents' progress wrapper too (it keeps the backend as ``inner``).
+    wrapped = ToTEngine(config, ProgressBackend(LangChainBackend(chain), SolveProgress(max_depth=1)))
+    assert wrapped.model_id == engine.model_id
 
 
 async def test_an_engine_store_can_be_shared_explicitly():
