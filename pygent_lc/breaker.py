@@ -122,6 +122,9 @@ class CircuitBreaker:
         self.model = model
         self.endpoint = endpoint
         self.store = store or MemoryStore(clock=clock or time.time)
+        self.store_given = store is not None or clock is not None
+        """Whether :attr:`store` was chosen (a store, or a clock to drive a store of its
+        own); otherwise a policy lends the breaker its store."""
         self.key = f"breaker|{provider}|{model or ''}|{endpoint or ''}"
         _LIVE.add(self)
 

@@ -143,6 +143,8 @@ class CostBudget:
             )
         self.max_cost_usd = max_cost_usd
         self.store: StateStore = store if store is not None else MemoryStore()
+        self.store_given = store is not None
+        """Whether the caller chose :attr:`store` (a policy may otherwise lend its own)."""
         self.key = key
         self.window_s = window_s
         self._spent = spent

@@ -46,7 +46,7 @@ from tenacity import AsyncRetrying, AttemptManager, Retrying
 
 from pygent_lc.breaker import CircuitBreaker, log_change
 from pygent_lc.budget import CostBudget
-from pygent_lc.errors import BudgetExceededError, ProviderError
+from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
 from pygent_lc.providers.http import Deadline
 from pygent_lc.rate_limits import LocalRateLimitError, RateLimitMode
 from pygent_lc.retry import RetryPolicy, deadline_scope
@@ -100,9 +100,35 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     record_usage: bool = False
     """Add each call's usage to the store's totals (``pygent-lc usage``)."""
 
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self._one_store()  # here, not in a validator, which would wrap its error in pydantic's
+
+    def _one_store(self) -> None:
+        """Breaker, budget, rate limit and usage live in one store, never split.
+
+        A breaker or budget built without a store of its own keeps its state in
+        this policy's store; without a policy store, the policy adopts theirs.
+        Two stores chosen on purpose that differ are a configuration error.
+        """
+        for part in (self.circuit, self.budget):
+            if part is None or part.store is self.store:
+                continue
+            if not part.store_given:
+                part.store = self.store
+            elif "store" not in self.model_fields_set:
+                self.store = part.store
+            else:
+                raise ConfigurationError(
+                    f"the {type(part).__name__} of provider {self.provider!r} keeps its state "
+                    "in another store than its policy: give both the same store",
+                    field="store",
+                )
+
     @property
     def state(self) -> StateStore:
-        """The store this policy's steps run in: the breaker's, when there is one."""
+        """The store this policy's steps run in: its breaker's, which validation makes
+        the policy's own (a ``model_copy`` that swaps the breaker keeps the breaker's)."""
         return self.circuit.store if self.circuit is not None else self.store
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:

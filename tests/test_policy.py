@@ -8,11 +8,14 @@ import pytest
 from langchain_core.output_parsers import StrOutputParser
 
 from pygent_lc import Settings
+from pygent_lc.breaker import CircuitBreaker
+from pygent_lc.budget import CostBudget
 from pygent_lc.chain import with_provider_policy
-from pygent_lc.errors import ProviderUnavailableError
+from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
 from pygent_lc.policy import ProviderPolicy
+from pygent_lc.rate_limits import LocalRateLimitError
 from pygent_lc.retry import RetryPolicy
-from pygent_lc.state import MemoryStore
+from pygent_lc.state import MemoryStore, RateSpec
 from pygent_lc.testing import ScriptedChatModel
 
 FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)
@@ -54,3 +57,36 @@ async def test_usage_and_cost_of_a_call_reach_the_store(parsed: bool) -> None:
     assert (row.provider, row.model, row.calls, row.failures) == ("acme", "acme-1", 3, 1)
     assert row.cost_usd == pytest.approx(0.004)
     assert row.output_tokens > 0
+
+
+def test_a_breaker_and_budget_built_without_a_store_keep_their_state_in_the_policys() -> None:
+    """``ProviderPolicy(store=shared, circuit=CircuitBreaker(...))``: the rate limit,
+    budget and breaker all live in ``shared``, so a second policy on it shares them."""
+    shared = MemoryStore()
+
+    def policy() -> ProviderPolicy:
+        return ProviderPolicy(
+            bound=ScriptedChatModel(provider="p", outcomes=["ok"] * 3),
+            provider="p",
+            store=shared,
+            circuit=CircuitBreaker(3, 30.0, provider="p"),
+            budget=CostBudget(1.0),
+            rate=RateSpec("rate|p", 1, 60.0),
+            rate_mode="raise",
+        )
+
+    first, second = policy(), policy()
+    assert first.circuit is not None and first.circuit.store is shared
+    assert first.budget is not None and first.budget.store is shared
+    first.invoke("hi")
+    with pytest.raises(LocalRateLimitError):
+        second.invoke("hi")  # the one slot a minute was the first policy's
+
+
+def test_a_breaker_on_another_chosen_store_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="another store"):
+        ProviderPolicy(
+            bound=ScriptedChatModel(provider="p", outcomes=["ok"]),
+            store=MemoryStore(),
+            circuit=CircuitBreaker(3, 30.0, store=MemoryStore()),
+        )
