@@ -81,6 +81,12 @@ class ToTConfig(BaseModel):
     could change which states a greedy BFS beam keeps. ``False`` always asks
     ``n_evaluate_sample`` samples, as the paper does."""
 
+    stop_on_verified: bool | None = None
+    """End the search as soon as a final answer the task verifies by program
+    exists (the rest of its level is not valued). ``None``: on for tasks with a
+    verifier (:class:`~pygent_lc.tot.tasks.base.VerifyingTask`, e.g. Game of
+    24), off for the others (the generic task has none)."""
+
     value_cache: str | None = "memory"
     """Where state values live beyond one search, keyed by the task's state
     key, the model and the task's value prompt version. ``"memory"``: in the

@@ -13,7 +13,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pygent_lc.backend import LLMBackend
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.tot import observe
-from pygent_lc.tot.calls import LLMCaller, PromptCache
+from pygent_lc.tot.calls import LLMCaller, PromptCache, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
@@ -125,6 +125,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         # Unnamed models get a name of their own: values are then only shared
         # by this backend object, never across models.
         self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
+        self.samples_support = SamplesSupport()
+        """Whether the model answers ``n`` samples in one request: found out by the
+        first request with ``n > 1`` and remembered for every later solve."""
 
     # the PyGent API -------------------------------------------------------
     async def solve(self, problem: str, task: Task | None = None) -> ToTResult:
@@ -147,7 +150,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
                 field="max_cost_usd",
             )
         started = time.perf_counter()
-        caller = LLMCaller(self.backend, config)
+        caller = LLMCaller(self.backend, config, self.samples_support)
         tree = ThoughtTree.with_root(problem)
         generator = ThoughtGenerator(task, config, caller)
         cache = PromptCache()
@@ -182,6 +185,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             **asdict(caller.counters),
             samples_saved=evaluator.samples_saved,
             duplicates_merged=generator.duplicates_merged,
+            invalid_pruned=generator.invalid_pruned,
             nodes=len(tree),
             depth_reached=max(node.depth for node in tree.nodes),
             usage=caller.usage(),

@@ -129,8 +129,14 @@ class StateEvaluator:
             if not wanted:
                 break
             adaptive = self.config.adaptive_sampling
+            # Where the model answers n samples in one request, one request asks
+            # them all: the prompt is paid once, so rounds of one save nothing.
+            together = self.caller.n_support.worth_asking
             await gather_or_cancel(
-                *(self._ask(item, 1 if adaptive else n - len(item.scores)) for item in wanted)
+                *(
+                    self._ask(item, self._remaining(item) if together or not adaptive else 1)
+                    for item in wanted
+                )
             )
             for item in wanted:
                 self._settle(problem, item)
@@ -179,6 +185,9 @@ class StateEvaluator:
         chosen = set(to_sample(candidates, self.beam, need_top=last))
         return [item for item in open_items if item.node.id in chosen]
 
+    def _remaining(self, item: _Pending) -> int:
+        return self.config.n_evaluate_sample - len(item.scores) - len(item.errors)
+
     async def _ask(self, item: _Pending, count: int) -> None:
         result: SampledOutputs = await sample_prompt(
             self.caller,
@@ -186,6 +195,7 @@ class StateEvaluator:
             count,
             kind="evaluation",
             temperature=self.config.evaluation_temperature,
+            fill=not self.config.adaptive_sampling,
         )
         item.asked += len(result.outputs) + len(result.errors)
         item.outputs.extend(result.outputs)

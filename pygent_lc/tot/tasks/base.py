@@ -122,3 +122,36 @@ class Task(Protocol):
     def answer(self, problem: str, steps: Sequence[str]) -> str:
         """The answer text of a state (the last thought when nothing better exists)."""
         ...
+
+
+@runtime_checkable
+class VerifyingTask(Task, Protocol):
+    """A :class:`Task` that checks answers and steps by program, without the model.
+
+    A task that implements these (Game of 24 does; code with tests or math with
+    a checker could) gets its final answers checked instead of judged
+    (``check_answer`` says ``True``/``False``), its proposals checked before any
+    value call (a step ``check_step`` rejects is pruned and counted in
+    ``ToTStats.invalid_pruned``), and, unless ``ToTConfig.stop_on_verified``
+    is ``False``, its search ends as soon as a verified answer exists.
+    """
+
+    verifies_answers: bool
+    """``check_answer`` is a program's verdict (never ``None`` for a final state)."""
+
+    def check_step(self, problem: str, steps: Sequence[str]) -> bool | None:
+        """Whether the last of ``steps`` (not a final answer) follows from the state
+        before it by the task's rules; ``None`` when the program cannot tell."""
+        ...
+
+
+def has_verifier(task: Task) -> bool:
+    """Whether ``task`` checks its final answers by program (:class:`VerifyingTask`)."""
+    return bool(getattr(task, "verifies_answers", False))
+
+
+def check_step(task: Task, problem: str, steps: Sequence[str]) -> bool | None:
+    """``task.check_step`` where the task has one, else ``None`` (cannot tell)."""
+    if isinstance(task, VerifyingTask):
+        return task.check_step(problem, steps)
+    return None

@@ -50,6 +50,13 @@ _VALUE_VERSION = hashlib.sha256(
 ).hexdigest()[:16]
 
 _STEP = re.compile(r"=.*\(\s*left:\s*[^)]*\)", re.IGNORECASE)
+# One step as the propose prompt writes it: "a op b = c (left: x y z)".
+_STEP_PARTS = re.compile(
+    r"^\s*(?P<a>[-\d./]+)\s*(?P<op>[-+*/\u00d7\u00f7\u2212])\s*(?P<b>[-\d./]+)\s*="
+    r"\s*(?P<c>[-\d./]+)\s*\(\s*left:\s*(?P<left>[^)]*)\)\s*$",
+    re.IGNORECASE,
+)
+_OPERATORS = {"\u00d7": "*", "\u00f7": "/", "\u2212": "-"}
 _ANSWER = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
 
 
@@ -87,6 +94,50 @@ def _proves_24(output: str, numbers: Sequence[str]) -> bool:
     return False
 
 
+def _fraction(token: str) -> Fraction | None:
+    try:
+        return Fraction(token)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _fractions(text: str) -> list[Fraction] | None:
+    values = [_fraction(token) for token in text.replace(",", " ").split()]
+    return None if any(v is None for v in values) else values  # type: ignore[return-value]
+
+
+def _apply(a: Fraction, op: str, b: Fraction) -> Fraction | None:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return None if b == 0 else a / b
+
+
+def step_is_valid(before: Sequence[Fraction], step: str) -> bool:
+    """Whether ``step`` (``a op b = c (left: ...)``) is a legal move from the numbers ``before``.
+
+    Both operands must be available (as a multiset), ``c`` must be ``a op b``
+    exactly, and the left list must be ``before`` without ``a`` and ``b``, with ``c``.
+    """
+    match = _STEP_PARTS.match(step)
+    if match is None:
+        return False
+    a, b, c = (_fraction(match[name]) for name in ("a", "b", "c"))
+    left = _fractions(match["left"])
+    if a is None or b is None or c is None or left is None:
+        return False
+    rest = list(before)
+    for operand in (a, b):
+        if operand not in rest:
+            return False
+        rest.remove(operand)
+    op = _OPERATORS.get(match["op"], match["op"])
+    return _apply(a, op, b) == c and sorted(left) == sorted([*rest, c])
+
+
 def current_numbers(problem: str, steps: Sequence[str]) -> str:
     """The numbers still to combine: the last step's ``(left: ...)``, or the puzzle."""
     if not steps:
@@ -100,6 +151,8 @@ class Game24Task:
     """Combine four numbers with + - * / into 24, one pair per step."""
 
     name = "game24"
+    #: Answers are checked by :func:`check_24` and steps by :func:`step_is_valid`.
+    verifies_answers = True
     #: Three arithmetic steps and the answer line; use as ``max_depth``.
     STEPS = 4
     default_depth = STEPS
@@ -226,6 +279,16 @@ class Game24Task:
 
     def is_final(self, problem: str, steps: Sequence[str]) -> bool:
         return bool(steps) and _ANSWER.match(steps[-1]) is not None
+
+    def check_step(self, problem: str, steps: Sequence[str]) -> bool | None:
+        """Whether the last step is a legal move: right arithmetic on available
+        numbers and the right ``(left: ...)`` list. Answers are not steps: ``None``."""
+        if not steps or self.is_final(problem, steps):
+            return None
+        before = _fractions(current_numbers(problem, steps[:-1]))
+        if before is None:
+            return False
+        return step_is_valid(before, steps[-1])
 
     def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
         if not self.is_final(problem, steps):
