@@ -203,6 +203,37 @@ def _reply_value(prompt: str) -> str:
     return f"{' '.join(_fmt(n) for n in numbers)} cannot reach 24\nimpossible"
 
 
+def _batch_inputs(prompt: str) -> list[tuple[str, list[Fraction] | None]]:
+    """The numbered inputs of a batch value prompt: (label, numbers)."""
+    body = prompt.rsplit("Inputs:", 1)[-1].rsplit("Answers:", 1)[0]
+    inputs = []
+    for line in body.splitlines():
+        label, _, numbers = line.strip().partition(". ")
+        if label.isdigit():
+            inputs.append((label, _parse_numbers(numbers)))
+    return inputs
+
+
+def _batch_line(label: str, numbers: Sequence[Fraction], verdict: str, proof: str | None) -> str:
+    shown = " ".join(_fmt(n) for n in numbers)
+    if verdict == "sure":
+        return f"{label}. {shown}: {proof} = 24 sure"
+    if verdict == "likely":
+        return f"{label}. {shown}: within a reasonable range likely"
+    return f"{label}. {shown}: cannot reach 24 impossible"
+
+
+def _reply_value_batch(prompt: str) -> str:
+    lines = []
+    for label, numbers in _batch_inputs(prompt):
+        if not numbers:
+            continue
+        expression = solve24(numbers)
+        verdict = "sure" if expression is not None else "impossible"
+        lines.append(_batch_line(label, numbers, verdict, expression))
+    return "\n".join(lines) or "I cannot read the inputs."
+
+
 def approx_tokens(text: str) -> int:
     """Tokens of a prompt or completion, at about 4 characters a token."""
     return max(1, len(text) // 4)
@@ -252,6 +283,8 @@ def scripted_game24_reply(prompt: str, *, solvable_first: bool = True) -> str:
             return "No possible next steps."
         steps = propose_steps(numbers, solvable_first=solvable_first)
         return "\n".join(steps) if steps else "No possible next steps."
+    if stripped.endswith("Answers:"):
+        return _reply_value_batch(prompt)
     if stripped.startswith("Evaluate if given numbers can reach 24"):
         return _reply_value(prompt)
     if "The best choice is" in prompt:
@@ -365,6 +398,13 @@ class ImperfectGame24Model:
             if not numbers:
                 return "No possible next steps."
             return "\n".join(self._propose(numbers, rng)) or "No possible next steps."
+        if stripped.endswith("Answers:"):
+            lines = []
+            for label, numbers in _batch_inputs(prompt):
+                if numbers:
+                    verdict, proof = self._verdict(numbers, rng)
+                    lines.append(_batch_line(label, numbers, verdict, proof))
+            return "\n".join(lines) or "I cannot read the inputs."
         if stripped.startswith("Evaluate if given numbers can reach 24"):
             return self._value(prompt, rng)
         if "Steps:" in prompt and "Input:" in prompt:
@@ -410,19 +450,24 @@ class ImperfectGame24Model:
         shown = " ".join(_fmt(v) for v in sorted([*rest, result]))
         return f"{_fmt(a)} {op} {_fmt(b)} = {_fmt(result)} (left: {shown})"
 
-    def _value(self, prompt: str, rng: random.Random) -> str:
-        lines = [line.strip() for line in prompt.splitlines() if line.strip()]
-        numbers = _parse_numbers(lines[-1]) if lines else None
-        if not numbers:
-            return "I cannot read the numbers.\nimpossible"
+    def _verdict(self, numbers: Sequence[Fraction], rng: random.Random) -> tuple[str, str]:
+        """A value label for ``numbers``, noisy, and the expression a "sure" shows."""
         expression = solve24(numbers)
         label = "sure" if expression is not None else "impossible"
         if rng.random() < self.rates.value_noise:
             other = "impossible" if label == "sure" else "sure"
             label = "likely" if rng.random() < 2 / 3 else other
+        proof = expression if expression is not None else " + ".join(_fmt(n) for n in numbers)
+        return label, proof
+
+    def _value(self, prompt: str, rng: random.Random) -> str:
+        lines = [line.strip() for line in prompt.splitlines() if line.strip()]
+        numbers = _parse_numbers(lines[-1]) if lines else None
+        if not numbers:
+            return "I cannot read the numbers.\nimpossible"
+        label, proof = self._verdict(numbers, rng)
         shown = " ".join(_fmt(n) for n in numbers)
         if label == "sure":
-            proof = expression if expression is not None else " + ".join(_fmt(n) for n in numbers)
             return f"{proof} = 24\nsure"
         if label == "likely":
             return "I cannot obtain 24 now, but numbers are within a reasonable range\nlikely"
@@ -485,4 +530,8 @@ def prompt_kind_level(prompt: str) -> tuple[str, int]:
         return "value", 4 - len(lines[-1].split())
     if "Steps:" in prompt:
         return "answer", 4
+    if stripped.endswith("Answers:"):
+        inputs = _batch_inputs(prompt)
+        first = inputs[0][1] if inputs else None
+        return "value batch", 4 - len(first or [])
     return "other", 0

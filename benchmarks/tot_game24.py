@@ -105,6 +105,8 @@ def build_config(args: argparse.Namespace, beam: int) -> ToTConfig:
     overrides.update({key: value for key, value in optional.items() if value is not None})
     if args.no_adaptive:
         overrides["adaptive_sampling"] = False
+    if args.value_batch:
+        overrides["value_batch"] = True
     if args.max_concurrency is not None:
         overrides["max_concurrency"] = args.max_concurrency
     return ToTConfig.for_provider(args.provider, **overrides)
@@ -335,6 +337,9 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beams", default="5", help="beam widths b, comma-separated")
     parser.add_argument("--n-evaluate", type=int, default=3, help="value samples per state")
     parser.add_argument("--no-adaptive", action="store_true", help="always ask every sample")
+    parser.add_argument(
+        "--value-batch", action="store_true", help="value a parent's new states in one prompt"
+    )
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--max-tokens", type=int, default=None)
     parser.add_argument("--max-concurrency", type=int, default=None)

@@ -22,7 +22,7 @@ from pygent_lc.tot.node import ThoughtTree
 from pygent_lc.tot.result import ToTResult, ToTStats, best_so_far, collect_solutions
 from pygent_lc.tot.search import SearchContext, bfs, dfs
 from pygent_lc.tot.sync import run_sync as run_sync
-from pygent_lc.tot.tasks.base import Task
+from pygent_lc.tot.tasks.base import BatchValueTask, Task
 from pygent_lc.tot.tasks.generic import GenericTask
 from pygent_lc.tot.value_store import MemoryValueStore, ValueStore, open_value_store
 
@@ -149,6 +149,15 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
                 "max_cost_usd is set but the backend does not report usage (usage_totals)",
                 field="max_cost_usd",
             )
+        version = task.value_version
+        if config.value_batch:
+            if not isinstance(task, BatchValueTask):
+                raise ConfigurationError(
+                    f"value_batch is set but the task {task.name!r} cannot value states in "
+                    "batches (BatchValueTask)",
+                    field="value_batch",
+                )
+            version = f"batch:{task.value_batch_version}"
         started = time.perf_counter()
         caller = LLMCaller(self.backend, config, self.samples_support)
         tree = ThoughtTree.with_root(problem)
@@ -161,7 +170,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             caller,
             cache,
             store=self.value_store if self.value_store is not None else MemoryValueStore(),
-            namespace=f"{self.model_id}|{task.name}|{task.value_version}",
+            namespace=f"{self.model_id}|{task.name}|{version}",
             beam=config.n_select_sample if greedy_bfs else None,
         )
         ctx = SearchContext(

@@ -13,7 +13,7 @@ from pygent_lc.tot.calls import (
 )
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import Task, check_step
+from pygent_lc.tot.tasks.base import Task, check_step, program_answer
 
 _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by budget
 
@@ -44,6 +44,9 @@ class ThoughtGenerator:
         self.invalid_pruned = 0
 
     async def _one(self, problem: str, steps: Sequence[str]) -> _Outcome:
+        written = program_answer(self.task, problem, steps)
+        if written is not None:
+            return [written]  # the task writes this step: no call
         propose = self.config.generation_strategy == "propose"
         if propose:
             prompt = self.task.propose_prompt(problem, steps)

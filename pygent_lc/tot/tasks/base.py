@@ -144,10 +144,41 @@ class VerifyingTask(Task, Protocol):
         before it by the task's rules; ``None`` when the program cannot tell."""
         ...
 
+    def program_answer(self, problem: str, steps: Sequence[str]) -> str | None:
+        """The final thought after ``steps``, when a program can write it from them
+        (Game of 24: the expression of checked steps that leave 24), else ``None``.
+        The engine then asks no model for it."""
+        ...
+
+
+@runtime_checkable
+class BatchValueTask(Task, Protocol):
+    """A :class:`Task` that can value several states in one prompt
+    (``ToTConfig.value_batch``): a level's siblings in one call instead of one each."""
+
+    value_batch_version: str
+    """Like ``value_version``, for the batch prompt and its reading."""
+
+    def value_batch_prompt(self, problem: str, states: Sequence[Sequence[str]]) -> str:
+        """A prompt asking for the value of each of ``states``, in order."""
+        ...
+
+    def parse_value_batch(self, output: str, count: int) -> list[float]:
+        """The score of each of the ``count`` states of a batch completion (the
+        task's lowest for a state it does not answer)."""
+        ...
+
 
 def has_verifier(task: Task) -> bool:
     """Whether ``task`` checks its final answers by program (:class:`VerifyingTask`)."""
     return bool(getattr(task, "verifies_answers", False))
+
+
+def program_answer(task: Task, problem: str, steps: Sequence[str]) -> str | None:
+    """``task.program_answer`` where the task has one, else ``None``."""
+    if isinstance(task, VerifyingTask):
+        return task.program_answer(problem, steps)
+    return None
 
 
 def check_step(task: Task, problem: str, steps: Sequence[str]) -> bool | None:

@@ -24,6 +24,7 @@ from pygent_lc.tot.tasks.arithmetic import (
 from pygent_lc.tot.tasks.game24_prompts import (
     COT_PROMPT,
     PROPOSE_PROMPT,
+    VALUE_BATCH_PROMPT,
     VALUE_LAST_STEP_PROMPT,
     VALUE_PROMPT,
     VOTE_PROMPT,
@@ -48,6 +49,11 @@ _VALUE_READING = repr(sorted(VALUE_MAP.items())) + "last-word/1"
 _VALUE_VERSION = hashlib.sha256(
     (VALUE_PROMPT + VALUE_LAST_STEP_PROMPT + _VALUE_READING).encode()
 ).hexdigest()[:16]
+
+_VALUE_BATCH_VERSION = hashlib.sha256(
+    (VALUE_BATCH_PROMPT + _VALUE_READING + "numbered-lines/1").encode()
+).hexdigest()[:16]
+_NUMBERED = re.compile(r"^\s*(\d+)\s*[.):]")
 
 _STEP = re.compile(r"=.*\(\s*left:\s*[^)]*\)", re.IGNORECASE)
 # One step as the propose prompt writes it: "a op b = c (left: x y z)".
@@ -226,6 +232,24 @@ class Game24Task:
             return split_template(VALUE_LAST_STEP_PROMPT, input=problem, answer=answer)
         return split_template(VALUE_PROMPT, input=current_numbers(problem, steps))
 
+    value_batch_version = _VALUE_BATCH_VERSION
+
+    def value_batch_prompt(self, problem: str, states: Sequence[Sequence[str]]) -> str:
+        """One prompt valuing several states (numbered lines of the numbers left)."""
+        inputs = "\n".join(
+            f"{i}. {current_numbers(problem, steps)}" for i, steps in enumerate(states, start=1)
+        )
+        return split_template(VALUE_BATCH_PROMPT, inputs=inputs)
+
+    def parse_value_batch(self, output: str, count: int) -> list[float]:
+        """The score of each of ``count`` states: its numbered line's last label, else 0."""
+        scores = [0.0] * count
+        for line in output.splitlines():
+            match = _NUMBERED.match(line)
+            if match is not None and 1 <= int(match[1]) <= count:
+                scores[int(match[1]) - 1] = self.parse_value(line)
+        return scores
+
     def parse_value(self, output: str) -> float:
         """The paper's reading: the last line's label, as a whole word; else 0."""
         label = last_line_label(output, VALUE_MAP)
@@ -289,6 +313,34 @@ class Game24Task:
         if before is None:
             return False
         return step_is_valid(before, steps[-1])
+
+    def program_answer(self, problem: str, steps: Sequence[str]) -> str | None:
+        """Once checked steps leave 24, the answer is their expression: written here,
+        not asked for (a model copying it out can only make mistakes)."""
+        if not self._answer_step(problem, steps):
+            return None
+        pool = [(Fraction(n), n) for n in problem.split()]
+        for step in steps:
+            match = _STEP_PARTS.match(step)
+            if match is None:
+                return None
+            operands: list[str] = []
+            for name in ("a", "b"):
+                value = _fraction(match[name])
+                index = next((i for i, (v, _) in enumerate(pool) if v == value), None)
+                if value is None or index is None:
+                    return None
+                operands.append(pool.pop(index)[1])
+            op = _OPERATORS.get(match["op"], match["op"])
+            result = _apply(Fraction(match["a"]), op, Fraction(match["b"]))
+            if result is None:
+                return None
+            pool.append((result, f"({operands[0]} {op} {operands[1]})"))
+        if len(pool) != 1:
+            return None
+        expression = pool[0][1][1:-1] if len(steps) else pool[0][1]
+        answer = f"Answer: {expression} = 24"
+        return answer if check_24(answer, problem) else None
 
     def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
         if not self.is_final(problem, steps):
