@@ -86,9 +86,13 @@ async def expand_and_evaluate(
     if ctx.stop_on_verified:
         verified = [child for child in live if ctx.verified(child)]
         if verified:
+            # Valued by the program's verdict: the best a state can be, no call.
             for child in live:
                 child.pruned = child not in verified
-            live = verified
+            for child in verified:
+                child.final, child.correct = True, True
+                child.value = ctx.task.value_range[1]
+            return verified
     if live:
         ctx.caller.begin_phase()
         await ctx.evaluator.evaluate(ctx.tree, ctx.problem, live)

@@ -322,7 +322,7 @@ class Game24Task:
         pool = [(Fraction(n), n) for n in problem.split()]
         for step in steps:
             match = _STEP_PARTS.match(step)
-            if match is None:
+            if match is None or not step_is_valid([value for value, _ in pool], step):
                 return None
             operands: list[str] = []
             for name in ("a", "b"):
