@@ -525,13 +525,13 @@ def prompt_kind_level(prompt: str) -> tuple[str, int]:
     if stripped.endswith("Possible next steps:"):
         numbers = (_last_line_with(prompt, "Input:") or "").split()
         return "propose", 5 - len(numbers)
+    if stripped.endswith("Answers:"):
+        inputs = _batch_inputs(prompt)
+        first = inputs[0][1] if inputs else None
+        return "value batch", 4 - len(first or [])
     if stripped.startswith("Evaluate if given numbers can reach 24"):
         lines = [line for line in prompt.splitlines() if line.strip()]
         return "value", 4 - len(lines[-1].split())
     if "Steps:" in prompt:
         return "answer", 4
-    if stripped.endswith("Answers:"):
-        inputs = _batch_inputs(prompt)
-        first = inputs[0][1] if inputs else None
-        return "value batch", 4 - len(first or [])
     return "other", 0
