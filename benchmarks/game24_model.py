@@ -11,17 +11,25 @@ engine's concurrency, caching and budgets can be measured offline.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import random
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import Any
 
 from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import check_24
 
 __all__ = [
+    "ImperfectGame24Backend",
+    "ImperfectGame24Model",
+    "ImperfectRates",
     "ScriptedGame24Backend",
+    "Tally",
     "approx_tokens",
     "checks_24",
     "propose_steps",
@@ -195,6 +203,37 @@ def _reply_value(prompt: str) -> str:
     return f"{' '.join(_fmt(n) for n in numbers)} cannot reach 24\nimpossible"
 
 
+def _batch_inputs(prompt: str) -> list[tuple[str, list[Fraction] | None]]:
+    """The numbered inputs of a batch value prompt: (label, numbers)."""
+    body = prompt.rsplit("Inputs:", 1)[-1].rsplit("Answers:", 1)[0]
+    inputs = []
+    for line in body.splitlines():
+        label, _, numbers = line.strip().partition(". ")
+        if label.isdigit():
+            inputs.append((label, _parse_numbers(numbers)))
+    return inputs
+
+
+def _batch_line(label: str, numbers: Sequence[Fraction], verdict: str, proof: str | None) -> str:
+    shown = " ".join(_fmt(n) for n in numbers)
+    if verdict == "sure":
+        return f"{label}. {shown}: {proof} = 24 sure"
+    if verdict == "likely":
+        return f"{label}. {shown}: within a reasonable range likely"
+    return f"{label}. {shown}: cannot reach 24 impossible"
+
+
+def _reply_value_batch(prompt: str) -> str:
+    lines = []
+    for label, numbers in _batch_inputs(prompt):
+        if not numbers:
+            continue
+        expression = solve24(numbers)
+        verdict = "sure" if expression is not None else "impossible"
+        lines.append(_batch_line(label, numbers, verdict, expression))
+    return "\n".join(lines) or "I cannot read the inputs."
+
+
 def approx_tokens(text: str) -> int:
     """Tokens of a prompt or completion, at about 4 characters a token."""
     return max(1, len(text) // 4)
@@ -244,6 +283,8 @@ def scripted_game24_reply(prompt: str, *, solvable_first: bool = True) -> str:
             return "No possible next steps."
         steps = propose_steps(numbers, solvable_first=solvable_first)
         return "\n".join(steps) if steps else "No possible next steps."
+    if stripped.endswith("Answers:"):
+        return _reply_value_batch(prompt)
     if stripped.startswith("Evaluate if given numbers can reach 24"):
         return _reply_value(prompt)
     if "The best choice is" in prompt:
@@ -270,8 +311,10 @@ class ScriptedGame24Backend(ScriptedBackend):
         solvable_first: bool = True,
         input_price_per_1k: float = 0.03,
         output_price_per_1k: float = 0.06,
+        honours_n: bool = False,
     ) -> None:
         super().__init__(
+            honours_n=honours_n,
             model_id="scripted-game24" + ("" if solvable_first else "-unordered"),
             latency_s=latency_s,
             price_per_1k_tokens=(
@@ -279,9 +322,216 @@ class ScriptedGame24Backend(ScriptedBackend):
             ),
         )
         self.solvable_first = solvable_first
+        self.tally = Tally()
+        """Requests and tokens by kind of prompt and level."""
 
     def reply(self, prompt: str) -> str:
         return scripted_game24_reply(prompt, solvable_first=self.solvable_first)
 
+    async def generate(self, prompt: str, **kwargs: Any) -> str:
+        output = await super().generate(prompt, **kwargs)
+        self.tally.add(prompt, [output])
+        return output
+
+    async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
+        if not self.honours_n or n <= 1:
+            return [await self.generate(prompt, **kwargs)]
+        outputs = await super().generate_samples(prompt, n, **kwargs)
+        self.tally.add(prompt, outputs)
+        return outputs
+
     def count_tokens(self, text: str) -> int:
         return approx_tokens(text)
+
+
+@dataclass(frozen=True)
+class ImperfectRates:
+    """How often the imperfect model errs; each draw is independent."""
+
+    bad_step: float = 0.2
+    """A proposed step is corrupted: wrong arithmetic, a number not available,
+    or a wrong ``(left: ...)`` list (one third each)."""
+    ranking: float = 0.6
+    """How strongly proposals that keep 24 reachable come first: 0 is a random
+    order, 1 is the perfect model's order (8 proposals are listed)."""
+    value_noise: float = 0.3
+    """A value label is not the true one (sure for reachable numbers,
+    impossible for the others): ``likely`` two times in three, else the opposite."""
+    wrong_answer: float = 0.15
+    """The chain-of-thought answer line has a wrong operator (a path whose steps
+    do not replay writes a wrong answer anyway)."""
+    wrong_judgment: float = 0.1
+    """The last-step judgment says the opposite of the truth."""
+
+
+class ImperfectGame24Model:
+    """A seeded imperfect Game-of-24 "model": the scripted arithmetic, with errors.
+
+    Reply ``k`` to a given prompt is drawn from a generator seeded by
+    ``(seed, k, prompt)``, so two instances with one seed answer the same
+    prompts the same way whatever else they were asked, and in whatever order
+    (the paper's BFS replay and the engine see the same model). Rates are
+    :class:`ImperfectRates`.
+    """
+
+    def __init__(self, seed: int = 0, rates: ImperfectRates | None = None) -> None:
+        self.seed = seed
+        self.rates = rates or ImperfectRates()
+        self._asked: dict[str, int] = {}
+
+    def _rng(self, prompt: str) -> random.Random:
+        k = self._asked.get(prompt, 0)
+        self._asked[prompt] = k + 1
+        digest = hashlib.sha256(f"{self.seed}|{k}|{prompt}".encode()).digest()
+        return random.Random(int.from_bytes(digest[:8], "big"))
+
+    def __call__(self, prompt: str) -> str:
+        rng = self._rng(prompt)
+        stripped = prompt.rstrip()
+        if stripped.endswith("Judge:"):
+            verdict = _reply_judge(prompt)
+            if rng.random() < self.rates.wrong_judgment:
+                verdict = "impossible" if verdict == "sure" else "sure"
+            return verdict
+        if stripped.endswith("Possible next steps:"):
+            numbers = _parse_numbers(_last_line_with(prompt, "Input:") or "")
+            if not numbers:
+                return "No possible next steps."
+            return "\n".join(self._propose(numbers, rng)) or "No possible next steps."
+        if stripped.endswith("Answers:"):
+            lines = []
+            for label, numbers in _batch_inputs(prompt):
+                if numbers:
+                    verdict, proof = self._verdict(numbers, rng)
+                    lines.append(_batch_line(label, numbers, verdict, proof))
+            return "\n".join(lines) or "I cannot read the inputs."
+        if stripped.startswith("Evaluate if given numbers can reach 24"):
+            return self._value(prompt, rng)
+        if "Steps:" in prompt and "Input:" in prompt:
+            return self._cot(prompt, rng)
+        return scripted_game24_reply(prompt)
+
+    def _propose(self, numbers: Sequence[Fraction], rng: random.Random) -> list[str]:
+        lines = propose_steps(numbers, limit=10_000)
+        scored = []
+        for line in lines:
+            left = _parse_numbers(line.split("left:")[-1].split(")")[0]) or []
+            bonus = self.rates.ranking if reachable(left) else 0.0
+            scored.append((rng.random() * (1 - self.rates.ranking) + bonus, line))
+        scored.sort(key=lambda item: item[0], reverse=True)
+        chosen = [line for _, line in scored[:8]]
+        return [
+            self._corrupt(line, numbers, rng) if rng.random() < self.rates.bad_step else line
+            for line in chosen
+        ]
+
+    @staticmethod
+    def _corrupt(line: str, numbers: Sequence[Fraction], rng: random.Random) -> str:
+        match = _STEP.match(line)
+        if match is None:
+            return line
+        a, op, b = Fraction(match[1]), match[2], Fraction(match[3])
+        rest = list(numbers)
+        for used in (a, b):
+            if used in rest:
+                rest.remove(used)
+        kind = rng.randrange(3)
+        if kind == 0:  # wrong arithmetic, carried into the left list
+            result = _OPS[op](a, b) + rng.choice([-2, -1, 1, 2])
+        elif kind == 1:  # a number that is not available
+            a = a + rng.randint(1, 13)
+            result = _OPS[op](a, b)
+        else:  # the right step, a wrong left list
+            result = _OPS[op](a, b)
+            left = sorted([*rest, result])
+            left[rng.randrange(len(left))] += rng.choice([-3, -1, 1, 3])
+            shown = " ".join(_fmt(v) for v in sorted(left))
+            return f"{_fmt(a)} {op} {_fmt(b)} = {_fmt(result)} (left: {shown})"
+        shown = " ".join(_fmt(v) for v in sorted([*rest, result]))
+        return f"{_fmt(a)} {op} {_fmt(b)} = {_fmt(result)} (left: {shown})"
+
+    def _verdict(self, numbers: Sequence[Fraction], rng: random.Random) -> tuple[str, str]:
+        """A value label for ``numbers``, noisy, and the expression a "sure" shows."""
+        expression = solve24(numbers)
+        label = "sure" if expression is not None else "impossible"
+        if rng.random() < self.rates.value_noise:
+            other = "impossible" if label == "sure" else "sure"
+            label = "likely" if rng.random() < 2 / 3 else other
+        proof = expression if expression is not None else " + ".join(_fmt(n) for n in numbers)
+        return label, proof
+
+    def _value(self, prompt: str, rng: random.Random) -> str:
+        lines = [line.strip() for line in prompt.splitlines() if line.strip()]
+        numbers = _parse_numbers(lines[-1]) if lines else None
+        if not numbers:
+            return "I cannot read the numbers.\nimpossible"
+        label, proof = self._verdict(numbers, rng)
+        shown = " ".join(_fmt(n) for n in numbers)
+        if label == "sure":
+            return f"{proof} = 24\nsure"
+        if label == "likely":
+            return "I cannot obtain 24 now, but numbers are within a reasonable range\nlikely"
+        return f"{shown} cannot reach 24\nimpossible"
+
+    def _cot(self, prompt: str, rng: random.Random) -> str:
+        reply = _reply_cot(prompt)
+        if not reply.startswith("Answer:"):
+            return reply
+        puzzle = _last_line_with(prompt, "Input:") or ""
+        if "no solution" in reply:  # steps that do not replay: a wrong answer all the same
+            return "Answer: " + " + ".join(puzzle.split()) + " = 24"
+        if rng.random() < self.rates.wrong_answer:
+            ops = [i for i, char in enumerate(reply) if char in "+-*/"]
+            if ops:
+                i = rng.choice(ops)
+                swap = rng.choice([c for c in "+-*/" if c != reply[i]])
+                return reply[:i] + swap + reply[i + 1 :]
+        return reply
+
+
+class ImperfectGame24Backend(ScriptedGame24Backend):
+    """:class:`ScriptedGame24Backend` answering as an :class:`ImperfectGame24Model`."""
+
+    def __init__(
+        self, *, seed: int = 0, rates: ImperfectRates | None = None, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        self.model_id = f"imperfect-game24-{seed}"
+        self.model = ImperfectGame24Model(seed, rates)
+
+    def reply(self, prompt: str) -> str:
+        return self.model(prompt)
+
+
+class Tally:
+    """Requests, input and output tokens (~4 characters a token) by (kind, level)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], list[int]] = {}
+
+    def add(self, prompt: str, outputs: Sequence[str]) -> None:
+        entry = self.counts.setdefault(prompt_kind_level(prompt), [0, 0, 0])
+        entry[0] += 1
+        entry[1] += approx_tokens(prompt)
+        entry[2] += sum(approx_tokens(output) for output in outputs)
+
+
+def prompt_kind_level(prompt: str) -> tuple[str, int]:
+    """What a Game-of-24 prompt asks (propose, value, answer, judge, batch value)
+    and at which level of the search (1 = the first step)."""
+    stripped = prompt.rstrip()
+    if stripped.endswith("Judge:"):
+        return "judge", 4
+    if stripped.endswith("Possible next steps:"):
+        numbers = (_last_line_with(prompt, "Input:") or "").split()
+        return "propose", 5 - len(numbers)
+    if stripped.endswith("Answers:"):
+        inputs = _batch_inputs(prompt)
+        first = inputs[0][1] if inputs else None
+        return "value batch", 4 - len(first or [])
+    if stripped.startswith("Evaluate if given numbers can reach 24"):
+        lines = [line for line in prompt.splitlines() if line.strip()]
+        return "value", 4 - len(lines[-1].split())
+    if "Steps:" in prompt:
+        return "answer", 4
+    return "other", 0

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.game24_model import approx_tokens, checks_24, scripted_game24_reply
+from benchmarks.game24_model import Tally, approx_tokens, checks_24, scripted_game24_reply
 from pygent_lc.tot import Game24Task
 from pygent_lc.tot.tasks.game24_prompts import (
     COT_PROMPT,
@@ -104,6 +104,7 @@ def paper_bfs_llm_calls(
     n_select_sample: int = 5,
     steps: int = Game24Task.STEPS,
     value_cache: dict[str, float] | None = None,
+    tally: Tally | None = None,
 ) -> PaperBFSRun:
     """Run the paper's Game-of-24 BFS (propose, value, greedy) and count its LLM calls.
 
@@ -115,7 +116,7 @@ def paper_bfs_llm_calls(
     puzzles; by default it lives for this puzzle only. The paper asks its
     ``n`` samples in one API request: ``llm_calls`` counts each sample as the
     engine counts calls, ``requests`` and the tokens count them as the paper
-    sent them.
+    sent them. ``tally`` counts them by kind of prompt and level.
     """
     calls = 0
     requests = 0
@@ -129,6 +130,8 @@ def paper_bfs_llm_calls(
         requests += 1
         input_tokens += approx_tokens(prompt)
         output_tokens += sum(approx_tokens(output) for output in outputs)
+        if tally is not None:
+            tally.add(prompt, outputs)
         return outputs
 
     ys = [""]

@@ -29,13 +29,18 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks._bench import table
-from benchmarks.game24_model import ScriptedGame24Backend
+from benchmarks.game24_model import (
+    ImperfectGame24Backend,
+    ImperfectGame24Model,
+    ScriptedGame24Backend,
+    Tally,
+)
 from benchmarks.game24_replay import PaperBFSRun, load_game24_puzzles, paper_bfs_llm_calls
 from pygent_lc.backend import LLMBackend
 from pygent_lc.errors import AllProvidersFailedError, ProviderError
@@ -64,9 +69,15 @@ class PuzzleRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def build_backend(provider: str, model: str | None, latency_s: float) -> LLMBackend:
+def build_backend(
+    provider: str, model: str | None, latency_s: float, seed: int = 0, honours_n: bool = False
+) -> LLMBackend:
     if provider == "scripted":
-        return ScriptedGame24Backend(latency_s=latency_s, track_usage=True)
+        return ScriptedGame24Backend(latency_s=latency_s, track_usage=True, honours_n=honours_n)
+    if provider == "imperfect":
+        return ImperfectGame24Backend(
+            seed=seed, latency_s=latency_s, track_usage=True, honours_n=honours_n
+        )
     # Imported here so the scripted path needs nothing but the engine.
     from pygent_lc import LangChainBackend, Settings, build_chat_model
 
@@ -89,10 +100,13 @@ def build_config(args: argparse.Namespace, beam: int) -> ToTConfig:
         "max_tokens": args.max_tokens,
         "max_llm_calls": args.max_llm_calls,
         "max_cost_usd": args.max_cost_usd,
+        "seed": args.seed,
     }
     overrides.update({key: value for key, value in optional.items() if value is not None})
     if args.no_adaptive:
         overrides["adaptive_sampling"] = False
+    if args.value_batch:
+        overrides["value_batch"] = True
     if args.max_concurrency is not None:
         overrides["max_concurrency"] = args.max_concurrency
     return ToTConfig.for_provider(args.provider, **overrides)
@@ -233,17 +247,31 @@ def paper_row(label: str, runs: list[PaperBFSRun], beam: int) -> Row:
     )
 
 
-def paper_rows(puzzles: list[str], beam: int, n_evaluate: int) -> list[Row]:
-    """The paper's BFS on the scripted model: cache per puzzle, and kept as run.py keeps it."""
-    reply = ScriptedGame24Backend().reply
+def paper_rows(
+    puzzles: list[str], beam: int, n_evaluate: int, args: argparse.Namespace, tally: Tally
+) -> list[Row]:
+    """The paper's BFS on the same model: cache per puzzle, and kept as run.py keeps it."""
+
+    def model() -> Callable[[str], str]:
+        if args.provider == "imperfect":
+            return ImperfectGame24Model(args.seed)
+        return ScriptedGame24Backend().reply
+
+    reply = model()
     per_puzzle = [
         paper_bfs_llm_calls(p, reply, n_evaluate_sample=n_evaluate, n_select_sample=beam)
         for p in puzzles
     ]
     shared: dict[str, float] = {}
+    reply = model()
     as_run = [
         paper_bfs_llm_calls(
-            p, reply, n_evaluate_sample=n_evaluate, n_select_sample=beam, value_cache=shared
+            p,
+            reply,
+            n_evaluate_sample=n_evaluate,
+            n_select_sample=beam,
+            value_cache=shared,
+            tally=tally,
         )
         for p in puzzles
     ]
@@ -253,10 +281,26 @@ def paper_rows(puzzles: list[str], beam: int, n_evaluate: int) -> list[Row]:
     ]
 
 
+def tally_table(engine: Tally | None, paper: Tally | None, puzzles: int) -> str:
+    """Requests and tokens per puzzle by kind of prompt and level, engine beside paper."""
+    keys = sorted({*(engine.counts if engine else {}), *(paper.counts if paper else {})})
+    rows = []
+    for key in keys:
+        cells: list[object] = [key[0], key[1]]
+        for source in (engine, paper):
+            entry = source.counts.get(key, [0, 0, 0]) if source else [0, 0, 0]
+            cells += [f"{entry[0] / puzzles:.1f}", f"{(entry[1] + entry[2]) / puzzles:,.0f}"]
+        rows.append(cells)
+    return table(
+        ["kind", "level", "engine requests", "engine tokens", "paper requests", "paper tokens"],
+        rows,
+    )
+
+
 async def run_engine(
     args: argparse.Namespace, beam: int, puzzles: list[str]
-) -> tuple[list[PuzzleRun], float]:
-    backend = build_backend(args.provider, args.model, args.latency)
+) -> tuple[list[PuzzleRun], float, Tally | None]:
+    backend = build_backend(args.provider, args.model, args.latency, args.seed, args.honours_n)
     engine = ToTEngine(build_config(args, beam), backend, task=Game24Task())
     runs: list[PuzzleRun] = []
     started = time.perf_counter()
@@ -270,7 +314,8 @@ async def run_engine(
             f"wall={run.wall_time_s:.2f}s answer={run.answer!r}",
             file=sys.stderr,
         )
-    return runs, time.perf_counter() - started
+    tally = backend.tally if isinstance(backend, ScriptedGame24Backend) else None
+    return runs, time.perf_counter() - started, tally
 
 
 async def main(argv: list[str] | None = None) -> int:
@@ -278,12 +323,23 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=900, help="first puzzle index (0-based)")
     parser.add_argument("--end", type=int, default=910, help="one past the last puzzle index")
     parser.add_argument(
-        "--provider", choices=["scripted", "openrouter", "ollama", "local"], default="scripted"
+        "--provider",
+        choices=["scripted", "imperfect", "openrouter", "ollama", "local"],
+        default="scripted",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="imperfect: the model's seed")
+    parser.add_argument(
+        "--honours-n",
+        action="store_true",
+        help="scripted/imperfect: answer n samples in one request, as llama.cpp does",
     )
     parser.add_argument("--model", help="model slug (openrouter/ollama) or .gguf path (local)")
     parser.add_argument("--beams", default="5", help="beam widths b, comma-separated")
     parser.add_argument("--n-evaluate", type=int, default=3, help="value samples per state")
     parser.add_argument("--no-adaptive", action="store_true", help="always ask every sample")
+    parser.add_argument(
+        "--value-batch", action="store_true", help="value a parent's new states in one prompt"
+    )
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--max-tokens", type=int, default=None)
     parser.add_argument("--max-concurrency", type=int, default=None)
@@ -300,12 +356,15 @@ async def main(argv: list[str] | None = None) -> int:
     puzzles = all_puzzles[args.start : args.end]
     beams = [int(b) for b in args.beams.split(",")]
     rows: list[Row] = []
+    tallies: list[tuple[int, str]] = []
     dump: dict[str, Any] = {}
     for beam in beams:
-        runs, wall = await run_engine(args, beam, puzzles)
+        runs, wall, engine_tally = await run_engine(args, beam, puzzles)
         rows.append(engine_row(runs, beam))
-        if args.provider == "scripted":
-            rows.extend(paper_rows(puzzles, beam, args.n_evaluate))
+        paper_tally = Tally()
+        if args.provider in ("scripted", "imperfect"):
+            rows.extend(paper_rows(puzzles, beam, args.n_evaluate, args, paper_tally))
+            tallies.append((beam, tally_table(engine_tally, paper_tally, len(puzzles))))
         dump[f"b={beam}"] = [asdict(r) for r in runs]
         saved = _mean([r.extra.get("samples_saved", 0) for r in runs])
         merged = _mean([r.extra.get("duplicates_merged", 0) for r in runs])
@@ -325,6 +384,9 @@ async def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(table(HEADERS, [row.cells() for row in rows]))
+    for beam, text in tallies:
+        print(f"\nWhere the tokens go, b={beam} (per puzzle; paper as its run.py ran):\n")
+        print(text)
     if args.json:
         write_json(dump, Path(args.json))
     return 0

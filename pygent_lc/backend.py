@@ -82,6 +82,16 @@ class LLMBackend(ABC):
     async def generate(self, prompt: str, **kwargs: Any) -> str:
         """Return the model's completion of ``prompt``."""
 
+    async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
+        """Up to ``n`` completions of ``prompt`` in one request, where the provider
+        honours ``n`` (the prompt is then paid for once).
+
+        Returns at least one completion; fewer than ``n`` means the provider
+        answered with fewer choices (most ignore ``n``), and a caller wanting
+        more asks again. This default sends one ``generate`` request.
+        """
+        return [await self.generate(prompt, **kwargs)]
+
     def usage_totals(self) -> UsageTotals | None:
         """Totals so far, or ``None`` when this backend does not track usage."""
         return None

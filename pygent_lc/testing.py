@@ -85,8 +85,12 @@ class ScriptedBackend(LLMBackend):
         fail: Callable[[str, int], BaseException | None] | None = None,
         cost_per_call: float | None = None,
         price_per_1k_tokens: tuple[float, float] | None = None,
+        honours_n: bool = False,
     ) -> None:
         self._reply = reply
+        self.honours_n = honours_n
+        """``generate_samples`` answers ``n`` choices in one request (prompt counted
+        once), as OpenAI-compatible servers do; else one, as most providers do."""
         self.outcomes: deque[str | BaseException] = deque(outcomes)
         """What the next calls answer or raise, in order."""
         self.model_id = model_id
@@ -133,6 +137,30 @@ class ScriptedBackend(LLMBackend):
             self.in_flight -= 1
         self._count(input_tokens=self.count_tokens(prompt), output_tokens=self.count_tokens(output))
         return output
+
+    async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
+        """``n`` completions in one request when ``honours_n``, else one (``generate``)."""
+        if not self.honours_n or n <= 1:
+            return [await self.generate(prompt, **kwargs)]
+        index = len(self.prompts)
+        self.prompts.append(prompt)
+        self.kwargs.append({**kwargs, "n": n})
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            outputs = [self._answer(prompt, index) for _ in range(n)]
+        except Exception:
+            self._count(failed=True)
+            raise
+        finally:
+            self.in_flight -= 1
+        self._count(
+            input_tokens=self.count_tokens(prompt),
+            output_tokens=sum(self.count_tokens(output) for output in outputs),
+        )
+        return outputs
 
     def _answer(self, prompt: str, index: int) -> str:
         error = self.fail(prompt, index) if self.fail is not None else None

@@ -71,7 +71,9 @@ class _Phase:
 class LLMCaller:
     """Bounded, budgeted access to the backend for one search."""
 
-    def __init__(self, backend: LLMBackend, config: ToTConfig) -> None:
+    def __init__(
+        self, backend: LLMBackend, config: ToTConfig, n_support: SamplesSupport | None = None
+    ) -> None:
         self._backend = backend
         self._config = config
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
@@ -85,6 +87,8 @@ class LLMCaller:
         self._phase = _Phase()
         self.counters = CallCounters()
         self.exhausted: str | None = None
+        self.n_support = n_support if n_support is not None else SamplesSupport()
+        """Whether the model answers ``n`` samples in one request (shared by an engine)."""
 
     # budgets --------------------------------------------------------------
     def usage(self) -> UsageTotals | None:
@@ -154,6 +158,30 @@ class LLMCaller:
         stop: list[str] | None = None,
     ) -> str:
         """One completion; raises :class:`BudgetExhausted` or a call failure."""
+        outputs = await self._request(prompt, 1, kind=kind, temperature=temperature, stop=stop)
+        return outputs[0]
+
+    async def call_samples(
+        self, prompt: str, n: int, *, kind: CallKind, temperature: float
+    ) -> list[str]:
+        """Up to ``n`` completions in one request (``LLMBackend.generate_samples``).
+
+        Fewer come back where the provider ignores ``n``; the caller asks the
+        rest one by one. It is one request: one call, one hold on the budget.
+        """
+        outputs = await self._request(prompt, n, kind=kind, temperature=temperature, stop=None)
+        self.n_support.learn(len(outputs) >= n)
+        return outputs
+
+    async def _request(
+        self,
+        prompt: str,
+        n: int,
+        *,
+        kind: CallKind,
+        temperature: float,
+        stop: list[str] | None,
+    ) -> list[str]:
         kwargs: dict[str, Any] = {"temperature": temperature}
         if self._config.max_tokens is not None:
             kwargs["max_tokens"] = self._config.max_tokens
@@ -178,7 +206,10 @@ class LLMCaller:
             try:
                 # The reply goes on in later prompts: text no provider could be
                 # sent (half a surrogate pair) must not be blamed on the caller.
-                return clean_text(await self._backend.generate(prompt, **kwargs))
+                if n == 1:
+                    return [clean_text(await self._backend.generate(prompt, **kwargs))]
+                outputs = await self._backend.generate_samples(prompt, n, **kwargs)
+                return [clean_text(output) for output in outputs[:n]]
             except BudgetExceededError as exc:
                 # The backend's own budget: end the search like ours would.
                 self._phase.attempted -= 1
@@ -193,6 +224,28 @@ class LLMCaller:
             finally:
                 self._in_flight -= 1
                 await hold.arelease()
+
+
+class SamplesSupport:
+    """Whether one model answers ``n`` samples in one request: unknown until asked once.
+
+    An engine keeps one per model and shares it across its solves: the first
+    request with ``n > 1`` finds out (a single choice back means ``n`` is
+    ignored, as OpenRouter and Ollama do), and from then on samples go as one
+    request each where ``n`` is ignored, or together where it is honoured.
+    """
+
+    def __init__(self) -> None:
+        self.honoured: bool | None = None
+
+    def learn(self, honoured: bool) -> None:
+        if self.honoured is None or not honoured:
+            self.honoured = honoured
+
+    @property
+    def worth_asking(self) -> bool:
+        """Send several samples as one request (honoured, or not known yet)."""
+        return self.honoured is not False
 
 
 @dataclass
@@ -210,9 +263,37 @@ class SampledOutputs:
 
 
 async def sample_prompt(
-    caller: LLMCaller, prompt: str, n: int, *, kind: CallKind, temperature: float
+    caller: LLMCaller,
+    prompt: str,
+    n: int,
+    *,
+    kind: CallKind,
+    temperature: float,
+    fill: bool = True,
 ) -> SampledOutputs:
-    """Ask ``prompt`` ``n`` times at once; failures and refusals are collected, not raised."""
+    """``n`` samples of ``prompt``; failures and refusals are collected, not raised.
+
+    Where the model answers ``n`` in one request (or that is not known yet),
+    they are asked as one request and only the missing ones are asked again,
+    one request each, at once; else all are asked one request each, at once.
+    ``fill=False`` sends one request only, so up to ``n`` come back (the caller
+    asks again if it still wants more).
+    """
+    result = SampledOutputs()
+    if n > 1 and caller.n_support.worth_asking:
+        try:
+            result.outputs.extend(
+                await caller.call_samples(prompt, n, kind=kind, temperature=temperature)
+            )
+        except BudgetExhausted:
+            result.refused += n
+            return result
+        except CALL_FAILURES as exc:
+            result.errors.append(exc)  # type: ignore[arg-type]
+            return result
+        n = n - len(result.outputs) if fill else 0
+    elif not fill:
+        n = min(n, 1)  # one request, and this model answers one sample a request
 
     async def one() -> str | CallFailure | None:
         try:
@@ -222,7 +303,6 @@ async def sample_prompt(
         except CALL_FAILURES as exc:
             return exc  # type: ignore[return-value]
 
-    result = SampledOutputs()
     for item in await gather_or_cancel(*(one() for _ in range(n))):
         if item is None:
             result.refused += 1

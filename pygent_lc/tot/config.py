@@ -81,6 +81,19 @@ class ToTConfig(BaseModel):
     could change which states a greedy BFS beam keeps. ``False`` always asks
     ``n_evaluate_sample`` samples, as the paper does."""
 
+    stop_on_verified: bool | None = None
+    """End the search as soon as a final answer the task verifies by program
+    exists (the rest of its level is not valued). ``None``: on for tasks with a
+    verifier (:class:`~pygent_lc.tot.tasks.base.VerifyingTask`, e.g. Game of
+    24), off for the others (the generic task has none)."""
+
+    value_batch: bool = False
+    """Value a level's siblings (the new states of one parent) in one prompt
+    per sample instead of one prompt per state: the few-shot examples are paid
+    once per parent. This changes the paper's method (its value prompt shows one
+    state), so it is off by default; the task must support it
+    (:class:`~pygent_lc.tot.tasks.base.BatchValueTask`: Game of 24 does)."""
+
     value_cache: str | None = "memory"
     """Where state values live beyond one search, keyed by the task's state
     key, the model and the task's value prompt version. ``"memory"``: in the
@@ -170,6 +183,8 @@ class ToTConfig(BaseModel):
             raise _combination(
                 "selection", "'sample' applies to bfs only; dfs explores children best first"
             )
+        if self.value_batch and self.evaluation_method != "value":
+            raise _combination("value_batch", "batches are of value prompts; votes already batch")
         if self.n_evaluate_sample > 1 and self.evaluation_temperature == 0.0:
             raise _combination(
                 "n_evaluate_sample",

@@ -13,7 +13,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pygent_lc.backend import LLMBackend
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.tot import observe
-from pygent_lc.tot.calls import LLMCaller, PromptCache
+from pygent_lc.tot.calls import LLMCaller, PromptCache, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
@@ -22,7 +22,7 @@ from pygent_lc.tot.node import ThoughtTree
 from pygent_lc.tot.result import ToTResult, ToTStats, best_so_far, collect_solutions
 from pygent_lc.tot.search import SearchContext, bfs, dfs
 from pygent_lc.tot.sync import run_sync as run_sync
-from pygent_lc.tot.tasks.base import Task
+from pygent_lc.tot.tasks.base import BatchValueTask, Task
 from pygent_lc.tot.tasks.generic import GenericTask
 from pygent_lc.tot.value_store import MemoryValueStore, ValueStore, open_value_store
 
@@ -125,6 +125,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         # Unnamed models get a name of their own: values are then only shared
         # by this backend object, never across models.
         self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
+        self.samples_support = SamplesSupport()
+        """Whether the model answers ``n`` samples in one request: found out by the
+        first request with ``n > 1`` and remembered for every later solve."""
 
     # the PyGent API -------------------------------------------------------
     async def solve(self, problem: str, task: Task | None = None) -> ToTResult:
@@ -146,8 +149,17 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
                 "max_cost_usd is set but the backend does not report usage (usage_totals)",
                 field="max_cost_usd",
             )
+        version = task.value_version
+        if config.value_batch:
+            if not isinstance(task, BatchValueTask):
+                raise ConfigurationError(
+                    f"value_batch is set but the task {task.name!r} cannot value states in "
+                    "batches (BatchValueTask)",
+                    field="value_batch",
+                )
+            version = f"batch:{task.value_batch_version}"
         started = time.perf_counter()
-        caller = LLMCaller(self.backend, config)
+        caller = LLMCaller(self.backend, config, self.samples_support)
         tree = ThoughtTree.with_root(problem)
         generator = ThoughtGenerator(task, config, caller)
         cache = PromptCache()
@@ -158,7 +170,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             caller,
             cache,
             store=self.value_store if self.value_store is not None else MemoryValueStore(),
-            namespace=f"{self.model_id}|{task.name}|{task.value_version}",
+            namespace=f"{self.model_id}|{task.name}|{version}",
             beam=config.n_select_sample if greedy_bfs else None,
         )
         ctx = SearchContext(
@@ -182,6 +194,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             **asdict(caller.counters),
             samples_saved=evaluator.samples_saved,
             duplicates_merged=generator.duplicates_merged,
+            invalid_pruned=generator.invalid_pruned,
             nodes=len(tree),
             depth_reached=max(node.depth for node in tree.nodes),
             usage=caller.usage(),

@@ -16,7 +16,7 @@ from pygent_lc.tot.calls import (
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
 from pygent_lc.tot.sampling import Candidate, to_sample, value_interval
-from pygent_lc.tot.tasks.base import Task
+from pygent_lc.tot.tasks.base import BatchValueTask, Task
 from pygent_lc.tot.value_store import MemoryValueStore, StoredValue, ValueStore
 
 
@@ -129,9 +129,32 @@ class StateEvaluator:
             if not wanted:
                 break
             adaptive = self.config.adaptive_sampling
-            await gather_or_cancel(
-                *(self._ask(item, 1 if adaptive else n - len(item.scores)) for item in wanted)
-            )
+            # Where the model answers n samples in one request, one request asks
+            # them all: the prompt is paid once, so rounds of one save nothing.
+            together = self.caller.n_support.worth_asking
+            if self.config.value_batch and isinstance(self.task, BatchValueTask):
+                # Siblings (one parent's new states) share one prompt per sample.
+                groups: dict[int | None, list[_Pending]] = {}
+                for item in wanted:
+                    groups.setdefault(item.node.parent, []).append(item)
+                await gather_or_cancel(
+                    *(
+                        self._ask_batch(
+                            problem,
+                            self.task,
+                            group,
+                            max(map(self._remaining, group)) if together or not adaptive else 1,
+                        )
+                        for group in groups.values()
+                    )
+                )
+            else:
+                await gather_or_cancel(
+                    *(
+                        self._ask(item, self._remaining(item) if together or not adaptive else 1)
+                        for item in wanted
+                    )
+                )
             for item in wanted:
                 self._settle(problem, item)
         for item in pending:
@@ -179,6 +202,9 @@ class StateEvaluator:
         chosen = set(to_sample(candidates, self.beam, need_top=last))
         return [item for item in open_items if item.node.id in chosen]
 
+    def _remaining(self, item: _Pending) -> int:
+        return self.config.n_evaluate_sample - len(item.scores) - len(item.errors)
+
     async def _ask(self, item: _Pending, count: int) -> None:
         result: SampledOutputs = await sample_prompt(
             self.caller,
@@ -186,6 +212,7 @@ class StateEvaluator:
             count,
             kind="evaluation",
             temperature=self.config.evaluation_temperature,
+            fill=not self.config.adaptive_sampling,
         )
         item.asked += len(result.outputs) + len(result.errors)
         item.outputs.extend(result.outputs)
@@ -193,6 +220,31 @@ class StateEvaluator:
         item.errors.extend(result.errors)
         if result.refused:
             item.stopped = True
+
+    async def _ask_batch(
+        self, problem: str, task: BatchValueTask, items: list[_Pending], count: int
+    ) -> None:
+        prompt = task.value_batch_prompt(problem, [item.steps for item in items])
+        result = await sample_prompt(
+            self.caller,
+            prompt,
+            count,
+            kind="evaluation",
+            temperature=self.config.evaluation_temperature,
+            fill=not self.config.adaptive_sampling,
+        )
+        for output in result.outputs:
+            scores = task.parse_value_batch(output, len(items))
+            for item, score in zip(items, scores, strict=True):
+                if self._remaining(item) > 0:
+                    item.asked += 1
+                    item.outputs.append(output)
+                    item.scores.append(score)
+        for item in items:
+            item.asked += len(result.errors)
+            item.errors.extend(result.errors)
+            if result.refused:
+                item.stopped = True
 
     def _settle(self, problem: str, item: _Pending) -> None:
         n = self.config.n_evaluate_sample

@@ -13,7 +13,7 @@ from pygent_lc.tot.calls import (
 )
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import Task
+from pygent_lc.tot.tasks.base import Task, check_step, program_answer
 
 _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by budget
 
@@ -30,7 +30,10 @@ class ThoughtGenerator:
     one node, the first found; ``duplicates`` counts the copies merged into
     it. The paper keeps textual copies and values them 0; merging frees their
     beam slots for different states. A failed call is recorded on its
-    parent's ``error``.
+    parent's ``error``. A thought the task rejects by program
+    (``VerifyingTask.check_step``: wrong arithmetic, numbers not available...)
+    is kept in the tree, pruned, before any value call, and counted in
+    ``invalid_pruned``.
     """
 
     def __init__(self, task: Task, config: ToTConfig, caller: LLMCaller) -> None:
@@ -38,8 +41,12 @@ class ThoughtGenerator:
         self.config = config
         self.caller = caller
         self.duplicates_merged = 0
+        self.invalid_pruned = 0
 
     async def _one(self, problem: str, steps: Sequence[str]) -> _Outcome:
+        written = program_answer(self.task, problem, steps)
+        if written is not None:
+            return [written]  # the task writes this step: no call
         propose = self.config.generation_strategy == "propose"
         if propose:
             prompt = self.task.propose_prompt(problem, steps)
@@ -80,6 +87,12 @@ class ThoughtGenerator:
                 parent.error = message if parent.error is None else f"{parent.error}; {message}"
                 continue
             for thought in outcome:
+                if check_step(self.task, problem, [*steps, thought]) is False:
+                    rejected = tree.add_child(parent, thought)
+                    rejected.pruned = True
+                    rejected.error = "rejected by the task's step check"
+                    self.invalid_pruned += 1
+                    continue
                 key = self.task.state_key(problem, [*steps, thought])
                 existing = by_key.get(key)
                 if existing is not None:

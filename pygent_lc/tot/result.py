@@ -52,6 +52,8 @@ class ToTStats(BaseModel):
     """Value samples not asked because the state's samples agreed, or because no
     further sample could change the beam (adaptive sampling)."""
     duplicates_merged: int = 0
+    invalid_pruned: int = 0
+    """Proposed thoughts the task rejected by program (``check_step``) before any value call."""
     nodes: int = 0
     depth_reached: int = 0
     peak_in_flight: int = 0

@@ -18,7 +18,7 @@ from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import Task
+from pygent_lc.tot.tasks.base import Task, has_verifier
 
 
 @dataclass
@@ -43,6 +43,18 @@ class SearchContext:
             self.problem, steps
         )
 
+    @property
+    def stop_on_verified(self) -> bool:
+        setting = self.config.stop_on_verified
+        return has_verifier(self.task) if setting is None else setting
+
+    def verified(self, node: ThoughtNode) -> bool:
+        """A final answer the task's program checks as right."""
+        steps = self.tree.path(node)
+        return self.task.is_final(self.problem, steps) and (
+            self.task.check_answer(self.problem, steps) is True
+        )
+
     def expandable(self, node: ThoughtNode) -> bool:
         return (
             not node.final
@@ -58,7 +70,9 @@ async def expand_and_evaluate(
 
     Dead ends (``ctx.dead``) are pruned unvalued: they can neither be an
     answer nor be proposed from, so a beam slot or a value call on them is
-    wasted. Only the live children are returned.
+    wasted. Only the live children are returned. With ``stop_on_verified``,
+    once a child is a verified answer only the verified answers are returned
+    (and valued, by program): the rest of the level is not worth a call.
     """
     ctx.caller.begin_phase()
     children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
@@ -69,6 +83,16 @@ async def expand_and_evaluate(
             child.pruned = True
         else:
             live.append(child)
+    if ctx.stop_on_verified:
+        verified = [child for child in live if ctx.verified(child)]
+        if verified:
+            # Valued by the program's verdict: the best a state can be, no call.
+            for child in live:
+                child.pruned = child not in verified
+            for child in verified:
+                child.final, child.correct = True, True
+                child.value = ctx.task.value_range[1]
+            return verified
     if live:
         ctx.caller.begin_phase()
         await ctx.evaluator.evaluate(ctx.tree, ctx.problem, live)

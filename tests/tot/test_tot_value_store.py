@@ -151,7 +151,8 @@ def test_a_file_store_knows_the_models_of_the_packages_own_chain(tmp_path: Path)
     engine = ToTEngine(config, LangChainBackend(chain))
     assert engine.model_id == "vendor/model-a>llama3.2:latest"
     # Through the agents' progress wrapper too (it keeps the backend as ``inner``).
-    wrapped = ToTEngine(config, ProgressBackend(LangChainBackend(chain), SolveProgress(max_depth=1)))
+    progress = ProgressBackend(LangChainBackend(chain), SolveProgress(max_depth=1))
+    wrapped = ToTEngine(config, progress)
     assert wrapped.model_id == engine.model_id
 
 

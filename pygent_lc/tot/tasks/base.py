@@ -122,3 +122,67 @@ class Task(Protocol):
     def answer(self, problem: str, steps: Sequence[str]) -> str:
         """The answer text of a state (the last thought when nothing better exists)."""
         ...
+
+
+@runtime_checkable
+class VerifyingTask(Task, Protocol):
+    """A :class:`Task` that checks answers and steps by program, without the model.
+
+    A task that implements these (Game of 24 does; code with tests or math with
+    a checker could) gets its final answers checked instead of judged
+    (``check_answer`` says ``True``/``False``), its proposals checked before any
+    value call (a step ``check_step`` rejects is pruned and counted in
+    ``ToTStats.invalid_pruned``), and, unless ``ToTConfig.stop_on_verified``
+    is ``False``, its search ends as soon as a verified answer exists.
+    """
+
+    verifies_answers: bool
+    """``check_answer`` is a program's verdict (never ``None`` for a final state)."""
+
+    def check_step(self, problem: str, steps: Sequence[str]) -> bool | None:
+        """Whether the last of ``steps`` (not a final answer) follows from the state
+        before it by the task's rules; ``None`` when the program cannot tell."""
+        ...
+
+    def program_answer(self, problem: str, steps: Sequence[str]) -> str | None:
+        """The final thought after ``steps``, when a program can write it from them
+        (Game of 24: the expression of checked steps that leave 24), else ``None``.
+        The engine then asks no model for it."""
+        ...
+
+
+@runtime_checkable
+class BatchValueTask(Task, Protocol):
+    """A :class:`Task` that can value several states in one prompt
+    (``ToTConfig.value_batch``): a level's siblings in one call instead of one each."""
+
+    value_batch_version: str
+    """Like ``value_version``, for the batch prompt and its reading."""
+
+    def value_batch_prompt(self, problem: str, states: Sequence[Sequence[str]]) -> str:
+        """A prompt asking for the value of each of ``states``, in order."""
+        ...
+
+    def parse_value_batch(self, output: str, count: int) -> list[float]:
+        """The score of each of the ``count`` states of a batch completion (the
+        task's lowest for a state it does not answer)."""
+        ...
+
+
+def has_verifier(task: Task) -> bool:
+    """Whether ``task`` checks its final answers by program (:class:`VerifyingTask`)."""
+    return bool(getattr(task, "verifies_answers", False))
+
+
+def program_answer(task: Task, problem: str, steps: Sequence[str]) -> str | None:
+    """``task.program_answer`` where the task has one, else ``None``."""
+    if isinstance(task, VerifyingTask):
+        return task.program_answer(problem, steps)
+    return None
+
+
+def check_step(task: Task, problem: str, steps: Sequence[str]) -> bool | None:
+    """``task.check_step`` where the task has one, else ``None`` (cannot tell)."""
+    if isinstance(task, VerifyingTask):
+        return task.check_step(problem, steps)
+    return None

@@ -24,6 +24,7 @@ from pygent_lc.tot.tasks.arithmetic import (
 from pygent_lc.tot.tasks.game24_prompts import (
     COT_PROMPT,
     PROPOSE_PROMPT,
+    VALUE_BATCH_PROMPT,
     VALUE_LAST_STEP_PROMPT,
     VALUE_PROMPT,
     VOTE_PROMPT,
@@ -49,7 +50,19 @@ _VALUE_VERSION = hashlib.sha256(
     (VALUE_PROMPT + VALUE_LAST_STEP_PROMPT + _VALUE_READING).encode()
 ).hexdigest()[:16]
 
+_VALUE_BATCH_VERSION = hashlib.sha256(
+    (VALUE_BATCH_PROMPT + _VALUE_READING + "numbered-lines/1").encode()
+).hexdigest()[:16]
+_NUMBERED = re.compile(r"^\s*(\d+)\s*[.):]")
+
 _STEP = re.compile(r"=.*\(\s*left:\s*[^)]*\)", re.IGNORECASE)
+# One step as the propose prompt writes it: "a op b = c (left: x y z)".
+_STEP_PARTS = re.compile(
+    r"^\s*(?P<a>[-\d./]+)\s*(?P<op>[-+*/\u00d7\u00f7\u2212])\s*(?P<b>[-\d./]+)\s*="
+    r"\s*(?P<c>[-\d./]+)\s*\(\s*left:\s*(?P<left>[^)]*)\)\s*$",
+    re.IGNORECASE,
+)
+_OPERATORS = {"\u00d7": "*", "\u00f7": "/", "\u2212": "-"}
 _ANSWER = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
 
 
@@ -87,6 +100,50 @@ def _proves_24(output: str, numbers: Sequence[str]) -> bool:
     return False
 
 
+def _fraction(token: str) -> Fraction | None:
+    try:
+        return Fraction(token)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _fractions(text: str) -> list[Fraction] | None:
+    values = [_fraction(token) for token in text.replace(",", " ").split()]
+    return None if any(v is None for v in values) else values  # type: ignore[return-value]
+
+
+def _apply(a: Fraction, op: str, b: Fraction) -> Fraction | None:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return None if b == 0 else a / b
+
+
+def step_is_valid(before: Sequence[Fraction], step: str) -> bool:
+    """Whether ``step`` (``a op b = c (left: ...)``) is a legal move from the numbers ``before``.
+
+    Both operands must be available (as a multiset), ``c`` must be ``a op b``
+    exactly, and the left list must be ``before`` without ``a`` and ``b``, with ``c``.
+    """
+    match = _STEP_PARTS.match(step)
+    if match is None:
+        return False
+    a, b, c = (_fraction(match[name]) for name in ("a", "b", "c"))
+    left = _fractions(match["left"])
+    if a is None or b is None or c is None or left is None:
+        return False
+    rest = list(before)
+    for operand in (a, b):
+        if operand not in rest:
+            return False
+        rest.remove(operand)
+    op = _OPERATORS.get(match["op"], match["op"])
+    return _apply(a, op, b) == c and sorted(left) == sorted([*rest, c])
+
+
 def current_numbers(problem: str, steps: Sequence[str]) -> str:
     """The numbers still to combine: the last step's ``(left: ...)``, or the puzzle."""
     if not steps:
@@ -100,6 +157,8 @@ class Game24Task:
     """Combine four numbers with + - * / into 24, one pair per step."""
 
     name = "game24"
+    #: Answers are checked by :func:`check_24` and steps by :func:`step_is_valid`.
+    verifies_answers = True
     #: Three arithmetic steps and the answer line; use as ``max_depth``.
     STEPS = 4
     default_depth = STEPS
@@ -173,6 +232,24 @@ class Game24Task:
             return split_template(VALUE_LAST_STEP_PROMPT, input=problem, answer=answer)
         return split_template(VALUE_PROMPT, input=current_numbers(problem, steps))
 
+    value_batch_version = _VALUE_BATCH_VERSION
+
+    def value_batch_prompt(self, problem: str, states: Sequence[Sequence[str]]) -> str:
+        """One prompt valuing several states (numbered lines of the numbers left)."""
+        inputs = "\n".join(
+            f"{i}. {current_numbers(problem, steps)}" for i, steps in enumerate(states, start=1)
+        )
+        return split_template(VALUE_BATCH_PROMPT, inputs=inputs)
+
+    def parse_value_batch(self, output: str, count: int) -> list[float]:
+        """The score of each of ``count`` states: its numbered line's last label, else 0."""
+        scores = [0.0] * count
+        for line in output.splitlines():
+            match = _NUMBERED.match(line)
+            if match is not None and 1 <= int(match[1]) <= count:
+                scores[int(match[1]) - 1] = self.parse_value(line)
+        return scores
+
     def parse_value(self, output: str) -> float:
         """The paper's reading: the last line's label, as a whole word; else 0."""
         label = last_line_label(output, VALUE_MAP)
@@ -226,6 +303,44 @@ class Game24Task:
 
     def is_final(self, problem: str, steps: Sequence[str]) -> bool:
         return bool(steps) and _ANSWER.match(steps[-1]) is not None
+
+    def check_step(self, problem: str, steps: Sequence[str]) -> bool | None:
+        """Whether the last step is a legal move: right arithmetic on available
+        numbers and the right ``(left: ...)`` list. Answers are not steps: ``None``."""
+        if not steps or self.is_final(problem, steps):
+            return None
+        before = _fractions(current_numbers(problem, steps[:-1]))
+        if before is None:
+            return False
+        return step_is_valid(before, steps[-1])
+
+    def program_answer(self, problem: str, steps: Sequence[str]) -> str | None:
+        """Once checked steps leave 24, the answer is their expression: written here,
+        not asked for (a model copying it out can only make mistakes)."""
+        if not self._answer_step(problem, steps):
+            return None
+        pool = [(Fraction(n), n) for n in problem.split()]
+        for step in steps:
+            match = _STEP_PARTS.match(step)
+            if match is None or not step_is_valid([value for value, _ in pool], step):
+                return None
+            operands: list[str] = []
+            for name in ("a", "b"):
+                value = _fraction(match[name])
+                index = next((i for i, (v, _) in enumerate(pool) if v == value), None)
+                if value is None or index is None:
+                    return None
+                operands.append(pool.pop(index)[1])
+            op = _OPERATORS.get(match["op"], match["op"])
+            result = _apply(Fraction(match["a"]), op, Fraction(match["b"]))
+            if result is None:
+                return None
+            pool.append((result, f"({operands[0]} {op} {operands[1]})"))
+        if len(pool) != 1:
+            return None
+        expression = pool[0][1][1:-1] if len(steps) else pool[0][1]
+        answer = f"Answer: {expression} = 24"
+        return answer if check_24(answer, problem) else None
 
     def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
         if not self.is_final(problem, steps):

@@ -90,6 +90,18 @@ impossible
 {input}
 """
 
+# The value prompt's examples, then several states at once: one answer line each.
+VALUE_BATCH_PROMPT = (
+    VALUE_PROMPT[: VALUE_PROMPT.index("{input}")]
+    + """\
+Evaluate each numbered line of numbers below the same way. Answer one line per input, in \
+order, as "N. <numbers>: <a short calculation> <sure/likely/impossible>".
+Inputs:
+{inputs}
+Answers:
+"""
+)
+
 VALUE_LAST_STEP_PROMPT = """\
 Use numbers and basic arithmetic operations (+ - * /) to obtain 24. Given an input and an \
 answer, give a judgement (sure/impossible) if the answer is correct, i.e. it uses each input \
