@@ -45,6 +45,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
 from pygent_lc.rate_limits import RateLimit, RateLimitMode, parse_rate_limits
+from pygent_lc.redaction import MAX_SHOWN_CHARS, shown_value
 
 ProviderName = str
 """A provider's name: a key of :data:`pygent_lc.providers.registry.PROVIDERS`."""
@@ -57,7 +58,9 @@ DEFAULT_ENV_FILE = ".env"
 
 def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"must start with http:// or https://, got {value!r}")
+        raise ValueError(
+            f"expected a URL starting with http:// or https://, got {shown_value(value)}"
+        )
     return value.rstrip("/")
 
 
@@ -75,7 +78,9 @@ def _http_urls(value: str) -> str:
         except ValueError as exc:
             raise ValueError(f"URL {number} of {len(urls)} {exc}") from None
         if checked[-1] in checked[:-1]:
-            raise ValueError(f"URL {number} of {len(urls)} is listed twice ({checked[-1]!r})")
+            raise ValueError(
+                f"URL {number} of {len(urls)} is listed twice ({shown_value(checked[-1])})"
+            )
     return ",".join(checked)
 
 
@@ -594,7 +599,7 @@ def configuration_error_from(
     found: list[str] = []
     messages: list[str] = []
     for section, exc in problems:
-        for err in exc.errors(include_input=False):
+        for err in exc.errors(include_url=False):
             cause = (err.get("ctx") or {}).get("error")
             if isinstance(cause, CrossFieldError):  # a check across fields names its field
                 setting = _settings_table().get(cause.field)
@@ -602,12 +607,28 @@ def configuration_error_from(
             else:
                 name = str(err["loc"][0]) if err["loc"] else "settings"
                 setting = _setting_at(section, name)
-                message, path = err["msg"], "".join(f".{part}" for part in err["loc"][1:])
+                message = _without_input(err["msg"], err.get("input"))
+                path = "".join(f".{_shown_key(part)}" for part in err["loc"][1:])
             label = setting.label if setting is not None else name
             source = source_of(setting) if source_of is not None and setting is not None else None
             found.append(label)
             messages.append(f"{label}{path}{f' {source}' if source else ''}: {message}")
     return ConfigurationError(f"invalid setting {'; '.join(messages)}", field=found[0])
+
+
+def _without_input(message: str, value: object) -> str:
+    """``message`` quoting the value it rejects only as :func:`shown_value` does."""
+    if isinstance(value, str) and shown_value(value) != repr(value):  # masked or cut
+        for quoted in (repr(value), value):
+            message = message.replace(quoted, shown_value(value))
+    return message
+
+
+def _shown_key(part: object) -> str:
+    """A key of a JSON setting in an error's path: a pasted key masked, a long one cut."""
+    text = str(part)
+    shown = shown_value(text)[1:-1]
+    return text if shown == text and len(text) <= MAX_SHOWN_CHARS else shown
 
 
 def is_loopback_url(url: str) -> bool:

@@ -358,3 +358,65 @@ def test_malformed_pygent_providers(monkeypatch: pytest.MonkeyPatch, value: str)
         Settings()
     assert caught.value.field is not None
     assert caught.value.field.startswith("providers")
+
+
+# --- values never printed back ---------------------------------------------------------
+
+PASTED_KEY = "sk-or-v1-" + "5f3c9a0e7b1d2468" * 4
+
+
+def every_variable() -> list[str]:
+    from pygent_lc.settings import _settings_table
+
+    return sorted({setting.env for setting in _settings_table().values()})
+
+
+def settings_error() -> str | None:
+    """What the environment's settings error shows (message, repr, field), if any."""
+    try:
+        Settings()
+    except ConfigurationError as exc:
+        return f"{exc} {exc!r} {exc.field}"
+    return None
+
+
+@pytest.mark.parametrize("variable", every_variable())
+@pytest.mark.parametrize(
+    "value",
+    [
+        PASTED_KEY,
+        f'{{"{PASTED_KEY}": 1}}',
+        f'{{"order": "{PASTED_KEY}"}}',
+        f"openrouter={PASTED_KEY}",
+        f"http://a.example,{PASTED_KEY}",
+    ],
+    ids=["key", "json-key", "json-value", "pair", "second-url"],
+)
+def test_a_key_pasted_into_any_setting_is_not_printed_back(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    shown = settings_error()
+    if shown is not None:  # some settings take any text (a model name)
+        assert PASTED_KEY not in shown
+        assert PASTED_KEY[9:25] not in shown
+        assert variable in shown  # names the variable
+
+
+@pytest.mark.parametrize("variable", every_variable())
+def test_a_long_value_of_any_setting_is_not_printed_whole(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    value = "not-a-valid-value " * 500
+    monkeypatch.setenv(variable, value)
+    shown = settings_error()
+    if shown is not None:
+        assert len(shown) < 600
+        assert variable in shown
+
+
+def test_an_invalid_url_names_what_was_expected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_BASE_URL", PASTED_KEY)
+    with pytest.raises(ConfigurationError, match=r"OLLAMA_BASE_URL.*expected a URL") as caught:
+        Settings()
+    assert "sk-or-…" in str(caught.value)

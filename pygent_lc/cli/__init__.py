@@ -124,14 +124,15 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     providers = validate_provider_names(args.provider) if args.provider else None
     report = diagnose(settings, providers, probe=args.probe)
+    # What a provider's check reports may quote a setting's value: never a key.
     if args.json:
-        print(json.dumps([health.as_dict() for health in report], indent=2))
+        print(redact(json.dumps([health.as_dict() for health in report], indent=2)))
     else:
         for health in report:
-            print(_health_line(health))
+            print(redact(_health_line(health)))
             width = max((len(host.host or "") for host in health.hosts), default=0)
             for host in health.hosts:  # a pool: each host on its own line
-                print(_health_line(host, f"  {host.host or '':<{width}}"))
+                print(redact(_health_line(host, f"  {host.host or '':<{width}}")))
     problems = [h for h in report if h.status == "problem"]
     usable = [h for h in report if h.status == "ok"]
     if not problems and not usable and not args.json:

@@ -25,6 +25,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.providers.local import INSTALL_HINT
 from pygent_lc.providers.registry import PROVIDERS
+from pygent_lc.redaction import redact_text
 from pygent_lc.settings import DEFAULT_ENV_FILE
 from pygent_lc.tot.result import ToTResult
 from pygent_lc.usage import UsageTracker
@@ -140,7 +141,8 @@ def redact(text: str) -> str:
     """``text`` without any secret of the environment or of ``./.env`` in it.
 
     A secret is the value of a variable whose name holds KEY, TOKEN or SECRET
-    (``OPENROUTER_API_KEY`` among them).
+    (``OPENROUTER_API_KEY`` among them), or anything shaped like a credential
+    (a key pasted into another variable), see :func:`~pygent_lc.redaction.redact_text`.
     """
     variables: dict[str, str | None] = dict(os.environ)
     # An unreadable .env has no secret to hide; a line that does not parse is
@@ -155,7 +157,7 @@ def redact(text: str) -> str:
     for name, value in variables.items():
         if value is not None and _is_secret(name, value):
             text = text.replace(value, "***")
-    return text
+    return redact_text(text)
 
 
 __all__ = [

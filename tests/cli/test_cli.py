@@ -28,7 +28,7 @@ from pygent_lc.cli.parser import build_parser
 from pygent_lc.cli.usage import NO_SHARED_STORE
 from pygent_lc.state import open_store
 from pygent_lc.tot import check_24
-from tests.helpers import CANARY_KEY, closed_port
+from tests.helpers import CANARY_KEY, ROOT, closed_port
 from tests.loopback_server import LoopbackServer
 from tests.loopback_server.answers import last_user_text
 
@@ -56,7 +56,8 @@ def run_cli(
         [str(EXE), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        # This checkout's pygent_lc, whatever the venv has installed.
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         input=stdin,
         stdin=subprocess.DEVNULL if stdin is None else None,
         timeout=180,
@@ -469,3 +470,21 @@ def test_usage_from_a_redis_that_does_not_answer_exits_1() -> None:
     assert error.startswith("error: state store redis://127.0.0.1:")
     assert error.endswith("did not answer")
     assert hint.startswith("hint: ")
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["OPENROUTER_BASE_URL", "OLLAMA_BASE_URL", "PYGENT_PROVIDERS", "PYGENT_RATE_LIMITS"],
+)
+def test_a_key_pasted_into_another_variable_is_not_printed(variable: str) -> None:
+    proc = run_cli("chat", "hi", env={variable: CANARY_KEY})
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert variable in error
+    assert CANARY_KEY[:20] not in proc.stderr
+
+
+def test_doctor_does_not_print_a_key_pasted_into_the_model_path() -> None:
+    proc = run_cli("doctor", "--provider", "local", env={"PYGENT_LOCAL_MODEL": CANARY_KEY})
+    assert proc.returncode == 1
+    assert "local model file not found" in proc.stdout
+    assert CANARY_KEY[:20] not in proc.stdout + proc.stderr
