@@ -283,7 +283,8 @@ class Settings(BaseSettings):
 
     allow_insecure_http: bool = False
     """Allow sending the OpenRouter key over plain ``http://`` to a non-loopback host
-    (anyone on the path can read it); off by default."""
+    (anyone on the path can read it); off by default. Only from the process
+    environment or code: a ``.env`` file that sets it is a ``ConfigurationError``."""
 
     providers: ProviderList = Field(default_factory=_all_providers)
     """Provider order of the fallback chain, comma-separated in the environment."""
@@ -346,7 +347,7 @@ class Settings(BaseSettings):
             or "utf-8"
         )
         for path in _env_file_paths(env_file):  # before pydantic-settings reads it leniently
-            read_env_file(path, encoding)
+            _no_insecure_http_from(path, read_env_file(path, encoding))
         shared = {key: value for key, value in options.items() if key in _SECTION_OPTIONS}
         shared.update(_env_file=env_file, _env_file_encoding=encoding)  # a subclass's too
         problems: list[tuple[str | None, ValidationError]] = []
@@ -544,6 +545,26 @@ def _unknown(keyword: str, accepted: Iterable[str]) -> ConfigurationError:
         field = table[match].keyword if match in table else match
         hint = f"; did you mean {match!r}" + (f" (field {field!r})?" if field != match else "?")
     return ConfigurationError(f"unknown setting {keyword!r}{hint}", field=keyword)
+
+
+_INSECURE_HTTP_ENV = "PYGENT_ALLOW_INSECURE_HTTP"
+
+
+def _no_insecure_http_from(path: Path, variables: Mapping[str, int]) -> None:
+    """Refuse a ``.env`` that allows the key over plain http.
+
+    A ``.env`` comes with a checkout or a download; one that sets a remote
+    ``http://`` base URL and this switch would send the environment's key in
+    clear. The switch is taken from the process environment or code only.
+    """
+    for name, line in variables.items():
+        if name.upper() == _INSECURE_HTTP_ENV:
+            raise ConfigurationError(
+                f"{path} line {line}: {_INSECURE_HTTP_ENV} may not be set in a .env file "
+                "(it allows sending the key over plain http); set it in the process "
+                "environment or pass Settings(allow_insecure_http=True)",
+                field="allow_insecure_http",
+            )
 
 
 def _env_file_paths(env_file: object) -> list[Path]:

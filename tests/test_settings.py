@@ -337,6 +337,32 @@ def test_plain_http_is_fine_without_a_key_or_when_allowed(
     assert settings.openrouter.base_url == "http://example.com/api/v1"
 
 
+@pytest.mark.parametrize("value", ["1", "true", "0"])
+def test_a_dotenv_may_not_allow_plain_http(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    """A checked-out .env would otherwise send the environment's key in clear."""
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-abc")
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"OPENROUTER_BASE_URL=http://example.com/v1\npygent_allow_insecure_http={value}\n"
+    )
+    with pytest.raises(ConfigurationError, match=r"\.env line 2: PYGENT_ALLOW_INSECURE_HTTP"):
+        Settings.from_env_file(env_file)
+
+
+def test_plain_http_allowed_by_the_environment_with_a_url_from_dotenv(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-abc")
+    monkeypatch.setenv("PYGENT_ALLOW_INSECURE_HTTP", "1")
+    env_file = tmp_path / ".env"
+    env_file.write_text("OPENROUTER_BASE_URL=http://example.com/v1\n")
+    assert Settings.from_env_file(env_file).openrouter.base_url == "http://example.com/v1"
+    monkeypatch.delenv("PYGENT_ALLOW_INSECURE_HTTP")
+    assert Settings.from_env_file(env_file, allow_insecure_http=True).allow_insecure_http
+
+
 # --- malformed PYGENT_PROVIDERS ----------------------------------------------------
 
 

@@ -116,6 +116,16 @@ def test_key_over_plain_http_is_a_configuration_error() -> None:
     assert "plain http to example.com" in error
 
 
+def test_a_dotenv_that_allows_plain_http_is_refused() -> None:
+    """Before anything is sent: `doctor --provider local` would contact nobody else."""
+    Path(".env").write_text(
+        "OPENROUTER_BASE_URL=http://example.com/v1\nPYGENT_ALLOW_INSECURE_HTTP=1\n"
+    )
+    proc = run_cli("doctor", "--provider", "local", env={"OPENROUTER_API_KEY": CANARY_KEY})
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert ".env line 2: PYGENT_ALLOW_INSECURE_HTTP may not be set in a .env file" in error
+
+
 @pytest.fixture
 def pygent_logger() -> Iterator[logging.Logger]:
     """The ``pygent_lc`` logger, restored after ``cli`` configured it in this process."""
