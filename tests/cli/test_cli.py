@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import pty
+import resource
 import socket
 import subprocess
 import sys
@@ -327,6 +328,50 @@ def test_prompt_sources_are_checked_before_any_request(tmp_path: Path) -> None:
     assert "cannot read" in assert_clean_failure(missing, 2, "InvalidInputError")
     empty = run_cli("chat", "-", stdin="   ")
     assert "prompt is empty" in assert_clean_failure(empty, 2, "InvalidInputError")
+
+
+def _limit_memory() -> None:
+    """The child may map at most 1.5 GB: an unbounded read fails instead of filling RAM."""
+    limit = 1536 * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.parametrize(
+    ("args", "source"),
+    [
+        (["chat", "-"], "/dev/zero"),
+        (["chat", "--file", "/dev/zero"], None),
+        (["solve", "-"], "yes"),
+    ],
+    ids=["stdin-zero", "file-zero", "stdin-yes"],
+)
+def test_an_endless_prompt_is_refused_with_bounded_memory(
+    args: list[str], source: str | None
+) -> None:
+    """The limit is enforced while reading: exit 2 naming it, in bounded memory."""
+    feeder = None
+    if source == "yes":
+        feeder = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+        stdin: Any = feeder.stdout
+    else:
+        stdin = open(source or os.devnull, "rb")  # noqa: SIM115
+    try:
+        proc = subprocess.run(
+            [str(EXE), *args],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            preexec_fn=_limit_memory,
+            timeout=120,
+        )
+    finally:
+        stdin.close()
+        if feeder is not None:
+            feeder.kill()
+            feeder.wait()
+    error = assert_clean_failure(proc, 2, "InvalidInputError")
+    assert "more than 2000000 characters" in error
 
 
 @pytest.mark.live_local
