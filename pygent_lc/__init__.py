@@ -5,6 +5,11 @@ runnable fallbacks, the ``LLMBackend`` shim PyGent's reasoning engine asks for
 text, typed errors and usage tracking.
 """
 
+from pygent_lc import _cli_start
+
+if _cli_start.started_as_command():  # before the imports that take seconds
+    _cli_start.exit_quietly_on_interrupt()
+
 from pygent_lc import errors
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.chain import ProviderSkippedWarning, build_chat_model

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pygent_lc._cli_start import interrupt_as_exception
 from pygent_lc.agents import AgentFactory, ChatAgent, NoAnswerError, ReasoningAgent
 from pygent_lc.chain import ProviderSkippedWarning
 from pygent_lc.cli.doctor import diagnose, setup_hint
@@ -193,13 +194,14 @@ def _configure_logging(*, verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; errors print one line and a hint, never a traceback or the key."""
-    args = build_parser().parse_args(argv)
-    _configure_logging(verbose=args.verbose)
-    # Skipped providers are reported by errors and `doctor`; every other warning shows.
-    warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
     debug = os.environ.get("PYGENT_DEBUG") == "1"
     stop_export: Callable[[], None] | None = None
     try:
+        interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
+        args = build_parser().parse_args(argv)
+        _configure_logging(verbose=args.verbose)
+        # Skipped providers are reported by errors and `doctor`; every other warning shows.
+        warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
         if args.otel:
             from pygent_lc.telemetry.export import start_otlp_export
 

@@ -12,9 +12,11 @@ import logging
 import os
 import pty
 import resource
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
@@ -372,6 +374,24 @@ def test_an_endless_prompt_is_refused_with_bounded_memory(
             feeder.wait()
     error = assert_clean_failure(proc, 2, "InvalidInputError")
     assert "more than 2000000 characters" in error
+
+
+@pytest.mark.parametrize("moment", [0.1, 0.3, 0.6, 1.0, 1.5, 2.5])
+def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(moment: float) -> None:
+    """Start-up included (its imports take seconds): `chat -` then waits on stdin."""
+    proc = subprocess.Popen(
+        [str(EXE), "chat", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    time.sleep(moment)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "interrupted"
 
 
 @pytest.mark.live_local
