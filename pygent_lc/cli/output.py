@@ -15,6 +15,7 @@ from pygent_lc.agents import AgentError, NoAnswerError, ReasoningAgent
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
+    BudgetExceededError,
     ConfigurationError,
     ContentRefusedError,
     InsufficientCreditsError,
@@ -117,6 +118,11 @@ def hint_for(exc: BaseException) -> str:
         return "run `pygent-lc doctor` to see which provider is down"
     if isinstance(exc, NoAnswerError):
         return "raise --max-calls / --max-cost, or try a stronger model"
+    if isinstance(exc, BudgetExceededError):
+        return (
+            "the spending limit allows no further call: raise or unset PYGENT_MAX_COST_USD "
+            "(0 allows none), or wait for its PYGENT_BUDGET_WINDOW to start again"
+        )
     return "this is a bug in pygent-lc; run with PYGENT_DEBUG=1 to see the traceback"
 
 

@@ -394,6 +394,13 @@ def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(moment: float) -> No
     assert stderr.strip() == "interrupted"
 
 
+def test_a_zero_budget_is_explained_not_called_a_bug() -> None:
+    proc = run_cli("chat", "hi", "--provider", "local", env={"PYGENT_MAX_COST_USD": "0"})
+    assert_clean_failure(proc, 1, "BudgetExceededError")
+    assert "PYGENT_MAX_COST_USD" in proc.stderr
+    assert "bug" not in proc.stderr
+
+
 @pytest.mark.live_local
 def test_models_lists_prices_and_installed_models(server: LoopbackServer) -> None:
     table = run_cli("models", "--search", "gpt", env=env_for(server))
