@@ -25,6 +25,7 @@ import io
 import ipaddress
 import json
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,8 +347,12 @@ class Settings(BaseSettings):
             or type(self).model_config.get("env_file_encoding")
             or "utf-8"
         )
+        from_files: dict[str, str] = {}
         for path in _env_file_paths(env_file):  # before pydantic-settings reads it leniently
-            _no_insecure_http_from(path, read_env_file(path, encoding))
+            variables = read_env_file(path, encoding)
+            _no_insecure_http_from(path, variables)
+            from_files.update(dict.fromkeys(variables, str(path)))
+        _warn_misspelt({**from_files, **dict.fromkeys(os.environ, "the environment")})
         shared = {key: value for key, value in options.items() if key in _SECTION_OPTIONS}
         shared.update(_env_file=env_file, _env_file_encoding=encoding)  # a subclass's too
         problems: list[tuple[str | None, ValidationError]] = []
@@ -547,6 +552,85 @@ def _unknown(keyword: str, accepted: Iterable[str]) -> ConfigurationError:
     return ConfigurationError(f"unknown setting {keyword!r}{hint}", field=keyword)
 
 
+class MisspeltSettingWarning(UserWarning):
+    """A ``PYGENT_``/``OPENROUTER_``/``OLLAMA_`` variable that is no setting, but close to one:
+    its value is ignored (``PYGENT_MAX_COST=0.01`` sets no budget)."""
+
+
+# Read by this package outside Settings, by its tests, or by Ollama's own server and CLI.
+KNOWN_OTHER_VARIABLES = frozenset(
+    {
+        "PYGENT_DEBUG",
+        "PYGENT_OTEL",
+        "PYGENT_OTEL_CAPTURE_CONTENT",
+        "PYGENT_SOAK",
+        *(
+            f"OLLAMA_{name}"
+            for name in [
+                "HOST",
+                "MODELS",
+                "KEEP_ALIVE",
+                "ORIGINS",
+                "DEBUG",
+                "FLASH_ATTENTION",
+                "KV_CACHE_TYPE",
+                "LLM_LIBRARY",
+                "MAX_LOADED_MODELS",
+                "MAX_QUEUE",
+                "NUM_PARALLEL",
+                "NOPRUNE",
+                "SCHED_SPREAD",
+                "TMPDIR",
+                "GPU_OVERHEAD",
+                "LOAD_TIMEOUT",
+                "MULTIUSER_CACHE",
+                "CONTEXT_LENGTH",
+                "NEW_ENGINE",
+                "INTEL_GPU",
+                "RUNNERS_DIR",
+                "NOHISTORY",
+                "API_KEY",
+            ]
+        ),
+    }
+)
+_OUR_PREFIXES = ("PYGENT_", "OPENROUTER_", "OLLAMA_")
+
+
+def misspelt_variables(names: Iterable[str]) -> dict[str, str]:
+    """Each of ``names`` that looks meant for a setting but is none, with the closest.
+
+    Any other ``PYGENT_`` name counts (``PYGENT_TEST_*`` aside); an ``OPENROUTER_``
+    or ``OLLAMA_`` name only when it is close to a setting, as other tools read
+    those prefixes too.
+    """
+    settings = sorted({setting.env for setting in _settings_table().values()})
+    found: dict[str, str] = {}
+    for name in names:
+        upper = name.upper()
+        if (
+            not upper.startswith(_OUR_PREFIXES)
+            or upper in settings
+            or upper in KNOWN_OTHER_VARIABLES
+            or upper.startswith("PYGENT_TEST_")
+        ):
+            continue
+        close = difflib.get_close_matches(upper, settings, n=1, cutoff=0.8)
+        if close or upper.startswith("PYGENT_"):
+            found[name] = close[0] if close else ""
+    return found
+
+
+def _warn_misspelt(sources: Mapping[str, str]) -> None:
+    for name, closest in misspelt_variables(sources).items():
+        hint = f"; did you mean {closest}?" if closest else ""
+        warnings.warn(
+            f"{name} (in {sources[name]}) is not a pygent_lc setting and is ignored{hint}",
+            MisspeltSettingWarning,
+            stacklevel=4,
+        )
+
+
 _INSECURE_HTTP_ENV = "PYGENT_ALLOW_INSECURE_HTTP"
 
 
@@ -706,11 +790,13 @@ def read_env_file(path: Path, encoding: str = "utf-8") -> dict[str, int]:
 __all__ = [
     "DEFAULT_ENV_FILE",
     "LocalSettings",
+    "MisspeltSettingWarning",
     "OllamaSettings",
     "OpenRouterSettings",
     "ProviderName",
     "ProviderSettings",
     "Settings",
     "is_loopback_url",
+    "misspelt_variables",
     "read_env_file",
 ]

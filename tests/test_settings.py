@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import pytest
 
 from pygent_lc import Settings
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.settings import LocalSettings, OllamaSettings, OpenRouterSettings
+from pygent_lc.settings import (
+    LocalSettings,
+    MisspeltSettingWarning,
+    OllamaSettings,
+    OpenRouterSettings,
+)
 
 
 def test_defaults() -> None:
@@ -446,3 +453,58 @@ def test_an_invalid_url_names_what_was_expected(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(ConfigurationError, match=r"OLLAMA_BASE_URL.*expected a URL") as caught:
         Settings()
     assert "sk-or-…" in str(caught.value)
+
+
+# --- misspelt variables ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("PYGENT_REQUEST_TIMOUT", "PYGENT_REQUEST_TIMEOUT"),
+        ("PYGENT_MAX_COST", "PYGENT_MAX_COST_USD"),
+        ("pygent_max_retry", "PYGENT_MAX_RETRIES"),
+        ("OPENROUTER_APIKEY", "OPENROUTER_API_KEY"),
+        ("OLLAMA_MODLE", "OLLAMA_MODEL"),
+        ("PYGENT_LOCAL_MODLE", "PYGENT_LOCAL_MODEL"),
+    ],
+)
+def test_a_misspelt_variable_is_a_warning_naming_the_closest(
+    monkeypatch: pytest.MonkeyPatch, variable: str, meant: str
+) -> None:
+    monkeypatch.setenv(variable, "5")
+    with pytest.warns(MisspeltSettingWarning, match=f"{variable}.*did you mean {meant}"):
+        Settings()
+
+
+def test_a_misspelt_variable_in_dotenv_names_the_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PYGENT_MAX_COST=0.0001\n")
+    with pytest.warns(MisspeltSettingWarning, match=r"PYGENT_MAX_COST \(in .*\.env\)"):
+        Settings.from_env_file(env_file)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "OLLAMA_HOST",
+        "OLLAMA_MODELS",
+        "OLLAMA_KEEP_ALIVE",
+        "OLLAMA_NUM_PARALLEL",
+        "OPENROUTER_API_KEY",
+        "PYGENT_DEBUG",
+        "PYGENT_SOAK",
+        "PYGENT_OTEL_CAPTURE_CONTENT",
+        "PYGENT_TEST_REDIS_URL",
+        "PYGENT_MAX_COST_USD",
+        "OPENROUTER_SITE_NAME",
+    ],
+)
+def test_variables_of_other_tools_and_of_this_project_are_not_reported(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MisspeltSettingWarning)
+        with contextlib.suppress(ConfigurationError):  # a value "1" may be invalid: not checked
+            Settings()

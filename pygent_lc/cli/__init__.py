@@ -41,7 +41,7 @@ from pygent_lc.cli.usage import (
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.providers.status import ProviderHealth
-from pygent_lc.settings import Settings
+from pygent_lc.settings import MisspeltSettingWarning, Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -160,8 +160,23 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _settings() -> Settings:
+    """The settings of ``./.env`` and the environment; a misspelt variable is a warning line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MisspeltSettingWarning)
+        settings = Settings.from_env_file()
+    for warning in caught:
+        if issubclass(warning.category, MisspeltSettingWarning):
+            print(redact(f"warning: {warning.message}"), file=sys.stderr)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return settings
+
+
 async def _run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env_file()
+    settings = _settings()
     if args.command == "solve":
         return await _solve(args, settings)
     if args.command == "chat":

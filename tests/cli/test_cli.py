@@ -401,6 +401,18 @@ def test_a_zero_budget_is_explained_not_called_a_bug() -> None:
     assert "bug" not in proc.stderr
 
 
+def test_a_misspelt_variable_is_a_warning_on_stderr() -> None:
+    proc = run_cli(
+        "doctor", "--provider", "local",
+        env={"PYGENT_MAX_COST": "0.0001", "OLLAMA_HOST": "127.0.0.1:1"},
+    )  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert lines == [
+        "warning: PYGENT_MAX_COST (in the environment) is not a pygent_lc setting and is "
+        "ignored; did you mean PYGENT_MAX_COST_USD?"
+    ]
+
+
 @pytest.mark.live_local
 def test_models_lists_prices_and_installed_models(server: LoopbackServer) -> None:
     table = run_cli("models", "--search", "gpt", env=env_for(server))
