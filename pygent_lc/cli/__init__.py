@@ -57,6 +57,10 @@ SOLVE_DEFAULTS: dict[str, dict[str, int]] = {
 }
 
 
+#: The commands that read a prompt, and the name of its argument.
+_PROMPT_ARGUMENT = {"solve": "problem", "chat": "prompt"}
+
+
 def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {"provider": args.provider}
     if args.fallback:
@@ -67,7 +71,7 @@ def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _solve(args: argparse.Namespace, settings: Settings) -> int:
-    problem = read_prompt(args, "problem")
+    problem: str = args.text
     config = _custom_config(args)
     tot: dict[str, Any] = dict(SOLVE_DEFAULTS[args.task])
     for option, field in (
@@ -102,7 +106,7 @@ async def _solve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _chat(args: argparse.Namespace, settings: Settings) -> int:
-    prompt = read_prompt(args, "prompt")
+    prompt: str = args.text
     config = _custom_config(args)
     config.update(max_tokens=args.max_tokens, temperature=args.temperature)
     if args.system:
@@ -215,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
         args = build_parser().parse_args(argv)
         _configure_logging(verbose=args.verbose)
+        if args.command in _PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
+            args.text = read_prompt(args, _PROMPT_ARGUMENT[args.command])
         # Skipped providers are reported by errors and `doctor`; every other warning shows.
         warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
         if args.otel:
