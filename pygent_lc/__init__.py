@@ -10,6 +10,11 @@ and the command line's ``--help`` do not pay for LangChain and the provider SDKs
 
 from __future__ import annotations
 
+from pygent_lc import _cli_start
+
+if _cli_start.started_as_command():  # Ctrl-C exits 130 from the very first import
+    _cli_start.exit_quietly_on_interrupt()
+
 import importlib
 from typing import TYPE_CHECKING, Any
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Required, Self, TypedDict, Unpack
 
+from pygent_lc.redaction import mask_credentials, redact_text
+
 
 class PygentError(Exception):
     """Base class of every error raised by pygent_lc.
@@ -53,12 +55,15 @@ def _restore(cls: type[PygentError], args: tuple[Any, ...], state: dict[str, Any
 class ConfigurationError(PygentError, ValueError):
     """A setting is missing or invalid, or a provider name is unknown.
 
-    Raised before any network call; never handled by a fallback.
+    Raised before any network call; never handled by a fallback. Its message
+    never holds a value shaped like a credential (masked, see
+    :mod:`pygent_lc.redaction`).
     """
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
+        # A key pasted into the wrong setting must not be printed back (CI logs).
+        super().__init__(redact_text(message))
+        self.field = None if field is None else mask_credentials(field)
 
 
 class AgentError(ConfigurationError):

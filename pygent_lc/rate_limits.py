@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pygent_lc.errors import RateLimitError
+from pygent_lc.redaction import shown_value
 
 RateLimitMode = Literal["wait", "raise"]
 """``wait``: a request over the limit waits for a slot within ``request_timeout``;
@@ -37,11 +38,13 @@ class RateLimit:
         match = _LIMIT.match(text.lower())
         unit = _PERIODS.get(match.group(3)) if match else None
         if match is None or unit is None:
-            raise ValueError(f"expected a rate like 120/min or 10/s, got {text!r}")
+            raise ValueError(f"expected a rate like 120/min or 10/s, got {shown_value(text)}")
         count = float(match.group(2)) if match.group(2) else 1.0
         limit, period_s = int(match.group(1)), count * unit
         if limit < 1 or period_s <= 0:
-            raise ValueError(f"a rate needs at least 1 request per positive period, got {text!r}")
+            raise ValueError(
+                f"a rate needs at least 1 request per positive period, got {shown_value(text)}"
+            )
         return cls(limit, period_s)
 
     def __str__(self) -> str:
@@ -58,7 +61,9 @@ def parse_rate_limits(text: str) -> dict[str, RateLimit]:
     for part in filter(None, (piece.strip() for piece in text.split(","))):
         provider, sep, rate = part.partition("=")
         if not sep or not provider.strip():
-            raise ValueError(f"expected provider=rate, like openrouter=120/min, got {part!r}")
+            raise ValueError(
+                f"expected provider=rate, like openrouter=120/min, got {shown_value(part)}"
+            )
         limits[provider.strip().lower()] = RateLimit.parse(rate)
     return limits
 

@@ -25,6 +25,7 @@ import io
 import ipaddress
 import json
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, Settin
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
 from pygent_lc.rate_limits import RateLimit, RateLimitMode, parse_rate_limits
+from pygent_lc.redaction import MAX_SHOWN_CHARS, shown_value
 
 ProviderName = str
 """A provider's name: a key of :data:`pygent_lc.providers.registry.PROVIDERS`."""
@@ -57,7 +59,9 @@ DEFAULT_ENV_FILE = ".env"
 
 def _http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"must start with http:// or https://, got {value!r}")
+        raise ValueError(
+            f"expected a URL starting with http:// or https://, got {shown_value(value)}"
+        )
     return value.rstrip("/")
 
 
@@ -75,7 +79,9 @@ def _http_urls(value: str) -> str:
         except ValueError as exc:
             raise ValueError(f"URL {number} of {len(urls)} {exc}") from None
         if checked[-1] in checked[:-1]:
-            raise ValueError(f"URL {number} of {len(urls)} is listed twice ({checked[-1]!r})")
+            raise ValueError(
+                f"URL {number} of {len(urls)} is listed twice ({shown_value(checked[-1])})"
+            )
     return ",".join(checked)
 
 
@@ -286,7 +292,8 @@ class Settings(BaseSettings):
 
     allow_insecure_http: bool = False
     """Allow sending the OpenRouter key over plain ``http://`` to a non-loopback host
-    (anyone on the path can read it); off by default."""
+    (anyone on the path can read it); off by default. Only from the process
+    environment or code: a ``.env`` file that sets it is a ``ConfigurationError``."""
 
     providers: ProviderList = Field(default_factory=_all_providers)
     """Provider order of the fallback chain, comma-separated in the environment."""
@@ -348,8 +355,12 @@ class Settings(BaseSettings):
             or type(self).model_config.get("env_file_encoding")
             or "utf-8"
         )
+        from_files: dict[str, str] = {}
         for path in _env_file_paths(env_file):  # before pydantic-settings reads it leniently
-            read_env_file(path, encoding)
+            variables = read_env_file(path, encoding)
+            _no_insecure_http_from(path, variables)
+            from_files.update(dict.fromkeys(variables, str(path)))
+        _warn_misspelt({**from_files, **dict.fromkeys(os.environ, "the environment")})
         shared = {key: value for key, value in options.items() if key in _SECTION_OPTIONS}
         shared.update(_env_file=env_file, _env_file_encoding=encoding)  # a subclass's too
         problems: list[tuple[str | None, ValidationError]] = []
@@ -549,6 +560,105 @@ def _unknown(keyword: str, accepted: Iterable[str]) -> ConfigurationError:
     return ConfigurationError(f"unknown setting {keyword!r}{hint}", field=keyword)
 
 
+class MisspeltSettingWarning(UserWarning):
+    """A ``PYGENT_``/``OPENROUTER_``/``OLLAMA_`` variable that is no setting, but close to one:
+    its value is ignored (``PYGENT_MAX_COST=0.01`` sets no budget)."""
+
+
+# Read by this package outside Settings, by its tests, or by Ollama's own server and CLI.
+KNOWN_OTHER_VARIABLES = frozenset(
+    {
+        "PYGENT_DEBUG",
+        "PYGENT_OTEL",
+        "PYGENT_OTEL_CAPTURE_CONTENT",
+        "PYGENT_SOAK",
+        *(
+            f"OLLAMA_{name}"
+            for name in [
+                "HOST",
+                "MODELS",
+                "KEEP_ALIVE",
+                "ORIGINS",
+                "DEBUG",
+                "FLASH_ATTENTION",
+                "KV_CACHE_TYPE",
+                "LLM_LIBRARY",
+                "MAX_LOADED_MODELS",
+                "MAX_QUEUE",
+                "NUM_PARALLEL",
+                "NOPRUNE",
+                "SCHED_SPREAD",
+                "TMPDIR",
+                "GPU_OVERHEAD",
+                "LOAD_TIMEOUT",
+                "MULTIUSER_CACHE",
+                "CONTEXT_LENGTH",
+                "NEW_ENGINE",
+                "INTEL_GPU",
+                "RUNNERS_DIR",
+                "NOHISTORY",
+                "API_KEY",
+            ]
+        ),
+    }
+)
+_OUR_PREFIXES = ("PYGENT_", "OPENROUTER_", "OLLAMA_")
+
+
+def misspelt_variables(names: Iterable[str]) -> dict[str, str]:
+    """Each of ``names`` that looks meant for a setting but is none, with the closest.
+
+    Any other ``PYGENT_`` name counts (``PYGENT_TEST_*`` aside); an ``OPENROUTER_``
+    or ``OLLAMA_`` name only when it is close to a setting, as other tools read
+    those prefixes too.
+    """
+    settings = sorted({setting.env for setting in _settings_table().values()})
+    found: dict[str, str] = {}
+    for name in names:
+        upper = name.upper()
+        if (
+            not upper.startswith(_OUR_PREFIXES)
+            or upper in settings
+            or upper in KNOWN_OTHER_VARIABLES
+            or upper.startswith("PYGENT_TEST_")
+        ):
+            continue
+        close = difflib.get_close_matches(upper, settings, n=1, cutoff=0.8)
+        if close or upper.startswith("PYGENT_"):
+            found[name] = close[0] if close else ""
+    return found
+
+
+def _warn_misspelt(sources: Mapping[str, str]) -> None:
+    for name, closest in misspelt_variables(sources).items():
+        hint = f"; did you mean {closest}?" if closest else ""
+        warnings.warn(
+            f"{name} (in {sources[name]}) is not a pygent_lc setting and is ignored{hint}",
+            MisspeltSettingWarning,
+            stacklevel=4,
+        )
+
+
+_INSECURE_HTTP_ENV = "PYGENT_ALLOW_INSECURE_HTTP"
+
+
+def _no_insecure_http_from(path: Path, variables: Mapping[str, int]) -> None:
+    """Refuse a ``.env`` that allows the key over plain http.
+
+    A ``.env`` comes with a checkout or a download; one that sets a remote
+    ``http://`` base URL and this switch would send the environment's key in
+    clear. The switch is taken from the process environment or code only.
+    """
+    for name, line in variables.items():
+        if name.upper() == _INSECURE_HTTP_ENV:
+            raise ConfigurationError(
+                f"{path} line {line}: {_INSECURE_HTTP_ENV} may not be set in a .env file "
+                "(it allows sending the key over plain http); set it in the process "
+                "environment or pass Settings(allow_insecure_http=True)",
+                field="allow_insecure_http",
+            )
+
+
 def _env_file_paths(env_file: object) -> list[Path]:
     """The existing files among pydantic-settings' ``env_file`` value (a path or several)."""
     if env_file is None:
@@ -602,7 +712,7 @@ def configuration_error_from(
     found: list[str] = []
     messages: list[str] = []
     for section, exc in problems:
-        for err in exc.errors(include_input=False):
+        for err in exc.errors(include_url=False):
             cause = (err.get("ctx") or {}).get("error")
             if isinstance(cause, CrossFieldError):  # a check across fields names its field
                 setting = _settings_table().get(cause.field)
@@ -610,12 +720,28 @@ def configuration_error_from(
             else:
                 name = str(err["loc"][0]) if err["loc"] else "settings"
                 setting = _setting_at(section, name)
-                message, path = err["msg"], "".join(f".{part}" for part in err["loc"][1:])
+                message = _without_input(err["msg"], err.get("input"))
+                path = "".join(f".{_shown_key(part)}" for part in err["loc"][1:])
             label = setting.label if setting is not None else name
             source = source_of(setting) if source_of is not None and setting is not None else None
             found.append(label)
             messages.append(f"{label}{path}{f' {source}' if source else ''}: {message}")
     return ConfigurationError(f"invalid setting {'; '.join(messages)}", field=found[0])
+
+
+def _without_input(message: str, value: object) -> str:
+    """``message`` quoting the value it rejects only as :func:`shown_value` does."""
+    if isinstance(value, str) and shown_value(value) != repr(value):  # masked or cut
+        for quoted in (repr(value), value):
+            message = message.replace(quoted, shown_value(value))
+    return message
+
+
+def _shown_key(part: object) -> str:
+    """A key of a JSON setting in an error's path: a pasted key masked, a long one cut."""
+    text = str(part)
+    shown = shown_value(text)[1:-1]
+    return text if shown == text and len(text) <= MAX_SHOWN_CHARS else shown
 
 
 def is_loopback_url(url: str) -> bool:
@@ -672,11 +798,13 @@ def read_env_file(path: Path, encoding: str = "utf-8") -> dict[str, int]:
 __all__ = [
     "DEFAULT_ENV_FILE",
     "LocalSettings",
+    "MisspeltSettingWarning",
     "OllamaSettings",
     "OpenRouterSettings",
     "ProviderName",
     "ProviderSettings",
     "Settings",
     "is_loopback_url",
+    "misspelt_variables",
     "read_env_file",
 ]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import pickle
 import socket
+import types
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +97,52 @@ def exchanged(cassette: Any) -> list[Any]:
     if cassette.rewound:  # loaded from disk: replaying
         return [cassette.requests[index] for index in sorted(cassette.play_counts)]
     return list(cassette.requests)
+
+
+# Objects a reachability walk does not enter: code and namespaces (a function's
+# globals reach every module), and frames (a traceback's locals are checked by
+# rendering them, as Sentry does, not by walking them).
+_NOT_DATA = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.CodeType,
+    types.FrameType,
+    types.TracebackType,
+)
+
+
+def reachable_objects(root: object, limit: int = 200_000) -> list[object]:
+    """Every object ``root`` holds, directly or not (``gc.get_referents``), code and
+    frames left out: what a debugger or an error tracker can read from ``root``."""
+    seen: dict[int, object] = {}
+    pending = [root]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen or isinstance(current, _NOT_DATA):
+            continue
+        seen[id(current)] = current
+        assert len(seen) < limit, "the walk does not end: something reaches everything"
+        pending.extend(gc.get_referents(current))
+    return list(seen.values())
+
+
+def secret_holders(root: BaseException, secret: str) -> list[str]:
+    """What, reachable from ``root`` (or in the pickle of an exception reachable from
+    it), holds ``secret``: empty when nothing does."""
+    found: list[str] = []
+    encoded = secret.encode()
+    for item in reachable_objects(root):
+        if isinstance(item, str) and secret in item:
+            found.append(f"str {item[:60]!r}")
+        elif isinstance(item, bytes | bytearray) and encoded in item:
+            found.append(f"bytes {bytes(item[:60])!r}")
+        elif isinstance(item, BaseException):
+            try:
+                pickled = pickle.dumps(item)
+            except Exception:  # not picklable: nothing to carry across
+                continue
+            if encoded in pickled:
+                found.append(f"pickle of {type(item).__name__}")
+    return found

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from pathlib import Path
 
 import pytest
 
 from pygent_lc import Settings
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.settings import LocalSettings, OllamaSettings, OpenRouterSettings
+from pygent_lc.settings import (
+    LocalSettings,
+    MisspeltSettingWarning,
+    OllamaSettings,
+    OpenRouterSettings,
+)
 
 
 def test_defaults() -> None:
@@ -337,6 +344,32 @@ def test_plain_http_is_fine_without_a_key_or_when_allowed(
     assert settings.openrouter.base_url == "http://example.com/api/v1"
 
 
+@pytest.mark.parametrize("value", ["1", "true", "0"])
+def test_a_dotenv_may_not_allow_plain_http(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    """A checked-out .env would otherwise send the environment's key in clear."""
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-abc")
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        f"OPENROUTER_BASE_URL=http://example.com/v1\npygent_allow_insecure_http={value}\n"
+    )
+    with pytest.raises(ConfigurationError, match=r"\.env line 2: PYGENT_ALLOW_INSECURE_HTTP"):
+        Settings.from_env_file(env_file)
+
+
+def test_plain_http_allowed_by_the_environment_with_a_url_from_dotenv(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-abc")
+    monkeypatch.setenv("PYGENT_ALLOW_INSECURE_HTTP", "1")
+    env_file = tmp_path / ".env"
+    env_file.write_text("OPENROUTER_BASE_URL=http://example.com/v1\n")
+    assert Settings.from_env_file(env_file).openrouter.base_url == "http://example.com/v1"
+    monkeypatch.delenv("PYGENT_ALLOW_INSECURE_HTTP")
+    assert Settings.from_env_file(env_file, allow_insecure_http=True).allow_insecure_http
+
+
 # --- malformed PYGENT_PROVIDERS ----------------------------------------------------
 
 
@@ -358,3 +391,120 @@ def test_malformed_pygent_providers(monkeypatch: pytest.MonkeyPatch, value: str)
         Settings()
     assert caught.value.field is not None
     assert caught.value.field.startswith("providers")
+
+
+# --- values never printed back ---------------------------------------------------------
+
+PASTED_KEY = "sk-or-v1-" + "5f3c9a0e7b1d2468" * 4
+
+
+def every_variable() -> list[str]:
+    from pygent_lc.settings import _settings_table
+
+    return sorted({setting.env for setting in _settings_table().values()})
+
+
+def settings_error() -> str | None:
+    """What the environment's settings error shows (message, repr, field), if any."""
+    try:
+        Settings()
+    except ConfigurationError as exc:
+        return f"{exc} {exc!r} {exc.field}"
+    return None
+
+
+@pytest.mark.parametrize("variable", every_variable())
+@pytest.mark.parametrize(
+    "value",
+    [
+        PASTED_KEY,
+        f'{{"{PASTED_KEY}": 1}}',
+        f'{{"order": "{PASTED_KEY}"}}',
+        f"openrouter={PASTED_KEY}",
+        f"http://a.example,{PASTED_KEY}",
+    ],
+    ids=["key", "json-key", "json-value", "pair", "second-url"],
+)
+def test_a_key_pasted_into_any_setting_is_not_printed_back(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    shown = settings_error()
+    if shown is not None:  # some settings take any text (a model name)
+        assert PASTED_KEY not in shown
+        assert PASTED_KEY[9:25] not in shown
+        assert variable in shown  # names the variable
+
+
+@pytest.mark.parametrize("variable", every_variable())
+def test_a_long_value_of_any_setting_is_not_printed_whole(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    value = "not-a-valid-value " * 500
+    monkeypatch.setenv(variable, value)
+    shown = settings_error()
+    if shown is not None:
+        assert len(shown) < 600
+        assert variable in shown
+
+
+def test_an_invalid_url_names_what_was_expected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_BASE_URL", PASTED_KEY)
+    with pytest.raises(ConfigurationError, match=r"OLLAMA_BASE_URL.*expected a URL") as caught:
+        Settings()
+    assert "sk-or-…" in str(caught.value)
+
+
+# --- misspelt variables ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("PYGENT_REQUEST_TIMOUT", "PYGENT_REQUEST_TIMEOUT"),
+        ("PYGENT_MAX_COST", "PYGENT_MAX_COST_USD"),
+        ("pygent_max_retry", "PYGENT_MAX_RETRIES"),
+        ("OPENROUTER_APIKEY", "OPENROUTER_API_KEY"),
+        ("OLLAMA_MODLE", "OLLAMA_MODEL"),
+        ("PYGENT_LOCAL_MODLE", "PYGENT_LOCAL_MODEL"),
+    ],
+)
+def test_a_misspelt_variable_is_a_warning_naming_the_closest(
+    monkeypatch: pytest.MonkeyPatch, variable: str, meant: str
+) -> None:
+    monkeypatch.setenv(variable, "5")
+    with pytest.warns(MisspeltSettingWarning, match=f"{variable}.*did you mean {meant}"):
+        Settings()
+
+
+def test_a_misspelt_variable_in_dotenv_names_the_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PYGENT_MAX_COST=0.0001\n")
+    with pytest.warns(MisspeltSettingWarning, match=r"PYGENT_MAX_COST \(in .*\.env\)"):
+        Settings.from_env_file(env_file)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "OLLAMA_HOST",
+        "OLLAMA_MODELS",
+        "OLLAMA_KEEP_ALIVE",
+        "OLLAMA_NUM_PARALLEL",
+        "OPENROUTER_API_KEY",
+        "PYGENT_DEBUG",
+        "PYGENT_SOAK",
+        "PYGENT_OTEL_CAPTURE_CONTENT",
+        "PYGENT_TEST_REDIS_URL",
+        "PYGENT_MAX_COST_USD",
+        "OPENROUTER_SITE_NAME",
+    ],
+)
+def test_variables_of_other_tools_and_of_this_project_are_not_reported(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MisspeltSettingWarning)
+        with contextlib.suppress(ConfigurationError):  # a value "1" may be invalid: not checked
+            Settings()

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pygent_lc._cli_start import interrupt_as_exception
 from pygent_lc.agents import AgentFactory, ChatAgent, NoAnswerError, ReasoningAgent
 from pygent_lc.chain import ProviderSkippedWarning
 from pygent_lc.cli.doctor import diagnose, setup_hint
@@ -40,7 +41,7 @@ from pygent_lc.cli.usage import (
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.providers.status import ProviderHealth
-from pygent_lc.settings import Settings
+from pygent_lc.settings import MisspeltSettingWarning, Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -56,6 +57,10 @@ SOLVE_DEFAULTS: dict[str, dict[str, int]] = {
 }
 
 
+#: The commands that read a prompt, and the name of its argument.
+_PROMPT_ARGUMENT = {"solve": "problem", "chat": "prompt"}
+
+
 def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {"provider": args.provider}
     if args.fallback:
@@ -66,7 +71,7 @@ def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _solve(args: argparse.Namespace, settings: Settings) -> int:
-    problem = read_prompt(args, "problem")
+    problem: str = args.text
     config = _custom_config(args)
     tot: dict[str, Any] = dict(SOLVE_DEFAULTS[args.task])
     for option, field in (
@@ -101,7 +106,7 @@ async def _solve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _chat(args: argparse.Namespace, settings: Settings) -> int:
-    prompt = read_prompt(args, "prompt")
+    prompt: str = args.text
     config = _custom_config(args)
     config.update(max_tokens=args.max_tokens, temperature=args.temperature)
     if args.system:
@@ -124,14 +129,15 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     providers = validate_provider_names(args.provider) if args.provider else None
     report = diagnose(settings, providers, probe=args.probe)
+    # What a provider's check reports may quote a setting's value: never a key.
     if args.json:
-        print(json.dumps([health.as_dict() for health in report], indent=2))
+        print(redact(json.dumps([health.as_dict() for health in report], indent=2)))
     else:
         for health in report:
-            print(_health_line(health))
+            print(redact(_health_line(health)))
             width = max((len(host.host or "") for host in health.hosts), default=0)
             for host in health.hosts:  # a pool: each host on its own line
-                print(_health_line(host, f"  {host.host or '':<{width}}"))
+                print(redact(_health_line(host, f"  {host.host or '':<{width}}")))
     problems = [h for h in report if h.status == "problem"]
     usable = [h for h in report if h.status == "ok"]
     if not problems and not usable and not args.json:
@@ -158,8 +164,23 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _settings() -> Settings:
+    """The settings of ``./.env`` and the environment; a misspelt variable is a warning line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MisspeltSettingWarning)
+        settings = Settings.from_env_file()
+    for warning in caught:
+        if issubclass(warning.category, MisspeltSettingWarning):
+            print(redact(f"warning: {warning.message}"), file=sys.stderr)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return settings
+
+
 async def _run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env_file()
+    settings = _settings()
     if args.command == "solve":
         return await _solve(args, settings)
     if args.command == "chat":
@@ -192,13 +213,16 @@ def _configure_logging(*, verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; errors print one line and a hint, never a traceback or the key."""
-    args = build_parser().parse_args(argv)
-    _configure_logging(verbose=args.verbose)
-    # Skipped providers are reported by errors and `doctor`; every other warning shows.
-    warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
     debug = os.environ.get("PYGENT_DEBUG") == "1"
     stop_export: Callable[[], None] | None = None
     try:
+        interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
+        args = build_parser().parse_args(argv)
+        _configure_logging(verbose=args.verbose)
+        if args.command in _PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
+            args.text = read_prompt(args, _PROMPT_ARGUMENT[args.command])
+        # Skipped providers are reported by errors and `doctor`; every other warning shows.
+        warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
         if args.otel:
             from pygent_lc.telemetry.export import start_otlp_export
 

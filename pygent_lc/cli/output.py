@@ -15,6 +15,7 @@ from pygent_lc.agents import AgentError, NoAnswerError, ReasoningAgent
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
+    BudgetExceededError,
     ConfigurationError,
     ContentRefusedError,
     InsufficientCreditsError,
@@ -25,6 +26,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.providers.local import INSTALL_HINT
 from pygent_lc.providers.registry import PROVIDERS
+from pygent_lc.redaction import redact_text
 from pygent_lc.settings import DEFAULT_ENV_FILE
 from pygent_lc.tot.result import ToTResult
 from pygent_lc.usage import UsageTracker
@@ -116,6 +118,11 @@ def hint_for(exc: BaseException) -> str:
         return "run `pygent-lc doctor` to see which provider is down"
     if isinstance(exc, NoAnswerError):
         return "raise --max-calls / --max-cost, or try a stronger model"
+    if isinstance(exc, BudgetExceededError):
+        return (
+            "the spending limit allows no further call: raise or unset PYGENT_MAX_COST_USD "
+            "(0 allows none), or wait for its PYGENT_BUDGET_WINDOW to start again"
+        )
     return "this is a bug in pygent-lc; run with PYGENT_DEBUG=1 to see the traceback"
 
 
@@ -140,7 +147,8 @@ def redact(text: str) -> str:
     """``text`` without any secret of the environment or of ``./.env`` in it.
 
     A secret is the value of a variable whose name holds KEY, TOKEN or SECRET
-    (``OPENROUTER_API_KEY`` among them).
+    (``OPENROUTER_API_KEY`` among them), or anything shaped like a credential
+    (a key pasted into another variable), see :func:`~pygent_lc.redaction.redact_text`.
     """
     variables: dict[str, str | None] = dict(os.environ)
     # An unreadable .env has no secret to hide; a line that does not parse is
@@ -155,7 +163,7 @@ def redact(text: str) -> str:
     for name, value in variables.items():
         if value is not None and _is_secret(name, value):
             text = text.replace(value, "***")
-    return text
+    return redact_text(text)
 
 
 __all__ = [

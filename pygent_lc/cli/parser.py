@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import TextIO
 
 from pygent_lc.agents.spec import PROVIDER_CHOICES, TASK_NAMES
 from pygent_lc.errors import InvalidInputError
 from pygent_lc.providers.registry import PROVIDERS
-from pygent_lc.validation import validate_prompt
+from pygent_lc.validation import MAX_PROMPT_CHARS, validate_prompt
 
 
 def _provider_options(parser: argparse.ArgumentParser) -> None:
@@ -37,24 +37,44 @@ def _prompt_options(parser: argparse.ArgumentParser, name: str) -> None:
 def read_prompt(args: argparse.Namespace, name: str) -> str:
     """The prompt from the argument, standard input (``-``) or ``--file``, checked.
 
-    One limit for every command: :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`.
+    One limit for every command: :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`,
+    enforced while reading (``/dev/zero`` or ``yes`` never fill the memory).
     """
     given: str | None = getattr(args, name)
     if (given is None) == (args.file is None):
         raise InvalidInputError(f"give the {name} as an argument, as '-' (stdin) or with --file")
     if args.file is not None:
         try:
-            text = Path(args.file).read_text(encoding="utf-8")
+            with open(args.file, encoding="utf-8") as handle:
+                text = _read_bounded(handle, f"{args.file}")
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"cannot read {args.file}: {exc}") from None
     elif given == "-":
         try:
-            text = sys.stdin.read()
+            text = _read_bounded(sys.stdin, "standard input")
         except UnicodeDecodeError as exc:
             raise InvalidInputError(f"standard input is not UTF-8 text: {exc}") from None
     else:
         text = str(given)
     return validate_prompt(text)
+
+
+_CHUNK_CHARS = 1 << 16
+
+
+def _read_bounded(stream: TextIO, where: str) -> str:
+    """At most :data:`MAX_PROMPT_CHARS` characters of ``stream``, read in chunks; more is
+    an :class:`InvalidInputError` naming the limit, raised as soon as it is passed."""
+    parts: list[str] = []
+    count = 0
+    while chunk := stream.read(min(_CHUNK_CHARS, MAX_PROMPT_CHARS + 1 - count)):
+        parts.append(chunk)
+        count += len(chunk)
+        if count > MAX_PROMPT_CHARS:
+            raise InvalidInputError(
+                f"{where} has more than {MAX_PROMPT_CHARS} characters (the prompt limit)"
+            )
+    return "".join(parts)
 
 
 def _verbose_option(parser: argparse.ArgumentParser, *, default: object) -> None:

@@ -8,7 +8,8 @@ that ends before the provider marked it finished.
 
 Typed errors are raised *outside* the ``except`` block that caught the SDK's
 exception, so Python does not attach it as ``__context__``; it is chained as
-``__cause__`` only when nothing in it shows a credential. No frame the typed
+``__cause__`` only when nothing it holds (its request's headers, its response,
+its own causes) contains a credential. No frame the typed
 error passes through holds a secret in a local variable, so tracebacks
 recorded with ``capture_locals`` (Sentry, loguru's diagnose mode) cannot show one.
 """
@@ -32,7 +33,7 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     StreamInterruptedError,
 )
-from pygent_lc.providers.error_mapping import map_exception
+from pygent_lc.providers.error_mapping import holds_secret, map_exception
 from pygent_lc.providers.forced_tools import as_chunk
 from pygent_lc.providers.http import ProviderHttp
 from pygent_lc.providers.text import StreamText, clean_result
@@ -118,7 +119,9 @@ class ProviderBoundary(BaseChatModel):
             # (which may echo the key): the traceback restarts at the boundary.
             typed.__context__ = None
             return typed.with_traceback(None)
-        typed.__cause__ = None if _chain_mentions(exc, self._secrets()) else exc
+        # The raw error keeps its request (the key in its headers), perhaps an echo
+        # of the key: chained only when nothing it holds shows a secret.
+        typed.__cause__ = None if holds_secret(exc, self._secrets()) else exc
         return typed
 
     def _incomplete(self, partial_text: str) -> Exception:
@@ -356,18 +359,6 @@ def _scrub(error: Exception, secrets: Sequence[str]) -> None:
         error.args = (cleaned,)
         if hasattr(error, "message"):
             error.message = cleaned
-
-
-def _chain_mentions(exc: BaseException, secrets: Sequence[str]) -> bool:
-    """Whether ``exc`` or any exception it was raised from shows one of ``secrets``."""
-    shown_secrets = [secret for secret in secrets if secret]
-    seen: BaseException | None = exc
-    while seen is not None and shown_secrets:
-        shown = f"{seen!s} {seen!r} {getattr(seen, 'body', '')!r}"
-        if any(secret in shown for secret in shown_secrets):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 __all__ = ["ChatRequest", "ProviderBoundary"]

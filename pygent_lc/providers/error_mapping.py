@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import gc
 import html
 import json
 import re
 import time
-from collections.abc import Mapping
+import types
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -253,6 +255,53 @@ def _as_status(code: object) -> int | None:
         return int(code)  # type: ignore[call-overload, no-any-return]
     except (TypeError, ValueError):
         return None
+
+
+# What the walk of :func:`holds_secret` does not enter: code and namespaces (a
+# function's globals reach every module) and frames (tracebacks are rendered, not walked).
+_NOT_DATA = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CodeType,
+    types.FrameType,
+    types.TracebackType,
+)
+_MAX_WALK = 50_000
+
+
+def holds_secret(root: object, secrets: Sequence[str]) -> bool:
+    """Whether any object ``root`` holds, directly or not, contains one of ``secrets``.
+
+    Walks the objects ``root`` refers to (``gc.get_referents``: attributes,
+    ``args``, ``__cause__``/``__context__``, an SDK error's request and
+    response, their headers), whatever the SDKs call them. A graph too large to
+    walk counts as holding one: the caller then drops it.
+    """
+    texts = [secret for secret in secrets if secret]
+    if not texts:
+        return False
+    encoded = [text.encode() for text in texts]
+    seen: set[int] = set()
+    pending: list[object] = [root]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen or isinstance(item, _NOT_DATA):
+            continue
+        seen.add(id(item))
+        if len(seen) > _MAX_WALK:
+            return True
+        if isinstance(item, str):
+            if any(text in item for text in texts):
+                return True
+        elif isinstance(item, bytes | bytearray | memoryview):
+            if any(text in bytes(item) for text in encoded):
+                return True
+        else:
+            pending.extend(gc.get_referents(item))
+    return False
 
 
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:

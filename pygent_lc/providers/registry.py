@@ -38,6 +38,7 @@ from pygent_lc.providers.ollama import (
 )
 from pygent_lc.providers.openrouter import openrouter_model
 from pygent_lc.providers.status import ModelListing, ProviderHealth
+from pygent_lc.redaction import shown_value
 from pygent_lc.settings import (
     LocalSettings,
     OllamaSettings,
@@ -158,7 +159,7 @@ def provider_name(name: object) -> str:
     """``name`` as a known provider's name (trimmed, lower case), else ``ValueError``."""
     if isinstance(name, str) and name.strip().lower() in PROVIDERS:
         return name.strip().lower()
-    raise ValueError(f"unknown provider {name!r}; choose from {', '.join(PROVIDERS)}")
+    raise ValueError(f"unknown provider {shown_value(name)}; choose from {', '.join(PROVIDERS)}")
 
 
 def unique_provider_names(names: Sequence[str]) -> list[str]:
@@ -167,7 +168,7 @@ def unique_provider_names(names: Sequence[str]) -> list[str]:
         raise ValueError("at least one provider is required")
     for index, name in enumerate(names):
         if name in names[:index]:
-            raise ValueError(f"provider {name!r} is listed twice")
+            raise ValueError(f"provider {shown_value(name)} is listed twice")
     return list(names)
 
 

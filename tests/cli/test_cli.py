@@ -11,9 +11,12 @@ import json
 import logging
 import os
 import pty
+import resource
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
@@ -29,7 +32,7 @@ from pygent_lc.cli.parser import build_parser
 from pygent_lc.cli.usage import NO_SHARED_STORE
 from pygent_lc.state import open_store
 from pygent_lc.tot import check_24
-from tests.helpers import CANARY_KEY, closed_port
+from tests.helpers import CANARY_KEY, ROOT, closed_port
 from tests.loopback_server import LoopbackServer
 from tests.loopback_server.answers import last_user_text
 from tests.redis_server import RedisServer
@@ -59,7 +62,8 @@ def run_cli(
         [str(EXE), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(env or {})},
+        # This checkout's pygent_lc, whatever the venv has installed.
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
         input=stdin,
         stdin=subprocess.DEVNULL if stdin is None else None,
         timeout=180,
@@ -116,6 +120,16 @@ def test_key_over_plain_http_is_a_configuration_error() -> None:
     )  # fmt: skip
     error = assert_clean_failure(proc, 2, "ConfigurationError")
     assert "plain http to example.com" in error
+
+
+def test_a_dotenv_that_allows_plain_http_is_refused() -> None:
+    """Before anything is sent: `doctor --provider local` would contact nobody else."""
+    Path(".env").write_text(
+        "OPENROUTER_BASE_URL=http://example.com/v1\nPYGENT_ALLOW_INSECURE_HTTP=1\n"
+    )
+    proc = run_cli("doctor", "--provider", "local", env={"OPENROUTER_API_KEY": CANARY_KEY})
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert ".env line 2: PYGENT_ALLOW_INSECURE_HTTP may not be set in a .env file" in error
 
 
 @pytest.fixture
@@ -321,6 +335,87 @@ def test_prompt_sources_are_checked_before_any_request(tmp_path: Path) -> None:
     assert "prompt is empty" in assert_clean_failure(empty, 2, "InvalidInputError")
 
 
+def _limit_memory() -> None:
+    """The child may map at most 1.5 GB: an unbounded read fails instead of filling RAM."""
+    limit = 1536 * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+@pytest.mark.parametrize(
+    ("args", "source"),
+    [
+        (["chat", "-"], "/dev/zero"),
+        (["chat", "--file", "/dev/zero"], None),
+        (["solve", "-"], "yes"),
+    ],
+    ids=["stdin-zero", "file-zero", "stdin-yes"],
+)
+def test_an_endless_prompt_is_refused_with_bounded_memory(
+    args: list[str], source: str | None
+) -> None:
+    """The limit is enforced while reading: exit 2 naming it, in bounded memory."""
+    feeder = None
+    if source == "yes":
+        feeder = subprocess.Popen(["yes"], stdout=subprocess.PIPE)
+        stdin: Any = feeder.stdout
+    else:
+        stdin = open(source or os.devnull, "rb")  # noqa: SIM115
+    try:
+        proc = subprocess.run(
+            [str(EXE), *args],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            preexec_fn=_limit_memory,
+            timeout=120,
+        )
+    finally:
+        stdin.close()
+        if feeder is not None:
+            feeder.kill()
+            feeder.wait()
+    error = assert_clean_failure(proc, 2, "InvalidInputError")
+    assert "more than 2000000 characters" in error
+
+
+@pytest.mark.parametrize("moment", [0.1, 0.3, 0.6, 1.0, 1.5, 2.5, 6.0])
+def test_ctrl_c_at_any_moment_exits_130_without_a_traceback(moment: float) -> None:
+    """Start-up included (its imports take seconds): `chat -` then waits on stdin."""
+    proc = subprocess.Popen(
+        [str(EXE), "chat", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    time.sleep(moment)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "interrupted"
+
+
+def test_a_zero_budget_is_explained_not_called_a_bug() -> None:
+    proc = run_cli("chat", "hi", "--provider", "local", env={"PYGENT_MAX_COST_USD": "0"})
+    assert_clean_failure(proc, 1, "BudgetExceededError")
+    assert "PYGENT_MAX_COST_USD" in proc.stderr
+    assert "bug" not in proc.stderr
+
+
+def test_a_misspelt_variable_is_a_warning_on_stderr() -> None:
+    proc = run_cli(
+        "doctor", "--provider", "local",
+        env={"PYGENT_MAX_COST": "0.0001", "OLLAMA_HOST": "127.0.0.1:1"},
+    )  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
+    assert lines == [
+        "warning: PYGENT_MAX_COST (in the environment) is not a pygent_lc setting and is "
+        "ignored; did you mean PYGENT_MAX_COST_USD?"
+    ]
+
+
 @pytest.mark.live_local
 def test_models_lists_prices_and_installed_models(server: LoopbackServer) -> None:
     table = run_cli("models", "--search", "gpt", env=env_for(server))
@@ -519,3 +614,21 @@ def test_a_redis_password_it_rejects_is_named_by_chat_usage_and_doctor(
         assert proc.returncode in (0, 1)
         assert "wrong-redis-pw" not in proc.stdout + proc.stderr
         assert REDIS_PASSWORD not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["OPENROUTER_BASE_URL", "OLLAMA_BASE_URL", "PYGENT_PROVIDERS", "PYGENT_RATE_LIMITS"],
+)
+def test_a_key_pasted_into_another_variable_is_not_printed(variable: str) -> None:
+    proc = run_cli("chat", "hi", env={variable: CANARY_KEY})
+    error = assert_clean_failure(proc, 2, "ConfigurationError")
+    assert variable in error
+    assert CANARY_KEY[:20] not in proc.stderr
+
+
+def test_doctor_does_not_print_a_key_pasted_into_the_model_path() -> None:
+    proc = run_cli("doctor", "--provider", "local", env={"PYGENT_LOCAL_MODEL": CANARY_KEY})
+    assert proc.returncode == 1
+    assert "local model file not found" in proc.stdout
+    assert CANARY_KEY[:20] not in proc.stdout + proc.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.messages import AIMessageChunk
 from pydantic import BaseModel
@@ -18,7 +19,18 @@ from pygent_lc import Settings
 from pygent_lc.errors import ProviderError, ProviderUnavailableError, StreamInterruptedError
 from pygent_lc.providers.ollama import ollama_model
 from pygent_lc.providers.openrouter import OpenRouterChatModel, openrouter_model
-from tests.providers.mock_http import MockServer, json_reply, ndjson_reply, sse_reply
+from tests.helpers import secret_holders
+from tests.providers.mock_http import (
+    BrokenStream,
+    MockServer,
+    Mode,
+    Scripted,
+    call,
+    json_reply,
+    ndjson_reply,
+    proxy_page,
+    sse_reply,
+)
 
 KEY = "sk-or-v1-canary-boundary-0000000000000000000000000000000000000000000"
 BASE = {"id": "gen-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
@@ -217,15 +229,48 @@ def test_ollama_stream_without_the_done_line_is_incomplete(wire: MockServer) -> 
     assert caught.value.partial_text == "hi"
 
 
-def test_an_http_error_keeps_its_raw_error_as_cause_when_it_shows_no_secret(
+def test_an_http_error_keeps_its_raw_error_as_cause_when_it_holds_no_secret(
     wire: MockServer,
 ) -> None:
-    wire.script(json_reply({"error": {"code": 503, "message": "overloaded"}}, 503))
+    """Ollama has no key: its raw error stays chained, for debugging."""
+    wire.script(json_reply({"error": "overloaded"}, 503))
+    model = ollama_model(
+        Settings(ollama_model="llama3.2"), client_kwargs=wire.ollama_client_kwargs()
+    )
     with pytest.raises(ProviderUnavailableError) as caught:
-        openrouter_on(wire).invoke("hi")
+        model.invoke("hi")
     cause = caught.value.__cause__
     assert cause is not None and "overloaded" in str(cause)
     assert caught.value.message == "overloaded"
+
+
+def reset_mid_body(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, stream=BrokenStream([b"data: {"], request))
+
+
+# Failures whose raw error holds the request (the key in its headers), none echoing it.
+TRANSPORT_FAULTS: dict[str, Scripted] = {
+    "read-error": httpx.ReadError("connection reset by peer"),
+    "read-timeout": httpx.ReadTimeout("timed out"),
+    "connect-error": httpx.ConnectError("connection refused"),
+    "remote-protocol-error": httpx.RemoteProtocolError("peer closed connection"),
+    "reset-mid-body": reset_mid_body,
+    "503": json_reply({"error": {"code": 503, "message": "overloaded"}}, 503),
+    "401": json_reply({"error": {"code": 401, "message": "No auth credentials found"}}, 401),
+    "proxy-page": proxy_page(),
+}
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke", "stream", "astream"])
+@pytest.mark.parametrize("fault", list(TRANSPORT_FAULTS))
+async def test_nothing_reachable_from_a_typed_error_holds_the_key(
+    wire: MockServer, fault: str, mode: Mode
+) -> None:
+    """Not the raw error's request or response, nor any pickle: the raw error is dropped."""
+    wire.script(TRANSPORT_FAULTS[fault])
+    with pytest.raises(ProviderError) as caught:
+        await call(openrouter_on(wire), mode)
+    assert secret_holders(caught.value, KEY) == []
 
 
 def test_no_request_is_sent_when_the_transport_is_unused(wire: MockServer) -> None:

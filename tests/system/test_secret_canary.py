@@ -12,7 +12,7 @@ import vcr
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import PygentError
 from pygent_lc.providers import openrouter_model
-from tests.helpers import CANARY_KEY, ROOT, cassette_config
+from tests.helpers import CANARY_KEY, ROOT, cassette_config, closed_port, secret_holders
 from tests.loopback_server import Fault, LoopbackServer
 
 pytestmark = pytest.mark.live_local
@@ -130,3 +130,44 @@ async def failure_of(backend: LangChainBackend, mode: str) -> PygentError:
     except PygentError as exc:
         return exc
     raise AssertionError("the call did not fail")
+
+
+# Every fault the loopback server plays, and a refused connection.
+ALL_FAULTS = {
+    **{str(code): Fault.status(code) for code in (400, 401, 402, 403, 404, 408, 429)},
+    **{str(code): Fault.status(code) for code in (500, 502, 503)},
+    "401-echo": Fault.status(401, message=f"invalid key {CANARY_KEY}"),
+    "error-in-200": Fault.error_in_200(),
+    "error-in-200-echo": Fault.error_in_200(message=f"upstream saw {CANARY_KEY}"),
+    "mid-stream-error": Fault.mid_stream_error(after_chunks=1),
+    "malformed-json": Fault.malformed_json(),
+    "truncated-before-text": Fault.truncated_stream(after_chunks=0),
+    "truncated-after-text": Fault.truncated_stream(after_chunks=2),
+    "hang": Fault.hang(2),
+    "reset": Fault.reset(),
+    "html-error": Fault.html_error(),
+    "refused": None,
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("fault", list(ALL_FAULTS))
+@pytest.mark.parametrize("mode", ["invoke", "stream"])
+@pytest.mark.parametrize("chain", ["alone", "chain"])
+async def test_nothing_reachable_from_the_error_holds_the_key(
+    loopback: LoopbackServer, fault: str, mode: str, chain: str
+) -> None:
+    """Every object an error tracker could read from the error we raise (causes,
+    contexts, the group's errors, their requests and responses), and the pickle of
+    every exception among them: no canary key. Asserted on our error's object graph,
+    whatever the SDKs keep on theirs."""
+    settings = canary_settings(loopback).updated(max_retries=0, breaker_failures=0)
+    scripted = ALL_FAULTS[fault]
+    if scripted is None:
+        settings = settings.updated(openrouter_base_url=f"http://127.0.0.1:{closed_port()}/v1")
+    else:
+        loopback.script("openrouter", [scripted])
+    loopback.script("ollama", [Fault.status(500)])
+    providers = ["openrouter", "ollama"] if chain == "chain" else ["openrouter"]
+    failure = await failure_of(LangChainBackend(build_chat_model(settings, providers)), mode)
+    assert secret_holders(failure, CANARY_KEY) == []
