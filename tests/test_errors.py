@@ -12,7 +12,7 @@ import pygent_lc.agents
 import pygent_lc.errors
 import pygent_lc.providers
 from pygent_lc.agents import AgentError
-from pygent_lc.breaker import CircuitOpenError
+from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.errors import (
     AllProvidersFailedError,
     ConfigurationError,

@@ -25,7 +25,7 @@ from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.ollama import check_ollama, ollama_listing
 from pygent_lc.resources import chat_models_in
 from pygent_lc.retry import RetryPolicy
-from pygent_lc.state import MemoryStore, open_store
+from pygent_lc.limits import MemoryStore, open_store
 from pygent_lc.testing import ScriptedChatModel
 from tests.helpers import closed_port, loopback_settings
 from tests.loopback_server import Fault, LoopbackServer

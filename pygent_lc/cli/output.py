@@ -24,12 +24,12 @@ from pygent_lc.errors import (
     ProviderError,
     RateLimitError,
 )
+from pygent_lc.limits.usage import UsageTracker
 from pygent_lc.providers.local import INSTALL_HINT
 from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.redaction import redact_text
 from pygent_lc.settings import DEFAULT_ENV_FILE
 from pygent_lc.tot.result import ToTResult
-from pygent_lc.usage import UsageTracker
 
 # What to do about a configuration error, by the setting it names.
 _FIELD_HINTS = {field: hint for spec in PROVIDERS.values() for field, hint in spec.hints.items()}

@@ -19,7 +19,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from pygent_lc.breaker import BREAKER_ERRORS
+from pygent_lc.limits.breaker import BREAKER_ERRORS
 from pygent_lc.errors import (
     AuthenticationError,
     ContentRefusedError,

@@ -27,7 +27,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.breaker import BREAKER_ERRORS
+from pygent_lc.limits.breaker import BREAKER_ERRORS
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AuthenticationError,

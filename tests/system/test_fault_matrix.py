@@ -20,7 +20,7 @@ from typing import Any, Literal
 import pytest
 
 from pygent_lc import LangChainBackend, build_chat_model
-from pygent_lc.breaker import CircuitOpenError
+from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.errors import (
     AuthenticationError,
     ContentRefusedError,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pygent_lc import LangChainBackend, build_chat_model
-from pygent_lc.breaker import CircuitBreaker
+from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.errors import (
     AllProvidersFailedError,
     ContextLengthError,
