@@ -34,7 +34,7 @@ def make_store(kind: str, request: pytest.FixtureRequest) -> Iterator[StoreFacto
         options = {} if clock is None else {"clock": clock}
         if kind == "memory":
             if "store" not in memory:
-                memory["store"] = MemoryStore(prefix=prefix, **options)  # type: ignore[arg-type]
+                memory["store"] = MemoryStore(prefix=prefix, **options)
             return memory["store"]
         from pygent_lc.limits.redis_store import RedisStore
 

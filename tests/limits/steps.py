@@ -3,6 +3,8 @@ and the limits' read steps): what the tests of a single limit ask a store."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pygent_lc.limits import (
     ADMITTED,
     BreakerAdmission,
@@ -38,7 +40,7 @@ def breaker_admit(
     )
 
 
-async def abreaker_admit(store, key, threshold, cooldown_s):
+async def abreaker_admit(store: Any, key: Any, threshold: Any, cooldown_s: Any) -> Any:
     spec = BreakerSpec(key, threshold, cooldown_s)
     if not spec.enabled:
         return ADMITTED
@@ -50,31 +52,35 @@ def breaker_success(store: StateStore, key: str, admission: BreakerAdmission) ->
     return store.end_call(CallEnd(breaker=outcome)).breaker_changed
 
 
-async def abreaker_success(store, key, admission):
+async def abreaker_success(store: Any, key: Any, admission: Any) -> Any:
     outcome = BreakerOutcome(key, admission, "success")
     return (await store.aend_call(CallEnd(breaker=outcome))).breaker_changed
 
 
-def breaker_failure(store, key, admission, threshold, cooldown_s, error_summary=""):
+def breaker_failure(
+    store: Any, key: Any, admission: Any, threshold: Any, cooldown_s: Any, error_summary: Any = ""
+) -> Any:
     if not BreakerSpec(key, threshold, cooldown_s).enabled:
         return False
     outcome = BreakerOutcome(key, admission, "failure", threshold, error_summary)
     return store.end_call(CallEnd(breaker=outcome)).breaker_changed
 
 
-async def abreaker_failure(store, key, admission, threshold, cooldown_s, error_summary=""):
+async def abreaker_failure(
+    store: Any, key: Any, admission: Any, threshold: Any, cooldown_s: Any, error_summary: Any = ""
+) -> Any:
     if not BreakerSpec(key, threshold, cooldown_s).enabled:
         return False
     outcome = BreakerOutcome(key, admission, "failure", threshold, error_summary)
     return (await store.aend_call(CallEnd(breaker=outcome))).breaker_changed
 
 
-def breaker_release(store, key, admission):
+def breaker_release(store: Any, key: Any, admission: Any) -> Any:
     if admission.probe_id is not None:
         store.end_call(CallEnd(breaker=BreakerOutcome(key, admission, "release")))
 
 
-async def abreaker_release(store, key, admission):
+async def abreaker_release(store: Any, key: Any, admission: Any) -> Any:
     if admission.probe_id is not None:
         await store.aend_call(CallEnd(breaker=BreakerOutcome(key, admission, "release")))
 
@@ -83,20 +89,32 @@ def breaker_state(store: StateStore, key: str, cooldown_s: float) -> BreakerStat
     return store.run(ReadStatus(key, cooldown_s, store.clock()))
 
 
-async def abreaker_state(store, key, cooldown_s):
+async def abreaker_state(store: Any, key: Any, cooldown_s: Any) -> Any:
     return await store.arun(ReadStatus(key, cooldown_s, store.clock()))
 
 
 def budget_reserve(
-    store, key, limit_usd, amount_usd=None, window_s=None, *, lease_s=DEFAULT_BUDGET_LEASE_S
-):
+    store: Any,
+    key: Any,
+    limit_usd: Any,
+    amount_usd: Any = None,
+    window_s: Any = None,
+    *,
+    lease_s: Any = DEFAULT_BUDGET_LEASE_S,
+) -> Any:
     spec = BudgetSpec(key, limit_usd, amount_usd, window_s, lease_s)
     return _budget_answer(store.begin_call(CallPlan(budgets=(spec,))))
 
 
 async def abudget_reserve(
-    store, key, limit_usd, amount_usd=None, window_s=None, *, lease_s=DEFAULT_BUDGET_LEASE_S
-):
+    store: Any,
+    key: Any,
+    limit_usd: Any,
+    amount_usd: Any = None,
+    window_s: Any = None,
+    *,
+    lease_s: Any = DEFAULT_BUDGET_LEASE_S,
+) -> Any:
     spec = BudgetSpec(key, limit_usd, amount_usd, window_s, lease_s)
     return _budget_answer(await store.abegin_call(CallPlan(budgets=(spec,))))
 
@@ -105,15 +123,15 @@ def budget_settle(store: StateStore, reservation: BudgetReservation, cost_usd: f
     store.end_call(CallEnd(settlements=(Settlement(reservation, cost_usd),)))
 
 
-async def abudget_settle(store, reservation, cost_usd):
+async def abudget_settle(store: Any, reservation: Any, cost_usd: Any) -> Any:
     await store.aend_call(CallEnd(settlements=(Settlement(reservation, cost_usd),)))
 
 
-def budget_release(store, reservation):
+def budget_release(store: Any, reservation: Any) -> Any:
     budget_settle(store, reservation, 0.0)
 
 
-async def abudget_release(store, reservation):
+async def abudget_release(store: Any, reservation: Any) -> Any:
     await abudget_settle(store, reservation, 0.0)
 
 
@@ -121,7 +139,7 @@ def budget_status(store: StateStore, key: str, window_s: int | None = None) -> B
     return store.run(ReadBudget(key, window_s, store.clock()))
 
 
-async def abudget_status(store, key, window_s=None):
+async def abudget_status(store: Any, key: Any, window_s: Any = None) -> Any:
     return await store.arun(ReadBudget(key, window_s, store.clock()))
 
 
@@ -129,23 +147,23 @@ def budget_spent(store: StateStore, key: str, window_s: int | None = None) -> fl
     return budget_status(store, key, window_s).spent_usd
 
 
-async def abudget_spent(store, key, window_s=None):
+async def abudget_spent(store: Any, key: Any, window_s: Any = None) -> Any:
     return (await abudget_status(store, key, window_s)).spent_usd
 
 
 def _usage(
-    provider,
-    model,
-    calls,
-    failures,
-    input_tokens,
-    output_tokens,
-    cost_usd,
-    latency_s,
-    cached_input_tokens=0,
-    cache_discount_usd=0.0,
-    cost_faults=0,
-):
+    provider: Any,
+    model: Any,
+    calls: Any,
+    failures: Any,
+    input_tokens: Any,
+    output_tokens: Any,
+    cost_usd: Any,
+    latency_s: Any,
+    cached_input_tokens: Any = 0,
+    cache_discount_usd: Any = 0.0,
+    cost_faults: Any = 0,
+) -> Any:
     return UsageRecord(
         provider=provider, model=model, calls=calls, failures=failures,
         input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd,
@@ -154,33 +172,33 @@ def _usage(
     )  # fmt: skip
 
 
-def record_usage(store, *args, **kwargs):
+def record_usage(store: Any, *args: Any, **kwargs: Any) -> Any:
     store.end_call(CallEnd(usage=_usage(*args, **kwargs)))
 
 
-async def arecord_usage(store, *args, **kwargs):
+async def arecord_usage(store: Any, *args: Any, **kwargs: Any) -> Any:
     await store.aend_call(CallEnd(usage=_usage(*args, **kwargs)))
 
 
-async def ausage_rows(store):
+async def ausage_rows(store: Any) -> Any:
     from pygent_lc.limits.usage import UsageRows
 
     return await store.arun(UsageRows())
 
 
-def cache_get(store, namespace, key):
+def cache_get(store: Any, namespace: Any, key: Any) -> Any:
     return store.run(CacheGet(namespace, key))
 
 
-async def acache_get(store, namespace, key):
+async def acache_get(store: Any, namespace: Any, key: Any) -> Any:
     return await store.arun(CacheGet(namespace, key))
 
 
-def cache_set(store, namespace, key, value):
+def cache_set(store: Any, namespace: Any, key: Any, value: Any) -> Any:
     store.run(CacheSet(namespace, key, value))
 
 
-async def acache_set(store, namespace, key, value):
+async def acache_set(store: Any, namespace: Any, key: Any, value: Any) -> Any:
     await store.arun(CacheSet(namespace, key, value))
 
 

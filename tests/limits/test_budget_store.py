@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from pygent_lc.limits.script import Step
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError
 from pygent_lc.limits import (
@@ -20,6 +19,7 @@ from pygent_lc.limits import (
     open_store,
 )
 from pygent_lc.limits.budget import CostBudget, HeldStream, Hold
+from pygent_lc.limits.script import Step
 from tests.limits.steps import budget_spent, budget_status
 
 LIMIT = 0.01

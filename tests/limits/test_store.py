@@ -32,7 +32,7 @@ from pygent_lc.limits import (
     UsageRecord,
 )
 from pygent_lc.limits.breaker import ERROR_SUMMARY_CHARS, Admission, CircuitBreaker
-from pygent_lc.limits.call import MIN_RATE_WAIT_S
+from pygent_lc.limits.rate import MIN_RATE_WAIT_S
 from pygent_lc.limits.usage import LATENCY_SAMPLES, percentile
 from pygent_lc.tot.shared_values import SharedValueStore
 from pygent_lc.tot.value_store import StoredValue, ValueStore

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 import pytest
-from pygent_lc.limits.script import Step
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.limits import (
@@ -21,6 +20,7 @@ from pygent_lc.limits import (
     open_store,
     redact_url,
 )
+from pygent_lc.limits.script import Step
 from pygent_lc.limits.store import INSTALL_HINT
 from tests.limits.steps import (
     breaker_admit,
