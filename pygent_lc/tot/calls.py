@@ -89,6 +89,10 @@ class LLMCaller:
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
         """Whether the model answers ``n`` samples in one request (shared by an engine)."""
+        if type(backend).generate_samples is LLMBackend.generate_samples:
+            # The contract's default sends one request for one sample: nothing to ask,
+            # and no request of it need hold n samples' bound on the budget.
+            self.n_support.learn(False)
 
     # budgets --------------------------------------------------------------
     def usage(self) -> UsageTotals | None:
