@@ -93,7 +93,8 @@ class ToTConfig(BaseModel):
     valued, beside the beam: one generation call, whose proposals are checked, in
     place of value samples that only estimate them. It changes the paper's search
     at that level, not its prompts. ``None``: on for tasks that say which states
-    these are (``Task.children_checked``, Game of 24), off for the others."""
+    these are (``Task.children_checked``, Game of 24), unless ``value_batch`` is on
+    (a parent's states valued in one prompt cost less than a generation call each)."""
 
     value_batch: bool = False
     """Value a level's siblings (the new states of one parent) in one prompt

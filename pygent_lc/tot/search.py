@@ -57,7 +57,12 @@ class SearchContext:
 
     def checked_by_expanding(self, node: ThoughtNode) -> bool:
         """BFS with ``expand_checked``: expand ``node`` unvalued, beside the beam."""
-        if self.config.expand_checked is False or not self.expandable(node):
+        setting = self.config.expand_checked
+        # With value_batch, a parent's states are valued in one prompt: cheaper than
+        # a generation call each, so by default they are valued.
+        if setting is False or (setting is None and self.config.value_batch):
+            return False
+        if not self.expandable(node):
             return False
         return children_checked(self.task, self.problem, self.tree.path(node))
 

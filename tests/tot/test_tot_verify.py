@@ -255,3 +255,13 @@ async def test_states_with_two_numbers_left_are_expanded_instead_of_valued():
     result = await ToTEngine(off, paper, task=Game24Task()).solve(PUZZLE)
     assert result.best is not None and result.best.correct is True
     assert _two_left_value_prompts(paper.prompts)  # the paper's way: valued, then the beam
+
+
+async def test_with_value_batch_such_states_are_valued_by_default():
+    """A parent's states valued in one prompt cost less than a generation call each."""
+    backend = ScriptedGame24Backend()
+    config = ToTConfig(n_select_sample=2, value_batch=True)
+    result = await ToTEngine(config, backend, task=Game24Task()).solve(PUZZLE)
+    two_left = [n for n in result.tree.nodes if n.depth == 2 and n.value is not None]
+    assert two_left
+    assert len([n for n in two_left if n.selected]) <= config.n_select_sample
