@@ -27,7 +27,6 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.limits.breaker import BREAKER_ERRORS
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AuthenticationError,
@@ -38,6 +37,7 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     UnsupportedRequestError,
 )
+from pygent_lc.limits.breaker import BREAKER_ERRORS
 from pygent_lc.providers.local import (
     NOT_STARTED_URL,
     LlamaServer,
