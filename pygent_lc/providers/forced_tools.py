@@ -232,7 +232,8 @@ def instructed(messages: list[BaseMessage], forced: ForcedTools) -> list[BaseMes
 
 
 def plain_history(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], list[str]]:
-    """``messages`` without tool calls and results, and those as lines of text.
+    """``messages`` without the assistant turns that called tools and the results,
+    and those results as lines of text.
 
     A template without tools renders neither an assistant's ``tool_calls`` nor a
     ``tool`` message. Each result becomes ``name({"arg": ...}) returned ...``,
@@ -244,9 +245,9 @@ def plain_history(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], l
     results: list[str] = []
     for message in messages:
         if isinstance(message, AIMessage) and message.tool_calls:
+            # Left out whole, its text too: kept, it could end the conversation,
+            # and llama.cpp continues a last assistant turn, which no grammar allows.
             calls.update((call["id"] or "", call) for call in message.tool_calls)
-            if message.text:
-                plain.append(AIMessage(content=message.text, id=message.id, name=message.name))
         elif isinstance(message, ToolMessage):
             call = calls.get(message.tool_call_id)
             name = call["name"] if call else (message.name or "a function")

@@ -768,3 +768,21 @@ def test_an_image_is_refused_as_unsupported_not_retried_as_an_outage() -> None:
         model.invoke([message])
     assert not caught.value.retryable
     assert not isinstance(caught.value, BREAKER_ERRORS)
+
+
+def test_a_history_whose_tool_call_had_text_does_not_end_with_an_assistant_turn(
+    wire: MockServer, embedded: Started
+) -> None:
+    """llama.cpp continues a last assistant turn, which the grammar cannot: the
+    turn that called the tool is left out, its result is in the system message."""
+    wire.script(json_reply(completion('{"answer": "Sunny."}')))
+    called = AIMessage(
+        "Let me look that up.",
+        tool_calls=[{"name": "Weather", "args": {"city": "Paris"}, "id": "c1"}],
+    )
+    history = [HumanMessage("Weather in Paris?"), called, ToolMessage("sunny", tool_call_id="c1")]
+    reply = embedded_model(wire, embedded).bind_tools([Weather]).invoke(history)
+    assert reply.content == "Sunny."
+    sent = wire.body()["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert 'Weather({"city": "Paris"}) returned sunny' in sent[0]["content"]
