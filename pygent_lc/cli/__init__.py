@@ -213,10 +213,15 @@ def _configure_logging(*, verbose: bool) -> None:
     logger = logging.getLogger("pygent_lc")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        handler.addFilter(_errors_and_fallbacks)
     logger.handlers = [handler]
     logger.propagate = False
-    logger.setLevel(logging.DEBUG if verbose else logging.ERROR)
-    logging.getLogger(FALLBACK_LOGGER).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _errors_and_fallbacks(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR or record.name == FALLBACK_LOGGER
 
 
 def main(argv: Sequence[str] | None = None) -> int:
