@@ -192,6 +192,9 @@ class HostPool(ProviderChain):
         ranked = sorted(range(size), key=lambda index: (counts[index], (index - start) % size))
         return [self.providers[index] for index in ranked]
 
+    def _label(self, provider: Runnable[Any, Any]) -> str:
+        return f"{self.provider} at {_slot(provider).host}"
+
     def _failed(
         self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
     ) -> ProviderError:

@@ -74,7 +74,13 @@ def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
     data["answer"] = result.best.text if result.best else None
     data["providers"] = agent.providers
     data["served_by"] = served_by(agent.usage)
-    data["usage"] = [
+    data["usage"] = usage_rows(agent.usage)
+    return data
+
+
+def usage_rows(usage: UsageTracker) -> list[dict[str, Any]]:
+    """Each ``provider/model`` pair's calls, failures, tokens, cost and latency, for JSON."""
+    return [
         {
             "provider": e.provider,
             "model": e.model,
@@ -85,9 +91,8 @@ def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
             "cost_usd": e.usage.cost_usd,
             "mean_latency_s": e.mean_latency_s,
         }
-        for e in agent.usage.summary().values()
+        for e in usage.summary().values()
     ]
-    return data
 
 
 def hint_for(exc: BaseException) -> str:
@@ -174,4 +179,5 @@ __all__ = [
     "solve_json",
     "solve_summary",
     "usage_line",
+    "usage_rows",
 ]
