@@ -17,6 +17,7 @@ from pygent_lc.errors import PygentError
 from pygent_lc.langchain_backend import LangChainBackend
 from pygent_lc.limits import ResilientStore, open_store, redact_url
 from pygent_lc.limits.store import MEMORY_URLS
+from pygent_lc.providers.ollama import installed_ollama_models
 from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.providers.status import ProviderHealth, Status, one_line, timed
 from pygent_lc.settings import ProviderName, Settings
@@ -60,6 +61,32 @@ def _state_store_problem(settings: Settings) -> ProviderHealth | None:
     return ProviderHealth(STATE_STORE, "problem", f"{redact_url(url)} {outage}")
 
 
+def first_configured(settings: Settings) -> ProviderName:
+    """The chain's first provider that is set up: OpenRouter with a key, Ollama whose
+    server answers, any other as it is; ``local`` (the embedded model) when none is.
+
+    What ``pygent-lc models`` lists without ``--provider``.
+    """
+    for name in settings.providers:
+        if name == "openrouter" and settings.openrouter.api_key is None:
+            continue
+        if name == "ollama" and not _ollama_answers(settings):
+            continue
+        return name
+    return "local"
+
+
+def _ollama_answers(settings: Settings) -> bool:
+    """Whether one of the Ollama hosts answers ``GET /api/tags``."""
+    for host in settings.ollama.base_urls:
+        try:
+            installed_ollama_models(settings, host)
+        except PygentError:
+            continue
+        return True
+    return False
+
+
 def setup_hint() -> str:
     """How to make some provider usable."""
     return ", or ".join(spec.setup_hint for spec in PROVIDERS.values())
@@ -81,4 +108,4 @@ def _probe(name: ProviderName, settings: Settings, health: ProviderHealth) -> Pr
     return ProviderHealth(name, "ok", detail, model=health.model, latency_ms=latency)
 
 
-__all__ = ["ProviderHealth", "Status", "diagnose", "setup_hint"]
+__all__ = ["ProviderHealth", "Status", "diagnose", "first_configured", "setup_hint"]

@@ -92,7 +92,7 @@ def test_missing_key_and_bad_options_exit_2_with_a_hint() -> None:
         "solve", "x", "--provider", "openrouter", "--depth", "0",
         env={"OPENROUTER_API_KEY": CANARY_KEY},
     )  # fmt: skip
-    assert "max_depth" in assert_clean_failure(proc, 2, "AgentError")
+    assert "--depth" in assert_clean_failure(proc, 2, "AgentError")
 
 
 def test_reads_dotenv_in_the_working_directory() -> None:
@@ -179,6 +179,34 @@ def test_python_dash_m_runs_the_same_command() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: pygent-lc ")
+
+
+#: What ``--help`` must not import: LangChain, pydantic, the provider SDKs, HTTP clients.
+HEAVY_MODULES = ("langchain_core", "langchain_openai", "langchain_ollama", "openai", "pydantic")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["chat", "--help"], ["solve", "--bogus"]])
+def test_help_and_usage_errors_import_no_langchain(argv: list[str]) -> None:
+    """Start-up time: the parser is built from light modules (not a timing test)."""
+    script = (
+        "import sys\n"
+        "from pygent_lc.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code, file=sys.stderr)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY_MODULES!r})))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert "exit 0" in proc.stderr if argv[-1] == "--help" else "exit 2" in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_main_hides_only_skipped_provider_warnings(pygent_logger: logging.Logger) -> None:
