@@ -67,9 +67,10 @@ def first_configured(settings: Settings) -> ProviderName:
 
     What ``pygent-lc models`` lists without ``--provider``.
     """
+    key = settings.openrouter.api_key
     for name in settings.providers:
-        if name == "openrouter" and settings.openrouter.api_key is None:
-            continue
+        if name == "openrouter" and (key is None or not key.get_secret_value().strip()):
+            continue  # `OPENROUTER_API_KEY=` in a .env is no key either
         if name == "ollama" and not _ollama_answers(settings):
             continue
         return name

@@ -457,6 +457,23 @@ def test_models_lists_prices_and_installed_models(server: LoopbackServer) -> Non
 
 
 @pytest.mark.live_local
+def test_models_defaults_to_the_first_configured_provider(server: LoopbackServer) -> None:
+    """Not OpenRouter without a key ("connection refused"): Ollama that answers, else local."""
+    no_key = {k: v for k, v in env_for(server).items() if k != "OPENROUTER_API_KEY"}
+    for env in (no_key, {**no_key, "OPENROUTER_API_KEY": " "}):  # a blank key is no key
+        ollama = run_cli("models", "--json", env=env)
+        assert ollama.returncode == 0, ollama.stderr
+        assert json.loads(ollama.stdout) == [{"id": "llama3.2:latest"}]
+    down = f"http://127.0.0.1:{closed_port()}"
+    local = run_cli("models", "--json", env={**no_key, "OLLAMA_BASE_URL": down})
+    assert local.returncode == 0, local.stderr
+    [row] = json.loads(local.stdout)
+    assert set(row) == {"id"}
+    keyed = run_cli("models", "--search", "gpt", "--json", env=env_for(server))
+    assert [row["id"] for row in json.loads(keyed.stdout)] == ["openai/gpt-4o-mini"]
+
+
+@pytest.mark.live_local
 def test_doctor_exit_code_follows_the_providers(server: LoopbackServer) -> None:
     healthy = run_cli("doctor", "--json", env=env_for(server))
     assert healthy.returncode == 0, healthy.stderr
