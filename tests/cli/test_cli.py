@@ -270,15 +270,15 @@ def test_solve_json_is_the_full_result(server: LoopbackServer, tmp_path: Path) -
     assert "served by openrouter/openai/gpt-4o-mini" in proc.stderr
 
 
-@pytest.mark.live_local
-def test_solve_shows_live_progress_on_a_terminal(server: LoopbackServer) -> None:
+def run_on_a_terminal(*args: str, env: Mapping[str, str]) -> tuple[int, str, str]:
+    """The command with stderr on a pseudo-terminal: its exit code, stdout and the screen."""
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
-        [str(EXE), "solve", "4 9 10 13", "--task", "game24", "--provider", "ollama"],
+        [str(EXE), *args],
         stdout=subprocess.PIPE,
         stderr=terminal,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, **env_for(server)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         text=True,
     )
     os.close(terminal)
@@ -293,12 +293,54 @@ def test_solve_shows_live_progress_on_a_terminal(server: LoopbackServer) -> None
         screen += chunk
     os.close(controller)
     stdout, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0
-    shown = screen.decode()
+    return proc.returncode, stdout, screen.decode()
+
+
+@pytest.mark.live_local
+def test_solve_shows_live_progress_on_a_terminal(server: LoopbackServer) -> None:
+    code, stdout, shown = run_on_a_terminal(
+        "solve", "4 9 10 13", "--task", "game24", "--provider", "ollama", env=env_for(server)
+    )
+    assert code == 0
     assert "\r\x1b[2Klevel 1/4 · " in shown  # the status line, rewritten in place
     assert "served by ollama/llama3.2" in shown
     assert stdout.startswith("Answer: ")
     assert check_24(stdout.removeprefix("Answer: "), "4 9 10 13")
+
+
+@pytest.mark.live_local
+def test_the_progress_line_ticks_while_a_slow_call_runs(server: LoopbackServer) -> None:
+    """Not only when a call starts or ends: its time goes on while the model works."""
+    server.latency = 1.6
+    code, _, shown = run_on_a_terminal(
+        "solve", "Name a colour.", "--provider", "ollama", "--depth", "1", "--breadth", "1",
+        env=env_for(server),
+    )  # fmt: skip
+    assert code == 0, shown
+    times_by_state: dict[str, set[str]] = {}
+    for frame in shown.split("\r\x1b[2K"):
+        state, _, seconds = frame.strip().rpartition(" · ")
+        if state.startswith("level ") and "running" in state:
+            times_by_state.setdefault(state, set()).add(seconds)
+    assert times_by_state, shown
+    assert max(len(times) for times in times_by_state.values()) >= 3, times_by_state
+
+
+@pytest.mark.live_local
+def test_chat_says_it_waits_for_the_model_until_the_first_token(server: LoopbackServer) -> None:
+    server.latency = 1.6
+    server.responder = lambda protocol, body: "hello"
+    code, stdout, shown = run_on_a_terminal(
+        "chat", "hi", "--provider", "ollama", env=env_for(server)
+    )
+    assert code == 0, shown
+    assert stdout == "hello\n"
+    waiting = [f for f in shown.split("\r\x1b[2K") if "loading the model or thinking" in f]
+    assert len(waiting) >= 2  # it ticks
+    assert waiting[0].startswith("ollama: ")
+    # erased before the answer's summary: the summary starts on a clean line
+    summary = shown.index("ollama/llama3.2: 1 call(s)")
+    assert shown.rindex("\r\x1b[2K", 0, summary) > shown.rindex("thinking", 0, summary)
 
 
 @pytest.mark.live_local
@@ -324,6 +366,7 @@ def test_chat_streams_the_reply(server: LoopbackServer) -> None:
     proc = run_cli("chat", "hi", "--provider", "ollama", env=env_for(server))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ollama says hello\n"
+    assert "thinking" not in proc.stderr  # no status line when stderr is not a terminal
     assert "ollama/llama3.2: 1 call(s)" in proc.stderr
 
 
