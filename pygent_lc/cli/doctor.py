@@ -98,11 +98,11 @@ def _all_in_order(settings: Settings) -> list[ProviderName]:
 
 
 def _probe(name: ProviderName, settings: Settings, health: ProviderHealth) -> ProviderHealth:
-    backend = LangChainBackend(build_chat_model(settings, [name]))
     try:
-        reply, latency = timed(
-            lambda: backend.generate_sync(PROBE_PROMPT, max_tokens=4, temperature=0.0)
-        )
+        with LangChainBackend(build_chat_model(settings, [name])) as backend:  # closes its pool
+            reply, latency = timed(
+                lambda: backend.generate_sync(PROBE_PROMPT, max_tokens=4, temperature=0.0)
+            )
     except PygentError as exc:
         return ProviderHealth(name, "problem", f"probe failed: {one_line(exc)}", health.model)
     detail = f"{health.detail}; probe answered {reply.strip()[:20]!r}"

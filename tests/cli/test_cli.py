@@ -344,6 +344,41 @@ def test_chat_says_it_waits_for_the_model_until_the_first_token(server: Loopback
 
 
 @pytest.mark.live_local
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["chat", "hi"], 0),
+        (["chat", "hi", "--provider", "ollama", "--json"], 0),
+        (["chat", "hi", "--provider", "openrouter", "--fallback", "ollama"], 0),
+        (["solve", "4 9 10 13", "--task", "game24", "--depth", "1", "--breadth", "1"], 0),
+        (["solve", "4 9 10 13", "--task", "game24", "--provider", "ollama", "--json"], 0),
+        (["models"], 0),
+        (["models", "--provider", "ollama"], 0),
+        (["doctor"], 0),
+        (["doctor", "--probe"], 0),
+    ],
+)
+def test_no_resource_warning_at_exit(server: LoopbackServer, argv: list[str], code: int) -> None:
+    """Every socket and transport a command opened is closed before the interpreter ends."""
+    env = env_for(server)
+    if "--fallback" in argv:  # a failed provider's connection is closed too
+        env["OPENROUTER_API_KEY"] = CANARY_KEY[:-4] + "beef"
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-X", "tracemalloc", "-m",
+         "pygent_lc.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stderr
+    assert "ResourceWarning" not in proc.stderr, proc.stderr
+    assert "unclosed" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.live_local
 def test_provider_failures_exit_1_with_one_line(server: LoopbackServer) -> None:
     wrong_key = run_cli(
         "chat", "hi", "--provider", "openrouter",
