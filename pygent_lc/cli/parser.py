@@ -58,8 +58,8 @@ def name_flags(message: str, command: str) -> str:
     ``invalid ToTConfig: max_depth: ...`` becomes ``invalid option --depth: ...``
     and ``custom_config model_name: ...`` becomes ``--model: ...``: what the user
     typed, not the library's field names. A setting spelt like an English word
-    (``provider``, ``temperature``) is replaced only where a clause starts with
-    it, so "needs an explicit provider" stays as it is.
+    (``provider``, ``temperature``) is replaced only after ``custom_config`` or
+    as the message's first word, so "provider 'ollama' is listed twice" stays.
     """
     flags = FLAG_OF_FIELD.get(command, {})
     if not flags:
@@ -69,17 +69,13 @@ def name_flags(message: str, command: str) -> str:
 
     def flag(match: re.Match[str]) -> str:
         field = match.group(1)
-        starts_clause = _CLAUSE_START.search(message, 0, match.start()) is not None
-        return flags[field] if "_" in field or starts_clause else match.group(0)
+        named = "_" in field or match.group(0) != field or match.start() == 0
+        return flags[field] if named else match.group(0)
 
     named = pattern.sub(flag, message)
     if named != message:
         named = named.replace("invalid ToTConfig: --", "invalid option --")
     return named
-
-
-#: What may come just before the setting a clause is about.
-_CLAUSE_START = re.compile(r"(?:^|[:;.] )$")
 
 
 def _provider_options(parser: argparse.ArgumentParser) -> None:

@@ -56,6 +56,12 @@ def test_name_flags_replaces_whole_setting_names_only() -> None:
         "--model: needs a provider"
     )
     assert name_flags("max_depth: too small", "models") == "max_depth: too small"
+    assert name_flags("custom_config fallbacks: provider 'ollama' is listed twice", "chat") == (
+        "--fallback: provider 'ollama' is listed twice"
+    )
+    assert name_flags("x. custom_config task: applies to reasoning agents only", "solve") == (
+        "x. --task: applies to reasoning agents only"
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,6 +79,8 @@ def test_name_flags_replaces_whole_setting_names_only() -> None:
         (["chat", "x", "--max-tokens", "0"], ["--max-tokens"], ["max_tokens"]),
         (["chat", "x", "--model", "m"], ["--model"], ["model_name", "custom_config"]),
         (["solve", "x", "--model", "m"], ["--model"], ["model_name", "custom_config"]),
+        (["chat", "x", "--fallback", "local"], ["--fallback: provider 'local'"], ["fallbacks"]),
+        (["chat", "x", "--system", " "], ["--system: must not be empty"], ["system_prompt"]),
     ],
 )
 def test_a_bad_option_is_named_as_the_user_typed_it(
