@@ -44,7 +44,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
+from pygent_lc.providers.openrouter.options import ProviderPreferences, ReasoningConfig
 from pygent_lc.rate_limits import RateLimit, RateLimitMode, parse_rate_limits
 from pygent_lc.redaction import MAX_SHOWN_CHARS, shown_value
 

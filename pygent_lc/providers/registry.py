@@ -17,11 +17,6 @@ from types import MappingProxyType
 from langchain_core.language_models import BaseChatModel
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.openrouter_catalog import (
-    check_openrouter_model,
-    openrouter_health,
-    openrouter_listing,
-)
 from pygent_lc.providers.local import (
     INSTALL_HINT,
     MODEL_INSTALL_HINT,
@@ -36,7 +31,12 @@ from pygent_lc.providers.ollama import (
     ollama_listing,
     ollama_model,
 )
-from pygent_lc.providers.openrouter import openrouter_model
+from pygent_lc.providers.openrouter.catalog import (
+    check_openrouter_model,
+    openrouter_health,
+    openrouter_listing,
+)
+from pygent_lc.providers.openrouter.model import openrouter_model
 from pygent_lc.providers.status import ModelListing, ProviderHealth
 from pygent_lc.redaction import shown_value
 from pygent_lc.settings import (
