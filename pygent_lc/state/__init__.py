@@ -26,7 +26,7 @@ Who uses it, and how (each provider call asks the store at most twice):
   operations (``breaker_admit``, ``budget_reserve``...).
 * :class:`~pygent_lc.host_pool.HostPool`: ``inflight_enter``/``inflight_exit``
   around a call, ``inflight_get`` to pick the least busy host.
-* The ToT value cache: :class:`pygent_lc.state.value_cache.SharedValueStore`.
+* The ToT value cache: :class:`pygent_lc.tot.value_store.SharedValueStore`.
 * ``pygent-lc usage``: ``usage_rows``.
 """
 

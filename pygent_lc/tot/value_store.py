@@ -1,11 +1,10 @@
-"""Where state values outlive one search: a small store interface and two stores.
+"""Where state values outlive one search: a small store interface and three stores.
 
 A value is the list of per-sample scores of one state, and whether sampling
 for it is finished (``settled``). Keys are built by the evaluator from the
 model, the task's value prompt version and the task's canonical state key, so
 a store never mixes models or prompts. Stores are synchronous and fast (a
-dict, a local SQLite file); a networked store (Redis) fits the same three
-methods.
+dict, a local SQLite file); the shared one is the state store's cache (Redis).
 """
 
 from __future__ import annotations
@@ -21,9 +20,10 @@ from pathlib import Path
 from typing import Annotated, Protocol, TypeVar, runtime_checkable
 
 from annotated_types import MinLen
-from pydantic import FiniteFloat, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, FiniteFloat, TypeAdapter, ValidationError
 
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.state import StateStore, shared_store
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +284,47 @@ class SQLiteValueStore:
         return int(counted[0])
 
 
+SHARED_NAMESPACE = "tot-values"
+
+
+class SharedValueStore:
+    """A :class:`ValueStore` over a state store's cache (``ToTConfig.value_cache`` a
+    ``redis://`` URL: every worker reuses the values any of them computed), as JSON
+    under one namespace. ``close`` does not close ``store``: its owner does."""
+
+    def __init__(self, store: StateStore, namespace: str = SHARED_NAMESPACE) -> None:
+        self.store = store
+        self.namespace = namespace
+        self._unusable = UnusableValues(f"the shared value cache ({namespace!r})")
+
+    def get(self, key: str) -> StoredValue | None:
+        """The value under ``key``; ``None`` (and one warning per store) when unusable."""
+        raw = self.store.cache_get(self.namespace, key)
+        if raw is None:
+            return None
+        try:
+            row = _SharedRow.model_validate_json(raw)
+        except ValidationError:
+            self._unusable.ignored(key, "it is not a JSON object of finite scores and settled")
+            return None
+        return StoredValue(scores=row.scores, settled=row.settled)
+
+    def put(self, key: str, value: StoredValue) -> None:
+        raw = json.dumps({"scores": list(value.scores), "settled": value.settled})
+        self.store.cache_set(self.namespace, key, raw)
+
+    def close(self) -> None:
+        """Nothing to release here (the store is not ours)."""
+
+
+class _SharedRow(BaseModel):
+    """A shared value, as JSON: ``{"scores": [...], "settled": true}``."""
+
+    model_config = ConfigDict(strict=True)
+    scores: Scores
+    settled: bool
+
+
 def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
     """The store ``ToTConfig.value_cache`` names: ``"memory"``, a SQLite path, a
     state store URL (``redis://...``: shared by every process using it), or none."""
@@ -292,9 +333,6 @@ def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
     if spec == MEMORY:
         return MemoryValueStore(max_entries)
     if spec.startswith(_STATE_STORE_URLS):
-        from pygent_lc.state import shared_store  # the state package imports this module
-        from pygent_lc.state.value_cache import SharedValueStore
-
         return SharedValueStore(shared_store(spec))
     return SQLiteValueStore(spec)
 
@@ -304,9 +342,11 @@ _STATE_STORE_URLS = ("redis://", "rediss://", "unix://")
 
 __all__ = [
     "MEMORY",
+    "SHARED_NAMESPACE",
     "MemoryValueStore",
     "SQLiteValueStore",
     "Scores",
+    "SharedValueStore",
     "StoredValue",
     "UnusableValues",
     "ValueStore",

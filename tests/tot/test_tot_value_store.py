@@ -168,7 +168,7 @@ async def test_an_engine_store_can_be_shared_explicitly():
 @pytest.mark.live_local
 async def test_a_redis_value_cache_is_shared_by_engines_of_any_process(redis_url: str) -> None:
     from pygent_lc.state import shared_store
-    from pygent_lc.state.value_cache import SharedValueStore
+    from pygent_lc.tot.value_store import SharedValueStore
 
     shared_store(redis_url).clear()
     assert isinstance(open_value_store(redis_url, 10), SharedValueStore)
@@ -282,7 +282,8 @@ def test_shared_store_ignores_unusable_values_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from pygent_lc.state import MemoryStore
-    from pygent_lc.state.value_cache import NAMESPACE, SharedValueStore
+    from pygent_lc.tot.value_store import SHARED_NAMESPACE as NAMESPACE
+    from pygent_lc.tot.value_store import SharedValueStore
 
     state = MemoryStore()
     shared = SharedValueStore(state)
