@@ -9,7 +9,10 @@ import importlib
 import subprocess
 import sys
 from collections.abc import Mapping
+from importlib.metadata import version
 from pathlib import Path
+
+from langchain_core.language_models import BaseChatModel
 
 import pygent_lc
 import pygent_lc.errors
@@ -20,16 +23,30 @@ def test_top_level_all() -> None:
     assert set(pygent_lc.__all__) == {
         "LLMBackend",
         "LangChainBackend",
+        "LocalChatModel",
+        "OllamaChatModel",
+        "OpenRouterChatModel",
+        "ProviderChain",
         "ProviderSkippedWarning",
         "Settings",
         "UsageSummary",
         "UsageTotals",
         "UsageTracker",
+        "__version__",
         "build_chat_model",
         "errors",
     }
     for name in pygent_lc.__all__:
         assert getattr(pygent_lc, name) is not None
+
+
+def test_the_names_a_langchain_user_reaches_for_first() -> None:
+    chain = pygent_lc.build_chat_model("ollama:llama3.2")
+    assert isinstance(chain, pygent_lc.ProviderChain)
+    assert isinstance(getattr(chain.providers[0], "bound", None), pygent_lc.OllamaChatModel)
+    assert issubclass(pygent_lc.OpenRouterChatModel, BaseChatModel)
+    assert issubclass(pygent_lc.LocalChatModel, BaseChatModel)
+    assert pygent_lc.__version__ == version("pygent-lc")
 
 
 def test_importing_the_package_does_not_import_langchain_or_the_sdks() -> None:
