@@ -175,18 +175,27 @@ class CostBudget:
         self._settle_orphans()
         return self.store.budget_status(self.key, self.window_s).in_flight
 
-    def reserve(self, prompt: str, max_tokens: int | None) -> Hold:
+    def reserve(self, prompt: str, max_tokens: int | None, samples: int = 1) -> Hold:
         """A hold on the budget for one call, taken with ``with`` or ``async with``.
 
         Entering it waits while another call without a bound is in flight and raises
         ``BudgetExceededError`` when the call would pass the limit; leaving it
-        settles the call's cost.
+        settles the call's cost. ``samples`` is the call's ``n`` (see :meth:`spec`).
         """
-        return Hold(self, prompt, max_tokens)
+        return Hold(self, prompt, max_tokens, samples)
 
-    def spec(self, prompt: str, max_tokens: int | None) -> BudgetSpec:
-        """This budget's part of a :class:`~pygent_lc.state.CallPlan` for one call."""
+    def spec(self, prompt: str, max_tokens: int | None, samples: int = 1) -> BudgetSpec:
+        """This budget's part of a :class:`~pygent_lc.state.CallPlan` for one call.
+
+        A call asking ``samples`` completions (``n``) in one request is still one
+        call, with one reservation: ``samples`` times the estimator's bound for one
+        completion. That counts the prompt ``samples`` times where the provider
+        bills it once, but it is a bound for any estimator (one that caps the
+        reply at a model's limit would under-bound ``samples * max_tokens``).
+        """
         bound = None if self._estimator is None else self._estimator(prompt, max_tokens)
+        if bound is not None:
+            bound *= max(1, samples)
         return BudgetSpec(self.key, self.max_cost_usd, bound, self.window_s)
 
     def exceeded(self, refusal: BudgetRefusal) -> BudgetExceededError:
@@ -331,10 +340,13 @@ class Hold:
     number of times from any thread (only the first settles).
     """
 
-    def __init__(self, budget: CostBudget | None, prompt: str, max_tokens: int | None) -> None:
+    def __init__(
+        self, budget: CostBudget | None, prompt: str, max_tokens: int | None, samples: int = 1
+    ) -> None:
         self._budget = budget
         self._prompt = prompt
         self._max_tokens = max_tokens
+        self._samples = samples
         self._reservation: BudgetReservation | None = None
         self._thread = 0
         self._cost: float | None = None
@@ -350,12 +362,12 @@ class Hold:
 
     def __enter__(self) -> None:
         if self._budget is not None:
-            spec = self._budget.spec(self._prompt, self._max_tokens)
+            spec = self._budget.spec(self._prompt, self._max_tokens, self._samples)
             self._admit(self._budget._take(spec))
 
     async def __aenter__(self) -> None:
         if self._budget is not None:
-            spec = self._budget.spec(self._prompt, self._max_tokens)
+            spec = self._budget.spec(self._prompt, self._max_tokens, self._samples)
             self._admit(await self._budget._atake(spec))
 
     def _admit(self, reservation: BudgetReservation) -> None:

@@ -365,7 +365,8 @@ def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> Call
     budgets: tuple[BudgetSpec, ...] = ()
     if policy.budget is not None:
         max_tokens = kwargs.get("max_tokens") or _max_tokens_of(policy.bound)
-        budgets = (policy.budget.spec(_prompt_text(input), max_tokens),)
+        samples = kwargs.get("n") or 1  # n completions in one request: one call, n bounds
+        budgets = (policy.budget.spec(_prompt_text(input), max_tokens, samples),)
     rates = (policy.rate,) if policy.rate is not None else ()
     if circuit is None and not budgets and not rates and not policy.record_usage:
         return None

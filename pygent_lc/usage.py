@@ -145,12 +145,25 @@ class UsageTracker(BaseCallbackHandler):
 def usage_of(response: LLMResult, model: str) -> tuple[UsageTotals, str]:
     """One request's usage from its result, and the model that served (``model`` if unsaid)."""
     used = UsageTotals(calls=1)
-    for generations in response.generations:
-        for generation in generations:
-            if isinstance(generation, ChatGeneration):
-                used += message_usage(generation.message)
-                model = str(generation.message.response_metadata.get("model_name") or model)
+    for message in request_replies(response):
+        used += message_usage(message)
+        model = str(message.response_metadata.get("model_name") or model)
     return used, model
+
+
+def request_replies(response: LLMResult) -> list[BaseMessage]:
+    """The reply that carries each request's usage: its first choice.
+
+    A request asked for ``n`` completions answers ``n`` choices, and the wire's
+    ``usage`` (tokens and cost) covers them all; LangChain copies it onto every
+    choice's message, so only one of them may be counted.
+    """
+    replies: list[BaseMessage] = []
+    for generations in response.generations:
+        first = next((g for g in generations if isinstance(g, ChatGeneration)), None)
+        if first is not None:
+            replies.append(first.message)
+    return replies
 
 
 def message_usage(message: BaseMessage) -> UsageTotals:
@@ -250,10 +263,8 @@ class CallMeter(BaseCallbackHandler):
             self.model = str(output.response_metadata.get("model_name") or self.model)
 
     def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
-        for generations in response.generations:
-            for generation in generations:
-                if isinstance(generation, ChatGeneration):
-                    self.observe(generation.message)
+        for message in request_replies(response):
+            self.observe(message)
 
     def record(self, answered: bool) -> UsageRecord:
         """The call's usage as the store adds it to its (provider, model) totals."""

@@ -96,10 +96,10 @@ def test_several_urls_are_one_setting_and_one_url_is_unchanged() -> None:
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("http://gpu1:11434,gpu2:11434", "URL 2 of 2 must start with http:// or https://"),
+        ("http://gpu1:11434,gpu2:11434", "URL 2 of 2 expected a URL starting with http:// or https://"),
         ("http://gpu1:11434,,http://gpu2:11434", "URL 2 of 3 is empty"),
         ("http://gpu1:11434,http://gpu1:11434/", "URL 2 of 2 is listed twice"),
-        ("gpu1:11434", "must start with http:// or https://"),
+        ("gpu1:11434", "expected a URL starting with http:// or https://"),
     ],
 )
 def test_a_bad_url_in_the_list_names_the_setting(

@@ -90,3 +90,18 @@ def test_a_breaker_on_another_chosen_store_is_a_configuration_error() -> None:
             store=MemoryStore(),
             circuit=CircuitBreaker(3, 30.0, store=MemoryStore()),
         )
+
+
+async def test_a_request_for_n_samples_reserves_n_completions() -> None:
+    """One call, one reservation: ``n`` times a completion's bound ($0.004 each here),
+    so n=3 does not fit a $0.01 budget and is refused before the model is asked."""
+    from pygent_lc.errors import BudgetExceededError
+
+    model = ScriptedChatModel(outcomes=["two", "one"])
+    budget = CostBudget(0.01, estimator=lambda prompt, max_tokens: 0.004)
+    policy = ProviderPolicy(bound=model, provider="acme", budget=budget)
+    with pytest.raises(BudgetExceededError, match=r"next call ~\$0\.0120"):
+        await policy.ainvoke("value?", n=3)
+    assert model.calls == []
+    assert (await policy.ainvoke("value?", n=2)).content == "two"
+    assert policy.invoke("value?").content == "one"

@@ -106,3 +106,24 @@ def test_a_faulty_reply_is_counted_and_warned_about_once(
     assert totals.cost_usd == (0.5 if field == "cache_discount" else 0.0) + 0.5
     assert math.isfinite(totals.cache_discount_usd)
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+
+
+def test_a_request_with_n_choices_counts_its_usage_once() -> None:
+    """The wire's usage covers every choice, and LangChain copies it onto each choice's
+    message: three choices are one request's tokens and cost, not three times them."""
+
+    def choice(text: str) -> ChatGeneration:
+        usage = {"input_tokens": 40, "output_tokens": 9, "total_tokens": 49}
+        message = AIMessage(content=text, usage_metadata=usage, response_metadata={"cost": 0.003})
+        return ChatGeneration(message=message)
+
+    result = LLMResult(generations=[[choice("a"), choice("b"), choice("c")]])
+    tracker = UsageTracker()
+    tracker.on_chat_model_start({}, [[]], run_id=uuid.UUID(int=2))
+    tracker.on_llm_end(result, run_id=uuid.UUID(int=2))
+    meter = CallMeter("p", "m")
+    meter.on_llm_end(result)
+    for totals in (tracker.totals(), meter.usage):
+        assert (totals.input_tokens, totals.output_tokens) == (40, 9)
+        assert totals.cost_usd == pytest.approx(0.003)
+    assert tracker.totals().calls == 1

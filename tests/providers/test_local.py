@@ -702,3 +702,21 @@ def test_an_image_is_refused_as_unsupported_not_retried_as_an_outage() -> None:
         model.invoke([message])
     assert not caught.value.retryable
     assert not isinstance(caught.value, BREAKER_ERRORS)
+
+
+@pytest.mark.live_local
+async def test_n_samples_come_back_from_one_request_to_the_real_server() -> None:
+    """llama.cpp honours ``n``: one request, ``n`` choices, the reply's usage counted once."""
+    backend = LangChainBackend(build_chat_model(Settings(), ["local"]))
+    alone = await backend.generate("Name a colour.", max_tokens=6, temperature=1.0, seed=1)
+    before = backend.usage_totals()
+    texts = await backend.generate_samples(
+        "Name a colour.", 3, max_tokens=6, temperature=1.0, seed=1
+    )
+    used = backend.usage_totals() - before
+    assert len(texts) == 3 and all(text.strip() for text in texts)
+    assert alone
+    assert used.calls == 1
+    assert 0 < used.output_tokens <= 3 * 6
+    # The prompt is read once for all three choices, as for the single completion.
+    assert used.input_tokens == before.input_tokens
