@@ -106,8 +106,7 @@ def provider_name(name: object) -> str:
     names = list(SECTIONS)
     if isinstance(name, str) and name.strip().lower() in names:
         return name.strip().lower()
-    shown = shown_value(name) if isinstance(name, str) else repr(name)
-    raise ValueError(f"unknown provider {shown}; choose from {', '.join(names)}")
+    raise ValueError(f"unknown provider {shown_value(name)}; choose from {', '.join(names)}")
 
 
 def unique_provider_names(names: list[str]) -> list[str]:
