@@ -426,10 +426,10 @@ def test_a_key_pasted_into_any_setting_is_not_printed_back(
 
 
 @pytest.mark.parametrize("variable", every_variable())
+@pytest.mark.parametrize("value", ["not-a-valid-value " * 500, f'{{"{"a" * 500}": 1}}'])
 def test_a_long_value_of_any_setting_is_not_printed_whole(
-    monkeypatch: pytest.MonkeyPatch, variable: str
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
-    value = "not-a-valid-value " * 500
     monkeypatch.setenv(variable, value)
     shown = settings_error()
     if shown is not None:
