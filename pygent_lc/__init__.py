@@ -27,11 +27,11 @@ if TYPE_CHECKING:
     from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
     from pygent_lc.fallbacks import ProviderChain
     from pygent_lc.langchain_backend import LangChainBackend
+    from pygent_lc.limits.usage import UsageSummary, UsageTracker
     from pygent_lc.providers.local import LocalChatModel
     from pygent_lc.providers.ollama import OllamaChatModel
     from pygent_lc.providers.openrouter.model import OpenRouterChatModel
     from pygent_lc.settings import Settings
-    from pygent_lc.usage import UsageSummary, UsageTracker
 
     __version__: str
 
@@ -45,9 +45,9 @@ _HOMES = {
     "ProviderChain": "pygent_lc.fallbacks",
     "ProviderSkippedWarning": "pygent_lc.chain",
     "Settings": "pygent_lc.settings",
-    "UsageSummary": "pygent_lc.usage",
+    "UsageSummary": "pygent_lc.limits.usage",
     "UsageTotals": "pygent_lc.backend",
-    "UsageTracker": "pygent_lc.usage",
+    "UsageTracker": "pygent_lc.limits.usage",
     "build_chat_model": "pygent_lc.chain",
 }
 

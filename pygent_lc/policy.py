@@ -3,9 +3,9 @@
 Per provider call, in this order:
 
 1. the deadline (``request_timeout``) starts; it covers every attempt and wait;
-2. one step of the state store (:meth:`~pygent_lc.state.StateStore.begin_call`)
+2. one step of the state store (:meth:`~pygent_lc.limits.StateStore.begin_call`)
    decides whether the call may go: the cost budget, the circuit breaker
-   (:class:`~pygent_lc.breaker.CircuitBreaker`) and the rate limit. A refused
+   (:class:`~pygent_lc.limits.breaker.CircuitBreaker`) and the rate limit. A refused
    call raises without touching the network: ``BudgetExceededError``,
    ``CircuitOpenError``, or for the rate limit ``LocalRateLimitError`` (mode
    ``raise``, or when the wait would pass the deadline; mode ``wait`` waits);
@@ -13,7 +13,7 @@ Per provider call, in this order:
    takes a rate-limit slot of its own. Streams are retried only before their
    first chunk, since after that text has been delivered, and get the full
    deadline again after each chunk;
-4. one step (:meth:`~pygent_lc.state.StateStore.end_call`) records the
+4. one step (:meth:`~pygent_lc.limits.StateStore.end_call`) records the
    outcome: the breaker's (one decision per provider call, so a call that used
    up its retries counts once), the budget's settlement with the call's real
    cost, and the usage totals.
@@ -44,13 +44,8 @@ from langchain_core.runnables import (
 from pydantic import ConfigDict, Field
 from tenacity import AsyncRetrying, AttemptManager, Retrying
 
-from pygent_lc.breaker import CircuitBreaker, log_change
-from pygent_lc.budget import CostBudget
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
-from pygent_lc.providers.http import Deadline
-from pygent_lc.rate_limits import LocalRateLimitError, RateLimitMode
-from pygent_lc.retry import RetryPolicy, deadline_scope
-from pygent_lc.state import (
+from pygent_lc.limits import (
     ADMITTED,
     BudgetSpec,
     CallEnd,
@@ -61,7 +56,12 @@ from pygent_lc.state import (
     Settlement,
     StateStore,
 )
-from pygent_lc.usage import CallMeter, with_handler
+from pygent_lc.limits.breaker import CircuitBreaker, log_change
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
+from pygent_lc.limits.usage import CallMeter, with_handler
+from pygent_lc.providers.http import Deadline
+from pygent_lc.retry import RetryPolicy, deadline_scope
 
 _NOTHING: Any = object()
 

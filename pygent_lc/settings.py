@@ -40,8 +40,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.limits.rate import RateLimit, RateLimitMode, parse_rate_limits
 from pygent_lc.providers.openrouter.options import ProviderPreferences, ReasoningConfig
-from pygent_lc.rate_limits import RateLimit, RateLimitMode, parse_rate_limits
 from pygent_lc.redaction import MAX_SHOWN_CHARS, shown_value
 
 ProviderName = str
@@ -253,7 +253,8 @@ class Settings(BaseSettings):
     retry_max_wait: float = Field(default=20.0, ge=0, le=600)
     retry_initial_wait: float = Field(default=0.5, ge=0, le=60)
     breaker_failures: int = Field(default=3, ge=0, le=1000)
-    """Consecutive failed calls that open a provider's circuit; 0 disables."""
+    """Consecutive failed calls that open a provider's circuit (:mod:`pygent_lc.limits.breaker`
+    says which count); 0 disables."""
     breaker_cooldown: float = Field(default=30.0, ge=0, le=86400)
     state_url: SecretStr | None = None
     """Where limits, breakers, budget and usage are shared (``redis://...``)."""

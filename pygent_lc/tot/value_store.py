@@ -4,7 +4,12 @@ A value is the list of per-sample scores of one state, and whether sampling
 for it is finished (``settled``). Keys are built by the evaluator from the
 model, the task's value prompt version and the task's canonical state key, so
 a store never mixes models or prompts. Stores are synchronous and fast (a
-dict, a local SQLite file); the shared one is the state store's cache (Redis).
+dict, a local SQLite file); :class:`SharedValueStore` keeps them in the state
+store (:func:`pygent_lc.limits.shared.shared_store` of a ``redis://`` URL), so
+every worker process reuses the values any of them computed: JSON in one Redis
+hash per namespace, which Redis keeps whole (bound it with its ``maxmemory``
+policy); its in-process twin (a Redis outage, or a memory store) keeps the most
+recently used :data:`MAX_MEMORY_ENTRIES` per namespace.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from annotated_types import MinLen
 from pydantic import BaseModel, ConfigDict, FiniteFloat, TypeAdapter, ValidationError
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.state import StateStore, shared_store
+from pygent_lc.limits.script import Arg, MemoryState, Step
+from pygent_lc.limits.shared import shared_store
+from pygent_lc.limits.store import StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -284,26 +291,74 @@ class SQLiteValueStore:
         return int(counted[0])
 
 
-SHARED_NAMESPACE = "tot-values"
+NAMESPACE = "tot-values"
+MAX_MEMORY_ENTRIES = 100_000
+
+
+class _Caches(dict[str, OrderedDict[str, str]]):
+    """The in-process twin: an LRU dict per namespace."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheGet(Step[str | None]):
+    lua: ClassVar[str] = "return redis.call('HGET', KEYS[1], ARGV[1])"
+    reads_only: ClassVar[bool] = True
+    namespace: str
+    key: str
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return [f"{prefix}kv:{self.namespace}"], [self.key]
+
+    def decode(self, reply: Any) -> str | None:
+        return None if reply is None else str(reply)
+
+    def local(self, state: MemoryState) -> str | None:
+        entries = state.part(_Caches).get(self.namespace)
+        if entries is None or self.key not in entries:
+            return None
+        entries.move_to_end(self.key)
+        return entries[self.key]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSet(Step[None]):
+    lua: ClassVar[str] = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])"
+    namespace: str
+    key: str
+    value: str
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return [f"{prefix}kv:{self.namespace}"], [self.key, self.value]
+
+    def decode(self, reply: Any) -> None:
+        return None
+
+    def local(self, state: MemoryState) -> None:
+        entries = state.part(_Caches).setdefault(self.namespace, OrderedDict())
+        entries[self.key] = self.value
+        entries.move_to_end(self.key)
+        while len(entries) > MAX_MEMORY_ENTRIES:
+            entries.popitem(last=False)
 
 
 class SharedValueStore:
-    """A :class:`ValueStore` over a state store's cache (``ToTConfig.value_cache`` a
-    ``redis://`` URL: every worker reuses the values any of them computed), as JSON
-    under one namespace. ``close`` does not close ``store``: its owner does."""
+    """A :class:`~pygent_lc.tot.value_store.ValueStore` over ``store``'s cache.
 
-    def __init__(self, store: StateStore, namespace: str = SHARED_NAMESPACE) -> None:
+    ``close`` does not close ``store``: its owner does.
+    """
+
+    def __init__(self, store: StateStore, namespace: str = NAMESPACE) -> None:
         self.store = store
         self.namespace = namespace
         self._unusable = UnusableValues(f"the shared value cache ({namespace!r})")
 
     def get(self, key: str) -> StoredValue | None:
         """The value under ``key``; ``None`` (and one warning per store) when unusable."""
-        raw = self.store.cache_get(self.namespace, key)
+        raw = self.store.run(CacheGet(self.namespace, key))
         if raw is None:
             return None
         try:
-            row = _SharedRow.model_validate_json(raw)
+            row = _Row.model_validate_json(raw)
         except ValidationError:
             self._unusable.ignored(key, "it is not a JSON object of finite scores and settled")
             return None
@@ -311,14 +366,14 @@ class SharedValueStore:
 
     def put(self, key: str, value: StoredValue) -> None:
         raw = json.dumps({"scores": list(value.scores), "settled": value.settled})
-        self.store.cache_set(self.namespace, key, raw)
+        self.store.run(CacheSet(self.namespace, key, raw))
 
     def close(self) -> None:
         """Nothing to release here (the store is not ours)."""
 
 
-class _SharedRow(BaseModel):
-    """A shared value, as JSON: ``{"scores": [...], "settled": true}``."""
+class _Row(BaseModel):
+    """A stored value, as JSON: ``{"scores": [...], "settled": true}``."""
 
     model_config = ConfigDict(strict=True)
     scores: Scores
@@ -341,8 +396,11 @@ _STATE_STORE_URLS = ("redis://", "rediss://", "unix://")
 
 
 __all__ = [
+    "MAX_MEMORY_ENTRIES",
     "MEMORY",
-    "SHARED_NAMESPACE",
+    "NAMESPACE",
+    "CacheGet",
+    "CacheSet",
     "MemoryValueStore",
     "SQLiteValueStore",
     "Scores",
