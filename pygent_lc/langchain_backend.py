@@ -13,17 +13,17 @@ from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import merge_configs
 
 from pygent_lc.backend import LLMBackend, UsageTotals
-from pygent_lc.budget import CostBudget, CostEstimator, HeldStream, Hold
 from pygent_lc.errors import (
     InvalidInputError,
     ProviderError,
     ProviderUnavailableError,
     StreamInterruptedError,
 )
+from pygent_lc.limits.budget import CostBudget, CostEstimator, HeldStream, Hold
+from pygent_lc.limits.usage import UsageTracker
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import cached_prefix_message
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable, runnable_parts
-from pygent_lc.usage import UsageTracker
 from pygent_lc.validation import GenerationParams, validate_prompt
 
 ChatRunnable = Runnable[Any, BaseMessage]
@@ -60,11 +60,11 @@ class LangChainBackend(LLMBackend, Closable):
         """``max_cost_usd`` stops further calls with ``BudgetExceededError`` once the
         tracked spend plus what the calls in flight and the next one may cost
         would pass it. ``cost_estimator`` bounds a call's cost (see
-        :func:`pygent_lc.budget.estimator_from_prices`: list prices, the prompt,
+        :func:`pygent_lc.limits.budget.estimator_from_prices`: list prices, the prompt,
         ``max_tokens``); calls with a bound run concurrently and spend stays
         within the limit. Calls without one (no estimator, or no ``max_tokens``
         nor model limit) run one at a time, so spend passes the limit by at
-        most one such call (see :class:`~pygent_lc.budget.CostBudget`)."""
+        most one such call (see :class:`~pygent_lc.limits.budget.CostBudget`)."""
         self.runnable = runnable
         self.usage = UsageTracker()
         self._handlers: list[BaseCallbackHandler] = [self.usage, *(callbacks or [])]

@@ -182,7 +182,7 @@ def _encodable(text: str, where: str) -> None:
     except UnicodeEncodeError as exc:
         raise InvalidInputError(
             f"{where} cannot be sent: {exc.reason} at character {exc.start} "
-            f"({text[exc.start:exc.end]!a})"
+            f"({text[exc.start : exc.end]!a})"
         ) from None
 
 

@@ -8,14 +8,14 @@ import pytest
 from langchain_core.output_parsers import StrOutputParser
 
 from pygent_lc import Settings
-from pygent_lc.breaker import CircuitBreaker
-from pygent_lc.budget import CostBudget
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+from pygent_lc.limits import MemoryStore, RateSpec
+from pygent_lc.limits.breaker import CircuitBreaker
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.policy import ProviderPolicy
-from pygent_lc.rate_limits import LocalRateLimitError
 from pygent_lc.retry import RetryPolicy
-from pygent_lc.state import MemoryStore, RateSpec
 from pygent_lc.testing import ScriptedChatModel
 
 FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)

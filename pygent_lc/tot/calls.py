@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from pygent_lc.backend import LLMBackend, UsageTotals
-from pygent_lc.budget import CostBudget, Hold
 from pygent_lc.errors import AllProvidersFailedError, BudgetExceededError, ProviderError
+from pygent_lc.limits.budget import CostBudget, Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.tasks.prompt import static_prefix
@@ -109,7 +109,7 @@ class LLMCaller:
     async def _admit(self, prompt: str, samples: int = 1) -> Hold:
         """A place for one call within both budgets, or :class:`BudgetExhausted`.
 
-        The cost is held on the :class:`~pygent_lc.budget.CostBudget`, as
+        The cost is held on the :class:`~pygent_lc.limits.budget.CostBudget`, as
         :class:`~pygent_lc.langchain_backend.LangChainBackend` does: a call
         reserves the backend's ``cost_bound`` and runs concurrently within the
         limit; without a bound calls run one at a time, so spend passes

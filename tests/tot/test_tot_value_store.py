@@ -28,6 +28,7 @@ from pygent_lc.tot.value_store import (
     open_value_store,
 )
 from tests.helpers import ROOT
+from tests.limits.steps import cache_set
 from tests.tot.conftest import Reply
 
 PUZZLE = "4 9 10 13"
@@ -217,8 +218,8 @@ async def test_an_engine_store_can_be_shared_explicitly():
 
 @pytest.mark.live_local
 async def test_a_redis_value_cache_is_shared_by_engines_of_any_process(redis_url: str) -> None:
-    from pygent_lc.state import shared_store
-    from pygent_lc.state.value_cache import SharedValueStore
+    from pygent_lc.limits import shared_store
+    from pygent_lc.tot.shared_values import SharedValueStore
 
     shared_store(redis_url).clear()
     assert isinstance(open_value_store(redis_url, 10), SharedValueStore)
@@ -369,8 +370,8 @@ def test_sqlite_store_ignores_unusable_children_with_one_warning(
 def test_shared_store_keeps_children_and_ignores_unusable_ones(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from pygent_lc.state import MemoryStore
-    from pygent_lc.state.value_cache import CHILDREN_NAMESPACE, SharedValueStore
+    from pygent_lc.limits import MemoryStore
+    from pygent_lc.tot.shared_values import CHILDREN_NAMESPACE, SharedValueStore
 
     state = MemoryStore()
     shared = SharedValueStore(state)
@@ -383,7 +384,7 @@ def test_shared_store_keeps_children_and_ignores_unusable_ones(
     assert shared.get("k") == StoredValue((1.0,), True)
     raws = ["not json", '{"thoughts": [""]}', '{"thoughts": [1]}', '{"thoughts": "a"}', "[]"]
     for i, raw in enumerate(raws):
-        state.cache_set(CHILDREN_NAMESPACE, f"bad{i}", raw)
+        cache_set(state, CHILDREN_NAMESPACE, f"bad{i}", raw)
     with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
         assert [shared.get_children(f"bad{i}") for i in range(len(raws))] == [None] * len(raws)
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
@@ -392,8 +393,8 @@ def test_shared_store_keeps_children_and_ignores_unusable_ones(
 def test_shared_store_ignores_unusable_values_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from pygent_lc.state import MemoryStore
-    from pygent_lc.state.value_cache import NAMESPACE, SharedValueStore
+    from pygent_lc.limits import MemoryStore
+    from pygent_lc.tot.shared_values import NAMESPACE, SharedValueStore
 
     state = MemoryStore()
     shared = SharedValueStore(state)
@@ -411,7 +412,7 @@ def test_shared_store_ignores_unusable_values_with_one_warning(
         "[1, 2]",
     ]
     for i, raw in enumerate(raws):
-        state.cache_set(NAMESPACE, f"bad{i}", raw)
+        cache_set(state, NAMESPACE, f"bad{i}", raw)
     with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
         assert [shared.get(f"bad{i}") for i in range(len(raws))] == [None] * len(raws)
     assert shared.get("good") == StoredValue((1.0, 2.5), True)
