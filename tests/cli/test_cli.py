@@ -7,8 +7,8 @@ The key is a canary that must never appear in any output.
 
 from __future__ import annotations
 
-import json
 import gc
+import json
 import logging
 import os
 import pty
