@@ -21,7 +21,7 @@ uncounted, then makes ``N`` sequential calls inside ``functools.reduce``, the
 one C function callgrind is told to count (``--toggle-collect``), so imports,
 start-up and the server (its own process, not traced) stay out.
 
-    python -m benchmarks.adapter_overhead --instructions 200
+    python -m benchmarks.adapter_overhead --instructions 100 [--only build_chat_model ...]
 """
 
 from __future__ import annotations
@@ -181,9 +181,14 @@ def counted_calls(variant: str, calls: int) -> None:
     loop.close()
 
 
-def instructions(calls: int) -> None:
-    """Instructions per call of every variant, each counted in its own valgrind run."""
-    names = list(variants("http://127.0.0.1:1")[0])
+def instructions(calls: int, only: list[str]) -> None:
+    """Instructions per call of every variant (those whose name contains one of
+    ``only``, when given, and bare ChatOpenAI), each counted in its own valgrind run."""
+    names = [
+        name
+        for name in variants("http://127.0.0.1:1")[0]
+        if not only or name == "bare ChatOpenAI.ainvoke" or any(part in name for part in only)
+    ]
     counts: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         for index, name in enumerate(names):
@@ -229,11 +234,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--instructions", type=int, metavar="N", help="count instructions of N calls instead"
     )
+    parser.add_argument(
+        "--only", action="append", default=[], help="with --instructions: variants named so"
+    )
     parser.add_argument("--counted-variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.counted_variant:
         counted_calls(args.counted_variant, args.instructions)
     elif args.instructions:
-        instructions(args.instructions)
+        instructions(args.instructions, args.only)
     else:
         asyncio.run(main(args.rounds, args.calls, args.concurrency))
