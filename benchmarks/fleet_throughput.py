@@ -34,7 +34,7 @@ from typing import Any
 
 from benchmarks._bench import KEY, MODEL, PROMPT, machine, median, server_process, table
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.state.redis_store import RedisStore
+from pygent_lc.limits.redis_store import RedisStore
 from tests.redis_server import RedisServer
 
 PROCESSES = 4

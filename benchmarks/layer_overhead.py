@@ -21,8 +21,8 @@ from benchmarks._bench import machine, median, table
 from pygent_lc import LangChainBackend, Settings
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.limits.usage import UsageTracker
 from pygent_lc.testing import ScriptedChatModel
-from pygent_lc.usage import UsageTracker
 
 
 async def main() -> None:

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from benchmarks._bench import machine, table
-from pygent_lc.state import (
+from pygent_lc.limits import (
     BreakerOutcome,
     BreakerSpec,
     BudgetReservation,
@@ -38,7 +38,19 @@ from pygent_lc.state import (
     StateStore,
     UsageRecord,
 )
-from pygent_lc.state.redis_store import RedisStore
+from pygent_lc.limits.redis_store import RedisStore
+from tests.limits.steps import (
+    abreaker_admit,
+    abreaker_success,
+    abudget_reserve,
+    abudget_settle,
+    arecord_usage,
+    breaker_admit,
+    breaker_success,
+    budget_reserve,
+    budget_settle,
+    record_usage,
+)
 from tests.redis_server import RedisServer
 
 BIG = 10**9  # limits no run reaches: every operation takes the "allowed" path
@@ -69,28 +81,28 @@ def rate_take(store: StateStore) -> object:
 
 
 def breaker_cycle(store: StateStore) -> object:
-    admission = store.breaker_admit("p|m|chat", 3, 30.0)
-    return store.breaker_success("p|m|chat", admission)
+    admission = breaker_admit(store, "p|m|chat", 3, 30.0)
+    return breaker_success(store, "p|m|chat", admission)
 
 
 def budget_cycle(store: StateStore) -> object:
-    hold = reserved(store.budget_reserve("usd", float(BIG), 0.001))
-    store.budget_settle(hold, 0.001)
+    hold = reserved(budget_reserve(store, "usd", float(BIG), 0.001))
+    budget_settle(store, hold, 0.001)
     return hold
 
 
 def usage_record(store: StateStore) -> object:
-    store.record_usage("p", "m", 1, 0, 100, 20, 0.001, 0.5)
+    record_usage(store, "p", "m", 1, 0, 100, 20, 0.001, 0.5)
     return None
 
 
 def call_separate(store: StateStore) -> object:
-    admission = store.breaker_admit("p|m|chat", 3, 30.0)
+    admission = breaker_admit(store, "p|m|chat", 3, 30.0)
     store.take_rate_token("rpm", BIG, 60.0)
-    hold = reserved(store.budget_reserve("usd", float(BIG), 0.001))
-    store.budget_settle(hold, 0.001)
-    store.record_usage("p", "m", 1, 0, 100, 20, 0.001, 0.5)
-    return store.breaker_success("p|m|chat", admission)
+    hold = reserved(budget_reserve(store, "usd", float(BIG), 0.001))
+    budget_settle(store, hold, 0.001)
+    record_usage(store, "p", "m", 1, 0, 100, 20, 0.001, 0.5)
+    return breaker_success(store, "p|m|chat", admission)
 
 
 def call_combined(store: StateStore) -> object:
@@ -114,28 +126,28 @@ async def arate_take(store: StateStore) -> object:
 
 
 async def abreaker_cycle(store: StateStore) -> object:
-    admission = await store.abreaker_admit("p|m|chat", 3, 30.0)
-    return await store.abreaker_success("p|m|chat", admission)
+    admission = await abreaker_admit(store, "p|m|chat", 3, 30.0)
+    return await abreaker_success(store, "p|m|chat", admission)
 
 
 async def abudget_cycle(store: StateStore) -> object:
-    hold = reserved(await store.abudget_reserve("usd", float(BIG), 0.001))
-    await store.abudget_settle(hold, 0.001)
+    hold = reserved(await abudget_reserve(store, "usd", float(BIG), 0.001))
+    await abudget_settle(store, hold, 0.001)
     return hold
 
 
 async def ausage_record(store: StateStore) -> object:
-    await store.arecord_usage("p", "m", 1, 0, 100, 20, 0.001, 0.5)
+    await arecord_usage(store, "p", "m", 1, 0, 100, 20, 0.001, 0.5)
     return None
 
 
 async def acall_separate(store: StateStore) -> object:
-    admission = await store.abreaker_admit("p|m|chat", 3, 30.0)
+    admission = await abreaker_admit(store, "p|m|chat", 3, 30.0)
     await store.atake_rate_token("rpm", BIG, 60.0)
-    hold = reserved(await store.abudget_reserve("usd", float(BIG), 0.001))
-    await store.abudget_settle(hold, 0.001)
-    await store.arecord_usage("p", "m", 1, 0, 100, 20, 0.001, 0.5)
-    return await store.abreaker_success("p|m|chat", admission)
+    hold = reserved(await abudget_reserve(store, "usd", float(BIG), 0.001))
+    await abudget_settle(store, hold, 0.001)
+    await arecord_usage(store, "p", "m", 1, 0, 100, 20, 0.001, 0.5)
+    return await abreaker_success(store, "p|m|chat", admission)
 
 
 async def acall_combined(store: StateStore) -> object:

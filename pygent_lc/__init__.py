@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from pygent_lc.backend import LLMBackend, UsageTotals
     from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
     from pygent_lc.langchain_backend import LangChainBackend
+    from pygent_lc.limits.usage import UsageSummary, UsageTracker
     from pygent_lc.settings import Settings
-    from pygent_lc.usage import UsageSummary, UsageTracker
 
 #: Where each public name lives.
 _HOMES = {
@@ -34,9 +34,9 @@ _HOMES = {
     "LangChainBackend": "pygent_lc.langchain_backend",
     "ProviderSkippedWarning": "pygent_lc.chain",
     "Settings": "pygent_lc.settings",
-    "UsageSummary": "pygent_lc.usage",
+    "UsageSummary": "pygent_lc.limits.usage",
     "UsageTotals": "pygent_lc.backend",
-    "UsageTracker": "pygent_lc.usage",
+    "UsageTracker": "pygent_lc.limits.usage",
     "build_chat_model": "pygent_lc.chain",
 }
 

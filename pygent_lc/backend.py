@@ -34,7 +34,7 @@ class UsageTotals:
     """What the cache saved, as the provider reports it (already taken off ``cost_usd``)."""
     cost_faults: int = 0
     """Replies whose reported cost (or cache discount) was not a plausible amount (NaN,
-    infinite, negative, above :data:`pygent_lc.usage.MAX_PLAUSIBLE_COST_USD`): a
+    infinite, negative, above :data:`pygent_lc.limits.usage.MAX_PLAUSIBLE_COST_USD`): a
     provider fault, logged and counted here, its amount left out of ``cost_usd``."""
 
     @property

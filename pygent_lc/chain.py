@@ -10,17 +10,17 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable
 
-from pygent_lc.breaker import CircuitBreaker
-from pygent_lc.budget import CostBudget
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.host_pool import HostPool
+from pygent_lc.limits import RateSpec, StateStore, shared_store
+from pygent_lc.limits.breaker import CircuitBreaker
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.rate import FREE_MODEL_LIMIT
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
-from pygent_lc.rate_limits import FREE_MODEL_LIMIT
 from pygent_lc.retry import RetryPolicy
 from pygent_lc.settings import Settings
-from pygent_lc.state import RateSpec, StateStore, shared_store
 
 
 class ProviderSkippedWarning(UserWarning):
@@ -136,7 +136,7 @@ def build_chat_model(
     and ``with_structured_output`` work the same on any configuration; with one
     provider its own typed error is raised, not ``AllProvidersFailedError``.
 
-    Each provider sits behind its own circuit breaker (:mod:`pygent_lc.breaker`),
+    Each provider sits behind its own circuit breaker (:mod:`pygent_lc.limits.breaker`),
     shared by every call through the returned Runnable. A provider configured
     with several hosts (``OLLAMA_BASE_URL=http://a:11434,http://b:11434``) is a
     :class:`~pygent_lc.host_pool.HostPool`: one breaker per host, each call to

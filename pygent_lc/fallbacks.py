@@ -13,6 +13,15 @@ delivered, and a failure propagates as the provider's own error.
 
 The chain is one LangChain run; each provider attempt is a child run of it.
 
+Falling back is never silent: each failed attempt is logged at DEBUG on the
+``pygent_lc.fallbacks`` logger, and a provider that answers after others
+failed logs one WARNING naming each failed provider, why (:func:`short_reason`,
+never a secret) and who answered. That warning is rate-limited per failure
+(:class:`FallbackNotices`, once a minute by default, with a count of what was
+left out), so a broken key does not flood the log. The record carries the
+facts as ``record.fallback`` (a :class:`FallbackNotice`) for handlers that
+collect them, like the CLI's ``--json``.
+
 A subclass may rank its providers per call (``_order`` / ``_aorder``) and
 raise its own error when all failed (``_failed``): that is how
 :class:`~pygent_lc.host_pool.HostPool` tries an Ollama pool's hosts, least
@@ -21,8 +30,12 @@ busy first, inside a chain.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
@@ -36,11 +49,123 @@ from langchain_core.runnables.config import (
 )
 from pydantic import BaseModel, ConfigDict
 
-from pygent_lc.errors import AllProvidersFailedError, ConfigurationError, ProviderError
+from pygent_lc.errors import (
+    AllProvidersFailedError,
+    AuthenticationError,
+    ConfigurationError,
+    ContentRefusedError,
+    InsufficientCreditsError,
+    ModelNotFoundError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+    StreamInterruptedError,
+    UnsupportedRequestError,
+)
+from pygent_lc.limits.breaker import CircuitOpenError
+from pygent_lc.limits.rate import LocalRateLimitError
+from pygent_lc.policy import breaker_passed
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable
 from pygent_lc.validation import validate_chat_call
 
+logger = logging.getLogger(__name__)
+
 _NOTHING: Any = object()
+
+#: How often one kind of fallback is logged at WARNING at most.
+FALLBACK_WARNING_INTERVAL_S = 60.0
+
+# The first class in an error's MRO found here names its reason (subclasses first).
+_REASONS: dict[type[ProviderError], str] = {
+    AuthenticationError: "unauthorized",
+    InsufficientCreditsError: "no credits left",
+    ContentRefusedError: "refused by moderation",
+    ModelNotFoundError: "model not found",
+    LocalRateLimitError: "local rate limit reached",
+    RateLimitError: "rate limited",
+    UnsupportedRequestError: "unsupported request",
+    StreamInterruptedError: "stream interrupted",
+    CircuitOpenError: "circuit open",
+    ProviderUnavailableError: "unavailable",
+}
+
+# How the provider boundary and the HTTP deadline word a timeout and a failed connection.
+_TIMEOUT_MESSAGES = ("request timed out", "no reply within the deadline", "the deadline")
+_CONNECTION_MESSAGES = ("connection refused", "connection failed")
+
+
+def short_reason(error: ProviderError) -> str:
+    """Why a provider failed, in a few words: ``"401 unauthorized"``, ``"timeout"``...
+
+    Made of the error's type and HTTP status only (plus "timeout" or "connection
+    refused", read from the start of an unavailable provider's message), so it
+    never holds a secret or a reply's text.
+    """
+    label = next(
+        (_REASONS[cls] for cls in type(error).__mro__ if cls in _REASONS), "provider error"
+    )
+    if label == "unavailable":
+        if error.message.startswith(_TIMEOUT_MESSAGES):
+            label = "timeout"
+        elif error.message.startswith(_CONNECTION_MESSAGES):
+            label = error.message.split(" (")[0]  # "connection refused" / "connection failed"
+    return label if error.status_code is None else f"{error.status_code} {label}"
+
+
+@dataclass(frozen=True)
+class FallbackNotice:
+    """One call served after other providers failed: who failed, why, who answered."""
+
+    failed: tuple[tuple[str, str], ...]
+    """``(provider, short reason)`` for each provider that failed, in order."""
+    served_by: str
+    suppressed: int = 0
+    """How many such fallbacks were not logged since the last one was."""
+
+    def message(self) -> str:
+        failures = ", ".join(f"{name} failed ({reason})" for name, reason in self.failed)
+        left_out = f" [{self.suppressed} more like this not logged]" if self.suppressed else ""
+        return f"fell back: {failures}; {self.served_by} answered{left_out}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "failed": [{"provider": name, "reason": reason} for name, reason in self.failed],
+            "served_by": self.served_by,
+            "suppressed": self.suppressed,
+            "message": self.message(),
+        }
+
+
+@dataclass
+class FallbackNotices:
+    """Logs fallbacks at WARNING, each kind (failed providers and reasons) at most
+    once per ``interval_s``; the next one logged counts those left out."""
+
+    interval_s: float = FALLBACK_WARNING_INTERVAL_S
+    clock: Callable[[], float] = time.monotonic
+    _last: dict[Any, tuple[float, int]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fell_back(self, failed: Sequence[tuple[str, str]], served_by: str) -> None:
+        key = (tuple(failed), served_by)
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last[0] < self.interval_s:
+                self._last[key] = (last[0], last[1] + 1)
+                return
+            self._last[key] = (now, 0)
+        notice = FallbackNotice(tuple(failed), served_by, last[1] if last else 0)
+        logger.warning("%s", notice.message(), extra={"fallback": notice})
+
+    def reset(self) -> None:
+        """Forget what was logged (the next fallback of each kind logs again)."""
+        with self._lock:
+            self._last.clear()
+
+
+#: The process's fallback log: one rate limit for every chain.
+fallback_notices = FallbackNotices()
 
 
 class ProviderChain(Closable, RunnableSerializable[Any, Any]):
@@ -70,6 +195,23 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
 
     async def _aorder(self) -> list[Runnable[Any, Any]]:
         return self._order()
+
+    def _label(self, provider: Runnable[Any, Any]) -> str:
+        """How the log names ``provider``: its ``provider`` field, else its run name."""
+        name = getattr(provider, "provider", None)
+        return name if isinstance(name, str) else provider.get_name()
+
+    def _attempt_failed(
+        self, provider: Runnable[Any, Any], error: ProviderError, failed: list[tuple[str, str]]
+    ) -> None:
+        """Log one failed attempt at DEBUG and note it for the warning if another answers."""
+        name, reason = self._label(provider), short_reason(error)
+        logger.debug("%s failed (%s): %s: %s", name, reason, type(error).__name__, error)
+        failed.append((name, reason))
+
+    def _served(self, provider: Runnable[Any, Any], failed: list[tuple[str, str]]) -> None:
+        if failed:
+            fallback_notices.fell_back(failed, self._label(provider))
 
     def _failed(
         self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
@@ -128,12 +270,16 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         with self._run(input, config) as (config, run):
             failures: list[ProviderError] = []
             order = self._order()
-            for provider in order:
+            failed: list[tuple[str, str]] = []
+            for provider, last_resort in _attempts(order, failures, failed):
                 try:
-                    output = provider.invoke(input, _child(config, run), **kwargs)
+                    with breaker_passed(last_resort):
+                        output = provider.invoke(input, _child(config, run), **kwargs)
                 except ProviderError as exc:
                     failures.append(exc)
+                    self._attempt_failed(provider, exc, failed)
                     continue
+                self._served(provider, failed)
                 if run is not None:
                     run.on_chain_end(output)
                 return output
@@ -144,12 +290,16 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         async with self._arun(input, config) as (config, run):
             failures: list[ProviderError] = []
             order = await self._aorder()
-            for provider in order:
+            failed: list[tuple[str, str]] = []
+            for provider, last_resort in _attempts(order, failures, failed):
                 try:
-                    output = await provider.ainvoke(input, _child(config, run), **kwargs)
+                    with breaker_passed(last_resort):
+                        output = await provider.ainvoke(input, _child(config, run), **kwargs)
                 except ProviderError as exc:
                     failures.append(exc)
+                    self._attempt_failed(provider, exc, failed)
                     continue
+                self._served(provider, failed)
                 if run is not None:
                     await run.on_chain_end(output)
                 return output
@@ -162,13 +312,17 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         with self._run(input, config) as (config, run):
             failures: list[ProviderError] = []
             order = self._order()
-            for provider in order:
+            failed: list[tuple[str, str]] = []
+            for provider, last_resort in _attempts(order, failures, failed):
                 chunks = provider.stream(input, _child(config, run), **kwargs)
                 try:
-                    output = next(chunks, _NOTHING)
+                    with breaker_passed(last_resort):  # the policy plans at the first chunk
+                        output = next(chunks, _NOTHING)
                 except ProviderError as exc:
                     failures.append(exc)
+                    self._attempt_failed(provider, exc, failed)
                     continue
+                self._served(provider, failed)
                 if output is not _NOTHING:  # the first chunk: no falling back from here on
                     yield output
                     for chunk in chunks:
@@ -186,13 +340,17 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         async with self._arun(input, config) as (config, run):
             failures: list[ProviderError] = []
             order = await self._aorder()
-            for provider in order:
+            failed: list[tuple[str, str]] = []
+            for provider, last_resort in _attempts(order, failures, failed):
                 chunks = provider.astream(input, _child(config, run), **kwargs)
                 try:
-                    output = await anext(chunks, _NOTHING)
+                    with breaker_passed(last_resort):  # the policy plans at the first chunk
+                        output = await anext(chunks, _NOTHING)
                 except ProviderError as exc:
                     failures.append(exc)
+                    self._attempt_failed(provider, exc, failed)
                     continue
+                self._served(provider, failed)
                 if output is not _NOTHING:  # the first chunk: no falling back from here on
                     yield output
                     async for chunk in chunks:
@@ -222,6 +380,27 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         """A copy (same class and fields) whose providers' models are ``change(model)``."""
         providers = [_rewrapped(provider, change) for provider in self.providers]
         return self.model_copy(update={"providers": providers})
+
+
+def _attempts(
+    order: Sequence[Runnable[Any, Any]],
+    failures: list[ProviderError],
+    failed: list[tuple[str, str]],
+) -> Iterator[tuple[Runnable[Any, Any], bool]]:
+    """Each provider once (``False``); then the last one again past its open breaker
+    (``True``) when every provider failed and that one was refused only by its breaker.
+
+    A breaker moves calls on to the next provider; with none left, its cooldown
+    would only lock the caller out of the one provider that might answer (a
+    local model that timed out under load, say). The call goes as a probe: its
+    outcome closes the circuit or keeps it open.
+    """
+    yield from ((provider, False) for provider in order)
+    if order and len(failures) == len(order) and isinstance(failures[-1], CircuitOpenError):
+        failures.pop()
+        if failed:
+            failed.pop()
+        yield order[-1], True
 
 
 def _child(
@@ -264,4 +443,11 @@ def _rewrapped(
     )
 
 
-__all__ = ["ProviderChain"]
+__all__ = [
+    "FALLBACK_WARNING_INTERVAL_S",
+    "FallbackNotice",
+    "FallbackNotices",
+    "ProviderChain",
+    "fallback_notices",
+    "short_reason",
+]

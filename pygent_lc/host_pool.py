@@ -4,7 +4,7 @@
 "ollama" step a pool: one :class:`~pygent_lc.policy.ProviderPolicy` per host
 (each with its own circuit breaker, retries and deadline), each wrapped in a
 :class:`HostSlot` that counts its calls in flight in a
-:class:`~pygent_lc.state.StateStore`. Per call the pool
+:class:`~pygent_lc.limits.StateStore`. Per call the pool
 
 1. reads every host's count with one ``inflight_get`` (with a Redis store,
    the counts of every process sharing it) and tries the hosts from the
@@ -36,8 +36,8 @@ from pydantic import ConfigDict, PrivateAttr
 
 from pygent_lc.errors import ProviderError, ProviderUnavailableError
 from pygent_lc.fallbacks import ProviderChain
-from pygent_lc.state import InflightTicket, StateStore
-from pygent_lc.state.types import DEFAULT_INFLIGHT_LEASE_S
+from pygent_lc.limits import InflightTicket, StateStore
+from pygent_lc.limits.inflight import DEFAULT_INFLIGHT_LEASE_S
 
 
 class AllHostsFailedError(ProviderUnavailableError):
@@ -191,6 +191,9 @@ class HostPool(ProviderChain):
         start = next(self._turns) % size
         ranked = sorted(range(size), key=lambda index: (counts[index], (index - start) % size))
         return [self.providers[index] for index in ranked]
+
+    def _label(self, provider: Runnable[Any, Any]) -> str:
+        return f"{self.provider} at {_slot(provider).host}"
 
     def _failed(
         self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]

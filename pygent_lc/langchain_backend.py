@@ -8,21 +8,22 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
 from langchain_core.runnables.config import merge_configs
 
 from pygent_lc.backend import LLMBackend, UsageTotals
-from pygent_lc.budget import CostBudget, CostEstimator, HeldStream, Hold
 from pygent_lc.errors import (
     InvalidInputError,
     ProviderError,
     ProviderUnavailableError,
     StreamInterruptedError,
 )
+from pygent_lc.limits.budget import CostBudget, CostEstimator, HeldStream, Hold
+from pygent_lc.limits.usage import UsageTracker
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import cached_prefix_message
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable, runnable_parts
-from pygent_lc.usage import UsageTracker
 from pygent_lc.validation import GenerationParams, validate_prompt
 
 ChatRunnable = Runnable[Any, BaseMessage]
@@ -59,11 +60,11 @@ class LangChainBackend(LLMBackend, Closable):
         """``max_cost_usd`` stops further calls with ``BudgetExceededError`` once the
         tracked spend plus what the calls in flight and the next one may cost
         would pass it. ``cost_estimator`` bounds a call's cost (see
-        :func:`pygent_lc.budget.estimator_from_prices`: list prices, the prompt,
+        :func:`pygent_lc.limits.budget.estimator_from_prices`: list prices, the prompt,
         ``max_tokens``); calls with a bound run concurrently and spend stays
         within the limit. Calls without one (no estimator, or no ``max_tokens``
         nor model limit) run one at a time, so spend passes the limit by at
-        most one such call (see :class:`~pygent_lc.budget.CostBudget`)."""
+        most one such call (see :class:`~pygent_lc.limits.budget.CostBudget`)."""
         self.runnable = runnable
         self.usage = UsageTracker()
         self._handlers: list[BaseCallbackHandler] = [self.usage, *(callbacks or [])]
@@ -84,6 +85,29 @@ class LangChainBackend(LLMBackend, Closable):
                 await self.runnable.ainvoke(messages, self._config(), **params.call_kwargs())
             )
 
+    async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
+        """Up to ``n`` completions of ``prompt`` in one request (``n`` on the wire).
+
+        A server that honours ``n`` (llama.cpp's, OpenAI's) answers ``n`` choices,
+        which are read from the request's result (``invoke`` returns only the
+        first); Ollama and most OpenRouter routes answer one, so one comes back.
+        It is one call: one request, one reservation on the budget covering ``n``
+        completions, and usage as the reply reports it (for every choice).
+        Blank choices are dropped; when all are blank, the error ``generate``
+        raises. ``n`` must be 1 to 16 (``InvalidInputError``).
+        """
+        messages, params = self._request(prompt, {**kwargs, "n": n}, samples=True)
+        if params.n is None:
+            raise InvalidInputError(f"n must be an integer, got {n!r}")
+        if n == 1:
+            return [await self.generate(prompt, **kwargs)]
+        choices = _Choices()
+        async with self._reserved(prompt, params):
+            reply = await self.runnable.ainvoke(
+                messages, self._config(choices), **params.call_kwargs()
+            )
+        return choices.texts(reply)
+
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
         """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
         messages, params = self._request(prompt, kwargs)
@@ -99,8 +123,11 @@ class LangChainBackend(LLMBackend, Closable):
         await aclose_runnable(self.runnable)
 
     def _request(
-        self, prompt: object, kwargs: dict[str, Any]
+        self, prompt: object, kwargs: dict[str, Any], *, samples: bool = False
     ) -> tuple[list[BaseMessage], GenerationParams]:
+        if "n" in kwargs and not samples:
+            # One text comes back: n completions would be paid for and n - 1 dropped.
+            raise InvalidInputError("n is generate_samples' argument: generate returns one text")
         params = dict(kwargs)
         prefix = params.pop("cache_prefix", None)
         text = validate_prompt(prompt)
@@ -113,14 +140,14 @@ class LangChainBackend(LLMBackend, Closable):
             return [HumanMessage(content=text)], checked
         return [cached_prefix_message(prefix, text[len(prefix) :])], checked
 
-    def _config(self) -> RunnableConfig:
+    def _config(self, *extra: BaseCallbackHandler) -> RunnableConfig:
         """The ambient run's config (when called inside a Runnable, e.g. the ToT engine)
         plus our handlers, so calls nest under the caller's run in traces."""
-        return merge_configs(ensure_config(), {"callbacks": list(self._handlers)})
+        return merge_configs(ensure_config(), {"callbacks": [*self._handlers, *extra]})
 
     def _reserved(self, prompt: str, params: GenerationParams) -> Hold:
         """The call's hold on the budget: ``with`` in sync code, ``async with`` in async."""
-        return Hold(self._budget, prompt, params.max_tokens)
+        return Hold(self._budget, prompt, params.max_tokens, params.n or 1)
 
     def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
         """Text as it arrives.
@@ -146,6 +173,32 @@ class LangChainBackend(LLMBackend, Closable):
     def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
         """``cost_estimator``'s bound for the call, or None without one."""
         return None if self._estimator is None else self._estimator(prompt, max_tokens)
+
+
+class _Choices(BaseCallbackHandler):
+    """The choices of one call's answering request, from its chat model's ``on_llm_end``.
+
+    A chat Runnable returns one message; the request's result holds every
+    choice. A fallback's or retry's failed attempt ends in ``on_llm_error``,
+    so the last result seen is the answer's.
+    """
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        self._last: list[BaseMessage] = []
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        if response.generations:
+            generations = response.generations[0]
+            self._last = [g.message for g in generations if isinstance(g, ChatGeneration)]
+
+    def texts(self, reply: BaseMessage) -> list[str]:
+        """The non-blank texts of the choices whose first is ``reply``; else ``reply``'s."""
+        if not self._last or self._last[0].text != reply.text:
+            return [reply_text(reply)]  # the Runnable's output is not that request's reply
+        texts = [str(message.text) for message in self._last if message.text.strip()]
+        return texts or [reply_text(reply)]
 
 
 def _knows_cache_markers(runnable: object) -> bool:

@@ -3,9 +3,9 @@
 Per provider call, in this order:
 
 1. the deadline (``request_timeout``) starts; it covers every attempt and wait;
-2. one step of the state store (:meth:`~pygent_lc.state.StateStore.begin_call`)
+2. one step of the state store (:meth:`~pygent_lc.limits.StateStore.begin_call`)
    decides whether the call may go: the cost budget, the circuit breaker
-   (:class:`~pygent_lc.breaker.CircuitBreaker`) and the rate limit. A refused
+   (:class:`~pygent_lc.limits.breaker.CircuitBreaker`) and the rate limit. A refused
    call raises without touching the network: ``BudgetExceededError``,
    ``CircuitOpenError``, or for the rate limit ``LocalRateLimitError`` (mode
    ``raise``, or when the wait would pass the deadline; mode ``wait`` waits);
@@ -13,7 +13,7 @@ Per provider call, in this order:
    takes a rate-limit slot of its own. Streams are retried only before their
    first chunk, since after that text has been delivered, and get the full
    deadline again after each chunk;
-4. one step (:meth:`~pygent_lc.state.StateStore.end_call`) records the
+4. one step (:meth:`~pygent_lc.limits.StateStore.end_call`) records the
    outcome: the breaker's (one decision per provider call, so a call that used
    up its retries counts once), the budget's settlement with the call's real
    cost, and the usage totals.
@@ -29,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
@@ -44,13 +46,8 @@ from langchain_core.runnables import (
 from pydantic import ConfigDict, Field
 from tenacity import AsyncRetrying, AttemptManager, Retrying
 
-from pygent_lc.breaker import CircuitBreaker, log_change
-from pygent_lc.budget import CostBudget
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
-from pygent_lc.providers.http import Deadline
-from pygent_lc.rate_limits import LocalRateLimitError, RateLimitMode
-from pygent_lc.retry import RetryPolicy, deadline_scope
-from pygent_lc.state import (
+from pygent_lc.limits import (
     ADMITTED,
     BudgetSpec,
     CallEnd,
@@ -61,7 +58,12 @@ from pygent_lc.state import (
     Settlement,
     StateStore,
 )
-from pygent_lc.usage import CallMeter, with_handler
+from pygent_lc.limits.breaker import CircuitBreaker, log_change
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
+from pygent_lc.limits.usage import CallMeter, with_handler
+from pygent_lc.providers.http import Deadline
+from pygent_lc.retry import RetryPolicy, deadline_scope
 
 _NOTHING: Any = object()
 
@@ -410,6 +412,20 @@ def _replayed(attempt: AttemptManager, first: Exception) -> int:
     return number
 
 
+past_open_breaker: ContextVar[bool] = ContextVar("past_open_breaker", default=False)
+"""Set by a chain for its last resort: the call goes although the breaker is open."""
+
+
+@contextmanager
+def breaker_passed(passed: bool = True) -> Iterator[None]:
+    """Calls in this block go past an open breaker (when ``passed``)."""
+    token = past_open_breaker.set(passed)
+    try:
+        yield
+    finally:
+        past_open_breaker.reset(token)
+
+
 def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> CallPlan | None:
     """What to ask the store before a call; None when nothing needs asking.
 
@@ -418,10 +434,13 @@ def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> Call
     takes no writes) is found out before the provider is paid, not after.
     """
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
+    if circuit is not None and past_open_breaker.get():
+        circuit = None  # the chain's last resort: its outcome is still recorded
     budgets: tuple[BudgetSpec, ...] = ()
     if policy.budget is not None:
         max_tokens = kwargs.get("max_tokens") or _max_tokens_of(policy.bound)
-        budgets = (policy.budget.spec(_prompt_text(input), max_tokens),)
+        samples = kwargs.get("n") or 1  # n completions in one request: one call, n bounds
+        budgets = (policy.budget.spec(_prompt_text(input), max_tokens, samples),)
     rates = (policy.rate,) if policy.rate is not None else ()
     if circuit is None and not budgets and not rates and not policy.record_usage:
         return None

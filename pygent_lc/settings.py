@@ -44,8 +44,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.limits.rate import RateLimit, RateLimitMode, parse_rate_limits
 from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
-from pygent_lc.rate_limits import RateLimit, RateLimitMode, parse_rate_limits
 from pygent_lc.redaction import MAX_SHOWN_CHARS, shown_value
 
 ProviderName = str
@@ -315,7 +315,7 @@ class Settings(BaseSettings):
     """Consecutive failed calls (retries used up) that open a provider's circuit; 0 disables.
 
     Counted: unavailable/5xx/408/timeouts/connection failures, 429, 401, 402, 404
-    (see :mod:`pygent_lc.breaker`).
+    (see :mod:`pygent_lc.limits.breaker`).
     """
 
     breaker_cooldown: float = Field(default=30.0, ge=0, le=86400)

@@ -58,6 +58,11 @@ Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)]
 TopP = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 MaxTokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT)]
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+MAX_SAMPLES = 16
+"""The most completions (``n``) one request may ask for: a sanity bound (the
+search's value and sample counts are single digits) that keeps one request's
+reservation on a budget, ``n`` times a completion's bound, within reason."""
+Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 StopSequences = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_as_list)]
 
 
@@ -80,6 +85,10 @@ class GenerationParams(BaseModel):
     stop: StopSequences | None = None
     top_p: TopP | None = None
     seed: Seed | None = None
+    n: Samples | None = None
+    """Completions of the one prompt in one request: OpenAI-wire servers that honour it
+    (llama.cpp's) answer ``n`` choices; Ollama and most OpenRouter routes answer one.
+    The prompt is paid for once; ``LangChainBackend.generate_samples`` reads them all."""
 
     @classmethod
     def check(cls, params: Mapping[str, Any]) -> GenerationParams:
@@ -106,6 +115,7 @@ _EXPECTED = {
     "top_p": "a finite number",
     "max_tokens": "an integer",
     "seed": "an integer",
+    "n": "an integer",
     "stop": "a non-empty string or a list of them",
 }
 
@@ -172,7 +182,7 @@ def _encodable(text: str, where: str) -> None:
     except UnicodeEncodeError as exc:
         raise InvalidInputError(
             f"{where} cannot be sent: {exc.reason} at character {exc.start} "
-            f"({text[exc.start:exc.end]!a})"
+            f"({text[exc.start : exc.end]!a})"
         ) from None
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pygent_lc.state import shared_store
+from pygent_lc.limits import shared_store
 from tests.helpers import ROOT, cassette_config
 from tests.loopback_server import LoopbackServer
 

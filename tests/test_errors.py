@@ -12,7 +12,6 @@ import pygent_lc.agents
 import pygent_lc.errors
 import pygent_lc.providers
 from pygent_lc.agents import AgentError
-from pygent_lc.breaker import CircuitOpenError
 from pygent_lc.errors import (
     AllProvidersFailedError,
     ConfigurationError,
@@ -22,6 +21,7 @@ from pygent_lc.errors import (
     RateLimitError,
     StreamInterruptedError,
 )
+from pygent_lc.limits.breaker import CircuitOpenError
 
 
 def all_failed() -> AllProvidersFailedError:

@@ -5,7 +5,8 @@ chain (the loopback server).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -18,13 +19,26 @@ from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
     InvalidInputError,
+    ModelNotFoundError,
+    ProviderError,
     ProviderUnavailableError,
+    RateLimitError,
     StreamInterruptedError,
 )
-from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.fallbacks import (
+    FALLBACK_WARNING_INTERVAL_S,
+    FallbackNotice,
+    ProviderChain,
+    fallback_notices,
+    short_reason,
+)
+from pygent_lc.limits.breaker import CircuitOpenError
+from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.testing import ScriptedChatModel
 from tests.loopback_server import Fault, LoopbackServer
+from tests.providers.mock_http import Mode, call
 
+MODES: tuple[Mode, ...] = ("invoke", "ainvoke", "stream", "astream")
 FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)
 
 
@@ -318,3 +332,136 @@ async def test_a_chain_run_starts_only_when_a_handler_listens(monkeypatch, async
     reply = await chain.ainvoke("x") if asynchronous else chain.invoke("x")
     assert reply.text == "hi"
     assert started == []
+
+
+# --- fallbacks are logged ------------------------------------------------------
+
+
+@pytest.fixture
+def fallback_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The ``pygent_lc.fallbacks`` log from DEBUG, with the process's rate limit reset."""
+    fallback_notices.reset()
+    with caplog.at_level(logging.DEBUG, logger="pygent_lc.fallbacks"):
+        yield caplog
+    fallback_notices.reset()
+
+
+def fallback_records(log: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in log.records if r.name == "pygent_lc.fallbacks" and r.levelno == level]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_fallback_that_answers_logs_one_warning_naming_who_failed_why_and_who_answered(
+    fallback_log: pytest.LogCaptureFixture, mode: Mode
+) -> None:
+    secret = "sk-or-v1-" + "f" * 40
+    refused = AuthenticationError(
+        f"no auth credentials found for {secret}", provider="a", status_code=401
+    )
+    primary = ScriptedChatModel(provider="a", outcomes=[refused])
+    backup = ScriptedChatModel(provider="b", outcomes=["from b"])
+    assert (await call(chain(primary, backup), mode, "hi")).content == "from b"
+    [warning] = fallback_records(fallback_log, logging.WARNING)
+    assert warning.getMessage() == "fell back: a failed (401 unauthorized); b answered"
+    notice = warning.__dict__["fallback"]
+    assert isinstance(notice, FallbackNotice)
+    assert notice.as_dict()["failed"] == [{"provider": "a", "reason": "401 unauthorized"}]
+    assert notice.served_by == "b"
+    [debug] = fallback_records(fallback_log, logging.DEBUG)
+    assert debug.getMessage().startswith(
+        "a failed (401 unauthorized): AuthenticationError: a [401]"
+    )
+    assert secret not in warning.getMessage()
+
+
+async def test_every_failed_attempt_is_a_debug_line_and_the_warning_names_them_all(
+    fallback_log: pytest.LogCaptureFixture,
+) -> None:
+    a = ScriptedChatModel(provider="a", outcomes=[unavailable("a")] * 3)
+    b = ScriptedChatModel(
+        provider="b",
+        outcomes=[ProviderUnavailableError("connection refused", provider="b", retryable=False)],
+    )
+    c = ScriptedChatModel(provider="c", outcomes=["from c"])
+    assert (await chain(a, b, c).ainvoke("hi")).content == "from c"
+    debug = [r.getMessage() for r in fallback_records(fallback_log, logging.DEBUG)]
+    assert [line.split(":")[0] for line in debug] == [
+        "a failed (503 unavailable)",
+        "b failed (connection refused)",
+    ]
+    [warning] = fallback_records(fallback_log, logging.WARNING)
+    assert warning.getMessage() == (
+        "fell back: a failed (503 unavailable), b failed (connection refused); c answered"
+    )
+
+
+async def test_no_warning_when_the_first_answers_or_when_all_fail(
+    fallback_log: pytest.LogCaptureFixture,
+) -> None:
+    fine = ScriptedChatModel(provider="a", outcomes=["from a"])
+    await chain(fine, ScriptedChatModel(provider="b")).ainvoke("hi")
+    assert fallback_log.records == []
+    down = [AuthenticationError("x", provider="a", status_code=401)]
+    with pytest.raises(AllProvidersFailedError):
+        await chain(
+            ScriptedChatModel(provider="a", outcomes=down),
+            ScriptedChatModel(provider="b", outcomes=[unavailable("b")] * 3),
+        ).ainvoke("hi")
+    assert fallback_records(fallback_log, logging.WARNING) == []
+    assert len(fallback_records(fallback_log, logging.DEBUG)) == 2
+
+
+def test_the_warning_is_rate_limited_per_failure_with_a_count_of_what_was_left_out(
+    fallback_log: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(fallback_notices, "clock", lambda: now[0])
+    key = AuthenticationError("bad key", provider="a", status_code=401)
+    primary = ScriptedChatModel(provider="a", outcomes=[key] * 10)
+    backup = ScriptedChatModel(provider="b", outcomes=["ok"] * 10)
+    broken = chain(primary, backup)
+    for _ in range(4):
+        broken.invoke("hi")
+        now[0] += 10
+    # Another reason for the same provider is logged at once.
+    other = chain(ScriptedChatModel(provider="a", outcomes=[unavailable("a")] * 3), backup)
+    other.invoke("hi")
+    now[0] += FALLBACK_WARNING_INTERVAL_S
+    broken.invoke("hi")
+    warnings = [r.getMessage() for r in fallback_records(fallback_log, logging.WARNING)]
+    assert warnings == [
+        "fell back: a failed (401 unauthorized); b answered",
+        "fell back: a failed (503 unavailable); b answered",
+        "fell back: a failed (401 unauthorized); b answered [3 more like this not logged]",
+    ]
+    # Every failed provider still has its DEBUG line (its retries are the retry log's).
+    assert len(fallback_records(fallback_log, logging.DEBUG)) == 6
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (AuthenticationError("x", provider="p", status_code=401), "401 unauthorized"),
+        (RateLimitError("slow down", provider="p", status_code=429), "429 rate limited"),
+        (LocalRateLimitError("limit", provider="p"), "local rate limit reached"),
+        (CircuitOpenError("open", provider="p"), "circuit open"),
+        (ProviderUnavailableError("request timed out", provider="p"), "timeout"),
+        (
+            ProviderUnavailableError(
+                "no reply within the deadline (request_timeout=1s)", provider="p"
+            ),
+            "timeout",
+        ),
+        (
+            ProviderUnavailableError("connection failed (ReadError)", provider="p"),
+            "connection failed",
+        ),
+        (ProviderUnavailableError("bad gateway", provider="p", status_code=502), "502 unavailable"),
+        (ModelNotFoundError("no such model", provider="p", status_code=404), "404 model not found"),
+        (ProviderError("odd", provider="p"), "provider error"),
+    ],
+)
+def test_short_reason_is_the_kind_and_status_never_the_message(
+    error: ProviderError, reason: str
+) -> None:
+    assert short_reason(error) == reason

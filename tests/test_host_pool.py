@@ -9,6 +9,7 @@ second host's OpenRouter endpoint, so a call it serves is visible there.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Iterator
 from typing import Any, Literal
@@ -19,13 +20,13 @@ from pydantic import BaseModel
 
 from pygent_lc import Settings, build_chat_model
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderUnavailableError
-from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.fallbacks import ProviderChain, fallback_notices
 from pygent_lc.host_pool import AllHostsFailedError, HostPool, HostSlot
+from pygent_lc.limits import MemoryStore, open_store
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.ollama import check_ollama, ollama_listing
 from pygent_lc.resources import chat_models_in
 from pygent_lc.retry import RetryPolicy
-from pygent_lc.state import MemoryStore, open_store
 from pygent_lc.testing import ScriptedChatModel
 from tests.helpers import closed_port, loopback_settings
 from tests.loopback_server import Fault, LoopbackServer
@@ -96,10 +97,10 @@ def test_several_urls_are_one_setting_and_one_url_is_unchanged() -> None:
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("http://gpu1:11434,gpu2:11434", "URL 2 of 2 must start with http:// or https://"),
+        ("http://gpu1:11434,gpu2:11434", "URL 2 of 2 expected a URL starting with http:// or https://"),
         ("http://gpu1:11434,,http://gpu2:11434", "URL 2 of 3 is empty"),
         ("http://gpu1:11434,http://gpu1:11434/", "URL 2 of 2 is listed twice"),
-        ("gpu1:11434", "must start with http:// or https://"),
+        ("gpu1:11434", "expected a URL starting with http:// or https://"),
     ],
 )
 def test_a_bad_url_in_the_list_names_the_setting(
@@ -197,6 +198,20 @@ def test_a_host_error_moves_to_the_next_host_and_all_failing_is_one_provider_err
     assert "all 2 hosts failed: http://b: ProviderUnavailableError: 503;" in str(error)
     assert not error.retryable
     assert [len(model.calls) for model in models.values()] == [2, 2]
+
+
+def test_a_host_that_answers_after_another_failed_logs_which_host(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fallback_notices.reset()
+    down = ProviderUnavailableError("503", provider="scripted", status_code=503)
+    pool, _ = scripted_pool(a=[down], b=["fine"])
+    with caplog.at_level(logging.WARNING, logger="pygent_lc.fallbacks"):
+        assert pool.invoke("hi").content == "fine"
+    fallback_notices.reset()
+    assert [r.getMessage() for r in caplog.records] == [
+        "fell back: scripted at http://a failed (503 unavailable); scripted at http://b answered"
+    ]
 
 
 def test_telemetry_counts_host_attempts_under_the_chain_span() -> None:

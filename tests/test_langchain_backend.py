@@ -5,8 +5,10 @@ usage, ``cache_prefix`` (no sockets).
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
@@ -16,12 +18,16 @@ from pygent_lc import LangChainBackend, LLMBackend, Settings, build_chat_model
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AllProvidersFailedError,
+    BudgetExceededError,
     InvalidInputError,
     ProviderUnavailableError,
     StreamInterruptedError,
 )
 from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.providers.ollama import ollama_model
+from pygent_lc.providers.openrouter import openrouter_model
 from pygent_lc.testing import ScriptedChatModel
+from tests.providers.mock_http import MockServer, ndjson_reply
 
 FAST = Settings(max_retries=1, retry_initial_wait=0.0)
 
@@ -270,3 +276,154 @@ async def test_a_prefix_the_prompt_does_not_start_with_is_refused() -> None:
     backend = LangChainBackend(ScriptedChatModel())
     with pytest.raises(InvalidInputError):
         await backend.generate(REST, cache_prefix=PREFIX)
+
+
+# ---------------------------------------------------------------- n samples in one request
+# The real provider classes on a scripted wire (``tests.providers.mock_http``): an
+# OpenAI-wire server that answers ``n`` choices as OpenAI does, and Ollama, which has no ``n``.
+
+SAMPLE_USAGE = {"prompt_tokens": 40, "completion_tokens": 9, "total_tokens": 49, "cost": 0.003}
+
+
+def choices_reply(request: httpx.Request) -> httpx.Response:
+    """A Chat Completions reply with as many choices as the request's ``n`` (1 without)."""
+    n = json.loads(request.content).get("n") or 1
+    body = {
+        "id": "gen-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "openai/gpt-4o-mini",
+        "choices": [
+            {
+                "index": i,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": f"sample {i}"},
+            }
+            for i in range(n)
+        ],
+        "usage": SAMPLE_USAGE,
+    }
+    return httpx.Response(200, json=body)
+
+
+def openrouter_backend(wire: MockServer, **backend_kwargs: Any) -> LangChainBackend:
+    model = openrouter_model(
+        Settings(openrouter_api_key="sk-or-v1-unit", max_retries=0), **wire.openai_clients()
+    )
+    return LangChainBackend(with_provider_policy(model, FAST, breaker=False), **backend_kwargs)
+
+
+def ollama_backend(wire: MockServer) -> LangChainBackend:
+    model = ollama_model(
+        Settings(ollama_model="llama3.2"), client_kwargs=wire.ollama_client_kwargs()
+    )
+    return LangChainBackend(with_provider_policy(model, FAST, breaker=False))
+
+
+async def test_generate_samples_reads_every_choice_of_one_request() -> None:
+    wire = MockServer(default=choices_reply)
+    sampler = openrouter_backend(wire)
+    texts = await sampler.generate_samples("Value this state.", 3, temperature=0.7)
+    assert texts == ["sample 0", "sample 1", "sample 2"]
+    assert wire.count == 1
+    assert wire.body()["n"] == 3
+    # One request: one call, and the reply's usage (which covers every choice) once.
+    usage = sampler.usage_totals()
+    assert (usage.calls, usage.input_tokens, usage.output_tokens) == (1, 40, 9)
+    assert usage.cost_usd == pytest.approx(0.003)
+
+
+async def test_generate_samples_of_one_is_a_plain_request() -> None:
+    wire = MockServer(default=choices_reply)
+    assert await openrouter_backend(wire).generate_samples("Say hi.", 1) == ["sample 0"]
+    assert "n" not in wire.body()
+
+
+async def test_a_server_that_ignores_n_gives_one_sample() -> None:
+    # OpenRouter's most routes answer one choice whatever n says.
+    wire = MockServer(default=lambda request: choices_reply(_without_n(request)))
+    assert await openrouter_backend(wire).generate_samples("Value this.", 3) == ["sample 0"]
+    assert wire.count == 1
+
+
+def _without_n(request: httpx.Request) -> httpx.Request:
+    body = {k: v for k, v in json.loads(request.content).items() if k != "n"}
+    return httpx.Request("POST", request.url, json=body)
+
+
+async def test_ollama_gets_no_n_and_answers_one_sample() -> None:
+    final = {
+        "model": "llama3.2",
+        "created_at": "2025-01-01T00:00:00Z",
+        "message": {"role": "assistant", "content": "one sample"},
+        "done": True,
+        "done_reason": "stop",
+        "prompt_eval_count": 12,
+        "eval_count": 3,
+    }
+    wire = MockServer(default=ndjson_reply([final]))
+    sampler = ollama_backend(wire)
+    assert await sampler.generate_samples("Value this.", 3) == ["one sample"]
+    assert wire.count == 1
+    assert "n" not in wire.body() and "n" not in (wire.body().get("options") or {})
+    assert sampler.usage_totals().calls == 1
+
+
+async def test_blank_choices_are_dropped_and_all_blank_is_an_error() -> None:
+    def some_blank(request: httpx.Request) -> httpx.Response:
+        reply = choices_reply(request)
+        body = reply.json()
+        body["choices"][0]["message"]["content"] = ""
+        return httpx.Response(200, json=body)
+
+    wire = MockServer(default=some_blank)
+    assert await openrouter_backend(wire).generate_samples("Value.", 3) == ["sample 1", "sample 2"]
+
+    def all_blank(request: httpx.Request) -> httpx.Response:
+        body = choices_reply(request).json()
+        for choice in body["choices"]:
+            choice["message"]["content"] = " "
+        return httpx.Response(200, json=body)
+
+    with pytest.raises(ProviderUnavailableError, match="empty reply"):
+        await openrouter_backend(MockServer(default=all_blank)).generate_samples("Value.", 3)
+
+
+async def test_samples_are_not_streamed_when_a_streaming_callback_listens() -> None:
+    # Inside astream_events (or LangGraph's message stream) invoke streams; a stream
+    # carries one choice's text, so a request for n choices goes whole.
+    from langchain_core.runnables import RunnableLambda
+
+    wire = MockServer(default=choices_reply)
+    sampler = openrouter_backend(wire)
+
+    async def solve(_: object) -> list[str]:
+        return await sampler.generate_samples("Value.", 2)
+
+    events = [event async for event in RunnableLambda(solve).astream_events(None, version="v2")]
+    [end] = [event for event in events if event["event"] == "on_chain_end"]
+    assert end["data"]["output"] == ["sample 0", "sample 1"]
+    assert wire.body()["n"] == 2
+    assert not wire.body().get("stream")
+
+
+@pytest.mark.parametrize("n", [0, 17, -1, True, 2.5, "3", None])
+async def test_a_bad_n_is_refused_before_any_request(n: Any) -> None:
+    wire = MockServer(default=choices_reply)
+    with pytest.raises(InvalidInputError, match="n must be"):
+        await openrouter_backend(wire).generate_samples("Value.", n)
+    assert wire.count == 0
+
+
+async def test_one_request_for_n_samples_reserves_n_completions_on_the_budget() -> None:
+    # Each completion is bounded at $0.004 (prompt and max_tokens); the budget of $0.01
+    # lets two through, not three: n=3 in one request is refused before it is sent.
+    wire = MockServer(default=choices_reply)
+    sampler = openrouter_backend(
+        wire, max_cost_usd=0.01, cost_estimator=lambda prompt, max_tokens: 0.004
+    )
+    with pytest.raises(BudgetExceededError):
+        await sampler.generate_samples("Value.", 3, max_tokens=50)
+    assert wire.count == 0
+    assert await sampler.generate_samples("Value.", 2, max_tokens=50) == ["sample 0", "sample 1"]
+    assert wire.count == 1

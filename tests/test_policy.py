@@ -8,14 +8,14 @@ import pytest
 from langchain_core.output_parsers import StrOutputParser
 
 from pygent_lc import Settings
-from pygent_lc.breaker import CircuitBreaker
-from pygent_lc.budget import CostBudget
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+from pygent_lc.limits import MemoryStore, RateSpec
+from pygent_lc.limits.breaker import CircuitBreaker
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.policy import ProviderPolicy
-from pygent_lc.rate_limits import LocalRateLimitError
 from pygent_lc.retry import RetryPolicy
-from pygent_lc.state import MemoryStore, RateSpec
 from pygent_lc.testing import ScriptedChatModel
 
 FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)
@@ -163,3 +163,18 @@ async def test_the_deadline_counts_the_first_attempt(asynchronous):
     with pytest.raises(ProviderUnavailableError):
         await policy.ainvoke("x") if asynchronous else policy.invoke("x")
     assert len(model.calls) == 1
+
+
+async def test_a_request_for_n_samples_reserves_n_completions() -> None:
+    """One call, one reservation: ``n`` times a completion's bound ($0.004 each here),
+    so n=3 does not fit a $0.01 budget and is refused before the model is asked."""
+    from pygent_lc.errors import BudgetExceededError
+
+    model = ScriptedChatModel(outcomes=["two", "one"])
+    budget = CostBudget(0.01, estimator=lambda prompt, max_tokens: 0.004)
+    policy = ProviderPolicy(bound=model, provider="acme", budget=budget)
+    with pytest.raises(BudgetExceededError, match=r"next call ~\$0\.0120"):
+        await policy.ainvoke("value?", n=3)
+    assert model.calls == []
+    assert (await policy.ainvoke("value?", n=2)).content == "two"
+    assert policy.invoke("value?").content == "one"

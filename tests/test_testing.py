@@ -214,3 +214,16 @@ async def test_chat_model_stream_error_is_typed_under_langchain_backend() -> Non
     with pytest.raises(StreamInterruptedError) as caught:
         _ = [part async for part in backend.stream("hi")]
     assert caught.value.partial_text == "partial text"
+
+
+def test_scripted_chat_model_takes_tools_and_records_them() -> None:
+    def get_weather(city: str) -> str:
+        """Get the weather in a city."""
+        return city
+
+    model = ScriptedChatModel(outcomes=["sunny"])
+    reply = model.bind_tools([get_weather], tool_choice="auto").invoke("Paris?")
+    assert reply.content == "sunny"
+    [called] = model.calls
+    assert [tool["function"]["name"] for tool in called["tools"]] == ["get_weather"]
+    assert called["tool_choice"] == "auto"

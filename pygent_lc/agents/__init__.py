@@ -3,7 +3,7 @@
 ``AgentFactory().create_agent(agent_type, name=None, custom_config=None)``
 returns a validated :class:`ReasoningAgent` (Tree of Thought) or
 :class:`ChatAgent` (a plain LCEL chain). Both answer with ``process`` and
-total their usage in ``.usage`` (a :class:`~pygent_lc.usage.UsageTracker`).
+total their usage in ``.usage`` (a :class:`~pygent_lc.limits.usage.UsageTracker`).
 """
 
 from pygent_lc.agents.chat import ChatAgent

@@ -8,6 +8,7 @@ from typing import Any
 from pygent_lc.agents.progress import ProgressBackend, ProgressObserver, SolveProgress
 from pygent_lc.errors import ConfigurationError, NoAnswerError
 from pygent_lc.langchain_backend import ChatRunnable, LangChainBackend
+from pygent_lc.limits.usage import UsageTracker
 from pygent_lc.resources import Closable
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.engine import ToTEngine, run_sync
@@ -15,7 +16,6 @@ from pygent_lc.tot.result import ToTResult
 from pygent_lc.tot.tasks.base import Task
 from pygent_lc.tot.tasks.game24 import Game24Task
 from pygent_lc.tot.tasks.generic import GenericTask
-from pygent_lc.usage import UsageTracker
 
 ProgressCallback = Callable[[SolveProgress], None]
 

@@ -5,8 +5,11 @@ Settings come from the environment and ``./.env``. Exit codes: 0 success,
 configuration (``usage`` without a shared state store too), 3 ``solve``
 found nothing to answer with, 130 interrupted.
 Errors print one line and a hint on stderr, never a traceback (unless
-``PYGENT_DEBUG=1``) and never the key; the library's log (retries, circuit
-breakers) shows only with ``--verbose``.
+``PYGENT_DEBUG=1``) and never the key; with ``--json`` stdout also gets the
+error as a JSON object. A fallback (a provider answered after another failed)
+is always one WARNING line on stderr, and a ``fallbacks`` list under ``--json``;
+the rest of the library's log (each failed attempt, retries, circuit breakers)
+shows only with ``--verbose``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,16 @@ from pygent_lc._cli_start import interrupt_as_exception
 from pygent_lc.agents import AgentFactory, ChatAgent, NoAnswerError, ReasoningAgent
 from pygent_lc.chain import ProviderSkippedWarning
 from pygent_lc.cli.doctor import diagnose, setup_hint
-from pygent_lc.cli.output import error_line, redact, solve_json, solve_summary, usage_line
+from pygent_lc.cli.notices import FallbackRecorder, error_json
+from pygent_lc.cli.output import (
+    error_line,
+    redact,
+    served_by,
+    solve_json,
+    solve_summary,
+    usage_line,
+    usage_rows,
+)
 from pygent_lc.cli.parser import build_parser, read_prompt
 from pygent_lc.cli.progress import ProgressLine
 from pygent_lc.cli.usage import (
@@ -42,6 +54,8 @@ from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.providers.status import ProviderHealth
 from pygent_lc.settings import MisspeltSettingWarning, Settings
+
+FALLBACK_LOGGER = "pygent_lc.fallbacks"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -70,7 +84,7 @@ def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
     return config
 
 
-async def _solve(args: argparse.Namespace, settings: Settings) -> int:
+async def _solve(args: argparse.Namespace, settings: Settings, recorder: FallbackRecorder) -> int:
     problem: str = args.text
     config = _custom_config(args)
     tot: dict[str, Any] = dict(SOLVE_DEFAULTS[args.task])
@@ -97,7 +111,9 @@ async def _solve(args: argparse.Namespace, settings: Settings) -> int:
     if args.mermaid:
         await asyncio.to_thread(Path(args.mermaid).write_text, result.to_mermaid(), "utf-8")
     if args.json:
-        print(json.dumps(solve_json(result, agent), indent=2, ensure_ascii=False))
+        data = solve_json(result, agent)
+        data["fallbacks"] = recorder.fallbacks
+        print(json.dumps(data, indent=2, ensure_ascii=False))
     elif result.best is not None:
         label = "Answer" if result.solved else "Best partial answer (no final answer reached)"
         print(f"{label}: {result.best.text}")
@@ -105,7 +121,7 @@ async def _solve(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if result.best is not None else EXIT_NO_ANSWER
 
 
-async def _chat(args: argparse.Namespace, settings: Settings) -> int:
+async def _chat(args: argparse.Namespace, settings: Settings, recorder: FallbackRecorder) -> int:
     prompt: str = args.text
     config = _custom_config(args)
     config.update(max_tokens=args.max_tokens, temperature=args.temperature)
@@ -113,9 +129,20 @@ async def _chat(args: argparse.Namespace, settings: Settings) -> int:
         config["system_prompt"] = args.system
     agent = await AgentFactory(settings).create_agent("chat", custom_config=config)
     assert isinstance(agent, ChatAgent)
-    async for text in agent.stream(prompt):
-        print(text, end="", flush=True)
-    print()
+    if args.json:
+        answer = await agent.process(prompt)
+        data = {
+            "answer": answer,
+            "providers": agent.providers,
+            "served_by": served_by(agent.usage),
+            "usage": usage_rows(agent.usage),
+            "fallbacks": recorder.fallbacks,
+        }
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        async for text in agent.stream(prompt):
+            print(text, end="", flush=True)
+        print()
     print(usage_line(agent.usage), file=sys.stderr)
     return EXIT_OK
 
@@ -179,12 +206,12 @@ def _settings() -> Settings:
     return settings
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: argparse.Namespace, recorder: FallbackRecorder) -> int:
     settings = _settings()
     if args.command == "solve":
-        return await _solve(args, settings)
+        return await _solve(args, settings, recorder)
     if args.command == "chat":
-        return await _chat(args, settings)
+        return await _chat(args, settings, recorder)
     if args.command == "models":
         return await asyncio.to_thread(_models, args, settings)
     if args.command == "usage":
@@ -198,7 +225,8 @@ class _RedactingFormatter(logging.Formatter):
 
 
 def _configure_logging(*, verbose: bool) -> None:
-    """The ``pygent_lc`` log on stderr with ``--verbose``; otherwise only its errors.
+    """The ``pygent_lc`` log on stderr from DEBUG with ``--verbose``; otherwise only
+    its errors and the fallback warnings (a provider answered for a failed one).
 
     Python prints any warning record of a logger without handlers on stderr,
     which would put lines beside the ``error:``/``hint:`` pair.
@@ -206,15 +234,22 @@ def _configure_logging(*, verbose: bool) -> None:
     logger = logging.getLogger("pygent_lc")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        handler.addFilter(_errors_and_fallbacks)
     logger.handlers = [handler]
     logger.propagate = False
-    logger.setLevel(logging.INFO if verbose else logging.ERROR)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _errors_and_fallbacks(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR or record.name == FALLBACK_LOGGER
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; errors print one line and a hint, never a traceback or the key."""
     debug = os.environ.get("PYGENT_DEBUG") == "1"
     stop_export: Callable[[], None] | None = None
+    recorder = FallbackRecorder()
     try:
         interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
         args = build_parser().parse_args(argv)
@@ -227,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pygent_lc.telemetry.export import start_otlp_export
 
             stop_export = start_otlp_export()
-        return asyncio.run(_run(args))
+        with recorder:
+            return asyncio.run(_run(args, recorder))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -237,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         print(redact(error_line(exc)), file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({**error_json(exc), "fallbacks": recorder.fallbacks}, indent=2))
         if isinstance(exc, ConfigurationError | InvalidInputError):
             return EXIT_USAGE
         if isinstance(exc, NoAnswerError):

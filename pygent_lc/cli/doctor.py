@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pygent_lc.chain import build_chat_model
 from pygent_lc.errors import PygentError
 from pygent_lc.langchain_backend import LangChainBackend
+from pygent_lc.limits import ResilientStore, open_store, redact_url
+from pygent_lc.limits.store import MEMORY_URLS
 from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.providers.status import ProviderHealth, Status, one_line, timed
 from pygent_lc.settings import ProviderName, Settings
-from pygent_lc.state import ResilientStore, open_store, redact_url
-from pygent_lc.state.urls import MEMORY_URLS
 
 PROBE_PROMPT = "Reply with the single word OK."
 STATE_STORE = "state store"

@@ -24,12 +24,12 @@ from pygent_lc.errors import (
     ProviderError,
     RateLimitError,
 )
+from pygent_lc.limits.usage import UsageTracker
 from pygent_lc.providers.local import INSTALL_HINT
 from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.redaction import redact_text
 from pygent_lc.settings import DEFAULT_ENV_FILE
 from pygent_lc.tot.result import ToTResult
-from pygent_lc.usage import UsageTracker
 
 # What to do about a configuration error, by the setting it names.
 _FIELD_HINTS = {field: hint for spec in PROVIDERS.values() for field, hint in spec.hints.items()}
@@ -74,7 +74,13 @@ def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
     data["answer"] = result.best.text if result.best else None
     data["providers"] = agent.providers
     data["served_by"] = served_by(agent.usage)
-    data["usage"] = [
+    data["usage"] = usage_rows(agent.usage)
+    return data
+
+
+def usage_rows(usage: UsageTracker) -> list[dict[str, Any]]:
+    """Each ``provider/model`` pair's calls, failures, tokens, cost and latency, for JSON."""
+    return [
         {
             "provider": e.provider,
             "model": e.model,
@@ -85,9 +91,8 @@ def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
             "cost_usd": e.usage.cost_usd,
             "mean_latency_s": e.mean_latency_s,
         }
-        for e in agent.usage.summary().values()
+        for e in usage.summary().values()
     ]
-    return data
 
 
 def hint_for(exc: BaseException) -> str:
@@ -174,4 +179,5 @@ __all__ = [
     "solve_json",
     "solve_summary",
     "usage_line",
+    "usage_rows",
 ]

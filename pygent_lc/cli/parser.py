@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--system", help="system prompt")
     chat.add_argument("--max-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.7)
+    chat.add_argument(
+        "--json",
+        action="store_true",
+        help="print the answer, providers, usage and fallbacks as one JSON object",
+    )
 
     models = commands.add_parser("models", help="list the models a provider offers")
     models.add_argument("--provider", choices=list(PROVIDERS), default="openrouter")

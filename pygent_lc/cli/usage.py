@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from pygent_lc.state import ResilientStore, UsageRow, open_store, redact_url
-from pygent_lc.state.resilient import UNREACHABLE
-from pygent_lc.state.urls import MEMORY_URLS
+from pygent_lc.limits import ResilientStore, UsageRow, open_store, redact_url
+from pygent_lc.limits.store import MEMORY_URLS, UNREACHABLE
 
 STATE_URL_ENV = "PYGENT_STATE_URL"
 

@@ -1,16 +1,23 @@
-"""A forced ``tool_choice`` emulated with grammar-constrained output.
+"""Tool calls emulated with grammar-constrained output.
 
 Some chat templates (SmolLM2's among them) do not render tools at all, so the
-server cannot make the model call one, and a forced ``tool_choice`` is
-silently ignored. llama.cpp can constrain decoding to a JSON schema, though:
-the request asks for a ``response_format`` holding the tool's argument schema
-instead, and the JSON reply becomes the tool call. With several candidate
-tools (``"any"``/``"required"``) the schema is ``{"name", "arguments"}``, one
-alternative per tool, so the grammar also picks a valid tool name.
+server cannot make the model call one: bound tools are silently ignored. llama.cpp
+can constrain decoding to a JSON schema, though: the request asks for a
+``response_format`` instead of sending tools, and the JSON reply becomes the
+tool call.
+
+- A forced ``tool_choice`` naming one tool: the schema is that tool's arguments.
+- ``"any"``/``"required"``: ``{"name", "arguments"}``, one alternative per
+  tool, so the grammar also picks a valid tool name.
+- ``"auto"`` (or no ``tool_choice``), with ``ForcedTools.optional``: the same
+  alternatives plus ``{"answer": "..."}``, so the model either calls a tool or
+  answers; an answer becomes the reply's text. A ReAct agent's loop works so.
 
 As the template cannot show the tools, a system message names them: without
 it a small model fills the arguments blindly (``{"input": 1000000000000000}``
-for "what is magic_function(3)?").
+for "what is magic_function(3)?"). The results of earlier tool calls in the
+history go there too (``Results so far:``), as the template renders neither
+the calls nor the ``tool`` messages.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +36,25 @@ from langchain_core.messages import (
     InvalidToolCall,
     SystemMessage,
     ToolCall,
+    ToolMessage,
 )
 from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.json import parse_partial_json
 
 from pygent_lc.errors import InvalidInputError
 
 #: ``tool_choice`` values that force some tool (the model picks which).
 _ANY_TOOL = ("any", "required")
 _EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
+#: ``tool_choice`` values that let the model answer instead of calling a tool.
+_AUTO = (None, "auto")
+#: The alternative to a tool call when calling one is optional.
+_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}},
+    "required": ["answer"],
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,13 @@ class ForcedTools:
     """The tools a request forces the model to choose from (OpenAI function dicts)."""
 
     functions: tuple[dict[str, Any], ...]
+    optional: bool = False
+    """``tool_choice="auto"``: the model may answer (``{"answer": ...}``) instead."""
+
+    @property
+    def _single(self) -> bool:
+        """One forced tool: the reply is its arguments alone."""
+        return len(self.functions) == 1 and not self.optional
 
     @property
     def names(self) -> list[str]:
@@ -52,7 +76,7 @@ class ForcedTools:
 
     def schema(self) -> dict[str, Any]:
         """The JSON schema the reply must match."""
-        if len(self.functions) == 1:
+        if self._single:
             return _parameters(self.functions[0])
         definitions: dict[str, Any] = {}
         choices = []
@@ -66,6 +90,8 @@ class ForcedTools:
                     "required": ["name", "arguments"],
                 }
             )
+        if self.optional:
+            choices.append(_ANSWER)
         schema: dict[str, Any] = {"anyOf": choices}
         if definitions:
             schema["$defs"] = definitions
@@ -77,8 +103,16 @@ class ForcedTools:
             f"- {function['name']}({_signature(function)}): {function.get('description') or ''}"
             for function in self.functions
         ]
-        if len(self.functions) == 1:
+        if self._single:
             return f"Call this function, replying with its arguments as JSON:\n{lines[0]}"
+        if self.optional:
+            return (
+                "You can call one of these functions, replying with JSON "
+                '{"name": ..., "arguments": {...}}:\n'
+                + "\n".join(lines)
+                + '\nOr answer directly, replying with JSON {"answer": "..."}. After a '
+                "function's result, answer with it unless another call is needed."
+            )
         return (
             'Call one of these functions, replying with JSON {"name": ..., "arguments": {...}}:\n'
             + "\n".join(lines)
@@ -91,7 +125,7 @@ class ForcedTools:
     def call_of(self, text: str, finish_reason: object) -> ToolCall | InvalidToolCall:
         """The tool call a constrained reply spells; an invalid one if it was cut off."""
         call_id = f"call_{uuid.uuid4().hex[:24]}"
-        single = len(self.functions) == 1
+        single = self._single
         name: str | None = self.names[0] if single else None
         try:
             parsed = json.loads(text)
@@ -107,6 +141,21 @@ class ForcedTools:
             )
             return invalid_tool_call(name=name, args=text, id=call_id, error=reason)
         return tool_call(name=str(name), args=parsed, id=call_id)
+
+    def answer_of(self, text: str) -> str | None:
+        """The text of an ``{"answer": ...}`` reply (also one cut off at max_tokens);
+        ``None`` when the reply is a tool call, or when answering is not allowed."""
+        if not self.optional:
+            return None
+        try:
+            parsed = parse_partial_json(text)
+        except ValueError:
+            return None
+        if isinstance(parsed, dict) and "name" not in parsed:
+            answer = parsed.get("answer")
+            if isinstance(answer, str):
+                return answer
+        return None
 
 
 def _parameters(function: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,15 +173,18 @@ def _signature(function: Mapping[str, Any]) -> str:
 
 
 def forced_tools(kwargs: Mapping[str, Any]) -> ForcedTools | None:
-    """The tools a call's ``tool_choice`` forces, or ``None`` when it forces none."""
+    """The tools a call's ``tool_choice`` offers the model: forced, or ``optional``
+    for ``"auto"`` (or no choice); ``None`` without tools or with ``"none"``."""
     choice = kwargs.get("tool_choice")
     functions = [
         tool["function"]
         for tool in kwargs.get("tools") or ()
         if isinstance(tool, Mapping) and isinstance(tool.get("function"), Mapping)
     ]
-    if not functions or choice in (None, False, "auto", "none"):
+    if not functions or choice in (False, "none"):
         return None
+    if choice in _AUTO:
+        return ForcedTools(tuple(functions), optional=True)
     if choice is True or choice in _ANY_TOOL:
         return ForcedTools(tuple(functions))
     wanted = choice
@@ -148,31 +200,82 @@ def forced_tools(kwargs: Mapping[str, Any]) -> ForcedTools | None:
 
 
 def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str, Any]:
-    """The call's keywords with the tools replaced by a JSON schema for the reply.
+    """The call's keywords with the tools replaced by a JSON schema for the reply
+    (``response_format``; llama.cpp's ``json_schema`` when calling is optional).
 
     The tools are left out: a template that does render them could otherwise
     steer the model into its own tool-call syntax, which the grammar forbids.
     """
     rest = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
     rest.pop("parallel_tool_calls", None)
+    if forced.optional:
+        # llama.cpp's own ``json_schema`` field, not ``response_format``: the SDK
+        # parses the latter and raises on a reply cut at max_tokens, where an
+        # answer cut short should stay the text it is, as without tools.
+        extra_body = {**(rest.pop("extra_body", None) or {}), "json_schema": forced.schema()}
+        return {**rest, "extra_body": extra_body}
     return {**rest, "response_format": forced.response_format()}
 
 
 def instructed(messages: list[BaseMessage], forced: ForcedTools) -> list[BaseMessage]:
-    """``messages`` with the tools described in the (first) system message."""
+    """``messages`` with the tools and the results of earlier calls
+    (:func:`plain_history`) described in the (first) system message."""
+    messages, results = plain_history(messages)
+    instruction = forced.instruction()
+    if results:
+        instruction += "\n\nResults so far:\n" + "\n".join(results)
     if messages and isinstance(messages[0], SystemMessage):
         first = messages[0]
-        merged = f"{forced.instruction()}\n\n{first.text}"
+        merged = f"{instruction}\n\n{first.text}"
         return [first.model_copy(update={"content": merged}), *messages[1:]]
-    return [SystemMessage(forced.instruction()), *messages]
+    return [SystemMessage(instruction), *messages]
+
+
+def plain_history(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], list[str]]:
+    """``messages`` without the assistant turns that called tools and the results,
+    and those results as lines of text.
+
+    A template without tools renders neither an assistant's ``tool_calls`` nor a
+    ``tool`` message. Each result becomes ``name({"arg": ...}) returned ...``,
+    for the system message: there SmolLM2-135M answers with it, where as a
+    later user turn it makes the same call again.
+    """
+    calls: dict[str, ToolCall] = {}
+    plain: list[BaseMessage] = []
+    results: list[str] = []
+    for message in messages:
+        if isinstance(message, AIMessage) and message.tool_calls:
+            # Left out whole, its text too: kept, it could end the conversation,
+            # and llama.cpp continues a last assistant turn, which no grammar allows.
+            calls.update((call["id"] or "", call) for call in message.tool_calls)
+        elif isinstance(message, ToolMessage):
+            call = calls.get(message.tool_call_id)
+            name = call["name"] if call else (message.name or "a function")
+            arguments = json.dumps(call["args"], ensure_ascii=False) if call else ""
+            results.append(f"{name}({arguments}) returned {message.text}")
+        else:
+            plain.append(message)
+    return plain, results
 
 
 def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
-    """``result`` with each reply's JSON text turned into a tool call."""
+    """``result`` with each reply's JSON text turned into a tool call (or, when the
+    call was optional and the model answered, into the answer's text)."""
     generations: list[ChatGeneration] = []
     for generation in result.generations:
         message = generation.message
         info = dict(generation.generation_info or {})
+        answer = forced.answer_of(message.text)
+        if answer is not None:
+            answered = AIMessage(
+                content=answer,
+                additional_kwargs=message.additional_kwargs,
+                response_metadata=message.response_metadata,
+                usage_metadata=getattr(message, "usage_metadata", None),
+                id=message.id,
+            )
+            generations.append(ChatGeneration(message=answered, generation_info=info))
+            continue
         call = forced.call_of(message.text, info.get("finish_reason"))
         valid = "error" not in call
         if valid and info.get("finish_reason") == "stop":
@@ -223,4 +326,5 @@ __all__ = [
     "constrained_request",
     "forced_tools",
     "instructed",
+    "plain_history",
 ]

@@ -2,10 +2,10 @@
 
 The model speaks the OpenAI wire format to a :class:`LlamaServer` (see
 :mod:`pygent_lc.providers.llama_server`), which it starts on its first call.
-Two things differ from a hosted OpenAI-compatible provider: a forced
-``tool_choice`` is emulated with grammar-constrained output (SmolLM2's chat
-template does not render tools), and the server's URL may change between
-calls (a restarted server may get another port).
+Two things differ from a hosted OpenAI-compatible provider: tool calls are
+emulated with grammar-constrained output (SmolLM2's chat template does not
+render tools, so the model would never see them), and the server's URL may
+change between calls (a restarted server may get another port).
 """
 
 from __future__ import annotations
@@ -69,7 +69,10 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
     A forced ``tool_choice`` (a tool's name, ``"any"``, ``"required"``) is
     honoured with grammar-constrained output (:mod:`pygent_lc.providers.forced_tools`);
-    streamed, such a call arrives as one final chunk.
+    on the embedded server, so are tools with ``"auto"`` (or no ``tool_choice``):
+    the grammar lets the model call a tool or answer. Streamed, such a call
+    arrives as one final chunk. A caller's own server (``base_url``) gets
+    unforced tools as tools: its template may render them.
     """
 
     provider_label: str = "local"
@@ -214,9 +217,10 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return crashed
 
     def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
-        """A forced ``tool_choice`` becomes a constrained reply, served whole."""
+        """Tools the model must, or (on the embedded server) may, call become a
+        constrained reply, served whole."""
         forced = forced_tools(kwargs)
-        if forced is None:
+        if forced is None or (forced.optional and self._server is None):
             return ChatRequest(messages, kwargs)
         return ChatRequest(
             instructed(messages, forced),

@@ -97,6 +97,9 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     def _chat_params(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
+        # Ollama answers one completion a request and has no ``n``: asked for
+        # several, it answers one (the caller, told so, asks again).
+        kwargs.pop("n", None)
         per_call = {
             option: kwargs.pop(keyword)
             for keyword, option in _OPTION_KEYWORDS.items()

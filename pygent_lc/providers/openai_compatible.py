@@ -79,6 +79,14 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
     def _llm_type(self) -> str:
         return "openai-compatible-chat"
 
+    def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
+        """Never stream a call asking ``n`` > 1 choices: a stream's chunks are read as
+        one reply, and ``invoke`` streams whenever a streaming callback listens
+        (``astream_events``, LangGraph's message stream)."""
+        if (kwargs.get("n") or 1) > 1:
+            return False
+        return super()._should_stream(async_api=async_api, **kwargs)
+
     def _secrets(self) -> Sequence[str]:
         key = self.openai_api_key
         return (key.get_secret_value(),) if isinstance(key, SecretStr) else ()

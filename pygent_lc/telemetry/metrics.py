@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from pygent_lc.breaker import CircuitBreaker, live_breakers
+from pygent_lc.limits.breaker import CircuitBreaker, live_breakers
 from pygent_lc.telemetry import names
 
 Attributes = Mapping[str, Any]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from pygent_lc.backend import LLMBackend, UsageTotals
-from pygent_lc.budget import CostBudget, Hold
 from pygent_lc.errors import AllProvidersFailedError, BudgetExceededError, ProviderError
+from pygent_lc.limits.budget import CostBudget, Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.tasks.prompt import static_prefix
@@ -89,6 +89,10 @@ class LLMCaller:
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
         """Whether the model answers ``n`` samples in one request (shared by an engine)."""
+        if type(backend).generate_samples is LLMBackend.generate_samples:
+            # The contract's default sends one request for one sample: nothing to ask,
+            # and no request of it need hold n samples' bound on the budget.
+            self.n_support.learn(False)
 
     # budgets --------------------------------------------------------------
     def usage(self) -> UsageTotals | None:
@@ -102,20 +106,21 @@ class LLMCaller:
         usage = self.usage()
         return 0.0 if usage is None else usage.cost_usd
 
-    async def _admit(self, prompt: str) -> Hold:
+    async def _admit(self, prompt: str, samples: int = 1) -> Hold:
         """A place for one call within both budgets, or :class:`BudgetExhausted`.
 
-        The cost is held on the :class:`~pygent_lc.budget.CostBudget`, as
+        The cost is held on the :class:`~pygent_lc.limits.budget.CostBudget`, as
         :class:`~pygent_lc.langchain_backend.LangChainBackend` does: a call
         reserves the backend's ``cost_bound`` and runs concurrently within the
         limit; without a bound calls run one at a time, so spend passes
         ``max_cost_usd`` by at most one call however many are asked at once
-        (never, when every call has a bound it keeps). The call count is
+        (never, when every call has a bound it keeps). A request for ``samples``
+        completions (``n``) is one call holding ``samples`` bounds. The call count is
         checked again once the hold is taken, with no wait before the call is
         counted, so ``max_llm_calls`` is never passed.
         """
         self._check_call_limit()
-        hold = Hold(self._budget, prompt, self._config.max_tokens)
+        hold = Hold(self._budget, prompt, self._config.max_tokens, samples)
         try:
             await hold.__aenter__()
         except BudgetExceededError as exc:
@@ -194,7 +199,7 @@ class LLMCaller:
         async with self._semaphore:
             # Admitted after acquiring, so calls queued behind the semaphore see
             # the spend of the calls that finished while they waited.
-            hold = await self._admit(prompt)
+            hold = await self._admit(prompt, n)
             self.counters.llm_calls += 1
             if kind == "generation":
                 self.counters.generation_calls += 1

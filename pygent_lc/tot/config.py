@@ -87,6 +87,15 @@ class ToTConfig(BaseModel):
     verifier (:class:`~pygent_lc.tot.tasks.base.VerifyingTask`, e.g. Game of
     24), off for the others (the generic task has none)."""
 
+    expand_checked: bool | None = None
+    """BFS: a state whose next states the task values by program (Game of 24: two
+    numbers left, so each next step leaves 24 or a dead end) is expanded instead of
+    valued, beside the beam: one generation call, whose proposals are checked, in
+    place of value samples that only estimate them. It changes the paper's search
+    at that level, not its prompts. ``None``: on for tasks that say which states
+    these are (``Task.children_checked``, Game of 24), unless ``value_batch`` is on
+    (a parent's states valued in one prompt cost less than a generation call each)."""
+
     value_batch: bool = False
     """Value a level's siblings (the new states of one parent) in one prompt
     per sample instead of one prompt per state: the few-shot examples are paid

@@ -18,7 +18,7 @@ from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import Task, has_verifier
+from pygent_lc.tot.tasks.base import Task, children_checked, has_verifier
 
 
 @dataclass
@@ -55,6 +55,17 @@ class SearchContext:
             self.task.check_answer(self.problem, steps) is True
         )
 
+    def checked_by_expanding(self, node: ThoughtNode) -> bool:
+        """BFS with ``expand_checked``: expand ``node`` unvalued, beside the beam."""
+        setting = self.config.expand_checked
+        # With value_batch, a parent's states are valued in one prompt: cheaper than
+        # a generation call each, so by default they are valued.
+        if setting is False or (setting is None and self.config.value_batch):
+            return False
+        if not self.expandable(node):
+            return False
+        return children_checked(self.task, self.problem, self.tree.path(node))
+
     def expandable(self, node: ThoughtNode) -> bool:
         return (
             not node.final
@@ -64,7 +75,7 @@ class SearchContext:
 
 
 async def expand_and_evaluate(
-    ctx: SearchContext, parents: Sequence[ThoughtNode]
+    ctx: SearchContext, parents: Sequence[ThoughtNode], *, unvalued: set[int] | None = None
 ) -> list[ThoughtNode]:
     """Generate the children of ``parents`` together, then evaluate them together.
 
@@ -93,9 +104,14 @@ async def expand_and_evaluate(
                 child.final, child.correct = True, True
                 child.value = ctx.task.value_range[1]
             return verified
-    if live:
+    to_value = live
+    if unvalued is not None:
+        # Expanded next instead of valued (``expand_checked``): their ids go back.
+        unvalued.update(child.id for child in live if ctx.checked_by_expanding(child))
+        to_value = [child for child in live if child.id not in unvalued]
+    if to_value:
         ctx.caller.begin_phase()
-        await ctx.evaluator.evaluate(ctx.tree, ctx.problem, live)
+        await ctx.evaluator.evaluate(ctx.tree, ctx.problem, to_value)
         ctx.caller.raise_if_phase_failed()
     return live
 
@@ -139,16 +155,24 @@ async def bfs(ctx: SearchContext) -> None:
     ctx.tree.root.selected = True
     while frontier and ctx.caller.exhausted is None:
         with observe.level(ctx, frontier[0].depth + 1):
-            children = await expand_and_evaluate(ctx, frontier)
+            checked: set[int] = set()
+            children = await expand_and_evaluate(ctx, frontier, unvalued=checked)
             # Children left unvalued on purpose (the beam keeps them whatever
             # they score) are candidates too; failed or refused ones are not.
             skipped = ctx.evaluator.skipped
-            valued = [c for c in children if c.value is not None or c.id in skipped]
-            if not valued:
+            valued = [
+                c
+                for c in children
+                if c.id not in checked and (c.value is not None or c.id in skipped)
+            ]
+            # States whose next step is checked by program all go on, beside the beam.
+            expanded = [c for c in children if c.id in checked]
+            if not valued and not expanded:
                 break
             chosen = select(valued, ctx.config.n_select_sample, ctx.config.selection, ctx.rng)
+            chosen += expanded
             chosen_ids = {n.id for n in chosen}
-            for child in valued:
+            for child in [*valued, *expanded]:
                 child.selected = child.id in chosen_ids
                 child.pruned = not child.selected
         best = chosen[0]

@@ -292,8 +292,8 @@ def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
     if spec == MEMORY:
         return MemoryValueStore(max_entries)
     if spec.startswith(_STATE_STORE_URLS):
-        from pygent_lc.state import shared_store  # the state package imports this module
-        from pygent_lc.state.value_cache import SharedValueStore
+        from pygent_lc.limits.store import shared_store
+        from pygent_lc.tot.shared_values import SharedValueStore  # it imports this module
 
         return SharedValueStore(shared_store(spec))
     return SQLiteValueStore(spec)

@@ -30,9 +30,10 @@ from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import ProviderSkippedWarning, cli
 from pygent_lc.cli.parser import build_parser
 from pygent_lc.cli.usage import NO_SHARED_STORE
-from pygent_lc.state import open_store
+from pygent_lc.limits import open_store
 from pygent_lc.tot import check_24
 from tests.helpers import CANARY_KEY, ROOT, closed_port
+from tests.limits.steps import record_usage
 from tests.loopback_server import LoopbackServer
 from tests.loopback_server.answers import last_user_text
 from tests.redis_server import RedisServer
@@ -150,12 +151,12 @@ def test_library_log_shows_only_with_verbose(
 ) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", CANARY_KEY)
     cli._configure_logging(verbose=verbose)
-    logging.getLogger("pygent_lc.breaker").warning("circuit of %s open: %r", "x", CANARY_KEY)
+    logging.getLogger("pygent_lc.limits.breaker").warning("circuit of %s open: %r", "x", CANARY_KEY)
     logging.getLogger("pygent_lc.retry").info("attempt 1 failed")
     err = capsys.readouterr().err
     if verbose:
         assert err.splitlines() == [
-            "WARNING pygent_lc.breaker: circuit of x open: '***'",
+            "WARNING pygent_lc.limits.breaker: circuit of x open: '***'",
             "INFO pygent_lc.retry: attempt 1 failed",
         ]
     else:
@@ -450,7 +451,7 @@ def test_circuit_breaker_log_only_with_verbose(server: LoopbackServer) -> None:
     assert_clean_failure(quiet, 1, "AuthenticationError")  # exactly error: and hint:
     verbose = run_cli("chat", "hi", "--provider", "openrouter", "-v", env=env)
     assert verbose.returncode == 1
-    assert "WARNING pygent_lc.breaker: circuit of openrouter open" in verbose.stderr
+    assert "WARNING pygent_lc.limits.breaker: circuit of openrouter open" in verbose.stderr
     assert CANARY_KEY[:-4] not in verbose.stderr
 
 
@@ -537,7 +538,7 @@ def test_usage_shows_what_every_process_recorded_in_redis(redis_url: str) -> Non
     for process in range(2):  # two processes' clients of the same store
         store = open_store(redis_url)
         try:
-            store.record_usage(provider, "llama3.2", 3, process, 100, 40, 0.5, 0.2 * (process + 1))
+            record_usage(store, provider, "llama3.2", 3, process, 100, 40, 0.5, 0.2 * (process + 1))
         finally:
             store.close()
     proc = run_cli("usage", "--json", env={"PYGENT_STATE_URL": redis_url})

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
@@ -554,7 +554,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"data: [DONE]\n\n")
             self._end_chunked()
         else:
-            self._send_json(200, self._or_completion(base, answer, thoughts, cached), hdrs)
+            extra = [
+                build_answer(owner.responder("openrouter", body), "openrouter", body)
+                for _ in range(owner.choices_for(model, body) - 1)
+            ]
+            reply = self._or_completion(base, answer, thoughts, cached, extra)
+            usage = reply["usage"]
+            self._send_json(200, reply, hdrs)
         owner._store_generation(gen_id, model, answer, usage["cost"], started, stream)
 
     def _or_completion(
@@ -563,15 +569,24 @@ class _Handler(BaseHTTPRequestHandler):
         answer: Answer,
         thoughts: Sequence[str] = (),
         cached_tokens: int = 0,
+        more: Sequence[Answer] = (),
     ) -> dict[str, Any]:
+        """A whole reply: ``answer`` and ``more`` as its choices, one usage for them all
+        (completion tokens and cost summed over the choices, the prompt once)."""
         reasoning = "".join(thoughts) or None
+        answers = (answer, *more)
+        usage = self.owner._usage(
+            replace(answer, tokens=tuple(t for a in answers for t in a.tokens)),
+            len(thoughts),
+            cached_tokens,
+        )
         return {
             **base,
             "object": "chat.completion",
             "system_fingerprint": None,
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "logprobs": None,
                     "finish_reason": answer.finish_reason,
                     "native_finish_reason": answer.finish_reason,
@@ -587,8 +602,9 @@ class _Handler(BaseHTTPRequestHandler):
                         ),
                     },
                 }
+                for index, answer in enumerate(answers)
             ],
-            "usage": self.owner._usage(answer, len(thoughts), cached_tokens),
+            "usage": usage,
         }
 
     def _abort(self) -> NoReturn:
@@ -919,7 +935,12 @@ class LoopbackServer:
         chunk_delay: float = 0.0,
         max_hang: float = 30.0,
         port: int = 0,
+        n_models: Iterable[str] = (),
     ) -> None:
+        """``n_models``: the OpenRouter models whose route honours ``n`` (answers that
+        many choices in a whole reply, as OpenAI does); every other model answers one
+        choice whatever ``n`` says, as OpenRouter does for most routes. Ollama's API
+        has no ``n``: it always answers one."""
         self.ollama_models: list[str] = [ollama_full_name(n) for n in ollama_models]
         self.latency = latency
         self.responder: Responder = responder or echo_responder
@@ -930,6 +951,7 @@ class LoopbackServer:
         self.key_limit = key_limit
         self.chunk_delay = chunk_delay
         self.max_hang = max_hang
+        self.n_models = frozenset(n_models)
         self._catalog_source = models_catalog
         self._host = "127.0.0.1"  # loopback only, never another interface
         self._port = port
@@ -1118,6 +1140,13 @@ class LoopbackServer:
 
     def _new_generation_id(self) -> str:
         return f"gen-{int(time.time())}-{next(self._ids):06d}{uuid.uuid4().hex[:12]}"
+
+    def choices_for(self, model: str, body: Mapping[str, Any]) -> int:
+        """How many choices a whole OpenRouter reply to ``body`` carries (see ``n_models``)."""
+        n = body.get("n")
+        if model not in self.n_models or not isinstance(n, int) or isinstance(n, bool):
+            return 1
+        return max(1, min(n, 128))  # OpenAI's own limit on n
 
     def _cached_tokens(self, body: Mapping[str, Any]) -> int:
         """Prompt words served "from cache": those of each ``cache_control``-marked

@@ -19,7 +19,6 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from pygent_lc.breaker import BREAKER_ERRORS
 from pygent_lc.errors import (
     AuthenticationError,
     ContentRefusedError,
@@ -32,6 +31,7 @@ from pygent_lc.errors import (
     RateLimitError,
     UnsupportedRequestError,
 )
+from pygent_lc.limits.breaker import BREAKER_ERRORS
 from pygent_lc.providers.error_mapping import (
     error_for_status,
     error_from_body,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +24,11 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.tools import tool
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.breaker import BREAKER_ERRORS
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AuthenticationError,
@@ -38,6 +39,8 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     UnsupportedRequestError,
 )
+from pygent_lc.fallbacks import ProviderChain, fallback_notices
+from pygent_lc.limits.breaker import BREAKER_ERRORS
 from pygent_lc.providers.local import (
     NOT_STARTED_URL,
     LlamaServer,
@@ -46,6 +49,7 @@ from pygent_lc.providers.local import (
     model_file,
     shared_server,
 )
+from pygent_lc.testing import ScriptedChatModel
 from tests.providers.mock_http import MockServer, Mode, Reply, call, json_reply, sse_reply
 
 URL = "http://127.0.0.1:8080/v1"
@@ -127,8 +131,6 @@ def model_on(wire: MockServer, **values: Any) -> LocalChatModel:
         **{"model": MODEL, "base_url": URL, "api_key": KEY, "max_retries": 0, **values},
         **wire.openai_clients(),
     )
-
-
 
 
 # ---------------------------------------------------------------- a server of the caller's
@@ -433,6 +435,105 @@ def embedded_model(wire: MockServer, started: Started, **values: Any) -> LocalCh
     )
 
 
+# ---------------------------------------------------------------- tools without a forced choice
+@pytest.mark.parametrize("mode", MODES)
+async def test_unforced_tools_on_the_embedded_server_are_a_schema_that_may_call_a_tool(
+    wire: MockServer, embedded: Started, mode: Mode
+) -> None:
+    wire.default = json_reply(completion('{"name": "Weather", "arguments": {"city": "Paris"}}'))
+    bound = embedded_model(wire, embedded).bind_tools([Add, Weather])  # tool_choice: auto
+    reply = await call(bound, mode, "What is the weather in Paris?")
+    body = wire.body()
+    assert "tools" not in body and "tool_choice" not in body and "response_format" not in body
+    choices = body["json_schema"]["anyOf"]  # llama.cpp's own field: the grammar
+    assert [c["properties"].get("name", {}).get("const") for c in choices] == [
+        "Add",
+        "Weather",
+        None,
+    ]
+    assert choices[-1]["required"] == ["answer"]
+    system = str(body["messages"][0]["content"])
+    assert "Weather(city: string)" in system and '{"answer": "..."}' in system
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("Weather", {"city": "Paris"})]
+
+
+@pytest.mark.parametrize(
+    ("text", "finish_reason", "answer"),
+    [
+        ('{"answer": "Hello! I am a small model."}', "stop", "Hello! I am a small model."),
+        ('{"answer": "Paris is the capital of', "length", "Paris is the capital of"),
+    ],
+)
+def test_an_answer_instead_of_a_tool_call_is_the_replys_text(
+    wire: MockServer, embedded: Started, text: str, finish_reason: str, answer: str
+) -> None:
+    wire.script(json_reply(completion(text, finish_reason)))
+    reply = embedded_model(wire, embedded).bind_tools([Weather], tool_choice="auto").invoke("Hi")
+    assert isinstance(reply, AIMessage)
+    assert (reply.content, reply.tool_calls, reply.invalid_tool_calls) == (answer, [], [])
+    assert reply.response_metadata["finish_reason"] == finish_reason
+
+
+def test_a_call_cut_off_at_max_tokens_is_an_invalid_tool_call(
+    wire: MockServer, embedded: Started
+) -> None:
+    wire.script(json_reply(completion('{"name": "Weather", "arguments": {"ci', "length")))
+    reply = embedded_model(wire, embedded).bind_tools([Weather]).invoke("Paris?")
+    assert reply.tool_calls == [] and reply.content == ""
+    [invalid] = reply.invalid_tool_calls
+    assert "max_tokens" in str(invalid["error"])
+
+
+def test_a_react_agent_falling_back_to_local_runs_its_tool_loop(
+    wire: MockServer, embedded: Started, caplog: pytest.LogCaptureFixture
+) -> None:
+    """LangGraph's ReAct agent over a chain whose primary fails: local calls the tool,
+    sees its result, and answers; the fallback is logged."""
+    from langgraph.prebuilt import create_react_agent
+
+    @tool
+    def get_weather(city: str) -> str:
+        """Get the current weather in a city."""
+        return f"sunny and 21 degrees in {city}"
+
+    wire.script(
+        json_reply(completion('{"name": "get_weather", "arguments": {"city": "Paris"}}')),
+        json_reply(completion('{"answer": "It is sunny and 21 degrees in Paris."}')),
+    )
+    down = ScriptedChatModel(
+        provider="openrouter",
+        outcomes=[AuthenticationError("bad key", provider="openrouter", status_code=401)] * 2,
+    )
+    settings = Settings(max_retries=0)
+    chain = ProviderChain(
+        providers=[
+            with_provider_policy(model, settings, breaker=False)
+            for model in (down, embedded_model(wire, embedded))
+        ]
+    )
+    fallback_notices.reset()
+    with caplog.at_level(logging.WARNING, logger="pygent_lc.fallbacks"):
+        agent = create_react_agent(chain, [get_weather])
+        result = agent.invoke({"messages": [("user", "What is the weather in Paris?")]})
+    fallback_notices.reset()
+    _asked, called, ran, answered = result["messages"]
+    assert [(c["name"], c["args"]) for c in called.tool_calls] == [
+        ("get_weather", {"city": "Paris"})
+    ]
+    assert isinstance(ran, ToolMessage) and ran.content == "sunny and 21 degrees in Paris"
+    assert isinstance(answered, AIMessage) and answered.tool_calls == []
+    assert answered.content == "It is sunny and 21 degrees in Paris."
+    # The second request shows the model the tool's result (its template renders no tool turns).
+    second = wire.body(1)
+    assert all(message["role"] in ("system", "user") for message in second["messages"])
+    assert 'get_weather({"city": "Paris"}) returned sunny and 21 degrees in Paris' in str(
+        second["messages"][0]["content"]
+    )
+    assert caplog.messages == [
+        "fell back: openrouter failed (401 unauthorized); local answered",
+    ]
+
+
 def test_built_without_a_url_it_uses_the_shared_server_not_yet_started(
     wire: MockServer, embedded: Started
 ) -> None:
@@ -694,7 +795,8 @@ async def test_a_prompt_past_the_context_is_a_typed_error_not_a_retried_outage(m
 def test_an_image_is_refused_as_unsupported_not_retried_as_an_outage() -> None:
     model = local_model(Settings(), max_tokens=4)
     pixel = (
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5E"
+        "rkJggg=="
     )
     image = {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}}
     message = HumanMessage(content=[{"type": "text", "text": "What is this?"}, image])
@@ -702,3 +804,39 @@ def test_an_image_is_refused_as_unsupported_not_retried_as_an_outage() -> None:
         model.invoke([message])
     assert not caught.value.retryable
     assert not isinstance(caught.value, BREAKER_ERRORS)
+
+
+@pytest.mark.live_local
+async def test_n_samples_come_back_from_one_request_to_the_real_server() -> None:
+    """llama.cpp honours ``n``: one request, ``n`` choices, the reply's usage counted once."""
+    backend = LangChainBackend(build_chat_model(Settings(), ["local"]))
+    alone = await backend.generate("Name a colour.", max_tokens=6, temperature=1.0, seed=1)
+    before = backend.usage_totals()
+    texts = await backend.generate_samples(
+        "Name a colour.", 3, max_tokens=6, temperature=1.0, seed=1
+    )
+    used = backend.usage_totals() - before
+    assert len(texts) == 3 and all(text.strip() for text in texts)
+    assert alone
+    assert used.calls == 1
+    assert 0 < used.output_tokens <= 3 * 6
+    # The prompt is read once for all three choices, as for the single completion.
+    assert used.input_tokens == before.input_tokens
+
+
+def test_a_history_whose_tool_call_had_text_does_not_end_with_an_assistant_turn(
+    wire: MockServer, embedded: Started
+) -> None:
+    """llama.cpp continues a last assistant turn, which the grammar cannot: the
+    turn that called the tool is left out, its result is in the system message."""
+    wire.script(json_reply(completion('{"answer": "Sunny."}')))
+    called = AIMessage(
+        "Let me look that up.",
+        tool_calls=[{"name": "Weather", "args": {"city": "Paris"}, "id": "c1"}],
+    )
+    history = [HumanMessage("Weather in Paris?"), called, ToolMessage("sunny", tool_call_id="c1")]
+    reply = embedded_model(wire, embedded).bind_tools([Weather]).invoke(history)
+    assert reply.content == "Sunny."
+    sent = wire.body()["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert 'Weather({"city": "Paris"}) returned sunny' in sent[0]["content"]

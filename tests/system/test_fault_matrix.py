@@ -20,7 +20,6 @@ from typing import Any, Literal
 import pytest
 
 from pygent_lc import LangChainBackend, build_chat_model
-from pygent_lc.breaker import CircuitOpenError
 from pygent_lc.errors import (
     AuthenticationError,
     ContentRefusedError,
@@ -31,6 +30,7 @@ from pygent_lc.errors import (
     RateLimitError,
     StreamInterruptedError,
 )
+from pygent_lc.limits.breaker import CircuitOpenError
 from tests.helpers import closed_port, loopback_settings
 from tests.loopback_server import Fault, LoopbackServer, Protocol
 

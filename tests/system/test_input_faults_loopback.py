@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 
 from pygent_lc import LangChainBackend, build_chat_model
-from pygent_lc.breaker import CircuitBreaker
 from pygent_lc.errors import (
     AllProvidersFailedError,
     ContextLengthError,
     InvalidInputError,
     ProviderUnavailableError,
 )
+from pygent_lc.limits.breaker import CircuitBreaker
 from tests.helpers import loopback_settings
 from tests.loopback_server import Fault, LoopbackServer
 from tests.loopback_server.answers import echo_responder, last_user_text

@@ -74,8 +74,9 @@ Suite = ChatModelIntegrationTests
 #: string until max_tokens ("a cat is a cat, a cat is a cat, ..."); the grammar
 #: keeps it valid JSON but cannot make it stop.
 RAMBLES = "SmolLM2-135M loops inside a JSON string until max_tokens"
-#: SmolLM2's chat template renders no tools, and llama.cpp then ignores them:
-#: without a forced tool_choice (which only LocalChatModel emulates) it never calls one.
+#: SmolLM2's chat template renders no tools, and llama.cpp then ignores them: a
+#: model on its server never calls one unless emulated (LocalChatModel on the embedded
+#: server: forced and "auto" tool choices; on a caller's server: forced only).
 NO_TOOLS = "SmolLM2's chat template renders no tools: the model never calls one unforced"
 
 
@@ -97,7 +98,7 @@ class TestLocalChatModelIntegration(ChatModelIntegrationTests):
     test_structured_output_optional_param = small_model_xfail(
         Suite.test_structured_output_optional_param, RAMBLES
     )
-    test_agent_loop = small_model_xfail(Suite.test_agent_loop, NO_TOOLS)
+    # test_agent_loop passes: unforced tools are emulated too (providers/forced_tools.py).
     test_unicode_tool_call_integration = small_model_xfail(
         Suite.test_unicode_tool_call_integration,
         "SmolLM2-135M writes a long description for the Japanese company and hits max_tokens",

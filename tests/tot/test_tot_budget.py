@@ -95,10 +95,12 @@ class BoundedBackend(ScriptedBackend):
         return self.cost_per_call
 
 
-@pytest.mark.parametrize("limit", [0.035, 0.1, 0.2])
+@pytest.mark.parametrize("limit", [0.055, 0.1, 0.2])
 async def test_concurrent_calls_with_a_bound_never_pass_max_cost_usd(ladder, limit):
     # Each level's calls run at once (up to 8); a check of the spend before
     # each call would let them all start on the same spend and overshoot.
+    # A value request asks its 2 samples in one request (n) and holds 2 bounds
+    # ($0.02), so the smallest limit lets two such requests overlap.
     cost = 0.01
     backend = BoundedBackend(ladder, latency_s=0.01, cost_per_call=cost)
     config = _config(max_cost_usd=limit, max_concurrency=8, adaptive_sampling=False)
@@ -147,3 +149,22 @@ async def test_an_implausible_cost_neither_stops_nor_frees_the_search(ladder, ba
     # $0.01, the fault, then $0.01 a call until $0.04 >= $0.035
     assert (usage.calls, usage.cost_faults) == (5, 1)
     assert usage.cost_usd == pytest.approx(0.04)
+
+
+async def test_a_request_for_n_samples_holds_n_completions_of_max_cost_usd():
+    """One request carrying n samples is one call; its hold on ``max_cost_usd`` is n times
+    the backend's bound for one completion, so it never passes the limit."""
+    from pygent_lc.tot.calls import BudgetExhausted, LLMCaller
+
+    class Bounded(ScriptedBackend):
+        def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
+            return 0.004
+
+    backend = Bounded(honours_n=True, cost_per_call=0.001)
+    caller = LLMCaller(backend, _config(max_cost_usd=0.01))
+    with pytest.raises(BudgetExhausted, match="max_cost_usd"):
+        await caller.call_samples("value?", 3, kind="evaluation", temperature=0.7)
+    assert backend.calls == 0
+    fresh = LLMCaller(backend, _config(max_cost_usd=0.01))
+    assert len(await fresh.call_samples("value?", 2, kind="evaluation", temperature=0.7)) == 2
+    assert backend.calls == fresh.counters.llm_calls == 1

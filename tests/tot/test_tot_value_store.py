@@ -26,6 +26,7 @@ from pygent_lc.tot.value_store import (
     open_value_store,
 )
 from tests.helpers import ROOT
+from tests.limits.steps import cache_set
 from tests.tot.conftest import Reply
 
 PUZZLE = "4 9 10 13"
@@ -167,8 +168,8 @@ async def test_an_engine_store_can_be_shared_explicitly():
 
 @pytest.mark.live_local
 async def test_a_redis_value_cache_is_shared_by_engines_of_any_process(redis_url: str) -> None:
-    from pygent_lc.state import shared_store
-    from pygent_lc.state.value_cache import SharedValueStore
+    from pygent_lc.limits import shared_store
+    from pygent_lc.tot.shared_values import SharedValueStore
 
     shared_store(redis_url).clear()
     assert isinstance(open_value_store(redis_url, 10), SharedValueStore)
@@ -281,8 +282,8 @@ def test_sqlite_store_ignores_unusable_rows_with_one_warning(
 def test_shared_store_ignores_unusable_values_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from pygent_lc.state import MemoryStore
-    from pygent_lc.state.value_cache import NAMESPACE, SharedValueStore
+    from pygent_lc.limits import MemoryStore
+    from pygent_lc.tot.shared_values import NAMESPACE, SharedValueStore
 
     state = MemoryStore()
     shared = SharedValueStore(state)
@@ -300,7 +301,7 @@ def test_shared_store_ignores_unusable_values_with_one_warning(
         "[1, 2]",
     ]
     for i, raw in enumerate(raws):
-        state.cache_set(NAMESPACE, f"bad{i}", raw)
+        cache_set(state, NAMESPACE, f"bad{i}", raw)
     with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
         assert [shared.get(f"bad{i}") for i in range(len(raws))] == [None] * len(raws)
     assert shared.get("good") == StoredValue((1.0, 2.5), True)

@@ -61,7 +61,9 @@ def _proposes(lines: Sequence[str]) -> ScriptedGame24Backend:
 
 async def test_an_invalid_proposal_is_pruned_before_any_value_call_and_counted():
     backend = _proposes(["12 + 26 = 44 (left: 12 44 12)", "13 - 9 = 4 (left: 4 4 10)"])
-    result = await ToTEngine(ToTConfig(), backend, task=Game24Task()).solve(PUZZLE)
+    # States with two numbers left valued as the paper does, so value prompts are asked.
+    config = ToTConfig(expand_checked=False)
+    result = await ToTEngine(config, backend, task=Game24Task()).solve(PUZZLE)
     assert result.stats.invalid_pruned == 1
     rejected = [n for n in result.tree.nodes if n.text.startswith("12 + 26")]
     assert len(rejected) == 1
@@ -229,3 +231,37 @@ async def test_engine_and_paper_on_the_same_imperfect_model_beat_the_paper_in_to
     paper_tokens = sum(r.input_tokens + r.output_tokens for r in paper)
     assert solved >= sum(r.solved for r in paper) - 1
     assert tokens < paper_tokens
+
+
+# states whose next step is checked by program are expanded, not valued --------------
+def _two_left_value_prompts(prompts: list[str]) -> list[str]:
+    """Value prompts about a state with two numbers left (its last line: ``Input: a b``)."""
+    asked = [p for p in prompts if p.startswith("Evaluate")]
+    return [p for p in asked if len(p.rstrip().splitlines()[-1].split()) == 2]
+
+
+async def test_states_with_two_numbers_left_are_expanded_instead_of_valued():
+    backend = ScriptedGame24Backend()
+    config = ToTConfig(n_select_sample=2)
+    result = await ToTEngine(config, backend, task=Game24Task()).solve(PUZZLE)
+    assert result.best is not None and result.best.correct is True
+    assert not _two_left_value_prompts(backend.prompts)
+    two_left = [n for n in result.tree.nodes if n.depth == 2 and not n.pruned]
+    assert len(two_left) > config.n_select_sample  # all go on, beside the beam
+    assert all(n.value is None and n.selected for n in two_left)
+
+    paper = ScriptedGame24Backend()
+    off = ToTConfig(n_select_sample=2, expand_checked=False)
+    result = await ToTEngine(off, paper, task=Game24Task()).solve(PUZZLE)
+    assert result.best is not None and result.best.correct is True
+    assert _two_left_value_prompts(paper.prompts)  # the paper's way: valued, then the beam
+
+
+async def test_with_value_batch_such_states_are_valued_by_default():
+    """A parent's states valued in one prompt cost less than a generation call each."""
+    backend = ScriptedGame24Backend()
+    config = ToTConfig(n_select_sample=2, value_batch=True)
+    result = await ToTEngine(config, backend, task=Game24Task()).solve(PUZZLE)
+    two_left = [n for n in result.tree.nodes if n.depth == 2 and n.value is not None]
+    assert two_left
+    assert len([n for n in two_left if n.selected]) <= config.n_select_sample

@@ -174,6 +174,14 @@ def has_verifier(task: Task) -> bool:
     return bool(getattr(task, "verifies_answers", False))
 
 
+def children_checked(task: Task, problem: str, steps: Sequence[str]) -> bool:
+    """Whether every state one step after ``steps`` gets its value from the task's
+    program (``static_value``), so expanding the state checks what valuing it
+    would estimate. ``task.children_checked`` where the task has one, else False."""
+    check = getattr(task, "children_checked", None)
+    return bool(check(problem, steps)) if callable(check) else False
+
+
 def program_answer(task: Task, problem: str, steps: Sequence[str]) -> str | None:
     """``task.program_answer`` where the task has one, else ``None``."""
     if isinstance(task, VerifyingTask):

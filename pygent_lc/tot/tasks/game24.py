@@ -301,6 +301,15 @@ class Game24Task:
         # One number left that is not 24: nothing more to combine.
         return not (len(left) == 1 and left[0] != "24")
 
+    def children_checked(self, problem: str, steps: Sequence[str]) -> bool:
+        """Two numbers left: any next step leaves one, which ``static_value`` decides
+        (24, or a dead end), so proposing from here is checking, not guessing."""
+        return (
+            bool(steps)
+            and len(steps) < self.STEPS
+            and len(current_numbers(problem, steps).split()) == 2
+        )
+
     def is_final(self, problem: str, steps: Sequence[str]) -> bool:
         return bool(steps) and _ANSWER.match(steps[-1]) is not None
 

@@ -1,0 +1,85 @@
+"""Every limit this library enforces, each one module with its Redis script and its twin.
+
+* :mod:`~pygent_lc.limits.breaker`: :class:`CircuitBreaker`, a provider that keeps
+  failing is skipped for a cooldown;
+* :mod:`~pygent_lc.limits.rate`: request rate limits (``PYGENT_RATE_LIMITS``);
+* :mod:`~pygent_lc.limits.budget`: :class:`CostBudget`, spending limits;
+* :mod:`~pygent_lc.limits.usage`: usage totals (:class:`UsageTracker`, and per
+  provider and model in the store);
+* :mod:`~pygent_lc.limits.inflight`: calls in flight per Ollama host;
+* :mod:`~pygent_lc.limits.call`: a provider call's two steps (:class:`CallPlan`,
+  :class:`CallEnd`), one round trip each;
+* :mod:`~pygent_lc.limits.store`: :class:`StateStore`, in this process
+  (:class:`MemoryStore`) or in Redis (:mod:`~pygent_lc.limits.redis_store`, behind
+  :class:`ResilientStore`), opened by :func:`open_store` / :func:`shared_store`.
+
+``redis_store`` needs the ``redis`` extra and is imported only when a Redis URL is opened.
+"""
+
+from __future__ import annotations
+
+from pygent_lc.limits.breaker import (
+    ADMITTED,
+    BreakerAdmission,
+    BreakerOutcome,
+    BreakerSpec,
+    BreakerStatus,
+    CircuitBreaker,
+    CircuitOpenError,
+)
+from pygent_lc.limits.budget import (
+    BudgetAnswer,
+    BudgetRefusal,
+    BudgetReservation,
+    BudgetSpec,
+    BudgetStatus,
+    CostBudget,
+)
+from pygent_lc.limits.call import CallEnd, CallEnded, CallPlan, CallStart, Settlement
+from pygent_lc.limits.inflight import InflightTicket
+from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, RateSpec
+from pygent_lc.limits.store import (
+    DEFAULT_PREFIX,
+    MemoryStore,
+    ResilientStore,
+    StateStore,
+    open_store,
+    redact_url,
+    shared_store,
+)
+from pygent_lc.limits.usage import UsageRecord, UsageRow, UsageTracker
+
+__all__ = [
+    "ADMITTED",
+    "DEFAULT_PREFIX",
+    "BreakerAdmission",
+    "BreakerOutcome",
+    "BreakerSpec",
+    "BreakerStatus",
+    "BudgetAnswer",
+    "BudgetRefusal",
+    "BudgetReservation",
+    "BudgetSpec",
+    "BudgetStatus",
+    "CallEnd",
+    "CallEnded",
+    "CallPlan",
+    "CallStart",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CostBudget",
+    "InflightTicket",
+    "LocalRateLimitError",
+    "MemoryStore",
+    "RateLimit",
+    "RateSpec",
+    "ResilientStore",
+    "Settlement",
+    "StateStore",
+    "UsageRecord",
+    "UsageRow",
+    "UsageTracker",
+    "open_store",
+    "redact_url",
+    "shared_store",
+]

@@ -1,0 +1,500 @@
+"""Circuit breaker: a provider that keeps failing is skipped for a cooldown.
+
+Anchor: LiteLLM Router's cooldowns. Without a breaker a dead primary costs
+every call its full retry budget (a timeout, or three 503s with backoff)
+before the fallback runs. With it, after ``failure_threshold`` consecutive
+*counted* failures the circuit **opens**: for ``cooldown`` seconds each call
+fails at once, without touching the network, with :class:`CircuitOpenError`
+(a ``ProviderUnavailableError``), so the fallback chain moves on in
+microseconds. When the cooldown has passed the circuit is **half-open**: one
+call goes through as a probe while the others keep failing fast; a probe that
+succeeds **closes** the circuit, one that fails opens it for another cooldown.
+
+Which failures count (:data:`BREAKER_ERRORS`): those that say the provider
+cannot serve anyone right now, whatever the prompt —
+``ProviderUnavailableError`` (5xx, 408, timeouts, refused or reset
+connections, errors inside a 200 body), ``RateLimitError`` (429),
+``AuthenticationError`` (401), ``InsufficientCreditsError`` (402) and
+``ModelNotFoundError`` (404). LiteLLM cools down on 429, 401, 408, 404 and
+5xx; we add 402 (no credits will not fix itself in seconds) and refused
+connections (the commonest way a local Ollama is "down").
+Not counted: a plain ``ProviderError`` (400 and other client errors: this
+request's fault), ``ContentRefusedError`` (403: this input's fault) and
+``StreamInterruptedError`` (the provider was serving). Those prove the provider
+answered, so, like a success, they reset the count and close a half-open circuit.
+
+One breaker decision is made per provider call: the breaker sits *outside*
+the retry policy, so a call that used up its retries is one failure.
+Cancellation, non-provider exceptions (bugs) and the errors raised before
+any request (an open circuit, our own rate limit) are neither success nor
+failure; a probe cut short that way frees the probe slot for the next call.
+A probe that takes longer than ``cooldown`` (a slow timeout with retries) no
+longer blocks the slot: another probe may go, at most one per cooldown.
+
+
+How the state is kept: A hash per key: ``f`` consecutive counted failures, ``o`` when the circuit
+opened (absent while closed), ``p``/``ps`` the probe in flight and when it
+started, ``e`` a short summary of the last counted error. The rules are
+those of :class:`pygent_lc.limits.breaker.CircuitBreaker`, made fleet-wide:
+
+* closed: every call goes; open and within ``cooldown``: refused, with the
+  time left; after the cooldown (half-open) exactly one caller, in any
+  process, gets the probe, the others are refused while it runs, and a probe
+  older than ``cooldown`` no longer blocks the slot;
+* a success closes the circuit and resets everything;
+* a counted failure from a call admitted before the circuit opened, while it
+  is open, is ignored (already counted out); a failed probe reopens it;
+  ``threshold`` consecutive failures open it.
+
+Probe ids are random 53-bit integers chosen by the client (exact in Lua's
+doubles, unique with overwhelming odds, and still unique after Redis lost
+its data), rather than a counter kept in the hash.
+
+Times are the clients' wall clocks (``time.time()``), passed in: the
+processes sharing a Redis are expected to share one host clock (or NTP).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pygent_lc.errors import (
+    AuthenticationError,
+    InsufficientCreditsError,
+    ModelNotFoundError,
+    ProviderError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+from pygent_lc.limits.rate import LocalRateLimitError
+from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows, text
+from pygent_lc.limits.store import MemoryStore, StateStore
+
+CircuitState = Literal["closed", "open", "half_open"]
+
+BreakerOutcomeKind = Literal["success", "failure", "release"]
+"""How a call that a breaker admitted ended: answered, failed (counted), or no outcome."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerAdmission:
+    """A breaker's answer to one call, as :data:`Admission`, plus context.
+
+    ``probe_id`` is set for the one call (fleet-wide) that probes a half-open
+    circuit. ``retry_in`` is the cooldown left when refused while open; it is
+    ``None`` when refused because another call's probe is in flight.
+    ``failures`` and ``last_error`` are read in the same step, so a refused
+    caller can say why without asking again.
+    """
+
+    allowed: bool
+    probe_id: int | None = None
+    retry_in: float | None = None
+    failures: int = 0
+    last_error: str | None = None
+
+
+ADMITTED = BreakerAdmission(allowed=True)
+"""The admission of a call with no breaker, or a disabled one."""
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerStatus:
+    """A breaker's state now, for telemetry and error messages."""
+
+    state: CircuitState
+    failures: int
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSpec:
+    """A circuit breaker's key and settings; threshold or cooldown 0 disables it."""
+
+    key: str
+    threshold: int
+    cooldown_s: float
+
+    @property
+    def enabled(self) -> bool:
+        return self.threshold > 0 and self.cooldown_s > 0
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerOutcome:
+    """How a call admitted by the breaker of ``key`` ended.
+
+    ``threshold`` (failures that open the circuit) and ``error_summary``
+    matter for a ``"failure"`` only. Pass no outcome at all for a disabled
+    breaker (threshold or cooldown 0), as :class:`CircuitBreaker`
+    records nothing then.
+    """
+
+    key: str
+    admission: BreakerAdmission
+    kind: BreakerOutcomeKind
+    threshold: int = 1
+    error_summary: str = ""
+
+
+Admission = BreakerAdmission
+"""The breaker's answer to one call: go ahead (maybe as the probe), or fail fast."""
+
+ERROR_SUMMARY_CHARS = 200
+"""Longer error summaries are cut: the hash holds a hint, not a log."""
+
+BREAKER_LUA = """
+local function breaker_check(key, now, cooldown)
+  local h = redis.call('HMGET', key, 'f', 'o', 'p', 'ps', 'e')
+  local failures = tonumber(h[1]) or 0
+  local err = h[5] or ''
+  if not h[2] then return 'closed', 0, failures, err end
+  local reopen = tonumber(h[2]) + cooldown
+  if now < reopen then return 'open', reopen - now, failures, err end
+  if h[3] and now < (tonumber(h[4]) or 0) + cooldown then
+    return 'probing', 0, failures, err
+  end
+  return 'probe', 0, failures, err
+end
+
+local function breaker_take_probe(key, now, probe_id)
+  redis.call('HSET', key, 'p', probe_id, 'ps', fmt(now))
+end
+
+local function breaker_success(key)
+  local was_open = redis.call('HEXISTS', key, 'o')
+  redis.call('DEL', key)
+  return was_open
+end
+
+local function breaker_failure(key, now, threshold, probe_id, summary)
+  local h = redis.call('HMGET', key, 'f', 'o', 'p')
+  local is_probe = probe_id ~= '' and h[3] == probe_id
+  if is_probe then
+    redis.call('HDEL', key, 'p', 'ps')
+  elseif h[2] then
+    return 0, tonumber(h[1]) or 0
+  end
+  local failures = (tonumber(h[1]) or 0) + 1
+  redis.call('HSET', key, 'f', failures, 'e', summary)
+  if is_probe or failures >= threshold then
+    redis.call('HSET', key, 'o', fmt(now))
+    return 1, failures
+  end
+  return 0, failures
+end
+
+local function breaker_release(key, probe_id)
+  if probe_id ~= '' and redis.call('HGET', key, 'p') == probe_id then
+    redis.call('HDEL', key, 'p', 'ps')
+  end
+end
+"""
+
+
+@dataclass
+class BreakerRecord:
+    """The in-process twin of one breaker hash."""
+
+    failures: int = 0
+    opened_at: float | None = None
+    probe_id: str | None = None
+    probe_started: float = 0.0
+    last_error: str = ""
+
+
+class BreakerRecords(dict[str, BreakerRecord]):
+    """Every key's record: the in-process twin."""
+
+
+def breaker_key(prefix: str, key: str) -> str:
+    return f"{prefix}cb:{key}"
+
+
+def summary(error: str) -> str:
+    """The error summary as stored: one line, at most :data:`ERROR_SUMMARY_CHARS`."""
+    line = " ".join(error.split())
+    return line if len(line) <= ERROR_SUMMARY_CHARS else line[: ERROR_SUMMARY_CHARS - 1] + "…"
+
+
+def check(
+    records: BreakerRecords, key: str, now: float, cooldown: float
+) -> tuple[str, float, int, str]:
+    """``breaker_check``: verdict (closed, open, probing, probe), time left, failures, error."""
+    record = records.get(key) or BreakerRecord()
+    if record.opened_at is None:
+        return "closed", 0.0, record.failures, record.last_error
+    reopen = record.opened_at + cooldown
+    if now < reopen:
+        return "open", reopen - now, record.failures, record.last_error
+    if record.probe_id is not None and now < record.probe_started + cooldown:
+        return "probing", 0.0, record.failures, record.last_error
+    return "probe", 0.0, record.failures, record.last_error
+
+
+def take_probe(records: BreakerRecords, key: str, now: float, probe_id: str) -> None:
+    record = records.setdefault(key, BreakerRecord())
+    record.probe_id = probe_id
+    record.probe_started = now
+
+
+def success(records: BreakerRecords, key: str) -> bool:
+    """``breaker_success``: whether the circuit was open."""
+    record = records.pop(key, None)
+    return record is not None and record.opened_at is not None
+
+
+def failure(
+    records: BreakerRecords, key: str, now: float, threshold: int, probe_id: str, error: str
+) -> tuple[bool, int]:
+    """``breaker_failure``: whether the circuit opened, and the failure count."""
+    record = records.setdefault(key, BreakerRecord())
+    is_probe = probe_id != "" and record.probe_id == probe_id
+    if is_probe:
+        record.probe_id = None
+        record.probe_started = 0.0
+    elif record.opened_at is not None:
+        return False, record.failures
+    record.failures += 1
+    record.last_error = error
+    if is_probe or record.failures >= threshold:
+        record.opened_at = now
+        return True, record.failures
+    return False, record.failures
+
+
+def release(records: BreakerRecords, key: str, probe_id: str) -> None:
+    record = records.get(key)
+    if probe_id != "" and record is not None and record.probe_id == probe_id:
+        record.probe_id = None
+        record.probe_started = 0.0
+
+
+def admission(
+    verdict: str, retry_in: float, failures: int, error: str | None, probe_id: int
+) -> BreakerAdmission:
+    """The admission a ``breaker_check`` verdict stands for (``probe_id`` if it is the probe)."""
+    last_error = error or None
+    if verdict == "closed":
+        return BreakerAdmission(allowed=True, failures=failures, last_error=last_error)
+    if verdict == "probe":
+        return BreakerAdmission(
+            allowed=True, probe_id=probe_id, failures=failures, last_error=last_error
+        )
+    return BreakerAdmission(
+        allowed=False,
+        retry_in=retry_in if verdict == "open" else None,
+        failures=failures,
+        last_error=last_error,
+    )
+
+
+def status_from(verdict: str, failures: int, error: str | None) -> BreakerStatus:
+    """The state a ``breaker_check`` verdict stands for."""
+    state: CircuitState = (
+        "closed" if verdict == "closed" else "open" if verdict == "open" else "half_open"
+    )
+    return BreakerStatus(state=state, failures=failures, last_error=error or None)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadStatus(Step[BreakerStatus]):
+    """A breaker's state now (reads only)."""
+
+    lua: ClassVar[str] = (
+        LUA_PRELUDE
+        + BREAKER_LUA
+        + """
+local verdict, _, failures, err = breaker_check(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+return {verdict, failures, err}
+"""
+    )
+    reads_only: ClassVar[bool] = True
+    key: str
+    cooldown_s: float
+    now: float
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return [breaker_key(prefix, self.key)], [self.now, self.cooldown_s]
+
+    def decode(self, reply: Any) -> BreakerStatus:
+        verdict, failures, error = rows(reply)
+        return status_from(str(verdict), int(failures), text(error))
+
+    def local(self, state: MemoryState) -> BreakerStatus:
+        found = check(state.part(BreakerRecords), self.key, self.now, self.cooldown_s)
+        verdict, _, failures, error = found
+        return status_from(verdict, failures, error)
+
+
+logger = logging.getLogger(__name__)
+
+BREAKER_ERRORS: tuple[type[ProviderError], ...] = (
+    ProviderUnavailableError,
+    RateLimitError,
+    AuthenticationError,
+    InsufficientCreditsError,
+    ModelNotFoundError,
+)
+"""Errors that count towards opening the circuit (see the module docstring)."""
+
+
+class CircuitOpenError(ProviderUnavailableError):
+    """Raised without any network call while a provider's circuit is open.
+
+    ``retry_after`` is the time left in the cooldown (``None`` while a probe
+    is in flight). Not retryable: the next provider should run instead.
+    """
+
+
+_NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)
+"""Errors raised before any request: they say nothing about the provider."""
+
+
+class CircuitBreaker:
+    """One provider's circuit, its state kept in a :class:`~pygent_lc.limits.StateStore`.
+
+    The store holds consecutive failures, open-since and the probe in flight
+    under :attr:`key` (``breaker|provider|model|endpoint``): with an
+    in-process store (the default, a store of its own) the circuit is this
+    object's; with the Redis store every process using the same provider,
+    model and endpoint shares it, so one worker's failures open it for all and
+    one probe runs fleet-wide. ``clock`` (for tests) drives a store of its own.
+    A ``failure_threshold`` or ``cooldown`` of 0 disables the breaker: every
+    call is admitted and nothing is recorded.
+
+    :class:`~pygent_lc.policy.ProviderPolicy` asks the store once per call:
+    :attr:`spec` is its part of the call's plan, :meth:`outcome` of the step
+    after it (:class:`~pygent_lc.limits.call.CallEnd`).
+    """
+
+    def __init__(
+        self,
+        failure_threshold: int = 3,
+        cooldown: float = 30.0,
+        *,
+        provider: str = "provider",
+        model: str | None = None,
+        endpoint: str | None = None,
+        store: StateStore | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if failure_threshold < 0 or cooldown < 0:
+            raise ValueError("failure_threshold and cooldown must be >= 0")
+        self.failure_threshold = failure_threshold
+        self.cooldown = cooldown
+        self.provider = provider
+        self.model = model
+        self.endpoint = endpoint
+        self.store = store or MemoryStore(clock=clock or time.time)
+        self.store_given = store is not None or clock is not None
+        """Whether :attr:`store` was chosen (a store, or a clock to drive a store of its
+        own); otherwise a policy lends the breaker its store."""
+        self.key = f"breaker|{provider}|{model or ''}|{endpoint or ''}"
+        _LIVE.add(self)
+
+    @property
+    def enabled(self) -> bool:
+        return self.failure_threshold > 0 and self.cooldown > 0
+
+    @property
+    def spec(self) -> BreakerSpec:
+        """What a call's plan asks of this breaker (see :meth:`StateStore.begin_call`)."""
+        return BreakerSpec(self.key, self.failure_threshold, self.cooldown)
+
+    def status(self) -> BreakerStatus:
+        """The circuit now: state, consecutive failures, last counted error."""
+        return self.store.run(ReadStatus(self.key, self.cooldown, self.store.clock()))
+
+    @property
+    def state(self) -> CircuitState:
+        return self.status().state
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self.status().failures
+
+    def outcome(self, admission: Admission, error: BaseException | None) -> BreakerOutcome | None:
+        """What to record for a call that ended with ``error`` (None: it answered).
+
+        Counted errors are failures; other provider errors prove the provider
+        answered; anything else (cancellation, a bug, a limit of our own) is
+        no outcome and only frees the probe slot. Nothing for a disabled breaker.
+        """
+        if not self.enabled:
+            return None
+        if error is None or (
+            isinstance(error, ProviderError) and not isinstance(error, BREAKER_ERRORS)
+        ):
+            return BreakerOutcome(self.key, admission, "success")
+        if isinstance(error, ProviderError) and not isinstance(error, _NOT_THE_PROVIDERS):
+            summary = f"{type(error).__name__}: {error.message}"
+            return BreakerOutcome(self.key, admission, "failure", self.failure_threshold, summary)
+        return BreakerOutcome(self.key, admission, "release")
+
+    def open_error(self, admission: Admission) -> CircuitOpenError:
+        """The fast failure for a call the breaker turned away."""
+        last = admission.last_error
+        cause = "" if last is None else f"; last error: {last}"
+        if admission.retry_in is None:
+            message = f"circuit half-open, a probe call is in flight{cause}"
+        else:
+            message = (
+                f"circuit open after {admission.failures} consecutive failure(s), "
+                f"cooling down for {admission.retry_in:.1f}s{cause}"
+            )
+        return CircuitOpenError(
+            message,
+            provider=self.provider,
+            model=self.model,
+            retryable=False,
+            retry_after=admission.retry_in,
+        )
+
+
+def log_change(circuit: CircuitBreaker, outcome: BreakerOutcome) -> None:
+    """Log a circuit that opened or closed."""
+    if outcome.kind == "failure":
+        logger.warning(
+            "circuit of %s open for %.1fs: %s",
+            circuit.provider,
+            circuit.cooldown,
+            outcome.error_summary,
+        )
+    else:
+        logger.info("circuit of %s closed: the provider answered", circuit.provider)
+
+
+_LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+
+
+def live_breakers() -> list[CircuitBreaker]:
+    """Every breaker still in use in this process (telemetry reports their state)."""
+    return list(_LIVE)
+
+
+__all__ = [
+    "ADMITTED",
+    "BREAKER_ERRORS",
+    "BREAKER_LUA",
+    "ERROR_SUMMARY_CHARS",
+    "Admission",
+    "BreakerAdmission",
+    "BreakerOutcome",
+    "BreakerOutcomeKind",
+    "BreakerRecord",
+    "BreakerRecords",
+    "BreakerSpec",
+    "BreakerStatus",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitState",
+    "ReadStatus",
+    "live_breakers",
+    "log_change",
+]

@@ -1,0 +1,518 @@
+"""A provider call's two steps: everything checked before it, everything recorded after.
+
+:class:`CallPlan` (budgets, then the breaker, then rate limits; all or nothing)
+runs as one :class:`Begin` step, :class:`CallEnd` (settlements, usage, the
+breaker's outcome) as one :class:`End` step: one round trip each to Redis.
+The scripts are the limits' own Lua functions (:mod:`~pygent_lc.limits.budget`,
+:mod:`~pygent_lc.limits.breaker`, :mod:`~pygent_lc.limits.rate`,
+:mod:`~pygent_lc.limits.usage`) called in order, and the twins likewise.
+``Begin`` checks everything before it changes anything, so a refused call
+takes nothing; it writes one key first (:func:`~pygent_lc.limits.store.writable_key`),
+so that a Redis that takes no writes says so before the provider is called.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pygent_lc.errors import InvalidInputError
+from pygent_lc.limits import breaker, budget, rate, usage
+from pygent_lc.limits.breaker import ADMITTED, BreakerAdmission, BreakerOutcome, BreakerSpec
+from pygent_lc.limits.budget import BudgetRefusal, BudgetReservation, BudgetSpec
+from pygent_lc.limits.rate import MIN_RATE_WAIT_S, RateSpec
+from pygent_lc.limits.script import (
+    LUA_PRELUDE,
+    Arg,
+    MemoryState,
+    Step,
+    json_rows,
+    number,
+    rows,
+    text,
+)
+from pygent_lc.limits.store import WRITABLE_TTL_MS, writable_key
+from pygent_lc.limits.usage import UsageRecord
+
+Refusal = Literal["breaker", "budget", "budget_wait", "rate"]
+"""Which part of a :class:`CallPlan` turned a call away (see :class:`CallStart`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """Everything checked before one provider call, answered in one atomic step.
+
+    Budgets are checked first, then the breaker, then the rate limits. The
+    step is all-or-nothing: when any part refuses, nothing is taken (no
+    reservation, no probe slot, no rate slot). Keys should differ between
+    the rate limits of one plan, and between its budgets.
+    """
+
+    breaker: BreakerSpec | None = None
+    rates: tuple[RateSpec, ...] = ()
+    budgets: tuple[BudgetSpec, ...] = ()
+
+    def step(self, now: float) -> Begin:
+        """This plan as one step at ``now``, with the ids the client chooses for it."""
+        for limit in self.rates:
+            rate.check_spec(limit)
+        for spec in self.budgets:
+            budget.check_spec(spec)
+        return Begin(
+            plan=self,
+            now=now,
+            probe_id=secrets.randbits(53) | 1,  # exact in Lua's doubles, and never 0
+            members=tuple(secrets.token_hex(8) for _ in self.rates),
+            holds=tuple(secrets.token_hex(8) for _ in self.budgets),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    """The answer to a :class:`CallPlan`.
+
+    When ``allowed``: ``breaker`` is the admission to pass back at the end
+    (``ADMITTED`` without a breaker) and ``reservations`` hold the budgets,
+    in plan order. When refused, ``refused_by`` says which part did:
+    ``"breaker"`` (``breaker`` says why), ``"budget"`` or ``"budget_wait"``
+    (``budget_refusal``) or ``"rate"`` (``rate_wait_s`` until the limit of
+    ``rate_key`` frees a slot).
+    """
+
+    allowed: bool
+    refused_by: Refusal | None = None
+    breaker: BreakerAdmission | None = None
+    reservations: tuple[BudgetReservation, ...] = ()
+    budget_refusal: BudgetRefusal | None = None
+    rate_wait_s: float = 0.0
+    rate_key: str | None = None
+    now: float = 0.0
+    """The time the step was decided at: the caller's clock, or a little later when a
+    caller with a later clock already reached one of the plan's rate limits (times
+    never go backwards on a rate limit; see :mod:`pygent_lc.limits.rate`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A reservation given back, with the call's real cost (0 when it failed before any)."""
+
+    reservation: BudgetReservation
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    """Everything recorded after one provider call, in one atomic step."""
+
+    breaker: BreakerOutcome | None = None
+    settlements: tuple[Settlement, ...] = ()
+    usage: UsageRecord | None = None
+
+    def step(self, now: float) -> End:
+        """This record as one step at ``now``.
+
+        Costs and usage must be finite and not negative (``InvalidInputError``):
+        replies' costs are checked where they enter (:func:`~pygent_lc.limits.usage.message_usage`);
+        this refuses whatever else a caller passes.
+        """
+        for settlement in self.settlements:
+            budget.check_cost(settlement.cost_usd)
+        if self.usage is not None and not all(
+            0.0 <= v < math.inf for v in usage.values(self.usage)
+        ):
+            raise InvalidInputError("usage figures must be finite and >= 0")
+        return End(call=self, now=now)
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """What the end of a call changed: ``breaker_changed`` is True when a failure
+    opened the circuit or a success closed an open one; ``failures`` is the
+    consecutive failure count after a failure."""
+
+    breaker_changed: bool = False
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What ``begin`` found, before it is turned into a :class:`CallStart`."""
+
+    status: str
+    now: float
+    """The time the step ran at (see :mod:`pygent_lc.limits.rate`)."""
+    budgets: Sequence[tuple[str, float, float, float]]
+    breaker: tuple[str, float, int, str] | None
+    rate_wait: float = 0.0
+    rate_index: int = 0
+
+
+_STEP_ARGS = """
+local now = tonumber(ARGV[1])
+local a, k = 3, 1"""
+"""How both steps start: ``now`` is ``ARGV[1]``; the cursors ``a`` (into ``ARGV``, at the
+first part's count) and ``k`` (into ``KEYS``) then walk the parts in order."""
+
+
+def _step_script(*libraries: str, body: str) -> str:
+    """A step's Lua: the prelude, the ``libraries`` it calls, the time and cursors, ``body``."""
+    return LUA_PRELUDE + "".join(libraries) + _STEP_ARGS + body
+
+
+BEGIN_LUA = _step_script(
+    budget.LEDGER_LUA,
+    breaker.BREAKER_LUA,
+    rate.RATE_LUA,
+    body="""
+redis.call('SET', KEYS[#KEYS], ARGV[1], 'PX', ARGV[#ARGV])
+local rates = {}
+for i = 1, tonumber(ARGV[2]) do
+  rates[i] = {key = KEYS[k], clock = KEYS[k + 1], limit = tonumber(ARGV[a]),
+              period = tonumber(ARGV[a + 1]), member = ARGV[a + 2]}
+  now = math.max(now, rate_time(KEYS[k + 1], now))
+  k = k + 2
+  a = a + 3
+end
+local t = fmt(now)
+local budgets, budget_out = {}, {}
+local count = tonumber(ARGV[a])
+a = a + 1
+for i = 1, count do
+  local b = {h = KEYS[k], z = KEYS[k + 1], m = KEYS[k + 2], limit = tonumber(ARGV[a]),
+             amount = tonumber(ARGV[a + 1]), id = ARGV[a + 2], lease = tonumber(ARGV[a + 3]),
+             ttl = tonumber(ARGV[a + 4])}
+  k = k + 3
+  a = a + 5
+  local verdict, spent, reserved, unit = ledger_check(b.h, b.z, b.m, now, b.limit, b.amount)
+  budget_out[i] = {verdict, fmt(spent), fmt(reserved), fmt(unit)}
+  if verdict ~= 'ok' then
+    return reply({verdict == 'wait' and 'budget_wait' or 'budget', budget_out, {}, '0', 0, t})
+  end
+  b.unit = unit
+  b.reserved = reserved
+  budgets[i] = b
+end
+local breaker, breaker_out = nil, {}
+if ARGV[a] == '1' then
+  breaker = {key = KEYS[k], probe_id = ARGV[a + 2]}
+  local verdict, retry_in, failures, err = breaker_check(breaker.key, now, tonumber(ARGV[a + 1]))
+  breaker.verdict = verdict
+  breaker_out = {verdict, fmt(retry_in), failures, err}
+  if verdict == 'open' or verdict == 'probing' then
+    return reply({'breaker', budget_out, breaker_out, '0', 0, t})
+  end
+end
+for i, r in ipairs(rates) do
+  local free, wait = rate_check(r.key, r.clock, now, r.limit, r.period)
+  if not free then return reply({'rate', budget_out, breaker_out, fmt(wait), i, t}) end
+end
+for _, b in ipairs(budgets) do
+  ledger_commit(b.h, b.z, now, b.id, b.unit, b.amount == nil, b.reserved,
+                b.lease, b.ttl)
+end
+if breaker and breaker.verdict == 'probe' then
+  breaker_take_probe(breaker.key, now, breaker.probe_id)
+end
+for _, r in ipairs(rates) do rate_commit(r.key, now, r.period, r.member) end
+return reply({'ok', budget_out, breaker_out, '0', 0, t})
+""",
+)
+
+END_LUA = _step_script(
+    budget.LEDGER_LUA,
+    usage.USAGE_LUA,
+    breaker.BREAKER_LUA,
+    body="""
+for i = 1, tonumber(ARGV[2]) do
+  ledger_settle(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], tonumber(ARGV[a + 1]),
+                tonumber(ARGV[a + 2]))
+  k = k + 3
+  a = a + 3
+end
+if ARGV[a] == '1' then
+  local values = {}
+  for i = 1, #USAGE_FIELDS do values[i] = tonumber(ARGV[a + 2 + i]) end
+  usage_record(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], values,
+               tonumber(ARGV[a + 3 + #USAGE_FIELDS]))
+  k = k + 3
+  a = a + 4 + #USAGE_FIELDS
+else
+  a = a + 1
+end
+local mode = ARGV[a]
+if mode == 'success' then return {breaker_success(KEYS[k]), 0} end
+if mode == 'failure' then
+  local opened, failures = breaker_failure(KEYS[k], now, tonumber(ARGV[a + 1]), ARGV[a + 2],
+                                           ARGV[a + 3])
+  return {opened, failures}
+end
+if mode == 'release' then breaker_release(KEYS[k], ARGV[a + 2]) end
+return {0, 0}
+""",
+)
+
+
+def _encode_begin(request: Begin, prefix: str) -> tuple[list[str], list[Arg]]:
+    plan = request.plan
+    keys: list[str] = []
+    args: list[Arg] = [request.now, len(plan.rates)]
+    for limit, member in zip(plan.rates, request.members, strict=True):
+        keys += [rate.rate_key(prefix, limit.key), rate.clock_key(prefix, limit.key)]
+        args += [limit.limit, limit.period_s, member]
+    args.append(len(plan.budgets))
+    for spec, hold in zip(plan.budgets, request.holds, strict=True):
+        where = budget.ledger_keys(
+            prefix, spec.key, spec.window_s, budget.bucket_of(request.now, spec.window_s)
+        )
+        keys += [where.bucket, where.holds, where.largest]
+        amount: Arg = "" if spec.amount_usd is None else spec.amount_usd
+        args += [spec.limit_usd, amount, hold, spec.lease_s, where.ttl_ms]
+    spec_b = plan.breaker
+    if spec_b is not None and spec_b.enabled:
+        keys.append(breaker.breaker_key(prefix, spec_b.key))
+        args += [1, spec_b.cooldown_s, request.probe_id]
+    else:
+        args.append(0)
+    keys.append(writable_key(prefix))
+    args.append(WRITABLE_TTL_MS)
+    return keys, args
+
+
+def _decode_begin(request: Begin, reply: Any) -> CallStart:
+    status, budgets, breaker, wait, index, now = json_rows(reply)
+    return _start(
+        request,
+        _Verdict(
+            status=str(status),
+            now=number(now),
+            budgets=[(str(b[0]), number(b[1]), number(b[2]), number(b[3])) for b in rows(budgets)],
+            breaker=(
+                None
+                if not rows(breaker)
+                else (str(breaker[0]), number(breaker[1]), int(breaker[2]), text(breaker[3]) or "")
+            ),
+            rate_wait=number(wait),
+            rate_index=int(index),
+        ),
+    )
+
+
+def _local_begin(state: MemoryState, request: Begin) -> CallStart:
+    plan, now = request.plan, request.now
+    for limit in plan.rates:
+        now = max(now, rate.time_of(state.part(rate.RateLogs), limit.key, now))
+    budget_out: list[tuple[str, float, float, float]] = []
+    pending: list[tuple[budget.LedgerBucket, float, bool, float, float]] = []
+    for spec in plan.budgets:
+        # The bucket is the one the client's time falls in, as the Redis keys are.
+        where = budget.bucket_of(request.now, spec.window_s)
+        bucket = state.part(budget.Ledgers).bucket(spec.key, spec.window_s, where)
+        largest = state.part(budget.Ledgers).largest.get(spec.key, 0.0)
+        verdict = budget.check(bucket, largest, now, spec.limit_usd, spec.amount_usd)
+        budget_out.append(verdict)
+        found, _, reserved, unit = verdict
+        if found != "ok":
+            status = "budget_wait" if found == "wait" else "budget"
+            return _start(request, _Verdict(status, now, budget_out, None))
+        unknown = spec.amount_usd is None
+        pending.append((bucket, unit, unknown, reserved, spec.lease_s))
+    breaker_out: tuple[str, float, int, str] | None = None
+    spec_b = plan.breaker
+    if spec_b is not None and spec_b.enabled:
+        breaker_out = breaker.check(
+            state.part(breaker.BreakerRecords), spec_b.key, now, spec_b.cooldown_s
+        )
+        if breaker_out[0] in ("open", "probing"):
+            return _start(request, _Verdict("breaker", now, budget_out, breaker_out))
+    for index, limit in enumerate(plan.rates, start=1):
+        free, wait = rate.check(
+            state.part(rate.RateLogs), limit.key, now, limit.limit, limit.period_s
+        )
+        if not free:
+            return _start(request, _Verdict("rate", now, budget_out, breaker_out, wait, index))
+    for (bucket, unit, unknown, reserved, lease), hold in zip(pending, request.holds, strict=True):
+        budget.commit(bucket, now, hold, unit, unknown, reserved, lease)
+    if spec_b is not None and breaker_out is not None and breaker_out[0] == "probe":
+        breaker.take_probe(
+            state.part(breaker.BreakerRecords), spec_b.key, now, str(request.probe_id)
+        )
+    for limit in plan.rates:
+        rate.commit(state.part(rate.RateLogs), limit.key, now)
+    return _start(request, _Verdict("ok", now, budget_out, breaker_out))
+
+
+def _start(request: Begin, verdict: _Verdict) -> CallStart:
+    """The :class:`CallStart` of ``begin``'s verdict (the same for both stores)."""
+    plan, now = request.plan, request.now
+    admission = ADMITTED
+    if verdict.breaker is not None:
+        found, retry_in, failures, error = verdict.breaker
+        admission = breaker.admission(found, retry_in, failures, error, request.probe_id)
+    if verdict.status in ("budget", "budget_wait"):
+        spec = plan.budgets[len(verdict.budgets) - 1]
+        _, spent, reserved, unit = verdict.budgets[-1]
+        refusal = BudgetRefusal(
+            key=spec.key,
+            limit_usd=spec.limit_usd,
+            spent_usd=spent,
+            reserved_usd=reserved,
+            amount_usd=unit,
+            wait=verdict.status == "budget_wait",
+        )
+        refused_by: Refusal = "budget_wait" if refusal.wait else "budget"
+        return CallStart(
+            allowed=False, refused_by=refused_by, budget_refusal=refusal, now=verdict.now
+        )
+    if verdict.status == "breaker":
+        return CallStart(allowed=False, refused_by="breaker", breaker=admission, now=verdict.now)
+    if verdict.status == "rate":
+        return CallStart(
+            allowed=False,
+            refused_by="rate",
+            rate_wait_s=max(verdict.rate_wait, MIN_RATE_WAIT_S),
+            rate_key=plan.rates[verdict.rate_index - 1].key,
+            now=verdict.now,
+        )
+    reservations = tuple(
+        BudgetReservation(
+            key=spec.key,
+            window_s=spec.window_s,
+            bucket=budget.bucket_of(now, spec.window_s),
+            hold_id=hold,
+            amount_usd=unit,
+            unknown_cost=spec.amount_usd is None,
+            spent_usd=spent,
+            reserved_usd=reserved,
+        )
+        for spec, hold, (_, spent, reserved, unit) in zip(
+            plan.budgets, request.holds, verdict.budgets, strict=True
+        )
+    )
+    return CallStart(allowed=True, breaker=admission, reservations=reservations, now=verdict.now)
+
+
+def _encode_end(request: End, prefix: str) -> tuple[list[str], list[Arg]]:
+    call = request.call
+    keys: list[str] = []
+    args: list[Arg] = [request.now, len(call.settlements)]
+    for settlement in call.settlements:
+        held = settlement.reservation
+        where = budget.ledger_keys(prefix, held.key, held.window_s, held.bucket)
+        keys += [where.bucket, where.holds, where.largest]
+        args += [held.hold_id, settlement.cost_usd, where.ttl_ms]
+    used = call.usage
+    if used is not None:
+        where_used = usage.usage_keys(prefix, used.provider, used.model)
+        keys += [where_used.totals, where_used.latencies, where_used.index]
+        args += [1, used.provider, used.model, *usage.values(used)]
+        args.append(usage.LATENCY_SAMPLES)
+    else:
+        args.append(0)
+    outcome = call.breaker
+    if outcome is not None:
+        keys.append(breaker.breaker_key(prefix, outcome.key))
+        probe = outcome.admission.probe_id
+        args += [
+            outcome.kind,
+            outcome.threshold,
+            "" if probe is None else probe,
+            breaker.summary(outcome.error_summary),
+        ]
+    else:
+        args.append("")
+    return keys, args
+
+
+def _decode_end(request: End, reply: Any) -> CallEnded:
+    changed, failures = rows(reply)
+    return CallEnded(breaker_changed=bool(changed), failures=int(failures))
+
+
+def _local_end(state: MemoryState, request: End) -> CallEnded:
+    call = request.call
+    for settlement in call.settlements:
+        held = settlement.reservation
+        bucket = state.part(budget.Ledgers).bucket(held.key, held.window_s, held.bucket)
+        budget.settle(
+            state.part(budget.Ledgers), held.key, bucket, held.hold_id, settlement.cost_usd
+        )
+    if call.usage is not None:
+        usage.record(state.part(usage.UsageBuckets), call.usage)
+    outcome = call.breaker
+    if outcome is None:
+        return CallEnded()
+    key = outcome.key
+    probe = outcome.admission.probe_id
+    probe_id = "" if probe is None else str(probe)
+    if outcome.kind == "success":
+        return CallEnded(breaker_changed=breaker.success(state.part(breaker.BreakerRecords), key))
+    if outcome.kind == "failure":
+        opened, failures = breaker.failure(
+            state.part(breaker.BreakerRecords),
+            key,
+            request.now,
+            outcome.threshold,
+            probe_id,
+            breaker.summary(outcome.error_summary),
+        )
+        return CallEnded(breaker_changed=opened, failures=failures)
+    breaker.release(state.part(breaker.BreakerRecords), key, probe_id)
+    return CallEnded()
+
+
+@dataclass(frozen=True, slots=True)
+class Begin(Step[CallStart]):
+    """A :class:`CallPlan` at a time, with the ids the client chose for it."""
+
+    lua: ClassVar[str] = BEGIN_LUA
+    plan: CallPlan
+    now: float
+    probe_id: int
+    members: tuple[str, ...]
+    """One rate-log entry name per rate limit."""
+    holds: tuple[str, ...]
+    """One hold id per budget."""
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return _encode_begin(self, prefix)
+
+    def decode(self, reply: Any) -> CallStart:
+        return _decode_begin(self, reply)
+
+    def local(self, state: MemoryState) -> CallStart:
+        return _local_begin(state, self)
+
+
+@dataclass(frozen=True, slots=True)
+class End(Step[CallEnded]):
+    """A :class:`CallEnd` at a time."""
+
+    lua: ClassVar[str] = END_LUA
+    after_call: ClassVar[bool] = True
+    call: CallEnd
+    now: float
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return _encode_end(self, prefix)
+
+    def decode(self, reply: Any) -> CallEnded:
+        return _decode_end(self, reply)
+
+    def local(self, state: MemoryState) -> CallEnded:
+        return _local_end(state, self)
+
+
+__all__ = [
+    "ADMITTED",
+    "Begin",
+    "CallEnd",
+    "CallEnded",
+    "CallPlan",
+    "CallStart",
+    "End",
+    "Refusal",
+    "Settlement",
+]

@@ -1,0 +1,248 @@
+"""Request rate limits per provider: ``PYGENT_RATE_LIMITS="openrouter=120/min,ollama=10/s"``.
+
+A limit allows at most ``limit`` requests in any sliding window of
+``period_s`` seconds. It is kept in the state store (:mod:`pygent_lc.limits.store`),
+so with ``PYGENT_STATE_URL`` set it holds for every process together. Each
+request counts, retries included. OpenRouter's ``:free`` models allow 20
+requests a minute per key: that limit is built in (:data:`FREE_MODEL_LIMIT`).
+
+How: a log of the times of the calls let through, per key.
+
+A sorted set per key (score: the call's time): trim the entries older than
+the period, count, add. A call at time ``t`` holds its slot during
+``[t, t + period)``. A token bucket or GCRA would allow up to twice the
+limit in a window that straddles a burst; the log costs one entry per call
+in the period, fine for the hundreds per minute a provider allows.
+
+Times come from the callers' clocks, and a caller may read its clock before
+another one yet reach Redis after it. Trimming with the later time first
+would drop entries the earlier caller must still count, so each key keeps
+the latest time it has seen (``<key>:t``) and a step never runs at an
+earlier time than that: the times of a key's steps never go backwards in
+the order Redis runs them. Then no window of ``period`` ever holds more than
+``limit`` calls: of the calls in such a window, the one whose step ran last
+saw all the others still in the log (none older than ``period`` at its
+time), so it was let through only because there were fewer than ``limit``.
+The times are those the store logged (see ``CallStart.now``): the caller's
+clock, or a little later while callers' clocks disagree.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pygent_lc.errors import ConfigurationError, RateLimitError
+from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, number
+from pygent_lc.redaction import shown_value
+
+RateLimitMode = Literal["wait", "raise"]
+"""``wait``: a request over the limit waits for a slot within ``request_timeout``;
+``raise``: it fails at once with :class:`LocalRateLimitError`."""
+
+_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_PERIODS |= {"h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}
+_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([a-z]+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``limit`` requests in any window of ``period_s`` seconds."""
+
+    limit: int
+    period_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """``"120/min"``, ``"10/s"``, ``"1000/h"``, ``"5/10s"`` (five per ten seconds)."""
+        match = _LIMIT.match(text.lower())
+        unit = _PERIODS.get(match.group(3)) if match else None
+        if match is None or unit is None:
+            raise ValueError(f"expected a rate like 120/min or 10/s, got {shown_value(text)}")
+        count = float(match.group(2)) if match.group(2) else 1.0
+        limit, period_s = int(match.group(1)), count * unit
+        if limit < 1 or period_s <= 0:
+            raise ValueError(
+                f"a rate needs at least 1 request per positive period, got {shown_value(text)}"
+            )
+        return cls(limit, period_s)
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.period_s:g}s"
+
+
+FREE_MODEL_LIMIT = RateLimit(20, 60.0)
+"""OpenRouter's limit for ``:free`` models: 20 requests a minute per key."""
+
+
+def parse_rate_limits(text: str) -> dict[str, RateLimit]:
+    """``"openrouter=120/min,ollama=10/s"`` as ``{provider: RateLimit}``."""
+    limits: dict[str, RateLimit] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        provider, sep, rate = part.partition("=")
+        if not sep or not provider.strip():
+            raise ValueError(
+                f"expected provider=rate, like openrouter=120/min, got {shown_value(part)}"
+            )
+        limits[provider.strip().lower()] = RateLimit.parse(rate)
+    return limits
+
+
+class LocalRateLimitError(RateLimitError):
+    """A request would pass a configured rate limit (:mod:`pygent_lc.limits.rate`).
+
+    Raised before any request, so it says nothing about the provider's health:
+    a breaker does not count it, and the chain's next provider runs instead.
+    ``retry_after`` is when the limit frees a slot.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class RateSpec:
+    """At most ``limit`` calls on ``key`` in any sliding window of ``period_s`` seconds."""
+
+    key: str
+    limit: int
+    period_s: float
+
+
+MIN_RATE_WAIT_S = 1e-6
+"""A refusal never says "retry in 0 s" (rounding could make the computed wait 0)."""
+
+
+RATE_LUA = """
+local function rate_time(clock_key, now)
+  local latest = tonumber(redis.call('GET', clock_key))
+  if latest and latest > now then return latest end
+  return now
+end
+
+local function rate_check(key, clock_key, now, limit, period)
+  redis.call('SET', clock_key, fmt(now), 'PX', math.ceil(period * 1000) + 1000)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - period))
+  local n = redis.call('ZCARD', key)
+  if n < limit then return true, 0 end
+  local entry = redis.call('ZRANGE', key, n - limit, n - limit, 'WITHSCORES')
+  return false, tonumber(entry[2]) + period - now
+end
+
+local function rate_commit(key, now, period, member)
+  redis.call('ZADD', key, fmt(now), member)
+  redis.call('PEXPIRE', key, math.ceil(period * 1000) + 1000)
+end
+"""
+"""``rate_time`` is the time a step runs at (see above); ``rate_check`` answers whether a
+slot is free at it, and if not the seconds until one frees."""
+
+
+@dataclass
+class RateLog:
+    """The in-process twin of one key's log and latest time."""
+
+    times: list[float] = field(default_factory=list)
+    latest: float = -math.inf
+
+
+class RateLogs(dict[str, RateLog]):
+    """Every key's log: the in-process twin."""
+
+
+def rate_key(prefix: str, key: str) -> str:
+    return f"{prefix}rl:{key}"
+
+
+def clock_key(prefix: str, key: str) -> str:
+    return f"{prefix}rl:{key}:t"
+
+
+def time_of(logs: RateLogs, key: str, now: float) -> float:
+    """``rate_time``: ``now``, or the key's latest time if that is later."""
+    log = logs.get(key)
+    return log.latest if log is not None and log.latest > now else now
+
+
+def check(logs: RateLogs, key: str, now: float, limit: int, period: float) -> tuple[bool, float]:
+    """``rate_check``: whether a slot is free, and if not the seconds until one frees."""
+    log = logs.setdefault(key, RateLog())
+    log.latest = now
+    del log.times[: bisect.bisect_right(log.times, now - period)]
+    if len(log.times) < limit:
+        return True, 0.0
+    return False, log.times[len(log.times) - limit] + period - now
+
+
+def commit(logs: RateLogs, key: str, now: float) -> None:
+    bisect.insort(logs.setdefault(key, RateLog()).times, now)
+
+
+@dataclass(frozen=True, slots=True)
+class TakeRate(Step[float]):
+    """A slot of one rate limit (a retry's): 0.0 when taken, else seconds until one frees."""
+
+    lua: ClassVar[str] = (
+        LUA_PRELUDE
+        + RATE_LUA
+        + """
+local now = rate_time(KEYS[2], tonumber(ARGV[1]))
+local free, wait = rate_check(KEYS[1], KEYS[2], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
+if not free then return fmt(wait) end
+rate_commit(KEYS[1], now, tonumber(ARGV[3]), ARGV[4])
+return '0'
+"""
+    )
+
+    spec: RateSpec
+    now: float
+    member: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        keys = [rate_key(prefix, self.spec.key), clock_key(prefix, self.spec.key)]
+        return keys, [self.now, self.spec.limit, self.spec.period_s, self.member]
+
+    def decode(self, reply: Any) -> float:
+        wait = number(reply)
+        return 0.0 if wait == 0 else max(wait, MIN_RATE_WAIT_S)
+
+    def local(self, state: MemoryState) -> float:
+        logs = state.part(RateLogs)
+        now = time_of(logs, self.spec.key, self.now)
+        free, wait = check(logs, self.spec.key, now, self.spec.limit, self.spec.period_s)
+        if not free:
+            return max(wait, MIN_RATE_WAIT_S)
+        commit(logs, self.spec.key, now)
+        return 0.0
+
+
+def check_spec(spec: RateSpec) -> None:
+    """``ConfigurationError`` unless the limit is at least 1 call per positive period."""
+    if spec.limit < 1 or not spec.period_s > 0:
+        raise ConfigurationError(
+            f"rate limit of {spec.key!r} needs limit >= 1 and period_s > 0, "
+            f"got {spec.limit} per {spec.period_s}s",
+            field="rate_limit",
+        )
+
+
+__all__ = [
+    "FREE_MODEL_LIMIT",
+    "MIN_RATE_WAIT_S",
+    "RATE_LUA",
+    "LocalRateLimitError",
+    "RateLimit",
+    "RateLimitMode",
+    "RateLog",
+    "RateLogs",
+    "RateSpec",
+    "TakeRate",
+    "check",
+    "check_spec",
+    "clock_key",
+    "commit",
+    "parse_rate_limits",
+    "rate_key",
+    "time_of",
+]

@@ -1,0 +1,258 @@
+"""``RedisStore``: state shared by every process that uses the same Redis (redis-py).
+
+Each operation is one ``EVALSHA`` of its script (registered with
+``register_script``; redis-py loads it again after a Redis restart), so it
+is one round trip and atomic. Sync callers share one ``redis.Redis`` and
+its connection pool. An ``redis.asyncio.Redis`` is bound to the event loop
+it first ran on, and callers use ``asyncio.run`` many times and from
+threads, so there is one async client per running loop; clients of loops
+that have closed are dropped when a new loop first uses the store (a
+``WeakKeyDictionary`` would not do: the client's connections refer to their
+loop, so the entry would never go).
+
+Timeouts are short (0.5 s to connect, 1 s per reply) so a dead or stuck
+Redis cannot stall calls: :class:`~pygent_lc.limits.store.ResilientStore` then
+serves from memory. A broken connection is retried once at once (a
+connection left over from before a Redis restart); a timeout is not.
+
+Redis Cluster is not supported: a call's step touches the keys of several
+limits in one script. A single Redis, or a primary with replicas and
+Sentinel, is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.commands.core import Script as RedisScript
+from redis.retry import Retry
+
+from pygent_lc.limits.script import Step
+from pygent_lc.limits.store import (
+    DEFAULT_PREFIX,
+    UNREACHABLE,
+    Clock,
+    Outage,
+    StateStore,
+    redact_url,
+)
+
+T = TypeVar("T")
+
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,  # refused, reset, loading data, a wrong password
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # a replica after a failover
+    redis.exceptions.OutOfMemoryError,  # maxmemory reached, with noeviction
+    redis.exceptions.NoPermissionError,  # an ACL without EVAL/EVALSHA
+    redis.exceptions.MasterDownError,  # a replica that lost its primary
+)
+"""Errors that mean "Redis is not serving now", as opposed to a bug in a script.
+
+Redis before 7 wraps the error of a command inside a script in a plain
+``ResponseError`` (``Error running script ...: -READONLY ...``): :func:`outage_of`
+reads those too."""
+
+CREDENTIALS = Outage(
+    "rejected the password (wrong or missing): check the password in the state store URL",
+    misconfigured=True,
+)
+PERMISSION = Outage(
+    "denied this user a command the state store runs: its ACL must allow EVAL and "
+    "EVALSHA (+eval +evalsha) on the keys under the prefix",
+    misconfigured=True,
+)
+READ_ONLY = Outage("is read-only (a replica, after a failover?)")
+OUT_OF_MEMORY = Outage("is out of memory (maxmemory reached, maxmemory-policy noeviction)")
+NOT_SERVING = Outage("is not serving now")
+
+_BY_CODE = {
+    "NOAUTH": CREDENTIALS,
+    "WRONGPASS": CREDENTIALS,
+    "NOPERM": PERMISSION,
+    "READONLY": READ_ONLY,
+    "OOM": OUT_OF_MEMORY,
+    "MISCONF": NOT_SERVING,  # writes stopped: its last snapshot failed
+    "MASTERDOWN": NOT_SERVING,
+    "LOADING": NOT_SERVING,
+    "BUSY": NOT_SERVING,  # another script runs too long
+}
+_BY_CLASS: tuple[tuple[type[Exception], Outage], ...] = (
+    (redis.exceptions.AuthenticationError, CREDENTIALS),
+    (redis.exceptions.NoPermissionError, PERMISSION),
+    (redis.exceptions.ReadOnlyError, READ_ONLY),
+    (redis.exceptions.OutOfMemoryError, OUT_OF_MEMORY),
+    (redis.exceptions.MasterDownError, NOT_SERVING),
+    (redis.exceptions.ConnectionError, UNREACHABLE),
+    (redis.exceptions.TimeoutError, UNREACHABLE),
+)
+_SCRIPT_ERROR_CODE = re.compile(r"\s-([A-Z][A-Z0-9_]*)\s")
+"""The code of a command's error inside a script's error (Redis before 7)."""
+
+
+def outage_of(error: Exception) -> Outage | None:
+    """Why ``error`` means Redis will not serve this client now; None when it does not (a bug).
+
+    A password Redis rejects and a user without permission are outages too,
+    but ones only a change of settings ends (``misconfigured``).
+    """
+    for kind, outage in _BY_CLASS:
+        if isinstance(error, kind):
+            return outage
+    if not isinstance(error, redis.exceptions.ResponseError):
+        return None
+    code = getattr(error, "status_code", None)
+    if code not in _BY_CODE:
+        found = _SCRIPT_ERROR_CODE.search(str(error))
+        code = found.group(1) if found else None
+    return _BY_CODE.get(code) if code is not None else None
+
+
+CONNECT_TIMEOUT_S = 0.5
+TIMEOUT_S = 1.0
+SCAN_BATCH = 500
+
+
+@dataclass
+class _LoopClient:
+    client: redis.asyncio.Redis
+    scripts: dict[type, AsyncScript] = field(default_factory=dict)
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisStore(StateStore):
+    """State in Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``).
+
+    Raises redis-py's errors when Redis is unreachable; use
+    :func:`~pygent_lc.limits.store.open_store` for a store that falls back to memory.
+    """
+
+    outage_errors = OUTAGE_ERRORS
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        clock: Clock = time.time,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        timeout_s: float = TIMEOUT_S,
+    ) -> None:
+        super().__init__(prefix=prefix, clock=clock)
+        self._url = url
+        self._options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_connect_timeout": connect_timeout_s,
+            "socket_timeout": timeout_s,
+        }
+        retry_on = (redis.exceptions.ConnectionError,)
+        self._sync = redis.Redis.from_url(
+            url, retry=Retry(NoBackoff(), 1, supported_errors=retry_on), **self._options
+        )
+        self._sync_scripts: dict[type, RedisScript] = {}
+        self._lock = threading.Lock()
+        self._loops: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+
+    def __repr__(self) -> str:
+        return f"RedisStore({redact_url(self._url)!r}, prefix={self.prefix!r})"
+
+    # -- running ops ---------------------------------------------------------------------
+
+    def run(self, step: Step[T]) -> T:
+        kind = type(step)
+        script = self._sync_scripts.get(kind)
+        if script is None:
+            script = self._sync_scripts[kind] = self._sync.register_script(kind.lua)
+        keys, args = step.redis_args(self.prefix)
+        return step.decode(script(keys=keys, args=args))
+
+    async def arun(self, step: Step[T]) -> T:
+        entry = self._loop_client()
+        kind = type(step)
+        script = entry.scripts.get(kind)
+        if script is None:
+            script = entry.scripts[kind] = entry.client.register_script(kind.lua)
+        keys, args = step.redis_args(self.prefix)
+        return step.decode(await script(keys=keys, args=args))
+
+    def _loop_client(self) -> _LoopClient:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._loops.get(loop)
+            if entry is None:
+                for stale in [known for known in self._loops if known.is_closed()]:
+                    del self._loops[stale]
+                retry = redis.asyncio.retry.Retry(
+                    NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
+                )
+                client = redis.asyncio.Redis.from_url(self._url, retry=retry, **self._options)
+                entry = self._loops[loop] = _LoopClient(client)
+            return entry
+
+    # -- housekeeping ----------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Delete every key under the prefix (``SCAN`` + ``UNLINK``, in batches)."""
+        batch: list[str] = []
+        for key in self._sync.scan_iter(match=_glob_escape(self.prefix) + "*", count=SCAN_BATCH):
+            batch.append(key)
+            if len(batch) >= SCAN_BATCH:
+                self._sync.unlink(*batch)
+                batch = []
+        if batch:
+            self._sync.unlink(*batch)
+
+    async def aclear(self) -> None:
+        client = self._loop_client().client
+        batch: list[str] = []
+        async for key in client.scan_iter(match=_glob_escape(self.prefix) + "*", count=SCAN_BATCH):
+            batch.append(key)
+            if len(batch) >= SCAN_BATCH:
+                await client.unlink(*batch)
+                batch = []
+        if batch:
+            await client.unlink(*batch)
+
+    def ping(self) -> bool:
+        """Whether Redis answers (raises the outage errors when it does not)."""
+        return bool(self._sync.ping())
+
+    async def aping(self) -> bool:
+        return bool(await self._loop_client().client.ping())
+
+    def close(self) -> None:
+        """Close the sync pool, and drop the async clients of loops that have closed.
+
+        Their sockets close when collected; an async client of a loop still
+        running is closed by :meth:`aclose` on that loop.
+        """
+        self._sync.close()
+        with self._lock:
+            self._loops = {
+                loop: entry for loop, entry in self._loops.items() if not loop.is_closed()
+            }
+
+    async def aclose(self) -> None:
+        """Close the running loop's client and the sync pool."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._loops.pop(loop, None)
+        if entry is not None:
+            await entry.client.aclose()
+        self.close()
+
+
+__all__ = ["OUTAGE_ERRORS", "RedisStore", "outage_of"]
