@@ -102,6 +102,17 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
             and is_plain_json({k: v for k, v in payload.items() if k != "timeout"})
         )
 
+    def _payload_if_fast(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The call's payload when it goes the fast path, else None. A call given a
+        ``response_format`` (structured output, forced tools) is known to take the
+        stock path before its payload is built, so it is built once, by the stock path."""
+        if "response_format" in kwargs or not available():
+            return None
+        payload = self._get_request_payload(messages, stop=stop, **kwargs)
+        return payload if self._fast_payload(payload) else None
+
     def _result_of(self, raw: Any) -> ChatResult:
         """The ``ChatResult`` of a raw reply, built as the stock path builds it."""
         generation_info: dict[str, Any] = {}
@@ -120,8 +131,8 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        payload = self._get_request_payload(messages, stop=stop, **kwargs)
-        if not self._fast_payload(payload) or self.root_client is None:
+        payload = self._payload_if_fast(messages, stop, kwargs)
+        if payload is None or self.root_client is None:
             return super()._generate(messages, stop, run_manager, **kwargs)
         body, options = _split(payload)
         raw = self.root_client.post("/chat/completions", cast_to=object, body=body, options=options)
@@ -134,8 +145,8 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        payload = self._get_request_payload(messages, stop=stop, **kwargs)
-        if not self._fast_payload(payload) or self.root_async_client is None:
+        payload = self._payload_if_fast(messages, stop, kwargs)
+        if payload is None or self.root_async_client is None:
             return await super()._agenerate(messages, stop, run_manager, **kwargs)
         body, options = _split(payload)
         raw = await self.root_async_client.post(
