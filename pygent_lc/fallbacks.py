@@ -64,6 +64,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.limits.rate import LocalRateLimitError
+from pygent_lc.policy import breaker_passed
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable
 from pygent_lc.validation import validate_chat_call
 
@@ -231,10 +232,14 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     @contextmanager
     def _run(
         self, input: Any, config: RunnableConfig | None
-    ) -> Iterator[tuple[RunnableConfig, CallbackManagerForChainRun]]:
+    ) -> Iterator[tuple[RunnableConfig, CallbackManagerForChainRun | None]]:
         """The chain's run for one call; an error that leaves the call ends it."""
         config, names = self._run_of(config)
-        run = get_callback_manager_for_config(config).on_chain_start(None, input, **names)
+        manager = get_callback_manager_for_config(config)
+        if not manager.handlers:  # see _arun
+            yield config, None
+            return
+        run = manager.on_chain_start(None, input, **names)
         try:
             yield config, run
         except BaseException as exc:
@@ -244,9 +249,15 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     @asynccontextmanager
     async def _arun(
         self, input: Any, config: RunnableConfig | None
-    ) -> AsyncIterator[tuple[RunnableConfig, AsyncCallbackManagerForChainRun]]:
+    ) -> AsyncIterator[tuple[RunnableConfig, AsyncCallbackManagerForChainRun | None]]:
+        """The chain's run for one call, or None when no handler would see it (no
+        callbacks, no tracer): then nothing is started, and the providers' runs
+        are the caller's children, as they would be with an unobserved chain run."""
         config, names = self._run_of(config)
         manager = get_async_callback_manager_for_config(config)
+        if not manager.handlers:
+            yield config, None
+            return
         run = await manager.on_chain_start(None, input, **names)
         try:
             yield config, run
@@ -260,15 +271,17 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             failures: list[ProviderError] = []
             order = self._order()
             failed: list[tuple[str, str]] = []
-            for provider in order:
+            for provider, last_resort in _attempts(order, failures, failed):
                 try:
-                    output = provider.invoke(input, _child(config, run), **kwargs)
+                    with breaker_passed(last_resort):
+                        output = provider.invoke(input, _child(config, run), **kwargs)
                 except ProviderError as exc:
                     failures.append(exc)
                     self._attempt_failed(provider, exc, failed)
                     continue
                 self._served(provider, failed)
-                run.on_chain_end(output)
+                if run is not None:
+                    run.on_chain_end(output)
                 return output
             raise self._failed(failures, order)
 
@@ -278,15 +291,17 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             failures: list[ProviderError] = []
             order = await self._aorder()
             failed: list[tuple[str, str]] = []
-            for provider in order:
+            for provider, last_resort in _attempts(order, failures, failed):
                 try:
-                    output = await provider.ainvoke(input, _child(config, run), **kwargs)
+                    with breaker_passed(last_resort):
+                        output = await provider.ainvoke(input, _child(config, run), **kwargs)
                 except ProviderError as exc:
                     failures.append(exc)
                     self._attempt_failed(provider, exc, failed)
                     continue
                 self._served(provider, failed)
-                await run.on_chain_end(output)
+                if run is not None:
+                    await run.on_chain_end(output)
                 return output
             raise self._failed(failures, order)
 
@@ -298,10 +313,11 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             failures: list[ProviderError] = []
             order = self._order()
             failed: list[tuple[str, str]] = []
-            for provider in order:
+            for provider, last_resort in _attempts(order, failures, failed):
                 chunks = provider.stream(input, _child(config, run), **kwargs)
                 try:
-                    output = next(chunks, _NOTHING)
+                    with breaker_passed(last_resort):  # the policy plans at the first chunk
+                        output = next(chunks, _NOTHING)
                 except ProviderError as exc:
                     failures.append(exc)
                     self._attempt_failed(provider, exc, failed)
@@ -312,7 +328,8 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     for chunk in chunks:
                         output = _added(output, chunk)
                         yield chunk
-                run.on_chain_end(None if output is _NOTHING else output)
+                if run is not None:
+                    run.on_chain_end(None if output is _NOTHING else output)
                 return
             raise self._failed(failures, order)
 
@@ -324,10 +341,11 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             failures: list[ProviderError] = []
             order = await self._aorder()
             failed: list[tuple[str, str]] = []
-            for provider in order:
+            for provider, last_resort in _attempts(order, failures, failed):
                 chunks = provider.astream(input, _child(config, run), **kwargs)
                 try:
-                    output = await anext(chunks, _NOTHING)
+                    with breaker_passed(last_resort):  # the policy plans at the first chunk
+                        output = await anext(chunks, _NOTHING)
                 except ProviderError as exc:
                     failures.append(exc)
                     self._attempt_failed(provider, exc, failed)
@@ -338,7 +356,8 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     async for chunk in chunks:
                         output = _added(output, chunk)
                         yield chunk
-                await run.on_chain_end(None if output is _NOTHING else output)
+                if run is not None:
+                    await run.on_chain_end(None if output is _NOTHING else output)
                 return
             raise self._failed(failures, order)
 
@@ -363,9 +382,33 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         return self.model_copy(update={"providers": providers})
 
 
+def _attempts(
+    order: Sequence[Runnable[Any, Any]],
+    failures: list[ProviderError],
+    failed: list[tuple[str, str]],
+) -> Iterator[tuple[Runnable[Any, Any], bool]]:
+    """Each provider once (``False``); then the last one again past its open breaker
+    (``True``) when every provider failed and that one was refused only by its breaker.
+
+    A breaker moves calls on to the next provider; with none left, its cooldown
+    would only lock the caller out of the one provider that might answer (a
+    local model that timed out under load, say). The call goes as a probe: its
+    outcome closes the circuit or keeps it open.
+    """
+    yield from ((provider, False) for provider in order)
+    if order and len(failures) == len(order) and isinstance(failures[-1], CircuitOpenError):
+        failures.pop()
+        if failed:
+            failed.pop()
+        yield order[-1], True
+
+
 def _child(
-    config: RunnableConfig, run: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
+    config: RunnableConfig,
+    run: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun | None,
 ) -> RunnableConfig:
+    if run is None:  # nothing listens: the call's config, less what named the chain's run
+        return {key: value for key, value in config.items() if key != "run_name"}  # type: ignore[return-value]
     return patch_config(config, callbacks=run.get_child())
 
 

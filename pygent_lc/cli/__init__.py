@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pygent_lc._cli_start import interrupt_as_exception
 from pygent_lc.cli.parser import build_parser, read_prompt
 from pygent_lc.errors import ConfigurationError, InvalidInputError, NoAnswerError
+from pygent_lc.telemetry import instrument_from_env
 
 if TYPE_CHECKING:
     from pygent_lc.cli.notices import FallbackRecorder
@@ -107,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pygent_lc.telemetry.export import start_otlp_export
 
             stop_export = start_otlp_export()
+        else:
+            instrument_from_env()  # PYGENT_OTEL=1: spans and metrics of this run
         from pygent_lc.cli import commands  # the heavy half: agents, chain, providers
 
         recorder = commands.FallbackRecorder()
