@@ -13,7 +13,8 @@ shows only with ``--verbose``.
 
 This is a command-line entry point, so its imports are deferred, as is usual
 for one: this module and :mod:`~pygent_lc.cli.parser` import only the standard
-library and :mod:`pygent_lc.errors`, and the commands
+library and light modules of ours (errors, exit codes, the telemetry switch),
+and the commands
 (:mod:`~pygent_lc.cli.commands`: agents, the chain, providers, LangChain) are
 imported once the arguments parse. ``pygent-lc --help`` and a usage error
 answer in the time Python takes to start.
@@ -30,6 +31,13 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pygent_lc._cli_start import interrupt_as_exception
+from pygent_lc.cli.exit_codes import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NO_ANSWER,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from pygent_lc.cli.parser import build_parser, read_prompt
 from pygent_lc.errors import ConfigurationError, InvalidInputError, NoAnswerError
 from pygent_lc.telemetry import instrument_from_env
@@ -39,11 +47,6 @@ if TYPE_CHECKING:
 
 FALLBACK_LOGGER = "pygent_lc.fallbacks"
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_NO_ANSWER = 3
-EXIT_INTERRUPTED = 130
 
 #: The commands that read a prompt, and the name of its argument.
 _PROMPT_ARGUMENT = {"solve": "problem", "chat": "prompt"}

@@ -19,8 +19,8 @@ from typing import Any
 
 from pygent_lc.agents import AgentFactory, ChatAgent, ReasoningAgent
 from pygent_lc.chain import ProviderSkippedWarning
-from pygent_lc.cli import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, EXIT_USAGE
 from pygent_lc.cli.doctor import diagnose, first_configured, setup_hint
+from pygent_lc.cli.exit_codes import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, EXIT_USAGE
 from pygent_lc.cli.notices import FallbackRecorder
 from pygent_lc.cli.output import (
     redact,
