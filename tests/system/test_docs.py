@@ -5,7 +5,9 @@ before a block (blank lines aside) says how it runs:
 
 - none: against the loopback OpenRouter/Ollama server this module starts
   (``OPENROUTER_API_KEY``, ``OPENROUTER_BASE_URL``, ``OLLAMA_BASE_URL`` and
-  ``OLLAMA_MODEL`` point there; ``PYGENT_PROVIDERS=openrouter,ollama``);
+  ``OLLAMA_MODEL`` point there; ``PYGENT_PROVIDERS=openrouter,ollama``), which
+  plays the Game of 24 right and answers anything else with a final answer
+  and a score (``docs_responder``);
 - ``<!-- run: local -->``: with no provider configured, so on the embedded
   model (the default a newcomer gets);
 - ``<!-- run: redis -->``: as the first, with ``PYGENT_STATE_URL`` on a real
@@ -35,10 +37,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
+from benchmarks.game24_model import scripted_game24_reply
 from tests.helpers import ROOT
 from tests.loopback_server import LoopbackServer
+from tests.loopback_server.answers import last_user_text
+from tests.loopback_server.catalogs import default_openrouter_catalog
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN_LANGUAGES = ("python", "bash")
@@ -106,6 +114,36 @@ ALL_BLOCKS = [block for path in DOCS for block in blocks_of(path)]
 CODE_BLOCKS = [block for block in ALL_BLOCKS if block.language in RUN_LANGUAGES]
 RUN_BLOCKS = [block for block in CODE_BLOCKS if block.profile != "not run"]
 NOT_RUN = [block for block in CODE_BLOCKS if block.profile == "not run"]
+
+_NOT_GAME24 = scripted_game24_reply("")
+#: The loopback catalog, with the models the documents name (list prices per token).
+CATALOG = [
+    *default_openrouter_catalog(1e-6, 2e-6),
+    *(
+        {
+            "id": model,
+            "name": model,
+            "context_length": 128_000,
+            "pricing": {"prompt": f"{prompt:.8f}", "completion": f"{completion:.8f}"},
+            "top_provider": {"max_completion_tokens": 8192},
+        }
+        for model, prompt, completion in [
+            ("anthropic/claude-3.5-sonnet", 3e-6, 15e-6),
+            ("openai/gpt-4o", 2.5e-6, 10e-6),
+        ]
+    ),
+]
+
+
+def docs_responder(protocol: str, body: Mapping[str, Any]) -> str:
+    """The loopback server's replies: Game of 24 done right, else the prompt echoed as
+    a final answer with a score, which the generic Tree-of-Thought task reads."""
+    prompt = last_user_text(body)
+    reply = scripted_game24_reply(prompt)
+    if reply != _NOT_GAME24:
+        return reply
+    return f"Final answer: {' '.join(prompt.split()[-12:])}\nScore: 9"
+
 
 _CELL_RUNNER = """\
 import ast, asyncio, sys
@@ -253,7 +291,9 @@ def runner(
     tmp = tmp_path_factory.mktemp("docs")
     env = _base_env()
     env["PATH"] = os.pathsep.join([str(_command_dir(tmp)), env.get("PATH", "")])
-    with LoopbackServer(ollama_models=["llama3.2:latest"]) as server:
+    with LoopbackServer(
+        ollama_models=["llama3.2:latest"], responder=docs_responder, models_catalog=CATALOG
+    ) as server:
         loopback = {
             **env,
             "OPENROUTER_API_KEY": FAKE_KEY,
