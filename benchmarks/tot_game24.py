@@ -107,6 +107,8 @@ def build_config(args: argparse.Namespace, beam: int) -> ToTConfig:
         overrides["adaptive_sampling"] = False
     if args.value_batch:
         overrides["value_batch"] = True
+    if args.reuse_proposals is not None:
+        overrides["reuse_proposals"] = args.reuse_proposals
     if args.max_concurrency is not None:
         overrides["max_concurrency"] = args.max_concurrency
     return ToTConfig.for_provider(args.provider, **overrides)
@@ -151,6 +153,7 @@ async def run_puzzle(
             "failed_calls": result.stats.failed_calls,
             "samples_saved": result.stats.samples_saved,
             "duplicates_merged": result.stats.duplicates_merged,
+            "proposals_reused": result.stats.proposals_reused,
         },
     )
     if args.tree_dir:
@@ -340,6 +343,12 @@ async def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--value-batch", action="store_true", help="value a parent's new states in one prompt"
     )
+    parser.add_argument(
+        "--reuse-proposals",
+        choices=["checked", "all", "none"],
+        default=None,
+        help="ToTConfig.reuse_proposals (default: the engine's, 'checked')",
+    )
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--max-tokens", type=int, default=None)
     parser.add_argument("--max-concurrency", type=int, default=None)
@@ -369,9 +378,11 @@ async def main(argv: list[str] | None = None) -> int:
         saved = _mean([r.extra.get("samples_saved", 0) for r in runs])
         merged = _mean([r.extra.get("duplicates_merged", 0) for r in runs])
         hits = _mean([r.cache_hits for r in runs])
+        reused = _mean([r.extra.get("proposals_reused", 0) for r in runs])
         print(
-            f"b={beam}: per puzzle {hits:.1f} value cache hits, {saved:.1f} samples saved, "
-            f"{merged:.1f} states merged; engine wall {wall:.2f} s",
+            f"b={beam}: per puzzle {hits:.1f} value cache hits, {reused:.1f} states' "
+            f"proposals reused, {saved:.1f} samples saved, {merged:.1f} states merged; "
+            f"engine wall {wall:.2f} s",
             file=sys.stderr,
         )
         errors = [r for r in runs if r.error]

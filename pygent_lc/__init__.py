@@ -6,6 +6,9 @@ text, typed errors and usage tracking.
 
 The public names are imported on first use (PEP 562), so ``import pygent_lc``
 and the command line's ``--help`` do not pay for LangChain and the provider SDKs.
+Importing switches nothing on: telemetry starts with
+:func:`pygent_lc.telemetry.instrument`, or with ``PYGENT_OTEL=1`` where a chain
+is built (:func:`build_chat_model`) and in the ``pygent-lc`` command.
 """
 
 from __future__ import annotations
@@ -18,20 +21,28 @@ if _cli_start.started_as_command():  # Ctrl-C exits 130 from the very first impo
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pygent_lc.telemetry import instrument_from_env
-
 if TYPE_CHECKING:
     from pygent_lc import errors
     from pygent_lc.backend import LLMBackend, UsageTotals
     from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
+    from pygent_lc.fallbacks import ProviderChain
     from pygent_lc.langchain_backend import LangChainBackend
     from pygent_lc.limits.usage import UsageSummary, UsageTracker
+    from pygent_lc.providers.local import LocalChatModel
+    from pygent_lc.providers.ollama import OllamaChatModel
+    from pygent_lc.providers.openrouter.model import OpenRouterChatModel
     from pygent_lc.settings import Settings
+
+    __version__: str
 
 #: Where each public name lives.
 _HOMES = {
     "LLMBackend": "pygent_lc.backend",
     "LangChainBackend": "pygent_lc.langchain_backend",
+    "LocalChatModel": "pygent_lc.providers.local",
+    "OllamaChatModel": "pygent_lc.providers.ollama",
+    "OpenRouterChatModel": "pygent_lc.providers.openrouter.model",
+    "ProviderChain": "pygent_lc.fallbacks",
     "ProviderSkippedWarning": "pygent_lc.chain",
     "Settings": "pygent_lc.settings",
     "UsageSummary": "pygent_lc.limits.usage",
@@ -44,9 +55,15 @@ _HOMES = {
 def __getattr__(name: str) -> Any:
     if name == "errors":
         return importlib.import_module("pygent_lc.errors")
-    if name not in _HOMES:
+    value: Any
+    if name == "__version__":
+        from importlib.metadata import version  # only when asked: keeps the import fast
+
+        value = version("pygent-lc")
+    elif name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+    else:
         raise AttributeError(f"module 'pygent_lc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name]), name)
     globals()[name] = value
     return value
 
@@ -55,16 +72,19 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
-instrument_from_env()  # PYGENT_OTEL=1: OpenTelemetry spans and metrics
-
 __all__ = [
     "LLMBackend",
     "LangChainBackend",
+    "LocalChatModel",
+    "OllamaChatModel",
+    "OpenRouterChatModel",
+    "ProviderChain",
     "ProviderSkippedWarning",
     "Settings",
     "UsageSummary",
     "UsageTotals",
     "UsageTracker",
+    "__version__",
     "build_chat_model",
     "errors",
 ]

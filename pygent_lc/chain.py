@@ -21,6 +21,7 @@ from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.retry import RetryPolicy
 from pygent_lc.settings import Settings
+from pygent_lc.telemetry import instrument_from_env
 
 
 class ProviderSkippedWarning(UserWarning):
@@ -146,8 +147,10 @@ def build_chat_model(
     whose configuration is incomplete (no key, no model, no local extra) is
     skipped with a :class:`ProviderSkippedWarning` while others remain;
     otherwise its :class:`ConfigurationError` is raised. Nothing here touches
-    the network.
+    the network. With ``PYGENT_OTEL=1`` it first switches on telemetry
+    (:func:`pygent_lc.telemetry.instrument`), once per process.
     """
+    instrument_from_env()  # PYGENT_OTEL=1: telemetry from the first chain on
     if isinstance(settings, str) or fallbacks is not None:
         if providers is not None:
             raise ConfigurationError(

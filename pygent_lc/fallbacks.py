@@ -64,6 +64,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.limits.rate import LocalRateLimitError
+from pygent_lc.policy import breaker_passed
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable
 from pygent_lc.validation import validate_chat_call
 
@@ -260,9 +261,10 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             failures: list[ProviderError] = []
             order = self._order()
             failed: list[tuple[str, str]] = []
-            for provider in order:
+            for provider, last_resort in _attempts(order, failures, failed):
                 try:
-                    output = provider.invoke(input, _child(config, run), **kwargs)
+                    with breaker_passed(last_resort):
+                        output = provider.invoke(input, _child(config, run), **kwargs)
                 except ProviderError as exc:
                     failures.append(exc)
                     self._attempt_failed(provider, exc, failed)
@@ -278,9 +280,10 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             failures: list[ProviderError] = []
             order = await self._aorder()
             failed: list[tuple[str, str]] = []
-            for provider in order:
+            for provider, last_resort in _attempts(order, failures, failed):
                 try:
-                    output = await provider.ainvoke(input, _child(config, run), **kwargs)
+                    with breaker_passed(last_resort):
+                        output = await provider.ainvoke(input, _child(config, run), **kwargs)
                 except ProviderError as exc:
                     failures.append(exc)
                     self._attempt_failed(provider, exc, failed)
@@ -298,10 +301,11 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             failures: list[ProviderError] = []
             order = self._order()
             failed: list[tuple[str, str]] = []
-            for provider in order:
+            for provider, last_resort in _attempts(order, failures, failed):
                 chunks = provider.stream(input, _child(config, run), **kwargs)
                 try:
-                    output = next(chunks, _NOTHING)
+                    with breaker_passed(last_resort):  # the policy plans at the first chunk
+                        output = next(chunks, _NOTHING)
                 except ProviderError as exc:
                     failures.append(exc)
                     self._attempt_failed(provider, exc, failed)
@@ -324,10 +328,11 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             failures: list[ProviderError] = []
             order = await self._aorder()
             failed: list[tuple[str, str]] = []
-            for provider in order:
+            for provider, last_resort in _attempts(order, failures, failed):
                 chunks = provider.astream(input, _child(config, run), **kwargs)
                 try:
-                    output = await anext(chunks, _NOTHING)
+                    with breaker_passed(last_resort):  # the policy plans at the first chunk
+                        output = await anext(chunks, _NOTHING)
                 except ProviderError as exc:
                     failures.append(exc)
                     self._attempt_failed(provider, exc, failed)
@@ -361,6 +366,27 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         """A copy (same class and fields) whose providers' models are ``change(model)``."""
         providers = [_rewrapped(provider, change) for provider in self.providers]
         return self.model_copy(update={"providers": providers})
+
+
+def _attempts(
+    order: Sequence[Runnable[Any, Any]],
+    failures: list[ProviderError],
+    failed: list[tuple[str, str]],
+) -> Iterator[tuple[Runnable[Any, Any], bool]]:
+    """Each provider once (``False``); then the last one again past its open breaker
+    (``True``) when every provider failed and that one was refused only by its breaker.
+
+    A breaker moves calls on to the next provider; with none left, its cooldown
+    would only lock the caller out of the one provider that might answer (a
+    local model that timed out under load, say). The call goes as a probe: its
+    outcome closes the circuit or keeps it open.
+    """
+    yield from ((provider, False) for provider in order)
+    if order and len(failures) == len(order) and isinstance(failures[-1], CircuitOpenError):
+        failures.pop()
+        if failed:
+            failed.pop()
+        yield order[-1], True
 
 
 def _child(

@@ -29,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
 
@@ -354,6 +356,20 @@ class _ProviderCall:
             log_change(self._policy.circuit, end.breaker)
 
 
+past_open_breaker: ContextVar[bool] = ContextVar("past_open_breaker", default=False)
+"""Set by a chain for its last resort: the call goes although the breaker is open."""
+
+
+@contextmanager
+def breaker_passed(passed: bool = True) -> Iterator[None]:
+    """Calls in this block go past an open breaker (when ``passed``)."""
+    token = past_open_breaker.set(passed)
+    try:
+        yield
+    finally:
+        past_open_breaker.reset(token)
+
+
 def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> CallPlan | None:
     """What to ask the store before a call; None when nothing needs asking.
 
@@ -362,6 +378,8 @@ def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> Call
     takes no writes) is found out before the provider is paid, not after.
     """
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
+    if circuit is not None and past_open_breaker.get():
+        circuit = None  # the chain's last resort: its outcome is still recorded
     budgets: tuple[BudgetSpec, ...] = ()
     if policy.budget is not None:
         max_tokens = kwargs.get("max_tokens") or _max_tokens_of(policy.bound)

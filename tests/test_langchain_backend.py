@@ -25,7 +25,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.providers.ollama import ollama_model
-from pygent_lc.providers.openrouter import openrouter_model
+from pygent_lc.providers.openrouter.model import openrouter_model
 from pygent_lc.testing import ScriptedChatModel
 from tests.providers.mock_http import MockServer, ndjson_reply
 

@@ -7,10 +7,12 @@ import warnings
 from pathlib import Path
 
 import pytest
+from pydantic_settings import BaseSettings
 
 from pygent_lc import Settings
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.settings import (
+    VARIABLES,
     LocalSettings,
     MisspeltSettingWarning,
     OllamaSettings,
@@ -161,16 +163,6 @@ def test_updated_keeps_every_value_and_validates_the_changes() -> None:
         base.updated(openrouter_base_url="http://example.com/v1")
 
 
-def test_flat_attribute_names_still_read_the_sections() -> None:
-    """Code written against the flat fields keeps working (typed code reads the sections)."""
-    settings = Settings(openrouter_model="openai/gpt-4o", local_model_path="m.gguf")
-    flat = {name: getattr(settings, name) for name in ("openrouter_model", "local_model_path")}
-    assert flat == {"openrouter_model": "openai/gpt-4o", "local_model_path": Path("m.gguf")}
-    assert getattr(settings, "app_title") == "pygent_lc"  # noqa: B009
-    with pytest.raises(AttributeError):
-        getattr(settings, "openrouter_modle")  # noqa: B009
-
-
 # --- unknown keywords ------------------------------------------------------------
 
 
@@ -179,7 +171,8 @@ def test_flat_attribute_names_still_read_the_sections() -> None:
     [
         ("request_timout", "'request_timeout'"),
         ("openrouter_key", "'openrouter_api_key'"),
-        ("PYGENT_REQUEST_TIMOUT", "'PYGENT_REQUEST_TIMEOUT' (field 'request_timeout')"),
+        ("PYGENT_REQUEST_TIMEOUT", "'request_timeout'"),  # a variable's name: its keyword
+        ("OLLAMA_MODEL", "'ollama_model'"),
         ("_env_fil", "'_env_file'"),
     ],
 )
@@ -195,13 +188,11 @@ def test_unknown_keyword_without_a_close_field() -> None:
         Settings(zzz=1)
 
 
-def test_field_names_environment_names_and_settings_options_are_accepted(
-    tmp_path: Path,
-) -> None:
+def test_keywords_and_settings_options_are_accepted(tmp_path: Path) -> None:
     settings = Settings(
         request_timeout=5,
-        PYGENT_MAX_RETRIES=1,
-        OLLAMA_MODEL="llama3.2",
+        max_retries=1,
+        ollama_model="llama3.2",
         _env_file=None,
         _env_file_encoding="utf-8",
         _case_sensitive=False,
@@ -399,9 +390,7 @@ PASTED_KEY = "sk-or-v1-" + "5f3c9a0e7b1d2468" * 4
 
 
 def every_variable() -> list[str]:
-    from pygent_lc.settings import _settings_table
-
-    return sorted({setting.env for setting in _settings_table().values()})
+    return sorted(VARIABLES)
 
 
 def settings_error() -> str | None:
@@ -437,10 +426,10 @@ def test_a_key_pasted_into_any_setting_is_not_printed_back(
 
 
 @pytest.mark.parametrize("variable", every_variable())
+@pytest.mark.parametrize("value", ["not-a-valid-value " * 500, f'{{"{"a" * 500}": 1}}'])
 def test_a_long_value_of_any_setting_is_not_printed_whole(
-    monkeypatch: pytest.MonkeyPatch, variable: str
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
 ) -> None:
-    value = "not-a-valid-value " * 500
     monkeypatch.setenv(variable, value)
     shown = settings_error()
     if shown is not None:
@@ -508,3 +497,99 @@ def test_variables_of_other_tools_and_of_this_project_are_not_reported(
         warnings.simplefilter("error", MisspeltSettingWarning)
         with contextlib.suppress(ConfigurationError):  # a value "1" may be invalid: not checked
             Settings()
+
+
+# --- the contract: every variable, its default and its keyword ---------------------------
+
+# (variable, where it is read, default, a value to set, what that value reads as, keyword)
+EVERY_SETTING: list[tuple[str, str, object, str, object, str]] = [
+    ("OPENROUTER_API_KEY", "openrouter.api_key", None, "sk-or-v1-abc", "sk-or-v1-abc",
+     "openrouter_api_key"),
+    ("OPENROUTER_BASE_URL", "openrouter.base_url", "https://openrouter.ai/api/v1",
+     "https://example.org/v1/", "https://example.org/v1", "openrouter_base_url"),
+    ("OPENROUTER_MODEL", "openrouter.model", "anthropic/claude-3.5-sonnet", "openai/gpt-4o",
+     "openai/gpt-4o", "openrouter_model"),
+    ("OPENROUTER_MODELS", "openrouter.models", [], "a/b, c/d", ["a/b", "c/d"],
+     "openrouter_models"),
+    ("OPENROUTER_PROVIDER", "openrouter.provider", None, '{"sort": "price"}', {"sort": "price"},
+     "openrouter_provider"),
+    ("OPENROUTER_REASONING", "openrouter.reasoning", None, '{"effort": "low"}',
+     {"effort": "low"}, "openrouter_reasoning"),
+    ("OPENROUTER_APP_URL", "openrouter.app_url", None, "https://example.org",
+     "https://example.org", "app_url"),
+    ("OPENROUTER_APP_TITLE", "openrouter.app_title", "pygent_lc", "Mine", "Mine", "app_title"),
+    ("OLLAMA_BASE_URL", "ollama.base_url", "http://localhost:11434", "http://a:1,http://b:2/",
+     "http://a:1,http://b:2", "ollama_base_url"),
+    ("OLLAMA_MODEL", "ollama.model", None, "llama3.2", "llama3.2", "ollama_model"),
+    ("OLLAMA_NUM_CTX", "ollama.num_ctx", 8192, "4096", 4096, "ollama_num_ctx"),
+    ("PYGENT_LOCAL_MODEL", "local.model", None, "m.gguf", Path("m.gguf"), "local_model_path"),
+    ("PYGENT_LOCAL_THREADS", "local.threads", None, "3", 3, "local_threads"),
+    ("PYGENT_LOCAL_STARTUP_TIMEOUT", "local.startup_timeout", 120.0, "5", 5.0,
+     "local_startup_timeout"),
+    ("PYGENT_ALLOW_INSECURE_HTTP", "allow_insecure_http", False, "1", True,
+     "allow_insecure_http"),
+    ("PYGENT_PROVIDERS", "providers", ["openrouter", "ollama", "local"], "Local, ollama",
+     ["local", "ollama"], "providers"),
+    ("PYGENT_REQUEST_TIMEOUT", "request_timeout", 60.0, "5", 5.0, "request_timeout"),
+    ("PYGENT_MAX_RETRIES", "max_retries", 2, "0", 0, "max_retries"),
+    ("PYGENT_RETRY_MAX_WAIT", "retry_max_wait", 20.0, "3", 3.0, "retry_max_wait"),
+    ("PYGENT_RETRY_INITIAL_WAIT", "retry_initial_wait", 0.5, "0.1", 0.1, "retry_initial_wait"),
+    ("PYGENT_BREAKER_FAILURES", "breaker_failures", 3, "0", 0, "breaker_failures"),
+    ("PYGENT_BREAKER_COOLDOWN", "breaker_cooldown", 30.0, "1", 1.0, "breaker_cooldown"),
+    ("PYGENT_STATE_URL", "state_url", None, "redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0",
+     "state_url"),
+    ("PYGENT_RATE_LIMITS", "rate_limits", {}, "ollama=10/s", {"ollama": "10/1s"}, "rate_limits"),
+    ("PYGENT_RATE_LIMIT_MODE", "rate_limit_mode", "wait", "raise", "raise", "rate_limit_mode"),
+    ("PYGENT_MAX_COST_USD", "max_cost_usd", None, "0.5", 0.5, "max_cost_usd"),
+    ("PYGENT_BUDGET_KEY", "budget_key", "default", "team", "team", "budget_key"),
+    ("PYGENT_BUDGET_WINDOW", "budget_window", None, "1h", "1h", "budget_window"),
+]  # fmt: skip
+
+
+def _read(settings: Settings, path: str) -> object:
+    value: object = settings
+    for part in path.split("."):
+        value = getattr(value, part)
+    if hasattr(value, "get_secret_value"):
+        return value.get_secret_value()
+    if hasattr(value, "model_dump"):
+        return value.model_dump(exclude_none=True)
+    if isinstance(value, dict):  # rate limits: compared by the rate as written
+        return {key: str(rate) for key, rate in value.items()}
+    return value
+
+
+def _variables_of(model: type[BaseSettings]) -> set[str]:
+    prefix = str(model.model_config.get("env_prefix") or "")
+    return {
+        f"{prefix}{name}".upper()
+        for name, info in model.model_fields.items()
+        if not (isinstance(info.annotation, type) and issubclass(info.annotation, BaseSettings))
+    }
+
+
+def test_every_variable_is_listed_here() -> None:
+    """A variable added, renamed or dropped is a change of this list (and of the README)."""
+    models: list[type[BaseSettings]] = [Settings, OpenRouterSettings, OllamaSettings, LocalSettings]
+    read = {variable for model in models for variable in _variables_of(model)}
+    assert read == {variable for variable, *_ in EVERY_SETTING}
+
+
+@pytest.mark.parametrize(("variable", "path", "default", "raw", "value", "keyword"), EVERY_SETTING)
+def test_every_variable_default_and_keyword(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variable: str,
+    path: str,
+    default: object,
+    raw: str,
+    value: object,
+    keyword: str,
+) -> None:
+    assert _read(Settings(), path) == default
+    assert _read(Settings(**{keyword: raw}), path) == value
+    if variable != "PYGENT_ALLOW_INSECURE_HTTP":  # refused in a .env file (tested above)
+        (tmp_path / "x.env").write_text(f"{variable}='{raw}'\n")
+        assert _read(Settings.from_env_file(tmp_path / "x.env"), path) == value
+    monkeypatch.setenv(variable, raw)
+    assert _read(Settings(), path) == value

@@ -54,6 +54,7 @@ from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.providers.status import ProviderHealth
 from pygent_lc.settings import MisspeltSettingWarning, Settings
+from pygent_lc.telemetry import instrument_from_env
 
 FALLBACK_LOGGER = "pygent_lc.fallbacks"
 
@@ -262,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pygent_lc.telemetry.export import start_otlp_export
 
             stop_export = start_otlp_export()
+        else:
+            instrument_from_env()  # PYGENT_OTEL=1: spans and metrics of this run
         with recorder:
             return asyncio.run(_run(args, recorder))
     except KeyboardInterrupt:

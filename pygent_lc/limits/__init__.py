@@ -38,14 +38,13 @@ from pygent_lc.limits.budget import (
 from pygent_lc.limits.call import CallEnd, CallEnded, CallPlan, CallStart, Settlement
 from pygent_lc.limits.inflight import InflightTicket
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, RateSpec
+from pygent_lc.limits.shared import open_store, shared_store
 from pygent_lc.limits.store import (
     DEFAULT_PREFIX,
     MemoryStore,
     ResilientStore,
     StateStore,
-    open_store,
     redact_url,
-    shared_store,
 )
 from pygent_lc.limits.usage import UsageRecord, UsageRow, UsageTracker
 

@@ -482,7 +482,7 @@ T = TypeVar("T")
 
 
 class PricedModel(Protocol):
-    """A model's list prices (e.g. :class:`~pygent_lc.openrouter_catalog.ModelInfo`).
+    """A model's list prices (e.g. :class:`~pygent_lc.providers.openrouter.catalog.ModelInfo`).
 
     It may also say ``max_completion_tokens`` (the most it writes per reply)
     and ``context_length`` (prompt plus reply), which bound a call without

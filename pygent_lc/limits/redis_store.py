@@ -137,7 +137,7 @@ class RedisStore(StateStore):
     """State in Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
     Raises redis-py's errors when Redis is unreachable; use
-    :func:`~pygent_lc.limits.store.open_store` for a store that falls back to memory.
+    :func:`~pygent_lc.limits.shared.open_store` for a store that falls back to memory.
     """
 
     outage_errors = OUTAGE_ERRORS

@@ -61,7 +61,6 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
-from pygent_lc.errors import ConfigurationError
 from pygent_lc.limits.inflight import DEFAULT_INFLIGHT_LEASE_S, Count, Enter, Exit, InflightTicket
 from pygent_lc.limits.rate import RateSpec, TakeRate, check_spec
 from pygent_lc.limits.script import Arg, MemoryState, Step
@@ -497,97 +496,8 @@ def _redacted_netloc(parts: SplitResult) -> str:
     return f"{parts.username or ''}:***@{host}"
 
 
-INSTALL_HINT = 'pip install "pygent-lc[redis]"'
-
-
-def open_store(
-    url: str | None = None,
-    *,
-    prefix: str = DEFAULT_PREFIX,
-    clock: Clock = time.time,
-    connect_timeout_s: float = 0.5,
-    timeout_s: float = 1.0,
-    retry_after_s: float = RETRY_AFTER_S,
-    max_retry_after_s: float = MAX_RETRY_AFTER_S,
-) -> StateStore:
-    """The store ``url`` names.
-
-    ``None``, ``""`` or ``"memory"``: a :class:`MemoryStore` (limits per
-    process). ``redis://``, ``rediss://`` or ``unix://``: a
-    :class:`RedisStore` behind a :class:`ResilientStore`, so an unreachable
-    Redis degrades to per-process limits instead of failing calls. Nothing
-    connects here: a Redis that is down now is found out (and logged) on
-    first use. Raises :class:`~pygent_lc.errors.ConfigurationError` for
-    another scheme, a malformed URL, or when redis-py is not installed.
-    """
-    if url is None or url.strip() in MEMORY_URLS:
-        return MemoryStore(prefix=prefix, clock=clock)
-    shown = redact_url(url)
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError:
-        scheme = ""
-    if scheme not in REDIS_SCHEMES:
-        raise ConfigurationError(
-            f"state store URL {shown!r}: expected redis://, rediss:// or unix:// "
-            "(or none, for state in this process)",
-            field="state_url",
-        )
-    try:
-        from pygent_lc.limits.redis_store import RedisStore, outage_of
-    except ImportError as exc:
-        if exc.name is not None and exc.name.split(".")[0] != "redis":
-            raise
-        raise ConfigurationError(
-            f"a Redis state store needs the redis package: {INSTALL_HINT}", field="state_url"
-        ) from None
-    try:
-        primary = RedisStore(
-            url,
-            prefix=prefix,
-            clock=clock,
-            connect_timeout_s=connect_timeout_s,
-            timeout_s=timeout_s,
-        )
-    except ValueError as exc:  # redis-py's URL parsing
-        raise ConfigurationError(
-            f"state store URL {shown!r} is not valid: {redact_url(str(exc))}", field="state_url"
-        ) from None
-    return ResilientStore(
-        primary,
-        outage_of,
-        fallback=MemoryStore(prefix=prefix, clock=clock),
-        name=shown,
-        retry_after_s=retry_after_s,
-        max_retry_after_s=max_retry_after_s,
-        clock=clock,
-    )
-
-
-_PROCESS_STORE = MemoryStore()
-_OPENED: dict[str, StateStore] = {}
-_OPENING = threading.Lock()
-
-
-def shared_store(url: str | None = None) -> StateStore:
-    """The store every chain of this process shares for ``url``.
-
-    Without a URL, one in-process store: breakers, rate limits and budgets are
-    then shared by the chains of this process. With one, the store it names,
-    opened once per process (its connection pools serve every chain).
-    """
-    if url is None or url.strip() in MEMORY_URLS:
-        return _PROCESS_STORE
-    with _OPENING:
-        store = _OPENED.get(url)
-        if store is None:
-            store = _OPENED[url] = open_store(url)
-        return store
-
-
 __all__ = [
     "DEFAULT_PREFIX",
-    "INSTALL_HINT",
     "MEMORY_URLS",
     "REDIS_SCHEMES",
     "UNREACHABLE",
@@ -598,8 +508,6 @@ __all__ = [
     "ResilientStore",
     "StateStore",
     "Writable",
-    "open_store",
     "redact_url",
-    "shared_store",
     "writable_key",
 ]

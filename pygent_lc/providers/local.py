@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_core.runnables import Runnable
 from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import PrivateAttr, model_validator
@@ -159,7 +160,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
         url, waited = self._server.acquire()
         self._point_at(url)
         if waited:
-            _not_charged_for_waiting()
+            _restart_deadline()
         return True
 
     async def _aacquire(self) -> bool:
@@ -178,7 +179,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
                 server.check_slot_wait(until)
         self._point_at(found)
         if waited:
-            _not_charged_for_waiting()
+            _restart_deadline()
         return True
 
     def _release(self, counted: bool) -> None:
@@ -201,6 +202,31 @@ class LocalChatModel(OpenAICompatibleChatModel):
             yield
         finally:
             self._release(counted)
+
+    # -- the deadline of a local model: time to the first token, then between tokens --
+    #
+    # A local model's speed is the machine's: on a busy laptop one reply may take
+    # minutes while every token still comes. So on the embedded server every call
+    # is streamed (``invoke`` gathers the chunks, as LangChain does for a listener)
+    # and the deadline (``request_timeout``) starts again at each chunk: it bounds
+    # the time to the first token and each gap, never the length of a reply.
+
+    def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
+        embedded = self._server is not None and self.disable_streaming is not True
+        plain = forced_tools(kwargs) is None  # tool calls are served whole (a grammar)
+        if embedded and plain and (kwargs.get("n") or 1) == 1 and kwargs.get("stream") is not False:
+            return True
+        return super()._should_stream(async_api=async_api, **kwargs)
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        for chunk in super()._stream(*args, **kwargs):
+            _restart_deadline()
+            yield chunk
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        async for chunk in super()._astream(*args, **kwargs):
+            _restart_deadline()
+            yield chunk
 
     def _typed(self, exc: Exception, partial_text: str = "") -> Exception:
         """A call cut by a crashed model process says so (and that a restart follows)."""
@@ -229,9 +255,10 @@ class LocalChatModel(OpenAICompatibleChatModel):
         )
 
 
-def _not_charged_for_waiting() -> None:
-    """The call's deadline starts once the server runs and has a slot for it: start-up
-    has its own limit, and a queue behind this process's other calls is no outage."""
+def _restart_deadline() -> None:
+    """The call's deadline starts again: once the server runs and has a slot for the
+    call (start-up has its own limit, and a queue behind this process's other calls
+    is no outage), and at each chunk of the reply."""
     deadline = current_deadline.get()
     if deadline is not None:
         deadline.restart()

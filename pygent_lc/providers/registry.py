@@ -17,11 +17,6 @@ from types import MappingProxyType
 from langchain_core.language_models import BaseChatModel
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.openrouter_catalog import (
-    check_openrouter_model,
-    openrouter_health,
-    openrouter_listing,
-)
 from pygent_lc.providers.local import (
     INSTALL_HINT,
     MODEL_INSTALL_HINT,
@@ -36,15 +31,21 @@ from pygent_lc.providers.ollama import (
     ollama_listing,
     ollama_model,
 )
-from pygent_lc.providers.openrouter import openrouter_model
+from pygent_lc.providers.openrouter.catalog import (
+    check_openrouter_model,
+    openrouter_health,
+    openrouter_listing,
+)
+from pygent_lc.providers.openrouter.model import openrouter_model
 from pygent_lc.providers.status import ModelListing, ProviderHealth
-from pygent_lc.redaction import shown_value
 from pygent_lc.settings import (
     LocalSettings,
     OllamaSettings,
     OpenRouterSettings,
     ProviderSettings,
     Settings,
+    provider_name,
+    unique_provider_names,
 )
 
 
@@ -153,23 +154,6 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
         )
     }
 )
-
-
-def provider_name(name: object) -> str:
-    """``name`` as a known provider's name (trimmed, lower case), else ``ValueError``."""
-    if isinstance(name, str) and name.strip().lower() in PROVIDERS:
-        return name.strip().lower()
-    raise ValueError(f"unknown provider {shown_value(name)}; choose from {', '.join(PROVIDERS)}")
-
-
-def unique_provider_names(names: Sequence[str]) -> list[str]:
-    """``names`` unchanged if there is at least one and none twice, else ``ValueError``."""
-    if not names:
-        raise ValueError("at least one provider is required")
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            raise ValueError(f"provider {shown_value(name)} is listed twice")
-    return list(names)
 
 
 def validate_provider_names(names: Sequence[object] | str) -> list[str]:

@@ -96,6 +96,17 @@ class ToTConfig(BaseModel):
     these are (``Task.children_checked``, Game of 24), unless ``value_batch`` is on
     (a parent's states valued in one prompt cost less than a generation call each)."""
 
+    reuse_proposals: Literal["checked", "all", "none"] = "checked"
+    """Keep the next steps found from a state in the value cache (``value_cache``,
+    by the task's state key, the model and the task's ``propose_version``), so a
+    later solve meeting the state asks no model for them. ``"checked"``: states
+    whose next states the task values by program (``Task.children_checked``; Game
+    of 24: two numbers left), where what is kept is the program's verdict on the
+    model's proposals, as a stored value is the model's estimate of such a state.
+    ``"all"``: every state's proposals (the paper does not cache proposals: not
+    its method). ``"none"``: proposals are always asked. Tasks without a
+    ``propose_version`` never reuse them."""
+
     value_batch: bool = False
     """Value a level's siblings (the new states of one parent) in one prompt
     per sample instead of one prompt per state: the few-shot examples are paid

@@ -21,10 +21,11 @@ from pygent_lc.tot.model_id import model_identity
 from pygent_lc.tot.node import ThoughtTree
 from pygent_lc.tot.result import ToTResult, ToTStats, best_so_far, collect_solutions
 from pygent_lc.tot.search import SearchContext, bfs, dfs
+from pygent_lc.tot.shared_values import open_value_store
 from pygent_lc.tot.sync import run_sync as run_sync
-from pygent_lc.tot.tasks.base import BatchValueTask, Task
+from pygent_lc.tot.tasks.base import BatchValueTask, Task, propose_version
 from pygent_lc.tot.tasks.generic import GenericTask
-from pygent_lc.tot.value_store import MemoryValueStore, ValueStore, open_value_store
+from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
 
 ToTInput = str | Mapping[str, Any]
 """A problem string, or a mapping with a ``"problem"`` key (LCEL-friendly)."""
@@ -161,7 +162,18 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         started = time.perf_counter()
         caller = LLMCaller(self.backend, config, self.samples_support)
         tree = ThoughtTree.with_root(problem)
-        generator = ThoughtGenerator(task, config, caller)
+        store = self.value_store if self.value_store is not None else MemoryValueStore()
+        proposals = propose_version(task)
+        generator = ThoughtGenerator(
+            task,
+            config,
+            caller,
+            store=store,
+            namespace=""
+            if proposals is None
+            else f"{self.model_id}|{task.name}|{config.generation_strategy}:{proposals}"
+            f"|x{config.n_generate_sample}",
+        )
         cache = PromptCache()
         greedy_bfs = config.search_method == "bfs" and config.selection == "greedy"
         evaluator = StateEvaluator(
@@ -169,7 +181,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             config,
             caller,
             cache,
-            store=self.value_store if self.value_store is not None else MemoryValueStore(),
+            store=store,
             namespace=f"{self.model_id}|{task.name}|{version}",
             beam=config.n_select_sample if greedy_bfs else None,
         )
@@ -195,6 +207,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             samples_saved=evaluator.samples_saved,
             duplicates_merged=generator.duplicates_merged,
             invalid_pruned=generator.invalid_pruned,
+            proposals_reused=generator.proposals_reused,
             nodes=len(tree),
             depth_reached=max(node.depth for node in tree.nodes),
             usage=caller.usage(),

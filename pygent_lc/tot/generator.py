@@ -13,7 +13,8 @@ from pygent_lc.tot.calls import (
 )
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import Task, check_step, program_answer
+from pygent_lc.tot.tasks.base import Task, check_step, children_checked, program_answer
+from pygent_lc.tot.value_store import ChildrenStore, StoredChildren, ValueStore
 
 _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by budget
 
@@ -34,14 +35,58 @@ class ThoughtGenerator:
     (``VerifyingTask.check_step``: wrong arithmetic, numbers not available...)
     is kept in the tree, pruned, before any value call, and counted in
     ``invalid_pruned``.
+
+    With a ``store`` and a ``namespace`` (the model, the task and its
+    ``propose_version``), the next steps found from a state are kept there
+    (``ToTConfig.reuse_proposals``): the thoughts that hold and lead somewhere,
+    once every call of the state succeeded. A later expansion of a state with
+    the same key takes them from the store, with no call, and counts it in
+    ``proposals_reused``; stored thoughts the task's step check rejects from
+    this state are not used (the state is asked again).
     """
 
-    def __init__(self, task: Task, config: ToTConfig, caller: LLMCaller) -> None:
+    def __init__(
+        self,
+        task: Task,
+        config: ToTConfig,
+        caller: LLMCaller,
+        *,
+        store: ValueStore | None = None,
+        namespace: str = "",
+    ) -> None:
         self.task = task
         self.config = config
         self.caller = caller
+        self.store = store if isinstance(store, ChildrenStore) else None
+        self.namespace = namespace
         self.duplicates_merged = 0
         self.invalid_pruned = 0
+        self.proposals_reused = 0
+
+    def _reuse_key(self, problem: str, steps: Sequence[str]) -> str | None:
+        """Where the next steps of this state are kept, or ``None`` when they are not."""
+        mode = self.config.reuse_proposals
+        if self.store is None or not self.namespace or mode == "none":
+            return None
+        if mode == "checked" and not children_checked(self.task, problem, steps):
+            return None
+        if program_answer(self.task, problem, steps) is not None:
+            return None  # written by program: nothing to keep
+        return f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"
+
+    def _stored(self, problem: str, steps: Sequence[str], key: str | None) -> list[str] | None:
+        if key is None or self.store is None:
+            return None
+        stored = self.store.get_children(key)
+        if stored is None:
+            return None
+        thoughts = list(stored.thoughts)
+        if any(check_step(self.task, problem, [*steps, t]) is False for t in thoughts):
+            return None  # not next steps of this state (another program's row): ask
+        return thoughts
+
+    def _leads_somewhere(self, problem: str, path: Sequence[str]) -> bool:
+        return self.task.is_final(problem, path) or self.task.can_expand(problem, path)
 
     async def _one(self, problem: str, steps: Sequence[str]) -> _Outcome:
         written = program_answer(self.task, problem, steps)
@@ -71,35 +116,55 @@ class ThoughtGenerator:
         self, tree: ThoughtTree, problem: str, parents: Sequence[ThoughtNode]
     ) -> list[ThoughtNode]:
         """The new children of ``parents`` (in a deterministic order)."""
+        plans: list[tuple[ThoughtNode, list[str], str | None, list[str] | None]] = []
+        for parent in parents:
+            steps = tree.path(parent)
+            key = self._reuse_key(problem, steps)
+            plans.append((parent, steps, key, self._stored(problem, steps, key)))
         jobs = [
-            (parent, tree.path(parent))
-            for parent in parents
+            (index, steps)
+            for index, (_, steps, _, stored) in enumerate(plans)
+            if stored is None
             for _ in range(self.config.n_generate_sample)
         ]
         outcomes = await gather_or_cancel(*(self._one(problem, steps) for _, steps in jobs))
+        asked: dict[int, list[_Outcome]] = {}
+        for (index, _), outcome in zip(jobs, outcomes, strict=True):
+            asked.setdefault(index, []).append(outcome)
         children: list[ThoughtNode] = []
         by_key: dict[str, ThoughtNode] = {}
-        for (parent, steps), outcome in zip(jobs, outcomes, strict=True):
-            if outcome is None:
-                continue
-            if not isinstance(outcome, list):
-                message = f"generation failed: {type(outcome).__name__}: {outcome}"
-                parent.error = message if parent.error is None else f"{parent.error}; {message}"
-                continue
-            for thought in outcome:
-                if check_step(self.task, problem, [*steps, thought]) is False:
-                    rejected = tree.add_child(parent, thought)
-                    rejected.pruned = True
-                    rejected.error = "rejected by the task's step check"
-                    self.invalid_pruned += 1
+        for index, (parent, steps, key, stored) in enumerate(plans):
+            if stored is not None:
+                self.proposals_reused += 1
+            found = [stored] if stored is not None else asked.get(index, [])
+            kept: dict[str, str] = {}  # this state's next steps worth keeping, by key
+            for outcome in found:
+                if outcome is None:
                     continue
-                key = self.task.state_key(problem, [*steps, thought])
-                existing = by_key.get(key)
-                if existing is not None:
-                    existing.duplicates += 1
-                    self.duplicates_merged += 1
+                if not isinstance(outcome, list):
+                    message = f"generation failed: {type(outcome).__name__}: {outcome}"
+                    parent.error = message if parent.error is None else f"{parent.error}; {message}"
                     continue
-                child = tree.add_child(parent, thought)
-                by_key[key] = child
-                children.append(child)
+                for thought in outcome:
+                    path = [*steps, thought]
+                    if check_step(self.task, problem, path) is False:
+                        rejected = tree.add_child(parent, thought)
+                        rejected.pruned = True
+                        rejected.error = "rejected by the task's step check"
+                        self.invalid_pruned += 1
+                        continue
+                    child_key = self.task.state_key(problem, path)
+                    if key is not None and self._leads_somewhere(problem, path):
+                        kept.setdefault(child_key, thought)
+                    existing = by_key.get(child_key)
+                    if existing is not None:
+                        existing.duplicates += 1
+                        self.duplicates_merged += 1
+                        continue
+                    child = tree.add_child(parent, thought)
+                    by_key[child_key] = child
+                    children.append(child)
+            if key is not None and stored is None and all(isinstance(o, list) for o in found):
+                assert self.store is not None
+                self.store.put_children(key, StoredChildren(tuple(kept.values())))
         return children

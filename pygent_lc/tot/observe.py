@@ -5,27 +5,33 @@ and one search's own (``ToTEngine(observer=...)``, ``SearchContext.observer``:
 a progress display). Without either, :func:`solving` and :func:`level`
 return a no-op context manager, so a search pays two reads per level. The
 observer reads what it reports (nodes, values, counters) from the
-:class:`~pygent_lc.tot.search.SearchContext`.
+:class:`~pygent_lc.tot.search.SearchContext`; this module needs only its
+``observer`` (so it does not import the search, which imports it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from pygent_lc.tot.search import SearchContext
+from typing import Any, Protocol
 
 
 class SearchObserver(Protocol):
-    def solving(self, ctx: SearchContext) -> AbstractContextManager[object]:
+    """Sees each search; ``ctx`` is its :class:`~pygent_lc.tot.search.SearchContext`."""
+
+    def solving(self, ctx: Any) -> AbstractContextManager[object]:
         """Around one whole search."""
         ...
 
-    def level(self, ctx: SearchContext, depth: int) -> AbstractContextManager[object]:
+    def level(self, ctx: Any, depth: int) -> AbstractContextManager[object]:
         """Around one expansion: generating children at ``depth``, valuing and keeping them."""
         ...
+
+
+class SearchContext(Protocol):
+    """What this module reads of a search: its own observer."""
+
+    observer: SearchObserver | None
 
 
 _observer: SearchObserver | None = None

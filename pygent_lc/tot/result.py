@@ -54,6 +54,9 @@ class ToTStats(BaseModel):
     duplicates_merged: int = 0
     invalid_pruned: int = 0
     """Proposed thoughts the task rejected by program (``check_step``) before any value call."""
+    proposals_reused: int = 0
+    """States whose next steps came from the value cache (found by an earlier
+    expansion of the same state: ``ToTConfig.reuse_proposals``) without a call."""
     nodes: int = 0
     depth_reached: int = 0
     peak_in_flight: int = 0

@@ -2,7 +2,8 @@
 
 With a Redis store (:func:`pygent_lc.limits.store.shared_store` of a ``redis://``
 URL), every worker process reuses the state values any of them computed. Values
-are JSON in one Redis hash per namespace; Redis keeps every entry (bound it with
+are JSON in one Redis hash per namespace, the next steps found from states
+(``StoredChildren``) in another; Redis keeps every entry (bound it with
 its ``maxmemory`` policy). The in-process twin (a Redis outage, or a memory
 store) keeps the most recently used :data:`MAX_MEMORY_ENTRIES` per namespace.
 """
@@ -17,10 +18,22 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pygent_lc.limits.script import Arg, MemoryState, Step
+from pygent_lc.limits.shared import shared_store
 from pygent_lc.limits.store import StateStore
-from pygent_lc.tot.value_store import Scores, StoredValue, UnusableValues
+from pygent_lc.tot.value_store import (
+    MEMORY,
+    MemoryValueStore,
+    Scores,
+    SQLiteValueStore,
+    StoredChildren,
+    StoredValue,
+    Thoughts,
+    UnusableValues,
+    ValueStore,
+)
 
 NAMESPACE = "tot-values"
+CHILDREN_NAMESPACE = "tot-children"
 MAX_MEMORY_ENTRIES = 100_000
 
 
@@ -79,6 +92,9 @@ class SharedValueStore:
     def __init__(self, store: StateStore, namespace: str = NAMESPACE) -> None:
         self.store = store
         self.namespace = namespace
+        self.children_namespace = (
+            CHILDREN_NAMESPACE if namespace == NAMESPACE else f"{namespace}:children"
+        )
         self._unusable = UnusableValues(f"the shared value cache ({namespace!r})")
 
     def get(self, key: str) -> StoredValue | None:
@@ -97,6 +113,22 @@ class SharedValueStore:
         raw = json.dumps({"scores": list(value.scores), "settled": value.settled})
         self.store.run(CacheSet(self.namespace, key, raw))
 
+    def get_children(self, key: str) -> StoredChildren | None:
+        """The children under ``key``; ``None`` (and one warning per store) when unusable."""
+        raw = self.store.run(CacheGet(self.children_namespace, key))
+        if raw is None:
+            return None
+        try:
+            row = _ChildrenRow.model_validate_json(raw)
+        except ValidationError:
+            self._unusable.ignored(key, "it is not a JSON object of non-empty thoughts")
+            return None
+        return StoredChildren(row.thoughts)
+
+    def put_children(self, key: str, children: StoredChildren) -> None:
+        raw = json.dumps({"thoughts": list(children.thoughts)})
+        self.store.run(CacheSet(self.children_namespace, key, raw))
+
     def close(self) -> None:
         """Nothing to release here (the store is not ours)."""
 
@@ -109,4 +141,36 @@ class _Row(BaseModel):
     settled: bool
 
 
-__all__ = ["MAX_MEMORY_ENTRIES", "NAMESPACE", "CacheGet", "CacheSet", "SharedValueStore"]
+class _ChildrenRow(BaseModel):
+    """Stored children, as JSON: ``{"thoughts": [...]}``."""
+
+    model_config = ConfigDict(strict=True)
+    thoughts: Thoughts
+
+
+def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
+    """The store ``ToTConfig.value_cache`` names: ``"memory"``, a SQLite path, a
+    state store URL (``redis://...``: shared by every process using it), or none.
+
+    Here rather than in :mod:`~pygent_lc.tot.value_store`, which this module builds on."""
+    if spec is None:
+        return None
+    if spec == MEMORY:
+        return MemoryValueStore(max_entries)
+    if spec.startswith(_STATE_STORE_URLS):
+        return SharedValueStore(shared_store(spec))
+    return SQLiteValueStore(spec)
+
+
+_STATE_STORE_URLS = ("redis://", "rediss://", "unix://")
+
+
+__all__ = [
+    "CHILDREN_NAMESPACE",
+    "MAX_MEMORY_ENTRIES",
+    "NAMESPACE",
+    "CacheGet",
+    "CacheSet",
+    "SharedValueStore",
+    "open_value_store",
+]

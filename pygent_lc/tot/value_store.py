@@ -6,6 +6,11 @@ model, the task's value prompt version and the task's canonical state key, so
 a store never mixes models or prompts. Stores are synchronous and fast (a
 dict, a local SQLite file); a networked store (Redis) fits the same three
 methods.
+
+The same stores keep the next steps found from a state (:class:`StoredChildren`,
+``ChildrenStore``), so that a state proposed from once is not proposed from
+again: by default only states whose next steps the task checks by program
+(``ToTConfig.reuse_proposals``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ Scores = Annotated[tuple[FiniteFloat, ...], MinLen(1)]
 """Stored scores: a non-empty list of finite numbers (not strings, not booleans)."""
 _SCORES: TypeAdapter[tuple[float, ...]] = TypeAdapter(Scores)
 
+Thoughts = tuple[Annotated[str, MinLen(1)], ...]
+"""Stored next steps: a list (maybe empty) of non-empty strings."""
+_THOUGHTS: TypeAdapter[tuple[str, ...]] = TypeAdapter(Thoughts)
+
 
 @dataclass(frozen=True)
 class StoredValue:
@@ -43,6 +52,25 @@ class StoredValue:
     scores: tuple[float, ...]
     settled: bool
     """No more samples are wanted: the task said they agree, or all were asked."""
+
+
+@dataclass(frozen=True)
+class StoredChildren:
+    """The next steps found from one state: the thoughts the search kept from its
+    proposals (steps the task's program let through that lead somewhere), in the
+    order found. Empty: the state was proposed from and nothing came of it."""
+
+    thoughts: tuple[str, ...]
+
+
+def parse_thoughts(raw: object) -> tuple[str, ...] | None:
+    """The thoughts in a stored JSON text, or ``None`` when they are not usable."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        return _THOUGHTS.validate_json(raw, strict=True)
+    except ValidationError:
+        return None
 
 
 def parse_scores(raw: object) -> tuple[float, ...] | None:
@@ -86,29 +114,59 @@ class ValueStore(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class ChildrenStore(Protocol):
+    """A store that also keeps the next steps found from a state (all of ours do).
+    With a :class:`ValueStore` that is not one, proposals are not reused."""
+
+    def get_children(self, key: str) -> StoredChildren | None: ...
+
+    def put_children(self, key: str, children: StoredChildren) -> None: ...
+
+
+_Entry = StoredValue | StoredChildren
+
+
 class MemoryValueStore:
-    """A bounded in-process store: the least recently used entries go first."""
+    """A bounded in-process store: the least recently used entries go first.
+
+    Values and children share the bound (``max_entries`` entries in all).
+    """
 
     def __init__(self, max_entries: int = 100_000) -> None:
         if max_entries < 1:
             raise ConfigurationError("max_entries must be at least 1", field="value_cache_size")
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, StoredValue] = OrderedDict()
+        self._entries: OrderedDict[tuple[bool, str], _Entry] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> StoredValue | None:
+    def _get(self, key: tuple[bool, str]) -> _Entry | None:
         with self._lock:
-            value = self._entries.get(key)
-            if value is not None:
+            entry = self._entries.get(key)
+            if entry is not None:
                 self._entries.move_to_end(key)
-            return value
+            return entry
 
-    def put(self, key: str, value: StoredValue) -> None:
+    def _put(self, key: tuple[bool, str], entry: _Entry) -> None:
         with self._lock:
-            self._entries[key] = value
+            self._entries[key] = entry
             self._entries.move_to_end(key)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
+
+    def get(self, key: str) -> StoredValue | None:
+        entry = self._get((False, key))
+        return entry if isinstance(entry, StoredValue) else None
+
+    def put(self, key: str, value: StoredValue) -> None:
+        self._put((False, key), value)
+
+    def get_children(self, key: str) -> StoredChildren | None:
+        entry = self._get((True, key))
+        return entry if isinstance(entry, StoredChildren) else None
+
+    def put_children(self, key: str, children: StoredChildren) -> None:
+        self._put((True, key), children)
 
     def close(self) -> None:
         with self._lock:
@@ -120,15 +178,24 @@ class MemoryValueStore:
 
 
 _TABLE = "tot_values"
+_CHILDREN_TABLE = "tot_children"
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {_TABLE} (
     key TEXT PRIMARY KEY,
     scores TEXT NOT NULL,
     settled INTEGER NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS {_CHILDREN_TABLE} (
+    key TEXT PRIMARY KEY,
+    thoughts TEXT NOT NULL
+);
 """
-# PRAGMA table_info of that table: (name, type, notnull, pk) per column.
-_COLUMNS = [("key", "TEXT", 0, 1), ("scores", "TEXT", 1, 0), ("settled", "INTEGER", 1, 0)]
+# PRAGMA table_info of each table: (name, type, notnull, pk) per column. A file
+# made before the children table is ours too (the table is added).
+_COLUMNS = {
+    _TABLE: [("key", "TEXT", 0, 1), ("scores", "TEXT", 1, 0), ("settled", "INTEGER", 1, 0)],
+    _CHILDREN_TABLE: [("key", "TEXT", 0, 1), ("thoughts", "TEXT", 1, 0)],
+}
 
 
 class SQLiteValueStore:
@@ -139,11 +206,12 @@ class SQLiteValueStore:
     readers and one writer at a time, from any thread or process, do not fail.
 
     The store only writes to a file it made: opening one that holds other
-    tables (another application's database), or a ``tot_values`` table of
-    another shape, raises ``ConfigurationError`` before anything is written
-    and before the journal mode changes. When the file fails later (disk full,
-    permission removed, file deleted, locked past ``timeout_s``), one warning
-    is logged and the store keeps its values in memory from then on.
+    tables (another application's database), or a ``tot_values`` or
+    ``tot_children`` table of another shape, raises ``ConfigurationError``
+    before anything is written and before the journal mode changes. When the
+    file fails later (disk full, permission removed, file deleted, locked past
+    ``timeout_s``), one warning is logged and the store keeps its values in
+    memory from then on.
     """
 
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
@@ -157,9 +225,8 @@ class SQLiteValueStore:
         try:
             connection = self._connection()
             self._check_ours(connection)
-            with connection:
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute(_SCHEMA)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             self.close()
             raise ConfigurationError(
@@ -171,20 +238,23 @@ class SQLiteValueStore:
         others = [
             name
             for (name,) in connection.execute(
-                "SELECT name FROM sqlite_master WHERE tbl_name != ? AND name NOT LIKE 'sqlite^_%' "
-                "ESCAPE '^'",
-                (_TABLE,),
+                "SELECT name FROM sqlite_master WHERE tbl_name NOT IN (?, ?) "
+                "AND name NOT LIKE 'sqlite^_%' ESCAPE '^'",
+                (_TABLE, _CHILDREN_TABLE),
             )
-        ]
-        columns = [
-            (name, str(kind).upper(), notnull, pk)
-            for _, name, kind, notnull, _, pk in connection.execute(f"PRAGMA table_info({_TABLE})")
         ]
         problem = None
         if others:
             problem = f"it holds other tables ({', '.join(sorted(others)[:5])})"
-        elif columns and columns != _COLUMNS:
-            problem = f"its {_TABLE} table has another schema"
+        for table, expected in _COLUMNS.items():
+            columns = [
+                (name, str(kind).upper(), notnull, pk)
+                for _, name, kind, notnull, _, pk in connection.execute(
+                    f"PRAGMA table_info({table})"
+                )
+            ]
+            if problem is None and columns and columns != expected:
+                problem = f"its {table} table has another schema"
         if problem is not None:
             self.close()
             raise ConfigurationError(
@@ -267,6 +337,36 @@ class SQLiteValueStore:
         if isinstance(done, MemoryValueStore):
             done.put(key, value)
 
+    def get_children(self, key: str) -> StoredChildren | None:
+        found = self._on_file(
+            lambda connection: connection.execute(
+                f"SELECT thoughts FROM {_CHILDREN_TABLE} WHERE key = ?", (key,)
+            ).fetchone()
+        )
+        if isinstance(found, MemoryValueStore):
+            return found.get_children(key)
+        if found is None:
+            return None
+        thoughts = parse_thoughts(found[0])
+        if thoughts is None:
+            self._unusable.ignored(key, "its thoughts are not a list of non-empty strings")
+            return None
+        return StoredChildren(thoughts)
+
+    def put_children(self, key: str, children: StoredChildren) -> None:
+        row = (key, json.dumps(list(children.thoughts)))
+
+        def write(connection: sqlite3.Connection) -> None:
+            with connection:
+                connection.execute(
+                    f"INSERT OR REPLACE INTO {_CHILDREN_TABLE} (key, thoughts) VALUES (?, ?)",
+                    row,
+                )
+
+        done = self._on_file(write)
+        if isinstance(done, MemoryValueStore):
+            done.put_children(key, children)
+
     def close(self) -> None:
         """Close every thread's connection; the store must not be used afterwards."""
         with self._lock:
@@ -284,32 +384,17 @@ class SQLiteValueStore:
         return int(counted[0])
 
 
-def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
-    """The store ``ToTConfig.value_cache`` names: ``"memory"``, a SQLite path, a
-    state store URL (``redis://...``: shared by every process using it), or none."""
-    if spec is None:
-        return None
-    if spec == MEMORY:
-        return MemoryValueStore(max_entries)
-    if spec.startswith(_STATE_STORE_URLS):
-        from pygent_lc.limits.store import shared_store
-        from pygent_lc.tot.shared_values import SharedValueStore  # it imports this module
-
-        return SharedValueStore(shared_store(spec))
-    return SQLiteValueStore(spec)
-
-
-_STATE_STORE_URLS = ("redis://", "rediss://", "unix://")
-
-
 __all__ = [
     "MEMORY",
+    "ChildrenStore",
     "MemoryValueStore",
     "SQLiteValueStore",
     "Scores",
+    "StoredChildren",
     "StoredValue",
+    "Thoughts",
     "UnusableValues",
     "ValueStore",
-    "open_value_store",
     "parse_scores",
+    "parse_thoughts",
 ]

@@ -7,6 +7,7 @@ The key is a canary that must never appear in any output.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -182,6 +183,7 @@ def test_python_dash_m_runs_the_same_command() -> None:
 
 
 def test_main_hides_only_skipped_provider_warnings(pygent_logger: logging.Logger) -> None:
+    gc.collect()  # what earlier tests left behind warns now, not inside the block
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
         assert cli.main(["models", "--provider", "local", "--json"]) == 0

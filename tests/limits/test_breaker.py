@@ -273,10 +273,12 @@ async def test_chain_falls_over_fast_while_the_primary_is_open() -> None:
     assert per_call < 0.01  # the scripted backup dominates; the skip itself is microseconds
 
 
-async def test_all_failed_carries_the_circuit_open_errors() -> None:
+async def test_with_every_circuit_open_the_last_provider_is_still_tried() -> None:
+    """A breaker moves calls on to the next provider; with none left, the last one
+    is asked past its open circuit (as a probe) instead of locking the caller out."""
     clock = Clock()
     a = ScriptedChatModel(provider="a", outcomes=[down("a")] * 3)
-    b = ScriptedChatModel(provider="b", outcomes=[down("b")] * 3)
+    b = ScriptedChatModel(provider="b", outcomes=[down("b")] * 6 + ["b is back"] * 2)
     runnable = chain(guarded(a, clock), guarded(b, clock))
     for _ in range(3):
         with pytest.raises(AllProvidersFailedError):
@@ -284,13 +286,18 @@ async def test_all_failed_carries_the_circuit_open_errors() -> None:
     with pytest.raises(AllProvidersFailedError) as caught:
         await runnable.ainvoke("hi")
     errors = list(caught.value.errors.values())
-    assert [type(e) for e in errors] == [CircuitOpenError, CircuitOpenError]
+    assert [type(e) for e in errors] == [CircuitOpenError, ProviderUnavailableError]
     assert [e.provider for e in errors] == ["a", "b"]
     with pytest.raises(AllProvidersFailedError):
         runnable.invoke("hi")
     with pytest.raises(AllProvidersFailedError):
         [c async for c in runnable.astream("hi")]
-    assert (len(a.calls), len(b.calls)) == (3, 3)
+    assert (len(a.calls), len(b.calls)) == (3, 6)  # a stays shut; b is asked each time
+    assert (await runnable.ainvoke("hi")).content == "b is back"  # before its cooldown ends
+    second = runnable.providers[1]
+    assert isinstance(second, ProviderPolicy)
+    assert circuit_of(second).state == "closed"
+    assert len(a.calls) == 3
 
 
 def test_sync_stream_falls_back_while_open() -> None:

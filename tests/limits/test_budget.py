@@ -33,8 +33,8 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.limits.budget import CostBudget, estimator_from_prices
-from pygent_lc.openrouter_catalog import ModelInfo, find_openrouter_model
 from pygent_lc.policy import ProviderPolicy
+from pygent_lc.providers.openrouter.catalog import ModelInfo, find_openrouter_model
 from pygent_lc.testing import ScriptedChatModel
 from tests.billed_model import BilledModel
 from tests.limits.steps import budget_spent
@@ -611,7 +611,7 @@ def test_without_max_tokens_the_models_limits_bound_the_reply() -> None:
 
 
 def test_the_catalog_gives_a_models_reply_limit() -> None:
-    from pygent_lc.openrouter_catalog import _model_info
+    from pygent_lc.providers.openrouter.catalog import _model_info
 
     entry = {"id": "a/b", "pricing": {}, "top_provider": {"max_completion_tokens": 4096}}
     assert _model_info(entry).max_completion_tokens == 4096

@@ -21,7 +21,7 @@ from pygent_lc.limits import (
     redact_url,
 )
 from pygent_lc.limits.script import Step
-from pygent_lc.limits.store import INSTALL_HINT
+from pygent_lc.limits.shared import INSTALL_HINT
 from tests.limits.steps import (
     breaker_admit,
     breaker_success,

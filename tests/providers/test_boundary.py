@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pygent_lc import Settings
 from pygent_lc.errors import ProviderError, ProviderUnavailableError, StreamInterruptedError
 from pygent_lc.providers.ollama import ollama_model
-from pygent_lc.providers.openrouter import OpenRouterChatModel, openrouter_model
+from pygent_lc.providers.openrouter.model import OpenRouterChatModel, openrouter_model
 from tests.helpers import secret_holders
 from tests.providers.mock_http import (
     BrokenStream,

@@ -45,7 +45,7 @@ from pygent_lc.providers.http import (
 )
 from pygent_lc.providers.local import LocalChatModel
 from pygent_lc.providers.ollama import ollama_model
-from pygent_lc.providers.openrouter import openrouter_model
+from pygent_lc.providers.openrouter.model import openrouter_model
 from tests.helpers import loopback_settings
 from tests.loopback_server import Fault, LoopbackServer
 from tests.loopback_server.answers import last_user_text

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from pygent_lc import LangChainBackend, Settings
+from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import ProviderError, ProviderUnavailableError
 from pygent_lc.providers import local_model
 from pygent_lc.providers.local import (
@@ -273,3 +274,31 @@ def test_parallel_requests_are_decoded_in_slots(own_server: LlamaServer) -> None
     with ThreadPoolExecutor(N_PARALLEL) as pool:
         replies = list(pool.map(lambda p: model.invoke(p).content, prompts))
     assert all(str(reply).strip() for reply in replies)
+
+
+def test_the_deadline_bounds_each_gap_of_a_local_reply_not_its_length() -> None:
+    """On a busy machine a reply can take longer than ``request_timeout`` while its
+    tokens keep coming: that is an answer, not a timeout (``invoke`` streams on the
+    embedded server, and the deadline starts again at each chunk)."""
+
+    def counting(tokens: int) -> LocalChatModel:
+        return local_model(
+            Settings(), max_tokens=tokens, temperature=0, extra_body={"ignore_eos": True}
+        )
+
+    pace = counting(40)
+    assert pace.server is not None
+    pace.server.ensure_started()
+    pace.invoke("Count from 1 to 1000.")  # the prompt is cached from here on
+    started = time.monotonic()
+    pace.invoke("Count from 1 to 1000.")
+    per_token = (time.monotonic() - started) / 40  # this machine's pace, now
+    timeout = max(2.0, 20 * per_token)  # far above any gap between two tokens
+    tokens = min(2000, int(3 * timeout / per_token))  # about three deadlines long
+    policy = with_provider_policy(counting(tokens), Settings(request_timeout=timeout))
+    started = time.monotonic()
+    reply = policy.invoke("Count from 1 to 1000.")
+    took = time.monotonic() - started
+    assert reply.usage_metadata is not None
+    assert reply.usage_metadata["output_tokens"] == tokens
+    assert took > timeout, f"{tokens} tokens in {took:.2f}s: too fast to tell gaps from a whole"

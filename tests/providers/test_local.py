@@ -553,7 +553,7 @@ def test_built_without_a_url_it_uses_the_shared_server_not_yet_started(
 async def test_the_first_call_starts_the_server_and_goes_to_its_url(
     wire: MockServer, embedded: Started, mode: Mode
 ) -> None:
-    wire.default = json_reply(completion()) if "invoke" in mode else llamacpp_stream("1.", " Kiwi")
+    wire.default = llamacpp_stream("1.", " Kiwi")  # invoke streams too on the embedded server
     model = embedded_model(wire, embedded)
     await call(model, mode)
     await call(model, mode)
@@ -576,7 +576,7 @@ async def test_a_failed_call_is_released_too(
 async def test_after_a_stop_the_next_call_restarts_on_another_port(
     wire: MockServer, embedded: Started
 ) -> None:
-    wire.default = json_reply(completion())
+    wire.default = llamacpp_stream("1.", " Kiwi")
     model = embedded_model(wire, embedded)
     other = embedded_model(wire, embedded)
     model.invoke("one")
@@ -596,7 +596,7 @@ async def test_after_a_stop_the_next_call_restarts_on_another_port(
 async def test_aclose_stops_the_embedded_server_and_a_call_restarts_it(
     wire: MockServer, embedded: Started
 ) -> None:
-    wire.default = json_reply(completion())
+    wire.default = llamacpp_stream("1.", " Kiwi")
     model = embedded_model(wire, embedded)
     await model.ainvoke("one")
     await model.aclose()
@@ -610,7 +610,7 @@ async def test_closing_one_model_keeps_the_server_for_another_until_the_last_clo
     wire: MockServer, embedded: Started, closing: str
 ) -> None:
     """Closing one backend must not cut another's calls on the shared server."""
-    wire.default = json_reply(completion())
+    wire.default = llamacpp_stream("1.", " Kiwi")
     first, second = embedded_model(wire, embedded), embedded_model(wire, embedded)
     first.invoke("one")
 
@@ -632,7 +632,7 @@ async def test_closing_one_model_keeps_the_server_for_another_until_the_last_clo
 async def test_server_start_up_is_not_charged_to_the_first_calls_deadline(
     wire: MockServer, embedded: Started, mode: Mode
 ) -> None:
-    wire.default = json_reply(completion()) if "invoke" in mode else llamacpp_stream("1.", " Kiwi")
+    wire.default = llamacpp_stream("1.", " Kiwi")  # invoke streams too on the embedded server
     embedded.start_up_s = 1.0
     policy = with_provider_policy(embedded_model(wire, embedded), Settings(request_timeout=0.5))
     await call(policy, mode)  # the start took twice the deadline; the call itself did not
@@ -650,13 +650,13 @@ def test_calls_past_the_servers_slots_wait_for_one_and_the_wait_is_not_charged(
     def slow(request: httpx.Request) -> httpx.Response:
         peak[0] = max(peak[0], embedded.server.in_flight)
         time.sleep(0.6)
-        return json_reply(completion()).build(request)
+        return llamacpp_stream("1.", " Kiwi").build(request)
 
     wire.default = slow
     policy = with_provider_policy(embedded_model(wire, embedded), Settings(request_timeout=1.0))
     with ThreadPoolExecutor(3) as pool:
         replies = list(pool.map(policy.invoke, ["one", "two", "three"]))  # 1.8 s in all
-    assert [reply.content for reply in replies] == ["1. Banana"] * 3
+    assert [reply.content for reply in replies] == ["1. Kiwi"] * 3
     assert peak[0] == 1 and embedded.server.in_flight == 0
 
 
@@ -664,7 +664,7 @@ async def test_async_calls_wait_for_a_slot_without_blocking_the_loop(
     wire: MockServer, embedded: Started
 ) -> None:
     embedded.server.n_parallel = 2
-    wire.default = json_reply(completion())
+    wire.default = llamacpp_stream("1.", " Kiwi")
     model = embedded_model(wire, embedded)
     replies = await asyncio.gather(*(model.ainvoke(f"call {i}") for i in range(8)))
     assert len(replies) == 8 and embedded.server.in_flight == 0
@@ -684,7 +684,7 @@ async def test_a_call_cut_by_a_crashed_model_process_says_so_and_the_next_restar
     with pytest.raises(ProviderUnavailableError, match="killed by SIGKILL") as raised:
         await call(model, mode)
     assert raised.value.retryable
-    wire.default = json_reply(completion()) if "invoke" in mode else llamacpp_stream("1.", " Kiwi")
+    wire.default = llamacpp_stream("1.", " Kiwi")  # invoke streams too on the embedded server
     await call(model, mode)
     assert embedded.starts == 2
     assert embedded.server.in_flight == 0

@@ -20,7 +20,7 @@ from pygent_lc.providers.openai_compatible import (
     OpenAICompatibleChatModel,
     reasoning_of,
 )
-from pygent_lc.providers.openrouter import OpenRouterChatModel
+from pygent_lc.providers.openrouter.model import OpenRouterChatModel
 from tests.providers.mock_http import MockServer, json_reply, sse_reply
 
 URL = "http://127.0.0.1:9/v1"

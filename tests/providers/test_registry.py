@@ -8,7 +8,7 @@ from pygent_lc import Settings, chain
 from pygent_lc.agents.spec import PROVIDER_CHOICES
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.providers.registry import PROVIDERS, find_provider, validate_provider_names
-from pygent_lc.settings import ProviderSettings
+from pygent_lc.settings import SECTIONS, ProviderSettings
 from pygent_lc.tot import CLOUD_MAX_CONCURRENCY, LOCAL_MAX_CONCURRENCY, ToTConfig
 
 
@@ -16,6 +16,7 @@ def test_each_provider_is_a_section_of_settings() -> None:
     settings = Settings()
     assert list(PROVIDERS) == ["openrouter", "ollama", "local"]
     assert settings.providers == list(PROVIDERS)  # the default chain: the registry's order
+    assert list(SECTIONS) == list(PROVIDERS)  # the settings know the names without the registry
     for name, spec in PROVIDERS.items():
         assert spec.name == name
         assert Settings.model_fields[name].annotation is spec.settings_model

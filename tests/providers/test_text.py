@@ -20,7 +20,7 @@ from pydantic import BaseModel, SecretStr
 from pygent_lc import Settings
 from pygent_lc.providers.local import LocalChatModel
 from pygent_lc.providers.ollama import ollama_model
-from pygent_lc.providers.openrouter import openrouter_model
+from pygent_lc.providers.openrouter.model import openrouter_model
 from pygent_lc.providers.text import StreamText, clean_json_text, clean_text
 from tests.providers.mock_http import MockServer, Mode, Reply, json_reply, ndjson_reply, sse_reply
 

@@ -13,7 +13,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from pygent_lc.providers.local import LocalChatModel
 from pygent_lc.providers.ollama import OllamaChatModel
-from pygent_lc.providers.openrouter import OpenRouterChatModel
+from pygent_lc.providers.openrouter.model import OpenRouterChatModel
 
 
 class TestOpenRouterChatModelUnit(ChatModelUnitTests):

@@ -18,12 +18,14 @@ from pygent_lc.agents.progress import ProgressBackend, SolveProgress
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import Game24Task, GenericTask, ToTConfig, ToTEngine
+from pygent_lc.tot.shared_values import open_value_store
 from pygent_lc.tot.value_store import (
+    ChildrenStore,
     MemoryValueStore,
     SQLiteValueStore,
+    StoredChildren,
     StoredValue,
     ValueStore,
-    open_value_store,
 )
 from tests.helpers import ROOT
 from tests.limits.steps import cache_set
@@ -55,6 +57,54 @@ def test_memory_store_is_a_bounded_lru():
     assert store.get("a") == StoredValue((1.0,), True)
     assert len(store) == 2
     assert isinstance(store, ValueStore)
+
+
+def test_memory_store_keeps_children_beside_values_under_one_bound():
+    store = MemoryValueStore(max_entries=2)
+    assert isinstance(store, ChildrenStore)
+    store.put("k", StoredValue((1.0,), True))
+    store.put_children("k", StoredChildren(("4 * 6 = 24 (left: 24)",)))
+    assert store.get("k") == StoredValue((1.0,), True)  # one key, two kinds of entry
+    assert store.get_children("k") == StoredChildren(("4 * 6 = 24 (left: 24)",))
+    store.put_children("dead", StoredChildren(()))
+    assert store.get_children("dead") == StoredChildren(())
+    assert store.get("k") is None  # the least recently used of the three went
+    assert store.get_children("nothing") is None
+    assert len(store) == 2
+
+
+def test_sqlite_store_keeps_children_across_runs(tmp_path: Path) -> None:
+    path = tmp_path / "values.sqlite"
+    store = SQLiteValueStore(path)
+    assert isinstance(store, ChildrenStore)
+    store.put("k", StoredValue((1.0,), True))
+    store.put_children("k", StoredChildren(("8 * 3 = 24 (left: 24)", "3 * 8 = 24 (left: 24)")))
+    store.put_children("dead", StoredChildren(()))
+    store.close()
+    again = SQLiteValueStore(path)
+    assert again.get_children("k") == StoredChildren(
+        ("8 * 3 = 24 (left: 24)", "3 * 8 = 24 (left: 24)")
+    )
+    assert again.get_children("dead") == StoredChildren(())
+    assert again.get_children("other") is None
+    assert again.get("k") == StoredValue((1.0,), True)
+    assert len(again) == 1  # values
+    again.close()
+
+
+def test_sqlite_store_opens_a_file_made_before_it_kept_children(tmp_path: Path) -> None:
+    path = tmp_path / "values.sqlite"
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute(
+            "CREATE TABLE tot_values (key TEXT PRIMARY KEY, scores TEXT NOT NULL, "
+            "settled INTEGER NOT NULL)"
+        )
+        connection.execute("INSERT INTO tot_values VALUES ('k', '[1.0]', 1)")
+    store = SQLiteValueStore(path)
+    assert store.get("k") == StoredValue((1.0,), True)
+    store.put_children("k", StoredChildren(("a",)))
+    assert store.get_children("k") == StoredChildren(("a",))
+    store.close()
 
 
 def test_sqlite_store_round_trips_and_is_safe_from_threads(tmp_path: Path) -> None:
@@ -178,6 +228,7 @@ async def test_a_redis_value_cache_is_shared_by_engines_of_any_process(redis_url
     later = await ToTEngine(config, ScriptedGame24Backend(), task=Game24Task()).solve(PUZZLE)
     assert first.stats.evaluation_calls > 0
     assert later.stats.evaluation_calls == 0  # another engine (or process) reused the values
+    assert later.stats.proposals_reused > 0  # and the next steps found from checked states
     assert later.solved
 
 
@@ -201,6 +252,9 @@ def _snapshot(path: Path) -> tuple[bytes, list[str], str]:
         "CREATE TABLE tot_values (key TEXT, scores TEXT, settled INTEGER)",
         "CREATE TABLE tot_values (key TEXT PRIMARY KEY, scores TEXT NOT NULL, "
         "settled INTEGER NOT NULL); CREATE VIEW listing AS SELECT key FROM tot_values",
+        "CREATE TABLE tot_children (key TEXT PRIMARY KEY, children BLOB)",
+        "CREATE TABLE tot_values (key TEXT PRIMARY KEY, scores TEXT NOT NULL, "
+        "settled INTEGER NOT NULL); CREATE TABLE tot_children (id INTEGER, thoughts TEXT)",
     ],
 )
 def test_sqlite_store_refuses_a_database_it_did_not_make(tmp_path: Path, schema: str) -> None:
@@ -277,6 +331,63 @@ def test_sqlite_store_ignores_unusable_rows_with_one_warning(
     store.put("bad0", StoredValue((3.0,), True))  # asked again, then stored again
     assert store.get("bad0") == StoredValue((3.0,), True)
     store.close()
+
+
+_UNUSABLE_CHILDREN = [
+    "not json",
+    '{"thoughts": []}',
+    '[""]',
+    "[1]",
+    '["a", null]',
+    '"a"',
+    '[["a"]]',
+    b'["a"]',
+    7,
+]
+
+
+def test_sqlite_store_ignores_unusable_children_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "values.sqlite"
+    store = SQLiteValueStore(path)
+    store.put_children("good", StoredChildren(("a", "b")))
+    with closing(sqlite3.connect(path)) as connection, connection:
+        connection.executemany(
+            "INSERT INTO tot_children (key, thoughts) VALUES (?, ?)",
+            [(f"bad{i}", raw) for i, raw in enumerate(_UNUSABLE_CHILDREN)],
+        )
+    with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
+        found = [store.get_children(f"bad{i}") for i in range(len(_UNUSABLE_CHILDREN))]
+    assert found == [None] * len(_UNUSABLE_CHILDREN)
+    assert store.get_children("good") == StoredChildren(("a", "b"))
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    store.put_children("bad0", StoredChildren(("c",)))  # asked again, then stored again
+    assert store.get_children("bad0") == StoredChildren(("c",))
+    store.close()
+
+
+def test_shared_store_keeps_children_and_ignores_unusable_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pygent_lc.limits import MemoryStore
+    from pygent_lc.tot.shared_values import CHILDREN_NAMESPACE, SharedValueStore
+
+    state = MemoryStore()
+    shared = SharedValueStore(state)
+    assert isinstance(shared, ChildrenStore)
+    shared.put_children("k", StoredChildren(("4 * 6 = 24 (left: 24)",)))
+    shared.put_children("dead", StoredChildren(()))
+    shared.put("k", StoredValue((1.0,), True))
+    assert SharedValueStore(state).get_children("k") == StoredChildren(("4 * 6 = 24 (left: 24)",))
+    assert shared.get_children("dead") == StoredChildren(())
+    assert shared.get("k") == StoredValue((1.0,), True)
+    raws = ["not json", '{"thoughts": [""]}', '{"thoughts": [1]}', '{"thoughts": "a"}', "[]"]
+    for i, raw in enumerate(raws):
+        cache_set(state, CHILDREN_NAMESPACE, f"bad{i}", raw)
+    with caplog.at_level(logging.WARNING, logger="pygent_lc.tot.value_store"):
+        assert [shared.get_children(f"bad{i}") for i in range(len(raws))] == [None] * len(raws)
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
 
 def test_shared_store_ignores_unusable_values_with_one_warning(
@@ -397,6 +508,8 @@ async def test_a_solve_survives_its_cache_file_failing(
         other.execute("ROLLBACK")
     assert result.solved
     assert result.stats.evaluation_calls > 0
-    assert (await engine.solve(PUZZLE)).stats.evaluation_calls == 0  # kept in memory
+    again = await engine.solve(PUZZLE)
+    assert again.stats.evaluation_calls == 0  # kept in memory
+    assert again.stats.proposals_reused > 0  # next steps too
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
     store.close()

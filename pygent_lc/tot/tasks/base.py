@@ -182,6 +182,14 @@ def children_checked(task: Task, problem: str, steps: Sequence[str]) -> bool:
     return bool(check(problem, steps)) if callable(check) else False
 
 
+def propose_version(task: Task) -> str | None:
+    """``task.propose_version`` where the task has one (a string that changes with its
+    propose and sample prompts and their reading), else ``None``: without one, the
+    next steps found from a state are never reused (``ToTConfig.reuse_proposals``)."""
+    version = getattr(task, "propose_version", None)
+    return version if isinstance(version, str) else None
+
+
 def program_answer(task: Task, problem: str, steps: Sequence[str]) -> str | None:
     """``task.program_answer`` where the task has one, else ``None``."""
     if isinstance(task, VerifyingTask):

@@ -50,6 +50,11 @@ _VALUE_VERSION = hashlib.sha256(
     (VALUE_PROMPT + VALUE_LAST_STEP_PROMPT + _VALUE_READING).encode()
 ).hexdigest()[:16]
 
+# Bump the suffix when the reading of proposals or the step check changes.
+_PROPOSE_VERSION = hashlib.sha256(
+    (PROPOSE_PROMPT + COT_PROMPT + "step-lines/1").encode()
+).hexdigest()[:16]
+
 _VALUE_BATCH_VERSION = hashlib.sha256(
     (VALUE_BATCH_PROMPT + _VALUE_READING + "numbered-lines/1").encode()
 ).hexdigest()[:16]
@@ -163,6 +168,7 @@ class Game24Task:
     STEPS = 4
     default_depth = STEPS
     value_version = _VALUE_VERSION
+    propose_version = _PROPOSE_VERSION
     value_range = (0.0, VALUE_MAP["sure"])
 
     def validate_problem(self, problem: str) -> str:

@@ -68,6 +68,13 @@ class GenericTask:
         self.n_proposals = n_proposals
         self.max_problem_chars = max_problem_chars
 
+    @property
+    def propose_version(self) -> str:
+        """Changes with the propose and sample prompts (``n_proposals`` included) and
+        their reading: kept proposals are reused per version (``reuse_proposals``)."""
+        shape = self.propose_prompt("{problem}", ["{step}"]) + self.sample_prompt("{problem}", [])
+        return hashlib.sha256((shape + "lines/1").encode()).hexdigest()[:16]
+
     def validate_problem(self, problem: str) -> str:
         text = problem.strip()
         if not text:

@@ -1,4 +1,4 @@
-"""``pygent_lc.providers.openrouter``: what goes on the wire and what comes back.
+"""``pygent_lc.providers.openrouter.model``: what goes on the wire and what comes back.
 
 OpenRouter is answered by a scripted server on ``httpx.MockTransport`` (the
 model's ``http_client``/``http_async_client``), in OpenRouter's documented
@@ -33,7 +33,7 @@ from pygent_lc.errors import (
     RateLimitError,
     StreamInterruptedError,
 )
-from pygent_lc.providers.openrouter import (
+from pygent_lc.providers.openrouter.model import (
     OPENROUTER_BASE_URL,
     OpenRouterChatModel,
     openrouter_model,
@@ -678,7 +678,7 @@ def test_no_extras_without_settings_for_them() -> None:
 def test_openrouter_model_built_directly_reads_openrouter_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pygent_lc.providers.openrouter import OpenRouterChatModel
+    from pygent_lc.providers.openrouter.model import OpenRouterChatModel
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-wrong")
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-direct")
@@ -689,7 +689,7 @@ def test_openrouter_model_built_directly_reads_openrouter_variables(
 
 
 async def test_openrouter_model_without_a_key_is_built_but_never_sends() -> None:
-    from pygent_lc.providers.openrouter import OpenRouterChatModel
+    from pygent_lc.providers.openrouter.model import OpenRouterChatModel
 
     model = OpenRouterChatModel(model="openai/gpt-4o-mini")
     with pytest.raises(ConfigurationError, match="OPENROUTER_API_KEY"):

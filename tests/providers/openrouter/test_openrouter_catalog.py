@@ -8,13 +8,13 @@ import pytest
 
 from pygent_lc import Settings
 from pygent_lc.errors import AuthenticationError, ConfigurationError, ModelNotFoundError
-from pygent_lc.openrouter_catalog import (
+from pygent_lc.providers import openrouter_model
+from pygent_lc.providers.openrouter.catalog import (
     find_openrouter_model,
     generation_stats,
     key_status,
     list_openrouter_models,
 )
-from pygent_lc.providers import openrouter_model
 from tests.loopback_server import LoopbackServer
 
 pytestmark = pytest.mark.live_local

@@ -2,7 +2,7 @@
 sent, and routing and model fallbacks reach the wire through a built chain.
 
 What the OpenRouter class itself sends and reads back (reasoning included) is in
-``tests/providers/test_openrouter.py``.
+``tests/providers/openrouter/test_openrouter.py``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.openrouter_options import ProviderPreferences, ReasoningConfig
+from pygent_lc.providers.openrouter.options import ProviderPreferences, ReasoningConfig
 from tests.loopback_server import LoopbackServer
 
 

@@ -1,0 +1,118 @@
+"""The store a URL names (:func:`open_store`), and the one per process and URL that
+every chain shares (:func:`shared_store`).
+
+Apart from :mod:`pygent_lc.limits.store` because it opens a
+:class:`~pygent_lc.limits.redis_store.RedisStore`, which is built on that module:
+``redis_store`` (and redis-py, the ``redis`` extra) is imported only when a
+Redis URL is opened.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import urlsplit
+
+from pygent_lc.errors import ConfigurationError
+from pygent_lc.limits.store import (
+    DEFAULT_PREFIX,
+    MAX_RETRY_AFTER_S,
+    MEMORY_URLS,
+    REDIS_SCHEMES,
+    RETRY_AFTER_S,
+    Clock,
+    MemoryStore,
+    ResilientStore,
+    StateStore,
+    redact_url,
+)
+
+INSTALL_HINT = 'pip install "pygent-lc[redis]"'
+
+
+def open_store(
+    url: str | None = None,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    clock: Clock = time.time,
+    connect_timeout_s: float = 0.5,
+    timeout_s: float = 1.0,
+    retry_after_s: float = RETRY_AFTER_S,
+    max_retry_after_s: float = MAX_RETRY_AFTER_S,
+) -> StateStore:
+    """The store ``url`` names.
+
+    ``None``, ``""`` or ``"memory"``: a :class:`MemoryStore` (limits per
+    process). ``redis://``, ``rediss://`` or ``unix://``: a
+    :class:`RedisStore` behind a :class:`ResilientStore`, so an unreachable
+    Redis degrades to per-process limits instead of failing calls. Nothing
+    connects here: a Redis that is down now is found out (and logged) on
+    first use. Raises :class:`~pygent_lc.errors.ConfigurationError` for
+    another scheme, a malformed URL, or when redis-py is not installed.
+    """
+    if url is None or url.strip() in MEMORY_URLS:
+        return MemoryStore(prefix=prefix, clock=clock)
+    shown = redact_url(url)
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigurationError(
+            f"state store URL {shown!r}: expected redis://, rediss:// or unix:// "
+            "(or none, for state in this process)",
+            field="state_url",
+        )
+    try:
+        from pygent_lc.limits.redis_store import RedisStore, outage_of
+    except ImportError as exc:
+        if exc.name is not None and exc.name.split(".")[0] != "redis":
+            raise
+        raise ConfigurationError(
+            f"a Redis state store needs the redis package: {INSTALL_HINT}", field="state_url"
+        ) from None
+    try:
+        primary = RedisStore(
+            url,
+            prefix=prefix,
+            clock=clock,
+            connect_timeout_s=connect_timeout_s,
+            timeout_s=timeout_s,
+        )
+    except ValueError as exc:  # redis-py's URL parsing
+        raise ConfigurationError(
+            f"state store URL {shown!r} is not valid: {redact_url(str(exc))}", field="state_url"
+        ) from None
+    return ResilientStore(
+        primary,
+        outage_of,
+        fallback=MemoryStore(prefix=prefix, clock=clock),
+        name=shown,
+        retry_after_s=retry_after_s,
+        max_retry_after_s=max_retry_after_s,
+        clock=clock,
+    )
+
+
+_PROCESS_STORE = MemoryStore()
+_OPENED: dict[str, StateStore] = {}
+_OPENING = threading.Lock()
+
+
+def shared_store(url: str | None = None) -> StateStore:
+    """The store every chain of this process shares for ``url``.
+
+    Without a URL, one in-process store: breakers, rate limits and budgets are
+    then shared by the chains of this process. With one, the store it names,
+    opened once per process (its connection pools serve every chain).
+    """
+    if url is None or url.strip() in MEMORY_URLS:
+        return _PROCESS_STORE
+    with _OPENING:
+        store = _OPENED.get(url)
+        if store is None:
+            store = _OPENED[url] = open_store(url)
+        return store
+
+
+__all__ = ["INSTALL_HINT", "open_store", "shared_store"]
