@@ -196,6 +196,22 @@ def test_the_front_page_states_the_python_version_and_the_two_commands() -> None
     assert f"{tests} && pytest" in readme
 
 
+def test_the_configuration_table_names_every_setting() -> None:
+    """One table holds every variable ``Settings`` reads (a new setting must join it)."""
+    from pygent_lc.settings import SECTIONS, Settings
+
+    variables = {f"PYGENT_{name}".upper() for name in Settings.model_fields if name not in SECTIONS}
+    variables |= {
+        f"{section.model_config.get('env_prefix', '')}{field}".upper()
+        for section in SECTIONS.values()
+        for field in section.model_fields
+    }
+    page = (ROOT / "docs" / "configuration.md").read_text("utf-8")
+    rows = "\n".join(line for line in page.splitlines() if line.startswith("| `"))
+    missing = sorted(name for name in variables if f"`{name}`" not in rows)
+    assert not missing, f"not in docs/configuration.md's table: {missing}"
+
+
 def test_every_link_between_the_documents_resolves() -> None:
     for path in DOCS:
         for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", path.read_text("utf-8")):
