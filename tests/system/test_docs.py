@@ -12,6 +12,8 @@ before a block (blank lines aside) says how it runs:
   model (the default a newcomer gets);
 - ``<!-- run: redis -->``: as the first, with ``PYGENT_STATE_URL`` on a real
   redis-server;
+- ``<!-- run: otlp -->``: as the first, with ``OTEL_EXPORTER_OTLP_ENDPOINT`` on
+  a stand-in OTLP/HTTP collector, which must receive the block's spans;
 - ``<!-- not run: REASON -->``: not run (a real cloud key, a package install);
   these are listed and counted, so they stay few.
 
@@ -31,11 +33,14 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +63,7 @@ FAKE_KEY = "sk-or-v1-" + "d0c5" * 16
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARK = re.compile(r"^<!--\s*(not run|run):\s*(.*?)\s*-->$")
-PROFILES = ("loopback", "local", "redis")
+PROFILES = ("loopback", "local", "redis", "otlp")
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,46 @@ def test_every_link_between_the_documents_resolves() -> None:
 # --- running the blocks ------------------------------------------------------------
 
 
+class Collector(ThreadingHTTPServer):
+    """A stand-in OTLP/HTTP collector on 127.0.0.1: accepts every export, keeps the paths."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        super().__init__(("127.0.0.1", 0), _CollectorHandler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _CollectorHandler(BaseHTTPRequestHandler):
+    server: Collector
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.paths.append(self.path)
+        self.send_response(200)  # an empty body is an empty Export*ServiceResponse
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def collector() -> Iterator[Collector]:
+    server = Collector()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
 def _base_env() -> dict[str, str]:
     """This process's environment without any provider configuration, this checkout first."""
     env = {
@@ -245,8 +290,9 @@ def _command_dir(tmp: Path) -> Path:
 class Runner:
     """Runs blocks in subprocesses, several at a time, and keeps their results."""
 
-    def __init__(self, tmp: Path, envs: dict[str, dict[str, str]]) -> None:
+    def __init__(self, tmp: Path, envs: dict[str, dict[str, str]], otlp: Collector) -> None:
         self.tmp = tmp
+        self.otlp = otlp
         self.envs = envs
         self.pool = ThreadPoolExecutor(WORKERS)
         self.local_pool = ThreadPoolExecutor(1)  # one embedded model decoding at a time
@@ -310,9 +356,12 @@ def runner(
     tmp = tmp_path_factory.mktemp("docs")
     env = _base_env()
     env["PATH"] = os.pathsep.join([str(_command_dir(tmp)), env.get("PATH", "")])
-    with LoopbackServer(
-        ollama_models=["llama3.2:latest"], responder=docs_responder, models_catalog=CATALOG
-    ) as server:
+    with (
+        collector() as otlp,
+        LoopbackServer(
+            ollama_models=["llama3.2:latest"], responder=docs_responder, models_catalog=CATALOG
+        ) as server,
+    ):
         loopback = {
             **env,
             "OPENROUTER_API_KEY": FAKE_KEY,
@@ -321,10 +370,14 @@ def runner(
             "OLLAMA_MODEL": "llama3.2",
             "PYGENT_PROVIDERS": "openrouter,ollama",
         }
-        envs = {"loopback": loopback, "local": env}
+        envs = {
+            "loopback": loopback,
+            "local": env,
+            "otlp": {**loopback, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url},
+        }
         if any(block.profile == "redis" for block in selected):
             envs["redis"] = {**loopback, "PYGENT_STATE_URL": request.getfixturevalue("redis_url")}
-        run = Runner(tmp, envs)
+        run = Runner(tmp, envs, otlp)
         for block in selected:
             run.submit(block)
         try:
@@ -343,3 +396,5 @@ def test_block_runs(block: Block, runner: Runner) -> None:
     assert proc.returncode == 0, f"{block.id} ({block.profile}) exited {proc.returncode}\n{shown}"
     assert "Traceback" not in proc.stderr, shown
     assert FAKE_KEY not in proc.stdout + proc.stderr
+    if block.profile == "otlp":
+        assert "/v1/traces" in runner.otlp.paths, runner.otlp.paths
