@@ -55,7 +55,7 @@ from tests.loopback_server.catalogs import default_openrouter_catalog
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN_LANGUAGES = ("python", "bash")
 #: The blocks that may not run offline: each needs a reason in the Markdown.
-MAX_NOT_RUN = 8
+MAX_NOT_RUN = 6
 BLOCK_TIMEOUT_S = 240
 #: Several blocks at once; each is mostly start-up (imports) and loopback I/O.
 WORKERS = 4
