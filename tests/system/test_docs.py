@@ -217,10 +217,20 @@ def test_the_configuration_table_names_every_setting() -> None:
     assert not missing, f"not in docs/configuration.md's table: {missing}"
 
 
+def _anchors(path: Path) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings."""
+    headings = re.findall(r"^#+\s+(.*?)\s*$", path.read_text("utf-8"), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
 def test_every_link_between_the_documents_resolves() -> None:
     for path in DOCS:
-        for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", path.read_text("utf-8")):
-            assert (path.parent / target).is_file(), f"{path.name} links to missing {target}"
+        links = re.findall(r"\]\(([^)#:]*\.md)?(?:#([^)]*))?\)", path.read_text("utf-8"))
+        for target, anchor in links:
+            linked = (path.parent / target) if target else path
+            assert linked.is_file(), f"{path.name} links to missing {target}"
+            if anchor:
+                assert anchor in _anchors(linked), f"{path.name}: no #{anchor} in {linked.name}"
 
 
 # --- running the blocks ------------------------------------------------------------
