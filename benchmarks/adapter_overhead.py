@@ -13,13 +13,28 @@ Variants run interleaved, round by round, so drift hits them alike; the
 figure is the median over rounds. Ratios are against bare ``ChatOpenAI``.
 
     python -m benchmarks.adapter_overhead [--rounds 20] [--calls 50] [--concurrency 300]
+
+Wall time on a shared machine swings by tens of percent, so ``--instructions N``
+counts CPU instructions per call instead (deterministic within 0.5%): each
+variant runs in its own process under ``valgrind --tool=callgrind``, warms up
+uncounted, then makes ``N`` sequential calls inside ``functools.reduce``, the
+one C function callgrind is told to count (``--toggle-collect``), so imports,
+start-up and the server (its own process, not traced) stay out.
+
+    python -m benchmarks.adapter_overhead --instructions 100 [--only build_chat_model ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import re
+import subprocess
+import sys
+import tempfile
 from collections.abc import Awaitable
+from pathlib import Path
 
 import httpx
 from langchain_core.messages import HumanMessage
@@ -29,6 +44,7 @@ from benchmarks._bench import (
     KEY,
     MODEL,
     PROMPT,
+    ROOT,
     Call,
     concurrent,
     machine,
@@ -146,10 +162,86 @@ async def main(rounds: int, calls: int, concurrency: int) -> None:
     )
 
 
+def counted_calls(variant: str, calls: int) -> None:
+    """Warm ``variant`` up, then make ``calls`` calls inside ``functools.reduce``
+    (what callgrind counts, see the module's docstring). Runs under valgrind."""
+    loop = asyncio.new_event_loop()
+    with server_process() as base_url:
+        calls_by_name, clients = variants(base_url)
+        call = calls_by_name[variant]
+
+        async def many(n: int) -> None:
+            for _ in range(n):
+                assert await call() == f"echo: {PROMPT}"
+
+        loop.run_until_complete(many(20))
+        functools.reduce(lambda _, n: loop.run_until_complete(many(n)), [calls], None)
+        for client in clients:
+            loop.run_until_complete(client.aclose())
+    loop.close()
+
+
+def instructions(calls: int, only: list[str]) -> None:
+    """Instructions per call of every variant (those whose name contains one of
+    ``only``, when given, and bare ChatOpenAI), each counted in its own valgrind run."""
+    names = [
+        name
+        for name in variants("http://127.0.0.1:1")[0]
+        if not only or name == "bare ChatOpenAI.ainvoke" or any(part in name for part in only)
+    ]
+    counts: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for index, name in enumerate(names):
+            out = Path(folder) / f"callgrind.{index}"
+            subprocess.run(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--collect-atstart=no",
+                    "--toggle-collect=functools_reduce",
+                    f"--callgrind-out-file={out}",
+                    sys.executable,
+                    "-m",
+                    "benchmarks.adapter_overhead",
+                    "--counted-variant",
+                    name,
+                    "--instructions",
+                    str(calls),
+                ],
+                cwd=ROOT,
+                check=True,
+                stderr=subprocess.DEVNULL,
+            )
+            totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+            assert totals is not None, f"no totals in {out}"
+            counts[name] = int(totals.group(1)) / calls
+    bare = counts["bare ChatOpenAI.ainvoke"]
+    print(f"machine: {machine()}")
+    print(f"callgrind, {calls} sequential calls per variant after 20 uncounted\n")
+    print(
+        table(
+            ["variant", "instructions/call", "x bare"],
+            [[name, f"{count:,.0f}", count / bare] for name, count in counts.items()],
+        )
+    )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=300)
+    parser.add_argument(
+        "--instructions", type=int, metavar="N", help="count instructions of N calls instead"
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], help="with --instructions: variants named so"
+    )
+    parser.add_argument("--counted-variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.calls, args.concurrency))
+    if args.counted_variant:
+        counted_calls(args.counted_variant, args.instructions)
+    elif args.instructions:
+        instructions(args.instructions, args.only)
+    else:
+        asyncio.run(main(args.rounds, args.calls, args.concurrency))

@@ -232,10 +232,14 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     @contextmanager
     def _run(
         self, input: Any, config: RunnableConfig | None
-    ) -> Iterator[tuple[RunnableConfig, CallbackManagerForChainRun]]:
+    ) -> Iterator[tuple[RunnableConfig, CallbackManagerForChainRun | None]]:
         """The chain's run for one call; an error that leaves the call ends it."""
         config, names = self._run_of(config)
-        run = get_callback_manager_for_config(config).on_chain_start(None, input, **names)
+        manager = get_callback_manager_for_config(config)
+        if not manager.handlers:  # see _arun
+            yield config, None
+            return
+        run = manager.on_chain_start(None, input, **names)
         try:
             yield config, run
         except BaseException as exc:
@@ -245,9 +249,15 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     @asynccontextmanager
     async def _arun(
         self, input: Any, config: RunnableConfig | None
-    ) -> AsyncIterator[tuple[RunnableConfig, AsyncCallbackManagerForChainRun]]:
+    ) -> AsyncIterator[tuple[RunnableConfig, AsyncCallbackManagerForChainRun | None]]:
+        """The chain's run for one call, or None when no handler would see it (no
+        callbacks, no tracer): then nothing is started, and the providers' runs
+        are the caller's children, as they would be with an unobserved chain run."""
         config, names = self._run_of(config)
         manager = get_async_callback_manager_for_config(config)
+        if not manager.handlers:
+            yield config, None
+            return
         run = await manager.on_chain_start(None, input, **names)
         try:
             yield config, run
@@ -270,7 +280,8 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     self._attempt_failed(provider, exc, failed)
                     continue
                 self._served(provider, failed)
-                run.on_chain_end(output)
+                if run is not None:
+                    run.on_chain_end(output)
                 return output
             raise self._failed(failures, order)
 
@@ -289,7 +300,8 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     self._attempt_failed(provider, exc, failed)
                     continue
                 self._served(provider, failed)
-                await run.on_chain_end(output)
+                if run is not None:
+                    await run.on_chain_end(output)
                 return output
             raise self._failed(failures, order)
 
@@ -316,7 +328,8 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     for chunk in chunks:
                         output = _added(output, chunk)
                         yield chunk
-                run.on_chain_end(None if output is _NOTHING else output)
+                if run is not None:
+                    run.on_chain_end(None if output is _NOTHING else output)
                 return
             raise self._failed(failures, order)
 
@@ -343,7 +356,8 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     async for chunk in chunks:
                         output = _added(output, chunk)
                         yield chunk
-                await run.on_chain_end(None if output is _NOTHING else output)
+                if run is not None:
+                    await run.on_chain_end(None if output is _NOTHING else output)
                 return
             raise self._failed(failures, order)
 
@@ -390,8 +404,11 @@ def _attempts(
 
 
 def _child(
-    config: RunnableConfig, run: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
+    config: RunnableConfig,
+    run: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun | None,
 ) -> RunnableConfig:
+    if run is None:  # nothing listens: the call's config, less what named the chain's run
+        return {key: value for key, value in config.items() if key != "run_name"}  # type: ignore[return-value]
     return patch_config(config, callbacks=run.get_child())
 
 

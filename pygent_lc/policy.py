@@ -133,22 +133,69 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
         the policy's own (a ``model_copy`` that swaps the breaker keeps the breaker's)."""
         return self.circuit.store if self.circuit is not None else self.store
 
+    # invoke/ainvoke make the first attempt before any retry machinery: most calls
+    # need no second one. A failure is handed to the tenacity loop as its attempt 1
+    # (see _replayed), so what is retried, the attempt numbers and the deadline are
+    # those of a loop that made every attempt. The loop runs outside the ``except``
+    # block, so a later attempt's error does not get the first one as its context.
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         with _ProviderCall(self, input, kwargs) as call:
-            for attempt in Retrying(**self.retry.tenacity_kwargs):
-                with attempt:
-                    call.before_attempt(attempt)
-                    result = self.bound.invoke(input, call.config(config, attempt), **kwargs)
+            started = time.monotonic()
+            first: Exception | None = None
+            try:
+                result = self.bound.invoke(input, call.config(config, 1), **kwargs)
+            except Exception as exc:
+                first = exc
+            if first is not None:
+                elapsed = time.monotonic() - started
+                result = self._retried(call, first, elapsed, input, config, kwargs)
             call.observe(result)
+        return result
+
+    def _retried(
+        self,
+        call: _ProviderCall,
+        first: Exception,
+        elapsed: float,
+        input: Any,
+        config: RunnableConfig | None,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        for attempt in Retrying(**self.retry.tenacity_kwargs_after(elapsed)):
+            with attempt:
+                number = _replayed(attempt, first)
+                call.before_attempt(number)
+                result = self.bound.invoke(input, call.config(config, number), **kwargs)
         return result
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         async with _ProviderCall(self, input, kwargs) as call:
-            async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs):
-                with attempt:
-                    await call.abefore_attempt(attempt)
-                    result = await self.bound.ainvoke(input, call.config(config, attempt), **kwargs)
+            started = time.monotonic()
+            first: Exception | None = None
+            try:
+                result = await self.bound.ainvoke(input, call.config(config, 1), **kwargs)
+            except Exception as exc:
+                first = exc
+            if first is not None:
+                elapsed = time.monotonic() - started
+                result = await self._aretried(call, first, elapsed, input, config, kwargs)
             call.observe(result)
+        return result
+
+    async def _aretried(
+        self,
+        call: _ProviderCall,
+        first: Exception,
+        elapsed: float,
+        input: Any,
+        config: RunnableConfig | None,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs_after(elapsed)):
+            with attempt:
+                number = _replayed(attempt, first)
+                await call.abefore_attempt(number)
+                result = await self.bound.ainvoke(input, call.config(config, number), **kwargs)
         return result
 
     def stream(
@@ -157,8 +204,9 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
         with _ProviderCall(self, input, kwargs) as call:
             for attempt in Retrying(**self.retry.tenacity_kwargs):
                 with attempt:
-                    call.before_attempt(attempt)
-                    chunks = self.bound.stream(input, call.config(config, attempt), **kwargs)
+                    number = attempt.retry_state.attempt_number
+                    call.before_attempt(number)
+                    chunks = self.bound.stream(input, call.config(config, number), **kwargs)
                     chunk = next(chunks, _NOTHING)
             while chunk is not _NOTHING:
                 call.observe(chunk)
@@ -172,8 +220,9 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
         async with _ProviderCall(self, input, kwargs) as call:
             async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs):
                 with attempt:
-                    await call.abefore_attempt(attempt)
-                    chunks = self.bound.astream(input, call.config(config, attempt), **kwargs)
+                    number = attempt.retry_state.attempt_number
+                    await call.abefore_attempt(number)
+                    chunks = self.bound.astream(input, call.config(config, number), **kwargs)
                     chunk = await anext(chunks, _NOTHING)
             while chunk is not _NOTHING:
                 call.observe(chunk)
@@ -268,29 +317,27 @@ class _ProviderCall:
     def _fits(self, wait_s: float) -> bool:
         return self._deadline is None or wait_s < self._deadline.remaining()
 
-    def before_attempt(self, attempt: AttemptManager) -> None:
+    def before_attempt(self, number: int) -> None:
         """A retry takes a rate-limit slot of its own (the first one came with the plan)."""
         rate = self._policy.rate
-        if rate is None or attempt.retry_state.attempt_number == 1:
+        if rate is None or number == 1:
             return
         store = self._policy.state
         while (wait := store.take_rate_token(rate.key, rate.limit, rate.period_s)) > 0:
             time.sleep(self._rate_wait(wait))
 
-    async def abefore_attempt(self, attempt: AttemptManager) -> None:
+    async def abefore_attempt(self, number: int) -> None:
         rate = self._policy.rate
-        if rate is None or attempt.retry_state.attempt_number == 1:
+        if rate is None or number == 1:
             return
         store = self._policy.state
         # The slot frees in the store (maybe in another process): asking again is the signal.
         while (wait := await store.atake_rate_token(rate.key, rate.limit, rate.period_s)) > 0:  # noqa: ASYNC110
             await asyncio.sleep(self._rate_wait(wait))
 
-    def config(
-        self, config: RunnableConfig | None, attempt: AttemptManager
-    ) -> RunnableConfig | None:
-        """``config`` for one attempt: tagged ``retry:attempt:N`` after the first, metered."""
-        number = attempt.retry_state.attempt_number
+    def config(self, config: RunnableConfig | None, number: int) -> RunnableConfig | None:
+        """``config`` for attempt ``number``: tagged ``retry:attempt:N`` after the first,
+        metered."""
         if number > 1:
             config = config or {}
             config = {**config, "tags": [*config.get("tags", []), f"retry:attempt:{number}"]}
@@ -354,6 +401,15 @@ class _ProviderCall:
     def _changed(self, changed: bool, end: CallEnd) -> None:
         if changed and end.breaker is not None and self._policy.circuit is not None:
             log_change(self._policy.circuit, end.breaker)
+
+
+def _replayed(attempt: AttemptManager, first: Exception) -> int:
+    """The number of ``attempt``; attempt 1, made before the loop, fails again with
+    its error (the loop then decides about it as if it had made the call)."""
+    number = attempt.retry_state.attempt_number
+    if number == 1:
+        raise first
+    return number
 
 
 past_open_breaker: ContextVar[bool] = ContextVar("past_open_breaker", default=False)

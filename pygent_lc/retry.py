@@ -56,6 +56,15 @@ class RetryPolicy:
     def tenacity_kwargs(self) -> dict[str, Any]:
         """Keywords for ``tenacity.Retrying`` / ``AsyncRetrying`` that apply this policy
         (built once: every strategy in them is stateless, so calls share them)."""
+        return self._tenacity_kwargs(self.deadline)
+
+    def tenacity_kwargs_after(self, elapsed: float) -> dict[str, Any]:
+        """:attr:`tenacity_kwargs` for a retry loop that starts ``elapsed`` seconds into
+        the call (its first attempt made before the loop): the deadline counts from the
+        call's start, as when the loop made every attempt."""
+        return self._tenacity_kwargs(None if self.deadline is None else self.deadline - elapsed)
+
+    def _tenacity_kwargs(self, deadline: float | None) -> dict[str, Any]:
         backoff = exponential_jitter(
             multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
         )
@@ -67,8 +76,8 @@ class RetryPolicy:
             return float(backoff(state))
 
         stop: stop_base = stop_after_attempt(self.max_attempts)
-        if self.deadline is not None:
-            stop = stop | stop_before_delay(self.deadline)
+        if deadline is not None:
+            stop = stop | stop_before_delay(deadline)
         return {
             "stop": stop,
             "wait": wait_seconds,

@@ -258,6 +258,82 @@ async def test_structured_output_and_tools_with_a_single_provider() -> None:
         assert server.requests("openrouter")[1].json["tools"][0]["function"]["name"] == "add"
 
 
+# -- no chain run when nothing listens ------------------------------------------------------
+
+
+def _two_providers(first: Any) -> ProviderChain:
+    settings = Settings()
+    return ProviderChain(
+        providers=[
+            with_provider_policy(ScriptedChatModel(outcomes=[first]), settings, breaker=False),
+            with_provider_policy(ScriptedChatModel(provider="second"), settings, breaker=False),
+        ]
+    )
+
+
+def _outcome(call: Any) -> tuple[str, Any]:
+    try:
+        return "message", call().model_dump(exclude={"id"})
+    except Exception as exc:  # compared across the two paths
+        return "error", (type(exc), str(exc))
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["hi", ProviderUnavailableError("down", provider="scripted", retryable=False)],
+    ids=["answers", "falls back"],
+)
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_an_unobserved_call_gives_what_an_observed_one_gives(first, asynchronous):
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Listener(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.chains: list[str] = []
+
+        def on_chain_start(self, serialized, inputs, **kwargs):
+            self.chains.append(str(kwargs.get("name")))
+
+    results = []
+    for callbacks in ([], [Listener()]):
+        chain = _two_providers(first)
+        config: Any = {"callbacks": callbacks}
+        if asynchronous:
+            reply = await chain.ainvoke("x", config)
+            results.append(("message", reply.model_dump(exclude={"id"})))
+        else:
+            results.append(_outcome(lambda chain=chain, config=config: chain.invoke("x", config)))
+    assert results[0] == results[1]
+    assert results[0][0] == "message"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_chain_run_starts_only_when_a_handler_listens(monkeypatch, asynchronous):
+    import pygent_lc.fallbacks as fallbacks_module
+
+    started: list[object] = []
+    getters = ("get_callback_manager_for_config", "get_async_callback_manager_for_config")
+    for getter in getters:
+        original = getattr(fallbacks_module, getter)
+
+        def counted(config: Any, original: Any = original) -> Any:
+            manager = original(config)
+            start = manager.on_chain_start
+
+            def on_chain_start(*args: Any, **kwargs: Any) -> Any:
+                started.append(args)
+                return start(*args, **kwargs)
+
+            manager.on_chain_start = on_chain_start
+            return manager
+
+        monkeypatch.setattr(fallbacks_module, getter, counted)
+    chain = _two_providers("hi")
+    reply = await chain.ainvoke("x") if asynchronous else chain.invoke("x")
+    assert reply.text == "hi"
+    assert started == []
+
+
 # --- fallbacks are logged ------------------------------------------------------
 
 

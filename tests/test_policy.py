@@ -92,6 +92,79 @@ def test_a_breaker_on_another_chosen_store_is_a_configuration_error() -> None:
         )
 
 
+# -- the first attempt, made before the retry loop ------------------------------------------
+
+
+class _NoLoop:
+    """Stands in for tenacity's loop: a call that needs no retry must never build one."""
+
+    def __init__(self, **kwargs: object) -> None:
+        raise AssertionError("a retry loop was built for a call that needed none")
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_call_answered_at_once_builds_no_retry_loop(monkeypatch, asynchronous):
+    import pygent_lc.policy as policy_module
+
+    monkeypatch.setattr(policy_module, "Retrying", _NoLoop)
+    monkeypatch.setattr(policy_module, "AsyncRetrying", _NoLoop)
+    policy = with_provider_policy(ScriptedChatModel(outcomes=["hi"]), Settings())
+    reply = await policy.ainvoke("x") if asynchronous else policy.invoke("x")
+    assert reply.text == "hi"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_failed_first_attempt_is_retried_with_the_loops_numbering(asynchronous):
+    """Attempts 2 and 3 are tagged as before; the last error has no other as context."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Tags(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.seen: list[list[str]] = []
+
+        def on_chat_model_start(self, serialized, messages, *, tags=None, **kwargs):
+            self.seen.append(list(tags or []))
+
+    failure = ProviderUnavailableError("down", provider="scripted")
+    model = ScriptedChatModel(outcomes=[failure, failure, failure])
+    policy = ProviderPolicy(bound=model, retry=RetryPolicy(max_attempts=3, initial_wait=0.001))
+    tags = Tags()
+    with pytest.raises(ProviderUnavailableError) as caught:
+        if asynchronous:
+            await policy.ainvoke("x", {"callbacks": [tags]})
+        else:
+            policy.invoke("x", {"callbacks": [tags]})
+    assert len(model.calls) == 3
+    assert [t for t in tags.seen] == [[], ["retry:attempt:2"], ["retry:attempt:3"]]
+    assert caught.value.__context__ is None
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_the_deadline_counts_the_first_attempt(asynchronous):
+    """A retry whose wait would end past the deadline, counted from the call's start
+    (the first attempt's time included), is not made."""
+    import asyncio
+    import time
+
+    failure = ProviderUnavailableError("down", provider="scripted")
+
+    class Slow(ScriptedChatModel):
+        def _generate(self, *args, **kwargs):
+            time.sleep(0.3)
+            return super()._generate(*args, **kwargs)
+
+        async def _agenerate(self, *args, **kwargs):
+            await asyncio.sleep(0.3)
+            return await super()._agenerate(*args, **kwargs)
+
+    model = Slow(outcomes=[failure, "late"])
+    retry = RetryPolicy(max_attempts=3, initial_wait=0.15, max_wait=0.15, deadline=0.4)
+    policy = ProviderPolicy(bound=model, retry=retry)
+    with pytest.raises(ProviderUnavailableError):
+        await policy.ainvoke("x") if asynchronous else policy.invoke("x")
+    assert len(model.calls) == 1
+
+
 async def test_a_request_for_n_samples_reserves_n_completions() -> None:
     """One call, one reservation: ``n`` times a completion's bound ($0.004 each here),
     so n=3 does not fit a $0.01 budget and is refused before the model is asked."""

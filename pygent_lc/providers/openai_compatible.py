@@ -19,12 +19,12 @@ import openai
 from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import SecretStr, model_validator
 
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import without_cache_markers
 from pygent_lc.providers.error_mapping import error_from_body
+from pygent_lc.providers.fast_path import ChatCompletionsFastPath
 from pygent_lc.providers.http import ProviderHttp
 
 #: Reasoning fields of a reply message or delta, kept in ``additional_kwargs``:
@@ -33,7 +33,7 @@ from pygent_lc.providers.http import ProviderHttp
 REASONING_KEYS = ("reasoning", "reasoning_content", "reasoning_details")
 
 
-class OpenAICompatibleChatModel(ProviderBoundary, BaseChatOpenAI):
+class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
     """Chat Completions against any OpenAI-compatible server.
 
     Every reply's ``response_metadata["model_provider"]`` and LangSmith's
@@ -120,11 +120,16 @@ class OpenAICompatibleChatModel(ProviderBoundary, BaseChatOpenAI):
         response: dict[str, Any] | openai.BaseModel,
         generation_info: dict[str, Any] | None = None,
     ) -> ChatResult:
+        # A typed reply is dumped as it came over the wire (``exclude_unset``: no
+        # None-filled fields of the SDK's models), so it reads the same as the
+        # reply's JSON the fast path (:mod:`~pygent_lc.providers.fast_path`) gets.
         body = (
             response
             if isinstance(response, dict)
             else response.model_dump(
-                exclude={"choices": {"__all__": {"message": {"parsed"}}}}, warnings=False
+                exclude={"choices": {"__all__": {"message": {"parsed"}}}},
+                exclude_unset=True,
+                warnings=False,
             )
         )
         if body.get("error") or not body.get("choices"):
@@ -141,9 +146,12 @@ class OpenAICompatibleChatModel(ProviderBoundary, BaseChatOpenAI):
         if typed_choices and result.generations:
             typed_message = typed_choices[0].message
             extras = result.generations[0].message.additional_kwargs
-            for key in ("parsed", "refusal"):
-                if hasattr(typed_message, key):
-                    extras[key] = getattr(typed_message, key)
+            if hasattr(typed_message, "parsed"):
+                extras["parsed"] = typed_message.parsed
+            extras["refusal"] = getattr(typed_message, "refusal", None)
+        elif body["choices"] and result.generations:  # the reply's JSON: the same key
+            message = body["choices"][0].get("message") or {}
+            result.generations[0].message.additional_kwargs["refusal"] = message.get("refusal")
         usage = body.get("usage") or {}
         for generation, choice in zip(result.generations, body["choices"], strict=False):
             extras = self._reply_extras(body, choice, usage)
