@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import BaseModel, SecretStr
 
 from pygent_lc.providers import fast_path
-from pygent_lc.providers.openrouter import OpenRouterChatModel
+from pygent_lc.providers.openrouter.model import OpenRouterChatModel
 from tests.providers.mock_http import MockServer, Reply, json_reply
 
 URL = "http://127.0.0.1:9/api/v1"
