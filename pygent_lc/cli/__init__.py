@@ -59,14 +59,16 @@ class _RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def _configure_logging(*, verbose: bool) -> None:
+def _configure_logging(*, verbose: bool) -> Callable[[], None]:
     """The ``pygent_lc`` log on stderr from DEBUG with ``--verbose``; otherwise only
     its errors and the fallback warnings (a provider answered for a failed one).
+    Returns what puts the logger back as it was (``main`` called in a program).
 
     Python prints any warning record of a logger without handlers on stderr,
     which would put lines beside the ``error:``/``hint:`` pair.
     """
     logger = logging.getLogger("pygent_lc")
+    was = (logger.handlers, logger.propagate, logger.level)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     if not verbose:
@@ -74,6 +76,12 @@ def _configure_logging(*, verbose: bool) -> None:
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+    def restore() -> None:
+        logger.handlers, logger.propagate = was[0], was[1]
+        logger.setLevel(was[2])
+
+    return restore
 
 
 def _errors_and_fallbacks(record: logging.LogRecord) -> bool:
@@ -101,10 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop_export: Callable[[], None] | None = None
     args: argparse.Namespace | None = None
     recorder: FallbackRecorder | None = None
+    restore_logging: Callable[[], None] | None = None
     try:
         interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
         args = build_parser().parse_args(argv)
-        _configure_logging(verbose=args.verbose)
+        restore_logging = _configure_logging(verbose=args.verbose)
         if args.command in _PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
             args.text = read_prompt(args, _PROMPT_ARGUMENT[args.command])
         if args.otel:
@@ -129,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if stop_export is not None:
             stop_export()
+        if restore_logging is not None:
+            restore_logging()
 
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_NO_ANSWER", "EXIT_OK", "EXIT_USAGE", "main"]

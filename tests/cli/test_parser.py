@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from pygent_lc.agents import spec
@@ -64,6 +66,9 @@ def test_name_flags_replaces_whole_setting_names_only() -> None:
     )
 
 
+@pytest.mark.skipif(  # the local provider's offline checks run first
+    importlib.util.find_spec("xllamacpp") is None, reason='needs pip install ".[local]"'
+)
 @pytest.mark.parametrize(
     ("argv", "named", "hidden"),
     [
@@ -84,7 +89,10 @@ def test_name_flags_replaces_whole_setting_names_only() -> None:
     ],
 )
 def test_a_bad_option_is_named_as_the_user_typed_it(
-    capsys: pytest.CaptureFixture[str], argv: list[str], named: list[str], hidden: list[str]
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    named: list[str],
+    hidden: list[str],
 ) -> None:
     """Checked before anything is asked: no provider, no network."""
     provider = [] if "--model" in argv else ["--provider", "local"]
