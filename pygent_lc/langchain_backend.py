@@ -27,7 +27,7 @@ from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import cached_prefix_message
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable, runnable_parts
-from pygent_lc.validation import GenerationParams, validate_prompt
+from pygent_lc.validation import GenerationParams, checked, validate_prompt
 
 ChatRunnable = Runnable[Any, BaseMessage]
 
@@ -91,9 +91,10 @@ class LangChainBackend(LLMBackend, Closable):
     async def generate(self, prompt: str, **kwargs: Any) -> str:
         """The completion of ``prompt``: non-empty text, or a typed error."""
         messages, params = self._request(prompt, kwargs)
+        kwargs = params.call_kwargs()
         async with self._reserved(prompt, params):
             return reply_text(
-                await self.runnable.ainvoke(messages, self._config(), **params.call_kwargs())
+                await self.runnable.ainvoke(messages, self._config(messages, kwargs), **kwargs)
             )
 
     async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
@@ -113,18 +114,20 @@ class LangChainBackend(LLMBackend, Closable):
         if n == 1:
             return [await self.generate(prompt, **kwargs)]
         choices = _Choices()
+        kwargs = params.call_kwargs()
         async with self._reserved(prompt, params):
             reply = await self.runnable.ainvoke(
-                messages, self._config(choices), **params.call_kwargs()
+                messages, self._config(messages, kwargs, choices), **kwargs
             )
         return choices.texts(reply)
 
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
         """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
         messages, params = self._request(prompt, kwargs)
+        kwargs = params.call_kwargs()
         with self._reserved(prompt, params):
             return reply_text(
-                self.runnable.invoke(messages, self._config(), **params.call_kwargs())
+                self.runnable.invoke(messages, self._config(messages, kwargs), **kwargs)
             )
 
     def close(self) -> None:
@@ -151,17 +154,23 @@ class LangChainBackend(LLMBackend, Closable):
             return [HumanMessage(content=text)], checked
         return [cached_prefix_message(prefix, text[len(prefix) :])], checked
 
-    def _config(self, *extra: BaseCallbackHandler) -> RunnableConfig:
+    def _config(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], *extra: BaseCallbackHandler
+    ) -> RunnableConfig:
         """The ambient run's config (when called inside a Runnable, e.g. the ToT engine)
         plus our handlers, so calls nest under the caller's run in traces; the usage
-        tracker fed by the runnable's provider policies, or listening."""
+        tracker fed by the runnable's provider policies, or listening; and, for a
+        chain, the call (``messages`` and ``kwargs``) marked as checked already."""
         handlers = [*self._callbacks, *extra]
-        if not self._feeds_usage():
+        fed = self._feeds_usage()
+        if not fed:
             handlers.insert(0, self.usage)
         config = ensure_config()
         if handlers:
             config = merge_configs(config, {"callbacks": handlers})
-        return feeding(config, self.usage) if self._feeds_usage() else config
+        if isinstance(self.runnable, ProviderChain):
+            config = checked(config, messages, kwargs)
+        return feeding(config, self.usage) if fed else config
 
     def _feeds_usage(self) -> bool:
         """Whether every request of :attr:`runnable` goes through a provider policy,
@@ -187,10 +196,11 @@ class LangChainBackend(LLMBackend, Closable):
 
         async def start() -> tuple[AsyncIterator[str], Hold]:
             messages, params = self._request(prompt, kwargs)
-            config = self._config()
+            call_kwargs = params.call_kwargs()
+            config = self._config(messages, call_kwargs)
             hold = self._reserved(prompt, params)
             await hold.__aenter__()
-            return stream_text(self.runnable, messages, config, **params.call_kwargs()), hold
+            return stream_text(self.runnable, messages, config, **call_kwargs), hold
 
         return HeldStream(start)
 

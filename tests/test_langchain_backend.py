@@ -671,3 +671,34 @@ async def test_usage_on_the_wire_is_the_same_observed_or_not(cost: float) -> Non
     assert (answered.calls, answered.failures, answered.input_tokens) == (4, 0, 48)
     assert answered.cached_input_tokens == 32
     assert answered.cost_faults == (0 if cost == 1.1e-05 else 4)
+
+
+async def test_the_chain_does_not_check_again_what_the_backend_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pygent_lc.validation
+
+    checks: list[object] = []
+    check_text = pygent_lc.validation._check_text
+
+    def counted(value: object, where: str) -> None:
+        checks.append(value)
+        check_text(value, where)
+
+    monkeypatch.setattr(pygent_lc.validation, "_check_text", counted)
+    shim = backend(ScriptedChatModel(), ScriptedChatModel())
+    assert await shim.generate("hi", temperature=0.5) == "ok"
+    assert shim.generate_sync("hi") == "ok"
+    assert [p async for p in shim.stream("hi")] == ["ok"]
+    assert await shim.generate_samples("hi", 2) == ["ok"]
+    assert checks == []  # the backend checked each call itself
+    await shim.runnable.ainvoke("hi")  # called directly, the chain checks
+    assert checks
+
+
+async def test_keywords_a_binding_adds_are_still_checked() -> None:
+    model = ScriptedChatModel()
+    chain = ProviderChain(providers=[with_provider_policy(model, FAST, breaker=False)])
+    with pytest.raises(InvalidInputError):
+        await LangChainBackend(chain.bind(temperature=9)).generate("hi")
+    assert model.calls == []
