@@ -43,7 +43,7 @@ from langchain_core.runnables import (
     RunnableConfig,
     RunnableSerializable,
 )
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 from tenacity import AsyncRetrying, AttemptManager, Retrying
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
@@ -62,6 +62,7 @@ from pygent_lc.limits.breaker import CircuitBreaker, log_change
 from pygent_lc.limits.budget import CostBudget
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
 from pygent_lc.limits.usage import CallMeter, fed_tracker, with_handler
+from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.http import Deadline
 from pygent_lc.retry import RetryPolicy, deadline_scope
 
@@ -101,6 +102,11 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
     record_usage: bool = False
     """Add each call's usage to the store's totals (``pygent-lc usage``)."""
+
+    _traced_names: dict[tuple[int, object], tuple[BaseChatModel, tuple[str, str]]] = PrivateAttr(
+        default_factory=dict
+    )
+    """The provider and model names a model's runs are traced with, per per-call ``model``."""
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
@@ -431,12 +437,24 @@ class _ProviderCall:
             kwargs = {**runnable.kwargs, **kwargs}
             runnable = runnable.bound
         assert isinstance(runnable, BaseChatModel)  # _returns_messages
+        # This package's models name the provider and model from themselves and a
+        # per-call ``model`` only, so theirs are worked out once per such ``model``.
+        per_call = kwargs.get("model")
+        cache = self._policy._traced_names
+        key = (id(runnable), per_call) if isinstance(runnable, ProviderBoundary) else None
+        if key is not None and isinstance(per_call, str | None):
+            known = cache.get(key)
+            if known is not None and known[0] is runnable:
+                self._names = known[1]
+                return known[1]
         traced: dict[str, Any] = dict((self._call_config or {}).get("metadata") or {})
         traced.update(runnable._get_ls_params(**kwargs))
         self._names = (
             str(traced.get("ls_provider") or "unknown"),
             str(traced.get("ls_model_name") or "unknown"),
         )
+        if key is not None and isinstance(per_call, str | None):
+            cache[key] = (runnable, self._names)
         return self._names
 
     def observe(self, output: Any) -> None:

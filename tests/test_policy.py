@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 
 from pygent_lc import Settings, UsageTotals
 from pygent_lc.chain import with_provider_policy
-from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+from pygent_lc.errors import ConfigurationError, ProviderError, ProviderUnavailableError
 from pygent_lc.limits import MemoryStore, RateSpec
 from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.budget import CostBudget
@@ -252,3 +252,33 @@ async def test_without_a_tracker_in_the_config_nothing_is_counted() -> None:
     policy = with_provider_policy(ScriptedChatModel(), FAST, breaker=False)
     await policy.ainvoke("hi", {"configurable": {"other": tracker}})
     assert tracker.totals() == UsageTotals()
+
+
+async def test_a_fed_tracker_names_the_model_a_call_asked_for() -> None:
+    """A per-call ``model`` names the request's model, as LangChain traces it."""
+    import httpx
+
+    from pygent_lc.providers.openrouter.model import openrouter_model
+    from tests.providers.mock_http import MockServer
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"code": 400, "message": "no such model"}})
+
+    found = []
+    for fed in (True, False):
+        wire = MockServer(default=refused)
+        settings = Settings(openrouter_api_key="sk-or-v1-unit", openrouter_model="x/default")
+        model = openrouter_model(settings, **wire.openai_clients())
+        policy = with_provider_policy(model, FAST, breaker=False)
+        tracker = UsageTracker()
+        config: RunnableConfig = feeding({}, tracker) if fed else {"callbacks": [tracker]}
+        for name in ("x/one", "x/two", "x/one", None):
+            with pytest.raises(ProviderError):
+                await policy.ainvoke("hi", config, **({"model": name} if name else {}))
+        found.append(pairs(tracker))
+    assert found[0] == found[1]
+    assert {key: usage.failures for key, usage in found[0].items()} == {
+        ("openrouter", "x/one"): 2,
+        ("openrouter", "x/two"): 1,
+        ("openrouter", "x/default"): 1,
+    }
