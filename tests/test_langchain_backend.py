@@ -25,6 +25,8 @@ from pygent_lc.errors import (
     StreamInterruptedError,
 )
 from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.host_pool import HostPool
+from pygent_lc.limits import MemoryStore
 from pygent_lc.providers.ollama import ollama_model
 from pygent_lc.providers.openrouter.model import openrouter_model
 from pygent_lc.testing import ScriptedChatModel
@@ -543,18 +545,24 @@ async def test_usage_is_the_same_observed_or_not(scenario: Any) -> None:
     observed: list[LangChainBackend] = []
     listening = UsageTracker()  # the old way: a callback on every request
 
-    def chain(models: tuple[Watched, ...], tools: list[Any] | None) -> Any:
-        built = ProviderChain(
-            providers=[with_provider_policy(m, FAST, breaker=False) for m in models]
-        )
+    def chain(models: tuple[Watched, ...], tools: list[Any] | None, pool: bool) -> Any:
+        policies: list[Any] = [with_provider_policy(m, FAST, breaker=False) for m in models]
+        if pool:  # one provider's hosts
+            hosts = {f"http://host{i}": p for i, p in enumerate(policies)}
+            policies = [HostPool.of(hosts, provider="scripted", store=MemoryStore())]
+        built = ProviderChain(providers=policies)
         return built.bind_tools(tools) if tools else built
 
-    def make_unobserved(*models: Watched, tools: list[Any] | None = None) -> LangChainBackend:
-        unobserved.append(LangChainBackend(chain(models, tools)))
+    def make_unobserved(
+        *models: Watched, tools: list[Any] | None = None, pool: bool = False
+    ) -> LangChainBackend:
+        unobserved.append(LangChainBackend(chain(models, tools, pool)))
         return unobserved[-1]
 
-    def make_observed(*models: Watched, tools: list[Any] | None = None) -> LangChainBackend:
-        observed.append(LangChainBackend(chain(models, tools), callbacks=[listening]))
+    def make_observed(
+        *models: Watched, tools: list[Any] | None = None, pool: bool = False
+    ) -> LangChainBackend:
+        observed.append(LangChainBackend(chain(models, tools, pool), callbacks=[listening]))
         return observed[-1]
 
     await scenario(make_unobserved)
@@ -583,6 +591,15 @@ async def scenario_bound_tools(make: Any) -> None:
 
 
 SCENARIOS.append(scenario_bound_tools)
+
+
+async def scenario_host_pool(make: Any) -> None:
+    shim = make(failing("g", 2), Watched(provider="g", cost_per_call=0.5), pool=True)
+    assert await shim.generate("hi") == "ok"
+    assert "".join([p async for p in shim.stream("hi")]) == "ok"
+
+
+SCENARIOS.append(scenario_host_pool)
 
 
 # The real OpenRouter model on a scripted wire: a 500 retried, then a reply naming the
