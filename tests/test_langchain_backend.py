@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableLambda
 from pydantic import Field
 
-from pygent_lc import LangChainBackend, LLMBackend, Settings, build_chat_model
+from pygent_lc import LangChainBackend, LLMBackend, Settings, UsageTotals, build_chat_model
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AllProvidersFailedError,
@@ -719,3 +719,47 @@ async def test_keywords_a_binding_adds_are_still_checked() -> None:
     with pytest.raises(InvalidInputError):
         await LangChainBackend(chain.bind(temperature=9)).generate("hi")
     assert model.calls == []
+
+
+class Hanging(ScriptedChatModel):
+    """A model whose calls and streams hang until cancelled; ``started`` is set then."""
+
+    started: Any = Field(default_factory=asyncio.Event)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.started.set()
+        await asyncio.Event().wait()
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        self.started.set()
+        await asyncio.Event().wait()
+        yield  # pragma: no cover
+
+
+@pytest.mark.parametrize("observed", [False, True])
+async def test_cancelled_calls_count_as_the_callbacks_count_them(observed: bool) -> None:
+    """A cancelled call is not counted (LangChain's model run ends without an event);
+    a cancelled stream is a failed request (its run ends in an error)."""
+    from pygent_lc.limits.usage import UsageTracker
+
+    listening = UsageTracker()
+    model = Hanging()
+    shim = LangChainBackend(
+        ProviderChain(providers=[with_provider_policy(model, FAST, breaker=False)]),
+        callbacks=[listening] if observed else None,
+    )
+
+    async def read() -> None:
+        async for _ in shim.stream("hi"):
+            pass
+
+    for call in (shim.generate("hi"), read()):
+        task = asyncio.ensure_future(call)
+        await model.started.wait()
+        model.started.clear()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert shim.usage_totals() == UsageTotals(calls=1, failures=1)
+    if observed:
+        assert listening.totals() == shim.usage_totals()
