@@ -49,10 +49,7 @@ class UsageTotals:
 
     def _combine(self, other: UsageTotals, sign: int) -> UsageTotals:
         return UsageTotals(
-            **{
-                f.name: getattr(self, f.name) + sign * getattr(other, f.name)
-                for f in fields(UsageTotals)
-            }
+            **{name: getattr(self, name) + sign * getattr(other, name) for name in _FIELDS}
         )
 
     @classmethod
@@ -62,6 +59,10 @@ class UsageTotals:
         for record in records:
             total += record
         return total
+
+
+_FIELDS = tuple(f.name for f in fields(UsageTotals))
+"""The fields records add up (every usage call adds two or three records)."""
 
 
 class LLMBackend(ABC):
