@@ -16,8 +16,8 @@ Memory: Python's own allocations (``tracemalloc``) per call in flight, on
 fresh clients after one uncounted burst: the peak while ``--concurrency``
 calls are in flight, less what was allocated before them, divided by the
 number of calls (connections opened for the burst included, as a caller
-pays for them); median over rounds. Measured in a phase of its own, since
-tracing slows every allocation.
+pays for them; the cycle collector paused); median over rounds. Measured in
+a phase of its own, since tracing slows every allocation.
 
     python -m benchmarks.adapter_overhead [--rounds 20] [--calls 50] [--concurrency 300]
 
@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import re
 import subprocess
 import sys
@@ -188,7 +189,10 @@ async def main(rounds: int, calls: int, concurrency: int) -> None:
 
 async def in_flight_memory(call: Call, n: int) -> float:
     """Bytes Python allocates per call with ``n`` calls in flight (tracemalloc's peak
-    during them, less what was allocated before)."""
+    during them, less what was allocated before; the cycle collector paused, so
+    cyclic garbage counts as the call made it)."""
+    gc.collect()
+    gc.disable()  # a collection in the middle of a burst would move the peak by chance
     tracemalloc.start()
     try:
         before, _ = tracemalloc.get_traced_memory()
@@ -197,6 +201,7 @@ async def in_flight_memory(call: Call, n: int) -> float:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+        gc.enable()
     assert all(r == f"echo: {PROMPT}" for r in results), results[:3]
     return (peak - before) / n
 
