@@ -49,7 +49,10 @@ class UsageTotals:
 
     def _combine(self, other: UsageTotals, sign: int) -> UsageTotals:
         return UsageTotals(
-            **{name: getattr(self, name) + sign * getattr(other, name) for name in _FIELDS}
+            **{
+                f.name: getattr(self, f.name) + sign * getattr(other, f.name)
+                for f in fields(UsageTotals)
+            }
         )
 
     @classmethod
@@ -59,10 +62,6 @@ class UsageTotals:
         for record in records:
             total += record
         return total
-
-
-_FIELDS = tuple(f.name for f in fields(UsageTotals))
-"""The fields records add up (every usage call adds two or three records)."""
 
 
 class LLMBackend(ABC):
