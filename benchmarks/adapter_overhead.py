@@ -12,6 +12,13 @@ Per call, sequentially and with 300 calls in flight, side by side in one run:
 Variants run interleaved, round by round, so drift hits them alike; the
 figure is the median over rounds. Ratios are against bare ``ChatOpenAI``.
 
+Memory: Python's own allocations (``tracemalloc``) per call in flight, on
+fresh clients after one uncounted burst: the peak while ``--concurrency``
+calls are in flight, less what was allocated before them, divided by the
+number of calls (connections opened for the burst included, as a caller
+pays for them; the cycle collector paused); median over rounds. Measured in
+a phase of its own, since tracing slows every allocation.
+
     python -m benchmarks.adapter_overhead [--rounds 20] [--calls 50] [--concurrency 300]
 
 Wall time on a shared machine swings by tens of percent, so ``--instructions N``
@@ -29,10 +36,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import re
 import subprocess
 import sys
 import tempfile
+import tracemalloc
 from collections.abc import Awaitable
 from pathlib import Path
 
@@ -109,6 +118,7 @@ async def main(rounds: int, calls: int, concurrency: int) -> None:
     # taken after a burst depend on pool history rather than on the adapter.
     seq: dict[str, list[float]] = {}
     conc: dict[str, list[float]] = {}
+    memory: dict[str, list[float]] = {}
     with server_process() as base_url:
         calls_by_name, clients = variants(base_url)
         for call in calls_by_name.values():  # warm-up: imports, first-call setup
@@ -130,9 +140,19 @@ async def main(rounds: int, calls: int, concurrency: int) -> None:
                 conc[name].append(await concurrent(call, concurrency))
         for client in clients:
             await client.aclose()
+    with server_process() as base_url:
+        calls_by_name, clients = variants(base_url)
+        for call in calls_by_name.values():
+            await concurrent(call, concurrency)
+        memory = {name: [] for name in calls_by_name}
+        for _ in range(max(3, rounds // 4)):
+            for name, call in calls_by_name.items():
+                memory[name].append(await in_flight_memory(call, concurrency))
+        for client in clients:
+            await client.aclose()
 
-    bare_seq = median(seq["bare ChatOpenAI.ainvoke"])
-    bare_conc = median(conc["bare ChatOpenAI.ainvoke"])
+    bare = "bare ChatOpenAI.ainvoke"
+    bare_seq, bare_conc, bare_memory = median(seq[bare]), median(conc[bare]), median(memory[bare])
     rows = [
         [
             name,
@@ -140,13 +160,16 @@ async def main(rounds: int, calls: int, concurrency: int) -> None:
             median(seq[name]) / bare_seq,
             median(conc[name]),
             median(conc[name]) / bare_conc,
+            median(memory[name]) / 1024,
+            median(memory[name]) / bare_memory,
         ]
         for name in calls_by_name
     ]
     print(f"machine: {machine()}")
     print(
         f"{rounds} rounds x {calls} sequential calls; {len(conc['raw httpx'])} rounds x "
-        f"{concurrency} concurrent; medians over rounds; ratios vs bare ChatOpenAI\n"
+        f"{concurrency} concurrent, and as many traced by tracemalloc; medians over rounds; "
+        "ratios vs bare ChatOpenAI\n"
     )
     print(
         table(
@@ -156,10 +179,31 @@ async def main(rounds: int, calls: int, concurrency: int) -> None:
                 "x bare",
                 f"{concurrency} in flight: calls/s",
                 "x bare",
+                "KiB per call in flight",
+                "x bare",
             ],
             rows,
         )
     )
+
+
+async def in_flight_memory(call: Call, n: int) -> float:
+    """Bytes Python allocates per call with ``n`` calls in flight (tracemalloc's peak
+    during them, less what was allocated before; the cycle collector paused, so
+    cyclic garbage counts as the call made it)."""
+    gc.collect()
+    gc.disable()  # a collection in the middle of a burst would move the peak by chance
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        results = await asyncio.gather(*(call() for _ in range(n)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert all(r == f"echo: {PROMPT}" for r in results), results[:3]
+    return (peak - before) / n
 
 
 def counted_calls(variant: str, calls: int) -> None:

@@ -66,7 +66,7 @@ from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.policy import breaker_passed
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable
-from pygent_lc.validation import validate_chat_call
+from pygent_lc.validation import validate_chat_call_once
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,9 @@ fallback_notices = FallbackNotices()
 class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     """Providers in order; the next one runs when the previous raised a ``ProviderError``.
 
-    The input and call keywords are checked first (:func:`validate_chat_call`):
+    The input and call keywords are checked first (:func:`validate_chat_call`; not
+    again when the config says the caller checked this very input and keywords,
+    as :class:`~pygent_lc.LangChainBackend` does):
     the caller's bad input raises ``InvalidInputError`` before any request, so
     it never retries, never falls back and never counts against a breaker.
     ``close()`` / ``aclose()`` (or ``with`` / ``async with``) release pooled
@@ -266,7 +268,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             raise
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        kwargs = validate_chat_call(input, kwargs)
+        kwargs = validate_chat_call_once(input, kwargs, config)
         with self._run(input, config) as (config, run):
             failures: list[ProviderError] = []
             order = self._order()
@@ -286,7 +288,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             raise self._failed(failures, order)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        kwargs = validate_chat_call(input, kwargs)
+        kwargs = validate_chat_call_once(input, kwargs, config)
         async with self._arun(input, config) as (config, run):
             failures: list[ProviderError] = []
             order = await self._aorder()
@@ -308,7 +310,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        kwargs = validate_chat_call(input, kwargs)
+        kwargs = validate_chat_call_once(input, kwargs, config)
         with self._run(input, config) as (config, run):
             failures: list[ProviderError] = []
             order = self._order()
@@ -336,7 +338,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        kwargs = validate_chat_call(input, kwargs)
+        kwargs = validate_chat_call_once(input, kwargs, config)
         async with self._arun(input, config) as (config, run):
             failures: list[ProviderError] = []
             order = await self._aorder()

@@ -9,7 +9,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
-from langchain_core.runnables import Runnable, RunnableConfig, ensure_config
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
 from langchain_core.runnables.config import merge_configs
 
 from pygent_lc.backend import LLMBackend, UsageTotals
@@ -19,12 +19,15 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     StreamInterruptedError,
 )
+from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.host_pool import HostSlot
 from pygent_lc.limits.budget import CostBudget, CostEstimator, HeldStream, Hold
-from pygent_lc.limits.usage import UsageTracker
+from pygent_lc.limits.usage import UsageTracker, feeding
+from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import cached_prefix_message
 from pygent_lc.resources import Closable, aclose_runnable, close_runnable, runnable_parts
-from pygent_lc.validation import GenerationParams, validate_prompt
+from pygent_lc.validation import GenerationParams, checked, validate_prompt
 
 ChatRunnable = Runnable[Any, BaseMessage]
 
@@ -36,6 +39,13 @@ class LangChainBackend(LLMBackend, Closable):
     checked, then passed to the Runnable as call keywords, which every
     provider of the chain puts on the wire in its own format. Usage is
     tracked in :attr:`usage`; extra ``callbacks`` see every call too.
+
+    Over a :class:`~pygent_lc.policy.ProviderPolicy`, or a
+    :class:`~pygent_lc.fallbacks.ProviderChain` of them (what
+    :func:`~pygent_lc.build_chat_model` builds), the policies count each request
+    in :attr:`usage` themselves, so a call that nothing else listens to runs
+    without LangChain callbacks (no chain run, no model run events); over any
+    other Runnable :attr:`usage` listens as a callback. The totals are the same.
 
     ``cache_prefix`` (a start of the prompt that repeats across calls) sends
     the prompt as two text blocks, the first marked ``cache_control``, when
@@ -67,7 +77,8 @@ class LangChainBackend(LLMBackend, Closable):
         most one such call (see :class:`~pygent_lc.limits.budget.CostBudget`)."""
         self.runnable = runnable
         self.usage = UsageTracker()
-        self._handlers: list[BaseCallbackHandler] = [self.usage, *(callbacks or [])]
+        self._callbacks: list[BaseCallbackHandler] = list(callbacks or [])
+        self._fed: tuple[object, bool] = (None, False)
         self._estimator = cost_estimator
         self._budget = (
             None
@@ -80,9 +91,10 @@ class LangChainBackend(LLMBackend, Closable):
     async def generate(self, prompt: str, **kwargs: Any) -> str:
         """The completion of ``prompt``: non-empty text, or a typed error."""
         messages, params = self._request(prompt, kwargs)
+        kwargs = params.call_kwargs()
         async with self._reserved(prompt, params):
             return reply_text(
-                await self.runnable.ainvoke(messages, self._config(), **params.call_kwargs())
+                await self.runnable.ainvoke(messages, self._config(messages, kwargs), **kwargs)
             )
 
     async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
@@ -102,18 +114,20 @@ class LangChainBackend(LLMBackend, Closable):
         if n == 1:
             return [await self.generate(prompt, **kwargs)]
         choices = _Choices()
+        kwargs = params.call_kwargs()
         async with self._reserved(prompt, params):
             reply = await self.runnable.ainvoke(
-                messages, self._config(choices), **params.call_kwargs()
+                messages, self._config(messages, kwargs, choices), **kwargs
             )
         return choices.texts(reply)
 
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
         """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
         messages, params = self._request(prompt, kwargs)
+        kwargs = params.call_kwargs()
         with self._reserved(prompt, params):
             return reply_text(
-                self.runnable.invoke(messages, self._config(), **params.call_kwargs())
+                self.runnable.invoke(messages, self._config(messages, kwargs), **kwargs)
             )
 
     def close(self) -> None:
@@ -140,10 +154,32 @@ class LangChainBackend(LLMBackend, Closable):
             return [HumanMessage(content=text)], checked
         return [cached_prefix_message(prefix, text[len(prefix) :])], checked
 
-    def _config(self, *extra: BaseCallbackHandler) -> RunnableConfig:
+    def _config(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any], *extra: BaseCallbackHandler
+    ) -> RunnableConfig:
         """The ambient run's config (when called inside a Runnable, e.g. the ToT engine)
-        plus our handlers, so calls nest under the caller's run in traces."""
-        return merge_configs(ensure_config(), {"callbacks": [*self._handlers, *extra]})
+        plus our handlers, so calls nest under the caller's run in traces; the usage
+        tracker fed by the runnable's provider policies, or listening; and, for a
+        chain, the call (``messages`` and ``kwargs``) marked as checked already."""
+        handlers = [*self._callbacks, *extra]
+        fed = self._feeds_usage()
+        if not fed:
+            handlers.insert(0, self.usage)
+        config = ensure_config()
+        if handlers:
+            config = merge_configs(config, {"callbacks": handlers})
+        if isinstance(self.runnable, ProviderChain):
+            config = checked(config, messages, kwargs)
+        return feeding(config, self.usage) if fed else config
+
+    def _feeds_usage(self) -> bool:
+        """Whether every request of :attr:`runnable` goes through a provider policy,
+        which then counts it in :attr:`usage` (worked out once per runnable)."""
+        runnable, fed = self._fed
+        if runnable is not self.runnable:
+            runnable, fed = self.runnable, _policies_only(self.runnable)
+            self._fed = (runnable, fed)
+        return fed
 
     def _reserved(self, prompt: str, params: GenerationParams) -> Hold:
         """The call's hold on the budget: ``with`` in sync code, ``async with`` in async."""
@@ -160,10 +196,11 @@ class LangChainBackend(LLMBackend, Closable):
 
         async def start() -> tuple[AsyncIterator[str], Hold]:
             messages, params = self._request(prompt, kwargs)
-            config = self._config()
+            call_kwargs = params.call_kwargs()
+            config = self._config(messages, call_kwargs)
             hold = self._reserved(prompt, params)
             await hold.__aenter__()
-            return stream_text(self.runnable, messages, config, **params.call_kwargs()), hold
+            return stream_text(self.runnable, messages, config, **call_kwargs), hold
 
         return HeldStream(start)
 
@@ -199,6 +236,19 @@ class _Choices(BaseCallbackHandler):
             return [reply_text(reply)]  # the Runnable's output is not that request's reply
         texts = [str(message.text) for message in self._last if message.text.strip()]
         return texts or [reply_text(reply)]
+
+
+def _policies_only(runnable: object) -> bool:
+    """Whether every request ``runnable`` makes is made by a provider policy, which
+    can count it: a policy, or a chain of them (host pools and their hosts too), or
+    such a runnable with bound keywords, all passing the call's config down."""
+    if isinstance(runnable, ProviderPolicy):
+        return True
+    if isinstance(runnable, ProviderChain):
+        return bool(runnable.providers) and all(map(_policies_only, runnable.providers))
+    if isinstance(runnable, HostSlot | RunnableBinding):
+        return _policies_only(runnable.bound)
+    return False
 
 
 def _knows_cache_markers(runnable: object) -> bool:

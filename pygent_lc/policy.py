@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import convert_to_messages, get_buffer_string
+from langchain_core.messages import BaseMessage, convert_to_messages, get_buffer_string
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import (
     Runnable,
@@ -43,7 +43,7 @@ from langchain_core.runnables import (
     RunnableConfig,
     RunnableSerializable,
 )
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 from tenacity import AsyncRetrying, AttemptManager, Retrying
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
@@ -61,7 +61,8 @@ from pygent_lc.limits import (
 from pygent_lc.limits.breaker import CircuitBreaker, log_change
 from pygent_lc.limits.budget import CostBudget
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
-from pygent_lc.limits.usage import CallMeter, with_handler
+from pygent_lc.limits.usage import CallMeter, fed_tracker, with_handler
+from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.http import Deadline
 from pygent_lc.retry import RetryPolicy, deadline_scope
 
@@ -102,6 +103,11 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     record_usage: bool = False
     """Add each call's usage to the store's totals (``pygent-lc usage``)."""
 
+    _traced_names: dict[tuple[int, object], tuple[BaseChatModel, tuple[str, str]]] = PrivateAttr(
+        default_factory=dict
+    )
+    """The provider and model names a model's runs are traced with, per per-call ``model``."""
+
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
         self._one_store()  # here, not in a validator, which would wrap its error in pydantic's
@@ -139,16 +145,19 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     # those of a loop that made every attempt. The loop runs outside the ``except``
     # block, so a later attempt's error does not get the first one as its context.
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        with _ProviderCall(self, input, kwargs) as call:
-            started = time.monotonic()
+        with _ProviderCall(self, input, kwargs, config) as call:
+            started = time.perf_counter()
             first: Exception | None = None
             try:
                 result = self.bound.invoke(input, call.config(config, 1), **kwargs)
             except Exception as exc:
                 first = exc
             if first is not None:
-                elapsed = time.monotonic() - started
+                call.attempt_ended(started, failed=True)
+                elapsed = time.perf_counter() - started
                 result = self._retried(call, first, elapsed, input, config, kwargs)
+            else:
+                call.attempt_ended(started, result)
             call.observe(result)
         return result
 
@@ -165,20 +174,29 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
             with attempt:
                 number = _replayed(attempt, first)
                 call.before_attempt(number)
-                result = self.bound.invoke(input, call.config(config, number), **kwargs)
+                started = time.perf_counter()
+                try:
+                    result = self.bound.invoke(input, call.config(config, number), **kwargs)
+                except Exception:
+                    call.attempt_ended(started, failed=True)
+                    raise
+                call.attempt_ended(started, result)
         return result
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        async with _ProviderCall(self, input, kwargs) as call:
-            started = time.monotonic()
+        async with _ProviderCall(self, input, kwargs, config) as call:
+            started = time.perf_counter()
             first: Exception | None = None
             try:
                 result = await self.bound.ainvoke(input, call.config(config, 1), **kwargs)
             except Exception as exc:
                 first = exc
             if first is not None:
-                elapsed = time.monotonic() - started
+                call.attempt_ended(started, failed=True)
+                elapsed = time.perf_counter() - started
                 result = await self._aretried(call, first, elapsed, input, config, kwargs)
+            else:
+                call.attempt_ended(started, result)
             call.observe(result)
         return result
 
@@ -195,40 +213,70 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
             with attempt:
                 number = _replayed(attempt, first)
                 await call.abefore_attempt(number)
-                result = await self.bound.ainvoke(input, call.config(config, number), **kwargs)
+                started = time.perf_counter()
+                try:
+                    result = await self.bound.ainvoke(input, call.config(config, number), **kwargs)
+                except Exception:
+                    call.attempt_ended(started, failed=True)
+                    raise
+                call.attempt_ended(started, result)
         return result
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        with _ProviderCall(self, input, kwargs) as call:
+        with _ProviderCall(self, input, kwargs, config) as call:
             for attempt in Retrying(**self.retry.tenacity_kwargs):
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     call.before_attempt(number)
-                    chunks = self.bound.stream(input, call.config(config, number), **kwargs)
+                    started = time.perf_counter()
+                    try:
+                        chunks = self.bound.stream(input, call.config(config, number), **kwargs)
+                        chunk = next(chunks, _NOTHING)
+                    except BaseException:
+                        call.attempt_ended(started, failed=True)
+                        raise
+            streamed = call.streamed(started)
+            try:
+                while chunk is not _NOTHING:
+                    call.observe(chunk)
+                    streamed.add(chunk)
+                    yield chunk
+                    call.restart_deadline()
                     chunk = next(chunks, _NOTHING)
-            while chunk is not _NOTHING:
-                call.observe(chunk)
-                yield chunk
-                call.restart_deadline()
-                chunk = next(chunks, _NOTHING)
+            except BaseException:  # a failure, or the consumer closed the stream
+                streamed.end(failed=True)
+                raise
+            streamed.end()
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        async with _ProviderCall(self, input, kwargs) as call:
+        async with _ProviderCall(self, input, kwargs, config) as call:
             async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs):
                 with attempt:
                     number = attempt.retry_state.attempt_number
                     await call.abefore_attempt(number)
-                    chunks = self.bound.astream(input, call.config(config, number), **kwargs)
+                    started = time.perf_counter()
+                    try:
+                        chunks = self.bound.astream(input, call.config(config, number), **kwargs)
+                        chunk = await anext(chunks, _NOTHING)
+                    except BaseException:  # a failure, or the call was cancelled
+                        call.attempt_ended(started, failed=True)
+                        raise
+            streamed = call.streamed(started)
+            try:
+                while chunk is not _NOTHING:
+                    call.observe(chunk)
+                    streamed.add(chunk)
+                    yield chunk
+                    call.restart_deadline()
                     chunk = await anext(chunks, _NOTHING)
-            while chunk is not _NOTHING:
-                call.observe(chunk)
-                yield chunk
-                call.restart_deadline()
-                chunk = await anext(chunks, _NOTHING)
+            except BaseException:  # a failure, the consumer closed the stream, a cancellation
+                streamed.end(failed=True)
+                raise
+            streamed.end()
 
     def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         return Runnable.batch(self, inputs, config, **kwargs)
@@ -240,14 +288,30 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 class _ProviderCall:
     """One provider call's deadline, its steps in the state store, and its outcome."""
 
-    def __init__(self, policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        policy: ProviderPolicy,
+        input: Any,
+        kwargs: dict[str, Any],
+        config: RunnableConfig | None,
+    ) -> None:
         self._policy = policy
+        self._kwargs = kwargs
+        self._call_config = config
         self._deadline_scope = deadline_scope(policy.retry.deadline)
         self._deadline: Deadline | None = None
         self._plan = _plan_of(policy, input, kwargs)
         self._start: CallStart | None = None
         self._meter = _meter_of(policy)
-        self._meter_as_callback = self._meter is not None and not _returns_messages(policy.bound)
+        self._tracker = fed_tracker(config)
+        # Usage is read from what the model returns; a model whose output is parsed
+        # (structured output) is watched through callbacks instead.
+        watched = (self._meter is not None or self._tracker is not None) and not _returns_messages(
+            policy.bound
+        )
+        self._meter_as_callback = watched and self._meter is not None
+        self._tracker_as_callback = watched and self._tracker is not None
+        self._names: tuple[str, str] | None = None
         self.delivered = False
         """A stream handed out a chunk: the provider was serving."""
 
@@ -341,10 +405,57 @@ class _ProviderCall:
         if number > 1:
             config = config or {}
             config = {**config, "tags": [*config.get("tags", []), f"retry:attempt:{number}"]}
+        if self._tracker_as_callback:
+            assert self._tracker is not None
+            config = with_handler(config, self._tracker)
         if self._meter is None:
             return config
         self._meter.attempts += 1
         return with_handler(config, self._meter) if self._meter_as_callback else config
+
+    def attempt_ended(self, started: float, reply: Any = None, *, failed: bool = False) -> None:
+        """The attempt begun at ``started`` answered ``reply``, or ``failed``: one request
+        for the tracker the call feeds, counted as its callbacks would count it."""
+        tracker = self._tracker
+        if tracker is None or self._tracker_as_callback:
+            return
+        latency_s = time.perf_counter() - started
+        provider, model = self._names or self._traced_names()
+        answer = reply if isinstance(reply, BaseMessage) else None
+        tracker.count(provider, model, latency_s, answer, failed=failed)
+
+    def streamed(self, started: float) -> _Streamed:
+        """The stream of the attempt begun at ``started``, counted when it ends."""
+        return _Streamed(self, started, self._tracker is not None and not self._tracker_as_callback)
+
+    def _traced_names(self) -> tuple[str, str]:
+        """The provider and model a callback would see the model's run start with:
+        ``ls_provider`` and ``ls_model_name`` of its LangSmith params, which a call's
+        keywords (a per-call ``model``, the binding's) may change."""
+        runnable, kwargs = self._policy.bound, self._kwargs
+        if isinstance(runnable, RunnableBinding):
+            kwargs = {**runnable.kwargs, **kwargs}
+            runnable = runnable.bound
+        assert isinstance(runnable, BaseChatModel)  # _returns_messages
+        # This package's models name the provider and model from themselves and a
+        # per-call ``model`` only, so theirs are worked out once per such ``model``.
+        per_call = kwargs.get("model")
+        cache = self._policy._traced_names
+        key = (id(runnable), per_call) if isinstance(runnable, ProviderBoundary) else None
+        if key is not None and isinstance(per_call, str | None):
+            known = cache.get(key)
+            if known is not None and known[0] is runnable:
+                self._names = known[1]
+                return known[1]
+        traced: dict[str, Any] = dict((self._call_config or {}).get("metadata") or {})
+        traced.update(runnable._get_ls_params(**kwargs))
+        self._names = (
+            str(traced.get("ls_provider") or "unknown"),
+            str(traced.get("ls_model_name") or "unknown"),
+        )
+        if key is not None and isinstance(per_call, str | None):
+            cache[key] = (runnable, self._names)
+        return self._names
 
     def observe(self, output: Any) -> None:
         """A reply, or a chunk of a stream: the provider answered (and said what it cost)."""
@@ -401,6 +512,29 @@ class _ProviderCall:
     def _changed(self, changed: bool, end: CallEnd) -> None:
         if changed and end.breaker is not None and self._policy.circuit is not None:
             log_change(self._policy.circuit, end.breaker)
+
+
+class _Streamed:
+    """One streamed attempt after its first chunk, for the tracker its call feeds: the
+    chunks added up, counted as one request when the stream ends (failed, or closed
+    by its consumer, counts as failed, as the model's own run does)."""
+
+    def __init__(self, call: _ProviderCall, started: float, counted: bool) -> None:
+        self._call = call
+        self._started = started
+        self._chunks: list[Any] | None = [] if counted else None
+
+    def add(self, chunk: Any) -> None:
+        if self._chunks is not None:
+            self._chunks.append(chunk)
+
+    def end(self, *, failed: bool = False) -> None:
+        chunks = self._chunks
+        if chunks is None:
+            return
+        self._chunks = None  # counted once
+        reply = chunks[0] + chunks[1:] if len(chunks) > 1 else (chunks or [None])[0]
+        self._call.attempt_ended(self._started, None if failed else reply, failed=failed)
 
 
 def _replayed(attempt: AttemptManager, first: Exception) -> int:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, get_args
 
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pygent_lc.errors import InvalidInputError
@@ -174,6 +175,32 @@ def validate_chat_call(input: object, kwargs: Mapping[str, Any]) -> dict[str, An
     checked = validate_generation_params(generation)
     passed_on = {k: v for k, v in kwargs.items() if k in PASS_THROUGH_KEYWORDS}
     return {**passed_on, **checked}
+
+
+CHECKED_KEY = "__pygent_checked_call"
+"""The ``configurable`` key under which a caller that checked a call (the backend) hands
+the chain the very input and keywords it checked (:func:`checked`)."""
+
+
+def checked(config: RunnableConfig, input: object, kwargs: Mapping[str, Any]) -> RunnableConfig:
+    """``config`` saying that ``input`` (this very object) with ``kwargs`` was checked
+    (:func:`validate_chat_call` returned ``kwargs``), so a chain called with both need
+    not check them again (:func:`validate_chat_call_once`)."""
+    mark = (input, dict(kwargs))
+    return {**config, "configurable": {**config.get("configurable", {}), CHECKED_KEY: mark}}
+
+
+def validate_chat_call_once(
+    input: object, kwargs: Mapping[str, Any], config: RunnableConfig | None
+) -> dict[str, Any]:
+    """:func:`validate_chat_call`, unless ``config`` says that this very ``input`` with
+    these ``kwargs`` was checked already (:func:`checked`); anything else (another input,
+    a keyword a binding added) is checked."""
+    configurable = config.get("configurable") if config else None
+    mark = configurable.get(CHECKED_KEY) if configurable else None
+    if mark is not None and mark[0] is input and mark[1] == kwargs:
+        return dict(kwargs)
+    return validate_chat_call(input, kwargs)
 
 
 def _encodable(text: str, where: str) -> None:

@@ -13,8 +13,9 @@ import pytest
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableLambda
+from pydantic import Field
 
-from pygent_lc import LangChainBackend, LLMBackend, Settings, build_chat_model
+from pygent_lc import LangChainBackend, LLMBackend, Settings, UsageTotals, build_chat_model
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.errors import (
     AllProvidersFailedError,
@@ -24,6 +25,8 @@ from pygent_lc.errors import (
     StreamInterruptedError,
 )
 from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.host_pool import HostPool
+from pygent_lc.limits import MemoryStore
 from pygent_lc.providers.ollama import ollama_model
 from pygent_lc.providers.openrouter.model import openrouter_model
 from pygent_lc.testing import ScriptedChatModel
@@ -427,3 +430,336 @@ async def test_one_request_for_n_samples_reserves_n_completions_on_the_budget() 
     assert wire.count == 0
     assert await sampler.generate_samples("Value.", 2, max_tokens=50) == ["sample 0", "sample 1"]
     assert wire.count == 1
+
+
+# ---------------------------------------------------------------- usage fed by the policies
+# Over provider policies the backend's tracker is fed by the policies (one count per
+# request they make) instead of listening as a callback, so a call nothing else listens
+# to runs without callbacks. Every scenario runs on both paths: unobserved (no handler),
+# and observed by a user's handler, itself a callback-fed UsageTracker (the old path),
+# and all three must total the same per (provider, model).
+
+
+class Watched(ScriptedChatModel):
+    """A scripted model that notes how many callback handlers each of its invoked runs
+    has (LangChain hands a stream no run manager)."""
+
+    handlers: list[int] = Field(default_factory=list)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.handlers.append(len(run_manager.handlers) if run_manager else 0)
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.handlers.append(len(run_manager.handlers) if run_manager else 0)
+        return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+
+def chat_models_in_runnable(runnable: Any) -> list[Watched]:
+    from pygent_lc.resources import runnable_parts
+
+    found = [part for part in runnable_parts(runnable) if isinstance(part, Watched)]
+    assert found
+    return [model for model in found if model.handlers]
+
+
+def per_pair(tracker: Any) -> dict[tuple[str, str], tuple[Any, int]]:
+    """Usage per (provider, model), and how many latencies each pair has (> 0 each)."""
+    summary = tracker.summary()
+    assert all(entry.mean_latency_s > 0 for entry in summary.values())
+    return {
+        key: (entry.usage, len(tracker._buckets[key].latencies)) for key, entry in summary.items()
+    }
+
+
+async def test_a_call_nothing_listens_to_runs_without_callbacks() -> None:
+    model = Watched(cost_per_call=0.25)
+    shim = backend(model)
+    assert await shim.generate("hi") == "ok"
+    assert shim.generate_sync("hi") == "ok"
+    assert [p async for p in shim.stream("hi")] == ["ok"]
+    assert model.handlers == [0, 0]  # not even the backend's own tracker listens
+    assert shim.usage_totals().calls == 3
+    assert shim.usage_totals().cost_usd == 0.75
+
+
+async def test_a_users_handler_still_sees_every_run() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Starts(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.chains = self.models = 0
+
+        def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+            self.chains += 1
+
+        def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+            self.models += 1
+
+    starts = Starts()
+    model = Watched()
+    shim = LangChainBackend(
+        ProviderChain(providers=[with_provider_policy(model, FAST, breaker=False)]),
+        callbacks=[starts],
+    )
+    await shim.generate("hi")
+    assert (starts.chains, starts.models) == (1, 1)
+    assert model.handlers == [1]  # the user's handler, not the tracker
+    assert shim.usage_totals().calls == 1
+
+
+def failing(provider: str, times: int, cost: float = 0.0) -> Watched:
+    error = ProviderUnavailableError("down", provider=provider)
+    return Watched(provider=provider, outcomes=[error] * times, cost_per_call=cost)
+
+
+async def scenario_retries_and_fallback(make: Any) -> None:
+    shim = make(failing("a", 2), Watched(provider="b", cost_per_call=0.25, outcomes=["b one"]))
+    assert await shim.generate("hi there") == "b one"
+    shim = make(failing("a", 1), Watched(provider="a", cost_per_call=0.5))  # a's retry answers
+    assert shim.generate_sync("hi there") == "ok"
+
+
+async def scenario_streams(make: Any) -> None:
+    shim = make(failing("a", 2), Watched(provider="b", cost_per_call=0.5, outcomes=["b says"]))
+    assert "".join([p async for p in shim.stream("hi")]) == "b says"
+    broken = ("one two", ProviderUnavailableError("gone", provider="c"))
+    shim = make(Watched(provider="c", cost_per_call=0.5, outcomes=[broken]))
+    with pytest.raises(StreamInterruptedError):
+        _ = [p async for p in shim.stream("hi")]
+
+
+async def scenario_concurrent_calls(make: Any) -> None:
+    shim = make(Watched(provider="d", cost_per_call=0.001))
+    await asyncio.gather(*(shim.generate(f"prompt {i}") for i in range(20)))
+
+
+SCENARIOS = [scenario_retries_and_fallback, scenario_streams, scenario_concurrent_calls]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)
+async def test_usage_is_the_same_observed_or_not(scenario: Any) -> None:
+    from pygent_lc.limits.usage import UsageTracker
+
+    unobserved: list[LangChainBackend] = []
+    observed: list[LangChainBackend] = []
+    listening = UsageTracker()  # the old way: a callback on every request
+
+    def chain(models: tuple[Watched, ...], tools: list[Any] | None, pool: bool) -> Any:
+        policies: list[Any] = [with_provider_policy(m, FAST, breaker=False) for m in models]
+        if pool:  # one provider's hosts
+            hosts = {f"http://host{i}": p for i, p in enumerate(policies)}
+            policies = [HostPool.of(hosts, provider="scripted", store=MemoryStore())]
+        built = ProviderChain(providers=policies)
+        return built.bind_tools(tools) if tools else built
+
+    def make_unobserved(
+        *models: Watched, tools: list[Any] | None = None, pool: bool = False
+    ) -> LangChainBackend:
+        unobserved.append(LangChainBackend(chain(models, tools, pool)))
+        return unobserved[-1]
+
+    def make_observed(
+        *models: Watched, tools: list[Any] | None = None, pool: bool = False
+    ) -> LangChainBackend:
+        observed.append(LangChainBackend(chain(models, tools, pool), callbacks=[listening]))
+        return observed[-1]
+
+    await scenario(make_unobserved)
+    await scenario(make_observed)
+    for shim in unobserved:
+        assert all(set(m.handlers) == {0} for m in chat_models_in_runnable(shim.runnable))
+    for shim in observed:
+        assert all(0 not in m.handlers for m in chat_models_in_runnable(shim.runnable))
+
+    def merged(backends: list[LangChainBackend]) -> dict[Any, Any]:
+        pairs: dict[Any, Any] = {}
+        for b in backends:
+            for key, (usage, samples) in per_pair(b.usage).items():
+                before, count = pairs.get(key, (None, 0))
+                pairs[key] = (usage if before is None else before + usage, count + samples)
+        return pairs
+
+    assert merged(unobserved) == merged(observed) == per_pair(listening)
+    assert merged(unobserved)  # something was counted
+
+
+async def scenario_bound_tools(make: Any) -> None:
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    shim = make(failing("e", 1, 0.5), Watched(provider="f", cost_per_call=0.5), tools=[tool])
+    assert await shim.generate("hi") == "ok"
+
+
+SCENARIOS.append(scenario_bound_tools)
+
+
+async def scenario_host_pool(make: Any) -> None:
+    shim = make(failing("g", 2), Watched(provider="g", cost_per_call=0.5), pool=True)
+    assert await shim.generate("hi") == "ok"
+    assert "".join([p async for p in shim.stream("hi")]) == "ok"
+
+
+SCENARIOS.append(scenario_host_pool)
+
+
+# The real OpenRouter model on a scripted wire: a 500 retried, then a reply naming the
+# model that served (not the one configured), with cost, cached tokens, and n choices.
+
+WIRE_USAGE = {
+    "prompt_tokens": 12,
+    "completion_tokens": 4,
+    "total_tokens": 16,
+    "cost": 1.1e-05,
+    "prompt_tokens_details": {"cached_tokens": 8},
+}
+
+
+def served(request: httpx.Request, cost: object = 1.1e-05) -> httpx.Response:
+    """A reply (or an SSE stream, when asked for one) from ``openai/gpt-4o-mini``."""
+    asked = json.loads(request.content)
+    usage = {**WIRE_USAGE, "cost": cost}
+    head = {"id": "gen-1", "created": 1, "model": "openai/gpt-4o-mini"}
+    if not asked.get("stream"):
+        choices = [
+            {
+                "index": i,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": f"s{i}"},
+            }
+            for i in range(asked.get("n") or 1)
+        ]
+        body = {**head, "object": "chat.completion", "choices": choices, "usage": usage}
+        return httpx.Response(200, json=body)
+    events = [
+        {
+            **head,
+            "object": "chat.completion.chunk",
+            "choices": [
+                {"index": 0, "delta": {"role": "assistant", "content": word}, "finish_reason": None}
+            ],
+        }
+        for word in ("one", " two")
+    ]
+    events.append(
+        {
+            **head,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+    )
+    events.append({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+    text = "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: [DONE]\n\n"
+    return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+
+
+async def wire_calls(shim: LangChainBackend) -> None:
+    assert await shim.generate("hi") == "s0"
+    assert await asyncio.to_thread(shim.generate_sync, "hi") == "s0"
+    assert "".join([p async for p in shim.stream("hi")]) == "one two"
+    assert await shim.generate_samples("hi", 3) == ["s0", "s1", "s2"]
+
+
+@pytest.mark.parametrize("cost", [1.1e-05, -1.0, 1e308], ids=["cost", "negative", "huge"])
+async def test_usage_on_the_wire_is_the_same_observed_or_not(cost: float) -> None:
+    from pygent_lc.limits.usage import UsageTracker
+
+    def on_wire(**backend_kwargs: Any) -> LangChainBackend:
+        def error(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(500, json={"error": {"code": 500, "message": "upstream"}})
+
+        script = [error, lambda request: served(request, cost)] * 4
+        wire = MockServer(*script)
+        settings = Settings(
+            openrouter_api_key="sk-or-v1-unit", openrouter_model="openrouter/auto", max_retries=0
+        )
+        model = openrouter_model(settings, **wire.openai_clients())
+        chain = ProviderChain(providers=[with_provider_policy(model, FAST, breaker=False)])
+        return LangChainBackend(chain, **backend_kwargs)
+
+    listening = UsageTracker()
+    unobserved, observed = on_wire(), on_wire(callbacks=[listening])
+    await wire_calls(unobserved)
+    await wire_calls(observed)
+    pairs = per_pair(unobserved.usage)
+    assert pairs == per_pair(observed.usage) == per_pair(listening)
+    failed = pairs[("openrouter", "openrouter/auto")][0]
+    answered = pairs[("openrouter", "openai/gpt-4o-mini")][0]
+    assert (failed.calls, failed.failures) == (4, 4)
+    assert (answered.calls, answered.failures, answered.input_tokens) == (4, 0, 48)
+    assert answered.cached_input_tokens == 32
+    assert answered.cost_faults == (0 if cost == 1.1e-05 else 4)
+
+
+async def test_the_chain_does_not_check_again_what_the_backend_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pygent_lc.validation
+
+    checks: list[object] = []
+    check_text = pygent_lc.validation._check_text
+
+    def counted(value: object, where: str) -> None:
+        checks.append(value)
+        check_text(value, where)
+
+    monkeypatch.setattr(pygent_lc.validation, "_check_text", counted)
+    shim = backend(ScriptedChatModel(), ScriptedChatModel())
+    assert await shim.generate("hi", temperature=0.5) == "ok"
+    assert shim.generate_sync("hi") == "ok"
+    assert [p async for p in shim.stream("hi")] == ["ok"]
+    assert await shim.generate_samples("hi", 2) == ["ok"]
+    assert checks == []  # the backend checked each call itself
+    await shim.runnable.ainvoke("hi")  # called directly, the chain checks
+    assert checks
+
+
+async def test_keywords_a_binding_adds_are_still_checked() -> None:
+    model = ScriptedChatModel()
+    chain = ProviderChain(providers=[with_provider_policy(model, FAST, breaker=False)])
+    with pytest.raises(InvalidInputError):
+        await LangChainBackend(chain.bind(temperature=9)).generate("hi")
+    assert model.calls == []
+
+
+class Hanging(ScriptedChatModel):
+    """A model whose calls and streams hang until cancelled; ``started`` is set then."""
+
+    started: Any = Field(default_factory=asyncio.Event)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.started.set()
+        await asyncio.Event().wait()
+
+    async def _astream(self, messages, stop=None, run_manager=None, **kwargs):
+        self.started.set()
+        await asyncio.Event().wait()
+        yield  # pragma: no cover
+
+
+@pytest.mark.parametrize("observed", [False, True])
+async def test_cancelled_calls_count_as_the_callbacks_count_them(observed: bool) -> None:
+    """A cancelled call is not counted (LangChain's model run ends without an event);
+    a cancelled stream is a failed request (its run ends in an error)."""
+    from pygent_lc.limits.usage import UsageTracker
+
+    listening = UsageTracker()
+    model = Hanging()
+    shim = LangChainBackend(
+        ProviderChain(providers=[with_provider_policy(model, FAST, breaker=False)]),
+        callbacks=[listening] if observed else None,
+    )
+
+    async def read() -> None:
+        async for _ in shim.stream("hi"):
+            pass
+
+    for call in (shim.generate("hi"), read()):
+        task = asyncio.ensure_future(call)
+        await model.started.wait()
+        model.started.clear()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert shim.usage_totals() == UsageTotals(calls=1, failures=1)
+    if observed:
+        assert listening.totals() == shim.usage_totals()

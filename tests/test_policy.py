@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.output_parsers import StrOutputParser
+from langchain_core.runnables import RunnableConfig
 
-from pygent_lc import Settings
+from pygent_lc import Settings, UsageTotals
 from pygent_lc.chain import with_provider_policy
-from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+from pygent_lc.errors import ConfigurationError, ProviderError, ProviderUnavailableError
 from pygent_lc.limits import MemoryStore, RateSpec
 from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.budget import CostBudget
 from pygent_lc.limits.rate import LocalRateLimitError
+from pygent_lc.limits.usage import UsageTracker, feeding
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.retry import RetryPolicy
 from pygent_lc.testing import ScriptedChatModel
@@ -178,3 +180,105 @@ async def test_a_request_for_n_samples_reserves_n_completions() -> None:
     assert model.calls == []
     assert (await policy.ainvoke("value?", n=2)).content == "two"
     assert policy.invoke("value?").content == "one"
+
+
+# --- the tracker a call's config carries (``feeding``) ----------------------------------
+
+
+def pairs(tracker: UsageTracker) -> dict[tuple[str, str], UsageTotals]:
+    return {key: entry.usage for key, entry in tracker.summary().items()}
+
+
+async def call(policy: ProviderPolicy, mode: str, config: RunnableConfig) -> None:
+    if mode == "invoke":
+        policy.invoke("one two", config)
+    elif mode == "ainvoke":
+        await policy.ainvoke("one two", config)
+    elif mode == "stream":
+        list(policy.stream("one two", config))
+    else:
+        _ = [chunk async for chunk in policy.astream("one two", config)]
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke", "stream", "astream"])
+@pytest.mark.parametrize("parsed", [False, True], ids=["messages", "parsed output"])
+async def test_a_fed_tracker_counts_each_attempt_as_a_listening_one(
+    mode: str, parsed: bool
+) -> None:
+    """A policy counts each attempt in the tracker its config carries, as that tracker
+    counts them when it listens as a callback (when the Runnable parses the replies,
+    the policy hands it to the model's callbacks)."""
+    totals = []
+    for fed in (True, False):
+        model = ScriptedChatModel(
+            provider="acme", outcomes=[unavailable("acme"), "four five"], cost_per_call=0.002
+        )
+        bound = (model | StrOutputParser()) if parsed else model
+        policy = ProviderPolicy(
+            bound=bound, provider="acme", retry=RetryPolicy(max_attempts=2, initial_wait=0.0)
+        )
+        tracker = UsageTracker()
+        config: RunnableConfig = feeding({}, tracker) if fed else {"callbacks": [tracker]}
+        await call(policy, mode, config)
+        totals.append(pairs(tracker))
+    assert totals[0] == totals[1]
+    [usage] = totals[0].values()
+    assert (usage.calls, usage.failures, usage.cost_usd) == (2, 1, 0.002)
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+async def test_a_stream_that_fails_or_is_closed_counts_a_failed_request(mode: str) -> None:
+    broken = ("one two", unavailable("acme"))
+    model = ScriptedChatModel(provider="acme", outcomes=[broken, "three four"], cost_per_call=0.5)
+    policy = with_provider_policy(model, FAST, breaker=False)
+    tracker = UsageTracker()
+    if mode == "stream":
+        with pytest.raises(ProviderUnavailableError):
+            list(policy.stream("hi", feeding({}, tracker)))
+        chunks = policy.stream("hi", feeding({}, tracker))
+        next(chunks)
+        chunks.close()  # type: ignore[attr-defined]  # a generator
+    else:
+        with pytest.raises(ProviderUnavailableError):
+            _ = [chunk async for chunk in policy.astream("hi", feeding({}, tracker))]
+        achunks = policy.astream("hi", feeding({}, tracker))
+        await anext(achunks)
+        await achunks.aclose()  # type: ignore[attr-defined]  # an async generator
+    assert pairs(tracker) == {("acme", "acme-model"): UsageTotals(calls=2, failures=2)}
+
+
+async def test_without_a_tracker_in_the_config_nothing_is_counted() -> None:
+    tracker = UsageTracker()
+    policy = with_provider_policy(ScriptedChatModel(), FAST, breaker=False)
+    await policy.ainvoke("hi", {"configurable": {"other": tracker}})
+    assert tracker.totals() == UsageTotals()
+
+
+async def test_a_fed_tracker_names_the_model_a_call_asked_for() -> None:
+    """A per-call ``model`` names the request's model, as LangChain traces it."""
+    import httpx
+
+    from pygent_lc.providers.openrouter.model import openrouter_model
+    from tests.providers.mock_http import MockServer
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"code": 400, "message": "no such model"}})
+
+    found = []
+    for fed in (True, False):
+        wire = MockServer(default=refused)
+        settings = Settings(openrouter_api_key="sk-or-v1-unit", openrouter_model="x/default")
+        model = openrouter_model(settings, **wire.openai_clients())
+        policy = with_provider_policy(model, FAST, breaker=False)
+        tracker = UsageTracker()
+        config: RunnableConfig = feeding({}, tracker) if fed else {"callbacks": [tracker]}
+        for name in ("x/one", "x/two", "x/one", None):
+            with pytest.raises(ProviderError):
+                await policy.ainvoke("hi", config, **({"model": name} if name else {}))
+        found.append(pairs(tracker))
+    assert found[0] == found[1]
+    assert {key: usage.failures for key, usage in found[0].items()} == {
+        ("openrouter", "x/one"): 2,
+        ("openrouter", "x/two"): 1,
+        ("openrouter", "x/default"): 1,
+    }

@@ -10,7 +10,13 @@ from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.testing import ScriptedChatModel
 from pygent_lc.tot import ToTConfig
-from pygent_lc.validation import MAX_PROMPT_CHARS, MAX_TOKENS_LIMIT, validate_chat_call
+from pygent_lc.validation import (
+    MAX_PROMPT_CHARS,
+    MAX_TOKENS_LIMIT,
+    checked,
+    validate_chat_call,
+    validate_chat_call_once,
+)
 
 CONFIGURED = {"openrouter_api_key": "sk-or-v1-x", "ollama_model": "llama3.2"}
 
@@ -45,3 +51,24 @@ async def test_oversized_prompt_is_rejected_before_the_model() -> None:
     with pytest.raises(InvalidInputError, match="characters"):
         await LangChainBackend(model).generate("x" * (MAX_PROMPT_CHARS + 1))
     assert model.calls == []
+
+
+def test_a_call_marked_checked_is_not_checked_again_and_nothing_else_passes() -> None:
+    from langchain_core.messages import HumanMessage
+
+    bad = [HumanMessage(content="\ud800")]
+    marked = checked({}, bad, {"temperature": 0.5})
+    # The very input and keywords the caller checked: taken as they are.
+    assert validate_chat_call_once(bad, {"temperature": 0.5}, marked) == {"temperature": 0.5}
+    # An equal input that is another object, other keywords, no mark: checked.
+    for input, kwargs, config in [
+        ([HumanMessage(content="\ud800")], {"temperature": 0.5}, marked),
+        (bad, {"temperature": 0.5, "max_tokens": -1}, marked),
+        (bad, {"temperature": 0.5}, {}),
+        (bad, {"temperature": 0.5}, None),
+    ]:
+        with pytest.raises(InvalidInputError):
+            validate_chat_call_once(input, kwargs, config)  # type: ignore[arg-type]
+    good = [HumanMessage(content="hi")]
+    with pytest.raises(InvalidInputError):
+        validate_chat_call_once(good, {"temperature": 9}, checked({}, good, {"temperature": 0.5}))

@@ -120,6 +120,28 @@ class UsageTracker(BaseCallbackHandler):
         run, latency_s = ended
         self._add((run.provider, run.model), UsageTotals(calls=1, failures=1), latency_s)
 
+    def count(
+        self,
+        provider: str,
+        model: str,
+        latency_s: float,
+        reply: BaseMessage | None = None,
+        *,
+        failed: bool = False,
+    ) -> None:
+        """Count one request to ``provider``'s ``model``: it answered ``reply`` (its first
+        choice, or a stream's chunks added up), or ``failed``.
+
+        What the callbacks above count for a chat model run, counted by a provider
+        policy for each attempt it makes when its calls carry this tracker
+        (:func:`feeding`), so that no callback has to listen.
+        """
+        if failed:
+            self._add((provider, model), UsageTotals(calls=1, failures=1), latency_s)
+            return
+        used, served_by = replies_usage([] if reply is None else [reply], model)
+        self._add((provider, served_by), used, latency_s)
+
     def _ended(self, run_id: UUID) -> tuple[_Run, float] | None:
         """The request ``run_id`` started and its latency; None when it was not seen starting."""
         ended = time.perf_counter()
@@ -157,8 +179,14 @@ class UsageTracker(BaseCallbackHandler):
 
 def usage_of(response: LLMResult, model: str) -> tuple[UsageTotals, str]:
     """One request's usage from its result, and the model that served (``model`` if unsaid)."""
+    return replies_usage(request_replies(response), model)
+
+
+def replies_usage(replies: Sequence[BaseMessage], model: str) -> tuple[UsageTotals, str]:
+    """One request's usage from the replies that carry it (:func:`request_replies`), and
+    the model that served (``model`` if unsaid)."""
     used = UsageTotals(calls=1)
-    for message in request_replies(response):
+    for message in replies:
         used += message_usage(message)
         model = str(message.response_metadata.get("model_name") or model)
     return used, model
@@ -295,6 +323,24 @@ def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) ->
         manager.add_handler(handler, inherit=True)
         return {**config, "callbacks": manager}
     return {**config, "callbacks": [*(callbacks or []), handler]}
+
+
+TRACKER_KEY = "__pygent_usage_tracker"
+"""The ``configurable`` key of the tracker a call's provider policies feed (``__``-prefixed
+keys stay out of the metadata LangChain copies from ``configurable`` for tracers)."""
+
+
+def feeding(config: RunnableConfig, tracker: UsageTracker) -> RunnableConfig:
+    """``config`` whose provider policies count each request they make in ``tracker``
+    (:meth:`UsageTracker.count`) instead of it listening as a callback."""
+    return {**config, "configurable": {**config.get("configurable", {}), TRACKER_KEY: tracker}}
+
+
+def fed_tracker(config: RunnableConfig | None) -> UsageTracker | None:
+    """The tracker ``config`` asks its provider policies to feed (:func:`feeding`), if any."""
+    configurable = config.get("configurable") if config else None
+    tracker = configurable.get(TRACKER_KEY) if configurable else None
+    return tracker if isinstance(tracker, UsageTracker) else None
 
 
 @dataclass(frozen=True, slots=True)
