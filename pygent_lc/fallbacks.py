@@ -91,7 +91,7 @@ _REASONS: dict[type[ProviderError], str] = {
 
 # How the provider boundary and the HTTP deadline word a timeout and a failed connection.
 _TIMEOUT_MESSAGES = ("request timed out", "no reply within the deadline", "the deadline")
-_CONNECTION_MESSAGES = ("connection refused", "connection failed")
+_CONNECTION_MESSAGES = ("connection refused", "connection failed", "host name not found")
 
 
 def short_reason(error: ProviderError) -> str:
@@ -108,7 +108,7 @@ def short_reason(error: ProviderError) -> str:
         if error.message.startswith(_TIMEOUT_MESSAGES):
             label = "timeout"
         elif error.message.startswith(_CONNECTION_MESSAGES):
-            label = error.message.split(" (")[0]  # "connection refused" / "connection failed"
+            label = error.message.split(" (")[0]  # "connection refused" / "... failed" / DNS
     return label if error.status_code is None else f"{error.status_code} {label}"
 
 

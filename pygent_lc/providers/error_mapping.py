@@ -17,6 +17,7 @@ import gc
 import html
 import json
 import re
+import socket
 import time
 import types
 from collections.abc import Mapping, Sequence
@@ -219,10 +220,36 @@ def _timeout_message(exc: BaseException) -> str:
 
 
 def _connection_error(cause: BaseException, *, provider: str, model: str | None) -> ProviderError:
-    """A refused connection is not retried: nothing listens, so fall over at once."""
+    """A refused connection, or a host name that does not resolve, is not retried:
+    nothing listens (or nothing is there), so fall over at once."""
+    if _is_unresolved(cause):
+        what = "host name not found (DNS): check the host in the base URL"
+        return ProviderUnavailableError(what, provider=provider, model=model, retryable=False)
     refused = _is_refused(cause)
     what = "connection refused" if refused else f"connection failed ({type(cause).__name__})"
     return ProviderUnavailableError(what, provider=provider, model=model, retryable=not refused)
+
+
+#: How getaddrinfo says a name does not exist (glibc, musl, macOS, Windows).
+_UNRESOLVED = (
+    "name or service not known",
+    "nodename nor servname",
+    "no address associated with hostname",
+    "name does not resolve",
+    "getaddrinfo failed",
+)
+
+
+def _is_unresolved(exc: BaseException) -> bool:
+    """Whether a failed connect never got an address: the host name did not resolve."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror) or any(
+            words in str(seen).lower() for words in _UNRESOLVED
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _is_refused(exc: BaseException) -> bool:

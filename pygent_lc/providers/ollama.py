@@ -207,9 +207,10 @@ def _check_host(settings: Settings, host: str) -> str:
     try:
         return check_ollama_model(settings, base_url=host)
     except ProviderUnavailableError as exc:
+        unresolved = exc.message.startswith("host name not found")
+        todo = "check the host name in" if unresolved else "start it with `ollama serve` or set"
         raise ProviderUnavailableError(
-            f"Ollama at {host} did not answer ({exc.message}); "
-            "start it with `ollama serve` or set OLLAMA_BASE_URL",
+            f"Ollama at {host} did not answer ({exc.message}); {todo} OLLAMA_BASE_URL",
             provider="ollama",
             model=settings.ollama.model,
             status_code=exc.status_code,

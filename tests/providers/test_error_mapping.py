@@ -399,6 +399,14 @@ ROWS = [
         openai_raises(httpx.ConnectError("[Errno 111] Connection refused")),
         PU, None, False, "connection refused", id="openai-connect-refused",
     ),
+    pytest.param(  # a host name that does not resolve is not "connection refused"
+        openai_raises(httpx.ConnectError("[Errno -2] Name or service not known")),
+        PU, None, False, "host name not found (DNS)", id="openai-dns-name-not-found",
+    ),
+    pytest.param(
+        ollama_raises(httpx.ConnectError("[Errno -2] Name or service not known"), stream=False),
+        PU, None, False, "host name not found (DNS)", id="ollama-dns-name-not-found",
+    ),
     pytest.param(
         openai_raises(httpx.RemoteProtocolError("peer closed connection")),
         PU, None, True, "connection failed (RemoteProtocolError)", id="openai-reset",

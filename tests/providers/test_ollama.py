@@ -9,6 +9,7 @@ The model's ollama clients get a scripted server on ``httpx.MockTransport``
 from __future__ import annotations
 
 import email.utils
+import socket
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.providers.ollama import (
     OllamaChatModel,
+    check_ollama,
     check_ollama_model,
     installed_ollama_models,
     ollama_model,
@@ -489,3 +491,22 @@ def test_check_ollama_model_server_down() -> None:
     settings = Settings(ollama_base_url="http://127.0.0.1:9", ollama_model="llama3.2")
     with pytest.raises(ProviderUnavailableError):
         check_ollama_model(settings)
+
+
+def test_a_host_name_that_does_not_resolve_is_named_with_a_hint_that_fits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not "connection refused, run `ollama serve`": the name never became an address.
+    (The lookup fails inside the process: no packet leaves the machine.)"""
+
+    def no_such_name(*args: object, **kwargs: object) -> object:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    settings = Settings(ollama_base_url="http://ollama.example:11434", ollama_model="llama3.2")
+    with pytest.raises(ProviderUnavailableError) as raised:
+        check_ollama(settings)
+    message = str(raised.value)
+    assert "host name not found (DNS)" in message
+    assert "check the host name in OLLAMA_BASE_URL" in message
+    assert "ollama serve" not in message and "refused" not in message
