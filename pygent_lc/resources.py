@@ -1,83 +1,11 @@
-"""Closing what a chain holds: pooled HTTP connections and an embedded server.
+"""The old name of :mod:`pygent_lc.closing`, kept for code written against it."""
 
-Every object that owns a chain (the chain itself, ``LangChainBackend``, the
-agents) offers ``close()`` / ``aclose()`` and the sync and async context
-managers through :class:`Closable`; they all end here, in the chat models the
-chain wraps. A closed object stays usable: the next call opens new connections
-(and starts the embedded server again if it needs it).
-"""
+from pygent_lc.closing import (
+    Closable,
+    aclose_runnable,
+    chat_models_in,
+    close_runnable,
+    runnable_parts,
+)
 
-from __future__ import annotations
-
-from collections.abc import Iterator
-from typing import Self
-
-from pygent_lc.providers.boundary import ProviderBoundary
-
-# Attributes through which LangChain wrappers (and backend wrappers: ``inner``) reach
-# what they wrap.
-_CHILDREN = ("bound", "runnable", "first", "last", "inner")
-_CHILD_LISTS = ("providers", "fallbacks", "middle", "steps")
-
-
-def chat_models_in(runnable: object) -> list[ProviderBoundary]:
-    """The provider models inside ``runnable`` (retry, breaker, bindings, sequences), once each."""
-    found: dict[int, ProviderBoundary] = {}
-    for part in _walk(runnable, set()):
-        if isinstance(part, ProviderBoundary):
-            found.setdefault(id(part), part)
-    return list(found.values())
-
-
-def runnable_parts(runnable: object) -> list[object]:
-    """Everything inside ``runnable`` that the walk reaches, ``runnable`` first."""
-    return list(_walk(runnable, set()))
-
-
-def _walk(runnable: object, seen: set[int]) -> Iterator[object]:
-    if runnable is None or id(runnable) in seen:
-        return
-    seen.add(id(runnable))
-    yield runnable
-    for name in _CHILDREN:
-        yield from _walk(getattr(runnable, name, None), seen)
-    for name in _CHILD_LISTS:
-        for child in getattr(runnable, name, None) or ():
-            yield from _walk(child, seen)
-
-
-def close_runnable(runnable: object) -> None:
-    """Release what the provider models inside ``runnable`` hold (sync connections)."""
-    for model in chat_models_in(runnable):
-        model.close()
-
-
-async def aclose_runnable(runnable: object) -> None:
-    """Release what the provider models inside ``runnable`` hold, async pools included."""
-    for model in chat_models_in(runnable):
-        await model.aclose()
-
-
-class Closable:
-    """``with`` / ``async with`` support for anything with ``close()`` and ``aclose()``."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    async def aclose(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-
-__all__ = ["Closable", "aclose_runnable", "chat_models_in", "close_runnable"]
+__all__ = ["Closable", "aclose_runnable", "chat_models_in", "close_runnable", "runnable_parts"]

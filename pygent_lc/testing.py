@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -123,30 +125,18 @@ class ScriptedBackend(LLMBackend):
 
     async def generate(self, prompt: str, **kwargs: Any) -> str:
         """The scripted completion of ``prompt``, after ``latency_s``."""
-        index = len(self.prompts)
-        self.prompts.append(prompt)
-        self.kwargs.append(kwargs)
-        self.in_flight += 1
-        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        try:
-            if self.latency_s:
-                await asyncio.sleep(self.latency_s)
-            output = self._answer(prompt, index)
-        except Exception:
-            self._count(failed=True)
-            raise
-        finally:
-            self.in_flight -= 1
-        self._count(input_tokens=self.count_tokens(prompt), output_tokens=self.count_tokens(output))
-        return output
+        return (await self._request(prompt, kwargs, 1))[0]
 
     async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
         """``n`` completions in one request when ``honours_n``, else one (``generate``)."""
         if not self.honours_n or n <= 1:
             return [await self.generate(prompt, **kwargs)]
+        return await self._request(prompt, {**kwargs, "n": n}, n)
+
+    async def _request(self, prompt: str, kwargs: dict[str, Any], n: int) -> list[str]:
         index = len(self.prompts)
         self.prompts.append(prompt)
-        self.kwargs.append({**kwargs, "n": n})
+        self.kwargs.append(kwargs)
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
@@ -158,10 +148,8 @@ class ScriptedBackend(LLMBackend):
             raise
         finally:
             self.in_flight -= 1
-        self._count(
-            input_tokens=self.count_tokens(prompt),
-            output_tokens=sum(self.count_tokens(output) for output in outputs),
-        )
+        output_tokens = sum(self.count_tokens(output) for output in outputs)
+        self._count(input_tokens=self.count_tokens(prompt), output_tokens=output_tokens)
         return outputs
 
     def _answer(self, prompt: str, index: int) -> str:
@@ -206,12 +194,15 @@ class ScriptedChatModel(BaseChatModel):
     raise, or ``(text, exception)``, which a stream delivers word by word
     before raising (a plain call just raises). Once ``outcomes`` are used up,
     ``reply(prompt)`` answers (``prompt``: the last message's text), else
-    ``"ok"``.
+    ``"ok"``. Each request takes ``latency_s`` (:attr:`in_flight`,
+    :attr:`peak_in_flight` count the requests under way).
 
     Every reply carries usage (input and output tokens counted as words) and
-    ``cost_per_call`` as ``response_metadata["cost"]``, as OpenRouter reports
-    it, so :class:`~pygent_lc.UsageTracker` and cost budgets see it. LangSmith
-    names the provider ``provider`` and the model ``"<provider>-model"``.
+    its cost as ``response_metadata["cost"]``, as OpenRouter reports it, so
+    :class:`~pygent_lc.UsageTracker` and cost budgets see it: ``cost_per_call``,
+    or with a list, call ``i`` costs its ``i``-th item (the last one once they
+    run out). LangSmith names the provider ``provider`` and the model
+    ``"<provider>-model"``.
 
     :attr:`calls` records ``stop`` and the keywords of every call,
     :attr:`prompts` the last message's text.
@@ -222,9 +213,12 @@ class ScriptedChatModel(BaseChatModel):
     reply: Callable[[str], str] | None = None
     """Answers once ``outcomes`` are used up; ``None`` answers ``"ok"``."""
     provider: str = "scripted"
-    cost_per_call: float = 0.0
+    cost_per_call: float | list[float] = 0.0
+    latency_s: float = 0.0
     calls: list[dict[str, Any]] = Field(default_factory=list)
     prompts: list[str] = Field(default_factory=list)
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
     # Threads share one model under ``batch`` and sync callers; taking the next
     # outcome and recording the call happen together.
@@ -246,17 +240,31 @@ class ScriptedChatModel(BaseChatModel):
             kwargs["tool_choice"] = tool_choice
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-    def _next(self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Any) -> Any:
+    def _next(
+        self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Any
+    ) -> tuple[Any, float]:
+        """The call's outcome (a reply, an exception or both) and its cost."""
         prompt = messages[-1].text if messages else ""
         with self._script_lock:
+            index = len(self.calls)
             self.calls.append({"stop": stop, **kwargs})
             self.prompts.append(prompt)
             outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is None:
-            return DEFAULT_REPLY if self.reply is None else self.reply(prompt)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+            outcome = DEFAULT_REPLY if self.reply is None else self.reply(prompt)
+        costs = self.cost_per_call if isinstance(self.cost_per_call, list) else [self.cost_per_call]
+        return outcome, costs[min(index, len(costs) - 1)]
+
+    @contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        with self._script_lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._script_lock:
+                self.in_flight -= 1
 
     def _usage(self, messages: Sequence[BaseMessage], text: str) -> UsageMetadata:
         input_tokens = count_words(" ".join(message.text for message in messages))
@@ -267,22 +275,27 @@ class ScriptedChatModel(BaseChatModel):
             total_tokens=input_tokens + output_tokens,
         )
 
-    def _result(self, messages: Sequence[BaseMessage], outcome: Any) -> ChatResult:
+    def _result(self, messages: Sequence[BaseMessage], scripted: tuple[Any, float]) -> ChatResult:
+        outcome, cost = scripted
+        if isinstance(outcome, BaseException):
+            raise outcome
         if isinstance(outcome, tuple):
             raise outcome[1]
         message = AIMessage(
             content=outcome,
             usage_metadata=self._usage(messages, outcome),
-            response_metadata={"cost": self.cost_per_call, "finish_reason": "stop"},
+            response_metadata={"cost": cost, "finish_reason": "stop"},
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _chunks(
-        self, messages: Sequence[BaseMessage], outcome: Any
+        self, messages: Sequence[BaseMessage], scripted: tuple[Any, float]
     ) -> Iterator[ChatGenerationChunk]:
+        outcome, cost = scripted
+        if isinstance(outcome, BaseException):
+            raise outcome
         text, error = outcome if isinstance(outcome, tuple) else (outcome, None)
-        words = text.split(" ") if text else []
-        for i, word in enumerate(words):
+        for i, word in enumerate(text.split(" ") if text else []):
             yield ChatGenerationChunk(
                 message=AIMessageChunk(content=word if i == 0 else f" {word}")
             )
@@ -292,7 +305,7 @@ class ScriptedChatModel(BaseChatModel):
             message=AIMessageChunk(
                 content="",
                 usage_metadata=self._usage(messages, text),
-                response_metadata={"cost": self.cost_per_call},
+                response_metadata={"cost": cost},
             ),
             generation_info={"finish_reason": "stop"},
         )
@@ -304,7 +317,11 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return self._result(messages, self._next(messages, stop, kwargs))
+        scripted = self._next(messages, stop, kwargs)
+        with self._in_flight():
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            return self._result(messages, scripted)
 
     async def _agenerate(
         self,
@@ -314,7 +331,11 @@ class ScriptedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         # On the event loop, not in LangChain's default executor thread.
-        return self._result(messages, self._next(messages, stop, kwargs))
+        scripted = self._next(messages, stop, kwargs)
+        with self._in_flight():
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            return self._result(messages, scripted)
 
     def _stream(
         self,
@@ -323,7 +344,11 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        yield from self._chunks(messages, self._next(messages, stop, kwargs))
+        scripted = self._next(messages, stop, kwargs)
+        with self._in_flight():
+            if self.latency_s:
+                time.sleep(self.latency_s)
+            yield from self._chunks(messages, scripted)
 
     async def _astream(
         self,
@@ -332,5 +357,9 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in self._chunks(messages, self._next(messages, stop, kwargs)):
-            yield chunk
+        scripted = self._next(messages, stop, kwargs)
+        with self._in_flight():
+            if self.latency_s:
+                await asyncio.sleep(self.latency_s)
+            for chunk in self._chunks(messages, scripted):
+                yield chunk

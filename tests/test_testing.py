@@ -187,6 +187,35 @@ async def test_chat_model_stream_fails_after_partial_text() -> None:
         await model.ainvoke("a plain call just raises")
 
 
+def test_chat_model_cost_per_call_list_bills_each_call_its_own() -> None:
+    model = ScriptedChatModel(cost_per_call=[0.5, 0.25])
+    costs = [model.invoke("q").response_metadata["cost"] for _ in range(3)]
+    streamed = [c.response_metadata["cost"] for c in model.stream("q") if c.response_metadata]
+    assert costs == [0.5, 0.25, 0.25]  # the last one repeats
+    assert streamed == [0.25]
+
+
+async def test_chat_model_latency_runs_calls_concurrently() -> None:
+    model = ScriptedChatModel(latency_s=0.05)
+    started = asyncio.get_running_loop().time()
+    await asyncio.gather(*(model.ainvoke(f"q{i}") for i in range(4)))
+    assert asyncio.get_running_loop().time() - started >= 0.05
+    assert (model.peak_in_flight, model.in_flight) == (4, 0)
+    model.invoke("sync")
+    assert model.in_flight == 0
+
+
+async def test_chat_model_cancelled_call_leaves_nothing_in_flight() -> None:
+    model = ScriptedChatModel(latency_s=10)
+    call = asyncio.ensure_future(model.ainvoke("slow"))
+    await asyncio.sleep(0.05)
+    assert model.in_flight == 1
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert model.in_flight == 0
+
+
 def test_chat_model_batch_takes_each_outcome_once() -> None:
     model = ScriptedChatModel(outcomes=[str(i) for i in range(20)])
     replies = model.batch([f"q{i}" for i in range(20)])

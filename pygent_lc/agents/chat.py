@@ -9,9 +9,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from pygent_lc.closing import Closable, aclose_runnable, close_runnable
 from pygent_lc.langchain_backend import ChatRunnable, reply_text, stream_text
 from pygent_lc.limits.usage import UsageTracker
-from pygent_lc.resources import Closable, aclose_runnable, close_runnable
 from pygent_lc.validation import validate_generation_params, validate_prompt
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and briefly."

@@ -1,4 +1,12 @@
-"""``AgentFactory``: what PyGent Factory calls to get a validated, ready agent."""
+"""``AgentFactory``: what PyGent Factory calls to get a validated, ready agent.
+
+Before it returns an agent, the factory checks each provider the agent names.
+Configuration first (no network): the provider's chat model must build (a key
+for OpenRouter, a model for Ollama, the extra and the model file for the local
+model). Then what only the server can tell, as the provider registry says
+(``ProviderSpec.check``): Ollama must answer and have the model; OpenRouter's
+model must be in ``/models`` when the caller asks (``check_model``).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +15,54 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.language_models import BaseChatModel
+
 from pygent_lc.agents.chat import ChatAgent
-from pygent_lc.agents.checks import check_provider, usable_providers
 from pygent_lc.agents.reasoning import ReasoningAgent, make_task, tot_config_for
 from pygent_lc.agents.spec import AgentSpec, agent_settings, parse_spec
 from pygent_lc.chain import build_chat_model
+from pygent_lc.closing import Closable
 from pygent_lc.errors import AgentError, ConfigurationError, InvalidInputError
 from pygent_lc.langchain_backend import ChatRunnable
-from pygent_lc.resources import Closable
+from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.settings import ProviderName, Settings
 
 Agent = ReasoningAgent | ChatAgent
+
+
+def configured_model(name: ProviderName, settings: Settings) -> BaseChatModel:
+    """The provider's chat model, or an :class:`AgentError` saying what is missing."""
+    try:
+        return PROVIDERS[name].factory(settings)
+    except AgentError:
+        raise
+    except ConfigurationError as exc:
+        raise AgentError(f"{name}: {exc}", field=exc.field) from exc
+
+
+def check_provider(name: ProviderName, settings: Settings, *, check_model: bool) -> None:
+    """Every check for one provider the agent names explicitly (blocking: run in a thread)."""
+    configured_model(name, settings)
+    PROVIDERS[name].check(settings, check_model)
+
+
+def usable_providers(
+    names: list[ProviderName], settings: Settings
+) -> tuple[list[ProviderName], dict[str, AgentError]]:
+    """Split ``names`` into those configured and those skipped (with why); no network."""
+    usable: list[ProviderName] = []
+    skipped: dict[str, AgentError] = {}
+    for name in names:
+        try:
+            configured_model(name, settings)
+        except AgentError as exc:
+            skipped[name] = exc
+        else:
+            usable.append(name)
+    if not usable:
+        reasons = "; ".join(str(why) for why in skipped.values())
+        raise AgentError(f"no provider is usable ({reasons})", field="providers")
+    return usable, skipped
 
 
 class AgentFactory(Closable):
@@ -82,8 +127,7 @@ class AgentFactory(Closable):
     async def _checked_providers(self, spec: AgentSpec, settings: Settings) -> list[ProviderName]:
         names = spec.provider_names(settings)
         if spec.provider == "auto":
-            usable, _skipped = usable_providers(names, settings)
-            return usable
+            return usable_providers(names, settings)[0]
         for provider in names:
             await asyncio.to_thread(
                 check_provider, provider, settings, check_model=spec.check_model
@@ -110,4 +154,4 @@ class AgentFactory(Closable):
         )
 
 
-__all__ = ["Agent", "AgentFactory"]
+__all__ = ["Agent", "AgentFactory", "check_provider", "configured_model", "usable_providers"]

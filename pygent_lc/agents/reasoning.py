@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 from pygent_lc.agents.progress import ProgressBackend, ProgressObserver, SolveProgress
+from pygent_lc.closing import Closable
 from pygent_lc.errors import ConfigurationError, NoAnswerError
 from pygent_lc.langchain_backend import ChatRunnable, LangChainBackend
 from pygent_lc.limits.usage import UsageTracker
-from pygent_lc.resources import Closable
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.engine import ToTEngine, run_sync
 from pygent_lc.tot.result import ToTResult

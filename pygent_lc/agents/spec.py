@@ -136,10 +136,6 @@ def parse_spec(agent_type: object, custom_config: Mapping[str, Any] | None) -> A
         raise AgentError(message, field=str(errors[0]["loc"][0])) from None
 
 
-def parse_agent_type(agent_type: object) -> AgentType:
-    return parse_spec(agent_type, None).agent_type
-
-
 _MESSAGES = {
     "string_type": "must be a string",
     "string_too_short": "must not be empty",
@@ -199,10 +195,6 @@ __all__ = [
     "PROVIDER_CHOICES",
     "TASK_NAMES",
     "AgentSpec",
-    "AgentType",
-    "ProviderChoice",
-    "TaskName",
     "agent_settings",
-    "parse_agent_type",
     "parse_spec",
 ]

@@ -1,23 +1,17 @@
 """The ``pygent-lc`` command line: ``solve``, ``chat``, ``models``, ``doctor``, ``usage``.
 
-Settings come from the environment and ``./.env``. Exit codes: 0 success,
-1 a provider failed (or ``doctor`` found a problem), 2 bad usage or
-configuration (``usage`` without a shared state store too), 3 ``solve``
-found nothing to answer with, 130 interrupted.
-Errors print one line and a hint on stderr, never a traceback (unless
-``PYGENT_DEBUG=1``) and never the key; with ``--json`` stdout also gets the
-error as a JSON object. A fallback (a provider answered after another failed)
-is always one WARNING line on stderr, and a ``fallbacks`` list under ``--json``;
-the rest of the library's log (each failed attempt, retries, circuit breakers)
-shows only with ``--verbose``.
+Settings come from the environment and ``./.env``; the exit codes are in
+:mod:`~pygent_lc.cli.parser` (``--help`` lists them). Errors print one line
+and a hint on stderr, never a traceback (unless ``PYGENT_DEBUG=1``) and never
+the key; with ``--json`` stdout also gets the error as a JSON object. A
+fallback (a provider answered after another failed) is always one WARNING
+line on stderr, and a ``fallbacks`` list under ``--json``; the rest of the
+library's log (failed attempts, retries, breakers) shows only with ``--verbose``.
 
-This is a command-line entry point, so its imports are deferred, as is usual
-for one: this module and :mod:`~pygent_lc.cli.parser` import only the standard
-library and light modules of ours (errors, exit codes, the telemetry switch),
-and the commands
-(:mod:`~pygent_lc.cli.commands`: agents, the chain, providers, LangChain) are
-imported once the arguments parse. ``pygent-lc --help`` and a usage error
-answer in the time Python takes to start.
+This module and :mod:`~pygent_lc.cli.parser` import only the standard library
+and light modules of ours; the commands (:mod:`~pygent_lc.cli.commands`:
+agents, the chain, LangChain) are imported once the arguments parse, so
+``pygent-lc --help`` and a usage error answer in the time Python takes to start.
 """
 
 from __future__ import annotations
@@ -30,23 +24,20 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pygent_lc._cli_start import interrupt_as_exception
-from pygent_lc.cli.exit_codes import (
+from pygent_lc._cli_start import EXIT_INTERRUPTED, interrupt_as_exception
+from pygent_lc.cli.parser import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_NO_ANSWER,
     EXIT_OK,
     EXIT_USAGE,
+    build_parser,
+    read_prompt,
 )
-from pygent_lc.cli.parser import build_parser, read_prompt
 from pygent_lc.errors import ConfigurationError, InvalidInputError, NoAnswerError
 from pygent_lc.telemetry import instrument_from_env
 
 if TYPE_CHECKING:
-    from pygent_lc.cli.notices import FallbackRecorder
-
-FALLBACK_LOGGER = "pygent_lc.fallbacks"
-
+    from pygent_lc.cli.output import FallbackRecorder
 
 #: The commands that read a prompt, and the name of its argument.
 _PROMPT_ARGUMENT = {"solve": "problem", "chat": "prompt"}
@@ -61,8 +52,8 @@ class _RedactingFormatter(logging.Formatter):
 
 def _configure_logging(*, verbose: bool) -> Callable[[], None]:
     """The ``pygent_lc`` log on stderr from DEBUG with ``--verbose``; otherwise only
-    its errors and the fallback warnings (a provider answered for a failed one).
-    Returns what puts the logger back as it was (``main`` called in a program).
+    its errors and the fallback warnings. Returns what puts the logger back as it
+    was (``main`` called in a program).
 
     Python prints any warning record of a logger without handlers on stderr,
     which would put lines beside the ``error:``/``hint:`` pair.
@@ -72,7 +63,7 @@ def _configure_logging(*, verbose: bool) -> Callable[[], None]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     if not verbose:
-        handler.addFilter(_errors_and_fallbacks)
+        handler.addFilter(lambda r: r.levelno >= logging.ERROR or r.name == "pygent_lc.fallbacks")
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -84,28 +75,20 @@ def _configure_logging(*, verbose: bool) -> Callable[[], None]:
     return restore
 
 
-def _errors_and_fallbacks(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR or record.name == FALLBACK_LOGGER
-
-
 def _report(exc: Exception, args: argparse.Namespace | None, fallbacks: list[Any]) -> int:
     """The ``error:`` and ``hint:`` lines (and the JSON error object); the exit code."""
-    from pygent_lc.cli.notices import error_json
-    from pygent_lc.cli.output import error_line, redact
+    from pygent_lc.cli.output import error_json, error_line, redact
 
     print(redact(error_line(exc)), file=sys.stderr)
     if getattr(args, "json", False):
         print(json.dumps({**error_json(exc), "fallbacks": fallbacks}, indent=2))
     if isinstance(exc, ConfigurationError | InvalidInputError):
         return EXIT_USAGE
-    if isinstance(exc, NoAnswerError):
-        return EXIT_NO_ANSWER
-    return EXIT_FAILED
+    return EXIT_NO_ANSWER if isinstance(exc, NoAnswerError) else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; errors print one line and a hint, never a traceback or the key."""
-    debug = os.environ.get("PYGENT_DEBUG") == "1"
     stop_export: Callable[[], None] | None = None
     args: argparse.Namespace | None = None
     recorder: FallbackRecorder | None = None
@@ -132,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK  # e.g. `pygent-lc models | head`
     except Exception as exc:
-        if debug:
+        if os.environ.get("PYGENT_DEBUG") == "1":
             raise
         return _report(exc, args, recorder.fallbacks if recorder is not None else [])
     finally:

@@ -20,28 +20,29 @@ from typing import Any
 from pygent_lc.agents import AgentFactory, ChatAgent, ReasoningAgent
 from pygent_lc.chain import ProviderSkippedWarning
 from pygent_lc.cli.doctor import diagnose, first_configured, setup_hint
-from pygent_lc.cli.exit_codes import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, EXIT_USAGE
-from pygent_lc.cli.notices import FallbackRecorder
 from pygent_lc.cli.output import (
+    FallbackRecorder,
     redact,
     served_by,
     solve_json,
     solve_summary,
+    usage_json,
     usage_line,
     usage_rows,
-)
-from pygent_lc.cli.parser import SOLVE_OPTIONS, name_flags
-from pygent_lc.cli.progress import ProgressLine, StatusLine
-from pygent_lc.cli.usage import (
-    NO_SHARED_STORE,
-    STATE_URL_ENV,
-    StoreUnreachableError,
-    fleet_usage,
-    is_shared_store_url,
-    usage_json,
     usage_table,
 )
+from pygent_lc.cli.parser import (
+    EXIT_FAILED,
+    EXIT_NO_ANSWER,
+    EXIT_OK,
+    EXIT_USAGE,
+    SOLVE_OPTIONS,
+    name_flags,
+)
+from pygent_lc.cli.progress import ProgressLine, StatusLine
 from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.limits import ResilientStore, UsageRow, open_store, redact_url
+from pygent_lc.limits.store import MEMORY_URLS, UNREACHABLE
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.providers.status import ProviderHealth
 from pygent_lc.settings import MisspeltSettingWarning, Settings
@@ -68,16 +69,13 @@ def _flags_named(command: str) -> Iterator[None]:
     """A configuration error names the flags the user typed, not the agent's settings."""
     try:
         yield
-    except ConfigurationError as exc:
+    except (ConfigurationError, InvalidInputError) as exc:
         message = name_flags(str(exc), command)
         if message == str(exc):
             raise
-        field = name_flags(exc.field, command) if exc.field else None
-        raise type(exc)(message, field=field) from None
-    except InvalidInputError as exc:
-        message = name_flags(str(exc), command)
-        if message == str(exc):
-            raise
+        if isinstance(exc, ConfigurationError):
+            field = name_flags(exc.field, command) if exc.field else None
+            raise type(exc)(message, field=field) from None
         raise InvalidInputError(message) from None
 
 
@@ -192,9 +190,46 @@ def _health_line(health: ProviderHealth, name: str | None = None) -> str:
     return f"{name or health.provider:<11} {health.status:<15} {health.detail}{latency}"
 
 
+STATE_URL_ENV = "PYGENT_STATE_URL"
+NO_SHARED_STORE = (
+    f"usage is only kept per process unless {STATE_URL_ENV} is set "
+    "(a redis:// URL every process shares); nothing to show"
+)
+
+
+class StoreUnreachableError(Exception):
+    """The shared store did not answer, so its totals are unknown."""
+
+
+def fleet_usage(url: str) -> list[UsageRow]:
+    """The usage totals in the shared store ``url`` names, by provider and model.
+
+    Every process that shares the store adds its calls to the same totals.
+    Raises :class:`StoreUnreachableError` when it does not answer, or refuses
+    this client (a wrong password, a user without permission), rather than
+    show the empty totals of this process's memory, which would mislead. The
+    shared store is asked directly, so no log line repeats it.
+    """
+    store = open_store(url)
+    try:
+        if not isinstance(store, ResilientStore):
+            return store.usage_rows()
+        try:
+            return store.primary.usage_rows()
+        except Exception as exc:
+            if (outage := store.outage_in(exc)) is None:
+                raise
+        problem = "did not answer" if outage.reason == UNREACHABLE.reason else outage.reason
+        raise StoreUnreachableError(f"state store {redact_url(url)} {problem}")
+    finally:
+        store.close()
+
+
 def _usage(args: argparse.Namespace, settings: Settings) -> int:
+    """Without a shared store each process keeps its usage to itself (the summary
+    ``chat`` and ``solve`` print): nothing to read, a configuration problem (exit 2)."""
     url = settings.state_url.get_secret_value() if settings.state_url is not None else None
-    if url is None or not is_shared_store_url(url):
+    if url is None or url.strip() in MEMORY_URLS:
         print(NO_SHARED_STORE, file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -227,11 +262,8 @@ async def _run(args: argparse.Namespace, recorder: FallbackRecorder) -> int:
         return await _solve(args, settings, recorder)
     if args.command == "chat":
         return await _chat(args, settings, recorder)
-    if args.command == "models":
-        return await asyncio.to_thread(_models, args, settings)
-    if args.command == "usage":
-        return await asyncio.to_thread(_usage, args, settings)
-    return await asyncio.to_thread(_doctor, args, settings)
+    command = {"models": _models, "usage": _usage, "doctor": _doctor}[args.command]
+    return await asyncio.to_thread(command, args, settings)
 
 
 def run(args: argparse.Namespace, recorder: FallbackRecorder) -> int:

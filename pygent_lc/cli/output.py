@@ -1,11 +1,20 @@
-"""What ``pygent-lc`` prints: summaries, JSON, one-line errors with a hint."""
+"""What ``pygent-lc`` prints: summaries, JSON, one-line errors with a hint, fallbacks.
+
+A fallback is logged once per call kind by :mod:`pygent_lc.fallbacks` (a
+WARNING on ``pygent_lc.fallbacks``); the CLI always shows that line on stderr,
+and :class:`FallbackRecorder` keeps each one for ``--json``. A failure under
+``--json`` prints :func:`error_json` on stdout, so a script reading stdout
+sees what went wrong as well as the exit code.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +33,9 @@ from pygent_lc.errors import (
     ProviderError,
     RateLimitError,
 )
+from pygent_lc.fallbacks import FallbackNotice, short_reason
+from pygent_lc.fallbacks import logger as fallback_logger
+from pygent_lc.limits import UsageRow
 from pygent_lc.limits.usage import UsageTracker
 from pygent_lc.providers.local import INSTALL_HINT
 from pygent_lc.providers.registry import PROVIDERS
@@ -171,13 +183,80 @@ def redact(text: str) -> str:
     return redact_text(text)
 
 
-__all__ = [
-    "error_line",
-    "hint_for",
-    "redact",
-    "served_by",
-    "solve_json",
-    "solve_summary",
-    "usage_line",
-    "usage_rows",
-]
+class FallbackRecorder(logging.Handler):
+    """Keeps the fallbacks logged while it is attached, as JSON-ready dicts."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.fallbacks: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        notice = record.__dict__.get("fallback")
+        if isinstance(notice, FallbackNotice):
+            data = notice.as_dict()
+            data["message"] = redact(data["message"])
+            self.fallbacks.append(data)
+
+    def __enter__(self) -> FallbackRecorder:
+        fallback_logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        fallback_logger.removeHandler(self)
+
+
+def _provider_error(error: ProviderError) -> dict[str, Any]:
+    return {
+        "type": type(error).__name__,
+        "message": redact(error.message),
+        "provider": error.provider,
+        "model": error.model,
+        "status": error.status_code,
+        "reason": short_reason(error),
+    }
+
+
+def error_json(exc: BaseException) -> dict[str, Any]:
+    """The failure as ``{"error": {type, message, provider, status, hint}}``.
+
+    ``provider``, ``model`` and ``status`` are null when the error is not one
+    provider's; a chain that failed everywhere lists each provider's in ``errors``.
+    """
+    error: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "message": redact(" ".join(str(exc).split()) or "(no message)"),
+        "provider": None,
+        "model": None,
+        "status": None,
+        "hint": hint_for(exc),
+    }
+    if isinstance(exc, ProviderError):
+        details = _provider_error(exc)
+        error.update({key: details[key] for key in ("provider", "model", "status", "reason")})
+    if isinstance(exc, AllProvidersFailedError):
+        error["errors"] = [_provider_error(e) for e in exc.errors.values()]
+    return {"error": error}
+
+
+def usage_json(rows: list[UsageRow]) -> list[dict[str, Any]]:
+    """``pygent-lc usage --json``: one object per (provider, model) with every total."""
+    return [asdict(row) for row in rows]
+
+
+def usage_table(rows: list[UsageRow]) -> list[str]:
+    """``pygent-lc usage``: a header and one line per (provider, model)."""
+    if not rows:
+        return ["no calls recorded yet"]
+    provider_width = max([len(row.provider) for row in rows] + [8])
+    model_width = max([len(row.model) for row in rows] + [5])
+    lines = [
+        f"{'provider':<{provider_width}}  {'model':<{model_width}}  {'calls':>7}  "
+        f"{'failed':>7}  {'tokens in':>10}  {'tokens out':>10}  {'cost $':>10}  {'p95 s':>7}"
+    ]
+    lines += [
+        f"{row.provider:<{provider_width}}  {row.model:<{model_width}}  {row.calls:>7}  "
+        f"{row.failures:>7}  {row.input_tokens:>10}  {row.output_tokens:>10}  "
+        f"{row.cost_usd:>10.6f}  {row.p95_latency_s:>7.2f}"
+        for row in rows
+    ]
+    return lines

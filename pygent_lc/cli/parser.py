@@ -13,8 +13,16 @@ import re
 import sys
 from typing import TextIO
 
+from pygent_lc._cli_start import EXIT_INTERRUPTED
 from pygent_lc.errors import InvalidInputError
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+"""A provider failed, or ``doctor`` found a problem."""
+EXIT_USAGE = 2
+"""Bad usage or configuration (``usage`` without a shared state store too)."""
+EXIT_NO_ANSWER = 3
+"""``solve`` found nothing to answer with."""
 #: The providers, in the registry's order (``pygent_lc.providers.registry.PROVIDERS``).
 PROVIDER_NAMES = ("openrouter", "ollama", "local")
 #: ``--provider``'s choices: a provider, or the configured chain.
@@ -162,8 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pygent-lc",
         description="PyGent's LLM layer: Tree-of-Thought solving and chat over "
         "OpenRouter, Ollama and an embedded llama.cpp model.",
-        epilog="exit codes: 0 ok, 1 provider failure, 2 usage/configuration, "
-        "3 no answer, 130 interrupted",
+        epilog=f"exit codes: {EXIT_OK} ok, {EXIT_FAILED} provider failure, "
+        f"{EXIT_USAGE} usage/configuration, {EXIT_NO_ANSWER} no answer, "
+        f"{EXIT_INTERRUPTED} interrupted",
     )
     _verbose_option(parser, default=False)
     parser.add_argument(
@@ -229,15 +238,3 @@ def build_parser() -> argparse.ArgumentParser:
         # SUPPRESS: a subcommand without -v keeps the value given before it
         _verbose_option(command, default=argparse.SUPPRESS)
     return parser
-
-
-__all__ = [
-    "FLAG_OF_FIELD",
-    "PROVIDER_CHOICES",
-    "PROVIDER_NAMES",
-    "SOLVE_OPTIONS",
-    "TASK_NAMES",
-    "build_parser",
-    "name_flags",
-    "read_prompt",
-]

@@ -23,41 +23,34 @@ _ERASE = "\r\x1b[2K"
 class StatusLine:
     """One line, rewritten in place every ``tick_s`` while ``async with`` runs.
 
-    ``text`` is a fixed message or a function giving the current one (``None``:
-    nothing to show yet); the elapsed seconds are added to a fixed message.
+    ``text`` is a fixed message, to which the elapsed seconds are added, or a
+    function giving the current line (``None``: nothing to show yet).
     :meth:`close` erases it at once, so the text that follows starts on a clean
     line; it is called again, harmlessly, when the block ends.
     """
 
     def __init__(
-        self,
-        stream: TextIO,
-        text: str | Callable[[], str | None],
-        *,
-        tick_s: float = 0.5,
+        self, stream: TextIO, text: str | Callable[[], str | None], *, tick_s: float = 0.5
     ) -> None:
         self.stream = stream
         self.tick_s = tick_s
         self._started = time.monotonic()
         self._text = text
-        self._shown = False
-        self._closed = False
+        self._shown = self._closed = False
         self._ticker: asyncio.Task[None] | None = None
-
-    def current(self) -> str | None:
-        """The line as it would be drawn now."""
-        if callable(self._text):
-            return self._text()
-        return f"{self._text} {time.monotonic() - self._started:.1f}s"
 
     def draw(self) -> None:
         """Rewrite the line now (nothing once closed)."""
-        text = None if self._closed else self.current()
-        if text is None:
+        if self._closed:
             return
-        self.stream.write(_ERASE + text)
-        self.stream.flush()
-        self._shown = True
+        if callable(self._text):
+            text = self._text()
+        else:
+            text = f"{self._text} {time.monotonic() - self._started:.1f}s"
+        if text is not None:
+            self.stream.write(_ERASE + text)
+            self.stream.flush()
+            self._shown = True
 
     async def _tick(self) -> None:
         while True:
@@ -94,21 +87,15 @@ class ProgressLine(StatusLine):
     """
 
     def __init__(self, stream: TextIO, *, interval_s: float = 0.1, tick_s: float = 0.5) -> None:
-        super().__init__(stream, self._line, tick_s=tick_s)
+        super().__init__(
+            stream, lambda: None if self._progress is None else self._progress.line(), tick_s=tick_s
+        )
         self.interval_s = interval_s
         self._progress: SolveProgress | None = None
         self._last = 0.0
 
-    def _line(self) -> str | None:
-        return None if self._progress is None else self._progress.line()
-
     def update(self, progress: SolveProgress) -> None:
         self._progress = progress
-        now = time.monotonic()
-        if now - self._last < self.interval_s:
-            return
-        self._last = now
-        self.draw()
-
-
-__all__ = ["ProgressLine", "StatusLine"]
+        if time.monotonic() - self._last >= self.interval_s:
+            self._last = time.monotonic()
+            self.draw()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pygent_lc.agents import SolveProgress
-from tests.agents.fakes import ReplyChatModel, reasoning_agent
+from pygent_lc.testing import ScriptedChatModel, count_words
+from tests.agents.fakes import reasoning_agent
 
 
 async def test_progress_reports_levels_and_spend() -> None:
@@ -13,6 +14,8 @@ async def test_progress_reports_levels_and_spend() -> None:
         return "Keep going." if "Possible next steps:" in prompt else "Score: 5"
 
     agent = reasoning_agent(reply, max_depth=3, n_select_sample=1)
+    model = agent.backend.runnable
+    assert isinstance(model, ScriptedChatModel)
     snapshots: list[SolveProgress] = []
     result = await agent.solve(
         "Think.", on_progress=lambda p: snapshots.append(SolveProgress(**vars(p)))
@@ -26,14 +29,16 @@ async def test_progress_reports_levels_and_spend() -> None:
     # last level, where the best state is the answer
     assert (last.calls, last.in_flight) == (4, 0)
     assert last.usage.cost_usd == pytest.approx(0.004)
-    assert last.usage.input_tokens == 40
+    # the model counts each request's words: the prompt is its only message
+    assert last.usage.input_tokens == sum(count_words(prompt) for prompt in model.prompts)
+    assert last.usage.output_tokens == 3 * count_words("Keep going.") + count_words("Score: 5")
     assert "level 3/3 · 4 calls" in last.line()
 
 
 async def test_state_values_outlive_a_solve_with_progress_too() -> None:
     agent = reasoning_agent(max_depth=2, n_select_sample=1)
     model = agent.backend.runnable
-    assert isinstance(model, ReplyChatModel)
+    assert isinstance(model, ScriptedChatModel)
     await agent.solve("What is 2 + 2?", on_progress=lambda p: None)
     valued_first = [p for p in model.prompts if "Possible next steps:" not in p]
     model.prompts.clear()

@@ -30,8 +30,8 @@ import redis
 
 from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc import ProviderSkippedWarning, cli
+from pygent_lc.cli.commands import NO_SHARED_STORE
 from pygent_lc.cli.parser import build_parser
-from pygent_lc.cli.usage import NO_SHARED_STORE
 from pygent_lc.limits import open_store
 from pygent_lc.tot import check_24
 from tests.helpers import CANARY_KEY, ROOT, closed_port

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import tests.limits.fleet_workers as fleet_workers
-from pygent_lc.cli.usage import fleet_usage
+from pygent_lc.cli.commands import fleet_usage
 from pygent_lc.limits import UsageRow
 from pygent_lc.limits.redis_store import RedisStore
 from tests.limits.fleet_workers import PROCESSES, Report

@@ -1,5 +1,5 @@
 """``pygent-lc`` shows fallbacks and failures: the WARNING line on stderr, the
-``fallbacks`` list and the error object under ``--json`` (``pygent_lc.cli.notices``).
+``fallbacks`` list and the error object under ``--json`` (``pygent_lc.cli.output``).
 
 "OpenRouter" and "Ollama" are the loopback server; OpenRouter is given a wrong
 key (a real 401 from the server), so the chain falls back to Ollama.
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pygent_lc import cli
-from pygent_lc.cli.notices import FallbackRecorder, error_json
+from pygent_lc.cli.output import FallbackRecorder, error_json
 from pygent_lc.errors import AllProvidersFailedError, AuthenticationError, ProviderUnavailableError
 from pygent_lc.fallbacks import FallbackNotices
 from tests.helpers import CANARY_KEY, ROOT
