@@ -2,13 +2,9 @@
 
 OpenRouter, Ollama and an embedded llama.cpp model behind one retry policy and
 runnable fallbacks, the ``LLMBackend`` shim PyGent's reasoning engine asks for
-text, typed errors and usage tracking.
-
-The public names are imported on first use (PEP 562), so ``import pygent_lc``
-and the command line's ``--help`` do not pay for LangChain and the provider SDKs.
-Importing switches nothing on: telemetry starts with
-:func:`pygent_lc.telemetry.instrument`, or with ``PYGENT_OTEL=1`` where a chain
-is built (:func:`build_chat_model`) and in the ``pygent-lc`` command.
+text, typed errors and usage tracking. The public names are imported on first
+use (PEP 562), so ``import pygent_lc`` and ``pygent-lc --help`` do not pay for
+LangChain; importing switches nothing on (telemetry: :mod:`pygent_lc.telemetry`).
 """
 
 from __future__ import annotations

@@ -12,11 +12,9 @@ from typing import Any, ClassVar
 class UsageTotals:
     """Calls, failures, tokens and cost: the one usage record of the package.
 
-    A backend's ``usage_totals()`` returns its running totals; the usage
-    tracker keeps one per (provider, model) and adds them up; a search
-    (``ToTStats.usage``) and a solve's progress (``SolveProgress.usage``) hold
-    the difference of two snapshots. Records combine with ``+`` (or
-    :meth:`merge` for many) and ``-``.
+    A backend's running totals, the usage tracker's per (provider, model), a
+    search's (``ToTStats.usage``: the difference of two snapshots). Records
+    combine with ``+`` (or :meth:`merge` for many) and ``-``.
     """
 
     calls: int = 0
@@ -49,26 +47,19 @@ class UsageTotals:
 
     def _combine(self, other: UsageTotals, sign: int) -> UsageTotals:
         return UsageTotals(
-            **{
-                f.name: getattr(self, f.name) + sign * getattr(other, f.name)
-                for f in fields(UsageTotals)
-            }
+            *(getattr(self, f.name) + sign * getattr(other, f.name) for f in fields(UsageTotals))
         )
 
     @classmethod
     def merge(cls, records: Iterable[UsageTotals]) -> UsageTotals:
         """The sum of ``records`` (all zero when there are none)."""
-        total = cls()
-        for record in records:
-            total += record
-        return total
+        return sum(records, cls())
 
 
 class LLMBackend(ABC):
-    """What PyGent's reasoning engine asks for text.
-
-    ``generate`` accepts ``temperature``, ``max_tokens`` and ``stop`` keywords.
-    It returns non-empty text or raises a :class:`pygent_lc.errors.PygentError`.
+    """What PyGent's reasoning engine asks for text: ``generate`` (with ``temperature``,
+    ``max_tokens`` and ``stop`` keywords) returns non-empty text or raises a
+    :class:`pygent_lc.errors.PygentError`.
 
     A backend that sets :attr:`accepts_cache_prefix` also takes ``cache_prefix``:
     the start of ``prompt`` that stays the same from call to call, which it

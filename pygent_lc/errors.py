@@ -35,11 +35,8 @@ from pygent_lc.redaction import mask_credentials, redact_text
 
 
 class PygentError(Exception):
-    """Base class of every error raised by pygent_lc.
-
-    Errors pickle with their attributes (``provider``, ``retry_after``...), so
-    they cross process boundaries intact, e.g. from a worker pool.
-    """
+    """Base class of every error raised by pygent_lc; pickles with its attributes
+    (``provider``, ``retry_after``...), so it crosses process boundaries intact."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore, (type(self), self.args, self.__dict__)
@@ -53,12 +50,8 @@ def _restore(cls: type[PygentError], args: tuple[Any, ...], state: dict[str, Any
 
 
 class ConfigurationError(PygentError, ValueError):
-    """A setting is missing or invalid, or a provider name is unknown.
-
-    Raised before any network call; never handled by a fallback. Its message
-    never holds a value shaped like a credential (masked, see
-    :mod:`pygent_lc.redaction`).
-    """
+    """A setting is missing or invalid, or a provider name is unknown: raised before
+    any network call, never handled by a fallback."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         # A key pasted into the wrong setting must not be printed back (CI logs).
@@ -67,19 +60,12 @@ class ConfigurationError(PygentError, ValueError):
 
 
 class AgentError(ConfigurationError):
-    """An agent cannot be created as asked: unknown type or provider, bad ``custom_config``.
-
-    A ``ConfigurationError``, so code that handles configuration problems
-    handles these too; raised before any model is asked anything.
-    """
+    """An agent cannot be created as asked: unknown type or provider, bad ``custom_config``."""
 
 
 class InvalidInputError(PygentError, ValueError):
-    """The caller passed a bad prompt or absurd generation parameters.
-
-    Raised before any request where it can be seen up front; never retried,
-    never handled by a fallback, never counted against a provider's breaker.
-    """
+    """The caller passed a bad prompt or absurd generation parameters: never retried,
+    never handled by a fallback, never counted against a provider's breaker."""
 
 
 class ProviderDetails(TypedDict, total=False):
@@ -105,22 +91,16 @@ class _FromProvider(PygentError):
 
 
 class ContextLengthError(InvalidInputError, _FromProvider):
-    """The prompt (plus the requested output) does not fit the model's context window.
-
-    The provider said so; asking it again cannot help, so like any bad input it
-    is not retried, does not fall back and does not count towards a breaker.
-    """
+    """The prompt (plus the requested output) does not fit the model's context window,
+    the provider says: like any bad input, not retried and no fallback."""
 
     def __str__(self) -> str:
         return f"{self._where()}: {self.message}"
 
 
 class ProviderError(_FromProvider):
-    """A provider failed to produce a completion.
-
-    ``retryable`` tells the retry policy whether asking the same provider again
-    can help; ``retry_after`` is the server's own advice in seconds, if any.
-    """
+    """A provider failed to produce a completion. ``retryable``: whether asking it
+    again can help; ``retry_after``: the server's own advice in seconds, if any."""
 
     default_retryable = False
 
@@ -165,12 +145,8 @@ class ModelNotFoundError(ProviderError):
 
 
 class UnsupportedRequestError(ProviderError):
-    """The provider cannot do what the request asks: an input type the model does not
-    take (images, audio), or a feature the server lacks.
-
-    Asking it again cannot help, and it says nothing about the provider's
-    health (a breaker does not count it); another provider may well serve it.
-    """
+    """The provider cannot do what the request asks (an image to a text-only model, a
+    feature the server lacks): not retried, not a breaker failure; another may serve it."""
 
 
 class RateLimitError(ProviderError):
@@ -186,11 +162,8 @@ class ProviderUnavailableError(ProviderError):
 
 
 class StreamInterruptedError(ProviderError):
-    """The stream failed after some text had been delivered.
-
-    ``partial_text`` holds everything that was streamed before the failure,
-    so nothing the caller already paid for is lost.
-    """
+    """The stream failed after some text had been delivered; ``partial_text`` holds it
+    all, so nothing the caller already paid for is lost."""
 
     def __init__(
         self, message: str, *, partial_text: str, **details: Unpack[ProviderDetails]
@@ -232,12 +205,8 @@ class BudgetExceededError(PygentError):
 
 
 class NoAnswerError(PygentError):
-    """A reasoning agent's search ended without any state to answer with.
-
-    Only when no thought could be valued at all (for example a call budget
-    spent before the first level finished); a search that found a partial
-    answer returns it instead.
-    """
+    """A reasoning search ended with no state at all to answer with (say, a call budget
+    spent before the first level); a partial answer is returned instead of this."""
 
 
 __all__ = [

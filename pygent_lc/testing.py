@@ -62,16 +62,11 @@ class ScriptedBackend(LLMBackend):
     """An offline :class:`~pygent_lc.backend.LLMBackend` that follows a script.
 
     Each call takes the next of ``outcomes`` (a reply, or an exception to raise);
-    once they are used up, :meth:`reply` answers: ``reply(prompt)`` when given,
-    else ``"ok"``. Subclasses may override :meth:`reply` instead.
-
-    ``fail(prompt, index)`` (``index`` counts calls from 0) may return an
-    exception to raise instead of answering, for failures that depend on the
-    prompt. ``latency_s`` is slept before each answer, so concurrency can be
-    measured (:attr:`in_flight`, :attr:`peak_in_flight`).
-
-    ``model_id`` names the model, as the engine's value caches need for a
-    store that outlives the engine; ``None`` is a backend that does not say.
+    once they are used up, :meth:`reply` answers (``reply(prompt)``, else ``"ok"``;
+    subclasses may override it). ``fail(prompt, index)`` (calls counted from 0)
+    may return an exception to raise instead. ``latency_s`` is slept before each
+    answer (:attr:`in_flight`, :attr:`peak_in_flight` measure concurrency).
+    ``model_id`` names the model, as the engine's lasting value caches need.
 
     :meth:`usage_totals` reports usage only when a price is set: ``cost_per_call``
     and/or ``price_per_1k_tokens`` (input, output). Tokens are
@@ -96,7 +91,6 @@ class ScriptedBackend(LLMBackend):
         """``generate_samples`` answers ``n`` choices in one request (prompt counted
         once), as OpenAI-compatible servers do; else one, as most providers do."""
         self.outcomes: deque[str | BaseException] = deque(outcomes)
-        """What the next calls answer or raise, in order."""
         self.model_id = model_id
         self.latency_s = latency_s
         self.fail = fail
@@ -166,12 +160,10 @@ class ScriptedBackend(LLMBackend):
     def _count(
         self, *, failed: bool = False, input_tokens: int = 0, output_tokens: int = 0
     ) -> None:
-        cost = 0.0
-        if not failed:
-            cost = self.cost_per_call or 0.0
-            if self.price_per_1k_tokens is not None:
-                input_price, output_price = self.price_per_1k_tokens
-                cost += (input_tokens * input_price + output_tokens * output_price) / 1000
+        cost = 0.0 if failed else self.cost_per_call or 0.0
+        if self.price_per_1k_tokens is not None:
+            input_price, output_price = self.price_per_1k_tokens
+            cost += (input_tokens * input_price + output_tokens * output_price) / 1000
         self._totals += UsageTotals(
             calls=1,
             failures=int(failed),

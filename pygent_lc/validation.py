@@ -40,11 +40,9 @@ MAX_TOKENS_LIMIT = 1_000_000
 """The largest ``max_tokens`` any entry point accepts (calls, the chain, ``ToTConfig``).
 
 A sanity bound, not a model's cap: it catches a unit mistake (a character
-count, a context size in bytes) before anything is sent, and lets every real
-completion cap through. No model's completion cap comes near it (today's
-largest are around 128k tokens) and it is the size of the largest context
-windows in common use, which bound prompt plus completion. A value a given
-model cannot honour is refused by its provider, with a typed error.
+count, a context size in bytes) and lets every real completion cap through (the
+largest are around 128k tokens; the largest context windows, 1M). A value a
+given model cannot honour is refused by its provider, with a typed error.
 """
 
 
@@ -70,13 +68,10 @@ StopSequences = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValid
 class GenerationParams(BaseModel):
     """The generation keywords of one call, checked: the one place their limits are written.
 
-    Every entry point uses it: :func:`validate_chat_call` (the provider
-    chain's ``invoke``/``ainvoke``/``stream``/``astream``),
-    ``LangChainBackend.generate``/``stream``, ``ChatAgent`` and, through the
-    field types above, ``ToTConfig``'s ``temperature``,
-    ``evaluation_temperature`` and ``max_tokens``. Strict: ``True`` is not a
+    Every entry point uses it (the chain, the backend, ``ChatAgent``, and
+    ``ToTConfig`` through the field types above). Strict: ``True`` is not a
     number, ``2.5`` not a token count, ``"42"`` not a seed. ``None`` means not
-    set. Use :meth:`check` to get :class:`InvalidInputError` naming the keyword.
+    set. :meth:`check` raises :class:`InvalidInputError` naming the keyword.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -152,17 +147,16 @@ def validate_prompt(prompt: object) -> str:
         raise InvalidInputError("prompt is empty")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InvalidInputError(f"prompt has {len(prompt)} characters; limit {MAX_PROMPT_CHARS}")
-    _encodable(prompt, "prompt")
+    _check_text(prompt, "prompt")
     return prompt
 
 
 def validate_chat_call(input: object, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a chat Runnable's input and call keywords before anything is sent.
+    """The keywords to call a chat Runnable with, its input and keywords checked.
 
     Text anywhere in the input must be encodable as UTF-8 (a lone surrogate such
     as ``"\\ud800"`` is not); generation keywords are range-checked, keywords a
     provider may legitimately take are passed on, anything else is an error.
-    Returns the keywords to call with.
     """
     _check_text(input, "input")
     generation = {k: v for k, v in kwargs.items() if k not in PASS_THROUGH_KEYWORDS}
@@ -183,9 +177,8 @@ the chain the very input and keywords it checked (:func:`checked`)."""
 
 
 def checked(config: RunnableConfig, input: object, kwargs: Mapping[str, Any]) -> RunnableConfig:
-    """``config`` saying that ``input`` (this very object) with ``kwargs`` was checked
-    (:func:`validate_chat_call` returned ``kwargs``), so a chain called with both need
-    not check them again (:func:`validate_chat_call_once`)."""
+    """``config`` saying that ``input`` (this very object) with ``kwargs`` was checked,
+    so a chain called with both need not check them again."""
     mark = (input, dict(kwargs))
     return {**config, "configurable": {**config.get("configurable", {}), CHECKED_KEY: mark}}
 
@@ -194,8 +187,7 @@ def validate_chat_call_once(
     input: object, kwargs: Mapping[str, Any], config: RunnableConfig | None
 ) -> dict[str, Any]:
     """:func:`validate_chat_call`, unless ``config`` says that this very ``input`` with
-    these ``kwargs`` was checked already (:func:`checked`); anything else (another input,
-    a keyword a binding added) is checked."""
+    these ``kwargs`` was checked already (:func:`checked`)."""
     configurable = config.get("configurable") if config else None
     mark = configurable.get(CHECKED_KEY) if configurable else None
     if mark is not None and mark[0] is input and mark[1] == kwargs:
@@ -203,31 +195,24 @@ def validate_chat_call_once(
     return validate_chat_call(input, kwargs)
 
 
-def _encodable(text: str, where: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(
-            f"{where} cannot be sent: {exc.reason} at character {exc.start} "
-            f"({text[exc.start : exc.end]!a})"
-        ) from None
-
-
 def _check_text(value: object, where: str) -> None:
     """Every string inside ``value`` (messages, content blocks, tool calls) is encodable."""
     if isinstance(value, str):
-        _encodable(value, where)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(
+                f"{where} cannot be sent: {exc.reason} at character {exc.start} "
+                f"({value[exc.start : exc.end]!a})"
+            ) from None
     elif isinstance(value, BaseMessage):
         _check_text(value.content, f"{where} ({value.type} message)")
         _check_text(value.additional_kwargs, f"{where} ({value.type} message)")
         _check_text(getattr(value, "tool_calls", None), f"{where} ({value.type} message)")
     elif isinstance(value, PromptValue):
         _check_text(value.to_messages(), where)
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            _check_text(item, where)
-    elif isinstance(value, list | tuple):
-        for item in value:
+    elif isinstance(value, Mapping | list | tuple):
+        for item in value.values() if isinstance(value, Mapping) else value:
             _check_text(item, where)
 
 

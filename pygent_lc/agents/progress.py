@@ -76,9 +76,8 @@ class ProgressBackend(LLMBackend):
 
     def _update_usage(self) -> None:
         now = self.inner.usage_totals()
-        if now is None or self._start is None:
-            return
-        self.progress.usage = now - self._start
+        if now is not None and self._start is not None:
+            self.progress.usage = now - self._start
 
 
 class ProgressObserver:
@@ -90,11 +89,8 @@ class ProgressObserver:
     def solving(self, ctx: SearchContext) -> AbstractContextManager[object]:
         return nullcontext()
 
-    def level(self, ctx: SearchContext, depth: int) -> AbstractContextManager[object]:
-        return self._entering(depth)
-
     @contextmanager
-    def _entering(self, depth: int) -> Iterator[object]:
+    def level(self, ctx: SearchContext, depth: int) -> Iterator[object]:
         if depth != self.progress.level:
             self.progress.level = depth
             self.progress.notify()

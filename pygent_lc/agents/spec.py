@@ -47,9 +47,8 @@ def _name_list(value: object) -> object:
 
 AgentType = Literal["reasoning", "chat"]
 AGENT_TYPES: tuple[AgentType, ...] = get_args(AgentType)
-ProviderChoice = str
-"""A provider's name, or ``"auto"``: the configured chain."""
-PROVIDER_CHOICES: tuple[ProviderChoice, ...] = (*PROVIDERS, "auto")
+#: A provider's name, or ``"auto"``: the configured chain.
+PROVIDER_CHOICES: tuple[str, ...] = (*PROVIDERS, "auto")
 TaskName = Literal["generic", "game24"]
 TASK_NAMES: tuple[TaskName, ...] = get_args(TaskName)
 TOT_KEYS = frozenset(ToTConfig.model_fields)
@@ -72,7 +71,7 @@ class AgentSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     agent_type: Annotated[AgentType, BeforeValidator(_normalized)]
-    provider: Annotated[ProviderChoice, BeforeValidator(_provider_choice)] = "auto"
+    provider: Annotated[str, BeforeValidator(_provider_choice)] = "auto"
     model_name: Text | None = None
     openrouter_api_key: Key | None = None
     ollama_url: Text | None = None

@@ -34,7 +34,7 @@ from pygent_lc.cli.parser import (
     read_prompt,
 )
 from pygent_lc.errors import ConfigurationError, InvalidInputError, NoAnswerError
-from pygent_lc.telemetry import instrument_from_env
+from pygent_lc.telemetry import instrument_from_env, start_otlp_export
 
 if TYPE_CHECKING:
     from pygent_lc.cli.output import FallbackRecorder
@@ -100,8 +100,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in _PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
             args.text = read_prompt(args, _PROMPT_ARGUMENT[args.command])
         if args.otel:
-            from pygent_lc.telemetry.export import start_otlp_export
-
             stop_export = start_otlp_export()
         else:
             instrument_from_env()  # PYGENT_OTEL=1: spans and metrics of this run

@@ -22,13 +22,12 @@ from pygent_lc.chain import ProviderSkippedWarning
 from pygent_lc.cli.doctor import diagnose, first_configured, setup_hint
 from pygent_lc.cli.output import (
     FallbackRecorder,
+    answer_json,
     redact,
-    served_by,
     solve_json,
     solve_summary,
     usage_json,
     usage_line,
-    usage_rows,
     usage_table,
 )
 from pygent_lc.cli.parser import (
@@ -87,28 +86,22 @@ def _interactive(args: argparse.Namespace) -> bool:
 async def _solve(args: argparse.Namespace, settings: Settings, recorder: FallbackRecorder) -> int:
     problem: str = args.text
     config = _custom_config(args)
-    tot: dict[str, Any] = dict(SOLVE_DEFAULTS[args.task])
-    for option, field in SOLVE_OPTIONS.items():
-        if getattr(args, option) is not None:
-            tot[field] = getattr(args, option)
-    config.update(tot, task=args.task, search_method=args.search)
+    config.update(SOLVE_DEFAULTS[args.task], task=args.task, search_method=args.search)
+    given = {field: getattr(args, option) for option, field in SOLVE_OPTIONS.items()}
+    config.update({field: value for field, value in given.items() if value is not None})
     with _flags_named("solve"):
         agent = await AgentFactory(settings).create_agent("reasoning", custom_config=config)
     assert isinstance(agent, ReasoningAgent)
     try:
         progress = ProgressLine(sys.stderr) if _interactive(args) else None
-        if progress is None:
-            result = await agent.solve(problem)
-        else:
-            async with progress:
-                result = await agent.solve(problem, on_progress=progress.update)
+        async with progress or nullcontext():
+            result = await agent.solve(problem, on_progress=progress.update if progress else None)
     finally:
         await agent.aclose()
     if args.mermaid:
         await asyncio.to_thread(Path(args.mermaid).write_text, result.to_mermaid(), "utf-8")
     if args.json:
-        data = solve_json(result, agent)
-        data["fallbacks"] = recorder.fallbacks
+        data = solve_json(result, agent) | {"fallbacks": recorder.fallbacks}
         print(json.dumps(data, indent=2, ensure_ascii=False))
     elif result.best is not None:
         label = "Answer" if result.solved else "Best partial answer (no final answer reached)"
@@ -131,7 +124,10 @@ async def _chat(args: argparse.Namespace, settings: Settings, recorder: Fallback
             answer = await agent.process(prompt)
         else:
             # Until the first text: the model loads (local) or thinks, on a terminal.
-            waiting = StatusLine(sys.stderr, _waiting(agent)) if _interactive(args) else None
+            first = agent.providers[0] if agent.providers else "the model"
+            waiting = None
+            if _interactive(args):
+                waiting = StatusLine(sys.stderr, f"{first}: loading the model or thinking…")
             async with waiting or nullcontext():
                 async for text in agent.stream(prompt):
                     if waiting is not None and text:
@@ -141,22 +137,10 @@ async def _chat(args: argparse.Namespace, settings: Settings, recorder: Fallback
     finally:
         await agent.aclose()
     if args.json:
-        data = {
-            "answer": answer,
-            "providers": agent.providers,
-            "served_by": served_by(agent.usage),
-            "usage": usage_rows(agent.usage),
-            "fallbacks": recorder.fallbacks,
-        }
+        data = answer_json(answer, agent) | {"fallbacks": recorder.fallbacks}
         print(json.dumps(data, indent=2, ensure_ascii=False))
     print(usage_line(agent.usage), file=sys.stderr)
     return EXIT_OK
-
-
-def _waiting(agent: ChatAgent) -> str:
-    """What ``chat`` shows before the first token: the model loads (local) or thinks."""
-    first = agent.providers[0] if agent.providers else "the model"
-    return f"{first}: loading the model or thinking…"
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:

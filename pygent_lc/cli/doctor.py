@@ -19,19 +19,17 @@ from pygent_lc.limits import ResilientStore, open_store, redact_url
 from pygent_lc.limits.store import MEMORY_URLS
 from pygent_lc.providers.ollama import installed_ollama_models
 from pygent_lc.providers.registry import PROVIDERS
-from pygent_lc.providers.status import ProviderHealth, Status, one_line, timed
+from pygent_lc.providers.status import ProviderHealth, one_line, timed
 from pygent_lc.settings import ProviderName, Settings
 
 PROBE_PROMPT = "Reply with the single word OK."
-STATE_STORE = "state store"
-"""The name of the report's line about ``PYGENT_STATE_URL``'s store, when it has a problem."""
 
 
 def diagnose(
     settings: Settings, providers: Sequence[ProviderName] | None = None, *, probe: bool = False
 ) -> list[ProviderHealth]:
     """The health of each provider (default: all, in the configured order first)."""
-    names = list(providers or _all_in_order(settings))
+    names = list(providers or dict.fromkeys([*settings.providers, *PROVIDERS]))
     report = []
     for name in names:
         health = PROVIDERS[name].health(settings)
@@ -58,7 +56,7 @@ def _state_store_problem(settings: Settings) -> ProviderHealth | None:
         store.close()
     if outage is None or not outage.misconfigured:
         return None
-    return ProviderHealth(STATE_STORE, "problem", f"{redact_url(url)} {outage}")
+    return ProviderHealth("state store", "problem", f"{redact_url(url)} {outage}")
 
 
 def first_configured(settings: Settings) -> ProviderName:
@@ -93,10 +91,6 @@ def setup_hint() -> str:
     return ", or ".join(spec.setup_hint for spec in PROVIDERS.values())
 
 
-def _all_in_order(settings: Settings) -> list[ProviderName]:
-    return [*settings.providers, *(p for p in PROVIDERS if p not in settings.providers)]
-
-
 def _probe(name: ProviderName, settings: Settings, health: ProviderHealth) -> ProviderHealth:
     try:
         with LangChainBackend(build_chat_model(settings, [name])) as backend:  # closes its pool
@@ -107,6 +101,3 @@ def _probe(name: ProviderName, settings: Settings, health: ProviderHealth) -> Pr
         return ProviderHealth(name, "problem", f"probe failed: {one_line(exc)}", health.model)
     detail = f"{health.detail}; probe answered {reply.strip()[:20]!r}"
     return ProviderHealth(name, "ok", detail, model=health.model, latency_ms=latency)
-
-
-__all__ = ["ProviderHealth", "Status", "diagnose", "first_configured", "setup_hint"]

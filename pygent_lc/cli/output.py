@@ -20,7 +20,7 @@ from typing import Any
 
 from dotenv.parser import parse_stream
 
-from pygent_lc.agents import AgentError, NoAnswerError, ReasoningAgent
+from pygent_lc.agents import AgentError, ChatAgent, NoAnswerError, ReasoningAgent
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -79,30 +79,30 @@ def solve_summary(result: ToTResult, agent: ReasoningAgent) -> str:
     )
 
 
+def answer_json(answer: str | None, agent: ReasoningAgent | ChatAgent) -> dict[str, Any]:
+    """The answer, the providers asked and those that served, and the usage."""
+    return {
+        "answer": answer,
+        "providers": agent.providers,
+        "served_by": served_by(agent.usage),
+        "usage": usage_rows(agent.usage),
+    }
+
+
 def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
     """The full result (tree included) plus the answer, providers and usage."""
     data: dict[str, Any] = json.loads(result.to_json(indent=None))
     data["solved"] = result.solved
-    data["answer"] = result.best.text if result.best else None
-    data["providers"] = agent.providers
-    data["served_by"] = served_by(agent.usage)
-    data["usage"] = usage_rows(agent.usage)
-    return data
+    return data | answer_json(result.best.text if result.best else None, agent)
 
 
 def usage_rows(usage: UsageTracker) -> list[dict[str, Any]]:
     """Each ``provider/model`` pair's calls, failures, tokens, cost and latency, for JSON."""
+    totals = ("calls", "failures", "input_tokens", "output_tokens", "cost_usd")
     return [
-        {
-            "provider": e.provider,
-            "model": e.model,
-            "calls": e.usage.calls,
-            "failures": e.usage.failures,
-            "input_tokens": e.usage.input_tokens,
-            "output_tokens": e.usage.output_tokens,
-            "cost_usd": e.usage.cost_usd,
-            "mean_latency_s": e.mean_latency_s,
-        }
+        {"provider": e.provider, "model": e.model}
+        | {name: getattr(e.usage, name) for name in totals}
+        | {"mean_latency_s": e.mean_latency_s}
         for e in usage.summary().values()
     ]
 

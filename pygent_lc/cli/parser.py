@@ -122,7 +122,7 @@ def read_prompt(args: argparse.Namespace, name: str) -> str:
     if args.file is not None:
         try:
             with open(args.file, encoding="utf-8") as handle:
-                text = _read_bounded(handle, f"{args.file}")
+                text = _read_bounded(handle, args.file)
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInputError(f"cannot read {args.file}: {exc}") from None
     elif given == "-":
@@ -135,24 +135,17 @@ def read_prompt(args: argparse.Namespace, name: str) -> str:
     return validate_prompt(text)
 
 
-_CHUNK_CHARS = 1 << 16
-
-
 def _read_bounded(stream: TextIO, where: str) -> str:
-    """At most :data:`MAX_PROMPT_CHARS` characters of ``stream``, read in chunks; more is
-    an :class:`InvalidInputError` naming the limit, raised as soon as it is passed."""
+    """At most :data:`MAX_PROMPT_CHARS` characters of ``stream``; a longer text is an
+    :class:`InvalidInputError` naming the limit, raised once one more was read."""
     from pygent_lc.validation import MAX_PROMPT_CHARS
 
-    parts: list[str] = []
-    count = 0
-    while chunk := stream.read(min(_CHUNK_CHARS, MAX_PROMPT_CHARS + 1 - count)):
-        parts.append(chunk)
-        count += len(chunk)
-        if count > MAX_PROMPT_CHARS:
-            raise InvalidInputError(
-                f"{where} has more than {MAX_PROMPT_CHARS} characters (the prompt limit)"
-            )
-    return "".join(parts)
+    text = stream.read(MAX_PROMPT_CHARS + 1)  # a text stream reads until then or EOF
+    if len(text) > MAX_PROMPT_CHARS:
+        raise InvalidInputError(
+            f"{where} has more than {MAX_PROMPT_CHARS} characters (the prompt limit)"
+        )
+    return text
 
 
 def _verbose_option(parser: argparse.ArgumentParser, *, default: object) -> None:

@@ -4,17 +4,18 @@
 configure hook, as LangSmith's tracer is) and a Tree-of-Thought observer;
 ``uninstrument()`` removes both. Until then nothing is added to any call, and
 importing this module (or ``pygent_lc``) imports no OpenTelemetry package.
-``PYGENT_OTEL=1`` instruments when ``pygent_lc`` is imported;
-``PYGENT_OTEL_CAPTURE_CONTENT=1`` adds prompt and completion text to spans.
-Names: :mod:`pygent_lc.telemetry.names`.
+``PYGENT_OTEL=1`` instruments where a chain is built and in the CLI
+(:func:`instrument_from_env`); ``PYGENT_OTEL_CAPTURE_CONTENT=1`` adds prompt
+and completion text to spans. Names: :mod:`pygent_lc.telemetry.names`.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import warnings
+from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pygent_lc.errors import ConfigurationError
@@ -23,22 +24,15 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from pygent_lc.telemetry.handler import OtelCallbackHandler
     from pygent_lc.telemetry.metrics import Instruments
 
+OTLP_PACKAGE = "opentelemetry-exporter-otlp-proto-http"
 ENABLE_ENV = "PYGENT_OTEL"
 CAPTURE_CONTENT_ENV = "PYGENT_OTEL_CAPTURE_CONTENT"
 SCOPE = "pygent_lc"
 
-
-@dataclass
-class _Installed:
-    handler: OtelCallbackHandler
-    instruments: Instruments
-    hook: ContextVar[Any]
-
-
-_installed: _Installed | None = None
+#: What :func:`instrument` installed: the configure hook's variable and the instruments.
+_installed: tuple[ContextVar[Any], Instruments] | None = None
 _lock = threading.Lock()
 
 
@@ -84,7 +78,7 @@ def instrument(
         hook: ContextVar[Any] = ContextVar("pygent_otel_handler", default=handler)
         register_configure_hook(hook, True)
         observe.set_observer(TracingSearchObserver(tracer, capture_content=capture))
-        _installed = _Installed(handler, instruments, hook)
+        _installed = (hook, instruments)
 
 
 def uninstrument() -> None:
@@ -105,11 +99,11 @@ def _uninstall() -> None:
 
     from pygent_lc.tot import observe
 
+    hook, instruments = _installed
     # LangChain has no public way to unregister a configure hook.
-    hooks = lc_context._configure_hooks
-    hooks[:] = [entry for entry in hooks if entry[0] is not _installed.hook]
+    lc_context._configure_hooks[:] = [h for h in lc_context._configure_hooks if h[0] is not hook]
     observe.set_observer(None)
-    _installed.instruments.stop()
+    instruments.stop()
     _installed = None
 
 
@@ -120,9 +114,40 @@ def instrument_from_env() -> None:
     try:
         instrument()
     except ConfigurationError as exc:
-        import warnings
-
         warnings.warn(f"{ENABLE_ENV} is set but {exc}", RuntimeWarning, stacklevel=2)
+
+
+def start_otlp_export() -> Callable[[], None]:
+    """The CLI's ``--otel``: instrument with a tracer provider that sends spans over
+    OTLP/HTTP; returns the function that flushes them and undoes the instrumentation.
+
+    The endpoint, headers and service name come from the standard variables
+    (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS``, ...), read by
+    the exporter and the SDK themselves.
+    """
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--otel needs OpenTelemetry: pip install 'pygent-lc[otel]' {OTLP_PACKAGE}"
+        ) from exc
+    try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"--otel needs the OTLP exporter: pip install {OTLP_PACKAGE}"
+        ) from exc
+    provider = TracerProvider(resource=Resource.create({"service.name": "pygent-lc"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    instrument(tracer_provider=provider)
+
+    def stop() -> None:
+        uninstrument()
+        provider.shutdown()  # flushes the batch
+
+    return stop
 
 
 __all__ = [
@@ -131,5 +156,6 @@ __all__ = [
     "instrument",
     "instrument_from_env",
     "is_instrumented",
+    "start_otlp_export",
     "uninstrument",
 ]

@@ -211,12 +211,8 @@ class OtelCallbackHandler(BaseCallbackHandler):
 
 
 def _attempt_number(tags: Sequence[str] | None) -> int:
-    for tag in tags or ():
-        if tag.startswith(_ATTEMPT_TAG):
-            number = tag[len(_ATTEMPT_TAG) :]
-            if number.isdigit():
-                return int(number)
-    return 1
+    numbers = (tag.removeprefix(_ATTEMPT_TAG) for tag in tags or () if tag.startswith(_ATTEMPT_TAG))
+    return next((int(number) for number in numbers if number.isdigit()), 1)
 
 
 def _error_type(error: BaseException) -> str:
