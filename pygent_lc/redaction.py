@@ -77,12 +77,3 @@ def _unquoted(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
-
-
-__all__ = [
-    "MAX_SHOWN_CHARS",
-    "looks_like_credential",
-    "mask_credentials",
-    "redact_text",
-    "shown_value",
-]

@@ -7,19 +7,10 @@
 
 Both follow a script: each call takes the next of ``outcomes`` (a reply, or an
 exception to raise); once those are used up, ``reply(prompt)`` answers, or
-``"ok"`` without a ``reply``. Both record what they were asked, so a test can
-check the calls made::
-
-    from pygent_lc import LangChainBackend
-    from pygent_lc.errors import RateLimitError
-    from pygent_lc.testing import ScriptedChatModel
-
-    model = ScriptedChatModel(outcomes=[RateLimitError("slow down", provider="scripted")])
-    backend = LangChainBackend(model)  # the first call fails, the next answers "ok"
-
-Tokens are counted as words. For a chat model that only replies, LangChain's
-``GenericFakeChatModel`` works under ``LangChainBackend`` too; ``ScriptedChatModel``
-adds scripted errors (also in the middle of a stream), usage and cost.
+``"ok"`` without a ``reply``. Both record what they were asked, count tokens as
+words, and can take time (``latency_s``) to measure concurrency. Examples:
+``docs/testing.md``. LangChain's ``GenericFakeChatModel`` only replies;
+``ScriptedChatModel`` adds scripted errors (also mid-stream), usage and cost.
 """
 
 from __future__ import annotations

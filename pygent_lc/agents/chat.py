@@ -85,6 +85,3 @@ class ChatAgent(Closable):
 
     async def aclose(self) -> None:
         await aclose_runnable(self.chain)
-
-
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "ChatAgent"]

@@ -152,6 +152,3 @@ class AgentFactory(Closable):
         return ReasoningAgent(
             chain, name=name, config=config, task=make_task(spec.task), providers=list(providers)
         )
-
-
-__all__ = ["Agent", "AgentFactory", "check_provider", "configured_model", "usable_providers"]

@@ -95,6 +95,3 @@ class ProgressObserver:
             self.progress.level = depth
             self.progress.notify()
         yield None
-
-
-__all__ = ["ProgressBackend", "ProgressObserver", "SolveProgress"]

@@ -108,6 +108,3 @@ class ReasoningAgent(Closable):
             why = result.stats.budget_exhausted or "no thought could be valued"
             raise NoAnswerError(f"the search found nothing to answer with ({why})")
         return result.best.text
-
-
-__all__ = ["ReasoningAgent", "make_task", "tot_config_for"]

@@ -187,13 +187,3 @@ _SETTING_OF_KEY = {
     "ollama_url": ("ollama_base_url",),
     "model_name": tuple(spec.model_keyword for spec in PROVIDERS.values()),
 }
-
-
-__all__ = [
-    "AGENT_TYPES",
-    "PROVIDER_CHOICES",
-    "TASK_NAMES",
-    "AgentSpec",
-    "agent_settings",
-    "parse_spec",
-]

@@ -226,11 +226,8 @@ def _mark_failed(span: Span, error: BaseException) -> None:
 
 
 def _reply(response: LLMResult) -> ChatGeneration | None:
-    for generations in response.generations:
-        for generation in generations:
-            if isinstance(generation, ChatGeneration):
-                return generation
-    return None
+    replies = (g for gs in response.generations for g in gs if isinstance(g, ChatGeneration))
+    return next(replies, None)
 
 
 def _reply_attributes(reply: ChatGeneration | None) -> dict[str, Any]:
