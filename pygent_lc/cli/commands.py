@@ -38,7 +38,7 @@ from pygent_lc.cli.parser import (
     SOLVE_OPTIONS,
     name_flags,
 )
-from pygent_lc.cli.progress import ProgressLine, StatusLine
+from pygent_lc.cli.status import ProgressLine, StatusLine
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.limits import ResilientStore, UsageRow, open_store, redact_url
 from pygent_lc.limits.store import MEMORY_URLS, UNREACHABLE
