@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
@@ -196,8 +196,8 @@ class ScriptedChatModel(BaseChatModel):
     reply: Callable[[str], str] | None = None
     """Answers once ``outcomes`` are used up; ``None`` answers ``"ok"``."""
     provider: str = "scripted"
-    cost_per_call: float | list[float] = 0.0
-    latency_s: float = 0.0
+    cost_per_call: float | Annotated[list[float], Field(min_length=1)] = 0.0
+    latency_s: float = Field(default=0.0, ge=0.0)
     calls: list[dict[str, Any]] = Field(default_factory=list)
     prompts: list[str] = Field(default_factory=list)
     in_flight: int = 0

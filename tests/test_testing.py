@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from pydantic import ValidationError
 
 import pygent_lc.testing as testing
 from pygent_lc import LangChainBackend, LLMBackend
@@ -193,6 +194,10 @@ def test_chat_model_cost_per_call_list_bills_each_call_its_own() -> None:
     streamed = [c.response_metadata["cost"] for c in model.stream("q") if c.response_metadata]
     assert costs == [0.5, 0.25, 0.25]  # the last one repeats
     assert streamed == [0.25]
+    with pytest.raises(ValidationError):
+        ScriptedChatModel(cost_per_call=[])
+    with pytest.raises(ValidationError):
+        ScriptedChatModel(latency_s=-1)
 
 
 async def test_chat_model_latency_runs_calls_concurrently() -> None:
