@@ -126,18 +126,14 @@ def start_otlp_export() -> Callable[[], None]:
     the exporter and the SDK themselves.
     """
     try:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
         raise ConfigurationError(
-            f"--otel needs OpenTelemetry: pip install 'pygent-lc[otel]' {OTLP_PACKAGE}"
-        ) from exc
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"--otel needs the OTLP exporter: pip install {OTLP_PACKAGE}"
+            f"--otel needs OpenTelemetry ('pygent-lc[otel]') and its OTLP exporter: "
+            f"pip install {OTLP_PACKAGE}"
         ) from exc
     provider = TracerProvider(resource=Resource.create({"service.name": "pygent-lc"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
