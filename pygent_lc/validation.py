@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.prompt_values import PromptValue
@@ -122,21 +122,12 @@ def _invalid(exc: ValidationError, params: Mapping[str, Any]) -> InvalidInputErr
     name = str(error["loc"][0])
     value = params[name]
     if error["type"] in ("greater_than_equal", "less_than_equal"):
-        low, high = _bounds(GenerationParams.model_fields[name].annotation)
+        # The field's own limits, as pydantic states them: {"anyOf": [{..., "minimum":
+        # low, "maximum": high}, {"type": "null"}]}
+        limits = GenerationParams.model_json_schema()["properties"][name]["anyOf"][0]
+        low, high = limits["minimum"], limits["maximum"]
         return InvalidInputError(f"{name} must be between {low} and {high}, got {value}")
     return InvalidInputError(f"{name} must be {_EXPECTED[name]}, got {value!r}")
-
-
-def _bounds(annotation: object) -> tuple[object, object]:
-    """The ``ge`` and ``le`` written in ``annotation`` (inside ``Annotated`` and ``| None``)."""
-    low = high = None
-    parts = [annotation]
-    while parts:
-        part = parts.pop()
-        parts.extend(get_args(part))
-        for item in getattr(part, "metadata", ()):
-            low, high = getattr(item, "ge", low), getattr(item, "le", high)
-    return low, high
 
 
 def validate_prompt(prompt: object) -> str:
