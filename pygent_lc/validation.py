@@ -138,7 +138,7 @@ def validate_prompt(prompt: object) -> str:
         raise InvalidInputError("prompt is empty")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise InvalidInputError(f"prompt has {len(prompt)} characters; limit {MAX_PROMPT_CHARS}")
-    _check_text(prompt, "prompt")
+    _encodable(prompt, "prompt")
     return prompt
 
 
@@ -186,16 +186,20 @@ def validate_chat_call_once(
     return validate_chat_call(input, kwargs)
 
 
+def _encodable(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{where} cannot be sent: {exc.reason} at character {exc.start} "
+            f"({text[exc.start : exc.end]!a})"
+        ) from None
+
+
 def _check_text(value: object, where: str) -> None:
     """Every string inside ``value`` (messages, content blocks, tool calls) is encodable."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise InvalidInputError(
-                f"{where} cannot be sent: {exc.reason} at character {exc.start} "
-                f"({value[exc.start : exc.end]!a})"
-            ) from None
+        _encodable(value, where)
     elif isinstance(value, BaseMessage):
         _check_text(value.content, f"{where} ({value.type} message)")
         _check_text(value.additional_kwargs, f"{where} ({value.type} message)")
