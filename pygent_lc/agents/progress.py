@@ -68,16 +68,13 @@ class ProgressBackend(LLMBackend):
             return await self.inner.generate(prompt, **kwargs)
         finally:
             progress.in_flight -= 1
-            self._update_usage()
+            now = self.inner.usage_totals()
+            if now is not None and self._start is not None:
+                progress.usage = now - self._start
             progress.notify()
 
     def usage_totals(self) -> UsageTotals | None:
         return self.inner.usage_totals()
-
-    def _update_usage(self) -> None:
-        now = self.inner.usage_totals()
-        if now is not None and self._start is not None:
-            self.progress.usage = now - self._start
 
 
 class ProgressObserver:
