@@ -4,14 +4,13 @@ One :class:`LLMCaller` serves one ``solve``. It holds the semaphore that
 bounds calls in flight, refuses calls once a budget is spent (the search
 then ends cleanly), counts calls and failures per phase so a level whose
 every call failed can be raised, and measures tokens and cost from the
-backend's ``usage_totals()``. :class:`PromptCache` shares evaluation results
-between identical prompts, including prompts still in flight.
+backend's ``usage_totals()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -316,45 +315,3 @@ async def sample_prompt(
         else:
             result.errors.append(item)
     return result
-
-
-class PromptCache:
-    """Evaluation results keyed by the full prompt, shared while still in flight.
-
-    Only complete results are kept: a prompt whose samples failed or were
-    refused is asked again the next time it comes up.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[str, asyncio.Future[SampledOutputs]] = {}
-
-    async def get(
-        self, prompt: str, produce: Callable[[], Awaitable[SampledOutputs]]
-    ) -> tuple[SampledOutputs, bool]:
-        """The result for ``prompt`` and whether it came from the cache."""
-        entry = self._entries.get(prompt)
-        if entry is not None:
-            return await asyncio.shield(entry), True
-        future: asyncio.Future[SampledOutputs] = asyncio.ensure_future(produce())
-        self._entries[prompt] = future
-        try:
-            result = await asyncio.shield(future)
-        except BaseException:
-            # A failed ask is forgotten; one still running (we were cancelled)
-            # stays for the other waiters, and ``aclose`` cancels it at the end.
-            if future.done() and self._entries.get(prompt) is future:
-                del self._entries[prompt]
-            raise
-        if not result.complete and self._entries.get(prompt) is future:
-            del self._entries[prompt]
-        return result, False
-
-    async def aclose(self) -> None:
-        """Cancel asks still in flight (the search that wanted them has ended)."""
-        pending = [future for future in self._entries.values() if not future.done()]
-        for future in pending:
-            future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    def __len__(self) -> int:
-        return len(self._entries)

@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
 import random
+import threading
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Coroutine, Mapping
 from dataclasses import asdict
-from typing import Any, TypedDict, Unpack, overload
+from typing import Any, TypedDict, TypeVar, Unpack, overload
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from pygent_lc.backend import LLMBackend
 from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.resources import runnable_parts
 from pygent_lc.tot import observe
-from pygent_lc.tot.calls import LLMCaller, PromptCache, SamplesSupport
+from pygent_lc.tot.calls import LLMCaller, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
-from pygent_lc.tot.model_id import model_identity
 from pygent_lc.tot.node import ThoughtTree
 from pygent_lc.tot.result import ToTResult, ToTStats, best_so_far, collect_solutions
 from pygent_lc.tot.search import SearchContext, bfs, dfs
 from pygent_lc.tot.shared_values import open_value_store
-from pygent_lc.tot.sync import run_sync as run_sync
 from pygent_lc.tot.tasks.base import BatchValueTask, Task, propose_version
 from pygent_lc.tot.tasks.generic import GenericTask
 from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
+
+_T = TypeVar("_T")
 
 ToTInput = str | Mapping[str, Any]
 """A problem string, or a mapping with a ``"problem"`` key (LCEL-friendly)."""
@@ -41,6 +49,107 @@ def _problem_of(value: object) -> str:
     if not value.strip():
         raise InvalidInputError("the problem is empty")
     return value
+
+
+#: How long an interrupted search gets to cancel its calls before we stop waiting.
+CANCEL_GRACE_S = 0.5
+_POLL_S = 0.05
+
+
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` to completion from sync code, even under a running event loop.
+
+    Without a running loop this is ``asyncio.run``: Ctrl-C cancels the
+    search, whose calls in flight are cancelled with it. Under a running loop
+    (a notebook cell, an async handler) the coroutine runs on a fresh loop in
+    a worker thread, with the caller's context variables, and the caller's
+    thread (and its loop) waits: ``await engine.solve(...)`` is the way there.
+    A ``KeyboardInterrupt`` while waiting, or the cancellation of the task
+    that called us, cancels the search in the worker at once and is raised
+    within about ``CANCEL_GRACE_S``.
+    """
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    warnings.warn(
+        "a sync solve under a running event loop blocks that loop until it ends; "
+        "use 'await engine.solve(...)' there",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return _run_in_thread(coro, asyncio.current_task(running))
+
+
+def _run_in_thread(coro: Coroutine[Any, Any, _T], caller: asyncio.Task[Any] | None) -> _T:
+    done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+    started = threading.Event()
+    box: dict[str, Any] = {}
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            task = loop.create_task(coro, context=context)
+            box["loop"], box["task"] = loop, task
+            started.set()
+            try:
+                done.set_result(loop.run_until_complete(task))
+            except BaseException as exc:  # delivered to the waiting thread
+                done.set_exception(exc)
+        finally:
+            started.set()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    # A daemon thread: an interrupted search must not hold the interpreter open.
+    worker = threading.Thread(target=work, name="pygent-tot-solve", daemon=True)
+    worker.start()
+    try:
+        while True:
+            try:
+                return done.result(timeout=_POLL_S)
+            except concurrent.futures.TimeoutError:
+                if caller is not None and caller.cancelling():
+                    raise asyncio.CancelledError() from None
+    except BaseException:
+        started.wait()
+        loop, task = box.get("loop"), box.get("task")
+        if loop is not None and task is not None and not done.done():
+            # RuntimeError: the loop has just closed, nothing is left to cancel.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+            concurrent.futures.wait([done], timeout=CANCEL_GRACE_S)
+        raise
+
+
+_ATTRIBUTES = ("model_id", "model_name", "model")
+
+
+def _own_name(obj: object) -> str | None:
+    for attribute in _ATTRIBUTES:
+        value = getattr(obj, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def model_identity(backend: object) -> str | None:
+    """The model (or ``a>b`` fallback chain of models) behind ``backend``, if it says.
+
+    A name the backend gives itself (``model_id``, ``model_name`` or ``model``)
+    wins; else the chat models inside what it wraps, found by the package's one
+    walk over LangChain objects (:func:`~pygent_lc.resources.runnable_parts`:
+    bindings, provider policies, a provider chain's providers, fallbacks), in
+    the order they are tried.
+    """
+    if (own := _own_name(backend)) is not None:
+        return own
+    names: list[str] = []
+    for part in runnable_parts(backend):
+        if isinstance(part, BaseChatModel) and (name := _own_name(part)) and name not in names:
+            names.append(name)
+    return ">".join(names) if names else None
 
 
 class _EngineOptions(TypedDict, total=False):
@@ -174,13 +283,11 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             else f"{self.model_id}|{task.name}|{config.generation_strategy}:{proposals}"
             f"|x{config.n_generate_sample}",
         )
-        cache = PromptCache()
         greedy_bfs = config.search_method == "bfs" and config.selection == "greedy"
         evaluator = StateEvaluator(
             task,
             config,
             caller,
-            cache,
             store=store,
             namespace=f"{self.model_id}|{task.name}|{version}",
             beam=config.n_select_sample if greedy_bfs else None,
@@ -197,10 +304,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             observer=self.observer,
         )
         with observe.solving(ctx):
-            try:
-                await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
-            finally:
-                await cache.aclose()
+            await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
         solutions = collect_solutions(tree, task, problem)
         stats = ToTStats(
             **asdict(caller.counters),
