@@ -82,29 +82,21 @@ def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
 
 
 def _run_in_thread(coro: Coroutine[Any, Any, _T], caller: asyncio.Task[Any] | None) -> _T:
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(coro, context=contextvars.copy_context())
     done: concurrent.futures.Future[_T] = concurrent.futures.Future()
-    started = threading.Event()
-    box: dict[str, Any] = {}
-    context = contextvars.copy_context()
 
     def work() -> None:
-        loop = asyncio.new_event_loop()
         try:
-            task = loop.create_task(coro, context=context)
-            box["loop"], box["task"] = loop, task
-            started.set()
-            try:
-                done.set_result(loop.run_until_complete(task))
-            except BaseException as exc:  # delivered to the waiting thread
-                done.set_exception(exc)
+            done.set_result(loop.run_until_complete(task))
+        except BaseException as exc:  # delivered to the waiting thread
+            done.set_exception(exc)
         finally:
-            started.set()
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     # A daemon thread: an interrupted search must not hold the interpreter open.
-    worker = threading.Thread(target=work, name="pygent-tot-solve", daemon=True)
-    worker.start()
+    threading.Thread(target=work, name="pygent-tot-solve", daemon=True).start()
     try:
         while True:
             try:
@@ -113,9 +105,7 @@ def _run_in_thread(coro: Coroutine[Any, Any, _T], caller: asyncio.Task[Any] | No
                 if caller is not None and caller.cancelling():
                     raise asyncio.CancelledError() from None
     except BaseException:
-        started.wait()
-        loop, task = box.get("loop"), box.get("task")
-        if loop is not None and task is not None and not done.done():
+        if not done.done():
             # RuntimeError: the loop has just closed, nothing is left to cancel.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(task.cancel)

@@ -35,7 +35,6 @@ class Task(Protocol):
         """The normalised problem; raise ``InvalidInputError`` when unusable."""
         ...
 
-    # generation -----------------------------------------------------------
     def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
         """A prompt asking for several possible next steps, one per line."""
         ...
@@ -56,7 +55,6 @@ class Task(Protocol):
         """The thought in a sample completion, or ``None`` if there is none."""
         ...
 
-    # evaluation -----------------------------------------------------------
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
         """A value known without asking the model (a dead end, say), else ``None``."""
         ...
@@ -70,22 +68,15 @@ class Task(Protocol):
         ...
 
     def aggregate_values(self, scores: Sequence[float]) -> float:
-        """Combine the per-sample scores of one state, independent of their order.
-
-        States may be valued from different numbers of samples (a budget hit,
-        or sampling stopped early), so this must not grow with the count: a
-        mean, not a sum.
-        """
+        """Combine the per-sample scores of one state, whatever their order or count
+        (a budget hit or adaptive sampling leaves fewer): a mean, not a sum."""
         ...
 
     def samples_agree(
         self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
     ) -> bool:
         """Whether the value samples so far settle the state's value (no more are asked).
-
-        ``outputs`` are the completions behind ``scores``; they may be empty
-        when the scores come from a value store.
-        """
+        ``outputs`` are the completions behind ``scores`` (none for stored scores)."""
         ...
 
     def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
@@ -96,15 +87,11 @@ class Task(Protocol):
         """The 0-based index the completion voted for, or ``None``."""
         ...
 
-    # states ---------------------------------------------------------------
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
-        """The canonical key of a state: equal keys are the same state for the search.
-
-        States with one key are merged within a level and share one stored
-        value across searches, so the key must hold everything the value and
-        the future of the state depend on, and nothing else (Game of 24: the
-        multiset of numbers left; free text: the normalised problem and steps).
-        """
+        """The canonical key of a state: states with one key are merged within a level
+        and share stored values, so it holds everything the state's value and future
+        depend on, and nothing else (Game of 24: the numbers left; free text: the
+        normalised problem and steps)."""
         ...
 
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
@@ -169,36 +156,28 @@ class BatchValueTask(Task, Protocol):
         ...
 
 
+# The optional parts of a task, read where a task may not have them.
 def has_verifier(task: Task) -> bool:
-    """Whether ``task`` checks its final answers by program (:class:`VerifyingTask`)."""
     return bool(getattr(task, "verifies_answers", False))
 
 
 def children_checked(task: Task, problem: str, steps: Sequence[str]) -> bool:
     """Whether every state one step after ``steps`` gets its value from the task's
-    program (``static_value``), so expanding the state checks what valuing it
-    would estimate. ``task.children_checked`` where the task has one, else False."""
+    program (``static_value``): expanding the state checks what valuing it estimates."""
     check = getattr(task, "children_checked", None)
     return bool(check(problem, steps)) if callable(check) else False
 
 
 def propose_version(task: Task) -> str | None:
-    """``task.propose_version`` where the task has one (a string that changes with its
-    propose and sample prompts and their reading), else ``None``: without one, the
-    next steps found from a state are never reused (``ToTConfig.reuse_proposals``)."""
+    """Changes with the task's propose and sample prompts and their reading; without
+    one, the next steps found from a state are never reused (``reuse_proposals``)."""
     version = getattr(task, "propose_version", None)
     return version if isinstance(version, str) else None
 
 
 def program_answer(task: Task, problem: str, steps: Sequence[str]) -> str | None:
-    """``task.program_answer`` where the task has one, else ``None``."""
-    if isinstance(task, VerifyingTask):
-        return task.program_answer(problem, steps)
-    return None
+    return task.program_answer(problem, steps) if isinstance(task, VerifyingTask) else None
 
 
 def check_step(task: Task, problem: str, steps: Sequence[str]) -> bool | None:
-    """``task.check_step`` where the task has one, else ``None`` (cannot tell)."""
-    if isinstance(task, VerifyingTask):
-        return task.check_step(problem, steps)
-    return None
+    return task.check_step(problem, steps) if isinstance(task, VerifyingTask) else None

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from pygent_lc.errors import InvalidInputError
-from pygent_lc.tot.tasks._text import last_line_label, parse_vote, unique_lines
 from pygent_lc.tot.tasks.arithmetic import (
     UnsafeExpressionError,
     check_24,
@@ -29,7 +28,13 @@ from pygent_lc.tot.tasks.game24_prompts import (
     VALUE_PROMPT,
     VOTE_PROMPT,
 )
-from pygent_lc.tot.tasks.prompt import SplitPrompt, split_template
+from pygent_lc.tot.tasks.prompt import (
+    SplitPrompt,
+    last_line_label,
+    parse_vote,
+    split_template,
+    unique_lines,
+)
 
 __all__ = [
     "Game24Task",

@@ -13,14 +13,14 @@ import re
 from collections.abc import Sequence
 
 from pygent_lc.errors import ConfigurationError, InvalidInputError
-from pygent_lc.tot.tasks._text import (
+from pygent_lc.tot.tasks.prompt import (
+    SplitPrompt,
     last_line_label,
     normalise_text,
     parse_vote,
     strip_bullet,
     unique_lines,
 )
-from pygent_lc.tot.tasks.prompt import SplitPrompt
 from pygent_lc.validation import MAX_PROMPT_CHARS
 
 FINAL_PREFIX = "Final answer:"
