@@ -31,12 +31,9 @@ _T = TypeVar("_T")
 
 
 async def gather_or_cancel(*coroutines: Coroutine[Any, Any, _T]) -> list[_T]:
-    """The results of ``coroutines``, run at once in an :class:`asyncio.TaskGroup`.
-
-    When one raises, the TaskGroup cancels the others (a search that raised
-    must not keep spending on calls nobody reads) and the error that came
-    first is raised as itself, not inside an ``ExceptionGroup``.
-    """
+    """The results of ``coroutines``, run at once in an :class:`asyncio.TaskGroup`: when
+    one raises, the others are cancelled (a search that raised must not keep spending
+    on calls nobody reads) and the first error is raised as itself."""
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(coroutine) for coroutine in coroutines]
@@ -87,13 +84,11 @@ class LLMCaller:
         self.counters = CallCounters()
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
-        """Whether the model answers ``n`` samples in one request (shared by an engine)."""
         if type(backend).generate_samples is LLMBackend.generate_samples:
             # The contract's default sends one request for one sample: nothing to ask,
             # and no request of it need hold n samples' bound on the budget.
             self.n_support.learn(False)
 
-    # budgets --------------------------------------------------------------
     def usage(self) -> UsageTotals | None:
         """Usage since the search began, or ``None`` if the backend does not track it."""
         now = self._backend.usage_totals()
@@ -141,7 +136,6 @@ class LLMCaller:
         if self.exhausted is not None:
             raise BudgetExhausted(self.exhausted)
 
-    # phases ---------------------------------------------------------------
     def begin_phase(self) -> None:
         """Start counting the calls of one level's generation or evaluation."""
         self._phase = _Phase()
@@ -152,7 +146,6 @@ class LLMCaller:
         if phase.attempted and phase.failed == phase.attempted and phase.first_error is not None:
             raise phase.first_error
 
-    # calls ----------------------------------------------------------------
     async def call(
         self,
         prompt: str,
@@ -168,11 +161,8 @@ class LLMCaller:
     async def call_samples(
         self, prompt: str, n: int, *, kind: CallKind, temperature: float
     ) -> list[str]:
-        """Up to ``n`` completions in one request (``LLMBackend.generate_samples``).
-
-        Fewer come back where the provider ignores ``n``; the caller asks the
-        rest one by one. It is one request: one call, one hold on the budget.
-        """
+        """Up to ``n`` completions in one request (``LLMBackend.generate_samples``): one
+        call, one hold on the budget; fewer come back where the provider ignores ``n``."""
         outputs = await self._request(prompt, n, kind=kind, temperature=temperature, stop=None)
         self.n_support.learn(len(outputs) >= n)
         return outputs
@@ -231,13 +221,9 @@ class LLMCaller:
 
 
 class SamplesSupport:
-    """Whether one model answers ``n`` samples in one request: unknown until asked once.
-
-    An engine keeps one per model and shares it across its solves: the first
-    request with ``n > 1`` finds out (a single choice back means ``n`` is
-    ignored, as OpenRouter and Ollama do), and from then on samples go as one
-    request each where ``n`` is ignored, or together where it is honoured.
-    """
+    """Whether one model answers ``n`` samples in one request: unknown until the first
+    request with ``n > 1`` (a single choice back: ``n`` is ignored, as OpenRouter and
+    Ollama do). An engine keeps one for all its solves."""
 
     def __init__(self) -> None:
         self.honoured: bool | None = None
@@ -248,14 +234,11 @@ class SamplesSupport:
 
     @property
     def worth_asking(self) -> bool:
-        """Send several samples as one request (honoured, or not known yet)."""
         return self.honoured is not False
 
 
 @dataclass
 class SampledOutputs:
-    """The completions of the samples of one prompt."""
-
     outputs: list[str] = field(default_factory=list)
     errors: list[CallFailure] = field(default_factory=list)
     refused: int = 0
@@ -277,11 +260,9 @@ async def sample_prompt(
 ) -> SampledOutputs:
     """``n`` samples of ``prompt``; failures and refusals are collected, not raised.
 
-    Where the model answers ``n`` in one request (or that is not known yet),
-    they are asked as one request and only the missing ones are asked again,
-    one request each, at once; else all are asked one request each, at once.
-    ``fill=False`` sends one request only, so up to ``n`` come back (the caller
-    asks again if it still wants more).
+    Where the model answers ``n`` in one request (or may), one request asks them
+    and the missing ones are asked one request each, at once; else all are asked
+    one request each. ``fill=False`` sends one request only (up to ``n`` back).
     """
     result = SampledOutputs()
     if n > 1 and caller.n_support.worth_asking:

@@ -22,27 +22,20 @@ _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by 
 class ThoughtGenerator:
     """Expands states into child states with ``propose`` or ``sample`` prompts.
 
-    Every call of a level (``n_generate_sample`` per parent) is started
-    together; the semaphore of the :class:`LLMCaller` bounds how many run at
-    once. Children are added in a fixed order (parent, then call, then line),
-    so a run is reproducible whatever order the calls finish in. Children of
-    the level that are the same state (equal ``Task.state_key``: the same
-    thought twice, or, in Game of 24, two paths leaving the same numbers) are
-    one node, the first found; ``duplicates`` counts the copies merged into
-    it. The paper keeps textual copies and values them 0; merging frees their
-    beam slots for different states. A failed call is recorded on its
-    parent's ``error``. A thought the task rejects by program
-    (``VerifyingTask.check_step``: wrong arithmetic, numbers not available...)
-    is kept in the tree, pruned, before any value call, and counted in
-    ``invalid_pruned``.
+    Every call of a level (``n_generate_sample`` per parent) starts together,
+    bounded by the :class:`LLMCaller`. Children are added in a fixed order
+    (parent, call, line), so a run is reproducible whatever order calls finish
+    in. Children of the level that are one state (equal ``Task.state_key``) are
+    one node, the first found (the paper keeps copies and values them 0; merging
+    frees their beam slots). A failed call is recorded on its parent's
+    ``error``; a thought the task's program rejects (``check_step``) is kept in
+    the tree, pruned, before any value call.
 
     With a ``store`` and a ``namespace`` (the model, the task and its
-    ``propose_version``), the next steps found from a state are kept there
-    (``ToTConfig.reuse_proposals``): the thoughts that hold and lead somewhere,
-    once every call of the state succeeded. A later expansion of a state with
-    the same key takes them from the store, with no call, and counts it in
-    ``proposals_reused``; stored thoughts the task's step check rejects from
-    this state are not used (the state is asked again).
+    ``propose_version``), the thoughts found from a state that hold and lead
+    somewhere are kept there once every call of the state succeeded
+    (``ToTConfig.reuse_proposals``); a later expansion of a state with the same
+    key takes them with no call, unless the step check rejects one from it.
     """
 
     def __init__(

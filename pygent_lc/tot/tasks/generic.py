@@ -7,7 +7,6 @@ paper's sure/likely/impossible words), averaged over the value samples.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pygent_lc.tot.tasks.prompt import (
     last_line_label,
     normalise_text,
     parse_vote,
+    prompt_version,
     strip_bullet,
     unique_lines,
 )
@@ -36,9 +36,7 @@ _VALUE_PROMPT = (
     "end with a line 'Score: N' where N is from 1 (hopeless) to 10 (certainly right).\n"
 )
 # Bump the suffix when the reading of value answers changes.
-_VALUE_VERSION = hashlib.sha256(
-    (_PROBLEM + _VALUE_PROMPT + "score-or-last-word/1").encode()
-).hexdigest()[:16]
+_VALUE_VERSION = prompt_version(_PROBLEM, _VALUE_PROMPT, "score-or-last-word/1")
 #: Two samples this close (on the 0-1 scale) agree.
 AGREEMENT = 0.1
 
@@ -73,7 +71,7 @@ class GenericTask:
         """Changes with the propose and sample prompts (``n_proposals`` included) and
         their reading: kept proposals are reused per version (``reuse_proposals``)."""
         shape = self.propose_prompt("{problem}", ["{step}"]) + self.sample_prompt("{problem}", [])
-        return hashlib.sha256((shape + "lines/1").encode()).hexdigest()[:16]
+        return prompt_version(shape, "lines/1")
 
     def validate_problem(self, problem: str) -> str:
         text = problem.strip()

@@ -10,6 +10,7 @@ cache it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 
@@ -32,6 +33,12 @@ class SplitPrompt(str):
     @property
     def dynamic(self) -> str:
         return str(self)[len(self.static) :]
+
+
+def prompt_version(*parts: str) -> str:
+    """A short hash of prompts and a tag for how replies are read: stored values and
+    proposals are kept per version, so a new prompt never reuses old ones."""
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
 
 
 def static_prefix(prompt: str) -> str:
