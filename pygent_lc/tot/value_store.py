@@ -114,7 +114,7 @@ class EntryStore:
         self._write(key, children)
 
     def close(self) -> None:
-        """Nothing to release."""
+        pass
 
     def _ignored(self, key: str) -> None:
         if self._warned:
@@ -169,17 +169,11 @@ _COLUMNS = {
     "tot_values": [("key", "TEXT", 0, 1), ("scores", "TEXT", 1, 0), ("settled", "INTEGER", 1, 0)],
     "tot_children": [("key", "TEXT", 0, 1), ("thoughts", "TEXT", 1, 0)],
 }
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tot_values (
-    key TEXT PRIMARY KEY,
-    scores TEXT NOT NULL,
-    settled INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tot_children (
-    key TEXT PRIMARY KEY,
-    thoughts TEXT NOT NULL
-);
-"""
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tot_values "
+    "(key TEXT PRIMARY KEY, scores TEXT NOT NULL, settled INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS tot_children (key TEXT PRIMARY KEY, thoughts TEXT NOT NULL);"
+)
 
 
 def _from_columns(kind: type[Entry], columns: tuple[Any, ...]) -> Entry | None:
