@@ -21,7 +21,7 @@ from pygent_lc.backend import LLMBackend
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.resources import runnable_parts
 from pygent_lc.tot import observe
-from pygent_lc.tot.calls import LLMCaller, SamplesSupport
+from pygent_lc.tot.caller import LLMCaller, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
@@ -59,14 +59,11 @@ _POLL_S = 0.05
 def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
     """Run ``coro`` to completion from sync code, even under a running event loop.
 
-    Without a running loop this is ``asyncio.run``: Ctrl-C cancels the
-    search, whose calls in flight are cancelled with it. Under a running loop
-    (a notebook cell, an async handler) the coroutine runs on a fresh loop in
-    a worker thread, with the caller's context variables, and the caller's
-    thread (and its loop) waits: ``await engine.solve(...)`` is the way there.
-    A ``KeyboardInterrupt`` while waiting, or the cancellation of the task
-    that called us, cancels the search in the worker at once and is raised
-    within about ``CANCEL_GRACE_S``.
+    Without a running loop this is ``asyncio.run`` (Ctrl-C cancels the calls in
+    flight). Under one (a notebook cell, an async handler) the coroutine runs on a
+    fresh loop in a worker thread, with the caller's context variables, while the
+    caller's thread waits; a ``KeyboardInterrupt`` or the cancellation of the
+    calling task cancels it there and is raised within about ``CANCEL_GRACE_S``.
     """
     try:
         running = asyncio.get_running_loop()
@@ -155,19 +152,15 @@ class _EngineOptions(TypedDict, total=False):
 class ToTEngine(Runnable[ToTInput, ToTResult]):
     """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`.
 
-    ``await engine.solve(problem, task=...)`` runs one search and returns a
-    :class:`ToTResult`. As a ``Runnable`` the engine takes a problem string
-    (or ``{"problem": ...}``) and composes in LCEL, e.g.
-    ``prompt_to_problem | engine``. In a notebook, ``await engine.solve(...)``
-    in the cell; ``solve_sync`` would block the notebook's event loop.
+    ``await engine.solve(problem, task=...)`` runs one search (also in a notebook
+    cell, where ``solve_sync`` would block the loop). As a ``Runnable`` the engine
+    takes a problem string (or ``{"problem": ...}``) and composes in LCEL.
 
-    State values are kept across solves in the store ``config.value_cache``
+    State values are kept across solves in the value cache ``config.value_cache``
     names (or ``value_store``, to share one between engines), per model:
-    ``model_id``, else the model name the backend reports. A file store needs
-    a model name, so that another model never reads its values.
-
-    ``observer`` (a :class:`~pygent_lc.tot.observe.SearchObserver`) watches
-    each search and each of its levels, e.g. to show progress.
+    ``model_id``, else the model the backend reports; a file or Redis cache needs
+    one, so that another model never reads its values. ``observer`` (a
+    :class:`~pygent_lc.tot.observe.SearchObserver`) watches each search and level.
     """
 
     @overload
@@ -206,7 +199,6 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         self.task: Task = task if task is not None else GenericTask()
         self.name = name or "ToTEngine"
         self.observer = observer
-        """Watches each search of this engine (each level: a progress display)."""
         self.value_store: ValueStore | None = (
             value_store
             if value_store is not None
@@ -225,11 +217,8 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         # Unnamed models get a name of their own: values are then only shared
         # by this backend object, never across models.
         self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
-        self.samples_support = SamplesSupport()
-        """Whether the model answers ``n`` samples in one request: found out by the
-        first request with ``n > 1`` and remembered for every later solve."""
+        self.samples_support = SamplesSupport()  # learnt once, for every later solve
 
-    # the PyGent API -------------------------------------------------------
     async def solve(self, problem: str, task: Task | None = None) -> ToTResult:
         """Search for a solution of ``problem``.
 
@@ -326,7 +315,6 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         """
         return run_sync(self.solve(problem, task))
 
-    # the Runnable API -----------------------------------------------------
     async def _ainvoke_input(self, value: ToTInput) -> ToTResult:
         return await self.solve(_problem_of(value))
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pygent_lc.tot.calls import (
+from pygent_lc.tot.caller import (
     CallFailure,
     LLMCaller,
     SampledOutputs,
@@ -120,16 +120,11 @@ class _Pending:
 class StateEvaluator:
     """Scores new states so the search can rank them.
 
-    ``value``: each state gets up to ``n_evaluate_sample`` value samples and
-    the task combines them (a mean, so states valued from fewer samples rank
-    fairly). Values are kept in a :class:`ValueStore` under the task's state
-    key, so a state met again, in this search or a later one, costs nothing.
-    With ``adaptive_sampling`` samples are asked in rounds of one per state,
-    and a state gets no more once the task says its samples agree, or once
-    (greedy BFS) no further sample could change which states the beam keeps.
-    ``vote``: one prompt shows all the candidates, ``n_evaluate_sample`` votes
-    are asked, and a state's value is its share of the votes. States the task
-    can value without the model (``static_value``) cost no call.
+    ``value``: up to ``n_evaluate_sample`` value samples a state, combined by the
+    task, kept in the value cache by state key (a state met again costs nothing);
+    with ``adaptive_sampling``, asked in rounds until the samples agree or (greedy
+    BFS) cannot change the beam. ``vote``: one prompt shows all the candidates, and
+    a state's value is its share of the votes. ``static_value`` states cost no call.
     """
 
     def __init__(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pygent_lc.tot.calls import (
+from pygent_lc.tot.caller import (
     CALL_FAILURES,
     BudgetExhausted,
     CallFailure,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pygent_lc.tot import observe
-from pygent_lc.tot.calls import LLMCaller
+from pygent_lc.tot.caller import LLMCaller
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator

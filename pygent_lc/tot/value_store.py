@@ -200,18 +200,14 @@ def _to_columns(entry: StoredValue | StoredChildren) -> tuple[Any, ...]:
 
 
 class SQLiteValueStore(EntryStore):
-    """A store in one SQLite file, for reuse across runs and processes.
+    """A store in one SQLite file, for reuse across runs and processes: a connection
+    per thread, WAL mode and a busy timeout, so readers and one writer at a time,
+    from any thread or process, do not fail.
 
-    Each thread gets its own connection (sqlite3 connections must not be shared
-    between threads); the file is in WAL mode with a busy timeout, so readers and
-    one writer at a time, from any thread or process, do not fail.
-
-    It only writes to a file it made: one that holds other tables, or a
-    ``tot_values`` or ``tot_children`` table of another shape, raises
-    ``ConfigurationError`` before anything is written and before the journal mode
-    changes. When the file fails later (disk full, permission removed, file
-    deleted, locked past ``timeout_s``), one warning is logged and the store keeps
-    its entries in memory from then on.
+    A file it did not make (other tables, or its tables of another shape) raises
+    ``ConfigurationError`` before anything is written or the journal mode changes.
+    When the file fails later (disk full, permission removed, file deleted, locked
+    past ``timeout_s``), one warning is logged and entries are kept in memory.
     """
 
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:

@@ -154,7 +154,7 @@ async def test_an_implausible_cost_neither_stops_nor_frees_the_search(ladder, ba
 async def test_a_request_for_n_samples_holds_n_completions_of_max_cost_usd():
     """One request carrying n samples is one call; its hold on ``max_cost_usd`` is n times
     the backend's bound for one completion, so it never passes the limit."""
-    from pygent_lc.tot.calls import BudgetExhausted, LLMCaller
+    from pygent_lc.tot.caller import BudgetExhausted, LLMCaller
 
     class Bounded(ScriptedBackend):
         def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:

@@ -17,7 +17,7 @@ from pygent_lc.errors import (
     RateLimitError,
 )
 from pygent_lc.tot import GenericTask, ToTConfig, ToTEngine, ToTResult, observe
-from pygent_lc.tot.calls import gather_or_cancel
+from pygent_lc.tot.caller import gather_or_cancel
 from pygent_lc.tot.search import SearchContext
 from tests.tot.conftest import prompt_kind
 
