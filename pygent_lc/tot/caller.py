@@ -19,6 +19,7 @@ from pygent_lc.errors import AllProvidersFailedError, BudgetExceededError, Provi
 from pygent_lc.limits.budget import CostBudget, Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
+from pygent_lc.tot.result import ToTStats
 from pygent_lc.tot.tasks.prompt import static_prefix
 
 #: The failures one call may end with without ending the search.
@@ -48,16 +49,6 @@ class BudgetExhausted(Exception):
 
 
 @dataclass
-class CallCounters:
-    llm_calls: int = 0
-    generation_calls: int = 0
-    evaluation_calls: int = 0
-    failed_calls: int = 0
-    cache_hits: int = 0
-    peak_in_flight: int = 0
-
-
-@dataclass
 class _Phase:
     attempted: int = 0
     failed: int = 0
@@ -81,7 +72,8 @@ class LLMCaller:
         )
         self._in_flight = 0
         self._phase = _Phase()
-        self.counters = CallCounters()
+        self.counters = ToTStats()
+        """The call counts of the search's statistics, filled in by the engine at its end."""
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
         if type(backend).generate_samples is LLMBackend.generate_samples:

@@ -11,7 +11,6 @@ import threading
 import time
 import warnings
 from collections.abc import Coroutine, Mapping
-from dataclasses import asdict
 from typing import Any, TypedDict, TypeVar, Unpack, overload
 
 from langchain_core.language_models import BaseChatModel
@@ -26,7 +25,7 @@ from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.node import ThoughtTree
-from pygent_lc.tot.result import ToTResult, ToTStats, best_so_far, collect_solutions
+from pygent_lc.tot.result import ToTResult, best_so_far, collect_solutions
 from pygent_lc.tot.search import SearchContext, bfs, dfs
 from pygent_lc.tot.shared_values import open_value_store
 from pygent_lc.tot.tasks.base import BatchValueTask, Task, propose_version
@@ -285,18 +284,16 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         with observe.solving(ctx):
             await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
         solutions = collect_solutions(tree, task, problem)
-        stats = ToTStats(
-            **asdict(caller.counters),
-            samples_saved=evaluator.samples_saved,
-            duplicates_merged=generator.duplicates_merged,
-            invalid_pruned=generator.invalid_pruned,
-            proposals_reused=generator.proposals_reused,
-            nodes=len(tree),
-            depth_reached=max(node.depth for node in tree.nodes),
-            usage=caller.usage(),
-            wall_time_s=time.perf_counter() - started,
-            budget_exhausted=caller.exhausted,
-        )
+        stats = caller.counters
+        stats.samples_saved = evaluator.samples_saved
+        stats.duplicates_merged = generator.duplicates_merged
+        stats.invalid_pruned = generator.invalid_pruned
+        stats.proposals_reused = generator.proposals_reused
+        stats.nodes = len(tree)
+        stats.depth_reached = max(node.depth for node in tree.nodes)
+        stats.usage = caller.usage()
+        stats.wall_time_s = time.perf_counter() - started
+        stats.budget_exhausted = caller.exhausted
         return ToTResult(
             problem=problem,
             task=task.name,

@@ -105,6 +105,15 @@ class ThoughtGenerator:
         thought = self.task.parse_sample(output, problem, steps)
         return [] if thought is None else [thought]
 
+    async def _outcomes(
+        self, problem: str, steps: Sequence[str], stored: list[str] | None
+    ) -> list[_Outcome]:
+        """The stored next steps of a state, else its ``n_generate_sample`` calls' outcomes."""
+        if stored is not None:
+            return [stored]
+        n = self.config.n_generate_sample
+        return await gather_or_cancel(*(self._one(problem, steps) for _ in range(n)))
+
     async def expand(
         self, tree: ThoughtTree, problem: str, parents: Sequence[ThoughtNode]
     ) -> list[ThoughtNode]:
@@ -114,22 +123,13 @@ class ThoughtGenerator:
             steps = tree.path(parent)
             key = self._reuse_key(problem, steps)
             plans.append((parent, steps, key, self._stored(problem, steps, key)))
-        jobs = [
-            (index, steps)
-            for index, (_, steps, _, stored) in enumerate(plans)
-            if stored is None
-            for _ in range(self.config.n_generate_sample)
-        ]
-        outcomes = await gather_or_cancel(*(self._one(problem, steps) for _, steps in jobs))
-        asked: dict[int, list[_Outcome]] = {}
-        for (index, _), outcome in zip(jobs, outcomes, strict=True):
-            asked.setdefault(index, []).append(outcome)
+        outcomes = await gather_or_cancel(
+            *(self._outcomes(problem, steps, stored) for _, steps, _, stored in plans)
+        )
         children: list[ThoughtNode] = []
         by_key: dict[str, ThoughtNode] = {}
-        for index, (parent, steps, key, stored) in enumerate(plans):
-            if stored is not None:
-                self.proposals_reused += 1
-            found = [stored] if stored is not None else asked.get(index, [])
+        for (parent, steps, key, stored), found in zip(plans, outcomes, strict=True):
+            self.proposals_reused += stored is not None
             kept: dict[str, str] = {}  # this state's next steps worth keeping, by key
             for outcome in found:
                 if outcome is None:
