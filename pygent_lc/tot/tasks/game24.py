@@ -175,7 +175,6 @@ class Game24Task:
             )
         return " ".join(str(n) for n in numbers)
 
-    # generation -----------------------------------------------------------
     def _answer_step(self, problem: str, steps: Sequence[str]) -> bool:
         return bool(steps) and current_numbers(problem, steps) == "24"
 
@@ -206,7 +205,6 @@ class Game24Task:
         lines = unique_lines(output)
         return lines[0] if lines else None
 
-    # evaluation -----------------------------------------------------------
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
         """Values the rules of the game decide, so no call is spent on them.
 
@@ -276,7 +274,6 @@ class Game24Task:
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
         return parse_vote(output, n_candidates)
 
-    # states ---------------------------------------------------------------
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
         """The numbers left as a sorted multiset; an answer by its expression.
 

@@ -83,7 +83,6 @@ class GenericTask:
             )
         return text
 
-    # generation -----------------------------------------------------------
     def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
         return _with_problem(
             problem,
@@ -112,7 +111,6 @@ class GenericTask:
         text = " ".join(strip_bullet(line) for line in output.strip().splitlines())
         return " ".join(text.split()) or None
 
-    # evaluation -----------------------------------------------------------
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
         return None
 
@@ -156,7 +154,6 @@ class GenericTask:
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
         return parse_vote(output, n_candidates)
 
-    # states ---------------------------------------------------------------
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
         """The problem and the steps, case-folded and with whitespace collapsed."""
         return "\n".join(normalise_text(part) for part in (problem, *steps))

@@ -81,19 +81,9 @@ def strip_bullet(line: str) -> str:
     return _BULLET.sub("", line, count=1).strip()
 
 
-def unique_lines(text: str, *, limit: int | None = None) -> list[str]:
+def unique_lines(text: str) -> list[str]:
     """Non-empty, de-bulleted, distinct lines of ``text`` in order."""
-    seen: set[str] = set()
-    lines: list[str] = []
-    for raw in text.splitlines():
-        line = strip_bullet(raw)
-        if not line or line in seen:
-            continue
-        seen.add(line)
-        lines.append(line)
-        if limit is not None and len(lines) >= limit:
-            break
-    return lines
+    return list(dict.fromkeys(line for raw in text.splitlines() if (line := strip_bullet(raw))))
 
 
 _WORD = re.compile(r"[a-z]+")
