@@ -23,8 +23,8 @@ from pygent_lc.limits.store import StateStore
 from pygent_lc.tot.value_store import (
     MEMORY,
     ROWS,
+    BaseValueStore,
     Entry,
-    EntryStore,
     MemoryValueStore,
     SQLiteValueStore,
     StoredChildren,
@@ -83,7 +83,7 @@ class CacheSet(Step[None]):
             entries.popitem(last=False)
 
 
-class SharedValueStore(EntryStore):
+class SharedValueStore(BaseValueStore):
     """A value cache over ``store``'s hashes (``close`` leaves ``store`` to its owner)."""
 
     def __init__(self, store: StateStore, namespace: str = NAMESPACE) -> None:

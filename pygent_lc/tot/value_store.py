@@ -14,6 +14,7 @@ fails.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import sqlite3
@@ -88,18 +89,18 @@ class ChildrenStore(Protocol):
     def put_children(self, key: str, children: StoredChildren) -> None: ...
 
 
-class EntryStore:
-    """Both kinds of entry over one ``_read``/``_write`` pair, and the one warning
-    about unusable entries."""
+class BaseValueStore(abc.ABC):
+    """Our stores: both kinds of entry over one ``_read``/``_write`` pair, and the
+    one warning about unusable entries."""
 
     where = "the value cache"
     _warned = False
 
-    def _read(self, kind: type[Entry], key: str) -> Entry | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _read(self, kind: type[Entry], key: str) -> Entry | None: ...
 
-    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None: ...
 
     def get(self, key: str) -> StoredValue | None:
         return self._read(StoredValue, key)
@@ -113,7 +114,7 @@ class EntryStore:
     def put_children(self, key: str, children: StoredChildren) -> None:
         self._write(key, children)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - nothing to release unless a store says so
         pass
 
     def _ignored(self, key: str) -> None:
@@ -128,7 +129,7 @@ class EntryStore:
         )
 
 
-class MemoryValueStore(EntryStore):
+class MemoryValueStore(BaseValueStore):
     """A bounded in-process store: the least recently used entries (values and
     children alike, ``max_entries`` in all) go first."""
 
@@ -199,7 +200,7 @@ def _to_columns(entry: StoredValue | StoredChildren) -> tuple[Any, ...]:
     return (json.dumps(list(entry.thoughts)),)
 
 
-class SQLiteValueStore(EntryStore):
+class SQLiteValueStore(BaseValueStore):
     """A store in one SQLite file, for reuse across runs and processes: a connection
     per thread, WAL mode and a busy timeout, so readers and one writer at a time,
     from any thread or process, do not fail.
