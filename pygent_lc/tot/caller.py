@@ -24,7 +24,7 @@ from pygent_lc.tot.tasks.prompt import static_prefix
 
 #: The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
-CALL_FAILURES: tuple[type[Exception], ...] = (ProviderError, AllProvidersFailedError)
+CALL_FAILURES = (ProviderError, AllProvidersFailedError)
 
 CallKind = Literal["generation", "evaluation"]
 
@@ -150,6 +150,17 @@ class LLMCaller:
         outputs = await self._request(prompt, 1, kind=kind, temperature=temperature, stop=stop)
         return outputs[0]
 
+    async def outcome(
+        self, prompt: str, *, kind: CallKind, temperature: float, stop: list[str] | None = None
+    ) -> str | CallFailure | None:
+        """:meth:`call`, with its failure returned, and ``None`` when a budget refused it."""
+        try:
+            return await self.call(prompt, kind=kind, temperature=temperature, stop=stop)
+        except BudgetExhausted:
+            return None
+        except CALL_FAILURES as exc:
+            return exc
+
     async def call_samples(
         self, prompt: str, n: int, *, kind: CallKind, temperature: float
     ) -> list[str]:
@@ -205,7 +216,7 @@ class LLMCaller:
                 self.counters.failed_calls += 1
                 self._phase.failed += 1
                 if self._phase.first_error is None:
-                    self._phase.first_error = exc  # type: ignore[assignment]
+                    self._phase.first_error = exc
                 raise
             finally:
                 self._in_flight -= 1
@@ -266,21 +277,14 @@ async def sample_prompt(
             result.refused += n
             return result
         except CALL_FAILURES as exc:
-            result.errors.append(exc)  # type: ignore[arg-type]
+            result.errors.append(exc)
             return result
         n = n - len(result.outputs) if fill else 0
     elif not fill:
         n = min(n, 1)  # one request, and this model answers one sample a request
 
-    async def one() -> str | CallFailure | None:
-        try:
-            return await caller.call(prompt, kind=kind, temperature=temperature)
-        except BudgetExhausted:
-            return None
-        except CALL_FAILURES as exc:
-            return exc  # type: ignore[return-value]
-
-    for item in await gather_or_cancel(*(one() for _ in range(n))):
+    asks = (caller.outcome(prompt, kind=kind, temperature=temperature) for _ in range(n))
+    for item in await gather_or_cancel(*asks):
         if item is None:
             result.refused += 1
         elif isinstance(item, str):

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pygent_lc.tot.caller import (
-    CALL_FAILURES,
-    BudgetExhausted,
-    CallFailure,
-    LLMCaller,
-    gather_or_cancel,
-)
+from pygent_lc.tot.caller import CallFailure, LLMCaller, gather_or_cancel
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import Task, check_step, children_checked, program_answer
@@ -92,14 +86,11 @@ class ThoughtGenerator:
         else:
             prompt = self.task.sample_prompt(problem, steps)
             stop = self.task.sample_stop(problem, steps)
-        try:
-            output = await self.caller.call(
-                prompt, kind="generation", temperature=self.config.temperature, stop=stop
-            )
-        except BudgetExhausted:
-            return None
-        except CALL_FAILURES as exc:
-            return exc  # type: ignore[return-value]
+        output = await self.caller.outcome(
+            prompt, kind="generation", temperature=self.config.temperature, stop=stop
+        )
+        if not isinstance(output, str):
+            return output  # a failure, or refused by the budget
         if propose:
             return self.task.parse_proposals(output, problem, steps)
         thought = self.task.parse_sample(output, problem, steps)
