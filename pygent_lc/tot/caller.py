@@ -10,7 +10,8 @@ backend's ``usage_totals()``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -128,13 +129,12 @@ class LLMCaller:
         if self.exhausted is not None:
             raise BudgetExhausted(self.exhausted)
 
-    def begin_phase(self) -> None:
-        """Start counting the calls of one level's generation or evaluation."""
-        self._phase = _Phase()
-
-    def raise_if_phase_failed(self) -> None:
-        """Raise the provider error when every call of the phase failed."""
-        phase = self._phase
+    @contextmanager
+    def phase(self) -> Iterator[None]:
+        """One level's generation or evaluation: the provider error is raised at its end
+        when every call of it failed."""
+        self._phase = phase = _Phase()
+        yield
         if phase.attempted and phase.failed == phase.attempted and phase.first_error is not None:
             raise phase.first_error
 
