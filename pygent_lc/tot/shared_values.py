@@ -104,7 +104,7 @@ class SharedValueStore(BaseValueStore):
         try:
             return cast("Entry", ROWS[kind].validate_json(raw, strict=True))
         except ValidationError:
-            self._ignored(key)
+            self._ignored(kind, key)
             return None
 
     def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:

@@ -117,15 +117,17 @@ class BaseValueStore(abc.ABC):
     def close(self) -> None:  # noqa: B027 - nothing to release unless a store says so
         pass
 
-    def _ignored(self, key: str) -> None:
+    def _ignored(self, kind: type, key: str) -> None:
+        why = "scores and settled flag" if kind is StoredValue else "next steps"
         if self._warned:
-            logger.debug("ignored the cached value of %r in %s", key, self.where)
+            logger.debug("ignored the cached value of %r in %s (%s)", key, self.where, why)
             return
         self._warned = True
         logger.warning(
-            "ignored an unusable cached value in %s; such values are asked again "
-            "(this warning is shown once)",
+            "ignored an unusable cached value in %s (not usable %s); such values are asked "
+            "again (this warning is shown once)",
             self.where,
+            why,
         )
 
 
@@ -304,7 +306,7 @@ class SQLiteValueStore(BaseValueStore):
             return None
         entry = _from_columns(kind, row[1:])
         if entry is None:
-            self._ignored(key)
+            self._ignored(kind, key)
         return entry
 
     def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
