@@ -19,11 +19,9 @@ class SearchObserver(Protocol):
 
     def solving(self, ctx: Any) -> AbstractContextManager[object]:
         """Around one whole search."""
-        ...
 
     def level(self, ctx: Any, depth: int) -> AbstractContextManager[object]:
         """Around one expansion: generating children at ``depth``, valuing and keeping them."""
-        ...
 
 
 class SearchContext(Protocol):

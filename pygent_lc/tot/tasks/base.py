@@ -33,82 +33,64 @@ class Task(Protocol):
 
     def validate_problem(self, problem: str) -> str:
         """The normalised problem; raise ``InvalidInputError`` when unusable."""
-        ...
 
     def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
         """A prompt asking for several possible next steps, one per line."""
-        ...
 
     def parse_proposals(self, output: str, problem: str, steps: Sequence[str]) -> list[str]:
         """The next-step thoughts found in a propose completion."""
-        ...
 
     def sample_prompt(self, problem: str, steps: Sequence[str]) -> str:
         """A prompt asking for one next step."""
-        ...
 
     def sample_stop(self, problem: str, steps: Sequence[str]) -> list[str] | None:
         """Stop sequences of a sample call, if any."""
-        ...
 
     def parse_sample(self, output: str, problem: str, steps: Sequence[str]) -> str | None:
         """The thought in a sample completion, or ``None`` if there is none."""
-        ...
 
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
         """A value known without asking the model (a dead end, say), else ``None``."""
-        ...
 
     def value_prompt(self, problem: str, steps: Sequence[str]) -> str:
         """A prompt asking how promising this state is. Identical prompts are cached."""
-        ...
 
     def parse_value(self, output: str) -> float:
         """The score of one value completion."""
-        ...
 
     def aggregate_values(self, scores: Sequence[float]) -> float:
         """Combine the per-sample scores of one state, whatever their order or count
         (a budget hit or adaptive sampling leaves fewer): a mean, not a sum."""
-        ...
 
     def samples_agree(
         self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
     ) -> bool:
         """Whether the value samples so far settle the state's value (no more are asked).
         ``outputs`` are the completions behind ``scores`` (none for stored scores)."""
-        ...
 
     def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
         """A prompt asking which of ``candidates`` (numbered from 1) is most promising."""
-        ...
 
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
         """The 0-based index the completion voted for, or ``None``."""
-        ...
 
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
         """The canonical key of a state: states with one key are merged within a level
         and share stored values, so it holds everything the state's value and future
         depend on, and nothing else (Game of 24: the numbers left; free text: the
         normalised problem and steps)."""
-        ...
 
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
         """Whether a non-final state can still lead anywhere."""
-        ...
 
     def is_final(self, problem: str, steps: Sequence[str]) -> bool:
         """Whether the state is a complete answer."""
-        ...
 
     def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
         """Verify a final state: ``True``/``False``, or ``None`` when it cannot tell."""
-        ...
 
     def answer(self, problem: str, steps: Sequence[str]) -> str:
         """The answer text of a state (the last thought when nothing better exists)."""
-        ...
 
 
 @runtime_checkable
@@ -129,13 +111,11 @@ class VerifyingTask(Task, Protocol):
     def check_step(self, problem: str, steps: Sequence[str]) -> bool | None:
         """Whether the last of ``steps`` (not a final answer) follows from the state
         before it by the task's rules; ``None`` when the program cannot tell."""
-        ...
 
     def program_answer(self, problem: str, steps: Sequence[str]) -> str | None:
         """The final thought after ``steps``, when a program can write it from them
         (Game of 24: the expression of checked steps that leave 24), else ``None``.
         The engine then asks no model for it."""
-        ...
 
 
 @runtime_checkable
@@ -148,12 +128,10 @@ class BatchValueTask(Task, Protocol):
 
     def value_batch_prompt(self, problem: str, states: Sequence[Sequence[str]]) -> str:
         """A prompt asking for the value of each of ``states``, in order."""
-        ...
 
     def parse_value_batch(self, output: str, count: int) -> list[float]:
         """The score of each of the ``count`` states of a batch completion (the
         task's lowest for a state it does not answer)."""
-        ...
 
 
 # The optional parts of a task, read where a task may not have them.
