@@ -157,8 +157,8 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
 
     State values are kept across solves in the value cache ``config.value_cache``
     names (or ``value_store``, to share one between engines), per model:
-    ``model_id``, else the model the backend reports; a file or Redis cache needs
-    one, so that another model never reads its values. ``observer`` (a
+    ``model_id``, else the model the backend reports; a cache outside the engine
+    needs one, so that another model never reads its values. ``observer`` (a
     :class:`~pygent_lc.tot.observe.SearchObserver`) watches each search and level.
     """
 

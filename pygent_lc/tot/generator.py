@@ -120,7 +120,8 @@ class ThoughtGenerator:
         children: list[ThoughtNode] = []
         by_key: dict[str, ThoughtNode] = {}
         for (parent, steps, key, stored), found in zip(plans, outcomes, strict=True):
-            self.proposals_reused += stored is not None
+            if stored is not None:
+                self.proposals_reused += 1
             kept: dict[str, str] = {}  # this state's next steps worth keeping, by key
             for outcome in found:
                 if outcome is None:
