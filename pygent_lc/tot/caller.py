@@ -138,28 +138,17 @@ class LLMCaller:
         if phase.attempted and phase.failed == phase.attempted and phase.first_error is not None:
             raise phase.first_error
 
-    async def call(
-        self,
-        prompt: str,
-        *,
-        kind: CallKind,
-        temperature: float,
-        stop: list[str] | None = None,
-    ) -> str:
-        """One completion; raises :class:`BudgetExhausted` or a call failure."""
-        outputs = await self._request(prompt, 1, kind=kind, temperature=temperature, stop=stop)
-        return outputs[0]
-
     async def outcome(
         self, prompt: str, *, kind: CallKind, temperature: float, stop: list[str] | None = None
     ) -> str | CallFailure | None:
-        """:meth:`call`, with its failure returned, and ``None`` when a budget refused it."""
+        """One completion, the call's failure, or ``None`` when a budget refused the call."""
         try:
-            return await self.call(prompt, kind=kind, temperature=temperature, stop=stop)
+            outputs = await self._request(prompt, 1, kind=kind, temperature=temperature, stop=stop)
         except BudgetExhausted:
             return None
         except CALL_FAILURES as exc:
             return exc
+        return outputs[0]
 
     async def call_samples(
         self, prompt: str, n: int, *, kind: CallKind, temperature: float
@@ -171,13 +160,7 @@ class LLMCaller:
         return outputs
 
     async def _request(
-        self,
-        prompt: str,
-        n: int,
-        *,
-        kind: CallKind,
-        temperature: float,
-        stop: list[str] | None,
+        self, prompt: str, n: int, *, kind: CallKind, temperature: float, stop: list[str] | None
     ) -> list[str]:
         kwargs: dict[str, Any] = {"temperature": temperature}
         if self._config.max_tokens is not None:
@@ -253,13 +236,7 @@ class SampledOutputs:
 
 
 async def sample_prompt(
-    caller: LLMCaller,
-    prompt: str,
-    n: int,
-    *,
-    kind: CallKind,
-    temperature: float,
-    fill: bool = True,
+    caller: LLMCaller, prompt: str, n: int, *, kind: CallKind, temperature: float, fill: bool = True
 ) -> SampledOutputs:
     """``n`` samples of ``prompt``; failures and refusals are collected, not raised.
 
