@@ -60,6 +60,7 @@ from pygent_lc.limits import (
 )
 from pygent_lc.limits.breaker import CircuitBreaker, log_change
 from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.call import budget_wait
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
 from pygent_lc.limits.usage import CallMeter, with_handler
 from pygent_lc.providers.http import Deadline
@@ -291,9 +292,7 @@ class _ProviderCall:
         if start.refused_by in ("budget", "budget_wait") and policy.budget is not None:
             refusal = start.budget_refusal
             assert refusal is not None  # the store says why a budget refused
-            if not refusal.wait:
-                raise policy.budget.exceeded(refusal)
-            wait_s = policy.budget.wait_seconds(tries)
+            wait_s = budget_wait(policy.budget, policy.state, refusal, tries)
             if not self._fits(wait_s):
                 raise BudgetExceededError("waited for the budget until the deadline")
             return wait_s

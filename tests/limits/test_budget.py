@@ -33,6 +33,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.limits.budget import CostBudget, estimator_from_prices
+from pygent_lc.limits.call import Hold
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.openrouter.catalog import ModelInfo, find_openrouter_model
 from pygent_lc.testing import ScriptedChatModel
@@ -44,22 +45,22 @@ from tests.loopback_server import LoopbackServer
 def test_calls_in_flight_reserve_their_estimate() -> None:
     budget = CostBudget(1.0, spent=lambda: 0.0, estimator=lambda prompt, max_tokens: 0.4)
     with (
-        budget.reserve("a", None),
-        budget.reserve("b", None),
+        Hold(budget, "a", None),
+        Hold(budget, "b", None),
         pytest.raises(BudgetExceededError, match="in flight"),
-        budget.reserve("c", None),
+        Hold(budget, "c", None),
     ):
         pass
-    with budget.reserve("d", None):  # released again once the calls finished
+    with Hold(budget, "d", None):  # released again once the calls finished
         pass
 
 
 def test_without_estimator_stops_once_spend_reaches_the_limit() -> None:
     spent = [0.0]
     budget = CostBudget(0.5, spent=lambda: spent[0])
-    with budget.reserve("a", None):
+    with Hold(budget, "a", None):
         spent[0] = 0.5
-    with pytest.raises(BudgetExceededError), budget.reserve("b", None):
+    with pytest.raises(BudgetExceededError), Hold(budget, "b", None):
         pass
 
 
@@ -159,8 +160,8 @@ def _spent(backend: LangChainBackend) -> float:
 
 
 def _budget(backend: LangChainBackend) -> CostBudget:
-    assert backend._budget is not None
-    return backend._budget
+    assert backend.budget is not None
+    return backend.budget
 
 
 def _check_outcomes(results: list[Any], model: SlowBilledModel, backend: LangChainBackend) -> int:
@@ -340,10 +341,10 @@ def test_a_thread_waits_for_the_unknown_cost_call_of_another_thread() -> None:
     spent = [0.0]
     budget = CostBudget(1.0, spent=lambda: spent[0])
     entered = threading.Event()
-    with budget.reserve("first", None):
+    with Hold(budget, "first", None):
 
         def second() -> None:
-            with budget.reserve("second", None):
+            with Hold(budget, "second", None):
                 entered.set()
 
         thread = threading.Thread(target=second)
@@ -357,9 +358,9 @@ def test_a_thread_waits_for_the_unknown_cost_call_of_another_thread() -> None:
 def test_waiting_on_a_call_of_the_same_thread_is_refused_not_a_deadlock() -> None:
     budget = CostBudget(1.0, spent=lambda: 0.0)
     with (
-        budget.reserve("outer", None),
+        Hold(budget, "outer", None),
         pytest.raises(BudgetExceededError, match="this thread"),
-        budget.reserve("inner", None),
+        Hold(budget, "inner", None),
     ):
         pass
 
@@ -369,9 +370,9 @@ def test_a_call_without_a_bound_reserves_the_largest_call_cost_so_far() -> None:
     budget = CostBudget(
         1.0, spent=lambda: spent[0], estimator=lambda prompt, m: None if prompt == "?" else 0.1
     )
-    with budget.reserve("?", None):
+    with Hold(budget, "?", None):
         spent[0] = 0.3  # the first call measures the cost of one call
-    with budget.reserve("?", None), budget.reserve("bounded", None):
+    with Hold(budget, "?", None), Hold(budget, "bounded", None):
         assert budget.reserved_usd == pytest.approx(0.3 + 0.1)
         assert budget.in_flight == 2
     assert budget.reserved_usd == 0.0
@@ -545,7 +546,7 @@ async def test_an_implausible_cost_in_a_stream_is_a_fault_too() -> None:
 
 def test_settling_a_hold_with_an_implausible_cost_is_refused() -> None:
     budget = CostBudget(LIMIT)
-    hold = budget.reserve("a", None)
+    hold = Hold(budget, "a", None)
     with pytest.raises(InvalidInputError), hold:
         hold.settle(float("nan"))
     assert budget.in_flight == 0
