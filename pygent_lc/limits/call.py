@@ -514,8 +514,8 @@ class End(Step[CallEnded]):
 
 # -- a budget's two steps for a caller that is no policy (a backend, a ToT search) ---------
 
-_unknown_cost_holds: ContextVar[tuple[Hold, ...]] = ContextVar("unknown_cost_holds", default=())
-"""The holds without a bound taken in this thread or task and maybe still held."""
+_holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
+"""The holds taken in this thread or task, maybe still held."""
 
 _releasing = threading.Lock()
 
@@ -533,12 +533,19 @@ def budget_wait(budget: CostBudget, store: StateStore, refusal: BudgetRefusal, t
     """
     if not refusal.wait:
         raise budget.exceeded(refusal)
-    if any(hold.holds_unknown(store, refusal.key) for hold in _unknown_cost_holds.get()):
+    if any(hold.holds(store, refusal.key, unknown_cost=True) for hold in _holds.get()):
         raise BudgetExceededError(
             "the cost of a call is not known yet and the call in flight was started by "
             "this thread or task: waiting for it would deadlock"
         )
     return budget.wait_seconds(tries)
+
+
+def reserved_here(store: StateStore, key: str) -> bool:
+    """Whether this thread or task holds a reservation on ``key`` of ``store``: a call
+    made inside it is the same call (a backend's budget given to its chain too), and
+    reserves nothing more."""
+    return any(hold.holds(store, key) for hold in _holds.get())
 
 
 class Hold:
@@ -576,12 +583,13 @@ class Hold:
         """Whether the reservation is taken and not given back yet."""
         return self._reservation is not None
 
-    def holds_unknown(self, store: StateStore, key: str) -> bool:
-        """Whether this hold is a call of unknown cost in flight on ``key`` of ``store``."""
+    def holds(self, store: StateStore, key: str, *, unknown_cost: bool = False) -> bool:
+        """Whether this hold is a call in flight on ``key`` of ``store`` (of unknown cost
+        only, when ``unknown_cost``)."""
         held, owner = self._reservation, self._budget
         return (
             held is not None
-            and held.unknown_cost
+            and (held.unknown_cost or not unknown_cost)
             and held.key == key
             and owner is not None
             and owner.store is store
@@ -633,10 +641,8 @@ class Hold:
         """0 once admitted; else seconds to wait before asking again (or raise)."""
         assert self._budget is not None
         if start.allowed:
-            self._reservation = held = start.reservations[0]
-            if held.unknown_cost:
-                others = tuple(hold for hold in _unknown_cost_holds.get() if hold.held)
-                _unknown_cost_holds.set((*others, self))
+            self._reservation = start.reservations[0]
+            _holds.set((*(hold for hold in _holds.get() if hold.held), self))
             return 0.0
         assert start.budget_refusal is not None  # the only part of the plan
         return budget_wait(self._budget, self._budget.store, start.budget_refusal, tries)
@@ -740,4 +746,5 @@ __all__ = [
     "Refusal",
     "Settlement",
     "budget_wait",
+    "reserved_here",
 ]

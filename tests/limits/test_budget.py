@@ -631,3 +631,62 @@ def test_a_policy_bounds_a_call_by_its_models_max_tokens() -> None:
     policy.invoke("hi")
     policy.invoke("hi", max_tokens=8)
     assert seen == [64, 8]
+
+
+# --- one budget object, given once: to a backend, to a chain, to both ---------------------
+
+
+async def test_one_budget_given_to_two_backends_is_one_limit() -> None:
+    budget = CostBudget(LIMIT)
+    models = [SlowBilledModel(), SlowBilledModel()]
+    backends = [LangChainBackend(model, budget=budget) for model in models]
+    results = await asyncio.gather(
+        *(backends[i % 2].generate(f"prompt {i}") for i in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, str | BudgetExceededError) for r in results), results
+    requests = sum(len(model.calls) for model in models)
+    assert requests == 3  # as with one backend: calls of unknown cost one at a time
+    assert budget.status().spent_usd == pytest.approx(3 * COST)
+    assert budget.in_flight == 0
+
+
+async def test_a_budget_with_bounds_given_to_the_chain_runs_its_calls_concurrently() -> None:
+    model = BilledModel(costs=[COST])
+    budget = CostBudget(LIMIT, estimator=lambda prompt, max_tokens: COST)
+    backend = LangChainBackend(
+        ProviderChain(providers=[with_provider_policy(model, Settings(), budget=budget)])
+    )
+    results = await _twenty_at_once(backend)
+    assert sum(isinstance(r, str) for r in results) == 2  # 2 * 0.004 fits, 3 does not
+    assert all(isinstance(r, str | BudgetExceededError) for r in results), results
+    assert model.peak == 2  # bounded calls need not wait for each other
+    assert _spent(backend) == pytest.approx(2 * COST)
+    assert budget.status().spent_usd == pytest.approx(2 * COST)
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+async def test_the_same_budget_on_backend_and_chain_reserves_each_call_once(
+    bounded: bool,
+) -> None:
+    model = BilledModel(costs=[COST], delay_s=0.0)
+    estimator = (lambda prompt, max_tokens: COST) if bounded else None
+    budget = CostBudget(LIMIT, estimator=estimator)
+    chain = ProviderChain(providers=[with_provider_policy(model, Settings(), budget=budget)])
+    backend = LangChainBackend(chain, budget=budget)
+    calls = 0
+    with pytest.raises(BudgetExceededError, match="would be passed"):
+        for _ in range(10):
+            await backend.generate("hi")
+            calls += 1
+    # Reserved and settled once per call: a second hold would halve what fits (or, of
+    # unknown cost, wait for the first, its own caller).
+    assert calls == (2 if bounded else 3)
+    assert budget.status().spent_usd == pytest.approx(calls * COST)
+    assert budget.in_flight == 0
+
+
+def test_a_budget_and_max_cost_usd_together_are_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        LangChainBackend(SlowBilledModel(), budget=CostBudget(LIMIT), max_cost_usd=LIMIT)
+    with pytest.raises(ConfigurationError, match="not both"):
+        with_provider_policy(BilledModel(), Settings(max_cost_usd=LIMIT), budget=CostBudget(LIMIT))
