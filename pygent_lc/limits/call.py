@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import secrets
 import threading
 import time
@@ -528,8 +529,9 @@ def budget_wait(budget: CostBudget, store: StateStore, refusal: BudgetRefusal, t
 
     ``BudgetExceededError`` when the budget is spent, and when the call of
     unknown cost being waited for was admitted in this thread or task (waiting
-    for it would wait for itself: a backend's budget and its chain's on one
-    store and key, say).
+    for it would wait for itself). The wait is :meth:`CostBudget.wait_seconds`
+    times a random 0.5-1, so callers that began waiting together do not all
+    ask again at the same moments.
     """
     if not refusal.wait:
         raise budget.exceeded(refusal)
@@ -538,7 +540,7 @@ def budget_wait(budget: CostBudget, store: StateStore, refusal: BudgetRefusal, t
             "the cost of a call is not known yet and the call in flight was started by "
             "this thread or task: waiting for it would deadlock"
         )
-    return budget.wait_seconds(tries)
+    return budget.wait_seconds(tries) * random.uniform(0.5, 1.0)
 
 
 def reserved_here(store: StateStore, key: str) -> bool:

@@ -478,8 +478,9 @@ async def test_an_estimate_without_max_tokens_is_no_bound() -> None:
 
 
 @pytest.mark.live_local
+@pytest.mark.parametrize("where", ["backend", "chain"])
 async def test_twenty_calls_bounded_by_max_tokens_and_prices_never_pass_the_limit(
-    loopback: LoopbackServer,
+    loopback: LoopbackServer, where: str
 ) -> None:
     loopback.latency = 0.05  # the calls admitted together are in flight together
     settings = settings_for(loopback, openrouter_model="loopback/echo")
@@ -487,12 +488,11 @@ async def test_twenty_calls_bounded_by_max_tokens_and_prices_never_pass_the_limi
     # A call's bound: (199 prompt bytes + 16) tokens at $1e-6 and 50 at $2e-6, $3.15e-4;
     # it costs 40 words at $1e-6 and 41 at $2e-6 ("echo: word ..."), $1.22e-4.
     limit = 1e-3
-    backend = LangChainBackend(
-        build_chat_model(settings, ["openrouter"]),
-        max_cost_usd=limit,
-        cost_estimator=estimator_from_prices(price),
-    )
-    budget = _budget(backend)
+    budget = CostBudget(limit, estimator=estimator_from_prices(price))
+    if where == "backend":
+        backend = LangChainBackend(build_chat_model(settings, ["openrouter"]), budget=budget)
+    else:  # the same budget object, given to the chain instead
+        backend = LangChainBackend(build_chat_model(settings, ["openrouter"], budget=budget))
     prompt = " ".join(["word"] * 40)
     results = await asyncio.gather(
         *(backend.generate(prompt, max_tokens=50) for _ in range(20)), return_exceptions=True

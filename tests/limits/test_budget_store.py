@@ -19,7 +19,7 @@ from pygent_lc.limits import (
     open_store,
 )
 from pygent_lc.limits.budget import CostBudget
-from pygent_lc.limits.call import HeldStream, Hold
+from pygent_lc.limits.call import HeldStream, Hold, budget_wait
 from pygent_lc.limits.script import Step
 from tests.limits.steps import budget_spent, budget_status
 
@@ -76,6 +76,20 @@ def test_spec_and_exceeded_serve_a_combined_call_step() -> None:
     assert budget.wait_seconds(0) == pytest.approx(0.02)
     assert budget.wait_seconds(1) > budget.wait_seconds(0)
     assert budget.wait_seconds(100) == pytest.approx(0.1)
+
+
+def test_callers_told_to_wait_do_not_poll_in_lockstep() -> None:
+    store = MemoryStore()
+    budget = CostBudget(LIMIT, store=store)
+    first = store.begin_call(CallPlan(budgets=(budget.spec("a", None),)))
+    waiting = store.begin_call(CallPlan(budgets=(budget.spec("b", None),))).budget_refusal
+    assert first.allowed and waiting is not None and waiting.wait
+    # Callers that started waiting together (a batch of calls of unknown cost) would
+    # otherwise all ask again at the same moments, and the next call start up to a
+    # whole poll interval after the one in flight ends.
+    waits = [budget_wait(budget, store, waiting, 10) for _ in range(50)]
+    assert len(set(waits)) > 1
+    assert all(0.5 * budget.wait_seconds(10) <= w <= budget.wait_seconds(10) for w in waits)
 
 
 def test_a_window_limits_spend_per_window() -> None:
