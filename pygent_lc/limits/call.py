@@ -20,7 +20,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
@@ -516,7 +516,7 @@ class End(Step[CallEnded]):
 # -- a budget's two steps for a caller that is no policy (a backend, a ToT search) ---------
 
 _holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
-"""The holds taken in this thread or task, maybe still held."""
+"""The holds whose call this thread or task is making (maybe given back since)."""
 
 _releasing = threading.Lock()
 
@@ -597,6 +597,22 @@ class Hold:
             and owner.store is store
         )
 
+    @contextlib.contextmanager
+    def scoped(self) -> Iterator[None]:
+        """In this block, this thread or task is making this hold's call (see
+        :func:`reserved_here`). ``with`` / ``async with`` on the hold is such a block."""
+        self._enter_scope()
+        try:
+            yield
+        finally:
+            self._leave_scope()
+
+    def _enter_scope(self) -> None:
+        _holds.set((*(hold for hold in _holds.get() if hold.held and hold is not self), self))
+
+    def _leave_scope(self) -> None:
+        _holds.set(tuple(hold for hold in _holds.get() if hold is not self))
+
     def settle(self, cost_usd: float) -> None:
         """The call's real cost, settled when the hold ends (instead of measuring it).
 
@@ -644,7 +660,7 @@ class Hold:
         assert self._budget is not None
         if start.allowed:
             self._reservation = start.reservations[0]
-            _holds.set((*(hold for hold in _holds.get() if hold.held), self))
+            self._enter_scope()
             return 0.0
         assert start.budget_refusal is not None  # the only part of the plan
         return budget_wait(self._budget, self._budget.store, start.budget_refusal, tries)
@@ -659,6 +675,7 @@ class Hold:
         """The step that gives the reservation back (once: None afterwards)."""
         with _releasing:
             reservation, self._reservation = self._reservation, None
+        self._leave_scope()
         if reservation is None or self._budget is None:
             return None
         cost = self._cost
@@ -708,7 +725,11 @@ class HeldStream(AsyncIterator[T]):
                     raise StopAsyncIteration
                 start, self._start = self._start, None
                 self._inner, self._hold = await start()
-            return await anext(self._inner)
+                self._hold._leave_scope()  # the reader's code is not the stream's call
+            if self._hold is None:
+                return await anext(self._inner)
+            with self._hold.scoped():
+                return await anext(self._inner)
         except BaseException:
             await self._finish()
             raise

@@ -690,3 +690,19 @@ def test_a_budget_and_max_cost_usd_together_are_a_configuration_error() -> None:
         LangChainBackend(SlowBilledModel(), budget=CostBudget(LIMIT), max_cost_usd=LIMIT)
     with pytest.raises(ConfigurationError, match="not both"):
         with_provider_policy(BilledModel(), Settings(max_cost_usd=LIMIT), budget=CostBudget(LIMIT))
+
+
+async def test_a_call_made_while_reading_a_stream_on_the_same_budget_reserves_its_own() -> None:
+    model = BilledModel(costs=[COST], delay_s=0.0)
+    budget = CostBudget(LIMIT, estimator=lambda prompt, max_tokens: COST)
+    chain = ProviderChain(providers=[with_provider_policy(model, Settings(), budget=budget)])
+    backend = LangChainBackend(chain, budget=budget)
+    stream = backend.stream("story")
+    assert await anext(stream) == "ok"
+    assert budget.in_flight == 1  # the stream's call, reserved once
+    # The reader's own call is another call: it reserves (and is charged) for itself.
+    await chain.ainvoke("another")
+    assert budget.status().spent_usd == pytest.approx(COST)
+    assert [piece async for piece in stream] == []  # read to its end
+    assert budget.in_flight == 0
+    assert budget.status().spent_usd == pytest.approx(2 * COST)
