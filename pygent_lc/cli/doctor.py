@@ -17,6 +17,7 @@ from pygent_lc.errors import PygentError
 from pygent_lc.langchain_backend import LangChainBackend
 from pygent_lc.limits import ResilientStore, open_store, redact_url
 from pygent_lc.limits.store import MEMORY_URLS
+from pygent_lc.providers.ollama import installed_ollama_models
 from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.providers.status import ProviderHealth, Status, one_line, timed
 from pygent_lc.settings import ProviderName, Settings
@@ -60,6 +61,33 @@ def _state_store_problem(settings: Settings) -> ProviderHealth | None:
     return ProviderHealth(STATE_STORE, "problem", f"{redact_url(url)} {outage}")
 
 
+def first_configured(settings: Settings) -> ProviderName:
+    """The chain's first provider that is set up: OpenRouter with a key, Ollama whose
+    server answers, any other as it is; ``local`` (the embedded model) when none is.
+
+    What ``pygent-lc models`` lists without ``--provider``.
+    """
+    key = settings.openrouter.api_key
+    for name in settings.providers:
+        if name == "openrouter" and (key is None or not key.get_secret_value().strip()):
+            continue  # `OPENROUTER_API_KEY=` in a .env is no key either
+        if name == "ollama" and not _ollama_answers(settings):
+            continue
+        return name
+    return "local"
+
+
+def _ollama_answers(settings: Settings) -> bool:
+    """Whether one of the Ollama hosts answers ``GET /api/tags``."""
+    for host in settings.ollama.base_urls:
+        try:
+            installed_ollama_models(settings, host)
+        except PygentError:
+            continue
+        return True
+    return False
+
+
 def setup_hint() -> str:
     """How to make some provider usable."""
     return ", or ".join(spec.setup_hint for spec in PROVIDERS.values())
@@ -70,15 +98,15 @@ def _all_in_order(settings: Settings) -> list[ProviderName]:
 
 
 def _probe(name: ProviderName, settings: Settings, health: ProviderHealth) -> ProviderHealth:
-    backend = LangChainBackend(build_chat_model(settings, [name]))
     try:
-        reply, latency = timed(
-            lambda: backend.generate_sync(PROBE_PROMPT, max_tokens=4, temperature=0.0)
-        )
+        with LangChainBackend(build_chat_model(settings, [name])) as backend:  # closes its pool
+            reply, latency = timed(
+                lambda: backend.generate_sync(PROBE_PROMPT, max_tokens=4, temperature=0.0)
+            )
     except PygentError as exc:
         return ProviderHealth(name, "problem", f"probe failed: {one_line(exc)}", health.model)
     detail = f"{health.detail}; probe answered {reply.strip()[:20]!r}"
     return ProviderHealth(name, "ok", detail, model=health.model, latency_ms=latency)
 
 
-__all__ = ["ProviderHealth", "Status", "diagnose", "setup_hint"]
+__all__ = ["ProviderHealth", "Status", "diagnose", "first_configured", "setup_hint"]

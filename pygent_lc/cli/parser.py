@@ -1,15 +1,81 @@
-"""The ``pygent-lc`` command line's arguments: commands, options, the prompt to read."""
+"""The ``pygent-lc`` command line's arguments: commands, options, the prompt to read.
+
+Built from the standard library and :mod:`pygent_lc.errors` only, so that
+``pygent-lc --help`` (and a usage error) answers without importing LangChain:
+the provider and task names are spelt here, and a test holds them equal to the
+registry's (:data:`~pygent_lc.providers.registry.PROVIDERS`) and the agents'.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import TextIO
 
-from pygent_lc.agents.spec import PROVIDER_CHOICES, TASK_NAMES
 from pygent_lc.errors import InvalidInputError
-from pygent_lc.providers.registry import PROVIDERS
-from pygent_lc.validation import MAX_PROMPT_CHARS, validate_prompt
+
+#: The providers, in the registry's order (``pygent_lc.providers.registry.PROVIDERS``).
+PROVIDER_NAMES = ("openrouter", "ollama", "local")
+#: ``--provider``'s choices: a provider, or the configured chain.
+PROVIDER_CHOICES = (*PROVIDER_NAMES, "auto")
+#: ``solve --task``'s choices (``pygent_lc.agents.spec.TASK_NAMES``).
+TASK_NAMES = ("generic", "game24")
+
+#: The option (its ``dest``) that sets each ToT setting of ``solve``.
+SOLVE_OPTIONS = {
+    "depth": "max_depth",
+    "breadth": "n_select_sample",
+    "samples": "n_evaluate_sample",
+    "max_tokens": "max_tokens",
+    "max_calls": "max_llm_calls",
+    "max_cost": "max_cost_usd",
+}
+#: The flag that sets each agent setting, by command: how errors name them.
+FLAG_OF_FIELD: dict[str, dict[str, str]] = {
+    "solve": {
+        **{field: "--" + option.replace("_", "-") for option, field in SOLVE_OPTIONS.items()},
+        "task": "--task",
+        "search_method": "--search",
+        "provider": "--provider",
+        "fallbacks": "--fallback",
+        "model_name": "--model",
+    },
+    "chat": {
+        "max_tokens": "--max-tokens",
+        "temperature": "--temperature",
+        "system_prompt": "--system",
+        "provider": "--provider",
+        "fallbacks": "--fallback",
+        "model_name": "--model",
+    },
+}
+
+
+def name_flags(message: str, command: str) -> str:
+    """``message`` with each setting a flag of ``command`` sets named as that flag.
+
+    ``invalid ToTConfig: max_depth: ...`` becomes ``invalid option --depth: ...``
+    and ``custom_config model_name: ...`` becomes ``--model: ...``: what the user
+    typed, not the library's field names. A setting spelt like an English word
+    (``provider``, ``temperature``) is replaced only after ``custom_config`` or
+    as the message's first word, so "provider 'ollama' is listed twice" stays.
+    """
+    flags = FLAG_OF_FIELD.get(command, {})
+    if not flags:
+        return message
+    fields = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+    pattern = re.compile(rf"(?:custom_config )?\b({fields})\b")
+
+    def flag(match: re.Match[str]) -> str:
+        field = match.group(1)
+        named = "_" in field or match.group(0) != field or match.start() == 0
+        return flags[field] if named else match.group(0)
+
+    named = pattern.sub(flag, message)
+    if named != message:
+        named = named.replace("invalid ToTConfig: --", "invalid option --")
+    return named
 
 
 def _provider_options(parser: argparse.ArgumentParser) -> None:
@@ -17,12 +83,12 @@ def _provider_options(parser: argparse.ArgumentParser) -> None:
         "--provider",
         choices=PROVIDER_CHOICES,
         default="auto",
-        help=f"provider to use (default: auto, the configured chain: {', '.join(PROVIDERS)})",
+        help=f"provider to use (default: auto, the configured chain: {', '.join(PROVIDER_NAMES)})",
     )
     parser.add_argument(
         "--fallback",
         action="append",
-        choices=list(PROVIDERS),
+        choices=PROVIDER_NAMES,
         default=[],
         help="provider to fall back to, in order (repeatable)",
     )
@@ -40,6 +106,8 @@ def read_prompt(args: argparse.Namespace, name: str) -> str:
     One limit for every command: :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`,
     enforced while reading (``/dev/zero`` or ``yes`` never fill the memory).
     """
+    from pygent_lc.validation import validate_prompt  # pydantic: not for ``--help``
+
     given: str | None = getattr(args, name)
     if (given is None) == (args.file is None):
         raise InvalidInputError(f"give the {name} as an argument, as '-' (stdin) or with --file")
@@ -65,6 +133,8 @@ _CHUNK_CHARS = 1 << 16
 def _read_bounded(stream: TextIO, where: str) -> str:
     """At most :data:`MAX_PROMPT_CHARS` characters of ``stream``, read in chunks; more is
     an :class:`InvalidInputError` naming the limit, raised as soon as it is passed."""
+    from pygent_lc.validation import MAX_PROMPT_CHARS
+
     parts: list[str] = []
     count = 0
     while chunk := stream.read(min(_CHUNK_CHARS, MAX_PROMPT_CHARS + 1 - count)):
@@ -132,14 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     models = commands.add_parser("models", help="list the models a provider offers")
-    models.add_argument("--provider", choices=list(PROVIDERS), default="openrouter")
+    models.add_argument(
+        "--provider",
+        choices=PROVIDER_NAMES,
+        help="default: the first configured provider of the chain (PYGENT_PROVIDERS): "
+        "OpenRouter with a key, Ollama whose server answers, else local",
+    )
     models.add_argument("--search", help="only models whose id contains this text")
     models.add_argument("--free", action="store_true", help="only free OpenRouter models")
     models.add_argument("--json", action="store_true")
 
     doctor = commands.add_parser("doctor", help="check every provider: key, server, model")
     doctor.add_argument(
-        "--provider", action="append", choices=list(PROVIDERS), help="only these providers"
+        "--provider", action="append", choices=PROVIDER_NAMES, help="only these providers"
     )
     doctor.add_argument("--probe", action="store_true", help="also ask each for a few tokens")
     doctor.add_argument("--json", action="store_true")
@@ -156,4 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-__all__ = ["build_parser", "read_prompt"]
+__all__ = [
+    "FLAG_OF_FIELD",
+    "PROVIDER_CHOICES",
+    "PROVIDER_NAMES",
+    "SOLVE_OPTIONS",
+    "TASK_NAMES",
+    "build_parser",
+    "name_flags",
+    "read_prompt",
+]

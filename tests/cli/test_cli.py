@@ -93,7 +93,7 @@ def test_missing_key_and_bad_options_exit_2_with_a_hint() -> None:
         "solve", "x", "--provider", "openrouter", "--depth", "0",
         env={"OPENROUTER_API_KEY": CANARY_KEY},
     )  # fmt: skip
-    assert "max_depth" in assert_clean_failure(proc, 2, "AgentError")
+    assert "--depth" in assert_clean_failure(proc, 2, "AgentError")
 
 
 def test_reads_dotenv_in_the_working_directory() -> None:
@@ -182,6 +182,34 @@ def test_python_dash_m_runs_the_same_command() -> None:
     assert proc.stdout.startswith("usage: pygent-lc ")
 
 
+#: What ``--help`` must not import: LangChain, pydantic, the provider SDKs, HTTP clients.
+HEAVY_MODULES = ("langchain_core", "langchain_openai", "langchain_ollama", "openai", "pydantic")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["chat", "--help"], ["solve", "--bogus"]])
+def test_help_and_usage_errors_import_no_langchain(argv: list[str]) -> None:
+    """Start-up time: the parser is built from light modules (not a timing test)."""
+    script = (
+        "import sys\n"
+        "from pygent_lc.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code, file=sys.stderr)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY_MODULES!r})))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert "exit 0" in proc.stderr if argv[-1] == "--help" else "exit 2" in proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_main_hides_only_skipped_provider_warnings(pygent_logger: logging.Logger) -> None:
     gc.collect()  # what earlier tests left behind warns now, not inside the block
     with warnings.catch_warnings(record=True) as shown:
@@ -244,15 +272,15 @@ def test_solve_json_is_the_full_result(server: LoopbackServer, tmp_path: Path) -
     assert "served by openrouter/openai/gpt-4o-mini" in proc.stderr
 
 
-@pytest.mark.live_local
-def test_solve_shows_live_progress_on_a_terminal(server: LoopbackServer) -> None:
+def run_on_a_terminal(*args: str, env: Mapping[str, str]) -> tuple[int, str, str]:
+    """The command with stderr on a pseudo-terminal: its exit code, stdout and the screen."""
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(
-        [str(EXE), "solve", "4 9 10 13", "--task", "game24", "--provider", "ollama"],
+        [str(EXE), *args],
         stdout=subprocess.PIPE,
         stderr=terminal,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, **env_for(server)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         text=True,
     )
     os.close(terminal)
@@ -267,12 +295,89 @@ def test_solve_shows_live_progress_on_a_terminal(server: LoopbackServer) -> None
         screen += chunk
     os.close(controller)
     stdout, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0
-    shown = screen.decode()
+    return proc.returncode, stdout, screen.decode()
+
+
+@pytest.mark.live_local
+def test_solve_shows_live_progress_on_a_terminal(server: LoopbackServer) -> None:
+    code, stdout, shown = run_on_a_terminal(
+        "solve", "4 9 10 13", "--task", "game24", "--provider", "ollama", env=env_for(server)
+    )
+    assert code == 0
     assert "\r\x1b[2Klevel 1/4 · " in shown  # the status line, rewritten in place
     assert "served by ollama/llama3.2" in shown
     assert stdout.startswith("Answer: ")
     assert check_24(stdout.removeprefix("Answer: "), "4 9 10 13")
+
+
+@pytest.mark.live_local
+def test_the_progress_line_ticks_while_a_slow_call_runs(server: LoopbackServer) -> None:
+    """Not only when a call starts or ends: its time goes on while the model works."""
+    server.latency = 1.6
+    code, _, shown = run_on_a_terminal(
+        "solve", "Name a colour.", "--provider", "ollama", "--depth", "1", "--breadth", "1",
+        env=env_for(server),
+    )  # fmt: skip
+    assert code == 0, shown
+    times_by_state: dict[str, set[str]] = {}
+    for frame in shown.split("\r\x1b[2K"):
+        state, _, seconds = frame.strip().rpartition(" · ")
+        if state.startswith("level ") and "running" in state:
+            times_by_state.setdefault(state, set()).add(seconds)
+    assert times_by_state, shown
+    assert max(len(times) for times in times_by_state.values()) >= 3, times_by_state
+
+
+@pytest.mark.live_local
+def test_chat_says_it_waits_for_the_model_until_the_first_token(server: LoopbackServer) -> None:
+    server.latency = 1.6
+    server.responder = lambda protocol, body: "hello"
+    code, stdout, shown = run_on_a_terminal(
+        "chat", "hi", "--provider", "ollama", env=env_for(server)
+    )
+    assert code == 0, shown
+    assert stdout == "hello\n"
+    waiting = [f for f in shown.split("\r\x1b[2K") if "loading the model or thinking" in f]
+    assert len(waiting) >= 2  # it ticks
+    assert waiting[0].startswith("ollama: ")
+    # erased before the answer's summary: the summary starts on a clean line
+    summary = shown.index("ollama/llama3.2: 1 call(s)")
+    assert shown.rindex("\r\x1b[2K", 0, summary) > shown.rindex("thinking", 0, summary)
+
+
+@pytest.mark.live_local
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["chat", "hi"], 0),
+        (["chat", "hi", "--provider", "ollama", "--json"], 0),
+        (["chat", "hi", "--provider", "openrouter", "--fallback", "ollama"], 0),
+        (["solve", "4 9 10 13", "--task", "game24", "--depth", "1", "--breadth", "1"], 0),
+        (["solve", "4 9 10 13", "--task", "game24", "--provider", "ollama", "--json"], 0),
+        (["models"], 0),
+        (["models", "--provider", "ollama"], 0),
+        (["doctor"], 0),
+        (["doctor", "--probe"], 0),
+    ],
+)
+def test_no_resource_warning_at_exit(server: LoopbackServer, argv: list[str], code: int) -> None:
+    """Every socket and transport a command opened is closed before the interpreter ends."""
+    env = env_for(server)
+    if "--fallback" in argv:  # a failed provider's connection is closed too
+        env["OPENROUTER_API_KEY"] = CANARY_KEY[:-4] + "beef"
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-X", "tracemalloc", "-m",
+         "pygent_lc.cli", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stderr
+    assert "ResourceWarning" not in proc.stderr, proc.stderr
+    assert "unclosed" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.live_local
@@ -298,6 +403,7 @@ def test_chat_streams_the_reply(server: LoopbackServer) -> None:
     proc = run_cli("chat", "hi", "--provider", "ollama", env=env_for(server))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ollama says hello\n"
+    assert "thinking" not in proc.stderr  # no status line when stderr is not a terminal
     assert "ollama/llama3.2: 1 call(s)" in proc.stderr
 
 
@@ -428,6 +534,23 @@ def test_models_lists_prices_and_installed_models(server: LoopbackServer) -> Non
     assert row.split() == ["openai/gpt-4o-mini", "128000", "0.150", "0.600"]
     ollama = run_cli("models", "--provider", "ollama", "--json", env=env_for(server))
     assert json.loads(ollama.stdout) == [{"id": "llama3.2:latest"}]
+
+
+@pytest.mark.live_local
+def test_models_defaults_to_the_first_configured_provider(server: LoopbackServer) -> None:
+    """Not OpenRouter without a key ("connection refused"): Ollama that answers, else local."""
+    no_key = {k: v for k, v in env_for(server).items() if k != "OPENROUTER_API_KEY"}
+    for env in (no_key, {**no_key, "OPENROUTER_API_KEY": " "}):  # a blank key is no key
+        ollama = run_cli("models", "--json", env=env)
+        assert ollama.returncode == 0, ollama.stderr
+        assert json.loads(ollama.stdout) == [{"id": "llama3.2:latest"}]
+    down = f"http://127.0.0.1:{closed_port()}"
+    local = run_cli("models", "--json", env={**no_key, "OLLAMA_BASE_URL": down})
+    assert local.returncode == 0, local.stderr
+    [row] = json.loads(local.stdout)
+    assert set(row) == {"id"}
+    keyed = run_cli("models", "--search", "gpt", "--json", env=env_for(server))
+    assert [row["id"] for row in json.loads(keyed.stdout)] == ["openai/gpt-4o-mini"]
 
 
 @pytest.mark.live_local

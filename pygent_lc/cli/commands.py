@@ -1,0 +1,245 @@
+"""What each ``pygent-lc`` command does, once its arguments are parsed.
+
+The heavy half of the command line (agents, the chain, the providers, LangChain):
+:func:`pygent_lc.cli.main` imports this module only after parsing succeeded,
+so ``--help`` and usage errors never pay for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from pygent_lc.agents import AgentFactory, ChatAgent, ReasoningAgent
+from pygent_lc.chain import ProviderSkippedWarning
+from pygent_lc.cli.doctor import diagnose, first_configured, setup_hint
+from pygent_lc.cli.exit_codes import EXIT_FAILED, EXIT_NO_ANSWER, EXIT_OK, EXIT_USAGE
+from pygent_lc.cli.notices import FallbackRecorder
+from pygent_lc.cli.output import (
+    redact,
+    served_by,
+    solve_json,
+    solve_summary,
+    usage_line,
+    usage_rows,
+)
+from pygent_lc.cli.parser import SOLVE_OPTIONS, name_flags
+from pygent_lc.cli.progress import ProgressLine, StatusLine
+from pygent_lc.cli.usage import (
+    NO_SHARED_STORE,
+    STATE_URL_ENV,
+    StoreUnreachableError,
+    fleet_usage,
+    is_shared_store_url,
+    usage_json,
+    usage_table,
+)
+from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
+from pygent_lc.providers.status import ProviderHealth
+from pygent_lc.settings import MisspeltSettingWarning, Settings
+
+#: ``solve`` defaults per task: small for free-form questions (a few calls on a
+#: local model), the paper's settings for Game of 24.
+SOLVE_DEFAULTS: dict[str, dict[str, int]] = {
+    "generic": {"max_depth": 2, "n_select_sample": 2, "n_evaluate_sample": 1, "max_tokens": 160},
+    "game24": {"max_depth": 4, "n_select_sample": 5, "n_evaluate_sample": 3, "max_tokens": 256},
+}
+
+
+def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {"provider": args.provider}
+    if args.fallback:
+        config["fallbacks"] = list(args.fallback)
+    if args.model:
+        config["model_name"] = args.model
+    return config
+
+
+@contextmanager
+def _flags_named(command: str) -> Iterator[None]:
+    """A configuration error names the flags the user typed, not the agent's settings."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        message = name_flags(str(exc), command)
+        if message == str(exc):
+            raise
+        field = name_flags(exc.field, command) if exc.field else None
+        raise type(exc)(message, field=field) from None
+    except InvalidInputError as exc:
+        message = name_flags(str(exc), command)
+        if message == str(exc):
+            raise
+        raise InvalidInputError(message) from None
+
+
+def _interactive(args: argparse.Namespace) -> bool:
+    """A live status line: only on a terminal's stderr, and not with ``--no-progress``."""
+    return sys.stderr.isatty() and not getattr(args, "no_progress", False)
+
+
+async def _solve(args: argparse.Namespace, settings: Settings, recorder: FallbackRecorder) -> int:
+    problem: str = args.text
+    config = _custom_config(args)
+    tot: dict[str, Any] = dict(SOLVE_DEFAULTS[args.task])
+    for option, field in SOLVE_OPTIONS.items():
+        if getattr(args, option) is not None:
+            tot[field] = getattr(args, option)
+    config.update(tot, task=args.task, search_method=args.search)
+    with _flags_named("solve"):
+        agent = await AgentFactory(settings).create_agent("reasoning", custom_config=config)
+    assert isinstance(agent, ReasoningAgent)
+    try:
+        progress = ProgressLine(sys.stderr) if _interactive(args) else None
+        if progress is None:
+            result = await agent.solve(problem)
+        else:
+            async with progress:
+                result = await agent.solve(problem, on_progress=progress.update)
+    finally:
+        await agent.aclose()
+    if args.mermaid:
+        await asyncio.to_thread(Path(args.mermaid).write_text, result.to_mermaid(), "utf-8")
+    if args.json:
+        data = solve_json(result, agent)
+        data["fallbacks"] = recorder.fallbacks
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif result.best is not None:
+        label = "Answer" if result.solved else "Best partial answer (no final answer reached)"
+        print(f"{label}: {result.best.text}")
+    print(solve_summary(result, agent), file=sys.stderr)
+    return EXIT_OK if result.best is not None else EXIT_NO_ANSWER
+
+
+async def _chat(args: argparse.Namespace, settings: Settings, recorder: FallbackRecorder) -> int:
+    prompt: str = args.text
+    config = _custom_config(args)
+    config.update(max_tokens=args.max_tokens, temperature=args.temperature)
+    if args.system:
+        config["system_prompt"] = args.system
+    with _flags_named("chat"):
+        agent = await AgentFactory(settings).create_agent("chat", custom_config=config)
+    assert isinstance(agent, ChatAgent)
+    try:
+        if args.json:
+            answer = await agent.process(prompt)
+        else:
+            # Until the first text: the model loads (local) or thinks, on a terminal.
+            waiting = StatusLine(sys.stderr, _waiting(agent)) if _interactive(args) else None
+            async with waiting or nullcontext():
+                async for text in agent.stream(prompt):
+                    if waiting is not None and text:
+                        waiting.close()
+                    print(text, end="", flush=True)
+            print()
+    finally:
+        await agent.aclose()
+    if args.json:
+        data = {
+            "answer": answer,
+            "providers": agent.providers,
+            "served_by": served_by(agent.usage),
+            "usage": usage_rows(agent.usage),
+            "fallbacks": recorder.fallbacks,
+        }
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    print(usage_line(agent.usage), file=sys.stderr)
+    return EXIT_OK
+
+
+def _waiting(agent: ChatAgent) -> str:
+    """What ``chat`` shows before the first token: the model loads (local) or thinks."""
+    first = agent.providers[0] if agent.providers else "the model"
+    return f"{first}: loading the model or thinking…"
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    provider = args.provider or first_configured(settings)
+    listing = PROVIDERS[provider].list_models(settings, args.search, args.free)
+    print(json.dumps(listing.rows, indent=2) if args.json else "\n".join(listing.lines))
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace, settings: Settings) -> int:
+    providers = validate_provider_names(args.provider) if args.provider else None
+    report = diagnose(settings, providers, probe=args.probe)
+    # What a provider's check reports may quote a setting's value: never a key.
+    if args.json:
+        print(redact(json.dumps([health.as_dict() for health in report], indent=2)))
+    else:
+        for health in report:
+            print(redact(_health_line(health)))
+            width = max((len(host.host or "") for host in health.hosts), default=0)
+            for host in health.hosts:  # a pool: each host on its own line
+                print(redact(_health_line(host, f"  {host.host or '':<{width}}")))
+    problems = [h for h in report if h.status == "problem"]
+    usable = [h for h in report if h.status == "ok"]
+    if not problems and not usable and not args.json:
+        print(f"no provider is usable: {setup_hint()}")
+    return EXIT_FAILED if problems or not usable else EXIT_OK
+
+
+def _health_line(health: ProviderHealth, name: str | None = None) -> str:
+    latency = f" ({health.latency_ms:.0f} ms)" if health.latency_ms is not None else ""
+    return f"{name or health.provider:<11} {health.status:<15} {health.detail}{latency}"
+
+
+def _usage(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.state_url.get_secret_value() if settings.state_url is not None else None
+    if url is None or not is_shared_store_url(url):
+        print(NO_SHARED_STORE, file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        rows = fleet_usage(url)
+    except StoreUnreachableError as exc:
+        print(f"error: {exc}\nhint: check {STATE_URL_ENV} and that its Redis runs", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(usage_json(rows), indent=2) if args.json else "\n".join(usage_table(rows)))
+    return EXIT_OK
+
+
+def _settings() -> Settings:
+    """The settings of ``./.env`` and the environment; a misspelt variable is a warning line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MisspeltSettingWarning)
+        settings = Settings.from_env_file()
+    for warning in caught:
+        if issubclass(warning.category, MisspeltSettingWarning):
+            print(redact(f"warning: {warning.message}"), file=sys.stderr)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return settings
+
+
+async def _run(args: argparse.Namespace, recorder: FallbackRecorder) -> int:
+    settings = _settings()
+    if args.command == "solve":
+        return await _solve(args, settings, recorder)
+    if args.command == "chat":
+        return await _chat(args, settings, recorder)
+    if args.command == "models":
+        return await asyncio.to_thread(_models, args, settings)
+    if args.command == "usage":
+        return await asyncio.to_thread(_usage, args, settings)
+    return await asyncio.to_thread(_doctor, args, settings)
+
+
+def run(args: argparse.Namespace, recorder: FallbackRecorder) -> int:
+    """Run the parsed command in its own event loop; fallbacks go to ``recorder``."""
+    # Skipped providers are reported by errors and `doctor`; every other warning shows.
+    warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
+    with recorder:
+        return asyncio.run(_run(args, recorder))
+
+
+__all__ = ["SOLVE_DEFAULTS", "FallbackRecorder", "run"]
