@@ -13,16 +13,22 @@ so that a Redis that takes no writes says so before the provider is called.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import random
 import secrets
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pygent_lc.errors import InvalidInputError
+from pygent_lc.errors import BudgetExceededError, InvalidInputError
 from pygent_lc.limits import breaker, budget, rate, usage
 from pygent_lc.limits.breaker import ADMITTED, BreakerAdmission, BreakerOutcome, BreakerSpec
-from pygent_lc.limits.budget import BudgetRefusal, BudgetReservation, BudgetSpec
+from pygent_lc.limits.budget import BudgetRefusal, BudgetReservation, BudgetSpec, CostBudget
 from pygent_lc.limits.rate import MIN_RATE_WAIT_S, RateSpec
 from pygent_lc.limits.script import (
     LUA_PRELUDE,
@@ -34,8 +40,10 @@ from pygent_lc.limits.script import (
     rows,
     text,
 )
-from pygent_lc.limits.store import WRITABLE_TTL_MS, writable_key
+from pygent_lc.limits.store import WRITABLE_TTL_MS, StateStore, writable_key
 from pygent_lc.limits.usage import UsageRecord
+
+T = TypeVar("T")
 
 Refusal = Literal["breaker", "budget", "budget_wait", "rate"]
 """Which part of a :class:`CallPlan` turned a call away (see :class:`CallStart`)."""
@@ -505,6 +513,249 @@ class End(Step[CallEnded]):
         return _local_end(state, self)
 
 
+# -- a budget's two steps for a caller that is no policy (a backend, a ToT search) ---------
+
+_holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
+"""The holds whose call this thread or task is making (maybe given back since)."""
+
+_releasing = threading.Lock()
+
+RELEASE_WAIT_S = 0.1
+"""How long a dropped :class:`HeldStream` waits for its reservation to be given back."""
+
+
+def budget_wait(budget: CostBudget, store: StateStore, refusal: BudgetRefusal, tries: int) -> float:
+    """Seconds to wait before asking ``store`` again after ``budget`` refused a call.
+
+    ``BudgetExceededError`` when the budget is spent, and when the call of
+    unknown cost being waited for was admitted in this thread or task (waiting
+    for it would wait for itself). The wait is :meth:`CostBudget.wait_seconds`
+    times a random 0.5-1, so callers that began waiting together do not all
+    ask again at the same moments.
+    """
+    if not refusal.wait:
+        raise budget.exceeded(refusal)
+    if any(hold.holds(store, refusal.key, unknown_cost=True) for hold in _holds.get()):
+        raise BudgetExceededError(
+            "the cost of a call is not known yet and the call in flight was started by "
+            "this thread or task: waiting for it would deadlock"
+        )
+    return budget.wait_seconds(tries) * random.uniform(0.5, 1.0)
+
+
+def reserved_here(store: StateStore, key: str) -> bool:
+    """Whether this thread or task holds a reservation on ``key`` of ``store``: a call
+    made inside it is the same call (a backend's budget given to its chain too), and
+    reserves nothing more."""
+    return any(hold.holds(store, key) for hold in _holds.get())
+
+
+class Hold:
+    """One call's reservation on a :class:`~pygent_lc.limits.budget.CostBudget` (none
+    when ``budget`` is None), through the store's ``begin_call`` and ``end_call``.
+
+    Taken by ``with`` (blocking) or ``async with`` (awaiting): a call told to
+    wait polls the store, as a policy does. Settled on leaving, or by
+    :meth:`release` / :meth:`arelease`, which may be called any number of times
+    from any thread (only the first settles), with the cost given to
+    :meth:`settle`, else ``measure()`` (default: the budget's :meth:`measure`).
+    """
+
+    def __init__(
+        self,
+        budget: CostBudget | None,
+        prompt: str,
+        max_tokens: int | None,
+        samples: int = 1,
+        *,
+        measure: Callable[[], float] | None = None,
+    ) -> None:
+        self._budget = budget
+        self._plan = (
+            None
+            if budget is None
+            else CallPlan(budgets=(budget.spec(prompt, max_tokens, samples),))
+        )
+        self._measure = measure
+        self._reservation: BudgetReservation | None = None
+        self._cost: float | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether the reservation is taken and not given back yet."""
+        return self._reservation is not None
+
+    def holds(self, store: StateStore, key: str, *, unknown_cost: bool = False) -> bool:
+        """Whether this hold is a call in flight on ``key`` of ``store`` (of unknown cost
+        only, when ``unknown_cost``)."""
+        held, owner = self._reservation, self._budget
+        return (
+            held is not None
+            and (held.unknown_cost or not unknown_cost)
+            and held.key == key
+            and owner is not None
+            and owner.store is store
+        )
+
+    @contextlib.contextmanager
+    def scoped(self) -> Iterator[None]:
+        """In this block, this thread or task is making this hold's call (see
+        :func:`reserved_here`). ``with`` / ``async with`` on the hold is such a block."""
+        self._enter_scope()
+        try:
+            yield
+        finally:
+            self._leave_scope()
+
+    def _enter_scope(self) -> None:
+        _holds.set((*(hold for hold in _holds.get() if hold.held and hold is not self), self))
+
+    def _leave_scope(self) -> None:
+        _holds.set(tuple(hold for hold in _holds.get() if hold is not self))
+
+    def settle(self, cost_usd: float) -> None:
+        """The call's real cost, settled when the hold ends (instead of measuring it).
+
+        ``InvalidInputError`` unless it is a finite amount >= 0.
+        """
+        budget.check_cost(cost_usd)
+        self._cost = cost_usd
+
+    def __enter__(self) -> None:
+        if self._budget is None or self._plan is None:
+            return
+        store, tries = self._budget.store, 0
+        while (wait := self._verdict(store.begin_call(self._plan), tries)) > 0:
+            time.sleep(wait)
+            tries += 1
+
+    async def __aenter__(self) -> None:
+        if self._budget is None or self._plan is None:
+            return
+        tries = 0
+        while (
+            wait := self._verdict(await self._abegin(self._budget.store, self._plan), tries)
+        ) > 0:
+            await asyncio.sleep(wait)
+            tries += 1
+
+    async def _abegin(self, store: StateStore, plan: CallPlan) -> CallStart:
+        """``abegin_call``, giving the reservation back if the caller is cancelled meanwhile."""
+        begun = asyncio.ensure_future(store.abegin_call(plan))
+        try:
+            return await asyncio.shield(begun)
+        except asyncio.CancelledError:
+            begun.add_done_callback(lambda done: self._give_back(store, done))
+            raise
+
+    @staticmethod
+    def _give_back(store: StateStore, begun: asyncio.Future[CallStart]) -> None:
+        if not begun.cancelled() and begun.exception() is None:
+            settlements = tuple(Settlement(r, 0.0) for r in begun.result().reservations)
+            if settlements:
+                store.end_call(CallEnd(settlements=settlements))
+
+    def _verdict(self, start: CallStart, tries: int) -> float:
+        """0 once admitted; else seconds to wait before asking again (or raise)."""
+        assert self._budget is not None
+        if start.allowed:
+            self._reservation = start.reservations[0]
+            self._enter_scope()
+            return 0.0
+        assert start.budget_refusal is not None  # the only part of the plan
+        return budget_wait(self._budget, self._budget.store, start.budget_refusal, tries)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.arelease()
+
+    def _end(self) -> tuple[StateStore, CallEnd] | None:
+        """The step that gives the reservation back (once: None afterwards)."""
+        with _releasing:
+            reservation, self._reservation = self._reservation, None
+        self._leave_scope()
+        if reservation is None or self._budget is None:
+            return None
+        cost = self._cost
+        if cost is None:
+            cost = self._measure() if self._measure is not None else self._budget.measure()
+        return self._budget.store, CallEnd(settlements=(Settlement(reservation, cost),))
+
+    def release(self) -> None:
+        """Settle the call's cost and give the reservation back (once)."""
+        if (ending := self._end()) is not None:
+            store, end = ending
+            store.end_call(end)
+
+    async def arelease(self) -> None:
+        """:meth:`release` for async callers; it completes even if the caller is cancelled."""
+        if (ending := self._end()) is not None:
+            store, end = ending
+            await asyncio.shield(store.aend_call(end))
+
+
+class HeldStream(AsyncIterator[T]):
+    """An async iterator that holds a budget reservation while it is being read.
+
+    ``start`` runs on the first ``__anext__`` and returns the stream to read
+    and its (already taken) hold. The hold is released when the stream ends
+    or fails, on :meth:`aclose`, and when this object is dropped (``async for
+    ... : break``), from a thread of its own, as the garbage collector may run
+    a finalizer anywhere, inside the store's lock too; the finalizer waits for
+    it up to :data:`RELEASE_WAIT_S`, so the reservation is back when the loop
+    exits (a store round trip permitting). An async generator
+    would only be finalized later by the event loop, keeping the reservation
+    (and, before a call's cost is known, every waiting caller) until then.
+    """
+
+    def __init__(self, start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]]) -> None:
+        self._start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]] | None = start
+        self._inner: AsyncIterator[T] | None = None
+        self._hold: Hold | None = None
+
+    def __aiter__(self) -> HeldStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            if self._inner is None:
+                if self._start is None:
+                    raise StopAsyncIteration
+                start, self._start = self._start, None
+                self._inner, self._hold = await start()
+                self._hold._leave_scope()  # the reader's code is not the stream's call
+            if self._hold is None:
+                return await anext(self._inner)
+            with self._hold.scoped():
+                return await anext(self._inner)
+        except BaseException:
+            await self._finish()
+            raise
+
+    async def _finish(self) -> None:
+        self._start = None
+        if self._hold is not None:
+            await self._hold.arelease()
+
+    async def aclose(self) -> None:
+        """Release the reservation and close the underlying stream."""
+        await self._finish()
+        inner, self._inner = self._inner, None
+        aclose = getattr(inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def __del__(self) -> None:
+        hold = self._hold
+        if hold is not None and hold.held:
+            releasing = threading.Thread(target=hold.release, daemon=True)
+            with contextlib.suppress(RuntimeError):  # the interpreter is shutting down
+                releasing.start()
+                releasing.join(RELEASE_WAIT_S)
+
+
 __all__ = [
     "ADMITTED",
     "Begin",
@@ -513,6 +764,10 @@ __all__ = [
     "CallPlan",
     "CallStart",
     "End",
+    "HeldStream",
+    "Hold",
     "Refusal",
     "Settlement",
+    "budget_wait",
+    "reserved_here",
 ]
