@@ -323,7 +323,8 @@ class _ProviderCall:
         try:
             if self._plan is not None:
                 tries = 0
-                while (wait := self._verdict(self._policy.state.begin_call(self._plan), tries)) > 0:
+                store = self._policy.state
+                while wait := self._verdict(store.begin_call(self._plan), tries, blocking=True):
                     time.sleep(wait)
                     tries += 1
         except BaseException:
@@ -345,8 +346,9 @@ class _ProviderCall:
             raise
         return self
 
-    def _verdict(self, start: CallStart, tries: int) -> float:
-        """0 when the call may go; else seconds to wait before asking again, or raise."""
+    def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
+        """0 when the call may go; else seconds to wait before asking again, or raise
+        (``blocking``: the wait would block this thread)."""
         if start.allowed:
             self._start = start
             return 0.0
@@ -356,7 +358,7 @@ class _ProviderCall:
         if start.refused_by in ("budget", "budget_wait") and policy.budget is not None:
             refusal = start.budget_refusal
             assert refusal is not None  # the store says why a budget refused
-            wait_s = budget_wait(policy.budget, policy.state, refusal, tries)
+            wait_s = budget_wait(policy.budget, policy.state, refusal, tries, blocking=blocking)
             if not self._fits(wait_s):
                 raise BudgetExceededError("waited for the budget until the deadline")
             return wait_s

@@ -42,6 +42,8 @@ from pygent_lc.errors import BudgetExceededError, ConfigurationError, InvalidInp
 from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, number, rows
 from pygent_lc.limits.store import MemoryStore, StateStore
 
+DEFAULT_BUDGET_WAIT_S = 300.0
+"""How long a call waits its turn behind a call of unknown cost (``CostBudget.max_wait_s``)."""
 DEFAULT_BUDGET_LEASE_S = 900.0
 """How long a budget reservation outlives a process that died holding it.
 
@@ -448,6 +450,10 @@ class CostBudget:
     call seen so far and goes only while no other such call is in flight (the
     others wait, polling the store), so spend passes the limit by at most one
     such call. A call that costs more than its bound passes it by that excess.
+    A call waits its turn at most ``max_wait_s`` (a policy's call: until its
+    deadline), then raises ``BudgetExceededError``; a call that would block the
+    thread of a running event loop to wait raises it at once, as the call it
+    waits for may need that loop.
 
     ``store`` None keeps the ledger in a private :class:`MemoryStore` (this
     object's calls only), unless a policy lends its own; budgets on one shared
@@ -467,7 +473,12 @@ class CostBudget:
         store: StateStore | None = None,
         key: str = "default",
         window_s: int | None = None,
+        max_wait_s: float = DEFAULT_BUDGET_WAIT_S,
     ) -> None:
+        if not 0 < max_wait_s < math.inf:
+            raise ConfigurationError(
+                f"max_wait_s must be > 0 and finite, got {max_wait_s}", field="max_wait_s"
+            )
         if not math.isfinite(max_cost_usd) or max_cost_usd < 0:
             raise ConfigurationError(
                 f"max_cost_usd must be >= 0, got {max_cost_usd}", field="max_cost_usd"
@@ -483,6 +494,7 @@ class CostBudget:
         self.key = key
         self.window_s = window_s
         self.estimator = estimator
+        self.max_wait_s = max_wait_s
         self._meter = None if spent is None else SpendMeter(spent)
 
     def status(self) -> BudgetStatus:

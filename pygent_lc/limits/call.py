@@ -524,14 +524,22 @@ RELEASE_WAIT_S = 0.1
 """How long a dropped :class:`HeldStream` waits for its reservation to be given back."""
 
 
-def budget_wait(budget: CostBudget, store: StateStore, refusal: BudgetRefusal, tries: int) -> float:
+def budget_wait(
+    budget: CostBudget,
+    store: StateStore,
+    refusal: BudgetRefusal,
+    tries: int,
+    *,
+    blocking: bool = False,
+) -> float:
     """Seconds to wait before asking ``store`` again after ``budget`` refused a call.
 
-    ``BudgetExceededError`` when the budget is spent, and when the call of
-    unknown cost being waited for was admitted in this thread or task (waiting
-    for it would wait for itself). The wait is :meth:`CostBudget.wait_seconds`
-    times a random 0.5-1, so callers that began waiting together do not all
-    ask again at the same moments.
+    ``BudgetExceededError`` when the budget is spent; when the call of unknown
+    cost being waited for was admitted in this thread or task (waiting for it
+    would wait for itself); and when a ``blocking`` wait would stop the event
+    loop running in this thread, which the call waited for may need. The wait
+    is :meth:`CostBudget.wait_seconds` times a random 0.5-1, so callers that
+    began waiting together do not all ask again at the same moments.
     """
     if not refusal.wait:
         raise budget.exceeded(refusal)
@@ -540,7 +548,22 @@ def budget_wait(budget: CostBudget, store: StateStore, refusal: BudgetRefusal, t
             "the cost of a call is not known yet and the call in flight was started by "
             "this thread or task: waiting for it would deadlock"
         )
+    if blocking and _loop_running_here():
+        raise BudgetExceededError(
+            f"a call of unknown cost is in flight on budget {refusal.key!r}, and waiting "
+            "for it here would block this thread's running event loop, which that call "
+            "may need: use the async entry point (await generate / ainvoke), or give "
+            "the budget an estimator (calls with a bound do not wait)"
+        )
     return budget.wait_seconds(tries) * random.uniform(0.5, 1.0)
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def reserved_here(store: StateStore, key: str) -> bool:
@@ -579,6 +602,7 @@ class Hold:
         self._measure = measure
         self._reservation: BudgetReservation | None = None
         self._cost: float | None = None
+        self._give_up = 0.0
 
     @property
     def held(self) -> bool:
@@ -625,17 +649,15 @@ class Hold:
         if self._budget is None or self._plan is None:
             return
         store, tries = self._budget.store, 0
-        while (wait := self._verdict(store.begin_call(self._plan), tries)) > 0:
+        while wait := self._verdict(store.begin_call(self._plan), tries, blocking=True):
             time.sleep(wait)
             tries += 1
 
     async def __aenter__(self) -> None:
         if self._budget is None or self._plan is None:
             return
-        tries = 0
-        while (
-            wait := self._verdict(await self._abegin(self._budget.store, self._plan), tries)
-        ) > 0:
+        store, tries = self._budget.store, 0
+        while wait := self._verdict(await self._abegin(store, self._plan), tries):
             await asyncio.sleep(wait)
             tries += 1
 
@@ -655,15 +677,26 @@ class Hold:
             if settlements:
                 store.end_call(CallEnd(settlements=settlements))
 
-    def _verdict(self, start: CallStart, tries: int) -> float:
-        """0 once admitted; else seconds to wait before asking again (or raise)."""
-        assert self._budget is not None
+    def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
+        """0 once admitted; else seconds to wait before asking again (or raise, also once
+        the wait would pass the budget's ``max_wait_s``)."""
+        budget = self._budget
+        assert budget is not None
         if start.allowed:
             self._reservation = start.reservations[0]
             self._enter_scope()
             return 0.0
         assert start.budget_refusal is not None  # the only part of the plan
-        return budget_wait(self._budget, self._budget.store, start.budget_refusal, tries)
+        wait = budget_wait(budget, budget.store, start.budget_refusal, tries, blocking=blocking)
+        if tries == 0:
+            self._give_up = time.monotonic() + budget.max_wait_s
+        elif time.monotonic() + wait > self._give_up:
+            raise BudgetExceededError(
+                f"waited {budget.max_wait_s:g} s (max_wait_s) for the call of unknown cost "
+                f"in flight on budget {budget.key!r}; it may be waiting for this caller "
+                "(e.g. its event loop blocked until this thread ends)"
+            )
+        return wait
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()

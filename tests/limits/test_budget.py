@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -706,3 +706,91 @@ async def test_a_call_made_while_reading_a_stream_on_the_same_budget_reserves_it
     assert [piece async for piece in stream] == []  # read to its end
     assert budget.in_flight == 0
     assert budget.status().spent_usd == pytest.approx(2 * COST)
+
+
+# --- a blocking wait never hangs: on the loop's own thread, or for a stuck call ------------
+
+HARD_TIMEOUT_S = 10.0
+
+
+def _ended_within(seconds: float, scenario: Callable[[], object]) -> object:
+    """What ``scenario()`` returned or raised, run in a daemon thread; a failure (not a
+    hang of the test run) when it has not ended after ``seconds``."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(scenario())
+        except BaseException as exc:  # the scenario's outcome, checked by the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s: a hang"
+    return outcome[0]
+
+
+async def _in_flight(budget: CostBudget) -> None:
+    """Until a call holds ``budget`` (it is taken in the store: polling is the signal)."""
+    while budget.in_flight == 0:  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize("where", ["backend", "chain"])
+def test_a_sync_call_on_the_loop_a_task_holds_the_budget_on_is_refused_at_once(
+    where: str,
+) -> None:
+    model = BilledModel(costs=[COST])
+    budget = CostBudget(LIMIT)  # no estimator: calls of unknown cost, one at a time
+    if where == "backend":
+        backend = LangChainBackend(model, budget=budget)
+        sync_call: Callable[[], object] = lambda: backend.generate_sync("second")  # noqa: E731
+    else:
+        chain = ProviderChain(providers=[with_provider_policy(model, Settings(), budget=budget)])
+        backend = LangChainBackend(chain)
+        sync_call = lambda: chain.invoke("second")  # noqa: E731
+
+    async def notebook_cell() -> object:
+        first = asyncio.create_task(backend.generate("first"))
+        await _in_flight(budget)
+        try:
+            return sync_call()  # sync code on the loop's thread: the task cannot run meanwhile
+        except BudgetExceededError as exc:
+            return exc
+        finally:
+            assert await first == "ok"
+
+    started = time.monotonic()
+    refused = _ended_within(HARD_TIMEOUT_S, lambda: asyncio.run(notebook_cell()))
+    assert isinstance(refused, BudgetExceededError), refused
+    assert "event loop" in str(refused)
+    assert time.monotonic() - started < 2.0  # at once, not after a deadline
+    assert len(model.calls) == 1
+    assert budget.in_flight == 0
+
+
+def test_a_sync_call_the_holding_loop_waits_for_gives_up_after_max_wait_s() -> None:
+    model = BilledModel(costs=[COST])
+    budget = CostBudget(LIMIT, max_wait_s=0.2)
+    backend = LangChainBackend(model, budget=budget)
+
+    async def task_joining_a_helper_thread() -> object:
+        first = asyncio.create_task(backend.generate("first"))
+        await _in_flight(budget)
+        # The helper's call waits for `first`, which waits for the loop this join blocks.
+        helper = _ended_within(HARD_TIMEOUT_S, lambda: backend.generate_sync("second"))
+        assert await first == "ok"
+        return helper
+
+    refused = _ended_within(2 * HARD_TIMEOUT_S, lambda: asyncio.run(task_joining_a_helper_thread()))
+    assert isinstance(refused, BudgetExceededError), refused
+    assert "waited 0.2 s" in str(refused)
+    assert len(model.calls) == 1
+    assert budget.in_flight == 0
+
+
+def test_a_wait_bound_that_is_no_duration_is_a_configuration_error() -> None:
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigurationError, match="max_wait_s"):
+            CostBudget(LIMIT, max_wait_s=bad)
