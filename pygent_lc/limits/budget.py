@@ -1,9 +1,6 @@
-"""Cost budgets: spending limits checked before each call.
+"""Cost budgets: spend, reservations of calls in flight, and the largest call, per key and window.
 
-Cost budgets: spend, reservations of calls in flight, and the largest call, per key and window.
-
-The rules are :class:`pygent_lc.limits.budget.CostBudget`'s, made fleet-wide. A
-call reserves an amount before it runs and settles with its real cost after:
+A call reserves an amount before it runs and settles with its real cost after:
 
 * with a bound (the most the call can cost), it reserves the bound and goes
   only if spend, the reservations and the bound stay within the limit;
@@ -55,7 +52,7 @@ with its retries and fallbacks.
 
 @dataclass(frozen=True, slots=True)
 class BudgetReservation:
-    """A call's hold on a budget; give it back with :class:`Settle`.
+    """A call's hold on a budget; given back in a :class:`~pygent_lc.limits.call.Settlement`.
 
     ``bucket`` is the window the call started in (``floor(now / window_s)``,
     0 without a window): its cost counts there even if it ends in the next.
@@ -304,9 +301,10 @@ def check_spec(spec: BudgetSpec) -> None:
             f"budget window of {spec.key!r} must be >= 1 s, got {spec.window_s}",
             field="budget_window",
         )
-    if not spec.limit_usd >= 0:
+    if not 0 <= spec.limit_usd < math.inf:
         raise ConfigurationError(
-            f"budget limit of {spec.key!r} must be >= 0, got {spec.limit_usd}",
+            f"max_cost_usd of budget {spec.key!r} must be a finite amount >= 0, "
+            f"got {spec.limit_usd}",
             field="max_cost_usd",
         )
     if spec.amount_usd is not None and not spec.amount_usd >= 0:
@@ -438,22 +436,15 @@ class CostBudget:
     """A spending limit: ``max_cost_usd`` in total, or per ``window_s`` (e.g. 3600, 86400).
 
     The one budget object: give it as ``budget=`` to a chain
-    (:func:`~pygent_lc.chain.build_chat_model`, or ``PYGENT_MAX_COST_USD``), to a
-    :class:`~pygent_lc.langchain_backend.LangChainBackend` (and so to a ToT search
-    over it). Every call is one step of the state store's
-    :meth:`~pygent_lc.limits.store.StateStore.begin_call` (its :meth:`spec` in a
-    :class:`~pygent_lc.limits.call.CallPlan`) and one of ``end_call`` (a
-    :class:`~pygent_lc.limits.call.Settlement` with its real cost); the rules
-    are the ledger's (this module's docstring): a call with a bound (``estimator``:
-    :func:`estimator_from_prices`) reserves it and goes only if it fits, so spend
-    stays within the limit; a call without one reserves the largest cost of one
-    call seen so far and goes only while no other such call is in flight (the
-    others wait, polling the store), so spend passes the limit by at most one
-    such call. A call that costs more than its bound passes it by that excess.
-    A call waits its turn at most ``max_wait_s`` (a policy's call: until its
-    deadline), then raises ``BudgetExceededError``; a call that would block the
-    thread of a running event loop to wait raises it at once, as the call it
-    waits for may need that loop.
+    (:func:`~pygent_lc.chain.build_chat_model`; ``PYGENT_MAX_COST_USD`` builds one)
+    or to a :class:`~pygent_lc.langchain_backend.LangChainBackend` (and so to every
+    ToT search over it). A call reserves in the store's ``begin_call`` (:meth:`spec`)
+    and settles its real cost in ``end_call``, by this module's rules: with a bound
+    (``estimator``, e.g. :func:`estimator_from_prices`) spend stays within the
+    limit; without one, calls go one at a time and the others wait, polling the
+    store, at most ``max_wait_s`` (a policy's call: until its deadline), then
+    ``BudgetExceededError``; a wait that would block the thread of a running event
+    loop raises it at once, as the call waited for may need that loop.
 
     ``store`` None keeps the ledger in a private :class:`MemoryStore` (this
     object's calls only), unless a policy lends its own; budgets on one shared
@@ -479,14 +470,7 @@ class CostBudget:
             raise ConfigurationError(
                 f"max_wait_s must be > 0 and finite, got {max_wait_s}", field="max_wait_s"
             )
-        if not math.isfinite(max_cost_usd) or max_cost_usd < 0:
-            raise ConfigurationError(
-                f"max_cost_usd must be >= 0, got {max_cost_usd}", field="max_cost_usd"
-            )
-        if window_s is not None and window_s < 1:
-            raise ConfigurationError(
-                f"budget window must be >= 1 s, got {window_s}", field="budget_window"
-            )
+        check_spec(BudgetSpec(key, max_cost_usd, None, window_s))
         self.max_cost_usd = max_cost_usd
         self.store: StateStore = store if store is not None else MemoryStore()
         self.store_given = store is not None

@@ -20,7 +20,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
@@ -145,19 +145,6 @@ class CallEnded:
     failures: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Verdict:
-    """What ``begin`` found, before it is turned into a :class:`CallStart`."""
-
-    status: str
-    now: float
-    """The time the step ran at (see :mod:`pygent_lc.limits.rate`)."""
-    budgets: Sequence[tuple[str, float, float, float]]
-    breaker: tuple[str, float, int, str] | None
-    rate_wait: float = 0.0
-    rate_index: int = 0
-
-
 _STEP_ARGS = """
 local now = tonumber(ARGV[1])
 local a, k = 3, 1"""
@@ -263,126 +250,46 @@ return {0, 0}
 )
 
 
-def _encode_begin(request: Begin, prefix: str) -> tuple[list[str], list[Arg]]:
-    plan = request.plan
-    keys: list[str] = []
-    args: list[Arg] = [request.now, len(plan.rates)]
-    for limit, member in zip(plan.rates, request.members, strict=True):
-        keys += [rate.rate_key(prefix, limit.key), rate.clock_key(prefix, limit.key)]
-        args += [limit.limit, limit.period_s, member]
-    args.append(len(plan.budgets))
-    for spec, hold in zip(plan.budgets, request.holds, strict=True):
-        where = budget.ledger_keys(
-            prefix, spec.key, spec.window_s, budget.bucket_of(request.now, spec.window_s)
-        )
-        keys += [where.bucket, where.holds, where.largest]
-        amount: Arg = "" if spec.amount_usd is None else spec.amount_usd
-        args += [spec.limit_usd, amount, hold, spec.lease_s, where.ttl_ms]
-    spec_b = plan.breaker
-    if spec_b is not None and spec_b.enabled:
-        keys.append(breaker.breaker_key(prefix, spec_b.key))
-        args += [1, spec_b.cooldown_s, request.probe_id]
-    else:
-        args.append(0)
-    keys.append(writable_key(prefix))
-    args.append(WRITABLE_TTL_MS)
-    return keys, args
-
-
-def _decode_begin(request: Begin, reply: Any) -> CallStart:
-    status, budgets, breaker, wait, index, now = json_rows(reply)
-    return _start(
-        request,
-        _Verdict(
-            status=str(status),
-            now=number(now),
-            budgets=[(str(b[0]), number(b[1]), number(b[2]), number(b[3])) for b in rows(budgets)],
-            breaker=(
-                None
-                if not rows(breaker)
-                else (str(breaker[0]), number(breaker[1]), int(breaker[2]), text(breaker[3]) or "")
-            ),
-            rate_wait=number(wait),
-            rate_index=int(index),
-        ),
-    )
-
-
-def _local_begin(state: MemoryState, request: Begin) -> CallStart:
-    plan, now = request.plan, request.now
-    for limit in plan.rates:
-        now = max(now, rate.time_of(state.part(rate.RateLogs), limit.key, now))
-    budget_out: list[tuple[str, float, float, float]] = []
-    pending: list[tuple[budget.LedgerBucket, float, bool, float, float]] = []
-    for spec in plan.budgets:
-        # The bucket is the one the client's time falls in, as the Redis keys are.
-        where = budget.bucket_of(request.now, spec.window_s)
-        bucket = state.part(budget.Ledgers).bucket(spec.key, spec.window_s, where)
-        largest = state.part(budget.Ledgers).largest.get(spec.key, 0.0)
-        verdict = budget.check(bucket, largest, now, spec.limit_usd, spec.amount_usd)
-        budget_out.append(verdict)
-        found, _, reserved, unit = verdict
-        if found != "ok":
-            status = "budget_wait" if found == "wait" else "budget"
-            return _start(request, _Verdict(status, now, budget_out, None))
-        unknown = spec.amount_usd is None
-        pending.append((bucket, unit, unknown, reserved, spec.lease_s))
-    breaker_out: tuple[str, float, int, str] | None = None
-    spec_b = plan.breaker
-    if spec_b is not None and spec_b.enabled:
-        breaker_out = breaker.check(
-            state.part(breaker.BreakerRecords), spec_b.key, now, spec_b.cooldown_s
-        )
-        if breaker_out[0] in ("open", "probing"):
-            return _start(request, _Verdict("breaker", now, budget_out, breaker_out))
-    for index, limit in enumerate(plan.rates, start=1):
-        free, wait = rate.check(
-            state.part(rate.RateLogs), limit.key, now, limit.limit, limit.period_s
-        )
-        if not free:
-            return _start(request, _Verdict("rate", now, budget_out, breaker_out, wait, index))
-    for (bucket, unit, unknown, reserved, lease), hold in zip(pending, request.holds, strict=True):
-        budget.commit(bucket, now, hold, unit, unknown, reserved, lease)
-    if spec_b is not None and breaker_out is not None and breaker_out[0] == "probe":
-        breaker.take_probe(
-            state.part(breaker.BreakerRecords), spec_b.key, now, str(request.probe_id)
-        )
-    for limit in plan.rates:
-        rate.commit(state.part(rate.RateLogs), limit.key, now)
-    return _start(request, _Verdict("ok", now, budget_out, breaker_out))
-
-
-def _start(request: Begin, verdict: _Verdict) -> CallStart:
-    """The :class:`CallStart` of ``begin``'s verdict (the same for both stores)."""
+def _start(
+    request: Begin,
+    status: str,
+    decided_at: float,
+    budgets: Sequence[tuple[str, float, float, float]],
+    breaker_found: tuple[str, float, int, str] | None,
+    rate_wait: float = 0.0,
+    rate_index: int = 0,
+) -> CallStart:
+    """The :class:`CallStart` of what ``begin`` found (the same for both stores): its
+    ``status``, each budget's verdict, spent, reserved and amount, the breaker's."""
     plan, now = request.plan, request.now
     admission = ADMITTED
-    if verdict.breaker is not None:
-        found, retry_in, failures, error = verdict.breaker
+    if breaker_found is not None:
+        found, retry_in, failures, error = breaker_found
         admission = breaker.admission(found, retry_in, failures, error, request.probe_id)
-    if verdict.status in ("budget", "budget_wait"):
-        spec = plan.budgets[len(verdict.budgets) - 1]
-        _, spent, reserved, unit = verdict.budgets[-1]
+    if status in ("budget", "budget_wait"):
+        spec = plan.budgets[len(budgets) - 1]
+        _, spent, reserved, unit = budgets[-1]
         refusal = BudgetRefusal(
             key=spec.key,
             limit_usd=spec.limit_usd,
             spent_usd=spent,
             reserved_usd=reserved,
             amount_usd=unit,
-            wait=verdict.status == "budget_wait",
+            wait=status == "budget_wait",
         )
         refused_by: Refusal = "budget_wait" if refusal.wait else "budget"
         return CallStart(
-            allowed=False, refused_by=refused_by, budget_refusal=refusal, now=verdict.now
+            allowed=False, refused_by=refused_by, budget_refusal=refusal, now=decided_at
         )
-    if verdict.status == "breaker":
-        return CallStart(allowed=False, refused_by="breaker", breaker=admission, now=verdict.now)
-    if verdict.status == "rate":
+    if status == "breaker":
+        return CallStart(allowed=False, refused_by="breaker", breaker=admission, now=decided_at)
+    if status == "rate":
         return CallStart(
             allowed=False,
             refused_by="rate",
-            rate_wait_s=max(verdict.rate_wait, MIN_RATE_WAIT_S),
-            rate_key=plan.rates[verdict.rate_index - 1].key,
-            now=verdict.now,
+            rate_wait_s=max(rate_wait, MIN_RATE_WAIT_S),
+            rate_key=plan.rates[rate_index - 1].key,
+            now=decided_at,
         )
     reservations = tuple(
         BudgetReservation(
@@ -396,79 +303,10 @@ def _start(request: Begin, verdict: _Verdict) -> CallStart:
             reserved_usd=reserved,
         )
         for spec, hold, (_, spent, reserved, unit) in zip(
-            plan.budgets, request.holds, verdict.budgets, strict=True
+            plan.budgets, request.holds, budgets, strict=True
         )
     )
-    return CallStart(allowed=True, breaker=admission, reservations=reservations, now=verdict.now)
-
-
-def _encode_end(request: End, prefix: str) -> tuple[list[str], list[Arg]]:
-    call = request.call
-    keys: list[str] = []
-    args: list[Arg] = [request.now, len(call.settlements)]
-    for settlement in call.settlements:
-        held = settlement.reservation
-        where = budget.ledger_keys(prefix, held.key, held.window_s, held.bucket)
-        keys += [where.bucket, where.holds, where.largest]
-        args += [held.hold_id, settlement.cost_usd, where.ttl_ms]
-    used = call.usage
-    if used is not None:
-        where_used = usage.usage_keys(prefix, used.provider, used.model)
-        keys += [where_used.totals, where_used.latencies, where_used.index]
-        args += [1, used.provider, used.model, *usage.values(used)]
-        args.append(usage.LATENCY_SAMPLES)
-    else:
-        args.append(0)
-    outcome = call.breaker
-    if outcome is not None:
-        keys.append(breaker.breaker_key(prefix, outcome.key))
-        probe = outcome.admission.probe_id
-        args += [
-            outcome.kind,
-            outcome.threshold,
-            "" if probe is None else probe,
-            breaker.summary(outcome.error_summary),
-        ]
-    else:
-        args.append("")
-    return keys, args
-
-
-def _decode_end(request: End, reply: Any) -> CallEnded:
-    changed, failures = rows(reply)
-    return CallEnded(breaker_changed=bool(changed), failures=int(failures))
-
-
-def _local_end(state: MemoryState, request: End) -> CallEnded:
-    call = request.call
-    for settlement in call.settlements:
-        held = settlement.reservation
-        bucket = state.part(budget.Ledgers).bucket(held.key, held.window_s, held.bucket)
-        budget.settle(
-            state.part(budget.Ledgers), held.key, bucket, held.hold_id, settlement.cost_usd
-        )
-    if call.usage is not None:
-        usage.record(state.part(usage.UsageBuckets), call.usage)
-    outcome = call.breaker
-    if outcome is None:
-        return CallEnded()
-    key = outcome.key
-    probe = outcome.admission.probe_id
-    probe_id = "" if probe is None else str(probe)
-    if outcome.kind == "success":
-        return CallEnded(breaker_changed=breaker.success(state.part(breaker.BreakerRecords), key))
-    if outcome.kind == "failure":
-        opened, failures = breaker.failure(
-            state.part(breaker.BreakerRecords),
-            key,
-            request.now,
-            outcome.threshold,
-            probe_id,
-            breaker.summary(outcome.error_summary),
-        )
-        return CallEnded(breaker_changed=opened, failures=failures)
-    breaker.release(state.part(breaker.BreakerRecords), key, probe_id)
-    return CallEnded()
+    return CallStart(allowed=True, breaker=admission, reservations=reservations, now=decided_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,13 +323,88 @@ class Begin(Step[CallStart]):
     """One hold id per budget."""
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        return _encode_begin(self, prefix)
+        plan = self.plan
+        keys: list[str] = []
+        args: list[Arg] = [self.now, len(plan.rates)]
+        for limit, member in zip(plan.rates, self.members, strict=True):
+            keys += [rate.rate_key(prefix, limit.key), rate.clock_key(prefix, limit.key)]
+            args += [limit.limit, limit.period_s, member]
+        args.append(len(plan.budgets))
+        for spec, hold in zip(plan.budgets, self.holds, strict=True):
+            where = budget.ledger_keys(
+                prefix, spec.key, spec.window_s, budget.bucket_of(self.now, spec.window_s)
+            )
+            keys += [where.bucket, where.holds, where.largest]
+            amount: Arg = "" if spec.amount_usd is None else spec.amount_usd
+            args += [spec.limit_usd, amount, hold, spec.lease_s, where.ttl_ms]
+        spec_b = plan.breaker
+        if spec_b is not None and spec_b.enabled:
+            keys.append(breaker.breaker_key(prefix, spec_b.key))
+            args += [1, spec_b.cooldown_s, self.probe_id]
+        else:
+            args.append(0)
+        keys.append(writable_key(prefix))
+        args.append(WRITABLE_TTL_MS)
+        return keys, args
 
     def decode(self, reply: Any) -> CallStart:
-        return _decode_begin(self, reply)
+        status, budgets, breaker, wait, index, now = json_rows(reply)
+        return _start(
+            self,
+            str(status),
+            number(now),
+            [(str(b[0]), number(b[1]), number(b[2]), number(b[3])) for b in rows(budgets)],
+            (
+                None
+                if not rows(breaker)
+                else (str(breaker[0]), number(breaker[1]), int(breaker[2]), text(breaker[3]) or "")
+            ),
+            number(wait),
+            int(index),
+        )
 
     def local(self, state: MemoryState) -> CallStart:
-        return _local_begin(state, self)
+        plan, now = self.plan, self.now
+        for limit in plan.rates:
+            now = max(now, rate.time_of(state.part(rate.RateLogs), limit.key, now))
+        budget_out: list[tuple[str, float, float, float]] = []
+        pending: list[tuple[budget.LedgerBucket, float, bool, float, float]] = []
+        for spec in plan.budgets:
+            # The bucket is the one the client's time falls in, as the Redis keys are.
+            where = budget.bucket_of(self.now, spec.window_s)
+            bucket = state.part(budget.Ledgers).bucket(spec.key, spec.window_s, where)
+            largest = state.part(budget.Ledgers).largest.get(spec.key, 0.0)
+            verdict = budget.check(bucket, largest, now, spec.limit_usd, spec.amount_usd)
+            budget_out.append(verdict)
+            found, _, reserved, unit = verdict
+            if found != "ok":
+                status = "budget_wait" if found == "wait" else "budget"
+                return _start(self, status, now, budget_out, None)
+            unknown = spec.amount_usd is None
+            pending.append((bucket, unit, unknown, reserved, spec.lease_s))
+        breaker_out: tuple[str, float, int, str] | None = None
+        spec_b = plan.breaker
+        if spec_b is not None and spec_b.enabled:
+            breaker_out = breaker.check(
+                state.part(breaker.BreakerRecords), spec_b.key, now, spec_b.cooldown_s
+            )
+            if breaker_out[0] in ("open", "probing"):
+                return _start(self, "breaker", now, budget_out, breaker_out)
+        for index, limit in enumerate(plan.rates, start=1):
+            free, wait = rate.check(
+                state.part(rate.RateLogs), limit.key, now, limit.limit, limit.period_s
+            )
+            if not free:
+                return _start(self, "rate", now, budget_out, breaker_out, wait, index)
+        for (bucket, unit, unknown, reserved, lease), hold in zip(pending, self.holds, strict=True):
+            budget.commit(bucket, now, hold, unit, unknown, reserved, lease)
+        if spec_b is not None and breaker_out is not None and breaker_out[0] == "probe":
+            breaker.take_probe(
+                state.part(breaker.BreakerRecords), spec_b.key, now, str(self.probe_id)
+            )
+        for limit in plan.rates:
+            rate.commit(state.part(rate.RateLogs), limit.key, now)
+        return _start(self, "ok", now, budget_out, breaker_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,13 +417,72 @@ class End(Step[CallEnded]):
     now: float
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        return _encode_end(self, prefix)
+        call = self.call
+        keys: list[str] = []
+        args: list[Arg] = [self.now, len(call.settlements)]
+        for settlement in call.settlements:
+            held = settlement.reservation
+            where = budget.ledger_keys(prefix, held.key, held.window_s, held.bucket)
+            keys += [where.bucket, where.holds, where.largest]
+            args += [held.hold_id, settlement.cost_usd, where.ttl_ms]
+        used = call.usage
+        if used is not None:
+            where_used = usage.usage_keys(prefix, used.provider, used.model)
+            keys += [where_used.totals, where_used.latencies, where_used.index]
+            args += [1, used.provider, used.model, *usage.values(used)]
+            args.append(usage.LATENCY_SAMPLES)
+        else:
+            args.append(0)
+        outcome = call.breaker
+        if outcome is not None:
+            keys.append(breaker.breaker_key(prefix, outcome.key))
+            probe = outcome.admission.probe_id
+            args += [
+                outcome.kind,
+                outcome.threshold,
+                "" if probe is None else probe,
+                breaker.summary(outcome.error_summary),
+            ]
+        else:
+            args.append("")
+        return keys, args
 
     def decode(self, reply: Any) -> CallEnded:
-        return _decode_end(self, reply)
+        changed, failures = rows(reply)
+        return CallEnded(breaker_changed=bool(changed), failures=int(failures))
 
     def local(self, state: MemoryState) -> CallEnded:
-        return _local_end(state, self)
+        call = self.call
+        for settlement in call.settlements:
+            held = settlement.reservation
+            bucket = state.part(budget.Ledgers).bucket(held.key, held.window_s, held.bucket)
+            budget.settle(
+                state.part(budget.Ledgers), held.key, bucket, held.hold_id, settlement.cost_usd
+            )
+        if call.usage is not None:
+            usage.record(state.part(usage.UsageBuckets), call.usage)
+        outcome = call.breaker
+        if outcome is None:
+            return CallEnded()
+        key = outcome.key
+        probe = outcome.admission.probe_id
+        probe_id = "" if probe is None else str(probe)
+        if outcome.kind == "success":
+            return CallEnded(
+                breaker_changed=breaker.success(state.part(breaker.BreakerRecords), key)
+            )
+        if outcome.kind == "failure":
+            opened, failures = breaker.failure(
+                state.part(breaker.BreakerRecords),
+                key,
+                self.now,
+                outcome.threshold,
+                probe_id,
+                breaker.summary(outcome.error_summary),
+            )
+            return CallEnded(breaker_changed=opened, failures=failures)
+        breaker.release(state.part(breaker.BreakerRecords), key, probe_id)
+        return CallEnded()
 
 
 # -- a budget's two steps for a caller that is no policy (a backend, a ToT search) ---------
@@ -621,17 +593,8 @@ class Hold:
             and owner.store is store
         )
 
-    @contextlib.contextmanager
-    def scoped(self) -> Iterator[None]:
-        """In this block, this thread or task is making this hold's call (see
-        :func:`reserved_here`). ``with`` / ``async with`` on the hold is such a block."""
-        self._enter_scope()
-        try:
-            yield
-        finally:
-            self._leave_scope()
-
     def _enter_scope(self) -> None:
+        """This thread or task is making this hold's call now (see :func:`reserved_here`)."""
         _holds.set((*(hold for hold in _holds.get() if hold.held and hold is not self), self))
 
     def _leave_scope(self) -> None:
@@ -759,10 +722,12 @@ class HeldStream(AsyncIterator[T]):
                 start, self._start = self._start, None
                 self._inner, self._hold = await start()
                 self._hold._leave_scope()  # the reader's code is not the stream's call
-            if self._hold is None:
+            assert self._hold is not None  # taken with the stream
+            self._hold._enter_scope()
+            try:
                 return await anext(self._inner)
-            with self._hold.scoped():
-                return await anext(self._inner)
+            finally:
+                self._hold._leave_scope()
         except BaseException:
             await self._finish()
             raise
@@ -790,7 +755,6 @@ class HeldStream(AsyncIterator[T]):
 
 
 __all__ = [
-    "ADMITTED",
     "Begin",
     "CallEnd",
     "CallEnded",
