@@ -794,3 +794,26 @@ def test_a_wait_bound_that_is_no_duration_is_a_configuration_error() -> None:
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigurationError, match="max_wait_s"):
             CostBudget(LIMIT, max_wait_s=bad)
+
+
+async def test_an_async_caller_behind_a_stuck_call_gives_up_after_max_wait_s() -> None:
+    budget = CostBudget(LIMIT, spent=lambda: 0.0, max_wait_s=0.2)
+    taken, stuck = asyncio.Event(), asyncio.Event()
+
+    async def stuck_call() -> None:
+        async with Hold(budget, "first", None):
+            taken.set()
+            await stuck.wait()
+
+    holder = asyncio.create_task(stuck_call())
+    await taken.wait()
+
+    async def second_call() -> None:
+        async with Hold(budget, "second", None):
+            pass
+
+    with pytest.raises(BudgetExceededError, match=r"waited 0\.2 s"):
+        await asyncio.wait_for(second_call(), HARD_TIMEOUT_S)  # a TimeoutError is a hang
+    stuck.set()
+    await holder
+    assert budget.in_flight == 0
