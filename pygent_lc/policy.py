@@ -355,7 +355,7 @@ class _ProviderCall:
         policy = self._policy
         if start.refused_by == "breaker" and policy.circuit is not None:
             raise policy.circuit.open_error(start.breaker or ADMITTED)
-        if start.refused_by in ("budget", "budget_wait") and policy.budget is not None:
+        if start.refused_by == "budget" and policy.budget is not None:
             refusal = start.budget_refusal
             assert refusal is not None  # the store says why a budget refused
             wait_s = budget_wait(policy.budget, policy.state, refusal, tries, blocking=blocking)

@@ -45,7 +45,7 @@ from pygent_lc.limits.usage import UsageRecord
 
 T = TypeVar("T")
 
-Refusal = Literal["breaker", "budget", "budget_wait", "rate"]
+Refusal = Literal["breaker", "budget", "rate"]
 """Which part of a :class:`CallPlan` turned a call away (see :class:`CallStart`)."""
 
 
@@ -85,8 +85,8 @@ class CallStart:
     When ``allowed``: ``breaker`` is the admission to pass back at the end
     (``ADMITTED`` without a breaker) and ``reservations`` hold the budgets,
     in plan order. When refused, ``refused_by`` says which part did:
-    ``"breaker"`` (``breaker`` says why), ``"budget"`` or ``"budget_wait"``
-    (``budget_refusal``) or ``"rate"`` (``rate_wait_s`` until the limit of
+    ``"breaker"`` (``breaker`` says why), ``"budget"`` (``budget_refusal``,
+    which says whether to wait) or ``"rate"`` (``rate_wait_s`` until the limit of
     ``rate_key`` frees a slot).
     """
 
@@ -184,7 +184,7 @@ for i = 1, count do
   local verdict, spent, reserved, unit = ledger_check(b.h, b.z, b.m, now, b.limit, b.amount)
   budget_out[i] = {verdict, fmt(spent), fmt(reserved), fmt(unit)}
   if verdict ~= 'ok' then
-    return reply({verdict == 'wait' and 'budget_wait' or 'budget', budget_out, {}, '0', 0, t})
+    return reply({'budget', budget_out, {}, '0', 0, t})
   end
   b.unit = unit
   b.reserved = reserved
@@ -266,21 +266,18 @@ def _start(
     if breaker_found is not None:
         found, retry_in, failures, error = breaker_found
         admission = breaker.admission(found, retry_in, failures, error, request.probe_id)
-    if status in ("budget", "budget_wait"):
+    if status == "budget":
         spec = plan.budgets[len(budgets) - 1]
-        _, spent, reserved, unit = budgets[-1]
+        found, spent, reserved, unit = budgets[-1]
         refusal = BudgetRefusal(
             key=spec.key,
             limit_usd=spec.limit_usd,
             spent_usd=spent,
             reserved_usd=reserved,
             amount_usd=unit,
-            wait=status == "budget_wait",
+            wait=found == "wait",
         )
-        refused_by: Refusal = "budget_wait" if refusal.wait else "budget"
-        return CallStart(
-            allowed=False, refused_by=refused_by, budget_refusal=refusal, now=decided_at
-        )
+        return CallStart(allowed=False, refused_by="budget", budget_refusal=refusal, now=decided_at)
     if status == "breaker":
         return CallStart(allowed=False, refused_by="breaker", breaker=admission, now=decided_at)
     if status == "rate":
@@ -378,8 +375,7 @@ class Begin(Step[CallStart]):
             budget_out.append(verdict)
             found, _, reserved, unit = verdict
             if found != "ok":
-                status = "budget_wait" if found == "wait" else "budget"
-                return _start(self, status, now, budget_out, None)
+                return _start(self, "budget", now, budget_out, None)
             unknown = spec.amount_usd is None
             pending.append((bucket, unit, unknown, reserved, spec.lease_s))
         breaker_out: tuple[str, float, int, str] | None = None
