@@ -485,16 +485,6 @@ class CostBudget:
         """The budget's current window: spent, reserved, calls in flight, largest call."""
         return self.store.run(ReadBudget(self.key, self.window_s, self.store.clock()))
 
-    @property
-    def reserved_usd(self) -> float:
-        """What the calls in flight on the budget (in its current window) have reserved."""
-        return self.status().reserved_usd
-
-    @property
-    def in_flight(self) -> int:
-        """Calls admitted on the budget (in its current window) and not yet finished."""
-        return self.status().in_flight
-
     def spec(self, prompt: str, max_tokens: int | None, samples: int = 1) -> BudgetSpec:
         """This budget's part of a :class:`~pygent_lc.limits.call.CallPlan` for one call.
 

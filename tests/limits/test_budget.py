@@ -186,7 +186,7 @@ async def test_concurrent_generate_without_estimator_overshoots_by_at_most_one_c
     requests = _check_outcomes(list(results), model, backend)
     # The same as one call after another: calls run while spend is under the limit.
     assert requests == 3
-    assert _budget(backend).reserved_usd == 0.0
+    assert _budget(backend).status().reserved_usd == 0.0
 
 
 def test_generate_sync_from_threads_overshoots_by_at_most_one_call() -> None:
@@ -268,18 +268,18 @@ async def test_abandoned_stream_releases_its_reservation_at_once() -> None:
     budget = _budget(backend)
     async for piece in backend.stream("hi"):
         assert piece == "one"
-        assert budget.reserved_usd == pytest.approx(COST)
+        assert budget.status().reserved_usd == pytest.approx(COST)
         break
-    assert budget.reserved_usd == 0.0
-    assert budget.in_flight == 0
+    assert budget.status().reserved_usd == 0.0
+    assert budget.status().in_flight == 0
 
 
 async def test_abandoned_stream_without_estimator_lets_the_next_call_in_at_once() -> None:
     backend = LangChainBackend(SlowBilledModel(outcomes=["one two three"]), max_cost_usd=LIMIT)
     async for _ in backend.stream("hi"):
-        assert _budget(backend).in_flight == 1
+        assert _budget(backend).status().in_flight == 1
         break
-    assert _budget(backend).in_flight == 0
+    assert _budget(backend).status().in_flight == 0
     assert await asyncio.wait_for(backend.generate("next"), timeout=1.0) == "ok"
 
 
@@ -291,9 +291,9 @@ async def test_stream_closed_with_aclose_releases_its_reservation() -> None:
     )
     stream = backend.stream("hi")
     assert await anext(stream) == "one"
-    assert _budget(backend).reserved_usd == pytest.approx(COST)
+    assert _budget(backend).status().reserved_usd == pytest.approx(COST)
     await stream.aclose()  # type: ignore[attr-defined]
-    assert _budget(backend).reserved_usd == 0.0
+    assert _budget(backend).status().reserved_usd == 0.0
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
 
@@ -305,8 +305,8 @@ async def test_a_failed_call_releases_its_reservation() -> None:
     )
     with pytest.raises(ProviderUnavailableError):
         await backend.generate("hi")
-    assert _budget(backend).reserved_usd == 0.0
-    assert _budget(backend).in_flight == 0
+    assert _budget(backend).status().reserved_usd == 0.0
+    assert _budget(backend).status().in_flight == 0
     assert await backend.generate("again") == "ok"
 
 
@@ -319,7 +319,7 @@ async def test_a_failed_first_call_lets_the_waiting_callers_in() -> None:
     assert isinstance(results[0], ProviderUnavailableError)
     assert all(isinstance(r, str | BudgetExceededError) for r in results[1:])
     assert _spent(backend) <= LIMIT + COST + 1e-12
-    assert _budget(backend).in_flight == 0
+    assert _budget(backend).status().in_flight == 0
 
 
 async def test_a_cancelled_waiter_leaves_no_trace() -> None:
@@ -333,7 +333,7 @@ async def test_a_cancelled_waiter_leaves_no_trace() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert await first == "ok"
-    assert _budget(backend).in_flight == 0
+    assert _budget(backend).status().in_flight == 0
     assert await backend.generate("third") == "ok"
 
 
@@ -373,9 +373,9 @@ def test_a_call_without_a_bound_reserves_the_largest_call_cost_so_far() -> None:
     with Hold(budget, "?", None):
         spent[0] = 0.3  # the first call measures the cost of one call
     with Hold(budget, "?", None), Hold(budget, "bounded", None):
-        assert budget.reserved_usd == pytest.approx(0.3 + 0.1)
-        assert budget.in_flight == 2
-    assert budget.reserved_usd == 0.0
+        assert budget.status().reserved_usd == pytest.approx(0.3 + 0.1)
+        assert budget.status().in_flight == 2
+    assert budget.status().reserved_usd == 0.0
 
 
 # --- with catalog prices, on the loopback server ------------------------------
@@ -503,7 +503,7 @@ async def test_twenty_calls_bounded_by_max_tokens_and_prices_never_pass_the_limi
     assert done >= 3  # three bounds fit at once, and more as calls cost less than theirs
     assert 0 < _spent(backend) <= limit
     assert _spent(backend) == pytest.approx(done * 1.22e-4)
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
 
 
 BAD_COSTS = [float("nan"), float("inf"), float("-inf"), -1e308, 1e308, -0.001, 1e9]
@@ -549,7 +549,7 @@ def test_settling_a_hold_with_an_implausible_cost_is_refused() -> None:
     hold = Hold(budget, "a", None)
     with pytest.raises(InvalidInputError), hold:
         hold.settle(float("nan"))
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
 
 
 @pytest.mark.live_local
@@ -647,7 +647,7 @@ async def test_one_budget_given_to_two_backends_is_one_limit() -> None:
     requests = sum(len(model.calls) for model in models)
     assert requests == 3  # as with one backend: calls of unknown cost one at a time
     assert budget.status().spent_usd == pytest.approx(3 * COST)
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
 
 
 async def test_a_budget_with_bounds_given_to_the_chain_runs_its_calls_concurrently() -> None:
@@ -682,7 +682,7 @@ async def test_the_same_budget_on_backend_and_chain_reserves_each_call_once(
     # unknown cost, wait for the first, its own caller).
     assert calls == (2 if bounded else 3)
     assert budget.status().spent_usd == pytest.approx(calls * COST)
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
 
 
 def test_a_budget_and_max_cost_usd_together_are_a_configuration_error() -> None:
@@ -699,12 +699,12 @@ async def test_a_call_made_while_reading_a_stream_on_the_same_budget_reserves_it
     backend = LangChainBackend(chain, budget=budget)
     stream = backend.stream("story")
     assert await anext(stream) == "ok"
-    assert budget.in_flight == 1  # the stream's call, reserved once
+    assert budget.status().in_flight == 1  # the stream's call, reserved once
     # The reader's own call is another call: it reserves (and is charged) for itself.
     await chain.ainvoke("another")
     assert budget.status().spent_usd == pytest.approx(COST)
     assert [piece async for piece in stream] == []  # read to its end
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
     assert budget.status().spent_usd == pytest.approx(2 * COST)
 
 
@@ -733,7 +733,7 @@ def _ended_within(seconds: float, scenario: Callable[[], object]) -> object:
 
 async def _in_flight(budget: CostBudget) -> None:
     """Until a call holds ``budget`` (it is taken in the store: polling is the signal)."""
-    while budget.in_flight == 0:  # noqa: ASYNC110
+    while budget.status().in_flight == 0:  # noqa: ASYNC110
         await asyncio.sleep(0.001)
 
 
@@ -767,7 +767,7 @@ def test_a_sync_call_on_the_loop_a_task_holds_the_budget_on_is_refused_at_once(
     assert "event loop" in str(refused)
     assert time.monotonic() - started < 2.0  # at once, not after a deadline
     assert len(model.calls) == 1
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
 
 
 def test_a_sync_call_the_holding_loop_waits_for_gives_up_after_max_wait_s() -> None:
@@ -787,7 +787,7 @@ def test_a_sync_call_the_holding_loop_waits_for_gives_up_after_max_wait_s() -> N
     assert isinstance(refused, BudgetExceededError), refused
     assert "waited 0.2 s" in str(refused)
     assert len(model.calls) == 1
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
 
 
 def test_a_wait_bound_that_is_no_duration_is_a_configuration_error() -> None:
@@ -816,4 +816,4 @@ async def test_an_async_caller_behind_a_stuck_call_gives_up_after_max_wait_s() -
         await asyncio.wait_for(second_call(), HARD_TIMEOUT_S)  # a TimeoutError is a hang
     stuck.set()
     await holder
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0

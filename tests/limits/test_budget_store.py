@@ -55,8 +55,8 @@ def test_settle_gives_the_cost_without_spent() -> None:
     with hold:
         hold.settle(0.3)
     with Hold(budget, "b", None):
-        assert budget.reserved_usd == pytest.approx(0.3)  # the largest call so far
-        assert budget.in_flight == 1
+        assert budget.status().reserved_usd == pytest.approx(0.3)  # the largest call so far
+        assert budget.status().in_flight == 1
     assert budget_spent(budget.store, "default") == pytest.approx(0.3)
 
 
@@ -128,7 +128,7 @@ async def test_a_caller_cancelled_while_reserving_gives_the_reservation_back() -
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0.05)
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
     async with Hold(budget, "b", None):  # not waiting for a call nobody runs
         pass
 
@@ -205,7 +205,7 @@ async def test_two_processes_share_one_limit_on_redis(redis_stores: list[StateSt
     spent = budget_spent(redis_stores[0], "shared")
     assert spent == pytest.approx(requests * COST)
     assert spent <= LIMIT + COST
-    assert processes[1].budget.reserved_usd == 0.0
+    assert processes[1].budget.status().reserved_usd == 0.0
 
 
 @pytest.mark.live_local
@@ -245,4 +245,4 @@ def test_a_window_is_shared_on_redis(redis_stores: list[StateStore], clock: Cloc
     with Hold(budgets[1], "c", None):
         pass
     assert budget_spent(redis_stores[0], "w", 3600) == 0.0
-    assert budgets[0].in_flight == 0
+    assert budgets[0].status().in_flight == 0
