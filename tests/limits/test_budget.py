@@ -765,7 +765,7 @@ def test_a_sync_call_on_the_loop_a_task_holds_the_budget_on_is_refused_at_once(
     refused = _ended_within(HARD_TIMEOUT_S, lambda: asyncio.run(notebook_cell()))
     assert isinstance(refused, BudgetExceededError), refused
     assert "event loop" in str(refused)
-    assert time.monotonic() - started < 2.0  # at once, not after a deadline
+    assert time.monotonic() - started < 5.0  # at once, not after a deadline (60 s)
     assert len(model.calls) == 1
     assert budget.status().in_flight == 0
 
