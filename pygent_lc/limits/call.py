@@ -748,19 +748,3 @@ class HeldStream(AsyncIterator[T]):
             with contextlib.suppress(RuntimeError):  # the interpreter is shutting down
                 releasing.start()
                 releasing.join(RELEASE_WAIT_S)
-
-
-__all__ = [
-    "Begin",
-    "CallEnd",
-    "CallEnded",
-    "CallPlan",
-    "CallStart",
-    "End",
-    "HeldStream",
-    "Hold",
-    "Refusal",
-    "Settlement",
-    "budget_wait",
-    "reserved_here",
-]
