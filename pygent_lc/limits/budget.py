@@ -182,30 +182,18 @@ end
 """``ledger_check`` answers ``ok``, ``wait`` or ``refused`` with spent, reserved and the amount."""
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerKeys:
-    """Where one budget bucket lives in Redis."""
-
-    bucket: str
-    holds: str
-    largest: str
-    ttl_ms: int
-
-
 def bucket_of(now: float, window_s: int | None) -> int:
     """The window a time falls in (0 without a window)."""
     return 0 if window_s is None else math.floor(now / window_s)
 
 
-def ledger_keys(prefix: str, key: str, window_s: int | None, bucket: int) -> LedgerKeys:
+def ledger_keys(prefix: str, key: str, window_s: int | None, bucket: int) -> tuple[list[str], int]:
+    """A bucket's Redis keys (its hash, its holds, the key's largest call), and the TTL
+    in ms of a window's bucket (0: none)."""
     base = f"{prefix}bg:{key}"
     tag = "all" if window_s is None else f"{int(window_s)}:{bucket}"
-    return LedgerKeys(
-        bucket=f"{base}:{tag}",
-        holds=f"{base}:{tag}:holds",
-        largest=f"{base}:largest",
-        ttl_ms=0 if window_s is None else int(2 * window_s * 1000),
-    )
+    keys = [f"{base}:{tag}", f"{base}:{tag}:holds", f"{base}:largest"]
+    return keys, 0 if window_s is None else int(2 * window_s * 1000)
 
 
 @dataclass
@@ -340,8 +328,8 @@ return {fmt(tonumber(v[1]) or 0), fmt(tonumber(v[2]) or 0), redis.call('ZCARD', 
     now: float
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        where = ledger_keys(prefix, self.key, self.window_s, bucket_of(self.now, self.window_s))
-        return [where.bucket, where.holds, where.largest], [self.now]
+        keys, _ = ledger_keys(prefix, self.key, self.window_s, bucket_of(self.now, self.window_s))
+        return keys, [self.now]
 
     def decode(self, reply: Any) -> BudgetStatus:
         spent, reserved, in_flight, largest = rows(reply)

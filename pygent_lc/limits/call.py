@@ -328,12 +328,12 @@ class Begin(Step[CallStart]):
             args += [limit.limit, limit.period_s, member]
         args.append(len(plan.budgets))
         for spec, hold in zip(plan.budgets, self.holds, strict=True):
-            where = budget.ledger_keys(
+            ledger, ttl_ms = budget.ledger_keys(
                 prefix, spec.key, spec.window_s, budget.bucket_of(self.now, spec.window_s)
             )
-            keys += [where.bucket, where.holds, where.largest]
+            keys += ledger
             amount: Arg = "" if spec.amount_usd is None else spec.amount_usd
-            args += [spec.limit_usd, amount, hold, spec.lease_s, where.ttl_ms]
+            args += [spec.limit_usd, amount, hold, spec.lease_s, ttl_ms]
         spec_b = plan.breaker
         if spec_b is not None and spec_b.enabled:
             keys.append(breaker.breaker_key(prefix, spec_b.key))
@@ -418,9 +418,9 @@ class End(Step[CallEnded]):
         args: list[Arg] = [self.now, len(call.settlements)]
         for settlement in call.settlements:
             held = settlement.reservation
-            where = budget.ledger_keys(prefix, held.key, held.window_s, held.bucket)
-            keys += [where.bucket, where.holds, where.largest]
-            args += [held.hold_id, settlement.cost_usd, where.ttl_ms]
+            ledger, ttl_ms = budget.ledger_keys(prefix, held.key, held.window_s, held.bucket)
+            keys += ledger
+            args += [held.hold_id, settlement.cost_usd, ttl_ms]
         used = call.usage
         if used is not None:
             where_used = usage.usage_keys(prefix, used.provider, used.model)
