@@ -488,6 +488,13 @@ _holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
 
 _releasing = threading.Lock()
 
+_on_loops: set[Hold] = set()
+"""This process's holds of unknown cost in flight that were taken on an event loop."""
+
+STALL_S = 2.0
+"""How long a thread waits for a call of unknown cost whose event loop does not run (its
+thread blocked, maybe until this thread ends) before giving up."""
+
 RELEASE_WAIT_S = 0.1
 """How long a dropped :class:`HeldStream` waits for its reservation to be given back."""
 
@@ -571,6 +578,8 @@ class Hold:
         self._reservation: BudgetReservation | None = None
         self._cost: float | None = None
         self._give_up = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ping: tuple[asyncio.AbstractEventLoop, float, threading.Event] | None = None
 
     @property
     def held(self) -> bool:
@@ -615,6 +624,7 @@ class Hold:
     async def __aenter__(self) -> None:
         if self._budget is None or self._plan is None:
             return
+        self._loop = asyncio.get_running_loop()
         store, tries = self._budget.store, 0
         while wait := self._verdict(await self._abegin(store, self._plan), tries):
             await asyncio.sleep(wait)
@@ -644,9 +654,14 @@ class Hold:
         if start.allowed:
             self._reservation = start.reservations[0]
             self._enter_scope()
+            if self._reservation.unknown_cost and self._loop is not None:
+                with _releasing:
+                    _on_loops.add(self)
             return 0.0
         assert start.budget_refusal is not None  # the only part of the plan
         wait = budget_wait(budget, budget.store, start.budget_refusal, tries, blocking=blocking)
+        if blocking:
+            self._check_loop_runs(budget)
         if tries == 0:
             self._give_up = time.monotonic() + budget.max_wait_s
         elif time.monotonic() + wait > self._give_up:
@@ -656,6 +671,31 @@ class Hold:
                 "(e.g. its event loop blocked until this thread ends)"
             )
         return wait
+
+    def _check_loop_runs(self, budget: CostBudget) -> None:
+        """``BudgetExceededError`` when the call waited for is one of this process's, on an
+        event loop that has not run for :data:`STALL_S` (asked to, it did not): that
+        loop's thread is blocked, maybe until this one ends (a task joining it)."""
+        with _releasing:
+            holder = next(
+                (h for h in _on_loops if h.holds(budget.store, budget.key, unknown_cost=True)),
+                None,
+            )
+        loop = None if holder is None else holder._loop
+        ping = self._ping
+        if loop is None:
+            self._ping = None
+        elif ping is None or ping[0] is not loop or ping[2].is_set():
+            ran = threading.Event()
+            with contextlib.suppress(RuntimeError):  # a closed loop never runs it
+                loop.call_soon_threadsafe(ran.set)
+            self._ping = (loop, time.monotonic(), ran)
+        elif time.monotonic() - ping[1] > STALL_S:
+            raise BudgetExceededError(
+                f"the call of unknown cost in flight on budget {budget.key!r} runs on an "
+                f"event loop that has not run for {STALL_S:g} s: its thread is blocked, "
+                "maybe waiting for this one (call with await there, or off that thread)"
+            )
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
@@ -667,6 +707,7 @@ class Hold:
         """The step that gives the reservation back (once: None afterwards)."""
         with _releasing:
             reservation, self._reservation = self._reservation, None
+            _on_loops.discard(self)
         self._leave_scope()
         if reservation is None or self._budget is None:
             return None

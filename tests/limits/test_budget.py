@@ -790,6 +790,27 @@ def test_a_sync_call_the_holding_loop_waits_for_gives_up_after_max_wait_s() -> N
     assert budget.status().in_flight == 0
 
 
+def test_a_sync_call_waiting_for_a_loop_that_does_not_run_gives_up_at_once() -> None:
+    model = BilledModel(costs=[COST])
+    budget = CostBudget(LIMIT)  # the default max_wait_s (minutes): not what ends the wait
+    backend = LangChainBackend(model, budget=budget)
+
+    async def task_joining_a_helper_thread() -> object:
+        first = asyncio.create_task(backend.generate("first"))
+        await _in_flight(budget)
+        # The helper's call waits for `first`, whose loop this join blocks.
+        helper = _ended_within(HARD_TIMEOUT_S, lambda: backend.generate_sync("second"))
+        assert await first == "ok"
+        return helper
+
+    refused = _ended_within(2 * HARD_TIMEOUT_S, lambda: asyncio.run(task_joining_a_helper_thread()))
+    assert isinstance(refused, BudgetExceededError), refused
+    assert "event loop that has not run" in str(refused)
+    assert len(model.calls) == 1
+    assert budget.status().in_flight == 0
+    assert backend.generate_sync("third") == "ok"  # nothing left held
+
+
 def test_a_wait_bound_that_is_no_duration_is_a_configuration_error() -> None:
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigurationError, match="max_wait_s"):
