@@ -33,7 +33,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.limits.budget import CostBudget, estimator_from_prices
-from pygent_lc.limits.call import Hold
+from pygent_lc.limits.call import STALL_S, Hold
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.openrouter.catalog import ModelInfo, find_openrouter_model
 from pygent_lc.testing import ScriptedChatModel
@@ -809,6 +809,27 @@ def test_a_sync_call_waiting_for_a_loop_that_does_not_run_gives_up_at_once() -> 
     assert len(model.calls) == 1
     assert budget.status().in_flight == 0
     assert backend.generate_sync("third") == "ok"  # nothing left held
+
+
+def test_a_sync_call_waits_for_a_long_call_on_a_loop_that_runs() -> None:
+    model = BilledModel(costs=[COST], delay_s=STALL_S + 0.5)  # longer than a stalled loop's
+    budget = CostBudget(1.0)
+    backend = LangChainBackend(model, budget=budget)
+    taken = threading.Event()
+
+    async def first() -> str:
+        call = asyncio.create_task(backend.generate("first"))
+        await _in_flight(budget)
+        taken.set()
+        return await call
+
+    with ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(asyncio.run, first())
+        assert taken.wait(HARD_TIMEOUT_S)
+        second = _ended_within(HARD_TIMEOUT_S, lambda: backend.generate_sync("second"))
+        assert holder.result() == "ok"
+    assert second == "ok"  # its turn came: the loop ran, however long its call took
+    assert model.peak == 1
 
 
 def test_a_wait_bound_that_is_no_duration_is_a_configuration_error() -> None:
