@@ -790,7 +790,7 @@ def test_a_sync_call_the_holding_loop_waits_for_gives_up_after_max_wait_s() -> N
     assert budget.status().in_flight == 0
 
 
-def test_a_sync_call_waiting_for_a_loop_that_does_not_run_gives_up_at_once() -> None:
+def test_a_sync_call_waiting_for_a_loop_that_does_not_run_gives_up_after_stall_s() -> None:
     model = BilledModel(costs=[COST])
     budget = CostBudget(LIMIT)  # the default max_wait_s (minutes): not what ends the wait
     backend = LangChainBackend(model, budget=budget)
