@@ -17,7 +17,8 @@ from typing import Any, Literal, TypeVar
 
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.errors import AllProvidersFailedError, BudgetExceededError, ProviderError
-from pygent_lc.limits.budget import CostBudget, Hold
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.call import Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.result import ToTStats

@@ -133,7 +133,8 @@ class ToTConfig(BaseModel):
     ``LangChainBackend`` with a ``cost_estimator``) and runs concurrently while
     that fits; calls without a bound run one at a time. So the search stays
     within the limit when every call has a bound, and passes it by at most one
-    call otherwise. Needs a backend whose ``usage_totals()`` reports cost."""
+    call otherwise. Needs a backend whose ``usage_totals()`` reports cost. A
+    limit across searches is the backend's ``budget`` (a ``CostBudget``)."""
 
     seed: int | None = None
     """Seed of ``selection="sample"``; ``None`` draws a fresh one."""
