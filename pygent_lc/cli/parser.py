@@ -39,23 +39,20 @@ SOLVE_OPTIONS = {
     "max_calls": "max_llm_calls",
     "max_cost": "max_cost_usd",
 }
+_CHAIN_FLAGS = {"provider": "--provider", "fallbacks": "--fallback", "model_name": "--model"}
 #: The flag that sets each agent setting, by command: how errors name them.
 FLAG_OF_FIELD: dict[str, dict[str, str]] = {
     "solve": {
         **{field: "--" + option.replace("_", "-") for option, field in SOLVE_OPTIONS.items()},
         "task": "--task",
         "search_method": "--search",
-        "provider": "--provider",
-        "fallbacks": "--fallback",
-        "model_name": "--model",
+        **_CHAIN_FLAGS,
     },
     "chat": {
         "max_tokens": "--max-tokens",
         "temperature": "--temperature",
         "system_prompt": "--system",
-        "provider": "--provider",
-        "fallbacks": "--fallback",
-        "model_name": "--model",
+        **_CHAIN_FLAGS,
     },
 }
 
