@@ -4,9 +4,8 @@
   failing is skipped for a cooldown;
 * :mod:`~pygent_lc.limits.rate`: request rate limits (``PYGENT_RATE_LIMITS``);
 * :mod:`~pygent_lc.limits.budget`: :class:`CostBudget`, spending limits;
-* :mod:`~pygent_lc.limits.usage`: usage totals (:class:`UsageTracker`, and per
-  provider and model in the store);
-* :mod:`~pygent_lc.limits.inflight`: calls in flight per Ollama host;
+* :mod:`~pygent_lc.limits.usage`: usage totals per provider and model
+  (:class:`UsageSummary`), of a process (:class:`UsageTracker`) or in the store;
 * :mod:`~pygent_lc.limits.call`: a provider call's two steps (:class:`CallPlan`,
   :class:`CallEnd`), one round trip each;
 * :mod:`~pygent_lc.limits.store`: :class:`StateStore`, in this process
@@ -36,7 +35,6 @@ from pygent_lc.limits.budget import (
     CostBudget,
 )
 from pygent_lc.limits.call import CallEnd, CallEnded, CallPlan, CallStart, Settlement
-from pygent_lc.limits.inflight import InflightTicket
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, RateSpec
 from pygent_lc.limits.shared import open_store, shared_store
 from pygent_lc.limits.store import (
@@ -46,7 +44,7 @@ from pygent_lc.limits.store import (
     StateStore,
     redact_url,
 )
-from pygent_lc.limits.usage import UsageRecord, UsageRow, UsageTracker
+from pygent_lc.limits.usage import UsageRecord, UsageSummary, UsageTracker
 
 __all__ = [
     "ADMITTED",
@@ -67,7 +65,6 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "CostBudget",
-    "InflightTicket",
     "LocalRateLimitError",
     "MemoryStore",
     "RateLimit",
@@ -76,7 +73,7 @@ __all__ = [
     "Settlement",
     "StateStore",
     "UsageRecord",
-    "UsageRow",
+    "UsageSummary",
     "UsageTracker",
     "open_store",
     "redact_url",

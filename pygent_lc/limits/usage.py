@@ -2,8 +2,8 @@
 
 :class:`UsageTracker` totals one process's requests (a LangChain callback);
 :class:`CallMeter` measures one provider call, which the step after it adds
-to the state store's totals (:class:`UsageRecord`), read back as
-:class:`UsageRow` by ``pygent-lc usage``.
+to the state store's totals (:class:`UsageRecord`); both are read as a
+:class:`UsageSummary` per (provider, model) (the store's by ``pygent-lc usage``).
 
 In the store a hash per pair holds the counters and the sum of latencies (so
 the mean is over every call); a list holds the most recent
@@ -43,12 +43,15 @@ _WARNED_REPLIES = 1024  # reply ids remembered so one faulty reply warns once
 
 @dataclass(frozen=True)
 class UsageSummary:
-    """What one (provider, model) pair cost so far, and how long its requests took."""
+    """What one (provider, model) pair cost so far, and how long its requests took.
+
+    ``mean_latency_s`` is over every call; in the store, ``p95_latency_s`` is over the
+    most recent :data:`LATENCY_SAMPLES` calls.
+    """
 
     provider: str
     model: str
     usage: UsageTotals
-    """Its calls, failures, tokens (cached ones too), cost and cache discount."""
     mean_latency_s: float
     p95_latency_s: float
 
@@ -361,29 +364,6 @@ class UsageRecord(UsageTotals, _ProviderModel):
     latency_s: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """Totals of one (provider, model); the fields of :class:`pygent_lc.limits.usage.UsageSummary`.
-
-    ``mean_latency_s`` is over every call; ``p95_latency_s`` over the most
-    recent latency samples the store keeps (1,000 per pair).
-    """
-
-    provider: str
-    model: str
-    calls: int
-    failures: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    mean_latency_s: float
-    p95_latency_s: float
-    cached_input_tokens: int = 0
-    cache_discount_usd: float = 0.0
-    cost_faults: int = 0
-    """Replies whose reported cost was no plausible amount (see ``UsageTotals.cost_faults``)."""
-
-
 LATENCY_SAMPLES = 1000
 """Latency samples kept per (provider, model) for the p95."""
 
@@ -473,23 +453,23 @@ def record(buckets: UsageBuckets, usage: UsageRecord) -> None:
     bucket.latencies.append(usage.latency_s)
 
 
-def row(provider: str, model: str, totals: Sequence[float], latencies: Sequence[float]) -> UsageRow:
-    """A :class:`UsageRow` from a pair's counters (:data:`FIELDS` order) and samples."""
+def row(
+    provider: str, model: str, totals: Sequence[float], latencies: Sequence[float]
+) -> UsageSummary:
+    """A pair's summary from its counters (:data:`FIELDS` order) and latency samples."""
     calls, failures, inputs, outputs, cost, latency_sum, cached, discount, faults = totals
-    return UsageRow(
-        provider=provider,
-        model=model,
+    usage = UsageTotals(
         calls=int(calls),
         failures=int(failures),
         input_tokens=int(inputs),
         output_tokens=int(outputs),
         cost_usd=cost,
-        mean_latency_s=latency_sum / calls if calls else 0.0,
-        p95_latency_s=percentile(latencies, 0.95),
         cached_input_tokens=int(cached),
         cache_discount_usd=discount,
         cost_faults=int(faults),
     )
+    mean = latency_sum / calls if calls else 0.0
+    return UsageSummary(provider, model, usage, mean, percentile(latencies, 0.95))
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -502,7 +482,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class UsageRows(Step[list[UsageRow]]):
+class UsageRows(Step[list[UsageSummary]]):
     """Every (provider, model) row, sorted."""
 
     lua: ClassVar[str] = LUA_PRELUDE + USAGE_LUA + USAGE_ROWS_LUA
@@ -511,7 +491,7 @@ class UsageRows(Step[list[UsageRow]]):
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         return [usage_index(prefix)], []
 
-    def decode(self, reply: Any) -> list[UsageRow]:
+    def decode(self, reply: Any) -> list[UsageSummary]:
         found = json_rows(reply)
         result = []
         for values, samples in zip(found[0::2], found[1::2], strict=True):
@@ -526,7 +506,7 @@ class UsageRows(Step[list[UsageRow]]):
             )
         return sorted(result, key=lambda r: (r.provider, r.model))
 
-    def local(self, state: MemoryState) -> list[UsageRow]:
+    def local(self, state: MemoryState) -> list[UsageSummary]:
         return [
             row(provider, model, bucket.totals, list(bucket.latencies))
             for (provider, model), bucket in sorted(state.part(UsageBuckets).items())
