@@ -32,7 +32,7 @@ from pygent_lc.limits import (
     StateStore,
     UsageRecord,
 )
-from pygent_lc.limits.breaker import ERROR_SUMMARY_CHARS, Admission, CircuitBreaker
+from pygent_lc.limits.breaker import ERROR_SUMMARY_CHARS, CircuitBreaker
 from pygent_lc.limits.rate import MIN_RATE_WAIT_S
 from pygent_lc.limits.usage import LATENCY_SAMPLES, percentile
 from pygent_lc.tot.shared_values import SharedValueStore
@@ -301,7 +301,7 @@ def test_breaker_matches_the_in_process_circuit_breaker(
     threshold, cooldown = 2, 3.0
     reference = CircuitBreaker(threshold, cooldown, provider="p", clock=clock)
     error = ProviderUnavailableError("503", provider="p")
-    live: list[tuple[Admission, BreakerAdmission]] = []  # (reference's, store's)
+    live: list[tuple[BreakerAdmission, BreakerAdmission]] = []  # (reference's, store's)
     for step in range(400):
         action = rng.choice(["admit", "admit", "success", "failure", "failure", "release", "wait"])
         if action == "wait":
@@ -331,7 +331,7 @@ def test_breaker_matches_the_in_process_circuit_breaker(
         status = breaker_state(store, "twin", cooldown)
         assert (status.state, status.failures) == (
             reference.state,
-            reference.consecutive_failures,
+            reference.status().failures,
         ), step
 
 
