@@ -271,30 +271,26 @@ class ResilientStore(StateStore):
         return None if outage is None else replace(outage, error=_summary(error))
 
     def run(self, op: Step[T]) -> T:
-        if self._skip_primary(op):
-            return self.fallback.run(op)
-        try:
-            result = self.primary.run(op)
-        except Exception as exc:
-            if (outage := self._outage_of_step(op, exc)) is None:
-                raise
-            self._went_down(outage, exc)
-            return self.fallback.run(op)
-        self._came_back(op)
-        return result
+        if not self._skip_primary(op):
+            try:
+                result = self.primary.run(op)
+            except Exception as exc:
+                self._failed(op, exc)
+            else:
+                self._came_back(op)
+                return result
+        return self.fallback.run(op)
 
     async def arun(self, op: Step[T]) -> T:
-        if self._skip_primary(op):
-            return await self.fallback.arun(op)
-        try:
-            result = await self.primary.arun(op)
-        except Exception as exc:
-            if (outage := self._outage_of_step(op, exc)) is None:
-                raise
-            self._went_down(outage, exc)
-            return await self.fallback.arun(op)
-        self._came_back(op)
-        return result
+        if not self._skip_primary(op):
+            try:
+                result = await self.primary.arun(op)
+            except Exception as exc:
+                self._failed(op, exc)
+            else:
+                self._came_back(op)
+                return result
+        return self.fallback.run(op)
 
     def _skip_primary(self, op: Step[T]) -> bool:
         """Whether to answer from memory; past the backoff, the first caller gets to try Redis.
@@ -314,12 +310,14 @@ class ResilientStore(StateStore):
                 return False
             return True
 
-    def _outage_of_step(self, op: Step[Any], error: Exception) -> Outage | None:
-        """The outage ``error`` shows; None for a bug, except in the step after a call."""
+    def _failed(self, op: Step[Any] | None, error: Exception) -> None:
+        """Go down for an outage (any error, in the step after a call); raise a bug."""
         outage = self.outage_in(error)
-        if outage is None and type(op).after_call:
-            return replace(AFTER_CALL_FAILED, error=_summary(error))
-        return outage
+        if outage is None and op is not None and type(op).after_call:
+            outage = replace(AFTER_CALL_FAILED, error=_summary(error))
+        if outage is None:
+            raise error
+        self._went_down(outage, error)
 
     def _went_down(self, outage: Outage, error: Exception) -> None:
         """Answer from memory until the backoff passes; log once per cause."""
@@ -361,19 +359,14 @@ class ResilientStore(StateStore):
         try:
             self.primary.clear()
         except Exception as exc:
-            self._clear_failed(exc)
+            self._failed(None, exc)
 
     async def aclear(self) -> None:
         self.fallback.clear()
         try:
             await self.primary.aclear()
         except Exception as exc:
-            self._clear_failed(exc)
-
-    def _clear_failed(self, error: Exception) -> None:
-        if (outage := self.outage_in(error)) is None:
-            raise error
-        self._went_down(outage, error)
+            self._failed(None, exc)
 
     def close(self) -> None:
         self.primary.close()
@@ -431,15 +424,9 @@ def _redacted_netloc(parts: SplitResult) -> str:
 __all__ = [
     "DEFAULT_PREFIX",
     "MEMORY_URLS",
-    "REDIS_SCHEMES",
-    "UNREACHABLE",
-    "Clock",
     "MemoryStore",
     "Outage",
-    "Request",
     "ResilientStore",
     "StateStore",
-    "Writable",
     "redact_url",
-    "writable_key",
 ]
