@@ -30,6 +30,7 @@ import asyncio
 import itertools
 import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -194,45 +195,42 @@ class HostSlot(RunnableSerializable[Any, Any]):
         config = config or {}
         return {**config, "tags": [*config.get("tags", []), f"host:{self.host}"]}
 
-    def _enter(self) -> Enter:
-        return Enter(self.key, self.store.clock(), self.lease_s)
-
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        self.store.run(ticket := self._enter())
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        self.store.run(ticket := Enter(self.key, self.store.clock(), self.lease_s))
         try:
-            return self.bound.invoke(input, self._config(config), **kwargs)
+            yield
         finally:
             self.store.run(ticket.exit(self.store.clock()))
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        await self.store.arun(ticket := self._enter())
+    @asynccontextmanager
+    async def _acounted(self) -> AsyncIterator[None]:
+        await self.store.arun(ticket := Enter(self.key, self.store.clock(), self.lease_s))
         try:
+            yield
+        finally:  # shielded: stop counting a cancelled call too (and if cancelled again)
+            await asyncio.shield(self.store.arun(ticket.exit(self.store.clock())))
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        with self._counted():
+            return self.bound.invoke(input, self._config(config), **kwargs)
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        async with self._acounted():
             return await self.bound.ainvoke(input, self._config(config), **kwargs)
-        finally:
-            await self._aexit(ticket)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        self.store.run(ticket := self._enter())
-        try:
+        with self._counted():
             yield from self.bound.stream(input, self._config(config), **kwargs)
-        finally:
-            self.store.run(ticket.exit(self.store.clock()))
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        await self.store.arun(ticket := self._enter())
-        try:
+        async with self._acounted():
             async for chunk in self.bound.astream(input, self._config(config), **kwargs):
                 yield chunk
-        finally:
-            await self._aexit(ticket)
-
-    async def _aexit(self, ticket: Enter) -> None:
-        """Stop counting the call, even when it was cancelled (and again while this runs)."""
-        await asyncio.shield(self.store.arun(ticket.exit(self.store.clock())))
 
     def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         return Runnable.batch(self, inputs, config, **kwargs)

@@ -1,18 +1,13 @@
 """Every limit this library enforces, each one module with its Redis script and its twin.
 
-* :mod:`~pygent_lc.limits.breaker`: :class:`CircuitBreaker`, a provider that keeps
-  failing is skipped for a cooldown;
-* :mod:`~pygent_lc.limits.rate`: request rate limits (``PYGENT_RATE_LIMITS``);
-* :mod:`~pygent_lc.limits.budget`: :class:`CostBudget`, spending limits;
-* :mod:`~pygent_lc.limits.usage`: usage totals per provider and model
-  (:class:`UsageSummary`), of a process (:class:`UsageTracker`) or in the store;
-* :mod:`~pygent_lc.limits.call`: a provider call's two steps (:class:`CallPlan`,
-  :class:`CallEnd`), one round trip each;
-* :mod:`~pygent_lc.limits.store`: :class:`StateStore`, in this process
-  (:class:`MemoryStore`) or in Redis (:mod:`~pygent_lc.limits.redis_store`, behind
-  :class:`ResilientStore`), opened by :func:`open_store` / :func:`shared_store`.
-
-``redis_store`` needs the ``redis`` extra and is imported only when a Redis URL is opened.
+:mod:`~pygent_lc.limits.breaker` (:class:`CircuitBreaker`), :mod:`~pygent_lc.limits.rate`
+(``PYGENT_RATE_LIMITS``), :mod:`~pygent_lc.limits.budget` (:class:`CostBudget`),
+:mod:`~pygent_lc.limits.usage` (:class:`UsageTracker`, :class:`UsageSummary`);
+:mod:`~pygent_lc.limits.call`: a provider call's two steps, one round trip each;
+:mod:`~pygent_lc.limits.store`: :class:`StateStore`, in this process
+(:class:`MemoryStore`) or in Redis (``redis_store``, the ``redis`` extra, imported only
+for a Redis URL) behind :class:`ResilientStore`, opened by :func:`open_store` /
+:func:`shared_store`.
 """
 
 from __future__ import annotations
