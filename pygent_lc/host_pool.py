@@ -232,12 +232,6 @@ class HostSlot(RunnableSerializable[Any, Any]):
             async for chunk in self.bound.astream(input, self._config(config), **kwargs):
                 yield chunk
 
-    def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return Runnable.batch(self, inputs, config, **kwargs)
-
-    async def abatch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return await Runnable.abatch(self, inputs, config, **kwargs)
-
 
 class HostPool(ProviderChain):
     """One provider's hosts (:class:`HostSlot` each); every call starts at the least busy.
@@ -263,11 +257,10 @@ class HostPool(ProviderChain):
         *,
         provider: str,
         store: StateStore,
-        lease_s: float = DEFAULT_INFLIGHT_LEASE_S,
     ) -> HostPool:
         """A pool over ``hosts`` (base URL -> that host's policy), counting in ``store``."""
         slots: list[Runnable[Any, Any]] = [
-            HostSlot(bound=policy, host=url, key=f"{provider}|{url}", store=store, lease_s=lease_s)
+            HostSlot(bound=policy, host=url, key=f"{provider}|{url}", store=store)
             for url, policy in hosts.items()
         ]
         return cls(providers=slots, provider=provider, store=store)
@@ -277,17 +270,12 @@ class HostPool(ProviderChain):
         """Each host's base URL, in the configured order."""
         return [_slot(provider).host for provider in self.providers]
 
-    @property
-    def keys(self) -> list[str]:
-        """Each host's in-flight key in :attr:`store`, in the configured order."""
-        return [_slot(provider).key for provider in self.providers]
-
     def in_flight(self) -> dict[str, int]:
         """The calls in flight on each host now (every process's, with a shared store)."""
         return dict(zip(self.hosts, self.store.run(self._count()), strict=True))
 
     def _count(self) -> Count:
-        return Count(tuple(self.keys), self.store.clock())
+        return Count(tuple(_slot(slot).key for slot in self.providers), self.store.clock())
 
     def _order(self) -> list[Runnable[Any, Any]]:
         return self._ranked(self.store.run(self._count()))

@@ -127,7 +127,8 @@ def test_several_hosts_make_a_pool_of_one_policy_and_breaker_per_host() -> None:
     chain = build_chat_model(settings, ["ollama"])
     pool = pool_of(chain)
     assert pool.hosts == hosts
-    assert pool.keys == [f"ollama|{host}" for host in hosts]
+    slots = [slot for slot in pool.providers if isinstance(slot, HostSlot)]
+    assert [slot.key for slot in slots] == [f"ollama|{host}" for host in hosts]
     policies = [policy(pool, host) for host in hosts]
     assert [getattr(p.bound, "base_url", None) for p in policies] == hosts
     circuits = {id(p.circuit) for p in policies if p.circuit is not None}
