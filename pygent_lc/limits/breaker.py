@@ -302,11 +302,9 @@ BREAKER_ERRORS: tuple[type[ProviderError], ...] = (
 
 
 class CircuitOpenError(ProviderUnavailableError):
-    """Raised without any network call while a provider's circuit is open.
-
-    ``retry_after`` is the time left in the cooldown (``None`` while a probe
-    is in flight). Not retryable: the next provider should run instead.
-    """
+    """Raised without any network call while a provider's circuit is open; ``retry_after``
+    is the cooldown left (None while a probe is in flight). Not retryable: the next
+    provider runs instead."""
 
 
 _NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)
@@ -344,9 +342,8 @@ class CircuitBreaker:
         self.model = model
         self.endpoint = endpoint
         self.store = store or MemoryStore(clock=clock or time.time)
+        # Not chosen (neither a store nor a clock): a policy lends the breaker its store.
         self.store_given = store is not None or clock is not None
-        """Whether :attr:`store` was chosen (a store, or a clock to drive a store of its
-        own); otherwise a policy lends the breaker its store."""
         self.key = f"breaker|{provider}|{model or ''}|{endpoint or ''}"
         _LIVE.add(self)
 
@@ -369,12 +366,9 @@ class CircuitBreaker:
     def outcome(
         self, admission: BreakerAdmission, error: BaseException | None
     ) -> BreakerOutcome | None:
-        """What to record for a call that ended with ``error`` (None: it answered).
-
-        Counted errors are failures; other provider errors prove the provider
-        answered; anything else (cancellation, a bug, a limit of our own) is
-        no outcome and only frees the probe slot. Nothing for a disabled breaker.
-        """
+        """What to record for a call that ended with ``error`` (None: it answered); nothing
+        for a disabled breaker. Cancellation, a bug or a limit of our own only frees the
+        probe slot."""
         if not self.enabled:
             return None
         if error is None or (

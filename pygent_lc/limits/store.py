@@ -97,16 +97,16 @@ class StateStore(abc.ABC):
     def run(self, step: Step[T]) -> T:
         """Run one atomic step and return its answer."""
 
-    @abc.abstractmethod
     async def arun(self, step: Step[T]) -> T:
-        """:meth:`run` for async callers."""
+        """:meth:`run` for async callers (in memory, the same: it never waits on I/O)."""
+        return self.run(step)
 
     @abc.abstractmethod
     def clear(self) -> None:
         """Forget everything under this store's prefix (tests, benchmarks, a reset)."""
 
-    @abc.abstractmethod
-    async def aclear(self) -> None: ...
+    async def aclear(self) -> None:
+        self.clear()
 
     def close(self) -> None:  # noqa: B027 - nothing to release in memory
         """Release connections; the store opens them again if used afterwards."""
@@ -149,12 +149,9 @@ class StateStore(abc.ABC):
 
 
 class MemoryStore(StateStore):
-    """Limits enforced within this process only.
-
-    Every step runs its Python twin under one lock, held for a few dict
-    operations and never across I/O, so one store serves threads, asyncio
-    tasks and several event loops at once.
-    """
+    """Limits enforced within this process only: each step's twin runs under one lock, held
+    for a few dict operations and never across I/O, so one store serves threads, asyncio
+    tasks and several event loops at once."""
 
     def __init__(self, *, prefix: str = DEFAULT_PREFIX, clock: Clock = time.time) -> None:
         super().__init__(prefix=prefix, clock=clock)
@@ -165,15 +162,9 @@ class MemoryStore(StateStore):
         with self._lock:
             return step.local(self._state)
 
-    async def arun(self, step: Step[T]) -> T:
-        return self.run(step)
-
     def clear(self) -> None:
         with self._lock:
             self._state = MemoryState()
-
-    async def aclear(self) -> None:
-        self.clear()
 
 
 RETRY_AFTER_S = 1.0
@@ -182,15 +173,13 @@ MAX_RETRY_AFTER_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """Why the shared store did not serve an operation."""
+    """Why the shared store did not serve: ``reason`` follows its name in the log line
+    (``unreachable``, ``is read-only``...); ``misconfigured`` when only a change of settings
+    fixes it (a password, an ACL), logged as an error; ``error`` is ``Kind: message``."""
 
     reason: str
-    """What follows the store's name in the log line: ``unreachable``, ``is read-only``..."""
     misconfigured: bool = False
-    """Only a change of settings fixes it (a password, a user's permissions): logged as an
-    error rather than a warning."""
     error: str = ""
-    """The error that showed it, ``Kind: message``."""
 
     def __str__(self) -> str:
         return f"{self.reason} ({self.error})" if self.error else self.reason
@@ -204,13 +193,11 @@ OutageCheck = Callable[[Exception], Outage | None]
 
 
 class ResilientStore(StateStore):
-    """``primary`` (a :class:`~pygent_lc.limits.RedisStore`) with ``fallback`` for its outages.
+    """``primary`` (a ``RedisStore``) with ``fallback`` for its outages.
 
-    ``outage_errors`` are the primary's "not serving now" errors, or a
-    function that reads an error as an :class:`Outage` (None: not one); any
-    other error (a bug) propagates, except from the step after a provider
-    call. ``name`` names the primary in log lines (a redacted URL).
-    ``monotonic`` is injectable for tests.
+    ``outage_errors`` are the primary's "not serving now" errors, or a function that
+    reads an error as an :class:`Outage` (None: a bug, which propagates, except from the
+    step after a provider call). ``name`` names the primary in log lines (a redacted URL).
     """
 
     def __init__(
