@@ -101,7 +101,7 @@ class UsageBucket:
 
 
 class UsageBuckets(dict[tuple[str, str], UsageBucket]):
-    """Every pair's bucket: the in-process twin."""
+    pass
 
 
 def record(buckets: UsageBuckets, usage: UsageRecord) -> None:
@@ -320,12 +320,8 @@ def replies_usage(replies: Sequence[BaseMessage], model: str) -> tuple[UsageTota
 
 
 def request_replies(response: LLMResult) -> list[BaseMessage]:
-    """The reply that carries each request's usage: its first choice.
-
-    A request asked for ``n`` completions answers ``n`` choices, and the wire's
-    ``usage`` (tokens and cost) covers them all; LangChain copies it onto every
-    choice's message, so only one of them may be counted.
-    """
+    """The reply that carries each request's usage: its first choice (a request for ``n``
+    completions has one ``usage`` for all, which LangChain copies onto every choice)."""
     replies: list[BaseMessage] = []
     for generations in response.generations:
         first = next((g for g in generations if isinstance(g, ChatGeneration)), None)
@@ -337,10 +333,9 @@ def request_replies(response: LLMResult) -> list[BaseMessage]:
 def message_usage(message: BaseMessage) -> UsageTotals:
     """The tokens and cost a reply (or a stream chunk) reports; no call counted.
 
-    The one place a reported cost enters the accounting (usage totals, every
-    budget, the store's usage): a ``cost`` or ``cache_discount`` that is not a
-    plausible amount (:func:`plausible_usd`) counts as a fault
-    (``cost_faults``) and adds nothing.
+    The one place a reported cost enters the accounting (usage totals, every budget, the
+    store's usage): an implausible ``cost`` or ``cache_discount`` (:func:`plausible_usd`)
+    counts as a fault (``cost_faults``) and adds nothing.
     """
     usage = getattr(message, "usage_metadata", None) or {}
     details = usage.get("input_token_details") or {}
@@ -408,11 +403,9 @@ def _shown(value: object) -> float:
 class CallMeter(BaseCallbackHandler):
     """The usage of one provider call (its attempts), for the state store.
 
-    The policy counts the attempts and shows it each reply or chunk
-    (:meth:`observe`). When the policy's Runnable returns something other
-    than messages (structured output), the meter is added to that call's
-    callbacks instead (:func:`with_handler`) and reads the replies there:
-    every chat model run it sees is the call's.
+    The policy counts the attempts and shows it each reply or chunk (:meth:`observe`);
+    when its Runnable returns something other than messages (structured output), the
+    meter is one of the call's callbacks instead (:func:`with_handler`).
     """
 
     run_inline = True
