@@ -29,7 +29,15 @@ from pygent_lc.limits.budget import (
     BudgetStatus,
     CostBudget,
 )
-from pygent_lc.limits.call import CallEnd, CallEnded, CallPlan, CallStart, Settlement
+from pygent_lc.limits.call import (
+    CallEnd,
+    CallEnded,
+    CallPlan,
+    CallStart,
+    HeldStream,
+    Hold,
+    Settlement,
+)
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, RateSpec
 from pygent_lc.limits.shared import open_store, shared_store
 from pygent_lc.limits.store import (
@@ -60,6 +68,8 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "CostBudget",
+    "HeldStream",
+    "Hold",
     "LocalRateLimitError",
     "MemoryStore",
     "RateLimit",
