@@ -40,8 +40,9 @@ from pygent_lc.cli.parser import (
 )
 from pygent_lc.cli.status import ProgressLine, StatusLine
 from pygent_lc.errors import ConfigurationError, InvalidInputError
-from pygent_lc.limits import ResilientStore, UsageRow, open_store, redact_url
+from pygent_lc.limits import ResilientStore, open_store, redact_url
 from pygent_lc.limits.store import MEMORY_URLS, UNREACHABLE
+from pygent_lc.limits.usage import UsageSummary
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.providers.status import ProviderHealth
 from pygent_lc.settings import MisspeltSettingWarning, Settings
@@ -185,7 +186,7 @@ class StoreUnreachableError(Exception):
     """The shared store did not answer, so its totals are unknown."""
 
 
-def fleet_usage(url: str) -> list[UsageRow]:
+def fleet_usage(url: str) -> list[UsageSummary]:
     """The usage totals in the shared store ``url`` names, by provider and model.
 
     Every process that shares the store adds its calls to the same totals.

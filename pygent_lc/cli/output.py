@@ -35,8 +35,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import FallbackNotice, short_reason
 from pygent_lc.fallbacks import logger as fallback_logger
-from pygent_lc.limits import UsageRow
-from pygent_lc.limits.usage import UsageTracker
+from pygent_lc.limits.usage import UsageSummary, UsageTracker
 from pygent_lc.providers.local import INSTALL_HINT
 from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.redaction import redact_text
@@ -238,12 +237,21 @@ def error_json(exc: BaseException) -> dict[str, Any]:
     return {"error": error}
 
 
-def usage_json(rows: list[UsageRow]) -> list[dict[str, Any]]:
+def usage_json(rows: list[UsageSummary]) -> list[dict[str, Any]]:
     """``pygent-lc usage --json``: one object per (provider, model) with every total."""
-    return [asdict(row) for row in rows]
+    return [
+        {
+            "provider": row.provider,
+            "model": row.model,
+            **asdict(row.usage),
+            "mean_latency_s": row.mean_latency_s,
+            "p95_latency_s": row.p95_latency_s,
+        }
+        for row in rows
+    ]
 
 
-def usage_table(rows: list[UsageRow]) -> list[str]:
+def usage_table(rows: list[UsageSummary]) -> list[str]:
     """``pygent-lc usage``: a header and one line per (provider, model)."""
     if not rows:
         return ["no calls recorded yet"]
@@ -254,9 +262,9 @@ def usage_table(rows: list[UsageRow]) -> list[str]:
         f"{'failed':>7}  {'tokens in':>10}  {'tokens out':>10}  {'cost $':>10}  {'p95 s':>7}"
     ]
     lines += [
-        f"{row.provider:<{provider_width}}  {row.model:<{model_width}}  {row.calls:>7}  "
-        f"{row.failures:>7}  {row.input_tokens:>10}  {row.output_tokens:>10}  "
-        f"{row.cost_usd:>10.6f}  {row.p95_latency_s:>7.2f}"
+        f"{row.provider:<{provider_width}}  {row.model:<{model_width}}  {row.usage.calls:>7}  "
+        f"{row.usage.failures:>7}  {row.usage.input_tokens:>10}  "
+        f"{row.usage.output_tokens:>10}  {row.usage.cost_usd:>10.6f}  {row.p95_latency_s:>7.2f}"
         for row in rows
     ]
     return lines

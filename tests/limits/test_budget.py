@@ -569,8 +569,8 @@ async def test_a_fault_reaches_redis_as_a_count_never_as_a_number(
     store = state_of(settings)
     assert budget_spent(store, tag) == pytest.approx(3 * COST)
     [row] = [r for r in store.usage_rows() if r.provider == f"billed-{tag}"]
-    assert (row.calls, row.cost_faults) == (4, 1)
-    assert row.cost_usd == pytest.approx(3 * COST)
+    assert (row.usage.calls, row.usage.cost_faults) == (4, 1)
+    assert row.usage.cost_usd == pytest.approx(3 * COST)
     # One warning, the fault's: Redis took every step (no fall back to per-process state).
     assert [r.name for r in caplog.records if r.levelno >= logging.WARNING] == [
         "pygent_lc.limits.usage"
