@@ -44,6 +44,7 @@ from langchain_core.utils.json import parse_partial_json
 
 from pygent_lc.errors import InvalidInputError
 
+_TOOL_KEYWORDS = ("tools", "tool_choice", "parallel_tool_calls")
 #: ``tool_choice`` values that force some tool (the model picks which).
 _ANY_TOOL = ("any", "required")
 _EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
@@ -206,8 +207,7 @@ def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str
     The tools are left out: a template that does render them could otherwise
     steer the model into its own tool-call syntax, which the grammar forbids.
     """
-    rest = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
-    rest.pop("parallel_tool_calls", None)
+    rest = {k: v for k, v in kwargs.items() if k not in _TOOL_KEYWORDS}
     if forced.optional:
         # llama.cpp's own ``json_schema`` field, not ``response_format``: the SDK
         # parses the latter and raises on a reply cut at max_tokens, where an
@@ -266,24 +266,18 @@ def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
         message = generation.message
         info = dict(generation.generation_info or {})
         answer = forced.answer_of(message.text)
-        if answer is not None:
-            answered = AIMessage(
-                content=answer,
-                additional_kwargs=message.additional_kwargs,
-                response_metadata=message.response_metadata,
-                usage_metadata=getattr(message, "usage_metadata", None),
-                id=message.id,
-            )
-            generations.append(ChatGeneration(message=answered, generation_info=info))
-            continue
-        call = forced.call_of(message.text, info.get("finish_reason"))
-        valid = "error" not in call
-        if valid and info.get("finish_reason") == "stop":
-            info["finish_reason"] = "tool_calls"  # what a server with tool support says
+        calls: dict[str, list[Any]] = {}
+        if answer is None:
+            call = forced.call_of(message.text, info.get("finish_reason"))
+            if "error" in call:
+                calls["invalid_tool_calls"] = [call]
+            else:
+                calls["tool_calls"] = [call]
+                if info.get("finish_reason") == "stop":
+                    info["finish_reason"] = "tool_calls"  # what a server with tool support says
         replaced = AIMessage(
-            content="",
-            tool_calls=[call] if valid else [],
-            invalid_tool_calls=[] if valid else [call],
+            content=answer or "",
+            **calls,
             additional_kwargs=message.additional_kwargs,
             response_metadata=message.response_metadata,
             usage_metadata=getattr(message, "usage_metadata", None),

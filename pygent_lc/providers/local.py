@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -37,16 +36,11 @@ from pygent_lc.providers.http import current_deadline
 from pygent_lc.providers.llama_server import (
     DEFAULT_MODEL_FILE,
     INSTALL_HINT,
-    LOG_VERBOSITY,
     MODEL_INSTALL_HINT,
     N_CTX,
     N_PARALLEL,
-    SLOT_WAIT_LIMIT_S,
-    STARTUP_TIMEOUT_S,
-    STOP_WAIT_S,
     LlamaServer,
     astop_local_servers,
-    cpu_threads,
     default_model_path,
     shared_server,
     stop_local_servers,
@@ -145,63 +139,40 @@ class LocalChatModel(OpenAICompatibleChatModel):
         if self._server is not None and self._server.remove_user(self):
             await asyncio.to_thread(self._server.stop)
 
-    def _point_at(self, url: str) -> None:
-        """Aim the clients at ``url`` (a restarted server may have another port)."""
+    def _use(self, slot: tuple[str, bool]) -> None:
+        """Aim the clients at the slot's server (a restarted one may have another
+        port); the deadline starts again if the call had to wait for it."""
+        url, waited = slot
         if self.openai_api_base != url:
             self.openai_api_base = url
             for client in (self.root_client, self.root_async_client):
                 if client is not None:
                     client.base_url = url
-
-    def _acquire(self) -> bool:
-        """A slot on the embedded server (none with a ``base_url``); whether one was taken."""
-        if self._server is None:
-            return False
-        url, waited = self._server.acquire()
-        self._point_at(url)
         if waited:
             _restart_deadline()
-        return True
-
-    async def _aacquire(self) -> bool:
-        server = self._server
-        if server is None:
-            return False
-        waited, pause = False, 0.002
-        until = time.monotonic() + SLOT_WAIT_LIMIT_S
-        while not isinstance(found := server.try_acquire(), str):
-            waited = True
-            if found is None:
-                await asyncio.to_thread(server.ensure_started)
-            else:  # every slot busy: ask again soon (releases may come from any thread)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.05)
-                server.check_slot_wait(until)
-        self._point_at(found)
-        if waited:
-            _restart_deadline()
-        return True
-
-    def _release(self, counted: bool) -> None:
-        if counted and self._server is not None:
-            self._server.release()
 
     @contextmanager
     def _call_slot(self) -> Iterator[None]:
         """A call on the embedded server, counted while it runs (a stop waits for it)."""
-        counted = self._acquire()
+        if self._server is None:
+            yield
+            return
+        self._use(self._server.acquire())
         try:
             yield
         finally:
-            self._release(counted)
+            self._server.release()
 
     @asynccontextmanager
     async def _acall_slot(self) -> AsyncIterator[None]:
-        counted = await self._aacquire()
+        if self._server is None:
+            yield
+            return
+        self._use(await self._server.aacquire())
         try:
             yield
         finally:
-            self._release(counted)
+            self._server.release()
 
     # -- the deadline of a local model: time to the first token, then between tokens --
     #
@@ -332,17 +303,13 @@ def local_listing(
 __all__ = [
     "DEFAULT_MODEL_FILE",
     "INSTALL_HINT",
-    "LOG_VERBOSITY",
     "MODEL_INSTALL_HINT",
     "NOT_STARTED_URL",
     "N_CTX",
     "N_PARALLEL",
-    "STARTUP_TIMEOUT_S",
-    "STOP_WAIT_S",
     "LlamaServer",
     "LocalChatModel",
     "astop_local_servers",
-    "cpu_threads",
     "default_model_path",
     "local_health",
     "local_listing",
