@@ -106,17 +106,14 @@ class ForcedTools:
         ]
         if self._single:
             return f"Call this function, replying with its arguments as JSON:\n{lines[0]}"
-        if self.optional:
-            return (
-                "You can call one of these functions, replying with JSON "
-                '{"name": ..., "arguments": {...}}:\n'
-                + "\n".join(lines)
-                + '\nOr answer directly, replying with JSON {"answer": "..."}. After a '
-                "function's result, answer with it unless another call is needed."
-            )
+        choose = 'one of these functions, replying with JSON {"name": ..., "arguments": {...}}:\n'
+        if not self.optional:
+            return "Call " + choose + "\n".join(lines)
         return (
-            'Call one of these functions, replying with JSON {"name": ..., "arguments": {...}}:\n'
+            f"You can call {choose}"
             + "\n".join(lines)
+            + '\nOr answer directly, replying with JSON {"answer": "..."}. After a '
+            "function's result, answer with it unless another call is needed."
         )
 
     def response_format(self) -> dict[str, Any]:
@@ -153,9 +150,7 @@ class ForcedTools:
         except ValueError:
             return None
         if isinstance(parsed, dict) and "name" not in parsed:
-            answer = parsed.get("answer")
-            if isinstance(answer, str):
-                return answer
+            return parsed["answer"] if isinstance(parsed.get("answer"), str) else None
         return None
 
 

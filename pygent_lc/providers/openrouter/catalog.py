@@ -1,9 +1,5 @@
-"""OpenRouter's catalog, key status and generation stats: ``/models``, ``/key``, ``/generation``.
-
-Also what the provider registry asks of OpenRouter beyond its chat model:
-its health (``pygent-lc doctor``), its models (``pygent-lc models``) and the
-model check an agent may ask for.
-"""
+"""OpenRouter's catalog, key status and generation stats (``/models``, ``/key``,
+``/generation``), and from them its health, model listing and model check."""
 
 from __future__ import annotations
 
