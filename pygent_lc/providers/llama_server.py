@@ -78,6 +78,14 @@ def default_model_path() -> Path | None:
     return None
 
 
+def require_xllamacpp() -> None:
+    """A ``ConfigurationError`` naming the install command unless xllamacpp is installed."""
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise ConfigurationError(
+            f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
+        )
+
+
 def default_threads() -> int:
     """Decoding threads when none are set: half the usable CPUs (affinity, capped by a
     cgroup CPU quota), at least one.
@@ -333,10 +341,7 @@ class LlamaServer:
                 provider="local",
                 model=self.model_name,
             )
-        if importlib.util.find_spec("xllamacpp") is None:
-            raise ConfigurationError(
-                f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
-            )
+        require_xllamacpp()
         deadline = time.monotonic() + self.startup_timeout
         # The child's stderr (llama.cpp's errors) goes to a file our errors quote;
         # the child keeps its own descriptor when this one closes.

@@ -11,7 +11,6 @@ change between calls (a restarted server may get another port).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -42,6 +41,7 @@ from pygent_lc.providers.llama_server import (
     LlamaServer,
     astop_local_servers,
     default_model_path,
+    require_xllamacpp,
     shared_server,
     stop_local_servers,
 )
@@ -248,10 +248,7 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
     """The embedded llama.cpp model (its server starts on the first call), or a
     ``ConfigurationError`` naming the install command for what is missing."""
     settings = settings or Settings()
-    if importlib.util.find_spec("xllamacpp") is None:
-        raise ConfigurationError(
-            f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
-        )
+    require_xllamacpp()
     # Checked here too: raised inside the model's validator, the error would
     # reach the caller wrapped in pydantic's ValidationError.
     path = model_file(settings.local.model)
