@@ -89,7 +89,8 @@ def clean_value(value: T) -> T:
     if isinstance(value, str):
         return clean_text(value)  # type: ignore[return-value]
     if isinstance(value, list | tuple):
-        return type(value)(clean_value(item) for item in value)
+        items = [clean_value(item) for item in value]
+        return items if isinstance(value, list) else tuple(items)  # type: ignore[return-value]
     if isinstance(value, dict):
         cleaned = {clean_value(key): clean_value(item) for key, item in value.items()}
         return cleaned  # type: ignore[return-value]
