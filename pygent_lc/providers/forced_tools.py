@@ -299,13 +299,3 @@ def as_chunk(result: ChatResult) -> ChatGenerationChunk:
         chunk_position="last",
     )
     return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
-
-
-__all__ = [
-    "ForcedTools",
-    "as_chunk",
-    "as_tool_call",
-    "constrained_request",
-    "forced_tools",
-    "instructed",
-]

@@ -246,16 +246,3 @@ def _held_chunk(path: Path) -> AIMessageChunk:
         items: list[dict[str, Any]] = value
         value = [tool_call_chunk(**{"name": None, "id": None, "args": None, **i}) for i in items]
     return AIMessageChunk(**{"content": "", field: value})
-
-
-__all__ = [
-    "REPLACEMENT",
-    "StreamText",
-    "aclean_chunks",
-    "clean_chunks",
-    "clean_json_text",
-    "clean_message",
-    "clean_result",
-    "clean_text",
-    "clean_value",
-]
