@@ -221,11 +221,8 @@ class LlamaServer:
         return process.url
 
     def ensure_started(self) -> str:
-        """Start the server if it is not running, wait until it serves, return its URL.
-
-        Raises ``ProviderUnavailableError`` naming :attr:`startup_timeout` if it
-        does not serve within it.
-        """
+        """Start the server if it is not running and wait until it serves: its URL, or a
+        ``ProviderUnavailableError`` naming :attr:`startup_timeout`."""
         with self._lock:
             with self._state:
                 if (url := self._running_url()) is not None:
@@ -433,10 +430,8 @@ _exiting = threading.Event()
 def shared_server(
     model_path: Path, *, n_threads: int | None = None, startup_timeout: float | None = None
 ) -> LlamaServer:
-    """The process-wide server for ``model_path`` (created, not started).
-
-    ``n_threads`` and ``startup_timeout`` apply from its next start.
-    """
+    """The process-wide server for ``model_path`` (created, not started); ``n_threads``
+    and ``startup_timeout`` apply from its next start."""
     with _servers_lock:
         server = _servers.get(model_path)
         if server is None:
