@@ -1,11 +1,10 @@
 """Configuration from keyword arguments and the environment, and a ``.env`` file when asked.
 
-One section per provider, each read under its own prefix (:class:`OpenRouterSettings`
-``OPENROUTER_*``, :class:`OllamaSettings` ``OLLAMA_*``, :class:`LocalSettings`
-``PYGENT_LOCAL_*``); the chain's own settings (``PYGENT_*``) are on :class:`Settings`.
-The sections' names are the provider names. A keyword is its variable in lower case
-without ``PYGENT_`` (``ollama_model``; ``app_url``, ``app_title`` and ``local_model_path``
-are older); a whole section works too (``Settings(ollama={...})``), flat keywords win.
+One section per provider, named like it and read under its own prefix (``OPENROUTER_*``,
+``OLLAMA_*``, ``PYGENT_LOCAL_*``); the chain's own settings (``PYGENT_*``) are on
+:class:`Settings`. A keyword is its variable in lower case without ``PYGENT_``
+(``ollama_model``; ``app_url``, ``app_title``, ``local_model_path`` are older); a whole
+section works too (``Settings(ollama={...})``), its flat keywords win.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import inspect
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, cast
+from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -28,10 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
-    DotEnvSettingsSource,
-    EnvSettingsSource,
     NoDecode,
-    PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
@@ -41,11 +37,10 @@ from pygent_lc.errors import ConfigurationError
 from pygent_lc.limits.rate import RateLimit, RateLimitMode, parse_rate_limits
 from pygent_lc.providers.openrouter.options import ProviderPreferences, ReasoningConfig
 from pygent_lc.redaction import shown_value
-from pygent_lc.settings_checks import MisspeltSettingWarning, Setting
+from pygent_lc.settings_checks import MisspeltSettingWarning, Setting, unique_provider_names
 
 ProviderName = str
 """A provider's name: the name of its section of :class:`Settings`."""
-
 DEFAULT_ENV_FILE = ".env"
 
 
@@ -54,16 +49,6 @@ def provider_name(name: object) -> str:
     if isinstance(name, str) and name.strip().lower() in SECTIONS:
         return name.strip().lower()
     raise ValueError(f"unknown provider {shown_value(name)}; choose from {', '.join(SECTIONS)}")
-
-
-def unique_provider_names(names: list[str]) -> list[str]:
-    """``names`` unchanged if there is at least one and none twice, else ``ValueError``."""
-    if not names:
-        raise ValueError("at least one provider is required")
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            raise ValueError(f"provider {shown_value(name)} is listed twice")
-    return names
 
 
 def _rate_limits(value: object) -> object:
@@ -77,8 +62,7 @@ def _rate_limits(value: object) -> object:
 
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-FromJson = BeforeValidator(checks.from_json)
-"""JSON in the environment (``NoDecode``: parsed here, for an error naming the setting)."""
+FromJson = BeforeValidator(checks.from_json)  # with NoDecode: an error naming the setting
 
 
 class ProviderSettings(BaseSettings):
@@ -116,10 +100,8 @@ class OpenRouterSettings(ProviderSettings):
     """OpenRouter's own model fallbacks after ``model``, comma-separated in the environment."""
     provider: Annotated[ProviderPreferences | None, NoDecode, FromJson] = None
     reasoning: Annotated[ReasoningConfig | None, NoDecode, FromJson] = None
-    app_url: str | None = None
-    """Sent as ``HTTP-Referer`` for OpenRouter's attribution."""
+    app_url: str | None = None  # sent as HTTP-Referer, app_title as X-(OpenRouter-)Title
     app_title: str | None = "pygent_lc"
-    """Sent as ``X-OpenRouter-Title`` and ``X-Title``."""
 
 
 class OllamaSettings(ProviderSettings):
@@ -130,7 +112,7 @@ class OllamaSettings(ProviderSettings):
     base_url: Annotated[str, AfterValidator(checks.http_urls)] = "http://localhost:11434"
     """One server, or several comma-separated: a host pool (:mod:`pygent_lc.host_pool`)."""
     model: str | None = None
-    """Installed Ollama model, e.g. ``llama3.2``; without it Ollama is skipped."""
+    """Without it Ollama is skipped."""
     num_ctx: int = Field(default=8192, gt=0)
     """Sent as ``num_ctx`` (Ollama's own default silently truncates)."""
 
@@ -155,18 +137,17 @@ class LocalSettings(ProviderSettings):
 
 
 class Settings(BaseSettings):
-    """Everything pygent_lc needs to reach its providers (see docs/configuration.md).
+    """Everything pygent_lc needs to reach its providers (docs/configuration.md).
 
     Invalid values, unknown keywords and unreadable ``.env`` files raise
-    :class:`~pygent_lc.errors.ConfigurationError` naming the setting and where
-    its value came from, before anything touches the network.
-    """
+    :class:`~pygent_lc.errors.ConfigurationError` naming the setting and where its
+    value came from, before anything touches the network."""
 
     model_config = SettingsConfigDict(
         env_prefix="PYGENT_", extra="ignore", validate_default=True, env_file_encoding="utf-8"
     )
 
-    # Read by a source of their own (NoDecode: a stray PYGENT_OLLAMA is not parsed).
+    # Each reads its own prefix (NoDecode: a stray PYGENT_OLLAMA is not parsed here).
     openrouter: Annotated[OpenRouterSettings, NoDecode] = Field(default_factory=OpenRouterSettings)
     ollama: Annotated[OllamaSettings, NoDecode] = Field(default_factory=OllamaSettings)
     local: Annotated[LocalSettings, NoDecode] = Field(default_factory=LocalSettings)
@@ -206,40 +187,17 @@ class Settings(BaseSettings):
         return None if self.budget_window is None else {"1h": 3600, "1d": 86400}[self.budget_window]
 
     def __init__(self, **values: Any) -> None:
-        env_file = values.get("_env_file", type(self).model_config.get("env_file"))
-        places = checks.dotenv_places(env_file, values.get("_env_file_encoding") or "utf-8")
+        shared = {key: values[key] for key in _SHARED if key in values}
+        shared.setdefault("_env_file", type(self).model_config.get("env_file"))
+        shared["_env_file_encoding"] = shared.get("_env_file_encoding") or "utf-8"
+        places = checks.dotenv_places(shared["_env_file"], shared["_env_file_encoding"])
         checks.warn_misspelt({**places, **dict.fromkeys(os.environ, "the environment")}, VARIABLES)
         try:
-            super().__init__(**_nested(values))
+            super().__init__(**_nested(values, shared))
         except ValidationError as exc:
             raise checks.settings_error(exc, SETTINGS, values, places) from None
         except SettingsError as exc:  # a source pydantic-settings itself could not read
             raise ConfigurationError(f"cannot read the settings: {exc}") from None
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[Any, ...]:
-        """After the keywords: each section under its own prefix, the environment over the
-        ``.env`` file."""
-        dotenv = cast(DotEnvSettingsSource, dotenv_settings)
-        file, case = (dotenv.env_file, dotenv.env_file_encoding), dotenv.case_sensitive
-
-        def sections() -> dict[str, Any]:
-            return {
-                name: {
-                    **DotEnvSettingsSource(model, *file, case_sensitive=case)(),
-                    **EnvSettingsSource(model, case_sensitive=case)(),
-                }
-                for name, model in SECTIONS.items()
-            }
-
-        return init_settings, sections, env_settings, dotenv_settings, file_secret_settings
 
     @classmethod
     def from_env_file(
@@ -272,8 +230,7 @@ SECTIONS: dict[str, type[ProviderSettings]] = {
     for name, info in Settings.model_fields.items()
     if isinstance(info.annotation, type) and issubclass(info.annotation, ProviderSettings)
 }
-"""The provider sections of :class:`Settings` by name: the known provider names, in
-the default fallback order."""
+"""The sections of :class:`Settings` by name: the provider names, in the default order."""
 SETTINGS = [
     *(Setting(name, f"PYGENT_{name}".upper(), (name,)) for name in Settings.model_fields),
     *(
@@ -283,8 +240,18 @@ SETTINGS = [
     ),
 ]
 SETTINGS = [setting for setting in SETTINGS if setting.keyword not in SECTIONS]
+"""Every setting: its keyword, environment variable and place."""
 VARIABLES = frozenset(setting.variable for setting in SETTINGS)
 """Every environment variable :class:`Settings` reads."""
+_SHARED = [  # BaseSettings' options that a section takes from Settings
+    "_env_file",
+    "_env_file_encoding",
+    "_case_sensitive",
+    "_env_ignore_empty",
+    "_env_parse_none_str",
+    "_env_parse_enums",
+    "_secrets_dir",
+]
 _ACCEPTED = [  # and BaseSettings' own: ``_env_file``, ``_secrets_dir``...
     *(setting.keyword for setting in SETTINGS),
     *SECTIONS,
@@ -292,20 +259,24 @@ _ACCEPTED = [  # and BaseSettings' own: ``_env_file``, ``_secrets_dir``...
 ]
 
 
-def _nested(values: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with each section's flat keywords in the section; unknown ones refused."""
+def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with each section's flat keywords in the section, which reads the
+    ``.env`` files too (``shared``); unknown keywords refused."""
     checks.check_known(values, _ACCEPTED)
     nested = dict(values)
-    for setting in SETTINGS:
-        if setting.keyword in values and setting.loc[0] in SECTIONS:
-            name, field = setting.loc
-            section = nested.get(name)
-            section = dict(section) if isinstance(section, Mapping | ProviderSettings) else {}
-            nested[name] = {**section, field: nested.pop(setting.keyword)}
     for name, model in SECTIONS.items():
-        if isinstance(values.get(name), Mapping):
+        section = values.get(name, {})
+        flat = {
+            setting.loc[1]: nested.pop(setting.keyword)
+            for setting in SETTINGS
+            if setting.loc[0] == name and setting.keyword in values
+        }
+        if isinstance(section, Mapping):
             fields = [f"{name}.{field}" for field in model.model_fields]
-            checks.check_known([f"{name}.{key}" for key in values[name]], fields)
+            checks.check_known([f"{name}.{key}" for key in section], fields)
+            nested[name] = {**shared, **section, **flat}
+        elif isinstance(section, ProviderSettings) and flat:
+            nested[name] = {**dict(section), **flat}
     return nested
 
 

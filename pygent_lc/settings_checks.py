@@ -23,7 +23,7 @@ from dotenv.parser import parse_stream
 from pydantic import ValidationError
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.redaction import MAX_SHOWN_CHARS, shown_value
+from pygent_lc.redaction import shown_value
 
 
 def http_url(value: str, where: str = "") -> str:
@@ -73,6 +73,16 @@ def comma_list(value: object) -> object:
         if not all(value):
             raise ValueError("empty name in a comma-separated list")
     return value
+
+
+def unique_provider_names(names: list[str]) -> list[str]:
+    """``names`` unchanged if there is at least one and none twice, else ``ValueError``."""
+    if not names:
+        raise ValueError("at least one provider is required")
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ValueError(f"provider {shown_value(name)} is listed twice")
+    return names
 
 
 class Setting(NamedTuple):
@@ -213,12 +223,6 @@ def settings_error(
                 elif setting.variable in places:
                     source = f" from {places[setting.variable]}"
         labels.append(label)
-        path = "".join(f".{_shown_key(part)}" for part in rest)
+        path = "".join(f".{shown_value(part)[1:-1]}" for part in rest)  # a JSON key, cut
         messages.append(f"{label}{path}{source}: {message}")
     return ConfigurationError(f"invalid setting {'; '.join(messages)}", field=labels[0])
-
-
-def _shown_key(part: str) -> str:
-    """A key of a JSON setting in an error's path: a pasted key masked, a long one cut."""
-    shown = shown_value(part)[1:-1]
-    return part if shown == part and len(part) <= MAX_SHOWN_CHARS else shown
