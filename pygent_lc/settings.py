@@ -68,7 +68,10 @@ FromJson = BeforeValidator(checks.from_json)  # with NoDecode: an error naming t
 class ProviderSettings(BaseSettings):
     """One provider's section of :class:`Settings`; on its own, it reads the environment."""
 
-    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+    # revalidate: a section given whole is copied, never shared by two Settings
+    model_config = SettingsConfigDict(
+        extra="ignore", validate_default=True, revalidate_instances="always"
+    )
 
     keywords: ClassVar[Mapping[str, str]] = {}
     """Fields whose :class:`Settings` keyword is older than the section."""
