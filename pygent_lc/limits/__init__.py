@@ -47,7 +47,7 @@ from pygent_lc.limits.store import (
     StateStore,
     redact_url,
 )
-from pygent_lc.limits.usage import UsageRecord, UsageSummary, UsageTracker
+from pygent_lc.limits.usage import CallMeter, UsageSummary, UsageTracker
 
 __all__ = [
     "ADMITTED",
@@ -63,6 +63,7 @@ __all__ = [
     "BudgetStatus",
     "CallEnd",
     "CallEnded",
+    "CallMeter",
     "CallPlan",
     "CallStart",
     "CircuitBreaker",
@@ -77,7 +78,6 @@ __all__ = [
     "ResilientStore",
     "Settlement",
     "StateStore",
-    "UsageRecord",
     "UsageSummary",
     "UsageTracker",
     "open_store",

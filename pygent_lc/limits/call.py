@@ -39,12 +39,9 @@ from pygent_lc.limits.script import (
     text,
 )
 from pygent_lc.limits.store import WRITABLE_TTL_MS, StateStore, writable_key
-from pygent_lc.limits.usage import UsageRecord
+from pygent_lc.limits.usage import CallMeter
 
 T = TypeVar("T")
-
-Refusal = Literal["breaker", "budget", "rate"]
-"""Which part of a :class:`CallPlan` turned a call away (see :class:`CallStart`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +82,7 @@ class CallStart:
     """
 
     allowed: bool
-    refused_by: Refusal | None = None
+    refused_by: Literal["breaker", "budget", "rate"] | None = None
     breaker: BreakerAdmission | None = None
     reservations: tuple[BudgetReservation, ...] = ()
     budget_refusal: BudgetRefusal | None = None
@@ -108,15 +105,16 @@ class CallEnd:
 
     breaker: BreakerOutcome | None = None
     settlements: tuple[Settlement, ...] = ()
-    usage: UsageRecord | None = None
+    usage: CallMeter | None = None
 
     def step(self, now: float) -> End:
         """This record as one step at ``now``; ``InvalidInputError`` for a cost or usage
         figure that is not finite and >= 0 (replies' costs are checked where they enter)."""
         for settlement in self.settlements:
             budget.check_cost(settlement.cost_usd)
-        if self.usage is not None and not all(
-            0.0 <= v < math.inf for v in usage.values(self.usage)
+        used = self.usage
+        if used is not None and not all(
+            0.0 <= v < math.inf for v in usage.values(used.usage, used.latency_s)
         ):
             raise InvalidInputError("usage figures must be finite and >= 0")
         return End(call=self, now=now)
@@ -137,17 +135,10 @@ local a, k = 3, 1"""
 """How both steps start: ``now`` is ``ARGV[1]``; the cursors ``a`` (into ``ARGV``, at the
 first part's count) and ``k`` (into ``KEYS``) then walk the parts in order."""
 
-
-def _step_script(*libraries: str, body: str) -> str:
-    """A step's Lua: the prelude, the ``libraries`` it calls, the time and cursors, ``body``."""
-    return LUA_PRELUDE + "".join(libraries) + _STEP_ARGS + body
-
-
-BEGIN_LUA = _step_script(
-    budget.LEDGER_LUA,
-    breaker.BREAKER_LUA,
-    rate.RATE_LUA,
-    body="""
+_BEGIN = LUA_PRELUDE + budget.LEDGER_LUA + breaker.BREAKER_LUA + rate.RATE_LUA + _STEP_ARGS
+BEGIN_LUA = (
+    _BEGIN
+    + """
 redis.call('SET', KEYS[#KEYS], ARGV[1], 'PX', ARGV[#ARGV])
 local rates = {}
 for i = 1, tonumber(ARGV[2]) do
@@ -199,14 +190,13 @@ if breaker and breaker.verdict == 'probe' then
 end
 for _, r in ipairs(rates) do rate_commit(r.key, now, r.period, r.member) end
 return reply({'ok', budget_out, breaker_out, '0', 0, t})
-""",
+"""
 )
 
-END_LUA = _step_script(
-    budget.LEDGER_LUA,
-    usage.USAGE_LUA,
-    breaker.BREAKER_LUA,
-    body="""
+_END = LUA_PRELUDE + budget.LEDGER_LUA + usage.USAGE_LUA + breaker.BREAKER_LUA + _STEP_ARGS
+END_LUA = (
+    _END
+    + """
 for i = 1, tonumber(ARGV[2]) do
   ledger_settle(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], tonumber(ARGV[a + 1]),
                 tonumber(ARGV[a + 2]))
@@ -232,7 +222,7 @@ if mode == 'failure' then
 end
 if mode == 'release' then breaker_release(KEYS[k], ARGV[a + 2]) end
 return {0, 0}
-""",
+"""
 )
 
 
@@ -388,7 +378,8 @@ class End(Step[CallEnded]):
         if used is not None:
             where_used = usage.usage_keys(prefix, used.provider, used.model)
             keys += [where_used.totals, where_used.latencies, where_used.index]
-            args += [1, used.provider, used.model, *usage.values(used), usage.LATENCY_SAMPLES]
+            args += [1, used.provider, used.model, *usage.values(used.usage, used.latency_s)]
+            args.append(usage.LATENCY_SAMPLES)
         else:
             args.append(0)
         outcome = call.breaker
@@ -413,8 +404,9 @@ class End(Step[CallEnded]):
         call = self.call
         for settlement in call.settlements:
             state.part(budget.Ledgers).settle(settlement.reservation, settlement.cost_usd)
-        if call.usage is not None:
-            usage.record(state.part(usage.UsageBuckets), call.usage)
+        if (used := call.usage) is not None:
+            buckets = state.part(usage.UsageBuckets)
+            usage.record(buckets, used.provider, used.model, used.usage, used.latency_s)
         outcome = call.breaker
         if outcome is None:
             return CallEnded()
