@@ -22,7 +22,6 @@ from pygent_lc.limits.breaker import (
     CircuitOpenError,
 )
 from pygent_lc.limits.budget import (
-    BudgetAnswer,
     BudgetRefusal,
     BudgetReservation,
     BudgetSpec,
@@ -56,7 +55,6 @@ __all__ = [
     "BreakerOutcome",
     "BreakerSpec",
     "BreakerStatus",
-    "BudgetAnswer",
     "BudgetRefusal",
     "BudgetReservation",
     "BudgetSpec",

@@ -68,9 +68,6 @@ class BudgetRefusal:
     wait: bool
 
 
-BudgetAnswer = BudgetReservation | BudgetRefusal
-
-
 @dataclass(frozen=True, slots=True)
 class BudgetStatus:
     """A budget window now: spent, held by calls in flight, and the largest call seen."""

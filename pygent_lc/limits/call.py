@@ -122,11 +122,9 @@ class CallEnd:
 
 @dataclass(frozen=True, slots=True)
 class CallEnded:
-    """``breaker_changed``: a failure opened the circuit or a success closed it;
-    ``failures``: the consecutive failure count after a failure."""
+    """``breaker_changed``: a failure opened the circuit or a success closed it."""
 
     breaker_changed: bool = False
-    failures: int = 0
 
 
 _STEP_ARGS = """
@@ -214,14 +212,12 @@ else
   a = a + 1
 end
 local mode = ARGV[a]
-if mode == 'success' then return {breaker_success(KEYS[k]), 0} end
+if mode == 'success' then return breaker_success(KEYS[k]) end
 if mode == 'failure' then
-  local opened, failures = breaker_failure(KEYS[k], now, tonumber(ARGV[a + 1]), ARGV[a + 2],
-                                           ARGV[a + 3])
-  return {opened, failures}
+  return (breaker_failure(KEYS[k], now, tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]))
 end
 if mode == 'release' then breaker_release(KEYS[k], ARGV[a + 2]) end
-return {0, 0}
+return 0
 """
 )
 
@@ -397,8 +393,7 @@ class End(Step[CallEnded]):
         return keys, args
 
     def decode(self, reply: Any) -> CallEnded:
-        changed, failures = rows(reply)
-        return CallEnded(breaker_changed=bool(changed), failures=int(failures))
+        return CallEnded(breaker_changed=bool(reply))
 
     def local(self, state: MemoryState) -> CallEnded:
         call = self.call
@@ -416,10 +411,8 @@ class End(Step[CallEnded]):
             return CallEnded(breaker_changed=breaker.success(records, key))
         if outcome.kind == "failure":
             error = breaker.summary(outcome.error_summary)
-            opened, failures = breaker.failure(
-                records, key, self.now, outcome.threshold, probe_id, error
-            )
-            return CallEnded(breaker_changed=opened, failures=failures)
+            opened, _ = breaker.failure(records, key, self.now, outcome.threshold, probe_id, error)
+            return CallEnded(breaker_changed=opened)
         breaker.release(records, key, probe_id)
         return CallEnded()
 

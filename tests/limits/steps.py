@@ -12,7 +12,7 @@ from pygent_lc.limits import (
     BreakerOutcome,
     BreakerSpec,
     BreakerStatus,
-    BudgetAnswer,
+    BudgetRefusal,
     BudgetReservation,
     BudgetSpec,
     BudgetStatus,
@@ -28,7 +28,7 @@ from pygent_lc.limits.budget import DEFAULT_BUDGET_LEASE_S, ReadBudget
 from pygent_lc.tot.shared_values import CacheGet, CacheSet
 
 
-def _budget_answer(start: CallStart) -> BudgetAnswer:
+def _budget_answer(start: CallStart) -> BudgetReservation | BudgetRefusal:
     return start.budget_refusal if start.budget_refusal is not None else start.reservations[0]
 
 
