@@ -350,7 +350,8 @@ def _positive_int(value: object) -> int | None:
 class SpendMeter:
     """Each call's cost, as what a running total (e.g. a usage tracker's) grew by since the
     last reading: overlapping calls' own before/after differences would count each other's
-    cost, these deltas add up to the real spend. A total that is not finite is not read."""
+    cost, these deltas add up to the real spend (a call charged another's cost only raises
+    the largest call cost the ledger reserves). A total that is not finite is not read."""
 
     def __init__(self, total: Callable[[], float]) -> None:
         self._total = total
