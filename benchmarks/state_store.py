@@ -25,18 +25,19 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from benchmarks._bench import machine, table
+from pygent_lc.backend import UsageTotals
 from pygent_lc.limits import (
     BreakerOutcome,
     BreakerSpec,
     BudgetReservation,
     BudgetSpec,
     CallEnd,
+    CallMeter,
     CallPlan,
     MemoryStore,
     RateSpec,
     Settlement,
     StateStore,
-    UsageRecord,
 )
 from pygent_lc.limits.redis_store import RedisStore
 from tests.limits.steps import (
@@ -70,7 +71,9 @@ PLAN = CallPlan(
     rates=(RateSpec("bench-rpm", BIG, 60.0),),
     budgets=(BudgetSpec("bench-usd", float(BIG), 0.001),),
 )
-USAGE = UsageRecord("bench", "model", input_tokens=100, output_tokens=20, cost_usd=0.001)
+USAGE = CallMeter(
+    "bench", "model", UsageTotals(calls=1, input_tokens=100, output_tokens=20, cost_usd=0.001)
+)
 
 
 # -- the operations, sync ----------------------------------------------------------------------

@@ -22,7 +22,6 @@ from pygent_lc.limits.breaker import (
     CircuitOpenError,
 )
 from pygent_lc.limits.budget import (
-    BudgetAnswer,
     BudgetRefusal,
     BudgetReservation,
     BudgetSpec,
@@ -47,7 +46,7 @@ from pygent_lc.limits.store import (
     StateStore,
     redact_url,
 )
-from pygent_lc.limits.usage import UsageRecord, UsageSummary, UsageTracker
+from pygent_lc.limits.usage import CallMeter, UsageSummary, UsageTracker
 
 __all__ = [
     "ADMITTED",
@@ -56,13 +55,13 @@ __all__ = [
     "BreakerOutcome",
     "BreakerSpec",
     "BreakerStatus",
-    "BudgetAnswer",
     "BudgetRefusal",
     "BudgetReservation",
     "BudgetSpec",
     "BudgetStatus",
     "CallEnd",
     "CallEnded",
+    "CallMeter",
     "CallPlan",
     "CallStart",
     "CircuitBreaker",
@@ -77,7 +76,6 @@ __all__ = [
     "ResilientStore",
     "Settlement",
     "StateStore",
-    "UsageRecord",
     "UsageSummary",
     "UsageTracker",
     "open_store",

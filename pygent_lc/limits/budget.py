@@ -1,30 +1,20 @@
 """Cost budgets: spend, reservations of calls in flight, and the largest call, per key and window.
 
-A call reserves an amount before it runs and settles with its real cost after:
+A call with a bound (the most it can cost) reserves the bound and goes only if
+spend, the reservations and the bound stay within the limit. A call without
+one reserves the largest cost of one call seen so far on the key, goes while
+spend plus reservations is under the limit, and only while no other call
+without a bound is in flight (the others wait): a cheap first call so says
+nothing about how many dear calls may start. Spend so stays within the limit
+plus the cost of one call without a bound, however many processes share the
+budget; a call that costs more than its bound passes it by that excess.
 
-* with a bound (the most the call can cost), it reserves the bound and goes
-  only if spend, the reservations and the bound stay within the limit;
-* without one (its cost is unknown until it ends), it reserves the largest
-  cost of one call seen so far on the key and goes while spend plus
-  reservations is under the limit, and only while no other call without a
-  bound is in flight: those run one at a time (the others are told to wait).
-  A cheap first call so says nothing about how many dear calls may start.
-
-Each call admitted saw spend plus reservations within the limit, calls with
-a bound cost at most their bound, and at most one call without a bound is in
-flight, so spend stays within the limit plus the cost of one call without a
-bound (within the limit itself when every call has a bound), however many
-processes share the budget. A call that costs more than its bound passes the
-limit by that excess.
-
-Per key and window bucket (``floor(now / window_s)``; one bucket ``all``
-without a window) Redis holds a hash ``H`` (``s`` spent, ``r`` reserved,
-``u`` the hold without a bound, ``h:<id>`` each hold's amount) and a sorted
-set ``Z`` of holds scored by the end of their lease; ``M`` holds the key's
-largest call cost, across windows. A process that dies holding a
-reservation would hold it for ever; the lease (default 15 min) bounds that:
-expired holds are dropped before every check. Window buckets expire two
-windows after their last write.
+Per key and window bucket (``floor(now / window_s)``; ``all`` without a window)
+Redis holds a hash ``H`` (``s`` spent, ``r`` reserved, ``u`` the hold without a
+bound, ``h:<id>`` each hold's amount) and a sorted set ``Z`` of holds scored by
+the end of their lease (a process that dies holding one holds it no longer);
+``M`` holds the key's largest call cost. Window buckets expire two windows after
+their last write.
 """
 
 from __future__ import annotations
@@ -42,23 +32,17 @@ from pygent_lc.limits.store import MemoryStore, StateStore
 DEFAULT_BUDGET_WAIT_S = 300.0
 """How long a call waits its turn behind a call of unknown cost (``CostBudget.max_wait_s``)."""
 DEFAULT_BUDGET_LEASE_S = 900.0
-"""How long a budget reservation outlives a process that died holding it.
-
-A call that runs longer than this loses its reservation early (its cost is
-still added when it settles), so it should be longer than any call's timeout
-with its retries and fallbacks.
-"""
+"""How long a reservation outlives a process that died holding it; a longer call loses its
+reservation early (its cost still counts), so this should exceed any call's timeout."""
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetReservation:
     """A call's hold on a budget; given back in a :class:`~pygent_lc.limits.call.Settlement`.
 
-    ``bucket`` is the window the call started in (``floor(now / window_s)``,
-    0 without a window): its cost counts there even if it ends in the next.
-    ``unknown_cost`` marks a call admitted without a bound on its cost (at
-    most one is in flight per budget). ``spent_usd`` and ``reserved_usd`` are the totals before this
-    reservation.
+    ``bucket`` is the window the call started in (its cost counts there);
+    ``unknown_cost`` marks a call without a bound; ``spent_usd`` and
+    ``reserved_usd`` are the totals before this reservation.
     """
 
     key: str
@@ -73,13 +57,8 @@ class BudgetReservation:
 
 @dataclass(frozen=True, slots=True)
 class BudgetRefusal:
-    """A budget turned a call away.
-
-    ``wait`` is True when the call may go later: it has no bound on its cost
-    and another such call is in flight (poll again, e.g. every 50 ms,
-    or after the call in flight ends). Otherwise the budget is spent: the
-    caller raises :class:`~pygent_lc.errors.BudgetExceededError`.
-    """
+    """A budget turned a call away: ``wait`` when it may go later (no bound, and another
+    such call is in flight), else the budget is spent."""
 
     key: str
     limit_usd: float
@@ -87,9 +66,6 @@ class BudgetRefusal:
     reserved_usd: float
     amount_usd: float
     wait: bool
-
-
-BudgetAnswer = BudgetReservation | BudgetRefusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +80,8 @@ class BudgetStatus:
 
 @dataclass(frozen=True, slots=True)
 class BudgetSpec:
-    """A spending limit on ``key``, in total (``window_s`` None) or per hour/day window.
-
-    ``amount_usd`` is the most the call can cost (its bound); None (no bound
-    known) reserves the largest cost of one call seen so far on ``key`` and
-    waits while another call without a bound is in flight.
-    """
+    """A limit on ``key``, in total (``window_s`` None) or per window; ``amount_usd`` is
+    the call's bound (None: unknown, see the module's rules)."""
 
     key: str
     limit_usd: float
@@ -188,8 +160,7 @@ def bucket_of(now: float, window_s: int | None) -> int:
 
 
 def ledger_keys(prefix: str, key: str, window_s: int | None, bucket: int) -> tuple[list[str], int]:
-    """A bucket's Redis keys (its hash, its holds, the key's largest call), and the TTL
-    in ms of a window's bucket (0: none)."""
+    """A bucket's Redis keys (``H``, ``Z``, ``M``) and its TTL in ms (0: none)."""
     base = f"{prefix}bg:{key}"
     tag = "all" if window_s is None else f"{int(window_s)}:{bucket}"
     keys = [f"{base}:{tag}", f"{base}:{tag}:holds", f"{base}:largest"]
@@ -198,12 +169,44 @@ def ledger_keys(prefix: str, key: str, window_s: int | None, bucket: int) -> tup
 
 @dataclass
 class LedgerBucket:
-    """The in-process twin of one bucket's hash and holds (``id -> (amount, lease end)``)."""
+    """The in-process twin of one bucket's hash and holds (``id -> (amount, lease end)``);
+    its methods are the Lua functions of the same names."""
 
     spent: float = 0.0
     reserved: float = 0.0
     unknown: str | None = None
     holds: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def purge(self, now: float) -> None:
+        stale = sorted((end, hold) for hold, (_, end) in self.holds.items() if end <= now)
+        if not stale:
+            return
+        reserved = self.reserved
+        for _, hold in stale:
+            reserved = reserved - self.holds.pop(hold)[0]
+            if self.unknown == hold:
+                self.unknown = None
+        self.reserved = 0.0 if reserved < 0 or not self.holds else reserved
+
+    def check(
+        self, largest: float, now: float, limit: float, amount: float | None
+    ) -> tuple[str, float, float, float]:
+        self.purge(now)
+        unit = largest if amount is None else amount
+        if amount is None and self.unknown is not None:
+            return "wait", self.spent, self.reserved, unit
+        committed = self.spent + self.reserved
+        if committed >= limit or (amount is not None and committed + unit > limit):
+            return "refused", self.spent, self.reserved, unit
+        return "ok", self.spent, self.reserved, unit
+
+    def commit(
+        self, now: float, hold: str, unit: float, unknown: bool, reserved: float, lease: float
+    ) -> None:
+        self.holds[hold] = (unit, now + lease)
+        self.reserved = reserved + unit
+        if unknown:
+            self.unknown = hold
 
 
 @dataclass
@@ -223,63 +226,18 @@ class Ledgers:
             found = windows[bucket] = LedgerBucket()
         return found
 
-
-def purge(b: LedgerBucket, now: float) -> None:
-    """``ledger_purge``: drop the holds whose lease ended (their process died)."""
-    stale = sorted((deadline, hold) for hold, (_, deadline) in b.holds.items() if deadline <= now)
-    if not stale:
-        return
-    reserved = b.reserved
-    for _, hold in stale:
-        reserved = reserved - b.holds.pop(hold)[0]
-        if b.unknown == hold:
-            b.unknown = None
-    b.reserved = 0.0 if reserved < 0 or not b.holds else reserved
-
-
-def check(
-    b: LedgerBucket, largest: float, now: float, limit: float, amount: float | None
-) -> tuple[str, float, float, float]:
-    """``ledger_check``: ``ok``, ``wait`` or ``refused``, with spent, reserved and the amount."""
-    purge(b, now)
-    unit = amount
-    if unit is None:
-        unit = largest
-        if b.unknown is not None:
-            return "wait", b.spent, b.reserved, unit
-    committed = b.spent + b.reserved
-    if committed >= limit or (amount is not None and committed + unit > limit):
-        return "refused", b.spent, b.reserved, unit
-    return "ok", b.spent, b.reserved, unit
-
-
-def commit(
-    b: LedgerBucket,
-    now: float,
-    hold: str,
-    unit: float,
-    unknown: bool,
-    reserved: float,
-    lease: float,
-) -> None:
-    b.holds[hold] = (unit, now + lease)
-    b.reserved = reserved + unit
-    if unknown:
-        b.unknown = hold
-
-
-def settle(ledgers: Ledgers, key: str, b: LedgerBucket, hold: str, cost: float) -> None:
-    """``ledger_settle``: give the hold back, add the cost, raise the largest call cost."""
-    held = b.holds.pop(hold, None)
-    if held is not None:
-        reserved = b.reserved - held[0]
-        b.reserved = 0.0 if reserved < 0 or not b.holds else reserved
-        if b.unknown == hold:
-            b.unknown = None
-    if cost > 0:
-        b.spent = b.spent + cost
-        if cost > ledgers.largest.get(key, 0.0):
-            ledgers.largest[key] = cost
+    def settle(self, held: BudgetReservation, cost: float) -> None:
+        """``ledger_settle``: give the hold back, add the cost, raise the largest call cost."""
+        b = self.bucket(held.key, held.window_s, held.bucket)
+        amount = b.holds.pop(held.hold_id, None)
+        if amount is not None:
+            reserved = b.reserved - amount[0]
+            b.reserved = 0.0 if reserved < 0 or not b.holds else reserved
+            if b.unknown == held.hold_id:
+                b.unknown = None
+        if cost > 0:
+            b.spent = b.spent + cost
+            self.largest[held.key] = max(cost, self.largest.get(held.key, 0.0))
 
 
 def check_spec(spec: BudgetSpec) -> None:
@@ -303,8 +261,8 @@ def check_spec(spec: BudgetSpec) -> None:
 
 
 def check_cost(cost_usd: float) -> None:
-    """``InvalidInputError`` unless a finite amount >= 0: a NaN or an infinity must never
-    reach the ledger (nor Redis's Lua, whose ``tonumber`` reads them as nil)."""
+    """``InvalidInputError`` unless a finite amount >= 0 (Lua's ``tonumber`` reads NaN and
+    infinities as nil)."""
     if not 0.0 <= cost_usd < math.inf:
         raise InvalidInputError(f"a call's cost must be a finite amount >= 0, got {cost_usd!r}")
 
@@ -338,7 +296,7 @@ return {fmt(tonumber(v[1]) or 0), fmt(tonumber(v[2]) or 0), redis.call('ZCARD', 
     def local(self, state: MemoryState) -> BudgetStatus:
         ledgers = state.part(Ledgers)
         bucket = ledgers.bucket(self.key, self.window_s, bucket_of(self.now, self.window_s))
-        purge(bucket, self.now)
+        bucket.purge(self.now)
         largest = ledgers.largest.get(self.key, 0.0)
         return BudgetStatus(bucket.spent, bucket.reserved, len(bucket.holds), largest)
 
@@ -353,12 +311,8 @@ MAX_WAIT_S = 0.1  # then no more often than this, as each poll is a store round 
 
 
 class PricedModel(Protocol):
-    """A model's list prices (e.g. :class:`~pygent_lc.providers.openrouter.catalog.ModelInfo`).
-
-    It may also say ``max_completion_tokens`` (the most it writes per reply)
-    and ``context_length`` (prompt plus reply), which bound a call without
-    ``max_tokens``.
-    """
+    """A model's list prices (e.g. :class:`~pygent_lc.providers.openrouter.catalog.ModelInfo`);
+    it may also say ``max_completion_tokens`` and ``context_length``."""
 
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float: ...
 
@@ -368,13 +322,11 @@ def estimator_from_prices(
 ) -> CostEstimator:
     """The most a call can cost at ``model``'s list prices: a bound, not a guess.
 
-    The prompt counts one token per UTF-8 byte (no tokenizer makes a token of
-    less than a byte) plus :data:`PROMPT_OVERHEAD_TOKENS`, at most the model's
-    ``context_length``. The reply counts the call's ``max_tokens``, else
-    ``default_output_tokens`` (the ``max_tokens`` your model is built with),
-    else the model's ``max_completion_tokens``, else its ``context_length``.
-    With none of these the estimator returns None: the call's cost has no
-    bound, and :class:`CostBudget` runs such calls one at a time.
+    The prompt counts one token per UTF-8 byte (no token is less than a byte) plus
+    :data:`PROMPT_OVERHEAD_TOKENS`, at most the model's ``context_length``. The reply
+    counts the call's ``max_tokens``, else ``default_output_tokens``, else the model's
+    ``max_completion_tokens``, else its ``context_length``; with none of these the
+    call has no bound (None), and :class:`CostBudget` runs such calls one at a time.
     """
     context = _positive_int(getattr(model, "context_length", None))
     model_output = _positive_int(getattr(model, "max_completion_tokens", None))
@@ -396,15 +348,10 @@ def _positive_int(value: object) -> int | None:
 
 
 class SpendMeter:
-    """Each call's cost, read as what a running total (e.g. a usage tracker's) grew by
-    since the last reading.
-
-    Overlapping calls' own before/after differences would count each other's
-    cost; these deltas add up to the real spend. Under overlap one call may so
-    be charged another's cost too, which only raises the largest call cost the
-    ledger reserves, never lowers it. A total that is not finite is not read
-    (nothing is measured, the pointer stays).
-    """
+    """Each call's cost, as what a running total (e.g. a usage tracker's) grew by since the
+    last reading: overlapping calls' own before/after differences would count each other's
+    cost, these deltas add up to the real spend (a call charged another's cost only raises
+    the largest call cost the ledger reserves). A total that is not finite is not read."""
 
     def __init__(self, total: Callable[[], float]) -> None:
         self._total = total
@@ -427,20 +374,15 @@ class CostBudget:
     (:func:`~pygent_lc.chain.build_chat_model`; ``PYGENT_MAX_COST_USD`` builds one)
     or to a :class:`~pygent_lc.langchain_backend.LangChainBackend` (and so to every
     ToT search over it). A call reserves in the store's ``begin_call`` (:meth:`spec`)
-    and settles its real cost in ``end_call``, by this module's rules: with a bound
-    (``estimator``, e.g. :func:`estimator_from_prices`) spend stays within the
-    limit; without one, calls go one at a time and the others wait, polling the
-    store, at most ``max_wait_s`` (a policy's call: until its deadline), then
-    ``BudgetExceededError``; a wait that would block the thread of a running event
-    loop raises it at once, as the call waited for may need that loop.
+    and settles in ``end_call``, by this module's rules: with a bound (``estimator``,
+    e.g. :func:`estimator_from_prices`) spend stays within the limit; without one,
+    calls go one at a time and the others poll the store for at most ``max_wait_s``
+    (a policy: its deadline), then ``BudgetExceededError``.
 
-    ``store`` None keeps the ledger in a private :class:`MemoryStore` (this
-    object's calls only), unless a policy lends its own; budgets on one shared
-    store with the same ``key`` share one limit, across processes with Redis.
-    ``spent`` (e.g. a usage tracker's total) measures a call's cost where its
-    caller does not give it (:class:`SpendMeter`). Costs are amounts: a reply's
-    implausible cost never gets here (a cost fault, see
-    :func:`pygent_lc.limits.usage.message_usage`).
+    ``store`` None keeps the ledger in a private :class:`MemoryStore`, unless a policy
+    lends its own; budgets on one shared store with the same ``key`` share one limit.
+    ``spent`` (e.g. a usage tracker's total) measures a call's cost where its caller
+    does not give it (:class:`SpendMeter`).
     """
 
     def __init__(
@@ -476,11 +418,8 @@ class CostBudget:
     def spec(self, prompt: str, max_tokens: int | None, samples: int = 1) -> BudgetSpec:
         """This budget's part of a :class:`~pygent_lc.limits.call.CallPlan` for one call.
 
-        A call asking ``samples`` completions (``n``) in one request is still one
-        call, with one reservation: ``samples`` times the estimator's bound for one
-        completion. That counts the prompt ``samples`` times where the provider
-        bills it once, but it is a bound for any estimator (one that caps the
-        reply at a model's limit would under-bound ``samples * max_tokens``).
+        A request for ``samples`` completions (``n``) is one call reserving ``samples``
+        times the bound of one: a bound for any estimator, though the prompt is billed once.
         """
         bound = None if self.estimator is None else self.estimator(prompt, max_tokens)
         if bound is not None:

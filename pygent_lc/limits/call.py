@@ -2,13 +2,11 @@
 
 :class:`CallPlan` (budgets, then the breaker, then rate limits; all or nothing)
 runs as one :class:`Begin` step, :class:`CallEnd` (settlements, usage, the
-breaker's outcome) as one :class:`End` step: one round trip each to Redis.
-The scripts are the limits' own Lua functions (:mod:`~pygent_lc.limits.budget`,
-:mod:`~pygent_lc.limits.breaker`, :mod:`~pygent_lc.limits.rate`,
-:mod:`~pygent_lc.limits.usage`) called in order, and the twins likewise.
-``Begin`` checks everything before it changes anything, so a refused call
-takes nothing; it writes one key first (:func:`~pygent_lc.limits.store.writable_key`),
-so that a Redis that takes no writes says so before the provider is called.
+breaker's outcome) as one :class:`End` step: one round trip each to Redis, made of
+the limits' own Lua functions (and twins) in order. ``Begin`` writes one key first
+(:func:`~pygent_lc.limits.store.writable_key`), so that a Redis that takes no
+writes says so before the provider is called. :class:`Hold` and
+:class:`HeldStream` are a budget's two steps for a caller that is no policy.
 """
 
 from __future__ import annotations
@@ -41,23 +39,16 @@ from pygent_lc.limits.script import (
     text,
 )
 from pygent_lc.limits.store import WRITABLE_TTL_MS, StateStore, writable_key
-from pygent_lc.limits.usage import UsageRecord
+from pygent_lc.limits.usage import CallMeter
 
 T = TypeVar("T")
-
-Refusal = Literal["breaker", "budget", "rate"]
-"""Which part of a :class:`CallPlan` turned a call away (see :class:`CallStart`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class CallPlan:
-    """Everything checked before one provider call, answered in one atomic step.
-
-    Budgets are checked first, then the breaker, then the rate limits. The
-    step is all-or-nothing: when any part refuses, nothing is taken (no
-    reservation, no probe slot, no rate slot). Keys should differ between
-    the rate limits of one plan, and between its budgets.
-    """
+    """Everything checked before one provider call, in one atomic all-or-nothing step:
+    budgets, then the breaker, then the rate limits; a refusal takes nothing. Keys
+    should differ between a plan's rate limits, and between its budgets."""
 
     breaker: BreakerSpec | None = None
     rates: tuple[RateSpec, ...] = ()
@@ -83,24 +74,21 @@ class CallStart:
     """The answer to a :class:`CallPlan`.
 
     When ``allowed``: ``breaker`` is the admission to pass back at the end
-    (``ADMITTED`` without a breaker) and ``reservations`` hold the budgets,
-    in plan order. When refused, ``refused_by`` says which part did:
-    ``"breaker"`` (``breaker`` says why), ``"budget"`` (``budget_refusal``,
-    which says whether to wait) or ``"rate"`` (``rate_wait_s`` until the limit of
-    ``rate_key`` frees a slot).
+    (``ADMITTED`` without a breaker), ``reservations`` hold the budgets in plan
+    order. Else ``refused_by`` says which part refused: ``"breaker"`` (``breaker``
+    says why), ``"budget"`` (``budget_refusal``) or ``"rate"`` (``rate_wait_s``
+    until ``rate_key`` frees a slot). ``now`` is the time the step was decided at
+    (later than the caller's clock if another caller already reached a rate limit).
     """
 
     allowed: bool
-    refused_by: Refusal | None = None
+    refused_by: Literal["breaker", "budget", "rate"] | None = None
     breaker: BreakerAdmission | None = None
     reservations: tuple[BudgetReservation, ...] = ()
     budget_refusal: BudgetRefusal | None = None
     rate_wait_s: float = 0.0
     rate_key: str | None = None
     now: float = 0.0
-    """The time the step was decided at: the caller's clock, or a little later when a
-    caller with a later clock already reached one of the plan's rate limits (times
-    never go backwards on a rate limit; see :mod:`pygent_lc.limits.rate`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,19 +105,16 @@ class CallEnd:
 
     breaker: BreakerOutcome | None = None
     settlements: tuple[Settlement, ...] = ()
-    usage: UsageRecord | None = None
+    usage: CallMeter | None = None
 
     def step(self, now: float) -> End:
-        """This record as one step at ``now``.
-
-        Costs and usage must be finite and not negative (``InvalidInputError``):
-        replies' costs are checked where they enter (:func:`~pygent_lc.limits.usage.message_usage`);
-        this refuses whatever else a caller passes.
-        """
+        """This record as one step at ``now``; ``InvalidInputError`` for a cost or usage
+        figure that is not finite and >= 0 (replies' costs are checked where they enter)."""
         for settlement in self.settlements:
             budget.check_cost(settlement.cost_usd)
-        if self.usage is not None and not all(
-            0.0 <= v < math.inf for v in usage.values(self.usage)
+        used = self.usage
+        if used is not None and not all(
+            0.0 <= v < math.inf for v in usage.values(used.usage, used.latency_s)
         ):
             raise InvalidInputError("usage figures must be finite and >= 0")
         return End(call=self, now=now)
@@ -137,12 +122,9 @@ class CallEnd:
 
 @dataclass(frozen=True, slots=True)
 class CallEnded:
-    """What the end of a call changed: ``breaker_changed`` is True when a failure
-    opened the circuit or a success closed an open one; ``failures`` is the
-    consecutive failure count after a failure."""
+    """``breaker_changed``: a failure opened the circuit or a success closed it."""
 
     breaker_changed: bool = False
-    failures: int = 0
 
 
 _STEP_ARGS = """
@@ -151,17 +133,10 @@ local a, k = 3, 1"""
 """How both steps start: ``now`` is ``ARGV[1]``; the cursors ``a`` (into ``ARGV``, at the
 first part's count) and ``k`` (into ``KEYS``) then walk the parts in order."""
 
-
-def _step_script(*libraries: str, body: str) -> str:
-    """A step's Lua: the prelude, the ``libraries`` it calls, the time and cursors, ``body``."""
-    return LUA_PRELUDE + "".join(libraries) + _STEP_ARGS + body
-
-
-BEGIN_LUA = _step_script(
-    budget.LEDGER_LUA,
-    breaker.BREAKER_LUA,
-    rate.RATE_LUA,
-    body="""
+_BEGIN = LUA_PRELUDE + budget.LEDGER_LUA + breaker.BREAKER_LUA + rate.RATE_LUA + _STEP_ARGS
+BEGIN_LUA = (
+    _BEGIN
+    + """
 redis.call('SET', KEYS[#KEYS], ARGV[1], 'PX', ARGV[#ARGV])
 local rates = {}
 for i = 1, tonumber(ARGV[2]) do
@@ -213,14 +188,13 @@ if breaker and breaker.verdict == 'probe' then
 end
 for _, r in ipairs(rates) do rate_commit(r.key, now, r.period, r.member) end
 return reply({'ok', budget_out, breaker_out, '0', 0, t})
-""",
+"""
 )
 
-END_LUA = _step_script(
-    budget.LEDGER_LUA,
-    usage.USAGE_LUA,
-    breaker.BREAKER_LUA,
-    body="""
+_END = LUA_PRELUDE + budget.LEDGER_LUA + usage.USAGE_LUA + breaker.BREAKER_LUA + _STEP_ARGS
+END_LUA = (
+    _END
+    + """
 for i = 1, tonumber(ARGV[2]) do
   ledger_settle(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], tonumber(ARGV[a + 1]),
                 tonumber(ARGV[a + 2]))
@@ -238,15 +212,13 @@ else
   a = a + 1
 end
 local mode = ARGV[a]
-if mode == 'success' then return {breaker_success(KEYS[k]), 0} end
+if mode == 'success' then return breaker_success(KEYS[k]) end
 if mode == 'failure' then
-  local opened, failures = breaker_failure(KEYS[k], now, tonumber(ARGV[a + 1]), ARGV[a + 2],
-                                           ARGV[a + 3])
-  return {opened, failures}
+  return (breaker_failure(KEYS[k], now, tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]))
 end
 if mode == 'release' then breaker_release(KEYS[k], ARGV[a + 2]) end
-return {0, 0}
-""",
+return 0
+"""
 )
 
 
@@ -259,65 +231,50 @@ def _start(
     rate_wait: float = 0.0,
     rate_index: int = 0,
 ) -> CallStart:
-    """The :class:`CallStart` of what ``begin`` found (the same for both stores): its
-    ``status``, each budget's verdict, spent, reserved and amount, the breaker's."""
-    plan, now = request.plan, request.now
+    """The :class:`CallStart` of what either store found: its ``status``, each budget's
+    verdict, spent, reserved and amount, the breaker's verdict, a rate limit's wait."""
+    plan = request.plan
     admission = ADMITTED
     if breaker_found is not None:
-        found, retry_in, failures, error = breaker_found
-        admission = breaker.admission(found, retry_in, failures, error, request.probe_id)
+        admission = breaker.admission(*breaker_found, request.probe_id)
     if status == "budget":
-        spec = plan.budgets[len(budgets) - 1]
-        found, spent, reserved, unit = budgets[-1]
-        refusal = BudgetRefusal(
-            key=spec.key,
-            limit_usd=spec.limit_usd,
-            spent_usd=spent,
-            reserved_usd=reserved,
-            amount_usd=unit,
-            wait=found == "wait",
-        )
-        return CallStart(allowed=False, refused_by="budget", budget_refusal=refusal, now=decided_at)
+        spec, (found, spent, reserved, unit) = plan.budgets[len(budgets) - 1], budgets[-1]
+        refusal = BudgetRefusal(spec.key, spec.limit_usd, spent, reserved, unit, found == "wait")
+        return CallStart(False, "budget", budget_refusal=refusal, now=decided_at)
     if status == "breaker":
-        return CallStart(allowed=False, refused_by="breaker", breaker=admission, now=decided_at)
+        return CallStart(False, "breaker", admission, now=decided_at)
     if status == "rate":
-        return CallStart(
-            allowed=False,
-            refused_by="rate",
-            rate_wait_s=max(rate_wait, MIN_RATE_WAIT_S),
-            rate_key=plan.rates[rate_index - 1].key,
-            now=decided_at,
-        )
+        wait_s, key = max(rate_wait, MIN_RATE_WAIT_S), plan.rates[rate_index - 1].key
+        return CallStart(False, "rate", rate_wait_s=wait_s, rate_key=key, now=decided_at)
     reservations = tuple(
         BudgetReservation(
-            key=spec.key,
-            window_s=spec.window_s,
-            bucket=budget.bucket_of(now, spec.window_s),
-            hold_id=hold,
-            amount_usd=unit,
-            unknown_cost=spec.amount_usd is None,
-            spent_usd=spent,
-            reserved_usd=reserved,
+            spec.key,
+            spec.window_s,
+            budget.bucket_of(request.now, spec.window_s),
+            hold,
+            unit,
+            spec.amount_usd is None,
+            spent,
+            reserved,
         )
         for spec, hold, (_, spent, reserved, unit) in zip(
             plan.budgets, request.holds, budgets, strict=True
         )
     )
-    return CallStart(allowed=True, breaker=admission, reservations=reservations, now=decided_at)
+    return CallStart(True, breaker=admission, reservations=reservations, now=decided_at)
 
 
 @dataclass(frozen=True, slots=True)
 class Begin(Step[CallStart]):
-    """A :class:`CallPlan` at a time, with the ids the client chose for it."""
+    """A :class:`CallPlan` at a time, with the ids the client chose: one rate-log entry
+    name per rate limit (``members``), one hold id per budget (``holds``)."""
 
     lua: ClassVar[str] = BEGIN_LUA
     plan: CallPlan
     now: float
     probe_id: int
     members: tuple[str, ...]
-    """One rate-log entry name per rate limit."""
     holds: tuple[str, ...]
-    """One hold id per budget."""
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         plan = self.plan
@@ -345,62 +302,54 @@ class Begin(Step[CallStart]):
         return keys, args
 
     def decode(self, reply: Any) -> CallStart:
-        status, budgets, breaker, wait, index, now = json_rows(reply)
+        status, budgets, found, wait, index, now = json_rows(reply)
         return _start(
             self,
             str(status),
             number(now),
             [(str(b[0]), number(b[1]), number(b[2]), number(b[3])) for b in rows(budgets)],
-            (
-                None
-                if not rows(breaker)
-                else (str(breaker[0]), number(breaker[1]), int(breaker[2]), text(breaker[3]) or "")
-            ),
+            (str(found[0]), number(found[1]), int(found[2]), text(found[3]) or "")
+            if rows(found)
+            else None,
             number(wait),
             int(index),
         )
 
     def local(self, state: MemoryState) -> CallStart:
         plan, now = self.plan, self.now
+        logs, ledgers = state.part(rate.RateLogs), state.part(budget.Ledgers)
+        records = state.part(breaker.BreakerRecords)
         for limit in plan.rates:
-            now = max(now, rate.time_of(state.part(rate.RateLogs), limit.key, now))
-        budget_out: list[tuple[str, float, float, float]] = []
-        pending: list[tuple[budget.LedgerBucket, float, bool, float, float]] = []
+            now = max(now, rate.time_of(logs, limit.key, now))
+        found: list[tuple[str, float, float, float]] = []
+        buckets: list[budget.LedgerBucket] = []
         for spec in plan.budgets:
-            # The bucket is the one the client's time falls in, as the Redis keys are.
+            # The bucket the client's time falls in, as the Redis keys are.
             where = budget.bucket_of(self.now, spec.window_s)
-            bucket = state.part(budget.Ledgers).bucket(spec.key, spec.window_s, where)
-            largest = state.part(budget.Ledgers).largest.get(spec.key, 0.0)
-            verdict = budget.check(bucket, largest, now, spec.limit_usd, spec.amount_usd)
-            budget_out.append(verdict)
-            found, _, reserved, unit = verdict
-            if found != "ok":
-                return _start(self, "budget", now, budget_out, None)
-            unknown = spec.amount_usd is None
-            pending.append((bucket, unit, unknown, reserved, spec.lease_s))
-        breaker_out: tuple[str, float, int, str] | None = None
+            buckets.append(ledgers.bucket(spec.key, spec.window_s, where))
+            largest = ledgers.largest.get(spec.key, 0.0)
+            found.append(buckets[-1].check(largest, now, spec.limit_usd, spec.amount_usd))
+            if found[-1][0] != "ok":
+                return _start(self, "budget", now, found, None)
+        verdict: tuple[str, float, int, str] | None = None
         spec_b = plan.breaker
         if spec_b is not None and spec_b.enabled:
-            breaker_out = breaker.check(
-                state.part(breaker.BreakerRecords), spec_b.key, now, spec_b.cooldown_s
-            )
-            if breaker_out[0] in ("open", "probing"):
-                return _start(self, "breaker", now, budget_out, breaker_out)
+            verdict = breaker.check(records, spec_b.key, now, spec_b.cooldown_s)
+            if verdict[0] in ("open", "probing"):
+                return _start(self, "breaker", now, found, verdict)
         for index, limit in enumerate(plan.rates, start=1):
-            free, wait = rate.check(
-                state.part(rate.RateLogs), limit.key, now, limit.limit, limit.period_s
-            )
+            free, wait = rate.check(logs, limit.key, now, limit.limit, limit.period_s)
             if not free:
-                return _start(self, "rate", now, budget_out, breaker_out, wait, index)
-        for (bucket, unit, unknown, reserved, lease), hold in zip(pending, self.holds, strict=True):
-            budget.commit(bucket, now, hold, unit, unknown, reserved, lease)
-        if spec_b is not None and breaker_out is not None and breaker_out[0] == "probe":
-            breaker.take_probe(
-                state.part(breaker.BreakerRecords), spec_b.key, now, str(self.probe_id)
-            )
+                return _start(self, "rate", now, found, verdict, wait, index)
+        for spec, bucket, hold, (_, _, reserved, unit) in zip(
+            plan.budgets, buckets, self.holds, found, strict=True
+        ):
+            bucket.commit(now, hold, unit, spec.amount_usd is None, reserved, spec.lease_s)
+        if spec_b is not None and verdict is not None and verdict[0] == "probe":
+            breaker.take_probe(records, spec_b.key, now, str(self.probe_id))
         for limit in plan.rates:
-            rate.commit(state.part(rate.RateLogs), limit.key, now)
-        return _start(self, "ok", now, budget_out, breaker_out)
+            rate.commit(logs, limit.key, now)
+        return _start(self, "ok", now, found, verdict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +374,7 @@ class End(Step[CallEnded]):
         if used is not None:
             where_used = usage.usage_keys(prefix, used.provider, used.model)
             keys += [where_used.totals, where_used.latencies, where_used.index]
-            args += [1, used.provider, used.model, *usage.values(used)]
+            args += [1, used.provider, used.model, *usage.values(used.usage, used.latency_s)]
             args.append(usage.LATENCY_SAMPLES)
         else:
             args.append(0)
@@ -444,40 +393,27 @@ class End(Step[CallEnded]):
         return keys, args
 
     def decode(self, reply: Any) -> CallEnded:
-        changed, failures = rows(reply)
-        return CallEnded(breaker_changed=bool(changed), failures=int(failures))
+        return CallEnded(breaker_changed=bool(reply))
 
     def local(self, state: MemoryState) -> CallEnded:
         call = self.call
         for settlement in call.settlements:
-            held = settlement.reservation
-            bucket = state.part(budget.Ledgers).bucket(held.key, held.window_s, held.bucket)
-            budget.settle(
-                state.part(budget.Ledgers), held.key, bucket, held.hold_id, settlement.cost_usd
-            )
-        if call.usage is not None:
-            usage.record(state.part(usage.UsageBuckets), call.usage)
+            state.part(budget.Ledgers).settle(settlement.reservation, settlement.cost_usd)
+        if (used := call.usage) is not None:
+            buckets = state.part(usage.UsageBuckets)
+            usage.record(buckets, used.provider, used.model, used.usage, used.latency_s)
         outcome = call.breaker
         if outcome is None:
             return CallEnded()
-        key = outcome.key
-        probe = outcome.admission.probe_id
-        probe_id = "" if probe is None else str(probe)
+        records, key, probe = state.part(breaker.BreakerRecords), outcome.key, outcome.admission
+        probe_id = "" if probe.probe_id is None else str(probe.probe_id)
         if outcome.kind == "success":
-            return CallEnded(
-                breaker_changed=breaker.success(state.part(breaker.BreakerRecords), key)
-            )
+            return CallEnded(breaker_changed=breaker.success(records, key))
         if outcome.kind == "failure":
-            opened, failures = breaker.failure(
-                state.part(breaker.BreakerRecords),
-                key,
-                self.now,
-                outcome.threshold,
-                probe_id,
-                breaker.summary(outcome.error_summary),
-            )
-            return CallEnded(breaker_changed=opened, failures=failures)
-        breaker.release(state.part(breaker.BreakerRecords), key, probe_id)
+            error = breaker.summary(outcome.error_summary)
+            opened, _ = breaker.failure(records, key, self.now, outcome.threshold, probe_id, error)
+            return CallEnded(breaker_changed=opened)
+        breaker.release(records, key, probe_id)
         return CallEnded()
 
 
@@ -487,7 +423,6 @@ _holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
 """The holds whose call this thread or task is making (maybe given back since)."""
 
 _releasing = threading.Lock()
-
 _on_loops: set[Hold] = set()
 """This process's holds of unknown cost in flight that were taken on an event loop."""
 
@@ -507,14 +442,12 @@ def budget_wait(
     *,
     blocking: bool = False,
 ) -> float:
-    """Seconds to wait before asking ``store`` again after ``budget`` refused a call.
+    """Seconds to wait (:meth:`CostBudget.wait_seconds` times a random 0.5-1, so waiters do
+    not all ask again together) before asking ``store`` again after ``budget`` refused.
 
-    ``BudgetExceededError`` when the budget is spent; when the call of unknown
-    cost being waited for was admitted in this thread or task (waiting for it
-    would wait for itself); and when a ``blocking`` wait would stop the event
-    loop running in this thread, which the call waited for may need. The wait
-    is :meth:`CostBudget.wait_seconds` times a random 0.5-1, so callers that
-    began waiting together do not all ask again at the same moments.
+    ``BudgetExceededError`` when the budget is spent; when the call of unknown cost
+    waited for is this thread's or task's own (it would wait for itself); and when a
+    ``blocking`` wait would stop this thread's running event loop, which that call may need.
     """
     if not refusal.wait:
         raise budget.exceeded(refusal)
@@ -534,29 +467,25 @@ def budget_wait(
 
 
 def _loop_running_here() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    with contextlib.suppress(RuntimeError):
+        return asyncio.get_running_loop() is not None
+    return False
 
 
 def reserved_here(store: StateStore, key: str) -> bool:
-    """Whether this thread or task holds a reservation on ``key`` of ``store``: a call
-    made inside it is the same call (a backend's budget given to its chain too), and
-    reserves nothing more."""
+    """Whether this thread or task holds a reservation on ``key`` of ``store``: a call made
+    inside it is the same call (a backend's budget given to its chain too)."""
     return any(hold.holds(store, key) for hold in _holds.get())
 
 
 class Hold:
-    """One call's reservation on a :class:`~pygent_lc.limits.budget.CostBudget` (none
-    when ``budget`` is None), through the store's ``begin_call`` and ``end_call``.
+    """One call's reservation on a :class:`~pygent_lc.limits.budget.CostBudget` (none when
+    ``budget`` is None), through the store's ``begin_call`` and ``end_call``.
 
-    Taken by ``with`` (blocking) or ``async with`` (awaiting): a call told to
-    wait polls the store, as a policy does. Settled on leaving, or by
-    :meth:`release` / :meth:`arelease`, which may be called any number of times
-    from any thread (only the first settles), with the cost given to
-    :meth:`settle`, else ``measure()`` (default: the budget's :meth:`measure`).
+    Taken by ``with`` (blocking) or ``async with``; a call told to wait polls the
+    store. Settled on leaving, or by :meth:`release` / :meth:`arelease` (any number of
+    times, from any thread; the first settles), with the cost given to :meth:`settle`,
+    else ``measure()`` (default: the budget's :meth:`~CostBudget.measure`).
     """
 
     def __init__(
@@ -599,17 +528,14 @@ class Hold:
         )
 
     def _enter_scope(self) -> None:
-        """This thread or task is making this hold's call now (see :func:`reserved_here`)."""
         _holds.set((*(hold for hold in _holds.get() if hold.held and hold is not self), self))
 
     def _leave_scope(self) -> None:
         _holds.set(tuple(hold for hold in _holds.get() if hold is not self))
 
     def settle(self, cost_usd: float) -> None:
-        """The call's real cost, settled when the hold ends (instead of measuring it).
-
-        ``InvalidInputError`` unless it is a finite amount >= 0.
-        """
+        """The call's real cost, settled when the hold ends (``InvalidInputError`` unless a
+        finite amount >= 0)."""
         budget.check_cost(cost_usd)
         self._cost = cost_usd
 
@@ -732,15 +658,12 @@ class Hold:
 class HeldStream(AsyncIterator[T]):
     """An async iterator that holds a budget reservation while it is being read.
 
-    ``start`` runs on the first ``__anext__`` and returns the stream to read
-    and its (already taken) hold. The hold is released when the stream ends
-    or fails, on :meth:`aclose`, and when this object is dropped (``async for
-    ... : break``), from a thread of its own, as the garbage collector may run
-    a finalizer anywhere, inside the store's lock too; the finalizer waits for
-    it up to :data:`RELEASE_WAIT_S`, so the reservation is back when the loop
-    exits (a store round trip permitting). An async generator
-    would only be finalized later by the event loop, keeping the reservation
-    (and, before a call's cost is known, every waiting caller) until then.
+    ``start`` runs on the first ``__anext__`` and returns the stream and its (taken)
+    hold. The hold is released when the stream ends or fails, on :meth:`aclose`, and
+    when this object is dropped (``async for ...: break``): from a thread of its own,
+    as a finalizer may run anywhere (inside the store's lock too), waited for up to
+    :data:`RELEASE_WAIT_S`. An async generator would be finalized only later by the
+    event loop, keeping the reservation (and every waiting caller) until then.
     """
 
     def __init__(self, start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]]) -> None:

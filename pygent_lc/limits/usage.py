@@ -2,9 +2,9 @@
 
 :class:`UsageTracker` totals one process's requests (a LangChain callback, or fed
 by the policies); :class:`CallMeter` measures one provider call, which the step
-after it adds to the state store's totals (:class:`UsageRecord`). Both read back
-as a :class:`UsageSummary` per (provider, model); the tracker keeps its totals as
-the store's in-process twin does.
+after it adds to the state store's totals. Both read back as a
+:class:`UsageSummary` per (provider, model); the tracker keeps its totals as the
+store's in-process twin does.
 
 In the store a hash per pair holds the counters and the sum of latencies (so
 the mean is over every call); a list holds the most recent
@@ -21,7 +21,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -63,32 +63,18 @@ class UsageSummary:
     p95_latency_s: float
 
 
-@dataclass(frozen=True, slots=True)
-class _ProviderModel:
-    provider: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecord(UsageTotals, _ProviderModel):
-    """One request's (or provider call's) usage, who served it and how long it took."""
-
-    calls: int = 1
-    latency_s: float = 0.0
-
-
-def values(record: UsageRecord) -> tuple[float, ...]:
-    """A record's numbers in :data:`FIELDS` order."""
+def values(usage: UsageTotals, latency_s: float) -> tuple[float, ...]:
+    """A call's numbers in :data:`FIELDS` order."""
     return (
-        float(record.calls),
-        float(record.failures),
-        float(record.input_tokens),
-        float(record.output_tokens),
-        record.cost_usd,
-        record.latency_s,
-        float(record.cached_input_tokens),
-        record.cache_discount_usd,
-        float(record.cost_faults),
+        float(usage.calls),
+        float(usage.failures),
+        float(usage.input_tokens),
+        float(usage.output_tokens),
+        usage.cost_usd,
+        latency_s,
+        float(usage.cached_input_tokens),
+        usage.cache_discount_usd,
+        float(usage.cost_faults),
     )
 
 
@@ -104,11 +90,13 @@ class UsageBuckets(dict[tuple[str, str], UsageBucket]):
     pass
 
 
-def record(buckets: UsageBuckets, usage: UsageRecord) -> None:
-    bucket = buckets.setdefault((usage.provider, usage.model), UsageBucket())
-    for i, value in enumerate(values(usage)):
+def record(
+    buckets: UsageBuckets, provider: str, model: str, usage: UsageTotals, latency_s: float
+) -> None:
+    bucket = buckets.setdefault((provider, model), UsageBucket())
+    for i, value in enumerate(values(usage, latency_s)):
         bucket.totals[i] = bucket.totals[i] + value
-    bucket.latencies.append(usage.latency_s)
+    bucket.latencies.append(latency_s)
 
 
 def row(
@@ -292,9 +280,8 @@ class UsageTracker(BaseCallbackHandler):
         used = UsageTotals(calls=1, failures=1)
         if replies is not None:
             used, model = replies_usage(replies, model)
-        usage = UsageRecord(provider, model, **asdict(used), latency_s=latency_s)
         with self._lock:
-            record(self._buckets, usage)
+            record(self._buckets, provider, model, used, latency_s)
 
     def summary(self) -> dict[tuple[str, str], UsageSummary]:
         """Per (provider, model): its totals, mean and p95 latency."""
@@ -401,7 +388,8 @@ def _shown(value: object) -> float:
 
 
 class CallMeter(BaseCallbackHandler):
-    """The usage of one provider call (its attempts), for the state store.
+    """The usage of one provider call (its attempts), and, once :meth:`record` ends it,
+    what the step after the call adds to the store's (provider, model) totals.
 
     The policy counts the attempts and shows it each reply or chunk (:meth:`observe`);
     when its Runnable returns something other than messages (structured output), the
@@ -410,11 +398,18 @@ class CallMeter(BaseCallbackHandler):
 
     run_inline = True
 
-    def __init__(self, provider: str, model: str | None) -> None:
+    def __init__(
+        self,
+        provider: str,
+        model: str | None,
+        usage: UsageTotals | None = None,
+        latency_s: float = 0.0,
+    ) -> None:
         self.provider = provider
         self.model = model or "unknown"
         self.attempts = 0
-        self.usage = UsageTotals()
+        self.usage = UsageTotals() if usage is None else usage
+        self.latency_s = latency_s
         self._started = time.perf_counter()
 
     def observe(self, output: object) -> None:
@@ -427,11 +422,13 @@ class CallMeter(BaseCallbackHandler):
         for message in request_replies(response):
             self.observe(message)
 
-    def record(self, answered: bool) -> UsageRecord:
-        """The call's usage as the store adds it to its (provider, model) totals."""
-        usage = replace(self.usage, calls=self.attempts, failures=self.attempts - int(answered))
-        latency_s = time.perf_counter() - self._started
-        return UsageRecord(self.provider, self.model, **asdict(usage), latency_s=latency_s)
+    def record(self, answered: bool) -> CallMeter:
+        """End the call: its attempts are its calls (failures but the last, if it
+        ``answered``), its latency is measured. This meter, for the store to add."""
+        attempts = self.attempts
+        self.usage = replace(self.usage, calls=attempts, failures=attempts - int(answered))
+        self.latency_s = time.perf_counter() - self._started
+        return self
 
 
 def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) -> RunnableConfig:

@@ -5,29 +5,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from pygent_lc.backend import UsageTotals
 from pygent_lc.limits import (
     ADMITTED,
     BreakerAdmission,
     BreakerOutcome,
     BreakerSpec,
     BreakerStatus,
-    BudgetAnswer,
+    BudgetRefusal,
     BudgetReservation,
     BudgetSpec,
     BudgetStatus,
     CallEnd,
+    CallMeter,
     CallPlan,
     CallStart,
     Settlement,
     StateStore,
-    UsageRecord,
 )
 from pygent_lc.limits.breaker import CircuitBreaker, ReadStatus
 from pygent_lc.limits.budget import DEFAULT_BUDGET_LEASE_S, ReadBudget
 from pygent_lc.tot.shared_values import CacheGet, CacheSet
 
 
-def _budget_answer(start: CallStart) -> BudgetAnswer:
+def _budget_answer(start: CallStart) -> BudgetReservation | BudgetRefusal:
     return start.budget_refusal if start.budget_refusal is not None else start.reservations[0]
 
 
@@ -164,12 +165,12 @@ def _usage(
     cache_discount_usd: Any = 0.0,
     cost_faults: Any = 0,
 ) -> Any:
-    return UsageRecord(
-        provider=provider, model=model, calls=calls, failures=failures,
-        input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=cost_usd,
-        cached_input_tokens=cached_input_tokens, cache_discount_usd=cache_discount_usd,
-        cost_faults=cost_faults, latency_s=latency_s,
+    used = UsageTotals(
+        calls=calls, failures=failures, input_tokens=input_tokens, output_tokens=output_tokens,
+        cost_usd=cost_usd, cached_input_tokens=cached_input_tokens,
+        cache_discount_usd=cache_discount_usd, cost_faults=cost_faults,
     )  # fmt: skip
+    return CallMeter(provider, model, used, latency_s)
 
 
 def record_usage(store: Any, *args: Any, **kwargs: Any) -> Any:

@@ -9,7 +9,7 @@ from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from langchain_core.runnables import RunnableBinding
+from langchain_core.runnables import RunnableBinding, RunnableConfig
 
 from pygent_lc import Settings, build_chat_model
 from pygent_lc.chain import with_provider_policy
@@ -367,7 +367,10 @@ def test_batch_goes_through_the_breaker() -> None:
     clock = Clock()
     model = ScriptedChatModel(provider="a", outcomes=[down()])
     runnable = guarded(model, clock, failures=1)
-    results = runnable.batch(["x", "y", "z"], return_exceptions=True)
+    # One at a time: calls admitted together while the circuit is still closed would
+    # reach the model after its one scripted failure and answer.
+    config: RunnableConfig = {"max_concurrency": 1}
+    results = runnable.batch(["x", "y", "z"], config, return_exceptions=True)
     assert sum(isinstance(r, ProviderError) for r in results) == 3
     assert sum(isinstance(r, CircuitOpenError) for r in results) >= 1
     assert len(model.calls) < 3

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from pygent_lc.backend import UsageTotals
 from pygent_lc.errors import ConfigurationError, InvalidInputError, ProviderUnavailableError
 from pygent_lc.host_pool import Count, Enter
 from pygent_lc.limits import (
@@ -26,11 +27,11 @@ from pygent_lc.limits import (
     BudgetReservation,
     BudgetSpec,
     CallEnd,
+    CallMeter,
     CallPlan,
     RateSpec,
     Settlement,
     StateStore,
-    UsageRecord,
 )
 from pygent_lc.limits.breaker import ERROR_SUMMARY_CHARS, CircuitBreaker
 from pygent_lc.limits.rate import MIN_RATE_WAIT_S
@@ -618,7 +619,7 @@ def test_begin_call_takes_everything_or_nothing(store: StateStore, clock: FakeCl
         CallEnd(
             breaker=BreakerOutcome("p|m", start.breaker, "success"),
             settlements=(Settlement(reservation, 0.125),),
-            usage=UsageRecord("p", "m", input_tokens=3, cost_usd=0.125, latency_s=0.5),
+            usage=CallMeter("p", "m", UsageTotals(calls=1, input_tokens=3, cost_usd=0.125), 0.5),
         )
     )
     assert ended.breaker_changed  # closed
