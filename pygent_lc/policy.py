@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -539,9 +539,16 @@ past_open_breaker: ContextVar[bool] = ContextVar("past_open_breaker", default=Fa
 """Set by a chain for its last resort: the call goes although the breaker is open."""
 
 
-@contextmanager
-def breaker_passed(passed: bool = True) -> Iterator[None]:
+def breaker_passed(passed: bool = True) -> AbstractContextManager[None]:
     """Calls in this block go past an open breaker (when ``passed``)."""
+    return _UNCHANGED if past_open_breaker.get() is passed else _breaker_passed(passed)
+
+
+_UNCHANGED = nullcontext()
+
+
+@contextmanager
+def _breaker_passed(passed: bool) -> Iterator[None]:
     token = past_open_breaker.set(passed)
     try:
         yield

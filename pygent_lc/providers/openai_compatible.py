@@ -106,7 +106,11 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        messages = self._cache_markers(self._convert_input(input_).to_messages())
+        messages = self._cache_markers(
+            input_  # already messages (as LangChain hands them on): not converted again
+            if isinstance(input_, list) and all(isinstance(m, BaseMessage) for m in input_)
+            else self._convert_input(input_).to_messages()
+        )
         payload: dict[str, Any] = super()._get_request_payload(messages, stop=stop, **kwargs)
         return payload
 
