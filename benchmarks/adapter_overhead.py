@@ -173,9 +173,7 @@ async def streams_phase(rounds: int, calls: int) -> None:
         for client in clients:
             await client.aclose()
     first_bare, whole_bare = median(firsts[BARE_STREAM]), median(wholes[BARE_STREAM])
-    print(
-        f"\nstreams: {rounds} rounds x {calls} sequential streams, medians; load {load()}\n"
-    )
+    print(f"\nstreams: {rounds} rounds x {calls} sequential streams, medians; load {load()}\n")
     print(
         table(
             ["stream", "first chunk ms", "x bare astream", "whole stream ms", "x bare astream"],
@@ -327,11 +325,9 @@ def instructions(calls: int, only: list[str]) -> None:
     ``only``, when given, and bare ChatOpenAI), each counted in its own valgrind run."""
     calls_by_name, _, streams = all_variants("http://127.0.0.1:1")
     bares = ("bare ChatOpenAI.ainvoke", BARE_STREAM)
-    names = [
-        name
-        for name in [*calls_by_name, *streams]
-        if not only or name in bares or any(part in name for part in only)
-    ]
+    names = [n for n in [*calls_by_name, *streams] if not only or any(p in n for p in only)]
+    kinds = {n in streams for n in names}  # each kind chosen is compared with its bare one
+    names = [bare for bare in bares if (bare == BARE_STREAM) in kinds and bare not in names] + names
     counts: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         for index, name in enumerate(names):
