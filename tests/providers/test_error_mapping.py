@@ -39,7 +39,7 @@ from pygent_lc.providers.error_mapping import (
     retry_after_seconds,
     summarize_body,
 )
-from pygent_lc.providers.http import HTTPX_LIBS
+from pygent_lc.providers.http import HTTPX_LIBS, OPENAI_HTTPX
 from tests.providers.mock_http import (
     MockServer,
     Reply,
@@ -578,6 +578,8 @@ def test_each_httpx_library_s_failures_map_alike(
 ) -> None:
     """Raised as they are (a body's read), or by the openai SDK over a client of ``lib``."""
     error = getattr(lib, name)(words)
+    if via == "openai" and lib not in (OPENAI_HTTPX, httpx):  # every SDK takes httpx's
+        pytest.skip(f"this openai SDK does not take {lib.__name__} clients")
     if via == "openai":
 
         def fail(request: Any) -> Any:
