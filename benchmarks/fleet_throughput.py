@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> None:
         for process in processes:
             process.join(timeout=30)
         store = RedisStore(redis.url)
-        recorded = sum(row.calls for row in store.usage_rows())
+        recorded = sum(row.usage.calls for row in store.usage_rows())
         store.close()
     expected = (PROCESSES + 1) * WARMUP + args.rounds * (PROCESSES * args.calls + args.sequential)
     assert recorded == expected, (recorded, expected)  # every redis call went through Redis

@@ -29,14 +29,19 @@ class ProviderSkippedWarning(UserWarning):
 
 
 def with_provider_policy(
-    model: BaseChatModel, settings: Settings, *, breaker: bool = True
+    model: BaseChatModel,
+    settings: Settings,
+    *,
+    breaker: bool = True,
+    budget: CostBudget | None = None,
 ) -> ProviderPolicy:
     """``model`` under the retry policy, deadline, limits and circuit breaker of ``settings``.
 
     State (breaker, rate limit, budget, usage) lives in the store of
     ``settings.state_url``: this process's own without one. The breaker is left
     out when ``breaker`` is false or the settings disable it
-    (``breaker_failures`` or ``breaker_cooldown`` of 0).
+    (``breaker_failures`` or ``breaker_cooldown`` of 0). ``budget`` is the
+    spending limit (else the settings' ``max_cost_usd``, keyed ``budget_key``).
     """
     store = state_of(settings)
     provider, model_name = names_of(model)
@@ -50,7 +55,10 @@ def with_provider_policy(
             endpoint=endpoint_of(model),
             store=store,
         )
-    budget = None
+    if budget is not None and settings.max_cost_usd is not None:
+        raise ConfigurationError(
+            "give a budget or PYGENT_MAX_COST_USD, not both", field="max_cost_usd"
+        )
     if settings.max_cost_usd is not None:
         budget = CostBudget(
             settings.max_cost_usd,
@@ -119,6 +127,7 @@ def build_chat_model(
     providers: Sequence[str] | None = None,
     *,
     fallbacks: Sequence[str] | None = None,
+    budget: CostBudget | None = None,
 ) -> ProviderChain:
     """The provider chain: each provider retried, then the next one on ``ProviderError``.
 
@@ -147,7 +156,10 @@ def build_chat_model(
     whose configuration is incomplete (no key, no model, no local extra) is
     skipped with a :class:`ProviderSkippedWarning` while others remain;
     otherwise its :class:`ConfigurationError` is raised. Nothing here touches
-    the network. With ``PYGENT_OTEL=1`` it first switches on telemetry
+    the network. ``budget`` (a :class:`~pygent_lc.limits.budget.CostBudget`) is
+    reserved by every provider call, as ``PYGENT_MAX_COST_USD`` builds one (not
+    both); its ledger is kept in the settings' state store unless it has a store.
+    With ``PYGENT_OTEL=1`` it first switches on telemetry
     (:func:`pygent_lc.telemetry.instrument`), once per process.
     """
     instrument_from_env()  # PYGENT_OTEL=1: telemetry from the first chain on
@@ -172,9 +184,9 @@ def build_chat_model(
             skipped[name] = exc
             continue
         steps.append(
-            with_provider_policy(model, settings)
+            with_provider_policy(model, settings, budget=budget)
             if model is not None
-            else _host_pool(name, hosts, settings)
+            else _host_pool(name, hosts, settings, budget)
         )
     if not steps:
         if len(skipped) == 1:
@@ -189,10 +201,15 @@ def build_chat_model(
     return ProviderChain(providers=steps)
 
 
-def _host_pool(name: str, hosts: Mapping[str, BaseChatModel], settings: Settings) -> HostPool:
+def _host_pool(
+    name: str,
+    hosts: Mapping[str, BaseChatModel],
+    settings: Settings,
+    budget: CostBudget | None,
+) -> HostPool:
     """Provider ``name`` served by several hosts: one policy (and breaker) per host."""
     return HostPool.of(
-        {url: with_provider_policy(model, settings) for url, model in hosts.items()},
+        {url: with_provider_policy(model, settings, budget=budget) for url, model in hosts.items()},
         provider=name,
         store=state_of(settings),
     )

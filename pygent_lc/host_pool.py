@@ -6,10 +6,10 @@
 :class:`HostSlot` that counts its calls in flight in a
 :class:`~pygent_lc.limits.StateStore`. Per call the pool
 
-1. reads every host's count with one ``inflight_get`` (with a Redis store,
+1. reads every host's count in one step (:class:`Count`; with a Redis store,
    the counts of every process sharing it) and tries the hosts from the
    least busy up; ties go round-robin, so idle hosts take turns;
-2. counts the call on the host it tries (``inflight_enter`` / ``inflight_exit``,
+2. counts the call on the host it tries (:class:`Enter`, then :class:`Exit`,
    also when the call fails or is cancelled);
 3. on a ``ProviderError`` from a host (refused, 5xx, timeout, open circuit...)
    tries the next host within the same call; when every host failed it
@@ -28,16 +28,123 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, PrivateAttr
 
 from pygent_lc.errors import ProviderError, ProviderUnavailableError
 from pygent_lc.fallbacks import ProviderChain
-from pygent_lc.limits import InflightTicket, StateStore
-from pygent_lc.limits.inflight import DEFAULT_INFLIGHT_LEASE_S
+from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows
+from pygent_lc.limits.store import StateStore
+
+DEFAULT_INFLIGHT_LEASE_S = 300.0
+"""How long an in-flight ticket counts if nobody ends it (its process died)."""
+
+
+class Tickets(dict[str, dict[str, float]]):
+    """The in-process twin of the in-flight counts: per key, ticket id -> end of its lease."""
+
+
+def _live(tickets: Tickets, key: str, now: float) -> int:
+    return sum(1 for deadline in tickets.get(key, {}).values() if deadline > now)
+
+
+def inflight_key(prefix: str, key: str) -> str:
+    return f"{prefix}if:{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Enter(Step[int]):
+    """Count one call on ``key`` (a ticket in a sorted set scored by the end of its lease)
+    until its :meth:`exit` or the lease ends; answers the count with it.
+
+    Why leases rather than ``INCR``/``DECR``: a process that dies between the two
+    would leave the count too high for ever, and a busy host's key never sits idle
+    long enough for a TTL to reset it. A call that runs longer than its lease stops
+    counting early: the counts only rank hosts, where off by one briefly does no harm.
+    """
+
+    lua: ClassVar[str] = (
+        LUA_PRELUDE
+        + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], fmt(tonumber(ARGV[1]) + tonumber(ARGV[2])), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+return redis.call('ZCARD', KEYS[1])
+"""
+    )
+    key: str
+    now: float
+    lease_s: float = DEFAULT_INFLIGHT_LEASE_S
+    ticket: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    def exit(self, now: float) -> Exit:
+        return Exit(self.key, now, self.ticket)
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return [inflight_key(prefix, self.key)], [self.now, self.lease_s, self.ticket]
+
+    def decode(self, reply: Any) -> int:
+        return int(reply)
+
+    def local(self, state: MemoryState) -> int:
+        held = state.part(Tickets).setdefault(self.key, {})
+        for stale in [t for t, deadline in held.items() if deadline <= self.now]:
+            del held[stale]
+        held[self.ticket] = self.now + self.lease_s
+        return len(held)
+
+
+@dataclass(frozen=True, slots=True)
+class Exit(Step[int]):
+    """Give a ticket back (twice is harmless); answers the count left."""
+
+    lua: ClassVar[str] = """
+redis.call('ZREM', KEYS[1], ARGV[2])
+return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')
+"""
+    after_call: ClassVar[bool] = True
+    key: str
+    now: float
+    ticket: str
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return [inflight_key(prefix, self.key)], [self.now, self.ticket]
+
+    def decode(self, reply: Any) -> int:
+        return int(reply)
+
+    def local(self, state: MemoryState) -> int:
+        state.part(Tickets).get(self.key, {}).pop(self.ticket, None)
+        return _live(state.part(Tickets), self.key, self.now)
+
+
+@dataclass(frozen=True, slots=True)
+class Count(Step[list[int]]):
+    """The calls in flight on each key, in order, in one round trip."""
+
+    lua: ClassVar[str] = """
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('ZCOUNT', key, '(' .. ARGV[1], '+inf') end
+return out
+"""
+    reads_only: ClassVar[bool] = True
+    keys: tuple[str, ...]
+    now: float
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return [inflight_key(prefix, key) for key in self.keys], [self.now]
+
+    def decode(self, reply: Any) -> list[int]:
+        return [int(n) for n in rows(reply)]
+
+    def local(self, state: MemoryState) -> list[int]:
+        return [_live(state.part(Tickets), key, self.now) for key in self.keys]
 
 
 class AllHostsFailedError(ProviderUnavailableError):
@@ -88,48 +195,42 @@ class HostSlot(RunnableSerializable[Any, Any]):
         config = config or {}
         return {**config, "tags": [*config.get("tags", []), f"host:{self.host}"]}
 
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        ticket, _ = self.store.inflight_enter(self.key, self.lease_s)
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        self.store.run(ticket := Enter(self.key, self.store.clock(), self.lease_s))
         try:
-            return self.bound.invoke(input, self._config(config), **kwargs)
+            yield
         finally:
-            self.store.inflight_exit(ticket)
+            self.store.run(ticket.exit(self.store.clock()))
+
+    @asynccontextmanager
+    async def _acounted(self) -> AsyncIterator[None]:
+        await self.store.arun(ticket := Enter(self.key, self.store.clock(), self.lease_s))
+        try:
+            yield
+        finally:  # shielded: stop counting a cancelled call too (and if cancelled again)
+            await asyncio.shield(self.store.arun(ticket.exit(self.store.clock())))
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        with self._counted():
+            return self.bound.invoke(input, self._config(config), **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        ticket, _ = await self.store.ainflight_enter(self.key, self.lease_s)
-        try:
+        async with self._acounted():
             return await self.bound.ainvoke(input, self._config(config), **kwargs)
-        finally:
-            await self._aexit(ticket)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        ticket, _ = self.store.inflight_enter(self.key, self.lease_s)
-        try:
+        with self._counted():
             yield from self.bound.stream(input, self._config(config), **kwargs)
-        finally:
-            self.store.inflight_exit(ticket)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        ticket, _ = await self.store.ainflight_enter(self.key, self.lease_s)
-        try:
+        async with self._acounted():
             async for chunk in self.bound.astream(input, self._config(config), **kwargs):
                 yield chunk
-        finally:
-            await self._aexit(ticket)
-
-    async def _aexit(self, ticket: InflightTicket) -> None:
-        """Stop counting the call, even when it was cancelled (and again while this runs)."""
-        await asyncio.shield(self.store.ainflight_exit(ticket))
-
-    def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return Runnable.batch(self, inputs, config, **kwargs)
-
-    async def abatch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return await Runnable.abatch(self, inputs, config, **kwargs)
 
 
 class HostPool(ProviderChain):
@@ -156,11 +257,10 @@ class HostPool(ProviderChain):
         *,
         provider: str,
         store: StateStore,
-        lease_s: float = DEFAULT_INFLIGHT_LEASE_S,
     ) -> HostPool:
         """A pool over ``hosts`` (base URL -> that host's policy), counting in ``store``."""
         slots: list[Runnable[Any, Any]] = [
-            HostSlot(bound=policy, host=url, key=f"{provider}|{url}", store=store, lease_s=lease_s)
+            HostSlot(bound=policy, host=url, key=f"{provider}|{url}", store=store)
             for url, policy in hosts.items()
         ]
         return cls(providers=slots, provider=provider, store=store)
@@ -170,20 +270,18 @@ class HostPool(ProviderChain):
         """Each host's base URL, in the configured order."""
         return [_slot(provider).host for provider in self.providers]
 
-    @property
-    def keys(self) -> list[str]:
-        """Each host's in-flight key in :attr:`store`, in the configured order."""
-        return [_slot(provider).key for provider in self.providers]
-
     def in_flight(self) -> dict[str, int]:
         """The calls in flight on each host now (every process's, with a shared store)."""
-        return dict(zip(self.hosts, self.store.inflight_get(self.keys), strict=True))
+        return dict(zip(self.hosts, self.store.run(self._count()), strict=True))
+
+    def _count(self) -> Count:
+        return Count(tuple(_slot(slot).key for slot in self.providers), self.store.clock())
 
     def _order(self) -> list[Runnable[Any, Any]]:
-        return self._ranked(self.store.inflight_get(self.keys))
+        return self._ranked(self.store.run(self._count()))
 
     async def _aorder(self) -> list[Runnable[Any, Any]]:
-        return self._ranked(await self.store.ainflight_get(self.keys))
+        return self._ranked(await self.store.arun(self._count()))
 
     def _ranked(self, counts: Sequence[int]) -> list[Runnable[Any, Any]]:
         """Fewest calls in flight first; among equals, the next in a rotating turn."""
@@ -210,4 +308,4 @@ def _slot(runnable: Runnable[Any, Any]) -> HostSlot:
     return runnable
 
 
-__all__ = ["AllHostsFailedError", "HostPool", "HostSlot"]
+__all__ = ["AllHostsFailedError", "Count", "Enter", "Exit", "HostPool", "HostSlot"]

@@ -14,6 +14,7 @@ from langchain_core.runnables.config import merge_configs
 
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.errors import (
+    ConfigurationError,
     InvalidInputError,
     ProviderError,
     ProviderUnavailableError,
@@ -21,7 +22,8 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.host_pool import HostSlot
-from pygent_lc.limits.budget import CostBudget, CostEstimator, HeldStream, Hold
+from pygent_lc.limits.budget import CostBudget, CostEstimator, SpendMeter
+from pygent_lc.limits.call import HeldStream, Hold
 from pygent_lc.limits.usage import UsageTracker, feeding
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.boundary import ProviderBoundary
@@ -64,27 +66,36 @@ class LangChainBackend(LLMBackend, Closable):
         runnable: ChatRunnable,
         callbacks: Sequence[BaseCallbackHandler] | None = None,
         *,
+        budget: CostBudget | None = None,
         max_cost_usd: float | None = None,
         cost_estimator: CostEstimator | None = None,
     ) -> None:
-        """``max_cost_usd`` stops further calls with ``BudgetExceededError`` once the
-        tracked spend plus what the calls in flight and the next one may cost
-        would pass it. ``cost_estimator`` bounds a call's cost (see
-        :func:`pygent_lc.limits.budget.estimator_from_prices`: list prices, the prompt,
-        ``max_tokens``); calls with a bound run concurrently and spend stays
-        within the limit. Calls without one (no estimator, or no ``max_tokens``
-        nor model limit) run one at a time, so spend passes the limit by at
-        most one such call (see :class:`~pygent_lc.limits.budget.CostBudget`)."""
+        """``budget`` (a :class:`~pygent_lc.limits.budget.CostBudget`) is reserved by
+        every call: one that would pass it raises ``BudgetExceededError``; each
+        call's cost is what :attr:`usage` grew by. Calls with a bound (the
+        budget's ``estimator``, e.g.
+        :func:`~pygent_lc.limits.budget.estimator_from_prices`) run concurrently
+        and spend stays within the limit; calls without one run one at a time,
+        so spend passes it by at most one such call.
+
+        ``max_cost_usd`` is short for ``budget=CostBudget(max_cost_usd,
+        estimator=cost_estimator)``. ``cost_estimator`` is also :meth:`cost_bound`
+        (a ToT search's ``max_cost_usd`` reserves it); without it, the budget's.
+        """
+        if max_cost_usd is not None:
+            if budget is not None:
+                raise ConfigurationError(
+                    "give budget or max_cost_usd, not both", field="max_cost_usd"
+                )
+            budget = CostBudget(max_cost_usd, estimator=cost_estimator)
         self.runnable = runnable
         self.usage = UsageTracker()
         self._callbacks: list[BaseCallbackHandler] = list(callbacks or [])
         self._fed: tuple[object, bool] = (None, False)
-        self._estimator = cost_estimator
-        self._budget = (
-            None
-            if max_cost_usd is None
-            else CostBudget(max_cost_usd, lambda: self.usage.totals().cost_usd, cost_estimator)
-        )
+        self._estimator = cost_estimator or (budget.estimator if budget is not None else None)
+        self.budget = budget
+        """The spending limit every call reserves against (None: no limit)."""
+        self._call_cost = SpendMeter(lambda: self.usage.totals().cost_usd)
 
     accepts_cache_prefix = True
 
@@ -183,7 +194,7 @@ class LangChainBackend(LLMBackend, Closable):
 
     def _reserved(self, prompt: str, params: GenerationParams) -> Hold:
         """The call's hold on the budget: ``with`` in sync code, ``async with`` in async."""
-        return Hold(self._budget, prompt, params.max_tokens, params.n or 1)
+        return Hold(self.budget, prompt, params.max_tokens, params.n or 1, measure=self._call_cost)
 
     def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
         """Text as it arrives.

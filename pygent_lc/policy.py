@@ -60,6 +60,7 @@ from pygent_lc.limits import (
 )
 from pygent_lc.limits.breaker import CircuitBreaker, log_change
 from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.call import budget_wait, reserved_here
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
 from pygent_lc.limits.usage import CallMeter, fed_tracker, with_handler
 from pygent_lc.providers.boundary import ProviderBoundary
@@ -304,7 +305,8 @@ class _ProviderCall:
         try:
             if self._plan is not None:
                 tries = 0
-                while (wait := self._verdict(self._policy.state.begin_call(self._plan), tries)) > 0:
+                store = self._policy.state
+                while wait := self._verdict(store.begin_call(self._plan), tries, blocking=True):
                     time.sleep(wait)
                     tries += 1
         except BaseException:
@@ -326,20 +328,19 @@ class _ProviderCall:
             raise
         return self
 
-    def _verdict(self, start: CallStart, tries: int) -> float:
-        """0 when the call may go; else seconds to wait before asking again, or raise."""
+    def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
+        """0 when the call may go; else seconds to wait before asking again, or raise
+        (``blocking``: the wait would block this thread)."""
         if start.allowed:
             self._start = start
             return 0.0
         policy = self._policy
         if start.refused_by == "breaker" and policy.circuit is not None:
             raise policy.circuit.open_error(start.breaker or ADMITTED)
-        if start.refused_by in ("budget", "budget_wait") and policy.budget is not None:
+        if start.refused_by == "budget" and policy.budget is not None:
             refusal = start.budget_refusal
             assert refusal is not None  # the store says why a budget refused
-            if not refusal.wait:
-                raise policy.budget.exceeded(refusal)
-            wait_s = policy.budget.wait_seconds(tries)
+            wait_s = budget_wait(policy.budget, policy.state, refusal, tries, blocking=blocking)
             if not self._fits(wait_s):
                 raise BudgetExceededError("waited for the budget until the deadline")
             return wait_s
@@ -567,7 +568,7 @@ def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> Call
     if circuit is not None and past_open_breaker.get():
         circuit = None  # the chain's last resort: its outcome is still recorded
     budgets: tuple[BudgetSpec, ...] = ()
-    if policy.budget is not None:
+    if policy.budget is not None and not reserved_here(policy.state, policy.budget.key):
         max_tokens = kwargs.get("max_tokens") or _max_tokens_of(policy.bound)
         samples = kwargs.get("n") or 1  # n completions in one request: one call, n bounds
         budgets = (policy.budget.spec(_prompt_text(input), max_tokens, samples),)

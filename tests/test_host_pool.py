@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from pygent_lc import Settings, build_chat_model
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderUnavailableError
 from pygent_lc.fallbacks import ProviderChain, fallback_notices
-from pygent_lc.host_pool import AllHostsFailedError, HostPool, HostSlot
+from pygent_lc.host_pool import AllHostsFailedError, Count, Enter, HostPool, HostSlot
 from pygent_lc.limits import MemoryStore, open_store
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.ollama import check_ollama, ollama_listing
@@ -97,7 +97,10 @@ def test_several_urls_are_one_setting_and_one_url_is_unchanged() -> None:
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("http://gpu1:11434,gpu2:11434", "URL 2 of 2 expected a URL starting with http:// or https://"),
+        (
+            "http://gpu1:11434,gpu2:11434",
+            "URL 2 of 2 expected a URL starting with http:// or https://",
+        ),
         ("http://gpu1:11434,,http://gpu2:11434", "URL 2 of 3 is empty"),
         ("http://gpu1:11434,http://gpu1:11434/", "URL 2 of 2 is listed twice"),
         ("gpu1:11434", "expected a URL starting with http:// or https://"),
@@ -124,7 +127,8 @@ def test_several_hosts_make_a_pool_of_one_policy_and_breaker_per_host() -> None:
     chain = build_chat_model(settings, ["ollama"])
     pool = pool_of(chain)
     assert pool.hosts == hosts
-    assert pool.keys == [f"ollama|{host}" for host in hosts]
+    slots = [slot for slot in pool.providers if isinstance(slot, HostSlot)]
+    assert [slot.key for slot in slots] == [f"ollama|{host}" for host in hosts]
     policies = [policy(pool, host) for host in hosts]
     assert [getattr(p.bound, "base_url", None) for p in policies] == hosts
     circuits = {id(p.circuit) for p in policies if p.circuit is not None}
@@ -176,13 +180,16 @@ def test_idle_hosts_take_turns_and_a_busy_one_is_passed_over() -> None:
         pool.invoke("hi")
     assert [len(model.calls) for model in models.values()] == [2, 2, 2]
     # Calls another process has in flight on a and b (same store): c takes the next ones.
-    held = [pool.store.inflight_enter("scripted|http://a")[0] for _ in range(2)]
-    held.append(pool.store.inflight_enter("scripted|http://b")[0])
+    held = [
+        Enter(key, pool.store.clock()) for key in ["scripted|http://a"] * 2 + ["scripted|http://b"]
+    ]
+    for ticket in held:
+        pool.store.run(ticket)
     for _ in range(3):
         pool.invoke("hi")
     assert [len(model.calls) for model in models.values()] == [2, 2, 5]
     for ticket in held:
-        pool.store.inflight_exit(ticket)
+        pool.store.run(ticket.exit(pool.store.clock()))
     assert pool.in_flight() == {"http://a": 0, "http://b": 0, "http://c": 0}
 
 
@@ -299,18 +306,18 @@ async def test_in_flight_counts_are_shared_through_redis(
     chain = chain_over([a, b], host_b, "ollama")
     other_process = open_store(redis_url)
     try:
-        ticket, _ = await other_process.ainflight_enter(keys[0])
+        await other_process.arun(ticket := Enter(keys[0], other_process.clock()))
         for _ in range(2):  # sync and async: both pass over a, busy elsewhere
             chain.invoke("hi")
             await chain.ainvoke("hi")
         assert (host_a.request_count("ollama"), host_b.request_count("ollama")) == (0, 4)
-        await other_process.ainflight_exit(ticket)
+        await other_process.arun(ticket.exit(other_process.clock()))
         host_a.script("ollama", [Fault.latency(1.5)])
         slow = asyncio.create_task(chain.ainvoke("slow"))  # a's turn, seen over there
         await await_for(lambda: host_a.request_count("ollama") == 1)
-        assert await other_process.ainflight_get(keys) == [1, 0]
+        assert await other_process.arun(Count(tuple(keys), other_process.clock())) == [1, 0]
         await slow
-        assert await other_process.ainflight_get(keys) == [0, 0]
+        assert await other_process.arun(Count(tuple(keys), other_process.clock())) == [0, 0]
     finally:
         await other_process.aclose()
 

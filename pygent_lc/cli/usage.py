@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from pygent_lc.limits import ResilientStore, UsageRow, open_store, redact_url
+from pygent_lc.limits import ResilientStore, open_store, redact_url
 from pygent_lc.limits.store import MEMORY_URLS, UNREACHABLE
+from pygent_lc.limits.usage import UsageSummary
 
 STATE_URL_ENV = "PYGENT_STATE_URL"
 
@@ -33,7 +34,7 @@ def is_shared_store_url(url: str | None) -> bool:
     return url is not None and url.strip() not in MEMORY_URLS
 
 
-def fleet_usage(url: str) -> list[UsageRow]:
+def fleet_usage(url: str) -> list[UsageSummary]:
     """The usage totals in the store ``url`` names, sorted by provider and model.
 
     Raises :class:`StoreUnreachableError` when it does not answer, or refuses
@@ -56,12 +57,21 @@ def fleet_usage(url: str) -> list[UsageRow]:
         store.close()
 
 
-def usage_json(rows: list[UsageRow]) -> list[dict[str, Any]]:
+def usage_json(rows: list[UsageSummary]) -> list[dict[str, Any]]:
     """One object per (provider, model) with every total (``--json``)."""
-    return [asdict(row) for row in rows]
+    return [
+        {
+            "provider": row.provider,
+            "model": row.model,
+            **asdict(row.usage),
+            "mean_latency_s": row.mean_latency_s,
+            "p95_latency_s": row.p95_latency_s,
+        }
+        for row in rows
+    ]
 
 
-def usage_table(rows: list[UsageRow]) -> list[str]:
+def usage_table(rows: list[UsageSummary]) -> list[str]:
     """A header and one line per (provider, model), like ``pygent-lc models``."""
     if not rows:
         return ["no calls recorded yet"]
@@ -72,9 +82,9 @@ def usage_table(rows: list[UsageRow]) -> list[str]:
         f"{'failed':>7}  {'tokens in':>10}  {'tokens out':>10}  {'cost $':>10}  {'p95 s':>7}"
     ]
     lines += [
-        f"{row.provider:<{provider_width}}  {row.model:<{model_width}}  {row.calls:>7}  "
-        f"{row.failures:>7}  {row.input_tokens:>10}  {row.output_tokens:>10}  "
-        f"{row.cost_usd:>10.6f}  {row.p95_latency_s:>7.2f}"
+        f"{row.provider:<{provider_width}}  {row.model:<{model_width}}  {row.usage.calls:>7}  "
+        f"{row.usage.failures:>7}  {row.usage.input_tokens:>10}  "
+        f"{row.usage.output_tokens:>10}  {row.usage.cost_usd:>10.6f}  {row.p95_latency_s:>7.2f}"
         for row in rows
     ]
     return lines

@@ -1,19 +1,13 @@
 """Every limit this library enforces, each one module with its Redis script and its twin.
 
-* :mod:`~pygent_lc.limits.breaker`: :class:`CircuitBreaker`, a provider that keeps
-  failing is skipped for a cooldown;
-* :mod:`~pygent_lc.limits.rate`: request rate limits (``PYGENT_RATE_LIMITS``);
-* :mod:`~pygent_lc.limits.budget`: :class:`CostBudget`, spending limits;
-* :mod:`~pygent_lc.limits.usage`: usage totals (:class:`UsageTracker`, and per
-  provider and model in the store);
-* :mod:`~pygent_lc.limits.inflight`: calls in flight per Ollama host;
-* :mod:`~pygent_lc.limits.call`: a provider call's two steps (:class:`CallPlan`,
-  :class:`CallEnd`), one round trip each;
-* :mod:`~pygent_lc.limits.store`: :class:`StateStore`, in this process
-  (:class:`MemoryStore`) or in Redis (:mod:`~pygent_lc.limits.redis_store`, behind
-  :class:`ResilientStore`), opened by :func:`open_store` / :func:`shared_store`.
-
-``redis_store`` needs the ``redis`` extra and is imported only when a Redis URL is opened.
+:mod:`~pygent_lc.limits.breaker` (:class:`CircuitBreaker`), :mod:`~pygent_lc.limits.rate`
+(``PYGENT_RATE_LIMITS``), :mod:`~pygent_lc.limits.budget` (:class:`CostBudget`),
+:mod:`~pygent_lc.limits.usage` (:class:`UsageTracker`, :class:`UsageSummary`);
+:mod:`~pygent_lc.limits.call`: a provider call's two steps, one round trip each;
+:mod:`~pygent_lc.limits.store`: :class:`StateStore`, in this process
+(:class:`MemoryStore`) or in Redis (``redis_store``, the ``redis`` extra, imported only
+for a Redis URL) behind :class:`ResilientStore`, opened by :func:`open_store` /
+:func:`shared_store`.
 """
 
 from __future__ import annotations
@@ -35,8 +29,15 @@ from pygent_lc.limits.budget import (
     BudgetStatus,
     CostBudget,
 )
-from pygent_lc.limits.call import CallEnd, CallEnded, CallPlan, CallStart, Settlement
-from pygent_lc.limits.inflight import InflightTicket
+from pygent_lc.limits.call import (
+    CallEnd,
+    CallEnded,
+    CallPlan,
+    CallStart,
+    HeldStream,
+    Hold,
+    Settlement,
+)
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, RateSpec
 from pygent_lc.limits.shared import open_store, shared_store
 from pygent_lc.limits.store import (
@@ -46,7 +47,7 @@ from pygent_lc.limits.store import (
     StateStore,
     redact_url,
 )
-from pygent_lc.limits.usage import UsageRecord, UsageRow, UsageTracker
+from pygent_lc.limits.usage import UsageRecord, UsageSummary, UsageTracker
 
 __all__ = [
     "ADMITTED",
@@ -67,7 +68,8 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "CostBudget",
-    "InflightTicket",
+    "HeldStream",
+    "Hold",
     "LocalRateLimitError",
     "MemoryStore",
     "RateLimit",
@@ -76,7 +78,7 @@ __all__ = [
     "Settlement",
     "StateStore",
     "UsageRecord",
-    "UsageRow",
+    "UsageSummary",
     "UsageTracker",
     "open_store",
     "redact_url",

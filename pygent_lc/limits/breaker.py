@@ -1,57 +1,32 @@
 """Circuit breaker: a provider that keeps failing is skipped for a cooldown.
 
-Anchor: LiteLLM Router's cooldowns. Without a breaker a dead primary costs
-every call its full retry budget (a timeout, or three 503s with backoff)
-before the fallback runs. With it, after ``failure_threshold`` consecutive
+Anchor: LiteLLM Router's cooldowns. After ``failure_threshold`` consecutive
 *counted* failures the circuit **opens**: for ``cooldown`` seconds each call
-fails at once, without touching the network, with :class:`CircuitOpenError`
-(a ``ProviderUnavailableError``), so the fallback chain moves on in
-microseconds. When the cooldown has passed the circuit is **half-open**: one
-call goes through as a probe while the others keep failing fast; a probe that
-succeeds **closes** the circuit, one that fails opens it for another cooldown.
+fails at once with :class:`CircuitOpenError` (a ``ProviderUnavailableError``),
+so the chain's next provider runs in microseconds instead of a dead primary
+costing every call its retries. After the cooldown it is **half-open**: one
+call, fleet-wide, goes as the probe while the others still fail fast (a probe
+older than ``cooldown`` no longer blocks the slot); a probe that succeeds
+**closes** it, one that fails opens it for another cooldown.
 
-Which failures count (:data:`BREAKER_ERRORS`): those that say the provider
-cannot serve anyone right now, whatever the prompt —
-``ProviderUnavailableError`` (5xx, 408, timeouts, refused or reset
-connections, errors inside a 200 body), ``RateLimitError`` (429),
-``AuthenticationError`` (401), ``InsufficientCreditsError`` (402) and
-``ModelNotFoundError`` (404). LiteLLM cools down on 429, 401, 408, 404 and
-5xx; we add 402 (no credits will not fix itself in seconds) and refused
-connections (the commonest way a local Ollama is "down").
-Not counted: a plain ``ProviderError`` (400 and other client errors: this
-request's fault), ``ContentRefusedError`` (403: this input's fault) and
-``StreamInterruptedError`` (the provider was serving). Those prove the provider
-answered, so, like a success, they reset the count and close a half-open circuit.
+Counted (:data:`BREAKER_ERRORS`): what says the provider cannot serve anyone
+now, whatever the prompt: ``ProviderUnavailableError`` (5xx, 408, timeouts,
+refused or reset connections, errors in a 200 body), ``RateLimitError`` (429),
+``AuthenticationError`` (401), ``InsufficientCreditsError`` (402, which LiteLLM
+does not count: no credits will not fix itself in seconds) and
+``ModelNotFoundError`` (404). Another ``ProviderError`` (400, a 403 refusal, a
+stream cut mid-way) proves the provider answered: like a success, it resets the
+count and closes a half-open circuit. One decision per provider call (the
+breaker sits outside the retries); cancellation, bugs and the errors raised
+before any request (an open circuit, our own rate limit) count as neither, and
+only free the probe slot.
 
-One breaker decision is made per provider call: the breaker sits *outside*
-the retry policy, so a call that used up its retries is one failure.
-Cancellation, non-provider exceptions (bugs) and the errors raised before
-any request (an open circuit, our own rate limit) are neither success nor
-failure; a probe cut short that way frees the probe slot for the next call.
-A probe that takes longer than ``cooldown`` (a slow timeout with retries) no
-longer blocks the slot: another probe may go, at most one per cooldown.
-
-
-How the state is kept: A hash per key: ``f`` consecutive counted failures, ``o`` when the circuit
-opened (absent while closed), ``p``/``ps`` the probe in flight and when it
-started, ``e`` a short summary of the last counted error. The rules are
-those of :class:`pygent_lc.limits.breaker.CircuitBreaker`, made fleet-wide:
-
-* closed: every call goes; open and within ``cooldown``: refused, with the
-  time left; after the cooldown (half-open) exactly one caller, in any
-  process, gets the probe, the others are refused while it runs, and a probe
-  older than ``cooldown`` no longer blocks the slot;
-* a success closes the circuit and resets everything;
-* a counted failure from a call admitted before the circuit opened, while it
-  is open, is ignored (already counted out); a failed probe reopens it;
-  ``threshold`` consecutive failures open it.
-
-Probe ids are random 53-bit integers chosen by the client (exact in Lua's
-doubles, unique with overwhelming odds, and still unique after Redis lost
-its data), rather than a counter kept in the hash.
-
-Times are the clients' wall clocks (``time.time()``), passed in: the
-processes sharing a Redis are expected to share one host clock (or NTP).
+In the store, a hash per key: ``f`` consecutive counted failures, ``o`` when
+the circuit opened (absent while closed), ``p``/``ps`` the probe in flight and
+when it started, ``e`` the last counted error's summary. A counted failure of a
+call admitted before the circuit opened is ignored while it is open. Probe ids
+are random 53-bit integers from the client (exact in Lua's doubles, and unique
+even after Redis lost its data).
 """
 
 from __future__ import annotations
@@ -61,7 +36,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 from pygent_lc.errors import (
     AuthenticationError,
@@ -78,18 +53,16 @@ from pygent_lc.limits.store import MemoryStore, StateStore
 CircuitState = Literal["closed", "open", "half_open"]
 
 BreakerOutcomeKind = Literal["success", "failure", "release"]
-"""How a call that a breaker admitted ended: answered, failed (counted), or no outcome."""
 
 
 @dataclass(frozen=True, slots=True)
 class BreakerAdmission:
-    """A breaker's answer to one call, as :data:`Admission`, plus context.
+    """A breaker's answer to one call: go ahead (maybe as the probe), or fail fast.
 
     ``probe_id`` is set for the one call (fleet-wide) that probes a half-open
-    circuit. ``retry_in`` is the cooldown left when refused while open; it is
-    ``None`` when refused because another call's probe is in flight.
-    ``failures`` and ``last_error`` are read in the same step, so a refused
-    caller can say why without asking again.
+    circuit; ``retry_in`` is the cooldown left when refused while open (None while
+    another call's probe is in flight). ``failures`` and ``last_error`` come in the
+    same step, so a refused caller can say why without asking again.
     """
 
     allowed: bool
@@ -105,7 +78,7 @@ ADMITTED = BreakerAdmission(allowed=True)
 
 @dataclass(frozen=True, slots=True)
 class BreakerStatus:
-    """A breaker's state now, for telemetry and error messages."""
+    """A breaker's state now, for telemetry and tests."""
 
     state: CircuitState
     failures: int
@@ -127,13 +100,8 @@ class BreakerSpec:
 
 @dataclass(frozen=True, slots=True)
 class BreakerOutcome:
-    """How a call admitted by the breaker of ``key`` ended.
-
-    ``threshold`` (failures that open the circuit) and ``error_summary``
-    matter for a ``"failure"`` only. Pass no outcome at all for a disabled
-    breaker (threshold or cooldown 0), as :class:`CircuitBreaker`
-    records nothing then.
-    """
+    """How a call admitted by the breaker of ``key`` ended (none for a disabled breaker);
+    ``threshold`` and ``error_summary`` matter for a ``"failure"`` only."""
 
     key: str
     admission: BreakerAdmission
@@ -141,9 +109,6 @@ class BreakerOutcome:
     threshold: int = 1
     error_summary: str = ""
 
-
-Admission = BreakerAdmission
-"""The breaker's answer to one call: go ahead (maybe as the probe), or fail fast."""
 
 ERROR_SUMMARY_CHARS = 200
 """Longer error summaries are cut: the hash holds a hint, not a log."""
@@ -199,7 +164,7 @@ end
 
 @dataclass
 class BreakerRecord:
-    """The in-process twin of one breaker hash."""
+    """The in-process twin of one breaker hash (the functions below mirror the Lua ones)."""
 
     failures: int = 0
     opened_at: float | None = None
@@ -209,7 +174,7 @@ class BreakerRecord:
 
 
 class BreakerRecords(dict[str, BreakerRecord]):
-    """Every key's record: the in-process twin."""
+    pass
 
 
 def breaker_key(prefix: str, key: str) -> str:
@@ -279,27 +244,13 @@ def admission(
     verdict: str, retry_in: float, failures: int, error: str | None, probe_id: int
 ) -> BreakerAdmission:
     """The admission a ``breaker_check`` verdict stands for (``probe_id`` if it is the probe)."""
-    last_error = error or None
-    if verdict == "closed":
-        return BreakerAdmission(allowed=True, failures=failures, last_error=last_error)
-    if verdict == "probe":
-        return BreakerAdmission(
-            allowed=True, probe_id=probe_id, failures=failures, last_error=last_error
-        )
     return BreakerAdmission(
-        allowed=False,
+        allowed=verdict in ("closed", "probe"),
+        probe_id=probe_id if verdict == "probe" else None,
         retry_in=retry_in if verdict == "open" else None,
         failures=failures,
-        last_error=last_error,
+        last_error=error or None,
     )
-
-
-def status_from(verdict: str, failures: int, error: str | None) -> BreakerStatus:
-    """The state a ``breaker_check`` verdict stands for."""
-    state: CircuitState = (
-        "closed" if verdict == "closed" else "open" if verdict == "open" else "half_open"
-    )
-    return BreakerStatus(state=state, failures=failures, last_error=error or None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,12 +275,18 @@ return {verdict, failures, err}
 
     def decode(self, reply: Any) -> BreakerStatus:
         verdict, failures, error = rows(reply)
-        return status_from(str(verdict), int(failures), text(error))
+        return self._status(str(verdict), int(failures), text(error))
 
     def local(self, state: MemoryState) -> BreakerStatus:
-        found = check(state.part(BreakerRecords), self.key, self.now, self.cooldown_s)
-        verdict, _, failures, error = found
-        return status_from(verdict, failures, error)
+        verdict, _, failures, error = check(
+            state.part(BreakerRecords), self.key, self.now, self.cooldown_s
+        )
+        return self._status(verdict, failures, error)
+
+    @staticmethod
+    def _status(verdict: str, failures: int, error: str | None) -> BreakerStatus:
+        state = verdict if verdict in ("closed", "open") else "half_open"
+        return BreakerStatus(cast(CircuitState, state), failures, error or None)
 
 
 logger = logging.getLogger(__name__)
@@ -345,11 +302,9 @@ BREAKER_ERRORS: tuple[type[ProviderError], ...] = (
 
 
 class CircuitOpenError(ProviderUnavailableError):
-    """Raised without any network call while a provider's circuit is open.
-
-    ``retry_after`` is the time left in the cooldown (``None`` while a probe
-    is in flight). Not retryable: the next provider should run instead.
-    """
+    """Raised without any network call while a provider's circuit is open; ``retry_after``
+    is the cooldown left (None while a probe is in flight). Not retryable: the next
+    provider runs instead."""
 
 
 _NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)
@@ -357,20 +312,15 @@ _NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)
 
 
 class CircuitBreaker:
-    """One provider's circuit, its state kept in a :class:`~pygent_lc.limits.StateStore`.
+    """One provider's circuit, its state kept in a :class:`~pygent_lc.limits.StateStore`
+    under :attr:`key` (``breaker|provider|model|endpoint``).
 
-    The store holds consecutive failures, open-since and the probe in flight
-    under :attr:`key` (``breaker|provider|model|endpoint``): with an
-    in-process store (the default, a store of its own) the circuit is this
-    object's; with the Redis store every process using the same provider,
-    model and endpoint shares it, so one worker's failures open it for all and
-    one probe runs fleet-wide. ``clock`` (for tests) drives a store of its own.
-    A ``failure_threshold`` or ``cooldown`` of 0 disables the breaker: every
-    call is admitted and nothing is recorded.
-
-    :class:`~pygent_lc.policy.ProviderPolicy` asks the store once per call:
-    :attr:`spec` is its part of the call's plan, :meth:`outcome` of the step
-    after it (:class:`~pygent_lc.limits.call.CallEnd`).
+    With an in-process store (by default one of its own) the circuit is this
+    object's; with the Redis store every process on the same provider, model and
+    endpoint shares it: one worker's failures open it for all, one probe runs
+    fleet-wide. ``clock`` (for tests) drives a store of its own. A
+    ``failure_threshold`` or ``cooldown`` of 0 disables it. A policy puts
+    :attr:`spec` in each call's plan and :meth:`outcome` in the step after it.
     """
 
     def __init__(
@@ -392,19 +342,17 @@ class CircuitBreaker:
         self.model = model
         self.endpoint = endpoint
         self.store = store or MemoryStore(clock=clock or time.time)
+        # Not chosen (neither a store nor a clock): a policy lends the breaker its store.
         self.store_given = store is not None or clock is not None
-        """Whether :attr:`store` was chosen (a store, or a clock to drive a store of its
-        own); otherwise a policy lends the breaker its store."""
         self.key = f"breaker|{provider}|{model or ''}|{endpoint or ''}"
         _LIVE.add(self)
 
     @property
     def enabled(self) -> bool:
-        return self.failure_threshold > 0 and self.cooldown > 0
+        return self.spec.enabled
 
     @property
     def spec(self) -> BreakerSpec:
-        """What a call's plan asks of this breaker (see :meth:`StateStore.begin_call`)."""
         return BreakerSpec(self.key, self.failure_threshold, self.cooldown)
 
     def status(self) -> BreakerStatus:
@@ -415,17 +363,12 @@ class CircuitBreaker:
     def state(self) -> CircuitState:
         return self.status().state
 
-    @property
-    def consecutive_failures(self) -> int:
-        return self.status().failures
-
-    def outcome(self, admission: Admission, error: BaseException | None) -> BreakerOutcome | None:
-        """What to record for a call that ended with ``error`` (None: it answered).
-
-        Counted errors are failures; other provider errors prove the provider
-        answered; anything else (cancellation, a bug, a limit of our own) is
-        no outcome and only frees the probe slot. Nothing for a disabled breaker.
-        """
+    def outcome(
+        self, admission: BreakerAdmission, error: BaseException | None
+    ) -> BreakerOutcome | None:
+        """What to record for a call that ended with ``error`` (None: it answered); nothing
+        for a disabled breaker. Cancellation, a bug or a limit of our own only frees the
+        probe slot."""
         if not self.enabled:
             return None
         if error is None or (
@@ -437,7 +380,7 @@ class CircuitBreaker:
             return BreakerOutcome(self.key, admission, "failure", self.failure_threshold, summary)
         return BreakerOutcome(self.key, admission, "release")
 
-    def open_error(self, admission: Admission) -> CircuitOpenError:
+    def open_error(self, admission: BreakerAdmission) -> CircuitOpenError:
         """The fast failure for a call the breaker turned away."""
         last = admission.last_error
         cause = "" if last is None else f"; last error: {last}"
@@ -481,20 +424,12 @@ def live_breakers() -> list[CircuitBreaker]:
 __all__ = [
     "ADMITTED",
     "BREAKER_ERRORS",
-    "BREAKER_LUA",
-    "ERROR_SUMMARY_CHARS",
-    "Admission",
     "BreakerAdmission",
     "BreakerOutcome",
-    "BreakerOutcomeKind",
-    "BreakerRecord",
-    "BreakerRecords",
     "BreakerSpec",
     "BreakerStatus",
     "CircuitBreaker",
     "CircuitOpenError",
-    "CircuitState",
-    "ReadStatus",
     "live_breakers",
     "log_change",
 ]

@@ -1,9 +1,6 @@
-"""Cost budgets: spending limits checked before each call.
+"""Cost budgets: spend, reservations of calls in flight, and the largest call, per key and window.
 
-Cost budgets: spend, reservations of calls in flight, and the largest call, per key and window.
-
-The rules are :class:`pygent_lc.limits.budget.CostBudget`'s, made fleet-wide. A
-call reserves an amount before it runs and settles with its real cost after:
+A call reserves an amount before it runs and settles with its real cost after:
 
 * with a bound (the most the call can cost), it reserves the bound and goes
   only if spend, the reservations and the bound stay within the limit;
@@ -32,20 +29,18 @@ windows after their last write.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
-import secrets
 import threading
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, InvalidInputError
 from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, number, rows
 from pygent_lc.limits.store import MemoryStore, StateStore
 
+DEFAULT_BUDGET_WAIT_S = 300.0
+"""How long a call waits its turn behind a call of unknown cost (``CostBudget.max_wait_s``)."""
 DEFAULT_BUDGET_LEASE_S = 900.0
 """How long a budget reservation outlives a process that died holding it.
 
@@ -57,7 +52,7 @@ with its retries and fallbacks.
 
 @dataclass(frozen=True, slots=True)
 class BudgetReservation:
-    """A call's hold on a budget; give it back with :class:`Settle`.
+    """A call's hold on a budget; given back in a :class:`~pygent_lc.limits.call.Settlement`.
 
     ``bucket`` is the window the call started in (``floor(now / window_s)``,
     0 without a window): its cost counts there even if it ends in the next.
@@ -187,30 +182,18 @@ end
 """``ledger_check`` answers ``ok``, ``wait`` or ``refused`` with spent, reserved and the amount."""
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerKeys:
-    """Where one budget bucket lives in Redis."""
-
-    bucket: str
-    holds: str
-    largest: str
-    ttl_ms: int
-
-
 def bucket_of(now: float, window_s: int | None) -> int:
     """The window a time falls in (0 without a window)."""
     return 0 if window_s is None else math.floor(now / window_s)
 
 
-def ledger_keys(prefix: str, key: str, window_s: int | None, bucket: int) -> LedgerKeys:
+def ledger_keys(prefix: str, key: str, window_s: int | None, bucket: int) -> tuple[list[str], int]:
+    """A bucket's Redis keys (its hash, its holds, the key's largest call), and the TTL
+    in ms of a window's bucket (0: none)."""
     base = f"{prefix}bg:{key}"
     tag = "all" if window_s is None else f"{int(window_s)}:{bucket}"
-    return LedgerKeys(
-        bucket=f"{base}:{tag}",
-        holds=f"{base}:{tag}:holds",
-        largest=f"{base}:largest",
-        ttl_ms=0 if window_s is None else int(2 * window_s * 1000),
-    )
+    keys = [f"{base}:{tag}", f"{base}:{tag}:holds", f"{base}:largest"]
+    return keys, 0 if window_s is None else int(2 * window_s * 1000)
 
 
 @dataclass
@@ -306,9 +289,10 @@ def check_spec(spec: BudgetSpec) -> None:
             f"budget window of {spec.key!r} must be >= 1 s, got {spec.window_s}",
             field="budget_window",
         )
-    if not spec.limit_usd >= 0:
+    if not 0 <= spec.limit_usd < math.inf:
         raise ConfigurationError(
-            f"budget limit of {spec.key!r} must be >= 0, got {spec.limit_usd}",
+            f"max_cost_usd of budget {spec.key!r} must be a finite amount >= 0, "
+            f"got {spec.limit_usd}",
             field="max_cost_usd",
         )
     if spec.amount_usd is not None and not spec.amount_usd >= 0:
@@ -323,117 +307,6 @@ def check_cost(cost_usd: float) -> None:
     reach the ledger (nor Redis's Lua, whose ``tonumber`` reads them as nil)."""
     if not 0.0 <= cost_usd < math.inf:
         raise InvalidInputError(f"a call's cost must be a finite amount >= 0, got {cost_usd!r}")
-
-
-Verdict = tuple[str, float, float, float]
-"""``ledger_check``'s answer: ``ok``, ``wait`` or ``refused``; spent, reserved, amount."""
-
-
-def answer(spec: BudgetSpec, hold: str, now: float, verdict: Verdict) -> BudgetAnswer:
-    """The reservation or refusal a ``ledger_check`` verdict stands for."""
-    found, spent, reserved, unit = verdict
-    if found != "ok":
-        return BudgetRefusal(spec.key, spec.limit_usd, spent, reserved, unit, found == "wait")
-    return BudgetReservation(
-        key=spec.key,
-        window_s=spec.window_s,
-        bucket=bucket_of(now, spec.window_s),
-        hold_id=hold,
-        amount_usd=unit,
-        unknown_cost=spec.amount_usd is None,
-        spent_usd=spent,
-        reserved_usd=reserved,
-    )
-
-
-def redis_keys(prefix: str, spec: BudgetSpec, now: float) -> LedgerKeys:
-    return ledger_keys(prefix, spec.key, spec.window_s, bucket_of(now, spec.window_s))
-
-
-@dataclass(frozen=True, slots=True)
-class Reserve(Step[BudgetAnswer]):
-    """One budget's check and, if it fits, its hold (:class:`CostBudget`'s own step)."""
-
-    lua: ClassVar[str] = (
-        LUA_PRELUDE
-        + LEDGER_LUA
-        + """
-local now = tonumber(ARGV[1])
-local amount = tonumber(ARGV[3])
-local verdict, spent, reserved, unit = ledger_check(KEYS[1], KEYS[2], KEYS[3], now,
-                                                    tonumber(ARGV[2]), amount)
-if verdict == 'ok' then
-  ledger_commit(KEYS[1], KEYS[2], now, ARGV[4], unit, amount == nil, reserved,
-                tonumber(ARGV[5]), tonumber(ARGV[6]))
-end
-return {verdict, fmt(spent), fmt(reserved), fmt(unit)}
-"""
-    )
-    spec: BudgetSpec
-    now: float
-    hold: str = field(default_factory=lambda: secrets.token_hex(8))
-
-    def __post_init__(self) -> None:
-        check_spec(self.spec)
-
-    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        where = redis_keys(prefix, self.spec, self.now)
-        amount: Arg = "" if self.spec.amount_usd is None else self.spec.amount_usd
-        args: list[Arg] = [self.now, self.spec.limit_usd, amount, self.hold, self.spec.lease_s]
-        return [where.bucket, where.holds, where.largest], [*args, where.ttl_ms]
-
-    def decode(self, reply: Any) -> BudgetAnswer:
-        verdict, spent, reserved, unit = rows(reply)
-        return answer(
-            self.spec,
-            self.hold,
-            self.now,
-            (str(verdict), number(spent), number(reserved), number(unit)),
-        )
-
-    def local(self, state: MemoryState) -> BudgetAnswer:
-        spec, now = self.spec, self.now
-        ledgers = state.part(Ledgers)
-        bucket = ledgers.bucket(spec.key, spec.window_s, bucket_of(now, spec.window_s))
-        verdict = check(
-            bucket, ledgers.largest.get(spec.key, 0.0), now, spec.limit_usd, spec.amount_usd
-        )
-        if verdict[0] == "ok":
-            unknown = spec.amount_usd is None
-            commit(bucket, now, self.hold, verdict[3], unknown, verdict[2], spec.lease_s)
-        return answer(spec, self.hold, now, verdict)
-
-
-@dataclass(frozen=True, slots=True)
-class Settle(Step[None]):
-    """A hold given back with the call's real cost (0 when it failed before any)."""
-
-    lua: ClassVar[str] = (
-        LUA_PRELUDE
-        + LEDGER_LUA
-        + """
-ledger_settle(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
-return 0
-"""
-    )
-    after_call: ClassVar[bool] = True
-    reservation: BudgetReservation
-    cost_usd: float
-
-    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        held = self.reservation
-        where = ledger_keys(prefix, held.key, held.window_s, held.bucket)
-        keys = [where.bucket, where.holds, where.largest]
-        return keys, [held.hold_id, self.cost_usd, where.ttl_ms]
-
-    def decode(self, reply: Any) -> None:
-        return None
-
-    def local(self, state: MemoryState) -> None:
-        held = self.reservation
-        ledgers = state.part(Ledgers)
-        bucket = ledgers.bucket(held.key, held.window_s, held.bucket)
-        settle(ledgers, held.key, bucket, held.hold_id, self.cost_usd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,8 +328,8 @@ return {fmt(tonumber(v[1]) or 0), fmt(tonumber(v[2]) or 0), redis.call('ZCARD', 
     now: float
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        where = ledger_keys(prefix, self.key, self.window_s, bucket_of(self.now, self.window_s))
-        return [where.bucket, where.holds, where.largest], [self.now]
+        keys, _ = ledger_keys(prefix, self.key, self.window_s, bucket_of(self.now, self.window_s))
+        return keys, [self.now]
 
     def decode(self, reply: Any) -> BudgetStatus:
         spent, reserved, in_flight, largest = rows(reply)
@@ -477,8 +350,6 @@ PROMPT_OVERHEAD_TOKENS = 16
 """Tokens a chat template adds around a prompt (role markers), on top of its text."""
 FIRST_WAIT_S = 0.02  # polls of a waiting caller: short at first, as the first call may be quick,
 MAX_WAIT_S = 0.1  # then no more often than this, as each poll is a store round trip
-
-T = TypeVar("T")
 
 
 class PricedModel(Protocol):
@@ -524,53 +395,52 @@ def _positive_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
+class SpendMeter:
+    """Each call's cost, read as what a running total (e.g. a usage tracker's) grew by
+    since the last reading.
+
+    Overlapping calls' own before/after differences would count each other's
+    cost; these deltas add up to the real spend. Under overlap one call may so
+    be charged another's cost too, which only raises the largest call cost the
+    ledger reserves, never lowers it. A total that is not finite is not read
+    (nothing is measured, the pointer stays).
+    """
+
+    def __init__(self, total: Callable[[], float]) -> None:
+        self._total = total
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def __call__(self) -> float:
+        with self._lock:
+            now = self._total()
+            if not math.isfinite(now):
+                return 0.0
+            cost, self._last = max(0.0, now - self._last), now
+            return cost
+
+
 class CostBudget:
-    """Refuses a call once spend plus the calls in flight would pass ``max_cost_usd``.
+    """A spending limit: ``max_cost_usd`` in total, or per ``window_s`` (e.g. 3600, 86400).
 
-    The rules and the state are the budget ledger's (see
-    this module's ledger), on ``store`` under ``key``: each call in
-    flight reserves what it may cost until it ends, so concurrent calls
-    cannot all pass the check against the same spend. ``estimator`` gives a
-    call's bound, the most it can cost (:func:`estimator_from_prices`: list
-    prices, the prompt's size and ``max_tokens``); a call with a bound
-    reserves it and goes only if it fits under the limit. A call without one
-    (no estimator, or it returns None) cannot be bounded by what earlier
-    calls cost, as the next may cost far more: it reserves the largest cost
-    of one call seen so far and runs only while no other call without a bound
-    is in flight (the others wait rather than fail).
+    The one budget object: give it as ``budget=`` to a chain
+    (:func:`~pygent_lc.chain.build_chat_model`; ``PYGENT_MAX_COST_USD`` builds one)
+    or to a :class:`~pygent_lc.langchain_backend.LangChainBackend` (and so to every
+    ToT search over it). A call reserves in the store's ``begin_call`` (:meth:`spec`)
+    and settles its real cost in ``end_call``, by this module's rules: with a bound
+    (``estimator``, e.g. :func:`estimator_from_prices`) spend stays within the
+    limit; without one, calls go one at a time and the others wait, polling the
+    store, at most ``max_wait_s`` (a policy's call: until its deadline), then
+    ``BudgetExceededError``; a wait that would block the thread of a running event
+    loop raises it at once, as the call waited for may need that loop.
 
-    So spend stays within ``max_cost_usd`` when every call has a bound, and
-    passes it by at most the cost of one call without a bound otherwise;
-    a call that costs more than its bound (wrong prices) passes it by that
-    excess. ``store`` None is a private :class:`MemoryStore` (this
-    object's calls only); CostBudgets on one shared store with the same
-    ``key`` share one limit, across processes with a Redis store.
-    ``window_s`` (e.g. 3600 or 86400) limits spend per window instead of in
-    total.
-
-    A call's cost, settled on the ledger when its hold ends, is what
-    :meth:`Hold.settle` was given, else what ``spent`` (e.g. a usage
-    tracker's total) grew by since the last hold ended (:meth:`measure`):
-    overlapping calls' own before/after differences would count each other's
-    cost, whereas these deltas add up to the real spend. Under overlap one
-    hold may so be charged another's cost too, which only raises the largest
-    call cost the ledger reserves, never lowers it. Costs are amounts: a
-    reply's implausible cost never gets here (it is a cost fault, see
-    :func:`pygent_lc.limits.usage.message_usage`), ``settle`` refuses one with
-    ``InvalidInputError``, and a ``spent`` that is not finite is not measured.
-
-    :meth:`reserve` gives a :class:`Hold` for ``with`` or ``async with``.
-    A caller told to wait polls the store (every 20 ms, growing to 100 ms)
-    and is woken at once when a hold of this object ends; a sync caller
-    whose thread runs the call without a bound it would wait for is refused
-    instead (it would wait for itself; only this object's calls are known).
-
-    A caller that checks the budget inside its own
-    :meth:`~pygent_lc.limits.store.StateStore.begin_call` step instead puts
-    :meth:`spec` in its :class:`~pygent_lc.limits.call.CallPlan`, retries a
-    ``budget_wait`` refusal after :meth:`wait_seconds`, raises
-    :meth:`exceeded` for a ``budget`` refusal, and settles with the cost it
-    knows or :meth:`measure`.
+    ``store`` None keeps the ledger in a private :class:`MemoryStore` (this
+    object's calls only), unless a policy lends its own; budgets on one shared
+    store with the same ``key`` share one limit, across processes with Redis.
+    ``spent`` (e.g. a usage tracker's total) measures a call's cost where its
+    caller does not give it (:class:`SpendMeter`). Costs are amounts: a reply's
+    implausible cost never gets here (a cost fault, see
+    :func:`pygent_lc.limits.usage.message_usage`).
     """
 
     def __init__(
@@ -582,62 +452,26 @@ class CostBudget:
         store: StateStore | None = None,
         key: str = "default",
         window_s: int | None = None,
+        max_wait_s: float = DEFAULT_BUDGET_WAIT_S,
     ) -> None:
-        if not math.isfinite(max_cost_usd) or max_cost_usd < 0:
+        if not 0 < max_wait_s < math.inf:
             raise ConfigurationError(
-                f"max_cost_usd must be >= 0, got {max_cost_usd}", field="max_cost_usd"
+                f"max_wait_s must be > 0 and finite, got {max_wait_s}", field="max_wait_s"
             )
-        if window_s is not None and window_s < 1:
-            raise ConfigurationError(
-                f"budget window must be >= 1 s, got {window_s}", field="budget_window"
-            )
+        check_spec(BudgetSpec(key, max_cost_usd, None, window_s))
         self.max_cost_usd = max_cost_usd
         self.store: StateStore = store if store is not None else MemoryStore()
         self.store_given = store is not None
         """Whether the caller chose :attr:`store` (a policy may otherwise lend its own)."""
         self.key = key
         self.window_s = window_s
-        self._spent = spent
-        self._estimator = estimator
-        # Guards the spend pointer, the threads below and the wake-ups; never held
-        # across a store call.
-        self._lock = threading.Lock()
-        self._last_spent = 0.0
-        # Threads running a call of unknown cost admitted here: a sync caller on one
-        # of them must not wait for that call (it would wait for itself).
-        self._unknown_cost_threads: list[int] = []
-        # Holds of this object ending wake its waiters before their next poll.
-        self._released = threading.Condition(self._lock)
-        self._releases = 0
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._orphans: deque[Hold] = deque()
-        self._orphans_lock = threading.Lock()
+        self.estimator = estimator
+        self.max_wait_s = max_wait_s
+        self._meter = None if spent is None else SpendMeter(spent)
 
     def status(self) -> BudgetStatus:
         """The budget's current window: spent, reserved, calls in flight, largest call."""
-        self._settle_orphans()
         return self.store.run(ReadBudget(self.key, self.window_s, self.store.clock()))
-
-    @property
-    def reserved_usd(self) -> float:
-        """What the calls in flight on the budget (in its current window) have reserved."""
-        self._settle_orphans()
-        return self.status().reserved_usd
-
-    @property
-    def in_flight(self) -> int:
-        """Calls admitted on the budget (in its current window) and not yet finished."""
-        self._settle_orphans()
-        return self.status().in_flight
-
-    def reserve(self, prompt: str, max_tokens: int | None, samples: int = 1) -> Hold:
-        """A hold on the budget for one call, taken with ``with`` or ``async with``.
-
-        Entering it waits while another call without a bound is in flight and raises
-        ``BudgetExceededError`` when the call would pass the limit; leaving it
-        settles the call's cost. ``samples`` is the call's ``n`` (see :meth:`spec`).
-        """
-        return Hold(self, prompt, max_tokens, samples)
 
     def spec(self, prompt: str, max_tokens: int | None, samples: int = 1) -> BudgetSpec:
         """This budget's part of a :class:`~pygent_lc.limits.call.CallPlan` for one call.
@@ -648,7 +482,7 @@ class CostBudget:
         bills it once, but it is a bound for any estimator (one that caps the
         reply at a model's limit would under-bound ``samples * max_tokens``).
         """
-        bound = None if self._estimator is None else self._estimator(prompt, max_tokens)
+        bound = None if self.estimator is None else self.estimator(prompt, max_tokens)
         if bound is not None:
             bound *= max(1, samples)
         return BudgetSpec(self.key, self.max_cost_usd, bound, self.window_s)
@@ -669,246 +503,4 @@ class CostBudget:
 
     def measure(self) -> float:
         """What ``spent`` grew by since the last measurement (0 without ``spent``)."""
-        if self._spent is None:
-            return 0.0
-        with self._lock:
-            now = self._spent()
-            if not math.isfinite(now):
-                return 0.0  # not an amount: nothing is measured, the pointer stays
-            cost, self._last_spent = max(0.0, now - self._last_spent), now
-            return cost
-
-    # -- taking a hold ----------------------------------------------------------------------
-
-    def _take(self, spec: BudgetSpec) -> BudgetReservation:
-        self._settle_orphans()
-        attempt = 0
-        while True:
-            seen = self._releases
-            answer = self.store.run(Reserve(spec, self.store.clock()))
-            if (reservation := self._admitted(answer)) is not None:
-                return reservation
-            with self._released:
-                if threading.get_ident() in self._unknown_cost_threads:
-                    raise BudgetExceededError(
-                        "the cost of a call is not known yet and the call in flight "
-                        "runs on this thread: waiting for it would deadlock"
-                    )
-                if self._releases == seen:
-                    self._released.wait(self.wait_seconds(attempt))
-            attempt += 1
-
-    async def _atake(self, spec: BudgetSpec) -> BudgetReservation:
-        self._settle_orphans()
-        attempt = 0
-        while True:
-            seen = self._releases
-            if (reservation := self._admitted(await self._areserve(spec))) is not None:
-                return reservation
-            await self._apause(seen, self.wait_seconds(attempt))
-            attempt += 1
-
-    async def _areserve(self, spec: BudgetSpec) -> BudgetAnswer:
-        """:class:`Reserve`, giving the reservation back if the caller is cancelled."""
-        reserving = asyncio.ensure_future(self.store.arun(Reserve(spec, self.store.clock())))
-        try:
-            return await asyncio.shield(reserving)
-        except asyncio.CancelledError:
-            reserving.add_done_callback(self._give_back)
-            raise
-
-    def _give_back(self, reserving: asyncio.Future[BudgetAnswer]) -> None:
-        if not reserving.cancelled() and reserving.exception() is None:
-            answer = reserving.result()
-            if isinstance(answer, BudgetReservation):
-                self.store.run(Settle(answer, 0.0))
-                self._wake()
-
-    def _admitted(self, answer: BudgetAnswer) -> BudgetReservation | None:
-        """The reservation, or None for a ``wait`` refusal; raises for a spent budget."""
-        if isinstance(answer, BudgetReservation):
-            if answer.unknown_cost:
-                with self._lock:
-                    self._unknown_cost_threads.append(threading.get_ident())
-            return answer
-        if answer.wait:
-            return None
-        raise self.exceeded(answer)
-
-    async def _apause(self, seen: int, delay_s: float) -> None:
-        """Sleep ``delay_s``, or less if a hold of this process ends meanwhile."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        waiter = (loop, future)
-        with self._lock:
-            if self._releases != seen:
-                return
-            self._async_waiters.append(waiter)
-        try:
-            await asyncio.wait((future,), timeout=delay_s)
-        finally:
-            with self._lock, contextlib.suppress(ValueError):
-                self._async_waiters.remove(waiter)
-
-    # -- ending a hold ----------------------------------------------------------------------
-
-    def _wake(self, unknown_cost_thread: int | None = None) -> None:
-        with self._released:
-            if unknown_cost_thread is not None:
-                self._unknown_cost_threads.remove(unknown_cost_thread)
-            self._releases += 1
-            self._released.notify_all()
-            waiters, self._async_waiters = self._async_waiters, []
-        for loop, future in waiters:
-            # A closed loop raises RuntimeError: nobody is waiting there any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_wake, future)
-
-    def _release_later(self, hold: Hold) -> None:
-        """Release ``hold`` from a finalizer, which the garbage collector may run on a
-        thread inside any lock (the store's too): in a thread of its own, or on this
-        budget's next use, whichever comes first."""
-        self._orphans.append(hold)
-        with contextlib.suppress(RuntimeError):  # the interpreter is shutting down
-            threading.Thread(target=self._settle_orphans, daemon=True).start()
-
-    def _settle_orphans(self) -> None:
-        with self._orphans_lock:
-            while self._orphans:
-                self._orphans.popleft().release()
-
-
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class Hold:
-    """One call's reservation on a :class:`CostBudget` (or on none, when ``budget`` is None).
-
-    Taken by ``with`` (blocking) or ``async with`` (awaiting), and settled on
-    leaving, or by :meth:`release` / :meth:`arelease`, which may be called any
-    number of times from any thread (only the first settles).
-    """
-
-    def __init__(
-        self, budget: CostBudget | None, prompt: str, max_tokens: int | None, samples: int = 1
-    ) -> None:
-        self._budget = budget
-        self._prompt = prompt
-        self._max_tokens = max_tokens
-        self._samples = samples
-        self._reservation: BudgetReservation | None = None
-        self._thread = 0
-        self._cost: float | None = None
-
-    def settle(self, cost_usd: float) -> None:
-        """The call's real cost, settled when the hold ends (instead of measuring it).
-
-        ``InvalidInputError`` unless it is a finite amount >= 0.
-        """
-        if not 0.0 <= cost_usd < math.inf:
-            raise InvalidInputError(f"a call's cost must be a finite amount >= 0, got {cost_usd!r}")
-        self._cost = cost_usd
-
-    def __enter__(self) -> None:
-        if self._budget is not None:
-            spec = self._budget.spec(self._prompt, self._max_tokens, self._samples)
-            self._admit(self._budget._take(spec))
-
-    async def __aenter__(self) -> None:
-        if self._budget is not None:
-            spec = self._budget.spec(self._prompt, self._max_tokens, self._samples)
-            self._admit(await self._budget._atake(spec))
-
-    def _admit(self, reservation: BudgetReservation) -> None:
-        self._thread = threading.get_ident()
-        self._reservation = reservation
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.arelease()
-
-    def _end(self) -> tuple[CostBudget, BudgetReservation, float] | None:
-        """Take the reservation (once: None afterwards) with the cost to settle it with."""
-        budget = self._budget
-        if budget is None:
-            return None
-        with budget._lock:
-            reservation, self._reservation = self._reservation, None
-        if reservation is None:
-            return None
-        return budget, reservation, self._cost if self._cost is not None else budget.measure()
-
-    def _done(self, budget: CostBudget, reservation: BudgetReservation) -> None:
-        budget._wake(self._thread if reservation.unknown_cost else None)
-
-    def release(self) -> None:
-        """Settle the call's cost and give the reservation back (once)."""
-        if (ending := self._end()) is not None:
-            budget, reservation, cost = ending
-            try:
-                budget.store.run(Settle(reservation, cost))
-            finally:
-                self._done(budget, reservation)
-
-    async def arelease(self) -> None:
-        """:meth:`release` for async callers; it completes even if the caller is cancelled."""
-        if (ending := self._end()) is not None:
-            budget, reservation, cost = ending
-            try:
-                await asyncio.shield(budget.store.arun(Settle(reservation, cost)))
-            finally:
-                self._done(budget, reservation)
-
-
-class HeldStream(AsyncIterator[T]):
-    """An async iterator that holds a budget reservation while it is being read.
-
-    ``start`` runs on the first ``__anext__`` and returns the stream to read
-    and its (already taken) hold. The hold is released when the stream ends
-    or fails, on :meth:`aclose`, and when this object is dropped: after
-    ``async for ... : break`` that happens at once, whereas an async generator
-    would only be finalized later by the event loop, keeping the reservation
-    (and, before a call's cost is known, every waiting caller) until then.
-    """
-
-    def __init__(self, start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]]) -> None:
-        self._start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]] | None = start
-        self._inner: AsyncIterator[T] | None = None
-        self._hold: Hold | None = None
-
-    def __aiter__(self) -> HeldStream[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        try:
-            if self._inner is None:
-                if self._start is None:
-                    raise StopAsyncIteration
-                start, self._start = self._start, None
-                self._inner, self._hold = await start()
-            return await anext(self._inner)
-        except BaseException:
-            await self._finish()
-            raise
-
-    async def _finish(self) -> None:
-        self._start = None
-        if self._hold is not None:
-            await self._hold.arelease()
-
-    async def aclose(self) -> None:
-        """Release the reservation and close the underlying stream."""
-        await self._finish()
-        inner, self._inner = self._inner, None
-        aclose = getattr(inner, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-    def __del__(self) -> None:
-        hold = self._hold
-        if hold is not None and hold._reservation is not None and hold._budget is not None:
-            hold._budget._release_later(hold)
+        return 0.0 if self._meter is None else self._meter()

@@ -13,16 +13,22 @@ so that a Redis that takes no writes says so before the provider is called.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import random
 import secrets
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pygent_lc.errors import InvalidInputError
+from pygent_lc.errors import BudgetExceededError, InvalidInputError
 from pygent_lc.limits import breaker, budget, rate, usage
 from pygent_lc.limits.breaker import ADMITTED, BreakerAdmission, BreakerOutcome, BreakerSpec
-from pygent_lc.limits.budget import BudgetRefusal, BudgetReservation, BudgetSpec
+from pygent_lc.limits.budget import BudgetRefusal, BudgetReservation, BudgetSpec, CostBudget
 from pygent_lc.limits.rate import MIN_RATE_WAIT_S, RateSpec
 from pygent_lc.limits.script import (
     LUA_PRELUDE,
@@ -34,10 +40,12 @@ from pygent_lc.limits.script import (
     rows,
     text,
 )
-from pygent_lc.limits.store import WRITABLE_TTL_MS, writable_key
+from pygent_lc.limits.store import WRITABLE_TTL_MS, StateStore, writable_key
 from pygent_lc.limits.usage import UsageRecord
 
-Refusal = Literal["breaker", "budget", "budget_wait", "rate"]
+T = TypeVar("T")
+
+Refusal = Literal["breaker", "budget", "rate"]
 """Which part of a :class:`CallPlan` turned a call away (see :class:`CallStart`)."""
 
 
@@ -77,8 +85,8 @@ class CallStart:
     When ``allowed``: ``breaker`` is the admission to pass back at the end
     (``ADMITTED`` without a breaker) and ``reservations`` hold the budgets,
     in plan order. When refused, ``refused_by`` says which part did:
-    ``"breaker"`` (``breaker`` says why), ``"budget"`` or ``"budget_wait"``
-    (``budget_refusal``) or ``"rate"`` (``rate_wait_s`` until the limit of
+    ``"breaker"`` (``breaker`` says why), ``"budget"`` (``budget_refusal``,
+    which says whether to wait) or ``"rate"`` (``rate_wait_s`` until the limit of
     ``rate_key`` frees a slot).
     """
 
@@ -137,19 +145,6 @@ class CallEnded:
     failures: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class _Verdict:
-    """What ``begin`` found, before it is turned into a :class:`CallStart`."""
-
-    status: str
-    now: float
-    """The time the step ran at (see :mod:`pygent_lc.limits.rate`)."""
-    budgets: Sequence[tuple[str, float, float, float]]
-    breaker: tuple[str, float, int, str] | None
-    rate_wait: float = 0.0
-    rate_index: int = 0
-
-
 _STEP_ARGS = """
 local now = tonumber(ARGV[1])
 local a, k = 3, 1"""
@@ -189,7 +184,7 @@ for i = 1, count do
   local verdict, spent, reserved, unit = ledger_check(b.h, b.z, b.m, now, b.limit, b.amount)
   budget_out[i] = {verdict, fmt(spent), fmt(reserved), fmt(unit)}
   if verdict ~= 'ok' then
-    return reply({verdict == 'wait' and 'budget_wait' or 'budget', budget_out, {}, '0', 0, t})
+    return reply({'budget', budget_out, {}, '0', 0, t})
   end
   b.unit = unit
   b.reserved = reserved
@@ -255,126 +250,43 @@ return {0, 0}
 )
 
 
-def _encode_begin(request: Begin, prefix: str) -> tuple[list[str], list[Arg]]:
-    plan = request.plan
-    keys: list[str] = []
-    args: list[Arg] = [request.now, len(plan.rates)]
-    for limit, member in zip(plan.rates, request.members, strict=True):
-        keys += [rate.rate_key(prefix, limit.key), rate.clock_key(prefix, limit.key)]
-        args += [limit.limit, limit.period_s, member]
-    args.append(len(plan.budgets))
-    for spec, hold in zip(plan.budgets, request.holds, strict=True):
-        where = budget.ledger_keys(
-            prefix, spec.key, spec.window_s, budget.bucket_of(request.now, spec.window_s)
-        )
-        keys += [where.bucket, where.holds, where.largest]
-        amount: Arg = "" if spec.amount_usd is None else spec.amount_usd
-        args += [spec.limit_usd, amount, hold, spec.lease_s, where.ttl_ms]
-    spec_b = plan.breaker
-    if spec_b is not None and spec_b.enabled:
-        keys.append(breaker.breaker_key(prefix, spec_b.key))
-        args += [1, spec_b.cooldown_s, request.probe_id]
-    else:
-        args.append(0)
-    keys.append(writable_key(prefix))
-    args.append(WRITABLE_TTL_MS)
-    return keys, args
-
-
-def _decode_begin(request: Begin, reply: Any) -> CallStart:
-    status, budgets, breaker, wait, index, now = json_rows(reply)
-    return _start(
-        request,
-        _Verdict(
-            status=str(status),
-            now=number(now),
-            budgets=[(str(b[0]), number(b[1]), number(b[2]), number(b[3])) for b in rows(budgets)],
-            breaker=(
-                None
-                if not rows(breaker)
-                else (str(breaker[0]), number(breaker[1]), int(breaker[2]), text(breaker[3]) or "")
-            ),
-            rate_wait=number(wait),
-            rate_index=int(index),
-        ),
-    )
-
-
-def _local_begin(state: MemoryState, request: Begin) -> CallStart:
-    plan, now = request.plan, request.now
-    for limit in plan.rates:
-        now = max(now, rate.time_of(state.part(rate.RateLogs), limit.key, now))
-    budget_out: list[tuple[str, float, float, float]] = []
-    pending: list[tuple[budget.LedgerBucket, float, bool, float, float]] = []
-    for spec in plan.budgets:
-        # The bucket is the one the client's time falls in, as the Redis keys are.
-        where = budget.bucket_of(request.now, spec.window_s)
-        bucket = state.part(budget.Ledgers).bucket(spec.key, spec.window_s, where)
-        largest = state.part(budget.Ledgers).largest.get(spec.key, 0.0)
-        verdict = budget.check(bucket, largest, now, spec.limit_usd, spec.amount_usd)
-        budget_out.append(verdict)
-        found, _, reserved, unit = verdict
-        if found != "ok":
-            status = "budget_wait" if found == "wait" else "budget"
-            return _start(request, _Verdict(status, now, budget_out, None))
-        unknown = spec.amount_usd is None
-        pending.append((bucket, unit, unknown, reserved, spec.lease_s))
-    breaker_out: tuple[str, float, int, str] | None = None
-    spec_b = plan.breaker
-    if spec_b is not None and spec_b.enabled:
-        breaker_out = breaker.check(
-            state.part(breaker.BreakerRecords), spec_b.key, now, spec_b.cooldown_s
-        )
-        if breaker_out[0] in ("open", "probing"):
-            return _start(request, _Verdict("breaker", now, budget_out, breaker_out))
-    for index, limit in enumerate(plan.rates, start=1):
-        free, wait = rate.check(
-            state.part(rate.RateLogs), limit.key, now, limit.limit, limit.period_s
-        )
-        if not free:
-            return _start(request, _Verdict("rate", now, budget_out, breaker_out, wait, index))
-    for (bucket, unit, unknown, reserved, lease), hold in zip(pending, request.holds, strict=True):
-        budget.commit(bucket, now, hold, unit, unknown, reserved, lease)
-    if spec_b is not None and breaker_out is not None and breaker_out[0] == "probe":
-        breaker.take_probe(
-            state.part(breaker.BreakerRecords), spec_b.key, now, str(request.probe_id)
-        )
-    for limit in plan.rates:
-        rate.commit(state.part(rate.RateLogs), limit.key, now)
-    return _start(request, _Verdict("ok", now, budget_out, breaker_out))
-
-
-def _start(request: Begin, verdict: _Verdict) -> CallStart:
-    """The :class:`CallStart` of ``begin``'s verdict (the same for both stores)."""
+def _start(
+    request: Begin,
+    status: str,
+    decided_at: float,
+    budgets: Sequence[tuple[str, float, float, float]],
+    breaker_found: tuple[str, float, int, str] | None,
+    rate_wait: float = 0.0,
+    rate_index: int = 0,
+) -> CallStart:
+    """The :class:`CallStart` of what ``begin`` found (the same for both stores): its
+    ``status``, each budget's verdict, spent, reserved and amount, the breaker's."""
     plan, now = request.plan, request.now
     admission = ADMITTED
-    if verdict.breaker is not None:
-        found, retry_in, failures, error = verdict.breaker
+    if breaker_found is not None:
+        found, retry_in, failures, error = breaker_found
         admission = breaker.admission(found, retry_in, failures, error, request.probe_id)
-    if verdict.status in ("budget", "budget_wait"):
-        spec = plan.budgets[len(verdict.budgets) - 1]
-        _, spent, reserved, unit = verdict.budgets[-1]
+    if status == "budget":
+        spec = plan.budgets[len(budgets) - 1]
+        found, spent, reserved, unit = budgets[-1]
         refusal = BudgetRefusal(
             key=spec.key,
             limit_usd=spec.limit_usd,
             spent_usd=spent,
             reserved_usd=reserved,
             amount_usd=unit,
-            wait=verdict.status == "budget_wait",
+            wait=found == "wait",
         )
-        refused_by: Refusal = "budget_wait" if refusal.wait else "budget"
-        return CallStart(
-            allowed=False, refused_by=refused_by, budget_refusal=refusal, now=verdict.now
-        )
-    if verdict.status == "breaker":
-        return CallStart(allowed=False, refused_by="breaker", breaker=admission, now=verdict.now)
-    if verdict.status == "rate":
+        return CallStart(allowed=False, refused_by="budget", budget_refusal=refusal, now=decided_at)
+    if status == "breaker":
+        return CallStart(allowed=False, refused_by="breaker", breaker=admission, now=decided_at)
+    if status == "rate":
         return CallStart(
             allowed=False,
             refused_by="rate",
-            rate_wait_s=max(verdict.rate_wait, MIN_RATE_WAIT_S),
-            rate_key=plan.rates[verdict.rate_index - 1].key,
-            now=verdict.now,
+            rate_wait_s=max(rate_wait, MIN_RATE_WAIT_S),
+            rate_key=plan.rates[rate_index - 1].key,
+            now=decided_at,
         )
     reservations = tuple(
         BudgetReservation(
@@ -388,79 +300,10 @@ def _start(request: Begin, verdict: _Verdict) -> CallStart:
             reserved_usd=reserved,
         )
         for spec, hold, (_, spent, reserved, unit) in zip(
-            plan.budgets, request.holds, verdict.budgets, strict=True
+            plan.budgets, request.holds, budgets, strict=True
         )
     )
-    return CallStart(allowed=True, breaker=admission, reservations=reservations, now=verdict.now)
-
-
-def _encode_end(request: End, prefix: str) -> tuple[list[str], list[Arg]]:
-    call = request.call
-    keys: list[str] = []
-    args: list[Arg] = [request.now, len(call.settlements)]
-    for settlement in call.settlements:
-        held = settlement.reservation
-        where = budget.ledger_keys(prefix, held.key, held.window_s, held.bucket)
-        keys += [where.bucket, where.holds, where.largest]
-        args += [held.hold_id, settlement.cost_usd, where.ttl_ms]
-    used = call.usage
-    if used is not None:
-        where_used = usage.usage_keys(prefix, used.provider, used.model)
-        keys += [where_used.totals, where_used.latencies, where_used.index]
-        args += [1, used.provider, used.model, *usage.values(used)]
-        args.append(usage.LATENCY_SAMPLES)
-    else:
-        args.append(0)
-    outcome = call.breaker
-    if outcome is not None:
-        keys.append(breaker.breaker_key(prefix, outcome.key))
-        probe = outcome.admission.probe_id
-        args += [
-            outcome.kind,
-            outcome.threshold,
-            "" if probe is None else probe,
-            breaker.summary(outcome.error_summary),
-        ]
-    else:
-        args.append("")
-    return keys, args
-
-
-def _decode_end(request: End, reply: Any) -> CallEnded:
-    changed, failures = rows(reply)
-    return CallEnded(breaker_changed=bool(changed), failures=int(failures))
-
-
-def _local_end(state: MemoryState, request: End) -> CallEnded:
-    call = request.call
-    for settlement in call.settlements:
-        held = settlement.reservation
-        bucket = state.part(budget.Ledgers).bucket(held.key, held.window_s, held.bucket)
-        budget.settle(
-            state.part(budget.Ledgers), held.key, bucket, held.hold_id, settlement.cost_usd
-        )
-    if call.usage is not None:
-        usage.record(state.part(usage.UsageBuckets), call.usage)
-    outcome = call.breaker
-    if outcome is None:
-        return CallEnded()
-    key = outcome.key
-    probe = outcome.admission.probe_id
-    probe_id = "" if probe is None else str(probe)
-    if outcome.kind == "success":
-        return CallEnded(breaker_changed=breaker.success(state.part(breaker.BreakerRecords), key))
-    if outcome.kind == "failure":
-        opened, failures = breaker.failure(
-            state.part(breaker.BreakerRecords),
-            key,
-            request.now,
-            outcome.threshold,
-            probe_id,
-            breaker.summary(outcome.error_summary),
-        )
-        return CallEnded(breaker_changed=opened, failures=failures)
-    breaker.release(state.part(breaker.BreakerRecords), key, probe_id)
-    return CallEnded()
+    return CallStart(allowed=True, breaker=admission, reservations=reservations, now=decided_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,13 +320,87 @@ class Begin(Step[CallStart]):
     """One hold id per budget."""
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        return _encode_begin(self, prefix)
+        plan = self.plan
+        keys: list[str] = []
+        args: list[Arg] = [self.now, len(plan.rates)]
+        for limit, member in zip(plan.rates, self.members, strict=True):
+            keys += [rate.rate_key(prefix, limit.key), rate.clock_key(prefix, limit.key)]
+            args += [limit.limit, limit.period_s, member]
+        args.append(len(plan.budgets))
+        for spec, hold in zip(plan.budgets, self.holds, strict=True):
+            ledger, ttl_ms = budget.ledger_keys(
+                prefix, spec.key, spec.window_s, budget.bucket_of(self.now, spec.window_s)
+            )
+            keys += ledger
+            amount: Arg = "" if spec.amount_usd is None else spec.amount_usd
+            args += [spec.limit_usd, amount, hold, spec.lease_s, ttl_ms]
+        spec_b = plan.breaker
+        if spec_b is not None and spec_b.enabled:
+            keys.append(breaker.breaker_key(prefix, spec_b.key))
+            args += [1, spec_b.cooldown_s, self.probe_id]
+        else:
+            args.append(0)
+        keys.append(writable_key(prefix))
+        args.append(WRITABLE_TTL_MS)
+        return keys, args
 
     def decode(self, reply: Any) -> CallStart:
-        return _decode_begin(self, reply)
+        status, budgets, breaker, wait, index, now = json_rows(reply)
+        return _start(
+            self,
+            str(status),
+            number(now),
+            [(str(b[0]), number(b[1]), number(b[2]), number(b[3])) for b in rows(budgets)],
+            (
+                None
+                if not rows(breaker)
+                else (str(breaker[0]), number(breaker[1]), int(breaker[2]), text(breaker[3]) or "")
+            ),
+            number(wait),
+            int(index),
+        )
 
     def local(self, state: MemoryState) -> CallStart:
-        return _local_begin(state, self)
+        plan, now = self.plan, self.now
+        for limit in plan.rates:
+            now = max(now, rate.time_of(state.part(rate.RateLogs), limit.key, now))
+        budget_out: list[tuple[str, float, float, float]] = []
+        pending: list[tuple[budget.LedgerBucket, float, bool, float, float]] = []
+        for spec in plan.budgets:
+            # The bucket is the one the client's time falls in, as the Redis keys are.
+            where = budget.bucket_of(self.now, spec.window_s)
+            bucket = state.part(budget.Ledgers).bucket(spec.key, spec.window_s, where)
+            largest = state.part(budget.Ledgers).largest.get(spec.key, 0.0)
+            verdict = budget.check(bucket, largest, now, spec.limit_usd, spec.amount_usd)
+            budget_out.append(verdict)
+            found, _, reserved, unit = verdict
+            if found != "ok":
+                return _start(self, "budget", now, budget_out, None)
+            unknown = spec.amount_usd is None
+            pending.append((bucket, unit, unknown, reserved, spec.lease_s))
+        breaker_out: tuple[str, float, int, str] | None = None
+        spec_b = plan.breaker
+        if spec_b is not None and spec_b.enabled:
+            breaker_out = breaker.check(
+                state.part(breaker.BreakerRecords), spec_b.key, now, spec_b.cooldown_s
+            )
+            if breaker_out[0] in ("open", "probing"):
+                return _start(self, "breaker", now, budget_out, breaker_out)
+        for index, limit in enumerate(plan.rates, start=1):
+            free, wait = rate.check(
+                state.part(rate.RateLogs), limit.key, now, limit.limit, limit.period_s
+            )
+            if not free:
+                return _start(self, "rate", now, budget_out, breaker_out, wait, index)
+        for (bucket, unit, unknown, reserved, lease), hold in zip(pending, self.holds, strict=True):
+            budget.commit(bucket, now, hold, unit, unknown, reserved, lease)
+        if spec_b is not None and breaker_out is not None and breaker_out[0] == "probe":
+            breaker.take_probe(
+                state.part(breaker.BreakerRecords), spec_b.key, now, str(self.probe_id)
+            )
+        for limit in plan.rates:
+            rate.commit(state.part(rate.RateLogs), limit.key, now)
+        return _start(self, "ok", now, budget_out, breaker_out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,23 +413,379 @@ class End(Step[CallEnded]):
     now: float
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        return _encode_end(self, prefix)
+        call = self.call
+        keys: list[str] = []
+        args: list[Arg] = [self.now, len(call.settlements)]
+        for settlement in call.settlements:
+            held = settlement.reservation
+            ledger, ttl_ms = budget.ledger_keys(prefix, held.key, held.window_s, held.bucket)
+            keys += ledger
+            args += [held.hold_id, settlement.cost_usd, ttl_ms]
+        used = call.usage
+        if used is not None:
+            where_used = usage.usage_keys(prefix, used.provider, used.model)
+            keys += [where_used.totals, where_used.latencies, where_used.index]
+            args += [1, used.provider, used.model, *usage.values(used)]
+            args.append(usage.LATENCY_SAMPLES)
+        else:
+            args.append(0)
+        outcome = call.breaker
+        if outcome is not None:
+            keys.append(breaker.breaker_key(prefix, outcome.key))
+            probe = outcome.admission.probe_id
+            args += [
+                outcome.kind,
+                outcome.threshold,
+                "" if probe is None else probe,
+                breaker.summary(outcome.error_summary),
+            ]
+        else:
+            args.append("")
+        return keys, args
 
     def decode(self, reply: Any) -> CallEnded:
-        return _decode_end(self, reply)
+        changed, failures = rows(reply)
+        return CallEnded(breaker_changed=bool(changed), failures=int(failures))
 
     def local(self, state: MemoryState) -> CallEnded:
-        return _local_end(state, self)
+        call = self.call
+        for settlement in call.settlements:
+            held = settlement.reservation
+            bucket = state.part(budget.Ledgers).bucket(held.key, held.window_s, held.bucket)
+            budget.settle(
+                state.part(budget.Ledgers), held.key, bucket, held.hold_id, settlement.cost_usd
+            )
+        if call.usage is not None:
+            usage.record(state.part(usage.UsageBuckets), call.usage)
+        outcome = call.breaker
+        if outcome is None:
+            return CallEnded()
+        key = outcome.key
+        probe = outcome.admission.probe_id
+        probe_id = "" if probe is None else str(probe)
+        if outcome.kind == "success":
+            return CallEnded(
+                breaker_changed=breaker.success(state.part(breaker.BreakerRecords), key)
+            )
+        if outcome.kind == "failure":
+            opened, failures = breaker.failure(
+                state.part(breaker.BreakerRecords),
+                key,
+                self.now,
+                outcome.threshold,
+                probe_id,
+                breaker.summary(outcome.error_summary),
+            )
+            return CallEnded(breaker_changed=opened, failures=failures)
+        breaker.release(state.part(breaker.BreakerRecords), key, probe_id)
+        return CallEnded()
 
 
-__all__ = [
-    "ADMITTED",
-    "Begin",
-    "CallEnd",
-    "CallEnded",
-    "CallPlan",
-    "CallStart",
-    "End",
-    "Refusal",
-    "Settlement",
-]
+# -- a budget's two steps for a caller that is no policy (a backend, a ToT search) ---------
+
+_holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
+"""The holds whose call this thread or task is making (maybe given back since)."""
+
+_releasing = threading.Lock()
+
+_on_loops: set[Hold] = set()
+"""This process's holds of unknown cost in flight that were taken on an event loop."""
+
+STALL_S = 2.0
+"""How long a thread waits for a call of unknown cost whose event loop does not run (its
+thread blocked, maybe until this thread ends) before giving up."""
+
+RELEASE_WAIT_S = 0.1
+"""How long a dropped :class:`HeldStream` waits for its reservation to be given back."""
+
+
+def budget_wait(
+    budget: CostBudget,
+    store: StateStore,
+    refusal: BudgetRefusal,
+    tries: int,
+    *,
+    blocking: bool = False,
+) -> float:
+    """Seconds to wait before asking ``store`` again after ``budget`` refused a call.
+
+    ``BudgetExceededError`` when the budget is spent; when the call of unknown
+    cost being waited for was admitted in this thread or task (waiting for it
+    would wait for itself); and when a ``blocking`` wait would stop the event
+    loop running in this thread, which the call waited for may need. The wait
+    is :meth:`CostBudget.wait_seconds` times a random 0.5-1, so callers that
+    began waiting together do not all ask again at the same moments.
+    """
+    if not refusal.wait:
+        raise budget.exceeded(refusal)
+    if any(hold.holds(store, refusal.key, unknown_cost=True) for hold in _holds.get()):
+        raise BudgetExceededError(
+            "the cost of a call is not known yet and the call in flight was started by "
+            "this thread or task: waiting for it would deadlock"
+        )
+    if blocking and _loop_running_here():
+        raise BudgetExceededError(
+            f"a call of unknown cost is in flight on budget {refusal.key!r}, and waiting "
+            "for it here would block this thread's running event loop, which that call "
+            "may need: use the async entry point (await generate / ainvoke), or give "
+            "the budget an estimator (calls with a bound do not wait)"
+        )
+    return budget.wait_seconds(tries) * random.uniform(0.5, 1.0)
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def reserved_here(store: StateStore, key: str) -> bool:
+    """Whether this thread or task holds a reservation on ``key`` of ``store``: a call
+    made inside it is the same call (a backend's budget given to its chain too), and
+    reserves nothing more."""
+    return any(hold.holds(store, key) for hold in _holds.get())
+
+
+class Hold:
+    """One call's reservation on a :class:`~pygent_lc.limits.budget.CostBudget` (none
+    when ``budget`` is None), through the store's ``begin_call`` and ``end_call``.
+
+    Taken by ``with`` (blocking) or ``async with`` (awaiting): a call told to
+    wait polls the store, as a policy does. Settled on leaving, or by
+    :meth:`release` / :meth:`arelease`, which may be called any number of times
+    from any thread (only the first settles), with the cost given to
+    :meth:`settle`, else ``measure()`` (default: the budget's :meth:`measure`).
+    """
+
+    def __init__(
+        self,
+        budget: CostBudget | None,
+        prompt: str,
+        max_tokens: int | None,
+        samples: int = 1,
+        *,
+        measure: Callable[[], float] | None = None,
+    ) -> None:
+        self._budget = budget
+        self._plan = (
+            None
+            if budget is None
+            else CallPlan(budgets=(budget.spec(prompt, max_tokens, samples),))
+        )
+        self._measure = measure
+        self._reservation: BudgetReservation | None = None
+        self._cost: float | None = None
+        self._give_up = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ping: tuple[asyncio.AbstractEventLoop, float, threading.Event] | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether the reservation is taken and not given back yet."""
+        return self._reservation is not None
+
+    def holds(self, store: StateStore, key: str, *, unknown_cost: bool = False) -> bool:
+        """Whether this hold is a call in flight on ``key`` of ``store`` (of unknown cost
+        only, when ``unknown_cost``)."""
+        held, owner = self._reservation, self._budget
+        return (
+            held is not None
+            and (held.unknown_cost or not unknown_cost)
+            and held.key == key
+            and owner is not None
+            and owner.store is store
+        )
+
+    def _enter_scope(self) -> None:
+        """This thread or task is making this hold's call now (see :func:`reserved_here`)."""
+        _holds.set((*(hold for hold in _holds.get() if hold.held and hold is not self), self))
+
+    def _leave_scope(self) -> None:
+        _holds.set(tuple(hold for hold in _holds.get() if hold is not self))
+
+    def settle(self, cost_usd: float) -> None:
+        """The call's real cost, settled when the hold ends (instead of measuring it).
+
+        ``InvalidInputError`` unless it is a finite amount >= 0.
+        """
+        budget.check_cost(cost_usd)
+        self._cost = cost_usd
+
+    def __enter__(self) -> None:
+        if self._budget is None or self._plan is None:
+            return
+        store, tries = self._budget.store, 0
+        while wait := self._verdict(store.begin_call(self._plan), tries, blocking=True):
+            time.sleep(wait)
+            tries += 1
+
+    async def __aenter__(self) -> None:
+        if self._budget is None or self._plan is None:
+            return
+        self._loop = asyncio.get_running_loop()
+        store, tries = self._budget.store, 0
+        while wait := self._verdict(await self._abegin(store, self._plan), tries):
+            await asyncio.sleep(wait)
+            tries += 1
+
+    async def _abegin(self, store: StateStore, plan: CallPlan) -> CallStart:
+        """``abegin_call``, giving the reservation back if the caller is cancelled meanwhile."""
+        begun = asyncio.ensure_future(store.abegin_call(plan))
+        try:
+            return await asyncio.shield(begun)
+        except asyncio.CancelledError:
+            begun.add_done_callback(lambda done: self._give_back(store, done))
+            raise
+
+    @staticmethod
+    def _give_back(store: StateStore, begun: asyncio.Future[CallStart]) -> None:
+        if not begun.cancelled() and begun.exception() is None:
+            settlements = tuple(Settlement(r, 0.0) for r in begun.result().reservations)
+            if settlements:
+                store.end_call(CallEnd(settlements=settlements))
+
+    def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
+        """0 once admitted; else seconds to wait before asking again (or raise, also once
+        the wait would pass the budget's ``max_wait_s``)."""
+        budget = self._budget
+        assert budget is not None
+        if start.allowed:
+            self._reservation = start.reservations[0]
+            self._enter_scope()
+            if self._reservation.unknown_cost and self._loop is not None:
+                with _releasing:
+                    _on_loops.add(self)
+            return 0.0
+        assert start.budget_refusal is not None  # the only part of the plan
+        wait = budget_wait(budget, budget.store, start.budget_refusal, tries, blocking=blocking)
+        if blocking:
+            self._check_loop_runs(budget)
+        if tries == 0:
+            self._give_up = time.monotonic() + budget.max_wait_s
+        elif time.monotonic() + wait > self._give_up:
+            raise BudgetExceededError(
+                f"waited {budget.max_wait_s:g} s (max_wait_s) for the call of unknown cost "
+                f"in flight on budget {budget.key!r}; it may be waiting for this caller "
+                "(e.g. its event loop blocked until this thread ends)"
+            )
+        return wait
+
+    def _check_loop_runs(self, budget: CostBudget) -> None:
+        """``BudgetExceededError`` when the call waited for is one of this process's, on an
+        event loop that has not run for :data:`STALL_S` (asked to, it did not): that
+        loop's thread is blocked, maybe until this one ends (a task joining it)."""
+        with _releasing:
+            holder = next(
+                (h for h in _on_loops if h.holds(budget.store, budget.key, unknown_cost=True)),
+                None,
+            )
+        loop = None if holder is None else holder._loop
+        ping = self._ping
+        if loop is None:
+            self._ping = None
+        elif ping is None or ping[0] is not loop or ping[2].is_set():
+            ran = threading.Event()
+            with contextlib.suppress(RuntimeError):  # a closed loop never runs it
+                loop.call_soon_threadsafe(ran.set)
+            self._ping = (loop, time.monotonic(), ran)
+        elif time.monotonic() - ping[1] > STALL_S:
+            raise BudgetExceededError(
+                f"the call of unknown cost in flight on budget {budget.key!r} runs on an "
+                f"event loop that has not run for {STALL_S:g} s: its thread is blocked, "
+                "maybe waiting for this one (call with await there, or off that thread)"
+            )
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.arelease()
+
+    def _end(self) -> tuple[StateStore, CallEnd] | None:
+        """The step that gives the reservation back (once: None afterwards)."""
+        with _releasing:
+            reservation, self._reservation = self._reservation, None
+            _on_loops.discard(self)
+        self._leave_scope()
+        if reservation is None or self._budget is None:
+            return None
+        cost = self._cost
+        if cost is None:
+            cost = self._measure() if self._measure is not None else self._budget.measure()
+        return self._budget.store, CallEnd(settlements=(Settlement(reservation, cost),))
+
+    def release(self) -> None:
+        """Settle the call's cost and give the reservation back (once)."""
+        if (ending := self._end()) is not None:
+            store, end = ending
+            store.end_call(end)
+
+    async def arelease(self) -> None:
+        """:meth:`release` for async callers; it completes even if the caller is cancelled."""
+        if (ending := self._end()) is not None:
+            store, end = ending
+            await asyncio.shield(store.aend_call(end))
+
+
+class HeldStream(AsyncIterator[T]):
+    """An async iterator that holds a budget reservation while it is being read.
+
+    ``start`` runs on the first ``__anext__`` and returns the stream to read
+    and its (already taken) hold. The hold is released when the stream ends
+    or fails, on :meth:`aclose`, and when this object is dropped (``async for
+    ... : break``), from a thread of its own, as the garbage collector may run
+    a finalizer anywhere, inside the store's lock too; the finalizer waits for
+    it up to :data:`RELEASE_WAIT_S`, so the reservation is back when the loop
+    exits (a store round trip permitting). An async generator
+    would only be finalized later by the event loop, keeping the reservation
+    (and, before a call's cost is known, every waiting caller) until then.
+    """
+
+    def __init__(self, start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]]) -> None:
+        self._start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]] | None = start
+        self._inner: AsyncIterator[T] | None = None
+        self._hold: Hold | None = None
+
+    def __aiter__(self) -> HeldStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            if self._inner is None:
+                if self._start is None:
+                    raise StopAsyncIteration
+                start, self._start = self._start, None
+                self._inner, self._hold = await start()
+                self._hold._leave_scope()  # the reader's code is not the stream's call
+            assert self._hold is not None  # taken with the stream
+            self._hold._enter_scope()
+            try:
+                return await anext(self._inner)
+            finally:
+                self._hold._leave_scope()
+        except BaseException:
+            await self._finish()
+            raise
+
+    async def _finish(self) -> None:
+        self._start = None
+        if self._hold is not None:
+            await self._hold.arelease()
+
+    async def aclose(self) -> None:
+        """Release the reservation and close the underlying stream."""
+        await self._finish()
+        inner, self._inner = self._inner, None
+        aclose = getattr(inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def __del__(self) -> None:
+        hold = self._hold
+        if hold is not None and hold.held:
+            releasing = threading.Thread(target=hold.release, daemon=True)
+            with contextlib.suppress(RuntimeError):  # the interpreter is shutting down
+                releasing.start()
+                releasing.join(RELEASE_WAIT_S)

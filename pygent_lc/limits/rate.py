@@ -1,30 +1,20 @@
 """Request rate limits per provider: ``PYGENT_RATE_LIMITS="openrouter=120/min,ollama=10/s"``.
 
-A limit allows at most ``limit`` requests in any sliding window of
-``period_s`` seconds. It is kept in the state store (:mod:`pygent_lc.limits.store`),
-so with ``PYGENT_STATE_URL`` set it holds for every process together. Each
-request counts, retries included. OpenRouter's ``:free`` models allow 20
-requests a minute per key: that limit is built in (:data:`FREE_MODEL_LIMIT`).
+At most ``limit`` requests (retries included) in any sliding window of ``period_s``,
+kept in the state store, so with ``PYGENT_STATE_URL`` it holds for every process
+together. OpenRouter's ``:free`` models' 20 a minute per key is built in
+(:data:`FREE_MODEL_LIMIT`).
 
-How: a log of the times of the calls let through, per key.
+How: a log per key (a sorted set scored by time) of the calls let through; trim
+what is older than the period, count, add. A token bucket or GCRA would allow up
+to twice the limit in a window that straddles a burst; the log costs one entry per
+call in the period, fine for the hundreds per minute a provider allows.
 
-A sorted set per key (score: the call's time): trim the entries older than
-the period, count, add. A call at time ``t`` holds its slot during
-``[t, t + period)``. A token bucket or GCRA would allow up to twice the
-limit in a window that straddles a burst; the log costs one entry per call
-in the period, fine for the hundreds per minute a provider allows.
-
-Times come from the callers' clocks, and a caller may read its clock before
-another one yet reach Redis after it. Trimming with the later time first
-would drop entries the earlier caller must still count, so each key keeps
-the latest time it has seen (``<key>:t``) and a step never runs at an
-earlier time than that: the times of a key's steps never go backwards in
-the order Redis runs them. Then no window of ``period`` ever holds more than
-``limit`` calls: of the calls in such a window, the one whose step ran last
-saw all the others still in the log (none older than ``period`` at its
-time), so it was let through only because there were fewer than ``limit``.
-The times are those the store logged (see ``CallStart.now``): the caller's
-clock, or a little later while callers' clocks disagree.
+A caller may read its clock before another yet reach Redis after it, and trimming
+with the later time first would drop entries the earlier caller must count. So
+each key keeps the latest time it has seen (``<key>:t``) and a step never runs at
+an earlier time: then of the calls in any window, the one whose step ran last saw
+all the others in the log, and went only because there were fewer than ``limit``.
 """
 
 from __future__ import annotations
@@ -148,7 +138,7 @@ class RateLog:
 
 
 class RateLogs(dict[str, RateLog]):
-    """Every key's log: the in-process twin."""
+    pass
 
 
 def rate_key(prefix: str, key: str) -> str:
@@ -229,20 +219,9 @@ def check_spec(spec: RateSpec) -> None:
 
 __all__ = [
     "FREE_MODEL_LIMIT",
-    "MIN_RATE_WAIT_S",
-    "RATE_LUA",
     "LocalRateLimitError",
     "RateLimit",
     "RateLimitMode",
-    "RateLog",
-    "RateLogs",
     "RateSpec",
-    "TakeRate",
-    "check",
-    "check_spec",
-    "clock_key",
-    "commit",
     "parse_rate_limits",
-    "rate_key",
-    "time_of",
 ]

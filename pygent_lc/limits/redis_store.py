@@ -1,28 +1,24 @@
 """``RedisStore``: state shared by every process that uses the same Redis (redis-py).
 
-Each operation is one ``EVALSHA`` of its script (registered with
-``register_script``; redis-py loads it again after a Redis restart), so it
-is one round trip and atomic. Sync callers share one ``redis.Redis`` and
-its connection pool. An ``redis.asyncio.Redis`` is bound to the event loop
-it first ran on, and callers use ``asyncio.run`` many times and from
-threads, so there is one async client per running loop; clients of loops
-that have closed are dropped when a new loop first uses the store (a
-``WeakKeyDictionary`` would not do: the client's connections refer to their
-loop, so the entry would never go).
+Each step is one ``EVALSHA`` of its script (redis-py's ``register_script``, which
+loads it again after a Redis restart): one round trip, atomic. Sync callers share
+one client and its pool; an async client is bound to the loop it first ran on,
+and callers use ``asyncio.run`` many times and from threads, so there is one per
+running loop, and those of closed loops are dropped when a new loop first uses
+the store (a ``WeakKeyDictionary`` would never drop them: the client's
+connections refer to their loop).
 
-Timeouts are short (0.5 s to connect, 1 s per reply) so a dead or stuck
-Redis cannot stall calls: :class:`~pygent_lc.limits.store.ResilientStore` then
-serves from memory. A broken connection is retried once at once (a
-connection left over from before a Redis restart); a timeout is not.
-
-Redis Cluster is not supported: a call's step touches the keys of several
-limits in one script. A single Redis, or a primary with replicas and
-Sentinel, is.
+Timeouts are short (0.5 s to connect, 1 s per reply) so a dead or stuck Redis
+cannot stall calls (:class:`~pygent_lc.limits.store.ResilientStore` then serves
+from memory); a broken connection (one from before a Redis restart) is retried
+once at once, a timeout is not. Redis Cluster is not supported (a call's step
+touches the keys of several limits); a single Redis, or Sentinel, is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import threading
 import time
@@ -48,20 +44,6 @@ from pygent_lc.limits.store import (
 )
 
 T = TypeVar("T")
-
-OUTAGE_ERRORS: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,  # refused, reset, loading data, a wrong password
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,  # a replica after a failover
-    redis.exceptions.OutOfMemoryError,  # maxmemory reached, with noeviction
-    redis.exceptions.NoPermissionError,  # an ACL without EVAL/EVALSHA
-    redis.exceptions.MasterDownError,  # a replica that lost its primary
-)
-"""Errors that mean "Redis is not serving now", as opposed to a bug in a script.
-
-Redis before 7 wraps the error of a command inside a script in a plain
-``ResponseError`` (``Error running script ...: -READONLY ...``): :func:`outage_of`
-reads those too."""
 
 CREDENTIALS = Outage(
     "rejected the password (wrong or missing): check the password in the state store URL",
@@ -103,8 +85,8 @@ _SCRIPT_ERROR_CODE = re.compile(r"\s-([A-Z][A-Z0-9_]*)\s")
 def outage_of(error: Exception) -> Outage | None:
     """Why ``error`` means Redis will not serve this client now; None when it does not (a bug).
 
-    A password Redis rejects and a user without permission are outages too,
-    but ones only a change of settings ends (``misconfigured``).
+    Redis before 7 wraps a command's error inside a script in a plain ``ResponseError``
+    (``Error running script ...: -READONLY ...``): its code is read from the message.
     """
     for kind, outage in _BY_CLASS:
         if isinstance(error, kind):
@@ -129,18 +111,12 @@ class _LoopClient:
     scripts: dict[type, AsyncScript] = field(default_factory=dict)
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 class RedisStore(StateStore):
     """State in Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``).
 
-    Raises redis-py's errors when Redis is unreachable; use
-    :func:`~pygent_lc.limits.shared.open_store` for a store that falls back to memory.
+    Raises redis-py's errors when Redis does not serve; :func:`~pygent_lc.limits.open_store`
+    puts it behind a :class:`~pygent_lc.limits.ResilientStore`.
     """
-
-    outage_errors = OUTAGE_ERRORS
 
     def __init__(
         self,
@@ -168,8 +144,6 @@ class RedisStore(StateStore):
 
     def __repr__(self) -> str:
         return f"RedisStore({redact_url(self._url)!r}, prefix={self.prefix!r})"
-
-    # -- running ops ---------------------------------------------------------------------
 
     def run(self, step: Step[T]) -> T:
         kind = type(step)
@@ -202,29 +176,25 @@ class RedisStore(StateStore):
                 entry = self._loops[loop] = _LoopClient(client)
             return entry
 
-    # -- housekeeping ----------------------------------------------------------------------
-
     def clear(self) -> None:
         """Delete every key under the prefix (``SCAN`` + ``UNLINK``, in batches)."""
-        batch: list[str] = []
-        for key in self._sync.scan_iter(match=_glob_escape(self.prefix) + "*", count=SCAN_BATCH):
-            batch.append(key)
-            if len(batch) >= SCAN_BATCH:
-                self._sync.unlink(*batch)
-                batch = []
-        if batch:
+        keys = self._sync.scan_iter(match=self._pattern(), count=SCAN_BATCH)
+        while batch := list(itertools.islice(keys, SCAN_BATCH)):
             self._sync.unlink(*batch)
 
     async def aclear(self) -> None:
         client = self._loop_client().client
         batch: list[str] = []
-        async for key in client.scan_iter(match=_glob_escape(self.prefix) + "*", count=SCAN_BATCH):
+        async for key in client.scan_iter(match=self._pattern(), count=SCAN_BATCH):
             batch.append(key)
             if len(batch) >= SCAN_BATCH:
                 await client.unlink(*batch)
                 batch = []
         if batch:
             await client.unlink(*batch)
+
+    def _pattern(self) -> str:
+        return "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
 
     def ping(self) -> bool:
         """Whether Redis answers (raises the outage errors when it does not)."""
@@ -255,4 +225,4 @@ class RedisStore(StateStore):
         self.close()
 
 
-__all__ = ["OUTAGE_ERRORS", "RedisStore", "outage_of"]
+__all__ = ["RedisStore", "outage_of"]

@@ -1,16 +1,11 @@
 """One atomic step on a store, written twice: a Lua script for Redis and its Python twin.
 
-A :class:`Step` is the request itself: it says how to call its script
-(``KEYS``/``ARGV`` under a prefix), how to read the reply, and computes the
-same answer on in-process state (:class:`MemoryState`) for
-:class:`~pygent_lc.limits.store.MemoryStore`, which runs it under one lock.
-Redis runs a script alone, so both are atomic.
-
-Numbers cross into Lua as strings and are done in Lua's doubles, with the
-same operations in the same order as in the twin, so both stores give
-bit-identical results; Lua formats them back with ``%.17g``, which
-round-trips a double exactly (a plain Lua number reply would be truncated to
-an integer).
+Redis runs a script alone and :class:`~pygent_lc.limits.store.MemoryStore` runs
+the twin under one lock, so both are atomic. Numbers cross into Lua as strings
+and are computed in Lua's doubles with the same operations in the same order as
+the twin, so both stores give bit-identical results; Lua formats them back with
+``%.17g``, which round-trips a double exactly (a plain Lua number reply would be
+truncated to an integer).
 """
 
 from __future__ import annotations
@@ -21,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 Arg = str | int | float
-"""A script argument; redis-py sends it as its ``str``."""
 
 T_co = TypeVar("T_co", covariant=True)
 P = TypeVar("P")
@@ -30,14 +24,13 @@ LUA_PRELUDE = """
 local function fmt(x) return string.format('%.17g', x) end
 local function reply(t) return cjson.encode(t) end
 """
-"""Helpers every script starts with."""
 
 
 class MemoryState(dict[type, Any]):
-    """In-process state: one part per limit, made on first use; the store's lock guards it."""
+    """In-process state: one part per limit (a dict subclass of its records), made on first
+    use; the store's lock guards it."""
 
     def part(self, kind: type[P]) -> P:
-        """The part of type ``kind`` (e.g. a dict subclass of a limit's records)."""
         found = self.get(kind)
         if found is None:
             found = self[kind] = kind()
@@ -48,7 +41,6 @@ class Step(abc.ABC, Generic[T_co]):
     """One atomic operation and its request (subclasses are frozen dataclasses)."""
 
     lua: ClassVar[str]
-    """The script, :data:`LUA_PRELUDE` included when it uses ``fmt`` or ``reply``."""
     reads_only: ClassVar[bool] = False
     """Changes nothing: a Redis that takes no writes still answers it."""
     after_call: ClassVar[bool] = False
@@ -88,10 +80,8 @@ def text(value: object) -> str | None:
 
 
 def rows(value: object) -> Sequence[Any]:
-    """An array from a Lua reply: a Redis array, or a part of a JSON one (``reply``).
-
-    cjson encodes an empty Lua table as ``{}``: that is an empty array too.
-    """
+    """An array from a Lua reply: a Redis array, or a part of a JSON one (``reply``; cjson
+    encodes an empty Lua table as ``{}``)."""
     if isinstance(value, list | tuple):
         return value
     if value == {}:
@@ -100,12 +90,8 @@ def rows(value: object) -> Sequence[Any]:
 
 
 def json_rows(value: object) -> Sequence[Any]:
-    """The array a script returned as JSON with ``reply(t)``.
-
-    Scripts with nested replies send one JSON string: redis-py's pure-Python
-    parser reads a nested array element by element, which costs more than
-    the whole script does in Redis.
-    """
+    """The array a script returned as JSON with ``reply(t)``: redis-py's pure-Python parser
+    reads a nested array element by element, which costs more than the script in Redis."""
     if isinstance(value, bytes):
         value = value.decode()
     if not isinstance(value, str):

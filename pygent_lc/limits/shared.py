@@ -1,10 +1,8 @@
 """The store a URL names (:func:`open_store`), and the one per process and URL that
 every chain shares (:func:`shared_store`).
 
-Apart from :mod:`pygent_lc.limits.store` because it opens a
-:class:`~pygent_lc.limits.redis_store.RedisStore`, which is built on that module:
-``redis_store`` (and redis-py, the ``redis`` extra) is imported only when a
-Redis URL is opened.
+Apart from :mod:`pygent_lc.limits.store`, on which ``redis_store`` is built, so that
+``redis_store`` (and redis-py, the ``redis`` extra) is imported only for a Redis URL.
 """
 
 from __future__ import annotations
@@ -35,20 +33,14 @@ def open_store(
     *,
     prefix: str = DEFAULT_PREFIX,
     clock: Clock = time.time,
-    connect_timeout_s: float = 0.5,
-    timeout_s: float = 1.0,
     retry_after_s: float = RETRY_AFTER_S,
     max_retry_after_s: float = MAX_RETRY_AFTER_S,
 ) -> StateStore:
-    """The store ``url`` names.
-
-    ``None``, ``""`` or ``"memory"``: a :class:`MemoryStore` (limits per
-    process). ``redis://``, ``rediss://`` or ``unix://``: a
-    :class:`RedisStore` behind a :class:`ResilientStore`, so an unreachable
-    Redis degrades to per-process limits instead of failing calls. Nothing
-    connects here: a Redis that is down now is found out (and logged) on
-    first use. Raises :class:`~pygent_lc.errors.ConfigurationError` for
-    another scheme, a malformed URL, or when redis-py is not installed.
+    """The store ``url`` names: for ``None``, ``""`` or ``"memory"``, a :class:`MemoryStore`
+    (limits per process); for ``redis://``, ``rediss://`` or ``unix://``, a ``RedisStore``
+    behind a :class:`ResilientStore`. Nothing connects here: a Redis that is down is found
+    (and logged) on first use. ``ConfigurationError`` for another scheme, a malformed URL,
+    or without redis-py.
     """
     if url is None or url.strip() in MEMORY_URLS:
         return MemoryStore(prefix=prefix, clock=clock)
@@ -72,13 +64,7 @@ def open_store(
             f"a Redis state store needs the redis package: {INSTALL_HINT}", field="state_url"
         ) from None
     try:
-        primary = RedisStore(
-            url,
-            prefix=prefix,
-            clock=clock,
-            connect_timeout_s=connect_timeout_s,
-            timeout_s=timeout_s,
-        )
+        primary = RedisStore(url, prefix=prefix, clock=clock)
     except ValueError as exc:  # redis-py's URL parsing
         raise ConfigurationError(
             f"state store URL {shown!r} is not valid: {redact_url(str(exc))}", field="state_url"
@@ -100,12 +86,8 @@ _OPENING = threading.Lock()
 
 
 def shared_store(url: str | None = None) -> StateStore:
-    """The store every chain of this process shares for ``url``.
-
-    Without a URL, one in-process store: breakers, rate limits and budgets are
-    then shared by the chains of this process. With one, the store it names,
-    opened once per process (its connection pools serve every chain).
-    """
+    """The store every chain of this process shares for ``url`` (without one, an in-process
+    store), opened once per process."""
     if url is None or url.strip() in MEMORY_URLS:
         return _PROCESS_STORE
     with _OPENING:

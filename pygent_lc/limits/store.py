@@ -1,51 +1,28 @@
 """The state store: where every limit keeps its state, in this process or in Redis.
 
-A :class:`StateStore` runs :class:`~pygent_lc.limits.script.Step` s: a
-:class:`MemoryStore` runs each step's Python twin under one lock (limits per
-process, the default); a :class:`~pygent_lc.limits.redis_store.RedisStore`
-runs its Lua script (limits for every process using the same Redis), behind a
-:class:`ResilientStore` so that a Redis outage degrades to per-process limits
-instead of failing calls. :func:`open_store` opens either from a URL;
-:func:`shared_store` is the one store per process and URL.
+A :class:`StateStore` runs :class:`~pygent_lc.limits.script.Step` s, each atomic:
+:class:`MemoryStore` runs a step's Python twin under one lock (limits per
+process, the default); :class:`~pygent_lc.limits.redis_store.RedisStore` runs its
+Lua script (limits for every process on that Redis), behind a
+:class:`ResilientStore`. Times are the client's wall clock (``clock``), sent with
+each step: processes sharing a Redis must share a clock (one host, or NTP).
 
-Each provider call asks the store twice: :meth:`StateStore.begin_call` before
-it (budgets, breaker and rate limits, all or nothing) and
-:meth:`StateStore.end_call` after it (breaker outcome, costs, usage), both
-built in :mod:`pygent_lc.limits.call`.
+**When Redis does not serve** (:class:`ResilientStore`): an outage error (refused,
+reset, timed out, loading; or read-only, out of memory, a wrong password, an ACL
+without the scripts) logs one line (an error when only new settings fix it, a
+warning otherwise) and the step is answered from an in-process
+:class:`MemoryStore`, as is every step until a backoff (1 s, doubling to 5 s)
+has passed; then the next step that writes, and only that one, tries Redis
+again. No thread runs in the background. The step after a provider call
+(:attr:`Step.after_call <pygent_lc.limits.script.Step.after_call>`) falls back on
+any error: the call was paid for and its reply must not be lost.
 
-Times are the client's wall clock (``clock``, ``time.time`` by default), sent
-with each step: processes sharing a Redis must share a clock (one host, or
-NTP). A clock that jumps shifts cooldowns and windows by the jump.
-
-**When Redis does not serve** (:class:`ResilientStore`).
-
-The store must never cause an outage of its own: when an operation on the
-shared store fails with one of its outage errors (Redis refused, reset, timed
-out, still loading; or it answers but will not serve: a read-only replica, out
-of memory, a wrong or missing password, a user without permission to run the
-scripts), one line is logged and the operation is answered from an in-process
-:class:`~pygent_lc.limits.MemoryStore`; so is every operation after it until a
-backoff (1 s, doubling to 5 s while Redis stays down) has passed. Then the
-next caller that changes state, and only that one, tries Redis again (one
-that only reads would pass on a read-only Redis); when it succeeds, one info
-line says shared state resumed. No thread runs in the background.
-
-The line is a warning, or an error when only a change of settings fixes the
-cause (the password, the user's permissions), so that it shows where warnings
-do not (``pygent-lc chat``). The step after a provider call
-(:attr:`Step.after_call <pygent_lc.limits.script.Step.after_call>`) falls
-back on any error of the shared store, an outage or not: the call was made
-and paid for, and its reply must not be lost.
-
-What this means for the guarantees while Redis is down: each process
-enforces every limit on its own, from the state it kept in memory since the
-outage began (not from the shared totals). A fleet of N processes can then
-pass a rate limit or budget up to N times; breakers open per process; usage
-and spend recorded during the outage stay in that process and are not added
-to the shared totals when Redis comes back; reservations and probe slots
-taken on one side and given back on the other are not found there (the
-shared ones expire with their lease, the probe slot with the cooldown).
-An operation cut off by a timeout may have run in Redis as well.
+Meanwhile each process enforces every limit from what it kept in memory since
+the outage began: N processes may pass a rate limit or budget up to N times,
+breakers open per process, and usage and spend recorded then stay in that
+process. Reservations and probe slots taken on one side and given back on the
+other expire with their lease or cooldown. A step cut off by a timeout may have
+run in Redis as well.
 """
 
 from __future__ import annotations
@@ -53,18 +30,16 @@ from __future__ import annotations
 import abc
 import logging
 import re
-import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import SplitResult, urlsplit
 
-from pygent_lc.limits.inflight import DEFAULT_INFLIGHT_LEASE_S, Count, Enter, Exit, InflightTicket
 from pygent_lc.limits.rate import RateSpec, TakeRate, check_spec
 from pygent_lc.limits.script import Arg, MemoryState, Step
-from pygent_lc.limits.usage import UsageRow, UsageRows
+from pygent_lc.limits.usage import UsageRows, UsageSummary
 
 logger = logging.getLogger(__name__)
 
@@ -77,17 +52,12 @@ DEFAULT_PREFIX = "pygent:"
 Clock = Callable[[], float]
 
 WRITABLE_TTL_MS = 60_000
-"""How long the key the step before a call writes first lives (it only proves that Redis
-takes writes)."""
 
 
 def writable_key(prefix: str) -> str:
-    """The key the step before a call writes before anything else.
-
-    A read-only replica or a Redis out of memory refuses that write, so the step before a
-    provider call fails whatever the plan (a closed breaker, say, only reads), and the
-    call goes on under per-process limits instead of failing after it was paid for.
-    """
+    """The key the step before a call writes first: a read-only replica or a Redis out of
+    memory refuses it whatever the plan (a closed breaker only reads), so the call goes on
+    under per-process limits instead of failing after it was paid for."""
     return f"{prefix}writable"
 
 
@@ -116,15 +86,8 @@ class Request(Protocol[T_co]):
 
 
 class StateStore(abc.ABC):
-    """Rate limits, circuit breakers, cost budgets, usage and in-flight counts.
-
-    Every step is atomic across every process sharing the store.
-    Implementations provide :meth:`run`, :meth:`arun`, :meth:`clear` and the
-    closing methods.
-    """
-
-    prefix: str
-    """Prefix of every key this store writes."""
+    """Rate limits, circuit breakers, cost budgets, usage and in-flight counts; every step
+    atomic across every process sharing the store."""
 
     def __init__(self, *, prefix: str = DEFAULT_PREFIX, clock: Clock = time.time) -> None:
         self.prefix = prefix
@@ -134,16 +97,16 @@ class StateStore(abc.ABC):
     def run(self, step: Step[T]) -> T:
         """Run one atomic step and return its answer."""
 
-    @abc.abstractmethod
     async def arun(self, step: Step[T]) -> T:
-        """:meth:`run` for async callers."""
+        """:meth:`run` for async callers (in memory, the same: it never waits on I/O)."""
+        return self.run(step)
 
     @abc.abstractmethod
     def clear(self) -> None:
         """Forget everything under this store's prefix (tests, benchmarks, a reset)."""
 
-    @abc.abstractmethod
-    async def aclear(self) -> None: ...
+    async def aclear(self) -> None:
+        self.clear()
 
     def close(self) -> None:  # noqa: B027 - nothing to release in memory
         """Release connections; the store opens them again if used afterwards."""
@@ -169,10 +132,7 @@ class StateStore(abc.ABC):
         return await self.arun(call.step(self.clock()))
 
     def take_rate_token(self, key: str, limit: int, period_s: float) -> float:
-        """0.0 when a call may go now (its slot is taken), else seconds until a slot frees.
-
-        At most ``limit`` calls are let through in any window of ``period_s``.
-        """
+        """0.0 when a call may go now (its slot is taken), else seconds until a slot frees."""
         return self.run(self._rate(key, limit, period_s))
 
     async def atake_rate_token(self, key: str, limit: int, period_s: float) -> float:
@@ -183,47 +143,15 @@ class StateStore(abc.ABC):
         check_spec(spec)
         return TakeRate(spec, self.clock())
 
-    # -- usage and in-flight counts ----------------------------------------------------------
-
-    def usage_rows(self) -> list[UsageRow]:
+    def usage_rows(self) -> list[UsageSummary]:
         """Totals per (provider, model), sorted, with mean and p95 latency."""
         return self.run(UsageRows())
 
-    def inflight_enter(
-        self, key: str, lease_s: float = DEFAULT_INFLIGHT_LEASE_S
-    ) -> tuple[InflightTicket, int]:
-        """Count one call on ``key`` until :meth:`inflight_exit`; the count including it."""
-        ticket = InflightTicket(key, secrets.token_hex(8))
-        return ticket, self.run(Enter(ticket, lease_s, self.clock()))
-
-    async def ainflight_enter(
-        self, key: str, lease_s: float = DEFAULT_INFLIGHT_LEASE_S
-    ) -> tuple[InflightTicket, int]:
-        ticket = InflightTicket(key, secrets.token_hex(8))
-        return ticket, await self.arun(Enter(ticket, lease_s, self.clock()))
-
-    def inflight_exit(self, ticket: InflightTicket) -> int:
-        """The call ended: stop counting it; the count left on its key."""
-        return self.run(Exit(ticket, self.clock()))
-
-    async def ainflight_exit(self, ticket: InflightTicket) -> int:
-        return await self.arun(Exit(ticket, self.clock()))
-
-    def inflight_get(self, keys: Sequence[str]) -> list[int]:
-        """The calls in flight on each key, in one round trip."""
-        return self.run(Count(tuple(keys), self.clock()))
-
-    async def ainflight_get(self, keys: Sequence[str]) -> list[int]:
-        return await self.arun(Count(tuple(keys), self.clock()))
-
 
 class MemoryStore(StateStore):
-    """Limits enforced within this process only.
-
-    Every step runs its Python twin under one lock, held for a few dict
-    operations and never across I/O, so one store serves threads, asyncio
-    tasks and several event loops at once.
-    """
+    """Limits enforced within this process only: each step's twin runs under one lock, held
+    for a few dict operations and never across I/O, so one store serves threads, asyncio
+    tasks and several event loops at once."""
 
     def __init__(self, *, prefix: str = DEFAULT_PREFIX, clock: Clock = time.time) -> None:
         super().__init__(prefix=prefix, clock=clock)
@@ -234,15 +162,9 @@ class MemoryStore(StateStore):
         with self._lock:
             return step.local(self._state)
 
-    async def arun(self, step: Step[T]) -> T:
-        return self.run(step)
-
     def clear(self) -> None:
         with self._lock:
             self._state = MemoryState()
-
-    async def aclear(self) -> None:
-        self.clear()
 
 
 RETRY_AFTER_S = 1.0
@@ -251,15 +173,13 @@ MAX_RETRY_AFTER_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """Why the shared store did not serve an operation."""
+    """Why the shared store did not serve: ``reason`` follows its name in the log line
+    (``unreachable``, ``is read-only``...); ``misconfigured`` when only a change of settings
+    fixes it (a password, an ACL), logged as an error; ``error`` is ``Kind: message``."""
 
     reason: str
-    """What follows the store's name in the log line: ``unreachable``, ``is read-only``..."""
     misconfigured: bool = False
-    """Only a change of settings fixes it (a password, a user's permissions): logged as an
-    error rather than a warning."""
     error: str = ""
-    """The error that showed it, ``Kind: message``."""
 
     def __str__(self) -> str:
         return f"{self.reason} ({self.error})" if self.error else self.reason
@@ -273,13 +193,11 @@ OutageCheck = Callable[[Exception], Outage | None]
 
 
 class ResilientStore(StateStore):
-    """``primary`` (a :class:`~pygent_lc.limits.RedisStore`) with ``fallback`` for its outages.
+    """``primary`` (a ``RedisStore``) with ``fallback`` for its outages.
 
-    ``outage_errors`` are the primary's "not serving now" errors, or a
-    function that reads an error as an :class:`Outage` (None: not one); any
-    other error (a bug) propagates, except from the step after a provider
-    call. ``name`` names the primary in log lines (a redacted URL).
-    ``monotonic`` is injectable for tests.
+    ``outage_errors`` are the primary's "not serving now" errors, or a function that
+    reads an error as an :class:`Outage` (None: a bug, which propagates, except from the
+    step after a provider call). ``name`` names the primary in log lines (a redacted URL).
     """
 
     def __init__(
@@ -340,30 +258,26 @@ class ResilientStore(StateStore):
         return None if outage is None else replace(outage, error=_summary(error))
 
     def run(self, op: Step[T]) -> T:
-        if self._skip_primary(op):
-            return self.fallback.run(op)
-        try:
-            result = self.primary.run(op)
-        except Exception as exc:
-            if (outage := self._outage_of_step(op, exc)) is None:
-                raise
-            self._went_down(outage, exc)
-            return self.fallback.run(op)
-        self._came_back(op)
-        return result
+        if not self._skip_primary(op):
+            try:
+                result = self.primary.run(op)
+            except Exception as exc:
+                self._failed(op, exc)
+            else:
+                self._came_back(op)
+                return result
+        return self.fallback.run(op)
 
     async def arun(self, op: Step[T]) -> T:
-        if self._skip_primary(op):
-            return await self.fallback.arun(op)
-        try:
-            result = await self.primary.arun(op)
-        except Exception as exc:
-            if (outage := self._outage_of_step(op, exc)) is None:
-                raise
-            self._went_down(outage, exc)
-            return await self.fallback.arun(op)
-        self._came_back(op)
-        return result
+        if not self._skip_primary(op):
+            try:
+                result = await self.primary.arun(op)
+            except Exception as exc:
+                self._failed(op, exc)
+            else:
+                self._came_back(op)
+                return result
+        return self.fallback.run(op)
 
     def _skip_primary(self, op: Step[T]) -> bool:
         """Whether to answer from memory; past the backoff, the first caller gets to try Redis.
@@ -383,12 +297,14 @@ class ResilientStore(StateStore):
                 return False
             return True
 
-    def _outage_of_step(self, op: Step[Any] | None, error: Exception) -> Outage | None:
-        """The outage ``error`` shows; None for a bug, except in the step after a call."""
+    def _failed(self, op: Step[Any] | None, error: Exception) -> None:
+        """Go down for an outage (any error, in the step after a call); raise a bug."""
         outage = self.outage_in(error)
         if outage is None and op is not None and type(op).after_call:
-            return replace(AFTER_CALL_FAILED, error=_summary(error))
-        return outage
+            outage = replace(AFTER_CALL_FAILED, error=_summary(error))
+        if outage is None:
+            raise error
+        self._went_down(outage, error)
 
     def _went_down(self, outage: Outage, error: Exception) -> None:
         """Answer from memory until the backoff passes; log once per cause."""
@@ -430,18 +346,14 @@ class ResilientStore(StateStore):
         try:
             self.primary.clear()
         except Exception as exc:
-            if (outage := self._outage_of_step(None, exc)) is None:
-                raise
-            self._went_down(outage, exc)
+            self._failed(None, exc)
 
     async def aclear(self) -> None:
         self.fallback.clear()
         try:
             await self.primary.aclear()
         except Exception as exc:
-            if (outage := self._outage_of_step(None, exc)) is None:
-                raise
-            self._went_down(outage, exc)
+            self._failed(None, exc)
 
     def close(self) -> None:
         self.primary.close()
@@ -499,15 +411,9 @@ def _redacted_netloc(parts: SplitResult) -> str:
 __all__ = [
     "DEFAULT_PREFIX",
     "MEMORY_URLS",
-    "REDIS_SCHEMES",
-    "UNREACHABLE",
-    "Clock",
     "MemoryStore",
     "Outage",
-    "Request",
     "ResilientStore",
     "StateStore",
-    "Writable",
     "redact_url",
-    "writable_key",
 ]

@@ -1,9 +1,10 @@
 """Usage: calls, failures, tokens, cost and latency per provider and model.
 
-:class:`UsageTracker` totals one process's requests (a LangChain callback);
-:class:`CallMeter` measures one provider call, which the step after it adds
-to the state store's totals (:class:`UsageRecord`), read back as
-:class:`UsageRow` by ``pygent-lc usage``.
+:class:`UsageTracker` totals one process's requests (a LangChain callback, or fed
+by the policies); :class:`CallMeter` measures one provider call, which the step
+after it adds to the state store's totals (:class:`UsageRecord`). Both read back
+as a :class:`UsageSummary` per (provider, model); the tracker keeps its totals as
+the store's in-process twin does.
 
 In the store a hash per pair holds the counters and the sum of latencies (so
 the mean is over every call); a list holds the most recent
@@ -38,32 +39,185 @@ MAX_PLAUSIBLE_COST_USD = 1_000.0
 """The most one reply may say it cost. The dearest models cost tens of dollars for a
 call that fills their whole context; a reply claiming more (``1e308``) is a fault."""
 
+LATENCY_SAMPLES = 1000
+"""Latency samples kept per (provider, model) for the p95."""
+
+FIELDS = ("calls", "failures", "in", "out", "cost", "lat", "cached", "discount", "faults")
+"""The hash's counters, in the order scripts pass and return them."""
+
 _WARNED_REPLIES = 1024  # reply ids remembered so one faulty reply warns once
 
 
 @dataclass(frozen=True)
 class UsageSummary:
-    """What one (provider, model) pair cost so far, and how long its requests took."""
+    """What one (provider, model) pair cost so far, and how long its requests took.
+
+    ``mean_latency_s`` is over every call, ``p95_latency_s`` over the most recent
+    :data:`LATENCY_SAMPLES`.
+    """
 
     provider: str
     model: str
     usage: UsageTotals
-    """Its calls, failures, tokens (cached ones too), cost and cache discount."""
     mean_latency_s: float
     p95_latency_s: float
 
 
-@dataclass
-class _Bucket:
-    usage: UsageTotals = field(default_factory=UsageTotals)
-    latencies: list[float] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Run:
+@dataclass(frozen=True, slots=True)
+class _ProviderModel:
     provider: str
     model: str
-    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord(UsageTotals, _ProviderModel):
+    """One request's (or provider call's) usage, who served it and how long it took."""
+
+    calls: int = 1
+    latency_s: float = 0.0
+
+
+def values(record: UsageRecord) -> tuple[float, ...]:
+    """A record's numbers in :data:`FIELDS` order."""
+    return (
+        float(record.calls),
+        float(record.failures),
+        float(record.input_tokens),
+        float(record.output_tokens),
+        record.cost_usd,
+        record.latency_s,
+        float(record.cached_input_tokens),
+        record.cache_discount_usd,
+        float(record.cost_faults),
+    )
+
+
+@dataclass
+class UsageBucket:
+    """The in-process twin of one pair's hash and latency list."""
+
+    totals: list[float] = field(default_factory=lambda: [0.0] * len(FIELDS))
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+
+
+class UsageBuckets(dict[tuple[str, str], UsageBucket]):
+    pass
+
+
+def record(buckets: UsageBuckets, usage: UsageRecord) -> None:
+    bucket = buckets.setdefault((usage.provider, usage.model), UsageBucket())
+    for i, value in enumerate(values(usage)):
+        bucket.totals[i] = bucket.totals[i] + value
+    bucket.latencies.append(usage.latency_s)
+
+
+def row(
+    provider: str, model: str, totals: Sequence[float], latencies: Sequence[float]
+) -> UsageSummary:
+    """A pair's summary from its counters (:data:`FIELDS` order) and latency samples."""
+    calls, failures, inputs, outputs, cost, latency_sum, cached, discount, faults = totals
+    usage = UsageTotals(
+        calls=int(calls),
+        failures=int(failures),
+        input_tokens=int(inputs),
+        output_tokens=int(outputs),
+        cost_usd=cost,
+        cached_input_tokens=int(cached),
+        cache_discount_usd=discount,
+        cost_faults=int(faults),
+    )
+    mean = latency_sum / calls if calls else 0.0
+    return UsageSummary(provider, model, usage, mean, percentile(latencies, 0.95))
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (the value at or above ``fraction`` of the samples; 0 with none)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+USAGE_LUA = """
+local USAGE_FIELDS = {'calls', 'failures', 'in', 'out', 'cost', 'lat', 'cached', 'discount',
+                      'faults'}
+
+local function usage_record(h, l, index, provider, model, values, samples)
+  local old = redis.call('HMGET', h, unpack(USAGE_FIELDS))
+  local pairs_ = {'provider', provider, 'model', model}
+  for i, name in ipairs(USAGE_FIELDS) do
+    pairs_[#pairs_ + 1] = name
+    pairs_[#pairs_ + 1] = fmt((tonumber(old[i]) or 0) + values[i])
+  end
+  redis.call('HSET', h, unpack(pairs_))
+  redis.call('LPUSH', l, fmt(values[6]))
+  redis.call('LTRIM', l, 0, samples - 1)
+  redis.call('SADD', index, h)
+end
+"""
+"""``usage_record(values)``: ``values`` in :data:`FIELDS` order; ``lat`` is this call's latency."""
+
+USAGE_ROWS_LUA = """
+local out = {}
+for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local v = redis.call('HMGET', h, 'provider', 'model', unpack(USAGE_FIELDS))
+  if v[1] then
+    out[#out + 1] = v
+    out[#out + 1] = redis.call('LRANGE', h .. ':lat', 0, -1)
+  end
+end
+return reply(out)
+"""
+"""Every pair's counters and samples; reads keys it finds in the index (fine outside Cluster)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageKeys:
+    totals: str
+    latencies: str
+    index: str
+
+
+def usage_keys(prefix: str, provider: str, model: str) -> UsageKeys:
+    totals = f"{prefix}us:{provider}|{model}"
+    return UsageKeys(totals=totals, latencies=f"{totals}:lat", index=usage_index(prefix))
+
+
+def usage_index(prefix: str) -> str:
+    return f"{prefix}us:index"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRows(Step[list[UsageSummary]]):
+    """Every (provider, model) row, sorted."""
+
+    lua: ClassVar[str] = LUA_PRELUDE + USAGE_LUA + USAGE_ROWS_LUA
+    reads_only: ClassVar[bool] = True
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return [usage_index(prefix)], []
+
+    def decode(self, reply: Any) -> list[UsageSummary]:
+        found = json_rows(reply)
+        result = []
+        for values, samples in zip(found[0::2], found[1::2], strict=True):
+            provider, model, *totals = rows(values)
+            result.append(
+                row(
+                    str(provider),
+                    str(model),
+                    [number(t) if t not in (None, False) else 0.0 for t in totals],
+                    [number(s) for s in rows(samples)],
+                )
+            )
+        return sorted(result, key=lambda r: (r.provider, r.model))
+
+    def local(self, state: MemoryState) -> list[UsageSummary]:
+        return [
+            row(provider, model, bucket.totals, list(bucket.latencies))
+            for (provider, model), bucket in sorted(state.part(UsageBuckets).items())
+        ]
 
 
 class UsageTracker(BaseCallbackHandler):
@@ -72,20 +226,18 @@ class UsageTracker(BaseCallbackHandler):
     Each request counts as a call, retries and fallbacks included; a request
     that raised counts as a failure too. Cost comes from OpenRouter's
     ``usage.cost`` (``response_metadata["cost"]``) and is 0 where the provider
-    reports none (Ollama, the local model). Input tokens read from a prompt
-    cache (``usage_metadata["input_token_details"]["cache_read"]``, OpenRouter's
-    ``prompt_tokens_details.cached_tokens``) and OpenRouter's ``cache_discount``
-    are totalled too. ``model`` is the model that
-    actually served when the reply says so. Thread-safe and run inline, so it
-    is exact under concurrent calls.
+    reports none (Ollama, the local model); prompt-cache reads and OpenRouter's
+    ``cache_discount`` are totalled too. ``model`` is the model that actually
+    served when the reply says so. Thread-safe and run inline, so it is exact
+    under concurrent calls.
     """
 
     run_inline = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._runs: dict[UUID, _Run] = {}
-        self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._runs: dict[UUID, tuple[str, str, float]] = {}
+        self._buckets = UsageBuckets()
 
     def on_chat_model_start(
         self,
@@ -97,28 +249,16 @@ class UsageTracker(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         metadata = metadata or {}
-        run = _Run(
-            provider=str(metadata.get("ls_provider") or "unknown"),
-            model=str(metadata.get("ls_model_name") or "unknown"),
-            started=time.perf_counter(),
-        )
+        provider = str(metadata.get("ls_provider") or "unknown")
+        model = str(metadata.get("ls_model_name") or "unknown")
         with self._lock:
-            self._runs[run_id] = run
+            self._runs[run_id] = (provider, model, time.perf_counter())
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        ended = self._ended(run_id)
-        if ended is None:
-            return
-        run, latency_s = ended
-        used, model = usage_of(response, run.model)
-        self._add((run.provider, model), used, latency_s)
+        self._ended(run_id, request_replies(response))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        ended = self._ended(run_id)
-        if ended is None:
-            return
-        run, latency_s = ended
-        self._add((run.provider, run.model), UsageTotals(calls=1, failures=1), latency_s)
+        self._ended(run_id, None)
 
     def count(
         self,
@@ -132,54 +272,41 @@ class UsageTracker(BaseCallbackHandler):
         """Count one request to ``provider``'s ``model``: it answered ``reply`` (its first
         choice, or a stream's chunks added up), or ``failed``.
 
-        What the callbacks above count for a chat model run, counted by a provider
-        policy for each attempt it makes when its calls carry this tracker
-        (:func:`feeding`), so that no callback has to listen.
+        What the callbacks count for a chat model run, counted by a provider policy
+        for each attempt when its calls carry this tracker (:func:`feeding`).
         """
-        if failed:
-            self._add((provider, model), UsageTotals(calls=1, failures=1), latency_s)
-            return
-        used, served_by = replies_usage([] if reply is None else [reply], model)
-        self._add((provider, served_by), used, latency_s)
+        self._add(provider, model, latency_s, None if failed else [] if reply is None else [reply])
 
-    def _ended(self, run_id: UUID) -> tuple[_Run, float] | None:
-        """The request ``run_id`` started and its latency; None when it was not seen starting."""
+    def _ended(self, run_id: UUID, replies: list[BaseMessage] | None) -> None:
+        """The request ``run_id`` ended (``replies`` None: it failed), if it was seen starting."""
         ended = time.perf_counter()
         with self._lock:
             run = self._runs.pop(run_id, None)
-        return None if run is None else (run, ended - run.started)
+        if run is not None:
+            provider, model, started = run
+            self._add(provider, model, ended - started, replies)
 
-    def _add(self, key: tuple[str, str], used: UsageTotals, latency_s: float) -> None:
-        """Count one request."""
+    def _add(
+        self, provider: str, model: str, latency_s: float, replies: list[BaseMessage] | None
+    ) -> None:
+        used = UsageTotals(calls=1, failures=1)
+        if replies is not None:
+            used, model = replies_usage(replies, model)
+        usage = UsageRecord(provider, model, **asdict(used), latency_s=latency_s)
         with self._lock:
-            bucket = self._buckets.setdefault(key, _Bucket())
-            bucket.usage += used
-            bucket.latencies.append(latency_s)
+            record(self._buckets, usage)
 
     def summary(self) -> dict[tuple[str, str], UsageSummary]:
-        """Per (provider, model): calls, failures, tokens (cached ones too), cost,
-        cache discount, mean and p95 latency."""
+        """Per (provider, model): its totals, mean and p95 latency."""
         with self._lock:
             return {
-                key: UsageSummary(
-                    provider=key[0],
-                    model=key[1],
-                    usage=bucket.usage,
-                    mean_latency_s=sum(bucket.latencies) / len(bucket.latencies),
-                    p95_latency_s=percentile(bucket.latencies, 0.95),
-                )
-                for key, bucket in self._buckets.items()
+                (p, m): row(p, m, bucket.totals, bucket.latencies)
+                for (p, m), bucket in self._buckets.items()
             }
 
     def totals(self) -> UsageTotals:
         """Everything added up, for measuring a span of work by difference."""
-        with self._lock:
-            return UsageTotals.merge(bucket.usage for bucket in self._buckets.values())
-
-
-def usage_of(response: LLMResult, model: str) -> tuple[UsageTotals, str]:
-    """One request's usage from its result, and the model that served (``model`` if unsaid)."""
-    return replies_usage(request_replies(response), model)
+        return UsageTotals.merge(entry.usage for entry in self.summary().values())
 
 
 def replies_usage(replies: Sequence[BaseMessage], model: str) -> tuple[UsageTotals, str]:
@@ -193,12 +320,8 @@ def replies_usage(replies: Sequence[BaseMessage], model: str) -> tuple[UsageTota
 
 
 def request_replies(response: LLMResult) -> list[BaseMessage]:
-    """The reply that carries each request's usage: its first choice.
-
-    A request asked for ``n`` completions answers ``n`` choices, and the wire's
-    ``usage`` (tokens and cost) covers them all; LangChain copies it onto every
-    choice's message, so only one of them may be counted.
-    """
+    """The reply that carries each request's usage: its first choice (a request for ``n``
+    completions has one ``usage`` for all, which LangChain copies onto every choice)."""
     replies: list[BaseMessage] = []
     for generations in response.generations:
         first = next((g for g in generations if isinstance(g, ChatGeneration)), None)
@@ -210,10 +333,9 @@ def request_replies(response: LLMResult) -> list[BaseMessage]:
 def message_usage(message: BaseMessage) -> UsageTotals:
     """The tokens and cost a reply (or a stream chunk) reports; no call counted.
 
-    The one place a reported cost enters the accounting (usage totals, every
-    budget, the store's usage): a ``cost`` or ``cache_discount`` that is not a
-    plausible amount (:func:`plausible_usd`) counts as a fault
-    (``cost_faults``) and adds nothing.
+    The one place a reported cost enters the accounting (usage totals, every budget, the
+    store's usage): an implausible ``cost`` or ``cache_discount`` (:func:`plausible_usd`)
+    counts as a fault (``cost_faults``) and adds nothing.
     """
     usage = getattr(message, "usage_metadata", None) or {}
     details = usage.get("input_token_details") or {}
@@ -281,11 +403,9 @@ def _shown(value: object) -> float:
 class CallMeter(BaseCallbackHandler):
     """The usage of one provider call (its attempts), for the state store.
 
-    The policy counts the attempts and shows it each reply or chunk
-    (:meth:`observe`). When the policy's Runnable returns something other
-    than messages (structured output), the meter is added to that call's
-    callbacks instead (:func:`with_handler`) and reads the replies there:
-    every chat model run it sees is the call's.
+    The policy counts the attempts and shows it each reply or chunk (:meth:`observe`);
+    when its Runnable returns something other than messages (structured output), the
+    meter is one of the call's callbacks instead (:func:`with_handler`).
     """
 
     run_inline = True
@@ -341,193 +461,3 @@ def fed_tracker(config: RunnableConfig | None) -> UsageTracker | None:
     configurable = config.get("configurable") if config else None
     tracker = configurable.get(TRACKER_KEY) if configurable else None
     return tracker if isinstance(tracker, UsageTracker) else None
-
-
-@dataclass(frozen=True, slots=True)
-class _ProviderModel:
-    provider: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRecord(UsageTotals, _ProviderModel):
-    """One request's usage, added to its (provider, model) totals in one step.
-
-    The :class:`~pygent_lc.backend.UsageTotals` of that request (one call by
-    default), who served it, and how long it took.
-    """
-
-    calls: int = 1
-    latency_s: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """Totals of one (provider, model); the fields of :class:`pygent_lc.limits.usage.UsageSummary`.
-
-    ``mean_latency_s`` is over every call; ``p95_latency_s`` over the most
-    recent latency samples the store keeps (1,000 per pair).
-    """
-
-    provider: str
-    model: str
-    calls: int
-    failures: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    mean_latency_s: float
-    p95_latency_s: float
-    cached_input_tokens: int = 0
-    cache_discount_usd: float = 0.0
-    cost_faults: int = 0
-    """Replies whose reported cost was no plausible amount (see ``UsageTotals.cost_faults``)."""
-
-
-LATENCY_SAMPLES = 1000
-"""Latency samples kept per (provider, model) for the p95."""
-
-FIELDS = ("calls", "failures", "in", "out", "cost", "lat", "cached", "discount", "faults")
-"""The hash's counters, in the order scripts pass and return them."""
-
-USAGE_LUA = """
-local USAGE_FIELDS = {'calls', 'failures', 'in', 'out', 'cost', 'lat', 'cached', 'discount',
-                      'faults'}
-
-local function usage_record(h, l, index, provider, model, values, samples)
-  local old = redis.call('HMGET', h, unpack(USAGE_FIELDS))
-  local pairs_ = {'provider', provider, 'model', model}
-  for i, name in ipairs(USAGE_FIELDS) do
-    pairs_[#pairs_ + 1] = name
-    pairs_[#pairs_ + 1] = fmt((tonumber(old[i]) or 0) + values[i])
-  end
-  redis.call('HSET', h, unpack(pairs_))
-  redis.call('LPUSH', l, fmt(values[6]))
-  redis.call('LTRIM', l, 0, samples - 1)
-  redis.call('SADD', index, h)
-end
-"""
-"""``usage_record(values)``: ``values`` in :data:`FIELDS` order; ``lat`` is this call's latency."""
-
-USAGE_ROWS_LUA = """
-local out = {}
-for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local v = redis.call('HMGET', h, 'provider', 'model', unpack(USAGE_FIELDS))
-  if v[1] then
-    out[#out + 1] = v
-    out[#out + 1] = redis.call('LRANGE', h .. ':lat', 0, -1)
-  end
-end
-return reply(out)
-"""
-"""Every pair's counters and samples; reads keys it finds in the index (fine outside Cluster)."""
-
-
-@dataclass(frozen=True, slots=True)
-class UsageKeys:
-    totals: str
-    latencies: str
-    index: str
-
-
-def usage_keys(prefix: str, provider: str, model: str) -> UsageKeys:
-    totals = f"{prefix}us:{provider}|{model}"
-    return UsageKeys(totals=totals, latencies=f"{totals}:lat", index=usage_index(prefix))
-
-
-def usage_index(prefix: str) -> str:
-    return f"{prefix}us:index"
-
-
-def values(record: UsageRecord) -> tuple[float, ...]:
-    """A record's numbers in :data:`FIELDS` order."""
-    return (
-        float(record.calls),
-        float(record.failures),
-        float(record.input_tokens),
-        float(record.output_tokens),
-        record.cost_usd,
-        record.latency_s,
-        float(record.cached_input_tokens),
-        record.cache_discount_usd,
-        float(record.cost_faults),
-    )
-
-
-@dataclass
-class UsageBucket:
-    """The in-process twin of one pair's hash and latency list."""
-
-    totals: list[float] = field(default_factory=lambda: [0.0] * len(FIELDS))
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-
-
-class UsageBuckets(dict[tuple[str, str], UsageBucket]):
-    """Every pair's bucket: the in-process twin."""
-
-
-def record(buckets: UsageBuckets, usage: UsageRecord) -> None:
-    bucket = buckets.setdefault((usage.provider, usage.model), UsageBucket())
-    for i, value in enumerate(values(usage)):
-        bucket.totals[i] = bucket.totals[i] + value
-    bucket.latencies.append(usage.latency_s)
-
-
-def row(provider: str, model: str, totals: Sequence[float], latencies: Sequence[float]) -> UsageRow:
-    """A :class:`UsageRow` from a pair's counters (:data:`FIELDS` order) and samples."""
-    calls, failures, inputs, outputs, cost, latency_sum, cached, discount, faults = totals
-    return UsageRow(
-        provider=provider,
-        model=model,
-        calls=int(calls),
-        failures=int(failures),
-        input_tokens=int(inputs),
-        output_tokens=int(outputs),
-        cost_usd=cost,
-        mean_latency_s=latency_sum / calls if calls else 0.0,
-        p95_latency_s=percentile(latencies, 0.95),
-        cached_input_tokens=int(cached),
-        cache_discount_usd=discount,
-        cost_faults=int(faults),
-    )
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (the value at or above ``fraction`` of the samples; 0 with none)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRows(Step[list[UsageRow]]):
-    """Every (provider, model) row, sorted."""
-
-    lua: ClassVar[str] = LUA_PRELUDE + USAGE_LUA + USAGE_ROWS_LUA
-    reads_only: ClassVar[bool] = True
-
-    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        return [usage_index(prefix)], []
-
-    def decode(self, reply: Any) -> list[UsageRow]:
-        found = json_rows(reply)
-        result = []
-        for values, samples in zip(found[0::2], found[1::2], strict=True):
-            provider, model, *totals = rows(values)
-            result.append(
-                row(
-                    str(provider),
-                    str(model),
-                    [number(t) if t not in (None, False) else 0.0 for t in totals],
-                    [number(s) for s in rows(samples)],
-                )
-            )
-        return sorted(result, key=lambda r: (r.provider, r.model))
-
-    def local(self, state: MemoryState) -> list[UsageRow]:
-        return [
-            row(provider, model, bucket.totals, list(bucket.latencies))
-            for (provider, model), bucket in sorted(state.part(UsageBuckets).items())
-        ]

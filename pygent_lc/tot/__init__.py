@@ -13,13 +13,7 @@ from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
 from pygent_lc.tot.result import ToTPath, ToTResult, ToTStats
 from pygent_lc.tot.search import bfs, dfs
-from pygent_lc.tot.tasks import (
-    Game24Task,
-    GenericTask,
-    Task,
-    UnsafeExpressionError,
-    check_24,
-)
+from pygent_lc.tot.tasks import Game24Task, GenericTask, Task, UnsafeExpressionError, check_24
 
 __all__ = [
     "CLOUD_MAX_CONCURRENCY",

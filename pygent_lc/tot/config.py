@@ -1,8 +1,7 @@
 """``ToTConfig``: the search settings, under PyGent Factory's field names.
 
-Invalid values and invalid combinations raise
-:class:`pygent_lc.errors.ConfigurationError` naming the offending field, never
-a bare pydantic ``ValidationError``: callers of the agent layer catch one tree.
+Invalid values and combinations raise :class:`~pygent_lc.errors.ConfigurationError`
+naming the field, never pydantic's ``ValidationError``: callers catch one tree.
 """
 
 from __future__ import annotations
@@ -27,12 +26,10 @@ LOCAL_MAX_CONCURRENCY = 2
 class ToTConfig(BaseModel):
     """Settings of one Tree-of-Thought search.
 
-    The defaults follow the Tree of Thoughts paper's Game-of-24 run
-    (propose / value / greedy BFS, 3 value samples, beam of 5). ``max_depth``
-    left unset is the task's own (``Task.default_depth``: 4 for Game of 24,
-    3 for free text). ``temperature``, ``evaluation_temperature`` and
-    ``max_tokens`` are call keywords, with their limits
-    (:class:`~pygent_lc.validation.GenerationParams`).
+    The defaults follow the Tree of Thoughts paper's Game-of-24 run (propose /
+    value / greedy BFS, 3 value samples, beam of 5). ``temperature``,
+    ``evaluation_temperature`` and ``max_tokens`` are call keywords, with their
+    limits (:class:`~pygent_lc.validation.GenerationParams`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -54,85 +51,74 @@ class ToTConfig(BaseModel):
     ``sample`` draws them (without replacement) in proportion to their values."""
 
     n_generate_sample: int = Field(default=1, ge=1, le=64)
-    """Generation calls per expanded state. With ``propose`` every call returns
-    a list of steps, all kept (the paper uses 1 call); with ``sample`` every
-    call returns one step."""
+    """Generation calls per expanded state (``propose``: each returns a list of
+    steps, all kept; the paper uses 1. ``sample``: each returns one step)."""
 
     n_evaluate_sample: int = Field(default=3, ge=1, le=64)
     """Value or vote calls per evaluation prompt; their scores are combined."""
 
     n_select_sample: int = Field(default=5, ge=1, le=256)
-    """BFS: the beam width b. DFS: how many children of a state are explored
-    (best first) before backtracking."""
+    """BFS: the beam width b. DFS: children of a state explored (best first)."""
 
     max_depth: int = Field(default=3, ge=1, le=64)
-    """Number of thought steps below the problem. When not set, the engine
-    uses the task's ``default_depth`` (3 is what a task without one gets)."""
+    """Thought steps below the problem; unset: the task's ``default_depth``
+    (Game of 24: 4; free text: 3)."""
 
     temperature: Temperature = 0.7
-    """Sampling temperature of the generation calls."""
+    """Of the generation calls."""
 
     evaluation_temperature: Temperature = 0.7
-    """Sampling temperature of the value and vote calls."""
+    """Of the value and vote calls."""
 
     adaptive_sampling: bool = True
-    """Value samples are asked in rounds and stop for a state once the task
-    says its samples agree (``Task.samples_agree``), or once no further sample
-    could change which states a greedy BFS beam keeps. ``False`` always asks
-    ``n_evaluate_sample`` samples, as the paper does."""
+    """Stop asking a state's value samples once the task says they agree
+    (``Task.samples_agree``), or once no further sample could change which states
+    a greedy BFS beam keeps. ``False`` always asks ``n_evaluate_sample``, as the
+    paper does."""
 
     stop_on_verified: bool | None = None
-    """End the search as soon as a final answer the task verifies by program
-    exists (the rest of its level is not valued). ``None``: on for tasks with a
-    verifier (:class:`~pygent_lc.tot.tasks.base.VerifyingTask`, e.g. Game of
-    24), off for the others (the generic task has none)."""
+    """End the search at the first final answer the task verifies by program (the
+    rest of its level is not valued). ``None``: on for tasks with a verifier
+    (:class:`~pygent_lc.tot.tasks.base.VerifyingTask`, e.g. Game of 24)."""
 
     expand_checked: bool | None = None
     """BFS: a state whose next states the task values by program (Game of 24: two
-    numbers left, so each next step leaves 24 or a dead end) is expanded instead of
-    valued, beside the beam: one generation call, whose proposals are checked, in
-    place of value samples that only estimate them. It changes the paper's search
-    at that level, not its prompts. ``None``: on for tasks that say which states
-    these are (``Task.children_checked``, Game of 24), unless ``value_batch`` is on
-    (a parent's states valued in one prompt cost less than a generation call each)."""
+    numbers left) is expanded beside the beam instead of valued: one generation
+    call whose proposals are checked, in place of value samples that estimate
+    them (the paper's search changes there, not its prompts). ``None``: on for
+    tasks that say which states these are (``Task.children_checked``), unless
+    ``value_batch`` is on (valuing a parent's states in one prompt costs less)."""
 
     reuse_proposals: Literal["checked", "all", "none"] = "checked"
-    """Keep the next steps found from a state in the value cache (``value_cache``,
-    by the task's state key, the model and the task's ``propose_version``), so a
-    later solve meeting the state asks no model for them. ``"checked"``: states
-    whose next states the task values by program (``Task.children_checked``; Game
-    of 24: two numbers left), where what is kept is the program's verdict on the
-    model's proposals, as a stored value is the model's estimate of such a state.
-    ``"all"``: every state's proposals (the paper does not cache proposals: not
-    its method). ``"none"``: proposals are always asked. Tasks without a
+    """Keep the next steps found from a state in the value cache (by the task's
+    state key, the model and the task's ``propose_version``), so a later solve
+    asks no model for them. ``"checked"``: states whose next states the task
+    values by program (``Task.children_checked``), where what is kept is the
+    program's verdict on the proposals. ``"all"``: every state's (not the
+    paper's method). ``"none"``: always asked. Tasks without a
     ``propose_version`` never reuse them."""
 
     value_batch: bool = False
-    """Value a level's siblings (the new states of one parent) in one prompt
-    per sample instead of one prompt per state: the few-shot examples are paid
-    once per parent. This changes the paper's method (its value prompt shows one
-    state), so it is off by default; the task must support it
-    (:class:`~pygent_lc.tot.tasks.base.BatchValueTask`: Game of 24 does)."""
+    """Value a parent's new states in one prompt per sample: the few-shot examples
+    are paid once per parent. Not the paper's method (its value prompt shows one
+    state); the task must support it (:class:`~pygent_lc.tot.tasks.base.BatchValueTask`)."""
 
     value_cache: str | None = "memory"
-    """Where state values live beyond one search, keyed by the task's state
-    key, the model and the task's value prompt version. ``"memory"``: in the
-    engine, shared by all its solves, at most ``value_cache_size`` states
-    (least recently used dropped). A file path (e.g. ``"values.sqlite"``): a
-    SQLite file, shared across runs and processes. A Redis URL (e.g. the
-    ``PYGENT_STATE_URL``): shared by every process using that Redis. ``None``:
-    values are shared within one search only."""
+    """Where state values (and kept proposals) live beyond one search, keyed by the
+    task's state key, the model and the task's prompt version. ``"memory"``: in
+    the engine, for all its solves, at most ``value_cache_size`` entries (least
+    recently used dropped). A file path: a SQLite file, shared across runs and
+    processes. A Redis URL (e.g. ``PYGENT_STATE_URL``): shared by every process
+    using that Redis. ``None``: within one search only."""
 
     value_cache_size: int = Field(default=100_000, ge=1)
-    """Entries the in-memory value cache keeps."""
 
     max_tokens: MaxTokens | None = None
     """Completion cap sent with every call; ``None`` sends none."""
 
     value_threshold: float = 0.5
-    """DFS only: children valued below it are pruned. On the task's value
-    scale (generic task: 0-1; Game of 24: the paper's sum of sure=20,
-    likely=1, impossible=0.001 over the value samples; votes: 0-1)."""
+    """DFS only: children valued below it are pruned, on the task's value scale
+    (generic task and votes: 0-1; Game of 24: sure=20, likely=1, impossible=0.001)."""
 
     max_concurrency: int = Field(default=CLOUD_MAX_CONCURRENCY, ge=1, le=1024)
     """LLM calls in flight at once. Use :meth:`for_provider` (or
@@ -147,7 +133,8 @@ class ToTConfig(BaseModel):
     ``LangChainBackend`` with a ``cost_estimator``) and runs concurrently while
     that fits; calls without a bound run one at a time. So the search stays
     within the limit when every call has a bound, and passes it by at most one
-    call otherwise. Needs a backend whose ``usage_totals()`` reports cost."""
+    call otherwise. Needs a backend whose ``usage_totals()`` reports cost. A
+    limit across searches is the backend's ``budget`` (a ``CostBudget``)."""
 
     seed: int | None = None
     """Seed of ``selection="sample"``; ``None`` draws a fresh one."""
@@ -185,8 +172,8 @@ class ToTConfig(BaseModel):
         return cls(**data)
 
     def updated(self, **changes: Any) -> ToTConfig:
-        """A validated copy with ``changes`` applied (``model_copy`` skips validation)."""
-        # Unset fields stay unset (``max_depth`` then still comes from the task).
+        """A validated copy with ``changes`` applied (``model_copy`` skips validation);
+        unset fields stay unset (``max_depth`` then still comes from the task)."""
         data = self.model_dump(exclude_unset=True)
         data.update(changes)
         return type(self)(**data)

@@ -2,30 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
 import random
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import asdict
-from typing import Any, TypedDict, Unpack, overload
+import warnings
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypedDict, TypeVar, Unpack, overload
 
+from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from pygent_lc.backend import LLMBackend
 from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.resources import runnable_parts
 from pygent_lc.tot import observe
-from pygent_lc.tot.calls import LLMCaller, PromptCache, SamplesSupport
+from pygent_lc.tot.caller import LLMCaller, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
-from pygent_lc.tot.model_id import model_identity
 from pygent_lc.tot.node import ThoughtTree
-from pygent_lc.tot.result import ToTResult, ToTStats, best_so_far, collect_solutions
+from pygent_lc.tot.result import ToTResult, best_so_far, collect_solutions
 from pygent_lc.tot.search import SearchContext, bfs, dfs
 from pygent_lc.tot.shared_values import open_value_store
-from pygent_lc.tot.sync import run_sync as run_sync
 from pygent_lc.tot.tasks.base import BatchValueTask, Task, propose_version
 from pygent_lc.tot.tasks.generic import GenericTask
 from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
+
+_T = TypeVar("_T")
 
 ToTInput = str | Mapping[str, Any]
 """A problem string, or a mapping with a ``"problem"`` key (LCEL-friendly)."""
@@ -43,6 +50,94 @@ def _problem_of(value: object) -> str:
     return value
 
 
+#: How long an interrupted search gets to cancel its calls before we stop waiting.
+CANCEL_GRACE_S = 0.5
+_POLL_S = 0.05
+
+
+def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coro`` to completion from sync code, even under a running event loop.
+
+    Without a running loop this is ``asyncio.run`` (Ctrl-C cancels the calls in
+    flight). Under one (a notebook cell, an async handler) the coroutine runs on a
+    fresh loop in a worker thread, with the caller's context variables, while the
+    caller's thread waits; a ``KeyboardInterrupt`` or the cancellation of the
+    calling task cancels it there and is raised within about ``CANCEL_GRACE_S``.
+    """
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    warnings.warn(
+        "a sync solve under a running event loop blocks that loop until it ends; "
+        "use 'await engine.solve(...)' there",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return _run_in_thread(coro, asyncio.current_task(running))
+
+
+def _run_in_thread(coro: Coroutine[Any, Any, _T], caller: asyncio.Task[Any] | None) -> _T:
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(coro, context=contextvars.copy_context())
+    done: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+    def work() -> None:
+        try:
+            done.set_result(loop.run_until_complete(task))
+        except BaseException as exc:  # delivered to the waiting thread
+            done.set_exception(exc)
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    # A daemon thread: an interrupted search must not hold the interpreter open.
+    threading.Thread(target=work, name="pygent-tot-solve", daemon=True).start()
+    try:
+        while True:
+            try:
+                return done.result(timeout=_POLL_S)
+            except concurrent.futures.TimeoutError:
+                if caller is not None and caller.cancelling():
+                    raise asyncio.CancelledError() from None
+    except BaseException:
+        if not done.done():
+            # RuntimeError: the loop has just closed, nothing is left to cancel.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+            concurrent.futures.wait([done], timeout=CANCEL_GRACE_S)
+        raise
+
+
+_ATTRIBUTES = ("model_id", "model_name", "model")
+
+
+def _own_name(obj: object) -> str | None:
+    for attribute in _ATTRIBUTES:
+        value = getattr(obj, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def model_identity(backend: object) -> str | None:
+    """The model (or ``a>b`` fallback chain of models) behind ``backend``, if it says.
+
+    A name the backend gives itself (``model_id``, ``model_name`` or ``model``)
+    wins; else the chat models inside what it wraps, found by the package's one
+    walk over LangChain objects (:func:`~pygent_lc.resources.runnable_parts`:
+    bindings, provider policies, a provider chain's providers, fallbacks), in
+    the order they are tried.
+    """
+    if (own := _own_name(backend)) is not None:
+        return own
+    names: list[str] = []
+    for part in runnable_parts(backend):
+        if isinstance(part, BaseChatModel) and (name := _own_name(part)) and name not in names:
+            names.append(name)
+    return ">".join(names) if names else None
+
+
 class _EngineOptions(TypedDict, total=False):
     """The keyword options of :class:`ToTEngine`, besides ``backend``."""
 
@@ -56,19 +151,15 @@ class _EngineOptions(TypedDict, total=False):
 class ToTEngine(Runnable[ToTInput, ToTResult]):
     """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`.
 
-    ``await engine.solve(problem, task=...)`` runs one search and returns a
-    :class:`ToTResult`. As a ``Runnable`` the engine takes a problem string
-    (or ``{"problem": ...}``) and composes in LCEL, e.g.
-    ``prompt_to_problem | engine``. In a notebook, ``await engine.solve(...)``
-    in the cell; ``solve_sync`` would block the notebook's event loop.
+    ``await engine.solve(problem, task=...)`` runs one search (also in a notebook
+    cell, where ``solve_sync`` would block the loop). As a ``Runnable`` the engine
+    takes a problem string (or ``{"problem": ...}``) and composes in LCEL.
 
-    State values are kept across solves in the store ``config.value_cache``
+    State values are kept across solves in the value cache ``config.value_cache``
     names (or ``value_store``, to share one between engines), per model:
-    ``model_id``, else the model name the backend reports. A file store needs
-    a model name, so that another model never reads its values.
-
-    ``observer`` (a :class:`~pygent_lc.tot.observe.SearchObserver`) watches
-    each search and each of its levels, e.g. to show progress.
+    ``model_id``, else the model the backend reports; a cache outside the engine
+    needs one, so that another model never reads its values. ``observer`` (a
+    :class:`~pygent_lc.tot.observe.SearchObserver`) watches each search and level.
     """
 
     @overload
@@ -107,7 +198,6 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         self.task: Task = task if task is not None else GenericTask()
         self.name = name or "ToTEngine"
         self.observer = observer
-        """Watches each search of this engine (each level: a progress display)."""
         self.value_store: ValueStore | None = (
             value_store
             if value_store is not None
@@ -126,11 +216,8 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         # Unnamed models get a name of their own: values are then only shared
         # by this backend object, never across models.
         self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
-        self.samples_support = SamplesSupport()
-        """Whether the model answers ``n`` samples in one request: found out by the
-        first request with ``n > 1`` and remembered for every later solve."""
+        self.samples_support = SamplesSupport()  # learnt once, for every later solve
 
-    # the PyGent API -------------------------------------------------------
     async def solve(self, problem: str, task: Task | None = None) -> ToTResult:
         """Search for a solution of ``problem``.
 
@@ -174,13 +261,11 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             else f"{self.model_id}|{task.name}|{config.generation_strategy}:{proposals}"
             f"|x{config.n_generate_sample}",
         )
-        cache = PromptCache()
         greedy_bfs = config.search_method == "bfs" and config.selection == "greedy"
         evaluator = StateEvaluator(
             task,
             config,
             caller,
-            cache,
             store=store,
             namespace=f"{self.model_id}|{task.name}|{version}",
             beam=config.n_select_sample if greedy_bfs else None,
@@ -197,23 +282,18 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             observer=self.observer,
         )
         with observe.solving(ctx):
-            try:
-                await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
-            finally:
-                await cache.aclose()
+            await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
         solutions = collect_solutions(tree, task, problem)
-        stats = ToTStats(
-            **asdict(caller.counters),
-            samples_saved=evaluator.samples_saved,
-            duplicates_merged=generator.duplicates_merged,
-            invalid_pruned=generator.invalid_pruned,
-            proposals_reused=generator.proposals_reused,
-            nodes=len(tree),
-            depth_reached=max(node.depth for node in tree.nodes),
-            usage=caller.usage(),
-            wall_time_s=time.perf_counter() - started,
-            budget_exhausted=caller.exhausted,
-        )
+        stats = caller.counters
+        stats.samples_saved = evaluator.samples_saved
+        stats.duplicates_merged = generator.duplicates_merged
+        stats.invalid_pruned = generator.invalid_pruned
+        stats.proposals_reused = generator.proposals_reused
+        stats.nodes = len(tree)
+        stats.depth_reached = max(node.depth for node in tree.nodes)
+        stats.usage = caller.usage()
+        stats.wall_time_s = time.perf_counter() - started
+        stats.budget_exhausted = caller.exhausted
         return ToTResult(
             problem=problem,
             task=task.name,
@@ -232,7 +312,6 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         """
         return run_sync(self.solve(problem, task))
 
-    # the Runnable API -----------------------------------------------------
     async def _ainvoke_input(self, value: ToTInput) -> ToTResult:
         return await self.solve(_problem_of(value))
 

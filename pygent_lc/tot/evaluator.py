@@ -2,22 +2,92 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pygent_lc.tot.calls import (
+from pygent_lc.tot.caller import (
     CallFailure,
     LLMCaller,
-    PromptCache,
     SampledOutputs,
     gather_or_cancel,
     sample_prompt,
 )
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
-from pygent_lc.tot.sampling import Candidate, to_sample, value_interval
 from pygent_lc.tot.tasks.base import BatchValueTask, Task
 from pygent_lc.tot.value_store import MemoryValueStore, StoredValue, ValueStore
+
+# Adaptive sampling: when more value samples cannot change a greedy beam, stop
+# asking. A state's final value (the mean of up to ``n`` samples) lies in an
+# interval, from all further samples scoring the task's lowest to all scoring its
+# highest. A state whose interval puts it in the beam whatever the others score is
+# surely in; one that at least ``beam`` states surely outrank is surely out. Once
+# every state is one or the other, and the best is known to be final or not (the
+# search stops on a final best), further samples change nothing. Ties rank by
+# creation order, as the selection's stable sort does.
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One state of a level as the beam sees it."""
+
+    order: int
+    """Creation order: breaks ties, earlier first."""
+    low: float
+    high: float
+    final: bool
+    open: bool
+    """More samples may still be asked for it."""
+    valued: bool = True
+    """It has a value already (at least one sample, or a static value)."""
+
+
+def value_interval(
+    scores: Sequence[float], n: int, value_range: tuple[float, float], *, settled: bool
+) -> tuple[float, float]:
+    """Where the mean of a state's samples can still end, given ``scores`` of up to ``n``."""
+    lowest, highest = value_range
+    k = len(scores)
+    if k == 0:
+        return (lowest, highest) if not settled else (lowest, lowest)
+    total = math.fsum(scores)
+    if settled or k >= n:
+        return total / k, total / k
+    missing = n - k
+    return (total + missing * lowest) / n, (total + missing * highest) / n
+
+
+def _may_outrank(a: Candidate, b: Candidate) -> bool:
+    """``a`` can end above ``b`` in the stable, descending sort."""
+    return a.high > b.low or (a.high == b.low and a.order < b.order)
+
+
+def _surely_outranks(a: Candidate, b: Candidate) -> bool:
+    return a.low > b.high or (a.low == b.high and a.order < b.order)
+
+
+def to_sample(candidates: Sequence[Candidate], beam: int, *, need_top: bool = False) -> list[int]:
+    """The ``order`` of the open candidates whose next samples could change the beam.
+
+    ``need_top``: which candidate is best must be known too (it is the answer),
+    and it must have a value: a candidate that may be best and has none is asked.
+    """
+    undecided: set[int] = set()
+    for c in candidates:
+        others = [o for o in candidates if o is not c]
+        surely_in = sum(_may_outrank(o, c) for o in others) < beam
+        surely_out = sum(_surely_outranks(o, c) for o in others) >= beam
+        if not (surely_in or surely_out):
+            undecided.add(c.order)
+    # The search stops when the best state is final: whether it is must be known.
+    could_top = [c for c in candidates if not any(_surely_outranks(o, c) for o in candidates)]
+    if len({c.final for c in could_top}) > 1 or (need_top and len(could_top) > 1):
+        undecided.update(c.order for c in could_top)
+    if need_top:
+        undecided.update(c.order for c in could_top if not c.valued)
+    return [c.order for c in candidates if c.order in undecided and c.open]
 
 
 def _describe(errors: Sequence[CallFailure], asked: int) -> str | None:
@@ -34,31 +104,27 @@ class _Pending:
     node: ThoughtNode
     steps: list[str]
     key: str
-    prompt: str
     scores: list[float] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     """Completions asked in this search (stored scores come without them)."""
+    errors: list[CallFailure] = field(default_factory=list)
     settled: bool = False
     stopped: bool = False
     """A sample was refused (a budget is spent): no more are asked in this search."""
-    asked: int = 0
-    errors: list[CallFailure] = field(default_factory=list)
+
+    @property
+    def asked(self) -> int:
+        return len(self.outputs) + len(self.errors)
 
 
 class StateEvaluator:
     """Scores new states so the search can rank them.
 
-    ``value``: each state gets up to ``n_evaluate_sample`` value samples and
-    the task combines them (a mean, so states valued from fewer samples rank
-    fairly). Values are kept in a :class:`ValueStore` under the task's state
-    key, so a state met again, in this search or a later one, costs nothing.
-    With ``adaptive_sampling`` samples are asked in rounds of one per state,
-    and a state gets no more once the task says its samples agree, or once
-    (greedy BFS) no further sample could change which states the beam keeps
-    (see :mod:`pygent_lc.tot.sampling`). ``vote``: one prompt shows all the
-    candidates, ``n_evaluate_sample`` votes are asked, and a state's value is
-    its share of the votes. States the task can value without the model
-    (``static_value``) cost no call.
+    ``value``: up to ``n_evaluate_sample`` value samples a state, combined by the
+    task, kept in the value cache by state key (a state met again costs nothing);
+    with ``adaptive_sampling``, asked in rounds until the samples agree or (greedy
+    BFS) cannot change the beam. ``vote``: one prompt shows all the candidates, and
+    a state's value is its share of the votes. ``static_value`` states cost no call.
     """
 
     def __init__(
@@ -66,7 +132,6 @@ class StateEvaluator:
         task: Task,
         config: ToTConfig,
         caller: LLMCaller,
-        cache: PromptCache | None = None,
         *,
         store: ValueStore | None = None,
         namespace: str = "",
@@ -75,7 +140,6 @@ class StateEvaluator:
         self.task = task
         self.config = config
         self.caller = caller
-        self.cache = cache if cache is not None else PromptCache()
         self.store: ValueStore = store if store is not None else MemoryValueStore()
         self.namespace = namespace
         self.beam = beam
@@ -83,6 +147,8 @@ class StateEvaluator:
         self.samples_saved = 0
         self.skipped: set[int] = set()
         """Ids of states left unvalued because no sample could change the beam."""
+        self._votes: dict[str, SampledOutputs] = {}
+        """Complete vote results by prompt: an identical vote prompt is asked once a search."""
 
     async def evaluate(self, tree: ThoughtTree, problem: str, nodes: Sequence[ThoughtNode]) -> None:
         """Set ``value``, ``scores``, ``final`` and ``correct`` on ``nodes``.
@@ -97,23 +163,19 @@ class StateEvaluator:
             node.final = self.task.is_final(problem, steps)
             if node.final:
                 node.correct = self.task.check_answer(problem, steps)
-            static = self.task.static_value(problem, steps)
-            if static is not None:
-                node.value = static
+            node.value = self.task.static_value(problem, steps)
+            if node.value is not None:
                 fixed.append(node)
-            elif self.config.evaluation_method == "value":
-                key = f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"
-                pending.append(_Pending(node, steps, key, self.task.value_prompt(problem, steps)))
             else:
-                pending.append(_Pending(node, steps, "", ""))
-        if not pending:
-            return
-        if self.config.evaluation_method == "value":
+                key = f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"
+                pending.append(_Pending(node, steps, key))
+        if len(pending) == 1 and self.config.evaluation_method == "vote":
+            pending[0].node.value = 1.0  # a vote with one candidate is decided before it is asked
+        elif pending and self.config.evaluation_method == "vote":
+            await self._vote(problem, pending)
+        elif pending:
             await self._values(problem, pending, fixed)
-        else:
-            await self._vote(problem, [(p.node, p.steps) for p in pending])
 
-    # values ---------------------------------------------------------------
     async def _values(
         self, problem: str, pending: list[_Pending], fixed: list[ThoughtNode]
     ) -> None:
@@ -124,37 +186,38 @@ class StateEvaluator:
                 item.scores = list(stored.scores)
                 item.settled = stored.settled or len(item.scores) >= n
                 item.node.cached = True
-        while True:
-            wanted = self._wanted(problem, pending, fixed)
-            if not wanted:
-                break
-            adaptive = self.config.adaptive_sampling
-            # Where the model answers n samples in one request, one request asks
-            # them all: the prompt is paid once, so rounds of one save nothing.
-            together = self.caller.n_support.worth_asking
-            if self.config.value_batch and isinstance(self.task, BatchValueTask):
+        task = self.task
+        while wanted := self._wanted(problem, pending, fixed):
+            # Where the model answers n samples in one request (or may: the first
+            # request finds out), one request asks them all: rounds of one save nothing.
+            rounds = self.config.adaptive_sampling and not self.caller.n_support.worth_asking
+            asks: list[tuple[str, list[_Pending], Callable[[str], list[float]]]]
+            if self.config.value_batch and isinstance(task, BatchValueTask):
                 # Siblings (one parent's new states) share one prompt per sample.
                 groups: dict[int | None, list[_Pending]] = {}
                 for item in wanted:
                     groups.setdefault(item.node.parent, []).append(item)
-                await gather_or_cancel(
-                    *(
-                        self._ask_batch(
-                            problem,
-                            self.task,
-                            group,
-                            max(map(self._remaining, group)) if together or not adaptive else 1,
-                        )
-                        for group in groups.values()
+                asks = [
+                    (
+                        task.value_batch_prompt(problem, [item.steps for item in group]),
+                        group,
+                        functools.partial(task.parse_value_batch, count=len(group)),
                     )
-                )
+                    for group in groups.values()
+                ]
             else:
-                await gather_or_cancel(
-                    *(
-                        self._ask(item, self._remaining(item) if together or not adaptive else 1)
-                        for item in wanted
+                asks = [
+                    (task.value_prompt(problem, item.steps), [item], _one(task.parse_value))
+                    for item in wanted
+                ]
+            await gather_or_cancel(
+                *(
+                    self._ask(
+                        prompt, items, 1 if rounds else max(map(self._remaining, items)), parse
                     )
+                    for prompt, items, parse in asks
                 )
+            )
             for item in wanted:
                 self._settle(problem, item)
         for item in pending:
@@ -162,8 +225,10 @@ class StateEvaluator:
 
     def _open(self, item: _Pending) -> bool:
         # A failed sample uses up its turn: a state gets n asks at most.
-        full = len(item.scores) + len(item.errors) >= self.config.n_evaluate_sample
-        return not (item.settled or item.stopped or full)
+        return not (item.settled or item.stopped or self._remaining(item) <= 0)
+
+    def _remaining(self, item: _Pending) -> int:
+        return self.config.n_evaluate_sample - len(item.scores) - len(item.errors)
 
     def _wanted(
         self, problem: str, pending: list[_Pending], fixed: list[ThoughtNode]
@@ -175,22 +240,16 @@ class StateEvaluator:
         value_range = self.task.value_range
         candidates: list[Candidate] = []
         for item in pending:
-            if not item.scores and not self._open(item):
-                continue  # no value and none to come: not a candidate
-            low, high = value_interval(item.scores, n, value_range, settled=not self._open(item))
-            candidates.append(
-                Candidate(
-                    item.node.id,
-                    low,
-                    high,
-                    item.node.final,
-                    open=self._open(item),
-                    valued=bool(item.scores),
+            is_open = self._open(item)
+            if item.scores or is_open:  # else: no value and none to come
+                low, high = value_interval(item.scores, n, value_range, settled=not is_open)
+                node = item.node
+                candidates.append(
+                    Candidate(node.id, low, high, node.final, is_open, bool(item.scores))
                 )
-            )
         for node in fixed:
             value = node.value if node.value is not None else value_range[0]
-            candidates.append(Candidate(node.id, value, value, node.final, open=False, valued=True))
+            candidates.append(Candidate(node.id, value, value, node.final, open=False))
         # When no state of the level is expanded further, the best one is the
         # answer: which one it is must be known, not just the beam.
         last = all(
@@ -202,29 +261,10 @@ class StateEvaluator:
         chosen = set(to_sample(candidates, self.beam, need_top=last))
         return [item for item in open_items if item.node.id in chosen]
 
-    def _remaining(self, item: _Pending) -> int:
-        return self.config.n_evaluate_sample - len(item.scores) - len(item.errors)
-
-    async def _ask(self, item: _Pending, count: int) -> None:
-        result: SampledOutputs = await sample_prompt(
-            self.caller,
-            item.prompt,
-            count,
-            kind="evaluation",
-            temperature=self.config.evaluation_temperature,
-            fill=not self.config.adaptive_sampling,
-        )
-        item.asked += len(result.outputs) + len(result.errors)
-        item.outputs.extend(result.outputs)
-        item.scores.extend(self.task.parse_value(output) for output in result.outputs)
-        item.errors.extend(result.errors)
-        if result.refused:
-            item.stopped = True
-
-    async def _ask_batch(
-        self, problem: str, task: BatchValueTask, items: list[_Pending], count: int
+    async def _ask(
+        self, prompt: str, items: list[_Pending], count: int, parse: Callable[[str], list[float]]
     ) -> None:
-        prompt = task.value_batch_prompt(problem, [item.steps for item in items])
+        """``count`` samples of ``prompt``, which values ``items`` (one score each per output)."""
         result = await sample_prompt(
             self.caller,
             prompt,
@@ -234,21 +274,16 @@ class StateEvaluator:
             fill=not self.config.adaptive_sampling,
         )
         for output in result.outputs:
-            scores = task.parse_value_batch(output, len(items))
-            for item, score in zip(items, scores, strict=True):
+            for item, score in zip(items, parse(output), strict=True):
                 if self._remaining(item) > 0:
-                    item.asked += 1
                     item.outputs.append(output)
                     item.scores.append(score)
         for item in items:
-            item.asked += len(result.errors)
             item.errors.extend(result.errors)
-            if result.refused:
-                item.stopped = True
+            item.stopped = item.stopped or result.refused > 0
 
     def _settle(self, problem: str, item: _Pending) -> None:
-        n = self.config.n_evaluate_sample
-        if len(item.scores) >= n:
+        if len(item.scores) >= self.config.n_evaluate_sample:
             item.settled = True
         elif self.config.adaptive_sampling and item.scores:
             # Stored scores have no completions; the new ones line up with the tail.
@@ -259,13 +294,7 @@ class StateEvaluator:
 
     def _finish(self, item: _Pending) -> None:
         node = item.node
-        n_full = self.config.n_evaluate_sample
         node.error = _describe(item.errors, item.asked)
-        if item.asked == 0 and node.cached:
-            self.caller.counters.cache_hits += 1
-            node.scores = list(item.scores)
-            node.value = self.task.aggregate_values(node.scores)
-            return
         if not item.scores:
             if not item.stopped and not item.errors:
                 self.samples_saved += self.config.n_evaluate_sample
@@ -273,41 +302,37 @@ class StateEvaluator:
             return
         node.scores = list(item.scores)
         node.value = self.task.aggregate_values(node.scores)
-        unasked = self.config.n_evaluate_sample - len(item.scores) - len(item.errors)
-        if not item.stopped and unasked > 0:
-            self.samples_saved += unasked
-        if item.asked:
-            self.store.put(
-                item.key,
-                StoredValue(tuple(item.scores), settled=item.settled or len(item.scores) >= n_full),
-            )
-
-    # votes ----------------------------------------------------------------
-    async def _vote(self, problem: str, pending: list[tuple[ThoughtNode, list[str]]]) -> None:
-        if len(pending) == 1:
-            # A vote with one candidate is decided before it is asked.
-            pending[0][0].value = 1.0
+        if item.asked == 0:
+            self.caller.counters.cache_hits += 1  # scores came from the store
             return
-        prompt = self.task.vote_prompt(problem, [steps for _, steps in pending])
+        if not item.stopped:
+            self.samples_saved += max(self._remaining(item), 0)
+        self.store.put(item.key, StoredValue(tuple(item.scores), settled=item.settled))
 
-        async def produce() -> SampledOutputs:
-            return await sample_prompt(
+    async def _vote(self, problem: str, pending: list[_Pending]) -> None:
+        prompt = self.task.vote_prompt(problem, [item.steps for item in pending])
+        result = self._votes.get(prompt)
+        hit = result is not None
+        if result is None:
+            result = await sample_prompt(
                 self.caller,
                 prompt,
                 self.config.n_evaluate_sample,
                 kind="evaluation",
                 temperature=self.config.evaluation_temperature,
             )
-
-        result, hit = await self.cache.get(prompt, produce)
-        if hit:
+            if result.complete:
+                self._votes[prompt] = result
+        else:
             self.caller.counters.cache_hits += 1
-        asked = len(result.errors) + len(result.outputs) + result.refused
-        error = _describe(result.errors, asked)
+        error = _describe(result.errors, len(result.errors) + len(result.outputs) + result.refused)
         choices = [self.task.parse_vote(output, len(pending)) for output in result.outputs]
-        for index, (node, _) in enumerate(pending):
-            node.cached = hit
-            node.error = error
+        for index, item in enumerate(pending):
+            item.node.cached, item.node.error = hit, error
             if result.outputs:
-                node.scores = [1.0 if choice == index else 0.0 for choice in choices]
-                node.value = sum(node.scores) / len(node.scores)
+                item.node.scores = [1.0 if choice == index else 0.0 for choice in choices]
+                item.node.value = sum(item.node.scores) / len(item.node.scores)
+
+
+def _one(parse: Callable[[str], float]) -> Callable[[str], list[float]]:
+    return lambda output: [parse(output)]

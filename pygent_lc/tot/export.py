@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
 
 _LABEL_LIMIT = 60
 # Characters Mermaid would read as syntax inside a quoted label, as entity codes.
-_MERMAID_ESCAPES = {
-    '"': "#quot;",
-    "<": "#lt;",
-    ">": "#gt;",
-    "#": "#35;",
-    "`": "#96;",
-    "[": "#91;",
-    "]": "#93;",
-    "{": "#123;",
-    "}": "#125;",
-    "|": "#124;",
+_MERMAID_ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;"} | {
+    ch: f"#{ord(ch)};" for ch in "#`[]{}|"
 }
 
 
-def tree_to_dict(tree: ThoughtTree) -> dict[str, Any]:
-    return tree.model_dump(mode="json")
-
-
 def tree_to_json(tree: ThoughtTree, *, indent: int | None = 2) -> str:
-    return json.dumps(tree_to_dict(tree), indent=indent, ensure_ascii=False)
+    return json.dumps(tree.model_dump(mode="json"), indent=indent, ensure_ascii=False)
 
 
 def _label(node: ThoughtNode) -> str:

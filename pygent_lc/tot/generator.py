@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pygent_lc.tot.calls import (
-    CALL_FAILURES,
-    BudgetExhausted,
-    CallFailure,
-    LLMCaller,
-    gather_or_cancel,
-)
+from pygent_lc.tot.caller import CallFailure, LLMCaller, gather_or_cancel
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.node import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import Task, check_step, children_checked, program_answer
@@ -22,27 +16,20 @@ _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by 
 class ThoughtGenerator:
     """Expands states into child states with ``propose`` or ``sample`` prompts.
 
-    Every call of a level (``n_generate_sample`` per parent) is started
-    together; the semaphore of the :class:`LLMCaller` bounds how many run at
-    once. Children are added in a fixed order (parent, then call, then line),
-    so a run is reproducible whatever order the calls finish in. Children of
-    the level that are the same state (equal ``Task.state_key``: the same
-    thought twice, or, in Game of 24, two paths leaving the same numbers) are
-    one node, the first found; ``duplicates`` counts the copies merged into
-    it. The paper keeps textual copies and values them 0; merging frees their
-    beam slots for different states. A failed call is recorded on its
-    parent's ``error``. A thought the task rejects by program
-    (``VerifyingTask.check_step``: wrong arithmetic, numbers not available...)
-    is kept in the tree, pruned, before any value call, and counted in
-    ``invalid_pruned``.
+    Every call of a level (``n_generate_sample`` per parent) starts together,
+    bounded by the :class:`LLMCaller`. Children are added in a fixed order
+    (parent, call, line), so a run is reproducible whatever order calls finish
+    in. Children of the level that are one state (equal ``Task.state_key``) are
+    one node, the first found (the paper keeps copies and values them 0; merging
+    frees their beam slots). A failed call is recorded on its parent's
+    ``error``; a thought the task's program rejects (``check_step``) is kept in
+    the tree, pruned, before any value call.
 
     With a ``store`` and a ``namespace`` (the model, the task and its
-    ``propose_version``), the next steps found from a state are kept there
-    (``ToTConfig.reuse_proposals``): the thoughts that hold and lead somewhere,
-    once every call of the state succeeded. A later expansion of a state with
-    the same key takes them from the store, with no call, and counts it in
-    ``proposals_reused``; stored thoughts the task's step check rejects from
-    this state are not used (the state is asked again).
+    ``propose_version``), the thoughts found from a state that hold and lead
+    somewhere are kept there once every call of the state succeeded
+    (``ToTConfig.reuse_proposals``); a later expansion of a state with the same
+    key takes them with no call, unless the step check rejects one from it.
     """
 
     def __init__(
@@ -99,18 +86,24 @@ class ThoughtGenerator:
         else:
             prompt = self.task.sample_prompt(problem, steps)
             stop = self.task.sample_stop(problem, steps)
-        try:
-            output = await self.caller.call(
-                prompt, kind="generation", temperature=self.config.temperature, stop=stop
-            )
-        except BudgetExhausted:
-            return None
-        except CALL_FAILURES as exc:
-            return exc  # type: ignore[return-value]
+        output = await self.caller.outcome(
+            prompt, kind="generation", temperature=self.config.temperature, stop=stop
+        )
+        if not isinstance(output, str):
+            return output  # a failure, or refused by the budget
         if propose:
             return self.task.parse_proposals(output, problem, steps)
         thought = self.task.parse_sample(output, problem, steps)
         return [] if thought is None else [thought]
+
+    async def _outcomes(
+        self, problem: str, steps: Sequence[str], stored: list[str] | None
+    ) -> list[_Outcome]:
+        """The stored next steps of a state, else its ``n_generate_sample`` calls' outcomes."""
+        if stored is not None:
+            return [stored]
+        n = self.config.n_generate_sample
+        return await gather_or_cancel(*(self._one(problem, steps) for _ in range(n)))
 
     async def expand(
         self, tree: ThoughtTree, problem: str, parents: Sequence[ThoughtNode]
@@ -121,22 +114,14 @@ class ThoughtGenerator:
             steps = tree.path(parent)
             key = self._reuse_key(problem, steps)
             plans.append((parent, steps, key, self._stored(problem, steps, key)))
-        jobs = [
-            (index, steps)
-            for index, (_, steps, _, stored) in enumerate(plans)
-            if stored is None
-            for _ in range(self.config.n_generate_sample)
-        ]
-        outcomes = await gather_or_cancel(*(self._one(problem, steps) for _, steps in jobs))
-        asked: dict[int, list[_Outcome]] = {}
-        for (index, _), outcome in zip(jobs, outcomes, strict=True):
-            asked.setdefault(index, []).append(outcome)
+        outcomes = await gather_or_cancel(
+            *(self._outcomes(problem, steps, stored) for _, steps, _, stored in plans)
+        )
         children: list[ThoughtNode] = []
         by_key: dict[str, ThoughtNode] = {}
-        for index, (parent, steps, key, stored) in enumerate(plans):
+        for (parent, steps, key, stored), found in zip(plans, outcomes, strict=True):
             if stored is not None:
                 self.proposals_reused += 1
-            found = [stored] if stored is not None else asked.get(index, [])
             kept: dict[str, str] = {}  # this state's next steps worth keeping, by key
             for outcome in found:
                 if outcome is None:

@@ -63,23 +63,14 @@ class ThoughtTree(BaseModel):
 
     def path(self, node: ThoughtNode) -> list[str]:
         """The thoughts from the root (excluded) down to ``node``."""
-        steps: list[str] = []
-        current: ThoughtNode | None = node
-        while current is not None and current.parent is not None:
-            steps.append(current.text)
-            current = self.nodes[current.parent]
-        steps.reverse()
-        return steps
+        return [self.nodes[i].text for i in self.path_ids(node)[1:]]
 
     def path_ids(self, node: ThoughtNode) -> list[int]:
         """Node ids from the root down to ``node``, both included."""
-        ids: list[int] = []
-        current: ThoughtNode | None = node
-        while current is not None:
-            ids.append(current.id)
-            current = None if current.parent is None else self.nodes[current.parent]
-        ids.reverse()
-        return ids
+        ids = [node.id]
+        while (parent := self.nodes[ids[-1]].parent) is not None:
+            ids.append(parent)
+        return ids[::-1]
 
     def __len__(self) -> int:
         return len(self.nodes)

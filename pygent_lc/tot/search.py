@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pygent_lc.tot import observe
-from pygent_lc.tot.calls import LLMCaller
+from pygent_lc.tot.caller import LLMCaller
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
@@ -85,9 +85,8 @@ async def expand_and_evaluate(
     once a child is a verified answer only the verified answers are returned
     (and valued, by program): the rest of the level is not worth a call.
     """
-    ctx.caller.begin_phase()
-    children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
-    ctx.caller.raise_if_phase_failed()
+    with ctx.caller.phase():
+        children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
     live: list[ThoughtNode] = []
     for child in children:
         if ctx.dead(child):
@@ -110,9 +109,8 @@ async def expand_and_evaluate(
         unvalued.update(child.id for child in live if ctx.checked_by_expanding(child))
         to_value = [child for child in live if child.id not in unvalued]
     if to_value:
-        ctx.caller.begin_phase()
-        await ctx.evaluator.evaluate(ctx.tree, ctx.problem, to_value)
-        ctx.caller.raise_if_phase_failed()
+        with ctx.caller.phase():
+            await ctx.evaluator.evaluate(ctx.tree, ctx.problem, to_value)
     return live
 
 

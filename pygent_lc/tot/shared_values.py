@@ -12,23 +12,23 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, cast
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from pygent_lc.limits.script import Arg, MemoryState, Step
 from pygent_lc.limits.shared import shared_store
 from pygent_lc.limits.store import StateStore
 from pygent_lc.tot.value_store import (
     MEMORY,
+    ROWS,
+    BaseValueStore,
+    Entry,
     MemoryValueStore,
-    Scores,
     SQLiteValueStore,
     StoredChildren,
     StoredValue,
-    Thoughts,
-    UnusableValues,
     ValueStore,
 )
 
@@ -83,86 +83,45 @@ class CacheSet(Step[None]):
             entries.popitem(last=False)
 
 
-class SharedValueStore:
-    """A :class:`~pygent_lc.tot.value_store.ValueStore` over ``store``'s cache.
-
-    ``close`` does not close ``store``: its owner does.
-    """
+class SharedValueStore(BaseValueStore):
+    """A value cache over ``store``'s hashes (``close`` leaves ``store`` to its owner)."""
 
     def __init__(self, store: StateStore, namespace: str = NAMESPACE) -> None:
         self.store = store
         self.namespace = namespace
+        self.where = f"the shared value cache ({namespace!r})"
         self.children_namespace = (
             CHILDREN_NAMESPACE if namespace == NAMESPACE else f"{namespace}:children"
         )
-        self._unusable = UnusableValues(f"the shared value cache ({namespace!r})")
 
-    def get(self, key: str) -> StoredValue | None:
-        """The value under ``key``; ``None`` (and one warning per store) when unusable."""
-        raw = self.store.run(CacheGet(self.namespace, key))
+    def _namespace(self, kind: type) -> str:
+        return self.namespace if kind is StoredValue else self.children_namespace
+
+    def _read(self, kind: type[Entry], key: str) -> Entry | None:
+        raw = self.store.run(CacheGet(self._namespace(kind), key))
         if raw is None:
             return None
         try:
-            row = _Row.model_validate_json(raw)
+            return cast("Entry", ROWS[kind].validate_json(raw, strict=True))
         except ValidationError:
-            self._unusable.ignored(key, "it is not a JSON object of finite scores and settled")
+            self._ignored(kind, key)
             return None
-        return StoredValue(scores=row.scores, settled=row.settled)
 
-    def put(self, key: str, value: StoredValue) -> None:
-        raw = json.dumps({"scores": list(value.scores), "settled": value.settled})
-        self.store.run(CacheSet(self.namespace, key, raw))
-
-    def get_children(self, key: str) -> StoredChildren | None:
-        """The children under ``key``; ``None`` (and one warning per store) when unusable."""
-        raw = self.store.run(CacheGet(self.children_namespace, key))
-        if raw is None:
-            return None
-        try:
-            row = _ChildrenRow.model_validate_json(raw)
-        except ValidationError:
-            self._unusable.ignored(key, "it is not a JSON object of non-empty thoughts")
-            return None
-        return StoredChildren(row.thoughts)
-
-    def put_children(self, key: str, children: StoredChildren) -> None:
-        raw = json.dumps({"thoughts": list(children.thoughts)})
-        self.store.run(CacheSet(self.children_namespace, key, raw))
-
-    def close(self) -> None:
-        """Nothing to release here (the store is not ours)."""
-
-
-class _Row(BaseModel):
-    """A stored value, as JSON: ``{"scores": [...], "settled": true}``."""
-
-    model_config = ConfigDict(strict=True)
-    scores: Scores
-    settled: bool
-
-
-class _ChildrenRow(BaseModel):
-    """Stored children, as JSON: ``{"thoughts": [...]}``."""
-
-    model_config = ConfigDict(strict=True)
-    thoughts: Thoughts
+    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
+        raw = json.dumps(asdict(entry))
+        self.store.run(CacheSet(self._namespace(type(entry)), key, raw))
 
 
 def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
     """The store ``ToTConfig.value_cache`` names: ``"memory"``, a SQLite path, a
-    state store URL (``redis://...``: shared by every process using it), or none.
-
-    Here rather than in :mod:`~pygent_lc.tot.value_store`, which this module builds on."""
+    state store URL (``redis://...``: shared by every process using it), or none."""
     if spec is None:
         return None
     if spec == MEMORY:
         return MemoryValueStore(max_entries)
-    if spec.startswith(_STATE_STORE_URLS):
+    if spec.startswith(("redis://", "rediss://", "unix://")):
         return SharedValueStore(shared_store(spec))
     return SQLiteValueStore(spec)
-
-
-_STATE_STORE_URLS = ("redis://", "rediss://", "unix://")
 
 
 __all__ = [

@@ -1,20 +1,20 @@
-"""Where state values outlive one search: a small store interface and two stores.
+"""The value cache: what a search learnt about a state, kept beyond the search.
 
-A value is the list of per-sample scores of one state, and whether sampling
-for it is finished (``settled``). Keys are built by the evaluator from the
-model, the task's value prompt version and the task's canonical state key, so
-a store never mixes models or prompts. Stores are synchronous and fast (a
-dict, a local SQLite file); a networked store (Redis) fits the same three
-methods.
+An entry is either a state's value samples (:class:`StoredValue`) or the next
+steps found from it (:class:`StoredChildren`, ``ToTConfig.reuse_proposals``).
+Keys are built by the engine from the model, the task's prompt version and the
+task's canonical state key, so a store never mixes models or prompts. Stores
+are synchronous and fast (a dict, a local SQLite file, the state store's
+Redis in :mod:`~pygent_lc.tot.shared_values`).
 
-The same stores keep the next steps found from a state (:class:`StoredChildren`,
-``ChildrenStore``), so that a state proposed from once is not proposed from
-again: by default only states whose next steps the task checks by program
-(``ToTConfig.reuse_proposals``).
+A cache never costs a solve: an entry a store cannot use is ignored (asked
+again) with one warning per store, and the SQLite file moves to memory when it
+fails.
 """
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import sqlite3
@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Protocol, TypeVar, runtime_checkable
+from typing import Annotated, Any, Protocol, TypeVar, cast, runtime_checkable
 
 from annotated_types import MinLen
 from pydantic import FiniteFloat, TypeAdapter, ValidationError
@@ -34,73 +34,38 @@ logger = logging.getLogger(__name__)
 
 MEMORY = "memory"
 
-T = TypeVar("T")
 
 Scores = Annotated[tuple[FiniteFloat, ...], MinLen(1)]
-"""Stored scores: a non-empty list of finite numbers (not strings, not booleans)."""
-_SCORES: TypeAdapter[tuple[float, ...]] = TypeAdapter(Scores)
-
 Thoughts = tuple[Annotated[str, MinLen(1)], ...]
-"""Stored next steps: a list (maybe empty) of non-empty strings."""
-_THOUGHTS: TypeAdapter[tuple[str, ...]] = TypeAdapter(Thoughts)
 
 
 @dataclass(frozen=True)
 class StoredValue:
-    """The value samples of one state."""
+    """The value samples of one state (read back: a non-empty list of finite numbers)."""
 
-    scores: tuple[float, ...]
+    scores: Scores
     settled: bool
     """No more samples are wanted: the task said they agree, or all were asked."""
 
 
 @dataclass(frozen=True)
 class StoredChildren:
-    """The next steps found from one state: the thoughts the search kept from its
-    proposals (steps the task's program let through that lead somewhere), in the
-    order found. Empty: the state was proposed from and nothing came of it."""
+    """The next steps the search kept from a state's proposals (checked by the task's
+    program and leading somewhere), in the order found; empty: nothing came of it."""
 
-    thoughts: tuple[str, ...]
-
-
-def parse_thoughts(raw: object) -> tuple[str, ...] | None:
-    """The thoughts in a stored JSON text, or ``None`` when they are not usable."""
-    if not isinstance(raw, str):
-        return None
-    try:
-        return _THOUGHTS.validate_json(raw, strict=True)
-    except ValidationError:
-        return None
+    thoughts: Thoughts
 
 
-def parse_scores(raw: object) -> tuple[float, ...] | None:
-    """The scores in a stored JSON text, or ``None`` when they are not usable."""
-    if not isinstance(raw, str):
-        return None
-    try:
-        return _SCORES.validate_json(raw, strict=True)
-    except ValidationError:
-        return None
-
-
-class UnusableValues:
-    """Logs the first stored value a store could not use, once per store."""
-
-    def __init__(self, where: str) -> None:
-        self._where = where
-        self._warned = False
-
-    def ignored(self, key: str, why: str) -> None:
-        if self._warned:
-            logger.debug("ignored the cached value of %r in %s: %s", key, self._where, why)
-            return
-        self._warned = True
-        logger.warning(
-            "ignored an unusable cached value in %s (%s); such values are asked again "
-            "(this warning is shown once)",
-            self._where,
-            why,
-        )
+Entry = TypeVar("Entry", bound=StoredValue | StoredChildren)
+T = TypeVar("T")
+# Entries as JSON (``{"scores": [...], "settled": true}``, ``{"thoughts": [...]}``),
+# read strictly: no strings for numbers, no numbers for flags.
+ROWS: dict[type, TypeAdapter[Any]] = {
+    StoredValue: TypeAdapter(StoredValue),
+    StoredChildren: TypeAdapter(StoredChildren),
+}
+_SCORES: TypeAdapter[tuple[float, ...]] = TypeAdapter(Scores)
+_THOUGHTS: TypeAdapter[tuple[str, ...]] = TypeAdapter(Thoughts)
 
 
 @runtime_checkable
@@ -124,49 +89,72 @@ class ChildrenStore(Protocol):
     def put_children(self, key: str, children: StoredChildren) -> None: ...
 
 
-_Entry = StoredValue | StoredChildren
+class BaseValueStore(abc.ABC):
+    """Our stores: both kinds of entry over one ``_read``/``_write`` pair, and the
+    one warning about unusable entries."""
+
+    where = "the value cache"
+    _warned = False
+
+    @abc.abstractmethod
+    def _read(self, kind: type[Entry], key: str) -> Entry | None: ...
+
+    @abc.abstractmethod
+    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None: ...
+
+    def get(self, key: str) -> StoredValue | None:
+        return self._read(StoredValue, key)
+
+    def put(self, key: str, value: StoredValue) -> None:
+        self._write(key, value)
+
+    def get_children(self, key: str) -> StoredChildren | None:
+        return self._read(StoredChildren, key)
+
+    def put_children(self, key: str, children: StoredChildren) -> None:
+        self._write(key, children)
+
+    def close(self) -> None:  # noqa: B027 - nothing to release unless a store says so
+        pass
+
+    def _ignored(self, kind: type, key: str) -> None:
+        why = "scores and settled flag" if kind is StoredValue else "next steps"
+        if self._warned:
+            logger.debug("ignored the cached value of %r in %s (%s)", key, self.where, why)
+            return
+        self._warned = True
+        logger.warning(
+            "ignored an unusable cached value in %s (not usable %s); such values are asked "
+            "again (this warning is shown once)",
+            self.where,
+            why,
+        )
 
 
-class MemoryValueStore:
-    """A bounded in-process store: the least recently used entries go first.
-
-    Values and children share the bound (``max_entries`` entries in all).
-    """
+class MemoryValueStore(BaseValueStore):
+    """A bounded in-process store: the least recently used entries (values and
+    children alike, ``max_entries`` in all) go first."""
 
     def __init__(self, max_entries: int = 100_000) -> None:
         if max_entries < 1:
             raise ConfigurationError("max_entries must be at least 1", field="value_cache_size")
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[bool, str], _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[type, str], StoredValue | StoredChildren] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _get(self, key: tuple[bool, str]) -> _Entry | None:
+    def _read(self, kind: type[Entry], key: str) -> Entry | None:
         with self._lock:
-            entry = self._entries.get(key)
+            entry = self._entries.get((kind, key))
             if entry is not None:
-                self._entries.move_to_end(key)
-            return entry
+                self._entries.move_to_end((kind, key))
+            return cast("Entry | None", entry)
 
-    def _put(self, key: tuple[bool, str], entry: _Entry) -> None:
+    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
         with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
+            self._entries[type(entry), key] = entry
+            self._entries.move_to_end((type(entry), key))
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
-
-    def get(self, key: str) -> StoredValue | None:
-        entry = self._get((False, key))
-        return entry if isinstance(entry, StoredValue) else None
-
-    def put(self, key: str, value: StoredValue) -> None:
-        self._put((False, key), value)
-
-    def get_children(self, key: str) -> StoredChildren | None:
-        entry = self._get((True, key))
-        return entry if isinstance(entry, StoredChildren) else None
-
-    def put_children(self, key: str, children: StoredChildren) -> None:
-        self._put((True, key), children)
 
     def close(self) -> None:
         with self._lock:
@@ -177,51 +165,62 @@ class MemoryValueStore:
             return len(self._entries)
 
 
-_TABLE = "tot_values"
-_CHILDREN_TABLE = "tot_children"
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS {_TABLE} (
-    key TEXT PRIMARY KEY,
-    scores TEXT NOT NULL,
-    settled INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS {_CHILDREN_TABLE} (
-    key TEXT PRIMARY KEY,
-    thoughts TEXT NOT NULL
-);
-"""
-# PRAGMA table_info of each table: (name, type, notnull, pk) per column. A file
-# made before the children table is ours too (the table is added).
+# Each kind's table and its columns as PRAGMA table_info gives them: (name, type,
+# notnull, pk). A file made before the children table is ours too (it is added).
+_TABLES = {StoredValue: "tot_values", StoredChildren: "tot_children"}
 _COLUMNS = {
-    _TABLE: [("key", "TEXT", 0, 1), ("scores", "TEXT", 1, 0), ("settled", "INTEGER", 1, 0)],
-    _CHILDREN_TABLE: [("key", "TEXT", 0, 1), ("thoughts", "TEXT", 1, 0)],
+    "tot_values": [("key", "TEXT", 0, 1), ("scores", "TEXT", 1, 0), ("settled", "INTEGER", 1, 0)],
+    "tot_children": [("key", "TEXT", 0, 1), ("thoughts", "TEXT", 1, 0)],
 }
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS tot_values "
+    "(key TEXT PRIMARY KEY, scores TEXT NOT NULL, settled INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS tot_children (key TEXT PRIMARY KEY, thoughts TEXT NOT NULL);"
+)
 
 
-class SQLiteValueStore:
-    """A store in one SQLite file, for reuse across runs and processes.
+def _from_columns(kind: type[Entry], columns: tuple[Any, ...]) -> Entry | None:
+    """The entry in a row's columns (key left out), or ``None`` when they are not usable."""
+    if not isinstance(columns[0], str):
+        return None  # a blob, or a number where JSON text belongs
+    try:
+        if kind is StoredChildren:
+            return cast("Entry", StoredChildren(_THOUGHTS.validate_json(columns[0], strict=True)))
+        settled = columns[1]
+        if type(settled) is not int or settled not in (0, 1):
+            return None
+        return cast(
+            "Entry", StoredValue(_SCORES.validate_json(columns[0], strict=True), settled == 1)
+        )
+    except ValidationError:
+        return None
 
-    Each thread gets its own connection (sqlite3 connections must not be
-    shared between threads); the file is in WAL mode with a busy timeout, so
-    readers and one writer at a time, from any thread or process, do not fail.
 
-    The store only writes to a file it made: opening one that holds other
-    tables (another application's database), or a ``tot_values`` or
-    ``tot_children`` table of another shape, raises ``ConfigurationError``
-    before anything is written and before the journal mode changes. When the
-    file fails later (disk full, permission removed, file deleted, locked past
-    ``timeout_s``), one warning is logged and the store keeps its values in
-    memory from then on.
+def _to_columns(entry: StoredValue | StoredChildren) -> tuple[Any, ...]:
+    if isinstance(entry, StoredValue):
+        return json.dumps(list(entry.scores)), int(entry.settled)
+    return (json.dumps(list(entry.thoughts)),)
+
+
+class SQLiteValueStore(BaseValueStore):
+    """A store in one SQLite file, for reuse across runs and processes: a connection
+    per thread, WAL mode and a busy timeout, so readers and one writer at a time,
+    from any thread or process, do not fail.
+
+    A file it did not make (other tables, or its tables of another shape) raises
+    ``ConfigurationError`` before anything is written or the journal mode changes.
+    When the file fails later (disk full, permission removed, file deleted, locked
+    past ``timeout_s``), one warning is logged and entries are kept in memory.
     """
 
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
         self.path = str(path)
+        self.where = f"the value cache {self.path!r}"
         self._timeout_s = timeout_s
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._fallback: MemoryValueStore | None = None
-        self._unusable = UnusableValues(f"the value cache {self.path!r}")
         try:
             connection = self._connection()
             self._check_ours(connection)
@@ -235,17 +234,15 @@ class SQLiteValueStore:
 
     def _check_ours(self, connection: sqlite3.Connection) -> None:
         """Refuse a database this store did not make (read-only checks)."""
-        others = [
+        others = sorted(
             name
             for (name,) in connection.execute(
                 "SELECT name FROM sqlite_master WHERE tbl_name NOT IN (?, ?) "
                 "AND name NOT LIKE 'sqlite^_%' ESCAPE '^'",
-                (_TABLE, _CHILDREN_TABLE),
+                tuple(_COLUMNS),
             )
-        ]
-        problem = None
-        if others:
-            problem = f"it holds other tables ({', '.join(sorted(others)[:5])})"
+        )
+        problem = f"it holds other tables ({', '.join(others[:5])})" if others else None
         for table, expected in _COLUMNS.items():
             columns = [
                 (name, str(kind).upper(), notnull, pk)
@@ -277,8 +274,8 @@ class SQLiteValueStore:
         return connection
 
     def _on_file(self, operation: Callable[[sqlite3.Connection], T]) -> T | MemoryValueStore:
-        """``operation`` on this thread's connection, or the memory store that now
-        serves instead (once the file has failed)."""
+        """``operation`` on this thread's connection, or the memory store that serves
+        instead once the file has failed."""
         if self._fallback is not None:
             return self._fallback
         try:
@@ -287,10 +284,7 @@ class SQLiteValueStore:
             error = exc
         with self._lock:
             first = self._fallback is None
-            if first:
-                self._fallback = MemoryValueStore()
-            fallback = self._fallback
-        assert fallback is not None
+            fallback = self._fallback = self._fallback or MemoryValueStore()
         if first:
             logger.warning(
                 "the value cache %r failed (%s: %s); values are kept in memory for the "
@@ -301,71 +295,32 @@ class SQLiteValueStore:
             )
         return fallback
 
-    def get(self, key: str) -> StoredValue | None:
-        found = self._on_file(
-            lambda connection: connection.execute(
-                f"SELECT scores, settled FROM {_TABLE} WHERE key = ?", (key,)
-            ).fetchone()
+    def _read(self, kind: type[Entry], key: str) -> Entry | None:
+        table = _TABLES[kind]
+        row = self._on_file(
+            lambda c: c.execute(f"SELECT * FROM {table} WHERE key = ?", (key,)).fetchone()
         )
-        if isinstance(found, MemoryValueStore):
-            return found.get(key)
-        if found is None:
+        if isinstance(row, MemoryValueStore):
+            return row._read(kind, key)
+        if row is None:
             return None
-        raw_scores, settled = found
-        scores = parse_scores(raw_scores)
-        if scores is None or type(settled) is not int or settled not in (0, 1):
-            why = (
-                "its scores are not a list of finite numbers"
-                if scores is None
-                else "its settled flag is not 0 or 1"
-            )
-            self._unusable.ignored(key, why)
-            return None
-        return StoredValue(scores=scores, settled=bool(settled))
+        entry = _from_columns(kind, row[1:])
+        if entry is None:
+            self._ignored(kind, key)
+        return entry
 
-    def put(self, key: str, value: StoredValue) -> None:
-        row = (key, json.dumps(list(value.scores)), int(value.settled))
+    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
+        row = (key, *_to_columns(entry))
+        places = ", ".join("?" * len(row))
 
         def write(connection: sqlite3.Connection) -> None:
             with connection:
                 connection.execute(
-                    f"INSERT OR REPLACE INTO {_TABLE} (key, scores, settled) VALUES (?, ?, ?)",
-                    row,
+                    f"INSERT OR REPLACE INTO {_TABLES[type(entry)]} VALUES ({places})", row
                 )
 
-        done = self._on_file(write)
-        if isinstance(done, MemoryValueStore):
-            done.put(key, value)
-
-    def get_children(self, key: str) -> StoredChildren | None:
-        found = self._on_file(
-            lambda connection: connection.execute(
-                f"SELECT thoughts FROM {_CHILDREN_TABLE} WHERE key = ?", (key,)
-            ).fetchone()
-        )
-        if isinstance(found, MemoryValueStore):
-            return found.get_children(key)
-        if found is None:
-            return None
-        thoughts = parse_thoughts(found[0])
-        if thoughts is None:
-            self._unusable.ignored(key, "its thoughts are not a list of non-empty strings")
-            return None
-        return StoredChildren(thoughts)
-
-    def put_children(self, key: str, children: StoredChildren) -> None:
-        row = (key, json.dumps(list(children.thoughts)))
-
-        def write(connection: sqlite3.Connection) -> None:
-            with connection:
-                connection.execute(
-                    f"INSERT OR REPLACE INTO {_CHILDREN_TABLE} (key, thoughts) VALUES (?, ?)",
-                    row,
-                )
-
-        done = self._on_file(write)
-        if isinstance(done, MemoryValueStore):
-            done.put_children(key, children)
+        if isinstance(fallback := self._on_file(write), MemoryValueStore):
+            fallback._write(key, entry)
 
     def close(self) -> None:
         """Close every thread's connection; the store must not be used afterwards."""
@@ -376,9 +331,8 @@ class SQLiteValueStore:
         self._local = threading.local()
 
     def __len__(self) -> int:
-        counted = self._on_file(
-            lambda connection: connection.execute(f"SELECT COUNT(*) FROM {_TABLE}").fetchone()
-        )
+        """The values kept (children not counted)."""
+        counted = self._on_file(lambda c: c.execute("SELECT COUNT(*) FROM tot_values").fetchone())
         if isinstance(counted, MemoryValueStore):
             return len(counted)
         return int(counted[0])
@@ -389,12 +343,7 @@ __all__ = [
     "ChildrenStore",
     "MemoryValueStore",
     "SQLiteValueStore",
-    "Scores",
     "StoredChildren",
     "StoredValue",
-    "Thoughts",
-    "UnusableValues",
     "ValueStore",
-    "parse_scores",
-    "parse_thoughts",
 ]

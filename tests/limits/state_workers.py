@@ -7,6 +7,7 @@ import random
 import time
 from multiprocessing.queues import Queue
 
+from pygent_lc.host_pool import Count, Enter
 from pygent_lc.limits import BudgetRefusal, CallPlan, RateSpec, StateStore
 from pygent_lc.limits.redis_store import RedisStore
 from tests.limits.steps import budget_reserve, budget_settle
@@ -20,9 +21,9 @@ BARRIER_TIMEOUT_S = 60.0
 
 def barrier(store: StateStore, name: str) -> None:
     """Wait until every process got here (in-flight tickets as a fleet-wide counter)."""
-    store.inflight_enter(f"barrier:{name}", lease_s=BARRIER_TIMEOUT_S)
+    store.run(Enter(f"barrier:{name}", store.clock(), lease_s=BARRIER_TIMEOUT_S))
     deadline = time.monotonic() + BARRIER_TIMEOUT_S
-    while store.inflight_get([f"barrier:{name}"])[0] < PROCESSES:
+    while store.run(Count((f"barrier:{name}",), store.clock()))[0] < PROCESSES:
         if time.monotonic() > deadline:
             raise TimeoutError(f"barrier {name}: not every process arrived")
         time.sleep(0.005)

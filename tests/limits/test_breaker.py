@@ -85,7 +85,7 @@ async def test_opens_after_n_consecutive_failures() -> None:
     runnable = guarded(model, clock)
     await fail_times(runnable, 2)
     assert circuit_of(runnable).state == "closed"
-    assert circuit_of(runnable).consecutive_failures == 2
+    assert circuit_of(runnable).status().failures == 2
     await fail_times(runnable, 1)
     assert circuit_of(runnable).state == "open"
     assert len(model.calls) == 3
@@ -122,7 +122,7 @@ async def test_half_open_lets_one_probe_through_and_success_closes() -> None:
     assert circuit_of(runnable).state == "half_open"
     assert (await runnable.ainvoke("hi")).content == "back"
     assert circuit_of(runnable).state == "closed"
-    assert circuit_of(runnable).consecutive_failures == 0
+    assert circuit_of(runnable).status().failures == 0
     assert (await runnable.ainvoke("hi")).content == "ok"
     assert len(model.calls) == 5
 
@@ -213,7 +213,7 @@ def test_errors_that_prove_the_provider_answered_reset_the_count(error: Provider
     circuit = CircuitBreaker(2, 5.0, clock=clock)
     record(circuit, admit(circuit), down())
     record(circuit, admit(circuit), error)
-    assert circuit.consecutive_failures == 0
+    assert circuit.status().failures == 0
     record(circuit, admit(circuit), down())
     assert circuit.state == "closed"
     record(circuit, admit(circuit), down())
@@ -391,7 +391,7 @@ def test_state_is_consistent_under_threads() -> None:
         admitted = sum(pool.map(hammer, range(16)))
     # Every call admitted before the circuit opened failed; the opening is exact.
     assert circuit.state == "open"
-    assert circuit.consecutive_failures == 5
+    assert circuit.status().failures == 5
     assert 5 <= admitted < 16 * 500
 
 

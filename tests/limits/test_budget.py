@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -33,6 +33,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.limits.budget import CostBudget, estimator_from_prices
+from pygent_lc.limits.call import STALL_S, Hold
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.openrouter.catalog import ModelInfo, find_openrouter_model
 from pygent_lc.testing import ScriptedChatModel
@@ -44,22 +45,22 @@ from tests.loopback_server import LoopbackServer
 def test_calls_in_flight_reserve_their_estimate() -> None:
     budget = CostBudget(1.0, spent=lambda: 0.0, estimator=lambda prompt, max_tokens: 0.4)
     with (
-        budget.reserve("a", None),
-        budget.reserve("b", None),
+        Hold(budget, "a", None),
+        Hold(budget, "b", None),
         pytest.raises(BudgetExceededError, match="in flight"),
-        budget.reserve("c", None),
+        Hold(budget, "c", None),
     ):
         pass
-    with budget.reserve("d", None):  # released again once the calls finished
+    with Hold(budget, "d", None):  # released again once the calls finished
         pass
 
 
 def test_without_estimator_stops_once_spend_reaches_the_limit() -> None:
     spent = [0.0]
     budget = CostBudget(0.5, spent=lambda: spent[0])
-    with budget.reserve("a", None):
+    with Hold(budget, "a", None):
         spent[0] = 0.5
-    with pytest.raises(BudgetExceededError), budget.reserve("b", None):
+    with pytest.raises(BudgetExceededError), Hold(budget, "b", None):
         pass
 
 
@@ -159,8 +160,8 @@ def _spent(backend: LangChainBackend) -> float:
 
 
 def _budget(backend: LangChainBackend) -> CostBudget:
-    assert backend._budget is not None
-    return backend._budget
+    assert backend.budget is not None
+    return backend.budget
 
 
 def _check_outcomes(results: list[Any], model: SlowBilledModel, backend: LangChainBackend) -> int:
@@ -185,7 +186,7 @@ async def test_concurrent_generate_without_estimator_overshoots_by_at_most_one_c
     requests = _check_outcomes(list(results), model, backend)
     # The same as one call after another: calls run while spend is under the limit.
     assert requests == 3
-    assert _budget(backend).reserved_usd == 0.0
+    assert _budget(backend).status().reserved_usd == 0.0
 
 
 def test_generate_sync_from_threads_overshoots_by_at_most_one_call() -> None:
@@ -267,18 +268,18 @@ async def test_abandoned_stream_releases_its_reservation_at_once() -> None:
     budget = _budget(backend)
     async for piece in backend.stream("hi"):
         assert piece == "one"
-        assert budget.reserved_usd == pytest.approx(COST)
+        assert budget.status().reserved_usd == pytest.approx(COST)
         break
-    assert budget.reserved_usd == 0.0
-    assert budget.in_flight == 0
+    assert budget.status().reserved_usd == 0.0
+    assert budget.status().in_flight == 0
 
 
 async def test_abandoned_stream_without_estimator_lets_the_next_call_in_at_once() -> None:
     backend = LangChainBackend(SlowBilledModel(outcomes=["one two three"]), max_cost_usd=LIMIT)
     async for _ in backend.stream("hi"):
-        assert _budget(backend).in_flight == 1
+        assert _budget(backend).status().in_flight == 1
         break
-    assert _budget(backend).in_flight == 0
+    assert _budget(backend).status().in_flight == 0
     assert await asyncio.wait_for(backend.generate("next"), timeout=1.0) == "ok"
 
 
@@ -290,9 +291,9 @@ async def test_stream_closed_with_aclose_releases_its_reservation() -> None:
     )
     stream = backend.stream("hi")
     assert await anext(stream) == "one"
-    assert _budget(backend).reserved_usd == pytest.approx(COST)
+    assert _budget(backend).status().reserved_usd == pytest.approx(COST)
     await stream.aclose()  # type: ignore[attr-defined]
-    assert _budget(backend).reserved_usd == 0.0
+    assert _budget(backend).status().reserved_usd == 0.0
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
 
@@ -304,8 +305,8 @@ async def test_a_failed_call_releases_its_reservation() -> None:
     )
     with pytest.raises(ProviderUnavailableError):
         await backend.generate("hi")
-    assert _budget(backend).reserved_usd == 0.0
-    assert _budget(backend).in_flight == 0
+    assert _budget(backend).status().reserved_usd == 0.0
+    assert _budget(backend).status().in_flight == 0
     assert await backend.generate("again") == "ok"
 
 
@@ -318,7 +319,7 @@ async def test_a_failed_first_call_lets_the_waiting_callers_in() -> None:
     assert isinstance(results[0], ProviderUnavailableError)
     assert all(isinstance(r, str | BudgetExceededError) for r in results[1:])
     assert _spent(backend) <= LIMIT + COST + 1e-12
-    assert _budget(backend).in_flight == 0
+    assert _budget(backend).status().in_flight == 0
 
 
 async def test_a_cancelled_waiter_leaves_no_trace() -> None:
@@ -332,7 +333,7 @@ async def test_a_cancelled_waiter_leaves_no_trace() -> None:
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert await first == "ok"
-    assert _budget(backend).in_flight == 0
+    assert _budget(backend).status().in_flight == 0
     assert await backend.generate("third") == "ok"
 
 
@@ -340,10 +341,10 @@ def test_a_thread_waits_for_the_unknown_cost_call_of_another_thread() -> None:
     spent = [0.0]
     budget = CostBudget(1.0, spent=lambda: spent[0])
     entered = threading.Event()
-    with budget.reserve("first", None):
+    with Hold(budget, "first", None):
 
         def second() -> None:
-            with budget.reserve("second", None):
+            with Hold(budget, "second", None):
                 entered.set()
 
         thread = threading.Thread(target=second)
@@ -357,9 +358,9 @@ def test_a_thread_waits_for_the_unknown_cost_call_of_another_thread() -> None:
 def test_waiting_on_a_call_of_the_same_thread_is_refused_not_a_deadlock() -> None:
     budget = CostBudget(1.0, spent=lambda: 0.0)
     with (
-        budget.reserve("outer", None),
+        Hold(budget, "outer", None),
         pytest.raises(BudgetExceededError, match="this thread"),
-        budget.reserve("inner", None),
+        Hold(budget, "inner", None),
     ):
         pass
 
@@ -369,12 +370,12 @@ def test_a_call_without_a_bound_reserves_the_largest_call_cost_so_far() -> None:
     budget = CostBudget(
         1.0, spent=lambda: spent[0], estimator=lambda prompt, m: None if prompt == "?" else 0.1
     )
-    with budget.reserve("?", None):
+    with Hold(budget, "?", None):
         spent[0] = 0.3  # the first call measures the cost of one call
-    with budget.reserve("?", None), budget.reserve("bounded", None):
-        assert budget.reserved_usd == pytest.approx(0.3 + 0.1)
-        assert budget.in_flight == 2
-    assert budget.reserved_usd == 0.0
+    with Hold(budget, "?", None), Hold(budget, "bounded", None):
+        assert budget.status().reserved_usd == pytest.approx(0.3 + 0.1)
+        assert budget.status().in_flight == 2
+    assert budget.status().reserved_usd == 0.0
 
 
 # --- with catalog prices, on the loopback server ------------------------------
@@ -477,8 +478,9 @@ async def test_an_estimate_without_max_tokens_is_no_bound() -> None:
 
 
 @pytest.mark.live_local
+@pytest.mark.parametrize("where", ["backend", "chain"])
 async def test_twenty_calls_bounded_by_max_tokens_and_prices_never_pass_the_limit(
-    loopback: LoopbackServer,
+    loopback: LoopbackServer, where: str
 ) -> None:
     loopback.latency = 0.05  # the calls admitted together are in flight together
     settings = settings_for(loopback, openrouter_model="loopback/echo")
@@ -486,12 +488,11 @@ async def test_twenty_calls_bounded_by_max_tokens_and_prices_never_pass_the_limi
     # A call's bound: (199 prompt bytes + 16) tokens at $1e-6 and 50 at $2e-6, $3.15e-4;
     # it costs 40 words at $1e-6 and 41 at $2e-6 ("echo: word ..."), $1.22e-4.
     limit = 1e-3
-    backend = LangChainBackend(
-        build_chat_model(settings, ["openrouter"]),
-        max_cost_usd=limit,
-        cost_estimator=estimator_from_prices(price),
-    )
-    budget = _budget(backend)
+    budget = CostBudget(limit, estimator=estimator_from_prices(price))
+    if where == "backend":
+        backend = LangChainBackend(build_chat_model(settings, ["openrouter"]), budget=budget)
+    else:  # the same budget object, given to the chain instead
+        backend = LangChainBackend(build_chat_model(settings, ["openrouter"], budget=budget))
     prompt = " ".join(["word"] * 40)
     results = await asyncio.gather(
         *(backend.generate(prompt, max_tokens=50) for _ in range(20)), return_exceptions=True
@@ -502,7 +503,7 @@ async def test_twenty_calls_bounded_by_max_tokens_and_prices_never_pass_the_limi
     assert done >= 3  # three bounds fit at once, and more as calls cost less than theirs
     assert 0 < _spent(backend) <= limit
     assert _spent(backend) == pytest.approx(done * 1.22e-4)
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
 
 
 BAD_COSTS = [float("nan"), float("inf"), float("-inf"), -1e308, 1e308, -0.001, 1e9]
@@ -545,10 +546,10 @@ async def test_an_implausible_cost_in_a_stream_is_a_fault_too() -> None:
 
 def test_settling_a_hold_with_an_implausible_cost_is_refused() -> None:
     budget = CostBudget(LIMIT)
-    hold = budget.reserve("a", None)
+    hold = Hold(budget, "a", None)
     with pytest.raises(InvalidInputError), hold:
         hold.settle(float("nan"))
-    assert budget.in_flight == 0
+    assert budget.status().in_flight == 0
 
 
 @pytest.mark.live_local
@@ -568,8 +569,8 @@ async def test_a_fault_reaches_redis_as_a_count_never_as_a_number(
     store = state_of(settings)
     assert budget_spent(store, tag) == pytest.approx(3 * COST)
     [row] = [r for r in store.usage_rows() if r.provider == f"billed-{tag}"]
-    assert (row.calls, row.cost_faults) == (4, 1)
-    assert row.cost_usd == pytest.approx(3 * COST)
+    assert (row.usage.calls, row.usage.cost_faults) == (4, 1)
+    assert row.usage.cost_usd == pytest.approx(3 * COST)
     # One warning, the fault's: Redis took every step (no fall back to per-process state).
     assert [r.name for r in caplog.records if r.levelno >= logging.WARNING] == [
         "pygent_lc.limits.usage"
@@ -630,3 +631,231 @@ def test_a_policy_bounds_a_call_by_its_models_max_tokens() -> None:
     policy.invoke("hi")
     policy.invoke("hi", max_tokens=8)
     assert seen == [64, 8]
+
+
+# --- one budget object, given once: to a backend, to a chain, to both ---------------------
+
+
+async def test_one_budget_given_to_two_backends_is_one_limit() -> None:
+    budget = CostBudget(LIMIT)
+    models = [SlowBilledModel(), SlowBilledModel()]
+    backends = [LangChainBackend(model, budget=budget) for model in models]
+    results = await asyncio.gather(
+        *(backends[i % 2].generate(f"prompt {i}") for i in range(20)), return_exceptions=True
+    )
+    assert all(isinstance(r, str | BudgetExceededError) for r in results), results
+    requests = sum(len(model.calls) for model in models)
+    assert requests == 3  # as with one backend: calls of unknown cost one at a time
+    assert budget.status().spent_usd == pytest.approx(3 * COST)
+    assert budget.status().in_flight == 0
+
+
+async def test_a_budget_with_bounds_given_to_the_chain_runs_its_calls_concurrently() -> None:
+    model = BilledModel(costs=[COST])
+    budget = CostBudget(LIMIT, estimator=lambda prompt, max_tokens: COST)
+    backend = LangChainBackend(
+        ProviderChain(providers=[with_provider_policy(model, Settings(), budget=budget)])
+    )
+    results = await _twenty_at_once(backend)
+    assert sum(isinstance(r, str) for r in results) == 2  # 2 * 0.004 fits, 3 does not
+    assert all(isinstance(r, str | BudgetExceededError) for r in results), results
+    assert model.peak == 2  # bounded calls need not wait for each other
+    assert _spent(backend) == pytest.approx(2 * COST)
+    assert budget.status().spent_usd == pytest.approx(2 * COST)
+
+
+@pytest.mark.parametrize("bounded", [False, True])
+async def test_the_same_budget_on_backend_and_chain_reserves_each_call_once(
+    bounded: bool,
+) -> None:
+    model = BilledModel(costs=[COST], delay_s=0.0)
+    estimator = (lambda prompt, max_tokens: COST) if bounded else None
+    budget = CostBudget(LIMIT, estimator=estimator)
+    chain = ProviderChain(providers=[with_provider_policy(model, Settings(), budget=budget)])
+    backend = LangChainBackend(chain, budget=budget)
+    calls = 0
+    with pytest.raises(BudgetExceededError, match="would be passed"):
+        for _ in range(10):
+            await backend.generate("hi")
+            calls += 1
+    # Reserved and settled once per call: a second hold would halve what fits (or, of
+    # unknown cost, wait for the first, its own caller).
+    assert calls == (2 if bounded else 3)
+    assert budget.status().spent_usd == pytest.approx(calls * COST)
+    assert budget.status().in_flight == 0
+
+
+def test_a_budget_and_max_cost_usd_together_are_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="not both"):
+        LangChainBackend(SlowBilledModel(), budget=CostBudget(LIMIT), max_cost_usd=LIMIT)
+    with pytest.raises(ConfigurationError, match="not both"):
+        with_provider_policy(BilledModel(), Settings(max_cost_usd=LIMIT), budget=CostBudget(LIMIT))
+
+
+async def test_a_call_made_while_reading_a_stream_on_the_same_budget_reserves_its_own() -> None:
+    model = BilledModel(costs=[COST], delay_s=0.0)
+    budget = CostBudget(LIMIT, estimator=lambda prompt, max_tokens: COST)
+    chain = ProviderChain(providers=[with_provider_policy(model, Settings(), budget=budget)])
+    backend = LangChainBackend(chain, budget=budget)
+    stream = backend.stream("story")
+    assert await anext(stream) == "ok"
+    assert budget.status().in_flight == 1  # the stream's call, reserved once
+    # The reader's own call is another call: it reserves (and is charged) for itself.
+    await chain.ainvoke("another")
+    assert budget.status().spent_usd == pytest.approx(COST)
+    assert [piece async for piece in stream] == []  # read to its end
+    assert budget.status().in_flight == 0
+    assert budget.status().spent_usd == pytest.approx(2 * COST)
+
+
+# --- a blocking wait never hangs: on the loop's own thread, or for a stuck call ------------
+
+HARD_TIMEOUT_S = 10.0
+
+
+def _ended_within(seconds: float, scenario: Callable[[], object]) -> object:
+    """What ``scenario()`` returned or raised, run in a daemon thread; a failure (not a
+    hang of the test run) when it has not ended after ``seconds``."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(scenario())
+        except BaseException as exc:  # the scenario's outcome, checked by the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s: a hang"
+    return outcome[0]
+
+
+async def _in_flight(budget: CostBudget) -> None:
+    """Until a call holds ``budget`` (it is taken in the store: polling is the signal)."""
+    while budget.status().in_flight == 0:  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
+
+
+@pytest.mark.parametrize("where", ["backend", "chain"])
+def test_a_sync_call_on_the_loop_a_task_holds_the_budget_on_is_refused_at_once(
+    where: str,
+) -> None:
+    model = BilledModel(costs=[COST])
+    budget = CostBudget(LIMIT)  # no estimator: calls of unknown cost, one at a time
+    if where == "backend":
+        backend = LangChainBackend(model, budget=budget)
+        sync_call: Callable[[], object] = lambda: backend.generate_sync("second")  # noqa: E731
+    else:
+        chain = ProviderChain(providers=[with_provider_policy(model, Settings(), budget=budget)])
+        backend = LangChainBackend(chain)
+        sync_call = lambda: chain.invoke("second")  # noqa: E731
+
+    async def notebook_cell() -> object:
+        first = asyncio.create_task(backend.generate("first"))
+        await _in_flight(budget)
+        try:
+            return sync_call()  # sync code on the loop's thread: the task cannot run meanwhile
+        except BudgetExceededError as exc:
+            return exc
+        finally:
+            assert await first == "ok"
+
+    started = time.monotonic()
+    refused = _ended_within(HARD_TIMEOUT_S, lambda: asyncio.run(notebook_cell()))
+    assert isinstance(refused, BudgetExceededError), refused
+    assert "event loop" in str(refused)
+    assert time.monotonic() - started < 5.0  # at once, not after a deadline (60 s)
+    assert len(model.calls) == 1
+    assert budget.status().in_flight == 0
+
+
+def test_a_sync_call_the_holding_loop_waits_for_gives_up_after_max_wait_s() -> None:
+    model = BilledModel(costs=[COST])
+    budget = CostBudget(LIMIT, max_wait_s=0.2)
+    backend = LangChainBackend(model, budget=budget)
+
+    async def task_joining_a_helper_thread() -> object:
+        first = asyncio.create_task(backend.generate("first"))
+        await _in_flight(budget)
+        # The helper's call waits for `first`, which waits for the loop this join blocks.
+        helper = _ended_within(HARD_TIMEOUT_S, lambda: backend.generate_sync("second"))
+        assert await first == "ok"
+        return helper
+
+    refused = _ended_within(2 * HARD_TIMEOUT_S, lambda: asyncio.run(task_joining_a_helper_thread()))
+    assert isinstance(refused, BudgetExceededError), refused
+    assert "waited 0.2 s" in str(refused)
+    assert len(model.calls) == 1
+    assert budget.status().in_flight == 0
+
+
+def test_a_sync_call_waiting_for_a_loop_that_does_not_run_gives_up_after_stall_s() -> None:
+    model = BilledModel(costs=[COST])
+    budget = CostBudget(LIMIT)  # the default max_wait_s (minutes): not what ends the wait
+    backend = LangChainBackend(model, budget=budget)
+
+    async def task_joining_a_helper_thread() -> object:
+        first = asyncio.create_task(backend.generate("first"))
+        await _in_flight(budget)
+        # The helper's call waits for `first`, whose loop this join blocks.
+        helper = _ended_within(HARD_TIMEOUT_S, lambda: backend.generate_sync("second"))
+        assert await first == "ok"
+        return helper
+
+    refused = _ended_within(2 * HARD_TIMEOUT_S, lambda: asyncio.run(task_joining_a_helper_thread()))
+    assert isinstance(refused, BudgetExceededError), refused
+    assert "event loop that has not run" in str(refused)
+    assert len(model.calls) == 1
+    assert budget.status().in_flight == 0
+    assert backend.generate_sync("third") == "ok"  # nothing left held
+
+
+def test_a_sync_call_waits_for_a_long_call_on_a_loop_that_runs() -> None:
+    model = BilledModel(costs=[COST], delay_s=STALL_S + 0.5)  # longer than a stalled loop's
+    budget = CostBudget(1.0)
+    backend = LangChainBackend(model, budget=budget)
+    taken = threading.Event()
+
+    async def first() -> str:
+        call = asyncio.create_task(backend.generate("first"))
+        await _in_flight(budget)
+        taken.set()
+        return await call
+
+    with ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(asyncio.run, first())
+        assert taken.wait(HARD_TIMEOUT_S)
+        second = _ended_within(HARD_TIMEOUT_S, lambda: backend.generate_sync("second"))
+        assert holder.result() == "ok"
+    assert second == "ok"  # its turn came: the loop ran, however long its call took
+    assert model.peak == 1
+
+
+def test_a_wait_bound_that_is_no_duration_is_a_configuration_error() -> None:
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigurationError, match="max_wait_s"):
+            CostBudget(LIMIT, max_wait_s=bad)
+
+
+async def test_an_async_caller_behind_a_stuck_call_gives_up_after_max_wait_s() -> None:
+    budget = CostBudget(LIMIT, spent=lambda: 0.0, max_wait_s=0.2)
+    taken, stuck = asyncio.Event(), asyncio.Event()
+
+    async def stuck_call() -> None:
+        async with Hold(budget, "first", None):
+            taken.set()
+            await stuck.wait()
+
+    holder = asyncio.create_task(stuck_call())
+    await taken.wait()
+
+    async def second_call() -> None:
+        async with Hold(budget, "second", None):
+            pass
+
+    with pytest.raises(BudgetExceededError, match=r"waited 0\.2 s"):
+        await asyncio.wait_for(second_call(), HARD_TIMEOUT_S)  # a TimeoutError is a hang
+    stuck.set()
+    await holder
+    assert budget.status().in_flight == 0

@@ -18,7 +18,8 @@ from pygent_lc.limits import (
     StateStore,
     open_store,
 )
-from pygent_lc.limits.budget import CostBudget, HeldStream, Hold
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.call import HeldStream, Hold, budget_wait
 from pygent_lc.limits.script import Step
 from tests.limits.steps import budget_spent, budget_status
 
@@ -37,8 +38,8 @@ class Clock:
 def test_overlapping_calls_are_charged_the_spend_once() -> None:
     spent = [0.0]
     budget = CostBudget(1.0, lambda: spent[0], lambda prompt, max_tokens: 0.1)
-    first = budget.reserve("first", None)
-    second = budget.reserve("second", None)
+    first = Hold(budget, "first", None)
+    second = Hold(budget, "second", None)
     with first:
         with second:
             spent[0] += 0.1  # the first call's cost, recorded while both are in flight
@@ -50,12 +51,12 @@ def test_overlapping_calls_are_charged_the_spend_once() -> None:
 
 def test_settle_gives_the_cost_without_spent() -> None:
     budget = CostBudget(1.0)
-    hold = budget.reserve("a", None)
+    hold = Hold(budget, "a", None)
     with hold:
         hold.settle(0.3)
-    with budget.reserve("b", None):
-        assert budget.reserved_usd == pytest.approx(0.3)  # the largest call so far
-        assert budget.in_flight == 1
+    with Hold(budget, "b", None):
+        assert budget.status().reserved_usd == pytest.approx(0.3)  # the largest call so far
+        assert budget.status().in_flight == 1
     assert budget_spent(budget.store, "default") == pytest.approx(0.3)
 
 
@@ -77,17 +78,31 @@ def test_spec_and_exceeded_serve_a_combined_call_step() -> None:
     assert budget.wait_seconds(100) == pytest.approx(0.1)
 
 
+def test_callers_told_to_wait_do_not_poll_in_lockstep() -> None:
+    store = MemoryStore()
+    budget = CostBudget(LIMIT, store=store)
+    first = store.begin_call(CallPlan(budgets=(budget.spec("a", None),)))
+    waiting = store.begin_call(CallPlan(budgets=(budget.spec("b", None),))).budget_refusal
+    assert first.allowed and waiting is not None and waiting.wait
+    # Callers that started waiting together (a batch of calls of unknown cost) would
+    # otherwise all ask again at the same moments, and the next call start up to a
+    # whole poll interval after the one in flight ends.
+    waits = [budget_wait(budget, store, waiting, 10) for _ in range(50)]
+    assert len(set(waits)) > 1
+    assert all(0.5 * budget.wait_seconds(10) <= w <= budget.wait_seconds(10) for w in waits)
+
+
 def test_a_window_limits_spend_per_window() -> None:
     clock = Clock()
     budget = CostBudget(LIMIT, None, lambda p, m: COST, store=MemoryStore(clock=clock), window_s=60)
     for _ in range(2):
-        hold = budget.reserve("a", None)
+        hold = Hold(budget, "a", None)
         with hold:
             hold.settle(COST)
-    with pytest.raises(BudgetExceededError, match="per 60 s"), budget.reserve("b", None):
+    with pytest.raises(BudgetExceededError, match="per 60 s"), Hold(budget, "b", None):
         pass
     clock.now += 60
-    with budget.reserve("c", None):
+    with Hold(budget, "c", None):
         pass
 
 
@@ -107,14 +122,14 @@ class SlowStore(MemoryStore):
 
 async def test_a_caller_cancelled_while_reserving_gives_the_reservation_back() -> None:
     budget = CostBudget(LIMIT, store=SlowStore())
-    task = asyncio.create_task(budget.reserve("a", None).__aenter__())
+    task = asyncio.create_task(Hold(budget, "a", None).__aenter__())
     await asyncio.sleep(0.005)  # the reservation is on its way
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     await asyncio.sleep(0.05)
-    assert budget.in_flight == 0
-    async with budget.reserve("b", None):  # not waiting for a call nobody runs
+    assert budget.status().in_flight == 0
+    async with Hold(budget, "b", None):  # not waiting for a call nobody runs
         pass
 
 
@@ -127,7 +142,7 @@ async def test_a_dropped_stream_is_released_without_another_use_of_the_budget() 
         yield "two"
 
     async def start() -> tuple[AsyncIterator[str], Hold]:
-        hold = budget.reserve("hi", None)
+        hold = Hold(budget, "hi", None)
         await hold.__aenter__()
         return pieces(), hold
 
@@ -171,7 +186,7 @@ class Process:
 
     async def call(self) -> str | BudgetExceededError:
         try:
-            async with self.budget.reserve("hi", None):
+            async with Hold(self.budget, "hi", None):
                 self.requests += 1
                 await asyncio.sleep(0.02)
                 self.spent += COST
@@ -190,7 +205,7 @@ async def test_two_processes_share_one_limit_on_redis(redis_stores: list[StateSt
     spent = budget_spent(redis_stores[0], "shared")
     assert spent == pytest.approx(requests * COST)
     assert spent <= LIMIT + COST
-    assert processes[1].budget.reserved_usd == 0.0
+    assert processes[1].budget.status().reserved_usd == 0.0
 
 
 @pytest.mark.live_local
@@ -199,10 +214,10 @@ def test_a_process_waits_for_the_unknown_cost_call_of_another(
 ) -> None:
     first, second = (Process(store) for store in redis_stores)
     entered = threading.Event()
-    with first.budget.reserve("first", None):
+    with Hold(first.budget, "first", None):
 
         def other() -> None:
-            with second.budget.reserve("second", None):
+            with Hold(second.budget, "second", None):
                 entered.set()
 
         thread = threading.Thread(target=other)
@@ -220,14 +235,14 @@ def test_a_window_is_shared_on_redis(redis_stores: list[StateStore], clock: Cloc
         for store in redis_stores
     ]
     for budget in budgets:
-        hold = budget.reserve("a", None)
+        hold = Hold(budget, "a", None)
         with hold:
             hold.settle(COST)
     for budget in budgets:  # 0.008 spent: a third $0.004 call would pass $0.01
-        with pytest.raises(BudgetExceededError), budget.reserve("b", None):
+        with pytest.raises(BudgetExceededError), Hold(budget, "b", None):
             pass
     clock.now += 3600
-    with budgets[1].reserve("c", None):
+    with Hold(budgets[1], "c", None):
         pass
     assert budget_spent(redis_stores[0], "w", 3600) == 0.0
-    assert budgets[0].in_flight == 0
+    assert budgets[0].status().in_flight == 0

@@ -69,7 +69,7 @@ async def test_raise_mode_refuses_past_the_limit_without_a_request() -> None:
         policy.invoke("hi")
     assert len(model.prompts) == 3
     assert policy.circuit is not None
-    assert (policy.circuit.state, policy.circuit.consecutive_failures) == ("closed", 0)
+    assert (policy.circuit.state, policy.circuit.status().failures) == ("closed", 0)
 
 
 async def test_wait_mode_spaces_requests_out() -> None:

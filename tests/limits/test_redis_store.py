@@ -97,7 +97,7 @@ def call(policy: ProviderPolicy, prompt: str, mode: str) -> str:
 
 
 def calls_recorded(store: ResilientStore) -> int:
-    return sum(row.calls for row in store.usage_rows())
+    return sum(row.usage.calls for row in store.usage_rows())
 
 
 def recovers(store: ResilientStore, policy: ProviderPolicy, mode: str) -> None:

@@ -83,9 +83,9 @@ async def test_usage_is_totalled_in_the_store_once_a_state_url_is_set(
         assert rows == {}  # per-process usage stays with the UsageTracker
         return
     (row,) = rows.values()
-    assert (row.provider, row.calls, row.failures) == ("openrouter", 3, 0)
-    assert row.cost_usd == pytest.approx(0.006)
-    assert row.input_tokens > 0 and row.output_tokens > 0
+    assert (row.provider, row.usage.calls, row.usage.failures) == ("openrouter", 3, 0)
+    assert row.usage.cost_usd == pytest.approx(0.006)
+    assert row.usage.input_tokens > 0 and row.usage.output_tokens > 0
     assert row.p95_latency_s > 0
 
 

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from pygent_lc.errors import ConfigurationError, InvalidInputError, ProviderUnavailableError
+from pygent_lc.host_pool import Count, Enter
 from pygent_lc.limits import (
     ADMITTED,
     BreakerAdmission,
@@ -31,7 +32,7 @@ from pygent_lc.limits import (
     StateStore,
     UsageRecord,
 )
-from pygent_lc.limits.breaker import ERROR_SUMMARY_CHARS, Admission, CircuitBreaker
+from pygent_lc.limits.breaker import ERROR_SUMMARY_CHARS, CircuitBreaker
 from pygent_lc.limits.rate import MIN_RATE_WAIT_S
 from pygent_lc.limits.usage import LATENCY_SAMPLES, percentile
 from pygent_lc.tot.shared_values import SharedValueStore
@@ -300,7 +301,7 @@ def test_breaker_matches_the_in_process_circuit_breaker(
     threshold, cooldown = 2, 3.0
     reference = CircuitBreaker(threshold, cooldown, provider="p", clock=clock)
     error = ProviderUnavailableError("503", provider="p")
-    live: list[tuple[Admission, BreakerAdmission]] = []  # (reference's, store's)
+    live: list[tuple[BreakerAdmission, BreakerAdmission]] = []  # (reference's, store's)
     for step in range(400):
         action = rng.choice(["admit", "admit", "success", "failure", "failure", "release", "wait"])
         if action == "wait":
@@ -330,7 +331,7 @@ def test_breaker_matches_the_in_process_circuit_breaker(
         status = breaker_state(store, "twin", cooldown)
         assert (status.state, status.failures) == (
             reference.state,
-            reference.consecutive_failures,
+            reference.status().failures,
         ), step
 
 
@@ -377,7 +378,7 @@ def test_usage_counts_cost_faults(store: StateStore) -> None:
     record_usage(store, "p", "m", 1, 0, 1, 1, 0.0, 0.1, cost_faults=1)
     record_usage(store, "p", "m", 1, 0, 1, 1, 0.5, 0.1)
     [row] = store.usage_rows()
-    assert (row.calls, row.cost_usd, row.cost_faults) == (2, 0.5, 1)
+    assert (row.usage.calls, row.usage.cost_usd, row.usage.cost_faults) == (2, 0.5, 1)
 
 
 def test_budget_with_estimates_stays_within_the_limit(store: StateStore) -> None:
@@ -525,13 +526,13 @@ def test_usage_rows_total_every_call(store: StateStore) -> None:
     rows = store.usage_rows()
     assert [(r.provider, r.model) for r in rows] == [("ollama", "llama3.2"), ("openrouter", "m/a")]
     ollama, openrouter = rows
-    assert (ollama.calls, ollama.input_tokens, ollama.output_tokens) == (1, 7, 3)
+    assert (ollama.usage.calls, ollama.usage.input_tokens, ollama.usage.output_tokens) == (1, 7, 3)
     assert (ollama.mean_latency_s, ollama.p95_latency_s) == (0.25, 0.25)
-    assert (openrouter.calls, openrouter.failures) == (100, 10)
-    assert (openrouter.input_tokens, openrouter.output_tokens) == (1000, 500)
-    assert openrouter.cached_input_tokens == 200
-    assert openrouter.cost_usd == pytest.approx(0.1)
-    assert openrouter.cache_discount_usd == pytest.approx(0.05)
+    assert (openrouter.usage.calls, openrouter.usage.failures) == (100, 10)
+    assert (openrouter.usage.input_tokens, openrouter.usage.output_tokens) == (1000, 500)
+    assert openrouter.usage.cached_input_tokens == 200
+    assert openrouter.usage.cost_usd == pytest.approx(0.1)
+    assert openrouter.usage.cache_discount_usd == pytest.approx(0.05)
     assert openrouter.mean_latency_s == pytest.approx(sum(latencies) / 100)
     assert openrouter.p95_latency_s == percentile(latencies, 0.95) == 0.95
 
@@ -541,37 +542,39 @@ def test_usage_p95_is_over_the_latest_samples(store: StateStore) -> None:
     for latency in [9.0] * 500 + [0.5] * LATENCY_SAMPLES:
         record_usage(store, "p", "m", 1, 0, 0, 0, 0.0, latency)
     (row,) = store.usage_rows()
-    assert row.calls == 500 + LATENCY_SAMPLES
+    assert row.usage.calls == 500 + LATENCY_SAMPLES
     assert row.p95_latency_s == 0.5
-    assert row.mean_latency_s == pytest.approx((9.0 * 500 + 0.5 * LATENCY_SAMPLES) / row.calls)
+    mean = (9.0 * 500 + 0.5 * LATENCY_SAMPLES) / row.usage.calls
+    assert row.mean_latency_s == pytest.approx(mean)
 
 
 # -- in-flight counts and cache --------------------------------------------------------------------
 
 
 def test_inflight_counts_per_key(store: StateStore) -> None:
-    a1, n1 = store.inflight_enter("host-a")
-    a2, n2 = store.inflight_enter("host-a")
-    b1, _ = store.inflight_enter("host-b")
-    assert (n1, n2) == (1, 2)
-    assert store.inflight_get(["host-a", "host-b", "host-c"]) == [2, 1, 0]
-    assert store.inflight_exit(a1) == 1
-    assert store.inflight_exit(a1) == 1  # twice is harmless
-    store.inflight_exit(b1)
-    assert store.inflight_get(["host-a", "host-b"]) == [1, 0]
-    store.inflight_exit(a2)
-    assert store.inflight_get([]) == []
+    def count(*keys: str) -> list[int]:
+        return store.run(Count(keys, store.clock()))
+
+    a1, a2, b1 = (Enter(key, store.clock()) for key in ("host-a", "host-a", "host-b"))
+    assert (store.run(a1), store.run(a2), store.run(b1)) == (1, 2, 1)
+    assert count("host-a", "host-b", "host-c") == [2, 1, 0]
+    assert store.run(a1.exit(store.clock())) == 1
+    assert store.run(a1.exit(store.clock())) == 1  # twice is harmless
+    store.run(b1.exit(store.clock()))
+    assert count("host-a", "host-b") == [1, 0]
+    store.run(a2.exit(store.clock()))
+    assert count() == []
 
 
 def test_inflight_tickets_of_a_crashed_process_expire(store: StateStore, clock: FakeClock) -> None:
-    store.inflight_enter("host", lease_s=30.0)  # never exited
+    store.run(Enter("host", store.clock(), lease_s=30.0))  # never exited
     clock.advance(10.0)
-    ticket, count = store.inflight_enter("host", lease_s=30.0)
-    assert count == 2
+    ticket = Enter("host", store.clock(), lease_s=30.0)
+    assert store.run(ticket) == 2
     clock.advance(20.0)
-    assert store.inflight_get(["host"]) == [1]
-    store.inflight_exit(ticket)
-    assert store.inflight_get(["host"]) == [0]
+    assert store.run(Count(("host",), store.clock())) == [1]
+    store.run(ticket.exit(store.clock()))
+    assert store.run(Count(("host",), store.clock())) == [0]
 
 
 def test_cache_and_the_tot_value_store_on_it(store: StateStore) -> None:
@@ -620,7 +623,7 @@ def test_begin_call_takes_everything_or_nothing(store: StateStore, clock: FakeCl
     )
     assert ended.breaker_changed  # closed
     assert budget_spent(store, "usd") == 0.125
-    assert store.usage_rows()[0].cost_usd == 0.125
+    assert store.usage_rows()[0].usage.cost_usd == 0.125
     assert breaker_state(store, "p|m", 5.0).state == "closed"
 
 
@@ -654,10 +657,11 @@ async def test_async_methods_match_the_sync_ones(store: StateStore, clock: FakeC
         await ausage_rows(
             store,
         )
-    )[0].cost_usd == 0.5
-    ticket, _ = await store.ainflight_enter("h")
-    assert await store.ainflight_get(["h"]) == [1]
-    assert await store.ainflight_exit(ticket) == 0
+    )[0].usage.cost_usd == 0.5
+    ticket = Enter("h", store.clock())
+    await store.arun(ticket)
+    assert await store.arun(Count(("h",), store.clock())) == [1]
+    assert await store.arun(ticket.exit(store.clock())) == 0
     await acache_set(store, "n", "k", "v")
     assert await acache_get(store, "n", "k") == "v"
     start = await store.abegin_call(CallPlan(rates=(RateSpec("a2", 1, 1.0),)))

@@ -92,7 +92,7 @@ def test_redis_dying_mid_run_falls_back_to_memory_then_resumes(
     assert isinstance(hold, BudgetReservation)
     budget_settle(store, hold, 0.25)
     record_usage(store, "p", "m", 1, 0, 1, 1, 0.25, 0.1)
-    assert store.usage_rows()[0].cost_usd == 0.25
+    assert store.usage_rows()[0].usage.cost_usd == 0.25
     cache_set(store, "ns", "k", "memory")
     assert cache_get(store, "ns", "k") == "memory"
     assert not store.shared

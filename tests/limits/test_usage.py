@@ -13,7 +13,13 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.limits.usage import CallMeter, UsageTracker, percentile, plausible_usd
+from pygent_lc.limits.usage import (
+    LATENCY_SAMPLES,
+    CallMeter,
+    UsageTracker,
+    percentile,
+    plausible_usd,
+)
 from pygent_lc.testing import ScriptedChatModel
 from tests.loopback_server import LoopbackServer
 
@@ -23,6 +29,19 @@ def test_p95_is_nearest_rank() -> None:
     assert percentile(samples, 0.95) == 95.0
     assert percentile([3.0], 0.95) == 3.0
     assert percentile([1.0, 2.0], 0.95) == 2.0
+
+
+def test_tracker_keeps_the_latest_latencies_as_the_store_does() -> None:
+    """Its p95 is over the latest LATENCY_SAMPLES requests (memory stays bounded in a long
+    run); the mean is over every request."""
+    tracker = UsageTracker()
+    for latency in [9.0] * 500 + [0.5] * LATENCY_SAMPLES:
+        tracker.count("p", "m", latency)
+    entry = tracker.summary()[("p", "m")]
+    assert entry.usage.calls == 500 + LATENCY_SAMPLES
+    assert entry.p95_latency_s == 0.5
+    mean = (9.0 * 500 + 0.5 * LATENCY_SAMPLES) / entry.usage.calls
+    assert entry.mean_latency_s == pytest.approx(mean)
 
 
 # --- through a built chain, on the loopback server ----------------------------

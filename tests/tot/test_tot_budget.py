@@ -8,6 +8,7 @@ import pytest
 
 from pygent_lc import LangChainBackend
 from pygent_lc.errors import BudgetExceededError, ConfigurationError
+from pygent_lc.limits.budget import CostBudget
 from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import ToTConfig, ToTEngine
 from tests.billed_model import BilledModel
@@ -154,7 +155,7 @@ async def test_an_implausible_cost_neither_stops_nor_frees_the_search(ladder, ba
 async def test_a_request_for_n_samples_holds_n_completions_of_max_cost_usd():
     """One request carrying n samples is one call; its hold on ``max_cost_usd`` is n times
     the backend's bound for one completion, so it never passes the limit."""
-    from pygent_lc.tot.calls import BudgetExhausted, LLMCaller
+    from pygent_lc.tot.caller import BudgetExhausted, LLMCaller
 
     class Bounded(ScriptedBackend):
         def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
@@ -168,3 +169,25 @@ async def test_a_request_for_n_samples_holds_n_completions_of_max_cost_usd():
     fresh = LLMCaller(backend, _config(max_cost_usd=0.01))
     assert len(await fresh.call_samples("value?", 2, kind="evaluation", temperature=0.7)) == 2
     assert backend.calls == fresh.counters.llm_calls == 1
+
+
+async def test_the_backends_budget_bounds_every_search_over_it(ladder):
+    # One budget, given once to the backend: searches end cleanly when it is spent,
+    # and a later search finds it spent too (a limit across searches).
+    budget = CostBudget(0.035)
+    model = BilledModel(costs=[0.01], delay_s=0.0, reply=ladder)
+    engine = ToTEngine(
+        _config(max_concurrency=8, adaptive_sampling=False),
+        LangChainBackend(model, budget=budget),
+    )
+    first = await engine.solve("q")
+    assert first.stats.budget_exhausted is not None
+    assert first.stats.budget_exhausted.startswith("backend budget")
+    assert first.best is not None
+    # calls of unknown cost one at a time: $0.01 a call until $0.04 >= $0.035
+    assert len(model.calls) == 4
+    second = await engine.solve("q again")
+    assert second.stats.budget_exhausted is not None
+    assert second.stats.budget_exhausted.startswith("backend budget")
+    assert len(model.calls) == 4  # no request: the budget was spent already
+    assert budget.status().spent_usd == pytest.approx(0.04)

@@ -17,7 +17,7 @@ from pygent_lc.errors import (
     RateLimitError,
 )
 from pygent_lc.tot import GenericTask, ToTConfig, ToTEngine, ToTResult, observe
-from pygent_lc.tot.calls import gather_or_cancel
+from pygent_lc.tot.caller import gather_or_cancel
 from pygent_lc.tot.search import SearchContext
 from tests.tot.conftest import prompt_kind
 
@@ -123,25 +123,19 @@ async def test_duplicate_thoughts_of_a_parent_are_merged(scripted):
     assert result.stats.evaluation_calls == 4
 
 
-async def test_concurrent_identical_prompts_share_one_call(scripted):
-    from pygent_lc.tot.calls import LLMCaller, PromptCache, SampledOutputs, sample_prompt
+async def test_an_identical_vote_prompt_is_asked_once_per_search(scripted, ladder):
+    class OneVotePrompt(GenericTask):
+        def vote_prompt(self, problem: str, candidates: Any) -> str:
+            return "Which is best? End with 'The best choice is N'."
 
-    backend = scripted(lambda p: "Score: 7", latency_s=0.02)
-    caller = LLMCaller(backend, _config(n_evaluate_sample=2))
-    cache = PromptCache()
-
-    async def ask() -> tuple[SampledOutputs, bool]:
-        return await cache.get(
-            "P", lambda: sample_prompt(caller, "P", 2, kind="evaluation", temperature=0.7)
-        )
-
-    results = await asyncio.gather(ask(), ask(), ask())
-    assert backend.calls == 2  # one prompt, two samples, asked once
-    assert sorted(hit for _, hit in results) == [False, True, True]
-    assert all(r.outputs == ["Score: 7", "Score: 7"] for r, _ in results)
-    _again, hit = await ask()
-    assert hit
-    assert backend.calls == 2
+    config = _config(search_method="dfs", evaluation_method="vote", n_evaluate_sample=2)
+    backend = scripted(ladder)
+    result = await ToTEngine(config, backend, task=OneVotePrompt()).solve("q")
+    assert result.best is not None
+    assert result.best.path == ["step a", "step a.a", "Final answer: a.a.a"]
+    assert result.stats.evaluation_calls == 2  # the first level's two votes, then none
+    assert result.stats.cache_hits == 2  # the two deeper levels
+    assert [kind for kind in map(prompt_kind, backend.prompts)].count("vote") == 2
 
 
 async def test_temperatures_and_max_tokens_are_sent(scripted, ladder):

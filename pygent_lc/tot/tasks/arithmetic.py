@@ -12,7 +12,8 @@ make the checker slow.
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 MAX_EXPRESSION_CHARS = 200
@@ -21,7 +22,12 @@ MAX_LITERAL = 10**6
 # Game-of-24 value, small enough that no product of bounded terms gets costly.
 MAX_MAGNITUDE = 10**18
 
-_BINARY = (ast.Add, ast.Sub, ast.Mult, ast.Div)
+_BINARY: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
 # What models write instead of ASCII operators.
 _TRANSLATE = str.maketrans(
     {
@@ -39,12 +45,6 @@ class UnsafeExpressionError(ValueError):
     """The text is not a plain arithmetic expression over integer literals."""
 
 
-def _check_magnitude(value: Fraction) -> Fraction:
-    if abs(value.numerator) > MAX_MAGNITUDE or value.denominator > MAX_MAGNITUDE:
-        raise UnsafeExpressionError("intermediate result too large")
-    return value
-
-
 def _walk(node: ast.AST, literals: list[int]) -> Fraction:
     if isinstance(node, ast.Constant):
         value = node.value
@@ -57,18 +57,15 @@ def _walk(node: ast.AST, literals: list[int]) -> Fraction:
         return Fraction(value)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return -_walk(node.operand, literals)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, _BINARY):
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left = _walk(node.left, literals)
         right = _walk(node.right, literals)
-        if isinstance(node.op, ast.Add):
-            return _check_magnitude(left + right)
-        if isinstance(node.op, ast.Sub):
-            return _check_magnitude(left - right)
-        if isinstance(node.op, ast.Mult):
-            return _check_magnitude(left * right)
-        if right == 0:
+        if isinstance(node.op, ast.Div) and right == 0:
             raise UnsafeExpressionError("division by zero")
-        return _check_magnitude(left / right)
+        result = _BINARY[type(node.op)](left, right)
+        if abs(result.numerator) > MAX_MAGNITUDE or result.denominator > MAX_MAGNITUDE:
+            raise UnsafeExpressionError("intermediate result too large")
+        return result
     if isinstance(node, ast.BinOp | ast.UnaryOp):
         raise UnsafeExpressionError(f"operator {type(node.op).__name__} is not allowed")
     raise UnsafeExpressionError(f"{type(node).__name__} is not allowed")

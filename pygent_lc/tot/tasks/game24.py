@@ -7,14 +7,13 @@ answer is verified by :func:`check_24` (``ast`` + fractions, never ``eval``).
 
 from __future__ import annotations
 
-import hashlib
 import math
+import operator
 import re
 from collections.abc import Sequence
 from fractions import Fraction
 
 from pygent_lc.errors import InvalidInputError
-from pygent_lc.tot.tasks._text import last_line_label, parse_vote, unique_lines
 from pygent_lc.tot.tasks.arithmetic import (
     UnsafeExpressionError,
     check_24,
@@ -29,15 +28,14 @@ from pygent_lc.tot.tasks.game24_prompts import (
     VALUE_PROMPT,
     VOTE_PROMPT,
 )
-from pygent_lc.tot.tasks.prompt import SplitPrompt, split_template
-
-__all__ = [
-    "Game24Task",
-    "UnsafeExpressionError",
-    "check_24",
-    "current_numbers",
-    "evaluate_arithmetic",
-]
+from pygent_lc.tot.tasks.prompt import (
+    SplitPrompt,
+    last_line_label,
+    parse_vote,
+    prompt_version,
+    split_template,
+    unique_lines,
+)
 
 # The paper's value map, per sample. The paper sums over samples; we take the
 # mean, which ranks states with equal sample counts the same way and stays
@@ -46,18 +44,11 @@ VALUE_MAP = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
 
 # Bump the suffix when the reading of value answers changes.
 _VALUE_READING = repr(sorted(VALUE_MAP.items())) + "last-word/1"
-_VALUE_VERSION = hashlib.sha256(
-    (VALUE_PROMPT + VALUE_LAST_STEP_PROMPT + _VALUE_READING).encode()
-).hexdigest()[:16]
+_VALUE_VERSION = prompt_version(VALUE_PROMPT, VALUE_LAST_STEP_PROMPT, _VALUE_READING)
 
 # Bump the suffix when the reading of proposals or the step check changes.
-_PROPOSE_VERSION = hashlib.sha256(
-    (PROPOSE_PROMPT + COT_PROMPT + "step-lines/1").encode()
-).hexdigest()[:16]
-
-_VALUE_BATCH_VERSION = hashlib.sha256(
-    (VALUE_BATCH_PROMPT + _VALUE_READING + "numbered-lines/1").encode()
-).hexdigest()[:16]
+_PROPOSE_VERSION = prompt_version(PROPOSE_PROMPT, COT_PROMPT, "step-lines/1")
+_VALUE_BATCH_VERSION = prompt_version(VALUE_BATCH_PROMPT, _VALUE_READING, "numbered-lines/1")
 _NUMBERED = re.compile(r"^\s*(\d+)\s*[.):]")
 
 _STEP = re.compile(r"=.*\(\s*left:\s*[^)]*\)", re.IGNORECASE)
@@ -68,17 +59,21 @@ _STEP_PARTS = re.compile(
     re.IGNORECASE,
 )
 _OPERATORS = {"\u00d7": "*", "\u00f7": "/", "\u2212": "-"}
+_APPLY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
 _ANSWER = re.compile(r"^\s*answer\s*:\s*", re.IGNORECASE)
 
 
-def _canonical_number(token: str) -> str:
+def _fraction(token: str) -> Fraction | None:
     try:
-        value = Fraction(token)
+        return Fraction(token)
     except (ValueError, ZeroDivisionError):
-        return token
-    if value.denominator == 1:
-        return str(value.numerator)
-    return f"{value.numerator}/{value.denominator}"
+        return None
+
+
+def _canonical_number(token: str) -> str:
+    """``"2.0"`` and ``"4/2"`` are ``"2"``; what is not a number stays as it is."""
+    value = _fraction(token)
+    return token if value is None else str(value)
 
 
 def _proves_24(output: str, numbers: Sequence[str]) -> bool:
@@ -105,26 +100,24 @@ def _proves_24(output: str, numbers: Sequence[str]) -> bool:
     return False
 
 
-def _fraction(token: str) -> Fraction | None:
-    try:
-        return Fraction(token)
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
 def _fractions(text: str) -> list[Fraction] | None:
     values = [_fraction(token) for token in text.replace(",", " ").split()]
     return None if any(v is None for v in values) else values  # type: ignore[return-value]
 
 
-def _apply(a: Fraction, op: str, b: Fraction) -> Fraction | None:
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    return None if b == 0 else a / b
+_Step = tuple[Fraction, str, Fraction, Fraction, list[Fraction]]
+
+
+def _parse_step(step: str) -> _Step | None:
+    """``a op b = c (left: ...)`` as numbers and an ASCII operator, or ``None``."""
+    match = _STEP_PARTS.match(step)
+    if match is None:
+        return None
+    a, b, c = (_fraction(match[name]) for name in ("a", "b", "c"))
+    left = _fractions(match["left"])
+    if a is None or b is None or c is None or left is None:
+        return None
+    return a, _OPERATORS.get(match["op"], match["op"]), b, c, left
 
 
 def step_is_valid(before: Sequence[Fraction], step: str) -> bool:
@@ -133,20 +126,18 @@ def step_is_valid(before: Sequence[Fraction], step: str) -> bool:
     Both operands must be available (as a multiset), ``c`` must be ``a op b``
     exactly, and the left list must be ``before`` without ``a`` and ``b``, with ``c``.
     """
-    match = _STEP_PARTS.match(step)
-    if match is None:
+    parsed = _parse_step(step)
+    if parsed is None:
         return False
-    a, b, c = (_fraction(match[name]) for name in ("a", "b", "c"))
-    left = _fractions(match["left"])
-    if a is None or b is None or c is None or left is None:
-        return False
+    a, op, b, c, left = parsed
     rest = list(before)
     for operand in (a, b):
         if operand not in rest:
             return False
         rest.remove(operand)
-    op = _OPERATORS.get(match["op"], match["op"])
-    return _apply(a, op, b) == c and sorted(left) == sorted([*rest, c])
+    if op == "/" and b == 0:
+        return False
+    return _APPLY[op](a, b) == c and sorted(left) == sorted([*rest, c])
 
 
 def current_numbers(problem: str, steps: Sequence[str]) -> str:
@@ -184,7 +175,6 @@ class Game24Task:
             )
         return " ".join(str(n) for n in numbers)
 
-    # generation -----------------------------------------------------------
     def _answer_step(self, problem: str, steps: Sequence[str]) -> bool:
         return bool(steps) and current_numbers(problem, steps) == "24"
 
@@ -215,7 +205,6 @@ class Game24Task:
         lines = unique_lines(output)
         return lines[0] if lines else None
 
-    # evaluation -----------------------------------------------------------
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
         """Values the rules of the game decide, so no call is spent on them.
 
@@ -285,7 +274,6 @@ class Game24Task:
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
         return parse_vote(output, n_candidates)
 
-    # states ---------------------------------------------------------------
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
         """The numbers left as a sorted multiset; an answer by its expression.
 
@@ -334,27 +322,18 @@ class Game24Task:
         not asked for (a model copying it out can only make mistakes)."""
         if not self._answer_step(problem, steps):
             return None
-        pool = [(Fraction(n), n) for n in problem.split()]
+        pool = [(Fraction(n), n) for n in problem.split()]  # each number and how it was made
         for step in steps:
-            match = _STEP_PARTS.match(step)
-            if match is None or not step_is_valid([value for value, _ in pool], step):
+            parsed = _parse_step(step)
+            if parsed is None or not step_is_valid([value for value, _ in pool], step):
                 return None
-            operands: list[str] = []
-            for name in ("a", "b"):
-                value = _fraction(match[name])
-                index = next((i for i, (v, _) in enumerate(pool) if v == value), None)
-                if value is None or index is None:
-                    return None
-                operands.append(pool.pop(index)[1])
-            op = _OPERATORS.get(match["op"], match["op"])
-            result = _apply(Fraction(match["a"]), op, Fraction(match["b"]))
-            if result is None:
-                return None
-            pool.append((result, f"({operands[0]} {op} {operands[1]})"))
+            a, op, b, c, _ = parsed
+            # Both operands are in the pool: the step was checked against it.
+            x, y = (pool.pop([v for v, _ in pool].index(n))[1] for n in (a, b))
+            pool.append((c, f"({x} {op} {y})"))
         if len(pool) != 1:
             return None
-        expression = pool[0][1][1:-1] if len(steps) else pool[0][1]
-        answer = f"Answer: {expression} = 24"
+        answer = f"Answer: {pool[0][1][1:-1]} = 24"
         return answer if check_24(answer, problem) else None
 
     def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:

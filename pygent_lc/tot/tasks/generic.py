@@ -7,20 +7,20 @@ paper's sure/likely/impossible words), averaged over the value samples.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Sequence
 
 from pygent_lc.errors import ConfigurationError, InvalidInputError
-from pygent_lc.tot.tasks._text import (
+from pygent_lc.tot.tasks.prompt import (
+    SplitPrompt,
     last_line_label,
     normalise_text,
     parse_vote,
+    prompt_version,
     strip_bullet,
     unique_lines,
 )
-from pygent_lc.tot.tasks.prompt import SplitPrompt
 from pygent_lc.validation import MAX_PROMPT_CHARS
 
 FINAL_PREFIX = "Final answer:"
@@ -36,9 +36,7 @@ _VALUE_PROMPT = (
     "end with a line 'Score: N' where N is from 1 (hopeless) to 10 (certainly right).\n"
 )
 # Bump the suffix when the reading of value answers changes.
-_VALUE_VERSION = hashlib.sha256(
-    (_PROBLEM + _VALUE_PROMPT + "score-or-last-word/1").encode()
-).hexdigest()[:16]
+_VALUE_VERSION = prompt_version(_PROBLEM, _VALUE_PROMPT, "score-or-last-word/1")
 #: Two samples this close (on the 0-1 scale) agree.
 AGREEMENT = 0.1
 
@@ -73,7 +71,7 @@ class GenericTask:
         """Changes with the propose and sample prompts (``n_proposals`` included) and
         their reading: kept proposals are reused per version (``reuse_proposals``)."""
         shape = self.propose_prompt("{problem}", ["{step}"]) + self.sample_prompt("{problem}", [])
-        return hashlib.sha256((shape + "lines/1").encode()).hexdigest()[:16]
+        return prompt_version(shape, "lines/1")
 
     def validate_problem(self, problem: str) -> str:
         text = problem.strip()
@@ -85,7 +83,6 @@ class GenericTask:
             )
         return text
 
-    # generation -----------------------------------------------------------
     def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
         return _with_problem(
             problem,
@@ -114,7 +111,6 @@ class GenericTask:
         text = " ".join(strip_bullet(line) for line in output.strip().splitlines())
         return " ".join(text.split()) or None
 
-    # evaluation -----------------------------------------------------------
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
         return None
 
@@ -158,7 +154,6 @@ class GenericTask:
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
         return parse_vote(output, n_candidates)
 
-    # states ---------------------------------------------------------------
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
         """The problem and the steps, case-folded and with whitespace collapsed."""
         return "\n".join(normalise_text(part) for part in (problem, *steps))

@@ -4,27 +4,29 @@ One :class:`LLMCaller` serves one ``solve``. It holds the semaphore that
 bounds calls in flight, refuses calls once a budget is spent (the search
 then ends cleanly), counts calls and failures per phase so a level whose
 every call failed can be raised, and measures tokens and cost from the
-backend's ``usage_totals()``. :class:`PromptCache` shares evaluation results
-between identical prompts, including prompts still in flight.
+backend's ``usage_totals()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from pygent_lc.backend import LLMBackend, UsageTotals
 from pygent_lc.errors import AllProvidersFailedError, BudgetExceededError, ProviderError
-from pygent_lc.limits.budget import CostBudget, Hold
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.call import Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
+from pygent_lc.tot.result import ToTStats
 from pygent_lc.tot.tasks.prompt import static_prefix
 
 #: The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
-CALL_FAILURES: tuple[type[Exception], ...] = (ProviderError, AllProvidersFailedError)
+CALL_FAILURES = (ProviderError, AllProvidersFailedError)
 
 CallKind = Literal["generation", "evaluation"]
 
@@ -32,12 +34,9 @@ _T = TypeVar("_T")
 
 
 async def gather_or_cancel(*coroutines: Coroutine[Any, Any, _T]) -> list[_T]:
-    """The results of ``coroutines``, run at once in an :class:`asyncio.TaskGroup`.
-
-    When one raises, the TaskGroup cancels the others (a search that raised
-    must not keep spending on calls nobody reads) and the error that came
-    first is raised as itself, not inside an ``ExceptionGroup``.
-    """
+    """The results of ``coroutines``, run at once in an :class:`asyncio.TaskGroup`: when
+    one raises, the others are cancelled (a search that raised must not keep spending
+    on calls nobody reads) and the first error is raised as itself."""
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(coroutine) for coroutine in coroutines]
@@ -49,16 +48,6 @@ async def gather_or_cancel(*coroutines: Coroutine[Any, Any, _T]) -> list[_T]:
 
 class BudgetExhausted(Exception):
     """Internal signal, never seen by callers: a budget is spent, the call was refused."""
-
-
-@dataclass
-class CallCounters:
-    llm_calls: int = 0
-    generation_calls: int = 0
-    evaluation_calls: int = 0
-    failed_calls: int = 0
-    cache_hits: int = 0
-    peak_in_flight: int = 0
 
 
 @dataclass
@@ -85,16 +74,15 @@ class LLMCaller:
         )
         self._in_flight = 0
         self._phase = _Phase()
-        self.counters = CallCounters()
+        self.counters = ToTStats()
+        """The call counts of the search's statistics, filled in by the engine at its end."""
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
-        """Whether the model answers ``n`` samples in one request (shared by an engine)."""
         if type(backend).generate_samples is LLMBackend.generate_samples:
             # The contract's default sends one request for one sample: nothing to ask,
             # and no request of it need hold n samples' bound on the budget.
             self.n_support.learn(False)
 
-    # budgets --------------------------------------------------------------
     def usage(self) -> UsageTotals | None:
         """Usage since the search began, or ``None`` if the backend does not track it."""
         now = self._backend.usage_totals()
@@ -142,50 +130,38 @@ class LLMCaller:
         if self.exhausted is not None:
             raise BudgetExhausted(self.exhausted)
 
-    # phases ---------------------------------------------------------------
-    def begin_phase(self) -> None:
-        """Start counting the calls of one level's generation or evaluation."""
-        self._phase = _Phase()
-
-    def raise_if_phase_failed(self) -> None:
-        """Raise the provider error when every call of the phase failed."""
-        phase = self._phase
+    @contextmanager
+    def phase(self) -> Iterator[None]:
+        """One level's generation or evaluation: the provider error is raised at its end
+        when every call of it failed."""
+        self._phase = phase = _Phase()
+        yield
         if phase.attempted and phase.failed == phase.attempted and phase.first_error is not None:
             raise phase.first_error
 
-    # calls ----------------------------------------------------------------
-    async def call(
-        self,
-        prompt: str,
-        *,
-        kind: CallKind,
-        temperature: float,
-        stop: list[str] | None = None,
-    ) -> str:
-        """One completion; raises :class:`BudgetExhausted` or a call failure."""
-        outputs = await self._request(prompt, 1, kind=kind, temperature=temperature, stop=stop)
+    async def outcome(
+        self, prompt: str, *, kind: CallKind, temperature: float, stop: list[str] | None = None
+    ) -> str | CallFailure | None:
+        """One completion, the call's failure, or ``None`` when a budget refused the call."""
+        try:
+            outputs = await self._request(prompt, 1, kind=kind, temperature=temperature, stop=stop)
+        except BudgetExhausted:
+            return None
+        except CALL_FAILURES as exc:
+            return exc
         return outputs[0]
 
     async def call_samples(
         self, prompt: str, n: int, *, kind: CallKind, temperature: float
     ) -> list[str]:
-        """Up to ``n`` completions in one request (``LLMBackend.generate_samples``).
-
-        Fewer come back where the provider ignores ``n``; the caller asks the
-        rest one by one. It is one request: one call, one hold on the budget.
-        """
+        """Up to ``n`` completions in one request (``LLMBackend.generate_samples``): one
+        call, one hold on the budget; fewer come back where the provider ignores ``n``."""
         outputs = await self._request(prompt, n, kind=kind, temperature=temperature, stop=None)
         self.n_support.learn(len(outputs) >= n)
         return outputs
 
     async def _request(
-        self,
-        prompt: str,
-        n: int,
-        *,
-        kind: CallKind,
-        temperature: float,
-        stop: list[str] | None,
+        self, prompt: str, n: int, *, kind: CallKind, temperature: float, stop: list[str] | None
     ) -> list[str]:
         kwargs: dict[str, Any] = {"temperature": temperature}
         if self._config.max_tokens is not None:
@@ -224,7 +200,7 @@ class LLMCaller:
                 self.counters.failed_calls += 1
                 self._phase.failed += 1
                 if self._phase.first_error is None:
-                    self._phase.first_error = exc  # type: ignore[assignment]
+                    self._phase.first_error = exc
                 raise
             finally:
                 self._in_flight -= 1
@@ -232,13 +208,9 @@ class LLMCaller:
 
 
 class SamplesSupport:
-    """Whether one model answers ``n`` samples in one request: unknown until asked once.
-
-    An engine keeps one per model and shares it across its solves: the first
-    request with ``n > 1`` finds out (a single choice back means ``n`` is
-    ignored, as OpenRouter and Ollama do), and from then on samples go as one
-    request each where ``n`` is ignored, or together where it is honoured.
-    """
+    """Whether one model answers ``n`` samples in one request: unknown until the first
+    request with ``n > 1`` (a single choice back: ``n`` is ignored, as OpenRouter and
+    Ollama do). An engine keeps one for all its solves."""
 
     def __init__(self) -> None:
         self.honoured: bool | None = None
@@ -249,14 +221,11 @@ class SamplesSupport:
 
     @property
     def worth_asking(self) -> bool:
-        """Send several samples as one request (honoured, or not known yet)."""
         return self.honoured is not False
 
 
 @dataclass
 class SampledOutputs:
-    """The completions of the samples of one prompt."""
-
     outputs: list[str] = field(default_factory=list)
     errors: list[CallFailure] = field(default_factory=list)
     refused: int = 0
@@ -268,21 +237,13 @@ class SampledOutputs:
 
 
 async def sample_prompt(
-    caller: LLMCaller,
-    prompt: str,
-    n: int,
-    *,
-    kind: CallKind,
-    temperature: float,
-    fill: bool = True,
+    caller: LLMCaller, prompt: str, n: int, *, kind: CallKind, temperature: float, fill: bool = True
 ) -> SampledOutputs:
     """``n`` samples of ``prompt``; failures and refusals are collected, not raised.
 
-    Where the model answers ``n`` in one request (or that is not known yet),
-    they are asked as one request and only the missing ones are asked again,
-    one request each, at once; else all are asked one request each, at once.
-    ``fill=False`` sends one request only, so up to ``n`` come back (the caller
-    asks again if it still wants more).
+    Where the model answers ``n`` in one request (or may), one request asks them
+    and the missing ones are asked one request each, at once; else all are asked
+    one request each. ``fill=False`` sends one request only (up to ``n`` back).
     """
     result = SampledOutputs()
     if n > 1 and caller.n_support.worth_asking:
@@ -294,21 +255,14 @@ async def sample_prompt(
             result.refused += n
             return result
         except CALL_FAILURES as exc:
-            result.errors.append(exc)  # type: ignore[arg-type]
+            result.errors.append(exc)
             return result
         n = n - len(result.outputs) if fill else 0
     elif not fill:
         n = min(n, 1)  # one request, and this model answers one sample a request
 
-    async def one() -> str | CallFailure | None:
-        try:
-            return await caller.call(prompt, kind=kind, temperature=temperature)
-        except BudgetExhausted:
-            return None
-        except CALL_FAILURES as exc:
-            return exc  # type: ignore[return-value]
-
-    for item in await gather_or_cancel(*(one() for _ in range(n))):
+    asks = (caller.outcome(prompt, kind=kind, temperature=temperature) for _ in range(n))
+    for item in await gather_or_cancel(*asks):
         if item is None:
             result.refused += 1
         elif isinstance(item, str):
@@ -316,45 +270,3 @@ async def sample_prompt(
         else:
             result.errors.append(item)
     return result
-
-
-class PromptCache:
-    """Evaluation results keyed by the full prompt, shared while still in flight.
-
-    Only complete results are kept: a prompt whose samples failed or were
-    refused is asked again the next time it comes up.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[str, asyncio.Future[SampledOutputs]] = {}
-
-    async def get(
-        self, prompt: str, produce: Callable[[], Awaitable[SampledOutputs]]
-    ) -> tuple[SampledOutputs, bool]:
-        """The result for ``prompt`` and whether it came from the cache."""
-        entry = self._entries.get(prompt)
-        if entry is not None:
-            return await asyncio.shield(entry), True
-        future: asyncio.Future[SampledOutputs] = asyncio.ensure_future(produce())
-        self._entries[prompt] = future
-        try:
-            result = await asyncio.shield(future)
-        except BaseException:
-            # A failed ask is forgotten; one still running (we were cancelled)
-            # stays for the other waiters, and ``aclose`` cancels it at the end.
-            if future.done() and self._entries.get(prompt) is future:
-                del self._entries[prompt]
-            raise
-        if not result.complete and self._entries.get(prompt) is future:
-            del self._entries[prompt]
-        return result, False
-
-    async def aclose(self) -> None:
-        """Cancel asks still in flight (the search that wanted them has ended)."""
-        pending = [future for future in self._entries.values() if not future.done()]
-        for future in pending:
-            future.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-
-    def __len__(self) -> int:
-        return len(self._entries)
