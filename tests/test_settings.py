@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from pygent_lc.settings import (
     OllamaSettings,
     OpenRouterSettings,
 )
+from tests.helpers import ROOT
 
 
 def test_defaults() -> None:
@@ -150,6 +155,36 @@ def test_a_whole_section_as_a_mapping_or_a_model_and_flat_keywords_win() -> None
     with pytest.raises(ConfigurationError) as caught:
         Settings(ollama={"num_ctx": 0})
     assert caught.value.field == "ollama_num_ctx (OLLAMA_NUM_CTX)"
+
+
+def test_a_whole_section_still_reads_the_dotenv_file_and_the_options(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("OLLAMA_MODEL=from-file\n")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "pygent_local_threads").write_text("3")
+    settings = Settings.from_env_file(ollama={"num_ctx": 5}, _secrets_dir=tmp_path / "secrets")
+    assert (settings.ollama.model, settings.ollama.num_ctx) == ("from-file", 5)
+    assert settings.local.threads == 3
+
+
+def test_the_settings_know_the_provider_names_without_the_providers() -> None:
+    """The names come from the sections: no provider module is imported for them."""
+    code = (
+        "import json, sys, pygent_lc.settings as s\n"
+        "print(json.dumps([[*s.SECTIONS], [*sys.modules]]))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    names, modules = json.loads(run.stdout)
+    assert names == ["openrouter", "ollama", "local"]
+    providers = {name for name in modules if name.startswith("pygent_lc.providers.")}
+    assert providers == {"pygent_lc.providers.openrouter", "pygent_lc.providers.openrouter.options"}
+
+
+def test_a_section_given_whole_is_copied_not_shared() -> None:
+    section = OpenRouterSettings(model="openai/gpt-4o")
+    settings = Settings(openrouter=section)
+    assert settings.openrouter is not section
+    assert settings.openrouter == section
+    assert settings.updated(ollama_model="x").openrouter is not settings.openrouter
 
 
 def test_updated_keeps_every_value_and_validates_the_changes() -> None:
@@ -573,6 +608,55 @@ def test_every_variable_is_listed_here() -> None:
     models: list[type[BaseSettings]] = [Settings, OpenRouterSettings, OllamaSettings, LocalSettings]
     read = {variable for model in models for variable in _variables_of(model)}
     assert read == {variable for variable, *_ in EVERY_SETTING}
+
+
+def _documented_defaults() -> dict[str, str]:
+    """Each variable of docs/configuration.md's table and its default cell, as written."""
+    page = (ROOT / "docs" / "configuration.md").read_text("utf-8")
+    found: dict[str, str] = {}
+    for row in (line for line in page.splitlines() if line.startswith("| `")):
+        names, defaults = (cell.strip() for cell in row.split(" | ")[:2])
+        variables = re.findall(r"`([A-Z_]+)`", names)
+        cells = defaults.split(" / ") if len(variables) > 1 else [defaults]
+        cells = cells * len(variables) if len(cells) == 1 else cells  # one for all
+        found.update(zip(variables, cells, strict=True))
+    return found
+
+
+def _as_documented(default: object) -> str | None:
+    """``default`` as the table writes it (``60`` for 60.0, ``false``), None when unset."""
+    if default in (None, [], {}):
+        return None
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    return ",".join(default) if isinstance(default, list) else str(default)
+
+
+@pytest.mark.parametrize(("variable", "default"), [(row[0], row[2]) for row in EVERY_SETTING])
+def test_every_variable_and_default_is_the_documented_one(variable: str, default: object) -> None:
+    """This list, the code (the test below) and the table of docs/configuration.md agree."""
+    documented = _documented_defaults()
+    assert variable in documented, f"{variable} is not in docs/configuration.md's table"
+    expected = _as_documented(default)
+    if expected is None:  # unset: a dash, or words saying what is used instead
+        assert not re.fullmatch(r"`[^`]*`", documented[variable])
+    else:
+        assert documented[variable] == f"`{expected}`"
+
+
+def test_a_keyword_is_its_variable_in_lower_case_but_three_older_names() -> None:
+    """As docs/configuration.md says."""
+    older = {"PYGENT_LOCAL_MODEL": "local_model_path"}
+    older |= {"OPENROUTER_APP_URL": "app_url", "OPENROUTER_APP_TITLE": "app_title"}
+    for variable, *_, keyword in EVERY_SETTING:
+        assert keyword == older.get(variable, variable.lower().removeprefix("pygent_"))
+
+
+def test_the_documented_table_has_no_variable_the_settings_do_not_read() -> None:
+    others = {"PYGENT_OTEL", "PYGENT_OTEL_CAPTURE_CONTENT", "PYGENT_DEBUG", "PYGENT_SOAK"}
+    assert set(_documented_defaults()) - others - {"PYGENT_TEST_REDIS_URL"} == VARIABLES
 
 
 @pytest.mark.parametrize(("variable", "path", "default", "raw", "value", "keyword"), EVERY_SETTING)

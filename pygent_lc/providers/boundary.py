@@ -49,10 +49,6 @@ class ChatRequest:
     """Set for a call the provider serves whole, never streamed: what becomes of its
     reply. A stream of such a call gets the finished reply as one final chunk."""
 
-    @property
-    def streams(self) -> bool:
-        return self.finish is None
-
     def reply(self, result: ChatResult) -> ChatResult:
         return result if self.finish is None else self.finish(result)
 
@@ -82,22 +78,19 @@ class ProviderBoundary(BaseChatModel):
         """Raise ``ConfigurationError`` if a call cannot be made (say, no key); no I/O."""
 
     def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
-        """The call the provider class gets: by default the caller's own."""
         return ChatRequest(messages, kwargs)
 
     def _call_slot(self) -> AbstractContextManager[object]:
-        """Held around each request (say, a slot on a server); nothing by default."""
+        """Held around each request (say, a slot on a server)."""
         return nullcontext()
 
     def _acall_slot(self) -> AbstractAsyncContextManager[object]:
-        """:meth:`_call_slot` for async calls."""
         return nullcontext()
 
     def _is_final_chunk(self, chunk: ChatGenerationChunk) -> bool:
         """Whether ``chunk`` is the provider's end-of-reply marker."""
         return bool((chunk.generation_info or {}).get("finish_reason"))
 
-    # ------------------------------------------------------------------ errors
     def _typed(self, exc: Exception, partial_text: str = "") -> Exception:
         """``exc`` as a typed error, secrets removed; unknown exceptions (bugs) unchanged."""
         typed = map_exception(exc, provider=self.provider_label, model=self._model_label())
@@ -124,16 +117,6 @@ class ProviderBoundary(BaseChatModel):
         typed.__cause__ = None if holds_secret(exc, self._secrets()) else exc
         return typed
 
-    def _incomplete(self, partial_text: str) -> Exception:
-        return self._typed(
-            ProviderUnavailableError(
-                "reply ended before the provider marked it finished",
-                provider=self.provider_label,
-                model=self._model_label(),
-            ),
-            partial_text,
-        )
-
     def _empty(self, finish_reason: object) -> ProviderUnavailableError:
         """An empty completion: the provider failed to answer (the chain falls back)."""
         return ProviderUnavailableError(
@@ -151,7 +134,6 @@ class ProviderBoundary(BaseChatModel):
         info = result.generations[0].generation_info if result.generations else None
         raise self._empty((info or {}).get("finish_reason"))
 
-    # ------------------------------------------------------------------ calls
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -199,7 +181,7 @@ class ProviderBoundary(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         self._check_ready()
         request = self._request(messages, kwargs)
-        if not request.streams:
+        if request.finish is not None:
             whole = as_chunk(self._generate(messages, stop, **kwargs))
             if run_manager is not None:
                 run_manager.on_llm_new_token(whole.text, chunk=whole)
@@ -224,7 +206,7 @@ class ProviderBoundary(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         self._check_ready()
         request = self._request(messages, kwargs)
-        if not request.streams:
+        if request.finish is not None:
             whole = as_chunk(await self._agenerate(messages, stop, **kwargs))
             if run_manager is not None:
                 await run_manager.on_llm_new_token(whole.text, chunk=whole)
@@ -244,7 +226,6 @@ class ProviderBoundary(BaseChatModel):
                 watch.failed(exc)
         watch.raise_unless_complete()
 
-    # ------------------------------------------------------------------ resources
     def close(self) -> None:
         """Release the pooled connections of sync calls (the model stays usable)."""
         if self.http_pools is not None:
@@ -257,9 +238,8 @@ class ProviderBoundary(BaseChatModel):
 
 
 class _ReplyWatch:
-    """Follows one stream: its text, whether it finished, and whether it said anything.
-
-    Its text is made encodable on the way (:class:`~pygent_lc.providers.text.StreamText`).
+    """Follows one stream: its text (made encodable on the way), whether it finished,
+    and whether it said anything.
 
     Chunks without content (the role chunk, keep-alives) are held back until
     the first chunk with content, so a reply that turns out empty raises before
@@ -270,7 +250,6 @@ class _ReplyWatch:
         self._model = model
         self._parts: list[str] = []
         self._held: list[ChatGenerationChunk] = []
-        self._started = False
         self._finished = False
         self._finish_reason: object = None
         self._tool_names: dict[object, str] = {}
@@ -298,13 +277,12 @@ class _ReplyWatch:
         if self._model._is_final_chunk(chunk):
             self._finished = True
             self._finish_reason = (chunk.generation_info or {}).get("finish_reason")
-        if self._started:
+        if self._parts:  # started: the first chunk with content has been delivered
             self._parts.append(chunk.text)
             return [chunk]
         self._held.append(chunk)
         if not _has_content(chunk.message):
             return []
-        self._started = True
         ready, self._held = self._held, []
         self._parts.extend(held.text for held in ready)
         return ready
@@ -314,22 +292,25 @@ class _ReplyWatch:
         last = self._text.leftover()
         return [] if last is None else self.accept(last)
 
-    def text(self) -> str:
-        return "".join(self._parts)
-
     def failed(self, error: Exception) -> None:
         """The stream raised ``error``: kept as a typed error with the text streamed before it
         (raised later, outside the ``except`` block, so the raw error is not its context)."""
-        self._failure = self._model._typed(error, self.text())
+        self._failure = self._model._typed(error, "".join(self._parts))
 
     def raise_unless_complete(self) -> None:
         """Raise what the stream ended with: its error, else an incomplete or empty reply."""
+        model = self._model
         if self._failure is not None:
             raise self._failure
         if not self._finished:
-            raise self._model._incomplete(self.text())
-        if not self._started:
-            raise self._model._empty(self._finish_reason)
+            incomplete = ProviderUnavailableError(
+                "reply ended before the provider marked it finished",
+                provider=model.provider_label,
+                model=model._model_label(),
+            )
+            raise model._typed(incomplete, "".join(self._parts))
+        if not self._parts:
+            raise model._empty(self._finish_reason)
 
 
 def _has_content(message: BaseMessage) -> bool:
@@ -350,11 +331,9 @@ def _scrub(error: Exception, secrets: Sequence[str]) -> None:
     """Remove every secret from a typed error's message, in place."""
     if not isinstance(error, ProviderError | InvalidInputError) or not error.args:
         return
-    message = str(error.args[0])
-    cleaned = message
-    for secret in secrets:
-        if secret:
-            cleaned = cleaned.replace(secret, "***")
+    message = cleaned = str(error.args[0])
+    for secret in filter(None, secrets):
+        cleaned = cleaned.replace(secret, "***")
     if cleaned != message:
         error.args = (cleaned,)
         if hasattr(error, "message"):

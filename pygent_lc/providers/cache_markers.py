@@ -88,11 +88,3 @@ def without_cache_markers(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
             ]
         plain.append(message.model_copy(update={"content": new_content}))
     return plain
-
-
-__all__ = [
-    "CACHE_CONTROL",
-    "cached_prefix_message",
-    "needs_explicit_breakpoints",
-    "without_cache_markers",
-]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,7 @@ from langchain_core.utils.json import parse_partial_json
 
 from pygent_lc.errors import InvalidInputError
 
+_TOOL_KEYWORDS = ("tools", "tool_choice", "parallel_tool_calls")
 #: ``tool_choice`` values that force some tool (the model picks which).
 _ANY_TOOL = ("any", "required")
 _EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
@@ -105,17 +106,14 @@ class ForcedTools:
         ]
         if self._single:
             return f"Call this function, replying with its arguments as JSON:\n{lines[0]}"
-        if self.optional:
-            return (
-                "You can call one of these functions, replying with JSON "
-                '{"name": ..., "arguments": {...}}:\n'
-                + "\n".join(lines)
-                + '\nOr answer directly, replying with JSON {"answer": "..."}. After a '
-                "function's result, answer with it unless another call is needed."
-            )
+        choose = 'one of these functions, replying with JSON {"name": ..., "arguments": {...}}:\n'
+        if not self.optional:
+            return "Call " + choose + "\n".join(lines)
         return (
-            'Call one of these functions, replying with JSON {"name": ..., "arguments": {...}}:\n'
+            f"You can call {choose}"
             + "\n".join(lines)
+            + '\nOr answer directly, replying with JSON {"answer": "..."}. After a '
+            "function's result, answer with it unless another call is needed."
         )
 
     def response_format(self) -> dict[str, Any]:
@@ -152,9 +150,7 @@ class ForcedTools:
         except ValueError:
             return None
         if isinstance(parsed, dict) and "name" not in parsed:
-            answer = parsed.get("answer")
-            if isinstance(answer, str):
-                return answer
+            return parsed["answer"] if isinstance(parsed.get("answer"), str) else None
         return None
 
 
@@ -206,8 +202,7 @@ def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str
     The tools are left out: a template that does render them could otherwise
     steer the model into its own tool-call syntax, which the grammar forbids.
     """
-    rest = {k: v for k, v in kwargs.items() if k not in ("tools", "tool_choice")}
-    rest.pop("parallel_tool_calls", None)
+    rest = {k: v for k, v in kwargs.items() if k not in _TOOL_KEYWORDS}
     if forced.optional:
         # llama.cpp's own ``json_schema`` field, not ``response_format``: the SDK
         # parses the latter and raises on a reply cut at max_tokens, where an
@@ -218,27 +213,14 @@ def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str
 
 
 def instructed(messages: list[BaseMessage], forced: ForcedTools) -> list[BaseMessage]:
-    """``messages`` with the tools and the results of earlier calls
-    (:func:`plain_history`) described in the (first) system message."""
-    messages, results = plain_history(messages)
-    instruction = forced.instruction()
-    if results:
-        instruction += "\n\nResults so far:\n" + "\n".join(results)
-    if messages and isinstance(messages[0], SystemMessage):
-        first = messages[0]
-        merged = f"{instruction}\n\n{first.text}"
-        return [first.model_copy(update={"content": merged}), *messages[1:]]
-    return [SystemMessage(instruction), *messages]
-
-
-def plain_history(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], list[str]]:
-    """``messages`` without the assistant turns that called tools and the results,
-    and those results as lines of text.
+    """``messages`` with the tools, and the results of earlier calls, described in the
+    (first) system message.
 
     A template without tools renders neither an assistant's ``tool_calls`` nor a
-    ``tool`` message. Each result becomes ``name({"arg": ...}) returned ...``,
-    for the system message: there SmolLM2-135M answers with it, where as a
-    later user turn it makes the same call again.
+    ``tool`` message, so both leave the history. Each result becomes a line
+    ``name({"arg": ...}) returned ...`` of the system message: there
+    SmolLM2-135M answers with it, where as a later user turn it makes the same
+    call again.
     """
     calls: dict[str, ToolCall] = {}
     plain: list[BaseMessage] = []
@@ -255,7 +237,13 @@ def plain_history(messages: Sequence[BaseMessage]) -> tuple[list[BaseMessage], l
             results.append(f"{name}({arguments}) returned {message.text}")
         else:
             plain.append(message)
-    return plain, results
+    instruction = forced.instruction()
+    if results:
+        instruction += "\n\nResults so far:\n" + "\n".join(results)
+    if plain and isinstance(plain[0], SystemMessage):
+        merged = f"{instruction}\n\n{plain[0].text}"
+        return [plain[0].model_copy(update={"content": merged}), *plain[1:]]
+    return [SystemMessage(instruction), *plain]
 
 
 def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
@@ -266,24 +254,18 @@ def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
         message = generation.message
         info = dict(generation.generation_info or {})
         answer = forced.answer_of(message.text)
-        if answer is not None:
-            answered = AIMessage(
-                content=answer,
-                additional_kwargs=message.additional_kwargs,
-                response_metadata=message.response_metadata,
-                usage_metadata=getattr(message, "usage_metadata", None),
-                id=message.id,
-            )
-            generations.append(ChatGeneration(message=answered, generation_info=info))
-            continue
-        call = forced.call_of(message.text, info.get("finish_reason"))
-        valid = "error" not in call
-        if valid and info.get("finish_reason") == "stop":
-            info["finish_reason"] = "tool_calls"  # what a server with tool support says
+        calls: dict[str, list[Any]] = {}
+        if answer is None:
+            call = forced.call_of(message.text, info.get("finish_reason"))
+            if "error" in call:
+                calls["invalid_tool_calls"] = [call]
+            else:
+                calls["tool_calls"] = [call]
+                if info.get("finish_reason") == "stop":
+                    info["finish_reason"] = "tool_calls"  # what a server with tool support says
         replaced = AIMessage(
-            content="",
-            tool_calls=[call] if valid else [],
-            invalid_tool_calls=[] if valid else [call],
+            content=answer or "",
+            **calls,
             additional_kwargs=message.additional_kwargs,
             response_metadata=message.response_metadata,
             usage_metadata=getattr(message, "usage_metadata", None),
@@ -317,14 +299,3 @@ def as_chunk(result: ChatResult) -> ChatGenerationChunk:
         chunk_position="last",
     )
     return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)
-
-
-__all__ = [
-    "ForcedTools",
-    "as_chunk",
-    "as_tool_call",
-    "constrained_request",
-    "forced_tools",
-    "instructed",
-    "plain_history",
-]

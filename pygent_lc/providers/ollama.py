@@ -31,13 +31,8 @@ from pygent_lc.settings import Settings
 # Per-call keywords that ``ChatOllama`` would otherwise send at the top level of
 # the request (where Ollama ignores them): keyword -> name in ``options``.
 _OPTION_KEYWORDS = {
-    "temperature": "temperature",
     "max_tokens": "num_predict",
-    "num_predict": "num_predict",
-    "top_p": "top_p",
-    "top_k": "top_k",
-    "seed": "seed",
-    "num_ctx": "num_ctx",
+    **{name: name for name in ("temperature", "num_predict", "top_p", "top_k", "seed", "num_ctx")},
 }
 
 
@@ -149,11 +144,8 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
 
 
 def ollama_host_models(settings: Settings) -> dict[str, BaseChatModel]:
-    """One chat model per host when ``OLLAMA_BASE_URL`` names several, by URL; else empty.
-
-    What :func:`~pygent_lc.chain.build_chat_model` puts in a
-    :class:`~pygent_lc.host_pool.HostPool`. No network.
-    """
+    """One chat model per host (by URL) when ``OLLAMA_BASE_URL`` names several, for a
+    :class:`~pygent_lc.host_pool.HostPool`; else empty. No network."""
     hosts = settings.ollama.base_urls
     if len(hosts) < 2:
         return {}
@@ -161,10 +153,8 @@ def ollama_host_models(settings: Settings) -> dict[str, BaseChatModel]:
 
 
 def installed_ollama_models(settings: Settings, base_url: str | None = None) -> list[str]:
-    """Names of the models installed on the Ollama server (``GET /api/tags``).
-
-    ``base_url`` picks the server; by default the first configured one.
-    """
+    """Names of the models installed on the Ollama server at ``base_url`` (by default
+    the first configured one): ``GET /api/tags``."""
     url = f"{base_url or settings.ollama.base_urls[0]}/api/tags"
     try:
         response = httpx.get(url, timeout=min(settings.request_timeout, 10.0))
@@ -178,20 +168,17 @@ def installed_ollama_models(settings: Settings, base_url: str | None = None) -> 
 def check_ollama_model(
     settings: Settings, model: str | None = None, base_url: str | None = None
 ) -> str:
-    """Return the installed name of ``model`` or raise ``ModelNotFoundError`` listing the rest.
-
-    ``llama3.2`` matches ``llama3.2:latest``, as it does for Ollama itself.
-    ``base_url`` picks the server; by default the first configured one.
-    """
+    """The installed name of ``model`` on ``base_url`` (by default the first configured
+    server), or ``ModelNotFoundError`` listing the rest. ``llama3.2`` matches
+    ``llama3.2:latest``, as it does for Ollama itself."""
     wanted = model or settings.ollama.model
     if not wanted:
         raise ConfigurationError("no Ollama model given: set OLLAMA_MODEL", field="ollama_model")
     host = base_url or settings.ollama.base_urls[0]
     installed = installed_ollama_models(settings, host)
     candidates = {wanted, wanted if ":" in wanted else f"{wanted}:latest"}
-    for name in installed:
-        if name in candidates:
-            return name
+    if found := next((name for name in installed if name in candidates), None):
+        return found
     listing = ", ".join(installed) or "none"
     raise ModelNotFoundError(
         f"model {wanted!r} is not installed on {host} "
@@ -219,14 +206,12 @@ def _check_host(settings: Settings, host: str) -> str:
 
 
 def check_ollama(settings: Settings, check_model: bool = True) -> str:
-    """The installed name of the configured model; the server must answer and have it.
+    """The installed name of the configured model: :class:`ProviderUnavailableError`
+    when Ollama does not answer, :class:`ModelNotFoundError` when it lacks the model.
 
-    Raises :class:`ProviderUnavailableError` when Ollama does not answer and
-    :class:`ModelNotFoundError` (listing the installed models) when the model
-    is not installed. ``check_model`` is for the registry's signature: an
-    Ollama model is always checked (it costs one local request). With several
-    hosts, one that answers with the model is enough (the pool skips the
-    others); when none does, the error names each host's problem.
+    The model is always checked (one local request; ``check_model`` is the
+    registry's signature). With several hosts, one that has the model is enough
+    (the pool skips the others); when none does, the error names each one's problem.
     """
     hosts = settings.ollama.base_urls
     if len(hosts) == 1:
@@ -239,12 +224,11 @@ def check_ollama(settings: Settings, check_model: bool = True) -> str:
             errors[host] = exc
     summary = "; ".join(f"{host}: {type(e).__name__}: {e.message}" for host, e in errors.items())
     missing = all(isinstance(e, ModelNotFoundError) for e in errors.values())
-    kind = ModelNotFoundError if missing else None
-    raise (kind or ProviderUnavailableError)(
+    raise (ModelNotFoundError if missing else ProviderUnavailableError)(
         f"no Ollama host serves {settings.ollama.model!r} ({summary})",
         provider="ollama",
         model=settings.ollama.model,
-        status_code=404 if kind is not None else None,
+        status_code=404 if missing else None,
         retryable=False,
     )
 
@@ -288,10 +272,8 @@ def ollama_health(settings: Settings) -> ProviderHealth:
 def ollama_listing(
     settings: Settings, search: str | None = None, free: bool = False
 ) -> ModelListing:
-    """The installed models whose name contains ``search`` (``free`` does not apply).
-
-    With several hosts: the models of every host that answers, each once.
-    """
+    """The installed models (of every host that answers) whose name contains ``search``;
+    ``free`` does not apply."""
     names: dict[str, None] = {}
     errors: list[ProviderError] = []
     for host in settings.ollama.base_urls:

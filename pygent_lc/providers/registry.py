@@ -49,14 +49,6 @@ from pygent_lc.settings import (
 )
 
 
-def _nothing_to_check(settings: Settings, check_model: bool) -> None:
-    return None
-
-
-def _one_host(settings: Settings) -> Mapping[str, BaseChatModel]:
-    return {}
-
-
 @dataclass(frozen=True)
 class ProviderSpec:
     """What varies by provider."""
@@ -84,7 +76,7 @@ class ProviderSpec:
     setup_hint: str
     """How to make it usable, for the doctor's last line."""
 
-    check: Callable[[Settings, bool], object] = _nothing_to_check
+    check: Callable[[Settings, bool], object] = lambda settings, check_model: None
     """The checks an agent factory makes on the network before returning an agent
     naming this provider: ``(settings, check_model)``; raises a ``ProviderError``."""
 
@@ -95,11 +87,11 @@ class ProviderSpec:
     """Other names ``ToTConfig.for_provider`` knows it by."""
 
     model_field: str = "model"
+    """The field of its section that ``"provider:model"`` sets."""
 
-    host_models: Callable[[Settings], Mapping[str, BaseChatModel]] = _one_host
+    host_models: Callable[[Settings], Mapping[str, BaseChatModel]] = lambda settings: {}
     """One chat model per host (by base URL) when several are configured, else empty:
     the chain then makes the provider a :class:`~pygent_lc.host_pool.HostPool`."""
-    """The field of its section that ``"provider:model"`` sets."""
 
     @property
     def model_keyword(self) -> str:

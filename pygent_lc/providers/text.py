@@ -85,21 +85,15 @@ def _open_escape(text: str) -> int:
 
 
 def clean_value(value: T) -> T:
-    """``value`` (text, or lists and mappings of it) with :func:`clean_text` on every
-    string; the same object when nothing needed cleaning."""
+    """``value`` (text, or lists and mappings of it) with :func:`clean_text` on every string."""
     if isinstance(value, str):
         return clean_text(value)  # type: ignore[return-value]
     if isinstance(value, list | tuple):
         items = [clean_value(item) for item in value]
-        changed = any(new is not old for new, old in zip(items, value, strict=True))
-        return type(value)(items) if changed else value
+        return items if isinstance(value, list) else tuple(items)  # type: ignore[return-value]
     if isinstance(value, dict):
         cleaned = {clean_value(key): clean_value(item) for key, item in value.items()}
-        same = len(cleaned) == len(value) and all(
-            new_key is key and new is old
-            for (new_key, new), (key, old) in zip(cleaned.items(), value.items(), strict=True)
-        )
-        return value if same else cleaned  # type: ignore[return-value]
+        return cleaned  # type: ignore[return-value]
     return value
 
 
@@ -108,26 +102,20 @@ def clean_message(message: BaseMessage) -> BaseMessage:
     updates = {}
     for field in _REPLY_FIELDS:
         value = getattr(message, field, None)
-        cleaned = clean_value(value)
-        if cleaned is not value:
+        if (cleaned := clean_value(value)) != value:
             updates[field] = cleaned
     return message.model_copy(update=updates) if updates else message
 
 
 def clean_result(result: ChatResult) -> ChatResult:
     """A whole reply with every generation's message cleaned (see :func:`clean_message`)."""
-    generations = []
-    changed = False
-    for generation in result.generations:
-        message = clean_message(generation.message)
-        if message is generation.message:
-            generations.append(generation)
-            continue
-        changed = True
-        generations.append(
-            type(generation)(message=message, generation_info=generation.generation_info)
-        )
-    if not changed:
+    generations = [
+        generation
+        if (message := clean_message(generation.message)) is generation.message
+        else type(generation)(message=message, generation_info=generation.generation_info)
+        for generation in result.generations
+    ]
+    if generations == result.generations:
         return result
     return ChatResult(generations=generations, llm_output=result.llm_output)
 
@@ -152,8 +140,7 @@ class StreamText:
         updates: dict[str, Any] = {}
         for field in _STREAMED_FIELDS:
             value = getattr(message, field, None)
-            joined = self._joined(value, (field,))
-            if joined is not value:
+            if (joined := self._joined(value, (field,))) != value:
                 updates[field] = joined
         cleaned = clean_message(_updated(message, updates))
         if cleaned is message:
@@ -173,15 +160,9 @@ class StreamText:
         if isinstance(value, str):
             return self._text(value, path)
         if isinstance(value, list):
-            items = [
-                self._joined(item, (*path, _item_key(item, i))) for i, item in enumerate(value)
-            ]
-            changed = any(new is not old for new, old in zip(items, value, strict=True))
-            return items if changed else value
+            return [self._joined(item, (*path, _item_key(item, i))) for i, item in enumerate(value)]
         if isinstance(value, Mapping):
-            entries = {key: self._joined(item, (*path, key)) for key, item in value.items()}
-            changed = any(entries[key] is not item for key, item in value.items())
-            return entries if changed else value
+            return {key: self._joined(item, (*path, key)) for key, item in value.items()}
         return value
 
     def _text(self, text: str, path: Path) -> str:
@@ -265,16 +246,3 @@ def _held_chunk(path: Path) -> AIMessageChunk:
         items: list[dict[str, Any]] = value
         value = [tool_call_chunk(**{"name": None, "id": None, "args": None, **i}) for i in items]
     return AIMessageChunk(**{"content": "", field: value})
-
-
-__all__ = [
-    "REPLACEMENT",
-    "StreamText",
-    "aclean_chunks",
-    "clean_chunks",
-    "clean_json_text",
-    "clean_message",
-    "clean_result",
-    "clean_text",
-    "clean_value",
-]

@@ -9,7 +9,7 @@ in the content, the reasoning and the tool-call arguments.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
@@ -21,7 +21,7 @@ from pygent_lc import Settings
 from pygent_lc.providers.local import LocalChatModel
 from pygent_lc.providers.ollama import ollama_model
 from pygent_lc.providers.openrouter.model import openrouter_model
-from pygent_lc.providers.text import StreamText, clean_json_text, clean_text
+from pygent_lc.providers.text import StreamText, clean_json_text, clean_message, clean_text
 from tests.providers.mock_http import MockServer, Mode, Reply, json_reply, ndjson_reply, sse_reply
 
 MODES: list[Mode] = ["invoke", "ainvoke", "stream", "astream"]
@@ -256,3 +256,18 @@ def test_an_escaped_pair_split_between_argument_chunks_is_joined() -> None:
         merged = merged + more
     assert isinstance(merged, AIMessageChunk)
     assert merged.tool_calls[0]["args"] == {"v": f"{SMILE}\ufffd"}
+
+
+def test_extras_in_a_tuple_of_any_kind_are_cleaned_and_clean_replies_kept_as_they_are() -> None:
+    """A reply's extras may hold tuples a caller's code put there (named ones too)."""
+
+    class Point(NamedTuple):
+        x: int
+        label: str
+
+    clean = AIMessage(content="hi", additional_kwargs={"at": Point(1, "a")})
+    assert clean_message(clean) is clean
+    dirty = AIMessage(content=HIGH + LOW, additional_kwargs={"at": Point(1, "\ud800")})
+    cleaned = clean_message(dirty)
+    assert cleaned.content == SMILE
+    assert tuple(cleaned.additional_kwargs["at"]) == (1, "\ufffd")

@@ -1,9 +1,5 @@
-"""OpenRouter's catalog, key status and generation stats: ``/models``, ``/key``, ``/generation``.
-
-Also what the provider registry asks of OpenRouter beyond its chat model:
-its health (``pygent-lc doctor``), its models (``pygent-lc models``) and the
-model check an agent may ask for.
-"""
+"""OpenRouter's catalog, key status and generation stats (``/models``, ``/key``,
+``/generation``), and from them its health, model listing and model check."""
 
 from __future__ import annotations
 
@@ -96,13 +92,17 @@ def list_openrouter_models(settings: Settings, *, refresh: bool = False) -> list
 
 
 def find_openrouter_model(settings: Settings, model_id: str | None = None) -> ModelInfo:
-    """The catalog entry of ``model_id`` (default: the configured one), or ModelNotFoundError."""
+    """The catalog entry of ``model_id`` (default: the configured one), or
+    :class:`ModelNotFoundError` with the closest ids."""
     wanted = model_id or settings.openrouter.model
-    for info in list_openrouter_models(settings):
-        if info.id == wanted:
-            return info
+    models = {info.id: info for info in list_openrouter_models(settings)}
+    if wanted in models:
+        return models[wanted]
+    close = difflib.get_close_matches(wanted, list(models), n=3, cutoff=0.5)
+    suggestion = f"; did you mean {', '.join(close)}?" if close else ""
     raise ModelNotFoundError(
-        f"model {wanted!r} is not in OpenRouter's catalog (see `pygent-lc models`)",
+        f"model {wanted!r} is not in OpenRouter's catalog ({len(models)} models){suggestion} "
+        "(see `pygent-lc models`)",
         provider="openrouter",
         model=wanted,
         status_code=404,
@@ -138,25 +138,10 @@ def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
 
 
 def check_openrouter_model(settings: Settings, check_model: bool = True) -> None:
-    """Raise :class:`ModelNotFoundError` unless OpenRouter lists ``settings.openrouter.model``.
-
-    Nothing is asked when ``check_model`` is false (it costs a catalog request).
-    """
-    if not check_model:
-        return
-    wanted = settings.openrouter.model
-    ids = [model.id for model in list_openrouter_models(settings)]
-    if wanted in ids:
-        return
-    close = difflib.get_close_matches(wanted, ids, n=3, cutoff=0.5)
-    suggestion = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ModelNotFoundError(
-        f"model {wanted!r} is not in OpenRouter's catalog ({len(ids)} models){suggestion} "
-        "(see `pygent-lc models`)",
-        provider="openrouter",
-        model=wanted,
-        status_code=404,
-    )
+    """:func:`find_openrouter_model` of the configured model, when ``check_model``
+    (it costs a catalog request)."""
+    if check_model:
+        find_openrouter_model(settings)
 
 
 def openrouter_health(settings: Settings) -> ProviderHealth:

@@ -157,18 +157,6 @@ def request_extras(settings: Settings) -> dict[str, Any]:
     return extras
 
 
-def attribution_headers(settings: Settings) -> dict[str, str]:
-    """OpenRouter's app attribution headers (the old ``X-Title`` is still read)."""
-    openrouter = settings.openrouter
-    headers: dict[str, str] = {}
-    if openrouter.app_url:
-        headers["HTTP-Referer"] = openrouter.app_url
-    if openrouter.app_title:
-        headers["X-OpenRouter-Title"] = openrouter.app_title
-        headers["X-Title"] = openrouter.app_title
-    return headers
-
-
 def openrouter_model(settings: Settings | None = None, **overrides: Any) -> OpenRouterChatModel:
     """OpenRouter's chat model from ``settings``; keywords override any field.
 
@@ -181,11 +169,16 @@ def openrouter_model(settings: Settings | None = None, **overrides: Any) -> Open
         raise ConfigurationError(
             "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
         )
+    headers = {}  # app attribution (the old ``X-Title`` is still read)
+    if openrouter.app_url:
+        headers["HTTP-Referer"] = openrouter.app_url
+    if openrouter.app_title:
+        headers["X-OpenRouter-Title"] = headers["X-Title"] = openrouter.app_title
     params: dict[str, Any] = {
         "model": openrouter.model,
         "api_key": openrouter.api_key,
         "base_url": openrouter.base_url,
-        "default_headers": attribution_headers(settings),
+        "default_headers": headers,
         "max_retries": 0,
         "timeout": settings.request_timeout,
         "stream_usage": True,

@@ -14,6 +14,7 @@ from pygent_lc.providers.openrouter.catalog import (
     generation_stats,
     key_status,
     list_openrouter_models,
+    openrouter_health,
 )
 from tests.loopback_server import LoopbackServer
 
@@ -46,6 +47,18 @@ def test_catalog_prices_per_million_and_ttl_cache(loopback: LoopbackServer) -> N
         find_openrouter_model(settings, "openai/gpt-99")
 
 
+def test_a_model_not_in_the_catalog_is_named_with_the_closest_ids(
+    loopback: LoopbackServer,
+) -> None:
+    """One lookup serves the doctor, ``find_openrouter_model`` and an agent's check."""
+    settings = settings_for(loopback, openrouter_model="openai/gpt-4o-mni")
+    with pytest.raises(ModelNotFoundError, match="did you mean openai/gpt-4o-mini") as caught:
+        find_openrouter_model(settings)
+    assert caught.value.model == "openai/gpt-4o-mni"
+    assert caught.value.status_code == 404
+    assert "is not in OpenRouter's catalog" in openrouter_health(settings).detail
+
+
 def test_key_status_and_generation_stats(loopback: LoopbackServer) -> None:
     settings = settings_for(loopback)
     reply = openrouter_model(settings).invoke("one two three")
@@ -68,5 +81,3 @@ def test_key_status_needs_a_valid_key(loopback: LoopbackServer) -> None:
             key_status(settings_for(strict))
     finally:
         strict.stop()
-
-
