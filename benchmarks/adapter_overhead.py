@@ -12,6 +12,11 @@ Per call, sequentially and with 300 calls in flight, side by side in one run:
 Variants run interleaved, round by round, so drift hits them alike; the
 figure is the median over rounds. Ratios are against bare ``ChatOpenAI``.
 
+Streams, in a phase of their own: time to the first chunk with text, and to
+the end of the stream, of ``astream`` on bare ``ChatOpenAI``, on
+``build_chat_model(["openrouter"])`` and of ``LangChainBackend.stream``;
+ratios against bare ``astream``.
+
 Memory: Python's own allocations (``tracemalloc``) per call in flight, on
 fresh clients after one uncounted burst: the peak while ``--concurrency``
 calls are in flight, less what was allocated before them, divided by the
@@ -19,7 +24,7 @@ number of calls (connections opened for the burst included, as a caller
 pays for them; the cycle collector paused); median over rounds. Measured in
 a phase of its own, since tracing slows every allocation.
 
-    python -m benchmarks.adapter_overhead [--rounds 20] [--calls 50] [--concurrency 300]
+    python -m benchmarks.adapter_overhead [--rounds 20] [--calls 50] [--concurrency 300] [--streams]
 
 Wall time on a shared machine swings by tens of percent, so ``--instructions N``
 counts CPU instructions per call instead (deterministic within 0.5%): each
@@ -37,13 +42,16 @@ import argparse
 import asyncio
 import functools
 import gc
+import os
 import re
 import subprocess
 import sys
 import tempfile
+import time
 import tracemalloc
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from langchain_core.messages import HumanMessage
@@ -64,8 +72,19 @@ from benchmarks._bench import (
 )
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 
+Stream = Callable[[], AsyncIterator[str]]
+BARE_STREAM = "bare ChatOpenAI.astream"
+
 
 def variants(base_url: str) -> tuple[dict[str, Call], list[httpx.AsyncClient]]:
+    calls, clients, _ = all_variants(base_url)
+    return calls, clients
+
+
+def all_variants(
+    base_url: str,
+) -> tuple[dict[str, Call], list[httpx.AsyncClient], dict[str, Stream]]:
+    """The calls compared, the clients to close, and the streams compared."""
     openrouter_url = f"{base_url}/api/v1"
     raw = httpx.AsyncClient(
         base_url=openrouter_url,
@@ -100,14 +119,80 @@ def variants(base_url: str) -> tuple[dict[str, Call], list[httpx.AsyncClient]]:
     async def text(awaitable: Awaitable[object]) -> str:
         return str(getattr(await awaitable, "content", ""))
 
-    return {
-        "raw httpx": raw_httpx,
-        "bare ChatOpenAI.ainvoke": lambda: text(bare.ainvoke(messages)),
-        "ChatOpenAI.with_fallbacks": lambda: text(fallbacks.ainvoke(messages)),
-        "build_chat_model(openrouter).ainvoke": lambda: text(ours.ainvoke(messages)),
-        "LangChainBackend.generate (openrouter)": lambda: backend.generate(PROMPT),
-        "LangChainBackend.generate (openrouter->ollama)": lambda: chain_backend.generate(PROMPT),
-    }, [raw]
+    async def texts(chunks: AsyncIterator[Any]) -> AsyncIterator[str]:
+        async for chunk in chunks:
+            yield chunk if isinstance(chunk, str) else str(chunk.content)
+
+    streams: dict[str, Stream] = {
+        BARE_STREAM: lambda: texts(bare.astream(messages)),
+        "build_chat_model(openrouter).astream": lambda: texts(ours.astream(messages)),
+        "LangChainBackend.stream (openrouter)": lambda: texts(backend.stream(PROMPT)),
+    }
+    return (
+        {
+            "raw httpx": raw_httpx,
+            "bare ChatOpenAI.ainvoke": lambda: text(bare.ainvoke(messages)),
+            "ChatOpenAI.with_fallbacks": lambda: text(fallbacks.ainvoke(messages)),
+            "build_chat_model(openrouter).ainvoke": lambda: text(ours.ainvoke(messages)),
+            "LangChainBackend.generate (openrouter)": lambda: backend.generate(PROMPT),
+            "LangChainBackend.generate (openrouter->ollama)": lambda: chain_backend.generate(
+                PROMPT
+            ),
+        },
+        [raw],
+        streams,
+    )
+
+
+async def timed_stream(stream: Stream) -> tuple[float, float]:
+    """Seconds to the first chunk with text, and to the end of ``stream``."""
+    started = time.perf_counter()
+    first, text = 0.0, ""
+    async for part in stream():
+        if part and not first:
+            first = time.perf_counter() - started
+        text += part
+    assert text == f"echo: {PROMPT}", text
+    return first, time.perf_counter() - started
+
+
+async def streams_phase(rounds: int, calls: int) -> None:
+    """Time to first chunk and whole stream, per stream, ratios to bare ``astream``."""
+    with server_process() as base_url:
+        _, clients, streams = all_variants(base_url)
+        for stream in streams.values():  # warm-up
+            for _ in range(20):
+                await timed_stream(stream)
+        firsts: dict[str, list[float]] = {name: [] for name in streams}
+        wholes: dict[str, list[float]] = {name: [] for name in streams}
+        for _ in range(rounds):
+            for name, stream in streams.items():
+                times = [await timed_stream(stream) for _ in range(calls)]
+                firsts[name].append(sum(t[0] for t in times) / calls)
+                wholes[name].append(sum(t[1] for t in times) / calls)
+        for client in clients:
+            await client.aclose()
+    first_bare, whole_bare = median(firsts[BARE_STREAM]), median(wholes[BARE_STREAM])
+    print(f"\nstreams: {rounds} rounds x {calls} sequential streams, medians; load {load()}\n")
+    print(
+        table(
+            ["stream", "first chunk ms", "x bare astream", "whole stream ms", "x bare astream"],
+            [
+                [
+                    name,
+                    median(firsts[name]) * 1000,
+                    median(firsts[name]) / first_bare,
+                    median(wholes[name]) * 1000,
+                    median(wholes[name]) / whole_bare,
+                ]
+                for name in firsts
+            ],
+        )
+    )
+
+
+def load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 async def main(rounds: int, calls: int, concurrency: int) -> None:
@@ -119,6 +204,7 @@ async def main(rounds: int, calls: int, concurrency: int) -> None:
     seq: dict[str, list[float]] = {}
     conc: dict[str, list[float]] = {}
     memory: dict[str, list[float]] = {}
+    load_before = load()
     with server_process() as base_url:
         calls_by_name, clients = variants(base_url)
         for call in calls_by_name.values():  # warm-up: imports, first-call setup
@@ -165,7 +251,7 @@ async def main(rounds: int, calls: int, concurrency: int) -> None:
         ]
         for name in calls_by_name
     ]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average at the start {load_before}")
     print(
         f"{rounds} rounds x {calls} sequential calls; {len(conc['raw httpx'])} rounds x "
         f"{concurrency} concurrent, and as many traced by tracemalloc; medians over rounds; "
@@ -211,8 +297,8 @@ def counted_calls(variant: str, calls: int) -> None:
     (what callgrind counts, see the module's docstring). Runs under valgrind."""
     loop = asyncio.new_event_loop()
     with server_process() as base_url:
-        calls_by_name, clients = variants(base_url)
-        call = calls_by_name[variant]
+        calls_by_name, clients, streams = all_variants(base_url)
+        call = calls_by_name.get(variant) or joined(streams[variant])
 
         async def many(n: int) -> None:
             for _ in range(n):
@@ -225,14 +311,23 @@ def counted_calls(variant: str, calls: int) -> None:
     loop.close()
 
 
+def joined(stream: Stream) -> Call:
+    """A whole stream as one call: its text."""
+
+    async def text() -> str:
+        return "".join([part async for part in stream()])
+
+    return text
+
+
 def instructions(calls: int, only: list[str]) -> None:
     """Instructions per call of every variant (those whose name contains one of
     ``only``, when given, and bare ChatOpenAI), each counted in its own valgrind run."""
-    names = [
-        name
-        for name in variants("http://127.0.0.1:1")[0]
-        if not only or name == "bare ChatOpenAI.ainvoke" or any(part in name for part in only)
-    ]
+    calls_by_name, _, streams = all_variants("http://127.0.0.1:1")
+    bares = ("bare ChatOpenAI.ainvoke", BARE_STREAM)
+    names = [n for n in [*calls_by_name, *streams] if not only or any(p in n for p in only)]
+    kinds = {n in streams for n in names}  # each kind chosen is compared with its bare one
+    names = [bare for bare in bares if (bare == BARE_STREAM) in kinds and bare not in names] + names
     counts: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         for index, name in enumerate(names):
@@ -259,15 +354,14 @@ def instructions(calls: int, only: list[str]) -> None:
             totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
             assert totals is not None, f"no totals in {out}"
             counts[name] = int(totals.group(1)) / calls
-    bare = counts["bare ChatOpenAI.ainvoke"]
     print(f"machine: {machine()}")
-    print(f"callgrind, {calls} sequential calls per variant after 20 uncounted\n")
-    print(
-        table(
-            ["variant", "instructions/call", "x bare"],
-            [[name, f"{count:,.0f}", count / bare] for name, count in counts.items()],
-        )
-    )
+    print(f"callgrind, {calls} sequential calls per variant after 20 uncounted")
+    print("(streams: whole streams, against bare astream)\n")
+    rows = [
+        [name, f"{count:,.0f}", count / counts[bares[name in streams]]]
+        for name, count in counts.items()
+    ]
+    print(table(["variant", "instructions/call", "x bare"], rows))
 
 
 if __name__ == "__main__":
@@ -281,6 +375,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--only", action="append", default=[], help="with --instructions: variants named so"
     )
+    parser.add_argument("--streams", action="store_true", help="only the streams' phase")
     parser.add_argument("--counted-variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.counted_variant:
@@ -288,4 +383,6 @@ if __name__ == "__main__":
     elif args.instructions:
         instructions(args.instructions, args.only)
     else:
-        asyncio.run(main(args.rounds, args.calls, args.concurrency))
+        if not args.streams:
+            asyncio.run(main(args.rounds, args.calls, args.concurrency))
+        asyncio.run(streams_phase(args.rounds, args.calls))

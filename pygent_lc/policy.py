@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any
@@ -232,24 +232,15 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                     number = attempt.retry_state.attempt_number
                     call.before_attempt(number)
                     started = time.perf_counter()
-                    try:
+                    with call.attempt_failing(started):
                         chunks = self.bound.stream(input, call.config(config, number), **kwargs)
                         chunk = next(chunks, _NOTHING)
-                    except BaseException:
-                        call.attempt_ended(started, failed=True)
-                        raise
-            streamed = call.streamed(started)
-            try:
+            with call.streaming(started) as delivered:
                 while chunk is not _NOTHING:
-                    call.observe(chunk)
-                    streamed.add(chunk)
+                    delivered(chunk)
                     yield chunk
                     call.restart_deadline()
                     chunk = next(chunks, _NOTHING)
-            except BaseException:  # a failure, or the consumer closed the stream
-                streamed.end(failed=True)
-                raise
-            streamed.end()
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -260,24 +251,15 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                     number = attempt.retry_state.attempt_number
                     await call.abefore_attempt(number)
                     started = time.perf_counter()
-                    try:
+                    with call.attempt_failing(started):
                         chunks = self.bound.astream(input, call.config(config, number), **kwargs)
                         chunk = await anext(chunks, _NOTHING)
-                    except BaseException:  # a failure, or the call was cancelled
-                        call.attempt_ended(started, failed=True)
-                        raise
-            streamed = call.streamed(started)
-            try:
+            with call.streaming(started) as delivered:
                 while chunk is not _NOTHING:
-                    call.observe(chunk)
-                    streamed.add(chunk)
+                    delivered(chunk)
                     yield chunk
                     call.restart_deadline()
                     chunk = await anext(chunks, _NOTHING)
-            except BaseException:  # a failure, the consumer closed the stream, a cancellation
-                streamed.end(failed=True)
-                raise
-            streamed.end()
 
     def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         return Runnable.batch(self, inputs, config, **kwargs)
@@ -425,9 +407,39 @@ class _ProviderCall:
         answer = reply if isinstance(reply, BaseMessage) else None
         tracker.count(provider, model, latency_s, answer, failed=failed)
 
-    def streamed(self, started: float) -> _Streamed:
-        """The stream of the attempt begun at ``started``, counted when it ends."""
-        return _Streamed(self, started, self._tracker is not None and not self._tracker_as_callback)
+    @contextmanager
+    def attempt_failing(self, started: float) -> Iterator[None]:
+        """Count the attempt begun at ``started`` as failed if the block raises
+        (a failure, or the call was cancelled)."""
+        try:
+            yield
+        except BaseException:
+            self.attempt_ended(started, failed=True)
+            raise
+
+    @contextmanager
+    def streaming(self, started: float) -> Iterator[Callable[[Any], None]]:
+        """The stream of the attempt begun at ``started``, from its first chunk: each
+        chunk is given to the callable yielded before it is handed out; the stream is
+        counted as one request when the block ends (failed, closed by its consumer or
+        cancelled counts as failed, as the model's own run does)."""
+        chunks: list[Any] = []
+        counted = self._tracker is not None and not self._tracker_as_callback
+
+        def delivered(chunk: Any) -> None:
+            self.observe(chunk)
+            if counted:
+                chunks.append(chunk)
+
+        try:
+            yield delivered
+        except BaseException:
+            if counted:
+                self.attempt_ended(started, failed=True)
+            raise
+        if counted:
+            reply = chunks[0] + chunks[1:] if len(chunks) > 1 else (chunks or [None])[0]
+            self.attempt_ended(started, reply)
 
     def _traced_names(self) -> tuple[str, str]:
         """The provider and model a callback would see the model's run start with:
@@ -515,29 +527,6 @@ class _ProviderCall:
             log_change(self._policy.circuit, end.breaker)
 
 
-class _Streamed:
-    """One streamed attempt after its first chunk, for the tracker its call feeds: the
-    chunks added up, counted as one request when the stream ends (failed, or closed
-    by its consumer, counts as failed, as the model's own run does)."""
-
-    def __init__(self, call: _ProviderCall, started: float, counted: bool) -> None:
-        self._call = call
-        self._started = started
-        self._chunks: list[Any] | None = [] if counted else None
-
-    def add(self, chunk: Any) -> None:
-        if self._chunks is not None:
-            self._chunks.append(chunk)
-
-    def end(self, *, failed: bool = False) -> None:
-        chunks = self._chunks
-        if chunks is None:
-            return
-        self._chunks = None  # counted once
-        reply = chunks[0] + chunks[1:] if len(chunks) > 1 else (chunks or [None])[0]
-        self._call.attempt_ended(self._started, None if failed else reply, failed=failed)
-
-
 def _replayed(attempt: AttemptManager, first: Exception) -> int:
     """The number of ``attempt``; attempt 1, made before the loop, fails again with
     its error (the loop then decides about it as if it had made the call)."""
@@ -551,9 +540,16 @@ past_open_breaker: ContextVar[bool] = ContextVar("past_open_breaker", default=Fa
 """Set by a chain for its last resort: the call goes although the breaker is open."""
 
 
-@contextmanager
-def breaker_passed(passed: bool = True) -> Iterator[None]:
+def breaker_passed(passed: bool = True) -> AbstractContextManager[None]:
     """Calls in this block go past an open breaker (when ``passed``)."""
+    return _UNCHANGED if past_open_breaker.get() is passed else _breaker_passed(passed)
+
+
+_UNCHANGED = nullcontext()
+
+
+@contextmanager
+def _breaker_passed(passed: bool) -> Iterator[None]:
     token = past_open_breaker.set(passed)
     try:
         yield

@@ -1,10 +1,12 @@
-"""Translate openai, httpx and ollama exceptions into :mod:`pygent_lc.errors`.
+"""Translate openai, httpx (and httpx2) and ollama exceptions into :mod:`pygent_lc.errors`.
 
 This is the only place that knows the SDKs' exception classes. What each
 OpenRouter failure surfaces as under ``ChatOpenAI`` (openai SDK 3.x):
 HTTP errors as ``openai.APIStatusError`` subclasses (402 and 408 as the bare
 class), a mid-stream error event as ``openai.APIError`` with the error object
-as ``body``, transport failures as ``openai.APIConnectionError``. Ollama's
+as ``body``, transport failures as ``openai.APIConnectionError``; failures while a reply's
+body is read come raw from the SDK's httpx library (``httpx2`` for openai >= 3,
+:data:`~pygent_lc.providers.http.OPENAI_HTTPX`), whose classes mirror httpx's. Ollama's
 client raises ``ollama.ResponseError``, ``ConnectionError`` or raw ``httpx``
 errors.
 """
@@ -39,6 +41,7 @@ from pygent_lc.errors import (
     RateLimitError,
     UnsupportedRequestError,
 )
+from pygent_lc.providers.http import HTTPX_LIBS
 
 # How servers say a prompt does not fit: OpenAI/OpenRouter ("maximum context length",
 # "context_length_exceeded"), llama.cpp ("exceeds the available context size",
@@ -55,6 +58,13 @@ _UNSUPPORTED = re.compile(
     r"\b(image|audio|video|file|pdf) input is not supported|unsupported content|not supported by",
     re.IGNORECASE,
 )
+# Each installed httpx library's classes of a failure (httpx2's mirror httpx's).
+_STATUS_ERRORS: tuple[type[httpx.HTTPStatusError], ...] = tuple(
+    L.HTTPStatusError for L in HTTPX_LIBS
+)
+_TIMEOUTS: tuple[type[Exception], ...] = tuple(L.TimeoutException for L in HTTPX_LIBS)
+_TRANSPORT_ERRORS: tuple[type[Exception], ...] = tuple(L.TransportError for L in HTTPX_LIBS)
+_NOT_READ: tuple[type[Exception], ...] = tuple(L.ResponseNotRead for L in HTTPX_LIBS)
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 _STATUS_CLASSES: dict[int, type[ProviderError]] = {
@@ -182,16 +192,16 @@ def _map_provider_exception(
             else None
         )
         return error_for_status(status, exc.error, retry_after=retry_after, **context)
-    if isinstance(exc, httpx.HTTPStatusError):
+    if isinstance(exc, _STATUS_ERRORS):
         return error_for_status(
             exc.response.status_code,
             exc.response.text[:300],
             retry_after=retry_after_seconds(exc.response.headers),
             **context,
         )
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+    if isinstance(exc, (*_TIMEOUTS, TimeoutError)):
         return ProviderUnavailableError(_timeout_message(exc), **context)
-    if isinstance(exc, httpx.TransportError | ConnectionError):
+    if isinstance(exc, (*_TRANSPORT_ERRORS, ConnectionError)):
         return _connection_error(exc, **context)
     if isinstance(exc, ValueError | KeyError | TypeError):
         # The SDKs raise these when a reply cannot be parsed: a bad upstream reply.
@@ -213,7 +223,7 @@ def _timeout_message(exc: BaseException) -> str:
     """ "request timed out", or the deadline's own words when it was the deadline."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, httpx.TimeoutException) and "deadline" in str(seen):
+        if isinstance(seen, _TIMEOUTS) and "deadline" in str(seen):
             return f"request timed out: {seen}"
         seen = seen.__cause__ or seen.__context__
     return "request timed out"
@@ -271,7 +281,7 @@ def _openai_message(exc: openai.APIStatusError) -> str:
             return str(inner["message"])[:500]
     if isinstance(body, str) and body.strip():
         return body  # not JSON (a proxy's page): error_for_status summarises it
-    with contextlib.suppress(httpx.ResponseNotRead, UnicodeDecodeError):
+    with contextlib.suppress(*_NOT_READ, UnicodeDecodeError):
         if exc.response.text.strip():
             return exc.response.text
     return exc.message[:500]

@@ -10,9 +10,13 @@ LangChain's payload is already plain JSON, parses the reply into typed models
 public ``post`` (the SDK's headers, auth, timeouts, retries and error classes
 stay), reads the reply's JSON once, and builds the result inline. It applies
 only to what ``create`` would send unchanged: a plain-JSON payload, no
-``response_format`` (structured output's ``parse``), no Responses API and no
-stream; anything else, or an SDK without what this relies on, takes the stock
-path. The request options are made by the SDK's own ``make_request_options``
+``response_format`` (structured output's ``parse``) and no Responses API;
+anything else, or an SDK without what this relies on, takes the stock path.
+Async streams go the same way (``post`` with ``stream=True``, each event's JSON
+read once instead of typed and dumped again) unless response headers are
+asked for; their chunks go through langchain-openai's own per-chunk timeout
+(private, ``_astream_with_chunk_timeout``), so they end as the stock ones do.
+The request options are made by the SDK's own ``make_request_options``
 (private), as ``create`` makes them: tests compare both paths' requests on the
 wire, so a change there fails loudly.
 """
@@ -20,12 +24,13 @@ wire, so a change there fails loudly.
 from __future__ import annotations
 
 import inspect
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai.chat_models.base import BaseChatOpenAI
 
 try:  # private to the openai SDK: the same helper ``create`` builds its options with
@@ -34,6 +39,11 @@ try:  # private to the openai SDK: the same helper ``create`` builds its options
 except ImportError:  # pragma: no cover - an SDK that moved them: the stock path
     make_request_options = None  # type: ignore[assignment]
     RAW_RESPONSE_HEADER = ""
+
+try:  # private to langchain-openai: the stock stream's per-chunk timeout
+    from langchain_openai.chat_models._client_utils import _astream_with_chunk_timeout
+except ImportError:  # pragma: no cover - moved: async streams take the stock path
+    _astream_with_chunk_timeout = None  # type: ignore[assignment]
 
 try:  # langchain-openai >= 1.8: LangSmith gateway metadata from the reply's headers
     from langchain_openai.chat_models.base import (  # type: ignore[attr-defined, unused-ignore]
@@ -62,6 +72,15 @@ def available() -> bool:
     return make_request_options is not None and bool(RAW_RESPONSE_HEADER)
 
 
+def streams_available() -> bool:
+    """Whether async streams can take the fast path too: langchain-openai's per-chunk
+    timeout found, or a langchain-openai without one (its stock stream has none either)."""
+    return available() and (
+        _astream_with_chunk_timeout is not None
+        or "stream_chunk_timeout" not in BaseChatOpenAI.model_fields
+    )
+
+
 def is_plain_json(value: object) -> bool:
     """Whether ``value`` is JSON as ``json.dumps`` writes it unchanged: what the SDK's
     transform would pass through as it is."""
@@ -74,10 +93,13 @@ def is_plain_json(value: object) -> bool:
     return False
 
 
-def _split(payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The body and the request options, as ``create`` would make them from ``payload``."""
+def _split(payload: dict[str, Any], *, raw: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The body and the request options, as ``create`` (``with_raw_response`` when
+    ``raw``) would make them from ``payload``."""
     body = {k: v for k, v in payload.items() if k not in _OPTION_KEYS}
-    extra_headers = {**(payload.get("extra_headers") or {}), RAW_RESPONSE_HEADER: "true"}
+    extra_headers = {**(payload.get("extra_headers") or {})}
+    if raw:
+        extra_headers[RAW_RESPONSE_HEADER] = "true"
     options = make_request_options(
         extra_headers=extra_headers,
         extra_query=payload.get("extra_query"),
@@ -92,11 +114,11 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
     """``BaseChatOpenAI`` whose plain calls skip the SDK's transform, typed parse and
     executor hop (see the module's docstring); every other call is the stock one."""
 
-    def _fast_payload(self, payload: dict[str, Any]) -> bool:
+    def _fast_payload(self, payload: dict[str, Any], *, stream: bool = False) -> bool:
         """Whether ``payload`` goes the fast path: what ``create`` sends unchanged."""
         return (
             available()
-            and not payload.get("stream")
+            and bool(payload.get("stream")) is stream
             and "response_format" not in payload
             and not self._use_responses_api(payload)
             and is_plain_json({k: v for k, v in payload.items() if k != "timeout"})
@@ -154,5 +176,61 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
         )
         return self._result_of(raw)
 
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        *,
+        stream_usage: bool | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        payload = None
+        if (
+            streams_available()
+            and "response_format" not in kwargs
+            and not self.include_response_headers
+            and not getattr(self, "_uses_gateway", False)
+            and self.root_async_client is not None
+        ):  # what the stock stream does before its request, then the same checks
+            kwargs["stream"] = True
+            if self._should_stream_usage(stream_usage, **kwargs):
+                kwargs["stream_options"] = {"include_usage": True}
+            payload = self._get_request_payload(messages, stop=stop, **kwargs)
+            payload = payload if self._fast_payload(payload, stream=True) else None
+        if payload is None or self.root_async_client is None:
+            async for chunk in super()._astream(
+                messages, stop, run_manager, stream_usage=stream_usage, **kwargs
+            ):
+                yield chunk
+            return
+        body, options = _split(payload, raw=False)
+        events = await self.root_async_client.post(
+            "/chat/completions",
+            cast_to=object,
+            body=body,
+            options=options,
+            stream=True,
+            stream_cls=openai.AsyncStream[object],
+        )
+        chunk_class: type[BaseMessageChunk] = AIMessageChunk
+        async with events:
+            timed = (
+                events
+                if _astream_with_chunk_timeout is None
+                else _astream_with_chunk_timeout(
+                    events, self.stream_chunk_timeout, model_name=self.model_name
+                )
+            )
+            async for event in timed:
+                piece = self._convert_chunk_to_generation_chunk(event, chunk_class, {})
+                if piece is None:
+                    continue
+                chunk_class = piece.message.__class__
+                if run_manager:
+                    logprobs = (piece.generation_info or {}).get("logprobs")
+                    await run_manager.on_llm_new_token(piece.text, chunk=piece, logprobs=logprobs)
+                yield piece
 
-__all__ = ["ChatCompletionsFastPath", "available", "is_plain_json"]
+
+__all__ = ["ChatCompletionsFastPath", "available", "is_plain_json", "streams_available"]

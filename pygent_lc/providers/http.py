@@ -13,21 +13,54 @@ langchain-openai, the openai SDK and the ollama client keep working unchanged:
   provider's part of a call (see :mod:`pygent_lc.retry`) caps connect, every
   read and the whole body; a stream moves it forward after each chunk it
   delivers, so it bounds the time to the first token and between tokens.
+
+The transports are built on either ``httpx`` library: classic ``httpx``, or
+``httpx2`` (the API-identical successor openai >= 3 runs on), so each SDK
+talks through its own stack (:data:`OPENAI_HTTPX`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
 import httpx
+import openai
 
+try:  # openai >= 3 runs on httpx2; older SDKs, and the ollama client, on classic httpx
+    import httpx2
+    from httpx2 import AsyncByteStream as _AsyncByteStream2
+    from httpx2 import SyncByteStream as _SyncByteStream2
+except ImportError:  # pragma: no cover - openai < 3 does not install it
+    httpx2 = None  # type: ignore[assignment]
+
+    class _SyncByteStream2:  # type: ignore[no-redef]
+        """Stands in for httpx2's base class where httpx2 is not installed."""
+
+    class _AsyncByteStream2:  # type: ignore[no-redef]
+        """Stands in for httpx2's base class where httpx2 is not installed."""
+
+
+#: Every httpx library installed: classic httpx, and httpx2 where present.
+HTTPX_LIBS: tuple[ModuleType, ...] = (httpx,) if httpx2 is None else (httpx, httpx2)
+
+#: The httpx library the installed openai SDK is built on (its default client's).
+OPENAI_HTTPX: ModuleType = (
+    httpx2
+    if httpx2 is not None and issubclass(openai.DefaultAsyncHttpxClient, httpx2.AsyncClient)
+    else httpx
+)
 # openai's defaults for its own clients (openai.DefaultHttpxClient).
-CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+CONNECTION_LIMITS = {"max_connections": 1000, "max_keepalive_connections": 100}
 _TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
 
@@ -50,7 +83,19 @@ current_deadline: ContextVar[Deadline | None] = ContextVar("current_deadline", d
 """The deadline of the provider call in progress (set by the retry policy)."""
 
 
-def _cap_timeouts(request: httpx.Request, deadline: Deadline) -> None:
+def _verify(lib: ModuleType) -> ssl.SSLContext:
+    """The TLS context of every pool on ``lib``: made once per process (and CA
+    settings), not per pool, since making one loads the CA store (~50 ms)."""
+    return _ssl_context(lib, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _ssl_context(lib: ModuleType, cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    context: ssl.SSLContext = lib.create_ssl_context()
+    return context
+
+
+def _cap_timeouts(request: httpx.Request, deadline: Deadline, lib: ModuleType) -> None:
     """Cap the request's httpx timeouts by what is left of ``deadline``.
 
     A hung connect or read then times out at the deadline; a body that keeps
@@ -58,7 +103,7 @@ def _cap_timeouts(request: httpx.Request, deadline: Deadline) -> None:
     """
     remaining = deadline.remaining()
     if remaining <= 0:
-        raise httpx.ConnectTimeout(
+        raise lib.ConnectTimeout(
             f"the deadline (request_timeout={deadline.seconds:g}s) passed before the request",
             request=request,
         )
@@ -75,17 +120,18 @@ class _BodyDeadline:
 
     request: httpx.Request
     deadline: Deadline
+    lib: ModuleType
 
     def check(self) -> None:
-        """Raise ``httpx.ReadTimeout`` once the deadline has passed."""
+        """Raise the library's ``ReadTimeout`` once the deadline has passed."""
         if self.deadline.remaining() <= 0:
-            raise httpx.ReadTimeout(
+            raise self.lib.ReadTimeout(
                 f"no reply within the deadline (request_timeout={self.deadline.seconds:g}s)",
                 request=self.request,
             )
 
 
-class _DeadlineStream(httpx.SyncByteStream):
+class _DeadlineStream(httpx.SyncByteStream, _SyncByteStream2):
     def __init__(self, inner: httpx.SyncByteStream, body: _BodyDeadline) -> None:
         self._inner = inner
         self._body = body
@@ -99,7 +145,7 @@ class _DeadlineStream(httpx.SyncByteStream):
         self._inner.close()
 
 
-class _AsyncDeadlineStream(httpx.AsyncByteStream):
+class _AsyncDeadlineStream(httpx.AsyncByteStream, _AsyncByteStream2):
     def __init__(self, inner: httpx.AsyncByteStream, body: _BodyDeadline) -> None:
         self._inner = inner
         self._body = body
@@ -117,28 +163,35 @@ SocketOptions = tuple[tuple[int, int, int], ...]
 
 
 class DeadlineTransport(httpx.BaseTransport):
-    """A sync transport that honours :data:`current_deadline`; closing keeps it usable."""
+    """A sync transport that honours :data:`current_deadline`; closing keeps it usable.
 
-    def __init__(self, socket_options: SocketOptions = ()) -> None:
+    ``lib`` is the httpx library (``httpx`` or ``httpx2``) of the client it serves.
+    """
+
+    def __init__(self, socket_options: SocketOptions = (), lib: ModuleType = httpx) -> None:
         self._socket_options = socket_options
+        self._lib = lib
         self._lock = threading.Lock()
         self._pool: httpx.HTTPTransport | None = None
 
     def _current_pool(self) -> httpx.HTTPTransport:
         with self._lock:
             if self._pool is None:
-                self._pool = httpx.HTTPTransport(
-                    limits=CONNECTION_LIMITS, socket_options=self._socket_options or None
+                self._pool = self._lib.HTTPTransport(
+                    verify=_verify(self._lib),
+                    limits=self._lib.Limits(**CONNECTION_LIMITS),
+                    socket_options=self._socket_options or None,
                 )
             return self._pool
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         deadline = current_deadline.get()
         if deadline is not None:
-            _cap_timeouts(request, deadline)
+            _cap_timeouts(request, deadline, self._lib)
         response = self._current_pool().handle_request(request)
-        if deadline is not None and isinstance(response.stream, httpx.SyncByteStream):
-            response.stream = _DeadlineStream(response.stream, _BodyDeadline(request, deadline))
+        if deadline is not None and isinstance(response.stream, self._lib.SyncByteStream):
+            body = _BodyDeadline(request, deadline, self._lib)
+            response.stream = _DeadlineStream(response.stream, body)
         return response
 
     def close(self) -> None:
@@ -153,11 +206,13 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
     """An async transport with one connection pool per running event loop.
 
     Pools of loops that have closed are dropped when another loop first uses
-    the transport; their sockets close when they are collected.
+    the transport; their sockets close when they are collected. ``lib`` as for
+    :class:`DeadlineTransport`.
     """
 
-    def __init__(self, socket_options: SocketOptions = ()) -> None:
+    def __init__(self, socket_options: SocketOptions = (), lib: ModuleType = httpx) -> None:
         self._socket_options = socket_options
+        self._lib = lib
         self._lock = threading.Lock()
         self._pools: dict[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport] = {}
 
@@ -167,8 +222,10 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
             pool = self._pools.get(loop)
             if pool is None:
                 self._forget_closed_loops()
-                pool = self._pools[loop] = httpx.AsyncHTTPTransport(
-                    limits=CONNECTION_LIMITS, socket_options=self._socket_options or None
+                pool = self._pools[loop] = self._lib.AsyncHTTPTransport(
+                    verify=_verify(self._lib),
+                    limits=self._lib.Limits(**CONNECTION_LIMITS),
+                    socket_options=self._socket_options or None,
                 )
             return pool
 
@@ -177,12 +234,11 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
         pool = self._current_pool()
         if deadline is None:
             return await pool.handle_async_request(request)
-        _cap_timeouts(request, deadline)
+        _cap_timeouts(request, deadline, self._lib)
         response = await pool.handle_async_request(request)
-        if isinstance(response.stream, httpx.AsyncByteStream):
-            response.stream = _AsyncDeadlineStream(
-                response.stream, _BodyDeadline(request, deadline)
-            )
+        if isinstance(response.stream, self._lib.AsyncByteStream):
+            body = _BodyDeadline(request, deadline, self._lib)
+            response.stream = _AsyncDeadlineStream(response.stream, body)
         return response
 
     async def aclose(self) -> None:
@@ -205,33 +261,32 @@ class LoopBoundTransport(httpx.AsyncBaseTransport):
 
 @dataclass
 class ProviderHttp:
-    """The sync and async ``httpx`` clients of one provider model, and how to close them."""
+    """The sync and async clients of one provider model, and how to close them.
+
+    ``lib`` is the httpx library its SDK is built on: :data:`OPENAI_HTTPX` for
+    the openai SDK, classic ``httpx`` (the default) for the ollama client.
+    """
 
     timeout: float | None
     socket_options: SocketOptions = ()
+    lib: ModuleType = httpx
     sync_transport: DeadlineTransport = field(init=False)
     async_transport: LoopBoundTransport = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sync_transport = DeadlineTransport(self.socket_options)
-        self.async_transport = LoopBoundTransport(self.socket_options)
+        self.sync_transport = DeadlineTransport(self.socket_options, self.lib)
+        self.async_transport = LoopBoundTransport(self.socket_options, self.lib)
 
-    def sync_client(self, **kwargs: object) -> httpx.Client:
-        """An ``httpx.Client`` on the sync transport (``kwargs`` as for httpx)."""
-        return httpx.Client(
-            transport=self.sync_transport,
-            timeout=self.timeout,
-            follow_redirects=True,
-            **kwargs,  # type: ignore[arg-type]
+    def sync_client(self, **kwargs: object) -> Any:
+        """A ``lib.Client`` on the sync transport (``kwargs`` as for httpx)."""
+        return self.lib.Client(
+            transport=self.sync_transport, timeout=self.timeout, follow_redirects=True, **kwargs
         )
 
-    def async_client(self, **kwargs: object) -> httpx.AsyncClient:
-        """An ``httpx.AsyncClient`` on the loop-bound transport."""
-        return httpx.AsyncClient(
-            transport=self.async_transport,
-            timeout=self.timeout,
-            follow_redirects=True,
-            **kwargs,  # type: ignore[arg-type]
+    def async_client(self, **kwargs: object) -> Any:
+        """A ``lib.AsyncClient`` on the loop-bound transport."""
+        return self.lib.AsyncClient(
+            transport=self.async_transport, timeout=self.timeout, follow_redirects=True, **kwargs
         )
 
     def close(self) -> None:

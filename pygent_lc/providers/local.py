@@ -11,6 +11,7 @@ change between calls (a restarted server may get another port).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -197,8 +198,15 @@ class LocalChatModel(OpenAICompatibleChatModel):
     def _typed(self, exc: Exception, partial_text: str = "") -> Exception:
         """A call cut by a crashed model process says so (and that a restart follows)."""
         typed = super()._typed(exc, partial_text)
-        ended = self._server.exit_status() if self._server is not None else None
-        if ended is None or type(typed) is not ProviderUnavailableError:
+        if type(typed) is not ProviderUnavailableError or self._server is None:
+            return typed
+        ended = self._server.exit_status()
+        for _ in range(5):  # the kernel may report the killed child just after its socket
+            if ended is not None:
+                break
+            time.sleep(0.05)
+            ended = self._server.exit_status()
+        if ended is None:
             return typed
         crashed = ProviderUnavailableError(
             f"the local model process {ended} during the call; the next call starts it again",

@@ -25,7 +25,7 @@ from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import without_cache_markers
 from pygent_lc.providers.error_mapping import error_from_body
 from pygent_lc.providers.fast_path import ChatCompletionsFastPath
-from pygent_lc.providers.http import ProviderHttp
+from pygent_lc.providers.http import OPENAI_HTTPX, ProviderHttp
 
 #: Reasoning fields of a reply message or delta, kept in ``additional_kwargs``:
 #: ``reasoning`` (OpenRouter), ``reasoning_content`` (llama.cpp, vLLM, DeepSeek)
@@ -50,7 +50,8 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
     @model_validator(mode="before")
     @classmethod
     def _own_http_clients(cls, values: Any) -> Any:
-        """Loop-safe, deadline-aware HTTP clients unless the caller brought their own.
+        """Loop-safe, deadline-aware HTTP clients unless the caller brought their own,
+        on the httpx library the openai SDK is built on (its own stack, no shim).
 
         langchain-openai otherwise shares one cached async client per process,
         which breaks on the second event loop (see :mod:`pygent_lc.providers.http`).
@@ -65,6 +66,7 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
         pools = ProviderHttp(
             timeout=timeout if isinstance(timeout, int | float) else None,
             socket_options=tuple(values.get("http_socket_options") or ()),
+            lib=OPENAI_HTTPX,
         )
         clients = {
             "http_pools": pools,
@@ -104,7 +106,11 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        messages = self._cache_markers(self._convert_input(input_).to_messages())
+        messages = self._cache_markers(
+            input_  # already messages (as LangChain hands them on): not converted again
+            if isinstance(input_, list) and all(isinstance(m, BaseMessage) for m in input_)
+            else self._convert_input(input_).to_messages()
+        )
         payload: dict[str, Any] = super()._get_request_payload(messages, stop=stop, **kwargs)
         return payload
 

@@ -39,6 +39,7 @@ from pygent_lc.providers.error_mapping import (
     retry_after_seconds,
     summarize_body,
 )
+from pygent_lc.providers.http import HTTPX_LIBS, OPENAI_HTTPX
 from tests.providers.mock_http import (
     MockServer,
     Reply,
@@ -553,6 +554,58 @@ def test_each_raw_failure_maps_to_its_typed_error(
     shown = f"{typed} {typed!r} {typed.message}"
     assert CANARY not in shown
     assert "Bearer" not in shown
+
+
+# The same failures from each installed httpx library: openai >= 3 runs on httpx2, so
+# its transports' errors (the deadline's included) and a body's mid-read errors are httpx2's.
+LIB_FAILURES = [
+    ("ReadTimeout", "no reply within the deadline (request_timeout=2s)",
+     "request timed out: no reply within the deadline (request_timeout=2s)", True),
+    ("ConnectTimeout", "timed out", "request timed out", True),
+    ("RemoteProtocolError", "peer closed connection",
+     "connection failed (RemoteProtocolError)", True),
+    ("ConnectError", "[Errno 111] Connection refused", "connection refused", False),
+    ("ConnectError", "[Errno -2] Name or service not known",
+     "host name not found (DNS): check the host in the base URL", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("via", ["raw", "openai"])
+@pytest.mark.parametrize(("name", "words", "text", "retryable"), LIB_FAILURES)
+@pytest.mark.parametrize("lib", HTTPX_LIBS, ids=lambda lib: lib.__name__)
+def test_each_httpx_library_s_failures_map_alike(
+    lib: Any, name: str, words: str, text: str, retryable: bool, via: str
+) -> None:
+    """Raised as they are (a body's read), or by the openai SDK over a client of ``lib``."""
+    error = getattr(lib, name)(words)
+    if via == "openai" and lib not in (OPENAI_HTTPX, httpx):  # every SDK takes httpx's
+        pytest.skip(f"this openai SDK does not take {lib.__name__} clients")
+    if via == "openai":
+
+        def fail(request: Any) -> Any:
+            raise error
+
+        http_client: Any = lib.Client(transport=lib.MockTransport(fail))
+        client = openai.OpenAI(
+            api_key=CANARY, base_url="http://127.0.0.1:9/v1", http_client=http_client, max_retries=0
+        )
+        with pytest.raises(openai.APIConnectionError) as raised:
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        error = raised.value
+    typed = map_exception(error, provider=PROVIDER, model=MODEL)
+    assert isinstance(typed, ProviderUnavailableError)
+    assert (typed.message, typed.retryable) == (text, retryable)
+
+
+@pytest.mark.parametrize("lib", HTTPX_LIBS, ids=lambda lib: lib.__name__)
+def test_each_httpx_library_s_status_error_maps_alike(lib: Any) -> None:
+    reply = lib.Response(503, text="upstream down", headers={"Retry-After": "5"})
+    reply.request = lib.Request("GET", "http://127.0.0.1:9/v1/models")
+    with pytest.raises(lib.HTTPStatusError) as raised:
+        reply.raise_for_status()
+    typed = map_exception(raised.value, provider=PROVIDER, model=MODEL)
+    assert isinstance(typed, ProviderUnavailableError)
+    assert (typed.message, typed.status_code, typed.retry_after) == ("upstream down", 503, 5.0)
 
 
 def test_the_table_covers_every_status_class() -> None:

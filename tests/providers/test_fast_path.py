@@ -20,7 +20,7 @@ from pydantic import BaseModel, SecretStr
 
 from pygent_lc.providers import fast_path
 from pygent_lc.providers.openrouter.model import OpenRouterChatModel
-from tests.providers.mock_http import MockServer, Reply, json_reply
+from tests.providers.mock_http import MockServer, Reply, json_reply, sse_reply
 
 URL = "http://127.0.0.1:9/api/v1"
 KEY = "sk-or-v1-fastpath"
@@ -134,15 +134,17 @@ def request_of(wire: MockServer) -> tuple[str, str, dict[str, str], object]:
 
 
 def both_paths(
-    monkeypatch: pytest.MonkeyPatch, reply: Reply, call: Any, **values: Any
+    monkeypatch: pytest.MonkeyPatch, reply: Reply, call: Any, *, raw: bool = False, **values: Any
 ) -> list[tuple[Any, Any]]:
-    """``call(model)`` on the fast path and on the stock path: (outcome, request) each."""
+    """``call(model)`` on the fast path and on the stock path: (outcome, request) each
+    (what ``call`` returns itself when ``raw``)."""
     results = []
     for fast in (True, False):
         monkeypatch.setattr(fast_path, "available", lambda fast=fast: fast)
         wire = MockServer(default=reply)
         chat = model(wire, **values)
-        results.append((outcome(lambda chat=chat: call(chat)), request_of(wire)))
+        got = call(chat) if raw else outcome(lambda chat=chat: call(chat))
+        results.append((got, request_of(wire)))
     return results
 
 
@@ -168,7 +170,7 @@ def test_sync_calls_give_what_the_stock_path_gives(monkeypatch, reply):
 
 def test_model_settings_and_extras_reach_the_wire_alike(monkeypatch):
     """Headers, query and body extras, the timeout and response headers: as ``create`` sends."""
-    values = {
+    values: dict[str, Any] = {
         "default_headers": {"X-Title": "pygent"},
         "extra_body": {"provider": {"order": ["OpenAI"]}},
         "model_kwargs": {"extra_headers": {"X-Extra": "1"}, "extra_query": {"q": "1"}},
@@ -253,6 +255,99 @@ def test_structured_output_gives_what_the_stock_path_gives(monkeypatch):
     assert results[0][0] == Answer(value=4)
     body: Any = results[0][1][3]
     assert body["response_format"]["type"] == "json_schema"
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    return {"id": "gen-1", "object": "chat.completion.chunk", "created": 1,
+            "model": "openai/gpt-4o-mini", "choices": [choice], **extra}  # fmt: skip
+
+
+TOOL_DELTA = {
+    "tool_calls": [
+        {"index": 0, "id": "call_1", "type": "function",
+         "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
+    ]
+}  # fmt: skip
+TEXT = [chunk({"role": "assistant", "content": ""}), chunk({"content": "hel"}),
+        chunk({"content": "lo"})]  # fmt: skip
+STREAMS: dict[str, Reply] = {
+    "text and usage": sse_reply(
+        [*TEXT, chunk({}, "stop"), {**chunk({}), "choices": [], "usage": USAGE}]
+    ),
+    "openrouter fields": sse_reply(
+        [
+            chunk(
+                {
+                    "role": "assistant",
+                    "reasoning": "2+2",
+                    "reasoning_details": [{"type": "reasoning.text", "text": "2+2", "index": 0}],
+                }
+            ),
+            chunk({"content": "4"}),
+            chunk({}, "stop", provider="OpenAI"),
+            {**chunk({}), "choices": [], "usage": USAGE, "provider": "OpenAI"},
+        ]
+    ),
+    "tool call": sse_reply([chunk({"role": "assistant", **TOOL_DELTA}), chunk({}, "tool_calls")]),
+    "error event mid-stream": sse_reply(
+        [*TEXT, {"error": {"code": 502, "message": "upstream died"}}], done=False
+    ),
+    "connection reset mid-stream": sse_reply(TEXT, broken_after=2),
+    "no done marker": sse_reply(TEXT, done=False),
+    "bad key": REPLIES["bad key"],
+    "rate limited": REPLIES["rate limited"],
+    "context too long": REPLIES["context too long"],
+    "not json": REPLIES["not json"],
+}
+
+
+def streamed(chat: Any, **kwargs: Any) -> tuple[list[dict[str, Any]], Any]:
+    """The chunks an ``astream`` gave (without per-run ids), and its typed error if any."""
+    chunks: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        async for part in chat.astream("hello", **kwargs):
+            chunks.append(part.model_dump(exclude={"id"}))
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:  # compared across the two paths, whatever it is
+        status = getattr(exc, "status_code", None)
+        return chunks, (type(exc), str(exc), status, exc.__cause__ is None)
+    return chunks, None
+
+
+@pytest.mark.parametrize("reply", STREAMS.values(), ids=STREAMS.keys())
+def test_async_streams_give_what_the_stock_path_gives(monkeypatch, reply):
+    """Chunks, usage, OpenRouter's fields and errors (a mid-stream error event too)."""
+    (fast, fast_request), (stock, stock_request) = both_paths(
+        monkeypatch, reply, lambda chat: streamed(chat, max_tokens=20, stop=["x"]), raw=True
+    )
+    assert fast == stock
+    assert fast_request == stock_request
+
+
+def test_a_plain_stream_skips_the_sdk_transform(monkeypatch):
+    transforms = transforms_counted(monkeypatch)
+    chunks, error = streamed(model(MockServer(default=STREAMS["text and usage"])))
+    assert error is None and "".join(c["content"] for c in chunks) == "hello"
+    assert [c["usage_metadata"]["total_tokens"] for c in chunks if c["usage_metadata"]] == [17]
+    assert transforms == []
+
+
+def test_a_stream_asking_for_response_headers_takes_the_stock_path(monkeypatch):
+    transforms = transforms_counted(monkeypatch)
+    wire = MockServer(default=STREAMS["text and usage"])
+    chunks, error = streamed(model(wire, include_response_headers=True))
+    assert error is None and chunks[0]["response_metadata"]["headers"]
+    assert len(transforms) == 1
+
+
+def test_the_installed_langchain_openai_has_the_stream_s_chunk_timeout():
+    """Fails loudly when langchain-openai moves its per-chunk timeout (private) while
+    its models still have one: async streams would then all take the stock path."""
+    assert fast_path.streams_available()
 
 
 def test_without_the_sdk_helpers_every_call_is_the_stock_one(monkeypatch):

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from pydantic import SecretStr
 
@@ -37,6 +38,8 @@ from pygent_lc.agents import AgentFactory, ReasoningAgent
 from pygent_lc.errors import ProviderUnavailableError
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.http import (
+    HTTPX_LIBS,
+    OPENAI_HTTPX,
     Deadline,
     DeadlineTransport,
     LoopBoundTransport,
@@ -74,38 +77,60 @@ def test_deadline_remaining_and_restart() -> None:
     assert current_deadline.get() is None  # none unless a call sets one
 
 
-def test_the_sync_transport_fails_before_connecting(passed_deadline: Deadline) -> None:
-    transport = DeadlineTransport()
-    with pytest.raises(httpx.ConnectTimeout, match=PASSED):
-        transport.handle_request(httpx.Request("POST", URL))
+LIBS = pytest.mark.parametrize("lib", HTTPX_LIBS, ids=lambda lib: lib.__name__)
 
 
-async def test_the_async_transport_fails_before_connecting(passed_deadline: Deadline) -> None:
-    transport = LoopBoundTransport()
-    with pytest.raises(httpx.ConnectTimeout, match=PASSED):
-        await transport.handle_async_request(httpx.Request("POST", URL))
+@LIBS
+def test_the_sync_transport_fails_before_connecting(passed_deadline: Deadline, lib: Any) -> None:
+    transport = DeadlineTransport(lib=lib)
+    with pytest.raises(lib.ConnectTimeout, match=PASSED):  # the library's own error
+        transport.handle_request(lib.Request("POST", URL))
+
+
+@LIBS
+async def test_the_async_transport_fails_before_connecting(
+    passed_deadline: Deadline, lib: Any
+) -> None:
+    transport = LoopBoundTransport(lib=lib)
+    with pytest.raises(lib.ConnectTimeout, match=PASSED):
+        await transport.handle_async_request(lib.Request("POST", URL))
     await transport.aclose()
 
 
+@LIBS
 def test_provider_http_clients_use_the_transports_and_the_timeout(
-    passed_deadline: Deadline,
+    passed_deadline: Deadline, lib: Any
 ) -> None:
-    pools = ProviderHttp(timeout=7.5)
+    pools = ProviderHttp(timeout=7.5, lib=lib)
     client = pools.sync_client(headers={"x-test": "1"})
     async_client = pools.async_client()
-    assert client.timeout == httpx.Timeout(7.5) == async_client.timeout
+    assert isinstance(client, lib.Client) and isinstance(async_client, lib.AsyncClient)
+    assert client.timeout == lib.Timeout(7.5) == async_client.timeout
     assert client.follow_redirects and async_client.follow_redirects
     assert client.headers["x-test"] == "1"
-    with pytest.raises(httpx.ConnectTimeout, match=PASSED):  # through the deadline transport
+    with pytest.raises(lib.ConnectTimeout, match=PASSED):  # through the deadline transport
         client.post(URL)
 
     async def post() -> None:
         await async_client.post(URL)
 
-    with pytest.raises(httpx.ConnectTimeout, match=PASSED):
+    with pytest.raises(lib.ConnectTimeout, match=PASSED):
         asyncio.run(post())
     pools.close()  # nothing opened: nothing to release, and no error
     asyncio.run(pools.aclose())
+
+
+def test_openai_wire_models_use_the_openai_sdk_s_own_httpx_and_ollama_classic_httpx() -> None:
+    """openai >= 3 runs on httpx2: its models get httpx2 clients (no compatibility
+    shim per call); openai 2 gets classic httpx; the ollama client needs classic httpx."""
+    sdk_default = openai.DefaultAsyncHttpxClient
+    expected = next(lib for lib in HTTPX_LIBS if issubclass(sdk_default, lib.AsyncClient))
+    assert OPENAI_HTTPX is expected
+    model = openrouter_model(Settings(openrouter_api_key=SecretStr("sk-or-v1-x")))
+    assert isinstance(model.http_async_client, expected.AsyncClient)
+    assert isinstance(model.http_client, expected.Client)
+    ollama = ollama_model(Settings(ollama_model="llama3.2"))
+    assert ollama.http_pools is not None and ollama.http_pools.lib is httpx
 
 
 def test_closing_keeps_the_clients_usable(passed_deadline: Deadline) -> None:
