@@ -49,6 +49,7 @@ from langchain_core.runnables.config import (
 )
 from pydantic import BaseModel, ConfigDict
 
+from pygent_lc.closing import Closable, aclose_runnable, close_runnable
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -65,7 +66,6 @@ from pygent_lc.errors import (
 from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.policy import breaker_passed
-from pygent_lc.resources import Closable, aclose_runnable, close_runnable
 from pygent_lc.validation import validate_chat_call_once
 
 logger = logging.getLogger(__name__)

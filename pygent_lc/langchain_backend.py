@@ -13,6 +13,7 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, 
 from langchain_core.runnables.config import merge_configs
 
 from pygent_lc.backend import LLMBackend, UsageTotals
+from pygent_lc.closing import Closable, aclose_runnable, close_runnable, runnable_parts
 from pygent_lc.errors import (
     ConfigurationError,
     InvalidInputError,
@@ -28,7 +29,6 @@ from pygent_lc.limits.usage import UsageTracker, feeding
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import cached_prefix_message
-from pygent_lc.resources import Closable, aclose_runnable, close_runnable, runnable_parts
 from pygent_lc.validation import GenerationParams, checked, validate_prompt
 
 ChatRunnable = Runnable[Any, BaseMessage]

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from pygent_lc import LangChainBackend, ProviderSkippedWarning, Settings, build_chat_model
+from pygent_lc.closing import chat_models_in
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.resources import chat_models_in
 
 
 def served(chain: object) -> list[tuple[str, str]]:

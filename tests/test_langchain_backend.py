@@ -456,7 +456,7 @@ class Watched(ScriptedChatModel):
 
 
 def chat_models_in_runnable(runnable: Any) -> list[Watched]:
-    from pygent_lc.resources import runnable_parts
+    from pygent_lc.closing import runnable_parts
 
     found = [part for part in runnable_parts(runnable) if isinstance(part, Watched)]
     assert found

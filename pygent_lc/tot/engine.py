@@ -17,8 +17,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from pygent_lc.backend import LLMBackend
+from pygent_lc.closing import runnable_parts
 from pygent_lc.errors import ConfigurationError, InvalidInputError
-from pygent_lc.resources import runnable_parts
 from pygent_lc.tot import observe
 from pygent_lc.tot.caller import LLMCaller, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
@@ -125,7 +125,7 @@ def model_identity(backend: object) -> str | None:
 
     A name the backend gives itself (``model_id``, ``model_name`` or ``model``)
     wins; else the chat models inside what it wraps, found by the package's one
-    walk over LangChain objects (:func:`~pygent_lc.resources.runnable_parts`:
+    walk over LangChain objects (:func:`~pygent_lc.closing.runnable_parts`:
     bindings, provider policies, a provider chain's providers, fallbacks), in
     the order they are tried.
     """
