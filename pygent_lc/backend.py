@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class LLMBackend(ABC):
     a backend that does not know the keyword never sees it.
     """
 
-    accepts_cache_prefix: ClassVar[bool] = False
+    accepts_cache_prefix: bool = False
 
     @abstractmethod
     async def generate(self, prompt: str, **kwargs: Any) -> str:

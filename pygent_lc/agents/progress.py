@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -52,20 +52,31 @@ class SolveProgress:
 
 
 class ProgressBackend(LLMBackend):
-    """Counts the calls of ``inner`` into a :class:`SolveProgress`; otherwise transparent."""
+    """Counts the calls of ``inner`` into a :class:`SolveProgress`; otherwise transparent:
+    samples in one request, cost bounds and the cache prefix are ``inner``'s."""
 
     def __init__(self, inner: LLMBackend, progress: SolveProgress) -> None:
         self.inner = inner
         self.progress = progress
+        self.accepts_cache_prefix = inner.accepts_cache_prefix
         self._start = inner.usage_totals()
 
     async def generate(self, prompt: str, **kwargs: Any) -> str:
+        async with self._counted():
+            return await self.inner.generate(prompt, **kwargs)
+
+    async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
+        async with self._counted():
+            return await self.inner.generate_samples(prompt, n, **kwargs)
+
+    @asynccontextmanager
+    async def _counted(self) -> AsyncIterator[None]:
         progress = self.progress
         progress.calls += 1
         progress.in_flight += 1
         progress.notify()
         try:
-            return await self.inner.generate(prompt, **kwargs)
+            yield
         finally:
             progress.in_flight -= 1
             now = self.inner.usage_totals()
@@ -75,6 +86,9 @@ class ProgressBackend(LLMBackend):
 
     def usage_totals(self) -> UsageTotals | None:
         return self.inner.usage_totals()
+
+    def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
+        return self.inner.cost_bound(prompt, max_tokens)
 
 
 class ProgressObserver:

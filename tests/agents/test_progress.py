@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc.agents import SolveProgress
+from pygent_lc.agents.progress import ProgressBackend
 from pygent_lc.testing import ScriptedChatModel, count_words
+from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine
 from tests.agents.fakes import reasoning_agent
+
+PUZZLE = "4 9 10 13"
 
 
 async def test_progress_reports_levels_and_spend() -> None:
@@ -45,3 +50,18 @@ async def test_state_values_outlive_a_solve_with_progress_too() -> None:
     await agent.solve("What is 2 + 2?", on_progress=lambda p: None)
     valued_again = [p for p in model.prompts if "Possible next steps:" not in p]
     assert valued_first and valued_again == []  # every state's value came from the cache
+
+
+async def test_the_progress_line_keeps_what_the_backend_offers() -> None:
+    # The CLI's solve shows progress through ProgressBackend: samples must still go
+    # as one request, budgeted calls keep their bound, the cache prefix still goes.
+    config = ToTConfig(adaptive_sampling=False, value_cache=None)
+    plain = ScriptedGame24Backend(track_usage=True, honours_n=True)
+    shown = ScriptedGame24Backend(track_usage=True, honours_n=True)
+    watched = ProgressBackend(shown, SolveProgress(max_depth=config.max_depth))
+    first = await ToTEngine(config, plain, task=Game24Task()).solve(PUZZLE)
+    second = await ToTEngine(config, watched, task=Game24Task()).solve(PUZZLE)
+    assert shown.prompts == plain.prompts and shown.kwargs == plain.kwargs
+    assert first.stats.evaluation_calls == second.stats.evaluation_calls
+    assert watched.accepts_cache_prefix == shown.accepts_cache_prefix
+    assert watched.cost_bound("q", 10) == shown.cost_bound("q", 10)
