@@ -198,18 +198,3 @@ async def test_dead_states_are_neither_proposed_from_nor_valued():
     proposed_from = [p for p in backend.prompts if p.rstrip().endswith("Possible next steps:")]
     # "Input: a b ..." of every propose prompt: never a single number left
     assert all(len(p.splitlines()[-2].split()) >= 3 for p in proposed_from)
-
-
-def test_a_model_echoing_the_prompt_proposes_no_step_of_it() -> None:
-    # A small model copies the scaffold ("Reasoning so far:", "(no steps yet)"): no
-    # line of it is a next step, nor an answer to show the user.
-    task = GenericTask()
-    problem = "Name three primary colours."
-    echo = task.propose_prompt(problem, []) + "\nRed, yellow and blue.\n"
-    assert task.parse_proposals(echo, problem, []) == ["Red, yellow and blue."]
-    later = "(no steps yet)\nPossible next steps:\nMix them."
-    assert task.parse_proposals(later, problem, ["Think of paint."]) == ["Mix them."]
-    first = "Reasoning so far:\n(no steps yet)\n\nMix the paints."
-    assert task.parse_proposals(first, problem, []) == ["Mix the paints."]
-    assert task.parse_sample(first, problem, []) == "Mix the paints."
-    assert task.parse_sample("(no steps yet)", problem, []) is None

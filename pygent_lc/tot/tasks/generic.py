@@ -52,12 +52,6 @@ def _format_steps(steps: Sequence[str]) -> str:
     return "\n".join(f"{i}. {step}" for i, step in enumerate(steps, start=1))
 
 
-def _echoed(prompt: str) -> frozenset[str]:
-    """The lines of a prompt's scaffold, which a small model often copies into its
-    reply: none of them is a step. ``prompt`` is built with no steps."""
-    return frozenset(line.casefold() for raw in prompt.splitlines() if (line := strip_bullet(raw)))
-
-
 class GenericTask:
     """Step-by-step reasoning on any problem stated in words."""
 
@@ -77,7 +71,7 @@ class GenericTask:
         """Changes with the propose and sample prompts (``n_proposals`` included) and
         their reading: kept proposals are reused per version (``reuse_proposals``)."""
         shape = self.propose_prompt("{problem}", ["{step}"]) + self.sample_prompt("{problem}", [])
-        return prompt_version(shape, "lines/2")
+        return prompt_version(shape, "lines/1")
 
     def validate_problem(self, problem: str) -> str:
         text = problem.strip()
@@ -99,12 +93,7 @@ class GenericTask:
         )
 
     def parse_proposals(self, output: str, problem: str, steps: Sequence[str]) -> list[str]:
-        echoed = _echoed(self.propose_prompt(problem, []))
-        lines = [
-            line
-            for line in unique_lines(output)
-            if not line.endswith("next steps:") and line.casefold() not in echoed
-        ]
+        lines = [line for line in unique_lines(output) if not line.endswith("next steps:")]
         return lines[: self.n_proposals]
 
     def sample_prompt(self, problem: str, steps: Sequence[str]) -> str:
@@ -119,9 +108,7 @@ class GenericTask:
         return None
 
     def parse_sample(self, output: str, problem: str, steps: Sequence[str]) -> str | None:
-        echoed = _echoed(self.sample_prompt(problem, []))
-        lines = (strip_bullet(line) for line in output.strip().splitlines())
-        text = " ".join(line for line in lines if line.casefold() not in echoed)
+        text = " ".join(strip_bullet(line) for line in output.strip().splitlines())
         return " ".join(text.split()) or None
 
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
