@@ -78,6 +78,20 @@ def loopback_settings(server: LoopbackServer, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def cli_env(server: LoopbackServer, **changes: str) -> dict[str, str]:
+    """The variables of a ``pygent-lc`` run against ``server``: both providers, no retries."""
+    env = {
+        "OPENROUTER_API_KEY": CANARY_KEY,
+        "OPENROUTER_BASE_URL": server.openrouter_base_url,
+        "OPENROUTER_MODEL": "openai/gpt-4o-mini",
+        "OLLAMA_BASE_URL": server.ollama_base_url,
+        "OLLAMA_MODEL": "llama3.2",
+        "PYGENT_PROVIDERS": "openrouter,ollama",
+        "PYGENT_MAX_RETRIES": "0",
+    }
+    return {**env, **changes}
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (connections are refused)."""
     with socket.socket() as probe:

@@ -34,7 +34,7 @@ from pygent_lc.cli.commands import NO_SHARED_STORE
 from pygent_lc.cli.parser import build_parser
 from pygent_lc.limits import open_store
 from pygent_lc.tot import check_24
-from tests.helpers import CANARY_KEY, ROOT, closed_port
+from tests.helpers import CANARY_KEY, ROOT, cli_env, closed_port
 from tests.limits.steps import record_usage
 from tests.loopback_server import LoopbackServer
 from tests.loopback_server.answers import last_user_text
@@ -241,26 +241,12 @@ def server() -> Iterator[LoopbackServer]:
         yield live
 
 
-def env_for(server: LoopbackServer, **changes: str) -> dict[str, str]:
-    env = {
-        "OPENROUTER_API_KEY": CANARY_KEY,
-        "OPENROUTER_BASE_URL": server.openrouter_base_url,
-        "OPENROUTER_MODEL": "openai/gpt-4o-mini",
-        "OLLAMA_BASE_URL": server.ollama_base_url,
-        "OLLAMA_MODEL": "llama3.2",
-        "PYGENT_PROVIDERS": "openrouter,ollama",
-        "PYGENT_MAX_RETRIES": "0",
-    }
-    env.update(changes)
-    return env
-
-
 @pytest.mark.live_local
 def test_solve_json_is_the_full_result(server: LoopbackServer, tmp_path: Path) -> None:
     proc = run_cli(
         "solve", "4 9 10 13", "--task", "game24", "--breadth", "2", "--json",
         "--mermaid", str(tmp_path / "tree.mmd"),
-        env=env_for(server),
+        env=cli_env(server),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert CANARY_KEY not in proc.stdout + proc.stderr
@@ -307,7 +293,7 @@ def run_on_a_terminal(*args: str, env: Mapping[str, str]) -> tuple[int, str, str
 @pytest.mark.live_local
 def test_solve_shows_live_progress_on_a_terminal(server: LoopbackServer) -> None:
     code, stdout, shown = run_on_a_terminal(
-        "solve", "4 9 10 13", "--task", "game24", "--provider", "ollama", env=env_for(server)
+        "solve", "4 9 10 13", "--task", "game24", "--provider", "ollama", env=cli_env(server)
     )
     assert code == 0
     assert "\r\x1b[2Klevel 1/4 · " in shown  # the status line, rewritten in place
@@ -322,7 +308,7 @@ def test_the_progress_line_ticks_while_a_slow_call_runs(server: LoopbackServer) 
     server.latency = 1.6
     code, _, shown = run_on_a_terminal(
         "solve", "Name a colour.", "--provider", "ollama", "--depth", "1", "--breadth", "1",
-        env=env_for(server),
+        env=cli_env(server),
     )  # fmt: skip
     assert code == 0, shown
     times_by_state: dict[str, set[str]] = {}
@@ -339,7 +325,7 @@ def test_chat_says_it_waits_for_the_model_until_the_first_token(server: Loopback
     server.latency = 1.6
     server.responder = lambda protocol, body: "hello"
     code, stdout, shown = run_on_a_terminal(
-        "chat", "hi", "--provider", "ollama", env=env_for(server)
+        "chat", "hi", "--provider", "ollama", env=cli_env(server)
     )
     assert code == 0, shown
     assert stdout == "hello\n"
@@ -368,7 +354,7 @@ def test_chat_says_it_waits_for_the_model_until_the_first_token(server: Loopback
 )
 def test_no_resource_warning_at_exit(server: LoopbackServer, argv: list[str], code: int) -> None:
     """Every socket and transport a command opened is closed before the interpreter ends."""
-    env = env_for(server)
+    env = cli_env(server)
     if "--fallback" in argv:  # a failed provider's connection is closed too
         env["OPENROUTER_API_KEY"] = CANARY_KEY[:-4] + "beef"
     proc = subprocess.run(
@@ -390,13 +376,13 @@ def test_no_resource_warning_at_exit(server: LoopbackServer, argv: list[str], co
 def test_provider_failures_exit_1_with_one_line(server: LoopbackServer) -> None:
     wrong_key = run_cli(
         "chat", "hi", "--provider", "openrouter",
-        env=env_for(server, OPENROUTER_API_KEY=CANARY_KEY[:-4] + "beef"),
+        env=cli_env(server, OPENROUTER_API_KEY=CANARY_KEY[:-4] + "beef"),
     )  # fmt: skip
     error = assert_clean_failure(wrong_key, 1, "AuthenticationError")
     assert CANARY_KEY[:-4] + "beef" not in wrong_key.stderr
     assert "[401]" in error
     missing = run_cli(
-        "chat", "hi", "--provider", "ollama", "--model", "mistral", env=env_for(server)
+        "chat", "hi", "--provider", "ollama", "--model", "mistral", env=cli_env(server)
     )
     error = assert_clean_failure(missing, 1, "ModelNotFoundError")
     assert "installed: llama3.2:latest" in error
@@ -406,7 +392,7 @@ def test_provider_failures_exit_1_with_one_line(server: LoopbackServer) -> None:
 @pytest.mark.live_local
 def test_chat_streams_the_reply(server: LoopbackServer) -> None:
     server.responder = lambda protocol, body: f"{protocol} says hello"
-    proc = run_cli("chat", "hi", "--provider", "ollama", env=env_for(server))
+    proc = run_cli("chat", "hi", "--provider", "ollama", env=cli_env(server))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "ollama says hello\n"
     assert "thinking" not in proc.stderr  # no status line when stderr is not a terminal
@@ -427,13 +413,13 @@ def test_chat_reads_a_long_prompt_from_stdin_or_a_file(
 
     server.responder = remember
     from_stdin = run_cli(
-        "chat", "-", "--provider", "ollama", env=env_for(server), stdin=long_prompt
+        "chat", "-", "--provider", "ollama", env=cli_env(server), stdin=long_prompt
     )
     assert from_stdin.returncode == 0, from_stdin.stderr
     prompt_file = tmp_path / "prompt.txt"
     prompt_file.write_text(long_prompt, encoding="utf-8")
     from_file = run_cli(
-        "chat", "--file", str(prompt_file), "--provider", "ollama", env=env_for(server)
+        "chat", "--file", str(prompt_file), "--provider", "ollama", env=cli_env(server)
     )
     assert from_file.returncode == 0, from_file.stderr
     assert seen == [long_prompt, long_prompt]
@@ -534,19 +520,19 @@ def test_a_misspelt_variable_is_a_warning_on_stderr() -> None:
 
 @pytest.mark.live_local
 def test_models_lists_prices_and_installed_models(server: LoopbackServer) -> None:
-    table = run_cli("models", "--search", "gpt", env=env_for(server))
+    table = run_cli("models", "--search", "gpt", env=cli_env(server))
     assert table.returncode == 0, table.stderr
     header, row = table.stdout.strip().splitlines()
     assert header.split() == ["model", "context", "$/M", "in", "$/M", "out"]
     assert row.split() == ["openai/gpt-4o-mini", "128000", "0.150", "0.600"]
-    ollama = run_cli("models", "--provider", "ollama", "--json", env=env_for(server))
+    ollama = run_cli("models", "--provider", "ollama", "--json", env=cli_env(server))
     assert json.loads(ollama.stdout) == [{"id": "llama3.2:latest"}]
 
 
 @pytest.mark.live_local
 def test_models_defaults_to_the_first_configured_provider(server: LoopbackServer) -> None:
     """Not OpenRouter without a key ("connection refused"): Ollama that answers, else local."""
-    no_key = {k: v for k, v in env_for(server).items() if k != "OPENROUTER_API_KEY"}
+    no_key = {k: v for k, v in cli_env(server).items() if k != "OPENROUTER_API_KEY"}
     for env in (no_key, {**no_key, "OPENROUTER_API_KEY": " "}):  # a blank key is no key
         ollama = run_cli("models", "--json", env=env)
         assert ollama.returncode == 0, ollama.stderr
@@ -556,20 +542,20 @@ def test_models_defaults_to_the_first_configured_provider(server: LoopbackServer
     assert local.returncode == 0, local.stderr
     [row] = json.loads(local.stdout)
     assert set(row) == {"id"}
-    keyed = run_cli("models", "--search", "gpt", "--json", env=env_for(server))
+    keyed = run_cli("models", "--search", "gpt", "--json", env=cli_env(server))
     assert [row["id"] for row in json.loads(keyed.stdout)] == ["openai/gpt-4o-mini"]
 
 
 @pytest.mark.live_local
 def test_doctor_exit_code_follows_the_providers(server: LoopbackServer) -> None:
-    healthy = run_cli("doctor", "--json", env=env_for(server))
+    healthy = run_cli("doctor", "--json", env=cli_env(server))
     assert healthy.returncode == 0, healthy.stderr
     status = {entry["provider"]: entry["status"] for entry in json.loads(healthy.stdout)}
     assert status["openrouter"] == status["ollama"] == "ok"
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         down = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    sick = run_cli("doctor", "--provider", "ollama", env=env_for(server, OLLAMA_BASE_URL=down))
+    sick = run_cli("doctor", "--provider", "ollama", env=cli_env(server, OLLAMA_BASE_URL=down))
     assert sick.returncode == 1
     assert sick.stdout.startswith("ollama      problem")
     assert "did not answer" in sick.stdout
@@ -578,7 +564,7 @@ def test_doctor_exit_code_follows_the_providers(server: LoopbackServer) -> None:
 
 @pytest.mark.live_local
 def test_circuit_breaker_log_only_with_verbose(server: LoopbackServer) -> None:
-    env = env_for(server, OPENROUTER_API_KEY=CANARY_KEY[:-4] + "beef", PYGENT_BREAKER_FAILURES="1")
+    env = cli_env(server, OPENROUTER_API_KEY=CANARY_KEY[:-4] + "beef", PYGENT_BREAKER_FAILURES="1")
     quiet = run_cli("chat", "hi", "--provider", "openrouter", env=env)
     assert_clean_failure(quiet, 1, "AuthenticationError")  # exactly error: and hint:
     verbose = run_cli("chat", "hi", "--provider", "openrouter", "-v", env=env)
@@ -630,7 +616,7 @@ def test_doctor_lists_each_host_of_a_pool(server: LoopbackServer) -> None:
     alias = live.replace("127.0.0.1", "localhost")  # the same server under another name
     down = f"http://127.0.0.1:{closed_port()}"
     healthy = run_cli(
-        "doctor", "--provider", "ollama", env=env_for(server, OLLAMA_BASE_URL=f"{live},{alias}")
+        "doctor", "--provider", "ollama", env=cli_env(server, OLLAMA_BASE_URL=f"{live},{alias}")
     )
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     lines = healthy.stdout.splitlines()
@@ -639,7 +625,7 @@ def test_doctor_lists_each_host_of_a_pool(server: LoopbackServer) -> None:
     assert [line.split()[:2] for line in lines[1:]] == [[live, "ok"], [alias, "ok"]]
 
     pool = f"{live},{down}"
-    sick = run_cli("doctor", "--provider", "ollama", env=env_for(server, OLLAMA_BASE_URL=pool))
+    sick = run_cli("doctor", "--provider", "ollama", env=cli_env(server, OLLAMA_BASE_URL=pool))
     assert sick.returncode == 1
     lines = sick.stdout.splitlines()
     assert lines[0].split()[:2] == ["ollama", "problem"]
@@ -648,7 +634,7 @@ def test_doctor_lists_each_host_of_a_pool(server: LoopbackServer) -> None:
     assert lines[2].split()[:2] == [down, "problem"]
     assert f"Ollama at {down} did not answer" in lines[2]
     report = run_cli(
-        "doctor", "--provider", "ollama", "--json", env=env_for(server, OLLAMA_BASE_URL=pool)
+        "doctor", "--provider", "ollama", "--json", env=cli_env(server, OLLAMA_BASE_URL=pool)
     )
     [ollama] = json.loads(report.stdout)
     assert ollama["status"] == "problem"
@@ -718,7 +704,7 @@ def test_a_redis_password_it_rejects_is_named_by_chat_usage_and_doctor(
 ) -> None:
     server.responder = lambda protocol, body: f"{protocol} says hello"
     url = f"redis://{userinfo}127.0.0.1:{redis_with_password.port}/0"
-    env = env_for(server, PYGENT_STATE_URL=url)
+    env = cli_env(server, PYGENT_STATE_URL=url)
 
     chat = run_cli("chat", "hi", "--provider", "ollama", env=env)
     assert chat.returncode == 0, chat.stderr  # answered, under per-process limits
@@ -737,7 +723,7 @@ def test_a_redis_password_it_rejects_is_named_by_chat_usage_and_doctor(
     assert doctor.returncode == 1
     (line,) = [line for line in doctor.stdout.splitlines() if line.startswith("state store")]
     assert line.split()[2] == "problem" and "password" in line
-    right = env_for(
+    right = cli_env(
         server, PYGENT_STATE_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_with_password.port}/0"
     )
     fine = run_cli("doctor", "--provider", "ollama", env=right)

@@ -22,7 +22,7 @@ from pygent_lc import cli
 from pygent_lc.cli.output import FallbackRecorder, error_json
 from pygent_lc.errors import AllProvidersFailedError, AuthenticationError, ProviderUnavailableError
 from pygent_lc.fallbacks import FallbackNotices
-from tests.helpers import CANARY_KEY, ROOT
+from tests.helpers import CANARY_KEY, ROOT, cli_env
 from tests.loopback_server import LoopbackServer
 
 EXE = Path(sys.executable).with_name("pygent-lc")
@@ -56,16 +56,7 @@ def server() -> Iterator[LoopbackServer]:
 
 
 def env_for(server: LoopbackServer, **changes: str) -> dict[str, str]:
-    env = {
-        "OPENROUTER_API_KEY": WRONG_KEY,
-        "OPENROUTER_BASE_URL": server.openrouter_base_url,
-        "OPENROUTER_MODEL": "openai/gpt-4o-mini",
-        "OLLAMA_BASE_URL": server.ollama_base_url,
-        "OLLAMA_MODEL": "llama3.2",
-        "PYGENT_PROVIDERS": "openrouter,ollama",
-        "PYGENT_MAX_RETRIES": "0",
-    }
-    return {**env, **changes}
+    return cli_env(server, **{"OPENROUTER_API_KEY": WRONG_KEY, **changes})
 
 
 def no_secret(proc: subprocess.CompletedProcess[str]) -> None:

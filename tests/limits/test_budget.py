@@ -770,29 +770,18 @@ def test_a_sync_call_on_the_loop_a_task_holds_the_budget_on_is_refused_at_once(
     assert budget.status().in_flight == 0
 
 
-def test_a_sync_call_the_holding_loop_waits_for_gives_up_after_max_wait_s() -> None:
+@pytest.mark.parametrize(
+    ("max_wait_s", "why"),
+    [
+        (0.2, "waited 0.2 s"),  # the bound given ends the wait
+        (None, "event loop that has not run"),  # the default is minutes: the stall ends it
+    ],
+)
+def test_a_sync_call_waiting_for_the_loop_it_blocks_gives_up(
+    max_wait_s: float | None, why: str
+) -> None:
     model = BilledModel(costs=[COST])
-    budget = CostBudget(LIMIT, max_wait_s=0.2)
-    backend = LangChainBackend(model, budget=budget)
-
-    async def task_joining_a_helper_thread() -> object:
-        first = asyncio.create_task(backend.generate("first"))
-        await _in_flight(budget)
-        # The helper's call waits for `first`, which waits for the loop this join blocks.
-        helper = _ended_within(HARD_TIMEOUT_S, lambda: backend.generate_sync("second"))
-        assert await first == "ok"
-        return helper
-
-    refused = _ended_within(2 * HARD_TIMEOUT_S, lambda: asyncio.run(task_joining_a_helper_thread()))
-    assert isinstance(refused, BudgetExceededError), refused
-    assert "waited 0.2 s" in str(refused)
-    assert len(model.calls) == 1
-    assert budget.status().in_flight == 0
-
-
-def test_a_sync_call_waiting_for_a_loop_that_does_not_run_gives_up_after_stall_s() -> None:
-    model = BilledModel(costs=[COST])
-    budget = CostBudget(LIMIT)  # the default max_wait_s (minutes): not what ends the wait
+    budget = CostBudget(LIMIT) if max_wait_s is None else CostBudget(LIMIT, max_wait_s=max_wait_s)
     backend = LangChainBackend(model, budget=budget)
 
     async def task_joining_a_helper_thread() -> object:
@@ -805,7 +794,7 @@ def test_a_sync_call_waiting_for_a_loop_that_does_not_run_gives_up_after_stall_s
 
     refused = _ended_within(2 * HARD_TIMEOUT_S, lambda: asyncio.run(task_joining_a_helper_thread()))
     assert isinstance(refused, BudgetExceededError), refused
-    assert "event loop that has not run" in str(refused)
+    assert why in str(refused)
     assert len(model.calls) == 1
     assert budget.status().in_flight == 0
     assert backend.generate_sync("third") == "ok"  # nothing left held
