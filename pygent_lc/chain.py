@@ -17,9 +17,8 @@ from pygent_lc.limits import RateSpec, StateStore, shared_store
 from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.budget import CostBudget
 from pygent_lc.limits.rate import FREE_MODEL_LIMIT
-from pygent_lc.policy import ProviderPolicy
+from pygent_lc.policy import ProviderPolicy, RetryPolicy
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
-from pygent_lc.retry import RetryPolicy
 from pygent_lc.settings import Settings
 from pygent_lc.telemetry import instrument_from_env
 

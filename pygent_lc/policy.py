@@ -1,37 +1,23 @@
 """``ProviderPolicy``: one provider's model under its limits, breaker, retries and deadline.
 
-Per provider call, in this order:
-
-1. the deadline (``request_timeout``) starts; it covers every attempt and wait;
-2. one step of the state store (:meth:`~pygent_lc.limits.StateStore.begin_call`)
-   decides whether the call may go: the cost budget, the circuit breaker
-   (:class:`~pygent_lc.limits.breaker.CircuitBreaker`) and the rate limit. A refused
-   call raises without touching the network: ``BudgetExceededError``,
-   ``CircuitOpenError``, or for the rate limit ``LocalRateLimitError`` (mode
-   ``raise``, or when the wait would pass the deadline; mode ``wait`` waits);
-3. the model is tried under the :class:`~pygent_lc.retry.RetryPolicy`; a retry
-   takes a rate-limit slot of its own. Streams are retried only before their
-   first chunk, since after that text has been delivered, and get the full
-   deadline again after each chunk;
-4. one step (:meth:`~pygent_lc.limits.StateStore.end_call`) records the
-   outcome: the breaker's (one decision per provider call, so a call that used
-   up its retries counts once), the budget's settlement with the call's real
-   cost, and the usage totals.
-
-Nothing is asked of the store when a policy has no limit, no enabled breaker
-and no usage to record. The model runs as a direct child of the caller's run,
-so LangChain traces show each attempt (tagged ``retry:attempt:N`` after the
-first) under the chain.
+Per call: the deadline starts; one store step (``begin_call``) admits the call or
+refuses it before any request (budget, breaker, rate limit); the model is tried
+under the :class:`RetryPolicy` (a retry takes a rate-limit slot of its own; a
+stream is retried only before its first chunk and gets the full deadline again
+after each chunk); one store step (``end_call``) records the outcome: one breaker
+decision per call, the budget settled with the real cost, the usage totals.
+The store is not asked when there is nothing to check or record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from contextvars import ContextVar
-from types import TracebackType
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -44,7 +30,17 @@ from langchain_core.runnables import (
     RunnableSerializable,
 )
 from pydantic import ConfigDict, Field, PrivateAttr
-from tenacity import AsyncRetrying, AttemptManager, Retrying
+from tenacity import (
+    AsyncRetrying,
+    AttemptManager,
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+)
+from tenacity import wait_exponential_jitter as exponential_jitter
+from tenacity.stop import stop_base
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
 from pygent_lc.limits import (
@@ -64,43 +60,100 @@ from pygent_lc.limits.call import budget_wait, reserved_here
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
 from pygent_lc.limits.usage import CallMeter, fed_tracker, with_handler
 from pygent_lc.providers.boundary import ProviderBoundary
-from pygent_lc.providers.http import Deadline
-from pygent_lc.retry import RetryPolicy, deadline_scope
+from pygent_lc.providers.http import Deadline, current_deadline
+
+logger = logging.getLogger(__name__)
 
 _NOTHING: Any = object()
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently one provider call is tried.
+
+    Only a ``ProviderError`` with ``retryable=True`` is retried. A server's
+    ``Retry-After`` replaces the backoff when it is at most ``max_wait``; a longer
+    one fails the call at once, so the fallback runs. ``deadline`` (the
+    ``request_timeout`` setting) bounds every attempt and wait of the call: no
+    retry starts that would end past it, and the HTTP transports enforce it
+    (:data:`~pygent_lc.providers.http.current_deadline`).
+    """
+
+    max_attempts: int = 3
+    """Attempts per provider call, the first included."""
+
+    initial_wait: float = 0.5
+    """First backoff wait in seconds; doubles per retry, plus jitter of up to as much."""
+
+    max_wait: float = 20.0
+    """Cap for one wait, ``Retry-After`` included."""
+
+    deadline: float | None = None
+    """Seconds all attempts of one provider call may take, waits included."""
+
+    def tenacity_kwargs(
+        self, elapsed: float, before: Callable[[RetryCallState], Any]
+    ) -> dict[str, Any]:
+        """Keywords for tenacity's loop, which starts ``elapsed`` seconds into the call
+        (its first attempt was made before it); ``before`` runs before each attempt."""
+        backoff = exponential_jitter(
+            multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
+        )
+
+        def wait_seconds(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, ProviderError) and error.retry_after is not None:
+                return min(error.retry_after, self.max_wait)
+            return float(backoff(state))
+
+        stop: stop_base = stop_after_attempt(self.max_attempts)
+        if self.deadline is not None:
+            stop = stop | stop_before_delay(self.deadline - elapsed)
+        return {
+            "stop": stop,
+            "wait": wait_seconds,
+            "retry": retry_if_exception(self.retryable),
+            "before": before,
+            "before_sleep": _log_retry,
+            "reraise": True,
+        }
+
+    def retryable(self, error: BaseException) -> bool:
+        """Whether another attempt may help: a retryable provider error, no long ``Retry-After``."""
+        if not isinstance(error, ProviderError) or not error.retryable:
+            return False
+        return error.retry_after is None or error.retry_after <= self.max_wait
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    logger.info("attempt %d failed (%r); retrying in %.2fs", state.attempt_number, error, wait)
+
+
 class ProviderPolicy(RunnableSerializable[Any, Any]):
-    """A provider's model (``bound``) behind its limits, breaker, retry policy and deadline."""
+    """A provider's model (``bound``, with its bindings) behind its limits, breaker, retry
+    policy and deadline. ``provider`` and ``model_name`` name it in errors and usage.
+
+    The model runs as a direct child of the caller's run, so traces show each
+    attempt (tagged ``retry:attempt:N`` after the first).
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     bound: Runnable[Any, Any]
-    """The chat model, possibly with bindings (tools, structured output)."""
-
     provider: str = "provider"
-    """The provider's name, for errors and usage."""
-
     model_name: str | None = None
-    """The model's name, for usage (a reply that names the model that served wins)."""
-
+    """For usage; a reply that names the model that served wins."""
     retry: RetryPolicy = RetryPolicy()
-
     circuit: CircuitBreaker | None = None
-    """The provider's breaker; None turns it off. Its store is this policy's store."""
-
+    """The provider's breaker; None turns it off."""
     store: StateStore = Field(default_factory=MemoryStore)
-    """Where limits and usage are kept; a breaker keeps its circuit in its own store,
-    which :func:`~pygent_lc.chain.with_provider_policy` makes this one."""
-
+    """Where limits and usage are kept, the breaker's and budget's too (see ``_one_store``)."""
     rate: RateSpec | None = None
     """Requests allowed per sliding window, shared by everything using the same key."""
-
     rate_mode: RateLimitMode = "wait"
-
     budget: CostBudget | None = None
-    """A spending limit every call of this provider reserves against."""
-
     record_usage: bool = False
     """Add each call's usage to the store's totals (``pygent-lc usage``)."""
 
@@ -114,12 +167,9 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
         self._one_store()  # here, not in a validator, which would wrap its error in pydantic's
 
     def _one_store(self) -> None:
-        """Breaker, budget, rate limit and usage live in one store, never split.
-
-        A breaker or budget built without a store of its own keeps its state in
-        this policy's store; without a policy store, the policy adopts theirs.
-        Two stores chosen on purpose that differ are a configuration error.
-        """
+        """Breaker, budget, rate limit and usage live in one store, never split: a breaker
+        or budget built without a store of its own uses this policy's; without a policy
+        store, the policy adopts theirs; two chosen stores that differ are an error."""
         for part in (self.circuit, self.budget):
             if part is None or part.store is self.store:
                 continue
@@ -136,108 +186,50 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
     @property
     def state(self) -> StateStore:
-        """The store this policy's steps run in: its breaker's, which validation makes
-        the policy's own (a ``model_copy`` that swaps the breaker keeps the breaker's)."""
+        """The store this policy's steps run in: its breaker's (a ``model_copy`` that
+        swaps the breaker keeps the breaker's), else its own."""
         return self.circuit.store if self.circuit is not None else self.store
 
-    # invoke/ainvoke make the first attempt before any retry machinery: most calls
-    # need no second one. A failure is handed to the tenacity loop as its attempt 1
-    # (see _replayed), so what is retried, the attempt numbers and the deadline are
-    # those of a loop that made every attempt. The loop runs outside the ``except``
-    # block, so a later attempt's error does not get the first one as its context.
+    # Each call makes its first attempt before any retry machinery (most need no
+    # second); a failure becomes the tenacity loop's attempt 1 (``_replayed``), so
+    # what is retried, the numbering and the deadline are those of a loop that made
+    # every attempt. The loop runs outside any ``except`` block, so a later attempt's
+    # error does not get the first one as its context.
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         with _ProviderCall(self, input, kwargs, config) as call:
-            started = time.perf_counter()
-            first: Exception | None = None
-            try:
-                result = self.bound.invoke(input, call.config(config, 1), **kwargs)
-            except Exception as exc:
-                first = exc
-            if first is not None:
-                call.attempt_ended(started, failed=True)
-                elapsed = time.perf_counter() - started
-                result = self._retried(call, first, elapsed, input, config, kwargs)
-            else:
-                call.attempt_ended(started, result)
-            call.observe(result)
-        return result
-
-    def _retried(
-        self,
-        call: _ProviderCall,
-        first: Exception,
-        elapsed: float,
-        input: Any,
-        config: RunnableConfig | None,
-        kwargs: dict[str, Any],
-    ) -> Any:
-        for attempt in Retrying(**self.retry.tenacity_kwargs_after(elapsed)):
-            with attempt:
-                number = _replayed(attempt, first)
-                call.before_attempt(number)
-                started = time.perf_counter()
-                try:
-                    result = self.bound.invoke(input, call.config(config, number), **kwargs)
-                except Exception:
-                    call.attempt_ended(started, failed=True)
-                    raise
-                call.attempt_ended(started, result)
-        return result
+            with _Attempt(call, 1) as first:
+                reply = self.bound.invoke(input, first.config, **kwargs)
+            if first.error is not None:
+                for retry in Retrying(**call.retry_kwargs(call.before_attempt)):
+                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
+                        reply = self.bound.invoke(input, attempt.config, **kwargs)
+            return call.answered(reply)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         async with _ProviderCall(self, input, kwargs, config) as call:
-            started = time.perf_counter()
-            first: Exception | None = None
-            try:
-                result = await self.bound.ainvoke(input, call.config(config, 1), **kwargs)
-            except Exception as exc:
-                first = exc
-            if first is not None:
-                call.attempt_ended(started, failed=True)
-                elapsed = time.perf_counter() - started
-                result = await self._aretried(call, first, elapsed, input, config, kwargs)
-            else:
-                call.attempt_ended(started, result)
-            call.observe(result)
-        return result
-
-    async def _aretried(
-        self,
-        call: _ProviderCall,
-        first: Exception,
-        elapsed: float,
-        input: Any,
-        config: RunnableConfig | None,
-        kwargs: dict[str, Any],
-    ) -> Any:
-        async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs_after(elapsed)):
-            with attempt:
-                number = _replayed(attempt, first)
-                await call.abefore_attempt(number)
-                started = time.perf_counter()
-                try:
-                    result = await self.bound.ainvoke(input, call.config(config, number), **kwargs)
-                except Exception:
-                    call.attempt_ended(started, failed=True)
-                    raise
-                call.attempt_ended(started, result)
-        return result
+            with _Attempt(call, 1) as first:
+                reply = await self.bound.ainvoke(input, first.config, **kwargs)
+            if first.error is not None:
+                async for retry in AsyncRetrying(**call.retry_kwargs(call.abefore_attempt)):
+                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
+                        reply = await self.bound.ainvoke(input, attempt.config, **kwargs)
+            return call.answered(reply)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        with _ProviderCall(self, input, kwargs, config) as call:
-            for attempt in Retrying(**self.retry.tenacity_kwargs):
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    call.before_attempt(number)
-                    started = time.perf_counter()
-                    with call.attempt_failing(started):
-                        chunks = self.bound.stream(input, call.config(config, number), **kwargs)
+        with _ProviderCall(self, input, kwargs, config, stream=True) as call:
+            with _Attempt(call, 1) as first:
+                chunks = self.bound.stream(input, first.config, **kwargs)
+                chunk = next(chunks, _NOTHING)
+            if first.error is not None:
+                for retry in Retrying(**call.retry_kwargs(call.before_attempt)):
+                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
+                        chunks = self.bound.stream(input, attempt.config, **kwargs)
                         chunk = next(chunks, _NOTHING)
-            with call.streaming(started) as delivered:
+            with call.streaming():
                 while chunk is not _NOTHING:
-                    delivered(chunk)
+                    call.delivered(chunk)
                     yield chunk
                     call.restart_deadline()
                     chunk = next(chunks, _NOTHING)
@@ -245,18 +237,18 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        async with _ProviderCall(self, input, kwargs, config) as call:
-            async for attempt in AsyncRetrying(**self.retry.tenacity_kwargs):
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    await call.abefore_attempt(number)
-                    started = time.perf_counter()
-                    with call.attempt_failing(started):
-                        chunks = self.bound.astream(input, call.config(config, number), **kwargs)
+        async with _ProviderCall(self, input, kwargs, config, stream=True) as call:
+            with _Attempt(call, 1) as first:
+                chunks = self.bound.astream(input, first.config, **kwargs)
+                chunk = await anext(chunks, _NOTHING)
+            if first.error is not None:
+                async for retry in AsyncRetrying(**call.retry_kwargs(call.abefore_attempt)):
+                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
+                        chunks = self.bound.astream(input, attempt.config, **kwargs)
                         chunk = await anext(chunks, _NOTHING)
-            with call.streaming(started) as delivered:
+            with call.streaming():
                 while chunk is not _NOTHING:
-                    delivered(chunk)
+                    call.delivered(chunk)
                     yield chunk
                     call.restart_deadline()
                     chunk = await anext(chunks, _NOTHING)
@@ -268,6 +260,43 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
         return await Runnable.abatch(self, inputs, config, **kwargs)
 
 
+class _Attempt:
+    """One request of a provider call: its config; a failure is counted, and the first
+    attempt's error is kept rather than raised (a retry loop replays it)."""
+
+    __slots__ = ("call", "config", "error", "number")
+
+    def __init__(self, call: _ProviderCall, number: int) -> None:
+        self.call = call
+        self.number = number
+        self.config = call.config(number)
+        self.error: Exception | None = None
+
+    def __enter__(self) -> _Attempt:
+        self.call.started = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> bool:
+        if error is None:
+            return False
+        if self.call.stream or isinstance(error, Exception):  # as the model's run counts it
+            self.call.attempt_ended(failed=True)
+        if self.number == 1 and isinstance(error, Exception):
+            self.error = error
+            return True
+        return False
+
+
+def _replayed(attempt: AttemptManager, first: _Attempt) -> int:
+    """The number of ``attempt``; attempt 1, made before the loop, fails again with
+    its error (the loop then decides about it as if it had made the call)."""
+    number = attempt.retry_state.attempt_number
+    if number == 1:
+        assert first.error is not None
+        raise first.error
+    return number
+
+
 class _ProviderCall:
     """One provider call's deadline, its steps in the state store, and its outcome."""
 
@@ -277,12 +306,16 @@ class _ProviderCall:
         input: Any,
         kwargs: dict[str, Any],
         config: RunnableConfig | None,
+        *,
+        stream: bool = False,
     ) -> None:
         self._policy = policy
+        self.stream = stream
+        """A stream's attempt that is cancelled or closed counts as failed; a call's does not."""
         self._kwargs = kwargs
-        self._call_config = config
-        self._deadline_scope = deadline_scope(policy.retry.deadline)
+        self._config = config
         self._deadline: Deadline | None = None
+        self._token: Any = None
         self._plan = _plan_of(policy, input, kwargs)
         self._start: CallStart | None = None
         self._meter = _meter_of(policy)
@@ -295,36 +328,41 @@ class _ProviderCall:
         self._meter_as_callback = watched and self._meter is not None
         self._tracker_as_callback = watched and self._tracker is not None
         self._names: tuple[str, str] | None = None
-        self.delivered = False
-        """A stream handed out a chunk: the provider was serving."""
+        self._chunks: list[Any] | None = None  # a counted stream's chunks
+        self.started = 0.0
+        """When the latest attempt started."""
+        self.delivered_any = False
+        """A reply or a chunk came: the provider was serving."""
 
     # -- before ----------------------------------------------------------------------------
 
+    def _begin(self) -> None:
+        seconds = self._policy.retry.deadline
+        if seconds is not None:  # without one, an enclosing deadline stays in force
+            self._deadline = Deadline(seconds)
+            self._token = current_deadline.set(self._deadline)
+
     def __enter__(self) -> _ProviderCall:
-        self._deadline = self._deadline_scope.__enter__()
+        self._begin()
         try:
-            if self._plan is not None:
-                tries = 0
-                store = self._policy.state
-                while wait := self._verdict(store.begin_call(self._plan), tries, blocking=True):
-                    time.sleep(wait)
-                    tries += 1
+            tries, plan, store = 0, self._plan, self._policy.state
+            while plan and (wait := self._verdict(store.begin_call(plan), tries, blocking=True)):
+                time.sleep(wait)
+                tries += 1
         except BaseException:
-            self._deadline_scope.__exit__(None, None, None)
+            self._end_deadline()
             raise
         return self
 
     async def __aenter__(self) -> _ProviderCall:
-        self._deadline = self._deadline_scope.__enter__()
+        self._begin()
         try:
-            if self._plan is not None:
-                tries = 0
-                store = self._policy.state
-                while (wait := self._verdict(await store.abegin_call(self._plan), tries)) > 0:
-                    await asyncio.sleep(wait)
-                    tries += 1
+            tries, plan, store = 0, self._plan, self._policy.state
+            while plan and (wait := self._verdict(await store.abegin_call(plan), tries)):
+                await asyncio.sleep(wait)
+                tries += 1
         except BaseException:
-            self._deadline_scope.__exit__(None, None, None)
+            self._end_deadline()
             raise
         return self
 
@@ -364,27 +402,35 @@ class _ProviderCall:
     def _fits(self, wait_s: float) -> bool:
         return self._deadline is None or wait_s < self._deadline.remaining()
 
-    def before_attempt(self, number: int) -> None:
+    def retry_kwargs(self, before: Callable[[RetryCallState], Any]) -> dict[str, Any]:
+        """The retry loop after the first attempt failed; its deadline counts from the
+        call's start."""
+        return self._policy.retry.tenacity_kwargs(time.perf_counter() - self.started, before)
+
+    def before_attempt(self, state: RetryCallState) -> None:
         """A retry takes a rate-limit slot of its own (the first one came with the plan)."""
         rate = self._policy.rate
-        if rate is None or number == 1:
+        if rate is None or state.attempt_number == 1:
             return
         store = self._policy.state
         while (wait := store.take_rate_token(rate.key, rate.limit, rate.period_s)) > 0:
             time.sleep(self._rate_wait(wait))
 
-    async def abefore_attempt(self, number: int) -> None:
+    async def abefore_attempt(self, state: RetryCallState) -> None:
         rate = self._policy.rate
-        if rate is None or number == 1:
+        if rate is None or state.attempt_number == 1:
             return
         store = self._policy.state
         # The slot frees in the store (maybe in another process): asking again is the signal.
         while (wait := await store.atake_rate_token(rate.key, rate.limit, rate.period_s)) > 0:  # noqa: ASYNC110
             await asyncio.sleep(self._rate_wait(wait))
 
-    def config(self, config: RunnableConfig | None, number: int) -> RunnableConfig | None:
-        """``config`` for attempt ``number``: tagged ``retry:attempt:N`` after the first,
-        metered."""
+    # -- each attempt ----------------------------------------------------------------------
+
+    def config(self, number: int) -> RunnableConfig | None:
+        """The call's config for attempt ``number``: tagged ``retry:attempt:N`` after the
+        first, metered."""
+        config = self._config
         if number > 1:
             config = config or {}
             config = {**config, "tags": [*config.get("tags", []), f"retry:attempt:{number}"]}
@@ -396,50 +442,50 @@ class _ProviderCall:
         self._meter.attempts += 1
         return with_handler(config, self._meter) if self._meter_as_callback else config
 
-    def attempt_ended(self, started: float, reply: Any = None, *, failed: bool = False) -> None:
-        """The attempt begun at ``started`` answered ``reply``, or ``failed``: one request
-        for the tracker the call feeds, counted as its callbacks would count it."""
+    def attempt_ended(self, reply: Any = None, *, failed: bool = False) -> None:
+        """The latest attempt answered ``reply``, or ``failed``: one request for the
+        tracker the call feeds, counted as its callbacks would count it."""
         tracker = self._tracker
         if tracker is None or self._tracker_as_callback:
             return
-        latency_s = time.perf_counter() - started
+        latency_s = time.perf_counter() - self.started
         provider, model = self._names or self._traced_names()
         answer = reply if isinstance(reply, BaseMessage) else None
         tracker.count(provider, model, latency_s, answer, failed=failed)
 
+    def answered(self, reply: Any) -> Any:
+        """The call's reply, counted and observed."""
+        self.attempt_ended(reply)
+        self.delivered(reply)
+        return reply
+
+    def delivered(self, output: Any) -> None:
+        """A reply, or a chunk of a stream: the provider answered (and said what it cost)."""
+        self.delivered_any = True
+        if self._meter is not None and not self._meter_as_callback:
+            self._meter.observe(output)
+        if self._chunks is not None:
+            self._chunks.append(output)
+
     @contextmanager
-    def attempt_failing(self, started: float) -> Iterator[None]:
-        """Count the attempt begun at ``started`` as failed if the block raises
-        (a failure, or the call was cancelled)."""
+    def streaming(self) -> Iterator[None]:
+        """The stream, from its first chunk: counted as one request when the block ends
+        (failed, closed by its consumer or cancelled counts as failed, as the model's own
+        run does)."""
+        if self._tracker is not None and not self._tracker_as_callback:
+            self._chunks = []
         try:
             yield
         except BaseException:
-            self.attempt_ended(started, failed=True)
+            self.attempt_ended(failed=True)
             raise
+        chunks = self._chunks or [None]
+        self.attempt_ended(chunks[0] + chunks[1:] if len(chunks) > 1 else chunks[0])
 
-    @contextmanager
-    def streaming(self, started: float) -> Iterator[Callable[[Any], None]]:
-        """The stream of the attempt begun at ``started``, from its first chunk: each
-        chunk is given to the callable yielded before it is handed out; the stream is
-        counted as one request when the block ends (failed, closed by its consumer or
-        cancelled counts as failed, as the model's own run does)."""
-        chunks: list[Any] = []
-        counted = self._tracker is not None and not self._tracker_as_callback
-
-        def delivered(chunk: Any) -> None:
-            self.observe(chunk)
-            if counted:
-                chunks.append(chunk)
-
-        try:
-            yield delivered
-        except BaseException:
-            if counted:
-                self.attempt_ended(started, failed=True)
-            raise
-        if counted:
-            reply = chunks[0] + chunks[1:] if len(chunks) > 1 else (chunks or [None])[0]
-            self.attempt_ended(started, reply)
+    def restart_deadline(self) -> None:
+        """The next chunk of a stream gets the full deadline again."""
+        if self._deadline is not None:
+            self._deadline.restart()
 
     def _traced_names(self) -> tuple[str, str]:
         """The provider and model a callback would see the model's run start with:
@@ -454,53 +500,39 @@ class _ProviderCall:
         # per-call ``model`` only, so theirs are worked out once per such ``model``.
         per_call = kwargs.get("model")
         cache = self._policy._traced_names
-        key = (id(runnable), per_call) if isinstance(runnable, ProviderBoundary) else None
-        if key is not None and isinstance(per_call, str | None):
+        key = None
+        if isinstance(runnable, ProviderBoundary) and isinstance(per_call, str | None):
+            key = (id(runnable), per_call)
             known = cache.get(key)
             if known is not None and known[0] is runnable:
                 self._names = known[1]
                 return known[1]
-        traced: dict[str, Any] = dict((self._call_config or {}).get("metadata") or {})
+        traced: dict[str, Any] = dict((self._config or {}).get("metadata") or {})
         traced.update(runnable._get_ls_params(**kwargs))
         self._names = (
             str(traced.get("ls_provider") or "unknown"),
             str(traced.get("ls_model_name") or "unknown"),
         )
-        if key is not None and isinstance(per_call, str | None):
+        if key is not None:
             cache[key] = (runnable, self._names)
         return self._names
 
-    def observe(self, output: Any) -> None:
-        """A reply, or a chunk of a stream: the provider answered (and said what it cost)."""
-        self.delivered = True
-        if self._meter is not None and not self._meter_as_callback:
-            self._meter.observe(output)
-
-    def restart_deadline(self) -> None:
-        """The next chunk of a stream gets the full deadline again."""
-        if self._deadline is not None:
-            self._deadline.restart()
-
     # -- after -----------------------------------------------------------------------------
 
-    def __exit__(self, *exc_info: Any) -> None:
-        end = self._ended(*exc_info)
-        if end is not None:
+    def _end_deadline(self) -> None:
+        if self._token is not None:
+            with suppress(ValueError):  # a generator closed from another context
+                current_deadline.reset(self._token)
+
+    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
+        self._end_deadline()
+        if (end := self._end(error)) is not None:
             self._changed(self._policy.state.end_call(end).breaker_changed, end)
 
-    async def __aexit__(self, *exc_info: Any) -> None:
-        end = self._ended(*exc_info)
-        if end is not None:
+    async def __aexit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
+        self._end_deadline()
+        if (end := self._end(error)) is not None:
             self._changed((await self._policy.state.aend_call(end)).breaker_changed, end)
-
-    def _ended(
-        self,
-        exc_type: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> CallEnd | None:
-        self._deadline_scope.__exit__(exc_type, error, traceback)
-        return self._end(error)
 
     def _end(self, error: BaseException | None) -> CallEnd | None:
         """What the store records for this call; None when there is nothing to record."""
@@ -511,12 +543,14 @@ class _ProviderCall:
         policy = self._policy
         outcome = None
         if policy.circuit is not None:
-            answered = error is None or (self.delivered and not isinstance(error, ProviderError))
+            answered = error is None or (
+                self.delivered_any and not isinstance(error, ProviderError)
+            )
             outcome = policy.circuit.outcome(start.breaker or ADMITTED, None if answered else error)
         meter = self._meter
         cost = meter.usage.cost_usd if meter is not None else 0.0
         settlements = tuple(Settlement(reservation, cost) for reservation in start.reservations)
-        answered = error is None or self.delivered
+        answered = error is None or self.delivered_any
         usage = meter.record(answered) if meter is not None and policy.record_usage else None
         if outcome is None and not settlements and usage is None:
             return None
@@ -525,15 +559,6 @@ class _ProviderCall:
     def _changed(self, changed: bool, end: CallEnd) -> None:
         if changed and end.breaker is not None and self._policy.circuit is not None:
             log_change(self._policy.circuit, end.breaker)
-
-
-def _replayed(attempt: AttemptManager, first: Exception) -> int:
-    """The number of ``attempt``; attempt 1, made before the loop, fails again with
-    its error (the loop then decides about it as if it had made the call)."""
-    number = attempt.retry_state.attempt_number
-    if number == 1:
-        raise first
-    return number
 
 
 past_open_breaker: ContextVar[bool] = ContextVar("past_open_breaker", default=False)
@@ -616,4 +641,4 @@ def _prompt_text(input: Any) -> str:
     return get_buffer_string(convert_to_messages(input))
 
 
-__all__ = ["ProviderPolicy"]
+__all__ = ["ProviderPolicy", "RetryPolicy"]

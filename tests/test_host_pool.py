@@ -24,9 +24,8 @@ from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderUna
 from pygent_lc.fallbacks import ProviderChain, fallback_notices
 from pygent_lc.host_pool import AllHostsFailedError, Count, Enter, HostPool, HostSlot
 from pygent_lc.limits import MemoryStore, open_store
-from pygent_lc.policy import ProviderPolicy
+from pygent_lc.policy import ProviderPolicy, RetryPolicy
 from pygent_lc.providers.ollama import check_ollama, ollama_listing
-from pygent_lc.retry import RetryPolicy
 from pygent_lc.testing import ScriptedChatModel
 from tests.helpers import closed_port, loopback_settings
 from tests.loopback_server import Fault, LoopbackServer

@@ -16,8 +16,7 @@ from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.budget import CostBudget
 from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.limits.usage import UsageTracker, feeding
-from pygent_lc.policy import ProviderPolicy
-from pygent_lc.retry import RetryPolicy
+from pygent_lc.policy import ProviderPolicy, RetryPolicy
 from pygent_lc.testing import ScriptedChatModel
 
 FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)

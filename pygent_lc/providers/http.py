@@ -10,7 +10,7 @@ langchain-openai, the openai SDK and the ollama client keep working unchanged:
   :class:`LoopBoundTransport` keeps one connection pool per running loop.
 - **Deadlines.** httpx timeouts apply to each read, so a server that drips a
   byte at a time never times out. A :class:`Deadline` set for the length of one
-  provider's part of a call (see :mod:`pygent_lc.retry`) caps connect, every
+  provider's part of a call (see :mod:`pygent_lc.policy`) caps connect, every
   read and the whole body; a stream moves it forward after each chunk it
   delivers, so it bounds the time to the first token and between tokens.
 

@@ -24,8 +24,7 @@ from pygent_lc.limits import CallPlan, MemoryStore, ResilientStore, open_store
 from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.call import End
 from pygent_lc.limits.script import Step
-from pygent_lc.policy import ProviderPolicy
-from pygent_lc.retry import RetryPolicy
+from pygent_lc.policy import ProviderPolicy, RetryPolicy
 from pygent_lc.testing import ScriptedChatModel
 from tests.redis_server import RedisServer
 
