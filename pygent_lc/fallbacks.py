@@ -1,31 +1,13 @@
 """``ProviderChain``: providers tried in order, every failure collected.
 
-Each provider is a :class:`~pygent_lc.policy.ProviderPolicy` (breaker,
-retries, deadline). The chain owns the loop over them, like pydantic-ai's
-``FallbackModel``: a ``ProviderError`` moves on to the next provider, and when
-every provider failed the caller gets
-:class:`~pygent_lc.errors.AllProvidersFailedError` with each error. Bad input
-(``InvalidInputError``, checked here before any request) and anything that is
-not a provider error propagate at once.
-
-A stream falls back only before its first chunk; after that the text has been
-delivered, and a failure propagates as the provider's own error.
-
-The chain is one LangChain run; each provider attempt is a child run of it.
-
-Falling back is never silent: each failed attempt is logged at DEBUG on the
-``pygent_lc.fallbacks`` logger, and a provider that answers after others
-failed logs one WARNING naming each failed provider, why (:func:`short_reason`,
-never a secret) and who answered. That warning is rate-limited per failure
-(:class:`FallbackNotices`, once a minute by default, with a count of what was
-left out), so a broken key does not flood the log. The record carries the
-facts as ``record.fallback`` (a :class:`FallbackNotice`) for handlers that
-collect them, like the CLI's ``--json``.
-
-A subclass may rank its providers per call (``_order`` / ``_aorder``) and
-raise its own error when all failed (``_failed``): that is how
-:class:`~pygent_lc.host_pool.HostPool` tries an Ollama pool's hosts, least
-busy first, inside a chain.
+Like pydantic-ai's ``FallbackModel``: a ``ProviderError`` moves on to the next
+provider, and when all failed the caller gets ``AllProvidersFailedError`` with each
+error; bad input and any other error propagate at once. Falling back is never
+silent: each failure is a DEBUG line on this logger, and an answer after failures
+one WARNING, rate-limited per kind (:class:`FallbackNotices`), whose record carries
+``record.fallback`` (a :class:`FallbackNotice`) for handlers such as the CLI's
+``--json``. A subclass may rank its providers per call (``_order``) and raise its
+own error when all failed (``_failed``), as :class:`~pygent_lc.host_pool.HostPool` does.
 """
 
 from __future__ import annotations
@@ -34,11 +16,10 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import (
@@ -173,11 +154,10 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
 
     The input and call keywords are checked first (:func:`validate_chat_call`; not
     again when the config says the caller checked this very input and keywords,
-    as :class:`~pygent_lc.LangChainBackend` does):
-    the caller's bad input raises ``InvalidInputError`` before any request, so
-    it never retries, never falls back and never counts against a breaker.
-    ``close()`` / ``aclose()`` (or ``with`` / ``async with``) release pooled
-    connections and stop an embedded server this process started.
+    as :class:`~pygent_lc.LangChainBackend` does), so bad input never retries,
+    falls back or counts against a breaker. ``close()`` / ``aclose()`` (or
+    ``with`` / ``async with``) release pooled connections and stop an embedded
+    server this process started.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -203,18 +183,6 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         name = getattr(provider, "provider", None)
         return name if isinstance(name, str) else provider.get_name()
 
-    def _attempt_failed(
-        self, provider: Runnable[Any, Any], error: ProviderError, failed: list[tuple[str, str]]
-    ) -> None:
-        """Log one failed attempt at DEBUG and note it for the warning if another answers."""
-        name, reason = self._label(provider), short_reason(error)
-        logger.debug("%s failed (%s): %s: %s", name, reason, type(error).__name__, error)
-        failed.append((name, reason))
-
-    def _served(self, provider: Runnable[Any, Any], failed: list[tuple[str, str]]) -> None:
-        if failed:
-            fallback_notices.fell_back(failed, self._label(provider))
-
     def _failed(
         self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
     ) -> ProviderError | AllProvidersFailedError:
@@ -225,143 +193,94 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
 
-    def _run_of(self, config: RunnableConfig | None) -> tuple[RunnableConfig, dict[str, Any]]:
-        """The call's config, and how its chain run is named."""
-        config = ensure_config(config)
-        name = config.get("run_name") or self.get_name()
-        return config, {"name": name, "run_id": config.pop("run_id", None)}
-
+    # A chain run is started only when a handler would see it (callbacks, a tracer);
+    # otherwise the providers' runs are the caller's children, as they would be under
+    # an unobserved chain run.
     @contextmanager
-    def _run(
-        self, input: Any, config: RunnableConfig | None
-    ) -> Iterator[tuple[RunnableConfig, CallbackManagerForChainRun | None]]:
-        """The chain's run for one call; an error that leaves the call ends it."""
-        config, names = self._run_of(config)
-        manager = get_callback_manager_for_config(config)
-        if not manager.handlers:  # see _arun
-            yield config, None
+    def _run(self, input: Any, config: RunnableConfig | None) -> Iterator[_Fallbacks]:
+        call = _Fallbacks(self, config)
+        manager = get_callback_manager_for_config(call.config)
+        if not manager.handlers:
+            yield call
             return
-        run = manager.on_chain_start(None, input, **names)
+        run = manager.on_chain_start(None, input, **call.names)
+        call.config = patch_config(call.config, callbacks=run.get_child())
         try:
-            yield config, run
+            yield call
         except BaseException as exc:
             run.on_chain_error(exc)
             raise
+        run.on_chain_end(call.output)
 
     @asynccontextmanager
-    async def _arun(
-        self, input: Any, config: RunnableConfig | None
-    ) -> AsyncIterator[tuple[RunnableConfig, AsyncCallbackManagerForChainRun | None]]:
-        """The chain's run for one call, or None when no handler would see it (no
-        callbacks, no tracer): then nothing is started, and the providers' runs
-        are the caller's children, as they would be with an unobserved chain run."""
-        config, names = self._run_of(config)
-        manager = get_async_callback_manager_for_config(config)
+    async def _arun(self, input: Any, config: RunnableConfig | None) -> AsyncIterator[_Fallbacks]:
+        call = _Fallbacks(self, config)
+        manager = get_async_callback_manager_for_config(call.config)
         if not manager.handlers:
-            yield config, None
+            yield call
             return
-        run = await manager.on_chain_start(None, input, **names)
+        run = await manager.on_chain_start(None, input, **call.names)
+        call.config = patch_config(call.config, callbacks=run.get_child())
         try:
-            yield config, run
+            yield call
         except BaseException as exc:
             await run.on_chain_error(exc)
             raise
+        await run.on_chain_end(call.output)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         kwargs = validate_chat_call_once(input, kwargs, config)
-        with self._run(input, config) as (config, run):
-            failures: list[ProviderError] = []
-            order = self._order()
-            failed: list[tuple[str, str]] = []
-            for provider, last_resort in _attempts(order, failures, failed):
-                try:
-                    with breaker_passed(last_resort):
-                        output = provider.invoke(input, _child(config, run), **kwargs)
-                except ProviderError as exc:
-                    failures.append(exc)
-                    self._attempt_failed(provider, exc, failed)
-                    continue
-                self._served(provider, failed)
-                if run is not None:
-                    run.on_chain_end(output)
-                return output
-            raise self._failed(failures, order)
+        with self._run(input, config) as call:
+            for provider in call.tries(self._order()):
+                with call:
+                    return call.served(provider.invoke(input, call.config, **kwargs))
+            raise call.error()
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         kwargs = validate_chat_call_once(input, kwargs, config)
-        async with self._arun(input, config) as (config, run):
-            failures: list[ProviderError] = []
-            order = await self._aorder()
-            failed: list[tuple[str, str]] = []
-            for provider, last_resort in _attempts(order, failures, failed):
-                try:
-                    with breaker_passed(last_resort):
-                        output = await provider.ainvoke(input, _child(config, run), **kwargs)
-                except ProviderError as exc:
-                    failures.append(exc)
-                    self._attempt_failed(provider, exc, failed)
-                    continue
-                self._served(provider, failed)
-                if run is not None:
-                    await run.on_chain_end(output)
-                return output
-            raise self._failed(failures, order)
+        async with self._arun(input, config) as call:
+            for provider in call.tries(await self._aorder()):
+                with call:
+                    return call.served(await provider.ainvoke(input, call.config, **kwargs))
+            raise call.error()
 
+    # A stream falls back only before its first chunk: after it, text has been
+    # delivered, and a failure propagates as the provider's own error.
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         kwargs = validate_chat_call_once(input, kwargs, config)
-        with self._run(input, config) as (config, run):
-            failures: list[ProviderError] = []
-            order = self._order()
-            failed: list[tuple[str, str]] = []
-            for provider, last_resort in _attempts(order, failures, failed):
-                chunks = provider.stream(input, _child(config, run), **kwargs)
-                try:
-                    with breaker_passed(last_resort):  # the policy plans at the first chunk
-                        output = next(chunks, _NOTHING)
-                except ProviderError as exc:
-                    failures.append(exc)
-                    self._attempt_failed(provider, exc, failed)
-                    continue
-                self._served(provider, failed)
-                if output is not _NOTHING:  # the first chunk: no falling back from here on
-                    yield output
-                    for chunk in chunks:
-                        output = _added(output, chunk)
-                        yield chunk
-                if run is not None:
-                    run.on_chain_end(None if output is _NOTHING else output)
-                return
-            raise self._failed(failures, order)
+        with self._run(input, config) as call:
+            for provider in call.tries(self._order()):
+                chunks = provider.stream(input, call.config, **kwargs)
+                with call:  # the policy plans at the first chunk
+                    output = call.served(next(chunks, _NOTHING))
+                    break
+            else:
+                raise call.error()
+            if output is not _NOTHING:
+                yield output
+                for chunk in chunks:
+                    call.output = _added(call.output, chunk)
+                    yield chunk
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         kwargs = validate_chat_call_once(input, kwargs, config)
-        async with self._arun(input, config) as (config, run):
-            failures: list[ProviderError] = []
-            order = await self._aorder()
-            failed: list[tuple[str, str]] = []
-            for provider, last_resort in _attempts(order, failures, failed):
-                chunks = provider.astream(input, _child(config, run), **kwargs)
-                try:
-                    with breaker_passed(last_resort):  # the policy plans at the first chunk
-                        output = await anext(chunks, _NOTHING)
-                except ProviderError as exc:
-                    failures.append(exc)
-                    self._attempt_failed(provider, exc, failed)
-                    continue
-                self._served(provider, failed)
-                if output is not _NOTHING:  # the first chunk: no falling back from here on
-                    yield output
-                    async for chunk in chunks:
-                        output = _added(output, chunk)
-                        yield chunk
-                if run is not None:
-                    await run.on_chain_end(None if output is _NOTHING else output)
-                return
-            raise self._failed(failures, order)
+        async with self._arun(input, config) as call:
+            for provider in call.tries(await self._aorder()):
+                chunks = provider.astream(input, call.config, **kwargs)
+                with call:  # the policy plans at the first chunk
+                    output = call.served(await anext(chunks, _NOTHING))
+                    break
+            else:
+                raise call.error()
+            if output is not _NOTHING:
+                yield output
+                async for chunk in chunks:
+                    call.output = _added(call.output, chunk)
+                    yield chunk
 
     def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
         return Runnable.batch(self, inputs, config, **kwargs)
@@ -384,34 +303,74 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         return self.model_copy(update={"providers": providers})
 
 
-def _attempts(
-    order: Sequence[Runnable[Any, Any]],
-    failures: list[ProviderError],
-    failed: list[tuple[str, str]],
-) -> Iterator[tuple[Runnable[Any, Any], bool]]:
-    """Each provider once (``False``); then the last one again past its open breaker
-    (``True``) when every provider failed and that one was refused only by its breaker.
+class _Fallbacks:
+    """One call's way through the providers: their config, the chain run's names, who
+    failed and why, and the output for the run's end. ``with`` it around one
+    provider's call: a ``ProviderError`` is logged (DEBUG) and kept, and the loop goes on."""
 
-    A breaker moves calls on to the next provider; with none left, its cooldown
-    would only lock the caller out of the one provider that might answer (a
-    local model that timed out under load, say). The call goes as a probe: its
-    outcome closes the circuit or keeps it open.
-    """
-    yield from ((provider, False) for provider in order)
-    if order and len(failures) == len(order) and isinstance(failures[-1], CircuitOpenError):
-        failures.pop()
-        if failed:
-            failed.pop()
-        yield order[-1], True
+    def __init__(self, chain: ProviderChain, config: RunnableConfig | None) -> None:
+        self.chain = chain
+        self.config = ensure_config(config)  # a copy: less what names the chain's run
+        name = self.config.pop("run_name", None) or chain.get_name()
+        self.names: dict[str, Any] = {"name": name, "run_id": self.config.pop("run_id", None)}
+        self.failures: list[ProviderError] = []
+        self.failed: list[tuple[str, str]] = []
+        """``(label, short reason)`` of each failure, for the notice if another answers."""
+        self.output: Any = None
+        self._order: Sequence[Runnable[Any, Any]] = ()
+        self._provider: Runnable[Any, Any] | None = None
+        self._last_resort = False
+        self._passed: AbstractContextManager[None] | None = None
 
+    def tries(self, order: Sequence[Runnable[Any, Any]]) -> Iterator[Runnable[Any, Any]]:
+        """Each provider once; then the last one again past its open breaker when every
+        provider failed and that one was refused only by its breaker.
 
-def _child(
-    config: RunnableConfig,
-    run: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun | None,
-) -> RunnableConfig:
-    if run is None:  # nothing listens: the call's config, less what named the chain's run
-        return {key: value for key, value in config.items() if key != "run_name"}  # type: ignore[return-value]
-    return patch_config(config, callbacks=run.get_child())
+        A breaker moves calls on to the next provider; with none left, its cooldown
+        would only lock the caller out of the one provider that might answer (a
+        local model that timed out under load, say). The call goes as a probe: its
+        outcome closes the circuit or keeps it open.
+        """
+        self._order = order
+        for provider in order:
+            self._provider = provider
+            yield provider
+        if (
+            order
+            and len(self.failures) == len(order)
+            and isinstance(self.failures[-1], CircuitOpenError)
+        ):
+            self.failures.pop()
+            self.failed.pop()
+            self._last_resort = True
+            yield order[-1]
+
+    def __enter__(self) -> None:
+        self._passed = breaker_passed(self._last_resort)
+        self._passed.__enter__()
+
+    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> bool:
+        assert self._passed is not None
+        self._passed.__exit__(None, None, None)
+        if not isinstance(error, ProviderError):
+            return False
+        assert self._provider is not None
+        name, reason = self.chain._label(self._provider), short_reason(error)
+        logger.debug("%s failed (%s): %s: %s", name, reason, type(error).__name__, error)
+        self.failures.append(error)
+        self.failed.append((name, reason))
+        return True
+
+    def served(self, output: Any) -> Any:
+        """The output of the provider tried last: logs the fallback if others failed."""
+        if self.failed:
+            assert self._provider is not None
+            fallback_notices.fell_back(self.failed, self.chain._label(self._provider))
+        self.output = None if output is _NOTHING else output
+        return output
+
+    def error(self) -> ProviderError | AllProvidersFailedError:
+        return self.chain._failed(self.failures, self._order)
 
 
 def _added(output: Any, chunk: Any) -> Any:
