@@ -1,10 +1,10 @@
-"""``build_chat_model``: the configured providers, each retried, joined by fallbacks."""
+"""``build_chat_model``: the configured providers, each under its policy, in a chain."""
 
 from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -34,24 +34,28 @@ def with_provider_policy(
     breaker: bool = True,
     budget: CostBudget | None = None,
 ) -> ProviderPolicy:
-    """``model`` under the retry policy, deadline, limits and circuit breaker of ``settings``.
+    """``model`` under the retry policy, deadline, limits and breaker of ``settings``, its
+    state in the store of ``settings.state_url`` (this process's own without one).
 
-    State (breaker, rate limit, budget, usage) lives in the store of
-    ``settings.state_url``: this process's own without one. The breaker is left
-    out when ``breaker`` is false or the settings disable it
-    (``breaker_failures`` or ``breaker_cooldown`` of 0). ``budget`` is the
-    spending limit (else the settings' ``max_cost_usd``, keyed ``budget_key``).
+    No breaker when ``breaker`` is false or the settings disable it (a failure count
+    or cooldown of 0); ``budget`` or else the settings' ``max_cost_usd`` limits spend.
     """
     store = state_of(settings)
-    provider, model_name = names_of(model)
+    traced = model._get_ls_params()  # the provider and model names, as traces show them
+    provider = str(getattr(model, "provider_label", None) or traced.get("ls_provider") or "")
+    provider = provider or type(model).__name__
+    name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    name = name or traced.get("ls_model_name")
+    model_name = name if isinstance(name, str) else None
     circuit = None
     if breaker and settings.breaker_failures and settings.breaker_cooldown:
+        url = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None)
         circuit = CircuitBreaker(
             settings.breaker_failures,
             settings.breaker_cooldown,
             provider=provider,
             model=model_name,
-            endpoint=endpoint_of(model),
+            endpoint=str(url) if url else None,
             store=store,
         )
     if budget is not None and settings.max_cost_usd is not None:
@@ -90,21 +94,6 @@ def state_of(settings: Settings) -> StateStore:
     return shared_store(url.get_secret_value() if url is not None else None)
 
 
-def names_of(model: BaseChatModel) -> tuple[str, str | None]:
-    """The provider and model names of ``model``, as LangChain traces name them."""
-    traced = model._get_ls_params()
-    provider = getattr(model, "provider_label", None) or traced.get("ls_provider")
-    name = getattr(model, "model_name", None) or getattr(model, "model", None)
-    name = name or traced.get("ls_model_name")
-    return str(provider or type(model).__name__), name if isinstance(name, str) else None
-
-
-def endpoint_of(model: BaseChatModel) -> str | None:
-    """The server a model talks to (its base URL), part of its breaker's key."""
-    url = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None)
-    return str(url) if url else None
-
-
 def rate_spec(model: BaseChatModel, provider: str, settings: Settings) -> RateSpec | None:
     """The rate limit of ``provider`` in ``settings``; for OpenRouter's ``:free``
     models the stricter of it and their built-in 20 a minute per key."""
@@ -130,36 +119,16 @@ def build_chat_model(
 ) -> ProviderChain:
     """The provider chain: each provider retried, then the next one on ``ProviderError``.
 
-    Two forms, like LangChain's ``init_chat_model``::
-
-        build_chat_model(Settings(...))                         # the configured chain
-        build_chat_model("openrouter:anthropic/claude-3.5-sonnet")
-        build_chat_model("ollama:llama3.1", fallbacks=["local"])
-
-    A ``"provider:model"`` string (or just ``"provider"``) names the primary;
-    ``fallbacks`` (same form) follow it in order. Everything else comes from
-    ``Settings()`` (the environment), or from ``providers``'s settings object
-    when ``settings`` is one and ``fallbacks`` is given.
-
-    Always a :class:`ProviderChain`, one provider or several, so ``bind_tools``
-    and ``with_structured_output`` work the same on any configuration; with one
-    provider its own typed error is raised, not ``AllProvidersFailedError``.
-
-    Each provider sits behind its own circuit breaker (:mod:`pygent_lc.limits.breaker`),
-    shared by every call through the returned Runnable. A provider configured
-    with several hosts (``OLLAMA_BASE_URL=http://a:11434,http://b:11434``) is a
-    :class:`~pygent_lc.host_pool.HostPool`: one breaker per host, each call to
-    the least busy host, the next host on failure before the next provider.
-
-    ``providers`` overrides ``settings.providers`` (same names). A provider
-    whose configuration is incomplete (no key, no model, no local extra) is
-    skipped with a :class:`ProviderSkippedWarning` while others remain;
-    otherwise its :class:`ConfigurationError` is raised. Nothing here touches
-    the network. ``budget`` (a :class:`~pygent_lc.limits.budget.CostBudget`) is
-    reserved by every provider call, as ``PYGENT_MAX_COST_USD`` builds one (not
-    both); its ledger is kept in the settings' state store unless it has a store.
-    With ``PYGENT_OTEL=1`` it first switches on telemetry
-    (:func:`pygent_lc.telemetry.instrument`), once per process.
+    Like LangChain's ``init_chat_model``: ``build_chat_model(Settings(...))``, or a
+    ``"provider:model"`` (or ``"provider"``) primary with ``fallbacks`` in the same
+    form, the rest from ``Settings()`` or from ``settings`` when it is one. Always a
+    :class:`ProviderChain` (one provider raises its own typed error). Each provider
+    has its own breaker, shared by every call through the chain; one with several
+    hosts is a :class:`~pygent_lc.host_pool.HostPool`. ``providers`` overrides
+    ``settings.providers``; a provider whose configuration is incomplete is skipped
+    with a :class:`ProviderSkippedWarning` while others remain. ``budget`` is reserved
+    by every provider call (or ``PYGENT_MAX_COST_USD``, not both). Nothing here
+    touches the network; ``PYGENT_OTEL=1`` switches on telemetry, once per process.
     """
     instrument_from_env()  # PYGENT_OTEL=1: telemetry from the first chain on
     if isinstance(settings, str) or fallbacks is not None:
@@ -182,11 +151,11 @@ def build_chat_model(
         except ConfigurationError as exc:
             skipped[name] = exc
             continue
-        steps.append(
-            with_provider_policy(model, settings, budget=budget)
-            if model is not None
-            else _host_pool(name, hosts, settings, budget)
-        )
+        if model is not None:
+            steps.append(with_provider_policy(model, settings, budget=budget))
+            continue
+        pool = {url: with_provider_policy(m, settings, budget=budget) for url, m in hosts.items()}
+        steps.append(HostPool.of(pool, provider=name, store=state_of(settings)))  # per host
     if not steps:
         if len(skipped) == 1:
             (only_reason,) = skipped.values()
@@ -200,26 +169,12 @@ def build_chat_model(
     return ProviderChain(providers=steps)
 
 
-def _host_pool(
-    name: str,
-    hosts: Mapping[str, BaseChatModel],
-    settings: Settings,
-    budget: CostBudget | None,
-) -> HostPool:
-    """Provider ``name`` served by several hosts: one policy (and breaker) per host."""
-    return HostPool.of(
-        {url: with_provider_policy(model, settings, budget=budget) for url, model in hosts.items()},
-        provider=name,
-        store=state_of(settings),
-    )
-
-
 def _settings_for_specs(
     base: Settings, primary: str | None, fallbacks: Sequence[str]
 ) -> tuple[Settings, list[str]]:
     """``base`` with each ``"provider:model"`` spec's model set, and the provider order."""
     specs = [primary] if primary is not None else [str(name) for name in base.providers[:1]]
-    changes: dict[str, Any] = {}
+    changes = {name: getattr(base, name) for name in base.model_fields_set | {"providers"}}
     names: list[str] = []
     for spec in [*specs, *fallbacks]:
         if not isinstance(spec, str) or not spec.strip():
@@ -230,17 +185,7 @@ def _settings_for_specs(
         if model.strip():
             changes[PROVIDERS[provider].model_keyword] = model.strip()
     validate_provider_names(names)  # each provider once
-    return Settings(**{**_explicit_values(base), **changes}), names
+    return Settings(**changes), names
 
 
-def _explicit_values(settings: Settings) -> dict[str, Any]:
-    """The values of ``settings`` as keywords for a new ``Settings``."""
-    return {name: getattr(settings, name) for name in settings.model_fields_set | {"providers"}}
-
-
-__all__ = [
-    "ProviderSkippedWarning",
-    "build_chat_model",
-    "validate_provider_names",
-    "with_provider_policy",
-]
+__all__ = ["ProviderSkippedWarning", "build_chat_model", "with_provider_policy"]
