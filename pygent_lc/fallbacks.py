@@ -47,7 +47,7 @@ from pygent_lc.errors import (
 from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.policy import breaker_passed
-from pygent_lc.validation import validate_chat_call_once
+from pygent_lc.validation import validate_chat_call
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         await run.on_chain_end(call.output)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        kwargs = validate_chat_call_once(input, kwargs, config)
+        kwargs = validate_chat_call(input, kwargs, config)
         with self._run(input, config) as call:
             for provider in call.tries(self._order()):
                 with call:
@@ -237,7 +237,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             raise call.error()
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        kwargs = validate_chat_call_once(input, kwargs, config)
+        kwargs = validate_chat_call(input, kwargs, config)
         async with self._arun(input, config) as call:
             for provider in call.tries(await self._aorder()):
                 with call:
@@ -249,7 +249,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
-        kwargs = validate_chat_call_once(input, kwargs, config)
+        kwargs = validate_chat_call(input, kwargs, config)
         with self._run(input, config) as call:
             for provider in call.tries(self._order()):
                 chunks = provider.stream(input, call.config, **kwargs)
@@ -267,7 +267,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
-        kwargs = validate_chat_call_once(input, kwargs, config)
+        kwargs = validate_chat_call(input, kwargs, config)
         async with self._arun(input, config) as call:
             for provider in call.tries(await self._aorder()):
                 chunks = provider.astream(input, call.config, **kwargs)

@@ -37,13 +37,11 @@ PASS_THROUGH_KEYWORDS = frozenset(
 )
 MAX_PROMPT_CHARS = 2_000_000
 MAX_TOKENS_LIMIT = 1_000_000
-"""The largest ``max_tokens`` any entry point accepts (calls, the chain, ``ToTConfig``).
-
-A sanity bound, not a model's cap: it catches a unit mistake (a character
-count, a context size in bytes) and lets every real completion cap through (the
-largest are around 128k tokens; the largest context windows, 1M). A value a
-given model cannot honour is refused by its provider, with a typed error.
-"""
+"""The largest ``max_tokens`` any entry point accepts: a bound that catches a unit
+mistake (a character count, a size in bytes), not a model's cap (its provider says)."""
+MAX_SAMPLES = 16
+"""The most completions (``n``) one request may ask for, which keeps its reservation on a
+budget (``n`` times a completion's bound) within reason."""
 
 
 def _as_list(value: object) -> object:
@@ -57,21 +55,16 @@ Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)]
 TopP = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 MaxTokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_LIMIT)]
 Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
-MAX_SAMPLES = 16
-"""The most completions (``n``) one request may ask for: a sanity bound (the
-search's value and sample counts are single digits) that keeps one request's
-reservation on a budget, ``n`` times a completion's bound, within reason."""
 Samples = Annotated[int, Field(ge=1, le=MAX_SAMPLES)]
 StopSequences = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValidator(_as_list)]
 
 
 class GenerationParams(BaseModel):
-    """The generation keywords of one call, checked: the one place their limits are written.
+    """The generation keywords of one call, checked: the one place their limits are written
+    (the chain, the backend, ``ChatAgent``, and ``ToTConfig`` through the types above).
 
-    Every entry point uses it (the chain, the backend, ``ChatAgent``, and
-    ``ToTConfig`` through the field types above). Strict: ``True`` is not a
-    number, ``2.5`` not a token count, ``"42"`` not a seed. ``None`` means not
-    set. :meth:`check` raises :class:`InvalidInputError` naming the keyword.
+    Strict: ``True`` is not a number, ``2.5`` not a token count, ``"42"`` not a seed.
+    ``None`` means not set. ``n``: completions of the prompt in one request.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -82,9 +75,6 @@ class GenerationParams(BaseModel):
     top_p: TopP | None = None
     seed: Seed | None = None
     n: Samples | None = None
-    """Completions of the one prompt in one request: OpenAI-wire servers that honour it
-    (llama.cpp's) answer ``n`` choices; Ollama and most OpenRouter routes answer one.
-    The prompt is paid for once; ``LangChainBackend.generate_samples`` reads them all."""
 
     @classmethod
     def check(cls, params: Mapping[str, Any]) -> GenerationParams:
@@ -130,6 +120,11 @@ def _invalid(exc: ValidationError, params: Mapping[str, Any]) -> InvalidInputErr
     return InvalidInputError(f"{name} must be {_EXPECTED[name]}, got {value!r}")
 
 
+def validate_generation_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The keywords that are set, checked; unknown keywords are an error, not ignored."""
+    return GenerationParams.check(params).call_kwargs()
+
+
 def validate_prompt(prompt: object) -> str:
     """``prompt`` itself if it is a non-blank string of sane size that can be sent."""
     if not isinstance(prompt, str):
@@ -142,13 +137,31 @@ def validate_prompt(prompt: object) -> str:
     return prompt
 
 
-def validate_chat_call(input: object, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The keywords to call a chat Runnable with, its input and keywords checked.
+CHECKED_KEY = "__pygent_checked_call"
+"""The ``configurable`` key under which a caller that checked a call (the backend) hands
+the chain the very input and keywords it checked (:func:`checked`)."""
+
+
+def checked(config: RunnableConfig, input: object, kwargs: Mapping[str, Any]) -> RunnableConfig:
+    """``config`` saying that ``input`` (this very object) with ``kwargs`` was checked."""
+    mark = (input, dict(kwargs))
+    return {**config, "configurable": {**config.get("configurable", {}), CHECKED_KEY: mark}}
+
+
+def validate_chat_call(
+    input: object, kwargs: Mapping[str, Any], config: RunnableConfig | None = None
+) -> dict[str, Any]:
+    """The keywords to call a chat Runnable with, its input and keywords checked, unless
+    ``config`` says that this very ``input`` with these ``kwargs`` was (:func:`checked`).
 
     Text anywhere in the input must be encodable as UTF-8 (a lone surrogate such
     as ``"\\ud800"`` is not); generation keywords are range-checked, keywords a
     provider may legitimately take are passed on, anything else is an error.
     """
+    configurable = config.get("configurable") if config else None
+    mark = configurable.get(CHECKED_KEY) if configurable else None
+    if mark is not None and mark[0] is input and mark[1] == kwargs:
+        return dict(kwargs)
     _check_text(input, "input")
     generation = {k: v for k, v in kwargs.items() if k not in PASS_THROUGH_KEYWORDS}
     unknown = sorted(set(generation) - set(GENERATION_KEYWORDS))
@@ -157,33 +170,23 @@ def validate_chat_call(input: object, kwargs: Mapping[str, Any]) -> dict[str, An
             f"unknown call keyword(s) {unknown}; accepted: "
             f"{', '.join(sorted({*GENERATION_KEYWORDS, *PASS_THROUGH_KEYWORDS}))}"
         )
-    checked = validate_generation_params(generation)
     passed_on = {k: v for k, v in kwargs.items() if k in PASS_THROUGH_KEYWORDS}
-    return {**passed_on, **checked}
+    return {**passed_on, **validate_generation_params(generation)}
 
 
-CHECKED_KEY = "__pygent_checked_call"
-"""The ``configurable`` key under which a caller that checked a call (the backend) hands
-the chain the very input and keywords it checked (:func:`checked`)."""
-
-
-def checked(config: RunnableConfig, input: object, kwargs: Mapping[str, Any]) -> RunnableConfig:
-    """``config`` saying that ``input`` (this very object) with ``kwargs`` was checked,
-    so a chain called with both need not check them again."""
-    mark = (input, dict(kwargs))
-    return {**config, "configurable": {**config.get("configurable", {}), CHECKED_KEY: mark}}
-
-
-def validate_chat_call_once(
-    input: object, kwargs: Mapping[str, Any], config: RunnableConfig | None
-) -> dict[str, Any]:
-    """:func:`validate_chat_call`, unless ``config`` says that this very ``input`` with
-    these ``kwargs`` was checked already (:func:`checked`)."""
-    configurable = config.get("configurable") if config else None
-    mark = configurable.get(CHECKED_KEY) if configurable else None
-    if mark is not None and mark[0] is input and mark[1] == kwargs:
-        return dict(kwargs)
-    return validate_chat_call(input, kwargs)
+def _check_text(value: object, where: str) -> None:
+    """Every string inside ``value`` (messages, content blocks, tool calls) is encodable."""
+    if isinstance(value, str):
+        _encodable(value, where)
+    elif isinstance(value, BaseMessage):
+        where = f"{where} ({value.type} message)"
+        for part in (value.content, value.additional_kwargs, getattr(value, "tool_calls", None)):
+            _check_text(part, where)
+    elif isinstance(value, PromptValue):
+        _check_text(value.to_messages(), where)
+    elif isinstance(value, Mapping | list | tuple):
+        for item in value.values() if isinstance(value, Mapping) else value:
+            _check_text(item, where)
 
 
 def _encodable(text: str, where: str) -> None:
@@ -194,23 +197,3 @@ def _encodable(text: str, where: str) -> None:
             f"{where} cannot be sent: {exc.reason} at character {exc.start} "
             f"({text[exc.start : exc.end]!a})"
         ) from None
-
-
-def _check_text(value: object, where: str) -> None:
-    """Every string inside ``value`` (messages, content blocks, tool calls) is encodable."""
-    if isinstance(value, str):
-        _encodable(value, where)
-    elif isinstance(value, BaseMessage):
-        _check_text(value.content, f"{where} ({value.type} message)")
-        _check_text(value.additional_kwargs, f"{where} ({value.type} message)")
-        _check_text(getattr(value, "tool_calls", None), f"{where} ({value.type} message)")
-    elif isinstance(value, PromptValue):
-        _check_text(value.to_messages(), where)
-    elif isinstance(value, Mapping | list | tuple):
-        for item in value.values() if isinstance(value, Mapping) else value:
-            _check_text(item, where)
-
-
-def validate_generation_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The keywords that are set, checked; unknown keywords are an error, not ignored."""
-    return GenerationParams.check(params).call_kwargs()

@@ -15,7 +15,6 @@ from pygent_lc.validation import (
     MAX_TOKENS_LIMIT,
     checked,
     validate_chat_call,
-    validate_chat_call_once,
 )
 
 CONFIGURED = {"openrouter_api_key": "sk-or-v1-x", "ollama_model": "llama3.2"}
@@ -59,7 +58,7 @@ def test_a_call_marked_checked_is_not_checked_again_and_nothing_else_passes() ->
     bad = [HumanMessage(content="\ud800")]
     marked = checked({}, bad, {"temperature": 0.5})
     # The very input and keywords the caller checked: taken as they are.
-    assert validate_chat_call_once(bad, {"temperature": 0.5}, marked) == {"temperature": 0.5}
+    assert validate_chat_call(bad, {"temperature": 0.5}, marked) == {"temperature": 0.5}
     # An equal input that is another object, other keywords, no mark: checked.
     for input, kwargs, config in [
         ([HumanMessage(content="\ud800")], {"temperature": 0.5}, marked),
@@ -68,7 +67,7 @@ def test_a_call_marked_checked_is_not_checked_again_and_nothing_else_passes() ->
         (bad, {"temperature": 0.5}, None),
     ]:
         with pytest.raises(InvalidInputError):
-            validate_chat_call_once(input, kwargs, config)  # type: ignore[arg-type]
+            validate_chat_call(input, kwargs, config)  # type: ignore[arg-type]
     good = [HumanMessage(content="hi")]
     with pytest.raises(InvalidInputError):
-        validate_chat_call_once(good, {"temperature": 9}, checked({}, good, {"temperature": 0.5}))
+        validate_chat_call(good, {"temperature": 9}, checked({}, good, {"temperature": 0.5}))
