@@ -37,28 +37,19 @@ ChatRunnable = Runnable[Any, BaseMessage]
 class LangChainBackend(LLMBackend, Closable):
     """Ask a chat Runnable (usually :func:`pygent_lc.build_chat_model`) for text.
 
-    ``temperature``, ``max_tokens``, ``stop``, ``top_p`` and ``seed`` are
-    checked, then passed to the Runnable as call keywords, which every
-    provider of the chain puts on the wire in its own format. Usage is
-    tracked in :attr:`usage`; extra ``callbacks`` see every call too.
+    ``temperature``, ``max_tokens``, ``stop``, ``top_p`` and ``seed`` are checked,
+    then passed to the Runnable as call keywords. Usage is tracked in :attr:`usage`
+    (over provider policies, or a chain of them, the policies count each request
+    themselves, so a call nothing else listens to runs without LangChain callbacks;
+    over any other Runnable :attr:`usage` listens as a callback); extra
+    ``callbacks`` see every call too.
 
-    Over a :class:`~pygent_lc.policy.ProviderPolicy`, or a
-    :class:`~pygent_lc.fallbacks.ProviderChain` of them (what
-    :func:`~pygent_lc.build_chat_model` builds), the policies count each request
-    in :attr:`usage` themselves, so a call that nothing else listens to runs
-    without LangChain callbacks (no chain run, no model run events); over any
-    other Runnable :attr:`usage` listens as a callback. The totals are the same.
-
-    ``cache_prefix`` (a start of the prompt that repeats across calls) sends
-    the prompt as two text blocks, the first marked ``cache_control``, when
-    every chat model in the Runnable is one of this package's providers;
-    each decides whether the marker reaches the wire (see
-    :mod:`pygent_lc.providers.cache_markers`). Any other Runnable gets the
-    plain prompt, as without the keyword.
-
-    ``close()`` / ``aclose()`` (or ``with`` / ``async with``) release the
-    chain's pooled connections and stop an embedded server it started; the
-    backend stays usable afterwards.
+    ``cache_prefix`` (a start of the prompt that repeats across calls) sends the
+    prompt as two text blocks, the first marked ``cache_control``, when every chat
+    model inside is one of this package's providers (each decides whether the
+    marker reaches the wire); any other Runnable gets the plain prompt.
+    ``close()`` / ``aclose()`` release the chain's connections and embedded server;
+    the backend stays usable.
     """
 
     def __init__(
@@ -70,17 +61,12 @@ class LangChainBackend(LLMBackend, Closable):
         max_cost_usd: float | None = None,
         cost_estimator: CostEstimator | None = None,
     ) -> None:
-        """``budget`` (a :class:`~pygent_lc.limits.budget.CostBudget`) is reserved by
-        every call: one that would pass it raises ``BudgetExceededError``; each
-        call's cost is what :attr:`usage` grew by. Calls with a bound (the
-        budget's ``estimator``, e.g.
-        :func:`~pygent_lc.limits.budget.estimator_from_prices`) run concurrently
-        and spend stays within the limit; calls without one run one at a time,
-        so spend passes it by at most one such call.
-
-        ``max_cost_usd`` is short for ``budget=CostBudget(max_cost_usd,
-        estimator=cost_estimator)``. ``cost_estimator`` is also :meth:`cost_bound`
-        (a ToT search's ``max_cost_usd`` reserves it); without it, the budget's.
+        """``budget`` is reserved by every call (one that would pass it raises
+        ``BudgetExceededError``); a call's cost is what :attr:`usage` grew by. Calls
+        with a bound (the budget's ``estimator``) run concurrently within the limit;
+        calls without one run one at a time. ``max_cost_usd`` is short for
+        ``budget=CostBudget(max_cost_usd, estimator=cost_estimator)``;
+        ``cost_estimator`` is also :meth:`cost_bound`.
         """
         if max_cost_usd is not None:
             if budget is not None:
@@ -101,45 +87,36 @@ class LangChainBackend(LLMBackend, Closable):
 
     async def generate(self, prompt: str, **kwargs: Any) -> str:
         """The completion of ``prompt``: non-empty text, or a typed error."""
-        messages, params = self._request(prompt, kwargs)
-        kwargs = params.call_kwargs()
-        async with self._reserved(prompt, params):
-            return reply_text(
-                await self.runnable.ainvoke(messages, self._config(messages, kwargs), **kwargs)
-            )
-
-    async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
-        """Up to ``n`` completions of ``prompt`` in one request (``n`` on the wire).
-
-        A server that honours ``n`` (llama.cpp's, OpenAI's) answers ``n`` choices,
-        which are read from the request's result (``invoke`` returns only the
-        first); Ollama and most OpenRouter routes answer one, so one comes back.
-        It is one call: one request, one reservation on the budget covering ``n``
-        completions, and usage as the reply reports it (for every choice).
-        Blank choices are dropped; when all are blank, the error ``generate``
-        raises. ``n`` must be 1 to 16 (``InvalidInputError``).
-        """
-        messages, params = self._request(prompt, {**kwargs, "n": n}, samples=True)
-        if params.n is None:
-            raise InvalidInputError(f"n must be an integer, got {n!r}")
-        if n == 1:
-            return [await self.generate(prompt, **kwargs)]
-        choices = _Choices()
-        kwargs = params.call_kwargs()
-        async with self._reserved(prompt, params):
-            reply = await self.runnable.ainvoke(
-                messages, self._config(messages, kwargs, choices), **kwargs
-            )
-        return choices.texts(reply)
+        messages, config, kwargs, hold = self._prepared(prompt, kwargs)
+        async with hold:
+            return reply_text(await self.runnable.ainvoke(messages, config, **kwargs))
 
     def generate_sync(self, prompt: str, **kwargs: Any) -> str:
         """``generate`` for code without an event loop (scripts, notebooks' plain cells)."""
-        messages, params = self._request(prompt, kwargs)
-        kwargs = params.call_kwargs()
-        with self._reserved(prompt, params):
-            return reply_text(
-                self.runnable.invoke(messages, self._config(messages, kwargs), **kwargs)
-            )
+        messages, config, kwargs, hold = self._prepared(prompt, kwargs)
+        with hold:
+            return reply_text(self.runnable.invoke(messages, config, **kwargs))
+
+    async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
+        """Up to ``n`` completions of ``prompt`` in one request (``n`` on the wire): one
+        call, one reservation covering ``n`` completions, usage as the reply reports it.
+
+        A server that honours ``n`` (llama.cpp's, OpenAI's) answers ``n`` choices,
+        read from the request's result (``invoke`` returns only the first); Ollama and
+        most OpenRouter routes answer one. Blank choices are dropped; when all are
+        blank, the error ``generate`` raises. ``n`` must be 1 to 16.
+        """
+        choices = _Choices()
+        messages, config, call_kwargs, hold = self._prepared(
+            prompt, {**kwargs, "n": n}, choices, samples=True
+        )
+        if call_kwargs.get("n") is None:
+            raise InvalidInputError(f"n must be an integer, got {n!r}")
+        if n == 1:
+            return [await self.generate(prompt, **kwargs)]
+        async with hold:
+            reply = await self.runnable.ainvoke(messages, config, **call_kwargs)
+        return choices.texts(reply)
 
     def close(self) -> None:
         close_runnable(self.runnable)
@@ -147,23 +124,30 @@ class LangChainBackend(LLMBackend, Closable):
     async def aclose(self) -> None:
         await aclose_runnable(self.runnable)
 
-    def _request(
-        self, prompt: object, kwargs: dict[str, Any], *, samples: bool = False
-    ) -> tuple[list[BaseMessage], GenerationParams]:
+    def _prepared(
+        self,
+        prompt: object,
+        kwargs: dict[str, Any],
+        *extra: BaseCallbackHandler,
+        samples: bool = False,
+    ) -> tuple[list[BaseMessage], RunnableConfig, dict[str, Any], Hold]:
+        """The call checked: its messages, config, call keywords and hold on the budget."""
         if "n" in kwargs and not samples:
             # One text comes back: n completions would be paid for and n - 1 dropped.
             raise InvalidInputError("n is generate_samples' argument: generate returns one text")
-        params = dict(kwargs)
-        prefix = params.pop("cache_prefix", None)
+        kwargs = dict(kwargs)
+        prefix = kwargs.pop("cache_prefix", None)
         text = validate_prompt(prompt)
-        checked = GenerationParams.check(params)
-        if prefix is None or prefix == "":
-            return [HumanMessage(content=text)], checked
-        if not isinstance(prefix, str) or not text.startswith(prefix):
-            raise InvalidInputError("cache_prefix must be a string the prompt starts with")
-        if not _knows_cache_markers(self.runnable):
-            return [HumanMessage(content=text)], checked
-        return [cached_prefix_message(prefix, text[len(prefix) :])], checked
+        params = GenerationParams.check(kwargs)
+        messages: list[BaseMessage] = [HumanMessage(content=text)]
+        if prefix is not None and prefix != "":
+            if not isinstance(prefix, str) or not text.startswith(prefix):
+                raise InvalidInputError("cache_prefix must be a string the prompt starts with")
+            if _knows_cache_markers(self.runnable):
+                messages = [cached_prefix_message(prefix, text[len(prefix) :])]
+        call_kwargs = params.call_kwargs()
+        hold = Hold(self.budget, text, params.max_tokens, params.n or 1, measure=self._call_cost)
+        return messages, self._config(messages, call_kwargs, *extra), call_kwargs, hold
 
     def _config(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], *extra: BaseCallbackHandler
@@ -192,24 +176,16 @@ class LangChainBackend(LLMBackend, Closable):
             self._fed = (runnable, fed)
         return fed
 
-    def _reserved(self, prompt: str, params: GenerationParams) -> Hold:
-        """The call's hold on the budget: ``with`` in sync code, ``async with`` in async."""
-        return Hold(self.budget, prompt, params.max_tokens, params.n or 1, measure=self._call_cost)
-
     def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
         """Text as it arrives.
 
-        A failure before the first text falls back like ``generate``; one after
-        it raises :class:`StreamInterruptedError` carrying the text so far. The
-        budget reservation ends with the stream, or as soon as the iterator is
-        dropped or closed (``break`` out of ``async for`` releases it at once).
+        A failure before the first text falls back like ``generate``; one after it
+        raises :class:`StreamInterruptedError` carrying the text so far. The budget's
+        hold ends with the stream, or as soon as the iterator is closed or dropped.
         """
 
         async def start() -> tuple[AsyncIterator[str], Hold]:
-            messages, params = self._request(prompt, kwargs)
-            call_kwargs = params.call_kwargs()
-            config = self._config(messages, call_kwargs)
-            hold = self._reserved(prompt, params)
+            messages, config, call_kwargs, hold = self._prepared(prompt, kwargs)
             await hold.__aenter__()
             return stream_text(self.runnable, messages, config, **call_kwargs), hold
 
