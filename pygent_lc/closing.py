@@ -58,10 +58,10 @@ class Closable:
     """``with`` / ``async with`` support for anything with ``close()`` and ``aclose()``."""
 
     def close(self) -> None:
-        raise NotImplementedError
+        close_runnable(self)
 
     async def aclose(self) -> None:
-        raise NotImplementedError
+        await aclose_runnable(self)
 
     def __enter__(self) -> Self:
         return self

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -30,7 +30,7 @@ from langchain_core.runnables.config import (
 )
 from pydantic import BaseModel, ConfigDict
 
-from pygent_lc.closing import Closable, aclose_runnable, close_runnable
+from pygent_lc.closing import Closable
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -46,7 +46,7 @@ from pygent_lc.errors import (
 )
 from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.limits.rate import LocalRateLimitError
-from pygent_lc.policy import breaker_passed
+from pygent_lc.policy import PAST_OPEN_BREAKER
 from pygent_lc.validation import validate_chat_call
 
 logger = logging.getLogger(__name__)
@@ -165,12 +165,6 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     providers: list[Runnable[Any, Any]]
     """Usually one :class:`~pygent_lc.policy.ProviderPolicy` per provider, primary first."""
 
-    def close(self) -> None:
-        close_runnable(self)
-
-    async def aclose(self) -> None:
-        await aclose_runnable(self)
-
     def _order(self) -> list[Runnable[Any, Any]]:
         """The providers in the order this call tries them (a subclass may rank them)."""
         return self.providers
@@ -282,12 +276,6 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     call.output = _added(call.output, chunk)
                     yield chunk
 
-    def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return Runnable.batch(self, inputs, config, **kwargs)
-
-    async def abatch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return await Runnable.abatch(self, inputs, config, **kwargs)
-
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:
         """Bind ``tools`` to every provider's model, keeping retries, breakers and fallbacks."""
         return self._per_model(lambda model: model.bind_tools(tools, **kwargs))
@@ -319,8 +307,6 @@ class _Fallbacks:
         self.output: Any = None
         self._order: Sequence[Runnable[Any, Any]] = ()
         self._provider: Runnable[Any, Any] | None = None
-        self._last_resort = False
-        self._passed: AbstractContextManager[None] | None = None
 
     def tries(self, order: Sequence[Runnable[Any, Any]]) -> Iterator[Runnable[Any, Any]]:
         """Each provider once; then the last one again past its open breaker when every
@@ -342,16 +328,14 @@ class _Fallbacks:
         ):
             self.failures.pop()
             self.failed.pop()
-            self._last_resort = True
+            configurable = {**self.config.get("configurable", {}), PAST_OPEN_BREAKER: True}
+            self.config = {**self.config, "configurable": configurable}
             yield order[-1]
 
     def __enter__(self) -> None:
-        self._passed = breaker_passed(self._last_resort)
-        self._passed.__enter__()
+        pass
 
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> bool:
-        assert self._passed is not None
-        self._passed.__exit__(None, None, None)
         if not isinstance(error, ProviderError):
             return False
         assert self._provider is not None

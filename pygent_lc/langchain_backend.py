@@ -13,7 +13,7 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, 
 from langchain_core.runnables.config import merge_configs
 
 from pygent_lc.backend import LLMBackend, UsageTotals
-from pygent_lc.closing import Closable, aclose_runnable, close_runnable, runnable_parts
+from pygent_lc.closing import Closable, runnable_parts
 from pygent_lc.errors import (
     ConfigurationError,
     InvalidInputError,
@@ -117,12 +117,6 @@ class LangChainBackend(LLMBackend, Closable):
         async with hold:
             reply = await self.runnable.ainvoke(messages, config, **call_kwargs)
         return choices.texts(reply)
-
-    def close(self) -> None:
-        close_runnable(self.runnable)
-
-    async def aclose(self) -> None:
-        await aclose_runnable(self.runnable)
 
     def _prepared(
         self,

@@ -15,8 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from contextvars import ContextVar
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,12 +252,6 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                     call.restart_deadline()
                     chunk = await anext(chunks, _NOTHING)
 
-    def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return Runnable.batch(self, inputs, config, **kwargs)
-
-    async def abatch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Any]:
-        return await Runnable.abatch(self, inputs, config, **kwargs)
-
 
 class _Attempt:
     """One request of a provider call: its config; a failure is counted, and the first
@@ -316,7 +309,7 @@ class _ProviderCall:
         self._config = config
         self._deadline: Deadline | None = None
         self._token: Any = None
-        self._plan = _plan_of(policy, input, kwargs)
+        self._plan = _plan_of(policy, input, kwargs, config)
         self._start: CallStart | None = None
         self._meter = _meter_of(policy)
         self._tracker = fed_tracker(config)
@@ -561,28 +554,14 @@ class _ProviderCall:
             log_change(self._policy.circuit, end.breaker)
 
 
-past_open_breaker: ContextVar[bool] = ContextVar("past_open_breaker", default=False)
-"""Set by a chain for its last resort: the call goes although the breaker is open."""
+PAST_OPEN_BREAKER = "__pygent_past_open_breaker"
+"""The ``configurable`` key a chain sets for its last resort: the call goes although the
+breaker is open (its outcome is still recorded)."""
 
 
-def breaker_passed(passed: bool = True) -> AbstractContextManager[None]:
-    """Calls in this block go past an open breaker (when ``passed``)."""
-    return _UNCHANGED if past_open_breaker.get() is passed else _breaker_passed(passed)
-
-
-_UNCHANGED = nullcontext()
-
-
-@contextmanager
-def _breaker_passed(passed: bool) -> Iterator[None]:
-    token = past_open_breaker.set(passed)
-    try:
-        yield
-    finally:
-        past_open_breaker.reset(token)
-
-
-def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> CallPlan | None:
+def _plan_of(
+    policy: ProviderPolicy, input: Any, kwargs: dict[str, Any], config: RunnableConfig | None
+) -> CallPlan | None:
     """What to ask the store before a call; None when nothing needs asking.
 
     A call whose usage is recorded after it asks before it too, even with no
@@ -590,8 +569,8 @@ def _plan_of(policy: ProviderPolicy, input: Any, kwargs: dict[str, Any]) -> Call
     takes no writes) is found out before the provider is paid, not after.
     """
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
-    if circuit is not None and past_open_breaker.get():
-        circuit = None  # the chain's last resort: its outcome is still recorded
+    if circuit is not None and config and config.get("configurable", {}).get(PAST_OPEN_BREAKER):
+        circuit = None
     budgets: tuple[BudgetSpec, ...] = ()
     if policy.budget is not None and not reserved_here(policy.state, policy.budget.key):
         max_tokens = kwargs.get("max_tokens") or _max_tokens_of(policy.bound)
@@ -641,4 +620,4 @@ def _prompt_text(input: Any) -> str:
     return get_buffer_string(convert_to_messages(input))
 
 
-__all__ = ["ProviderPolicy", "RetryPolicy"]
+__all__ = ["PAST_OPEN_BREAKER", "ProviderPolicy", "RetryPolicy"]
