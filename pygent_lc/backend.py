@@ -10,16 +10,12 @@ from typing import Any
 
 @dataclass(frozen=True)
 class UsageTotals:
-    """Calls, failures, tokens and cost: the one usage record of the package.
-
-    A backend's running totals, the usage tracker's per (provider, model), a
-    search's (``ToTStats.usage``: the difference of two snapshots). Records
-    combine with ``+`` (or :meth:`merge` for many) and ``-``.
-    """
+    """Calls, failures, tokens and cost: the one usage record of the package (a backend's
+    totals, the tracker's per provider and model, a search's); ``+``, ``-`` and
+    :meth:`merge` combine records."""
 
     calls: int = 0
-    """Calls, as the backend counts them: ``LangChainBackend`` counts each request,
-    so a call it retried or passed to a fallback counts more than once."""
+    """Requests: a call retried or passed to a fallback counts more than once."""
     failures: int = 0
     """Requests that raised (part of ``calls``)."""
     input_tokens: int = 0
@@ -31,24 +27,20 @@ class UsageTotals:
     cache_discount_usd: float = 0.0
     """What the cache saved, as the provider reports it (already taken off ``cost_usd``)."""
     cost_faults: int = 0
-    """Replies whose reported cost (or cache discount) was not a plausible amount (NaN,
-    infinite, negative, above :data:`pygent_lc.limits.usage.MAX_PLAUSIBLE_COST_USD`): a
-    provider fault, logged and counted here, its amount left out of ``cost_usd``."""
+    """Replies whose reported cost or discount was implausible (NaN, infinite, negative,
+    above ``MAX_PLAUSIBLE_COST_USD``): logged, counted here, left out of ``cost_usd``."""
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def __add__(self, other: UsageTotals) -> UsageTotals:
-        return self._combine(other, 1)
-
-    def __sub__(self, other: UsageTotals) -> UsageTotals:
-        return self._combine(other, -1)
-
-    def _combine(self, other: UsageTotals, sign: int) -> UsageTotals:
+    def __add__(self, other: UsageTotals, sign: int = 1) -> UsageTotals:
         return UsageTotals(
             *(getattr(self, f.name) + sign * getattr(other, f.name) for f in fields(UsageTotals))
         )
+
+    def __sub__(self, other: UsageTotals) -> UsageTotals:
+        return self.__add__(other, -1)
 
     @classmethod
     def merge(cls, records: Iterable[UsageTotals]) -> UsageTotals:
@@ -59,13 +51,9 @@ class UsageTotals:
 class LLMBackend(ABC):
     """What PyGent's reasoning engine asks for text: ``generate`` (with ``temperature``,
     ``max_tokens`` and ``stop`` keywords) returns non-empty text or raises a
-    :class:`pygent_lc.errors.PygentError`.
-
-    A backend that sets :attr:`accepts_cache_prefix` also takes ``cache_prefix``:
-    the start of ``prompt`` that stays the same from call to call, which it
-    may ask the provider to cache. Callers pass it only to such backends, so
-    a backend that does not know the keyword never sees it.
-    """
+    :class:`pygent_lc.errors.PygentError`. Callers pass ``cache_prefix`` (the start of
+    ``prompt`` that stays the same from call to call) only to a backend that sets
+    :attr:`accepts_cache_prefix`."""
 
     accepts_cache_prefix: bool = False
 
@@ -74,13 +62,9 @@ class LLMBackend(ABC):
         """Return the model's completion of ``prompt``."""
 
     async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
-        """Up to ``n`` completions of ``prompt`` in one request, where the provider
-        honours ``n`` (the prompt is then paid for once).
-
-        Returns at least one completion; fewer than ``n`` means the provider
-        answered with fewer choices (most ignore ``n``), and a caller wanting
-        more asks again. This default sends one ``generate`` request.
-        """
+        """At least one and up to ``n`` completions of ``prompt`` in one request, where the
+        provider honours ``n`` (most ignore it; a caller wanting more asks again). This
+        default sends one ``generate`` request."""
         return [await self.generate(prompt, **kwargs)]
 
     def usage_totals(self) -> UsageTotals | None:
@@ -88,10 +72,6 @@ class LLMBackend(ABC):
         return None
 
     def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
-        """The most a call of ``prompt`` can cost in USD, or ``None`` when unknown.
-
-        Budgets over this backend (``ToTConfig.max_cost_usd``) let calls with a
-        bound run concurrently within the limit; calls without one run one at
-        a time.
-        """
+        """The most a call of ``prompt`` can cost in USD, or ``None`` when unknown (budgets
+        over this backend run calls without a bound one at a time)."""
         return None

@@ -1,10 +1,8 @@
 """Closing what a chain holds: pooled HTTP connections and an embedded server.
 
-Every object that owns a chain (the chain itself, ``LangChainBackend``, the
-agents) offers ``close()`` / ``aclose()`` and the sync and async context
-managers through :class:`Closable`; they all end here, in the chat models the
-chain wraps. A closed object stays usable: the next call opens new connections
-(and starts the embedded server again if it needs it).
+Everything that owns a chain (the chain, ``LangChainBackend``, the agents) is a
+:class:`Closable`; closing ends in the chat models it wraps. A closed object stays
+usable: the next call opens new connections (and restarts the embedded server).
 """
 
 from __future__ import annotations
@@ -55,7 +53,7 @@ async def aclose_runnable(runnable: object) -> None:
 
 
 class Closable:
-    """``with`` / ``async with`` support for anything with ``close()`` and ``aclose()``."""
+    """``close()`` / ``aclose()`` of the provider models inside, and ``with`` / ``async with``."""
 
     def close(self) -> None:
         close_runnable(self)

@@ -311,13 +311,14 @@ class _ProviderCall:
         self._token: Any = None
         self._plan = _plan_of(policy, input, kwargs, config)
         self._start: CallStart | None = None
-        self._meter = _meter_of(policy)
+        wanted = policy.record_usage or policy.budget is not None  # usage totals, or cost
+        self._meter = CallMeter(policy.provider, policy.model_name) if wanted else None
         self._tracker = fed_tracker(config)
         # Usage is read from what the model returns; a model whose output is parsed
         # (structured output) is watched through callbacks instead.
-        watched = (self._meter is not None or self._tracker is not None) and not _returns_messages(
-            policy.bound
-        )
+        model = policy.bound.bound if isinstance(policy.bound, RunnableBinding) else policy.bound
+        watched = not isinstance(model, BaseChatModel)
+        watched = watched and (self._meter is not None or self._tracker is not None)
         self._meter_as_callback = watched and self._meter is not None
         self._tracker_as_callback = watched and self._tracker is not None
         self._names: tuple[str, str] | None = None
@@ -488,7 +489,7 @@ class _ProviderCall:
         if isinstance(runnable, RunnableBinding):
             kwargs = {**runnable.kwargs, **kwargs}
             runnable = runnable.bound
-        assert isinstance(runnable, BaseChatModel)  # _returns_messages
+        assert isinstance(runnable, BaseChatModel)  # else its usage is watched as a callback
         # This package's models name the provider and model from themselves and a
         # per-call ``model`` only, so theirs are worked out once per such ``model``.
         per_call = kwargs.get("model")
@@ -580,20 +581,6 @@ def _plan_of(
     if circuit is None and not budgets and not rates and not policy.record_usage:
         return None
     return CallPlan(breaker=circuit.spec if circuit else None, rates=rates, budgets=budgets)
-
-
-def _meter_of(policy: ProviderPolicy) -> CallMeter | None:
-    """A meter when the call's usage or cost is wanted (usage totals, or a budget)."""
-    if not (policy.record_usage or policy.budget is not None):
-        return None
-    return CallMeter(policy.provider, policy.model_name)
-
-
-def _returns_messages(runnable: Runnable[Any, Any]) -> bool:
-    """Whether ``runnable`` returns the chat model's own messages (not parsed output)."""
-    if isinstance(runnable, RunnableBinding):
-        runnable = runnable.bound
-    return isinstance(runnable, BaseChatModel)
 
 
 def _max_tokens_of(runnable: Runnable[Any, Any]) -> int | None:
