@@ -19,8 +19,8 @@ from langchain_core.messages import HumanMessage
 
 from benchmarks._bench import machine, median, table
 from pygent_lc import LangChainBackend, Settings
-from pygent_lc.chain import with_provider_policy
-from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.build import with_provider_policy
+from pygent_lc.chain import ProviderChain
 from pygent_lc.limits.usage import UsageTracker
 from pygent_lc.testing import ScriptedChatModel
 

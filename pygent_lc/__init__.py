@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pygent_lc import errors
     from pygent_lc.backend import LLMBackend, UsageTotals
-    from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
-    from pygent_lc.fallbacks import ProviderChain
+    from pygent_lc.build import ProviderSkippedWarning, build_chat_model
+    from pygent_lc.chain import ProviderChain
     from pygent_lc.langchain_backend import LangChainBackend
     from pygent_lc.limits.usage import UsageSummary, UsageTracker
     from pygent_lc.providers.local import LocalChatModel
@@ -38,13 +38,13 @@ _HOMES = {
     "LocalChatModel": "pygent_lc.providers.local",
     "OllamaChatModel": "pygent_lc.providers.ollama",
     "OpenRouterChatModel": "pygent_lc.providers.openrouter.model",
-    "ProviderChain": "pygent_lc.fallbacks",
-    "ProviderSkippedWarning": "pygent_lc.chain",
+    "ProviderChain": "pygent_lc.chain",
+    "ProviderSkippedWarning": "pygent_lc.build",
     "Settings": "pygent_lc.settings",
     "UsageSummary": "pygent_lc.limits.usage",
     "UsageTotals": "pygent_lc.backend",
     "UsageTracker": "pygent_lc.limits.usage",
-    "build_chat_model": "pygent_lc.chain",
+    "build_chat_model": "pygent_lc.build",
 }
 
 

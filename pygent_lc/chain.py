@@ -1,191 +1,280 @@
-"""``build_chat_model``: the configured providers, each under its policy, in a chain."""
+"""``ProviderChain``: providers tried in order, every failure collected.
+
+Like pydantic-ai's ``FallbackModel``: a ``ProviderError`` moves on to the next
+provider, and when all failed the caller gets ``AllProvidersFailedError`` with each
+error; bad input and any other error propagate at once. Each fallback is reported
+(:mod:`pygent_lc.fallbacks`). A subclass may rank its providers per call
+(``_order``) and raise its own error when all failed (``_failed``), as
+:class:`~pygent_lc.host_pool.HostPool` does.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Self
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+    patch_config,
+)
+from pydantic import BaseModel, ConfigDict
 
-from pygent_lc.errors import ConfigurationError
-from pygent_lc.fallbacks import ProviderChain
-from pygent_lc.host_pool import HostPool
-from pygent_lc.limits import RateSpec, StateStore, shared_store
-from pygent_lc.limits.breaker import CircuitBreaker
-from pygent_lc.limits.budget import CostBudget
-from pygent_lc.limits.rate import FREE_MODEL_LIMIT
-from pygent_lc.policy import ProviderPolicy, RetryPolicy
-from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
-from pygent_lc.settings import Settings
-from pygent_lc.telemetry import instrument_from_env
+from pygent_lc.closing import Closable
+from pygent_lc.errors import (
+    AllProvidersFailedError,
+    ConfigurationError,
+    ProviderError,
+)
+from pygent_lc.fallbacks import fallback_notices, logger, short_reason
+from pygent_lc.limits.breaker import CircuitOpenError
+from pygent_lc.policy import PAST_OPEN_BREAKER
+from pygent_lc.validation import validate_chat_call
+
+_NOTHING: Any = object()
 
 
-class ProviderSkippedWarning(UserWarning):
-    """A provider of the chain was left out because its configuration is incomplete."""
+class ProviderChain(Closable, RunnableSerializable[Any, Any]):
+    """Providers in order; the next one runs when the previous raised a ``ProviderError``.
 
-
-def with_provider_policy(
-    model: BaseChatModel,
-    settings: Settings,
-    *,
-    breaker: bool = True,
-    budget: CostBudget | None = None,
-) -> ProviderPolicy:
-    """``model`` under the retry policy, deadline, limits and breaker of ``settings``, its
-    state in the store of ``settings.state_url`` (this process's own without one).
-
-    No breaker when ``breaker`` is false or the settings disable it (a failure count
-    or cooldown of 0); ``budget`` or else the settings' ``max_cost_usd`` limits spend.
+    The input and call keywords are checked first (:func:`validate_chat_call`; not
+    again when the config says the caller checked this very input and keywords,
+    as :class:`~pygent_lc.LangChainBackend` does), so bad input never retries,
+    falls back or counts against a breaker. ``close()`` / ``aclose()`` (or
+    ``with`` / ``async with``) release pooled connections and stop an embedded
+    server this process started.
     """
-    store = state_of(settings)
-    traced = model._get_ls_params()  # the provider and model names, as traces show them
-    provider = str(getattr(model, "provider_label", None) or traced.get("ls_provider") or "")
-    provider = provider or type(model).__name__
-    name = getattr(model, "model_name", None) or getattr(model, "model", None)
-    name = name or traced.get("ls_model_name")
-    model_name = name if isinstance(name, str) else None
-    circuit = None
-    if breaker and settings.breaker_failures and settings.breaker_cooldown:
-        url = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None)
-        circuit = CircuitBreaker(
-            settings.breaker_failures,
-            settings.breaker_cooldown,
-            provider=provider,
-            model=model_name,
-            endpoint=str(url) if url else None,
-            store=store,
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    providers: list[Runnable[Any, Any]]
+    """Usually one :class:`~pygent_lc.policy.ProviderPolicy` per provider, primary first."""
+
+    def _order(self) -> list[Runnable[Any, Any]]:
+        """The providers in the order this call tries them (a subclass may rank them)."""
+        return self.providers
+
+    async def _aorder(self) -> list[Runnable[Any, Any]]:
+        return self._order()
+
+    def _label(self, provider: Runnable[Any, Any]) -> str:
+        """How the log names ``provider``: its ``provider`` field, else its run name."""
+        name = getattr(provider, "provider", None)
+        return name if isinstance(name, str) else provider.get_name()
+
+    def _failed(
+        self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
+    ) -> ProviderError | AllProvidersFailedError:
+        """The error for a call every provider failed; ``failures[i]`` is ``tried[i]``'s."""
+        if len(failures) == 1:
+            return failures[0]  # one provider: its own typed error says it best
+        return AllProvidersFailedError(
+            {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
-    if budget is not None and settings.max_cost_usd is not None:
-        raise ConfigurationError(
-            "give a budget or PYGENT_MAX_COST_USD, not both", field="max_cost_usd"
+
+    # A chain run is started only when a handler would see it (callbacks, a tracer);
+    # otherwise the providers' runs are the caller's children, as they would be under
+    # an unobserved chain run.
+    @contextmanager
+    def _run(self, input: Any, config: RunnableConfig | None) -> Iterator[_Fallbacks]:
+        call = _Fallbacks(self, config)
+        manager = get_callback_manager_for_config(call.config)
+        if not manager.handlers:
+            yield call
+            return
+        run = manager.on_chain_start(None, input, **call.names)
+        call.config = patch_config(call.config, callbacks=run.get_child())
+        try:
+            yield call
+        except BaseException as exc:
+            run.on_chain_error(exc)
+            raise
+        run.on_chain_end(call.output)
+
+    @asynccontextmanager
+    async def _arun(self, input: Any, config: RunnableConfig | None) -> AsyncIterator[_Fallbacks]:
+        call = _Fallbacks(self, config)
+        manager = get_async_callback_manager_for_config(call.config)
+        if not manager.handlers:
+            yield call
+            return
+        run = await manager.on_chain_start(None, input, **call.names)
+        call.config = patch_config(call.config, callbacks=run.get_child())
+        try:
+            yield call
+        except BaseException as exc:
+            await run.on_chain_error(exc)
+            raise
+        await run.on_chain_end(call.output)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        kwargs = validate_chat_call(input, kwargs, config)
+        with self._run(input, config) as call:
+            for provider in call.tries(self._order()):
+                with call:
+                    return call.served(provider.invoke(input, call.config, **kwargs))
+            raise call.error()
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        kwargs = validate_chat_call(input, kwargs, config)
+        async with self._arun(input, config) as call:
+            for provider in call.tries(await self._aorder()):
+                with call:
+                    return call.served(await provider.ainvoke(input, call.config, **kwargs))
+            raise call.error()
+
+    # A stream falls back only before its first chunk: after it, text has been
+    # delivered, and a failure propagates as the provider's own error.
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        kwargs = validate_chat_call(input, kwargs, config)
+        with self._run(input, config) as call:
+            for provider in call.tries(self._order()):
+                chunks = provider.stream(input, call.config, **kwargs)
+                with call:  # the policy plans at the first chunk
+                    output = call.served(next(chunks, _NOTHING))
+                    break
+            else:
+                raise call.error()
+            if output is not _NOTHING:
+                yield output
+                for chunk in chunks:
+                    call.output = _added(call.output, chunk)
+                    yield chunk
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        kwargs = validate_chat_call(input, kwargs, config)
+        async with self._arun(input, config) as call:
+            for provider in call.tries(await self._aorder()):
+                chunks = provider.astream(input, call.config, **kwargs)
+                with call:  # the policy plans at the first chunk
+                    output = call.served(await anext(chunks, _NOTHING))
+                    break
+            else:
+                raise call.error()
+            if output is not _NOTHING:
+                yield output
+                async for chunk in chunks:
+                    call.output = _added(call.output, chunk)
+                    yield chunk
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:
+        """Bind ``tools`` to every provider's model, keeping retries, breakers and fallbacks."""
+        return self._per_model(lambda model: model.bind_tools(tools, **kwargs))
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> ProviderChain:
+        """Structured output from every provider (each in its own way: ``response_format``
+        for OpenRouter, ``format`` for Ollama), keeping retries, breakers and fallbacks."""
+        return self._per_model(lambda model: model.with_structured_output(schema, **kwargs))
+
+    def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> Self:
+        """A copy (same class and fields) whose providers' models are ``change(model)``."""
+        providers = [_rewrapped(provider, change) for provider in self.providers]
+        return self.model_copy(update={"providers": providers})
+
+
+class _Fallbacks:
+    """One call's way through the providers: their config, the chain run's names, who
+    failed and why, and the output for the run's end. ``with`` it around one
+    provider's call: a ``ProviderError`` is logged (DEBUG) and kept, and the loop goes on."""
+
+    def __init__(self, chain: ProviderChain, config: RunnableConfig | None) -> None:
+        self.chain = chain
+        self.config = ensure_config(config)  # a copy: less what names the chain's run
+        name = self.config.pop("run_name", None) or chain.get_name()
+        self.names: dict[str, Any] = {"name": name, "run_id": self.config.pop("run_id", None)}
+        self.failures: list[ProviderError] = []
+        self.failed: list[tuple[str, str]] = []
+        """``(label, short reason)`` of each failure, for the notice if another answers."""
+        self.output: Any = None
+        self._order: Sequence[Runnable[Any, Any]] = ()
+        self._provider: Runnable[Any, Any] | None = None
+
+    def tries(self, order: Sequence[Runnable[Any, Any]]) -> Iterator[Runnable[Any, Any]]:
+        """Each provider once; then the last one again past its open breaker when every
+        provider failed and that one was refused only by its breaker.
+
+        A breaker moves calls on to the next provider; with none left, its cooldown
+        would only lock the caller out of the one provider that might answer (a
+        local model that timed out under load, say). The call goes as a probe: its
+        outcome closes the circuit or keeps it open.
+        """
+        self._order = order
+        for provider in order:
+            self._provider = provider
+            yield provider
+        if (
+            order
+            and len(self.failures) == len(order)
+            and isinstance(self.failures[-1], CircuitOpenError)
+        ):
+            self.failures.pop()
+            self.failed.pop()
+            configurable = {**self.config.get("configurable", {}), PAST_OPEN_BREAKER: True}
+            self.config = {**self.config, "configurable": configurable}
+            yield order[-1]
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> bool:
+        if not isinstance(error, ProviderError):
+            return False
+        assert self._provider is not None
+        name, reason = self.chain._label(self._provider), short_reason(error)
+        logger.debug("%s failed (%s): %s: %s", name, reason, type(error).__name__, error)
+        self.failures.append(error)
+        self.failed.append((name, reason))
+        return True
+
+    def served(self, output: Any) -> Any:
+        """The output of the provider tried last: logs the fallback if others failed."""
+        if self.failed:
+            assert self._provider is not None
+            fallback_notices.fell_back(self.failed, self.chain._label(self._provider))
+        self.output = None if output is _NOTHING else output
+        return output
+
+    def error(self) -> ProviderError | AllProvidersFailedError:
+        return self.chain._failed(self.failures, self._order)
+
+
+def _added(output: Any, chunk: Any) -> Any:
+    """The stream's output so far, for the chain run's end (chunks that add up do)."""
+    try:
+        return output + chunk
+    except TypeError:
+        return chunk
+
+
+def _rewrapped(
+    runnable: Runnable[Any, Any], change: Callable[[BaseChatModel], Runnable[Any, Any]]
+) -> Runnable[Any, Any]:
+    """``runnable`` with the chat model inside its wrappers replaced by ``change(model)``.
+
+    The wrappers (provider policy, bindings) are copied, not rebuilt, so their
+    settings and shared state (the breaker) carry over.
+    """
+    if isinstance(runnable, BaseChatModel):
+        return change(runnable)
+    if isinstance(runnable, ProviderChain):  # a chain inside a chain (a host pool)
+        return runnable._per_model(change)
+    bound = getattr(runnable, "bound", None)  # a policy or a RunnableBinding-style wrapper
+    if isinstance(bound, Runnable) and isinstance(runnable, BaseModel):
+        copied: Runnable[Any, Any] = runnable.model_copy(
+            update={"bound": _rewrapped(bound, change)}
         )
-    if settings.max_cost_usd is not None:
-        budget = CostBudget(
-            settings.max_cost_usd,
-            store=store,
-            key=settings.budget_key,
-            window_s=settings.budget_window_s,
-        )
-    return ProviderPolicy(
-        bound=model,
-        provider=provider,
-        model_name=model_name,
-        retry=RetryPolicy(
-            max_attempts=settings.max_retries + 1,
-            initial_wait=settings.retry_initial_wait,
-            max_wait=settings.retry_max_wait,
-            deadline=settings.request_timeout,
-        ),
-        circuit=circuit,
-        store=store,
-        rate=rate_spec(model, provider, settings),
-        rate_mode=settings.rate_limit_mode,
-        budget=budget,
-        record_usage=settings.state_url is not None,
+        return copied
+    raise ConfigurationError(
+        f"cannot reach the chat model inside {type(runnable).__name__} to change it"
     )
 
 
-def state_of(settings: Settings) -> StateStore:
-    """The store of ``settings.state_url``; without one, this process's own."""
-    url = settings.state_url
-    return shared_store(url.get_secret_value() if url is not None else None)
-
-
-def rate_spec(model: BaseChatModel, provider: str, settings: Settings) -> RateSpec | None:
-    """The rate limit of ``provider`` in ``settings``; for OpenRouter's ``:free``
-    models the stricter of it and their built-in 20 a minute per key."""
-    limit = settings.rate_limits.get(provider)
-    key = f"rate|{provider}"
-    model_name = str(getattr(model, "model_name", None) or "")
-    if provider == "openrouter" and model_name.endswith(":free"):
-        free = FREE_MODEL_LIMIT
-        if limit is None or limit.limit / limit.period_s > free.limit / free.period_s:
-            limit = free
-        api_key = settings.openrouter.api_key
-        secret = api_key.get_secret_value() if api_key else ""
-        key = f"rate|openrouter:free|{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
-    return None if limit is None else RateSpec(key, limit.limit, limit.period_s)
-
-
-def build_chat_model(
-    settings: Settings | str | None = None,
-    providers: Sequence[str] | None = None,
-    *,
-    fallbacks: Sequence[str] | None = None,
-    budget: CostBudget | None = None,
-) -> ProviderChain:
-    """The provider chain: each provider retried, then the next one on ``ProviderError``.
-
-    Like LangChain's ``init_chat_model``: ``build_chat_model(Settings(...))``, or a
-    ``"provider:model"`` (or ``"provider"``) primary with ``fallbacks`` in the same
-    form, the rest from ``Settings()`` or from ``settings`` when it is one. Always a
-    :class:`ProviderChain` (one provider raises its own typed error). Each provider
-    has its own breaker, shared by every call through the chain; one with several
-    hosts is a :class:`~pygent_lc.host_pool.HostPool`. ``providers`` overrides
-    ``settings.providers``; a provider whose configuration is incomplete is skipped
-    with a :class:`ProviderSkippedWarning` while others remain. ``budget`` is reserved
-    by every provider call (or ``PYGENT_MAX_COST_USD``, not both). Nothing here
-    touches the network; ``PYGENT_OTEL=1`` switches on telemetry, once per process.
-    """
-    instrument_from_env()  # PYGENT_OTEL=1: telemetry from the first chain on
-    if isinstance(settings, str) or fallbacks is not None:
-        if providers is not None:
-            raise ConfigurationError(
-                "give either providers or a 'provider:model' primary with fallbacks",
-                field="providers",
-            )
-        primary = settings if isinstance(settings, str) else None
-        base = settings if isinstance(settings, Settings) else Settings()
-        settings, providers = _settings_for_specs(base, primary, fallbacks or ())
-    settings = settings or Settings()
-    names = validate_provider_names(providers if providers is not None else settings.providers)
-    steps: list[Runnable[Any, Any]] = []
-    skipped: dict[str, ConfigurationError] = {}
-    for name in names:
-        try:
-            hosts = PROVIDERS[name].host_models(settings)
-            model = None if hosts else PROVIDERS[name].factory(settings)
-        except ConfigurationError as exc:
-            skipped[name] = exc
-            continue
-        if model is not None:
-            steps.append(with_provider_policy(model, settings, budget=budget))
-            continue
-        pool = {url: with_provider_policy(m, settings, budget=budget) for url, m in hosts.items()}
-        steps.append(HostPool.of(pool, provider=name, store=state_of(settings)))  # per host
-    if not steps:
-        if len(skipped) == 1:
-            (only_reason,) = skipped.values()
-            raise only_reason
-        reasons = "; ".join(f"{skipped_name}: {why}" for skipped_name, why in skipped.items())
-        raise ConfigurationError(f"no provider is usable ({reasons})", field="providers")
-    for skipped_name, why in skipped.items():
-        warnings.warn(
-            f"provider {skipped_name!r} skipped: {why}", ProviderSkippedWarning, stacklevel=2
-        )
-    return ProviderChain(providers=steps)
-
-
-def _settings_for_specs(
-    base: Settings, primary: str | None, fallbacks: Sequence[str]
-) -> tuple[Settings, list[str]]:
-    """``base`` with each ``"provider:model"`` spec's model set, and the provider order."""
-    specs = [primary] if primary is not None else [str(name) for name in base.providers[:1]]
-    changes = {name: getattr(base, name) for name in base.model_fields_set | {"providers"}}
-    names: list[str] = []
-    for spec in [*specs, *fallbacks]:
-        if not isinstance(spec, str) or not spec.strip():
-            raise ConfigurationError(f"invalid model spec {spec!r}", field="providers")
-        name, _, model = spec.strip().partition(":")
-        (provider,) = validate_provider_names([name])
-        names.append(provider)
-        if model.strip():
-            changes[PROVIDERS[provider].model_keyword] = model.strip()
-    validate_provider_names(names)  # each provider once
-    return Settings(**changes), names
-
-
-__all__ = ["ProviderSkippedWarning", "build_chat_model", "with_provider_policy"]
+__all__ = ["ProviderChain"]

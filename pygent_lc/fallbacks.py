@@ -1,13 +1,9 @@
-"""``ProviderChain``: providers tried in order, every failure collected.
+"""How falling back is reported: never silently, never with a secret.
 
-Like pydantic-ai's ``FallbackModel``: a ``ProviderError`` moves on to the next
-provider, and when all failed the caller gets ``AllProvidersFailedError`` with each
-error; bad input and any other error propagate at once. Falling back is never
-silent: each failure is a DEBUG line on this logger, and an answer after failures
-one WARNING, rate-limited per kind (:class:`FallbackNotices`), whose record carries
-``record.fallback`` (a :class:`FallbackNotice`) for handlers such as the CLI's
-``--json``. A subclass may rank its providers per call (``_order``) and raise its
-own error when all failed (``_failed``), as :class:`~pygent_lc.host_pool.HostPool` does.
+The chain logs each failed provider at DEBUG on this logger, and an answer after
+failures as one WARNING, rate-limited per kind (:class:`FallbackNotices`), whose
+record carries ``record.fallback`` (a :class:`FallbackNotice`) for handlers such as
+the CLI's ``--json``.
 """
 
 from __future__ import annotations
@@ -15,26 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
-from langchain_core.language_models import BaseChatModel
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
-from langchain_core.runnables.config import (
-    ensure_config,
-    get_async_callback_manager_for_config,
-    get_callback_manager_for_config,
-    patch_config,
-)
-from pydantic import BaseModel, ConfigDict
-
-from pygent_lc.closing import Closable
 from pygent_lc.errors import (
-    AllProvidersFailedError,
     AuthenticationError,
-    ConfigurationError,
     ContentRefusedError,
     InsufficientCreditsError,
     ModelNotFoundError,
@@ -46,8 +28,6 @@ from pygent_lc.errors import (
 )
 from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.limits.rate import LocalRateLimitError
-from pygent_lc.policy import PAST_OPEN_BREAKER
-from pygent_lc.validation import validate_chat_call
 
 logger = logging.getLogger(__name__)
 
@@ -149,250 +129,10 @@ class FallbackNotices:
 fallback_notices = FallbackNotices()
 
 
-class ProviderChain(Closable, RunnableSerializable[Any, Any]):
-    """Providers in order; the next one runs when the previous raised a ``ProviderError``.
-
-    The input and call keywords are checked first (:func:`validate_chat_call`; not
-    again when the config says the caller checked this very input and keywords,
-    as :class:`~pygent_lc.LangChainBackend` does), so bad input never retries,
-    falls back or counts against a breaker. ``close()`` / ``aclose()`` (or
-    ``with`` / ``async with``) release pooled connections and stop an embedded
-    server this process started.
-    """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    providers: list[Runnable[Any, Any]]
-    """Usually one :class:`~pygent_lc.policy.ProviderPolicy` per provider, primary first."""
-
-    def _order(self) -> list[Runnable[Any, Any]]:
-        """The providers in the order this call tries them (a subclass may rank them)."""
-        return self.providers
-
-    async def _aorder(self) -> list[Runnable[Any, Any]]:
-        return self._order()
-
-    def _label(self, provider: Runnable[Any, Any]) -> str:
-        """How the log names ``provider``: its ``provider`` field, else its run name."""
-        name = getattr(provider, "provider", None)
-        return name if isinstance(name, str) else provider.get_name()
-
-    def _failed(
-        self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
-    ) -> ProviderError | AllProvidersFailedError:
-        """The error for a call every provider failed; ``failures[i]`` is ``tried[i]``'s."""
-        if len(failures) == 1:
-            return failures[0]  # one provider: its own typed error says it best
-        return AllProvidersFailedError(
-            {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
-        )
-
-    # A chain run is started only when a handler would see it (callbacks, a tracer);
-    # otherwise the providers' runs are the caller's children, as they would be under
-    # an unobserved chain run.
-    @contextmanager
-    def _run(self, input: Any, config: RunnableConfig | None) -> Iterator[_Fallbacks]:
-        call = _Fallbacks(self, config)
-        manager = get_callback_manager_for_config(call.config)
-        if not manager.handlers:
-            yield call
-            return
-        run = manager.on_chain_start(None, input, **call.names)
-        call.config = patch_config(call.config, callbacks=run.get_child())
-        try:
-            yield call
-        except BaseException as exc:
-            run.on_chain_error(exc)
-            raise
-        run.on_chain_end(call.output)
-
-    @asynccontextmanager
-    async def _arun(self, input: Any, config: RunnableConfig | None) -> AsyncIterator[_Fallbacks]:
-        call = _Fallbacks(self, config)
-        manager = get_async_callback_manager_for_config(call.config)
-        if not manager.handlers:
-            yield call
-            return
-        run = await manager.on_chain_start(None, input, **call.names)
-        call.config = patch_config(call.config, callbacks=run.get_child())
-        try:
-            yield call
-        except BaseException as exc:
-            await run.on_chain_error(exc)
-            raise
-        await run.on_chain_end(call.output)
-
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        kwargs = validate_chat_call(input, kwargs, config)
-        with self._run(input, config) as call:
-            for provider in call.tries(self._order()):
-                with call:
-                    return call.served(provider.invoke(input, call.config, **kwargs))
-            raise call.error()
-
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        kwargs = validate_chat_call(input, kwargs, config)
-        async with self._arun(input, config) as call:
-            for provider in call.tries(await self._aorder()):
-                with call:
-                    return call.served(await provider.ainvoke(input, call.config, **kwargs))
-            raise call.error()
-
-    # A stream falls back only before its first chunk: after it, text has been
-    # delivered, and a failure propagates as the provider's own error.
-    def stream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Any]:
-        kwargs = validate_chat_call(input, kwargs, config)
-        with self._run(input, config) as call:
-            for provider in call.tries(self._order()):
-                chunks = provider.stream(input, call.config, **kwargs)
-                with call:  # the policy plans at the first chunk
-                    output = call.served(next(chunks, _NOTHING))
-                    break
-            else:
-                raise call.error()
-            if output is not _NOTHING:
-                yield output
-                for chunk in chunks:
-                    call.output = _added(call.output, chunk)
-                    yield chunk
-
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        kwargs = validate_chat_call(input, kwargs, config)
-        async with self._arun(input, config) as call:
-            for provider in call.tries(await self._aorder()):
-                chunks = provider.astream(input, call.config, **kwargs)
-                with call:  # the policy plans at the first chunk
-                    output = call.served(await anext(chunks, _NOTHING))
-                    break
-            else:
-                raise call.error()
-            if output is not _NOTHING:
-                yield output
-                async for chunk in chunks:
-                    call.output = _added(call.output, chunk)
-                    yield chunk
-
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:
-        """Bind ``tools`` to every provider's model, keeping retries, breakers and fallbacks."""
-        return self._per_model(lambda model: model.bind_tools(tools, **kwargs))
-
-    def with_structured_output(self, schema: Any, **kwargs: Any) -> ProviderChain:
-        """Structured output from every provider (each in its own way: ``response_format``
-        for OpenRouter, ``format`` for Ollama), keeping retries, breakers and fallbacks."""
-        return self._per_model(lambda model: model.with_structured_output(schema, **kwargs))
-
-    def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> Self:
-        """A copy (same class and fields) whose providers' models are ``change(model)``."""
-        providers = [_rewrapped(provider, change) for provider in self.providers]
-        return self.model_copy(update={"providers": providers})
-
-
-class _Fallbacks:
-    """One call's way through the providers: their config, the chain run's names, who
-    failed and why, and the output for the run's end. ``with`` it around one
-    provider's call: a ``ProviderError`` is logged (DEBUG) and kept, and the loop goes on."""
-
-    def __init__(self, chain: ProviderChain, config: RunnableConfig | None) -> None:
-        self.chain = chain
-        self.config = ensure_config(config)  # a copy: less what names the chain's run
-        name = self.config.pop("run_name", None) or chain.get_name()
-        self.names: dict[str, Any] = {"name": name, "run_id": self.config.pop("run_id", None)}
-        self.failures: list[ProviderError] = []
-        self.failed: list[tuple[str, str]] = []
-        """``(label, short reason)`` of each failure, for the notice if another answers."""
-        self.output: Any = None
-        self._order: Sequence[Runnable[Any, Any]] = ()
-        self._provider: Runnable[Any, Any] | None = None
-
-    def tries(self, order: Sequence[Runnable[Any, Any]]) -> Iterator[Runnable[Any, Any]]:
-        """Each provider once; then the last one again past its open breaker when every
-        provider failed and that one was refused only by its breaker.
-
-        A breaker moves calls on to the next provider; with none left, its cooldown
-        would only lock the caller out of the one provider that might answer (a
-        local model that timed out under load, say). The call goes as a probe: its
-        outcome closes the circuit or keeps it open.
-        """
-        self._order = order
-        for provider in order:
-            self._provider = provider
-            yield provider
-        if (
-            order
-            and len(self.failures) == len(order)
-            and isinstance(self.failures[-1], CircuitOpenError)
-        ):
-            self.failures.pop()
-            self.failed.pop()
-            configurable = {**self.config.get("configurable", {}), PAST_OPEN_BREAKER: True}
-            self.config = {**self.config, "configurable": configurable}
-            yield order[-1]
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> bool:
-        if not isinstance(error, ProviderError):
-            return False
-        assert self._provider is not None
-        name, reason = self.chain._label(self._provider), short_reason(error)
-        logger.debug("%s failed (%s): %s: %s", name, reason, type(error).__name__, error)
-        self.failures.append(error)
-        self.failed.append((name, reason))
-        return True
-
-    def served(self, output: Any) -> Any:
-        """The output of the provider tried last: logs the fallback if others failed."""
-        if self.failed:
-            assert self._provider is not None
-            fallback_notices.fell_back(self.failed, self.chain._label(self._provider))
-        self.output = None if output is _NOTHING else output
-        return output
-
-    def error(self) -> ProviderError | AllProvidersFailedError:
-        return self.chain._failed(self.failures, self._order)
-
-
-def _added(output: Any, chunk: Any) -> Any:
-    """The stream's output so far, for the chain run's end (chunks that add up do)."""
-    try:
-        return output + chunk
-    except TypeError:
-        return chunk
-
-
-def _rewrapped(
-    runnable: Runnable[Any, Any], change: Callable[[BaseChatModel], Runnable[Any, Any]]
-) -> Runnable[Any, Any]:
-    """``runnable`` with the chat model inside its wrappers replaced by ``change(model)``.
-
-    The wrappers (provider policy, bindings) are copied, not rebuilt, so their
-    settings and shared state (the breaker) carry over.
-    """
-    if isinstance(runnable, BaseChatModel):
-        return change(runnable)
-    if isinstance(runnable, ProviderChain):  # a chain inside a chain (a host pool)
-        return runnable._per_model(change)
-    bound = getattr(runnable, "bound", None)  # a policy or a RunnableBinding-style wrapper
-    if isinstance(bound, Runnable) and isinstance(runnable, BaseModel):
-        copied: Runnable[Any, Any] = runnable.model_copy(
-            update={"bound": _rewrapped(bound, change)}
-        )
-        return copied
-    raise ConfigurationError(
-        f"cannot reach the chat model inside {type(runnable).__name__} to change it"
-    )
-
-
 __all__ = [
     "FALLBACK_WARNING_INTERVAL_S",
     "FallbackNotice",
     "FallbackNotices",
-    "ProviderChain",
     "fallback_notices",
     "short_reason",
 ]

@@ -16,7 +16,7 @@
    raises :class:`AllHostsFailedError`, a ``ProviderUnavailableError`` naming
    each host's error, so the outer chain falls back to its next provider.
 
-It is a :class:`~pygent_lc.fallbacks.ProviderChain` (same loop, same
+It is a :class:`~pygent_lc.chain.ProviderChain` (same loop, same
 stream rule: another host only before the first chunk), ranking its
 providers per call and failing with its own error. So ``bind_tools`` and
 ``with_structured_output`` reach every host's model, ``close()`` closes
@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, PrivateAttr
 
+from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import ProviderError, ProviderUnavailableError
-from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows
 from pygent_lc.limits.store import StateStore
 

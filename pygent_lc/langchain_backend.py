@@ -13,6 +13,7 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, 
 from langchain_core.runnables.config import merge_configs
 
 from pygent_lc.backend import LLMBackend, UsageTotals
+from pygent_lc.chain import ProviderChain
 from pygent_lc.closing import Closable, runnable_parts
 from pygent_lc.errors import (
     ConfigurationError,
@@ -21,7 +22,6 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     StreamInterruptedError,
 )
-from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.host_pool import HostSlot
 from pygent_lc.limits.budget import CostBudget, CostEstimator, SpendMeter
 from pygent_lc.limits.call import HeldStream, Hold

@@ -16,7 +16,8 @@ from langchain_core.runnables import RunnableLambda
 from pydantic import Field
 
 from pygent_lc import LangChainBackend, LLMBackend, Settings, UsageTotals, build_chat_model
-from pygent_lc.chain import with_provider_policy
+from pygent_lc.build import with_provider_policy
+from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import (
     AllProvidersFailedError,
     BudgetExceededError,
@@ -24,7 +25,6 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     StreamInterruptedError,
 )
-from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.host_pool import HostPool
 from pygent_lc.limits import MemoryStore
 from pygent_lc.providers.ollama import ollama_model

@@ -9,7 +9,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import RunnableConfig
 
 from pygent_lc import Settings, UsageTotals
-from pygent_lc.chain import with_provider_policy
+from pygent_lc.build import with_provider_policy
 from pygent_lc.errors import ConfigurationError, ProviderError, ProviderUnavailableError
 from pygent_lc.limits import MemoryStore, RateSpec
 from pygent_lc.limits.breaker import CircuitBreaker

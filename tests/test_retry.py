@@ -9,7 +9,7 @@ import time
 import pytest
 
 from pygent_lc import Settings
-from pygent_lc.chain import with_provider_policy
+from pygent_lc.build import with_provider_policy
 from pygent_lc.errors import AuthenticationError, ProviderUnavailableError, RateLimitError
 from pygent_lc.testing import ScriptedChatModel
 

@@ -20,7 +20,7 @@ from langchain_core.language_models import BaseChatModel
 from pygent_lc.agents.chat import ChatAgent
 from pygent_lc.agents.reasoning import ReasoningAgent, make_task, tot_config_for
 from pygent_lc.agents.spec import AgentSpec, agent_settings, parse_spec
-from pygent_lc.chain import build_chat_model
+from pygent_lc.build import build_chat_model
 from pygent_lc.closing import Closable
 from pygent_lc.errors import AgentError, ConfigurationError, InvalidInputError
 from pygent_lc.langchain_backend import ChatRunnable

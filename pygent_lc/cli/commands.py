@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pygent_lc.agents import AgentFactory, ChatAgent, ReasoningAgent
-from pygent_lc.chain import ProviderSkippedWarning
+from pygent_lc.build import ProviderSkippedWarning
 from pygent_lc.cli.doctor import diagnose, first_configured, setup_hint
 from pygent_lc.cli.output import (
     FallbackRecorder,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pygent_lc.chain import build_chat_model
+from pygent_lc.build import build_chat_model
 from pygent_lc.errors import PygentError
 from pygent_lc.langchain_backend import LangChainBackend
 from pygent_lc.limits import ResilientStore, open_store, redact_url

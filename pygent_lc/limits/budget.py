@@ -371,7 +371,7 @@ class CostBudget:
     """A spending limit: ``max_cost_usd`` in total, or per ``window_s`` (e.g. 3600, 86400).
 
     The one budget object: give it as ``budget=`` to a chain
-    (:func:`~pygent_lc.chain.build_chat_model`; ``PYGENT_MAX_COST_USD`` builds one)
+    (:func:`~pygent_lc.build.build_chat_model`; ``PYGENT_MAX_COST_USD`` builds one)
     or to a :class:`~pygent_lc.langchain_backend.LangChainBackend` (and so to every
     ToT search over it). A call reserves in the store's ``begin_call`` (:meth:`spec`)
     and settles in ``end_call``, by this module's rules: with a bound (``estimator``,

@@ -2,7 +2,7 @@
 
 One ``chat {model}`` span per chat model run: every retry attempt is a run of
 its own (tagged ``retry:attempt:N`` by :class:`~pygent_lc.policy.ProviderPolicy`)
-and so is every fallback provider's. A :class:`~pygent_lc.fallbacks.ProviderChain`
+and so is every fallback provider's. A :class:`~pygent_lc.chain.ProviderChain`
 run gets a ``pygent.chain`` span that parents them and sums up the retries and
 fallbacks; when every provider failed it carries ``AllProvidersFailedError``.
 A :class:`~pygent_lc.host_pool.HostPool` inside a chain adds no span: its

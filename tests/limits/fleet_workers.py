@@ -23,8 +23,8 @@ from multiprocessing.synchronize import Barrier
 from typing import Any
 
 from pygent_lc import Settings
-from pygent_lc.chain import build_chat_model
-from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.build import build_chat_model
+from pygent_lc.chain import ProviderChain
 from pygent_lc.limits import ResilientStore, shared_store
 
 PROCESSES = 4

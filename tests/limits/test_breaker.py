@@ -12,7 +12,8 @@ import pytest
 from langchain_core.runnables import RunnableBinding, RunnableConfig
 
 from pygent_lc import Settings, build_chat_model
-from pygent_lc.chain import with_provider_policy
+from pygent_lc.build import with_provider_policy
+from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -24,7 +25,6 @@ from pygent_lc.errors import (
     RateLimitError,
     StreamInterruptedError,
 )
-from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.limits.breaker import (
     CircuitBreaker,
     CircuitOpenError,

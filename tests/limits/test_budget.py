@@ -24,14 +24,14 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.chain import state_of, with_provider_policy
+from pygent_lc.build import state_of, with_provider_policy
+from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import (
     BudgetExceededError,
     ConfigurationError,
     InvalidInputError,
     ProviderUnavailableError,
 )
-from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.limits.budget import CostBudget, estimator_from_prices
 from pygent_lc.limits.call import STALL_S, Hold
 from pygent_lc.policy import ProviderPolicy

@@ -8,9 +8,9 @@ import time
 import pytest
 
 from pygent_lc import Settings, build_chat_model
-from pygent_lc.chain import with_provider_policy
+from pygent_lc.build import with_provider_policy
+from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import ConfigurationError, RateLimitError
-from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, parse_rate_limits
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.testing import ScriptedChatModel

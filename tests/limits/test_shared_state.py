@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from pygent_lc import Settings
-from pygent_lc.chain import with_provider_policy
+from pygent_lc.build import with_provider_policy
+from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import BudgetExceededError, ProviderUnavailableError
-from pygent_lc.fallbacks import ProviderChain
 from pygent_lc.limits import StateStore, open_store, shared_store
 from pygent_lc.testing import ScriptedChatModel
 

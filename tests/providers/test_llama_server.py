@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from pygent_lc import LangChainBackend, Settings
-from pygent_lc.chain import with_provider_policy
+from pygent_lc.build import with_provider_policy
 from pygent_lc.errors import ProviderError, ProviderUnavailableError
 from pygent_lc.providers import local_model
 from pygent_lc.providers.local import (

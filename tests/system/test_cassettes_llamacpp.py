@@ -17,7 +17,7 @@ from pydantic import BaseModel, SecretStr
 from vcr.cassette import Cassette
 
 from pygent_lc import LangChainBackend, Settings
-from pygent_lc.chain import with_provider_policy
+from pygent_lc.build import with_provider_policy
 from pygent_lc.providers import openrouter_model
 from pygent_lc.providers.local import LlamaServer, LocalChatModel, default_model_path
 from tests.helpers import exchanged, request_json

@@ -9,8 +9,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from pygent_lc import LangChainBackend
-from pygent_lc.chain import with_provider_policy
-from pygent_lc.fallbacks import ProviderChain
+from pygent_lc.build import with_provider_policy
+from pygent_lc.chain import ProviderChain
 from pygent_lc.telemetry import names
 from pygent_lc.tot import ToTConfig, ToTEngine
 from tests.telemetry.recording import Telemetry, everything_recorded
