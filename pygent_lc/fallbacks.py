@@ -31,8 +31,6 @@ from pygent_lc.limits.rate import LocalRateLimitError
 
 logger = logging.getLogger(__name__)
 
-_NOTHING: Any = object()
-
 #: How often one kind of fallback is logged at WARNING at most.
 FALLBACK_WARNING_INTERVAL_S = 60.0
 

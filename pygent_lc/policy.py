@@ -68,27 +68,17 @@ _NOTHING: Any = object()
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently one provider call is tried.
-
-    Only a ``ProviderError`` with ``retryable=True`` is retried. A server's
-    ``Retry-After`` replaces the backoff when it is at most ``max_wait``; a longer
-    one fails the call at once, so the fallback runs. ``deadline`` (the
-    ``request_timeout`` setting) bounds every attempt and wait of the call: no
-    retry starts that would end past it, and the HTTP transports enforce it
-    (:data:`~pygent_lc.providers.http.current_deadline`).
-    """
+    """How often and how patiently one provider call is tried: only a retryable
+    ``ProviderError``; a ``Retry-After`` longer than ``max_wait`` fails at once (the
+    fallback runs); ``deadline`` (``request_timeout``) bounds every attempt and wait,
+    enforced down to the HTTP transports (``current_deadline``)."""
 
     max_attempts: int = 3
     """Attempts per provider call, the first included."""
-
     initial_wait: float = 0.5
     """First backoff wait in seconds; doubles per retry, plus jitter of up to as much."""
-
     max_wait: float = 20.0
-    """Cap for one wait, ``Retry-After`` included."""
-
     deadline: float | None = None
-    """Seconds all attempts of one provider call may take, waits included."""
 
     def tenacity_kwargs(
         self, elapsed: float, before: Callable[[RetryCallState], Any]
@@ -132,11 +122,8 @@ def _log_retry(state: RetryCallState) -> None:
 
 class ProviderPolicy(RunnableSerializable[Any, Any]):
     """A provider's model (``bound``, with its bindings) behind its limits, breaker, retry
-    policy and deadline. ``provider`` and ``model_name`` name it in errors and usage.
-
-    The model runs as a direct child of the caller's run, so traces show each
-    attempt (tagged ``retry:attempt:N`` after the first).
-    """
+    policy and deadline. The model runs as a direct child of the caller's run, so traces
+    show each attempt (tagged ``retry:attempt:N`` after the first)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -159,7 +146,6 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     _traced_names: dict[tuple[int, object], tuple[BaseChatModel, tuple[str, str]]] = PrivateAttr(
         default_factory=dict
     )
-    """The provider and model names a model's runs are traced with, per per-call ``model``."""
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
@@ -339,10 +325,8 @@ class _ProviderCall:
     def __enter__(self) -> _ProviderCall:
         self._begin()
         try:
-            tries, plan, store = 0, self._plan, self._policy.state
-            while plan and (wait := self._verdict(store.begin_call(plan), tries, blocking=True)):
-                time.sleep(wait)
-                tries += 1
+            if self._plan is not None:
+                self._admit(self._plan)
         except BaseException:
             self._end_deadline()
             raise
@@ -351,20 +335,30 @@ class _ProviderCall:
     async def __aenter__(self) -> _ProviderCall:
         self._begin()
         try:
-            tries, plan, store = 0, self._plan, self._policy.state
-            while plan and (wait := self._verdict(await store.abegin_call(plan), tries)):
-                await asyncio.sleep(wait)
-                tries += 1
+            if self._plan is not None:
+                await self._aadmit(self._plan)
         except BaseException:
             self._end_deadline()
             raise
         return self
 
+    def _admit(self, plan: CallPlan) -> None:
+        tries, store = 0, self._policy.state
+        while wait := self._verdict(store.begin_call(plan), tries, blocking=True):
+            time.sleep(wait)
+            tries += 1
+
+    async def _aadmit(self, plan: CallPlan) -> None:
+        tries, store = 0, self._policy.state
+        while wait := self._verdict(await store.abegin_call(plan), tries):
+            await asyncio.sleep(wait)
+            tries += 1
+
     def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
         """0 when the call may go; else seconds to wait before asking again, or raise
         (``blocking``: the wait would block this thread)."""
         if start.allowed:
-            self._start = start
+            self._start = self._start or start  # a retry's rate slot adds nothing to settle
             return 0.0
         policy = self._policy
         if start.refused_by == "breaker" and policy.circuit is not None:
@@ -397,33 +391,22 @@ class _ProviderCall:
         return self._deadline is None or wait_s < self._deadline.remaining()
 
     def retry_kwargs(self, before: Callable[[RetryCallState], Any]) -> dict[str, Any]:
-        """The retry loop after the first attempt failed; its deadline counts from the
-        call's start."""
+        """The loop after the first attempt failed; its deadline counts from the call's start."""
         return self._policy.retry.tenacity_kwargs(time.perf_counter() - self.started, before)
 
     def before_attempt(self, state: RetryCallState) -> None:
         """A retry takes a rate-limit slot of its own (the first one came with the plan)."""
-        rate = self._policy.rate
-        if rate is None or state.attempt_number == 1:
-            return
-        store = self._policy.state
-        while (wait := store.take_rate_token(rate.key, rate.limit, rate.period_s)) > 0:
-            time.sleep(self._rate_wait(wait))
+        if self._policy.rate is not None and state.attempt_number > 1:
+            self._admit(CallPlan(rates=(self._policy.rate,)))
 
     async def abefore_attempt(self, state: RetryCallState) -> None:
-        rate = self._policy.rate
-        if rate is None or state.attempt_number == 1:
-            return
-        store = self._policy.state
-        # The slot frees in the store (maybe in another process): asking again is the signal.
-        while (wait := await store.atake_rate_token(rate.key, rate.limit, rate.period_s)) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(self._rate_wait(wait))
+        if self._policy.rate is not None and state.attempt_number > 1:
+            await self._aadmit(CallPlan(rates=(self._policy.rate,)))
 
     # -- each attempt ----------------------------------------------------------------------
 
     def config(self, number: int) -> RunnableConfig | None:
-        """The call's config for attempt ``number``: tagged ``retry:attempt:N`` after the
-        first, metered."""
+        """The config of attempt ``number``: tagged after the first, metered."""
         config = self._config
         if number > 1:
             config = config or {}
@@ -448,7 +431,6 @@ class _ProviderCall:
         tracker.count(provider, model, latency_s, answer, failed=failed)
 
     def answered(self, reply: Any) -> Any:
-        """The call's reply, counted and observed."""
         self.attempt_ended(reply)
         self.delivered(reply)
         return reply
@@ -477,7 +459,6 @@ class _ProviderCall:
         self.attempt_ended(chunks[0] + chunks[1:] if len(chunks) > 1 else chunks[0])
 
     def restart_deadline(self) -> None:
-        """The next chunk of a stream gets the full deadline again."""
         if self._deadline is not None:
             self._deadline.restart()
 
