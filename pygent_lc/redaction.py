@@ -54,11 +54,6 @@ def mask_credentials(text: str) -> str:
     return _CREDENTIAL.sub(_masked, text)
 
 
-def looks_like_credential(text: str) -> bool:
-    """Whether ``text`` holds something shaped like a key or token."""
-    return any(_is_credential(match) for match in _CREDENTIAL.finditer(text))
-
-
 def shown_value(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
     """``repr(value)`` for a message: credentials masked, cut after ``limit`` characters."""
     text = mask_credentials(str(value))
