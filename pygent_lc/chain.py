@@ -41,12 +41,9 @@ _NOTHING: Any = object()
 class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     """Providers in order; the next one runs when the previous raised a ``ProviderError``.
 
-    The input and call keywords are checked first (:func:`validate_chat_call`; not
-    again when the config says the caller checked this very input and keywords,
-    as :class:`~pygent_lc.LangChainBackend` does), so bad input never retries,
-    falls back or counts against a breaker. ``close()`` / ``aclose()`` (or
-    ``with`` / ``async with``) release pooled connections and stop an embedded
-    server this process started.
+    The input and call keywords are checked first (:func:`validate_chat_call`), so bad
+    input never retries, falls back or counts against a breaker. ``close()`` /
+    ``aclose()`` release pooled connections and stop an embedded server.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -55,7 +52,6 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     """Usually one :class:`~pygent_lc.policy.ProviderPolicy` per provider, primary first."""
 
     def _order(self) -> list[Runnable[Any, Any]]:
-        """The providers in the order this call tries them (a subclass may rank them)."""
         return self.providers
 
     async def _aorder(self) -> list[Runnable[Any, Any]]:
@@ -69,7 +65,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
     def _failed(
         self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
     ) -> ProviderError | AllProvidersFailedError:
-        """The error for a call every provider failed; ``failures[i]`` is ``tried[i]``'s."""
+        """The error when every provider failed; ``failures[i]`` is ``tried[i]``'s."""
         if len(failures) == 1:
             return failures[0]  # one provider: its own typed error says it best
         return AllProvidersFailedError(
@@ -144,8 +140,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             if output is not _NOTHING:
                 yield output
                 for chunk in chunks:
-                    call.output = _added(call.output, chunk)
-                    yield chunk
+                    yield call.added(chunk)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -162,8 +157,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             if output is not _NOTHING:
                 yield output
                 async for chunk in chunks:
-                    call.output = _added(call.output, chunk)
-                    yield chunk
+                    yield call.added(chunk)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:
         """Bind ``tools`` to every provider's model, keeping retries, breakers and fallbacks."""
@@ -175,7 +169,6 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         return self._per_model(lambda model: model.with_structured_output(schema, **kwargs))
 
     def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> Self:
-        """A copy (same class and fields) whose providers' models are ``change(model)``."""
         providers = [_rewrapped(provider, change) for provider in self.providers]
         return self.model_copy(update={"providers": providers})
 
@@ -191,21 +184,16 @@ class _Fallbacks:
         name = self.config.pop("run_name", None) or chain.get_name()
         self.names: dict[str, Any] = {"name": name, "run_id": self.config.pop("run_id", None)}
         self.failures: list[ProviderError] = []
-        self.failed: list[tuple[str, str]] = []
-        """``(label, short reason)`` of each failure, for the notice if another answers."""
+        self.failed: list[tuple[str, str]] = []  # (label, short reason), for the notice
         self.output: Any = None
         self._order: Sequence[Runnable[Any, Any]] = ()
         self._provider: Runnable[Any, Any] | None = None
 
     def tries(self, order: Sequence[Runnable[Any, Any]]) -> Iterator[Runnable[Any, Any]]:
         """Each provider once; then the last one again past its open breaker when every
-        provider failed and that one was refused only by its breaker.
-
-        A breaker moves calls on to the next provider; with none left, its cooldown
-        would only lock the caller out of the one provider that might answer (a
-        local model that timed out under load, say). The call goes as a probe: its
-        outcome closes the circuit or keeps it open.
-        """
+        provider failed and that one was refused only by its breaker: with no provider
+        left, a cooldown would only lock the caller out of the one that might answer.
+        The call goes as a probe: its outcome closes the circuit or keeps it open."""
         self._order = order
         for provider in order:
             self._provider = provider
@@ -235,33 +223,30 @@ class _Fallbacks:
         return True
 
     def served(self, output: Any) -> Any:
-        """The output of the provider tried last: logs the fallback if others failed."""
+        """The output of the provider tried last (logs the fallback if others failed)."""
         if self.failed:
             assert self._provider is not None
             fallback_notices.fell_back(self.failed, self.chain._label(self._provider))
         self.output = None if output is _NOTHING else output
         return output
 
+    def added(self, chunk: Any) -> Any:
+        """``chunk``, added to the output for the run's end (chunks that add up do)."""
+        try:
+            self.output = self.output + chunk
+        except TypeError:
+            self.output = chunk
+        return chunk
+
     def error(self) -> ProviderError | AllProvidersFailedError:
         return self.chain._failed(self.failures, self._order)
-
-
-def _added(output: Any, chunk: Any) -> Any:
-    """The stream's output so far, for the chain run's end (chunks that add up do)."""
-    try:
-        return output + chunk
-    except TypeError:
-        return chunk
 
 
 def _rewrapped(
     runnable: Runnable[Any, Any], change: Callable[[BaseChatModel], Runnable[Any, Any]]
 ) -> Runnable[Any, Any]:
-    """``runnable`` with the chat model inside its wrappers replaced by ``change(model)``.
-
-    The wrappers (provider policy, bindings) are copied, not rebuilt, so their
-    settings and shared state (the breaker) carry over.
-    """
+    """``runnable`` with the chat model inside its wrappers replaced by ``change(model)``;
+    the wrappers are copied, not rebuilt, so their settings and breaker carry over."""
     if isinstance(runnable, BaseChatModel):
         return change(runnable)
     if isinstance(runnable, ProviderChain):  # a chain inside a chain (a host pool)
