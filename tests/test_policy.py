@@ -104,19 +104,26 @@ class _NoLoop:
         raise AssertionError("a retry loop was built for a call that needed none")
 
 
-@pytest.mark.parametrize("asynchronous", [False, True])
-async def test_a_call_answered_at_once_builds_no_retry_loop(monkeypatch, asynchronous):
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke", "stream", "astream"])
+async def test_a_call_answered_at_once_builds_no_retry_loop(monkeypatch, mode):
     import pygent_lc.policy as policy_module
 
     monkeypatch.setattr(policy_module, "Retrying", _NoLoop)
     monkeypatch.setattr(policy_module, "AsyncRetrying", _NoLoop)
-    policy = with_provider_policy(ScriptedChatModel(outcomes=["hi"]), Settings())
-    reply = await policy.ainvoke("x") if asynchronous else policy.invoke("x")
-    assert reply.text == "hi"
+    policy = with_provider_policy(ScriptedChatModel(outcomes=["hi there"]), Settings())
+    if mode == "invoke":
+        text = policy.invoke("x").text
+    elif mode == "ainvoke":
+        text = (await policy.ainvoke("x")).text
+    elif mode == "stream":
+        text = "".join(chunk.text for chunk in policy.stream("x"))
+    else:
+        text = "".join([chunk.text async for chunk in policy.astream("x")])
+    assert text == "hi there"
 
 
-@pytest.mark.parametrize("asynchronous", [False, True])
-async def test_a_failed_first_attempt_is_retried_with_the_loops_numbering(asynchronous):
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke", "stream", "astream"])
+async def test_a_failed_first_attempt_is_retried_with_the_loops_numbering(mode):
     """Attempts 2 and 3 are tagged as before; the last error has no other as context."""
     from langchain_core.callbacks import BaseCallbackHandler
 
@@ -132,10 +139,7 @@ async def test_a_failed_first_attempt_is_retried_with_the_loops_numbering(asynch
     policy = ProviderPolicy(bound=model, retry=RetryPolicy(max_attempts=3, initial_wait=0.001))
     tags = Tags()
     with pytest.raises(ProviderUnavailableError) as caught:
-        if asynchronous:
-            await policy.ainvoke("x", {"callbacks": [tags]})
-        else:
-            policy.invoke("x", {"callbacks": [tags]})
+        await call(policy, mode, {"callbacks": [tags]})
     assert len(model.calls) == 3
     assert [t for t in tags.seen] == [[], ["retry:attempt:2"], ["retry:attempt:3"]]
     assert caught.value.__context__ is None
