@@ -27,15 +27,13 @@ from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.node import ThoughtTree
 from pygent_lc.tot.result import ToTResult, best_so_far, collect_solutions
 from pygent_lc.tot.search import SearchContext, bfs, dfs
-from pygent_lc.tot.shared_values import open_value_store
 from pygent_lc.tot.tasks.base import BatchValueTask, Task, propose_version
 from pygent_lc.tot.tasks.generic import GenericTask
-from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
+from pygent_lc.tot.value_store import MemoryValueStore, ValueStore, open_value_store
 
 _T = TypeVar("_T")
 
-ToTInput = str | Mapping[str, Any]
-"""A problem string, or a mapping with a ``"problem"`` key (LCEL-friendly)."""
+ToTInput = str | Mapping[str, Any]  # a problem, or {"problem": ...} (LCEL-friendly)
 
 
 def _problem_of(value: object) -> str:
@@ -50,20 +48,15 @@ def _problem_of(value: object) -> str:
     return value
 
 
-#: How long an interrupted search gets to cancel its calls before we stop waiting.
-CANCEL_GRACE_S = 0.5
+CANCEL_GRACE_S = 0.5  # how long an interrupted search gets to cancel its calls
 _POLL_S = 0.05
 
 
 def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``coro`` to completion from sync code, even under a running event loop.
-
-    Without a running loop this is ``asyncio.run`` (Ctrl-C cancels the calls in
-    flight). Under one (a notebook cell, an async handler) the coroutine runs on a
-    fresh loop in a worker thread, with the caller's context variables, while the
-    caller's thread waits; a ``KeyboardInterrupt`` or the cancellation of the
-    calling task cancels it there and is raised within about ``CANCEL_GRACE_S``.
-    """
+    """``coro`` run from sync code: ``asyncio.run``, or under a running loop (a notebook
+    cell) on a fresh loop in a worker thread with the caller's context variables; a
+    ``KeyboardInterrupt`` or the calling task's cancellation cancels it there and is
+    raised within about ``CANCEL_GRACE_S``."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
@@ -121,14 +114,9 @@ def _own_name(obj: object) -> str | None:
 
 
 def model_identity(backend: object) -> str | None:
-    """The model (or ``a>b`` fallback chain of models) behind ``backend``, if it says.
-
-    A name the backend gives itself (``model_id``, ``model_name`` or ``model``)
-    wins; else the chat models inside what it wraps, found by the package's one
-    walk over LangChain objects (:func:`~pygent_lc.closing.runnable_parts`:
-    bindings, provider policies, a provider chain's providers, fallbacks), in
-    the order they are tried.
-    """
+    """The model (or ``a>b`` chain of models) behind ``backend``: the name it gives
+    itself, else those of the chat models it wraps (:func:`~pygent_lc.closing.runnable_parts`),
+    in the order they are tried."""
     if (own := _own_name(backend)) is not None:
         return own
     names: list[str] = []
@@ -139,8 +127,6 @@ def model_identity(backend: object) -> str | None:
 
 
 class _EngineOptions(TypedDict, total=False):
-    """The keyword options of :class:`ToTEngine`, besides ``backend``."""
-
     task: Task | None
     name: str | None
     model_id: str | None
@@ -149,17 +135,12 @@ class _EngineOptions(TypedDict, total=False):
 
 
 class ToTEngine(Runnable[ToTInput, ToTResult]):
-    """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`.
+    """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`; as a
+    ``Runnable`` it takes a problem (or ``{"problem": ...}``) and composes in LCEL.
 
-    ``await engine.solve(problem, task=...)`` runs one search (also in a notebook
-    cell, where ``solve_sync`` would block the loop). As a ``Runnable`` the engine
-    takes a problem string (or ``{"problem": ...}``) and composes in LCEL.
-
-    State values are kept across solves in the value cache ``config.value_cache``
-    names (or ``value_store``, to share one between engines), per model:
-    ``model_id``, else the model the backend reports; a cache outside the engine
-    needs one, so that another model never reads its values. ``observer`` (a
-    :class:`~pygent_lc.tot.observe.SearchObserver`) watches each search and level.
+    State values are kept across solves in ``config.value_cache`` (or ``value_store``,
+    shared between engines) per model: ``model_id``, else the backend's; a cache
+    outside the engine needs one, so that another model never reads its values.
     """
 
     @overload
@@ -219,13 +200,8 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         self.samples_support = SamplesSupport()  # learnt once, for every later solve
 
     async def solve(self, problem: str, task: Task | None = None) -> ToTResult:
-        """Search for a solution of ``problem``.
-
-        Raises ``InvalidInputError`` for an empty or malformed problem,
-        ``ConfigurationError`` when ``max_cost_usd`` is set but the backend
-        reports no cost, and the provider error when every call of a level
-        fails. A spent budget is not an error: see ``stats.budget_exhausted``.
-        """
+        """Search for a solution of ``problem``; a spent budget is no error
+        (``stats.budget_exhausted``), a level whose every call failed raises its error."""
         task = task if task is not None else self.task
         problem = task.validate_problem(_problem_of(problem))
         config = self.config
@@ -255,40 +231,22 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             task,
             config,
             caller,
-            store=store,
-            namespace=""
+            store,
+            ""
             if proposals is None
             else f"{self.model_id}|{task.name}|{config.generation_strategy}:{proposals}"
             f"|x{config.n_generate_sample}",
         )
-        greedy_bfs = config.search_method == "bfs" and config.selection == "greedy"
         evaluator = StateEvaluator(
-            task,
-            config,
-            caller,
-            store=store,
-            namespace=f"{self.model_id}|{task.name}|{version}",
-            beam=config.n_select_sample if greedy_bfs else None,
+            task, config, caller, store, f"{self.model_id}|{task.name}|{version}"
         )
-        ctx = SearchContext(
-            problem=problem,
-            task=task,
-            config=config,
-            tree=tree,
-            caller=caller,
-            generator=generator,
-            evaluator=evaluator,
-            rng=random.Random(config.seed),
-            observer=self.observer,
-        )
+        rng = random.Random(config.seed)
+        ctx = SearchContext(problem, task, config, tree, caller, generator, evaluator, rng)
+        ctx.observer = self.observer
         with observe.solving(ctx):
             await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
         solutions = collect_solutions(tree, task, problem)
         stats = caller.counters
-        stats.samples_saved = evaluator.samples_saved
-        stats.duplicates_merged = generator.duplicates_merged
-        stats.invalid_pruned = generator.invalid_pruned
-        stats.proposals_reused = generator.proposals_reused
         stats.nodes = len(tree)
         stats.depth_reached = max(node.depth for node in tree.nodes)
         stats.usage = caller.usage()
@@ -305,11 +263,8 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         )
 
     def solve_sync(self, problem: str, task: Task | None = None) -> ToTResult:
-        """``solve`` for sync code. Ctrl-C cancels the calls in flight and returns at once.
-
-        Under a running event loop it works but blocks that loop (and warns);
-        use ``await engine.solve(...)`` there.
-        """
+        """``solve`` for sync code (Ctrl-C cancels the calls in flight); under a running
+        loop it blocks that loop, and warns."""
         return run_sync(self.solve(problem, task))
 
     async def _ainvoke_input(self, value: ToTInput) -> ToTResult:
