@@ -10,8 +10,7 @@ from pygent_lc.tot.config import CLOUD_MAX_CONCURRENCY, LOCAL_MAX_CONCURRENCY, T
 from pygent_lc.tot.engine import ToTEngine, ToTInput
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
-from pygent_lc.tot.node import ThoughtNode, ThoughtTree
-from pygent_lc.tot.result import ToTPath, ToTResult, ToTStats
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree, ToTPath, ToTResult, ToTStats
 from pygent_lc.tot.search import bfs, dfs
 from pygent_lc.tot.tasks import Game24Task, GenericTask, Task, UnsafeExpressionError, check_24
 

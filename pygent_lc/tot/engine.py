@@ -24,8 +24,7 @@ from pygent_lc.tot.caller import LLMCaller, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
-from pygent_lc.tot.node import ThoughtTree
-from pygent_lc.tot.result import ToTResult, best_so_far, collect_solutions
+from pygent_lc.tot.result import ThoughtTree, ToTResult
 from pygent_lc.tot.search import SearchContext, bfs, dfs
 from pygent_lc.tot.tasks.base import BatchValueTask, Task, propose_version
 from pygent_lc.tot.tasks.generic import GenericTask
@@ -245,22 +244,13 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         ctx.observer = self.observer
         with observe.solving(ctx):
             await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
-        solutions = collect_solutions(tree, task, problem)
         stats = caller.counters
         stats.nodes = len(tree)
         stats.depth_reached = max(node.depth for node in tree.nodes)
         stats.usage = caller.usage()
         stats.wall_time_s = time.perf_counter() - started
         stats.budget_exhausted = caller.exhausted
-        return ToTResult(
-            problem=problem,
-            task=task.name,
-            solutions=solutions,
-            best=solutions[0] if solutions else best_so_far(tree, task, problem),
-            tree=tree,
-            stats=stats,
-            config=config,
-        )
+        return ToTResult.of(tree, task, problem, stats, config)
 
     def solve_sync(self, problem: str, task: Task | None = None) -> ToTResult:
         """``solve`` for sync code (Ctrl-C cancels the calls in flight); under a running

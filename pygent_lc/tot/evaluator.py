@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pygent_lc.tot.caller import CallFailure, SampledOutputs, Stage, gather_or_cancel
-from pygent_lc.tot.node import ThoughtNode, ThoughtTree
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import BatchValueTask
 from pygent_lc.tot.value_store import StoredValue
 

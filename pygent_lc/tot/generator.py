@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pygent_lc.tot.caller import CallFailure, Stage, gather_or_cancel
-from pygent_lc.tot.node import ThoughtNode, ThoughtTree
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import check_step, children_checked, program_answer
 from pygent_lc.tot.value_store import ChildrenStore, StoredChildren
 
