@@ -198,7 +198,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
         self.samples_support = SamplesSupport()  # learnt once, for every later solve
 
-    async def solve(self, problem: str, task: Task | None = None) -> ToTResult:
+    async def solve(self, problem: ToTInput, task: Task | None = None) -> ToTResult:
         """Search for a solution of ``problem``; a spent budget is no error
         (``stats.budget_exhausted``), a level whose every call failed raises its error."""
         task = task if task is not None else self.task
@@ -252,23 +252,17 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         stats.budget_exhausted = caller.exhausted
         return ToTResult.of(tree, task, problem, stats, config)
 
-    def solve_sync(self, problem: str, task: Task | None = None) -> ToTResult:
+    def solve_sync(self, problem: ToTInput, task: Task | None = None) -> ToTResult:
         """``solve`` for sync code (Ctrl-C cancels the calls in flight); under a running
         loop it blocks that loop, and warns."""
         return run_sync(self.solve(problem, task))
 
-    async def _ainvoke_input(self, value: ToTInput) -> ToTResult:
-        return await self.solve(_problem_of(value))
-
-    def _invoke_input(self, value: ToTInput) -> ToTResult:
-        return run_sync(self.solve(_problem_of(value)))
-
     def invoke(
         self, input: ToTInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> ToTResult:
-        return self._call_with_config(self._invoke_input, input, config, run_type="chain")
+        return self._call_with_config(self.solve_sync, input, config, run_type="chain")
 
     async def ainvoke(
         self, input: ToTInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> ToTResult:
-        return await self._acall_with_config(self._ainvoke_input, input, config, run_type="chain")
+        return await self._acall_with_config(self.solve, input, config, run_type="chain")

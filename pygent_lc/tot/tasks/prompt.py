@@ -1,12 +1,4 @@
-"""The tasks' text: prompts with a static prefix, and readers of the model's replies.
-
-A task's prompt is a plain ``str`` everywhere (identical prompts are still
-cached by their text, budgets estimate from it); a :class:`SplitPrompt` also
-knows how much of its start stays the same across the calls of a search
-(the few-shot examples of Game of 24, the problem statement of the generic
-task). The engine hands that start to backends that can ask the provider to
-cache it.
-"""
+"""The tasks' text: prompts with a static prefix, and readers of the model's replies."""
 
 from __future__ import annotations
 
@@ -16,12 +8,10 @@ from collections.abc import Iterable
 
 
 class SplitPrompt(str):
-    """The text ``static + dynamic``, remembering ``static``.
-
-    ``static`` must come first and be byte-identical on every call it is
-    meant to be cached for; ``dynamic`` is the rest (the state asked about).
-    String operations return plain ``str``: build the prompt last.
-    """
+    """The text ``static + dynamic``, a plain ``str`` everywhere, remembering ``static``:
+    the start that is byte-identical on every call of a search (few-shot examples, the
+    problem), which the engine hands to backends that can have it cached. String
+    operations return plain ``str``: build the prompt last."""
 
     static: str
 
@@ -47,11 +37,8 @@ def static_prefix(prompt: str) -> str:
 
 
 def split_template(template: str, **values: object) -> SplitPrompt:
-    """``template.format(**values)``, split before the line of the first brace.
-
-    The lines before it hold no field, so they are the same for every value:
-    the static prefix (a few-shot prompt's examples).
-    """
+    """``template.format(**values)``, split before the line of the first brace: the
+    lines before it hold no field, so they are the static prefix."""
     brace = template.find("{")
     if brace < 0:
         return SplitPrompt(template.format(**values), "")
@@ -61,8 +48,6 @@ def split_template(template: str, **values: object) -> SplitPrompt:
 
 # A list marker is only a marker when whitespace follows it: "1.5 + 2" keeps its "1.".
 _BULLET = re.compile(r"^\s*(?:[-*•]+|\(?\d{1,3}[.):]|step\s*\d+\s*[:.)-])\s+", re.IGNORECASE)
-
-
 # "The best choice is 2" (the paper's wording) or "the best candidate/option is #2".
 _VOTE = re.compile(r"best (?:choice|candidate|option) is\s*#?\s*(\d+)", re.IGNORECASE)
 
@@ -91,12 +76,9 @@ _NEGATIONS = frozenset({"not", "no", "never", "hardly", "barely"})
 
 
 def last_line_label(output: str, labels: Iterable[str]) -> str | None:
-    """The label the completion ends with, read as the paper reads it.
-
-    Only the last non-empty line counts, and its last word must be one of
-    ``labels`` as a whole word ("unlikely" is not "likely"), not negated
-    ("not sure" is not "sure"). Markdown and punctuation around it are ignored.
-    """
+    """The label the completion ends with, read as the paper reads it: the last word of
+    the last non-empty line, whole ("unlikely" is not "likely") and not negated ("not
+    sure" is not "sure"); markdown and punctuation around it are ignored."""
     lines = [line for line in output.strip().lower().splitlines() if line.strip()]
     if not lines:
         return None
