@@ -18,8 +18,7 @@ from pygent_lc.limits.call import Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.result import ToTStats
-from pygent_lc.tot.tasks.base import Task
-from pygent_lc.tot.tasks.prompt import static_prefix
+from pygent_lc.tot.tasks.base import Task, static_prefix
 from pygent_lc.tot.value_store import ValueStore
 
 #: The failures one call may end with without ending the search.

@@ -101,15 +101,9 @@ def _run_in_thread(coro: Coroutine[Any, Any, _T], caller: asyncio.Task[Any] | No
         raise
 
 
-_ATTRIBUTES = ("model_id", "model_name", "model")
-
-
 def _own_name(obj: object) -> str | None:
-    for attribute in _ATTRIBUTES:
-        value = getattr(obj, attribute, None)
-        if isinstance(value, str) and value:
-            return value
-    return None
+    names = (getattr(obj, name, None) for name in ("model_id", "model_name", "model"))
+    return next((name for name in names if isinstance(name, str) and name), None)
 
 
 def model_identity(backend: object) -> str | None:

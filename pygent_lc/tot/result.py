@@ -157,26 +157,17 @@ class ToTStats(BaseModel):
     generation_calls: int = 0
     evaluation_calls: int = 0
     failed_calls: int = 0
-    cache_hits: int = 0
-    """States valued from the value cache (this or an earlier search) without a call,
-    and votes answered by an identical vote prompt."""
-    samples_saved: int = 0
-    """Value samples not asked because the state's samples agreed, or because no
-    further sample could change the beam (adaptive sampling)."""
+    cache_hits: int = 0  # states valued from the value cache, votes from an identical one
+    samples_saved: int = 0  # value samples adaptive sampling did not ask
     duplicates_merged: int = 0
-    invalid_pruned: int = 0
-    """Proposed thoughts the task rejected by program (``check_step``) before any value call."""
-    proposals_reused: int = 0
-    """States whose next steps came from the value cache (found by an earlier
-    expansion of the same state: ``ToTConfig.reuse_proposals``) without a call."""
+    invalid_pruned: int = 0  # proposed thoughts the task's check_step rejected
+    proposals_reused: int = 0  # states whose next steps came from the value cache
     nodes: int = 0
     depth_reached: int = 0
     peak_in_flight: int = 0
+    # What the backend reported for the search's calls, or None; its calls count
+    # requests, so a call retried or passed to a fallback counts more than once there.
     usage: UsageTotals | None = None
-    """What the backend reported for the search's calls (requests, failures, tokens,
-    cached tokens, cost after the prompt-cache discount, the discount), or ``None``
-    when the backend does not report usage. Its ``calls`` count requests, so a call
-    the backend retried or passed to a fallback counts more than once there."""
     wall_time_s: float = 0.0
     budget_exhausted: str | None = None  # why a budget ended the search early
 
@@ -186,11 +177,9 @@ class ToTResult(BaseModel):
 
     problem: str
     task: str
+    # Final states the search kept and the checker did not reject: verified first, by value.
     solutions: list[ToTPath] = Field(default_factory=list)
-    """Final states the search kept and the task's checker did not reject,
-    verified ones first, then by value."""
-    best: ToTPath | None = None
-    """The first solution, else the best state found so far (``final`` False)."""
+    best: ToTPath | None = None  # the first solution, else the best state found so far
     tree: ThoughtTree
     stats: ToTStats
     config: ToTConfig

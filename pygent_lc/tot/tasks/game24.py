@@ -6,7 +6,7 @@ The prompts have the shapes of the paper's (Yao et al. 2023, princeton-nlp/
 tree-of-thought-llm, MIT): one-shot propose, few-shot value (sure / likely /
 impossible), few-shot last-step value, chain of thought; the worked examples are our
 own. Each starts with its fixed part, byte-identical on every call, for providers to
-cache (:func:`~pygent_lc.tot.tasks.prompt.split_template`).
+cache (:func:`~pygent_lc.tot.tasks.base.split_template`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pygent_lc.tot.tasks.arithmetic import (
     evaluate_arithmetic,
     parse_numbers,
 )
-from pygent_lc.tot.tasks.prompt import (
+from pygent_lc.tot.tasks.base import (
     SplitPrompt,
     last_line_label,
     parse_vote,

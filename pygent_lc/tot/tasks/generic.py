@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 
 from pygent_lc.errors import ConfigurationError, InvalidInputError
-from pygent_lc.tot.tasks.prompt import (
+from pygent_lc.tot.tasks.base import (
     SplitPrompt,
     last_line_label,
     normalise_text,
