@@ -115,14 +115,9 @@ class LLMCaller:
         return 0.0 if usage is None else usage.cost_usd
 
     async def _admit(self, prompt: str, samples: int = 1) -> Hold:
-        """A place for one call within both budgets, or :class:`BudgetExhausted`.
-
-        The cost is held on a :class:`~pygent_lc.limits.budget.CostBudget`, as
-        ``LangChainBackend`` does: a call reserves the backend's ``cost_bound`` (one per
-        sample) and runs concurrently within the limit; without a bound calls run one at
-        a time, so spend passes ``max_cost_usd`` by at most one call. The call count is
-        checked again once the hold is taken, so ``max_llm_calls`` is never passed.
-        """
+        """A place for one call within both budgets, or :class:`BudgetExhausted`: a hold on
+        the ``CostBudget`` (the backend's ``cost_bound`` a sample, or one call at a time
+        without one), then the call count again, so ``max_llm_calls`` is never passed."""
         self._check_call_limit()
         hold = Hold(self._budget, prompt, self._config.max_tokens, samples)
         try:
@@ -176,12 +171,9 @@ class LLMCaller:
     async def samples(
         self, prompt: str, n: int, kind: CallKind, fill: bool = True
     ) -> SampledOutputs:
-        """``n`` samples of ``prompt``; failures and refusals are collected, not raised.
-
-        Where the model answers ``n`` in one request (or may), one request asks them and
-        the missing ones are asked one request each, at once; else all are asked one
-        request each. ``fill=False`` sends one request only (up to ``n`` back).
-        """
+        """``n`` samples of ``prompt``, failures and refusals collected: one request for all
+        where the model answers ``n`` (or may), the missing ones one request each, at once;
+        else one request each. ``fill=False`` sends one request only (up to ``n`` back)."""
         result = SampledOutputs()
         if n > 1 and self.n_support.honoured is not False:
             try:
