@@ -161,12 +161,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         value_store: ValueStore | None = None,
         observer: observe.SearchObserver | None = None,
     ) -> None:
-        if backend is None:
-            raise ConfigurationError("ToTEngine needs an LLMBackend", field="backend")
         if not isinstance(backend, LLMBackend):
-            raise ConfigurationError(
-                f"backend must be an LLMBackend, not {type(backend).__name__}", field="backend"
-            )
+            got = "none" if backend is None else type(backend).__name__
+            raise ConfigurationError(f"ToTEngine needs an LLMBackend, got {got}", field="backend")
         self.config = config if config is not None else ToTConfig()
         self.backend = backend
         self.task: Task = task if task is not None else GenericTask()
@@ -233,8 +230,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         evaluator = StateEvaluator(
             task, config, caller, store, f"{self.model_id}|{task.name}|{version}"
         )
-        rng = random.Random(config.seed)
-        ctx = SearchContext(problem, task, config, tree, caller, generator, evaluator, rng)
+        ctx = SearchContext(
+            problem, task, config, tree, caller, generator, evaluator, random.Random(config.seed)
+        )
         ctx.observer = self.observer
         with observe.solving(ctx):
             await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
