@@ -19,7 +19,7 @@ from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.result import ToTStats
 from pygent_lc.tot.tasks.base import Task, static_prefix
-from pygent_lc.tot.value_store import ValueStore
+from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
 
 #: The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
@@ -255,8 +255,8 @@ class Stage:
     task: Task
     config: ToTConfig
     caller: LLMCaller
-    store: ValueStore
-    namespace: str
+    store: ValueStore = field(default_factory=MemoryValueStore)
+    namespace: str = ""
 
     @property
     def counters(self) -> ToTStats:
