@@ -247,7 +247,7 @@ class LLMCaller:
                 await hold.arelease()
 
 
-@dataclass
+@dataclass(eq=False)
 class Stage:
     """What the generator and the evaluator share: the task, the search's settings and
     caller, the value cache and this stage's key prefix in it (model, task, prompts)."""

@@ -104,7 +104,7 @@ class _Pending:
         return len(self.outputs) + len(self.errors)
 
 
-@dataclass
+@dataclass(eq=False)
 class StateEvaluator(Stage):
     """Scores new states: up to ``n_evaluate_sample`` value samples each (kept in the
     value cache by state key; with ``adaptive_sampling`` asked in rounds until they
