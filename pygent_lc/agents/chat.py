@@ -18,11 +18,8 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and briefly
 
 
 class ChatAgent(Closable):
-    """``system prompt + history + message | chain``; usage totalled in :attr:`usage`.
-
-    ``process`` and ``stream`` remember each exchange, so the next message is
-    answered in context; ``reset`` forgets it.
-    """
+    """``system prompt + history + message | chain``: ``process`` and ``stream`` remember
+    each exchange, so the next message is answered in context; usage in :attr:`usage`."""
 
     agent_type = "chat"
 
