@@ -36,12 +36,8 @@ class ChatAgent(Closable):
         self.providers = list(providers or [])
         self.system_prompt = system_prompt or DEFAULT_SYSTEM_PROMPT
         self.generation = validate_generation_params(generation)
-        prompt = ChatPromptTemplate.from_messages(
-            [
-                ("system", "{system}"),
-                MessagesPlaceholder("history"),
-                ("human", "{message}"),
-            ]
+        prompt = ChatPromptTemplate(
+            [("system", "{system}"), MessagesPlaceholder("history"), ("human", "{message}")]
         )
         self.chain: Runnable[dict[str, Any], BaseMessage] = prompt | chain.bind(**self.generation)
         self.usage = UsageTracker()
