@@ -80,7 +80,7 @@ class AgentFactory(Closable):
         if name in self.agents:
             raise AgentError(f"an agent named {name!r} already exists", field="name")
         settings = spec.settings(self.settings)
-        providers = spec.provider_names(settings)
+        providers = list(settings.providers)
         if spec.provider == "auto":
             providers = usable_providers(providers, settings)[0]
         else:

@@ -104,15 +104,11 @@ class AgentSpec(BaseModel):
             raise ValueError("applies to reasoning agents only")
         return task
 
-    def provider_names(self, settings: Settings) -> list[ProviderName]:
-        """The providers of the agent's chain, in order."""
-        if self.provider == "auto":
-            return list(self.fallbacks or settings.providers)
-        return [self.provider, *self.fallbacks]
-
     def settings(self, base: Settings) -> Settings:
         """``base`` with the spec's key, URL, model and provider order applied, validated."""
-        changes: dict[str, Any] = {"providers": self.provider_names(base)}
+        changes: dict[str, Any] = {"providers": [self.provider, *self.fallbacks]}
+        if self.provider == "auto":  # the configured chain, or the fallbacks alone
+            changes["providers"] = list(self.fallbacks or base.providers)
         if self.openrouter_api_key is not None:
             changes["openrouter_api_key"] = self.openrouter_api_key
         if self.ollama_url is not None:

@@ -1,15 +1,11 @@
 """The LangChain callback handler that turns runs into GenAI spans and metrics.
 
-One ``chat {model}`` span per chat model run: every retry attempt (tagged
-``retry:attempt:N`` by ``ProviderPolicy``) and every fallback provider is a run of
-its own. A ``ProviderChain`` run gets a ``pygent.chain`` span that parents them; a
-``HostPool`` inside a chain adds none (its host attempts count as the chain's).
-Other runs are ignored.
-
-Names follow the OpenTelemetry GenAI conventions (``gen_ai.*``); what they do not
-name is ``pygent.*``. Only the attributes written here are recorded: never the
-invocation parameters or serialized model (where a key could hide), the text only
-with content capture on, and an error by its type, not its message.
+One ``chat {model}`` span per chat model run (each retry attempt, tagged
+``retry:attempt:N`` by ``ProviderPolicy``, and each fallback is a run), under a
+``pygent.chain`` span per ``ProviderChain`` run; a ``HostPool`` adds none. Names:
+the OpenTelemetry GenAI conventions (``gen_ai.*``), else ``pygent.*``. Only what is
+written here is recorded: never the invocation parameters or serialized model (where
+a key could hide), text only with content capture on, an error by its type only.
 """
 
 from __future__ import annotations
@@ -66,31 +62,27 @@ class OtelCallbackHandler(BaseCallbackHandler):
         # The conventions' advisory bucket boundaries: 0.01 s doubling, 1 token times 4.
         self.duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
-            unit="s",
-            description="GenAI operation duration.",
+            "s",
+            "GenAI operation duration.",
             explicit_bucket_boundaries_advisory=[0.01 * 2**i for i in range(14)],
         )
         self.tokens = meter.create_histogram(
             "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Measures number of input and output tokens used.",
+            "{token}",
+            "Measures number of input and output tokens used.",
             explicit_bucket_boundaries_advisory=[4.0**i for i in range(14)],
         )
         self.cost = meter.create_counter(
-            "pygent.client.cost",
-            unit="USD",
-            description="What the providers billed, in US dollars.",
+            "pygent.client.cost", "USD", "What the providers billed, in US dollars."
         )
         self.failures = meter.create_counter(
-            "pygent.client.failures",
-            unit="{failure}",
-            description="Failed provider attempts, by error.type.",
+            "pygent.client.failures", "{failure}", "Failed provider attempts, by error.type."
         )
         meter.create_observable_gauge(
             "pygent.breaker.state",
-            callbacks=[self._breaker_states],
-            unit="1",
-            description="Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
+            [self._breaker_states],
+            "1",
+            "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
         )
         self._chains: dict[UUID, _Chain] = {}
         self._attempts: dict[UUID, tuple[Span, float, dict[str, Any]]] = {}
