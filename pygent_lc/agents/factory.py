@@ -15,18 +15,15 @@ from langchain_core.language_models import BaseChatModel
 
 from pygent_lc.agents.chat import ChatAgent
 from pygent_lc.agents.reasoning import ReasoningAgent
-from pygent_lc.agents.spec import parse_spec
+from pygent_lc.agents.spec import TASKS, parse_spec
 from pygent_lc.chain import build_chat_model
 from pygent_lc.closing import Closable
 from pygent_lc.errors import AgentError, ConfigurationError, InvalidInputError
 from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.settings import ProviderName, Settings
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.tasks.game24 import Game24Task
-from pygent_lc.tot.tasks.generic import GenericTask
 
 Agent = ReasoningAgent | ChatAgent
-TASKS = {"generic": GenericTask, "game24": Game24Task}
 
 
 def configured_model(name: ProviderName, settings: Settings) -> BaseChatModel:

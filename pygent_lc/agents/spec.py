@@ -22,13 +22,16 @@ from pygent_lc.providers.registry import PROVIDERS, unique_provider_names
 from pygent_lc.redaction import shown_value
 from pygent_lc.settings import ProviderName, Settings
 from pygent_lc.tot.config import ToTConfig
+from pygent_lc.tot.tasks.base import Task
+from pygent_lc.tot.tasks.game24 import Game24Task
+from pygent_lc.tot.tasks.generic import GenericTask
 
 AgentType = Literal["reasoning", "chat"]
 AGENT_TYPES: tuple[AgentType, ...] = get_args(AgentType)
 #: A provider's name, or ``"auto"``: the configured chain.
 PROVIDER_CHOICES: tuple[str, ...] = (*PROVIDERS, "auto")
-TaskName = Literal["generic", "game24"]
-TASK_NAMES: tuple[TaskName, ...] = get_args(TaskName)
+TASKS: dict[str, type[Task]] = {"generic": GenericTask, "game24": Game24Task}
+TASK_NAMES = tuple(TASKS)
 TOT_KEYS = frozenset(ToTConfig.model_fields)
 #: The ToT settings that also mean something to a chat agent.
 CHAT_KEYS = frozenset({"temperature", "max_tokens"})
@@ -77,7 +80,7 @@ class AgentSpec(BaseModel):
     openrouter_api_key: Key | None = None
     ollama_url: Text | None = None
     fallbacks: Annotated[tuple[Provider, ...], BeforeValidator(_name_list)] = ()
-    task: Annotated[TaskName, _choice("task", TASK_NAMES)] = "generic"
+    task: Annotated[str, _choice("task", TASK_NAMES)] = "generic"
     check_model: StrictBool = False
     """Also ask OpenRouter's ``/models`` whether the model exists (one extra request)."""
     system_prompt: Text | None = None
@@ -99,7 +102,7 @@ class AgentSpec(BaseModel):
 
     @field_validator("task")
     @classmethod
-    def _reasoning_only(cls, task: TaskName, info: ValidationInfo) -> TaskName:
+    def _reasoning_only(cls, task: str, info: ValidationInfo) -> str:
         if task != "generic" and info.data.get("agent_type") == "chat":
             raise ValueError("applies to reasoning agents only")
         return task
