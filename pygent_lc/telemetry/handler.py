@@ -27,6 +27,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from pygent_lc.limits.breaker import CircuitBreaker, live_breakers
+from pygent_lc.limits.usage import plausible_usd
 
 PROVIDER = "gen_ai.provider.name"
 MODEL = "gen_ai.request.model"
@@ -254,8 +255,8 @@ def _reply_attributes(reply: ChatGeneration) -> dict[str, Any]:
         if isinstance(usage.get(f"{token_type}_tokens"), int):
             found[attribute] = usage[f"{token_type}_tokens"]
     cost = meta.get("cost", usage.get("cost"))
-    if isinstance(cost, int | float) and not isinstance(cost, bool):
-        found[COST] = float(cost)
+    if cost is not None and (amount := plausible_usd(cost)) is not None:  # as accounted
+        found[COST] = amount
     if isinstance(meta.get("provider"), str):
         found["pygent.openrouter.provider"] = meta["provider"]
     if isinstance(meta.get("generation_id"), str):

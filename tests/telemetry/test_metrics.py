@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from pygent_lc.testing import ScriptedChatModel
 from tests.loopback_server import Fault, LoopbackServer
 from tests.telemetry.recording import PROMPT, Telemetry, chain_backend
 
@@ -69,3 +70,18 @@ async def test_breaker_gauge_reports_an_open_circuit(
         for p in otel.metrics()["pygent.breaker.state"].data.data_points
     }
     assert states[("ollama", "llama3.2")] == 2  # open
+
+
+@pytest.mark.parametrize("reported", [float("nan"), -1.0, float("inf"), 5_000.0])
+def test_an_implausible_cost_is_no_spend_on_the_span_or_the_counter(
+    otel: Telemetry, reported: float
+) -> None:
+    # As in the usage accounting (usage.message_usage): a provider fault, never spend.
+    model = ScriptedChatModel(provider="fake", outcomes=["a", "b"], cost_per_call=[reported, 0.002])
+    model.invoke("first")
+    model.invoke("second")
+    first, second = otel.chats()
+    assert "pygent.cost_usd" not in first.attributes
+    assert second.attributes["pygent.cost_usd"] == 0.002
+    (spent,) = otel.metrics()["pygent.client.cost"].data.data_points
+    assert spent.value == 0.002
