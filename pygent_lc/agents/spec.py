@@ -109,27 +109,21 @@ class AgentSpec(BaseModel):
 
     def settings(self, base: Settings) -> Settings:
         """``base`` with the spec's key, URL, model and provider order applied, validated."""
-        changes: dict[str, Any] = {"providers": [self.provider, *self.fallbacks]}
+        # The setting each custom_config key fills: an error names the key the caller wrote.
+        fills = {"openrouter_api_key": "openrouter_api_key", "ollama_url": "ollama_base_url"}
+        if self.model_name is not None:
+            fills["model_name"] = PROVIDERS[self.provider].model_keyword
+        changes = {fills[key]: value for key in fills if (value := getattr(self, key)) is not None}
+        changes["providers"] = [self.provider, *self.fallbacks]
         if self.provider == "auto":  # the configured chain, or the fallbacks alone
             changes["providers"] = list(self.fallbacks or base.providers)
-        if self.openrouter_api_key is not None:
-            changes["openrouter_api_key"] = self.openrouter_api_key
-        if self.ollama_url is not None:
-            changes["ollama_base_url"] = self.ollama_url
-        if self.model_name is not None:
-            changes[PROVIDERS[self.provider].model_keyword] = self.model_name
         try:
             return base.updated(**changes)
         except ConfigurationError as exc:
-            key = _KEY_OF_SETTING.get((exc.field or "").split(" ")[0])
+            setting = (exc.field or "").split(" ")[0]
+            key = next((key for key in fills if fills[key] == setting), None)
             prefix = "" if key is None else f"custom_config {key}: "
             raise AgentError(f"{prefix}{exc}", field=key or exc.field) from exc
-
-
-# The setting -> the custom_config key that fills it, to name the key the caller wrote.
-_KEY_OF_SETTING = {"openrouter_api_key": "openrouter_api_key", "ollama_base_url": "ollama_url"} | {
-    spec.model_keyword: "model_name" for spec in PROVIDERS.values()
-}
 
 
 def parse_spec(agent_type: object, custom_config: Mapping[str, Any] | None) -> AgentSpec:
