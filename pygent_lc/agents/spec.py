@@ -134,7 +134,7 @@ def parse_spec(agent_type: object, custom_config: Mapping[str, Any] | None) -> A
     if reserved := sorted(config.keys() & {"agent_type", "tot"}):
         raise AgentError(_unknown_key(reserved[0], kind), field=reserved[0])
     tot_keys = TOT_KEYS if kind == "reasoning" else CHAT_KEYS
-    tot = {key: config.pop(key) for key in tot_keys & config.keys()}
+    tot = {key: config.pop(key) for key in list(config) if key in tot_keys}
     try:
         return AgentSpec.model_validate({**config, "agent_type": agent_type, "tot": tot})
     except ValidationError as exc:
