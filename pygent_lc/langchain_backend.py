@@ -146,10 +146,9 @@ class LangChainBackend(LLMBackend, Closable):
     def _config(
         self, messages: list[BaseMessage], kwargs: dict[str, Any], *extra: BaseCallbackHandler
     ) -> RunnableConfig:
-        """The ambient run's config (when called inside a Runnable, e.g. the ToT engine)
-        plus our handlers, so calls nest under the caller's run in traces; the usage
-        tracker fed by the runnable's provider policies, or listening; and, for a
-        chain, the call (``messages`` and ``kwargs``) marked as checked already."""
+        """The ambient run's config (calls nest under a caller's run in traces) with our
+        handlers, the usage tracker (fed or listening), and for a chain the call marked
+        as checked."""
         handlers = [*self._callbacks, *extra]
         fed = self._feeds_usage()
         if not fed:
@@ -162,8 +161,7 @@ class LangChainBackend(LLMBackend, Closable):
         return feeding(config, self.usage) if fed else config
 
     def _feeds_usage(self) -> bool:
-        """Whether every request of :attr:`runnable` goes through a provider policy,
-        which then counts it in :attr:`usage` (worked out once per runnable)."""
+        """Whether provider policies count every request in :attr:`usage` (per runnable)."""
         runnable, fed = self._fed
         if runnable is not self.runnable:
             runnable, fed = self.runnable, _policies_only(self.runnable)
@@ -194,12 +192,9 @@ class LangChainBackend(LLMBackend, Closable):
 
 
 class _Choices(BaseCallbackHandler):
-    """The choices of one call's answering request, from its chat model's ``on_llm_end``.
-
-    A chat Runnable returns one message; the request's result holds every
-    choice. A fallback's or retry's failed attempt ends in ``on_llm_error``,
-    so the last result seen is the answer's.
-    """
+    """The choices of one call's answering request (a chat Runnable returns only the
+    first), from ``on_llm_end``: failed attempts end in ``on_llm_error``, so the last
+    result seen is the answer's."""
 
     run_inline = True
 
@@ -220,9 +215,8 @@ class _Choices(BaseCallbackHandler):
 
 
 def _policies_only(runnable: object) -> bool:
-    """Whether every request ``runnable`` makes is made by a provider policy, which
-    can count it: a policy, or a chain of them (host pools and their hosts too), or
-    such a runnable with bound keywords, all passing the call's config down."""
+    """Whether every request ``runnable`` makes is made by a provider policy: a policy,
+    a chain of them (host pools too), or either with bound keywords."""
     if isinstance(runnable, ProviderPolicy):
         return True
     if isinstance(runnable, ProviderChain):
@@ -242,11 +236,8 @@ def _knows_cache_markers(runnable: object) -> bool:
 async def stream_text(
     runnable: Runnable[Any, BaseMessage], inputs: Any, config: RunnableConfig, **params: Any
 ) -> AsyncIterator[str]:
-    """The text of ``runnable.astream(inputs)``, never empty, failures typed.
-
-    A ``ProviderError`` after some text becomes :class:`StreamInterruptedError`
-    carrying that text; a stream that ends without text is an error.
-    """
+    """The text of ``runnable.astream(inputs)``, never empty; a ``ProviderError`` after
+    some text becomes :class:`StreamInterruptedError` carrying that text."""
     parts: list[str] = []
     try:
         async for chunk in runnable.astream(inputs, config, **params):

@@ -137,9 +137,7 @@ def validate_prompt(prompt: object) -> str:
     return prompt
 
 
-CHECKED_KEY = "__pygent_checked_call"
-"""The ``configurable`` key under which a caller that checked a call (the backend) hands
-the chain the very input and keywords it checked (:func:`checked`)."""
+CHECKED_KEY = "__pygent_checked_call"  # configurable: the input and keywords checked
 
 
 def checked(config: RunnableConfig, input: object, kwargs: Mapping[str, Any]) -> RunnableConfig:
@@ -151,13 +149,9 @@ def checked(config: RunnableConfig, input: object, kwargs: Mapping[str, Any]) ->
 def validate_chat_call(
     input: object, kwargs: Mapping[str, Any], config: RunnableConfig | None = None
 ) -> dict[str, Any]:
-    """The keywords to call a chat Runnable with, its input and keywords checked, unless
-    ``config`` says that this very ``input`` with these ``kwargs`` was (:func:`checked`).
-
-    Text anywhere in the input must be encodable as UTF-8 (a lone surrogate such
-    as ``"\\ud800"`` is not); generation keywords are range-checked, keywords a
-    provider may legitimately take are passed on, anything else is an error.
-    """
+    """The keywords to call a chat Runnable with, input and keywords checked (unless
+    ``config`` says this very ``input`` with these ``kwargs`` was, :func:`checked`): text
+    must be encodable as UTF-8, generation keywords in range, others passed through."""
     configurable = config.get("configurable") if config else None
     mark = configurable.get(CHECKED_KEY) if configurable else None
     if mark is not None and mark[0] is input and mark[1] == kwargs:
