@@ -25,11 +25,7 @@ from langchain_core.runnables.config import (
 from pydantic import BaseModel, ConfigDict
 
 from pygent_lc.closing import Closable
-from pygent_lc.errors import (
-    AllProvidersFailedError,
-    ConfigurationError,
-    ProviderError,
-)
+from pygent_lc.errors import AllProvidersFailedError, ConfigurationError, ProviderError
 from pygent_lc.fallbacks import fallback_notices, logger, short_reason
 from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.policy import PAST_OPEN_BREAKER

@@ -22,12 +22,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, convert_to_messages, get_buffer_string
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import (
-    Runnable,
-    RunnableBinding,
-    RunnableConfig,
-    RunnableSerializable,
-)
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
 from tenacity import (
     AsyncRetrying,
@@ -44,7 +39,6 @@ from tenacity.stop import stop_base
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
 from pygent_lc.limits import (
     ADMITTED,
-    BudgetSpec,
     CallEnd,
     CallPlan,
     CallStart,
@@ -553,7 +547,7 @@ def _plan_of(
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
     if circuit is not None and config and config.get("configurable", {}).get(PAST_OPEN_BREAKER):
         circuit = None
-    budgets: tuple[BudgetSpec, ...] = ()
+    budgets: tuple[Any, ...] = ()
     if policy.budget is not None and not reserved_here(policy.state, policy.budget.key):
         max_tokens = kwargs.get("max_tokens") or _max_tokens_of(policy.bound)
         samples = kwargs.get("n") or 1  # n completions in one request: one call, n bounds
