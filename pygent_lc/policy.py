@@ -287,7 +287,8 @@ class _ProviderCall:
         """A stream's attempt that is cancelled or closed counts as failed; a call's does not."""
         self._kwargs = kwargs
         self._config = config
-        self._deadline: Deadline | None = None
+        seconds = policy.retry.deadline
+        self._deadline = Deadline(seconds) if seconds is not None else None
         self._token: Any = None
         self._plan = _plan_of(policy, input, kwargs, config)
         self._start: CallStart | None = None
@@ -310,31 +311,22 @@ class _ProviderCall:
 
     # -- before ----------------------------------------------------------------------------
 
-    def _begin(self) -> None:
-        seconds = self._policy.retry.deadline
-        if seconds is not None:  # without one, an enclosing deadline stays in force
-            self._deadline = Deadline(seconds)
-            self._token = current_deadline.set(self._deadline)
-
     def __enter__(self) -> _ProviderCall:
+        if self._plan is not None:
+            self._admit(self._plan)
         self._begin()
-        try:
-            if self._plan is not None:
-                self._admit(self._plan)
-        except BaseException:
-            self._end_deadline()
-            raise
         return self
 
     async def __aenter__(self) -> _ProviderCall:
+        if self._plan is not None:
+            await self._aadmit(self._plan)
         self._begin()
-        try:
-            if self._plan is not None:
-                await self._aadmit(self._plan)
-        except BaseException:
-            self._end_deadline()
-            raise
         return self
+
+    def _begin(self) -> None:
+        """The deadline, already counting admission waits, for the requests."""
+        if self._deadline is not None:  # without one, an enclosing deadline stays in force
+            self._token = current_deadline.set(self._deadline)
 
     def _admit(self, plan: CallPlan) -> None:
         tries, store = 0, self._policy.state
