@@ -497,10 +497,7 @@ class _ProviderCall:
 
     def _end(self, error: BaseException | None) -> CallEnd | None:
         """What the store records for this call; None when there is nothing to record."""
-        start = self._start
-        if start is None and self._plan is not None:
-            return None  # refused: no request was made
-        start = start or CallStart(allowed=True, breaker=ADMITTED)
+        start = self._start or CallStart(allowed=True, breaker=ADMITTED)  # None: no plan
         policy = self._policy
         outcome = None
         if policy.circuit is not None:
