@@ -1,23 +1,15 @@
 """Tool calls emulated with grammar-constrained output.
 
-Some chat templates (SmolLM2's among them) do not render tools at all, so the
-server cannot make the model call one: bound tools are silently ignored. llama.cpp
-can constrain decoding to a JSON schema, though: the request asks for a
-``response_format`` instead of sending tools, and the JSON reply becomes the
-tool call.
+Some chat templates (SmolLM2's) do not render tools, so bound tools are silently
+ignored; llama.cpp can constrain decoding to a JSON schema, though. The request asks
+for that schema instead of sending tools, and the JSON reply becomes the tool call:
+a forced ``tool_choice`` naming one tool takes its arguments; ``"any"``/``"required"``
+take ``{"name", "arguments"}``, one alternative per tool; ``"auto"`` (or none), with
+``ForcedTools.optional``, also ``{"answer": "..."}``, whose text becomes the reply.
 
-- A forced ``tool_choice`` naming one tool: the schema is that tool's arguments.
-- ``"any"``/``"required"``: ``{"name", "arguments"}``, one alternative per
-  tool, so the grammar also picks a valid tool name.
-- ``"auto"`` (or no ``tool_choice``), with ``ForcedTools.optional``: the same
-  alternatives plus ``{"answer": "..."}``, so the model either calls a tool or
-  answers; an answer becomes the reply's text. A ReAct agent's loop works so.
-
-As the template cannot show the tools, a system message names them: without
-it a small model fills the arguments blindly (``{"input": 1000000000000000}``
-for "what is magic_function(3)?"). The results of earlier tool calls in the
-history go there too (``Results so far:``), as the template renders neither
-the calls nor the ``tool`` messages.
+As the template cannot show the tools, a system message names them (without it a
+small model fills the arguments blindly), with the results of earlier calls, as the
+template renders neither the calls nor the ``tool`` messages.
 """
 
 from __future__ import annotations
@@ -45,11 +37,6 @@ from langchain_core.utils.json import parse_partial_json
 from pygent_lc.errors import InvalidInputError
 
 _TOOL_KEYWORDS = ("tools", "tool_choice", "parallel_tool_calls")
-#: ``tool_choice`` values that force some tool (the model picks which).
-_ANY_TOOL = ("any", "required")
-_EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
-#: ``tool_choice`` values that let the model answer instead of calling a tool.
-_AUTO = (None, "auto")
 #: The alternative to a tool call when calling one is optional.
 _ANSWER: dict[str, Any] = {
     "type": "object",
@@ -63,12 +50,10 @@ class ForcedTools:
     """The tools a request forces the model to choose from (OpenAI function dicts)."""
 
     functions: tuple[dict[str, Any], ...]
-    optional: bool = False
-    """``tool_choice="auto"``: the model may answer (``{"answer": ...}``) instead."""
+    optional: bool = False  # tool_choice "auto": the model may answer instead
 
     @property
-    def _single(self) -> bool:
-        """One forced tool: the reply is its arguments alone."""
+    def _single(self) -> bool:  # one forced tool: the reply is its arguments alone
         return len(self.functions) == 1 and not self.optional
 
     @property
@@ -76,7 +61,6 @@ class ForcedTools:
         return [str(function["name"]) for function in self.functions]
 
     def schema(self) -> dict[str, Any]:
-        """The JSON schema the reply must match."""
         if self._single:
             return _parameters(self.functions[0])
         definitions: dict[str, Any] = {}
@@ -99,7 +83,7 @@ class ForcedTools:
         return schema
 
     def instruction(self) -> str:
-        """What the system message tells the model about the tools it must call."""
+        """What the system message tells the model about the tools."""
         lines = [
             f"- {function['name']}({_signature(function)}): {function.get('description') or ''}"
             for function in self.functions
@@ -157,7 +141,9 @@ class ForcedTools:
 def _parameters(function: Mapping[str, Any]) -> dict[str, Any]:
     """A function's argument schema; a tool without arguments takes ``{}``."""
     parameters = function.get("parameters")
-    return dict(parameters) if isinstance(parameters, Mapping) else dict(_EMPTY_OBJECT)
+    if not isinstance(parameters, Mapping):
+        parameters = {"type": "object", "properties": {}}
+    return dict(parameters)
 
 
 def _signature(function: Mapping[str, Any]) -> str:
@@ -179,10 +165,8 @@ def forced_tools(kwargs: Mapping[str, Any]) -> ForcedTools | None:
     ]
     if not functions or choice in (False, "none"):
         return None
-    if choice in _AUTO:
-        return ForcedTools(tuple(functions), optional=True)
-    if choice is True or choice in _ANY_TOOL:
-        return ForcedTools(tuple(functions))
+    if choice is True or choice in (None, "auto", "any", "required"):  # "auto": or an answer
+        return ForcedTools(tuple(functions), optional=choice in (None, "auto"))
     wanted = choice
     if isinstance(choice, Mapping):
         wanted = (choice.get("function") or {}).get("name") or choice.get("name")
@@ -214,13 +198,8 @@ def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str
 
 def instructed(messages: list[BaseMessage], forced: ForcedTools) -> list[BaseMessage]:
     """``messages`` with the tools, and the results of earlier calls, described in the
-    (first) system message.
-
-    A template without tools renders neither an assistant's ``tool_calls`` nor a
-    ``tool`` message, so both leave the history. Each result becomes a line
-    ``name({"arg": ...}) returned ...`` of the system message: there
-    SmolLM2-135M answers with it, where as a later user turn it makes the same
-    call again.
+    (first) system message: each result a line ``name({"arg": ...}) returned ...``,
+    where SmolLM2-135M answers with it (as a later user turn, it calls again).
     """
     calls: dict[str, ToolCall] = {}
     plain: list[BaseMessage] = []
