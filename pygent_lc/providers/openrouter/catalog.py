@@ -30,15 +30,14 @@ class ModelInfo:
     completion_price: float
     request_price: float
     supported_parameters: tuple[str, ...]
-    max_completion_tokens: int | None = None
-    """The most tokens one reply may have (``top_provider.max_completion_tokens``)."""
+    max_completion_tokens: int | None = None  # the most one reply may have
 
     @property
     def is_free(self) -> bool:
         return self.id.endswith(":free") or (self.prompt_price == 0 and self.completion_price == 0)
 
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float:
-        """USD for a call of that size at list prices."""
+        """USD at list prices."""
         return (
             self.request_price
             + input_tokens * self.prompt_price / PER_MILLION
@@ -138,8 +137,7 @@ def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
 
 
 def check_openrouter_model(settings: Settings, check_model: bool = True) -> None:
-    """:func:`find_openrouter_model` of the configured model, when ``check_model``
-    (it costs a catalog request)."""
+    """:func:`find_openrouter_model` of the configured model, when ``check_model``."""
     if check_model:
         find_openrouter_model(settings)
 
@@ -222,6 +220,7 @@ def _get(
 
 def _model_info(entry: dict[str, Any]) -> ModelInfo:
     pricing = entry.get("pricing") or {}
+    most = (entry.get("top_provider") or {}).get("max_completion_tokens")
     return ModelInfo(
         id=str(entry["id"]),
         context_length=entry.get("context_length"),
@@ -229,9 +228,7 @@ def _model_info(entry: dict[str, Any]) -> ModelInfo:
         completion_price=_per_million(pricing.get("completion")),
         request_price=float(pricing.get("request") or 0.0),
         supported_parameters=tuple(entry.get("supported_parameters") or ()),
-        max_completion_tokens=_int_or_none(
-            (entry.get("top_provider") or {}).get("max_completion_tokens")
-        ),
+        max_completion_tokens=most if type(most) is int else None,
     )
 
 
@@ -246,7 +243,3 @@ def _float_or_none(value: object) -> float | None:
         return None if value is None else float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
