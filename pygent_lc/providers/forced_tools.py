@@ -233,23 +233,13 @@ def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
         message = generation.message
         info = dict(generation.generation_info or {})
         answer = forced.answer_of(message.text)
-        calls: dict[str, list[Any]] = {}
+        calls: dict[str, list[Any]] = {"tool_calls": [], "invalid_tool_calls": []}
         if answer is None:
             call = forced.call_of(message.text, info.get("finish_reason"))
-            if "error" in call:
-                calls["invalid_tool_calls"] = [call]
-            else:
-                calls["tool_calls"] = [call]
-                if info.get("finish_reason") == "stop":
-                    info["finish_reason"] = "tool_calls"  # what a server with tool support says
-        replaced = AIMessage(
-            content=answer or "",
-            **calls,
-            additional_kwargs=message.additional_kwargs,
-            response_metadata=message.response_metadata,
-            usage_metadata=getattr(message, "usage_metadata", None),
-            id=message.id,
-        )
+            calls["invalid_tool_calls" if "error" in call else "tool_calls"].append(call)
+            if info.get("finish_reason") == "stop" and "error" not in call:
+                info["finish_reason"] = "tool_calls"  # what a server with tool support says
+        replaced = message.model_copy(update={"content": answer or "", **calls})
         generations.append(ChatGeneration(message=replaced, generation_info=info))
     return ChatResult(generations=generations, llm_output=result.llm_output)
 
@@ -260,8 +250,9 @@ def as_chunk(result: ChatResult) -> ChatGenerationChunk:
     message = generation.message
     assert isinstance(message, AIMessage)
     calls = [*message.tool_calls, *message.invalid_tool_calls]
+    fields = {k: v for k, v in message if k not in ("type", "tool_calls", "invalid_tool_calls")}
     chunk = AIMessageChunk(
-        content=message.content,
+        **fields,
         tool_call_chunks=[
             tool_call_chunk(
                 name=call["name"],
@@ -271,10 +262,6 @@ def as_chunk(result: ChatResult) -> ChatGenerationChunk:
             )
             for index, call in enumerate(calls)
         ],
-        additional_kwargs=message.additional_kwargs,
-        response_metadata=message.response_metadata,
-        usage_metadata=message.usage_metadata,
-        id=message.id,
         chunk_position="last",
     )
     return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)

