@@ -291,13 +291,9 @@ def holds_secret(root: object, secrets: Sequence[str]) -> bool:
 def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
     value = headers.get("retry-after")
-    if value is None:
-        return None
     try:
-        return max(0.0, float(value))
+        return None if value is None else max(0.0, float(value))
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, when.timestamp() - time.time())
+        with contextlib.suppress(TypeError, ValueError):
+            return max(0.0, email.utils.parsedate_to_datetime(str(value)).timestamp() - time.time())
+    return None
