@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderError, PygentError
-from pygent_lc.providers.error_mapping import map_exception
+from pygent_lc.providers.error_mapping import holds_secret, map_exception
 from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line, timed
 from pygent_lc.settings import Settings
 
@@ -193,29 +193,31 @@ def openrouter_listing(
 def _get(
     settings: Settings, path: str, *, auth: bool, params: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    openrouter = settings.openrouter
-    headers = {}
-    if auth:
-        if openrouter.api_key is None:
-            raise ConfigurationError(
-                "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
-            )
-        headers["Authorization"] = f"Bearer {openrouter.api_key.get_secret_value()}"
+    """``GET path`` as JSON; no local variable holds the key (tracebacks may record
+    them), and the raw error, whose request holds it, is chained only without it."""
+    key = settings.openrouter.api_key
+    if auth and key is None:
+        raise ConfigurationError(
+            "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
+        )
     try:
         response = httpx.get(
-            f"{openrouter.base_url}{path}",
-            headers=headers,
+            f"{settings.openrouter.base_url}{path}",
+            headers={"Authorization": f"Bearer {key.get_secret_value()}"} if auth and key else {},
             params=params,
             timeout=min(settings.request_timeout, 30.0),
         )
         response.raise_for_status()
         body = response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        mapped = map_exception(exc, provider="openrouter", model=None)
-        raise (mapped or ProviderError(str(exc), provider="openrouter")) from exc
-    if not isinstance(body, dict):
-        raise ProviderError(f"unexpected reply from {path}", provider="openrouter")
-    return body
+        failure = map_exception(exc, provider="openrouter", model=None)
+        failure = failure or ProviderError(str(exc), provider="openrouter")
+        failure.__cause__ = None if key and holds_secret(exc, [key.get_secret_value()]) else exc
+    else:
+        if isinstance(body, dict):
+            return body
+        failure = ProviderError(f"unexpected reply from {path}", provider="openrouter")
+    raise failure
 
 
 def _model_info(entry: dict[str, Any]) -> ModelInfo:
