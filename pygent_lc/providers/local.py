@@ -57,9 +57,10 @@ class LocalChatModel(OpenAICompatibleChatModel):
     """The OpenAI-wire model on the embedded llama.cpp server (the process-wide one for
     :attr:`model_path`, with its key), or on the llama.cpp server at ``base_url``.
 
-    Forced tools (and, on the embedded server, ``"auto"`` ones: a caller's server may
-    render them) are grammar-constrained output (:mod:`~pygent_lc.providers.forced_tools`),
-    served whole: streamed, one final chunk.
+    A forced ``tool_choice``, and on the embedded server ``"auto"`` too (a caller's own
+    server gets such tools as tools: its template may render them), is served whole as
+    grammar-constrained output (:mod:`~pygent_lc.providers.forced_tools`); streamed, as
+    one final chunk.
     """
 
     provider_label: str = "local"
