@@ -1,16 +1,10 @@
 """The provider boundary: where raw SDK exceptions become typed errors, once.
 
-:class:`ProviderBoundary` is mixed in front of a stock LangChain chat model class
-and wraps the four methods every ``BaseChatModel`` implements, so callbacks, retries
-and fallbacks only see :mod:`pygent_lc.errors`; it rejects replies that are no
-answer: an empty completion, or a stream that ends before the provider marked it
-finished.
-
-Typed errors are raised *outside* the ``except`` block that caught the SDK's
-exception, so it is not their ``__context__``; it is chained as ``__cause__`` only
-when nothing it holds (its request's headers, its response, its causes) contains a
-credential. No frame a typed error passes through holds a secret in a local
-variable, so tracebacks recorded with ``capture_locals`` (Sentry, loguru) show none.
+:class:`ProviderBoundary` is mixed in front of a stock LangChain chat model and wraps
+the four methods every ``BaseChatModel`` implements, so callbacks, retries and
+fallbacks only see :mod:`pygent_lc.errors`, and replies that are no answer (empty, or
+a stream that ends unfinished) are rejected. How secrets are kept out of errors and
+tracebacks: ARCHITECTURE.md, "The key never leaves SecretStr".
 """
 
 from __future__ import annotations

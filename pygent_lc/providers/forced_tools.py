@@ -14,6 +14,7 @@ template renders neither the calls nor the ``tool`` messages.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -127,14 +128,10 @@ class ForcedTools:
     def answer_of(self, text: str) -> str | None:
         """The text of an ``{"answer": ...}`` reply (also one cut off at max_tokens);
         ``None`` when the reply is a tool call, or when answering is not allowed."""
-        if not self.optional:
-            return None
-        try:
-            parsed = parse_partial_json(text)
-        except ValueError:
-            return None
-        if isinstance(parsed, dict) and "name" not in parsed:
-            return parsed["answer"] if isinstance(parsed.get("answer"), str) else None
+        with contextlib.suppress(ValueError):
+            parsed = parse_partial_json(text) if self.optional else None
+            if isinstance(parsed, dict) and isinstance(parsed.get("answer"), str):
+                return None if "name" in parsed else str(parsed["answer"])
         return None
 
 

@@ -1,11 +1,9 @@
 """Provider text that can always be encoded: surrogates joined or replaced, at the boundary.
 
-JSON may spell a character as a UTF-16 surrogate pair (``\\ud83d\\ude00``), send half
-a pair, or split one between stream chunks; Python then holds surrogates, which
-``encode("utf-8")`` refuses, long after the call succeeded. Every reply leaves
-:class:`~pygent_lc.providers.boundary.ProviderBoundary` through here: a pair becomes
-its character, anything else U+FFFD (:func:`clean_text`); a stream holds back a high
-surrogate that ends a field until that field's next chunk or the end (:class:`StreamText`).
+JSON may spell a character as a surrogate pair, send half a pair or split one between
+stream chunks, which ``encode("utf-8")`` later refuses. A pair becomes its character,
+anything else U+FFFD (:func:`clean_text`); a stream holds back a high surrogate that
+ends a field until that field's next chunk, or the end (:class:`StreamText`).
 """
 
 from __future__ import annotations
