@@ -96,14 +96,6 @@ class GenerationParams(BaseModel):
 
 
 GENERATION_KEYWORDS = tuple(GenerationParams.model_fields)
-_EXPECTED = {
-    "temperature": "a finite number",
-    "top_p": "a finite number",
-    "max_tokens": "an integer",
-    "seed": "an integer",
-    "n": "an integer",
-    "stop": "a non-empty string or a list of them",
-}
 
 
 def _invalid(exc: ValidationError, params: Mapping[str, Any]) -> InvalidInputError:
@@ -117,7 +109,10 @@ def _invalid(exc: ValidationError, params: Mapping[str, Any]) -> InvalidInputErr
         limits = GenerationParams.model_json_schema()["properties"][name]["anyOf"][0]
         low, high = limits["minimum"], limits["maximum"]
         return InvalidInputError(f"{name} must be between {low} and {high}, got {value}")
-    return InvalidInputError(f"{name} must be {_EXPECTED[name]}, got {value!r}")
+    expected = "a finite number" if name in ("temperature", "top_p") else "an integer"
+    if name == "stop":
+        expected = "a non-empty string or a list of them"
+    return InvalidInputError(f"{name} must be {expected}, got {value!r}")
 
 
 def validate_generation_params(params: Mapping[str, Any]) -> dict[str, Any]:
