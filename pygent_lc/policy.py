@@ -129,7 +129,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     circuit: CircuitBreaker | None = None
     """The provider's breaker; None turns it off."""
     store: StateStore = Field(default_factory=MemoryStore)
-    """Where limits and usage are kept, the breaker's and budget's too (see ``_one_store``)."""
+    """Where limits and usage are kept, the breaker's and budget's too (see ``__init__``)."""
     rate: RateSpec | None = None
     """Requests allowed per sliding window, shared by everything using the same key."""
     rate_mode: RateLimitMode = "wait"
@@ -143,12 +143,10 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
-        self._one_store()  # here, not in a validator, which would wrap its error in pydantic's
-
-    def _one_store(self) -> None:
-        """Breaker, budget, rate limit and usage live in one store, never split: a breaker
-        or budget built without a store of its own uses this policy's; without a policy
-        store, the policy adopts theirs; two chosen stores that differ are an error."""
+        # Breaker, budget, rate limit and usage live in one store, never split: a part built
+        # without a store uses the policy's; without a policy store, the policy adopts the
+        # part's; two chosen stores that differ are an error (raised here: a validator's
+        # would be wrapped in pydantic's).
         for part in (self.circuit, self.budget):
             if part is None or part.store is self.store:
                 continue
