@@ -354,15 +354,11 @@ class _ProviderCall:
             if not self._fits(wait_s):
                 raise BudgetExceededError("waited for the budget until the deadline")
             return wait_s
-        if start.refused_by == "rate":
-            return self._rate_wait(start.rate_wait_s)
-        raise BudgetExceededError(f"call refused by {start.refused_by}")  # pragma: no cover
-
-    def _rate_wait(self, wait_s: float) -> float:
-        policy = self._policy
+        if start.refused_by != "rate":  # pragma: no cover
+            raise BudgetExceededError(f"call refused by {start.refused_by}")
+        wait_s = start.rate_wait_s
         if policy.rate_mode == "raise" or not self._fits(wait_s):
-            rate = policy.rate
-            limit = "" if rate is None else f" {rate.limit}/{rate.period_s:g}s"
+            limit = "" if policy.rate is None else f" {policy.rate.limit}/{policy.rate.period_s:g}s"
             raise LocalRateLimitError(
                 f"rate limit{limit} reached; a slot frees in {wait_s:.2f}s",
                 provider=policy.provider,
