@@ -1,9 +1,6 @@
-"""The store a URL names (:func:`open_store`), and the one per process and URL that
-every chain shares (:func:`shared_store`).
-
-Apart from :mod:`pygent_lc.limits.store`, on which ``redis_store`` is built, so that
-``redis_store`` (and redis-py, the ``redis`` extra) is imported only for a Redis URL.
-"""
+"""The store a URL names (:func:`open_store`), and the one per process and URL that every
+chain shares (:func:`shared_store`); ``redis_store`` (redis-py, the ``redis`` extra) is
+imported only for a Redis URL."""
 
 from __future__ import annotations
 
@@ -36,12 +33,10 @@ def open_store(
     retry_after_s: float = RETRY_AFTER_S,
     max_retry_after_s: float = MAX_RETRY_AFTER_S,
 ) -> StateStore:
-    """The store ``url`` names: for ``None``, ``""`` or ``"memory"``, a :class:`MemoryStore`
-    (limits per process); for ``redis://``, ``rediss://`` or ``unix://``, a ``RedisStore``
-    behind a :class:`ResilientStore`. Nothing connects here: a Redis that is down is found
-    (and logged) on first use. ``ConfigurationError`` for another scheme, a malformed URL,
-    or without redis-py.
-    """
+    """A :class:`MemoryStore` for ``None``, ``""`` or ``"memory"``; for ``redis://``,
+    ``rediss://`` or ``unix://`` a ``RedisStore`` behind a :class:`ResilientStore` (nothing
+    connects here). ``ConfigurationError`` for another scheme, a malformed URL, or without
+    redis-py."""
     if url is None or url.strip() in MEMORY_URLS:
         return MemoryStore(prefix=prefix, clock=clock)
     shown = redact_url(url)
@@ -86,8 +81,7 @@ _OPENING = threading.Lock()
 
 
 def shared_store(url: str | None = None) -> StateStore:
-    """The store every chain of this process shares for ``url`` (without one, an in-process
-    store), opened once per process."""
+    """The store every chain of this process shares for ``url`` (without one, in memory)."""
     if url is None or url.strip() in MEMORY_URLS:
         return _PROCESS_STORE
     with _OPENING:
