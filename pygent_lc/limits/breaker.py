@@ -1,17 +1,7 @@
-"""Circuit breaker: a provider that keeps failing is skipped for a cooldown.
-
-As LiteLLM Router's cooldowns: after ``failure_threshold`` consecutive *counted* failures
-the circuit **opens**: for ``cooldown`` seconds each call fails at once with
-:class:`CircuitOpenError`, so the chain's next provider runs. Then it is **half-open**:
-one call, fleet-wide, goes as the probe (one older than ``cooldown`` no longer blocks the
-slot); its success **closes** the circuit, its failure opens it again.
-
-Counted (:data:`BREAKER_ERRORS`): errors that say the provider cannot serve anyone now
-(402 too, which LiteLLM does not count: no credits will not fix itself in seconds).
-Another ``ProviderError`` (400, 403, a stream cut mid-way) proves the provider answered:
-like a success, it resets the count. Cancellation, bugs and our own refusals count as
-neither and only free the probe slot. A counted failure of a call admitted before the
-circuit opened is ignored while it is open.
+"""Circuit breaker: a provider that keeps failing is skipped for a cooldown (the rules are in
+docs/limits.md): closed, open after ``failure_threshold`` consecutive counted failures
+(:data:`BREAKER_ERRORS`), half-open after ``cooldown`` with one probe fleet-wide. A
+counted failure of a call admitted before the circuit opened is ignored while it is open.
 
 In the store, a hash per key: ``f`` consecutive failures, ``o`` when it opened (absent
 while closed), ``p``/``ps`` the probe in flight and its start, ``e`` the last error.
@@ -258,7 +248,9 @@ BREAKER_ERRORS: tuple[type[ProviderError], ...] = (
     InsufficientCreditsError,
     ModelNotFoundError,
 )
-"""Errors that count towards opening the circuit (see the module docstring)."""
+"""Errors that count: the provider cannot serve anyone now (402 too, unlike LiteLLM: no
+credits will not fix itself in seconds). Another ``ProviderError`` proves it answered;
+cancellation, bugs and our own refusals only free the probe slot."""
 
 
 class CircuitOpenError(ProviderUnavailableError):
@@ -374,17 +366,3 @@ _LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 def live_breakers() -> list[CircuitBreaker]:
     """Every breaker still in use in this process (telemetry reports their state)."""
     return list(_LIVE)
-
-
-__all__ = [
-    "ADMITTED",
-    "BREAKER_ERRORS",
-    "BreakerAdmission",
-    "BreakerOutcome",
-    "BreakerSpec",
-    "BreakerStatus",
-    "CircuitBreaker",
-    "CircuitOpenError",
-    "live_breakers",
-    "log_change",
-]

@@ -17,7 +17,7 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
@@ -121,35 +121,34 @@ class CallEnd:
         return End(call=self, now=now)
 
 
-_STEP_ARGS = """
-local now = tonumber(ARGV[1])
-local a, k = 3, 1"""
-"""``now`` is ``ARGV[1]``; the cursors ``a`` (into ``ARGV``, at the first part's count) and
-``k`` (into ``KEYS``) then walk the parts in order."""
+_READER = """
+local k, a = 0, 0
+local function key() k = k + 1 return KEYS[k] end
+local function arg() a = a + 1 return ARGV[a] end
+local function num() return tonumber(arg()) end
+local now = num()
+"""
+"""How both steps read their parts: ``now``, then each part's ``KEYS`` and ``ARGV`` in order
+(Redis's Lua 5.1 evaluates argument lists and table constructors left to right)."""
 
-_BEGIN = LUA_PRELUDE + budget.LEDGER_LUA + breaker.BREAKER_LUA + rate.RATE_LUA + _STEP_ARGS
 BEGIN_LUA = (
-    _BEGIN
+    LUA_PRELUDE
+    + budget.LEDGER_LUA
+    + breaker.BREAKER_LUA
+    + rate.RATE_LUA
+    + _READER
     + """
 redis.call('SET', KEYS[#KEYS], ARGV[1], 'PX', ARGV[#ARGV])
 local rates = {}
-for i = 1, tonumber(ARGV[2]) do
-  rates[i] = {key = KEYS[k], clock = KEYS[k + 1], limit = tonumber(ARGV[a]),
-              period = tonumber(ARGV[a + 1]), member = ARGV[a + 2]}
-  now = math.max(now, rate_time(KEYS[k + 1], now))
-  k = k + 2
-  a = a + 3
+for i = 1, num() do
+  rates[i] = {key = key(), clock = key(), limit = num(), period = num(), member = arg()}
+  now = math.max(now, rate_time(rates[i].clock, now))
 end
 local t = fmt(now)
 local budgets, budget_out = {}, {}
-local count = tonumber(ARGV[a])
-a = a + 1
-for i = 1, count do
-  local b = {h = KEYS[k], z = KEYS[k + 1], m = KEYS[k + 2], limit = tonumber(ARGV[a]),
-             amount = tonumber(ARGV[a + 1]), id = ARGV[a + 2], lease = tonumber(ARGV[a + 3]),
-             ttl = tonumber(ARGV[a + 4])}
-  k = k + 3
-  a = a + 5
+for i = 1, num() do
+  local b = {h = key(), z = key(), m = key(), limit = num(), amount = num(), id = arg(),
+             lease = num(), ttl = num()}
   local verdict, spent, reserved, unit = ledger_check(b.h, b.z, b.m, now, b.limit, b.amount)
   budget_out[i] = {verdict, fmt(spent), fmt(reserved), fmt(unit)}
   if verdict ~= 'ok' then
@@ -160,9 +159,9 @@ for i = 1, count do
   budgets[i] = b
 end
 local breaker, breaker_out = nil, {}
-if ARGV[a] == '1' then
-  breaker = {key = KEYS[k], probe_id = ARGV[a + 2]}
-  local verdict, retry_in, failures, err = breaker_check(breaker.key, now, tonumber(ARGV[a + 1]))
+if arg() == '1' then
+  breaker = {key = key(), cooldown = num(), probe_id = arg()}
+  local verdict, retry_in, failures, err = breaker_check(breaker.key, now, breaker.cooldown)
   breaker.verdict = verdict
   breaker_out = {verdict, fmt(retry_in), failures, err}
   if verdict == 'open' or verdict == 'probing' then
@@ -174,8 +173,7 @@ for i, r in ipairs(rates) do
   if not free then return reply({'rate', budget_out, breaker_out, fmt(wait), i, t}) end
 end
 for _, b in ipairs(budgets) do
-  ledger_commit(b.h, b.z, now, b.id, b.unit, b.amount == nil, b.reserved,
-                b.lease, b.ttl)
+  ledger_commit(b.h, b.z, now, b.id, b.unit, b.amount == nil, b.reserved, b.lease, b.ttl)
 end
 if breaker and breaker.verdict == 'probe' then
   breaker_take_probe(breaker.key, now, breaker.probe_id)
@@ -185,77 +183,31 @@ return reply({'ok', budget_out, breaker_out, '0', 0, t})
 """
 )
 
-_END = LUA_PRELUDE + budget.LEDGER_LUA + usage.USAGE_LUA + breaker.BREAKER_LUA + _STEP_ARGS
 END_LUA = (
-    _END
+    LUA_PRELUDE
+    + budget.LEDGER_LUA
+    + usage.USAGE_LUA
+    + breaker.BREAKER_LUA
+    + _READER
     + """
-for i = 1, tonumber(ARGV[2]) do
-  ledger_settle(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], tonumber(ARGV[a + 1]),
-                tonumber(ARGV[a + 2]))
-  k = k + 3
-  a = a + 3
+for _ = 1, num() do
+  ledger_settle(key(), key(), key(), arg(), num(), num())
 end
-if ARGV[a] == '1' then
-  local values = {}
-  for i = 1, #USAGE_FIELDS do values[i] = tonumber(ARGV[a + 2 + i]) end
-  usage_record(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], values,
-               tonumber(ARGV[a + 3 + #USAGE_FIELDS]))
-  k = k + 3
-  a = a + 4 + #USAGE_FIELDS
-else
-  a = a + 1
+if arg() == '1' then
+  local h, l, index, provider, model, values = key(), key(), key(), arg(), arg(), {}
+  for i = 1, #USAGE_FIELDS do values[i] = num() end
+  usage_record(h, l, index, provider, model, values, num())
 end
-local mode = ARGV[a]
-if mode == 'success' then return breaker_success(KEYS[k]) end
-if mode == 'failure' then
-  return (breaker_failure(KEYS[k], now, tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]))
+local mode = arg()
+if mode == 'success' then return breaker_success(key()) end
+if mode == 'failure' then return breaker_failure(key(), now, num(), arg(), arg()) end
+if mode == 'release' then
+  local cb, _ = key(), num()
+  breaker_release(cb, arg())
 end
-if mode == 'release' then breaker_release(KEYS[k], ARGV[a + 2]) end
 return 0
 """
 )
-
-
-def _start(
-    request: Begin,
-    status: str,
-    decided_at: float,
-    budgets: Sequence[tuple[str, float, float, float]],
-    breaker_found: tuple[str, float, int, str] | None,
-    rate_wait: float = 0.0,
-    rate_index: int = 0,
-) -> CallStart:
-    """The :class:`CallStart` of what either store found: its ``status``, each budget's
-    verdict, spent, reserved and amount, the breaker's verdict, a rate limit's wait."""
-    plan = request.plan
-    admission = ADMITTED
-    if breaker_found is not None:
-        admission = breaker.admission(*breaker_found, request.probe_id)
-    if status == "budget":
-        spec, (found, spent, reserved, unit) = plan.budgets[len(budgets) - 1], budgets[-1]
-        refusal = BudgetRefusal(spec.key, spec.limit_usd, spent, reserved, unit, found == "wait")
-        return CallStart(False, "budget", budget_refusal=refusal, now=decided_at)
-    if status == "breaker":
-        return CallStart(False, "breaker", admission, now=decided_at)
-    if status == "rate":
-        wait_s, key = max(rate_wait, MIN_RATE_WAIT_S), plan.rates[rate_index - 1].key
-        return CallStart(False, "rate", rate_wait_s=wait_s, rate_key=key, now=decided_at)
-    reservations = tuple(
-        BudgetReservation(
-            spec.key,
-            spec.window_s,
-            budget.bucket_of(request.now, spec.window_s),
-            hold,
-            unit,
-            spec.amount_usd is None,
-            spent,
-            reserved,
-        )
-        for spec, hold, (_, spent, reserved, unit) in zip(
-            plan.budgets, request.holds, budgets, strict=True
-        )
-    )
-    return CallStart(True, breaker=admission, reservations=reservations, now=decided_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,18 +245,47 @@ class Begin(Step[CallStart]):
         return [*keys, writable_key(prefix)], [*args, WRITABLE_TTL_MS]
 
     def decode(self, reply: Any) -> CallStart:
-        status, budgets, found, wait, index, now = json_rows(reply)
-        return _start(
-            self,
-            str(status),
-            number(now),
-            [(str(b[0]), number(b[1]), number(b[2]), number(b[3])) for b in rows(budgets)],
-            (str(found[0]), number(found[1]), int(found[2]), text(found[3]) or "")
-            if rows(found)
-            else None,
-            number(wait),
-            int(index),
+        """The answer from what either store found (the twin's reply is the script's, in
+        Python values): the status, each budget's verdict, spent, reserved and amount, the
+        breaker's verdict, a rate limit's wait and index, and the time decided at."""
+        status, budgets, found, wait, index, now = (
+            reply if isinstance(reply, tuple) else json_rows(reply)
         )
+        plan, decided_at = self.plan, number(now)
+        admission = ADMITTED
+        if rows(found):
+            verdict, retry_in, failures, error = found
+            admission = breaker.admission(
+                verdict, number(retry_in), int(failures), text(error), self.probe_id
+            )
+        found_budgets = [(str(v), number(s), number(r), number(u)) for v, s, r, u in rows(budgets)]
+        if status == "budget":
+            spec = plan.budgets[len(found_budgets) - 1]
+            verdict, spent, reserved, unit = found_budgets[-1]
+            wait_later = verdict == "wait"
+            refusal = BudgetRefusal(spec.key, spec.limit_usd, spent, reserved, unit, wait_later)
+            return CallStart(False, "budget", budget_refusal=refusal, now=decided_at)
+        if status == "breaker":
+            return CallStart(False, "breaker", admission, now=decided_at)
+        if status == "rate":
+            wait_s, key = max(number(wait), MIN_RATE_WAIT_S), plan.rates[int(index) - 1].key
+            return CallStart(False, "rate", rate_wait_s=wait_s, rate_key=key, now=decided_at)
+        reservations = tuple(
+            BudgetReservation(
+                spec.key,
+                spec.window_s,
+                budget.bucket_of(self.now, spec.window_s),
+                hold,
+                unit,
+                spec.amount_usd is None,
+                spent,
+                reserved,
+            )
+            for spec, hold, (_, spent, reserved, unit) in zip(
+                plan.budgets, self.holds, found_budgets, strict=True
+            )
+        )
+        return CallStart(True, breaker=admission, reservations=reservations, now=decided_at)
 
     def local(self, state: MemoryState) -> CallStart:
         plan, now = self.plan, self.now
@@ -321,26 +302,26 @@ class Begin(Step[CallStart]):
             largest = ledgers.largest.get(spec.key, 0.0)
             found.append(buckets[-1].check(largest, now, spec.limit_usd, spec.amount_usd))
             if found[-1][0] != "ok":
-                return _start(self, "budget", now, found, None)
-        verdict: tuple[str, float, int, str] | None = None
+                return self.decode(("budget", found, (), 0, 0, now))
+        verdict: tuple[str, float, int, str] | tuple[()] = ()
         spec_b = plan.breaker
         if spec_b is not None and spec_b.enabled:
             verdict = records.check(spec_b.key, now, spec_b.cooldown_s)
             if verdict[0] in ("open", "probing"):
-                return _start(self, "breaker", now, found, verdict)
+                return self.decode(("breaker", found, verdict, 0, 0, now))
         for index, limit in enumerate(plan.rates, start=1):
             free, wait = logs.check(limit.key, now, limit.limit, limit.period_s)
             if not free:
-                return _start(self, "rate", now, found, verdict, wait, index)
+                return self.decode(("rate", found, verdict, wait, index, now))
         for spec, bucket, hold, (_, _, reserved, unit) in zip(
             plan.budgets, buckets, self.holds, found, strict=True
         ):
             bucket.commit(now, hold, unit, spec.amount_usd is None, reserved, spec.lease_s)
-        if spec_b is not None and verdict is not None and verdict[0] == "probe":
+        if spec_b is not None and verdict and verdict[0] == "probe":
             records.take_probe(spec_b.key, now, str(self.probe_id))
         for limit in plan.rates:
             logs.commit(limit.key, now)
-        return _start(self, "ok", now, found, verdict)
+        return self.decode(("ok", found, verdict, 0, 0, now))
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,13 +194,3 @@ def check_spec(spec: RateSpec) -> None:
             f"got {spec.limit} per {spec.period_s}s",
             field="rate_limit",
         )
-
-
-__all__ = [
-    "FREE_MODEL_LIMIT",
-    "LocalRateLimitError",
-    "RateLimit",
-    "RateLimitMode",
-    "RateSpec",
-    "parse_rate_limits",
-]

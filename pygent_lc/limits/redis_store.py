@@ -105,15 +105,13 @@ class RedisStore(StateStore):
         *,
         prefix: str = DEFAULT_PREFIX,
         clock: Clock = time.time,
-        connect_timeout_s: float = CONNECT_TIMEOUT_S,
-        timeout_s: float = TIMEOUT_S,
     ) -> None:
         super().__init__(prefix=prefix, clock=clock)
         self._url = url
         self._options: dict[str, Any] = {
             "decode_responses": True,
-            "socket_connect_timeout": connect_timeout_s,
-            "socket_timeout": timeout_s,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "socket_timeout": TIMEOUT_S,
         }
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
         self._sync = redis.Redis.from_url(url, retry=retry, **self._options)
@@ -192,6 +190,3 @@ class RedisStore(StateStore):
         if entry is not None:
             await entry[0].aclose()
         self.close()
-
-
-__all__ = ["RedisStore", "outage_of"]

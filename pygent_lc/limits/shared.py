@@ -67,7 +67,6 @@ def open_store(
     return ResilientStore(
         primary,
         outage_of,
-        fallback=MemoryStore(prefix=prefix, clock=clock),
         name=shown,
         retry_after_s=retry_after_s,
         max_retry_after_s=max_retry_after_s,
@@ -89,6 +88,3 @@ def shared_store(url: str | None = None) -> StateStore:
         if store is None:
             store = _OPENED[url] = open_store(url)
         return store
-
-
-__all__ = ["INSTALL_HINT", "open_store", "shared_store"]

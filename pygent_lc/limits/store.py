@@ -59,9 +59,6 @@ class Writable(Step[None]):
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         return [writable_key(prefix)], [1, WRITABLE_TTL_MS]
 
-    def decode(self, reply: Any) -> None:
-        return None
-
     def local(self, state: MemoryState) -> None:
         return None
 
@@ -184,7 +181,6 @@ class ResilientStore(StateStore):
         primary: StateStore,
         outage_errors: tuple[type[Exception], ...] | OutageCheck,
         *,
-        fallback: MemoryStore | None = None,
         name: str = "redis",
         retry_after_s: float = RETRY_AFTER_S,
         max_retry_after_s: float = MAX_RETRY_AFTER_S,
@@ -193,7 +189,7 @@ class ResilientStore(StateStore):
     ) -> None:
         super().__init__(prefix=primary.prefix, clock=clock)
         self.primary = primary
-        self.fallback = fallback if fallback is not None else MemoryStore(prefix=primary.prefix)
+        self.fallback = MemoryStore(prefix=primary.prefix, clock=clock)
         if isinstance(outage_errors, tuple):
             errors = outage_errors
             outage_errors = lambda error: UNREACHABLE if isinstance(error, errors) else None  # noqa: E731
@@ -362,14 +358,3 @@ def redact_url(url: str) -> str:
         return "<unparsable URL>"
     redacted = url if netloc == parts.netloc else url.replace(f"//{parts.netloc}", f"//{netloc}", 1)
     return _PASSWORD_QUERY.sub(r"\1***", redacted)
-
-
-__all__ = [
-    "DEFAULT_PREFIX",
-    "MEMORY_URLS",
-    "MemoryStore",
-    "Outage",
-    "ResilientStore",
-    "StateStore",
-    "redact_url",
-]
