@@ -168,12 +168,11 @@ OutageCheck = Callable[[Exception], Outage | None]
 
 
 class ResilientStore(StateStore):
-    """``primary`` (a ``RedisStore``) with ``fallback`` for its outages.
+    """``primary`` (a ``RedisStore``) with an in-process store for its outages.
 
     ``outage_errors``: the primary's "not serving now" error classes, or an
     :data:`OutageCheck`. A bug propagates, except from the step after a provider call
-    (:attr:`Step.after_call <pygent_lc.limits.script.Step.after_call>`). ``name`` names the
-    primary in log lines (a redacted URL).
+    (``Step.after_call``). ``name`` names the primary in log lines (a redacted URL).
     """
 
     def __init__(
@@ -195,25 +194,18 @@ class ResilientStore(StateStore):
             outage_errors = lambda error: UNREACHABLE if isinstance(error, errors) else None  # noqa: E731
         self._outage_of = outage_errors
         self._name = name
-        self._first_backoff = retry_after_s
+        self._first_backoff = self._backoff = retry_after_s
         self._max_backoff = max(retry_after_s, max_retry_after_s)
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._down = False
-        self._backoff = retry_after_s
         self._retry_at = 0.0
-        self._outage: Outage | None = None
-        self._logged_reason: str | None = None
+        self.outage: Outage | None = None
+        """Why steps are answered from memory now, or None."""
 
     @property
     def shared(self) -> bool:
         """Whether the last operation went to the shared store."""
-        return not self._down
-
-    @property
-    def outage(self) -> Outage | None:
-        """Why operations are answered from memory now, or None."""
-        return self._outage if self._down else None
+        return self.outage is None
 
     def check(self) -> Outage | None:
         """Whether the shared store serves this client now (a write, as before a call),
@@ -256,13 +248,13 @@ class ResilientStore(StateStore):
     def _skip_primary(self, op: Step[T]) -> bool:
         """Whether to answer from memory: while down, reads stay there (this process's
         limits are in memory); past the backoff, the first writer tries Redis."""
-        if not self._down:
+        if self.outage is None:
             return False
         if type(op).reads_only:
             return True
         with self._lock:
             now = self._monotonic()
-            if not self._down or now >= self._retry_at:
+            if self.outage is None or now >= self._retry_at:
                 # This caller tries; the others stay on memory until it has its answer.
                 self._retry_at = now + self._backoff
                 return False
@@ -276,16 +268,13 @@ class ResilientStore(StateStore):
         if outage is None:
             raise error
         with self._lock:
-            first = not self._down
+            was = self.outage
             self._backoff = (
-                self._first_backoff if first else min(self._backoff * 2, self._max_backoff)
+                self._first_backoff if was is None else min(self._backoff * 2, self._max_backoff)
             )
             self._retry_at = self._monotonic() + self._backoff
-            self._down = True
-            self._outage = outage
-            # Reset when Redis serves again: one line per outage, and one per new cause.
-            new_cause, self._logged_reason = outage.reason != self._logged_reason, outage.reason
-        if new_cause:
+            self.outage = outage
+        if was is None or was.reason != outage.reason:  # one line per outage and new cause
             logger.log(
                 logging.ERROR if outage.misconfigured else logging.WARNING,
                 "shared state store %s %s; each process now enforces limits from its own "
@@ -299,13 +288,12 @@ class ResilientStore(StateStore):
             logger.debug("shared state store %s still not serving: %s", self._name, outage)
 
     def _came_back(self, op: Step[T]) -> None:
-        if not self._down or type(op).reads_only:
+        if self.outage is None or type(op).reads_only:
             return
         with self._lock:
-            was_down, self._down = self._down, False
+            was, self.outage = self.outage, None
             self._backoff = self._first_backoff
-            self._logged_reason = None
-        if was_down:
+        if was is not None:
             logger.info("shared state store %s reachable again: limits are shared", self._name)
 
     def clear(self) -> None:
