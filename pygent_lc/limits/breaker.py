@@ -263,13 +263,9 @@ _NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)
 
 
 class CircuitBreaker:
-    """One provider's circuit, kept in a :class:`~pygent_lc.limits.StateStore` under
-    :attr:`key` (``breaker|provider|model|endpoint``).
-
-    With an in-process store (by default one of its own) the circuit is this object's;
-    with Redis every process on the same provider, model and endpoint shares it. ``clock``
-    (tests) drives a store of its own. A threshold or cooldown of 0 disables it.
-    """
+    """One provider's circuit, kept in a state store under :attr:`key` (by default a store
+    of its own, driven by ``clock``; with Redis every process on the same provider, model
+    and endpoint shares it). A threshold or cooldown of 0 disables it."""
 
     def __init__(
         self,

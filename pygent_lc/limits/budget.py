@@ -312,13 +312,9 @@ class PricedModel(Protocol):
 def estimator_from_prices(
     model: PricedModel, default_output_tokens: int | None = None
 ) -> CostEstimator:
-    """The most a call can cost at ``model``'s list prices: a bound, not a guess.
-
-    The prompt counts one token per UTF-8 byte (no token is less than a byte) plus
-    :data:`PROMPT_OVERHEAD_TOKENS`, at most the model's ``context_length``; the reply, the
-    call's ``max_tokens``, else ``default_output_tokens``, the model's
-    ``max_completion_tokens`` or its ``context_length``; with none of these, no bound.
-    """
+    """The most a call can cost at ``model``'s list prices (a bound, not a guess): one
+    prompt token per UTF-8 byte (none is shorter), and ``max_tokens``, else
+    ``default_output_tokens``, the model's ``max_completion_tokens`` or context length."""
     context = _positive_int(getattr(model, "context_length", None))
     model_output = _positive_int(getattr(model, "max_completion_tokens", None))
 
@@ -359,19 +355,12 @@ class SpendMeter:
 
 
 class CostBudget:
-    """A spending limit: ``max_cost_usd`` in total, or per ``window_s`` (e.g. 3600, 86400).
-
-    The one budget object: give it to a chain (``build_chat_model(budget=)``) or to a
-    ``LangChainBackend`` (and so to every ToT search over it). A call reserves in the
-    store's ``begin_call`` (:meth:`spec`) and settles in ``end_call``: with a bound
-    (``estimator``, e.g. :func:`estimator_from_prices`) spend stays within the limit;
-    without one, calls go one at a time and the others poll the store for at most
-    ``max_wait_s`` (a policy: its deadline), then ``BudgetExceededError``.
-
-    ``store`` None keeps the ledger in a private ``MemoryStore``, unless a policy lends its
-    own; budgets on one store with the same ``key`` share one limit. ``spent`` (e.g. a
-    usage tracker's total) measures a call's cost where its caller does not give it.
-    """
+    """A spending limit: ``max_cost_usd`` in total, or per ``window_s`` (e.g. 3600, 86400),
+    given to a chain or a backend (docs/limits.md). Calls with a bound (``estimator``) run
+    together within the limit; without one, one at a time, the others polling the store
+    for at most ``max_wait_s``. ``store`` None: a private ``MemoryStore``, unless a policy
+    lends its own; budgets on one store with the same ``key`` are one limit. ``spent`` (a
+    usage tracker's total) measures a call's cost where its caller does not give it."""
 
     def __init__(
         self,

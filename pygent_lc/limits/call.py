@@ -70,14 +70,10 @@ class CallPlan:
 
 @dataclass(frozen=True, slots=True)
 class CallStart:
-    """The answer to a :class:`CallPlan`.
-
-    Allowed: ``breaker`` is the admission to pass back at the end, ``reservations`` hold
-    the budgets in plan order. Else ``refused_by`` says which part refused: the breaker
-    (``breaker`` says why), a budget (``budget_refusal``) or a rate limit (``rate_wait_s``
-    until ``rate_key`` frees a slot). ``now``: the time the step was decided at (later than
-    the caller's clock if another caller already reached a rate limit).
-    """
+    """The answer to a :class:`CallPlan`: allowed, with the breaker's admission and the
+    budgets' reservations in plan order; or ``refused_by`` the breaker (``breaker`` says
+    why), a budget (``budget_refusal``) or a rate limit (``rate_wait_s`` until ``rate_key``
+    frees a slot). ``now``: the time decided at (maybe later than the caller's clock)."""
 
     allowed: bool
     refused_by: Literal["breaker", "budget", "rate"] | None = None
@@ -599,14 +595,11 @@ class Hold:
 
 
 class HeldStream(AsyncIterator[T]):
-    """An async iterator that holds a budget reservation while it is read.
-
-    ``start`` runs on the first ``__anext__`` and returns the stream and its (taken) hold,
-    released when the stream ends or fails, on :meth:`aclose`, and when this object is
-    dropped (``break``): from a thread of its own, as a finalizer may run anywhere (inside
-    the store's lock too), waited for up to :data:`RELEASE_WAIT_S`. An async generator
-    would be finalized only later by its loop, keeping the reservation until then.
-    """
+    """An async iterator holding a budget reservation while it is read: ``start`` (on the
+    first ``__anext__``) returns the stream and its taken hold, released when the stream
+    ends, on :meth:`aclose`, and when this object is dropped (``break``; an async generator
+    would be finalized only later by its loop): from a thread, as a finalizer may run
+    anywhere (inside the store's lock too)."""
 
     def __init__(self, start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]]) -> None:
         self._start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]] | None = start

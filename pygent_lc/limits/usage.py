@@ -166,13 +166,9 @@ return reply(out)
 
 
 class UsageTracker(BaseCallbackHandler):
-    """A LangChain callback handler that totals every chat-model request it sees.
-
-    Each request counts as a call, retries and fallbacks included; one that raised counts
-    as a failure too. Cost is OpenRouter's ``usage.cost`` (0 where none is reported), and
-    prompt-cache reads and ``cache_discount`` are totalled; ``model`` is the model that
-    served when the reply says so. Thread-safe and run inline: exact under concurrency.
-    """
+    """A LangChain callback handler that totals every chat-model request it sees (retries
+    and fallbacks included; one that raised is a failure too), with the model that served
+    when the reply says so. Thread-safe and run inline: exact under concurrency."""
 
     run_inline = True
 
@@ -255,12 +251,9 @@ def request_replies(response: LLMResult) -> list[BaseMessage]:
 
 
 def message_usage(message: BaseMessage) -> UsageTotals:
-    """The tokens and cost a reply (or a stream chunk) reports; no call counted.
-
-    The one place a reported cost enters the accounting (usage totals, every budget, the
-    store's usage): an implausible ``cost`` or ``cache_discount`` counts as a fault
-    (``cost_faults``) and adds nothing.
-    """
+    """The tokens and cost a reply (or a stream chunk) reports; no call counted. The one
+    place a reported cost enters the accounting: an implausible ``cost`` or
+    ``cache_discount`` counts as a fault (``cost_faults``) and adds nothing."""
     usage = getattr(message, "usage_metadata", None) or {}
     details = usage.get("input_token_details") or {}
     metadata = message.response_metadata
