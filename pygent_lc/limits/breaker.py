@@ -200,19 +200,6 @@ def summary(error: str) -> str:
     return line if len(line) <= ERROR_SUMMARY_CHARS else line[: ERROR_SUMMARY_CHARS - 1] + "…"
 
 
-def admission(
-    verdict: str, retry_in: float, failures: int, error: str | None, probe_id: int
-) -> BreakerAdmission:
-    """The admission a ``breaker_check`` verdict stands for (``probe_id`` if it is the probe)."""
-    return BreakerAdmission(
-        allowed=verdict in ("closed", "probe"),
-        probe_id=probe_id if verdict == "probe" else None,
-        retry_in=retry_in if verdict == "open" else None,
-        failures=failures,
-        last_error=error or None,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class ReadStatus(Step[BreakerStatus]):
     lua: ClassVar[str] = (

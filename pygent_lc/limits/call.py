@@ -249,10 +249,14 @@ class Begin(Step[CallStart]):
         )
         plan, decided_at = self.plan, number(now)
         admission = ADMITTED
-        if rows(found):
+        if rows(found):  # the breaker's verdict: closed, open, probing or probe
             verdict, retry_in, failures, error = found
-            admission = breaker.admission(
-                verdict, number(retry_in), int(failures), text(error), self.probe_id
+            admission = BreakerAdmission(
+                allowed=verdict in ("closed", "probe"),
+                probe_id=self.probe_id if verdict == "probe" else None,
+                retry_in=number(retry_in) if verdict == "open" else None,
+                failures=int(failures),
+                last_error=text(error),
             )
         found_budgets = [(str(v), number(s), number(r), number(u)) for v, s, r, u in rows(budgets)]
         if status == "budget":
