@@ -157,18 +157,10 @@ class RedisStore(StateStore):
 
     def clear(self) -> None:
         """Delete every key under the prefix (``SCAN`` + ``UNLINK``, in batches)."""
-        keys = self._sync.scan_iter(match=self._pattern(), count=SCAN_BATCH)
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
+        keys = self._sync.scan_iter(match=pattern, count=SCAN_BATCH)
         while batch := list(itertools.islice(keys, SCAN_BATCH)):
             self._sync.unlink(*batch)
-
-    async def aclear(self) -> None:
-        client = self._loop_client()[0]
-        keys = [key async for key in client.scan_iter(match=self._pattern(), count=SCAN_BATCH)]
-        for start in range(0, len(keys), SCAN_BATCH):
-            await client.unlink(*keys[start : start + SCAN_BATCH])
-
-    def _pattern(self) -> str:
-        return "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
 
     def ping(self) -> bool:
         return bool(self._sync.ping())

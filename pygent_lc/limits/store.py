@@ -89,7 +89,7 @@ class StateStore(abc.ABC):
         """Forget everything under this store's prefix (tests, benchmarks, a reset)."""
 
     async def aclear(self) -> None:
-        self.clear()
+        self.clear()  # a reset, not a call's step: blocking briefly is fine
 
     def close(self) -> None:  # noqa: B027 - nothing to release in memory
         """Release connections; the store opens them again if used afterwards."""
@@ -300,13 +300,6 @@ class ResilientStore(StateStore):
         self.fallback.clear()
         try:
             self.primary.clear()
-        except Exception as exc:
-            self._failed(None, exc)
-
-    async def aclear(self) -> None:
-        self.fallback.clear()
-        try:
-            await self.primary.aclear()
         except Exception as exc:
             self._failed(None, exc)
 
