@@ -1,13 +1,10 @@
-"""``HostPool``: one provider served by several hosts, each call to the least busy one.
+"""``HostPool``: one provider served by several hosts (``OLLAMA_BASE_URL=a,b``), each call
+to the least busy one.
 
-``OLLAMA_BASE_URL=http://gpu1:11434,http://gpu2:11434`` makes the chain's "ollama" step a
-pool: one ``ProviderPolicy`` per host (its own breaker, retries and deadline), each in a
-:class:`HostSlot` that counts its calls in flight in the state store (with Redis, every
-process's). Per call the pool reads every host's count in one step, tries the hosts from
-the least busy up (ties in turn), and on a ``ProviderError`` tries the next; when every
-host failed it raises :class:`AllHostsFailedError`, so the outer chain falls back. It is a
-``ProviderChain`` (same loop and stream rule), so ``bind_tools``, ``with_structured_output``
-and ``close()`` reach every host, and a trace shows each host attempt (``host:<url>``).
+A ``ProviderChain`` of :class:`HostSlot` s (each host's own policy, counted in flight in
+the state store: with Redis, every process's), ranked per call from the fewest calls in
+flight (ties in turn); when every host failed, :class:`AllHostsFailedError` lets the outer
+chain fall back.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """Cost budgets: spend, reservations of calls in flight, and the largest call, per key and window.
 
-A call with a bound (the most it can cost) reserves it and goes only if spend, the
-reservations and the bound stay within the limit. A call without one reserves the
-largest cost of one call seen so far on the key, goes while spend plus reservations is
-under the limit, and only while no other call without a bound is in flight (a cheap
-first call says nothing about how many dear calls may start). Spend so stays within the
-limit plus the cost of one call without a bound, however many processes share it.
-
-Per key and window bucket (``floor(now / window_s)``; ``all`` without a window) Redis
-holds a hash ``H`` (``s`` spent, ``r`` reserved, ``u`` the hold without a bound,
-``h:<id>`` each hold's amount) and a sorted set ``Z`` of holds scored by the end of their
-lease (a process that dies holding one holds it no longer); ``M`` holds the key's
-largest call cost. Window buckets expire two windows after their last write.
+A call with a bound reserves it and goes only if spend, reservations and the bound stay
+within the limit; a call without one reserves the largest call cost seen so far, and only
+one such call is in flight (docs/limits.md). Per key and window bucket
+(``floor(now / window_s)``, or ``all``) Redis holds a hash ``H`` (``s`` spent, ``r``
+reserved, ``u`` the hold without a bound, ``h:<id>`` each hold's amount) and a sorted set
+``Z`` of holds scored by the end of their lease; ``M`` holds the largest call cost.
+Window buckets expire two windows after their last write.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """Request rate limits per provider: ``PYGENT_RATE_LIMITS="openrouter=120/min,ollama=10/s"``.
 
-At most ``limit`` requests (retries included) in any sliding window of ``period_s``, in
-the state store (so with ``PYGENT_STATE_URL``, for every process together); OpenRouter's
-``:free`` models' 20 a minute is built in. A log per key (a sorted set scored by time) of
-the calls let through: trim, count, add; a token bucket or GCRA would allow up to twice
-the limit in a window that straddles a burst.
-
-A caller may read its clock before another yet reach Redis after it, and trimming with
-the later time first would drop entries the earlier one must count. So each key keeps
-the latest time it has seen (``<key>:t``) and no step runs at an earlier time: of the
-calls in any window, the one whose step ran last saw all the others in the log.
+A log per key (a sorted set scored by time) of the calls let through: trim, count, add
+(a token bucket or GCRA would allow up to twice the limit in a window straddling a
+burst). A caller may read its clock before another yet reach Redis after it, and trimming
+with the later time first would drop entries the earlier one must count; so each key
+keeps the latest time it has seen (``<key>:t``) and no step runs at an earlier time.
 """
 
 from __future__ import annotations

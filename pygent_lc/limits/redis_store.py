@@ -1,12 +1,9 @@
 """``RedisStore``: state shared by every process that uses the same Redis (redis-py).
 
-Each step is one ``EVALSHA`` of its script (``register_script``, loaded again after a
-Redis restart): one round trip, atomic. An async client is bound to its event loop, so
-there is one per running loop; those of closed loops are dropped when a new loop first
-uses the store (a ``WeakKeyDictionary`` would keep them: their connections refer to it).
-Timeouts are short (0.5 s to connect, 1 s per reply) so a stuck Redis cannot stall calls;
-a broken connection (from before a restart) is retried once, a timeout is not. Redis
-Cluster is not supported (a call's step touches the keys of several limits).
+Each step is one ``EVALSHA`` of its script (``register_script``: loaded again after a
+restart). An async client is bound to its event loop: one per running loop, and those of
+closed loops are dropped when a new loop first uses the store. Timeouts are short, so a
+stuck Redis cannot stall calls. Redis Cluster is not supported (a step spans limits).
 """
 
 from __future__ import annotations
@@ -113,6 +110,7 @@ class RedisStore(StateStore):
             "socket_connect_timeout": CONNECT_TIMEOUT_S,
             "socket_timeout": TIMEOUT_S,
         }
+        # A connection from before a Redis restart is broken: tried again once (a timeout is not).
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
         self._sync = redis.Redis.from_url(url, retry=retry, **self._options)
         self._sync_scripts: dict[type, RedisScript] = {}

@@ -1,17 +1,9 @@
 """The state store: where every limit keeps its state, in this process or in Redis.
 
-A :class:`StateStore` runs :class:`~pygent_lc.limits.script.Step` s, each atomic:
 :class:`MemoryStore` runs a step's twin under one lock; ``RedisStore`` runs its Lua
-script, behind a :class:`ResilientStore`. Times are the client's wall clock, sent with
-each step: processes sharing a Redis must share a clock (one host, or NTP).
-
-**When Redis does not serve** (refused, reset, timed out, loading; read-only, out of
-memory, a wrong password, an ACL without the scripts), :class:`ResilientStore` logs one
-line (an error when only new settings fix it) and answers every step from memory until
-a backoff (1 s, doubling to 5 s) has passed; then the next step that writes tries Redis
-again. No thread runs in the background. Meanwhile each process enforces every limit
-from what it kept since the outage began (N processes may pass a limit up to N times);
-usage and spend recorded then stay in that process.
+script, behind a :class:`ResilientStore`, which answers from memory while Redis does not
+serve (docs/limits.md: one log line, a backoff of 1 s doubling to 5 s, no background
+thread). Times are the client's clock: processes sharing a Redis must share a clock.
 """
 
 from __future__ import annotations
