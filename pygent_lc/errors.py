@@ -1,9 +1,6 @@
-"""The exception tree of pygent_lc.
-
-Every failure a caller can see is one of these. Raw exceptions from openai,
-httpx and ollama are translated into this tree once, at the provider boundary
-(:mod:`pygent_lc.providers.error_mapping`), so the retry policy, the fallbacks
-and the callers only ever reason about these classes::
+"""The exception tree of pygent_lc: every failure a caller can see, translated from
+openai, httpx and ollama once, at the provider boundary
+(:mod:`pygent_lc.providers.error_mapping`)::
 
     PygentError
     ├── ConfigurationError          (never triggers a fallback)
@@ -16,10 +13,8 @@ and the callers only ever reason about these classes::
     │   ├── ContentRefusedError     403
     │   ├── ModelNotFoundError      404 / Ollama "not found"
     │   ├── RateLimitError          429
-    │   ├── UnsupportedRequestError the provider cannot honour the request as
-    │   │                            asked (an image to a text-only model)
-    │   ├── ProviderUnavailableError 5xx, 408, connection failures, timeouts,
-    │   │                            errors inside a 200 body
+    │   ├── UnsupportedRequestError the request as asked (an image to a text-only model)
+    │   ├── ProviderUnavailableError 5xx, 408, connection failures, timeouts, 200 + error
     │   └── StreamInterruptedError  failure after text was streamed
     ├── AllProvidersFailedError     every provider of a chain failed
     ├── BudgetExceededError         a spending or call budget would be passed
@@ -207,25 +202,3 @@ class BudgetExceededError(PygentError):
 class NoAnswerError(PygentError):
     """A reasoning search ended with no state at all to answer with (say, a call budget
     spent before the first level); a partial answer is returned instead of this."""
-
-
-__all__ = [
-    "AgentError",
-    "AllProvidersFailedError",
-    "AuthenticationError",
-    "BudgetExceededError",
-    "ConfigurationError",
-    "ContentRefusedError",
-    "ContextLengthError",
-    "InsufficientCreditsError",
-    "InvalidInputError",
-    "ModelNotFoundError",
-    "NoAnswerError",
-    "ProviderDetails",
-    "ProviderError",
-    "ProviderUnavailableError",
-    "PygentError",
-    "RateLimitError",
-    "StreamInterruptedError",
-    "UnsupportedRequestError",
-]
