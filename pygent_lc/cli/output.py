@@ -1,26 +1,27 @@
-"""What ``pygent-lc`` prints: summaries, JSON, one-line errors with a hint, fallbacks.
+"""What ``pygent-lc`` shows: summaries, JSON, one-line errors with a hint, the fallbacks
+:class:`FallbackRecorder` keeps for ``--json``, and live status lines on a terminal.
 
-A fallback is logged once per call kind by :mod:`pygent_lc.fallbacks` (a
-WARNING on ``pygent_lc.fallbacks``); the CLI always shows that line on stderr,
-and :class:`FallbackRecorder` keeps each one for ``--json``. A failure under
-``--json`` prints :func:`error_json` on stdout, so a script reading stdout
-sees what went wrong as well as the exit code.
+A status line is redrawn on a clock (every 0.5 s), not only when something happens: a
+call to a slow model can take a minute, and a time that stands still looks like a hang.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TextIO
 
 from dotenv.parser import parse_stream
 
-from pygent_lc.agents import AgentError, ChatAgent, NoAnswerError, ReasoningAgent
+from pygent_lc.agents import AgentError, ChatAgent, NoAnswerError, ReasoningAgent, SolveProgress
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -44,7 +45,24 @@ from pygent_lc.tot.result import ToTResult
 
 # What to do about a configuration error, by the setting it names.
 _FIELD_HINTS = {field: hint for spec in PROVIDERS.values() for field, hint in spec.hints.items()}
+#: What to do next, by the kind of failure: the first that matches.
+_HINTS: dict[type[BaseException] | tuple[type[BaseException], ...], str] = {
+    InvalidInputError: "check the problem text and the numeric options",
+    AuthenticationError: "check OPENROUTER_API_KEY (`pygent-lc doctor`)",
+    InsufficientCreditsError: "add credits at https://openrouter.ai/settings/credits "
+    "or pick a :free model",
+    RateLimitError: "wait and retry, or add a fallback (--fallback local)",
+    ContentRefusedError: "the provider's moderation refused the input; rephrase it",
+    (
+        ProviderError,
+        AllProvidersFailedError,
+    ): "run `pygent-lc doctor` to see which provider is down",
+    NoAnswerError: "raise --max-calls / --max-cost, or try a stronger model",
+    BudgetExceededError: "the spending limit allows no further call: raise or unset "
+    "PYGENT_MAX_COST_USD (0 allows none), or wait for its PYGENT_BUDGET_WINDOW to start again",
+}
 MAX_ERROR_CHARS = 600
+_ERASE = "\r\x1b[2K"
 
 
 def usage_line(usage: UsageTracker) -> str:
@@ -84,7 +102,7 @@ def answer_json(answer: str | None, agent: ReasoningAgent | ChatAgent) -> dict[s
         "answer": answer,
         "providers": agent.providers,
         "served_by": served_by(agent.usage),
-        "usage": usage_rows(agent.usage),
+        "usage": usage_json(list(agent.usage.summary().values())),
     }
 
 
@@ -95,15 +113,32 @@ def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
     return data | answer_json(result.best.text if result.best else None, agent)
 
 
-def usage_rows(usage: UsageTracker) -> list[dict[str, Any]]:
-    """Each ``provider/model`` pair's calls, failures, tokens, cost and latency, for JSON."""
-    totals = ("calls", "failures", "input_tokens", "output_tokens", "cost_usd")
+def usage_json(rows: list[UsageSummary]) -> list[dict[str, Any]]:
+    """One object per (provider, model) with every total and the latencies."""
     return [
-        {"provider": e.provider, "model": e.model}
-        | {name: getattr(e.usage, name) for name in totals}
-        | {"mean_latency_s": e.mean_latency_s}
-        for e in usage.summary().values()
+        {"provider": row.provider, "model": row.model, **asdict(row.usage)}
+        | {"mean_latency_s": row.mean_latency_s, "p95_latency_s": row.p95_latency_s}
+        for row in rows
     ]
+
+
+def usage_table(rows: list[UsageSummary]) -> list[str]:
+    """``pygent-lc usage``: a header and one line per (provider, model)."""
+    if not rows:
+        return ["no calls recorded yet"]
+    provider_width = max([len(row.provider) for row in rows] + [8])
+    model_width = max([len(row.model) for row in rows] + [5])
+    lines = [
+        f"{'provider':<{provider_width}}  {'model':<{model_width}}  {'calls':>7}  "
+        f"{'failed':>7}  {'tokens in':>10}  {'tokens out':>10}  {'cost $':>10}  {'p95 s':>7}"
+    ]
+    lines += [
+        f"{row.provider:<{provider_width}}  {row.model:<{model_width}}  {row.usage.calls:>7}  "
+        f"{row.usage.failures:>7}  {row.usage.input_tokens:>10}  "
+        f"{row.usage.output_tokens:>10}  {row.usage.cost_usd:>10.6f}  {row.p95_latency_s:>7.2f}"
+        for row in rows
+    ]
+    return lines
 
 
 def hint_for(exc: BaseException) -> str:
@@ -117,54 +152,29 @@ def hint_for(exc: BaseException) -> str:
         if "local" in str(exc) and "pip install" in str(exc):
             return INSTALL_HINT
         return "check the setting or file named above (`pygent-lc doctor` shows every provider)"
-    if isinstance(exc, InvalidInputError):
-        return "check the problem text and the numeric options"
-    if isinstance(exc, AuthenticationError):
-        return "check OPENROUTER_API_KEY (`pygent-lc doctor`)"
-    if isinstance(exc, InsufficientCreditsError):
-        return "add credits at https://openrouter.ai/settings/credits or pick a :free model"
     if isinstance(exc, ModelNotFoundError):
         provider = exc.provider if exc.provider in PROVIDERS else "openrouter"
         return f"list the models with `pygent-lc models --provider {provider}`"
-    if isinstance(exc, RateLimitError):
-        return "wait and retry, or add a fallback (--fallback local)"
-    if isinstance(exc, ContentRefusedError):
-        return "the provider's moderation refused the input; rephrase it"
-    if isinstance(exc, ProviderError | AllProvidersFailedError):
-        return "run `pygent-lc doctor` to see which provider is down"
-    if isinstance(exc, NoAnswerError):
-        return "raise --max-calls / --max-cost, or try a stronger model"
-    if isinstance(exc, BudgetExceededError):
-        return (
-            "the spending limit allows no further call: raise or unset PYGENT_MAX_COST_USD "
-            "(0 allows none), or wait for its PYGENT_BUDGET_WINDOW to start again"
-        )
-    return "this is a bug in pygent-lc; run with PYGENT_DEBUG=1 to see the traceback"
+    hints = (hint for kind, hint in _HINTS.items() if isinstance(exc, kind))
+    return next(hints, "this is a bug in pygent-lc; run with PYGENT_DEBUG=1 to see the traceback")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or "(no message)"
 
 
 def error_line(exc: BaseException) -> str:
     """``error: <Kind>: <message>`` then ``hint: ...``, the message on one line."""
-    message = " ".join(str(exc).split()) or "(no message)"
+    message = _one_line(exc)
     if len(message) > MAX_ERROR_CHARS:
         message = message[: MAX_ERROR_CHARS - 1] + "…"
-    kind = type(exc).__name__
-    return f"error: {kind}: {message}\nhint: {hint_for(exc)}"
-
-
-def _is_secret(name: str, value: str | None) -> bool:
-    return (
-        value is not None
-        and len(value) >= 8
-        and any(word in name.upper() for word in ("KEY", "TOKEN", "SECRET"))
-    )
+    return f"error: {type(exc).__name__}: {message}\nhint: {hint_for(exc)}"
 
 
 def redact(text: str) -> str:
-    """``text`` without any secret of the environment or of ``./.env`` in it.
-
-    A secret is the value of a variable whose name holds KEY, TOKEN or SECRET
-    (``OPENROUTER_API_KEY`` among them), or anything shaped like a credential
-    (a key pasted into another variable), see :func:`~pygent_lc.redaction.redact_text`.
+    """``text`` without any secret of the environment or of ``./.env`` in it: the value
+    of a variable whose name holds KEY, TOKEN or SECRET, or anything shaped like a
+    credential (a key pasted into another variable, :func:`~pygent_lc.redaction.redact_text`).
     """
     variables: dict[str, str | None] = dict(os.environ)
     # An unreadable .env has no secret to hide; a line that does not parse is
@@ -177,7 +187,8 @@ def redact(text: str) -> str:
             if binding.key is not None and not binding.error
         )
     for name, value in variables.items():
-        if value is not None and _is_secret(name, value):
+        secret = any(word in name.upper() for word in ("KEY", "TOKEN", "SECRET"))
+        if secret and value is not None and len(value) >= 8:
             text = text.replace(value, "***")
     return redact_text(text)
 
@@ -185,9 +196,9 @@ def redact(text: str) -> str:
 class FallbackRecorder(logging.Handler):
     """Keeps the fallbacks logged while it is attached, as JSON-ready dicts."""
 
-    def __init__(self) -> None:
+    def __init__(self, fallbacks: list[dict[str, Any]] | None = None) -> None:
         super().__init__(logging.WARNING)
-        self.fallbacks: list[dict[str, Any]] = []
+        self.fallbacks = [] if fallbacks is None else fallbacks
 
     def emit(self, record: logging.LogRecord) -> None:
         notice = record.__dict__.get("fallback")
@@ -216,14 +227,11 @@ def _provider_error(error: ProviderError) -> dict[str, Any]:
 
 
 def error_json(exc: BaseException) -> dict[str, Any]:
-    """The failure as ``{"error": {type, message, provider, status, hint}}``.
-
-    ``provider``, ``model`` and ``status`` are null when the error is not one
-    provider's; a chain that failed everywhere lists each provider's in ``errors``.
-    """
+    """The failure as ``{"error": {type, message, provider, model, status, hint}}``;
+    a chain that failed everywhere lists each provider's in ``errors``."""
     error: dict[str, Any] = {
         "type": type(exc).__name__,
-        "message": redact(" ".join(str(exc).split()) or "(no message)"),
+        "message": redact(_one_line(exc)),
         "provider": None,
         "model": None,
         "status": None,
@@ -237,34 +245,73 @@ def error_json(exc: BaseException) -> dict[str, Any]:
     return {"error": error}
 
 
-def usage_json(rows: list[UsageSummary]) -> list[dict[str, Any]]:
-    """``pygent-lc usage --json``: one object per (provider, model) with every total."""
-    return [
-        {
-            "provider": row.provider,
-            "model": row.model,
-            **asdict(row.usage),
-            "mean_latency_s": row.mean_latency_s,
-            "p95_latency_s": row.p95_latency_s,
-        }
-        for row in rows
-    ]
+class StatusLine:
+    """One line on a terminal, rewritten in place every ``tick_s`` while ``async with``
+    runs: ``text`` and the seconds elapsed, or what a function ``text`` returns
+    (``None``: nothing yet). :meth:`close` erases it at once (again at the end, harmlessly).
+    """
+
+    def __init__(
+        self, stream: TextIO, text: str | Callable[[], str | None], *, tick_s: float = 0.5
+    ) -> None:
+        self.stream = stream
+        self.tick_s = tick_s
+        self._started = time.monotonic()
+        self._text = text
+        self._shown = self._closed = False
+        self._ticker: asyncio.Task[None] | None = None
+
+    def draw(self) -> None:
+        if self._closed:
+            return
+        if callable(self._text):
+            text = self._text()
+        else:
+            text = f"{self._text} {time.monotonic() - self._started:.1f}s"
+        if text is not None:
+            self.stream.write(_ERASE + text)
+            self.stream.flush()
+            self._shown = True
+
+    async def _tick(self) -> None:
+        while True:
+            self.draw()
+            await asyncio.sleep(self.tick_s)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._shown:
+            self.stream.write(_ERASE)
+            self.stream.flush()
+            self._shown = False
+
+    async def __aenter__(self) -> Self:
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        if self._ticker is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
 
 
-def usage_table(rows: list[UsageSummary]) -> list[str]:
-    """``pygent-lc usage``: a header and one line per (provider, model)."""
-    if not rows:
-        return ["no calls recorded yet"]
-    provider_width = max([len(row.provider) for row in rows] + [8])
-    model_width = max([len(row.model) for row in rows] + [5])
-    lines = [
-        f"{'provider':<{provider_width}}  {'model':<{model_width}}  {'calls':>7}  "
-        f"{'failed':>7}  {'tokens in':>10}  {'tokens out':>10}  {'cost $':>10}  {'p95 s':>7}"
-    ]
-    lines += [
-        f"{row.provider:<{provider_width}}  {row.model:<{model_width}}  {row.usage.calls:>7}  "
-        f"{row.usage.failures:>7}  {row.usage.input_tokens:>10}  "
-        f"{row.usage.output_tokens:>10}  {row.usage.cost_usd:>10.6f}  {row.p95_latency_s:>7.2f}"
-        for row in rows
-    ]
-    return lines
+class ProgressLine(StatusLine):
+    """``solve``'s line; :meth:`update` is ``ReasoningAgent.solve``'s ``on_progress``
+    (each level, each call's start and end): it redraws at most every ``interval_s``."""
+
+    def __init__(self, stream: TextIO, *, interval_s: float = 0.1, tick_s: float = 0.5) -> None:
+        super().__init__(
+            stream, lambda: None if self._progress is None else self._progress.line(), tick_s=tick_s
+        )
+        self.interval_s = interval_s
+        self._progress: SolveProgress | None = None
+        self._last = 0.0
+
+    def update(self, progress: SolveProgress) -> None:
+        self._progress = progress
+        if time.monotonic() - self._last >= self.interval_s:
+            self._last = time.monotonic()
+            self.draw()
