@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Any, TextIO
+from typing import Any
 
 from pygent_lc._cli_start import EXIT_INTERRUPTED
 from pygent_lc.errors import InvalidInputError
@@ -99,41 +99,28 @@ def name_flags(message: str, command: str) -> str:
 def read_prompt(args: argparse.Namespace, name: str) -> str:
     """The prompt from the argument, standard input (``-``) or ``--file``, checked.
 
-    One limit for every command: :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`,
-    enforced while reading (``/dev/zero`` or ``yes`` never fill the memory).
+    One limit for every command, :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`,
+    enforced while reading: ``/dev/zero`` or ``yes`` never fill the memory.
     """
-    from pygent_lc.validation import validate_prompt  # pydantic: not for ``--help``
+    from pygent_lc.validation import MAX_PROMPT_CHARS, validate_prompt  # not for ``--help``
 
     given: str | None = getattr(args, name)
     if (given is None) == (args.file is None):
         raise InvalidInputError(f"give the {name} as an argument, as '-' (stdin) or with --file")
-    if args.file is not None:
-        try:
+    where = args.file or ("standard input" if given == "-" else f"the {name}")
+    try:
+        if args.file is not None:
             with open(args.file, encoding="utf-8") as handle:
-                text = _read_bounded(handle, args.file)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInputError(f"cannot read {args.file}: {exc}") from None
-    elif given == "-":
-        try:
-            text = _read_bounded(sys.stdin, "standard input")
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"standard input is not UTF-8 text: {exc}") from None
-    else:
-        text = str(given)
-    return validate_prompt(text)
-
-
-def _read_bounded(stream: TextIO, where: str) -> str:
-    """At most ``MAX_PROMPT_CHARS`` characters of ``stream``; a longer text is an
-    :class:`InvalidInputError` naming the limit, raised once one more was read."""
-    from pygent_lc.validation import MAX_PROMPT_CHARS
-
-    text = stream.read(MAX_PROMPT_CHARS + 1)  # a text stream reads until then or EOF
+                text = handle.read(MAX_PROMPT_CHARS + 1)  # until then or EOF
+        else:
+            text = sys.stdin.read(MAX_PROMPT_CHARS + 1) if given == "-" else str(given)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {where} (UTF-8 text): {exc}") from None
     if len(text) > MAX_PROMPT_CHARS:
         raise InvalidInputError(
             f"{where} has more than {MAX_PROMPT_CHARS} characters (the prompt limit)"
         )
-    return text
+    return validate_prompt(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
