@@ -30,8 +30,7 @@ from pygent_lc.redaction import mask_credentials, redact_text
 
 
 class PygentError(Exception):
-    """Base class of every error raised by pygent_lc; pickles with its attributes
-    (``provider``, ``retry_after``...), so it crosses process boundaries intact."""
+    """Pickles with its attributes (``provider``...): it crosses process boundaries intact."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore, (type(self), self.args, self.__dict__)
@@ -45,8 +44,7 @@ def _restore(cls: type[PygentError], args: tuple[Any, ...], state: dict[str, Any
 
 
 class ConfigurationError(PygentError, ValueError):
-    """A setting is missing or invalid, or a provider name is unknown: raised before
-    any network call, never handled by a fallback."""
+    """A setting is missing or invalid, or a provider name unknown: before any request."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         # A key pasted into the wrong setting must not be printed back (CI logs).
@@ -59,12 +57,11 @@ class AgentError(ConfigurationError):
 
 
 class InvalidInputError(PygentError, ValueError):
-    """The caller passed a bad prompt or absurd generation parameters: never retried,
-    never handled by a fallback, never counted against a provider's breaker."""
+    """A bad prompt or parameters: never retried, no fallback, no breaker failure."""
 
 
 class ProviderDetails(TypedDict, total=False):
-    """Where an error a provider reported comes from: the keywords its constructor takes."""
+    """The keywords of an error a provider reported: where it comes from."""
 
     provider: Required[str]
     model: str | None
@@ -86,16 +83,14 @@ class _FromProvider(PygentError):
 
 
 class ContextLengthError(InvalidInputError, _FromProvider):
-    """The prompt (plus the requested output) does not fit the model's context window,
-    the provider says: like any bad input, not retried and no fallback."""
+    """The prompt (plus the output asked for) does not fit the model's context, it says."""
 
     def __str__(self) -> str:
         return f"{self._where()}: {self.message}"
 
 
 class ProviderError(_FromProvider):
-    """A provider failed to produce a completion. ``retryable``: whether asking it
-    again can help; ``retry_after``: the server's own advice in seconds, if any."""
+    """``retryable``: asking again can help; ``retry_after``: the server's advice (s)."""
 
     default_retryable = False
 
@@ -140,8 +135,7 @@ class ModelNotFoundError(ProviderError):
 
 
 class UnsupportedRequestError(ProviderError):
-    """The provider cannot do what the request asks (an image to a text-only model, a
-    feature the server lacks): not retried, not a breaker failure; another may serve it."""
+    """Not retried, not a breaker failure: another provider may serve the request."""
 
 
 class RateLimitError(ProviderError):
@@ -157,8 +151,7 @@ class ProviderUnavailableError(ProviderError):
 
 
 class StreamInterruptedError(ProviderError):
-    """The stream failed after some text had been delivered; ``partial_text`` holds it
-    all, so nothing the caller already paid for is lost."""
+    """``partial_text``: all the text delivered, which the caller already paid for."""
 
     def __init__(
         self, message: str, *, partial_text: str, **details: Unpack[ProviderDetails]
@@ -168,12 +161,8 @@ class StreamInterruptedError(ProviderError):
 
 
 class AllProvidersFailedError(PygentError, ExceptionGroup[ProviderError]):
-    """Every provider of a fallback chain failed; ``errors`` maps each to its error.
-
-    An ``ExceptionGroup`` of those errors, so a traceback shows each provider's
-    failure and ``except* RateLimitError`` picks out one kind. The keys of
-    ``errors`` are ``"<position>:<provider>"``, e.g. ``"1:openrouter"``.
-    """
+    """An ``ExceptionGroup`` (``except* RateLimitError`` works) whose ``errors`` map
+    ``"<position>:<provider>"`` (``"1:openrouter"``) to each provider's error."""
 
     errors: dict[str, ProviderError]
 
@@ -200,5 +189,4 @@ class BudgetExceededError(PygentError):
 
 
 class NoAnswerError(PygentError):
-    """A reasoning search ended with no state at all to answer with (say, a call budget
-    spent before the first level); a partial answer is returned instead of this."""
+    """No state at all to answer with (otherwise a partial answer is returned)."""

@@ -105,12 +105,19 @@ class ScriptedBackend(LLMBackend):
                 await asyncio.sleep(self.latency_s)
             outputs = [self._answer(prompt, index) for _ in range(n)]
         except Exception:
-            self._count(failed=True)
+            self._totals += UsageTotals(calls=1, failures=1)  # no tokens, no cost
             raise
         finally:
             self.in_flight -= 1
-        output_tokens = sum(self.count_tokens(output) for output in outputs)
-        self._count(input_tokens=self.count_tokens(prompt), output_tokens=output_tokens)
+        tokens_in = self.count_tokens(prompt)
+        tokens_out = sum(self.count_tokens(output) for output in outputs)
+        cost = self.cost_per_call or 0.0
+        if self.price_per_1k_tokens is not None:
+            price_in, price_out = self.price_per_1k_tokens
+            cost += (tokens_in * price_in + tokens_out * price_out) / 1000
+        self._totals += UsageTotals(
+            calls=1, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
+        )
         return outputs
 
     def _answer(self, prompt: str, index: int) -> str:
@@ -123,21 +130,6 @@ class ScriptedBackend(LLMBackend):
                 raise outcome
             return outcome
         return self.reply(prompt)
-
-    def _count(
-        self, *, failed: bool = False, input_tokens: int = 0, output_tokens: int = 0
-    ) -> None:
-        cost = 0.0 if failed else self.cost_per_call or 0.0
-        if self.price_per_1k_tokens is not None:
-            input_price, output_price = self.price_per_1k_tokens
-            cost += (input_tokens * input_price + output_tokens * output_price) / 1000
-        self._totals += UsageTotals(
-            calls=1,
-            failures=int(failed),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=cost,
-        )
 
     def usage_totals(self) -> UsageTotals | None:
         if self.cost_per_call is None and self.price_per_1k_tokens is None:

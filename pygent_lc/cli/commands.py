@@ -10,8 +10,8 @@ import asyncio
 import json
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -71,20 +71,13 @@ async def _agent(
         config["fallbacks"] = list(args.fallback)
     if args.model:
         config["model_name"] = args.model
-    with _flags_named(args.command):
-        return await AgentFactory(settings).create_agent(kind, custom_config=config)
-
-
-@contextmanager
-def _flags_named(command: str) -> Iterator[None]:
     try:
-        yield
+        return await AgentFactory(settings).create_agent(kind, custom_config=config)
     except (ConfigurationError, InvalidInputError) as exc:
-        message = name_flags(str(exc), command)
-        if message == str(exc):
+        if (message := name_flags(str(exc), args.command)) == str(exc):
             raise
         if isinstance(exc, ConfigurationError):
-            field = name_flags(exc.field, command) if exc.field else None
+            field = name_flags(exc.field, args.command) if exc.field else None
             raise type(exc)(message, field=field) from None
         raise InvalidInputError(message) from None
 
