@@ -42,13 +42,9 @@ class _RedactingFormatter(logging.Formatter):
 
 
 def _configure_logging(*, verbose: bool) -> Callable[[], None]:
-    """The ``pygent_lc`` log on stderr from DEBUG with ``--verbose``; otherwise only
-    its errors and the fallback warnings. Returns what puts the logger back as it
-    was (``main`` called in a program).
-
-    Python prints any warning record of a logger without handlers on stderr,
-    which would put lines beside the ``error:``/``hint:`` pair.
-    """
+    """The ``pygent_lc`` log on stderr from DEBUG with ``--verbose``, else only errors
+    and fallbacks (not Python's last resort: other warnings beside ``error:``/``hint:``).
+    Returns what puts the logger back as it was (``main`` called in a program)."""
     logger = logging.getLogger("pygent_lc")
     was = (logger.handlers, logger.propagate, logger.level)
     handler = logging.StreamHandler(sys.stderr)

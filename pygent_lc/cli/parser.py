@@ -71,13 +71,9 @@ FLAG_OF_FIELD: dict[str, dict[str, str]] = {
 
 
 def name_flags(message: str, command: str) -> str:
-    """``message`` with each setting a flag of ``command`` sets named as that flag.
-
-    ``invalid ToTConfig: max_depth: ...`` becomes ``invalid option --depth: ...``
-    and ``custom_config model_name: ...`` becomes ``--model: ...``: what the user
-    typed, not the library's field names. A setting spelt like an English word
-    (``provider``, ``temperature``) is replaced only after ``custom_config`` or
-    as the message's first word, so "provider 'ollama' is listed twice" stays.
+    """``message`` with each setting a flag of ``command`` sets named as that flag
+    (``invalid ToTConfig: max_depth: ...``: ``invalid option --depth: ...``). A setting
+    spelt like a word (``provider``) only after ``custom_config`` or as the first word.
     """
     flags = FLAG_OF_FIELD.get(command, {})
     if not flags:
