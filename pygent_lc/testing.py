@@ -17,7 +17,10 @@ from typing import Annotated, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.language_models.chat_models import (
+    agenerate_from_stream,
+    generate_from_stream,
+)
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
@@ -232,10 +235,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        with self._call(messages, stop, kwargs) as scripted:
-            if self.latency_s:
-                time.sleep(self.latency_s)
-            return generate_from_stream(self._chunks(messages, scripted))
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
     async def _agenerate(
         self,
@@ -244,10 +244,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        with self._call(messages, stop, kwargs) as scripted:
-            if self.latency_s:
-                await asyncio.sleep(self.latency_s)
-            return generate_from_stream(self._chunks(messages, scripted))
+        return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
 
     def _stream(
         self,
