@@ -17,18 +17,7 @@ from typing import Any
 
 from pygent_lc.agents import AgentFactory, ChatAgent, ReasoningAgent
 from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
-from pygent_lc.cli.output import (
-    FallbackRecorder,
-    ProgressLine,
-    StatusLine,
-    answer_json,
-    redact,
-    solve_json,
-    solve_summary,
-    usage_json,
-    usage_line,
-    usage_table,
-)
+from pygent_lc.cli import output
 from pygent_lc.cli.parser import (
     EXIT_FAILED,
     EXIT_NO_ANSWER,
@@ -99,7 +88,7 @@ async def _solve(args: argparse.Namespace, settings: Settings, fallbacks: list[A
     agent = await _agent(args, settings, "reasoning", config)
     assert isinstance(agent, ReasoningAgent)
     try:
-        progress = ProgressLine(sys.stderr) if _interactive(args) else None
+        progress = output.ProgressLine(sys.stderr) if _interactive(args) else None
         async with progress or nullcontext():
             result = await agent.solve(args.text, on_progress=progress.update if progress else None)
     finally:
@@ -107,11 +96,11 @@ async def _solve(args: argparse.Namespace, settings: Settings, fallbacks: list[A
     if args.mermaid:
         await asyncio.to_thread(Path(args.mermaid).write_text, result.to_mermaid(), "utf-8")
     if args.json:
-        _print_json(solve_json(result, agent) | {"fallbacks": fallbacks})
+        _print_json(output.solve_json(result, agent) | {"fallbacks": fallbacks})
     elif result.best is not None:
         label = "Answer" if result.solved else "Best partial answer (no final answer reached)"
         print(f"{label}: {result.best.text}")
-    print(solve_summary(result, agent), file=sys.stderr)
+    print(output.solve_summary(result, agent), file=sys.stderr)
     return EXIT_OK if result.best is not None else EXIT_NO_ANSWER
 
 
@@ -127,20 +116,18 @@ async def _chat(args: argparse.Namespace, settings: Settings, fallbacks: list[An
         else:
             # Until the first text: the model loads (local) or thinks, on a terminal.
             first = agent.providers[0] if agent.providers else "the model"
-            waiting = None
-            if _interactive(args):
-                waiting = StatusLine(sys.stderr, f"{first}: loading the model or thinking…")
-            async with waiting or nullcontext():
+            waiting = output.StatusLine(sys.stderr, f"{first}: loading the model or thinking…")
+            async with waiting if _interactive(args) else nullcontext():
                 async for text in agent.stream(args.text):
-                    if waiting is not None and text:
-                        waiting.close()
+                    if text:
+                        waiting.close()  # nothing to erase unless it was shown
                     print(text, end="", flush=True)
             print()
     finally:
         await agent.aclose()
     if args.json:
-        _print_json(answer_json(answer, agent) | {"fallbacks": fallbacks})
-    print(usage_line(agent.usage), file=sys.stderr)
+        _print_json(output.answer_json(answer, agent) | {"fallbacks": fallbacks})
+    print(output.usage_line(agent.usage), file=sys.stderr)
     return EXIT_OK
 
 
@@ -179,13 +166,13 @@ def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     report = diagnose(settings, providers, probe=args.probe)
     # What a provider's check reports may quote a setting's value: never a key.
     if args.json:
-        print(redact(json.dumps([health.as_dict() for health in report], indent=2)))
+        print(output.redact(json.dumps([health.as_dict() for health in report], indent=2)))
     else:
         for health in report:
-            print(redact(_health_line(health)))
+            print(output.redact(_health_line(health)))
             width = max((len(host.host or "") for host in health.hosts), default=0)
             for host in health.hosts:  # a pool: each host on its own line
-                print(redact(_health_line(host, f"  {host.host or '':<{width}}")))
+                print(output.redact(_health_line(host, f"  {host.host or '':<{width}}")))
     problems = [h for h in report if h.status == "problem"]
     usable = [h for h in report if h.status == "ok"]
     if not problems and not usable and not args.json:
@@ -287,7 +274,8 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
     except StoreUnreachableError as exc:
         print(f"error: {exc}\nhint: check {STATE_URL_ENV} and that its Redis runs", file=sys.stderr)
         return EXIT_FAILED
-    print(json.dumps(usage_json(rows), indent=2) if args.json else "\n".join(usage_table(rows)))
+    table = "\n".join(output.usage_table(rows))
+    print(json.dumps(output.usage_json(rows), indent=2) if args.json else table)
     return EXIT_OK
 
 
@@ -298,7 +286,7 @@ def _settings() -> Settings:
         settings = Settings.from_env_file()
     for warning in caught:
         if issubclass(warning.category, MisspeltSettingWarning):
-            print(redact(f"warning: {warning.message}"), file=sys.stderr)
+            print(output.redact(f"warning: {warning.message}"), file=sys.stderr)
         else:
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
@@ -318,5 +306,5 @@ def run(args: argparse.Namespace, fallbacks: list[dict[str, Any]]) -> int:
     """Run the parsed command in its own event loop; the fallbacks go to ``fallbacks``."""
     # Skipped providers are reported by errors and `doctor`; every other warning shows.
     warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
-    with FallbackRecorder(fallbacks):
+    with output.FallbackRecorder(fallbacks):
         return asyncio.run(_run(args, fallbacks))

@@ -21,19 +21,8 @@ from typing import Any, Self, TextIO
 
 from dotenv.parser import parse_stream
 
-from pygent_lc.agents import AgentError, ChatAgent, NoAnswerError, ReasoningAgent, SolveProgress
-from pygent_lc.errors import (
-    AllProvidersFailedError,
-    AuthenticationError,
-    BudgetExceededError,
-    ConfigurationError,
-    ContentRefusedError,
-    InsufficientCreditsError,
-    InvalidInputError,
-    ModelNotFoundError,
-    ProviderError,
-    RateLimitError,
-)
+from pygent_lc import errors
+from pygent_lc.agents import ChatAgent, ReasoningAgent, SolveProgress
 from pygent_lc.fallbacks import FallbackNotice, short_reason
 from pygent_lc.fallbacks import logger as fallback_logger
 from pygent_lc.limits.usage import UsageSummary, UsageTracker
@@ -45,20 +34,19 @@ from pygent_lc.tot.result import ToTResult
 
 # What to do about a configuration error, by the setting it names.
 _FIELD_HINTS = {field: hint for spec in PROVIDERS.values() for field, hint in spec.hints.items()}
+_DOWN = "run `pygent-lc doctor` to see which provider is down"
 #: What to do next, by the kind of failure: the first that matches.
-_HINTS: dict[type[BaseException] | tuple[type[BaseException], ...], str] = {
-    InvalidInputError: "check the problem text and the numeric options",
-    AuthenticationError: "check OPENROUTER_API_KEY (`pygent-lc doctor`)",
-    InsufficientCreditsError: "add credits at https://openrouter.ai/settings/credits "
+_HINTS: dict[type[BaseException], str] = {
+    errors.InvalidInputError: "check the problem text and the numeric options",
+    errors.AuthenticationError: "check OPENROUTER_API_KEY (`pygent-lc doctor`)",
+    errors.InsufficientCreditsError: "add credits at https://openrouter.ai/settings/credits "
     "or pick a :free model",
-    RateLimitError: "wait and retry, or add a fallback (--fallback local)",
-    ContentRefusedError: "the provider's moderation refused the input; rephrase it",
-    (
-        ProviderError,
-        AllProvidersFailedError,
-    ): "run `pygent-lc doctor` to see which provider is down",
-    NoAnswerError: "raise --max-calls / --max-cost, or try a stronger model",
-    BudgetExceededError: "the spending limit allows no further call: raise or unset "
+    errors.RateLimitError: "wait and retry, or add a fallback (--fallback local)",
+    errors.ContentRefusedError: "the provider's moderation refused the input; rephrase it",
+    errors.ProviderError: _DOWN,
+    errors.AllProvidersFailedError: _DOWN,
+    errors.NoAnswerError: "raise --max-calls / --max-cost, or try a stronger model",
+    errors.BudgetExceededError: "the spending limit allows no further call: raise or unset "
     "PYGENT_MAX_COST_USD (0 allows none), or wait for its PYGENT_BUDGET_WINDOW to start again",
 }
 MAX_ERROR_CHARS = 600
@@ -143,16 +131,16 @@ def usage_table(rows: list[UsageSummary]) -> list[str]:
 
 def hint_for(exc: BaseException) -> str:
     """What to do next, for each kind of failure."""
-    if isinstance(exc, ConfigurationError):
+    if isinstance(exc, errors.ConfigurationError):
         field = (exc.field or "").split(" ")[0]
         if field in _FIELD_HINTS:
             return _FIELD_HINTS[field]
-        if isinstance(exc, AgentError):
+        if isinstance(exc, errors.AgentError):
             return "see `pygent-lc --help` and `pygent-lc doctor`"
         if "local" in str(exc) and "pip install" in str(exc):
             return INSTALL_HINT
         return "check the setting or file named above (`pygent-lc doctor` shows every provider)"
-    if isinstance(exc, ModelNotFoundError):
+    if isinstance(exc, errors.ModelNotFoundError):
         provider = exc.provider if exc.provider in PROVIDERS else "openrouter"
         return f"list the models with `pygent-lc models --provider {provider}`"
     hints = (hint for kind, hint in _HINTS.items() if isinstance(exc, kind))
@@ -215,7 +203,7 @@ class FallbackRecorder(logging.Handler):
         fallback_logger.removeHandler(self)
 
 
-def _provider_error(error: ProviderError) -> dict[str, Any]:
+def _provider_error(error: errors.ProviderError) -> dict[str, Any]:
     return {
         "type": type(error).__name__,
         "message": redact(error.message),
@@ -237,10 +225,10 @@ def error_json(exc: BaseException) -> dict[str, Any]:
         "status": None,
         "hint": hint_for(exc),
     }
-    if isinstance(exc, ProviderError):
+    if isinstance(exc, errors.ProviderError):
         details = _provider_error(exc)
         error.update({key: details[key] for key in ("provider", "model", "status", "reason")})
-    if isinstance(exc, AllProvidersFailedError):
+    if isinstance(exc, errors.AllProvidersFailedError):
         error["errors"] = [_provider_error(e) for e in exc.errors.values()]
     return {"error": error}
 
