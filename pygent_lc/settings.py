@@ -178,8 +178,7 @@ class Settings(BaseSettings):
     def from_env_file(
         cls, path: str | os.PathLike[str] = DEFAULT_ENV_FILE, **values: Any
     ) -> Settings:
-        """Settings from keywords, then the environment, then the ``.env`` file ``path``
-        (skipped when missing; its other variables are ignored)."""
+        """Keywords, then the environment, then the ``.env`` file ``path`` (if it exists)."""
         return cls(_env_file=path, **values)
 
     def updated(self, **changes: Any) -> Settings:

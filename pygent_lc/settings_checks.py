@@ -85,8 +85,7 @@ class Setting(NamedTuple):
 
 
 class MisspeltSettingWarning(UserWarning):
-    """A ``PYGENT_``/``OPENROUTER_``/``OLLAMA_`` variable that is no setting, but close to one:
-    its value is ignored (``PYGENT_MAX_COST=0.01`` sets no budget)."""
+    """A variable meant as a setting, and ignored (``PYGENT_MAX_COST=0.01``: no budget)."""
 
 
 # Read by this package outside Settings, by its tests, or by Ollama's own server and CLI.

@@ -168,8 +168,7 @@ class ScriptedChatModel(BaseChatModel):
     def bind_tools(
         self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """The model with ``tools`` (OpenAI tool dicts) in each call's keywords, which
-        :attr:`calls` records; the replies follow the script all the same."""
+        """``tools`` in each call's keywords (:attr:`calls`); the script answers all the same."""
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)

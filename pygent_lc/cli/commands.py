@@ -242,12 +242,9 @@ class StoreUnreachableError(Exception):
 
 
 def fleet_usage(url: str) -> list[UsageSummary]:
-    """The usage totals in the shared store ``url`` names, by provider and model.
-
-    Raises :class:`StoreUnreachableError` when it does not answer, or refuses this
-    client, rather than show the empty totals of this process's memory, which would
-    mislead. The shared store is asked directly, so no log line repeats it.
-    """
+    """The usage totals in the shared store ``url`` names, by provider and model; a store
+    that does not answer or refuses this client is a :class:`StoreUnreachableError`, not
+    this process's empty totals, which would mislead (asked directly: no log line)."""
     store = open_store(url)
     try:
         if not isinstance(store, ResilientStore):

@@ -16,12 +16,9 @@ from pygent_lc._cli_start import EXIT_INTERRUPTED
 from pygent_lc.errors import InvalidInputError
 
 EXIT_OK = 0
-EXIT_FAILED = 1
-"""A provider failed, or ``doctor`` found a problem."""
-EXIT_USAGE = 2
-"""Bad usage or configuration (``usage`` without a shared state store too)."""
-EXIT_NO_ANSWER = 3
-"""``solve`` found nothing to answer with."""
+EXIT_FAILED = 1  # a provider failed, or `doctor` found a problem
+EXIT_USAGE = 2  # bad usage or configuration (`usage` without a shared state store too)
+EXIT_NO_ANSWER = 3  # `solve` found nothing to answer with
 #: The providers, in the registry's order (``pygent_lc.providers.registry.PROVIDERS``).
 PROVIDER_NAMES = ("openrouter", "ollama", "local")
 #: ``--provider``'s choices: a provider, or the configured chain.
