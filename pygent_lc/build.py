@@ -188,4 +188,9 @@ def _settings_for_specs(
     return Settings(**changes), names
 
 
-__all__ = ["ProviderSkippedWarning", "build_chat_model", "with_provider_policy"]
+__all__ = [
+    "ProviderSkippedWarning",
+    "build_chat_model",
+    "validate_provider_names",
+    "with_provider_policy",
+]

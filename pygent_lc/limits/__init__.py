@@ -10,16 +10,39 @@ from pygent_lc.limits.breaker import (
     BreakerOutcome,
     BreakerSpec,
     BreakerStatus,
+    CircuitBreaker,
+    CircuitOpenError,
 )
-from pygent_lc.limits.budget import BudgetRefusal, BudgetReservation, BudgetSpec, BudgetStatus
-from pygent_lc.limits.call import CallEnd, CallPlan, CallStart, Settlement
-from pygent_lc.limits.rate import RateSpec
+from pygent_lc.limits.budget import (
+    BudgetRefusal,
+    BudgetReservation,
+    BudgetSpec,
+    BudgetStatus,
+    CostBudget,
+)
+from pygent_lc.limits.call import (
+    CallEnd,
+    CallEnded,
+    CallPlan,
+    CallStart,
+    HeldStream,
+    Hold,
+    Settlement,
+)
+from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, RateSpec
 from pygent_lc.limits.shared import open_store, shared_store
-from pygent_lc.limits.store import MemoryStore, ResilientStore, StateStore, redact_url
-from pygent_lc.limits.usage import CallMeter, UsageSummary
+from pygent_lc.limits.store import (
+    DEFAULT_PREFIX,
+    MemoryStore,
+    ResilientStore,
+    StateStore,
+    redact_url,
+)
+from pygent_lc.limits.usage import CallMeter, UsageSummary, UsageTracker
 
 __all__ = [
     "ADMITTED",
+    "DEFAULT_PREFIX",
     "BreakerAdmission",
     "BreakerOutcome",
     "BreakerSpec",
@@ -29,15 +52,24 @@ __all__ = [
     "BudgetSpec",
     "BudgetStatus",
     "CallEnd",
+    "CallEnded",
     "CallMeter",
     "CallPlan",
     "CallStart",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CostBudget",
+    "HeldStream",
+    "Hold",
+    "LocalRateLimitError",
     "MemoryStore",
+    "RateLimit",
     "RateSpec",
     "ResilientStore",
     "Settlement",
     "StateStore",
     "UsageSummary",
+    "UsageTracker",
     "open_store",
     "redact_url",
     "shared_store",
