@@ -15,8 +15,7 @@ SDKs (:mod:`pygent_lc.providers.http`) through :data:`current_deadline`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -31,7 +30,7 @@ from tenacity import wait_exponential_jitter as exponential_jitter
 from tenacity.stop import stop_base
 
 from pygent_lc.errors import ProviderError
-from pygent_lc.providers.http import Deadline, current_deadline
+from pygent_lc.providers.http import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -93,19 +92,12 @@ class RetryPolicy:
         return error.retry_after is None or error.retry_after <= self.max_wait
 
 
-@contextmanager
-def deadline_scope(seconds: float | None) -> Iterator[Deadline | None]:
+def deadline_scope(seconds: float | None) -> AbstractContextManager[Deadline | None]:
     """:data:`current_deadline` for the length of one provider call (none without a limit)."""
-    if seconds is None:
-        yield None
-        return
-    deadline = Deadline(seconds)
-    token = current_deadline.set(deadline)
-    try:
-        yield deadline
-    finally:
-        with suppress(ValueError):  # a generator closed from another context
-            current_deadline.reset(token)
+    return _NO_DEADLINE if seconds is None else Deadline(seconds)
+
+
+_NO_DEADLINE: AbstractContextManager[None] = nullcontext()
 
 
 def _log_retry(state: RetryCallState) -> None:
