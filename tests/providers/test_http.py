@@ -22,9 +22,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -113,12 +118,12 @@ async def test_async_connections_run_on_asyncio_streams(lib: Any) -> None:
     moved, the pools keep httpcore's own (anyio) backend and this fails."""
     transport = LoopBoundTransport(lib=lib)
     pool = transport._current_pool()
-    assert isinstance(pool._pool._network_backend, _AsyncioBackend)  # type: ignore[attr-defined]
+    assert isinstance(pool._pool._network_backend, _AsyncioBackend)
     await transport.aclose()
 
 
 async def one_reply_server(
-    replies: list[bytes], *, close_after: bool
+    replies: list[bytes], *, close_after: bool, tls: ssl.SSLContext | None = None
 ) -> tuple[asyncio.Server, list[int]]:
     """A server that answers each request on a connection with the next of ``replies``
     (closing the connection after each when ``close_after``); the list counts its
@@ -127,14 +132,15 @@ async def one_reply_server(
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
-        while await reader.readuntil(b"\r\n\r\n"):
-            writer.write(replies.pop(0))
-            await writer.drain()
-            if close_after:
-                break
+        with suppress(asyncio.IncompleteReadError, ConnectionError):  # the client left
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(replies.pop(0))
+                await writer.drain()
+                if close_after:
+                    break
         writer.close()
 
-    return await asyncio.start_server(serve, "127.0.0.1", 0), connections
+    return await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls), connections
 
 
 def reply(text: str) -> bytes:
@@ -161,6 +167,51 @@ async def test_an_idle_connection_is_reused_unless_the_server_closed_it(
         server.close()
     assert (first.text, second.text) == ("one", "two")
     assert len(connections) == (2 if close_after else 1)
+
+
+@pytest.fixture
+def tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server's TLS context for 127.0.0.1, whose certificate the transports trust."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl makes the test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.mark.live_local
+@LIBS
+async def test_tls_on_one_kept_connection_and_an_untrusted_certificate(
+    lib: Any, tls_context: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, connections = await one_reply_server(
+        [reply("one"), reply("two")], close_after=False, tls=tls_context
+    )
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    client = ProviderHttp(timeout=5, lib=lib).async_client()
+    try:
+        answers = [(await client.get(url)).text for _ in range(2)]
+        monkeypatch.delenv("SSL_CERT_FILE")  # the system's CAs: the certificate is not trusted
+        untrusted = ProviderHttp(timeout=5, lib=lib).async_client()
+        with pytest.raises(lib.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusted.get(url)
+        await untrusted.aclose()
+    finally:
+        await client.aclose()
+        server.close()
+    assert answers == ["one", "two"]
+    assert len(connections) == 1  # both on one; the untrusted handshake never completed
 
 
 @pytest.mark.live_local
