@@ -20,7 +20,7 @@ from pathlib import Path
 
 from benchmarks.game24_model import Tally, approx_tokens, checks_24, scripted_game24_reply
 from pygent_lc.tot import Game24Task
-from pygent_lc.tot.tasks.game24_prompts import (
+from pygent_lc.tot.tasks.game24 import (
     COT_PROMPT,
     PROPOSE_PROMPT,
     VALUE_LAST_STEP_PROMPT,

@@ -10,7 +10,7 @@ import textwrap
 from typing import Any
 
 from pygent_lc.tot import ToTResult
-from pygent_lc.tot.export import node_kind
+from pygent_lc.tot.result import node_kind
 
 __all__ = ["draw_tree", "mermaid"]
 

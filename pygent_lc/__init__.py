@@ -1,10 +1,7 @@
 """pygent_lc: the LLM layer of PyGent Factory on LangChain.
 
-OpenRouter, Ollama and an embedded llama.cpp model behind one retry policy and
-runnable fallbacks, the ``LLMBackend`` shim PyGent's reasoning engine asks for
-text, typed errors and usage tracking. The public names are imported on first
-use (PEP 562), so ``import pygent_lc`` and ``pygent-lc --help`` do not pay for
-LangChain; importing switches nothing on (telemetry: :mod:`pygent_lc.telemetry`).
+The public names are imported on first use (PEP 562), so ``import pygent_lc`` and
+``pygent-lc --help`` do not pay for LangChain; importing switches nothing on.
 """
 
 from __future__ import annotations
@@ -17,17 +14,20 @@ if _cli_start.started_as_command():  # Ctrl-C exits 130 from the very first impo
 import importlib
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from pygent_lc import errors
-    from pygent_lc.backend import LLMBackend, UsageTotals
-    from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
-    from pygent_lc.fallbacks import ProviderChain
-    from pygent_lc.langchain_backend import LangChainBackend
-    from pygent_lc.limits.usage import UsageSummary, UsageTracker
-    from pygent_lc.providers.local import LocalChatModel
-    from pygent_lc.providers.ollama import OllamaChatModel
-    from pygent_lc.providers.openrouter.model import OpenRouterChatModel
-    from pygent_lc.settings import Settings
+if TYPE_CHECKING:  # ``as``: exported (mypy), as ``__all__`` is built
+    from pygent_lc import errors as errors
+    from pygent_lc.backend import LLMBackend as LLMBackend
+    from pygent_lc.backend import UsageTotals as UsageTotals
+    from pygent_lc.chain import ProviderSkippedWarning as ProviderSkippedWarning
+    from pygent_lc.chain import build_chat_model as build_chat_model
+    from pygent_lc.fallbacks import ProviderChain as ProviderChain
+    from pygent_lc.langchain_backend import LangChainBackend as LangChainBackend
+    from pygent_lc.limits.usage import UsageSummary as UsageSummary
+    from pygent_lc.limits.usage import UsageTracker as UsageTracker
+    from pygent_lc.providers.local import LocalChatModel as LocalChatModel
+    from pygent_lc.providers.ollama import OllamaChatModel as OllamaChatModel
+    from pygent_lc.providers.openrouter.model import OpenRouterChatModel as OpenRouterChatModel
+    from pygent_lc.settings import Settings as Settings
 
     __version__: str
 
@@ -46,6 +46,7 @@ _HOMES = {
     "UsageTracker": "pygent_lc.limits.usage",
     "build_chat_model": "pygent_lc.chain",
 }
+__all__ = [*_HOMES, "__version__", "errors"]
 
 
 def __getattr__(name: str) -> Any:
@@ -66,21 +67,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-__all__ = [
-    "LLMBackend",
-    "LangChainBackend",
-    "LocalChatModel",
-    "OllamaChatModel",
-    "OpenRouterChatModel",
-    "ProviderChain",
-    "ProviderSkippedWarning",
-    "Settings",
-    "UsageSummary",
-    "UsageTotals",
-    "UsageTracker",
-    "__version__",
-    "build_chat_model",
-    "errors",
-]

@@ -1,14 +1,6 @@
-"""What the ``pygent-lc`` command does before anything else is imported.
-
-Importing the package (LangChain, pydantic, the SDKs) takes seconds; Ctrl-C in
-that time would print a traceback and end the process by the signal (exit
--2). When the process was started as the command, SIGINT exits 130 with one
-line from the first line of ``pygent_lc/__init__.py`` on, until
-:func:`pygent_lc.cli.main` hands SIGINT back to Python (KeyboardInterrupt). A
-program that imports the library keeps its own handler.
-
-Standard library modules that load in milliseconds (``os``, ``sys``, ``signal``):
-this runs before every other import.
+"""Ctrl-C while the ``pygent-lc`` command imports (seconds: LangChain, pydantic, the SDKs)
+exits 130 with one line, not a traceback and exit -2, until :func:`pygent_lc.cli.main`
+hands SIGINT back to Python. Only the standard library: this runs before every import.
 """
 
 from __future__ import annotations
@@ -44,6 +36,6 @@ def exit_quietly_on_interrupt() -> None:
 
 
 def interrupt_as_exception() -> None:
-    """SIGINT raises KeyboardInterrupt again (the command is ready to handle it)."""
+    """SIGINT raises KeyboardInterrupt again (the command handles it)."""
     if signal.getsignal(signal.SIGINT) is _exit_interrupted:
         signal.signal(signal.SIGINT, signal.default_int_handler)

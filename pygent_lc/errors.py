@@ -1,9 +1,6 @@
-"""The exception tree of pygent_lc.
-
-Every failure a caller can see is one of these. Raw exceptions from openai,
-httpx and ollama are translated into this tree once, at the provider boundary
-(:mod:`pygent_lc.providers.error_mapping`), so the retry policy, the fallbacks
-and the callers only ever reason about these classes::
+"""The exception tree of pygent_lc: every failure a caller can see, translated from
+openai, httpx and ollama once, at the provider boundary
+(:mod:`pygent_lc.providers.error_mapping`)::
 
     PygentError
     ├── ConfigurationError          (never triggers a fallback)
@@ -16,10 +13,8 @@ and the callers only ever reason about these classes::
     │   ├── ContentRefusedError     403
     │   ├── ModelNotFoundError      404 / Ollama "not found"
     │   ├── RateLimitError          429
-    │   ├── UnsupportedRequestError the provider cannot honour the request as
-    │   │                            asked (an image to a text-only model)
-    │   ├── ProviderUnavailableError 5xx, 408, connection failures, timeouts,
-    │   │                            errors inside a 200 body
+    │   ├── UnsupportedRequestError the request as asked (an image to a text-only model)
+    │   ├── ProviderUnavailableError 5xx, 408, connection failures, timeouts, 200 + error
     │   └── StreamInterruptedError  failure after text was streamed
     ├── AllProvidersFailedError     every provider of a chain failed
     ├── BudgetExceededError         a spending or call budget would be passed
@@ -35,8 +30,7 @@ from pygent_lc.redaction import mask_credentials, redact_text
 
 
 class PygentError(Exception):
-    """Base class of every error raised by pygent_lc; pickles with its attributes
-    (``provider``, ``retry_after``...), so it crosses process boundaries intact."""
+    """Pickles with its attributes (``provider``...): it crosses process boundaries intact."""
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore, (type(self), self.args, self.__dict__)
@@ -50,8 +44,7 @@ def _restore(cls: type[PygentError], args: tuple[Any, ...], state: dict[str, Any
 
 
 class ConfigurationError(PygentError, ValueError):
-    """A setting is missing or invalid, or a provider name is unknown: raised before
-    any network call, never handled by a fallback."""
+    """A setting is missing or invalid, or a provider name unknown: before any request."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         # A key pasted into the wrong setting must not be printed back (CI logs).
@@ -64,12 +57,11 @@ class AgentError(ConfigurationError):
 
 
 class InvalidInputError(PygentError, ValueError):
-    """The caller passed a bad prompt or absurd generation parameters: never retried,
-    never handled by a fallback, never counted against a provider's breaker."""
+    """A bad prompt or parameters: never retried, no fallback, no breaker failure."""
 
 
 class ProviderDetails(TypedDict, total=False):
-    """Where an error a provider reported comes from: the keywords its constructor takes."""
+    """The keywords of an error a provider reported: where it comes from."""
 
     provider: Required[str]
     model: str | None
@@ -91,16 +83,14 @@ class _FromProvider(PygentError):
 
 
 class ContextLengthError(InvalidInputError, _FromProvider):
-    """The prompt (plus the requested output) does not fit the model's context window,
-    the provider says: like any bad input, not retried and no fallback."""
+    """The prompt (plus the output asked for) does not fit the model's context, it says."""
 
     def __str__(self) -> str:
         return f"{self._where()}: {self.message}"
 
 
 class ProviderError(_FromProvider):
-    """A provider failed to produce a completion. ``retryable``: whether asking it
-    again can help; ``retry_after``: the server's own advice in seconds, if any."""
+    """``retryable``: asking again can help; ``retry_after``: the server's advice (s)."""
 
     default_retryable = False
 
@@ -145,8 +135,7 @@ class ModelNotFoundError(ProviderError):
 
 
 class UnsupportedRequestError(ProviderError):
-    """The provider cannot do what the request asks (an image to a text-only model, a
-    feature the server lacks): not retried, not a breaker failure; another may serve it."""
+    """Not retried, not a breaker failure: another provider may serve the request."""
 
 
 class RateLimitError(ProviderError):
@@ -162,8 +151,7 @@ class ProviderUnavailableError(ProviderError):
 
 
 class StreamInterruptedError(ProviderError):
-    """The stream failed after some text had been delivered; ``partial_text`` holds it
-    all, so nothing the caller already paid for is lost."""
+    """``partial_text``: all the text delivered, which the caller already paid for."""
 
     def __init__(
         self, message: str, *, partial_text: str, **details: Unpack[ProviderDetails]
@@ -173,12 +161,8 @@ class StreamInterruptedError(ProviderError):
 
 
 class AllProvidersFailedError(PygentError, ExceptionGroup[ProviderError]):
-    """Every provider of a fallback chain failed; ``errors`` maps each to its error.
-
-    An ``ExceptionGroup`` of those errors, so a traceback shows each provider's
-    failure and ``except* RateLimitError`` picks out one kind. The keys of
-    ``errors`` are ``"<position>:<provider>"``, e.g. ``"1:openrouter"``.
-    """
+    """An ``ExceptionGroup`` (``except* RateLimitError`` works) whose ``errors`` map
+    ``"<position>:<provider>"`` (``"1:openrouter"``) to each provider's error."""
 
     errors: dict[str, ProviderError]
 
@@ -205,27 +189,4 @@ class BudgetExceededError(PygentError):
 
 
 class NoAnswerError(PygentError):
-    """A reasoning search ended with no state at all to answer with (say, a call budget
-    spent before the first level); a partial answer is returned instead of this."""
-
-
-__all__ = [
-    "AgentError",
-    "AllProvidersFailedError",
-    "AuthenticationError",
-    "BudgetExceededError",
-    "ConfigurationError",
-    "ContentRefusedError",
-    "ContextLengthError",
-    "InsufficientCreditsError",
-    "InvalidInputError",
-    "ModelNotFoundError",
-    "NoAnswerError",
-    "ProviderDetails",
-    "ProviderError",
-    "ProviderUnavailableError",
-    "PygentError",
-    "RateLimitError",
-    "StreamInterruptedError",
-    "UnsupportedRequestError",
-]
+    """No state at all to answer with (otherwise a partial answer is returned)."""

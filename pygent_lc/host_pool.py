@@ -1,27 +1,10 @@
-"""``HostPool``: one provider served by several hosts, each call to the least busy one.
+"""``HostPool``: one provider served by several hosts (``OLLAMA_BASE_URL=a,b``), each call
+to the least busy one.
 
-``OLLAMA_BASE_URL=http://gpu1:11434,http://gpu2:11434`` makes the chain's
-"ollama" step a pool: one :class:`~pygent_lc.policy.ProviderPolicy` per host
-(each with its own circuit breaker, retries and deadline), each wrapped in a
-:class:`HostSlot` that counts its calls in flight in a
-:class:`~pygent_lc.limits.StateStore`. Per call the pool
-
-1. reads every host's count in one step (:class:`Count`; with a Redis store,
-   the counts of every process sharing it) and tries the hosts from the
-   least busy up; ties go round-robin, so idle hosts take turns;
-2. counts the call on the host it tries (:class:`Enter`, then :class:`Exit`,
-   also when the call fails or is cancelled);
-3. on a ``ProviderError`` from a host (refused, 5xx, timeout, open circuit...)
-   tries the next host within the same call; when every host failed it
-   raises :class:`AllHostsFailedError`, a ``ProviderUnavailableError`` naming
-   each host's error, so the outer chain falls back to its next provider.
-
-It is a :class:`~pygent_lc.fallbacks.ProviderChain` (same loop, same
-stream rule: another host only before the first chunk), ranking its
-providers per call and failing with its own error. So ``bind_tools`` and
-``with_structured_output`` reach every host's model, ``close()`` closes
-them all, and a trace shows the pool as a run under the chain with each host
-attempt (tagged ``host:<url>``) under it.
+A ``ProviderChain`` of :class:`HostSlot` s (each host's own policy, counted in flight in
+the state store: with Redis, every process's), ranked per call from the fewest calls in
+flight (ties in turn); when every host failed, :class:`AllHostsFailedError` lets the outer
+chain fall back.
 """
 
 from __future__ import annotations
@@ -39,7 +22,7 @@ from pydantic import ConfigDict, PrivateAttr
 
 from pygent_lc.errors import ProviderError, ProviderUnavailableError
 from pygent_lc.fallbacks import ProviderChain
-from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows
+from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step
 from pygent_lc.limits.store import StateStore
 
 DEFAULT_INFLIGHT_LEASE_S = 300.0
@@ -49,9 +32,8 @@ DEFAULT_INFLIGHT_LEASE_S = 300.0
 class Tickets(dict[str, dict[str, float]]):
     """The in-process twin of the in-flight counts: per key, ticket id -> end of its lease."""
 
-
-def _live(tickets: Tickets, key: str, now: float) -> int:
-    return sum(1 for deadline in tickets.get(key, {}).values() if deadline > now)
+    def live(self, key: str, now: float) -> int:
+        return sum(1 for deadline in self.get(key, {}).values() if deadline > now)
 
 
 def inflight_key(prefix: str, key: str) -> str:
@@ -60,13 +42,11 @@ def inflight_key(prefix: str, key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Enter(Step[int]):
-    """Count one call on ``key`` (a ticket in a sorted set scored by the end of its lease)
-    until its :meth:`exit` or the lease ends; answers the count with it.
+    """Count one call on ``key`` until its :meth:`exit` or its lease ends; answers the count.
 
-    Why leases rather than ``INCR``/``DECR``: a process that dies between the two
-    would leave the count too high for ever, and a busy host's key never sits idle
-    long enough for a TTL to reset it. A call that runs longer than its lease stops
-    counting early: the counts only rank hosts, where off by one briefly does no harm.
+    Leases, not ``INCR``/``DECR``: a process that dies between the two would leave the
+    count too high for ever. A call longer than its lease stops counting early, which
+    only ranks hosts off by one for a while.
     """
 
     lua: ClassVar[str] = (
@@ -88,9 +68,6 @@ return redis.call('ZCARD', KEYS[1])
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         return [inflight_key(prefix, self.key)], [self.now, self.lease_s, self.ticket]
-
-    def decode(self, reply: Any) -> int:
-        return int(reply)
 
     def local(self, state: MemoryState) -> int:
         held = state.part(Tickets).setdefault(self.key, {})
@@ -116,12 +93,10 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[1], '+inf')
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         return [inflight_key(prefix, self.key)], [self.now, self.ticket]
 
-    def decode(self, reply: Any) -> int:
-        return int(reply)
-
     def local(self, state: MemoryState) -> int:
-        state.part(Tickets).get(self.key, {}).pop(self.ticket, None)
-        return _live(state.part(Tickets), self.key, self.now)
+        tickets = state.part(Tickets)
+        tickets.get(self.key, {}).pop(self.ticket, None)
+        return tickets.live(self.key, self.now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,19 +115,13 @@ return out
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         return [inflight_key(prefix, key) for key in self.keys], [self.now]
 
-    def decode(self, reply: Any) -> list[int]:
-        return [int(n) for n in rows(reply)]
-
     def local(self, state: MemoryState) -> list[int]:
-        return [_live(state.part(Tickets), key, self.now) for key in self.keys]
+        return [state.part(Tickets).live(key, self.now) for key in self.keys]
 
 
 class AllHostsFailedError(ProviderUnavailableError):
     """Every host of a pool failed this call; ``errors`` maps each host's URL to its error.
-
-    A ``ProviderUnavailableError`` (so a chain falls back to its next
-    provider), not retryable: each host already had its retries.
-    """
+    Not retryable: each host already had its retries."""
 
     errors: dict[str, ProviderError]
 
@@ -169,27 +138,17 @@ class AllHostsFailedError(ProviderUnavailableError):
 
 
 class HostSlot(RunnableSerializable[Any, Any]):
-    """One host of a pool: its policy (``bound``), counted in flight under ``key`` while it runs.
-
-    Makes no run of its own: the host's model run is the attempt a trace
-    shows, tagged ``host:<url>``.
-    """
+    """One host of a pool: its policy (``bound``), counted in flight under ``key``
+    (``<provider>|<url>``) in ``store`` while it runs; its attempts are tagged
+    ``host:<url>``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     bound: Runnable[Any, Any]
-    """The host's :class:`~pygent_lc.policy.ProviderPolicy` (breaker, retries, deadline)."""
-
     host: str
-    """The host's base URL."""
-
     key: str
-    """Its in-flight key in ``store``: ``<provider>|<url>``."""
-
     store: StateStore
-
     lease_s: float = DEFAULT_INFLIGHT_LEASE_S
-    """How long a call counts at most (a crashed process's calls stop counting then)."""
 
     def _config(self, config: RunnableConfig | None) -> RunnableConfig:
         config = config or {}
@@ -234,29 +193,18 @@ class HostSlot(RunnableSerializable[Any, Any]):
 
 
 class HostPool(ProviderChain):
-    """One provider's hosts (:class:`HostSlot` each); every call starts at the least busy.
-
-    Build it with :meth:`of`. ``providers`` are the slots, in the configured
-    host order (the order ties start from).
-    """
+    """One provider's hosts (a :class:`HostSlot` each, in the configured order, which ties
+    start from); build it with :meth:`of`."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     provider: str
-    """The provider the hosts serve, for errors (``"ollama"``)."""
-
     store: StateStore
-    """Where the in-flight counts live (shared by the slots)."""
-
     _turns: Iterator[int] = PrivateAttr(default_factory=itertools.count)
 
     @classmethod
     def of(
-        cls,
-        hosts: Mapping[str, Runnable[Any, Any]],
-        *,
-        provider: str,
-        store: StateStore,
+        cls, hosts: Mapping[str, Runnable[Any, Any]], *, provider: str, store: StateStore
     ) -> HostPool:
         """A pool over ``hosts`` (base URL -> that host's policy), counting in ``store``."""
         slots: list[Runnable[Any, Any]] = [
@@ -267,7 +215,6 @@ class HostPool(ProviderChain):
 
     @property
     def hosts(self) -> list[str]:
-        """Each host's base URL, in the configured order."""
         return [_slot(provider).host for provider in self.providers]
 
     def in_flight(self) -> dict[str, int]:
@@ -296,16 +243,11 @@ class HostPool(ProviderChain):
     def _failed(
         self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
     ) -> ProviderError:
-        return AllHostsFailedError(
-            self.provider,
-            {_slot(slot).host: error for slot, error in zip(tried, failures, strict=True)},
-        )
+        hosts = [_slot(slot).host for slot in tried]
+        return AllHostsFailedError(self.provider, dict(zip(hosts, failures, strict=True)))
 
 
 def _slot(runnable: Runnable[Any, Any]) -> HostSlot:
     if not isinstance(runnable, HostSlot):
         raise TypeError(f"a HostPool holds HostSlots, not {type(runnable).__name__}")
     return runnable
-
-
-__all__ = ["AllHostsFailedError", "Count", "Enter", "Exit", "HostPool", "HostSlot"]

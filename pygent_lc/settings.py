@@ -1,10 +1,9 @@
-"""Configuration from keyword arguments and the environment, and a ``.env`` file when asked.
+"""Configuration from keywords, the environment and a ``.env`` file when asked.
 
 One section per provider, named like it and read under its own prefix (``OPENROUTER_*``,
 ``OLLAMA_*``, ``PYGENT_LOCAL_*``); the chain's own settings (``PYGENT_*``) are on
 :class:`Settings`. A keyword is its variable in lower case without ``PYGENT_``
-(``ollama_model``; ``app_url``, ``app_title``, ``local_model_path`` are older); a whole
-section works too (``Settings(ollama={...})``), its flat keywords win.
+(``ollama_model``); a whole section works too (``Settings(ollama={...})``).
 """
 
 from __future__ import annotations
@@ -25,19 +24,16 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    SettingsConfigDict,
-    SettingsError,
-)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pygent_lc import settings_checks as checks
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.limits.rate import RateLimit, RateLimitMode, parse_rate_limits
 from pygent_lc.providers.openrouter.options import ProviderPreferences, ReasoningConfig
 from pygent_lc.redaction import shown_value
-from pygent_lc.settings_checks import MisspeltSettingWarning, Setting, unique_provider_names
+from pygent_lc.settings_checks import MisspeltSettingWarning as MisspeltSettingWarning
+from pygent_lc.settings_checks import Setting
+from pygent_lc.settings_checks import unique_provider_names as unique_provider_names
 
 ProviderName = str
 """A provider's name: the name of its section of :class:`Settings`."""
@@ -72,13 +68,10 @@ class ProviderSettings(BaseSettings):
     model_config = SettingsConfigDict(
         extra="ignore", validate_default=True, revalidate_instances="always"
     )
-
-    keywords: ClassVar[Mapping[str, str]] = {}
-    """Fields whose :class:`Settings` keyword is older than the section."""
+    keywords: ClassVar[Mapping[str, str]] = {}  # older keywords than the section's
 
     @classmethod
     def variable(cls, field: str) -> str:
-        """The environment variable of ``field``."""
         return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
 
     @classmethod
@@ -88,19 +81,13 @@ class ProviderSettings(BaseSettings):
 
 
 class OpenRouterSettings(ProviderSettings):
-    """OpenRouter: ``OPENROUTER_*``."""
-
     model_config = SettingsConfigDict(env_prefix="OPENROUTER_")
     keywords = {"app_url": "app_url", "app_title": "app_title"}
 
-    api_key: SecretStr | None = None
-    """Without it the OpenRouter provider is skipped."""
+    api_key: SecretStr | None = None  # without it the OpenRouter provider is skipped
     base_url: Annotated[str, AfterValidator(checks.http_url)] = "https://openrouter.ai/api/v1"
-    """With a key set, plain ``http://`` is refused unless the host is loopback or
-    ``allow_insecure_http`` is set."""
     model: NonEmpty = "anthropic/claude-3.5-sonnet"
     models: Annotated[list[str], NoDecode, BeforeValidator(checks.comma_list)] = []
-    """OpenRouter's own model fallbacks after ``model``, comma-separated in the environment."""
     provider: Annotated[ProviderPreferences | None, NoDecode, FromJson] = None
     reasoning: Annotated[ReasoningConfig | None, NoDecode, FromJson] = None
     app_url: str | None = None  # sent as HTTP-Referer, app_title as X-(OpenRouter-)Title
@@ -108,35 +95,27 @@ class OpenRouterSettings(ProviderSettings):
 
 
 class OllamaSettings(ProviderSettings):
-    """Ollama: ``OLLAMA_*``."""
-
     model_config = SettingsConfigDict(env_prefix="OLLAMA_")
 
+    # One server, or several comma-separated: a host pool (pygent_lc.host_pool).
     base_url: Annotated[str, AfterValidator(checks.http_urls)] = "http://localhost:11434"
-    """One server, or several comma-separated: a host pool (:mod:`pygent_lc.host_pool`)."""
-    model: str | None = None
-    """Without it Ollama is skipped."""
-    num_ctx: int = Field(default=8192, gt=0)
-    """Sent as ``num_ctx`` (Ollama's own default silently truncates)."""
+    model: str | None = None  # without it Ollama is skipped
+    num_ctx: int = Field(default=8192, gt=0)  # Ollama's own default silently truncates
 
     @property
     def base_urls(self) -> tuple[str, ...]:
-        """Each configured server's base URL, in order."""
         return tuple(self.base_url.split(","))
 
 
 class LocalSettings(ProviderSettings):
-    """The embedded llama.cpp model: ``PYGENT_LOCAL_*``."""
+    """The embedded llama.cpp model (docs/configuration.md has every default)."""
 
     model_config = SettingsConfigDict(env_prefix="PYGENT_LOCAL_")
     keywords = {"model": "local_model_path"}
 
     model: Path | None = None
-    """GGUF file; default: the SmolLM2-135M file."""
     threads: int | None = Field(default=None, ge=1, le=1024)
-    """Decoding threads; default: half the CPUs this process may use."""
-    startup_timeout: float = Field(default=120.0, gt=0, le=3600)
-    """Seconds the server may take to start; not charged to the first call."""
+    startup_timeout: float = Field(default=120.0, gt=0, le=3600)  # not the first call's
 
 
 class Settings(BaseSettings):
@@ -155,35 +134,28 @@ class Settings(BaseSettings):
     ollama: Annotated[OllamaSettings, NoDecode] = Field(default_factory=OllamaSettings)
     local: Annotated[LocalSettings, NoDecode] = Field(default_factory=LocalSettings)
 
-    allow_insecure_http: bool = False
-    """Allow the OpenRouter key over plain ``http://`` to any host; not from a ``.env``."""
+    allow_insecure_http: bool = False  # the OpenRouter key over http; not from a .env
     providers: Annotated[
         list[Annotated[str, BeforeValidator(provider_name)]],
         NoDecode,
         BeforeValidator(checks.comma_list),
         AfterValidator(unique_provider_names),
     ] = Field(default_factory=lambda: list(SECTIONS))
-    request_timeout: float = Field(default=60.0, gt=0, le=3600)
-    """Seconds for one provider's whole part of a call, retries and waits included."""
+    request_timeout: float = Field(default=60.0, gt=0, le=3600)  # retries and waits included
     max_retries: int = Field(default=2, ge=0, le=10)
     retry_max_wait: float = Field(default=20.0, ge=0, le=600)
     retry_initial_wait: float = Field(default=0.5, ge=0, le=60)
     breaker_failures: int = Field(default=3, ge=0, le=1000)
     breaker_cooldown: float = Field(default=30.0, ge=0, le=86400)
     state_url: SecretStr | None = None
-    """Where limits, breakers, budget and usage are shared (``redis://...``)."""
     rate_limits: Annotated[dict[str, RateLimit], NoDecode, BeforeValidator(_rate_limits)] = {}
-    """``provider=rate`` pairs, comma-separated in the environment (``openrouter=120/min``)."""
     rate_limit_mode: RateLimitMode = "wait"
-    max_cost_usd: float | None = Field(default=None, ge=0)
-    """Spending limit of every chain built from these settings."""
-    budget_key: NonEmpty = "default"
-    """Chains (and processes) with the same key share one budget."""
+    max_cost_usd: float | None = Field(default=None, ge=0)  # of every chain built from these
+    budget_key: NonEmpty = "default"  # chains (and processes) with one key share a budget
     budget_window: Annotated[
         Literal["1h", "1d"] | None,
         BeforeValidator(lambda v: None if str(v).strip().lower() in ("", "none") else v),
     ] = None
-    """The budget starts again each hour or day; unset: one total."""
 
     @property
     def budget_window_s(self) -> int | None:
@@ -206,8 +178,7 @@ class Settings(BaseSettings):
     def from_env_file(
         cls, path: str | os.PathLike[str] = DEFAULT_ENV_FILE, **values: Any
     ) -> Settings:
-        """Settings from keywords, then the environment, then the ``.env`` file ``path``
-        (skipped when missing; its other variables are ignored)."""
+        """Keywords, then the environment, then the ``.env`` file ``path`` (if it exists)."""
         return cls(_env_file=path, **values)
 
     def updated(self, **changes: Any) -> Settings:
@@ -234,6 +205,7 @@ SECTIONS: dict[str, type[ProviderSettings]] = {
     if isinstance(info.annotation, type) and issubclass(info.annotation, ProviderSettings)
 }
 """The sections of :class:`Settings` by name: the provider names, in the default order."""
+#: Every setting: its keyword, environment variable and place.
 SETTINGS = [
     *(Setting(name, f"PYGENT_{name}".upper(), (name,)) for name in Settings.model_fields),
     *(
@@ -243,9 +215,7 @@ SETTINGS = [
     ),
 ]
 SETTINGS = [setting for setting in SETTINGS if setting.keyword not in SECTIONS]
-"""Every setting: its keyword, environment variable and place."""
 VARIABLES = frozenset(setting.variable for setting in SETTINGS)
-"""Every environment variable :class:`Settings` reads."""
 _SHARED = [  # BaseSettings' options that a section takes from Settings
     "_env_file",
     "_env_file_encoding",
@@ -281,19 +251,3 @@ def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, A
         elif isinstance(section, ProviderSettings) and flat:
             nested[name] = {**dict(section), **flat}
     return nested
-
-
-__all__ = [
-    "DEFAULT_ENV_FILE",
-    "SECTIONS",
-    "VARIABLES",
-    "LocalSettings",
-    "MisspeltSettingWarning",
-    "OllamaSettings",
-    "OpenRouterSettings",
-    "ProviderName",
-    "ProviderSettings",
-    "Settings",
-    "provider_name",
-    "unique_provider_names",
-]

@@ -1,9 +1,6 @@
 """What :class:`~pygent_lc.settings.Settings` checks beyond pydantic's types: values as
-written in the environment, misspelt names, the lines of a ``.env`` file, error text.
-
-pydantic-settings reads a ``.env`` file leniently (a byte that is not the encoding,
-an unterminated quote) and cannot say on which line a value is: python-dotenv's own
-parser, whose bindings carry the original line, reads it here first.
+written, misspelt names, the lines of a ``.env`` file (pydantic-settings reads one
+leniently and cannot say on which line a value is: python-dotenv's parser can), errors.
 """
 
 from __future__ import annotations
@@ -27,7 +24,6 @@ from pygent_lc.redaction import shown_value
 
 
 def http_url(value: str, where: str = "") -> str:
-    """``value`` without a trailing slash if it is an ``http(s)://`` URL, else ``ValueError``."""
     if not value.startswith(("http://", "https://")):
         got = f"got {shown_value(value)}"
         raise ValueError(f"{where}expected a URL starting with http:// or https://, {got}")
@@ -49,7 +45,6 @@ def http_urls(value: str) -> str:
 
 
 def is_loopback_url(url: str) -> bool:
-    """Whether ``url``'s host is ``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
     try:
         address = ipaddress.ip_address(host)
@@ -67,7 +62,6 @@ def from_json(value: object) -> object:
 
 
 def comma_list(value: object) -> object:
-    """A comma-separated text as a list of its parts, none empty."""
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",")]
         if not all(value):
@@ -76,7 +70,6 @@ def comma_list(value: object) -> object:
 
 
 def unique_provider_names(names: list[str]) -> list[str]:
-    """``names`` unchanged if there is at least one and none twice, else ``ValueError``."""
     if not names:
         raise ValueError("at least one provider is required")
     for index, name in enumerate(names):
@@ -86,17 +79,13 @@ def unique_provider_names(names: list[str]) -> list[str]:
 
 
 class Setting(NamedTuple):
-    """One setting: its keyword, its environment variable, and its place in the model."""
-
     keyword: str
     variable: str
-    loc: tuple[str, ...]
-    """``("request_timeout",)``, or in a section ``("ollama", "num_ctx")``."""
+    loc: tuple[str, ...]  # ("request_timeout",), or in a section ("ollama", "num_ctx")
 
 
 class MisspeltSettingWarning(UserWarning):
-    """A ``PYGENT_``/``OPENROUTER_``/``OLLAMA_`` variable that is no setting, but close to one:
-    its value is ignored (``PYGENT_MAX_COST=0.01`` sets no budget)."""
+    """A variable meant as a setting, and ignored (``PYGENT_MAX_COST=0.01``: no budget)."""
 
 
 # Read by this package outside Settings, by its tests, or by Ollama's own server and CLI.
@@ -111,11 +100,8 @@ KNOWN_OTHER_VARIABLES = frozenset(
 
 def warn_misspelt(places: Mapping[str, str], settings: frozenset[str]) -> None:
     """A :class:`MisspeltSettingWarning` for each of ``places`` (name: where it is set)
-    that looks meant for one of ``settings`` but is none, naming the closest.
-
-    Any other ``PYGENT_`` name counts (``PYGENT_TEST_*`` aside); an ``OPENROUTER_``
-    or ``OLLAMA_`` name only when close to a setting, as other tools read those too.
-    """
+    meant for one of ``settings``: any other ``PYGENT_`` name (``PYGENT_TEST_*`` aside),
+    an ``OPENROUTER_`` or ``OLLAMA_`` one only when close, as other tools read those."""
     for name, place in places.items():
         upper = name.upper()
         if (
@@ -146,14 +132,10 @@ def check_known(names: Iterable[str], accepted: list[str]) -> None:
 
 
 def dotenv_places(env_file: object, encoding: str) -> dict[str, str]:
-    """Each variable of the existing ``.env`` files ``env_file`` (one path or several;
-    later files win) and where it is set (``path line N``).
-
-    A byte that is not ``encoding``, a line python-dotenv cannot parse, an
-    unreadable file, and a file that sets ``PYGENT_ALLOW_INSECURE_HTTP`` (it comes
-    with a checkout or a download, and could send the key in clear) are each a
-    :class:`ConfigurationError` naming the file and the line, never the line's text
-    (it may hold a key).
+    """Each variable of the existing ``.env`` files ``env_file`` (later files win) and
+    where it is set (``path line N``). A byte not ``encoding``, a line that does not
+    parse, an unreadable file, and ``PYGENT_ALLOW_INSECURE_HTTP`` (a file comes with a
+    checkout or a download) are errors naming the file and line, never the line's text.
     """
     files = [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []
     found: dict[str, str] = {}

@@ -1,16 +1,8 @@
-"""Fakes for testing code built on pygent_lc: no network, no model, exact control.
+"""Offline fakes that follow a script, for testing code built on pygent_lc (docs/testing.md).
 
-- :class:`ScriptedBackend` is an :class:`~pygent_lc.backend.LLMBackend` (what
-  :class:`~pygent_lc.tot.ToTEngine` and the agents ask for text).
-- :class:`ScriptedChatModel` is a LangChain chat model, to put under
-  :class:`~pygent_lc.LangChainBackend`, the retry policy, fallbacks or an agent.
-
-Both follow a script: each call takes the next of ``outcomes`` (a reply, or an
-exception to raise); once those are used up, ``reply(prompt)`` answers, or
-``"ok"`` without a ``reply``. Both record what they were asked, count tokens as
-words, and can take time (``latency_s``) to measure concurrency. Examples:
-``docs/testing.md``. LangChain's ``GenericFakeChatModel`` only replies;
-``ScriptedChatModel`` adds scripted errors (also mid-stream), usage and cost.
+:class:`ScriptedBackend` is an :class:`~pygent_lc.backend.LLMBackend`;
+:class:`ScriptedChatModel` a LangChain chat model, which, unlike LangChain's
+``GenericFakeChatModel``, also scripts errors (mid-stream too), usage and cost.
 """
 
 from __future__ import annotations
@@ -25,9 +17,10 @@ from typing import Annotated, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models.chat_models import agenerate_from_stream, generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
@@ -50,19 +43,11 @@ def count_words(text: str) -> int:
 
 
 class ScriptedBackend(LLMBackend):
-    """An offline :class:`~pygent_lc.backend.LLMBackend` that follows a script.
-
-    Each call takes the next of ``outcomes`` (a reply, or an exception to raise);
-    once they are used up, :meth:`reply` answers (``reply(prompt)``, else ``"ok"``;
-    subclasses may override it). ``fail(prompt, index)`` (calls counted from 0)
-    may return an exception to raise instead. ``latency_s`` is slept before each
-    answer (:attr:`in_flight`, :attr:`peak_in_flight` measure concurrency).
-    ``model_id`` names the model, as the engine's lasting value caches need.
-
-    :meth:`usage_totals` reports usage only when a price is set: ``cost_per_call``
-    and/or ``price_per_1k_tokens`` (input, output). Tokens are
-    :meth:`count_tokens` of the prompt and of the reply; a failed call counts
-    as a call and a failure, with no tokens or cost.
+    """Each call takes the next of ``outcomes`` (a reply, or an exception to raise),
+    then :meth:`reply` answers (subclasses may override it); ``fail(prompt, index)``
+    may return an exception to raise instead. ``model_id`` is what the engine's
+    lasting value caches need. Usage is tracked only with a price
+    (``cost_per_call``, ``price_per_1k_tokens``); a failed call costs nothing.
     """
 
     def __init__(
@@ -78,42 +63,33 @@ class ScriptedBackend(LLMBackend):
         honours_n: bool = False,
     ) -> None:
         self._reply = reply
-        self.honours_n = honours_n
-        """``generate_samples`` answers ``n`` choices in one request (prompt counted
-        once), as OpenAI-compatible servers do; else one, as most providers do."""
+        self.honours_n = honours_n  # n choices in one request, as OpenAI-compatible servers
         self.outcomes: deque[str | BaseException] = deque(outcomes)
         self.model_id = model_id
         self.latency_s = latency_s
         self.fail = fail
         self.cost_per_call = cost_per_call
         self.price_per_1k_tokens = price_per_1k_tokens
-        self.prompts: list[str] = []
-        """Every prompt asked, in order (failed calls included)."""
+        self.prompts: list[str] = []  # failed calls included
         self.kwargs: list[dict[str, Any]] = []
-        """The keywords of every call (``temperature``, ``max_tokens``, ...)."""
         self.in_flight = 0
         self.peak_in_flight = 0
         self._totals = UsageTotals()
 
     @property
     def calls(self) -> int:
-        """How many calls were made."""
         return len(self.prompts)
 
     def reply(self, prompt: str) -> str:
-        """The answer once ``outcomes`` are used up."""
         return DEFAULT_REPLY if self._reply is None else self._reply(prompt)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of a prompt or reply, for usage: :func:`count_words`."""
         return count_words(text)
 
     async def generate(self, prompt: str, **kwargs: Any) -> str:
-        """The scripted completion of ``prompt``, after ``latency_s``."""
         return (await self._request(prompt, kwargs, 1))[0]
 
     async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
-        """``n`` completions in one request when ``honours_n``, else one (``generate``)."""
         if not self.honours_n or n <= 1:
             return [await self.generate(prompt, **kwargs)]
         return await self._request(prompt, {**kwargs, "n": n}, n)
@@ -129,12 +105,19 @@ class ScriptedBackend(LLMBackend):
                 await asyncio.sleep(self.latency_s)
             outputs = [self._answer(prompt, index) for _ in range(n)]
         except Exception:
-            self._count(failed=True)
+            self._totals += UsageTotals(calls=1, failures=1)  # no tokens, no cost
             raise
         finally:
             self.in_flight -= 1
-        output_tokens = sum(self.count_tokens(output) for output in outputs)
-        self._count(input_tokens=self.count_tokens(prompt), output_tokens=output_tokens)
+        tokens_in = self.count_tokens(prompt)
+        tokens_out = sum(self.count_tokens(output) for output in outputs)
+        cost = self.cost_per_call or 0.0
+        if self.price_per_1k_tokens is not None:
+            price_in, price_out = self.price_per_1k_tokens
+            cost += (tokens_in * price_in + tokens_out * price_out) / 1000
+        self._totals += UsageTotals(
+            calls=1, input_tokens=tokens_in, output_tokens=tokens_out, cost_usd=cost
+        )
         return outputs
 
     def _answer(self, prompt: str, index: int) -> str:
@@ -148,53 +131,21 @@ class ScriptedBackend(LLMBackend):
             return outcome
         return self.reply(prompt)
 
-    def _count(
-        self, *, failed: bool = False, input_tokens: int = 0, output_tokens: int = 0
-    ) -> None:
-        cost = 0.0 if failed else self.cost_per_call or 0.0
-        if self.price_per_1k_tokens is not None:
-            input_price, output_price = self.price_per_1k_tokens
-            cost += (input_tokens * input_price + output_tokens * output_price) / 1000
-        self._totals += UsageTotals(
-            calls=1,
-            failures=int(failed),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cost_usd=cost,
-        )
-
     def usage_totals(self) -> UsageTotals | None:
-        """Totals so far when a price is set; else ``None`` (usage not tracked)."""
         if self.cost_per_call is None and self.price_per_1k_tokens is None:
             return None
         return self._totals
 
 
 class ScriptedChatModel(BaseChatModel):
-    """A LangChain chat model that follows a script (see :data:`Outcome`).
-
-    Each call takes the next of ``outcomes``: a reply text, an exception to
-    raise, or ``(text, exception)``, which a stream delivers word by word
-    before raising (a plain call just raises). Once ``outcomes`` are used up,
-    ``reply(prompt)`` answers (``prompt``: the last message's text), else
-    ``"ok"``. Each request takes ``latency_s`` (:attr:`in_flight`,
-    :attr:`peak_in_flight` count the requests under way).
-
-    Every reply carries usage (input and output tokens counted as words) and
-    its cost as ``response_metadata["cost"]``, as OpenRouter reports it, so
-    :class:`~pygent_lc.UsageTracker` and cost budgets see it: ``cost_per_call``,
-    or with a list, call ``i`` costs its ``i``-th item (the last one once they
-    run out). LangSmith names the provider ``provider`` and the model
-    ``"<provider>-model"``.
-
-    :attr:`calls` records ``stop`` and the keywords of every call,
-    :attr:`prompts` the last message's text.
+    """A chat model whose calls follow ``outcomes`` (each an :data:`Outcome`), then
+    ``reply(prompt)`` (the last message's text). Replies carry usage and their cost
+    as ``response_metadata["cost"]``, as OpenRouter reports it, for trackers and
+    budgets; LangSmith sees ``provider`` and ``"<provider>-model"``.
     """
 
     outcomes: list[Any] = Field(default_factory=list)
-    """What the next calls answer or raise, in order (each an :data:`Outcome`)."""
     reply: Callable[[str], str] | None = None
-    """Answers once ``outcomes`` are used up; ``None`` answers ``"ok"``."""
     provider: str = "scripted"
     cost_per_call: float | Annotated[list[float], Field(min_length=1)] = 0.0
     latency_s: float = Field(default=0.0, ge=0.0)
@@ -217,16 +168,16 @@ class ScriptedChatModel(BaseChatModel):
     def bind_tools(
         self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """The model with ``tools`` (OpenAI tool dicts) in each call's keywords, which
-        :attr:`calls` records; the replies follow the script all the same."""
+        """``tools`` in each call's keywords (:attr:`calls`); the script answers all the same."""
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
 
-    def _next(
+    @contextmanager
+    def _call(
         self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Any
-    ) -> tuple[Any, float]:
-        """The call's outcome (a reply, an exception or both) and its cost."""
+    ) -> Iterator[tuple[Any, float]]:
+        """The call's outcome (a reply, an exception or both) and its cost, in flight."""
         prompt = messages[-1].text if messages else ""
         with self._script_lock:
             index = len(self.calls)
@@ -236,44 +187,19 @@ class ScriptedChatModel(BaseChatModel):
         if outcome is None:
             outcome = DEFAULT_REPLY if self.reply is None else self.reply(prompt)
         costs = self.cost_per_call if isinstance(self.cost_per_call, list) else [self.cost_per_call]
-        return outcome, costs[min(index, len(costs) - 1)]
-
-    @contextmanager
-    def _in_flight(self) -> Iterator[None]:
         with self._script_lock:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
-            yield
+            yield outcome, costs[min(index, len(costs) - 1)]
         finally:
             with self._script_lock:
                 self.in_flight -= 1
 
-    def _usage(self, messages: Sequence[BaseMessage], text: str) -> UsageMetadata:
-        input_tokens = count_words(" ".join(message.text for message in messages))
-        output_tokens = len(text.split())
-        return UsageMetadata(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=input_tokens + output_tokens,
-        )
-
-    def _result(self, messages: Sequence[BaseMessage], scripted: tuple[Any, float]) -> ChatResult:
-        outcome, cost = scripted
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if isinstance(outcome, tuple):
-            raise outcome[1]
-        message = AIMessage(
-            content=outcome,
-            usage_metadata=self._usage(messages, outcome),
-            response_metadata={"cost": cost, "finish_reason": "stop"},
-        )
-        return ChatResult(generations=[ChatGeneration(message=message)])
-
     def _chunks(
         self, messages: Sequence[BaseMessage], scripted: tuple[Any, float]
     ) -> Iterator[ChatGenerationChunk]:
+        """The reply word by word, then its usage and cost (a plain call joins them)."""
         outcome, cost = scripted
         if isinstance(outcome, BaseException):
             raise outcome
@@ -284,11 +210,16 @@ class ScriptedChatModel(BaseChatModel):
             )
         if error is not None:
             raise error
+        words_in = count_words(" ".join(message.text for message in messages))
+        words_out = len(text.split())
+        usage = UsageMetadata(
+            input_tokens=words_in, output_tokens=words_out, total_tokens=words_in + words_out
+        )
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
-                usage_metadata=self._usage(messages, text),
-                response_metadata={"cost": cost},
+                usage_metadata=usage,
+                response_metadata={"cost": cost, "finish_reason": "stop"},
             ),
             generation_info={"finish_reason": "stop"},
         )
@@ -300,11 +231,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        scripted = self._next(messages, stop, kwargs)
-        with self._in_flight():
-            if self.latency_s:
-                time.sleep(self.latency_s)
-            return self._result(messages, scripted)
+        return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
     async def _agenerate(
         self,
@@ -313,12 +240,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        # On the event loop, not in LangChain's default executor thread.
-        scripted = self._next(messages, stop, kwargs)
-        with self._in_flight():
-            if self.latency_s:
-                await asyncio.sleep(self.latency_s)
-            return self._result(messages, scripted)
+        return await agenerate_from_stream(self._astream(messages, stop, run_manager, **kwargs))
 
     def _stream(
         self,
@@ -327,8 +249,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        scripted = self._next(messages, stop, kwargs)
-        with self._in_flight():
+        with self._call(messages, stop, kwargs) as scripted:
             if self.latency_s:
                 time.sleep(self.latency_s)
             yield from self._chunks(messages, scripted)
@@ -340,8 +261,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        scripted = self._next(messages, stop, kwargs)
-        with self._in_flight():
+        with self._call(messages, stop, kwargs) as scripted:
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
             for chunk in self._chunks(messages, scripted):

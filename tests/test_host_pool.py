@@ -228,7 +228,6 @@ def test_telemetry_counts_host_attempts_under_the_chain_span() -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from pygent_lc import telemetry
-    from pygent_lc.telemetry import names
 
     spans = InMemorySpanExporter()
     tracer_provider = TracerProvider()
@@ -240,14 +239,14 @@ def test_telemetry_counts_host_attempts_under_the_chain_span() -> None:
         ProviderChain(providers=[pool]).invoke("hi")
     finally:
         telemetry.uninstrument()
-    (chain,) = [span for span in spans.get_finished_spans() if span.name == names.CHAIN_SPAN]
+    (chain,) = [span for span in spans.get_finished_spans() if span.name == "pygent.chain"]
     chats = [span for span in spans.get_finished_spans() if span.name.startswith("chat")]
     assert len(chats) == 2  # a failed, b answered: no span of the pool's own
     assert all(span.parent is not None for span in chats)
     assert {span.parent.span_id for span in chats if span.parent} == {chain.context.span_id}
     assert chain.attributes is not None
-    assert chain.attributes[names.CHAIN_ATTEMPTS] == 2
-    assert chain.attributes[names.CHAIN_PROVIDERS] == ("scripted",)
+    assert chain.attributes["pygent.chain.attempts"] == 2
+    assert chain.attributes["pygent.chain.providers"] == ("scripted",)
 
 
 # --- on loopback Ollama hosts ------------------------------------------------------------

@@ -49,6 +49,14 @@ def test_the_names_a_langchain_user_reaches_for_first() -> None:
     assert pygent_lc.__version__ == version("pygent-lc")
 
 
+def test_the_limits_a_user_builds_are_importable_from_the_limits_package() -> None:
+    import pygent_lc.limits as limits
+
+    for name in ("CostBudget", "CircuitBreaker", "RateLimit", "UsageTracker", "Hold"):
+        assert name in limits.__all__
+        assert isinstance(getattr(limits, name), type)
+
+
 def test_importing_the_package_does_not_import_langchain_or_the_sdks() -> None:
     """The CLI's ``--help`` and a plain ``import pygent_lc`` stay fast: the public
     names load on first use."""

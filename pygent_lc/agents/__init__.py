@@ -1,9 +1,8 @@
 """Agents of PyGent Factory over the provider chain.
 
-``AgentFactory().create_agent(agent_type, name=None, custom_config=None)``
-returns a validated :class:`ReasoningAgent` (Tree of Thought) or
-:class:`ChatAgent` (a plain LCEL chain). Both answer with ``process`` and
-total their usage in ``.usage`` (a :class:`~pygent_lc.limits.usage.UsageTracker`).
+``AgentFactory().create_agent(agent_type, name=None, custom_config=None)`` returns a
+checked :class:`ReasoningAgent` (Tree of Thought) or :class:`ChatAgent` (an LCEL chain
+with history); both answer with ``process`` and total their usage in ``.usage``.
 """
 
 from pygent_lc.agents.chat import ChatAgent

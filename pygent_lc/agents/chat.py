@@ -18,11 +18,8 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and briefly
 
 
 class ChatAgent(Closable):
-    """``system prompt + history + message | chain``; usage totalled in :attr:`usage`.
-
-    ``process`` and ``stream`` remember each exchange, so the next message is
-    answered in context; ``reset`` forgets it.
-    """
+    """``system prompt + history + message | chain``: ``process`` and ``stream`` remember
+    each exchange, so the next message is answered in context; usage in :attr:`usage`."""
 
     agent_type = "chat"
 
@@ -39,12 +36,8 @@ class ChatAgent(Closable):
         self.providers = list(providers or [])
         self.system_prompt = system_prompt or DEFAULT_SYSTEM_PROMPT
         self.generation = validate_generation_params(generation)
-        prompt = ChatPromptTemplate.from_messages(
-            [
-                ("system", "{system}"),
-                MessagesPlaceholder("history"),
-                ("human", "{message}"),
-            ]
+        prompt = ChatPromptTemplate(
+            [("system", "{system}"), MessagesPlaceholder("history"), ("human", "{message}")]
         )
         self.chain: Runnable[dict[str, Any], BaseMessage] = prompt | chain.bind(**self.generation)
         self.usage = UsageTracker()

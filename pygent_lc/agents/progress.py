@@ -1,9 +1,4 @@
-"""Live progress of a reasoning solve: level, calls, tokens, cost, elapsed time.
-
-:class:`ProgressObserver` watches the search (the engine's per-level hook,
-:mod:`pygent_lc.tot.observe`) and sees each level it enters;
-:class:`ProgressBackend` wraps the backend and sees every call and its cost.
-"""
+"""Live progress of a reasoning solve: level, calls, tokens, cost, elapsed time."""
 
 from __future__ import annotations
 
@@ -11,12 +6,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pygent_lc.backend import LLMBackend, UsageTotals
-
-if TYPE_CHECKING:
-    from pygent_lc.tot.search import SearchContext
 
 
 @dataclass
@@ -52,8 +44,10 @@ class SolveProgress:
 
 
 class ProgressBackend(LLMBackend):
-    """Counts the calls of ``inner`` into a :class:`SolveProgress`; otherwise transparent:
-    samples in one request, cost bounds and the cache prefix are ``inner``'s."""
+    """Counts the calls of ``inner`` into a :class:`SolveProgress`, and as the search's
+    observer (:mod:`pygent_lc.tot.observe`) each level it enters. Otherwise
+    transparent: samples in one request, cost bounds and the cache prefix are ``inner``'s.
+    """
 
     def __init__(self, inner: LLMBackend, progress: SolveProgress) -> None:
         self.inner = inner
@@ -90,18 +84,11 @@ class ProgressBackend(LLMBackend):
     def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
         return self.inner.cost_bound(prompt, max_tokens)
 
-
-class ProgressObserver:
-    """A search observer (:mod:`pygent_lc.tot.observe`) reporting each level the search enters."""
-
-    def __init__(self, progress: SolveProgress) -> None:
-        self.progress = progress
-
-    def solving(self, ctx: SearchContext) -> AbstractContextManager[object]:
+    def solving(self, ctx: object) -> AbstractContextManager[object]:
         return nullcontext()
 
     @contextmanager
-    def level(self, ctx: SearchContext, depth: int) -> Iterator[object]:
+    def level(self, ctx: object, depth: int) -> Iterator[object]:
         if depth != self.progress.level:
             self.progress.level = depth
             self.progress.notify()

@@ -3,46 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from pygent_lc.agents.progress import ProgressBackend, ProgressObserver, SolveProgress
+from pygent_lc.agents.progress import ProgressBackend, SolveProgress
 from pygent_lc.closing import Closable
-from pygent_lc.errors import ConfigurationError, NoAnswerError
+from pygent_lc.errors import NoAnswerError
 from pygent_lc.langchain_backend import ChatRunnable, LangChainBackend
 from pygent_lc.limits.usage import UsageTracker
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.engine import ToTEngine, run_sync
 from pygent_lc.tot.result import ToTResult
 from pygent_lc.tot.tasks.base import Task
-from pygent_lc.tot.tasks.game24 import Game24Task
 from pygent_lc.tot.tasks.generic import GenericTask
 
 ProgressCallback = Callable[[SolveProgress], None]
 
 
-def make_task(name: str) -> Task:
-    """The task called ``name`` (``generic`` or ``game24``)."""
-    if name == "generic":
-        return GenericTask()
-    if name == "game24":
-        return Game24Task()
-    raise ConfigurationError(f"unknown task {name!r}; choose from generic, game24", field="task")
-
-
-def tot_config_for(provider: str, task: str, overrides: dict[str, Any]) -> ToTConfig:
-    """``ToTConfig.for_provider`` with the task's own depth (Game of 24: 4 steps)."""
-    data = dict(overrides)
-    if task == "game24":
-        data.setdefault("max_depth", Game24Task.STEPS)
-    return ToTConfig.for_provider(provider, **data)
-
-
 class ReasoningAgent(Closable):
     """Answers by searching a tree of thoughts over a provider chain.
 
-    ``solve`` returns the whole :class:`ToTResult`; ``process`` just the
-    answer text, as PyGent's agents do. Every LLM call of every solve is
-    totalled in :attr:`usage`.
+    ``solve`` returns the whole :class:`ToTResult`; ``process`` just the answer
+    text, as PyGent's agents do. :attr:`usage` totals every call of every solve.
     """
 
     agent_type = "reasoning"
@@ -60,14 +40,15 @@ class ReasoningAgent(Closable):
         self.providers = list(providers or [])
         """The chain's providers, in fallback order."""
         self.backend = LangChainBackend(chain)
-        self.config = config if config is not None else ToTConfig()
         self.task: Task = task if task is not None else GenericTask()
+        config = config if config is not None else ToTConfig()
+        # The task's own depth unless the caller set one (Game of 24: 4 steps).
+        self.config = config.updated(max_depth=config.depth_for(self.task.default_depth))
         self.engine = ToTEngine(self.config, self.backend, task=self.task, name=name)
         self.last_result: ToTResult | None = None
 
     @property
     def usage(self) -> UsageTracker:
-        """Calls, failures, tokens, cost and latency of every solve so far."""
         return self.backend.usage
 
     async def solve(
@@ -77,15 +58,16 @@ class ReasoningAgent(Closable):
         engine = self.engine
         if on_progress is not None:
             progress = SolveProgress(max_depth=self.config.max_depth, on_change=on_progress)
+            watched = ProgressBackend(self.backend, progress)
             engine = ToTEngine(
                 self.config,
-                ProgressBackend(self.backend, progress),
+                watched,
                 task=self.task,
                 name=self.name,
                 # the same values, under the same model name: they outlive one solve
                 value_store=self.engine.value_store,
                 model_id=self.engine.model_id,
-                observer=ProgressObserver(progress),
+                observer=watched,
             )
         self.last_result = await engine.solve(problem)
         return self.last_result

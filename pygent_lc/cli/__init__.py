@@ -1,28 +1,22 @@
 """The ``pygent-lc`` command line: ``solve``, ``chat``, ``models``, ``doctor``, ``usage``.
 
-Settings come from the environment and ``./.env``; the exit codes are in
-:mod:`~pygent_lc.cli.parser` (``--help`` lists them). Errors print one line
-and a hint on stderr, never a traceback (unless ``PYGENT_DEBUG=1``) and never
-the key; with ``--json`` stdout also gets the error as a JSON object. A
-fallback (a provider answered after another failed) is always one WARNING
-line on stderr, and a ``fallbacks`` list under ``--json``; the rest of the
-library's log (failed attempts, retries, breakers) shows only with ``--verbose``.
-
-This module and :mod:`~pygent_lc.cli.parser` import only the standard library
-and light modules of ours; the commands (:mod:`~pygent_lc.cli.commands`:
-agents, the chain, LangChain) are imported once the arguments parse, so
-``pygent-lc --help`` and a usage error answer in the time Python takes to start.
+Errors print one line and a hint on stderr (with ``--json``, an object on stdout too),
+never a traceback (unless ``PYGENT_DEBUG=1``) and never the key. A fallback is always
+one WARNING line on stderr; the rest of the library's log shows with ``--verbose``.
+This module and :mod:`~pygent_lc.cli.parser` import only light modules; the commands
+(:mod:`~pygent_lc.cli.commands`: agents, the chain, LangChain) are imported once the
+arguments parse, so ``--help`` answers in the time Python takes to start.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from contextlib import ExitStack
+from typing import Any
 
 from pygent_lc._cli_start import EXIT_INTERRUPTED, interrupt_as_exception
 from pygent_lc.cli.parser import (
@@ -36,9 +30,6 @@ from pygent_lc.cli.parser import (
 from pygent_lc.errors import ConfigurationError, InvalidInputError, NoAnswerError
 from pygent_lc.telemetry import instrument_from_env, start_otlp_export
 
-if TYPE_CHECKING:
-    from pygent_lc.cli.output import FallbackRecorder
-
 #: The commands that read a prompt, and the name of its argument.
 _PROMPT_ARGUMENT = {"solve": "problem", "chat": "prompt"}
 
@@ -51,13 +42,9 @@ class _RedactingFormatter(logging.Formatter):
 
 
 def _configure_logging(*, verbose: bool) -> Callable[[], None]:
-    """The ``pygent_lc`` log on stderr from DEBUG with ``--verbose``; otherwise only
-    its errors and the fallback warnings. Returns what puts the logger back as it
-    was (``main`` called in a program).
-
-    Python prints any warning record of a logger without handlers on stderr,
-    which would put lines beside the ``error:``/``hint:`` pair.
-    """
+    """The ``pygent_lc`` log on stderr from DEBUG with ``--verbose``, else only errors
+    and fallbacks (not Python's last resort: other warnings beside ``error:``/``hint:``).
+    Returns what puts the logger back as it was (``main`` called in a program)."""
     logger = logging.getLogger("pygent_lc")
     was = (logger.handlers, logger.propagate, logger.level)
     handler = logging.StreamHandler(sys.stderr)
@@ -75,52 +62,41 @@ def _configure_logging(*, verbose: bool) -> Callable[[], None]:
     return restore
 
 
-def _report(exc: Exception, args: argparse.Namespace | None, fallbacks: list[Any]) -> int:
-    """The ``error:`` and ``hint:`` lines (and the JSON error object); the exit code."""
-    from pygent_lc.cli.output import error_json, error_line, redact
-
-    print(redact(error_line(exc)), file=sys.stderr)
-    if getattr(args, "json", False):
-        print(json.dumps({**error_json(exc), "fallbacks": fallbacks}, indent=2))
-    if isinstance(exc, ConfigurationError | InvalidInputError):
-        return EXIT_USAGE
-    return EXIT_NO_ANSWER if isinstance(exc, NoAnswerError) else EXIT_FAILED
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; errors print one line and a hint, never a traceback or the key."""
-    stop_export: Callable[[], None] | None = None
-    args: argparse.Namespace | None = None
-    recorder: FallbackRecorder | None = None
-    restore_logging: Callable[[], None] | None = None
-    try:
-        interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
-        args = build_parser().parse_args(argv)
-        restore_logging = _configure_logging(verbose=args.verbose)
-        if args.command in _PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
-            args.text = read_prompt(args, _PROMPT_ARGUMENT[args.command])
-        if args.otel:
-            stop_export = start_otlp_export()
-        else:
-            instrument_from_env()  # PYGENT_OTEL=1: spans and metrics of this run
-        from pygent_lc.cli import commands  # the heavy half: agents, chain, providers
+    as_json = False
+    fallbacks: list[dict[str, Any]] = []
+    with ExitStack() as cleanup:
+        try:
+            interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
+            args = build_parser().parse_args(argv)
+            as_json = getattr(args, "json", False)
+            cleanup.callback(_configure_logging(verbose=args.verbose))
+            if args.command in _PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
+                args.text = read_prompt(args, _PROMPT_ARGUMENT[args.command])
+            if args.otel:
+                cleanup.callback(start_otlp_export())
+            else:
+                instrument_from_env()  # PYGENT_OTEL=1: spans and metrics of this run
+            from pygent_lc.cli import commands  # the heavy half: agents, chain, providers
 
-        recorder = commands.FallbackRecorder()
-        return commands.run(args, recorder)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return EXIT_OK  # e.g. `pygent-lc models | head`
-    except Exception as exc:
-        if os.environ.get("PYGENT_DEBUG") == "1":
-            raise
-        return _report(exc, args, recorder.fallbacks if recorder is not None else [])
-    finally:
-        if stop_export is not None:
-            stop_export()
-        if restore_logging is not None:
-            restore_logging()
+            return commands.run(args, fallbacks)
+        except KeyboardInterrupt:
+            print("\ninterrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            return EXIT_OK  # e.g. `pygent-lc models | head`
+        except Exception as exc:
+            if os.environ.get("PYGENT_DEBUG") == "1":
+                raise
+            from pygent_lc.cli.output import error_json, error_line, redact
+
+            print(redact(error_line(exc)), file=sys.stderr)
+            if as_json:
+                print(json.dumps({**error_json(exc), "fallbacks": fallbacks}, indent=2))
+            if isinstance(exc, ConfigurationError | InvalidInputError):
+                return EXIT_USAGE
+            return EXIT_NO_ANSWER if isinstance(exc, NoAnswerError) else EXIT_FAILED
 
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_NO_ANSWER", "EXIT_OK", "EXIT_USAGE", "main"]

@@ -1,8 +1,6 @@
-"""What each ``pygent-lc`` command does, once its arguments are parsed.
-
-The heavy half of the command line (agents, the chain, the providers, LangChain):
-:func:`pygent_lc.cli.main` imports this module only after parsing succeeded,
-so ``--help`` and usage errors never pay for it.
+"""What each ``pygent-lc`` command does, once its arguments are parsed: the heavy half
+of the command line (agents, the chain, the providers, LangChain), which
+:func:`pygent_lc.cli.main` imports only after parsing succeeded.
 """
 
 from __future__ import annotations
@@ -12,24 +10,14 @@ import asyncio
 import json
 import sys
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from pygent_lc.agents import AgentFactory, ChatAgent, ReasoningAgent
-from pygent_lc.chain import ProviderSkippedWarning
-from pygent_lc.cli.doctor import diagnose, first_configured, setup_hint
-from pygent_lc.cli.output import (
-    FallbackRecorder,
-    answer_json,
-    redact,
-    solve_json,
-    solve_summary,
-    usage_json,
-    usage_line,
-    usage_table,
-)
+from pygent_lc.chain import ProviderSkippedWarning, build_chat_model
+from pygent_lc.cli import output
 from pygent_lc.cli.parser import (
     EXIT_FAILED,
     EXIT_NO_ANSWER,
@@ -38,14 +26,15 @@ from pygent_lc.cli.parser import (
     SOLVE_OPTIONS,
     name_flags,
 )
-from pygent_lc.cli.status import ProgressLine, StatusLine
-from pygent_lc.errors import ConfigurationError, InvalidInputError
+from pygent_lc.errors import ConfigurationError, InvalidInputError, PygentError
+from pygent_lc.langchain_backend import LangChainBackend
 from pygent_lc.limits import ResilientStore, open_store, redact_url
 from pygent_lc.limits.store import MEMORY_URLS, UNREACHABLE
 from pygent_lc.limits.usage import UsageSummary
+from pygent_lc.providers.ollama import installed_ollama_models
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
-from pygent_lc.providers.status import ProviderHealth
-from pygent_lc.settings import MisspeltSettingWarning, Settings
+from pygent_lc.providers.status import ProviderHealth, one_line, timed
+from pygent_lc.settings import MisspeltSettingWarning, ProviderName, Settings
 
 #: ``solve`` defaults per task: small for free-form questions (a few calls on a
 #: local model), the paper's settings for Game of 24.
@@ -53,28 +42,31 @@ SOLVE_DEFAULTS: dict[str, dict[str, int]] = {
     "generic": {"max_depth": 2, "n_select_sample": 2, "n_evaluate_sample": 1, "max_tokens": 160},
     "game24": {"max_depth": 4, "n_select_sample": 5, "n_evaluate_sample": 3, "max_tokens": 256},
 }
+PROBE_PROMPT = "Reply with the single word OK."
+STATE_URL_ENV = "PYGENT_STATE_URL"
+NO_SHARED_STORE = (
+    f"usage is only kept per process unless {STATE_URL_ENV} is set "
+    "(a redis:// URL every process shares); nothing to show"
+)
 
 
-def _custom_config(args: argparse.Namespace) -> dict[str, Any]:
-    config: dict[str, Any] = {"provider": args.provider}
+async def _agent(
+    args: argparse.Namespace, settings: Settings, kind: str, config: dict[str, Any]
+) -> Any:
+    """The agent of ``kind`` the flags ask for; a configuration error names the flags
+    the user typed, not the agent's settings."""
+    config |= {"provider": args.provider}
     if args.fallback:
         config["fallbacks"] = list(args.fallback)
     if args.model:
         config["model_name"] = args.model
-    return config
-
-
-@contextmanager
-def _flags_named(command: str) -> Iterator[None]:
-    """A configuration error names the flags the user typed, not the agent's settings."""
     try:
-        yield
+        return await AgentFactory(settings).create_agent(kind, custom_config=config)
     except (ConfigurationError, InvalidInputError) as exc:
-        message = name_flags(str(exc), command)
-        if message == str(exc):
+        if (message := name_flags(str(exc), args.command)) == str(exc):
             raise
         if isinstance(exc, ConfigurationError):
-            field = name_flags(exc.field, command) if exc.field else None
+            field = name_flags(exc.field, args.command) if exc.field else None
             raise type(exc)(message, field=field) from None
         raise InvalidInputError(message) from None
 
@@ -84,63 +76,58 @@ def _interactive(args: argparse.Namespace) -> bool:
     return sys.stderr.isatty() and not getattr(args, "no_progress", False)
 
 
-async def _solve(args: argparse.Namespace, settings: Settings, recorder: FallbackRecorder) -> int:
-    problem: str = args.text
-    config = _custom_config(args)
-    config.update(SOLVE_DEFAULTS[args.task], task=args.task, search_method=args.search)
-    given = {field: getattr(args, option) for option, field in SOLVE_OPTIONS.items()}
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+async def _solve(args: argparse.Namespace, settings: Settings, fallbacks: list[Any]) -> int:
+    config: dict[str, Any] = {**SOLVE_DEFAULTS[args.task], "task": args.task}
+    config["search_method"] = args.search_method
+    given = {field: getattr(args, field) for field in SOLVE_OPTIONS}
     config.update({field: value for field, value in given.items() if value is not None})
-    with _flags_named("solve"):
-        agent = await AgentFactory(settings).create_agent("reasoning", custom_config=config)
+    agent = await _agent(args, settings, "reasoning", config)
     assert isinstance(agent, ReasoningAgent)
     try:
-        progress = ProgressLine(sys.stderr) if _interactive(args) else None
+        progress = output.ProgressLine(sys.stderr) if _interactive(args) else None
         async with progress or nullcontext():
-            result = await agent.solve(problem, on_progress=progress.update if progress else None)
+            result = await agent.solve(args.text, on_progress=progress.update if progress else None)
     finally:
         await agent.aclose()
     if args.mermaid:
         await asyncio.to_thread(Path(args.mermaid).write_text, result.to_mermaid(), "utf-8")
     if args.json:
-        data = solve_json(result, agent) | {"fallbacks": recorder.fallbacks}
-        print(json.dumps(data, indent=2, ensure_ascii=False))
+        _print_json(output.solve_json(result, agent) | {"fallbacks": fallbacks})
     elif result.best is not None:
         label = "Answer" if result.solved else "Best partial answer (no final answer reached)"
         print(f"{label}: {result.best.text}")
-    print(solve_summary(result, agent), file=sys.stderr)
+    print(output.solve_summary(result, agent), file=sys.stderr)
     return EXIT_OK if result.best is not None else EXIT_NO_ANSWER
 
 
-async def _chat(args: argparse.Namespace, settings: Settings, recorder: FallbackRecorder) -> int:
-    prompt: str = args.text
-    config = _custom_config(args)
-    config.update(max_tokens=args.max_tokens, temperature=args.temperature)
-    if args.system:
-        config["system_prompt"] = args.system
-    with _flags_named("chat"):
-        agent = await AgentFactory(settings).create_agent("chat", custom_config=config)
+async def _chat(args: argparse.Namespace, settings: Settings, fallbacks: list[Any]) -> int:
+    config: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature}
+    if args.system_prompt:
+        config["system_prompt"] = args.system_prompt
+    agent = await _agent(args, settings, "chat", config)
     assert isinstance(agent, ChatAgent)
     try:
         if args.json:
-            answer = await agent.process(prompt)
+            answer = await agent.process(args.text)
         else:
             # Until the first text: the model loads (local) or thinks, on a terminal.
             first = agent.providers[0] if agent.providers else "the model"
-            waiting = None
-            if _interactive(args):
-                waiting = StatusLine(sys.stderr, f"{first}: loading the model or thinking…")
-            async with waiting or nullcontext():
-                async for text in agent.stream(prompt):
-                    if waiting is not None and text:
-                        waiting.close()
+            waiting = output.StatusLine(sys.stderr, f"{first}: loading the model or thinking…")
+            async with waiting if _interactive(args) else nullcontext():
+                async for text in agent.stream(args.text):
+                    if text:
+                        waiting.close()  # nothing to erase unless it was shown
                     print(text, end="", flush=True)
             print()
     finally:
         await agent.aclose()
     if args.json:
-        data = answer_json(answer, agent) | {"fallbacks": recorder.fallbacks}
-        print(json.dumps(data, indent=2, ensure_ascii=False))
-    print(usage_line(agent.usage), file=sys.stderr)
+        _print_json(output.answer_json(answer, agent) | {"fallbacks": fallbacks})
+    print(output.usage_line(agent.usage), file=sys.stderr)
     return EXIT_OK
 
 
@@ -151,22 +138,46 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def first_configured(settings: Settings) -> ProviderName:
+    """``models``' default: the chain's first provider that is set up (OpenRouter with
+    a key, Ollama whose server answers, any other as it is), else ``local``."""
+    key = settings.openrouter.api_key
+    for name in settings.providers:
+        if name == "openrouter" and (key is None or not key.get_secret_value().strip()):
+            continue  # `OPENROUTER_API_KEY=` in a .env is no key either
+        if name == "ollama" and not any(
+            _ollama_answers(settings, host) for host in settings.ollama.base_urls
+        ):
+            continue
+        return name
+    return "local"
+
+
+def _ollama_answers(settings: Settings, host: str) -> bool:
+    try:
+        installed_ollama_models(settings, host)
+    except PygentError:
+        return False
+    return True
+
+
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
     providers = validate_provider_names(args.provider) if args.provider else None
     report = diagnose(settings, providers, probe=args.probe)
     # What a provider's check reports may quote a setting's value: never a key.
     if args.json:
-        print(redact(json.dumps([health.as_dict() for health in report], indent=2)))
+        print(output.redact(json.dumps([health.as_dict() for health in report], indent=2)))
     else:
         for health in report:
-            print(redact(_health_line(health)))
+            print(output.redact(_health_line(health)))
             width = max((len(host.host or "") for host in health.hosts), default=0)
             for host in health.hosts:  # a pool: each host on its own line
-                print(redact(_health_line(host, f"  {host.host or '':<{width}}")))
+                print(output.redact(_health_line(host, f"  {host.host or '':<{width}}")))
     problems = [h for h in report if h.status == "problem"]
     usable = [h for h in report if h.status == "ok"]
     if not problems and not usable and not args.json:
-        print(f"no provider is usable: {setup_hint()}")
+        hints = ", or ".join(spec.setup_hint for spec in PROVIDERS.values())
+        print(f"no provider is usable: {hints}")
     return EXIT_FAILED if problems or not usable else EXIT_OK
 
 
@@ -175,11 +186,55 @@ def _health_line(health: ProviderHealth, name: str | None = None) -> str:
     return f"{name or health.provider:<11} {health.status:<15} {health.detail}{latency}"
 
 
-STATE_URL_ENV = "PYGENT_STATE_URL"
-NO_SHARED_STORE = (
-    f"usage is only kept per process unless {STATE_URL_ENV} is set "
-    "(a redis:// URL every process shares); nothing to show"
-)
+def diagnose(
+    settings: Settings, providers: Sequence[ProviderName] | None = None, *, probe: bool = False
+) -> list[ProviderHealth]:
+    """``doctor``: each provider's health (default: all, the configured order first), as
+    its ``ProviderSpec.health`` checks it, contacting only those configured; ``probe``
+    also asks each healthy one for a few tokens, through the chain an agent would use.
+    """
+    report = []
+    for name in providers or dict.fromkeys([*settings.providers, *PROVIDERS]):
+        health = PROVIDERS[name].health(settings)
+        if probe and health.status == "ok":
+            health = _probe(name, settings, health)
+        report.append(health)
+    store = _state_store_problem(settings)
+    return report if store is None else [*report, store]
+
+
+def _probe(name: ProviderName, settings: Settings, health: ProviderHealth) -> ProviderHealth:
+    try:
+        with LangChainBackend(build_chat_model(settings, [name])) as backend:  # closes its pool
+            reply, latency = timed(
+                lambda: backend.generate_sync(PROBE_PROMPT, max_tokens=4, temperature=0.0)
+            )
+    except PygentError as exc:
+        return ProviderHealth(name, "problem", f"probe failed: {one_line(exc)}", health.model)
+    detail = f"{health.detail}; probe answered {reply.strip()[:20]!r}"
+    return ProviderHealth(name, "ok", detail, model=health.model, latency_ms=latency)
+
+
+def _shared_url(settings: Settings) -> str | None:
+    """The shared state store's URL; ``None`` without one (each process its own)."""
+    url = settings.state_url.get_secret_value() if settings.state_url is not None else None
+    return None if url is None or url.strip() in MEMORY_URLS else url
+
+
+def _state_store_problem(settings: Settings) -> ProviderHealth | None:
+    """A line when the shared state store refuses this client (its password, its ACL):
+    every call would fall back to per-process limits. A Redis that is down or
+    read-only is an outage that passes, and calls are answered meanwhile."""
+    if (url := _shared_url(settings)) is None:
+        return None
+    store = open_store(url)
+    try:
+        outage = store.check() if isinstance(store, ResilientStore) else None
+    finally:
+        store.close()
+    if outage is None or not outage.misconfigured:
+        return None
+    return ProviderHealth("state store", "problem", f"{redact_url(url)} {outage}")
 
 
 class StoreUnreachableError(Exception):
@@ -187,14 +242,9 @@ class StoreUnreachableError(Exception):
 
 
 def fleet_usage(url: str) -> list[UsageSummary]:
-    """The usage totals in the shared store ``url`` names, by provider and model.
-
-    Every process that shares the store adds its calls to the same totals.
-    Raises :class:`StoreUnreachableError` when it does not answer, or refuses
-    this client (a wrong password, a user without permission), rather than
-    show the empty totals of this process's memory, which would mislead. The
-    shared store is asked directly, so no log line repeats it.
-    """
+    """The usage totals in the shared store ``url`` names, by provider and model; a store
+    that does not answer or refuses this client is a :class:`StoreUnreachableError`, not
+    this process's empty totals, which would mislead (asked directly: no log line)."""
     store = open_store(url)
     try:
         if not isinstance(store, ResilientStore):
@@ -213,8 +263,7 @@ def fleet_usage(url: str) -> list[UsageSummary]:
 def _usage(args: argparse.Namespace, settings: Settings) -> int:
     """Without a shared store each process keeps its usage to itself (the summary
     ``chat`` and ``solve`` print): nothing to read, a configuration problem (exit 2)."""
-    url = settings.state_url.get_secret_value() if settings.state_url is not None else None
-    if url is None or url.strip() in MEMORY_URLS:
+    if (url := _shared_url(settings)) is None:
         print(NO_SHARED_STORE, file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -222,7 +271,8 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
     except StoreUnreachableError as exc:
         print(f"error: {exc}\nhint: check {STATE_URL_ENV} and that its Redis runs", file=sys.stderr)
         return EXIT_FAILED
-    print(json.dumps(usage_json(rows), indent=2) if args.json else "\n".join(usage_table(rows)))
+    table = "\n".join(output.usage_table(rows))
+    print(json.dumps(output.usage_json(rows), indent=2) if args.json else table)
     return EXIT_OK
 
 
@@ -233,7 +283,7 @@ def _settings() -> Settings:
         settings = Settings.from_env_file()
     for warning in caught:
         if issubclass(warning.category, MisspeltSettingWarning):
-            print(redact(f"warning: {warning.message}"), file=sys.stderr)
+            print(output.redact(f"warning: {warning.message}"), file=sys.stderr)
         else:
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
@@ -241,22 +291,17 @@ def _settings() -> Settings:
     return settings
 
 
-async def _run(args: argparse.Namespace, recorder: FallbackRecorder) -> int:
+async def _run(args: argparse.Namespace, fallbacks: list[Any]) -> int:
     settings = _settings()
-    if args.command == "solve":
-        return await _solve(args, settings, recorder)
-    if args.command == "chat":
-        return await _chat(args, settings, recorder)
+    if args.command in ("solve", "chat"):
+        return await (_solve if args.command == "solve" else _chat)(args, settings, fallbacks)
     command = {"models": _models, "usage": _usage, "doctor": _doctor}[args.command]
     return await asyncio.to_thread(command, args, settings)
 
 
-def run(args: argparse.Namespace, recorder: FallbackRecorder) -> int:
-    """Run the parsed command in its own event loop; fallbacks go to ``recorder``."""
+def run(args: argparse.Namespace, fallbacks: list[dict[str, Any]]) -> int:
+    """Run the parsed command in its own event loop; the fallbacks go to ``fallbacks``."""
     # Skipped providers are reported by errors and `doctor`; every other warning shows.
     warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
-    with recorder:
-        return asyncio.run(_run(args, recorder))
-
-
-__all__ = ["SOLVE_DEFAULTS", "FallbackRecorder", "run"]
+    with output.FallbackRecorder(fallbacks):
+        return asyncio.run(_run(args, fallbacks))

@@ -1,38 +1,28 @@
-"""What ``pygent-lc`` prints: summaries, JSON, one-line errors with a hint, fallbacks.
+"""What ``pygent-lc`` shows: summaries, JSON, one-line errors with a hint, the fallbacks
+:class:`FallbackRecorder` keeps for ``--json``, and live status lines on a terminal.
 
-A fallback is logged once per call kind by :mod:`pygent_lc.fallbacks` (a
-WARNING on ``pygent_lc.fallbacks``); the CLI always shows that line on stderr,
-and :class:`FallbackRecorder` keeps each one for ``--json``. A failure under
-``--json`` prints :func:`error_json` on stdout, so a script reading stdout
-sees what went wrong as well as the exit code.
+A status line is redrawn on a clock (every 0.5 s), not only when something happens: a
+call to a slow model can take a minute, and a time that stands still looks like a hang.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TextIO
 
 from dotenv.parser import parse_stream
 
-from pygent_lc.agents import AgentError, ChatAgent, NoAnswerError, ReasoningAgent
-from pygent_lc.errors import (
-    AllProvidersFailedError,
-    AuthenticationError,
-    BudgetExceededError,
-    ConfigurationError,
-    ContentRefusedError,
-    InsufficientCreditsError,
-    InvalidInputError,
-    ModelNotFoundError,
-    ProviderError,
-    RateLimitError,
-)
+from pygent_lc import errors
+from pygent_lc.agents import ChatAgent, ReasoningAgent, SolveProgress
 from pygent_lc.fallbacks import FallbackNotice, short_reason
 from pygent_lc.fallbacks import logger as fallback_logger
 from pygent_lc.limits.usage import UsageSummary, UsageTracker
@@ -44,7 +34,23 @@ from pygent_lc.tot.result import ToTResult
 
 # What to do about a configuration error, by the setting it names.
 _FIELD_HINTS = {field: hint for spec in PROVIDERS.values() for field, hint in spec.hints.items()}
+_DOWN = "run `pygent-lc doctor` to see which provider is down"
+#: What to do next, by the kind of failure: the first that matches.
+_HINTS: dict[type[BaseException], str] = {
+    errors.InvalidInputError: "check the problem text and the numeric options",
+    errors.AuthenticationError: "check OPENROUTER_API_KEY (`pygent-lc doctor`)",
+    errors.InsufficientCreditsError: "add credits at https://openrouter.ai/settings/credits "
+    "or pick a :free model",
+    errors.RateLimitError: "wait and retry, or add a fallback (--fallback local)",
+    errors.ContentRefusedError: "the provider's moderation refused the input; rephrase it",
+    errors.ProviderError: _DOWN,
+    errors.AllProvidersFailedError: _DOWN,
+    errors.NoAnswerError: "raise --max-calls / --max-cost, or try a stronger model",
+    errors.BudgetExceededError: "the spending limit allows no further call: raise or unset "
+    "PYGENT_MAX_COST_USD (0 allows none), or wait for its PYGENT_BUDGET_WINDOW to start again",
+}
 MAX_ERROR_CHARS = 600
+_ERASE = "\r\x1b[2K"
 
 
 def usage_line(usage: UsageTracker) -> str:
@@ -84,7 +90,7 @@ def answer_json(answer: str | None, agent: ReasoningAgent | ChatAgent) -> dict[s
         "answer": answer,
         "providers": agent.providers,
         "served_by": served_by(agent.usage),
-        "usage": usage_rows(agent.usage),
+        "usage": usage_json(list(agent.usage.summary().values())),
     }
 
 
@@ -95,158 +101,11 @@ def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
     return data | answer_json(result.best.text if result.best else None, agent)
 
 
-def usage_rows(usage: UsageTracker) -> list[dict[str, Any]]:
-    """Each ``provider/model`` pair's calls, failures, tokens, cost and latency, for JSON."""
-    totals = ("calls", "failures", "input_tokens", "output_tokens", "cost_usd")
-    return [
-        {"provider": e.provider, "model": e.model}
-        | {name: getattr(e.usage, name) for name in totals}
-        | {"mean_latency_s": e.mean_latency_s}
-        for e in usage.summary().values()
-    ]
-
-
-def hint_for(exc: BaseException) -> str:
-    """What to do next, for each kind of failure."""
-    if isinstance(exc, ConfigurationError):
-        field = (exc.field or "").split(" ")[0]
-        if field in _FIELD_HINTS:
-            return _FIELD_HINTS[field]
-        if isinstance(exc, AgentError):
-            return "see `pygent-lc --help` and `pygent-lc doctor`"
-        if "local" in str(exc) and "pip install" in str(exc):
-            return INSTALL_HINT
-        return "check the setting or file named above (`pygent-lc doctor` shows every provider)"
-    if isinstance(exc, InvalidInputError):
-        return "check the problem text and the numeric options"
-    if isinstance(exc, AuthenticationError):
-        return "check OPENROUTER_API_KEY (`pygent-lc doctor`)"
-    if isinstance(exc, InsufficientCreditsError):
-        return "add credits at https://openrouter.ai/settings/credits or pick a :free model"
-    if isinstance(exc, ModelNotFoundError):
-        provider = exc.provider if exc.provider in PROVIDERS else "openrouter"
-        return f"list the models with `pygent-lc models --provider {provider}`"
-    if isinstance(exc, RateLimitError):
-        return "wait and retry, or add a fallback (--fallback local)"
-    if isinstance(exc, ContentRefusedError):
-        return "the provider's moderation refused the input; rephrase it"
-    if isinstance(exc, ProviderError | AllProvidersFailedError):
-        return "run `pygent-lc doctor` to see which provider is down"
-    if isinstance(exc, NoAnswerError):
-        return "raise --max-calls / --max-cost, or try a stronger model"
-    if isinstance(exc, BudgetExceededError):
-        return (
-            "the spending limit allows no further call: raise or unset PYGENT_MAX_COST_USD "
-            "(0 allows none), or wait for its PYGENT_BUDGET_WINDOW to start again"
-        )
-    return "this is a bug in pygent-lc; run with PYGENT_DEBUG=1 to see the traceback"
-
-
-def error_line(exc: BaseException) -> str:
-    """``error: <Kind>: <message>`` then ``hint: ...``, the message on one line."""
-    message = " ".join(str(exc).split()) or "(no message)"
-    if len(message) > MAX_ERROR_CHARS:
-        message = message[: MAX_ERROR_CHARS - 1] + "…"
-    kind = type(exc).__name__
-    return f"error: {kind}: {message}\nhint: {hint_for(exc)}"
-
-
-def _is_secret(name: str, value: str | None) -> bool:
-    return (
-        value is not None
-        and len(value) >= 8
-        and any(word in name.upper() for word in ("KEY", "TOKEN", "SECRET"))
-    )
-
-
-def redact(text: str) -> str:
-    """``text`` without any secret of the environment or of ``./.env`` in it.
-
-    A secret is the value of a variable whose name holds KEY, TOKEN or SECRET
-    (``OPENROUTER_API_KEY`` among them), or anything shaped like a credential
-    (a key pasted into another variable), see :func:`~pygent_lc.redaction.redact_text`.
-    """
-    variables: dict[str, str | None] = dict(os.environ)
-    # An unreadable .env has no secret to hide; a line that does not parse is
-    # skipped here (its error names the line, not its text).
-    with contextlib.suppress(OSError, ValueError):
-        raw = Path(DEFAULT_ENV_FILE).read_text("utf-8")
-        variables.update(
-            (binding.key, binding.value)
-            for binding in parse_stream(io.StringIO(raw))
-            if binding.key is not None and not binding.error
-        )
-    for name, value in variables.items():
-        if value is not None and _is_secret(name, value):
-            text = text.replace(value, "***")
-    return redact_text(text)
-
-
-class FallbackRecorder(logging.Handler):
-    """Keeps the fallbacks logged while it is attached, as JSON-ready dicts."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.fallbacks: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        notice = record.__dict__.get("fallback")
-        if isinstance(notice, FallbackNotice):
-            data = notice.as_dict()
-            data["message"] = redact(data["message"])
-            self.fallbacks.append(data)
-
-    def __enter__(self) -> FallbackRecorder:
-        fallback_logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        fallback_logger.removeHandler(self)
-
-
-def _provider_error(error: ProviderError) -> dict[str, Any]:
-    return {
-        "type": type(error).__name__,
-        "message": redact(error.message),
-        "provider": error.provider,
-        "model": error.model,
-        "status": error.status_code,
-        "reason": short_reason(error),
-    }
-
-
-def error_json(exc: BaseException) -> dict[str, Any]:
-    """The failure as ``{"error": {type, message, provider, status, hint}}``.
-
-    ``provider``, ``model`` and ``status`` are null when the error is not one
-    provider's; a chain that failed everywhere lists each provider's in ``errors``.
-    """
-    error: dict[str, Any] = {
-        "type": type(exc).__name__,
-        "message": redact(" ".join(str(exc).split()) or "(no message)"),
-        "provider": None,
-        "model": None,
-        "status": None,
-        "hint": hint_for(exc),
-    }
-    if isinstance(exc, ProviderError):
-        details = _provider_error(exc)
-        error.update({key: details[key] for key in ("provider", "model", "status", "reason")})
-    if isinstance(exc, AllProvidersFailedError):
-        error["errors"] = [_provider_error(e) for e in exc.errors.values()]
-    return {"error": error}
-
-
 def usage_json(rows: list[UsageSummary]) -> list[dict[str, Any]]:
-    """``pygent-lc usage --json``: one object per (provider, model) with every total."""
+    """One object per (provider, model) with every total and the latencies."""
     return [
-        {
-            "provider": row.provider,
-            "model": row.model,
-            **asdict(row.usage),
-            "mean_latency_s": row.mean_latency_s,
-            "p95_latency_s": row.p95_latency_s,
-        }
+        {"provider": row.provider, "model": row.model, **asdict(row.usage)}
+        | {"mean_latency_s": row.mean_latency_s, "p95_latency_s": row.p95_latency_s}
         for row in rows
     ]
 
@@ -268,3 +127,179 @@ def usage_table(rows: list[UsageSummary]) -> list[str]:
         for row in rows
     ]
     return lines
+
+
+def hint_for(exc: BaseException) -> str:
+    """What to do next, for each kind of failure."""
+    if isinstance(exc, errors.ConfigurationError):
+        field = (exc.field or "").split(" ")[0]
+        if field in _FIELD_HINTS:
+            return _FIELD_HINTS[field]
+        if isinstance(exc, errors.AgentError):
+            return "see `pygent-lc --help` and `pygent-lc doctor`"
+        if "local" in str(exc) and "pip install" in str(exc):
+            return INSTALL_HINT
+        return "check the setting or file named above (`pygent-lc doctor` shows every provider)"
+    if isinstance(exc, errors.ModelNotFoundError):
+        provider = exc.provider if exc.provider in PROVIDERS else "openrouter"
+        return f"list the models with `pygent-lc models --provider {provider}`"
+    hints = (hint for kind, hint in _HINTS.items() if isinstance(exc, kind))
+    return next(hints, "this is a bug in pygent-lc; run with PYGENT_DEBUG=1 to see the traceback")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or "(no message)"
+
+
+def error_line(exc: BaseException) -> str:
+    """``error: <Kind>: <message>`` then ``hint: ...``, the message on one line."""
+    message = _one_line(exc)
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 1] + "…"
+    return f"error: {type(exc).__name__}: {message}\nhint: {hint_for(exc)}"
+
+
+def redact(text: str) -> str:
+    """``text`` without any secret of the environment or of ``./.env`` in it: the value
+    of a variable whose name holds KEY, TOKEN or SECRET, or anything shaped like a
+    credential (a key pasted into another variable, :func:`~pygent_lc.redaction.redact_text`).
+    """
+    variables: dict[str, str | None] = dict(os.environ)
+    # An unreadable .env has no secret to hide; a line that does not parse is
+    # skipped here (its error names the line, not its text).
+    with contextlib.suppress(OSError, ValueError):
+        raw = Path(DEFAULT_ENV_FILE).read_text("utf-8")
+        variables.update(
+            (binding.key, binding.value)
+            for binding in parse_stream(io.StringIO(raw))
+            if binding.key is not None and not binding.error
+        )
+    for name, value in variables.items():
+        secret = any(word in name.upper() for word in ("KEY", "TOKEN", "SECRET"))
+        if secret and value is not None and len(value) >= 8:
+            text = text.replace(value, "***")
+    return redact_text(text)
+
+
+class FallbackRecorder(logging.Handler):
+    """Keeps the fallbacks logged while it is attached, as JSON-ready dicts."""
+
+    def __init__(self, fallbacks: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(logging.WARNING)
+        self.fallbacks = [] if fallbacks is None else fallbacks
+
+    def emit(self, record: logging.LogRecord) -> None:
+        notice = record.__dict__.get("fallback")
+        if isinstance(notice, FallbackNotice):
+            data = notice.as_dict()
+            data["message"] = redact(data["message"])
+            self.fallbacks.append(data)
+
+    def __enter__(self) -> FallbackRecorder:
+        fallback_logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        fallback_logger.removeHandler(self)
+
+
+def _provider_error(error: errors.ProviderError) -> dict[str, Any]:
+    return {
+        "type": type(error).__name__,
+        "message": redact(error.message),
+        "provider": error.provider,
+        "model": error.model,
+        "status": error.status_code,
+        "reason": short_reason(error),
+    }
+
+
+def error_json(exc: BaseException) -> dict[str, Any]:
+    """The failure as ``{"error": {type, message, provider, model, status, hint}}``;
+    a chain that failed everywhere lists each provider's in ``errors``."""
+    error: dict[str, Any] = {
+        "type": type(exc).__name__,
+        "message": redact(_one_line(exc)),
+        "provider": None,
+        "model": None,
+        "status": None,
+        "hint": hint_for(exc),
+    }
+    if isinstance(exc, errors.ProviderError):
+        details = _provider_error(exc)
+        error.update({key: details[key] for key in ("provider", "model", "status", "reason")})
+    if isinstance(exc, errors.AllProvidersFailedError):
+        error["errors"] = [_provider_error(e) for e in exc.errors.values()]
+    return {"error": error}
+
+
+class StatusLine:
+    """One line on a terminal, rewritten in place every ``tick_s`` while ``async with``
+    runs: ``text`` and the seconds elapsed, or what a function ``text`` returns
+    (``None``: nothing yet). :meth:`close` erases it at once (again at the end, harmlessly).
+    """
+
+    def __init__(
+        self, stream: TextIO, text: str | Callable[[], str | None], *, tick_s: float = 0.5
+    ) -> None:
+        self.stream = stream
+        self.tick_s = tick_s
+        self._started = time.monotonic()
+        self._text = text
+        self._shown = self._closed = False
+        self._ticker: asyncio.Task[None] | None = None
+
+    def draw(self) -> None:
+        if self._closed:
+            return
+        if callable(self._text):
+            text = self._text()
+        else:
+            text = f"{self._text} {time.monotonic() - self._started:.1f}s"
+        if text is not None:
+            self.stream.write(_ERASE + text)
+            self.stream.flush()
+            self._shown = True
+
+    async def _tick(self) -> None:
+        while True:
+            self.draw()
+            await asyncio.sleep(self.tick_s)
+
+    def close(self) -> None:
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._shown:
+            self.stream.write(_ERASE)
+            self.stream.flush()
+            self._shown = False
+
+    async def __aenter__(self) -> Self:
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        if self._ticker is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+
+
+class ProgressLine(StatusLine):
+    """``solve``'s line; :meth:`update` is ``ReasoningAgent.solve``'s ``on_progress``
+    (each level, each call's start and end): it redraws at most every ``interval_s``."""
+
+    def __init__(self, stream: TextIO, *, interval_s: float = 0.1, tick_s: float = 0.5) -> None:
+        super().__init__(
+            stream, lambda: None if self._progress is None else self._progress.line(), tick_s=tick_s
+        )
+        self.interval_s = interval_s
+        self._progress: SolveProgress | None = None
+        self._last = 0.0
+
+    def update(self, progress: SolveProgress) -> None:
+        self._progress = progress
+        if time.monotonic() - self._last >= self.interval_s:
+            self._last = time.monotonic()
+            self.draw()

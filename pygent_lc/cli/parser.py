@@ -1,9 +1,8 @@
 """The ``pygent-lc`` command line's arguments: commands, options, the prompt to read.
 
-Built from the standard library and :mod:`pygent_lc.errors` only, so that
-``pygent-lc --help`` (and a usage error) answers without importing LangChain:
-the provider and task names are spelt here, and a test holds them equal to the
-registry's (:data:`~pygent_lc.providers.registry.PROVIDERS`) and the agents'.
+Only the standard library and :mod:`pygent_lc.errors`, so that ``--help`` (and a usage
+error) imports no LangChain: the provider and task names are spelt here, and a test
+holds them equal to the registry's and the agents'.
 """
 
 from __future__ import annotations
@@ -11,18 +10,15 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import TextIO
+from typing import Any
 
 from pygent_lc._cli_start import EXIT_INTERRUPTED
 from pygent_lc.errors import InvalidInputError
 
 EXIT_OK = 0
-EXIT_FAILED = 1
-"""A provider failed, or ``doctor`` found a problem."""
-EXIT_USAGE = 2
-"""Bad usage or configuration (``usage`` without a shared state store too)."""
-EXIT_NO_ANSWER = 3
-"""``solve`` found nothing to answer with."""
+EXIT_FAILED = 1  # a provider failed, or `doctor` found a problem
+EXIT_USAGE = 2  # bad usage or configuration (`usage` without a shared state store too)
+EXIT_NO_ANSWER = 3  # `solve` found nothing to answer with
 #: The providers, in the registry's order (``pygent_lc.providers.registry.PROVIDERS``).
 PROVIDER_NAMES = ("openrouter", "ollama", "local")
 #: ``--provider``'s choices: a provider, or the configured chain.
@@ -30,41 +26,51 @@ PROVIDER_CHOICES = (*PROVIDER_NAMES, "auto")
 #: ``solve --task``'s choices (``pygent_lc.agents.spec.TASK_NAMES``).
 TASK_NAMES = ("generic", "game24")
 
-#: The option (its ``dest``) that sets each ToT setting of ``solve``.
-SOLVE_OPTIONS = {
-    "depth": "max_depth",
-    "breadth": "n_select_sample",
-    "samples": "n_evaluate_sample",
-    "max_tokens": "max_tokens",
-    "max_calls": "max_llm_calls",
-    "max_cost": "max_cost_usd",
-}
-_CHAIN_FLAGS = {"provider": "--provider", "fallbacks": "--fallback", "model_name": "--model"}
-#: The flag that sets each agent setting, by command: how errors name them.
-FLAG_OF_FIELD: dict[str, dict[str, str]] = {
+_CHAIN = {"provider": "--provider", "fallbacks": "--fallback", "model_name": "--model"}
+_FLAG = {"action": "store_true"}
+
+
+def _number(dest: str, text: str | None = None, kind: type = int, **more: Any) -> dict[str, Any]:
+    return {"type": kind, "dest": dest, "help": text, **more}
+
+
+#: ``solve``'s and ``chat``'s own options (flag: ``add_argument``'s keywords); a
+#: ``dest`` is the agent setting the flag sets.
+OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
     "solve": {
-        **{field: "--" + option.replace("_", "-") for option, field in SOLVE_OPTIONS.items()},
-        "task": "--task",
-        "search_method": "--search",
-        **_CHAIN_FLAGS,
+        "--task": {"choices": TASK_NAMES, "default": "generic", "dest": "task"},
+        "--depth": _number("max_depth", "thought steps (default: generic 2, game24 4)"),
+        "--breadth": _number("n_select_sample", "states kept per level (default: 2 / 5)"),
+        "--samples": _number("n_evaluate_sample", "value samples per state (default: 1 / 3)"),
+        "--search": {"choices": ("bfs", "dfs"), "default": "bfs", "dest": "search_method"},
+        "--max-tokens": _number("max_tokens", "per call (default: 160 / 256)"),
+        "--max-calls": _number("max_llm_calls", "stop after this many LLM calls"),
+        "--max-cost": _number("max_cost_usd", "stop after this much spend in USD", float),
+        "--json": _FLAG | {"help": "print the full result as JSON"},
+        "--mermaid": {"metavar": "FILE", "help": "write the tree as a Mermaid flowchart"},
+        "--no-progress": _FLAG | {"help": "no live progress line"},
     },
     "chat": {
-        "max_tokens": "--max-tokens",
-        "temperature": "--temperature",
-        "system_prompt": "--system",
-        **_CHAIN_FLAGS,
+        "--system": {"dest": "system_prompt", "metavar": "SYSTEM", "help": "system prompt"},
+        "--max-tokens": _number("max_tokens", default=256),
+        "--temperature": _number("temperature", kind=float, default=0.7),
+        "--json": _FLAG
+        | {"help": "print the answer, providers, usage and fallbacks as one JSON object"},
     },
+}
+#: The ToT settings ``solve``'s numbers set (unset: the task's defaults).
+SOLVE_OPTIONS = [option["dest"] for option in OPTIONS["solve"].values() if "type" in option]
+#: The flag that sets each agent setting, by command: how errors name them.
+FLAG_OF_FIELD: dict[str, dict[str, str]] = {
+    command: {**_CHAIN, **{o["dest"]: flag for flag, o in options.items() if "dest" in o}}
+    for command, options in OPTIONS.items()
 }
 
 
 def name_flags(message: str, command: str) -> str:
-    """``message`` with each setting a flag of ``command`` sets named as that flag.
-
-    ``invalid ToTConfig: max_depth: ...`` becomes ``invalid option --depth: ...``
-    and ``custom_config model_name: ...`` becomes ``--model: ...``: what the user
-    typed, not the library's field names. A setting spelt like an English word
-    (``provider``, ``temperature``) is replaced only after ``custom_config`` or
-    as the message's first word, so "provider 'ollama' is listed twice" stays.
+    """``message`` with each setting a flag of ``command`` sets named as that flag
+    (``invalid ToTConfig: max_depth: ...``: ``invalid option --depth: ...``). A setting
+    spelt like a word (``provider``) only after ``custom_config`` or as the first word.
     """
     flags = FLAG_OF_FIELD.get(command, {})
     if not flags:
@@ -83,79 +89,37 @@ def name_flags(message: str, command: str) -> str:
     return named
 
 
-def _provider_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--provider",
-        choices=PROVIDER_CHOICES,
-        default="auto",
-        help=f"provider to use (default: auto, the configured chain: {', '.join(PROVIDER_NAMES)})",
-    )
-    parser.add_argument(
-        "--fallback",
-        action="append",
-        choices=PROVIDER_NAMES,
-        default=[],
-        help="provider to fall back to, in order (repeatable)",
-    )
-    parser.add_argument("--model", help="model name (a GGUF file for --provider local)")
-
-
-def _prompt_options(parser: argparse.ArgumentParser, name: str) -> None:
-    parser.add_argument(name, nargs="?", help=f"the {name}; '-' reads it from standard input")
-    parser.add_argument("--file", metavar="PATH", help=f"read the {name} from a file (UTF-8)")
-
-
 def read_prompt(args: argparse.Namespace, name: str) -> str:
     """The prompt from the argument, standard input (``-``) or ``--file``, checked.
 
-    One limit for every command: :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`,
-    enforced while reading (``/dev/zero`` or ``yes`` never fill the memory).
+    One limit for every command, :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`,
+    enforced while reading: ``/dev/zero`` or ``yes`` never fill the memory.
     """
-    from pygent_lc.validation import validate_prompt  # pydantic: not for ``--help``
+    from pygent_lc.validation import MAX_PROMPT_CHARS, validate_prompt  # not for ``--help``
 
     given: str | None = getattr(args, name)
     if (given is None) == (args.file is None):
         raise InvalidInputError(f"give the {name} as an argument, as '-' (stdin) or with --file")
-    if args.file is not None:
-        try:
+    where = args.file or ("standard input" if given == "-" else f"the {name}")
+    try:
+        if args.file is not None:
             with open(args.file, encoding="utf-8") as handle:
-                text = _read_bounded(handle, args.file)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInputError(f"cannot read {args.file}: {exc}") from None
-    elif given == "-":
-        try:
-            text = _read_bounded(sys.stdin, "standard input")
-        except UnicodeDecodeError as exc:
-            raise InvalidInputError(f"standard input is not UTF-8 text: {exc}") from None
-    else:
-        text = str(given)
-    return validate_prompt(text)
-
-
-def _read_bounded(stream: TextIO, where: str) -> str:
-    """At most :data:`MAX_PROMPT_CHARS` characters of ``stream``; a longer text is an
-    :class:`InvalidInputError` naming the limit, raised once one more was read."""
-    from pygent_lc.validation import MAX_PROMPT_CHARS
-
-    text = stream.read(MAX_PROMPT_CHARS + 1)  # a text stream reads until then or EOF
+                text = handle.read(MAX_PROMPT_CHARS + 1)  # until then or EOF
+        else:
+            text = sys.stdin.read(MAX_PROMPT_CHARS + 1) if given == "-" else str(given)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read {where} (UTF-8 text): {exc}") from None
     if len(text) > MAX_PROMPT_CHARS:
         raise InvalidInputError(
             f"{where} has more than {MAX_PROMPT_CHARS} characters (the prompt limit)"
         )
-    return text
-
-
-def _verbose_option(parser: argparse.ArgumentParser, *, default: object) -> None:
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        default=default,
-        help="show the library's log on stderr: retries, circuit breakers",
-    )
+    return validate_prompt(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    verbose: dict[str, Any] = _FLAG | {
+        "help": "show the library's log on stderr: retries, circuit breakers"
+    }
     parser = argparse.ArgumentParser(
         prog="pygent-lc",
         description="PyGent's LLM layer: Tree-of-Thought solving and chat over "
@@ -164,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{EXIT_USAGE} usage/configuration, {EXIT_NO_ANSWER} no answer, "
         f"{EXIT_INTERRUPTED} interrupted",
     )
-    _verbose_option(parser, default=False)
+    parser.add_argument("-v", "--verbose", **verbose)
     parser.add_argument(
         "--otel",
         action="store_true",
@@ -172,59 +136,58 @@ def build_parser() -> argparse.ArgumentParser:
         "needs opentelemetry-exporter-otlp-proto-http",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    solve = commands.add_parser("solve", help="solve a problem with a Tree-of-Thought search")
-    _prompt_options(solve, "problem")
-    solve.add_argument("--task", choices=TASK_NAMES, default="generic")
-    _provider_options(solve)
-    solve.add_argument("--depth", type=int, help="thought steps (default: generic 2, game24 4)")
-    solve.add_argument("--breadth", type=int, help="states kept per level (default: 2 / 5)")
-    solve.add_argument("--samples", type=int, help="value samples per state (default: 1 / 3)")
-    solve.add_argument("--search", choices=("bfs", "dfs"), default="bfs")
-    solve.add_argument("--max-tokens", type=int, help="per call (default: 160 / 256)")
-    solve.add_argument("--max-calls", type=int, help="stop after this many LLM calls")
-    solve.add_argument("--max-cost", type=float, help="stop after this much spend in USD")
-    solve.add_argument("--json", action="store_true", help="print the full result as JSON")
-    solve.add_argument("--mermaid", metavar="FILE", help="write the tree as a Mermaid flowchart")
-    solve.add_argument("--no-progress", action="store_true", help="no live progress line")
-
-    chat = commands.add_parser("chat", help="stream the answer to one prompt")
-    _prompt_options(chat, "prompt")
-    _provider_options(chat)
-    chat.add_argument("--system", help="system prompt")
-    chat.add_argument("--max-tokens", type=int, default=256)
-    chat.add_argument("--temperature", type=float, default=0.7)
-    chat.add_argument(
-        "--json",
-        action="store_true",
-        help="print the answer, providers, usage and fallbacks as one JSON object",
-    )
-
-    models = commands.add_parser("models", help="list the models a provider offers")
-    models.add_argument(
+    helps = {
+        "solve": "solve a problem with a Tree-of-Thought search",
+        "chat": "stream the answer to one prompt",
+        "models": "list the models a provider offers",
+        "doctor": "check every provider: key, server, model",
+        "usage": "calls, tokens, cost and latency per provider and model, fleet-wide "
+        "(from the shared state store, PYGENT_STATE_URL)",
+    }
+    sub = {name: commands.add_parser(name, help=text) for name, text in helps.items()}
+    for name, prompt in (("solve", "problem"), ("chat", "prompt")):
+        sub[name].add_argument(
+            prompt, nargs="?", help=f"the {prompt}; '-' reads it from standard input"
+        )
+        sub[name].add_argument(
+            "--file", metavar="PATH", help=f"read the {prompt} from a file (UTF-8)"
+        )
+        sub[name].add_argument(
+            "--provider",
+            choices=PROVIDER_CHOICES,
+            default="auto",
+            help="provider to use (default: auto, the configured chain: "
+            f"{', '.join(PROVIDER_NAMES)})",
+        )
+        sub[name].add_argument(
+            "--fallback",
+            action="append",
+            choices=PROVIDER_NAMES,
+            default=[],
+            help="provider to fall back to, in order (repeatable)",
+        )
+        sub[name].add_argument("--model", help="model name (a GGUF file for --provider local)")
+        for flag, options in OPTIONS[name].items():
+            if "type" in options:  # named by the flag, not by the setting it sets
+                options = {"metavar": flag[2:].upper().replace("-", "_"), **options}
+            sub[name].add_argument(flag, **options)
+    sub["models"].add_argument(
         "--provider",
         choices=PROVIDER_NAMES,
         help="default: the first configured provider of the chain (PYGENT_PROVIDERS): "
         "OpenRouter with a key, Ollama whose server answers, else local",
     )
-    models.add_argument("--search", help="only models whose id contains this text")
-    models.add_argument("--free", action="store_true", help="only free OpenRouter models")
-    models.add_argument("--json", action="store_true")
-
-    doctor = commands.add_parser("doctor", help="check every provider: key, server, model")
-    doctor.add_argument(
+    sub["models"].add_argument("--search", help="only models whose id contains this text")
+    sub["models"].add_argument("--free", action="store_true", help="only free OpenRouter models")
+    sub["doctor"].add_argument(
         "--provider", action="append", choices=PROVIDER_NAMES, help="only these providers"
     )
-    doctor.add_argument("--probe", action="store_true", help="also ask each for a few tokens")
-    doctor.add_argument("--json", action="store_true")
-
-    usage = commands.add_parser(
-        "usage",
-        help="calls, tokens, cost and latency per provider and model, fleet-wide "
-        "(from the shared state store, PYGENT_STATE_URL)",
+    sub["doctor"].add_argument(
+        "--probe", action="store_true", help="also ask each for a few tokens"
     )
-    usage.add_argument("--json", action="store_true")
-    for command in (solve, chat, models, doctor, usage):
+    for name, command in sub.items():
+        if name not in OPTIONS:
+            command.add_argument("--json", action="store_true")
         # SUPPRESS: a subcommand without -v keeps the value given before it
-        _verbose_option(command, default=argparse.SUPPRESS)
+        command.add_argument("-v", "--verbose", **verbose, default=argparse.SUPPRESS)
     return parser

@@ -1,14 +1,6 @@
-"""Every limit this library enforces, each one module with its Redis script and its twin.
-
-:mod:`~pygent_lc.limits.breaker` (:class:`CircuitBreaker`), :mod:`~pygent_lc.limits.rate`
-(``PYGENT_RATE_LIMITS``), :mod:`~pygent_lc.limits.budget` (:class:`CostBudget`),
-:mod:`~pygent_lc.limits.usage` (:class:`UsageTracker`, :class:`UsageSummary`);
-:mod:`~pygent_lc.limits.call`: a provider call's two steps, one round trip each;
-:mod:`~pygent_lc.limits.store`: :class:`StateStore`, in this process
-(:class:`MemoryStore`) or in Redis (``redis_store``, the ``redis`` extra, imported only
-for a Redis URL) behind :class:`ResilientStore`, opened by :func:`open_store` /
-:func:`shared_store`.
-"""
+"""Every limit, each one module with its Redis script and its in-process twin: ``breaker``,
+``rate``, ``budget``, ``usage``; ``call``: a provider call's two steps, one round trip
+each; ``store``: the :class:`StateStore`, in memory or in Redis, opened by ``shared``."""
 
 from __future__ import annotations
 

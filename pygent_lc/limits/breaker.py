@@ -1,32 +1,11 @@
-"""Circuit breaker: a provider that keeps failing is skipped for a cooldown.
+"""Circuit breaker: a provider that keeps failing is skipped for a cooldown (the rules are in
+docs/limits.md): closed, open after ``failure_threshold`` consecutive counted failures
+(:data:`BREAKER_ERRORS`), half-open after ``cooldown`` with one probe fleet-wide. A
+counted failure of a call admitted before the circuit opened is ignored while it is open.
 
-Anchor: LiteLLM Router's cooldowns. After ``failure_threshold`` consecutive
-*counted* failures the circuit **opens**: for ``cooldown`` seconds each call
-fails at once with :class:`CircuitOpenError` (a ``ProviderUnavailableError``),
-so the chain's next provider runs in microseconds instead of a dead primary
-costing every call its retries. After the cooldown it is **half-open**: one
-call, fleet-wide, goes as the probe while the others still fail fast (a probe
-older than ``cooldown`` no longer blocks the slot); a probe that succeeds
-**closes** it, one that fails opens it for another cooldown.
-
-Counted (:data:`BREAKER_ERRORS`): what says the provider cannot serve anyone
-now, whatever the prompt: ``ProviderUnavailableError`` (5xx, 408, timeouts,
-refused or reset connections, errors in a 200 body), ``RateLimitError`` (429),
-``AuthenticationError`` (401), ``InsufficientCreditsError`` (402, which LiteLLM
-does not count: no credits will not fix itself in seconds) and
-``ModelNotFoundError`` (404). Another ``ProviderError`` (400, a 403 refusal, a
-stream cut mid-way) proves the provider answered: like a success, it resets the
-count and closes a half-open circuit. One decision per provider call (the
-breaker sits outside the retries); cancellation, bugs and the errors raised
-before any request (an open circuit, our own rate limit) count as neither, and
-only free the probe slot.
-
-In the store, a hash per key: ``f`` consecutive counted failures, ``o`` when
-the circuit opened (absent while closed), ``p``/``ps`` the probe in flight and
-when it started, ``e`` the last counted error's summary. A counted failure of a
-call admitted before the circuit opened is ignored while it is open. Probe ids
-are random 53-bit integers from the client (exact in Lua's doubles, and unique
-even after Redis lost its data).
+In the store, a hash per key: ``f`` consecutive failures, ``o`` when it opened (absent
+while closed), ``p``/``ps`` the probe in flight and its start, ``e`` the last error.
+Probe ids are random 53-bit integers (exact in Lua's doubles).
 """
 
 from __future__ import annotations
@@ -50,20 +29,16 @@ from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows, text
 from pygent_lc.limits.store import MemoryStore, StateStore
 
-CircuitState = Literal["closed", "open", "half_open"]
+logger = logging.getLogger(__name__)
 
-BreakerOutcomeKind = Literal["success", "failure", "release"]
+CircuitState = Literal["closed", "open", "half_open"]
 
 
 @dataclass(frozen=True, slots=True)
 class BreakerAdmission:
-    """A breaker's answer to one call: go ahead (maybe as the probe), or fail fast.
-
-    ``probe_id`` is set for the one call (fleet-wide) that probes a half-open
-    circuit; ``retry_in`` is the cooldown left when refused while open (None while
-    another call's probe is in flight). ``failures`` and ``last_error`` come in the
-    same step, so a refused caller can say why without asking again.
-    """
+    """A breaker's answer to one call: ``probe_id`` for the one call (fleet-wide) that
+    probes a half-open circuit; ``retry_in``, the cooldown left when refused while open
+    (None while another call probes); ``failures`` and ``last_error`` say why."""
 
     allowed: bool
     probe_id: int | None = None
@@ -78,8 +53,6 @@ ADMITTED = BreakerAdmission(allowed=True)
 
 @dataclass(frozen=True, slots=True)
 class BreakerStatus:
-    """A breaker's state now, for telemetry and tests."""
-
     state: CircuitState
     failures: int
     last_error: str | None = None
@@ -100,12 +73,12 @@ class BreakerSpec:
 
 @dataclass(frozen=True, slots=True)
 class BreakerOutcome:
-    """How a call admitted by the breaker of ``key`` ended (none for a disabled breaker);
-    ``threshold`` and ``error_summary`` matter for a ``"failure"`` only."""
+    """How a call admitted by the breaker of ``key`` ended; ``threshold`` and
+    ``error_summary`` matter for a ``"failure"`` only."""
 
     key: str
     admission: BreakerAdmission
-    kind: BreakerOutcomeKind
+    kind: Literal["success", "failure", "release"]
     threshold: int = 1
     error_summary: str = ""
 
@@ -143,15 +116,15 @@ local function breaker_failure(key, now, threshold, probe_id, summary)
   if is_probe then
     redis.call('HDEL', key, 'p', 'ps')
   elseif h[2] then
-    return 0, tonumber(h[1]) or 0
+    return 0
   end
   local failures = (tonumber(h[1]) or 0) + 1
   redis.call('HSET', key, 'f', failures, 'e', summary)
   if is_probe or failures >= threshold then
     redis.call('HSET', key, 'o', fmt(now))
-    return 1, failures
+    return 1
   end
-  return 0, failures
+  return 0
 end
 
 local function breaker_release(key, probe_id)
@@ -164,7 +137,7 @@ end
 
 @dataclass
 class BreakerRecord:
-    """The in-process twin of one breaker hash (the functions below mirror the Lua ones)."""
+    """The in-process twin of one breaker hash."""
 
     failures: int = 0
     opened_at: float | None = None
@@ -174,7 +147,47 @@ class BreakerRecord:
 
 
 class BreakerRecords(dict[str, BreakerRecord]):
-    pass
+    """Every breaker's record; its methods are the Lua functions of the same names."""
+
+    def check(self, key: str, now: float, cooldown: float) -> tuple[str, float, int, str]:
+        """Verdict (closed, open, probing, probe), time left, failures, last error."""
+        r = self.get(key) or BreakerRecord()
+        if r.opened_at is None:
+            return "closed", 0.0, r.failures, r.last_error
+        if now < r.opened_at + cooldown:
+            return "open", r.opened_at + cooldown - now, r.failures, r.last_error
+        if r.probe_id is not None and now < r.probe_started + cooldown:
+            return "probing", 0.0, r.failures, r.last_error
+        return "probe", 0.0, r.failures, r.last_error
+
+    def take_probe(self, key: str, now: float, probe_id: str) -> None:
+        record = self.setdefault(key, BreakerRecord())
+        record.probe_id, record.probe_started = probe_id, now
+
+    def success(self, key: str) -> bool:
+        """Whether the circuit was open."""
+        record = self.pop(key, None)
+        return record is not None and record.opened_at is not None
+
+    def failure(self, key: str, now: float, threshold: int, probe_id: str, error: str) -> bool:
+        """Whether the circuit opened."""
+        record = self.setdefault(key, BreakerRecord())
+        is_probe = probe_id != "" and record.probe_id == probe_id
+        if is_probe:
+            record.probe_id, record.probe_started = None, 0.0
+        elif record.opened_at is not None:
+            return False
+        record.failures += 1
+        record.last_error = error
+        if is_probe or record.failures >= threshold:
+            record.opened_at = now
+            return True
+        return False
+
+    def release(self, key: str, probe_id: str) -> None:
+        record = self.get(key)
+        if probe_id != "" and record is not None and record.probe_id == probe_id:
+            record.probe_id, record.probe_started = None, 0.0
 
 
 def breaker_key(prefix: str, key: str) -> str:
@@ -187,76 +200,8 @@ def summary(error: str) -> str:
     return line if len(line) <= ERROR_SUMMARY_CHARS else line[: ERROR_SUMMARY_CHARS - 1] + "…"
 
 
-def check(
-    records: BreakerRecords, key: str, now: float, cooldown: float
-) -> tuple[str, float, int, str]:
-    """``breaker_check``: verdict (closed, open, probing, probe), time left, failures, error."""
-    record = records.get(key) or BreakerRecord()
-    if record.opened_at is None:
-        return "closed", 0.0, record.failures, record.last_error
-    reopen = record.opened_at + cooldown
-    if now < reopen:
-        return "open", reopen - now, record.failures, record.last_error
-    if record.probe_id is not None and now < record.probe_started + cooldown:
-        return "probing", 0.0, record.failures, record.last_error
-    return "probe", 0.0, record.failures, record.last_error
-
-
-def take_probe(records: BreakerRecords, key: str, now: float, probe_id: str) -> None:
-    record = records.setdefault(key, BreakerRecord())
-    record.probe_id = probe_id
-    record.probe_started = now
-
-
-def success(records: BreakerRecords, key: str) -> bool:
-    """``breaker_success``: whether the circuit was open."""
-    record = records.pop(key, None)
-    return record is not None and record.opened_at is not None
-
-
-def failure(
-    records: BreakerRecords, key: str, now: float, threshold: int, probe_id: str, error: str
-) -> tuple[bool, int]:
-    """``breaker_failure``: whether the circuit opened, and the failure count."""
-    record = records.setdefault(key, BreakerRecord())
-    is_probe = probe_id != "" and record.probe_id == probe_id
-    if is_probe:
-        record.probe_id = None
-        record.probe_started = 0.0
-    elif record.opened_at is not None:
-        return False, record.failures
-    record.failures += 1
-    record.last_error = error
-    if is_probe or record.failures >= threshold:
-        record.opened_at = now
-        return True, record.failures
-    return False, record.failures
-
-
-def release(records: BreakerRecords, key: str, probe_id: str) -> None:
-    record = records.get(key)
-    if probe_id != "" and record is not None and record.probe_id == probe_id:
-        record.probe_id = None
-        record.probe_started = 0.0
-
-
-def admission(
-    verdict: str, retry_in: float, failures: int, error: str | None, probe_id: int
-) -> BreakerAdmission:
-    """The admission a ``breaker_check`` verdict stands for (``probe_id`` if it is the probe)."""
-    return BreakerAdmission(
-        allowed=verdict in ("closed", "probe"),
-        probe_id=probe_id if verdict == "probe" else None,
-        retry_in=retry_in if verdict == "open" else None,
-        failures=failures,
-        last_error=error or None,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class ReadStatus(Step[BreakerStatus]):
-    """A breaker's state now (reads only)."""
-
     lua: ClassVar[str] = (
         LUA_PRELUDE
         + BREAKER_LUA
@@ -275,21 +220,13 @@ return {verdict, failures, err}
 
     def decode(self, reply: Any) -> BreakerStatus:
         verdict, failures, error = rows(reply)
-        return self._status(str(verdict), int(failures), text(error))
+        state = verdict if verdict in ("closed", "open") else "half_open"
+        return BreakerStatus(cast(CircuitState, state), int(failures), text(error))
 
     def local(self, state: MemoryState) -> BreakerStatus:
-        verdict, _, failures, error = check(
-            state.part(BreakerRecords), self.key, self.now, self.cooldown_s
-        )
-        return self._status(verdict, failures, error)
+        found = state.part(BreakerRecords).check(self.key, self.now, self.cooldown_s)
+        return self.decode([found[0], found[2], found[3]])
 
-    @staticmethod
-    def _status(verdict: str, failures: int, error: str | None) -> BreakerStatus:
-        state = verdict if verdict in ("closed", "open") else "half_open"
-        return BreakerStatus(cast(CircuitState, state), failures, error or None)
-
-
-logger = logging.getLogger(__name__)
 
 BREAKER_ERRORS: tuple[type[ProviderError], ...] = (
     ProviderUnavailableError,
@@ -298,13 +235,14 @@ BREAKER_ERRORS: tuple[type[ProviderError], ...] = (
     InsufficientCreditsError,
     ModelNotFoundError,
 )
-"""Errors that count towards opening the circuit (see the module docstring)."""
+"""Errors that count: the provider cannot serve anyone now (402 too, unlike LiteLLM: no
+credits will not fix itself in seconds). Another ``ProviderError`` proves it answered;
+cancellation, bugs and our own refusals only free the probe slot."""
 
 
 class CircuitOpenError(ProviderUnavailableError):
     """Raised without any network call while a provider's circuit is open; ``retry_after``
-    is the cooldown left (None while a probe is in flight). Not retryable: the next
-    provider runs instead."""
+    is the cooldown left (None while a probe is in flight). Not retryable."""
 
 
 _NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)
@@ -312,16 +250,9 @@ _NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)
 
 
 class CircuitBreaker:
-    """One provider's circuit, its state kept in a :class:`~pygent_lc.limits.StateStore`
-    under :attr:`key` (``breaker|provider|model|endpoint``).
-
-    With an in-process store (by default one of its own) the circuit is this
-    object's; with the Redis store every process on the same provider, model and
-    endpoint shares it: one worker's failures open it for all, one probe runs
-    fleet-wide. ``clock`` (for tests) drives a store of its own. A
-    ``failure_threshold`` or ``cooldown`` of 0 disables it. A policy puts
-    :attr:`spec` in each call's plan and :meth:`outcome` in the step after it.
-    """
+    """One provider's circuit, kept in a state store under :attr:`key` (by default a store
+    of its own, driven by ``clock``; with Redis every process on the same provider, model
+    and endpoint shares it). A threshold or cooldown of 0 disables it."""
 
     def __init__(
         self,
@@ -367,8 +298,7 @@ class CircuitBreaker:
         self, admission: BreakerAdmission, error: BaseException | None
     ) -> BreakerOutcome | None:
         """What to record for a call that ended with ``error`` (None: it answered); nothing
-        for a disabled breaker. Cancellation, a bug or a limit of our own only frees the
-        probe slot."""
+        for a disabled breaker."""
         if not self.enabled:
             return None
         if error is None or (
@@ -419,17 +349,3 @@ _LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 def live_breakers() -> list[CircuitBreaker]:
     """Every breaker still in use in this process (telemetry reports their state)."""
     return list(_LIVE)
-
-
-__all__ = [
-    "ADMITTED",
-    "BREAKER_ERRORS",
-    "BreakerAdmission",
-    "BreakerOutcome",
-    "BreakerSpec",
-    "BreakerStatus",
-    "CircuitBreaker",
-    "CircuitOpenError",
-    "live_breakers",
-    "log_change",
-]

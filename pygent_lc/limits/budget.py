@@ -1,20 +1,12 @@
 """Cost budgets: spend, reservations of calls in flight, and the largest call, per key and window.
 
-A call with a bound (the most it can cost) reserves the bound and goes only if
-spend, the reservations and the bound stay within the limit. A call without
-one reserves the largest cost of one call seen so far on the key, goes while
-spend plus reservations is under the limit, and only while no other call
-without a bound is in flight (the others wait): a cheap first call so says
-nothing about how many dear calls may start. Spend so stays within the limit
-plus the cost of one call without a bound, however many processes share the
-budget; a call that costs more than its bound passes it by that excess.
-
-Per key and window bucket (``floor(now / window_s)``; ``all`` without a window)
-Redis holds a hash ``H`` (``s`` spent, ``r`` reserved, ``u`` the hold without a
-bound, ``h:<id>`` each hold's amount) and a sorted set ``Z`` of holds scored by
-the end of their lease (a process that dies holding one holds it no longer);
-``M`` holds the key's largest call cost. Window buckets expire two windows after
-their last write.
+A call with a bound reserves it and goes only if spend, reservations and the bound stay
+within the limit; a call without one reserves the largest call cost seen so far, and only
+one such call is in flight (docs/limits.md). Per key and window bucket
+(``floor(now / window_s)``, or ``all``) Redis holds a hash ``H`` (``s`` spent, ``r``
+reserved, ``u`` the hold without a bound, ``h:<id>`` each hold's amount) and a sorted set
+``Z`` of holds scored by the end of their lease; ``M`` holds the largest call cost.
+Window buckets expire two windows after their last write.
 """
 
 from __future__ import annotations
@@ -38,12 +30,8 @@ reservation early (its cost still counts), so this should exceed any call's time
 
 @dataclass(frozen=True, slots=True)
 class BudgetReservation:
-    """A call's hold on a budget; given back in a :class:`~pygent_lc.limits.call.Settlement`.
-
-    ``bucket`` is the window the call started in (its cost counts there);
-    ``unknown_cost`` marks a call without a bound; ``spent_usd`` and
-    ``reserved_usd`` are the totals before this reservation.
-    """
+    """A call's hold on a budget: ``bucket`` is the window its cost counts in;
+    ``spent_usd`` and ``reserved_usd`` are the totals before it."""
 
     key: str
     window_s: int | None
@@ -81,7 +69,7 @@ class BudgetStatus:
 @dataclass(frozen=True, slots=True)
 class BudgetSpec:
     """A limit on ``key``, in total (``window_s`` None) or per window; ``amount_usd`` is
-    the call's bound (None: unknown, see the module's rules)."""
+    the call's bound (None: unknown)."""
 
     key: str
     limit_usd: float
@@ -151,7 +139,6 @@ local function ledger_settle(h, z, m, id, cost, ttl)
   end
 end
 """
-"""``ledger_check`` answers ``ok``, ``wait`` or ``refused`` with spent, reserved and the amount."""
 
 
 def bucket_of(now: float, window_s: int | None) -> int:
@@ -211,7 +198,7 @@ class LedgerBucket:
 
 @dataclass
 class Ledgers:
-    """Every budget of a :class:`~pygent_lc.limits.store.MemoryStore`."""
+    """Every budget of a ``MemoryStore``."""
 
     buckets: dict[tuple[str, int | None], dict[int, LedgerBucket]] = field(default_factory=dict)
     largest: dict[str, float] = field(default_factory=dict)
@@ -311,8 +298,8 @@ MAX_WAIT_S = 0.1  # then no more often than this, as each poll is a store round 
 
 
 class PricedModel(Protocol):
-    """A model's list prices (e.g. :class:`~pygent_lc.providers.openrouter.catalog.ModelInfo`);
-    it may also say ``max_completion_tokens`` and ``context_length``."""
+    """A model's list prices (e.g. the OpenRouter catalog's ``ModelInfo``); it may also say
+    ``max_completion_tokens`` and ``context_length``."""
 
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float: ...
 
@@ -320,14 +307,9 @@ class PricedModel(Protocol):
 def estimator_from_prices(
     model: PricedModel, default_output_tokens: int | None = None
 ) -> CostEstimator:
-    """The most a call can cost at ``model``'s list prices: a bound, not a guess.
-
-    The prompt counts one token per UTF-8 byte (no token is less than a byte) plus
-    :data:`PROMPT_OVERHEAD_TOKENS`, at most the model's ``context_length``. The reply
-    counts the call's ``max_tokens``, else ``default_output_tokens``, else the model's
-    ``max_completion_tokens``, else its ``context_length``; with none of these the
-    call has no bound (None), and :class:`CostBudget` runs such calls one at a time.
-    """
+    """The most a call can cost at ``model``'s list prices (a bound, not a guess): one
+    prompt token per UTF-8 byte (none is shorter), and ``max_tokens``, else
+    ``default_output_tokens``, the model's ``max_completion_tokens`` or context length."""
     context = _positive_int(getattr(model, "context_length", None))
     model_output = _positive_int(getattr(model, "max_completion_tokens", None))
 
@@ -348,10 +330,10 @@ def _positive_int(value: object) -> int | None:
 
 
 class SpendMeter:
-    """Each call's cost, as what a running total (e.g. a usage tracker's) grew by since the
-    last reading: overlapping calls' own before/after differences would count each other's
-    cost, these deltas add up to the real spend (a call charged another's cost only raises
-    the largest call cost the ledger reserves). A total that is not finite is not read."""
+    """Each call's cost, as what a running total (a usage tracker's) grew by since the last
+    reading: overlapping calls' own before/after differences would count each other's cost;
+    these deltas add up to the real spend (a call charged another's cost only raises the
+    largest call cost the ledger reserves). A total that is not finite is not read."""
 
     def __init__(self, total: Callable[[], float]) -> None:
         self._total = total
@@ -368,22 +350,12 @@ class SpendMeter:
 
 
 class CostBudget:
-    """A spending limit: ``max_cost_usd`` in total, or per ``window_s`` (e.g. 3600, 86400).
-
-    The one budget object: give it as ``budget=`` to a chain
-    (:func:`~pygent_lc.chain.build_chat_model`; ``PYGENT_MAX_COST_USD`` builds one)
-    or to a :class:`~pygent_lc.langchain_backend.LangChainBackend` (and so to every
-    ToT search over it). A call reserves in the store's ``begin_call`` (:meth:`spec`)
-    and settles in ``end_call``, by this module's rules: with a bound (``estimator``,
-    e.g. :func:`estimator_from_prices`) spend stays within the limit; without one,
-    calls go one at a time and the others poll the store for at most ``max_wait_s``
-    (a policy: its deadline), then ``BudgetExceededError``.
-
-    ``store`` None keeps the ledger in a private :class:`MemoryStore`, unless a policy
-    lends its own; budgets on one shared store with the same ``key`` share one limit.
-    ``spent`` (e.g. a usage tracker's total) measures a call's cost where its caller
-    does not give it (:class:`SpendMeter`).
-    """
+    """A spending limit: ``max_cost_usd`` in total, or per ``window_s`` (e.g. 3600, 86400),
+    given to a chain or a backend (docs/limits.md). Calls with a bound (``estimator``) run
+    together within the limit; without one, one at a time, the others polling the store
+    for at most ``max_wait_s``. ``store`` None: a private ``MemoryStore``, unless a policy
+    lends its own; budgets on one store with the same ``key`` are one limit. ``spent`` (a
+    usage tracker's total) measures a call's cost where its caller does not give it."""
 
     def __init__(
         self,
@@ -416,11 +388,8 @@ class CostBudget:
         return self.store.run(ReadBudget(self.key, self.window_s, self.store.clock()))
 
     def spec(self, prompt: str, max_tokens: int | None, samples: int = 1) -> BudgetSpec:
-        """This budget's part of a :class:`~pygent_lc.limits.call.CallPlan` for one call.
-
-        A request for ``samples`` completions (``n``) is one call reserving ``samples``
-        times the bound of one: a bound for any estimator, though the prompt is billed once.
-        """
+        """This budget's part of a ``CallPlan`` for one call; a request for ``samples``
+        completions (``n``) reserves ``samples`` times the bound of one."""
         bound = None if self.estimator is None else self.estimator(prompt, max_tokens)
         if bound is not None:
             bound *= max(1, samples)

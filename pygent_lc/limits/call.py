@@ -1,12 +1,11 @@
 """A provider call's two steps: everything checked before it, everything recorded after.
 
-:class:`CallPlan` (budgets, then the breaker, then rate limits; all or nothing)
-runs as one :class:`Begin` step, :class:`CallEnd` (settlements, usage, the
-breaker's outcome) as one :class:`End` step: one round trip each to Redis, made of
-the limits' own Lua functions (and twins) in order. ``Begin`` writes one key first
-(:func:`~pygent_lc.limits.store.writable_key`), so that a Redis that takes no
-writes says so before the provider is called. :class:`Hold` and
-:class:`HeldStream` are a budget's two steps for a caller that is no policy.
+:class:`CallPlan` (budgets, then the breaker, then rate limits; all or nothing) runs as
+one :class:`Begin` step, :class:`CallEnd` (settlements, usage, the breaker's outcome) as
+one :class:`End` step: one round trip each, made of the limits' own Lua functions (and
+twins) in order. ``Begin`` writes one key first, so that a Redis that takes no writes says
+so before the provider is called. :class:`Hold` and :class:`HeldStream` are a budget's
+two steps for a caller that is no policy.
 """
 
 from __future__ import annotations
@@ -18,10 +17,10 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 from pygent_lc.errors import BudgetExceededError, InvalidInputError
 from pygent_lc.limits import breaker, budget, rate, usage
@@ -46,9 +45,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class CallPlan:
-    """Everything checked before one provider call, in one atomic all-or-nothing step:
-    budgets, then the breaker, then the rate limits; a refusal takes nothing. Keys
-    should differ between a plan's rate limits, and between its budgets."""
+    """Everything checked before one provider call, all or nothing: budgets, then the
+    breaker, then the rate limits; a refusal takes nothing. Keys should differ between a
+    plan's rate limits, and between its budgets."""
 
     breaker: BreakerSpec | None = None
     rates: tuple[RateSpec, ...] = ()
@@ -71,15 +70,10 @@ class CallPlan:
 
 @dataclass(frozen=True, slots=True)
 class CallStart:
-    """The answer to a :class:`CallPlan`.
-
-    When ``allowed``: ``breaker`` is the admission to pass back at the end
-    (``ADMITTED`` without a breaker), ``reservations`` hold the budgets in plan
-    order. Else ``refused_by`` says which part refused: ``"breaker"`` (``breaker``
-    says why), ``"budget"`` (``budget_refusal``) or ``"rate"`` (``rate_wait_s``
-    until ``rate_key`` frees a slot). ``now`` is the time the step was decided at
-    (later than the caller's clock if another caller already reached a rate limit).
-    """
+    """The answer to a :class:`CallPlan`: allowed, with the breaker's admission and the
+    budgets' reservations in plan order; or ``refused_by`` the breaker (``breaker`` says
+    why), a budget (``budget_refusal``) or a rate limit (``rate_wait_s`` until ``rate_key``
+    frees a slot). ``now``: the time decided at (maybe later than the caller's clock)."""
 
     allowed: bool
     refused_by: Literal["breaker", "budget", "rate"] | None = None
@@ -91,12 +85,17 @@ class CallStart:
     now: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
+class Settlement(NamedTuple):
     """A reservation given back, with the call's real cost (0 when it failed before any)."""
 
     reservation: BudgetReservation
     cost_usd: float
+
+
+class CallEnded(NamedTuple):
+    """``breaker_changed``: a failure opened the circuit or a success closed it."""
+
+    breaker_changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,53 +108,43 @@ class CallEnd:
 
     def step(self, now: float) -> End:
         """This record as one step at ``now``; ``InvalidInputError`` for a cost or usage
-        figure that is not finite and >= 0 (replies' costs are checked where they enter)."""
+        figure that is not finite and >= 0 (Lua's ``tonumber`` reads NaN as nil)."""
         for settlement in self.settlements:
             budget.check_cost(settlement.cost_usd)
         used = self.usage
-        if used is not None and not all(
-            0.0 <= v < math.inf for v in usage.values(used.usage, used.latency_s)
-        ):
+        if used is not None and not all(0.0 <= v < math.inf for v in used.values()):
             raise InvalidInputError("usage figures must be finite and >= 0")
         return End(call=self, now=now)
 
 
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    """``breaker_changed``: a failure opened the circuit or a success closed it."""
+_READER = """
+local k, a = 0, 0
+local function key() k = k + 1 return KEYS[k] end
+local function arg() a = a + 1 return ARGV[a] end
+local function num() return tonumber(arg()) end
+local now = num()
+"""
+"""How both steps read their parts: ``now``, then each part's ``KEYS`` and ``ARGV`` in order
+(Redis's Lua 5.1 evaluates argument lists and table constructors left to right)."""
 
-    breaker_changed: bool = False
-
-
-_STEP_ARGS = """
-local now = tonumber(ARGV[1])
-local a, k = 3, 1"""
-"""How both steps start: ``now`` is ``ARGV[1]``; the cursors ``a`` (into ``ARGV``, at the
-first part's count) and ``k`` (into ``KEYS``) then walk the parts in order."""
-
-_BEGIN = LUA_PRELUDE + budget.LEDGER_LUA + breaker.BREAKER_LUA + rate.RATE_LUA + _STEP_ARGS
 BEGIN_LUA = (
-    _BEGIN
+    LUA_PRELUDE
+    + budget.LEDGER_LUA
+    + breaker.BREAKER_LUA
+    + rate.RATE_LUA
+    + _READER
     + """
 redis.call('SET', KEYS[#KEYS], ARGV[1], 'PX', ARGV[#ARGV])
 local rates = {}
-for i = 1, tonumber(ARGV[2]) do
-  rates[i] = {key = KEYS[k], clock = KEYS[k + 1], limit = tonumber(ARGV[a]),
-              period = tonumber(ARGV[a + 1]), member = ARGV[a + 2]}
-  now = math.max(now, rate_time(KEYS[k + 1], now))
-  k = k + 2
-  a = a + 3
+for i = 1, num() do
+  rates[i] = {key = key(), clock = key(), limit = num(), period = num(), member = arg()}
+  now = math.max(now, rate_time(rates[i].clock, now))
 end
 local t = fmt(now)
 local budgets, budget_out = {}, {}
-local count = tonumber(ARGV[a])
-a = a + 1
-for i = 1, count do
-  local b = {h = KEYS[k], z = KEYS[k + 1], m = KEYS[k + 2], limit = tonumber(ARGV[a]),
-             amount = tonumber(ARGV[a + 1]), id = ARGV[a + 2], lease = tonumber(ARGV[a + 3]),
-             ttl = tonumber(ARGV[a + 4])}
-  k = k + 3
-  a = a + 5
+for i = 1, num() do
+  local b = {h = key(), z = key(), m = key(), limit = num(), amount = num(), id = arg(),
+             lease = num(), ttl = num()}
   local verdict, spent, reserved, unit = ledger_check(b.h, b.z, b.m, now, b.limit, b.amount)
   budget_out[i] = {verdict, fmt(spent), fmt(reserved), fmt(unit)}
   if verdict ~= 'ok' then
@@ -166,9 +155,9 @@ for i = 1, count do
   budgets[i] = b
 end
 local breaker, breaker_out = nil, {}
-if ARGV[a] == '1' then
-  breaker = {key = KEYS[k], probe_id = ARGV[a + 2]}
-  local verdict, retry_in, failures, err = breaker_check(breaker.key, now, tonumber(ARGV[a + 1]))
+if arg() == '1' then
+  breaker = {key = key(), cooldown = num(), probe_id = arg()}
+  local verdict, retry_in, failures, err = breaker_check(breaker.key, now, breaker.cooldown)
   breaker.verdict = verdict
   breaker_out = {verdict, fmt(retry_in), failures, err}
   if verdict == 'open' or verdict == 'probing' then
@@ -180,8 +169,7 @@ for i, r in ipairs(rates) do
   if not free then return reply({'rate', budget_out, breaker_out, fmt(wait), i, t}) end
 end
 for _, b in ipairs(budgets) do
-  ledger_commit(b.h, b.z, now, b.id, b.unit, b.amount == nil, b.reserved,
-                b.lease, b.ttl)
+  ledger_commit(b.h, b.z, now, b.id, b.unit, b.amount == nil, b.reserved, b.lease, b.ttl)
 end
 if breaker and breaker.verdict == 'probe' then
   breaker_take_probe(breaker.key, now, breaker.probe_id)
@@ -191,77 +179,31 @@ return reply({'ok', budget_out, breaker_out, '0', 0, t})
 """
 )
 
-_END = LUA_PRELUDE + budget.LEDGER_LUA + usage.USAGE_LUA + breaker.BREAKER_LUA + _STEP_ARGS
 END_LUA = (
-    _END
+    LUA_PRELUDE
+    + budget.LEDGER_LUA
+    + usage.USAGE_LUA
+    + breaker.BREAKER_LUA
+    + _READER
     + """
-for i = 1, tonumber(ARGV[2]) do
-  ledger_settle(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a], tonumber(ARGV[a + 1]),
-                tonumber(ARGV[a + 2]))
-  k = k + 3
-  a = a + 3
+for _ = 1, num() do
+  ledger_settle(key(), key(), key(), arg(), num(), num())
 end
-if ARGV[a] == '1' then
-  local values = {}
-  for i = 1, #USAGE_FIELDS do values[i] = tonumber(ARGV[a + 2 + i]) end
-  usage_record(KEYS[k], KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], values,
-               tonumber(ARGV[a + 3 + #USAGE_FIELDS]))
-  k = k + 3
-  a = a + 4 + #USAGE_FIELDS
-else
-  a = a + 1
+if arg() == '1' then
+  local h, l, index, provider, model, values = key(), key(), key(), arg(), arg(), {}
+  for i = 1, #USAGE_FIELDS do values[i] = num() end
+  usage_record(h, l, index, provider, model, values, num())
 end
-local mode = ARGV[a]
-if mode == 'success' then return breaker_success(KEYS[k]) end
-if mode == 'failure' then
-  return (breaker_failure(KEYS[k], now, tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3]))
+local mode = arg()
+if mode == 'success' then return breaker_success(key()) end
+if mode == 'failure' then return breaker_failure(key(), now, num(), arg(), arg()) end
+if mode == 'release' then
+  local cb, _ = key(), num()
+  breaker_release(cb, arg())
 end
-if mode == 'release' then breaker_release(KEYS[k], ARGV[a + 2]) end
 return 0
 """
 )
-
-
-def _start(
-    request: Begin,
-    status: str,
-    decided_at: float,
-    budgets: Sequence[tuple[str, float, float, float]],
-    breaker_found: tuple[str, float, int, str] | None,
-    rate_wait: float = 0.0,
-    rate_index: int = 0,
-) -> CallStart:
-    """The :class:`CallStart` of what either store found: its ``status``, each budget's
-    verdict, spent, reserved and amount, the breaker's verdict, a rate limit's wait."""
-    plan = request.plan
-    admission = ADMITTED
-    if breaker_found is not None:
-        admission = breaker.admission(*breaker_found, request.probe_id)
-    if status == "budget":
-        spec, (found, spent, reserved, unit) = plan.budgets[len(budgets) - 1], budgets[-1]
-        refusal = BudgetRefusal(spec.key, spec.limit_usd, spent, reserved, unit, found == "wait")
-        return CallStart(False, "budget", budget_refusal=refusal, now=decided_at)
-    if status == "breaker":
-        return CallStart(False, "breaker", admission, now=decided_at)
-    if status == "rate":
-        wait_s, key = max(rate_wait, MIN_RATE_WAIT_S), plan.rates[rate_index - 1].key
-        return CallStart(False, "rate", rate_wait_s=wait_s, rate_key=key, now=decided_at)
-    reservations = tuple(
-        BudgetReservation(
-            spec.key,
-            spec.window_s,
-            budget.bucket_of(request.now, spec.window_s),
-            hold,
-            unit,
-            spec.amount_usd is None,
-            spent,
-            reserved,
-        )
-        for spec, hold, (_, spent, reserved, unit) in zip(
-            plan.budgets, request.holds, budgets, strict=True
-        )
-    )
-    return CallStart(True, breaker=admission, reservations=reservations, now=decided_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,13 +223,12 @@ class Begin(Step[CallStart]):
         keys: list[str] = []
         args: list[Arg] = [self.now, len(plan.rates)]
         for limit, member in zip(plan.rates, self.members, strict=True):
-            keys += [rate.rate_key(prefix, limit.key), rate.clock_key(prefix, limit.key)]
+            keys += rate.rate_keys(prefix, limit.key)
             args += [limit.limit, limit.period_s, member]
         args.append(len(plan.budgets))
         for spec, hold in zip(plan.budgets, self.holds, strict=True):
-            ledger, ttl_ms = budget.ledger_keys(
-                prefix, spec.key, spec.window_s, budget.bucket_of(self.now, spec.window_s)
-            )
+            bucket = budget.bucket_of(self.now, spec.window_s)
+            ledger, ttl_ms = budget.ledger_keys(prefix, spec.key, spec.window_s, bucket)
             keys += ledger
             amount: Arg = "" if spec.amount_usd is None else spec.amount_usd
             args += [spec.limit_usd, amount, hold, spec.lease_s, ttl_ms]
@@ -297,30 +238,61 @@ class Begin(Step[CallStart]):
             args += [1, spec_b.cooldown_s, self.probe_id]
         else:
             args.append(0)
-        keys.append(writable_key(prefix))
-        args.append(WRITABLE_TTL_MS)
-        return keys, args
+        return [*keys, writable_key(prefix)], [*args, WRITABLE_TTL_MS]
 
     def decode(self, reply: Any) -> CallStart:
-        status, budgets, found, wait, index, now = json_rows(reply)
-        return _start(
-            self,
-            str(status),
-            number(now),
-            [(str(b[0]), number(b[1]), number(b[2]), number(b[3])) for b in rows(budgets)],
-            (str(found[0]), number(found[1]), int(found[2]), text(found[3]) or "")
-            if rows(found)
-            else None,
-            number(wait),
-            int(index),
+        """The answer from what either store found (the twin's reply is the script's, in
+        Python values): the status, each budget's verdict, spent, reserved and amount, the
+        breaker's verdict, a rate limit's wait and index, and the time decided at."""
+        status, budgets, found, wait, index, now = (
+            reply if isinstance(reply, tuple) else json_rows(reply)
         )
+        plan, decided_at = self.plan, number(now)
+        admission = ADMITTED
+        if rows(found):  # the breaker's verdict: closed, open, probing or probe
+            verdict, retry_in, failures, error = found
+            admission = BreakerAdmission(
+                allowed=verdict in ("closed", "probe"),
+                probe_id=self.probe_id if verdict == "probe" else None,
+                retry_in=number(retry_in) if verdict == "open" else None,
+                failures=int(failures),
+                last_error=text(error),
+            )
+        found_budgets = [(str(v), number(s), number(r), number(u)) for v, s, r, u in rows(budgets)]
+        if status == "budget":
+            spec = plan.budgets[len(found_budgets) - 1]
+            verdict, spent, reserved, unit = found_budgets[-1]
+            wait_later = verdict == "wait"
+            refusal = BudgetRefusal(spec.key, spec.limit_usd, spent, reserved, unit, wait_later)
+            return CallStart(False, "budget", budget_refusal=refusal, now=decided_at)
+        if status == "breaker":
+            return CallStart(False, "breaker", admission, now=decided_at)
+        if status == "rate":
+            wait_s, key = max(number(wait), MIN_RATE_WAIT_S), plan.rates[int(index) - 1].key
+            return CallStart(False, "rate", rate_wait_s=wait_s, rate_key=key, now=decided_at)
+        reservations = tuple(
+            BudgetReservation(
+                spec.key,
+                spec.window_s,
+                budget.bucket_of(self.now, spec.window_s),
+                hold,
+                unit,
+                spec.amount_usd is None,
+                spent,
+                reserved,
+            )
+            for spec, hold, (_, spent, reserved, unit) in zip(
+                plan.budgets, self.holds, found_budgets, strict=True
+            )
+        )
+        return CallStart(True, breaker=admission, reservations=reservations, now=decided_at)
 
     def local(self, state: MemoryState) -> CallStart:
         plan, now = self.plan, self.now
         logs, ledgers = state.part(rate.RateLogs), state.part(budget.Ledgers)
         records = state.part(breaker.BreakerRecords)
         for limit in plan.rates:
-            now = max(now, rate.time_of(logs, limit.key, now))
+            now = max(now, logs.time(limit.key, now))
         found: list[tuple[str, float, float, float]] = []
         buckets: list[budget.LedgerBucket] = []
         for spec in plan.budgets:
@@ -330,26 +302,26 @@ class Begin(Step[CallStart]):
             largest = ledgers.largest.get(spec.key, 0.0)
             found.append(buckets[-1].check(largest, now, spec.limit_usd, spec.amount_usd))
             if found[-1][0] != "ok":
-                return _start(self, "budget", now, found, None)
-        verdict: tuple[str, float, int, str] | None = None
+                return self.decode(("budget", found, (), 0, 0, now))
+        verdict: tuple[str, float, int, str] | tuple[()] = ()
         spec_b = plan.breaker
         if spec_b is not None and spec_b.enabled:
-            verdict = breaker.check(records, spec_b.key, now, spec_b.cooldown_s)
+            verdict = records.check(spec_b.key, now, spec_b.cooldown_s)
             if verdict[0] in ("open", "probing"):
-                return _start(self, "breaker", now, found, verdict)
+                return self.decode(("breaker", found, verdict, 0, 0, now))
         for index, limit in enumerate(plan.rates, start=1):
-            free, wait = rate.check(logs, limit.key, now, limit.limit, limit.period_s)
+            free, wait = logs.check(limit.key, now, limit.limit, limit.period_s)
             if not free:
-                return _start(self, "rate", now, found, verdict, wait, index)
+                return self.decode(("rate", found, verdict, wait, index, now))
         for spec, bucket, hold, (_, _, reserved, unit) in zip(
             plan.budgets, buckets, self.holds, found, strict=True
         ):
             bucket.commit(now, hold, unit, spec.amount_usd is None, reserved, spec.lease_s)
-        if spec_b is not None and verdict is not None and verdict[0] == "probe":
-            breaker.take_probe(records, spec_b.key, now, str(self.probe_id))
+        if spec_b is not None and verdict and verdict[0] == "probe":
+            records.take_probe(spec_b.key, now, str(self.probe_id))
         for limit in plan.rates:
-            rate.commit(logs, limit.key, now)
-        return _start(self, "ok", now, found, verdict)
+            logs.commit(limit.key, now)
+        return self.decode(("ok", found, verdict, 0, 0, now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,55 +337,45 @@ class End(Step[CallEnded]):
         call = self.call
         keys: list[str] = []
         args: list[Arg] = [self.now, len(call.settlements)]
-        for settlement in call.settlements:
-            held = settlement.reservation
+        for held, cost in call.settlements:
             ledger, ttl_ms = budget.ledger_keys(prefix, held.key, held.window_s, held.bucket)
             keys += ledger
-            args += [held.hold_id, settlement.cost_usd, ttl_ms]
+            args += [held.hold_id, cost, ttl_ms]
         used = call.usage
         if used is not None:
-            where_used = usage.usage_keys(prefix, used.provider, used.model)
-            keys += [where_used.totals, where_used.latencies, where_used.index]
-            args += [1, used.provider, used.model, *usage.values(used.usage, used.latency_s)]
+            keys += usage.usage_keys(prefix, used.provider, used.model)
+            args += [1, used.provider, used.model, *used.values()]
             args.append(usage.LATENCY_SAMPLES)
         else:
             args.append(0)
         outcome = call.breaker
-        if outcome is not None:
-            keys.append(breaker.breaker_key(prefix, outcome.key))
-            probe = outcome.admission.probe_id
-            args += [
-                outcome.kind,
-                outcome.threshold,
-                "" if probe is None else probe,
-                breaker.summary(outcome.error_summary),
-            ]
-        else:
-            args.append("")
-        return keys, args
+        if outcome is None:
+            return keys, [*args, ""]
+        probe = outcome.admission.probe_id
+        keys.append(breaker.breaker_key(prefix, outcome.key))
+        summary = breaker.summary(outcome.error_summary)
+        return keys, [*args, outcome.kind, outcome.threshold, probe or "", summary]
 
     def decode(self, reply: Any) -> CallEnded:
-        return CallEnded(breaker_changed=bool(reply))
+        return CallEnded(bool(reply))
 
     def local(self, state: MemoryState) -> CallEnded:
         call = self.call
-        for settlement in call.settlements:
-            state.part(budget.Ledgers).settle(settlement.reservation, settlement.cost_usd)
+        for held, cost in call.settlements:
+            state.part(budget.Ledgers).settle(held, cost)
         if (used := call.usage) is not None:
-            buckets = state.part(usage.UsageBuckets)
-            usage.record(buckets, used.provider, used.model, used.usage, used.latency_s)
+            state.part(usage.UsageBuckets).add(used)
         outcome = call.breaker
         if outcome is None:
             return CallEnded()
         records, key, probe = state.part(breaker.BreakerRecords), outcome.key, outcome.admission
         probe_id = "" if probe.probe_id is None else str(probe.probe_id)
         if outcome.kind == "success":
-            return CallEnded(breaker_changed=breaker.success(records, key))
+            return CallEnded(records.success(key))
         if outcome.kind == "failure":
             error = breaker.summary(outcome.error_summary)
-            opened, _ = breaker.failure(records, key, self.now, outcome.threshold, probe_id, error)
-            return CallEnded(breaker_changed=opened)
-        breaker.release(records, key, probe_id)
+            return CallEnded(records.failure(key, self.now, outcome.threshold, probe_id, error))
+        records.release(key, probe_id)
         return CallEnded()
 
 
@@ -442,13 +404,10 @@ def budget_wait(
     *,
     blocking: bool = False,
 ) -> float:
-    """Seconds to wait (:meth:`CostBudget.wait_seconds` times a random 0.5-1, so waiters do
-    not all ask again together) before asking ``store`` again after ``budget`` refused.
-
-    ``BudgetExceededError`` when the budget is spent; when the call of unknown cost
-    waited for is this thread's or task's own (it would wait for itself); and when a
-    ``blocking`` wait would stop this thread's running event loop, which that call may need.
-    """
+    """Seconds to wait (jittered, so waiters do not all ask again together) before asking
+    ``store`` again after ``budget`` refused; ``BudgetExceededError`` when it is spent, when
+    the call waited for is this thread's or task's own, and when a ``blocking`` wait would
+    stop this thread's running event loop, which that call may need."""
     if not refusal.wait:
         raise budget.exceeded(refusal)
     if any(hold.holds(store, refusal.key, unknown_cost=True) for hold in _holds.get()):
@@ -479,14 +438,10 @@ def reserved_here(store: StateStore, key: str) -> bool:
 
 
 class Hold:
-    """One call's reservation on a :class:`~pygent_lc.limits.budget.CostBudget` (none when
-    ``budget`` is None), through the store's ``begin_call`` and ``end_call``.
-
-    Taken by ``with`` (blocking) or ``async with``; a call told to wait polls the
-    store. Settled on leaving, or by :meth:`release` / :meth:`arelease` (any number of
-    times, from any thread; the first settles), with the cost given to :meth:`settle`,
-    else ``measure()`` (default: the budget's :meth:`~CostBudget.measure`).
-    """
+    """One call's reservation on ``budget`` (none when it is None), taken by ``with`` or
+    ``async with``; a call told to wait polls the store. Settled on leaving, or by
+    :meth:`release` / :meth:`arelease` (from any thread; the first settles), with the cost
+    given to :meth:`settle`, else ``measure()`` (default: the budget's ``measure``)."""
 
     def __init__(
         self,
@@ -498,12 +453,9 @@ class Hold:
         measure: Callable[[], float] | None = None,
     ) -> None:
         self._budget = budget
-        self._plan = (
-            None
-            if budget is None
-            else CallPlan(budgets=(budget.spec(prompt, max_tokens, samples),))
-        )
-        self._measure = measure
+        spec = None if budget is None else budget.spec(prompt, max_tokens, samples)
+        self._plan = None if spec is None else CallPlan(budgets=(spec,))
+        self._measure = measure if measure is not None or budget is None else budget.measure
         self._reservation: BudgetReservation | None = None
         self._cost: float | None = None
         self._give_up = 0.0
@@ -527,15 +479,12 @@ class Hold:
             and owner.store is store
         )
 
-    def _enter_scope(self) -> None:
-        _holds.set((*(hold for hold in _holds.get() if hold.held and hold is not self), self))
-
-    def _leave_scope(self) -> None:
-        _holds.set(tuple(hold for hold in _holds.get() if hold is not self))
+    def _scope(self, entered: bool) -> None:
+        others = tuple(hold for hold in _holds.get() if hold.held and hold is not self)
+        _holds.set((*others, self) if entered else others)
 
     def settle(self, cost_usd: float) -> None:
-        """The call's real cost, settled when the hold ends (``InvalidInputError`` unless a
-        finite amount >= 0)."""
+        """The call's real cost (``InvalidInputError`` unless a finite amount >= 0)."""
         budget.check_cost(cost_usd)
         self._cost = cost_usd
 
@@ -562,15 +511,14 @@ class Hold:
         try:
             return await asyncio.shield(begun)
         except asyncio.CancelledError:
-            begun.add_done_callback(lambda done: self._give_back(store, done))
-            raise
 
-    @staticmethod
-    def _give_back(store: StateStore, begun: asyncio.Future[CallStart]) -> None:
-        if not begun.cancelled() and begun.exception() is None:
-            settlements = tuple(Settlement(r, 0.0) for r in begun.result().reservations)
-            if settlements:
-                store.end_call(CallEnd(settlements=settlements))
+            def give_back(done: asyncio.Future[CallStart]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    settled = tuple(Settlement(r, 0.0) for r in done.result().reservations)
+                    store.end_call(CallEnd(settlements=settled))
+
+            begun.add_done_callback(give_back)
+            raise
 
     def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
         """0 once admitted; else seconds to wait before asking again (or raise, also once
@@ -579,7 +527,7 @@ class Hold:
         assert budget is not None
         if start.allowed:
             self._reservation = start.reservations[0]
-            self._enter_scope()
+            self._scope(entered=True)
             if self._reservation.unknown_cost and self._loop is not None:
                 with _releasing:
                     _on_loops.add(self)
@@ -599,16 +547,15 @@ class Hold:
         return wait
 
     def _check_loop_runs(self, budget: CostBudget) -> None:
-        """``BudgetExceededError`` when the call waited for is one of this process's, on an
-        event loop that has not run for :data:`STALL_S` (asked to, it did not): that
-        loop's thread is blocked, maybe until this one ends (a task joining it)."""
+        """``BudgetExceededError`` when the call waited for is this process's, on an event
+        loop that has not run for :data:`STALL_S` (asked to): its thread is blocked, maybe
+        until this one ends (a task joining it)."""
         with _releasing:
             holder = next(
                 (h for h in _on_loops if h.holds(budget.store, budget.key, unknown_cost=True)),
                 None,
             )
-        loop = None if holder is None else holder._loop
-        ping = self._ping
+        loop, ping = None if holder is None else holder._loop, self._ping
         if loop is None:
             self._ping = None
         elif ping is None or ping[0] is not loop or ping[2].is_set():
@@ -634,37 +581,29 @@ class Hold:
         with _releasing:
             reservation, self._reservation = self._reservation, None
             _on_loops.discard(self)
-        self._leave_scope()
-        if reservation is None or self._budget is None:
+        self._scope(entered=False)
+        if reservation is None or self._budget is None or self._measure is None:
             return None
-        cost = self._cost
-        if cost is None:
-            cost = self._measure() if self._measure is not None else self._budget.measure()
+        cost = self._measure() if self._cost is None else self._cost
         return self._budget.store, CallEnd(settlements=(Settlement(reservation, cost),))
 
     def release(self) -> None:
         """Settle the call's cost and give the reservation back (once)."""
         if (ending := self._end()) is not None:
-            store, end = ending
-            store.end_call(end)
+            ending[0].end_call(ending[1])
 
     async def arelease(self) -> None:
         """:meth:`release` for async callers; it completes even if the caller is cancelled."""
         if (ending := self._end()) is not None:
-            store, end = ending
-            await asyncio.shield(store.aend_call(end))
+            await asyncio.shield(ending[0].aend_call(ending[1]))
 
 
 class HeldStream(AsyncIterator[T]):
-    """An async iterator that holds a budget reservation while it is being read.
-
-    ``start`` runs on the first ``__anext__`` and returns the stream and its (taken)
-    hold. The hold is released when the stream ends or fails, on :meth:`aclose`, and
-    when this object is dropped (``async for ...: break``): from a thread of its own,
-    as a finalizer may run anywhere (inside the store's lock too), waited for up to
-    :data:`RELEASE_WAIT_S`. An async generator would be finalized only later by the
-    event loop, keeping the reservation (and every waiting caller) until then.
-    """
+    """An async iterator holding a budget reservation while it is read: ``start`` (on the
+    first ``__anext__``) returns the stream and its taken hold, released when the stream
+    ends, on :meth:`aclose`, and when this object is dropped (``break``; an async generator
+    would be finalized only later by its loop): from a thread, as a finalizer may run
+    anywhere (inside the store's lock too)."""
 
     def __init__(self, start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]]) -> None:
         self._start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]] | None = start
@@ -681,13 +620,13 @@ class HeldStream(AsyncIterator[T]):
                     raise StopAsyncIteration
                 start, self._start = self._start, None
                 self._inner, self._hold = await start()
-                self._hold._leave_scope()  # the reader's code is not the stream's call
+                self._hold._scope(entered=False)  # the reader's code is not the stream's call
             assert self._hold is not None  # taken with the stream
-            self._hold._enter_scope()
+            self._hold._scope(entered=True)
             try:
                 return await anext(self._inner)
             finally:
-                self._hold._leave_scope()
+                self._hold._scope(entered=False)
         except BaseException:
             await self._finish()
             raise

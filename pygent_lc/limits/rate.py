@@ -1,20 +1,10 @@
 """Request rate limits per provider: ``PYGENT_RATE_LIMITS="openrouter=120/min,ollama=10/s"``.
 
-At most ``limit`` requests (retries included) in any sliding window of ``period_s``,
-kept in the state store, so with ``PYGENT_STATE_URL`` it holds for every process
-together. OpenRouter's ``:free`` models' 20 a minute per key is built in
-(:data:`FREE_MODEL_LIMIT`).
-
-How: a log per key (a sorted set scored by time) of the calls let through; trim
-what is older than the period, count, add. A token bucket or GCRA would allow up
-to twice the limit in a window that straddles a burst; the log costs one entry per
-call in the period, fine for the hundreds per minute a provider allows.
-
-A caller may read its clock before another yet reach Redis after it, and trimming
-with the later time first would drop entries the earlier caller must count. So
-each key keeps the latest time it has seen (``<key>:t``) and a step never runs at
-an earlier time: then of the calls in any window, the one whose step ran last saw
-all the others in the log, and went only because there were fewer than ``limit``.
+A log per key (a sorted set scored by time) of the calls let through: trim, count, add
+(a token bucket or GCRA would allow up to twice the limit in a window straddling a
+burst). A caller may read its clock before another yet reach Redis after it, and trimming
+with the later time first would drop entries the earlier one must count; so each key
+keeps the latest time it has seen (``<key>:t``) and no step runs at an earlier time.
 """
 
 from __future__ import annotations
@@ -83,12 +73,8 @@ def parse_rate_limits(text: str) -> dict[str, RateLimit]:
 
 
 class LocalRateLimitError(RateLimitError):
-    """A request would pass a configured rate limit (:mod:`pygent_lc.limits.rate`).
-
-    Raised before any request, so it says nothing about the provider's health:
-    a breaker does not count it, and the chain's next provider runs instead.
-    ``retry_after`` is when the limit frees a slot.
-    """
+    """A request would pass a configured rate limit; raised before any request (no breaker
+    counts it, the chain's next provider runs). ``retry_after``: when a slot frees."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +88,6 @@ class RateSpec:
 
 MIN_RATE_WAIT_S = 1e-6
 """A refusal never says "retry in 0 s" (rounding could make the computed wait 0)."""
-
 
 RATE_LUA = """
 local function rate_time(clock_key, now)
@@ -125,8 +110,6 @@ local function rate_commit(key, now, period, member)
   redis.call('PEXPIRE', key, math.ceil(period * 1000) + 1000)
 end
 """
-"""``rate_time`` is the time a step runs at (see above); ``rate_check`` answers whether a
-slot is free at it, and if not the seconds until one frees."""
 
 
 @dataclass
@@ -138,35 +121,27 @@ class RateLog:
 
 
 class RateLogs(dict[str, RateLog]):
-    pass
+    """Every key's log; its methods are the Lua functions of the same names."""
+
+    def time(self, key: str, now: float) -> float:
+        log = self.get(key)
+        return log.latest if log is not None and log.latest > now else now
+
+    def check(self, key: str, now: float, limit: int, period: float) -> tuple[bool, float]:
+        log = self.setdefault(key, RateLog())
+        log.latest = now
+        del log.times[: bisect.bisect_right(log.times, now - period)]
+        if len(log.times) < limit:
+            return True, 0.0
+        return False, log.times[len(log.times) - limit] + period - now
+
+    def commit(self, key: str, now: float) -> None:
+        bisect.insort(self.setdefault(key, RateLog()).times, now)
 
 
-def rate_key(prefix: str, key: str) -> str:
-    return f"{prefix}rl:{key}"
-
-
-def clock_key(prefix: str, key: str) -> str:
-    return f"{prefix}rl:{key}:t"
-
-
-def time_of(logs: RateLogs, key: str, now: float) -> float:
-    """``rate_time``: ``now``, or the key's latest time if that is later."""
-    log = logs.get(key)
-    return log.latest if log is not None and log.latest > now else now
-
-
-def check(logs: RateLogs, key: str, now: float, limit: int, period: float) -> tuple[bool, float]:
-    """``rate_check``: whether a slot is free, and if not the seconds until one frees."""
-    log = logs.setdefault(key, RateLog())
-    log.latest = now
-    del log.times[: bisect.bisect_right(log.times, now - period)]
-    if len(log.times) < limit:
-        return True, 0.0
-    return False, log.times[len(log.times) - limit] + period - now
-
-
-def commit(logs: RateLogs, key: str, now: float) -> None:
-    bisect.insort(logs.setdefault(key, RateLog()).times, now)
+def rate_keys(prefix: str, key: str) -> list[str]:
+    """A key's log and its latest time."""
+    return [f"{prefix}rl:{key}", f"{prefix}rl:{key}:t"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,26 +159,25 @@ rate_commit(KEYS[1], now, tonumber(ARGV[3]), ARGV[4])
 return '0'
 """
     )
-
     spec: RateSpec
     now: float
     member: str = field(default_factory=lambda: secrets.token_hex(8))
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        keys = [rate_key(prefix, self.spec.key), clock_key(prefix, self.spec.key)]
-        return keys, [self.now, self.spec.limit, self.spec.period_s, self.member]
+        spec = self.spec
+        return rate_keys(prefix, spec.key), [self.now, spec.limit, spec.period_s, self.member]
 
     def decode(self, reply: Any) -> float:
         wait = number(reply)
         return 0.0 if wait == 0 else max(wait, MIN_RATE_WAIT_S)
 
     def local(self, state: MemoryState) -> float:
-        logs = state.part(RateLogs)
-        now = time_of(logs, self.spec.key, self.now)
-        free, wait = check(logs, self.spec.key, now, self.spec.limit, self.spec.period_s)
+        logs, spec = state.part(RateLogs), self.spec
+        now = logs.time(spec.key, self.now)
+        free, wait = logs.check(spec.key, now, spec.limit, spec.period_s)
         if not free:
             return max(wait, MIN_RATE_WAIT_S)
-        commit(logs, self.spec.key, now)
+        logs.commit(spec.key, now)
         return 0.0
 
 
@@ -215,13 +189,3 @@ def check_spec(spec: RateSpec) -> None:
             f"got {spec.limit} per {spec.period_s}s",
             field="rate_limit",
         )
-
-
-__all__ = [
-    "FREE_MODEL_LIMIT",
-    "LocalRateLimitError",
-    "RateLimit",
-    "RateLimitMode",
-    "RateSpec",
-    "parse_rate_limits",
-]

@@ -1,18 +1,9 @@
 """``RedisStore``: state shared by every process that uses the same Redis (redis-py).
 
-Each step is one ``EVALSHA`` of its script (redis-py's ``register_script``, which
-loads it again after a Redis restart): one round trip, atomic. Sync callers share
-one client and its pool; an async client is bound to the loop it first ran on,
-and callers use ``asyncio.run`` many times and from threads, so there is one per
-running loop, and those of closed loops are dropped when a new loop first uses
-the store (a ``WeakKeyDictionary`` would never drop them: the client's
-connections refer to their loop).
-
-Timeouts are short (0.5 s to connect, 1 s per reply) so a dead or stuck Redis
-cannot stall calls (:class:`~pygent_lc.limits.store.ResilientStore` then serves
-from memory); a broken connection (one from before a Redis restart) is retried
-once at once, a timeout is not. Redis Cluster is not supported (a call's step
-touches the keys of several limits); a single Redis, or Sentinel, is.
+Each step is one ``EVALSHA`` of its script (``register_script``: loaded again after a
+restart). An async client is bound to its event loop: one per running loop, and those of
+closed loops are dropped when a new loop first uses the store. Timeouts are short, so a
+stuck Redis cannot stall calls. Redis Cluster is not supported (a step spans limits).
 """
 
 from __future__ import annotations
@@ -22,7 +13,6 @@ import itertools
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
@@ -79,15 +69,12 @@ _BY_CLASS: tuple[tuple[type[Exception], Outage], ...] = (
     (redis.exceptions.TimeoutError, UNREACHABLE),
 )
 _SCRIPT_ERROR_CODE = re.compile(r"\s-([A-Z][A-Z0-9_]*)\s")
-"""The code of a command's error inside a script's error (Redis before 7)."""
+"""A command's error code inside a script's error (Redis before 7 wraps it in a plain
+``ResponseError``: ``Error running script ...: -READONLY ...``)."""
 
 
 def outage_of(error: Exception) -> Outage | None:
-    """Why ``error`` means Redis will not serve this client now; None when it does not (a bug).
-
-    Redis before 7 wraps a command's error inside a script in a plain ``ResponseError``
-    (``Error running script ...: -READONLY ...``): its code is read from the message.
-    """
+    """Why ``error`` means Redis will not serve this client now; None for a bug."""
     for kind, outage in _BY_CLASS:
         if isinstance(error, kind):
             return outage
@@ -105,18 +92,9 @@ TIMEOUT_S = 1.0
 SCAN_BATCH = 500
 
 
-@dataclass
-class _LoopClient:
-    client: redis.asyncio.Redis
-    scripts: dict[type, AsyncScript] = field(default_factory=dict)
-
-
 class RedisStore(StateStore):
-    """State in Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``).
-
-    Raises redis-py's errors when Redis does not serve; :func:`~pygent_lc.limits.open_store`
-    puts it behind a :class:`~pygent_lc.limits.ResilientStore`.
-    """
+    """State in Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``); raises
+    redis-py's errors, which :func:`~pygent_lc.limits.open_store`'s ``ResilientStore`` reads."""
 
     def __init__(
         self,
@@ -124,23 +102,22 @@ class RedisStore(StateStore):
         *,
         prefix: str = DEFAULT_PREFIX,
         clock: Clock = time.time,
-        connect_timeout_s: float = CONNECT_TIMEOUT_S,
-        timeout_s: float = TIMEOUT_S,
     ) -> None:
         super().__init__(prefix=prefix, clock=clock)
         self._url = url
         self._options: dict[str, Any] = {
             "decode_responses": True,
-            "socket_connect_timeout": connect_timeout_s,
-            "socket_timeout": timeout_s,
+            "socket_connect_timeout": CONNECT_TIMEOUT_S,
+            "socket_timeout": TIMEOUT_S,
         }
-        retry_on = (redis.exceptions.ConnectionError,)
-        self._sync = redis.Redis.from_url(
-            url, retry=Retry(NoBackoff(), 1, supported_errors=retry_on), **self._options
-        )
+        # A connection from before a Redis restart is broken: tried again once (a timeout is not).
+        retry = Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,))
+        self._sync = redis.Redis.from_url(url, retry=retry, **self._options)
         self._sync_scripts: dict[type, RedisScript] = {}
         self._lock = threading.Lock()
-        self._loops: dict[asyncio.AbstractEventLoop, _LoopClient] = {}
+        self._loops: dict[
+            asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, dict[type, AsyncScript]]
+        ] = {}
 
     def __repr__(self) -> str:
         return f"RedisStore({redact_url(self._url)!r}, prefix={self.prefix!r})"
@@ -154,15 +131,15 @@ class RedisStore(StateStore):
         return step.decode(script(keys=keys, args=args))
 
     async def arun(self, step: Step[T]) -> T:
-        entry = self._loop_client()
+        client, scripts = self._loop_client()
         kind = type(step)
-        script = entry.scripts.get(kind)
+        script = scripts.get(kind)
         if script is None:
-            script = entry.scripts[kind] = entry.client.register_script(kind.lua)
+            script = scripts[kind] = client.register_script(kind.lua)
         keys, args = step.redis_args(self.prefix)
         return step.decode(await script(keys=keys, args=args))
 
-    def _loop_client(self) -> _LoopClient:
+    def _loop_client(self) -> tuple[redis.asyncio.Redis, dict[type, AsyncScript]]:
         loop = asyncio.get_running_loop()
         with self._lock:
             entry = self._loops.get(loop)
@@ -173,56 +150,33 @@ class RedisStore(StateStore):
                     NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)
                 )
                 client = redis.asyncio.Redis.from_url(self._url, retry=retry, **self._options)
-                entry = self._loops[loop] = _LoopClient(client)
+                entry = self._loops[loop] = (client, {})
             return entry
 
     def clear(self) -> None:
         """Delete every key under the prefix (``SCAN`` + ``UNLINK``, in batches)."""
-        keys = self._sync.scan_iter(match=self._pattern(), count=SCAN_BATCH)
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
+        keys = self._sync.scan_iter(match=pattern, count=SCAN_BATCH)
         while batch := list(itertools.islice(keys, SCAN_BATCH)):
             self._sync.unlink(*batch)
 
-    async def aclear(self) -> None:
-        client = self._loop_client().client
-        batch: list[str] = []
-        async for key in client.scan_iter(match=self._pattern(), count=SCAN_BATCH):
-            batch.append(key)
-            if len(batch) >= SCAN_BATCH:
-                await client.unlink(*batch)
-                batch = []
-        if batch:
-            await client.unlink(*batch)
-
-    def _pattern(self) -> str:
-        return "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
-
     def ping(self) -> bool:
-        """Whether Redis answers (raises the outage errors when it does not)."""
         return bool(self._sync.ping())
 
     async def aping(self) -> bool:
-        return bool(await self._loop_client().client.ping())
+        return bool(await self._loop_client()[0].ping())
 
     def close(self) -> None:
-        """Close the sync pool, and drop the async clients of loops that have closed.
-
-        Their sockets close when collected; an async client of a loop still
-        running is closed by :meth:`aclose` on that loop.
-        """
+        """Close the sync pool and drop the async clients of closed loops (their sockets
+        close when collected; a running loop's client closes in :meth:`aclose` on it)."""
         self._sync.close()
         with self._lock:
-            self._loops = {
-                loop: entry for loop, entry in self._loops.items() if not loop.is_closed()
-            }
+            self._loops = {loop: e for loop, e in self._loops.items() if not loop.is_closed()}
 
     async def aclose(self) -> None:
         """Close the running loop's client and the sync pool."""
-        loop = asyncio.get_running_loop()
         with self._lock:
-            entry = self._loops.pop(loop, None)
+            entry = self._loops.pop(asyncio.get_running_loop(), None)
         if entry is not None:
-            await entry.client.aclose()
+            await entry[0].aclose()
         self.close()
-
-
-__all__ = ["RedisStore", "outage_of"]

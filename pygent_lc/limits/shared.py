@@ -1,9 +1,6 @@
-"""The store a URL names (:func:`open_store`), and the one per process and URL that
-every chain shares (:func:`shared_store`).
-
-Apart from :mod:`pygent_lc.limits.store`, on which ``redis_store`` is built, so that
-``redis_store`` (and redis-py, the ``redis`` extra) is imported only for a Redis URL.
-"""
+"""The store a URL names (:func:`open_store`), and the one per process and URL that every
+chain shares (:func:`shared_store`); ``redis_store`` (redis-py, the ``redis`` extra) is
+imported only for a Redis URL."""
 
 from __future__ import annotations
 
@@ -36,12 +33,10 @@ def open_store(
     retry_after_s: float = RETRY_AFTER_S,
     max_retry_after_s: float = MAX_RETRY_AFTER_S,
 ) -> StateStore:
-    """The store ``url`` names: for ``None``, ``""`` or ``"memory"``, a :class:`MemoryStore`
-    (limits per process); for ``redis://``, ``rediss://`` or ``unix://``, a ``RedisStore``
-    behind a :class:`ResilientStore`. Nothing connects here: a Redis that is down is found
-    (and logged) on first use. ``ConfigurationError`` for another scheme, a malformed URL,
-    or without redis-py.
-    """
+    """A :class:`MemoryStore` for ``None``, ``""`` or ``"memory"``; for ``redis://``,
+    ``rediss://`` or ``unix://`` a ``RedisStore`` behind a :class:`ResilientStore` (nothing
+    connects here). ``ConfigurationError`` for another scheme, a malformed URL, or without
+    redis-py."""
     if url is None or url.strip() in MEMORY_URLS:
         return MemoryStore(prefix=prefix, clock=clock)
     shown = redact_url(url)
@@ -72,7 +67,6 @@ def open_store(
     return ResilientStore(
         primary,
         outage_of,
-        fallback=MemoryStore(prefix=prefix, clock=clock),
         name=shown,
         retry_after_s=retry_after_s,
         max_retry_after_s=max_retry_after_s,
@@ -86,8 +80,7 @@ _OPENING = threading.Lock()
 
 
 def shared_store(url: str | None = None) -> StateStore:
-    """The store every chain of this process shares for ``url`` (without one, an in-process
-    store), opened once per process."""
+    """The store every chain of this process shares for ``url`` (without one, in memory)."""
     if url is None or url.strip() in MEMORY_URLS:
         return _PROCESS_STORE
     with _OPENING:
@@ -95,6 +88,3 @@ def shared_store(url: str | None = None) -> StateStore:
         if store is None:
             store = _OPENED[url] = open_store(url)
         return store
-
-
-__all__ = ["INSTALL_HINT", "open_store", "shared_store"]

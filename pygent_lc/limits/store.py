@@ -1,28 +1,9 @@
 """The state store: where every limit keeps its state, in this process or in Redis.
 
-A :class:`StateStore` runs :class:`~pygent_lc.limits.script.Step` s, each atomic:
-:class:`MemoryStore` runs a step's Python twin under one lock (limits per
-process, the default); :class:`~pygent_lc.limits.redis_store.RedisStore` runs its
-Lua script (limits for every process on that Redis), behind a
-:class:`ResilientStore`. Times are the client's wall clock (``clock``), sent with
-each step: processes sharing a Redis must share a clock (one host, or NTP).
-
-**When Redis does not serve** (:class:`ResilientStore`): an outage error (refused,
-reset, timed out, loading; or read-only, out of memory, a wrong password, an ACL
-without the scripts) logs one line (an error when only new settings fix it, a
-warning otherwise) and the step is answered from an in-process
-:class:`MemoryStore`, as is every step until a backoff (1 s, doubling to 5 s)
-has passed; then the next step that writes, and only that one, tries Redis
-again. No thread runs in the background. The step after a provider call
-(:attr:`Step.after_call <pygent_lc.limits.script.Step.after_call>`) falls back on
-any error: the call was paid for and its reply must not be lost.
-
-Meanwhile each process enforces every limit from what it kept in memory since
-the outage began: N processes may pass a rate limit or budget up to N times,
-breakers open per process, and usage and spend recorded then stay in that
-process. Reservations and probe slots taken on one side and given back on the
-other expire with their lease or cooldown. A step cut off by a timeout may have
-run in Redis as well.
+:class:`MemoryStore` runs a step's twin under one lock; ``RedisStore`` runs its Lua
+script, behind a :class:`ResilientStore`, which answers from memory while Redis does not
+serve (docs/limits.md: one log line, a backoff of 1 s doubling to 5 s, no background
+thread). Times are the client's clock: processes sharing a Redis must share a clock.
 """
 
 from __future__ import annotations
@@ -35,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, TypeVar
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import urlsplit
 
 from pygent_lc.limits.rate import RateSpec, TakeRate, check_spec
 from pygent_lc.limits.script import Arg, MemoryState, Step
@@ -56,8 +37,8 @@ WRITABLE_TTL_MS = 60_000
 
 def writable_key(prefix: str) -> str:
     """The key the step before a call writes first: a read-only replica or a Redis out of
-    memory refuses it whatever the plan (a closed breaker only reads), so the call goes on
-    under per-process limits instead of failing after it was paid for."""
+    memory refuses it whatever the plan, so the call goes on under per-process limits
+    instead of failing after it was paid for."""
     return f"{prefix}writable"
 
 
@@ -70,17 +51,12 @@ class Writable(Step[None]):
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         return [writable_key(prefix)], [1, WRITABLE_TTL_MS]
 
-    def decode(self, reply: Any) -> None:
-        return None
-
     def local(self, state: MemoryState) -> None:
         return None
 
 
 class Request(Protocol[T_co]):
-    """What :meth:`StateStore.begin_call` and :meth:`StateStore.end_call` take: a
-    :class:`~pygent_lc.limits.call.CallPlan` or :class:`~pygent_lc.limits.call.CallEnd`,
-    which make their step at the store's time."""
+    """A ``CallPlan`` or ``CallEnd``, which make their step at the store's time."""
 
     def step(self, now: float) -> Step[T_co]: ...
 
@@ -98,38 +74,30 @@ class StateStore(abc.ABC):
         """Run one atomic step and return its answer."""
 
     async def arun(self, step: Step[T]) -> T:
-        """:meth:`run` for async callers (in memory, the same: it never waits on I/O)."""
-        return self.run(step)
+        return self.run(step)  # in memory: it never waits on I/O
 
     @abc.abstractmethod
     def clear(self) -> None:
         """Forget everything under this store's prefix (tests, benchmarks, a reset)."""
 
     async def aclear(self) -> None:
-        self.clear()
+        self.clear()  # a reset, not a call's step: blocking briefly is fine
 
     def close(self) -> None:  # noqa: B027 - nothing to release in memory
         """Release connections; the store opens them again if used afterwards."""
 
     async def aclose(self) -> None:
-        """Release the running event loop's connections (and the sync ones)."""
         self.close()
 
-    # -- a call's two steps ----------------------------------------------------------------
-
     def begin_call(self, plan: Request[T]) -> T:
-        """Budgets, breaker and rate limits of one call in one atomic step (all or nothing)."""
+        """One call's step before (``CallPlan``) or after (``CallEnd``) it: one round trip."""
         return self.run(plan.step(self.clock()))
 
     async def abegin_call(self, plan: Request[T]) -> T:
         return await self.arun(plan.step(self.clock()))
 
-    def end_call(self, call: Request[T]) -> T:
-        """Settle, record usage and report to the breaker in one atomic step."""
-        return self.run(call.step(self.clock()))
-
-    async def aend_call(self, call: Request[T]) -> T:
-        return await self.arun(call.step(self.clock()))
+    end_call = begin_call
+    aend_call = abegin_call
 
     def take_rate_token(self, key: str, limit: int, period_s: float) -> float:
         """0.0 when a call may go now (its slot is taken), else seconds until a slot frees."""
@@ -149,9 +117,8 @@ class StateStore(abc.ABC):
 
 
 class MemoryStore(StateStore):
-    """Limits enforced within this process only: each step's twin runs under one lock, held
-    for a few dict operations and never across I/O, so one store serves threads, asyncio
-    tasks and several event loops at once."""
+    """Limits within this process: each twin runs under one lock, held for a few dict
+    operations and never across I/O, so one store serves threads and event loops at once."""
 
     def __init__(self, *, prefix: str = DEFAULT_PREFIX, clock: Clock = time.time) -> None:
         super().__init__(prefix=prefix, clock=clock)
@@ -173,9 +140,9 @@ MAX_RETRY_AFTER_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """Why the shared store did not serve: ``reason`` follows its name in the log line
-    (``unreachable``, ``is read-only``...); ``misconfigured`` when only a change of settings
-    fixes it (a password, an ACL), logged as an error; ``error`` is ``Kind: message``."""
+    """Why the shared store did not serve: ``reason`` follows its name in the log line;
+    ``misconfigured`` when only new settings fix it (logged as an error); ``error`` is
+    ``Kind: message``."""
 
     reason: str
     misconfigured: bool = False
@@ -193,11 +160,11 @@ OutageCheck = Callable[[Exception], Outage | None]
 
 
 class ResilientStore(StateStore):
-    """``primary`` (a ``RedisStore``) with ``fallback`` for its outages.
+    """``primary`` (a ``RedisStore``) with an in-process store for its outages.
 
-    ``outage_errors`` are the primary's "not serving now" errors, or a function that
-    reads an error as an :class:`Outage` (None: a bug, which propagates, except from the
-    step after a provider call). ``name`` names the primary in log lines (a redacted URL).
+    ``outage_errors``: the primary's "not serving now" error classes, or an
+    :data:`OutageCheck`. A bug propagates, except from the step after a provider call
+    (``Step.after_call``). ``name`` names the primary in log lines (a redacted URL).
     """
 
     def __init__(
@@ -205,7 +172,6 @@ class ResilientStore(StateStore):
         primary: StateStore,
         outage_errors: tuple[type[Exception], ...] | OutageCheck,
         *,
-        fallback: MemoryStore | None = None,
         name: str = "redis",
         retry_after_s: float = RETRY_AFTER_S,
         max_retry_after_s: float = MAX_RETRY_AFTER_S,
@@ -214,36 +180,28 @@ class ResilientStore(StateStore):
     ) -> None:
         super().__init__(prefix=primary.prefix, clock=clock)
         self.primary = primary
-        self.fallback = fallback if fallback is not None else MemoryStore(prefix=primary.prefix)
-        self._outage_of = _checker(outage_errors)
+        self.fallback = MemoryStore(prefix=primary.prefix, clock=clock)
+        if isinstance(outage_errors, tuple):
+            errors = outage_errors
+            outage_errors = lambda error: UNREACHABLE if isinstance(error, errors) else None  # noqa: E731
+        self._outage_of = outage_errors
         self._name = name
-        self._first_backoff = retry_after_s
+        self._first_backoff = self._backoff = retry_after_s
         self._max_backoff = max(retry_after_s, max_retry_after_s)
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._down = False
-        self._backoff = retry_after_s
         self._retry_at = 0.0
-        self._outage: Outage | None = None
-        self._logged_reason: str | None = None
+        self.outage: Outage | None = None
+        """Why steps are answered from memory now, or None."""
 
     @property
     def shared(self) -> bool:
         """Whether the last operation went to the shared store."""
-        return not self._down
-
-    @property
-    def outage(self) -> Outage | None:
-        """Why operations are answered from memory now, or None."""
-        return self._outage if self._down else None
+        return self.outage is None
 
     def check(self) -> Outage | None:
-        """Whether the shared store serves this client now: None, or why not.
-
-        One step as before a provider call (so a Redis that takes no writes
-        fails it), straight to the shared store: nothing falls back and
-        nothing is logged (for ``pygent-lc doctor``). A bug raises.
-        """
+        """Whether the shared store serves this client now (a write, as before a call),
+        asked straight: nothing falls back, nothing is logged (``pygent-lc doctor``)."""
         try:
             self.primary.run(Writable())
         except Exception as exc:
@@ -280,18 +238,15 @@ class ResilientStore(StateStore):
         return self.fallback.run(op)
 
     def _skip_primary(self, op: Step[T]) -> bool:
-        """Whether to answer from memory; past the backoff, the first caller gets to try Redis.
-
-        While Redis is down, what only reads stays on memory: it would pass on a Redis that
-        takes no writes, and the limits this process enforces are in its memory.
-        """
-        if not self._down:
+        """Whether to answer from memory: while down, reads stay there (this process's
+        limits are in memory); past the backoff, the first writer tries Redis."""
+        if self.outage is None:
             return False
         if type(op).reads_only:
             return True
         with self._lock:
             now = self._monotonic()
-            if not self._down or now >= self._retry_at:
+            if self.outage is None or now >= self._retry_at:
                 # This caller tries; the others stay on memory until it has its answer.
                 self._retry_at = now + self._backoff
                 return False
@@ -304,21 +259,14 @@ class ResilientStore(StateStore):
             outage = replace(AFTER_CALL_FAILED, error=_summary(error))
         if outage is None:
             raise error
-        self._went_down(outage, error)
-
-    def _went_down(self, outage: Outage, error: Exception) -> None:
-        """Answer from memory until the backoff passes; log once per cause."""
         with self._lock:
-            first = not self._down
+            was = self.outage
             self._backoff = (
-                self._first_backoff if first else min(self._backoff * 2, self._max_backoff)
+                self._first_backoff if was is None else min(self._backoff * 2, self._max_backoff)
             )
             self._retry_at = self._monotonic() + self._backoff
-            self._down = True
-            self._outage = outage
-            # Reset when Redis serves again: one line per outage, and one per new cause.
-            new_cause, self._logged_reason = outage.reason != self._logged_reason, outage.reason
-        if new_cause:
+            self.outage = outage
+        if was is None or was.reason != outage.reason:  # one line per outage and new cause
             logger.log(
                 logging.ERROR if outage.misconfigured else logging.WARNING,
                 "shared state store %s %s; each process now enforces limits from its own "
@@ -332,26 +280,18 @@ class ResilientStore(StateStore):
             logger.debug("shared state store %s still not serving: %s", self._name, outage)
 
     def _came_back(self, op: Step[T]) -> None:
-        if not self._down or type(op).reads_only:
+        if self.outage is None or type(op).reads_only:
             return
         with self._lock:
-            was_down, self._down = self._down, False
+            was, self.outage = self.outage, None
             self._backoff = self._first_backoff
-            self._logged_reason = None
-        if was_down:
+        if was is not None:
             logger.info("shared state store %s reachable again: limits are shared", self._name)
 
     def clear(self) -> None:
         self.fallback.clear()
         try:
             self.primary.clear()
-        except Exception as exc:
-            self._failed(None, exc)
-
-    async def aclear(self) -> None:
-        self.fallback.clear()
-        try:
-            await self.primary.aclear()
         except Exception as exc:
             self._failed(None, exc)
 
@@ -369,15 +309,7 @@ def _summary(error: Exception) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())}"
 
 
-def _checker(outage_errors: tuple[type[Exception], ...] | OutageCheck) -> OutageCheck:
-    if callable(outage_errors):
-        return outage_errors
-    return lambda error: UNREACHABLE if isinstance(error, outage_errors) else None
-
-
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-"""The schemes :func:`pygent_lc.limits.open_store` hands to redis-py."""
-
 MEMORY_URLS = ("", "memory", "memory://")
 """What means "state in this process" (as does no URL at all)."""
 
@@ -385,35 +317,17 @@ _PASSWORD_QUERY = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``: in the userinfo or a ``password=`` query.
-
-    Whatever goes into a log line or an error message goes through this.
-    """
+    """``url`` with any password (in the userinfo or a ``password=`` query) as ``***``:
+    whatever goes into a log line or an error message goes through this."""
     try:
         parts = urlsplit(url)
-        netloc = _redacted_netloc(parts)
+        netloc = parts.netloc
+        if "@" in netloc:
+            host = netloc.rpartition("@")[2]
+            # "redis://token@host": some servers take a lone userinfo as the password.
+            user = "" if parts.password is None else f"{parts.username or ''}:"
+            netloc = f"{user}***@{host}"
     except ValueError:  # unparsable (a bad port): show nothing that could be a secret
         return "<unparsable URL>"
     redacted = url if netloc == parts.netloc else url.replace(f"//{parts.netloc}", f"//{netloc}", 1)
     return _PASSWORD_QUERY.sub(r"\1***", redacted)
-
-
-def _redacted_netloc(parts: SplitResult) -> str:
-    if "@" not in parts.netloc:
-        return parts.netloc
-    host = parts.netloc.rpartition("@")[2]
-    if parts.password is None:
-        # "redis://token@host": some servers take a lone userinfo as the password.
-        return f"***@{host}"
-    return f"{parts.username or ''}:***@{host}"
-
-
-__all__ = [
-    "DEFAULT_PREFIX",
-    "MEMORY_URLS",
-    "MemoryStore",
-    "Outage",
-    "ResilientStore",
-    "StateStore",
-    "redact_url",
-]

@@ -1,16 +1,12 @@
 """Usage: calls, failures, tokens, cost and latency per provider and model.
 
-:class:`UsageTracker` totals one process's requests (a LangChain callback, or fed
-by the policies); :class:`CallMeter` measures one provider call, which the step
-after it adds to the state store's totals. Both read back as a
-:class:`UsageSummary` per (provider, model); the tracker keeps its totals as the
-store's in-process twin does.
+:class:`UsageTracker` totals one process's requests (a LangChain callback, or fed by the
+policies); :class:`CallMeter` measures one provider call, which the step after it adds to
+the store's totals. Both read back as a :class:`UsageSummary` per (provider, model).
 
-In the store a hash per pair holds the counters and the sum of latencies (so
-the mean is over every call); a list holds the most recent
-:data:`LATENCY_SAMPLES` latencies (``LPUSH`` + ``LTRIM``) for the p95, and a
-set indexes the pairs. Counters are added in Lua's doubles (exact for
-integers below 2**53), so one script reads the hash once and writes it once.
+In the store a hash per pair holds the counters and the sum of latencies (the mean is
+over every call); a list holds the last :data:`LATENCY_SAMPLES` latencies for the p95;
+a set indexes the pairs. Counters are added in Lua's doubles (exact below 2**53).
 """
 
 from __future__ import annotations
@@ -50,32 +46,14 @@ _WARNED_REPLIES = 1024  # reply ids remembered so one faulty reply warns once
 
 @dataclass(frozen=True)
 class UsageSummary:
-    """What one (provider, model) pair cost so far, and how long its requests took.
-
-    ``mean_latency_s`` is over every call, ``p95_latency_s`` over the most recent
-    :data:`LATENCY_SAMPLES`.
-    """
+    """What one (provider, model) pair cost so far, and how long its requests took (the
+    mean over every call, the p95 over the last :data:`LATENCY_SAMPLES`)."""
 
     provider: str
     model: str
     usage: UsageTotals
     mean_latency_s: float
     p95_latency_s: float
-
-
-def values(usage: UsageTotals, latency_s: float) -> tuple[float, ...]:
-    """A call's numbers in :data:`FIELDS` order."""
-    return (
-        float(usage.calls),
-        float(usage.failures),
-        float(usage.input_tokens),
-        float(usage.output_tokens),
-        usage.cost_usd,
-        latency_s,
-        float(usage.cached_input_tokens),
-        usage.cache_discount_usd,
-        float(usage.cost_faults),
-    )
 
 
 @dataclass
@@ -85,18 +63,17 @@ class UsageBucket:
     totals: list[float] = field(default_factory=lambda: [0.0] * len(FIELDS))
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
 
+    def summary(self, provider: str, model: str) -> UsageSummary:
+        return row(provider, model, self.totals, self.latencies)
+
 
 class UsageBuckets(dict[tuple[str, str], UsageBucket]):
-    pass
-
-
-def record(
-    buckets: UsageBuckets, provider: str, model: str, usage: UsageTotals, latency_s: float
-) -> None:
-    bucket = buckets.setdefault((provider, model), UsageBucket())
-    for i, value in enumerate(values(usage, latency_s)):
-        bucket.totals[i] = bucket.totals[i] + value
-    bucket.latencies.append(latency_s)
+    def add(self, meter: CallMeter) -> None:
+        """``usage_record``."""
+        bucket = self.setdefault((meter.provider, meter.model), UsageBucket())
+        for i, value in enumerate(meter.values()):
+            bucket.totals[i] = bucket.totals[i] + value
+        bucket.latencies.append(meter.latency_s)
 
 
 def row(
@@ -123,8 +100,7 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(1, math.ceil(fraction * len(ordered)))
-    return ordered[rank - 1]
+    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
 
 
 USAGE_LUA = """
@@ -144,9 +120,22 @@ local function usage_record(h, l, index, provider, model, values, samples)
   redis.call('SADD', index, h)
 end
 """
-"""``usage_record(values)``: ``values`` in :data:`FIELDS` order; ``lat`` is this call's latency."""
 
-USAGE_ROWS_LUA = """
+
+def usage_keys(prefix: str, provider: str, model: str) -> list[str]:
+    """A pair's hash, its latency list and the index of pairs."""
+    totals = f"{prefix}us:{provider}|{model}"
+    return [totals, f"{totals}:lat", f"{prefix}us:index"]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRows(Step[list[UsageSummary]]):
+    """Every (provider, model) row, sorted (reads the keys the index names)."""
+
+    lua: ClassVar[str] = (
+        LUA_PRELUDE
+        + USAGE_LUA
+        + """
 local out = {}
 for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local v = redis.call('HMGET', h, 'provider', 'model', unpack(USAGE_FIELDS))
@@ -157,68 +146,29 @@ for _, h in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return reply(out)
 """
-"""Every pair's counters and samples; reads keys it finds in the index (fine outside Cluster)."""
-
-
-@dataclass(frozen=True, slots=True)
-class UsageKeys:
-    totals: str
-    latencies: str
-    index: str
-
-
-def usage_keys(prefix: str, provider: str, model: str) -> UsageKeys:
-    totals = f"{prefix}us:{provider}|{model}"
-    return UsageKeys(totals=totals, latencies=f"{totals}:lat", index=usage_index(prefix))
-
-
-def usage_index(prefix: str) -> str:
-    return f"{prefix}us:index"
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRows(Step[list[UsageSummary]]):
-    """Every (provider, model) row, sorted."""
-
-    lua: ClassVar[str] = LUA_PRELUDE + USAGE_LUA + USAGE_ROWS_LUA
+    )
     reads_only: ClassVar[bool] = True
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        return [usage_index(prefix)], []
+        return usage_keys(prefix, "", "")[2:], []
 
     def decode(self, reply: Any) -> list[UsageSummary]:
         found = json_rows(reply)
         result = []
         for values, samples in zip(found[0::2], found[1::2], strict=True):
             provider, model, *totals = rows(values)
-            result.append(
-                row(
-                    str(provider),
-                    str(model),
-                    [number(t) if t not in (None, False) else 0.0 for t in totals],
-                    [number(s) for s in rows(samples)],
-                )
-            )
+            figures = [number(t) if t not in (None, False) else 0.0 for t in totals]
+            result.append(row(provider, model, figures, [number(s) for s in rows(samples)]))
         return sorted(result, key=lambda r: (r.provider, r.model))
 
     def local(self, state: MemoryState) -> list[UsageSummary]:
-        return [
-            row(provider, model, bucket.totals, list(bucket.latencies))
-            for (provider, model), bucket in sorted(state.part(UsageBuckets).items())
-        ]
+        return [b.summary(*pair) for pair, b in sorted(state.part(UsageBuckets).items())]
 
 
 class UsageTracker(BaseCallbackHandler):
-    """A LangChain callback handler that totals every chat-model request it sees.
-
-    Each request counts as a call, retries and fallbacks included; a request
-    that raised counts as a failure too. Cost comes from OpenRouter's
-    ``usage.cost`` (``response_metadata["cost"]``) and is 0 where the provider
-    reports none (Ollama, the local model); prompt-cache reads and OpenRouter's
-    ``cache_discount`` are totalled too. ``model`` is the model that actually
-    served when the reply says so. Thread-safe and run inline, so it is exact
-    under concurrent calls.
-    """
+    """A LangChain callback handler that totals every chat-model request it sees (retries
+    and fallbacks included; one that raised is a failure too), with the model that served
+    when the reply says so. Thread-safe and run inline: exact under concurrency."""
 
     run_inline = True
 
@@ -248,6 +198,14 @@ class UsageTracker(BaseCallbackHandler):
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._ended(run_id, None)
 
+    def _ended(self, run_id: UUID, replies: list[BaseMessage] | None) -> None:
+        ended = time.perf_counter()
+        with self._lock:
+            run = self._runs.pop(run_id, None)
+        if run is not None:  # seen starting
+            provider, model, started = run
+            self._add(provider, model, ended - started, replies or [], failed=replies is None)
+
     def count(
         self,
         provider: str,
@@ -257,53 +215,28 @@ class UsageTracker(BaseCallbackHandler):
         *,
         failed: bool = False,
     ) -> None:
-        """Count one request to ``provider``'s ``model``: it answered ``reply`` (its first
-        choice, or a stream's chunks added up), or ``failed``.
-
-        What the callbacks count for a chat model run, counted by a provider policy
-        for each attempt when its calls carry this tracker (:func:`feeding`).
-        """
-        self._add(provider, model, latency_s, None if failed else [] if reply is None else [reply])
-
-    def _ended(self, run_id: UUID, replies: list[BaseMessage] | None) -> None:
-        """The request ``run_id`` ended (``replies`` None: it failed), if it was seen starting."""
-        ended = time.perf_counter()
-        with self._lock:
-            run = self._runs.pop(run_id, None)
-        if run is not None:
-            provider, model, started = run
-            self._add(provider, model, ended - started, replies)
+        """One request to ``provider``'s ``model``: it answered ``reply`` (its first choice,
+        or a stream's chunks added up), or ``failed``; what the callbacks count, counted by
+        a provider policy for each attempt when its calls carry this tracker (:func:`feeding`)."""
+        self._add(provider, model, latency_s, [] if failed or reply is None else [reply], failed)
 
     def _add(
-        self, provider: str, model: str, latency_s: float, replies: list[BaseMessage] | None
+        self, provider: str, model: str, latency_s: float, replies: list[BaseMessage], failed: bool
     ) -> None:
-        used = UsageTotals(calls=1, failures=1)
-        if replies is not None:
-            used, model = replies_usage(replies, model)
+        meter = CallMeter(provider, model, UsageTotals(calls=1, failures=int(failed)), latency_s)
+        for reply in replies:
+            meter.observe(reply)
         with self._lock:
-            record(self._buckets, provider, model, used, latency_s)
+            self._buckets.add(meter)
 
     def summary(self) -> dict[tuple[str, str], UsageSummary]:
         """Per (provider, model): its totals, mean and p95 latency."""
         with self._lock:
-            return {
-                (p, m): row(p, m, bucket.totals, bucket.latencies)
-                for (p, m), bucket in self._buckets.items()
-            }
+            return {pair: bucket.summary(*pair) for pair, bucket in self._buckets.items()}
 
     def totals(self) -> UsageTotals:
         """Everything added up, for measuring a span of work by difference."""
         return UsageTotals.merge(entry.usage for entry in self.summary().values())
-
-
-def replies_usage(replies: Sequence[BaseMessage], model: str) -> tuple[UsageTotals, str]:
-    """One request's usage from the replies that carry it (:func:`request_replies`), and
-    the model that served (``model`` if unsaid)."""
-    used = UsageTotals(calls=1)
-    for message in replies:
-        used += message_usage(message)
-        model = str(message.response_metadata.get("model_name") or model)
-    return used, model
 
 
 def request_replies(response: LLMResult) -> list[BaseMessage]:
@@ -318,12 +251,9 @@ def request_replies(response: LLMResult) -> list[BaseMessage]:
 
 
 def message_usage(message: BaseMessage) -> UsageTotals:
-    """The tokens and cost a reply (or a stream chunk) reports; no call counted.
-
-    The one place a reported cost enters the accounting (usage totals, every budget, the
-    store's usage): an implausible ``cost`` or ``cache_discount`` (:func:`plausible_usd`)
-    counts as a fault (``cost_faults``) and adds nothing.
-    """
+    """The tokens and cost a reply (or a stream chunk) reports; no call counted. The one
+    place a reported cost enters the accounting: an implausible ``cost`` or
+    ``cache_discount`` counts as a fault (``cost_faults``) and adds nothing."""
     usage = getattr(message, "usage_metadata", None) or {}
     details = usage.get("input_token_details") or {}
     metadata = message.response_metadata
@@ -343,9 +273,9 @@ def message_usage(message: BaseMessage) -> UsageTotals:
 
 
 def plausible_usd(value: object) -> float | None:
-    """``value`` as an amount in USD; 0.0 when absent (``None``, Ollama and the local
-    model report none); None when it is no plausible amount: not a number, NaN,
-    infinite, negative, or above :data:`MAX_PLAUSIBLE_COST_USD`."""
+    """``value`` as an amount in USD; 0.0 when absent (Ollama and the local model report
+    none); None when it is no plausible amount: not a number, NaN, infinite, negative, or
+    above :data:`MAX_PLAUSIBLE_COST_USD`."""
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -362,8 +292,8 @@ _warned_lock = threading.Lock()
 
 
 def _warn_fault(message: BaseMessage, cost: object, discount: object) -> None:
-    """One WARNING per faulty reply: the usage tracker and the policy's meter both read
-    it (a stream's chunks and its whole reply share the run's id)."""
+    """One WARNING per faulty reply: the tracker and the policy's meter both read it (a
+    stream's chunks and its whole reply share the run's id)."""
     if message.id is not None:
         with _warned_lock:
             if message.id in _warned:
@@ -388,13 +318,10 @@ def _shown(value: object) -> float:
 
 
 class CallMeter(BaseCallbackHandler):
-    """The usage of one provider call (its attempts), and, once :meth:`record` ends it,
-    what the step after the call adds to the store's (provider, model) totals.
-
-    The policy counts the attempts and shows it each reply or chunk (:meth:`observe`);
-    when its Runnable returns something other than messages (structured output), the
-    meter is one of the call's callbacks instead (:func:`with_handler`).
-    """
+    """The usage of one provider call (its attempts), which the step after the call adds
+    to the store's totals once :meth:`record` ends it. The policy counts the attempts and
+    shows it each reply or chunk (:meth:`observe`); over structured output the meter is one
+    of the call's callbacks instead (:func:`with_handler`)."""
 
     run_inline = True
 
@@ -413,7 +340,7 @@ class CallMeter(BaseCallbackHandler):
         self._started = time.perf_counter()
 
     def observe(self, output: object) -> None:
-        """Count a reply's (or a chunk's) tokens and cost; other outputs carry none."""
+        """Count a reply's (or a chunk's) tokens and cost, and the model that served."""
         if isinstance(output, BaseMessage):
             self.usage += message_usage(output)
             self.model = str(output.response_metadata.get("model_name") or self.model)
@@ -430,6 +357,18 @@ class CallMeter(BaseCallbackHandler):
         self.latency_s = time.perf_counter() - self._started
         return self
 
+    def values(self) -> tuple[float, ...]:
+        """The call's figures in :data:`FIELDS` order."""
+        u = self.usage
+        return (
+            *map(float, (u.calls, u.failures, u.input_tokens, u.output_tokens)),
+            u.cost_usd,
+            self.latency_s,
+            float(u.cached_input_tokens),
+            u.cache_discount_usd,
+            float(u.cost_faults),
+        )
+
 
 def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) -> RunnableConfig:
     """``config`` with ``handler`` added to its callbacks (a list or a manager)."""
@@ -443,8 +382,8 @@ def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) ->
 
 
 TRACKER_KEY = "__pygent_usage_tracker"
-"""The ``configurable`` key of the tracker a call's provider policies feed (``__``-prefixed
-keys stay out of the metadata LangChain copies from ``configurable`` for tracers)."""
+"""The ``configurable`` key of the tracker a call's policies feed (``__``-prefixed keys
+stay out of the metadata LangChain copies from ``configurable`` for tracers)."""
 
 
 def feeding(config: RunnableConfig, tracker: UsageTracker) -> RunnableConfig:

@@ -1,8 +1,7 @@
 """One LangChain chat model per provider, each mapping its failures to typed errors.
 
-The names are imported on first use (PEP 562): importing one provider module,
-or the settings that import ``providers.openrouter.options``, does not load
-every provider's SDK.
+The names are imported on first use (PEP 562): importing one provider module, or
+the settings that import ``providers.openrouter.options``, loads no provider's SDK.
 """
 
 from __future__ import annotations
@@ -21,22 +20,18 @@ if TYPE_CHECKING:
     from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
     from pygent_lc.providers.openrouter.model import OpenRouterChatModel, openrouter_model
 
-_HOMES = {
-    "LocalChatModel": "pygent_lc.providers.local",
-    "local_model": "pygent_lc.providers.local",
-    "OllamaChatModel": "pygent_lc.providers.ollama",
-    "check_ollama_model": "pygent_lc.providers.ollama",
-    "installed_ollama_models": "pygent_lc.providers.ollama",
-    "ollama_model": "pygent_lc.providers.ollama",
-    "OpenAICompatibleChatModel": "pygent_lc.providers.openai_compatible",
-    "OpenRouterChatModel": "pygent_lc.providers.openrouter.model",
-    "openrouter_model": "pygent_lc.providers.openrouter.model",
+_MODULES = {
+    "local": ("LocalChatModel", "local_model"),
+    "ollama": ("OllamaChatModel", "check_ollama_model", "installed_ollama_models", "ollama_model"),
+    "openai_compatible": ("OpenAICompatibleChatModel",),
+    "openrouter.model": ("OpenRouterChatModel", "openrouter_model"),
 }
+_HOMES = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
     if name not in _HOMES:
-        raise AttributeError(f"module 'pygent_lc.providers' has no attribute {name!r}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(_HOMES[name]), name)
     globals()[name] = value
     return value

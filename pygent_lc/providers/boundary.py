@@ -1,17 +1,10 @@
 """The provider boundary: where raw SDK exceptions become typed errors, once.
 
-:class:`ProviderBoundary` is mixed in front of a stock LangChain chat model
-class. It wraps the four methods every ``BaseChatModel`` implements, so
-callbacks, retries and fallbacks only ever see :mod:`pygent_lc.errors`, and
-it rejects replies that are not answers: an empty completion, or a stream
-that ends before the provider marked it finished.
-
-Typed errors are raised *outside* the ``except`` block that caught the SDK's
-exception, so Python does not attach it as ``__context__``; it is chained as
-``__cause__`` only when nothing it holds (its request's headers, its response,
-its own causes) contains a credential. No frame the typed
-error passes through holds a secret in a local variable, so tracebacks
-recorded with ``capture_locals`` (Sentry, loguru's diagnose mode) cannot show one.
+:class:`ProviderBoundary` is mixed in front of a stock LangChain chat model and wraps
+the four methods every ``BaseChatModel`` implements, so callbacks, retries and
+fallbacks only see :mod:`pygent_lc.errors`, and replies that are no answer (empty, or
+a stream that ends unfinished) are rejected. How secrets are kept out of errors and
+tracebacks: ARCHITECTURE.md, "The key never leaves SecretStr".
 """
 
 from __future__ import annotations
@@ -46,8 +39,8 @@ class ChatRequest:
     messages: list[BaseMessage]
     kwargs: dict[str, Any]
     finish: Callable[[ChatResult], ChatResult] | None = None
-    """Set for a call the provider serves whole, never streamed: what becomes of its
-    reply. A stream of such a call gets the finished reply as one final chunk."""
+    """For a call served whole, never streamed: what becomes of its reply (a stream
+    gets the finished reply as one final chunk)."""
 
     def reply(self, result: ChatResult) -> ChatResult:
         return result if self.finish is None else self.finish(result)
@@ -56,7 +49,7 @@ class ChatRequest:
 class ProviderBoundary(BaseChatModel):
     """Mixin: typed errors, empty and incomplete replies rejected, secrets kept out.
 
-    A provider adapts its calls here instead of wrapping the four methods again:
+    A provider adapts its calls here rather than wrapping the four methods again:
     :meth:`_request` may rewrite a call (or have it served whole), and
     :meth:`_call_slot` / :meth:`_acall_slot` are held around each request.
     """
@@ -81,14 +74,12 @@ class ProviderBoundary(BaseChatModel):
         return ChatRequest(messages, kwargs)
 
     def _call_slot(self) -> AbstractContextManager[object]:
-        """Held around each request (say, a slot on a server)."""
         return nullcontext()
 
     def _acall_slot(self) -> AbstractAsyncContextManager[object]:
         return nullcontext()
 
     def _is_final_chunk(self, chunk: ChatGenerationChunk) -> bool:
-        """Whether ``chunk`` is the provider's end-of-reply marker."""
         return bool((chunk.generation_info or {}).get("finish_reason"))
 
     def _typed(self, exc: Exception, partial_text: str = "") -> Exception:
@@ -134,6 +125,10 @@ class ProviderBoundary(BaseChatModel):
         info = result.generations[0].generation_info if result.generations else None
         raise self._empty((info or {}).get("finish_reason"))
 
+    def _prepared(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
+        self._check_ready()
+        return self._request(messages, kwargs)
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -141,8 +136,7 @@ class ProviderBoundary(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        self._check_ready()
-        request = self._request(messages, kwargs)
+        request = self._prepared(messages, kwargs)
         with self._call_slot():
             try:
                 result = super()._generate(request.messages, stop, run_manager, **request.kwargs)  # type: ignore[safe-super]
@@ -159,8 +153,7 @@ class ProviderBoundary(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        self._check_ready()
-        request = self._request(messages, kwargs)
+        request = self._prepared(messages, kwargs)
         async with self._acall_slot():
             try:
                 result = await super()._agenerate(
@@ -179,8 +172,7 @@ class ProviderBoundary(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        self._check_ready()
-        request = self._request(messages, kwargs)
+        request = self._prepared(messages, kwargs)
         if request.finish is not None:
             whole = as_chunk(self._generate(messages, stop, **kwargs))
             if run_manager is not None:
@@ -194,7 +186,7 @@ class ProviderBoundary(BaseChatModel):
                     yield from watch.accept(chunk)
                 yield from watch.leftover()
             except Exception as exc:
-                watch.failed(exc)
+                watch.failure = self._typed(exc, watch.text)
         watch.raise_unless_complete()
 
     async def _astream(
@@ -204,8 +196,7 @@ class ProviderBoundary(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        self._check_ready()
-        request = self._request(messages, kwargs)
+        request = self._prepared(messages, kwargs)
         if request.finish is not None:
             whole = as_chunk(await self._agenerate(messages, stop, **kwargs))
             if run_manager is not None:
@@ -223,7 +214,7 @@ class ProviderBoundary(BaseChatModel):
                 for ready in watch.leftover():
                     yield ready
             except Exception as exc:
-                watch.failed(exc)
+                watch.failure = self._typed(exc, watch.text)
         watch.raise_unless_complete()
 
     def close(self) -> None:
@@ -238,42 +229,40 @@ class ProviderBoundary(BaseChatModel):
 
 
 class _ReplyWatch:
-    """Follows one stream: its text (made encodable on the way), whether it finished,
-    and whether it said anything.
+    """Follows one stream: its text (made encodable), whether it finished, whether it
+    said anything, and the typed error it failed with (raised later, outside the
+    ``except`` block, so the raw error is not its context).
 
-    Chunks without content (the role chunk, keep-alives) are held back until
-    the first chunk with content, so a reply that turns out empty raises before
-    anything was delivered, and the chain can still fall back.
+    Chunks without content (the role chunk, keep-alives) are held back until the
+    first chunk with content, so a reply that turns out empty raises before anything
+    was delivered, and the chain can still fall back.
     """
 
     def __init__(self, model: ProviderBoundary) -> None:
         self._model = model
         self._parts: list[str] = []
         self._held: list[ChatGenerationChunk] = []
-        self._finished = False
         self._finish_reason: object = None
+        self._finished = False
         self._tool_names: dict[object, str] = {}
-        self._failure: Exception | None = None
         self._text = StreamText()
+        self.failure: Exception | None = None
 
-    def _drop_repeated_tool_names(self, message: BaseMessage) -> None:
-        """Keep a tool call's name on its first chunk only.
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
 
-        Chunks merge by concatenating strings, and some servers (llama.cpp)
-        repeat the name in every chunk of a call, which would merge to
-        ``"addaddadd"``.
-        """
-        for fragment in getattr(message, "tool_call_chunks", None) or ():
+    def accept(self, chunk: ChatGenerationChunk) -> list[ChatGenerationChunk]:
+        """The chunks to deliver now that ``chunk`` arrived."""
+        chunk = self._text.accept(chunk)
+        # Chunks merge by concatenating strings, and llama.cpp repeats a tool call's
+        # name in every chunk of it ("addaddadd"): the name stays on its first chunk.
+        for fragment in getattr(chunk.message, "tool_call_chunks", None) or ():
             name = fragment.get("name")
             if name and self._tool_names.get(fragment.get("index")) == name:
                 fragment["name"] = None
             elif name:
                 self._tool_names[fragment.get("index")] = name
-
-    def accept(self, chunk: ChatGenerationChunk) -> list[ChatGenerationChunk]:
-        """The chunks to deliver now that ``chunk`` arrived."""
-        chunk = self._text.accept(chunk)
-        self._drop_repeated_tool_names(chunk.message)
         if self._model._is_final_chunk(chunk):
             self._finished = True
             self._finish_reason = (chunk.generation_info or {}).get("finish_reason")
@@ -292,23 +281,18 @@ class _ReplyWatch:
         last = self._text.leftover()
         return [] if last is None else self.accept(last)
 
-    def failed(self, error: Exception) -> None:
-        """The stream raised ``error``: kept as a typed error with the text streamed before it
-        (raised later, outside the ``except`` block, so the raw error is not its context)."""
-        self._failure = self._model._typed(error, "".join(self._parts))
-
     def raise_unless_complete(self) -> None:
         """Raise what the stream ended with: its error, else an incomplete or empty reply."""
         model = self._model
-        if self._failure is not None:
-            raise self._failure
+        if self.failure is not None:
+            raise self.failure
         if not self._finished:
             incomplete = ProviderUnavailableError(
                 "reply ended before the provider marked it finished",
                 provider=model.provider_label,
                 model=model._model_label(),
             )
-            raise model._typed(incomplete, "".join(self._parts))
+            raise model._typed(incomplete, self.text)
         if not self._parts:
             raise model._empty(self._finish_reason)
 

@@ -1,18 +1,11 @@
 """Prompt-cache breakpoints: how a cacheable prompt prefix is marked, and who keeps the mark.
 
-A prompt whose first part is the same on every call (few-shot examples, a
-long problem statement) is sent as one user message with two text blocks,
-the first carrying LangChain's (and Anthropic's) ``cache_control`` marker.
-Whether the marker reaches the wire is each provider's decision:
-
-- OpenRouter keeps it for the models that cache only at explicit
-  breakpoints (Anthropic, Gemini); every other model there caches prefixes
-  by itself, so it gets the plain text.
-- Ollama and the local llama.cpp model get the plain text: their servers
-  reuse the KV cache of a repeated prefix without being asked.
-
-Plain text is the blocks joined without a separator, so the wire text is
-byte-identical to the unsplit prompt.
+A prefix that is the same on every call (few-shot examples, a long problem) is sent
+as one user message of two text blocks, the first with LangChain's (and Anthropic's)
+``cache_control`` marker. OpenRouter keeps it for the models that cache only at
+explicit breakpoints (Anthropic, Gemini); its other models, Ollama and llama.cpp
+reuse a repeated prefix by themselves and get the plain text: the blocks joined
+without a separator, byte-identical to the unsplit prompt.
 """
 
 from __future__ import annotations
@@ -31,10 +24,8 @@ _EXPLICIT_BREAKPOINT_MODELS = ("anthropic/", "google/gemini")
 
 
 def cached_prefix_message(prefix: str, rest: str) -> HumanMessage:
-    """One user message: ``prefix`` as a text block marked cacheable, then ``rest``.
-
-    An empty ``rest`` leaves one (marked) block: providers reject empty text blocks.
-    """
+    """One user message: ``prefix`` as a text block marked cacheable, then ``rest``
+    (none when empty: providers reject empty text blocks)."""
     blocks: list[str | dict[str, Any]] = [
         {"type": "text", "text": prefix, "cache_control": dict(CACHE_CONTROL)}
     ]
@@ -51,10 +42,6 @@ def needs_explicit_breakpoints(models: Iterable[str]) -> bool:
     )
 
 
-def _marked(block: object) -> bool:
-    return isinstance(block, dict) and "cache_control" in block
-
-
 def _text_of(block: object) -> str | None:
     if isinstance(block, str):
         return block
@@ -64,16 +51,13 @@ def _text_of(block: object) -> str | None:
 
 
 def without_cache_markers(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
-    """``messages`` with every ``cache_control`` marker gone.
-
-    A message whose content is text blocks only becomes one string (the
-    blocks joined as they are); one with other blocks (images, say) keeps
-    them, minus the marker. Messages without markers are left untouched.
-    """
+    """``messages`` with every ``cache_control`` marker gone: text blocks alone become
+    one string; other blocks (images) stay, unmarked; unmarked messages are untouched."""
     plain: list[BaseMessage] = []
     for message in messages:
         content = message.content
-        if not isinstance(content, list) or not any(_marked(block) for block in content):
+        blocks = content if isinstance(content, list) else []
+        if not any(isinstance(block, dict) and "cache_control" in block for block in blocks):
             plain.append(message)
             continue
         texts = [_text_of(block) for block in content]

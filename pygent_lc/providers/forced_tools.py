@@ -1,27 +1,20 @@
 """Tool calls emulated with grammar-constrained output.
 
-Some chat templates (SmolLM2's among them) do not render tools at all, so the
-server cannot make the model call one: bound tools are silently ignored. llama.cpp
-can constrain decoding to a JSON schema, though: the request asks for a
-``response_format`` instead of sending tools, and the JSON reply becomes the
-tool call.
+Some chat templates (SmolLM2's) do not render tools, so bound tools are silently
+ignored; llama.cpp can constrain decoding to a JSON schema, though. The request asks
+for that schema instead of sending tools, and the JSON reply becomes the tool call:
+a forced ``tool_choice`` naming one tool takes its arguments; ``"any"``/``"required"``
+take ``{"name", "arguments"}``, one alternative per tool; ``"auto"`` (or none), with
+``ForcedTools.optional``, also ``{"answer": "..."}``, whose text becomes the reply.
 
-- A forced ``tool_choice`` naming one tool: the schema is that tool's arguments.
-- ``"any"``/``"required"``: ``{"name", "arguments"}``, one alternative per
-  tool, so the grammar also picks a valid tool name.
-- ``"auto"`` (or no ``tool_choice``), with ``ForcedTools.optional``: the same
-  alternatives plus ``{"answer": "..."}``, so the model either calls a tool or
-  answers; an answer becomes the reply's text. A ReAct agent's loop works so.
-
-As the template cannot show the tools, a system message names them: without
-it a small model fills the arguments blindly (``{"input": 1000000000000000}``
-for "what is magic_function(3)?"). The results of earlier tool calls in the
-history go there too (``Results so far:``), as the template renders neither
-the calls nor the ``tool`` messages.
+As the template cannot show the tools, a system message names them (without it a
+small model fills the arguments blindly), with the results of earlier calls, as the
+template renders neither the calls nor the ``tool`` messages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -45,11 +38,6 @@ from langchain_core.utils.json import parse_partial_json
 from pygent_lc.errors import InvalidInputError
 
 _TOOL_KEYWORDS = ("tools", "tool_choice", "parallel_tool_calls")
-#: ``tool_choice`` values that force some tool (the model picks which).
-_ANY_TOOL = ("any", "required")
-_EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
-#: ``tool_choice`` values that let the model answer instead of calling a tool.
-_AUTO = (None, "auto")
 #: The alternative to a tool call when calling one is optional.
 _ANSWER: dict[str, Any] = {
     "type": "object",
@@ -63,12 +51,10 @@ class ForcedTools:
     """The tools a request forces the model to choose from (OpenAI function dicts)."""
 
     functions: tuple[dict[str, Any], ...]
-    optional: bool = False
-    """``tool_choice="auto"``: the model may answer (``{"answer": ...}``) instead."""
+    optional: bool = False  # tool_choice "auto": the model may answer instead
 
     @property
-    def _single(self) -> bool:
-        """One forced tool: the reply is its arguments alone."""
+    def _single(self) -> bool:  # one forced tool: the reply is its arguments alone
         return len(self.functions) == 1 and not self.optional
 
     @property
@@ -76,7 +62,6 @@ class ForcedTools:
         return [str(function["name"]) for function in self.functions]
 
     def schema(self) -> dict[str, Any]:
-        """The JSON schema the reply must match."""
         if self._single:
             return _parameters(self.functions[0])
         definitions: dict[str, Any] = {}
@@ -99,7 +84,7 @@ class ForcedTools:
         return schema
 
     def instruction(self) -> str:
-        """What the system message tells the model about the tools it must call."""
+        """What the system message tells the model about the tools."""
         lines = [
             f"- {function['name']}({_signature(function)}): {function.get('description') or ''}"
             for function in self.functions
@@ -143,21 +128,19 @@ class ForcedTools:
     def answer_of(self, text: str) -> str | None:
         """The text of an ``{"answer": ...}`` reply (also one cut off at max_tokens);
         ``None`` when the reply is a tool call, or when answering is not allowed."""
-        if not self.optional:
-            return None
-        try:
-            parsed = parse_partial_json(text)
-        except ValueError:
-            return None
-        if isinstance(parsed, dict) and "name" not in parsed:
-            return parsed["answer"] if isinstance(parsed.get("answer"), str) else None
+        with contextlib.suppress(ValueError):
+            parsed = parse_partial_json(text) if self.optional else None
+            if isinstance(parsed, dict) and isinstance(parsed.get("answer"), str):
+                return None if "name" in parsed else str(parsed["answer"])
         return None
 
 
 def _parameters(function: Mapping[str, Any]) -> dict[str, Any]:
     """A function's argument schema; a tool without arguments takes ``{}``."""
     parameters = function.get("parameters")
-    return dict(parameters) if isinstance(parameters, Mapping) else dict(_EMPTY_OBJECT)
+    if not isinstance(parameters, Mapping):
+        parameters = {"type": "object", "properties": {}}
+    return dict(parameters)
 
 
 def _signature(function: Mapping[str, Any]) -> str:
@@ -179,10 +162,8 @@ def forced_tools(kwargs: Mapping[str, Any]) -> ForcedTools | None:
     ]
     if not functions or choice in (False, "none"):
         return None
-    if choice in _AUTO:
-        return ForcedTools(tuple(functions), optional=True)
-    if choice is True or choice in _ANY_TOOL:
-        return ForcedTools(tuple(functions))
+    if choice is True or choice in (None, "auto", "any", "required"):  # "auto": or an answer
+        return ForcedTools(tuple(functions), optional=choice in (None, "auto"))
     wanted = choice
     if isinstance(choice, Mapping):
         wanted = (choice.get("function") or {}).get("name") or choice.get("name")
@@ -214,13 +195,8 @@ def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str
 
 def instructed(messages: list[BaseMessage], forced: ForcedTools) -> list[BaseMessage]:
     """``messages`` with the tools, and the results of earlier calls, described in the
-    (first) system message.
-
-    A template without tools renders neither an assistant's ``tool_calls`` nor a
-    ``tool`` message, so both leave the history. Each result becomes a line
-    ``name({"arg": ...}) returned ...`` of the system message: there
-    SmolLM2-135M answers with it, where as a later user turn it makes the same
-    call again.
+    (first) system message: each result a line ``name({"arg": ...}) returned ...``,
+    where SmolLM2-135M answers with it (as a later user turn, it calls again).
     """
     calls: dict[str, ToolCall] = {}
     plain: list[BaseMessage] = []
@@ -254,23 +230,13 @@ def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
         message = generation.message
         info = dict(generation.generation_info or {})
         answer = forced.answer_of(message.text)
-        calls: dict[str, list[Any]] = {}
+        calls: dict[str, list[Any]] = {"tool_calls": [], "invalid_tool_calls": []}
         if answer is None:
             call = forced.call_of(message.text, info.get("finish_reason"))
-            if "error" in call:
-                calls["invalid_tool_calls"] = [call]
-            else:
-                calls["tool_calls"] = [call]
-                if info.get("finish_reason") == "stop":
-                    info["finish_reason"] = "tool_calls"  # what a server with tool support says
-        replaced = AIMessage(
-            content=answer or "",
-            **calls,
-            additional_kwargs=message.additional_kwargs,
-            response_metadata=message.response_metadata,
-            usage_metadata=getattr(message, "usage_metadata", None),
-            id=message.id,
-        )
+            calls["invalid_tool_calls" if "error" in call else "tool_calls"].append(call)
+            if info.get("finish_reason") == "stop" and "error" not in call:
+                info["finish_reason"] = "tool_calls"  # what a server with tool support says
+        replaced = message.model_copy(update={"content": answer or "", **calls})
         generations.append(ChatGeneration(message=replaced, generation_info=info))
     return ChatResult(generations=generations, llm_output=result.llm_output)
 
@@ -281,8 +247,9 @@ def as_chunk(result: ChatResult) -> ChatGenerationChunk:
     message = generation.message
     assert isinstance(message, AIMessage)
     calls = [*message.tool_calls, *message.invalid_tool_calls]
+    fields = {k: v for k, v in message if k not in ("type", "tool_calls", "invalid_tool_calls")}
     chunk = AIMessageChunk(
-        content=message.content,
+        **fields,
         tool_call_chunks=[
             tool_call_chunk(
                 name=call["name"],
@@ -292,10 +259,6 @@ def as_chunk(result: ChatResult) -> ChatGenerationChunk:
             )
             for index, call in enumerate(calls)
         ],
-        additional_kwargs=message.additional_kwargs,
-        response_metadata=message.response_metadata,
-        usage_metadata=message.usage_metadata,
-        id=message.id,
         chunk_position="last",
     )
     return ChatGenerationChunk(message=chunk, generation_info=generation.generation_info)

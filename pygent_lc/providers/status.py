@@ -13,39 +13,32 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ProviderHealth:
-    """One line of the doctor's report."""
+    """One line of the doctor's report; ``latency_ms`` is the check request's (or the
+    probe's), ``host`` the server of a pool it is about, ``hosts`` a pool's lines."""
 
     provider: str
     status: Status
     detail: str
     model: str | None = None
     latency_ms: float | None = None
-    """Time of the provider's own check request (or the probe, with ``probe``)."""
     host: str | None = None
-    """The server this line is about, for one host of a pool."""
     hosts: tuple[ProviderHealth, ...] = ()
-    """One line per host when the provider is a pool of several (Ollama's)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The fields; ``host`` and ``hosts`` only when there are any."""
         data = asdict(self)
-        if self.host is None:
-            del data["host"]
-        if self.hosts:
-            data["hosts"] = [host.as_dict() for host in self.hosts]
-        else:
-            del data["hosts"]
-        return data
+        data["hosts"] = [host.as_dict() for host in self.hosts]
+        dropped = {"host"} if self.host is None else set()
+        return {k: v for k, v in data.items() if k not in dropped and (k != "hosts" or v)}
 
 
 @dataclass(frozen=True)
 class ModelListing:
-    """The models a provider offers, as ``pygent-lc models`` prints them."""
+    """The models a provider offers: one object per model (``id`` first) for
+    ``--json``, and the text for a terminal."""
 
     rows: list[dict[str, Any]]
-    """One object per model (``id`` first), for ``--json``."""
     lines: list[str]
-    """The text for a terminal."""
 
 
 def timed(action: Callable[[], T]) -> tuple[T, float]:

@@ -1,17 +1,9 @@
 """Provider text that can always be encoded: surrogates joined or replaced, at the boundary.
 
-JSON may spell a character as ``\\ud83d\\ude00`` (a UTF-16 surrogate pair), and
-a provider may send half a pair (``\\ud800``) or split a pair between two
-stream chunks. Python then holds surrogate code points, which
-``text.encode("utf-8")`` refuses: a terminal, a file or a JSON encoder fails
-on the caller's side, long after the provider call succeeded.
-
-Every reply leaves :class:`~pygent_lc.providers.boundary.ProviderBoundary`
-through this module: a pair becomes the character it spells and anything
-else becomes U+FFFD (:func:`clean_text`). A stream holds back a high
-surrogate that ends a chunk until the next chunk of the same field (content,
-one tool call's arguments, one reasoning field) or the end of the stream
-(:class:`StreamText`).
+JSON may spell a character as a surrogate pair, send half a pair or split one between
+stream chunks, which ``encode("utf-8")`` later refuses. A pair becomes its character,
+anything else U+FFFD (:func:`clean_text`); a stream holds back a high surrogate that
+ends a field until that field's next chunk, or the end (:class:`StreamText`).
 """
 
 from __future__ import annotations
@@ -25,8 +17,6 @@ from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
 T = TypeVar("T")
-
-REPLACEMENT = "\ufffd"
 
 # Fields a stream repeats whole (merged as equal, not concatenated): never held back.
 _WHOLE_FIELDS = frozenset({"id", "index", "name", "type"})
@@ -73,8 +63,7 @@ def clean_json_text(text: str) -> str:
 
 
 def _open_escape(text: str) -> int:
-    """Where a surrogate pair's escapes may start, unfinished, at the end of ``text``
-    (its length when none does)."""
+    """Where an unfinished pair of surrogate escapes ends ``text`` (else its length)."""
     for start in range(max(0, len(text) - 11), len(text)):
         if text[start] != "\\" or not _PAIR_START.fullmatch(text, start):
             continue
@@ -85,7 +74,7 @@ def _open_escape(text: str) -> int:
 
 
 def clean_value(value: T) -> T:
-    """``value`` (text, or lists and mappings of it) with :func:`clean_text` on every string."""
+    """``value`` with :func:`clean_text` on every string in it (lists, tuples, dicts)."""
     if isinstance(value, str):
         return clean_text(value)  # type: ignore[return-value]
     if isinstance(value, list | tuple):
@@ -108,7 +97,7 @@ def clean_message(message: BaseMessage) -> BaseMessage:
 
 
 def clean_result(result: ChatResult) -> ChatResult:
-    """A whole reply with every generation's message cleaned (see :func:`clean_message`)."""
+    """A whole reply with every generation's message cleaned."""
     generations = [
         generation
         if (message := clean_message(generation.message)) is generation.message
@@ -123,9 +112,8 @@ def clean_result(result: ChatResult) -> ChatResult:
 class StreamText:
     """The text of one stream, chunk by chunk: pairs split between chunks are joined.
 
-    A high surrogate that ends a field of a chunk is held back and put in front
-    of the same field of the next chunk that has one; one still held when the
-    stream ends is delivered as U+FFFD by :meth:`leftover`. A field is found by
+    A high surrogate ending a field is put in front of the same field of the next
+    chunk that has one (U+FFFD by :meth:`leftover` at the end). A field is found by
     its place in the message, list items by their ``index`` (as chunks merge).
     """
 
@@ -133,7 +121,6 @@ class StreamText:
         self._held: dict[Path, str] = {}
 
     def accept(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
-        """``chunk`` with encodable text (itself when it already was)."""
         message = chunk.message
         if not self._held and _plain(message):
             return chunk  # the common chunk: clean text and nothing else
@@ -193,7 +180,6 @@ def clean_chunks(chunks: Iterator[ChatGenerationChunk]) -> Iterator[ChatGenerati
 async def aclean_chunks(
     chunks: AsyncIterator[ChatGenerationChunk],
 ) -> AsyncIterator[ChatGenerationChunk]:
-    """:func:`clean_chunks` for an async stream."""
     text = StreamText()
     async for chunk in chunks:
         yield text.accept(chunk)
@@ -202,7 +188,6 @@ async def aclean_chunks(
 
 
 def _plain(message: BaseMessage) -> bool:
-    """Whether ``message`` is clean text alone (no extras, no tool calls)."""
     content = message.content
     return (
         isinstance(content, str)
@@ -233,7 +218,7 @@ def _updated(message: BaseMessage, updates: dict[str, Any]) -> BaseMessage:
 
 def _held_chunk(path: Path) -> AIMessageChunk:
     """A chunk with U+FFFD in the field at ``path`` (as :class:`StreamText` walks them)."""
-    value: Any = REPLACEMENT
+    value: Any = "\ufffd"
     for step in reversed(path[1:]):
         if isinstance(step, tuple):  # a list item, by its index
             value = [{"index": step[1], **value}]

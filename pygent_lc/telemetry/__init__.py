@@ -1,12 +1,10 @@
 """OpenTelemetry traces and metrics for every call, fallback and thought, on request.
 
-``instrument()`` registers one LangChain callback handler globally (a
-configure hook, as LangSmith's tracer is) and a Tree-of-Thought observer;
-``uninstrument()`` removes both. Until then nothing is added to any call, and
-importing this module (or ``pygent_lc``) imports no OpenTelemetry package.
-``PYGENT_OTEL=1`` instruments where a chain is built and in the CLI
-(:func:`instrument_from_env`); ``PYGENT_OTEL_CAPTURE_CONTENT=1`` adds prompt
-and completion text to spans. Names: :mod:`pygent_lc.telemetry.names`.
+``instrument()`` registers one LangChain callback handler globally (a configure
+hook, as LangSmith's tracer is) and a Tree-of-Thought observer; ``uninstrument()``
+removes both. Until then nothing is added to any call, and importing this module
+imports no OpenTelemetry package. ``PYGENT_OTEL=1`` instruments where a chain is
+built and in the CLI (:func:`instrument_from_env`).
 """
 
 from __future__ import annotations
@@ -24,16 +22,12 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from pygent_lc.telemetry.metrics import Instruments
-
-OTLP_PACKAGE = "opentelemetry-exporter-otlp-proto-http"
 ENABLE_ENV = "PYGENT_OTEL"
 CAPTURE_CONTENT_ENV = "PYGENT_OTEL_CAPTURE_CONTENT"
-SCOPE = "pygent_lc"
 
-#: What :func:`instrument` installed: the configure hook's variable and the instruments.
-_installed: tuple[ContextVar[Any], Instruments] | None = None
-_lock = threading.Lock()
+_uninstall: Callable[[], None] | None = None
+"""Undoes what :func:`instrument` installed."""
+_lock = threading.RLock()  # instrument() uninstruments under it
 
 
 def _env_flag(name: str) -> bool:
@@ -46,11 +40,9 @@ def instrument(
     *,
     capture_content: bool | None = None,
 ) -> None:
-    """Send spans and metrics of every chat call and search to OpenTelemetry.
-
-    The global providers are used when none are given. ``capture_content``
-    defaults to ``PYGENT_OTEL_CAPTURE_CONTENT``. Calling it again replaces
-    the previous instrumentation.
+    """Send spans and metrics of every chat call and search to OpenTelemetry (the global
+    providers unless given); ``capture_content`` (default: ``PYGENT_OTEL_CAPTURE_CONTENT``)
+    adds prompt and reply text. Calling it again replaces the previous instrumentation.
     """
     try:
         from opentelemetry import metrics, trace
@@ -58,53 +50,46 @@ def instrument(
         raise ConfigurationError(
             "telemetry needs OpenTelemetry: pip install 'pygent-lc[otel]'"
         ) from exc
-    from langchain_core.tracers.context import register_configure_hook
+    from langchain_core.tracers import context as lc_context
 
     from pygent_lc.telemetry.handler import OtelCallbackHandler
-    from pygent_lc.telemetry.metrics import Instruments
     from pygent_lc.telemetry.tot import TracingSearchObserver
     from pygent_lc.tot import observe
 
-    global _installed
+    global _uninstall
     capture = _env_flag(CAPTURE_CONTENT_ENV) if capture_content is None else capture_content
-    tracer = trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
-    meter = (meter_provider or metrics.get_meter_provider()).get_meter(SCOPE)
+    tracer = trace.get_tracer("pygent_lc", tracer_provider=tracer_provider)
+    meter = metrics.get_meter("pygent_lc", meter_provider=meter_provider)
     with _lock:
-        _uninstall()
-        instruments = Instruments(meter)
-        handler = OtelCallbackHandler(tracer, instruments, capture_content=capture)
+        uninstrument()
+        handler = OtelCallbackHandler(tracer, meter, capture_content=capture)
         # The hook's variable has the handler as its default, so every thread
         # and task sees it, not only the context that called instrument().
         hook: ContextVar[Any] = ContextVar("pygent_otel_handler", default=handler)
-        register_configure_hook(hook, True)
+        lc_context.register_configure_hook(hook, True)
         observe.set_observer(TracingSearchObserver(tracer, capture_content=capture))
-        _installed = (hook, instruments)
+
+        def undo() -> None:
+            # LangChain has no public way to unregister a configure hook.
+            hooks = lc_context._configure_hooks
+            hooks[:] = [h for h in hooks if h[0] is not hook]
+            observe.set_observer(None)
+            handler.active = False
+
+        _uninstall = undo
 
 
 def uninstrument() -> None:
     """Undo :func:`instrument`: no handler, no search observer, no breaker readings."""
+    global _uninstall
     with _lock:
-        _uninstall()
+        if _uninstall is not None:
+            _uninstall()
+            _uninstall = None
 
 
 def is_instrumented() -> bool:
-    return _installed is not None
-
-
-def _uninstall() -> None:
-    global _installed
-    if _installed is None:
-        return
-    from langchain_core.tracers import context as lc_context
-
-    from pygent_lc.tot import observe
-
-    hook, instruments = _installed
-    # LangChain has no public way to unregister a configure hook.
-    lc_context._configure_hooks[:] = [h for h in lc_context._configure_hooks if h[0] is not hook]
-    observe.set_observer(None)
-    instruments.stop()
-    _installed = None
+    return _uninstall is not None
 
 
 def instrument_from_env() -> None:
@@ -118,13 +103,9 @@ def instrument_from_env() -> None:
 
 
 def start_otlp_export() -> Callable[[], None]:
-    """The CLI's ``--otel``: instrument with a tracer provider that sends spans over
-    OTLP/HTTP; returns the function that flushes them and undoes the instrumentation.
-
-    The endpoint, headers and service name come from the standard variables
-    (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS``, ...), read by
-    the exporter and the SDK themselves.
-    """
+    """The CLI's ``--otel``: instrument with spans sent over OTLP/HTTP (endpoint and headers
+    from the standard ``OTEL_EXPORTER_OTLP_*`` variables); returns what flushes them and
+    undoes the instrumentation."""
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
@@ -132,8 +113,8 @@ def start_otlp_export() -> Callable[[], None]:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:
         raise ConfigurationError(
-            f"--otel needs OpenTelemetry ('pygent-lc[otel]') and its OTLP exporter: "
-            f"pip install {OTLP_PACKAGE}"
+            "--otel needs OpenTelemetry ('pygent-lc[otel]') and its OTLP exporter: "
+            "pip install opentelemetry-exporter-otlp-proto-http"
         ) from exc
     provider = TracerProvider(resource=Resource.create({"service.name": "pygent-lc"}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

@@ -1,18 +1,11 @@
 """The LangChain callback handler that turns runs into GenAI spans and metrics.
 
-One ``chat {model}`` span per chat model run: every retry attempt is a run of
-its own (tagged ``retry:attempt:N`` by :class:`~pygent_lc.policy.ProviderPolicy`)
-and so is every fallback provider's. A :class:`~pygent_lc.fallbacks.ProviderChain`
-run gets a ``pygent.chain`` span that parents them and sums up the retries and
-fallbacks; when every provider failed it carries ``AllProvidersFailedError``.
-A :class:`~pygent_lc.host_pool.HostPool` inside a chain adds no span: its
-host attempts count as the chain's, under the chain's span.
-Runs of other kinds are ignored.
-
-Only the attributes listed in :mod:`pygent_lc.telemetry.names` are recorded:
-never the invocation parameters or serialized model (where a key could hide),
-and the prompt and completion text only when content capture is on. An error
-is recorded by its type, not its message, for the same reason.
+One ``chat {model}`` span per chat model run (each retry attempt, tagged
+``retry:attempt:N`` by ``ProviderPolicy``, and each fallback is a run), under a
+``pygent.chain`` span per ``ProviderChain`` run; a ``HostPool`` adds none. Names:
+the OpenTelemetry GenAI conventions (``gen_ai.*``), else ``pygent.*``. Only what is
+written here is recorded: never the invocation parameters or serialized model (where
+a key could hide), text only with content capture on, an error by its type only.
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -30,71 +23,81 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from pygent_lc.telemetry import names
-from pygent_lc.telemetry.metrics import Instruments
+from pygent_lc.limits.breaker import CircuitBreaker, live_breakers
+from pygent_lc.limits.usage import plausible_usd
 
-_CHAIN_NAME = "ProviderChain"
-_POOL_NAME = "HostPool"
+PROVIDER = "gen_ai.provider.name"
+MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+ERROR_TYPE = "error.type"
+TOKENS = {"input": "gen_ai.usage.input_tokens", "output": "gen_ai.usage.output_tokens"}
+COST = "pygent.cost_usd"
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 _ATTEMPT_TAG = "retry:attempt:"
+_ROLES = {"human": "user", "ai": "assistant"}
 
 
 @dataclass
 class _Chain:
+    run_id: UUID
     span: Span
     providers: list[str] = field(default_factory=list)
     attempts: int = 0
     retries: int = 0
 
 
-@dataclass
-class _Attempt:
-    span: Span
-    started: float
-    metric_attributes: dict[str, Any]
-
-
 class OtelCallbackHandler(BaseCallbackHandler):
-    """Spans and metrics for provider attempts and fallback chains."""
+    """Spans for provider attempts and fallback chains; the GenAI metrics, cost,
+    failures and a breaker gauge on ``meter``."""
 
     run_inline = True  # in the caller's thread and context: the current span is the parent
-    raise_error = False
-    ignore_retriever = True
-    ignore_agent = True
-    ignore_retry = True
-    ignore_custom_event = True
 
-    def __init__(self, tracer: Tracer, instruments: Instruments, *, capture_content: bool) -> None:
+    def __init__(self, tracer: Tracer, meter: Meter, *, capture_content: bool) -> None:
         self.tracer = tracer
-        self.instruments = instruments
         self.capture_content = capture_content
+        # OpenTelemetry cannot remove an instrument: once inactive the gauge reports nothing.
+        self.active = True
+        # The conventions' advisory bucket boundaries: 0.01 s doubling, 1 token times 4.
+        self.duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            "s",
+            "GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=[0.01 * 2**i for i in range(14)],
+        )
+        self.tokens = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            "{token}",
+            "Measures number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=[4.0**i for i in range(14)],
+        )
+        self.cost = meter.create_counter(
+            "pygent.client.cost", "USD", "What the providers billed, in US dollars."
+        )
+        self.failures = meter.create_counter(
+            "pygent.client.failures", "{failure}", "Failed provider attempts, by error.type."
+        )
+        meter.create_observable_gauge(
+            "pygent.breaker.state",
+            [self._breaker_states],
+            "1",
+            "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
+        )
         self._chains: dict[UUID, _Chain] = {}
-        self._pools: dict[UUID, UUID] = {}  # a host pool's run -> its chain's run
-        self._attempts: dict[UUID, _Attempt] = {}
+        self._attempts: dict[UUID, tuple[Span, float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
-    # fallback chains -------------------------------------------------------
-    def on_chain_start(
-        self,
-        serialized: dict[str, Any] | None,
-        inputs: Any,
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if kwargs.get("name") == _POOL_NAME and parent_run_id in self._chains:
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        chain = self._chain(kwargs.get("parent_run_id"))
+        if kwargs.get("name") == "HostPool" and chain is not None:
             with self._lock:
-                self._pools[run_id] = parent_run_id
-            return
-        if kwargs.get("name") != _CHAIN_NAME:
-            return
-        span = self.tracer.start_span(
-            names.CHAIN_SPAN, context=self._parent(parent_run_id), kind=SpanKind.INTERNAL
-        )
-        with self._lock:
-            self._chains[run_id] = _Chain(span)
+                self._chains[run_id] = chain  # its host attempts are the chain's
+        elif kwargs.get("name") == "ProviderChain":
+            span = self.tracer.start_span("pygent.chain", context=_inside(chain))
+            with self._lock:
+                self._chains[run_id] = _Chain(run_id, span)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end_chain(run_id, None)
@@ -105,162 +108,159 @@ class OtelCallbackHandler(BaseCallbackHandler):
     def _end_chain(self, run_id: UUID, error: BaseException | None) -> None:
         with self._lock:
             chain = self._chains.pop(run_id, None)
-            self._pools.pop(run_id, None)
-        if chain is None:
+        if chain is None or chain.run_id != run_id:  # not ours, or a host pool's
             return
-        span = chain.span
-        span.set_attribute(names.CHAIN_ATTEMPTS, chain.attempts)
-        span.set_attribute(names.CHAIN_RETRIES, chain.retries)
-        span.set_attribute(names.CHAIN_PROVIDERS, chain.providers)
-        span.set_attribute(names.CHAIN_FALLBACKS, max(len(chain.providers) - 1, 0))
+        chain.span.set_attributes(
+            {
+                "pygent.chain.attempts": chain.attempts,
+                "pygent.chain.retries": chain.retries,
+                "pygent.chain.providers": chain.providers,
+                "pygent.chain.fallbacks": max(len(chain.providers) - 1, 0),
+            }
+        )
         if error is not None:
-            _mark_failed(span, error)
-        span.end()
+            _mark_failed(chain.span, error)
+        chain.span.end()
 
-    # provider attempts -----------------------------------------------------
     def on_chat_model_start(
-        self,
-        serialized: dict[str, Any] | None,
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
+        self, serialized: Any, messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
     ) -> None:
-        metadata = metadata or {}
+        metadata = kwargs.get("metadata") or {}
         provider = str(metadata.get("ls_provider") or "unknown")
         model = metadata.get("ls_model_name")
-        attempt = _attempt_number(tags)
-        attributes: dict[str, Any] = {
-            names.OPERATION_NAME: names.CHAT,
-            names.PROVIDER_NAME: provider,
-        }
+        measured: dict[str, Any] = {"gen_ai.operation.name": "chat", PROVIDER: provider}
         if isinstance(model, str) and model:
-            attributes[names.REQUEST_MODEL] = model
-        metric_attributes = dict(attributes)
-        for key, attribute in (
-            ("ls_max_tokens", names.REQUEST_MAX_TOKENS),
-            ("ls_temperature", names.REQUEST_TEMPERATURE),
-        ):
-            if isinstance(metadata.get(key), int | float):
-                attributes[attribute] = metadata[key]
-        attributes[names.RETRY_ATTEMPT] = attempt
-        chain = self._chain(parent_run_id)
+            measured[MODEL] = model
+        tags: list[str] = kwargs.get("tags") or []
+        numbers = (t.removeprefix(_ATTEMPT_TAG) for t in tags if t.startswith(_ATTEMPT_TAG))
+        attempt = next((int(n) for n in numbers if n.isdigit()), 1)
+        attributes = {**measured, "pygent.retry.attempt": attempt}
+        for key in ("max_tokens", "temperature"):
+            if isinstance(metadata.get(f"ls_{key}"), int | float):
+                attributes[f"gen_ai.request.{key}"] = metadata[f"ls_{key}"]
+        chain = self._chain(kwargs.get("parent_run_id"))
         if chain is not None:
             with self._lock:
                 if provider not in chain.providers:
                     chain.providers.append(provider)
                 chain.attempts += 1
                 chain.retries += attempt > 1
-                attributes[names.FALLBACK_INDEX] = chain.providers.index(provider)
+                attributes["pygent.fallback.index"] = chain.providers.index(provider)
         if self.capture_content:
-            attributes[names.INPUT_MESSAGES] = _messages_json(messages[0] if messages else [])
+            attributes["gen_ai.input.messages"] = _messages_json(messages[0] if messages else [])
         span = self.tracer.start_span(
             f"chat {model}" if model else "chat",
-            context=self._parent(parent_run_id),
+            context=_inside(chain),
             kind=SpanKind.CLIENT,
             attributes=attributes,
         )
         with self._lock:
-            self._attempts[run_id] = _Attempt(span, time.perf_counter(), metric_attributes)
+            self._attempts[run_id] = (span, time.perf_counter(), measured)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        ended = self._ended(run_id)
-        if ended is None:
+        if (ended := self._ended(run_id)) is None:
             return
-        attempt, seconds = ended
-        span = attempt.span
-        reply = _reply(response)
-        found = _reply_attributes(reply)
+        span, seconds, measured = ended
+        replies = (g for gs in response.generations for g in gs if isinstance(g, ChatGeneration))
+        reply = next(replies, None)
+        found = {} if reply is None else _reply_attributes(reply)
         if reply is not None and self.capture_content:
-            found[names.OUTPUT_MESSAGES] = _messages_json([reply.message])
+            found["gen_ai.output.messages"] = _messages_json([reply.message])
         span.set_attributes(found)
-        metric_attributes = attempt.metric_attributes
-        if names.RESPONSE_MODEL in found:
-            metric_attributes[names.RESPONSE_MODEL] = found[names.RESPONSE_MODEL]
         span.end()
-        self.instruments.record_answer(metric_attributes, seconds, found)
+        if RESPONSE_MODEL in found:
+            measured[RESPONSE_MODEL] = found[RESPONSE_MODEL]
+        self.duration.record(seconds, measured)
+        for token_type, key in TOKENS.items():
+            if key in found:
+                self.tokens.record(found[key], {**measured, "gen_ai.token.type": token_type})
+        if COST in found:
+            by_model = {k: v for k, v in measured.items() if k in (PROVIDER, MODEL)}
+            self.cost.add(found[COST], by_model)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        ended = self._ended(run_id)
-        if ended is None:
+        if (ended := self._ended(run_id)) is None:
             return
-        attempt, seconds = ended
-        _mark_failed(attempt.span, error)
-        attempt.span.end()
-        self.instruments.record_failure(attempt.metric_attributes, seconds, _error_type(error))
+        span, seconds, measured = ended
+        failed = {**measured, ERROR_TYPE: _mark_failed(span, error)}
+        span.end()
+        self.duration.record(seconds, failed)
+        self.failures.add(1, failed)
 
-    def _ended(self, run_id: UUID) -> tuple[_Attempt, float] | None:
-        """The attempt ``run_id`` started and its duration; None when it is not one of ours."""
+    def _ended(self, run_id: UUID) -> tuple[Span, float, dict[str, Any]] | None:
+        """The span, duration and metric attributes of our attempt ``run_id`` (else None)."""
         with self._lock:
             attempt = self._attempts.pop(run_id, None)
-        return None if attempt is None else (attempt, time.perf_counter() - attempt.started)
-
-    def _parent(self, parent_run_id: UUID | None) -> Context | None:
-        """Our chain span when the run is inside one; else the current context's span."""
-        chain = self._chain(parent_run_id)
-        return None if chain is None else trace.set_span_in_context(chain.span)
+        if attempt is None:
+            return None
+        span, started, measured = attempt
+        return span, time.perf_counter() - started, measured
 
     def _chain(self, run_id: UUID | None) -> _Chain | None:
-        """The chain run ``run_id`` is, or the chain of the host pool it is."""
-        if run_id is None:
-            return None
-        return self._chains.get(self._pools.get(run_id, run_id))
+        return None if run_id is None else self._chains.get(run_id)
+
+    def _breaker_states(self, options: CallbackOptions) -> Iterable[Observation]:
+        """One reading per provider and model: the worst state among its breakers
+        (each chain has its own, so several may share a provider and model)."""
+        worst: dict[tuple[str, str | None], int] = {}
+        for breaker in _breakers() if self.active else ():
+            if breaker.enabled:
+                key = (breaker.provider, breaker.model)
+                worst[key] = max(worst.get(key, 0), BREAKER_STATES[breaker.state])
+        return [
+            Observation(state, {PROVIDER: provider} | ({} if model is None else {MODEL: model}))
+            for (provider, model), state in worst.items()
+        ]
 
 
-def _attempt_number(tags: Sequence[str] | None) -> int:
-    numbers = (tag.removeprefix(_ATTEMPT_TAG) for tag in tags or () if tag.startswith(_ATTEMPT_TAG))
-    return next((int(number) for number in numbers if number.isdigit()), 1)
+def _inside(chain: _Chain | None) -> Context | None:
+    """Our chain's span as the parent when the run is inside one; else the current span."""
+    return None if chain is None else trace.set_span_in_context(chain.span)
 
 
-def _error_type(error: BaseException) -> str:
-    return type(error).__qualname__
+def _breakers() -> list[CircuitBreaker]:
+    for _ in range(3):  # a breaker built in another thread may change the set mid-copy
+        try:
+            return live_breakers()
+        except RuntimeError:
+            continue
+    return []
 
 
-def _mark_failed(span: Span, error: BaseException) -> None:
-    error_type = _error_type(error)
-    span.set_attribute(names.ERROR_TYPE, error_type)
+def _mark_failed(span: Span, error: BaseException) -> str:
+    """Marks ``span`` failed by the error's type (its message could hold a secret)."""
+    error_type = type(error).__qualname__
+    span.set_attribute(ERROR_TYPE, error_type)
     span.set_status(Status(StatusCode.ERROR, error_type))
+    return error_type
 
 
-def _reply(response: LLMResult) -> ChatGeneration | None:
-    replies = (g for gs in response.generations for g in gs if isinstance(g, ChatGeneration))
-    return next(replies, None)
-
-
-def _reply_attributes(reply: ChatGeneration | None) -> dict[str, Any]:
+def _reply_attributes(reply: ChatGeneration) -> dict[str, Any]:
     """What the reply says about itself: model, id, finish reason, usage, cost, routing."""
-    if reply is None:
-        return {}
     message = reply.message
     meta: Mapping[str, Any] = message.response_metadata or {}
-    info: Mapping[str, Any] = reply.generation_info or {}
     usage: Mapping[str, Any] = getattr(message, "usage_metadata", None) or {}
     found: dict[str, Any] = {}
     model = meta.get("model_name") or meta.get("model")
     if isinstance(model, str) and model:
-        found[names.RESPONSE_MODEL] = model
+        found[RESPONSE_MODEL] = model
     response_id = meta.get("generation_id") or meta.get("id") or message.id
     if isinstance(response_id, str) and response_id and not response_id.startswith("lc_run-"):
-        found[names.RESPONSE_ID] = response_id
+        found["gen_ai.response.id"] = response_id
+    info = reply.generation_info or {}
     finish = meta.get("finish_reason") or meta.get("done_reason") or info.get("finish_reason")
     if isinstance(finish, str) and finish:
-        found[names.RESPONSE_FINISH_REASONS] = [finish]
-    for key, attribute in (
-        ("input_tokens", names.USAGE_INPUT_TOKENS),
-        ("output_tokens", names.USAGE_OUTPUT_TOKENS),
-    ):
-        if isinstance(usage.get(key), int):
-            found[attribute] = usage[key]
+        found["gen_ai.response.finish_reasons"] = [finish]
+    for token_type, attribute in TOKENS.items():
+        if isinstance(usage.get(f"{token_type}_tokens"), int):
+            found[attribute] = usage[f"{token_type}_tokens"]
     cost = meta.get("cost", usage.get("cost"))
-    if isinstance(cost, int | float) and not isinstance(cost, bool):
-        found[names.COST_USD] = float(cost)
+    if cost is not None and (amount := plausible_usd(cost)) is not None:  # as accounted
+        found[COST] = amount
     if isinstance(meta.get("provider"), str):
-        found[names.UPSTREAM_PROVIDER] = meta["provider"]
+        found["pygent.openrouter.provider"] = meta["provider"]
     if isinstance(meta.get("generation_id"), str):
-        found[names.GENERATION_ID] = meta["generation_id"]
+        found["pygent.openrouter.generation_id"] = meta["generation_id"]
     return found
 
 
@@ -273,6 +273,3 @@ def _messages_json(messages: Sequence[BaseMessage]) -> str:
         ],
         ensure_ascii=False,
     )
-
-
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}

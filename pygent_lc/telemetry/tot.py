@@ -1,8 +1,8 @@
 """``tot.solve`` and ``tot.level`` spans: the search observer telemetry installs.
 
 Each level span is the current span while its calls run, so their chain and
-``chat`` spans nest under it. What a level did is read off the tree (the
-nodes it added) and the caller's counters, before and after.
+``chat`` spans nest under it. What a level did is read off the tree (the nodes it
+added) and the caller's counters, before and after.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from contextlib import contextmanager
 
 from opentelemetry.trace import Tracer
 
-from pygent_lc.telemetry import names
 from pygent_lc.tot.search import SearchContext
 
 
@@ -23,25 +22,21 @@ class TracingSearchObserver:
 
     @contextmanager
     def solving(self, ctx: SearchContext) -> Iterator[object]:
-        attributes: dict[str, str | int] = {
-            names.TOT_TASK: ctx.task.name,
-            names.TOT_METHOD: ctx.config.search_method,
-        }
+        attributes = {"tot.task": ctx.task.name, "tot.search_method": ctx.config.search_method}
         if self.capture_content:
-            attributes[names.TOT_PROBLEM] = ctx.problem
-        with self.tracer.start_as_current_span(names.TOT_SOLVE, attributes=attributes) as span:
+            attributes["tot.problem"] = ctx.problem
+        with self.tracer.start_as_current_span("tot.solve", attributes=attributes) as span:
             try:
                 yield span
             finally:
-                counters = ctx.caller.counters
                 nodes = ctx.tree.nodes
                 span.set_attributes(
                     {
-                        names.TOT_LLM_CALLS: counters.llm_calls,
-                        names.TOT_CACHE_HITS: counters.cache_hits,
-                        names.TOT_NODES: len(nodes),
-                        names.TOT_DEPTH_REACHED: max(node.depth for node in nodes),
-                        names.TOT_SOLVED: any(n.final and n.correct is not False for n in nodes),
+                        "tot.llm_calls": ctx.caller.counters.llm_calls,
+                        "tot.cache_hits": ctx.caller.counters.cache_hits,
+                        "tot.nodes": len(nodes),
+                        "tot.depth_reached": max(node.depth for node in nodes),
+                        "tot.solved": any(n.final and n.correct is not False for n in nodes),
                     }
                 )
 
@@ -51,7 +46,7 @@ class TracingSearchObserver:
         first_new = len(ctx.tree.nodes)
         calls, hits = counters.llm_calls, counters.cache_hits
         with self.tracer.start_as_current_span(
-            names.TOT_LEVEL, attributes={names.TOT_DEPTH: depth}
+            "tot.level", attributes={"tot.depth": depth}
         ) as span:
             try:
                 yield span
@@ -59,14 +54,14 @@ class TracingSearchObserver:
                 new = ctx.tree.nodes[first_new:]
                 span.set_attributes(
                     {
-                        names.TOT_EXPANDED: len({n.parent for n in new}),
-                        names.TOT_GENERATED: len(new),
-                        names.TOT_VALUED: sum(n.value is not None for n in new),
+                        "tot.states.expanded": len({n.parent for n in new}),
+                        "tot.states.generated": len(new),
+                        "tot.states.valued": sum(n.value is not None for n in new),
                         # Kept: in the beam (BFS), or above the threshold (DFS).
-                        names.TOT_KEPT: sum(
+                        "tot.states.kept": sum(
                             not n.pruned and (n.selected or n.value is not None) for n in new
                         ),
-                        names.TOT_CACHE_HITS: counters.cache_hits - hits,
-                        names.TOT_LLM_CALLS: counters.llm_calls - calls,
+                        "tot.cache_hits": counters.cache_hits - hits,
+                        "tot.llm_calls": counters.llm_calls - calls,
                     }
                 )

@@ -1,17 +1,12 @@
-"""The Tree-of-Thought engine of pygent_lc.
-
-``ToTEngine(config, backend).solve(problem, task=...)`` searches a tree of
-thoughts (BFS beam or DFS with pruning), running each level's generations
-together and then its evaluations together, bounded by
-``ToTConfig.max_concurrency``, with a value cache and call/cost budgets.
-"""
+"""The Tree-of-Thought engine: ``ToTEngine(config, backend).solve(problem, task=...)``
+searches a tree of thoughts (BFS beam or DFS with pruning), each level's calls at once,
+with a value cache and call and cost budgets."""
 
 from pygent_lc.tot.config import CLOUD_MAX_CONCURRENCY, LOCAL_MAX_CONCURRENCY, ToTConfig
 from pygent_lc.tot.engine import ToTEngine, ToTInput
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
-from pygent_lc.tot.node import ThoughtNode, ThoughtTree
-from pygent_lc.tot.result import ToTPath, ToTResult, ToTStats
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree, ToTPath, ToTResult, ToTStats
 from pygent_lc.tot.search import bfs, dfs
 from pygent_lc.tot.tasks import Game24Task, GenericTask, Task, UnsafeExpressionError, check_24
 

@@ -1,16 +1,12 @@
-"""Every LLM call of a search goes through here: concurrency bound, budgets, counters.
-
-One :class:`LLMCaller` serves one ``solve``. It holds the semaphore that
-bounds calls in flight, refuses calls once a budget is spent (the search
-then ends cleanly), counts calls and failures per phase so a level whose
-every call failed can be raised, and measures tokens and cost from the
-backend's ``usage_totals()``.
+"""Every LLM call of a search goes through one :class:`LLMCaller`: the bound on calls
+in flight, the budgets (a spent one refuses calls and the search ends cleanly), the
+counters per phase (a level whose every call failed raises), and the usage.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -22,7 +18,8 @@ from pygent_lc.limits.call import Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.result import ToTStats
-from pygent_lc.tot.tasks.prompt import static_prefix
+from pygent_lc.tot.tasks.base import Task, static_prefix
+from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
 
 #: The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
@@ -34,9 +31,8 @@ _T = TypeVar("_T")
 
 
 async def gather_or_cancel(*coroutines: Coroutine[Any, Any, _T]) -> list[_T]:
-    """The results of ``coroutines``, run at once in an :class:`asyncio.TaskGroup`: when
-    one raises, the others are cancelled (a search that raised must not keep spending
-    on calls nobody reads) and the first error is raised as itself."""
+    """The results of ``coroutines`` run at once; when one raises, the others are cancelled
+    (a search that raised must not spend on calls nobody reads) and its error is raised."""
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(coroutine) for coroutine in coroutines]
@@ -57,6 +53,30 @@ class _Phase:
     first_error: CallFailure | None = None
 
 
+@dataclass
+class SamplesSupport:
+    """Whether a model answers ``n`` samples in one request: unknown until a request with
+    ``n > 1`` (one choice back: ``n`` is ignored, as OpenRouter and Ollama do). An engine
+    keeps one for all its solves."""
+
+    honoured: bool | None = None
+
+    def learn(self, honoured: bool) -> None:
+        if self.honoured is None or not honoured:
+            self.honoured = honoured
+
+
+@dataclass
+class SampledOutputs:
+    outputs: list[str] = field(default_factory=list)
+    errors: list[CallFailure] = field(default_factory=list)
+    refused: int = 0  # samples not asked: a budget is spent
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors and not self.refused and bool(self.outputs)
+
+
 class LLMCaller:
     """Bounded, budgeted access to the backend for one search."""
 
@@ -75,7 +95,7 @@ class LLMCaller:
         self._in_flight = 0
         self._phase = _Phase()
         self.counters = ToTStats()
-        """The call counts of the search's statistics, filled in by the engine at its end."""
+        """The search's statistics, counted here and by the generator and evaluator."""
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
         if type(backend).generate_samples is LLMBackend.generate_samples:
@@ -95,18 +115,9 @@ class LLMCaller:
         return 0.0 if usage is None else usage.cost_usd
 
     async def _admit(self, prompt: str, samples: int = 1) -> Hold:
-        """A place for one call within both budgets, or :class:`BudgetExhausted`.
-
-        The cost is held on the :class:`~pygent_lc.limits.budget.CostBudget`, as
-        :class:`~pygent_lc.langchain_backend.LangChainBackend` does: a call
-        reserves the backend's ``cost_bound`` and runs concurrently within the
-        limit; without a bound calls run one at a time, so spend passes
-        ``max_cost_usd`` by at most one call however many are asked at once
-        (never, when every call has a bound it keeps). A request for ``samples``
-        completions (``n``) is one call holding ``samples`` bounds. The call count is
-        checked again once the hold is taken, with no wait before the call is
-        counted, so ``max_llm_calls`` is never passed.
-        """
+        """A place for one call within both budgets, or :class:`BudgetExhausted`: a hold on
+        the ``CostBudget`` (the backend's ``cost_bound`` a sample, or one call at a time
+        without one), then the call count again, so ``max_llm_calls`` is never passed."""
         self._check_call_limit()
         hold = Hold(self._budget, prompt, self._config.max_tokens, samples)
         try:
@@ -132,7 +143,7 @@ class LLMCaller:
 
     @contextmanager
     def phase(self) -> Iterator[None]:
-        """One level's generation or evaluation: the provider error is raised at its end
+        """One level's generation or evaluation: raises the provider error at its end
         when every call of it failed."""
         self._phase = phase = _Phase()
         yield
@@ -140,32 +151,61 @@ class LLMCaller:
             raise phase.first_error
 
     async def outcome(
-        self, prompt: str, *, kind: CallKind, temperature: float, stop: list[str] | None = None
+        self, prompt: str, kind: CallKind, stop: list[str] | None = None
     ) -> str | CallFailure | None:
         """One completion, the call's failure, or ``None`` when a budget refused the call."""
         try:
-            outputs = await self._request(prompt, 1, kind=kind, temperature=temperature, stop=stop)
+            return (await self._request(prompt, 1, kind, stop))[0]
         except BudgetExhausted:
             return None
         except CALL_FAILURES as exc:
             return exc
-        return outputs[0]
 
-    async def call_samples(
-        self, prompt: str, n: int, *, kind: CallKind, temperature: float
-    ) -> list[str]:
+    async def call_samples(self, prompt: str, n: int, kind: CallKind) -> list[str]:
         """Up to ``n`` completions in one request (``LLMBackend.generate_samples``): one
         call, one hold on the budget; fewer come back where the provider ignores ``n``."""
-        outputs = await self._request(prompt, n, kind=kind, temperature=temperature, stop=None)
+        outputs = await self._request(prompt, n, kind, None)
         self.n_support.learn(len(outputs) >= n)
         return outputs
 
+    async def samples(
+        self, prompt: str, n: int, kind: CallKind, fill: bool = True
+    ) -> SampledOutputs:
+        """``n`` samples of ``prompt``, failures and refusals collected: one request for all
+        where the model answers ``n`` (or may), the missing ones one request each, at once;
+        else one request each. ``fill=False`` sends one request only (up to ``n`` back)."""
+        result = SampledOutputs()
+        if n > 1 and self.n_support.honoured is not False:
+            try:
+                result.outputs.extend(await self.call_samples(prompt, n, kind))
+            except BudgetExhausted:
+                result.refused += n
+                return result
+            except CALL_FAILURES as exc:
+                result.errors.append(exc)
+                return result
+            n = n - len(result.outputs) if fill else 0
+        elif not fill:
+            n = min(n, 1)  # one request, and this model answers one sample a request
+        for item in await gather_or_cancel(*(self.outcome(prompt, kind) for _ in range(n))):
+            if item is None:
+                result.refused += 1
+            elif isinstance(item, str):
+                result.outputs.append(item)
+            else:
+                result.errors.append(item)
+        return result
+
     async def _request(
-        self, prompt: str, n: int, *, kind: CallKind, temperature: float, stop: list[str] | None
+        self, prompt: str, n: int, kind: CallKind, stop: list[str] | None
     ) -> list[str]:
-        kwargs: dict[str, Any] = {"temperature": temperature}
-        if self._config.max_tokens is not None:
-            kwargs["max_tokens"] = self._config.max_tokens
+        config = self._config
+        generation = kind == "generation"
+        kwargs: dict[str, Any] = {
+            "temperature": config.temperature if generation else config.evaluation_temperature
+        }
+        if config.max_tokens is not None:
+            kwargs["max_tokens"] = config.max_tokens
         if stop:
             kwargs["stop"] = stop
         # The prompt's fixed start, for backends that can have it cached; others
@@ -177,7 +217,7 @@ class LLMCaller:
             # the spend of the calls that finished while they waited.
             hold = await self._admit(prompt, n)
             self.counters.llm_calls += 1
-            if kind == "generation":
+            if generation:
                 self.counters.generation_calls += 1
             else:
                 self.counters.evaluation_calls += 1
@@ -207,66 +247,20 @@ class LLMCaller:
                 await hold.arelease()
 
 
-class SamplesSupport:
-    """Whether one model answers ``n`` samples in one request: unknown until the first
-    request with ``n > 1`` (a single choice back: ``n`` is ignored, as OpenRouter and
-    Ollama do). An engine keeps one for all its solves."""
+@dataclass(eq=False)
+class Stage:
+    """What the generator and the evaluator share: the task, the search's settings and
+    caller, the value cache and this stage's key prefix in it (model, task, prompts)."""
 
-    def __init__(self) -> None:
-        self.honoured: bool | None = None
-
-    def learn(self, honoured: bool) -> None:
-        if self.honoured is None or not honoured:
-            self.honoured = honoured
-
-    @property
-    def worth_asking(self) -> bool:
-        return self.honoured is not False
-
-
-@dataclass
-class SampledOutputs:
-    outputs: list[str] = field(default_factory=list)
-    errors: list[CallFailure] = field(default_factory=list)
-    refused: int = 0
-    """Samples not asked because a budget was spent."""
+    task: Task
+    config: ToTConfig
+    caller: LLMCaller
+    store: ValueStore = field(default_factory=MemoryValueStore)
+    namespace: str = ""
 
     @property
-    def complete(self) -> bool:
-        return not self.errors and not self.refused and bool(self.outputs)
+    def counters(self) -> ToTStats:
+        return self.caller.counters
 
-
-async def sample_prompt(
-    caller: LLMCaller, prompt: str, n: int, *, kind: CallKind, temperature: float, fill: bool = True
-) -> SampledOutputs:
-    """``n`` samples of ``prompt``; failures and refusals are collected, not raised.
-
-    Where the model answers ``n`` in one request (or may), one request asks them
-    and the missing ones are asked one request each, at once; else all are asked
-    one request each. ``fill=False`` sends one request only (up to ``n`` back).
-    """
-    result = SampledOutputs()
-    if n > 1 and caller.n_support.worth_asking:
-        try:
-            result.outputs.extend(
-                await caller.call_samples(prompt, n, kind=kind, temperature=temperature)
-            )
-        except BudgetExhausted:
-            result.refused += n
-            return result
-        except CALL_FAILURES as exc:
-            result.errors.append(exc)
-            return result
-        n = n - len(result.outputs) if fill else 0
-    elif not fill:
-        n = min(n, 1)  # one request, and this model answers one sample a request
-
-    asks = (caller.outcome(prompt, kind=kind, temperature=temperature) for _ in range(n))
-    for item in await gather_or_cancel(*asks):
-        if item is None:
-            result.refused += 1
-        elif isinstance(item, str):
-            result.outputs.append(item)
-        else:
-            result.errors.append(item)
-    return result
+    def key(self, problem: str, steps: Sequence[str]) -> str:
+        return f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"

@@ -24,18 +24,15 @@ from pygent_lc.tot.caller import LLMCaller, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
-from pygent_lc.tot.node import ThoughtTree
-from pygent_lc.tot.result import ToTResult, best_so_far, collect_solutions
+from pygent_lc.tot.result import ThoughtTree, ToTResult
 from pygent_lc.tot.search import SearchContext, bfs, dfs
-from pygent_lc.tot.shared_values import open_value_store
 from pygent_lc.tot.tasks.base import BatchValueTask, Task, propose_version
 from pygent_lc.tot.tasks.generic import GenericTask
-from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
+from pygent_lc.tot.value_store import MemoryValueStore, ValueStore, open_value_store
 
 _T = TypeVar("_T")
 
-ToTInput = str | Mapping[str, Any]
-"""A problem string, or a mapping with a ``"problem"`` key (LCEL-friendly)."""
+ToTInput = str | Mapping[str, Any]  # a problem, or {"problem": ...} (LCEL-friendly)
 
 
 def _problem_of(value: object) -> str:
@@ -50,20 +47,15 @@ def _problem_of(value: object) -> str:
     return value
 
 
-#: How long an interrupted search gets to cancel its calls before we stop waiting.
-CANCEL_GRACE_S = 0.5
+CANCEL_GRACE_S = 0.5  # how long an interrupted search gets to cancel its calls
 _POLL_S = 0.05
 
 
 def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run ``coro`` to completion from sync code, even under a running event loop.
-
-    Without a running loop this is ``asyncio.run`` (Ctrl-C cancels the calls in
-    flight). Under one (a notebook cell, an async handler) the coroutine runs on a
-    fresh loop in a worker thread, with the caller's context variables, while the
-    caller's thread waits; a ``KeyboardInterrupt`` or the cancellation of the
-    calling task cancels it there and is raised within about ``CANCEL_GRACE_S``.
-    """
+    """``coro`` run from sync code: ``asyncio.run``, or under a running loop (a notebook
+    cell) on a fresh loop in a worker thread with the caller's context variables; a
+    ``KeyboardInterrupt`` or the calling task's cancellation cancels it there and is
+    raised within about ``CANCEL_GRACE_S``."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
@@ -109,26 +101,15 @@ def _run_in_thread(coro: Coroutine[Any, Any, _T], caller: asyncio.Task[Any] | No
         raise
 
 
-_ATTRIBUTES = ("model_id", "model_name", "model")
-
-
 def _own_name(obj: object) -> str | None:
-    for attribute in _ATTRIBUTES:
-        value = getattr(obj, attribute, None)
-        if isinstance(value, str) and value:
-            return value
-    return None
+    names = (getattr(obj, name, None) for name in ("model_id", "model_name", "model"))
+    return next((name for name in names if isinstance(name, str) and name), None)
 
 
 def model_identity(backend: object) -> str | None:
-    """The model (or ``a>b`` fallback chain of models) behind ``backend``, if it says.
-
-    A name the backend gives itself (``model_id``, ``model_name`` or ``model``)
-    wins; else the chat models inside what it wraps, found by the package's one
-    walk over LangChain objects (:func:`~pygent_lc.closing.runnable_parts`:
-    bindings, provider policies, a provider chain's providers, fallbacks), in
-    the order they are tried.
-    """
+    """The model (or ``a>b`` chain of models) behind ``backend``: the name it gives
+    itself, else those of the chat models it wraps (:func:`~pygent_lc.closing.runnable_parts`),
+    in the order they are tried."""
     if (own := _own_name(backend)) is not None:
         return own
     names: list[str] = []
@@ -139,8 +120,6 @@ def model_identity(backend: object) -> str | None:
 
 
 class _EngineOptions(TypedDict, total=False):
-    """The keyword options of :class:`ToTEngine`, besides ``backend``."""
-
     task: Task | None
     name: str | None
     model_id: str | None
@@ -149,17 +128,12 @@ class _EngineOptions(TypedDict, total=False):
 
 
 class ToTEngine(Runnable[ToTInput, ToTResult]):
-    """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`.
+    """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`; as a
+    ``Runnable`` it takes a problem (or ``{"problem": ...}``) and composes in LCEL.
 
-    ``await engine.solve(problem, task=...)`` runs one search (also in a notebook
-    cell, where ``solve_sync`` would block the loop). As a ``Runnable`` the engine
-    takes a problem string (or ``{"problem": ...}``) and composes in LCEL.
-
-    State values are kept across solves in the value cache ``config.value_cache``
-    names (or ``value_store``, to share one between engines), per model:
-    ``model_id``, else the model the backend reports; a cache outside the engine
-    needs one, so that another model never reads its values. ``observer`` (a
-    :class:`~pygent_lc.tot.observe.SearchObserver`) watches each search and level.
+    State values are kept across solves in ``config.value_cache`` (or ``value_store``,
+    shared between engines) per model: ``model_id``, else the backend's; a cache
+    outside the engine needs one, so that another model never reads its values.
     """
 
     @overload
@@ -187,12 +161,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         value_store: ValueStore | None = None,
         observer: observe.SearchObserver | None = None,
     ) -> None:
-        if backend is None:
-            raise ConfigurationError("ToTEngine needs an LLMBackend", field="backend")
         if not isinstance(backend, LLMBackend):
-            raise ConfigurationError(
-                f"backend must be an LLMBackend, not {type(backend).__name__}", field="backend"
-            )
+            got = "none" if backend is None else type(backend).__name__
+            raise ConfigurationError(f"ToTEngine needs an LLMBackend, got {got}", field="backend")
         self.config = config if config is not None else ToTConfig()
         self.backend = backend
         self.task: Task = task if task is not None else GenericTask()
@@ -218,14 +189,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
         self.samples_support = SamplesSupport()  # learnt once, for every later solve
 
-    async def solve(self, problem: str, task: Task | None = None) -> ToTResult:
-        """Search for a solution of ``problem``.
-
-        Raises ``InvalidInputError`` for an empty or malformed problem,
-        ``ConfigurationError`` when ``max_cost_usd`` is set but the backend
-        reports no cost, and the provider error when every call of a level
-        fails. A spent budget is not an error: see ``stats.budget_exhausted``.
-        """
+    async def solve(self, problem: ToTInput, task: Task | None = None) -> ToTResult:
+        """Search for a solution of ``problem``; a spent budget is no error
+        (``stats.budget_exhausted``), a level whose every call failed raises its error."""
         task = task if task is not None else self.task
         problem = task.validate_problem(_problem_of(problem))
         config = self.config
@@ -255,75 +221,40 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             task,
             config,
             caller,
-            store=store,
-            namespace=""
+            store,
+            ""
             if proposals is None
             else f"{self.model_id}|{task.name}|{config.generation_strategy}:{proposals}"
             f"|x{config.n_generate_sample}",
         )
-        greedy_bfs = config.search_method == "bfs" and config.selection == "greedy"
         evaluator = StateEvaluator(
-            task,
-            config,
-            caller,
-            store=store,
-            namespace=f"{self.model_id}|{task.name}|{version}",
-            beam=config.n_select_sample if greedy_bfs else None,
+            task, config, caller, store, f"{self.model_id}|{task.name}|{version}"
         )
         ctx = SearchContext(
-            problem=problem,
-            task=task,
-            config=config,
-            tree=tree,
-            caller=caller,
-            generator=generator,
-            evaluator=evaluator,
-            rng=random.Random(config.seed),
-            observer=self.observer,
+            problem, task, config, tree, caller, generator, evaluator, random.Random(config.seed)
         )
+        ctx.observer = self.observer
         with observe.solving(ctx):
             await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
-        solutions = collect_solutions(tree, task, problem)
         stats = caller.counters
-        stats.samples_saved = evaluator.samples_saved
-        stats.duplicates_merged = generator.duplicates_merged
-        stats.invalid_pruned = generator.invalid_pruned
-        stats.proposals_reused = generator.proposals_reused
         stats.nodes = len(tree)
         stats.depth_reached = max(node.depth for node in tree.nodes)
         stats.usage = caller.usage()
         stats.wall_time_s = time.perf_counter() - started
         stats.budget_exhausted = caller.exhausted
-        return ToTResult(
-            problem=problem,
-            task=task.name,
-            solutions=solutions,
-            best=solutions[0] if solutions else best_so_far(tree, task, problem),
-            tree=tree,
-            stats=stats,
-            config=config,
-        )
+        return ToTResult.of(tree, task, problem, stats, config)
 
-    def solve_sync(self, problem: str, task: Task | None = None) -> ToTResult:
-        """``solve`` for sync code. Ctrl-C cancels the calls in flight and returns at once.
-
-        Under a running event loop it works but blocks that loop (and warns);
-        use ``await engine.solve(...)`` there.
-        """
+    def solve_sync(self, problem: ToTInput, task: Task | None = None) -> ToTResult:
+        """``solve`` for sync code (Ctrl-C cancels the calls in flight); under a running
+        loop it blocks that loop, and warns."""
         return run_sync(self.solve(problem, task))
-
-    async def _ainvoke_input(self, value: ToTInput) -> ToTResult:
-        return await self.solve(_problem_of(value))
-
-    def _invoke_input(self, value: ToTInput) -> ToTResult:
-        return run_sync(self.solve(_problem_of(value)))
 
     def invoke(
         self, input: ToTInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> ToTResult:
-        return self._call_with_config(self._invoke_input, input, config, run_type="chain")
+        return self._call_with_config(self.solve_sync, input, config, run_type="chain")
 
     async def ainvoke(
         self, input: ToTInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> ToTResult:
-        return await self._acall_with_config(self._ainvoke_input, input, config, run_type="chain")
+        return await self._acall_with_config(self.solve, input, config, run_type="chain")

@@ -1,4 +1,13 @@
-"""``StateEvaluator``: values (or votes) for a whole level, asked all at once."""
+"""``StateEvaluator``: values (or votes) for a whole level, asked all at once.
+
+Adaptive sampling stops asking when more value samples cannot change a greedy beam.
+A state's final value (the mean of up to ``n`` samples) lies in an interval, from
+all further samples scoring the task's lowest to all scoring its highest. A state
+whose interval puts it in the beam whatever the others score is surely in; one that
+``beam`` states surely outrank is surely out. Once every state is one or the other,
+and the best is known to be final or not (the search stops on a final best), more
+samples change nothing. Ties rank by creation order, as the selection's sort does.
+"""
 
 from __future__ import annotations
 
@@ -7,41 +16,22 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pygent_lc.tot.caller import (
-    CallFailure,
-    LLMCaller,
-    SampledOutputs,
-    gather_or_cancel,
-    sample_prompt,
-)
-from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.node import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import BatchValueTask, Task
-from pygent_lc.tot.value_store import MemoryValueStore, StoredValue, ValueStore
-
-# Adaptive sampling: when more value samples cannot change a greedy beam, stop
-# asking. A state's final value (the mean of up to ``n`` samples) lies in an
-# interval, from all further samples scoring the task's lowest to all scoring its
-# highest. A state whose interval puts it in the beam whatever the others score is
-# surely in; one that at least ``beam`` states surely outrank is surely out. Once
-# every state is one or the other, and the best is known to be final or not (the
-# search stops on a final best), further samples change nothing. Ties rank by
-# creation order, as the selection's stable sort does.
+from pygent_lc.tot.caller import CallFailure, SampledOutputs, Stage, gather_or_cancel
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree
+from pygent_lc.tot.tasks.base import BatchValueTask
+from pygent_lc.tot.value_store import StoredValue
 
 
 @dataclass(frozen=True)
 class Candidate:
     """One state of a level as the beam sees it."""
 
-    order: int
-    """Creation order: breaks ties, earlier first."""
+    order: int  # creation order: breaks ties, earlier first
     low: float
     high: float
     final: bool
-    open: bool
-    """More samples may still be asked for it."""
-    valued: bool = True
-    """It has a value already (at least one sample, or a static value)."""
+    open: bool  # more samples may still be asked for it
+    valued: bool = True  # at least one sample, or a static value
 
 
 def value_interval(
@@ -60,7 +50,6 @@ def value_interval(
 
 
 def _may_outrank(a: Candidate, b: Candidate) -> bool:
-    """``a`` can end above ``b`` in the stable, descending sort."""
     return a.high > b.low or (a.high == b.low and a.order < b.order)
 
 
@@ -105,57 +94,37 @@ class _Pending:
     steps: list[str]
     key: str
     scores: list[float] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    """Completions asked in this search (stored scores come without them)."""
+    outputs: list[str] = field(default_factory=list)  # asked now (stored scores have none)
     errors: list[CallFailure] = field(default_factory=list)
     settled: bool = False
-    stopped: bool = False
-    """A sample was refused (a budget is spent): no more are asked in this search."""
+    stopped: bool = False  # a sample was refused (a budget is spent): ask no more
 
     @property
     def asked(self) -> int:
         return len(self.outputs) + len(self.errors)
 
 
-class StateEvaluator:
-    """Scores new states so the search can rank them.
+@dataclass(eq=False)
+class StateEvaluator(Stage):
+    """Scores new states: up to ``n_evaluate_sample`` value samples each (kept in the
+    value cache by state key; with ``adaptive_sampling`` asked in rounds until they
+    agree or, with a greedy ``beam``, cannot change it), or the share of the votes of
+    one prompt showing all candidates. ``static_value`` states cost no call."""
 
-    ``value``: up to ``n_evaluate_sample`` value samples a state, combined by the
-    task, kept in the value cache by state key (a state met again costs nothing);
-    with ``adaptive_sampling``, asked in rounds until the samples agree or (greedy
-    BFS) cannot change the beam. ``vote``: one prompt shows all the candidates, and
-    a state's value is its share of the votes. ``static_value`` states cost no call.
-    """
+    skipped: set[int] = field(default_factory=set, init=False)
+    """States left unvalued: no sample could change the beam."""
+    votes: dict[str, SampledOutputs] = field(default_factory=dict, init=False)
+    """Complete votes by prompt: an identical vote prompt is asked once."""
 
-    def __init__(
-        self,
-        task: Task,
-        config: ToTConfig,
-        caller: LLMCaller,
-        *,
-        store: ValueStore | None = None,
-        namespace: str = "",
-        beam: int | None = None,
-    ) -> None:
-        self.task = task
-        self.config = config
-        self.caller = caller
-        self.store: ValueStore = store if store is not None else MemoryValueStore()
-        self.namespace = namespace
-        self.beam = beam
-        """Greedy BFS beam width: enables stopping once the beam is decided."""
-        self.samples_saved = 0
-        self.skipped: set[int] = set()
-        """Ids of states left unvalued because no sample could change the beam."""
-        self._votes: dict[str, SampledOutputs] = {}
-        """Complete vote results by prompt: an identical vote prompt is asked once a search."""
+    @property
+    def beam(self) -> int | None:
+        """The greedy BFS beam adaptive sampling watches, if any."""
+        greedy_bfs = self.config.search_method == "bfs" and self.config.selection == "greedy"
+        return self.config.n_select_sample if greedy_bfs else None
 
     async def evaluate(self, tree: ThoughtTree, problem: str, nodes: Sequence[ThoughtNode]) -> None:
-        """Set ``value``, ``scores``, ``final`` and ``correct`` on ``nodes``.
-
-        With a beam set, a state may be left without a value (``value`` None)
-        when no sample of it could change which states the beam keeps.
-        """
+        """Set ``value``, ``scores``, ``final`` and ``correct`` on ``nodes`` (with a beam,
+        ``value`` stays None where no sample could change which states it keeps)."""
         pending: list[_Pending] = []
         fixed: list[ThoughtNode] = []
         for node in nodes:
@@ -167,8 +136,7 @@ class StateEvaluator:
             if node.value is not None:
                 fixed.append(node)
             else:
-                key = f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"
-                pending.append(_Pending(node, steps, key))
+                pending.append(_Pending(node, steps, self.key(problem, steps)))
         if len(pending) == 1 and self.config.evaluation_method == "vote":
             pending[0].node.value = 1.0  # a vote with one candidate is decided before it is asked
         elif pending and self.config.evaluation_method == "vote":
@@ -190,7 +158,7 @@ class StateEvaluator:
         while wanted := self._wanted(problem, pending, fixed):
             # Where the model answers n samples in one request (or may: the first
             # request finds out), one request asks them all: rounds of one save nothing.
-            rounds = self.config.adaptive_sampling and not self.caller.n_support.worth_asking
+            rounds = self.config.adaptive_sampling and self.caller.n_support.honoured is False
             asks: list[tuple[str, list[_Pending], Callable[[str], list[float]]]]
             if self.config.value_batch and isinstance(task, BatchValueTask):
                 # Siblings (one parent's new states) share one prompt per sample.
@@ -234,7 +202,8 @@ class StateEvaluator:
         self, problem: str, pending: list[_Pending], fixed: list[ThoughtNode]
     ) -> list[_Pending]:
         open_items = [item for item in pending if self._open(item)]
-        if not open_items or not self.config.adaptive_sampling or self.beam is None:
+        beam = self.beam
+        if not open_items or not self.config.adaptive_sampling or beam is None:
             return open_items
         n = self.config.n_evaluate_sample
         value_range = self.task.value_range
@@ -258,20 +227,15 @@ class StateEvaluator:
             or not self.task.can_expand(problem, item.steps)
             for item in pending
         )
-        chosen = set(to_sample(candidates, self.beam, need_top=last))
+        chosen = set(to_sample(candidates, beam, need_top=last))
         return [item for item in open_items if item.node.id in chosen]
 
     async def _ask(
         self, prompt: str, items: list[_Pending], count: int, parse: Callable[[str], list[float]]
     ) -> None:
         """``count`` samples of ``prompt``, which values ``items`` (one score each per output)."""
-        result = await sample_prompt(
-            self.caller,
-            prompt,
-            count,
-            kind="evaluation",
-            temperature=self.config.evaluation_temperature,
-            fill=not self.config.adaptive_sampling,
+        result = await self.caller.samples(
+            prompt, count, "evaluation", fill=not self.config.adaptive_sampling
         )
         for output in result.outputs:
             for item, score in zip(items, parse(output), strict=True):
@@ -297,34 +261,28 @@ class StateEvaluator:
         node.error = _describe(item.errors, item.asked)
         if not item.scores:
             if not item.stopped and not item.errors:
-                self.samples_saved += self.config.n_evaluate_sample
+                self.counters.samples_saved += self.config.n_evaluate_sample
                 self.skipped.add(node.id)
             return
         node.scores = list(item.scores)
         node.value = self.task.aggregate_values(node.scores)
         if item.asked == 0:
-            self.caller.counters.cache_hits += 1  # scores came from the store
+            self.counters.cache_hits += 1  # scores came from the store
             return
         if not item.stopped:
-            self.samples_saved += max(self._remaining(item), 0)
+            self.counters.samples_saved += max(self._remaining(item), 0)
         self.store.put(item.key, StoredValue(tuple(item.scores), settled=item.settled))
 
     async def _vote(self, problem: str, pending: list[_Pending]) -> None:
         prompt = self.task.vote_prompt(problem, [item.steps for item in pending])
-        result = self._votes.get(prompt)
+        result = self.votes.get(prompt)
         hit = result is not None
         if result is None:
-            result = await sample_prompt(
-                self.caller,
-                prompt,
-                self.config.n_evaluate_sample,
-                kind="evaluation",
-                temperature=self.config.evaluation_temperature,
-            )
+            result = await self.caller.samples(prompt, self.config.n_evaluate_sample, "evaluation")
             if result.complete:
-                self._votes[prompt] = result
+                self.votes[prompt] = result
         else:
-            self.caller.counters.cache_hits += 1
+            self.counters.cache_hits += 1
         error = _describe(result.errors, len(result.errors) + len(result.outputs) + result.refused)
         choices = [self.task.parse_vote(output, len(pending)) for output in result.outputs]
         for index, item in enumerate(pending):

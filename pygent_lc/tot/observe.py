@@ -1,10 +1,8 @@
 """Where an observer may watch a search: the solve and each level.
 
-Two kinds: the process-wide one :func:`set_observer` installs (telemetry),
-and one search's own (``ToTEngine(observer=...)``, ``SearchContext.observer``:
-a progress display), entered in that order. An observer reads what it reports
-(nodes, values, counters) from the :class:`~pygent_lc.tot.search.SearchContext`;
-this module needs only its ``observer`` (the search imports this module).
+Two kinds, entered in this order: the process-wide one :func:`set_observer` installs
+(telemetry), and one search's own (``ToTEngine(observer=...)``: a progress display).
+An observer reads what it reports from the :class:`~pygent_lc.tot.search.SearchContext`.
 """
 
 from __future__ import annotations
@@ -25,8 +23,6 @@ class SearchObserver(Protocol):
 
 
 class SearchContext(Protocol):
-    """What this module reads of a search: its own observer."""
-
     observer: SearchObserver | None
 
 

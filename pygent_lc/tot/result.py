@@ -1,4 +1,5 @@
-"""What a search returns: solutions, the best path, the whole tree, and its cost."""
+"""What a search returns: the tree of every state it made, its solutions and best path,
+its cost, and the tree drawn for people (Mermaid)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,135 @@ from pydantic import BaseModel, Field
 
 from pygent_lc.backend import UsageTotals
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.export import tree_to_json, tree_to_mermaid
-from pygent_lc.tot.node import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import Task
 
 
+class ThoughtNode(BaseModel):
+    """One state: the thought that led to it (the root, id 0: the problem; a state is
+    the path of thoughts from the root) and what became of it."""
+
+    id: int
+    parent: int | None
+    depth: int
+    text: str
+    scores: list[float] = Field(default_factory=list)  # per sample (votes: 1.0 for one won)
+    value: float | None = None  # what the search ranks by; None: never evaluated
+    selected: bool = False  # kept in the BFS beam, or visited by DFS
+    pruned: bool = False  # not kept in the beam, or valued below the DFS threshold
+    final: bool = False  # the task says this state is a complete answer
+    correct: bool | None = None  # the task's checker on a final state; None: it has none
+    cached: bool = False  # its value came from the value cache or an identical vote
+    duplicates: int = 0  # identical thoughts of the level merged into this node
+    error: str | None = None  # why a call for it failed (generation errors: on the parent)
+    children: list[int] = Field(default_factory=list)
+
+
+class ThoughtTree(BaseModel):
+    """All nodes of one search, indexed by ``id``."""
+
+    nodes: list[ThoughtNode] = Field(default_factory=list)
+
+    @classmethod
+    def with_root(cls, problem: str) -> ThoughtTree:
+        tree = cls()
+        tree.nodes.append(ThoughtNode(id=0, parent=None, depth=0, text=problem))
+        return tree
+
+    @property
+    def root(self) -> ThoughtNode:
+        return self.nodes[0]
+
+    def add_child(self, parent: ThoughtNode, text: str) -> ThoughtNode:
+        node = ThoughtNode(id=len(self.nodes), parent=parent.id, depth=parent.depth + 1, text=text)
+        self.nodes.append(node)
+        parent.children.append(node.id)
+        return node
+
+    def get(self, node_id: int) -> ThoughtNode:
+        return self.nodes[node_id]
+
+    def path(self, node: ThoughtNode) -> list[str]:
+        """The thoughts from the root (excluded) down to ``node``."""
+        return [self.nodes[i].text for i in self.path_ids(node)[1:]]
+
+    def path_ids(self, node: ThoughtNode) -> list[int]:
+        """Node ids from the root down to ``node``, both included."""
+        ids = [node.id]
+        while (parent := self.nodes[ids[-1]].parent) is not None:
+            ids.append(parent)
+        return ids[::-1]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+_LABEL_LIMIT = 60
+# Characters Mermaid would read as syntax inside a quoted label, as entity codes.
+_MERMAID_ESCAPES = {'"': "#quot;", "<": "#lt;", ">": "#gt;"} | {
+    ch: f"#{ord(ch)};" for ch in "#`[]{}|"
+}
+
+
+def _label(node: ThoughtNode) -> str:
+    text = " ".join(node.text.split())
+    if len(text) > _LABEL_LIMIT:
+        text = text[: _LABEL_LIMIT - 1] + "…"
+    text = "".join(_MERMAID_ESCAPES.get(ch, ch) for ch in text)
+    notes = []
+    if node.value is not None:
+        notes.append(f"v={node.value:.3g}")
+    if node.error is not None:
+        notes.append("error")
+    suffix = f" ({', '.join(notes)})" if notes else ""
+    return text + suffix
+
+
+def node_kind(node: ThoughtNode) -> str | None:
+    """How a drawing should mark the node: error, solution, selected, pruned, or nothing."""
+    if node.error is not None:
+        return "error"
+    if node.final and node.correct is not False and node.selected:
+        return "solution"
+    if node.selected:
+        return "selected"
+    if node.pruned:
+        return "pruned"
+    return None
+
+
+def tree_to_mermaid(tree: ThoughtTree, *, highlight: list[int] | None = None) -> str:
+    """A ``flowchart TD`` of the tree; ``highlight`` (node ids) draws a path in bold."""
+    on_path = set(highlight or [])
+    lines = ["flowchart TD"]
+    for node in tree.nodes:
+        lines.append(f'    n{node.id}["{_label(node)}"]')
+    for node in tree.nodes:
+        if node.parent is not None:
+            arrow = "==>" if node.id in on_path and node.parent in on_path else "-->"
+            lines.append(f"    n{node.parent} {arrow} n{node.id}")
+    lines += [
+        "    classDef selected fill:#dbeafe,stroke:#1d4ed8",
+        "    classDef solution fill:#dcfce7,stroke:#15803d,stroke-width:2px",
+        "    classDef pruned fill:#f3f4f6,stroke:#9ca3af,color:#6b7280",
+        "    classDef error fill:#fee2e2,stroke:#b91c1c",
+    ]
+    for node in tree.nodes:
+        css = node_kind(node)
+        if css is not None:
+            lines.append(f"    class n{node.id} {css}")
+    return "\n".join(lines) + "\n"
+
+
 class ToTPath(BaseModel):
-    """One state as an answer: its text and the thoughts that led to it."""
+    """One state as an answer: the task's answer text (Game of 24: the expression) and
+    the thoughts from the problem down to it."""
 
     node_id: int
     text: str
-    """The task's answer text for the state (e.g. the Game-of-24 expression)."""
     path: list[str]
-    """The thoughts from the problem down to the state."""
     value: float | None
     final: bool
-    correct: bool | None
-    """The task checker's verdict; ``None`` when the task has no checker."""
+    correct: bool | None  # the task checker's verdict; None: the task has no checker
 
     @classmethod
     def of(cls, node: ThoughtNode, tree: ThoughtTree, task: Task, problem: str) -> ToTPath:
@@ -40,34 +153,23 @@ class ToTPath(BaseModel):
 class ToTStats(BaseModel):
     """The cost of one search."""
 
-    llm_calls: int = 0
-    """Calls the search sent to the backend (failed ones included)."""
+    llm_calls: int = 0  # calls sent to the backend, failed ones included
     generation_calls: int = 0
     evaluation_calls: int = 0
     failed_calls: int = 0
-    cache_hits: int = 0
-    """States valued from the value cache (this or an earlier search) without a call,
-    and votes answered by an identical vote prompt."""
-    samples_saved: int = 0
-    """Value samples not asked because the state's samples agreed, or because no
-    further sample could change the beam (adaptive sampling)."""
+    cache_hits: int = 0  # states valued from the value cache, votes from an identical one
+    samples_saved: int = 0  # value samples adaptive sampling did not ask
     duplicates_merged: int = 0
-    invalid_pruned: int = 0
-    """Proposed thoughts the task rejected by program (``check_step``) before any value call."""
-    proposals_reused: int = 0
-    """States whose next steps came from the value cache (found by an earlier
-    expansion of the same state: ``ToTConfig.reuse_proposals``) without a call."""
+    invalid_pruned: int = 0  # proposed thoughts the task's check_step rejected
+    proposals_reused: int = 0  # states whose next steps came from the value cache
     nodes: int = 0
     depth_reached: int = 0
     peak_in_flight: int = 0
+    # What the backend reported for the search's calls, or None; its calls count
+    # requests, so a call retried or passed to a fallback counts more than once there.
     usage: UsageTotals | None = None
-    """What the backend reported for the search's calls (requests, failures, tokens,
-    cached tokens, cost after the prompt-cache discount, the discount), or ``None``
-    when the backend does not report usage. Its ``calls`` count requests, so a call
-    the backend retried or passed to a fallback counts more than once there."""
     wall_time_s: float = 0.0
-    budget_exhausted: str | None = None
-    """Why the search stopped early on a budget, or ``None``."""
+    budget_exhausted: str | None = None  # why a budget ended the search early
 
 
 class ToTResult(BaseModel):
@@ -75,11 +177,9 @@ class ToTResult(BaseModel):
 
     problem: str
     task: str
+    # Final states the search kept and the checker did not reject: verified first, by value.
     solutions: list[ToTPath] = Field(default_factory=list)
-    """Final states the search kept and the task's checker did not reject,
-    verified ones first, then by value."""
-    best: ToTPath | None = None
-    """The first solution, else the best state found so far (``final`` False)."""
+    best: ToTPath | None = None  # the first solution, else the best state found so far
     tree: ThoughtTree
     stats: ToTStats
     config: ToTConfig
@@ -89,32 +189,38 @@ class ToTResult(BaseModel):
         return bool(self.solutions)
 
     def to_json(self, *, indent: int | None = 2) -> str:
-        """The whole result, tree included, as JSON."""
         return self.model_dump_json(indent=indent)
 
     def tree_json(self, *, indent: int | None = 2) -> str:
-        return tree_to_json(self.tree, indent=indent)
+        return self.tree.model_dump_json(indent=indent)
 
     def to_mermaid(self) -> str:
         """A Mermaid flowchart of the tree with the best path drawn in bold."""
         highlight = self.tree.path_ids(self.tree.get(self.best.node_id)) if self.best else None
         return tree_to_mermaid(self.tree, highlight=highlight)
 
-
-def collect_solutions(tree: ThoughtTree, task: Task, problem: str) -> list[ToTPath]:
-    nodes = [n for n in tree.nodes if n.final and n.selected and n.correct is not False]
-    nodes.sort(key=lambda n: (n.correct is True, n.value or 0.0), reverse=True)
-    return [ToTPath.of(n, tree, task, problem) for n in nodes]
-
-
-def best_so_far(tree: ThoughtTree, task: Task, problem: str) -> ToTPath | None:
-    """The most valued state (deeper wins ties) that the checker has not rejected."""
-    nodes = [
-        n
-        for n in tree.nodes
-        if n.parent is not None and n.value is not None and n.correct is not False
-    ]
-    if not nodes:
-        return None
-    best = max(nodes, key=lambda n: (n.value or 0.0, n.depth))
-    return ToTPath.of(best, tree, task, problem)
+    @classmethod
+    def of(
+        cls, tree: ThoughtTree, task: Task, problem: str, stats: ToTStats, config: ToTConfig
+    ) -> ToTResult:
+        """The result of a search that left ``tree``: without a solution, the best state
+        is the most valued one (deeper wins ties) the checker has not rejected."""
+        kept = [n for n in tree.nodes if n.final and n.selected and n.correct is not False]
+        kept.sort(key=lambda n: (n.correct is True, n.value or 0.0), reverse=True)
+        valued = [
+            n
+            for n in tree.nodes
+            if n.parent is not None and n.value is not None and n.correct is not False
+        ]
+        best = (
+            kept[0] if kept else max(valued, key=lambda n: (n.value or 0.0, n.depth), default=None)
+        )
+        return cls(
+            problem=problem,
+            task=task.name,
+            solutions=[ToTPath.of(n, tree, task, problem) for n in kept],
+            best=None if best is None else ToTPath.of(best, tree, task, problem),
+            tree=tree,
+            stats=stats,
+            config=config,
+        )

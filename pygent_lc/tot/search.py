@@ -1,9 +1,8 @@
 """The two searches over the thought tree: BFS with a beam, DFS with pruning.
 
-Both work level by level: all generations of the states being expanded,
-then all evaluations of their children, each phase as one concurrent batch.
-When every call of a phase fails the provider error is raised; when a budget
-runs out the search stops after the current phase and keeps what it has.
+Both work level by level: all generations of the states being expanded, then all
+evaluations of their children, each phase at once. When every call of a phase fails
+its error is raised; when a budget runs out the search keeps what it has.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from pygent_lc.tot.caller import LLMCaller
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
-from pygent_lc.tot.node import ThoughtNode, ThoughtTree
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import Task, children_checked, has_verifier
 
 
@@ -33,8 +32,7 @@ class SearchContext:
     generator: ThoughtGenerator
     evaluator: StateEvaluator
     rng: random.Random
-    observer: observe.SearchObserver | None = None
-    """This search's own observer (``ToTEngine(observer=...)``), besides the global one."""
+    observer: observe.SearchObserver | None = None  # this search's own, besides the global one
 
     def dead(self, node: ThoughtNode) -> bool:
         """Not an answer and, by the task's rules, nothing can follow it."""
@@ -77,13 +75,11 @@ class SearchContext:
 async def expand_and_evaluate(
     ctx: SearchContext, parents: Sequence[ThoughtNode], *, unvalued: set[int] | None = None
 ) -> list[ThoughtNode]:
-    """Generate the children of ``parents`` together, then evaluate them together.
+    """Generate the children of ``parents``, then evaluate them; the live ones are returned.
 
-    Dead ends (``ctx.dead``) are pruned unvalued: they can neither be an
-    answer nor be proposed from, so a beam slot or a value call on them is
-    wasted. Only the live children are returned. With ``stop_on_verified``,
-    once a child is a verified answer only the verified answers are returned
-    (and valued, by program): the rest of the level is not worth a call.
+    Dead ends are pruned unvalued (a beam slot or a value call on them is wasted). With
+    ``stop_on_verified``, once a child is a verified answer only the verified answers
+    are returned (valued by program): the rest of the level is not worth a call.
     """
     with ctx.caller.phase():
         children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
@@ -143,12 +139,9 @@ def select(
 
 
 async def bfs(ctx: SearchContext) -> None:
-    """Beam search: keep ``n_select_sample`` states per level, up to ``max_depth``.
-
-    Final states in the beam are solutions and are not expanded. The search
-    ends early when the beam is empty, when the best state of a level is a
-    solution the task does not reject, or when a budget is spent.
-    """
+    """Beam search: keep ``n_select_sample`` states per level, up to ``max_depth``; final
+    states in the beam are solutions. It ends early when the beam is empty, when the
+    best state of a level is a solution the task does not reject, or on a budget."""
     frontier = [ctx.tree.root]
     ctx.tree.root.selected = True
     while frontier and ctx.caller.exhausted is None:
@@ -180,11 +173,8 @@ async def bfs(ctx: SearchContext) -> None:
 
 
 async def dfs(ctx: SearchContext) -> None:
-    """Depth-first: best child first, prune below ``value_threshold``, backtrack.
-
-    At most ``n_select_sample`` children of a state are explored; the search
-    stops at the first final state the task does not reject.
-    """
+    """Depth-first: best child first (``n_select_sample`` at most), prune below
+    ``value_threshold``, backtrack; stop at the first final state not rejected."""
     ctx.tree.root.selected = True
     await _dfs_visit(ctx, ctx.tree.root)
 

@@ -1,15 +1,11 @@
 """The value cache: what a search learnt about a state, kept beyond the search.
 
-An entry is either a state's value samples (:class:`StoredValue`) or the next
-steps found from it (:class:`StoredChildren`, ``ToTConfig.reuse_proposals``).
-Keys are built by the engine from the model, the task's prompt version and the
-task's canonical state key, so a store never mixes models or prompts. Stores
-are synchronous and fast (a dict, a local SQLite file, the state store's
-Redis in :mod:`~pygent_lc.tot.shared_values`).
-
-A cache never costs a solve: an entry a store cannot use is ignored (asked
-again) with one warning per store, and the SQLite file moves to memory when it
-fails.
+An entry is a state's value samples (:class:`StoredValue`) or the next steps found
+from it (:class:`StoredChildren`, ``ToTConfig.reuse_proposals``), under keys the
+engine builds from the model, the task's prompt version and the state key. Three
+stores: memory, a SQLite file, the state store's Redis (shared by every process).
+A cache never costs a solve: an unusable entry is asked again (one warning per
+store), and a SQLite file that fails moves to memory.
 """
 
 from __future__ import annotations
@@ -21,19 +17,24 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar, cast, runtime_checkable
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
 from annotated_types import MinLen
 from pydantic import FiniteFloat, TypeAdapter, ValidationError
 
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.limits.script import Arg, MemoryState, Step
+from pygent_lc.limits.shared import shared_store
+from pygent_lc.limits.store import StateStore
 
 logger = logging.getLogger(__name__)
 
 MEMORY = "memory"
-
+NAMESPACE = "tot-values"
+CHILDREN_NAMESPACE = "tot-children"
+MAX_MEMORY_ENTRIES = 100_000
 
 Scores = Annotated[tuple[FiniteFloat, ...], MinLen(1)]
 Thoughts = tuple[Annotated[str, MinLen(1)], ...]
@@ -50,17 +51,16 @@ class StoredValue:
 
 @dataclass(frozen=True)
 class StoredChildren:
-    """The next steps the search kept from a state's proposals (checked by the task's
-    program and leading somewhere), in the order found; empty: nothing came of it."""
+    """The next steps kept from a state's proposals (checked by the task's program and
+    leading somewhere), in the order found; empty: nothing came of it."""
 
     thoughts: Thoughts
 
 
 Entry = TypeVar("Entry", bound=StoredValue | StoredChildren)
 T = TypeVar("T")
-# Entries as JSON (``{"scores": [...], "settled": true}``, ``{"thoughts": [...]}``),
-# read strictly: no strings for numbers, no numbers for flags.
-ROWS: dict[type, TypeAdapter[Any]] = {
+# Entries read strictly: no strings for numbers, no numbers for flags.
+_ROWS: dict[type, TypeAdapter[Any]] = {
     StoredValue: TypeAdapter(StoredValue),
     StoredChildren: TypeAdapter(StoredChildren),
 }
@@ -81,8 +81,8 @@ class ValueStore(Protocol):
 
 @runtime_checkable
 class ChildrenStore(Protocol):
-    """A store that also keeps the next steps found from a state (all of ours do).
-    With a :class:`ValueStore` that is not one, proposals are not reused."""
+    """A store that also keeps next steps (all of ours do); with a :class:`ValueStore`
+    that is not one, proposals are not reused."""
 
     def get_children(self, key: str) -> StoredChildren | None: ...
 
@@ -90,8 +90,7 @@ class ChildrenStore(Protocol):
 
 
 class BaseValueStore(abc.ABC):
-    """Our stores: both kinds of entry over one ``_read``/``_write`` pair, and the
-    one warning about unusable entries."""
+    """Both kinds of entry over one ``_read``/``_write`` pair, and the one warning."""
 
     where = "the value cache"
     _warned = False
@@ -132,10 +131,9 @@ class BaseValueStore(abc.ABC):
 
 
 class MemoryValueStore(BaseValueStore):
-    """A bounded in-process store: the least recently used entries (values and
-    children alike, ``max_entries`` in all) go first."""
+    """In-process, ``max_entries`` in all (values and children): least recently used go."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = MAX_MEMORY_ENTRIES) -> None:
         if max_entries < 1:
             raise ConfigurationError("max_entries must be at least 1", field="value_cache_size")
         self.max_entries = max_entries
@@ -186,29 +184,19 @@ def _from_columns(kind: type[Entry], columns: tuple[Any, ...]) -> Entry | None:
     try:
         if kind is StoredChildren:
             return cast("Entry", StoredChildren(_THOUGHTS.validate_json(columns[0], strict=True)))
-        settled = columns[1]
-        if type(settled) is not int or settled not in (0, 1):
+        if type(columns[1]) is not int or columns[1] not in (0, 1):
             return None
-        return cast(
-            "Entry", StoredValue(_SCORES.validate_json(columns[0], strict=True), settled == 1)
-        )
+        scores = _SCORES.validate_json(columns[0], strict=True)
+        return cast("Entry", StoredValue(scores, columns[1] == 1))
     except ValidationError:
         return None
 
 
-def _to_columns(entry: StoredValue | StoredChildren) -> tuple[Any, ...]:
-    if isinstance(entry, StoredValue):
-        return json.dumps(list(entry.scores)), int(entry.settled)
-    return (json.dumps(list(entry.thoughts)),)
-
-
 class SQLiteValueStore(BaseValueStore):
-    """A store in one SQLite file, for reuse across runs and processes: a connection
-    per thread, WAL mode and a busy timeout, so readers and one writer at a time,
-    from any thread or process, do not fail.
+    """One SQLite file, for reuse across runs and processes: a connection per thread,
+    WAL mode and a busy timeout, so readers and one writer at a time do not fail.
 
-    A file it did not make (other tables, or its tables of another shape) raises
-    ``ConfigurationError`` before anything is written or the journal mode changes.
+    A file it did not make raises ``ConfigurationError`` before anything is written.
     When the file fails later (disk full, permission removed, file deleted, locked
     past ``timeout_s``), one warning is logged and entries are kept in memory.
     """
@@ -310,14 +298,15 @@ class SQLiteValueStore(BaseValueStore):
         return entry
 
     def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
-        row = (key, *_to_columns(entry))
-        places = ", ".join("?" * len(row))
+        if isinstance(entry, StoredValue):
+            row: tuple[Any, ...] = (key, json.dumps(list(entry.scores)), int(entry.settled))
+        else:
+            row = (key, json.dumps(list(entry.thoughts)))
+        sql = f"INSERT OR REPLACE INTO {_TABLES[type(entry)]} VALUES ({', '.join('?' * len(row))})"
 
         def write(connection: sqlite3.Connection) -> None:
             with connection:
-                connection.execute(
-                    f"INSERT OR REPLACE INTO {_TABLES[type(entry)]} VALUES ({places})", row
-                )
+                connection.execute(sql, row)
 
         if isinstance(fallback := self._on_file(write), MemoryValueStore):
             fallback._write(key, entry)
@@ -338,12 +327,89 @@ class SQLiteValueStore(BaseValueStore):
         return int(counted[0])
 
 
-__all__ = [
-    "MEMORY",
-    "ChildrenStore",
-    "MemoryValueStore",
-    "SQLiteValueStore",
-    "StoredChildren",
-    "StoredValue",
-    "ValueStore",
-]
+class _Caches(dict[str, OrderedDict[str, str]]):
+    """The in-process twin of the shared store's hashes: an LRU dict per namespace
+    (:data:`MAX_MEMORY_ENTRIES` each); Redis keeps every entry (bound it with its
+    ``maxmemory`` policy)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheGet(Step[str | None]):
+    lua: ClassVar[str] = "return redis.call('HGET', KEYS[1], ARGV[1])"
+    reads_only: ClassVar[bool] = True
+    namespace: str
+    key: str
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return [f"{prefix}kv:{self.namespace}"], [self.key]
+
+    def decode(self, reply: Any) -> str | None:
+        return None if reply is None else str(reply)
+
+    def local(self, state: MemoryState) -> str | None:
+        entries = state.part(_Caches).get(self.namespace)
+        if entries is None or self.key not in entries:
+            return None
+        entries.move_to_end(self.key)
+        return entries[self.key]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSet(Step[None]):
+    lua: ClassVar[str] = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])"
+    namespace: str
+    key: str
+    value: str
+
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
+        return [f"{prefix}kv:{self.namespace}"], [self.key, self.value]
+
+    def decode(self, reply: Any) -> None:
+        return None
+
+    def local(self, state: MemoryState) -> None:
+        entries = state.part(_Caches).setdefault(self.namespace, OrderedDict())
+        entries[self.key] = self.value
+        entries.move_to_end(self.key)
+        while len(entries) > MAX_MEMORY_ENTRIES:
+            entries.popitem(last=False)
+
+
+class SharedValueStore(BaseValueStore):
+    """Entries as JSON in ``store``'s hashes, one per kind (``close`` leaves ``store``
+    to its owner): with a Redis store, every process reuses what any computed."""
+
+    where = "the shared value cache"
+    _NAMESPACES: ClassVar[dict[type, str]] = {
+        StoredValue: NAMESPACE,
+        StoredChildren: CHILDREN_NAMESPACE,
+    }
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def _read(self, kind: type[Entry], key: str) -> Entry | None:
+        raw = self.store.run(CacheGet(self._NAMESPACES[kind], key))
+        if raw is None:
+            return None
+        try:
+            return cast("Entry", _ROWS[kind].validate_json(raw, strict=True))
+        except ValidationError:
+            self._ignored(kind, key)
+            return None
+
+    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
+        raw = json.dumps(asdict(entry))
+        self.store.run(CacheSet(self._NAMESPACES[type(entry)], key, raw))
+
+
+def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
+    """The store ``ToTConfig.value_cache`` names: ``"memory"``, a SQLite path, a
+    state store URL (``redis://...``: shared by every process using it), or none."""
+    if spec is None:
+        return None
+    if spec == MEMORY:
+        return MemoryValueStore(max_entries)
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        return SharedValueStore(shared_store(spec))
+    return SQLiteValueStore(spec)

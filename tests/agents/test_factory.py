@@ -5,6 +5,8 @@ only its server can tell (the loopback server).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pygent_lc import Settings
@@ -61,6 +63,17 @@ async def test_game24_agent_gets_four_steps_and_local_concurrency() -> None:
     assert isinstance(agent.task, Game24Task)
     assert agent.config.max_depth == Game24Task.STEPS
     assert agent.config.max_concurrency == 2
+
+
+async def test_a_value_cache_the_engine_cannot_open_is_an_agent_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.sqlite").write_text("not a database")
+    factory = AgentFactory(Settings(ollama_model="llama3.2", providers=["ollama"]))
+    with pytest.raises(AgentError, match="value cache") as caught:
+        await factory.create_agent(
+            "reasoning", custom_config={"value_cache": str(tmp_path / "notes.sqlite")}
+        )
+    assert caught.value.field == "value_cache"
+    assert factory.agents == {}
 
 
 # --- the checks of each provider ---------------------------------------------

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.game24_model import scripted_game24_reply
 from pygent_lc.agents import AgentFactory, NoAnswerError, ReasoningAgent
-from pygent_lc.tot import check_24
+from pygent_lc.testing import ScriptedChatModel
+from pygent_lc.tot import Game24Task, ToTConfig, check_24
 from tests.agents.fakes import reasoning_agent, settings_for
 from tests.loopback_server import Fault, LoopbackServer
 
@@ -40,6 +42,18 @@ async def test_process_without_any_answer_raises_no_answer_error() -> None:
     agent = reasoning_agent(max_depth=2, max_llm_calls=1)  # budget ends before any value
     with pytest.raises(NoAnswerError, match="max_llm_calls"):
         await agent.process("What is 2 + 2?")
+
+
+async def test_the_task_s_own_depth_is_the_agent_s_and_its_progress_line_s() -> None:
+    model = ScriptedChatModel(reply=scripted_game24_reply, provider="fake")
+    agent = ReasoningAgent(model, task=Game24Task())  # no max_depth: the task's 4 steps
+    lines: list[str] = []
+    result = await agent.solve("4 9 10 13", on_progress=lambda p: lines.append(p.line()))
+    assert result.solved
+    assert agent.config.max_depth == Game24Task.STEPS
+    assert "level 4/4" in lines[-1]
+    set_by_the_caller = ReasoningAgent(model, config=ToTConfig(max_depth=2), task=Game24Task())
+    assert set_by_the_caller.config.max_depth == 2
 
 
 def test_solve_sync_works_without_a_loop() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from pygent_lc import Settings
-from pygent_lc.cli.doctor import diagnose, first_configured
+from pygent_lc.cli.commands import diagnose, first_configured
 from tests.agents.fakes import KEY, game24_responder, settings_for
 from tests.helpers import closed_port
 from tests.loopback_server import LoopbackServer

@@ -1,4 +1,4 @@
-"""``pygent_lc.cli.status``: status lines that tick while nothing happens, erased on close."""
+"""``pygent_lc.cli.output``: status lines that tick while nothing happens, erased on close."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 import re
 
 from pygent_lc.agents import SolveProgress
-from pygent_lc.cli.status import ProgressLine, StatusLine
+from pygent_lc.cli.output import ProgressLine, StatusLine
 
 ERASE = "\r\x1b[2K"
 

@@ -39,7 +39,7 @@ def make_store(kind: str, request: pytest.FixtureRequest) -> Iterator[StoreFacto
         from pygent_lc.limits.redis_store import RedisStore
 
         url = request.getfixturevalue("redis_url")
-        store = RedisStore(url, prefix=prefix, **options)  # type: ignore[arg-type]
+        store = RedisStore(url, prefix=prefix, **options)
         made.append(store)
         return store
 

@@ -25,7 +25,7 @@ from pygent_lc.limits import (
 )
 from pygent_lc.limits.breaker import CircuitBreaker, ReadStatus
 from pygent_lc.limits.budget import DEFAULT_BUDGET_LEASE_S, ReadBudget
-from pygent_lc.tot.shared_values import CacheGet, CacheSet
+from pygent_lc.tot.value_store import CacheGet, CacheSet
 
 
 def _budget_answer(start: CallStart) -> BudgetReservation | BudgetRefusal:

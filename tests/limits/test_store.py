@@ -36,8 +36,7 @@ from pygent_lc.limits import (
 from pygent_lc.limits.breaker import ERROR_SUMMARY_CHARS, CircuitBreaker
 from pygent_lc.limits.rate import MIN_RATE_WAIT_S
 from pygent_lc.limits.usage import LATENCY_SAMPLES, percentile
-from pygent_lc.tot.shared_values import SharedValueStore
-from pygent_lc.tot.value_store import StoredValue, ValueStore
+from pygent_lc.tot.value_store import SharedValueStore, StoredValue, ValueStore
 from tests.limits.state_helpers import START, FakeClock, StoreFactory, most_in_window
 from tests.limits.steps import (
     abreaker_admit,

@@ -11,7 +11,6 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pygent_lc import LangChainBackend
 from pygent_lc.chain import with_provider_policy
 from pygent_lc.fallbacks import ProviderChain
-from pygent_lc.telemetry import names
 from pygent_lc.tot import ToTConfig, ToTEngine
 from tests.telemetry.recording import Telemetry, everything_recorded
 from tests.tot.conftest import ladder_reply
@@ -59,29 +58,29 @@ async def test_tot_solve_has_a_span_per_level(otel: Telemetry) -> None:
     result = await ToTEngine(config, LangChainBackend(chain)).solve("What is the answer?")
     assert result.solved
 
-    (solve,) = otel.spans(names.TOT_SOLVE)
-    assert solve.attributes[names.TOT_TASK] == "generic"
-    assert solve.attributes[names.TOT_LLM_CALLS] == result.stats.llm_calls
-    assert solve.attributes[names.TOT_NODES] == result.stats.nodes == 16
-    assert solve.attributes[names.TOT_SOLVED] is True
-    levels = sorted(otel.spans(names.TOT_LEVEL), key=lambda s: s.attributes[names.TOT_DEPTH])
-    assert [s.attributes[names.TOT_DEPTH] for s in levels] == [1, 2, 3]
+    (solve,) = otel.spans("tot.solve")
+    assert solve.attributes["tot.task"] == "generic"
+    assert solve.attributes["tot.llm_calls"] == result.stats.llm_calls
+    assert solve.attributes["tot.nodes"] == result.stats.nodes == 16
+    assert solve.attributes["tot.solved"] is True
+    levels = sorted(otel.spans("tot.level"), key=lambda s: s.attributes["tot.depth"])
+    assert [s.attributes["tot.depth"] for s in levels] == [1, 2, 3]
     assert all(s.parent.span_id == solve.context.span_id for s in levels)
-    assert [s.attributes[names.TOT_GENERATED] for s in levels] == [3, 6, 6]
-    assert [s.attributes[names.TOT_VALUED] for s in levels] == [3, 6, 6]
-    assert [s.attributes[names.TOT_KEPT] for s in levels] == [2, 2, 2]
-    assert [s.attributes[names.TOT_EXPANDED] for s in levels] == [1, 2, 2]
-    assert sum(s.attributes[names.TOT_LLM_CALLS] for s in levels) == result.stats.llm_calls
-    assert sum(s.attributes[names.TOT_CACHE_HITS] for s in levels) == result.stats.cache_hits
+    assert [s.attributes["tot.states.generated"] for s in levels] == [3, 6, 6]
+    assert [s.attributes["tot.states.valued"] for s in levels] == [3, 6, 6]
+    assert [s.attributes["tot.states.kept"] for s in levels] == [2, 2, 2]
+    assert [s.attributes["tot.states.expanded"] for s in levels] == [1, 2, 2]
+    assert sum(s.attributes["tot.llm_calls"] for s in levels) == result.stats.llm_calls
+    assert sum(s.attributes["tot.cache_hits"] for s in levels) == result.stats.cache_hits
 
     # every call's spans sit under its level: chain span, then the chat attempt
-    level_ids = {s.context.span_id: s.attributes[names.TOT_DEPTH] for s in levels}
-    chains = otel.spans(names.CHAIN_SPAN)
+    level_ids = {s.context.span_id: s.attributes["tot.depth"] for s in levels}
+    chains = otel.spans("pygent.chain")
     assert len(chains) == result.stats.llm_calls
     assert all(c.parent.span_id in level_ids for c in chains)
     chats = otel.chats()
     assert len(chats) == result.stats.llm_calls
     chain_ids = {c.context.span_id for c in chains}
     assert all(c.parent.span_id in chain_ids for c in chats)
-    assert all(c.attributes[names.USAGE_OUTPUT_TOKENS] == 5 for c in chats)
+    assert all(c.attributes["gen_ai.usage.output_tokens"] == 5 for c in chats)
     assert "What is the answer?" not in everything_recorded(otel.spans())

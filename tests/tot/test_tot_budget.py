@@ -164,10 +164,10 @@ async def test_a_request_for_n_samples_holds_n_completions_of_max_cost_usd():
     backend = Bounded(honours_n=True, cost_per_call=0.001)
     caller = LLMCaller(backend, _config(max_cost_usd=0.01))
     with pytest.raises(BudgetExhausted, match="max_cost_usd"):
-        await caller.call_samples("value?", 3, kind="evaluation", temperature=0.7)
+        await caller.call_samples("value?", 3, "evaluation")
     assert backend.calls == 0
     fresh = LLMCaller(backend, _config(max_cost_usd=0.01))
-    assert len(await fresh.call_samples("value?", 2, kind="evaluation", temperature=0.7)) == 2
+    assert len(await fresh.call_samples("value?", 2, "evaluation")) == 2
     assert backend.calls == fresh.counters.llm_calls == 1
 
 

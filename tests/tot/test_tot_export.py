@@ -6,7 +6,7 @@ import json
 
 from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import ThoughtTree, ToTConfig, ToTEngine, ToTResult
-from pygent_lc.tot.export import tree_to_mermaid
+from pygent_lc.tot.result import tree_to_mermaid
 from tests.tot.conftest import Reply
 
 

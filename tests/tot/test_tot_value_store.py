@@ -18,7 +18,6 @@ from pygent_lc.agents.progress import ProgressBackend, SolveProgress
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import Game24Task, GenericTask, ToTConfig, ToTEngine
-from pygent_lc.tot.shared_values import open_value_store
 from pygent_lc.tot.value_store import (
     ChildrenStore,
     MemoryValueStore,
@@ -26,6 +25,7 @@ from pygent_lc.tot.value_store import (
     StoredChildren,
     StoredValue,
     ValueStore,
+    open_value_store,
 )
 from tests.helpers import ROOT
 from tests.limits.steps import cache_set
@@ -219,7 +219,7 @@ async def test_an_engine_store_can_be_shared_explicitly():
 @pytest.mark.live_local
 async def test_a_redis_value_cache_is_shared_by_engines_of_any_process(redis_url: str) -> None:
     from pygent_lc.limits import shared_store
-    from pygent_lc.tot.shared_values import SharedValueStore
+    from pygent_lc.tot.value_store import SharedValueStore
 
     shared_store(redis_url).clear()
     assert isinstance(open_value_store(redis_url, 10), SharedValueStore)
@@ -371,7 +371,7 @@ def test_shared_store_keeps_children_and_ignores_unusable_ones(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from pygent_lc.limits import MemoryStore
-    from pygent_lc.tot.shared_values import CHILDREN_NAMESPACE, SharedValueStore
+    from pygent_lc.tot.value_store import CHILDREN_NAMESPACE, SharedValueStore
 
     state = MemoryStore()
     shared = SharedValueStore(state)
@@ -394,7 +394,7 @@ def test_shared_store_ignores_unusable_values_with_one_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from pygent_lc.limits import MemoryStore
-    from pygent_lc.tot.shared_values import NAMESPACE, SharedValueStore
+    from pygent_lc.tot.value_store import NAMESPACE, SharedValueStore
 
     state = MemoryStore()
     shared = SharedValueStore(state)

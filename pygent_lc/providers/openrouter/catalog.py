@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderError, PygentError
-from pygent_lc.providers.error_mapping import map_exception
+from pygent_lc.providers.error_mapping import holds_secret, map_exception
 from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line, timed
 from pygent_lc.settings import Settings
 
@@ -30,15 +30,14 @@ class ModelInfo:
     completion_price: float
     request_price: float
     supported_parameters: tuple[str, ...]
-    max_completion_tokens: int | None = None
-    """The most tokens one reply may have (``top_provider.max_completion_tokens``)."""
+    max_completion_tokens: int | None = None  # the most one reply may have
 
     @property
     def is_free(self) -> bool:
         return self.id.endswith(":free") or (self.prompt_price == 0 and self.completion_price == 0)
 
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float:
-        """USD for a call of that size at list prices."""
+        """USD at list prices."""
         return (
             self.request_price
             + input_tokens * self.prompt_price / PER_MILLION
@@ -138,8 +137,7 @@ def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
 
 
 def check_openrouter_model(settings: Settings, check_model: bool = True) -> None:
-    """:func:`find_openrouter_model` of the configured model, when ``check_model``
-    (it costs a catalog request)."""
+    """:func:`find_openrouter_model` of the configured model, when ``check_model``."""
     if check_model:
         find_openrouter_model(settings)
 
@@ -195,33 +193,36 @@ def openrouter_listing(
 def _get(
     settings: Settings, path: str, *, auth: bool, params: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    openrouter = settings.openrouter
-    headers = {}
-    if auth:
-        if openrouter.api_key is None:
-            raise ConfigurationError(
-                "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
-            )
-        headers["Authorization"] = f"Bearer {openrouter.api_key.get_secret_value()}"
+    """``GET path`` as JSON; no local variable holds the key (tracebacks may record
+    them), and the raw error, whose request holds it, is chained only without it."""
+    key = settings.openrouter.api_key
+    if auth and key is None:
+        raise ConfigurationError(
+            "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
+        )
     try:
         response = httpx.get(
-            f"{openrouter.base_url}{path}",
-            headers=headers,
+            f"{settings.openrouter.base_url}{path}",
+            headers={"Authorization": f"Bearer {key.get_secret_value()}"} if auth and key else {},
             params=params,
             timeout=min(settings.request_timeout, 30.0),
         )
         response.raise_for_status()
         body = response.json()
     except (httpx.HTTPError, ValueError) as exc:
-        mapped = map_exception(exc, provider="openrouter", model=None)
-        raise (mapped or ProviderError(str(exc), provider="openrouter")) from exc
-    if not isinstance(body, dict):
-        raise ProviderError(f"unexpected reply from {path}", provider="openrouter")
-    return body
+        failure = map_exception(exc, provider="openrouter", model=None)
+        failure = failure or ProviderError(str(exc), provider="openrouter")
+        failure.__cause__ = None if key and holds_secret(exc, [key.get_secret_value()]) else exc
+    else:
+        if isinstance(body, dict):
+            return body
+        failure = ProviderError(f"unexpected reply from {path}", provider="openrouter")
+    raise failure
 
 
 def _model_info(entry: dict[str, Any]) -> ModelInfo:
     pricing = entry.get("pricing") or {}
+    most = (entry.get("top_provider") or {}).get("max_completion_tokens")
     return ModelInfo(
         id=str(entry["id"]),
         context_length=entry.get("context_length"),
@@ -229,9 +230,7 @@ def _model_info(entry: dict[str, Any]) -> ModelInfo:
         completion_price=_per_million(pricing.get("completion")),
         request_price=float(pricing.get("request") or 0.0),
         supported_parameters=tuple(entry.get("supported_parameters") or ()),
-        max_completion_tokens=_int_or_none(
-            (entry.get("top_provider") or {}).get("max_completion_tokens")
-        ),
+        max_completion_tokens=most if type(most) is int else None,
     )
 
 
@@ -246,7 +245,3 @@ def _float_or_none(value: object) -> float | None:
         return None if value is None else float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

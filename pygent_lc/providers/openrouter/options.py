@@ -22,17 +22,10 @@ class _Strict(BaseModel):
 class ReasoningConfig(_Strict):
     """The ``reasoning`` object: how much a reasoning model may think, and whether to show it."""
 
-    effort: Literal["xhigh", "high", "medium", "low", "minimal", "none"] | None = None
-    """OpenAI-style effort level (use this or ``max_tokens``, not both)."""
-
-    max_tokens: int | None = Field(default=None, gt=0)
-    """Anthropic-style budget of reasoning tokens (use this or ``effort``)."""
-
-    exclude: bool | None = None
-    """Think, but leave the reasoning text out of the reply."""
-
-    enabled: bool | None = None
-    """Turn reasoning on with the model's defaults."""
+    effort: Literal["xhigh", "high", "medium", "low", "minimal", "none"] | None = None  # OpenAI's
+    max_tokens: int | None = Field(default=None, gt=0)  # Anthropic's: a budget of tokens
+    exclude: bool | None = None  # think, but leave the reasoning text out of the reply
+    enabled: bool | None = None  # reasoning on, with the model's defaults
 
     @model_validator(mode="after")
     def _one_budget(self) -> ReasoningConfig:
@@ -51,36 +44,25 @@ class MaxPrice(_Strict):
 
 
 class ProviderPreferences(_Strict):
-    """The ``provider`` object: which upstream providers may serve, in what order."""
+    """The ``provider`` object: which upstream providers may serve, in what order.
+
+    ``order``, ``only`` and ``ignore`` are provider slugs; ``allow_fallbacks``: others
+    may serve when those in ``order`` cannot (default true); ``require_parameters``:
+    only providers that support every parameter sent; ``data_collection="deny"``:
+    only providers that neither store nor train on prompts; ``zdr``: only
+    zero-data-retention endpoints; ``sort`` instead of OpenRouter's load balancing;
+    ``max_price``: requests fail rather than route above it.
+    """
 
     order: list[str] | None = None
-    """Provider slugs to try first, in order."""
-
     allow_fallbacks: bool | None = None
-    """Whether other providers may serve when those in ``order`` cannot (default true)."""
-
     require_parameters: bool | None = None
-    """Only route to providers that support every parameter sent (e.g. ``response_format``)."""
-
     data_collection: Literal["allow", "deny"] | None = None
-    """``deny``: only providers that do not store or train on prompts."""
-
     zdr: bool | None = None
-    """Only zero-data-retention endpoints."""
-
     only: list[str] | None = None
-    """Provider slugs allowed for this request."""
-
     ignore: list[str] | None = None
-    """Provider slugs never to use."""
-
     quantizations: (
         list[Literal["int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown"]] | None
     ) = None
-    """Quantization levels allowed."""
-
     sort: Literal["price", "throughput", "latency"] | None = None
-    """Sort providers by this instead of OpenRouter's load balancing."""
-
     max_price: MaxPrice | None = None
-    """Price ceiling; requests fail rather than route above it."""

@@ -1,12 +1,9 @@
 """A safe reader of arithmetic answers: ``ast`` parse, four operations, exact fractions.
 
-Model text is never executed: no ``eval``, no ``sympify``, no ``compile``.
-The expression is parsed with :func:`ast.parse` (which only builds a syntax
-tree) and walked by hand; anything but integer literals, ``+ - * /``, unary
-minus and parentheses is rejected before a single number is computed. Powers
-are not arithmetic here, so ``9**9**9**9`` is refused at the walk, not
-computed; literals and intermediate results are bounded, so no answer can
-make the checker slow.
+Model text is never executed (no ``eval``, ``sympify`` or ``compile``): the syntax tree
+is walked by hand and anything but integer literals, ``+ - * /``, unary minus and
+parentheses is refused before a number is computed (``9**9**9**9`` too); literals and
+intermediate results are bounded, so no answer can make the checker slow.
 """
 
 from __future__ import annotations
@@ -72,11 +69,8 @@ def _walk(node: ast.AST, literals: list[int]) -> Fraction:
 
 
 def evaluate_arithmetic(expression: str) -> tuple[Fraction, list[int]]:
-    """The exact value of ``expression`` and the integer literals it uses, in order.
-
-    Raises :class:`UnsafeExpressionError` for anything that is not plain
-    arithmetic; never executes any part of ``expression``.
-    """
+    """The exact value of ``expression`` and its integer literals, in order;
+    :class:`UnsafeExpressionError` for anything that is not plain arithmetic."""
     text = expression.translate(_TRANSLATE).strip()
     if not text:
         raise UnsafeExpressionError("empty expression")
@@ -103,11 +97,8 @@ def parse_numbers(text: str) -> list[int]:
 
 
 def check_24(expression: str, numbers: Sequence[int] | str, *, target: int = 24) -> bool:
-    """Whether ``expression`` uses exactly ``numbers`` (as a multiset) and equals ``target``.
-
-    A trailing ``= 24`` and a leading ``Answer:`` are ignored. Anything that is
-    not plain arithmetic is simply ``False``.
-    """
+    """Whether ``expression`` uses exactly ``numbers`` (a multiset) and equals ``target``;
+    a trailing ``= 24`` and a leading ``Answer:`` are ignored."""
     puzzle = parse_numbers(numbers) if isinstance(numbers, str) else list(numbers)
     text = expression.strip()
     if text.lower().startswith("answer:"):

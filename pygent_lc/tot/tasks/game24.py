@@ -1,8 +1,12 @@
 """Game of 24, as in the Tree of Thoughts paper.
 
-A state is the puzzle plus up to four lines: three steps of the form
-``a op b = c (left: ...)`` and a final ``Answer: <expression> = 24``. The
-answer is verified by :func:`check_24` (``ast`` + fractions, never ``eval``).
+A state is the puzzle plus up to four lines: three steps ``a op b = c (left: ...)``
+and a final ``Answer: <expression> = 24``, checked by :func:`check_24` (never ``eval``).
+The prompts have the shapes of the paper's (Yao et al. 2023, princeton-nlp/
+tree-of-thought-llm, MIT): one-shot propose, few-shot value (sure / likely /
+impossible), few-shot last-step value, chain of thought; the worked examples are our
+own. Each starts with its fixed part, byte-identical on every call, for providers to
+cache (:func:`~pygent_lc.tot.tasks.base.split_template`).
 """
 
 from __future__ import annotations
@@ -20,15 +24,7 @@ from pygent_lc.tot.tasks.arithmetic import (
     evaluate_arithmetic,
     parse_numbers,
 )
-from pygent_lc.tot.tasks.game24_prompts import (
-    COT_PROMPT,
-    PROPOSE_PROMPT,
-    VALUE_BATCH_PROMPT,
-    VALUE_LAST_STEP_PROMPT,
-    VALUE_PROMPT,
-    VOTE_PROMPT,
-)
-from pygent_lc.tot.tasks.prompt import (
+from pygent_lc.tot.tasks.base import (
     SplitPrompt,
     last_line_label,
     parse_vote,
@@ -36,6 +32,126 @@ from pygent_lc.tot.tasks.prompt import (
     split_template,
     unique_lines,
 )
+
+COT_PROMPT = """\
+Use numbers and basic arithmetic operations (+ - * /) to obtain 24. Each step, you are only \
+allowed to choose two of the remaining numbers to obtain a new number.
+Input: 3 5 6 9
+Steps:
+5 + 3 = 8 (left: 6 8 9)
+9 - 6 = 3 (left: 3 8)
+8 * 3 = 24 (left: 24)
+Answer: (5 + 3) * (9 - 6) = 24
+Input: 1 5 6 12
+Steps:
+6 - 5 = 1 (left: 1 1 12)
+1 + 1 = 2 (left: 2 12)
+12 * 2 = 24 (left: 24)
+Answer: 12 * ((6 - 5) + 1) = 24
+Input: 1 2 3 4
+Steps:
+1 + 2 = 3 (left: 3 3 4)
+3 + 3 = 6 (left: 4 6)
+6 * 4 = 24 (left: 24)
+Answer: ((1 + 2) + 3) * 4 = 24
+Input: {input}
+"""
+
+PROPOSE_PROMPT = """\
+Input: 1 5 6 12
+Possible next steps:
+1 + 5 = 6 (left: 6 6 12)
+12 / 6 = 2 (left: 1 2 5)
+5 * 6 = 30 (left: 1 12 30)
+12 - 5 = 7 (left: 1 6 7)
+6 - 1 = 5 (left: 5 5 12)
+12 + 1 = 13 (left: 5 6 13)
+5 - 1 = 4 (left: 4 6 12)
+12 * 1 = 12 (left: 5 6 12)
+Input: {input}
+Possible next steps:
+"""
+
+VALUE_PROMPT = """\
+Evaluate if given numbers can reach 24 (sure/likely/impossible)
+12 12
+12 + 12 = 24
+sure
+2 9
+2 + 9 = 11
+9 - 2 = 7
+2 * 9 = 18
+9 / 2 = 4.5
+impossible
+2 6 6
+2 + 6 + 6 = 14
+(6 - 2) * 6 = 4 * 6 = 24
+sure
+1 4 6
+1 * 4 * 6 = 4 * 6 = 24
+sure
+4 7 9
+4 + 7 + 9 = 20
+9 * 4 - 7 = 36 - 7 = 29
+(9 - 7) * 4 = 2 * 4 = 8
+I cannot obtain 24 now, but numbers are within a reasonable range
+likely
+10 11 13
+10 + 11 + 13 = 34
+(13 - 11) * 10 = 20
+10 11 13 are all too big
+impossible
+1 1 3
+1 + 1 + 3 = 5
+(1 + 1) * 3 = 6
+1 1 3 are all too small
+impossible
+{input}
+"""
+
+# The value prompt's examples, then several states at once: one answer line each.
+VALUE_BATCH_PROMPT = (
+    VALUE_PROMPT[: VALUE_PROMPT.index("{input}")]
+    + """\
+Evaluate each numbered line of numbers below the same way. Answer one line per input, in \
+order, as "N. <numbers>: <a short calculation> <sure/likely/impossible>".
+Inputs:
+{inputs}
+Answers:
+"""
+)
+
+VALUE_LAST_STEP_PROMPT = """\
+Use numbers and basic arithmetic operations (+ - * /) to obtain 24. Given an input and an \
+answer, give a judgement (sure/impossible) if the answer is correct, i.e. it uses each input \
+exactly once and no other numbers, and reach 24.
+Input: 3 5 6 9
+Answer: (5 + 3) * (9 - 6) = 24
+Judge:
+sure
+Input: 1 5 6 12
+Answer: 12 * (6 - 5 + 1) = 24
+Judge:
+sure
+Input: 3 5 6 9
+Answer: (5 + 3) * (9 - 6) + 1 = 25
+Judge:
+impossible
+Input: 1 5 6 12
+Answer: 6 * (5 - 1) = 24
+Judge:
+impossible
+Input: {input}
+Answer: {answer}
+Judge:"""
+
+VOTE_PROMPT = """\
+Use numbers and basic arithmetic operations (+ - * /) to obtain 24. Each choice below is a \
+partial solution. Analyse which one is most likely to reach 24, then end with \
+"The best choice is N".
+Input: {input}
+{choices}
+"""
 
 # The paper's value map, per sample. The paper sums over samples; we take the
 # mean, which ranks states with equal sample counts the same way and stays
@@ -77,12 +193,8 @@ def _canonical_number(token: str) -> str:
 
 
 def _proves_24(output: str, numbers: Sequence[str]) -> bool:
-    """Whether a line of ``output`` writes an expression over exactly ``numbers`` equal to 24.
-
-    The value prompt's examples back a "sure" with such a line
-    (``(6 - 2) * 6 = 4 * 6 = 24``); when the model's line checks out, the
-    state is known to reach 24, whatever other samples would say.
-    """
+    """Whether a line of ``output`` writes an expression over exactly ``numbers`` equal to
+    24, as the value prompt's examples back a "sure" (``(6 - 2) * 6 = 4 * 6 = 24``)."""
     try:
         wanted = sorted(int(n) for n in numbers)
     except ValueError:
@@ -121,11 +233,8 @@ def _parse_step(step: str) -> _Step | None:
 
 
 def step_is_valid(before: Sequence[Fraction], step: str) -> bool:
-    """Whether ``step`` (``a op b = c (left: ...)``) is a legal move from the numbers ``before``.
-
-    Both operands must be available (as a multiset), ``c`` must be ``a op b``
-    exactly, and the left list must be ``before`` without ``a`` and ``b``, with ``c``.
-    """
+    """Whether ``step`` is a legal move from the numbers ``before``: both operands there
+    (a multiset), ``c`` exactly ``a op b``, left: ``before`` less ``a`` and ``b``, plus ``c``."""
     parsed = _parse_step(step)
     if parsed is None:
         return False
@@ -153,10 +262,8 @@ class Game24Task:
     """Combine four numbers with + - * / into 24, one pair per step."""
 
     name = "game24"
-    #: Answers are checked by :func:`check_24` and steps by :func:`step_is_valid`.
-    verifies_answers = True
-    #: Three arithmetic steps and the answer line; use as ``max_depth``.
-    STEPS = 4
+    verifies_answers = True  # answers: check_24; steps: step_is_valid
+    STEPS = 4  # three arithmetic steps and the answer line
     default_depth = STEPS
     value_version = _VALUE_VERSION
     propose_version = _PROPOSE_VERSION
@@ -206,12 +313,9 @@ class Game24Task:
         return lines[0] if lines else None
 
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
-        """Values the rules of the game decide, so no call is spent on them.
-
-        A full answer is checked exactly (``check_24``) instead of asking the
-        model to judge it; one number left is 24 or a dead end; a full-length
-        path without an answer is worth 0 (the paper values it 0 after asking).
-        """
+        """Values the rules decide, at no call: an answer is checked (``check_24``), one
+        number left is 24 or a dead end, a full path without an answer is 0 (the paper
+        values it 0 after asking)."""
         if self.is_final(problem, steps):
             return VALUE_MAP["sure"] if self.check_answer(problem, steps) else 0.0
         if len(steps) >= self.STEPS:
@@ -230,7 +334,6 @@ class Game24Task:
     value_batch_version = _VALUE_BATCH_VERSION
 
     def value_batch_prompt(self, problem: str, states: Sequence[Sequence[str]]) -> str:
-        """One prompt valuing several states (numbered lines of the numbers left)."""
         inputs = "\n".join(
             f"{i}. {current_numbers(problem, steps)}" for i, steps in enumerate(states, start=1)
         )
@@ -275,12 +378,8 @@ class Game24Task:
         return parse_vote(output, n_candidates)
 
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
-        """The numbers left as a sorted multiset; an answer by its expression.
-
-        The value of a state and every step after it depend only on the
-        numbers left (the value prompt shows nothing else), so paths that
-        leave the same numbers are one state, whatever the puzzle.
-        """
+        """The numbers left as a sorted multiset (all a state's value and future depend on,
+        whatever the puzzle); an answer by its expression."""
         if self.is_final(problem, steps):
             expression = "".join(self.answer(problem, steps).split())
             return f"answer {' '.join(sorted(problem.split()))} {expression}"

@@ -1,8 +1,6 @@
-"""Free-form reasoning: the task PyGent's reasoning agents think with.
-
-A thought is one reasoning step; a state is final when its last thought starts
-with ``Final answer:``. Values are on a 0-1 scale (a 1-10 rating, or the
-paper's sure/likely/impossible words), averaged over the value samples.
+"""Free-form reasoning, the task PyGent's reasoning agents think with: a thought is one
+step, a state is final when its last thought starts with ``Final answer:``, values are
+on a 0-1 scale (a 1-10 rating, or sure/likely/impossible), averaged over the samples.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ import re
 from collections.abc import Sequence
 
 from pygent_lc.errors import ConfigurationError, InvalidInputError
-from pygent_lc.tot.tasks.prompt import (
+from pygent_lc.tot.tasks.base import (
     SplitPrompt,
     last_line_label,
     normalise_text,
@@ -68,8 +66,6 @@ class GenericTask:
 
     @property
     def propose_version(self) -> str:
-        """Changes with the propose and sample prompts (``n_proposals`` included) and
-        their reading: kept proposals are reused per version (``reuse_proposals``)."""
         shape = self.propose_prompt("{problem}", ["{step}"]) + self.sample_prompt("{problem}", [])
         return prompt_version(shape, "lines/1")
 
@@ -137,7 +133,6 @@ class GenericTask:
     def samples_agree(
         self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
     ) -> bool:
-        """Two or more samples, all within ``AGREEMENT`` of each other."""
         return len(scores) >= 2 and max(scores) - min(scores) <= AGREEMENT
 
     def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
@@ -155,7 +150,6 @@ class GenericTask:
         return parse_vote(output, n_candidates)
 
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
-        """The problem and the steps, case-folded and with whitespace collapsed."""
         return "\n".join(normalise_text(part) for part in (problem, *steps))
 
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:

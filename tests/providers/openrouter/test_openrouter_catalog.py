@@ -16,6 +16,7 @@ from pygent_lc.providers.openrouter.catalog import (
     list_openrouter_models,
     openrouter_health,
 )
+from tests.helpers import CANARY_KEY, secret_holders
 from tests.loopback_server import LoopbackServer
 
 pytestmark = pytest.mark.live_local
@@ -79,5 +80,19 @@ def test_key_status_needs_a_valid_key(loopback: LoopbackServer) -> None:
     try:
         with pytest.raises(AuthenticationError):
             key_status(settings_for(strict))
+    finally:
+        strict.stop()
+
+
+def test_a_refused_key_is_reachable_from_no_error(loopback: LoopbackServer) -> None:
+    """The raw HTTP error keeps its request, the key in its headers: the typed error
+    neither chains it nor has it as its context."""
+    strict = LoopbackServer(api_key="sk-or-v1-the-right-one").start()
+    try:
+        settings = settings_for(strict, openrouter_api_key=CANARY_KEY)
+        for check in (key_status, lambda s: generation_stats(s, "gen-1")):
+            with pytest.raises(AuthenticationError) as caught:
+                check(settings)
+            assert secret_holders(caught.value, CANARY_KEY) == []
     finally:
         strict.stop()
