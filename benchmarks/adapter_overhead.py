@@ -6,7 +6,7 @@ Per call, sequentially and with 300 calls in flight, side by side in one run:
 - bare ``ChatOpenAI.ainvoke`` (stock langchain-openai, SDK retries off);
 - ``ChatOpenAI(...).with_fallbacks([ChatOpenAI(...)])`` (primary answers);
 - ``build_chat_model(["openrouter"]).ainvoke``: our provider behind retry + breaker;
-- ``LangChainBackend.generate`` over that (adds validation and the UsageTracker);
+- ``LangChainBackend.generate`` over the same (adds validation and the UsageTracker);
 - ``LangChainBackend.generate`` over ``["openrouter", "ollama"]`` (primary answers).
 
 Variants run interleaved, round by round, so drift hits them alike; the
@@ -18,11 +18,14 @@ the end of the stream, of ``astream`` on bare ``ChatOpenAI``, on
 ratios against bare ``astream``.
 
 Memory: Python's own allocations (``tracemalloc``) per call in flight, on
-fresh clients after one uncounted burst: the peak while ``--concurrency``
-calls are in flight, less what was allocated before them, divided by the
-number of calls (connections opened for the burst included, as a caller
-pays for them; the cycle collector paused); median over rounds. Measured in
-a phase of its own, since tracing slows every allocation.
+fresh clients: the peak while ``--concurrency`` calls are in flight, less
+what was allocated before them, divided by the number of calls (connections
+opened for the burst included, as a caller pays for them; the cycle
+collector paused); median over rounds. Each counted burst follows an
+uncounted one of the same variant, so every pool starts it with the same
+idle connections (a pool drops those idle for 5 s, its ``keepalive_expiry``,
+and a burst that must open them again costs ~4 KiB more per call).
+Measured in a phase of its own, since tracing slows every allocation.
 
     python -m benchmarks.adapter_overhead [--rounds 20] [--calls 50] [--concurrency 300] [--streams]
 
@@ -111,8 +114,10 @@ def all_variants(
         ollama_base_url=base_url,
         ollama_model="llama3.2",
     )
+    # Each variant its own chain, so its own connection pool: a pool's history
+    # (idle connections kept, or expired) moves what a burst costs.
     ours = build_chat_model(settings, ["openrouter"])
-    backend = LangChainBackend(ours)
+    backend = LangChainBackend(build_chat_model(settings, ["openrouter"]))
     chain_backend = LangChainBackend(build_chat_model(settings, ["openrouter", "ollama"]))
     messages = [HumanMessage(content=PROMPT)]
 
@@ -233,6 +238,7 @@ async def main(rounds: int, calls: int, concurrency: int) -> None:
         memory = {name: [] for name in calls_by_name}
         for _ in range(max(3, rounds // 4)):
             for name, call in calls_by_name.items():
+                await concurrent(call, concurrency)  # the same idle connections for each
                 memory[name].append(await in_flight_memory(call, concurrency))
         for client in clients:
             await client.aclose()

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,7 @@ from pygent_lc.limits.call import budget_wait, reserved_here
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
 from pygent_lc.limits.usage import CallMeter, fed_tracker, with_handler
 from pygent_lc.providers.boundary import ProviderBoundary
-from pygent_lc.providers.http import Deadline, current_deadline
+from pygent_lc.providers.http import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +287,8 @@ class _ProviderCall:
         self._config = config
         seconds = policy.retry.deadline
         self._deadline = Deadline(seconds) if seconds is not None else None
-        self._token: Any = None
+        # current_deadline for the call; without one, an enclosing deadline stays in force
+        self._scope: AbstractContextManager[Any] = self._deadline or nullcontext()
         self._plan = _plan_of(policy, input, kwargs, config)
         self._start: CallStart | None = None
         wanted = policy.record_usage or policy.budget is not None  # usage totals, or cost
@@ -310,21 +311,24 @@ class _ProviderCall:
     # -- before ----------------------------------------------------------------------------
 
     def __enter__(self) -> _ProviderCall:
-        if self._plan is not None:
-            self._admit(self._plan)
-        self._begin()
+        self._scope.__enter__()  # the deadline counts admission waits too
+        try:
+            if self._plan is not None:
+                self._admit(self._plan)
+        except BaseException:
+            self._scope.__exit__(None, None, None)
+            raise
         return self
 
     async def __aenter__(self) -> _ProviderCall:
-        if self._plan is not None:
-            await self._aadmit(self._plan)
-        self._begin()
+        self._scope.__enter__()
+        try:
+            if self._plan is not None:
+                await self._aadmit(self._plan)
+        except BaseException:
+            self._scope.__exit__(None, None, None)
+            raise
         return self
-
-    def _begin(self) -> None:
-        """The deadline, already counting admission waits, for the requests."""
-        if self._deadline is not None:  # without one, an enclosing deadline stays in force
-            self._token = current_deadline.set(self._deadline)
 
     def _admit(self, plan: CallPlan) -> None:
         tries, store = 0, self._policy.state
@@ -474,18 +478,13 @@ class _ProviderCall:
 
     # -- after -----------------------------------------------------------------------------
 
-    def _end_deadline(self) -> None:
-        if self._token is not None:
-            with suppress(ValueError):  # a generator closed from another context
-                current_deadline.reset(self._token)
-
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
-        self._end_deadline()
+        self._scope.__exit__(None, None, None)
         if (end := self._end(error)) is not None:
             self._changed(self._policy.state.end_call(end).breaker_changed, end)
 
     async def __aexit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
-        self._end_deadline()
+        self._scope.__exit__(None, None, None)
         if (end := self._end(error)) is not None:
             self._changed((await self._policy.state.aend_call(end)).breaker_changed, end)
 

@@ -24,7 +24,8 @@ wire, so a change there fails loudly.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import openai
@@ -54,9 +55,6 @@ except ImportError:  # pragma: no cover - older langchain-openai has none
     def _add_gateway_metadata(generation_info: dict[str, Any], raw_response: Any) -> None:
         return None
 
-
-#: What ``create`` takes as request options rather than as body fields.
-_OPTION_KEYS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 
 #: Chat Completions ``create`` asks for bearer auth only (openai >= 3 has more kinds).
 _SECURITY: dict[str, Any] = (
@@ -93,21 +91,25 @@ def is_plain_json(value: object) -> bool:
     return False
 
 
-def _split(payload: dict[str, Any], *, raw: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+#: The raw-response header ``with_raw_response`` adds; read-only, as it is shared.
+_RAW_HEADERS: Mapping[str, str] = MappingProxyType({RAW_RESPONSE_HEADER: "true"})
+
+
+def _split(payload: dict[str, Any], *, raw: bool = True) -> tuple[dict[str, Any], Any]:
     """The body and the request options, as ``create`` (``with_raw_response`` when
-    ``raw``) would make them from ``payload``."""
-    body = {k: v for k, v in payload.items() if k not in _OPTION_KEYS}
-    extra_headers = {**(payload.get("extra_headers") or {})}
+    ``raw``) would make them from ``payload``, which becomes the body: its option
+    keys are taken out (it is built for this one call)."""
+    extra_headers = payload.pop("extra_headers", None)
     if raw:
-        extra_headers[RAW_RESPONSE_HEADER] = "true"
+        extra_headers = {**extra_headers, **_RAW_HEADERS} if extra_headers else _RAW_HEADERS
     options = make_request_options(
         extra_headers=extra_headers,
-        extra_query=payload.get("extra_query"),
-        extra_body=payload.get("extra_body"),
-        timeout=payload.get("timeout", openai.NOT_GIVEN),
+        extra_query=payload.pop("extra_query", None),
+        extra_body=payload.pop("extra_body", None),
+        timeout=payload.pop("timeout", openai.NOT_GIVEN),
         **_SECURITY,
     )
-    return body, dict(options)
+    return payload, options
 
 
 class ChatCompletionsFastPath(BaseChatOpenAI):
@@ -121,7 +123,7 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
             and bool(payload.get("stream")) is stream
             and "response_format" not in payload
             and not self._use_responses_api(payload)
-            and is_plain_json({k: v for k, v in payload.items() if k != "timeout"})
+            and all(is_plain_json(v) for k, v in payload.items() if k != "timeout")
         )
 
     def _payload_if_fast(

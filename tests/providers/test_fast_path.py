@@ -16,6 +16,7 @@ import httpx
 import openai.resources.chat.completions.completions as sdk_completions
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage
+from openai._constants import RAW_RESPONSE_HEADER
 from pydantic import BaseModel, SecretStr
 
 from pygent_lc.providers import fast_path
@@ -377,3 +378,18 @@ def test_the_installed_sdk_has_what_the_fast_path_uses():
 )
 def test_plain_json_is_what_json_writes_unchanged(value, plain):
     assert fast_path.is_plain_json(value) is plain
+
+
+def test_a_call_s_payload_is_its_body_and_the_raw_header_is_shared_read_only():
+    """No copy of the body, no header dict per call: ``_split`` takes the option keys
+    out of the payload built for the call; the raw-response header is one mapping."""
+    payload = {"model": "m", "timeout": 3.0, "extra_headers": {"X-A": "1"}, "extra_body": {"b": 1}}
+    body, options = fast_path._split(payload)
+    assert body is payload and body == {"model": "m"}
+    assert options["headers"] == {"X-A": "1", RAW_RESPONSE_HEADER: "true"}
+    assert (options["timeout"], options["extra_json"]) == (3.0, {"b": 1})
+    _, first = fast_path._split({"model": "m"})
+    _, second = fast_path._split({"model": "m"})
+    assert first["headers"] is second["headers"]
+    with pytest.raises(TypeError):  # nothing the SDK does with it can change the next call's
+        first["headers"]["x-leak"] = "1"

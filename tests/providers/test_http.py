@@ -22,9 +22,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,6 +49,7 @@ from pygent_lc.providers.http import (
     DeadlineTransport,
     LoopBoundTransport,
     ProviderHttp,
+    _AsyncioBackend,
     current_deadline,
 )
 from pygent_lc.providers.local import LocalChatModel
@@ -77,6 +83,15 @@ def test_deadline_remaining_and_restart() -> None:
     assert current_deadline.get() is None  # none unless a call sets one
 
 
+def test_a_deadline_is_the_current_one_for_its_block_counted_from_its_start() -> None:
+    deadline = Deadline(5)
+    deadline.expires_at -= 10  # made long before the call: its time starts with the block
+    with deadline as entered:
+        assert entered is deadline and current_deadline.get() is deadline
+        assert 4.9 < deadline.remaining() <= 5
+    assert current_deadline.get() is None
+
+
 LIBS = pytest.mark.parametrize("lib", HTTPX_LIBS, ids=lambda lib: lib.__name__)
 
 
@@ -94,6 +109,117 @@ async def test_the_async_transport_fails_before_connecting(
     transport = LoopBoundTransport(lib=lib)
     with pytest.raises(lib.ConnectTimeout, match=PASSED):
         await transport.handle_async_request(lib.Request("POST", URL))
+    await transport.aclose()
+
+
+@LIBS
+async def test_async_connections_run_on_asyncio_streams(lib: Any) -> None:
+    """Pins httpx's private ``_pool`` and httpcore's ``_network_backend``: where they
+    moved, the pools keep httpcore's own (anyio) backend and this fails."""
+    transport = LoopBoundTransport(lib=lib)
+    pool = transport._current_pool()
+    assert isinstance(pool._pool._network_backend, _AsyncioBackend)
+    await transport.aclose()
+
+
+async def one_reply_server(
+    replies: list[bytes], *, close_after: bool, tls: ssl.SSLContext | None = None
+) -> tuple[asyncio.Server, list[int]]:
+    """A server that answers each request on a connection with the next of ``replies``
+    (closing the connection after each when ``close_after``); the list counts its
+    connections."""
+    connections: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        with suppress(asyncio.IncompleteReadError, ConnectionError):  # the client left
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(replies.pop(0))
+                await writer.drain()
+                if close_after:
+                    break
+        writer.close()
+
+    return await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls), connections
+
+
+def reply(text: str) -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(text)}\r\n\r\n{text}".encode()
+
+
+@pytest.mark.live_local
+@LIBS
+@pytest.mark.parametrize("close_after", [False, True], ids=["kept", "closed by the server"])
+async def test_an_idle_connection_is_reused_unless_the_server_closed_it(
+    lib: Any, close_after: bool
+) -> None:
+    server, connections = await one_reply_server(
+        [reply("one"), reply("two")], close_after=close_after
+    )
+    port = server.sockets[0].getsockname()[1]
+    client = ProviderHttp(timeout=5, lib=lib).async_client()
+    try:
+        first = await client.get(f"http://127.0.0.1:{port}/")
+        await asyncio.sleep(0.05)  # the server's close, if any, arrives
+        second = await client.get(f"http://127.0.0.1:{port}/")
+    finally:
+        await client.aclose()
+        server.close()
+    assert (first.text, second.text) == ("one", "two")
+    assert len(connections) == (2 if close_after else 1)
+
+
+@pytest.fixture
+def tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server's TLS context for 127.0.0.1, whose certificate the transports trust."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl makes the test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@pytest.mark.live_local
+@LIBS
+async def test_tls_on_one_kept_connection_and_an_untrusted_certificate(
+    lib: Any, tls_context: ssl.SSLContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, connections = await one_reply_server(
+        [reply("one"), reply("two")], close_after=False, tls=tls_context
+    )
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    client = ProviderHttp(timeout=5, lib=lib).async_client()
+    try:
+        answers = [(await client.get(url)).text for _ in range(2)]
+        monkeypatch.delenv("SSL_CERT_FILE")  # the system's CAs: the certificate is not trusted
+        untrusted = ProviderHttp(timeout=5, lib=lib).async_client()
+        with pytest.raises(lib.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusted.get(url)
+        await untrusted.aclose()
+    finally:
+        await client.aclose()
+        server.close()
+    assert answers == ["one", "two"]
+    assert len(connections) == 1  # both on one; the untrusted handshake never completed
+
+
+@pytest.mark.live_local
+@LIBS
+async def test_a_refused_connection_is_the_library_s_connect_error(lib: Any) -> None:
+    transport = LoopBoundTransport(lib=lib)
+    with pytest.raises(lib.ConnectError):
+        await transport.handle_async_request(lib.Request("GET", "http://127.0.0.1:9/"))
     await transport.aclose()
 
 
