@@ -97,10 +97,6 @@ def model_on(wire: MockServer, **values: Any) -> OllamaChatModel:
     return ollama_model(settings, client_kwargs=kwargs)
 
 
-
-
-
-
 # ---------------------------------------------------------------- request
 @pytest.mark.parametrize("mode", MODES)
 async def test_chat_request_on_the_wire(wire: MockServer, mode: Mode) -> None:
