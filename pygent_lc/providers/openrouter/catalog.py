@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -81,9 +82,11 @@ def list_openrouter_models(settings: Settings, *, refresh: bool = False) -> list
         cached = _catalog_cache.get(url)
         if cached and not refresh and now - cached[0] < CATALOG_TTL_S:
             return cached[1]
-    entries = _get(settings, "/models", auth=False).get("data") or []
+    entries = _get(settings, "/models", auth=False).get("data")
     models = [
-        _model_info(entry) for entry in entries if isinstance(entry, dict) and entry.get("id")
+        _model_info(entry)
+        for entry in (entries if isinstance(entries, list) else [])
+        if isinstance(entry, dict) and entry.get("id")
     ]
     with _catalog_lock:
         _catalog_cache[url] = (now, models)
@@ -110,12 +113,12 @@ def find_openrouter_model(settings: Settings, model_id: str | None = None) -> Mo
 
 def key_status(settings: Settings) -> KeyStatus:
     """Limit, remaining credit, usage and free-tier flag of the configured key."""
-    data = _get(settings, "/key", auth=True).get("data") or {}
+    data = _data(_get(settings, "/key", auth=True))
     return KeyStatus(
-        label=data.get("label"),
+        label=_str_or_none(data.get("label")),
         limit=_float_or_none(data.get("limit")),
         limit_remaining=_float_or_none(data.get("limit_remaining")),
-        usage=float(data.get("usage") or 0.0),
+        usage=_float_or_none(data.get("usage")) or 0.0,
         is_free_tier=bool(data.get("is_free_tier")),
     )
 
@@ -124,15 +127,15 @@ def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
     """Cost, provider and native token counts of one generation (ready seconds after it ends)."""
     if not generation_id.startswith("gen-"):
         raise ConfigurationError(f"not an OpenRouter generation id: {generation_id!r}")
-    data = _get(settings, "/generation", auth=True, params={"id": generation_id}).get("data") or {}
+    data = _data(_get(settings, "/generation", auth=True, params={"id": generation_id}))
     return GenerationStats(
-        id=str(data.get("id") or generation_id),
-        model=data.get("model"),
-        provider_name=data.get("provider_name"),
-        total_cost=float(data.get("total_cost") or 0.0),
+        id=_str_or_none(data.get("id")) or generation_id,
+        model=_str_or_none(data.get("model")),
+        provider_name=_str_or_none(data.get("provider_name")),
+        total_cost=max(_float_or_none(data.get("total_cost")) or 0.0, 0.0),
         latency_ms=_float_or_none(data.get("latency")),
-        native_tokens_prompt=data.get("native_tokens_prompt"),
-        native_tokens_completion=data.get("native_tokens_completion"),
+        native_tokens_prompt=_int_or_none(data.get("native_tokens_prompt")),
+        native_tokens_completion=_int_or_none(data.get("native_tokens_completion")),
     )
 
 
@@ -221,17 +224,23 @@ def _get(
 
 
 def _model_info(entry: dict[str, Any]) -> ModelInfo:
-    pricing = entry.get("pricing") or {}
-    most = (entry.get("top_provider") or {}).get("max_completion_tokens")
+    pricing, top = _data(entry, "pricing"), _data(entry, "top_provider")
+    supported = entry.get("supported_parameters")
     return ModelInfo(
         id=str(entry["id"]),
-        context_length=entry.get("context_length"),
+        context_length=_int_or_none(entry.get("context_length")),
         prompt_price=_per_million(pricing.get("prompt")),
         completion_price=_per_million(pricing.get("completion")),
-        request_price=float(pricing.get("request") or 0.0),
-        supported_parameters=tuple(entry.get("supported_parameters") or ()),
-        max_completion_tokens=most if type(most) is int else None,
+        request_price=max(_float_or_none(pricing.get("request")) or 0.0, 0.0),
+        supported_parameters=tuple(supported) if isinstance(supported, list) else (),
+        max_completion_tokens=_int_or_none(top.get("max_completion_tokens")),
     )
+
+
+def _data(body: dict[str, Any], field: str = "data") -> dict[str, Any]:
+    """``body[field]`` when it is an object, else empty (a reply of another shape)."""
+    value = body.get(field)
+    return value if isinstance(value, dict) else {}
 
 
 def _per_million(per_token: object) -> float:
@@ -241,7 +250,19 @@ def _per_million(per_token: object) -> float:
 
 
 def _float_or_none(value: object) -> float | None:
-    try:
-        return None if value is None else float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    """A finite number given as a number or a string, else None (unknown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if type(value) is int else None
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -4,6 +4,11 @@ loopback server.
 
 from __future__ import annotations
 
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from pygent_lc import Settings
@@ -96,3 +101,55 @@ def test_a_refused_key_is_reachable_from_no_error(loopback: LoopbackServer) -> N
             assert secret_holders(caught.value, CANARY_KEY) == []
     finally:
         strict.stop()
+
+
+HOSTILE_BODIES: dict[str, object] = {
+    "/models": {
+        "data": [
+            {"id": "a/nan", "pricing": {"prompt": "NaN", "completion": "inf", "request": "x"}},
+            {"id": "a/list", "pricing": ["0.1"], "context_length": "big"},
+            {"id": "a/nested", "pricing": {"prompt": {"usd": 1}, "completion": [2]}},
+            "not an entry",
+            {"id": "a/ok", "pricing": {"prompt": "0.000001", "completion": "0.000002"}},
+        ]
+    },
+    "/key": {"data": {"label": ["x"], "usage": "abc", "limit": "NaN", "limit_remaining": {}}},
+    "/generation": {"data": {"total_cost": "-inf", "latency": "x", "native_tokens_prompt": "9"}},
+}
+
+
+class _HostileCatalog(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps(HOSTILE_BODIES.get(self.path.split("?")[0], {"data": "nothing"}))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_catalog_with_junk_figures_gives_finite_figures_or_none() -> None:
+    """Prices, usage and costs that are not finite numbers (NaN, inf, text, lists)
+    are unknown, never a raw ``ValueError`` or a NaN that would reach a budget."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileCatalog)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = Settings(openrouter_api_key="sk-or-v1-junk", openrouter_base_url=url)
+        models = {m.id: m for m in list_openrouter_models(settings, refresh=True)}
+        assert sorted(models) == ["a/list", "a/nan", "a/nested", "a/ok"]
+        for info in models.values():
+            figures = (info.prompt_price, info.completion_price, info.request_price)
+            assert all(math.isfinite(f) and f >= 0 for f in figures), info
+            assert info.context_length is None or isinstance(info.context_length, int)
+        assert models["a/ok"].prompt_price == pytest.approx(1.0)
+        status = key_status(settings)
+        assert (status.usage, status.limit, status.limit_remaining) == (0.0, None, None)
+        assert status.label is None
+        stats = generation_stats(settings, "gen-1")
+        assert (stats.total_cost, stats.latency_ms, stats.native_tokens_prompt) == (0.0, None, None)
+    finally:
+        server.shutdown()
+        server.server_close()
