@@ -14,13 +14,10 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
-from langchain_core.runnables import Runnable
-from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import PrivateAttr, model_validator
 
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
@@ -104,16 +101,6 @@ class LocalChatModel(OpenAICompatibleChatModel):
     def server(self) -> LlamaServer | None:
         """The shared embedded server this model talks to (``None`` with a ``base_url``)."""
         return self._server
-
-    def with_structured_output(
-        self,
-        schema: Any = None,
-        *,
-        method: Literal["function_calling", "json_mode", "json_schema"] = "json_schema",
-        **kwargs: Any,
-    ) -> Runnable[LanguageModelInput, Any]:
-        """LangChain's structured output, as a JSON schema the server's grammar enforces."""
-        return BaseChatOpenAI.with_structured_output(self, schema, method=method, **kwargs)
 
     def close(self) -> None:
         """Release pooled connections; the embedded server stops with the last model

@@ -13,12 +13,13 @@ llama.cpp server's lifecycle) lives in its subclass.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import openai
 from langchain_core.language_models import LangSmithParams, LanguageModelInput
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
 from pydantic import SecretStr, model_validator
 
 from pygent_lc.providers.boundary import ProviderBoundary
@@ -102,6 +103,17 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
         """``messages`` as this server should get them: without prompt-cache markers
         by default (see :mod:`pygent_lc.providers.cache_markers`)."""
         return without_cache_markers(messages)
+
+    def with_structured_output(
+        self,
+        schema: Any = None,
+        *,
+        method: Literal["function_calling", "json_mode", "json_schema"] = "json_schema",
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """LangChain's structured output, as a JSON schema by default (as ``ChatOpenAI``'s):
+        OpenRouter routes it to providers that honour it, llama.cpp's grammar enforces it."""
+        return super().with_structured_output(schema, method=method, **kwargs)
 
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any

@@ -70,6 +70,13 @@ class GenerationStats:
     native_tokens_completion: int | None
 
 
+def missing_key() -> ConfigurationError:
+    """The error for an OpenRouter call or check without a key (no key, no request)."""
+    return ConfigurationError(
+        "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
+    )
+
+
 _catalog_cache: dict[str, tuple[float, list[ModelInfo]]] = {}
 _catalog_lock = threading.Lock()
 
@@ -200,9 +207,7 @@ def _get(
     them), and the raw error, whose request holds it, is chained only without it."""
     key = settings.openrouter.api_key
     if auth and key is None:
-        raise ConfigurationError(
-            "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
-        )
+        raise missing_key()
     try:
         response = httpx.get(
             f"{settings.openrouter.base_url}{path}",

@@ -15,12 +15,11 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.runnables import Runnable
-from langchain_openai.chat_models.base import BaseChatOpenAI
 from pydantic import SecretStr, model_validator
 
-from pygent_lc.errors import ConfigurationError
 from pygent_lc.providers.cache_markers import needs_explicit_breakpoints
 from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
+from pygent_lc.providers.openrouter.catalog import missing_key
 from pygent_lc.settings import Settings
 
 # OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
@@ -66,9 +65,7 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
     def _check_ready(self) -> None:
         key = self.openai_api_key
         if not isinstance(key, SecretStr) or key.get_secret_value() in ("", NO_KEY):
-            raise ConfigurationError(
-                "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
-            )
+            raise missing_key()
 
     def with_structured_output(
         self,
@@ -83,7 +80,9 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
         routing = dict(extras.get("provider") or {})
         routing.setdefault("require_parameters", True)
         routed = self.model_copy(update={"extra_body": {**extras, "provider": routing}})
-        return BaseChatOpenAI.with_structured_output(routed, schema, method=method, **kwargs)
+        return OpenAICompatibleChatModel.with_structured_output(
+            routed, schema, method=method, **kwargs
+        )
 
     def _cache_markers(self, messages: list[BaseMessage]) -> list[BaseMessage]:
         """Prompt-cache markers stay for models that cache only at explicit breakpoints
@@ -166,9 +165,7 @@ def openrouter_model(settings: Settings | None = None, **overrides: Any) -> Open
     settings = settings or Settings()
     openrouter = settings.openrouter
     if openrouter.api_key is None and "api_key" not in overrides:
-        raise ConfigurationError(
-            "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
-        )
+        raise missing_key()
     headers = {}  # app attribution (the old ``X-Title`` is still read)
     if openrouter.app_url:
         headers["HTTP-Referer"] = openrouter.app_url
