@@ -52,6 +52,8 @@ from tests.limits.steps import (
     budget_settle,
     record_usage,
 )
+from tests.limits.steps import arate_take as atake
+from tests.limits.steps import rate_take as take
 from tests.redis_server import RedisServer
 
 BIG = 10**9  # limits no run reaches: every operation takes the "allowed" path
@@ -80,7 +82,7 @@ USAGE = CallMeter(
 
 
 def rate_take(store: StateStore) -> object:
-    return store.take_rate_token("rpm", BIG, 60.0)
+    return take(store, "rpm", BIG, 60.0)
 
 
 def breaker_cycle(store: StateStore) -> object:
@@ -101,7 +103,7 @@ def usage_record(store: StateStore) -> object:
 
 def call_separate(store: StateStore) -> object:
     admission = breaker_admit(store, "p|m|chat", 3, 30.0)
-    store.take_rate_token("rpm", BIG, 60.0)
+    take(store, "rpm", BIG, 60.0)
     hold = reserved(budget_reserve(store, "usd", float(BIG), 0.001))
     budget_settle(store, hold, 0.001)
     record_usage(store, "p", "m", 1, 0, 100, 20, 0.001, 0.5)
@@ -125,7 +127,7 @@ def call_combined(store: StateStore) -> object:
 
 
 async def arate_take(store: StateStore) -> object:
-    return await store.atake_rate_token("rpm", BIG, 60.0)
+    return await atake(store, "rpm", BIG, 60.0)
 
 
 async def abreaker_cycle(store: StateStore) -> object:
@@ -146,7 +148,7 @@ async def ausage_record(store: StateStore) -> object:
 
 async def acall_separate(store: StateStore) -> object:
     admission = await abreaker_admit(store, "p|m|chat", 3, 30.0)
-    await store.atake_rate_token("rpm", BIG, 60.0)
+    await atake(store, "rpm", BIG, 60.0)
     hold = reserved(await abudget_reserve(store, "usd", float(BIG), 0.001))
     await abudget_settle(store, hold, 0.001)
     await arecord_usage(store, "p", "m", 1, 0, 100, 20, 0.001, 0.5)

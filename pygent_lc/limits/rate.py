@@ -12,12 +12,10 @@ from __future__ import annotations
 import bisect
 import math
 import re
-import secrets
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 from pygent_lc.errors import ConfigurationError, RateLimitError
-from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, number
 from pygent_lc.redaction import shown_value
 
 RateLimitMode = Literal["wait", "raise"]
@@ -142,43 +140,6 @@ class RateLogs(dict[str, RateLog]):
 def rate_keys(prefix: str, key: str) -> list[str]:
     """A key's log and its latest time."""
     return [f"{prefix}rl:{key}", f"{prefix}rl:{key}:t"]
-
-
-@dataclass(frozen=True, slots=True)
-class TakeRate(Step[float]):
-    """A slot of one rate limit (a retry's): 0.0 when taken, else seconds until one frees."""
-
-    lua: ClassVar[str] = (
-        LUA_PRELUDE
-        + RATE_LUA
-        + """
-local now = rate_time(KEYS[2], tonumber(ARGV[1]))
-local free, wait = rate_check(KEYS[1], KEYS[2], now, tonumber(ARGV[2]), tonumber(ARGV[3]))
-if not free then return fmt(wait) end
-rate_commit(KEYS[1], now, tonumber(ARGV[3]), ARGV[4])
-return '0'
-"""
-    )
-    spec: RateSpec
-    now: float
-    member: str = field(default_factory=lambda: secrets.token_hex(8))
-
-    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        spec = self.spec
-        return rate_keys(prefix, spec.key), [self.now, spec.limit, spec.period_s, self.member]
-
-    def decode(self, reply: Any) -> float:
-        wait = number(reply)
-        return 0.0 if wait == 0 else max(wait, MIN_RATE_WAIT_S)
-
-    def local(self, state: MemoryState) -> float:
-        logs, spec = state.part(RateLogs), self.spec
-        now = logs.time(spec.key, self.now)
-        free, wait = logs.check(spec.key, now, spec.limit, spec.period_s)
-        if not free:
-            return max(wait, MIN_RATE_WAIT_S)
-        logs.commit(spec.key, now)
-        return 0.0
 
 
 def check_spec(spec: RateSpec) -> None:

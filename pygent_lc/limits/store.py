@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Protocol, TypeVar
 from urllib.parse import urlsplit
 
-from pygent_lc.limits.rate import RateSpec, TakeRate, check_spec
 from pygent_lc.limits.script import Arg, MemoryState, Step
 from pygent_lc.limits.usage import UsageRows, UsageSummary
 
@@ -98,18 +97,6 @@ class StateStore(abc.ABC):
 
     end_call = begin_call
     aend_call = abegin_call
-
-    def take_rate_token(self, key: str, limit: int, period_s: float) -> float:
-        """0.0 when a call may go now (its slot is taken), else seconds until a slot frees."""
-        return self.run(self._rate(key, limit, period_s))
-
-    async def atake_rate_token(self, key: str, limit: int, period_s: float) -> float:
-        return await self.arun(self._rate(key, limit, period_s))
-
-    def _rate(self, key: str, limit: int, period_s: float) -> TakeRate:
-        spec = RateSpec(key, limit, period_s)
-        check_spec(spec)
-        return TakeRate(spec, self.clock())
 
     def usage_rows(self) -> list[UsageSummary]:
         """Totals per (provider, model), sorted, with mean and p95 latency."""

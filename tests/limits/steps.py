@@ -20,6 +20,7 @@ from pygent_lc.limits import (
     CallMeter,
     CallPlan,
     CallStart,
+    RateSpec,
     Settlement,
     StateStore,
 )
@@ -150,6 +151,17 @@ def budget_spent(store: StateStore, key: str, window_s: int | None = None) -> fl
 
 async def abudget_spent(store: Any, key: Any, window_s: Any = None) -> Any:
     return (await abudget_status(store, key, window_s)).spent_usd
+
+
+def rate_take(store: StateStore, key: str, limit: int, period_s: float) -> float:
+    """A slot of one rate limit: 0.0 when taken, else seconds until one frees."""
+    start = store.begin_call(CallPlan(rates=(RateSpec(key, limit, period_s),)))
+    return 0.0 if start.allowed else start.rate_wait_s
+
+
+async def arate_take(store: StateStore, key: str, limit: int, period_s: float) -> float:
+    start = await store.abegin_call(CallPlan(rates=(RateSpec(key, limit, period_s),)))
+    return 0.0 if start.allowed else start.rate_wait_s
 
 
 def _usage(

@@ -26,6 +26,7 @@ from pygent_lc.limits.call import End
 from pygent_lc.limits.script import Step
 from pygent_lc.policy import ProviderPolicy, RetryPolicy
 from pygent_lc.testing import ScriptedChatModel
+from tests.limits.steps import rate_take
 from tests.redis_server import RedisServer
 
 LOGGER = "pygent_lc.limits"
@@ -211,8 +212,8 @@ def test_a_user_without_eval_permission_degrades_with_one_line_naming_it(
     for _ in range(3):
         assert call(policy, "hi", "sync") == "paid reply to hi"
     assert seen == [False, False, False]
-    assert store.take_rate_token("rpm", 1, 60.0) == 0.0
-    assert store.take_rate_token("rpm", 1, 60.0) > 0  # limits hold, per process
+    assert rate_take(store, "rpm", 1, 60.0) == 0.0
+    assert rate_take(store, "rpm", 1, 60.0) > 0  # limits hold, per process
     (line,) = logged(caplog)
     assert "permission" in line and "EVALSHA" in line.upper()
     assert PASSWORD not in caplog.text

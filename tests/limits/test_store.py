@@ -52,6 +52,7 @@ from tests.limits.steps import (
     acache_get,
     acache_set,
     admit,
+    arate_take,
     arecord_usage,
     ausage_rows,
     breaker_admit,
@@ -66,6 +67,7 @@ from tests.limits.steps import (
     budget_status,
     cache_get,
     cache_set,
+    rate_take,
     record,
     record_usage,
     release,
@@ -84,13 +86,13 @@ def test_rate_limit_takes_limit_then_says_when_a_slot_frees(
     store: StateStore, clock: FakeClock
 ) -> None:
     for _ in range(3):
-        assert store.take_rate_token("rl", 3, 10.0) == 0.0
+        assert rate_take(store, "rl", 3, 10.0) == 0.0
         clock.advance(1.0)
-    assert store.take_rate_token("rl", 3, 10.0) == pytest.approx(7.0)  # the t=0 slot frees at 10
+    assert rate_take(store, "rl", 3, 10.0) == pytest.approx(7.0)  # the t=0 slot frees at 10
     clock.advance(7.0)  # t=10: the first call's slot is free again, exactly now
-    assert store.take_rate_token("rl", 3, 10.0) == 0.0
-    assert store.take_rate_token("rl", 3, 10.0) == pytest.approx(1.0)  # t=1 frees at 11
-    assert store.take_rate_token("other", 3, 10.0) == 0.0  # keys are independent
+    assert rate_take(store, "rl", 3, 10.0) == 0.0
+    assert rate_take(store, "rl", 3, 10.0) == pytest.approx(1.0)  # t=1 frees at 11
+    assert rate_take(store, "other", 3, 10.0) == 0.0  # keys are independent
 
 
 def test_rate_limit_is_exact_in_every_sliding_window(store: StateStore, clock: FakeClock) -> None:
@@ -102,7 +104,7 @@ def test_rate_limit_is_exact_in_every_sliding_window(store: StateStore, clock: F
         clock.advance(rng.choice([0.0, 0.01, 0.1, 0.3, 0.7]))
         now = clock()
         in_window = sum(1 for t in taken if t > now - period)
-        wait = store.take_rate_token("exact", limit, period)
+        wait = rate_take(store, "exact", limit, period)
         if in_window < limit:
             assert wait == 0.0
             taken.append(now)
@@ -157,9 +159,9 @@ def test_rate_limit_holds_under_threads(make_store: StoreFactory) -> None:
 
 def test_rate_limit_rejects_nonsense(store: StateStore) -> None:
     with pytest.raises(ConfigurationError):
-        store.take_rate_token("bad", 0, 1.0)
+        rate_take(store, "bad", 0, 1.0)
     with pytest.raises(ConfigurationError):
-        store.take_rate_token("bad", 1, 0.0)
+        rate_take(store, "bad", 1, 0.0)
 
 
 # -- circuit breakers --------------------------------------------------------------------------
@@ -596,7 +598,7 @@ def test_cache_and_the_tot_value_store_on_it(store: StateStore) -> None:
 def test_begin_call_takes_everything_or_nothing(store: StateStore, clock: FakeClock) -> None:
     breaker = BreakerSpec("p|m", 1, 5.0)
     assert breaker_failure(store, "p|m", breaker_admit(store, "p|m", 1, 5.0), 1, 5.0, "down")
-    assert store.take_rate_token("rpm", 1, 60.0) == 0.0
+    assert rate_take(store, "rpm", 1, 60.0) == 0.0
     clock.advance(5.0)
     plan = CallPlan(
         breaker=breaker,
@@ -638,8 +640,8 @@ def test_begin_call_reports_budget_before_breaker(store: StateStore) -> None:
 
 
 async def test_async_methods_match_the_sync_ones(store: StateStore, clock: FakeClock) -> None:
-    assert await store.atake_rate_token("a", 1, 1.0) == 0.0
-    assert await store.atake_rate_token("a", 1, 1.0) == pytest.approx(1.0)
+    assert await arate_take(store, "a", 1, 1.0) == 0.0
+    assert await arate_take(store, "a", 1, 1.0) == pytest.approx(1.0)
     call = await abreaker_admit(store, "ab", 1, 5.0)
     assert await abreaker_failure(store, "ab", call, 1, 5.0, "x")
     assert (await abreaker_state(store, "ab", 5.0)).state == "open"

@@ -23,12 +23,14 @@ from pygent_lc.limits import (
 from pygent_lc.limits.script import Step
 from pygent_lc.limits.shared import INSTALL_HINT
 from tests.limits.steps import (
+    arate_take,
     breaker_admit,
     breaker_success,
     budget_reserve,
     budget_settle,
     cache_get,
     cache_set,
+    rate_take,
     record_usage,
 )
 from tests.redis_server import RedisServer, free_port
@@ -74,17 +76,17 @@ def test_redis_dying_mid_run_falls_back_to_memory_then_resumes(
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     prefix = f"t{uuid.uuid4().hex[:8]}:"
     store, peer = shared_store(own_redis, prefix), shared_store(own_redis, prefix)
-    assert store.take_rate_token("rpm", 2, 60.0) == 0.0
-    assert peer.take_rate_token("rpm", 2, 60.0) == 0.0
-    assert store.take_rate_token("rpm", 2, 60.0) > 0  # the limit is shared
+    assert rate_take(store, "rpm", 2, 60.0) == 0.0
+    assert rate_take(peer, "rpm", 2, 60.0) == 0.0
+    assert rate_take(store, "rpm", 2, 60.0) > 0  # the limit is shared
     assert warnings_in(caplog) == []
 
     own_redis.kill()
     started = time.monotonic()
     # Every operation still answers, from this process's memory, which enforces limits.
-    assert store.take_rate_token("rpm", 2, 60.0) == 0.0
-    assert store.take_rate_token("rpm", 2, 60.0) == 0.0
-    assert store.take_rate_token("rpm", 2, 60.0) > 0
+    assert rate_take(store, "rpm", 2, 60.0) == 0.0
+    assert rate_take(store, "rpm", 2, 60.0) == 0.0
+    assert rate_take(store, "rpm", 2, 60.0) > 0
     admission = breaker_admit(store, "p|m", 3, 30.0)
     assert admission.allowed
     breaker_success(store, "p|m", admission)
@@ -105,8 +107,8 @@ def test_redis_dying_mid_run_falls_back_to_memory_then_resumes(
     cache_set(store, "ns", "k", "shared")
     assert store.shared
     assert cache_get(peer, "ns", "k") == "shared"  # the peer resumed too
-    assert store.take_rate_token("rpm", 1, 60.0) == 0.0
-    assert peer.take_rate_token("rpm", 1, 60.0) > 0  # limits are shared again
+    assert rate_take(store, "rpm", 1, 60.0) == 0.0
+    assert rate_take(peer, "rpm", 1, 60.0) > 0  # limits are shared again
     assert len(warnings_in(caplog)) == 1
     assert any("reachable again" in message for message in infos_in(caplog))
     store.close()
@@ -121,7 +123,7 @@ def test_async_callers_fall_back_and_resume_too(
     store = shared_store(own_redis, f"t{uuid.uuid4().hex[:8]}:")
 
     async def calls(n: int) -> list[float]:
-        return list(await asyncio.gather(*(store.atake_rate_token("a", 5, 60.0) for _ in range(n))))
+        return list(await asyncio.gather(*(arate_take(store, "a", 5, 60.0) for _ in range(n))))
 
     assert asyncio.run(calls(3)) == [0.0] * 3
     own_redis.kill()
@@ -242,7 +244,7 @@ def test_a_redis_url_makes_a_resilient_redis_store_without_connecting() -> None:
 )
 def test_bad_urls_are_configuration_errors_without_the_password(url: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        open_store(url).take_rate_token("k", 1, 1.0)
+        rate_take(open_store(url), "k", 1, 1.0)
     assert "s3cret" not in str(caught.value)
     assert caught.value.field == "state_url"
 
