@@ -160,6 +160,12 @@ class RedisStore(StateStore):
         while batch := list(itertools.islice(keys, SCAN_BATCH)):
             self._sync.unlink(*batch)
 
+    def ping(self) -> bool:
+        return bool(self._sync.ping())
+
+    async def aping(self) -> bool:
+        return bool(await self._loop_client()[0].ping())
+
     def close(self) -> None:
         """Close the sync pool and drop the async clients of closed loops (their sockets
         close when collected; a running loop's client closes in :meth:`aclose` on it)."""
