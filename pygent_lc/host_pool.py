@@ -1,10 +1,6 @@
 """``HostPool``: one provider served by several hosts (``OLLAMA_BASE_URL=a,b``), each call
-to the least busy one.
-
-A ``ProviderChain`` of :class:`HostSlot` s (each host's own policy, counted in flight in
-the state store: with Redis, every process's), ranked per call from the fewest calls in
-flight (ties in turn); when every host failed, :class:`AllHostsFailedError` lets the outer
-chain fall back.
+to the host with the fewest calls in flight (counted in the state store: with Redis, every
+process's); ties take turns.
 """
 
 from __future__ import annotations
@@ -25,12 +21,11 @@ from pygent_lc.errors import ProviderError, ProviderUnavailableError
 from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step
 from pygent_lc.limits.store import StateStore
 
-DEFAULT_INFLIGHT_LEASE_S = 300.0
-"""How long an in-flight ticket counts if nobody ends it (its process died)."""
+DEFAULT_INFLIGHT_LEASE_S = 300.0  # how long a ticket counts if nobody ends it (its process died)
 
 
 class Tickets(dict[str, dict[str, float]]):
-    """The in-process twin of the in-flight counts: per key, ticket id -> end of its lease."""
+    """The in-process twin: per key, ticket id -> end of its lease."""
 
     def live(self, key: str, now: float) -> int:
         return sum(1 for deadline in self.get(key, {}).values() if deadline > now)
@@ -43,11 +38,7 @@ def inflight_key(prefix: str, key: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Enter(Step[int]):
     """Count one call on ``key`` until its :meth:`exit` or its lease ends; answers the count.
-
-    Leases, not ``INCR``/``DECR``: a process that dies between the two would leave the
-    count too high for ever. A call longer than its lease stops counting early, which
-    only ranks hosts off by one for a while.
-    """
+    Leases, not ``INCR``/``DECR``: a process that died between the two would count for ever."""
 
     lua: ClassVar[str] = (
         LUA_PRELUDE
@@ -120,8 +111,7 @@ return out
 
 
 class AllHostsFailedError(ProviderUnavailableError):
-    """Every host of a pool failed this call; ``errors`` maps each host's URL to its error.
-    Not retryable: each host already had its retries."""
+    """Every host of a pool failed; ``errors`` maps each URL to its error. Not retryable."""
 
     errors: dict[str, ProviderError]
 
@@ -138,9 +128,8 @@ class AllHostsFailedError(ProviderUnavailableError):
 
 
 class HostSlot(RunnableSerializable[Any, Any]):
-    """One host of a pool: its policy (``bound``), counted in flight under ``key``
-    (``<provider>|<url>``) in ``store`` while it runs; its attempts are tagged
-    ``host:<url>``."""
+    """One host of a pool: its policy (``bound``), counted in flight under ``key`` while it
+    runs; its attempts are tagged ``host:<url>``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -193,8 +182,7 @@ class HostSlot(RunnableSerializable[Any, Any]):
 
 
 class HostPool(ProviderChain):
-    """One provider's hosts (a :class:`HostSlot` each, in the configured order, which ties
-    start from); build it with :meth:`of`."""
+    """One provider's hosts, a :class:`HostSlot` each; build it with :meth:`of`."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -206,7 +194,7 @@ class HostPool(ProviderChain):
     def of(
         cls, hosts: Mapping[str, Runnable[Any, Any]], *, provider: str, store: StateStore
     ) -> HostPool:
-        """A pool over ``hosts`` (base URL -> that host's policy), counting in ``store``."""
+        """A pool over ``hosts`` (base URL -> that host's policy)."""
         slots: list[Runnable[Any, Any]] = [
             HostSlot(bound=policy, host=url, key=f"{provider}|{url}", store=store)
             for url, policy in hosts.items()
@@ -218,7 +206,6 @@ class HostPool(ProviderChain):
         return [_slot(provider).host for provider in self.providers]
 
     def in_flight(self) -> dict[str, int]:
-        """The calls in flight on each host now (every process's, with a shared store)."""
         return dict(zip(self.hosts, self.store.run(self._count()), strict=True))
 
     def _count(self) -> Count:

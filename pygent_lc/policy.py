@@ -1,12 +1,7 @@
 """``ProviderPolicy``: one provider's model under its limits, breaker, retries and deadline.
 
-Per call: the deadline starts; one store step (``begin_call``) admits the call or
-refuses it before any request (budget, breaker, rate limit); the model is tried
-under the :class:`RetryPolicy` (a retry takes a rate-limit slot of its own; a
-stream is retried only before its first chunk and gets the full deadline again
-after each chunk); one store step (``end_call``) records the outcome: one breaker
-decision per call, the budget settled with the real cost, the usage totals.
-The store is not asked when there is nothing to check or record.
+A retry takes a rate-limit slot of its own; a stream is retried only before its first
+chunk and gets the full deadline again after each chunk (see ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -14,27 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import tenacity
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, convert_to_messages, get_buffer_string
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
-from tenacity import (
-    AsyncRetrying,
-    AttemptManager,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
-)
-from tenacity import wait_exponential_jitter as exponential_jitter
-from tenacity.stop import stop_base
+from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
 from pygent_lc.limits import (
@@ -58,6 +44,7 @@ from pygent_lc.providers.http import Deadline
 logger = logging.getLogger(__name__)
 
 _NOTHING: Any = object()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,16 +57,15 @@ class RetryPolicy:
     max_attempts: int = 3
     """Attempts per provider call, the first included."""
     initial_wait: float = 0.5
-    """First backoff wait in seconds; doubles per retry, plus jitter of up to as much."""
+    """Doubles per retry, plus jitter of up to as much."""
     max_wait: float = 20.0
     deadline: float | None = None
 
     def tenacity_kwargs(
         self, elapsed: float, before: Callable[[RetryCallState], Any]
     ) -> dict[str, Any]:
-        """Keywords for tenacity's loop, which starts ``elapsed`` seconds into the call
-        (its first attempt was made before it); ``before`` runs before each attempt."""
-        backoff = exponential_jitter(
+        """Keywords for tenacity's loop, which starts ``elapsed`` seconds into the call."""
+        backoff = tenacity.wait_exponential_jitter(
             multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
         )
 
@@ -89,20 +75,19 @@ class RetryPolicy:
                 return min(error.retry_after, self.max_wait)
             return float(backoff(state))
 
-        stop: stop_base = stop_after_attempt(self.max_attempts)
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
         if self.deadline is not None:
-            stop = stop | stop_before_delay(self.deadline - elapsed)
+            stop = stop | tenacity.stop_before_delay(self.deadline - elapsed)
         return {
             "stop": stop,
             "wait": wait_seconds,
-            "retry": retry_if_exception(self.retryable),
+            "retry": tenacity.retry_if_exception(self.retryable),
             "before": before,
             "before_sleep": _log_retry,
             "reraise": True,
         }
 
     def retryable(self, error: BaseException) -> bool:
-        """Whether another attempt may help: a retryable provider error, no long ``Retry-After``."""
         if not isinstance(error, ProviderError) or not error.retryable:
             return False
         return error.retry_after is None or error.retry_after <= self.max_wait
@@ -115,9 +100,8 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 class ProviderPolicy(RunnableSerializable[Any, Any]):
-    """A provider's model (``bound``, with its bindings) behind its limits, breaker, retry
-    policy and deadline. The model runs as a direct child of the caller's run, so traces
-    show each attempt (tagged ``retry:attempt:N`` after the first)."""
+    """A provider's model (``bound``) behind its limits, breaker, retries and deadline. The
+    model runs as a child of the caller's run: traces show each attempt (``retry:attempt:N``)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -131,7 +115,6 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     store: StateStore = Field(default_factory=MemoryStore)
     """Where limits and usage are kept, the breaker's and budget's too (see ``__init__``)."""
     rate: RateSpec | None = None
-    """Requests allowed per sliding window, shared by everything using the same key."""
     rate_mode: RateLimitMode = "wait"
     budget: CostBudget | None = None
     record_usage: bool = False
@@ -143,10 +126,9 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
-        # Breaker, budget, rate limit and usage live in one store, never split: a part built
-        # without a store uses the policy's; without a policy store, the policy adopts the
-        # part's; two chosen stores that differ are an error (raised here: a validator's
-        # would be wrapped in pydantic's).
+        # One store, never split: a part built without a store uses the policy's, a policy
+        # without one adopts the part's; two that differ are an error (raised here: a
+        # validator's would be wrapped in pydantic's).
         for part in (self.circuit, self.budget):
             if part is None or part.store is self.store:
                 continue
@@ -163,47 +145,27 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
     @property
     def state(self) -> StateStore:
-        """The store this policy's steps run in: its breaker's (a ``model_copy`` that
-        swaps the breaker keeps the breaker's), else its own."""
+        """Its breaker's store (a ``model_copy`` that swaps the breaker keeps it), else its own."""
         return self.circuit.store if self.circuit is not None else self.store
 
-    # Each call makes its first attempt before any retry machinery (most need no
-    # second); a failure becomes the tenacity loop's attempt 1 (``_replayed``), so
-    # what is retried, the numbering and the deadline are those of a loop that made
-    # every attempt. The loop runs outside any ``except`` block, so a later attempt's
-    # error does not get the first one as its context.
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         with _ProviderCall(self, input, kwargs, config) as call:
-            with _Attempt(call, 1) as first:
-                reply = self.bound.invoke(input, first.config, **kwargs)
-            if first.error is not None:
-                for retry in Retrying(**call.retry_kwargs(call.before_attempt)):
-                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
-                        reply = self.bound.invoke(input, attempt.config, **kwargs)
-            return call.answered(reply)
+            return call.answered(call.attempts(lambda c: self.bound.invoke(input, c, **kwargs)))
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         async with _ProviderCall(self, input, kwargs, config) as call:
-            with _Attempt(call, 1) as first:
-                reply = await self.bound.ainvoke(input, first.config, **kwargs)
-            if first.error is not None:
-                async for retry in AsyncRetrying(**call.retry_kwargs(call.abefore_attempt)):
-                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
-                        reply = await self.bound.ainvoke(input, attempt.config, **kwargs)
+            reply = await call.aattempts(lambda c: self.bound.ainvoke(input, c, **kwargs))
             return call.answered(reply)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
+        def start(config: RunnableConfig | None) -> tuple[Iterator[Any], Any]:
+            chunks = self.bound.stream(input, config, **kwargs)
+            return chunks, next(chunks, _NOTHING)
+
         with _ProviderCall(self, input, kwargs, config, stream=True) as call:
-            with _Attempt(call, 1) as first:
-                chunks = self.bound.stream(input, first.config, **kwargs)
-                chunk = next(chunks, _NOTHING)
-            if first.error is not None:
-                for retry in Retrying(**call.retry_kwargs(call.before_attempt)):
-                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
-                        chunks = self.bound.stream(input, attempt.config, **kwargs)
-                        chunk = next(chunks, _NOTHING)
+            chunks, chunk = call.attempts(start)
             with call.streaming():
                 while chunk is not _NOTHING:
                     call.delivered(chunk)
@@ -214,58 +176,18 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        async def start(config: RunnableConfig | None) -> tuple[AsyncIterator[Any], Any]:
+            chunks = self.bound.astream(input, config, **kwargs)
+            return chunks, await anext(chunks, _NOTHING)
+
         async with _ProviderCall(self, input, kwargs, config, stream=True) as call:
-            with _Attempt(call, 1) as first:
-                chunks = self.bound.astream(input, first.config, **kwargs)
-                chunk = await anext(chunks, _NOTHING)
-            if first.error is not None:
-                async for retry in AsyncRetrying(**call.retry_kwargs(call.abefore_attempt)):
-                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
-                        chunks = self.bound.astream(input, attempt.config, **kwargs)
-                        chunk = await anext(chunks, _NOTHING)
+            chunks, chunk = await call.aattempts(start)
             with call.streaming():
                 while chunk is not _NOTHING:
                     call.delivered(chunk)
                     yield chunk
                     call.restart_deadline()
                     chunk = await anext(chunks, _NOTHING)
-
-
-class _Attempt:
-    """One request of a provider call: its config; a failure is counted, and the first
-    attempt's error is kept rather than raised (a retry loop replays it)."""
-
-    __slots__ = ("call", "config", "error", "number")
-
-    def __init__(self, call: _ProviderCall, number: int) -> None:
-        self.call = call
-        self.number = number
-        self.config = call.config(number)
-        self.error: Exception | None = None
-
-    def __enter__(self) -> _Attempt:
-        self.call.started = time.perf_counter()
-        return self
-
-    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> bool:
-        if error is None:
-            return False
-        if self.call.stream or isinstance(error, Exception):  # as the model's run counts it
-            self.call.attempt_ended(failed=True)
-        if self.number == 1 and isinstance(error, Exception):
-            self.error = error
-            return True
-        return False
-
-
-def _replayed(attempt: AttemptManager, first: _Attempt) -> int:
-    """The number of ``attempt``; attempt 1, made before the loop, fails again with
-    its error (the loop then decides about it as if it had made the call)."""
-    number = attempt.retry_state.attempt_number
-    if number == 1:
-        assert first.error is not None
-        raise first.error
-    return number
 
 
 class _ProviderCall:
@@ -281,21 +203,19 @@ class _ProviderCall:
         stream: bool = False,
     ) -> None:
         self._policy = policy
-        self.stream = stream
-        """A stream's attempt that is cancelled or closed counts as failed; a call's does not."""
+        self.stream = stream  # a stream's attempt that is cancelled or closed counts as failed
         self._kwargs = kwargs
         self._config = config
         seconds = policy.retry.deadline
         self._deadline = Deadline(seconds) if seconds is not None else None
-        # current_deadline for the call; without one, an enclosing deadline stays in force
-        self._scope: AbstractContextManager[Any] = self._deadline or nullcontext()
+        self._scope: AbstractContextManager[Any] = self._deadline or nullcontext()  # else the
+        # enclosing deadline stays in force
         self._plan = _plan_of(policy, input, kwargs, config)
         self._start: CallStart | None = None
         wanted = policy.record_usage or policy.budget is not None  # usage totals, or cost
         self._meter = CallMeter(policy.provider, policy.model_name) if wanted else None
         self._tracker = fed_tracker(config)
-        # Usage is read from what the model returns; a model whose output is parsed
-        # (structured output) is watched through callbacks instead.
+        # Usage is read from the replies; a parsed output's model is watched by callbacks.
         model = policy.bound.bound if isinstance(policy.bound, RunnableBinding) else policy.bound
         watched = not isinstance(model, BaseChatModel)
         watched = watched and (self._meter is not None or self._tracker is not None)
@@ -303,12 +223,9 @@ class _ProviderCall:
         self._tracker_as_callback = watched and self._tracker is not None
         self._names: tuple[str, str] | None = None
         self._chunks: list[Any] | None = None  # a counted stream's chunks
-        self.started = 0.0
-        """When the latest attempt started."""
-        self.delivered_any = False
-        """A reply or a chunk came: the provider was serving."""
-
-    # -- before ----------------------------------------------------------------------------
+        self.started = 0.0  # when the latest attempt started
+        self._first_error: Exception | None = None
+        self.delivered_any = False  # a reply or a chunk came: the provider was serving
 
     def __enter__(self) -> _ProviderCall:
         self._scope.__enter__()  # the deadline counts admission waits too
@@ -343,8 +260,7 @@ class _ProviderCall:
             tries += 1
 
     def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
-        """0 when the call may go; else seconds to wait before asking again, or raise
-        (``blocking``: the wait would block this thread)."""
+        """0 when the call may go, else seconds to wait before asking again; or raise."""
         if start.allowed:
             self._start = self._start or start  # a retry's rate slot adds nothing to settle
             return 0.0
@@ -374,23 +290,61 @@ class _ProviderCall:
     def _fits(self, wait_s: float) -> bool:
         return self._deadline is None or wait_s < self._deadline.remaining()
 
-    def retry_kwargs(self, before: Callable[[RetryCallState], Any]) -> dict[str, Any]:
-        """The loop after the first attempt failed; its deadline counts from the call's start."""
-        return self._policy.retry.tenacity_kwargs(time.perf_counter() - self.started, before)
+    # The first attempt is made before any retry machinery (most calls need no second); a
+    # failure becomes the tenacity loop's attempt 1 (``_replayed``), so what is retried, the
+    # numbering and the deadline are those of a loop that made every attempt. The loop runs
+    # outside any ``except`` block: a later error does not get the first one as its context.
+    def attempts(self, attempt: Callable[[RunnableConfig | None], T]) -> T:
+        with self._attempt(1) as config:
+            return attempt(config)
+        for retry in Retrying(**self._retrying(self._before)):
+            with retry, self._attempt(self._replayed(retry)) as config:
+                return attempt(config)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    def before_attempt(self, state: RetryCallState) -> None:
+    async def aattempts(self, attempt: Callable[[RunnableConfig | None], Awaitable[T]]) -> T:
+        with self._attempt(1) as config:
+            return await attempt(config)
+        async for retry in AsyncRetrying(**self._retrying(self._abefore)):
+            with retry, self._attempt(self._replayed(retry)) as config:
+                return await attempt(config)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _retrying(self, before: Callable[[RetryCallState], Any]) -> dict[str, Any]:
+        elapsed = time.perf_counter() - self.started  # the deadline counts from the call's start
+        return self._policy.retry.tenacity_kwargs(elapsed, before)
+
+    @contextmanager
+    def _attempt(self, number: int) -> Iterator[RunnableConfig | None]:
+        """One request: a failure is counted; the first attempt's error is kept, not raised."""
+        config = self.config(number)
+        self.started = time.perf_counter()
+        try:
+            yield config
+        except BaseException as error:
+            if self.stream or isinstance(error, Exception):  # as the model's run counts it
+                self.attempt_ended(failed=True)
+            if number > 1 or not isinstance(error, Exception):
+                raise
+            self._first_error = error
+
+    def _replayed(self, retry: tenacity.AttemptManager) -> int:
+        """The number of ``retry``; attempt 1, made before the loop, fails again with its error."""
+        if (number := retry.retry_state.attempt_number) == 1:
+            assert self._first_error is not None
+            raise self._first_error
+        return number
+
+    def _before(self, state: RetryCallState) -> None:
         """A retry takes a rate-limit slot of its own (the first one came with the plan)."""
         if self._policy.rate is not None and state.attempt_number > 1:
             self._admit(CallPlan(rates=(self._policy.rate,)))
 
-    async def abefore_attempt(self, state: RetryCallState) -> None:
+    async def _abefore(self, state: RetryCallState) -> None:
         if self._policy.rate is not None and state.attempt_number > 1:
             await self._aadmit(CallPlan(rates=(self._policy.rate,)))
 
-    # -- each attempt ----------------------------------------------------------------------
-
     def config(self, number: int) -> RunnableConfig | None:
-        """The config of attempt ``number``: tagged after the first, metered."""
         config = self._config
         if number > 1:
             config = config or {}
@@ -404,8 +358,7 @@ class _ProviderCall:
         return with_handler(config, self._meter) if self._meter_as_callback else config
 
     def attempt_ended(self, reply: Any = None, *, failed: bool = False) -> None:
-        """The latest attempt answered ``reply``, or ``failed``: one request for the
-        tracker the call feeds, counted as its callbacks would count it."""
+        """One request for the tracker the call feeds, counted as its callbacks would."""
         tracker = self._tracker
         if tracker is None or self._tracker_as_callback:
             return
@@ -420,7 +373,6 @@ class _ProviderCall:
         return reply
 
     def delivered(self, output: Any) -> None:
-        """A reply, or a chunk of a stream: the provider answered (and said what it cost)."""
         self.delivered_any = True
         if self._meter is not None and not self._meter_as_callback:
             self._meter.observe(output)
@@ -429,9 +381,8 @@ class _ProviderCall:
 
     @contextmanager
     def streaming(self) -> Iterator[None]:
-        """The stream, from its first chunk: counted as one request when the block ends
-        (failed, closed by its consumer or cancelled counts as failed, as the model's own
-        run does)."""
+        """The stream from its first chunk, one request when it ends (failed, closed or
+        cancelled counts as failed, as the model's own run does)."""
         if self._tracker is not None and not self._tracker_as_callback:
             self._chunks = []
         try:
@@ -447,16 +398,14 @@ class _ProviderCall:
             self._deadline.restart()
 
     def _traced_names(self) -> tuple[str, str]:
-        """The provider and model a callback would see the model's run start with:
-        ``ls_provider`` and ``ls_model_name`` of its LangSmith params, which a call's
-        keywords (a per-call ``model``, the binding's) may change."""
+        """``ls_provider`` and ``ls_model_name``, as a callback would see the model's run
+        start (a call's keywords may change them)."""
         runnable, kwargs = self._policy.bound, self._kwargs
         if isinstance(runnable, RunnableBinding):
             kwargs = {**runnable.kwargs, **kwargs}
             runnable = runnable.bound
         assert isinstance(runnable, BaseChatModel)  # else its usage is watched as a callback
-        # This package's models name the provider and model from themselves and a
-        # per-call ``model`` only, so theirs are worked out once per such ``model``.
+        # This package's models name them from themselves and a per-call ``model`` only.
         per_call = kwargs.get("model")
         cache = self._policy._traced_names
         key = None
@@ -476,8 +425,6 @@ class _ProviderCall:
             cache[key] = (runnable, self._names)
         return self._names
 
-    # -- after -----------------------------------------------------------------------------
-
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
         self._scope.__exit__(None, None, None)
         if (end := self._end(error)) is not None:
@@ -489,7 +436,6 @@ class _ProviderCall:
             self._changed((await self._policy.state.aend_call(end)).breaker_changed, end)
 
     def _end(self, error: BaseException | None) -> CallEnd | None:
-        """What the store records for this call; None when there is nothing to record."""
         start = self._start or CallStart(allowed=True, breaker=ADMITTED)  # None: no plan
         policy = self._policy
         outcome = None
@@ -513,19 +459,14 @@ class _ProviderCall:
 
 
 PAST_OPEN_BREAKER = "__pygent_past_open_breaker"
-"""The ``configurable`` key a chain sets for its last resort: the call goes although the
-breaker is open (its outcome is still recorded)."""
+"""The ``configurable`` key of a chain's last resort: it goes past an open breaker."""
 
 
 def _plan_of(
     policy: ProviderPolicy, input: Any, kwargs: dict[str, Any], config: RunnableConfig | None
 ) -> CallPlan | None:
-    """What to ask the store before a call; None when nothing needs asking.
-
-    A call whose usage is recorded after it asks before it too, even with no
-    limit: the step before is how a store that cannot record (a Redis that
-    takes no writes) is found out before the provider is paid, not after.
-    """
+    """What to ask the store before a call; None when nothing needs asking. A call whose
+    usage is recorded asks too: a store that cannot record is found out before paying."""
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
     if circuit is not None and config and config.get("configurable", {}).get(PAST_OPEN_BREAKER):
         circuit = None
@@ -541,8 +482,7 @@ def _plan_of(
 
 
 def _max_tokens_of(runnable: Runnable[Any, Any]) -> int | None:
-    """The reply limit the chat model is built with (``max_tokens``, Ollama's
-    ``num_predict``), which bounds a call without its own ``max_tokens``."""
+    """The reply limit the chat model is built with (``max_tokens``, Ollama's ``num_predict``)."""
     if isinstance(runnable, RunnableBinding):
         bound = runnable.kwargs.get("max_tokens")
         if isinstance(bound, int) and bound > 0:
@@ -556,7 +496,6 @@ def _max_tokens_of(runnable: Runnable[Any, Any]) -> int | None:
 
 
 def _prompt_text(input: Any) -> str:
-    """The prompt's text, for a budget's cost estimate (LangChain's own reading of it)."""
     if isinstance(input, str):
         return input
     if isinstance(input, PromptValue):

@@ -19,10 +19,9 @@ from langchain_core.tracers.context import collect_runs
 from pydantic import BaseModel
 
 from pygent_lc import Settings, build_chat_model
-from pygent_lc.chain import ProviderChain
+from pygent_lc.chain import ProviderChain, fallback_notices
 from pygent_lc.closing import chat_models_in
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderUnavailableError
-from pygent_lc.fallbacks import fallback_notices
 from pygent_lc.host_pool import AllHostsFailedError, Count, Enter, HostPool, HostSlot
 from pygent_lc.limits import MemoryStore, open_store
 from pygent_lc.policy import ProviderPolicy, RetryPolicy
