@@ -17,7 +17,7 @@ from pygent_lc.limits import RateSpec, StateStore, shared_store
 from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.budget import CostBudget
 from pygent_lc.limits.rate import FREE_MODEL_LIMIT as FREE
-from pygent_lc.policy import ProviderPolicy, RetryPolicy
+from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.registry import PROVIDERS
 from pygent_lc.providers.registry import validate_provider_names as validate_provider_names
 from pygent_lc.settings import Settings
@@ -79,12 +79,10 @@ def with_provider_policy(
         bound=model,
         provider=provider,
         model_name=model_name,
-        retry=RetryPolicy(
-            max_attempts=settings.max_retries + 1,
-            initial_wait=settings.retry_initial_wait,
-            max_wait=settings.retry_max_wait,
-            deadline=settings.request_timeout,
-        ),
+        max_attempts=settings.max_retries + 1,
+        initial_wait=settings.retry_initial_wait,
+        max_wait=settings.retry_max_wait,
+        deadline=settings.request_timeout,
         circuit=circuit,
         store=store,
         rate=None if limit is None else RateSpec(rate_key, limit.limit, limit.period_s),

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -30,10 +30,9 @@ from pygent_lc.closing import Closable
 from pygent_lc.errors import AllProvidersFailedError, ConfigurationError, ProviderError
 from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.limits.rate import LocalRateLimitError
-from pygent_lc.policy import PAST_OPEN_BREAKER
+from pygent_lc.policy import NOTHING, PAST_OPEN_BREAKER
 from pygent_lc.validation import validate_chat_call
 
-_NOTHING: Any = object()
 logger = logging.getLogger("pygent_lc.fallbacks")  # each failed provider (DEBUG), each fallback
 
 FALLBACK_WARNING_INTERVAL_S = 60.0  # how often one kind of fallback is a WARNING at most
@@ -215,11 +214,11 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             for provider in call.tries(self._order()):
                 chunks = provider.stream(input, call.config, **kwargs)
                 with call:  # the policy plans at the first chunk
-                    output = call.served(next(chunks, _NOTHING))
+                    output = call.served(next(chunks, NOTHING))
                     break
             else:
                 raise call.error()
-            if output is not _NOTHING:
+            if output is not NOTHING:
                 yield output
                 for chunk in chunks:
                     yield call.added(chunk)
@@ -232,11 +231,11 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             for provider in call.tries(await self._aorder()):
                 chunks = provider.astream(input, call.config, **kwargs)
                 with call:  # the policy plans at the first chunk
-                    output = call.served(await anext(chunks, _NOTHING))
+                    output = call.served(await anext(chunks, NOTHING))
                     break
             else:
                 raise call.error()
-            if output is not _NOTHING:
+            if output is not NOTHING:
                 yield output
                 async for chunk in chunks:
                     yield call.added(chunk)
@@ -255,7 +254,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         return self.model_copy(update={"providers": providers})
 
 
-class _Fallbacks:
+class _Fallbacks(AbstractContextManager["_Fallbacks"]):
     """One call's way through the providers. ``with`` it around one provider's call: a
     ``ProviderError`` is logged (DEBUG) and kept, and the loop goes on."""
 
@@ -289,9 +288,6 @@ class _Fallbacks:
             self.config = {**self.config, "configurable": configurable}
             yield order[-1]
 
-    def __enter__(self) -> None:
-        pass
-
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> bool:
         if not isinstance(error, ProviderError):
             return False
@@ -306,7 +302,7 @@ class _Fallbacks:
         if self.failed:
             assert self._provider is not None
             fallback_notices.fell_back(self.failed, self.chain._label(self._provider))
-        self.output = None if output is _NOTHING else output
+        self.output = None if output is NOTHING else output
         return output
 
     def added(self, chunk: Any) -> Any:
@@ -338,13 +334,3 @@ def _rewrapped(
     raise ConfigurationError(
         f"cannot reach the chat model inside {type(runnable).__name__} to change it"
     )
-
-
-__all__ = [
-    "FALLBACK_WARNING_INTERVAL_S",
-    "FallbackNotice",
-    "FallbackNotices",
-    "ProviderChain",
-    "fallback_notices",
-    "short_reason",
-]

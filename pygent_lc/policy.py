@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import tenacity
@@ -43,54 +42,8 @@ from pygent_lc.providers.http import Deadline
 
 logger = logging.getLogger(__name__)
 
-_NOTHING: Any = object()
+NOTHING: Any = object()  # what ``next`` answers at the end of a stream
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently one provider call is tried: only a retryable
-    ``ProviderError``; a ``Retry-After`` longer than ``max_wait`` fails at once (the
-    fallback runs); ``deadline`` (``request_timeout``) bounds every attempt and wait,
-    enforced down to the HTTP transports (``current_deadline``)."""
-
-    max_attempts: int = 3
-    """Attempts per provider call, the first included."""
-    initial_wait: float = 0.5
-    """Doubles per retry, plus jitter of up to as much."""
-    max_wait: float = 20.0
-    deadline: float | None = None
-
-    def tenacity_kwargs(
-        self, elapsed: float, before: Callable[[RetryCallState], Any]
-    ) -> dict[str, Any]:
-        """Keywords for tenacity's loop, which starts ``elapsed`` seconds into the call."""
-        backoff = tenacity.wait_exponential_jitter(
-            multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
-        )
-
-        def wait_seconds(state: RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            if isinstance(error, ProviderError) and error.retry_after is not None:
-                return min(error.retry_after, self.max_wait)
-            return float(backoff(state))
-
-        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
-        if self.deadline is not None:
-            stop = stop | tenacity.stop_before_delay(self.deadline - elapsed)
-        return {
-            "stop": stop,
-            "wait": wait_seconds,
-            "retry": tenacity.retry_if_exception(self.retryable),
-            "before": before,
-            "before_sleep": _log_retry,
-            "reraise": True,
-        }
-
-    def retryable(self, error: BaseException) -> bool:
-        if not isinstance(error, ProviderError) or not error.retryable:
-            return False
-        return error.retry_after is None or error.retry_after <= self.max_wait
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -109,7 +62,14 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     provider: str = "provider"
     model_name: str | None = None
     """For usage; a reply that names the model that served wins."""
-    retry: RetryPolicy = RetryPolicy()
+    max_attempts: int = 3
+    """Attempts per call, the first included: a retryable ``ProviderError`` only, not after
+    a ``Retry-After`` over ``max_wait``."""
+    initial_wait: float = 0.5
+    """Doubles per retry, plus jitter of up to as much."""
+    max_wait: float = 20.0
+    deadline: float | None = None
+    """Bounds every attempt and wait (``request_timeout``); a stream's restarts per chunk."""
     circuit: CircuitBreaker | None = None
     """The provider's breaker; None turns it off."""
     store: StateStore = Field(default_factory=MemoryStore)
@@ -143,6 +103,11 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                     field="store",
                 )
 
+    def retryable(self, error: BaseException) -> bool:
+        if not isinstance(error, ProviderError) or not error.retryable:
+            return False
+        return error.retry_after is None or error.retry_after <= self.max_wait
+
     @property
     def state(self) -> StateStore:
         """Its breaker's store (a ``model_copy`` that swaps the breaker keeps it), else its own."""
@@ -162,32 +127,32 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     ) -> Iterator[Any]:
         def start(config: RunnableConfig | None) -> tuple[Iterator[Any], Any]:
             chunks = self.bound.stream(input, config, **kwargs)
-            return chunks, next(chunks, _NOTHING)
+            return chunks, next(chunks, NOTHING)
 
         with _ProviderCall(self, input, kwargs, config, stream=True) as call:
             chunks, chunk = call.attempts(start)
             with call.streaming():
-                while chunk is not _NOTHING:
+                while chunk is not NOTHING:
                     call.delivered(chunk)
                     yield chunk
                     call.restart_deadline()
-                    chunk = next(chunks, _NOTHING)
+                    chunk = next(chunks, NOTHING)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         async def start(config: RunnableConfig | None) -> tuple[AsyncIterator[Any], Any]:
             chunks = self.bound.astream(input, config, **kwargs)
-            return chunks, await anext(chunks, _NOTHING)
+            return chunks, await anext(chunks, NOTHING)
 
         async with _ProviderCall(self, input, kwargs, config, stream=True) as call:
             chunks, chunk = await call.aattempts(start)
             with call.streaming():
-                while chunk is not _NOTHING:
+                while chunk is not NOTHING:
                     call.delivered(chunk)
                     yield chunk
                     call.restart_deadline()
-                    chunk = await anext(chunks, _NOTHING)
+                    chunk = await anext(chunks, NOTHING)
 
 
 class _ProviderCall:
@@ -206,7 +171,7 @@ class _ProviderCall:
         self.stream = stream  # a stream's attempt that is cancelled or closed counts as failed
         self._kwargs = kwargs
         self._config = config
-        seconds = policy.retry.deadline
+        seconds = policy.deadline
         self._deadline = Deadline(seconds) if seconds is not None else None
         self._scope: AbstractContextManager[Any] = self._deadline or nullcontext()  # else the
         # enclosing deadline stays in force
@@ -218,7 +183,6 @@ class _ProviderCall:
         # Usage is read from the replies; a parsed output's model is watched by callbacks.
         model = policy.bound.bound if isinstance(policy.bound, RunnableBinding) else policy.bound
         watched = not isinstance(model, BaseChatModel)
-        watched = watched and (self._meter is not None or self._tracker is not None)
         self._meter_as_callback = watched and self._meter is not None
         self._tracker_as_callback = watched and self._tracker is not None
         self._names: tuple[str, str] | None = None
@@ -230,8 +194,7 @@ class _ProviderCall:
     def __enter__(self) -> _ProviderCall:
         self._scope.__enter__()  # the deadline counts admission waits too
         try:
-            if self._plan is not None:
-                self._admit(self._plan)
+            self._admit(self._plan)
         except BaseException:
             self._scope.__exit__(None, None, None)
             raise
@@ -240,22 +203,21 @@ class _ProviderCall:
     async def __aenter__(self) -> _ProviderCall:
         self._scope.__enter__()
         try:
-            if self._plan is not None:
-                await self._aadmit(self._plan)
+            await self._aadmit(self._plan)
         except BaseException:
             self._scope.__exit__(None, None, None)
             raise
         return self
 
-    def _admit(self, plan: CallPlan) -> None:
+    def _admit(self, plan: CallPlan | None) -> None:
         tries, store = 0, self._policy.state
-        while wait := self._verdict(store.begin_call(plan), tries, blocking=True):
+        while plan and (wait := self._verdict(store.begin_call(plan), tries, blocking=True)):
             time.sleep(wait)
             tries += 1
 
-    async def _aadmit(self, plan: CallPlan) -> None:
+    async def _aadmit(self, plan: CallPlan | None) -> None:
         tries, store = 0, self._policy.state
-        while wait := self._verdict(await store.abegin_call(plan), tries):
+        while plan and (wait := self._verdict(await store.abegin_call(plan), tries)):
             await asyncio.sleep(wait)
             tries += 1
 
@@ -274,8 +236,6 @@ class _ProviderCall:
             if not self._fits(wait_s):
                 raise BudgetExceededError("waited for the budget until the deadline")
             return wait_s
-        if start.refused_by != "rate":  # pragma: no cover
-            raise BudgetExceededError(f"call refused by {start.refused_by}")
         wait_s = start.rate_wait_s
         if policy.rate_mode == "raise" or not self._fits(wait_s):
             limit = "" if policy.rate is None else f" {policy.rate.limit}/{policy.rate.period_s:g}s"
@@ -311,8 +271,30 @@ class _ProviderCall:
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def _retrying(self, before: Callable[[RetryCallState], Any]) -> dict[str, Any]:
-        elapsed = time.perf_counter() - self.started  # the deadline counts from the call's start
-        return self._policy.retry.tenacity_kwargs(elapsed, before)
+        """Tenacity's loop, as if it had made the first attempt (``self.started``)."""
+        policy = self._policy
+        backoff = tenacity.wait_exponential_jitter(
+            multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait
+        )
+
+        def wait_seconds(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, ProviderError) and error.retry_after is not None:
+                return min(error.retry_after, policy.max_wait)
+            return float(backoff(state))
+
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.max_attempts)
+        if policy.deadline is not None:
+            elapsed = time.perf_counter() - self.started
+            stop = stop | tenacity.stop_before_delay(policy.deadline - elapsed)
+        return {
+            "stop": stop,
+            "wait": wait_seconds,
+            "retry": tenacity.retry_if_exception(policy.retryable),
+            "before": before,
+            "before_sleep": _log_retry,
+            "reraise": True,
+        }
 
     @contextmanager
     def _attempt(self, number: int) -> Iterator[RunnableConfig | None]:
@@ -406,23 +388,20 @@ class _ProviderCall:
             runnable = runnable.bound
         assert isinstance(runnable, BaseChatModel)  # else its usage is watched as a callback
         # This package's models name them from themselves and a per-call ``model`` only.
-        per_call = kwargs.get("model")
-        cache = self._policy._traced_names
-        key = None
-        if isinstance(runnable, ProviderBoundary) and isinstance(per_call, str | None):
-            key = (id(runnable), per_call)
-            known = cache.get(key)
-            if known is not None and known[0] is runnable:
-                self._names = known[1]
-                return known[1]
-        traced: dict[str, Any] = dict((self._config or {}).get("metadata") or {})
-        traced.update(runnable._get_ls_params(**kwargs))
-        self._names = (
-            str(traced.get("ls_provider") or "unknown"),
-            str(traced.get("ls_model_name") or "unknown"),
-        )
-        if key is not None:
-            cache[key] = (runnable, self._names)
+        key = (id(runnable), kwargs.get("model"))
+        cached = isinstance(runnable, ProviderBoundary) and isinstance(key[1], str | None)
+        known = self._policy._traced_names.get(key) if cached else None
+        if known is None or known[0] is not runnable:
+            traced = {**((self._config or {}).get("metadata") or {})}
+            traced.update(runnable._get_ls_params(**kwargs))
+            names = (
+                str(traced.get("ls_provider") or "unknown"),
+                str(traced.get("ls_model_name") or "unknown"),
+            )
+            known = (runnable, names)
+            if cached:
+                self._policy._traced_names[key] = known
+        self._names = known[1]
         return self._names
 
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
@@ -503,4 +482,4 @@ def _prompt_text(input: Any) -> str:
     return get_buffer_string(convert_to_messages(input))
 
 
-__all__ = ["PAST_OPEN_BREAKER", "ProviderPolicy", "RetryPolicy"]
+__all__ = ["PAST_OPEN_BREAKER", "ProviderPolicy"]
