@@ -1,8 +1,6 @@
-"""``ProviderChain``: providers tried in order, every failure collected, each fallback
-reported (never silently, never with a secret) on the ``pygent_lc.fallbacks`` logger.
-
-Like pydantic-ai's ``FallbackModel``: a ``ProviderError`` moves on to the next provider;
-bad input and any other error propagate at once.
+"""``ProviderChain``: providers tried in order (a ``ProviderError`` moves on, as in
+pydantic-ai's ``FallbackModel``), every failure collected, each fallback reported on the
+``pygent_lc.fallbacks`` logger, never silently and never with a secret.
 """
 
 from __future__ import annotations
@@ -122,12 +120,9 @@ fallback_notices = FallbackNotices()  # one rate limit for every chain of the pr
 
 
 class ProviderChain(Closable, RunnableSerializable[Any, Any]):
-    """Providers in order; the next one runs when the previous raised a ``ProviderError``.
-
-    The input and keywords are checked first, so bad input never retries, falls back or
-    counts against a breaker. A subclass may rank its providers per call (``_order``) and
-    raise its own error when all failed (``_failed``), as ``HostPool`` does.
-    """
+    """Providers in order. Bad input is refused first: it never retries, falls back or counts
+    against a breaker. A subclass may rank its providers per call (``_order``) and raise its
+    own error when all failed (``_failed``), as ``HostPool`` does."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -153,9 +148,8 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
 
-    # A chain run is started only when a handler would see it (callbacks, a tracer);
-    # otherwise the providers' runs are the caller's children, as they would be under
-    # an unobserved chain run.
+    # A chain run is started only when a handler would see it; otherwise the providers'
+    # runs are the caller's children, as they would be under an unobserved chain run.
     @contextmanager
     def _run(self, input: Any, config: RunnableConfig | None) -> Iterator[_Fallbacks]:
         call = _Fallbacks(self, config)
@@ -204,8 +198,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     return call.served(await provider.ainvoke(input, call.config, **kwargs))
             raise call.error()
 
-    # A stream falls back only before its first chunk: after it, text has been
-    # delivered, and a failure propagates as the provider's own error.
+    # A stream falls back only before its first chunk: after it, text has been delivered.
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:

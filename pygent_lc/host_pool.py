@@ -11,7 +11,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, PrivateAttr
@@ -137,7 +137,6 @@ class HostSlot(RunnableSerializable[Any, Any]):
     host: str
     key: str
     store: StateStore
-    lease_s: float = DEFAULT_INFLIGHT_LEASE_S
 
     def _config(self, config: RunnableConfig | None) -> RunnableConfig:
         config = config or {}
@@ -145,7 +144,7 @@ class HostSlot(RunnableSerializable[Any, Any]):
 
     @contextmanager
     def _counted(self) -> Iterator[None]:
-        self.store.run(ticket := Enter(self.key, self.store.clock(), self.lease_s))
+        self.store.run(ticket := Enter(self.key, self.store.clock()))
         try:
             yield
         finally:
@@ -153,7 +152,7 @@ class HostSlot(RunnableSerializable[Any, Any]):
 
     @asynccontextmanager
     async def _acounted(self) -> AsyncIterator[None]:
-        await self.store.arun(ticket := Enter(self.key, self.store.clock(), self.lease_s))
+        await self.store.arun(ticket := Enter(self.key, self.store.clock()))
         try:
             yield
         finally:  # shielded: stop counting a cancelled call too (and if cancelled again)
@@ -203,13 +202,13 @@ class HostPool(ProviderChain):
 
     @property
     def hosts(self) -> list[str]:
-        return [_slot(provider).host for provider in self.providers]
+        return [cast(HostSlot, provider).host for provider in self.providers]
 
     def in_flight(self) -> dict[str, int]:
         return dict(zip(self.hosts, self.store.run(self._count()), strict=True))
 
     def _count(self) -> Count:
-        return Count(tuple(_slot(slot).key for slot in self.providers), self.store.clock())
+        return Count(tuple(cast(HostSlot, slot).key for slot in self.providers), self.store.clock())
 
     def _order(self) -> list[Runnable[Any, Any]]:
         return self._ranked(self.store.run(self._count()))
@@ -225,16 +224,10 @@ class HostPool(ProviderChain):
         return [self.providers[index] for index in ranked]
 
     def _label(self, provider: Runnable[Any, Any]) -> str:
-        return f"{self.provider} at {_slot(provider).host}"
+        return f"{self.provider} at {cast(HostSlot, provider).host}"
 
     def _failed(
         self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
     ) -> ProviderError:
-        hosts = [_slot(slot).host for slot in tried]
+        hosts = [cast(HostSlot, slot).host for slot in tried]
         return AllHostsFailedError(self.provider, dict(zip(hosts, failures, strict=True)))
-
-
-def _slot(runnable: Runnable[Any, Any]) -> HostSlot:
-    if not isinstance(runnable, HostSlot):
-        raise TypeError(f"a HostPool holds HostSlots, not {type(runnable).__name__}")
-    return runnable

@@ -173,8 +173,8 @@ class _ProviderCall:
         self._config = config
         seconds = policy.deadline
         self._deadline = Deadline(seconds) if seconds is not None else None
-        self._scope: AbstractContextManager[Any] = self._deadline or nullcontext()  # else the
-        # enclosing deadline stays in force
+        # Without a deadline of its own, an enclosing one stays in force.
+        self._scope: AbstractContextManager[Any] = self._deadline or nullcontext()
         self._plan = _plan_of(policy, input, kwargs, config)
         self._start: CallStart | None = None
         wanted = policy.record_usage or policy.budget is not None  # usage totals, or cost
@@ -193,21 +193,10 @@ class _ProviderCall:
 
     def __enter__(self) -> _ProviderCall:
         self._scope.__enter__()  # the deadline counts admission waits too
-        try:
-            self._admit(self._plan)
-        except BaseException:
-            self._scope.__exit__(None, None, None)
-            raise
         return self
 
     async def __aenter__(self) -> _ProviderCall:
-        self._scope.__enter__()
-        try:
-            await self._aadmit(self._plan)
-        except BaseException:
-            self._scope.__exit__(None, None, None)
-            raise
-        return self
+        return self.__enter__()
 
     def _admit(self, plan: CallPlan | None) -> None:
         tries, store = 0, self._policy.state
@@ -250,11 +239,11 @@ class _ProviderCall:
     def _fits(self, wait_s: float) -> bool:
         return self._deadline is None or wait_s < self._deadline.remaining()
 
-    # The first attempt is made before any retry machinery (most calls need no second); a
-    # failure becomes the tenacity loop's attempt 1 (``_replayed``), so what is retried, the
-    # numbering and the deadline are those of a loop that made every attempt. The loop runs
-    # outside any ``except`` block: a later error does not get the first one as its context.
+    # The first attempt is made before any retry machinery; a failure becomes the tenacity
+    # loop's attempt 1 (``_replayed``), so retries, numbering and deadline are the loop's. The
+    # loop runs outside any ``except`` block: a later error does not get the first as context.
     def attempts(self, attempt: Callable[[RunnableConfig | None], T]) -> T:
+        self._admit(self._plan)
         with self._attempt(1) as config:
             return attempt(config)
         for retry in Retrying(**self._retrying(self._before)):
@@ -263,6 +252,7 @@ class _ProviderCall:
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def aattempts(self, attempt: Callable[[RunnableConfig | None], Awaitable[T]]) -> T:
+        await self._aadmit(self._plan)
         with self._attempt(1) as config:
             return await attempt(config)
         async for retry in AsyncRetrying(**self._retrying(self._abefore)):
@@ -415,6 +405,8 @@ class _ProviderCall:
             self._changed((await self._policy.state.aend_call(end)).breaker_changed, end)
 
     def _end(self, error: BaseException | None) -> CallEnd | None:
+        if self._start is None and self._plan is not None:
+            return None  # refused before any request: nothing to record
         start = self._start or CallStart(allowed=True, breaker=ADMITTED)  # None: no plan
         policy = self._policy
         outcome = None
