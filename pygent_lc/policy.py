@@ -133,8 +133,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
             chunks, chunk = call.attempts(start)
             with call.streaming():
                 while chunk is not NOTHING:
-                    call.delivered(chunk)
-                    yield chunk
+                    yield call.delivered(chunk)
                     call.restart_deadline()
                     chunk = next(chunks, NOTHING)
 
@@ -149,8 +148,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
             chunks, chunk = await call.aattempts(start)
             with call.streaming():
                 while chunk is not NOTHING:
-                    call.delivered(chunk)
-                    yield chunk
+                    yield call.delivered(chunk)
                     call.restart_deadline()
                     chunk = await anext(chunks, NOTHING)
 
@@ -341,15 +339,15 @@ class _ProviderCall:
 
     def answered(self, reply: Any) -> Any:
         self.attempt_ended(reply)
-        self.delivered(reply)
-        return reply
+        return self.delivered(reply)
 
-    def delivered(self, output: Any) -> None:
+    def delivered(self, output: Any) -> Any:
         self.delivered_any = True
         if self._meter is not None and not self._meter_as_callback:
             self._meter.observe(output)
         if self._chunks is not None:
             self._chunks.append(output)
+        return output
 
     @contextmanager
     def streaming(self) -> Iterator[None]:
