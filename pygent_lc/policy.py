@@ -85,6 +85,10 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     )
 
     def __init__(self, **values: Any) -> None:
+        if unknown := sorted(values.keys() - type(self).model_fields.keys()):  # not ignored
+            raise ConfigurationError(
+                f"ProviderPolicy has no setting {unknown[0]!r}", field=unknown[0]
+            )
         super().__init__(**values)
         # One store, never split: a part built without a store uses the policy's, a policy
         # without one adopts the part's; two that differ are an error (raised here: a

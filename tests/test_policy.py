@@ -95,6 +95,14 @@ def test_a_breaker_on_another_chosen_store_is_a_configuration_error() -> None:
         )
 
 
+def test_retries_are_the_policys_own_settings_and_an_unknown_one_is_refused() -> None:
+    policy = ProviderPolicy(bound=ScriptedChatModel(), max_attempts=1, initial_wait=0.0)
+    assert (policy.max_attempts, policy.initial_wait, policy.deadline) == (1, 0.0, None)
+    with pytest.raises(ConfigurationError, match="no setting 'retry'") as caught:
+        ProviderPolicy(bound=ScriptedChatModel(), retry={"max_attempts": 1})
+    assert caught.value.field == "retry"
+
+
 # -- the first attempt, made before the retry loop ------------------------------------------
 
 
