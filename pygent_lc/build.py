@@ -135,8 +135,7 @@ def build_chat_model(
         )
     if not steps:
         if len(skipped) == 1:
-            (only_reason,) = skipped.values()
-            raise only_reason
+            raise next(iter(skipped.values()))
         reasons = "; ".join(f"{skipped_name}: {why}" for skipped_name, why in skipped.items())
         raise ConfigurationError(f"no provider is usable ({reasons})", field="providers")
     for skipped_name, why in skipped.items():

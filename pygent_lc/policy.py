@@ -187,6 +187,7 @@ class _ProviderCall:
         watched = not isinstance(model, BaseChatModel)
         self._meter_as_callback = watched and self._meter is not None
         self._tracker_as_callback = watched and self._tracker is not None
+        self._watchers = [w for w in (self._tracker, self._meter) if watched and w is not None]
         self._names: tuple[str, str] | None = None
         self._chunks: list[Any] | None = None  # a counted stream's chunks
         self.started = 0.0  # when the latest attempt started
@@ -323,13 +324,11 @@ class _ProviderCall:
         if number > 1:
             config = config or {}
             config = {**config, "tags": [*config.get("tags", []), f"retry:attempt:{number}"]}
-        if self._tracker_as_callback:
-            assert self._tracker is not None
-            config = with_handler(config, self._tracker)
-        if self._meter is None:
-            return config
-        self._meter.attempts += 1
-        return with_handler(config, self._meter) if self._meter_as_callback else config
+        for handler in self._watchers:
+            config = with_handler(config, handler)
+        if self._meter is not None:
+            self._meter.attempts += 1
+        return config
 
     def attempt_ended(self, reply: Any = None, *, failed: bool = False) -> None:
         """One request for the tracker the call feeds, counted as its callbacks would."""
@@ -410,17 +409,13 @@ class _ProviderCall:
         if self._start is None and self._plan is not None:
             return None  # refused before any request: nothing to record
         start = self._start or CallStart(allowed=True, breaker=ADMITTED)  # None: no plan
-        policy = self._policy
-        outcome = None
-        if policy.circuit is not None:
-            answered = error is None or (
-                self.delivered_any and not isinstance(error, ProviderError)
-            )
-            outcome = policy.circuit.outcome(start.breaker or ADMITTED, None if answered else error)
-        meter = self._meter
+        policy, meter = self._policy, self._meter
+        answered = error is None or self.delivered_any  # a provider error mid-stream still fails
+        failure = None if answered and not isinstance(error, ProviderError) else error
+        circuit = policy.circuit
+        outcome = circuit.outcome(start.breaker or ADMITTED, failure) if circuit else None
         cost = meter.usage.cost_usd if meter is not None else 0.0
         settlements = tuple(Settlement(reservation, cost) for reservation in start.reservations)
-        answered = error is None or self.delivered_any
         usage = meter.record(answered) if meter is not None and policy.record_usage else None
         if outcome is None and not settlements and usage is None:
             return None
