@@ -18,7 +18,7 @@ from pydantic import ConfigDict, PrivateAttr
 
 from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import ProviderError, ProviderUnavailableError
-from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step
+from pygent_lc.limits.script import Arg, MemoryState, Step
 from pygent_lc.limits.store import StateStore
 
 DEFAULT_INFLIGHT_LEASE_S = 300.0  # how long a ticket counts if nobody ends it (its process died)
@@ -40,15 +40,12 @@ class Enter(Step[int]):
     """Count one call on ``key`` until its :meth:`exit` or its lease ends; answers the count.
     Leases, not ``INCR``/``DECR``: a process that died between the two would count for ever."""
 
-    lua: ClassVar[str] = (
-        LUA_PRELUDE
-        + """
+    lua: ClassVar[str] = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('ZADD', KEYS[1], fmt(tonumber(ARGV[1]) + tonumber(ARGV[2])), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4]) * 1000))
 return redis.call('ZCARD', KEYS[1])
 """
-    )
     key: str
     now: float
     lease_s: float = DEFAULT_INFLIGHT_LEASE_S
@@ -58,7 +55,8 @@ return redis.call('ZCARD', KEYS[1])
         return Exit(self.key, now, self.ticket)
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        return [inflight_key(prefix, self.key)], [self.now, self.lease_s, self.ticket]
+        ends = self.now + self.lease_s  # added here for both stores: the same double
+        return [inflight_key(prefix, self.key)], [self.now, ends, self.ticket, self.lease_s]
 
     def local(self, state: MemoryState) -> int:
         held = state.part(Tickets).setdefault(self.key, {})
