@@ -469,6 +469,3 @@ def _prompt_text(input: Any) -> str:
     if isinstance(input, PromptValue):
         return input.to_string()
     return get_buffer_string(convert_to_messages(input))
-
-
-__all__ = ["PAST_OPEN_BREAKER", "ProviderPolicy"]
