@@ -1,12 +1,11 @@
-"""The child process that hosts llama.cpp's server (xllamacpp) for :class:`LlamaServer`.
+"""The child process that hosts llama.cpp's server (xllamacpp) for ``local.LlamaServer``.
 
-Run as ``python -P <this file>``: the path (not ``-m``) spares it importing
-``pygent_lc`` (over a second), and ``-P`` keeps this folder (whose ``http.py`` would
-shadow the standard library's) off ``sys.path``. One JSON line each way: the parent
-writes the settings to stdin (the API key is kept out of argv, which every user can
-read); the child answers ``{"address": "http://127.0.0.1:PORT"}`` or ``{"error": ...}``,
-then waits for stdin to close (a stop, or the parent's death) and ends with
-``os._exit``: xllamacpp's destructor joins its HTTP threads and can wait for ever.
+Run as ``python -P <this file>``: no ``pygent_lc`` import (over a second), and this folder
+(whose ``http.py`` would shadow the stdlib's) off ``sys.path``. One JSON line each way:
+settings in on stdin (the API key kept out of argv, which every user can read); out
+``{"address": "http://127.0.0.1:PORT"}`` or ``{"error": ...}``. It then waits for stdin to
+close (a stop, or the parent's death) and ends with ``os._exit``: xllamacpp's destructor
+joins its HTTP threads and can wait for ever.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ def _serve(config: dict[str, Any]) -> Any:
     params.cpuparams_batch.poll = 0
     params.api_keys = [config["api_key"]]
     params.ui = False
-    params.verbosity = config["verbosity"]
+    params.verbosity = 1  # errors only (3, its default, logs every request)
     return xllamacpp.Server(params)
 
 

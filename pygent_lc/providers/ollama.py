@@ -115,12 +115,9 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
 
 
 def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaChatModel:
-    """Ollama's chat model from ``settings``; keywords override any field.
-
-    The client gets ``settings.request_timeout`` (``ChatOllama`` has none: a hung
-    server would hang the caller) and ``num_ctx`` (the server's small default
-    silently truncates long prompts). With several hosts it is the first one's.
-    """
+    """Ollama's chat model from ``settings`` (the first host's); keywords override any
+    field. ``request_timeout`` because ``ChatOllama`` has none (a hung server would hang
+    the caller); ``num_ctx`` because the server's small default truncates long prompts."""
     settings = settings or Settings()
     ollama = settings.ollama
     model = overrides.pop("model", None) or ollama.model
@@ -163,46 +160,38 @@ def check_ollama_model(
     if not wanted:
         raise ConfigurationError("no Ollama model given: set OLLAMA_MODEL", field="ollama_model")
     host = base_url or settings.ollama.base_urls[0]
-    installed = installed_ollama_models(settings, host)
-    candidates = {wanted, wanted if ":" in wanted else f"{wanted}:latest"}
-    if found := next((name for name in installed if name in candidates), None):
-        return found
-    listing = ", ".join(installed) or "none"
-    raise ModelNotFoundError(
-        f"model {wanted!r} is not installed on {host} "
-        f"(installed: {listing}); run `ollama pull {wanted}`",
-        provider="ollama",
-        model=wanted,
-        status_code=404,
-    )
-
-
-def _check_host(settings: Settings, host: str) -> str:
-    """:func:`check_ollama_model` on ``host``, with what to do when it does not answer."""
     try:
-        return check_ollama_model(settings, base_url=host)
+        installed = installed_ollama_models(settings, host)
     except ProviderUnavailableError as exc:
         unresolved = exc.message.startswith("host name not found")
         todo = "check the host name in" if unresolved else "start it with `ollama serve` or set"
         raise ProviderUnavailableError(
             f"Ollama at {host} did not answer ({exc.message}); {todo} OLLAMA_BASE_URL",
             provider="ollama",
-            model=settings.ollama.model,
+            model=wanted,
             status_code=exc.status_code,
             retryable=exc.retryable,
         ) from exc
+    candidates = {wanted, wanted if ":" in wanted else f"{wanted}:latest"}
+    if found := next((name for name in installed if name in candidates), None):
+        return found
+    raise ModelNotFoundError(
+        f"model {wanted!r} is not installed on {host} "
+        f"(installed: {', '.join(installed) or 'none'}); run `ollama pull {wanted}`",
+        provider="ollama",
+        model=wanted,
+        status_code=404,
+    )
 
 
 def check_ollama(settings: Settings, check_model: bool = True) -> str:
-    """The installed name of the configured model: :class:`ProviderUnavailableError`
-    when Ollama does not answer, :class:`ModelNotFoundError` when it lacks the model
-    (always checked: one local request). Of several hosts one with the model is
-    enough (the pool skips the others); else the error names each one's problem.
-    """
+    """The installed name of the configured model (always checked: one local request).
+    Of several hosts one with the model is enough (the pool skips the others); else
+    the error names each one's problem."""
     errors: dict[str, ProviderError] = {}
     for host in settings.ollama.base_urls:
         try:
-            return _check_host(settings, host)
+            return check_ollama_model(settings, base_url=host)
         except ProviderError as exc:
             errors[host] = exc
     if len(errors) == 1:
@@ -218,34 +207,31 @@ def check_ollama(settings: Settings, check_model: bool = True) -> str:
     )
 
 
-def _host_health(settings: Settings, host: str | None = None) -> ProviderHealth:
-    """One server's line: does it answer, with the model installed?"""
-    url = host or settings.ollama.base_urls[0]
-    try:
-        installed, latency = timed(lambda: _check_host(settings, url))
-    except PygentError as exc:
-        return ProviderHealth("ollama", "problem", one_line(exc), settings.ollama.model, host=host)
-    detail = f"server at {url} answers; {installed} installed"
-    return ProviderHealth("ollama", "ok", detail, installed, latency_ms=latency, host=host)
-
-
 def ollama_health(settings: Settings) -> ProviderHealth:
-    """Configured? Does the server answer, with the model installed? Of several
-    hosts, one line each (``hosts``, checked at once), ``"ok"`` when all are."""
-    model = settings.ollama.model
+    """Does the server answer, with the model installed? Of several hosts, one line
+    each (``hosts``, checked at once), ``"ok"`` when all are."""
+    model, hosts = settings.ollama.model, settings.ollama.base_urls
     if not model:
         return ProviderHealth("ollama", "not configured", "OLLAMA_MODEL is not set")
-    hosts = settings.ollama.base_urls
+
+    def line(host: str, pooled: bool) -> ProviderHealth:
+        named = host if pooled else None
+        try:
+            found, latency = timed(lambda: check_ollama_model(settings, base_url=host))
+        except PygentError as exc:
+            return ProviderHealth("ollama", "problem", one_line(exc), model, host=named)
+        detail = f"server at {host} answers; {found} installed"
+        return ProviderHealth("ollama", "ok", detail, found, latency_ms=latency, host=named)
+
     if len(hosts) == 1:
-        return _host_health(settings)
+        return line(hosts[0], pooled=False)
     with ThreadPoolExecutor(max_workers=min(len(hosts), 8)) as pool:
-        lines = tuple(pool.map(lambda host: _host_health(settings, host), hosts))
-    serving = [line for line in lines if line.status == "ok"]
-    detail = f"{len(serving)} of {len(hosts)} hosts answer with {model}"
+        lines = tuple(pool.map(lambda host: line(host, pooled=True), hosts))
+    serving = [each for each in lines if each.status == "ok"]
     return ProviderHealth(
         "ollama",
         "ok" if len(serving) == len(lines) else "problem",
-        detail,
+        f"{len(serving)} of {len(hosts)} hosts answer with {model}",
         model=serving[0].model if serving else model,
         hosts=lines,
     )

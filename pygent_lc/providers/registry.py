@@ -15,8 +15,13 @@ from types import MappingProxyType
 from langchain_core.language_models import BaseChatModel
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.providers.llama_server import INSTALL_HINT, MODEL_INSTALL_HINT
-from pygent_lc.providers.local import local_health, local_listing, local_model
+from pygent_lc.providers.local import (
+    INSTALL_HINT,
+    MODEL_INSTALL_HINT,
+    local_health,
+    local_listing,
+    local_model,
+)
 from pygent_lc.providers.ollama import (
     check_ollama,
     ollama_health,
