@@ -1,10 +1,8 @@
 """The providers, one entry each: what the chain, the agents, the CLI and ToT need.
 
-A new provider is its module (chat model factory, health check, model listing), a
-:class:`~pygent_lc.settings.ProviderSettings` section (a field of ``Settings`` named
-like the provider) and one :class:`ProviderSpec` in :data:`PROVIDERS`, whose order
-is the default fallback order.
-"""
+A new provider is its module, its section of ``Settings`` (a field named like the
+provider) and one :class:`ProviderSpec` in :data:`PROVIDERS` (its order: the default
+fallback order)."""
 
 from __future__ import annotations
 
@@ -36,15 +34,8 @@ from pygent_lc.providers.openrouter.catalog import (
 )
 from pygent_lc.providers.openrouter.model import openrouter_model
 from pygent_lc.providers.status import ModelListing, ProviderHealth
-from pygent_lc.settings import (
-    LocalSettings,
-    OllamaSettings,
-    OpenRouterSettings,
-    ProviderSettings,
-    Settings,
-    provider_name,
-    unique_provider_names,
-)
+from pygent_lc.settings import SECTIONS, ProviderSettings, Settings, provider_name
+from pygent_lc.settings import unique_provider_names as unique_provider_names
 
 
 @dataclass(frozen=True)
@@ -52,21 +43,22 @@ class ProviderSpec:
     """What varies by provider."""
 
     name: str  # in PYGENT_PROVIDERS, "provider:model", --provider; its Settings section
-    settings_model: type[ProviderSettings]
     factory: Callable[[Settings], BaseChatModel]  # no network; ConfigurationError if unset
     health: Callable[[Settings], ProviderHealth]  # a line of `pygent-lc doctor`
     list_models: Callable[[Settings, str | None, bool], ModelListing]  # (search, free_only)
     local: bool  # on this machine: a ToT search keeps few calls in flight
     setup_hint: str  # how to make it usable, for the doctor's last line
+    # What an agent factory checks on the network first (settings, check_model).
     check: Callable[[Settings, bool], object] = lambda settings, check_model: None
-    """What an agent factory checks on the network before returning an agent on this
-    provider: ``(settings, check_model)``; raises a ``ProviderError``."""
     hints: Mapping[str, str] = field(default_factory=dict)  # CLI advice, by setting
     aliases: tuple[str, ...] = ()  # other names ToTConfig.for_provider knows
     model_field: str = "model"  # the field of its section "provider:model" sets
+    # One chat model per host (by URL) when several are set: the chain makes a HostPool.
     host_models: Callable[[Settings], Mapping[str, BaseChatModel]] = lambda settings: {}
-    """One chat model per host (by base URL) when several are configured, else empty:
-    the chain then makes the provider a :class:`~pygent_lc.host_pool.HostPool`."""
+
+    @property
+    def settings_model(self) -> type[ProviderSettings]:
+        return SECTIONS[self.name]
 
     @property
     def model_keyword(self) -> str:
@@ -80,7 +72,6 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
         for spec in (
             ProviderSpec(
                 name="openrouter",
-                settings_model=OpenRouterSettings,
                 factory=openrouter_model,
                 health=openrouter_health,
                 list_models=openrouter_listing,
@@ -91,7 +82,6 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
             ),
             ProviderSpec(
                 name="ollama",
-                settings_model=OllamaSettings,
                 factory=ollama_model,
                 host_models=ollama_host_models,
                 health=ollama_health,
@@ -106,7 +96,6 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
             ),
             ProviderSpec(
                 name="local",
-                settings_model=LocalSettings,
                 factory=local_model,
                 health=local_health,
                 list_models=local_listing,
@@ -139,13 +128,3 @@ def find_provider(name: str) -> ProviderSpec | None:
     return PROVIDERS.get(wanted) or next(
         (spec for spec in PROVIDERS.values() if wanted in spec.aliases), None
     )
-
-
-__all__ = [
-    "PROVIDERS",
-    "ProviderSpec",
-    "find_provider",
-    "provider_name",
-    "unique_provider_names",
-    "validate_provider_names",
-]

@@ -13,8 +13,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ProviderHealth:
-    """One line of the doctor's report; ``latency_ms`` is the check request's (or the
-    probe's), ``host`` the server of a pool it is about, ``hosts`` a pool's lines."""
+    """One line of the doctor's report; ``host``: the pool's server it is about;
+    ``hosts``: a pool's lines."""
 
     provider: str
     status: Status
@@ -25,7 +25,7 @@ class ProviderHealth:
     hosts: tuple[ProviderHealth, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields; ``host`` and ``hosts`` only when there are any."""
+        """``host`` and ``hosts`` only when there are any."""
         data = asdict(self)
         data["hosts"] = [host.as_dict() for host in self.hosts]
         dropped = {"host"} if self.host is None else set()
@@ -34,8 +34,8 @@ class ProviderHealth:
 
 @dataclass(frozen=True)
 class ModelListing:
-    """The models a provider offers: one object per model (``id`` first) for
-    ``--json``, and the text for a terminal."""
+    """A provider's models: one object per model (``id`` first) for ``--json``, and
+    the text for a terminal."""
 
     rows: list[dict[str, Any]]
     lines: list[str]

@@ -1,9 +1,5 @@
-"""OpenRouter: the OpenAI-compatible model plus what OpenRouter adds.
-
-Its environment defaults (``OPENROUTER_API_KEY``, the base URL), cost and the
-serving upstream in ``response_metadata``, ``provider.require_parameters``
-routing for structured output, and ``reasoning_details`` sent back unchanged.
-"""
+"""OpenRouter: the OpenAI-compatible model plus what OpenRouter adds (its environment
+defaults, cost and serving upstream, routing for structured output, reasoning details)."""
 
 from __future__ import annotations
 
@@ -22,7 +18,7 @@ from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
 from pygent_lc.providers.openrouter.catalog import missing_key
 from pygent_lc.settings import Settings
 
-# OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
+# OpenRouter's usage fields copied into ``response_metadata``.
 _USAGE_EXTRAS = ("cost", "cost_details", "is_byok", "cache_discount")
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 # Stands in for a missing key so the openai clients can be built; never sent:
@@ -31,14 +27,10 @@ NO_KEY = "no-key-set"
 
 
 class OpenRouterChatModel(OpenAICompatibleChatModel):
-    """Chat Completions against OpenRouter (or another OpenAI-compatible server).
-
-    Adds to every reply's ``response_metadata``: ``generation_id``, ``provider``
-    (the upstream that served), ``model_name`` (the model that served),
-    ``native_finish_reason``, and ``cost`` / ``cost_details`` in USD. On
-    ``invoke`` the cost is also in ``usage_metadata["cost"]``. An error inside
-    a 200 body or in the middle of a stream raises a typed error.
-    """
+    """Chat Completions against OpenRouter. Every reply's ``response_metadata`` gets
+    ``generation_id``, ``provider`` and ``model_name`` (the upstream and model that
+    served), ``native_finish_reason`` and ``cost``/``cost_details`` (USD); on
+    ``invoke`` the cost is also in ``usage_metadata["cost"]``."""
 
     provider_label: str = "openrouter"
 
@@ -51,8 +43,6 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
             return values
         found = dict(values)
         if found.get("api_key") is None and found.get("openai_api_key") is None:
-            # Without a key the model can still be built (and bound, traced,
-            # serialised); a call raises ConfigurationError before any request.
             found["api_key"] = os.environ.get("OPENROUTER_API_KEY") or NO_KEY
         if found.get("base_url") is None and found.get("openai_api_base") is None:
             found["base_url"] = os.environ.get("OPENROUTER_BASE_URL") or OPENROUTER_BASE_URL
@@ -97,11 +87,8 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        """Also send each earlier reply's ``reasoning_details`` back unchanged.
-
-        OpenRouter needs them on the turns after a tool call for reasoning
-        models to continue their chain of thought; ``ChatOpenAI`` drops them.
-        """
+        """Each earlier reply's ``reasoning_details`` sent back unchanged (``ChatOpenAI``
+        drops them): reasoning models need them after a tool call to continue."""
         payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
         messages = self._convert_input(input_).to_messages()
         for sent, message in zip(payload.get("messages", []), messages, strict=False):
@@ -139,11 +126,8 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
 
 
 def request_extras(settings: Settings) -> dict[str, Any]:
-    """OpenRouter's body extras from settings: ``models``, ``provider``, ``reasoning``.
-
-    ``models`` starts with ``openrouter.model`` and lists each model once, in
-    order; it is left out when no other model remains.
-    """
+    """OpenRouter's body extras from settings: ``models`` (the model first, each once;
+    left out when it is alone), ``provider``, ``reasoning``."""
     openrouter = settings.openrouter
     extras: dict[str, Any] = {}
     models = list(dict.fromkeys([openrouter.model, *openrouter.models]))
@@ -157,11 +141,8 @@ def request_extras(settings: Settings) -> dict[str, Any]:
 
 
 def openrouter_model(settings: Settings | None = None, **overrides: Any) -> OpenRouterChatModel:
-    """OpenRouter's chat model from ``settings``; keywords override any field.
-
-    The SDK's own retries are off (the chain has one retry policy) and the
-    timeout is ``settings.request_timeout``.
-    """
+    """OpenRouter's chat model from ``settings``; keywords override any field. The SDK's
+    own retries are off: the chain has one retry policy."""
     settings = settings or Settings()
     openrouter = settings.openrouter
     if openrouter.api_key is None and "api_key" not in overrides:
@@ -182,5 +163,4 @@ def openrouter_model(settings: Settings | None = None, **overrides: Any) -> Open
     }
     if extras := request_extras(settings):
         params["extra_body"] = extras
-    params.update(overrides)
-    return OpenRouterChatModel(**params)
+    return OpenRouterChatModel(**{**params, **overrides})
