@@ -2,19 +2,22 @@
 
 Run as ``python -P <this file>``: no ``pygent_lc`` import (over a second), and this folder
 (whose ``http.py`` would shadow the stdlib's) off ``sys.path``. One JSON line each way:
-settings in on stdin (the API key kept out of argv, which every user can read); out
-``{"address": "http://127.0.0.1:PORT"}`` or ``{"error": ...}``. It then waits for stdin to
-close (a stop, or the parent's death) and ends with ``os._exit``: xllamacpp's destructor
-joins its HTTP threads and can wait for ever.
+settings in on stdin (the API key kept out of argv, which every user can read); out, once
+it serves, ``{"address": "http://127.0.0.1:PORT"}`` or ``{"error": ...}``. It then waits
+for stdin to close (a stop, or the parent's death) and ends with ``os._exit``: xllamacpp's
+destructor joins its HTTP threads and can wait for ever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import signal
 import sys
+import time
+import urllib.request
 from typing import Any
 
 
@@ -42,6 +45,19 @@ def _serve(config: dict[str, Any]) -> Any:
     return xllamacpp.Server(params)
 
 
+def _wait_ready(address: str, api_key: str) -> None:
+    """Until ``/slots`` answers (it goes through the server's main loop)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    slots = urllib.request.Request(
+        f"{address}/slots", headers={"Authorization": f"Bearer {api_key}"}
+    )
+    while True:
+        with contextlib.suppress(OSError):
+            opener.open(slots, timeout=5).close()  # raises unless the answer is 2xx
+            return
+        time.sleep(0.05)
+
+
 def main() -> None:
     # Ctrl-C in a terminal reaches the whole process group: the parent decides
     # what an interrupt means (a notebook keeps running), so the child ignores it.
@@ -54,7 +70,9 @@ def main() -> None:
     except Exception as exc:  # reported to the parent, which raises a typed error
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         os._exit(1)
-    print(json.dumps({"address": str(server.listening_address)}), flush=True)
+    address = str(server.listening_address)
+    _wait_ready(address, json.loads(line)["api_key"])
+    print(json.dumps({"address": address}), flush=True)
     sys.stdin.buffer.read()  # returns when the parent closes stdin or dies
     os._exit(0)
 

@@ -29,7 +29,6 @@ from contextlib import AbstractAsyncContextManager, AbstractContextManager, null
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 from pydantic import PrivateAttr, model_validator
@@ -325,14 +324,13 @@ class LlamaServer:
             )
             try:
                 child.url = self._handshake(child, deadline, log)
-                self._wait_ready(child, deadline, log)
             except BaseException:
                 child.terminate()
                 raise
         return child
 
     def _handshake(self, child: ChildProcess, deadline: float, log: IO[bytes]) -> str:
-        """Send the settings; the child's ``/v1`` URL (the model is loaded then)."""
+        """Send the settings; the child's ``/v1`` URL, once it serves."""
         assert child.stdin is not None
         assert child.stdout is not None
         config = {
@@ -360,19 +358,6 @@ class LlamaServer:
             status = child.exit_status() or "sent no address"
             raise self._not_started(str(reply.get("error") or f"the model process {status}"), log)
         return f"{reply['address']}/v1"
-
-    def _wait_ready(self, child: ChildProcess, deadline: float, log: IO[bytes]) -> None:
-        """Wait until ``/slots`` answers: it goes through the server's main loop."""
-        headers = {"Authorization": f"Bearer {self.api_key}"}
-        with httpx.Client(trust_env=False, timeout=5.0, headers=headers) as client:
-            while time.monotonic() < deadline:
-                if child.poll() is not None:
-                    raise self._not_started("the model process ended while loading", log)
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(child.url.removesuffix("/v1") + "/slots").status_code == 200:
-                        return
-                time.sleep(0.05)
-        raise self._not_started(None, log)
 
     def _not_started(self, why: str | None, log: IO[bytes]) -> ProviderUnavailableError:
         """Why the server did not start (``None``: not within the start-up limit), with

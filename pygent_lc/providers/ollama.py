@@ -51,18 +51,12 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
             return values
         timeout = shared.get("timeout")
         pools = ProviderHttp(timeout=timeout if isinstance(timeout, int | float) else None)
-        return {
-            **values,
-            "http_pools": pools,
-            "sync_client_kwargs": {
-                "transport": pools.sync_transport,
-                **(values.get("sync_client_kwargs") or {}),
-            },
-            "async_client_kwargs": {
-                "transport": pools.async_transport,
-                **(values.get("async_client_kwargs") or {}),
-            },
+        ours = {
+            "sync_client_kwargs": pools.sync_transport,
+            "async_client_kwargs": pools.async_transport,
         }
+        clients = {key: {"transport": ours[key], **(values.get(key) or {})} for key in ours}
+        return {**values, "http_pools": pools, **clients}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """Naming the model a call really used (a per-call ``model=``)."""
@@ -131,12 +125,9 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
 
 
 def ollama_host_models(settings: Settings) -> dict[str, BaseChatModel]:
-    """One chat model per host (by URL) when ``OLLAMA_BASE_URL`` names several, for a
-    :class:`~pygent_lc.host_pool.HostPool`; else empty. No network."""
+    """One chat model per host when ``OLLAMA_BASE_URL`` names several (a host pool)."""
     hosts = settings.ollama.base_urls
-    if len(hosts) < 2:
-        return {}
-    return {host: ollama_model(settings, base_url=host) for host in hosts}
+    return {host: ollama_model(settings, base_url=host) for host in hosts} if len(hosts) > 1 else {}
 
 
 def installed_ollama_models(settings: Settings, base_url: str | None = None) -> list[str]:

@@ -28,7 +28,7 @@ from pygent_lc.providers.ollama import (
     ollama_model,
 )
 from pygent_lc.providers.openrouter.catalog import (
-    check_openrouter_model,
+    find_openrouter_model,
     openrouter_health,
     openrouter_listing,
 )
@@ -75,7 +75,7 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
                 factory=openrouter_model,
                 health=openrouter_health,
                 list_models=openrouter_listing,
-                check=check_openrouter_model,
+                check=lambda settings, check_model: check_model and find_openrouter_model(settings),
                 local=False,
                 setup_hint="set OPENROUTER_API_KEY",
                 hints={"openrouter_api_key": "set OPENROUTER_API_KEY, or use --provider local"},

@@ -157,12 +157,6 @@ def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
     return GenerationStats.model_validate({**data, "id": own_id})
 
 
-def check_openrouter_model(settings: Settings, check_model: bool = True) -> None:
-    """:func:`find_openrouter_model` of the configured model, when ``check_model``."""
-    if check_model:
-        find_openrouter_model(settings)
-
-
 def openrouter_health(settings: Settings) -> ProviderHealth:
     """Configured? Is the key valid, with credit left, and the model listed?"""
     model = settings.openrouter.model
