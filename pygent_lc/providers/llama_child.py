@@ -42,19 +42,15 @@ def _serve(config: dict[str, Any]) -> Any:
     params.api_keys = [config["api_key"]]
     params.ui = False
     params.verbosity = 1  # errors only (3, its default, logs every request)
-    return xllamacpp.Server(params)
-
-
-def _wait_ready(address: str, api_key: str) -> None:
-    """Until ``/slots`` answers (it goes through the server's main loop)."""
+    server = xllamacpp.Server(params)
+    # Ready once /slots answers: it goes through the server's main loop.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
-    slots = urllib.request.Request(
-        f"{address}/slots", headers={"Authorization": f"Bearer {api_key}"}
-    )
+    auth = {"Authorization": f"Bearer {config['api_key']}"}
+    slots = urllib.request.Request(f"{server.listening_address}/slots", headers=auth)
     while True:
         with contextlib.suppress(OSError):
             opener.open(slots, timeout=5).close()  # raises unless the answer is 2xx
-            return
+            return server
         time.sleep(0.05)
 
 
@@ -70,9 +66,7 @@ def main() -> None:
     except Exception as exc:  # reported to the parent, which raises a typed error
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         os._exit(1)
-    address = str(server.listening_address)
-    _wait_ready(address, json.loads(line)["api_key"])
-    print(json.dumps({"address": address}), flush=True)
+    print(json.dumps({"address": str(server.listening_address)}), flush=True)
     sys.stdin.buffer.read()  # returns when the parent closes stdin or dies
     os._exit(0)
 

@@ -184,7 +184,6 @@ class LlamaServer:
 
     @property
     def in_flight(self) -> int:
-        """Calls holding a slot."""
         with self._state:
             return self._in_flight
 
@@ -223,11 +222,8 @@ class LlamaServer:
 
     def _try_slot(self, since: float) -> str | float | None:
         """Take a slot: the server's URL; ``None`` when the server must start; else the
-        seconds to wait before asking again.
-
-        Calls wait for a slot here rather than in llama.cpp's queue, so the wait is
-        not charged to their deadline; ``stop`` gives the calls holding one a moment.
-        """
+        seconds to wait. Calls wait here, not in llama.cpp's queue, so that the wait is
+        not charged to their deadline."""
         with self._state:
             url = self._running_url()
             if url is not None and self._in_flight < self.n_parallel:
@@ -312,7 +308,6 @@ class LlamaServer:
                 model=self.model_name,
             )
         require_xllamacpp()
-        deadline = time.monotonic() + self.startup_timeout
         # The child's stderr (llama.cpp's errors) goes to a file our errors quote;
         # the child keeps its own descriptor when this one closes.
         with tempfile.TemporaryFile() as log:
@@ -323,13 +318,13 @@ class LlamaServer:
                 stderr=log,
             )
             try:
-                child.url = self._handshake(child, deadline, log)
+                child.url = self._handshake(child, log)
             except BaseException:
                 child.terminate()
                 raise
         return child
 
-    def _handshake(self, child: ChildProcess, deadline: float, log: IO[bytes]) -> str:
+    def _handshake(self, child: ChildProcess, log: IO[bytes]) -> str:
         """Send the settings; the child's ``/v1`` URL, once it serves."""
         assert child.stdin is not None
         assert child.stdout is not None
@@ -341,14 +336,12 @@ class LlamaServer:
             "n_threads": self.n_threads,
             "api_key": self.api_key,
         }
-        try:
+        with contextlib.suppress(OSError):  # it ended at once: its exit status says why
             child.stdin.write(json.dumps(config).encode() + b"\n")
             child.stdin.flush()
-        except OSError as exc:
-            raise self._not_started(f"the model process ended at once ({exc})", log) from None
         with selectors.DefaultSelector() as selector:
             selector.register(child.stdout, selectors.EVENT_READ)
-            if not selector.select(max(0.0, deadline - time.monotonic())):
+            if not selector.select(self.startup_timeout):
                 raise self._not_started(None, log)
         try:
             reply = json.loads(child.stdout.readline())
@@ -360,8 +353,7 @@ class LlamaServer:
         return f"{reply['address']}/v1"
 
     def _not_started(self, why: str | None, log: IO[bytes]) -> ProviderUnavailableError:
-        """Why the server did not start (``None``: not within the start-up limit), with
-        the end of what llama.cpp wrote to stderr."""
+        """``why`` (``None``: the start-up limit), and the end of llama.cpp's stderr."""
         if why is None:
             why = (
                 f"not ready within the start-up limit of {self.startup_timeout:g}s "
@@ -420,13 +412,8 @@ atexit.register(_stop_at_exit)
 
 class LocalChatModel(OpenAICompatibleChatModel):
     """The OpenAI-wire model on the embedded llama.cpp server (the process-wide one for
-    :attr:`model_path`, with its key), or on the llama.cpp server at ``base_url``.
-
-    A forced ``tool_choice``, and on the embedded server ``"auto"`` too (a caller's own
-    server gets such tools as tools: its template may render them), is served whole as
-    grammar-constrained output (:mod:`~pygent_lc.providers.forced_tools`); streamed, as
-    one final chunk.
-    """
+    :attr:`model_path`), or on the llama.cpp server at ``base_url``. Tool calls are
+    grammar-constrained output, served whole (:mod:`~pygent_lc.providers.forced_tools`)."""
 
     provider_label: str = "local"
     model_path: Path | None = None
