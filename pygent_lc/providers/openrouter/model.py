@@ -4,7 +4,7 @@ defaults, cost and serving upstream, routing for structured output, reasoning de
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 import openai
 from langchain_core.language_models import LanguageModelInput
@@ -58,21 +58,15 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
             raise missing_key()
 
     def with_structured_output(
-        self,
-        schema: Any = None,
-        *,
-        method: Literal["function_calling", "json_mode", "json_schema"] = "json_schema",
-        **kwargs: Any,
+        self, schema: Any = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, Any]:
-        """Structured output as a JSON schema by default, routed only to providers that
-        honour it (``provider.require_parameters``, unless set otherwise)."""
+        """Routed only to providers that honour it (``provider.require_parameters``,
+        unless set otherwise)."""
         extras = dict(self.extra_body or {})
         routing = dict(extras.get("provider") or {})
         routing.setdefault("require_parameters", True)
         routed = self.model_copy(update={"extra_body": {**extras, "provider": routing}})
-        return OpenAICompatibleChatModel.with_structured_output(
-            routed, schema, method=method, **kwargs
-        )
+        return OpenAICompatibleChatModel.with_structured_output(routed, schema, **kwargs)
 
     def _cache_markers(self, messages: list[BaseMessage]) -> list[BaseMessage]:
         """Prompt-cache markers stay for models that cache only at explicit breakpoints
@@ -92,22 +86,21 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
         payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
         messages = self._convert_input(input_).to_messages()
         for sent, message in zip(payload.get("messages", []), messages, strict=False):
-            if isinstance(message, AIMessage) and message.additional_kwargs.get(
-                "reasoning_details"
-            ):
-                sent["reasoning_details"] = message.additional_kwargs["reasoning_details"]
+            details = message.additional_kwargs.get("reasoning_details")
+            if isinstance(message, AIMessage) and details:
+                sent["reasoning_details"] = details
         return payload
 
     def _reply_extras(
         self, body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]
     ) -> dict[str, Any]:
-        extras: dict[str, Any] = {
+        extras = {
             "generation_id": body.get("id"),
             "provider": body.get("provider"),
             "model_name": body.get("model"),
             "native_finish_reason": choice.get("native_finish_reason"),
+            **{key: usage.get(key) for key in _USAGE_EXTRAS},
         }
-        extras.update({k: usage[k] for k in _USAGE_EXTRAS if k in usage})
         return {k: v for k, v in extras.items() if v is not None}
 
     def _create_chat_result(
@@ -129,15 +122,13 @@ def request_extras(settings: Settings) -> dict[str, Any]:
     """OpenRouter's body extras from settings: ``models`` (the model first, each once;
     left out when it is alone), ``provider``, ``reasoning``."""
     openrouter = settings.openrouter
-    extras: dict[str, Any] = {}
     models = list(dict.fromkeys([openrouter.model, *openrouter.models]))
-    if len(models) > 1:
-        extras["models"] = models
-    if openrouter.provider is not None:
-        extras["provider"] = openrouter.provider.to_request()
-    if openrouter.reasoning is not None:
-        extras["reasoning"] = openrouter.reasoning.to_request()
-    return extras
+    extras = {
+        "models": models if len(models) > 1 else None,
+        "provider": openrouter.provider.to_request() if openrouter.provider else None,
+        "reasoning": openrouter.reasoning.to_request() if openrouter.reasoning else None,
+    }
+    return {k: v for k, v in extras.items() if v is not None}
 
 
 def openrouter_model(settings: Settings | None = None, **overrides: Any) -> OpenRouterChatModel:
@@ -147,16 +138,13 @@ def openrouter_model(settings: Settings | None = None, **overrides: Any) -> Open
     openrouter = settings.openrouter
     if openrouter.api_key is None and "api_key" not in overrides:
         raise missing_key()
-    headers = {}  # app attribution (the old ``X-Title`` is still read)
-    if openrouter.app_url:
-        headers["HTTP-Referer"] = openrouter.app_url
-    if openrouter.app_title:
-        headers["X-OpenRouter-Title"] = headers["X-Title"] = openrouter.app_title
+    title = openrouter.app_title  # app attribution (the old ``X-Title`` is still read)
+    headers = {"HTTP-Referer": openrouter.app_url, "X-OpenRouter-Title": title, "X-Title": title}
     params: dict[str, Any] = {
         "model": openrouter.model,
         "api_key": openrouter.api_key,
         "base_url": openrouter.base_url,
-        "default_headers": headers,
+        "default_headers": {name: value for name, value in headers.items() if value},
         "max_retries": 0,
         "timeout": settings.request_timeout,
         "stream_usage": True,
