@@ -149,7 +149,6 @@ class LlamaServer:
     (each start may get another), started on first use; requests need :attr:`api_key`,
     made up per instance, so other programs cannot use the server."""
 
-    n_ctx = N_CTX
     n_parallel = N_PARALLEL
 
     def __init__(self, model_path: Path) -> None:
@@ -320,7 +319,7 @@ class LlamaServer:
         config = {
             "model_path": str(self.model_path),
             "alias": self.model_name,
-            "n_ctx": self.n_ctx,
+            "n_ctx": N_CTX,
             "n_parallel": self.n_parallel,
             "n_threads": self.n_threads,
             "api_key": self.api_key,
@@ -364,20 +363,12 @@ _servers_lock = threading.Lock()
 _exiting = threading.Event()
 
 
-def shared_server(
-    model_path: Path, *, n_threads: int | None = None, startup_timeout: float | None = None
-) -> LlamaServer:
-    """The process-wide server for ``model_path`` (created, not started); ``n_threads``
-    and ``startup_timeout`` apply from its next start."""
+def shared_server(model_path: Path) -> LlamaServer:
+    """The process-wide server for ``model_path`` (created, not started)."""
     with _servers_lock:
-        server = _servers.get(model_path)
-        if server is None:
-            server = _servers[model_path] = LlamaServer(model_path)
-        if n_threads is not None:
-            server.n_threads = n_threads
-        if startup_timeout is not None:
-            server.startup_timeout = startup_timeout
-        return server
+        if model_path not in _servers:
+            _servers[model_path] = LlamaServer(model_path)
+        return _servers[model_path]
 
 
 def stop_local_servers(wait_s: float = STOP_WAIT_S) -> None:
@@ -544,9 +535,9 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
     # Checked here too: raised in the model's validator, the error would reach the
     # caller wrapped in pydantic's ValidationError.
     path = model_file(settings.local.model)
-    shared_server(
-        path, n_threads=settings.local.threads, startup_timeout=settings.local.startup_timeout
-    )
+    server = shared_server(path)  # the settings apply from its next start
+    server.n_threads = settings.local.threads or server.n_threads
+    server.startup_timeout = settings.local.startup_timeout
     params = {"model_path": path, "max_retries": 0, "timeout": settings.request_timeout}
     return LocalChatModel(**{**params, **overrides})
 

@@ -28,8 +28,7 @@ from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line, t
 from pygent_lc.providers.text import aclean_chunks, clean_chunks
 from pygent_lc.settings import Settings
 
-# Per-call keywords that ``ChatOllama`` would otherwise send at the top level of
-# the request (where Ollama ignores them): keyword -> name in ``options``.
+# Per-call keywords ``ChatOllama`` would send at the top level (ignored there) -> ``options``.
 _OPTION_KEYWORDS = {
     "max_tokens": "num_predict",
     **{name: name for name in ("temperature", "num_predict", "top_p", "top_k", "seed", "num_ctx")},
@@ -83,16 +82,13 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     def _chat_params(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        # Ollama answers one completion a request and has no ``n``: asked for
-        # several, it answers one (the caller, told so, asks again).
-        kwargs.pop("n", None)
+        kwargs.pop("n", None)  # Ollama has no ``n``: it answers one (the caller asks again)
         per_call = {
             option: kwargs.pop(keyword)
             for keyword, option in _OPTION_KEYWORDS.items()
             if kwargs.get(keyword) is not None
         }
-        # Ollama reuses a repeated prefix by itself; marked text blocks would
-        # reach it joined by newlines, so it gets the plain prompt.
+        # Ollama reuses a repeated prefix by itself; marked blocks would reach it joined.
         params = super()._chat_params(without_cache_markers(messages), stop, **kwargs)
         if per_call:
             params["options"] = {**(params.get("options") or {}), **per_call}

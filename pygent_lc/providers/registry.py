@@ -52,7 +52,6 @@ class ProviderSpec:
     check: Callable[[Settings, bool], object] = lambda settings, check_model: None
     hints: Mapping[str, str] = field(default_factory=dict)  # CLI advice, by setting
     aliases: tuple[str, ...] = ()  # other names ToTConfig.for_provider knows
-    model_field: str = "model"  # the field of its section "provider:model" sets
     # One chat model per host (by URL) when several are set: the chain makes a HostPool.
     host_models: Callable[[Settings], Mapping[str, BaseChatModel]] = lambda settings: {}
 
@@ -63,7 +62,7 @@ class ProviderSpec:
     @property
     def model_keyword(self) -> str:
         """The :class:`Settings` keyword that ``"provider:model"`` sets."""
-        return self.settings_model.keyword(self.model_field)
+        return self.settings_model.keyword("model")
 
 
 PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(

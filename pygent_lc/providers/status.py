@@ -51,6 +51,3 @@ def timed(action: Callable[[], T]) -> tuple[T, float]:
 def one_line(exc: BaseException) -> str:
     """``Kind: message``, the message on one line."""
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
-__all__ = ["ModelListing", "ProviderHealth", "Status", "one_line", "timed"]
