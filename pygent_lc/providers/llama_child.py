@@ -1,12 +1,6 @@
-"""The child process that hosts llama.cpp's server (xllamacpp) for ``local.LlamaServer``.
-
-Run as ``python -P <this file>``: no ``pygent_lc`` import (over a second), and this folder
-(whose ``http.py`` would shadow the stdlib's) off ``sys.path``. One JSON line each way:
-settings in on stdin (the API key kept out of argv, which every user can read); out, once
-it serves, ``{"address": "http://127.0.0.1:PORT"}`` or ``{"error": ...}``. It then waits
-for stdin to close (a stop, or the parent's death) and ends with ``os._exit``: xllamacpp's
-destructor joins its HTTP threads and can wait for ever.
-"""
+"""The child process that hosts llama.cpp's server (xllamacpp) for ``local.LlamaServer``,
+run as ``python -P <this file>`` (no ``pygent_lc`` import; this folder, whose ``http.py``
+would shadow the stdlib's, off ``sys.path``). Its protocol: ARCHITECTURE.md."""
 
 from __future__ import annotations
 

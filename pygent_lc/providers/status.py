@@ -26,10 +26,8 @@ class ProviderHealth:
 
     def as_dict(self) -> dict[str, Any]:
         """``host`` and ``hosts`` only when there are any."""
-        data = asdict(self)
-        data["hosts"] = [host.as_dict() for host in self.hosts]
-        dropped = {"host"} if self.host is None else set()
-        return {k: v for k, v in data.items() if k not in dropped and (k != "hosts" or v)}
+        data = {**asdict(self), "hosts": [host.as_dict() for host in self.hosts]}
+        return {k: v for k, v in data.items() if k not in ("host", "hosts") or v}
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
-import threading
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -102,26 +101,22 @@ def missing_key() -> ConfigurationError:
     )
 
 
-_catalog_cache: dict[str, tuple[float, list[ModelInfo]]] = {}
-_catalog_lock = threading.Lock()
+_catalog_cache: dict[str, tuple[float, list[ModelInfo]]] = {}  # by base URL (atomic dict ops)
 
 
 def list_openrouter_models(settings: Settings, *, refresh: bool = False) -> list[ModelInfo]:
     """The catalog (``GET /models``), cached per base URL for ``CATALOG_TTL_S`` seconds."""
-    url = settings.openrouter.base_url
-    now = time.monotonic()
-    with _catalog_lock:
-        cached = _catalog_cache.get(url)
-        if cached and not refresh and now - cached[0] < CATALOG_TTL_S:
-            return cached[1]
+    url, now = settings.openrouter.base_url, time.monotonic()
+    cached = _catalog_cache.get(url)
+    if cached and not refresh and now - cached[0] < CATALOG_TTL_S:
+        return cached[1]
     entries = _get(settings, "/models", auth=False).get("data")
     models = [
         _model_info(entry)
         for entry in (entries if isinstance(entries, list) else [])
         if isinstance(entry, dict) and entry.get("id")
     ]
-    with _catalog_lock:
-        _catalog_cache[url] = (now, models)
+    _catalog_cache[url] = (now, models)
     return models
 
 
