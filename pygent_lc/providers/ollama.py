@@ -43,8 +43,7 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     @model_validator(mode="before")
     @classmethod
     def _own_http_transports(cls, values: Any) -> Any:
-        """Loop-safe, deadline-aware transports (:mod:`~pygent_lc.providers.http`)
-        under the ollama clients, unless the caller set a transport."""
+        """Our loop-safe, deadline-aware transports, unless the caller set one."""
         shared = dict(values.get("client_kwargs") or {}) if isinstance(values, dict) else {}
         if not isinstance(values, dict) or "transport" in shared:
             return values
@@ -70,8 +69,7 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     def _iterate_over_stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
-        """Lines with encodable text, for ``invoke`` too: ``ChatOllama`` joins them
-        into one reply, which a surrogate would make fail."""
+        """Encodable text, for ``invoke`` too (a surrogate would fail ``ChatOllama``'s join)."""
         return clean_chunks(super()._iterate_over_stream(messages, stop, **kwargs))
 
     def _aiterate_over_stream(
@@ -172,9 +170,8 @@ def check_ollama_model(
 
 
 def check_ollama(settings: Settings, check_model: bool = True) -> str:
-    """The installed name of the configured model (always checked: one local request).
-    Of several hosts one with the model is enough (the pool skips the others); else
-    the error names each one's problem."""
+    """The installed name of the configured model (always checked) on the first host that
+    has it (the pool skips the others); else an error naming each host's problem."""
     errors: dict[str, ProviderError] = {}
     for host in settings.ollama.base_urls:
         try:
@@ -195,8 +192,7 @@ def check_ollama(settings: Settings, check_model: bool = True) -> str:
 
 
 def ollama_health(settings: Settings) -> ProviderHealth:
-    """Does the server answer, with the model installed? Of several hosts, one line
-    each (``hosts``, checked at once), ``"ok"`` when all are."""
+    """Does each host answer, with the model installed? (Several: one line each, at once.)"""
     model, hosts = settings.ollama.model, settings.ollama.base_urls
     if not model:
         return ProviderHealth("ollama", "not configured", "OLLAMA_MODEL is not set")

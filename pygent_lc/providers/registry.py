@@ -40,8 +40,6 @@ from pygent_lc.settings import unique_provider_names as unique_provider_names
 
 @dataclass(frozen=True)
 class ProviderSpec:
-    """What varies by provider."""
-
     name: str  # in PYGENT_PROVIDERS, "provider:model", --provider; its Settings section
     factory: Callable[[Settings], BaseChatModel]  # no network; ConfigurationError if unset
     health: Callable[[Settings], ProviderHealth]  # a line of `pygent-lc doctor`

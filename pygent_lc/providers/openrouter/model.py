@@ -37,8 +37,7 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
     @model_validator(mode="before")
     @classmethod
     def _openrouter_environment(cls, values: Any) -> Any:
-        """Built directly, the model talks to OpenRouter with ``OPENROUTER_API_KEY``
-        (not ``ChatOpenAI``'s ``OPENAI_API_KEY`` and api.openai.com)."""
+        """``OPENROUTER_API_KEY`` and OpenRouter's URL, not ``ChatOpenAI``'s defaults."""
         if not isinstance(values, dict):
             return values
         found = dict(values)
@@ -69,9 +68,8 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
         return OpenAICompatibleChatModel.with_structured_output(routed, schema, **kwargs)
 
     def _cache_markers(self, messages: list[BaseMessage]) -> list[BaseMessage]:
-        """Prompt-cache markers stay for models that cache only at explicit breakpoints
-        (Anthropic, Gemini: this model or one of its ``models`` fallbacks); the
-        others cache prefixes by themselves and get plain text."""
+        """Markers stay when this model or a ``models`` fallback caches only at explicit
+        breakpoints (Anthropic, Gemini); the others cache prefixes by themselves."""
         fallbacks = (self.extra_body or {}).get("models") or []
         models = [self.model_name, *(m for m in fallbacks if isinstance(m, str))]
         if needs_explicit_breakpoints(models):
