@@ -13,26 +13,9 @@ from types import MappingProxyType
 from langchain_core.language_models import BaseChatModel
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.providers.local import (
-    INSTALL_HINT,
-    MODEL_INSTALL_HINT,
-    local_health,
-    local_listing,
-    local_model,
-)
-from pygent_lc.providers.ollama import (
-    check_ollama,
-    ollama_health,
-    ollama_host_models,
-    ollama_listing,
-    ollama_model,
-)
-from pygent_lc.providers.openrouter.catalog import (
-    find_openrouter_model,
-    openrouter_health,
-    openrouter_listing,
-)
-from pygent_lc.providers.openrouter.model import openrouter_model
+from pygent_lc.providers import local, ollama
+from pygent_lc.providers.openrouter import catalog
+from pygent_lc.providers.openrouter import model as openrouter
 from pygent_lc.providers.status import ModelListing, ProviderHealth
 from pygent_lc.settings import SECTIONS, ProviderSettings, Settings, provider_name
 from pygent_lc.settings import unique_provider_names as unique_provider_names
@@ -69,21 +52,23 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
         for spec in (
             ProviderSpec(
                 name="openrouter",
-                factory=openrouter_model,
-                health=openrouter_health,
-                list_models=openrouter_listing,
-                check=lambda settings, check_model: check_model and find_openrouter_model(settings),
+                factory=openrouter.openrouter_model,
+                health=catalog.openrouter_health,
+                list_models=catalog.openrouter_listing,
+                check=lambda settings, check_model: (
+                    check_model and catalog.find_openrouter_model(settings)
+                ),
                 local=False,
                 setup_hint="set OPENROUTER_API_KEY",
                 hints={"openrouter_api_key": "set OPENROUTER_API_KEY, or use --provider local"},
             ),
             ProviderSpec(
                 name="ollama",
-                factory=ollama_model,
-                host_models=ollama_host_models,
-                health=ollama_health,
-                list_models=ollama_listing,
-                check=check_ollama,
+                factory=ollama.ollama_model,
+                host_models=ollama.ollama_host_models,
+                health=ollama.ollama_health,
+                list_models=ollama.ollama_listing,
+                check=ollama.check_ollama,
                 local=True,
                 setup_hint="set OLLAMA_MODEL",
                 hints={
@@ -93,14 +78,14 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
             ),
             ProviderSpec(
                 name="local",
-                factory=local_model,
-                health=local_health,
-                list_models=local_listing,
+                factory=local.local_model,
+                health=local.local_health,
+                list_models=local.local_listing,
                 local=True,
-                setup_hint=f"{INSTALL_HINT} && {MODEL_INSTALL_HINT}",
+                setup_hint=f"{local.INSTALL_HINT} && {local.MODEL_INSTALL_HINT}",
                 hints={
                     "local_model_path": "set PYGENT_LOCAL_MODEL to a .gguf file, "
-                    f"or {MODEL_INSTALL_HINT}"
+                    f"or {local.MODEL_INSTALL_HINT}"
                 },
                 aliases=("llamacpp", "llama.cpp"),
             ),

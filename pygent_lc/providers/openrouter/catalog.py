@@ -82,7 +82,7 @@ class KeyStatus(BaseModel, frozen=True):
     is_free_tier: Annotated[bool, BeforeValidator(bool)] = False
 
 
-class GenerationStats(BaseModel, frozen=True):
+class GenerationStats(BaseModel, frozen=True, populate_by_name=True):
     """What ``GET /generation`` says about one finished request."""
 
     id: str
