@@ -31,13 +31,8 @@ from langchain_core.outputs import ChatGenerationChunk
 from pydantic import PrivateAttr, model_validator
 
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+from pygent_lc.providers import forced_tools
 from pygent_lc.providers.boundary import ChatRequest
-from pygent_lc.providers.forced_tools import (
-    as_tool_call,
-    constrained_request,
-    forced_tools,
-    instructed,
-)
 from pygent_lc.providers.http import current_deadline
 from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
 from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line
@@ -473,7 +468,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
     def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
         embedded = self._server is not None and self.disable_streaming is not True
-        plain = forced_tools(kwargs) is None  # tool calls are served whole (a grammar)
+        plain = forced_tools.forced_tools(kwargs) is None  # tool calls are served whole (a grammar)
         if embedded and plain and (kwargs.get("n") or 1) == 1 and kwargs.get("stream") is not False:
             return True
         return super()._should_stream(async_api=async_api, **kwargs)
@@ -510,13 +505,13 @@ class LocalChatModel(OpenAICompatibleChatModel):
     def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
         """Tools the model must, or (on the embedded server) may, call become a
         constrained reply, served whole."""
-        forced = forced_tools(kwargs)
+        forced = forced_tools.forced_tools(kwargs)
         if forced is None or (forced.optional and self._server is None):
             return ChatRequest(messages, kwargs)
         return ChatRequest(
-            instructed(messages, forced),
-            constrained_request(kwargs, forced),
-            finish=lambda result: as_tool_call(result, forced),
+            forced_tools.instructed(messages, forced),
+            forced_tools.constrained_request(kwargs, forced),
+            finish=lambda result: forced_tools.as_tool_call(result, forced),
         )
 
 
