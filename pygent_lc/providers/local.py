@@ -214,11 +214,9 @@ class LlamaServer:
                 return url
         waited = time.monotonic() - since
         if url is not None and waited > SLOT_WAIT_LIMIT_S:
-            raise ProviderUnavailableError(
+            raise self._unavailable(
                 f"no free slot on the local llama.cpp server for {SLOT_WAIT_LIMIT_S:g}s "
-                f"({self.in_flight} calls in flight)",
-                provider="local",
-                model=self.model_name,
+                f"({self.in_flight} calls in flight)"
             )
         return None if url is None else min(0.05, 0.002 + waited / 8)
 
@@ -285,10 +283,8 @@ class LlamaServer:
 
     def _start(self) -> ChildProcess:
         if _exiting.is_set():
-            raise ProviderUnavailableError(
-                "the interpreter is exiting: the local llama.cpp server is not started again",
-                provider="local",
-                model=self.model_name,
+            raise self._unavailable(
+                "the interpreter is exiting: the local llama.cpp server is not started again"
             )
         require_xllamacpp()
         # The child's stderr (llama.cpp's errors) goes to a file our errors quote;
@@ -345,11 +341,12 @@ class LlamaServer:
         log.seek(0)
         errors = log.read()[-600:].decode(errors="replace").strip()
         detail = f"; llama.cpp said: {errors}" if errors else ""
-        return ProviderUnavailableError(
-            f"llama.cpp server did not start for {self.model_path}: {why}{detail}",
-            provider="local",
-            model=self.model_name,
+        return self._unavailable(
+            f"llama.cpp server did not start for {self.model_path}: {why}{detail}"
         )
+
+    def _unavailable(self, message: str) -> ProviderUnavailableError:
+        return ProviderUnavailableError(message, provider="local", model=self.model_name)
 
 
 _all_servers: weakref.WeakSet[LlamaServer] = weakref.WeakSet()

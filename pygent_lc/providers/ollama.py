@@ -13,13 +13,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_ollama import ChatOllama
 from pydantic import model_validator
 
-from pygent_lc.errors import (
-    ConfigurationError,
-    ModelNotFoundError,
-    ProviderError,
-    ProviderUnavailableError,
-    PygentError,
-)
+from pygent_lc import errors
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import without_cache_markers
 from pygent_lc.providers.error_mapping import map_exception
@@ -96,7 +90,7 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
         """A reply without Ollama's ``done: true`` line was cut off."""
         info = result.generations[0].generation_info if result.generations else None
         if (info or {}).get("done") is not True:
-            raise ProviderUnavailableError(
+            raise errors.ProviderUnavailableError(
                 "reply ended before Ollama's final line", provider="ollama", model=self.model
             )
         return super()._answered(result)
@@ -110,7 +104,7 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
     ollama = settings.ollama
     model = overrides.pop("model", None) or ollama.model
     if not model:
-        raise ConfigurationError(
+        raise errors.ConfigurationError(
             "Ollama needs a model name: set OLLAMA_MODEL (see `ollama list`)", field="ollama_model"
         )
     timeout = {"timeout": settings.request_timeout}
@@ -133,7 +127,7 @@ def installed_ollama_models(settings: Settings, base_url: str | None = None) -> 
         return [str(entry["name"]) for entry in response.json().get("models", [])]
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         mapped = map_exception(exc, provider="ollama", model=None)
-        raise (mapped or ProviderUnavailableError(str(exc), provider="ollama")) from exc
+        raise (mapped or errors.ProviderUnavailableError(str(exc), provider="ollama")) from exc
 
 
 def check_ollama_model(
@@ -143,14 +137,16 @@ def check_ollama_model(
     ``ModelNotFoundError`` listing the rest; ``llama3.2`` matches ``llama3.2:latest``."""
     wanted = model or settings.ollama.model
     if not wanted:
-        raise ConfigurationError("no Ollama model given: set OLLAMA_MODEL", field="ollama_model")
+        raise errors.ConfigurationError(
+            "no Ollama model given: set OLLAMA_MODEL", field="ollama_model"
+        )
     host = base_url or settings.ollama.base_urls[0]
     try:
         installed = installed_ollama_models(settings, host)
-    except ProviderUnavailableError as exc:
+    except errors.ProviderUnavailableError as exc:
         unresolved = exc.message.startswith("host name not found")
         todo = "check the host name in" if unresolved else "start it with `ollama serve` or set"
-        raise ProviderUnavailableError(
+        raise errors.ProviderUnavailableError(
             f"Ollama at {host} did not answer ({exc.message}); {todo} OLLAMA_BASE_URL",
             provider="ollama",
             model=wanted,
@@ -160,7 +156,7 @@ def check_ollama_model(
     candidates = {wanted, wanted if ":" in wanted else f"{wanted}:latest"}
     if found := next((name for name in installed if name in candidates), None):
         return found
-    raise ModelNotFoundError(
+    raise errors.ModelNotFoundError(
         f"model {wanted!r} is not installed on {host} "
         f"(installed: {', '.join(installed) or 'none'}); run `ollama pull {wanted}`",
         provider="ollama",
@@ -172,17 +168,17 @@ def check_ollama_model(
 def check_ollama(settings: Settings, check_model: bool = True) -> str:
     """The installed name of the configured model (always checked) on the first host that
     has it (the pool skips the others); else an error naming each host's problem."""
-    errors: dict[str, ProviderError] = {}
+    failures: dict[str, errors.ProviderError] = {}
     for host in settings.ollama.base_urls:
         try:
             return check_ollama_model(settings, base_url=host)
-        except ProviderError as exc:
-            errors[host] = exc
-    if len(errors) == 1:
-        raise next(iter(errors.values()))
-    summary = "; ".join(f"{host}: {type(e).__name__}: {e.message}" for host, e in errors.items())
-    missing = all(isinstance(e, ModelNotFoundError) for e in errors.values())
-    raise (ModelNotFoundError if missing else ProviderUnavailableError)(
+        except errors.ProviderError as exc:
+            failures[host] = exc
+    if len(failures) == 1:
+        raise next(iter(failures.values()))
+    summary = "; ".join(f"{host}: {type(e).__name__}: {e.message}" for host, e in failures.items())
+    missing = all(isinstance(e, errors.ModelNotFoundError) for e in failures.values())
+    raise (errors.ModelNotFoundError if missing else errors.ProviderUnavailableError)(
         f"no Ollama host serves {settings.ollama.model!r} ({summary})",
         provider="ollama",
         model=settings.ollama.model,
@@ -201,7 +197,7 @@ def ollama_health(settings: Settings) -> ProviderHealth:
         named = host if pooled else None
         try:
             found, latency = timed(lambda: check_ollama_model(settings, base_url=host))
-        except PygentError as exc:
+        except errors.PygentError as exc:
             return ProviderHealth("ollama", "problem", one_line(exc), model, host=named)
         detail = f"server at {host} answers; {found} installed"
         return ProviderHealth("ollama", "ok", detail, found, latency_ms=latency, host=named)
@@ -225,13 +221,13 @@ def ollama_listing(
 ) -> ModelListing:
     """The installed models (of every host that answers) whose name contains ``search``."""
     names: dict[str, None] = {}
-    errors: list[ProviderError] = []
+    failures: list[errors.ProviderError] = []
     for host in settings.ollama.base_urls:
         try:
             names.update(dict.fromkeys(installed_ollama_models(settings, host)))
-        except ProviderError as exc:
-            errors.append(exc)
-    if errors and len(errors) == len(settings.ollama.base_urls):
-        raise errors[0]
+        except errors.ProviderError as exc:
+            failures.append(exc)
+    if failures and len(failures) == len(settings.ollama.base_urls):
+        raise failures[0]
     rows = [{"id": name} for name in names if not search or search in name]
     return ModelListing(rows, [row["id"] for row in rows] or ["no models installed"])
