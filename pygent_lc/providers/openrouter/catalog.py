@@ -42,7 +42,6 @@ def _cost(value: object) -> float:
 
 # Figures from OpenRouter's replies: junk (NaN, text, lists) is unknown, never an error.
 _Figure = Annotated[float | None, BeforeValidator(_finite)]
-_Cost = Annotated[float, BeforeValidator(_cost)]
 _Count = Annotated[int | None, BeforeValidator(_int_or_none)]
 _Text = Annotated[str | None, BeforeValidator(lambda v: v if isinstance(v, str) else None)]
 
@@ -88,7 +87,7 @@ class GenerationStats(BaseModel, frozen=True, populate_by_name=True):
     id: str
     model: _Text = None
     provider_name: _Text = None
-    total_cost: _Cost = 0.0
+    total_cost: Annotated[float, BeforeValidator(_cost)] = 0.0
     latency_ms: _Figure = Field(None, validation_alias="latency")
     native_tokens_prompt: _Count = None
     native_tokens_completion: _Count = None
