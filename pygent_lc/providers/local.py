@@ -374,12 +374,10 @@ async def astop_local_servers(wait_s: float = STOP_WAIT_S) -> None:
     await asyncio.to_thread(stop_local_servers, wait_s)
 
 
+@atexit.register
 def _stop_at_exit() -> None:
     _exiting.set()
     stop_local_servers(wait_s=0)
-
-
-atexit.register(_stop_at_exit)
 
 
 class LocalChatModel(OpenAICompatibleChatModel):
