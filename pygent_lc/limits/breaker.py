@@ -1,6 +1,7 @@
 """Circuit breaker (docs/limits.md): open after ``failure_threshold`` consecutive counted
-failures, half-open after ``cooldown`` with one probe fleet-wide. In Redis a hash per key:
-``f`` failures, ``o`` opened at, ``p``/``ps`` the probe and its start, ``e`` the last error."""
+failures, half-open after ``cooldown`` with one probe fleet-wide; a failure of a call admitted
+before it opened is ignored while open. In Redis a hash per key: ``f`` failures, ``o`` opened
+at, ``p``/``ps`` the probe and its start, ``e`` the last error."""
 
 from __future__ import annotations
 
@@ -11,16 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
 
-from pygent_lc.errors import (
-    AuthenticationError,
-    InsufficientCreditsError,
-    ModelNotFoundError,
-    ProviderError,
-    ProviderUnavailableError,
-    RateLimitError,
-)
+from pygent_lc import errors
+from pygent_lc.errors import ProviderError, ProviderUnavailableError
 from pygent_lc.limits.rate import LocalRateLimitError
-from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows, text
+from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows
 from pygent_lc.limits.store import MemoryStore, StateStore
 
 logger = logging.getLogger(__name__)
@@ -205,7 +200,7 @@ return {verdict, failures, err}
     def decode(self, reply: Any) -> BreakerStatus:
         verdict, failures, error = rows(reply)
         state = verdict if verdict in ("closed", "open") else "half_open"
-        return BreakerStatus(cast(CircuitState, state), int(failures), text(error))
+        return BreakerStatus(cast(CircuitState, state), int(failures), error or None)
 
     def local(self, state: MemoryState) -> BreakerStatus:
         found = state.part(BreakerRecords).check(self.key, self.now, self.cooldown_s)
@@ -214,10 +209,10 @@ return {verdict, failures, err}
 
 BREAKER_ERRORS: tuple[type[ProviderError], ...] = (
     ProviderUnavailableError,
-    RateLimitError,
-    AuthenticationError,
-    InsufficientCreditsError,
-    ModelNotFoundError,
+    errors.RateLimitError,
+    errors.AuthenticationError,
+    errors.InsufficientCreditsError,
+    errors.ModelNotFoundError,
 )
 """Errors that count: the provider serves no one now (402 too: it will not fix itself in
 seconds). Another ``ProviderError`` proves it answered; the rest only free the probe slot."""

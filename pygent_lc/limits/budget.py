@@ -16,9 +16,9 @@ from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, number,
 from pygent_lc.limits.store import MemoryStore, StateStore
 
 DEFAULT_BUDGET_WAIT_S = 300.0
+# How long a reservation outlives a process that died holding it; a longer call loses its
+# reservation early (its cost still counts), so this should exceed any call's timeout.
 DEFAULT_BUDGET_LEASE_S = 900.0
-"""How long a reservation outlives a process that died holding it; a longer call loses its
-reservation early (its cost still counts), so this should exceed any call's timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +29,10 @@ class BudgetReservation:
     window_s: int | None
     bucket: int
     hold_id: str
-    amount_usd: float
-    unknown_cost: bool
     spent_usd: float
     reserved_usd: float
+    amount_usd: float
+    unknown_cost: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,8 +258,7 @@ return {fmt(tonumber(v[1]) or 0), fmt(tonumber(v[2]) or 0), redis.call('ZCARD', 
         return BudgetStatus(bucket.spent, bucket.reserved, len(bucket.holds), largest)
 
 
-CostEstimator = Callable[[str, int | None], float | None]
-"""``(prompt, max_tokens) ->`` the most the call can cost in USD, or None when unknown."""
+CostEstimator = Callable[[str, int | None], float | None]  # the most a call can cost (USD)
 
 PROMPT_OVERHEAD_TOKENS = 16  # what a chat template adds around a prompt (role markers)
 FIRST_WAIT_S = 0.02  # polls of a waiting caller: short at first, as the first call may be quick,

@@ -22,16 +22,7 @@ from pygent_lc.limits import breaker, budget, rate, usage
 from pygent_lc.limits.breaker import ADMITTED, BreakerAdmission, BreakerOutcome, BreakerSpec
 from pygent_lc.limits.budget import BudgetRefusal, BudgetReservation, BudgetSpec, CostBudget
 from pygent_lc.limits.rate import MIN_RATE_WAIT_S, RateSpec
-from pygent_lc.limits.script import (
-    LUA_PRELUDE,
-    Arg,
-    MemoryState,
-    Step,
-    json_rows,
-    number,
-    rows,
-    text,
-)
+from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, json_rows, number, rows
 from pygent_lc.limits.store import WRITABLE_TTL_MS, StateStore, writable_key
 from pygent_lc.limits.usage import CallMeter
 
@@ -220,37 +211,24 @@ class CallPlan(Step[CallStart]):
                 probe_id=self.probe_id if verdict == "probe" else None,
                 retry_in=number(retry_in) if verdict == "open" else None,
                 failures=int(failures),
-                last_error=text(error),
+                last_error=error or None,
             )
         found_budgets = [(str(v), number(s), number(r), number(u)) for v, s, r, u in rows(budgets)]
         if status == "budget":
-            spec = self.budgets[len(found_budgets) - 1]
-            verdict, spent, reserved, unit = found_budgets[-1]
-            refusal = BudgetRefusal(
-                spec.key, spec.limit_usd, spent, reserved, unit, verdict == "wait"
-            )
+            spec, last = self.budgets[len(found_budgets) - 1], found_budgets[-1]
+            refusal = BudgetRefusal(spec.key, spec.limit_usd, *last[1:], last[0] == "wait")
             return CallStart(False, "budget", budget_refusal=refusal, now=decided_at)
         if status == "breaker":
             return CallStart(False, "breaker", admission, now=decided_at)
         if status == "rate":
             wait_s, key = max(number(wait), MIN_RATE_WAIT_S), self.rates[int(index) - 1].key
             return CallStart(False, "rate", rate_wait_s=wait_s, rate_key=key, now=decided_at)
-        reservations = tuple(
-            BudgetReservation(
-                s.key,
-                s.window_s,
-                budget.bucket_of(self.now, s.window_s),
-                hold,
-                unit,
-                s.amount_usd is None,
-                spent,
-                reserved,
-            )
-            for s, hold, (_, spent, reserved, unit) in zip(
-                self.budgets, self.holds, found_budgets, strict=True
-            )
-        )
-        return CallStart(True, breaker=admission, reservations=reservations, now=decided_at)
+        reservations = []
+        for s, hold, found in zip(self.budgets, self.holds, found_budgets, strict=True):
+            at = budget.bucket_of(self.now, s.window_s)
+            unknown = s.amount_usd is None
+            reservations.append(BudgetReservation(s.key, s.window_s, at, hold, *found[1:], unknown))
+        return CallStart(True, breaker=admission, reservations=tuple(reservations), now=decided_at)
 
     def local(self, state: MemoryState) -> CallStart:
         now = self.now
@@ -355,17 +333,12 @@ class CallEnd(Step[CallEnded]):
 
 # -- a budget's two steps for a caller that is no policy (a backend, a ToT search) ---------
 
+# The holds whose call this thread or task is making (maybe given back since).
 _holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
-"""The holds whose call this thread or task is making (maybe given back since)."""
-
 _releasing = threading.Lock()
-_on_loops: set[Hold] = set()
-"""This process's holds of unknown cost in flight that were taken on an event loop."""
-
-STALL_S = 2.0
-"""How long a thread waits for a call of unknown cost whose event loop does not run."""
-RELEASE_WAIT_S = 0.1
-"""How long a dropped :class:`HeldStream` waits for its reservation to be given back."""
+_on_loops: set[Hold] = set()  # holds of unknown cost in flight, taken on an event loop
+STALL_S = 2.0  # how long a thread waits on a call of unknown cost whose loop does not run
+RELEASE_WAIT_S = 0.1  # how long a dropped HeldStream waits for its reservation to go back
 
 
 def budget_wait(
@@ -438,8 +411,7 @@ class Hold:
         return self._reservation is not None
 
     def holds(self, store: StateStore, key: str, *, unknown_cost: bool = False) -> bool:
-        """Whether this hold is a call in flight on ``key`` of ``store`` (of unknown cost
-        only, when ``unknown_cost``)."""
+        """Whether this is a call in flight on ``key`` of ``store`` (of unknown cost?)."""
         held, owner = self._reservation, self._budget
         return (
             held is not None

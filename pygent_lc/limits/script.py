@@ -55,10 +55,6 @@ def number(value: Any) -> float:
     return float(value) if value != "" else 0.0
 
 
-def text(value: Any) -> str | None:
-    return str(value) if value else None
-
-
 def rows(value: Any) -> list[Any]:
     """An array from a reply (cjson encodes an empty Lua table as ``{}``)."""
     return [] if value == {} else list(value)

@@ -11,8 +11,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import astuple, dataclass, field, replace
-from typing import Any, ClassVar
+from dataclasses import astuple, dataclass, replace
+from typing import Any, ClassVar, NamedTuple
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -26,8 +26,7 @@ from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, json_ro
 
 logger = logging.getLogger(__name__)
 
-MAX_PLAUSIBLE_COST_USD = 1_000.0
-"""The most one reply may say it cost (the dearest full-context calls cost tens of dollars)."""
+MAX_PLAUSIBLE_COST_USD = 1_000.0  # the dearest full-context calls cost tens of dollars
 
 LATENCY_SAMPLES = 1000  # per (provider, model), for the p95
 
@@ -46,21 +45,22 @@ class UsageSummary:
     p95_latency_s: float
 
 
-@dataclass
-class UsageBucket:
-    totals: list[float] = field(default_factory=lambda: [0.0] * (len(_ZEROS) + 1))
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-
-    def summary(self, provider: str, model: str) -> UsageSummary:
-        return row(provider, model, self.totals, self.latencies)
+class UsageBucket(NamedTuple):
+    totals: list[float]
+    latencies: deque[float]
 
 
 class UsageBuckets(dict[tuple[str, str], UsageBucket]):
+    """The twin of each pair's counters and latencies."""
+
     def add(self, meter: CallMeter) -> None:
-        bucket = self.setdefault((meter.provider, meter.model), UsageBucket())
+        pair = (meter.provider, meter.model)
+        if pair not in self:
+            self[pair] = UsageBucket([0.0] * (len(_ZEROS) + 1), deque(maxlen=LATENCY_SAMPLES))
+        totals, latencies = self[pair]
         for i, value in enumerate(meter.values()):
-            bucket.totals[i] = bucket.totals[i] + value
-        bucket.latencies.append(meter.latency_s)
+            totals[i] = totals[i] + value
+        latencies.append(meter.latency_s)
 
 
 def row(
@@ -138,7 +138,7 @@ return reply(out)
         return sorted(result, key=lambda r: (r.provider, r.model))
 
     def local(self, state: MemoryState) -> list[UsageSummary]:
-        return [b.summary(*pair) for pair, b in sorted(state.part(UsageBuckets).items())]
+        return [row(*pair, *b) for pair, b in sorted(state.part(UsageBuckets).items())]
 
 
 class UsageTracker(BaseCallbackHandler):
@@ -153,19 +153,13 @@ class UsageTracker(BaseCallbackHandler):
         self._buckets = UsageBuckets()
 
     def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **kwargs: Any
     ) -> None:
-        metadata = metadata or {}
+        metadata = kwargs.get("metadata") or {}
         provider = str(metadata.get("ls_provider") or "unknown")
         model = str(metadata.get("ls_model_name") or "unknown")
         with self._lock:
-            self._runs[run_id] = (provider, model, time.perf_counter())
+            self._runs[kwargs["run_id"]] = (provider, model, time.perf_counter())
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         self._ended(run_id, request_replies(response))
@@ -205,7 +199,7 @@ class UsageTracker(BaseCallbackHandler):
 
     def summary(self) -> dict[tuple[str, str], UsageSummary]:
         with self._lock:
-            return {pair: bucket.summary(*pair) for pair, bucket in self._buckets.items()}
+            return {pair: row(*pair, *bucket) for pair, bucket in self._buckets.items()}
 
     def totals(self) -> UsageTotals:
         return UsageTotals.merge(entry.usage for entry in self.summary().values())
@@ -330,8 +324,7 @@ def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) ->
     return merge_configs(config, {"callbacks": [handler]})
 
 
-TRACKER_KEY = "__pygent_usage_tracker"
-"""``__``-prefixed: LangChain keeps it out of the metadata it copies for tracers."""
+TRACKER_KEY = "__pygent_usage_tracker"  # "__": LangChain keeps it out of tracers' metadata
 
 
 def feeding(config: RunnableConfig, tracker: UsageTracker) -> RunnableConfig:
