@@ -20,21 +20,10 @@ from pygent_lc.limits.budget import (
     BudgetStatus,
     CostBudget,
 )
-from pygent_lc.limits.call import (
-    CallEnd,
-    CallPlan,
-    CallStart,
-    Hold,
-    Settlement,
-)
+from pygent_lc.limits.call import CallEnd, CallPlan, CallStart, Hold, Settlement
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, RateSpec
 from pygent_lc.limits.shared import open_store, shared_store
-from pygent_lc.limits.store import (
-    MemoryStore,
-    ResilientStore,
-    StateStore,
-    redact_url,
-)
+from pygent_lc.limits.store import MemoryStore, ResilientStore, StateStore, redact_url
 from pygent_lc.limits.usage import CallMeter, UsageSummary, UsageTracker
 
 __all__ = [

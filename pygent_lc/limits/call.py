@@ -493,8 +493,7 @@ class Hold:
         one ends (a task joining it)."""
         with _releasing:
             holder = next(
-                (h for h in _on_loops if h.holds(budget.store, budget.key, unknown_cost=True)),
-                None,
+                (h for h in _on_loops if h.holds(budget.store, budget.key, unknown_cost=True)), None
             )
         loop, ping = None if holder is None else holder._loop, self._ping
         if loop is None:

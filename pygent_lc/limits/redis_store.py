@@ -90,13 +90,7 @@ SCAN_BATCH = 500
 class RedisStore(StateStore):
     """State in Redis at ``url``; raises redis-py's errors (``ResilientStore`` reads them)."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        clock: Clock = time.time,
-    ) -> None:
+    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, clock: Clock = time.time) -> None:
         super().__init__(prefix=prefix, clock=clock)
         self._url = url
         self._options: dict[str, Any] = {

@@ -207,12 +207,11 @@ class UsageTracker(BaseCallbackHandler):
 
 def request_replies(response: LLMResult) -> list[BaseMessage]:
     """Each request's first choice: ``n`` completions share one ``usage``, copied onto each."""
-    replies: list[BaseMessage] = []
-    for generations in response.generations:
-        first = next((g for g in generations if isinstance(g, ChatGeneration)), None)
-        if first is not None:
-            replies.append(first.message)
-    return replies
+    return [
+        first.message
+        for generations in response.generations
+        if (first := next((g for g in generations if isinstance(g, ChatGeneration)), None))
+    ]
 
 
 def message_usage(message: BaseMessage) -> UsageTotals:
