@@ -297,8 +297,7 @@ class CallEnd(Step[CallEnded]):
         used = self.usage
         if used is not None:
             keys += usage.usage_keys(prefix, used.provider, used.model)
-            args += [1, used.provider, used.model, *used.values()]
-            args.append(usage.LATENCY_SAMPLES)
+            args += [1, used.provider, used.model, *used.values(), usage.LATENCY_SAMPLES]
         else:
             args.append(0)
         outcome = self.breaker
