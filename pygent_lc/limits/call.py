@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
 
 from pygent_lc.errors import BudgetExceededError, InvalidInputError
@@ -168,12 +168,14 @@ class CallPlan(Step[CallStart]):
             rate.check_spec(limit)
         for spec in self.budgets:
             budget.check_spec(spec)
-        return replace(
-            self,
-            now=now,
-            probe_id=secrets.randbits(53) | 1,  # exact in Lua's doubles, and never 0
-            members=tuple(secrets.token_hex(8) for _ in self.rates),
-            holds=tuple(secrets.token_hex(8) for _ in self.budgets),
+        return CallPlan(  # not dataclasses.replace: this runs before every call
+            self.breaker,
+            self.rates,
+            self.budgets,
+            now,
+            secrets.randbits(53) | 1,  # exact in Lua's doubles, and never 0
+            tuple(secrets.token_hex(8) for _ in self.rates),
+            tuple(secrets.token_hex(8) for _ in self.budgets),
         )
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
@@ -285,7 +287,7 @@ class CallEnd(Step[CallEnded]):
         used = self.usage
         if used is not None and not all(0.0 <= v < math.inf for v in used.values()):
             raise InvalidInputError("usage figures must be finite and >= 0")
-        return replace(self, now=now)
+        return CallEnd(self.breaker, self.settlements, self.usage, now)
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         keys: list[str] = []
