@@ -11,7 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Coroutine, Mapping
-from typing import Any, TypedDict, TypeVar, Unpack, overload
+from typing import Any, TypeVar
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -66,10 +66,7 @@ def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
         RuntimeWarning,
         stacklevel=3,
     )
-    return _run_in_thread(coro, asyncio.current_task(running))
-
-
-def _run_in_thread(coro: Coroutine[Any, Any, _T], caller: asyncio.Task[Any] | None) -> _T:
+    caller = asyncio.current_task(running)
     loop = asyncio.new_event_loop()
     task = loop.create_task(coro, context=contextvars.copy_context())
     done: concurrent.futures.Future[_T] = concurrent.futures.Future()
@@ -107,24 +104,13 @@ def _own_name(obj: object) -> str | None:
 
 
 def model_identity(backend: object) -> str | None:
-    """The model (or ``a>b`` chain of models) behind ``backend``: the name it gives
-    itself, else those of the chat models it wraps (:func:`~pygent_lc.closing.runnable_parts`),
-    in the order they are tried."""
+    """The model (or ``a>b`` chain of models, in the order tried) behind ``backend``: the
+    name it gives itself, else those of the chat models it wraps."""
     if (own := _own_name(backend)) is not None:
         return own
-    names: list[str] = []
-    for part in runnable_parts(backend):
-        if isinstance(part, BaseChatModel) and (name := _own_name(part)) and name not in names:
-            names.append(name)
-    return ">".join(names) if names else None
-
-
-class _EngineOptions(TypedDict, total=False):
-    task: Task | None
-    name: str | None
-    model_id: str | None
-    value_store: ValueStore | None
-    observer: observe.SearchObserver | None
+    parts = runnable_parts(backend)
+    names = (_own_name(part) for part in parts if isinstance(part, BaseChatModel))
+    return ">".join(dict.fromkeys(name for name in names if name)) or None
 
 
 class ToTEngine(Runnable[ToTInput, ToTResult]):
@@ -135,20 +121,6 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
     shared between engines) per model: ``model_id``, else the backend's; a cache
     outside the engine needs one, so that another model never reads its values.
     """
-
-    @overload
-    def __init__(
-        self, config: ToTConfig | None, backend: LLMBackend, **options: Unpack[_EngineOptions]
-    ) -> None: ...
-
-    @overload
-    def __init__(
-        self,
-        config: ToTConfig | None = None,
-        *,
-        backend: LLMBackend,
-        **options: Unpack[_EngineOptions],
-    ) -> None: ...
 
     def __init__(
         self,
@@ -195,8 +167,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         task = task if task is not None else self.task
         problem = task.validate_problem(_problem_of(problem))
         config = self.config
-        depth = config.depth_for(task.default_depth)
-        if depth != config.max_depth:
+        if (depth := config.depth_for(task.default_depth)) != config.max_depth:
             config = config.updated(max_depth=depth)
         if config.max_cost_usd is not None and self.backend.usage_totals() is None:
             raise ConfigurationError(
@@ -214,35 +185,32 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             version = f"batch:{task.value_batch_version}"
         started = time.perf_counter()
         caller = LLMCaller(self.backend, config, self.samples_support)
-        tree = ThoughtTree.with_root(problem)
         store = self.value_store if self.value_store is not None else MemoryValueStore()
+        prefix = f"{self.model_id}|{task.name}|"
+        # Kept proposals are per task prompts, strategy and samples; none without a version.
         proposals = propose_version(task)
-        generator = ThoughtGenerator(
+        strategy = f"{config.generation_strategy}:{proposals}|x{config.n_generate_sample}"
+        generated = "" if proposals is None else prefix + strategy
+        ctx = SearchContext(
+            problem,
             task,
             config,
+            ThoughtTree.with_root(problem),
             caller,
-            store,
-            ""
-            if proposals is None
-            else f"{self.model_id}|{task.name}|{config.generation_strategy}:{proposals}"
-            f"|x{config.n_generate_sample}",
+            ThoughtGenerator(task, config, caller, store, generated),
+            StateEvaluator(task, config, caller, store, prefix + version),
+            random.Random(config.seed),
+            self.observer,
         )
-        evaluator = StateEvaluator(
-            task, config, caller, store, f"{self.model_id}|{task.name}|{version}"
-        )
-        ctx = SearchContext(
-            problem, task, config, tree, caller, generator, evaluator, random.Random(config.seed)
-        )
-        ctx.observer = self.observer
         with observe.solving(ctx):
             await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
         stats = caller.counters
-        stats.nodes = len(tree)
-        stats.depth_reached = max(node.depth for node in tree.nodes)
+        stats.nodes = len(ctx.tree)
+        stats.depth_reached = max(node.depth for node in ctx.tree.nodes)
         stats.usage = caller.usage()
         stats.wall_time_s = time.perf_counter() - started
         stats.budget_exhausted = caller.exhausted
-        return ToTResult.of(tree, task, problem, stats, config)
+        return ToTResult.of(ctx.tree, task, problem, stats, config)
 
     def solve_sync(self, problem: ToTInput, task: Task | None = None) -> ToTResult:
         """``solve`` for sync code (Ctrl-C cancels the calls in flight); under a running
