@@ -1,7 +1,6 @@
 """Every LLM call of a search goes through one :class:`LLMCaller`: the bound on calls
 in flight, the budgets (a spent one refuses calls and the search ends cleanly), the
-counters per phase (a level whose every call failed raises), and the usage.
-"""
+counters per phase (a level whose every call failed raises), and the usage."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from pygent_lc.tot.result import ToTStats
 from pygent_lc.tot.tasks.base import Task, static_prefix
 from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
 
-#: The failures one call may end with without ending the search.
+# The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
 CALL_FAILURES = (ProviderError, AllProvidersFailedError)
 
@@ -42,6 +41,14 @@ async def gather_or_cancel(*coroutines: Coroutine[Any, Any, _T]) -> list[_T]:
     return [task.result() for task in tasks]
 
 
+def failed(stage: str, errors: Sequence[CallFailure], asked: int | None = None) -> str | None:
+    """A node's ``error``: that ``stage``'s calls failed, with the first error."""
+    if not errors:
+        return None
+    count = "" if asked is None else f" ({len(errors)} of {asked} samples)"
+    return f"{stage} failed{count}: {type(errors[0]).__name__}: {errors[0]}"
+
+
 class BudgetExhausted(Exception):
     """Internal signal, never seen by callers: a budget is spent, the call was refused."""
 
@@ -55,9 +62,8 @@ class _Phase:
 
 @dataclass
 class SamplesSupport:
-    """Whether a model answers ``n`` samples in one request: unknown until a request with
-    ``n > 1`` (one choice back: ``n`` is ignored, as OpenRouter and Ollama do). An engine
-    keeps one for all its solves."""
+    """Whether a model answers ``n`` samples in one request (OpenRouter and Ollama ignore
+    ``n``): unknown until a request with ``n > 1``. An engine keeps one for its solves."""
 
     honoured: bool | None = None
 
@@ -75,6 +81,10 @@ class SampledOutputs:
     @property
     def complete(self) -> bool:
         return not self.errors and not self.refused and bool(self.outputs)
+
+    @property
+    def asked(self) -> int:
+        return len(self.outputs) + len(self.errors) + self.refused
 
 
 class LLMCaller:
@@ -94,8 +104,7 @@ class LLMCaller:
         )
         self._in_flight = 0
         self._phase = _Phase()
-        self.counters = ToTStats()
-        """The search's statistics, counted here and by the generator and evaluator."""
+        self.counters = ToTStats()  # counted here and by the generator and evaluator
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
         if type(backend).generate_samples is LLMBackend.generate_samples:
@@ -104,7 +113,6 @@ class LLMCaller:
             self.n_support.learn(False)
 
     def usage(self) -> UsageTotals | None:
-        """Usage since the search began, or ``None`` if the backend does not track it."""
         now = self._backend.usage_totals()
         if now is None or self._start_usage is None:
             return None

@@ -11,7 +11,7 @@ import threading
 import time
 import warnings
 from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack, overload
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -113,6 +113,14 @@ def model_identity(backend: object) -> str | None:
     return ">".join(dict.fromkeys(name for name in names if name)) or None
 
 
+class _EngineOptions(TypedDict, total=False):
+    task: Task | None
+    name: str | None
+    model_id: str | None
+    value_store: ValueStore | None
+    observer: observe.SearchObserver | None
+
+
 class ToTEngine(Runnable[ToTInput, ToTResult]):
     """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`; as a
     ``Runnable`` it takes a problem (or ``{"problem": ...}``) and composes in LCEL.
@@ -121,6 +129,20 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
     shared between engines) per model: ``model_id``, else the backend's; a cache
     outside the engine needs one, so that another model never reads its values.
     """
+
+    @overload
+    def __init__(
+        self, config: ToTConfig | None, backend: LLMBackend, **options: Unpack[_EngineOptions]
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        config: ToTConfig | None = None,
+        *,
+        backend: LLMBackend,
+        **options: Unpack[_EngineOptions],
+    ) -> None: ...
 
     def __init__(
         self,

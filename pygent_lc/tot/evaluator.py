@@ -1,13 +1,7 @@
-"""``StateEvaluator``: values (or votes) for a whole level, asked all at once.
-
-Adaptive sampling stops asking when more value samples cannot change a greedy beam.
-A state's final value (the mean of up to ``n`` samples) lies in an interval, from
-all further samples scoring the task's lowest to all scoring its highest. A state
-whose interval puts it in the beam whatever the others score is surely in; one that
-``beam`` states surely outrank is surely out. Once every state is one or the other,
-and the best is known to be final or not (the search stops on a final best), more
-samples change nothing. Ties rank by creation order, as the selection's sort does.
-"""
+"""``StateEvaluator``: values (or votes) for a whole level, asked all at once. Adaptive
+sampling stops once more samples cannot change a greedy beam: a state's mean lies in an
+interval (further samples all lowest .. all highest); asking stops when every state is
+surely in or surely out and whether the best is final is known (ties: creation order)."""
 
 from __future__ import annotations
 
@@ -16,7 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pygent_lc.tot.caller import CallFailure, SampledOutputs, Stage, gather_or_cancel
+from pygent_lc.tot.caller import CallFailure, SampledOutputs, Stage, failed, gather_or_cancel
 from pygent_lc.tot.result import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import BatchValueTask
 from pygent_lc.tot.value_store import StoredValue
@@ -24,8 +18,6 @@ from pygent_lc.tot.value_store import StoredValue
 
 @dataclass(frozen=True)
 class Candidate:
-    """One state of a level as the beam sees it."""
-
     order: int  # creation order: breaks ties, earlier first
     low: float
     high: float
@@ -39,14 +31,12 @@ def value_interval(
 ) -> tuple[float, float]:
     """Where the mean of a state's samples can still end, given ``scores`` of up to ``n``."""
     lowest, highest = value_range
-    k = len(scores)
+    k, total = len(scores), math.fsum(scores)
     if k == 0:
-        return (lowest, highest) if not settled else (lowest, lowest)
-    total = math.fsum(scores)
+        return (lowest, lowest if settled else highest)
     if settled or k >= n:
         return total / k, total / k
-    missing = n - k
-    return (total + missing * lowest) / n, (total + missing * highest) / n
+    return (total + (n - k) * lowest) / n, (total + (n - k) * highest) / n
 
 
 def _may_outrank(a: Candidate, b: Candidate) -> bool:
@@ -58,11 +48,8 @@ def _surely_outranks(a: Candidate, b: Candidate) -> bool:
 
 
 def to_sample(candidates: Sequence[Candidate], beam: int, *, need_top: bool = False) -> list[int]:
-    """The ``order`` of the open candidates whose next samples could change the beam.
-
-    ``need_top``: which candidate is best must be known too (it is the answer),
-    and it must have a value: a candidate that may be best and has none is asked.
-    """
+    """The ``order`` of the open candidates whose next samples could change the beam;
+    ``need_top``: which is best (the answer) must be known too, and have a value."""
     undecided: set[int] = set()
     for c in candidates:
         others = [o for o in candidates if o is not c]
@@ -77,13 +64,6 @@ def to_sample(candidates: Sequence[Candidate], beam: int, *, need_top: bool = Fa
     if need_top:
         undecided.update(c.order for c in could_top if not c.valued)
     return [c.order for c in candidates if c.order in undecided and c.open]
-
-
-def _describe(errors: Sequence[CallFailure], asked: int) -> str | None:
-    if not errors:
-        return None
-    first = errors[0]
-    return f"evaluation failed ({len(errors)} of {asked} samples): {type(first).__name__}: {first}"
 
 
 @dataclass
@@ -108,19 +88,12 @@ class _Pending:
 class StateEvaluator(Stage):
     """Scores new states: up to ``n_evaluate_sample`` value samples each (kept in the
     value cache by state key; with ``adaptive_sampling`` asked in rounds until they
-    agree or, with a greedy ``beam``, cannot change it), or the share of the votes of
-    one prompt showing all candidates. ``static_value`` states cost no call."""
+    agree or cannot change a greedy beam), or the share of the votes of one prompt
+    showing all candidates. ``static_value`` states cost no call."""
 
+    # States left unvalued (no sample could change the beam); complete votes by prompt.
     skipped: set[int] = field(default_factory=set, init=False)
-    """States left unvalued: no sample could change the beam."""
     votes: dict[str, SampledOutputs] = field(default_factory=dict, init=False)
-    """Complete votes by prompt: an identical vote prompt is asked once."""
-
-    @property
-    def beam(self) -> int | None:
-        """The greedy BFS beam adaptive sampling watches, if any."""
-        greedy_bfs = self.config.search_method == "bfs" and self.config.selection == "greedy"
-        return self.config.n_select_sample if greedy_bfs else None
 
     async def evaluate(self, tree: ThoughtTree, problem: str, nodes: Sequence[ThoughtNode]) -> None:
         """Set ``value``, ``scores``, ``final`` and ``correct`` on ``nodes`` (with a beam,
@@ -175,7 +148,7 @@ class StateEvaluator(Stage):
                 ]
             else:
                 asks = [
-                    (task.value_prompt(problem, item.steps), [item], _one(task.parse_value))
+                    (task.value_prompt(problem, item.steps), [item], self._parse_one)
                     for item in wanted
                 ]
             await gather_or_cancel(
@@ -202,8 +175,9 @@ class StateEvaluator(Stage):
         self, problem: str, pending: list[_Pending], fixed: list[ThoughtNode]
     ) -> list[_Pending]:
         open_items = [item for item in pending if self._open(item)]
-        beam = self.beam
-        if not open_items or not self.config.adaptive_sampling or beam is None:
+        config = self.config
+        greedy_bfs = config.search_method == "bfs" and config.selection == "greedy"
+        if not open_items or not config.adaptive_sampling or not greedy_bfs:
             return open_items
         n = self.config.n_evaluate_sample
         value_range = self.task.value_range
@@ -227,7 +201,7 @@ class StateEvaluator(Stage):
             or not self.task.can_expand(problem, item.steps)
             for item in pending
         )
-        chosen = set(to_sample(candidates, beam, need_top=last))
+        chosen = set(to_sample(candidates, config.n_select_sample, need_top=last))
         return [item for item in open_items if item.node.id in chosen]
 
     async def _ask(
@@ -258,7 +232,7 @@ class StateEvaluator(Stage):
 
     def _finish(self, item: _Pending) -> None:
         node = item.node
-        node.error = _describe(item.errors, item.asked)
+        node.error = failed("evaluation", item.errors, item.asked)
         if not item.scores:
             if not item.stopped and not item.errors:
                 self.counters.samples_saved += self.config.n_evaluate_sample
@@ -283,7 +257,7 @@ class StateEvaluator(Stage):
                 self.votes[prompt] = result
         else:
             self.counters.cache_hits += 1
-        error = _describe(result.errors, len(result.errors) + len(result.outputs) + result.refused)
+        error = failed("evaluation", result.errors, result.asked)
         choices = [self.task.parse_vote(output, len(pending)) for output in result.outputs]
         for index, item in enumerate(pending):
             item.node.cached, item.node.error = hit, error
@@ -291,6 +265,5 @@ class StateEvaluator(Stage):
                 item.node.scores = [1.0 if choice == index else 0.0 for choice in choices]
                 item.node.value = sum(item.node.scores) / len(item.node.scores)
 
-
-def _one(parse: Callable[[str], float]) -> Callable[[str], list[float]]:
-    return lambda output: [parse(output)]
+    def _parse_one(self, output: str) -> list[float]:
+        return [self.task.parse_value(output)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pygent_lc.tot.caller import CallFailure, Stage, gather_or_cancel
+from pygent_lc.tot.caller import CallFailure, Stage, failed, gather_or_cancel
 from pygent_lc.tot.result import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import check_step, children_checked, program_answer
 from pygent_lc.tot.value_store import ChildrenStore, StoredChildren
@@ -93,7 +93,7 @@ class ThoughtGenerator(Stage):
                 if outcome is None:
                     continue
                 if not isinstance(outcome, list):
-                    message = f"generation failed: {type(outcome).__name__}: {outcome}"
+                    message = failed("generation", [outcome])
                     parent.error = message if parent.error is None else f"{parent.error}; {message}"
                     continue
                 for thought in outcome:

@@ -304,9 +304,9 @@ async def test_non_string_problem_is_invalid_input(scripted, ladder):
 
 def test_engine_needs_a_backend():
     with pytest.raises(ConfigurationError):
-        ToTEngine(_config(), None)
+        ToTEngine(_config(), None)  # type: ignore[call-overload]
     with pytest.raises(ConfigurationError):
-        ToTEngine(_config(), object())  # type: ignore[arg-type]
+        ToTEngine(_config(), object())  # type: ignore[call-overload]
 
 
 async def test_task_given_at_construction_or_per_call(scripted, ladder):
