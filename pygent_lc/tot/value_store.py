@@ -37,18 +37,13 @@ Thoughts = tuple[Annotated[str, MinLen(1)], ...]
 
 @dataclass(frozen=True)
 class StoredValue:
-    """The value samples of one state; ``settled``: no more are wanted (they agree, or
-    all were asked)."""
-
     scores: Scores
-    settled: bool
+    settled: bool  # no more samples wanted: they agree, or all were asked
 
 
 @dataclass(frozen=True)
 class StoredChildren:
-    """The next steps kept from a state's proposals, in the order found (empty: none)."""
-
-    thoughts: Thoughts
+    thoughts: Thoughts  # the next steps kept from a state's proposals, in order found
 
 
 Entry = StoredValue | StoredChildren
@@ -161,9 +156,10 @@ class MemoryValueStore(BaseValueStore):
             return len(self._entries)
 
 
-# Each kind's table and its columns as PRAGMA table_info gives them: (name, type,
+# Each kind's table, hash and columns (as PRAGMA table_info gives them: name, type,
 # notnull, pk). A file made before the children table is ours too (it is added).
 _TABLES = {StoredValue: "tot_values", StoredChildren: "tot_children"}
+_NAMESPACES = {StoredValue: NAMESPACE, StoredChildren: CHILDREN_NAMESPACE}
 _COLUMNS_OF = {
     "tot_values": [("key", "TEXT", 0, 1), ("scores", "TEXT", 1, 0), ("settled", "INTEGER", 1, 0)],
     "tot_children": [("key", "TEXT", 0, 1), ("thoughts", "TEXT", 1, 0)],
@@ -198,13 +194,11 @@ def _not_ours(connection: sqlite3.Connection) -> str | None:
 
 
 class SQLiteValueStore(BaseValueStore):
-    """One SQLite file, for reuse across runs and processes: a connection per thread,
-    WAL mode and a busy timeout, so readers and one writer at a time do not fail.
-
-    A file it did not make raises ``ConfigurationError`` before anything is written.
-    When the file fails later (disk full, permission removed, file deleted, locked
-    past ``timeout_s``), one warning is logged and entries are kept in memory.
-    """
+    """One SQLite file, for reuse across runs and processes: a connection per thread (a
+    new one finds a deleted file gone), WAL mode and a busy timeout. A file it did not
+    make raises ``ConfigurationError`` before anything is written; when the file fails
+    later (disk full, permission removed, file deleted, locked past ``timeout_s``), one
+    warning is logged and entries are kept in memory."""
 
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
         self.path = str(path)
@@ -247,8 +241,7 @@ class SQLiteValueStore(BaseValueStore):
         return connection
 
     def _on_file(self, operation: Callable[[sqlite3.Connection], T]) -> T | MemoryValueStore:
-        """``operation`` on this thread's connection, or the memory store that serves
-        instead once the file has failed."""
+        """``operation`` on this thread's connection, or the memory store once it failed."""
         if self._fallback is not None:
             return self._fallback
         try:
@@ -295,16 +288,14 @@ class SQLiteValueStore(BaseValueStore):
         if isinstance(fallback := self._on_file(write), MemoryValueStore):
             fallback._write(key, entry)
 
-    def close(self) -> None:
-        """Close every thread's connection; the store must not be used afterwards."""
+    def close(self) -> None:  # every thread's connection; the store is not used afterwards
         with self._lock:
             connections, self._connections = self._connections, []
         for connection in connections:
             connection.close()
         self._local = threading.local()
 
-    def __len__(self) -> int:
-        """The values kept (children not counted)."""
+    def __len__(self) -> int:  # the values kept, not the children
         counted = self._on_file(lambda c: c.execute("SELECT COUNT(*) FROM tot_values").fetchone())
         if isinstance(counted, MemoryValueStore):
             return len(counted)
@@ -312,9 +303,8 @@ class SQLiteValueStore(BaseValueStore):
 
 
 class _Caches(dict[str, OrderedDict[str, str]]):
-    """The in-process twin of the shared store's hashes: an LRU dict per namespace
-    (:data:`MAX_MEMORY_ENTRIES` each); Redis keeps every entry (bound it with its
-    ``maxmemory`` policy)."""
+    """The in-process twin of the shared store's hashes: an LRU dict per namespace; Redis
+    keeps every entry (bound it with its ``maxmemory`` policy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,21 +348,17 @@ class SharedValueStore(BaseValueStore):
     to its owner): with a Redis store, every process reuses what any computed."""
 
     where = "the shared value cache"
-    _NAMESPACES: ClassVar[dict[type, str]] = {
-        StoredValue: NAMESPACE,
-        StoredChildren: CHILDREN_NAMESPACE,
-    }
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
     def _read(self, kind: type[E], key: str) -> E | None:
-        raw = self.store.run(CacheGet(self._NAMESPACES[kind], key))
+        raw = self.store.run(CacheGet(_NAMESPACES[kind], key))
         return None if raw is None else _JSON[kind].validate_json(raw, strict=True)
 
     def _write(self, key: str, entry: Entry) -> None:
         raw = json.dumps(asdict(entry))
-        self.store.run(CacheSet(self._NAMESPACES[type(entry)], key, raw))
+        self.store.run(CacheSet(_NAMESPACES[type(entry)], key, raw))
 
 
 def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
