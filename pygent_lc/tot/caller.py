@@ -23,9 +23,7 @@ from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
 # The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
 CALL_FAILURES = (ProviderError, AllProvidersFailedError)
-
 CallKind = Literal["generation", "evaluation"]
-
 _T = TypeVar("_T")
 
 
@@ -123,9 +121,8 @@ class LLMCaller:
         return 0.0 if usage is None else usage.cost_usd
 
     async def _admit(self, prompt: str, samples: int = 1) -> Hold:
-        """A place for one call within both budgets, or :class:`BudgetExhausted`: a hold on
-        the ``CostBudget`` (the backend's ``cost_bound`` a sample, or one call at a time
-        without one), then the call count again, so ``max_llm_calls`` is never passed."""
+        """A hold on the ``CostBudget`` (a ``cost_bound`` a sample, or one call at a time
+        without one) and a place within ``max_llm_calls``, or :class:`BudgetExhausted`."""
         self._check_call_limit()
         hold = Hold(self._budget, prompt, self._config.max_tokens, samples)
         try:
@@ -151,8 +148,7 @@ class LLMCaller:
 
     @contextmanager
     def phase(self) -> Iterator[None]:
-        """One level's generation or evaluation: raises the provider error at its end
-        when every call of it failed."""
+        """One level's generation or evaluation: raises if every call of it failed."""
         self._phase = phase = _Phase()
         yield
         if phase.attempted and phase.failed == phase.attempted and phase.first_error is not None:
@@ -170,8 +166,7 @@ class LLMCaller:
             return exc
 
     async def call_samples(self, prompt: str, n: int, kind: CallKind) -> list[str]:
-        """Up to ``n`` completions in one request (``LLMBackend.generate_samples``): one
-        call, one hold on the budget; fewer come back where the provider ignores ``n``."""
+        """Up to ``n`` completions in one request: one call, one hold on the budget."""
         outputs = await self._request(prompt, n, kind, None)
         self.n_support.learn(len(outputs) >= n)
         return outputs
@@ -179,9 +174,9 @@ class LLMCaller:
     async def samples(
         self, prompt: str, n: int, kind: CallKind, fill: bool = True
     ) -> SampledOutputs:
-        """``n`` samples of ``prompt``, failures and refusals collected: one request for all
-        where the model answers ``n`` (or may), the missing ones one request each, at once;
-        else one request each. ``fill=False`` sends one request only (up to ``n`` back)."""
+        """``n`` samples, failures and refusals collected: one request for all where the
+        model answers ``n`` (or may), the missing ones a request each, at once; else a
+        request each. ``fill=False`` sends one request only (up to ``n`` back)."""
         result = SampledOutputs()
         if n > 1 and self.n_support.honoured is not False:
             try:
@@ -209,17 +204,12 @@ class LLMCaller:
     ) -> list[str]:
         config = self._config
         generation = kind == "generation"
-        kwargs: dict[str, Any] = {
-            "temperature": config.temperature if generation else config.evaluation_temperature
-        }
-        if config.max_tokens is not None:
-            kwargs["max_tokens"] = config.max_tokens
-        if stop:
-            kwargs["stop"] = stop
-        # The prompt's fixed start, for backends that can have it cached; others
-        # never see the keyword (plain ``LLMBackend`` implementations).
-        if self._backend.accepts_cache_prefix and (prefix := static_prefix(prompt)):
-            kwargs["cache_prefix"] = prefix
+        temperature = config.temperature if generation else config.evaluation_temperature
+        # cache_prefix: the prompt's fixed start, only for backends that can have it cached.
+        prefix = static_prefix(prompt) if self._backend.accepts_cache_prefix else None
+        optional = {"max_tokens": config.max_tokens, "stop": stop, "cache_prefix": prefix}
+        kwargs: dict[str, Any] = {"temperature": temperature}
+        kwargs |= {key: value for key, value in optional.items() if value}
         async with self._semaphore:
             # Admitted after acquiring, so calls queued behind the semaphore see
             # the spend of the calls that finished while they waited.
@@ -257,8 +247,8 @@ class LLMCaller:
 
 @dataclass(eq=False)
 class Stage:
-    """What the generator and the evaluator share: the task, the search's settings and
-    caller, the value cache and this stage's key prefix in it (model, task, prompts)."""
+    """What the generator and the evaluator share; ``namespace``: their key prefix in the
+    value cache (model, task, prompts)."""
 
     task: Task
     config: ToTConfig

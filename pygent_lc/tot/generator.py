@@ -14,15 +14,11 @@ _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by 
 
 class ThoughtGenerator(Stage):
     """Expands states with ``propose`` or ``sample`` prompts, a level's calls at once.
-
-    Children are added in a fixed order (parent, call, line), so a run does not depend
-    on the order calls finish in. Children of the level that are one state (equal
-    ``state_key``) are one node, the first found (the paper keeps copies and values
-    them 0; merging frees their beam slots). A thought ``check_step`` rejects is kept,
-    pruned. With a ``namespace`` (model, task, ``propose_version``), the next steps of
-    a state whose calls all succeeded are kept in ``store`` for a later expansion of
-    the same state key (``ToTConfig.reuse_proposals``).
-    """
+    Children are added in a fixed order (parent, call, line), whatever order calls finish
+    in; children that are one state (equal ``state_key``) are one node, the first found
+    (the paper keeps copies and values them 0: merging frees beam slots). A thought
+    ``check_step`` rejects is kept, pruned. With a ``namespace``, the next steps of a
+    state whose calls all succeeded are kept in ``store`` (``reuse_proposals``)."""
 
     def _reuse_key(self, problem: str, steps: Sequence[str]) -> str | None:
         mode = self.config.reuse_proposals
@@ -64,11 +60,7 @@ class ThoughtGenerator(Stage):
         thought = self.task.parse_sample(output, problem, steps)
         return [] if thought is None else [thought]
 
-    async def _outcomes(
-        self, problem: str, steps: Sequence[str], stored: list[str] | None
-    ) -> list[_Outcome]:
-        if stored is not None:
-            return [stored]
+    async def _outcomes(self, problem: str, steps: Sequence[str]) -> list[_Outcome]:
         n = self.config.n_generate_sample
         return await gather_or_cancel(*(self._one(problem, steps) for _ in range(n)))
 
@@ -81,22 +73,20 @@ class ThoughtGenerator(Stage):
             key = self._reuse_key(problem, steps)
             plans.append((parent, steps, key, self._stored(problem, steps, key)))
         outcomes = await gather_or_cancel(
-            *(self._outcomes(problem, steps, stored) for _, steps, _, stored in plans)
+            *(self._outcomes(problem, steps) for _, steps, _, stored in plans if stored is None)
         )
         children: list[ThoughtNode] = []
         by_key: dict[str, ThoughtNode] = {}
-        for (parent, steps, key, stored), found in zip(plans, outcomes, strict=True):
+        for parent, steps, key, stored in plans:
             if stored is not None:
                 self.counters.proposals_reused += 1
+            found = [stored] if stored is not None else outcomes.pop(0)
             kept: dict[str, str] = {}  # this state's next steps worth keeping, by key
             for outcome in found:
-                if outcome is None:
-                    continue
-                if not isinstance(outcome, list):
+                if outcome is not None and not isinstance(outcome, list):
                     message = failed("generation", [outcome])
                     parent.error = message if parent.error is None else f"{parent.error}; {message}"
-                    continue
-                for thought in outcome:
+                for thought in outcome if isinstance(outcome, list) else ():
                     path = [*steps, thought]
                     if check_step(self.task, problem, path) is False:
                         rejected = tree.add_child(parent, thought)
