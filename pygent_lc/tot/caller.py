@@ -17,7 +17,7 @@ from pygent_lc.limits.call import Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.result import ToTStats
-from pygent_lc.tot.tasks.base import Task, static_prefix
+from pygent_lc.tot.tasks.base import SplitPrompt, Task
 from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
 
 # The failures one call may end with without ending the search.
@@ -206,7 +206,9 @@ class LLMCaller:
         generation = kind == "generation"
         temperature = config.temperature if generation else config.evaluation_temperature
         # cache_prefix: the prompt's fixed start, only for backends that can have it cached.
-        prefix = static_prefix(prompt) if self._backend.accepts_cache_prefix else None
+        prefix = None
+        if self._backend.accepts_cache_prefix and isinstance(prompt, SplitPrompt):
+            prefix = prompt.static
         optional = {"max_tokens": config.max_tokens, "stop": stop, "cache_prefix": prefix}
         kwargs: dict[str, Any] = {"temperature": temperature}
         kwargs |= {key: value for key, value in optional.items() if value}

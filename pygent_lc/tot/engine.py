@@ -26,7 +26,7 @@ from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.result import ThoughtTree, ToTResult
 from pygent_lc.tot.search import SearchContext, bfs, dfs
-from pygent_lc.tot.tasks.base import BatchValueTask, Task, propose_version
+from pygent_lc.tot.tasks.base import BatchValueTask, Task
 from pygent_lc.tot.tasks.generic import GenericTask
 from pygent_lc.tot.value_store import MemoryValueStore, ValueStore, open_value_store
 
@@ -210,9 +210,9 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         store = self.value_store if self.value_store is not None else MemoryValueStore()
         prefix = f"{self.model_id}|{task.name}|"
         # Kept proposals are per task prompts, strategy and samples; none without a version.
-        proposals = propose_version(task)
+        proposals = getattr(task, "propose_version", None)
         strategy = f"{config.generation_strategy}:{proposals}|x{config.n_generate_sample}"
-        generated = "" if proposals is None else prefix + strategy
+        generated = prefix + strategy if isinstance(proposals, str) else ""
         ctx = SearchContext(
             problem,
             task,

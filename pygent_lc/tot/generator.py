@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from pygent_lc.tot.caller import CallFailure, Stage, failed, gather_or_cancel
 from pygent_lc.tot.result import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import check_step, children_checked, program_answer
+from pygent_lc.tot.tasks.base import VerifyingTask, children_checked
 from pygent_lc.tot.value_store import ChildrenStore, StoredChildren
 
 _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by budget
@@ -20,13 +20,21 @@ class ThoughtGenerator(Stage):
     ``check_step`` rejects is kept, pruned. With a ``namespace``, the next steps of a
     state whose calls all succeeded are kept in ``store`` (``reuse_proposals``)."""
 
+    def _written(self, problem: str, steps: Sequence[str]) -> str | None:
+        task = self.task
+        return task.program_answer(problem, steps) if isinstance(task, VerifyingTask) else None
+
+    def _rejected(self, problem: str, path: Sequence[str]) -> bool:
+        task = self.task
+        return isinstance(task, VerifyingTask) and task.check_step(problem, path) is False
+
     def _reuse_key(self, problem: str, steps: Sequence[str]) -> str | None:
         mode = self.config.reuse_proposals
         if not isinstance(self.store, ChildrenStore) or not self.namespace or mode == "none":
             return None
         if mode == "checked" and not children_checked(self.task, problem, steps):
             return None
-        if program_answer(self.task, problem, steps) is not None:
+        if self._written(problem, steps) is not None:
             return None  # written by program: nothing to keep
         return self.key(problem, steps)
 
@@ -37,12 +45,12 @@ class ThoughtGenerator(Stage):
         if stored is None:
             return None
         thoughts = list(stored.thoughts)
-        if any(check_step(self.task, problem, [*steps, t]) is False for t in thoughts):
+        if any(self._rejected(problem, [*steps, t]) for t in thoughts):
             return None  # not next steps of this state (another program's row): ask
         return thoughts
 
     async def _one(self, problem: str, steps: Sequence[str]) -> _Outcome:
-        written = program_answer(self.task, problem, steps)
+        written = self._written(problem, steps)
         if written is not None:
             return [written]  # the task writes this step: no call
         propose = self.config.generation_strategy == "propose"
@@ -88,7 +96,7 @@ class ThoughtGenerator(Stage):
                     parent.error = message if parent.error is None else f"{parent.error}; {message}"
                 for thought in outcome if isinstance(outcome, list) else ():
                     path = [*steps, thought]
-                    if check_step(self.task, problem, path) is False:
+                    if self._rejected(problem, path):
                         rejected = tree.add_child(parent, thought)
                         rejected.pruned = True
                         rejected.error = "rejected by the task's step check"

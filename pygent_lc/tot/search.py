@@ -15,7 +15,7 @@ from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.evaluator import StateEvaluator
 from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.result import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import Task, children_checked, has_verifier
+from pygent_lc.tot.tasks.base import Task, children_checked
 
 
 @dataclass
@@ -72,7 +72,7 @@ async def expand_and_evaluate(
         child.pruned = ctx.dead(child)
     live = [child for child in children if not child.pruned]
     if (stop_on_verified := ctx.config.stop_on_verified) is None:
-        stop_on_verified = has_verifier(ctx.task)
+        stop_on_verified = bool(getattr(ctx.task, "verifies_answers", False))
     if stop_on_verified:
         verified = [child for child in live if ctx.verified(child)]
         if verified:

@@ -34,26 +34,20 @@ class Task(Protocol):
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool: ...  # if not final
     def is_final(self, problem: str, steps: Sequence[str]) -> bool: ...
     def answer(self, problem: str, steps: Sequence[str]) -> str: ...
-
-    def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
-        """A value known without asking the model (a dead end, say), else ``None``."""
-
-    def aggregate_values(self, scores: Sequence[float]) -> float:
-        """Combine a state's scores, whatever their order or count (a budget or adaptive
-        sampling leaves fewer): a mean, not a sum."""
-
+    def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None: ...  # None: unsure
+    # A value known without asking the model (a dead end, say), else None.
+    def static_value(self, problem: str, steps: Sequence[str]) -> float | None: ...
+    # A state's scores combined whatever their order or count (a budget or adaptive
+    # sampling leaves fewer): a mean, not a sum.
+    def aggregate_values(self, scores: Sequence[float]) -> float: ...
+    # Whether the samples so far settle the state's value; ``outputs`` are the
+    # completions behind ``scores`` (none for stored scores).
     def samples_agree(
         self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
-    ) -> bool:
-        """Whether the samples so far settle the state's value; ``outputs`` are the
-        completions behind ``scores`` (none for stored scores)."""
-
-    def state_key(self, problem: str, steps: Sequence[str]) -> str:
-        """States with one key are merged within a level and share stored values: it holds
-        all a state's value and future depend on, nothing else (Game of 24: numbers left)."""
-
-    def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
-        """Verify a final state; ``None`` when the task cannot tell."""
+    ) -> bool: ...
+    # States with one key are merged within a level and share stored values: it holds all
+    # a state's value and future depend on, nothing else (Game of 24: the numbers left).
+    def state_key(self, problem: str, steps: Sequence[str]) -> str: ...
 
 
 @runtime_checkable
@@ -91,31 +85,11 @@ class TaskDefaults:
         return math.fsum(scores) / len(scores) if scores else 0.0
 
 
-# The optional parts of a task, read where a task may not have them.
-def has_verifier(task: Task) -> bool:
-    return bool(getattr(task, "verifies_answers", False))
-
-
 def children_checked(task: Task, problem: str, steps: Sequence[str]) -> bool:
     """Whether every state one step after ``steps`` gets its value from the task's
     program (``static_value``): expanding the state checks what valuing it estimates."""
-    check = getattr(task, "children_checked", None)
+    check = getattr(task, "children_checked", None)  # an optional part of a task
     return bool(check(problem, steps)) if callable(check) else False
-
-
-def propose_version(task: Task) -> str | None:
-    """Changes with the propose and sample prompts and their reading; without one, the
-    next steps found from a state are never reused (``reuse_proposals``)."""
-    version = getattr(task, "propose_version", None)
-    return version if isinstance(version, str) else None
-
-
-def program_answer(task: Task, problem: str, steps: Sequence[str]) -> str | None:
-    return task.program_answer(problem, steps) if isinstance(task, VerifyingTask) else None
-
-
-def check_step(task: Task, problem: str, steps: Sequence[str]) -> bool | None:
-    return task.check_step(problem, steps) if isinstance(task, VerifyingTask) else None
 
 
 class SplitPrompt(str):
@@ -139,10 +113,6 @@ class SplitPrompt(str):
 def prompt_version(*parts: str) -> str:
     """A short hash of prompts and a tag for how replies are read."""
     return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
-
-
-def static_prefix(prompt: str) -> str:
-    return prompt.static if isinstance(prompt, SplitPrompt) else ""
 
 
 def split_template(template: str, **values: object) -> SplitPrompt:
