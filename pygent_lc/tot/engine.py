@@ -53,9 +53,9 @@ _POLL_S = 0.05
 
 def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
     """``coro`` run from sync code: ``asyncio.run``, or under a running loop (a notebook
-    cell) on a fresh loop in a worker thread with the caller's context variables; a
-    ``KeyboardInterrupt`` or the calling task's cancellation cancels it there and is
-    raised within about ``CANCEL_GRACE_S``."""
+    cell) on a new loop in a daemon thread with the caller's context variables, which a
+    ``KeyboardInterrupt`` or the calling task's cancellation cancels (within about
+    ``CANCEL_GRACE_S``)."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
@@ -80,7 +80,6 @@ def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    # A daemon thread: an interrupted search must not hold the interpreter open.
     threading.Thread(target=work, name="pygent-tot-solve", daemon=True).start()
     try:
         while True:
@@ -163,17 +162,12 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         self.task: Task = task if task is not None else GenericTask()
         self.name = name or "ToTEngine"
         self.observer = observer
-        self.value_store: ValueStore | None = (
-            value_store
-            if value_store is not None
-            else open_value_store(self.config.value_cache, self.config.value_cache_size)
-        )
+        if value_store is None:  # an empty store is falsy: no "or"
+            value_store = open_value_store(self.config.value_cache, self.config.value_cache_size)
+        self.value_store = value_store
         found = model_id or model_identity(backend)
-        if (
-            found is None
-            and self.value_store is not None
-            and not isinstance(self.value_store, MemoryValueStore)
-        ):
+        shared = value_store is not None and not isinstance(value_store, MemoryValueStore)
+        if found is None and shared:
             raise ConfigurationError(
                 "a shared value cache needs to know the model: pass ToTEngine(model_id=...)",
                 field="model_id",

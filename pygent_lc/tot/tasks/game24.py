@@ -13,12 +13,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 
 from pygent_lc.errors import InvalidInputError
-from pygent_lc.tot.tasks.arithmetic import (
-    UnsafeExpressionError,
-    check_24,
-    evaluate_arithmetic,
-    parse_numbers,
-)
+from pygent_lc.tot.tasks.arithmetic import check_24, parse_numbers
 from pygent_lc.tot.tasks.base import (
     SplitPrompt,
     TaskDefaults,
@@ -190,19 +185,11 @@ def _proves_24(output: str, numbers: Sequence[str]) -> bool:
     """Whether a line of ``output`` writes an expression over exactly ``numbers`` equal to
     24, as the value prompt's examples back a "sure" (``(6 - 2) * 6 = 4 * 6 = 24``)."""
     try:
-        wanted = sorted(int(n) for n in numbers)
+        wanted = [int(n) for n in numbers]
     except ValueError:
         return False  # fractions left: the literals of an expression cannot match them
-    for line in output.splitlines():
-        if "=" not in line:
-            continue
-        try:
-            value, literals = evaluate_arithmetic(line.split("=")[0].rsplit(":", 1)[-1])
-        except UnsafeExpressionError:
-            continue
-        if value == 24 and sorted(literals) == wanted:
-            return True
-    return False
+    lines = (line.split("=")[0].rsplit(":", 1)[-1] for line in output.splitlines() if "=" in line)
+    return any(check_24(expression, wanted) for expression in lines)
 
 
 def _parse_step(step: str) -> tuple[Fraction, str, Fraction, Fraction, list[Fraction]] | None:
