@@ -183,14 +183,9 @@ class ToTResult(BaseModel):
         is the most valued one (deeper wins ties) the checker has not rejected."""
         kept = [n for n in tree.nodes if n.final and n.selected and n.correct is not False]
         kept.sort(key=lambda n: (n.correct is True, n.value or 0.0), reverse=True)
-        valued = [
-            n
-            for n in tree.nodes
-            if n.parent is not None and n.value is not None and n.correct is not False
-        ]
-        best = (
-            kept[0] if kept else max(valued, key=lambda n: (n.value or 0.0, n.depth), default=None)
-        )
+        valued = [n for n in tree.nodes[1:] if n.value is not None and n.correct is not False]
+        most_valued = max(valued, key=lambda n: (n.value or 0.0, n.depth), default=None)
+        best = kept[0] if kept else most_valued
         return cls(
             problem=problem,
             task=task.name,

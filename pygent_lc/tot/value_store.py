@@ -110,16 +110,10 @@ class BaseValueStore(abc.ABC):
             return self._read(kind, key)
         except ValueError:  # pydantic's ValidationError among them
             why = "scores and settled flag" if kind is StoredValue else "next steps"
-        if self._warned:
-            logger.debug("ignored the cached value of %r in %s (%s)", key, self.where, why)
-            return None
+        level = logging.DEBUG if self._warned else logging.WARNING
         self._warned = True
-        logger.warning(
-            "ignored an unusable cached value in %s (not usable %s); such values are asked "
-            "again (this warning is shown once)",
-            self.where,
-            why,
-        )
+        message = "ignored an unusable cached value in %s (not usable %s); such values are "
+        logger.log(level, message + "asked again (this warning is shown once)", self.where, why)
         return None
 
 
