@@ -1,6 +1,4 @@
-"""The Tree-of-Thought engine: ``ToTEngine(config, backend).solve(problem, task=...)``
-searches a tree of thoughts (BFS beam or DFS with pruning), each level's calls at once,
-with a value cache and call and cost budgets."""
+"""The Tree-of-Thought engine: ``ToTEngine(config, backend).solve(problem, task=...)``."""
 
 from pygent_lc.tot.config import CLOUD_MAX_CONCURRENCY, LOCAL_MAX_CONCURRENCY, ToTConfig
 from pygent_lc.tot.engine import ToTEngine, ToTInput

@@ -90,8 +90,7 @@ class ToTConfig(BaseModel):
         return cls(**{"max_concurrency": concurrency} | overrides)
 
     def updated(self, **changes: Any) -> ToTConfig:
-        """A validated copy with ``changes`` applied (``model_copy`` skips validation);
-        unset fields stay unset (``max_depth`` then still comes from the task)."""
+        """A validated copy (``model_copy`` skips validation); unset fields stay unset."""
         return type(self)(**self.model_dump(exclude_unset=True) | changes)
 
     def depth_for(self, default_depth: int | None) -> int:

@@ -121,13 +121,9 @@ class _EngineOptions(TypedDict, total=False):
 
 
 class ToTEngine(Runnable[ToTInput, ToTResult]):
-    """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`; as a
-    ``Runnable`` it takes a problem (or ``{"problem": ...}``) and composes in LCEL.
-
-    State values are kept across solves in ``config.value_cache`` (or ``value_store``,
-    shared between engines) per model: ``model_id``, else the backend's; a cache
-    outside the engine needs one, so that another model never reads its values.
-    """
+    """Tree-of-Thought search over an ``LLMBackend``; as a ``Runnable`` it takes a problem
+    (or ``{"problem": ...}``). Values are kept across solves in ``config.value_cache`` (or
+    ``value_store``) per model: ``model_id``, else the backend's (a shared cache needs one)."""
 
     @overload
     def __init__(

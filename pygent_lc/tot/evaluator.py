@@ -67,9 +67,7 @@ def to_sample(candidates: Sequence[Candidate], beam: int, *, need_top: bool = Fa
 
 
 @dataclass
-class _Pending:
-    """One state waiting for value samples during one ``evaluate``."""
-
+class _Pending:  # one state waiting for value samples during one evaluate()
     node: ThoughtNode
     steps: list[str]
     key: str

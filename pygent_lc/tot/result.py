@@ -11,8 +11,7 @@ from pygent_lc.tot.tasks.base import Task
 
 
 class ThoughtNode(BaseModel):
-    """One state (the path of thoughts from the root, id 0, the problem): the thought that
-    led to it and what became of it."""
+    """One state (the thoughts from the root, id 0: the problem) and what became of it."""
 
     id: int
     parent: int | None
@@ -114,8 +113,7 @@ def tree_to_mermaid(tree: ThoughtTree, *, highlight: list[int] | None = None) ->
 
 
 class ToTPath(BaseModel):
-    """One state as an answer: the task's answer text (Game of 24: the expression) and
-    the thoughts from the problem down to it."""
+    """One state as an answer: the task's answer text and the thoughts down to it."""
 
     node_id: int
     text: str

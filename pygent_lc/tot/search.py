@@ -1,7 +1,5 @@
-"""The two searches over the thought tree, BFS with a beam and DFS with pruning, level
-by level: all generations, then all evaluations, each phase's calls at once. When every
-call of a phase fails its error is raised; when a budget runs out the search keeps what
-it has."""
+"""BFS with a beam and DFS with pruning, level by level: all generations, then all
+evaluations, each phase's calls at once; a phase whose every call failed raises."""
 
 from __future__ import annotations
 
@@ -118,9 +116,8 @@ def select(
 
 
 async def bfs(ctx: SearchContext) -> None:
-    """Beam search: keep ``n_select_sample`` states per level, up to ``max_depth``; final
-    states in the beam are solutions. It ends early when the beam is empty, when the
-    best state of a level is a solution the task does not reject, or on a budget."""
+    """Keep ``n_select_sample`` states a level, up to ``max_depth``; end early when the
+    beam is empty, its best state is a solution the task does not reject, or on a budget."""
     frontier = [ctx.tree.root]
     ctx.tree.root.selected = True
     while frontier and ctx.caller.exhausted is None:

@@ -1,7 +1,5 @@
-"""The ``Task`` protocol: the prompts, the reading of replies and when a state (the
-problem plus the thoughts so far, ``steps``) is an answer; and the text helpers tasks
-share. A prompt may be a :class:`SplitPrompt` marking its start fixed across calls.
-"""
+"""The ``Task`` protocol (prompts, the reading of replies, when a state, the problem plus
+the thoughts so far, is an answer) and the text helpers tasks share."""
 
 from __future__ import annotations
 
@@ -93,10 +91,8 @@ def children_checked(task: Task, problem: str, steps: Sequence[str]) -> bool:
 
 
 class SplitPrompt(str):
-    """The text ``static + dynamic``, a plain ``str`` everywhere, remembering ``static``:
-    the start that is byte-identical on every call of a search (few-shot examples, the
-    problem), which the engine hands to backends that can have it cached. String
-    operations return plain ``str``: build the prompt last."""
+    """A plain ``str`` that remembers its ``static`` start, byte-identical on every call of
+    a search, for backends to cache. String operations return plain ``str``: build it last."""
 
     static: str
 

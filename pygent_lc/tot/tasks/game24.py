@@ -251,8 +251,8 @@ class Game24Task(TaskDefaults):
         return bool(steps) and current_numbers(problem, steps) == "24"
 
     def _cot(self, problem: str, steps: Sequence[str]) -> SplitPrompt:
-        cot = split_template(COT_PROMPT, input=problem)
-        return SplitPrompt(cot.static, cot.dynamic + "Steps:\n" + "".join(s + "\n" for s in steps))
+        body = "".join(step + "\n" for step in steps)
+        return split_template(COT_PROMPT + "Steps:\n{body}", input=problem, body=body)
 
     def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
         # As in the paper: once 24 is left, "proposing" is writing the answer.
@@ -330,8 +330,7 @@ class Game24Task(TaskDefaults):
         return split_template(VOTE_PROMPT, input=problem, choices=choices)
 
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
-        """The numbers left as a sorted multiset, whatever the puzzle; an answer by its
-        expression."""
+        """The numbers left as a sorted multiset, whatever the puzzle; an answer: its expression."""
         if self.is_final(problem, steps):
             expression = "".join(self.answer(problem, steps).split())
             return f"answer {' '.join(sorted(problem.split()))} {expression}"
