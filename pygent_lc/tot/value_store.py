@@ -117,29 +117,42 @@ class BaseValueStore(abc.ABC):
         return None
 
 
+class _LRU(OrderedDict[Any, Any]):
+    """Entries past ``limit`` go, least recently used first (read or written)."""
+
+    def __init__(self, limit: int = MAX_MEMORY_ENTRIES) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def use(self, key: Any) -> Any:
+        if key in self:
+            self.move_to_end(key)
+        return self.get(key)
+
+    def add(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
 class MemoryValueStore(BaseValueStore):
     """In-process, ``max_entries`` in all (values and children): least recently used go."""
 
     def __init__(self, max_entries: int = MAX_MEMORY_ENTRIES) -> None:
         if max_entries < 1:
             raise ConfigurationError("max_entries must be at least 1", field="value_cache_size")
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[type, str], Any] = OrderedDict()
+        self._entries = _LRU(max_entries)
         self._lock = threading.Lock()
 
     def _read(self, kind: type[E], key: str) -> E | None:
         with self._lock:
-            entry: E | None = self._entries.get((kind, key))
-            if entry is not None:
-                self._entries.move_to_end((kind, key))
+            entry: E | None = self._entries.use((kind, key))
             return entry
 
     def _write(self, key: str, entry: Entry) -> None:
         with self._lock:
-            self._entries[type(entry), key] = entry
-            self._entries.move_to_end((type(entry), key))
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._entries.add((type(entry), key), entry)
 
     def close(self) -> None:
         with self._lock:
@@ -296,7 +309,7 @@ class SQLiteValueStore(BaseValueStore):
         return int(counted[0])
 
 
-class _Caches(dict[str, OrderedDict[str, str]]):
+class _Caches(dict[str, _LRU]):
     """The in-process twin of the shared store's hashes: an LRU dict per namespace; Redis
     keeps every entry (bound it with its ``maxmemory`` policy)."""
 
@@ -313,10 +326,7 @@ class CacheGet(Step[str | None]):
 
     def local(self, state: MemoryState) -> str | None:
         entries = state.part(_Caches).get(self.namespace)
-        if entries is None or self.key not in entries:
-            return None
-        entries.move_to_end(self.key)
-        return entries[self.key]
+        return None if entries is None else entries.use(self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,11 +340,7 @@ class CacheSet(Step[None]):
         return [f"{prefix}kv:{self.namespace}"], [self.key, self.value]
 
     def local(self, state: MemoryState) -> None:
-        entries = state.part(_Caches).setdefault(self.namespace, OrderedDict())
-        entries[self.key] = self.value
-        entries.move_to_end(self.key)
-        while len(entries) > MAX_MEMORY_ENTRIES:
-            entries.popitem(last=False)
+        state.part(_Caches).setdefault(self.namespace, _LRU()).add(self.key, self.value)
 
 
 class SharedValueStore(BaseValueStore):
