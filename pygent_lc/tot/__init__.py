@@ -2,10 +2,9 @@
 
 from pygent_lc.tot.config import CLOUD_MAX_CONCURRENCY, LOCAL_MAX_CONCURRENCY, ToTConfig
 from pygent_lc.tot.engine import ToTEngine, ToTInput
-from pygent_lc.tot.evaluator import StateEvaluator
-from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.result import ThoughtNode, ThoughtTree, ToTPath, ToTResult, ToTStats
 from pygent_lc.tot.search import bfs, dfs
+from pygent_lc.tot.stages import StateEvaluator, ThoughtGenerator
 from pygent_lc.tot.tasks import Game24Task, GenericTask, Task, UnsafeExpressionError, check_24
 
 __all__ = [

@@ -17,8 +17,7 @@ from pygent_lc.limits.call import Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.result import ToTStats
-from pygent_lc.tot.tasks.base import SplitPrompt, Task
-from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
+from pygent_lc.tot.tasks.base import SplitPrompt
 
 # The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
@@ -95,11 +94,9 @@ class LLMCaller:
         self._config = config
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self._start_usage = backend.usage_totals()
-        self._budget = (
-            None
-            if config.max_cost_usd is None
-            else CostBudget(config.max_cost_usd, self._spent_usd, backend.cost_bound)
-        )
+        self._budget: CostBudget | None = None
+        if config.max_cost_usd is not None:
+            self._budget = CostBudget(config.max_cost_usd, self._spent_usd, backend.cost_bound)
         self._in_flight = 0
         self._phase = _Phase()
         self.counters = ToTStats()  # counted here and by the generator and evaluator
@@ -111,10 +108,8 @@ class LLMCaller:
             self.n_support.learn(False)
 
     def usage(self) -> UsageTotals | None:
-        now = self._backend.usage_totals()
-        if now is None or self._start_usage is None:
-            return None
-        return now - self._start_usage
+        now, start = self._backend.usage_totals(), self._start_usage
+        return None if now is None or start is None else now - start
 
     def _spent_usd(self) -> float:
         usage = self.usage()
@@ -245,22 +240,3 @@ class LLMCaller:
             finally:
                 self._in_flight -= 1
                 await hold.arelease()
-
-
-@dataclass(eq=False)
-class Stage:
-    """What the generator and the evaluator share; ``namespace``: their key prefix in the
-    value cache (model, task, prompts)."""
-
-    task: Task
-    config: ToTConfig
-    caller: LLMCaller
-    store: ValueStore = field(default_factory=MemoryValueStore)
-    namespace: str = ""
-
-    @property
-    def counters(self) -> ToTStats:
-        return self.caller.counters
-
-    def key(self, problem: str, steps: Sequence[str]) -> str:
-        return f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"

@@ -22,10 +22,9 @@ from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.tot import observe
 from pygent_lc.tot.caller import LLMCaller, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.evaluator import StateEvaluator
-from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.result import ThoughtTree, ToTResult
 from pygent_lc.tot.search import SearchContext, bfs, dfs
+from pygent_lc.tot.stages import StateEvaluator, ThoughtGenerator
 from pygent_lc.tot.tasks.base import BatchValueTask, Task
 from pygent_lc.tot.tasks.generic import GenericTask
 from pygent_lc.tot.value_store import MemoryValueStore, ValueStore, open_value_store

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pygent_lc.tot import observe
 from pygent_lc.tot.caller import LLMCaller
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.evaluator import StateEvaluator
-from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.result import ThoughtNode, ThoughtTree
+from pygent_lc.tot.stages import StateEvaluator, ThoughtGenerator
 from pygent_lc.tot.tasks.base import Task, children_checked
 
 
