@@ -100,10 +100,6 @@ class ThoughtGenerator(Stage):
         thought = self.task.parse_sample(output, problem, steps)
         return [] if thought is None else [thought]
 
-    async def _outcomes(self, problem: str, steps: Sequence[str]) -> list[_Outcome]:
-        n = self.config.n_generate_sample
-        return await gather_or_cancel(*(self._one(problem, steps) for _ in range(n)))
-
     async def expand(
         self, tree: ThoughtTree, problem: str, parents: Sequence[ThoughtNode]
     ) -> list[ThoughtNode]:
@@ -112,8 +108,13 @@ class ThoughtGenerator(Stage):
             steps = tree.path(parent)
             key = self._reuse_key(problem, steps)
             plans.append((parent, steps, key, self._stored(problem, steps, key)))
+        calls = range(self.config.n_generate_sample)
         outcomes = await gather_or_cancel(
-            *(self._outcomes(problem, steps) for _, steps, _, stored in plans if stored is None)
+            *(
+                gather_or_cancel(*(self._one(problem, steps) for _ in calls))
+                for _, steps, _, stored in plans
+                if stored is None
+            )
         )
         children: list[ThoughtNode] = []
         by_key: dict[str, ThoughtNode] = {}
@@ -283,7 +284,7 @@ class StateEvaluator(Stage):
                 ]
             else:
                 asks = [
-                    (task.value_prompt(problem, item.steps), [item], self._parse_one)
+                    (task.value_prompt(problem, item.steps), [item], _one_score(task.parse_value))
                     for item in wanted
                 ]
             await gather_or_cancel(
@@ -400,5 +401,6 @@ class StateEvaluator(Stage):
                 item.node.scores = [1.0 if choice == index else 0.0 for choice in choices]
                 item.node.value = sum(item.node.scores) / len(item.node.scores)
 
-    def _parse_one(self, output: str) -> list[float]:
-        return [self.task.parse_value(output)]
+
+def _one_score(parse: Callable[[str], float]) -> Callable[[str], list[float]]:
+    return lambda output: [parse(output)]
