@@ -75,14 +75,6 @@ class SampledOutputs:
     errors: list[CallFailure] = field(default_factory=list)
     refused: int = 0  # samples not asked: a budget is spent
 
-    @property
-    def complete(self) -> bool:
-        return not self.errors and not self.refused and bool(self.outputs)
-
-    @property
-    def asked(self) -> int:
-        return len(self.outputs) + len(self.errors) + self.refused
-
 
 class LLMCaller:
     """Bounded, budgeted access to the backend for one search."""

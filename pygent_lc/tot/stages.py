@@ -284,7 +284,7 @@ class StateEvaluator(Stage):
                 ]
             else:
                 asks = [
-                    (task.value_prompt(problem, item.steps), [item], _one_score(task.parse_value))
+                    (task.value_prompt(problem, item.steps), [item], self._parse_one)
                     for item in wanted
                 ]
             await gather_or_cancel(
@@ -389,11 +389,12 @@ class StateEvaluator(Stage):
         hit = result is not None
         if result is None:
             result = await self.caller.samples(prompt, self.config.n_evaluate_sample, "evaluation")
-            if result.complete:
+            if result.outputs and not result.errors and not result.refused:
                 self.votes[prompt] = result
         else:
             self.counters.cache_hits += 1
-        error = failed("evaluation", result.errors, result.asked)
+        asked = len(result.outputs) + len(result.errors) + result.refused
+        error = failed("evaluation", result.errors, asked)
         choices = [self.task.parse_vote(output, len(pending)) for output in result.outputs]
         for index, item in enumerate(pending):
             item.node.cached, item.node.error = hit, error
@@ -401,6 +402,5 @@ class StateEvaluator(Stage):
                 item.node.scores = [1.0 if choice == index else 0.0 for choice in choices]
                 item.node.value = sum(item.node.scores) / len(item.node.scores)
 
-
-def _one_score(parse: Callable[[str], float]) -> Callable[[str], list[float]]:
-    return lambda output: [parse(output)]
+    def _parse_one(self, output: str) -> list[float]:
+        return [self.task.parse_value(output)]

@@ -118,11 +118,9 @@ class BaseValueStore(abc.ABC):
 
 
 class _LRU(OrderedDict[Any, Any]):
-    """Entries past ``limit`` go, least recently used first (read or written)."""
+    """Entries past ``limit`` go, least recently used (read or written) first."""
 
-    def __init__(self, limit: int = MAX_MEMORY_ENTRIES) -> None:
-        super().__init__()
-        self.limit = limit
+    limit = MAX_MEMORY_ENTRIES
 
     def use(self, key: Any) -> Any:
         if key in self:
@@ -142,7 +140,8 @@ class MemoryValueStore(BaseValueStore):
     def __init__(self, max_entries: int = MAX_MEMORY_ENTRIES) -> None:
         if max_entries < 1:
             raise ConfigurationError("max_entries must be at least 1", field="value_cache_size")
-        self._entries = _LRU(max_entries)
+        self._entries = _LRU()
+        self._entries.limit = max_entries
         self._lock = threading.Lock()
 
     def _read(self, kind: type[E], key: str) -> E | None:
