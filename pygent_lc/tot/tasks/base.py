@@ -76,7 +76,9 @@ class TaskDefaults:
     """What both of our tasks share: the paper's vote reading and the mean of the scores."""
 
     def parse_vote(self, output: str, n_candidates: int) -> int | None:
-        return parse_vote(output, n_candidates)
+        found = _VOTE.findall(output)  # the last vote counts
+        index = int(found[-1]) - 1 if found else -1
+        return index if 0 <= index < n_candidates else None
 
     def aggregate_values(self, scores: Sequence[float]) -> float:
         # fsum is exact, so the mean does not depend on the order of the samples.
@@ -127,13 +129,6 @@ _BULLET = re.compile(r"^\s*(?:[-*•]+|\(?\d{1,3}[.):]|step\s*\d+\s*[:.)-])\s+",
 _VOTE = re.compile(r"best (?:choice|candidate|option) is\s*#?\s*(\d+)", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
 _NEGATIONS = frozenset({"not", "no", "never", "hardly", "barely"})
-
-
-def parse_vote(output: str, n_candidates: int) -> int | None:
-    """The 0-based index of the last valid vote in ``output``, or ``None``."""
-    found = _VOTE.findall(output)
-    index = int(found[-1]) - 1 if found else -1
-    return index if 0 <= index < n_candidates else None
 
 
 def strip_bullet(line: str) -> str:
