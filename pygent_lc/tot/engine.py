@@ -22,7 +22,7 @@ from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.tot import observe
 from pygent_lc.tot.caller import LLMCaller, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.result import ThoughtTree, ToTResult
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree, ToTResult
 from pygent_lc.tot.search import SearchContext, bfs, dfs
 from pygent_lc.tot.stages import StateEvaluator, ThoughtGenerator
 from pygent_lc.tot.tasks.base import BatchValueTask, Task
@@ -206,7 +206,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             problem,
             task,
             config,
-            ThoughtTree.with_root(problem),
+            ThoughtTree(nodes=[ThoughtNode(id=0, parent=None, depth=0, text=problem)]),
             caller,
             ThoughtGenerator(task, config, caller, store, generated),
             StateEvaluator(task, config, caller, store, prefix + version),

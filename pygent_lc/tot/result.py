@@ -32,12 +32,6 @@ class ThoughtNode(BaseModel):
 class ThoughtTree(BaseModel):
     nodes: list[ThoughtNode] = Field(default_factory=list)
 
-    @classmethod
-    def with_root(cls, problem: str) -> ThoughtTree:
-        tree = cls()
-        tree.nodes.append(ThoughtNode(id=0, parent=None, depth=0, text=problem))
-        return tree
-
     @property
     def root(self) -> ThoughtNode:
         return self.nodes[0]
@@ -54,14 +48,14 @@ class ThoughtTree(BaseModel):
     def path(self, node: ThoughtNode) -> list[str]:  # the root's problem not included
         return [self.nodes[i].text for i in self.path_ids(node)[1:]]
 
+    def __len__(self) -> int:
+        return len(self.nodes)
+
     def path_ids(self, node: ThoughtNode) -> list[int]:
         ids = [node.id]
         while (parent := self.nodes[ids[-1]].parent) is not None:
             ids.append(parent)
         return ids[::-1]
-
-    def __len__(self) -> int:
-        return len(self.nodes)
 
 
 _LABEL_LIMIT = 60
