@@ -103,9 +103,7 @@ def _rate_limits(value: object) -> object:
 
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-# NoDecode + our parser: an error that names the setting and shows none of the value
-CommaList = Annotated[list[str], NoDecode, BeforeValidator(comma_list)]
-FromJson = BeforeValidator(from_json)
+FromJson = BeforeValidator(from_json)  # with NoDecode: an error naming the setting
 
 
 class ProviderSettings(BaseSettings):
@@ -136,7 +134,7 @@ class OpenRouterSettings(ProviderSettings):
         "https://openrouter.ai/api/v1"
     )
     model: NonEmpty = "anthropic/claude-3.5-sonnet"
-    models: CommaList = []
+    models: Annotated[list[str], NoDecode, BeforeValidator(comma_list)] = []
     provider: Annotated[ProviderPreferences | None, NoDecode, FromJson] = None
     reasoning: Annotated[ReasoningConfig | None, NoDecode, FromJson] = None
     app_url: str | None = None  # sent as HTTP-Referer, app_title as X-(OpenRouter-)Title
@@ -168,11 +166,8 @@ class LocalSettings(ProviderSettings):
 
 
 class Settings(BaseSettings):
-    """Everything pygent_lc needs to reach its providers (docs/configuration.md).
-
-    Invalid values, unknown keywords and unreadable ``.env`` files raise
-    :class:`~pygent_lc.errors.ConfigurationError` naming the setting and where its
-    value came from, before anything touches the network."""
+    """Everything pygent_lc needs to reach its providers (docs/configuration.md); a bad
+    value, keyword or ``.env`` file is a ConfigurationError naming the setting and source."""
 
     model_config = SettingsConfigDict(
         env_prefix="PYGENT_", extra="ignore", validate_default=True, env_file_encoding="utf-8"
@@ -272,8 +267,8 @@ SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {
 KEYWORDS = {keyword: loc for loc, (keyword, _) in SETTINGS.items()}
 VARIABLES = frozenset(variable for _, variable in SETTINGS.values())
 # BaseSettings' options that a section takes from Settings, and those it accepts
-_SHARED = ("_env_file", "_env_file_encoding", "_case_sensitive", "_env_ignore_empty")
-_SHARED += ("_env_parse_none_str", "_env_parse_enums", "_secrets_dir")
+_SHARED = """_env_file _env_file_encoding _case_sensitive _env_ignore_empty _env_parse_none_str
+_env_parse_enums _secrets_dir""".split()  # noqa: SIM905
 _OPTIONS = [name for name in inspect.signature(BaseSettings).parameters if name.startswith("_")]
 # Read by this package outside Settings, by its tests, or by Ollama's own server and CLI.
 _OLLAMA_OWN = """HOST MODELS KEEP_ALIVE ORIGINS DEBUG FLASH_ATTENTION KV_CACHE_TYPE LLM_LIBRARY
@@ -284,8 +279,7 @@ _OTHERS |= {f"OLLAMA_{name}" for name in _OLLAMA_OWN.split()}
 
 
 def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with each section's flat keywords in the section, which reads the
-    ``.env`` files too (``shared``); unknown keywords refused."""
+    """``values`` with flat keywords in their section, which gets ``shared`` (``_env_file``...)."""
     _check_known(values, [*KEYWORDS, *SECTIONS, *_OPTIONS])
     nested = dict(values)
     for name, model in SECTIONS.items():
@@ -305,8 +299,7 @@ def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, A
 
 
 def _check_known(names: Iterable[str], accepted: list[str]) -> None:
-    """Refuse the first of ``names`` not ``accepted``, naming the closest accepted one
-    (``OLLAMA_MODEL``: ``ollama_model``)."""
+    """Refuse the first of ``names`` not ``accepted``, naming the closest accepted one."""
     for name in names:
         if name not in accepted:
             known = {name.lower(): name for name in accepted}
@@ -334,11 +327,9 @@ def _warn_misspelt(places: Mapping[str, str]) -> None:
 
 
 def _dotenv_places(env_file: object, encoding: str) -> dict[str, str]:
-    """Each variable of the existing ``.env`` files (later files win) and where it is set
-    (``path line N``), by python-dotenv's parser: pydantic-settings cannot say on which
-    line a value is. A byte not ``encoding``, a line that does not parse, an unreadable
-    file, and ``PYGENT_ALLOW_INSECURE_HTTP`` (a file comes with a checkout or a download)
-    are errors naming the file and line, never the line's text."""
+    """Each variable of the ``.env`` files and its ``path line N`` (pydantic-settings cannot
+    say): a bad byte or line and ``PYGENT_ALLOW_INSECURE_HTTP`` (a file comes with a
+    checkout) are errors naming the file and line, never the line's text."""
     files = [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []
     found: dict[str, str] = {}
     for path in (Path(os.fspath(item)).expanduser() for item in files):  # type: ignore[attr-defined]
@@ -379,8 +370,7 @@ def _dotenv_places(env_file: object, encoding: str) -> dict[str, str]:
 def _settings_error(
     exc: ValidationError, given: Mapping[str, Any], places: Mapping[str, str]
 ) -> ConfigurationError:
-    """One error naming each setting (``keyword (VARIABLE)``) and, unless the caller
-    passed it (``given``), where its value came from: the environment or one of ``places``."""
+    """One error naming each setting (``keyword (VARIABLE)``) and where its value came from."""
     environ = {name.upper() for name in os.environ}
     messages: list[str] = []
     fields: list[str] = []
