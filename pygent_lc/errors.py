@@ -78,15 +78,14 @@ class _FromProvider(PygentError):
         self.model = details.get("model")
         self.status_code = details.get("status_code")
 
-    def _where(self) -> str:
-        return self.provider if self.model is None else f"{self.provider}/{self.model}"
+    def __str__(self) -> str:
+        where = self.provider if self.model is None else f"{self.provider}/{self.model}"
+        status = "" if self.status_code is None else f" [{self.status_code}]"
+        return f"{where}{status}: {self.message}"
 
 
 class ContextLengthError(InvalidInputError, _FromProvider):
     """The prompt (plus the output asked for) does not fit the model's context, it says."""
-
-    def __str__(self) -> str:
-        return f"{self._where()}: {self.message}"
 
 
 class ProviderError(_FromProvider):
@@ -106,16 +105,9 @@ class ProviderError(_FromProvider):
         self.retryable = self.default_retryable if retryable is None else retryable
         self.retry_after = retry_after
 
-    def __str__(self) -> str:
-        status = "" if self.status_code is None else f" [{self.status_code}]"
-        return f"{self._where()}{status}: {self.message}"
-
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
-            f"status_code={self.status_code!r}, retryable={self.retryable!r}, "
-            f"message={self.message!r})"
-        )
+        shown = ("provider", "model", "status_code", "retryable", "message")
+        return f"{type(self).__name__}({', '.join(f'{a}={getattr(self, a)!r}' for a in shown)})"
 
 
 class AuthenticationError(ProviderError):
