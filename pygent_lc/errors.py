@@ -1,25 +1,6 @@
-"""The exception tree of pygent_lc: every failure a caller can see, translated from
-openai, httpx and ollama once, at the provider boundary
-(:mod:`pygent_lc.providers.error_mapping`)::
-
-    PygentError
-    ├── ConfigurationError          (never triggers a fallback)
-    │   └── AgentError              an agent cannot be created as asked
-    ├── InvalidInputError           (the caller's own bad prompt or parameters)
-    │   └── ContextLengthError      the prompt does not fit the model's context
-    ├── ProviderError(provider, model, status_code, retryable, retry_after)
-    │   ├── AuthenticationError     401
-    │   ├── InsufficientCreditsError 402
-    │   ├── ContentRefusedError     403
-    │   ├── ModelNotFoundError      404 / Ollama "not found"
-    │   ├── RateLimitError          429
-    │   ├── UnsupportedRequestError the request as asked (an image to a text-only model)
-    │   ├── ProviderUnavailableError 5xx, 408, connection failures, timeouts, 200 + error
-    │   └── StreamInterruptedError  failure after text was streamed
-    ├── AllProvidersFailedError     every provider of a chain failed
-    ├── BudgetExceededError         a spending or call budget would be passed
-    └── NoAnswerError               a reasoning search ended with nothing to answer
-"""
+"""The exception tree of pygent_lc (ARCHITECTURE.md's code map draws it): every failure a
+caller can see, translated from openai, httpx and ollama once, at the provider boundary
+(:mod:`pygent_lc.providers.error_mapping`)."""
 
 from __future__ import annotations
 
@@ -61,8 +42,6 @@ class InvalidInputError(PygentError, ValueError):
 
 
 class ProviderDetails(TypedDict, total=False):
-    """The keywords of an error a provider reported: where it comes from."""
-
     provider: Required[str]
     model: str | None
     status_code: int | None

@@ -67,8 +67,7 @@ class LangChainBackend(LLMBackend, Closable):
         self._callbacks: list[BaseCallbackHandler] = list(callbacks or [])
         self._fed: tuple[object, bool] = (None, False)
         self._estimator = cost_estimator or (budget.estimator if budget is not None else None)
-        self.budget = budget
-        """The spending limit every call reserves against (None: no limit)."""
+        self.budget = budget  # every call reserves on it (None: no limit)
         self._call_cost = SpendMeter(lambda: self.usage.totals().cost_usd)
 
     accepts_cache_prefix = True
@@ -123,32 +122,17 @@ class LangChainBackend(LLMBackend, Closable):
             if _knows_cache_markers(self.runnable):
                 messages = [cached_prefix_message(prefix, text[len(prefix) :])]
         call_kwargs = params.call_kwargs()
-        hold = Hold(self.budget, text, params.max_tokens, params.n or 1, measure=self._call_cost)
-        return messages, self._config(messages, call_kwargs, *extra), call_kwargs, hold
-
-    def _config(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any], *extra: BaseCallbackHandler
-    ) -> RunnableConfig:
-        """The ambient run's config (calls nest in a caller's trace) with our handlers, the
-        usage tracker, and for a chain the call marked as checked."""
-        handlers = [*self._callbacks, *extra]
-        fed = self._feeds_usage()
-        if not fed:
-            handlers.insert(0, self.usage)
-        config = ensure_config()
+        if self._fed[0] is not self.runnable:  # whether policies feed usage, per runnable
+            self._fed = (self.runnable, _policies_only(self.runnable))
+        handlers = [*([] if self._fed[1] else [self.usage]), *self._callbacks, *extra]
+        config = ensure_config()  # the ambient run's: calls nest in a caller's trace
         if handlers:
             config = merge_configs(config, {"callbacks": handlers})
         if isinstance(self.runnable, ProviderChain):
-            config = checked(config, messages, kwargs)
-        return feeding(config, self.usage) if fed else config
-
-    def _feeds_usage(self) -> bool:
-        """Whether provider policies count every request in :attr:`usage` (per runnable)."""
-        runnable, fed = self._fed
-        if runnable is not self.runnable:
-            runnable, fed = self.runnable, _policies_only(self.runnable)
-            self._fed = (runnable, fed)
-        return fed
+            config = checked(config, messages, call_kwargs)
+        config = feeding(config, self.usage) if self._fed[1] else config
+        hold = Hold(self.budget, text, params.max_tokens, params.n or 1, measure=self._call_cost)
+        return messages, config, call_kwargs, hold
 
     def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
         """Text as it arrives; a failure after some text is a StreamInterruptedError
