@@ -109,10 +109,7 @@ FromJson = BeforeValidator(from_json)  # with NoDecode: an error naming the sett
 class ProviderSettings(BaseSettings):
     """One provider's section of :class:`Settings`; on its own, it reads the environment."""
 
-    # revalidate: a section given whole is copied, never shared by two Settings
-    model_config = SettingsConfigDict(
-        extra="ignore", validate_default=True, revalidate_instances="always"
-    )
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
     keywords: ClassVar[Mapping[str, str]] = {}  # older keywords than the section's
 
     @classmethod
@@ -206,7 +203,7 @@ class Settings(BaseSettings):
         return None if self.budget_window is None else {"1h": 3600, "1d": 86400}[self.budget_window]
 
     def __init__(self, **values: Any) -> None:
-        shared = {key: values[key] for key in _SHARED if key in values}
+        shared = {key: value for key, value in values.items() if key in _OPTIONS}
         shared.setdefault("_env_file", type(self).model_config.get("env_file"))
         shared["_env_file_encoding"] = shared.get("_env_file_encoding") or "utf-8"
         places = _dotenv_places(shared["_env_file"], shared["_env_file_encoding"])
@@ -266,9 +263,7 @@ SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {
 }
 KEYWORDS = {keyword: loc for loc, (keyword, _) in SETTINGS.items()}
 VARIABLES = frozenset(variable for _, variable in SETTINGS.values())
-# BaseSettings' options that a section takes from Settings, and those it accepts
-_SHARED = """_env_file _env_file_encoding _case_sensitive _env_ignore_empty _env_parse_none_str
-_env_parse_enums _secrets_dir""".split()  # noqa: SIM905
+# BaseSettings' own options (``_env_file``...): Settings passes them to each section
 _OPTIONS = [name for name in inspect.signature(BaseSettings).parameters if name.startswith("_")]
 # Read by this package outside Settings, by its tests, or by Ollama's own server and CLI.
 _OLLAMA_OWN = """HOST MODELS KEEP_ALIVE ORIGINS DEBUG FLASH_ATTENTION KV_CACHE_TYPE LLM_LIBRARY
@@ -283,18 +278,13 @@ def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, A
     _check_known(values, [*KEYWORDS, *SECTIONS, *_OPTIONS])
     nested = dict(values)
     for name, model in SECTIONS.items():
-        section = values.get(name, {})
-        flat = {
-            loc[1]: nested.pop(kw)
-            for kw, loc in KEYWORDS.items()
-            if loc[0] == name and kw in values
-        }
+        section = values.get(name, {})  # a section given whole is copied, never shared
+        section = dict(section) if isinstance(section, ProviderSettings) else section
         if isinstance(section, Mapping):
             fields = [f"{name}.{field}" for field in model.model_fields]
             _check_known([f"{name}.{key}" for key in section], fields)
-            nested[name] = {**shared, **section, **flat}
-        elif isinstance(section, ProviderSettings) and flat:
-            nested[name] = {**dict(section), **flat}
+            mine = [(kw, loc[1]) for kw, loc in KEYWORDS.items() if loc[0] == name and kw in values]
+            nested[name] = {**shared, **section, **{field: nested.pop(kw) for kw, field in mine}}
     return nested
 
 

@@ -115,14 +115,10 @@ class ScriptedBackend(LLMBackend):
 
     def _answer(self, prompt: str, index: int) -> str:
         error = self.fail(prompt, index) if self.fail is not None else None
-        if error is not None:
-            raise error
-        if self.outcomes:
-            outcome = self.outcomes.popleft()
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return outcome
-        return self.reply(prompt)
+        outcome = error or (self.outcomes.popleft() if self.outcomes else self.reply(prompt))
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def usage_totals(self) -> UsageTotals | None:
         if self.cost_per_call is None and self.price_per_1k_tokens is None:
