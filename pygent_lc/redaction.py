@@ -27,20 +27,13 @@ _CREDENTIAL = re.compile(
 _INPUT_VALUE = re.compile(r"input_value=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^,\]\s]+)")
 
 
-def _is_credential(match: re.Match[str]) -> bool:
-    if match.group("prefix") or match.group(0).startswith("eyJ"):
-        return True
-    return any(
-        any(c.isdigit() for c in run.group(0)) and any(c.isalpha() for c in run.group(0))
-        for run in _RANDOM_RUN.finditer(match.group(0))
-    )
-
-
 def _masked(match: re.Match[str]) -> str:
-    if not _is_credential(match):
-        return match.group(0)
-    prefix = match.group("prefix") or ""
-    return f"{prefix}…(masked, {len(match.group(0))} chars)"
+    token, prefix = match.group(0), match.group("prefix") or ""
+    runs = [run.group(0) for run in _RANDOM_RUN.finditer(token)]
+    mixed = any(any(c.isdigit() for c in run) and any(c.isalpha() for c in run) for run in runs)
+    if prefix or token.startswith("eyJ") or mixed:
+        return f"{prefix}…(masked, {len(token)} chars)"
+    return token
 
 
 def mask_credentials(text: str) -> str:

@@ -203,7 +203,7 @@ class Settings(BaseSettings):
         return None if self.budget_window is None else {"1h": 3600, "1d": 86400}[self.budget_window]
 
     def __init__(self, **values: Any) -> None:
-        shared = {key: value for key, value in values.items() if key in _OPTIONS}
+        shared = {key: values[key] for key in _SHARED if key in values}
         shared.setdefault("_env_file", type(self).model_config.get("env_file"))
         shared["_env_file_encoding"] = shared.get("_env_file_encoding") or "utf-8"
         places = _dotenv_places(shared["_env_file"], shared["_env_file_encoding"])
@@ -263,8 +263,10 @@ SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {
 }
 KEYWORDS = {keyword: loc for loc, (keyword, _) in SETTINGS.items()}
 VARIABLES = frozenset(variable for _, variable in SETTINGS.values())
-# BaseSettings' own options (``_env_file``...): Settings passes them to each section
+# BaseSettings' own options (``_env_file``...), and those each section takes from Settings
 _OPTIONS = [name for name in inspect.signature(BaseSettings).parameters if name.startswith("_")]
+_SHARED = """_env_file _env_file_encoding _case_sensitive _env_ignore_empty _env_parse_none_str
+_env_parse_enums _secrets_dir""".split()  # noqa: SIM905
 # Read by this package outside Settings, by its tests, or by Ollama's own server and CLI.
 _OLLAMA_OWN = """HOST MODELS KEEP_ALIVE ORIGINS DEBUG FLASH_ATTENTION KV_CACHE_TYPE LLM_LIBRARY
 MAX_LOADED_MODELS MAX_QUEUE NUM_PARALLEL NOPRUNE SCHED_SPREAD TMPDIR GPU_OVERHEAD LOAD_TIMEOUT
@@ -283,8 +285,9 @@ def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, A
         if isinstance(section, Mapping):
             fields = [f"{name}.{field}" for field in model.model_fields]
             _check_known([f"{name}.{key}" for key in section], fields)
-            mine = [(kw, loc[1]) for kw, loc in KEYWORDS.items() if loc[0] == name and kw in values]
-            nested[name] = {**shared, **section, **{field: nested.pop(kw) for kw, field in mine}}
+            keywords = [kw for kw, loc in KEYWORDS.items() if loc[0] == name and kw in values]
+            flat = {KEYWORDS[kw][1]: nested.pop(kw) for kw in keywords}
+            nested[name] = {**shared, **section, **flat}
     return nested
 
 
@@ -374,12 +377,11 @@ def _settings_error(
         if at in SETTINGS:
             keyword, variable = SETTINGS[at]
             field = f"{keyword} ({variable})"
-            if keyword in given or at[0] in given:
-                pass  # the caller's own value
-            elif variable in environ:
-                source = f" from the environment variable {variable}"
-            elif variable in places:
-                source = f" from {places[variable]}"
+            if keyword not in given and at[0] not in given:  # else the caller's own value
+                if variable in environ:
+                    source = f" from the environment variable {variable}"
+                elif variable in places:
+                    source = f" from {places[variable]}"
         fields.append(field)
         path = "".join(f".{shown_value(part)[1:-1]}" for part in loc[len(at) :])  # a JSON key
         messages.append(f"{field}{path}{source}: {message}")
