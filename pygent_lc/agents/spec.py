@@ -42,7 +42,6 @@ def _normalized(value: object) -> object:
 
 
 def _choice(what: str, choices: tuple[str, ...]) -> BeforeValidator:
-
     def check(value: object) -> object:
         if (name := _normalized(value)) in choices:
             return name

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -35,11 +35,12 @@ class _RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def _configure_logging(*, verbose: bool) -> Callable[[], None]:
+def _configure_logging(cleanup: ExitStack, *, verbose: bool) -> None:
     """The ``pygent_lc`` log on stderr: all with ``--verbose``, else errors and fallbacks
-    only; returns what puts the logger back (``main`` called in a program)."""
+    only; ``cleanup`` puts the logger back (``main`` called in a program)."""
     logger = logging.getLogger("pygent_lc")
-    was = (logger.handlers, logger.propagate, logger.level)
+    cleanup.callback(logger.setLevel, logger.level)
+    cleanup.callback(vars(logger).update, handlers=logger.handlers, propagate=logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     if not verbose:
@@ -47,12 +48,6 @@ def _configure_logging(*, verbose: bool) -> Callable[[], None]:
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
-
-    def restore() -> None:
-        logger.handlers, logger.propagate = was[0], was[1]
-        logger.setLevel(was[2])
-
-    return restore
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
             args = build_parser().parse_args(argv)
             as_json = getattr(args, "json", False)
-            cleanup.callback(_configure_logging(verbose=args.verbose))
+            _configure_logging(cleanup, verbose=args.verbose)
             if args.command in PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
                 args.text = read_prompt(args, PROMPT_ARGUMENT[args.command])
             if args.otel:
