@@ -34,8 +34,7 @@ from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.providers.status import ProviderHealth, one_line, timed
 from pygent_lc.settings import MisspeltSettingWarning, ProviderName, Settings
 
-#: ``solve`` defaults per task: small for free-form questions (a few calls on a
-#: local model), the paper's settings for Game of 24.
+#: ``solve`` defaults: a few calls on a local model; the paper's settings for Game of 24.
 SOLVE_DEFAULTS: dict[str, dict[str, int]] = {
     "generic": {"max_depth": 2, "n_select_sample": 2, "n_evaluate_sample": 1, "max_tokens": 160},
     "game24": {"max_depth": 4, "n_select_sample": 5, "n_evaluate_sample": 3, "max_tokens": 256},
@@ -65,7 +64,6 @@ async def _agent(args: argparse.Namespace, settings: Settings, config: dict[str,
 
 
 def _interactive(args: argparse.Namespace) -> bool:
-    """A live status line: only on a terminal's stderr, and not with ``--no-progress``."""
     return sys.stderr.isatty() and not getattr(args, "no_progress", False)
 
 
@@ -167,19 +165,24 @@ def _health_line(health: ProviderHealth, name: str | None = None) -> str:
 def diagnose(
     settings: Settings, providers: Sequence[ProviderName] | None = None, *, probe: bool = False
 ) -> list[ProviderHealth]:
-    """``doctor``: each provider's health (default: all, the configured ones first);
-    ``probe`` also asks each healthy one for a few tokens, through an agent's chain."""
-    report = []
-    for name in providers or dict.fromkeys([*settings.providers, *PROVIDERS]):
-        health = PROVIDERS[name].health(settings)
-        if probe and health.status == "ok":
-            health = _probe(name, settings, health)
-        report.append(health)
-    store = _state_store_problem(settings)
-    return report if store is None else [*report, store]
+    """``doctor``: each provider's health (default: all, the configured ones first), then a
+    line if the shared store refuses this client (password, ACL): every call would use
+    per-process limits. A Redis that is down or read-only is an outage that passes."""
+    names = providers or dict.fromkeys([*settings.providers, *PROVIDERS])
+    report = [_health(name, settings, probe=probe) for name in names]
+    if (url := _shared_url(settings)) is not None:
+        with closing(open_store(url)) as store:
+            outage = store.check() if isinstance(store, ResilientStore) else None
+        if outage is not None and outage.misconfigured:
+            report.append(ProviderHealth("state store", "problem", f"{redact_url(url)} {outage}"))
+    return report
 
 
-def _probe(name: ProviderName, settings: Settings, health: ProviderHealth) -> ProviderHealth:
+def _health(name: ProviderName, settings: Settings, *, probe: bool) -> ProviderHealth:
+    """``probe`` also asks a healthy provider for a few tokens, through an agent's chain."""
+    health = PROVIDERS[name].health(settings)
+    if not probe or health.status != "ok":
+        return health
     try:
         with LangChainBackend(build_chat_model(settings, [name])) as backend:  # closes its pool
             reply, latency = timed(
@@ -194,18 +197,6 @@ def _probe(name: ProviderName, settings: Settings, health: ProviderHealth) -> Pr
 def _shared_url(settings: Settings) -> str | None:
     url = settings.state_url.get_secret_value() if settings.state_url is not None else None
     return None if url is None or url.strip() in MEMORY_URLS else url
-
-
-def _state_store_problem(settings: Settings) -> ProviderHealth | None:
-    """A line when the shared store refuses this client (password, ACL): every call would
-    use per-process limits. A Redis that is down or read-only is an outage that passes."""
-    if (url := _shared_url(settings)) is None:
-        return None
-    with closing(open_store(url)) as store:
-        outage = store.check() if isinstance(store, ResilientStore) else None
-    if outage is None or not outage.misconfigured:
-        return None
-    return ProviderHealth("state store", "problem", f"{redact_url(url)} {outage}")
 
 
 class StoreUnreachableError(Exception):
@@ -228,7 +219,6 @@ def fleet_usage(url: str) -> list[UsageSummary]:
 
 
 def _usage(args: argparse.Namespace, settings: Settings) -> int:
-    """Without a shared store each process keeps its usage to itself: exit 2."""
     if (url := _shared_url(settings)) is None:
         print(NO_SHARED_STORE, file=sys.stderr)
         return EXIT_USAGE

@@ -97,12 +97,9 @@ class OtelCallbackHandler(BaseCallbackHandler):
                 self._chains[run_id] = _Chain(run_id, span)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end_chain(run_id, None)
+        self.on_chain_error(None, run_id=run_id)
 
-    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end_chain(run_id, error)
-
-    def _end_chain(self, run_id: UUID, error: BaseException | None) -> None:
+    def on_chain_error(self, error: BaseException | None, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
             chain = self._chains.pop(run_id, None)
         if chain is None or chain.run_id != run_id:  # not ours, or a host pool's
@@ -185,7 +182,6 @@ class OtelCallbackHandler(BaseCallbackHandler):
         self.failures.add(1, failed)
 
     def _ended(self, run_id: UUID) -> tuple[Span, float, dict[str, Any]] | None:
-        """The span, duration and metric attributes of our attempt ``run_id`` (else None)."""
         with self._lock:
             attempt = self._attempts.pop(run_id, None)
         if attempt is None:
@@ -234,16 +230,18 @@ def _reply_attributes(reply: ChatGeneration) -> dict[str, Any]:
     message = reply.message
     meta: Mapping[str, Any] = message.response_metadata or {}
     usage: Mapping[str, Any] = getattr(message, "usage_metadata", None) or {}
-    found: dict[str, Any] = {}
-    model = meta.get("model_name") or meta.get("model")
-    if isinstance(model, str) and model:
-        found[RESPONSE_MODEL] = model
     response_id = meta.get("generation_id") or meta.get("id") or message.id
-    if isinstance(response_id, str) and response_id and not response_id.startswith("lc_run-"):
-        found["gen_ai.response.id"] = response_id
     info = reply.generation_info or {}
     finish = meta.get("finish_reason") or meta.get("done_reason") or info.get("finish_reason")
-    if isinstance(finish, str) and finish:
+    texts = {
+        RESPONSE_MODEL: meta.get("model_name") or meta.get("model"),
+        "gen_ai.response.id": None if str(response_id).startswith("lc_run-") else response_id,
+        "gen_ai.response.finish_reasons": finish,
+        "pygent.openrouter.provider": meta.get("provider"),
+        "pygent.openrouter.generation_id": meta.get("generation_id"),
+    }
+    found: dict[str, Any] = {k: v for k, v in texts.items() if isinstance(v, str) and v}
+    if "gen_ai.response.finish_reasons" in found:
         found["gen_ai.response.finish_reasons"] = [finish]
     for token_type, attribute in TOKENS.items():
         if isinstance(usage.get(f"{token_type}_tokens"), int):
@@ -251,10 +249,6 @@ def _reply_attributes(reply: ChatGeneration) -> dict[str, Any]:
     cost = meta.get("cost", usage.get("cost"))
     if cost is not None and (amount := plausible_usd(cost)) is not None:  # as accounted
         found[COST] = amount
-    if isinstance(meta.get("provider"), str):
-        found["pygent.openrouter.provider"] = meta["provider"]
-    if isinstance(meta.get("generation_id"), str):
-        found["pygent.openrouter.generation_id"] = meta["generation_id"]
     return found
 
 
