@@ -31,10 +31,8 @@ def configured_model(name: ProviderName, settings: Settings) -> BaseChatModel:
         raise AgentError(f"{name}: {exc}", field=exc.field) from exc
 
 
-def usable_providers(
-    names: list[ProviderName], settings: Settings
-) -> tuple[list[ProviderName], dict[str, AgentError]]:
-    """Split ``names`` into those configured and those skipped (with why); no network."""
+def usable_providers(names: list[ProviderName], settings: Settings) -> list[ProviderName]:
+    """Those of ``names`` that are configured (no network); none is an ``AgentError``."""
     skipped: dict[str, AgentError] = {}
     for name in names:
         try:
@@ -44,14 +42,12 @@ def usable_providers(
     if not (usable := [name for name in names if name not in skipped]):
         reasons = "; ".join(str(why) for why in skipped.values())
         raise AgentError(f"no provider is usable ({reasons})", field="providers")
-    return usable, skipped
+    return usable
 
 
 class AgentFactory(Closable):
-    """Creates agents and keeps them by name. ``provider="auto"`` uses the configured
-    chain, skipping providers not configured, with no network check. Raises
-    :class:`AgentError` for a bad request or configuration, ``ProviderUnavailableError``
-    and ``ModelNotFoundError`` from a provider's check."""
+    """Creates agents and keeps them by name. ``provider="auto"`` skips the providers not
+    configured, offline; a named provider is also checked (``ProviderSpec.check``)."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
@@ -71,7 +67,7 @@ class AgentFactory(Closable):
         settings = spec.settings(self.settings)
         providers = list(settings.providers)
         if spec.provider == "auto":
-            providers = usable_providers(providers, settings)[0]
+            providers = usable_providers(providers, settings)
         else:
             for provider in providers:  # blocking checks, in a thread
                 await asyncio.to_thread(configured_model, provider, settings)

@@ -1,8 +1,5 @@
-"""The ``pygent-lc`` command line: ``solve``, ``chat``, ``models``, ``doctor``, ``usage``.
-
-Only light imports here and in :mod:`~pygent_lc.cli.parser`: the commands (agents,
-LangChain) load once the arguments parse, so ``--help`` answers as fast as Python starts.
-"""
+"""The ``pygent-lc`` command line. Only light imports here and in :mod:`.parser`: the
+commands (agents, LangChain) load once the arguments parse, so ``--help`` is fast."""
 
 from __future__ import annotations
 

@@ -247,17 +247,15 @@ def _settings() -> Settings:
     return settings
 
 
-async def _run(args: argparse.Namespace, fallbacks: list[Any]) -> int:
-    settings = _settings()
-    if args.command in ("solve", "chat"):
-        return await (_solve if args.command == "solve" else _chat)(args, settings, fallbacks)
-    command = {"models": _models, "usage": _usage, "doctor": _doctor}[args.command]
-    return await asyncio.to_thread(command, args, settings)
-
-
 def run(args: argparse.Namespace, fallbacks: list[dict[str, Any]]) -> int:
     """Run the parsed command in its own event loop; the fallbacks go to ``fallbacks``."""
     # Skipped providers are reported by errors and `doctor`; every other warning shows.
     warnings.filterwarnings("ignore", category=ProviderSkippedWarning)
+    settings = _settings()
+    if args.command in ("solve", "chat"):
+        command = (_solve if args.command == "solve" else _chat)(args, settings, fallbacks)
+    else:
+        blocking = {"models": _models, "usage": _usage, "doctor": _doctor}[args.command]
+        command = asyncio.to_thread(blocking, args, settings)
     with output.FallbackRecorder(fallbacks):
-        return asyncio.run(_run(args, fallbacks))
+        return asyncio.run(command)

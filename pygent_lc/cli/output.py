@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Self, TextIO
 
 from dotenv.parser import parse_stream
@@ -153,13 +151,11 @@ def redact(text: str) -> str:
     """``text`` without the value of any variable (environment, ``./.env``) whose name
     holds KEY, TOKEN or SECRET, nor anything shaped like a credential."""
     variables: dict[str, str | None] = dict(os.environ)
-    # An unreadable .env has no secret to hide; a line that does not parse is
-    # skipped here (its error names the line, not its text).
-    with contextlib.suppress(OSError, ValueError):
-        raw = Path(DEFAULT_ENV_FILE).read_text("utf-8")
+    # An unreadable .env has no secret to hide; a line that does not parse is skipped.
+    with contextlib.suppress(OSError, ValueError), open(DEFAULT_ENV_FILE, encoding="utf-8") as env:
         variables.update(
             (binding.key, binding.value)
-            for binding in parse_stream(io.StringIO(raw))
+            for binding in parse_stream(env)
             if binding.key is not None and not binding.error
         )
     for name, value in variables.items():

@@ -113,10 +113,8 @@ _HELPS = {
 
 
 def name_flags(message: str, command: str) -> str:
-    """``message`` with each setting a flag of ``command`` sets named as that flag
-    (``invalid ToTConfig: max_depth: ...``: ``invalid option --depth: ...``). A setting
-    spelt like a word (``provider``) only after ``custom_config`` or as the first word.
-    """
+    """``message`` naming each setting as ``command``'s flag (``max_depth``: ``--depth``);
+    one spelt like a word (``provider``) only after ``custom_config`` or as the first word."""
     flags = FLAG_OF_FIELD.get(command, {})
     if not flags:
         return message

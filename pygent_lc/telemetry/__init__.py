@@ -1,8 +1,6 @@
-"""OpenTelemetry traces and metrics for every call, fallback and thought, on request.
-
-``instrument()`` registers one LangChain callback handler as a configure hook (as
-LangSmith's tracer is) and a search observer. Importing this imports no OpenTelemetry.
-"""
+"""OpenTelemetry traces and metrics, on request: ``instrument()`` registers a LangChain
+callback handler as a configure hook (as LangSmith's tracer is) and a search observer.
+Importing this imports no OpenTelemetry."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""A LangChain callback handler: a ``chat {model}`` span per attempt (retries and
-fallbacks are runs) under a ``pygent.chain`` span per ``ProviderChain`` run, and metrics.
-
-Only what is written here is recorded: never invocation parameters or the serialized
-model (where a key could hide), text only with content capture on, errors by type.
-The search's ``tot.solve`` and ``tot.level`` spans are current while their calls run.
-"""
+"""LangChain callbacks to OpenTelemetry: a ``chat {model}`` span per attempt under a
+``pygent.chain`` span per ``ProviderChain`` run, metrics, the search's spans. Never recorded:
+invocation parameters or the serialized model (a key could hide there), error messages;
+text only with content capture on."""
 
 from __future__ import annotations
 
