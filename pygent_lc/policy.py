@@ -1,8 +1,5 @@
-"""``ProviderPolicy``: one provider's model under its limits, breaker, retries and deadline.
-
-A retry takes a rate-limit slot of its own; a stream is retried only before its first
-chunk and gets the full deadline again after each chunk (see ARCHITECTURE.md).
-"""
+"""``ProviderPolicy``: one provider's model under its limits, breaker, retries and deadline
+(retries, streams and deadlines: see ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -60,25 +57,21 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
     bound: Runnable[Any, Any]
     provider: str = "provider"
-    model_name: str | None = None
-    """For usage; a reply that names the model that served wins."""
+    model_name: str | None = None  # for usage; a reply that names the model that served wins
     max_attempts: int = 3
     """Attempts per call, the first included: a retryable ``ProviderError`` only, not after
     a ``Retry-After`` over ``max_wait``."""
-    initial_wait: float = 0.5
-    """Doubles per retry, plus jitter of up to as much."""
+    initial_wait: float = 0.5  # doubles per retry, plus jitter of up to as much
     max_wait: float = 20.0
     deadline: float | None = None
     """Bounds every attempt and wait (``request_timeout``); a stream's restarts per chunk."""
     circuit: CircuitBreaker | None = None
-    """The provider's breaker; None turns it off."""
     store: StateStore = Field(default_factory=MemoryStore)
     """Where limits and usage are kept, the breaker's and budget's too (see ``__init__``)."""
     rate: RateSpec | None = None
     rate_mode: RateLimitMode = "wait"
     budget: CostBudget | None = None
-    record_usage: bool = False
-    """Add each call's usage to the store's totals (``pygent-lc usage``)."""
+    record_usage: bool = False  # add each call's usage to the store's totals (pygent-lc usage)
 
     _traced_names: dict[tuple[int, object], tuple[BaseChatModel, tuple[str, str]]] = PrivateAttr(
         default_factory=dict
@@ -90,9 +83,8 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                 f"ProviderPolicy has no setting {unknown[0]!r}", field=unknown[0]
             )
         super().__init__(**values)
-        # One store, never split: a part built without a store uses the policy's, a policy
-        # without one adopts the part's; two that differ are an error (raised here: a
-        # validator's would be wrapped in pydantic's).
+        # One store, never split: a part without one takes the policy's, and the reverse; two
+        # that differ are an error (raised here: a validator's would be wrapped in pydantic's).
         for part in (self.circuit, self.budget):
             if part is None or part.store is self.store:
                 continue
@@ -214,7 +206,7 @@ class _ProviderCall:
             tries += 1
 
     def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
-        """0 when the call may go, else seconds to wait before asking again; or raise."""
+        """0 when the call may go, else seconds to wait before asking again."""
         if start.allowed:
             self._start = self._start or start  # a retry's rate slot adds nothing to settle
             return 0.0
@@ -304,7 +296,7 @@ class _ProviderCall:
             self._first_error = error
 
     def _replayed(self, retry: tenacity.AttemptManager) -> int:
-        """The number of ``retry``; attempt 1, made before the loop, fails again with its error."""
+        """Attempt 1, made before the loop, fails again with its error."""
         if (number := retry.retry_state.attempt_number) == 1:
             assert self._first_error is not None
             raise self._first_error
@@ -354,8 +346,8 @@ class _ProviderCall:
 
     @contextmanager
     def streaming(self) -> Iterator[None]:
-        """The stream from its first chunk, one request when it ends (failed, closed or
-        cancelled counts as failed, as the model's own run does)."""
+        """One request when the stream ends (closed or cancelled counts as failed, as in the
+        model's own run)."""
         if self._tracker is not None and not self._tracker_as_callback:
             self._chunks = []
         try:
@@ -426,15 +418,14 @@ class _ProviderCall:
             log_change(self._policy.circuit, end.breaker)
 
 
-PAST_OPEN_BREAKER = "__pygent_past_open_breaker"
-"""The ``configurable`` key of a chain's last resort: it goes past an open breaker."""
+PAST_OPEN_BREAKER = "__pygent_past_open_breaker"  # a chain's last resort passes an open breaker
 
 
 def _plan_of(
     policy: ProviderPolicy, input: Any, kwargs: dict[str, Any], config: RunnableConfig | None
 ) -> CallPlan | None:
-    """What to ask the store before a call; None when nothing needs asking. A call whose
-    usage is recorded asks too: a store that cannot record is found out before paying."""
+    """What to ask the store before a call (None: nothing). A call whose usage is recorded
+    asks too: a store that cannot record is found out before paying."""
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
     if circuit is not None and config and config.get("configurable", {}).get(PAST_OPEN_BREAKER):
         circuit = None
@@ -450,7 +441,6 @@ def _plan_of(
 
 
 def _max_tokens_of(runnable: Runnable[Any, Any]) -> int | None:
-    """The reply limit the chat model is built with (``max_tokens``, Ollama's ``num_predict``)."""
     if isinstance(runnable, RunnableBinding):
         bound = runnable.kwargs.get("max_tokens")
         if isinstance(bound, int) and bound > 0:
