@@ -22,7 +22,6 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     StreamInterruptedError,
 )
-from pygent_lc.host_pool import HostSlot
 from pygent_lc.limits.budget import CostBudget, CostEstimator, SpendMeter
 from pygent_lc.limits.call import HeldStream, Hold
 from pygent_lc.limits.usage import UsageTracker, feeding
@@ -175,7 +174,7 @@ def _policies_only(runnable: object) -> bool:
         return True
     if isinstance(runnable, ProviderChain):
         return bool(runnable.providers) and all(map(_policies_only, runnable.providers))
-    if isinstance(runnable, HostSlot | RunnableBinding):
+    if isinstance(runnable, RunnableBinding):  # a HostSlot too
         return _policies_only(runnable.bound)
     return False
 

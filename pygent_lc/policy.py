@@ -58,16 +58,12 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     bound: Runnable[Any, Any]
     provider: str = "provider"
     model_name: str | None = None  # for usage; a reply that names the model that served wins
-    max_attempts: int = 3
-    """Attempts per call, the first included: a retryable ``ProviderError`` only, not after
-    a ``Retry-After`` over ``max_wait``."""
+    max_attempts: int = 3  # the first included; see ``retryable`` for what is retried
     initial_wait: float = 0.5  # doubles per retry, plus jitter of up to as much
     max_wait: float = 20.0
-    deadline: float | None = None
-    """Bounds every attempt and wait (``request_timeout``); a stream's restarts per chunk."""
+    deadline: float | None = None  # every attempt and wait; a stream's restarts per chunk
     circuit: CircuitBreaker | None = None
-    store: StateStore = Field(default_factory=MemoryStore)
-    """Where limits and usage are kept, the breaker's and budget's too (see ``__init__``)."""
+    store: StateStore = Field(default_factory=MemoryStore)  # the breaker's and budget's too
     rate: RateSpec | None = None
     rate_mode: RateLimitMode = "wait"
     budget: CostBudget | None = None
@@ -100,6 +96,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                 )
 
     def retryable(self, error: BaseException) -> bool:
+        """A retryable ``ProviderError``, unless its ``Retry-After`` is over ``max_wait``."""
         if not isinstance(error, ProviderError) or not error.retryable:
             return False
         return error.retry_after is None or error.retry_after <= self.max_wait
@@ -165,8 +162,7 @@ class _ProviderCall:
         self.stream = stream  # a stream's attempt that is cancelled or closed counts as failed
         self._kwargs = kwargs
         self._config = config
-        seconds = policy.deadline
-        self._deadline = Deadline(seconds) if seconds is not None else None
+        self._deadline = Deadline(policy.deadline) if policy.deadline is not None else None
         # Without a deadline of its own, an enclosing one stays in force.
         self._scope: AbstractContextManager[Any] = self._deadline or nullcontext()
         self._plan = _plan_of(policy, input, kwargs, config)
@@ -176,10 +172,9 @@ class _ProviderCall:
         self._tracker = fed_tracker(config)
         # Usage is read from the replies; a parsed output's model is watched by callbacks.
         model = policy.bound.bound if isinstance(policy.bound, RunnableBinding) else policy.bound
-        watched = not isinstance(model, BaseChatModel)
-        self._meter_as_callback = watched and self._meter is not None
-        self._tracker_as_callback = watched and self._tracker is not None
-        self._watchers = [w for w in (self._tracker, self._meter) if watched and w is not None]
+        self._watched = not isinstance(model, BaseChatModel)
+        watchers = (self._tracker, self._meter) if self._watched else ()
+        self._watchers = [watcher for watcher in watchers if watcher is not None]
         self._names: tuple[str, str] | None = None
         self._chunks: list[Any] | None = None  # a counted stream's chunks
         self.started = 0.0  # when the latest attempt started
@@ -325,7 +320,7 @@ class _ProviderCall:
     def attempt_ended(self, reply: Any = None, *, failed: bool = False) -> None:
         """One request for the tracker the call feeds, counted as its callbacks would."""
         tracker = self._tracker
-        if tracker is None or self._tracker_as_callback:
+        if tracker is None or self._watched:
             return
         latency_s = time.perf_counter() - self.started
         provider, model = self._names or self._traced_names()
@@ -338,7 +333,7 @@ class _ProviderCall:
 
     def delivered(self, output: Any) -> Any:
         self.delivered_any = True
-        if self._meter is not None and not self._meter_as_callback:
+        if self._meter is not None and not self._watched:
             self._meter.observe(output)
         if self._chunks is not None:
             self._chunks.append(output)
@@ -348,7 +343,7 @@ class _ProviderCall:
     def streaming(self) -> Iterator[None]:
         """One request when the stream ends (closed or cancelled counts as failed, as in the
         model's own run)."""
-        if self._tracker is not None and not self._tracker_as_callback:
+        if self._tracker is not None and not self._watched:
             self._chunks = []
         try:
             yield
