@@ -47,7 +47,6 @@ _REASONS: dict[type[ProviderError], str] = {
     errors.ProviderUnavailableError: "unavailable",
 }
 
-# How the provider boundary and the HTTP deadline word a timeout and a failed connection.
 _TIMEOUT_MESSAGES = ("request timed out", "no reply within the deadline", "the deadline")
 _CONNECTION_MESSAGES = ("connection refused", "connection failed", "host name not found")
 
@@ -145,8 +144,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
 
-    # A chain run is started only when a handler would see it; otherwise the providers'
-    # runs are the caller's children, as they would be under an unobserved chain run.
+    # A chain run only when a handler would see it; else the providers' runs are the caller's.
     @contextmanager
     def _run(self, input: Any, config: RunnableConfig | None) -> Iterator[_Fallbacks]:
         call = _Fallbacks(self, config)

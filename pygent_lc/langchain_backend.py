@@ -102,7 +102,6 @@ class LangChainBackend(LLMBackend, Closable):
         samples: bool = False,
     ) -> tuple[list[BaseMessage], RunnableConfig, dict[str, Any], Hold]:
         if "n" in kwargs and not samples:
-            # One text comes back: n completions would be paid for and n - 1 dropped.
             raise InvalidInputError("n is generate_samples' argument: generate returns one text")
         kwargs = dict(kwargs)
         prefix = kwargs.pop("cache_prefix", None)

@@ -170,9 +170,8 @@ class _ProviderCall:
         wanted = policy.record_usage or policy.budget is not None  # usage totals, or cost
         self._meter = CallMeter(policy.provider, policy.model_name) if wanted else None
         self._tracker = fed_tracker(config)
-        # Usage is read from the replies; a parsed output's model is watched by callbacks.
         model = policy.bound.bound if isinstance(policy.bound, RunnableBinding) else policy.bound
-        self._watched = not isinstance(model, BaseChatModel)
+        self._watched = not isinstance(model, BaseChatModel)  # a parsed output: by callbacks
         watchers = (self._tracker, self._meter) if self._watched else ()
         self._watchers = [watcher for watcher in watchers if watcher is not None]
         self._names: tuple[str, str] | None = None
@@ -229,9 +228,8 @@ class _ProviderCall:
     def _fits(self, wait_s: float) -> bool:
         return self._deadline is None or wait_s < self._deadline.remaining()
 
-    # The first attempt is made before any retry machinery; a failure becomes the tenacity
-    # loop's attempt 1 (``_replayed``), so retries, numbering and deadline are the loop's. The
-    # loop runs outside any ``except`` block: a later error does not get the first as context.
+    # Attempt 1 runs before tenacity's loop, which replays its failure (``_replayed``) from
+    # outside any ``except`` block: a later error does not get the first as context.
     def attempts(self, attempt: Callable[[RunnableConfig | None], T]) -> T:
         self._admit(self._plan)
         with self._attempt(1) as config:
