@@ -95,8 +95,7 @@ class LLMCaller:
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
         if type(backend).generate_samples is LLMBackend.generate_samples:
-            # The contract's default sends one request for one sample: nothing to ask,
-            # and no request of it need hold n samples' bound on the budget.
+            # The contract's default sends a request a sample: nothing to learn.
             self.n_support.learn(False)
 
     def usage(self) -> UsageTotals | None:
@@ -200,8 +199,7 @@ class LLMCaller:
         kwargs: dict[str, Any] = {"temperature": temperature}
         kwargs |= {key: value for key, value in optional.items() if value}
         async with self._semaphore:
-            # Admitted after acquiring, so calls queued behind the semaphore see
-            # the spend of the calls that finished while they waited.
+            # Admitted once acquired: queued calls see the spend of those that finished.
             hold = await self._admit(prompt, n)
             self.counters.llm_calls += 1
             if generation:
@@ -212,8 +210,7 @@ class LLMCaller:
             self._in_flight += 1
             self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
             try:
-                # The reply goes on in later prompts: text no provider could be
-                # sent (half a surrogate pair) must not be blamed on the caller.
+                # Cleaned: the reply goes on in later prompts (half a surrogate pair).
                 if n == 1:
                     return [clean_text(await self._backend.generate(prompt, **kwargs))]
                 outputs = await self._backend.generate_samples(prompt, n, **kwargs)

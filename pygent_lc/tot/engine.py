@@ -51,10 +51,8 @@ _POLL_S = 0.05
 
 
 def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """``coro`` run from sync code: ``asyncio.run``, or under a running loop (a notebook
-    cell) on a new loop in a daemon thread with the caller's context variables, which a
-    ``KeyboardInterrupt`` or the calling task's cancellation cancels (within about
-    ``CANCEL_GRACE_S``)."""
+    """``coro`` run by ``asyncio.run``, or under a running loop (a notebook) in a daemon
+    thread with the caller's context; Ctrl-C or the caller's cancellation cancels it."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
@@ -167,8 +165,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
                 "a shared value cache needs to know the model: pass ToTEngine(model_id=...)",
                 field="model_id",
             )
-        # Unnamed models get a name of their own: values are then only shared
-        # by this backend object, never across models.
+        # Unnamed models: values shared by this backend object only, never across models.
         self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
         self.samples_support = SamplesSupport()  # learnt once, for every later solve
 

@@ -12,8 +12,7 @@ from fractions import Fraction
 
 MAX_EXPRESSION_CHARS = 200
 MAX_LITERAL = 10**6
-# Bound on numerators/denominators of intermediate results: far beyond any
-# Game-of-24 value, small enough that no product of bounded terms gets costly.
+# Bound on intermediate numerators/denominators: far past 24's, never costly to multiply.
 MAX_MAGNITUDE = 10**18
 
 _BINARY: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
@@ -22,8 +21,7 @@ _BINARY: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
 }
-# What models write instead of ASCII operators: times, middle dot, division and minus
-# signs, en and em dashes.
+# What models write for ASCII operators: times, middle dot, division, minus, dashes.
 _TRANSLATE = str.maketrans("\u00d7\u00b7\u00f7\u2212\u2013\u2014", "**/---")
 
 

@@ -143,9 +143,8 @@ Input: {input}
 {choices}
 """
 
-# The paper's value map, per sample. The paper sums over samples; we take the
-# mean, which ranks states with equal sample counts the same way and stays
-# fair when counts differ.
+# The paper's value map, per sample; the paper sums samples, our mean ranks equal
+# counts the same and stays fair when counts differ.
 VALUE_MAP = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
 
 # Bump a suffix when the reading of value answers, or of proposals and steps, changes.
