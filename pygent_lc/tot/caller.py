@@ -17,7 +17,6 @@ from pygent_lc.limits.call import Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.result import ToTStats
-from pygent_lc.tot.tasks.base import SplitPrompt
 
 # The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
@@ -191,10 +190,8 @@ class LLMCaller:
         config = self._config
         generation = kind == "generation"
         temperature = config.temperature if generation else config.evaluation_temperature
-        # cache_prefix: the prompt's fixed start, only for backends that can have it cached.
-        prefix = None
-        if self._backend.accepts_cache_prefix and isinstance(prompt, SplitPrompt):
-            prefix = prompt.static
+        # A SplitPrompt's fixed start, for backends that can have it cached.
+        prefix = getattr(prompt, "static", None) if self._backend.accepts_cache_prefix else None
         optional = {"max_tokens": config.max_tokens, "stop": stop, "cache_prefix": prefix}
         kwargs: dict[str, Any] = {"temperature": temperature}
         kwargs |= {key: value for key, value in optional.items() if value}

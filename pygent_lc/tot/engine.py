@@ -210,7 +210,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             random.Random(config.seed),
             self.observer,
         )
-        with observe.solving(ctx):
+        with observe.watching(ctx):
             await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
         stats = caller.counters
         stats.nodes = len(ctx.tree)

@@ -112,7 +112,7 @@ async def bfs(ctx: SearchContext) -> None:
     frontier = [ctx.tree.root]
     ctx.tree.root.selected = True
     while frontier and ctx.caller.exhausted is None:
-        with observe.level(ctx, frontier[0].depth + 1):
+        with observe.watching(ctx, frontier[0].depth + 1):
             checked: set[int] = set()
             children = await expand_and_evaluate(ctx, frontier, unvalued=checked)
             # Candidates: valued, or left unvalued on purpose (not failed or refused).
@@ -146,7 +146,7 @@ async def dfs(ctx: SearchContext, node: ThoughtNode | None = None) -> bool:
         node.selected = True
     if ctx.caller.exhausted is not None or not ctx.expandable(node):
         return False
-    with observe.level(ctx, node.depth + 1):
+    with observe.watching(ctx, node.depth + 1):
         children = await expand_and_evaluate(ctx, [node])
         ranked = _by_value([c for c in children if c.value is not None])
         # Prune at evaluation time: below the threshold, or beyond the breadth limit.

@@ -82,19 +82,15 @@ class ThoughtGenerator(Stage):
         written = self._written(problem, steps)
         if written is not None:
             return [written]  # the task writes this step: no call
-        propose = self.config.generation_strategy == "propose"
-        if propose:
-            prompt = self.task.propose_prompt(problem, steps)
-            stop = None
-        else:
-            prompt = self.task.sample_prompt(problem, steps)
-            stop = self.task.sample_stop(problem, steps)
+        task, propose = self.task, self.config.generation_strategy == "propose"
+        prompt = (task.propose_prompt if propose else task.sample_prompt)(problem, steps)
+        stop = None if propose else task.sample_stop(problem, steps)
         output = await self.caller.outcome(prompt, "generation", stop)
         if not isinstance(output, str):
             return output  # a failure, or refused by the budget
         if propose:
-            return self.task.parse_proposals(output, problem, steps)
-        thought = self.task.parse_sample(output, problem, steps)
+            return task.parse_proposals(output, problem, steps)
+        thought = task.parse_sample(output, problem, steps)
         return [] if thought is None else [thought]
 
     async def expand(
