@@ -221,8 +221,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         return ToTResult.of(ctx.tree, task, problem, stats, config)
 
     def solve_sync(self, problem: ToTInput, task: Task | None = None) -> ToTResult:
-        """``solve`` for sync code (Ctrl-C cancels the calls in flight); under a running
-        loop it blocks that loop, and warns."""
+        """``solve`` for sync code (Ctrl-C cancels the calls); under a running loop: warns."""
         return run_sync(self.solve(problem, task))
 
     def invoke(

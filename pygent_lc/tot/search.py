@@ -49,9 +49,8 @@ class SearchContext:
 async def expand_and_evaluate(
     ctx: SearchContext, parents: Sequence[ThoughtNode], *, unvalued: set[int] | None = None
 ) -> list[ThoughtNode]:
-    """Generate the children of ``parents``, then evaluate them; the live ones are returned.
-    Dead ends are pruned unvalued. With ``stop_on_verified``, once a child is a verified
-    answer only the verified answers are returned: the rest is not worth a call."""
+    """The live children of ``parents``, valued (dead ends pruned unvalued); with
+    ``stop_on_verified``, only the verified answers once there is one: no call for the rest."""
     with ctx.caller.phase():
         children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
     task, problem = ctx.task, ctx.problem

@@ -1,7 +1,6 @@
-"""A safe reader of arithmetic answers: model text is never executed; its ``ast`` is
-walked and anything but integer literals, ``+ - * /``, unary minus and parentheses is
-refused before a number is computed (``9**9**9**9`` too). Literals and intermediate
-results are bounded, so no answer can make the checker slow."""
+"""A safe reader of arithmetic answers: model text is never executed; its ``ast`` is walked,
+anything but integer literals, ``+ - * /``, unary minus and parentheses is refused before a
+number is computed, and literals and intermediate results are bounded (never slow)."""
 
 from __future__ import annotations
 

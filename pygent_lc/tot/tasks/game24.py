@@ -1,8 +1,7 @@
 """Game of 24, as in the Tree of Thoughts paper: three steps ``a op b = c (left: ...)``
 and ``Answer: <expression> = 24``, checked by :func:`check_24` (never ``eval``). The
 prompts have the shapes of the paper's (Yao et al. 2023, princeton-nlp/tree-of-thought-llm,
-MIT) with our own worked examples; each starts with its fixed part, for providers to cache.
-"""
+MIT) with our own worked examples; each starts with its fixed part, for providers to cache."""
 
 from __future__ import annotations
 
