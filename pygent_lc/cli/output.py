@@ -23,8 +23,8 @@ from dotenv.parser import parse_stream
 
 from pygent_lc import errors
 from pygent_lc.agents import ChatAgent, ReasoningAgent, SolveProgress
-from pygent_lc.fallbacks import FallbackNotice, short_reason
-from pygent_lc.fallbacks import logger as fallback_logger
+from pygent_lc.chain import FallbackNotice, short_reason
+from pygent_lc.chain import logger as fallback_logger
 from pygent_lc.limits.usage import UsageSummary, UsageTracker
 from pygent_lc.providers.local import INSTALL_HINT
 from pygent_lc.providers.registry import PROVIDERS

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from pygent_lc import cli
+from pygent_lc.chain import FallbackNotices
 from pygent_lc.cli.output import FallbackRecorder, error_json
 from pygent_lc.errors import AllProvidersFailedError, AuthenticationError, ProviderUnavailableError
-from pygent_lc.fallbacks import FallbackNotices
 from tests.helpers import CANARY_KEY, ROOT, cli_env
 from tests.loopback_server import LoopbackServer
 
