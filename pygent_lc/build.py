@@ -102,10 +102,9 @@ def build_chat_model(
     fallbacks: Sequence[str] | None = None,
     budget: CostBudget | None = None,
 ) -> ProviderChain:
-    """The provider chain, like LangChain's ``init_chat_model``: ``Settings``, or a
-    ``"provider:model"`` (or ``"provider"``) primary with ``fallbacks`` alike. A provider
-    whose configuration is incomplete is skipped with a :class:`ProviderSkippedWarning`
-    while others remain. No network; ``PYGENT_OTEL=1`` switches on telemetry."""
+    """The provider chain, like ``init_chat_model``: ``Settings``, or a ``"provider:model"``
+    primary with ``fallbacks`` alike. A provider whose configuration is incomplete is skipped
+    with a :class:`ProviderSkippedWarning` while others remain. No network."""
     instrument_from_env()  # PYGENT_OTEL=1: telemetry from the first chain on
     if isinstance(settings, str) or fallbacks is not None:
         if providers is not None:
