@@ -324,8 +324,6 @@ class CallEnd(Step[CallEnded]):
         return CallEnded()
 
 
-# -- a budget's two steps for a caller that is no policy (a backend, a ToT search) ---------
-
 # The holds whose call this thread or task is making (maybe given back since).
 _holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
 _releasing = threading.Lock()

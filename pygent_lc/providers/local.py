@@ -274,8 +274,7 @@ class LlamaServer:
                 "the interpreter is exiting: the local llama.cpp server is not started again"
             )
         require_xllamacpp()
-        # The child's stderr (llama.cpp's errors) goes to a file our errors quote;
-        # the child keeps its own descriptor when this one closes.
+        # The child's stderr goes to a file our errors quote (the child keeps its descriptor).
         with tempfile.TemporaryFile() as log:
             child = ChildProcess(
                 [sys.executable, "-P", str(_CHILD_FILE)],
@@ -435,12 +434,9 @@ class LocalChatModel(OpenAICompatibleChatModel):
     def _acall_slot(self) -> AbstractAsyncContextManager[object]:
         return nullcontext() if self._server is None else self._server.aslot(self._use)
 
-    # A local model's speed is the machine's: on a busy laptop one reply may take
-    # minutes while every token still comes. So on the embedded server every call is
-    # streamed (``invoke`` gathers the chunks) and the deadline starts again at each
-    # chunk: it bounds the time to the first token and each gap, not a reply's length.
-
     def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
+        """On the embedded server every call streams, and the deadline restarts at each chunk:
+        on a busy laptop a reply may take minutes while every token still comes."""
         embedded = self._server is not None and self.disable_streaming is not True
         plain = forced_tools.forced_tools(kwargs) is None  # tool calls are served whole (a grammar)
         if embedded and plain and (kwargs.get("n") or 1) == 1 and kwargs.get("stream") is not False:
@@ -499,8 +495,7 @@ def _restart_deadline() -> None:
 def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChatModel:
     settings = settings or Settings()
     require_xllamacpp()
-    # Checked here too: raised in the model's validator, the error would reach the
-    # caller wrapped in pydantic's ValidationError.
+    # Checked here too: from the model's validator it would come wrapped in a ValidationError.
     path = model_file(settings.local.model)
     server = shared_server(path)  # the settings apply from its next start
     server.n_threads = settings.local.threads or server.n_threads
