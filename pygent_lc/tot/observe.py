@@ -1,9 +1,6 @@
-"""Where an observer may watch a search: the solve and each level.
-
-Two kinds, entered in this order: the process-wide one :func:`set_observer` installs
-(telemetry), and one search's own (``ToTEngine(observer=...)``: a progress display).
-An observer reads what it reports from the :class:`~pygent_lc.tot.search.SearchContext`.
-"""
+"""Where an observer may watch a search: the solve and each level. The process-wide one
+(:func:`set_observer`: telemetry) is entered first, then one search's own
+(``ToTEngine(observer=...)``: a progress display); both read the search's context."""
 
 from __future__ import annotations
 
@@ -15,11 +12,8 @@ from typing import Any, Protocol
 class SearchObserver(Protocol):
     """Sees each search; ``ctx`` is its :class:`~pygent_lc.tot.search.SearchContext`."""
 
-    def solving(self, ctx: Any) -> AbstractContextManager[object]:
-        """Around one whole search."""
-
-    def level(self, ctx: Any, depth: int) -> AbstractContextManager[object]:
-        """Around one expansion: generating children at ``depth``, valuing and keeping them."""
+    def solving(self, ctx: Any) -> AbstractContextManager[object]: ...  # the whole search
+    def level(self, ctx: Any, depth: int) -> AbstractContextManager[object]: ...  # one level
 
 
 class SearchContext(Protocol):

@@ -1,9 +1,5 @@
-"""The two searches over the thought tree: BFS with a beam, DFS with pruning.
-
-Both work level by level: all generations of the states being expanded, then all
-evaluations of their children, each phase at once. When every call of a phase fails
-its error is raised; when a budget runs out the search keeps what it has.
-"""
+"""BFS with a beam and DFS with pruning, level by level: all generations, then all
+evaluations, each phase's calls at once; a phase whose every call failed raises."""
 
 from __future__ import annotations
 
@@ -14,10 +10,9 @@ from dataclasses import dataclass
 from pygent_lc.tot import observe
 from pygent_lc.tot.caller import LLMCaller
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.evaluator import StateEvaluator
-from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.result import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import Task, children_checked, has_verifier
+from pygent_lc.tot.stages import StateEvaluator, ThoughtGenerator
+from pygent_lc.tot.tasks.base import Task, children_checked
 
 
 @dataclass
@@ -34,24 +29,15 @@ class SearchContext:
     rng: random.Random
     observer: observe.SearchObserver | None = None  # this search's own, besides the global one
 
-    def dead(self, node: ThoughtNode) -> bool:
-        """Not an answer and, by the task's rules, nothing can follow it."""
+    def dead(self, node: ThoughtNode) -> bool:  # not an answer, and nothing can follow it
         steps = self.tree.path(node)
-        return not self.task.is_final(self.problem, steps) and not self.task.can_expand(
-            self.problem, steps
-        )
+        task, problem = self.task, self.problem
+        return not task.is_final(problem, steps) and not task.can_expand(problem, steps)
 
-    @property
-    def stop_on_verified(self) -> bool:
-        setting = self.config.stop_on_verified
-        return has_verifier(self.task) if setting is None else setting
-
-    def verified(self, node: ThoughtNode) -> bool:
-        """A final answer the task's program checks as right."""
+    def verified(self, node: ThoughtNode) -> bool:  # an answer the task's program checks
         steps = self.tree.path(node)
-        return self.task.is_final(self.problem, steps) and (
-            self.task.check_answer(self.problem, steps) is True
-        )
+        task, problem = self.task, self.problem
+        return task.is_final(problem, steps) and task.check_answer(problem, steps) is True
 
     def checked_by_expanding(self, node: ThoughtNode) -> bool:
         """BFS with ``expand_checked``: expand ``node`` unvalued, beside the beam."""
@@ -60,9 +46,8 @@ class SearchContext:
         # a generation call each, so by default they are valued.
         if setting is False or (setting is None and self.config.value_batch):
             return False
-        if not self.expandable(node):
-            return False
-        return children_checked(self.task, self.problem, self.tree.path(node))
+        path = self.tree.path(node)
+        return self.expandable(node) and children_checked(self.task, self.problem, path)
 
     def expandable(self, node: ThoughtNode) -> bool:
         return (
@@ -76,20 +61,16 @@ async def expand_and_evaluate(
     ctx: SearchContext, parents: Sequence[ThoughtNode], *, unvalued: set[int] | None = None
 ) -> list[ThoughtNode]:
     """Generate the children of ``parents``, then evaluate them; the live ones are returned.
-
-    Dead ends are pruned unvalued (a beam slot or a value call on them is wasted). With
-    ``stop_on_verified``, once a child is a verified answer only the verified answers
-    are returned (valued by program): the rest of the level is not worth a call.
-    """
+    Dead ends are pruned unvalued. With ``stop_on_verified``, once a child is a verified
+    answer only the verified answers are returned: the rest is not worth a call."""
     with ctx.caller.phase():
         children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
-    live: list[ThoughtNode] = []
     for child in children:
-        if ctx.dead(child):
-            child.pruned = True
-        else:
-            live.append(child)
-    if ctx.stop_on_verified:
+        child.pruned = ctx.dead(child)
+    live = [child for child in children if not child.pruned]
+    if (stop_on_verified := ctx.config.stop_on_verified) is None:
+        stop_on_verified = bool(getattr(ctx.task, "verifies_answers", False))
+    if stop_on_verified:
         verified = [child for child in live if ctx.verified(child)]
         if verified:
             # Valued by the program's verdict: the best a state can be, no call.
@@ -111,14 +92,9 @@ async def expand_and_evaluate(
 
 
 def _by_value(nodes: Sequence[ThoughtNode]) -> list[ThoughtNode]:
-    # sorted() is stable: ties keep creation order, as in the paper's code.
-    # States left unvalued (no sample could change the beam) rank after the
-    # valued ones; they are only unvalued when the beam takes them anyway.
-    return sorted(
-        nodes,
-        key=lambda n: (n.value is not None, n.value if n.value is not None else 0.0),
-        reverse=True,
-    )
+    # Stable: ties keep creation order, as in the paper's code. Unvalued states (no sample
+    # could change the beam) rank after the valued ones: the beam takes them anyway.
+    return sorted(nodes, key=lambda n: (n.value is not None, n.value or 0.0), reverse=True)
 
 
 def select(
@@ -139,9 +115,8 @@ def select(
 
 
 async def bfs(ctx: SearchContext) -> None:
-    """Beam search: keep ``n_select_sample`` states per level, up to ``max_depth``; final
-    states in the beam are solutions. It ends early when the beam is empty, when the
-    best state of a level is a solution the task does not reject, or on a budget."""
+    """Keep ``n_select_sample`` states a level, up to ``max_depth``; end early when the
+    beam is empty, its best state is a solution the task does not reject, or on a budget."""
     frontier = [ctx.tree.root]
     ctx.tree.root.selected = True
     while frontier and ctx.caller.exhausted is None:
@@ -172,14 +147,12 @@ async def bfs(ctx: SearchContext) -> None:
         frontier = [n for n in chosen if ctx.expandable(n)]
 
 
-async def dfs(ctx: SearchContext) -> None:
-    """Depth-first: best child first (``n_select_sample`` at most), prune below
-    ``value_threshold``, backtrack; stop at the first final state not rejected."""
-    ctx.tree.root.selected = True
-    await _dfs_visit(ctx, ctx.tree.root)
-
-
-async def _dfs_visit(ctx: SearchContext, node: ThoughtNode) -> bool:
+async def dfs(ctx: SearchContext, node: ThoughtNode | None = None) -> bool:
+    """Depth-first from ``node`` (the root): best child first (``n_select_sample`` at most),
+    prune below ``value_threshold``, backtrack; stop at the first final state not rejected."""
+    if node is None:
+        node = ctx.tree.root
+        node.selected = True
     if ctx.caller.exhausted is not None or not ctx.expandable(node):
         return False
     with observe.level(ctx, node.depth + 1):
@@ -188,17 +161,12 @@ async def _dfs_visit(ctx: SearchContext, node: ThoughtNode) -> bool:
         # Prune at evaluation time: below the threshold, or beyond the breadth limit.
         keep = [c for c in ranked if (c.value or 0.0) >= ctx.config.value_threshold]
         keep = keep[: ctx.config.n_select_sample]
-        kept_ids = {c.id for c in keep}
         for child in ranked:
-            child.pruned = child.id not in kept_ids
+            child.pruned = child not in keep
     for child in keep:
         if ctx.caller.exhausted is not None and not child.final:
             continue  # out of budget: only answers already in hand can still count
         child.selected = True
-        if child.final:
-            if child.correct is not False:
-                return True
-            continue
-        if await _dfs_visit(ctx, child):
+        if child.correct is not False if child.final else await dfs(ctx, child):
             return True
     return False
