@@ -406,8 +406,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return self._server
 
     def close(self) -> None:
-        """Release pooled connections; the embedded server stops with the last model
-        closed that uses it (closing one backend must not cut another's calls)."""
+        """The embedded server stops with the last model using it (not cutting others' calls)."""
         super().close()
         if self._server is not None and self._server.remove_user(self):
             self._server.stop()
@@ -418,8 +417,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
             await asyncio.to_thread(self._server.stop)
 
     def _use(self, url: str, waited: bool) -> None:
-        """Aim the clients at the server (a restarted one may have another port); the
-        deadline starts again when the call had to wait for its slot."""
+        """Aim the clients at the (maybe restarted) server; a wait for the slot is not charged."""
         if self.openai_api_base != url:
             self.openai_api_base = url
             for client in (self.root_client, self.root_async_client):
@@ -472,8 +470,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return typed
 
     def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
-        """Tools the model must, or (on the embedded server) may, call become a
-        constrained reply, served whole."""
+        """Tools the model must (or, embedded, may) call become a constrained reply."""
         forced = forced_tools.forced_tools(kwargs)
         if forced is None or (forced.optional and self._server is None):
             return ChatRequest(messages, kwargs)
