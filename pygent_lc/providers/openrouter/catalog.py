@@ -24,7 +24,7 @@ PER_MILLION = 1_000_000
 
 def _finite(value: object) -> float | None:
     if not isinstance(value, bool) and isinstance(value, int | float | str):
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, OverflowError):  # 10**400: too large for a float
             if math.isfinite(number := float(value)):
                 return number
     return None
@@ -229,8 +229,8 @@ def _model_info(entry: dict[str, Any]) -> ModelInfo:
     return ModelInfo(
         id=str(entry["id"]),
         context_length=_int_or_none(entry.get("context_length")),
-        prompt_price=_cost(pricing.get("prompt")) * PER_MILLION,  # quoted per token
-        completion_price=_cost(pricing.get("completion")) * PER_MILLION,
+        prompt_price=_cost(_cost(pricing.get("prompt")) * PER_MILLION),  # quoted per token
+        completion_price=_cost(_cost(pricing.get("completion")) * PER_MILLION),
         request_price=_cost(pricing.get("request")),
         supported_parameters=tuple(supported) if isinstance(supported, list) else (),
         max_completion_tokens=_int_or_none(top.get("max_completion_tokens")),
