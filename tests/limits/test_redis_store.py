@@ -23,7 +23,7 @@ import redis
 from pygent_lc.limits import CallEnd, CallPlan, MemoryStore, ResilientStore, open_store
 from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.script import Step
-from pygent_lc.policy import ProviderPolicy, RetryPolicy
+from pygent_lc.policy import ProviderPolicy
 from pygent_lc.testing import ScriptedChatModel
 from tests.limits.steps import rate_take
 from tests.redis_server import RedisServer
@@ -85,7 +85,7 @@ def policy_on(
         store=store,
         circuit=CircuitBreaker(provider="acme", model="acme-1", store=store) if breaker else None,
         record_usage=True,
-        retry=RetryPolicy(max_attempts=1),
+        max_attempts=1,
     )
 
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.build import with_provider_policy
-from pygent_lc.chain import ProviderChain
+from pygent_lc.chain import ProviderChain, fallback_notices
 from pygent_lc.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -40,7 +40,6 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     UnsupportedRequestError,
 )
-from pygent_lc.fallbacks import fallback_notices
 from pygent_lc.limits.breaker import BREAKER_ERRORS
 from pygent_lc.providers.local import (
     NOT_STARTED_URL,
