@@ -1,11 +1,6 @@
-"""The provider boundary: where raw SDK exceptions become typed errors, once.
-
-:class:`ProviderBoundary` is mixed in front of a stock LangChain chat model and wraps
-the four methods every ``BaseChatModel`` implements, so callbacks, retries and
-fallbacks only see :mod:`pygent_lc.errors`, and replies that are no answer (empty, or
-a stream that ends unfinished) are rejected. How secrets are kept out of errors and
-tracebacks: ARCHITECTURE.md, "The key never leaves SecretStr".
-"""
+"""The provider boundary: where raw SDK exceptions become typed errors, once, and replies
+that are no answer (empty, or a stream that ends unfinished) are rejected. How secrets
+are kept out: ARCHITECTURE.md, "The key never leaves SecretStr"."""
 
 from __future__ import annotations
 
@@ -29,7 +24,7 @@ from pygent_lc.errors import (
 from pygent_lc.providers.error_mapping import holds_secret, map_exception
 from pygent_lc.providers.forced_tools import as_chunk
 from pygent_lc.providers.http import ProviderHttp
-from pygent_lc.providers.text import StreamText, clean_result
+from pygent_lc.providers.text import aclean_chunks, clean_chunks, clean_result
 
 
 @dataclass(frozen=True)
@@ -38,33 +33,25 @@ class ChatRequest:
 
     messages: list[BaseMessage]
     kwargs: dict[str, Any]
-    finish: Callable[[ChatResult], ChatResult] | None = None
-    """For a call served whole, never streamed: what becomes of its reply (a stream
-    gets the finished reply as one final chunk)."""
+    finish: Callable[[ChatResult], ChatResult] | None = None  # served whole, never streamed
 
     def reply(self, result: ChatResult) -> ChatResult:
         return result if self.finish is None else self.finish(result)
 
 
 class ProviderBoundary(BaseChatModel):
-    """Mixin: typed errors, empty and incomplete replies rejected, secrets kept out.
+    """Mixin in front of a LangChain chat model. A provider adapts its calls with
+    :meth:`_request` (rewrite a call, or have it served whole) and the slots held
+    around each request, rather than wrapping the four methods again."""
 
-    A provider adapts its calls here rather than wrapping the four methods again:
-    :meth:`_request` may rewrite a call (or have it served whole), and
-    :meth:`_call_slot` / :meth:`_acall_slot` are held around each request.
-    """
-
-    provider_label: str = "provider"
-    """Name used in errors, usage summaries and LangSmith params (``ls_provider``)."""
-
+    provider_label: str = "provider"  # in errors, usage summaries and ``ls_provider``
+    # The HTTP clients' transport, when this package built them (closed by ``aclose``).
     http_pools: ProviderHttp | None = Field(default=None, exclude=True, repr=False)
-    """The HTTP clients' connection pools, when this package built them (closed by ``aclose``)."""
 
     def _model_label(self) -> str | None:
         return getattr(self, "model_name", None) or getattr(self, "model", None)
 
-    def _secrets(self) -> Sequence[str]:
-        """Values that must never appear in an error message."""
+    def _secrets(self) -> Sequence[str]:  # never in an error message
         return ()
 
     def _check_ready(self) -> None:
@@ -87,9 +74,8 @@ class ProviderBoundary(BaseChatModel):
         typed = map_exception(exc, provider=self.provider_label, model=self._model_label())
         if typed is None:
             return exc
-        interrupted = isinstance(typed, ProviderError) and partial_text
-        if interrupted and not isinstance(typed, StreamInterruptedError):
-            assert isinstance(typed, ProviderError)
+        interrupted = partial_text and not isinstance(typed, StreamInterruptedError)
+        if interrupted and isinstance(typed, ProviderError):
             typed = StreamInterruptedError(
                 f"stream interrupted after {len(partial_text)} characters: {typed.message}",
                 partial_text=partial_text,
@@ -109,7 +95,6 @@ class ProviderBoundary(BaseChatModel):
         return typed
 
     def _empty(self, finish_reason: object) -> ProviderUnavailableError:
-        """An empty completion: the provider failed to answer (the chain falls back)."""
         return ProviderUnavailableError(
             f"the model returned an empty reply (finish_reason={finish_reason!r})",
             provider=self.provider_label,
@@ -118,7 +103,7 @@ class ProviderBoundary(BaseChatModel):
         )
 
     def _answered(self, result: ChatResult) -> ChatResult:
-        """``result`` with encodable text (:mod:`pygent_lc.providers.text`), if it is an answer."""
+        """``result`` with encodable text (:mod:`~.text`), if it is an answer."""
         result = clean_result(result)
         if any(_has_content(generation.message) for generation in result.generations):
             return result
@@ -182,9 +167,9 @@ class ProviderBoundary(BaseChatModel):
         watch = _ReplyWatch(self)
         with self._call_slot():
             try:
-                for chunk in super()._stream(request.messages, stop, run_manager, **request.kwargs):
+                chunks = super()._stream(request.messages, stop, run_manager, **request.kwargs)
+                for chunk in clean_chunks(chunks):
                     yield from watch.accept(chunk)
-                yield from watch.leftover()
             except Exception as exc:
                 watch.failure = self._typed(exc, watch.text)
         watch.raise_unless_complete()
@@ -206,13 +191,10 @@ class ProviderBoundary(BaseChatModel):
         watch = _ReplyWatch(self)
         async with self._acall_slot():
             try:
-                async for chunk in super()._astream(
-                    request.messages, stop, run_manager, **request.kwargs
-                ):
+                chunks = super()._astream(request.messages, stop, run_manager, **request.kwargs)
+                async for chunk in aclean_chunks(chunks):
                     for ready in watch.accept(chunk):
                         yield ready
-                for ready in watch.leftover():
-                    yield ready
             except Exception as exc:
                 watch.failure = self._typed(exc, watch.text)
         watch.raise_unless_complete()
@@ -229,13 +211,12 @@ class ProviderBoundary(BaseChatModel):
 
 
 class _ReplyWatch:
-    """Follows one stream: its text (made encodable), whether it finished, whether it
-    said anything, and the typed error it failed with (raised later, outside the
-    ``except`` block, so the raw error is not its context).
+    """Follows one stream: its text, whether it finished, and the typed error it failed
+    with (raised outside the ``except`` block, so the raw error is not its context).
 
-    Chunks without content (the role chunk, keep-alives) are held back until the
-    first chunk with content, so a reply that turns out empty raises before anything
-    was delivered, and the chain can still fall back.
+    Chunks without content (the role chunk, keep-alives) are held back until the first
+    with content: a reply that turns out empty raises before anything was delivered,
+    and the chain can still fall back.
     """
 
     def __init__(self, model: ProviderBoundary) -> None:
@@ -245,7 +226,6 @@ class _ReplyWatch:
         self._finish_reason: object = None
         self._finished = False
         self._tool_names: dict[object, str] = {}
-        self._text = StreamText()
         self.failure: Exception | None = None
 
     @property
@@ -254,7 +234,6 @@ class _ReplyWatch:
 
     def accept(self, chunk: ChatGenerationChunk) -> list[ChatGenerationChunk]:
         """The chunks to deliver now that ``chunk`` arrived."""
-        chunk = self._text.accept(chunk)
         # Chunks merge by concatenating strings, and llama.cpp repeats a tool call's
         # name in every chunk of it ("addaddadd"): the name stays on its first chunk.
         for fragment in getattr(chunk.message, "tool_call_chunks", None) or ():
@@ -275,11 +254,6 @@ class _ReplyWatch:
         ready, self._held = self._held, []
         self._parts.extend(held.text for held in ready)
         return ready
-
-    def leftover(self) -> list[ChatGenerationChunk]:
-        """The chunks to deliver once the stream has ended: half a pair still held back."""
-        last = self._text.leftover()
-        return [] if last is None else self.accept(last)
 
     def raise_unless_complete(self) -> None:
         """Raise what the stream ended with: its error, else an incomplete or empty reply."""
@@ -312,7 +286,6 @@ def _has_content(message: BaseMessage) -> bool:
 
 
 def _scrub(error: Exception, secrets: Sequence[str]) -> None:
-    """Remove every secret from a typed error's message, in place."""
     if not isinstance(error, ProviderError | InvalidInputError) or not error.args:
         return
     message = cleaned = str(error.args[0])

@@ -55,11 +55,11 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
             **values,
             "http_pools": pools,
             "sync_client_kwargs": {
-                "transport": pools.sync_transport,
+                "transport": pools,
                 **(values.get("sync_client_kwargs") or {}),
             },
             "async_client_kwargs": {
-                "transport": pools.async_transport,
+                "transport": pools,
                 **(values.get("async_client_kwargs") or {}),
             },
         }
