@@ -295,6 +295,3 @@ def _scrub(error: Exception, secrets: Sequence[str]) -> None:
         error.args = (cleaned,)
         if hasattr(error, "message"):
             error.message = cleaned
-
-
-__all__ = ["ChatRequest", "ProviderBoundary"]
