@@ -26,6 +26,11 @@ from pygent_lc.providers.forced_tools import as_chunk
 from pygent_lc.providers.http import ProviderHttp
 from pygent_lc.providers.text import aclean_chunks, clean_chunks, clean_result
 
+Messages = list[BaseMessage]
+Stop = list[str] | None
+SyncRun = CallbackManagerForLLMRun | None
+AsyncRun = AsyncCallbackManagerForLLMRun | None
+
 
 @dataclass(frozen=True)
 class ChatRequest:
@@ -40,9 +45,8 @@ class ChatRequest:
 
 
 class ProviderBoundary(BaseChatModel):
-    """Mixin in front of a LangChain chat model. A provider adapts its calls with
-    :meth:`_request` (rewrite a call, or have it served whole) and the slots held
-    around each request, rather than wrapping the four methods again."""
+    """Mixin in front of a LangChain chat model. A provider adapts calls with :meth:`_request`
+    (rewrite one, or have it served whole) and the slots held around each request."""
 
     provider_label: str = "provider"  # in errors, usage summaries and ``ls_provider``
     # The HTTP clients' transport, when this package built them (closed by ``aclose``).
@@ -85,12 +89,10 @@ class ProviderBoundary(BaseChatModel):
             )
         _scrub(typed, self._secrets())
         if typed is exc:
-            # Raised by our own parsing code, whose frames hold the reply body
-            # (which may echo the key): the traceback restarts at the boundary.
+            # Raised by our parsing code, whose frames hold the reply (perhaps the key): cut them.
             typed.__context__ = None
             return typed.with_traceback(None)
-        # The raw error keeps its request (the key in its headers), perhaps an echo
-        # of the key: chained only when nothing it holds shows a secret.
+        # The raw error holds its request (the key in its headers): chained only if no secret shows.
         typed.__cause__ = None if holds_secret(exc, self._secrets()) else exc
         return typed
 
@@ -115,11 +117,7 @@ class ProviderBoundary(BaseChatModel):
         return self._request(messages, kwargs)
 
     def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: SyncRun = None, **kwargs: Any
     ) -> ChatResult:
         request = self._prepared(messages, kwargs)
         with self._call_slot():
@@ -132,11 +130,7 @@ class ProviderBoundary(BaseChatModel):
         raise failure
 
     async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: AsyncRun = None, **kwargs: Any
     ) -> ChatResult:
         request = self._prepared(messages, kwargs)
         async with self._acall_slot():
@@ -151,11 +145,7 @@ class ProviderBoundary(BaseChatModel):
         raise failure
 
     def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: SyncRun = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         request = self._prepared(messages, kwargs)
         if request.finish is not None:
@@ -175,11 +165,7 @@ class ProviderBoundary(BaseChatModel):
         watch.raise_unless_complete()
 
     async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: AsyncRun = None, **kwargs: Any
     ) -> AsyncIterator[ChatGenerationChunk]:
         request = self._prepared(messages, kwargs)
         if request.finish is not None:
@@ -211,13 +197,9 @@ class ProviderBoundary(BaseChatModel):
 
 
 class _ReplyWatch:
-    """Follows one stream: its text, whether it finished, and the typed error it failed
-    with (raised outside the ``except`` block, so the raw error is not its context).
-
-    Chunks without content (the role chunk, keep-alives) are held back until the first
-    with content: a reply that turns out empty raises before anything was delivered,
-    and the chain can still fall back.
-    """
+    """Follows one stream; its ``failure`` is raised outside the ``except`` block (so the
+    raw error is not its context). Chunks without content (role chunk, keep-alives) are
+    held back until one has some: an empty reply raises before anything was delivered."""
 
     def __init__(self, model: ProviderBoundary) -> None:
         self._model = model
@@ -233,9 +215,7 @@ class _ReplyWatch:
         return "".join(self._parts)
 
     def accept(self, chunk: ChatGenerationChunk) -> list[ChatGenerationChunk]:
-        """The chunks to deliver now that ``chunk`` arrived."""
-        # Chunks merge by concatenating strings, and llama.cpp repeats a tool call's
-        # name in every chunk of it ("addaddadd"): the name stays on its first chunk.
+        # llama.cpp repeats a call's name in each of its chunks, which merge to "addadd...".
         for fragment in getattr(chunk.message, "tool_call_chunks", None) or ():
             name = fragment.get("name")
             if name and self._tool_names.get(fragment.get("index")) == name:

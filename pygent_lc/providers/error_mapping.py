@@ -54,7 +54,6 @@ _UNRESOLVED = re.compile(
     re.IGNORECASE,
 )
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-# The classes of a failure in each installed httpx library.
 _STATUS_ERRORS = tuple(lib.HTTPStatusError for lib in HTTPX_LIBS)
 _TIMEOUTS = tuple(lib.TimeoutException for lib in HTTPX_LIBS)
 _TRANSPORT_ERRORS = tuple(lib.TransportError for lib in HTTPX_LIBS)
@@ -78,7 +77,6 @@ def error_for_status(
     model: str | None,
     retry_after: float | None = None,
 ) -> ProviderError:
-    """The typed error for an HTTP status (or an error code inside a body)."""
     message = summarize_body(message)
     cls = _STATUS_CLASSES.get(status)
     unsupported = status in (400, 422, 500) and _UNSUPPORTED.search(message)
@@ -129,8 +127,7 @@ def _typed(
 ) -> ProviderError | InvalidInputError | None:
     if isinstance(exc, ProviderError | InvalidInputError):
         return exc
-    # Request text that cannot be encoded; a reply that cannot be decoded is the
-    # provider's malformed reply (below).
+    # Request text that cannot be encoded (a reply that cannot be decoded: malformed, below).
     if isinstance(exc, UnicodeError) and not isinstance(exc, UnicodeDecodeError):
         reason = getattr(exc, "reason", type(exc).__name__)
         return InvalidInputError(f"the request cannot be encoded as UTF-8 ({reason})")
@@ -138,11 +135,9 @@ def _typed(
     if isinstance(exc, (openai.APIStatusError, ollama.ResponseError, *_STATUS_ERRORS)):
         return _status_error(exc, where)
     if isinstance(exc, (openai.APITimeoutError, TimeoutError, *_TIMEOUTS)):
-        # "request timed out", with the deadline's own words when it was the deadline
-        timeouts = (e for e in _chain(exc) if isinstance(e, _TIMEOUTS) and "deadline" in str(e))
-        deadline = next(timeouts, None)
-        why = "request timed out" + ("" if deadline is None else f": {deadline}")
-        return ProviderUnavailableError(why, **where)
+        # With the deadline's own words when it was the deadline
+        words = [f": {e}" for e in _chain(exc) if isinstance(e, _TIMEOUTS) and "deadline" in str(e)]
+        return ProviderUnavailableError("request timed out" + "".join(words[:1]), **where)
     if isinstance(exc, (openai.APIConnectionError, ConnectionError, *_TRANSPORT_ERRORS)):
         return _connection_error(exc, where)
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
@@ -163,8 +158,7 @@ def _status_error(exc: BaseException, where: dict[str, Any]) -> ProviderError:
         status = exc.status_code if exc.status_code > 0 else None
         if status is None and "not found" in exc.error:
             status = 404
-        # The client drops the response; its headers survive on the httpx error it
-        # was raised from (``from None`` keeps ``__context__``).
+        # The client drops the response; its headers survive on the httpx error in ``__context__``.
         http_error = exc.__context__
         response = http_error.response if isinstance(http_error, _STATUS_ERRORS) else None
         message = exc.error

@@ -12,10 +12,12 @@ from types import MappingProxyType
 from typing import Any
 
 import openai
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai.chat_models.base import BaseChatOpenAI
+
+from pygent_lc.providers.boundary import AsyncRun, Messages, Stop, SyncRun
 
 try:  # private to the openai SDK: the same helper ``create`` builds its options with
     from openai._base_client import make_request_options
@@ -34,9 +36,7 @@ try:  # langchain-openai >= 1.8: LangSmith gateway metadata from the reply's hea
         _add_gateway_metadata,
     )
 except ImportError:  # pragma: no cover - older langchain-openai has none
-
-    def _add_gateway_metadata(generation_info: dict[str, Any], raw_response: Any) -> None:
-        return None
+    _add_gateway_metadata = None  # type: ignore[assignment]
 
 
 #: Chat Completions ``create`` asks for bearer auth only (openai >= 3 has more kinds).
@@ -94,8 +94,6 @@ def _split(payload: dict[str, Any], *, raw: bool = True) -> tuple[dict[str, Any]
 
 
 class ChatCompletionsFastPath(BaseChatOpenAI):
-    """``BaseChatOpenAI`` whose plain calls take the fast path (see the module)."""
-
     def _fast_payload(self, payload: dict[str, Any], *, stream: bool = False) -> bool:
         """Whether ``payload`` is what ``create`` sends unchanged."""
         return (
@@ -123,18 +121,15 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
         generation_info: dict[str, Any] = {}
         if self.include_response_headers:
             generation_info["headers"] = dict(raw.headers)
-        _add_gateway_metadata(generation_info, raw)
+        if _add_gateway_metadata is not None:
+            _add_gateway_metadata(generation_info, raw)
         content_type = raw.http_response.headers.get("content-type", "")
         # Not JSON: the SDK's own reading (text, or its error), as on the stock path.
         reply = raw.http_response.json() if "json" in content_type else raw.parse()
         return self._create_chat_result(reply, generation_info)
 
     def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: SyncRun = None, **kwargs: Any
     ) -> ChatResult:
         request = self._fast_request(messages, stop, kwargs)
         if request is None or self.root_client is None:
@@ -142,11 +137,7 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
         return self._result_of(self.root_client.post("/chat/completions", **request))
 
     async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: AsyncRun = None, **kwargs: Any
     ) -> ChatResult:
         request = self._fast_request(messages, stop, kwargs)
         if request is None or self.root_async_client is None:

@@ -1,9 +1,7 @@
-"""Tool calls emulated with grammar-constrained output, for chat templates that render no
-tools (SmolLM2's): the request asks llama.cpp for a JSON schema instead of sending tools,
-and the JSON reply becomes the call. A forced ``tool_choice`` naming one tool takes its
-arguments; ``"any"``/``"required"`` take ``{"name", "arguments"}``; ``"auto"`` (or none)
-also ``{"answer": "..."}``. A system message names the tools and earlier results, which
-the template cannot show."""
+"""Tool calls emulated for chat templates that render no tools (SmolLM2's): llama.cpp is
+asked for a JSON schema instead (a forced tool's arguments, ``{"name", "arguments"}`` for
+a choice, or ``{"answer"}`` when calling is optional), and the JSON reply becomes the
+call. A system message names the tools and earlier results, which the template cannot show."""
 
 from __future__ import annotations
 
@@ -71,7 +69,6 @@ class ForcedTools:
         return {"anyOf": choices, **({"$defs": definitions} if definitions else {})}
 
     def instruction(self) -> str:
-        """What the system message tells the model about the tools."""
         lines = "\n".join(
             f"- {function['name']}({_signature(function)}): {function.get('description') or ''}"
             for function in self.functions
@@ -167,9 +164,8 @@ def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str
     into its own syntax, which the grammar forbids) replaced by a JSON schema."""
     rest = {k: v for k, v in kwargs.items() if k not in _TOOL_KEYWORDS}
     if forced.optional:
-        # llama.cpp's own ``json_schema`` field, not ``response_format``: the SDK
-        # parses the latter and raises on a reply cut at max_tokens, where an
-        # answer cut short should stay the text it is, as without tools.
+        # llama.cpp's own field: the SDK parses a ``response_format`` reply and raises when
+        # it was cut at max_tokens, where an answer cut short should stay its text.
         extra_body = {**(rest.pop("extra_body", None) or {}), "json_schema": forced.schema()}
         return {**rest, "extra_body": extra_body}
     return {**rest, "response_format": forced.response_format()}
@@ -221,7 +217,6 @@ def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
 
 
 def as_chunk(result: ChatResult) -> ChatGenerationChunk:
-    """The first reply of ``result`` as one final stream chunk."""
     generation = result.generations[0]
     message = generation.message
     assert isinstance(message, AIMessage)

@@ -1,6 +1,6 @@
 """The HTTP transport under every provider model's SDK client: one connection pool per
 event loop, a :class:`Deadline` over connect, every read and the whole body, and async
-connections on asyncio's streams. Why each: ARCHITECTURE.md, "HTTP transport".
+connections on asyncio's streams. Why each: ARCHITECTURE.md (code map, invariants).
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ try:  # openai >= 3 runs on httpx2; older SDKs, and the ollama client, on classi
     import httpx2
     from httpx2 import AsyncByteStream as _AsyncByteStream2
     from httpx2 import SyncByteStream as _SyncByteStream2
+
+    _CORES = {httpx: httpcore, httpx2: httpcore2}  # each httpx library installed: its httpcore
 except ImportError:  # pragma: no cover - openai < 3 does not install it
     httpx2 = httpcore2 = None  # type: ignore[assignment]
+    _CORES = {httpx: httpcore}
 
     class _SyncByteStream2:  # type: ignore[no-redef]
         """Stands in for httpx2's base class where httpx2 is not installed."""
@@ -38,10 +41,7 @@ except ImportError:  # pragma: no cover - openai < 3 does not install it
 
 T = TypeVar("T")
 
-#: Every httpx library installed (classic httpx, and httpx2 where present), with its httpcore.
-_CORES: dict[ModuleType, ModuleType] = {httpx: httpcore} | (
-    {} if httpx2 is None else {httpx2: httpcore2}
-)
+#: Every httpx library installed: classic httpx, and httpx2 where present.
 HTTPX_LIBS: tuple[ModuleType, ...] = tuple(_CORES)
 
 #: The httpx library the installed openai SDK is built on (its default client's).
@@ -52,15 +52,11 @@ OPENAI_HTTPX: ModuleType = (
 )
 # openai's defaults for its own clients (openai.DefaultHttpxClient).
 CONNECTION_LIMITS = {"max_connections": 1000, "max_keepalive_connections": 100}
-SocketOptions = tuple[tuple[int, int, int], ...]
 
 
 class Deadline:
-    """A point in time a provider's part of a call must finish by (monotonic clock).
-
-    As a context manager it is :data:`current_deadline` for its block, counted
-    from the block's start: one object per call, not a deadline and a scope.
-    """
+    """When a provider's part of a call must finish (monotonic clock); as a context manager,
+    :data:`current_deadline` for its block, counted from the block's start."""
 
     __slots__ = ("_token", "expires_at", "seconds")
 
@@ -92,20 +88,15 @@ current_deadline: ContextVar[Deadline | None] = ContextVar("current_deadline", d
 """The deadline of the provider call in progress (set by the retry policy)."""
 
 
-def _verify(lib: ModuleType) -> ssl.SSLContext:
-    """The TLS context of every pool on ``lib``: made once per process (and CA
-    settings), not per pool, since making one loads the CA store (~50 ms)."""
-    return _ssl_context(lib, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-
-
 @functools.cache
 def _ssl_context(lib: ModuleType, cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """The TLS context of every pool on ``lib`` and CA settings (the variables ``lib`` reads):
+    made once, not per pool, since making one loads the CA store (~50 ms)."""
     context: ssl.SSLContext = lib.create_ssl_context()
     return context
 
 
 def _cap_timeouts(request: httpx.Request, deadline: Deadline, lib: ModuleType) -> None:
-    """Cap the request's httpx timeouts (connect, each read) by what is left of ``deadline``."""
     remaining = deadline.remaining()
     if remaining <= 0:
         raise lib.ConnectTimeout(
@@ -151,8 +142,7 @@ class _DeadlineBody(
 
 
 class _AsyncioStream:
-    """An httpcore network stream on asyncio's streams; ``core`` is ``httpcore`` or
-    ``httpcore2``, whose errors it raises, as its own backend would."""
+    """An httpcore network stream on asyncio's; it raises ``core``'s errors (httpcore or 2)."""
 
     def __init__(self, core: ModuleType, reader: asyncio.StreamReader, writer: Any) -> None:
         self._core, self._reader, self._writer = core, reader, writer
@@ -187,8 +177,6 @@ class _AsyncioStream:
 
 
 class _AsyncioBackend:
-    """httpcore's network backend interface on asyncio's streams (one per httpcore library)."""
-
     def __init__(self, core: ModuleType) -> None:
         self._core = core
 
@@ -204,8 +192,7 @@ class _AsyncioBackend:
             host,
             port,
             local_addr=None if local_address is None else (local_address, 0),
-            # Several addresses are raced as anyio races them; an IP literal (one address)
-            # is not: asyncio's race costs ~4 KiB per connection even for one address.
+            # No race for an IP literal: asyncio's costs ~4 KiB a connection even for one address.
             happy_eyeballs_delay=None if ":" in host or host.replace(".", "").isdigit() else 0.25,
         )
         core = self._core
@@ -231,20 +218,21 @@ async def _io(step: Awaitable[T], seconds: float | None, timed_out: type, failed
 
 
 class ProviderHttp(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """One provider model's HTTP clients and their transport: a pool for sync calls and
-    one per running event loop, each request under :data:`current_deadline`. Closing
-    keeps it usable. ``lib``: the SDK's httpx library (:data:`OPENAI_HTTPX` for openai).
-    """
+    """One provider model's HTTP clients and their transport: a pool for sync calls and one
+    per running event loop, each request under :data:`current_deadline`; usable after closing.
+    ``lib``: the SDK's httpx library (:data:`OPENAI_HTTPX` for openai)."""
 
     def __init__(
-        self, timeout: float | None, socket_options: SocketOptions = (), lib: ModuleType = httpx
+        self,
+        timeout: float | None,
+        socket_options: tuple[tuple[int, int, int], ...] = (),
+        lib: ModuleType = httpx,
     ) -> None:
         self.timeout, self.socket_options, self.lib = timeout, socket_options, lib
         self._lock = threading.Lock()
         self._pools: dict[asyncio.AbstractEventLoop | None, Any] = {}  # None: the sync pool
 
     def sync_client(self, **kwargs: object) -> Any:
-        """A ``lib.Client`` on this transport (``kwargs`` as for httpx)."""
         return self.lib.Client(
             transport=self, timeout=self.timeout, follow_redirects=True, **kwargs
         )
@@ -261,13 +249,13 @@ class ProviderHttp(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 self._forget_closed_loops()
                 lib = self.lib
                 make = lib.HTTPTransport if loop is None else lib.AsyncHTTPTransport
+                cas = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
                 pool = self._pools[loop] = make(
-                    verify=_verify(lib),
+                    verify=_ssl_context(lib, *cas),
                     limits=lib.Limits(**CONNECTION_LIMITS),
                     socket_options=self.socket_options or None,
                 )
-                # Private to httpx and httpcore: where either has moved, the stock
-                # (anyio) backend stays.
+                # Private to httpx and httpcore: where either has moved, anyio's backend stays.
                 core_pool: Any = getattr(pool, "_pool", None)
                 if loop is not None and hasattr(core_pool, "_network_backend"):
                     core_pool._network_backend = _AsyncioBackend(_CORES[lib])

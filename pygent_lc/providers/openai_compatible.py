@@ -1,7 +1,6 @@
-"""The Chat Completions model every OpenAI-wire provider builds on: the package's HTTP
-clients, typed errors (an error inside a 200 body too), usage on streams, the serving
-provider in ``response_metadata``, reasoning text kept. Its parent is ``BaseChatOpenAI``,
-as ``ChatOpenAI`` renames ``max_tokens``, which OpenRouter and llama.cpp ignore."""
+"""The Chat Completions model every OpenAI-wire provider builds on (``BaseChatOpenAI``, as
+``ChatOpenAI`` renames ``max_tokens``): our HTTP clients, typed errors (in a 200 body too),
+usage on streams, the serving provider in ``response_metadata``, reasoning text kept."""
 
 from __future__ import annotations
 
@@ -21,8 +20,7 @@ from pygent_lc.providers.error_mapping import error_from_body
 from pygent_lc.providers.fast_path import ChatCompletionsFastPath
 from pygent_lc.providers.http import OPENAI_HTTPX, ProviderHttp
 
-#: ``reasoning`` (OpenRouter), ``reasoning_content`` (llama.cpp, vLLM, DeepSeek) and
-#: ``reasoning_details`` (OpenRouter's structured form).
+#: OpenRouter's ``reasoning(_details)``; ``reasoning_content``: llama.cpp, vLLM, DeepSeek.
 REASONING_KEYS = ("reasoning", "reasoning_content", "reasoning_details")
 
 
@@ -102,8 +100,7 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
             if isinstance(input_, list) and all(isinstance(m, BaseMessage) for m in input_)
             else self._convert_input(input_).to_messages()
         )
-        payload: dict[str, Any] = super()._get_request_payload(messages, stop=stop, **kwargs)
-        return payload
+        return super()._get_request_payload(messages, stop=stop, **kwargs)
 
     def _reply_extras(
         self, body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]
@@ -117,8 +114,7 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
         response: dict[str, Any] | openai.BaseModel,
         generation_info: dict[str, Any] | None = None,
     ) -> ChatResult:
-        # A typed reply dumped as it came over the wire (``exclude_unset``), as the fast path
-        # reads it; the parent gets the dict, so the reply is dumped once.
+        # Dumped as it came over the wire, as the fast path reads it (and once, for the parent).
         body = (
             response
             if isinstance(response, dict)
@@ -134,7 +130,7 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
                 provider=self.provider_label,
                 model=self.model_name,
             )
-        # What only the typed reply has (``parsed``, ``refusal``), copied as the parent does.
+        # ``refusal``, and ``parsed`` (only the typed reply has it), copied as the parent does.
         result = super()._create_chat_result(body, generation_info)
         if result.generations:
             extras = result.generations[0].message.additional_kwargs
@@ -165,14 +161,12 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
             return None
         if "model_provider" in converted.message.response_metadata:
             converted.message.response_metadata["model_provider"] = self.provider_label
-        choices = chunk.get("choices") or []
-        if choices:
-            converted.message.additional_kwargs.update(reasoning_of(choices[0].get("delta")))
+        choice = (chunk.get("choices") or [{}])[0]
+        converted.message.additional_kwargs.update(reasoning_of(choice.get("delta")))
         extras: dict[str, Any] = {}
-        # Each extra goes on exactly one chunk: chunk metadata is merged by
-        # concatenating strings, so repeating a string field would double it.
-        if choices and choices[0].get("finish_reason"):
-            extras.update(self._reply_extras(chunk, choices[0], {}))
+        # Each extra on exactly one chunk: chunks merge strings by concatenating them.
+        if choice.get("finish_reason"):
+            extras.update(self._reply_extras(chunk, choice, {}))
         if chunk.get("usage"):
             extras.update(self._reply_extras({}, {}, chunk["usage"]))
         if extras:

@@ -88,7 +88,6 @@ def clean_message(message: BaseMessage) -> BaseMessage:
 
 
 def clean_result(result: ChatResult) -> ChatResult:
-    """A whole reply with every generation's message cleaned."""
     generations = [
         generation
         if (message := clean_message(generation.message)) is generation.message
@@ -101,9 +100,8 @@ def clean_result(result: ChatResult) -> ChatResult:
 
 
 class StreamText:
-    """The text of one stream, chunk by chunk: pairs split between chunks are joined. A field
-    is found by its place in the message, list items by their ``index`` (as chunks merge).
-    """
+    """One stream's text, chunk by chunk: pairs split between chunks joined; a field found by
+    its place in the message, list items by their ``index`` (as chunks merge)."""
 
     def __init__(self) -> None:
         self._held: dict[Path, str] = {}
