@@ -1,7 +1,6 @@
-"""openai, httpx (and httpx2) and ollama exceptions as :mod:`pygent_lc.errors`: the only
-module that knows the SDKs' exception classes. A mid-stream error event is an
-``openai.APIError`` with the error object as ``body``; a failure while a body is read
-comes raw from the SDK's httpx library."""
+"""openai, httpx (and httpx2) and ollama exceptions as :mod:`pygent_lc.errors`: the only module
+that knows them. A mid-stream error event is an ``openai.APIError`` (the error as ``body``);
+a failure while a body is read comes raw from the SDK's httpx library."""
 
 from __future__ import annotations
 

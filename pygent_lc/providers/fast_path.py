@@ -1,8 +1,7 @@
 """Plain Chat Completions calls (and async streams) sent through the openai client's public
 ``post`` with the request options ``create`` would make, without the SDK's parameter
 transform, typed parse and executor hop (~40% of a bare ``ChatOpenAI`` call); any other
-call takes the stock path. Tests compare both paths' requests on the wire and results.
-"""
+call takes the stock path. Tests compare both paths' requests on the wire and results."""
 
 from __future__ import annotations
 
