@@ -24,7 +24,7 @@ from pygent_lc.errors import (
 from pygent_lc.providers.error_mapping import holds_secret, map_exception
 from pygent_lc.providers.forced_tools import as_chunk
 from pygent_lc.providers.http import ProviderHttp
-from pygent_lc.providers.text import aclean_chunks, clean_chunks, clean_result
+from pygent_lc.providers.text import StreamText, clean_result
 
 Messages = list[BaseMessage]
 Stop = list[str] | None
@@ -105,7 +105,6 @@ class ProviderBoundary(BaseChatModel):
         )
 
     def _answered(self, result: ChatResult) -> ChatResult:
-        """``result`` with encodable text (:mod:`~.text`), if it is an answer."""
         result = clean_result(result)
         if any(_has_content(generation.message) for generation in result.generations):
             return result
@@ -157,9 +156,9 @@ class ProviderBoundary(BaseChatModel):
         watch = _ReplyWatch(self)
         with self._call_slot():
             try:
-                chunks = super()._stream(request.messages, stop, run_manager, **request.kwargs)
-                for chunk in clean_chunks(chunks):
+                for chunk in super()._stream(request.messages, stop, run_manager, **request.kwargs):
                     yield from watch.accept(chunk)
+                yield from watch.leftover()
             except Exception as exc:
                 watch.failure = self._typed(exc, watch.text)
         watch.raise_unless_complete()
@@ -178,20 +177,20 @@ class ProviderBoundary(BaseChatModel):
         async with self._acall_slot():
             try:
                 chunks = super()._astream(request.messages, stop, run_manager, **request.kwargs)
-                async for chunk in aclean_chunks(chunks):
+                async for chunk in chunks:
                     for ready in watch.accept(chunk):
                         yield ready
+                for ready in watch.leftover():
+                    yield ready
             except Exception as exc:
                 watch.failure = self._typed(exc, watch.text)
         watch.raise_unless_complete()
 
-    def close(self) -> None:
-        """Release the pooled connections of sync calls (the model stays usable)."""
+    def close(self) -> None:  # the model stays usable
         if self.http_pools is not None:
             self.http_pools.close()
 
     async def aclose(self) -> None:
-        """Release pooled connections, the running event loop's included."""
         if self.http_pools is not None:
             await self.http_pools.aclose()
 
@@ -208,6 +207,7 @@ class _ReplyWatch:
         self._finish_reason: object = None
         self._finished = False
         self._tool_names: dict[object, str] = {}
+        self._text = StreamText()
         self.failure: Exception | None = None
 
     @property
@@ -215,6 +215,7 @@ class _ReplyWatch:
         return "".join(self._parts)
 
     def accept(self, chunk: ChatGenerationChunk) -> list[ChatGenerationChunk]:
+        chunk = self._text.accept(chunk)
         # llama.cpp repeats a call's name in each of its chunks, which merge to "addadd...".
         for fragment in getattr(chunk.message, "tool_call_chunks", None) or ():
             name = fragment.get("name")
@@ -234,6 +235,10 @@ class _ReplyWatch:
         ready, self._held = self._held, []
         self._parts.extend(held.text for held in ready)
         return ready
+
+    def leftover(self) -> list[ChatGenerationChunk]:  # half a pair held back at the end
+        last = self._text.leftover()
+        return [] if last is None else self.accept(last)
 
     def raise_unless_complete(self) -> None:
         """Raise what the stream ended with: its error, else an incomplete or empty reply."""

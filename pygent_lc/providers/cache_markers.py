@@ -29,7 +29,6 @@ def cached_prefix_message(prefix: str, rest: str) -> HumanMessage:
 
 
 def needs_explicit_breakpoints(models: Iterable[str]) -> bool:
-    """Whether any of these OpenRouter model ids caches only at marked breakpoints."""
     return any(
         model.strip().lstrip("~").lower().startswith(_EXPLICIT_BREAKPOINT_MODELS)
         for model in models

@@ -261,8 +261,7 @@ class ProviderHttp(httpx.BaseTransport, httpx.AsyncBaseTransport):
                     core_pool._network_backend = _AsyncioBackend(_CORES[lib])
             return pool
 
-    def _forget_closed_loops(self) -> None:
-        """Drop the pools of loops that have closed (their sockets close on collection)."""
+    def _forget_closed_loops(self) -> None:  # their sockets close when collected
         for stale in [loop for loop in self._pools if loop is not None and loop.is_closed()]:
             del self._pools[stale]
 

@@ -155,7 +155,6 @@ class StreamText:
 
 
 def clean_chunks(chunks: Iterator[ChatGenerationChunk]) -> Iterator[ChatGenerationChunk]:
-    """``chunks`` of one stream through a :class:`StreamText`, its leftover last (and async)."""
     text = StreamText()
     for chunk in chunks:
         yield text.accept(chunk)
