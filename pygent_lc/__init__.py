@@ -1,8 +1,5 @@
-"""pygent_lc: the LLM layer of PyGent Factory on LangChain.
-
-The public names are imported on first use (PEP 562), so ``import pygent_lc`` and
-``pygent-lc --help`` do not pay for LangChain; importing switches nothing on.
-"""
+"""pygent_lc: the LLM layer of PyGent Factory on LangChain. The public names are imported
+on first use (PEP 562): ``import pygent_lc`` pays for no LangChain and switches nothing on."""
 
 from __future__ import annotations
 

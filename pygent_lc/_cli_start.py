@@ -1,7 +1,5 @@
-"""Ctrl-C while the ``pygent-lc`` command imports (seconds: LangChain, pydantic, the SDKs)
-exits 130 with one line, not a traceback and exit -2, until :func:`pygent_lc.cli.main`
-hands SIGINT back to Python. Only the standard library: this runs before every import.
-"""
+"""Ctrl-C while ``pygent-lc`` imports (seconds) exits 130 with one line, not a traceback,
+until :func:`pygent_lc.cli.main` hands SIGINT back. Standard library only: runs first."""
 
 from __future__ import annotations
 

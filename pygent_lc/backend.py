@@ -10,25 +10,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class UsageTotals:
-    """Calls, failures, tokens and cost: the one usage record of the package (a backend's
-    totals, the tracker's per provider and model, a search's); ``+``, ``-`` and
-    :meth:`merge` combine records."""
+    """The one usage record of the package (a backend's, per provider and model, a
+    search's); ``+``, ``-`` and :meth:`merge` combine records."""
 
-    calls: int = 0
-    """Requests: a call retried or passed to a fallback counts more than once."""
-    failures: int = 0
-    """Requests that raised (part of ``calls``)."""
+    calls: int = 0  # requests: a retry or a fallback counts again
+    failures: int = 0  # requests that raised (part of calls)
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
-    """What the provider charged, prompt-cache discount already taken off."""
-    cached_input_tokens: int = 0
-    """Input tokens read from the provider's prompt cache (part of ``input_tokens``)."""
-    cache_discount_usd: float = 0.0
-    """What the cache saved, as the provider reports it (already taken off ``cost_usd``)."""
+    cost_usd: float = 0.0  # charged, the prompt-cache discount taken off
+    cached_input_tokens: int = 0  # read from the prompt cache (part of input_tokens)
+    cache_discount_usd: float = 0.0  # what the cache saved, as the provider reports it
+    # replies whose cost was implausible (NaN, negative, > MAX_PLAUSIBLE_COST_USD): not in cost
     cost_faults: int = 0
-    """Replies whose reported cost or discount was implausible (NaN, infinite, negative,
-    above ``MAX_PLAUSIBLE_COST_USD``): logged, counted here, left out of ``cost_usd``."""
 
     @property
     def total_tokens(self) -> int:
@@ -44,16 +37,13 @@ class UsageTotals:
 
     @classmethod
     def merge(cls, records: Iterable[UsageTotals]) -> UsageTotals:
-        """The sum of ``records`` (all zero when there are none)."""
         return sum(records, cls())
 
 
 class LLMBackend(ABC):
-    """What PyGent's reasoning engine asks for text: ``generate`` (with ``temperature``,
-    ``max_tokens`` and ``stop`` keywords) returns non-empty text or raises a
-    :class:`pygent_lc.errors.PygentError`. Callers pass ``cache_prefix`` (the start of
-    ``prompt`` that stays the same from call to call) only to a backend that sets
-    :attr:`accepts_cache_prefix`."""
+    """What PyGent's reasoning engine asks for text: ``generate`` returns non-empty text or
+    raises a :class:`~pygent_lc.errors.PygentError`. Callers pass ``cache_prefix`` (a start
+    of ``prompt`` that repeats) only to a backend that sets :attr:`accepts_cache_prefix`."""
 
     accepts_cache_prefix: bool = False
 
@@ -62,9 +52,8 @@ class LLMBackend(ABC):
         """Return the model's completion of ``prompt``."""
 
     async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
-        """At least one and up to ``n`` completions of ``prompt`` in one request, where the
-        provider honours ``n`` (most ignore it; a caller wanting more asks again). This
-        default sends one ``generate`` request."""
+        """At least one and up to ``n`` completions of ``prompt`` in one request (this
+        default: one ``generate``; a caller wanting more asks again)."""
         return [await self.generate(prompt, **kwargs)]
 
     def usage_totals(self) -> UsageTotals | None:
@@ -72,6 +61,6 @@ class LLMBackend(ABC):
         return None
 
     def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
-        """The most a call of ``prompt`` can cost in USD, or ``None`` when unknown (budgets
-        over this backend run calls without a bound one at a time)."""
+        """The most a call of ``prompt`` can cost in USD, or ``None`` (unbounded calls on a
+        budget run one at a time)."""
         return None

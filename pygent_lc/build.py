@@ -16,15 +16,16 @@ from pygent_lc.host_pool import HostPool
 from pygent_lc.limits import RateSpec, StateStore, shared_store
 from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.budget import CostBudget
-from pygent_lc.limits.rate import FREE_MODEL_LIMIT
-from pygent_lc.policy import ProviderPolicy, RetryPolicy
-from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
+from pygent_lc.limits.rate import FREE_MODEL_LIMIT as FREE
+from pygent_lc.policy import ProviderPolicy
+from pygent_lc.providers.registry import PROVIDERS
+from pygent_lc.providers.registry import validate_provider_names as validate_provider_names
 from pygent_lc.settings import Settings
 from pygent_lc.telemetry import instrument_from_env
 
 
 class ProviderSkippedWarning(UserWarning):
-    """A provider of the chain was left out because its configuration is incomplete."""
+    """A provider was left out of the chain: its configuration is incomplete."""
 
 
 def with_provider_policy(
@@ -34,16 +35,13 @@ def with_provider_policy(
     breaker: bool = True,
     budget: CostBudget | None = None,
 ) -> ProviderPolicy:
-    """``model`` under the retry policy, deadline, limits and breaker of ``settings``, its
-    state in the store of ``settings.state_url`` (this process's own without one).
-
-    No breaker when ``breaker`` is false or the settings disable it (a failure count
-    or cooldown of 0); ``budget`` or else the settings' ``max_cost_usd`` limits spend.
-    """
+    """``model`` under the retries, deadline, limits and breaker of ``settings`` (no breaker
+    when ``breaker`` is false or a failure count or cooldown is 0), its state in the store of
+    ``settings.state_url``; ``budget`` or else the settings' ``max_cost_usd`` limits spend."""
     store = state_of(settings)
     traced = model._get_ls_params()  # the provider and model names, as traces show them
-    provider = str(getattr(model, "provider_label", None) or traced.get("ls_provider") or "")
-    provider = provider or type(model).__name__
+    label = getattr(model, "provider_label", None) or traced.get("ls_provider")
+    provider = str(label or type(model).__name__)
     name = getattr(model, "model_name", None) or getattr(model, "model", None)
     name = name or traced.get("ls_model_name")
     model_name = name if isinstance(name, str) else None
@@ -69,19 +67,25 @@ def with_provider_policy(
             key=settings.budget_key,
             window_s=settings.budget_window_s,
         )
+    limit = settings.rate_limits.get(provider)
+    rate_key = f"rate|{provider}"
+    if provider == "openrouter" and str(model_name).endswith(":free"):  # at most 20/min per key
+        if limit is None or limit.limit / limit.period_s > FREE.limit / FREE.period_s:
+            limit = FREE
+        api_key = settings.openrouter.api_key
+        secret = api_key.get_secret_value() if api_key else ""
+        rate_key = f"rate|openrouter:free|{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
     return ProviderPolicy(
         bound=model,
         provider=provider,
         model_name=model_name,
-        retry=RetryPolicy(
-            max_attempts=settings.max_retries + 1,
-            initial_wait=settings.retry_initial_wait,
-            max_wait=settings.retry_max_wait,
-            deadline=settings.request_timeout,
-        ),
+        max_attempts=settings.max_retries + 1,
+        initial_wait=settings.retry_initial_wait,
+        max_wait=settings.retry_max_wait,
+        deadline=settings.request_timeout,
         circuit=circuit,
         store=store,
-        rate=rate_spec(model, provider, settings),
+        rate=None if limit is None else RateSpec(rate_key, limit.limit, limit.period_s),
         rate_mode=settings.rate_limit_mode,
         budget=budget,
         record_usage=settings.state_url is not None,
@@ -89,25 +93,8 @@ def with_provider_policy(
 
 
 def state_of(settings: Settings) -> StateStore:
-    """The store of ``settings.state_url``; without one, this process's own."""
     url = settings.state_url
     return shared_store(url.get_secret_value() if url is not None else None)
-
-
-def rate_spec(model: BaseChatModel, provider: str, settings: Settings) -> RateSpec | None:
-    """The rate limit of ``provider`` in ``settings``; for OpenRouter's ``:free``
-    models the stricter of it and their built-in 20 a minute per key."""
-    limit = settings.rate_limits.get(provider)
-    key = f"rate|{provider}"
-    model_name = str(getattr(model, "model_name", None) or "")
-    if provider == "openrouter" and model_name.endswith(":free"):
-        free = FREE_MODEL_LIMIT
-        if limit is None or limit.limit / limit.period_s > free.limit / free.period_s:
-            limit = free
-        api_key = settings.openrouter.api_key
-        secret = api_key.get_secret_value() if api_key else ""
-        key = f"rate|openrouter:free|{hashlib.sha256(secret.encode()).hexdigest()[:16]}"
-    return None if limit is None else RateSpec(key, limit.limit, limit.period_s)
 
 
 def build_chat_model(
@@ -117,19 +104,10 @@ def build_chat_model(
     fallbacks: Sequence[str] | None = None,
     budget: CostBudget | None = None,
 ) -> ProviderChain:
-    """The provider chain: each provider retried, then the next one on ``ProviderError``.
-
-    Like LangChain's ``init_chat_model``: ``build_chat_model(Settings(...))``, or a
-    ``"provider:model"`` (or ``"provider"``) primary with ``fallbacks`` in the same
-    form, the rest from ``Settings()`` or from ``settings`` when it is one. Always a
-    :class:`ProviderChain` (one provider raises its own typed error). Each provider
-    has its own breaker, shared by every call through the chain; one with several
-    hosts is a :class:`~pygent_lc.host_pool.HostPool`. ``providers`` overrides
-    ``settings.providers``; a provider whose configuration is incomplete is skipped
-    with a :class:`ProviderSkippedWarning` while others remain. ``budget`` is reserved
-    by every provider call (or ``PYGENT_MAX_COST_USD``, not both). Nothing here
-    touches the network; ``PYGENT_OTEL=1`` switches on telemetry, once per process.
-    """
+    """The provider chain, like LangChain's ``init_chat_model``: ``Settings``, or a
+    ``"provider:model"`` (or ``"provider"``) primary with ``fallbacks`` alike. A provider
+    whose configuration is incomplete is skipped with a :class:`ProviderSkippedWarning`
+    while others remain. No network; ``PYGENT_OTEL=1`` switches on telemetry."""
     instrument_from_env()  # PYGENT_OTEL=1: telemetry from the first chain on
     if isinstance(settings, str) or fallbacks is not None:
         if providers is not None:
@@ -147,19 +125,17 @@ def build_chat_model(
     for name in names:
         try:
             hosts = PROVIDERS[name].host_models(settings)
-            model = None if hosts else PROVIDERS[name].factory(settings)
+            models = hosts or {"": PROVIDERS[name].factory(settings)}
         except ConfigurationError as exc:
             skipped[name] = exc
             continue
-        if model is not None:
-            steps.append(with_provider_policy(model, settings, budget=budget))
-            continue
-        pool = {url: with_provider_policy(m, settings, budget=budget) for url, m in hosts.items()}
-        steps.append(HostPool.of(pool, provider=name, store=state_of(settings)))  # per host
+        each = {url: with_provider_policy(m, settings, budget=budget) for url, m in models.items()}
+        steps.append(
+            HostPool.of(each, provider=name, store=state_of(settings)) if hosts else each[""]
+        )
     if not steps:
         if len(skipped) == 1:
-            (only_reason,) = skipped.values()
-            raise only_reason
+            raise next(iter(skipped.values()))
         reasons = "; ".join(f"{skipped_name}: {why}" for skipped_name, why in skipped.items())
         raise ConfigurationError(f"no provider is usable ({reasons})", field="providers")
     for skipped_name, why in skipped.items():
@@ -172,7 +148,6 @@ def build_chat_model(
 def _settings_for_specs(
     base: Settings, primary: str | None, fallbacks: Sequence[str]
 ) -> tuple[Settings, list[str]]:
-    """``base`` with each ``"provider:model"`` spec's model set, and the provider order."""
     specs = [primary] if primary is not None else [str(name) for name in base.providers[:1]]
     changes = {name: getattr(base, name) for name in base.model_fields_set | {"providers"}}
     names: list[str] = []
@@ -186,11 +161,3 @@ def _settings_for_specs(
             changes[PROVIDERS[provider].model_keyword] = model.strip()
     validate_provider_names(names)  # each provider once
     return Settings(**changes), names
-
-
-__all__ = [
-    "ProviderSkippedWarning",
-    "build_chat_model",
-    "validate_provider_names",
-    "with_provider_policy",
-]

@@ -1,17 +1,16 @@
-"""``ProviderChain``: providers tried in order, every failure collected.
-
-Like pydantic-ai's ``FallbackModel``: a ``ProviderError`` moves on to the next
-provider, and when all failed the caller gets ``AllProvidersFailedError`` with each
-error; bad input and any other error propagate at once. Each fallback is reported
-(:mod:`pygent_lc.fallbacks`). A subclass may rank its providers per call
-(``_order``) and raise its own error when all failed (``_failed``), as
-:class:`~pygent_lc.host_pool.HostPool` does.
+"""``ProviderChain``: providers tried in order (a ``ProviderError`` moves on, as in
+pydantic-ai's ``FallbackModel``), every failure collected, each fallback reported on the
+``pygent_lc.fallbacks`` logger, never silently and never with a secret.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from langchain_core.language_models import BaseChatModel
@@ -24,28 +23,111 @@ from langchain_core.runnables.config import (
 )
 from pydantic import BaseModel, ConfigDict
 
+from pygent_lc import errors
 from pygent_lc.closing import Closable
 from pygent_lc.errors import AllProvidersFailedError, ConfigurationError, ProviderError
-from pygent_lc.fallbacks import fallback_notices, logger, short_reason
 from pygent_lc.limits.breaker import CircuitOpenError
-from pygent_lc.policy import PAST_OPEN_BREAKER
+from pygent_lc.limits.rate import LocalRateLimitError
+from pygent_lc.policy import NOTHING, PAST_OPEN_BREAKER
 from pygent_lc.validation import validate_chat_call
 
-_NOTHING: Any = object()
+logger = logging.getLogger("pygent_lc.fallbacks")  # each failed provider (DEBUG), each fallback
+
+FALLBACK_WARNING_INTERVAL_S = 60.0  # how often one kind of fallback is a WARNING at most
+
+# The first class in an error's MRO found here names its reason (subclasses first).
+_REASONS: dict[type[ProviderError], str] = {
+    errors.AuthenticationError: "unauthorized",
+    errors.InsufficientCreditsError: "no credits left",
+    errors.ContentRefusedError: "refused by moderation",
+    errors.ModelNotFoundError: "model not found",
+    LocalRateLimitError: "local rate limit reached",
+    errors.RateLimitError: "rate limited",
+    errors.UnsupportedRequestError: "unsupported request",
+    errors.StreamInterruptedError: "stream interrupted",
+    CircuitOpenError: "circuit open",
+    errors.ProviderUnavailableError: "unavailable",
+}
+
+# How the provider boundary and the HTTP deadline word a timeout and a failed connection.
+_TIMEOUT_MESSAGES = ("request timed out", "no reply within the deadline", "the deadline")
+_CONNECTION_MESSAGES = ("connection refused", "connection failed", "host name not found")
+
+
+def short_reason(error: ProviderError) -> str:
+    """Why a provider failed in a few words (``"401 unauthorized"``, ``"timeout"``): its
+    type and status only (and the start of an unavailable one's message), never a secret."""
+    label = next(
+        (_REASONS[cls] for cls in type(error).__mro__ if cls in _REASONS), "provider error"
+    )
+    if label == "unavailable":
+        if error.message.startswith(_TIMEOUT_MESSAGES):
+            label = "timeout"
+        elif error.message.startswith(_CONNECTION_MESSAGES):
+            label = error.message.split(" (")[0]  # "connection refused" / "... failed" / DNS
+    return label if error.status_code is None else f"{error.status_code} {label}"
+
+
+@dataclass(frozen=True)
+class FallbackNotice:
+    """One call served after others failed (``record.fallback`` of the WARNING)."""
+
+    failed: tuple[tuple[str, str], ...]  # (provider, short reason), in order
+    served_by: str
+    suppressed: int = 0  # such fallbacks not logged since the last one was
+
+    def message(self) -> str:
+        failures = ", ".join(f"{name} failed ({reason})" for name, reason in self.failed)
+        left_out = f" [{self.suppressed} more like this not logged]" if self.suppressed else ""
+        return f"fell back: {failures}; {self.served_by} answered{left_out}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "failed": [{"provider": name, "reason": reason} for name, reason in self.failed],
+            "served_by": self.served_by,
+            "suppressed": self.suppressed,
+            "message": self.message(),
+        }
+
+
+@dataclass
+class FallbackNotices:
+    """Logs fallbacks at WARNING, each kind at most once per ``interval_s``."""
+
+    interval_s: float = FALLBACK_WARNING_INTERVAL_S
+    clock: Callable[[], float] = time.monotonic
+    _last: dict[Any, tuple[float, int]] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def fell_back(self, failed: Sequence[tuple[str, str]], served_by: str) -> None:
+        key = (tuple(failed), served_by)
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last[0] < self.interval_s:
+                self._last[key] = (last[0], last[1] + 1)
+                return
+            self._last[key] = (now, 0)
+        notice = FallbackNotice(tuple(failed), served_by, last[1] if last else 0)
+        logger.warning("%s", notice.message(), extra={"fallback": notice})
+
+    def reset(self) -> None:
+        with self._lock:
+            self._last.clear()
+
+
+fallback_notices = FallbackNotices()  # one rate limit for every chain of the process
 
 
 class ProviderChain(Closable, RunnableSerializable[Any, Any]):
-    """Providers in order; the next one runs when the previous raised a ``ProviderError``.
-
-    The input and call keywords are checked first (:func:`validate_chat_call`), so bad
-    input never retries, falls back or counts against a breaker. ``close()`` /
-    ``aclose()`` release pooled connections and stop an embedded server.
-    """
+    """Providers in order. Bad input is refused first: it never retries, falls back or counts
+    against a breaker. A subclass may rank its providers per call (``_order``) and raise its
+    own error when all failed (``_failed``), as ``HostPool`` does."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     providers: list[Runnable[Any, Any]]
-    """Usually one :class:`~pygent_lc.policy.ProviderPolicy` per provider, primary first."""
+    """Usually one ``ProviderPolicy`` per provider, primary first."""
 
     def _order(self) -> list[Runnable[Any, Any]]:
         return self.providers
@@ -54,23 +136,20 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         return self._order()
 
     def _label(self, provider: Runnable[Any, Any]) -> str:
-        """How the log names ``provider``: its ``provider`` field, else its run name."""
         name = getattr(provider, "provider", None)
         return name if isinstance(name, str) else provider.get_name()
 
     def _failed(
         self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
     ) -> ProviderError | AllProvidersFailedError:
-        """The error when every provider failed; ``failures[i]`` is ``tried[i]``'s."""
         if len(failures) == 1:
             return failures[0]  # one provider: its own typed error says it best
         return AllProvidersFailedError(
             {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
 
-    # A chain run is started only when a handler would see it (callbacks, a tracer);
-    # otherwise the providers' runs are the caller's children, as they would be under
-    # an unobserved chain run.
+    # A chain run is started only when a handler would see it; otherwise the providers'
+    # runs are the caller's children, as they would be under an unobserved chain run.
     @contextmanager
     def _run(self, input: Any, config: RunnableConfig | None) -> Iterator[_Fallbacks]:
         call = _Fallbacks(self, config)
@@ -119,8 +198,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     return call.served(await provider.ainvoke(input, call.config, **kwargs))
             raise call.error()
 
-    # A stream falls back only before its first chunk: after it, text has been
-    # delivered, and a failure propagates as the provider's own error.
+    # A stream falls back only before its first chunk: after it, text has been delivered.
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
@@ -129,11 +207,11 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             for provider in call.tries(self._order()):
                 chunks = provider.stream(input, call.config, **kwargs)
                 with call:  # the policy plans at the first chunk
-                    output = call.served(next(chunks, _NOTHING))
+                    output = call.served(next(chunks, NOTHING))
                     break
             else:
                 raise call.error()
-            if output is not _NOTHING:
+            if output is not NOTHING:
                 yield output
                 for chunk in chunks:
                     yield call.added(chunk)
@@ -146,22 +224,22 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             for provider in call.tries(await self._aorder()):
                 chunks = provider.astream(input, call.config, **kwargs)
                 with call:  # the policy plans at the first chunk
-                    output = call.served(await anext(chunks, _NOTHING))
+                    output = call.served(await anext(chunks, NOTHING))
                     break
             else:
                 raise call.error()
-            if output is not _NOTHING:
+            if output is not NOTHING:
                 yield output
                 async for chunk in chunks:
                     yield call.added(chunk)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:
-        """Bind ``tools`` to every provider's model, keeping retries, breakers and fallbacks."""
+        """Bind ``tools`` to every provider's model (keeps retries, breakers and fallbacks)."""
         return self._per_model(lambda model: model.bind_tools(tools, **kwargs))
 
     def with_structured_output(self, schema: Any, **kwargs: Any) -> ProviderChain:
-        """Structured output from every provider (each in its own way: ``response_format``
-        for OpenRouter, ``format`` for Ollama), keeping retries, breakers and fallbacks."""
+        """Structured output from every provider, each in its own way (``response_format``,
+        Ollama's ``format``)."""
         return self._per_model(lambda model: model.with_structured_output(schema, **kwargs))
 
     def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> Self:
@@ -169,10 +247,9 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
         return self.model_copy(update={"providers": providers})
 
 
-class _Fallbacks:
-    """One call's way through the providers: their config, the chain run's names, who
-    failed and why, and the output for the run's end. ``with`` it around one
-    provider's call: a ``ProviderError`` is logged (DEBUG) and kept, and the loop goes on."""
+class _Fallbacks(AbstractContextManager["_Fallbacks"]):
+    """One call's way through the providers. ``with`` it around one provider's call: a
+    ``ProviderError`` is logged (DEBUG) and kept, and the loop goes on."""
 
     def __init__(self, chain: ProviderChain, config: RunnableConfig | None) -> None:
         self.chain = chain
@@ -186,10 +263,9 @@ class _Fallbacks:
         self._provider: Runnable[Any, Any] | None = None
 
     def tries(self, order: Sequence[Runnable[Any, Any]]) -> Iterator[Runnable[Any, Any]]:
-        """Each provider once; then the last one again past its open breaker when every
-        provider failed and that one was refused only by its breaker: with no provider
-        left, a cooldown would only lock the caller out of the one that might answer.
-        The call goes as a probe: its outcome closes the circuit or keeps it open."""
+        """Each provider once; then the last one again, past its open breaker, when all
+        failed and it was refused only by its breaker: with no provider left, a cooldown would
+        only lock the caller out. That call is a probe: it closes the circuit or keeps it open."""
         self._order = order
         for provider in order:
             self._provider = provider
@@ -205,9 +281,6 @@ class _Fallbacks:
             self.config = {**self.config, "configurable": configurable}
             yield order[-1]
 
-    def __enter__(self) -> None:
-        pass
-
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> bool:
         if not isinstance(error, ProviderError):
             return False
@@ -219,15 +292,13 @@ class _Fallbacks:
         return True
 
     def served(self, output: Any) -> Any:
-        """The output of the provider tried last (logs the fallback if others failed)."""
         if self.failed:
             assert self._provider is not None
             fallback_notices.fell_back(self.failed, self.chain._label(self._provider))
-        self.output = None if output is _NOTHING else output
+        self.output = None if output is NOTHING else output
         return output
 
     def added(self, chunk: Any) -> Any:
-        """``chunk``, added to the output for the run's end (chunks that add up do)."""
         try:
             self.output = self.output + chunk
         except TypeError:
@@ -241,8 +312,8 @@ class _Fallbacks:
 def _rewrapped(
     runnable: Runnable[Any, Any], change: Callable[[BaseChatModel], Runnable[Any, Any]]
 ) -> Runnable[Any, Any]:
-    """``runnable`` with the chat model inside its wrappers replaced by ``change(model)``;
-    the wrappers are copied, not rebuilt, so their settings and breaker carry over."""
+    """``runnable`` with its chat model replaced by ``change(model)``; the wrappers are
+    copied, not rebuilt, so their settings and breaker carry over."""
     if isinstance(runnable, BaseChatModel):
         return change(runnable)
     if isinstance(runnable, ProviderChain):  # a chain inside a chain (a host pool)
@@ -256,6 +327,3 @@ def _rewrapped(
     raise ConfigurationError(
         f"cannot reach the chat model inside {type(runnable).__name__} to change it"
     )
-
-
-__all__ = ["ProviderChain"]

@@ -1,25 +1,6 @@
-"""The exception tree of pygent_lc: every failure a caller can see, translated from
-openai, httpx and ollama once, at the provider boundary
-(:mod:`pygent_lc.providers.error_mapping`)::
-
-    PygentError
-    ├── ConfigurationError          (never triggers a fallback)
-    │   └── AgentError              an agent cannot be created as asked
-    ├── InvalidInputError           (the caller's own bad prompt or parameters)
-    │   └── ContextLengthError      the prompt does not fit the model's context
-    ├── ProviderError(provider, model, status_code, retryable, retry_after)
-    │   ├── AuthenticationError     401
-    │   ├── InsufficientCreditsError 402
-    │   ├── ContentRefusedError     403
-    │   ├── ModelNotFoundError      404 / Ollama "not found"
-    │   ├── RateLimitError          429
-    │   ├── UnsupportedRequestError the request as asked (an image to a text-only model)
-    │   ├── ProviderUnavailableError 5xx, 408, connection failures, timeouts, 200 + error
-    │   └── StreamInterruptedError  failure after text was streamed
-    ├── AllProvidersFailedError     every provider of a chain failed
-    ├── BudgetExceededError         a spending or call budget would be passed
-    └── NoAnswerError               a reasoning search ended with nothing to answer
-"""
+"""The exception tree of pygent_lc (ARCHITECTURE.md's code map draws it): every failure a
+caller can see, translated from openai, httpx and ollama once, at the provider boundary
+(:mod:`pygent_lc.providers.error_mapping`)."""
 
 from __future__ import annotations
 
@@ -61,8 +42,6 @@ class InvalidInputError(PygentError, ValueError):
 
 
 class ProviderDetails(TypedDict, total=False):
-    """The keywords of an error a provider reported: where it comes from."""
-
     provider: Required[str]
     model: str | None
     status_code: int | None
@@ -78,15 +57,14 @@ class _FromProvider(PygentError):
         self.model = details.get("model")
         self.status_code = details.get("status_code")
 
-    def _where(self) -> str:
-        return self.provider if self.model is None else f"{self.provider}/{self.model}"
+    def __str__(self) -> str:
+        where = self.provider if self.model is None else f"{self.provider}/{self.model}"
+        status = "" if self.status_code is None else f" [{self.status_code}]"
+        return f"{where}{status}: {self.message}"
 
 
 class ContextLengthError(InvalidInputError, _FromProvider):
     """The prompt (plus the output asked for) does not fit the model's context, it says."""
-
-    def __str__(self) -> str:
-        return f"{self._where()}: {self.message}"
 
 
 class ProviderError(_FromProvider):
@@ -106,16 +84,9 @@ class ProviderError(_FromProvider):
         self.retryable = self.default_retryable if retryable is None else retryable
         self.retry_after = retry_after
 
-    def __str__(self) -> str:
-        status = "" if self.status_code is None else f" [{self.status_code}]"
-        return f"{self._where()}{status}: {self.message}"
-
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
-            f"status_code={self.status_code!r}, retryable={self.retryable!r}, "
-            f"message={self.message!r})"
-        )
+        shown = ("provider", "model", "status_code", "retryable", "message")
+        return f"{type(self).__name__}({', '.join(f'{a}={getattr(self, a)!r}' for a in shown)})"
 
 
 class AuthenticationError(ProviderError):

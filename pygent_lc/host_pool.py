@@ -1,10 +1,6 @@
 """``HostPool``: one provider served by several hosts (``OLLAMA_BASE_URL=a,b``), each call
-to the least busy one.
-
-A ``ProviderChain`` of :class:`HostSlot` s (each host's own policy, counted in flight in
-the state store: with Redis, every process's), ranked per call from the fewest calls in
-flight (ties in turn); when every host failed, :class:`AllHostsFailedError` lets the outer
-chain fall back.
+to the host with the fewest calls in flight (counted in the state store: with Redis, every
+process's); ties take turns.
 """
 
 from __future__ import annotations
@@ -15,22 +11,21 @@ import secrets
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, PrivateAttr
 
 from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import ProviderError, ProviderUnavailableError
-from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step
+from pygent_lc.limits.script import Arg, MemoryState, Step
 from pygent_lc.limits.store import StateStore
 
-DEFAULT_INFLIGHT_LEASE_S = 300.0
-"""How long an in-flight ticket counts if nobody ends it (its process died)."""
+DEFAULT_INFLIGHT_LEASE_S = 300.0  # how long a ticket counts if nobody ends it (its process died)
 
 
 class Tickets(dict[str, dict[str, float]]):
-    """The in-process twin of the in-flight counts: per key, ticket id -> end of its lease."""
+    """The in-process twin: per key, ticket id -> end of its lease."""
 
     def live(self, key: str, now: float) -> int:
         return sum(1 for deadline in self.get(key, {}).values() if deadline > now)
@@ -43,21 +38,14 @@ def inflight_key(prefix: str, key: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Enter(Step[int]):
     """Count one call on ``key`` until its :meth:`exit` or its lease ends; answers the count.
+    Leases, not ``INCR``/``DECR``: a process that died between the two would count for ever."""
 
-    Leases, not ``INCR``/``DECR``: a process that dies between the two would leave the
-    count too high for ever. A call longer than its lease stops counting early, which
-    only ranks hosts off by one for a while.
-    """
-
-    lua: ClassVar[str] = (
-        LUA_PRELUDE
-        + """
+    lua: ClassVar[str] = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-redis.call('ZADD', KEYS[1], fmt(tonumber(ARGV[1]) + tonumber(ARGV[2])), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4]) * 1000))
 return redis.call('ZCARD', KEYS[1])
 """
-    )
     key: str
     now: float
     lease_s: float = DEFAULT_INFLIGHT_LEASE_S
@@ -67,7 +55,8 @@ return redis.call('ZCARD', KEYS[1])
         return Exit(self.key, now, self.ticket)
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        return [inflight_key(prefix, self.key)], [self.now, self.lease_s, self.ticket]
+        ends = self.now + self.lease_s  # added here for both stores: the same double
+        return [inflight_key(prefix, self.key)], [self.now, ends, self.ticket, self.lease_s]
 
     def local(self, state: MemoryState) -> int:
         held = state.part(Tickets).setdefault(self.key, {})
@@ -120,8 +109,7 @@ return out
 
 
 class AllHostsFailedError(ProviderUnavailableError):
-    """Every host of a pool failed this call; ``errors`` maps each host's URL to its error.
-    Not retryable: each host already had its retries."""
+    """Every host of a pool failed; ``errors`` maps each URL to its error. Not retryable."""
 
     errors: dict[str, ProviderError]
 
@@ -138,9 +126,8 @@ class AllHostsFailedError(ProviderUnavailableError):
 
 
 class HostSlot(RunnableSerializable[Any, Any]):
-    """One host of a pool: its policy (``bound``), counted in flight under ``key``
-    (``<provider>|<url>``) in ``store`` while it runs; its attempts are tagged
-    ``host:<url>``."""
+    """One host of a pool: its policy (``bound``), counted in flight under ``key`` while it
+    runs; its attempts are tagged ``host:<url>``."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -148,7 +135,6 @@ class HostSlot(RunnableSerializable[Any, Any]):
     host: str
     key: str
     store: StateStore
-    lease_s: float = DEFAULT_INFLIGHT_LEASE_S
 
     def _config(self, config: RunnableConfig | None) -> RunnableConfig:
         config = config or {}
@@ -156,7 +142,7 @@ class HostSlot(RunnableSerializable[Any, Any]):
 
     @contextmanager
     def _counted(self) -> Iterator[None]:
-        self.store.run(ticket := Enter(self.key, self.store.clock(), self.lease_s))
+        self.store.run(ticket := Enter(self.key, self.store.clock()))
         try:
             yield
         finally:
@@ -164,7 +150,7 @@ class HostSlot(RunnableSerializable[Any, Any]):
 
     @asynccontextmanager
     async def _acounted(self) -> AsyncIterator[None]:
-        await self.store.arun(ticket := Enter(self.key, self.store.clock(), self.lease_s))
+        await self.store.arun(ticket := Enter(self.key, self.store.clock()))
         try:
             yield
         finally:  # shielded: stop counting a cancelled call too (and if cancelled again)
@@ -193,8 +179,7 @@ class HostSlot(RunnableSerializable[Any, Any]):
 
 
 class HostPool(ProviderChain):
-    """One provider's hosts (a :class:`HostSlot` each, in the configured order, which ties
-    start from); build it with :meth:`of`."""
+    """One provider's hosts, a :class:`HostSlot` each; build it with :meth:`of`."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -206,7 +191,7 @@ class HostPool(ProviderChain):
     def of(
         cls, hosts: Mapping[str, Runnable[Any, Any]], *, provider: str, store: StateStore
     ) -> HostPool:
-        """A pool over ``hosts`` (base URL -> that host's policy), counting in ``store``."""
+        """A pool over ``hosts`` (base URL -> that host's policy)."""
         slots: list[Runnable[Any, Any]] = [
             HostSlot(bound=policy, host=url, key=f"{provider}|{url}", store=store)
             for url, policy in hosts.items()
@@ -215,14 +200,13 @@ class HostPool(ProviderChain):
 
     @property
     def hosts(self) -> list[str]:
-        return [_slot(provider).host for provider in self.providers]
+        return [cast(HostSlot, provider).host for provider in self.providers]
 
     def in_flight(self) -> dict[str, int]:
-        """The calls in flight on each host now (every process's, with a shared store)."""
         return dict(zip(self.hosts, self.store.run(self._count()), strict=True))
 
     def _count(self) -> Count:
-        return Count(tuple(_slot(slot).key for slot in self.providers), self.store.clock())
+        return Count(tuple(cast(HostSlot, slot).key for slot in self.providers), self.store.clock())
 
     def _order(self) -> list[Runnable[Any, Any]]:
         return self._ranked(self.store.run(self._count()))
@@ -238,16 +222,10 @@ class HostPool(ProviderChain):
         return [self.providers[index] for index in ranked]
 
     def _label(self, provider: Runnable[Any, Any]) -> str:
-        return f"{self.provider} at {_slot(provider).host}"
+        return f"{self.provider} at {cast(HostSlot, provider).host}"
 
     def _failed(
         self, failures: list[ProviderError], tried: Sequence[Runnable[Any, Any]]
     ) -> ProviderError:
-        hosts = [_slot(slot).host for slot in tried]
+        hosts = [cast(HostSlot, slot).host for slot in tried]
         return AllHostsFailedError(self.provider, dict(zip(hosts, failures, strict=True)))
-
-
-def _slot(runnable: Runnable[Any, Any]) -> HostSlot:
-    if not isinstance(runnable, HostSlot):
-        raise TypeError(f"a HostPool holds HostSlots, not {type(runnable).__name__}")
-    return runnable

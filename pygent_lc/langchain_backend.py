@@ -37,19 +37,11 @@ ChatRunnable = Runnable[Any, BaseMessage]
 class LangChainBackend(LLMBackend, Closable):
     """Ask a chat Runnable (usually :func:`pygent_lc.build_chat_model`) for text.
 
-    ``temperature``, ``max_tokens``, ``stop``, ``top_p`` and ``seed`` are checked,
-    then passed to the Runnable as call keywords. Usage is tracked in :attr:`usage`
-    (over provider policies, or a chain of them, the policies count each request
-    themselves, so a call nothing else listens to runs without LangChain callbacks;
-    over any other Runnable :attr:`usage` listens as a callback); extra
-    ``callbacks`` see every call too.
-
-    ``cache_prefix`` (a start of the prompt that repeats across calls) sends the
-    prompt as two text blocks, the first marked ``cache_control``, when every chat
-    model inside is one of this package's providers (each decides whether the
-    marker reaches the wire); any other Runnable gets the plain prompt.
-    ``close()`` / ``aclose()`` release the chain's connections and embedded server;
-    the backend stays usable.
+    Generation keywords are checked, then passed on as call keywords. :attr:`usage` is fed
+    by the provider policies (no LangChain callbacks needed), or over any other Runnable
+    listens as a callback. ``cache_prefix`` (a start of the prompt that repeats) is sent
+    as a block marked ``cache_control`` when every chat model inside is one of ours.
+    ``close()`` / ``aclose()`` release connections and servers; the backend stays usable.
     """
 
     def __init__(
@@ -61,13 +53,9 @@ class LangChainBackend(LLMBackend, Closable):
         max_cost_usd: float | None = None,
         cost_estimator: CostEstimator | None = None,
     ) -> None:
-        """``budget`` is reserved by every call (one that would pass it raises
-        ``BudgetExceededError``); a call's cost is what :attr:`usage` grew by. Calls
-        with a bound (the budget's ``estimator``) run concurrently within the limit;
-        calls without one run one at a time. ``max_cost_usd`` is short for
-        ``budget=CostBudget(max_cost_usd, estimator=cost_estimator)``;
-        ``cost_estimator`` is also :meth:`cost_bound`.
-        """
+        """Every call reserves on ``budget`` (concurrently with a bound from its
+        ``estimator``, else one at a time); its cost is what :attr:`usage` grew by.
+        ``max_cost_usd`` is short for ``budget=CostBudget(max_cost_usd, estimator=...)``."""
         if max_cost_usd is not None:
             if budget is not None:
                 raise ConfigurationError(
@@ -79,8 +67,7 @@ class LangChainBackend(LLMBackend, Closable):
         self._callbacks: list[BaseCallbackHandler] = list(callbacks or [])
         self._fed: tuple[object, bool] = (None, False)
         self._estimator = cost_estimator or (budget.estimator if budget is not None else None)
-        self.budget = budget
-        """The spending limit every call reserves against (None: no limit)."""
+        self.budget = budget  # every call reserves on it (None: no limit)
         self._call_cost = SpendMeter(lambda: self.usage.totals().cost_usd)
 
     accepts_cache_prefix = True
@@ -98,14 +85,9 @@ class LangChainBackend(LLMBackend, Closable):
             return reply_text(self.runnable.invoke(messages, config, **kwargs))
 
     async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
-        """Up to ``n`` completions of ``prompt`` in one request (``n`` on the wire): one
-        call, one reservation covering ``n`` completions, usage as the reply reports it.
-
-        A server that honours ``n`` (llama.cpp's, OpenAI's) answers ``n`` choices,
-        read from the request's result (``invoke`` returns only the first); Ollama and
-        most OpenRouter routes answer one. Blank choices are dropped; when all are
-        blank, the error ``generate`` raises. ``n`` must be 1 to 16.
-        """
+        """Up to ``n`` completions in one request (``n`` on the wire, one reservation for
+        all): servers that honour ``n`` answer ``n`` choices (Ollama, most OpenRouter routes
+        one); blank ones are dropped, all blank is ``generate``'s error."""
         choices = _Choices()
         messages, config, call_kwargs, hold = self._prepared(
             prompt, {**kwargs, "n": n}, choices, samples=True
@@ -140,41 +122,21 @@ class LangChainBackend(LLMBackend, Closable):
             if _knows_cache_markers(self.runnable):
                 messages = [cached_prefix_message(prefix, text[len(prefix) :])]
         call_kwargs = params.call_kwargs()
-        hold = Hold(self.budget, text, params.max_tokens, params.n or 1, measure=self._call_cost)
-        return messages, self._config(messages, call_kwargs, *extra), call_kwargs, hold
-
-    def _config(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any], *extra: BaseCallbackHandler
-    ) -> RunnableConfig:
-        """The ambient run's config (calls nest under a caller's run in traces) with our
-        handlers, the usage tracker (fed or listening), and for a chain the call marked
-        as checked."""
-        handlers = [*self._callbacks, *extra]
-        fed = self._feeds_usage()
-        if not fed:
-            handlers.insert(0, self.usage)
-        config = ensure_config()
+        if self._fed[0] is not self.runnable:  # whether policies feed usage, per runnable
+            self._fed = (self.runnable, _policies_only(self.runnable))
+        handlers = [*([] if self._fed[1] else [self.usage]), *self._callbacks, *extra]
+        config = ensure_config()  # the ambient run's: calls nest in a caller's trace
         if handlers:
             config = merge_configs(config, {"callbacks": handlers})
         if isinstance(self.runnable, ProviderChain):
-            config = checked(config, messages, kwargs)
-        return feeding(config, self.usage) if fed else config
-
-    def _feeds_usage(self) -> bool:
-        """Whether provider policies count every request in :attr:`usage` (per runnable)."""
-        runnable, fed = self._fed
-        if runnable is not self.runnable:
-            runnable, fed = self.runnable, _policies_only(self.runnable)
-            self._fed = (runnable, fed)
-        return fed
+            config = checked(config, messages, call_kwargs)
+        config = feeding(config, self.usage) if self._fed[1] else config
+        hold = Hold(self.budget, text, params.max_tokens, params.n or 1, measure=self._call_cost)
+        return messages, config, call_kwargs, hold
 
     def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
-        """Text as it arrives.
-
-        A failure before the first text falls back like ``generate``; one after it
-        raises :class:`StreamInterruptedError` carrying the text so far. The budget's
-        hold ends with the stream, or as soon as the iterator is closed or dropped.
-        """
+        """Text as it arrives; a failure after some text is a StreamInterruptedError
+        carrying it. The budget's hold ends with the stream, or when it is closed or dropped."""
 
         async def start() -> tuple[AsyncIterator[str], Hold]:
             messages, config, call_kwargs, hold = self._prepared(prompt, kwargs)
@@ -192,9 +154,8 @@ class LangChainBackend(LLMBackend, Closable):
 
 
 class _Choices(BaseCallbackHandler):
-    """The choices of one call's answering request (a chat Runnable returns only the
-    first), from ``on_llm_end``: failed attempts end in ``on_llm_error``, so the last
-    result seen is the answer's."""
+    """The choices of the answering request (a chat Runnable returns only the first): the
+    last ``on_llm_end`` (failed attempts end in ``on_llm_error``)."""
 
     run_inline = True
 
@@ -215,8 +176,7 @@ class _Choices(BaseCallbackHandler):
 
 
 def _policies_only(runnable: object) -> bool:
-    """Whether every request ``runnable`` makes is made by a provider policy: a policy,
-    a chain of them (host pools too), or either with bound keywords."""
+    """Whether every request ``runnable`` makes is made by a provider policy."""
     if isinstance(runnable, ProviderPolicy):
         return True
     if isinstance(runnable, ProviderChain):
@@ -227,8 +187,7 @@ def _policies_only(runnable: object) -> bool:
 
 
 def _knows_cache_markers(runnable: object) -> bool:
-    """Whether every chat model inside ``runnable`` is one of this package's providers
-    (which decide about ``cache_control`` per model), and there is at least one."""
+    """Whether there are chat models inside ``runnable``, all ours (they decide on markers)."""
     models = [part for part in runnable_parts(runnable) if isinstance(part, BaseChatModel)]
     return bool(models) and all(isinstance(model, ProviderBoundary) for model in models)
 

@@ -1,12 +1,7 @@
 """``ProviderPolicy``: one provider's model under its limits, breaker, retries and deadline.
 
-Per call: the deadline starts; one store step (``begin_call``) admits the call or
-refuses it before any request (budget, breaker, rate limit); the model is tried
-under the :class:`RetryPolicy` (a retry takes a rate-limit slot of its own; a
-stream is retried only before its first chunk and gets the full deadline again
-after each chunk); one store step (``end_call``) records the outcome: one breaker
-decision per call, the budget settled with the real cost, the usage totals.
-The store is not asked when there is nothing to check or record.
+A retry takes a rate-limit slot of its own; a stream is retried only before its first
+chunk and gets the full deadline again after each chunk (see ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -14,27 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import tenacity
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, convert_to_messages, get_buffer_string
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
-from tenacity import (
-    AsyncRetrying,
-    AttemptManager,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_before_delay,
-)
-from tenacity import wait_exponential_jitter as exponential_jitter
-from tenacity.stop import stop_base
+from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
 from pygent_lc.limits import (
@@ -57,55 +42,8 @@ from pygent_lc.providers.http import Deadline
 
 logger = logging.getLogger(__name__)
 
-_NOTHING: Any = object()
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently one provider call is tried: only a retryable
-    ``ProviderError``; a ``Retry-After`` longer than ``max_wait`` fails at once (the
-    fallback runs); ``deadline`` (``request_timeout``) bounds every attempt and wait,
-    enforced down to the HTTP transports (``current_deadline``)."""
-
-    max_attempts: int = 3
-    """Attempts per provider call, the first included."""
-    initial_wait: float = 0.5
-    """First backoff wait in seconds; doubles per retry, plus jitter of up to as much."""
-    max_wait: float = 20.0
-    deadline: float | None = None
-
-    def tenacity_kwargs(
-        self, elapsed: float, before: Callable[[RetryCallState], Any]
-    ) -> dict[str, Any]:
-        """Keywords for tenacity's loop, which starts ``elapsed`` seconds into the call
-        (its first attempt was made before it); ``before`` runs before each attempt."""
-        backoff = exponential_jitter(
-            multiplier=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
-        )
-
-        def wait_seconds(state: RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome else None
-            if isinstance(error, ProviderError) and error.retry_after is not None:
-                return min(error.retry_after, self.max_wait)
-            return float(backoff(state))
-
-        stop: stop_base = stop_after_attempt(self.max_attempts)
-        if self.deadline is not None:
-            stop = stop | stop_before_delay(self.deadline - elapsed)
-        return {
-            "stop": stop,
-            "wait": wait_seconds,
-            "retry": retry_if_exception(self.retryable),
-            "before": before,
-            "before_sleep": _log_retry,
-            "reraise": True,
-        }
-
-    def retryable(self, error: BaseException) -> bool:
-        """Whether another attempt may help: a retryable provider error, no long ``Retry-After``."""
-        if not isinstance(error, ProviderError) or not error.retryable:
-            return False
-        return error.retry_after is None or error.retry_after <= self.max_wait
+NOTHING: Any = object()  # what ``next`` answers at the end of a stream
+T = TypeVar("T")
 
 
 def _log_retry(state: RetryCallState) -> None:
@@ -115,9 +53,8 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 class ProviderPolicy(RunnableSerializable[Any, Any]):
-    """A provider's model (``bound``, with its bindings) behind its limits, breaker, retry
-    policy and deadline. The model runs as a direct child of the caller's run, so traces
-    show each attempt (tagged ``retry:attempt:N`` after the first)."""
+    """A provider's model (``bound``) behind its limits, breaker, retries and deadline. The
+    model runs as a child of the caller's run: traces show each attempt (``retry:attempt:N``)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -125,13 +62,19 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     provider: str = "provider"
     model_name: str | None = None
     """For usage; a reply that names the model that served wins."""
-    retry: RetryPolicy = RetryPolicy()
+    max_attempts: int = 3
+    """Attempts per call, the first included: a retryable ``ProviderError`` only, not after
+    a ``Retry-After`` over ``max_wait``."""
+    initial_wait: float = 0.5
+    """Doubles per retry, plus jitter of up to as much."""
+    max_wait: float = 20.0
+    deadline: float | None = None
+    """Bounds every attempt and wait (``request_timeout``); a stream's restarts per chunk."""
     circuit: CircuitBreaker | None = None
     """The provider's breaker; None turns it off."""
     store: StateStore = Field(default_factory=MemoryStore)
     """Where limits and usage are kept, the breaker's and budget's too (see ``__init__``)."""
     rate: RateSpec | None = None
-    """Requests allowed per sliding window, shared by everything using the same key."""
     rate_mode: RateLimitMode = "wait"
     budget: CostBudget | None = None
     record_usage: bool = False
@@ -142,11 +85,14 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
     )
 
     def __init__(self, **values: Any) -> None:
+        if unknown := sorted(values.keys() - type(self).model_fields.keys()):  # not ignored
+            raise ConfigurationError(
+                f"ProviderPolicy has no setting {unknown[0]!r}", field=unknown[0]
+            )
         super().__init__(**values)
-        # Breaker, budget, rate limit and usage live in one store, never split: a part built
-        # without a store uses the policy's; without a policy store, the policy adopts the
-        # part's; two chosen stores that differ are an error (raised here: a validator's
-        # would be wrapped in pydantic's).
+        # One store, never split: a part built without a store uses the policy's, a policy
+        # without one adopts the part's; two that differ are an error (raised here: a
+        # validator's would be wrapped in pydantic's).
         for part in (self.circuit, self.budget):
             if part is None or part.store is self.store:
                 continue
@@ -161,111 +107,54 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                     field="store",
                 )
 
+    def retryable(self, error: BaseException) -> bool:
+        if not isinstance(error, ProviderError) or not error.retryable:
+            return False
+        return error.retry_after is None or error.retry_after <= self.max_wait
+
     @property
     def state(self) -> StateStore:
-        """The store this policy's steps run in: its breaker's (a ``model_copy`` that
-        swaps the breaker keeps the breaker's), else its own."""
+        """Its breaker's store (a ``model_copy`` that swaps the breaker keeps it), else its own."""
         return self.circuit.store if self.circuit is not None else self.store
 
-    # Each call makes its first attempt before any retry machinery (most need no
-    # second); a failure becomes the tenacity loop's attempt 1 (``_replayed``), so
-    # what is retried, the numbering and the deadline are those of a loop that made
-    # every attempt. The loop runs outside any ``except`` block, so a later attempt's
-    # error does not get the first one as its context.
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         with _ProviderCall(self, input, kwargs, config) as call:
-            with _Attempt(call, 1) as first:
-                reply = self.bound.invoke(input, first.config, **kwargs)
-            if first.error is not None:
-                for retry in Retrying(**call.retry_kwargs(call.before_attempt)):
-                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
-                        reply = self.bound.invoke(input, attempt.config, **kwargs)
-            return call.answered(reply)
+            return call.answered(call.attempts(lambda c: self.bound.invoke(input, c, **kwargs)))
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         async with _ProviderCall(self, input, kwargs, config) as call:
-            with _Attempt(call, 1) as first:
-                reply = await self.bound.ainvoke(input, first.config, **kwargs)
-            if first.error is not None:
-                async for retry in AsyncRetrying(**call.retry_kwargs(call.abefore_attempt)):
-                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
-                        reply = await self.bound.ainvoke(input, attempt.config, **kwargs)
+            reply = await call.aattempts(lambda c: self.bound.ainvoke(input, c, **kwargs))
             return call.answered(reply)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
+        def start(config: RunnableConfig | None) -> tuple[Iterator[Any], Any]:
+            chunks = self.bound.stream(input, config, **kwargs)
+            return chunks, next(chunks, NOTHING)
+
         with _ProviderCall(self, input, kwargs, config, stream=True) as call:
-            with _Attempt(call, 1) as first:
-                chunks = self.bound.stream(input, first.config, **kwargs)
-                chunk = next(chunks, _NOTHING)
-            if first.error is not None:
-                for retry in Retrying(**call.retry_kwargs(call.before_attempt)):
-                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
-                        chunks = self.bound.stream(input, attempt.config, **kwargs)
-                        chunk = next(chunks, _NOTHING)
+            chunks, chunk = call.attempts(start)
             with call.streaming():
-                while chunk is not _NOTHING:
-                    call.delivered(chunk)
-                    yield chunk
+                while chunk is not NOTHING:
+                    yield call.delivered(chunk)
                     call.restart_deadline()
-                    chunk = next(chunks, _NOTHING)
+                    chunk = next(chunks, NOTHING)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
+        async def start(config: RunnableConfig | None) -> tuple[AsyncIterator[Any], Any]:
+            chunks = self.bound.astream(input, config, **kwargs)
+            return chunks, await anext(chunks, NOTHING)
+
         async with _ProviderCall(self, input, kwargs, config, stream=True) as call:
-            with _Attempt(call, 1) as first:
-                chunks = self.bound.astream(input, first.config, **kwargs)
-                chunk = await anext(chunks, _NOTHING)
-            if first.error is not None:
-                async for retry in AsyncRetrying(**call.retry_kwargs(call.abefore_attempt)):
-                    with retry, _Attempt(call, _replayed(retry, first)) as attempt:
-                        chunks = self.bound.astream(input, attempt.config, **kwargs)
-                        chunk = await anext(chunks, _NOTHING)
+            chunks, chunk = await call.aattempts(start)
             with call.streaming():
-                while chunk is not _NOTHING:
-                    call.delivered(chunk)
-                    yield chunk
+                while chunk is not NOTHING:
+                    yield call.delivered(chunk)
                     call.restart_deadline()
-                    chunk = await anext(chunks, _NOTHING)
-
-
-class _Attempt:
-    """One request of a provider call: its config; a failure is counted, and the first
-    attempt's error is kept rather than raised (a retry loop replays it)."""
-
-    __slots__ = ("call", "config", "error", "number")
-
-    def __init__(self, call: _ProviderCall, number: int) -> None:
-        self.call = call
-        self.number = number
-        self.config = call.config(number)
-        self.error: Exception | None = None
-
-    def __enter__(self) -> _Attempt:
-        self.call.started = time.perf_counter()
-        return self
-
-    def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> bool:
-        if error is None:
-            return False
-        if self.call.stream or isinstance(error, Exception):  # as the model's run counts it
-            self.call.attempt_ended(failed=True)
-        if self.number == 1 and isinstance(error, Exception):
-            self.error = error
-            return True
-        return False
-
-
-def _replayed(attempt: AttemptManager, first: _Attempt) -> int:
-    """The number of ``attempt``; attempt 1, made before the loop, fails again with
-    its error (the loop then decides about it as if it had made the call)."""
-    number = attempt.retry_state.attempt_number
-    if number == 1:
-        assert first.error is not None
-        raise first.error
-    return number
+                    chunk = await anext(chunks, NOTHING)
 
 
 class _ProviderCall:
@@ -281,70 +170,51 @@ class _ProviderCall:
         stream: bool = False,
     ) -> None:
         self._policy = policy
-        self.stream = stream
-        """A stream's attempt that is cancelled or closed counts as failed; a call's does not."""
+        self.stream = stream  # a stream's attempt that is cancelled or closed counts as failed
         self._kwargs = kwargs
         self._config = config
-        seconds = policy.retry.deadline
+        seconds = policy.deadline
         self._deadline = Deadline(seconds) if seconds is not None else None
-        # current_deadline for the call; without one, an enclosing deadline stays in force
+        # Without a deadline of its own, an enclosing one stays in force.
         self._scope: AbstractContextManager[Any] = self._deadline or nullcontext()
         self._plan = _plan_of(policy, input, kwargs, config)
         self._start: CallStart | None = None
         wanted = policy.record_usage or policy.budget is not None  # usage totals, or cost
         self._meter = CallMeter(policy.provider, policy.model_name) if wanted else None
         self._tracker = fed_tracker(config)
-        # Usage is read from what the model returns; a model whose output is parsed
-        # (structured output) is watched through callbacks instead.
+        # Usage is read from the replies; a parsed output's model is watched by callbacks.
         model = policy.bound.bound if isinstance(policy.bound, RunnableBinding) else policy.bound
         watched = not isinstance(model, BaseChatModel)
-        watched = watched and (self._meter is not None or self._tracker is not None)
         self._meter_as_callback = watched and self._meter is not None
         self._tracker_as_callback = watched and self._tracker is not None
+        self._watchers = [w for w in (self._tracker, self._meter) if watched and w is not None]
         self._names: tuple[str, str] | None = None
         self._chunks: list[Any] | None = None  # a counted stream's chunks
-        self.started = 0.0
-        """When the latest attempt started."""
-        self.delivered_any = False
-        """A reply or a chunk came: the provider was serving."""
-
-    # -- before ----------------------------------------------------------------------------
+        self.started = 0.0  # when the latest attempt started
+        self._first_error: Exception | None = None
+        self.delivered_any = False  # a reply or a chunk came: the provider was serving
 
     def __enter__(self) -> _ProviderCall:
         self._scope.__enter__()  # the deadline counts admission waits too
-        try:
-            if self._plan is not None:
-                self._admit(self._plan)
-        except BaseException:
-            self._scope.__exit__(None, None, None)
-            raise
         return self
 
     async def __aenter__(self) -> _ProviderCall:
-        self._scope.__enter__()
-        try:
-            if self._plan is not None:
-                await self._aadmit(self._plan)
-        except BaseException:
-            self._scope.__exit__(None, None, None)
-            raise
-        return self
+        return self.__enter__()
 
-    def _admit(self, plan: CallPlan) -> None:
+    def _admit(self, plan: CallPlan | None) -> None:
         tries, store = 0, self._policy.state
-        while wait := self._verdict(store.begin_call(plan), tries, blocking=True):
+        while plan and (wait := self._verdict(store.begin_call(plan), tries, blocking=True)):
             time.sleep(wait)
             tries += 1
 
-    async def _aadmit(self, plan: CallPlan) -> None:
+    async def _aadmit(self, plan: CallPlan | None) -> None:
         tries, store = 0, self._policy.state
-        while wait := self._verdict(await store.abegin_call(plan), tries):
+        while plan and (wait := self._verdict(await store.abegin_call(plan), tries)):
             await asyncio.sleep(wait)
             tries += 1
 
     def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
-        """0 when the call may go; else seconds to wait before asking again, or raise
-        (``blocking``: the wait would block this thread)."""
+        """0 when the call may go, else seconds to wait before asking again; or raise."""
         if start.allowed:
             self._start = self._start or start  # a retry's rate slot adds nothing to settle
             return 0.0
@@ -358,8 +228,6 @@ class _ProviderCall:
             if not self._fits(wait_s):
                 raise BudgetExceededError("waited for the budget until the deadline")
             return wait_s
-        if start.refused_by != "rate":  # pragma: no cover
-            raise BudgetExceededError(f"call refused by {start.refused_by}")
         wait_s = start.rate_wait_s
         if policy.rate_mode == "raise" or not self._fits(wait_s):
             limit = "" if policy.rate is None else f" {policy.rate.limit}/{policy.rate.period_s:g}s"
@@ -374,38 +242,96 @@ class _ProviderCall:
     def _fits(self, wait_s: float) -> bool:
         return self._deadline is None or wait_s < self._deadline.remaining()
 
-    def retry_kwargs(self, before: Callable[[RetryCallState], Any]) -> dict[str, Any]:
-        """The loop after the first attempt failed; its deadline counts from the call's start."""
-        return self._policy.retry.tenacity_kwargs(time.perf_counter() - self.started, before)
+    # The first attempt is made before any retry machinery; a failure becomes the tenacity
+    # loop's attempt 1 (``_replayed``), so retries, numbering and deadline are the loop's. The
+    # loop runs outside any ``except`` block: a later error does not get the first as context.
+    def attempts(self, attempt: Callable[[RunnableConfig | None], T]) -> T:
+        self._admit(self._plan)
+        with self._attempt(1) as config:
+            return attempt(config)
+        for retry in Retrying(**self._retrying(self._before)):
+            with retry, self._attempt(self._replayed(retry)) as config:
+                return attempt(config)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    def before_attempt(self, state: RetryCallState) -> None:
+    async def aattempts(self, attempt: Callable[[RunnableConfig | None], Awaitable[T]]) -> T:
+        await self._aadmit(self._plan)
+        with self._attempt(1) as config:
+            return await attempt(config)
+        async for retry in AsyncRetrying(**self._retrying(self._abefore)):
+            with retry, self._attempt(self._replayed(retry)) as config:
+                return await attempt(config)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _retrying(self, before: Callable[[RetryCallState], Any]) -> dict[str, Any]:
+        """Tenacity's loop, as if it had made the first attempt (``self.started``)."""
+        policy = self._policy
+        backoff = tenacity.wait_exponential_jitter(
+            multiplier=policy.initial_wait, max=policy.max_wait, jitter=policy.initial_wait
+        )
+
+        def wait_seconds(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, ProviderError) and error.retry_after is not None:
+                return min(error.retry_after, policy.max_wait)
+            return float(backoff(state))
+
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(policy.max_attempts)
+        if policy.deadline is not None:
+            elapsed = time.perf_counter() - self.started
+            stop = stop | tenacity.stop_before_delay(policy.deadline - elapsed)
+        return {
+            "stop": stop,
+            "wait": wait_seconds,
+            "retry": tenacity.retry_if_exception(policy.retryable),
+            "before": before,
+            "before_sleep": _log_retry,
+            "reraise": True,
+        }
+
+    @contextmanager
+    def _attempt(self, number: int) -> Iterator[RunnableConfig | None]:
+        """One request: a failure is counted; the first attempt's error is kept, not raised."""
+        config = self.config(number)
+        self.started = time.perf_counter()
+        try:
+            yield config
+        except BaseException as error:
+            if self.stream or isinstance(error, Exception):  # as the model's run counts it
+                self.attempt_ended(failed=True)
+            if number > 1 or not isinstance(error, Exception):
+                raise
+            self._first_error = error
+
+    def _replayed(self, retry: tenacity.AttemptManager) -> int:
+        """The number of ``retry``; attempt 1, made before the loop, fails again with its error."""
+        if (number := retry.retry_state.attempt_number) == 1:
+            assert self._first_error is not None
+            raise self._first_error
+        return number
+
+    def _before(self, state: RetryCallState) -> None:
         """A retry takes a rate-limit slot of its own (the first one came with the plan)."""
         if self._policy.rate is not None and state.attempt_number > 1:
             self._admit(CallPlan(rates=(self._policy.rate,)))
 
-    async def abefore_attempt(self, state: RetryCallState) -> None:
+    async def _abefore(self, state: RetryCallState) -> None:
         if self._policy.rate is not None and state.attempt_number > 1:
             await self._aadmit(CallPlan(rates=(self._policy.rate,)))
 
-    # -- each attempt ----------------------------------------------------------------------
-
     def config(self, number: int) -> RunnableConfig | None:
-        """The config of attempt ``number``: tagged after the first, metered."""
         config = self._config
         if number > 1:
             config = config or {}
             config = {**config, "tags": [*config.get("tags", []), f"retry:attempt:{number}"]}
-        if self._tracker_as_callback:
-            assert self._tracker is not None
-            config = with_handler(config, self._tracker)
-        if self._meter is None:
-            return config
-        self._meter.attempts += 1
-        return with_handler(config, self._meter) if self._meter_as_callback else config
+        for handler in self._watchers:
+            config = with_handler(config, handler)
+        if self._meter is not None:
+            self._meter.attempts += 1
+        return config
 
     def attempt_ended(self, reply: Any = None, *, failed: bool = False) -> None:
-        """The latest attempt answered ``reply``, or ``failed``: one request for the
-        tracker the call feeds, counted as its callbacks would count it."""
+        """One request for the tracker the call feeds, counted as its callbacks would."""
         tracker = self._tracker
         if tracker is None or self._tracker_as_callback:
             return
@@ -416,22 +342,20 @@ class _ProviderCall:
 
     def answered(self, reply: Any) -> Any:
         self.attempt_ended(reply)
-        self.delivered(reply)
-        return reply
+        return self.delivered(reply)
 
-    def delivered(self, output: Any) -> None:
-        """A reply, or a chunk of a stream: the provider answered (and said what it cost)."""
+    def delivered(self, output: Any) -> Any:
         self.delivered_any = True
         if self._meter is not None and not self._meter_as_callback:
             self._meter.observe(output)
         if self._chunks is not None:
             self._chunks.append(output)
+        return output
 
     @contextmanager
     def streaming(self) -> Iterator[None]:
-        """The stream, from its first chunk: counted as one request when the block ends
-        (failed, closed by its consumer or cancelled counts as failed, as the model's own
-        run does)."""
+        """The stream from its first chunk, one request when it ends (failed, closed or
+        cancelled counts as failed, as the model's own run does)."""
         if self._tracker is not None and not self._tracker_as_callback:
             self._chunks = []
         try:
@@ -447,36 +371,29 @@ class _ProviderCall:
             self._deadline.restart()
 
     def _traced_names(self) -> tuple[str, str]:
-        """The provider and model a callback would see the model's run start with:
-        ``ls_provider`` and ``ls_model_name`` of its LangSmith params, which a call's
-        keywords (a per-call ``model``, the binding's) may change."""
+        """``ls_provider`` and ``ls_model_name``, as a callback would see the model's run
+        start (a call's keywords may change them)."""
         runnable, kwargs = self._policy.bound, self._kwargs
         if isinstance(runnable, RunnableBinding):
             kwargs = {**runnable.kwargs, **kwargs}
             runnable = runnable.bound
         assert isinstance(runnable, BaseChatModel)  # else its usage is watched as a callback
-        # This package's models name the provider and model from themselves and a
-        # per-call ``model`` only, so theirs are worked out once per such ``model``.
-        per_call = kwargs.get("model")
-        cache = self._policy._traced_names
-        key = None
-        if isinstance(runnable, ProviderBoundary) and isinstance(per_call, str | None):
-            key = (id(runnable), per_call)
-            known = cache.get(key)
-            if known is not None and known[0] is runnable:
-                self._names = known[1]
-                return known[1]
-        traced: dict[str, Any] = dict((self._config or {}).get("metadata") or {})
-        traced.update(runnable._get_ls_params(**kwargs))
-        self._names = (
-            str(traced.get("ls_provider") or "unknown"),
-            str(traced.get("ls_model_name") or "unknown"),
-        )
-        if key is not None:
-            cache[key] = (runnable, self._names)
+        # This package's models name them from themselves and a per-call ``model`` only.
+        key = (id(runnable), kwargs.get("model"))
+        cached = isinstance(runnable, ProviderBoundary) and isinstance(key[1], str | None)
+        known = self._policy._traced_names.get(key) if cached else None
+        if known is None or known[0] is not runnable:
+            traced = {**((self._config or {}).get("metadata") or {})}
+            traced.update(runnable._get_ls_params(**kwargs))
+            names = (
+                str(traced.get("ls_provider") or "unknown"),
+                str(traced.get("ls_model_name") or "unknown"),
+            )
+            known = (runnable, names)
+            if cached:
+                self._policy._traced_names[key] = known
+        self._names = known[1]
         return self._names
-
-    # -- after -----------------------------------------------------------------------------
 
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
         self._scope.__exit__(None, None, None)
@@ -489,19 +406,16 @@ class _ProviderCall:
             self._changed((await self._policy.state.aend_call(end)).breaker_changed, end)
 
     def _end(self, error: BaseException | None) -> CallEnd | None:
-        """What the store records for this call; None when there is nothing to record."""
+        if self._start is None and self._plan is not None:
+            return None  # refused before any request: nothing to record
         start = self._start or CallStart(allowed=True, breaker=ADMITTED)  # None: no plan
-        policy = self._policy
-        outcome = None
-        if policy.circuit is not None:
-            answered = error is None or (
-                self.delivered_any and not isinstance(error, ProviderError)
-            )
-            outcome = policy.circuit.outcome(start.breaker or ADMITTED, None if answered else error)
-        meter = self._meter
+        policy, meter = self._policy, self._meter
+        answered = error is None or self.delivered_any  # a provider error mid-stream still fails
+        failure = None if answered and not isinstance(error, ProviderError) else error
+        circuit = policy.circuit
+        outcome = circuit.outcome(start.breaker or ADMITTED, failure) if circuit else None
         cost = meter.usage.cost_usd if meter is not None else 0.0
         settlements = tuple(Settlement(reservation, cost) for reservation in start.reservations)
-        answered = error is None or self.delivered_any
         usage = meter.record(answered) if meter is not None and policy.record_usage else None
         if outcome is None and not settlements and usage is None:
             return None
@@ -513,19 +427,14 @@ class _ProviderCall:
 
 
 PAST_OPEN_BREAKER = "__pygent_past_open_breaker"
-"""The ``configurable`` key a chain sets for its last resort: the call goes although the
-breaker is open (its outcome is still recorded)."""
+"""The ``configurable`` key of a chain's last resort: it goes past an open breaker."""
 
 
 def _plan_of(
     policy: ProviderPolicy, input: Any, kwargs: dict[str, Any], config: RunnableConfig | None
 ) -> CallPlan | None:
-    """What to ask the store before a call; None when nothing needs asking.
-
-    A call whose usage is recorded after it asks before it too, even with no
-    limit: the step before is how a store that cannot record (a Redis that
-    takes no writes) is found out before the provider is paid, not after.
-    """
+    """What to ask the store before a call; None when nothing needs asking. A call whose
+    usage is recorded asks too: a store that cannot record is found out before paying."""
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
     if circuit is not None and config and config.get("configurable", {}).get(PAST_OPEN_BREAKER):
         circuit = None
@@ -541,8 +450,7 @@ def _plan_of(
 
 
 def _max_tokens_of(runnable: Runnable[Any, Any]) -> int | None:
-    """The reply limit the chat model is built with (``max_tokens``, Ollama's
-    ``num_predict``), which bounds a call without its own ``max_tokens``."""
+    """The reply limit the chat model is built with (``max_tokens``, Ollama's ``num_predict``)."""
     if isinstance(runnable, RunnableBinding):
         bound = runnable.kwargs.get("max_tokens")
         if isinstance(bound, int) and bound > 0:
@@ -556,12 +464,8 @@ def _max_tokens_of(runnable: Runnable[Any, Any]) -> int | None:
 
 
 def _prompt_text(input: Any) -> str:
-    """The prompt's text, for a budget's cost estimate (LangChain's own reading of it)."""
     if isinstance(input, str):
         return input
     if isinstance(input, PromptValue):
         return input.to_string()
     return get_buffer_string(convert_to_messages(input))
-
-
-__all__ = ["PAST_OPEN_BREAKER", "ProviderPolicy", "RetryPolicy"]

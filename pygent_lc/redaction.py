@@ -1,18 +1,12 @@
-"""Values fit for an error message: credentials masked, long values cut.
-
-A key pasted into the wrong variable (``OLLAMA_BASE_URL=sk-or-v1-...``) must
-not be printed back by the error that rejects it: errors end up in CI logs.
-:func:`shown_value` is how a message quotes a value; :func:`redact_text`
-cleans a whole message (every :class:`~pygent_lc.errors.ConfigurationError`
-passes through it, and the CLI passes everything it prints).
-"""
+"""Values fit for an error message, credentials masked and long values cut: a key pasted
+into the wrong variable must not be printed back (errors end up in CI logs). Every
+ConfigurationError and everything the CLI prints passes :func:`redact_text`."""
 
 from __future__ import annotations
 
 import re
 
-MAX_SHOWN_CHARS = 60
-"""Longer values are cut to this many characters in a message."""
+MAX_SHOWN_CHARS = 60  # longer values are cut in a message
 
 # Credentials by their documented prefixes: OpenAI/OpenRouter/Anthropic (sk-),
 # GitHub, GitLab, Hugging Face, Slack, AWS, Google; then JSON Web Tokens.
@@ -33,20 +27,13 @@ _CREDENTIAL = re.compile(
 _INPUT_VALUE = re.compile(r"input_value=('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^,\]\s]+)")
 
 
-def _is_credential(match: re.Match[str]) -> bool:
-    if match.group("prefix") or match.group(0).startswith("eyJ"):
-        return True
-    return any(
-        any(c.isdigit() for c in run.group(0)) and any(c.isalpha() for c in run.group(0))
-        for run in _RANDOM_RUN.finditer(match.group(0))
-    )
-
-
 def _masked(match: re.Match[str]) -> str:
-    if not _is_credential(match):
-        return match.group(0)
-    prefix = match.group("prefix") or ""
-    return f"{prefix}…(masked, {len(match.group(0))} chars)"
+    token, prefix = match.group(0), match.group("prefix") or ""
+    runs = [run.group(0) for run in _RANDOM_RUN.finditer(token)]
+    mixed = any(any(c.isdigit() for c in run) and any(c.isalpha() for c in run) for run in runs)
+    if prefix or token.startswith("eyJ") or mixed:
+        return f"{prefix}…(masked, {len(token)} chars)"
+    return token
 
 
 def mask_credentials(text: str) -> str:

@@ -1,20 +1,24 @@
 """Configuration from keywords, the environment and a ``.env`` file when asked.
 
-One section per provider, named like it and read under its own prefix (``OPENROUTER_*``,
-``OLLAMA_*``, ``PYGENT_LOCAL_*``); the chain's own settings (``PYGENT_*``) are on
-:class:`Settings`. A keyword is its variable in lower case without ``PYGENT_``
-(``ollama_model``); a whole section works too (``Settings(ollama={...})``).
+One section per provider, read under its own prefix (``OPENROUTER_*``, ``OLLAMA_*``,
+``PYGENT_LOCAL_*``); the chain's own settings (``PYGENT_*``) are on :class:`Settings`.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import io
+import ipaddress
+import json
 import os
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
+from dotenv.parser import parse_stream
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -26,18 +30,50 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
-from pygent_lc import settings_checks as checks
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.limits.rate import RateLimit, RateLimitMode, parse_rate_limits
 from pygent_lc.providers.openrouter.options import ProviderPreferences, ReasoningConfig
 from pygent_lc.redaction import shown_value
-from pygent_lc.settings_checks import MisspeltSettingWarning as MisspeltSettingWarning
-from pygent_lc.settings_checks import Setting
-from pygent_lc.settings_checks import unique_provider_names as unique_provider_names
 
 ProviderName = str
 """A provider's name: the name of its section of :class:`Settings`."""
 DEFAULT_ENV_FILE = ".env"
+
+
+class MisspeltSettingWarning(UserWarning):
+    """A variable meant as a setting, and ignored (``PYGENT_MAX_COST=0.01``: no budget)."""
+
+
+def http_urls(value: str, many: bool = True) -> str:
+    """One URL, or (``many``) several comma-separated: each starting with http(s)://, none twice."""
+    urls = [part.strip() for part in value.split(",")] if many and "," in value else [value]
+    for index, url in enumerate(urls):
+        where = f"URL {index + 1} of {len(urls)} " if len(urls) > 1 else ""
+        if not url and where:
+            raise ValueError(f"{where}is empty")
+        if not url.startswith(("http://", "https://")):
+            got = f"got {shown_value(url)}"
+            raise ValueError(f"{where}expected a URL starting with http:// or https://, {got}")
+        urls[index] = url.rstrip("/")
+        if urls[index] in urls[:index]:
+            raise ValueError(f"{where}is listed twice ({shown_value(urls[index])})")
+    return ",".join(urls)
+
+
+def from_json(value: object) -> object:
+    """A JSON text parsed, for an error that names the setting and none of the value."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError as exc:  # its message has no part of the value
+        raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+
+
+def comma_list(value: object) -> object:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+        if not all(value):
+            raise ValueError("empty name in a comma-separated list")
+    return value
 
 
 def provider_name(name: object) -> str:
@@ -45,6 +81,15 @@ def provider_name(name: object) -> str:
     if isinstance(name, str) and name.strip().lower() in SECTIONS:
         return name.strip().lower()
     raise ValueError(f"unknown provider {shown_value(name)}; choose from {', '.join(SECTIONS)}")
+
+
+def unique_provider_names(names: list[str]) -> list[str]:
+    if not names:
+        raise ValueError("at least one provider is required")
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ValueError(f"provider {shown_value(name)} is listed twice")
+    return names
 
 
 def _rate_limits(value: object) -> object:
@@ -58,16 +103,13 @@ def _rate_limits(value: object) -> object:
 
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-FromJson = BeforeValidator(checks.from_json)  # with NoDecode: an error naming the setting
+FromJson = BeforeValidator(from_json)  # with NoDecode: an error naming the setting
 
 
 class ProviderSettings(BaseSettings):
     """One provider's section of :class:`Settings`; on its own, it reads the environment."""
 
-    # revalidate: a section given whole is copied, never shared by two Settings
-    model_config = SettingsConfigDict(
-        extra="ignore", validate_default=True, revalidate_instances="always"
-    )
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
     keywords: ClassVar[Mapping[str, str]] = {}  # older keywords than the section's
 
     @classmethod
@@ -85,9 +127,11 @@ class OpenRouterSettings(ProviderSettings):
     keywords = {"app_url": "app_url", "app_title": "app_title"}
 
     api_key: SecretStr | None = None  # without it the OpenRouter provider is skipped
-    base_url: Annotated[str, AfterValidator(checks.http_url)] = "https://openrouter.ai/api/v1"
+    base_url: Annotated[str, AfterValidator(lambda url: http_urls(url, many=False))] = (
+        "https://openrouter.ai/api/v1"
+    )
     model: NonEmpty = "anthropic/claude-3.5-sonnet"
-    models: Annotated[list[str], NoDecode, BeforeValidator(checks.comma_list)] = []
+    models: Annotated[list[str], NoDecode, BeforeValidator(comma_list)] = []
     provider: Annotated[ProviderPreferences | None, NoDecode, FromJson] = None
     reasoning: Annotated[ReasoningConfig | None, NoDecode, FromJson] = None
     app_url: str | None = None  # sent as HTTP-Referer, app_title as X-(OpenRouter-)Title
@@ -98,7 +142,7 @@ class OllamaSettings(ProviderSettings):
     model_config = SettingsConfigDict(env_prefix="OLLAMA_")
 
     # One server, or several comma-separated: a host pool (pygent_lc.host_pool).
-    base_url: Annotated[str, AfterValidator(checks.http_urls)] = "http://localhost:11434"
+    base_url: Annotated[str, AfterValidator(http_urls)] = "http://localhost:11434"
     model: str | None = None  # without it Ollama is skipped
     num_ctx: int = Field(default=8192, gt=0)  # Ollama's own default silently truncates
 
@@ -119,11 +163,8 @@ class LocalSettings(ProviderSettings):
 
 
 class Settings(BaseSettings):
-    """Everything pygent_lc needs to reach its providers (docs/configuration.md).
-
-    Invalid values, unknown keywords and unreadable ``.env`` files raise
-    :class:`~pygent_lc.errors.ConfigurationError` naming the setting and where its
-    value came from, before anything touches the network."""
+    """Everything pygent_lc needs to reach its providers (docs/configuration.md); a bad
+    value, keyword or ``.env`` file is a ConfigurationError naming the setting and source."""
 
     model_config = SettingsConfigDict(
         env_prefix="PYGENT_", extra="ignore", validate_default=True, env_file_encoding="utf-8"
@@ -138,7 +179,7 @@ class Settings(BaseSettings):
     providers: Annotated[
         list[Annotated[str, BeforeValidator(provider_name)]],
         NoDecode,
-        BeforeValidator(checks.comma_list),
+        BeforeValidator(comma_list),
         AfterValidator(unique_provider_names),
     ] = Field(default_factory=lambda: list(SECTIONS))
     request_timeout: float = Field(default=60.0, gt=0, le=3600)  # retries and waits included
@@ -165,12 +206,12 @@ class Settings(BaseSettings):
         shared = {key: values[key] for key in _SHARED if key in values}
         shared.setdefault("_env_file", type(self).model_config.get("env_file"))
         shared["_env_file_encoding"] = shared.get("_env_file_encoding") or "utf-8"
-        places = checks.dotenv_places(shared["_env_file"], shared["_env_file_encoding"])
-        checks.warn_misspelt({**places, **dict.fromkeys(os.environ, "the environment")}, VARIABLES)
+        places = _dotenv_places(shared["_env_file"], shared["_env_file_encoding"])
+        _warn_misspelt({**places, **dict.fromkeys(os.environ, "the environment")})
         try:
             super().__init__(**_nested(values, shared))
         except ValidationError as exc:
-            raise checks.settings_error(exc, SETTINGS, values, places) from None
+            raise _settings_error(exc, values, places) from None
         except SettingsError as exc:  # a source pydantic-settings itself could not read
             raise ConfigurationError(f"cannot read the settings: {exc}") from None
 
@@ -188,12 +229,17 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _key_only_over_https(self) -> Self:
         url, key = self.openrouter.base_url, self.openrouter.api_key
-        insecure = url.startswith("http://") and not self.allow_insecure_http
-        if key and insecure and not checks.is_loopback_url(url):
+        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+        try:
+            address = ipaddress.ip_address(host)
+            loopback = (getattr(address, "ipv4_mapped", None) or address).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if key and url.startswith("http://") and not (self.allow_insecure_http or loopback):
             raise ConfigurationError(
-                f"would send the OpenRouter key over plain http to {urlsplit(url).hostname}; "
-                "use https://, or set PYGENT_ALLOW_INSECURE_HTTP=1 (allow_insecure_http) "
-                "to accept that anyone on the way can read it",
+                f"would send the OpenRouter key over plain http to {host}; use https://, or "
+                "set PYGENT_ALLOW_INSECURE_HTTP=1 (allow_insecure_http) to accept that "
+                "anyone on the way can read it",
                 field="openrouter_base_url",
             )
         return self
@@ -205,49 +251,138 @@ SECTIONS: dict[str, type[ProviderSettings]] = {
     if isinstance(info.annotation, type) and issubclass(info.annotation, ProviderSettings)
 }
 """The sections of :class:`Settings` by name: the provider names, in the default order."""
-#: Every setting: its keyword, environment variable and place.
-SETTINGS = [
-    *(Setting(name, f"PYGENT_{name}".upper(), (name,)) for name in Settings.model_fields),
-    *(
-        Setting(model.keyword(field), model.variable(field), (name, field))
-        for name, model in SECTIONS.items()
-        for field in model.model_fields
-    ),
-]
-SETTINGS = [setting for setting in SETTINGS if setting.keyword not in SECTIONS]
-VARIABLES = frozenset(setting.variable for setting in SETTINGS)
-_SHARED = [  # BaseSettings' options that a section takes from Settings
-    "_env_file",
-    "_env_file_encoding",
-    "_case_sensitive",
-    "_env_ignore_empty",
-    "_env_parse_none_str",
-    "_env_parse_enums",
-    "_secrets_dir",
-]
-_ACCEPTED = [  # and BaseSettings' own: ``_env_file``, ``_secrets_dir``...
-    *(setting.keyword for setting in SETTINGS),
-    *SECTIONS,
-    *(name for name in inspect.signature(BaseSettings).parameters if name.startswith("_")),
-]
+#: Each setting's place (``("max_retries",)``, ``("ollama", "num_ctx")``): keyword, variable.
+SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {
+    (name,): (name, f"PYGENT_{name}".upper())
+    for name in Settings.model_fields
+    if name not in SECTIONS
+} | {
+    (name, field): (model.keyword(field), model.variable(field))
+    for name, model in SECTIONS.items()
+    for field in model.model_fields
+}
+KEYWORDS = {keyword: loc for loc, (keyword, _) in SETTINGS.items()}
+VARIABLES = frozenset(variable for _, variable in SETTINGS.values())
+# BaseSettings' own options (``_env_file``...), and those each section takes from Settings
+_OPTIONS = [name for name in inspect.signature(BaseSettings).parameters if name.startswith("_")]
+_SHARED = """_env_file _env_file_encoding _case_sensitive _env_ignore_empty _env_parse_none_str
+_env_parse_enums _secrets_dir""".split()  # noqa: SIM905
+# Read by this package outside Settings, by its tests, or by Ollama's own server and CLI.
+_OLLAMA_OWN = """HOST MODELS KEEP_ALIVE ORIGINS DEBUG FLASH_ATTENTION KV_CACHE_TYPE LLM_LIBRARY
+MAX_LOADED_MODELS MAX_QUEUE NUM_PARALLEL NOPRUNE SCHED_SPREAD TMPDIR GPU_OVERHEAD LOAD_TIMEOUT
+MULTIUSER_CACHE CONTEXT_LENGTH NEW_ENGINE INTEL_GPU RUNNERS_DIR NOHISTORY API_KEY"""
+_OTHERS = {"PYGENT_DEBUG", "PYGENT_OTEL", "PYGENT_OTEL_CAPTURE_CONTENT", "PYGENT_SOAK"}
+_OTHERS |= {f"OLLAMA_{name}" for name in _OLLAMA_OWN.split()}
 
 
 def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with each section's flat keywords in the section, which reads the
-    ``.env`` files too (``shared``); unknown keywords refused."""
-    checks.check_known(values, _ACCEPTED)
+    """``values`` with flat keywords in their section, which gets ``shared`` (``_env_file``...)."""
+    _check_known(values, [*KEYWORDS, *SECTIONS, *_OPTIONS])
     nested = dict(values)
     for name, model in SECTIONS.items():
-        section = values.get(name, {})
-        flat = {
-            setting.loc[1]: nested.pop(setting.keyword)
-            for setting in SETTINGS
-            if setting.loc[0] == name and setting.keyword in values
-        }
+        section = values.get(name, {})  # a section given whole is copied, never shared
+        section = dict(section) if isinstance(section, ProviderSettings) else section
         if isinstance(section, Mapping):
             fields = [f"{name}.{field}" for field in model.model_fields]
-            checks.check_known([f"{name}.{key}" for key in section], fields)
+            _check_known([f"{name}.{key}" for key in section], fields)
+            keywords = [kw for kw, loc in KEYWORDS.items() if loc[0] == name and kw in values]
+            flat = {KEYWORDS[kw][1]: nested.pop(kw) for kw in keywords}
             nested[name] = {**shared, **section, **flat}
-        elif isinstance(section, ProviderSettings) and flat:
-            nested[name] = {**dict(section), **flat}
     return nested
+
+
+def _check_known(names: Iterable[str], accepted: list[str]) -> None:
+    """Refuse the first of ``names`` not ``accepted``, naming the closest accepted one."""
+    for name in names:
+        if name not in accepted:
+            known = {name.lower(): name for name in accepted}
+            close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {known[close[0]]!r}?" if close else ""
+            raise ConfigurationError(f"unknown setting {name!r}{hint}", field=name)
+
+
+def _warn_misspelt(places: Mapping[str, str]) -> None:
+    """Warn of each of ``places`` (name: where it is set) meant as a setting: any other
+    ``PYGENT_`` name, an ``OPENROUTER_`` or ``OLLAMA_`` one only when close (other tools
+    read those)."""
+    for name, place in places.items():
+        upper = name.upper()
+        if upper in VARIABLES | _OTHERS or upper.startswith("PYGENT_TEST_"):
+            continue
+        close = difflib.get_close_matches(upper, sorted(VARIABLES), n=1, cutoff=0.8)
+        if upper.startswith("PYGENT_") or (close and upper.startswith(("OPENROUTER_", "OLLAMA_"))):
+            warnings.warn(
+                f"{name} (in {place.split(' line ')[0]}) is not a pygent_lc setting "
+                f"and is ignored{f'; did you mean {close[0]}?' if close else ''}",
+                MisspeltSettingWarning,
+                stacklevel=3,
+            )
+
+
+def _dotenv_places(env_file: object, encoding: str) -> dict[str, str]:
+    """Each variable of the ``.env`` files and its ``path line N`` (pydantic-settings cannot
+    say): a bad byte or line and ``PYGENT_ALLOW_INSECURE_HTTP`` (a file comes with a
+    checkout) are errors naming the file and line, never the line's text."""
+    files = [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []
+    found: dict[str, str] = {}
+    for path in (Path(os.fspath(item)).expanduser() for item in files):  # type: ignore[attr-defined]
+        if not path.is_file():
+            continue
+        try:
+            raw = path.read_bytes()
+            text = raw.decode(encoding)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise ConfigurationError(
+                f"{path} line {line}: not valid {encoding} text (byte {exc.start})"
+            ) from None
+        except LookupError:
+            raise ConfigurationError(f"{path}: unknown encoding {encoding!r}") from None
+        for binding in parse_stream(io.StringIO(text)):
+            statement = binding.original.string  # starts with the blank lines before it
+            blank = statement[: len(statement) - len(statement.lstrip())]
+            where = f"{path} line {binding.original.line + blank.count(chr(10))}"
+            if binding.error:
+                raise ConfigurationError(
+                    f"{where}: cannot parse this line (an unterminated quote? expected NAME=value)"
+                )
+            if (binding.key or "").upper() == "PYGENT_ALLOW_INSECURE_HTTP":
+                raise ConfigurationError(
+                    f"{where}: PYGENT_ALLOW_INSECURE_HTTP may not be set in a .env file (it "
+                    "allows sending the key over plain http); set it in the process "
+                    "environment or pass Settings(allow_insecure_http=True)",
+                    field="allow_insecure_http",
+                )
+            if binding.key is not None:
+                found[binding.key.upper()] = where
+    return found
+
+
+def _settings_error(
+    exc: ValidationError, given: Mapping[str, Any], places: Mapping[str, str]
+) -> ConfigurationError:
+    """One error naming each setting (``keyword (VARIABLE)``) and where its value came from."""
+    environ = {name.upper() for name in os.environ}
+    messages: list[str] = []
+    fields: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(str(part) for part in err["loc"]) or ("settings",)
+        message, cause = err["msg"], (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigurationError) and cause.field in KEYWORDS:  # across fields
+            loc, message = KEYWORDS[cause.field], str(cause)
+        at = loc[:2] if loc[:2] in SETTINGS else loc[:1]
+        field, source = loc[0], ""
+        if at in SETTINGS:
+            keyword, variable = SETTINGS[at]
+            field = f"{keyword} ({variable})"
+            if keyword not in given and at[0] not in given:  # else the caller's own value
+                if variable in environ:
+                    source = f" from the environment variable {variable}"
+                elif variable in places:
+                    source = f" from {places[variable]}"
+        fields.append(field)
+        path = "".join(f".{shown_value(part)[1:-1]}" for part in loc[len(at) :])  # a JSON key
+        messages.append(f"{field}{path}{source}: {message}")
+    return ConfigurationError(f"invalid setting {'; '.join(messages)}", field=fields[0])

@@ -1,9 +1,6 @@
-"""Offline fakes that follow a script, for testing code built on pygent_lc (docs/testing.md).
-
-:class:`ScriptedBackend` is an :class:`~pygent_lc.backend.LLMBackend`;
-:class:`ScriptedChatModel` a LangChain chat model, which, unlike LangChain's
-``GenericFakeChatModel``, also scripts errors (mid-stream too), usage and cost.
-"""
+"""Offline fakes that follow a script, for testing code built on pygent_lc (docs/testing.md):
+an LLMBackend, and a chat model that, unlike LangChain's ``GenericFakeChatModel``, also
+scripts errors (mid-stream too), usage and cost."""
 
 from __future__ import annotations
 
@@ -29,8 +26,7 @@ from pygent_lc.backend import LLMBackend, UsageTotals
 
 __all__ = ["DEFAULT_REPLY", "Outcome", "ScriptedBackend", "ScriptedChatModel", "count_words"]
 
-#: What a scripted fake answers once its ``outcomes`` are used up and it has no ``reply``.
-DEFAULT_REPLY = "ok"
+DEFAULT_REPLY = "ok"  # once the outcomes are used up, without a reply
 
 Outcome = str | BaseException | tuple[str, BaseException]
 """One scripted call: a reply, an exception to raise, or (chat model streams only)
@@ -43,12 +39,9 @@ def count_words(text: str) -> int:
 
 
 class ScriptedBackend(LLMBackend):
-    """Each call takes the next of ``outcomes`` (a reply, or an exception to raise),
-    then :meth:`reply` answers (subclasses may override it); ``fail(prompt, index)``
-    may return an exception to raise instead. ``model_id`` is what the engine's
-    lasting value caches need. Usage is tracked only with a price
-    (``cost_per_call``, ``price_per_1k_tokens``); a failed call costs nothing.
-    """
+    """Each call takes the next of ``outcomes`` (a reply or an exception), then :meth:`reply`
+    answers; ``fail(prompt, index)`` may return an exception to raise instead. Usage is
+    tracked only with a price (``cost_per_call``, ``price_per_1k_tokens``)."""
 
     def __init__(
         self,
@@ -122,14 +115,10 @@ class ScriptedBackend(LLMBackend):
 
     def _answer(self, prompt: str, index: int) -> str:
         error = self.fail(prompt, index) if self.fail is not None else None
-        if error is not None:
-            raise error
-        if self.outcomes:
-            outcome = self.outcomes.popleft()
-            if isinstance(outcome, BaseException):
-                raise outcome
-            return outcome
-        return self.reply(prompt)
+        outcome = error or (self.outcomes.popleft() if self.outcomes else self.reply(prompt))
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
     def usage_totals(self) -> UsageTotals | None:
         if self.cost_per_call is None and self.price_per_1k_tokens is None:
@@ -139,10 +128,8 @@ class ScriptedBackend(LLMBackend):
 
 class ScriptedChatModel(BaseChatModel):
     """A chat model whose calls follow ``outcomes`` (each an :data:`Outcome`), then
-    ``reply(prompt)`` (the last message's text). Replies carry usage and their cost
-    as ``response_metadata["cost"]``, as OpenRouter reports it, for trackers and
-    budgets; LangSmith sees ``provider`` and ``"<provider>-model"``.
-    """
+    ``reply(prompt)``. Replies carry usage and ``response_metadata["cost"]``, as OpenRouter
+    reports it; LangSmith sees ``provider`` and ``"<provider>-model"``."""
 
     outcomes: list[Any] = Field(default_factory=list)
     reply: Callable[[str], str] | None = None
@@ -168,7 +155,6 @@ class ScriptedChatModel(BaseChatModel):
     def bind_tools(
         self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """``tools`` in each call's keywords (:attr:`calls`); the script answers all the same."""
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
@@ -177,20 +163,18 @@ class ScriptedChatModel(BaseChatModel):
     def _call(
         self, messages: Sequence[BaseMessage], stop: list[str] | None, kwargs: Any
     ) -> Iterator[tuple[Any, float]]:
-        """The call's outcome (a reply, an exception or both) and its cost, in flight."""
         prompt = messages[-1].text if messages else ""
         with self._script_lock:
             index = len(self.calls)
             self.calls.append({"stop": stop, **kwargs})
             self.prompts.append(prompt)
             outcome = self.outcomes.pop(0) if self.outcomes else None
-        if outcome is None:
-            outcome = DEFAULT_REPLY if self.reply is None else self.reply(prompt)
-        costs = self.cost_per_call if isinstance(self.cost_per_call, list) else [self.cost_per_call]
-        with self._script_lock:
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        costs = self.cost_per_call if isinstance(self.cost_per_call, list) else [self.cost_per_call]
         try:
+            if outcome is None:
+                outcome = DEFAULT_REPLY if self.reply is None else self.reply(prompt)
             yield outcome, costs[min(index, len(costs) - 1)]
         finally:
             with self._script_lock:

@@ -15,33 +15,15 @@ from pygent_lc.errors import InvalidInputError
 # Call keywords a chat Runnable may also be given (by bind_tools, structured
 # output, or a caller who knows the provider): passed on unchecked.
 PASS_THROUGH_KEYWORDS = frozenset(
-    {
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-        "strict",
-        "ls_structured_output_format",
-        "frequency_penalty",
-        "presence_penalty",
-        "top_k",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",
-        "format",
-        "options",
-        "keep_alive",
-        "reasoning",
-        "extra_body",
-    }
+    """tools tool_choice parallel_tool_calls response_format strict ls_structured_output_format
+    frequency_penalty presence_penalty top_k logprobs top_logprobs logit_bias format options
+    keep_alive reasoning extra_body""".split()  # noqa: SIM905
 )
 MAX_PROMPT_CHARS = 2_000_000
+# The largest max_tokens any entry point accepts: a bound that catches a unit mistake (a
+# character count, a size in bytes), not a model's cap (its provider says).
 MAX_TOKENS_LIMIT = 1_000_000
-"""The largest ``max_tokens`` any entry point accepts: a bound that catches a unit
-mistake (a character count, a size in bytes), not a model's cap (its provider says)."""
-MAX_SAMPLES = 16
-"""The most completions (``n``) one request may ask for, which keeps its reservation on a
-budget (``n`` times a completion's bound) within reason."""
+MAX_SAMPLES = 16  # completions (n) per request: keeps a budget's reservation within reason
 
 
 def _as_list(value: object) -> object:
@@ -60,12 +42,8 @@ StopSequences = Annotated[list[Annotated[str, Field(min_length=1)]], BeforeValid
 
 
 class GenerationParams(BaseModel):
-    """The generation keywords of one call, checked: the one place their limits are written
-    (the chain, the backend, ``ChatAgent``, and ``ToTConfig`` through the types above).
-
-    Strict: ``True`` is not a number, ``2.5`` not a token count, ``"42"`` not a seed.
-    ``None`` means not set. ``n``: completions of the prompt in one request.
-    """
+    """The generation keywords of one call: the one place their limits are written (also
+    ``ToTConfig``'s, by the types above). Strict: ``True`` is not a number, ``"42"`` not a seed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -78,41 +56,32 @@ class GenerationParams(BaseModel):
 
     @classmethod
     def check(cls, params: Mapping[str, Any]) -> GenerationParams:
-        """``params`` checked; an unknown keyword or a bad value is an ``InvalidInputError``."""
-        unknown = sorted(set(params) - set(GENERATION_KEYWORDS))
+        """``params`` checked; an unknown keyword or a bad value is an ``InvalidInputError``
+        in words naming the keyword, its limits and the value given."""
+        unknown = sorted(set(params) - set(cls.model_fields))
         if unknown:
+            accepted = ", ".join(cls.model_fields)
             raise InvalidInputError(
-                f"unknown generation keyword(s) {unknown}; "
-                f"accepted: {', '.join(GENERATION_KEYWORDS)}"
+                f"unknown generation keyword(s) {unknown}; accepted: {accepted}"
             )
         try:
             return cls(**params)
         except ValidationError as exc:
-            raise _invalid(exc, params) from None
+            error = exc.errors()[0]
+        name = str(error["loc"][0])
+        if error["type"] in ("greater_than_equal", "less_than_equal"):
+            # The field's own limits, as pydantic states them in its schema
+            limits = cls.model_json_schema()["properties"][name]["anyOf"][0]
+            low, high = limits["minimum"], limits["maximum"]
+            raise InvalidInputError(f"{name} must be between {low} and {high}, got {params[name]}")
+        expected = "a finite number" if name in ("temperature", "top_p") else "an integer"
+        if name == "stop":
+            expected = "a non-empty string or a list of them"
+        raise InvalidInputError(f"{name} must be {expected}, got {params[name]!r}")
 
     def call_kwargs(self) -> dict[str, Any]:
         """The keywords that are set, to call a chat Runnable with."""
         return self.model_dump(exclude_none=True)
-
-
-GENERATION_KEYWORDS = tuple(GenerationParams.model_fields)
-
-
-def _invalid(exc: ValidationError, params: Mapping[str, Any]) -> InvalidInputError:
-    """The first error, in words naming the keyword, its limits and the value given."""
-    error = exc.errors()[0]
-    name = str(error["loc"][0])
-    value = params[name]
-    if error["type"] in ("greater_than_equal", "less_than_equal"):
-        # The field's own limits, as pydantic states them: {"anyOf": [{..., "minimum":
-        # low, "maximum": high}, {"type": "null"}]}
-        limits = GenerationParams.model_json_schema()["properties"][name]["anyOf"][0]
-        low, high = limits["minimum"], limits["maximum"]
-        return InvalidInputError(f"{name} must be between {low} and {high}, got {value}")
-    expected = "a finite number" if name in ("temperature", "top_p") else "an integer"
-    if name == "stop":
-        expected = "a non-empty string or a list of them"
-    return InvalidInputError(f"{name} must be {expected}, got {value!r}")
 
 
 def validate_generation_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,12 +122,10 @@ def validate_chat_call(
         return dict(kwargs)
     _check_text(input, "input")
     generation = {k: v for k, v in kwargs.items() if k not in PASS_THROUGH_KEYWORDS}
-    unknown = sorted(set(generation) - set(GENERATION_KEYWORDS))
+    unknown = sorted(set(generation) - set(GenerationParams.model_fields))
     if unknown:
-        raise InvalidInputError(
-            f"unknown call keyword(s) {unknown}; accepted: "
-            f"{', '.join(sorted({*GENERATION_KEYWORDS, *PASS_THROUGH_KEYWORDS}))}"
-        )
+        accepted = ", ".join(sorted({*GenerationParams.model_fields, *PASS_THROUGH_KEYWORDS}))
+        raise InvalidInputError(f"unknown call keyword(s) {unknown}; accepted: {accepted}")
     passed_on = {k: v for k, v in kwargs.items() if k in PASS_THROUGH_KEYWORDS}
     return {**passed_on, **validate_generation_params(generation)}
 

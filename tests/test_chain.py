@@ -15,7 +15,13 @@ from pydantic import BaseModel
 
 from pygent_lc import Settings, build_chat_model
 from pygent_lc.build import with_provider_policy
-from pygent_lc.chain import ProviderChain
+from pygent_lc.chain import (
+    FALLBACK_WARNING_INTERVAL_S,
+    FallbackNotice,
+    ProviderChain,
+    fallback_notices,
+    short_reason,
+)
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
@@ -25,12 +31,6 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     RateLimitError,
     StreamInterruptedError,
-)
-from pygent_lc.fallbacks import (
-    FALLBACK_WARNING_INTERVAL_S,
-    FallbackNotice,
-    fallback_notices,
-    short_reason,
 )
 from pygent_lc.limits.breaker import CircuitOpenError
 from pygent_lc.limits.rate import LocalRateLimitError

@@ -100,3 +100,9 @@ def test_error_tree() -> None:
 def test_agent_error_is_a_configuration_error() -> None:
     assert issubclass(AgentError, ConfigurationError)
     assert issubclass(AgentError, ValueError)
+
+
+def test_every_error_a_provider_reported_says_where_and_its_status_alike() -> None:
+    overflow = ContextLengthError("too long", provider="local", model="m", status_code=400)
+    assert str(overflow) == "local/m [400]: too long"
+    assert str(RateLimitError("slow down", provider="openrouter")) == "openrouter: slow down"

@@ -19,13 +19,12 @@ from langchain_core.tracers.context import collect_runs
 from pydantic import BaseModel
 
 from pygent_lc import Settings, build_chat_model
-from pygent_lc.chain import ProviderChain
+from pygent_lc.chain import ProviderChain, fallback_notices
 from pygent_lc.closing import chat_models_in
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderUnavailableError
-from pygent_lc.fallbacks import fallback_notices
 from pygent_lc.host_pool import AllHostsFailedError, Count, Enter, HostPool, HostSlot
 from pygent_lc.limits import MemoryStore, open_store
-from pygent_lc.policy import ProviderPolicy, RetryPolicy
+from pygent_lc.policy import ProviderPolicy
 from pygent_lc.providers.ollama import check_ollama, ollama_listing
 from pygent_lc.testing import ScriptedChatModel
 from tests.helpers import closed_port, loopback_settings
@@ -34,7 +33,6 @@ from tests.loopback_server import Fault, LoopbackServer
 Mode = Literal["invoke", "ainvoke", "stream", "astream"]
 MODES: tuple[Mode, ...] = ("invoke", "ainvoke", "stream", "astream")
 live = pytest.mark.live_local
-NO_RETRY = RetryPolicy(max_attempts=1)
 
 
 def dead_url() -> str:
@@ -167,7 +165,7 @@ def test_tools_structured_output_and_close_reach_every_host() -> None:
 def scripted_pool(**outcomes: list[Any]) -> tuple[HostPool, dict[str, ScriptedChatModel]]:
     models = {f"http://{name}": ScriptedChatModel(outcomes=o) for name, o in outcomes.items()}
     pool = HostPool.of(
-        {host: ProviderPolicy(bound=model, retry=NO_RETRY) for host, model in models.items()},
+        {host: ProviderPolicy(bound=model, max_attempts=1) for host, model in models.items()},
         provider="scripted",
         store=MemoryStore(),
     )

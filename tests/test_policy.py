@@ -16,7 +16,7 @@ from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.budget import CostBudget
 from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.limits.usage import UsageTracker, feeding
-from pygent_lc.policy import ProviderPolicy, RetryPolicy
+from pygent_lc.policy import ProviderPolicy
 from pygent_lc.testing import ScriptedChatModel
 
 FAST = Settings(max_retries=2, retry_initial_wait=0.0, retry_max_wait=0.05)
@@ -48,7 +48,8 @@ async def test_usage_and_cost_of_a_call_reach_the_store(parsed: bool) -> None:
         model_name="acme-1",
         store=store,
         record_usage=True,
-        retry=RetryPolicy(max_attempts=2, initial_wait=0.0),
+        max_attempts=2,
+        initial_wait=0.0,
     )
     reply = await policy.ainvoke("2 + 2?")
     assert (reply if parsed else reply.content) == "four"
@@ -94,6 +95,14 @@ def test_a_breaker_on_another_chosen_store_is_a_configuration_error() -> None:
         )
 
 
+def test_retries_are_the_policys_own_settings_and_an_unknown_one_is_refused() -> None:
+    policy = ProviderPolicy(bound=ScriptedChatModel(), max_attempts=1, initial_wait=0.0)
+    assert (policy.max_attempts, policy.initial_wait, policy.deadline) == (1, 0.0, None)
+    with pytest.raises(ConfigurationError, match="no setting 'retry'") as caught:
+        ProviderPolicy(bound=ScriptedChatModel(), retry={"max_attempts": 1})
+    assert caught.value.field == "retry"
+
+
 # -- the first attempt, made before the retry loop ------------------------------------------
 
 
@@ -136,7 +145,7 @@ async def test_a_failed_first_attempt_is_retried_with_the_loops_numbering(mode):
 
     failure = ProviderUnavailableError("down", provider="scripted")
     model = ScriptedChatModel(outcomes=[failure, failure, failure])
-    policy = ProviderPolicy(bound=model, retry=RetryPolicy(max_attempts=3, initial_wait=0.001))
+    policy = ProviderPolicy(bound=model, max_attempts=3, initial_wait=0.001)
     tags = Tags()
     with pytest.raises(ProviderUnavailableError) as caught:
         await call(policy, mode, {"callbacks": [tags]})
@@ -164,8 +173,9 @@ async def test_the_deadline_counts_the_first_attempt(asynchronous):
             return await super()._agenerate(*args, **kwargs)
 
     model = Slow(outcomes=[failure, "late"])
-    retry = RetryPolicy(max_attempts=3, initial_wait=0.15, max_wait=0.15, deadline=0.4)
-    policy = ProviderPolicy(bound=model, retry=retry)
+    policy = ProviderPolicy(
+        bound=model, max_attempts=3, initial_wait=0.15, max_wait=0.15, deadline=0.4
+    )
     with pytest.raises(ProviderUnavailableError):
         await policy.ainvoke("x") if asynchronous else policy.invoke("x")
     assert len(model.calls) == 1
@@ -218,9 +228,7 @@ async def test_a_fed_tracker_counts_each_attempt_as_a_listening_one(
             provider="acme", outcomes=[unavailable("acme"), "four five"], cost_per_call=0.002
         )
         bound = (model | StrOutputParser()) if parsed else model
-        policy = ProviderPolicy(
-            bound=bound, provider="acme", retry=RetryPolicy(max_attempts=2, initial_wait=0.0)
-        )
+        policy = ProviderPolicy(bound=bound, provider="acme", max_attempts=2, initial_wait=0.0)
         tracker = UsageTracker()
         config: RunnableConfig = feeding({}, tracker) if fed else {"callbacks": [tracker]}
         await call(policy, mode, config)

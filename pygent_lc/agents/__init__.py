@@ -1,14 +1,9 @@
-"""Agents of PyGent Factory over the provider chain.
-
-``AgentFactory().create_agent(agent_type, name=None, custom_config=None)`` returns a
-checked :class:`ReasoningAgent` (Tree of Thought) or :class:`ChatAgent` (an LCEL chain
-with history); both answer with ``process`` and total their usage in ``.usage``.
-"""
+"""PyGent Factory's agents over the provider chain: ``AgentFactory().create_agent`` gives a
+:class:`ReasoningAgent` (Tree of Thought) or a :class:`ChatAgent` (LCEL, with history)."""
 
 from pygent_lc.agents.chat import ChatAgent
 from pygent_lc.agents.factory import Agent, AgentFactory
-from pygent_lc.agents.progress import SolveProgress
-from pygent_lc.agents.reasoning import ReasoningAgent
+from pygent_lc.agents.reasoning import ReasoningAgent, SolveProgress
 from pygent_lc.agents.spec import AGENT_TYPES, PROVIDER_CHOICES, TASK_NAMES
 from pygent_lc.errors import AgentError, NoAnswerError
 

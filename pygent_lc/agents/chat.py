@@ -18,8 +18,7 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer clearly and briefly
 
 
 class ChatAgent(Closable):
-    """``system prompt + history + message | chain``: ``process`` and ``stream`` remember
-    each exchange, so the next message is answered in context; usage in :attr:`usage`."""
+    """``system prompt + history + message | chain``, remembering each exchange."""
 
     agent_type = "chat"
 
@@ -69,11 +68,9 @@ class ChatAgent(Closable):
         self._remember(message, "".join(parts))
 
     def reset(self) -> None:
-        """Forget the conversation."""
         self.history.clear()
 
     def close(self) -> None:
-        """Release the chain's pooled connections (and an embedded server it started)."""
         close_runnable(self.chain)
 
     async def aclose(self) -> None:

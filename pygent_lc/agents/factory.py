@@ -1,8 +1,5 @@
-"""``AgentFactory``: what PyGent Factory calls to get a validated, ready agent.
-
-Each provider an agent names is checked first without the network (its chat model
-builds), then as the registry's ``ProviderSpec.check`` says (Ollama has the model).
-"""
+"""``AgentFactory``: a validated, ready agent. Each provider named is checked offline (its
+chat model builds), then as its ``ProviderSpec.check`` says (Ollama has the model)."""
 
 from __future__ import annotations
 
@@ -51,14 +48,10 @@ def usable_providers(
 
 
 class AgentFactory(Closable):
-    """Creates agents over the provider chain and keeps them by name.
-
-    ``provider="auto"`` (the default) uses the configured chain (``fallbacks``, else
-    ``settings.providers``), skips the providers that are not configured and checks
-    nothing on the network. Raises :class:`AgentError` for anything wrong in the
-    request or the configuration, ``ProviderUnavailableError`` when Ollama does not
-    answer and ``ModelNotFoundError`` when the model is not there.
-    """
+    """Creates agents and keeps them by name. ``provider="auto"`` uses the configured
+    chain, skipping providers not configured, with no network check. Raises
+    :class:`AgentError` for a bad request or configuration, ``ProviderUnavailableError``
+    and ``ModelNotFoundError`` from a provider's check."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
@@ -71,7 +64,6 @@ class AgentFactory(Closable):
         name: str | None = None,
         custom_config: Mapping[str, Any] | None = None,
     ) -> Agent:
-        """A new agent of ``agent_type`` (``reasoning`` or ``chat``), validated."""
         spec = parse_spec(agent_type, custom_config)
         name = name or f"{spec.agent_type}-{next(self._ids)}"
         if name in self.agents:
@@ -116,7 +108,7 @@ class AgentFactory(Closable):
         del self.agents[name]
 
     def close(self) -> None:
-        """Close every agent this factory made (they stay usable)."""
+        """Close every agent made here (they stay usable)."""
         for agent in self.agents.values():
             agent.close()
 

@@ -42,8 +42,6 @@ def _normalized(value: object) -> object:
 
 
 def _choice(what: str, choices: tuple[str, ...]) -> BeforeValidator:
-    """One of ``choices``, written in any case, with spaces around or not."""
-
     def check(value: object) -> object:
         if (name := _normalized(value)) in choices:
             return name
@@ -53,7 +51,6 @@ def _choice(what: str, choices: tuple[str, ...]) -> BeforeValidator:
 
 
 def _name_list(value: object) -> object:
-    """``fallbacks`` may be one comma-separated string, or ``None`` for none."""
     if isinstance(value, str):
         return [part for part in value.split(",") if part.strip()]
     return () if value is None else value

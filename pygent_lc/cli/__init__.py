@@ -1,11 +1,7 @@
 """The ``pygent-lc`` command line: ``solve``, ``chat``, ``models``, ``doctor``, ``usage``.
 
-Errors print one line and a hint on stderr (with ``--json``, an object on stdout too),
-never a traceback (unless ``PYGENT_DEBUG=1``) and never the key. A fallback is always
-one WARNING line on stderr; the rest of the library's log shows with ``--verbose``.
-This module and :mod:`~pygent_lc.cli.parser` import only light modules; the commands
-(:mod:`~pygent_lc.cli.commands`: agents, the chain, LangChain) are imported once the
-arguments parse, so ``--help`` answers in the time Python takes to start.
+Only light imports here and in :mod:`~pygent_lc.cli.parser`: the commands (agents,
+LangChain) load once the arguments parse, so ``--help`` answers as fast as Python starts.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -24,14 +20,12 @@ from pygent_lc.cli.parser import (
     EXIT_NO_ANSWER,
     EXIT_OK,
     EXIT_USAGE,
+    PROMPT_ARGUMENT,
     build_parser,
     read_prompt,
 )
 from pygent_lc.errors import ConfigurationError, InvalidInputError, NoAnswerError
 from pygent_lc.telemetry import instrument_from_env, start_otlp_export
-
-#: The commands that read a prompt, and the name of its argument.
-_PROMPT_ARGUMENT = {"solve": "problem", "chat": "prompt"}
 
 
 class _RedactingFormatter(logging.Formatter):
@@ -41,12 +35,12 @@ class _RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def _configure_logging(*, verbose: bool) -> Callable[[], None]:
-    """The ``pygent_lc`` log on stderr from DEBUG with ``--verbose``, else only errors
-    and fallbacks (not Python's last resort: other warnings beside ``error:``/``hint:``).
-    Returns what puts the logger back as it was (``main`` called in a program)."""
+def _configure_logging(cleanup: ExitStack, *, verbose: bool) -> None:
+    """The ``pygent_lc`` log on stderr: all with ``--verbose``, else errors and fallbacks
+    only; ``cleanup`` puts the logger back (``main`` called in a program)."""
     logger = logging.getLogger("pygent_lc")
-    was = (logger.handlers, logger.propagate, logger.level)
+    cleanup.callback(logger.setLevel, logger.level)
+    cleanup.callback(vars(logger).update, handlers=logger.handlers, propagate=logger.propagate)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     if not verbose:
@@ -55,15 +49,10 @@ def _configure_logging(*, verbose: bool) -> Callable[[], None]:
     logger.propagate = False
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
-    def restore() -> None:
-        logger.handlers, logger.propagate = was[0], was[1]
-        logger.setLevel(was[2])
-
-    return restore
-
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; errors print one line and a hint, never a traceback or the key."""
+    """Run a command; an error is one line and a hint on stderr (and JSON with ``--json``),
+    never a traceback (unless ``PYGENT_DEBUG=1``) nor a key."""
     as_json = False
     fallbacks: list[dict[str, Any]] = []
     with ExitStack() as cleanup:
@@ -71,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
             args = build_parser().parse_args(argv)
             as_json = getattr(args, "json", False)
-            cleanup.callback(_configure_logging(verbose=args.verbose))
-            if args.command in _PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
-                args.text = read_prompt(args, _PROMPT_ARGUMENT[args.command])
+            _configure_logging(cleanup, verbose=args.verbose)
+            if args.command in PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
+                args.text = read_prompt(args, PROMPT_ARGUMENT[args.command])
             if args.otel:
                 cleanup.callback(start_otlp_export())
             else:

@@ -1,7 +1,5 @@
-"""What each ``pygent-lc`` command does, once its arguments are parsed: the heavy half
-of the command line (agents, the chain, the providers, LangChain), which
-:func:`pygent_lc.cli.main` imports only after parsing succeeded.
-"""
+"""What each ``pygent-lc`` command does: the heavy half of the command line (agents, the
+chain, LangChain), which :func:`pygent_lc.cli.main` imports once the arguments parse."""
 
 from __future__ import annotations
 
@@ -11,11 +9,11 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from pathlib import Path
 from typing import Any
 
-from pygent_lc.agents import AgentFactory, ChatAgent, ReasoningAgent
+from pygent_lc.agents import AgentFactory
 from pygent_lc.build import ProviderSkippedWarning, build_chat_model
 from pygent_lc.cli import output
 from pygent_lc.cli.parser import (
@@ -23,7 +21,7 @@ from pygent_lc.cli.parser import (
     EXIT_NO_ANSWER,
     EXIT_OK,
     EXIT_USAGE,
-    SOLVE_OPTIONS,
+    FLAG_OF_FIELD,
     name_flags,
 )
 from pygent_lc.errors import ConfigurationError, InvalidInputError, PygentError
@@ -50,16 +48,11 @@ NO_SHARED_STORE = (
 )
 
 
-async def _agent(
-    args: argparse.Namespace, settings: Settings, kind: str, config: dict[str, Any]
-) -> Any:
-    """The agent of ``kind`` the flags ask for; a configuration error names the flags
-    the user typed, not the agent's settings."""
-    config |= {"provider": args.provider}
-    if args.fallback:
-        config["fallbacks"] = list(args.fallback)
-    if args.model:
-        config["model_name"] = args.model
+async def _agent(args: argparse.Namespace, settings: Settings, config: dict[str, Any]) -> Any:
+    """The agent the flags ask for (over ``config``); an error names the flags typed."""
+    given = {field: getattr(args, field) for field in FLAG_OF_FIELD[args.command]}
+    config |= {field: value for field, value in given.items() if value not in (None, "")}
+    kind = "reasoning" if args.command == "solve" else "chat"
     try:
         return await AgentFactory(settings).create_agent(kind, custom_config=config)
     except (ConfigurationError, InvalidInputError) as exc:
@@ -81,18 +74,10 @@ def _print_json(data: Any) -> None:
 
 
 async def _solve(args: argparse.Namespace, settings: Settings, fallbacks: list[Any]) -> int:
-    config: dict[str, Any] = {**SOLVE_DEFAULTS[args.task], "task": args.task}
-    config["search_method"] = args.search_method
-    given = {field: getattr(args, field) for field in SOLVE_OPTIONS}
-    config.update({field: value for field, value in given.items() if value is not None})
-    agent = await _agent(args, settings, "reasoning", config)
-    assert isinstance(agent, ReasoningAgent)
-    try:
+    async with await _agent(args, settings, dict(SOLVE_DEFAULTS[args.task])) as agent:
         progress = output.ProgressLine(sys.stderr) if _interactive(args) else None
         async with progress or nullcontext():
             result = await agent.solve(args.text, on_progress=progress.update if progress else None)
-    finally:
-        await agent.aclose()
     if args.mermaid:
         await asyncio.to_thread(Path(args.mermaid).write_text, result.to_mermaid(), "utf-8")
     if args.json:
@@ -105,12 +90,7 @@ async def _solve(args: argparse.Namespace, settings: Settings, fallbacks: list[A
 
 
 async def _chat(args: argparse.Namespace, settings: Settings, fallbacks: list[Any]) -> int:
-    config: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature}
-    if args.system_prompt:
-        config["system_prompt"] = args.system_prompt
-    agent = await _agent(args, settings, "chat", config)
-    assert isinstance(agent, ChatAgent)
-    try:
+    async with await _agent(args, settings, {}) as agent:
         if args.json:
             answer = await agent.process(args.text)
         else:
@@ -123,8 +103,6 @@ async def _chat(args: argparse.Namespace, settings: Settings, fallbacks: list[An
                         waiting.close()  # nothing to erase unless it was shown
                     print(text, end="", flush=True)
             print()
-    finally:
-        await agent.aclose()
     if args.json:
         _print_json(output.answer_json(answer, agent) | {"fallbacks": fallbacks})
     print(output.usage_line(agent.usage), file=sys.stderr)
@@ -189,10 +167,8 @@ def _health_line(health: ProviderHealth, name: str | None = None) -> str:
 def diagnose(
     settings: Settings, providers: Sequence[ProviderName] | None = None, *, probe: bool = False
 ) -> list[ProviderHealth]:
-    """``doctor``: each provider's health (default: all, the configured order first), as
-    its ``ProviderSpec.health`` checks it, contacting only those configured; ``probe``
-    also asks each healthy one for a few tokens, through the chain an agent would use.
-    """
+    """``doctor``: each provider's health (default: all, the configured ones first);
+    ``probe`` also asks each healthy one for a few tokens, through an agent's chain."""
     report = []
     for name in providers or dict.fromkeys([*settings.providers, *PROVIDERS]):
         health = PROVIDERS[name].health(settings)
@@ -216,22 +192,17 @@ def _probe(name: ProviderName, settings: Settings, health: ProviderHealth) -> Pr
 
 
 def _shared_url(settings: Settings) -> str | None:
-    """The shared state store's URL; ``None`` without one (each process its own)."""
     url = settings.state_url.get_secret_value() if settings.state_url is not None else None
     return None if url is None or url.strip() in MEMORY_URLS else url
 
 
 def _state_store_problem(settings: Settings) -> ProviderHealth | None:
-    """A line when the shared state store refuses this client (its password, its ACL):
-    every call would fall back to per-process limits. A Redis that is down or
-    read-only is an outage that passes, and calls are answered meanwhile."""
+    """A line when the shared store refuses this client (password, ACL): every call would
+    use per-process limits. A Redis that is down or read-only is an outage that passes."""
     if (url := _shared_url(settings)) is None:
         return None
-    store = open_store(url)
-    try:
+    with closing(open_store(url)) as store:
         outage = store.check() if isinstance(store, ResilientStore) else None
-    finally:
-        store.close()
     if outage is None or not outage.misconfigured:
         return None
     return ProviderHealth("state store", "problem", f"{redact_url(url)} {outage}")
@@ -242,11 +213,9 @@ class StoreUnreachableError(Exception):
 
 
 def fleet_usage(url: str) -> list[UsageSummary]:
-    """The usage totals in the shared store ``url`` names, by provider and model; a store
-    that does not answer or refuses this client is a :class:`StoreUnreachableError`, not
-    this process's empty totals, which would mislead (asked directly: no log line)."""
-    store = open_store(url)
-    try:
+    """The shared store's usage by provider and model; one that does not answer is a
+    :class:`StoreUnreachableError`, not this process's (misleading) empty totals."""
+    with closing(open_store(url)) as store:
         if not isinstance(store, ResilientStore):
             return store.usage_rows()
         try:
@@ -256,13 +225,10 @@ def fleet_usage(url: str) -> list[UsageSummary]:
                 raise
         problem = "did not answer" if outage.reason == UNREACHABLE.reason else outage.reason
         raise StoreUnreachableError(f"state store {redact_url(url)} {problem}")
-    finally:
-        store.close()
 
 
 def _usage(args: argparse.Namespace, settings: Settings) -> int:
-    """Without a shared store each process keeps its usage to itself (the summary
-    ``chat`` and ``solve`` print): nothing to read, a configuration problem (exit 2)."""
+    """Without a shared store each process keeps its usage to itself: exit 2."""
     if (url := _shared_url(settings)) is None:
         print(NO_SHARED_STORE, file=sys.stderr)
         return EXIT_USAGE
@@ -277,7 +243,7 @@ def _usage(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _settings() -> Settings:
-    """The settings of ``./.env`` and the environment; a misspelt variable is a warning line."""
+    """``./.env`` and the environment; a misspelt variable is a warning line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MisspeltSettingWarning)
         settings = Settings.from_env_file()

@@ -1,9 +1,6 @@
 """What ``pygent-lc`` shows: summaries, JSON, one-line errors with a hint, the fallbacks
-:class:`FallbackRecorder` keeps for ``--json``, and live status lines on a terminal.
-
-A status line is redrawn on a clock (every 0.5 s), not only when something happens: a
-call to a slow model can take a minute, and a time that stands still looks like a hang.
-"""
+for ``--json``, and live status lines on a terminal, redrawn on a clock (a call to a slow
+model can take a minute, and a time that stands still looks like a hang)."""
 
 from __future__ import annotations
 
@@ -23,8 +20,8 @@ from dotenv.parser import parse_stream
 
 from pygent_lc import errors
 from pygent_lc.agents import ChatAgent, ReasoningAgent, SolveProgress
-from pygent_lc.fallbacks import FallbackNotice, short_reason
-from pygent_lc.fallbacks import logger as fallback_logger
+from pygent_lc.chain import FallbackNotice, short_reason
+from pygent_lc.chain import logger as fallback_logger
 from pygent_lc.limits.usage import UsageSummary, UsageTracker
 from pygent_lc.providers.local import INSTALL_HINT
 from pygent_lc.providers.registry import PROVIDERS
@@ -54,7 +51,6 @@ _ERASE = "\r\x1b[2K"
 
 
 def usage_line(usage: UsageTracker) -> str:
-    """``provider/model: calls, tokens, cost`` for each pair that was asked."""
     parts = [
         f"{e.provider}/{e.model}: {e.usage.calls} call(s)"
         f"{f' ({e.usage.failures} failed)' if e.usage.failures else ''}, "
@@ -65,7 +61,6 @@ def usage_line(usage: UsageTracker) -> str:
 
 
 def served_by(usage: UsageTracker) -> list[str]:
-    """The ``provider/model`` pairs that answered at least one call."""
     summaries = usage.summary().values()
     return [f"{e.provider}/{e.model}" for e in summaries if e.usage.calls > e.usage.failures]
 
@@ -85,7 +80,6 @@ def solve_summary(result: ToTResult, agent: ReasoningAgent) -> str:
 
 
 def answer_json(answer: str | None, agent: ReasoningAgent | ChatAgent) -> dict[str, Any]:
-    """The answer, the providers asked and those that served, and the usage."""
     return {
         "answer": answer,
         "providers": agent.providers,
@@ -95,14 +89,12 @@ def answer_json(answer: str | None, agent: ReasoningAgent | ChatAgent) -> dict[s
 
 
 def solve_json(result: ToTResult, agent: ReasoningAgent) -> dict[str, Any]:
-    """The full result (tree included) plus the answer, providers and usage."""
     data: dict[str, Any] = json.loads(result.to_json(indent=None))
     data["solved"] = result.solved
     return data | answer_json(result.best.text if result.best else None, agent)
 
 
 def usage_json(rows: list[UsageSummary]) -> list[dict[str, Any]]:
-    """One object per (provider, model) with every total and the latencies."""
     return [
         {"provider": row.provider, "model": row.model, **asdict(row.usage)}
         | {"mean_latency_s": row.mean_latency_s, "p95_latency_s": row.p95_latency_s}
@@ -111,7 +103,6 @@ def usage_json(rows: list[UsageSummary]) -> list[dict[str, Any]]:
 
 
 def usage_table(rows: list[UsageSummary]) -> list[str]:
-    """``pygent-lc usage``: a header and one line per (provider, model)."""
     if not rows:
         return ["no calls recorded yet"]
     provider_width = max([len(row.provider) for row in rows] + [8])
@@ -130,7 +121,6 @@ def usage_table(rows: list[UsageSummary]) -> list[str]:
 
 
 def hint_for(exc: BaseException) -> str:
-    """What to do next, for each kind of failure."""
     if isinstance(exc, errors.ConfigurationError):
         field = (exc.field or "").split(" ")[0]
         if field in _FIELD_HINTS:
@@ -160,10 +150,8 @@ def error_line(exc: BaseException) -> str:
 
 
 def redact(text: str) -> str:
-    """``text`` without any secret of the environment or of ``./.env`` in it: the value
-    of a variable whose name holds KEY, TOKEN or SECRET, or anything shaped like a
-    credential (a key pasted into another variable, :func:`~pygent_lc.redaction.redact_text`).
-    """
+    """``text`` without the value of any variable (environment, ``./.env``) whose name
+    holds KEY, TOKEN or SECRET, nor anything shaped like a credential."""
     variables: dict[str, str | None] = dict(os.environ)
     # An unreadable .env has no secret to hide; a line that does not parse is
     # skipped here (its error names the line, not its text).
@@ -203,60 +191,39 @@ class FallbackRecorder(logging.Handler):
         fallback_logger.removeHandler(self)
 
 
-def _provider_error(error: errors.ProviderError) -> dict[str, Any]:
-    return {
-        "type": type(error).__name__,
-        "message": redact(error.message),
-        "provider": error.provider,
-        "model": error.model,
-        "status": error.status_code,
-        "reason": short_reason(error),
-    }
+def _error(exc: BaseException, message: str) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": type(exc).__name__, "message": redact(message)}
+    if not isinstance(exc, errors.ProviderError):
+        return error | dict.fromkeys(("provider", "model", "status"))
+    details = {"provider": exc.provider, "model": exc.model, "status": exc.status_code}
+    return error | details | {"reason": short_reason(exc)}
 
 
 def error_json(exc: BaseException) -> dict[str, Any]:
-    """The failure as ``{"error": {type, message, provider, model, status, hint}}``;
-    a chain that failed everywhere lists each provider's in ``errors``."""
-    error: dict[str, Any] = {
-        "type": type(exc).__name__,
-        "message": redact(_one_line(exc)),
-        "provider": None,
-        "model": None,
-        "status": None,
-        "hint": hint_for(exc),
-    }
-    if isinstance(exc, errors.ProviderError):
-        details = _provider_error(exc)
-        error.update({key: details[key] for key in ("provider", "model", "status", "reason")})
+    """``{"error": {type, message, provider, model, status, hint}}``; a chain that failed
+    everywhere lists each provider's in ``errors``."""
+    error = _error(exc, _one_line(exc)) | {"hint": hint_for(exc)}
     if isinstance(exc, errors.AllProvidersFailedError):
-        error["errors"] = [_provider_error(e) for e in exc.errors.values()]
+        error["errors"] = [_error(e, e.message) for e in exc.errors.values()]
     return {"error": error}
 
 
 class StatusLine:
-    """One line on a terminal, rewritten in place every ``tick_s`` while ``async with``
-    runs: ``text`` and the seconds elapsed, or what a function ``text`` returns
-    (``None``: nothing yet). :meth:`close` erases it at once (again at the end, harmlessly).
-    """
+    """One terminal line, redrawn every ``tick_s`` during ``async with``: ``text`` and the
+    seconds elapsed, or what a function ``text`` returns (``None``: nothing yet)."""
 
     def __init__(
         self, stream: TextIO, text: str | Callable[[], str | None], *, tick_s: float = 0.5
     ) -> None:
+        started = time.monotonic()
         self.stream = stream
         self.tick_s = tick_s
-        self._started = time.monotonic()
-        self._text = text
+        self._text = text if callable(text) else lambda: f"{text} {time.monotonic() - started:.1f}s"
         self._shown = self._closed = False
         self._ticker: asyncio.Task[None] | None = None
 
     def draw(self) -> None:
-        if self._closed:
-            return
-        if callable(self._text):
-            text = self._text()
-        else:
-            text = f"{self._text} {time.monotonic() - self._started:.1f}s"
-        if text is not None:
+        if not self._closed and (text := self._text()) is not None:
             self.stream.write(_ERASE + text)
             self.stream.flush()
             self._shown = True
@@ -287,8 +254,8 @@ class StatusLine:
 
 
 class ProgressLine(StatusLine):
-    """``solve``'s line; :meth:`update` is ``ReasoningAgent.solve``'s ``on_progress``
-    (each level, each call's start and end): it redraws at most every ``interval_s``."""
+    """``solve``'s line; :meth:`update`, its ``on_progress``, redraws at most every
+    ``interval_s``."""
 
     def __init__(self, stream: TextIO, *, interval_s: float = 0.1, tick_s: float = 0.5) -> None:
         super().__init__(

@@ -1,9 +1,6 @@
-"""The ``pygent-lc`` command line's arguments: commands, options, the prompt to read.
-
-Only the standard library and :mod:`pygent_lc.errors`, so that ``--help`` (and a usage
-error) imports no LangChain: the provider and task names are spelt here, and a test
-holds them equal to the registry's and the agents'.
-"""
+"""The ``pygent-lc`` command line's arguments and the prompt to read. Only the standard
+library and :mod:`pygent_lc.errors`, so ``--help`` imports no LangChain: the provider and
+task names are spelt here, and a test holds them equal to the registry's and the agents'."""
 
 from __future__ import annotations
 
@@ -26,18 +23,41 @@ PROVIDER_CHOICES = (*PROVIDER_NAMES, "auto")
 #: ``solve --task``'s choices (``pygent_lc.agents.spec.TASK_NAMES``).
 TASK_NAMES = ("generic", "game24")
 
-_CHAIN = {"provider": "--provider", "fallbacks": "--fallback", "model_name": "--model"}
-_FLAG = {"action": "store_true"}
+_NAMES = ", ".join(PROVIDER_NAMES)
+#: The commands that read a prompt, and the name of its argument.
+PROMPT_ARGUMENT = {"solve": "problem", "chat": "prompt"}
+
+
+def _arg(text: str | None = None, **keywords: Any) -> dict[str, Any]:
+    return {"help": text, **keywords}
 
 
 def _number(dest: str, text: str | None = None, kind: type = int, **more: Any) -> dict[str, Any]:
-    return {"type": kind, "dest": dest, "help": text, **more}
+    return _arg(text, type=kind, dest=dest, **more)
 
 
-#: ``solve``'s and ``chat``'s own options (flag: ``add_argument``'s keywords); a
-#: ``dest`` is the agent setting the flag sets.
+#: ``solve``'s and ``chat``'s agent: a ``dest`` is the agent setting the flag sets.
+_CHAIN = {
+    "--provider": _arg(
+        f"provider to use (default: auto, the configured chain: {_NAMES})",
+        choices=PROVIDER_CHOICES,
+        default="auto",
+        dest="provider",
+    ),
+    "--fallback": _arg(
+        "provider to fall back to, in order (repeatable)",
+        **{"action": "append", "choices": PROVIDER_NAMES, "default": [], "dest": "fallbacks"},
+    ),
+    "--model": _arg(
+        "model name (a GGUF file for --provider local)", dest="model_name", metavar="MODEL"
+    ),
+}
+_JSON = {"--json": _arg(action="store_true")}
+_VERBOSE = _arg("show the library's log on stderr: retries, circuit breakers", action="store_true")
+#: Each command's options (flag: ``add_argument``'s keywords).
 OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
-    "solve": {
+    "solve": _CHAIN
+    | {
         "--task": {"choices": TASK_NAMES, "default": "generic", "dest": "task"},
         "--depth": _number("max_depth", "thought steps (default: generic 2, game24 4)"),
         "--breadth": _number("n_select_sample", "states kept per level (default: 2 / 5)"),
@@ -46,24 +66,49 @@ OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
         "--max-tokens": _number("max_tokens", "per call (default: 160 / 256)"),
         "--max-calls": _number("max_llm_calls", "stop after this many LLM calls"),
         "--max-cost": _number("max_cost_usd", "stop after this much spend in USD", float),
-        "--json": _FLAG | {"help": "print the full result as JSON"},
-        "--mermaid": {"metavar": "FILE", "help": "write the tree as a Mermaid flowchart"},
-        "--no-progress": _FLAG | {"help": "no live progress line"},
+        "--json": _arg("print the full result as JSON", action="store_true"),
+        "--mermaid": _arg("write the tree as a Mermaid flowchart", metavar="FILE"),
+        "--no-progress": _arg("no live progress line", action="store_true"),
     },
-    "chat": {
-        "--system": {"dest": "system_prompt", "metavar": "SYSTEM", "help": "system prompt"},
+    "chat": _CHAIN
+    | {
+        "--system": _arg("system prompt", dest="system_prompt", metavar="SYSTEM"),
         "--max-tokens": _number("max_tokens", default=256),
         "--temperature": _number("temperature", kind=float, default=0.7),
-        "--json": _FLAG
-        | {"help": "print the answer, providers, usage and fallbacks as one JSON object"},
+        "--json": _arg(
+            "print the answer, providers, usage and fallbacks as one JSON object",
+            action="store_true",
+        ),
     },
+    "models": {
+        "--provider": _arg(
+            "default: the first configured provider of the chain (PYGENT_PROVIDERS): "
+            "OpenRouter with a key, Ollama whose server answers, else local",
+            choices=PROVIDER_NAMES,
+        ),
+        "--search": _arg("only models whose id contains this text"),
+        "--free": _arg("only free OpenRouter models", action="store_true"),
+    }
+    | _JSON,
+    "doctor": {
+        "--provider": _arg("only these providers", action="append", choices=PROVIDER_NAMES),
+        "--probe": _arg("also ask each for a few tokens", action="store_true"),
+    }
+    | _JSON,
+    "usage": _JSON,
 }
-#: The ToT settings ``solve``'s numbers set (unset: the task's defaults).
-SOLVE_OPTIONS = [option["dest"] for option in OPTIONS["solve"].values() if "type" in option]
 #: The flag that sets each agent setting, by command: how errors name them.
 FLAG_OF_FIELD: dict[str, dict[str, str]] = {
-    command: {**_CHAIN, **{o["dest"]: flag for flag, o in options.items() if "dest" in o}}
-    for command, options in OPTIONS.items()
+    command: {o["dest"]: flag for flag, o in OPTIONS[command].items() if "dest" in o}
+    for command in PROMPT_ARGUMENT
+}
+_HELPS = {
+    "solve": "solve a problem with a Tree-of-Thought search",
+    "chat": "stream the answer to one prompt",
+    "models": "list the models a provider offers",
+    "doctor": "check every provider: key, server, model",
+    "usage": "calls, tokens, cost and latency per provider and model, fleet-wide "
+    "(from the shared state store, PYGENT_STATE_URL)",
 }
 
 
@@ -90,11 +135,8 @@ def name_flags(message: str, command: str) -> str:
 
 
 def read_prompt(args: argparse.Namespace, name: str) -> str:
-    """The prompt from the argument, standard input (``-``) or ``--file``, checked.
-
-    One limit for every command, :data:`~pygent_lc.validation.MAX_PROMPT_CHARS`,
-    enforced while reading: ``/dev/zero`` or ``yes`` never fill the memory.
-    """
+    """The prompt from the argument, standard input (``-``) or ``--file``, checked; the
+    length limit holds while reading, so ``/dev/zero`` never fills the memory."""
     from pygent_lc.validation import MAX_PROMPT_CHARS, validate_prompt  # not for ``--help``
 
     given: str | None = getattr(args, name)
@@ -117,9 +159,6 @@ def read_prompt(args: argparse.Namespace, name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    verbose: dict[str, Any] = _FLAG | {
-        "help": "show the library's log on stderr: retries, circuit breakers"
-    }
     parser = argparse.ArgumentParser(
         prog="pygent-lc",
         description="PyGent's LLM layer: Tree-of-Thought solving and chat over "
@@ -128,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{EXIT_USAGE} usage/configuration, {EXIT_NO_ANSWER} no answer, "
         f"{EXIT_INTERRUPTED} interrupted",
     )
-    parser.add_argument("-v", "--verbose", **verbose)
+    parser.add_argument("-v", "--verbose", **_VERBOSE)
     parser.add_argument(
         "--otel",
         action="store_true",
@@ -136,58 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
         "needs opentelemetry-exporter-otlp-proto-http",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    helps = {
-        "solve": "solve a problem with a Tree-of-Thought search",
-        "chat": "stream the answer to one prompt",
-        "models": "list the models a provider offers",
-        "doctor": "check every provider: key, server, model",
-        "usage": "calls, tokens, cost and latency per provider and model, fleet-wide "
-        "(from the shared state store, PYGENT_STATE_URL)",
-    }
-    sub = {name: commands.add_parser(name, help=text) for name, text in helps.items()}
-    for name, prompt in (("solve", "problem"), ("chat", "prompt")):
-        sub[name].add_argument(
-            prompt, nargs="?", help=f"the {prompt}; '-' reads it from standard input"
-        )
-        sub[name].add_argument(
-            "--file", metavar="PATH", help=f"read the {prompt} from a file (UTF-8)"
-        )
-        sub[name].add_argument(
-            "--provider",
-            choices=PROVIDER_CHOICES,
-            default="auto",
-            help="provider to use (default: auto, the configured chain: "
-            f"{', '.join(PROVIDER_NAMES)})",
-        )
-        sub[name].add_argument(
-            "--fallback",
-            action="append",
-            choices=PROVIDER_NAMES,
-            default=[],
-            help="provider to fall back to, in order (repeatable)",
-        )
-        sub[name].add_argument("--model", help="model name (a GGUF file for --provider local)")
+    for name, text in _HELPS.items():
+        command = commands.add_parser(name, help=text)
+        if prompt := PROMPT_ARGUMENT.get(name):
+            command.add_argument(
+                prompt, nargs="?", help=f"the {prompt}; '-' reads it from standard input"
+            )
+            command.add_argument(
+                "--file", metavar="PATH", help=f"read the {prompt} from a file (UTF-8)"
+            )
         for flag, options in OPTIONS[name].items():
             if "type" in options:  # named by the flag, not by the setting it sets
                 options = {"metavar": flag[2:].upper().replace("-", "_"), **options}
-            sub[name].add_argument(flag, **options)
-    sub["models"].add_argument(
-        "--provider",
-        choices=PROVIDER_NAMES,
-        help="default: the first configured provider of the chain (PYGENT_PROVIDERS): "
-        "OpenRouter with a key, Ollama whose server answers, else local",
-    )
-    sub["models"].add_argument("--search", help="only models whose id contains this text")
-    sub["models"].add_argument("--free", action="store_true", help="only free OpenRouter models")
-    sub["doctor"].add_argument(
-        "--provider", action="append", choices=PROVIDER_NAMES, help="only these providers"
-    )
-    sub["doctor"].add_argument(
-        "--probe", action="store_true", help="also ask each for a few tokens"
-    )
-    for name, command in sub.items():
-        if name not in OPTIONS:
-            command.add_argument("--json", action="store_true")
+            command.add_argument(flag, **options)
         # SUPPRESS: a subcommand without -v keeps the value given before it
-        command.add_argument("-v", "--verbose", **verbose, default=argparse.SUPPRESS)
+        command.add_argument("-v", "--verbose", **_VERBOSE, default=argparse.SUPPRESS)
     return parser

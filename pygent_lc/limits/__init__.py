@@ -20,29 +20,14 @@ from pygent_lc.limits.budget import (
     BudgetStatus,
     CostBudget,
 )
-from pygent_lc.limits.call import (
-    CallEnd,
-    CallEnded,
-    CallPlan,
-    CallStart,
-    HeldStream,
-    Hold,
-    Settlement,
-)
+from pygent_lc.limits.call import CallEnd, CallPlan, CallStart, Hold, Settlement
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, RateSpec
 from pygent_lc.limits.shared import open_store, shared_store
-from pygent_lc.limits.store import (
-    DEFAULT_PREFIX,
-    MemoryStore,
-    ResilientStore,
-    StateStore,
-    redact_url,
-)
+from pygent_lc.limits.store import MemoryStore, ResilientStore, StateStore, redact_url
 from pygent_lc.limits.usage import CallMeter, UsageSummary, UsageTracker
 
 __all__ = [
     "ADMITTED",
-    "DEFAULT_PREFIX",
     "BreakerAdmission",
     "BreakerOutcome",
     "BreakerSpec",
@@ -52,14 +37,12 @@ __all__ = [
     "BudgetSpec",
     "BudgetStatus",
     "CallEnd",
-    "CallEnded",
     "CallMeter",
     "CallPlan",
     "CallStart",
     "CircuitBreaker",
     "CircuitOpenError",
     "CostBudget",
-    "HeldStream",
     "Hold",
     "LocalRateLimitError",
     "MemoryStore",

@@ -1,12 +1,7 @@
-"""Circuit breaker: a provider that keeps failing is skipped for a cooldown (the rules are in
-docs/limits.md): closed, open after ``failure_threshold`` consecutive counted failures
-(:data:`BREAKER_ERRORS`), half-open after ``cooldown`` with one probe fleet-wide. A
-counted failure of a call admitted before the circuit opened is ignored while it is open.
-
-In the store, a hash per key: ``f`` consecutive failures, ``o`` when it opened (absent
-while closed), ``p``/``ps`` the probe in flight and its start, ``e`` the last error.
-Probe ids are random 53-bit integers (exact in Lua's doubles).
-"""
+"""Circuit breaker (docs/limits.md): open after ``failure_threshold`` consecutive counted
+failures, half-open after ``cooldown`` with one probe fleet-wide; a failure of a call admitted
+before it opened is ignored while open. In Redis a hash per key: ``f`` failures, ``o`` opened
+at, ``p``/``ps`` the probe and its start, ``e`` the last error."""
 
 from __future__ import annotations
 
@@ -17,16 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
 
-from pygent_lc.errors import (
-    AuthenticationError,
-    InsufficientCreditsError,
-    ModelNotFoundError,
-    ProviderError,
-    ProviderUnavailableError,
-    RateLimitError,
-)
+from pygent_lc import errors
+from pygent_lc.errors import ProviderError, ProviderUnavailableError
 from pygent_lc.limits.rate import LocalRateLimitError
-from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows, text
+from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows
 from pygent_lc.limits.store import MemoryStore, StateStore
 
 logger = logging.getLogger(__name__)
@@ -36,9 +25,8 @@ CircuitState = Literal["closed", "open", "half_open"]
 
 @dataclass(frozen=True, slots=True)
 class BreakerAdmission:
-    """A breaker's answer to one call: ``probe_id`` for the one call (fleet-wide) that
-    probes a half-open circuit; ``retry_in``, the cooldown left when refused while open
-    (None while another call probes); ``failures`` and ``last_error`` say why."""
+    """``probe_id``: the one call fleet-wide probing a half-open circuit; ``retry_in``: the
+    cooldown left when refused while open (None while another call probes)."""
 
     allowed: bool
     probe_id: int | None = None
@@ -47,8 +35,7 @@ class BreakerAdmission:
     last_error: str | None = None
 
 
-ADMITTED = BreakerAdmission(allowed=True)
-"""The admission of a call with no breaker, or a disabled one."""
+ADMITTED = BreakerAdmission(allowed=True)  # no breaker, or a disabled one
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +47,7 @@ class BreakerStatus:
 
 @dataclass(frozen=True, slots=True)
 class BreakerSpec:
-    """A circuit breaker's key and settings; threshold or cooldown 0 disables it."""
+    """Threshold or cooldown 0 disables it."""
 
     key: str
     threshold: int
@@ -73,8 +60,7 @@ class BreakerSpec:
 
 @dataclass(frozen=True, slots=True)
 class BreakerOutcome:
-    """How a call admitted by the breaker of ``key`` ended; ``threshold`` and
-    ``error_summary`` matter for a ``"failure"`` only."""
+    """How an admitted call ended; ``threshold`` and ``error_summary``: for a failure."""
 
     key: str
     admission: BreakerAdmission
@@ -83,8 +69,7 @@ class BreakerOutcome:
     error_summary: str = ""
 
 
-ERROR_SUMMARY_CHARS = 200
-"""Longer error summaries are cut: the hash holds a hint, not a log."""
+ERROR_SUMMARY_CHARS = 200  # the hash holds a hint, not a log
 
 BREAKER_LUA = """
 local function breaker_check(key, now, cooldown)
@@ -137,8 +122,6 @@ end
 
 @dataclass
 class BreakerRecord:
-    """The in-process twin of one breaker hash."""
-
     failures: int = 0
     opened_at: float | None = None
     probe_id: str | None = None
@@ -147,10 +130,9 @@ class BreakerRecord:
 
 
 class BreakerRecords(dict[str, BreakerRecord]):
-    """Every breaker's record; its methods are the Lua functions of the same names."""
+    """The twin: its methods are the Lua functions of the same names."""
 
     def check(self, key: str, now: float, cooldown: float) -> tuple[str, float, int, str]:
-        """Verdict (closed, open, probing, probe), time left, failures, last error."""
         r = self.get(key) or BreakerRecord()
         if r.opened_at is None:
             return "closed", 0.0, r.failures, r.last_error
@@ -165,12 +147,10 @@ class BreakerRecords(dict[str, BreakerRecord]):
         record.probe_id, record.probe_started = probe_id, now
 
     def success(self, key: str) -> bool:
-        """Whether the circuit was open."""
         record = self.pop(key, None)
         return record is not None and record.opened_at is not None
 
     def failure(self, key: str, now: float, threshold: int, probe_id: str, error: str) -> bool:
-        """Whether the circuit opened."""
         record = self.setdefault(key, BreakerRecord())
         is_probe = probe_id != "" and record.probe_id == probe_id
         if is_probe:
@@ -195,7 +175,6 @@ def breaker_key(prefix: str, key: str) -> str:
 
 
 def summary(error: str) -> str:
-    """The error summary as stored: one line, at most :data:`ERROR_SUMMARY_CHARS`."""
     line = " ".join(error.split())
     return line if len(line) <= ERROR_SUMMARY_CHARS else line[: ERROR_SUMMARY_CHARS - 1] + "…"
 
@@ -221,7 +200,7 @@ return {verdict, failures, err}
     def decode(self, reply: Any) -> BreakerStatus:
         verdict, failures, error = rows(reply)
         state = verdict if verdict in ("closed", "open") else "half_open"
-        return BreakerStatus(cast(CircuitState, state), int(failures), text(error))
+        return BreakerStatus(cast(CircuitState, state), int(failures), error or None)
 
     def local(self, state: MemoryState) -> BreakerStatus:
         found = state.part(BreakerRecords).check(self.key, self.now, self.cooldown_s)
@@ -230,29 +209,26 @@ return {verdict, failures, err}
 
 BREAKER_ERRORS: tuple[type[ProviderError], ...] = (
     ProviderUnavailableError,
-    RateLimitError,
-    AuthenticationError,
-    InsufficientCreditsError,
-    ModelNotFoundError,
+    errors.RateLimitError,
+    errors.AuthenticationError,
+    errors.InsufficientCreditsError,
+    errors.ModelNotFoundError,
 )
-"""Errors that count: the provider cannot serve anyone now (402 too, unlike LiteLLM: no
-credits will not fix itself in seconds). Another ``ProviderError`` proves it answered;
-cancellation, bugs and our own refusals only free the probe slot."""
+"""Errors that count: the provider serves no one now (402 too: it will not fix itself in
+seconds). Another ``ProviderError`` proves it answered; the rest only free the probe slot."""
 
 
 class CircuitOpenError(ProviderUnavailableError):
-    """Raised without any network call while a provider's circuit is open; ``retry_after``
-    is the cooldown left (None while a probe is in flight). Not retryable."""
+    """Raised without a network call while a circuit is open; ``retry_after``: the cooldown
+    left (None while a probe is in flight). Not retryable."""
 
 
-_NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)
-"""Errors raised before any request: they say nothing about the provider."""
+_NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)  # raised before any request
 
 
 class CircuitBreaker:
-    """One provider's circuit, kept in a state store under :attr:`key` (by default a store
-    of its own, driven by ``clock``; with Redis every process on the same provider, model
-    and endpoint shares it). A threshold or cooldown of 0 disables it."""
+    """One provider's circuit in a state store under :attr:`key` (by default its own store,
+    on ``clock``); a threshold or cooldown of 0 disables it."""
 
     def __init__(
         self,
@@ -287,7 +263,6 @@ class CircuitBreaker:
         return BreakerSpec(self.key, self.failure_threshold, self.cooldown)
 
     def status(self) -> BreakerStatus:
-        """The circuit now: state, consecutive failures, last counted error."""
         return self.store.run(ReadStatus(self.key, self.cooldown, self.store.clock()))
 
     @property
@@ -297,8 +272,7 @@ class CircuitBreaker:
     def outcome(
         self, admission: BreakerAdmission, error: BaseException | None
     ) -> BreakerOutcome | None:
-        """What to record for a call that ended with ``error`` (None: it answered); nothing
-        for a disabled breaker."""
+        """What to record for a call that ended with ``error`` (None: it answered)."""
         if not self.enabled:
             return None
         if error is None or (
@@ -311,7 +285,6 @@ class CircuitBreaker:
         return BreakerOutcome(self.key, admission, "release")
 
     def open_error(self, admission: BreakerAdmission) -> CircuitOpenError:
-        """The fast failure for a call the breaker turned away."""
         last = admission.last_error
         cause = "" if last is None else f"; last error: {last}"
         if admission.retry_in is None:
@@ -331,7 +304,6 @@ class CircuitBreaker:
 
 
 def log_change(circuit: CircuitBreaker, outcome: BreakerOutcome) -> None:
-    """Log a circuit that opened or closed."""
     if outcome.kind == "failure":
         logger.warning(
             "circuit of %s open for %.1fs: %s",
@@ -347,5 +319,5 @@ _LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 
 
 def live_breakers() -> list[CircuitBreaker]:
-    """Every breaker still in use in this process (telemetry reports their state)."""
+    """Every breaker still in use in this process (for telemetry)."""
     return list(_LIVE)

@@ -1,13 +1,7 @@
-"""Cost budgets: spend, reservations of calls in flight, and the largest call, per key and window.
-
-A call with a bound reserves it and goes only if spend, reservations and the bound stay
-within the limit; a call without one reserves the largest call cost seen so far, and only
-one such call is in flight (docs/limits.md). Per key and window bucket
-(``floor(now / window_s)``, or ``all``) Redis holds a hash ``H`` (``s`` spent, ``r``
-reserved, ``u`` the hold without a bound, ``h:<id>`` each hold's amount) and a sorted set
-``Z`` of holds scored by the end of their lease; ``M`` holds the largest call cost.
-Window buckets expire two windows after their last write.
-"""
+"""Cost budgets: spend, reservations of calls in flight and the largest call, per key and
+window (docs/limits.md). Per window bucket a hash (``s`` spent, ``r`` reserved, ``u`` the
+hold without a bound, ``h:<id>`` each hold) and a sorted set of holds by lease end; buckets
+expire two windows after their last write."""
 
 from __future__ import annotations
 
@@ -22,31 +16,28 @@ from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, number,
 from pygent_lc.limits.store import MemoryStore, StateStore
 
 DEFAULT_BUDGET_WAIT_S = 300.0
-"""How long a call waits its turn behind a call of unknown cost (``CostBudget.max_wait_s``)."""
+# How long a reservation outlives a process that died holding it; a longer call loses its
+# reservation early (its cost still counts), so this should exceed any call's timeout.
 DEFAULT_BUDGET_LEASE_S = 900.0
-"""How long a reservation outlives a process that died holding it; a longer call loses its
-reservation early (its cost still counts), so this should exceed any call's timeout."""
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetReservation:
-    """A call's hold on a budget: ``bucket`` is the window its cost counts in;
-    ``spent_usd`` and ``reserved_usd`` are the totals before it."""
+    """A call's hold on a budget; ``spent_usd`` and ``reserved_usd``: the totals before it."""
 
     key: str
     window_s: int | None
     bucket: int
     hold_id: str
-    amount_usd: float
-    unknown_cost: bool
     spent_usd: float
     reserved_usd: float
+    amount_usd: float
+    unknown_cost: bool
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetRefusal:
-    """A budget turned a call away: ``wait`` when it may go later (no bound, and another
-    such call is in flight), else the budget is spent."""
+    """``wait``: the call may go later (another call of unknown cost is in flight)."""
 
     key: str
     limit_usd: float
@@ -58,8 +49,6 @@ class BudgetRefusal:
 
 @dataclass(frozen=True, slots=True)
 class BudgetStatus:
-    """A budget window now: spent, held by calls in flight, and the largest call seen."""
-
     spent_usd: float
     reserved_usd: float
     in_flight: int
@@ -68,8 +57,7 @@ class BudgetStatus:
 
 @dataclass(frozen=True, slots=True)
 class BudgetSpec:
-    """A limit on ``key``, in total (``window_s`` None) or per window; ``amount_usd`` is
-    the call's bound (None: unknown)."""
+    """A limit on ``key`` for one call; ``amount_usd``: its bound (None: unknown)."""
 
     key: str
     limit_usd: float
@@ -79,19 +67,20 @@ class BudgetSpec:
 
 
 LEDGER_LUA = """
-local function ledger_purge(h, z, now)
-  local stale = redis.call('ZRANGEBYSCORE', z, '-inf', fmt(now))
-  if #stale == 0 then return end
-  local reserved = tonumber(redis.call('HGET', h, 'r')) or 0
-  local unknown = redis.call('HGET', h, 'u')
-  for _, id in ipairs(stale) do
-    reserved = reserved - (tonumber(redis.call('HGET', h, 'h:' .. id)) or 0)
-    redis.call('HDEL', h, 'h:' .. id)
-    if unknown == id then redis.call('HDEL', h, 'u') end
-  end
-  redis.call('ZREMRANGEBYSCORE', z, '-inf', fmt(now))
+local function ledger_drop(h, z, id)
+  if redis.call('ZREM', z, id) == 0 then return end
+  local v = redis.call('HMGET', h, 'h:' .. id, 'r', 'u')
+  local reserved = (tonumber(v[2]) or 0) - (tonumber(v[1]) or 0)
   if reserved < 0 or redis.call('ZCARD', z) == 0 then reserved = 0 end
+  redis.call('HDEL', h, 'h:' .. id)
   redis.call('HSET', h, 'r', fmt(reserved))
+  if v[3] == id then redis.call('HDEL', h, 'u') end
+end
+
+local function ledger_purge(h, z, now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', fmt(now))) do
+    ledger_drop(h, z, id)
+  end
 end
 
 local function ledger_check(h, z, m, now, limit, amount)
@@ -122,14 +111,7 @@ local function ledger_commit(h, z, now, id, unit, unknown, reserved, lease, ttl)
 end
 
 local function ledger_settle(h, z, m, id, cost, ttl)
-  if redis.call('ZREM', z, id) == 1 then
-    local v = redis.call('HMGET', h, 'h:' .. id, 'r', 'u')
-    local reserved = (tonumber(v[2]) or 0) - (tonumber(v[1]) or 0)
-    if reserved < 0 or redis.call('ZCARD', z) == 0 then reserved = 0 end
-    redis.call('HDEL', h, 'h:' .. id)
-    redis.call('HSET', h, 'r', fmt(reserved))
-    if v[3] == id then redis.call('HDEL', h, 'u') end
-  end
+  ledger_drop(h, z, id)
   if cost > 0 then
     redis.call('HSET', h, 's', fmt((tonumber(redis.call('HGET', h, 's')) or 0) + cost))
     if cost > (tonumber(redis.call('GET', m)) or 0) then redis.call('SET', m, fmt(cost)) end
@@ -142,7 +124,6 @@ end
 
 
 def bucket_of(now: float, window_s: int | None) -> int:
-    """The window a time falls in (0 without a window)."""
     return 0 if window_s is None else math.floor(now / window_s)
 
 
@@ -156,8 +137,7 @@ def ledger_keys(prefix: str, key: str, window_s: int | None, bucket: int) -> tup
 
 @dataclass
 class LedgerBucket:
-    """The in-process twin of one bucket's hash and holds (``id -> (amount, lease end)``);
-    its methods are the Lua functions of the same names."""
+    """The twin of one bucket (holds: ``id -> (amount, lease end)``): the Lua functions."""
 
     spent: float = 0.0
     reserved: float = 0.0
@@ -165,15 +145,14 @@ class LedgerBucket:
     holds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def purge(self, now: float) -> None:
-        stale = sorted((end, hold) for hold, (_, end) in self.holds.items() if end <= now)
-        if not stale:
-            return
-        reserved = self.reserved
-        for _, hold in stale:
-            reserved = reserved - self.holds.pop(hold)[0]
-            if self.unknown == hold:
-                self.unknown = None
+        for _, hold in sorted((end, h) for h, (_, end) in self.holds.items() if end <= now):
+            self.drop(hold)
+
+    def drop(self, hold: str) -> None:
+        reserved = self.reserved - self.holds.pop(hold)[0]
         self.reserved = 0.0 if reserved < 0 or not self.holds else reserved
+        if self.unknown == hold:
+            self.unknown = None
 
     def check(
         self, largest: float, now: float, limit: float, amount: float | None
@@ -198,8 +177,6 @@ class LedgerBucket:
 
 @dataclass
 class Ledgers:
-    """Every budget of a ``MemoryStore``."""
-
     buckets: dict[tuple[str, int | None], dict[int, LedgerBucket]] = field(default_factory=dict)
     largest: dict[str, float] = field(default_factory=dict)
 
@@ -214,14 +191,10 @@ class Ledgers:
         return found
 
     def settle(self, held: BudgetReservation, cost: float) -> None:
-        """``ledger_settle``: give the hold back, add the cost, raise the largest call cost."""
+        """``ledger_settle``."""
         b = self.bucket(held.key, held.window_s, held.bucket)
-        amount = b.holds.pop(held.hold_id, None)
-        if amount is not None:
-            reserved = b.reserved - amount[0]
-            b.reserved = 0.0 if reserved < 0 or not b.holds else reserved
-            if b.unknown == held.hold_id:
-                b.unknown = None
+        if held.hold_id in b.holds:
+            b.drop(held.hold_id)
         if cost > 0:
             b.spent = b.spent + cost
             self.largest[held.key] = max(cost, self.largest.get(held.key, 0.0))
@@ -248,16 +221,13 @@ def check_spec(spec: BudgetSpec) -> None:
 
 
 def check_cost(cost_usd: float) -> None:
-    """``InvalidInputError`` unless a finite amount >= 0 (Lua's ``tonumber`` reads NaN and
-    infinities as nil)."""
+    """``InvalidInputError`` unless a finite amount >= 0 (Lua's ``tonumber`` reads NaN as nil)."""
     if not 0.0 <= cost_usd < math.inf:
         raise InvalidInputError(f"a call's cost must be a finite amount >= 0, got {cost_usd!r}")
 
 
 @dataclass(frozen=True, slots=True)
 class ReadBudget(Step[BudgetStatus]):
-    """A budget window now (drops expired holds first)."""
-
     lua: ClassVar[str] = (
         LUA_PRELUDE
         + LEDGER_LUA
@@ -288,18 +258,16 @@ return {fmt(tonumber(v[1]) or 0), fmt(tonumber(v[2]) or 0), redis.call('ZCARD', 
         return BudgetStatus(bucket.spent, bucket.reserved, len(bucket.holds), largest)
 
 
-CostEstimator = Callable[[str, int | None], float | None]
-"""``(prompt, max_tokens) ->`` the most the call can cost in USD, or None when unknown."""
+CostEstimator = Callable[[str, int | None], float | None]  # the most a call can cost (USD)
 
-PROMPT_OVERHEAD_TOKENS = 16
-"""Tokens a chat template adds around a prompt (role markers), on top of its text."""
+PROMPT_OVERHEAD_TOKENS = 16  # what a chat template adds around a prompt (role markers)
 FIRST_WAIT_S = 0.02  # polls of a waiting caller: short at first, as the first call may be quick,
 MAX_WAIT_S = 0.1  # then no more often than this, as each poll is a store round trip
 
 
 class PricedModel(Protocol):
-    """A model's list prices (e.g. the OpenRouter catalog's ``ModelInfo``); it may also say
-    ``max_completion_tokens`` and ``context_length``."""
+    """List prices (the OpenRouter catalog's ``ModelInfo``; maybe ``max_completion_tokens``,
+    ``context_length``)."""
 
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float: ...
 
@@ -330,10 +298,9 @@ def _positive_int(value: object) -> int | None:
 
 
 class SpendMeter:
-    """Each call's cost, as what a running total (a usage tracker's) grew by since the last
-    reading: overlapping calls' own before/after differences would count each other's cost;
-    these deltas add up to the real spend (a call charged another's cost only raises the
-    largest call cost the ledger reserves). A total that is not finite is not read."""
+    """Each call's cost as what a running total grew by since the last reading: overlapping
+    calls' own before/after differences would count each other's cost; these deltas add up
+    to the real spend. A total that is not finite is not read."""
 
     def __init__(self, total: Callable[[], float]) -> None:
         self._total = total
@@ -375,8 +342,7 @@ class CostBudget:
         check_spec(BudgetSpec(key, max_cost_usd, None, window_s))
         self.max_cost_usd = max_cost_usd
         self.store: StateStore = store if store is not None else MemoryStore()
-        self.store_given = store is not None
-        """Whether the caller chose :attr:`store` (a policy may otherwise lend its own)."""
+        self.store_given = store is not None  # else a policy may lend its own
         self.key = key
         self.window_s = window_s
         self.estimator = estimator
@@ -384,19 +350,16 @@ class CostBudget:
         self._meter = None if spent is None else SpendMeter(spent)
 
     def status(self) -> BudgetStatus:
-        """The budget's current window: spent, reserved, calls in flight, largest call."""
         return self.store.run(ReadBudget(self.key, self.window_s, self.store.clock()))
 
     def spec(self, prompt: str, max_tokens: int | None, samples: int = 1) -> BudgetSpec:
-        """This budget's part of a ``CallPlan`` for one call; a request for ``samples``
-        completions (``n``) reserves ``samples`` times the bound of one."""
+        """This budget's part of one call's plan; ``samples`` completions reserve as many bounds."""
         bound = None if self.estimator is None else self.estimator(prompt, max_tokens)
         if bound is not None:
             bound *= max(1, samples)
         return BudgetSpec(self.key, self.max_cost_usd, bound, self.window_s)
 
     def exceeded(self, refusal: BudgetRefusal) -> BudgetExceededError:
-        """The error for a refusal without ``wait``: the budget is spent."""
         per = "" if self.window_s is None else f" per {self.window_s} s"
         return BudgetExceededError(
             f"cost budget ${refusal.limit_usd:.4f}{per} would be passed: spent "
@@ -406,7 +369,6 @@ class CostBudget:
 
     @staticmethod
     def wait_seconds(attempt: int) -> float:
-        """How long to wait before asking again after ``attempt`` (0, 1, ...) ``wait`` refusals."""
         return min(MAX_WAIT_S, FIRST_WAIT_S * 1.5**attempt)
 
     def measure(self) -> float:

@@ -1,12 +1,7 @@
-"""A provider call's two steps: everything checked before it, everything recorded after.
-
-:class:`CallPlan` (budgets, then the breaker, then rate limits; all or nothing) runs as
-one :class:`Begin` step, :class:`CallEnd` (settlements, usage, the breaker's outcome) as
-one :class:`End` step: one round trip each, made of the limits' own Lua functions (and
-twins) in order. ``Begin`` writes one key first, so that a Redis that takes no writes says
-so before the provider is called. :class:`Hold` and :class:`HeldStream` are a budget's
-two steps for a caller that is no policy.
-"""
+"""A provider call's two steps, one round trip each: :class:`CallPlan` (budgets, breaker,
+rate limits; all or nothing) before it, :class:`CallEnd` (settlements, usage, the breaker's
+outcome) after it, made of the limits' own Lua functions and twins. :class:`Hold` and
+:class:`HeldStream` are a budget's two steps for a caller that is no policy."""
 
 from __future__ import annotations
 
@@ -27,16 +22,7 @@ from pygent_lc.limits import breaker, budget, rate, usage
 from pygent_lc.limits.breaker import ADMITTED, BreakerAdmission, BreakerOutcome, BreakerSpec
 from pygent_lc.limits.budget import BudgetRefusal, BudgetReservation, BudgetSpec, CostBudget
 from pygent_lc.limits.rate import MIN_RATE_WAIT_S, RateSpec
-from pygent_lc.limits.script import (
-    LUA_PRELUDE,
-    Arg,
-    MemoryState,
-    Step,
-    json_rows,
-    number,
-    rows,
-    text,
-)
+from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, json_rows, number, rows
 from pygent_lc.limits.store import WRITABLE_TTL_MS, StateStore, writable_key
 from pygent_lc.limits.usage import CallMeter
 
@@ -44,36 +30,10 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class CallPlan:
-    """Everything checked before one provider call, all or nothing: budgets, then the
-    breaker, then the rate limits; a refusal takes nothing. Keys should differ between a
-    plan's rate limits, and between its budgets."""
-
-    breaker: BreakerSpec | None = None
-    rates: tuple[RateSpec, ...] = ()
-    budgets: tuple[BudgetSpec, ...] = ()
-
-    def step(self, now: float) -> Begin:
-        """This plan as one step at ``now``, with the ids the client chooses for it."""
-        for limit in self.rates:
-            rate.check_spec(limit)
-        for spec in self.budgets:
-            budget.check_spec(spec)
-        return Begin(
-            plan=self,
-            now=now,
-            probe_id=secrets.randbits(53) | 1,  # exact in Lua's doubles, and never 0
-            members=tuple(secrets.token_hex(8) for _ in self.rates),
-            holds=tuple(secrets.token_hex(8) for _ in self.budgets),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class CallStart:
-    """The answer to a :class:`CallPlan`: allowed, with the breaker's admission and the
-    budgets' reservations in plan order; or ``refused_by`` the breaker (``breaker`` says
-    why), a budget (``budget_refusal``) or a rate limit (``rate_wait_s`` until ``rate_key``
-    frees a slot). ``now``: the time decided at (maybe later than the caller's clock)."""
+    """Allowed (the breaker's admission, the reservations in plan order), or ``refused_by``
+    the breaker, a budget or a rate limit (``rate_wait_s`` until ``rate_key`` frees a slot).
+    ``now``: the time decided at (maybe later than the caller's clock)."""
 
     allowed: bool
     refused_by: Literal["breaker", "budget", "rate"] | None = None
@@ -98,25 +58,8 @@ class CallEnded(NamedTuple):
     breaker_changed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class CallEnd:
-    """Everything recorded after one provider call, in one atomic step."""
-
-    breaker: BreakerOutcome | None = None
-    settlements: tuple[Settlement, ...] = ()
-    usage: CallMeter | None = None
-
-    def step(self, now: float) -> End:
-        """This record as one step at ``now``; ``InvalidInputError`` for a cost or usage
-        figure that is not finite and >= 0 (Lua's ``tonumber`` reads NaN as nil)."""
-        for settlement in self.settlements:
-            budget.check_cost(settlement.cost_usd)
-        used = self.usage
-        if used is not None and not all(0.0 <= v < math.inf for v in used.values()):
-            raise InvalidInputError("usage figures must be finite and >= 0")
-        return End(call=self, now=now)
-
-
+# Both steps read ``now``, then each part's KEYS and ARGV in order (Lua 5.1 evaluates
+# argument lists and table constructors left to right).
 _READER = """
 local k, a = 0, 0
 local function key() k = k + 1 return KEYS[k] end
@@ -124,8 +67,6 @@ local function arg() a = a + 1 return ARGV[a] end
 local function num() return tonumber(arg()) end
 local now = num()
 """
-"""How both steps read their parts: ``now``, then each part's ``KEYS`` and ``ARGV`` in order
-(Redis's Lua 5.1 evaluates argument lists and table constructors left to right)."""
 
 BEGIN_LUA = (
     LUA_PRELUDE
@@ -207,32 +148,50 @@ return 0
 
 
 @dataclass(frozen=True, slots=True)
-class Begin(Step[CallStart]):
-    """A :class:`CallPlan` at a time, with the ids the client chose: one rate-log entry
-    name per rate limit (``members``), one hold id per budget (``holds``)."""
+class CallPlan(Step[CallStart]):
+    """Checked before one call, all or nothing: budgets, breaker, rate limits (a refusal
+    takes nothing). Keys should differ between a plan's rate limits, and between its budgets.
+    :meth:`step` sets the time and the ids the client chooses: the probe's, one rate-log
+    entry per rate limit (``members``), one hold per budget (``holds``)."""
 
     lua: ClassVar[str] = BEGIN_LUA
-    plan: CallPlan
-    now: float
-    probe_id: int
-    members: tuple[str, ...]
-    holds: tuple[str, ...]
+    breaker: BreakerSpec | None = None
+    rates: tuple[RateSpec, ...] = ()
+    budgets: tuple[BudgetSpec, ...] = ()
+    now: float = 0.0
+    probe_id: int = 0
+    members: tuple[str, ...] = ()
+    holds: tuple[str, ...] = ()
+
+    def step(self, now: float) -> CallPlan:
+        for limit in self.rates:
+            rate.check_spec(limit)
+        for spec in self.budgets:
+            budget.check_spec(spec)
+        return CallPlan(  # not dataclasses.replace: this runs before every call
+            self.breaker,
+            self.rates,
+            self.budgets,
+            now,
+            secrets.randbits(53) | 1,  # exact in Lua's doubles, and never 0
+            tuple(secrets.token_hex(8) for _ in self.rates),
+            tuple(secrets.token_hex(8) for _ in self.budgets),
+        )
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        plan = self.plan
         keys: list[str] = []
-        args: list[Arg] = [self.now, len(plan.rates)]
-        for limit, member in zip(plan.rates, self.members, strict=True):
+        args: list[Arg] = [self.now, len(self.rates)]
+        for limit, member in zip(self.rates, self.members, strict=True):
             keys += rate.rate_keys(prefix, limit.key)
             args += [limit.limit, limit.period_s, member]
-        args.append(len(plan.budgets))
-        for spec, hold in zip(plan.budgets, self.holds, strict=True):
+        args.append(len(self.budgets))
+        for spec, hold in zip(self.budgets, self.holds, strict=True):
             bucket = budget.bucket_of(self.now, spec.window_s)
             ledger, ttl_ms = budget.ledger_keys(prefix, spec.key, spec.window_s, bucket)
             keys += ledger
             amount: Arg = "" if spec.amount_usd is None else spec.amount_usd
             args += [spec.limit_usd, amount, hold, spec.lease_s, ttl_ms]
-        spec_b = plan.breaker
+        spec_b = self.breaker
         if spec_b is not None and spec_b.enabled:
             keys.append(breaker.breaker_key(prefix, spec_b.key))
             args += [1, spec_b.cooldown_s, self.probe_id]
@@ -241,13 +200,11 @@ class Begin(Step[CallStart]):
         return [*keys, writable_key(prefix)], [*args, WRITABLE_TTL_MS]
 
     def decode(self, reply: Any) -> CallStart:
-        """The answer from what either store found (the twin's reply is the script's, in
-        Python values): the status, each budget's verdict, spent, reserved and amount, the
-        breaker's verdict, a rate limit's wait and index, and the time decided at."""
+        """The answer from the script's reply, or the twin's (the same, in Python values)."""
         status, budgets, found, wait, index, now = (
             reply if isinstance(reply, tuple) else json_rows(reply)
         )
-        plan, decided_at = self.plan, number(now)
+        decided_at = number(now)
         admission = ADMITTED
         if rows(found):  # the breaker's verdict: closed, open, probing or probe
             verdict, retry_in, failures, error = found
@@ -256,46 +213,34 @@ class Begin(Step[CallStart]):
                 probe_id=self.probe_id if verdict == "probe" else None,
                 retry_in=number(retry_in) if verdict == "open" else None,
                 failures=int(failures),
-                last_error=text(error),
+                last_error=error or None,
             )
         found_budgets = [(str(v), number(s), number(r), number(u)) for v, s, r, u in rows(budgets)]
         if status == "budget":
-            spec = plan.budgets[len(found_budgets) - 1]
-            verdict, spent, reserved, unit = found_budgets[-1]
-            wait_later = verdict == "wait"
-            refusal = BudgetRefusal(spec.key, spec.limit_usd, spent, reserved, unit, wait_later)
+            spec, last = self.budgets[len(found_budgets) - 1], found_budgets[-1]
+            refusal = BudgetRefusal(spec.key, spec.limit_usd, *last[1:], last[0] == "wait")
             return CallStart(False, "budget", budget_refusal=refusal, now=decided_at)
         if status == "breaker":
             return CallStart(False, "breaker", admission, now=decided_at)
         if status == "rate":
-            wait_s, key = max(number(wait), MIN_RATE_WAIT_S), plan.rates[int(index) - 1].key
+            wait_s, key = max(number(wait), MIN_RATE_WAIT_S), self.rates[int(index) - 1].key
             return CallStart(False, "rate", rate_wait_s=wait_s, rate_key=key, now=decided_at)
-        reservations = tuple(
-            BudgetReservation(
-                spec.key,
-                spec.window_s,
-                budget.bucket_of(self.now, spec.window_s),
-                hold,
-                unit,
-                spec.amount_usd is None,
-                spent,
-                reserved,
-            )
-            for spec, hold, (_, spent, reserved, unit) in zip(
-                plan.budgets, self.holds, found_budgets, strict=True
-            )
-        )
-        return CallStart(True, breaker=admission, reservations=reservations, now=decided_at)
+        reservations = []
+        for s, hold, found in zip(self.budgets, self.holds, found_budgets, strict=True):
+            at = budget.bucket_of(self.now, s.window_s)
+            unknown = s.amount_usd is None
+            reservations.append(BudgetReservation(s.key, s.window_s, at, hold, *found[1:], unknown))
+        return CallStart(True, breaker=admission, reservations=tuple(reservations), now=decided_at)
 
     def local(self, state: MemoryState) -> CallStart:
-        plan, now = self.plan, self.now
+        now = self.now
         logs, ledgers = state.part(rate.RateLogs), state.part(budget.Ledgers)
         records = state.part(breaker.BreakerRecords)
-        for limit in plan.rates:
+        for limit in self.rates:
             now = max(now, logs.time(limit.key, now))
         found: list[tuple[str, float, float, float]] = []
         buckets: list[budget.LedgerBucket] = []
-        for spec in plan.budgets:
+        for spec in self.budgets:
             # The bucket the client's time falls in, as the Redis keys are.
             where = budget.bucket_of(self.now, spec.window_s)
             buckets.append(ledgers.bucket(spec.key, spec.window_s, where))
@@ -304,51 +249,60 @@ class Begin(Step[CallStart]):
             if found[-1][0] != "ok":
                 return self.decode(("budget", found, (), 0, 0, now))
         verdict: tuple[str, float, int, str] | tuple[()] = ()
-        spec_b = plan.breaker
+        spec_b = self.breaker
         if spec_b is not None and spec_b.enabled:
             verdict = records.check(spec_b.key, now, spec_b.cooldown_s)
             if verdict[0] in ("open", "probing"):
                 return self.decode(("breaker", found, verdict, 0, 0, now))
-        for index, limit in enumerate(plan.rates, start=1):
+        for index, limit in enumerate(self.rates, start=1):
             free, wait = logs.check(limit.key, now, limit.limit, limit.period_s)
             if not free:
                 return self.decode(("rate", found, verdict, wait, index, now))
         for spec, bucket, hold, (_, _, reserved, unit) in zip(
-            plan.budgets, buckets, self.holds, found, strict=True
+            self.budgets, buckets, self.holds, found, strict=True
         ):
             bucket.commit(now, hold, unit, spec.amount_usd is None, reserved, spec.lease_s)
         if spec_b is not None and verdict and verdict[0] == "probe":
             records.take_probe(spec_b.key, now, str(self.probe_id))
-        for limit in plan.rates:
+        for limit in self.rates:
             logs.commit(limit.key, now)
         return self.decode(("ok", found, verdict, 0, 0, now))
 
 
 @dataclass(frozen=True, slots=True)
-class End(Step[CallEnded]):
-    """A :class:`CallEnd` at a time."""
+class CallEnd(Step[CallEnded]):
+    """Everything recorded after one provider call, in one atomic step."""
 
     lua: ClassVar[str] = END_LUA
     after_call: ClassVar[bool] = True
-    call: CallEnd
-    now: float
+    breaker: BreakerOutcome | None = None
+    settlements: tuple[Settlement, ...] = ()
+    usage: CallMeter | None = None
+    now: float = 0.0
+
+    def step(self, now: float) -> CallEnd:
+        """``InvalidInputError`` for a figure not finite and >= 0 (Lua reads NaN as nil)."""
+        for settlement in self.settlements:
+            budget.check_cost(settlement.cost_usd)
+        used = self.usage
+        if used is not None and not all(0.0 <= v < math.inf for v in used.values()):
+            raise InvalidInputError("usage figures must be finite and >= 0")
+        return CallEnd(self.breaker, self.settlements, self.usage, now)
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        call = self.call
         keys: list[str] = []
-        args: list[Arg] = [self.now, len(call.settlements)]
-        for held, cost in call.settlements:
+        args: list[Arg] = [self.now, len(self.settlements)]
+        for held, cost in self.settlements:
             ledger, ttl_ms = budget.ledger_keys(prefix, held.key, held.window_s, held.bucket)
             keys += ledger
             args += [held.hold_id, cost, ttl_ms]
-        used = call.usage
+        used = self.usage
         if used is not None:
             keys += usage.usage_keys(prefix, used.provider, used.model)
-            args += [1, used.provider, used.model, *used.values()]
-            args.append(usage.LATENCY_SAMPLES)
+            args += [1, used.provider, used.model, *used.values(), usage.LATENCY_SAMPLES]
         else:
             args.append(0)
-        outcome = call.breaker
+        outcome = self.breaker
         if outcome is None:
             return keys, [*args, ""]
         probe = outcome.admission.probe_id
@@ -360,12 +314,11 @@ class End(Step[CallEnded]):
         return CallEnded(bool(reply))
 
     def local(self, state: MemoryState) -> CallEnded:
-        call = self.call
-        for held, cost in call.settlements:
+        for held, cost in self.settlements:
             state.part(budget.Ledgers).settle(held, cost)
-        if (used := call.usage) is not None:
+        if (used := self.usage) is not None:
             state.part(usage.UsageBuckets).add(used)
-        outcome = call.breaker
+        outcome = self.breaker
         if outcome is None:
             return CallEnded()
         records, key, probe = state.part(breaker.BreakerRecords), outcome.key, outcome.admission
@@ -381,19 +334,12 @@ class End(Step[CallEnded]):
 
 # -- a budget's two steps for a caller that is no policy (a backend, a ToT search) ---------
 
+# The holds whose call this thread or task is making (maybe given back since).
 _holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
-"""The holds whose call this thread or task is making (maybe given back since)."""
-
 _releasing = threading.Lock()
-_on_loops: set[Hold] = set()
-"""This process's holds of unknown cost in flight that were taken on an event loop."""
-
-STALL_S = 2.0
-"""How long a thread waits for a call of unknown cost whose event loop does not run (its
-thread blocked, maybe until this thread ends) before giving up."""
-
-RELEASE_WAIT_S = 0.1
-"""How long a dropped :class:`HeldStream` waits for its reservation to be given back."""
+_on_loops: set[Hold] = set()  # holds of unknown cost in flight, taken on an event loop
+STALL_S = 2.0  # how long a thread waits on a call of unknown cost whose loop does not run
+RELEASE_WAIT_S = 0.1  # how long a dropped HeldStream waits for its reservation to go back
 
 
 def budget_wait(
@@ -404,10 +350,9 @@ def budget_wait(
     *,
     blocking: bool = False,
 ) -> float:
-    """Seconds to wait (jittered, so waiters do not all ask again together) before asking
-    ``store`` again after ``budget`` refused; ``BudgetExceededError`` when it is spent, when
-    the call waited for is this thread's or task's own, and when a ``blocking`` wait would
-    stop this thread's running event loop, which that call may need."""
+    """Seconds to wait (jittered) before asking again after ``budget`` refused;
+    ``BudgetExceededError`` when it is spent, when the call waited for is this thread's or
+    task's own, and when a ``blocking`` wait would stop this thread's running event loop."""
     if not refusal.wait:
         raise budget.exceeded(refusal)
     if any(hold.holds(store, refusal.key, unknown_cost=True) for hold in _holds.get()):
@@ -438,10 +383,10 @@ def reserved_here(store: StateStore, key: str) -> bool:
 
 
 class Hold:
-    """One call's reservation on ``budget`` (none when it is None), taken by ``with`` or
-    ``async with``; a call told to wait polls the store. Settled on leaving, or by
-    :meth:`release` / :meth:`arelease` (from any thread; the first settles), with the cost
-    given to :meth:`settle`, else ``measure()`` (default: the budget's ``measure``)."""
+    """One call's reservation on ``budget`` (none when None), taken by ``with`` or ``async
+    with``; a call told to wait polls the store. Settled on leaving or by :meth:`release` /
+    :meth:`arelease` (any thread; the first settles), with the cost given to :meth:`settle`,
+    else ``measure()`` (default: the budget's ``measure``)."""
 
     def __init__(
         self,
@@ -464,12 +409,10 @@ class Hold:
 
     @property
     def held(self) -> bool:
-        """Whether the reservation is taken and not given back yet."""
         return self._reservation is not None
 
     def holds(self, store: StateStore, key: str, *, unknown_cost: bool = False) -> bool:
-        """Whether this hold is a call in flight on ``key`` of ``store`` (of unknown cost
-        only, when ``unknown_cost``)."""
+        """Whether this is a call in flight on ``key`` of ``store`` (of unknown cost?)."""
         held, owner = self._reservation, self._budget
         return (
             held is not None
@@ -491,17 +434,16 @@ class Hold:
     def __enter__(self) -> None:
         if self._budget is None or self._plan is None:
             return
-        store, tries = self._budget.store, 0
-        while wait := self._verdict(store.begin_call(self._plan), tries, blocking=True):
+        tries = 0
+        while wait := self._verdict(self._budget.store.begin_call(self._plan), tries, True):
             time.sleep(wait)
             tries += 1
 
     async def __aenter__(self) -> None:
         if self._budget is None or self._plan is None:
             return
-        self._loop = asyncio.get_running_loop()
-        store, tries = self._budget.store, 0
-        while wait := self._verdict(await self._abegin(store, self._plan), tries):
+        self._loop, tries = asyncio.get_running_loop(), 0
+        while wait := self._verdict(await self._abegin(self._budget.store, self._plan), tries):
             await asyncio.sleep(wait)
             tries += 1
 
@@ -520,7 +462,7 @@ class Hold:
             begun.add_done_callback(give_back)
             raise
 
-    def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
+    def _verdict(self, start: CallStart, tries: int, blocking: bool = False) -> float:
         """0 once admitted; else seconds to wait before asking again (or raise, also once
         the wait would pass the budget's ``max_wait_s``)."""
         budget = self._budget
@@ -548,12 +490,11 @@ class Hold:
 
     def _check_loop_runs(self, budget: CostBudget) -> None:
         """``BudgetExceededError`` when the call waited for is this process's, on an event
-        loop that has not run for :data:`STALL_S` (asked to): its thread is blocked, maybe
-        until this one ends (a task joining it)."""
+        loop that has not run for :data:`STALL_S`: its thread is blocked, maybe until this
+        one ends (a task joining it)."""
         with _releasing:
             holder = next(
-                (h for h in _on_loops if h.holds(budget.store, budget.key, unknown_cost=True)),
-                None,
+                (h for h in _on_loops if h.holds(budget.store, budget.key, unknown_cost=True)), None
             )
         loop, ping = None if holder is None else holder._loop, self._ping
         if loop is None:
@@ -593,14 +534,14 @@ class Hold:
             ending[0].end_call(ending[1])
 
     async def arelease(self) -> None:
-        """:meth:`release` for async callers; it completes even if the caller is cancelled."""
+        """:meth:`release` that completes even if the caller is cancelled."""
         if (ending := self._end()) is not None:
             await asyncio.shield(ending[0].aend_call(ending[1]))
 
 
 class HeldStream(AsyncIterator[T]):
     """An async iterator holding a budget reservation while it is read: ``start`` (on the
-    first ``__anext__``) returns the stream and its taken hold, released when the stream
+    first ``__anext__``) gives the stream and its taken hold, released when the stream
     ends, on :meth:`aclose`, and when this object is dropped (``break``; an async generator
     would be finalized only later by its loop): from a thread, as a finalizer may run
     anywhere (inside the store's lock too)."""
@@ -628,20 +569,18 @@ class HeldStream(AsyncIterator[T]):
             finally:
                 self._hold._scope(entered=False)
         except BaseException:
-            await self._finish()
+            self._start = None
+            if self._hold is not None:
+                await self._hold.arelease()
             raise
-
-    async def _finish(self) -> None:
-        self._start = None
-        if self._hold is not None:
-            await self._hold.arelease()
 
     async def aclose(self) -> None:
         """Release the reservation and close the underlying stream."""
-        await self._finish()
+        self._start = None
+        if self._hold is not None:
+            await self._hold.arelease()
         inner, self._inner = self._inner, None
-        aclose = getattr(inner, "aclose", None)
-        if aclose is not None:
+        if (aclose := getattr(inner, "aclose", None)) is not None:
             await aclose()
 
     def __del__(self) -> None:

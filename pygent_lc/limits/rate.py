@@ -1,11 +1,7 @@
-"""Request rate limits per provider: ``PYGENT_RATE_LIMITS="openrouter=120/min,ollama=10/s"``.
-
-A log per key (a sorted set scored by time) of the calls let through: trim, count, add
-(a token bucket or GCRA would allow up to twice the limit in a window straddling a
-burst). A caller may read its clock before another yet reach Redis after it, and trimming
-with the later time first would drop entries the earlier one must count; so each key
-keeps the latest time it has seen (``<key>:t``) and no step runs at an earlier time.
-"""
+"""Rate limits per provider (``PYGENT_RATE_LIMITS="openrouter=120/min"``): a sliding log per
+key (a token bucket or GCRA allows twice the limit across a burst). Each key keeps the
+latest time seen (``<key>:t``), and no step runs earlier: a caller whose clock read came
+first but reached Redis later would otherwise trim entries an earlier caller must count."""
 
 from __future__ import annotations
 
@@ -53,8 +49,7 @@ class RateLimit:
         return f"{self.limit}/{self.period_s:g}s"
 
 
-FREE_MODEL_LIMIT = RateLimit(20, 60.0)
-"""OpenRouter's limit for ``:free`` models: 20 requests a minute per key."""
+FREE_MODEL_LIMIT = RateLimit(20, 60.0)  # OpenRouter's ``:free`` models, per key
 
 
 def parse_rate_limits(text: str) -> dict[str, RateLimit]:
@@ -71,21 +66,18 @@ def parse_rate_limits(text: str) -> dict[str, RateLimit]:
 
 
 class LocalRateLimitError(RateLimitError):
-    """A request would pass a configured rate limit; raised before any request (no breaker
-    counts it, the chain's next provider runs). ``retry_after``: when a slot frees."""
+    """Raised before a request over a configured rate limit (no breaker counts it, the next
+    provider runs); ``retry_after``: when a slot frees."""
 
 
 @dataclass(frozen=True, slots=True)
 class RateSpec:
-    """At most ``limit`` calls on ``key`` in any sliding window of ``period_s`` seconds."""
-
     key: str
     limit: int
     period_s: float
 
 
-MIN_RATE_WAIT_S = 1e-6
-"""A refusal never says "retry in 0 s" (rounding could make the computed wait 0)."""
+MIN_RATE_WAIT_S = 1e-6  # a refusal never says "retry in 0 s" (rounding)
 
 RATE_LUA = """
 local function rate_time(clock_key, now)
@@ -112,14 +104,12 @@ end
 
 @dataclass
 class RateLog:
-    """The in-process twin of one key's log and latest time."""
-
     times: list[float] = field(default_factory=list)
     latest: float = -math.inf
 
 
 class RateLogs(dict[str, RateLog]):
-    """Every key's log; its methods are the Lua functions of the same names."""
+    """The twin: its methods are the Lua functions of the same names."""
 
     def time(self, key: str, now: float) -> float:
         log = self.get(key)
@@ -138,7 +128,6 @@ class RateLogs(dict[str, RateLog]):
 
 
 def rate_keys(prefix: str, key: str) -> list[str]:
-    """A key's log and its latest time."""
     return [f"{prefix}rl:{key}", f"{prefix}rl:{key}:t"]
 
 

@@ -1,10 +1,6 @@
-"""``RedisStore``: state shared by every process that uses the same Redis (redis-py).
-
-Each step is one ``EVALSHA`` of its script (``register_script``: loaded again after a
-restart). An async client is bound to its event loop: one per running loop, and those of
-closed loops are dropped when a new loop first uses the store. Timeouts are short, so a
-stuck Redis cannot stall calls. Redis Cluster is not supported (a step spans limits).
-"""
+"""``RedisStore``: each step one ``EVALSHA`` of its script; an async client per running
+loop (closed loops' dropped when a new loop comes); short timeouts, so a stuck Redis cannot
+stall calls. Redis Cluster is not supported (a step spans limits)."""
 
 from __future__ import annotations
 
@@ -68,9 +64,8 @@ _BY_CLASS: tuple[tuple[type[Exception], Outage], ...] = (
     (redis.exceptions.ConnectionError, UNREACHABLE),
     (redis.exceptions.TimeoutError, UNREACHABLE),
 )
+# Redis before 7 wraps a command's error in a script's: "Error running script: -READONLY ..."
 _SCRIPT_ERROR_CODE = re.compile(r"\s-([A-Z][A-Z0-9_]*)\s")
-"""A command's error code inside a script's error (Redis before 7 wraps it in a plain
-``ResponseError``: ``Error running script ...: -READONLY ...``)."""
 
 
 def outage_of(error: Exception) -> Outage | None:
@@ -93,16 +88,9 @@ SCAN_BATCH = 500
 
 
 class RedisStore(StateStore):
-    """State in Redis at ``url`` (``redis://``, ``rediss://`` or ``unix://``); raises
-    redis-py's errors, which :func:`~pygent_lc.limits.open_store`'s ``ResilientStore`` reads."""
+    """State in Redis at ``url``; raises redis-py's errors (``ResilientStore`` reads them)."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        clock: Clock = time.time,
-    ) -> None:
+    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, clock: Clock = time.time) -> None:
         super().__init__(prefix=prefix, clock=clock)
         self._url = url
         self._options: dict[str, Any] = {
@@ -123,21 +111,14 @@ class RedisStore(StateStore):
         return f"RedisStore({redact_url(self._url)!r}, prefix={self.prefix!r})"
 
     def run(self, step: Step[T]) -> T:
-        kind = type(step)
-        script = self._sync_scripts.get(kind)
-        if script is None:
-            script = self._sync_scripts[kind] = self._sync.register_script(kind.lua)
-        keys, args = step.redis_args(self.prefix)
-        return step.decode(script(keys=keys, args=args))
+        kind, scripts = type(step), self._sync_scripts
+        script = scripts.get(kind) or scripts.setdefault(kind, self._sync.register_script(kind.lua))
+        return step.decode(script(*step.redis_args(self.prefix)))
 
     async def arun(self, step: Step[T]) -> T:
-        client, scripts = self._loop_client()
-        kind = type(step)
-        script = scripts.get(kind)
-        if script is None:
-            script = scripts[kind] = client.register_script(kind.lua)
-        keys, args = step.redis_args(self.prefix)
-        return step.decode(await script(keys=keys, args=args))
+        (client, scripts), kind = self._loop_client(), type(step)
+        script = scripts.get(kind) or scripts.setdefault(kind, client.register_script(kind.lua))
+        return step.decode(await script(*step.redis_args(self.prefix)))
 
     def _loop_client(self) -> tuple[redis.asyncio.Redis, dict[type, AsyncScript]]:
         loop = asyncio.get_running_loop()
@@ -167,14 +148,12 @@ class RedisStore(StateStore):
         return bool(await self._loop_client()[0].ping())
 
     def close(self) -> None:
-        """Close the sync pool and drop the async clients of closed loops (their sockets
-        close when collected; a running loop's client closes in :meth:`aclose` on it)."""
+        """Close the sync pool and drop closed loops' clients (a running loop's: :meth:`aclose`)."""
         self._sync.close()
         with self._lock:
             self._loops = {loop: e for loop, e in self._loops.items() if not loop.is_closed()}
 
     async def aclose(self) -> None:
-        """Close the running loop's client and the sync pool."""
         with self._lock:
             entry = self._loops.pop(asyncio.get_running_loop(), None)
         if entry is not None:

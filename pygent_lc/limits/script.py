@@ -1,10 +1,6 @@
-"""One atomic step on a store, written twice: a Lua script for Redis and its Python twin.
-
-Redis runs a script alone and ``MemoryStore`` runs the twin under one lock. Numbers cross
-into Lua as strings and go through the same operations in the same order as in the twin,
-so both stores give the same doubles; Lua returns them formatted with ``%.17g``, which
-round-trips a double (a plain Lua number reply would be truncated to an integer).
-"""
+"""One atomic step, written twice: a Lua script for Redis and its Python twin, doing the same
+operations in the same order so both give the same doubles; Lua returns them formatted with
+``%.17g``, which round-trips a double (a Lua number reply is truncated to an integer)."""
 
 from __future__ import annotations
 
@@ -34,7 +30,7 @@ class MemoryState(dict[type, Any]):
 
 
 class Step(abc.ABC, Generic[T_co]):
-    """One atomic operation and its request (subclasses are frozen dataclasses)."""
+    """One atomic operation (subclasses are frozen dataclasses)."""
 
     lua: ClassVar[str]
     reads_only: ClassVar[bool] = False
@@ -47,22 +43,16 @@ class Step(abc.ABC, Generic[T_co]):
         """The script's ``KEYS`` (under ``prefix``) and ``ARGV``."""
 
     def decode(self, reply: Any) -> T_co:
-        """The answer, from the script's reply."""
         return cast(T_co, reply)
 
     @abc.abstractmethod
     def local(self, state: MemoryState) -> T_co:
-        """The same answer, computed on in-process state."""
+        """The same answer, from in-process state."""
 
 
 def number(value: Any) -> float:
     """A number from a reply: a string formatted with ``%.17g``, or an integer."""
     return float(value) if value != "" else 0.0
-
-
-def text(value: Any) -> str | None:
-    """A string from a reply; None for nil, false or the empty string."""
-    return str(value) if value else None
 
 
 def rows(value: Any) -> list[Any]:
@@ -71,6 +61,5 @@ def rows(value: Any) -> list[Any]:
 
 
 def json_rows(value: Any) -> list[Any]:
-    """The array a script returned with ``reply(t)``: redis-py's pure-Python parser reads
-    a nested array element by element, which costs more than the script in Redis."""
+    """What ``reply(t)`` returned: redis-py's parser reads nested arrays slowly."""
     return rows(json.loads(value))

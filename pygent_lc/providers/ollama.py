@@ -13,13 +13,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_ollama import ChatOllama
 from pydantic import model_validator
 
-from pygent_lc.errors import (
-    ConfigurationError,
-    ModelNotFoundError,
-    ProviderError,
-    ProviderUnavailableError,
-    PygentError,
-)
+from pygent_lc import errors
 from pygent_lc.providers.boundary import ProviderBoundary
 from pygent_lc.providers.cache_markers import without_cache_markers
 from pygent_lc.providers.error_mapping import map_exception
@@ -28,8 +22,7 @@ from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line, t
 from pygent_lc.providers.text import aclean_chunks, clean_chunks
 from pygent_lc.settings import Settings
 
-# Per-call keywords that ``ChatOllama`` would otherwise send at the top level of
-# the request (where Ollama ignores them): keyword -> name in ``options``.
+# Per-call keywords ``ChatOllama`` would send at the top level (ignored there) -> ``options``.
 _OPTION_KEYWORDS = {
     "max_tokens": "num_predict",
     **{name: name for name in ("temperature", "num_predict", "top_p", "top_k", "seed", "num_ctx")},
@@ -44,25 +37,15 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     @model_validator(mode="before")
     @classmethod
     def _own_http_transports(cls, values: Any) -> Any:
-        """Loop-safe, deadline-aware transports (:mod:`~pygent_lc.providers.http`)
-        under the ollama clients, unless the caller set a transport."""
+        """Our loop-safe, deadline-aware transports, unless the caller set one."""
         shared = dict(values.get("client_kwargs") or {}) if isinstance(values, dict) else {}
         if not isinstance(values, dict) or "transport" in shared:
             return values
         timeout = shared.get("timeout")
         pools = ProviderHttp(timeout=timeout if isinstance(timeout, int | float) else None)
-        return {
-            **values,
-            "http_pools": pools,
-            "sync_client_kwargs": {
-                "transport": pools,
-                **(values.get("sync_client_kwargs") or {}),
-            },
-            "async_client_kwargs": {
-                "transport": pools,
-                **(values.get("async_client_kwargs") or {}),
-            },
-        }
+        keys = ("sync_client_kwargs", "async_client_kwargs")  # one transport serves both
+        clients = {key: {"transport": pools, **(values.get(key) or {})} for key in keys}
+        return {**values, "http_pools": pools, **clients}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         """Naming the model a call really used (a per-call ``model=``)."""
@@ -77,8 +60,7 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     def _iterate_over_stream(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
-        """Lines with encodable text, for ``invoke`` too: ``ChatOllama`` joins them
-        into one reply, which a surrogate would make fail."""
+        """Encodable text, for ``invoke`` too (a surrogate would fail ``ChatOllama``'s join)."""
         return clean_chunks(super()._iterate_over_stream(messages, stop, **kwargs))
 
     def _aiterate_over_stream(
@@ -89,16 +71,13 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
     def _chat_params(
         self, messages: list[BaseMessage], stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        # Ollama answers one completion a request and has no ``n``: asked for
-        # several, it answers one (the caller, told so, asks again).
-        kwargs.pop("n", None)
+        kwargs.pop("n", None)  # Ollama has no ``n``: it answers one (the caller asks again)
         per_call = {
             option: kwargs.pop(keyword)
             for keyword, option in _OPTION_KEYWORDS.items()
             if kwargs.get(keyword) is not None
         }
-        # Ollama reuses a repeated prefix by itself; marked text blocks would
-        # reach it joined by newlines, so it gets the plain prompt.
+        # Ollama reuses a repeated prefix by itself; marked blocks would reach it joined.
         params = super()._chat_params(without_cache_markers(messages), stop, **kwargs)
         if per_call:
             params["options"] = {**(params.get("options") or {}), **per_call}
@@ -108,24 +87,21 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
         """A reply without Ollama's ``done: true`` line was cut off."""
         info = result.generations[0].generation_info if result.generations else None
         if (info or {}).get("done") is not True:
-            raise ProviderUnavailableError(
+            raise errors.ProviderUnavailableError(
                 "reply ended before Ollama's final line", provider="ollama", model=self.model
             )
         return super()._answered(result)
 
 
 def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaChatModel:
-    """Ollama's chat model from ``settings``; keywords override any field.
-
-    The client gets ``settings.request_timeout`` (``ChatOllama`` has none: a hung
-    server would hang the caller) and ``num_ctx`` (the server's small default
-    silently truncates long prompts). With several hosts it is the first one's.
-    """
+    """Ollama's chat model from ``settings`` (the first host's); keywords override any
+    field. ``request_timeout`` because ``ChatOllama`` has none (a hung server would hang
+    the caller); ``num_ctx`` because the server's small default truncates long prompts."""
     settings = settings or Settings()
     ollama = settings.ollama
     model = overrides.pop("model", None) or ollama.model
     if not model:
-        raise ConfigurationError(
+        raise errors.ConfigurationError(
             "Ollama needs a model name: set OLLAMA_MODEL (see `ollama list`)", field="ollama_model"
         )
     timeout = {"timeout": settings.request_timeout}
@@ -134,12 +110,9 @@ def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaCh
 
 
 def ollama_host_models(settings: Settings) -> dict[str, BaseChatModel]:
-    """One chat model per host (by URL) when ``OLLAMA_BASE_URL`` names several, for a
-    :class:`~pygent_lc.host_pool.HostPool`; else empty. No network."""
+    """One chat model per host when ``OLLAMA_BASE_URL`` names several (a host pool)."""
     hosts = settings.ollama.base_urls
-    if len(hosts) < 2:
-        return {}
-    return {host: ollama_model(settings, base_url=host) for host in hosts}
+    return {host: ollama_model(settings, base_url=host) for host in hosts} if len(hosts) > 1 else {}
 
 
 def installed_ollama_models(settings: Settings, base_url: str | None = None) -> list[str]:
@@ -151,7 +124,7 @@ def installed_ollama_models(settings: Settings, base_url: str | None = None) -> 
         return [str(entry["name"]) for entry in response.json().get("models", [])]
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         mapped = map_exception(exc, provider="ollama", model=None)
-        raise (mapped or ProviderUnavailableError(str(exc), provider="ollama")) from exc
+        raise (mapped or errors.ProviderUnavailableError(str(exc), provider="ollama")) from exc
 
 
 def check_ollama_model(
@@ -161,55 +134,48 @@ def check_ollama_model(
     ``ModelNotFoundError`` listing the rest; ``llama3.2`` matches ``llama3.2:latest``."""
     wanted = model or settings.ollama.model
     if not wanted:
-        raise ConfigurationError("no Ollama model given: set OLLAMA_MODEL", field="ollama_model")
+        raise errors.ConfigurationError(
+            "no Ollama model given: set OLLAMA_MODEL", field="ollama_model"
+        )
     host = base_url or settings.ollama.base_urls[0]
-    installed = installed_ollama_models(settings, host)
+    try:
+        installed = installed_ollama_models(settings, host)
+    except errors.ProviderUnavailableError as exc:
+        unresolved = exc.message.startswith("host name not found")
+        todo = "check the host name in" if unresolved else "start it with `ollama serve` or set"
+        raise errors.ProviderUnavailableError(
+            f"Ollama at {host} did not answer ({exc.message}); {todo} OLLAMA_BASE_URL",
+            provider="ollama",
+            model=wanted,
+            status_code=exc.status_code,
+            retryable=exc.retryable,
+        ) from exc
     candidates = {wanted, wanted if ":" in wanted else f"{wanted}:latest"}
     if found := next((name for name in installed if name in candidates), None):
         return found
-    listing = ", ".join(installed) or "none"
-    raise ModelNotFoundError(
+    raise errors.ModelNotFoundError(
         f"model {wanted!r} is not installed on {host} "
-        f"(installed: {listing}); run `ollama pull {wanted}`",
+        f"(installed: {', '.join(installed) or 'none'}); run `ollama pull {wanted}`",
         provider="ollama",
         model=wanted,
         status_code=404,
     )
 
 
-def _check_host(settings: Settings, host: str) -> str:
-    """:func:`check_ollama_model` on ``host``, with what to do when it does not answer."""
-    try:
-        return check_ollama_model(settings, base_url=host)
-    except ProviderUnavailableError as exc:
-        unresolved = exc.message.startswith("host name not found")
-        todo = "check the host name in" if unresolved else "start it with `ollama serve` or set"
-        raise ProviderUnavailableError(
-            f"Ollama at {host} did not answer ({exc.message}); {todo} OLLAMA_BASE_URL",
-            provider="ollama",
-            model=settings.ollama.model,
-            status_code=exc.status_code,
-            retryable=exc.retryable,
-        ) from exc
-
-
 def check_ollama(settings: Settings, check_model: bool = True) -> str:
-    """The installed name of the configured model: :class:`ProviderUnavailableError`
-    when Ollama does not answer, :class:`ModelNotFoundError` when it lacks the model
-    (always checked: one local request). Of several hosts one with the model is
-    enough (the pool skips the others); else the error names each one's problem.
-    """
-    errors: dict[str, ProviderError] = {}
+    """The installed name of the configured model (always checked) on the first host that
+    has it (the pool skips the others); else an error naming each host's problem."""
+    failures: dict[str, errors.ProviderError] = {}
     for host in settings.ollama.base_urls:
         try:
-            return _check_host(settings, host)
-        except ProviderError as exc:
-            errors[host] = exc
-    if len(errors) == 1:
-        raise next(iter(errors.values()))
-    summary = "; ".join(f"{host}: {type(e).__name__}: {e.message}" for host, e in errors.items())
-    missing = all(isinstance(e, ModelNotFoundError) for e in errors.values())
-    raise (ModelNotFoundError if missing else ProviderUnavailableError)(
+            return check_ollama_model(settings, base_url=host)
+        except errors.ProviderError as exc:
+            failures[host] = exc
+    if len(failures) == 1:
+        raise next(iter(failures.values()))
+    summary = "; ".join(f"{host}: {type(e).__name__}: {e.message}" for host, e in failures.items())
+    missing = all(isinstance(e, errors.ModelNotFoundError) for e in failures.values())
+    raise (errors.ModelNotFoundError if missing else errors.ProviderUnavailableError)(
         f"no Ollama host serves {settings.ollama.model!r} ({summary})",
         provider="ollama",
         model=settings.ollama.model,
@@ -218,34 +184,30 @@ def check_ollama(settings: Settings, check_model: bool = True) -> str:
     )
 
 
-def _host_health(settings: Settings, host: str | None = None) -> ProviderHealth:
-    """One server's line: does it answer, with the model installed?"""
-    url = host or settings.ollama.base_urls[0]
-    try:
-        installed, latency = timed(lambda: _check_host(settings, url))
-    except PygentError as exc:
-        return ProviderHealth("ollama", "problem", one_line(exc), settings.ollama.model, host=host)
-    detail = f"server at {url} answers; {installed} installed"
-    return ProviderHealth("ollama", "ok", detail, installed, latency_ms=latency, host=host)
-
-
 def ollama_health(settings: Settings) -> ProviderHealth:
-    """Configured? Does the server answer, with the model installed? Of several
-    hosts, one line each (``hosts``, checked at once), ``"ok"`` when all are."""
-    model = settings.ollama.model
+    """Does each host answer, with the model installed? (Several: one line each, at once.)"""
+    model, hosts = settings.ollama.model, settings.ollama.base_urls
     if not model:
         return ProviderHealth("ollama", "not configured", "OLLAMA_MODEL is not set")
-    hosts = settings.ollama.base_urls
+
+    def line(host: str, pooled: bool) -> ProviderHealth:
+        named = host if pooled else None
+        try:
+            found, latency = timed(lambda: check_ollama_model(settings, base_url=host))
+        except errors.PygentError as exc:
+            return ProviderHealth("ollama", "problem", one_line(exc), model, host=named)
+        detail = f"server at {host} answers; {found} installed"
+        return ProviderHealth("ollama", "ok", detail, found, latency_ms=latency, host=named)
+
     if len(hosts) == 1:
-        return _host_health(settings)
+        return line(hosts[0], pooled=False)
     with ThreadPoolExecutor(max_workers=min(len(hosts), 8)) as pool:
-        lines = tuple(pool.map(lambda host: _host_health(settings, host), hosts))
-    serving = [line for line in lines if line.status == "ok"]
-    detail = f"{len(serving)} of {len(hosts)} hosts answer with {model}"
+        lines = tuple(pool.map(lambda host: line(host, pooled=True), hosts))
+    serving = [each for each in lines if each.status == "ok"]
     return ProviderHealth(
         "ollama",
         "ok" if len(serving) == len(lines) else "problem",
-        detail,
+        f"{len(serving)} of {len(hosts)} hosts answer with {model}",
         model=serving[0].model if serving else model,
         hosts=lines,
     )
@@ -256,13 +218,13 @@ def ollama_listing(
 ) -> ModelListing:
     """The installed models (of every host that answers) whose name contains ``search``."""
     names: dict[str, None] = {}
-    errors: list[ProviderError] = []
+    failures: list[errors.ProviderError] = []
     for host in settings.ollama.base_urls:
         try:
             names.update(dict.fromkeys(installed_ollama_models(settings, host)))
-        except ProviderError as exc:
-            errors.append(exc)
-    if errors and len(errors) == len(settings.ollama.base_urls):
-        raise errors[0]
+        except errors.ProviderError as exc:
+            failures.append(exc)
+    if failures and len(failures) == len(settings.ollama.base_urls):
+        raise failures[0]
     rows = [{"id": name} for name in names if not search or search in name]
     return ModelListing(rows, [row["id"] for row in rows] or ["no models installed"])

@@ -1,10 +1,8 @@
 """The providers, one entry each: what the chain, the agents, the CLI and ToT need.
 
-A new provider is its module (chat model factory, health check, model listing), a
-:class:`~pygent_lc.settings.ProviderSettings` section (a field of ``Settings`` named
-like the provider) and one :class:`ProviderSpec` in :data:`PROVIDERS`, whose order
-is the default fallback order.
-"""
+A new provider is its module, its section of ``Settings`` (a field named like the
+provider) and one :class:`ProviderSpec` in :data:`PROVIDERS` (its order: the default
+fallback order)."""
 
 from __future__ import annotations
 
@@ -15,58 +13,37 @@ from types import MappingProxyType
 from langchain_core.language_models import BaseChatModel
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.providers.llama_server import INSTALL_HINT, MODEL_INSTALL_HINT
-from pygent_lc.providers.local import local_health, local_listing, local_model
-from pygent_lc.providers.ollama import (
-    check_ollama,
-    ollama_health,
-    ollama_host_models,
-    ollama_listing,
-    ollama_model,
-)
-from pygent_lc.providers.openrouter.catalog import (
-    check_openrouter_model,
-    openrouter_health,
-    openrouter_listing,
-)
-from pygent_lc.providers.openrouter.model import openrouter_model
+from pygent_lc.providers import local, ollama
+from pygent_lc.providers.openrouter import catalog
+from pygent_lc.providers.openrouter import model as openrouter
 from pygent_lc.providers.status import ModelListing, ProviderHealth
-from pygent_lc.settings import (
-    LocalSettings,
-    OllamaSettings,
-    OpenRouterSettings,
-    ProviderSettings,
-    Settings,
-    provider_name,
-    unique_provider_names,
-)
+from pygent_lc.settings import SECTIONS, ProviderSettings, Settings, provider_name
+from pygent_lc.settings import unique_provider_names as unique_provider_names
 
 
 @dataclass(frozen=True)
 class ProviderSpec:
-    """What varies by provider."""
-
     name: str  # in PYGENT_PROVIDERS, "provider:model", --provider; its Settings section
-    settings_model: type[ProviderSettings]
     factory: Callable[[Settings], BaseChatModel]  # no network; ConfigurationError if unset
     health: Callable[[Settings], ProviderHealth]  # a line of `pygent-lc doctor`
     list_models: Callable[[Settings, str | None, bool], ModelListing]  # (search, free_only)
     local: bool  # on this machine: a ToT search keeps few calls in flight
     setup_hint: str  # how to make it usable, for the doctor's last line
+    # What an agent factory checks on the network first (settings, check_model).
     check: Callable[[Settings, bool], object] = lambda settings, check_model: None
-    """What an agent factory checks on the network before returning an agent on this
-    provider: ``(settings, check_model)``; raises a ``ProviderError``."""
     hints: Mapping[str, str] = field(default_factory=dict)  # CLI advice, by setting
     aliases: tuple[str, ...] = ()  # other names ToTConfig.for_provider knows
-    model_field: str = "model"  # the field of its section "provider:model" sets
+    # One chat model per host (by URL) when several are set: the chain makes a HostPool.
     host_models: Callable[[Settings], Mapping[str, BaseChatModel]] = lambda settings: {}
-    """One chat model per host (by base URL) when several are configured, else empty:
-    the chain then makes the provider a :class:`~pygent_lc.host_pool.HostPool`."""
+
+    @property
+    def settings_model(self) -> type[ProviderSettings]:
+        return SECTIONS[self.name]
 
     @property
     def model_keyword(self) -> str:
         """The :class:`Settings` keyword that ``"provider:model"`` sets."""
-        return self.settings_model.keyword(self.model_field)
+        return self.settings_model.keyword("model")
 
 
 PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
@@ -75,23 +52,23 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
         for spec in (
             ProviderSpec(
                 name="openrouter",
-                settings_model=OpenRouterSettings,
-                factory=openrouter_model,
-                health=openrouter_health,
-                list_models=openrouter_listing,
-                check=check_openrouter_model,
+                factory=openrouter.openrouter_model,
+                health=catalog.openrouter_health,
+                list_models=catalog.openrouter_listing,
+                check=lambda settings, check_model: (
+                    check_model and catalog.find_openrouter_model(settings)
+                ),
                 local=False,
                 setup_hint="set OPENROUTER_API_KEY",
                 hints={"openrouter_api_key": "set OPENROUTER_API_KEY, or use --provider local"},
             ),
             ProviderSpec(
                 name="ollama",
-                settings_model=OllamaSettings,
-                factory=ollama_model,
-                host_models=ollama_host_models,
-                health=ollama_health,
-                list_models=ollama_listing,
-                check=check_ollama,
+                factory=ollama.ollama_model,
+                host_models=ollama.ollama_host_models,
+                health=ollama.ollama_health,
+                list_models=ollama.ollama_listing,
+                check=ollama.check_ollama,
                 local=True,
                 setup_hint="set OLLAMA_MODEL",
                 hints={
@@ -101,15 +78,14 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
             ),
             ProviderSpec(
                 name="local",
-                settings_model=LocalSettings,
-                factory=local_model,
-                health=local_health,
-                list_models=local_listing,
+                factory=local.local_model,
+                health=local.local_health,
+                list_models=local.local_listing,
                 local=True,
-                setup_hint=f"{INSTALL_HINT} && {MODEL_INSTALL_HINT}",
+                setup_hint=f"{local.INSTALL_HINT} && {local.MODEL_INSTALL_HINT}",
                 hints={
                     "local_model_path": "set PYGENT_LOCAL_MODEL to a .gguf file, "
-                    f"or {MODEL_INSTALL_HINT}"
+                    f"or {local.MODEL_INSTALL_HINT}"
                 },
                 aliases=("llamacpp", "llama.cpp"),
             ),
@@ -134,13 +110,3 @@ def find_provider(name: str) -> ProviderSpec | None:
     return PROVIDERS.get(wanted) or next(
         (spec for spec in PROVIDERS.values() if wanted in spec.aliases), None
     )
-
-
-__all__ = [
-    "PROVIDERS",
-    "ProviderSpec",
-    "find_provider",
-    "provider_name",
-    "unique_provider_names",
-    "validate_provider_names",
-]

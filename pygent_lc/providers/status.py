@@ -13,8 +13,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ProviderHealth:
-    """One line of the doctor's report; ``latency_ms`` is the check request's (or the
-    probe's), ``host`` the server of a pool it is about, ``hosts`` a pool's lines."""
+    """One line of the doctor's report; ``host``: the pool's server it is about;
+    ``hosts``: a pool's lines."""
 
     provider: str
     status: Status
@@ -25,17 +25,15 @@ class ProviderHealth:
     hosts: tuple[ProviderHealth, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields; ``host`` and ``hosts`` only when there are any."""
-        data = asdict(self)
-        data["hosts"] = [host.as_dict() for host in self.hosts]
-        dropped = {"host"} if self.host is None else set()
-        return {k: v for k, v in data.items() if k not in dropped and (k != "hosts" or v)}
+        """``host`` and ``hosts`` only when there are any."""
+        data = {**asdict(self), "hosts": [host.as_dict() for host in self.hosts]}
+        return {k: v for k, v in data.items() if k not in ("host", "hosts") or v}
 
 
 @dataclass(frozen=True)
 class ModelListing:
-    """The models a provider offers: one object per model (``id`` first) for
-    ``--json``, and the text for a terminal."""
+    """A provider's models: one object per model (``id`` first) for ``--json``, and
+    the text for a terminal."""
 
     rows: list[dict[str, Any]]
     lines: list[str]
@@ -51,6 +49,3 @@ def timed(action: Callable[[], T]) -> tuple[T, float]:
 def one_line(exc: BaseException) -> str:
     """``Kind: message``, the message on one line."""
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
-__all__ = ["ModelListing", "ProviderHealth", "Status", "one_line", "timed"]

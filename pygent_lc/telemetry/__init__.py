@@ -1,10 +1,7 @@
 """OpenTelemetry traces and metrics for every call, fallback and thought, on request.
 
-``instrument()`` registers one LangChain callback handler globally (a configure
-hook, as LangSmith's tracer is) and a Tree-of-Thought observer; ``uninstrument()``
-removes both. Until then nothing is added to any call, and importing this module
-imports no OpenTelemetry package. ``PYGENT_OTEL=1`` instruments where a chain is
-built and in the CLI (:func:`instrument_from_env`).
+``instrument()`` registers one LangChain callback handler as a configure hook (as
+LangSmith's tracer is) and a search observer. Importing this imports no OpenTelemetry.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ ENABLE_ENV = "PYGENT_OTEL"
 CAPTURE_CONTENT_ENV = "PYGENT_OTEL_CAPTURE_CONTENT"
 
 _uninstall: Callable[[], None] | None = None
-"""Undoes what :func:`instrument` installed."""
 _lock = threading.RLock()  # instrument() uninstruments under it
 
 
@@ -40,10 +36,8 @@ def instrument(
     *,
     capture_content: bool | None = None,
 ) -> None:
-    """Send spans and metrics of every chat call and search to OpenTelemetry (the global
-    providers unless given); ``capture_content`` (default: ``PYGENT_OTEL_CAPTURE_CONTENT``)
-    adds prompt and reply text. Calling it again replaces the previous instrumentation.
-    """
+    """Spans and metrics of every chat call and search (the global providers unless
+    given); ``capture_content`` (default ``PYGENT_OTEL_CAPTURE_CONTENT``) adds the text."""
     try:
         from opentelemetry import metrics, trace
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -52,8 +46,7 @@ def instrument(
         ) from exc
     from langchain_core.tracers import context as lc_context
 
-    from pygent_lc.telemetry.handler import OtelCallbackHandler
-    from pygent_lc.telemetry.tot import TracingSearchObserver
+    from pygent_lc.telemetry.handler import OtelCallbackHandler, TracingSearchObserver
     from pygent_lc.tot import observe
 
     global _uninstall
@@ -80,7 +73,6 @@ def instrument(
 
 
 def uninstrument() -> None:
-    """Undo :func:`instrument`: no handler, no search observer, no breaker readings."""
     global _uninstall
     with _lock:
         if _uninstall is not None:
@@ -103,9 +95,8 @@ def instrument_from_env() -> None:
 
 
 def start_otlp_export() -> Callable[[], None]:
-    """The CLI's ``--otel``: instrument with spans sent over OTLP/HTTP (endpoint and headers
-    from the standard ``OTEL_EXPORTER_OTLP_*`` variables); returns what flushes them and
-    undoes the instrumentation."""
+    """The CLI's ``--otel``: spans over OTLP/HTTP (``OTEL_EXPORTER_OTLP_*``); returns what
+    flushes them and uninstruments."""
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
@@ -125,14 +116,3 @@ def start_otlp_export() -> Callable[[], None]:
         provider.shutdown()  # flushes the batch
 
     return stop
-
-
-__all__ = [
-    "CAPTURE_CONTENT_ENV",
-    "ENABLE_ENV",
-    "instrument",
-    "instrument_from_env",
-    "is_instrumented",
-    "start_otlp_export",
-    "uninstrument",
-]

@@ -1,11 +1,9 @@
-"""The LangChain callback handler that turns runs into GenAI spans and metrics.
+"""A LangChain callback handler: a ``chat {model}`` span per attempt (retries and
+fallbacks are runs) under a ``pygent.chain`` span per ``ProviderChain`` run, and metrics.
 
-One ``chat {model}`` span per chat model run (each retry attempt, tagged
-``retry:attempt:N`` by ``ProviderPolicy``, and each fallback is a run), under a
-``pygent.chain`` span per ``ProviderChain`` run; a ``HostPool`` adds none. Names:
-the OpenTelemetry GenAI conventions (``gen_ai.*``), else ``pygent.*``. Only what is
-written here is recorded: never the invocation parameters or serialized model (where
-a key could hide), text only with content capture on, an error by its type only.
+Only what is written here is recorded: never invocation parameters or the serialized
+model (where a key could hide), text only with content capture on, errors by type.
+The search's ``tot.solve`` and ``tot.level`` spans are current while their calls run.
 """
 
 from __future__ import annotations
@@ -13,7 +11,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -28,6 +27,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from pygent_lc.limits.breaker import CircuitBreaker, live_breakers
 from pygent_lc.limits.usage import plausible_usd
+from pygent_lc.tot.search import SearchContext
 
 PROVIDER = "gen_ai.provider.name"
 MODEL = "gen_ai.request.model"
@@ -50,9 +50,6 @@ class _Chain:
 
 
 class OtelCallbackHandler(BaseCallbackHandler):
-    """Spans for provider attempts and fallback chains; the GenAI metrics, cost,
-    failures and a breaker gauge on ``meter``."""
-
     run_inline = True  # in the caller's thread and context: the current span is the parent
 
     def __init__(self, tracer: Tracer, meter: Meter, *, capture_content: bool) -> None:
@@ -200,8 +197,7 @@ class OtelCallbackHandler(BaseCallbackHandler):
         return None if run_id is None else self._chains.get(run_id)
 
     def _breaker_states(self, options: CallbackOptions) -> Iterable[Observation]:
-        """One reading per provider and model: the worst state among its breakers
-        (each chain has its own, so several may share a provider and model)."""
+        """Per provider and model, the worst state of its breakers (one per chain)."""
         worst: dict[tuple[str, str | None], int] = {}
         for breaker in _breakers() if self.active else ():
             if breaker.enabled:
@@ -214,7 +210,6 @@ class OtelCallbackHandler(BaseCallbackHandler):
 
 
 def _inside(chain: _Chain | None) -> Context | None:
-    """Our chain's span as the parent when the run is inside one; else the current span."""
     return None if chain is None else trace.set_span_in_context(chain.span)
 
 
@@ -236,7 +231,6 @@ def _mark_failed(span: Span, error: BaseException) -> str:
 
 
 def _reply_attributes(reply: ChatGeneration) -> dict[str, Any]:
-    """What the reply says about itself: model, id, finish reason, usage, cost, routing."""
     message = reply.message
     meta: Mapping[str, Any] = message.response_metadata or {}
     usage: Mapping[str, Any] = getattr(message, "usage_metadata", None) or {}
@@ -265,7 +259,6 @@ def _reply_attributes(reply: ChatGeneration) -> dict[str, Any]:
 
 
 def _messages_json(messages: Sequence[BaseMessage]) -> str:
-    """Messages in the conventions' shape: role and text parts."""
     return json.dumps(
         [
             {"role": _ROLES.get(m.type, m.type), "parts": [{"type": "text", "content": m.text}]}
@@ -273,3 +266,55 @@ def _messages_json(messages: Sequence[BaseMessage]) -> str:
         ],
         ensure_ascii=False,
     )
+
+
+class TracingSearchObserver:
+    def __init__(self, tracer: Tracer, *, capture_content: bool) -> None:
+        self.tracer = tracer
+        self.capture_content = capture_content
+
+    @contextmanager
+    def solving(self, ctx: SearchContext) -> Iterator[object]:
+        attributes = {"tot.task": ctx.task.name, "tot.search_method": ctx.config.search_method}
+        if self.capture_content:
+            attributes["tot.problem"] = ctx.problem
+        with self.tracer.start_as_current_span("tot.solve", attributes=attributes) as span:
+            try:
+                yield span
+            finally:
+                nodes = ctx.tree.nodes
+                span.set_attributes(
+                    {
+                        "tot.llm_calls": ctx.caller.counters.llm_calls,
+                        "tot.cache_hits": ctx.caller.counters.cache_hits,
+                        "tot.nodes": len(nodes),
+                        "tot.depth_reached": max(node.depth for node in nodes),
+                        "tot.solved": any(n.final and n.correct is not False for n in nodes),
+                    }
+                )
+
+    @contextmanager
+    def level(self, ctx: SearchContext, depth: int) -> Iterator[object]:
+        counters = ctx.caller.counters
+        first_new = len(ctx.tree.nodes)
+        calls, hits = counters.llm_calls, counters.cache_hits
+        with self.tracer.start_as_current_span(
+            "tot.level", attributes={"tot.depth": depth}
+        ) as span:
+            try:
+                yield span
+            finally:
+                new = ctx.tree.nodes[first_new:]
+                span.set_attributes(
+                    {
+                        "tot.states.expanded": len({n.parent for n in new}),
+                        "tot.states.generated": len(new),
+                        "tot.states.valued": sum(n.value is not None for n in new),
+                        # Kept: in the beam (BFS), or above the threshold (DFS).
+                        "tot.states.kept": sum(
+                            not n.pruned and (n.selected or n.value is not None) for n in new
+                        ),
+                        "tot.cache_hits": counters.cache_hits - hits,
+                        "tot.llm_calls": counters.llm_calls - calls,
+                    }
+                )

@@ -1,13 +1,10 @@
-"""The Tree-of-Thought engine: ``ToTEngine(config, backend).solve(problem, task=...)``
-searches a tree of thoughts (BFS beam or DFS with pruning), each level's calls at once,
-with a value cache and call and cost budgets."""
+"""The Tree-of-Thought engine: ``ToTEngine(config, backend).solve(problem, task=...)``."""
 
 from pygent_lc.tot.config import CLOUD_MAX_CONCURRENCY, LOCAL_MAX_CONCURRENCY, ToTConfig
 from pygent_lc.tot.engine import ToTEngine, ToTInput
-from pygent_lc.tot.evaluator import StateEvaluator
-from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.result import ThoughtNode, ThoughtTree, ToTPath, ToTResult, ToTStats
 from pygent_lc.tot.search import bfs, dfs
+from pygent_lc.tot.stages import StateEvaluator, ThoughtGenerator
 from pygent_lc.tot.tasks import Game24Task, GenericTask, Task, UnsafeExpressionError, check_24
 
 __all__ = [

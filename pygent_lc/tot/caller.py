@@ -1,7 +1,6 @@
 """Every LLM call of a search goes through one :class:`LLMCaller`: the bound on calls
 in flight, the budgets (a spent one refuses calls and the search ends cleanly), the
-counters per phase (a level whose every call failed raises), and the usage.
-"""
+counters per phase (a level whose every call failed raises), and the usage."""
 
 from __future__ import annotations
 
@@ -18,15 +17,11 @@ from pygent_lc.limits.call import Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.result import ToTStats
-from pygent_lc.tot.tasks.base import Task, static_prefix
-from pygent_lc.tot.value_store import MemoryValueStore, ValueStore
 
-#: The failures one call may end with without ending the search.
+# The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
 CALL_FAILURES = (ProviderError, AllProvidersFailedError)
-
 CallKind = Literal["generation", "evaluation"]
-
 _T = TypeVar("_T")
 
 
@@ -42,6 +37,14 @@ async def gather_or_cancel(*coroutines: Coroutine[Any, Any, _T]) -> list[_T]:
     return [task.result() for task in tasks]
 
 
+def failed(stage: str, errors: Sequence[CallFailure], asked: int | None = None) -> str | None:
+    """A node's ``error``: that ``stage``'s calls failed, with the first error."""
+    if not errors:
+        return None
+    count = "" if asked is None else f" ({len(errors)} of {asked} samples)"
+    return f"{stage} failed{count}: {type(errors[0]).__name__}: {errors[0]}"
+
+
 class BudgetExhausted(Exception):
     """Internal signal, never seen by callers: a budget is spent, the call was refused."""
 
@@ -55,9 +58,8 @@ class _Phase:
 
 @dataclass
 class SamplesSupport:
-    """Whether a model answers ``n`` samples in one request: unknown until a request with
-    ``n > 1`` (one choice back: ``n`` is ignored, as OpenRouter and Ollama do). An engine
-    keeps one for all its solves."""
+    """Whether a model answers ``n`` samples in one request (OpenRouter and Ollama ignore
+    ``n``): unknown until a request with ``n > 1``. An engine keeps one for its solves."""
 
     honoured: bool | None = None
 
@@ -72,10 +74,6 @@ class SampledOutputs:
     errors: list[CallFailure] = field(default_factory=list)
     refused: int = 0  # samples not asked: a budget is spent
 
-    @property
-    def complete(self) -> bool:
-        return not self.errors and not self.refused and bool(self.outputs)
-
 
 class LLMCaller:
     """Bounded, budgeted access to the backend for one search."""
@@ -87,37 +85,29 @@ class LLMCaller:
         self._config = config
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         self._start_usage = backend.usage_totals()
-        self._budget = (
-            None
-            if config.max_cost_usd is None
-            else CostBudget(config.max_cost_usd, self._spent_usd, backend.cost_bound)
-        )
+        self._budget: CostBudget | None = None
+        if config.max_cost_usd is not None:
+            self._budget = CostBudget(config.max_cost_usd, self._spent_usd, backend.cost_bound)
         self._in_flight = 0
         self._phase = _Phase()
-        self.counters = ToTStats()
-        """The search's statistics, counted here and by the generator and evaluator."""
+        self.counters = ToTStats()  # counted here and by the generator and evaluator
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
         if type(backend).generate_samples is LLMBackend.generate_samples:
-            # The contract's default sends one request for one sample: nothing to ask,
-            # and no request of it need hold n samples' bound on the budget.
+            # The contract's default sends a request a sample: nothing to learn.
             self.n_support.learn(False)
 
     def usage(self) -> UsageTotals | None:
-        """Usage since the search began, or ``None`` if the backend does not track it."""
-        now = self._backend.usage_totals()
-        if now is None or self._start_usage is None:
-            return None
-        return now - self._start_usage
+        now, start = self._backend.usage_totals(), self._start_usage
+        return None if now is None or start is None else now - start
 
     def _spent_usd(self) -> float:
         usage = self.usage()
         return 0.0 if usage is None else usage.cost_usd
 
     async def _admit(self, prompt: str, samples: int = 1) -> Hold:
-        """A place for one call within both budgets, or :class:`BudgetExhausted`: a hold on
-        the ``CostBudget`` (the backend's ``cost_bound`` a sample, or one call at a time
-        without one), then the call count again, so ``max_llm_calls`` is never passed."""
+        """A hold on the ``CostBudget`` (a ``cost_bound`` a sample, or one call at a time
+        without one) and a place within ``max_llm_calls``, or :class:`BudgetExhausted`."""
         self._check_call_limit()
         hold = Hold(self._budget, prompt, self._config.max_tokens, samples)
         try:
@@ -143,8 +133,7 @@ class LLMCaller:
 
     @contextmanager
     def phase(self) -> Iterator[None]:
-        """One level's generation or evaluation: raises the provider error at its end
-        when every call of it failed."""
+        """One level's generation or evaluation: raises if every call of it failed."""
         self._phase = phase = _Phase()
         yield
         if phase.attempted and phase.failed == phase.attempted and phase.first_error is not None:
@@ -162,8 +151,7 @@ class LLMCaller:
             return exc
 
     async def call_samples(self, prompt: str, n: int, kind: CallKind) -> list[str]:
-        """Up to ``n`` completions in one request (``LLMBackend.generate_samples``): one
-        call, one hold on the budget; fewer come back where the provider ignores ``n``."""
+        """Up to ``n`` completions in one request: one call, one hold on the budget."""
         outputs = await self._request(prompt, n, kind, None)
         self.n_support.learn(len(outputs) >= n)
         return outputs
@@ -171,9 +159,9 @@ class LLMCaller:
     async def samples(
         self, prompt: str, n: int, kind: CallKind, fill: bool = True
     ) -> SampledOutputs:
-        """``n`` samples of ``prompt``, failures and refusals collected: one request for all
-        where the model answers ``n`` (or may), the missing ones one request each, at once;
-        else one request each. ``fill=False`` sends one request only (up to ``n`` back)."""
+        """``n`` samples, failures and refusals collected: one request for all where the
+        model answers ``n`` (or may), the missing ones a request each, at once; else a
+        request each. ``fill=False`` sends one request only (up to ``n`` back)."""
         result = SampledOutputs()
         if n > 1 and self.n_support.honoured is not False:
             try:
@@ -201,20 +189,14 @@ class LLMCaller:
     ) -> list[str]:
         config = self._config
         generation = kind == "generation"
-        kwargs: dict[str, Any] = {
-            "temperature": config.temperature if generation else config.evaluation_temperature
-        }
-        if config.max_tokens is not None:
-            kwargs["max_tokens"] = config.max_tokens
-        if stop:
-            kwargs["stop"] = stop
-        # The prompt's fixed start, for backends that can have it cached; others
-        # never see the keyword (plain ``LLMBackend`` implementations).
-        if self._backend.accepts_cache_prefix and (prefix := static_prefix(prompt)):
-            kwargs["cache_prefix"] = prefix
+        temperature = config.temperature if generation else config.evaluation_temperature
+        # A SplitPrompt's fixed start, for backends that can have it cached.
+        prefix = getattr(prompt, "static", None) if self._backend.accepts_cache_prefix else None
+        optional = {"max_tokens": config.max_tokens, "stop": stop, "cache_prefix": prefix}
+        kwargs: dict[str, Any] = {"temperature": temperature}
+        kwargs |= {key: value for key, value in optional.items() if value}
         async with self._semaphore:
-            # Admitted after acquiring, so calls queued behind the semaphore see
-            # the spend of the calls that finished while they waited.
+            # Admitted once acquired: queued calls see the spend of those that finished.
             hold = await self._admit(prompt, n)
             self.counters.llm_calls += 1
             if generation:
@@ -225,8 +207,7 @@ class LLMCaller:
             self._in_flight += 1
             self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
             try:
-                # The reply goes on in later prompts: text no provider could be
-                # sent (half a surrogate pair) must not be blamed on the caller.
+                # Cleaned: the reply goes on in later prompts (half a surrogate pair).
                 if n == 1:
                     return [clean_text(await self._backend.generate(prompt, **kwargs))]
                 outputs = await self._backend.generate_samples(prompt, n, **kwargs)
@@ -245,22 +226,3 @@ class LLMCaller:
             finally:
                 self._in_flight -= 1
                 await hold.arelease()
-
-
-@dataclass(eq=False)
-class Stage:
-    """What the generator and the evaluator share: the task, the search's settings and
-    caller, the value cache and this stage's key prefix in it (model, task, prompts)."""
-
-    task: Task
-    config: ToTConfig
-    caller: LLMCaller
-    store: ValueStore = field(default_factory=MemoryValueStore)
-    namespace: str = ""
-
-    @property
-    def counters(self) -> ToTStats:
-        return self.caller.counters
-
-    def key(self, problem: str, steps: Sequence[str]) -> str:
-        return f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"

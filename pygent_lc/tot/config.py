@@ -11,9 +11,8 @@ from pydantic_core import PydanticCustomError
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.validation import MaxTokens, Temperature
 
-#: Calls in flight for a cloud provider: a Game-of-24 level in one or two waves,
-#: under common rate limits. A local server (Ollama, llama.cpp) decodes one or two
-#: sequences at a time: more only queue and time out.
+# Calls in flight: a cloud provider takes a Game-of-24 level in one or two waves; a local
+# server (Ollama, llama.cpp) decodes one or two sequences at a time, more only queue.
 CLOUD_MAX_CONCURRENCY = 8
 LOCAL_MAX_CONCURRENCY = 2
 
@@ -24,56 +23,39 @@ class ToTConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # propose: one prompt lists several next steps, a line each; sample: a call writes one.
+    # propose: one prompt lists several next steps; sample: a call writes one.
     generation_strategy: Literal["propose", "sample"] = "propose"
-    # value: each new state is scored on its own; vote: the model picks the most
-    # promising of the candidates shown together.
+    # value: each new state scored on its own; vote: the model picks among them all.
     evaluation_method: Literal["value", "vote"] = "value"
-    # bfs: a beam of n_select_sample states per level; dfs: best child first, prune
-    # below value_threshold, backtrack.
+    # bfs: a beam of n_select_sample a level; dfs: best child first, prune, backtrack.
     search_method: Literal["bfs", "dfs"] = "bfs"
-    # BFS: greedy keeps the best; sample draws them (without replacement) by value.
-    selection: Literal["greedy", "sample"] = "greedy"
+    selection: Literal["greedy", "sample"] = "greedy"  # BFS: keep the best, or draw by value
     n_generate_sample: int = Field(default=1, ge=1, le=64)  # generation calls a state
     n_evaluate_sample: int = Field(default=3, ge=1, le=64)  # value or vote calls a prompt
     n_select_sample: int = Field(default=5, ge=1, le=256)  # BFS beam; DFS children explored
-    # Thought steps below the problem; unset: the task's default_depth (Game of 24: 4).
-    max_depth: int = Field(default=3, ge=1, le=64)
+    max_depth: int = Field(default=3, ge=1, le=64)  # unset: the task's default_depth
     temperature: Temperature = 0.7  # of the generation calls
     evaluation_temperature: Temperature = 0.7  # of the value and vote calls
-    # Stop asking a state's value samples once they agree (Task.samples_agree), or once
-    # no further sample could change a greedy BFS beam; False asks them all (the paper).
+    # Stop value samples once they agree or cannot change a greedy beam; False: all.
     adaptive_sampling: bool = True
-    # End the search at the first answer the task verifies by program; None: on for
-    # tasks with a verifier (VerifyingTask, e.g. Game of 24).
+    # End at the first answer the task verifies by program; None: on for VerifyingTask.
     stop_on_verified: bool | None = None
-    # BFS: expand a state whose next states the task values by program
-    # (Task.children_checked; Game of 24: two numbers left) beside the beam instead of
-    # valuing it; None: on for such tasks unless value_batch.
+    # BFS: expand, not value, a state whose children the program values; None: no batch.
     expand_checked: bool | None = None
-    # Keep the next steps found from a state in the value cache for later solves:
-    # "checked": states whose children the program checks, "all" (not the paper's
-    # method), "none". Tasks without a propose_version never reuse them.
+    # Next steps kept in the value cache: "checked" (by program), "all" or "none".
     reuse_proposals: Literal["checked", "all", "none"] = "checked"
-    # Value a parent's new states in one prompt a sample (BatchValueTask; not the paper's).
-    value_batch: bool = False
-    # Where state values (and kept proposals) live beyond one search: "memory" (the
-    # engine's, value_cache_size entries, LRU), a SQLite file path, a Redis URL (shared
-    # by every process using it), or None (one search only).
+    value_batch: bool = False  # a parent's new states valued in one prompt (BatchValueTask)
+    # "memory" (the engine's LRU), a SQLite path, a Redis URL, or None (one search).
     value_cache: str | None = "memory"
     value_cache_size: int = Field(default=100_000, ge=1)
-    max_tokens: MaxTokens | None = None  # sent with every call; None sends none
-    # DFS: children valued below it are pruned (on the task's scale: generic 0-1; Game
-    # of 24: sure=20, likely=1, impossible=0.001).
+    max_tokens: MaxTokens | None = None  # sent with every call
+    # DFS: prune children valued below it, on the task's scale (generic 0-1; 24: 0-20).
     value_threshold: float = 0.5
-    # Calls in flight at once; for_provider() suits it to a local model.
     max_concurrency: int = Field(default=CLOUD_MAX_CONCURRENCY, ge=1, le=1024)
     # Stop cleanly, with the best state so far, before passing this many calls.
     max_llm_calls: int | None = Field(default=None, ge=1)
-    # Stop cleanly before the backend's reported spend passes this (a CostBudget per
-    # search: calls with a cost_bound run at once and never pass it, calls without one
-    # run one at a time and pass it by one call at most). Across searches: the
-    # backend's budget.
+    # Stop cleanly before the search's reported spend passes this (without a cost_bound,
+    # calls run one at a time and pass it by one at most). Across searches: the backend's.
     max_cost_usd: float | None = Field(default=None, gt=0.0)
     seed: int | None = None  # of selection="sample"; None draws a fresh one
 
@@ -92,20 +74,16 @@ class ToTConfig(BaseModel):
 
     @classmethod
     def for_provider(cls, provider: str, **overrides: Any) -> ToTConfig:
-        """A config whose ``max_concurrency`` suits ``provider`` (``ProviderSpec.local``:
-        :data:`LOCAL_MAX_CONCURRENCY`, else :data:`CLOUD_MAX_CONCURRENCY`); ``overrides`` win."""
+        """A config whose ``max_concurrency`` suits ``provider`` (local or cloud)."""
         from pygent_lc.providers.registry import find_provider  # the providers come later
 
         spec = find_provider(provider)
         local = spec is not None and spec.local
-        return cls(
-            **{"max_concurrency": LOCAL_MAX_CONCURRENCY if local else CLOUD_MAX_CONCURRENCY}
-            | overrides
-        )
+        concurrency = LOCAL_MAX_CONCURRENCY if local else CLOUD_MAX_CONCURRENCY
+        return cls(**{"max_concurrency": concurrency} | overrides)
 
     def updated(self, **changes: Any) -> ToTConfig:
-        """A validated copy with ``changes`` applied (``model_copy`` skips validation);
-        unset fields stay unset (``max_depth`` then still comes from the task)."""
+        """A validated copy (``model_copy`` skips validation); unset fields stay unset."""
         return type(self)(**self.model_dump(exclude_unset=True) | changes)
 
     def depth_for(self, default_depth: int | None) -> int:
@@ -138,13 +116,11 @@ class ToTConfig(BaseModel):
         return self
 
 
-def _combination(field: str, reason: str) -> NoReturn:
-    """A model-level error that still names the field it is about."""
+def _combination(field: str, reason: str) -> NoReturn:  # a model error naming its field
     raise PydanticCustomError("tot_combination", "{reason}", {"field": field, "reason": reason})
 
 
 def _configuration_error(exc: ValidationError) -> ConfigurationError:
-    """One error naming every invalid field, the first as ``field``."""
     errors = exc.errors()
     names = [
         ".".join(map(str, e["loc"])) or str(e.get("ctx", {}).get("field", "ToTConfig"))

@@ -22,11 +22,10 @@ from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.tot import observe
 from pygent_lc.tot.caller import LLMCaller, SamplesSupport
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.evaluator import StateEvaluator
-from pygent_lc.tot.generator import ThoughtGenerator
-from pygent_lc.tot.result import ThoughtTree, ToTResult
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree, ToTResult
 from pygent_lc.tot.search import SearchContext, bfs, dfs
-from pygent_lc.tot.tasks.base import BatchValueTask, Task, propose_version
+from pygent_lc.tot.stages import StateEvaluator, ThoughtGenerator
+from pygent_lc.tot.tasks.base import BatchValueTask, Task
 from pygent_lc.tot.tasks.generic import GenericTask
 from pygent_lc.tot.value_store import MemoryValueStore, ValueStore, open_value_store
 
@@ -52,10 +51,8 @@ _POLL_S = 0.05
 
 
 def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """``coro`` run from sync code: ``asyncio.run``, or under a running loop (a notebook
-    cell) on a fresh loop in a worker thread with the caller's context variables; a
-    ``KeyboardInterrupt`` or the calling task's cancellation cancels it there and is
-    raised within about ``CANCEL_GRACE_S``."""
+    """``coro`` run by ``asyncio.run``, or under a running loop (a notebook) in a daemon
+    thread with the caller's context; Ctrl-C or the caller's cancellation cancels it."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
@@ -66,10 +63,7 @@ def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
         RuntimeWarning,
         stacklevel=3,
     )
-    return _run_in_thread(coro, asyncio.current_task(running))
-
-
-def _run_in_thread(coro: Coroutine[Any, Any, _T], caller: asyncio.Task[Any] | None) -> _T:
+    caller = asyncio.current_task(running)
     loop = asyncio.new_event_loop()
     task = loop.create_task(coro, context=contextvars.copy_context())
     done: concurrent.futures.Future[_T] = concurrent.futures.Future()
@@ -83,7 +77,6 @@ def _run_in_thread(coro: Coroutine[Any, Any, _T], caller: asyncio.Task[Any] | No
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
-    # A daemon thread: an interrupted search must not hold the interpreter open.
     threading.Thread(target=work, name="pygent-tot-solve", daemon=True).start()
     try:
         while True:
@@ -107,16 +100,13 @@ def _own_name(obj: object) -> str | None:
 
 
 def model_identity(backend: object) -> str | None:
-    """The model (or ``a>b`` chain of models) behind ``backend``: the name it gives
-    itself, else those of the chat models it wraps (:func:`~pygent_lc.closing.runnable_parts`),
-    in the order they are tried."""
+    """The model (or ``a>b`` chain of models, in the order tried) behind ``backend``: the
+    name it gives itself, else those of the chat models it wraps."""
     if (own := _own_name(backend)) is not None:
         return own
-    names: list[str] = []
-    for part in runnable_parts(backend):
-        if isinstance(part, BaseChatModel) and (name := _own_name(part)) and name not in names:
-            names.append(name)
-    return ">".join(names) if names else None
+    parts = runnable_parts(backend)
+    names = (_own_name(part) for part in parts if isinstance(part, BaseChatModel))
+    return ">".join(dict.fromkeys(name for name in names if name)) or None
 
 
 class _EngineOptions(TypedDict, total=False):
@@ -128,13 +118,9 @@ class _EngineOptions(TypedDict, total=False):
 
 
 class ToTEngine(Runnable[ToTInput, ToTResult]):
-    """Tree-of-Thought search over an :class:`~pygent_lc.backend.LLMBackend`; as a
-    ``Runnable`` it takes a problem (or ``{"problem": ...}``) and composes in LCEL.
-
-    State values are kept across solves in ``config.value_cache`` (or ``value_store``,
-    shared between engines) per model: ``model_id``, else the backend's; a cache
-    outside the engine needs one, so that another model never reads its values.
-    """
+    """Tree-of-Thought search over an ``LLMBackend``; as a ``Runnable`` it takes a problem
+    (or ``{"problem": ...}``). Values are kept across solves in ``config.value_cache`` (or
+    ``value_store``) per model: ``model_id``, else the backend's (a shared cache needs one)."""
 
     @overload
     def __init__(
@@ -169,23 +155,17 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         self.task: Task = task if task is not None else GenericTask()
         self.name = name or "ToTEngine"
         self.observer = observer
-        self.value_store: ValueStore | None = (
-            value_store
-            if value_store is not None
-            else open_value_store(self.config.value_cache, self.config.value_cache_size)
-        )
+        if value_store is None:  # an empty store is falsy: no "or"
+            value_store = open_value_store(self.config.value_cache, self.config.value_cache_size)
+        self.value_store = value_store
         found = model_id or model_identity(backend)
-        if (
-            found is None
-            and self.value_store is not None
-            and not isinstance(self.value_store, MemoryValueStore)
-        ):
+        shared = value_store is not None and not isinstance(value_store, MemoryValueStore)
+        if found is None and shared:
             raise ConfigurationError(
                 "a shared value cache needs to know the model: pass ToTEngine(model_id=...)",
                 field="model_id",
             )
-        # Unnamed models get a name of their own: values are then only shared
-        # by this backend object, never across models.
+        # Unnamed models: values shared by this backend object only, never across models.
         self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
         self.samples_support = SamplesSupport()  # learnt once, for every later solve
 
@@ -195,8 +175,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         task = task if task is not None else self.task
         problem = task.validate_problem(_problem_of(problem))
         config = self.config
-        depth = config.depth_for(task.default_depth)
-        if depth != config.max_depth:
+        if (depth := config.depth_for(task.default_depth)) != config.max_depth:
             config = config.updated(max_depth=depth)
         if config.max_cost_usd is not None and self.backend.usage_totals() is None:
             raise ConfigurationError(
@@ -214,39 +193,35 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             version = f"batch:{task.value_batch_version}"
         started = time.perf_counter()
         caller = LLMCaller(self.backend, config, self.samples_support)
-        tree = ThoughtTree.with_root(problem)
         store = self.value_store if self.value_store is not None else MemoryValueStore()
-        proposals = propose_version(task)
-        generator = ThoughtGenerator(
+        prefix = f"{self.model_id}|{task.name}|"
+        # Kept proposals are per task prompts, strategy and samples; none without a version.
+        proposals = getattr(task, "propose_version", None)
+        strategy = f"{config.generation_strategy}:{proposals}|x{config.n_generate_sample}"
+        generated = prefix + strategy if isinstance(proposals, str) else ""
+        ctx = SearchContext(
+            problem,
             task,
             config,
+            ThoughtTree(nodes=[ThoughtNode(id=0, parent=None, depth=0, text=problem)]),
             caller,
-            store,
-            ""
-            if proposals is None
-            else f"{self.model_id}|{task.name}|{config.generation_strategy}:{proposals}"
-            f"|x{config.n_generate_sample}",
+            ThoughtGenerator(task, config, caller, store, generated),
+            StateEvaluator(task, config, caller, store, prefix + version),
+            random.Random(config.seed),
+            self.observer,
         )
-        evaluator = StateEvaluator(
-            task, config, caller, store, f"{self.model_id}|{task.name}|{version}"
-        )
-        ctx = SearchContext(
-            problem, task, config, tree, caller, generator, evaluator, random.Random(config.seed)
-        )
-        ctx.observer = self.observer
-        with observe.solving(ctx):
+        with observe.watching(ctx):
             await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
         stats = caller.counters
-        stats.nodes = len(tree)
-        stats.depth_reached = max(node.depth for node in tree.nodes)
+        stats.nodes = len(ctx.tree)
+        stats.depth_reached = max(node.depth for node in ctx.tree.nodes)
         stats.usage = caller.usage()
         stats.wall_time_s = time.perf_counter() - started
         stats.budget_exhausted = caller.exhausted
-        return ToTResult.of(tree, task, problem, stats, config)
+        return ToTResult.of(ctx.tree, task, problem, stats, config)
 
     def solve_sync(self, problem: ToTInput, task: Task | None = None) -> ToTResult:
-        """``solve`` for sync code (Ctrl-C cancels the calls in flight); under a running
-        loop it blocks that loop, and warns."""
+        """``solve`` for sync code (Ctrl-C cancels the calls); under a running loop: warns."""
         return run_sync(self.solve(problem, task))
 
     def invoke(

@@ -1,5 +1,5 @@
-"""What a search returns: the tree of every state it made, its solutions and best path,
-its cost, and the tree drawn for people (Mermaid)."""
+"""What a search returns: every state it made, its solutions, best path and cost, and the
+tree drawn for people (Mermaid)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from pygent_lc.tot.tasks.base import Task
 
 
 class ThoughtNode(BaseModel):
-    """One state: the thought that led to it (the root, id 0: the problem; a state is
-    the path of thoughts from the root) and what became of it."""
+    """One state (the thoughts from the root, id 0: the problem) and what became of it."""
 
     id: int
     parent: int | None
@@ -31,15 +30,7 @@ class ThoughtNode(BaseModel):
 
 
 class ThoughtTree(BaseModel):
-    """All nodes of one search, indexed by ``id``."""
-
     nodes: list[ThoughtNode] = Field(default_factory=list)
-
-    @classmethod
-    def with_root(cls, problem: str) -> ThoughtTree:
-        tree = cls()
-        tree.nodes.append(ThoughtNode(id=0, parent=None, depth=0, text=problem))
-        return tree
 
     @property
     def root(self) -> ThoughtNode:
@@ -54,19 +45,17 @@ class ThoughtTree(BaseModel):
     def get(self, node_id: int) -> ThoughtNode:
         return self.nodes[node_id]
 
-    def path(self, node: ThoughtNode) -> list[str]:
-        """The thoughts from the root (excluded) down to ``node``."""
+    def path(self, node: ThoughtNode) -> list[str]:  # the root's problem not included
         return [self.nodes[i].text for i in self.path_ids(node)[1:]]
 
+    def __len__(self) -> int:
+        return len(self.nodes)
+
     def path_ids(self, node: ThoughtNode) -> list[int]:
-        """Node ids from the root down to ``node``, both included."""
         ids = [node.id]
         while (parent := self.nodes[ids[-1]].parent) is not None:
             ids.append(parent)
         return ids[::-1]
-
-    def __len__(self) -> int:
-        return len(self.nodes)
 
 
 _LABEL_LIMIT = 60
@@ -80,14 +69,10 @@ def _label(node: ThoughtNode) -> str:
     text = " ".join(node.text.split())
     if len(text) > _LABEL_LIMIT:
         text = text[: _LABEL_LIMIT - 1] + "…"
-    text = "".join(_MERMAID_ESCAPES.get(ch, ch) for ch in text)
-    notes = []
-    if node.value is not None:
-        notes.append(f"v={node.value:.3g}")
-    if node.error is not None:
-        notes.append("error")
-    suffix = f" ({', '.join(notes)})" if notes else ""
-    return text + suffix
+    value = None if node.value is None else f"v={node.value:.3g}"
+    error = None if node.error is None else "error"
+    notes = ", ".join(note for note in (value, error) if note)
+    return "".join(_MERMAID_ESCAPES.get(ch, ch) for ch in text) + (f" ({notes})" if notes else "")
 
 
 def node_kind(node: ThoughtNode) -> str | None:
@@ -106,9 +91,7 @@ def node_kind(node: ThoughtNode) -> str | None:
 def tree_to_mermaid(tree: ThoughtTree, *, highlight: list[int] | None = None) -> str:
     """A ``flowchart TD`` of the tree; ``highlight`` (node ids) draws a path in bold."""
     on_path = set(highlight or [])
-    lines = ["flowchart TD"]
-    for node in tree.nodes:
-        lines.append(f'    n{node.id}["{_label(node)}"]')
+    lines = ["flowchart TD", *(f'    n{node.id}["{_label(node)}"]' for node in tree.nodes)]
     for node in tree.nodes:
         if node.parent is not None:
             arrow = "==>" if node.id in on_path and node.parent in on_path else "-->"
@@ -119,16 +102,12 @@ def tree_to_mermaid(tree: ThoughtTree, *, highlight: list[int] | None = None) ->
         "    classDef pruned fill:#f3f4f6,stroke:#9ca3af,color:#6b7280",
         "    classDef error fill:#fee2e2,stroke:#b91c1c",
     ]
-    for node in tree.nodes:
-        css = node_kind(node)
-        if css is not None:
-            lines.append(f"    class n{node.id} {css}")
+    lines += [f"    class n{n.id} {kind}" for n in tree.nodes if (kind := node_kind(n))]
     return "\n".join(lines) + "\n"
 
 
 class ToTPath(BaseModel):
-    """One state as an answer: the task's answer text (Game of 24: the expression) and
-    the thoughts from the problem down to it."""
+    """One state as an answer: the task's answer text and the thoughts down to it."""
 
     node_id: int
     text: str
@@ -140,19 +119,11 @@ class ToTPath(BaseModel):
     @classmethod
     def of(cls, node: ThoughtNode, tree: ThoughtTree, task: Task, problem: str) -> ToTPath:
         steps = tree.path(node)
-        return cls(
-            node_id=node.id,
-            text=task.answer(problem, steps),
-            path=steps,
-            value=node.value,
-            final=node.final,
-            correct=node.correct,
-        )
+        fields = node.model_dump(include={"value", "final", "correct"})
+        return cls(node_id=node.id, text=task.answer(problem, steps), path=steps, **fields)
 
 
 class ToTStats(BaseModel):
-    """The cost of one search."""
-
     llm_calls: int = 0  # calls sent to the backend, failed ones included
     generation_calls: int = 0
     evaluation_calls: int = 0
@@ -165,16 +136,13 @@ class ToTStats(BaseModel):
     nodes: int = 0
     depth_reached: int = 0
     peak_in_flight: int = 0
-    # What the backend reported for the search's calls, or None; its calls count
-    # requests, so a call retried or passed to a fallback counts more than once there.
+    # As the backend reports it (or None): a retried or fallen-back call counts twice.
     usage: UsageTotals | None = None
     wall_time_s: float = 0.0
     budget_exhausted: str | None = None  # why a budget ended the search early
 
 
 class ToTResult(BaseModel):
-    """The outcome of ``ToTEngine.solve``."""
-
     problem: str
     task: str
     # Final states the search kept and the checker did not reject: verified first, by value.
@@ -194,8 +162,7 @@ class ToTResult(BaseModel):
     def tree_json(self, *, indent: int | None = 2) -> str:
         return self.tree.model_dump_json(indent=indent)
 
-    def to_mermaid(self) -> str:
-        """A Mermaid flowchart of the tree with the best path drawn in bold."""
+    def to_mermaid(self) -> str:  # the best path drawn in bold
         highlight = self.tree.path_ids(self.tree.get(self.best.node_id)) if self.best else None
         return tree_to_mermaid(self.tree, highlight=highlight)
 
@@ -207,14 +174,9 @@ class ToTResult(BaseModel):
         is the most valued one (deeper wins ties) the checker has not rejected."""
         kept = [n for n in tree.nodes if n.final and n.selected and n.correct is not False]
         kept.sort(key=lambda n: (n.correct is True, n.value or 0.0), reverse=True)
-        valued = [
-            n
-            for n in tree.nodes
-            if n.parent is not None and n.value is not None and n.correct is not False
-        ]
-        best = (
-            kept[0] if kept else max(valued, key=lambda n: (n.value or 0.0, n.depth), default=None)
-        )
+        valued = [n for n in tree.nodes[1:] if n.value is not None and n.correct is not False]
+        most_valued = max(valued, key=lambda n: (n.value or 0.0, n.depth), default=None)
+        best = kept[0] if kept else most_valued
         return cls(
             problem=problem,
             task=task.name,

@@ -1,9 +1,5 @@
-"""The two searches over the thought tree: BFS with a beam, DFS with pruning.
-
-Both work level by level: all generations of the states being expanded, then all
-evaluations of their children, each phase at once. When every call of a phase fails
-its error is raised; when a budget runs out the search keeps what it has.
-"""
+"""BFS with a beam and DFS with pruning, level by level: all generations, then all
+evaluations, each phase's calls at once; a phase whose every call failed raises."""
 
 from __future__ import annotations
 
@@ -14,10 +10,9 @@ from dataclasses import dataclass
 from pygent_lc.tot import observe
 from pygent_lc.tot.caller import LLMCaller
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.evaluator import StateEvaluator
-from pygent_lc.tot.generator import ThoughtGenerator
 from pygent_lc.tot.result import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import Task, children_checked, has_verifier
+from pygent_lc.tot.stages import StateEvaluator, ThoughtGenerator
+from pygent_lc.tot.tasks.base import Task, children_checked
 
 
 @dataclass
@@ -34,35 +29,14 @@ class SearchContext:
     rng: random.Random
     observer: observe.SearchObserver | None = None  # this search's own, besides the global one
 
-    def dead(self, node: ThoughtNode) -> bool:
-        """Not an answer and, by the task's rules, nothing can follow it."""
-        steps = self.tree.path(node)
-        return not self.task.is_final(self.problem, steps) and not self.task.can_expand(
-            self.problem, steps
-        )
-
-    @property
-    def stop_on_verified(self) -> bool:
-        setting = self.config.stop_on_verified
-        return has_verifier(self.task) if setting is None else setting
-
-    def verified(self, node: ThoughtNode) -> bool:
-        """A final answer the task's program checks as right."""
-        steps = self.tree.path(node)
-        return self.task.is_final(self.problem, steps) and (
-            self.task.check_answer(self.problem, steps) is True
-        )
-
     def checked_by_expanding(self, node: ThoughtNode) -> bool:
         """BFS with ``expand_checked``: expand ``node`` unvalued, beside the beam."""
         setting = self.config.expand_checked
-        # With value_batch, a parent's states are valued in one prompt: cheaper than
-        # a generation call each, so by default they are valued.
+        # With value_batch, one prompt values a parent's states: cheaper, so the default.
         if setting is False or (setting is None and self.config.value_batch):
             return False
-        if not self.expandable(node):
-            return False
-        return children_checked(self.task, self.problem, self.tree.path(node))
+        path = self.tree.path(node)
+        return self.expandable(node) and children_checked(self.task, self.problem, path)
 
     def expandable(self, node: ThoughtNode) -> bool:
         return (
@@ -75,30 +49,29 @@ class SearchContext:
 async def expand_and_evaluate(
     ctx: SearchContext, parents: Sequence[ThoughtNode], *, unvalued: set[int] | None = None
 ) -> list[ThoughtNode]:
-    """Generate the children of ``parents``, then evaluate them; the live ones are returned.
-
-    Dead ends are pruned unvalued (a beam slot or a value call on them is wasted). With
-    ``stop_on_verified``, once a child is a verified answer only the verified answers
-    are returned (valued by program): the rest of the level is not worth a call.
-    """
+    """The live children of ``parents``, valued (dead ends pruned unvalued); with
+    ``stop_on_verified``, only the verified answers once there is one: no call for the rest."""
     with ctx.caller.phase():
         children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
-    live: list[ThoughtNode] = []
+    task, problem = ctx.task, ctx.problem
+    verified: list[ThoughtNode] = []  # answers the task's program checks
     for child in children:
-        if ctx.dead(child):
-            child.pruned = True
-        else:
-            live.append(child)
-    if ctx.stop_on_verified:
-        verified = [child for child in live if ctx.verified(child)]
-        if verified:
-            # Valued by the program's verdict: the best a state can be, no call.
-            for child in live:
-                child.pruned = child not in verified
-            for child in verified:
-                child.final, child.correct = True, True
-                child.value = ctx.task.value_range[1]
-            return verified
+        steps = ctx.tree.path(child)
+        final = task.is_final(problem, steps)
+        child.pruned = not final and not task.can_expand(problem, steps)  # a dead end
+        if final and task.check_answer(problem, steps) is True:
+            verified.append(child)
+    live = [child for child in children if not child.pruned]
+    if (stop_on_verified := ctx.config.stop_on_verified) is None:
+        stop_on_verified = bool(getattr(task, "verifies_answers", False))
+    if stop_on_verified and verified:
+        # Valued by the program's verdict: the best a state can be, no call.
+        for child in live:
+            child.pruned = child not in verified
+        for child in verified:
+            child.final, child.correct = True, True
+            child.value = task.value_range[1]
+        return verified
     to_value = live
     if unvalued is not None:
         # Expanded next instead of valued (``expand_checked``): their ids go back.
@@ -111,14 +84,8 @@ async def expand_and_evaluate(
 
 
 def _by_value(nodes: Sequence[ThoughtNode]) -> list[ThoughtNode]:
-    # sorted() is stable: ties keep creation order, as in the paper's code.
-    # States left unvalued (no sample could change the beam) rank after the
-    # valued ones; they are only unvalued when the beam takes them anyway.
-    return sorted(
-        nodes,
-        key=lambda n: (n.value is not None, n.value if n.value is not None else 0.0),
-        reverse=True,
-    )
+    # Stable (ties: creation order, as the paper); unvalued states last (the beam took them).
+    return sorted(nodes, key=lambda n: (n.value is not None, n.value or 0.0), reverse=True)
 
 
 def select(
@@ -139,17 +106,15 @@ def select(
 
 
 async def bfs(ctx: SearchContext) -> None:
-    """Beam search: keep ``n_select_sample`` states per level, up to ``max_depth``; final
-    states in the beam are solutions. It ends early when the beam is empty, when the
-    best state of a level is a solution the task does not reject, or on a budget."""
+    """Keep ``n_select_sample`` states a level, up to ``max_depth``; end early when the
+    beam is empty, its best state is a solution the task does not reject, or on a budget."""
     frontier = [ctx.tree.root]
     ctx.tree.root.selected = True
     while frontier and ctx.caller.exhausted is None:
-        with observe.level(ctx, frontier[0].depth + 1):
+        with observe.watching(ctx, frontier[0].depth + 1):
             checked: set[int] = set()
             children = await expand_and_evaluate(ctx, frontier, unvalued=checked)
-            # Children left unvalued on purpose (the beam keeps them whatever
-            # they score) are candidates too; failed or refused ones are not.
+            # Candidates: valued, or left unvalued on purpose (not failed or refused).
             skipped = ctx.evaluator.skipped
             valued = [
                 c
@@ -172,33 +137,26 @@ async def bfs(ctx: SearchContext) -> None:
         frontier = [n for n in chosen if ctx.expandable(n)]
 
 
-async def dfs(ctx: SearchContext) -> None:
-    """Depth-first: best child first (``n_select_sample`` at most), prune below
-    ``value_threshold``, backtrack; stop at the first final state not rejected."""
-    ctx.tree.root.selected = True
-    await _dfs_visit(ctx, ctx.tree.root)
-
-
-async def _dfs_visit(ctx: SearchContext, node: ThoughtNode) -> bool:
+async def dfs(ctx: SearchContext, node: ThoughtNode | None = None) -> bool:
+    """Depth-first from ``node`` (the root): best child first (``n_select_sample`` at most),
+    prune below ``value_threshold``, backtrack; stop at the first final state not rejected."""
+    if node is None:
+        node = ctx.tree.root
+        node.selected = True
     if ctx.caller.exhausted is not None or not ctx.expandable(node):
         return False
-    with observe.level(ctx, node.depth + 1):
+    with observe.watching(ctx, node.depth + 1):
         children = await expand_and_evaluate(ctx, [node])
         ranked = _by_value([c for c in children if c.value is not None])
         # Prune at evaluation time: below the threshold, or beyond the breadth limit.
         keep = [c for c in ranked if (c.value or 0.0) >= ctx.config.value_threshold]
         keep = keep[: ctx.config.n_select_sample]
-        kept_ids = {c.id for c in keep}
         for child in ranked:
-            child.pruned = child.id not in kept_ids
+            child.pruned = child not in keep
     for child in keep:
         if ctx.caller.exhausted is not None and not child.final:
             continue  # out of budget: only answers already in hand can still count
         child.selected = True
-        if child.final:
-            if child.correct is not False:
-                return True
-            continue
-        if await _dfs_visit(ctx, child):
+        if child.correct is not False if child.final else await dfs(ctx, child):
             return True
     return False

@@ -1,12 +1,6 @@
-"""The value cache: what a search learnt about a state, kept beyond the search.
-
-An entry is a state's value samples (:class:`StoredValue`) or the next steps found
-from it (:class:`StoredChildren`, ``ToTConfig.reuse_proposals``), under keys the
-engine builds from the model, the task's prompt version and the state key. Three
-stores: memory, a SQLite file, the state store's Redis (shared by every process).
-A cache never costs a solve: an unusable entry is asked again (one warning per
-store), and a SQLite file that fails moves to memory.
-"""
+"""The value cache: a state's value samples and next steps, in memory, a SQLite file or the
+state store (Redis: every process). An unusable entry is asked again (one warning a store);
+a SQLite file that fails moves to memory."""
 
 from __future__ import annotations
 
@@ -19,10 +13,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
+from typing import Annotated, Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from annotated_types import MinLen
-from pydantic import FiniteFloat, TypeAdapter, ValidationError
+from pydantic import AfterValidator, FiniteFloat, Json, TypeAdapter
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.limits.script import Arg, MemoryState, Step
@@ -31,7 +25,6 @@ from pygent_lc.limits.store import StateStore
 
 logger = logging.getLogger(__name__)
 
-MEMORY = "memory"
 NAMESPACE = "tot-values"
 CHILDREN_NAMESPACE = "tot-children"
 MAX_MEMORY_ENTRIES = 100_000
@@ -42,30 +35,26 @@ Thoughts = tuple[Annotated[str, MinLen(1)], ...]
 
 @dataclass(frozen=True)
 class StoredValue:
-    """The value samples of one state (read back: a non-empty list of finite numbers)."""
-
     scores: Scores
-    settled: bool
-    """No more samples are wanted: the task said they agree, or all were asked."""
+    settled: bool  # no more samples wanted: they agree, or all were asked
 
 
 @dataclass(frozen=True)
 class StoredChildren:
-    """The next steps kept from a state's proposals (checked by the task's program and
-    leading somewhere), in the order found; empty: nothing came of it."""
-
-    thoughts: Thoughts
+    thoughts: Thoughts  # the next steps kept from a state's proposals, in order found
 
 
-Entry = TypeVar("Entry", bound=StoredValue | StoredChildren)
+Entry = StoredValue | StoredChildren
+E = TypeVar("E", StoredValue, StoredChildren)
 T = TypeVar("T")
-# Entries read strictly: no strings for numbers, no numbers for flags.
-_ROWS: dict[type, TypeAdapter[Any]] = {
-    StoredValue: TypeAdapter(StoredValue),
-    StoredChildren: TypeAdapter(StoredChildren),
+# Read strictly (no strings for numbers); SQLite rows: JSON text, settled as 0 or 1.
+_JSON: dict[type, TypeAdapter[Any]] = {
+    kind: TypeAdapter(kind) for kind in (StoredValue, StoredChildren)
 }
-_SCORES: TypeAdapter[tuple[float, ...]] = TypeAdapter(Scores)
-_THOUGHTS: TypeAdapter[tuple[str, ...]] = TypeAdapter(Thoughts)
+_COLUMNS: dict[type, TypeAdapter[Any]] = {
+    StoredValue: TypeAdapter(tuple[Json[Scores], Annotated[Literal[0, 1], AfterValidator(bool)]]),
+    StoredChildren: TypeAdapter(tuple[Json[Thoughts]]),
+}
 
 
 @runtime_checkable
@@ -73,19 +62,15 @@ class ValueStore(Protocol):
     """Values of states by key; safe to use from several threads and searches at once."""
 
     def get(self, key: str) -> StoredValue | None: ...
-
     def put(self, key: str, value: StoredValue) -> None: ...
-
     def close(self) -> None: ...
 
 
 @runtime_checkable
 class ChildrenStore(Protocol):
-    """A store that also keeps next steps (all of ours do); with a :class:`ValueStore`
-    that is not one, proposals are not reused."""
+    """A store that also keeps next steps (all of ours do); other stores reuse none."""
 
     def get_children(self, key: str) -> StoredChildren | None: ...
-
     def put_children(self, key: str, children: StoredChildren) -> None: ...
 
 
@@ -96,19 +81,20 @@ class BaseValueStore(abc.ABC):
     _warned = False
 
     @abc.abstractmethod
-    def _read(self, kind: type[Entry], key: str) -> Entry | None: ...
+    def _read(self, kind: type[E], key: str) -> E | None:
+        """The entry, ``None``, or ``ValueError`` when the stored one is unusable."""
 
     @abc.abstractmethod
-    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None: ...
+    def _write(self, key: str, entry: Entry) -> None: ...
 
     def get(self, key: str) -> StoredValue | None:
-        return self._read(StoredValue, key)
+        return self._load(StoredValue, key)
 
     def put(self, key: str, value: StoredValue) -> None:
         self._write(key, value)
 
     def get_children(self, key: str) -> StoredChildren | None:
-        return self._read(StoredChildren, key)
+        return self._load(StoredChildren, key)
 
     def put_children(self, key: str, children: StoredChildren) -> None:
         self._write(key, children)
@@ -116,18 +102,33 @@ class BaseValueStore(abc.ABC):
     def close(self) -> None:  # noqa: B027 - nothing to release unless a store says so
         pass
 
-    def _ignored(self, kind: type, key: str) -> None:
-        why = "scores and settled flag" if kind is StoredValue else "next steps"
-        if self._warned:
-            logger.debug("ignored the cached value of %r in %s (%s)", key, self.where, why)
-            return
+    def _load(self, kind: type[E], key: str) -> E | None:
+        try:
+            return self._read(kind, key)
+        except ValueError:  # pydantic's ValidationError among them
+            why = "scores and settled flag" if kind is StoredValue else "next steps"
+        level = logging.DEBUG if self._warned else logging.WARNING
         self._warned = True
-        logger.warning(
-            "ignored an unusable cached value in %s (not usable %s); such values are asked "
-            "again (this warning is shown once)",
-            self.where,
-            why,
-        )
+        message = "ignored an unusable cached value in %s (not usable %s); such values are "
+        logger.log(level, message + "asked again (this warning is shown once)", self.where, why)
+        return None
+
+
+class _LRU(OrderedDict[Any, Any]):
+    """Entries past ``limit`` go, least recently used (read or written) first."""
+
+    limit = MAX_MEMORY_ENTRIES
+
+    def use(self, key: Any) -> Any:
+        if key in self:
+            self.move_to_end(key)
+        return self.get(key)
+
+    def add(self, key: Any, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
 
 
 class MemoryValueStore(BaseValueStore):
@@ -136,23 +137,18 @@ class MemoryValueStore(BaseValueStore):
     def __init__(self, max_entries: int = MAX_MEMORY_ENTRIES) -> None:
         if max_entries < 1:
             raise ConfigurationError("max_entries must be at least 1", field="value_cache_size")
-        self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[type, str], StoredValue | StoredChildren] = OrderedDict()
+        self._entries = _LRU()
+        self._entries.limit = max_entries
         self._lock = threading.Lock()
 
-    def _read(self, kind: type[Entry], key: str) -> Entry | None:
+    def _read(self, kind: type[E], key: str) -> E | None:
         with self._lock:
-            entry = self._entries.get((kind, key))
-            if entry is not None:
-                self._entries.move_to_end((kind, key))
-            return cast("Entry | None", entry)
+            entry: E | None = self._entries.use((kind, key))
+            return entry
 
-    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
+    def _write(self, key: str, entry: Entry) -> None:
         with self._lock:
-            self._entries[type(entry), key] = entry
-            self._entries.move_to_end((type(entry), key))
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            self._entries.add((type(entry), key), entry)
 
     def close(self) -> None:
         with self._lock:
@@ -163,43 +159,46 @@ class MemoryValueStore(BaseValueStore):
             return len(self._entries)
 
 
-# Each kind's table and its columns as PRAGMA table_info gives them: (name, type,
-# notnull, pk). A file made before the children table is ours too (it is added).
+# Columns as PRAGMA table_info gives them (name, type, notnull, pk); a missing table is added.
 _TABLES = {StoredValue: "tot_values", StoredChildren: "tot_children"}
-_COLUMNS = {
+_NAMESPACES = {StoredValue: NAMESPACE, StoredChildren: CHILDREN_NAMESPACE}
+_COLUMNS_OF = {
     "tot_values": [("key", "TEXT", 0, 1), ("scores", "TEXT", 1, 0), ("settled", "INTEGER", 1, 0)],
     "tot_children": [("key", "TEXT", 0, 1), ("thoughts", "TEXT", 1, 0)],
 }
-_SCHEMA = (
+_CREATE = (
     "CREATE TABLE IF NOT EXISTS tot_values "
     "(key TEXT PRIMARY KEY, scores TEXT NOT NULL, settled INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS tot_children (key TEXT PRIMARY KEY, thoughts TEXT NOT NULL);"
 )
 
 
-def _from_columns(kind: type[Entry], columns: tuple[Any, ...]) -> Entry | None:
-    """The entry in a row's columns (key left out), or ``None`` when they are not usable."""
-    if not isinstance(columns[0], str):
-        return None  # a blob, or a number where JSON text belongs
-    try:
-        if kind is StoredChildren:
-            return cast("Entry", StoredChildren(_THOUGHTS.validate_json(columns[0], strict=True)))
-        if type(columns[1]) is not int or columns[1] not in (0, 1):
-            return None
-        scores = _SCORES.validate_json(columns[0], strict=True)
-        return cast("Entry", StoredValue(scores, columns[1] == 1))
-    except ValidationError:
-        return None
+def _not_ours(connection: sqlite3.Connection) -> str | None:
+    """Why the database is not one this store made, if it is not (read-only checks)."""
+    others = sorted(
+        name
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE tbl_name NOT IN (?, ?) "
+            "AND name NOT LIKE 'sqlite^_%' ESCAPE '^'",
+            tuple(_COLUMNS_OF),
+        )
+    )
+    if others:
+        return f"it holds other tables ({', '.join(others[:5])})"
+    for table, expected in _COLUMNS_OF.items():
+        found = [
+            (name, str(kind).upper(), notnull, pk)
+            for _, name, kind, notnull, _, pk in connection.execute(f"PRAGMA table_info({table})")
+        ]
+        if found and found != expected:
+            return f"its {table} table has another schema"
+    return None
 
 
 class SQLiteValueStore(BaseValueStore):
-    """One SQLite file, for reuse across runs and processes: a connection per thread,
-    WAL mode and a busy timeout, so readers and one writer at a time do not fail.
-
-    A file it did not make raises ``ConfigurationError`` before anything is written.
-    When the file fails later (disk full, permission removed, file deleted, locked
-    past ``timeout_s``), one warning is logged and entries are kept in memory.
-    """
+    """One SQLite file (WAL, a connection per thread): a file it did not make raises
+    ``ConfigurationError`` before any write; a failing file (disk full, deleted, locked
+    past ``timeout_s``) logs one warning and entries are kept in memory."""
 
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
         self.path = str(path)
@@ -211,35 +210,15 @@ class SQLiteValueStore(BaseValueStore):
         self._fallback: MemoryValueStore | None = None
         try:
             connection = self._connection()
-            self._check_ours(connection)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.executescript(_SCHEMA)
+            problem = _not_ours(connection)
+            if problem is None:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(_CREATE)
         except sqlite3.Error as exc:
             self.close()
             raise ConfigurationError(
                 f"cannot open the value cache {self.path!r}: {exc}", field="value_cache"
             ) from exc
-
-    def _check_ours(self, connection: sqlite3.Connection) -> None:
-        """Refuse a database this store did not make (read-only checks)."""
-        others = sorted(
-            name
-            for (name,) in connection.execute(
-                "SELECT name FROM sqlite_master WHERE tbl_name NOT IN (?, ?) "
-                "AND name NOT LIKE 'sqlite^_%' ESCAPE '^'",
-                tuple(_COLUMNS),
-            )
-        )
-        problem = f"it holds other tables ({', '.join(others[:5])})" if others else None
-        for table, expected in _COLUMNS.items():
-            columns = [
-                (name, str(kind).upper(), notnull, pk)
-                for _, name, kind, notnull, _, pk in connection.execute(
-                    f"PRAGMA table_info({table})"
-                )
-            ]
-            if problem is None and columns and columns != expected:
-                problem = f"its {table} table has another schema"
         if problem is not None:
             self.close()
             raise ConfigurationError(
@@ -251,8 +230,7 @@ class SQLiteValueStore(BaseValueStore):
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            # check_same_thread off only so that close() may close every thread's
-            # connection; each connection is used by its own thread alone.
+            # Used by its own thread alone; shared only so that close() may close it.
             connection = sqlite3.connect(
                 self.path, timeout=self._timeout_s, check_same_thread=False
             )
@@ -262,8 +240,7 @@ class SQLiteValueStore(BaseValueStore):
         return connection
 
     def _on_file(self, operation: Callable[[sqlite3.Connection], T]) -> T | MemoryValueStore:
-        """``operation`` on this thread's connection, or the memory store that serves
-        instead once the file has failed."""
+        """``operation`` on this thread's connection, or the memory store once it failed."""
         if self._fallback is not None:
             return self._fallback
         try:
@@ -283,7 +260,7 @@ class SQLiteValueStore(BaseValueStore):
             )
         return fallback
 
-    def _read(self, kind: type[Entry], key: str) -> Entry | None:
+    def _read(self, kind: type[E], key: str) -> E | None:
         table = _TABLES[kind]
         row = self._on_file(
             lambda c: c.execute(f"SELECT * FROM {table} WHERE key = ?", (key,)).fetchone()
@@ -292,12 +269,11 @@ class SQLiteValueStore(BaseValueStore):
             return row._read(kind, key)
         if row is None:
             return None
-        entry = _from_columns(kind, row[1:])
-        if entry is None:
-            self._ignored(kind, key)
-        return entry
+        if not isinstance(row[1], str):
+            raise ValueError("a blob, or a number where JSON text belongs")
+        return kind(*_COLUMNS[kind].validate_python(row[1:], strict=True))
 
-    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
+    def _write(self, key: str, entry: Entry) -> None:
         if isinstance(entry, StoredValue):
             row: tuple[Any, ...] = (key, json.dumps(list(entry.scores)), int(entry.settled))
         else:
@@ -311,26 +287,22 @@ class SQLiteValueStore(BaseValueStore):
         if isinstance(fallback := self._on_file(write), MemoryValueStore):
             fallback._write(key, entry)
 
-    def close(self) -> None:
-        """Close every thread's connection; the store must not be used afterwards."""
+    def close(self) -> None:  # every thread's connection; the store is not used afterwards
         with self._lock:
             connections, self._connections = self._connections, []
         for connection in connections:
             connection.close()
         self._local = threading.local()
 
-    def __len__(self) -> int:
-        """The values kept (children not counted)."""
+    def __len__(self) -> int:  # the values kept, not the children
         counted = self._on_file(lambda c: c.execute("SELECT COUNT(*) FROM tot_values").fetchone())
         if isinstance(counted, MemoryValueStore):
             return len(counted)
         return int(counted[0])
 
 
-class _Caches(dict[str, OrderedDict[str, str]]):
-    """The in-process twin of the shared store's hashes: an LRU dict per namespace
-    (:data:`MAX_MEMORY_ENTRIES` each); Redis keeps every entry (bound it with its
-    ``maxmemory`` policy)."""
+class _Caches(dict[str, _LRU]):
+    """In-process twin of the Redis hashes (which keep all: bound them with maxmemory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,15 +315,9 @@ class CacheGet(Step[str | None]):
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         return [f"{prefix}kv:{self.namespace}"], [self.key]
 
-    def decode(self, reply: Any) -> str | None:
-        return None if reply is None else str(reply)
-
     def local(self, state: MemoryState) -> str | None:
         entries = state.part(_Caches).get(self.namespace)
-        if entries is None or self.key not in entries:
-            return None
-        entries.move_to_end(self.key)
-        return entries[self.key]
+        return None if entries is None else entries.use(self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,15 +330,8 @@ class CacheSet(Step[None]):
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
         return [f"{prefix}kv:{self.namespace}"], [self.key, self.value]
 
-    def decode(self, reply: Any) -> None:
-        return None
-
     def local(self, state: MemoryState) -> None:
-        entries = state.part(_Caches).setdefault(self.namespace, OrderedDict())
-        entries[self.key] = self.value
-        entries.move_to_end(self.key)
-        while len(entries) > MAX_MEMORY_ENTRIES:
-            entries.popitem(last=False)
+        state.part(_Caches).setdefault(self.namespace, _LRU()).add(self.key, self.value)
 
 
 class SharedValueStore(BaseValueStore):
@@ -380,35 +339,24 @@ class SharedValueStore(BaseValueStore):
     to its owner): with a Redis store, every process reuses what any computed."""
 
     where = "the shared value cache"
-    _NAMESPACES: ClassVar[dict[type, str]] = {
-        StoredValue: NAMESPACE,
-        StoredChildren: CHILDREN_NAMESPACE,
-    }
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
 
-    def _read(self, kind: type[Entry], key: str) -> Entry | None:
-        raw = self.store.run(CacheGet(self._NAMESPACES[kind], key))
-        if raw is None:
-            return None
-        try:
-            return cast("Entry", _ROWS[kind].validate_json(raw, strict=True))
-        except ValidationError:
-            self._ignored(kind, key)
-            return None
+    def _read(self, kind: type[E], key: str) -> E | None:
+        raw = self.store.run(CacheGet(_NAMESPACES[kind], key))
+        return None if raw is None else _JSON[kind].validate_json(raw, strict=True)
 
-    def _write(self, key: str, entry: StoredValue | StoredChildren) -> None:
+    def _write(self, key: str, entry: Entry) -> None:
         raw = json.dumps(asdict(entry))
-        self.store.run(CacheSet(self._NAMESPACES[type(entry)], key, raw))
+        self.store.run(CacheSet(_NAMESPACES[type(entry)], key, raw))
 
 
 def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
-    """The store ``ToTConfig.value_cache`` names: ``"memory"``, a SQLite path, a
-    state store URL (``redis://...``: shared by every process using it), or none."""
+    """The store ``ToTConfig.value_cache`` names: "memory", a SQLite path, a Redis URL."""
     if spec is None:
         return None
-    if spec == MEMORY:
+    if spec == "memory":
         return MemoryValueStore(max_entries)
     if spec.startswith(("redis://", "rediss://", "unix://")):
         return SharedValueStore(shared_store(spec))

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc.agents import SolveProgress
-from pygent_lc.agents.progress import ProgressBackend
+from pygent_lc.agents.reasoning import ProgressBackend
 from pygent_lc.testing import ScriptedChatModel, count_words
 from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine
 from tests.agents.fakes import reasoning_agent

@@ -22,6 +22,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,14 @@ def test_library_log_shows_only_with_verbose(
     verbose: bool,
 ) -> None:
     monkeypatch.setenv("OPENROUTER_API_KEY", CANARY_KEY)
-    cli._configure_logging(verbose=verbose)
-    logging.getLogger("pygent_lc.limits.breaker").warning("circuit of %s open: %r", "x", CANARY_KEY)
-    logging.getLogger("pygent_lc.retry").info("attempt 1 failed")
+    before = (list(pygent_logger.handlers), pygent_logger.level, pygent_logger.propagate)
+    with ExitStack() as cleanup:
+        cli._configure_logging(cleanup, verbose=verbose)
+        breaker = logging.getLogger("pygent_lc.limits.breaker")
+        breaker.warning("circuit of %s open: %r", "x", CANARY_KEY)
+        logging.getLogger("pygent_lc.retry").info("attempt 1 failed")
+    # put back as it was: `main` may be called inside a program
+    assert (pygent_logger.handlers, pygent_logger.level, pygent_logger.propagate) == before
     err = capsys.readouterr().err
     if verbose:
         assert err.splitlines() == [

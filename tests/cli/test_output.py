@@ -13,15 +13,16 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pygent_lc import cli
+from pygent_lc.chain import FallbackNotices
 from pygent_lc.cli.output import FallbackRecorder, error_json
 from pygent_lc.errors import AllProvidersFailedError, AuthenticationError, ProviderUnavailableError
-from pygent_lc.fallbacks import FallbackNotices
 from tests.helpers import CANARY_KEY, ROOT, cli_env
 from tests.loopback_server import LoopbackServer
 
@@ -197,7 +198,7 @@ def cli_loggers() -> Iterator[None]:
 def test_fallback_warnings_show_without_verbose_and_debug_with_it(
     cli_loggers: None, capsys: pytest.CaptureFixture[str], verbose: bool
 ) -> None:
-    cli._configure_logging(verbose=verbose)
+    cli._configure_logging(ExitStack(), verbose=verbose)
     logging.getLogger("pygent_lc.fallbacks").warning("fell back: a failed (timeout); b answered")
     logging.getLogger("pygent_lc.fallbacks").debug("a failed (timeout): ...")
     logging.getLogger("pygent_lc.limits.breaker").warning("circuit of a open")

@@ -20,11 +20,10 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from pygent_lc.limits import CallPlan, MemoryStore, ResilientStore, open_store
+from pygent_lc.limits import CallEnd, CallPlan, MemoryStore, ResilientStore, open_store
 from pygent_lc.limits.breaker import CircuitBreaker
-from pygent_lc.limits.call import End
 from pygent_lc.limits.script import Step
-from pygent_lc.policy import ProviderPolicy, RetryPolicy
+from pygent_lc.policy import ProviderPolicy
 from pygent_lc.testing import ScriptedChatModel
 from tests.limits.steps import rate_take
 from tests.redis_server import RedisServer
@@ -86,7 +85,7 @@ def policy_on(
         store=store,
         circuit=CircuitBreaker(provider="acme", model="acme-1", store=store) if breaker else None,
         record_usage=True,
-        retry=RetryPolicy(max_attempts=1),
+        max_attempts=1,
     )
 
 
@@ -269,7 +268,7 @@ class FailsAfterCall(MemoryStore):
     """A primary whose step after a call fails with an error that is no outage (a bug, say)."""
 
     def run(self, op: Step[T]) -> T:
-        if isinstance(op, End):
+        if isinstance(op, CallEnd):
             raise KeyError("a bug")
         return super().run(op)
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from pygent_lc import LangChainBackend, Settings, build_chat_model
 from pygent_lc.build import with_provider_policy
-from pygent_lc.chain import ProviderChain
+from pygent_lc.chain import ProviderChain, fallback_notices
 from pygent_lc.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -40,12 +40,12 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     UnsupportedRequestError,
 )
-from pygent_lc.fallbacks import fallback_notices
 from pygent_lc.limits.breaker import BREAKER_ERRORS
 from pygent_lc.providers.local import (
     NOT_STARTED_URL,
     LlamaServer,
     LocalChatModel,
+    local_health,
     local_model,
     model_file,
     shared_server,
@@ -712,6 +712,21 @@ def test_local_model_from_settings(embedded: Started, monkeypatch: pytest.Monkey
     assert (model.max_retries, model.request_timeout) == (0, 12)
     assert model.http_pools is not None and model.http_pools.timeout == 12
     assert embedded.starts == 0  # started on the first call, not when built
+
+
+def test_health_names_the_model_file_and_its_size_without_starting_the_server(
+    embedded: Started, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    present_xllamacpp(monkeypatch, True)
+    path = embedded.server.model_path
+    path.write_bytes(b"GGUF" + bytes(3_000_000))
+    health = local_health(Settings(local_model_path=path))
+    assert (health.provider, health.status, health.model) == ("local", "ok", path.name)
+    assert f"model file {path} (3 MB)" in health.detail
+    assert embedded.starts == 0
+    present_xllamacpp(monkeypatch, False)
+    problem = local_health(Settings(local_model_path=path))
+    assert problem.status == "problem" and 'pip install "pygent-lc[local]"' in problem.detail
 
 
 def test_missing_model_file_names_the_setting_and_the_install_command(

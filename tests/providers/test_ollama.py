@@ -433,6 +433,20 @@ def test_check_ollama_model_uses_the_configured_model_or_says_it_is_missing(
     assert tags.count == 1  # nothing asked without a model name
 
 
+def test_check_ollama_model_on_a_host_that_does_not_answer_says_what_to_do(
+    tags: MockServer,
+) -> None:
+    """The hint comes with the model check itself, not only with the chain's check."""
+    tags.script(httpx.ConnectError("[Errno 111] Connection refused"))
+    settings = Settings(ollama_base_url="http://gpu-box:11434", ollama_model=MODEL)
+    with pytest.raises(ProviderUnavailableError) as caught:
+        check_ollama_model(settings)
+    error = caught.value
+    assert "Ollama at http://gpu-box:11434 did not answer (connection refused" in error.message
+    assert "start it with `ollama serve` or set OLLAMA_BASE_URL" in error.message
+    assert (error.provider, error.model, error.retryable) == ("ollama", MODEL, False)
+
+
 @pytest.mark.parametrize(
     ("reply", "error", "text"),
     [

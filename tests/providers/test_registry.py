@@ -22,7 +22,7 @@ def test_each_provider_is_a_section_of_settings() -> None:
         assert Settings.model_fields[name].annotation is spec.settings_model
         assert issubclass(spec.settings_model, ProviderSettings)
         assert isinstance(getattr(settings, name), spec.settings_model)
-        assert spec.model_field in spec.settings_model.model_fields
+        assert "model" in spec.settings_model.model_fields
 
 
 def test_model_keywords_and_hints_are_settings_keywords() -> None:

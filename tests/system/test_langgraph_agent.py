@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
 
 from pygent_lc import ProviderSkippedWarning, Settings, build_chat_model
-from pygent_lc.fallbacks import fallback_notices
+from pygent_lc.chain import fallback_notices
 from tests.helpers import closed_port
 
 pytestmark = pytest.mark.live_local

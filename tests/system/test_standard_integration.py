@@ -26,8 +26,7 @@ from typing import Any, ClassVar
 import pytest
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from pygent_lc.providers.llama_server import LlamaServer, default_model_path, shared_server
-from pygent_lc.providers.local import LocalChatModel
+from pygent_lc.providers.local import LlamaServer, LocalChatModel, default_model_path, shared_server
 from pygent_lc.providers.ollama import OllamaChatModel
 from pygent_lc.providers.openrouter.model import OpenRouterChatModel
 from tests.loopback_server import LoopbackServer

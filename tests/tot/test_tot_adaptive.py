@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc.tot import Game24Task, ToTConfig, ToTEngine
-from pygent_lc.tot.evaluator import Candidate, to_sample, value_interval
+from pygent_lc.tot.stages import Candidate, to_sample, value_interval
 
 PUZZLE = "4 9 10 13"
 

@@ -217,7 +217,7 @@ async def test_value_cache_hits_on_game24(scripted):
 
 
 async def test_wall_time_on_game24_is_near_the_critical_path():
-    latency = 0.05
+    latency = 0.25  # long enough that a loaded machine's scheduling delays fit the bound
     config = ToTConfig(
         n_generate_sample=3,
         n_evaluate_sample=2,

@@ -14,7 +14,7 @@ import pytest
 
 from benchmarks.game24_model import ScriptedGame24Backend
 from pygent_lc import LangChainBackend, Settings, build_chat_model
-from pygent_lc.agents.progress import ProgressBackend, SolveProgress
+from pygent_lc.agents.reasoning import ProgressBackend, SolveProgress
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.testing import ScriptedBackend
 from pygent_lc.tot import Game24Task, GenericTask, ToTConfig, ToTEngine

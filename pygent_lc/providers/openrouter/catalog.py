@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+from pydantic import BaseModel, BeforeValidator, Field
 
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderError, PygentError
 from pygent_lc.providers.error_mapping import holds_secret, map_exception
@@ -19,6 +20,30 @@ from pygent_lc.settings import Settings
 
 CATALOG_TTL_S = 600.0
 PER_MILLION = 1_000_000
+
+
+def _finite(value: object) -> float | None:
+    """A finite number given as a number or a string, else None (unknown)."""
+    if not isinstance(value, bool) and isinstance(value, int | float | str):
+        with contextlib.suppress(ValueError):
+            if math.isfinite(number := float(value)):
+                return number
+    return None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if type(value) is int else None
+
+
+def _cost(value: object) -> float:
+    """Unknown or negative ("varies", on routers) is no cost."""
+    return max(_finite(value) or 0.0, 0.0)
+
+
+# Figures from OpenRouter's replies: junk (NaN, text, lists) is unknown, never an error.
+_Figure = Annotated[float | None, BeforeValidator(_finite)]
+_Count = Annotated[int | None, BeforeValidator(_int_or_none)]
+_Text = Annotated[str | None, BeforeValidator(lambda v: v if isinstance(v, str) else None)]
 
 
 @dataclass(frozen=True)
@@ -46,28 +71,26 @@ class ModelInfo:
         )
 
 
-@dataclass(frozen=True)
-class KeyStatus:
+class KeyStatus(BaseModel, frozen=True):
     """What ``GET /key`` says about the key in use (USD)."""
 
-    label: str | None
-    limit: float | None
-    limit_remaining: float | None
-    usage: float
-    is_free_tier: bool
+    label: _Text = None
+    limit: _Figure = None
+    limit_remaining: _Figure = None
+    usage: Annotated[float, BeforeValidator(lambda v: _finite(v) or 0.0)] = 0.0
+    is_free_tier: Annotated[bool, BeforeValidator(bool)] = False
 
 
-@dataclass(frozen=True)
-class GenerationStats:
+class GenerationStats(BaseModel, frozen=True, populate_by_name=True):
     """What ``GET /generation`` says about one finished request."""
 
     id: str
-    model: str | None
-    provider_name: str | None
-    total_cost: float
-    latency_ms: float | None
-    native_tokens_prompt: int | None
-    native_tokens_completion: int | None
+    model: _Text = None
+    provider_name: _Text = None
+    total_cost: Annotated[float, BeforeValidator(_cost)] = 0.0
+    latency_ms: _Figure = Field(None, validation_alias="latency")
+    native_tokens_prompt: _Count = None
+    native_tokens_completion: _Count = None
 
 
 def missing_key() -> ConfigurationError:
@@ -77,26 +100,22 @@ def missing_key() -> ConfigurationError:
     )
 
 
-_catalog_cache: dict[str, tuple[float, list[ModelInfo]]] = {}
-_catalog_lock = threading.Lock()
+_catalog_cache: dict[str, tuple[float, list[ModelInfo]]] = {}  # by base URL (atomic dict ops)
 
 
 def list_openrouter_models(settings: Settings, *, refresh: bool = False) -> list[ModelInfo]:
     """The catalog (``GET /models``), cached per base URL for ``CATALOG_TTL_S`` seconds."""
-    url = settings.openrouter.base_url
-    now = time.monotonic()
-    with _catalog_lock:
-        cached = _catalog_cache.get(url)
-        if cached and not refresh and now - cached[0] < CATALOG_TTL_S:
-            return cached[1]
+    url, now = settings.openrouter.base_url, time.monotonic()
+    cached = _catalog_cache.get(url)
+    if cached and not refresh and now - cached[0] < CATALOG_TTL_S:
+        return cached[1]
     entries = _get(settings, "/models", auth=False).get("data")
     models = [
         _model_info(entry)
         for entry in (entries if isinstance(entries, list) else [])
         if isinstance(entry, dict) and entry.get("id")
     ]
-    with _catalog_lock:
-        _catalog_cache[url] = (now, models)
+    _catalog_cache[url] = (now, models)
     return models
 
 
@@ -120,14 +139,7 @@ def find_openrouter_model(settings: Settings, model_id: str | None = None) -> Mo
 
 def key_status(settings: Settings) -> KeyStatus:
     """Limit, remaining credit, usage and free-tier flag of the configured key."""
-    data = _data(_get(settings, "/key", auth=True))
-    return KeyStatus(
-        label=_str_or_none(data.get("label")),
-        limit=_float_or_none(data.get("limit")),
-        limit_remaining=_float_or_none(data.get("limit_remaining")),
-        usage=_float_or_none(data.get("usage")) or 0.0,
-        is_free_tier=bool(data.get("is_free_tier")),
-    )
+    return KeyStatus.model_validate(_data(_get(settings, "/key", auth=True)))
 
 
 def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
@@ -135,21 +147,8 @@ def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
     if not generation_id.startswith("gen-"):
         raise ConfigurationError(f"not an OpenRouter generation id: {generation_id!r}")
     data = _data(_get(settings, "/generation", auth=True, params={"id": generation_id}))
-    return GenerationStats(
-        id=_str_or_none(data.get("id")) or generation_id,
-        model=_str_or_none(data.get("model")),
-        provider_name=_str_or_none(data.get("provider_name")),
-        total_cost=max(_float_or_none(data.get("total_cost")) or 0.0, 0.0),
-        latency_ms=_float_or_none(data.get("latency")),
-        native_tokens_prompt=_int_or_none(data.get("native_tokens_prompt")),
-        native_tokens_completion=_int_or_none(data.get("native_tokens_completion")),
-    )
-
-
-def check_openrouter_model(settings: Settings, check_model: bool = True) -> None:
-    """:func:`find_openrouter_model` of the configured model, when ``check_model``."""
-    if check_model:
-        find_openrouter_model(settings)
+    own_id = data.get("id") if isinstance(data.get("id"), str) else generation_id
+    return GenerationStats.model_validate({**data, "id": own_id})
 
 
 def openrouter_health(settings: Settings) -> ProviderHealth:
@@ -234,9 +233,9 @@ def _model_info(entry: dict[str, Any]) -> ModelInfo:
     return ModelInfo(
         id=str(entry["id"]),
         context_length=_int_or_none(entry.get("context_length")),
-        prompt_price=_per_million(pricing.get("prompt")),
-        completion_price=_per_million(pricing.get("completion")),
-        request_price=max(_float_or_none(pricing.get("request")) or 0.0, 0.0),
+        prompt_price=_cost(pricing.get("prompt")) * PER_MILLION,  # quoted per token
+        completion_price=_cost(pricing.get("completion")) * PER_MILLION,
+        request_price=_cost(pricing.get("request")),
         supported_parameters=tuple(supported) if isinstance(supported, list) else (),
         max_completion_tokens=_int_or_none(top.get("max_completion_tokens")),
     )
@@ -246,28 +245,3 @@ def _data(body: dict[str, Any], field: str = "data") -> dict[str, Any]:
     """``body[field]`` when it is an object, else empty (a reply of another shape)."""
     value = body.get(field)
     return value if isinstance(value, dict) else {}
-
-
-def _per_million(per_token: object) -> float:
-    """OpenRouter quotes USD per token as strings; negative means "varies" (routers)."""
-    value = _float_or_none(per_token) or 0.0
-    return max(value, 0.0) * PER_MILLION
-
-
-def _float_or_none(value: object) -> float | None:
-    """A finite number given as a number or a string, else None (unknown)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _int_or_none(value: object) -> int | None:
-    return value if type(value) is int else None
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None

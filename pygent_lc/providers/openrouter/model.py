@@ -1,14 +1,10 @@
-"""OpenRouter: the OpenAI-compatible model plus what OpenRouter adds.
-
-Its environment defaults (``OPENROUTER_API_KEY``, the base URL), cost and the
-serving upstream in ``response_metadata``, ``provider.require_parameters``
-routing for structured output, and ``reasoning_details`` sent back unchanged.
-"""
+"""OpenRouter: the OpenAI-compatible model plus what OpenRouter adds (its environment
+defaults, cost and serving upstream, routing for structured output, reasoning details)."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 import openai
 from langchain_core.language_models import LanguageModelInput
@@ -22,7 +18,7 @@ from pygent_lc.providers.openai_compatible import OpenAICompatibleChatModel
 from pygent_lc.providers.openrouter.catalog import missing_key
 from pygent_lc.settings import Settings
 
-# OpenRouter fields copied into ``response_metadata`` (name there: name in the body).
+# OpenRouter's usage fields copied into ``response_metadata``.
 _USAGE_EXTRAS = ("cost", "cost_details", "is_byok", "cache_discount")
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 # Stands in for a missing key so the openai clients can be built; never sent:
@@ -31,28 +27,21 @@ NO_KEY = "no-key-set"
 
 
 class OpenRouterChatModel(OpenAICompatibleChatModel):
-    """Chat Completions against OpenRouter (or another OpenAI-compatible server).
-
-    Adds to every reply's ``response_metadata``: ``generation_id``, ``provider``
-    (the upstream that served), ``model_name`` (the model that served),
-    ``native_finish_reason``, and ``cost`` / ``cost_details`` in USD. On
-    ``invoke`` the cost is also in ``usage_metadata["cost"]``. An error inside
-    a 200 body or in the middle of a stream raises a typed error.
-    """
+    """Chat Completions against OpenRouter. Every reply's ``response_metadata`` gets
+    ``generation_id``, ``provider`` and ``model_name`` (the upstream and model that
+    served), ``native_finish_reason`` and ``cost``/``cost_details`` (USD); on
+    ``invoke`` the cost is also in ``usage_metadata["cost"]``."""
 
     provider_label: str = "openrouter"
 
     @model_validator(mode="before")
     @classmethod
     def _openrouter_environment(cls, values: Any) -> Any:
-        """Built directly, the model talks to OpenRouter with ``OPENROUTER_API_KEY``
-        (not ``ChatOpenAI``'s ``OPENAI_API_KEY`` and api.openai.com)."""
+        """``OPENROUTER_API_KEY`` and OpenRouter's URL, not ``ChatOpenAI``'s defaults."""
         if not isinstance(values, dict):
             return values
         found = dict(values)
         if found.get("api_key") is None and found.get("openai_api_key") is None:
-            # Without a key the model can still be built (and bound, traced,
-            # serialised); a call raises ConfigurationError before any request.
             found["api_key"] = os.environ.get("OPENROUTER_API_KEY") or NO_KEY
         if found.get("base_url") is None and found.get("openai_api_base") is None:
             found["base_url"] = os.environ.get("OPENROUTER_BASE_URL") or OPENROUTER_BASE_URL
@@ -68,26 +57,19 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
             raise missing_key()
 
     def with_structured_output(
-        self,
-        schema: Any = None,
-        *,
-        method: Literal["function_calling", "json_mode", "json_schema"] = "json_schema",
-        **kwargs: Any,
+        self, schema: Any = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, Any]:
-        """Structured output as a JSON schema by default, routed only to providers that
-        honour it (``provider.require_parameters``, unless set otherwise)."""
+        """Routed only to providers that honour it (``provider.require_parameters``,
+        unless set otherwise)."""
         extras = dict(self.extra_body or {})
         routing = dict(extras.get("provider") or {})
         routing.setdefault("require_parameters", True)
         routed = self.model_copy(update={"extra_body": {**extras, "provider": routing}})
-        return OpenAICompatibleChatModel.with_structured_output(
-            routed, schema, method=method, **kwargs
-        )
+        return OpenAICompatibleChatModel.with_structured_output(routed, schema, **kwargs)
 
     def _cache_markers(self, messages: list[BaseMessage]) -> list[BaseMessage]:
-        """Prompt-cache markers stay for models that cache only at explicit breakpoints
-        (Anthropic, Gemini: this model or one of its ``models`` fallbacks); the
-        others cache prefixes by themselves and get plain text."""
+        """Markers stay when this model or a ``models`` fallback caches only at explicit
+        breakpoints (Anthropic, Gemini); the others cache prefixes by themselves."""
         fallbacks = (self.extra_body or {}).get("models") or []
         models = [self.model_name, *(m for m in fallbacks if isinstance(m, str))]
         if needs_explicit_breakpoints(models):
@@ -97,30 +79,26 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
     ) -> dict[str, Any]:
-        """Also send each earlier reply's ``reasoning_details`` back unchanged.
-
-        OpenRouter needs them on the turns after a tool call for reasoning
-        models to continue their chain of thought; ``ChatOpenAI`` drops them.
-        """
+        """Each earlier reply's ``reasoning_details`` sent back unchanged (``ChatOpenAI``
+        drops them): reasoning models need them after a tool call to continue."""
         payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
         messages = self._convert_input(input_).to_messages()
         for sent, message in zip(payload.get("messages", []), messages, strict=False):
-            if isinstance(message, AIMessage) and message.additional_kwargs.get(
-                "reasoning_details"
-            ):
-                sent["reasoning_details"] = message.additional_kwargs["reasoning_details"]
+            details = message.additional_kwargs.get("reasoning_details")
+            if isinstance(message, AIMessage) and details:
+                sent["reasoning_details"] = details
         return payload
 
     def _reply_extras(
         self, body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]
     ) -> dict[str, Any]:
-        extras: dict[str, Any] = {
+        extras = {
             "generation_id": body.get("id"),
             "provider": body.get("provider"),
             "model_name": body.get("model"),
             "native_finish_reason": choice.get("native_finish_reason"),
+            **{key: usage.get(key) for key in _USAGE_EXTRAS},
         }
-        extras.update({k: usage[k] for k in _USAGE_EXTRAS if k in usage})
         return {k: v for k, v in extras.items() if v is not None}
 
     def _create_chat_result(
@@ -139,48 +117,36 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
 
 
 def request_extras(settings: Settings) -> dict[str, Any]:
-    """OpenRouter's body extras from settings: ``models``, ``provider``, ``reasoning``.
-
-    ``models`` starts with ``openrouter.model`` and lists each model once, in
-    order; it is left out when no other model remains.
-    """
+    """OpenRouter's body extras from settings: ``models`` (the model first, each once;
+    left out when it is alone), ``provider``, ``reasoning``."""
     openrouter = settings.openrouter
-    extras: dict[str, Any] = {}
     models = list(dict.fromkeys([openrouter.model, *openrouter.models]))
-    if len(models) > 1:
-        extras["models"] = models
-    if openrouter.provider is not None:
-        extras["provider"] = openrouter.provider.to_request()
-    if openrouter.reasoning is not None:
-        extras["reasoning"] = openrouter.reasoning.to_request()
-    return extras
+    extras = {
+        "models": models if len(models) > 1 else None,
+        "provider": openrouter.provider.to_request() if openrouter.provider else None,
+        "reasoning": openrouter.reasoning.to_request() if openrouter.reasoning else None,
+    }
+    return {k: v for k, v in extras.items() if v is not None}
 
 
 def openrouter_model(settings: Settings | None = None, **overrides: Any) -> OpenRouterChatModel:
-    """OpenRouter's chat model from ``settings``; keywords override any field.
-
-    The SDK's own retries are off (the chain has one retry policy) and the
-    timeout is ``settings.request_timeout``.
-    """
+    """OpenRouter's chat model from ``settings``; keywords override any field. The SDK's
+    own retries are off: the chain has one retry policy."""
     settings = settings or Settings()
     openrouter = settings.openrouter
     if openrouter.api_key is None and "api_key" not in overrides:
         raise missing_key()
-    headers = {}  # app attribution (the old ``X-Title`` is still read)
-    if openrouter.app_url:
-        headers["HTTP-Referer"] = openrouter.app_url
-    if openrouter.app_title:
-        headers["X-OpenRouter-Title"] = headers["X-Title"] = openrouter.app_title
+    title = openrouter.app_title  # app attribution (the old ``X-Title`` is still read)
+    headers = {"HTTP-Referer": openrouter.app_url, "X-OpenRouter-Title": title, "X-Title": title}
     params: dict[str, Any] = {
         "model": openrouter.model,
         "api_key": openrouter.api_key,
         "base_url": openrouter.base_url,
-        "default_headers": headers,
+        "default_headers": {name: value for name, value in headers.items() if value},
         "max_retries": 0,
         "timeout": settings.request_timeout,
         "stream_usage": True,
     }
     if extras := request_extras(settings):
         params["extra_body"] = extras
-    params.update(overrides)
-    return OpenRouterChatModel(**params)
+    return OpenRouterChatModel(**{**params, **overrides})

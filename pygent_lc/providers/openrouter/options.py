@@ -1,8 +1,5 @@
-"""OpenRouter's request extras as validated models, so typos fail before the network.
-
-Field names and values follow OpenRouter's provider-routing and reasoning
-documentation; every model forbids unknown fields.
-"""
+"""OpenRouter's request extras as validated models (unknown fields forbidden), so typos
+fail before the network; names and values follow OpenRouter's routing and reasoning docs."""
 
 from __future__ import annotations
 
@@ -44,15 +41,9 @@ class MaxPrice(_Strict):
 
 
 class ProviderPreferences(_Strict):
-    """The ``provider`` object: which upstream providers may serve, in what order.
-
-    ``order``, ``only`` and ``ignore`` are provider slugs; ``allow_fallbacks``: others
-    may serve when those in ``order`` cannot (default true); ``require_parameters``:
-    only providers that support every parameter sent; ``data_collection="deny"``:
-    only providers that neither store nor train on prompts; ``zdr``: only
-    zero-data-retention endpoints; ``sort`` instead of OpenRouter's load balancing;
-    ``max_price``: requests fail rather than route above it.
-    """
+    """The ``provider`` object: which upstream providers (slugs) may serve, in what order.
+    ``require_parameters``: only those supporting every parameter sent; ``zdr``: only
+    zero-data-retention endpoints; ``max_price``: fail rather than route above it."""
 
     order: list[str] | None = None
     allow_fallbacks: bool | None = None

@@ -1,10 +1,6 @@
-"""A safe reader of arithmetic answers: ``ast`` parse, four operations, exact fractions.
-
-Model text is never executed (no ``eval``, ``sympify`` or ``compile``): the syntax tree
-is walked by hand and anything but integer literals, ``+ - * /``, unary minus and
-parentheses is refused before a number is computed (``9**9**9**9`` too); literals and
-intermediate results are bounded, so no answer can make the checker slow.
-"""
+"""A safe reader of arithmetic answers: model text is never executed; its ``ast`` is walked,
+anything but integer literals, ``+ - * /``, unary minus and parentheses is refused before a
+number is computed, and literals and intermediate results are bounded (never slow)."""
 
 from __future__ import annotations
 
@@ -15,8 +11,7 @@ from fractions import Fraction
 
 MAX_EXPRESSION_CHARS = 200
 MAX_LITERAL = 10**6
-# Bound on numerators/denominators of intermediate results: far beyond any
-# Game-of-24 value, small enough that no product of bounded terms gets costly.
+# Bound on intermediate numerators/denominators: far past 24's, never costly to multiply.
 MAX_MAGNITUDE = 10**18
 
 _BINARY: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
@@ -25,21 +20,12 @@ _BINARY: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
 }
-# What models write instead of ASCII operators.
-_TRANSLATE = str.maketrans(
-    {
-        "\u00d7": "*",  # multiplication sign
-        "\u00b7": "*",  # middle dot
-        "\u00f7": "/",  # division sign
-        "\u2212": "-",  # minus sign
-        "\u2013": "-",  # en dash
-        "\u2014": "-",  # em dash
-    }
-)
+# What models write for ASCII operators: times, middle dot, division, minus, dashes.
+_TRANSLATE = str.maketrans("\u00d7\u00b7\u00f7\u2212\u2013\u2014", "**/---")
 
 
 class UnsafeExpressionError(ValueError):
-    """The text is not a plain arithmetic expression over integer literals."""
+    """Not a plain arithmetic expression over integer literals."""
 
 
 def _walk(node: ast.AST, literals: list[int]) -> Fraction:
@@ -103,9 +89,8 @@ def check_24(expression: str, numbers: Sequence[int] | str, *, target: int = 24)
     text = expression.strip()
     if text.lower().startswith("answer:"):
         text = text[len("answer:") :]
-    text = text.split("=")[0]
     try:
-        value, literals = evaluate_arithmetic(text)
+        value, literals = evaluate_arithmetic(text.split("=")[0])
     except UnsafeExpressionError:
         return False
     return sorted(literals) == sorted(puzzle) and value == target

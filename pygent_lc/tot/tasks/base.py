@@ -1,15 +1,10 @@
-"""The ``Task`` protocol, what the engine needs to know about a kind of problem, and the
-text helpers tasks share (prompts with a static prefix, readers of replies).
-
-A state is the problem plus the path of thoughts taken so far (``steps``). The engine
-owns the search and the calls; the task owns the prompts, the reading of replies, and
-when a state is an answer. A prompt may be a :class:`SplitPrompt` (still a ``str``)
-marking the start that is fixed across calls, for providers to cache.
-"""
+"""The ``Task`` protocol (prompts, the reading of replies, when a state, the problem plus
+the thoughts so far, is an answer) and the text helpers tasks share."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol, runtime_checkable
@@ -20,130 +15,83 @@ class Task(Protocol):
     """Prompts and parsers for one kind of problem."""
 
     name: str
-    default_depth: int
-    """Thought steps a search takes when the caller does not set ``max_depth``."""
-    value_version: str
-    """Changes with the value prompt or its reading: stored values are kept per version."""
-    value_range: tuple[float, float]
-    """The lowest and highest score of one value sample."""
+    default_depth: int  # thought steps when the caller does not set max_depth
+    value_version: str  # changes with the value prompt or its reading (values are per version)
+    value_range: tuple[float, float]  # the lowest and highest score of one value sample
 
-    def validate_problem(self, problem: str) -> str:
-        """The normalised problem; raise ``InvalidInputError`` when unusable."""
-
-    def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
-        """A prompt asking for several possible next steps, one per line."""
-
+    def validate_problem(self, problem: str) -> str: ...  # else InvalidInputError
+    def propose_prompt(self, problem: str, steps: Sequence[str]) -> str: ...  # a step a line
     def parse_proposals(self, output: str, problem: str, steps: Sequence[str]) -> list[str]: ...
-
-    def sample_prompt(self, problem: str, steps: Sequence[str]) -> str:
-        """A prompt asking for one next step."""
-
+    def sample_prompt(self, problem: str, steps: Sequence[str]) -> str: ...  # one next step
     def sample_stop(self, problem: str, steps: Sequence[str]) -> list[str] | None: ...
-
     def parse_sample(self, output: str, problem: str, steps: Sequence[str]) -> str | None: ...
-
-    def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
-        """A value known without asking the model (a dead end, say), else ``None``."""
-
     def value_prompt(self, problem: str, steps: Sequence[str]) -> str: ...
-
     def parse_value(self, output: str) -> float: ...
-
-    def aggregate_values(self, scores: Sequence[float]) -> float:
-        """Combine a state's sample scores, whatever their order or count (a budget or
-        adaptive sampling leaves fewer): a mean, not a sum."""
-
+    def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str: ...
+    def parse_vote(self, output: str, n_candidates: int) -> int | None: ...  # 0-based
+    def can_expand(self, problem: str, steps: Sequence[str]) -> bool: ...  # if not final
+    def is_final(self, problem: str, steps: Sequence[str]) -> bool: ...
+    def answer(self, problem: str, steps: Sequence[str]) -> str: ...
+    def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None: ...  # None: unsure
+    # A value known without asking the model (a dead end, say), else None.
+    def static_value(self, problem: str, steps: Sequence[str]) -> float | None: ...
+    # The scores combined whatever their order or count (samples may be fewer): a mean.
+    def aggregate_values(self, scores: Sequence[float]) -> float: ...
+    # Whether the samples settle the value; ``outputs``: behind ``scores`` (none if stored).
     def samples_agree(
         self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
-    ) -> bool:
-        """Whether the samples so far settle the state's value (no more are asked);
-        ``outputs`` are the completions behind ``scores`` (none for stored scores)."""
-
-    def vote_prompt(self, problem: str, candidates: Sequence[Sequence[str]]) -> str:
-        """A prompt asking which of ``candidates`` (numbered from 1) is most promising."""
-
-    def parse_vote(self, output: str, n_candidates: int) -> int | None:
-        """The 0-based index voted for, or ``None``."""
-
-    def state_key(self, problem: str, steps: Sequence[str]) -> str:
-        """The canonical key of a state: states with one key are merged within a level
-        and share stored values, so it holds all the state's value and future depend on,
-        and nothing else (Game of 24: the numbers left)."""
-
-    def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
-        """Whether a non-final state can still lead anywhere."""
-
-    def is_final(self, problem: str, steps: Sequence[str]) -> bool: ...
-
-    def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
-        """Verify a final state: ``True``/``False``, or ``None`` when it cannot tell."""
-
-    def answer(self, problem: str, steps: Sequence[str]) -> str:
-        """The answer text of a state (the last thought when nothing better exists)."""
+    ) -> bool: ...
+    # All a state's value and future depend on (24: the numbers left): merged, cached by.
+    def state_key(self, problem: str, steps: Sequence[str]) -> str: ...
 
 
 @runtime_checkable
 class VerifyingTask(Task, Protocol):
-    """A task that checks by program: its answers are checked, not judged; a proposed
-    step ``check_step`` rejects is pruned before any value call
-    (``ToTStats.invalid_pruned``); and, unless ``ToTConfig.stop_on_verified`` is
-    ``False``, the search ends at the first verified answer."""
+    """A task that checks by program: a step ``check_step`` rejects is pruned before any
+    value call, and (``ToTConfig.stop_on_verified``) the first verified answer ends the
+    search. ``program_answer`` writes the final thought when a program can (Game of 24:
+    the expression of checked steps that leave 24): no model is asked for it."""
 
     verifies_answers: bool
 
-    def check_step(self, problem: str, steps: Sequence[str]) -> bool | None:
-        """Whether the last of ``steps`` (not an answer) follows from the state before
-        it by the task's rules; ``None`` when the program cannot tell."""
-
-    def program_answer(self, problem: str, steps: Sequence[str]) -> str | None:
-        """The final thought after ``steps`` when a program can write it (Game of 24:
-        the expression of checked steps that leave 24): no model is asked for it."""
+    def check_step(self, problem: str, steps: Sequence[str]) -> bool | None: ...
+    def program_answer(self, problem: str, steps: Sequence[str]) -> str | None: ...
 
 
 @runtime_checkable
 class BatchValueTask(Task, Protocol):
-    """A task that values several states in one prompt (``ToTConfig.value_batch``)."""
+    """A task that values several states in one prompt (``ToTConfig.value_batch``);
+    ``parse_value_batch`` gives the lowest score to a state not answered."""
 
     value_batch_version: str
 
     def value_batch_prompt(self, problem: str, states: Sequence[Sequence[str]]) -> str: ...
-
-    def parse_value_batch(self, output: str, count: int) -> list[float]:
-        """A score for each of ``count`` states (the lowest for one not answered)."""
+    def parse_value_batch(self, output: str, count: int) -> list[float]: ...
 
 
-# The optional parts of a task, read where a task may not have them.
-def has_verifier(task: Task) -> bool:
-    return bool(getattr(task, "verifies_answers", False))
+class TaskDefaults:
+    """What both of our tasks share: the paper's vote reading and the mean of the scores."""
+
+    def parse_vote(self, output: str, n_candidates: int) -> int | None:
+        found = _VOTE.findall(output)  # the last vote counts
+        index = int(found[-1]) - 1 if found else -1
+        return index if 0 <= index < n_candidates else None
+
+    def aggregate_values(self, scores: Sequence[float]) -> float:
+        # fsum is exact, so the mean does not depend on the order of the samples.
+        return math.fsum(scores) / len(scores) if scores else 0.0
 
 
 def children_checked(task: Task, problem: str, steps: Sequence[str]) -> bool:
     """Whether every state one step after ``steps`` gets its value from the task's
     program (``static_value``): expanding the state checks what valuing it estimates."""
-    check = getattr(task, "children_checked", None)
+    check = getattr(task, "children_checked", None)  # an optional part of a task
     return bool(check(problem, steps)) if callable(check) else False
 
 
-def propose_version(task: Task) -> str | None:
-    """Changes with the propose and sample prompts and their reading; without one, the
-    next steps found from a state are never reused (``reuse_proposals``)."""
-    version = getattr(task, "propose_version", None)
-    return version if isinstance(version, str) else None
-
-
-def program_answer(task: Task, problem: str, steps: Sequence[str]) -> str | None:
-    return task.program_answer(problem, steps) if isinstance(task, VerifyingTask) else None
-
-
-def check_step(task: Task, problem: str, steps: Sequence[str]) -> bool | None:
-    return task.check_step(problem, steps) if isinstance(task, VerifyingTask) else None
-
-
 class SplitPrompt(str):
-    """The text ``static + dynamic``, a plain ``str`` everywhere, remembering ``static``:
-    the start that is byte-identical on every call of a search (few-shot examples, the
-    problem), which the engine hands to backends that can have it cached. String
-    operations return plain ``str``: build the prompt last."""
+    """A plain ``str`` that remembers its ``static`` start, byte-identical on every call of
+    a search, for backends to cache. String operations return plain ``str``: build it last."""
 
     static: str
 
@@ -158,14 +106,8 @@ class SplitPrompt(str):
 
 
 def prompt_version(*parts: str) -> str:
-    """A short hash of prompts and a tag for how replies are read: stored values and
-    proposals are kept per version, so a new prompt never reuses old ones."""
+    """A short hash of prompts and a tag for how replies are read."""
     return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
-
-
-def static_prefix(prompt: str) -> str:
-    """The cacheable start of ``prompt`` (``""`` for a plain string)."""
-    return prompt.static if isinstance(prompt, SplitPrompt) else ""
 
 
 def split_template(template: str, **values: object) -> SplitPrompt:
@@ -182,15 +124,8 @@ def split_template(template: str, **values: object) -> SplitPrompt:
 _BULLET = re.compile(r"^\s*(?:[-*•]+|\(?\d{1,3}[.):]|step\s*\d+\s*[:.)-])\s+", re.IGNORECASE)
 # "The best choice is 2" (the paper's wording) or "the best candidate/option is #2".
 _VOTE = re.compile(r"best (?:choice|candidate|option) is\s*#?\s*(\d+)", re.IGNORECASE)
-
-
-def parse_vote(output: str, n_candidates: int) -> int | None:
-    """The 0-based index of the last vote in ``output``, or ``None`` if there is no valid one."""
-    found = _VOTE.findall(output)
-    if not found:
-        return None
-    index = int(found[-1]) - 1
-    return index if 0 <= index < n_candidates else None
+_WORD = re.compile(r"[a-z]+")
+_NEGATIONS = frozenset({"not", "no", "never", "hardly", "barely"})
 
 
 def strip_bullet(line: str) -> str:
@@ -203,25 +138,13 @@ def unique_lines(text: str) -> list[str]:
     return list(dict.fromkeys(line for raw in text.splitlines() if (line := strip_bullet(raw))))
 
 
-_WORD = re.compile(r"[a-z]+")
-_NEGATIONS = frozenset({"not", "no", "never", "hardly", "barely"})
-
-
 def last_line_label(output: str, labels: Iterable[str]) -> str | None:
-    """The label the completion ends with, read as the paper reads it: the last word of
-    the last non-empty line, whole ("unlikely" is not "likely") and not negated ("not
-    sure" is not "sure"); markdown and punctuation around it are ignored."""
+    """The last word of the last non-empty line if it is one of ``labels``, as the paper
+    reads it: whole ("unlikely" is not "likely") and not negated ("not sure")."""
     lines = [line for line in output.strip().lower().splitlines() if line.strip()]
-    if not lines:
-        return None
-    words: list[str] = _WORD.findall(lines[-1])
+    words: list[str] = _WORD.findall(lines[-1]) if lines else []
     if not words or words[-1] not in set(labels):
         return None
     if len(words) > 1 and words[-2] in _NEGATIONS:
         return None
     return words[-1]
-
-
-def normalise_text(text: str) -> str:
-    """Case-folded, with runs of whitespace made one space: for comparing free text."""
-    return " ".join(text.casefold().split())

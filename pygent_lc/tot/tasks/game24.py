@@ -1,33 +1,22 @@
-"""Game of 24, as in the Tree of Thoughts paper.
-
-A state is the puzzle plus up to four lines: three steps ``a op b = c (left: ...)``
-and a final ``Answer: <expression> = 24``, checked by :func:`check_24` (never ``eval``).
-The prompts have the shapes of the paper's (Yao et al. 2023, princeton-nlp/
-tree-of-thought-llm, MIT): one-shot propose, few-shot value (sure / likely /
-impossible), few-shot last-step value, chain of thought; the worked examples are our
-own. Each starts with its fixed part, byte-identical on every call, for providers to
-cache (:func:`~pygent_lc.tot.tasks.base.split_template`).
-"""
+"""Game of 24, as in the Tree of Thoughts paper: three steps ``a op b = c (left: ...)``
+and ``Answer: <expression> = 24``, checked by :func:`check_24` (never ``eval``). The
+prompts have the shapes of the paper's (Yao et al. 2023, princeton-nlp/tree-of-thought-llm,
+MIT) with our own worked examples; each starts with its fixed part, for providers to cache."""
 
 from __future__ import annotations
 
-import math
 import operator
 import re
+from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 
 from pygent_lc.errors import InvalidInputError
-from pygent_lc.tot.tasks.arithmetic import (
-    UnsafeExpressionError,
-    check_24,
-    evaluate_arithmetic,
-    parse_numbers,
-)
+from pygent_lc.tot.tasks.arithmetic import check_24, parse_numbers
 from pygent_lc.tot.tasks.base import (
     SplitPrompt,
+    TaskDefaults,
     last_line_label,
-    parse_vote,
     prompt_version,
     split_template,
     unique_lines,
@@ -153,20 +142,13 @@ Input: {input}
 {choices}
 """
 
-# The paper's value map, per sample. The paper sums over samples; we take the
-# mean, which ranks states with equal sample counts the same way and stays
-# fair when counts differ.
+# The paper's value map, per sample; the paper sums samples, our mean ranks equal
+# counts the same and stays fair when counts differ.
 VALUE_MAP = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
 
-# Bump the suffix when the reading of value answers changes.
+# Bump a suffix when the reading of value answers, or of proposals and steps, changes.
 _VALUE_READING = repr(sorted(VALUE_MAP.items())) + "last-word/1"
-_VALUE_VERSION = prompt_version(VALUE_PROMPT, VALUE_LAST_STEP_PROMPT, _VALUE_READING)
-
-# Bump the suffix when the reading of proposals or the step check changes.
-_PROPOSE_VERSION = prompt_version(PROPOSE_PROMPT, COT_PROMPT, "step-lines/1")
-_VALUE_BATCH_VERSION = prompt_version(VALUE_BATCH_PROMPT, _VALUE_READING, "numbered-lines/1")
 _NUMBERED = re.compile(r"^\s*(\d+)\s*[.):]")
-
 _STEP = re.compile(r"=.*\(\s*left:\s*[^)]*\)", re.IGNORECASE)
 # One step as the propose prompt writes it: "a op b = c (left: x y z)".
 _STEP_PARTS = re.compile(
@@ -186,6 +168,11 @@ def _fraction(token: str) -> Fraction | None:
         return None
 
 
+def _fractions(text: str) -> list[Fraction] | None:
+    values = [_fraction(token) for token in text.replace(",", " ").split()]
+    return None if None in values else values  # type: ignore[return-value]
+
+
 def _canonical_number(token: str) -> str:
     """``"2.0"`` and ``"4/2"`` are ``"2"``; what is not a number stays as it is."""
     value = _fraction(token)
@@ -196,31 +183,14 @@ def _proves_24(output: str, numbers: Sequence[str]) -> bool:
     """Whether a line of ``output`` writes an expression over exactly ``numbers`` equal to
     24, as the value prompt's examples back a "sure" (``(6 - 2) * 6 = 4 * 6 = 24``)."""
     try:
-        wanted = sorted(int(n) for n in numbers)
+        wanted = [int(n) for n in numbers]
     except ValueError:
         return False  # fractions left: the literals of an expression cannot match them
-    for line in output.splitlines():
-        if "=" not in line:
-            continue
-        expression = line.split("=")[0].rsplit(":", 1)[-1]
-        try:
-            value, literals = evaluate_arithmetic(expression)
-        except UnsafeExpressionError:
-            continue
-        if value == 24 and sorted(literals) == wanted:
-            return True
-    return False
+    lines = (line.split("=")[0].rsplit(":", 1)[-1] for line in output.splitlines() if "=" in line)
+    return any(check_24(expression, wanted) for expression in lines)
 
 
-def _fractions(text: str) -> list[Fraction] | None:
-    values = [_fraction(token) for token in text.replace(",", " ").split()]
-    return None if any(v is None for v in values) else values  # type: ignore[return-value]
-
-
-_Step = tuple[Fraction, str, Fraction, Fraction, list[Fraction]]
-
-
-def _parse_step(step: str) -> _Step | None:
+def _parse_step(step: str) -> tuple[Fraction, str, Fraction, Fraction, list[Fraction]] | None:
     """``a op b = c (left: ...)`` as numbers and an ASCII operator, or ``None``."""
     match = _STEP_PARTS.match(step)
     if match is None:
@@ -239,43 +209,36 @@ def step_is_valid(before: Sequence[Fraction], step: str) -> bool:
     if parsed is None:
         return False
     a, op, b, c, left = parsed
-    rest = list(before)
-    for operand in (a, b):
-        if operand not in rest:
-            return False
-        rest.remove(operand)
-    if op == "/" and b == 0:
+    used, have = Counter([a, b]), Counter(before)
+    if not used <= have or (op == "/" and b == 0):
         return False
-    return _APPLY[op](a, b) == c and sorted(left) == sorted([*rest, c])
+    return _APPLY[op](a, b) == c and Counter(left) == have - used + Counter([c])
 
 
 def current_numbers(problem: str, steps: Sequence[str]) -> str:
     """The numbers still to combine: the last step's ``(left: ...)``, or the puzzle."""
     if not steps:
         return " ".join(problem.split())
-    last = steps[-1].strip()
-    left = last.split("left:")[-1].split(")")[0]
-    return " ".join(left.split())
+    return " ".join(steps[-1].split("left:")[-1].split(")")[0].split())
 
 
-class Game24Task:
+class Game24Task(TaskDefaults):
     """Combine four numbers with + - * / into 24, one pair per step."""
 
     name = "game24"
     verifies_answers = True  # answers: check_24; steps: step_is_valid
     STEPS = 4  # three arithmetic steps and the answer line
     default_depth = STEPS
-    value_version = _VALUE_VERSION
-    propose_version = _PROPOSE_VERSION
+    value_version = prompt_version(VALUE_PROMPT, VALUE_LAST_STEP_PROMPT, _VALUE_READING)
+    propose_version = prompt_version(PROPOSE_PROMPT, COT_PROMPT, "step-lines/1")
+    value_batch_version = prompt_version(VALUE_BATCH_PROMPT, _VALUE_READING, "numbered-lines/1")
     value_range = (0.0, VALUE_MAP["sure"])
 
     def validate_problem(self, problem: str) -> str:
         try:
             numbers = parse_numbers(problem)
-        except ValueError as exc:
-            raise InvalidInputError(
-                f"a Game of 24 puzzle is four whole numbers, got {problem!r}"
-            ) from exc
+        except ValueError:
+            numbers = []
         if len(numbers) != 4 or any(n > 1000 for n in numbers):
             raise InvalidInputError(
                 f"a Game of 24 puzzle is four whole numbers up to 1000, got {problem!r}"
@@ -287,8 +250,7 @@ class Game24Task:
 
     def _cot(self, problem: str, steps: Sequence[str]) -> SplitPrompt:
         body = "".join(step + "\n" for step in steps)
-        cot = split_template(COT_PROMPT, input=problem)
-        return SplitPrompt(cot.static, cot.dynamic + "Steps:\n" + body)
+        return split_template(COT_PROMPT + "Steps:\n{body}", input=problem, body=body)
 
     def propose_prompt(self, problem: str, steps: Sequence[str]) -> str:
         # As in the paper: once 24 is left, "proposing" is writing the answer.
@@ -309,13 +271,11 @@ class Game24Task:
         return ["\n"]
 
     def parse_sample(self, output: str, problem: str, steps: Sequence[str]) -> str | None:
-        lines = unique_lines(output)
-        return lines[0] if lines else None
+        return next(iter(unique_lines(output)), None)
 
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None:
-        """Values the rules decide, at no call: an answer is checked (``check_24``), one
-        number left is 24 or a dead end, a full path without an answer is 0 (the paper
-        values it 0 after asking)."""
+        """Values the rules decide: an answer is checked, one number left is 24 or a dead
+        end, a full path without an answer is 0 (the paper values it 0 after asking)."""
         if self.is_final(problem, steps):
             return VALUE_MAP["sure"] if self.check_answer(problem, steps) else 0.0
         if len(steps) >= self.STEPS:
@@ -327,11 +287,9 @@ class Game24Task:
 
     def value_prompt(self, problem: str, steps: Sequence[str]) -> str:
         if self.is_final(problem, steps):
-            answer = _ANSWER.sub("", steps[-1], count=1).strip()
+            answer = self.answer(problem, steps)
             return split_template(VALUE_LAST_STEP_PROMPT, input=problem, answer=answer)
         return split_template(VALUE_PROMPT, input=current_numbers(problem, steps))
-
-    value_batch_version = _VALUE_BATCH_VERSION
 
     def value_batch_prompt(self, problem: str, states: Sequence[Sequence[str]]) -> str:
         inputs = "\n".join(
@@ -349,13 +307,8 @@ class Game24Task:
         return scores
 
     def parse_value(self, output: str) -> float:
-        """The paper's reading: the last line's label, as a whole word; else 0."""
         label = last_line_label(output, VALUE_MAP)
         return 0.0 if label is None else VALUE_MAP[label]
-
-    def aggregate_values(self, scores: Sequence[float]) -> float:
-        # fsum is exact, so the mean does not depend on the order of the samples.
-        return math.fsum(scores) / len(scores) if scores else 0.0
 
     def samples_agree(
         self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
@@ -374,51 +327,38 @@ class Game24Task:
         )
         return split_template(VOTE_PROMPT, input=problem, choices=choices)
 
-    def parse_vote(self, output: str, n_candidates: int) -> int | None:
-        return parse_vote(output, n_candidates)
-
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
-        """The numbers left as a sorted multiset (all a state's value and future depend on,
-        whatever the puzzle); an answer by its expression."""
+        """The numbers left as a sorted multiset, whatever the puzzle; an answer: its expression."""
         if self.is_final(problem, steps):
             expression = "".join(self.answer(problem, steps).split())
             return f"answer {' '.join(sorted(problem.split()))} {expression}"
         numbers = current_numbers(problem, steps).split()
-        canonical = sorted(_canonical_number(n) for n in numbers)
-        return "left " + " ".join(canonical)
+        return "left " + " ".join(sorted(_canonical_number(n) for n in numbers))
 
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
         if len(steps) >= self.STEPS or self.is_final(problem, steps):
             return False
         left = current_numbers(problem, steps).split()
-        # One number left that is not 24: nothing more to combine.
-        return not (len(left) == 1 and left[0] != "24")
+        return not (len(left) == 1 and left[0] != "24")  # one number, not 24: nothing to do
 
     def children_checked(self, problem: str, steps: Sequence[str]) -> bool:
-        """Two numbers left: any next step leaves one, which ``static_value`` decides
-        (24, or a dead end), so proposing from here is checking, not guessing."""
-        return (
-            bool(steps)
-            and len(steps) < self.STEPS
-            and len(current_numbers(problem, steps).split()) == 2
-        )
+        """Two numbers left: any next step leaves one, which ``static_value`` decides."""
+        left = current_numbers(problem, steps).split()
+        return bool(steps) and len(steps) < self.STEPS and len(left) == 2
 
     def is_final(self, problem: str, steps: Sequence[str]) -> bool:
         return bool(steps) and _ANSWER.match(steps[-1]) is not None
 
     def check_step(self, problem: str, steps: Sequence[str]) -> bool | None:
-        """Whether the last step is a legal move: right arithmetic on available
-        numbers and the right ``(left: ...)`` list. Answers are not steps: ``None``."""
+        """Whether the last step is a legal move (``step_is_valid``); ``None`` for answers."""
         if not steps or self.is_final(problem, steps):
             return None
         before = _fractions(current_numbers(problem, steps[:-1]))
-        if before is None:
-            return False
-        return step_is_valid(before, steps[-1])
+        return before is not None and step_is_valid(before, steps[-1])
 
     def program_answer(self, problem: str, steps: Sequence[str]) -> str | None:
-        """Once checked steps leave 24, the answer is their expression: written here,
-        not asked for (a model copying it out can only make mistakes)."""
+        """Once checked steps leave 24, the answer is their expression: written here, not
+        asked for (a model copying it out can only make mistakes)."""
         if not self._answer_step(problem, steps):
             return None
         pool = [(Fraction(n), n) for n in problem.split()]  # each number and how it was made
@@ -436,11 +376,7 @@ class Game24Task:
         return answer if check_24(answer, problem) else None
 
     def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None:
-        if not self.is_final(problem, steps):
-            return False
-        return check_24(steps[-1], problem)
+        return self.is_final(problem, steps) and check_24(steps[-1], problem)
 
     def answer(self, problem: str, steps: Sequence[str]) -> str:
-        if not steps:
-            return ""
-        return _ANSWER.sub("", steps[-1], count=1).strip()
+        return _ANSWER.sub("", steps[-1], count=1).strip() if steps else ""

@@ -1,20 +1,16 @@
-"""Free-form reasoning, the task PyGent's reasoning agents think with: a thought is one
-step, a state is final when its last thought starts with ``Final answer:``, values are
-on a 0-1 scale (a 1-10 rating, or sure/likely/impossible), averaged over the samples.
-"""
+"""Free-form reasoning, the task the reasoning agents think with: a state is final when
+its last thought starts with ``Final answer:``; values are on a 0-1 scale."""
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 
 from pygent_lc.errors import ConfigurationError, InvalidInputError
 from pygent_lc.tot.tasks.base import (
     SplitPrompt,
+    TaskDefaults,
     last_line_label,
-    normalise_text,
-    parse_vote,
     prompt_version,
     strip_bullet,
     unique_lines,
@@ -40,7 +36,6 @@ AGREEMENT = 0.1
 
 
 def _with_problem(problem: str, rest: str) -> SplitPrompt:
-    """``rest`` after the problem statement, which is the prompt's static prefix."""
     return SplitPrompt(_PROBLEM.format(problem=problem), rest)
 
 
@@ -50,7 +45,7 @@ def _format_steps(steps: Sequence[str]) -> str:
     return "\n".join(f"{i}. {step}" for i, step in enumerate(steps, start=1))
 
 
-class GenericTask:
+class GenericTask(TaskDefaults):
     """Step-by-step reasoning on any problem stated in words."""
 
     name = "generic"
@@ -117,18 +112,11 @@ class GenericTask:
         """A 1-10 score read as 0.1-1.0; else the last line's sure/likely/impossible
         (whole word) as 1/0.5/0; else the last number; else 0."""
         scores = _SCORE.findall(output)
-        if scores:
-            return _clamp(float(scores[-1]) / 10.0)
-        label = last_line_label(output, _WORDS)
+        label = None if scores else last_line_label(output, _WORDS)
         if label is not None:
             return _WORDS[label]
-        numbers = _NUMBER.findall(output)
-        if numbers:
-            return _clamp(float(numbers[-1]) / 10.0)
-        return 0.0
-
-    def aggregate_values(self, scores: Sequence[float]) -> float:
-        return math.fsum(scores) / len(scores) if scores else 0.0
+        numbers = scores or _NUMBER.findall(output)
+        return min(1.0, max(0.0, float(numbers[-1]) / 10.0)) if numbers else 0.0
 
     def samples_agree(
         self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
@@ -146,11 +134,8 @@ class GenericTask:
             f"{choices}\n",
         )
 
-    def parse_vote(self, output: str, n_candidates: int) -> int | None:
-        return parse_vote(output, n_candidates)
-
     def state_key(self, problem: str, steps: Sequence[str]) -> str:
-        return "\n".join(normalise_text(part) for part in (problem, *steps))
+        return "\n".join(" ".join(part.casefold().split()) for part in (problem, *steps))
 
     def can_expand(self, problem: str, steps: Sequence[str]) -> bool:
         return True
@@ -162,10 +147,4 @@ class GenericTask:
         return None
 
     def answer(self, problem: str, steps: Sequence[str]) -> str:
-        if not steps:
-            return ""
-        return _FINAL.sub("", steps[-1], count=1).strip() or steps[-1]
-
-
-def _clamp(value: float) -> float:
-    return min(1.0, max(0.0, value))
+        return (_FINAL.sub("", steps[-1], count=1).strip() or steps[-1]) if steps else ""

@@ -1,13 +1,6 @@
-"""``StateEvaluator``: values (or votes) for a whole level, asked all at once.
-
-Adaptive sampling stops asking when more value samples cannot change a greedy beam.
-A state's final value (the mean of up to ``n`` samples) lies in an interval, from
-all further samples scoring the task's lowest to all scoring its highest. A state
-whose interval puts it in the beam whatever the others score is surely in; one that
-``beam`` states surely outrank is surely out. Once every state is one or the other,
-and the best is known to be final or not (the search stops on a final best), more
-samples change nothing. Ties rank by creation order, as the selection's sort does.
-"""
+"""The two stages of a level, asked all at once: ``ThoughtGenerator`` (the next thoughts)
+and ``StateEvaluator`` (values or votes). Adaptive sampling stops once more samples cannot
+change a greedy beam (ARCHITECTURE.md: the path of one ToT solve)."""
 
 from __future__ import annotations
 
@@ -16,16 +9,146 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pygent_lc.tot.caller import CallFailure, SampledOutputs, Stage, gather_or_cancel
-from pygent_lc.tot.result import ThoughtNode, ThoughtTree
-from pygent_lc.tot.tasks.base import BatchValueTask
-from pygent_lc.tot.value_store import StoredValue
+from pygent_lc.tot.caller import CallFailure, LLMCaller, SampledOutputs, failed, gather_or_cancel
+from pygent_lc.tot.config import ToTConfig
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree, ToTStats
+from pygent_lc.tot.tasks.base import BatchValueTask, Task, VerifyingTask, children_checked
+from pygent_lc.tot.value_store import (
+    ChildrenStore,
+    MemoryValueStore,
+    StoredChildren,
+    StoredValue,
+    ValueStore,
+)
+
+
+@dataclass(eq=False)
+class Stage:
+    """What the generator and the evaluator share; ``namespace``: their key prefix in the
+    value cache (model, task, prompts)."""
+
+    task: Task
+    config: ToTConfig
+    caller: LLMCaller
+    store: ValueStore = field(default_factory=MemoryValueStore)
+    namespace: str = ""
+
+    @property
+    def counters(self) -> ToTStats:
+        return self.caller.counters
+
+    def key(self, problem: str, steps: Sequence[str]) -> str:
+        return f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"
+
+
+_Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by budget
+
+
+class ThoughtGenerator(Stage):
+    """Expands states, a level's calls at once, children in a fixed order (parent, call,
+    line); one state (equal ``state_key``) is one node, the first found (the paper keeps
+    copies valued 0: merging frees beam slots). ``check_step`` rejects are kept, pruned."""
+
+    def _written(self, problem: str, steps: Sequence[str]) -> str | None:
+        task = self.task
+        return task.program_answer(problem, steps) if isinstance(task, VerifyingTask) else None
+
+    def _rejected(self, problem: str, path: Sequence[str]) -> bool:
+        task = self.task
+        return isinstance(task, VerifyingTask) and task.check_step(problem, path) is False
+
+    def _reuse_key(self, problem: str, steps: Sequence[str]) -> str | None:
+        mode = self.config.reuse_proposals
+        if not isinstance(self.store, ChildrenStore) or not self.namespace or mode == "none":
+            return None
+        if mode == "checked" and not children_checked(self.task, problem, steps):
+            return None
+        if self._written(problem, steps) is not None:
+            return None  # written by program: nothing to keep
+        return self.key(problem, steps)
+
+    def _stored(self, problem: str, steps: Sequence[str], key: str | None) -> list[str] | None:
+        if key is None or not isinstance(self.store, ChildrenStore):
+            return None
+        stored = self.store.get_children(key)
+        if stored is None:
+            return None
+        thoughts = list(stored.thoughts)
+        if any(self._rejected(problem, [*steps, t]) for t in thoughts):
+            return None  # not next steps of this state (another program's row): ask
+        return thoughts
+
+    async def _one(self, problem: str, steps: Sequence[str]) -> _Outcome:
+        written = self._written(problem, steps)
+        if written is not None:
+            return [written]  # the task writes this step: no call
+        task, propose = self.task, self.config.generation_strategy == "propose"
+        prompt = (task.propose_prompt if propose else task.sample_prompt)(problem, steps)
+        stop = None if propose else task.sample_stop(problem, steps)
+        output = await self.caller.outcome(prompt, "generation", stop)
+        if not isinstance(output, str):
+            return output  # a failure, or refused by the budget
+        if propose:
+            return task.parse_proposals(output, problem, steps)
+        thought = task.parse_sample(output, problem, steps)
+        return [] if thought is None else [thought]
+
+    async def expand(
+        self, tree: ThoughtTree, problem: str, parents: Sequence[ThoughtNode]
+    ) -> list[ThoughtNode]:
+        plans: list[tuple[ThoughtNode, list[str], str | None, list[str] | None]] = []
+        for parent in parents:
+            steps = tree.path(parent)
+            key = self._reuse_key(problem, steps)
+            plans.append((parent, steps, key, self._stored(problem, steps, key)))
+        calls = range(self.config.n_generate_sample)
+        outcomes = await gather_or_cancel(
+            *(
+                gather_or_cancel(*(self._one(problem, steps) for _ in calls))
+                for _, steps, _, stored in plans
+                if stored is None
+            )
+        )
+        children: list[ThoughtNode] = []
+        by_key: dict[str, ThoughtNode] = {}
+        for parent, steps, key, stored in plans:
+            if stored is not None:
+                self.counters.proposals_reused += 1
+            found = [stored] if stored is not None else outcomes.pop(0)
+            kept: dict[str, str] = {}  # this state's next steps worth keeping, by key
+            for outcome in found:
+                if outcome is not None and not isinstance(outcome, list):
+                    message = failed("generation", [outcome])
+                    parent.error = message if parent.error is None else f"{parent.error}; {message}"
+                for thought in outcome if isinstance(outcome, list) else ():
+                    path = [*steps, thought]
+                    if self._rejected(problem, path):
+                        rejected = tree.add_child(parent, thought)
+                        rejected.pruned = True
+                        rejected.error = "rejected by the task's step check"
+                        self.counters.invalid_pruned += 1
+                        continue
+                    child_key = self.task.state_key(problem, path)
+                    if key is not None and (
+                        self.task.is_final(problem, path) or self.task.can_expand(problem, path)
+                    ):
+                        kept.setdefault(child_key, thought)
+                    existing = by_key.get(child_key)
+                    if existing is not None:
+                        existing.duplicates += 1
+                        self.counters.duplicates_merged += 1
+                        continue
+                    child = tree.add_child(parent, thought)
+                    by_key[child_key] = child
+                    children.append(child)
+            if key is not None and stored is None and all(isinstance(o, list) for o in found):
+                assert isinstance(self.store, ChildrenStore)
+                self.store.put_children(key, StoredChildren(tuple(kept.values())))
+        return children
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One state of a level as the beam sees it."""
-
     order: int  # creation order: breaks ties, earlier first
     low: float
     high: float
@@ -39,14 +162,12 @@ def value_interval(
 ) -> tuple[float, float]:
     """Where the mean of a state's samples can still end, given ``scores`` of up to ``n``."""
     lowest, highest = value_range
-    k = len(scores)
+    k, total = len(scores), math.fsum(scores)
     if k == 0:
-        return (lowest, highest) if not settled else (lowest, lowest)
-    total = math.fsum(scores)
+        return (lowest, lowest if settled else highest)
     if settled or k >= n:
         return total / k, total / k
-    missing = n - k
-    return (total + missing * lowest) / n, (total + missing * highest) / n
+    return (total + (n - k) * lowest) / n, (total + (n - k) * highest) / n
 
 
 def _may_outrank(a: Candidate, b: Candidate) -> bool:
@@ -58,11 +179,8 @@ def _surely_outranks(a: Candidate, b: Candidate) -> bool:
 
 
 def to_sample(candidates: Sequence[Candidate], beam: int, *, need_top: bool = False) -> list[int]:
-    """The ``order`` of the open candidates whose next samples could change the beam.
-
-    ``need_top``: which candidate is best must be known too (it is the answer),
-    and it must have a value: a candidate that may be best and has none is asked.
-    """
+    """The ``order`` of the open candidates whose next samples could change the beam;
+    ``need_top``: which is best (the answer) must be known too, and have a value."""
     undecided: set[int] = set()
     for c in candidates:
         others = [o for o in candidates if o is not c]
@@ -79,17 +197,8 @@ def to_sample(candidates: Sequence[Candidate], beam: int, *, need_top: bool = Fa
     return [c.order for c in candidates if c.order in undecided and c.open]
 
 
-def _describe(errors: Sequence[CallFailure], asked: int) -> str | None:
-    if not errors:
-        return None
-    first = errors[0]
-    return f"evaluation failed ({len(errors)} of {asked} samples): {type(first).__name__}: {first}"
-
-
 @dataclass
-class _Pending:
-    """One state waiting for value samples during one ``evaluate``."""
-
+class _Pending:  # one state waiting for value samples during one evaluate()
     node: ThoughtNode
     steps: list[str]
     key: str
@@ -106,21 +215,12 @@ class _Pending:
 
 @dataclass(eq=False)
 class StateEvaluator(Stage):
-    """Scores new states: up to ``n_evaluate_sample`` value samples each (kept in the
-    value cache by state key; with ``adaptive_sampling`` asked in rounds until they
-    agree or, with a greedy ``beam``, cannot change it), or the share of the votes of
-    one prompt showing all candidates. ``static_value`` states cost no call."""
+    """Scores new states: up to ``n_evaluate_sample`` value samples each (cached by state
+    key; adaptive: in rounds), or their share of one prompt's votes."""
 
+    # States left unvalued (no sample could change the beam); complete votes by prompt.
     skipped: set[int] = field(default_factory=set, init=False)
-    """States left unvalued: no sample could change the beam."""
     votes: dict[str, SampledOutputs] = field(default_factory=dict, init=False)
-    """Complete votes by prompt: an identical vote prompt is asked once."""
-
-    @property
-    def beam(self) -> int | None:
-        """The greedy BFS beam adaptive sampling watches, if any."""
-        greedy_bfs = self.config.search_method == "bfs" and self.config.selection == "greedy"
-        return self.config.n_select_sample if greedy_bfs else None
 
     async def evaluate(self, tree: ThoughtTree, problem: str, nodes: Sequence[ThoughtNode]) -> None:
         """Set ``value``, ``scores``, ``final`` and ``correct`` on ``nodes`` (with a beam,
@@ -156,8 +256,7 @@ class StateEvaluator(Stage):
                 item.node.cached = True
         task = self.task
         while wanted := self._wanted(problem, pending, fixed):
-            # Where the model answers n samples in one request (or may: the first
-            # request finds out), one request asks them all: rounds of one save nothing.
+            # Where a request may answer n samples, one asks them all: rounds save nothing.
             rounds = self.config.adaptive_sampling and self.caller.n_support.honoured is False
             asks: list[tuple[str, list[_Pending], Callable[[str], list[float]]]]
             if self.config.value_batch and isinstance(task, BatchValueTask):
@@ -175,7 +274,7 @@ class StateEvaluator(Stage):
                 ]
             else:
                 asks = [
-                    (task.value_prompt(problem, item.steps), [item], _one(task.parse_value))
+                    (task.value_prompt(problem, item.steps), [item], self._parse_one)
                     for item in wanted
                 ]
             await gather_or_cancel(
@@ -202,8 +301,9 @@ class StateEvaluator(Stage):
         self, problem: str, pending: list[_Pending], fixed: list[ThoughtNode]
     ) -> list[_Pending]:
         open_items = [item for item in pending if self._open(item)]
-        beam = self.beam
-        if not open_items or not self.config.adaptive_sampling or beam is None:
+        config = self.config
+        greedy_bfs = config.search_method == "bfs" and config.selection == "greedy"
+        if not open_items or not config.adaptive_sampling or not greedy_bfs:
             return open_items
         n = self.config.n_evaluate_sample
         value_range = self.task.value_range
@@ -219,15 +319,14 @@ class StateEvaluator(Stage):
         for node in fixed:
             value = node.value if node.value is not None else value_range[0]
             candidates.append(Candidate(node.id, value, value, node.final, open=False))
-        # When no state of the level is expanded further, the best one is the
-        # answer: which one it is must be known, not just the beam.
+        # No state of the level goes further: the best is the answer, and must be known.
         last = all(
             item.node.final
             or item.node.depth >= self.config.max_depth
             or not self.task.can_expand(problem, item.steps)
             for item in pending
         )
-        chosen = set(to_sample(candidates, beam, need_top=last))
+        chosen = set(to_sample(candidates, config.n_select_sample, need_top=last))
         return [item for item in open_items if item.node.id in chosen]
 
     async def _ask(
@@ -258,7 +357,7 @@ class StateEvaluator(Stage):
 
     def _finish(self, item: _Pending) -> None:
         node = item.node
-        node.error = _describe(item.errors, item.asked)
+        node.error = failed("evaluation", item.errors, item.asked)
         if not item.scores:
             if not item.stopped and not item.errors:
                 self.counters.samples_saved += self.config.n_evaluate_sample
@@ -279,11 +378,12 @@ class StateEvaluator(Stage):
         hit = result is not None
         if result is None:
             result = await self.caller.samples(prompt, self.config.n_evaluate_sample, "evaluation")
-            if result.complete:
+            if result.outputs and not result.errors and not result.refused:
                 self.votes[prompt] = result
         else:
             self.counters.cache_hits += 1
-        error = _describe(result.errors, len(result.errors) + len(result.outputs) + result.refused)
+        asked = len(result.outputs) + len(result.errors) + result.refused
+        error = failed("evaluation", result.errors, asked)
         choices = [self.task.parse_vote(output, len(pending)) for output in result.outputs]
         for index, item in enumerate(pending):
             item.node.cached, item.node.error = hit, error
@@ -291,6 +391,5 @@ class StateEvaluator(Stage):
                 item.node.scores = [1.0 if choice == index else 0.0 for choice in choices]
                 item.node.value = sum(item.node.scores) / len(item.node.scores)
 
-
-def _one(parse: Callable[[str], float]) -> Callable[[str], list[float]]:
-    return lambda output: [parse(output)]
+    def _parse_one(self, output: str) -> list[float]:
+        return [self.task.parse_value(output)]
