@@ -43,11 +43,8 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
             return values
         timeout = shared.get("timeout")
         pools = ProviderHttp(timeout=timeout if isinstance(timeout, int | float) else None)
-        ours = {
-            "sync_client_kwargs": pools.sync_transport,
-            "async_client_kwargs": pools.async_transport,
-        }
-        clients = {key: {"transport": ours[key], **(values.get(key) or {})} for key in ours}
+        keys = ("sync_client_kwargs", "async_client_kwargs")  # one transport serves both
+        clients = {key: {"transport": pools, **(values.get(key) or {})} for key in keys}
         return {**values, "http_pools": pools, **clients}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
