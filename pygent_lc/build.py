@@ -18,8 +18,7 @@ from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.budget import CostBudget
 from pygent_lc.limits.rate import FREE_MODEL_LIMIT as FREE
 from pygent_lc.policy import ProviderPolicy
-from pygent_lc.providers.registry import PROVIDERS
-from pygent_lc.providers.registry import validate_provider_names as validate_provider_names
+from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.settings import Settings
 from pygent_lc.telemetry import instrument_from_env
 
@@ -35,9 +34,8 @@ def with_provider_policy(
     breaker: bool = True,
     budget: CostBudget | None = None,
 ) -> ProviderPolicy:
-    """``model`` under the retries, deadline, limits and breaker of ``settings`` (no breaker
-    when ``breaker`` is false or a failure count or cooldown is 0), its state in the store of
-    ``settings.state_url``; ``budget`` or else the settings' ``max_cost_usd`` limits spend."""
+    """``model`` under the retries, deadline, limits and breaker (unless ``breaker`` is false)
+    of ``settings``; ``budget`` or else the settings' ``max_cost_usd`` limits spend."""
     store = state_of(settings)
     traced = model._get_ls_params()  # the provider and model names, as traces show them
     label = getattr(model, "provider_label", None) or traced.get("ls_provider")
@@ -104,10 +102,9 @@ def build_chat_model(
     fallbacks: Sequence[str] | None = None,
     budget: CostBudget | None = None,
 ) -> ProviderChain:
-    """The provider chain, like LangChain's ``init_chat_model``: ``Settings``, or a
-    ``"provider:model"`` (or ``"provider"``) primary with ``fallbacks`` alike. A provider
-    whose configuration is incomplete is skipped with a :class:`ProviderSkippedWarning`
-    while others remain. No network; ``PYGENT_OTEL=1`` switches on telemetry."""
+    """The provider chain, like ``init_chat_model``: ``Settings``, or a ``"provider:model"``
+    primary with ``fallbacks`` alike. A provider whose configuration is incomplete is skipped
+    with a :class:`ProviderSkippedWarning` while others remain. No network."""
     instrument_from_env()  # PYGENT_OTEL=1: telemetry from the first chain on
     if isinstance(settings, str) or fallbacks is not None:
         if providers is not None:
@@ -115,9 +112,18 @@ def build_chat_model(
                 "give either providers or a 'provider:model' primary with fallbacks",
                 field="providers",
             )
-        primary = settings if isinstance(settings, str) else None
         base = settings if isinstance(settings, Settings) else Settings()
-        settings, providers = _settings_for_specs(base, primary, fallbacks or ())
+        specs = [settings] if isinstance(settings, str) else [str(p) for p in base.providers[:1]]
+        changes = {name: getattr(base, name) for name in base.model_fields_set | {"providers"}}
+        providers = []
+        for spec in [*specs, *(fallbacks or ())]:
+            if not isinstance(spec, str) or not spec.strip():
+                raise ConfigurationError(f"invalid model spec {spec!r}", field="providers")
+            name, _, model = spec.strip().partition(":")
+            providers += validate_provider_names([name])
+            if model.strip():
+                changes[PROVIDERS[providers[-1]].model_keyword] = model.strip()
+        settings = Settings(**changes)
     settings = settings or Settings()
     names = validate_provider_names(providers if providers is not None else settings.providers)
     steps: list[Runnable[Any, Any]] = []
@@ -143,21 +149,3 @@ def build_chat_model(
             f"provider {skipped_name!r} skipped: {why}", ProviderSkippedWarning, stacklevel=2
         )
     return ProviderChain(providers=steps)
-
-
-def _settings_for_specs(
-    base: Settings, primary: str | None, fallbacks: Sequence[str]
-) -> tuple[Settings, list[str]]:
-    specs = [primary] if primary is not None else [str(name) for name in base.providers[:1]]
-    changes = {name: getattr(base, name) for name in base.model_fields_set | {"providers"}}
-    names: list[str] = []
-    for spec in [*specs, *fallbacks]:
-        if not isinstance(spec, str) or not spec.strip():
-            raise ConfigurationError(f"invalid model spec {spec!r}", field="providers")
-        name, _, model = spec.strip().partition(":")
-        (provider,) = validate_provider_names([name])
-        names.append(provider)
-        if model.strip():
-            changes[PROVIDERS[provider].model_keyword] = model.strip()
-    validate_provider_names(names)  # each provider once
-    return Settings(**changes), names

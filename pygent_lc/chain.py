@@ -1,7 +1,5 @@
-"""``ProviderChain``: providers tried in order (a ``ProviderError`` moves on, as in
-pydantic-ai's ``FallbackModel``), every failure collected, each fallback reported on the
-``pygent_lc.fallbacks`` logger, never silently and never with a secret.
-"""
+"""``ProviderChain``: providers tried in order, on a ``ProviderError`` the next; each fallback
+reported on the ``pygent_lc.fallbacks`` logger, never silently and never with a secret."""
 
 from __future__ import annotations
 
@@ -49,7 +47,6 @@ _REASONS: dict[type[ProviderError], str] = {
     errors.ProviderUnavailableError: "unavailable",
 }
 
-# How the provider boundary and the HTTP deadline word a timeout and a failed connection.
 _TIMEOUT_MESSAGES = ("request timed out", "no reply within the deadline", "the deadline")
 _CONNECTION_MESSAGES = ("connection refused", "connection failed", "host name not found")
 
@@ -126,8 +123,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    providers: list[Runnable[Any, Any]]
-    """Usually one ``ProviderPolicy`` per provider, primary first."""
+    providers: list[Runnable[Any, Any]]  # usually one ``ProviderPolicy`` each, primary first
 
     def _order(self) -> list[Runnable[Any, Any]]:
         return self.providers
@@ -148,8 +144,7 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
             {f"{i}:{error.provider}": error for i, error in enumerate(failures, start=1)}
         )
 
-    # A chain run is started only when a handler would see it; otherwise the providers'
-    # runs are the caller's children, as they would be under an unobserved chain run.
+    # A chain run only when a handler would see it; else the providers' runs are the caller's.
     @contextmanager
     def _run(self, input: Any, config: RunnableConfig | None) -> Iterator[_Fallbacks]:
         call = _Fallbacks(self, config)
@@ -234,12 +229,11 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     yield call.added(chunk)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:
-        """Bind ``tools`` to every provider's model (keeps retries, breakers and fallbacks)."""
+        """Bind ``tools`` to every provider's model."""
         return self._per_model(lambda model: model.bind_tools(tools, **kwargs))
 
     def with_structured_output(self, schema: Any, **kwargs: Any) -> ProviderChain:
-        """Structured output from every provider, each in its own way (``response_format``,
-        Ollama's ``format``)."""
+        """Structured output from every provider, each in its own way."""
         return self._per_model(lambda model: model.with_structured_output(schema, **kwargs))
 
     def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> Self:
@@ -263,9 +257,8 @@ class _Fallbacks(AbstractContextManager["_Fallbacks"]):
         self._provider: Runnable[Any, Any] | None = None
 
     def tries(self, order: Sequence[Runnable[Any, Any]]) -> Iterator[Runnable[Any, Any]]:
-        """Each provider once; then the last one again, past its open breaker, when all
-        failed and it was refused only by its breaker: with no provider left, a cooldown would
-        only lock the caller out. That call is a probe: it closes the circuit or keeps it open."""
+        """Each provider once; then, if all failed and the last was refused by its breaker
+        only, that one again past it as a probe (a cooldown would only lock the caller out)."""
         self._order = order
         for provider in order:
             self._provider = provider
@@ -312,8 +305,7 @@ class _Fallbacks(AbstractContextManager["_Fallbacks"]):
 def _rewrapped(
     runnable: Runnable[Any, Any], change: Callable[[BaseChatModel], Runnable[Any, Any]]
 ) -> Runnable[Any, Any]:
-    """``runnable`` with its chat model replaced by ``change(model)``; the wrappers are
-    copied, not rebuilt, so their settings and breaker carry over."""
+    """``runnable`` with its chat model ``change``d; wrappers are copied, keeping settings."""
     if isinstance(runnable, BaseChatModel):
         return change(runnable)
     if isinstance(runnable, ProviderChain):  # a chain inside a chain (a host pool)

@@ -1,17 +1,14 @@
-"""Closing what a chain holds (pooled HTTP connections, an embedded server) through the
-chat models it wraps. A closed object stays usable: the next call opens them again.
-"""
+"""Closing what a chain's chat models hold (pooled connections, an embedded server); a
+closed object stays usable: the next call opens them again."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Self
 
 from pygent_lc.providers.boundary import ProviderBoundary
 
 # Attributes through which LangChain's wrappers (and a backend's ``inner``) hold others.
-_CHILDREN = ("bound", "runnable", "first", "last", "inner")
-_CHILD_LISTS = ("providers", "fallbacks", "middle", "steps")
+_CHILDREN = ("bound", "runnable", "first", "last", "inner", "providers", "fallbacks", "middle")
 
 
 def runnable_parts(runnable: object) -> list[object]:
@@ -22,9 +19,9 @@ def runnable_parts(runnable: object) -> list[object]:
         part = todo.pop()
         if part is not None and id(part) not in parts:
             parts[id(part)] = part
-            children = [getattr(part, name, None) for name in _CHILDREN]
-            children += itertools.chain(*(getattr(part, n, None) or () for n in _CHILD_LISTS))
-            todo += reversed(children)
+            for name in reversed(_CHILDREN):  # popped in order
+                child = getattr(part, name, None)
+                todo += reversed(child) if isinstance(child, list | tuple) else [child]
     return list(parts.values())
 
 

@@ -1,7 +1,5 @@
-"""``HostPool``: one provider served by several hosts (``OLLAMA_BASE_URL=a,b``), each call
-to the host with the fewest calls in flight (counted in the state store: with Redis, every
-process's); ties take turns.
-"""
+"""``HostPool``: one provider on several hosts (``OLLAMA_BASE_URL=a,b``), each call to the
+host with the fewest calls in flight (in the state store: with Redis, every process's)."""
 
 from __future__ import annotations
 
@@ -13,8 +11,8 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
-from pydantic import ConfigDict, PrivateAttr
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from pydantic import PrivateAttr
 
 from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import ProviderError, ProviderUnavailableError
@@ -125,20 +123,13 @@ class AllHostsFailedError(ProviderUnavailableError):
         self.errors = dict(errors)
 
 
-class HostSlot(RunnableSerializable[Any, Any]):
-    """One host of a pool: its policy (``bound``), counted in flight under ``key`` while it
-    runs; its attempts are tagged ``host:<url>``."""
+class HostSlot(RunnableBinding[Any, Any]):
+    """One host of a pool: its policy (``bound``), its attempts tagged ``host:<url>``, counted
+    in flight under ``key`` while it runs."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    bound: Runnable[Any, Any]
     host: str
     key: str
     store: StateStore
-
-    def _config(self, config: RunnableConfig | None) -> RunnableConfig:
-        config = config or {}
-        return {**config, "tags": [*config.get("tags", []), f"host:{self.host}"]}
 
     @contextmanager
     def _counted(self) -> Iterator[None]:
@@ -158,30 +149,28 @@ class HostSlot(RunnableSerializable[Any, Any]):
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         with self._counted():
-            return self.bound.invoke(input, self._config(config), **kwargs)
+            return super().invoke(input, config, **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         async with self._acounted():
-            return await self.bound.ainvoke(input, self._config(config), **kwargs)
+            return await super().ainvoke(input, config, **kwargs)
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         with self._counted():
-            yield from self.bound.stream(input, self._config(config), **kwargs)
+            yield from super().stream(input, config, **kwargs)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         async with self._acounted():
-            async for chunk in self.bound.astream(input, self._config(config), **kwargs):
+            async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
 
 
 class HostPool(ProviderChain):
     """One provider's hosts, a :class:`HostSlot` each; build it with :meth:`of`."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     provider: str
     store: StateStore
@@ -193,7 +182,13 @@ class HostPool(ProviderChain):
     ) -> HostPool:
         """A pool over ``hosts`` (base URL -> that host's policy)."""
         slots: list[Runnable[Any, Any]] = [
-            HostSlot(bound=policy, host=url, key=f"{provider}|{url}", store=store)
+            HostSlot(
+                bound=policy,
+                config={"tags": [f"host:{url}"]},
+                host=url,
+                key=f"{provider}|{url}",
+                store=store,
+            )
             for url, policy in hosts.items()
         ]
         return cls(providers=slots, provider=provider, store=store)

@@ -22,7 +22,6 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     StreamInterruptedError,
 )
-from pygent_lc.host_pool import HostSlot
 from pygent_lc.limits.budget import CostBudget, CostEstimator, SpendMeter
 from pygent_lc.limits.call import HeldStream, Hold
 from pygent_lc.limits.usage import UsageTracker, feeding
@@ -37,11 +36,9 @@ ChatRunnable = Runnable[Any, BaseMessage]
 class LangChainBackend(LLMBackend, Closable):
     """Ask a chat Runnable (usually :func:`pygent_lc.build_chat_model`) for text.
 
-    Generation keywords are checked, then passed on as call keywords. :attr:`usage` is fed
-    by the provider policies (no LangChain callbacks needed), or over any other Runnable
-    listens as a callback. ``cache_prefix`` (a start of the prompt that repeats) is sent
-    as a block marked ``cache_control`` when every chat model inside is one of ours.
-    ``close()`` / ``aclose()`` release connections and servers; the backend stays usable.
+    :attr:`usage` is fed by the provider policies, or over any other Runnable listens as a
+    callback. ``cache_prefix`` is sent marked ``cache_control`` when every chat model inside
+    is one of ours.
     """
 
     def __init__(
@@ -53,9 +50,8 @@ class LangChainBackend(LLMBackend, Closable):
         max_cost_usd: float | None = None,
         cost_estimator: CostEstimator | None = None,
     ) -> None:
-        """Every call reserves on ``budget`` (concurrently with a bound from its
-        ``estimator``, else one at a time); its cost is what :attr:`usage` grew by.
-        ``max_cost_usd`` is short for ``budget=CostBudget(max_cost_usd, estimator=...)``."""
+        """Every call reserves on ``budget`` (concurrently given an ``estimator``, else one
+        at a time). ``max_cost_usd`` is short for ``budget=CostBudget(max_cost_usd, ...)``."""
         if max_cost_usd is not None:
             if budget is not None:
                 raise ConfigurationError(
@@ -73,7 +69,6 @@ class LangChainBackend(LLMBackend, Closable):
     accepts_cache_prefix = True
 
     async def generate(self, prompt: str, **kwargs: Any) -> str:
-        """The completion of ``prompt``: non-empty text, or a typed error."""
         messages, config, kwargs, hold = self._prepared(prompt, kwargs)
         async with hold:
             return reply_text(await self.runnable.ainvoke(messages, config, **kwargs))
@@ -85,9 +80,8 @@ class LangChainBackend(LLMBackend, Closable):
             return reply_text(self.runnable.invoke(messages, config, **kwargs))
 
     async def generate_samples(self, prompt: str, n: int, **kwargs: Any) -> list[str]:
-        """Up to ``n`` completions in one request (``n`` on the wire, one reservation for
-        all): servers that honour ``n`` answer ``n`` choices (Ollama, most OpenRouter routes
-        one); blank ones are dropped, all blank is ``generate``'s error."""
+        """Up to ``n`` completions in one request (one reservation for all); blank ones are
+        dropped, all blank is ``generate``'s error. Most OpenRouter routes answer one."""
         choices = _Choices()
         messages, config, call_kwargs, hold = self._prepared(
             prompt, {**kwargs, "n": n}, choices, samples=True
@@ -107,9 +101,7 @@ class LangChainBackend(LLMBackend, Closable):
         *extra: BaseCallbackHandler,
         samples: bool = False,
     ) -> tuple[list[BaseMessage], RunnableConfig, dict[str, Any], Hold]:
-        """The call checked: its messages, config, call keywords and hold on the budget."""
         if "n" in kwargs and not samples:
-            # One text comes back: n completions would be paid for and n - 1 dropped.
             raise InvalidInputError("n is generate_samples' argument: generate returns one text")
         kwargs = dict(kwargs)
         prefix = kwargs.pop("cache_prefix", None)
@@ -119,7 +111,8 @@ class LangChainBackend(LLMBackend, Closable):
         if prefix is not None and prefix != "":
             if not isinstance(prefix, str) or not text.startswith(prefix):
                 raise InvalidInputError("cache_prefix must be a string the prompt starts with")
-            if _knows_cache_markers(self.runnable):
+            models = [p for p in runnable_parts(self.runnable) if isinstance(p, BaseChatModel)]
+            if models and all(isinstance(model, ProviderBoundary) for model in models):
                 messages = [cached_prefix_message(prefix, text[len(prefix) :])]
         call_kwargs = params.call_kwargs()
         if self._fed[0] is not self.runnable:  # whether policies feed usage, per runnable
@@ -135,8 +128,8 @@ class LangChainBackend(LLMBackend, Closable):
         return messages, config, call_kwargs, hold
 
     def stream(self, prompt: str, **kwargs: Any) -> AsyncIterator[str]:
-        """Text as it arrives; a failure after some text is a StreamInterruptedError
-        carrying it. The budget's hold ends with the stream, or when it is closed or dropped."""
+        """Text as it arrives (see :func:`stream_text`); the budget's hold ends with the
+        stream, or when it is closed or dropped."""
 
         async def start() -> tuple[AsyncIterator[str], Hold]:
             messages, config, call_kwargs, hold = self._prepared(prompt, kwargs)
@@ -149,7 +142,6 @@ class LangChainBackend(LLMBackend, Closable):
         return self.usage.totals()
 
     def cost_bound(self, prompt: str, max_tokens: int | None) -> float | None:
-        """``cost_estimator``'s bound for the call, or None without one."""
         return None if self._estimator is None else self._estimator(prompt, max_tokens)
 
 
@@ -181,15 +173,9 @@ def _policies_only(runnable: object) -> bool:
         return True
     if isinstance(runnable, ProviderChain):
         return bool(runnable.providers) and all(map(_policies_only, runnable.providers))
-    if isinstance(runnable, HostSlot | RunnableBinding):
+    if isinstance(runnable, RunnableBinding):  # a HostSlot too
         return _policies_only(runnable.bound)
     return False
-
-
-def _knows_cache_markers(runnable: object) -> bool:
-    """Whether there are chat models inside ``runnable``, all ours (they decide on markers)."""
-    models = [part for part in runnable_parts(runnable) if isinstance(part, BaseChatModel)]
-    return bool(models) and all(isinstance(model, ProviderBoundary) for model in models)
 
 
 async def stream_text(

@@ -1,8 +1,5 @@
-"""``ProviderPolicy``: one provider's model under its limits, breaker, retries and deadline.
-
-A retry takes a rate-limit slot of its own; a stream is retried only before its first
-chunk and gets the full deadline again after each chunk (see ARCHITECTURE.md).
-"""
+"""``ProviderPolicy``: one provider's model under its limits, breaker, retries and deadline
+(retries, streams and deadlines: see ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
@@ -60,25 +57,17 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
 
     bound: Runnable[Any, Any]
     provider: str = "provider"
-    model_name: str | None = None
-    """For usage; a reply that names the model that served wins."""
-    max_attempts: int = 3
-    """Attempts per call, the first included: a retryable ``ProviderError`` only, not after
-    a ``Retry-After`` over ``max_wait``."""
-    initial_wait: float = 0.5
-    """Doubles per retry, plus jitter of up to as much."""
+    model_name: str | None = None  # for usage; a reply that names the model that served wins
+    max_attempts: int = 3  # the first included; see ``retryable`` for what is retried
+    initial_wait: float = 0.5  # doubles per retry, plus jitter of up to as much
     max_wait: float = 20.0
-    deadline: float | None = None
-    """Bounds every attempt and wait (``request_timeout``); a stream's restarts per chunk."""
+    deadline: float | None = None  # every attempt and wait; a stream's restarts per chunk
     circuit: CircuitBreaker | None = None
-    """The provider's breaker; None turns it off."""
-    store: StateStore = Field(default_factory=MemoryStore)
-    """Where limits and usage are kept, the breaker's and budget's too (see ``__init__``)."""
+    store: StateStore = Field(default_factory=MemoryStore)  # the breaker's and budget's too
     rate: RateSpec | None = None
     rate_mode: RateLimitMode = "wait"
     budget: CostBudget | None = None
-    record_usage: bool = False
-    """Add each call's usage to the store's totals (``pygent-lc usage``)."""
+    record_usage: bool = False  # add each call's usage to the store's totals (pygent-lc usage)
 
     _traced_names: dict[tuple[int, object], tuple[BaseChatModel, tuple[str, str]]] = PrivateAttr(
         default_factory=dict
@@ -90,9 +79,8 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                 f"ProviderPolicy has no setting {unknown[0]!r}", field=unknown[0]
             )
         super().__init__(**values)
-        # One store, never split: a part built without a store uses the policy's, a policy
-        # without one adopts the part's; two that differ are an error (raised here: a
-        # validator's would be wrapped in pydantic's).
+        # One store, never split: a part without one takes the policy's, and the reverse; two
+        # that differ are an error (raised here: a validator's would be wrapped in pydantic's).
         for part in (self.circuit, self.budget):
             if part is None or part.store is self.store:
                 continue
@@ -108,6 +96,7 @@ class ProviderPolicy(RunnableSerializable[Any, Any]):
                 )
 
     def retryable(self, error: BaseException) -> bool:
+        """A retryable ``ProviderError``, unless its ``Retry-After`` is over ``max_wait``."""
         if not isinstance(error, ProviderError) or not error.retryable:
             return False
         return error.retry_after is None or error.retry_after <= self.max_wait
@@ -173,8 +162,7 @@ class _ProviderCall:
         self.stream = stream  # a stream's attempt that is cancelled or closed counts as failed
         self._kwargs = kwargs
         self._config = config
-        seconds = policy.deadline
-        self._deadline = Deadline(seconds) if seconds is not None else None
+        self._deadline = Deadline(policy.deadline) if policy.deadline is not None else None
         # Without a deadline of its own, an enclosing one stays in force.
         self._scope: AbstractContextManager[Any] = self._deadline or nullcontext()
         self._plan = _plan_of(policy, input, kwargs, config)
@@ -182,12 +170,10 @@ class _ProviderCall:
         wanted = policy.record_usage or policy.budget is not None  # usage totals, or cost
         self._meter = CallMeter(policy.provider, policy.model_name) if wanted else None
         self._tracker = fed_tracker(config)
-        # Usage is read from the replies; a parsed output's model is watched by callbacks.
         model = policy.bound.bound if isinstance(policy.bound, RunnableBinding) else policy.bound
-        watched = not isinstance(model, BaseChatModel)
-        self._meter_as_callback = watched and self._meter is not None
-        self._tracker_as_callback = watched and self._tracker is not None
-        self._watchers = [w for w in (self._tracker, self._meter) if watched and w is not None]
+        self._watched = not isinstance(model, BaseChatModel)  # a parsed output: by callbacks
+        watchers = (self._tracker, self._meter) if self._watched else ()
+        self._watchers = [watcher for watcher in watchers if watcher is not None]
         self._names: tuple[str, str] | None = None
         self._chunks: list[Any] | None = None  # a counted stream's chunks
         self.started = 0.0  # when the latest attempt started
@@ -214,7 +200,7 @@ class _ProviderCall:
             tries += 1
 
     def _verdict(self, start: CallStart, tries: int, *, blocking: bool = False) -> float:
-        """0 when the call may go, else seconds to wait before asking again; or raise."""
+        """0 when the call may go, else seconds to wait before asking again."""
         if start.allowed:
             self._start = self._start or start  # a retry's rate slot adds nothing to settle
             return 0.0
@@ -242,9 +228,8 @@ class _ProviderCall:
     def _fits(self, wait_s: float) -> bool:
         return self._deadline is None or wait_s < self._deadline.remaining()
 
-    # The first attempt is made before any retry machinery; a failure becomes the tenacity
-    # loop's attempt 1 (``_replayed``), so retries, numbering and deadline are the loop's. The
-    # loop runs outside any ``except`` block: a later error does not get the first as context.
+    # Attempt 1 runs before tenacity's loop, which replays its failure (``_replayed``) from
+    # outside any ``except`` block: a later error does not get the first as context.
     def attempts(self, attempt: Callable[[RunnableConfig | None], T]) -> T:
         self._admit(self._plan)
         with self._attempt(1) as config:
@@ -304,7 +289,7 @@ class _ProviderCall:
             self._first_error = error
 
     def _replayed(self, retry: tenacity.AttemptManager) -> int:
-        """The number of ``retry``; attempt 1, made before the loop, fails again with its error."""
+        """Attempt 1, made before the loop, fails again with its error."""
         if (number := retry.retry_state.attempt_number) == 1:
             assert self._first_error is not None
             raise self._first_error
@@ -333,7 +318,7 @@ class _ProviderCall:
     def attempt_ended(self, reply: Any = None, *, failed: bool = False) -> None:
         """One request for the tracker the call feeds, counted as its callbacks would."""
         tracker = self._tracker
-        if tracker is None or self._tracker_as_callback:
+        if tracker is None or self._watched:
             return
         latency_s = time.perf_counter() - self.started
         provider, model = self._names or self._traced_names()
@@ -346,7 +331,7 @@ class _ProviderCall:
 
     def delivered(self, output: Any) -> Any:
         self.delivered_any = True
-        if self._meter is not None and not self._meter_as_callback:
+        if self._meter is not None and not self._watched:
             self._meter.observe(output)
         if self._chunks is not None:
             self._chunks.append(output)
@@ -354,9 +339,9 @@ class _ProviderCall:
 
     @contextmanager
     def streaming(self) -> Iterator[None]:
-        """The stream from its first chunk, one request when it ends (failed, closed or
-        cancelled counts as failed, as the model's own run does)."""
-        if self._tracker is not None and not self._tracker_as_callback:
+        """One request when the stream ends (closed or cancelled counts as failed, as in the
+        model's own run)."""
+        if self._tracker is not None and not self._watched:
             self._chunks = []
         try:
             yield
@@ -426,15 +411,14 @@ class _ProviderCall:
             log_change(self._policy.circuit, end.breaker)
 
 
-PAST_OPEN_BREAKER = "__pygent_past_open_breaker"
-"""The ``configurable`` key of a chain's last resort: it goes past an open breaker."""
+PAST_OPEN_BREAKER = "__pygent_past_open_breaker"  # a chain's last resort passes an open breaker
 
 
 def _plan_of(
     policy: ProviderPolicy, input: Any, kwargs: dict[str, Any], config: RunnableConfig | None
 ) -> CallPlan | None:
-    """What to ask the store before a call; None when nothing needs asking. A call whose
-    usage is recorded asks too: a store that cannot record is found out before paying."""
+    """What to ask the store before a call (None: nothing). A call whose usage is recorded
+    asks too: a store that cannot record is found out before paying."""
     circuit = policy.circuit if policy.circuit is not None and policy.circuit.enabled else None
     if circuit is not None and config and config.get("configurable", {}).get(PAST_OPEN_BREAKER):
         circuit = None
@@ -450,7 +434,6 @@ def _plan_of(
 
 
 def _max_tokens_of(runnable: Runnable[Any, Any]) -> int | None:
-    """The reply limit the chat model is built with (``max_tokens``, Ollama's ``num_predict``)."""
     if isinstance(runnable, RunnableBinding):
         bound = runnable.kwargs.get("max_tokens")
         if isinstance(bound, int) and bound > 0:

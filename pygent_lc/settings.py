@@ -1,8 +1,5 @@
-"""Configuration from keywords, the environment and a ``.env`` file when asked.
-
-One section per provider, read under its own prefix (``OPENROUTER_*``, ``OLLAMA_*``,
-``PYGENT_LOCAL_*``); the chain's own settings (``PYGENT_*``) are on :class:`Settings`.
-"""
+"""Configuration from keywords, the environment and a ``.env`` file when asked: a section
+per provider (``OPENROUTER_*``, ``OLLAMA_*``, ``PYGENT_LOCAL_*``), the chain's ``PYGENT_*``."""
 
 from __future__ import annotations
 
@@ -35,8 +32,7 @@ from pygent_lc.limits.rate import RateLimit, RateLimitMode, parse_rate_limits
 from pygent_lc.providers.openrouter.options import ProviderPreferences, ReasoningConfig
 from pygent_lc.redaction import shown_value
 
-ProviderName = str
-"""A provider's name: the name of its section of :class:`Settings`."""
+ProviderName = str  # the name of a section of Settings
 DEFAULT_ENV_FILE = ".env"
 
 
@@ -61,7 +57,6 @@ def http_urls(value: str, many: bool = True) -> str:
 
 
 def from_json(value: object) -> object:
-    """A JSON text parsed, for an error that names the setting and none of the value."""
     try:
         return json.loads(value) if isinstance(value, str) else value
     except json.JSONDecodeError as exc:  # its message has no part of the value
@@ -77,7 +72,6 @@ def comma_list(value: object) -> object:
 
 
 def provider_name(name: object) -> str:
-    """``name`` as a provider's name (trimmed, lower case), else ``ValueError``."""
     if isinstance(name, str) and name.strip().lower() in SECTIONS:
         return name.strip().lower()
     raise ValueError(f"unknown provider {shown_value(name)}; choose from {', '.join(SECTIONS)}")
@@ -103,7 +97,6 @@ def _rate_limits(value: object) -> object:
 
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-FromJson = BeforeValidator(from_json)  # with NoDecode: an error naming the setting
 
 
 class ProviderSettings(BaseSettings):
@@ -118,7 +111,6 @@ class ProviderSettings(BaseSettings):
 
     @classmethod
     def keyword(cls, field: str) -> str:
-        """The :class:`Settings` keyword of ``field``."""
         return cls.keywords.get(field, cls.variable(field).lower().removeprefix("pygent_"))
 
 
@@ -132,8 +124,9 @@ class OpenRouterSettings(ProviderSettings):
     )
     model: NonEmpty = "anthropic/claude-3.5-sonnet"
     models: Annotated[list[str], NoDecode, BeforeValidator(comma_list)] = []
-    provider: Annotated[ProviderPreferences | None, NoDecode, FromJson] = None
-    reasoning: Annotated[ReasoningConfig | None, NoDecode, FromJson] = None
+    # NoDecode, from_json: an error naming the setting and none of the value
+    provider: Annotated[ProviderPreferences | None, NoDecode, BeforeValidator(from_json)] = None
+    reasoning: Annotated[ReasoningConfig | None, NoDecode, BeforeValidator(from_json)] = None
     app_url: str | None = None  # sent as HTTP-Referer, app_title as X-(OpenRouter-)Title
     app_title: str | None = "pygent_lc"
 
@@ -152,8 +145,6 @@ class OllamaSettings(ProviderSettings):
 
 
 class LocalSettings(ProviderSettings):
-    """The embedded llama.cpp model (docs/configuration.md has every default)."""
-
     model_config = SettingsConfigDict(env_prefix="PYGENT_LOCAL_")
     keywords = {"model": "local_model_path"}
 
@@ -163,12 +154,9 @@ class LocalSettings(ProviderSettings):
 
 
 class Settings(BaseSettings):
-    """Everything pygent_lc needs to reach its providers (docs/configuration.md); a bad
-    value, keyword or ``.env`` file is a ConfigurationError naming the setting and source."""
+    """A bad value, keyword or ``.env`` file is a ConfigurationError naming setting and source."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="PYGENT_", extra="ignore", validate_default=True, env_file_encoding="utf-8"
-    )
+    model_config = SettingsConfigDict(env_prefix="PYGENT_", extra="ignore", validate_default=True)
 
     # Each reads its own prefix (NoDecode: a stray PYGENT_OLLAMA is not parsed here).
     openrouter: Annotated[OpenRouterSettings, NoDecode] = Field(default_factory=OpenRouterSettings)
@@ -209,7 +197,7 @@ class Settings(BaseSettings):
         places = _dotenv_places(shared["_env_file"], shared["_env_file_encoding"])
         _warn_misspelt({**places, **dict.fromkeys(os.environ, "the environment")})
         try:
-            super().__init__(**_nested(values, shared))
+            super().__init__(**_nested({**values, **shared}, shared))
         except ValidationError as exc:
             raise _settings_error(exc, values, places) from None
         except SettingsError as exc:  # a source pydantic-settings itself could not read
@@ -292,7 +280,6 @@ def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, A
 
 
 def _check_known(names: Iterable[str], accepted: list[str]) -> None:
-    """Refuse the first of ``names`` not ``accepted``, naming the closest accepted one."""
     for name in names:
         if name not in accepted:
             known = {name.lower(): name for name in accepted}
@@ -302,9 +289,7 @@ def _check_known(names: Iterable[str], accepted: list[str]) -> None:
 
 
 def _warn_misspelt(places: Mapping[str, str]) -> None:
-    """Warn of each of ``places`` (name: where it is set) meant as a setting: any other
-    ``PYGENT_`` name, an ``OPENROUTER_`` or ``OLLAMA_`` one only when close (other tools
-    read those)."""
+    """Warn of any other ``PYGENT_`` name; of an ``OPENROUTER_``/``OLLAMA_`` one if close."""
     for name, place in places.items():
         upper = name.upper()
         if upper in VARIABLES | _OTHERS or upper.startswith("PYGENT_TEST_"):
@@ -320,9 +305,8 @@ def _warn_misspelt(places: Mapping[str, str]) -> None:
 
 
 def _dotenv_places(env_file: object, encoding: str) -> dict[str, str]:
-    """Each variable of the ``.env`` files and its ``path line N`` (pydantic-settings cannot
-    say): a bad byte or line and ``PYGENT_ALLOW_INSECURE_HTTP`` (a file comes with a
-    checkout) are errors naming the file and line, never the line's text."""
+    """Each ``.env`` variable's ``path line N`` (pydantic-settings cannot say); errors name
+    the file and line, never the line's text (``PYGENT_ALLOW_INSECURE_HTTP``: a checkout's)."""
     files = [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []
     found: dict[str, str] = {}
     for path in (Path(os.fspath(item)).expanduser() for item in files):  # type: ignore[attr-defined]
@@ -341,9 +325,9 @@ def _dotenv_places(env_file: object, encoding: str) -> dict[str, str]:
         except LookupError:
             raise ConfigurationError(f"{path}: unknown encoding {encoding!r}") from None
         for binding in parse_stream(io.StringIO(text)):
-            statement = binding.original.string  # starts with the blank lines before it
-            blank = statement[: len(statement) - len(statement.lstrip())]
-            where = f"{path} line {binding.original.line + blank.count(chr(10))}"
+            lines = binding.original.string  # starts with the blank lines before it
+            line = binding.original.line + lines.count("\n", 0, len(lines) - len(lines.lstrip()))
+            where = f"{path} line {line}"
             if binding.error:
                 raise ConfigurationError(
                     f"{where}: cannot parse this line (an unterminated quote? expected NAME=value)"
@@ -364,7 +348,7 @@ def _settings_error(
     exc: ValidationError, given: Mapping[str, Any], places: Mapping[str, str]
 ) -> ConfigurationError:
     """One error naming each setting (``keyword (VARIABLE)``) and where its value came from."""
-    environ = {name.upper() for name in os.environ}
+    env = {name.upper(): f"the environment variable {name.upper()}" for name in os.environ}
     messages: list[str] = []
     fields: list[str] = []
     for err in exc.errors(include_url=False):
@@ -373,15 +357,10 @@ def _settings_error(
         if isinstance(cause, ConfigurationError) and cause.field in KEYWORDS:  # across fields
             loc, message = KEYWORDS[cause.field], str(cause)
         at = loc[:2] if loc[:2] in SETTINGS else loc[:1]
-        field, source = loc[0], ""
-        if at in SETTINGS:
-            keyword, variable = SETTINGS[at]
-            field = f"{keyword} ({variable})"
-            if keyword not in given and at[0] not in given:  # else the caller's own value
-                if variable in environ:
-                    source = f" from the environment variable {variable}"
-                elif variable in places:
-                    source = f" from {places[variable]}"
+        keyword, variable = SETTINGS.get(at, (loc[0], ""))
+        field = f"{keyword} ({variable})" if variable else keyword
+        place = env.get(variable) or places.get(variable)
+        source = f" from {place}" if place and {keyword, at[0]}.isdisjoint(given) else ""
         fields.append(field)
         path = "".join(f".{shown_value(part)[1:-1]}" for part in loc[len(at) :])  # a JSON key
         messages.append(f"{field}{path}{source}: {message}")

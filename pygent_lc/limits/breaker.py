@@ -130,7 +130,7 @@ class BreakerRecord:
 
 
 class BreakerRecords(dict[str, BreakerRecord]):
-    """The twin: its methods are the Lua functions of the same names."""
+    # The twin: its methods are the Lua functions of the same names.
 
     def check(self, key: str, now: float, cooldown: float) -> tuple[str, float, int, str]:
         r = self.get(key) or BreakerRecord()
@@ -227,8 +227,7 @@ _NOT_THE_PROVIDERS = (CircuitOpenError, LocalRateLimitError)  # raised before an
 
 
 class CircuitBreaker:
-    """One provider's circuit in a state store under :attr:`key` (by default its own store,
-    on ``clock``); a threshold or cooldown of 0 disables it."""
+    """One provider's circuit (by default in its own store); threshold or cooldown 0: off."""
 
     def __init__(
         self,
@@ -272,7 +271,6 @@ class CircuitBreaker:
     def outcome(
         self, admission: BreakerAdmission, error: BaseException | None
     ) -> BreakerOutcome | None:
-        """What to record for a call that ended with ``error`` (None: it answered)."""
         if not self.enabled:
             return None
         if error is None or (
@@ -319,5 +317,4 @@ _LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 
 
 def live_breakers() -> list[CircuitBreaker]:
-    """Every breaker still in use in this process (for telemetry)."""
     return list(_LIVE)

@@ -9,7 +9,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, InvalidInputError
 from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, number, rows
@@ -191,7 +191,6 @@ class Ledgers:
         return found
 
     def settle(self, held: BudgetReservation, cost: float) -> None:
-        """``ledger_settle``."""
         b = self.bucket(held.key, held.window_s, held.bucket)
         if held.hold_id in b.holds:
             b.drop(held.hold_id)
@@ -201,7 +200,6 @@ class Ledgers:
 
 
 def check_spec(spec: BudgetSpec) -> None:
-    """``ConfigurationError`` for a window under 1 s, or a limit or bound that is no amount."""
     if spec.window_s is not None and spec.window_s < 1:
         raise ConfigurationError(
             f"budget window of {spec.key!r} must be >= 1 s, got {spec.window_s}",
@@ -221,7 +219,7 @@ def check_spec(spec: BudgetSpec) -> None:
 
 
 def check_cost(cost_usd: float) -> None:
-    """``InvalidInputError`` unless a finite amount >= 0 (Lua's ``tonumber`` reads NaN as nil)."""
+    """Refuses NaN too: Lua's ``tonumber`` reads it as nil."""
     if not 0.0 <= cost_usd < math.inf:
         raise InvalidInputError(f"a call's cost must be a finite amount >= 0, got {cost_usd!r}")
 
@@ -265,19 +263,9 @@ FIRST_WAIT_S = 0.02  # polls of a waiting caller: short at first, as the first c
 MAX_WAIT_S = 0.1  # then no more often than this, as each poll is a store round trip
 
 
-class PricedModel(Protocol):
-    """List prices (the OpenRouter catalog's ``ModelInfo``; maybe ``max_completion_tokens``,
-    ``context_length``)."""
-
-    def estimate_cost(self, input_tokens: int, output_tokens: int) -> float: ...
-
-
-def estimator_from_prices(
-    model: PricedModel, default_output_tokens: int | None = None
-) -> CostEstimator:
-    """The most a call can cost at ``model``'s list prices (a bound, not a guess): one
-    prompt token per UTF-8 byte (none is shorter), and ``max_tokens``, else
-    ``default_output_tokens``, the model's ``max_completion_tokens`` or context length."""
+def estimator_from_prices(model: Any, default_output_tokens: int | None = None) -> CostEstimator:
+    """A bound at ``model``'s list prices (an OpenRouter ``ModelInfo``): a prompt token per
+    UTF-8 byte, and ``max_tokens``, else the default, the model's maximum or its context."""
     context = _positive_int(getattr(model, "context_length", None))
     model_output = _positive_int(getattr(model, "max_completion_tokens", None))
 
@@ -288,7 +276,7 @@ def estimator_from_prices(
         input_tokens = len(prompt.encode("utf-8")) + PROMPT_OVERHEAD_TOKENS
         if context is not None:
             input_tokens = min(input_tokens, context)
-        return model.estimate_cost(input_tokens, output_tokens)
+        return float(model.estimate_cost(input_tokens, output_tokens))
 
     return estimate
 
@@ -298,9 +286,8 @@ def _positive_int(value: object) -> int | None:
 
 
 class SpendMeter:
-    """Each call's cost as what a running total grew by since the last reading: overlapping
-    calls' own before/after differences would count each other's cost; these deltas add up
-    to the real spend. A total that is not finite is not read."""
+    """Each call's cost as what a running total grew by since the last reading (overlapping
+    calls' own before/after differences would count each other's cost)."""
 
     def __init__(self, total: Callable[[], float]) -> None:
         self._total = total
@@ -317,12 +304,9 @@ class SpendMeter:
 
 
 class CostBudget:
-    """A spending limit: ``max_cost_usd`` in total, or per ``window_s`` (e.g. 3600, 86400),
-    given to a chain or a backend (docs/limits.md). Calls with a bound (``estimator``) run
-    together within the limit; without one, one at a time, the others polling the store
-    for at most ``max_wait_s``. ``store`` None: a private ``MemoryStore``, unless a policy
-    lends its own; budgets on one store with the same ``key`` are one limit. ``spent`` (a
-    usage tracker's total) measures a call's cost where its caller does not give it."""
+    """A spending limit, in total or per ``window_s`` (docs/limits.md): calls with a bound
+    (``estimator``) run together, others one at a time (the rest poll up to ``max_wait_s``).
+    Budgets with one ``key`` on one store are one limit; ``spent`` measures uncosted calls."""
 
     def __init__(
         self,
@@ -353,7 +337,7 @@ class CostBudget:
         return self.store.run(ReadBudget(self.key, self.window_s, self.store.clock()))
 
     def spec(self, prompt: str, max_tokens: int | None, samples: int = 1) -> BudgetSpec:
-        """This budget's part of one call's plan; ``samples`` completions reserve as many bounds."""
+        """``samples`` completions reserve as many bounds."""
         bound = None if self.estimator is None else self.estimator(prompt, max_tokens)
         if bound is not None:
             bound *= max(1, samples)
@@ -372,5 +356,4 @@ class CostBudget:
         return min(MAX_WAIT_S, FIRST_WAIT_S * 1.5**attempt)
 
     def measure(self) -> float:
-        """What ``spent`` grew by since the last measurement (0 without ``spent``)."""
         return 0.0 if self._meter is None else self._meter()

@@ -1,7 +1,5 @@
-"""A provider call's two steps, one round trip each: :class:`CallPlan` (budgets, breaker,
-rate limits; all or nothing) before it, :class:`CallEnd` (settlements, usage, the breaker's
-outcome) after it, made of the limits' own Lua functions and twins. :class:`Hold` and
-:class:`HeldStream` are a budget's two steps for a caller that is no policy."""
+"""A provider call's two steps, one round trip each: :class:`CallPlan` before it (all or
+nothing), :class:`CallEnd` after it; :class:`Hold` and :class:`HeldStream` for a non-policy."""
 
 from __future__ import annotations
 
@@ -31,9 +29,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class CallStart:
-    """Allowed (the breaker's admission, the reservations in plan order), or ``refused_by``
-    the breaker, a budget or a rate limit (``rate_wait_s`` until ``rate_key`` frees a slot).
-    ``now``: the time decided at (maybe later than the caller's clock)."""
+    """Allowed, or ``refused_by`` one part; ``now``: the time decided at (maybe later than
+    the caller's clock, see :mod:`~pygent_lc.limits.rate`)."""
 
     allowed: bool
     refused_by: Literal["breaker", "budget", "rate"] | None = None
@@ -149,10 +146,8 @@ return 0
 
 @dataclass(frozen=True, slots=True)
 class CallPlan(Step[CallStart]):
-    """Checked before one call, all or nothing: budgets, breaker, rate limits (a refusal
-    takes nothing). Keys should differ between a plan's rate limits, and between its budgets.
-    :meth:`step` sets the time and the ids the client chooses: the probe's, one rate-log
-    entry per rate limit (``members``), one hold per budget (``holds``)."""
+    """Budgets, breaker, rate limits: a refusal takes nothing. Keys should differ between a
+    plan's rate limits, and between its budgets; :meth:`step` picks the time and the ids."""
 
     lua: ClassVar[str] = BEGIN_LUA
     breaker: BreakerSpec | None = None
@@ -200,7 +195,6 @@ class CallPlan(Step[CallStart]):
         return [*keys, writable_key(prefix)], [*args, WRITABLE_TTL_MS]
 
     def decode(self, reply: Any) -> CallStart:
-        """The answer from the script's reply, or the twin's (the same, in Python values)."""
         status, budgets, found, wait, index, now = (
             reply if isinstance(reply, tuple) else json_rows(reply)
         )
@@ -271,8 +265,6 @@ class CallPlan(Step[CallStart]):
 
 @dataclass(frozen=True, slots=True)
 class CallEnd(Step[CallEnded]):
-    """Everything recorded after one provider call, in one atomic step."""
-
     lua: ClassVar[str] = END_LUA
     after_call: ClassVar[bool] = True
     breaker: BreakerOutcome | None = None
@@ -332,8 +324,6 @@ class CallEnd(Step[CallEnded]):
         return CallEnded()
 
 
-# -- a budget's two steps for a caller that is no policy (a backend, a ToT search) ---------
-
 # The holds whose call this thread or task is making (maybe given back since).
 _holds: ContextVar[tuple[Hold, ...]] = ContextVar("budget_holds", default=())
 _releasing = threading.Lock()
@@ -350,9 +340,8 @@ def budget_wait(
     *,
     blocking: bool = False,
 ) -> float:
-    """Seconds to wait (jittered) before asking again after ``budget`` refused;
-    ``BudgetExceededError`` when it is spent, when the call waited for is this thread's or
-    task's own, and when a ``blocking`` wait would stop this thread's running event loop."""
+    """Jittered seconds to wait after ``budget`` refused; ``BudgetExceededError`` when it is
+    spent, or waiting would deadlock (our own call, or a ``blocking`` wait on a running loop)."""
     if not refusal.wait:
         raise budget.exceeded(refusal)
     if any(hold.holds(store, refusal.key, unknown_cost=True) for hold in _holds.get()):
@@ -377,16 +366,13 @@ def _loop_running_here() -> bool:
 
 
 def reserved_here(store: StateStore, key: str) -> bool:
-    """Whether this thread or task holds a reservation on ``key`` of ``store``: a call made
-    inside it is the same call (a backend's budget given to its chain too)."""
+    """Whether this thread or task holds ``key`` of ``store`` (a call inside is the same one)."""
     return any(hold.holds(store, key) for hold in _holds.get())
 
 
 class Hold:
-    """One call's reservation on ``budget`` (none when None), taken by ``with`` or ``async
-    with``; a call told to wait polls the store. Settled on leaving or by :meth:`release` /
-    :meth:`arelease` (any thread; the first settles), with the cost given to :meth:`settle`,
-    else ``measure()`` (default: the budget's ``measure``)."""
+    """One call's reservation on ``budget`` (none when None), taken by ``(async) with``,
+    settled once on leaving or :meth:`release` with :meth:`settle`'s cost, else ``measure()``."""
 
     def __init__(
         self,
@@ -412,7 +398,6 @@ class Hold:
         return self._reservation is not None
 
     def holds(self, store: StateStore, key: str, *, unknown_cost: bool = False) -> bool:
-        """Whether this is a call in flight on ``key`` of ``store`` (of unknown cost?)."""
         held, owner = self._reservation, self._budget
         return (
             held is not None
@@ -427,7 +412,6 @@ class Hold:
         _holds.set((*others, self) if entered else others)
 
     def settle(self, cost_usd: float) -> None:
-        """The call's real cost (``InvalidInputError`` unless a finite amount >= 0)."""
         budget.check_cost(cost_usd)
         self._cost = cost_usd
 
@@ -448,7 +432,7 @@ class Hold:
             tries += 1
 
     async def _abegin(self, store: StateStore, plan: CallPlan) -> CallStart:
-        """``abegin_call``, giving the reservation back if the caller is cancelled meanwhile."""
+        """Gives the reservation back if the caller is cancelled meanwhile."""
         begun = asyncio.ensure_future(store.abegin_call(plan))
         try:
             return await asyncio.shield(begun)
@@ -463,8 +447,7 @@ class Hold:
             raise
 
     def _verdict(self, start: CallStart, tries: int, blocking: bool = False) -> float:
-        """0 once admitted; else seconds to wait before asking again (or raise, also once
-        the wait would pass the budget's ``max_wait_s``)."""
+        """0 once admitted; else seconds to wait (or raise, also past ``max_wait_s``)."""
         budget = self._budget
         assert budget is not None
         if start.allowed:
@@ -489,9 +472,7 @@ class Hold:
         return wait
 
     def _check_loop_runs(self, budget: CostBudget) -> None:
-        """``BudgetExceededError`` when the call waited for is this process's, on an event
-        loop that has not run for :data:`STALL_S`: its thread is blocked, maybe until this
-        one ends (a task joining it)."""
+        """Raise when the call waited for runs on this process's loop, stalled for STALL_S."""
         with _releasing:
             holder = next(
                 (h for h in _on_loops if h.holds(budget.store, budget.key, unknown_cost=True)), None
@@ -518,7 +499,6 @@ class Hold:
         await self.arelease()
 
     def _end(self) -> tuple[StateStore, CallEnd] | None:
-        """The step that gives the reservation back (once: None afterwards)."""
         with _releasing:
             reservation, self._reservation = self._reservation, None
             _on_loops.discard(self)
@@ -529,22 +509,19 @@ class Hold:
         return self._budget.store, CallEnd(settlements=(Settlement(reservation, cost),))
 
     def release(self) -> None:
-        """Settle the call's cost and give the reservation back (once)."""
         if (ending := self._end()) is not None:
             ending[0].end_call(ending[1])
 
     async def arelease(self) -> None:
-        """:meth:`release` that completes even if the caller is cancelled."""
+        """Completes even if the caller is cancelled."""
         if (ending := self._end()) is not None:
             await asyncio.shield(ending[0].aend_call(ending[1]))
 
 
 class HeldStream(AsyncIterator[T]):
-    """An async iterator holding a budget reservation while it is read: ``start`` (on the
-    first ``__anext__``) gives the stream and its taken hold, released when the stream
-    ends, on :meth:`aclose`, and when this object is dropped (``break``; an async generator
-    would be finalized only later by its loop): from a thread, as a finalizer may run
-    anywhere (inside the store's lock too)."""
+    """A stream holding a budget reservation (``start`` gives both) until it ends, is closed
+    or dropped (not an async generator: its loop finalizes it late); the finalizer releases
+    from a thread, as it may run anywhere (inside the store's lock too)."""
 
     def __init__(self, start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]]) -> None:
         self._start: Callable[[], Awaitable[tuple[AsyncIterator[T], Hold]]] | None = start
@@ -575,7 +552,6 @@ class HeldStream(AsyncIterator[T]):
             raise
 
     async def aclose(self) -> None:
-        """Release the reservation and close the underlying stream."""
         self._start = None
         if self._hold is not None:
             await self._hold.arelease()

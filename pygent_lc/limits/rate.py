@@ -109,7 +109,7 @@ class RateLog:
 
 
 class RateLogs(dict[str, RateLog]):
-    """The twin: its methods are the Lua functions of the same names."""
+    # The twin: its methods are the Lua functions of the same names.
 
     def time(self, key: str, now: float) -> float:
         log = self.get(key)
@@ -132,7 +132,6 @@ def rate_keys(prefix: str, key: str) -> list[str]:
 
 
 def check_spec(spec: RateSpec) -> None:
-    """``ConfigurationError`` unless the limit is at least 1 call per positive period."""
     if spec.limit < 1 or not spec.period_s > 0:
         raise ConfigurationError(
             f"rate limit of {spec.key!r} needs limit >= 1 and period_s > 0, "

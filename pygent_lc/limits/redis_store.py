@@ -135,7 +135,6 @@ class RedisStore(StateStore):
             return entry
 
     def clear(self) -> None:
-        """Delete every key under the prefix (``SCAN`` + ``UNLINK``, in batches)."""
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
         keys = self._sync.scan_iter(match=pattern, count=SCAN_BATCH)
         while batch := list(itertools.islice(keys, SCAN_BATCH)):

@@ -39,15 +39,13 @@ class Step(abc.ABC, Generic[T_co]):
     """Records a provider call: it was paid for, so any error of the shared store falls back."""
 
     @abc.abstractmethod
-    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
-        """The script's ``KEYS`` (under ``prefix``) and ``ARGV``."""
+    def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]: ...
 
     def decode(self, reply: Any) -> T_co:
         return cast(T_co, reply)
 
     @abc.abstractmethod
-    def local(self, state: MemoryState) -> T_co:
-        """The same answer, from in-process state."""
+    def local(self, state: MemoryState) -> T_co: ...
 
 
 def number(value: Any) -> float:

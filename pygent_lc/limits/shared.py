@@ -32,8 +32,7 @@ def open_store(
     retry_after_s: float = RETRY_AFTER_S,
     max_retry_after_s: float = MAX_RETRY_AFTER_S,
 ) -> StateStore:
-    """A :class:`MemoryStore` for none or ``"memory"``; a ``RedisStore`` behind a
-    :class:`ResilientStore` for ``redis://``, ``rediss://``, ``unix://`` (not connected yet)."""
+    """A ``RedisStore`` behind a :class:`ResilientStore` (not connected yet), or memory."""
     if url is None or url.strip() in MEMORY_URLS:
         return MemoryStore(prefix=prefix, clock=clock)
     shown = redact_url(url)

@@ -30,14 +30,12 @@ WRITABLE_TTL_MS = 60_000
 
 
 def writable_key(prefix: str) -> str:
-    """Written first before a call: a Redis that takes no writes says so before it is paid."""
+    # Written first before a call: a Redis that takes no writes says so before it is paid.
     return f"{prefix}writable"
 
 
 @dataclass(frozen=True, slots=True)
 class Writable(Step[None]):
-    """Only the write that opens the step before a call."""
-
     lua: ClassVar[str] = "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])"
 
     def redis_args(self, prefix: str) -> tuple[list[str], list[Arg]]:
@@ -59,15 +57,13 @@ class StateStore(abc.ABC):
         self.clock = clock
 
     @abc.abstractmethod
-    def run(self, step: Step[T]) -> T:
-        """Run one atomic step and return its answer."""
+    def run(self, step: Step[T]) -> T: ...
 
     async def arun(self, step: Step[T]) -> T:
         return self.run(step)  # in memory: it never waits on I/O
 
     @abc.abstractmethod
-    def clear(self) -> None:
-        """Forget everything under this store's prefix."""
+    def clear(self) -> None: ...
 
     async def aclear(self) -> None:
         self.clear()  # a reset, not a call's step: blocking briefly is fine
@@ -79,7 +75,6 @@ class StateStore(abc.ABC):
         self.close()
 
     def begin_call(self, plan: Request[T]) -> T:
-        """A ``CallPlan`` (or, as ``end_call``, a ``CallEnd``) in one round trip."""
         return self.run(plan.step(self.clock()))
 
     async def abegin_call(self, plan: Request[T]) -> T:
@@ -196,8 +191,7 @@ class ResilientStore(StateStore):
         return self.fallback.run(op)
 
     def _skip_primary(self, op: Step[T]) -> bool:
-        """Whether to answer from memory: while down, reads stay there (this process's
-        limits are in memory); past the backoff, the first writer tries Redis."""
+        """While down, reads stay in memory; past the backoff, the first writer tries Redis."""
         if self.outage is None:
             return False
         if type(op).reads_only:
@@ -211,7 +205,6 @@ class ResilientStore(StateStore):
             return True
 
     def _failed(self, op: Step[Any] | None, error: Exception) -> None:
-        """Go down for an outage (any error, in the step after a call); raise a bug."""
         outage = self.outage_in(error)
         if outage is None and op is not None and type(op).after_call:
             outage = replace(AFTER_CALL_FAILED, error=_summary(error))

@@ -1,7 +1,6 @@
-"""Usage per (provider, model), read back as :class:`UsageSummary`: :class:`UsageTracker`
-totals one process's requests; :class:`CallMeter` measures one call for the store. In Redis:
-a hash of counters per pair (doubles, exact below 2**53), a list of the last latencies (the
-p95), a set of the pairs."""
+"""Usage per (provider, model): :class:`UsageTracker` in one process, :class:`CallMeter` per
+call for the store. In Redis: a hash of counters per pair (doubles, exact below 2**53), a list
+of the last latencies (the p95), a set of the pairs."""
 
 from __future__ import annotations
 
@@ -52,8 +51,6 @@ class UsageBucket(NamedTuple):
 
 
 class UsageBuckets(dict[tuple[str, str], UsageBucket]):
-    """The twin of each pair's counters and latencies."""
-
     def add(self, meter: CallMeter) -> None:
         pair = (meter.provider, meter.model)
         if pair not in self:
@@ -74,7 +71,7 @@ def row(
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile (the value at or above ``fraction`` of the samples; 0 with none)."""
+    """Nearest-rank (0 with no samples)."""
     if not values:
         return 0.0
     ordered = sorted(values)
@@ -107,8 +104,6 @@ def usage_keys(prefix: str, provider: str, model: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class UsageRows(Step[list[UsageSummary]]):
-    """Every (provider, model) row, sorted."""
-
     lua: ClassVar[str] = (
         LUA_PRELUDE
         + USAGE_LUA
@@ -185,8 +180,8 @@ class UsageTracker(BaseCallbackHandler):
         *,
         failed: bool = False,
     ) -> None:
-        """One request that answered ``reply`` (a stream's chunks added up) or ``failed``: what a
-        policy counts for each attempt when its calls carry this tracker (:func:`feeding`)."""
+        """One request that answered ``reply`` (a stream's chunks added up) or ``failed``: a
+        policy's attempt when its calls carry this tracker (:func:`feeding`)."""
         self._add(provider, model, latency_s, [] if failed or reply is None else [reply], failed)
 
     def _add(
@@ -237,8 +232,7 @@ def message_usage(message: BaseMessage) -> UsageTotals:
 
 
 def plausible_usd(value: object) -> float | None:
-    """``value`` in USD; 0.0 when absent (Ollama reports none); None unless a number from 0
-    to :data:`MAX_PLAUSIBLE_COST_USD`."""
+    """USD; 0.0 when absent (Ollama reports none); None unless 0 to MAX_PLAUSIBLE_COST_USD."""
     if value is None:
         return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -273,15 +267,15 @@ def _warn_fault(message: BaseMessage, cost: object, discount: object) -> None:
 
 
 def _shown(value: object) -> float:
-    """A number to log (never the reply's raw text): NaN when it is not one."""
+    """Never the reply's raw text: NaN when it is no number."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return 0.0 if value is None else math.nan
 
 
 class CallMeter(BaseCallbackHandler):
-    """One provider call's usage (its attempts), for the step after it once :meth:`record`
-    ends it: fed each reply or chunk by the policy, or a callback over structured output."""
+    """One provider call's usage (its attempts) for the step after it, fed each reply or
+    chunk by the policy, or as a callback over structured output."""
 
     run_inline = True
 

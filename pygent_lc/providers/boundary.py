@@ -1,11 +1,6 @@
-"""The provider boundary: where raw SDK exceptions become typed errors, once.
-
-:class:`ProviderBoundary` is mixed in front of a stock LangChain chat model and wraps
-the four methods every ``BaseChatModel`` implements, so callbacks, retries and
-fallbacks only see :mod:`pygent_lc.errors`, and replies that are no answer (empty, or
-a stream that ends unfinished) are rejected. How secrets are kept out of errors and
-tracebacks: ARCHITECTURE.md, "The key never leaves SecretStr".
-"""
+"""The provider boundary: where raw SDK exceptions become typed errors, once, and replies
+that are no answer (empty, or a stream that ends unfinished) are rejected. How secrets
+are kept out: ARCHITECTURE.md, "The key never leaves SecretStr"."""
 
 from __future__ import annotations
 
@@ -31,6 +26,11 @@ from pygent_lc.providers.forced_tools import as_chunk
 from pygent_lc.providers.http import ProviderHttp
 from pygent_lc.providers.text import StreamText, clean_result
 
+Messages = list[BaseMessage]
+Stop = list[str] | None
+SyncRun = CallbackManagerForLLMRun | None
+AsyncRun = AsyncCallbackManagerForLLMRun | None
+
 
 @dataclass(frozen=True)
 class ChatRequest:
@@ -38,33 +38,24 @@ class ChatRequest:
 
     messages: list[BaseMessage]
     kwargs: dict[str, Any]
-    finish: Callable[[ChatResult], ChatResult] | None = None
-    """For a call served whole, never streamed: what becomes of its reply (a stream
-    gets the finished reply as one final chunk)."""
+    finish: Callable[[ChatResult], ChatResult] | None = None  # served whole, never streamed
 
     def reply(self, result: ChatResult) -> ChatResult:
         return result if self.finish is None else self.finish(result)
 
 
 class ProviderBoundary(BaseChatModel):
-    """Mixin: typed errors, empty and incomplete replies rejected, secrets kept out.
+    """Mixin in front of a LangChain chat model. A provider adapts calls with :meth:`_request`
+    (rewrite one, or have it served whole) and the slots held around each request."""
 
-    A provider adapts its calls here rather than wrapping the four methods again:
-    :meth:`_request` may rewrite a call (or have it served whole), and
-    :meth:`_call_slot` / :meth:`_acall_slot` are held around each request.
-    """
-
-    provider_label: str = "provider"
-    """Name used in errors, usage summaries and LangSmith params (``ls_provider``)."""
-
+    provider_label: str = "provider"  # in errors, usage summaries and ``ls_provider``
+    # The HTTP clients' transport, when this package built them (closed by ``aclose``).
     http_pools: ProviderHttp | None = Field(default=None, exclude=True, repr=False)
-    """The HTTP clients' connection pools, when this package built them (closed by ``aclose``)."""
 
     def _model_label(self) -> str | None:
         return getattr(self, "model_name", None) or getattr(self, "model", None)
 
-    def _secrets(self) -> Sequence[str]:
-        """Values that must never appear in an error message."""
+    def _secrets(self) -> Sequence[str]:  # never in an error message
         return ()
 
     def _check_ready(self) -> None:
@@ -87,9 +78,8 @@ class ProviderBoundary(BaseChatModel):
         typed = map_exception(exc, provider=self.provider_label, model=self._model_label())
         if typed is None:
             return exc
-        interrupted = isinstance(typed, ProviderError) and partial_text
-        if interrupted and not isinstance(typed, StreamInterruptedError):
-            assert isinstance(typed, ProviderError)
+        interrupted = partial_text and not isinstance(typed, StreamInterruptedError)
+        if interrupted and isinstance(typed, ProviderError):
             typed = StreamInterruptedError(
                 f"stream interrupted after {len(partial_text)} characters: {typed.message}",
                 partial_text=partial_text,
@@ -99,17 +89,14 @@ class ProviderBoundary(BaseChatModel):
             )
         _scrub(typed, self._secrets())
         if typed is exc:
-            # Raised by our own parsing code, whose frames hold the reply body
-            # (which may echo the key): the traceback restarts at the boundary.
+            # Raised by our parsing code, whose frames hold the reply (perhaps the key): cut them.
             typed.__context__ = None
             return typed.with_traceback(None)
-        # The raw error keeps its request (the key in its headers), perhaps an echo
-        # of the key: chained only when nothing it holds shows a secret.
+        # The raw error holds its request (the key in its headers): chained only if no secret shows.
         typed.__cause__ = None if holds_secret(exc, self._secrets()) else exc
         return typed
 
     def _empty(self, finish_reason: object) -> ProviderUnavailableError:
-        """An empty completion: the provider failed to answer (the chain falls back)."""
         return ProviderUnavailableError(
             f"the model returned an empty reply (finish_reason={finish_reason!r})",
             provider=self.provider_label,
@@ -118,7 +105,6 @@ class ProviderBoundary(BaseChatModel):
         )
 
     def _answered(self, result: ChatResult) -> ChatResult:
-        """``result`` with encodable text (:mod:`pygent_lc.providers.text`), if it is an answer."""
         result = clean_result(result)
         if any(_has_content(generation.message) for generation in result.generations):
             return result
@@ -130,11 +116,7 @@ class ProviderBoundary(BaseChatModel):
         return self._request(messages, kwargs)
 
     def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: SyncRun = None, **kwargs: Any
     ) -> ChatResult:
         request = self._prepared(messages, kwargs)
         with self._call_slot():
@@ -147,11 +129,7 @@ class ProviderBoundary(BaseChatModel):
         raise failure
 
     async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: AsyncRun = None, **kwargs: Any
     ) -> ChatResult:
         request = self._prepared(messages, kwargs)
         async with self._acall_slot():
@@ -166,11 +144,7 @@ class ProviderBoundary(BaseChatModel):
         raise failure
 
     def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: SyncRun = None, **kwargs: Any
     ) -> Iterator[ChatGenerationChunk]:
         request = self._prepared(messages, kwargs)
         if request.finish is not None:
@@ -190,11 +164,7 @@ class ProviderBoundary(BaseChatModel):
         watch.raise_unless_complete()
 
     async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: AsyncRun = None, **kwargs: Any
     ) -> AsyncIterator[ChatGenerationChunk]:
         request = self._prepared(messages, kwargs)
         if request.finish is not None:
@@ -206,9 +176,8 @@ class ProviderBoundary(BaseChatModel):
         watch = _ReplyWatch(self)
         async with self._acall_slot():
             try:
-                async for chunk in super()._astream(
-                    request.messages, stop, run_manager, **request.kwargs
-                ):
+                chunks = super()._astream(request.messages, stop, run_manager, **request.kwargs)
+                async for chunk in chunks:
                     for ready in watch.accept(chunk):
                         yield ready
                 for ready in watch.leftover():
@@ -217,26 +186,19 @@ class ProviderBoundary(BaseChatModel):
                 watch.failure = self._typed(exc, watch.text)
         watch.raise_unless_complete()
 
-    def close(self) -> None:
-        """Release the pooled connections of sync calls (the model stays usable)."""
+    def close(self) -> None:  # the model stays usable
         if self.http_pools is not None:
             self.http_pools.close()
 
     async def aclose(self) -> None:
-        """Release pooled connections, the running event loop's included."""
         if self.http_pools is not None:
             await self.http_pools.aclose()
 
 
 class _ReplyWatch:
-    """Follows one stream: its text (made encodable), whether it finished, whether it
-    said anything, and the typed error it failed with (raised later, outside the
-    ``except`` block, so the raw error is not its context).
-
-    Chunks without content (the role chunk, keep-alives) are held back until the
-    first chunk with content, so a reply that turns out empty raises before anything
-    was delivered, and the chain can still fall back.
-    """
+    """Follows one stream; its ``failure`` is raised outside the ``except`` block (so the
+    raw error is not its context). Chunks without content (role chunk, keep-alives) are
+    held back until one has some: an empty reply raises before anything was delivered."""
 
     def __init__(self, model: ProviderBoundary) -> None:
         self._model = model
@@ -253,10 +215,8 @@ class _ReplyWatch:
         return "".join(self._parts)
 
     def accept(self, chunk: ChatGenerationChunk) -> list[ChatGenerationChunk]:
-        """The chunks to deliver now that ``chunk`` arrived."""
         chunk = self._text.accept(chunk)
-        # Chunks merge by concatenating strings, and llama.cpp repeats a tool call's
-        # name in every chunk of it ("addaddadd"): the name stays on its first chunk.
+        # llama.cpp repeats a call's name in each of its chunks, which merge to "addadd...".
         for fragment in getattr(chunk.message, "tool_call_chunks", None) or ():
             name = fragment.get("name")
             if name and self._tool_names.get(fragment.get("index")) == name:
@@ -276,8 +236,7 @@ class _ReplyWatch:
         self._parts.extend(held.text for held in ready)
         return ready
 
-    def leftover(self) -> list[ChatGenerationChunk]:
-        """The chunks to deliver once the stream has ended: half a pair still held back."""
+    def leftover(self) -> list[ChatGenerationChunk]:  # half a pair held back at the end
         last = self._text.leftover()
         return [] if last is None else self.accept(last)
 
@@ -312,7 +271,6 @@ def _has_content(message: BaseMessage) -> bool:
 
 
 def _scrub(error: Exception, secrets: Sequence[str]) -> None:
-    """Remove every secret from a typed error's message, in place."""
     if not isinstance(error, ProviderError | InvalidInputError) or not error.args:
         return
     message = cleaned = str(error.args[0])
@@ -322,6 +280,3 @@ def _scrub(error: Exception, secrets: Sequence[str]) -> None:
         error.args = (cleaned,)
         if hasattr(error, "message"):
             error.message = cleaned
-
-
-__all__ = ["ChatRequest", "ProviderBoundary"]

@@ -1,12 +1,7 @@
-"""Prompt-cache breakpoints: how a cacheable prompt prefix is marked, and who keeps the mark.
-
-A prefix that is the same on every call (few-shot examples, a long problem) is sent
-as one user message of two text blocks, the first with LangChain's (and Anthropic's)
-``cache_control`` marker. OpenRouter keeps it for the models that cache only at
-explicit breakpoints (Anthropic, Gemini); its other models, Ollama and llama.cpp
-reuse a repeated prefix by themselves and get the plain text: the blocks joined
-without a separator, byte-identical to the unsplit prompt.
-"""
+"""Prompt-cache breakpoints: a cacheable prefix is the first text block of one user message,
+marked with ``cache_control``. OpenRouter keeps the mark for models that cache only at
+breakpoints (Anthropic, Gemini); every other server gets the blocks joined, byte-identical
+to the unsplit prompt, and reuses a repeated prefix by itself."""
 
 from __future__ import annotations
 
@@ -18,8 +13,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 #: The marker on a cacheable text block (Anthropic's only type; OpenRouter passes it on).
 CACHE_CONTROL: dict[str, str] = {"type": "ephemeral"}
 
-# OpenRouter model ids (minus a leading ``~`` of the "latest" aliases) whose
-# upstreams cache only where a breakpoint says so.
+# OpenRouter model ids (minus a ``~`` of the "latest" aliases) that cache only at breakpoints.
 _EXPLICIT_BREAKPOINT_MODELS = ("anthropic/", "google/gemini")
 
 
@@ -35,7 +29,6 @@ def cached_prefix_message(prefix: str, rest: str) -> HumanMessage:
 
 
 def needs_explicit_breakpoints(models: Iterable[str]) -> bool:
-    """Whether any of these OpenRouter model ids caches only at marked breakpoints."""
     return any(
         model.strip().lstrip("~").lower().startswith(_EXPLICIT_BREAKPOINT_MODELS)
         for model in models
@@ -55,20 +48,17 @@ def without_cache_markers(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     one string; other blocks (images) stay, unmarked; unmarked messages are untouched."""
     plain: list[BaseMessage] = []
     for message in messages:
-        content = message.content
-        blocks = content if isinstance(content, list) else []
-        if not any(isinstance(block, dict) and "cache_control" in block for block in blocks):
-            plain.append(message)
-            continue
-        texts = [_text_of(block) for block in content]
-        if all(text is not None for text in texts):
-            new_content: str | list[str | dict[str, Any]] = "".join(t for t in texts if t)
-        else:
-            new_content = [
-                {k: v for k, v in block.items() if k != "cache_control"}
-                if isinstance(block, dict)
-                else block
-                for block in content
-            ]
-        plain.append(message.model_copy(update={"content": new_content}))
+        blocks = message.content if isinstance(message.content, list) else []
+        if any(isinstance(block, dict) and "cache_control" in block for block in blocks):
+            texts = [_text_of(block) for block in blocks]
+            content: str | list[str | dict[str, Any]] = "".join(t for t in texts if t)
+            if None in texts:  # other blocks (images) stay, unmarked
+                content = [
+                    {k: v for k, v in b.items() if k != "cache_control"}
+                    if isinstance(b, dict)
+                    else b
+                    for b in blocks
+                ]
+            message = message.model_copy(update={"content": content})
+        plain.append(message)
     return plain

@@ -1,13 +1,6 @@
-"""Translate openai, httpx (and httpx2) and ollama exceptions into :mod:`pygent_lc.errors`.
-
-The only module that knows the SDKs' exception classes. Under ``ChatOpenAI``
-(openai 3.x) HTTP errors are ``openai.APIStatusError`` (402 and 408 as the bare
-class), a mid-stream error event is an ``openai.APIError`` with the error object as
-``body``, a transport failure an ``openai.APIConnectionError``; a failure while a
-body is read comes raw from the SDK's httpx library (``httpx2`` for openai >= 3,
-whose classes mirror httpx's). Ollama's client raises ``ollama.ResponseError``,
-``ConnectionError`` or raw ``httpx`` errors.
-"""
+"""openai, httpx (and httpx2) and ollama exceptions as :mod:`pygent_lc.errors`: the only module
+that knows them. A mid-stream error event is an ``openai.APIError`` (the error as ``body``);
+a failure while a body is read comes raw from the SDK's httpx library."""
 
 from __future__ import annotations
 
@@ -60,7 +53,6 @@ _UNRESOLVED = re.compile(
     re.IGNORECASE,
 )
 _HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-# The classes of a failure in each installed httpx library.
 _STATUS_ERRORS = tuple(lib.HTTPStatusError for lib in HTTPX_LIBS)
 _TIMEOUTS = tuple(lib.TimeoutException for lib in HTTPX_LIBS)
 _TRANSPORT_ERRORS = tuple(lib.TransportError for lib in HTTPX_LIBS)
@@ -84,7 +76,6 @@ def error_for_status(
     model: str | None,
     retry_after: float | None = None,
 ) -> ProviderError:
-    """The typed error for an HTTP status (or an error code inside a body)."""
     message = summarize_body(message)
     cls = _STATUS_CLASSES.get(status)
     unsupported = status in (400, 422, 500) and _UNSUPPORTED.search(message)
@@ -96,13 +87,9 @@ def error_for_status(
 
 
 def error_from_body(error: object, *, provider: str, model: str | None) -> ProviderError:
-    """The typed error for OpenRouter's ``{"code", "message", "metadata"}`` object,
-    inside a 200 body or as a mid-stream error event.
-
-    An upstream failed after OpenRouter accepted the request (invalid requests and
-    missing credits come with their own HTTP status), so it is a retryable
-    ``ProviderUnavailableError`` whatever the code says; the code is ``status_code``.
-    """
+    """The typed error for OpenRouter's ``{"code", "message", "metadata"}`` object in a 200
+    body or a mid-stream event: an upstream failed after OpenRouter accepted the request
+    (bad requests come with their own HTTP status), so it is retryable whatever the code."""
     code: int | None = None
     message = error if isinstance(error, str) and error else "provider returned an error"
     if isinstance(error, Mapping):
@@ -120,11 +107,8 @@ def error_from_body(error: object, *, provider: str, model: str | None) -> Provi
 def map_exception(
     exc: BaseException, *, provider: str, model: str | None
 ) -> ProviderError | InvalidInputError | None:
-    """The typed error for ``exc``, or ``None`` if it is not a provider failure.
-
-    A prompt that does not fit the model, or text that cannot be encoded, is the
-    caller's input, not the provider's failure.
-    """
+    """The typed error for ``exc``, or ``None`` if it is not a provider failure. A prompt
+    that does not fit, or text that cannot be encoded, is the caller's input error."""
     typed = _typed(exc, provider, model)
     if (
         isinstance(typed, ProviderError)
@@ -142,8 +126,7 @@ def _typed(
 ) -> ProviderError | InvalidInputError | None:
     if isinstance(exc, ProviderError | InvalidInputError):
         return exc
-    # Request text that cannot be encoded; a reply that cannot be decoded is the
-    # provider's malformed reply (below).
+    # Request text that cannot be encoded (a reply that cannot be decoded: malformed, below).
     if isinstance(exc, UnicodeError) and not isinstance(exc, UnicodeDecodeError):
         reason = getattr(exc, "reason", type(exc).__name__)
         return InvalidInputError(f"the request cannot be encoded as UTF-8 ({reason})")
@@ -151,11 +134,9 @@ def _typed(
     if isinstance(exc, (openai.APIStatusError, ollama.ResponseError, *_STATUS_ERRORS)):
         return _status_error(exc, where)
     if isinstance(exc, (openai.APITimeoutError, TimeoutError, *_TIMEOUTS)):
-        # "request timed out", with the deadline's own words when it was the deadline
-        timeouts = (e for e in _chain(exc) if isinstance(e, _TIMEOUTS) and "deadline" in str(e))
-        deadline = next(timeouts, None)
-        why = "request timed out" + ("" if deadline is None else f": {deadline}")
-        return ProviderUnavailableError(why, **where)
+        # With the deadline's own words when it was the deadline
+        words = [f": {e}" for e in _chain(exc) if isinstance(e, _TIMEOUTS) and "deadline" in str(e)]
+        return ProviderUnavailableError("request timed out" + "".join(words[:1]), **where)
     if isinstance(exc, (openai.APIConnectionError, ConnectionError, *_TRANSPORT_ERRORS)):
         return _connection_error(exc, where)
     if isinstance(exc, openai.APIError):  # an error event in the middle of a stream
@@ -172,13 +153,11 @@ def _typed(
 
 
 def _status_error(exc: BaseException, where: dict[str, Any]) -> ProviderError:
-    """An HTTP error status, as the openai SDK, the ollama client or httpx raised it."""
     if isinstance(exc, ollama.ResponseError):
         status = exc.status_code if exc.status_code > 0 else None
         if status is None and "not found" in exc.error:
             status = 404
-        # The client drops the response; its headers survive on the httpx error it
-        # was raised from (``from None`` keeps ``__context__``).
+        # The client drops the response; its headers survive on the httpx error in ``__context__``.
         http_error = exc.__context__
         response = http_error.response if isinstance(http_error, _STATUS_ERRORS) else None
         message = exc.error
@@ -214,8 +193,7 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _connection_error(exc: BaseException, where: dict[str, Any]) -> ProviderError:
-    """A refused connection, or a host name that does not resolve, is not retried:
-    nothing listens (or nothing is there), so fall over at once."""
+    """Not retried when refused or not resolved: nothing listens there, fall over at once."""
     chain = list(_chain(exc))
     if any(isinstance(e, socket.gaierror) or _UNRESOLVED.search(str(e)) for e in chain):
         what = "host name not found (DNS): check the host in the base URL"
@@ -246,26 +224,15 @@ def summarize_body(text: str, limit: int = 500) -> str:
 
 # What the walk of :func:`holds_secret` does not enter: code and namespaces (a
 # function's globals reach every module), frames (tracebacks are rendered, not walked).
-_NOT_DATA = (
-    type,
-    types.ModuleType,
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    types.MethodType,
-    types.CodeType,
-    types.FrameType,
-    types.TracebackType,
-)
+_CODE = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.CodeType)
+_NOT_DATA = (type, types.ModuleType, types.FrameType, types.TracebackType, *_CODE)
 _MAX_WALK = 50_000
 
 
 def holds_secret(root: object, secrets: Sequence[str]) -> bool:
-    """Whether any object ``root`` refers to, directly or not, contains one of ``secrets``.
-
-    Walks ``gc.get_referents`` (attributes, ``args``, causes, an SDK error's request
-    and response and their headers), whatever the SDKs call them. A graph too large
-    to walk counts as holding one: the caller then drops it.
-    """
+    """Whether anything ``root`` refers to (``gc.get_referents``: attributes, causes, an
+    SDK error's request and headers) contains one of ``secrets``; a graph too large to
+    walk counts as holding one."""
     texts = [secret for secret in secrets if secret]
     encoded = [text.encode() for text in texts]
     seen: set[int] = set()

@@ -1,25 +1,7 @@
-"""A Chat Completions call without the openai SDK's per-call typing, same request and reply.
-
-``BaseChatOpenAI`` sends a call through ``client.chat.completions.create``,
-which walks its ~40 typed parameters (``maybe_transform``) although
-LangChain's payload is already plain JSON, parses the reply into typed models
-(``construct_type``), and builds the ``ChatResult`` on a worker thread
-(``run_in_executor``). Together that is about 40% of a bare ``ChatOpenAI`` call.
-
-:class:`ChatCompletionsFastPath` sends the same payload through the client's
-public ``post`` (the SDK's headers, auth, timeouts, retries and error classes
-stay), reads the reply's JSON once, and builds the result inline. It applies
-only to what ``create`` would send unchanged: a plain-JSON payload, no
-``response_format`` (structured output's ``parse``) and no Responses API;
-anything else, or an SDK without what this relies on, takes the stock path.
-Async streams go the same way (``post`` with ``stream=True``, each event's JSON
-read once instead of typed and dumped again) unless response headers are
-asked for; their chunks go through langchain-openai's own per-chunk timeout
-(private, ``_astream_with_chunk_timeout``), so they end as the stock ones do.
-The request options are made by the SDK's own ``make_request_options``
-(private), as ``create`` makes them: tests compare both paths' requests on the
-wire, so a change there fails loudly.
-"""
+"""Plain Chat Completions calls (and async streams) sent through the openai client's public
+``post`` with the request options ``create`` would make, without the SDK's parameter
+transform, typed parse and executor hop (~40% of a bare ``ChatOpenAI`` call); any other
+call takes the stock path. Tests compare both paths' requests on the wire and results."""
 
 from __future__ import annotations
 
@@ -29,10 +11,12 @@ from types import MappingProxyType
 from typing import Any
 
 import openai
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
 from langchain_core.messages import AIMessageChunk, BaseMessage, BaseMessageChunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai.chat_models.base import BaseChatOpenAI
+
+from pygent_lc.providers.boundary import AsyncRun, Messages, Stop, SyncRun
 
 try:  # private to the openai SDK: the same helper ``create`` builds its options with
     from openai._base_client import make_request_options
@@ -51,9 +35,7 @@ try:  # langchain-openai >= 1.8: LangSmith gateway metadata from the reply's hea
         _add_gateway_metadata,
     )
 except ImportError:  # pragma: no cover - older langchain-openai has none
-
-    def _add_gateway_metadata(generation_info: dict[str, Any], raw_response: Any) -> None:
-        return None
+    _add_gateway_metadata = None  # type: ignore[assignment]
 
 
 #: Chat Completions ``create`` asks for bearer auth only (openai >= 3 has more kinds).
@@ -66,13 +48,13 @@ _SECURITY: dict[str, Any] = (
 
 
 def available() -> bool:
-    """Whether this openai SDK has what the fast path relies on."""
+    """Whether this openai SDK has what the fast path relies on (two private names)."""
     return make_request_options is not None and bool(RAW_RESPONSE_HEADER)
 
 
 def streams_available() -> bool:
     """Whether async streams can take the fast path too: langchain-openai's per-chunk
-    timeout found, or a langchain-openai without one (its stock stream has none either)."""
+    timeout found, or none to find (its stock stream has none either)."""
     return available() and (
         _astream_with_chunk_timeout is not None
         or "stream_chunk_timeout" not in BaseChatOpenAI.model_fields
@@ -80,8 +62,7 @@ def streams_available() -> bool:
 
 
 def is_plain_json(value: object) -> bool:
-    """Whether ``value`` is JSON as ``json.dumps`` writes it unchanged: what the SDK's
-    transform would pass through as it is."""
+    """Whether ``value`` is JSON ``json.dumps`` writes unchanged (the SDK's transform too)."""
     if value is None or isinstance(value, str | bool | int | float):
         return True
     if isinstance(value, dict):
@@ -96,9 +77,8 @@ _RAW_HEADERS: Mapping[str, str] = MappingProxyType({RAW_RESPONSE_HEADER: "true"}
 
 
 def _split(payload: dict[str, Any], *, raw: bool = True) -> tuple[dict[str, Any], Any]:
-    """The body and the request options, as ``create`` (``with_raw_response`` when
-    ``raw``) would make them from ``payload``, which becomes the body: its option
-    keys are taken out (it is built for this one call)."""
+    """The body (``payload`` itself, its option keys taken out) and the request options,
+    as ``create`` (``with_raw_response`` when ``raw``) would make them."""
     extra_headers = payload.pop("extra_headers", None)
     if raw:
         extra_headers = {**extra_headers, **_RAW_HEADERS} if extra_headers else _RAW_HEADERS
@@ -113,11 +93,8 @@ def _split(payload: dict[str, Any], *, raw: bool = True) -> tuple[dict[str, Any]
 
 
 class ChatCompletionsFastPath(BaseChatOpenAI):
-    """``BaseChatOpenAI`` whose plain calls skip the SDK's transform, typed parse and
-    executor hop (see the module's docstring); every other call is the stock one."""
-
     def _fast_payload(self, payload: dict[str, Any], *, stream: bool = False) -> bool:
-        """Whether ``payload`` goes the fast path: what ``create`` sends unchanged."""
+        """Whether ``payload`` is what ``create`` sends unchanged."""
         return (
             available()
             and bool(payload.get("stream")) is stream
@@ -126,57 +103,45 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
             and all(is_plain_json(v) for k, v in payload.items() if k != "timeout")
         )
 
-    def _payload_if_fast(
+    def _fast_request(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> dict[str, Any] | None:
-        """The call's payload when it goes the fast path, else None. A call given a
-        ``response_format`` (structured output, forced tools) is known to take the
-        stock path before its payload is built, so it is built once, by the stock path."""
+        """``post``'s arguments when the call goes the fast path, else None (a
+        ``response_format`` is known to take the stock path before its payload is built)."""
         if "response_format" in kwargs or not available():
             return None
         payload = self._get_request_payload(messages, stop=stop, **kwargs)
-        return payload if self._fast_payload(payload) else None
+        if not self._fast_payload(payload):
+            return None
+        body, options = _split(payload)
+        return {"cast_to": object, "body": body, "options": options}
 
     def _result_of(self, raw: Any) -> ChatResult:
-        """The ``ChatResult`` of a raw reply, built as the stock path builds it."""
         generation_info: dict[str, Any] = {}
         if self.include_response_headers:
             generation_info["headers"] = dict(raw.headers)
-        _add_gateway_metadata(generation_info, raw)
+        if _add_gateway_metadata is not None:
+            _add_gateway_metadata(generation_info, raw)
         content_type = raw.http_response.headers.get("content-type", "")
         # Not JSON: the SDK's own reading (text, or its error), as on the stock path.
         reply = raw.http_response.json() if "json" in content_type else raw.parse()
         return self._create_chat_result(reply, generation_info)
 
     def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: SyncRun = None, **kwargs: Any
     ) -> ChatResult:
-        payload = self._payload_if_fast(messages, stop, kwargs)
-        if payload is None or self.root_client is None:
+        request = self._fast_request(messages, stop, kwargs)
+        if request is None or self.root_client is None:
             return super()._generate(messages, stop, run_manager, **kwargs)
-        body, options = _split(payload)
-        raw = self.root_client.post("/chat/completions", cast_to=object, body=body, options=options)
-        return self._result_of(raw)
+        return self._result_of(self.root_client.post("/chat/completions", **request))
 
     async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
+        self, messages: Messages, stop: Stop = None, run_manager: AsyncRun = None, **kwargs: Any
     ) -> ChatResult:
-        payload = self._payload_if_fast(messages, stop, kwargs)
-        if payload is None or self.root_async_client is None:
+        request = self._fast_request(messages, stop, kwargs)
+        if request is None or self.root_async_client is None:
             return await super()._agenerate(messages, stop, run_manager, **kwargs)
-        body, options = _split(payload)
-        raw = await self.root_async_client.post(
-            "/chat/completions", cast_to=object, body=body, options=options
-        )
-        return self._result_of(raw)
+        return self._result_of(await self.root_async_client.post("/chat/completions", **request))
 
     async def _astream(
         self,
@@ -233,6 +198,3 @@ class ChatCompletionsFastPath(BaseChatOpenAI):
                     logprobs = (piece.generation_info or {}).get("logprobs")
                     await run_manager.on_llm_new_token(piece.text, chunk=piece, logprobs=logprobs)
                 yield piece
-
-
-__all__ = ["ChatCompletionsFastPath", "available", "is_plain_json", "streams_available"]

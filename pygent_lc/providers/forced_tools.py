@@ -1,16 +1,7 @@
-"""Tool calls emulated with grammar-constrained output.
-
-Some chat templates (SmolLM2's) do not render tools, so bound tools are silently
-ignored; llama.cpp can constrain decoding to a JSON schema, though. The request asks
-for that schema instead of sending tools, and the JSON reply becomes the tool call:
-a forced ``tool_choice`` naming one tool takes its arguments; ``"any"``/``"required"``
-take ``{"name", "arguments"}``, one alternative per tool; ``"auto"`` (or none), with
-``ForcedTools.optional``, also ``{"answer": "..."}``, whose text becomes the reply.
-
-As the template cannot show the tools, a system message names them (without it a
-small model fills the arguments blindly), with the results of earlier calls, as the
-template renders neither the calls nor the ``tool`` messages.
-"""
+"""Tool calls emulated for chat templates that render no tools (SmolLM2's): llama.cpp is
+asked for a JSON schema instead (a forced tool's arguments, ``{"name", "arguments"}`` for
+a choice, or ``{"answer"}`` when calling is optional), and the JSON reply becomes the
+call. A system message names the tools and earlier results, which the template cannot show."""
 
 from __future__ import annotations
 
@@ -38,7 +29,6 @@ from langchain_core.utils.json import parse_partial_json
 from pygent_lc.errors import InvalidInputError
 
 _TOOL_KEYWORDS = ("tools", "tool_choice", "parallel_tool_calls")
-#: The alternative to a tool call when calling one is optional.
 _ANSWER: dict[str, Any] = {
     "type": "object",
     "properties": {"answer": {"type": "string"}},
@@ -48,7 +38,7 @@ _ANSWER: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class ForcedTools:
-    """The tools a request forces the model to choose from (OpenAI function dicts)."""
+    """The tools (OpenAI function dicts) a request forces the model to choose from."""
 
     functions: tuple[dict[str, Any], ...]
     optional: bool = False  # tool_choice "auto": the model may answer instead
@@ -64,39 +54,33 @@ class ForcedTools:
     def schema(self) -> dict[str, Any]:
         if self._single:
             return _parameters(self.functions[0])
-        definitions: dict[str, Any] = {}
-        choices = []
-        for function in self.functions:
-            parameters = dict(_parameters(function))
-            definitions.update(parameters.pop("$defs", {}))  # refs point at the root
-            choices.append(
-                {
-                    "type": "object",
-                    "properties": {"name": {"const": function["name"]}, "arguments": parameters},
-                    "required": ["name", "arguments"],
-                }
-            )
-        if self.optional:
-            choices.append(_ANSWER)
-        schema: dict[str, Any] = {"anyOf": choices}
-        if definitions:
-            schema["$defs"] = definitions
-        return schema
+        arguments = [_parameters(function) for function in self.functions]
+        # Refs point at the root: every tool's definitions move there.
+        definitions = {k: v for schema in arguments for k, v in schema.pop("$defs", {}).items()}
+        choices: list[dict[str, Any]] = [
+            {
+                "type": "object",
+                "properties": {"name": {"const": function["name"]}, "arguments": schema},
+                "required": ["name", "arguments"],
+            }
+            for function, schema in zip(self.functions, arguments, strict=True)
+        ]
+        choices += [_ANSWER] if self.optional else []
+        return {"anyOf": choices, **({"$defs": definitions} if definitions else {})}
 
     def instruction(self) -> str:
-        """What the system message tells the model about the tools."""
-        lines = [
+        lines = "\n".join(
             f"- {function['name']}({_signature(function)}): {function.get('description') or ''}"
             for function in self.functions
-        ]
+        )
         if self._single:
-            return f"Call this function, replying with its arguments as JSON:\n{lines[0]}"
+            return f"Call this function, replying with its arguments as JSON:\n{lines}"
         choose = 'one of these functions, replying with JSON {"name": ..., "arguments": {...}}:\n'
+        choose += lines
         if not self.optional:
-            return "Call " + choose + "\n".join(lines)
+            return "Call " + choose
         return (
             f"You can call {choose}"
-            + "\n".join(lines)
             + '\nOr answer directly, replying with JSON {"answer": "..."}. After a '
             "function's result, answer with it unless another call is needed."
         )
@@ -126,8 +110,8 @@ class ForcedTools:
         return tool_call(name=str(name), args=parsed, id=call_id)
 
     def answer_of(self, text: str) -> str | None:
-        """The text of an ``{"answer": ...}`` reply (also one cut off at max_tokens);
-        ``None`` when the reply is a tool call, or when answering is not allowed."""
+        """The text of an ``{"answer": ...}`` reply (also one cut at max_tokens); ``None``
+        for a tool call, or when answering is not allowed."""
         with contextlib.suppress(ValueError):
             parsed = parse_partial_json(text) if self.optional else None
             if isinstance(parsed, dict) and isinstance(parsed.get("answer"), str):
@@ -136,7 +120,6 @@ class ForcedTools:
 
 
 def _parameters(function: Mapping[str, Any]) -> dict[str, Any]:
-    """A function's argument schema; a tool without arguments takes ``{}``."""
     parameters = function.get("parameters")
     if not isinstance(parameters, Mapping):
         parameters = {"type": "object", "properties": {}}
@@ -177,27 +160,20 @@ def forced_tools(kwargs: Mapping[str, Any]) -> ForcedTools | None:
 
 
 def constrained_request(kwargs: dict[str, Any], forced: ForcedTools) -> dict[str, Any]:
-    """The call's keywords with the tools replaced by a JSON schema for the reply
-    (``response_format``; llama.cpp's ``json_schema`` when calling is optional).
-
-    The tools are left out: a template that does render them could otherwise
-    steer the model into its own tool-call syntax, which the grammar forbids.
-    """
+    """The call's keywords with the tools (which could steer a template that renders them
+    into its own syntax, which the grammar forbids) replaced by a JSON schema."""
     rest = {k: v for k, v in kwargs.items() if k not in _TOOL_KEYWORDS}
     if forced.optional:
-        # llama.cpp's own ``json_schema`` field, not ``response_format``: the SDK
-        # parses the latter and raises on a reply cut at max_tokens, where an
-        # answer cut short should stay the text it is, as without tools.
+        # llama.cpp's own field: the SDK parses a ``response_format`` reply and raises when
+        # it was cut at max_tokens, where an answer cut short should stay its text.
         extra_body = {**(rest.pop("extra_body", None) or {}), "json_schema": forced.schema()}
         return {**rest, "extra_body": extra_body}
     return {**rest, "response_format": forced.response_format()}
 
 
 def instructed(messages: list[BaseMessage], forced: ForcedTools) -> list[BaseMessage]:
-    """``messages`` with the tools, and the results of earlier calls, described in the
-    (first) system message: each result a line ``name({"arg": ...}) returned ...``,
-    where SmolLM2-135M answers with it (as a later user turn, it calls again).
-    """
+    """``messages`` with the tools and earlier results in the (first) system message, each
+    ``name({"arg": ...}) returned ...`` (as a later user turn, SmolLM2 calls again)."""
     calls: dict[str, ToolCall] = {}
     plain: list[BaseMessage] = []
     results: list[str] = []
@@ -223,8 +199,7 @@ def instructed(messages: list[BaseMessage], forced: ForcedTools) -> list[BaseMes
 
 
 def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
-    """``result`` with each reply's JSON text turned into a tool call (or, when the
-    call was optional and the model answered, into the answer's text)."""
+    """``result`` with each reply's JSON text as a tool call (or the answer's text)."""
     generations: list[ChatGeneration] = []
     for generation in result.generations:
         message = generation.message
@@ -242,7 +217,6 @@ def as_tool_call(result: ChatResult, forced: ForcedTools) -> ChatResult:
 
 
 def as_chunk(result: ChatResult) -> ChatGenerationChunk:
-    """The first reply of ``result`` as one final stream chunk."""
     generation = result.generations[0]
     message = generation.message
     assert isinstance(message, AIMessage)

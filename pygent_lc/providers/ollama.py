@@ -43,11 +43,8 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
             return values
         timeout = shared.get("timeout")
         pools = ProviderHttp(timeout=timeout if isinstance(timeout, int | float) else None)
-        ours = {
-            "sync_client_kwargs": pools.sync_transport,
-            "async_client_kwargs": pools.async_transport,
-        }
-        clients = {key: {"transport": ours[key], **(values.get(key) or {})} for key in ours}
+        keys = ("sync_client_kwargs", "async_client_kwargs")  # one transport serves both
+        clients = {key: {"transport": pools, **(values.get(key) or {})} for key in keys}
         return {**values, "http_pools": pools, **clients}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -97,9 +94,8 @@ class OllamaChatModel(ProviderBoundary, ChatOllama):
 
 
 def ollama_model(settings: Settings | None = None, **overrides: Any) -> OllamaChatModel:
-    """Ollama's chat model from ``settings`` (the first host's); keywords override any
-    field. ``request_timeout`` because ``ChatOllama`` has none (a hung server would hang
-    the caller); ``num_ctx`` because the server's small default truncates long prompts."""
+    """The first host's; ``num_ctx`` because the server's small default truncates long
+    prompts, a timeout because ``ChatOllama`` has none (a hung server would hang us)."""
     settings = settings or Settings()
     ollama = settings.ollama
     model = overrides.pop("model", None) or ollama.model
@@ -119,7 +115,6 @@ def ollama_host_models(settings: Settings) -> dict[str, BaseChatModel]:
 
 
 def installed_ollama_models(settings: Settings, base_url: str | None = None) -> list[str]:
-    """The models installed at ``base_url`` (default: the first host): ``GET /api/tags``."""
     url = f"{base_url or settings.ollama.base_urls[0]}/api/tags"
     try:
         response = httpx.get(url, timeout=min(settings.request_timeout, 10.0))
@@ -133,8 +128,7 @@ def installed_ollama_models(settings: Settings, base_url: str | None = None) -> 
 def check_ollama_model(
     settings: Settings, model: str | None = None, base_url: str | None = None
 ) -> str:
-    """The installed name of ``model`` on ``base_url`` (default: the first host), or
-    ``ModelNotFoundError`` listing the rest; ``llama3.2`` matches ``llama3.2:latest``."""
+    """The installed name of ``model`` (``llama3.2`` matches ``llama3.2:latest``)."""
     wanted = model or settings.ollama.model
     if not wanted:
         raise errors.ConfigurationError(
@@ -166,8 +160,8 @@ def check_ollama_model(
 
 
 def check_ollama(settings: Settings, check_model: bool = True) -> str:
-    """The installed name of the configured model (always checked) on the first host that
-    has it (the pool skips the others); else an error naming each host's problem."""
+    """The configured model (always checked) on the first host that has it; else an error
+    naming each host's problem."""
     failures: dict[str, errors.ProviderError] = {}
     for host in settings.ollama.base_urls:
         try:
@@ -188,7 +182,6 @@ def check_ollama(settings: Settings, check_model: bool = True) -> str:
 
 
 def ollama_health(settings: Settings) -> ProviderHealth:
-    """Does each host answer, with the model installed? (Several: one line each, at once.)"""
     model, hosts = settings.ollama.model, settings.ollama.base_urls
     if not model:
         return ProviderHealth("ollama", "not configured", "OLLAMA_MODEL is not set")
@@ -219,7 +212,6 @@ def ollama_health(settings: Settings) -> ProviderHealth:
 def ollama_listing(
     settings: Settings, search: str | None = None, free: bool = False
 ) -> ModelListing:
-    """The installed models (of every host that answers) whose name contains ``search``."""
     names: dict[str, None] = {}
     failures: list[errors.ProviderError] = []
     for host in settings.ollama.base_urls:

@@ -1,14 +1,6 @@
-"""The Chat Completions model every OpenAI-wire provider of this package builds on.
-
-``BaseChatOpenAI`` is the parent (not ``ChatOpenAI``) because ``ChatOpenAI``
-renames ``max_tokens`` to ``max_completion_tokens``, which OpenRouter does not
-document and servers such as llama.cpp ignore. What this class adds is what
-any OpenAI-compatible server needs: the package's own HTTP clients, typed
-errors (also for an error inside a 200 body), token usage on streams, the
-serving provider in ``response_metadata``, and reasoning text kept on replies.
-What a particular server adds (OpenRouter's cost and routing, the embedded
-llama.cpp server's lifecycle) lives in its subclass.
-"""
+"""The Chat Completions model every OpenAI-wire provider builds on (``BaseChatOpenAI``, as
+``ChatOpenAI`` renames ``max_tokens``): our HTTP clients, typed errors (in a 200 body too),
+usage on streams, the serving provider in ``response_metadata``, reasoning text kept."""
 
 from __future__ import annotations
 
@@ -28,35 +20,23 @@ from pygent_lc.providers.error_mapping import error_from_body
 from pygent_lc.providers.fast_path import ChatCompletionsFastPath
 from pygent_lc.providers.http import OPENAI_HTTPX, ProviderHttp
 
-#: Reasoning fields of a reply message or delta, kept in ``additional_kwargs``:
-#: ``reasoning`` (OpenRouter), ``reasoning_content`` (llama.cpp, vLLM, DeepSeek)
-#: and ``reasoning_details`` (OpenRouter's structured form).
+#: OpenRouter's ``reasoning(_details)``; ``reasoning_content``: llama.cpp, vLLM, DeepSeek.
 REASONING_KEYS = ("reasoning", "reasoning_content", "reasoning_details")
 
 
 class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
-    """Chat Completions against any OpenAI-compatible server.
-
-    Every reply's ``response_metadata["model_provider"]`` and LangSmith's
-    ``ls_provider`` are :attr:`provider_label`. Streams ask for token usage
-    (``stream_options.include_usage``) unless ``stream_usage=False``.
-    """
+    """Chat Completions against any OpenAI-compatible server (``model_provider`` and
+    ``ls_provider`` are :attr:`provider_label`)."""
 
     provider_label: str = "openai-compatible"
-    use_responses_api: bool | None = False
-    """Chat Completions only: OpenAI-compatible servers do not serve the Responses API."""
-    stream_usage: bool | None = True
-    """Ask for the usage chunk on streams; ``BaseChatOpenAI`` only does for api.openai.com."""
+    use_responses_api: bool | None = False  # OpenAI-compatible servers have none
+    stream_usage: bool | None = True  # ``BaseChatOpenAI`` asks only api.openai.com
 
     @model_validator(mode="before")
     @classmethod
     def _own_http_clients(cls, values: Any) -> Any:
-        """Loop-safe, deadline-aware HTTP clients unless the caller brought their own,
-        on the httpx library the openai SDK is built on (its own stack, no shim).
-
-        langchain-openai otherwise shares one cached async client per process,
-        which breaks on the second event loop (see :mod:`pygent_lc.providers.http`).
-        """
+        """Our HTTP clients (:mod:`~.http`) unless the caller brought their own: langchain-openai
+        shares one cached async client per process, which breaks on a second event loop."""
         if (
             not isinstance(values, dict)
             or values.get("http_client")
@@ -83,9 +63,8 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
         return "openai-compatible-chat"
 
     def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
-        """Never stream a call asking ``n`` > 1 choices: a stream's chunks are read as
-        one reply, and ``invoke`` streams whenever a streaming callback listens
-        (``astream_events``, LangGraph's message stream)."""
+        """Never stream a call asking ``n`` > 1 choices (``invoke`` streams whenever a
+        streaming callback listens), as a stream's chunks are read as one reply."""
         if (kwargs.get("n") or 1) > 1:
             return False
         return super()._should_stream(async_api=async_api, **kwargs)
@@ -100,8 +79,7 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
         return params
 
     def _cache_markers(self, messages: list[BaseMessage]) -> list[BaseMessage]:
-        """``messages`` as this server should get them: without prompt-cache markers
-        by default (see :mod:`pygent_lc.providers.cache_markers`)."""
+        """``messages`` without prompt-cache markers (:mod:`~.cache_markers`) by default."""
         return without_cache_markers(messages)
 
     def with_structured_output(
@@ -111,8 +89,7 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
         method: Literal["function_calling", "json_mode", "json_schema"] = "json_schema",
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, Any]:
-        """LangChain's structured output, as a JSON schema by default (as ``ChatOpenAI``'s):
-        OpenRouter routes it to providers that honour it, llama.cpp's grammar enforces it."""
+        """As a JSON schema by default, as ``ChatOpenAI``'s (llama.cpp's grammar enforces it)."""
         return super().with_structured_output(schema, method=method, **kwargs)
 
     def _get_request_payload(
@@ -123,14 +100,13 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
             if isinstance(input_, list) and all(isinstance(m, BaseMessage) for m in input_)
             else self._convert_input(input_).to_messages()
         )
-        payload: dict[str, Any] = super()._get_request_payload(messages, stop=stop, **kwargs)
-        return payload
+        return super()._get_request_payload(messages, stop=stop, **kwargs)
 
     def _reply_extras(
         self, body: dict[str, Any], choice: dict[str, Any], usage: dict[str, Any]
     ) -> dict[str, Any]:
-        """Server-specific fields of a reply (or of a stream's usage chunk, with
-        ``choice`` empty) to copy into ``response_metadata``; none by default."""
+        """Server-specific fields of a reply (or a stream's usage chunk: ``choice`` empty)
+        for ``response_metadata``."""
         return {}
 
     def _create_chat_result(
@@ -138,9 +114,7 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
         response: dict[str, Any] | openai.BaseModel,
         generation_info: dict[str, Any] | None = None,
     ) -> ChatResult:
-        # A typed reply is dumped as it came over the wire (``exclude_unset``: no
-        # None-filled fields of the SDK's models), so it reads the same as the
-        # reply's JSON the fast path (:mod:`~pygent_lc.providers.fast_path`) gets.
+        # Dumped as it came over the wire, as the fast path reads it (and once, for the parent).
         body = (
             response
             if isinstance(response, dict)
@@ -156,20 +130,14 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
                 provider=self.provider_label,
                 model=self.model_name,
             )
-        # The parent is given the dict, so the reply is dumped once, not twice;
-        # what only the typed reply has (structured output's ``parsed``, and
-        # ``refusal``) is copied the way the parent copies it.
+        # ``refusal``, and ``parsed`` (only the typed reply has it), copied as the parent does.
         result = super()._create_chat_result(body, generation_info)
-        typed_choices = getattr(response, "choices", None)
-        if typed_choices and result.generations:
-            typed_message = typed_choices[0].message
+        if result.generations:
             extras = result.generations[0].message.additional_kwargs
-            if hasattr(typed_message, "parsed"):
-                extras["parsed"] = typed_message.parsed
-            extras["refusal"] = getattr(typed_message, "refusal", None)
-        elif body["choices"] and result.generations:  # the reply's JSON: the same key
-            message = body["choices"][0].get("message") or {}
-            result.generations[0].message.additional_kwargs["refusal"] = message.get("refusal")
+            extras["refusal"] = (body["choices"][0].get("message") or {}).get("refusal")
+            typed_choices = getattr(response, "choices", None)
+            if typed_choices and hasattr(typed_choices[0].message, "parsed"):
+                extras["parsed"] = typed_choices[0].message.parsed
         usage = body.get("usage") or {}
         for generation, choice in zip(result.generations, body["choices"], strict=False):
             extras = self._reply_extras(body, choice, usage)
@@ -193,14 +161,12 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
             return None
         if "model_provider" in converted.message.response_metadata:
             converted.message.response_metadata["model_provider"] = self.provider_label
-        choices = chunk.get("choices") or []
-        if choices:
-            converted.message.additional_kwargs.update(reasoning_of(choices[0].get("delta")))
+        choice = (chunk.get("choices") or [{}])[0]
+        converted.message.additional_kwargs.update(reasoning_of(choice.get("delta")))
         extras: dict[str, Any] = {}
-        # Each extra goes on exactly one chunk: chunk metadata is merged by
-        # concatenating strings, so repeating a string field would double it.
-        if choices and choices[0].get("finish_reason"):
-            extras.update(self._reply_extras(chunk, choices[0], {}))
+        # Each extra on exactly one chunk: chunks merge strings by concatenating them.
+        if choice.get("finish_reason"):
+            extras.update(self._reply_extras(chunk, choice, {}))
         if chunk.get("usage"):
             extras.update(self._reply_extras({}, {}, chunk["usage"]))
         if extras:
@@ -209,14 +175,8 @@ class OpenAICompatibleChatModel(ProviderBoundary, ChatCompletionsFastPath):
 
 
 def reasoning_of(message: object) -> dict[str, Any]:
-    """The reasoning fields of a message or delta, when present.
-
-    Kept in ``additional_kwargs``, where stream chunks merge them: text
-    fragments concatenate, detail fragments merge by their ``index``.
-    """
+    """The reasoning fields of a message or delta, for ``additional_kwargs`` (where chunks
+    merge them: text concatenates, details merge by ``index``)."""
     if not isinstance(message, dict):
         return {}
     return {key: message[key] for key in REASONING_KEYS if message.get(key)}
-
-
-__all__ = ["REASONING_KEYS", "OpenAICompatibleChatModel", "reasoning_of"]

@@ -1,8 +1,5 @@
-"""The providers, one entry each: what the chain, the agents, the CLI and ToT need.
-
-A new provider is its module, its section of ``Settings`` (a field named like the
-provider) and one :class:`ProviderSpec` in :data:`PROVIDERS` (its order: the default
-fallback order)."""
+"""The providers, one entry each. A new provider is its module, its ``Settings`` section
+and one :class:`ProviderSpec` in :data:`PROVIDERS` (in the default fallback order)."""
 
 from __future__ import annotations
 
@@ -95,7 +92,6 @@ PROVIDERS: Mapping[str, ProviderSpec] = MappingProxyType(
 
 
 def validate_provider_names(names: Sequence[object] | str) -> list[str]:
-    """Provider names checked against the known ones (a comma-separated string works too)."""
     if isinstance(names, str):
         names = [part.strip() for part in names.split(",")]
     try:
@@ -105,7 +101,6 @@ def validate_provider_names(names: Sequence[object] | str) -> list[str]:
 
 
 def find_provider(name: str) -> ProviderSpec | None:
-    """The provider called ``name`` or one of its aliases (any case), if any."""
     wanted = name.strip().lower()
     return PROVIDERS.get(wanted) or next(
         (spec for spec in PROVIDERS.values() if wanted in spec.aliases), None

@@ -13,8 +13,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ProviderHealth:
-    """One line of the doctor's report; ``host``: the pool's server it is about;
-    ``hosts``: a pool's lines."""
+    """One line of the doctor's report; ``hosts``: a pool's lines."""
 
     provider: str
     status: Status
@@ -25,27 +24,23 @@ class ProviderHealth:
     hosts: tuple[ProviderHealth, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        """``host`` and ``hosts`` only when there are any."""
         data = {**asdict(self), "hosts": [host.as_dict() for host in self.hosts]}
         return {k: v for k, v in data.items() if k not in ("host", "hosts") or v}
 
 
 @dataclass(frozen=True)
 class ModelListing:
-    """A provider's models: one object per model (``id`` first) for ``--json``, and
-    the text for a terminal."""
+    """One object per model (``id`` first) for ``--json``, and the text for a terminal."""
 
     rows: list[dict[str, Any]]
     lines: list[str]
 
 
 def timed(action: Callable[[], T]) -> tuple[T, float]:
-    """``action()`` and the milliseconds it took."""
     started = time.perf_counter()
     value = action()
     return value, (time.perf_counter() - started) * 1000
 
 
 def one_line(exc: BaseException) -> str:
-    """``Kind: message``, the message on one line."""
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"

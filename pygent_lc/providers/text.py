@@ -1,10 +1,7 @@
-"""Provider text that can always be encoded: surrogates joined or replaced, at the boundary.
-
-JSON may spell a character as a surrogate pair, send half a pair or split one between
-stream chunks, which ``encode("utf-8")`` later refuses. A pair becomes its character,
-anything else U+FFFD (:func:`clean_text`); a stream holds back a high surrogate that
-ends a field until that field's next chunk, or the end (:class:`StreamText`).
-"""
+"""Provider text that can always be encoded: JSON may spell a character as a surrogate pair,
+send half a pair or split one between stream chunks. A pair becomes its character, anything
+else U+FFFD; a stream holds back a high surrogate ending a field until that field's next
+chunk, or the end (:class:`StreamText`)."""
 
 from __future__ import annotations
 
@@ -26,16 +23,16 @@ _REPLY_FIELDS = ("content", "additional_kwargs", "tool_calls", "invalid_tool_cal
 
 Path = tuple[object, ...]
 
-# Tool-call arguments are JSON text, parsed when chunks merge: a surrogate may be
-# spelled there as an escape (``\\ud800``). These find one, unless its backslash
-# is itself escaped: a pair (kept), or any other surrogate escape (replaced).
+# Tool-call arguments are JSON text, parsed when chunks merge: a surrogate may be spelled
+# there as an escape (``\\ud800``): a pair (kept) or any other (replaced), unless escaped.
 _ESCAPED_SURROGATE = re.compile(
     r"(?<!\\)((?:\\\\)*)"
     r"(\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[dD][89a-fA-F][0-9a-fA-F]{2})"
 )
-# The start of a pair's escapes, as the end of a fragment may hold it.
-_PAIR_START = re.compile(
-    r"\\(u([dD]([89abAB]([0-9a-fA-F]([0-9a-fA-F](\\(u([dD]([c-fC-F]([0-9a-fA-F])?)?)?)?)?)?)?)?)?)?"
+# An unfinished pair of escapes ending a fragment (group 1), its backslash not escaped.
+_OPEN_PAIR = re.compile(
+    r"(?<!\\)(?:\\\\)*"
+    r"(\\(u([dD]([89abAB]([0-9a-fA-F]([0-9a-fA-F](\\(u([dD]([c-fC-F]([0-9a-fA-F])?)?)?)?)?)?)?)?)?)?)\Z"
 )
 _JSON_FIELDS = frozenset({"args", "arguments"})
 
@@ -47,8 +44,7 @@ def clean_text(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        # Through UTF-16 with the surrogates passed as they are: a valid pair
-        # decodes to its character, any other surrogate to U+FFFD.
+        # Through UTF-16: a valid pair decodes to its character, any other surrogate to U+FFFD.
         return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return text
 
@@ -64,13 +60,8 @@ def clean_json_text(text: str) -> str:
 
 def _open_escape(text: str) -> int:
     """Where an unfinished pair of surrogate escapes ends ``text`` (else its length)."""
-    for start in range(max(0, len(text) - 11), len(text)):
-        if text[start] != "\\" or not _PAIR_START.fullmatch(text, start):
-            continue
-        backslashes = len(text[:start]) - len(text[:start].rstrip("\\"))
-        if backslashes % 2 == 0:
-            return start
-    return len(text)
+    found = _OPEN_PAIR.search(text)
+    return len(text) if found is None else found.start(1)
 
 
 def clean_value(value: T) -> T:
@@ -97,7 +88,6 @@ def clean_message(message: BaseMessage) -> BaseMessage:
 
 
 def clean_result(result: ChatResult) -> ChatResult:
-    """A whole reply with every generation's message cleaned."""
     generations = [
         generation
         if (message := clean_message(generation.message)) is generation.message
@@ -110,12 +100,8 @@ def clean_result(result: ChatResult) -> ChatResult:
 
 
 class StreamText:
-    """The text of one stream, chunk by chunk: pairs split between chunks are joined.
-
-    A high surrogate ending a field is put in front of the same field of the next
-    chunk that has one (U+FFFD by :meth:`leftover` at the end). A field is found by
-    its place in the message, list items by their ``index`` (as chunks merge).
-    """
+    """One stream's text, chunk by chunk: pairs split between chunks joined; a field found by
+    its place in the message, list items by their ``index`` (as chunks merge)."""
 
     def __init__(self) -> None:
         self._held: dict[Path, str] = {}
@@ -169,7 +155,6 @@ class StreamText:
 
 
 def clean_chunks(chunks: Iterator[ChatGenerationChunk]) -> Iterator[ChatGenerationChunk]:
-    """``chunks`` of one stream through a :class:`StreamText`, its leftover last."""
     text = StreamText()
     for chunk in chunks:
         yield text.accept(chunk)
@@ -200,14 +185,13 @@ def _plain(message: BaseMessage) -> bool:
 
 
 def _item_key(item: object, position: int) -> object:
-    """A list item's place: its ``index`` when it has one (chunks merge by it)."""
     if isinstance(item, Mapping) and isinstance(item.get("index"), int):
         return ("index", item["index"])
     return position
 
 
 def _updated(message: BaseMessage, updates: dict[str, Any]) -> BaseMessage:
-    """``message`` with ``updates``; a chunk's tool calls are parsed again from its chunks."""
+    """``message`` with ``updates``; a chunk's tool calls parsed again from its chunks."""
     if not updates:
         return message
     if "tool_call_chunks" in updates and isinstance(message, AIMessageChunk):

@@ -17,7 +17,6 @@ from pygent_lc.limits.call import Hold
 from pygent_lc.providers.text import clean_text
 from pygent_lc.tot.config import ToTConfig
 from pygent_lc.tot.result import ToTStats
-from pygent_lc.tot.tasks.base import SplitPrompt
 
 # The failures one call may end with without ending the search.
 CallFailure = ProviderError | AllProvidersFailedError
@@ -95,8 +94,7 @@ class LLMCaller:
         self.exhausted: str | None = None
         self.n_support = n_support if n_support is not None else SamplesSupport()
         if type(backend).generate_samples is LLMBackend.generate_samples:
-            # The contract's default sends one request for one sample: nothing to ask,
-            # and no request of it need hold n samples' bound on the budget.
+            # The contract's default sends a request a sample: nothing to learn.
             self.n_support.learn(False)
 
     def usage(self) -> UsageTotals | None:
@@ -192,16 +190,13 @@ class LLMCaller:
         config = self._config
         generation = kind == "generation"
         temperature = config.temperature if generation else config.evaluation_temperature
-        # cache_prefix: the prompt's fixed start, only for backends that can have it cached.
-        prefix = None
-        if self._backend.accepts_cache_prefix and isinstance(prompt, SplitPrompt):
-            prefix = prompt.static
+        # A SplitPrompt's fixed start, for backends that can have it cached.
+        prefix = getattr(prompt, "static", None) if self._backend.accepts_cache_prefix else None
         optional = {"max_tokens": config.max_tokens, "stop": stop, "cache_prefix": prefix}
         kwargs: dict[str, Any] = {"temperature": temperature}
         kwargs |= {key: value for key, value in optional.items() if value}
         async with self._semaphore:
-            # Admitted after acquiring, so calls queued behind the semaphore see
-            # the spend of the calls that finished while they waited.
+            # Admitted once acquired: queued calls see the spend of those that finished.
             hold = await self._admit(prompt, n)
             self.counters.llm_calls += 1
             if generation:
@@ -212,8 +207,7 @@ class LLMCaller:
             self._in_flight += 1
             self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
             try:
-                # The reply goes on in later prompts: text no provider could be
-                # sent (half a surrogate pair) must not be blamed on the caller.
+                # Cleaned: the reply goes on in later prompts (half a surrogate pair).
                 if n == 1:
                     return [clean_text(await self._backend.generate(prompt, **kwargs))]
                 outputs = await self._backend.generate_samples(prompt, n, **kwargs)

@@ -27,8 +27,7 @@ class ToTConfig(BaseModel):
     generation_strategy: Literal["propose", "sample"] = "propose"
     # value: each new state scored on its own; vote: the model picks among them all.
     evaluation_method: Literal["value", "vote"] = "value"
-    # bfs: a beam of n_select_sample states a level; dfs: best child first, prune below
-    # value_threshold, backtrack.
+    # bfs: a beam of n_select_sample a level; dfs: best child first, prune, backtrack.
     search_method: Literal["bfs", "dfs"] = "bfs"
     selection: Literal["greedy", "sample"] = "greedy"  # BFS: keep the best, or draw by value
     n_generate_sample: int = Field(default=1, ge=1, le=64)  # generation calls a state
@@ -37,32 +36,26 @@ class ToTConfig(BaseModel):
     max_depth: int = Field(default=3, ge=1, le=64)  # unset: the task's default_depth
     temperature: Temperature = 0.7  # of the generation calls
     evaluation_temperature: Temperature = 0.7  # of the value and vote calls
-    # Stop asking a state's value samples once they agree or cannot change a greedy
-    # BFS beam; False asks them all (the paper).
+    # Stop value samples once they agree or cannot change a greedy beam; False: all.
     adaptive_sampling: bool = True
     # End at the first answer the task verifies by program; None: on for VerifyingTask.
     stop_on_verified: bool | None = None
-    # BFS: expand a state whose next states the task values by program (Game of 24: two
-    # numbers left) beside the beam instead of valuing it; None: on unless value_batch.
+    # BFS: expand, not value, a state whose children the program values; None: no batch.
     expand_checked: bool | None = None
-    # Keep the next steps found from a state in the value cache for later solves:
-    # "checked" (the program checks them), "all" (not the paper's method), "none".
+    # Next steps kept in the value cache: "checked" (by program), "all" or "none".
     reuse_proposals: Literal["checked", "all", "none"] = "checked"
     value_batch: bool = False  # a parent's new states valued in one prompt (BatchValueTask)
-    # Values beyond one search: "memory" (the engine's, value_cache_size entries, LRU), a
-    # SQLite file path, a Redis URL (shared by every process), or None (one search).
+    # "memory" (the engine's LRU), a SQLite path, a Redis URL, or None (one search).
     value_cache: str | None = "memory"
     value_cache_size: int = Field(default=100_000, ge=1)
     max_tokens: MaxTokens | None = None  # sent with every call
-    # DFS: children valued below it are pruned (on the task's scale: generic 0-1; Game
-    # of 24: sure=20, likely=1, impossible=0.001).
+    # DFS: prune children valued below it, on the task's scale (generic 0-1; 24: 0-20).
     value_threshold: float = 0.5
     max_concurrency: int = Field(default=CLOUD_MAX_CONCURRENCY, ge=1, le=1024)
     # Stop cleanly, with the best state so far, before passing this many calls.
     max_llm_calls: int | None = Field(default=None, ge=1)
-    # Stop cleanly before the backend's reported spend passes this: a CostBudget per
-    # search (calls with a cost_bound never pass it; others run one at a time and pass
-    # it by one call at most). Across searches: the backend's budget.
+    # Stop cleanly before the search's reported spend passes this (without a cost_bound,
+    # calls run one at a time and pass it by one at most). Across searches: the backend's.
     max_cost_usd: float | None = Field(default=None, gt=0.0)
     seed: int | None = None  # of selection="sample"; None draws a fresh one
 

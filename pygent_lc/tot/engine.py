@@ -51,10 +51,8 @@ _POLL_S = 0.05
 
 
 def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """``coro`` run from sync code: ``asyncio.run``, or under a running loop (a notebook
-    cell) on a new loop in a daemon thread with the caller's context variables, which a
-    ``KeyboardInterrupt`` or the calling task's cancellation cancels (within about
-    ``CANCEL_GRACE_S``)."""
+    """``coro`` run by ``asyncio.run``, or under a running loop (a notebook) in a daemon
+    thread with the caller's context; Ctrl-C or the caller's cancellation cancels it."""
     try:
         running = asyncio.get_running_loop()
     except RuntimeError:
@@ -167,8 +165,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
                 "a shared value cache needs to know the model: pass ToTEngine(model_id=...)",
                 field="model_id",
             )
-        # Unnamed models get a name of their own: values are then only shared
-        # by this backend object, never across models.
+        # Unnamed models: values shared by this backend object only, never across models.
         self.model_id = found or f"{type(backend).__qualname__}@{id(backend):x}"
         self.samples_support = SamplesSupport()  # learnt once, for every later solve
 
@@ -213,7 +210,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
             random.Random(config.seed),
             self.observer,
         )
-        with observe.solving(ctx):
+        with observe.watching(ctx):
             await (bfs(ctx) if config.search_method == "bfs" else dfs(ctx))
         stats = caller.counters
         stats.nodes = len(ctx.tree)
@@ -224,8 +221,7 @@ class ToTEngine(Runnable[ToTInput, ToTResult]):
         return ToTResult.of(ctx.tree, task, problem, stats, config)
 
     def solve_sync(self, problem: ToTInput, task: Task | None = None) -> ToTResult:
-        """``solve`` for sync code (Ctrl-C cancels the calls in flight); under a running
-        loop it blocks that loop, and warns."""
+        """``solve`` for sync code (Ctrl-C cancels the calls); under a running loop: warns."""
         return run_sync(self.solve(problem, task))
 
     def invoke(

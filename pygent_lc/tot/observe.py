@@ -1,10 +1,9 @@
-"""Where an observer may watch a search: the solve and each level. The process-wide one
-(:func:`set_observer`: telemetry) is entered first, then one search's own
-(``ToTEngine(observer=...)``: a progress display); both read the search's context."""
+"""Observers of a search and of each level: the process-wide one (:func:`set_observer`:
+telemetry) first, then the search's own (``ToTEngine(observer=...)``: a progress display)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, Protocol
 
@@ -33,20 +32,12 @@ def current_observer() -> SearchObserver | None:
     return _observer
 
 
-def solving(ctx: SearchContext) -> AbstractContextManager[None]:
-    return _around(ctx, lambda observer: observer.solving(ctx))
-
-
-def level(ctx: SearchContext, depth: int) -> AbstractContextManager[None]:
-    return _around(ctx, lambda observer: observer.level(ctx, depth))
-
-
 @contextmanager
-def _around(
-    ctx: SearchContext, enter: Callable[[SearchObserver], AbstractContextManager[object]]
-) -> Iterator[None]:
+def watching(ctx: SearchContext, depth: int | None = None) -> Iterator[None]:
+    """The solve (no ``depth``) or one level, seen by the global observer, then ``ctx``'s."""
     with ExitStack() as stack:
         for observer in (_observer, ctx.observer):
             if observer is not None:
-                stack.enter_context(enter(observer))
+                entered = observer.solving(ctx) if depth is None else observer.level(ctx, depth)
+                stack.enter_context(entered)
         yield

@@ -136,8 +136,7 @@ class ToTStats(BaseModel):
     nodes: int = 0
     depth_reached: int = 0
     peak_in_flight: int = 0
-    # What the backend reported for the search's calls, or None; its calls count
-    # requests, so a call retried or passed to a fallback counts more than once there.
+    # As the backend reports it (or None): a retried or fallen-back call counts twice.
     usage: UsageTotals | None = None
     wall_time_s: float = 0.0
     budget_exhausted: str | None = None  # why a budget ended the search early

@@ -29,21 +29,10 @@ class SearchContext:
     rng: random.Random
     observer: observe.SearchObserver | None = None  # this search's own, besides the global one
 
-    def dead(self, node: ThoughtNode) -> bool:  # not an answer, and nothing can follow it
-        steps = self.tree.path(node)
-        task, problem = self.task, self.problem
-        return not task.is_final(problem, steps) and not task.can_expand(problem, steps)
-
-    def verified(self, node: ThoughtNode) -> bool:  # an answer the task's program checks
-        steps = self.tree.path(node)
-        task, problem = self.task, self.problem
-        return task.is_final(problem, steps) and task.check_answer(problem, steps) is True
-
     def checked_by_expanding(self, node: ThoughtNode) -> bool:
         """BFS with ``expand_checked``: expand ``node`` unvalued, beside the beam."""
         setting = self.config.expand_checked
-        # With value_batch, a parent's states are valued in one prompt: cheaper than
-        # a generation call each, so by default they are valued.
+        # With value_batch, one prompt values a parent's states: cheaper, so the default.
         if setting is False or (setting is None and self.config.value_batch):
             return False
         path = self.tree.path(node)
@@ -60,26 +49,29 @@ class SearchContext:
 async def expand_and_evaluate(
     ctx: SearchContext, parents: Sequence[ThoughtNode], *, unvalued: set[int] | None = None
 ) -> list[ThoughtNode]:
-    """Generate the children of ``parents``, then evaluate them; the live ones are returned.
-    Dead ends are pruned unvalued. With ``stop_on_verified``, once a child is a verified
-    answer only the verified answers are returned: the rest is not worth a call."""
+    """The live children of ``parents``, valued (dead ends pruned unvalued); with
+    ``stop_on_verified``, only the verified answers once there is one: no call for the rest."""
     with ctx.caller.phase():
         children = await ctx.generator.expand(ctx.tree, ctx.problem, parents)
+    task, problem = ctx.task, ctx.problem
+    verified: list[ThoughtNode] = []  # answers the task's program checks
     for child in children:
-        child.pruned = ctx.dead(child)
+        steps = ctx.tree.path(child)
+        final = task.is_final(problem, steps)
+        child.pruned = not final and not task.can_expand(problem, steps)  # a dead end
+        if final and task.check_answer(problem, steps) is True:
+            verified.append(child)
     live = [child for child in children if not child.pruned]
     if (stop_on_verified := ctx.config.stop_on_verified) is None:
-        stop_on_verified = bool(getattr(ctx.task, "verifies_answers", False))
-    if stop_on_verified:
-        verified = [child for child in live if ctx.verified(child)]
-        if verified:
-            # Valued by the program's verdict: the best a state can be, no call.
-            for child in live:
-                child.pruned = child not in verified
-            for child in verified:
-                child.final, child.correct = True, True
-                child.value = ctx.task.value_range[1]
-            return verified
+        stop_on_verified = bool(getattr(task, "verifies_answers", False))
+    if stop_on_verified and verified:
+        # Valued by the program's verdict: the best a state can be, no call.
+        for child in live:
+            child.pruned = child not in verified
+        for child in verified:
+            child.final, child.correct = True, True
+            child.value = task.value_range[1]
+        return verified
     to_value = live
     if unvalued is not None:
         # Expanded next instead of valued (``expand_checked``): their ids go back.
@@ -92,8 +84,7 @@ async def expand_and_evaluate(
 
 
 def _by_value(nodes: Sequence[ThoughtNode]) -> list[ThoughtNode]:
-    # Stable: ties keep creation order, as in the paper's code. Unvalued states (no sample
-    # could change the beam) rank after the valued ones: the beam takes them anyway.
+    # Stable (ties: creation order, as the paper); unvalued states last (the beam took them).
     return sorted(nodes, key=lambda n: (n.value is not None, n.value or 0.0), reverse=True)
 
 
@@ -120,11 +111,10 @@ async def bfs(ctx: SearchContext) -> None:
     frontier = [ctx.tree.root]
     ctx.tree.root.selected = True
     while frontier and ctx.caller.exhausted is None:
-        with observe.level(ctx, frontier[0].depth + 1):
+        with observe.watching(ctx, frontier[0].depth + 1):
             checked: set[int] = set()
             children = await expand_and_evaluate(ctx, frontier, unvalued=checked)
-            # Children left unvalued on purpose (the beam keeps them whatever
-            # they score) are candidates too; failed or refused ones are not.
+            # Candidates: valued, or left unvalued on purpose (not failed or refused).
             skipped = ctx.evaluator.skipped
             valued = [
                 c
@@ -155,7 +145,7 @@ async def dfs(ctx: SearchContext, node: ThoughtNode | None = None) -> bool:
         node.selected = True
     if ctx.caller.exhausted is not None or not ctx.expandable(node):
         return False
-    with observe.level(ctx, node.depth + 1):
+    with observe.watching(ctx, node.depth + 1):
         children = await expand_and_evaluate(ctx, [node])
         ranked = _by_value([c for c in children if c.value is not None])
         # Prune at evaluation time: below the threshold, or beyond the breadth limit.

@@ -45,12 +45,9 @@ _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by 
 
 
 class ThoughtGenerator(Stage):
-    """Expands states with ``propose`` or ``sample`` prompts, a level's calls at once.
-    Children are added in a fixed order (parent, call, line), whatever order calls finish
-    in; children that are one state (equal ``state_key``) are one node, the first found
-    (the paper keeps copies and values them 0: merging frees beam slots). A thought
-    ``check_step`` rejects is kept, pruned. With a ``namespace``, the next steps of a
-    state whose calls all succeeded are kept in ``store`` (``reuse_proposals``)."""
+    """Expands states, a level's calls at once, children in a fixed order (parent, call,
+    line); one state (equal ``state_key``) is one node, the first found (the paper keeps
+    copies valued 0: merging frees beam slots). ``check_step`` rejects are kept, pruned."""
 
     def _written(self, problem: str, steps: Sequence[str]) -> str | None:
         task = self.task
@@ -85,19 +82,15 @@ class ThoughtGenerator(Stage):
         written = self._written(problem, steps)
         if written is not None:
             return [written]  # the task writes this step: no call
-        propose = self.config.generation_strategy == "propose"
-        if propose:
-            prompt = self.task.propose_prompt(problem, steps)
-            stop = None
-        else:
-            prompt = self.task.sample_prompt(problem, steps)
-            stop = self.task.sample_stop(problem, steps)
+        task, propose = self.task, self.config.generation_strategy == "propose"
+        prompt = (task.propose_prompt if propose else task.sample_prompt)(problem, steps)
+        stop = None if propose else task.sample_stop(problem, steps)
         output = await self.caller.outcome(prompt, "generation", stop)
         if not isinstance(output, str):
             return output  # a failure, or refused by the budget
         if propose:
-            return self.task.parse_proposals(output, problem, steps)
-        thought = self.task.parse_sample(output, problem, steps)
+            return task.parse_proposals(output, problem, steps)
+        thought = task.parse_sample(output, problem, steps)
         return [] if thought is None else [thought]
 
     async def expand(
@@ -222,10 +215,8 @@ class _Pending:  # one state waiting for value samples during one evaluate()
 
 @dataclass(eq=False)
 class StateEvaluator(Stage):
-    """Scores new states: up to ``n_evaluate_sample`` value samples each (kept in the
-    value cache by state key; with ``adaptive_sampling`` asked in rounds until they
-    agree or cannot change a greedy beam), or the share of the votes of one prompt
-    showing all candidates. ``static_value`` states cost no call."""
+    """Scores new states: up to ``n_evaluate_sample`` value samples each (cached by state
+    key; adaptive: in rounds), or their share of one prompt's votes."""
 
     # States left unvalued (no sample could change the beam); complete votes by prompt.
     skipped: set[int] = field(default_factory=set, init=False)
@@ -265,8 +256,7 @@ class StateEvaluator(Stage):
                 item.node.cached = True
         task = self.task
         while wanted := self._wanted(problem, pending, fixed):
-            # Where the model answers n samples in one request (or may: the first
-            # request finds out), one request asks them all: rounds of one save nothing.
+            # Where a request may answer n samples, one asks them all: rounds save nothing.
             rounds = self.config.adaptive_sampling and self.caller.n_support.honoured is False
             asks: list[tuple[str, list[_Pending], Callable[[str], list[float]]]]
             if self.config.value_batch and isinstance(task, BatchValueTask):
@@ -329,8 +319,7 @@ class StateEvaluator(Stage):
         for node in fixed:
             value = node.value if node.value is not None else value_range[0]
             candidates.append(Candidate(node.id, value, value, node.final, open=False))
-        # When no state of the level is expanded further, the best one is the
-        # answer: which one it is must be known, not just the beam.
+        # No state of the level goes further: the best is the answer, and must be known.
         last = all(
             item.node.final
             or item.node.depth >= self.config.max_depth

@@ -1,8 +1,6 @@
-"""The value cache: a state's value samples and the next steps found from it, kept beyond
-one search in memory, a SQLite file or the state store (Redis: shared by every process).
-A cache never costs a solve: an unusable entry is asked again (one warning a store), and
-a SQLite file that fails moves to memory.
-"""
+"""The value cache: a state's value samples and next steps, in memory, a SQLite file or the
+state store (Redis: every process). An unusable entry is asked again (one warning a store);
+a SQLite file that fails moves to memory."""
 
 from __future__ import annotations
 
@@ -49,8 +47,7 @@ class StoredChildren:
 Entry = StoredValue | StoredChildren
 E = TypeVar("E", StoredValue, StoredChildren)
 T = TypeVar("T")
-# Read strictly: no strings for numbers, no numbers for flags. SQLite columns are a
-# JSON text and, for values, the settled flag as 0 or 1.
+# Read strictly (no strings for numbers); SQLite rows: JSON text, settled as 0 or 1.
 _JSON: dict[type, TypeAdapter[Any]] = {
     kind: TypeAdapter(kind) for kind in (StoredValue, StoredChildren)
 }
@@ -162,8 +159,7 @@ class MemoryValueStore(BaseValueStore):
             return len(self._entries)
 
 
-# Each kind's table, hash and columns (as PRAGMA table_info gives them: name, type,
-# notnull, pk). A file made before the children table is ours too (it is added).
+# Columns as PRAGMA table_info gives them (name, type, notnull, pk); a missing table is added.
 _TABLES = {StoredValue: "tot_values", StoredChildren: "tot_children"}
 _NAMESPACES = {StoredValue: NAMESPACE, StoredChildren: CHILDREN_NAMESPACE}
 _COLUMNS_OF = {
@@ -200,11 +196,9 @@ def _not_ours(connection: sqlite3.Connection) -> str | None:
 
 
 class SQLiteValueStore(BaseValueStore):
-    """One SQLite file, for reuse across runs and processes: a connection per thread (a
-    new one finds a deleted file gone), WAL mode and a busy timeout. A file it did not
-    make raises ``ConfigurationError`` before anything is written; when the file fails
-    later (disk full, permission removed, file deleted, locked past ``timeout_s``), one
-    warning is logged and entries are kept in memory."""
+    """One SQLite file (WAL, a connection per thread): a file it did not make raises
+    ``ConfigurationError`` before any write; a failing file (disk full, deleted, locked
+    past ``timeout_s``) logs one warning and entries are kept in memory."""
 
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
         self.path = str(path)
@@ -236,8 +230,7 @@ class SQLiteValueStore(BaseValueStore):
     def _connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
-            # check_same_thread off only so that close() may close every thread's
-            # connection; each connection is used by its own thread alone.
+            # Used by its own thread alone; shared only so that close() may close it.
             connection = sqlite3.connect(
                 self.path, timeout=self._timeout_s, check_same_thread=False
             )
@@ -309,8 +302,7 @@ class SQLiteValueStore(BaseValueStore):
 
 
 class _Caches(dict[str, _LRU]):
-    """The in-process twin of the shared store's hashes: an LRU dict per namespace; Redis
-    keeps every entry (bound it with its ``maxmemory`` policy)."""
+    """In-process twin of the Redis hashes (which keep all: bound them with maxmemory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,8 +353,7 @@ class SharedValueStore(BaseValueStore):
 
 
 def open_value_store(spec: str | None, max_entries: int) -> ValueStore | None:
-    """The store ``ToTConfig.value_cache`` names: ``"memory"``, a SQLite path, a
-    state store URL (``redis://...``: shared by every process using it), or none."""
+    """The store ``ToTConfig.value_cache`` names: "memory", a SQLite path, a Redis URL."""
     if spec is None:
         return None
     if spec == "memory":

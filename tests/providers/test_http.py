@@ -46,8 +46,6 @@ from pygent_lc.providers.http import (
     HTTPX_LIBS,
     OPENAI_HTTPX,
     Deadline,
-    DeadlineTransport,
-    LoopBoundTransport,
     ProviderHttp,
     _AsyncioBackend,
     current_deadline,
@@ -97,7 +95,7 @@ LIBS = pytest.mark.parametrize("lib", HTTPX_LIBS, ids=lambda lib: lib.__name__)
 
 @LIBS
 def test_the_sync_transport_fails_before_connecting(passed_deadline: Deadline, lib: Any) -> None:
-    transport = DeadlineTransport(lib=lib)
+    transport = ProviderHttp(timeout=None, lib=lib)
     with pytest.raises(lib.ConnectTimeout, match=PASSED):  # the library's own error
         transport.handle_request(lib.Request("POST", URL))
 
@@ -106,7 +104,7 @@ def test_the_sync_transport_fails_before_connecting(passed_deadline: Deadline, l
 async def test_the_async_transport_fails_before_connecting(
     passed_deadline: Deadline, lib: Any
 ) -> None:
-    transport = LoopBoundTransport(lib=lib)
+    transport = ProviderHttp(timeout=None, lib=lib)
     with pytest.raises(lib.ConnectTimeout, match=PASSED):
         await transport.handle_async_request(lib.Request("POST", URL))
     await transport.aclose()
@@ -116,8 +114,8 @@ async def test_the_async_transport_fails_before_connecting(
 async def test_async_connections_run_on_asyncio_streams(lib: Any) -> None:
     """Pins httpx's private ``_pool`` and httpcore's ``_network_backend``: where they
     moved, the pools keep httpcore's own (anyio) backend and this fails."""
-    transport = LoopBoundTransport(lib=lib)
-    pool = transport._current_pool()
+    transport = ProviderHttp(timeout=None, lib=lib)
+    pool = transport._pool(asyncio.get_running_loop())
     assert isinstance(pool._pool._network_backend, _AsyncioBackend)
     await transport.aclose()
 
@@ -217,7 +215,7 @@ async def test_tls_on_one_kept_connection_and_an_untrusted_certificate(
 @pytest.mark.live_local
 @LIBS
 async def test_a_refused_connection_is_the_library_s_connect_error(lib: Any) -> None:
-    transport = LoopBoundTransport(lib=lib)
+    transport = ProviderHttp(timeout=None, lib=lib)
     with pytest.raises(lib.ConnectError):
         await transport.handle_async_request(lib.Request("GET", "http://127.0.0.1:9/"))
     await transport.aclose()

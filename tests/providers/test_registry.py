@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pygent_lc import Settings, build
+from pygent_lc import Settings
 from pygent_lc.agents.spec import PROVIDER_CHOICES
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.providers.registry import PROVIDERS, find_provider, validate_provider_names
@@ -35,7 +35,6 @@ def test_model_keywords_and_hints_are_settings_keywords() -> None:
 
 
 def test_one_validation_of_provider_names() -> None:
-    assert build.validate_provider_names is validate_provider_names
     assert validate_provider_names(" Ollama, local") == ["ollama", "local"]
     with pytest.raises(ConfigurationError, match="unknown provider 'x'; choose from openrouter"):
         validate_provider_names(["x"])

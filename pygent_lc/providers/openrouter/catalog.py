@@ -23,9 +23,8 @@ PER_MILLION = 1_000_000
 
 
 def _finite(value: object) -> float | None:
-    """A finite number given as a number or a string, else None (unknown)."""
     if not isinstance(value, bool) and isinstance(value, int | float | str):
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, OverflowError):  # 10**400: too large for a float
             if math.isfinite(number := float(value)):
                 return number
     return None
@@ -94,7 +93,6 @@ class GenerationStats(BaseModel, frozen=True, populate_by_name=True):
 
 
 def missing_key() -> ConfigurationError:
-    """The error for an OpenRouter call or check without a key (no key, no request)."""
     return ConfigurationError(
         "OpenRouter needs an API key: set OPENROUTER_API_KEY", field="openrouter_api_key"
     )
@@ -120,8 +118,7 @@ def list_openrouter_models(settings: Settings, *, refresh: bool = False) -> list
 
 
 def find_openrouter_model(settings: Settings, model_id: str | None = None) -> ModelInfo:
-    """The catalog entry of ``model_id`` (default: the configured one), or
-    :class:`ModelNotFoundError` with the closest ids."""
+    """The catalog entry of ``model_id`` (default: configured), or ``ModelNotFoundError``."""
     wanted = model_id or settings.openrouter.model
     models = {info.id: info for info in list_openrouter_models(settings)}
     if wanted in models:
@@ -138,12 +135,11 @@ def find_openrouter_model(settings: Settings, model_id: str | None = None) -> Mo
 
 
 def key_status(settings: Settings) -> KeyStatus:
-    """Limit, remaining credit, usage and free-tier flag of the configured key."""
     return KeyStatus.model_validate(_data(_get(settings, "/key", auth=True)))
 
 
 def generation_stats(settings: Settings, generation_id: str) -> GenerationStats:
-    """Cost, provider and native token counts of one generation (ready seconds after it ends)."""
+    """Ready seconds after the generation ends."""
     if not generation_id.startswith("gen-"):
         raise ConfigurationError(f"not an OpenRouter generation id: {generation_id!r}")
     data = _data(_get(settings, "/generation", auth=True, params={"id": generation_id}))
@@ -202,8 +198,8 @@ def openrouter_listing(
 def _get(
     settings: Settings, path: str, *, auth: bool, params: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """``GET path`` as JSON; no local variable holds the key (tracebacks may record
-    them), and the raw error, whose request holds it, is chained only without it."""
+    """No local variable holds the key (tracebacks may record them), and the raw error,
+    whose request holds it, is chained only without it."""
     key = settings.openrouter.api_key
     if auth and key is None:
         raise missing_key()
@@ -233,8 +229,8 @@ def _model_info(entry: dict[str, Any]) -> ModelInfo:
     return ModelInfo(
         id=str(entry["id"]),
         context_length=_int_or_none(entry.get("context_length")),
-        prompt_price=_cost(pricing.get("prompt")) * PER_MILLION,  # quoted per token
-        completion_price=_cost(pricing.get("completion")) * PER_MILLION,
+        prompt_price=_cost(_cost(pricing.get("prompt")) * PER_MILLION),  # quoted per token
+        completion_price=_cost(_cost(pricing.get("completion")) * PER_MILLION),
         request_price=_cost(pricing.get("request")),
         supported_parameters=tuple(supported) if isinstance(supported, list) else (),
         max_completion_tokens=_int_or_none(top.get("max_completion_tokens")),
@@ -242,6 +238,5 @@ def _model_info(entry: dict[str, Any]) -> ModelInfo:
 
 
 def _data(body: dict[str, Any], field: str = "data") -> dict[str, Any]:
-    """``body[field]`` when it is an object, else empty (a reply of another shape)."""
     value = body.get(field)
     return value if isinstance(value, dict) else {}

@@ -27,10 +27,8 @@ NO_KEY = "no-key-set"
 
 
 class OpenRouterChatModel(OpenAICompatibleChatModel):
-    """Chat Completions against OpenRouter. Every reply's ``response_metadata`` gets
-    ``generation_id``, ``provider`` and ``model_name`` (the upstream and model that
-    served), ``native_finish_reason`` and ``cost``/``cost_details`` (USD); on
-    ``invoke`` the cost is also in ``usage_metadata["cost"]``."""
+    """Chat Completions against OpenRouter; ``response_metadata`` gets ``generation_id``,
+    the serving ``provider`` and ``model_name``, ``native_finish_reason`` and the cost."""
 
     provider_label: str = "openrouter"
 
@@ -59,8 +57,7 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
     def with_structured_output(
         self, schema: Any = None, **kwargs: Any
     ) -> Runnable[LanguageModelInput, Any]:
-        """Routed only to providers that honour it (``provider.require_parameters``,
-        unless set otherwise)."""
+        """Routed only to providers that honour it (``provider.require_parameters``)."""
         extras = dict(self.extra_body or {})
         routing = dict(extras.get("provider") or {})
         routing.setdefault("require_parameters", True)
@@ -106,7 +103,6 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
         response: dict[str, Any] | openai.BaseModel,
         generation_info: dict[str, Any] | None = None,
     ) -> ChatResult:
-        """The reply, with its cost also in ``usage_metadata["cost"]``."""
         result = super()._create_chat_result(response, generation_info)
         for generation in result.generations:
             message = generation.message
@@ -117,8 +113,7 @@ class OpenRouterChatModel(OpenAICompatibleChatModel):
 
 
 def request_extras(settings: Settings) -> dict[str, Any]:
-    """OpenRouter's body extras from settings: ``models`` (the model first, each once;
-    left out when it is alone), ``provider``, ``reasoning``."""
+    """``models`` (the model first, each once; none when alone), ``provider``, ``reasoning``."""
     openrouter = settings.openrouter
     models = list(dict.fromkeys([openrouter.model, *openrouter.models]))
     extras = {
@@ -130,8 +125,7 @@ def request_extras(settings: Settings) -> dict[str, Any]:
 
 
 def openrouter_model(settings: Settings | None = None, **overrides: Any) -> OpenRouterChatModel:
-    """OpenRouter's chat model from ``settings``; keywords override any field. The SDK's
-    own retries are off: the chain has one retry policy."""
+    """Keywords override any field; the SDK's retries are off (the chain has one policy)."""
     settings = settings or Settings()
     openrouter = settings.openrouter
     if openrouter.api_key is None and "api_key" not in overrides:

@@ -12,7 +12,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def to_request(self) -> dict[str, Any]:
-        """The JSON object OpenRouter expects (unset fields left out)."""
         return self.model_dump(exclude_none=True)
 
 
@@ -41,9 +40,7 @@ class MaxPrice(_Strict):
 
 
 class ProviderPreferences(_Strict):
-    """The ``provider`` object: which upstream providers (slugs) may serve, in what order.
-    ``require_parameters``: only those supporting every parameter sent; ``zdr``: only
-    zero-data-retention endpoints; ``max_price``: fail rather than route above it."""
+    """The ``provider`` object: which upstream providers (slugs) may serve, in what order."""
 
     order: list[str] | None = None
     allow_fallbacks: bool | None = None

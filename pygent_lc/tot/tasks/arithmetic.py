@@ -1,7 +1,6 @@
-"""A safe reader of arithmetic answers: model text is never executed; its ``ast`` is
-walked and anything but integer literals, ``+ - * /``, unary minus and parentheses is
-refused before a number is computed (``9**9**9**9`` too). Literals and intermediate
-results are bounded, so no answer can make the checker slow."""
+"""A safe reader of arithmetic answers: model text is never executed; its ``ast`` is walked,
+anything but integer literals, ``+ - * /``, unary minus and parentheses is refused before a
+number is computed, and literals and intermediate results are bounded (never slow)."""
 
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ from fractions import Fraction
 
 MAX_EXPRESSION_CHARS = 200
 MAX_LITERAL = 10**6
-# Bound on numerators/denominators of intermediate results: far beyond any
-# Game-of-24 value, small enough that no product of bounded terms gets costly.
+# Bound on intermediate numerators/denominators: far past 24's, never costly to multiply.
 MAX_MAGNITUDE = 10**18
 
 _BINARY: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
@@ -22,8 +20,7 @@ _BINARY: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
     ast.Mult: operator.mul,
     ast.Div: operator.truediv,
 }
-# What models write instead of ASCII operators: times, middle dot, division and minus
-# signs, en and em dashes.
+# What models write for ASCII operators: times, middle dot, division, minus, dashes.
 _TRANSLATE = str.maketrans("\u00d7\u00b7\u00f7\u2212\u2013\u2014", "**/---")
 
 

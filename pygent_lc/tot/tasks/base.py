@@ -35,16 +35,13 @@ class Task(Protocol):
     def check_answer(self, problem: str, steps: Sequence[str]) -> bool | None: ...  # None: unsure
     # A value known without asking the model (a dead end, say), else None.
     def static_value(self, problem: str, steps: Sequence[str]) -> float | None: ...
-    # A state's scores combined whatever their order or count (a budget or adaptive
-    # sampling leaves fewer): a mean, not a sum.
+    # The scores combined whatever their order or count (samples may be fewer): a mean.
     def aggregate_values(self, scores: Sequence[float]) -> float: ...
-    # Whether the samples so far settle the state's value; ``outputs`` are the
-    # completions behind ``scores`` (none for stored scores).
+    # Whether the samples settle the value; ``outputs``: behind ``scores`` (none if stored).
     def samples_agree(
         self, problem: str, steps: Sequence[str], outputs: Sequence[str], scores: Sequence[float]
     ) -> bool: ...
-    # States with one key are merged within a level and share stored values: it holds all
-    # a state's value and future depend on, nothing else (Game of 24: the numbers left).
+    # All a state's value and future depend on (24: the numbers left): merged, cached by.
     def state_key(self, problem: str, steps: Sequence[str]) -> str: ...
 
 

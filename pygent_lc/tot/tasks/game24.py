@@ -1,8 +1,7 @@
 """Game of 24, as in the Tree of Thoughts paper: three steps ``a op b = c (left: ...)``
 and ``Answer: <expression> = 24``, checked by :func:`check_24` (never ``eval``). The
 prompts have the shapes of the paper's (Yao et al. 2023, princeton-nlp/tree-of-thought-llm,
-MIT) with our own worked examples; each starts with its fixed part, for providers to cache.
-"""
+MIT) with our own worked examples; each starts with its fixed part, for providers to cache."""
 
 from __future__ import annotations
 
@@ -143,9 +142,8 @@ Input: {input}
 {choices}
 """
 
-# The paper's value map, per sample. The paper sums over samples; we take the
-# mean, which ranks states with equal sample counts the same way and stays
-# fair when counts differ.
+# The paper's value map, per sample; the paper sums samples, our mean ranks equal
+# counts the same and stays fair when counts differ.
 VALUE_MAP = {"sure": 20.0, "likely": 1.0, "impossible": 0.001}
 
 # Bump a suffix when the reading of value answers, or of proposals and steps, changes.

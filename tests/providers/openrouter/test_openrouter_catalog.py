@@ -109,11 +109,12 @@ HOSTILE_BODIES: dict[str, object] = {
             {"id": "a/nan", "pricing": {"prompt": "NaN", "completion": "inf", "request": "x"}},
             {"id": "a/list", "pricing": ["0.1"], "context_length": "big"},
             {"id": "a/nested", "pricing": {"prompt": {"usd": 1}, "completion": [2]}},
+            {"id": "a/huge", "pricing": {"prompt": 10**400, "completion": "1e305"}},
             "not an entry",
             {"id": "a/ok", "pricing": {"prompt": "0.000001", "completion": "0.000002"}},
         ]
     },
-    "/key": {"data": {"label": ["x"], "usage": "abc", "limit": "NaN", "limit_remaining": {}}},
+    "/key": {"data": {"label": ["x"], "usage": 10**400, "limit": "NaN", "limit_remaining": {}}},
     "/generation": {"data": {"total_cost": "-inf", "latency": "x", "native_tokens_prompt": "9"}},
 }
 
@@ -131,15 +132,15 @@ class _HostileCatalog(BaseHTTPRequestHandler):
 
 
 def test_a_catalog_with_junk_figures_gives_finite_figures_or_none() -> None:
-    """Prices, usage and costs that are not finite numbers (NaN, inf, text, lists)
-    are unknown, never a raw ``ValueError`` or a NaN that would reach a budget."""
+    """Prices, usage and costs that are not finite numbers (NaN, inf, text, lists, too large
+    for a float) are unknown, never a raw ``ValueError`` or a NaN that would reach a budget."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _HostileCatalog)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         settings = Settings(openrouter_api_key="sk-or-v1-junk", openrouter_base_url=url)
         models = {m.id: m for m in list_openrouter_models(settings, refresh=True)}
-        assert sorted(models) == ["a/list", "a/nan", "a/nested", "a/ok"]
+        assert sorted(models) == ["a/huge", "a/list", "a/nan", "a/nested", "a/ok"]
         for info in models.values():
             figures = (info.prompt_price, info.completion_price, info.request_price)
             assert all(math.isfinite(f) and f >= 0 for f in figures), info
