@@ -6,6 +6,7 @@ at, ``p``/``ps`` the probe and its start, ``e`` the last error."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -251,7 +252,8 @@ class CircuitBreaker:
         # Not chosen (neither a store nor a clock): a policy lends the breaker its store.
         self.store_given = store is not None or clock is not None
         self.key = f"breaker|{provider}|{model or ''}|{endpoint or ''}"
-        _LIVE.add(self)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     @property
     def enabled(self) -> bool:
@@ -314,7 +316,9 @@ def log_change(circuit: CircuitBreaker, outcome: BreakerOutcome) -> None:
 
 
 _LIVE: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()  # a breaker added by another thread mid-copy would raise
 
 
 def live_breakers() -> list[CircuitBreaker]:
-    return list(_LIVE)
+    with _LIVE_LOCK:
+        return list(_LIVE)

@@ -22,7 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from pygent_lc.limits.breaker import CircuitBreaker, live_breakers
+from pygent_lc.limits.breaker import live_breakers
 from pygent_lc.limits.usage import plausible_usd
 from pygent_lc.tot.search import SearchContext
 
@@ -192,7 +192,7 @@ class OtelCallbackHandler(BaseCallbackHandler):
     def _breaker_states(self, options: CallbackOptions) -> Iterable[Observation]:
         """Per provider and model, the worst state of its breakers (one per chain)."""
         worst: dict[tuple[str, str | None], int] = {}
-        for breaker in _breakers() if self.active else ():
+        for breaker in live_breakers() if self.active else ():
             if breaker.enabled:
                 key = (breaker.provider, breaker.model)
                 worst[key] = max(worst.get(key, 0), BREAKER_STATES[breaker.state])
@@ -204,15 +204,6 @@ class OtelCallbackHandler(BaseCallbackHandler):
 
 def _inside(chain: _Chain | None) -> Context | None:
     return None if chain is None else trace.set_span_in_context(chain.span)
-
-
-def _breakers() -> list[CircuitBreaker]:
-    for _ in range(3):  # a breaker built in another thread may change the set mid-copy
-        try:
-            return live_breakers()
-        except RuntimeError:
-            continue
-    return []
 
 
 def _mark_failed(span: Span, error: BaseException) -> str:

@@ -28,6 +28,7 @@ from pygent_lc.errors import (
 from pygent_lc.limits.breaker import (
     CircuitBreaker,
     CircuitOpenError,
+    live_breakers,
 )
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.testing import ScriptedChatModel
@@ -432,3 +433,25 @@ def test_settings_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
     circuit = with_provider_policy(ScriptedChatModel(provider="p"), Settings()).circuit
     assert circuit is not None
     assert (circuit.failure_threshold, circuit.cooldown) == (5, 2.5)
+
+
+def test_the_live_breakers_can_be_listed_while_another_thread_builds_breakers() -> None:
+    """Telemetry lists them while agents are built in other threads: never a RuntimeError."""
+    stop = threading.Event()
+    kept: list[CircuitBreaker] = []
+
+    def build() -> None:
+        while not stop.is_set():
+            kept.append(CircuitBreaker(provider="p"))
+            if len(kept) > 500:
+                kept.clear()  # the set also shrinks as breakers are collected
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            assert all(isinstance(b, CircuitBreaker) for b in live_breakers())
+    finally:
+        stop.set()
+        builder.join()
