@@ -31,7 +31,7 @@ from pygent_lc.limits import (
 )
 from pygent_lc.limits.breaker import CircuitBreaker, log_change
 from pygent_lc.limits.budget import CostBudget
-from pygent_lc.limits.call import budget_wait, reserved_here
+from pygent_lc.limits.call import abegin_call, budget_wait, reserved_here
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
 from pygent_lc.limits.usage import CallMeter, fed_tracker, with_handler
 from pygent_lc.providers.boundary import ProviderBoundary
@@ -195,7 +195,7 @@ class _ProviderCall:
 
     async def _aadmit(self, plan: CallPlan | None) -> None:
         tries, store = 0, self._policy.state
-        while plan and (wait := self._verdict(await store.abegin_call(plan), tries)):
+        while plan and (wait := self._verdict(await abegin_call(store, plan), tries)):
             await asyncio.sleep(wait)
             tries += 1
 

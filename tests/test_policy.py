@@ -4,6 +4,9 @@ one does.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import RunnableConfig
@@ -15,6 +18,7 @@ from pygent_lc.limits import MemoryStore, RateSpec
 from pygent_lc.limits.breaker import CircuitBreaker
 from pygent_lc.limits.budget import CostBudget
 from pygent_lc.limits.rate import LocalRateLimitError
+from pygent_lc.limits.script import Step
 from pygent_lc.limits.usage import UsageTracker, feeding
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.testing import ScriptedChatModel
@@ -294,3 +298,23 @@ async def test_a_fed_tracker_names_the_model_a_call_asked_for() -> None:
         ("openrouter", "x/two"): 1,
         ("openrouter", "x/default"): 1,
     }
+
+
+class _SlowReplyStore(MemoryStore):
+    """A store whose reply is slow, as a Redis round trip's: the step has run when it comes."""
+
+    async def arun(self, step: Step[Any]) -> Any:
+        result = self.run(step)
+        await asyncio.sleep(0.3)
+        return result
+
+
+async def test_a_call_cancelled_while_its_budget_reserves_gives_the_reservation_back() -> None:
+    store = _SlowReplyStore()
+    budget = CostBudget(1.0, store=store, estimator=lambda prompt, max_tokens: 0.4)
+    policy = ProviderPolicy(bound=ScriptedChatModel(outcomes=["ok"]), budget=budget, store=store)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(policy.ainvoke("hi"), 0.1)
+    await asyncio.sleep(0.4)  # the store's reply comes, then the reservation goes back
+    status = budget.status()
+    assert (status.reserved_usd, status.in_flight, status.spent_usd) == (0.0, 0, 0.0)

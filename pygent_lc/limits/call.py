@@ -365,6 +365,25 @@ def _loop_running_here() -> bool:
     return False
 
 
+async def abegin_call(store: StateStore, plan: CallPlan) -> CallStart:
+    """``store.abegin_call(plan)``; a caller cancelled during a round trip (the store may have
+    reserved already) gives the reservations back once the reply comes."""
+    if type(store).arun is StateStore.arun:  # in memory: no await, nothing to cancel midway
+        return await store.abegin_call(plan)
+    begun = asyncio.ensure_future(store.abegin_call(plan))
+    try:
+        return await asyncio.shield(begun)
+    except asyncio.CancelledError:
+
+        def give_back(done: asyncio.Future[CallStart]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                settled = tuple(Settlement(r, 0.0) for r in done.result().reservations)
+                store.end_call(CallEnd(settlements=settled))
+
+        begun.add_done_callback(give_back)
+        raise
+
+
 def reserved_here(store: StateStore, key: str) -> bool:
     """Whether this thread or task holds ``key`` of ``store`` (a call inside is the same one)."""
     return any(hold.holds(store, key) for hold in _holds.get())
@@ -427,24 +446,9 @@ class Hold:
         if self._budget is None or self._plan is None:
             return
         self._loop, tries = asyncio.get_running_loop(), 0
-        while wait := self._verdict(await self._abegin(self._budget.store, self._plan), tries):
+        while wait := self._verdict(await abegin_call(self._budget.store, self._plan), tries):
             await asyncio.sleep(wait)
             tries += 1
-
-    async def _abegin(self, store: StateStore, plan: CallPlan) -> CallStart:
-        """Gives the reservation back if the caller is cancelled meanwhile."""
-        begun = asyncio.ensure_future(store.abegin_call(plan))
-        try:
-            return await asyncio.shield(begun)
-        except asyncio.CancelledError:
-
-            def give_back(done: asyncio.Future[CallStart]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    settled = tuple(Settlement(r, 0.0) for r in done.result().reservations)
-                    store.end_call(CallEnd(settlements=settled))
-
-            begun.add_done_callback(give_back)
-            raise
 
     def _verdict(self, start: CallStart, tries: int, blocking: bool = False) -> float:
         """0 once admitted; else seconds to wait (or raise, also past ``max_wait_s``)."""
