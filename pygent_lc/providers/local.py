@@ -47,6 +47,10 @@ DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Tokens (SmolLM2's); the KV cache is unified: one request may use all, parallel ones share.
 N_CTX = 8192
 N_PARALLEL = 4  # requests decoded at once (llama.cpp "slots")
+#: A reply's length unless the model or the call sets ``max_tokens``: a small model can repeat
+#: itself until the context is full, minutes on a busy laptop (and a tool call, served whole,
+#: would time out first). An answer, a tool call or a ToT step fits well within.
+DEFAULT_MAX_TOKENS = 1024
 STARTUP_TIMEOUT_S = 120.0
 STOP_WAIT_S = 2.0  # what ``stop()`` gives calls in flight before it ends the model process
 #: The longest a call waits for a slot: past any queue, short of streams never finished.
@@ -388,6 +392,8 @@ class LocalChatModel(OpenAICompatibleChatModel):
         found.pop("openai_api_key", None)
         if found.get("model") is None and found.get("model_name") is None:
             found["model"] = server.model_name
+        if found.get("max_tokens") is None and found.get("max_completion_tokens") is None:
+            found["max_tokens"] = DEFAULT_MAX_TOKENS
         return found
 
     @model_validator(mode="after")

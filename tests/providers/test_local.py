@@ -41,7 +41,9 @@ from pygent_lc.errors import (
     UnsupportedRequestError,
 )
 from pygent_lc.limits.breaker import BREAKER_ERRORS
+from pygent_lc.providers import local
 from pygent_lc.providers.local import (
+    DEFAULT_MAX_TOKENS,
     NOT_STARTED_URL,
     LlamaServer,
     LocalChatModel,
@@ -562,6 +564,29 @@ async def test_the_first_call_starts_the_server_and_goes_to_its_url(
     assert [str(r.url) for r in wire.requests] == [f"{embedded.urls[0]}/chat/completions"] * 2
     assert wire.requests[0].headers["authorization"] == f"Bearer {embedded.server.api_key}"
     assert embedded.server.in_flight == 0  # every call counted was released
+
+
+def test_an_embedded_reply_is_capped_unless_the_model_or_the_call_sets_max_tokens(
+    wire: MockServer, embedded: Started
+) -> None:
+    wire.default = llamacpp_stream("1.", " Kiwi")
+    embedded_model(wire, embedded).invoke("one")
+    embedded_model(wire, embedded, max_tokens=40).invoke("two")
+    embedded_model(wire, embedded).invoke("three", max_tokens=7)
+    sent = [wire.body(i)["max_tokens"] for i in range(3)]
+    assert sent == [DEFAULT_MAX_TOKENS, 40, 7]
+
+
+@pytest.mark.live_local
+def test_the_real_server_ends_a_reply_at_the_default_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "DEFAULT_MAX_TOKENS", 12)
+    model = LocalChatModel()
+    try:
+        reply = model.invoke("Count from 1 to 500, separated by commas: 1, 2, 3,")
+    finally:
+        model.close()
+    assert reply.usage_metadata is not None and reply.usage_metadata["output_tokens"] == 12
+    assert reply.response_metadata["finish_reason"] == "length"
 
 
 @pytest.mark.parametrize("mode", ["invoke", "astream"])
