@@ -54,18 +54,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     fallbacks: list[dict[str, Any]] = []
     with ExitStack() as cleanup:
         try:
-            interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
             args = build_parser().parse_args(argv)
             as_json = getattr(args, "json", False)
             _configure_logging(cleanup, verbose=args.verbose)
-            if args.command in PROMPT_ARGUMENT:  # before the event loop: Ctrl-C stops a read
+            # The heavy half (agents, chain, providers) and the prompt's read, while Ctrl-C
+            # still exits at once: raised inside a native module's import (pydantic-core),
+            # KeyboardInterrupt becomes a Rust panic with a traceback.
+            from pygent_lc.cli import commands
+
+            if args.command in PROMPT_ARGUMENT:
                 args.text = read_prompt(args, PROMPT_ARGUMENT[args.command])
+            interrupt_as_exception()  # from here on, Ctrl-C is the KeyboardInterrupt below
             if args.otel:
                 cleanup.callback(start_otlp_export())
             else:
                 instrument_from_env()  # PYGENT_OTEL=1: spans and metrics of this run
-            from pygent_lc.cli import commands  # the heavy half: agents, chain, providers
-
             return commands.run(args, fallbacks)
         except KeyboardInterrupt:
             print("\ninterrupted", file=sys.stderr)
