@@ -508,11 +508,11 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
 
 
 def local_health(settings: Settings) -> ProviderHealth:
-    try:
-        path = local_model(settings).model_path
+    try:  # no chat model: it would hold a place among the shared server's users
+        require_xllamacpp()
+        path = model_file(settings.local.model)
     except ConfigurationError as exc:
         return ProviderHealth("local", "problem", one_line(exc))
-    assert path is not None
     detail = f"llama.cpp server starts on first use; model file {path} "
     return ProviderHealth("local", "ok", f"{detail}({path.stat().st_size / 1e6:.0f} MB)", path.name)
 

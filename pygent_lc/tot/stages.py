@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pygent_lc.tot.caller import CallFailure, LLMCaller, SampledOutputs, failed, gather_or_cancel
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.result import ThoughtNode, ThoughtTree, ToTStats
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import BatchValueTask, Task, VerifyingTask, children_checked
 from pygent_lc.tot.value_store import (
     ChildrenStore,
@@ -32,10 +32,6 @@ class Stage:
     caller: LLMCaller
     store: ValueStore = field(default_factory=MemoryValueStore)
     namespace: str = ""
-
-    @property
-    def counters(self) -> ToTStats:
-        return self.caller.counters
 
     def key(self, problem: str, steps: Sequence[str]) -> str:
         return f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"
@@ -113,7 +109,7 @@ class ThoughtGenerator(Stage):
         by_key: dict[str, ThoughtNode] = {}
         for parent, steps, key, stored in plans:
             if stored is not None:
-                self.counters.proposals_reused += 1
+                self.caller.counters.proposals_reused += 1
             found = [stored] if stored is not None else outcomes.pop(0)
             kept: dict[str, str] = {}  # this state's next steps worth keeping, by key
             for outcome in found:
@@ -126,7 +122,7 @@ class ThoughtGenerator(Stage):
                         rejected = tree.add_child(parent, thought)
                         rejected.pruned = True
                         rejected.error = "rejected by the task's step check"
-                        self.counters.invalid_pruned += 1
+                        self.caller.counters.invalid_pruned += 1
                         continue
                     child_key = self.task.state_key(problem, path)
                     if key is not None and (
@@ -136,7 +132,7 @@ class ThoughtGenerator(Stage):
                     existing = by_key.get(child_key)
                     if existing is not None:
                         existing.duplicates += 1
-                        self.counters.duplicates_merged += 1
+                        self.caller.counters.duplicates_merged += 1
                         continue
                     child = tree.add_child(parent, thought)
                     by_key[child_key] = child
@@ -360,16 +356,16 @@ class StateEvaluator(Stage):
         node.error = failed("evaluation", item.errors, item.asked)
         if not item.scores:
             if not item.stopped and not item.errors:
-                self.counters.samples_saved += self.config.n_evaluate_sample
+                self.caller.counters.samples_saved += self.config.n_evaluate_sample
                 self.skipped.add(node.id)
             return
         node.scores = list(item.scores)
         node.value = self.task.aggregate_values(node.scores)
         if item.asked == 0:
-            self.counters.cache_hits += 1  # scores came from the store
+            self.caller.counters.cache_hits += 1  # scores came from the store
             return
         if not item.stopped:
-            self.counters.samples_saved += max(self._remaining(item), 0)
+            self.caller.counters.samples_saved += max(self._remaining(item), 0)
         self.store.put(item.key, StoredValue(tuple(item.scores), settled=item.settled))
 
     async def _vote(self, problem: str, pending: list[_Pending]) -> None:
@@ -381,7 +377,7 @@ class StateEvaluator(Stage):
             if result.outputs and not result.errors and not result.refused:
                 self.votes[prompt] = result
         else:
-            self.counters.cache_hits += 1
+            self.caller.counters.cache_hits += 1
         asked = len(result.outputs) + len(result.errors) + result.refused
         error = failed("evaluation", result.errors, asked)
         choices = [self.task.parse_vote(output, len(pending)) for output in result.outputs]
