@@ -50,8 +50,7 @@ class ThoughtGenerator(Stage):
         return task.program_answer(problem, steps) if isinstance(task, VerifyingTask) else None
 
     def _rejected(self, problem: str, path: Sequence[str]) -> bool:
-        task = self.task
-        return isinstance(task, VerifyingTask) and task.check_step(problem, path) is False
+        return isinstance(self.task, VerifyingTask) and self.task.check_step(problem, path) is False
 
     def _reuse_key(self, problem: str, steps: Sequence[str]) -> str | None:
         mode = self.config.reuse_proposals
