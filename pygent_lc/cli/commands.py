@@ -158,9 +158,8 @@ def _health_line(health: ProviderHealth, name: str | None = None) -> str:
 def diagnose(
     settings: Settings, providers: Sequence[ProviderName] | None = None, *, probe: bool = False
 ) -> list[ProviderHealth]:
-    """``doctor``: each provider's health (default: all, the configured ones first), then a
-    line if the shared store refuses this client (password, ACL): every call would use
-    per-process limits. A Redis that is down or read-only is an outage that passes."""
+    """``doctor``: each provider's health (default: all, configured first), then a line if the
+    shared store refuses this client (password, ACL; a Redis down or read-only passes)."""
     names = providers or dict.fromkeys([*settings.providers, *PROVIDERS])
     report = [_health(name, settings, probe=probe) for name in names]
     if (url := _shared_url(settings)) is not None:

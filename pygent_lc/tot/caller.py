@@ -76,8 +76,6 @@ class SampledOutputs:
 
 
 class LLMCaller:
-    """Bounded, budgeted access to the backend for one search."""
-
     def __init__(
         self, backend: LLMBackend, config: ToTConfig, n_support: SamplesSupport | None = None
     ) -> None:
@@ -159,9 +157,8 @@ class LLMCaller:
     async def samples(
         self, prompt: str, n: int, kind: CallKind, fill: bool = True
     ) -> SampledOutputs:
-        """``n`` samples, failures and refusals collected: one request for all where the
-        model answers ``n`` (or may), the missing ones a request each, at once; else a
-        request each. ``fill=False`` sends one request only (up to ``n`` back)."""
+        """``n`` samples, failures and refusals: one request for all where the model may answer
+        ``n``, the rest a request each, at once. ``fill=False``: one request (up to ``n``)."""
         result = SampledOutputs()
         if n > 1 and self.n_support.honoured is not False:
             try:

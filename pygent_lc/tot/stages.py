@@ -41,9 +41,8 @@ _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by 
 
 
 class ThoughtGenerator(Stage):
-    """Expands states, a level's calls at once, children in a fixed order (parent, call,
-    line); one state (equal ``state_key``) is one node, the first found (the paper keeps
-    copies valued 0: merging frees beam slots). ``check_step`` rejects are kept, pruned."""
+    """Children in a fixed order (parent, call, line); one state (``state_key``) is one node,
+    the first found (the paper keeps copies: merging frees slots); ``check_step`` rejects pruned."""
 
     def _written(self, problem: str, steps: Sequence[str]) -> str | None:
         task = self.task
