@@ -196,10 +196,8 @@ class LLMCaller:
             # Admitted once acquired: queued calls see the spend of those that finished.
             hold = await self._admit(prompt, n)
             self.counters.llm_calls += 1
-            if generation:
-                self.counters.generation_calls += 1
-            else:
-                self.counters.evaluation_calls += 1
+            self.counters.generation_calls += generation
+            self.counters.evaluation_calls += not generation
             self._phase.attempted += 1
             self._in_flight += 1
             self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
@@ -217,8 +215,7 @@ class LLMCaller:
             except CALL_FAILURES as exc:
                 self.counters.failed_calls += 1
                 self._phase.failed += 1
-                if self._phase.first_error is None:
-                    self._phase.first_error = exc
+                self._phase.first_error = self._phase.first_error or exc
                 raise
             finally:
                 self._in_flight -= 1

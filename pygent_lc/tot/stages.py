@@ -65,11 +65,9 @@ class ThoughtGenerator(Stage):
         if key is None or not isinstance(self.store, ChildrenStore):
             return None
         stored = self.store.get_children(key)
-        if stored is None:
-            return None
-        thoughts = list(stored.thoughts)
-        if any(self._rejected(problem, [*steps, t]) for t in thoughts):
-            return None  # not next steps of this state (another program's row): ask
+        thoughts = None if stored is None else list(stored.thoughts)
+        if thoughts is None or any(self._rejected(problem, [*steps, t]) for t in thoughts):
+            return None  # none, or not next steps of this state (another program's row): ask
         return thoughts
 
     async def _one(self, problem: str, steps: Sequence[str]) -> _Outcome:
