@@ -73,21 +73,15 @@ class AgentFactory(Closable):
                 await asyncio.to_thread(configured_model, provider, settings)
                 await asyncio.to_thread(PROVIDERS[provider].check, settings, spec.check_model)
         chain = build_chat_model(settings, providers)
+        common: dict[str, Any] = {"name": name, "providers": providers}
         try:
             if spec.agent_type == "chat":
                 agent: Agent = ChatAgent(
-                    chain,
-                    name=name,
-                    system_prompt=spec.system_prompt,
-                    providers=providers,
-                    **spec.tot,
+                    chain, system_prompt=spec.system_prompt, **common, **spec.tot
                 )
             else:
                 config = ToTConfig.for_provider(providers[0], **spec.tot)
-                task = TASKS[spec.task]()
-                agent = ReasoningAgent(
-                    chain, name=name, config=config, task=task, providers=providers
-                )
+                agent = ReasoningAgent(chain, config=config, task=TASKS[spec.task](), **common)
         except (ConfigurationError, InvalidInputError) as exc:
             raise AgentError(str(exc), field=getattr(exc, "field", None)) from exc
         self.agents[name] = agent

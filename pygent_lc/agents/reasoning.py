@@ -3,6 +3,7 @@ and its live progress (level, calls, tokens, cost, elapsed time)."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, nullcontext
@@ -34,10 +35,6 @@ class SolveProgress:
     started: float = field(default_factory=time.perf_counter)
     on_change: Callable[[SolveProgress], None] | None = None
 
-    @property
-    def elapsed_s(self) -> float:
-        return time.perf_counter() - self.started
-
     def notify(self) -> None:
         if self.on_change is not None:
             self.on_change(self)
@@ -47,7 +44,7 @@ class SolveProgress:
             f"level {self.level}/{self.max_depth} · {self.calls} calls"
             f"{f' ({self.in_flight} running)' if self.in_flight else ''} · "
             f"{self.usage.total_tokens} tokens · ${self.usage.cost_usd:.4f} · "
-            f"{self.elapsed_s:.1f}s"
+            f"{time.perf_counter() - self.started:.1f}s"
         )
 
 
@@ -140,17 +137,9 @@ class ReasoningAgent(Closable):
         engine = self.engine
         if on_progress is not None:
             progress = SolveProgress(max_depth=self.config.max_depth, on_change=on_progress)
-            watched = ProgressBackend(self.backend, progress)
-            engine = ToTEngine(
-                self.config,
-                watched,
-                task=self.task,
-                name=self.name,
-                # the same values, under the same model name: they outlive one solve
-                value_store=self.engine.value_store,
-                model_id=self.engine.model_id,
-                observer=watched,
-            )
+            # The same engine (values and model name outlive one solve), watched.
+            engine = copy.copy(self.engine)
+            engine.backend = engine.observer = ProgressBackend(self.backend, progress)
         self.last_result = await engine.solve(problem)
         return self.last_result
 

@@ -29,7 +29,7 @@ from pygent_lc.langchain_backend import LangChainBackend
 from pygent_lc.limits import ResilientStore, open_store, redact_url
 from pygent_lc.limits.store import MEMORY_URLS, UNREACHABLE
 from pygent_lc.limits.usage import UsageSummary
-from pygent_lc.providers.ollama import installed_ollama_models
+from pygent_lc.providers.ollama import ollama_listing
 from pygent_lc.providers.registry import PROVIDERS, validate_provider_names
 from pygent_lc.providers.status import ProviderHealth, one_line, timed
 from pygent_lc.settings import MisspeltSettingWarning, ProviderName, Settings
@@ -121,20 +121,13 @@ def first_configured(settings: Settings) -> ProviderName:
     for name in settings.providers:
         if name == "openrouter" and (key is None or not key.get_secret_value().strip()):
             continue  # `OPENROUTER_API_KEY=` in a .env is no key either
-        if name == "ollama" and not any(
-            _ollama_answers(settings, host) for host in settings.ollama.base_urls
-        ):
-            continue
+        if name == "ollama":
+            try:
+                ollama_listing(settings)  # raises when no host answers
+            except PygentError:
+                continue
         return name
     return "local"
-
-
-def _ollama_answers(settings: Settings, host: str) -> bool:
-    try:
-        installed_ollama_models(settings, host)
-    except PygentError:
-        return False
-    return True
 
 
 def _doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -165,9 +158,8 @@ def _health_line(health: ProviderHealth, name: str | None = None) -> str:
 def diagnose(
     settings: Settings, providers: Sequence[ProviderName] | None = None, *, probe: bool = False
 ) -> list[ProviderHealth]:
-    """``doctor``: each provider's health (default: all, the configured ones first), then a
-    line if the shared store refuses this client (password, ACL): every call would use
-    per-process limits. A Redis that is down or read-only is an outage that passes."""
+    """``doctor``: each provider's health (default: all, configured first), then a line if the
+    shared store refuses this client (password, ACL; a Redis down or read-only passes)."""
     names = providers or dict.fromkeys([*settings.providers, *PROVIDERS])
     report = [_health(name, settings, probe=probe) for name in names]
     if (url := _shared_url(settings)) is not None:

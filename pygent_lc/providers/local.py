@@ -91,8 +91,7 @@ def default_threads() -> int:
     """Half the usable CPUs (a cgroup quota too): llama.cpp's threads meet at a barrier each
     step, so with one per core any busy process slows decoding by tens of times."""
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    quota = _cgroup_cpu_quota()
-    if quota is not None:
+    if (quota := _cgroup_cpu_quota()) is not None:
         count = min(count or 1, max(1, int(quota + 0.5)))
     return max(1, (count or 1) // 2)
 
@@ -310,7 +309,11 @@ class LlamaServer:
         with selectors.DefaultSelector() as selector:
             selector.register(child.stdout, selectors.EVENT_READ)
             if not selector.select(self.startup_timeout):
-                raise self._not_started(None, log)
+                raise self._not_started(
+                    f"not ready within the start-up limit of {self.startup_timeout:g}s "
+                    "(PYGENT_LOCAL_STARTUP_TIMEOUT; a busy machine loads models slowly)",
+                    log,
+                )
         try:
             reply = json.loads(child.stdout.readline())
         except ValueError:
@@ -320,12 +323,7 @@ class LlamaServer:
             raise self._not_started(str(reply.get("error") or f"the model process {status}"), log)
         return f"{reply['address']}/v1"
 
-    def _not_started(self, why: str | None, log: IO[bytes]) -> ProviderUnavailableError:
-        if why is None:
-            why = (
-                f"not ready within the start-up limit of {self.startup_timeout:g}s "
-                "(PYGENT_LOCAL_STARTUP_TIMEOUT; a busy machine loads models slowly)"
-            )
+    def _not_started(self, why: str, log: IO[bytes]) -> ProviderUnavailableError:
         log.seek(0)
         errors = log.read()[-600:].decode(errors="replace").strip()
         detail = f"; llama.cpp said: {errors}" if errors else ""
@@ -508,11 +506,11 @@ def local_model(settings: Settings | None = None, **overrides: Any) -> LocalChat
 
 
 def local_health(settings: Settings) -> ProviderHealth:
-    try:
-        path = local_model(settings).model_path
+    try:  # no chat model: it would hold a place among the shared server's users
+        require_xllamacpp()
+        path = model_file(settings.local.model)
     except ConfigurationError as exc:
         return ProviderHealth("local", "problem", one_line(exc))
-    assert path is not None
     detail = f"llama.cpp server starts on first use; model file {path} "
     return ProviderHealth("local", "ok", f"{detail}({path.stat().st_size / 1e6:.0f} MB)", path.name)
 

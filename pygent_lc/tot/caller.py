@@ -76,8 +76,6 @@ class SampledOutputs:
 
 
 class LLMCaller:
-    """Bounded, budgeted access to the backend for one search."""
-
     def __init__(
         self, backend: LLMBackend, config: ToTConfig, n_support: SamplesSupport | None = None
     ) -> None:
@@ -159,9 +157,8 @@ class LLMCaller:
     async def samples(
         self, prompt: str, n: int, kind: CallKind, fill: bool = True
     ) -> SampledOutputs:
-        """``n`` samples, failures and refusals collected: one request for all where the
-        model answers ``n`` (or may), the missing ones a request each, at once; else a
-        request each. ``fill=False`` sends one request only (up to ``n`` back)."""
+        """``n`` samples, failures and refusals: one request for all where the model may answer
+        ``n``, the rest a request each, at once. ``fill=False``: one request (up to ``n``)."""
         result = SampledOutputs()
         if n > 1 and self.n_support.honoured is not False:
             try:
@@ -199,10 +196,8 @@ class LLMCaller:
             # Admitted once acquired: queued calls see the spend of those that finished.
             hold = await self._admit(prompt, n)
             self.counters.llm_calls += 1
-            if generation:
-                self.counters.generation_calls += 1
-            else:
-                self.counters.evaluation_calls += 1
+            self.counters.generation_calls += generation
+            self.counters.evaluation_calls += not generation
             self._phase.attempted += 1
             self._in_flight += 1
             self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
@@ -220,8 +215,7 @@ class LLMCaller:
             except CALL_FAILURES as exc:
                 self.counters.failed_calls += 1
                 self._phase.failed += 1
-                if self._phase.first_error is None:
-                    self._phase.first_error = exc
+                self._phase.first_error = self._phase.first_error or exc
                 raise
             finally:
                 self._in_flight -= 1

@@ -118,9 +118,8 @@ class _EngineOptions(TypedDict, total=False):
 
 
 class ToTEngine(Runnable[ToTInput, ToTResult]):
-    """Tree-of-Thought search over an ``LLMBackend``; as a ``Runnable`` it takes a problem
-    (or ``{"problem": ...}``). Values are kept across solves in ``config.value_cache`` (or
-    ``value_store``) per model: ``model_id``, else the backend's (a shared cache needs one)."""
+    """As a ``Runnable`` it takes a problem (or ``{"problem": ...}``). Values outlive a solve in
+    ``config.value_cache`` (or ``value_store``) per model: ``model_id``, else the backend's."""
 
     @overload
     def __init__(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pygent_lc.tot.caller import CallFailure, LLMCaller, SampledOutputs, failed, gather_or_cancel
 from pygent_lc.tot.config import ToTConfig
-from pygent_lc.tot.result import ThoughtNode, ThoughtTree, ToTStats
+from pygent_lc.tot.result import ThoughtNode, ThoughtTree
 from pygent_lc.tot.tasks.base import BatchValueTask, Task, VerifyingTask, children_checked
 from pygent_lc.tot.value_store import (
     ChildrenStore,
@@ -33,10 +33,6 @@ class Stage:
     store: ValueStore = field(default_factory=MemoryValueStore)
     namespace: str = ""
 
-    @property
-    def counters(self) -> ToTStats:
-        return self.caller.counters
-
     def key(self, problem: str, steps: Sequence[str]) -> str:
         return f"{self.namespace}\x1f{self.task.state_key(problem, steps)}"
 
@@ -45,17 +41,15 @@ _Outcome = list[str] | CallFailure | None  # thoughts, a failure, or refused by 
 
 
 class ThoughtGenerator(Stage):
-    """Expands states, a level's calls at once, children in a fixed order (parent, call,
-    line); one state (equal ``state_key``) is one node, the first found (the paper keeps
-    copies valued 0: merging frees beam slots). ``check_step`` rejects are kept, pruned."""
+    """Children in a fixed order (parent, call, line); one state (``state_key``) is one node,
+    the first found (the paper keeps copies: merging frees slots); ``check_step`` rejects pruned."""
 
     def _written(self, problem: str, steps: Sequence[str]) -> str | None:
         task = self.task
         return task.program_answer(problem, steps) if isinstance(task, VerifyingTask) else None
 
     def _rejected(self, problem: str, path: Sequence[str]) -> bool:
-        task = self.task
-        return isinstance(task, VerifyingTask) and task.check_step(problem, path) is False
+        return isinstance(self.task, VerifyingTask) and self.task.check_step(problem, path) is False
 
     def _reuse_key(self, problem: str, steps: Sequence[str]) -> str | None:
         mode = self.config.reuse_proposals
@@ -71,11 +65,9 @@ class ThoughtGenerator(Stage):
         if key is None or not isinstance(self.store, ChildrenStore):
             return None
         stored = self.store.get_children(key)
-        if stored is None:
-            return None
-        thoughts = list(stored.thoughts)
-        if any(self._rejected(problem, [*steps, t]) for t in thoughts):
-            return None  # not next steps of this state (another program's row): ask
+        thoughts = None if stored is None else list(stored.thoughts)
+        if thoughts is None or any(self._rejected(problem, [*steps, t]) for t in thoughts):
+            return None  # none, or not next steps of this state (another program's row): ask
         return thoughts
 
     async def _one(self, problem: str, steps: Sequence[str]) -> _Outcome:
@@ -113,7 +105,7 @@ class ThoughtGenerator(Stage):
         by_key: dict[str, ThoughtNode] = {}
         for parent, steps, key, stored in plans:
             if stored is not None:
-                self.counters.proposals_reused += 1
+                self.caller.counters.proposals_reused += 1
             found = [stored] if stored is not None else outcomes.pop(0)
             kept: dict[str, str] = {}  # this state's next steps worth keeping, by key
             for outcome in found:
@@ -126,7 +118,7 @@ class ThoughtGenerator(Stage):
                         rejected = tree.add_child(parent, thought)
                         rejected.pruned = True
                         rejected.error = "rejected by the task's step check"
-                        self.counters.invalid_pruned += 1
+                        self.caller.counters.invalid_pruned += 1
                         continue
                     child_key = self.task.state_key(problem, path)
                     if key is not None and (
@@ -136,7 +128,7 @@ class ThoughtGenerator(Stage):
                     existing = by_key.get(child_key)
                     if existing is not None:
                         existing.duplicates += 1
-                        self.counters.duplicates_merged += 1
+                        self.caller.counters.duplicates_merged += 1
                         continue
                     child = tree.add_child(parent, thought)
                     by_key[child_key] = child
@@ -360,16 +352,16 @@ class StateEvaluator(Stage):
         node.error = failed("evaluation", item.errors, item.asked)
         if not item.scores:
             if not item.stopped and not item.errors:
-                self.counters.samples_saved += self.config.n_evaluate_sample
+                self.caller.counters.samples_saved += self.config.n_evaluate_sample
                 self.skipped.add(node.id)
             return
         node.scores = list(item.scores)
         node.value = self.task.aggregate_values(node.scores)
         if item.asked == 0:
-            self.counters.cache_hits += 1  # scores came from the store
+            self.caller.counters.cache_hits += 1  # scores came from the store
             return
         if not item.stopped:
-            self.counters.samples_saved += max(self._remaining(item), 0)
+            self.caller.counters.samples_saved += max(self._remaining(item), 0)
         self.store.put(item.key, StoredValue(tuple(item.scores), settled=item.settled))
 
     async def _vote(self, problem: str, pending: list[_Pending]) -> None:
@@ -381,7 +373,7 @@ class StateEvaluator(Stage):
             if result.outputs and not result.errors and not result.refused:
                 self.votes[prompt] = result
         else:
-            self.counters.cache_hits += 1
+            self.caller.counters.cache_hits += 1
         asked = len(result.outputs) + len(result.errors) + result.refused
         error = failed("evaluation", result.errors, asked)
         choices = [self.task.parse_vote(output, len(pending)) for output in result.outputs]

@@ -196,9 +196,8 @@ def _not_ours(connection: sqlite3.Connection) -> str | None:
 
 
 class SQLiteValueStore(BaseValueStore):
-    """One SQLite file (WAL, a connection per thread): a file it did not make raises
-    ``ConfigurationError`` before any write; a failing file (disk full, deleted, locked
-    past ``timeout_s``) logs one warning and entries are kept in memory."""
+    """One SQLite file (WAL, a connection per thread); one it did not make is refused before any
+    write; a failing one (disk full, locked past ``timeout_s``) warns once, then memory."""
 
     def __init__(self, path: str | Path, *, timeout_s: float = 5.0) -> None:
         self.path = str(path)

@@ -12,8 +12,6 @@ from typing import Protocol, runtime_checkable
 
 @runtime_checkable
 class Task(Protocol):
-    """Prompts and parsers for one kind of problem."""
-
     name: str
     default_depth: int  # thought steps when the caller does not set max_depth
     value_version: str  # changes with the value prompt or its reading (values are per version)
@@ -47,10 +45,9 @@ class Task(Protocol):
 
 @runtime_checkable
 class VerifyingTask(Task, Protocol):
-    """A task that checks by program: a step ``check_step`` rejects is pruned before any
-    value call, and (``ToTConfig.stop_on_verified``) the first verified answer ends the
-    search. ``program_answer`` writes the final thought when a program can (Game of 24:
-    the expression of checked steps that leave 24): no model is asked for it."""
+    """Checked by program: a step ``check_step`` rejects is pruned before any value call; the
+    first verified answer ends the search (``stop_on_verified``); ``program_answer`` writes
+    the final thought when a program can (24: the steps' expression), asking no model."""
 
     verifies_answers: bool
 

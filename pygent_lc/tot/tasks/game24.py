@@ -223,8 +223,6 @@ def current_numbers(problem: str, steps: Sequence[str]) -> str:
 
 
 class Game24Task(TaskDefaults):
-    """Combine four numbers with + - * / into 24, one pair per step."""
-
     name = "game24"
     verifies_answers = True  # answers: check_24; steps: step_is_valid
     STEPS = 4  # three arithmetic steps and the answer line

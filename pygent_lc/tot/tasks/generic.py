@@ -46,8 +46,6 @@ def _format_steps(steps: Sequence[str]) -> str:
 
 
 class GenericTask(TaskDefaults):
-    """Step-by-step reasoning on any problem stated in words."""
-
     name = "generic"
     default_depth = 3
     value_version = _VALUE_VERSION
