@@ -4,27 +4,19 @@ per provider (``OPENROUTER_*``, ``OLLAMA_*``, ``PYGENT_LOCAL_*``), the chain's `
 from __future__ import annotations
 
 import difflib
-import inspect
 import io
 import ipaddress
 import json
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from dotenv.parser import parse_stream
-from pydantic import (
-    AfterValidator,
-    BeforeValidator,
-    Field,
-    SecretStr,
-    StringConstraints,
-    ValidationError,
-    model_validator,
-)
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
+from pydantic_core import ValidationError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from pygent_lc.errors import ConfigurationError
@@ -38,6 +30,11 @@ DEFAULT_ENV_FILE = ".env"
 
 class MisspeltSettingWarning(UserWarning):
     """A variable meant as a setting, and ignored (``PYGENT_MAX_COST=0.01``: no budget)."""
+
+
+def from_text(parse: Callable[[str], object]) -> BeforeValidator:
+    """Parse a value given as text (as every variable is); pydantic checks any other."""
+    return BeforeValidator(lambda value: parse(value) if isinstance(value, str) else value)
 
 
 def http_urls(value: str, many: bool = True) -> str:
@@ -56,19 +53,18 @@ def http_urls(value: str, many: bool = True) -> str:
     return ",".join(urls)
 
 
-def from_json(value: object) -> object:
+def from_json(text: str) -> object:
     try:
-        return json.loads(value) if isinstance(value, str) else value
+        return json.loads(text)
     except json.JSONDecodeError as exc:  # its message has no part of the value
         raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
 
 
-def comma_list(value: object) -> object:
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",")]
-        if not all(value):
-            raise ValueError("empty name in a comma-separated list")
-    return value
+def comma_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",")]
+    if not all(names):
+        raise ValueError("empty name in a comma-separated list")
+    return names
 
 
 def provider_name(name: object) -> str:
@@ -86,23 +82,16 @@ def unique_provider_names(names: list[str]) -> list[str]:
     return names
 
 
-def _rate_limits(value: object) -> object:
-    value = parse_rate_limits(value) if isinstance(value, str) else value
-    if isinstance(value, Mapping):
-        return {
-            provider_name(name): RateLimit.parse(rate) if isinstance(rate, str) else rate
-            for name, rate in value.items()
-        }
-    return value
-
-
-NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+NonEmpty = Annotated[str, Field(min_length=1), from_text(str.strip)]
+Provider = Annotated[str, BeforeValidator(provider_name)]
+Json = from_text(from_json)  # NoDecode with it: an error naming the setting, not the value
+HttpUrl = Annotated[str, AfterValidator(lambda url: http_urls(url, many=False))]
 
 
 class ProviderSettings(BaseSettings):
     """One provider's section of :class:`Settings`; on its own, it reads the environment."""
 
-    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(extra="ignore")
     keywords: ClassVar[Mapping[str, str]] = {}  # older keywords than the section's
 
     @classmethod
@@ -119,14 +108,11 @@ class OpenRouterSettings(ProviderSettings):
     keywords = {"app_url": "app_url", "app_title": "app_title"}
 
     api_key: SecretStr | None = None  # without it the OpenRouter provider is skipped
-    base_url: Annotated[str, AfterValidator(lambda url: http_urls(url, many=False))] = (
-        "https://openrouter.ai/api/v1"
-    )
+    base_url: HttpUrl = "https://openrouter.ai/api/v1"
     model: NonEmpty = "anthropic/claude-3.5-sonnet"
-    models: Annotated[list[str], NoDecode, BeforeValidator(comma_list)] = []
-    # NoDecode, from_json: an error naming the setting and none of the value
-    provider: Annotated[ProviderPreferences | None, NoDecode, BeforeValidator(from_json)] = None
-    reasoning: Annotated[ReasoningConfig | None, NoDecode, BeforeValidator(from_json)] = None
+    models: Annotated[list[str], NoDecode, from_text(comma_list)] = []
+    provider: Annotated[ProviderPreferences | None, NoDecode, Json] = None
+    reasoning: Annotated[ReasoningConfig | None, NoDecode, Json] = None
     app_url: str | None = None  # sent as HTTP-Referer, app_title as X-(OpenRouter-)Title
     app_title: str | None = "pygent_lc"
 
@@ -156,7 +142,7 @@ class LocalSettings(ProviderSettings):
 class Settings(BaseSettings):
     """A bad value, keyword or ``.env`` file is a ConfigurationError naming setting and source."""
 
-    model_config = SettingsConfigDict(env_prefix="PYGENT_", extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix="PYGENT_", extra="ignore")
 
     # Each reads its own prefix (NoDecode: a stray PYGENT_OLLAMA is not parsed here).
     openrouter: Annotated[OpenRouterSettings, NoDecode] = Field(default_factory=OpenRouterSettings)
@@ -165,10 +151,7 @@ class Settings(BaseSettings):
 
     allow_insecure_http: bool = False  # the OpenRouter key over http; not from a .env
     providers: Annotated[
-        list[Annotated[str, BeforeValidator(provider_name)]],
-        NoDecode,
-        BeforeValidator(comma_list),
-        AfterValidator(unique_provider_names),
+        list[Provider], NoDecode, from_text(comma_list), AfterValidator(unique_provider_names)
     ] = Field(default_factory=lambda: list(SECTIONS))
     request_timeout: float = Field(default=60.0, gt=0, le=3600)  # retries and waits included
     max_retries: int = Field(default=2, ge=0, le=10)
@@ -177,13 +160,17 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=3, ge=0, le=1000)
     breaker_cooldown: float = Field(default=30.0, ge=0, le=86400)
     state_url: SecretStr | None = None
-    rate_limits: Annotated[dict[str, RateLimit], NoDecode, BeforeValidator(_rate_limits)] = {}
+    rate_limits: Annotated[
+        dict[Provider, Annotated[RateLimit, from_text(RateLimit.parse)]],
+        NoDecode,
+        from_text(parse_rate_limits),
+    ] = {}
     rate_limit_mode: RateLimitMode = "wait"
     max_cost_usd: float | None = Field(default=None, ge=0)  # of every chain built from these
     budget_key: NonEmpty = "default"  # chains (and processes) with one key share a budget
     budget_window: Annotated[
         Literal["1h", "1d"] | None,
-        BeforeValidator(lambda v: None if str(v).strip().lower() in ("", "none") else v),
+        from_text(lambda text: None if text.strip().lower() in ("", "none") else text),
     ] = None
 
     @property
@@ -204,9 +191,7 @@ class Settings(BaseSettings):
             raise ConfigurationError(f"cannot read the settings: {exc}") from None
 
     @classmethod
-    def from_env_file(
-        cls, path: str | os.PathLike[str] = DEFAULT_ENV_FILE, **values: Any
-    ) -> Settings:
+    def from_env_file(cls, path: str | Path = DEFAULT_ENV_FILE, **values: Any) -> Settings:
         """Keywords, then the environment, then the ``.env`` file ``path`` (if it exists)."""
         return cls(_env_file=path, **values)
 
@@ -217,7 +202,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _key_only_over_https(self) -> Self:
         url, key = self.openrouter.base_url, self.openrouter.api_key
-        host = (urlsplit(url).hostname or "").rstrip(".").lower()
+        host = (urlsplit(url).hostname or "").rstrip(".")
         try:
             address = ipaddress.ip_address(host)
             loopback = (getattr(address, "ipv4_mapped", None) or address).is_loopback
@@ -249,43 +234,37 @@ SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {
     for name, model in SECTIONS.items()
     for field in model.model_fields
 }
+# A keyword's place; a section given whole gives its fields as "section.field".
 KEYWORDS = {keyword: loc for loc, (keyword, _) in SETTINGS.items()}
+KEYWORDS |= {".".join(loc): loc for loc in SETTINGS if len(loc) > 1}
 VARIABLES = frozenset(variable for _, variable in SETTINGS.values())
-# BaseSettings' own options (``_env_file``...), and those each section takes from Settings
-_OPTIONS = [name for name in inspect.signature(BaseSettings).parameters if name.startswith("_")]
+# BaseSettings' options that Settings takes, and passes on to each section
 _SHARED = """_env_file _env_file_encoding _case_sensitive _env_ignore_empty _env_parse_none_str
 _env_parse_enums _secrets_dir""".split()  # noqa: SIM905
-# Read by this package outside Settings, by its tests, or by Ollama's own server and CLI.
-_OLLAMA_OWN = """HOST MODELS KEEP_ALIVE ORIGINS DEBUG FLASH_ATTENTION KV_CACHE_TYPE LLM_LIBRARY
-MAX_LOADED_MODELS MAX_QUEUE NUM_PARALLEL NOPRUNE SCHED_SPREAD TMPDIR GPU_OVERHEAD LOAD_TIMEOUT
-MULTIUSER_CACHE CONTEXT_LENGTH NEW_ENGINE INTEL_GPU RUNNERS_DIR NOHISTORY API_KEY"""
+_ACCEPTED = [*KEYWORDS, *SECTIONS, *_SHARED]  # all in lower case
+# Read outside Settings, or by the tests, or Ollama's (its others are not close to a setting).
 _OTHERS = {"PYGENT_DEBUG", "PYGENT_OTEL", "PYGENT_OTEL_CAPTURE_CONTENT", "PYGENT_SOAK"}
-_OTHERS |= {f"OLLAMA_{name}" for name in _OLLAMA_OWN.split()}
+_OTHERS.add("OLLAMA_MODELS")
 
 
 def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with flat keywords in their section, which gets ``shared`` (``_env_file``...)."""
-    _check_known(values, [*KEYWORDS, *SECTIONS, *_OPTIONS])
-    nested = dict(values)
-    for name, model in SECTIONS.items():
-        section = values.get(name, {})  # a section given whole is copied, never shared
-        section = dict(section) if isinstance(section, ProviderSettings) else section
-        if isinstance(section, Mapping):
-            fields = [f"{name}.{field}" for field in model.model_fields]
-            _check_known([f"{name}.{key}" for key in section], fields)
-            keywords = [kw for kw, loc in KEYWORDS.items() if loc[0] == name and kw in values]
-            flat = {KEYWORDS[kw][1]: nested.pop(kw) for kw in keywords}
-            nested[name] = {**shared, **section, **flat}
+    """``values`` with flat keywords and whole sections' fields (copied, flat ones win) in their
+    section, which gets ``shared`` (``_env_file``...)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in SECTIONS and isinstance(value, Mapping | ProviderSettings):
+            flat = {**{f"{key}.{field}": item for field, item in dict(value).items()}, **flat}
+        else:
+            flat[key] = value
+    nested: dict[str, Any] = {name: dict(shared) for name in SECTIONS}
+    for key, value in flat.items():
+        if key not in _ACCEPTED:
+            close = difflib.get_close_matches(key.lower(), _ACCEPTED, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"unknown setting {key!r}{hint}", field=key)
+        *section, field = KEYWORDS.get(key, (key,))
+        (nested[section[0]] if section else nested)[field] = value
     return nested
-
-
-def _check_known(names: Iterable[str], accepted: list[str]) -> None:
-    for name in names:
-        if name not in accepted:
-            known = {name.lower(): name for name in accepted}
-            close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
-            hint = f"; did you mean {known[close[0]]!r}?" if close else ""
-            raise ConfigurationError(f"unknown setting {name!r}{hint}", field=name)
 
 
 def _warn_misspelt(places: Mapping[str, str]) -> None:
@@ -294,34 +273,29 @@ def _warn_misspelt(places: Mapping[str, str]) -> None:
         upper = name.upper()
         if upper in VARIABLES | _OTHERS or upper.startswith("PYGENT_TEST_"):
             continue
-        close = difflib.get_close_matches(upper, sorted(VARIABLES), n=1, cutoff=0.8)
+        close = difflib.get_close_matches(upper, VARIABLES, n=1, cutoff=0.8)
         if upper.startswith("PYGENT_") or (close and upper.startswith(("OPENROUTER_", "OLLAMA_"))):
-            warnings.warn(
-                f"{name} (in {place.split(' line ')[0]}) is not a pygent_lc setting "
-                f"and is ignored{f'; did you mean {close[0]}?' if close else ''}",
-                MisspeltSettingWarning,
-                stacklevel=3,
-            )
+            hint = f"; did you mean {close[0]}?" if close else ""
+            ignored = f"{name} (in {place.split(' line ')[0]}) is not a pygent_lc setting"
+            warnings.warn(f"{ignored} and is ignored{hint}", MisspeltSettingWarning, stacklevel=3)
 
 
-def _dotenv_places(env_file: object, encoding: str) -> dict[str, str]:
+def _dotenv_places(env_file: Any, encoding: str) -> dict[str, str]:
     """Each ``.env`` variable's ``path line N`` (pydantic-settings cannot say); errors name
     the file and line, never the line's text (``PYGENT_ALLOW_INSECURE_HTTP``: a checkout's)."""
-    files = [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []
     found: dict[str, str] = {}
-    for path in (Path(os.fspath(item)).expanduser() for item in files):  # type: ignore[attr-defined]
-        if not path.is_file():
+    for path in map(
+        Path, [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []
+    ):
+        if not (path := path.expanduser()).is_file():
             continue
         try:
-            raw = path.read_bytes()
-            text = raw.decode(encoding)
+            text = path.read_bytes().decode(encoding)
+        except UnicodeDecodeError as exc:
+            line = exc.object[: exc.start].count(b"\n") + 1
+            raise ConfigurationError(f"{path} line {line}: not valid {encoding} text") from None
         except OSError as exc:
             raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise ConfigurationError(
-                f"{path} line {line}: not valid {encoding} text (byte {exc.start})"
-            ) from None
         except LookupError:
             raise ConfigurationError(f"{path}: unknown encoding {encoding!r}") from None
         for binding in parse_stream(io.StringIO(text)):
@@ -329,9 +303,7 @@ def _dotenv_places(env_file: object, encoding: str) -> dict[str, str]:
             line = binding.original.line + lines.count("\n", 0, len(lines) - len(lines.lstrip()))
             where = f"{path} line {line}"
             if binding.error:
-                raise ConfigurationError(
-                    f"{where}: cannot parse this line (an unterminated quote? expected NAME=value)"
-                )
+                raise ConfigurationError(f"{where}: cannot parse this line (unterminated quote?)")
             if (binding.key or "").upper() == "PYGENT_ALLOW_INSECURE_HTTP":
                 raise ConfigurationError(
                     f"{where}: PYGENT_ALLOW_INSECURE_HTTP may not be set in a .env file (it "
@@ -349,10 +321,9 @@ def _settings_error(
 ) -> ConfigurationError:
     """One error naming each setting (``keyword (VARIABLE)``) and where its value came from."""
     env = {name.upper(): f"the environment variable {name.upper()}" for name in os.environ}
-    messages: list[str] = []
-    fields: list[str] = []
+    named: list[tuple[str, str]] = []  # (setting, message)
     for err in exc.errors(include_url=False):
-        loc = tuple(str(part) for part in err["loc"]) or ("settings",)
+        loc = tuple(str(part) for part in err["loc"] if part != "[key]")
         message, cause = err["msg"], (err.get("ctx") or {}).get("error")
         if isinstance(cause, ConfigurationError) and cause.field in KEYWORDS:  # across fields
             loc, message = KEYWORDS[cause.field], str(cause)
@@ -361,7 +332,8 @@ def _settings_error(
         field = f"{keyword} ({variable})" if variable else keyword
         place = env.get(variable) or places.get(variable)
         source = f" from {place}" if place and {keyword, at[0]}.isdisjoint(given) else ""
-        fields.append(field)
         path = "".join(f".{shown_value(part)[1:-1]}" for part in loc[len(at) :])  # a JSON key
-        messages.append(f"{field}{path}{source}: {message}")
-    return ConfigurationError(f"invalid setting {'; '.join(messages)}", field=fields[0])
+        named.append((field, f"{field}{path}{source}: {message}"))
+    return ConfigurationError(
+        f"invalid setting {'; '.join(m for _, m in named)}", field=named[0][0]
+    )
