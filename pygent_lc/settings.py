@@ -39,7 +39,7 @@ def from_text(parse: Callable[[str], object]) -> BeforeValidator:
 
 def http_urls(value: str, many: bool = True) -> str:
     """One URL, or (``many``) several comma-separated: each starting with http(s)://, none twice."""
-    urls = [part.strip() for part in value.split(",")] if many and "," in value else [value]
+    urls = [url.strip().rstrip("/") for url in value.split(",")] if many else [value.rstrip("/")]
     for index, url in enumerate(urls):
         where = f"URL {index + 1} of {len(urls)} " if len(urls) > 1 else ""
         if not url and where:
@@ -47,9 +47,8 @@ def http_urls(value: str, many: bool = True) -> str:
         if not url.startswith(("http://", "https://")):
             got = f"got {shown_value(url)}"
             raise ValueError(f"{where}expected a URL starting with http:// or https://, {got}")
-        urls[index] = url.rstrip("/")
-        if urls[index] in urls[:index]:
-            raise ValueError(f"{where}is listed twice ({shown_value(urls[index])})")
+        if url in urls[:index]:
+            raise ValueError(f"{where}is listed twice ({shown_value(url)})")
     return ",".join(urls)
 
 
@@ -86,6 +85,7 @@ NonEmpty = Annotated[str, Field(min_length=1), from_text(str.strip)]
 Provider = Annotated[str, BeforeValidator(provider_name)]
 Json = from_text(from_json)  # NoDecode with it: an error naming the setting, not the value
 HttpUrl = Annotated[str, AfterValidator(lambda url: http_urls(url, many=False))]
+Rate = Annotated[RateLimit, from_text(RateLimit.parse)]
 
 
 class ProviderSettings(BaseSettings):
@@ -95,12 +95,9 @@ class ProviderSettings(BaseSettings):
     keywords: ClassVar[Mapping[str, str]] = {}  # older keywords than the section's
 
     @classmethod
-    def variable(cls, field: str) -> str:
-        return f"{cls.model_config.get('env_prefix', '')}{field}".upper()
-
-    @classmethod
     def keyword(cls, field: str) -> str:
-        return cls.keywords.get(field, cls.variable(field).lower().removeprefix("pygent_"))
+        prefix = cls.model_config.get("env_prefix", "")
+        return cls.keywords.get(field, f"{prefix}{field}".lower().removeprefix("pygent_"))
 
 
 class OpenRouterSettings(ProviderSettings):
@@ -160,11 +157,7 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=3, ge=0, le=1000)
     breaker_cooldown: float = Field(default=30.0, ge=0, le=86400)
     state_url: SecretStr | None = None
-    rate_limits: Annotated[
-        dict[Provider, Annotated[RateLimit, from_text(RateLimit.parse)]],
-        NoDecode,
-        from_text(parse_rate_limits),
-    ] = {}
+    rate_limits: Annotated[dict[Provider, Rate], NoDecode, from_text(parse_rate_limits)] = {}
     rate_limit_mode: RateLimitMode = "wait"
     max_cost_usd: float | None = Field(default=None, ge=0)  # of every chain built from these
     budget_key: NonEmpty = "default"  # chains (and processes) with one key share a budget
@@ -178,10 +171,9 @@ class Settings(BaseSettings):
         return None if self.budget_window is None else {"1h": 3600, "1d": 86400}[self.budget_window]
 
     def __init__(self, **values: Any) -> None:
-        shared = {key: values[key] for key in _SHARED if key in values}
-        shared.setdefault("_env_file", type(self).model_config.get("env_file"))
-        shared["_env_file_encoding"] = shared.get("_env_file_encoding") or "utf-8"
-        places = _dotenv_places(shared["_env_file"], shared["_env_file_encoding"])
+        shared: dict[str, Any] = {"_env_file": type(self).model_config.get("env_file")}
+        shared |= {key: values[key] for key in _SHARED if key in values}
+        places = _dotenv_places(shared["_env_file"], shared.get("_env_file_encoding") or "utf-8")
         _warn_misspelt({**places, **dict.fromkeys(os.environ, "the environment")})
         try:
             super().__init__(**_nested({**values, **shared}, shared))
@@ -204,15 +196,13 @@ class Settings(BaseSettings):
         url, key = self.openrouter.base_url, self.openrouter.api_key
         host = (urlsplit(url).hostname or "").rstrip(".")
         try:
-            address = ipaddress.ip_address(host)
-            loopback = (getattr(address, "ipv4_mapped", None) or address).is_loopback
+            loopback = ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = host == "localhost"
         if key and url.startswith("http://") and not (self.allow_insecure_http or loopback):
             raise ConfigurationError(
-                f"would send the OpenRouter key over plain http to {host}; use https://, or "
-                "set PYGENT_ALLOW_INSECURE_HTTP=1 (allow_insecure_http) to accept that "
-                "anyone on the way can read it",
+                f"would send the OpenRouter key over plain http to {host}, where anyone on the "
+                "way can read it; use https://, or set PYGENT_ALLOW_INSECURE_HTTP=1 to accept that",
                 field="openrouter_base_url",
             )
         return self
@@ -230,7 +220,7 @@ SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {
     for name in Settings.model_fields
     if name not in SECTIONS
 } | {
-    (name, field): (model.keyword(field), model.variable(field))
+    (name, field): (model.keyword(field), f"{model.model_config.get('env_prefix')}{field}".upper())
     for name, model in SECTIONS.items()
     for field in model.model_fields
 }
@@ -248,8 +238,7 @@ _OTHERS.add("OLLAMA_MODELS")
 
 
 def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
-    """``values`` with flat keywords and whole sections' fields (copied, flat ones win) in their
-    section, which gets ``shared`` (``_env_file``...)."""
+    """Flat keywords and a whole section's fields (flat ones win) in a section with ``shared``."""
     flat: dict[str, Any] = {}
     for key, value in values.items():
         if key in SECTIONS and isinstance(value, Mapping | ProviderSettings):
@@ -281,23 +270,20 @@ def _warn_misspelt(places: Mapping[str, str]) -> None:
 
 
 def _dotenv_places(env_file: Any, encoding: str) -> dict[str, str]:
-    """Each ``.env`` variable's ``path line N`` (pydantic-settings cannot say); errors name
-    the file and line, never the line's text (``PYGENT_ALLOW_INSECURE_HTTP``: a checkout's)."""
+    """Each ``.env`` variable's ``path line N`` (pydantic-settings cannot say); no text shown."""
+    files = [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []
     found: dict[str, str] = {}
-    for path in map(
-        Path, [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []
-    ):
-        if not (path := path.expanduser()).is_file():
+    for path in (Path(file).expanduser() for file in files):
+        if not path.is_file():
             continue
         try:
             text = path.read_bytes().decode(encoding)
         except UnicodeDecodeError as exc:
             line = exc.object[: exc.start].count(b"\n") + 1
             raise ConfigurationError(f"{path} line {line}: not valid {encoding} text") from None
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except LookupError:
-            raise ConfigurationError(f"{path}: unknown encoding {encoding!r}") from None
+        except (OSError, LookupError) as exc:
+            why = f"unknown encoding {encoding!r}" if isinstance(exc, LookupError) else exc.strerror
+            raise ConfigurationError(f"cannot read {path}: {why or exc}") from None
         for binding in parse_stream(io.StringIO(text)):
             lines = binding.original.string  # starts with the blank lines before it
             line = binding.original.line + lines.count("\n", 0, len(lines) - len(lines.lstrip()))
@@ -306,9 +292,8 @@ def _dotenv_places(env_file: Any, encoding: str) -> dict[str, str]:
                 raise ConfigurationError(f"{where}: cannot parse this line (unterminated quote?)")
             if (binding.key or "").upper() == "PYGENT_ALLOW_INSECURE_HTTP":
                 raise ConfigurationError(
-                    f"{where}: PYGENT_ALLOW_INSECURE_HTTP may not be set in a .env file (it "
-                    "allows sending the key over plain http); set it in the process "
-                    "environment or pass Settings(allow_insecure_http=True)",
+                    f"{where}: PYGENT_ALLOW_INSECURE_HTTP (the key over plain http) may not be set "
+                    "in a .env file; set it in the environment or pass allow_insecure_http=True",
                     field="allow_insecure_http",
                 )
             if binding.key is not None:
@@ -316,12 +301,11 @@ def _dotenv_places(env_file: Any, encoding: str) -> dict[str, str]:
     return found
 
 
-def _settings_error(
-    exc: ValidationError, given: Mapping[str, Any], places: Mapping[str, str]
-) -> ConfigurationError:
+def _settings_error(exc: ValidationError, given: Any, places: dict[str, str]) -> ConfigurationError:
     """One error naming each setting (``keyword (VARIABLE)``) and where its value came from."""
     env = {name.upper(): f"the environment variable {name.upper()}" for name in os.environ}
-    named: list[tuple[str, str]] = []  # (setting, message)
+    fields: list[str] = []
+    messages: list[str] = []
     for err in exc.errors(include_url=False):
         loc = tuple(str(part) for part in err["loc"] if part != "[key]")
         message, cause = err["msg"], (err.get("ctx") or {}).get("error")
@@ -333,7 +317,6 @@ def _settings_error(
         place = env.get(variable) or places.get(variable)
         source = f" from {place}" if place and {keyword, at[0]}.isdisjoint(given) else ""
         path = "".join(f".{shown_value(part)[1:-1]}" for part in loc[len(at) :])  # a JSON key
-        named.append((field, f"{field}{path}{source}: {message}"))
-    return ConfigurationError(
-        f"invalid setting {'; '.join(m for _, m in named)}", field=named[0][0]
-    )
+        fields.append(field)
+        messages.append(f"{field}{path}{source}: {message}")
+    return ConfigurationError(f"invalid setting {'; '.join(messages)}", field=fields[0])
