@@ -1,5 +1,4 @@
-"""Configuration from keywords, the environment and a ``.env`` file when asked: a section
-per provider (``OPENROUTER_*``, ``OLLAMA_*``, ``PYGENT_LOCAL_*``), the chain's ``PYGENT_*``."""
+"""Settings from keywords, the environment and a ``.env`` file; a section per provider."""
 
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 from dotenv.parser import parse_stream
 from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_core import ValidationError
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.limits.rate import RateLimit, RateLimitMode, parse_rate_limits
@@ -60,8 +59,7 @@ def from_json(text: str) -> object:
 
 
 def comma_list(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",")]
-    if not all(names):
+    if not all(names := [part.strip() for part in text.split(",")]):
         raise ValueError("empty name in a comma-separated list")
     return names
 
@@ -75,23 +73,24 @@ def provider_name(name: object) -> str:
 def unique_provider_names(names: list[str]) -> list[str]:
     if not names:
         raise ValueError("at least one provider is required")
-    for index, name in enumerate(names):
-        if name in names[:index]:
-            raise ValueError(f"provider {shown_value(name)} is listed twice")
+    if twice := [name for index, name in enumerate(names) if name in names[:index]]:
+        raise ValueError(f"provider {shown_value(twice[0])} is listed twice")
     return names
 
 
 NonEmpty = Annotated[str, Field(min_length=1), from_text(str.strip)]
 Provider = Annotated[str, BeforeValidator(provider_name)]
-Json = from_text(from_json)  # NoDecode with it: an error naming the setting, not the value
+Json = from_text(from_json)  # an error naming the setting, not the value (pydantic-settings')
 HttpUrl = Annotated[str, AfterValidator(lambda url: http_urls(url, many=False))]
 Rate = Annotated[RateLimit, from_text(RateLimit.parse)]
+Providers = Annotated[list[Provider], from_text(comma_list), AfterValidator(unique_provider_names)]
+Unset = from_text(lambda text: None if text.strip().lower() in ("", "none") else text)
 
 
 class ProviderSettings(BaseSettings):
     """One provider's section of :class:`Settings`; on its own, it reads the environment."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(extra="ignore", enable_decoding=False)  # text, not JSON
     keywords: ClassVar[Mapping[str, str]] = {}  # older keywords than the section's
 
     @classmethod
@@ -107,9 +106,9 @@ class OpenRouterSettings(ProviderSettings):
     api_key: SecretStr | None = None  # without it the OpenRouter provider is skipped
     base_url: HttpUrl = "https://openrouter.ai/api/v1"
     model: NonEmpty = "anthropic/claude-3.5-sonnet"
-    models: Annotated[list[str], NoDecode, from_text(comma_list)] = []
-    provider: Annotated[ProviderPreferences | None, NoDecode, Json] = None
-    reasoning: Annotated[ReasoningConfig | None, NoDecode, Json] = None
+    models: Annotated[list[str], from_text(comma_list)] = []
+    provider: Annotated[ProviderPreferences | None, Json] = None
+    reasoning: Annotated[ReasoningConfig | None, Json] = None
     app_url: str | None = None  # sent as HTTP-Referer, app_title as X-(OpenRouter-)Title
     app_title: str | None = "pygent_lc"
 
@@ -117,8 +116,7 @@ class OpenRouterSettings(ProviderSettings):
 class OllamaSettings(ProviderSettings):
     model_config = SettingsConfigDict(env_prefix="OLLAMA_")
 
-    # One server, or several comma-separated: a host pool (pygent_lc.host_pool).
-    base_url: Annotated[str, AfterValidator(http_urls)] = "http://localhost:11434"
+    base_url: Annotated[str, AfterValidator(http_urls)] = "http://localhost:11434"  # or a pool
     model: str | None = None  # without it Ollama is skipped
     num_ctx: int = Field(default=8192, gt=0)  # Ollama's own default silently truncates
 
@@ -139,17 +137,14 @@ class LocalSettings(ProviderSettings):
 class Settings(BaseSettings):
     """A bad value, keyword or ``.env`` file is a ConfigurationError naming setting and source."""
 
-    model_config = SettingsConfigDict(env_prefix="PYGENT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PYGENT_", extra="ignore", enable_decoding=False)
 
-    # Each reads its own prefix (NoDecode: a stray PYGENT_OLLAMA is not parsed here).
-    openrouter: Annotated[OpenRouterSettings, NoDecode] = Field(default_factory=OpenRouterSettings)
-    ollama: Annotated[OllamaSettings, NoDecode] = Field(default_factory=OllamaSettings)
-    local: Annotated[LocalSettings, NoDecode] = Field(default_factory=LocalSettings)
+    openrouter: OpenRouterSettings = Field(default_factory=OpenRouterSettings)
+    ollama: OllamaSettings = Field(default_factory=OllamaSettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
 
     allow_insecure_http: bool = False  # the OpenRouter key over http; not from a .env
-    providers: Annotated[
-        list[Provider], NoDecode, from_text(comma_list), AfterValidator(unique_provider_names)
-    ] = Field(default_factory=lambda: list(SECTIONS))
+    providers: Providers = Field(default_factory=lambda: list(SECTIONS))
     request_timeout: float = Field(default=60.0, gt=0, le=3600)  # retries and waits included
     max_retries: int = Field(default=2, ge=0, le=10)
     retry_max_wait: float = Field(default=20.0, ge=0, le=600)
@@ -157,14 +152,11 @@ class Settings(BaseSettings):
     breaker_failures: int = Field(default=3, ge=0, le=1000)
     breaker_cooldown: float = Field(default=30.0, ge=0, le=86400)
     state_url: SecretStr | None = None
-    rate_limits: Annotated[dict[Provider, Rate], NoDecode, from_text(parse_rate_limits)] = {}
+    rate_limits: Annotated[dict[Provider, Rate], from_text(parse_rate_limits)] = {}
     rate_limit_mode: RateLimitMode = "wait"
     max_cost_usd: float | None = Field(default=None, ge=0)  # of every chain built from these
     budget_key: NonEmpty = "default"  # chains (and processes) with one key share a budget
-    budget_window: Annotated[
-        Literal["1h", "1d"] | None,
-        from_text(lambda text: None if text.strip().lower() in ("", "none") else text),
-    ] = None
+    budget_window: Annotated[Literal["1h", "1d"] | None, Unset] = None
 
     @property
     def budget_window_s(self) -> int | None:
@@ -219,7 +211,8 @@ SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {
     (name,): (name, f"PYGENT_{name}".upper())
     for name in Settings.model_fields
     if name not in SECTIONS
-} | {
+}
+SETTINGS |= {
     (name, field): (model.keyword(field), f"{model.model_config.get('env_prefix')}{field}".upper())
     for name, model in SECTIONS.items()
     for field in model.model_fields
@@ -239,12 +232,9 @@ _OTHERS.add("OLLAMA_MODELS")
 
 def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
     """Flat keywords and a whole section's fields (flat ones win) in a section with ``shared``."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if key in SECTIONS and isinstance(value, Mapping | ProviderSettings):
-            flat = {**{f"{key}.{field}": item for field, item in dict(value).items()}, **flat}
-        else:
-            flat[key] = value
+    whole = {key for key in SECTIONS if isinstance(values.get(key), Mapping | ProviderSettings)}
+    flat = {f"{key}.{field}": item for key in whole for field, item in dict(values[key]).items()}
+    flat |= {key: value for key, value in values.items() if key not in whole}
     nested: dict[str, Any] = {name: dict(shared) for name in SECTIONS}
     for key, value in flat.items():
         if key not in _ACCEPTED:
