@@ -95,8 +95,8 @@ class ProviderSettings(BaseSettings):
 
     @classmethod
     def keyword(cls, field: str) -> str:
-        prefix = cls.model_config.get("env_prefix", "")
-        return cls.keywords.get(field, f"{prefix}{field}".lower().removeprefix("pygent_"))
+        variable = f"{cls.model_config.get('env_prefix')}{field}".lower()
+        return cls.keywords.get(field, variable.removeprefix("pygent_"))
 
 
 class OpenRouterSettings(ProviderSettings):
@@ -167,8 +167,22 @@ class Settings(BaseSettings):
         shared |= {key: values[key] for key in _SHARED if key in values}
         places = _dotenv_places(shared["_env_file"], shared.get("_env_file_encoding") or "utf-8")
         _warn_misspelt({**places, **dict.fromkeys(os.environ, "the environment")})
+        # Each keyword in its place; a section given whole is copied, its fields first as
+        # "section.field" keywords (flat ones win).
+        whole = {key for key in SECTIONS if isinstance(values.get(key), Mapping | ProviderSettings)}
+        flat = {
+            f"{key}.{field}": item for key in whole for field, item in dict(values[key]).items()
+        }
+        nested: dict[str, Any] = {name: dict(shared) for name in SECTIONS} | shared
+        for key, value in (flat | {k: v for k, v in values.items() if k not in whole}).items():
+            if key not in _ACCEPTED:
+                close = difflib.get_close_matches(key.lower(), _ACCEPTED, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigurationError(f"unknown setting {key!r}{hint}", field=key)
+            *section, field = KEYWORDS.get(key, (key,))
+            (nested[section[0]] if section else nested)[field] = value
         try:
-            super().__init__(**_nested({**values, **shared}, shared))
+            super().__init__(**nested)
         except ValidationError as exc:
             raise _settings_error(exc, values, places) from None
         except SettingsError as exc:  # a source pydantic-settings itself could not read
@@ -200,24 +214,18 @@ class Settings(BaseSettings):
         return self
 
 
-SECTIONS: dict[str, type[ProviderSettings]] = {
-    name: info.annotation
-    for name, info in Settings.model_fields.items()
-    if isinstance(info.annotation, type) and issubclass(info.annotation, ProviderSettings)
-}
-"""The sections of :class:`Settings` by name: the provider names, in the default order."""
-#: Each setting's place (``("max_retries",)``, ``("ollama", "num_ctx")``): keyword, variable.
-SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {
-    (name,): (name, f"PYGENT_{name}".upper())
-    for name in Settings.model_fields
-    if name not in SECTIONS
-}
-SETTINGS |= {
-    (name, field): (model.keyword(field), f"{model.model_config.get('env_prefix')}{field}".upper())
-    for name, model in SECTIONS.items()
-    for field in model.model_fields
-}
-# A keyword's place; a section given whole gives its fields as "section.field".
+#: The sections of :class:`Settings` by name (the provider names, in the default order), and
+#: each setting's place (``("max_retries",)``, ``("ollama", "num_ctx")``): keyword, variable.
+SECTIONS: dict[str, type[ProviderSettings]] = {}
+SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {}
+for _name, _info in Settings.model_fields.items():
+    if isinstance(_section := _info.annotation, type) and issubclass(_section, ProviderSettings):
+        SECTIONS[_name] = _section
+        for _field in _section.model_fields:
+            _variable = f"{_section.model_config.get('env_prefix')}{_field}".upper()
+            SETTINGS[_name, _field] = (_section.keyword(_field), _variable)
+    else:
+        SETTINGS[(_name,)] = (_name, f"PYGENT_{_name}".upper())
 KEYWORDS = {keyword: loc for loc, (keyword, _) in SETTINGS.items()}
 KEYWORDS |= {".".join(loc): loc for loc in SETTINGS if len(loc) > 1}
 VARIABLES = frozenset(variable for _, variable in SETTINGS.values())
@@ -228,22 +236,6 @@ _ACCEPTED = [*KEYWORDS, *SECTIONS, *_SHARED]  # all in lower case
 # Read outside Settings, or by the tests, or Ollama's (its others are not close to a setting).
 _OTHERS = {"PYGENT_DEBUG", "PYGENT_OTEL", "PYGENT_OTEL_CAPTURE_CONTENT", "PYGENT_SOAK"}
 _OTHERS.add("OLLAMA_MODELS")
-
-
-def _nested(values: Mapping[str, Any], shared: Mapping[str, Any]) -> dict[str, Any]:
-    """Flat keywords and a whole section's fields (flat ones win) in a section with ``shared``."""
-    whole = {key for key in SECTIONS if isinstance(values.get(key), Mapping | ProviderSettings)}
-    flat = {f"{key}.{field}": item for key in whole for field, item in dict(values[key]).items()}
-    flat |= {key: value for key, value in values.items() if key not in whole}
-    nested: dict[str, Any] = {name: dict(shared) for name in SECTIONS}
-    for key, value in flat.items():
-        if key not in _ACCEPTED:
-            close = difflib.get_close_matches(key.lower(), _ACCEPTED, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(f"unknown setting {key!r}{hint}", field=key)
-        *section, field = KEYWORDS.get(key, (key,))
-        (nested[section[0]] if section else nested)[field] = value
-    return nested
 
 
 def _warn_misspelt(places: Mapping[str, str]) -> None:
@@ -261,10 +253,9 @@ def _warn_misspelt(places: Mapping[str, str]) -> None:
 
 def _dotenv_places(env_file: Any, encoding: str) -> dict[str, str]:
     """Each ``.env`` variable's ``path line N`` (pydantic-settings cannot say); no text shown."""
-    files = [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []
     found: dict[str, str] = {}
-    for path in (Path(file).expanduser() for file in files):
-        if not path.is_file():
+    for file in [env_file] if isinstance(env_file, str | os.PathLike) else env_file or []:
+        if not (path := Path(file).expanduser()).is_file():
             continue
         try:
             text = path.read_bytes().decode(encoding)
