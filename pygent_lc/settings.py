@@ -167,12 +167,9 @@ class Settings(BaseSettings):
         shared |= {key: values[key] for key in _SHARED if key in values}
         places = _dotenv_places(shared["_env_file"], shared.get("_env_file_encoding") or "utf-8")
         _warn_misspelt({**places, **dict.fromkeys(os.environ, "the environment")})
-        # Each keyword in its place; a section given whole is copied, its fields first as
-        # "section.field" keywords (flat ones win).
+        # Each keyword to its place; a whole section is copied as "section.field" ones (flat win).
         whole = {key for key in SECTIONS if isinstance(values.get(key), Mapping | ProviderSettings)}
-        flat = {
-            f"{key}.{field}": item for key in whole for field, item in dict(values[key]).items()
-        }
+        flat = {f"{key}.{name}": item for key in whole for name, item in dict(values[key]).items()}
         nested: dict[str, Any] = {name: dict(shared) for name in SECTIONS} | shared
         for key, value in (flat | {k: v for k, v in values.items() if k not in whole}).items():
             if key not in _ACCEPTED:
