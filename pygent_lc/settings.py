@@ -259,8 +259,8 @@ def _dotenv_places(env_file: Any, encoding: str) -> dict[str, str]:
         except UnicodeDecodeError as exc:
             line = exc.object[: exc.start].count(b"\n") + 1
             raise ConfigurationError(f"{path} line {line}: not valid {encoding} text") from None
-        except (OSError, LookupError) as exc:
-            why = f"unknown encoding {encoding!r}" if isinstance(exc, LookupError) else exc.strerror
+        except (OSError, LookupError, TypeError) as exc:  # TypeError: an encoding not a str
+            why = exc.strerror if isinstance(exc, OSError) else f"unknown encoding {encoding!r}"
             raise ConfigurationError(f"cannot read {path}: {why or exc}") from None
         for binding in parse_stream(io.StringIO(text)):
             lines = binding.original.string  # starts with the blank lines before it
