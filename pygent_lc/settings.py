@@ -211,8 +211,7 @@ class Settings(BaseSettings):
         return self
 
 
-#: The sections of :class:`Settings` by name (the provider names, in the default order), and
-#: each setting's place (``("max_retries",)``, ``("ollama", "num_ctx")``): keyword, variable.
+#: Sections by name (the provider names, in order); each setting's place: keyword, variable.
 SECTIONS: dict[str, type[ProviderSettings]] = {}
 SETTINGS: dict[tuple[str, ...], tuple[str, str]] = {}
 for _name, _info in Settings.model_fields.items():
@@ -230,16 +229,15 @@ VARIABLES = frozenset(variable for _, variable in SETTINGS.values())
 _SHARED = """_env_file _env_file_encoding _case_sensitive _env_ignore_empty _env_parse_none_str
 _env_parse_enums _secrets_dir""".split()  # noqa: SIM905
 _ACCEPTED = [*KEYWORDS, *SECTIONS, *_SHARED]  # all in lower case
-# Read outside Settings, or by the tests, or Ollama's (its others are not close to a setting).
-_OTHERS = {"PYGENT_DEBUG", "PYGENT_OTEL", "PYGENT_OTEL_CAPTURE_CONTENT", "PYGENT_SOAK"}
-_OTHERS.add("OLLAMA_MODELS")
+# Read outside Settings, or Ollama's own (its others are not close to a setting); and the tests'.
+_OTHERS = {"PYGENT_DEBUG", "PYGENT_OTEL", "PYGENT_OTEL_CAPTURE_CONTENT", "OLLAMA_MODELS"}
 
 
 def _warn_misspelt(places: Mapping[str, str]) -> None:
     """Warn of any other ``PYGENT_`` name; of an ``OPENROUTER_``/``OLLAMA_`` one if close."""
     for name, place in places.items():
         upper = name.upper()
-        if upper in VARIABLES | _OTHERS or upper.startswith("PYGENT_TEST_"):
+        if upper in VARIABLES | _OTHERS or upper.startswith(("PYGENT_TEST_", "PYGENT_SOAK")):
             continue
         close = difflib.get_close_matches(upper, VARIABLES, n=1, cutoff=0.8)
         if upper.startswith("PYGENT_") or (close and upper.startswith(("OPENROUTER_", "OLLAMA_"))):
@@ -267,11 +265,13 @@ def _dotenv_places(env_file: Any, encoding: str) -> dict[str, str]:
             line = binding.original.line + lines.count("\n", 0, len(lines) - len(lines.lstrip()))
             where = f"{path} line {line}"
             if binding.error:
-                raise ConfigurationError(f"{where}: cannot parse this line (unterminated quote?)")
+                error = "cannot parse this line (an unterminated quote? expected NAME=value)"
+                raise ConfigurationError(f"{where}: {error}")
             if (binding.key or "").upper() == "PYGENT_ALLOW_INSECURE_HTTP":
                 raise ConfigurationError(
-                    f"{where}: PYGENT_ALLOW_INSECURE_HTTP (the key over plain http) may not be set "
-                    "in a .env file; set it in the environment or pass allow_insecure_http=True",
+                    f"{where}: PYGENT_ALLOW_INSECURE_HTTP may not be set in a .env file (it "
+                    "allows sending the key over plain http); set it in the process "
+                    "environment or pass Settings(allow_insecure_http=True)",
                     field="allow_insecure_http",
                 )
             if binding.key is not None:
