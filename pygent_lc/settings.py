@@ -165,12 +165,13 @@ class Settings(BaseSettings):
     def __init__(self, **values: Any) -> None:
         shared: dict[str, Any] = {"_env_file": type(self).model_config.get("env_file")}
         shared |= {key: values[key] for key in _SHARED if key in values}
-        places = _dotenv_places(shared["_env_file"], shared.get("_env_file_encoding") or "utf-8")
+        shared["_env_file_encoding"] = encoding = shared.get("_env_file_encoding") or "utf-8"
+        places = _dotenv_places(shared["_env_file"], encoding)
         _warn_misspelt({**places, **dict.fromkeys(os.environ, "the environment")})
         # Each keyword to its place; a whole section is copied as "section.field" ones (flat win).
         whole = {key for key in SECTIONS if isinstance(values.get(key), Mapping | ProviderSettings)}
         flat = {f"{key}.{name}": item for key in whole for name, item in dict(values[key]).items()}
-        nested: dict[str, Any] = {name: dict(shared) for name in SECTIONS} | shared
+        nested: dict[str, Any] = {name: dict(shared) for name in SECTIONS}
         for key, value in (flat | {k: v for k, v in values.items() if k not in whole}).items():
             if key not in _ACCEPTED:
                 close = difflib.get_close_matches(key.lower(), _ACCEPTED, n=1)
@@ -179,7 +180,7 @@ class Settings(BaseSettings):
             *section, field = KEYWORDS.get(key, (key,))
             (nested[section[0]] if section else nested)[field] = value
         try:
-            super().__init__(**nested)
+            super().__init__(**nested | shared)
         except ValidationError as exc:
             raise _settings_error(exc, values, places) from None
         except SettingsError as exc:  # a source pydantic-settings itself could not read
@@ -282,8 +283,7 @@ def _dotenv_places(env_file: Any, encoding: str) -> dict[str, str]:
 def _settings_error(exc: ValidationError, given: Any, places: dict[str, str]) -> ConfigurationError:
     """One error naming each setting (``keyword (VARIABLE)``) and where its value came from."""
     env = {name.upper(): f"the environment variable {name.upper()}" for name in os.environ}
-    fields: list[str] = []
-    messages: list[str] = []
+    fields, messages = list[str](), list[str]()
     for err in exc.errors(include_url=False):
         loc = tuple(str(part) for part in err["loc"] if part != "[key]")
         message, cause = err["msg"], (err.get("ctx") or {}).get("error")

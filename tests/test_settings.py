@@ -287,8 +287,11 @@ def test_unreadable_dotenv_names_the_file(tmp_path: Path) -> None:
         Settings.from_env_file(env_file, _env_file_encoding=8)  # not a name: no TypeError
 
 
-def test_only_the_options_about_reading_are_accepted() -> None:
+def test_only_the_options_about_reading_are_accepted(tmp_path: Path) -> None:
     """pydantic-settings' other options (a prefix, CLI parsing) would not reach the sections."""
+    (tmp_path / ".env").write_text("OLLAMA_MODEL=llama3.2\n")
+    settings = Settings(_env_file=tmp_path / ".env", _env_file_encoding="")  # the default, utf-8
+    assert settings.ollama.model == "llama3.2"
     with pytest.raises(ConfigurationError, match=r"^unknown setting '_env_prefix'"):
         Settings(_env_prefix="MY_")
 
