@@ -80,7 +80,7 @@ def unique_provider_names(names: list[str]) -> list[str]:
 
 NonEmpty = Annotated[str, Field(min_length=1), from_text(str.strip)]
 Provider = Annotated[str, BeforeValidator(provider_name)]
-Json = from_text(from_json)  # an error naming the setting, not the value (pydantic-settings')
+Json = from_text(from_json)  # an error names the setting, never a part of the value
 HttpUrl = Annotated[str, AfterValidator(lambda url: http_urls(url, many=False))]
 Rate = Annotated[RateLimit, from_text(RateLimit.parse)]
 Providers = Annotated[list[Provider], from_text(comma_list), AfterValidator(unique_provider_names)]
