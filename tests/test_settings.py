@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings
 from pygent_lc import Settings
 from pygent_lc.errors import ConfigurationError
 from pygent_lc.settings import (
+    KEYWORDS,
     VARIABLES,
     LocalSettings,
     MisspeltSettingWarning,
@@ -218,6 +219,14 @@ def test_unknown_keyword_names_itself_and_the_closest_field(keyword: str, sugges
     assert caught.value.field == keyword
 
 
+@pytest.mark.parametrize("keyword", sorted(key for key in KEYWORDS if "." not in key))
+def test_a_value_of_the_wrong_type_names_the_setting(keyword: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Settings(**{keyword: object()})
+    assert caught.value.field is not None
+    assert caught.value.field.split()[0] == keyword
+
+
 def test_unknown_keyword_without_a_close_field() -> None:
     with pytest.raises(ConfigurationError, match=r"^unknown setting 'zzz'$"):
         Settings(zzz=1)
@@ -274,6 +283,17 @@ def test_unreadable_dotenv_names_the_file(tmp_path: Path) -> None:
     env_file.write_text("OLLAMA_MODEL=llama3.2\n")
     with pytest.raises(ConfigurationError, match=r"unknown encoding 'no-such-codec'"):
         Settings.from_env_file(env_file, _env_file_encoding="no-such-codec")
+    with pytest.raises(ConfigurationError, match=rf"cannot read {re.escape(str(env_file))}: .*8"):
+        Settings.from_env_file(env_file, _env_file_encoding=8)  # not a name: no TypeError
+
+
+def test_only_the_options_about_reading_are_accepted(tmp_path: Path) -> None:
+    """pydantic-settings' other options (a prefix, CLI parsing) would not reach the sections."""
+    (tmp_path / ".env").write_text("OLLAMA_MODEL=llama3.2\n")
+    settings = Settings(_env_file=tmp_path / ".env", _env_file_encoding="")  # the default, utf-8
+    assert settings.ollama.model == "llama3.2"
+    with pytest.raises(ConfigurationError, match=r"^unknown setting '_env_prefix'"):
+        Settings(_env_prefix="MY_")
 
 
 def test_invalid_values_name_their_source(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -329,6 +349,7 @@ def test_key_over_plain_http_to_a_remote_host_is_refused(tmp_path: Path) -> None
         "http://user:pass@openrouter.ai/api/v1",
         "http://localhost.example.com/v1",
         "http://[::ffff:10.0.0.1]/v1",
+        "http://[::ffff:127.0.0.1]/v1",  # loopback written as IPv6 is not taken for loopback
     ],
 )
 def test_key_over_plain_http_from_the_environment_is_refused(
