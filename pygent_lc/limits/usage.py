@@ -4,6 +4,7 @@ of the last latencies (the p95), a set of the pairs."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -169,24 +170,13 @@ class UsageTracker(BaseCallbackHandler):
             run = self._runs.pop(run_id, None)
         if run is not None:  # seen starting
             provider, model, started = run
-            self._add(provider, model, ended - started, replies or [], failed=replies is None)
+            self.count(provider, model, ended - started, *(replies or ()), failed=replies is None)
 
     def count(
-        self,
-        provider: str,
-        model: str,
-        latency_s: float,
-        reply: BaseMessage | None = None,
-        *,
-        failed: bool = False,
+        self, provider: str, model: str, latency_s: float, *replies: object, failed: bool = False
     ) -> None:
-        """One request that answered ``reply`` (a stream's chunks added up) or ``failed``: a
+        """One request that answered ``replies`` (a stream's chunks added up) or ``failed``: a
         policy's attempt when its calls carry this tracker (:func:`feeding`)."""
-        self._add(provider, model, latency_s, [] if failed or reply is None else [reply], failed)
-
-    def _add(
-        self, provider: str, model: str, latency_s: float, replies: list[BaseMessage], failed: bool
-    ) -> None:
         meter = CallMeter(provider, model, UsageTotals(calls=1, failures=int(failed)), latency_s)
         for reply in replies:
             meter.observe(reply)
@@ -231,17 +221,19 @@ def message_usage(message: BaseMessage) -> UsageTotals:
     )
 
 
+def finite(value: object) -> float | None:
+    """A number, or a string of one, as a finite float; else None (``True`` is no number)."""
+    if not isinstance(value, bool) and isinstance(value, int | float | str):
+        with contextlib.suppress(ValueError, OverflowError):  # 10**400: too large for a float
+            if math.isfinite(number := float(value)):
+                return number
+    return None
+
+
 def plausible_usd(value: object) -> float | None:
     """USD; 0.0 when absent (Ollama reports none); None unless 0 to MAX_PLAUSIBLE_COST_USD."""
-    if value is None:
-        return 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        amount = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return amount if 0.0 <= amount <= MAX_PLAUSIBLE_COST_USD else None
+    amount = 0.0 if value is None else finite(value)
+    return amount if amount is not None and 0.0 <= amount <= MAX_PLAUSIBLE_COST_USD else None
 
 
 _warned: deque[str] = deque(maxlen=_WARNED_REPLIES)

@@ -17,6 +17,7 @@ from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
+    ConfigurationError,
     ContentRefusedError,
     InsufficientCreditsError,
     ModelNotFoundError,
@@ -78,6 +79,17 @@ async def fail_times(runnable: ProviderPolicy, n: int) -> None:
     for _ in range(n):
         with pytest.raises(ProviderError):
             await runnable.ainvoke("hi")
+
+
+@pytest.mark.parametrize(
+    ("threshold", "cooldown", "named"), [(-1, 30.0, "failure_threshold"), (3, -0.5, "cooldown")]
+)
+def test_a_negative_threshold_or_cooldown_is_a_configuration_error(
+    threshold: int, cooldown: float, named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=named) as raised:
+        CircuitBreaker(failure_threshold=threshold, cooldown=cooldown)
+    assert raised.value.field == named
 
 
 async def test_opens_after_n_consecutive_failures() -> None:

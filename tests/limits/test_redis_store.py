@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from pygent_lc.limits import CallEnd, CallPlan, MemoryStore, ResilientStore, open_store
+from pygent_lc.limits import MemoryStore, ResilientStore, open_store
 from pygent_lc.limits.breaker import CircuitBreaker
+from pygent_lc.limits.call import CallEnd, CallPlan
 from pygent_lc.limits.script import Step
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.testing import ScriptedChatModel

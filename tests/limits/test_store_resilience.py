@@ -13,13 +13,8 @@ from typing import TypeVar
 import pytest
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.limits import (
-    BudgetReservation,
-    MemoryStore,
-    ResilientStore,
-    open_store,
-    redact_url,
-)
+from pygent_lc.limits import MemoryStore, ResilientStore, open_store, redact_url
+from pygent_lc.limits.budget import BudgetReservation
 from pygent_lc.limits.script import Step
 from pygent_lc.limits.shared import INSTALL_HINT
 from tests.limits.steps import (
