@@ -34,12 +34,9 @@ ChatRunnable = Runnable[Any, BaseMessage]
 
 
 class LangChainBackend(LLMBackend, Closable):
-    """Ask a chat Runnable (usually :func:`pygent_lc.build_chat_model`) for text.
-
-    :attr:`usage` is fed by the provider policies, or over any other Runnable listens as a
-    callback. ``cache_prefix`` is sent marked ``cache_control`` when every chat model inside
-    is one of ours.
-    """
+    """Ask a chat Runnable (usually :func:`pygent_lc.build_chat_model`) for text; ``usage`` is
+    fed by its policies (else it listens as a callback); ``cache_prefix`` is sent marked
+    ``cache_control`` when every chat model inside is one of ours."""
 
     def __init__(
         self,

@@ -68,15 +68,9 @@ def row(
     *counts, latency_sum = totals  # UsageTotals' fields, then the latency sum
     usage = UsageTotals(*(type(zero)(n) for zero, n in zip(_ZEROS, counts, strict=True)))
     mean = latency_sum / counts[0] if counts[0] else 0.0
-    return UsageSummary(provider, model, usage, mean, percentile(latencies, 0.95))
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank (0 with no samples)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
+    ordered = sorted(latencies)  # the p95 by nearest rank
+    p95 = ordered[max(1, math.ceil(0.95 * len(ordered))) - 1] if ordered else 0.0
+    return UsageSummary(provider, model, usage, mean, p95)
 
 
 USAGE_LUA = """
