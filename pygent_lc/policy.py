@@ -380,13 +380,13 @@ class _ProviderCall:
 
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
         self._scope.__exit__(None, None, None)
-        if (end := self._end(error)) is not None:
-            self._changed(self._policy.state.end_call(end), end)
+        if (end := self._end(error)) is not None and self._policy.state.end_call(end):
+            log_change(self._policy.circuit, end.breaker)
 
     async def __aexit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
         self._scope.__exit__(None, None, None)
-        if (end := self._end(error)) is not None:
-            self._changed(await self._policy.state.aend_call(end), end)
+        if (end := self._end(error)) is not None and await self._policy.state.aend_call(end):
+            log_change(self._policy.circuit, end.breaker)
 
     def _end(self, error: BaseException | None) -> CallEnd | None:
         if self._start is None and self._plan is not None:
@@ -403,10 +403,6 @@ class _ProviderCall:
         if outcome is None and not settlements and usage is None:
             return None
         return CallEnd(breaker=outcome, settlements=settlements, usage=usage)
-
-    def _changed(self, changed: bool, end: CallEnd) -> None:
-        if changed and end.breaker is not None and self._policy.circuit is not None:
-            log_change(self._policy.circuit, end.breaker)
 
 
 PAST_OPEN_BREAKER = "__pygent_past_open_breaker"  # a chain's last resort passes an open breaker

@@ -306,7 +306,9 @@ class CircuitBreaker:
         )
 
 
-def log_change(circuit: CircuitBreaker, outcome: BreakerOutcome) -> None:
+def log_change(circuit: CircuitBreaker | None, outcome: BreakerOutcome | None) -> None:
+    if circuit is None or outcome is None:  # no breaker: nothing changed
+        return
     if outcome.kind == "failure":
         logger.warning(
             "circuit of %s open for %.1fs: %s",
