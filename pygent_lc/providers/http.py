@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import select
 import ssl
 import threading
 import time
@@ -170,10 +171,22 @@ class _AsyncioStream:
         return self
 
     def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # asyncio reads ahead: the server's close is in the reader
-            return self._reader.at_eof() or self._reader.exception() is not None
+        if info == "is_readable":  # an idle connection the server closed: not reused
+            if self._reader.at_eof() or self._reader.exception() is not None:
+                return True
+            # The loop may not have read the close yet (a busy machine): ask the socket.
+            sock = self._writer.get_extra_info("socket")
+            return sock is None or sock.fileno() < 0 or _has_input(sock.fileno())
         names = {"client_addr": "sockname", "server_addr": "peername"}
         return self._writer.get_extra_info(names.get(info, info))
+
+
+def _has_input(fd: int) -> bool:
+    if not hasattr(select, "poll"):  # Windows, whose select() takes any descriptor
+        return bool(select.select([fd], [], [], 0)[0])
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _AsyncioBackend:

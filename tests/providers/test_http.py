@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import queue
 import shutil
 import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,47 @@ async def test_an_idle_connection_is_reused_unless_the_server_closed_it(
         server.close()
     assert (first.text, second.text) == ("one", "two")
     assert len(connections) == (2 if close_after else 1)
+
+
+@contextmanager
+def one_reply_server_in_a_thread(replies: list[bytes]) -> Iterator[tuple[int, list[int]]]:
+    """:func:`one_reply_server` closing after each reply, on its own loop in a thread: it
+    closes while the test's loop is busy."""
+    ready: queue.Queue[tuple[asyncio.AbstractEventLoop, asyncio.Server, list[int]]]
+    ready = queue.Queue()
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        server, connections = loop.run_until_complete(one_reply_server(replies, close_after=True))
+        ready.put((loop, server, connections))
+        loop.run_forever()
+        server.close()
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    loop, server, connections = ready.get(timeout=10)
+    try:
+        yield server.sockets[0].getsockname()[1], connections
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+@pytest.mark.live_local
+@LIBS
+async def test_a_connection_closed_while_the_loop_was_busy_is_not_reused(lib: Any) -> None:
+    with one_reply_server_in_a_thread([reply("one"), reply("two")]) as (port, connections):
+        client = ProviderHttp(timeout=5, lib=lib).async_client()
+        try:
+            first = await client.get(f"http://127.0.0.1:{port}/")
+            # The server's close arrives while this loop runs other work (a loaded machine).
+            time.sleep(0.1)  # noqa: ASYNC251
+            second = await client.get(f"http://127.0.0.1:{port}/")
+        finally:
+            await client.aclose()
+    assert (first.text, second.text) == ("one", "two")
+    assert len(connections) == 2
 
 
 @pytest.fixture
