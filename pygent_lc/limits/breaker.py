@@ -243,7 +243,7 @@ class CircuitBreaker:
         clock: Callable[[], float] | None = None,
     ) -> None:
         for name, value in (("failure_threshold", failure_threshold), ("cooldown", cooldown)):
-            if not 0 <= value < math.inf:
+            if not (isinstance(value, int | float) and 0 <= value < math.inf):
                 message = f"{name} must be a finite number >= 0, got {value!r}"
                 raise ConfigurationError(message, field=name)
         self.failure_threshold = failure_threshold

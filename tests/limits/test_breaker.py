@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from langchain_core.runnables import RunnableBinding, RunnableConfig
@@ -82,10 +84,17 @@ async def fail_times(runnable: ProviderPolicy, n: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("threshold", "cooldown", "named"), [(-1, 30.0, "failure_threshold"), (3, -0.5, "cooldown")]
+    ("threshold", "cooldown", "named"),
+    [
+        (-1, 30.0, "failure_threshold"),
+        ("3", 30.0, "failure_threshold"),
+        (3, -0.5, "cooldown"),
+        (3, math.nan, "cooldown"),
+        (3, math.inf, "cooldown"),
+    ],
 )
 def test_a_negative_threshold_or_cooldown_is_a_configuration_error(
-    threshold: int, cooldown: float, named: str
+    threshold: Any, cooldown: Any, named: str
 ) -> None:
     with pytest.raises(ConfigurationError, match=named) as raised:
         CircuitBreaker(failure_threshold=threshold, cooldown=cooldown)
