@@ -26,20 +26,12 @@ from collections.abc import Awaitable, Callable
 
 from benchmarks._bench import machine, table
 from pygent_lc.backend import UsageTotals
-from pygent_lc.limits import (
-    BreakerOutcome,
-    BreakerSpec,
-    BudgetReservation,
-    BudgetSpec,
-    CallEnd,
-    CallMeter,
-    CallPlan,
-    MemoryStore,
-    RateSpec,
-    Settlement,
-    StateStore,
-)
+from pygent_lc.limits import MemoryStore, RateSpec, StateStore
+from pygent_lc.limits.breaker import BreakerOutcome, BreakerSpec
+from pygent_lc.limits.budget import BudgetReservation, BudgetSpec
+from pygent_lc.limits.call import CallEnd, CallPlan, Settlement
 from pygent_lc.limits.redis_store import RedisStore
+from pygent_lc.limits.usage import CallMeter
 from tests.limits.steps import (
     abreaker_admit,
     abreaker_success,

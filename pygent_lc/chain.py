@@ -229,11 +229,10 @@ class ProviderChain(Closable, RunnableSerializable[Any, Any]):
                     yield call.added(chunk)
 
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ProviderChain:
-        """Bind ``tools`` to every provider's model."""
         return self._per_model(lambda model: model.bind_tools(tools, **kwargs))
 
     def with_structured_output(self, schema: Any, **kwargs: Any) -> ProviderChain:
-        """Structured output from every provider, each in its own way."""
+        """Each provider's model asked in its own way."""
         return self._per_model(lambda model: model.with_structured_output(schema, **kwargs))
 
     def _per_model(self, change: Callable[[BaseChatModel], Runnable[Any, Any]]) -> Self:

@@ -1,6 +1,5 @@
-"""The exception tree of pygent_lc (ARCHITECTURE.md's code map draws it): every failure a
-caller can see, translated from openai, httpx and ollama once, at the provider boundary
-(:mod:`pygent_lc.providers.error_mapping`)."""
+"""Every failure a caller can see (ARCHITECTURE.md draws the tree), translated from openai,
+httpx and ollama once, at the provider boundary (:mod:`pygent_lc.providers.error_mapping`)."""
 
 from __future__ import annotations
 

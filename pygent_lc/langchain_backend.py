@@ -22,7 +22,7 @@ from pygent_lc.errors import (
     ProviderUnavailableError,
     StreamInterruptedError,
 )
-from pygent_lc.limits.budget import CostBudget, CostEstimator, SpendMeter
+from pygent_lc.limits.budget import CostBudget, CostEstimator, spend_meter
 from pygent_lc.limits.call import HeldStream, Hold
 from pygent_lc.limits.usage import UsageTracker, feeding
 from pygent_lc.policy import ProviderPolicy
@@ -34,12 +34,9 @@ ChatRunnable = Runnable[Any, BaseMessage]
 
 
 class LangChainBackend(LLMBackend, Closable):
-    """Ask a chat Runnable (usually :func:`pygent_lc.build_chat_model`) for text.
-
-    :attr:`usage` is fed by the provider policies, or over any other Runnable listens as a
-    callback. ``cache_prefix`` is sent marked ``cache_control`` when every chat model inside
-    is one of ours.
-    """
+    """Ask a chat Runnable (usually :func:`pygent_lc.build_chat_model`) for text; ``usage`` is
+    fed by its policies (else it listens as a callback); ``cache_prefix`` is sent marked
+    ``cache_control`` when every chat model inside is one of ours."""
 
     def __init__(
         self,
@@ -64,7 +61,7 @@ class LangChainBackend(LLMBackend, Closable):
         self._fed: tuple[object, bool] = (None, False)
         self._estimator = cost_estimator or (budget.estimator if budget is not None else None)
         self.budget = budget  # every call reserves on it (None: no limit)
-        self._call_cost = SpendMeter(lambda: self.usage.totals().cost_usd)
+        self._call_cost = spend_meter(lambda: self.usage.totals().cost_usd)
 
     accepts_cache_prefix = True
 
@@ -114,7 +111,7 @@ class LangChainBackend(LLMBackend, Closable):
             models = [p for p in runnable_parts(self.runnable) if isinstance(p, BaseChatModel)]
             if models and all(isinstance(model, ProviderBoundary) for model in models):
                 messages = [cached_prefix_message(prefix, text[len(prefix) :])]
-        call_kwargs = params.call_kwargs()
+        call_kwargs = params.model_dump(exclude_none=True)
         if self._fed[0] is not self.runnable:  # whether policies feed usage, per runnable
             self._fed = (self.runnable, _policies_only(self.runnable))
         handlers = [*([] if self._fed[1] else [self.usage]), *self._callbacks, *extra]

@@ -12,26 +12,25 @@ from typing import Any, TypeVar
 
 import tenacity
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, convert_to_messages, get_buffer_string
+from langchain_core.messages import convert_to_messages, get_buffer_string
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
 from tenacity import AsyncRetrying, RetryCallState, Retrying
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError, ProviderError
-from pygent_lc.limits import (
-    ADMITTED,
+from pygent_lc.limits import MemoryStore, RateSpec, StateStore
+from pygent_lc.limits.breaker import ADMITTED, CircuitBreaker, log_change
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.call import (
     CallEnd,
     CallPlan,
     CallStart,
-    MemoryStore,
-    RateSpec,
     Settlement,
-    StateStore,
+    abegin_call,
+    budget_wait,
+    reserved_here,
 )
-from pygent_lc.limits.breaker import CircuitBreaker, log_change
-from pygent_lc.limits.budget import CostBudget
-from pygent_lc.limits.call import abegin_call, budget_wait, reserved_here
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimitMode
 from pygent_lc.limits.usage import CallMeter, fed_tracker, with_handler
 from pygent_lc.providers.boundary import ProviderBoundary
@@ -322,8 +321,7 @@ class _ProviderCall:
             return
         latency_s = time.perf_counter() - self.started
         provider, model = self._names or self._traced_names()
-        answer = reply if isinstance(reply, BaseMessage) else None
-        tracker.count(provider, model, latency_s, answer, failed=failed)
+        tracker.count(provider, model, latency_s, reply, failed=failed)
 
     def answered(self, reply: Any) -> Any:
         self.attempt_ended(reply)
@@ -382,13 +380,13 @@ class _ProviderCall:
 
     def __exit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
         self._scope.__exit__(None, None, None)
-        if (end := self._end(error)) is not None:
-            self._changed(self._policy.state.end_call(end).breaker_changed, end)
+        if (end := self._end(error)) is not None and self._policy.state.end_call(end):
+            log_change(self._policy.circuit, end.breaker)
 
     async def __aexit__(self, exc_type: object, error: BaseException | None, tb: object) -> None:
         self._scope.__exit__(None, None, None)
-        if (end := self._end(error)) is not None:
-            self._changed((await self._policy.state.aend_call(end)).breaker_changed, end)
+        if (end := self._end(error)) is not None and await self._policy.state.aend_call(end):
+            log_change(self._policy.circuit, end.breaker)
 
     def _end(self, error: BaseException | None) -> CallEnd | None:
         if self._start is None and self._plan is not None:
@@ -405,10 +403,6 @@ class _ProviderCall:
         if outcome is None and not settlements and usage is None:
             return None
         return CallEnd(breaker=outcome, settlements=settlements, usage=usage)
-
-    def _changed(self, changed: bool, end: CallEnd) -> None:
-        if changed and end.breaker is not None and self._policy.circuit is not None:
-            log_change(self._policy.circuit, end.breaker)
 
 
 PAST_OPEN_BREAKER = "__pygent_past_open_breaker"  # a chain's last resort passes an open breaker

@@ -79,14 +79,10 @@ class GenerationParams(BaseModel):
             expected = "a non-empty string or a list of them"
         raise InvalidInputError(f"{name} must be {expected}, got {params[name]!r}")
 
-    def call_kwargs(self) -> dict[str, Any]:
-        """The keywords that are set, to call a chat Runnable with."""
-        return self.model_dump(exclude_none=True)
-
 
 def validate_generation_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """The keywords that are set, checked; unknown keywords are an error, not ignored."""
-    return GenerationParams.check(params).call_kwargs()
+    return GenerationParams.check(params).model_dump(exclude_none=True)
 
 
 def validate_prompt(prompt: object) -> str:

@@ -4,42 +4,15 @@ each; ``store``: the :class:`StateStore`, in memory or in Redis, opened by ``sha
 
 from __future__ import annotations
 
-from pygent_lc.limits.breaker import (
-    ADMITTED,
-    BreakerAdmission,
-    BreakerOutcome,
-    BreakerSpec,
-    BreakerStatus,
-    CircuitBreaker,
-    CircuitOpenError,
-)
-from pygent_lc.limits.budget import (
-    BudgetRefusal,
-    BudgetReservation,
-    BudgetSpec,
-    BudgetStatus,
-    CostBudget,
-)
-from pygent_lc.limits.call import CallEnd, CallPlan, CallStart, Hold, Settlement
+from pygent_lc.limits.breaker import CircuitBreaker, CircuitOpenError
+from pygent_lc.limits.budget import CostBudget
+from pygent_lc.limits.call import Hold
 from pygent_lc.limits.rate import LocalRateLimitError, RateLimit, RateSpec
 from pygent_lc.limits.shared import open_store, shared_store
 from pygent_lc.limits.store import MemoryStore, ResilientStore, StateStore, redact_url
-from pygent_lc.limits.usage import CallMeter, UsageSummary, UsageTracker
+from pygent_lc.limits.usage import UsageSummary, UsageTracker
 
 __all__ = [
-    "ADMITTED",
-    "BreakerAdmission",
-    "BreakerOutcome",
-    "BreakerSpec",
-    "BreakerStatus",
-    "BudgetRefusal",
-    "BudgetReservation",
-    "BudgetSpec",
-    "BudgetStatus",
-    "CallEnd",
-    "CallMeter",
-    "CallPlan",
-    "CallStart",
     "CircuitBreaker",
     "CircuitOpenError",
     "CostBudget",
@@ -49,7 +22,6 @@ __all__ = [
     "RateLimit",
     "RateSpec",
     "ResilientStore",
-    "Settlement",
     "StateStore",
     "UsageSummary",
     "UsageTracker",

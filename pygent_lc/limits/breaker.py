@@ -6,6 +6,7 @@ at, ``p``/``ps`` the probe and its start, ``e`` the last error."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import weakref
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
 
 from pygent_lc import errors
-from pygent_lc.errors import ProviderError, ProviderUnavailableError
+from pygent_lc.errors import ConfigurationError, ProviderError, ProviderUnavailableError
 from pygent_lc.limits.rate import LocalRateLimitError
 from pygent_lc.limits.script import LUA_PRELUDE, Arg, MemoryState, Step, rows
 from pygent_lc.limits.store import MemoryStore, StateStore
@@ -241,8 +242,10 @@ class CircuitBreaker:
         store: StateStore | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if failure_threshold < 0 or cooldown < 0:
-            raise ValueError("failure_threshold and cooldown must be >= 0")
+        for name, value in (("failure_threshold", failure_threshold), ("cooldown", cooldown)):
+            if not (isinstance(value, int | float) and 0 <= value < math.inf):
+                message = f"{name} must be a finite number >= 0, got {value!r}"
+                raise ConfigurationError(message, field=name)
         self.failure_threshold = failure_threshold
         self.cooldown = cooldown
         self.provider = provider
@@ -303,7 +306,9 @@ class CircuitBreaker:
         )
 
 
-def log_change(circuit: CircuitBreaker, outcome: BreakerOutcome) -> None:
+def log_change(circuit: CircuitBreaker | None, outcome: BreakerOutcome | None) -> None:
+    if circuit is None or outcome is None:  # no breaker: nothing changed
+        return
     if outcome.kind == "failure":
         logger.warning(
             "circuit of %s open for %.1fs: %s",

@@ -285,22 +285,20 @@ def _positive_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
-class SpendMeter:
-    """Each call's cost as what a running total grew by since the last reading (overlapping
-    calls' own before/after differences would count each other's cost)."""
+def spend_meter(total: Callable[[], float]) -> Callable[[], float]:
+    """Each call's cost as what a running ``total`` grew by since the last reading
+    (overlapping calls' own before/after differences would count each other's cost)."""
+    lock, last = threading.Lock(), [0.0]
 
-    def __init__(self, total: Callable[[], float]) -> None:
-        self._total = total
-        self._lock = threading.Lock()
-        self._last = 0.0
-
-    def __call__(self) -> float:
-        with self._lock:
-            now = self._total()
+    def measure() -> float:
+        with lock:
+            now = total()
             if not math.isfinite(now):
                 return 0.0
-            cost, self._last = max(0.0, now - self._last), now
+            cost, last[0] = max(0.0, now - last[0]), now
             return cost
+
+    return measure
 
 
 class CostBudget:
@@ -331,7 +329,7 @@ class CostBudget:
         self.window_s = window_s
         self.estimator = estimator
         self.max_wait_s = max_wait_s
-        self._meter = None if spent is None else SpendMeter(spent)
+        self.measure: Callable[[], float] = (lambda: 0.0) if spent is None else spend_meter(spent)
 
     def status(self) -> BudgetStatus:
         return self.store.run(ReadBudget(self.key, self.window_s, self.store.clock()))
@@ -354,6 +352,3 @@ class CostBudget:
     @staticmethod
     def wait_seconds(attempt: int) -> float:
         return min(MAX_WAIT_S, FIRST_WAIT_S * 1.5**attempt)
-
-    def measure(self) -> float:
-        return 0.0 if self._meter is None else self._meter()

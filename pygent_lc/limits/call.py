@@ -49,12 +49,6 @@ class Settlement(NamedTuple):
     cost_usd: float
 
 
-class CallEnded(NamedTuple):
-    """``breaker_changed``: a failure opened the circuit or a success closed it."""
-
-    breaker_changed: bool = False
-
-
 # Both steps read ``now``, then each part's KEYS and ARGV in order (Lua 5.1 evaluates
 # argument lists and table constructors left to right).
 _READER = """
@@ -264,7 +258,9 @@ class CallPlan(Step[CallStart]):
 
 
 @dataclass(frozen=True, slots=True)
-class CallEnd(Step[CallEnded]):
+class CallEnd(Step[bool]):
+    """Answers whether the breaker changed: a failure opened it or a success closed it."""
+
     lua: ClassVar[str] = END_LUA
     after_call: ClassVar[bool] = True
     breaker: BreakerOutcome | None = None
@@ -302,26 +298,26 @@ class CallEnd(Step[CallEnded]):
         summary = breaker.summary(outcome.error_summary)
         return keys, [*args, outcome.kind, outcome.threshold, probe or "", summary]
 
-    def decode(self, reply: Any) -> CallEnded:
-        return CallEnded(bool(reply))
+    def decode(self, reply: Any) -> bool:
+        return bool(reply)
 
-    def local(self, state: MemoryState) -> CallEnded:
+    def local(self, state: MemoryState) -> bool:
         for held, cost in self.settlements:
             state.part(budget.Ledgers).settle(held, cost)
         if (used := self.usage) is not None:
             state.part(usage.UsageBuckets).add(used)
         outcome = self.breaker
         if outcome is None:
-            return CallEnded()
+            return False
         records, key, probe = state.part(breaker.BreakerRecords), outcome.key, outcome.admission
         probe_id = "" if probe.probe_id is None else str(probe.probe_id)
         if outcome.kind == "success":
-            return CallEnded(records.success(key))
+            return records.success(key)
         if outcome.kind == "failure":
             error = breaker.summary(outcome.error_summary)
-            return CallEnded(records.failure(key, self.now, outcome.threshold, probe_id, error))
+            return records.failure(key, self.now, outcome.threshold, probe_id, error)
         records.release(key, probe_id)
-        return CallEnded()
+        return False
 
 
 # The holds whose call this thread or task is making (maybe given back since).

@@ -127,13 +127,13 @@ OutageCheck = Callable[[Exception], Outage | None]
 
 
 class ResilientStore(StateStore):
-    """``primary`` with an in-process store for its outages (``outage_errors``: error
-    classes, or a check giving None for a bug, which propagates except after a call)."""
+    """``primary`` with an in-process store for its outages (``outage_of``: the outage an error
+    means, None for a bug, which propagates except after a call)."""
 
     def __init__(
         self,
         primary: StateStore,
-        outage_errors: tuple[type[Exception], ...] | OutageCheck,
+        outage_of: OutageCheck,
         *,
         name: str = "redis",
         retry_after_s: float = RETRY_AFTER_S,
@@ -144,10 +144,7 @@ class ResilientStore(StateStore):
         super().__init__(prefix=primary.prefix, clock=clock)
         self.primary = primary
         self.fallback = MemoryStore(prefix=primary.prefix, clock=clock)
-        if isinstance(outage_errors, tuple):
-            errors = outage_errors
-            outage_errors = lambda error: UNREACHABLE if isinstance(error, errors) else None  # noqa: E731
-        self._outage_of = outage_errors
+        self._outage_of = outage_of
         self._name = name
         self._first_backoff = self._backoff = retry_after_s
         self._max_backoff = max(retry_after_s, max_retry_after_s)

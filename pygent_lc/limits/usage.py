@@ -4,6 +4,7 @@ of the last latencies (the p95), a set of the pairs."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -67,15 +68,9 @@ def row(
     *counts, latency_sum = totals  # UsageTotals' fields, then the latency sum
     usage = UsageTotals(*(type(zero)(n) for zero, n in zip(_ZEROS, counts, strict=True)))
     mean = latency_sum / counts[0] if counts[0] else 0.0
-    return UsageSummary(provider, model, usage, mean, percentile(latencies, 0.95))
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank (0 with no samples)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(fraction * len(ordered))) - 1]
+    ordered = sorted(latencies)  # the p95 by nearest rank
+    p95 = ordered[max(1, math.ceil(0.95 * len(ordered))) - 1] if ordered else 0.0
+    return UsageSummary(provider, model, usage, mean, p95)
 
 
 USAGE_LUA = """
@@ -169,24 +164,13 @@ class UsageTracker(BaseCallbackHandler):
             run = self._runs.pop(run_id, None)
         if run is not None:  # seen starting
             provider, model, started = run
-            self._add(provider, model, ended - started, replies or [], failed=replies is None)
+            self.count(provider, model, ended - started, *(replies or ()), failed=replies is None)
 
     def count(
-        self,
-        provider: str,
-        model: str,
-        latency_s: float,
-        reply: BaseMessage | None = None,
-        *,
-        failed: bool = False,
+        self, provider: str, model: str, latency_s: float, *replies: object, failed: bool = False
     ) -> None:
-        """One request that answered ``reply`` (a stream's chunks added up) or ``failed``: a
+        """One request that answered ``replies`` (a stream's chunks added up) or ``failed``: a
         policy's attempt when its calls carry this tracker (:func:`feeding`)."""
-        self._add(provider, model, latency_s, [] if failed or reply is None else [reply], failed)
-
-    def _add(
-        self, provider: str, model: str, latency_s: float, replies: list[BaseMessage], failed: bool
-    ) -> None:
         meter = CallMeter(provider, model, UsageTotals(calls=1, failures=int(failed)), latency_s)
         for reply in replies:
             meter.observe(reply)
@@ -231,17 +215,19 @@ def message_usage(message: BaseMessage) -> UsageTotals:
     )
 
 
+def finite(value: object) -> float | None:
+    """A number, or a string of one, as a finite float; else None (``True`` is no number)."""
+    if not isinstance(value, bool) and isinstance(value, int | float | str):
+        with contextlib.suppress(ValueError, OverflowError):  # 10**400: too large for a float
+            if math.isfinite(number := float(value)):
+                return number
+    return None
+
+
 def plausible_usd(value: object) -> float | None:
     """USD; 0.0 when absent (Ollama reports none); None unless 0 to MAX_PLAUSIBLE_COST_USD."""
-    if value is None:
-        return 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        amount = float(value)
-    except (ValueError, OverflowError):
-        return None
-    return amount if 0.0 <= amount <= MAX_PLAUSIBLE_COST_USD else None
+    amount = 0.0 if value is None else finite(value)
+    return amount if amount is not None and 0.0 <= amount <= MAX_PLAUSIBLE_COST_USD else None
 
 
 _warned: deque[str] = deque(maxlen=_WARNED_REPLIES)

@@ -8,7 +8,9 @@ import time
 from multiprocessing.queues import Queue
 
 from pygent_lc.host_pool import Count, Enter
-from pygent_lc.limits import BudgetRefusal, CallPlan, RateSpec, StateStore
+from pygent_lc.limits import RateSpec, StateStore
+from pygent_lc.limits.budget import BudgetRefusal
+from pygent_lc.limits.call import CallPlan
 from pygent_lc.limits.redis_store import RedisStore
 from tests.limits.steps import budget_reserve, budget_settle
 

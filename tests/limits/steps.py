@@ -6,26 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 from pygent_lc.backend import UsageTotals
-from pygent_lc.limits import (
+from pygent_lc.limits import RateSpec, StateStore
+from pygent_lc.limits.breaker import (
     ADMITTED,
     BreakerAdmission,
     BreakerOutcome,
     BreakerSpec,
     BreakerStatus,
+    CircuitBreaker,
+    ReadStatus,
+)
+from pygent_lc.limits.budget import (
+    DEFAULT_BUDGET_LEASE_S,
     BudgetRefusal,
     BudgetReservation,
     BudgetSpec,
     BudgetStatus,
-    CallEnd,
-    CallMeter,
-    CallPlan,
-    CallStart,
-    RateSpec,
-    Settlement,
-    StateStore,
+    ReadBudget,
 )
-from pygent_lc.limits.breaker import CircuitBreaker, ReadStatus
-from pygent_lc.limits.budget import DEFAULT_BUDGET_LEASE_S, ReadBudget
+from pygent_lc.limits.call import CallEnd, CallPlan, CallStart, Settlement
+from pygent_lc.limits.usage import CallMeter
 from pygent_lc.tot.value_store import CacheGet, CacheSet
 
 
@@ -51,12 +51,12 @@ async def abreaker_admit(store: Any, key: Any, threshold: Any, cooldown_s: Any) 
 
 def breaker_success(store: StateStore, key: str, admission: BreakerAdmission) -> bool:
     outcome = BreakerOutcome(key, admission, "success")
-    return store.end_call(CallEnd(breaker=outcome)).breaker_changed
+    return store.end_call(CallEnd(breaker=outcome))
 
 
 async def abreaker_success(store: Any, key: Any, admission: Any) -> Any:
     outcome = BreakerOutcome(key, admission, "success")
-    return (await store.aend_call(CallEnd(breaker=outcome))).breaker_changed
+    return await store.aend_call(CallEnd(breaker=outcome))
 
 
 def breaker_failure(
@@ -65,7 +65,7 @@ def breaker_failure(
     if not BreakerSpec(key, threshold, cooldown_s).enabled:
         return False
     outcome = BreakerOutcome(key, admission, "failure", threshold, error_summary)
-    return store.end_call(CallEnd(breaker=outcome)).breaker_changed
+    return store.end_call(CallEnd(breaker=outcome))
 
 
 async def abreaker_failure(
@@ -74,7 +74,7 @@ async def abreaker_failure(
     if not BreakerSpec(key, threshold, cooldown_s).enabled:
         return False
     outcome = BreakerOutcome(key, admission, "failure", threshold, error_summary)
-    return (await store.aend_call(CallEnd(breaker=outcome))).breaker_changed
+    return await store.aend_call(CallEnd(breaker=outcome))
 
 
 def breaker_release(store: Any, key: Any, admission: Any) -> Any:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from langchain_core.runnables import RunnableBinding, RunnableConfig
@@ -17,6 +19,7 @@ from pygent_lc.chain import ProviderChain
 from pygent_lc.errors import (
     AllProvidersFailedError,
     AuthenticationError,
+    ConfigurationError,
     ContentRefusedError,
     InsufficientCreditsError,
     ModelNotFoundError,
@@ -78,6 +81,24 @@ async def fail_times(runnable: ProviderPolicy, n: int) -> None:
     for _ in range(n):
         with pytest.raises(ProviderError):
             await runnable.ainvoke("hi")
+
+
+@pytest.mark.parametrize(
+    ("threshold", "cooldown", "named"),
+    [
+        (-1, 30.0, "failure_threshold"),
+        ("3", 30.0, "failure_threshold"),
+        (3, -0.5, "cooldown"),
+        (3, math.nan, "cooldown"),
+        (3, math.inf, "cooldown"),
+    ],
+)
+def test_a_negative_threshold_or_cooldown_is_a_configuration_error(
+    threshold: Any, cooldown: Any, named: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=named) as raised:
+        CircuitBreaker(failure_threshold=threshold, cooldown=cooldown)
+    assert raised.value.field == named
 
 
 async def test_opens_after_n_consecutive_failures() -> None:

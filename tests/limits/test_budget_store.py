@@ -11,15 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from pygent_lc.errors import BudgetExceededError, ConfigurationError
-from pygent_lc.limits import (
-    BudgetSpec,
-    CallPlan,
-    MemoryStore,
-    StateStore,
-    open_store,
-)
-from pygent_lc.limits.budget import CostBudget
-from pygent_lc.limits.call import HeldStream, Hold, budget_wait
+from pygent_lc.limits import MemoryStore, StateStore, open_store
+from pygent_lc.limits.budget import BudgetSpec, CostBudget
+from pygent_lc.limits.call import CallPlan, HeldStream, Hold, budget_wait
 from pygent_lc.limits.script import Step
 from tests.limits.steps import budget_spent, budget_status
 

@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 import pytest
 import redis
 
-from pygent_lc.limits import CallEnd, CallPlan, MemoryStore, ResilientStore, open_store
+from pygent_lc.limits import MemoryStore, ResilientStore, open_store
 from pygent_lc.limits.breaker import CircuitBreaker
+from pygent_lc.limits.call import CallEnd, CallPlan
+from pygent_lc.limits.redis_store import outage_of
 from pygent_lc.limits.script import Step
 from pygent_lc.policy import ProviderPolicy
 from pygent_lc.testing import ScriptedChatModel
@@ -278,7 +280,7 @@ def test_any_failure_of_the_step_after_the_call_keeps_the_reply(
     caplog: pytest.LogCaptureFixture, mode: str
 ) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
-    store = ResilientStore(FailsAfterCall(), (ConnectionError,))
+    store = ResilientStore(FailsAfterCall(), outage_of)
     seen: list[bool] = []
     assert call(policy_on(store, seen), "hi", mode) == "paid reply to hi"
     assert call(policy_on(store, seen), "hi", mode) == "paid reply to hi"

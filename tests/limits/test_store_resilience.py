@@ -13,15 +13,12 @@ from typing import TypeVar
 import pytest
 
 from pygent_lc.errors import ConfigurationError
-from pygent_lc.limits import (
-    BudgetReservation,
-    MemoryStore,
-    ResilientStore,
-    open_store,
-    redact_url,
-)
+from pygent_lc.limits import MemoryStore, ResilientStore, open_store, redact_url
+from pygent_lc.limits.budget import BudgetReservation
 from pygent_lc.limits.script import Step
 from pygent_lc.limits.shared import INSTALL_HINT
+from pygent_lc.limits.store import UNREACHABLE
+from pygent_lc.limits.store import Outage as StoreOutage
 from tests.limits.steps import (
     arate_take,
     breaker_admit,
@@ -161,6 +158,10 @@ class Outage(Exception):
     pass
 
 
+def outage(error: Exception) -> StoreOutage | None:
+    return UNREACHABLE if isinstance(error, Outage) else None
+
+
 class FlakyStore(MemoryStore):
     """A primary that fails with ``Outage`` while ``down``; counts the calls that reach it."""
 
@@ -183,7 +184,7 @@ def test_backoff_tries_the_primary_once_per_period_and_doubles(
     now = [0.0]
     primary = FlakyStore()
     store = ResilientStore(
-        primary, (Outage,), retry_after_s=1.0, max_retry_after_s=3.0, monotonic=lambda: now[0]
+        primary, outage, retry_after_s=1.0, max_retry_after_s=3.0, monotonic=lambda: now[0]
     )
     cache_set(store, "n", "k", "v")
     primary.down = True
@@ -219,7 +220,7 @@ def test_other_errors_are_bugs_and_propagate() -> None:
         def run(self, op: Step[T]) -> T:
             raise KeyError("a bug")
 
-    store = ResilientStore(Broken(), (Outage,))
+    store = ResilientStore(Broken(), outage)
     with pytest.raises(KeyError):
         cache_get(store, "n", "k")
 

@@ -17,18 +17,21 @@ from pygent_lc.limits.usage import (
     LATENCY_SAMPLES,
     CallMeter,
     UsageTracker,
-    percentile,
     plausible_usd,
 )
 from pygent_lc.testing import ScriptedChatModel
 from tests.loopback_server import LoopbackServer
 
 
-def test_p95_is_nearest_rank() -> None:
-    samples = [float(i) for i in range(1, 101)]
-    assert percentile(samples, 0.95) == 95.0
-    assert percentile([3.0], 0.95) == 3.0
-    assert percentile([1.0, 2.0], 0.95) == 2.0
+@pytest.mark.parametrize(
+    ("latencies", "p95"),
+    [([float(i) for i in range(1, 101)], 95.0), ([3.0], 3.0), ([1.0, 2.0], 2.0)],
+)
+def test_p95_is_nearest_rank(latencies: list[float], p95: float) -> None:
+    tracker = UsageTracker()
+    for latency in reversed(latencies):  # the order they came in does not matter
+        tracker.count("p", "m", latency)
+    assert tracker.summary()[("p", "m")].p95_latency_s == p95
 
 
 def test_tracker_keeps_the_latest_latencies_as_the_store_does() -> None:

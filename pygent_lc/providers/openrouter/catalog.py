@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import math
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -14,6 +12,7 @@ import httpx
 from pydantic import BaseModel, BeforeValidator, Field
 
 from pygent_lc.errors import ConfigurationError, ModelNotFoundError, ProviderError, PygentError
+from pygent_lc.limits.usage import finite
 from pygent_lc.providers.error_mapping import holds_secret, map_exception
 from pygent_lc.providers.status import ModelListing, ProviderHealth, one_line, timed
 from pygent_lc.settings import Settings
@@ -22,25 +21,17 @@ CATALOG_TTL_S = 600.0
 PER_MILLION = 1_000_000
 
 
-def _finite(value: object) -> float | None:
-    if not isinstance(value, bool) and isinstance(value, int | float | str):
-        with contextlib.suppress(ValueError, OverflowError):  # 10**400: too large for a float
-            if math.isfinite(number := float(value)):
-                return number
-    return None
-
-
 def _int_or_none(value: object) -> int | None:
     return value if type(value) is int else None
 
 
 def _cost(value: object) -> float:
     """Unknown or negative ("varies", on routers) is no cost."""
-    return max(_finite(value) or 0.0, 0.0)
+    return max(finite(value) or 0.0, 0.0)
 
 
 # Figures from OpenRouter's replies: junk (NaN, text, lists) is unknown, never an error.
-_Figure = Annotated[float | None, BeforeValidator(_finite)]
+_Figure = Annotated[float | None, BeforeValidator(finite)]
 _Count = Annotated[int | None, BeforeValidator(_int_or_none)]
 _Text = Annotated[str | None, BeforeValidator(lambda v: v if isinstance(v, str) else None)]
 
@@ -76,7 +67,7 @@ class KeyStatus(BaseModel, frozen=True):
     label: _Text = None
     limit: _Figure = None
     limit_remaining: _Figure = None
-    usage: Annotated[float, BeforeValidator(lambda v: _finite(v) or 0.0)] = 0.0
+    usage: Annotated[float, BeforeValidator(lambda v: finite(v) or 0.0)] = 0.0
     is_free_tier: Annotated[bool, BeforeValidator(bool)] = False
 
 
