@@ -200,7 +200,7 @@ class Settings(BaseSettings):
         url, key = self.openrouter.base_url, self.openrouter.api_key
         host = (urlsplit(url).hostname or "").rstrip(".")
         try:
-            loopback = ipaddress.ip_address(host).is_loopback
+            loopback = ipaddress.ip_address(host.removeprefix("::ffff:")).is_loopback  # as IPv6 too
         except ValueError:
             loopback = host == "localhost"
         if key and url.startswith("http://") and not (self.allow_insecure_http or loopback):
