@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic_core import PydanticCustomError
 
 from pygent_lc.errors import ConfigurationError
+from pygent_lc.providers.registry import find_provider
 from pygent_lc.validation import MaxTokens, Temperature
 
 # Calls in flight: a cloud provider takes a Game-of-24 level in one or two waves; a local
@@ -75,8 +76,6 @@ class ToTConfig(BaseModel):
     @classmethod
     def for_provider(cls, provider: str, **overrides: Any) -> ToTConfig:
         """A config whose ``max_concurrency`` suits ``provider`` (local or cloud)."""
-        from pygent_lc.providers.registry import find_provider  # the providers come later
-
         spec = find_provider(provider)
         local = spec is not None and spec.local
         concurrency = LOCAL_MAX_CONCURRENCY if local else CLOUD_MAX_CONCURRENCY
