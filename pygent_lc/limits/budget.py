@@ -288,14 +288,15 @@ def _positive_int(value: object) -> int | None:
 def spend_meter(total: Callable[[], float]) -> Callable[[], float]:
     """Each call's cost as what a running ``total`` grew by since the last reading
     (overlapping calls' own before/after differences would count each other's cost)."""
-    lock, last = threading.Lock(), [0.0]
+    lock, last = threading.Lock(), 0.0
 
     def measure() -> float:
+        nonlocal last
         with lock:
             now = total()
             if not math.isfinite(now):
                 return 0.0
-            cost, last[0] = max(0.0, now - last[0]), now
+            cost, last = max(0.0, now - last), now
             return cost
 
     return measure
